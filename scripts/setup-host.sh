@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the Debian packages hostvisor builds, runs and tests with. Idempotent:
+# does nothing when everything is there. As root it runs apt-get directly;
+# otherwise through sudo (only for apt).
+set -euo pipefail
+
+packages=(
+  # build
+  cmake ninja-build clang lld pkg-config
+  libzydis-dev liburing-dev libslirp-dev libseccomp-dev nlohmann-json3-dev libcli11-dev libspdlog-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libclang-rt-14-dev
+  # default guest and test images
+  busybox-static cpio e2fsprogs
+  # interoperability oracles and peers
+  qemu-utils qemu-system-x86 acpica-tools
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+sudo=()
+[ "$(id -u)" -eq 0 ] || sudo=(sudo)
+echo "hostvisor set-up: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -q
+"${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"

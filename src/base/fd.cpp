@@ -1,0 +1,59 @@
+#include "base/fd.h"
+
+#include <fcntl.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace hostvisor {
+
+void UniqueFd::reset(int fd) {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = fd;
+}
+
+Result<UniqueFd> open_file(const std::string& path, int flags, int mode) {
+  int fd = ::open(path.c_str(), flags | O_CLOEXEC, mode);
+  if (fd < 0) {
+    int err = errno;
+    ErrorCode code = err == ENOENT ? ErrorCode::kNotFound : ErrorCode::kIo;
+    return Error(code, path + ": " + std::strerror(err));
+  }
+  return UniqueFd(fd);
+}
+
+Result<std::string> read_file(const std::string& path) {
+  UniqueFd fd = HV_TRY(open_file(path, O_RDONLY));
+  std::string out;
+  char buffer[65536];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buffer, sizeof buffer);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Error::from_errno(path);
+    }
+    if (n == 0) break;
+    out.append(buffer, static_cast<size_t>(n));
+  }
+  return out;
+}
+
+Result<EventFd> EventFd::create(unsigned initial, int flags) {
+  int fd = ::eventfd(initial, flags | EFD_CLOEXEC);
+  if (fd < 0) return Error::from_errno("eventfd");
+  return EventFd(UniqueFd(fd));
+}
+
+void EventFd::signal(uint64_t value) const {
+  // A full counter (2^64-2) cannot happen in practice; a failed write only
+  // loses a wake-up that a pending one already covers.
+  [[maybe_unused]] ssize_t n = ::write(fd_.get(), &value, sizeof value);
+}
+
+uint64_t EventFd::consume() const {
+  uint64_t value = 0;
+  if (::read(fd_.get(), &value, sizeof value) != sizeof value) return 0;
+  return value;
+}
+
+}  // namespace hostvisor

@@ -1,0 +1,54 @@
+// Owning file descriptor and eventfd wrappers.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+
+#include "base/result.h"
+
+namespace hostvisor {
+
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  ~UniqueFd() { reset(); }
+  UniqueFd(UniqueFd&& other) noexcept : fd_(other.release()) {}
+  UniqueFd& operator=(UniqueFd&& other) noexcept {
+    if (this != &other) reset(other.release());
+    return *this;
+  }
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+  int release() { return std::exchange(fd_, -1); }
+  void reset(int fd = -1);
+
+ private:
+  int fd_ = -1;
+};
+
+// Opens path with flags (O_CLOEXEC is always added).
+Result<UniqueFd> open_file(const std::string& path, int flags, int mode = 0644);
+
+// Reads a whole (small) file, such as a kernel image or a /proc entry.
+Result<std::string> read_file(const std::string& path);
+
+class EventFd {
+ public:
+  static Result<EventFd> create(unsigned initial = 0, int flags = 0);
+  int fd() const { return fd_.get(); }
+  // Adds value to the counter; wakes a reader.
+  void signal(uint64_t value = 1) const;
+  // Reads and clears the counter; 0 if non-blocking and nothing was pending.
+  uint64_t consume() const;
+
+ private:
+  explicit EventFd(UniqueFd fd) : fd_(std::move(fd)) {}
+  UniqueFd fd_;
+};
+
+}  // namespace hostvisor

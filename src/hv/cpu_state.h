@@ -1,0 +1,73 @@
+// Backend-neutral x86-64 CPU state. Both backends read and write these, so
+// loaders set up a boot CPU without knowing the backend, and a snapshot taken
+// on one backend restores on the other.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace hostvisor {
+
+struct Registers {
+  uint64_t rax = 0, rbx = 0, rcx = 0, rdx = 0, rsi = 0, rdi = 0, rsp = 0, rbp = 0;
+  uint64_t r8 = 0, r9 = 0, r10 = 0, r11 = 0, r12 = 0, r13 = 0, r14 = 0, r15 = 0;
+  uint64_t rip = 0;
+  uint64_t rflags = 0x2;  // bit 1 is always set
+};
+
+// A segment register with its hidden (descriptor cache) part.
+struct Segment {
+  uint64_t base = 0;
+  uint32_t limit = 0xffff;
+  uint16_t selector = 0;
+  uint8_t type = 0;  // descriptor type field (4 bits)
+  uint8_t dpl = 0;
+  bool present = true;
+  bool s = true;     // code/data (true) or system (false)
+  bool db = false;   // default operand size 32
+  bool l = false;    // 64-bit code segment
+  bool g = false;    // limit in 4 KiB units
+  bool avl = false;
+  bool unusable = false;
+};
+
+struct DescriptorTable {
+  uint64_t base = 0;
+  uint16_t limit = 0xffff;
+};
+
+struct SystemRegisters {
+  Segment cs, ds, es, fs, gs, ss, tr, ldt;
+  DescriptorTable gdt, idt;
+  uint64_t cr0 = 0x60000010, cr2 = 0, cr3 = 0, cr4 = 0, cr8 = 0;
+  uint64_t efer = 0;
+  uint64_t apic_base = 0xfee00900;  // enabled, BSP
+};
+
+// Architectural bits the loaders and backends both need.
+namespace x86 {
+constexpr uint64_t kCr0Pe = 1ull << 0;
+constexpr uint64_t kCr0Mp = 1ull << 1;
+constexpr uint64_t kCr0Et = 1ull << 4;
+constexpr uint64_t kCr0Ne = 1ull << 5;
+constexpr uint64_t kCr0Wp = 1ull << 16;
+constexpr uint64_t kCr0Pg = 1ull << 31;
+constexpr uint64_t kCr4Pae = 1ull << 5;
+constexpr uint64_t kCr4Pge = 1ull << 7;
+constexpr uint64_t kEferSce = 1ull << 0;
+constexpr uint64_t kEferLme = 1ull << 8;
+constexpr uint64_t kEferLma = 1ull << 10;
+constexpr uint64_t kEferNxe = 1ull << 11;
+constexpr uint64_t kRflagsIf = 1ull << 9;
+}  // namespace x86
+
+struct Msr {
+  uint32_t index = 0;
+  uint64_t value = 0;
+};
+
+// Real-mode reset state of an x86 CPU (what a vCPU holds before a loader sets
+// it up): CS:IP = F000:FFF0 with CS base FFFF0000.
+SystemRegisters reset_system_registers();
+
+}  // namespace hostvisor

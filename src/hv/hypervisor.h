@@ -1,0 +1,63 @@
+// The backend-neutral hypervisor interface: a Hypervisor makes Vms, a Vm
+// maps guest RAM and makes Vcpus, a Vcpu runs until an exit.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "hv/cpu_state.h"
+#include "hv/interrupts.h"
+#include "hv/vcpu_exit.h"
+#include "memory/guest_memory.h"
+
+namespace hostvisor {
+
+class Vcpu {
+ public:
+  virtual ~Vcpu() = default;
+
+  // Runs the vCPU on the calling thread until an exit. A run() after an I/O
+  // exit completes that access with the data the VMM wrote into the exit.
+  virtual Result<VcpuExit> run() = 0;
+
+  // Thread-safe: makes a run() in progress (or the next one) return
+  // InterruptedExit promptly.
+  virtual void kick() = 0;
+
+  virtual Result<Registers> get_registers() = 0;
+  virtual Result<void> set_registers(const Registers& regs) = 0;
+  virtual Result<SystemRegisters> get_system_registers() = 0;
+  virtual Result<void> set_system_registers(const SystemRegisters& sregs) = 0;
+  virtual Result<void> set_msrs(const std::vector<Msr>& msrs) = 0;
+
+  virtual unsigned index() const = 0;
+};
+
+struct VmConfig {
+  unsigned vcpu_count = 1;
+};
+
+class Vm {
+ public:
+  virtual ~Vm() = default;
+
+  // Makes the regions of `memory` guest RAM. The memory must outlive the Vm.
+  virtual Result<void> map_memory(const GuestMemory& memory) = 0;
+
+  // Creates vCPU `index` (0 is the boot processor). Its APIC id is `index`.
+  virtual Result<std::unique_ptr<Vcpu>> create_vcpu(unsigned index) = 0;
+
+  virtual InterruptController& interrupts() = 0;
+};
+
+class Hypervisor {
+ public:
+  virtual ~Hypervisor() = default;
+  virtual const char* name() const = 0;  // "kvm" or "emu"
+  virtual Result<std::unique_ptr<Vm>> create_vm(const VmConfig& config) = 0;
+};
+
+}  // namespace hostvisor

@@ -1,0 +1,85 @@
+// Guest RAM: one memfd holding every region, each region mapped once into
+// the host. All guest-memory access goes through these accessors, which check
+// bounds with overflow-safe arithmetic; an access that is not wholly inside
+// one region fails (it never wraps, never touches host memory outside RAM).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "base/fd.h"
+#include "base/result.h"
+#include "memory/guest_address.h"
+
+namespace hostvisor {
+
+struct MemoryRegionSpec {
+  GuestAddress start;
+  uint64_t size;
+};
+
+class GuestMemory {
+ public:
+  struct Region {
+    GuestAddress start;
+    uint64_t size;
+    uint8_t* host;         // mapping of this region
+    uint64_t file_offset;  // offset of this region in the memfd
+    GuestAddress end() const { return start + size; }
+  };
+
+  // Regions must be page-aligned, non-empty and must not overlap.
+  static Result<GuestMemory> create(const std::vector<MemoryRegionSpec>& specs);
+
+  GuestMemory() = default;
+  GuestMemory(GuestMemory&&) noexcept;
+  GuestMemory& operator=(GuestMemory&&) noexcept;
+  GuestMemory(const GuestMemory&) = delete;
+  GuestMemory& operator=(const GuestMemory&) = delete;
+  ~GuestMemory();
+
+  const std::vector<Region>& regions() const { return regions_; }
+  uint64_t total_size() const;
+  int memfd() const { return memfd_.get(); }
+
+  // True when [address, address + length) lies wholly inside one region.
+  bool contains(GuestAddress address, uint64_t length) const;
+
+  Result<void> read(GuestAddress address, std::span<uint8_t> out) const;
+  Result<void> write(GuestAddress address, std::span<const uint8_t> data);
+  Result<void> fill(GuestAddress address, uint8_t value, uint64_t length);
+
+  template <typename T>
+  Result<T> read_obj(GuestAddress address) const {
+    static_assert(std::is_trivially_copyable_v<T>);
+    T value;
+    HV_TRY(read(address, std::span(reinterpret_cast<uint8_t*>(&value), sizeof(T))));
+    return value;
+  }
+  template <typename T>
+  Result<void> write_obj(GuestAddress address, const T& value) {
+    static_assert(std::is_trivially_copyable_v<T>);
+    return write(address, std::span(reinterpret_cast<const uint8_t*>(&value), sizeof(T)));
+  }
+
+  // A view of guest memory for a bulk copy done right away (loaders, device
+  // DMA). Do not keep it: the contract is no long-lived pointers into RAM.
+  Result<std::span<uint8_t>> slice(GuestAddress address, uint64_t length) const;
+
+  // Host pointer for [address, address + length) or nullptr if not inside one
+  // region. For the software CPU's TLB, which revalidates on every miss.
+  uint8_t* host_pointer(GuestAddress address, uint64_t length) const;
+
+ private:
+  const Region* find(GuestAddress address, uint64_t length) const;
+  void unmap_all();
+
+  UniqueFd memfd_;
+  std::vector<Region> regions_;
+};
+
+}  // namespace hostvisor
