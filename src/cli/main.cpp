@@ -1,0 +1,29 @@
+// hostvisor: the command line.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+
+#include "base/log.h"
+#include "cli/disk_command.h"
+#include "cli/run_command.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"hostvisor: a hosted hypervisor for Linux hosts (KVM or its own software x86-64 CPU)", "hostvisor"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "hostvisor 0.1");
+  std::string log_level = "warn";
+  app.add_option("--log-level", log_level, "trace, debug, info, warn (default), error")->capture_default_str();
+
+  int exit_status = 0;
+  hostvisor::cli::add_run_command(app, &exit_status);
+  hostvisor::cli::add_disk_command(app, &exit_status);
+  app.parse_complete_callback([&] { hostvisor::init_logging(log_level); });
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    // CLI11 uses 0 for --help/--version; everything else is a usage error.
+    return code == 0 ? 0 : 2;
+  }
+  return exit_status;
+}

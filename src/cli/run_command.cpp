@@ -1,0 +1,76 @@
+#include "cli/run_command.h"
+
+#include <cstdio>
+#include <memory>
+
+#include "base/size.h"
+#include "vmm/machine.h"
+
+namespace hostvisor::cli {
+
+namespace {
+
+struct RunOptions {
+  std::string kernel, initrd, append, memory = "256M", accel = "auto";
+  unsigned cpus = 1;
+  bool debug_exit = false;
+};
+
+void fail(const std::string& message) { std::fprintf(stderr, "hostvisor: %s\n", message.c_str()); }
+
+int run(const RunOptions& options) {
+  MachineConfig config;
+  if (options.kernel.empty()) {
+    fail("run: --kernel is required until the default guest lands (hostvisor run --kernel FILE)");
+    return 2;
+  }
+  config.kernel_path = options.kernel;
+  config.initrd_path = options.initrd;
+  config.cmdline = options.append;
+  config.cpus = options.cpus;
+  config.debug_exit = options.debug_exit;
+  auto memory = parse_size(options.memory);
+  if (!memory) {
+    fail("--memory: " + memory.error().message());
+    return 2;
+  }
+  config.memory_bytes = *memory;
+  auto accel = parse_accel(options.accel);
+  if (!accel) {
+    fail("--accel: " + accel.error().message());
+    return 2;
+  }
+  config.accel = *accel;
+
+  auto machine = Machine::create(config);
+  if (!machine) {
+    fail(machine.error().message());
+    return 1;
+  }
+  if (config.accel == Accel::kAuto || !(*machine)->accel_reason().empty())
+    std::fprintf(stderr, "hostvisor: accel %s: %s\n", (*machine)->backend_name(), (*machine)->accel_reason().c_str());
+
+  RunOutcome outcome = (*machine)->run();
+  if (!outcome.message.empty()) std::fprintf(stderr, "\r\nhostvisor: %s\n", outcome.message.c_str());
+  return outcome.exit_status;
+}
+
+}  // namespace
+
+void add_run_command(CLI::App& app, int* exit_status) {
+  auto options = std::make_shared<RunOptions>();
+  CLI::App* cmd = app.add_subcommand("run", "Boot a guest on this terminal (the guest's serial console)");
+  cmd->add_option("--kernel", options->kernel,
+                  "Kernel to boot: a Linux bzImage, an ELF64 (PVH or 64-bit entry) or a multiboot v1 image")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--initrd", options->initrd, "Initial ramdisk (multiboot: module 0)")->check(CLI::ExistingFile);
+  cmd->add_option("--append", options->append, "Kernel command line");
+  cmd->add_option("--memory,-m", options->memory, "Guest RAM, e.g. 256M, 2G")->capture_default_str();
+  cmd->add_option("--cpus", options->cpus, "Number of vCPUs")->capture_default_str()->check(CLI::Range(1u, kMaxVcpus));
+  cmd->add_option("--accel", options->accel, "CPU backend: auto, kvm or emu")->capture_default_str();
+  cmd->add_flag("--debug-exit", options->debug_exit,
+                "Add an isa-debug-exit device at port 0xf4: a guest write of v exits with status (v << 1) | 1");
+  cmd->callback([options, exit_status] { *exit_status = run(*options); });
+}
+
+}  // namespace hostvisor::cli

@@ -1,0 +1,288 @@
+#include "vmm/machine.h"
+
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+
+#include "arch/x86_64/kernel_loader.h"
+#include "arch/x86_64/layout.h"
+#include "base/log.h"
+#include "base/size.h"
+#include "devices/legacy/cmos_rtc.h"
+#include "devices/legacy/debug_exit.h"
+#include "devices/legacy/i8042.h"
+#include "devices/legacy/port_61.h"
+#include "devices/legacy/post_code.h"
+#include "devices/legacy/serial_8250.h"
+#include "vmm/console.h"
+
+namespace hostvisor {
+
+namespace {
+
+// PC ISA interrupt lines of the legacy devices.
+constexpr uint32_t kCom1Irq = 4;
+constexpr uint16_t kCom1Base = 0x3f8;
+
+template <class... Ts>
+struct Overloaded : Ts... {
+  using Ts::operator()...;
+};
+template <class... Ts>
+Overloaded(Ts...) -> Overloaded<Ts...>;
+
+void write_all(int fd, std::span<const uint8_t> data) {
+  while (!data.empty()) {
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0) {
+      if (errno == EINTR || errno == EAGAIN) continue;
+      return;  // stdout closed: the guest's output has nowhere to go
+    }
+    data = data.subspan(static_cast<size_t>(n));
+  }
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Machine>> Machine::create(const MachineConfig& config) {
+  std::unique_ptr<Machine> machine(new Machine(config));
+  HV_TRY(machine->build());
+  return machine;
+}
+
+Machine::~Machine() {
+  request_stop(RunOutcome{RunOutcome::Kind::kUserQuit, 0, ""});
+  for (auto& t : threads_)
+    if (t.joinable()) t.join();
+  if (event_loop_) event_loop_->stop();
+}
+
+Result<void> Machine::build() {
+  if (config_.cpus == 0 || config_.cpus > kMaxVcpus)
+    return Error(ErrorCode::kInvalidArgument,
+                 "--cpus " + std::to_string(config_.cpus) + ": must be between 1 and " + std::to_string(kMaxVcpus));
+
+  AccelChoice choice = HV_TRY(choose_accel(config_.accel, probe_host_virtualization()));
+  accel_reason_ = choice.reason;
+  hypervisor_ = HV_TRY(create_hypervisor(choice.accel));
+
+  const arch::MemoryLayout layout = HV_TRY(arch::memory_layout(config_.memory_bytes));
+  memory_ = HV_TRY(GuestMemory::create(layout.regions()));
+
+  vm_ = HV_TRY(hypervisor_->create_vm(VmConfig{config_.cpus}));
+  HV_TRY(vm_->map_memory(memory_));
+
+  HV_TRY(add_legacy_devices());
+
+  arch::KernelImage image;
+  image.kernel = HV_TRY(read_file(config_.kernel_path));
+  if (!config_.initrd_path.empty()) image.initrd = HV_TRY(read_file(config_.initrd_path));
+  image.cmdline = config_.cmdline;
+  auto boot = arch::load_kernel(memory_, layout, image);
+  if (!boot) return std::move(boot).error().with_context(config_.kernel_path);
+  HV_LOG_INFO("loaded {} as {}", config_.kernel_path, boot->format);
+
+  for (unsigned i = 0; i < config_.cpus; ++i) vcpus_.push_back(HV_TRY(vm_->create_vcpu(i)));
+  Vcpu& bsp = *vcpus_[0];
+  HV_TRY(bsp.set_system_registers(boot->sregs));
+  HV_TRY(bsp.set_registers(boot->regs));
+  return {};
+}
+
+Result<void> Machine::add_legacy_devices() {
+  InterruptController& irq = vm_->interrupts();
+  serial_ = std::make_shared<Serial8250>([](std::span<const uint8_t> bytes) { write_all(STDOUT_FILENO, bytes); },
+                                         IrqLine(&irq, kCom1Irq));
+  HV_TRY(pio_bus_.insert(serial_, kCom1Base, 8));
+
+  auto rtc = std::make_shared<CmosRtc>();
+  rtc->set_memory_size(config_.memory_bytes);
+  HV_TRY(pio_bus_.insert(rtc, 0x70, 2));
+  HV_TRY(pio_bus_.insert(std::make_shared<I8042>(this, IrqLine(&irq, 1), IrqLine(&irq, 12)), 0x60, 1));
+  HV_TRY(pio_bus_.insert(std::make_shared<SystemControlPortB>(), 0x61, 1));
+  HV_TRY(pio_bus_.insert(std::make_shared<PostCode>(), 0x80, 1));
+  if (config_.debug_exit) HV_TRY(pio_bus_.insert(std::make_shared<DebugExit>(this), 0xf4, 4));
+  return {};
+}
+
+Result<void> Machine::setup_console() {
+  event_loop_ = HV_TRY(EventLoop::create());
+
+  // SIGINT/SIGTERM/SIGHUP end the run cleanly (terminal restored) through a
+  // signalfd; they are blocked in every thread created after this.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  int sfd = ::signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (sfd < 0) return Error::from_errno("signalfd");
+  auto signal_fd = std::make_shared<UniqueFd>(sfd);
+  HV_TRY(event_loop_->add(sfd, [this, signal_fd](uint32_t) {
+    signalfd_siginfo info{};
+    if (::read(signal_fd->get(), &info, sizeof info) != sizeof info) return;
+    request_stop(RunOutcome{RunOutcome::Kind::kUserQuit, 0,
+                            std::string("stopped by ") + ::strsignal(static_cast<int>(info.ssi_signo))});
+  }));
+
+  // Host input to the guest's UART. EOF on stdin (a closed pipe, /dev/null)
+  // just stops the input; the guest keeps running.
+  auto escape = std::make_shared<ConsoleEscape>();
+  auto stdin_result = event_loop_->add(STDIN_FILENO, [this, escape](uint32_t events) {
+    uint8_t buffer[1024];
+    ssize_t n = ::read(STDIN_FILENO, buffer, sizeof buffer);
+    if (n <= 0) {
+      if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
+      event_loop_->remove(STDIN_FILENO);
+      return;
+    }
+    std::vector<uint8_t> to_guest;
+    auto command = escape->feed(std::span(buffer, static_cast<size_t>(n)), to_guest);
+    std::span<const uint8_t> pending(to_guest);
+    // The UART buffers a little; wait for the guest to drain the rest rather
+    // than drop keystrokes or pasted text.
+    while (!pending.empty() && state_ != State::kStopped) {
+      pending = pending.subspan(serial_->enqueue_input(pending));
+      if (!pending.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    if (command == ConsoleEscape::Command::kHelp) {
+      const char* help = ConsoleEscape::help_text();
+      write_all(STDOUT_FILENO, std::span(reinterpret_cast<const uint8_t*>(help), std::strlen(help)));
+    } else if (command == ConsoleEscape::Command::kQuit) {
+      request_stop(RunOutcome{RunOutcome::Kind::kUserQuit, 0, "quit from the console (Ctrl-A x)"});
+    }
+  });
+  if (!stdin_result) HV_LOG_DEBUG("no console input: {}", stdin_result.error().message());
+  return {};
+}
+
+RunOutcome Machine::run() {
+  auto console = setup_console();
+  if (!console) return RunOutcome{RunOutcome::Kind::kFailure, 1, console.error().message()};
+  RawTerminal raw(STDIN_FILENO);
+
+  state_ = State::kRunning;
+  event_loop_->start();
+  for (unsigned i = 0; i < vcpus_.size(); ++i) threads_.emplace_back([this, i] { vcpu_thread(i); });
+
+  RunOutcome outcome;
+  {
+    std::unique_lock lock(mutex_);
+    state_changed_.wait(lock, [this] { return outcome_.has_value(); });
+    outcome = *outcome_;
+  }
+  for (auto& t : threads_) t.join();
+  threads_.clear();
+  event_loop_->stop();
+  return outcome;
+}
+
+void Machine::vcpu_thread(unsigned index) {
+  Vcpu& vcpu = *vcpus_[index];
+  while (state_ != State::kStopped) {
+    park_if_paused(index);
+    if (state_ == State::kStopped) break;
+    auto exit = vcpu.run();
+    if (!exit) {
+      request_stop(RunOutcome{RunOutcome::Kind::kFailure, 1,
+                              "vCPU " + std::to_string(index) + ": " + exit.error().message()});
+      break;
+    }
+    if (!handle_exit(index, *exit)) break;
+  }
+}
+
+bool Machine::handle_exit(unsigned index, VcpuExit& exit) {
+  return std::visit(
+      Overloaded{
+          [&](PortIoExit& io) {
+            for (uint32_t i = 0; i < io.count; ++i) {
+              auto data = io.data.subspan(static_cast<size_t>(i) * io.size, io.size);
+              bool claimed = io.is_write ? pio_bus_.write(io.port, data) : pio_bus_.read(io.port, data);
+              if (!claimed) HV_LOG_DEBUG("unclaimed port {} {:#x}", io.is_write ? "write" : "read", io.port);
+            }
+            return true;
+          },
+          [&](MmioExit& mmio) {
+            bool claimed = mmio.is_write ? mmio_bus_.write(mmio.address, mmio.data) : mmio_bus_.read(mmio.address, mmio.data);
+            if (!claimed) HV_LOG_DEBUG("unclaimed MMIO {} {:#x}", mmio.is_write ? "write" : "read", mmio.address);
+            return true;
+          },
+          [&](HaltExit&) {
+            request_stop(RunOutcome{RunOutcome::Kind::kGuestStuck, 4,
+                                    "vCPU " + std::to_string(index) +
+                                        " halted with interrupts disabled: the guest can never continue"});
+            return false;
+          },
+          [&](SystemEventExit& event) {
+            switch (event.kind) {
+              case SystemEventExit::Kind::kPowerOff: request_poweroff(); break;
+              case SystemEventExit::Kind::kReset: request_reset(); break;
+              case SystemEventExit::Kind::kTripleFault:
+                request_stop(RunOutcome{RunOutcome::Kind::kTripleFault, 4,
+                                        "the guest triple-faulted on vCPU " + std::to_string(index) +
+                                            " (CPU shutdown)"});
+                break;
+            }
+            return false;
+          },
+          [&](InterruptedExit&) { return true; },
+          [&](FailureExit& failure) {
+            request_stop(RunOutcome{RunOutcome::Kind::kFailure, 1,
+                                    "vCPU " + std::to_string(index) + " cannot continue: " + failure.detail});
+            return false;
+          },
+      },
+      exit);
+}
+
+void Machine::park_if_paused(unsigned index) {
+  std::unique_lock lock(mutex_);
+  if (state_ != State::kPaused) return;
+  ++parked_vcpus_;
+  state_changed_.notify_all();
+  state_changed_.wait(lock, [this] { return state_ != State::kPaused; });
+  --parked_vcpus_;
+}
+
+void Machine::pause() {
+  std::unique_lock lock(mutex_);
+  if (state_ != State::kRunning) return;
+  state_ = State::kPaused;
+  for (auto& v : vcpus_) v->kick();
+  state_changed_.wait(lock, [this] { return parked_vcpus_ == threads_.size() || state_ != State::kPaused; });
+}
+
+void Machine::resume() {
+  std::lock_guard lock(mutex_);
+  if (state_ != State::kPaused) return;
+  state_ = State::kRunning;
+  state_changed_.notify_all();
+}
+
+void Machine::request_stop(RunOutcome outcome) {
+  {
+    std::lock_guard lock(mutex_);
+    if (state_ == State::kStopped) return;
+    state_ = State::kStopped;
+    outcome_ = std::move(outcome);
+  }
+  state_changed_.notify_all();
+  for (auto& v : vcpus_) v->kick();
+}
+
+void Machine::request_exit(int status) {
+  request_stop(RunOutcome{RunOutcome::Kind::kDebugExit, status, ""});
+}
+
+void Machine::request_reset() {
+  request_stop(RunOutcome{RunOutcome::Kind::kReset, 3, "the guest reset the machine; ending the run"});
+}
+
+void Machine::request_poweroff() { request_stop(RunOutcome{RunOutcome::Kind::kPowerOff, 0, ""}); }
+
+}  // namespace hostvisor

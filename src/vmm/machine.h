@@ -1,0 +1,82 @@
+// The Machine: a MachineConfig turned into a running VM — guest RAM, a
+// backend Vm and its vCPUs, the buses with their devices, the loaded kernel —
+// plus the threads that run it: one per vCPU and the device event loop.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "base/result.h"
+#include "devices/bus/bus.h"
+#include "devices/system_control.h"
+#include "hv/hypervisor.h"
+#include "memory/guest_memory.h"
+#include "vmm/event_loop.h"
+#include "vmm/machine_config.h"
+#include "vmm/run_outcome.h"
+
+namespace hostvisor {
+
+class Serial8250;
+
+class Machine final : public SystemControl {
+ public:
+  enum class State { kCreated, kRunning, kPaused, kStopped };
+
+  // Builds the machine; nothing runs until run(). `accel_reason` receives
+  // the one-line explanation of the backend choice.
+  static Result<std::unique_ptr<Machine>> create(const MachineConfig& config);
+  ~Machine() override;
+
+  const std::string& accel_reason() const { return accel_reason_; }
+  const char* backend_name() const { return hypervisor_->name(); }
+
+  // Starts the vCPUs and the console and blocks until the guest ends.
+  RunOutcome run();
+
+  // Thread-safe lifecycle control (the API and the console use these).
+  void pause();
+  void resume();
+  void request_stop(RunOutcome outcome);
+  State state() const { return state_.load(); }
+
+  // SystemControl, called by devices.
+  void request_exit(int status) override;
+  void request_reset() override;
+  void request_poweroff() override;
+
+ private:
+  explicit Machine(const MachineConfig& config) : config_(config) {}
+  Result<void> build();
+  Result<void> add_legacy_devices();
+  Result<void> setup_console();
+  void vcpu_thread(unsigned index);
+  // Handles one exit; returns false when the vCPU thread must end.
+  bool handle_exit(unsigned index, VcpuExit& exit);
+  void park_if_paused(unsigned index);
+
+  MachineConfig config_;
+  std::string accel_reason_;
+  std::unique_ptr<Hypervisor> hypervisor_;
+  GuestMemory memory_;
+  std::unique_ptr<Vm> vm_;
+  std::vector<std::unique_ptr<Vcpu>> vcpus_;
+  Bus pio_bus_{"port I/O", 0xffff};
+  Bus mmio_bus_{"MMIO"};
+  std::shared_ptr<Serial8250> serial_;
+  std::unique_ptr<EventLoop> event_loop_;
+
+  std::atomic<State> state_{State::kCreated};
+  std::mutex mutex_;
+  std::condition_variable state_changed_;
+  unsigned parked_vcpus_ = 0;
+  std::optional<RunOutcome> outcome_;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace hostvisor

@@ -1,0 +1,23 @@
+// Everything `hostvisor run` was asked for, validated by the CLI.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "hv/accel.h"
+
+namespace hostvisor {
+
+struct MachineConfig {
+  std::string kernel_path;
+  std::string initrd_path;  // empty: none
+  std::string cmdline;
+  uint64_t memory_bytes = 256ull << 20;
+  unsigned cpus = 1;
+  Accel accel = Accel::kAuto;
+  bool debug_exit = false;  // isa-debug-exit compatible device at port 0xf4
+};
+
+constexpr unsigned kMaxVcpus = 255;  // xAPIC ids are 8 bits; 255 is broadcast
+
+}  // namespace hostvisor

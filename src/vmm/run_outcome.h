@@ -1,0 +1,23 @@
+// How a run of a guest ended, and the exit status hostvisor reports for it.
+#pragma once
+
+#include <string>
+
+namespace hostvisor {
+
+struct RunOutcome {
+  enum class Kind {
+    kPowerOff,     // the guest powered off: status 0
+    kUserQuit,     // Ctrl-A x, SIGINT/SIGTERM: status 0
+    kDebugExit,    // the guest wrote v to the debug-exit port: status (v << 1) | 1
+    kReset,        // the guest reset the machine: status 3 (reboot comes with the PC platform)
+    kTripleFault,  // the guest shut its CPU down: status 4
+    kGuestStuck,   // a vCPU halted with nothing that could ever wake it: status 4
+    kFailure,      // hostvisor could not go on: status 1
+  };
+  Kind kind = Kind::kFailure;
+  int exit_status = 1;
+  std::string message;  // one line for the user; empty for a clean power-off
+};
+
+}  // namespace hostvisor
