@@ -27,8 +27,7 @@ test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 900
 
 bench: build
-	cmake --build $(BUILD) --target bench_all
-	$(BUILD)/bench/run-all
+	bench/run-all.sh $(BUILD)
 
 fuzz: build
 	scripts/fuzz-all.sh $(BUILD)
