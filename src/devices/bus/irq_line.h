@@ -13,6 +13,16 @@ class IrqLine {
  public:
   IrqLine() = default;
   IrqLine(InterruptController* controller, uint32_t gsi) : controller_(controller), gsi_(gsi) {}
+  // Copyable so a device can take its line by value when it is built; the
+  // copy starts at the source's current level. Copy before use, not while
+  // another thread drives the source.
+  IrqLine(const IrqLine& other) : controller_(other.controller_), gsi_(other.gsi_), level_(other.level_.load()) {}
+  IrqLine& operator=(const IrqLine& other) {
+    controller_ = other.controller_;
+    gsi_ = other.gsi_;
+    level_ = other.level_.load();
+    return *this;
+  }
 
   uint32_t gsi() const { return gsi_; }
   bool connected() const { return controller_ != nullptr; }
