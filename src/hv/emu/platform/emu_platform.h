@@ -1,0 +1,91 @@
+// The emulated PC interrupt and timer chipset, assembled and wired: one
+// LocalApic per vCPU, the IOAPIC, the dual 8259 PIC, the 8254 PIT, the APIC
+// bus, the shared timer service and the InterruptController devices use.
+//
+// Wiring done here: PIC INT -> LINT0 of vCPU 0, ExtINT acknowledge -> PIC
+// (every LAPIC; only a LAPIC whose LINT0 is ExtINT, or which gets an ExtINT
+// message, asks), PIT channel 0 -> ISA IRQ 0 (PIC IRQ 0, IOAPIC pin 2),
+// LAPIC EOI broadcasts -> IOAPIC, LAPIC and PIT timers -> PlatformTimers.
+//
+// Typical use by the emu backend:
+//   auto platform = EmuPlatform::create({.vcpu_count = n});
+//   vm.interrupts() returns platform->interrupts();
+//   platform->attach(port_bus, mmio_bus);             // PIC, PIT, port 0x61, IOAPIC
+//   vCPU i uses platform->local_apic(i) (see local_apic.h) and calls
+//   local_apic(i).set_wakeup(...) before it first runs.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "base/result.h"
+#include "devices/bus/bus.h"
+#include "hv/emu/platform/apic_bus.h"
+#include "hv/emu/platform/emu_interrupt_controller.h"
+#include "hv/emu/platform/io_apic.h"
+#include "hv/emu/platform/local_apic.h"
+#include "hv/emu/platform/pic.h"
+#include "hv/emu/platform/pit.h"
+#include "hv/emu/platform/platform_clock.h"
+#include "hv/emu/platform/platform_timers.h"
+
+namespace hostvisor::emu {
+
+struct EmuPlatformConfig {
+  unsigned vcpu_count = 1;  // 1-255 (xAPIC ids; 0xFF is broadcast)
+  // The clock all timers read; nullptr = a HostClock owned by the platform.
+  // An injected clock must outlive the platform.
+  const Clock* clock = nullptr;
+  // Run the timer thread. Tests with a ManualClock pass false and call
+  // timers().run_due() after advancing the clock.
+  bool start_timer_thread = true;
+  uint8_t io_apic_id = 0;  // what the MADT advertises; distinct from LAPIC ids in spirit only
+};
+
+class EmuPlatform {
+ public:
+  static Result<std::unique_ptr<EmuPlatform>> create(const EmuPlatformConfig& config);
+  ~EmuPlatform();  // stops the timer thread before anything else goes away
+  EmuPlatform(const EmuPlatform&) = delete;
+  EmuPlatform& operator=(const EmuPlatform&) = delete;
+
+  // Inserts the PIC (0x20, 0xA0, 0x4D0), PIT (0x40-0x43), port 0x61 and the
+  // IOAPIC (0xFEC00000) devices. Fails if a range is already taken.
+  Result<void> attach(Bus& port_bus, Bus& mmio_bus);
+
+  unsigned vcpu_count() const { return static_cast<unsigned>(lapics_.size()); }
+  LocalApic& local_apic(unsigned vcpu) { return *lapics_.at(vcpu); }
+  IoApic& io_apic() { return *io_apic_; }
+  Pic& pic() { return *pic_; }
+  Pit& pit() { return *pit_; }
+  ApicBus& apic_bus() { return *bus_; }
+  PlatformTimers& timers() { return *timers_; }
+  const Clock& clock() const { return *clock_; }
+  EmuInterruptController& interrupts() { return *interrupts_; }
+
+  struct State {
+    std::vector<LocalApic::State> local_apics;
+    IoApic::State io_apic;
+    Pic::State pic;
+    Pit::State pit;
+  };
+  State save() const;
+  // Fails (kInvalidArgument) when the vCPU count differs.
+  Result<void> restore(const State& state);
+
+ private:
+  EmuPlatform() = default;
+
+  std::unique_ptr<Clock> owned_clock_;
+  const Clock* clock_ = nullptr;
+  std::unique_ptr<PlatformTimers> timers_;
+  std::unique_ptr<ApicBus> bus_;
+  std::unique_ptr<Pic> pic_;
+  std::unique_ptr<IoApic> io_apic_;
+  std::unique_ptr<Pit> pit_;
+  std::vector<std::unique_ptr<LocalApic>> lapics_;
+  std::unique_ptr<EmuInterruptController> interrupts_;
+};
+
+}  // namespace hostvisor::emu
