@@ -4,9 +4,11 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "base/fd.h"
 #include "base/result.h"
 #include "hv/cpu_state.h"
 #include "hv/interrupts.h"
@@ -51,6 +53,41 @@ class Vm {
   virtual Result<std::unique_ptr<Vcpu>> create_vcpu(unsigned index) = 0;
 
   virtual InterruptController& interrupts() = 0;
+
+  // Fast paths for virtio (the device signals and is notified without a trip
+  // through a vCPU thread). A backend without them keeps the defaults, and
+  // devices fall back to the ordinary exit + InterruptController path.
+  virtual bool supports_fast_eventfds() const { return false; }
+
+  // Each signal of `event` raises GSI `gsi` (edge: raise and lower).
+  virtual Result<void> register_irqfd(const EventFd& event, uint32_t gsi) {
+    return Error(ErrorCode::kUnsupported, "irqfd is not supported by this CPU backend");
+  }
+  virtual Result<void> unregister_irqfd(const EventFd& event, uint32_t gsi) {
+    return Error(ErrorCode::kUnsupported, "irqfd is not supported by this CPU backend");
+  }
+
+  // Routes GSI `gsi` to an MSI message, so an irqfd on that GSI delivers
+  // the MSI (virtio-pci with MSI-X). remove_msi_route() undoes it.
+  virtual Result<void> set_msi_route(uint32_t gsi, uint64_t address, uint32_t data) {
+    return Error(ErrorCode::kUnsupported, "MSI routing is not supported by this CPU backend");
+  }
+  virtual Result<void> remove_msi_route(uint32_t gsi) {
+    return Error(ErrorCode::kUnsupported, "MSI routing is not supported by this CPU backend");
+  }
+
+  // A guest write of `length` bytes (1, 2, 4 or 8; 0 = any length, MMIO only)
+  // to `address` (a port when is_pio) signals `event` instead of exiting,
+  // when the value equals `datamatch` (any value without one). The write is
+  // then not seen by the bus. unregister_ioeventfd() takes the same arguments.
+  virtual Result<void> register_ioeventfd(const EventFd& event, uint64_t address, uint32_t length, bool is_pio,
+                                          std::optional<uint64_t> datamatch) {
+    return Error(ErrorCode::kUnsupported, "ioeventfd is not supported by this CPU backend");
+  }
+  virtual Result<void> unregister_ioeventfd(const EventFd& event, uint64_t address, uint32_t length, bool is_pio,
+                                            std::optional<uint64_t> datamatch) {
+    return Error(ErrorCode::kUnsupported, "ioeventfd is not supported by this CPU backend");
+  }
 };
 
 class Hypervisor {

@@ -1,0 +1,54 @@
+// The KVM ioctls whose argument ends in a variable-length array.
+//
+// The uapi headers declare those arrays with __DECLARE_FLEX_ARRAY, which in
+// C++ (Linux 6.1 headers) wraps them with an empty struct of size 1: the
+// array moves from offset 8 to 12 and sizeof() grows to 12, so both the
+// layout and the ioctl numbers (which encode the size) come out wrong.
+// These headers have the kernel's real layout; the array follows at offset 8.
+#pragma once
+
+#include <linux/kvm.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+namespace hostvisor::kvm {
+
+struct KvmCpuidHeader {  // struct kvm_cpuid2
+  uint32_t nent;
+  uint32_t padding;
+};
+struct KvmMsrsHeader {  // struct kvm_msrs
+  uint32_t nmsrs;
+  uint32_t pad;
+};
+struct KvmIrqRoutingHeader {  // struct kvm_irq_routing
+  uint32_t nr;
+  uint32_t flags;
+};
+static_assert(sizeof(KvmCpuidHeader) == 8 && sizeof(KvmMsrsHeader) == 8 && sizeof(KvmIrqRoutingHeader) == 8);
+
+inline constexpr unsigned long kKvmGetSupportedCpuid = _IOWR(KVMIO, 0x05, KvmCpuidHeader);
+inline constexpr unsigned long kKvmSetCpuid2 = _IOW(KVMIO, 0x90, KvmCpuidHeader);
+inline constexpr unsigned long kKvmGetMsrs = _IOWR(KVMIO, 0x88, KvmMsrsHeader);
+inline constexpr unsigned long kKvmSetMsrs = _IOW(KVMIO, 0x89, KvmMsrsHeader);
+inline constexpr unsigned long kKvmSetGsiRouting = _IOW(KVMIO, 0x6a, KvmIrqRoutingHeader);
+
+// A header followed by `count` entries, in 8-byte aligned storage.
+template <typename Header, typename Entry>
+class FlexibleArray {
+ public:
+  explicit FlexibleArray(size_t count) : storage_((sizeof(Header) + count * sizeof(Entry) + 7) / 8) {
+    static_assert(alignof(Entry) <= 8 && sizeof(Header) % alignof(Entry) == 0);
+  }
+  Header* header() { return reinterpret_cast<Header*>(storage_.data()); }
+  Entry* entries() { return reinterpret_cast<Entry*>(reinterpret_cast<uint8_t*>(storage_.data()) + sizeof(Header)); }
+  void* data() { return storage_.data(); }
+
+ private:
+  std::vector<uint64_t> storage_;
+};
+
+}  // namespace hostvisor::kvm
