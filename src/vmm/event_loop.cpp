@@ -42,7 +42,9 @@ void EventLoop::remove(int fd) {
   handlers_.erase(fd);
 }
 
-void EventLoop::start() { thread_ = std::thread([this] { run(); }); }
+void EventLoop::start() {
+  thread_ = std::thread([this] { run(); });
+}
 
 void EventLoop::stop() {
   stopping_ = true;

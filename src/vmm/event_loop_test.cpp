@@ -18,12 +18,15 @@ TEST(EventLoop, RunsHandlersOnItsThreadAndStops) {
   std::condition_variable cv;
   uint64_t seen = 0;
   std::thread::id handler_thread;
-  ASSERT_TRUE((*loop)->add(efd->fd(), [&](uint32_t) {
-    std::lock_guard lock(m);
-    seen += efd->consume();
-    handler_thread = std::this_thread::get_id();
-    cv.notify_all();
-  }).ok());
+  ASSERT_TRUE((*loop)
+                  ->add(efd->fd(),
+                        [&](uint32_t) {
+                          std::lock_guard lock(m);
+                          seen += efd->consume();
+                          handler_thread = std::this_thread::get_id();
+                          cv.notify_all();
+                        })
+                  .ok());
   (*loop)->start();
   efd->signal(5);
   {

@@ -188,8 +188,8 @@ void Machine::vcpu_thread(unsigned index) {
     if (state_ == State::kStopped) break;
     auto exit = vcpu.run();
     if (!exit) {
-      request_stop(RunOutcome{RunOutcome::Kind::kFailure, 1,
-                              "vCPU " + std::to_string(index) + ": " + exit.error().message()});
+      request_stop(
+          RunOutcome{RunOutcome::Kind::kFailure, 1, "vCPU " + std::to_string(index) + ": " + exit.error().message()});
       break;
     }
     if (!handle_exit(index, *exit)) break;
@@ -208,14 +208,15 @@ bool Machine::handle_exit(unsigned index, VcpuExit& exit) {
             return true;
           },
           [&](MmioExit& mmio) {
-            bool claimed = mmio.is_write ? mmio_bus_.write(mmio.address, mmio.data) : mmio_bus_.read(mmio.address, mmio.data);
+            bool claimed =
+                mmio.is_write ? mmio_bus_.write(mmio.address, mmio.data) : mmio_bus_.read(mmio.address, mmio.data);
             if (!claimed) HV_LOG_DEBUG("unclaimed MMIO {} {:#x}", mmio.is_write ? "write" : "read", mmio.address);
             return true;
           },
           [&](HaltExit&) {
-            request_stop(RunOutcome{RunOutcome::Kind::kGuestStuck, 4,
-                                    "vCPU " + std::to_string(index) +
-                                        " halted with interrupts disabled: the guest can never continue"});
+            request_stop(RunOutcome{
+                RunOutcome::Kind::kGuestStuck, 4,
+                "vCPU " + std::to_string(index) + " halted with interrupts disabled: the guest can never continue"});
             return false;
           },
           [&](SystemEventExit& event) {
@@ -223,9 +224,9 @@ bool Machine::handle_exit(unsigned index, VcpuExit& exit) {
               case SystemEventExit::Kind::kPowerOff: request_poweroff(); break;
               case SystemEventExit::Kind::kReset: request_reset(); break;
               case SystemEventExit::Kind::kTripleFault:
-                request_stop(RunOutcome{RunOutcome::Kind::kTripleFault, 4,
-                                        "the guest triple-faulted on vCPU " + std::to_string(index) +
-                                            " (CPU shutdown)"});
+                request_stop(
+                    RunOutcome{RunOutcome::Kind::kTripleFault, 4,
+                               "the guest triple-faulted on vCPU " + std::to_string(index) + " (CPU shutdown)"});
                 break;
             }
             return false;
@@ -275,9 +276,7 @@ void Machine::request_stop(RunOutcome outcome) {
   for (auto& v : vcpus_) v->kick();
 }
 
-void Machine::request_exit(int status) {
-  request_stop(RunOutcome{RunOutcome::Kind::kDebugExit, status, ""});
-}
+void Machine::request_exit(int status) { request_stop(RunOutcome{RunOutcome::Kind::kDebugExit, status, ""}); }
 
 void Machine::request_reset() {
   request_stop(RunOutcome{RunOutcome::Kind::kReset, 3, "the guest reset the machine; ending the run"});

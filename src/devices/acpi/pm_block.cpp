@@ -51,9 +51,7 @@ void AcpiPmBlock::write(uint64_t offset, std::span<const uint8_t> data) {
       const uint64_t at = offset + i;
       const uint8_t byte = data[i];
       const int shift = (at % 2) * 8;
-      auto set_byte = [&](uint16_t& reg) {
-        reg = static_cast<uint16_t>((reg & ~(0xff << shift)) | (byte << shift));
-      };
+      auto set_byte = [&](uint16_t& reg) { reg = static_cast<uint16_t>((reg & ~(0xff << shift)) | (byte << shift)); };
       auto clear_bits = [&](uint16_t& reg) { reg = static_cast<uint16_t>(reg & ~(byte << shift)); };
       if (at < kEventEnable) {
         clear_bits(state_.event_status);  // write one to clear
@@ -90,7 +88,8 @@ void AcpiPmBlock::press_power_button() {
 }
 
 void AcpiPmBlock::update_sci() {
-  const bool pending = (state_.event_status & state_.event_enable) != 0 || (state_.gpe0_status & state_.gpe0_enable) != 0;
+  const bool pending =
+      (state_.event_status & state_.event_enable) != 0 || (state_.gpe0_status & state_.gpe0_enable) != 0;
   sci_.set_level(pending);
 }
 

@@ -46,7 +46,7 @@ TEST_F(PmFixture, SleepTypeS5WithSleepEnablePowersOff) {
   out16(AcpiPmBlock::kControl, (5 << 10) | AcpiPmBlock::kSleepEnable);
   EXPECT_EQ(system.poweroffs, 1);
   EXPECT_EQ(in16(AcpiPmBlock::kControl) & AcpiPmBlock::kSleepEnable, 0);  // write-only bit
-  out16(AcpiPmBlock::kControl, (3 << 10) | AcpiPmBlock::kSleepEnable);   // S3 is not supported: ignored
+  out16(AcpiPmBlock::kControl, (3 << 10) | AcpiPmBlock::kSleepEnable);    // S3 is not supported: ignored
   EXPECT_EQ(system.poweroffs, 1);
 }
 

@@ -6,8 +6,8 @@ namespace hostvisor::acpi {
 
 namespace {
 
-constexpr char kOemId[] = "HSTVSR";     // 6 characters
-constexpr char kOemTableId[] = "HVMACHIN";  // 8 characters
+constexpr char kOemId[] = "HSTVSR";          // 6 characters
+constexpr char kOemTableId[] = "HVMACHIN";   // 8 characters
 constexpr uint32_t kCreatorId = 0x56545348;  // "HSTV"
 
 void put8(Bytes& b, size_t at, uint8_t v) { b[at] = v; }
@@ -19,7 +19,7 @@ void put64(Bytes& b, size_t at, uint64_t v) { std::memcpy(&b[at], &v, 8); }
 void put_gas_io(Bytes& b, size_t at, uint16_t port, uint8_t bit_width, uint8_t access_size) {
   b[at] = 1;  // system I/O space
   b[at + 1] = bit_width;
-  b[at + 2] = 0;  // bit offset
+  b[at + 2] = 0;            // bit offset
   b[at + 3] = access_size;  // 1 byte, 2 word, 3 dword
   put64(b, at + 4, port);
 }
@@ -64,10 +64,10 @@ Bytes build_fadt(const PlatformDescription& p, uint64_t facs, uint64_t dsdt) {
   put32(t, 64, pm.control_port);
   put32(t, 76, pm.timer_port);
   put32(t, 80, pm.gpe0_port);
-  put8(t, 88, 4);   // PM1_EVT_LEN
-  put8(t, 89, 2);   // PM1_CNT_LEN
-  put8(t, 91, 4);   // PM_TMR_LEN
-  put8(t, 92, 4);   // GPE0_BLK_LEN
+  put8(t, 88, 4);      // PM1_EVT_LEN
+  put8(t, 89, 2);      // PM1_CNT_LEN
+  put8(t, 91, 4);      // PM_TMR_LEN
+  put8(t, 92, 4);      // GPE0_BLK_LEN
   put16(t, 96, 101);   // P_LVL2_LAT > 100: C2 not supported
   put16(t, 98, 1001);  // P_LVL3_LAT > 1000: C3 not supported
   put8(t, 108, p.rtc ? p.rtc_century_index : 0);
@@ -129,7 +129,7 @@ Bytes build_rsdp(uint64_t xsdt) {
   Bytes r(36, 0);
   std::memcpy(&r[0], "RSD PTR ", 8);
   std::memcpy(&r[9], kOemId, 6);
-  r[15] = 2;  // ACPI 2.0+ RSDP
+  r[15] = 2;        // ACPI 2.0+ RSDP
   put32(r, 16, 0);  // no RSDT: every guest we target reads the XSDT
   put32(r, 20, 36);
   put64(r, 24, xsdt);
@@ -150,8 +150,8 @@ Bytes build_dsdt_aml(const PlatformDescription& p) {
   using namespace aml;
   std::vector<Bytes> routes;
   for (const auto& r : p.pci_routes)
-    routes.push_back(package({integer((static_cast<uint64_t>(r.slot) << 16) | 0xffff), integer(r.pin), integer(0),
-                              integer(r.gsi)}));
+    routes.push_back(
+        package({integer((static_cast<uint64_t>(r.slot) << 16) | 0xffff), integer(r.pin), integer(0), integer(r.gsi)}));
   ResourceTemplate bridge;
   bridge.bus_numbers(0, p.ecam_last_bus).io_range(0x0000, 0x0cf7).io_range(0x0d00, 0xffff);
   bridge.memory32(p.pci_mmio32_start, p.pci_mmio32_end);
@@ -159,8 +159,8 @@ Bytes build_dsdt_aml(const PlatformDescription& p) {
 
   std::vector<Bytes> sb;
   std::vector<Bytes> pci0 = {name("_HID", eisa_id("PNP0A08")), name("_CID", eisa_id("PNP0A03")),
-                             name("_ADR", integer(0)),           name("_UID", integer(0)),
-                             name("_SEG", integer(0)),           name("_BBN", integer(0)),
+                             name("_ADR", integer(0)),         name("_UID", integer(0)),
+                             name("_SEG", integer(0)),         name("_BBN", integer(0)),
                              name("_CRS", bridge.build())};
   if (!routes.empty()) pci0.push_back(name("_PRT", package(routes)));
   sb.push_back(device("PCI0", pci0));
@@ -168,13 +168,13 @@ Bytes build_dsdt_aml(const PlatformDescription& p) {
     sb.push_back(device("COM1", {name("_HID", eisa_id("PNP0501")), name("_UID", integer(1)),
                                  name("_CRS", ResourceTemplate().io(0x3f8, 8).irq(4).build())}));
   if (p.rtc)
-    sb.push_back(device("RTC", {name("_HID", eisa_id("PNP0B00")),
-                                name("_CRS", ResourceTemplate().io(0x70, 2).irq(8).build())}));
+    sb.push_back(
+        device("RTC", {name("_HID", eisa_id("PNP0B00")), name("_CRS", ResourceTemplate().io(0x70, 2).irq(8).build())}));
 
   Bytes body = scope("\\_SB", sb);
   // \_S5: soft-off sleep type for PM1a_CNT.SLP_TYP (and PM1b, unused).
-  Bytes s5 = name("\\_S5", package({integer(PmBlock::kS5SleepType), integer(PmBlock::kS5SleepType), integer(0),
-                                    integer(0)}));
+  Bytes s5 =
+      name("\\_S5", package({integer(PmBlock::kS5SleepType), integer(PmBlock::kS5SleepType), integer(0), integer(0)}));
   body.insert(body.end(), s5.begin(), s5.end());
   return body;
 }

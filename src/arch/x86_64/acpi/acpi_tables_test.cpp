@@ -92,7 +92,7 @@ TEST(AcpiTables, MadtListsEachCpuTheIoApicAndOverrides) {
     ASSERT_GT(madt->data[off + 1], 0);
     switch (madt->data[off]) {
       case 0:
-        EXPECT_EQ(madt->data[off + 3], cpus);  // APIC id
+        EXPECT_EQ(madt->data[off + 3], cpus);   // APIC id
         EXPECT_EQ(madt->data[off + 4] & 1, 1);  // enabled
         ++cpus;
         break;
@@ -120,11 +120,11 @@ TEST(AcpiTables, FadtPointsAtThePmBlock) {
   for (auto& x : walk(*t)) {
     if (x.signature != "FACP") continue;
     EXPECT_EQ(x.length, 276u);
-    EXPECT_EQ(read32(x.data + 56), 0x600u);  // PM1a_EVT_BLK
-    EXPECT_EQ(read32(x.data + 64), 0x604u);  // PM1a_CNT_BLK
-    EXPECT_EQ(read32(x.data + 76), 0x608u);  // PM_TMR_BLK
-    EXPECT_EQ(x.data[46], 9);                // SCI
-    EXPECT_EQ(read64(x.data + 116 + 4), 0x606u);  // RESET_REG address
+    EXPECT_EQ(read32(x.data + 56), 0x600u);            // PM1a_EVT_BLK
+    EXPECT_EQ(read32(x.data + 64), 0x604u);            // PM1a_CNT_BLK
+    EXPECT_EQ(read32(x.data + 76), 0x608u);            // PM_TMR_BLK
+    EXPECT_EQ(x.data[46], 9);                          // SCI
+    EXPECT_EQ(read64(x.data + 116 + 4), 0x606u);       // RESET_REG address
     EXPECT_NE(read32(x.data + 112) & (1u << 10), 0u);  // RESET_REG_SUP
   }
 }

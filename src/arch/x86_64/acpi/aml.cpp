@@ -21,10 +21,9 @@ void put64(Bytes& out, uint64_t v) {
 
 // AML opcodes used here.
 constexpr uint8_t kZeroOp = 0x00, kOneOp = 0x01, kNameOp = 0x08, kBytePrefix = 0x0a, kWordPrefix = 0x0b,
-                  kDWordPrefix = 0x0c, kStringPrefix = 0x0d, kQWordPrefix = 0x0e, kScopeOp = 0x10,
-                  kBufferOp = 0x11, kPackageOp = 0x12, kMethodOp = 0x14, kDualNamePrefix = 0x2e,
-                  kMultiNamePrefix = 0x2f, kRootChar = 0x5c, kExtOpPrefix = 0x5b, kDeviceOp = 0x82,
-                  kReturnOp = 0xa4;
+                  kDWordPrefix = 0x0c, kStringPrefix = 0x0d, kQWordPrefix = 0x0e, kScopeOp = 0x10, kBufferOp = 0x11,
+                  kPackageOp = 0x12, kMethodOp = 0x14, kDualNamePrefix = 0x2e, kMultiNamePrefix = 0x2f,
+                  kRootChar = 0x5c, kExtOpPrefix = 0x5b, kDeviceOp = 0x82, kReturnOp = 0xa4;
 
 Bytes name_seg(std::string seg) {
   // The generator only emits names it was given; a bad one is a programming
@@ -227,7 +226,7 @@ void address_header(Bytes& out, uint8_t tag, uint16_t length, uint8_t resource_t
 
 ResourceTemplate& ResourceTemplate::bus_numbers(uint16_t first, uint16_t last) {
   address_header(data_, 0x88, 13, 2, 0);  // Word address space, bus number range
-  put16(data_, 0);                         // granularity
+  put16(data_, 0);                        // granularity
   put16(data_, first);
   put16(data_, last);
   put16(data_, 0);  // translation

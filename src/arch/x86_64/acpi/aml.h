@@ -26,9 +26,9 @@ Bytes package(const std::vector<Bytes>& elements);
 // EISAID("PNP0A08") as its compressed 32-bit form.
 Bytes eisa_id(const std::string& id);
 
-Bytes name(const std::string& name, const Bytes& value);                  // Name(NAME, value)
-Bytes scope(const std::string& path, const std::vector<Bytes>& body);     // Scope(path) { ... }
-Bytes device(const std::string& name, const std::vector<Bytes>& body);    // Device(NAME) { ... }
+Bytes name(const std::string& name, const Bytes& value);                // Name(NAME, value)
+Bytes scope(const std::string& path, const std::vector<Bytes>& body);   // Scope(path) { ... }
+Bytes device(const std::string& name, const std::vector<Bytes>& body);  // Device(NAME) { ... }
 // Method(NAME, 0, NotSerialized) { Return (value) }
 Bytes method_returning(const std::string& name, const Bytes& value);
 
@@ -40,12 +40,12 @@ Bytes pkg_length(size_t length);
 // Resource template (the contents of a _CRS buffer).
 class ResourceTemplate {
  public:
-  ResourceTemplate& io(uint16_t base, uint8_t length);              // IO (Decode16, base, base, 1, length)
-  ResourceTemplate& irq(uint8_t irq);                               // IRQNoFlags () {irq}
-  ResourceTemplate& bus_numbers(uint16_t first, uint16_t last);     // WordBusNumber
-  ResourceTemplate& io_range(uint16_t first, uint16_t last);        // WordIO, entire range
-  ResourceTemplate& memory32(uint32_t first, uint32_t last);        // DWordMemory, non-cacheable
-  ResourceTemplate& memory64(uint64_t first, uint64_t last);        // QWordMemory
+  ResourceTemplate& io(uint16_t base, uint8_t length);           // IO (Decode16, base, base, 1, length)
+  ResourceTemplate& irq(uint8_t irq);                            // IRQNoFlags () {irq}
+  ResourceTemplate& bus_numbers(uint16_t first, uint16_t last);  // WordBusNumber
+  ResourceTemplate& io_range(uint16_t first, uint16_t last);     // WordIO, entire range
+  ResourceTemplate& memory32(uint32_t first, uint32_t last);     // DWordMemory, non-cacheable
+  ResourceTemplate& memory64(uint64_t first, uint64_t last);     // QWordMemory
   // The buffer object with the end tag appended.
   Bytes build() const;
 

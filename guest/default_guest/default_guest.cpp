@@ -1,0 +1,229 @@
+#include "guest/default_guest/default_guest.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "base/fd.h"
+#include "base/process.h"
+#include "guest/default_guest/cpio_writer.h"
+#include "guest/default_guest/module_info.h"
+
+namespace fs = std::filesystem;
+
+namespace hostvisor::guest {
+
+namespace {
+
+constexpr char kManifest[] = "default-guest.manifest";
+constexpr char kCmdline[] = "console=ttyS0 panic=-1";
+constexpr int kManifestVersion = 1;
+
+std::string normalize_module_name(std::string name) {
+  std::replace(name.begin(), name.end(), '-', '_');
+  return name;
+}
+
+Result<void> write_file_atomically(const fs::path& path, const std::string& data) {
+  const fs::path tmp = path.string() + ".tmp" + std::to_string(::getpid());
+  {
+    UniqueFd fd = HV_TRY(open_file(tmp.string(), O_WRONLY | O_CREAT | O_TRUNC, 0644));
+    size_t done = 0;
+    while (done < data.size()) {
+      ssize_t n = ::write(fd.get(), data.data() + done, data.size() - done);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return Error::from_errno("writing " + tmp.string());
+      }
+      done += static_cast<size_t>(n);
+    }
+    if (::fsync(fd.get()) < 0) return Error::from_errno("fsync " + tmp.string());
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) return Error(ErrorCode::kIo, "renaming " + tmp.string() + ": " + ec.message());
+  return {};
+}
+
+// `apt-get download` into dir; returns the .deb's path.
+Result<fs::path> download_package(const std::string& package, const fs::path& dir) {
+  auto r = run_process({"apt-get", "download", "-q", package}, dir.string());
+  if (!r) return std::move(r).error();
+  if (r->exit_status != 0)
+    return Error(ErrorCode::kNotFound, "could not download the Debian package " + package +
+                                           " with apt-get (run `sudo apt-get update` if the package lists are "
+                                           "missing or old): " +
+                                           r->output.substr(r->output.size() > 300 ? r->output.size() - 300 : 0));
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind(package + "_", 0) == 0 && entry.path().extension() == ".deb") return entry.path();
+  }
+  return Error(ErrorCode::kNotFound, "apt-get download " + package + " left no .deb in " + dir.string());
+}
+
+// The metapackage linux-image-cloud-amd64 depends on the versioned image
+// package, which holds the kernel.
+Result<std::string> versioned_kernel_package(const fs::path& meta_deb) {
+  std::string depends = HV_TRY(run_process_checked({"dpkg-deb", "-f", meta_deb.string(), "Depends"}));
+  std::string first = depends.substr(0, depends.find_first_of(" ,(|\n"));
+  if (first.rfind("linux-image-", 0) != 0)
+    return Error(ErrorCode::kCorrupt, meta_deb.string() + ": unexpected Depends: " + depends);
+  return first;
+}
+
+Result<std::string> read_whole(const fs::path& p) { return read_file(p.string()); }
+
+}  // namespace
+
+std::string default_guest_init_script() {
+  return R"(#!/bin/sh
+# hostvisor default guest: PID 1 of the initramfs.
+/bin/busybox --install -s
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+mkdir -p /dev/pts /mnt /tmp
+while read -r module; do
+  insmod "/lib/modules/$module" 2>/dev/null || echo "hostvisor-init: could not load $module"
+done < /etc/hostvisor-modules
+hostname hostvisor
+echo "hostvisor default guest: Linux $(uname -r), $(grep -c ^processor /proc/cpuinfo) CPU(s). Type 'poweroff' to stop."
+# Leaving the shell powers the machine off, so the run always ends cleanly.
+setsid cttyhack sh -l
+poweroff -f
+)";
+}
+
+Result<std::string> default_cache_dir() {
+  if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg && *xdg) return std::string(xdg) + "/hostvisor";
+  if (const char* home = std::getenv("HOME"); home && *home) return std::string(home) + "/.cache/hostvisor";
+  return Error(ErrorCode::kNotFound, "neither XDG_CACHE_HOME nor HOME is set: cannot place hostvisor's cache");
+}
+
+Result<DefaultGuest> prepare_default_guest(const DefaultGuestOptions& options) {
+  auto say = [&](const std::string& line) {
+    if (options.progress) options.progress(line);
+  };
+  const fs::path cache =
+      options.cache_dir.empty() ? fs::path(HV_TRY(default_cache_dir())) : fs::path(options.cache_dir);
+  std::error_code ec;
+  fs::create_directories(cache, ec);
+  if (ec) return Error(ErrorCode::kIo, "creating the cache directory " + cache.string() + ": " + ec.message());
+
+  DefaultGuest guest;
+  guest.kernel_path = (cache / "vmlinuz").string();
+  guest.initrd_path = (cache / "initrd.img").string();
+  guest.cmdline = kCmdline;
+
+  // A complete earlier build is reused as it is.
+  if (auto manifest = read_whole(cache / kManifest); manifest.ok()) {
+    std::istringstream in(*manifest);
+    int version = 0;
+    std::string release;
+    in >> version >> release;
+    if (version == kManifestVersion && !release.empty() && fs::exists(guest.kernel_path) &&
+        fs::exists(guest.initrd_path)) {
+      guest.kernel_release = release;
+      return guest;
+    }
+  }
+
+  say("building the default guest in " + cache.string() + " (once)");
+  std::string work_template = (cache / ".build-XXXXXX").string();
+  if (!::mkdtemp(work_template.data())) return Error::from_errno("creating a work directory in " + cache.string());
+  const fs::path work(work_template);
+  struct Cleanup {
+    fs::path dir;
+    ~Cleanup() {
+      std::error_code ignored;
+      fs::remove_all(dir, ignored);
+    }
+  } cleanup{work};
+
+  say("downloading " + options.kernel_package + " and " + options.busybox_package + " with apt-get");
+  const fs::path meta = HV_TRY(download_package(options.kernel_package, work));
+  const std::string image_package = HV_TRY(versioned_kernel_package(meta));
+  const fs::path image_deb = HV_TRY(download_package(image_package, work));
+  const fs::path busybox_deb = HV_TRY(download_package(options.busybox_package, work));
+  HV_TRY(run_process_checked({"dpkg-deb", "-x", image_deb.string(), (work / "kernel").string()}));
+  HV_TRY(run_process_checked({"dpkg-deb", "-x", busybox_deb.string(), (work / "busybox").string()}));
+
+  // The kernel and its release name.
+  fs::path vmlinuz;
+  for (const auto& e : fs::directory_iterator(work / "kernel" / "boot"))
+    if (e.path().filename().string().rfind("vmlinuz-", 0) == 0) vmlinuz = e.path();
+  if (vmlinuz.empty()) return Error(ErrorCode::kCorrupt, image_deb.string() + " holds no /boot/vmlinuz-*");
+  guest.kernel_release = vmlinuz.filename().string().substr(8);
+
+  // Index the modules by their normalized name.
+  const fs::path module_root = work / "kernel" / "lib" / "modules" / guest.kernel_release;
+  std::map<std::string, fs::path> module_files;
+  for (const auto& e : fs::recursive_directory_iterator(module_root / "kernel")) {
+    if (e.path().extension() == ".ko") module_files[normalize_module_name(e.path().stem().string())] = e.path();
+  }
+
+  // Dependency closure, in load order (dependencies first).
+  std::vector<fs::path> load_order;
+  std::set<std::string> done, visiting;
+  std::function<Result<void>(const std::string&)> visit = [&](const std::string& raw) -> Result<void> {
+    const std::string name = normalize_module_name(raw);
+    if (done.count(name)) return {};
+    if (visiting.count(name)) return Error(ErrorCode::kCorrupt, "kernel module dependency loop at " + name);
+    auto it = module_files.find(name);
+    if (it == module_files.end())
+      return Error(ErrorCode::kNotFound, "kernel module " + name + " is not in " + image_package +
+                                             " (is it built in? then drop it from the list)");
+    visiting.insert(name);
+    const std::string bytes = HV_TRY(read_whole(it->second));
+    auto deps = module_depends(bytes);
+    if (!deps) return std::move(deps).error().with_context(it->second.string());
+    for (const auto& d : *deps) HV_TRY(visit(d));
+    visiting.erase(name);
+    done.insert(name);
+    load_order.push_back(it->second);
+    return {};
+  };
+  for (const auto& m : options.modules) HV_TRY(visit(m));
+
+  // The initramfs.
+  CpioWriter cpio;
+  for (const char* dir : {"bin", "sbin", "usr", "usr/bin", "usr/sbin", "dev", "proc", "sys", "tmp", "root", "etc",
+                          "mnt", "lib", "lib/modules"})
+    HV_TRY(cpio.add_directory(dir));
+  HV_TRY(cpio.add_char_device("dev/console", 5, 1));
+  HV_TRY(cpio.add_char_device("dev/null", 1, 3, 0666));
+  HV_TRY(cpio.add_char_device("dev/ttyS0", 4, 64));
+  const std::string busybox = HV_TRY(read_whole(work / "busybox" / "bin" / "busybox"));
+  HV_TRY(cpio.add_file("bin/busybox", busybox, 0755));
+  HV_TRY(cpio.add_symlink("bin/sh", "busybox"));
+  HV_TRY(cpio.add_file("init", default_guest_init_script(), 0755));
+  std::string module_list;
+  for (const auto& path : load_order) {
+    const std::string file = path.filename().string();
+    HV_TRY(cpio.add_file("lib/modules/" + file, HV_TRY(read_whole(path))));
+    module_list += file + "\n";
+  }
+  HV_TRY(cpio.add_file("etc/hostvisor-modules", module_list));
+  HV_TRY(cpio.add_file("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"));
+  HV_TRY(cpio.add_file("etc/group", "root:x:0:\n"));
+  const std::vector<uint8_t> archive = cpio.finish();
+
+  HV_TRY(write_file_atomically(guest.kernel_path, HV_TRY(read_whole(vmlinuz))));
+  HV_TRY(write_file_atomically(guest.initrd_path, std::string(archive.begin(), archive.end())));
+  // The manifest goes last: its presence means the build is complete.
+  HV_TRY(
+      write_file_atomically(cache / kManifest, std::to_string(kManifestVersion) + " " + guest.kernel_release + "\n"));
+  say("default guest ready: Linux " + guest.kernel_release + ", " + std::to_string(load_order.size()) +
+      " modules, initramfs " + std::to_string(archive.size() / 1024) + " KiB");
+  return guest;
+}
+
+}  // namespace hostvisor::guest

@@ -1,0 +1,42 @@
+// The default guest: Debian's stock cloud kernel with a busybox initramfs
+// that hostvisor assembles itself, on first use, into a cache directory.
+// Everything comes from Debian packages fetched with `apt-get download` and
+// unpacked with `dpkg-deb -x` — nothing is installed on the host.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+
+namespace hostvisor::guest {
+
+struct DefaultGuest {
+  std::string kernel_path;     // the bzImage
+  std::string initrd_path;     // newc cpio written by hostvisor
+  std::string cmdline;         // what to boot it with
+  std::string kernel_release;  // e.g. 6.1.0-56-cloud-amd64
+};
+
+struct DefaultGuestOptions {
+  std::string cache_dir;  // empty: $XDG_CACHE_HOME/hostvisor or ~/.cache/hostvisor
+  std::string kernel_package = "linux-image-cloud-amd64";
+  std::string busybox_package = "busybox-static";
+  // Modules the stock kernel needs for hostvisor's devices (the kernel has
+  // them as modules); their dependencies are added from each .modinfo.
+  std::vector<std::string> modules = {"virtio_pci", "virtio_mmio",    "virtio_blk",
+                                      "virtio_net", "virtio_console", "virtio-rng"};
+  std::function<void(const std::string&)> progress;  // one line per step, for the user
+};
+
+// The cache directory hostvisor uses by default.
+Result<std::string> default_cache_dir();
+
+// Returns the cached default guest, building it first if it is not there.
+Result<DefaultGuest> prepare_default_guest(const DefaultGuestOptions& options);
+
+// The /init script of the initramfs (exposed for tests).
+std::string default_guest_init_script();
+
+}  // namespace hostvisor::guest
