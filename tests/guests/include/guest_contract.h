@@ -1,0 +1,47 @@
+/* What the integration tests and the test kernels agree on. Plain C so that
+ * both the freestanding kernels and the C++ tests include it. */
+#ifndef HOSTVISOR_TESTS_GUESTS_GUEST_CONTRACT_H
+#define HOSTVISOR_TESTS_GUESTS_GUEST_CONTRACT_H
+
+#include <stdint.h>
+
+/* The command line the bootinfo test passes with --append. */
+#define HVT_BOOTINFO_CMDLINE "hv-test-cmdline=42 foo"
+
+/* The guest RAM the bootinfo test gives with --memory, in MiB, and how far
+ * below it the usable RAM in the memory map may end up (firmware tables,
+ * reserved holes). */
+#define HVT_BOOTINFO_MEMORY_MIB 64u
+#define HVT_BOOTINFO_MEMORY_SLACK_MIB 4u
+
+/* The test initrd: a header followed by payload bytes. The kernel checks the
+ * magic, that total_size equals the size the boot protocol reports, and the
+ * checksum, so a truncated, shifted or mis-sized module is caught. */
+#define HVT_INITRD_MAGIC 0x49545648u /* "HVTI" little-endian */
+struct hvt_initrd_header {
+  uint32_t magic;
+  uint32_t total_size;    /* header + payload, in bytes */
+  uint32_t payload_fnv1a; /* FNV-1a (32-bit) of the payload */
+  uint32_t reserved;
+};
+
+static inline uint32_t hvt_fnv1a(const uint8_t* data, uint32_t size) {
+  uint32_t hash = 2166136261u;
+  for (uint32_t i = 0; i < size; i++) {
+    hash ^= data[i];
+    hash *= 16777619u;
+  }
+  return hash;
+}
+
+/* Bytes the uart test sends through the UART in loopback mode; they must
+ * never show up on hostvisor's stdout. */
+#define HVT_UART_LOOPBACK_TEXT "LOOPBACK-ONLY"
+
+/* Exit values written to the debug-exit port 0xf4; hostvisor (and QEMU's
+ * isa-debug-exit) end with status (value << 1) | 1. */
+#define HVT_DEBUG_EXIT_PORT 0xf4
+#define HVT_EXIT_PASS 0x10u /* status 33 */
+#define HVT_EXIT_FAIL 0x11u /* status 35 */
+
+#endif

@@ -1,0 +1,105 @@
+/* Checks the boot information of the protocol that started the kernel against
+ * what the integration test passed: the command line, the initrd (module 0),
+ * and the memory map for --memory HVT_BOOTINFO_MEMORY_MIB. */
+#include "hvtest.h"
+
+const char test_scenario[] = "bootinfo";
+
+enum { MIB = 1 << 20 };
+
+static const char* type_name(uint32_t type) {
+  switch (type) {
+    case 1: return "usable";
+    case 2: return "reserved";
+    case 3: return "acpi";
+    case 4: return "nvs";
+    case 5: return "unusable";
+    default: return "other";
+  }
+}
+
+/* True if a usable range contains [addr, addr + size). */
+static bool usable_covers(const struct boot_info* info, uint64_t addr, uint64_t size) {
+  for (uint32_t i = 0; i < info->range_count; i++) {
+    const struct mem_range* r = &info->ranges[i];
+    if (r->type == MEM_USABLE && r->addr <= addr && addr - r->addr <= r->size && r->size - (addr - r->addr) >= size)
+      return true;
+  }
+  return false;
+}
+
+static void check_cmdline(const struct boot_info* info) {
+  if (!info->cmdline) test_fail("no command line was passed");
+  print("cmdline: \"%s\"\n", info->cmdline);
+  /* Multiboot loaders put the kernel's file name first, so look for the words
+   * rather than an exact match; they must end the line. */
+  const char* found = strstr(info->cmdline, HVT_BOOTINFO_CMDLINE);
+  if (!found) test_fail("command line \"%s\" lacks \"%s\"", info->cmdline, HVT_BOOTINFO_CMDLINE);
+  if (found != info->cmdline && found[-1] != ' ')
+    test_fail("\"%s\" is not a separate word in the command line", HVT_BOOTINFO_CMDLINE);
+  if (strcmp(found, HVT_BOOTINFO_CMDLINE) != 0)
+    test_fail("the command line has extra text after \"%s\"", HVT_BOOTINFO_CMDLINE);
+}
+
+static void check_initrd(const struct boot_info* info) {
+  if (!info->has_initrd) test_fail("no initrd/module was passed");
+  print("initrd: 0x%lx, %lu bytes\n", info->initrd_addr, info->initrd_size);
+  if (info->initrd_addr == 0 || info->initrd_addr >= (1ull << 32) ||
+      info->initrd_size > (1ull << 32) - info->initrd_addr)
+    test_fail("initrd range 0x%lx+0x%lx is not below 4 GiB", info->initrd_addr, info->initrd_size);
+  if (info->initrd_size < sizeof(struct hvt_initrd_header)) test_fail("initrd is shorter than its header");
+  if (!usable_covers(info, info->initrd_addr, info->initrd_size))
+    test_fail("initrd at 0x%lx is not inside usable RAM of the memory map", info->initrd_addr);
+  const struct hvt_initrd_header* header = (const struct hvt_initrd_header*)(uintptr_t)info->initrd_addr;
+  if (header->magic != HVT_INITRD_MAGIC)
+    test_fail("initrd magic is 0x%x, expected 0x%x", header->magic, HVT_INITRD_MAGIC);
+  if (header->total_size != info->initrd_size)
+    test_fail("initrd says it is %u bytes, the boot protocol says %lu", header->total_size, info->initrd_size);
+  uint32_t payload = header->total_size - (uint32_t)sizeof(*header);
+  uint32_t sum = hvt_fnv1a((const uint8_t*)(header + 1), payload);
+  if (sum != header->payload_fnv1a) test_fail("initrd checksum 0x%x, expected 0x%x", sum, header->payload_fnv1a);
+  print("initrd checksum ok (0x%08x)\n", sum);
+}
+
+static void check_memory_map(const struct boot_info* info) {
+  if (info->range_count == 0) test_fail("the memory map is empty");
+  if (info->ranges_truncated) test_fail("the memory map has more than %d entries", BOOT_INFO_MAX_RANGES);
+  uint64_t usable = 0;
+  for (uint32_t i = 0; i < info->range_count; i++) {
+    const struct mem_range* r = &info->ranges[i];
+    print("mem: 0x%016lx-0x%016lx %s (%u)\n", r->addr, r->addr + r->size - 1, type_name(r->type), r->type);
+    if (r->type != MEM_USABLE) continue;
+    if (r->size > UINT64_MAX - r->addr) test_fail("range at 0x%lx wraps around", r->addr);
+    if (r->addr < 0x100000 && r->addr + r->size > 0xa0000)
+      test_fail("usable range 0x%lx+0x%lx overlaps the legacy hole 0xA0000-0xFFFFF", r->addr, r->size);
+    usable += r->size;
+  }
+  if (!usable_covers(info, 0, 0x1000)) test_fail("no usable RAM at address 0");
+  if (!usable_covers(info, 0x100000, 0x100000)) test_fail("no usable RAM at 1 MiB");
+  const uint64_t expected = (uint64_t)HVT_BOOTINFO_MEMORY_MIB * MIB;
+  const uint64_t slack = (uint64_t)HVT_BOOTINFO_MEMORY_SLACK_MIB * MIB;
+  print("usable: %lu KiB of %lu KiB\n", usable >> 10, expected >> 10);
+  if (usable > expected || usable < expected - slack)
+    test_fail("usable RAM is %lu KiB, expected %lu KiB minus at most %lu KiB", usable >> 10, expected >> 10,
+              slack >> 10);
+  if (info->has_mem_lower_upper) {
+    /* Multiboot: KiB below 640 KiB and above 1 MiB, which must agree with the map. */
+    print("mem_lower %u KiB, mem_upper %u KiB\n", info->mem_lower_kib, info->mem_upper_kib);
+    if (info->mem_lower_kib > 640 || info->mem_lower_kib < 512)
+      test_fail("mem_lower %u KiB is implausible", info->mem_lower_kib);
+    uint64_t upper = (uint64_t)info->mem_upper_kib << 10;
+    if (upper + MIB > expected || upper + MIB < expected - slack)
+      test_fail("mem_upper %u KiB does not match %u MiB of RAM", info->mem_upper_kib, HVT_BOOTINFO_MEMORY_MIB);
+  } else if (info->format == BOOT_MULTIBOOT) {
+    test_fail("multiboot_info lacks mem_lower/mem_upper (flag 0), which the header asked for");
+  }
+}
+
+void test_main(const struct boot_info* info) {
+  print("bootinfo: format %s, boot information at 0x%lx\n", info->format_name, info->raw_pointer);
+  if (info->error) test_fail("%s", info->error);
+  check_cmdline(info);
+  check_initrd(info);
+  check_memory_map(info);
+  test_pass();
+}
