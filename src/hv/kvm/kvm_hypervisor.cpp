@@ -25,6 +25,7 @@ constexpr RequiredCapability kRequired[] = {
     {KVM_CAP_PIT2, "KVM_CAP_PIT2"},
     {KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID"},
     {KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT"},
+    {KVM_CAP_IRQ_ROUTING, "KVM_CAP_IRQ_ROUTING"},
 };
 
 Error open_error(const std::string& device, int err) {

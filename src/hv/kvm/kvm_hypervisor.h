@@ -22,7 +22,7 @@ struct KvmCapabilities {
   bool ioeventfd = false;
   bool ioeventfd_any_length = false;
   bool signal_msi = false;
-  unsigned irq_routing_entries = 0;  // 0 when KVM_SET_GSI_ROUTING is missing
+  unsigned irq_routing_entries = 0;  // how many GSI routes KVM_SET_GSI_ROUTING takes
 };
 
 class KvmHypervisor final : public Hypervisor {

@@ -191,17 +191,19 @@ class KvmVcpuTest : public ::testing::Test {
 };
 
 TEST_F(KvmVcpuTest, OutReportsPortSizeAndData) {
+  // clang-format off
   start_real_mode({
-      0xb0, 0x42,                                 // mov al, 0x42
-      0xe6, 0x10,                                 // out 0x10, al
-      0xba, 0xf8,        0x03,                    // mov dx, 0x3f8
-      0xb8, 0x34,        0x12,                    // mov ax, 0x1234
-      0xef,                                       // out dx, ax
-      0x66, 0xb8,        0xef, 0xbe, 0xad, 0xde,  // mov eax, 0xdeadbeef
-      0x66, 0xef,                                 // out dx, eax
-      0xe6, kMarkerPort,                          // out marker, al
-      0xeb, 0xfe,                                 // jmp $
+      0xb0, 0x42,                          // mov al, 0x42
+      0xe6, 0x10,                          // out 0x10, al
+      0xba, 0xf8, 0x03,                    // mov dx, 0x3f8
+      0xb8, 0x34, 0x12,                    // mov ax, 0x1234
+      0xef,                                // out dx, ax
+      0x66, 0xb8, 0xef, 0xbe, 0xad, 0xde,  // mov eax, 0xdeadbeef
+      0x66, 0xef,                          // out dx, eax
+      0xe6, kMarkerPort,                   // out marker, al
+      0xeb, 0xfe,                          // jmp $
   });
+  // clang-format on
   PortIoExit out8 = run_to_port(0x10);
   EXPECT_TRUE(out8.is_write);
   EXPECT_EQ(out8.size, 1);
@@ -221,6 +223,7 @@ TEST_F(KvmVcpuTest, OutReportsPortSizeAndData) {
 }
 
 TEST_F(KvmVcpuTest, InCompletesWithTheDataWrittenIntoTheExit) {
+  // clang-format off
   start_real_mode({
       0xba, 0x60, 0x00,   // mov dx, 0x60
       0xec,               // in al, dx
@@ -231,6 +234,7 @@ TEST_F(KvmVcpuTest, InCompletesWithTheDataWrittenIntoTheExit) {
       0xe6, kMarkerPort,  // out marker, al
       0xeb, 0xfe,         // jmp $
   });
+  // clang-format on
   PortIoExit in8 = run_to_port(0x60);
   EXPECT_FALSE(in8.is_write);
   ASSERT_EQ(in8.data.size(), 1u);
@@ -255,18 +259,20 @@ TEST_F(KvmVcpuTest, InCompletesWithTheDataWrittenIntoTheExit) {
 
 TEST_F(KvmVcpuTest, RepOutsbAndRepInsbMoveEveryByte) {
   load(0x2000, {'h', 'e', 'l', 'l', 'o'});
+  // clang-format off
   start_real_mode({
-      0xbe, 0x00,        0x20,  // mov si, 0x2000
-      0xb9, 0x05,        0x00,  // mov cx, 5
-      0xba, 0xf8,        0x03,  // mov dx, 0x3f8
-      0xfc,                     // cld
-      0xf3, 0x6e,               // rep outsb
-      0xbf, 0x00,        0x30,  // mov di, 0x3000
-      0xb9, 0x04,        0x00,  // mov cx, 4
-      0xf3, 0x6c,               // rep insb
-      0xe6, kMarkerPort,        // out marker, al
-      0xeb, 0xfe,               // jmp $
+      0xbe, 0x00, 0x20,   // mov si, 0x2000
+      0xb9, 0x05, 0x00,   // mov cx, 5
+      0xba, 0xf8, 0x03,   // mov dx, 0x3f8
+      0xfc,               // cld
+      0xf3, 0x6e,         // rep outsb
+      0xbf, 0x00, 0x30,   // mov di, 0x3000
+      0xb9, 0x04, 0x00,   // mov cx, 4
+      0xf3, 0x6c,         // rep insb
+      0xe6, kMarkerPort,  // out marker, al
+      0xeb, 0xfe,         // jmp $
   });
+  // clang-format on
   // KVM may hand the string over in one exit (count 5) or, like kvm_pvm,
   // one byte per exit; either way every byte arrives once and in order.
   std::string written;
@@ -296,16 +302,18 @@ TEST_F(KvmVcpuTest, RepOutsbAndRepInsbMoveEveryByte) {
 }
 
 TEST_F(KvmVcpuTest, MmioReadAndWriteOutsideRam) {
+  // clang-format off
   start_real_mode({
-      0xb8, 0x00,        0xd0,                    // mov ax, 0xd000
-      0x8e, 0xd8,                                 // mov ds, ax
-      0xa0, 0x10,        0x00,                    // mov al, [0x10]        (0xd0010)
-      0x88, 0xc3,                                 // mov bl, al
-      0xc7, 0x06,        0x20, 0x00, 0xef, 0xbe,  // mov word [0x20], 0xbeef (0xd0020)
-      0x66, 0xa1,        0x30, 0x00,              // mov eax, [0x30]       (0xd0030)
-      0xe6, kMarkerPort,                          // out marker, al
-      0xeb, 0xfe,                                 // jmp $
+      0xb8, 0x00, 0xd0,                    // mov ax, 0xd000
+      0x8e, 0xd8,                          // mov ds, ax
+      0xa0, 0x10, 0x00,                    // mov al, [0x10]        (0xd0010)
+      0x88, 0xc3,                          // mov bl, al
+      0xc7, 0x06, 0x20, 0x00, 0xef, 0xbe,  // mov word [0x20], 0xbeef (0xd0020)
+      0x66, 0xa1, 0x30, 0x00,              // mov eax, [0x30]       (0xd0030)
+      0xe6, kMarkerPort,                   // out marker, al
+      0xeb, 0xfe,                          // jmp $
   });
+  // clang-format on
   MmioExit read8 = run_to_mmio();
   EXPECT_EQ(read8.address, 0xd0010u);
   EXPECT_FALSE(read8.is_write);
@@ -330,16 +338,18 @@ TEST_F(KvmVcpuTest, MmioReadAndWriteOutsideRam) {
 }
 
 TEST_F(KvmVcpuTest, LongModeMmioAndPortIo) {
+  // clang-format off
   start_long_mode({
-      0x48, 0xb8,        0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11,  // mov rax, 0x1122334455667788
-      0x48, 0xbb,        0x00, 0x00, 0x00, 0x20, 0x00, 0x00, 0x00, 0x00,  // mov rbx, 0x20000000
-      0x48, 0x89,        0x03,                                            // mov [rbx], rax
-      0x48, 0x8b,        0x4b, 0x08,                                      // mov rcx, [rbx + 8]
-      0x66, 0xba,        0xf8, 0x03,                                      // mov dx, 0x3f8
-      0xef,                                                               // out dx, eax
-      0xe6, kMarkerPort,                                                  // out marker, al
-      0xeb, 0xfe,                                                         // jmp $
+      0x48, 0xb8, 0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11,  // mov rax, 0x1122334455667788
+      0x48, 0xbb, 0x00, 0x00, 0x00, 0x20, 0x00, 0x00, 0x00, 0x00,  // mov rbx, 0x20000000
+      0x48, 0x89, 0x03,                                            // mov [rbx], rax
+      0x48, 0x8b, 0x4b, 0x08,                                      // mov rcx, [rbx + 8]
+      0x66, 0xba, 0xf8, 0x03,                                      // mov dx, 0x3f8
+      0xef,                                                        // out dx, eax
+      0xe6, kMarkerPort,                                           // out marker, al
+      0xeb, 0xfe,                                                  // jmp $
   });
+  // clang-format on
   MmioExit write64 = run_to_mmio();
   EXPECT_EQ(write64.address, 0x20000000u);
   EXPECT_TRUE(write64.is_write);
@@ -425,11 +435,13 @@ TEST_F(KvmVcpuTest, MsrsSetAtCreationAndBySetMsrs) {
 }
 
 TEST_F(KvmVcpuTest, KickFromAnotherThreadStopsASpinningGuest) {
+  // clang-format off
   start_real_mode({
       0xeb, 0xfe,         // 0x1000: jmp $
       0xe6, kMarkerPort,  // 0x1002: out marker, al
       0xeb, 0xfe,         //         jmp $
   });
+  // clang-format on
   std::thread kicker([this] {
     std::this_thread::sleep_for(100ms);
     vcpu_->kick();
@@ -450,10 +462,12 @@ TEST_F(KvmVcpuTest, KickFromAnotherThreadStopsASpinningGuest) {
 }
 
 TEST_F(KvmVcpuTest, KickBeforeRunMakesRunReturnAtOnce) {
+  // clang-format off
   start_real_mode({
       0xe6, kMarkerPort,  // out marker, al
       0xeb, 0xfe,         // jmp $
   });
+  // clang-format on
   vcpu_->kick();
   auto start = std::chrono::steady_clock::now();
   VcpuExit exit = run();
@@ -464,12 +478,14 @@ TEST_F(KvmVcpuTest, KickBeforeRunMakesRunReturnAtOnce) {
 }
 
 TEST_F(KvmVcpuTest, KickAfterAnIoExitKeepsTheAccessPending) {
+  // clang-format off
   start_real_mode({
       0xba, 0x60, 0x00,   // mov dx, 0x60
       0xec,               // in al, dx
       0xe6, kMarkerPort,  // out marker, al
       0xeb, 0xfe,         // jmp $
   });
+  // clang-format on
   PortIoExit in = run_to_port(0x60);
   ASSERT_EQ(in.data.size(), 1u);
   in.data[0] = 0x77;
@@ -482,9 +498,11 @@ TEST_F(KvmVcpuTest, KickAfterAnIoExitKeepsTheAccessPending) {
 }
 
 TEST_F(KvmVcpuTest, Ud2WithAnEmptyIdtIsATripleFault) {
+  // clang-format off
   start_long_mode({
       0x0f, 0x0b,  // ud2 -> #UD -> #GP (IDT limit) -> #DF -> shutdown
   });
+  // clang-format on
   VcpuExit exit = run();
   auto* event = std::get_if<SystemEventExit>(&exit);
   ASSERT_NE(event, nullptr) << describe(exit);
@@ -517,16 +535,18 @@ class KvmInterruptTest : public KvmVcpuTest {
     // IVT entry 0x0d -> 0000:0x1800
     load(0x0d * 4, {0x00, 0x18, 0x00, 0x00});
     load(0x1800, {0xe6, kHandlerPort, 0xeb, 0xfe});  // out 0xf5, al; jmp $
+    // clang-format off
     start_real_mode({
-        0xb0, 0x11,        0xe6, 0x20,  // ICW1: edge, cascade, ICW4 follows
-        0xb0, 0x08,        0xe6, 0x21,  // ICW2: vector base 0x08
-        0xb0, 0x04,        0xe6, 0x21,  // ICW3: slave on IRQ 2
-        0xb0, 0x01,        0xe6, 0x21,  // ICW4: 8086 mode
-        0xb0, 0xdf,        0xe6, 0x21,  // OCW1: mask all but IRQ 5
-        0xfb,                           // sti
-        0xe6, kMarkerPort,              // out marker, al
-        0xeb, 0xfe,                     // jmp $
+        0xb0, 0x11, 0xe6, 0x20,  // ICW1: edge, cascade, ICW4 follows
+        0xb0, 0x08, 0xe6, 0x21,  // ICW2: vector base 0x08
+        0xb0, 0x04, 0xe6, 0x21,  // ICW3: slave on IRQ 2
+        0xb0, 0x01, 0xe6, 0x21,  // ICW4: 8086 mode
+        0xb0, 0xdf, 0xe6, 0x21,  // OCW1: mask all but IRQ 5
+        0xfb,                    // sti
+        0xe6, kMarkerPort,       // out marker, al
+        0xeb, 0xfe,              // jmp $
     });
+    // clang-format on
     // With the LAPIC hardware-disabled, the PIC's output goes straight to the CPU.
     SystemRegisters sregs = *vcpu_->get_system_registers();
     sregs.apic_base = 0xfee00000 | (1u << 8);  // BSP, not enabled
@@ -554,24 +574,97 @@ TEST_F(KvmInterruptTest, IrqfdReachesTheGuestThroughThePic) {
   EXPECT_TRUE(vm_->unregister_irqfd(*event, kIrq).ok());
 }
 
+// 64-bit program that masks the PICs, enables its LAPIC, points IOAPIC
+// pin 2 at vector 0x40, enables interrupts and spins. Vector 0x40 writes to
+// port 0xf5, vector 0x41 to port 0xf6.
+class KvmApicTest : public KvmVcpuTest {
+ protected:
+  void start_apic_program() {
+    // Map the IOAPIC and LAPIC pages (uncached) through PDPT[3].
+    constexpr uint64_t kPdpt = 0x11000, kHighPd = 0x13000;
+    ASSERT_TRUE(memory_.write_obj<uint64_t>(GuestAddress(kPdpt + 3 * 8), kHighPd | 0x3).ok());
+    for (uint64_t address : {0xfec00000ull, 0xfee00000ull}) {
+      uint64_t index = (address - 0xc0000000) >> 21;
+      ASSERT_TRUE(memory_.write_obj<uint64_t>(GuestAddress(kHighPd + 8 * index), address | 0x93).ok());
+    }
+    // IDT: 64-bit interrupt gates for vectors 0x40 and 0x41.
+    constexpr uint64_t kIdt = 0x9000;
+    for (auto [vector, handler] : {std::pair<uint64_t, uint64_t>{0x40, 0x1800}, {0x41, 0x1810}}) {
+      uint64_t low = (handler & 0xffff) | (0x08ull << 16) | (0x8eull << 40) | ((handler >> 16 & 0xffff) << 48);
+      ASSERT_TRUE(memory_.write_obj<uint64_t>(GuestAddress(kIdt + 16 * vector), low).ok());
+      ASSERT_TRUE(memory_.write_obj<uint64_t>(GuestAddress(kIdt + 16 * vector + 8), handler >> 32).ok());
+    }
+    load(0x1800, {0xe6, 0xf5, 0xeb, 0xfe});  // out 0xf5, al; jmp $
+    load(0x1810, {0xe6, 0xf6, 0xeb, 0xfe});  // out 0xf6, al; jmp $
+    // clang-format off
+    start_long_mode({
+        0xb0, 0xff, 0xe6, 0x21, 0xe6, 0xa1,                          // mask both PICs (KVM's LVT0 is ExtINT)
+        0x48, 0xbb, 0xf0, 0x00, 0xe0, 0xfe, 0x00, 0x00, 0x00, 0x00,  // mov rbx, 0xfee000f0 (LAPIC SVR)
+        0xc7, 0x03, 0xff, 0x01, 0x00, 0x00,                          // mov dword [rbx], 0x1ff (enable)
+        0x48, 0xb9, 0x00, 0x00, 0xc0, 0xfe, 0x00, 0x00, 0x00, 0x00,  // mov rcx, 0xfec00000 (IOREGSEL)
+        0xc7, 0x01, 0x14, 0x00, 0x00, 0x00,                          // mov dword [rcx], 0x14 (pin 2 low)
+        0xc7, 0x41, 0x10, 0x40, 0x00, 0x00, 0x00,                    // mov dword [rcx+0x10], 0x40
+        0xc7, 0x01, 0x15, 0x00, 0x00, 0x00,                          // mov dword [rcx], 0x15 (pin 2 high)
+        0xc7, 0x41, 0x10, 0x00, 0x00, 0x00, 0x00,                    // mov dword [rcx+0x10], 0 (APIC 0)
+        0xfb,                                                        // sti
+        0xe6, kMarkerPort,                                           // out marker, al
+        0xeb, 0xfe,                                                  // jmp $
+    });
+    // clang-format on
+    SystemRegisters sregs = *vcpu_->get_system_registers();
+    sregs.idt = {kIdt, 0xfff};
+    ASSERT_TRUE(vcpu_->set_system_registers(sregs).ok());
+    run_to_port(kMarkerPort);
+  }
+};
+
+TEST_F(KvmApicTest, IsaIrq0ArrivesOnIoApicPin2LikeThePcAndTheMadtSay) {
+  start_apic_program();
+  ASSERT_TRUE(vm_->kvm_interrupts().try_set_irq_line(0, true).ok());
+  ASSERT_TRUE(vm_->kvm_interrupts().try_set_irq_line(0, false).ok());
+  run_to_port(0xf5);
+}
+
+TEST_F(KvmApicTest, MsiReachesTheLapic) {
+  start_apic_program();
+  auto delivered = vm_->kvm_interrupts().try_signal_msi(0xfee00000, 0x40);
+  ASSERT_TRUE(delivered.ok()) << delivered.error().message();
+  EXPECT_TRUE(*delivered);
+  run_to_port(0xf5);
+}
+
+TEST_F(KvmApicTest, IrqfdOnAnMsiRouteReachesTheLapic) {
+  auto event = EventFd::create();
+  ASSERT_TRUE(event.ok());
+  ASSERT_TRUE(vm_->set_msi_route(24, 0xfee00000, 0x41).ok());
+  auto registered = vm_->register_irqfd(*event, 24);
+  ASSERT_TRUE(registered.ok()) << registered.error().message();
+  start_apic_program();
+  event->signal();
+  run_to_port(0xf6);
+  EXPECT_TRUE(vm_->unregister_irqfd(*event, 24).ok());
+}
+
 TEST_F(KvmVcpuTest, IoeventfdAbsorbsMatchingWrites) {
   auto any = EventFd::create(0, EFD_NONBLOCK);
   auto match = EventFd::create(0, EFD_NONBLOCK);
   ASSERT_TRUE(any.ok() && match.ok());
   ASSERT_TRUE(vm_->register_ioeventfd(*any, 0x500, 1, true, std::nullopt).ok());
   ASSERT_TRUE(vm_->register_ioeventfd(*match, 0x504, 2, true, 0x1234).ok());
+  // clang-format off
   start_real_mode({
-      0xba, 0x00,        0x05,  // mov dx, 0x500
-      0xb0, 0x07,               // mov al, 7
-      0xee,                     // out dx, al        -> eventfd, no exit
-      0xba, 0x04,        0x05,  // mov dx, 0x504
-      0xb8, 0x34,        0x12,  // mov ax, 0x1234
-      0xef,                     // out dx, ax        -> matches: eventfd, no exit
-      0xb8, 0x35,        0x12,  // mov ax, 0x1235
-      0xef,                     // out dx, ax        -> no match: exits
-      0xe6, kMarkerPort,        // out marker, al
-      0xeb, 0xfe,               // jmp $
+      0xba, 0x00, 0x05,   // mov dx, 0x500
+      0xb0, 0x07,         // mov al, 7
+      0xee,               // out dx, al        -> eventfd, no exit
+      0xba, 0x04, 0x05,   // mov dx, 0x504
+      0xb8, 0x34, 0x12,   // mov ax, 0x1234
+      0xef,               // out dx, ax        -> matches: eventfd, no exit
+      0xb8, 0x35, 0x12,   // mov ax, 0x1235
+      0xef,               // out dx, ax        -> no match: exits
+      0xe6, kMarkerPort,  // out marker, al
+      0xeb, 0xfe,         // jmp $
   });
+  // clang-format on
   PortIoExit unmatched = run_to_port(0x504);
   EXPECT_EQ(bytes(unmatched.data), (std::vector<uint8_t>{0x35, 0x12}));
   run_to_port(kMarkerPort);

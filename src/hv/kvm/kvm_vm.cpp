@@ -48,7 +48,13 @@ Result<std::unique_ptr<KvmVm>> KvmVm::create(int kvm, const VmConfig& config, co
   pit.flags = KVM_PIT_SPEAKER_DUMMY;
   if (kvm_ioctl(vm.get(), KVM_CREATE_PIT2, &pit) < 0) return Error::from_errno("KVM_CREATE_PIT2");
 
-  return std::unique_ptr<KvmVm>(new KvmVm(std::move(vm), config, caps, supported_cpuid, vcpu_mmap_size));
+  std::unique_ptr<KvmVm> result(new KvmVm(std::move(vm), config, caps, supported_cpuid, vcpu_mmap_size));
+  // KVM's own default wires ISA IRQ 0 to IOAPIC pin 0; replace it with the PC wiring.
+  {
+    std::lock_guard lock(result->routing_mutex_);
+    HV_TRY(result->apply_routing());
+  }
+  return result;
 }
 
 Result<void> KvmVm::map_memory(const GuestMemory& memory) {
@@ -100,7 +106,7 @@ bool KvmVm::supports_fast_eventfds() const {
 
 Result<void> KvmVm::check_irqfd_gsi(uint32_t gsi) const {
   if (!caps_.irqfd) return Error(ErrorCode::kUnsupported, "this KVM lacks KVM_CAP_IRQFD");
-  uint32_t limit = caps_.irq_routing_entries != 0 ? caps_.irq_routing_entries : kIrqchipGsiCount;
+  uint32_t limit = caps_.irq_routing_entries;
   if (gsi >= limit) {
     return Error(ErrorCode::kOutOfRange,
                  "GSI " + std::to_string(gsi) + " is past the last one (" + std::to_string(limit - 1) + ")");
@@ -132,25 +138,22 @@ Result<void> KvmVm::unregister_irqfd(const EventFd& event, uint32_t gsi) {
 }
 
 // KVM_SET_GSI_ROUTING replaces the whole table, so it always carries the
-// irqchip pins exactly as KVM_CREATE_IRQCHIP set them up by default (GSI n
-// to IOAPIC pin n, and GSIs 0-15 also to the PIC), plus our MSI routes.
+// PC wiring of the irqchip pins (see kPcIrqRouting in kvm_vm.h) plus our MSI
+// routes.
 Result<void> KvmVm::apply_routing() {
   std::vector<kvm_irq_routing_entry> entries;
+  auto add_pin = [&entries](uint32_t gsi, uint32_t irqchip, uint32_t pin) {
+    kvm_irq_routing_entry entry{};
+    entry.gsi = gsi;
+    entry.type = KVM_IRQ_ROUTING_IRQCHIP;
+    entry.u.irqchip.irqchip = irqchip;
+    entry.u.irqchip.pin = pin;
+    entries.push_back(entry);
+  };
   for (uint32_t gsi = 0; gsi < kIrqchipGsiCount; ++gsi) {
-    kvm_irq_routing_entry ioapic{};
-    ioapic.gsi = gsi;
-    ioapic.type = KVM_IRQ_ROUTING_IRQCHIP;
-    ioapic.u.irqchip.irqchip = KVM_IRQCHIP_IOAPIC;
-    ioapic.u.irqchip.pin = gsi;
-    entries.push_back(ioapic);
-    if (gsi < 16) {
-      kvm_irq_routing_entry pic{};
-      pic.gsi = gsi;
-      pic.type = KVM_IRQ_ROUTING_IRQCHIP;
-      pic.u.irqchip.irqchip = gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE;
-      pic.u.irqchip.pin = gsi % 8;
-      entries.push_back(pic);
-    }
+    if (gsi == kCascadeIrq) continue;  // not a device line
+    if (gsi < 16) add_pin(gsi, gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE, gsi % 8);
+    add_pin(gsi, KVM_IRQCHIP_IOAPIC, gsi == kPitIsaIrq ? kPitIoApicPin : gsi);
   }
   for (const auto& [gsi, msi] : msi_routes_) {
     kvm_irq_routing_entry entry{};
@@ -167,7 +170,6 @@ Result<void> KvmVm::apply_routing() {
 }
 
 Result<void> KvmVm::set_msi_route(uint32_t gsi, uint64_t address, uint32_t data) {
-  if (caps_.irq_routing_entries == 0) return Error(ErrorCode::kUnsupported, "this KVM lacks KVM_CAP_IRQ_ROUTING");
   if (gsi < kIrqchipGsiCount || gsi >= caps_.irq_routing_entries) {
     return Error(ErrorCode::kOutOfRange,
                  "MSI route on GSI " + std::to_string(gsi) + ": use GSIs " + std::to_string(kIrqchipGsiCount) + " to " +

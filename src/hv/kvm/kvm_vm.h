@@ -23,10 +23,19 @@ namespace hostvisor::kvm {
 constexpr uint64_t kTssAddress = 0xfffbd000;
 constexpr uint64_t kIdentityMapAddress = 0xfffbc000;
 
-// GSIs below this are the irqchip's pins (IOAPIC 0-23, PIC 0-15).
+// Interrupt lines (InterruptController::set_irq_line and irqfd GSIs) are
+// wired as on a PC chipset, the same as the emu backend and as the ACPI MADT
+// describes: line n < 16 is ISA IRQ n, driving PIC input n and IOAPIC pin n,
+// except ISA IRQ 0 (the in-kernel PIT), which drives IOAPIC pin 2 (MADT
+// source override 0 -> GSI 2). Line 2 is the PIC cascade and drives nothing.
+// Lines 16-23 drive IOAPIC pins 16-23 (PCI INTx). Lines from 24 up are free
+// for MSI routes (set_msi_route).
 constexpr uint32_t kIrqchipGsiCount = 24;
-// Routing entries for those pins: one per IOAPIC pin plus one per PIC pin.
-constexpr uint32_t kIrqchipRouteCount = 24 + 16;
+constexpr uint32_t kPitIsaIrq = 0;
+constexpr uint32_t kPitIoApicPin = 2;
+constexpr uint32_t kCascadeIrq = 2;
+// Routing entries for those lines: 23 IOAPIC pins plus 15 PIC inputs.
+constexpr uint32_t kIrqchipRouteCount = 23 + 15;
 
 class KvmVm final : public Vm {
  public:
