@@ -19,13 +19,25 @@ constexpr int64_t kTicksPerSecond = 32'768;
 // arithmetic on them (and on the offset to the host clock) cannot overflow,
 // whatever the guest writes into the year and century registers.
 constexpr int64_t kGuestSecondsLimit = 6'000'000'000;
-// Any alarm that can match at all matches within one day.
 constexpr int64_t kSecondsPerDay = 86'400;
 
 int64_t floor_div(int64_t a, int64_t b) {
   int64_t q = a / b;
   if ((a % b != 0) && ((a < 0) != (b < 0))) --q;
   return q;
+}
+
+// Always in [0, b) for b > 0, unlike %.
+int64_t floor_mod(int64_t a, int64_t b) {
+  const int64_t r = a % b;
+  return r < 0 ? r + b : r;
+}
+
+int64_t saturating_mul(int64_t a, int64_t b) {
+  int64_t r;
+  if (__builtin_mul_overflow(a, b, &r))
+    return (a < 0) != (b < 0) ? std::numeric_limits<int64_t>::min() : std::numeric_limits<int64_t>::max();
+  return r;
 }
 
 int64_t saturating_add(int64_t a, int64_t b) {
@@ -52,14 +64,15 @@ int64_t host_realtime_ns() {
 // nanosecond at which a given tick count is reached.
 int64_t ticks_at(int64_t t) {
   const int64_t seconds = floor_div(t, kNsPerSecond);
-  const int64_t fraction = t - seconds * kNsPerSecond;
+  const int64_t fraction = floor_mod(t, kNsPerSecond);
   return seconds * kTicksPerSecond + fraction * kTicksPerSecond / kNsPerSecond;
 }
 
 int64_t time_of_tick(int64_t tick) {
   const int64_t seconds = floor_div(tick, kTicksPerSecond);
   const int64_t rest = tick - seconds * kTicksPerSecond;
-  return saturating_add(seconds * kNsPerSecond, (rest * kNsPerSecond + kTicksPerSecond - 1) / kTicksPerSecond);
+  return saturating_add(saturating_mul(seconds, kNsPerSecond),
+                        (rest * kNsPerSecond + kTicksPerSecond - 1) / kTicksPerSecond);
 }
 
 bool is_time_register(uint8_t index) {
@@ -141,15 +154,36 @@ int64_t CmosRtc::registers_to_seconds() const {
   return std::clamp(seconds, -kGuestSecondsLimit, kGuestSecondsLimit);
 }
 
-bool CmosRtc::alarm_matches(int64_t guest_seconds) {
-  const int64_t of_day = guest_seconds - floor_div(guest_seconds, kSecondsPerDay) * kSecondsPerDay;
-  const int hour = static_cast<int>(of_day / 3600);
-  const int minute = static_cast<int>(of_day / 60 % 60);
-  const int second = static_cast<int>(of_day % 60);
-  // An alarm byte with both top bits set matches anything ("don't care").
+// Whether the alarm matches at any second boundary in (after, last]. The
+// registers are compared byte for byte in the current format, as the chip
+// does; a byte with both top bits set matches anything ("don't care").
+bool CmosRtc::alarm_fires_between(int64_t after, int64_t last) const {
+  if (last <= after) return false;
+  std::array<bool, 24> hour_ok{};
+  std::array<bool, 60> minute_ok{}, second_ok{};
   auto matches = [](uint8_t alarm, uint8_t current) { return (alarm & 0xc0) == 0xc0 || alarm == current; };
-  return matches(ram_[kSecondsAlarm], encode(second)) && matches(ram_[kMinutesAlarm], encode(minute)) &&
-         matches(ram_[kHoursAlarm], encode_hour(hour));
+  bool any_second = false;
+  for (int v = 0; v < 60; ++v) {
+    minute_ok[v] = matches(ram_[kMinutesAlarm], encode(v));
+    second_ok[v] = matches(ram_[kSecondsAlarm], encode(v));
+    any_second |= second_ok[v];
+  }
+  for (int v = 0; v < 24; ++v) hour_ok[v] = matches(ram_[kHoursAlarm], encode_hour(v));
+  if (!any_second) return false;
+  // Any alarm that can match at all matches within one day, so a longer
+  // quiet spell only needs its last day looked at, a minute at a time.
+  int64_t s = std::max(after, last - kSecondsPerDay) + 1;
+  while (s <= last) {
+    const int64_t of_day = floor_mod(s, kSecondsPerDay);
+    const int second = static_cast<int>(of_day % 60);
+    const int64_t minute_last = std::min(last, s + (59 - second));
+    if (hour_ok[of_day / 3600] && minute_ok[of_day / 60 % 60]) {
+      for (int64_t x = second; x <= second + (minute_last - s); ++x)
+        if (second_ok[x]) return true;
+    }
+    s = minute_last + 1;
+  }
+  return false;
 }
 
 // Sets the flags in register C for everything that happened in guest time
@@ -171,12 +205,7 @@ void CmosRtc::evaluate_events(int64_t now) {
     const int64_t last = floor_div(now, kNsPerSecond);
     if (last > first) {
       flags |= kRegCUpdate;
-      for (int64_t s = std::max(first, last - kSecondsPerDay) + 1; s <= last; ++s) {
-        if (alarm_matches(s)) {
-          flags |= kRegCAlarm;
-          break;
-        }
-      }
+      if (alarm_fires_between(first, last)) flags |= kRegCAlarm;
     }
   }
   ram_[kRegC] |= flags;
@@ -222,7 +251,7 @@ uint8_t CmosRtc::read_data() {
     case kRegA: {
       uint8_t value = ram_[kRegA] & 0x7f;
       const int64_t now = guest_now_ns();
-      const int64_t fraction = now - floor_div(now, kNsPerSecond) * kNsPerSecond;
+      const int64_t fraction = floor_mod(now, kNsPerSecond);
       if (divider_running() && !updates_halted() && fraction >= kNsPerSecond - kUpdateInProgressNs)
         value |= kRegAUpdateInProgress;
       return value;
@@ -249,10 +278,9 @@ void CmosRtc::write_data(uint8_t value) {
     }
     // Setting one field of a running clock: the others keep counting.
     const int64_t now = guest_now_ns();
-    const int64_t seconds = floor_div(now, kNsPerSecond);
-    store_time(seconds);
+    store_time(floor_div(now, kNsPerSecond));
     ram_[index] = value;
-    const int64_t new_now = saturating_add(registers_to_seconds() * kNsPerSecond, now - seconds * kNsPerSecond);
+    const int64_t new_now = registers_to_seconds() * kNsPerSecond + floor_mod(now, kNsPerSecond);
     guest_offset_ns_ = saturating_sub(new_now, clock_());
     events_checked_to_ns_ = new_now;
     return;
@@ -333,7 +361,7 @@ std::optional<int64_t> CmosRtc::next_event_ns() const {
     next = time_of_tick(((ticks_at(now) >> shift) + 1) << shift);
   }
   if (!updates_halted() && (ram_[kRegB] & (kRegBUpdateIe | kRegBAlarmIe))) {
-    const int64_t next_second = saturating_add(floor_div(now, kNsPerSecond) * kNsPerSecond, kNsPerSecond);
+    const int64_t next_second = saturating_add(saturating_sub(now, floor_mod(now, kNsPerSecond)), kNsPerSecond);
     next = next ? std::min(*next, next_second) : next_second;
   }
   if (!next) return std::nullopt;

@@ -90,7 +90,7 @@ class CmosRtc final : public BusDevice {
   uint8_t encode(int value) const;
   int decode(uint8_t value) const;
   uint8_t encode_hour(int hour) const;
-  bool alarm_matches(int64_t guest_seconds);
+  bool alarm_fires_between(int64_t after_seconds, int64_t last_seconds) const;
   void evaluate_events(int64_t guest_now);
   void update_irq();
 

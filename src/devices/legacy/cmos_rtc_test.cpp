@@ -218,6 +218,21 @@ TEST_F(CmosRtcTest, AlarmIsFoundAfterALongQuietSpell) {
   EXPECT_TRUE(get(R::kRegC) & R::kRegCAlarm);
 }
 
+TEST_F(CmosRtcTest, AlarmStaysQuietWhenItsTimeIsNotCrossed) {
+  set(R::kRegA, 0x20);
+  set(R::kSecondsAlarm, 0x00);
+  set(R::kMinutesAlarm, 0x00);
+  set(R::kHoursAlarm, 0x03);
+  now_ += 3600 * kSecond;  // 20:34:56 -> 21:34:56
+  EXPECT_EQ(get(R::kRegC), R::kRegCUpdate);
+  set(R::kHoursAlarm, 0x21);  // 21:00:00 already passed
+  set(R::kMinutesAlarm, 0x35);
+  now_ += 3 * kSecond;  // 21:34:59
+  EXPECT_EQ(get(R::kRegC), R::kRegCUpdate);
+  now_ += kSecond;  // 21:35:00
+  EXPECT_EQ(get(R::kRegC), R::kRegCUpdate | R::kRegCAlarm);
+}
+
 TEST_F(CmosRtcTest, IndexIgnoresTheNmiBit) {
   set(0x40, 0x9c);
   EXPECT_EQ(get(0x80 | 0x40), 0x9c);
