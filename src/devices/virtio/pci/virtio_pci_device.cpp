@@ -1,0 +1,534 @@
+#include "devices/virtio/pci/virtio_pci_device.h"
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <string>
+
+#include "base/log.h"
+#include "devices/virtio/virtio_constants.h"
+
+namespace hostvisor {
+
+namespace {
+
+constexpr uint16_t kVirtioVendor = 0x1af4;
+constexpr uint16_t kModernDeviceIdBase = 0x1040;
+constexpr uint16_t kSubsystemId = 0x40;  // >= 0x40: non-transitional (4.1.2.1)
+
+// 4.1.4 cfg_type values.
+constexpr uint8_t kCapCommonCfg = 1;
+constexpr uint8_t kCapNotifyCfg = 2;
+constexpr uint8_t kCapIsrCfg = 3;
+constexpr uint8_t kCapDeviceCfg = 4;
+constexpr uint8_t kCapPciCfg = 5;
+
+// Offsets of struct virtio_pci_common_cfg fields, with their widths.
+struct CommonField {
+  uint64_t offset;
+  unsigned size;
+};
+constexpr std::array<CommonField, 16> kCommonFields = {{
+    {0x00, 4},  // device_feature_select
+    {0x04, 4},  // device_feature
+    {0x08, 4},  // driver_feature_select
+    {0x0c, 4},  // driver_feature
+    {0x10, 2},  // config_msix_vector
+    {0x12, 2},  // num_queues
+    {0x14, 1},  // device_status
+    {0x15, 1},  // config_generation
+    {0x16, 2},  // queue_select
+    {0x18, 2},  // queue_size
+    {0x1a, 2},  // queue_msix_vector
+    {0x1c, 2},  // queue_enable
+    {0x1e, 2},  // queue_notify_off
+    {0x20, 8},  // queue_desc
+    {0x28, 8},  // queue_driver
+    {0x30, 8},  // queue_device
+}};
+
+uint32_t pci_class_for(uint32_t type) {
+  switch (type) {
+    case virtio::kDeviceNet: return 0x020000;      // network, ethernet
+    case virtio::kDeviceBlock: return 0x010000;    // storage, SCSI (what guests expect of virtio-blk)
+    case virtio::kDeviceConsole: return 0x078000;  // communication, other
+    default: return 0xff0000;                      // unassigned class
+  }
+}
+
+template <typename T>
+void put(std::array<uint8_t, VirtioPciDevice::kCommonCfgSize>& image, uint64_t offset, T value) {
+  std::memcpy(image.data() + offset, &value, sizeof(T));
+}
+
+// A virtio_pci_cap body (from cap_len on): cap_len, cfg_type, bar, id, padding[2], offset, length.
+std::vector<uint8_t> virtio_cap(uint8_t cap_len, uint8_t type, uint8_t bar, uint32_t offset, uint32_t length) {
+  std::vector<uint8_t> body(cap_len - 2, 0);
+  body[0] = cap_len;
+  body[1] = type;
+  body[2] = bar;
+  std::memcpy(&body[6], &offset, 4);
+  std::memcpy(&body[10], &length, 4);
+  return body;
+}
+
+}  // namespace
+
+Result<std::shared_ptr<VirtioPciDevice>> VirtioPciDevice::create(std::shared_ptr<VirtioDevice> device,
+                                                                 GuestMemory& memory) {
+  if (!device) return Error(ErrorCode::kInvalidArgument, "virtio-pci: no device");
+  if (device->queue_count() == 0 || device->queue_count() > kMaxQueues)
+    return Error(ErrorCode::kInvalidArgument,
+                 std::string(device->name()) + ": virtio-pci supports 1 to " + std::to_string(kMaxQueues) + " queues");
+  if (device->config_size() > kDeviceCfgMaxSize)
+    return Error(ErrorCode::kInvalidArgument, std::string(device->name()) + ": device config space too large");
+  for (uint16_t q = 0; q < device->queue_count(); ++q) {
+    const uint16_t max = device->queue_max_size(q);
+    if (max == 0 || max > virtio::kMaxQueueSize || (max & (max - 1)))
+      return Error(ErrorCode::kInvalidArgument,
+                   std::string(device->name()) + ": queue maximum size must be a power of two up to 32768");
+  }
+  std::shared_ptr<VirtioPciDevice> pci(new VirtioPciDevice(std::move(device), memory));
+  HV_TRY(pci->build_config_space());
+  return pci;
+}
+
+VirtioPciDevice::VirtioPciDevice(std::shared_ptr<VirtioDevice> device, GuestMemory& memory)
+    : device_(std::move(device)),
+      memory_(memory),
+      name_("virtio-pci-" + std::string(device_->name())),
+      queue_count_(device_->queue_count()),
+      queue_config_(queue_count_),
+      queues_(queue_count_),
+      queue_enabled_(new bool[queue_count_]()),
+      config_(PciConfigSpace::Identity{.vendor_id = kVirtioVendor,
+                                       .device_id = static_cast<uint16_t>(kModernDeviceIdBase + device_->device_type()),
+                                       .revision = 1,
+                                       .class_code = pci_class_for(device_->device_type()),
+                                       .subsystem_vendor_id = kVirtioVendor,
+                                       .subsystem_id = kSubsystemId}),
+      msix_(static_cast<uint16_t>(queue_count_ + 1), kBar, kMsixTableOffset, kMsixPbaOffset) {}
+
+Result<void> VirtioPciDevice::build_config_space() {
+  for (uint16_t q = 0; q < queue_count_; ++q) queue_config_[q].size = device_->queue_max_size(q);
+  HV_TRY(config_.add_bar(kBar, PciBarInfo{PciBarKind::kMemory64, kBarSize, false}));
+  config_.set_interrupt_pin(1);  // INTA
+  HV_TRY(config_.add_capability(pci_cap_id::kVendorSpecific,
+                                virtio_cap(16, kCapCommonCfg, kBar, kCommonCfgOffset, kCommonCfgSize)));
+  auto notify = virtio_cap(20, kCapNotifyCfg, kBar, kNotifyOffset, kNotifyOffMultiplier * queue_count_);
+  std::memcpy(&notify[14], &kNotifyOffMultiplier, 4);
+  HV_TRY(config_.add_capability(pci_cap_id::kVendorSpecific, notify));
+  HV_TRY(config_.add_capability(pci_cap_id::kVendorSpecific, virtio_cap(16, kCapIsrCfg, kBar, kIsrOffset, 1)));
+  if (device_->config_size() > 0) {
+    HV_TRY(config_.add_capability(pci_cap_id::kVendorSpecific,
+                                  virtio_cap(16, kCapDeviceCfg, kBar, kDeviceCfgOffset, device_->config_size())));
+  }
+  // VIRTIO_PCI_CAP_PCI_CFG: bar, offset, length and the data window are writable.
+  auto pci_cfg = virtio_cap(20, kCapPciCfg, 0, 0, 0);
+  std::vector<uint8_t> writable(pci_cfg.size(), 0);
+  writable[2] = 0xff;                                                     // bar
+  std::fill(writable.begin() + 6, writable.begin() + 18, uint8_t{0xff});  // offset, length, pci_cfg_data
+  pci_cfg_cap_ = HV_TRY(config_.add_capability(pci_cap_id::kVendorSpecific, pci_cfg, writable));
+  HV_TRY(msix_.install(config_));
+  return ok();
+}
+
+void VirtioPciDevice::attached(const PciAttachment& attachment) {
+  std::lock_guard irq(irq_mutex_);
+  msix_.set_interrupt_controller(attachment.interrupts);
+  intx_ = IrqLine(attachment.interrupts, attachment.intx_gsi);
+}
+
+void VirtioPciDevice::bar_moved(int bar, std::optional<uint64_t>, std::optional<uint64_t> new_address) {
+  std::lock_guard lock(mutex_);
+  if (bar == kBar) bar_address_ = new_address;
+}
+
+std::optional<uint64_t> VirtioPciDevice::notify_address(uint16_t queue) const {
+  std::lock_guard lock(mutex_);
+  if (!bar_address_ || queue >= queue_count_) return std::nullopt;
+  return *bar_address_ + kNotifyOffset + uint64_t{kNotifyOffMultiplier} * queue;
+}
+
+uint8_t VirtioPciDevice::device_status() const {
+  std::lock_guard irq(irq_mutex_);
+  return status_;
+}
+
+uint64_t VirtioPciDevice::offered_features() const {
+  // Device-specific bits plus the ring features this transport implements;
+  // never packed rings, notification data, IOMMU or the like.
+  const uint64_t transport =
+      virtio::feature_bit(virtio::kFeatureIndirectDesc) | virtio::feature_bit(virtio::kFeatureEventIdx);
+  return (device_->device_features() & (0xffffffull | transport)) | virtio::feature_bit(virtio::kFeatureVersion1);
+}
+
+// ---------------------------------------------------------------- config space
+
+uint32_t VirtioPciDevice::config_read(uint16_t offset, unsigned size) {
+  std::lock_guard lock(mutex_);
+  const uint16_t data = pci_cfg_cap_ + 16;
+  if (offset < data + 4 && offset + size > data) {
+    // pci_cfg_data: read `length` bytes of the BAR at `offset` into the window.
+    uint8_t bar;
+    uint32_t bar_offset, length;
+    {
+      std::lock_guard irq(irq_mutex_);
+      bar = config_.raw_u8(pci_cfg_cap_ + 4);
+      bar_offset = config_.raw_u32(pci_cfg_cap_ + 8);
+      length = config_.raw_u32(pci_cfg_cap_ + 12);
+    }
+    if (bar == kBar && (length == 1 || length == 2 || length == 4) && bar_offset % length == 0 &&
+        bar_offset < kBarSize) {
+      uint8_t bytes[4] = {};
+      bar_access_locked(bar_offset, std::span(bytes, length), false);
+      uint32_t v = 0;
+      std::memcpy(&v, bytes, 4);
+      std::lock_guard irq(irq_mutex_);
+      config_.set_raw_u32(data, v);
+    }
+  }
+  std::lock_guard irq(irq_mutex_);
+  return config_.read(offset, size);
+}
+
+void VirtioPciDevice::config_write(uint16_t offset, unsigned size, uint32_t value) {
+  std::lock_guard lock(mutex_);
+  const uint16_t data = pci_cfg_cap_ + 16;
+  uint8_t bar;
+  uint32_t bar_offset, length, window;
+  {
+    std::lock_guard irq(irq_mutex_);
+    config_.write(offset, size, value);
+    msix_.config_written(config_);
+    update_intx_locked();  // Interrupt Disable may have changed
+    bar = config_.raw_u8(pci_cfg_cap_ + 4);
+    bar_offset = config_.raw_u32(pci_cfg_cap_ + 8);
+    length = config_.raw_u32(pci_cfg_cap_ + 12);
+    window = config_.raw_u32(data);
+  }
+  if (offset < data + 4 && offset + size > data && bar == kBar && (length == 1 || length == 2 || length == 4) &&
+      bar_offset % length == 0 && bar_offset < kBarSize) {
+    uint8_t bytes[4];
+    std::memcpy(bytes, &window, 4);
+    bar_access_locked(bar_offset, std::span(bytes, length), true);
+  }
+}
+
+// ---------------------------------------------------------------- BAR
+
+void VirtioPciDevice::bar_read(int bar, uint64_t offset, std::span<uint8_t> data) {
+  std::lock_guard lock(mutex_);
+  if (bar != kBar) {
+    std::fill(data.begin(), data.end(), 0xff);
+    return;
+  }
+  bar_access_locked(offset, data, false);
+}
+
+void VirtioPciDevice::bar_write(int bar, uint64_t offset, std::span<const uint8_t> data) {
+  std::lock_guard lock(mutex_);
+  if (bar != kBar) return;
+  // bar_access_locked only reads from `data` when writing.
+  bar_access_locked(offset, std::span(const_cast<uint8_t*>(data.data()), data.size()), true);
+}
+
+void VirtioPciDevice::bar_access_locked(uint64_t offset, std::span<uint8_t> data, bool is_write) {
+  const uint64_t len = data.size();
+  auto inside = [&](uint64_t start, uint64_t size) {
+    return offset >= start && offset - start < size && len <= size - (offset - start);
+  };
+  if (inside(kCommonCfgOffset, kCommonCfgSize)) {
+    if (is_write) {
+      common_write(offset - kCommonCfgOffset, data);
+    } else {
+      common_read(offset - kCommonCfgOffset, data);
+    }
+    return;
+  }
+  if (offset == kIsrOffset && !is_write) {
+    // Reading the ISR clears it and drops the INTx line (4.1.4.5).
+    std::lock_guard irq(irq_mutex_);
+    std::fill(data.begin(), data.end(), 0);
+    data[0] = isr_;
+    isr_ = 0;
+    update_intx_locked();
+    return;
+  }
+  if (inside(kDeviceCfgOffset, device_->config_size())) {
+    if (is_write) {
+      device_->write_config(offset - kDeviceCfgOffset, data);
+    } else {
+      device_->read_config(offset - kDeviceCfgOffset, data);
+    }
+    return;
+  }
+  if (inside(kNotifyOffset, uint64_t{kNotifyOffMultiplier} * queue_count_)) {
+    if (is_write) notify_locked(static_cast<uint16_t>((offset - kNotifyOffset) / kNotifyOffMultiplier));
+    if (!is_write) std::fill(data.begin(), data.end(), 0);
+    return;
+  }
+  {
+    std::lock_guard irq(irq_mutex_);
+    if (msix_.in_table(offset, len)) {
+      if (is_write) {
+        msix_.table_write(offset, data);
+      } else {
+        msix_.table_read(offset, data);
+      }
+      return;
+    }
+    if (msix_.in_pba(offset, len)) {
+      if (!is_write) msix_.pba_read(offset, data);
+      return;  // the PBA is read-only
+    }
+  }
+  if (!is_write) std::fill(data.begin(), data.end(), 0);
+}
+
+// ---------------------------------------------------------------- common cfg
+
+void VirtioPciDevice::common_read(uint64_t offset, std::span<uint8_t> data) {
+  std::array<uint8_t, kCommonCfgSize> image{};
+  const uint64_t features = offered_features();
+  put<uint32_t>(image, 0x00, device_feature_select_);
+  put<uint32_t>(image, 0x04,
+                device_feature_select_ < 2 ? static_cast<uint32_t>(features >> (32 * device_feature_select_)) : 0);
+  put<uint32_t>(image, 0x08, driver_feature_select_);
+  put<uint32_t>(
+      image, 0x0c,
+      driver_feature_select_ < 2 ? static_cast<uint32_t>(driver_features_ >> (32 * driver_feature_select_)) : 0);
+  put<uint16_t>(image, 0x12, queue_count_);
+  put<uint16_t>(image, 0x16, queue_select_);
+  {
+    std::lock_guard irq(irq_mutex_);
+    put<uint16_t>(image, 0x10, config_msix_vector_);
+    put<uint8_t>(image, 0x14, status_);
+    put<uint8_t>(image, 0x15, config_generation_);
+    if (queue_select_ < queue_count_)
+      put<uint16_t>(image, 0x1a, queue_config_[queue_select_].msix_vector);
+    else
+      put<uint16_t>(image, 0x1a, virtio::kNoVector);
+  }
+  if (queue_select_ < queue_count_) {
+    const QueueConfig& q = queue_config_[queue_select_];
+    put<uint16_t>(image, 0x18, q.size);
+    put<uint16_t>(image, 0x1c, q.enabled ? 1 : 0);
+    put<uint16_t>(image, 0x1e, queue_select_);  // notify offset, in units of the multiplier
+    put<uint64_t>(image, 0x20, q.desc);
+    put<uint64_t>(image, 0x28, q.driver);
+    put<uint64_t>(image, 0x30, q.device);
+  }
+  std::memcpy(data.data(), image.data() + offset, data.size());
+}
+
+void VirtioPciDevice::common_write(uint64_t offset, std::span<const uint8_t> data) {
+  // Merge the write into the current register image, then apply every field
+  // it touched, so any access width (drivers write 64-bit fields as two
+  // dwords) works the same.
+  std::array<uint8_t, kCommonCfgSize> image{};
+  common_read(0, image);
+  std::memcpy(image.data() + offset, data.data(), data.size());
+  for (const CommonField& f : kCommonFields) {
+    if (f.offset >= offset + data.size() || f.offset + f.size <= offset) continue;
+    uint64_t value = 0;
+    std::memcpy(&value, image.data() + f.offset, f.size);
+    apply_common_field(f.offset, value);
+  }
+}
+
+void VirtioPciDevice::apply_common_field(uint64_t field, uint64_t value) {
+  QueueConfig* q = queue_select_ < queue_count_ ? &queue_config_[queue_select_] : nullptr;
+  uint8_t status;
+  {
+    std::lock_guard irq(irq_mutex_);
+    status = status_;
+  }
+  const bool features_locked = status & virtio::kStatusFeaturesOk;
+  switch (field) {
+    case 0x00: device_feature_select_ = static_cast<uint32_t>(value); break;
+    case 0x08: driver_feature_select_ = static_cast<uint32_t>(value); break;
+    case 0x0c:
+      if (!features_locked && driver_feature_select_ < 2) {
+        const unsigned shift = 32 * driver_feature_select_;
+        driver_features_ = (driver_features_ & ~(0xffffffffull << shift)) | (value & 0xffffffff) << shift;
+      }
+      break;
+    case 0x10: {
+      std::lock_guard irq(irq_mutex_);
+      // A vector the table does not have reads back as NO_VECTOR (4.1.5.1.2).
+      config_msix_vector_ = value < msix_.vector_count() ? static_cast<uint16_t>(value) : virtio::kNoVector;
+      break;
+    }
+    case 0x14: write_status(static_cast<uint8_t>(value)); break;
+    case 0x16: queue_select_ = static_cast<uint16_t>(value); break;
+    case 0x18:
+      if (q && !q->enabled) q->size = static_cast<uint16_t>(value);
+      break;
+    case 0x1a:
+      if (q) {
+        std::lock_guard irq(irq_mutex_);
+        q->msix_vector = value < msix_.vector_count() ? static_cast<uint16_t>(value) : virtio::kNoVector;
+      }
+      break;
+    case 0x1c:
+      // Only 1 may be written (queue_reset would be the way back).
+      if (q && !q->enabled && value == 1) enable_queue(queue_select_);
+      break;
+    case 0x20:
+      if (q && !q->enabled) q->desc = value;
+      break;
+    case 0x28:
+      if (q && !q->enabled) q->driver = value;
+      break;
+    case 0x30:
+      if (q && !q->enabled) q->device = value;
+      break;
+    default: break;  // read-only fields
+  }
+}
+
+void VirtioPciDevice::enable_queue(uint16_t index) {
+  QueueConfig& q = queue_config_[index];
+  if (q.size > device_->queue_max_size(index)) {
+    signal_needs_reset(Error(ErrorCode::kGuest, "queue " + std::to_string(index) + " size " + std::to_string(q.size) +
+                                                    " exceeds the maximum " +
+                                                    std::to_string(device_->queue_max_size(index))));
+    return;
+  }
+  // Features are final once FEATURES_OK is set, which drivers do before queue set-up.
+  auto created = Virtqueue::create(
+      memory_, VirtqueueLayout{q.size, GuestAddress(q.desc), GuestAddress(q.driver), GuestAddress(q.device)},
+      driver_features_);
+  if (!created) {
+    signal_needs_reset(created.error().with_context("queue " + std::to_string(index)));
+    return;
+  }
+  queues_[index] = std::move(created).value();
+  queue_enabled_[index] = true;
+  q.enabled = true;
+}
+
+void VirtioPciDevice::write_status(uint8_t value) {
+  if (value == 0) {
+    reset_transport();
+    return;
+  }
+  uint8_t old;
+  {
+    std::lock_guard irq(irq_mutex_);
+    old = status_;
+  }
+  uint8_t next = value | (old & virtio::kStatusDeviceNeedsReset);
+  if ((next & virtio::kStatusFeaturesOk) && !(old & virtio::kStatusFeaturesOk)) {
+    // FEATURES_OK sticks only for a subset of what we offered, with VERSION_1 (3.1.1).
+    const bool subset = (driver_features_ & ~offered_features()) == 0;
+    const bool modern = driver_features_ & virtio::feature_bit(virtio::kFeatureVersion1);
+    if (!subset || !modern) next &= ~virtio::kStatusFeaturesOk;
+  }
+  {
+    std::lock_guard irq(irq_mutex_);
+    status_ = next;
+  }
+  if ((next & virtio::kStatusDriverOk) && !(old & virtio::kStatusDriverOk) && !activated_) {
+    if (!(next & virtio::kStatusFeaturesOk)) {
+      signal_needs_reset(Error(ErrorCode::kGuest, "DRIVER_OK without FEATURES_OK"));
+      return;
+    }
+    VirtioActivation activation{&memory_, driver_features_, queues_,
+                                std::span<const bool>(queue_enabled_.get(), queue_count_), this};
+    auto r = device_->activate(activation);
+    if (!r) {
+      signal_needs_reset(r.error().with_context("activating " + std::string(device_->name())));
+      return;
+    }
+    activated_ = true;
+  }
+}
+
+void VirtioPciDevice::reset_transport() {
+  if (activated_) device_->reset();  // the device stops touching queues and memory first
+  activated_ = false;
+  device_feature_select_ = 0;
+  driver_feature_select_ = 0;
+  driver_features_ = 0;
+  queue_select_ = 0;
+  std::lock_guard irq(irq_mutex_);
+  for (uint16_t i = 0; i < queue_count_; ++i) {
+    queue_config_[i] = QueueConfig{};
+    queue_config_[i].size = device_->queue_max_size(i);  // reset value: the maximum (4.1.4.3.2)
+    queues_[i] = Virtqueue();
+    queue_enabled_[i] = false;
+  }
+  status_ = 0;
+  isr_ = 0;
+  config_msix_vector_ = virtio::kNoVector;
+  update_intx_locked();
+}
+
+// ---------------------------------------------------------------- notify / queues
+
+void VirtioPciDevice::notify_queue(uint16_t queue) {
+  std::lock_guard lock(mutex_);
+  notify_locked(queue);
+}
+
+void VirtioPciDevice::notify_locked(uint16_t queue) {
+  if (queue >= queue_count_ || !activated_ || !queue_enabled_[queue]) return;
+  {
+    std::lock_guard irq(irq_mutex_);
+    if (status_ & virtio::kStatusDeviceNeedsReset) return;  // nothing runs until the driver resets us
+  }
+  auto r = device_->process_queue(queue);
+  if (!r) signal_needs_reset(r.error().with_context(std::string(device_->name()) + " queue " + std::to_string(queue)));
+}
+
+// ---------------------------------------------------------------- interrupts
+
+void VirtioPciDevice::update_intx_locked() {
+  config_.set_interrupt_status(isr_ != 0);
+  intx_.set_level(isr_ != 0 && !(config_.command() & pci_command::kInterruptDisable));
+}
+
+void VirtioPciDevice::signal_used(uint16_t queue) {
+  std::lock_guard irq(irq_mutex_);
+  if (queue >= queue_count_) return;
+  if (msix_.enabled()) {
+    const uint16_t vector = queue_config_[queue].msix_vector;
+    if (vector != virtio::kNoVector) msix_.signal(vector);
+    return;
+  }
+  isr_ |= 1;
+  update_intx_locked();
+}
+
+void VirtioPciDevice::signal_config_change() {
+  std::lock_guard irq(irq_mutex_);
+  ++config_generation_;
+  if (msix_.enabled()) {
+    if (config_msix_vector_ != virtio::kNoVector) msix_.signal(config_msix_vector_);
+    return;
+  }
+  isr_ |= 2;
+  update_intx_locked();
+}
+
+void VirtioPciDevice::signal_needs_reset(const Error& reason) {
+  std::lock_guard irq(irq_mutex_);
+  mark_needs_reset_locked(reason);
+}
+
+void VirtioPciDevice::mark_needs_reset_locked(const Error& reason) {
+  if (status_ & virtio::kStatusDeviceNeedsReset) return;
+  HV_LOG_WARN("{}: device needs reset: {}", name_, reason.message());
+  status_ |= virtio::kStatusDeviceNeedsReset;
+  // Tell the driver through the configuration change interrupt (2.1.2).
+  if (msix_.enabled()) {
+    if (config_msix_vector_ != virtio::kNoVector) msix_.signal(config_msix_vector_);
+    return;
+  }
+  isr_ |= 2;
+  update_intx_locked();
+}
+
+}  // namespace hostvisor
