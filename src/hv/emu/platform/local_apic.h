@@ -152,7 +152,8 @@ class LocalApic {
   // globally disabled so LINT0 acts as the processor's INTR pin).
   bool has_interrupt() const;
   // The highest-priority IRR vector whose priority class is above the PPR,
-  // while the APIC is software and hardware enabled. Does not include ExtINT.
+  // while the APIC is globally enabled (requests accepted before a software
+  // disable are still delivered, as the SDM says). Does not include ExtINT.
   std::optional<uint8_t> pending_vector() const;
   // The core delivered `vector` (from pending_vector()): IRR -> ISR, PPR
   // rises. A vector that is not in the IRR is ignored.

@@ -15,7 +15,7 @@
 // away between INT and INTA yields the spurious vector of IRQ 7 (or IRQ 15
 // on the slave) without setting an ISR bit, as the 8259A does.
 //
-// Thread-safe; the INT callback runs without the PIC's lock held.
+// Thread-safe.
 #pragma once
 
 #include <array>
@@ -54,8 +54,10 @@ class Pic {
   // request and moves it IRR -> ISR (or ends it, in auto-EOI mode).
   uint8_t acknowledge();
 
-  // Called with the new INT level whenever it changes (from the thread that
-  // changed it, without the PIC's lock held).
+  // Called with the new INT level whenever it changes. It runs with the
+  // PIC's lock held, so levels arrive in order; it must not call back into
+  // the Pic (LocalApic::set_lint0 does not: LAPICs never call out while
+  // locked, and ask the PIC for vectors only without their lock).
   void set_intr_callback(std::function<void(bool level)> callback);
 
   struct Chip {

@@ -11,11 +11,11 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <mutex>
 #include <optional>
 #include <thread>
-#include <vector>
 
 #include "base/result.h"
 #include "hv/emu/platform/platform_clock.h"
@@ -66,7 +66,7 @@ class PlatformTimers {
   const Clock& clock_;
   mutable std::mutex mutex_;
   std::condition_variable changed_;
-  std::vector<Timer> timers_;
+  std::deque<Timer> timers_;  // a deque: run_due() keeps pointers across add()
   bool stopping_ = false;
   std::thread thread_;
 };

@@ -1,0 +1,194 @@
+#include "hv/emu/platform/emu_platform.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+namespace hostvisor::emu {
+namespace {
+
+class EmuPlatformTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto p = EmuPlatform::create({.vcpu_count = 2, .clock = &clock_, .start_timer_thread = false});
+    ASSERT_TRUE(p.ok()) << p.error().message();
+    platform_ = std::move(*p);
+    ASSERT_TRUE(platform_->attach(ports_, mmio_).ok());
+  }
+
+  void out(uint16_t port, uint8_t v) { ports_.write(port, std::span(&v, 1)); }
+  uint8_t in(uint16_t port) {
+    uint8_t v = 0;
+    ports_.read(port, std::span(&v, 1));
+    return v;
+  }
+  void mmio_write32(uint64_t addr, uint32_t v) {
+    uint8_t b[4];
+    std::memcpy(b, &v, 4);
+    mmio_.write(addr, b);
+  }
+  uint32_t mmio_read32(uint64_t addr) {
+    uint8_t b[4];
+    mmio_.read(addr, b);
+    uint32_t v;
+    std::memcpy(&v, b, 4);
+    return v;
+  }
+  void ioapic_write(uint8_t index, uint32_t v) {
+    mmio_write32(IoApic::kDefaultBase, index);
+    mmio_write32(IoApic::kDefaultBase + 0x10, v);
+  }
+  void lapic_write(unsigned cpu, uint32_t reg, uint32_t v) {
+    uint8_t b[4];
+    std::memcpy(b, &v, 4);
+    platform_->local_apic(cpu).mmio_write(reg, b);
+  }
+  void init_pic() {
+    for (auto [port, v] : std::initializer_list<std::pair<uint16_t, uint8_t>>{{0x20, 0x11},
+                                                                              {0x21, 0x30},
+                                                                              {0x21, 0x04},
+                                                                              {0x21, 0x01},
+                                                                              {0xa0, 0x11},
+                                                                              {0xa1, 0x38},
+                                                                              {0xa1, 0x02},
+                                                                              {0xa1, 0x01},
+                                                                              {0x21, 0x00},
+                                                                              {0xa1, 0x00}})
+      out(port, v);
+  }
+  void at(uint64_t ns) {
+    clock_.set(ns);
+    platform_->timers().run_due();
+  }
+
+  ManualClock clock_{1'000'000};
+  Bus ports_{"io", 0x10000};
+  Bus mmio_{"mmio"};
+  std::unique_ptr<EmuPlatform> platform_;
+};
+
+TEST_F(EmuPlatformTest, PitThroughPicReachesTheBspInVirtualWireMode) {
+  init_pic();
+  out(0x43, 0x34);
+  out(0x40, 0xa9);
+  out(0x40, 0x04);  // 1193: ~1 ms
+  LocalApic& bsp = platform_->local_apic(0);
+  EXPECT_FALSE(bsp.has_interrupt());
+  at(1'000'000 + 1'000'000);
+  EXPECT_TRUE(bsp.has_interrupt());
+  EXPECT_FALSE(platform_->local_apic(1).has_interrupt());
+  EXPECT_EQ(bsp.take_interrupt(), std::optional<uint8_t>(0x30));
+  EXPECT_FALSE(bsp.has_interrupt());
+  out(0x20, 0x20);
+  at(1'000'000 + 2'000'000);
+  EXPECT_EQ(bsp.take_interrupt(), std::optional<uint8_t>(0x30));
+}
+
+TEST_F(EmuPlatformTest, PitReachesIoApicPin2ThroughTheSourceOverride) {
+  init_pic();
+  out(0x21, 0xff);  // PIC fully masked, as Linux does once the IOAPIC is up
+  LocalApic& bsp = platform_->local_apic(0);
+  lapic_write(0, LocalApic::kRegSvr, 0x1ff);
+  ioapic_write(0x10 + 2 * 2, 0x40);  // pin 2 -> vector 0x40, APIC 0, edge
+  ioapic_write(0x11 + 2 * 2, 0);
+  EXPECT_EQ(mmio_read32(IoApic::kDefaultBase + 0x10), 0u);
+  out(0x43, 0x34);
+  out(0x40, 0x00);
+  out(0x40, 0x01);  // 256 ticks
+  at(1'000'000 + 300'000);
+  EXPECT_EQ(bsp.take_interrupt(), std::optional<uint8_t>(0x40));
+  EXPECT_EQ(platform_->io_apic().save().pin_levels & 1, 0u);  // pin 0 untouched
+}
+
+TEST_F(EmuPlatformTest, DeviceLinesDriveBothControllers) {
+  init_pic();
+  LocalApic& bsp = platform_->local_apic(0);
+  InterruptController& ic = platform_->interrupts();
+  ic.set_irq_line(4, true);  // a UART on ISA IRQ 4
+  EXPECT_TRUE(platform_->pic().intr());
+  EXPECT_TRUE(platform_->io_apic().save().pin_levels & (1u << 4));
+  ic.set_irq_line(4, false);
+  EXPECT_EQ(bsp.take_interrupt(), std::optional<uint8_t>(0x34));
+  // PCI INTx on GSI 19: IOAPIC only.
+  lapic_write(1, LocalApic::kRegSvr, 0x1ff);
+  ioapic_write(0x10 + 2 * 19, (1u << 15) | 0x61);
+  ioapic_write(0x11 + 2 * 19, 1u << 24);
+  ic.set_irq_line(19, true);
+  EXPECT_EQ(platform_->local_apic(1).take_interrupt(), std::optional<uint8_t>(0x61));
+  ic.set_irq_line(19, false);
+  lapic_write(1, LocalApic::kRegEoi, 0);
+  EXPECT_FALSE(platform_->io_apic().redirection_entry(19) & IoApic::kEntryRemoteIrr);
+  // The cascade line and lines past the IOAPIC are not connected.
+  ic.set_irq_line(2, true);
+  ic.set_irq_line(24, true);
+  ic.set_irq_line(0xffffffff, true);
+  EXPECT_EQ(platform_->io_apic().save().pin_levels, 0u);
+  EXPECT_EQ(EmuInterruptController::io_apic_pin(0), 2);
+  EXPECT_EQ(EmuInterruptController::io_apic_pin(2), -1);
+  EXPECT_EQ(EmuInterruptController::io_apic_pin(9), 9);
+}
+
+TEST_F(EmuPlatformTest, MsiThroughTheController) {
+  lapic_write(1, LocalApic::kRegSvr, 0x1ff);
+  platform_->interrupts().signal_msi(0xfee01000, 0x45);
+  EXPECT_EQ(platform_->local_apic(1).take_interrupt(), std::optional<uint8_t>(0x45));
+  platform_->interrupts().signal_msi(0x12345678, 0x45);  // dropped, no crash
+  EXPECT_FALSE(platform_->local_apic(0).has_interrupt());
+}
+
+TEST_F(EmuPlatformTest, Port61AndRangesOnTheBuses) {
+  out(0x61, 0x03);
+  EXPECT_EQ(in(0x61) & 0x03, 0x03);
+  EXPECT_TRUE(platform_->pit().channel2_gate());
+  // A second attach collides with the first.
+  EXPECT_FALSE(platform_->attach(ports_, mmio_).ok());
+}
+
+TEST_F(EmuPlatformTest, SaveRestoreAcrossPlatforms) {
+  init_pic();
+  out(0x43, 0x34);
+  out(0x40, 0xe8);
+  out(0x40, 0x03);  // 1000
+  lapic_write(0, LocalApic::kRegSvr, 0x1ff);
+  platform_->interrupts().signal_msi(0xfee00000, 0x77);
+  const EmuPlatform::State s = platform_->save();
+
+  ManualClock other_clock(9'000'000);
+  auto other = EmuPlatform::create({.vcpu_count = 2, .clock = &other_clock, .start_timer_thread = false});
+  ASSERT_TRUE(other.ok());
+  ASSERT_TRUE((*other)->restore(s).ok());
+  EXPECT_EQ((*other)->local_apic(0).pending_vector(), std::optional<uint8_t>(0x77));
+  EXPECT_EQ((*other)->pic().read_port(0x21), 0x00);
+  other_clock.set(9'000'000 + 1'000'000);
+  (*other)->timers().run_due();
+  EXPECT_TRUE((*other)->pic().intr());
+
+  auto three = EmuPlatform::create({.vcpu_count = 3, .clock = &other_clock, .start_timer_thread = false});
+  ASSERT_TRUE(three.ok());
+  EXPECT_FALSE((*three)->restore(s).ok());
+}
+
+TEST(EmuPlatformCreate, RejectsBadCpuCountsAndRunsItsTimerThread) {
+  EXPECT_FALSE(EmuPlatform::create({.vcpu_count = 0}).ok());
+  EXPECT_FALSE(EmuPlatform::create({.vcpu_count = 256}).ok());
+  auto p = EmuPlatform::create({.vcpu_count = 1});
+  ASSERT_TRUE(p.ok());
+  // Real time: a one-shot LAPIC timer of 1 ms fires via the host thread.
+  LocalApic& l = (*p)->local_apic(0);
+  std::atomic<bool> woke{false};
+  l.set_wakeup([&] { woke = true; });
+  const uint8_t svr[4] = {0xff, 0x01, 0, 0}, lvt[4] = {0x30, 0, 0, 0}, div[4] = {0x0b, 0, 0, 0};
+  const uint32_t count = 25'000;  // 1 ms at 25 MHz
+  uint8_t init[4];
+  std::memcpy(init, &count, 4);
+  l.mmio_write(LocalApic::kRegSvr, svr);
+  l.mmio_write(LocalApic::kRegLvtTimer, lvt);
+  l.mmio_write(LocalApic::kRegTimerDivide, div);
+  l.mmio_write(LocalApic::kRegTimerInitial, init);
+  for (int i = 0; i < 5000 && !l.has_interrupt(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_TRUE(woke.load());
+  EXPECT_EQ(l.take_interrupt(), std::optional<uint8_t>(0x30));
+}
+
+}  // namespace
+}  // namespace hostvisor::emu
