@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -461,6 +462,19 @@ TEST_F(KvmVcpuTest, KickFromAnotherThreadStopsASpinningGuest) {
   run_to_port(kMarkerPort);
 }
 
+TEST_F(KvmVcpuTest, KickWakesAGuestHaltedWithInterruptsOff) {
+  // cli; hlt blocks inside KVM_RUN (the in-kernel LAPIC waits for an
+  // interrupt that cannot come); pausing such a guest must still work.
+  start_real_mode({0xfa, 0xf4, 0xeb, 0xfe});  // cli; hlt; jmp $
+  std::thread kicker([this] {
+    std::this_thread::sleep_for(200ms);
+    vcpu_->kick();
+  });
+  VcpuExit exit = run();
+  kicker.join();
+  EXPECT_TRUE(std::holds_alternative<InterruptedExit>(exit)) << describe(exit);
+}
+
 TEST_F(KvmVcpuTest, KickBeforeRunMakesRunReturnAtOnce) {
   // clang-format off
   start_real_mode({
@@ -700,6 +714,59 @@ TEST_F(KvmVcpuTest, MsiRoutesTakeGsisAboveTheIrqchipPins) {
   // The irqchip pins still work after the table was replaced.
   EXPECT_TRUE(vm_->kvm_interrupts().try_set_irq_line(4, true).ok());
   EXPECT_TRUE(vm_->kvm_interrupts().try_set_irq_line(4, false).ok());
+}
+
+TEST(KvmCpuid, EachVcpuSeesItsOwnApicId) {
+  if (::access("/dev/kvm", R_OK | W_OK) != 0) {
+    GTEST_SKIP() << "SKIPPED: /dev/kvm is missing or not accessible on this host; the KVM backend was NOT tested";
+  }
+  auto hv = KvmHypervisor::open();
+  ASSERT_TRUE(hv.ok()) << hv.error().message();
+  auto vm = (*hv)->create_vm(VmConfig{3});
+  ASSERT_TRUE(vm.ok()) << vm.error().message();
+  auto memory = GuestMemory::create({{GuestAddress(0), kRamSize}});
+  ASSERT_TRUE(memory.ok());
+  ASSERT_TRUE((*vm)->map_memory(*memory).ok());
+  // clang-format off
+  const std::vector<uint8_t> code = {
+      0x66, 0xb8, 0x01, 0x00, 0x00, 0x00,  // mov eax, 1
+      0x0f, 0xa2,                          // cpuid
+      0x66, 0x89, 0xde,                    // mov esi, ebx
+      0x66, 0x89, 0xcf,                    // mov edi, ecx
+      0x66, 0xb8, 0x0b, 0x00, 0x00, 0x00,  // mov eax, 0xb
+      0x66, 0x31, 0xc9,                    // xor ecx, ecx
+      0x0f, 0xa2,                          // cpuid
+      0xe6, kMarkerPort,                   // out marker, al
+      0xeb, 0xfe,                          // jmp $
+  };
+  // clang-format on
+  ASSERT_TRUE(memory->write(GuestAddress(kCodeAddress), code).ok());
+  for (unsigned index : {0u, 2u}) {
+    auto created = (*vm)->create_vcpu(index);
+    ASSERT_TRUE(created.ok()) << created.error().message();
+    auto& vcpu = static_cast<KvmVcpu&>(**created);
+    // Application processors wait for INIT/SIPI from the guest; make this one runnable directly.
+    kvm_mp_state runnable{KVM_MP_STATE_RUNNABLE};
+    ASSERT_EQ(::ioctl(vcpu.fd(), KVM_SET_MP_STATE, &runnable), 0);
+    SystemRegisters sregs = reset_system_registers();
+    sregs.cs.base = 0;
+    sregs.cs.selector = 0;
+    ASSERT_TRUE(vcpu.set_system_registers(sregs).ok());
+    Registers regs;
+    regs.rip = kCodeAddress;
+    ASSERT_TRUE(vcpu.set_registers(regs).ok());
+    Watchdog watchdog(vcpu);
+    auto exit = vcpu.run();
+    ASSERT_TRUE(exit.ok()) << exit.error().message();
+    auto* io = std::get_if<PortIoExit>(&*exit);
+    ASSERT_NE(io, nullptr) << "vCPU " << index << " did not reach the marker";
+    EXPECT_EQ(io->port, kMarkerPort);
+    auto out = vcpu.get_registers();
+    ASSERT_TRUE(out.ok());
+    EXPECT_EQ((out->rsi >> 24) & 0xff, index) << "CPUID.1:EBX[31:24] on vCPU " << index;
+    EXPECT_NE(out->rdi & (1u << 31), 0u) << "CPUID.1:ECX hypervisor bit";
+    EXPECT_EQ(out->rdx & 0xffffffff, index) << "CPUID.0xB:EDX on vCPU " << index;
+  }
 }
 
 TEST_F(KvmVcpuTest, VcpuIndexesAreCheckedAndUnique) {
