@@ -58,23 +58,32 @@ void Serial8250::read(uint64_t offset, std::span<uint8_t> data) {
 
 void Serial8250::write(uint64_t offset, std::span<const uint8_t> data) {
   std::vector<uint8_t> transmitted;
-  std::unique_lock lock(mutex_);
-  for (size_t i = 0; i < data.size(); ++i) {
-    const uint64_t reg = offset + i;
-    if (reg < kRegisterCount) write_register(static_cast<uint8_t>(reg), data[i], &transmitted);
+  uint64_t ticket = 0;
+  {
+    std::lock_guard lock(mutex_);
+    for (size_t i = 0; i < data.size(); ++i) {
+      const uint64_t reg = offset + i;
+      if (reg < kRegisterCount) write_register(static_cast<uint8_t>(reg), data[i], &transmitted);
+    }
+    if (transmitted.empty() || !sink_) return;
+    ticket = next_sink_ticket_++;
   }
-  if (transmitted.empty() || !sink_) return;
-  // Take the sink lock before dropping the state lock so that two vCPUs
-  // writing THR cannot overtake each other on the way to the sink, while a
-  // slow sink (a blocked terminal) does not stall input or register reads.
-  std::lock_guard sink_lock(sink_mutex_);
-  lock.unlock();
+  // The sink runs with no device lock held, so a slow sink (a blocked
+  // terminal) stalls neither input nor register reads, and the sink may read
+  // registers itself. Tickets taken under the device lock keep two vCPUs
+  // writing THR from overtaking each other on the way to it.
+  std::unique_lock turn(sink_mutex_);
+  sink_turn_.wait(turn, [&] { return sink_serving_ == ticket; });
+  turn.unlock();
   sink_(transmitted);
+  turn.lock();
+  ++sink_serving_;
+  sink_turn_.notify_all();
 }
 
 size_t Serial8250::enqueue_input(std::span<const uint8_t> bytes) {
   std::lock_guard lock(mutex_);
-  const size_t accepted = std::min(bytes.size(), kInputBufferSize - input_buffer_.size());
+  const size_t accepted = std::min(bytes.size(), input_space_locked());
   input_buffer_.insert(input_buffer_.end(), bytes.begin(), bytes.begin() + static_cast<ptrdiff_t>(accepted));
   if (accepted < bytes.size()) input_refused_ = true;
   refill_rx();
@@ -84,7 +93,14 @@ size_t Serial8250::enqueue_input(std::span<const uint8_t> bytes) {
 
 size_t Serial8250::input_space() const {
   std::lock_guard lock(mutex_);
-  return kInputBufferSize - input_buffer_.size();
+  return input_space_locked();
+}
+
+// Input goes straight into the receive FIFO when nothing is queued ahead of
+// it, so FIFO room counts too.
+size_t Serial8250::input_space_locked() const {
+  const size_t fifo_room = (!loopback() && input_buffer_.empty()) ? rx_capacity() - rx_fifo_.size() : 0;
+  return kInputBufferSize - input_buffer_.size() + fifo_room;
 }
 
 size_t Serial8250::rx_trigger_level() const {

@@ -14,6 +14,7 @@
 // as soon as it has been enqueued.
 #pragma once
 
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -76,8 +77,9 @@ class Serial8250 final : public BusDevice {
     std::vector<uint8_t> input_buffer;  // host bytes not yet in the FIFO, oldest first
   };
 
-  // `sink` receives every transmitted byte (called outside the device lock,
-  // in transmit order); `irq` is the UART's interrupt output (IRQ 4 for COM1).
+  // `sink` receives every transmitted byte, in transmit order, called with no
+  // device lock held (it may read UART registers, but must not write THR);
+  // `irq` is the UART's interrupt output (IRQ 4 for COM1).
   Serial8250(OutputSink sink, IrqLine irq, std::string name = "serial8250");
 
   std::string_view name() const override { return name_; }
@@ -87,7 +89,7 @@ class Serial8250 final : public BusDevice {
   // Host side: queues received bytes; returns how many fit (the rest stays
   // with the caller, so nothing is lost when the guest is not reading).
   size_t enqueue_input(std::span<const uint8_t> bytes);
-  // Free room in the host-side buffer.
+  // How many bytes enqueue_input would accept now.
   size_t input_space() const;
   // Called (outside the device lock, from whichever thread drained it) when
   // the host-side buffer gains room after enqueue_input turned bytes away, so
@@ -108,6 +110,7 @@ class Serial8250 final : public BusDevice {
   bool loopback() const { return mcr_ & kMcrLoop; }
   size_t rx_capacity() const { return fifo_enabled() ? kFifoSize : 1; }
   size_t rx_trigger_level() const;
+  size_t input_space_locked() const;
   void receive(uint8_t byte);  // a byte arriving at the receiver (wire or loopback)
   void refill_rx();
   uint8_t modem_inputs() const;
@@ -121,7 +124,10 @@ class Serial8250 final : public BusDevice {
   IrqLine irq_;
 
   mutable std::mutex mutex_;
-  std::mutex sink_mutex_;  // keeps sink calls in transmit order without holding mutex_
+  uint64_t next_sink_ticket_ = 0;  // guarded by mutex_
+  std::mutex sink_mutex_;          // orders sink calls without holding mutex_
+  std::condition_variable sink_turn_;
+  uint64_t sink_serving_ = 0;  // guarded by sink_mutex_
   std::function<void()> input_space_notifier_;
   bool input_refused_ = false;
 
