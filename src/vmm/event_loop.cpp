@@ -1,6 +1,9 @@
 #include "vmm/event_loop.h"
 
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
+
+#include <cstring>
 
 #include "base/log.h"
 

@@ -7,10 +7,12 @@
 #include <chrono>
 #include <cstdio>
 
+#include "arch/x86_64/acpi/acpi_tables.h"
 #include "arch/x86_64/kernel_loader.h"
 #include "arch/x86_64/layout.h"
 #include "base/log.h"
 #include "base/size.h"
+#include "devices/acpi/pm_block.h"
 #include "devices/legacy/cmos_rtc.h"
 #include "devices/legacy/debug_exit.h"
 #include "devices/legacy/i8042.h"
@@ -25,6 +27,7 @@ namespace {
 
 // PC ISA interrupt lines of the legacy devices.
 constexpr uint32_t kCom1Irq = 4;
+constexpr uint32_t kRtcIrq = 8;
 constexpr uint16_t kCom1Base = 0x3f8;
 
 template <class... Ts>
@@ -77,13 +80,18 @@ Result<void> Machine::build() {
 
   HV_TRY(add_legacy_devices());
 
+  HV_TRY(add_firmware_tables(layout));
+
+  const std::string kernel = HV_TRY(read_file(config_.kernel_path));
+  std::string initrd;
+  if (!config_.initrd_path.empty()) initrd = HV_TRY(read_file(config_.initrd_path));
   arch::KernelImage image;
-  image.kernel = HV_TRY(read_file(config_.kernel_path));
-  if (!config_.initrd_path.empty()) image.initrd = HV_TRY(read_file(config_.initrd_path));
+  image.kernel = std::span(reinterpret_cast<const uint8_t*>(kernel.data()), kernel.size());
+  image.initrd = std::span(reinterpret_cast<const uint8_t*>(initrd.data()), initrd.size());
   image.cmdline = config_.cmdline;
   auto boot = arch::load_kernel(memory_, layout, image);
   if (!boot) return std::move(boot).error().with_context(config_.kernel_path);
-  HV_LOG_INFO("loaded {} as {}", config_.kernel_path, boot->format);
+  HV_LOG_INFO("{}: {}", config_.kernel_path, boot->description);
 
   for (unsigned i = 0; i < config_.cpus; ++i) vcpus_.push_back(HV_TRY(vm_->create_vcpu(i)));
   Vcpu& bsp = *vcpus_[0];
@@ -98,13 +106,38 @@ Result<void> Machine::add_legacy_devices() {
                                          IrqLine(&irq, kCom1Irq));
   HV_TRY(pio_bus_.insert(serial_, kCom1Base, 8));
 
-  auto rtc = std::make_shared<CmosRtc>();
-  rtc->set_memory_size(config_.memory_bytes);
+  auto rtc = std::make_shared<CmosRtc>(IrqLine(&irq, kRtcIrq));
   HV_TRY(pio_bus_.insert(rtc, 0x70, 2));
-  HV_TRY(pio_bus_.insert(std::make_shared<I8042>(this, IrqLine(&irq, 1), IrqLine(&irq, 12)), 0x60, 1));
-  HV_TRY(pio_bus_.insert(std::make_shared<SystemControlPortB>(), 0x61, 1));
+  rtc_ = rtc;
+  auto i8042 = std::make_shared<I8042>(this, IrqLine(&irq, 1), IrqLine(&irq, 12));
+  HV_TRY(pio_bus_.insert(i8042, 0x60, 1));
+  HV_TRY(pio_bus_.insert(i8042->command_port(), 0x64, 1));
+  // Port 0x61 reaches us only where the backend has no PIT of its own.
+  HV_TRY(pio_bus_.insert(std::make_shared<SystemControlPortB>(), SystemControlPortB::kPort, 1));
   HV_TRY(pio_bus_.insert(std::make_shared<PostCode>(), 0x80, 1));
   if (config_.debug_exit) HV_TRY(pio_bus_.insert(std::make_shared<DebugExit>(this), 0xf4, 4));
+  return {};
+}
+
+Result<void> Machine::add_firmware_tables(const arch::MemoryLayout& layout) {
+  rtc_->set_memory_size(layout.low_ram_end, layout.high_ram_size);
+
+  acpi::PlatformDescription platform;
+  platform.cpu_count = config_.cpus;
+  platform.lapic_address = arch::kLapicAddress;
+  platform.ioapic_address = arch::kIoApicAddress;
+  platform.ecam_base = arch::kPciEcamStart;
+  platform.ecam_last_bus = static_cast<uint8_t>(arch::kPciEcamSize / (1 << 20) - 1);
+  platform.pci_mmio32_start = static_cast<uint32_t>(arch::kPciMmio32Start);
+  platform.pci_mmio32_end = static_cast<uint32_t>(arch::kPciMmio32End - 1);
+  const acpi::AcpiTables tables =
+      HV_TRY(acpi::build_acpi_tables(platform, arch::kAcpiTablesStart, arch::kAcpiTablesEnd - arch::kAcpiTablesStart));
+  HV_TRY(memory_.write(GuestAddress(tables.base), tables.blob));
+
+  const acpi::PmBlock& pm = platform.pm;
+  HV_TRY(pio_bus_.insert(std::make_shared<AcpiPmBlock>(this, IrqLine(&vm_->interrupts(), pm.sci_irq),
+                                                       acpi::PmBlock::kResetValue, acpi::PmBlock::kS5SleepType),
+                         pm.event_port, AcpiPmBlock::kSize));
   return {};
 }
 

@@ -23,6 +23,10 @@
 namespace hostvisor {
 
 class Serial8250;
+class CmosRtc;
+namespace arch {
+struct MemoryLayout;
+}
 
 class Machine final : public SystemControl {
  public:
@@ -54,6 +58,8 @@ class Machine final : public SystemControl {
   explicit Machine(const MachineConfig& config) : config_(config) {}
   Result<void> build();
   Result<void> add_legacy_devices();
+  // ACPI tables in guest memory and the PM block they describe; CMOS memory size.
+  Result<void> add_firmware_tables(const arch::MemoryLayout& layout);
   Result<void> setup_console();
   void vcpu_thread(unsigned index);
   // Handles one exit; returns false when the vCPU thread must end.
@@ -69,6 +75,7 @@ class Machine final : public SystemControl {
   Bus pio_bus_{"port I/O", 0xffff};
   Bus mmio_bus_{"MMIO"};
   std::shared_ptr<Serial8250> serial_;
+  std::shared_ptr<CmosRtc> rtc_;
   std::unique_ptr<EventLoop> event_loop_;
 
   std::atomic<State> state_{State::kCreated};
