@@ -1,0 +1,81 @@
+// BlockDevice: a virtual disk as the guest sees it (a flat array of bytes of
+// virtual_size()), whatever the image format behind it. The synchronous calls
+// serve the CLI and the formats' own layering (backing files); submit() is
+// the asynchronous path virtio-blk uses.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+
+namespace hostvisor::block {
+
+enum class BlockOp { kRead, kWrite, kFlush, kDiscard, kWriteZeroes };
+
+// One guest request. iov (read/write) must stay valid until the completion runs.
+struct BlockRequest {
+  BlockOp op = BlockOp::kRead;
+  uint64_t offset = 0;
+  std::vector<iovec> iov;
+  uint64_t length = 0;  // discard / write-zeroes
+};
+
+using BlockCompletion = std::function<void(Result<void>)>;
+
+class BlockDevice {
+ public:
+  virtual ~BlockDevice() = default;
+
+  virtual const char* format_name() const = 0;
+  virtual uint64_t virtual_size() const = 0;
+  virtual bool read_only() const = 0;
+
+  // Byte-granular, scatter-gather. Ranges must lie within virtual_size().
+  virtual Result<void> readv(uint64_t offset, std::span<const iovec> iov) = 0;
+  virtual Result<void> writev(uint64_t offset, std::span<const iovec> iov) = 0;
+  // After flush() returns, every write completed before it survives a host crash.
+  virtual Result<void> flush() = 0;
+  // Tells the image the range is unused; it may read back as zeros or as before.
+  virtual Result<void> discard(uint64_t offset, uint64_t length) = 0;
+  // Makes the range read as zeros, cheaply where the format allows.
+  virtual Result<void> write_zeroes(uint64_t offset, uint64_t length);
+
+  Result<void> read(uint64_t offset, void* buf, size_t len) {
+    iovec v{buf, len};
+    return readv(offset, {&v, 1});
+  }
+  Result<void> write(uint64_t offset, const void* buf, size_t len) {
+    iovec v{const_cast<void*>(buf), len};
+    return writev(offset, {&v, 1});
+  }
+
+  // Asynchronous path. The completion runs on the thread that calls
+  // poll_completions(); notify_fd() becomes readable when there are some.
+  // The default implementation runs requests on a per-device worker thread
+  // over the synchronous calls (qcow2's metadata updates are serialized anyway);
+  // raw images override it to go straight to the I/O engine.
+  virtual void submit(BlockRequest request, BlockCompletion done);
+  virtual void poll_completions(bool wait);
+  virtual int notify_fd();
+  virtual size_t requests_in_flight() const;
+
+ protected:
+  // Finishes queued asynchronous requests and stops the worker. Formats call
+  // it first thing in their destructors, while the object is still whole.
+  void shutdown_async();
+  // Checks that [offset, offset+len) lies inside the disk.
+  Result<void> check_range(uint64_t offset, uint64_t len) const;
+
+ private:
+  class Worker;
+  std::shared_ptr<Worker> worker_;
+};
+
+}  // namespace hostvisor::block

@@ -1,0 +1,25 @@
+// Whole-image operations built on BlockDevice: convert (copy into a new
+// image, optionally compressed) and commit (merge an overlay into its backing file).
+#pragma once
+
+#include <string>
+
+#include "block/image_open.h"
+
+namespace hostvisor::block {
+
+struct ConvertOptions {
+  ImageFormat format = ImageFormat::kQcow2;  // of the destination
+  bool compress = false;                     // qcow2 only: compressed clusters
+  uint32_t cluster_bits = 16;
+};
+
+// Copies the guest-visible contents of src (with its backing chain) into a new
+// image dst. All-zero regions are left unallocated.
+Result<void> convert_image(const std::string& src, const std::string& dst, const ConvertOptions& options);
+
+// Writes every cluster the qcow2 overlay holds into its backing file. The
+// overlay is left as it is (it still reads the same).
+Result<uint64_t> commit_image(const std::string& overlay);
+
+}  // namespace hostvisor::block

@@ -1,0 +1,136 @@
+// qcow2 images: a BlockDevice over a qcow2 file (optionally on top of a
+// backing BlockDevice), with cluster allocation, copy-on-write for clusters
+// shared with internal snapshots, zero and compressed clusters.
+//
+// Crash safety comes from the order of metadata writes (see flush_metadata()):
+//   1. new data clusters are written in full as soon as the guest writes;
+//   2. refcount increments and brand-new tables are written, then fdatasync;
+//   3. L2 and L1 changes that reference them are written, then fdatasync;
+//   4. only then are the clusters those changes stopped referencing freed.
+// A crash between any two steps leaves at most leaked clusters, never a table
+// pointing at a cluster whose refcount is zero.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "block/block_device.h"
+#include "block/host_file.h"
+#include "block/qcow2_format.h"
+#include "block/qcow2_refcounts.h"
+#include "block/qcow2_table_cache.h"
+
+namespace hostvisor::block {
+
+struct Qcow2CreateOptions {
+  uint64_t size = 0;
+  uint32_t cluster_bits = qcow2::kDefaultClusterBits;
+  uint32_t refcount_order = qcow2::kDefaultRefcountOrder;
+  std::string backing_file;    // as stored in the header (relative to the image's directory or absolute)
+  std::string backing_format;  // "raw" or "qcow2"; empty: probed when opened
+  bool lazy_refcounts = false;
+};
+
+class Qcow2Image final : public BlockDevice {
+ public:
+  static Result<std::unique_ptr<Qcow2Image>> open(std::unique_ptr<HostFile> file);
+  static Result<void> create(const std::string& path, const Qcow2CreateOptions& options);
+  ~Qcow2Image() override;
+
+  // Installs the backing device (opened by open_image, which resolves paths).
+  void set_backing(std::unique_ptr<BlockDevice> backing) { backing_ = std::move(backing); }
+  BlockDevice* backing() { return backing_.get(); }
+  const qcow2::Header& header() const { return header_; }
+  HostFile& file() { return *file_; }
+
+  const char* format_name() const override { return "qcow2"; }
+  uint64_t virtual_size() const override { return header_.size; }
+  bool read_only() const override { return !file_->writable(); }
+  Result<void> readv(uint64_t offset, std::span<const iovec> iov) override;
+  Result<void> writev(uint64_t offset, std::span<const iovec> iov) override;
+  Result<void> flush() override;
+  Result<void> discard(uint64_t offset, uint64_t length) override;
+  Result<void> write_zeroes(uint64_t offset, uint64_t length) override;
+
+  // Whether the guest cluster containing offset is stored in this file (as
+  // data, zeros or compressed) rather than falling through to the backing file.
+  Result<bool> is_allocated(uint64_t offset);
+  // Writes one whole guest cluster compressed (used by convert --compress);
+  // falls back to an ordinary write when it does not compress.
+  Result<void> write_compressed(uint64_t cluster_offset, const uint8_t* data);
+  Result<void> resize(uint64_t new_size);
+  // Points the header at a different backing file (after commit or rebase).
+  Result<void> set_backing_file(const std::string& name, const std::string& format);
+
+  // Internal snapshots (qcow2_snapshots.cpp).
+  std::vector<qcow2::Snapshot> snapshots() const;
+  Result<void> create_snapshot(const std::string& name);
+  Result<void> apply_snapshot(const std::string& name_or_id);
+  Result<void> delete_snapshot(const std::string& name_or_id);
+
+  // Host bytes in use by the file.
+  Result<uint64_t> file_size() const { return file_->size(); }
+
+ private:
+  explicit Qcow2Image(std::unique_ptr<HostFile> file) : file_(std::move(file)) {}
+  Result<void> load(uint64_t file_size);
+
+  enum class Kind { kUnallocated, kZero, kNormal, kCompressed };
+  struct Mapping {
+    Kind kind;
+    uint64_t entry;  // raw L2 entry
+    uint64_t host;   // kNormal: host offset of the cluster
+  };
+  Result<Mapping> classify(uint64_t entry, uint64_t guest_offset) const;
+  Result<Mapping> lookup(uint64_t guest_offset);
+  Result<uint64_t> l2_table_offset(uint64_t l1_index, bool* corrupt_entry) const;
+  // The L2 table for guest_offset made writable (allocated or copied as needed).
+  Result<qcow2::TableCache::Table*> l2_for_write(uint64_t guest_offset);
+  // Reads [in_cluster, in_cluster+len) of a guest cluster, given its mapping.
+  Result<void> read_mapped(const Mapping& m, uint64_t guest_offset, std::span<const iovec> iov);
+  Result<void> read_backing(uint64_t guest_offset, std::span<const iovec> iov);
+  Result<const std::vector<uint8_t>*> decompress(uint64_t entry);
+  Result<void> write_locked(uint64_t offset, std::span<const iovec> iov);
+  Result<void> zero_clusters(uint64_t offset, uint64_t length, bool discard);
+  // Remembers a reference dropped by an in-memory table change; freed after the change is durable.
+  Result<void> defer_free(const Mapping& m);
+  void defer_free_cluster(uint64_t host_offset) { pending_frees_.push_back(host_offset / cluster_size_); }
+  Result<void> flush_metadata();
+  Result<void> maybe_trim_caches();
+  Result<void> write_header();
+  Result<void> write_l1();
+  bool overlaps_metadata(uint64_t offset, uint64_t len) const;
+  Result<void> require_writable() const;
+
+  // Snapshot helpers (qcow2_snapshots.cpp).
+  Result<std::vector<uint64_t>> read_l1(uint64_t offset, uint32_t entries);
+  Result<void> update_tree_refcounts(const std::vector<uint64_t>& l1, int64_t delta);
+  Result<void> fix_copied_flags();
+  Result<void> write_snapshot_table(std::vector<qcow2::Snapshot> snapshots);
+  Result<size_t> find_snapshot(const std::string& name_or_id) const;
+
+  std::unique_ptr<HostFile> file_;
+  std::unique_ptr<BlockDevice> backing_;
+  qcow2::Header header_;
+  uint64_t cluster_size_ = 0;
+  uint32_t l2_bits_ = 0;
+  std::vector<uint64_t> l1_;
+  uint64_t l1_dirty_lo_ = UINT64_MAX, l1_dirty_hi_ = 0;
+  std::unique_ptr<qcow2::TableCache> l2_cache_;
+  std::unique_ptr<qcow2::Refcounts> refcounts_;
+  std::vector<qcow2::Snapshot> snapshots_;
+  uint64_t snapshot_table_bytes_ = 0;
+  std::vector<uint64_t> pending_frees_;  // cluster indices to decrement once metadata is durable
+  uint64_t compressed_cache_entry_ = 0;
+  std::vector<uint8_t> compressed_cache_;
+  // Compressed writes pack into the tail of one host cluster.
+  uint64_t compressed_tail_ = 0;
+  bool metadata_dirty_ = false;
+  mutable std::recursive_mutex mutex_;
+};
+
+}  // namespace hostvisor::block
