@@ -215,8 +215,10 @@ void I8042::write_data(uint8_t value, bool* reset_requested) {
       output_port_ = value;
       if (!(value & kOutNotReset)) *reset_requested = true;
       return;
-    case kCmdWriteKeyboardOutput: queue(keyboard_queue_, {value, Source::kKeyboard, false}); return;
-    case kCmdWriteAuxOutput: queue(aux_queue_, {value, Source::kAux, false}); return;
+    // The controller loads these into its output buffer itself, as if the
+    // port had sent them, so a disabled port does not hold them back.
+    case kCmdWriteKeyboardOutput: queue(controller_queue_, {value, Source::kKeyboard, false}); return;
+    case kCmdWriteAuxOutput: queue(controller_queue_, {value, Source::kAux, false}); return;
     case kCmdWriteAux:
       // No device on the aux port: the controller times out and reports 0xfe.
       queue(aux_queue_, {kKbdResend, Source::kAux, true});
@@ -319,7 +321,12 @@ Result<void> I8042::restore(const State& s) {
       return Error(ErrorCode::kCorrupt, "i8042: snapshot queues " + std::to_string(q->size()) +
                                             " bytes on one port, more than " + std::to_string(kQueueLimit) +
                                             "; the snapshot is damaged or from an incompatible version");
+    for (const QueuedByte& b : *q)
+      if (b.source > Source::kAux)
+        return Error(ErrorCode::kCorrupt, "i8042: snapshot names an unknown byte source; the snapshot is damaged");
   }
+  if (s.output.source > Source::kAux)
+    return Error(ErrorCode::kCorrupt, "i8042: snapshot names an unknown byte source; the snapshot is damaged");
   if (s.keyboard_scancode_set < 1 || s.keyboard_scancode_set > 3)
     return Error(ErrorCode::kCorrupt, "i8042: snapshot keyboard scan-code set " +
                                           std::to_string(s.keyboard_scancode_set) +

@@ -205,6 +205,56 @@ TEST_F(I8042Test, QueuesAreBounded) {
   EXPECT_EQ(drain().size(), K::kQueueLimit + 1) << "the output buffer plus a full queue";
 }
 
+// The sequence Linux's i8042 and atkbd drivers go through at boot, at the
+// register level: find the controller, test it, find an aux port with a
+// working IRQ 12, then identify a keyboard on IRQ 1.
+TEST_F(I8042Test, PassesTheLinuxProbeSequence) {
+  drain();  // flush
+  command(K::kCmdReadRam);
+  const uint8_t ctr = drain().at(0);
+  command(K::kCmdSelfTest);
+  EXPECT_EQ(drain(), std::vector<uint8_t>{0x55});
+  // Ports off and interrupts masked while probing.
+  command(K::kCmdWriteRam);
+  send(static_cast<uint8_t>((ctr | K::kCtrKeyboardDisabled | K::kCtrAuxDisabled) &
+                            ~(K::kCtrKeyboardIrq | K::kCtrAuxIrq)));
+  // Aux loopback answers on the aux side.
+  command(K::kCmdWriteAuxOutput);
+  send(0x5a);
+  EXPECT_TRUE(status() & K::kStatusAuxData);
+  EXPECT_EQ(data(), 0x5a);
+  // The aux enable/disable bits must track the commands.
+  command(K::kCmdDisableAux);
+  command(K::kCmdReadRam);
+  EXPECT_TRUE(drain().at(0) & K::kCtrAuxDisabled);
+  command(K::kCmdEnableAux);
+  command(K::kCmdReadRam);
+  EXPECT_FALSE(drain().at(0) & K::kCtrAuxDisabled);
+  // IRQ 12 must be delivered for aux data once enabled.
+  command(K::kCmdReadRam);
+  const uint8_t now = drain().at(0);
+  command(K::kCmdWriteRam);
+  send(static_cast<uint8_t>(now | K::kCtrAuxIrq));
+  irq_.clear();
+  command(K::kCmdWriteAuxOutput);
+  send(0xa5);
+  EXPECT_EQ(irq_.calls(), (Calls{{12, true}}));
+  EXPECT_EQ(data(), 0xa5);
+  // Keyboard port: enable it with its interrupt and identify the keyboard.
+  command(K::kCmdWriteRam);
+  send(K::kCtrKeyboardIrq | K::kCtrAuxIrq | K::kCtrSystem | K::kCtrTranslate);
+  irq_.clear();
+  send(0xf2);
+  std::vector<uint8_t> id;
+  while (irq_.level(1)) id.push_back(data());  // one byte per interrupt, as the driver reads them
+  EXPECT_EQ(id, (std::vector<uint8_t>{0xfa, 0xab, 0x83}));
+  // Mouse probe: nothing on the aux port, reported at once.
+  command(K::kCmdWriteAux);
+  send(0xf2);
+  EXPECT_TRUE(status() & K::kStatusTimeout);
+  EXPECT_EQ(data(), 0xfe);
+}
+
 TEST_F(I8042Test, PortsMapAroundPort61OnTheBus) {
   Bus bus("pio", 0xffff);
   ASSERT_TRUE(bus.insert(kbc_, K::kDataPort, 1).ok());

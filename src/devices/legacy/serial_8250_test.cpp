@@ -292,6 +292,59 @@ TEST_F(Serial8250Test, WideAccessesAreByteCycles) {
   EXPECT_EQ(regs[1], 0x02);
 }
 
+// The register-level checks Linux's 8250 driver makes while identifying the
+// part (autoconfig) and starting the port; they must conclude "16550A" with
+// working THRE interrupts.
+TEST_F(Serial8250Test, PassesTheLinux8250ProbeChecks) {
+  // IER must hold exactly what is written to its low nibble.
+  out(U::kIerDlm, 0);
+  EXPECT_EQ(in(U::kIerDlm)&0x0f, 0);
+  out(U::kIerDlm, 0x0f);
+  EXPECT_EQ(in(U::kIerDlm)&0x0f, 0x0f);
+  out(U::kIerDlm, 0);
+  // Loopback with RTS and OUT2 must read back CTS and DCD.
+  out(U::kMcr, U::kMcrLoop | U::kMcrRts | U::kMcrOut2);
+  EXPECT_EQ(in(U::kMsr)&0xf0, 0x90);
+  out(U::kMcr, 0);
+  // Turning the FIFO on must show both FIFO bits in IIR: a 16550A.
+  out(U::kIirFcr, U::kFcrEnable);
+  EXPECT_EQ(in(U::kIirFcr) >> 6, 3);
+  // No enhanced-feature register behind LCR 0xbf, no 16650V2 behind 0x80.
+  out(U::kLcr, 0xbf);
+  EXPECT_NE(in(U::kIirFcr), 0);
+  out(U::kLcr, 0x80);
+  EXPECT_NE(in(U::kIirFcr), 0);
+  // Not a National SuperIO: the register at offset 2 in bank 2 does not track MCR's loop bit.
+  out(U::kLcr, 0);
+  const uint8_t mcr = in(U::kMcr);
+  out(U::kLcr, 0xe0);
+  const uint8_t bank2_before = in(U::kIirFcr);
+  out(U::kLcr, 0);
+  out(U::kMcr, mcr ^ U::kMcrLoop);
+  out(U::kLcr, 0xe0);
+  const uint8_t bank2_after = in(U::kIirFcr);
+  out(U::kLcr, 0);
+  out(U::kMcr, mcr);
+  EXPECT_EQ((bank2_before ^ bank2_after) & U::kMcrLoop, 0);
+  // Not a 16750: the 64-byte FIFO bit does not show in IIR bit 5.
+  out(U::kIirFcr, U::kFcrEnable | 0x20);
+  EXPECT_NE(in(U::kIirFcr) >> 5, 7);
+  // Not an XScale: IER bit 6 does not stick.
+  out(U::kIerDlm, 0x40);
+  EXPECT_EQ(in(U::kIerDlm)&0x40, 0);
+  out(U::kIerDlm, 0);
+  // Start-up: enabling the THRE interrupt must raise it (no UART_BUG_TXEN),
+  // and so must disabling and enabling it again (no UART_BUG_THRE).
+  out(U::kIirFcr, U::kFcrEnable | U::kFcrClearRx | U::kFcrClearTx | 0x80);
+  out(U::kIerDlm, U::kIerThre);
+  EXPECT_TRUE(in(U::kLsr)&U::kLsrTemt);
+  EXPECT_EQ(in(U::kIirFcr)&0x0f, U::kIirThre);
+  out(U::kIerDlm, 0);
+  out(U::kIerDlm, U::kIerThre);
+  EXPECT_EQ(in(U::kIirFcr)&0x0f, U::kIirThre);
+  out(U::kIerDlm, 0);
+}
+
 TEST_F(Serial8250Test, CallbacksRunOutsideTheDeviceLock) {
   // Both callbacks re-enter the device; holding its lock around them would deadlock.
   std::vector<uint8_t> lsr_seen;
