@@ -1,11 +1,278 @@
 #include "hv/emu/emu_hypervisor.h"
 
-namespace hostvisor::emu {
+#include <algorithm>
+#include <condition_variable>
+#include <mutex>
 
-Result<std::unique_ptr<Hypervisor>> create_emu_hypervisor() {
-  return Error(ErrorCode::kUnsupported,
-               "the software CPU (--accel emu) is not built yet; use --accel kvm on a host with hardware "
-               "virtualization");
+#include "devices/bus/bus.h"
+#include "hv/emu/code_map.h"
+#include "hv/emu/cpu.h"
+#include "hv/emu/flags.h"
+#include "hv/emu/interpreter.h"
+#include "hv/emu/mmu.h"
+#include "hv/emu/msr.h"
+#include "hv/emu/platform/emu_platform.h"
+#include "hv/emu/segments.h"
+
+namespace hostvisor::emu {
+namespace {
+
+// Registers in the neutral struct's order -> x86 encoding order.
+constexpr int kGprOrder[16] = {0, 3, 1, 2, 6, 7, 4, 5, 8, 9, 10, 11, 12, 13, 14, 15};
+
+uint64_t* neutral_gpr(Registers& r, int i) {
+  uint64_t* fields[16] = {&r.rax, &r.rbx, &r.rcx, &r.rdx, &r.rsi, &r.rdi, &r.rsp, &r.rbp,
+                          &r.r8,  &r.r9,  &r.r10, &r.r11, &r.r12, &r.r13, &r.r14, &r.r15};
+  return fields[i];
 }
+
+class EmuVm;
+
+class EmuVcpu final : public Vcpu {
+ public:
+  EmuVcpu(EmuVm& vm, unsigned index);
+  ~EmuVcpu() override;
+
+  Result<VcpuExit> run() override;
+  void kick() override {
+    interpreter_.kick();
+    std::lock_guard lock(mutex_);
+    wake_ = true;
+    cv_.notify_all();
+  }
+  Result<Registers> get_registers() override;
+  Result<void> set_registers(const Registers& regs) override;
+  Result<SystemRegisters> get_system_registers() override;
+  Result<void> set_system_registers(const SystemRegisters& sregs) override;
+  Result<void> set_msrs(const std::vector<Msr>& msrs) override;
+  unsigned index() const override { return index_; }
+
+ private:
+  bool wait_for_event();
+
+  EmuVm& vm_;
+  unsigned index_;
+  Cpu cpu_;
+  Interpreter interpreter_{cpu_};
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool wake_ = false;
+};
+
+class EmuVm final : public Vm {
+ public:
+  static Result<std::unique_ptr<EmuVm>> create(const VmConfig& config) {
+    if (config.vcpu_count == 0 || config.vcpu_count > 255) {
+      return Error(ErrorCode::kInvalidArgument,
+                   "the software CPU supports 1 to 255 vCPUs; use --cpus within that range");
+    }
+    auto vm = std::unique_ptr<EmuVm>(new EmuVm(config));
+    auto platform = EmuPlatform::create({.vcpu_count = config.vcpu_count});
+    if (!platform) return platform.error().with_context("emu interrupt controllers");
+    vm->platform_ = std::move(*platform);
+    HV_TRY(vm->platform_->attach(vm->ports_, vm->mmio_));
+    return vm;
+  }
+
+  Result<void> map_memory(const GuestMemory& memory) override {
+    uint64_t end = 0;
+    for (const auto& r : memory.regions()) end = std::max(end, r.end().value());
+    memory_ = &memory;
+    code_.resize(end);
+    return ok();
+  }
+
+  Result<std::unique_ptr<Vcpu>> create_vcpu(unsigned index) override {
+    if (index >= vcpu_count_) {
+      return Error(ErrorCode::kInvalidArgument, "vCPU " + std::to_string(index) +
+                                                    " does not exist: the VM was created with " +
+                                                    std::to_string(vcpu_count_) + " vCPUs");
+    }
+    if (created_[index]) return Error(ErrorCode::kBusy, "vCPU " + std::to_string(index) + " was already created");
+    created_[index] = true;
+    return std::unique_ptr<Vcpu>(new EmuVcpu(*this, index));
+  }
+
+  InterruptController& interrupts() override { return platform_->interrupts(); }
+
+  const GuestMemory* memory() const { return memory_; }
+  CodeMap& code() { return code_; }
+  EmuPlatform& platform() { return *platform_; }
+  Bus& ports() { return ports_; }
+  Bus& mmio() { return mmio_; }
+  void release_vcpu(unsigned index) { created_[index] = false; }
+
+ private:
+  explicit EmuVm(const VmConfig& config) : vcpu_count_(config.vcpu_count), created_(config.vcpu_count, false) {}
+
+  unsigned vcpu_count_;
+  std::vector<bool> created_;
+  const GuestMemory* memory_ = nullptr;
+  CodeMap code_;
+  // The platform devices the backend serves itself (PIC, PIT, port 0x61, IOAPIC).
+  Bus ports_{"emu platform ports", 0x10000};
+  Bus mmio_{"emu platform mmio"};
+  std::unique_ptr<EmuPlatform> platform_;
+};
+
+EmuVcpu::EmuVcpu(EmuVm& vm, unsigned index) : vm_(vm), index_(index) {
+  reset_cpu(cpu_);
+  cpu_.apic_id = index;
+  cpu_.code = &vm.code();
+  cpu_.lapic = &vm.platform().local_apic(index);
+  cpu_.clock = &vm.platform().clock();
+  cpu_.internal_ports = &vm.ports();
+  cpu_.internal_mmio = &vm.mmio();
+  cpu_.apic_base = LocalApic::kDefaultBase | LocalApic::kApicBaseEnable | (index == 0 ? LocalApic::kApicBaseBsp : 0);
+  cpu_.lapic->set_wakeup([this] {
+    std::lock_guard lock(mutex_);
+    wake_ = true;
+    cv_.notify_all();
+  });
+  interpreter_.wait_for_event = [this] { return wait_for_event(); };
+}
+
+EmuVcpu::~EmuVcpu() {
+  cpu_.lapic->set_wakeup(nullptr);
+  vm_.release_vcpu(index_);
+}
+
+// HLT with IF=1, or an AP waiting for SIPI: sleep until the LAPIC may have
+// something for this CPU or kick().
+bool EmuVcpu::wait_for_event() {
+  LocalApic& apic = *cpu_.lapic;
+  std::unique_lock lock(mutex_);
+  cv_.wait(lock, [&] {
+    if (wake_ || interpreter_.kicked()) return true;
+    if (apic.has_init() || apic.has_nmi()) return true;
+    if (apic.waiting_for_sipi()) return apic.has_sipi();
+    return (cpu_.rflags & kFlagIf) && apic.has_interrupt();
+  });
+  wake_ = false;
+  return true;
+}
+
+Result<VcpuExit> EmuVcpu::run() {
+  cpu_.memory = vm_.memory();
+  if (!cpu_.memory) {
+    return Error(ErrorCode::kInvalidArgument, "the VM has no guest RAM: call map_memory() before running a vCPU");
+  }
+  const Interpreter::Outcome outcome = interpreter_.run();
+  switch (outcome.stop) {
+    case Interpreter::Stop::kIo: {
+      IoRecord& r = cpu_.io.records[cpu_.io.count - 1];
+      std::span<uint8_t> data(r.data, r.size);
+      if (r.is_port) {
+        return VcpuExit(PortIoExit{static_cast<uint16_t>(r.address), r.size, 1, r.is_write, data});
+      }
+      return VcpuExit(MmioExit{r.address, r.is_write, data});
+    }
+    case Interpreter::Stop::kHalt: return VcpuExit(HaltExit{});
+    case Interpreter::Stop::kShutdown: return VcpuExit(SystemEventExit{SystemEventExit::Kind::kTripleFault});
+    case Interpreter::Stop::kInterrupted:
+    case Interpreter::Stop::kInstructionLimit: return VcpuExit(InterruptedExit{});
+    case Interpreter::Stop::kFailure: return VcpuExit(FailureExit{outcome.detail});
+  }
+  return VcpuExit(FailureExit{"unknown interpreter stop"});
+}
+
+Result<Registers> EmuVcpu::get_registers() {
+  Registers r;
+  for (int i = 0; i < 16; ++i) *neutral_gpr(r, i) = cpu_.gpr[kGprOrder[i]];
+  r.rip = cpu_.rip;
+  r.rflags = read_flags(cpu_);
+  return r;
+}
+
+Result<void> EmuVcpu::set_registers(const Registers& regs) {
+  Registers copy = regs;
+  for (int i = 0; i < 16; ++i) cpu_.gpr[kGprOrder[i]] = *neutral_gpr(copy, i);
+  cpu_.rip = regs.rip;
+  write_flags(cpu_, regs.rflags);
+  if (regs.rflags & kFlagVm) {
+    return Error(ErrorCode::kUnsupported, "virtual-8086 mode (RFLAGS.VM) is not supported by the software CPU");
+  }
+  return ok();
+}
+
+Result<SystemRegisters> EmuVcpu::get_system_registers() {
+  SystemRegisters s;
+  s.es = cpu_.seg[kEs];
+  s.cs = cpu_.seg[kCs];
+  s.ss = cpu_.seg[kSs];
+  s.ds = cpu_.seg[kDs];
+  s.fs = cpu_.seg[kFs];
+  s.gs = cpu_.seg[kGs];
+  s.tr = cpu_.tr;
+  s.ldt = cpu_.ldt;
+  s.gdt = cpu_.gdt;
+  s.idt = cpu_.idt;
+  s.cr0 = cpu_.cr0;
+  s.cr2 = cpu_.cr2;
+  s.cr3 = cpu_.cr3;
+  s.cr4 = cpu_.cr4;
+  s.cr8 = cpu_cr8(cpu_);
+  s.efer = cpu_.efer;
+  s.apic_base = cpu_.apic_base;
+  return s;
+}
+
+Result<void> EmuVcpu::set_system_registers(const SystemRegisters& s) {
+  if ((s.efer & x86::kEferLma) && !((s.cr0 & x86::kCr0Pg) && (s.cr4 & x86::kCr4Pae))) {
+    return Error(ErrorCode::kInvalidArgument, "EFER.LMA needs CR0.PG and CR4.PAE (long mode needs PAE paging)");
+  }
+  cpu_.seg[kEs] = s.es;
+  cpu_.seg[kCs] = s.cs;
+  cpu_.seg[kSs] = s.ss;
+  cpu_.seg[kDs] = s.ds;
+  cpu_.seg[kFs] = s.fs;
+  cpu_.seg[kGs] = s.gs;
+  cpu_.tr = s.tr;
+  cpu_.ldt = s.ldt;
+  cpu_.gdt = s.gdt;
+  cpu_.idt = s.idt;
+  cpu_.cr0 = s.cr0;
+  cpu_.cr2 = s.cr2;
+  cpu_.cr3 = s.cr3;
+  cpu_.cr4 = s.cr4;
+  cpu_.efer = s.efer;
+  set_cpu_cr8(cpu_, s.cr8);
+  if (s.apic_base != cpu_.apic_base) {
+    if (!write_msr(cpu_, LocalApic::kMsrApicBase, s.apic_base)) {
+      return Error(ErrorCode::kInvalidArgument, "invalid IA32_APIC_BASE value in the system registers");
+    }
+  }
+  // CPL as KVM defines it: SS.DPL in protected mode.
+  cpu_.cpl = (s.cr0 & x86::kCr0Pe) ? s.ss.dpl : 0;
+  update_mode(cpu_);
+  tlb_flush(cpu_);
+  interpreter_.flush_code();
+  return ok();
+}
+
+Result<void> EmuVcpu::set_msrs(const std::vector<Msr>& msrs) {
+  for (const Msr& m : msrs) {
+    if (!write_msr(cpu_, m.index, m.value)) {
+      char buf[64];
+      snprintf(buf, sizeof(buf), "MSR 0x%x cannot be set to 0x%llx", m.index, static_cast<unsigned long long>(m.value));
+      return Error(ErrorCode::kInvalidArgument, std::string(buf) + " on the software CPU");
+    }
+  }
+  return ok();
+}
+
+class EmuHypervisor final : public Hypervisor {
+ public:
+  const char* name() const override { return "emu"; }
+  Result<std::unique_ptr<Vm>> create_vm(const VmConfig& config) override {
+    auto vm = EmuVm::create(config);
+    if (!vm) return std::move(vm).error();
+    return std::unique_ptr<Vm>(std::move(*vm));
+  }
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Hypervisor>> create_emu_hypervisor() { return std::unique_ptr<Hypervisor>(new EmuHypervisor()); }
 
 }  // namespace hostvisor::emu

@@ -1,0 +1,79 @@
+// Decoded basic blocks, cached by the guest-physical address of their first
+// byte and the decoding mode. A block remembers the generation of the code
+// page(s) it came from and is dropped when a write bumped it (CodeMap).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "hv/emu/decoder.h"
+
+namespace hostvisor::emu {
+
+struct Block {
+  uint64_t key = 0;
+  uint64_t phys = 0;         // first byte
+  uint64_t second_page = 0;  // guest-physical page of a final instruction that crosses a page
+  uint32_t generation = 0;
+  uint32_t second_generation = 0;
+  bool crosses_page = false;
+  std::vector<Insn> insns;
+};
+
+class BlockCache {
+ public:
+  static constexpr size_t kMaxBlocks = 1u << 16;  // then the cache starts over (bounded memory)
+
+  static uint64_t key(uint64_t phys, unsigned code_size, bool real) {
+    return phys | (static_cast<uint64_t>(code_size | (real ? 0x10 : 0)) << 56);
+  }
+
+  Block* find(uint64_t key) {
+    Fast& f = fast_[(key ^ (key >> 12)) & (kFastSize - 1)];
+    if (f.key == key && f.block) return f.block;
+    auto it = blocks_.find(key);
+    if (it == blocks_.end()) return nullptr;
+    f.key = key;
+    f.block = it->second.get();
+    return f.block;
+  }
+
+  Block* insert(std::unique_ptr<Block> block) {
+    if (blocks_.size() >= kMaxBlocks) clear();
+    Block* b = block.get();
+    auto [it, inserted] = blocks_.insert_or_assign(block->key, std::move(block));
+    (void)it;
+    (void)inserted;
+    Fast& f = fast_[(b->key ^ (b->key >> 12)) & (kFastSize - 1)];  // the one slot that may name this key
+    f.key = b->key;
+    f.block = b;
+    return b;
+  }
+
+  // Drops a stale block (its code page was written). Never called while it runs.
+  void erase(uint64_t key) {
+    Fast& f = fast_[(key ^ (key >> 12)) & (kFastSize - 1)];
+    if (f.key == key) f = Fast{};
+    blocks_.erase(key);
+  }
+
+  void clear() {
+    blocks_.clear();
+    for (Fast& f : fast_) f = Fast{};
+  }
+
+  size_t size() const { return blocks_.size(); }
+
+ private:
+  static constexpr size_t kFastSize = 4096;
+  struct Fast {
+    uint64_t key = ~0ull;
+    Block* block = nullptr;
+  };
+  std::unordered_map<uint64_t, std::unique_ptr<Block>> blocks_;
+  Fast fast_[kFastSize];
+};
+
+}  // namespace hostvisor::emu

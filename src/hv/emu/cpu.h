@@ -1,0 +1,214 @@
+// The software CPU's architectural state and the small types every part of
+// the interpreter shares (fault and exit signals, lazy flags, the soft TLB,
+// the replay log that lets an instruction touching MMIO or a port be
+// restarted after the VMM answered the access).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+
+#include "hv/cpu_state.h"
+
+namespace hostvisor {
+class Bus;
+class GuestMemory;
+}  // namespace hostvisor
+
+namespace hostvisor::emu {
+
+class Clock;
+class CodeMap;
+class LocalApic;
+
+// Segment register numbers in x86 encoding order.
+enum SegReg : uint8_t { kEs = 0, kCs = 1, kSs = 2, kDs = 3, kFs = 4, kGs = 5, kNoSeg = 0xff };
+
+// Exception vectors.
+enum Vector : uint8_t {
+  kDe = 0,
+  kDb = 1,
+  kNmi = 2,
+  kBp = 3,
+  kOf = 4,
+  kBr = 5,
+  kUd = 6,
+  kNm = 7,
+  kDf = 8,
+  kTs = 10,
+  kNp = 11,
+  kStackFault = 12,
+  kGp = 13,
+  kPf = 14,
+  kMf = 16,
+  kAc = 17,
+  kMc = 18,
+  kXm = 19,
+};
+
+// Thrown by an instruction that raises an architectural exception. The
+// instruction has changed no architectural state (handlers do every memory
+// access before writing registers), so RIP still points at it.
+struct GuestFault {
+  uint8_t vector;
+  bool has_error;
+  uint32_t error;
+};
+
+// Thrown when an instruction needs the VMM to perform a port or MMIO access;
+// the access is the last record of Cpu::io. The instruction is restarted on
+// the next run() and the replay log answers the access.
+struct IoExitRequest {};
+
+// Thrown when the emulator meets something it does not implement (as opposed
+// to something the architecture rejects): becomes FailureExit.
+struct EmulationFailure {
+  const char* what;
+};
+
+// Thrown when the CPU shuts down (a fault while delivering a double fault).
+struct ShutdownRequest {};
+
+[[noreturn]] inline void raise(uint8_t vector) { throw GuestFault{vector, false, 0}; }
+[[noreturn]] inline void raise(uint8_t vector, uint32_t error) { throw GuestFault{vector, true, error}; }
+
+// Lazy arithmetic flags: the last flag-setting operation is recorded and the
+// six arithmetic flags are computed only when something reads them.
+enum class FlagOp : uint8_t { kNone, kAdd, kAdc, kSub, kSbb, kLogic, kInc, kDec };
+
+struct LazyFlags {
+  uint64_t res = 0, a = 0, b = 0;
+  FlagOp op = FlagOp::kNone;
+  uint8_t size = 8;   // operand size in bytes
+  uint8_t carry = 0;  // carry-in for ADC/SBB, preserved CF for INC/DEC
+};
+
+constexpr uint64_t kFlagCf = 1ull << 0;
+constexpr uint64_t kFlagPf = 1ull << 2;
+constexpr uint64_t kFlagAf = 1ull << 4;
+constexpr uint64_t kFlagZf = 1ull << 6;
+constexpr uint64_t kFlagSf = 1ull << 7;
+constexpr uint64_t kFlagTf = 1ull << 8;
+constexpr uint64_t kFlagIf = 1ull << 9;
+constexpr uint64_t kFlagDf = 1ull << 10;
+constexpr uint64_t kFlagOf = 1ull << 11;
+constexpr uint64_t kFlagIopl = 3ull << 12;
+constexpr uint64_t kFlagNt = 1ull << 14;
+constexpr uint64_t kFlagRf = 1ull << 16;
+constexpr uint64_t kFlagVm = 1ull << 17;
+constexpr uint64_t kFlagAc = 1ull << 18;
+constexpr uint64_t kFlagId = 1ull << 21;
+constexpr uint64_t kArithFlags = kFlagCf | kFlagPf | kFlagAf | kFlagZf | kFlagSf | kFlagOf;
+
+// Soft TLB: direct-mapped, one entry per 4 KiB linear page, separate arrays
+// per access kind and privilege so a hit needs one compare. A write entry
+// exists only when the page is writable, its dirty bit is set and it holds
+// no decoded code, so the fast write path needs no further checks.
+constexpr unsigned kTlbBits = 8;
+constexpr unsigned kTlbSize = 1u << kTlbBits;
+constexpr uint64_t kTlbInvalid = ~0ull;
+
+struct TlbEntry {
+  uint64_t tag = kTlbInvalid;  // linear address >> 12
+  uint8_t* host = nullptr;     // host address of the page, nullptr if not RAM
+  uint64_t phys = 0;           // guest-physical page address
+};
+
+enum class Access : uint8_t { kRead = 0, kWrite = 1, kExec = 2 };
+
+struct Tlb {
+  TlbEntry e[2][3][kTlbSize];  // [user][Access]
+  bool has_large_pages = false;
+  void flush() {
+    for (auto& by_priv : e)
+      for (auto& by_kind : by_priv)
+        for (auto& entry : by_kind) entry.tag = kTlbInvalid;
+    has_large_pages = false;
+  }
+  void flush_page(uint64_t linear) {
+    uint64_t tag = linear >> 12;
+    for (auto& by_priv : e)
+      for (auto& by_kind : by_priv) {
+        TlbEntry& entry = by_kind[tag & (kTlbSize - 1)];
+        if (entry.tag == tag) entry.tag = kTlbInvalid;
+      }
+  }
+};
+
+// Port and MMIO accesses of the instruction being executed. When an access
+// is not yet in the log the instruction stops (IoExitRequest) and the VMM
+// performs it; on re-execution the log answers the accesses in order.
+struct IoRecord {
+  bool is_port = false;
+  bool is_write = false;
+  uint8_t size = 0;
+  uint64_t address = 0;
+  uint8_t data[8] = {};
+};
+
+struct IoReplay {
+  static constexpr unsigned kMax = 4;
+  IoRecord records[kMax];
+  unsigned count = 0;  // records of the current instruction
+  unsigned next = 0;   // next record to replay
+};
+
+// Model-specific registers the emulator keeps.
+struct MsrState {
+  uint64_t star = 0, lstar = 0, cstar = 0, sfmask = 0, kernel_gs_base = 0;
+  uint64_t sysenter_cs = 0, sysenter_esp = 0, sysenter_eip = 0;
+  uint64_t pat = 0x0007040600070406ull;
+  uint64_t tsc_aux = 0;
+  int64_t tsc_offset = 0;
+  uint64_t misc_enable = 1;  // fast strings
+  uint64_t spec_ctrl = 0;
+  uint64_t mtrr_def_type = 0;
+  uint64_t tsc_deadline = 0;
+};
+
+struct Cpu {
+  // General-purpose registers in encoding order (rax, rcx, rdx, rbx, rsp, rbp, rsi, rdi, r8..r15).
+  uint64_t gpr[16] = {};
+  uint64_t rip = 0;
+  uint64_t next_rip = 0;  // address after the executing instruction; branches overwrite it
+  uint64_t rflags = 2;    // non-arithmetic bits always; arithmetic bits when flags.op == kNone
+  LazyFlags flags;
+
+  Segment seg[6];
+  Segment tr, ldt;
+  DescriptorTable gdt, idt;
+  uint64_t cr0 = 0x60000010, cr2 = 0, cr3 = 0, cr4 = 0, cr8 = 0, efer = 0;
+  uint64_t dr[8] = {0, 0, 0, 0, 0, 0, 0xffff0ff0, 0x400};
+  uint64_t apic_base = 0xfee00900;
+  MsrState msr;
+
+  // Derived mode, recomputed whenever CR0, EFER or CS change.
+  uint8_t code_size = 2;   // default operand/address size in bytes: 2, 4 or 8
+  uint8_t stack_size = 2;  // 2, 4 or 8
+  uint8_t cpl = 0;
+  bool long_mode = false;  // EFER.LMA
+  bool mode64 = false;     // 64-bit code segment in long mode
+
+  // Interrupt shadow after STI / MOV SS: no interrupt before the next instruction completes.
+  bool interrupt_shadow = false;
+  // Set when the current block must end after this instruction (its code was written, mode changed).
+  bool stop_block = false;
+  bool halted = false;
+  bool nmi_blocked = false;   // from NMI delivery until the next IRET
+  uint64_t fetch_linear = 0;  // linear address of the block being looked up
+
+  Tlb tlb;
+  IoReplay io;
+
+  const GuestMemory* memory = nullptr;
+  CodeMap* code = nullptr;
+  // The platform this CPU is wired to (all optional: bare-CPU tests run without).
+  LocalApic* lapic = nullptr;     // its own local APIC: MMIO page, APIC MSRs, CR8, TSC
+  const Clock* clock = nullptr;   // the platform clock RDTSC follows
+  Bus* internal_ports = nullptr;  // PIC, PIT, port 0x61: handled without a VM exit
+  Bus* internal_mmio = nullptr;   // IOAPIC
+  uint64_t code_epoch_seen = 0;
+  unsigned apic_id = 0;
+};
+
+}  // namespace hostvisor::emu

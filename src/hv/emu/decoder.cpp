@@ -1,0 +1,405 @@
+#include "hv/emu/decoder.h"
+
+#include "hv/emu/execute/handlers.h"
+
+namespace hostvisor::emu {
+namespace {
+
+struct Mapping {
+  Handler fn = nullptr;
+  bool ends_block = false;
+};
+
+// The handler for a decoded instruction; nullptr means #UD (not implemented
+// instructions raise #UD, which a guest that checked CPUID never executes).
+Mapping handler_for(const ZydisDecodedInstruction& in, const ZydisDecodedOperand* ops) {
+  const bool legacy_map = in.opcode_map == ZYDIS_OPCODE_MAP_DEFAULT;
+  auto has_reg_class = [&](ZydisRegisterClass cls) {
+    for (unsigned i = 0; i < in.operand_count_visible; ++i) {
+      if (ops[i].type == ZYDIS_OPERAND_TYPE_REGISTER && ZydisRegisterGetClass(ops[i].reg.value) == cls) return true;
+    }
+    return false;
+  };
+  switch (in.mnemonic) {
+    case ZYDIS_MNEMONIC_ADD: return {h_add};
+    case ZYDIS_MNEMONIC_OR: return {h_or};
+    case ZYDIS_MNEMONIC_ADC: return {h_adc};
+    case ZYDIS_MNEMONIC_SBB: return {h_sbb};
+    case ZYDIS_MNEMONIC_AND: return {h_and};
+    case ZYDIS_MNEMONIC_SUB: return {h_sub};
+    case ZYDIS_MNEMONIC_XOR: return {h_xor};
+    case ZYDIS_MNEMONIC_CMP: return {h_cmp};
+    case ZYDIS_MNEMONIC_TEST: return {h_test};
+    case ZYDIS_MNEMONIC_INC: return {h_inc};
+    case ZYDIS_MNEMONIC_DEC: return {h_dec};
+    case ZYDIS_MNEMONIC_NEG: return {h_neg};
+    case ZYDIS_MNEMONIC_NOT: return {h_not};
+
+    case ZYDIS_MNEMONIC_ROL: return {h_rol};
+    case ZYDIS_MNEMONIC_ROR: return {h_ror};
+    case ZYDIS_MNEMONIC_RCL: return {h_rcl};
+    case ZYDIS_MNEMONIC_RCR: return {h_rcr};
+    case ZYDIS_MNEMONIC_SHL: return {h_shl};
+    case ZYDIS_MNEMONIC_SHR: return {h_shr};
+    case ZYDIS_MNEMONIC_SAR: return {h_sar};
+    case ZYDIS_MNEMONIC_SHLD: return {h_shld};
+    case ZYDIS_MNEMONIC_SHRD: return {h_shrd};
+
+    case ZYDIS_MNEMONIC_MUL: return {h_mul};
+    case ZYDIS_MNEMONIC_IMUL: return {h_imul};
+    case ZYDIS_MNEMONIC_DIV: return {h_div};
+    case ZYDIS_MNEMONIC_IDIV: return {h_idiv};
+
+    case ZYDIS_MNEMONIC_BT: return {h_bt};
+    case ZYDIS_MNEMONIC_BTS: return {h_bts};
+    case ZYDIS_MNEMONIC_BTR: return {h_btr};
+    case ZYDIS_MNEMONIC_BTC: return {h_btc};
+    // Without BMI1/ABM advertised, F3-prefixed BSF/BSR execute as BSF/BSR (as on CPUs without them).
+    case ZYDIS_MNEMONIC_BSF:
+    case ZYDIS_MNEMONIC_TZCNT: return {h_bsf};
+    case ZYDIS_MNEMONIC_BSR:
+    case ZYDIS_MNEMONIC_LZCNT: return {h_bsr};
+    case ZYDIS_MNEMONIC_POPCNT: return {h_popcnt};
+    case ZYDIS_MNEMONIC_BSWAP: return {h_bswap};
+
+    case ZYDIS_MNEMONIC_MOV:
+      if (has_reg_class(ZYDIS_REGCLASS_CONTROL)) return {h_mov_cr, true};
+      if (has_reg_class(ZYDIS_REGCLASS_DEBUG)) return {h_mov_dr, true};
+      if (has_reg_class(ZYDIS_REGCLASS_SEGMENT)) {
+        if (ops[0].type == ZYDIS_OPERAND_TYPE_REGISTER &&
+            ZydisRegisterGetClass(ops[0].reg.value) == ZYDIS_REGCLASS_SEGMENT) {
+          return {h_mov_to_sreg, true};
+        }
+        return {h_mov_from_sreg};
+      }
+      return {h_mov};
+    case ZYDIS_MNEMONIC_MOVZX: return {h_movzx};
+    case ZYDIS_MNEMONIC_MOVSX:
+    case ZYDIS_MNEMONIC_MOVSXD: return {h_movsx};
+    case ZYDIS_MNEMONIC_LEA: return {h_lea};
+    case ZYDIS_MNEMONIC_XCHG: return {h_xchg};
+    case ZYDIS_MNEMONIC_CMPXCHG: return {h_cmpxchg};
+    case ZYDIS_MNEMONIC_CMPXCHG8B:
+    case ZYDIS_MNEMONIC_CMPXCHG16B: return {h_cmpxchg8b};
+    case ZYDIS_MNEMONIC_XADD: return {h_xadd};
+    case ZYDIS_MNEMONIC_CMOVB:
+    case ZYDIS_MNEMONIC_CMOVBE:
+    case ZYDIS_MNEMONIC_CMOVL:
+    case ZYDIS_MNEMONIC_CMOVLE:
+    case ZYDIS_MNEMONIC_CMOVNB:
+    case ZYDIS_MNEMONIC_CMOVNBE:
+    case ZYDIS_MNEMONIC_CMOVNL:
+    case ZYDIS_MNEMONIC_CMOVNLE:
+    case ZYDIS_MNEMONIC_CMOVNO:
+    case ZYDIS_MNEMONIC_CMOVNP:
+    case ZYDIS_MNEMONIC_CMOVNS:
+    case ZYDIS_MNEMONIC_CMOVNZ:
+    case ZYDIS_MNEMONIC_CMOVO:
+    case ZYDIS_MNEMONIC_CMOVP:
+    case ZYDIS_MNEMONIC_CMOVS:
+    case ZYDIS_MNEMONIC_CMOVZ: return {h_cmovcc};
+    case ZYDIS_MNEMONIC_SETB:
+    case ZYDIS_MNEMONIC_SETBE:
+    case ZYDIS_MNEMONIC_SETL:
+    case ZYDIS_MNEMONIC_SETLE:
+    case ZYDIS_MNEMONIC_SETNB:
+    case ZYDIS_MNEMONIC_SETNBE:
+    case ZYDIS_MNEMONIC_SETNL:
+    case ZYDIS_MNEMONIC_SETNLE:
+    case ZYDIS_MNEMONIC_SETNO:
+    case ZYDIS_MNEMONIC_SETNP:
+    case ZYDIS_MNEMONIC_SETNS:
+    case ZYDIS_MNEMONIC_SETNZ:
+    case ZYDIS_MNEMONIC_SETO:
+    case ZYDIS_MNEMONIC_SETP:
+    case ZYDIS_MNEMONIC_SETS:
+    case ZYDIS_MNEMONIC_SETZ: return {h_setcc};
+    case ZYDIS_MNEMONIC_CBW:
+    case ZYDIS_MNEMONIC_CWDE:
+    case ZYDIS_MNEMONIC_CDQE: return {h_cbw};
+    case ZYDIS_MNEMONIC_CWD:
+    case ZYDIS_MNEMONIC_CDQ:
+    case ZYDIS_MNEMONIC_CQO: return {h_cwd};
+    case ZYDIS_MNEMONIC_LAHF: return {h_lahf};
+    case ZYDIS_MNEMONIC_SAHF: return {h_sahf};
+    case ZYDIS_MNEMONIC_CLC: return {h_clc};
+    case ZYDIS_MNEMONIC_STC: return {h_stc};
+    case ZYDIS_MNEMONIC_CMC: return {h_cmc};
+    case ZYDIS_MNEMONIC_CLD: return {h_cld};
+    case ZYDIS_MNEMONIC_STD: return {h_std};
+    case ZYDIS_MNEMONIC_NOP:
+    case ZYDIS_MNEMONIC_PAUSE:
+    case ZYDIS_MNEMONIC_ENDBR32:
+    case ZYDIS_MNEMONIC_ENDBR64:
+    case ZYDIS_MNEMONIC_PREFETCH:
+    case ZYDIS_MNEMONIC_PREFETCHW:
+    case ZYDIS_MNEMONIC_PREFETCHNTA:
+    case ZYDIS_MNEMONIC_PREFETCHT0:
+    case ZYDIS_MNEMONIC_PREFETCHT1:
+    case ZYDIS_MNEMONIC_PREFETCHT2:
+    case ZYDIS_MNEMONIC_LFENCE:
+    case ZYDIS_MNEMONIC_MFENCE:
+    case ZYDIS_MNEMONIC_SFENCE:
+    case ZYDIS_MNEMONIC_CLFLUSH: return {h_nop};
+    case ZYDIS_MNEMONIC_XLAT: return {h_xlat};
+
+    case ZYDIS_MNEMONIC_PUSH: return {h_push};
+    case ZYDIS_MNEMONIC_POP:
+      return {h_pop, ops[0].type == ZYDIS_OPERAND_TYPE_REGISTER &&
+                         ZydisRegisterGetClass(ops[0].reg.value) == ZYDIS_REGCLASS_SEGMENT};
+    case ZYDIS_MNEMONIC_PUSHF:
+    case ZYDIS_MNEMONIC_PUSHFD:
+    case ZYDIS_MNEMONIC_PUSHFQ: return {h_pushf};
+    case ZYDIS_MNEMONIC_POPF:
+    case ZYDIS_MNEMONIC_POPFD:
+    case ZYDIS_MNEMONIC_POPFQ: return {h_popf, true};
+    case ZYDIS_MNEMONIC_PUSHA:
+    case ZYDIS_MNEMONIC_PUSHAD: return {h_pusha};
+    case ZYDIS_MNEMONIC_POPA:
+    case ZYDIS_MNEMONIC_POPAD: return {h_popa};
+    case ZYDIS_MNEMONIC_CALL:
+      if (in.opcode == 0x9a || (in.opcode == 0xff && in.raw.modrm.reg == 3)) return {h_call_far, true};
+      return {h_call, true};
+    case ZYDIS_MNEMONIC_JMP:
+      if (in.opcode == 0xea || (in.opcode == 0xff && in.raw.modrm.reg == 5)) return {h_jmp_far, true};
+      return {h_jmp, true};
+    case ZYDIS_MNEMONIC_RET:
+      if (in.opcode == 0xca || in.opcode == 0xcb) return {h_ret_far, true};
+      return {h_ret, true};
+    case ZYDIS_MNEMONIC_JB:
+    case ZYDIS_MNEMONIC_JBE:
+    case ZYDIS_MNEMONIC_JL:
+    case ZYDIS_MNEMONIC_JLE:
+    case ZYDIS_MNEMONIC_JNB:
+    case ZYDIS_MNEMONIC_JNBE:
+    case ZYDIS_MNEMONIC_JNL:
+    case ZYDIS_MNEMONIC_JNLE:
+    case ZYDIS_MNEMONIC_JNO:
+    case ZYDIS_MNEMONIC_JNP:
+    case ZYDIS_MNEMONIC_JNS:
+    case ZYDIS_MNEMONIC_JNZ:
+    case ZYDIS_MNEMONIC_JO:
+    case ZYDIS_MNEMONIC_JP:
+    case ZYDIS_MNEMONIC_JS:
+    case ZYDIS_MNEMONIC_JZ: return {h_jcc, true};
+    case ZYDIS_MNEMONIC_JCXZ:
+    case ZYDIS_MNEMONIC_JECXZ:
+    case ZYDIS_MNEMONIC_JRCXZ: return {h_jcxz, true};
+    case ZYDIS_MNEMONIC_LOOP:
+    case ZYDIS_MNEMONIC_LOOPE:
+    case ZYDIS_MNEMONIC_LOOPNE: return {h_loop, true};
+    case ZYDIS_MNEMONIC_ENTER: return {h_enter};
+    case ZYDIS_MNEMONIC_LEAVE: return {h_leave};
+    case ZYDIS_MNEMONIC_INT: return {h_int, true};
+    case ZYDIS_MNEMONIC_INT3: return {h_int3, true};
+    case ZYDIS_MNEMONIC_INTO: return {h_into, true};
+    case ZYDIS_MNEMONIC_INT1: return {h_int1, true};
+    case ZYDIS_MNEMONIC_IRET:
+    case ZYDIS_MNEMONIC_IRETD:
+    case ZYDIS_MNEMONIC_IRETQ: return {h_iret, true};
+
+    case ZYDIS_MNEMONIC_MOVSB:
+    case ZYDIS_MNEMONIC_MOVSW:
+    case ZYDIS_MNEMONIC_MOVSQ: return {h_movs, true};
+    case ZYDIS_MNEMONIC_MOVSD: return {legacy_map ? h_movs : nullptr, true};
+    case ZYDIS_MNEMONIC_CMPSB:
+    case ZYDIS_MNEMONIC_CMPSW:
+    case ZYDIS_MNEMONIC_CMPSQ: return {h_cmps, true};
+    case ZYDIS_MNEMONIC_CMPSD: return {legacy_map ? h_cmps : nullptr, true};
+    case ZYDIS_MNEMONIC_STOSB:
+    case ZYDIS_MNEMONIC_STOSW:
+    case ZYDIS_MNEMONIC_STOSD:
+    case ZYDIS_MNEMONIC_STOSQ: return {h_stos, true};
+    case ZYDIS_MNEMONIC_LODSB:
+    case ZYDIS_MNEMONIC_LODSW:
+    case ZYDIS_MNEMONIC_LODSD:
+    case ZYDIS_MNEMONIC_LODSQ: return {h_lods, true};
+    case ZYDIS_MNEMONIC_SCASB:
+    case ZYDIS_MNEMONIC_SCASW:
+    case ZYDIS_MNEMONIC_SCASD:
+    case ZYDIS_MNEMONIC_SCASQ: return {h_scas, true};
+    case ZYDIS_MNEMONIC_INSB:
+    case ZYDIS_MNEMONIC_INSW:
+    case ZYDIS_MNEMONIC_INSD: return {h_ins, true};
+    case ZYDIS_MNEMONIC_OUTSB:
+    case ZYDIS_MNEMONIC_OUTSW:
+    case ZYDIS_MNEMONIC_OUTSD: return {h_outs, true};
+
+    case ZYDIS_MNEMONIC_LGDT: return {h_lgdt, true};
+    case ZYDIS_MNEMONIC_LIDT: return {h_lidt, true};
+    case ZYDIS_MNEMONIC_SGDT: return {h_sgdt};
+    case ZYDIS_MNEMONIC_SIDT: return {h_sidt};
+    case ZYDIS_MNEMONIC_LLDT: return {h_lldt, true};
+    case ZYDIS_MNEMONIC_SLDT: return {h_sldt};
+    case ZYDIS_MNEMONIC_LTR: return {h_ltr, true};
+    case ZYDIS_MNEMONIC_STR: return {h_str};
+    case ZYDIS_MNEMONIC_RDMSR: return {h_rdmsr};
+    case ZYDIS_MNEMONIC_WRMSR: return {h_wrmsr, true};
+    case ZYDIS_MNEMONIC_CPUID: return {h_cpuid};
+    case ZYDIS_MNEMONIC_RDTSC: return {h_rdtsc};
+    case ZYDIS_MNEMONIC_RDTSCP: return {h_rdtscp};
+    case ZYDIS_MNEMONIC_IN: return {h_in, true};
+    case ZYDIS_MNEMONIC_OUT: return {h_out, true};
+    case ZYDIS_MNEMONIC_CLI: return {h_cli, true};
+    case ZYDIS_MNEMONIC_STI: return {h_sti, true};
+    case ZYDIS_MNEMONIC_HLT: return {h_hlt, true};
+    case ZYDIS_MNEMONIC_INVLPG: return {h_invlpg, true};
+    case ZYDIS_MNEMONIC_CLTS: return {h_clts, true};
+    case ZYDIS_MNEMONIC_LMSW: return {h_lmsw, true};
+    case ZYDIS_MNEMONIC_SMSW: return {h_smsw};
+    case ZYDIS_MNEMONIC_SWAPGS: return {h_swapgs, true};
+    case ZYDIS_MNEMONIC_SYSCALL: return {h_syscall, true};
+    case ZYDIS_MNEMONIC_SYSRET: return {h_sysret, true};
+    case ZYDIS_MNEMONIC_WBINVD:
+    case ZYDIS_MNEMONIC_INVD: return {h_privileged_nop};
+    case ZYDIS_MNEMONIC_UD0:
+    case ZYDIS_MNEMONIC_UD1:
+    case ZYDIS_MNEMONIC_UD2: return {h_ud, true};
+    default: return {nullptr, true};
+  }
+}
+
+uint8_t segment_number(ZydisRegister r) {
+  switch (r) {
+    case ZYDIS_REGISTER_ES: return kEs;
+    case ZYDIS_REGISTER_CS: return kCs;
+    case ZYDIS_REGISTER_SS: return kSs;
+    case ZYDIS_REGISTER_FS: return kFs;
+    case ZYDIS_REGISTER_GS: return kGs;
+    default: return kDs;
+  }
+}
+
+// GPR number 0-15 (and whether it is AH/CH/DH/BH) of a Zydis register.
+uint8_t gpr_number(ZydisRegister r, bool* high8) {
+  *high8 = false;
+  if (r >= ZYDIS_REGISTER_AL && r <= ZYDIS_REGISTER_R15B) {
+    int i = r - ZYDIS_REGISTER_AL;
+    if (i < 4) return static_cast<uint8_t>(i);
+    if (i < 8) {
+      *high8 = true;
+      return static_cast<uint8_t>(i - 4);
+    }
+    return static_cast<uint8_t>(i - 4);  // SPL.. = 4.., R8B.. = 8..
+  }
+  if (r >= ZYDIS_REGISTER_AX && r <= ZYDIS_REGISTER_R15W) return static_cast<uint8_t>(r - ZYDIS_REGISTER_AX);
+  if (r >= ZYDIS_REGISTER_EAX && r <= ZYDIS_REGISTER_R15D) return static_cast<uint8_t>(r - ZYDIS_REGISTER_EAX);
+  if (r >= ZYDIS_REGISTER_RAX && r <= ZYDIS_REGISTER_R15) return static_cast<uint8_t>(r - ZYDIS_REGISTER_RAX);
+  if (r == ZYDIS_REGISTER_RIP || r == ZYDIS_REGISTER_EIP || r == ZYDIS_REGISTER_IP) return kRipReg;
+  return kNoReg;
+}
+
+}  // namespace
+
+Decoder::Decoder() {
+  ZydisDecoderInit(&d16_, ZYDIS_MACHINE_MODE_LEGACY_16, ZYDIS_STACK_WIDTH_16);
+  ZydisDecoderInit(&d32_, ZYDIS_MACHINE_MODE_LEGACY_32, ZYDIS_STACK_WIDTH_32);
+  ZydisDecoderInit(&d64_, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64);
+  ZydisDecoderInit(&real_, ZYDIS_MACHINE_MODE_REAL_16, ZYDIS_STACK_WIDTH_16);
+}
+
+Decoder::Status Decoder::decode(const uint8_t* bytes, size_t length, unsigned code_size, bool real, Insn& insn) const {
+  const ZydisDecoder* d = code_size == 8 ? &d64_ : code_size == 4 ? &d32_ : real ? &real_ : &d16_;
+  ZydisDecodedInstruction in;
+  ZydisDecodedOperand ops[ZYDIS_MAX_OPERAND_COUNT];
+  insn = Insn{};
+  ZyanStatus st = ZydisDecoderDecodeFull(d, bytes, length, &in, ops);
+  if (st == ZYDIS_STATUS_NO_MORE_DATA) return Status::kNeedMoreBytes;
+  if (!ZYAN_SUCCESS(st)) {
+    insn.fn = h_ud;
+    insn.len = 1;
+    insn.ends_block = true;
+    return Status::kInvalid;
+  }
+  insn.len = in.length;
+  insn.mnemonic = static_cast<uint16_t>(in.mnemonic);
+  insn.opsize = static_cast<uint8_t>(in.operand_width / 8 ? in.operand_width / 8 : code_size);
+  insn.addrsize = static_cast<uint8_t>(in.address_width / 8 ? in.address_width / 8 : code_size);
+  if (in.attributes & ZYDIS_ATTRIB_HAS_REP) insn.prefixes |= kPrefixRep;
+  if (in.attributes & ZYDIS_ATTRIB_HAS_REPE) insn.prefixes |= kPrefixRep;
+  if (in.attributes & ZYDIS_ATTRIB_HAS_REPNE) insn.prefixes |= kPrefixRepne;
+  if (in.attributes & ZYDIS_ATTRIB_HAS_LOCK) insn.prefixes |= kPrefixLock;
+  // The segment for string sources (and any memory operand): override or DS.
+  insn.mem.seg = kDs;
+  static constexpr struct {
+    uint64_t attr;
+    uint8_t seg;
+  } kOverrides[] = {{ZYDIS_ATTRIB_HAS_SEGMENT_ES, kEs}, {ZYDIS_ATTRIB_HAS_SEGMENT_CS, kCs},
+                    {ZYDIS_ATTRIB_HAS_SEGMENT_SS, kSs}, {ZYDIS_ATTRIB_HAS_SEGMENT_DS, kDs},
+                    {ZYDIS_ATTRIB_HAS_SEGMENT_FS, kFs}, {ZYDIS_ATTRIB_HAS_SEGMENT_GS, kGs}};
+  for (const auto& o : kOverrides) {
+    if (in.attributes & o.attr) {
+      insn.mem.seg = o.seg;
+      insn.prefixes |= kPrefixSegOverride;
+    }
+  }
+  // Condition code from the opcode's low nibble (Jcc, SETcc, CMOVcc).
+  insn.cc = in.opcode & 0xf;
+
+  Mapping m = handler_for(in, ops);
+  insn.fn = m.fn ? m.fn : h_ud;
+  insn.ends_block = m.ends_block || !m.fn;
+
+  bool seen_imm = false;
+  unsigned n = 0;
+  for (unsigned i = 0; i < in.operand_count_visible && n < 3; ++i) {
+    const ZydisDecodedOperand& zo = ops[i];
+    Operand& o = insn.op[n];
+    o.size = static_cast<uint8_t>(zo.size / 8);
+    switch (zo.type) {
+      case ZYDIS_OPERAND_TYPE_REGISTER: {
+        ZydisRegisterClass cls = ZydisRegisterGetClass(zo.reg.value);
+        if (cls == ZYDIS_REGCLASS_SEGMENT) {
+          o.kind = OpKind::kSreg;
+          o.reg = segment_number(zo.reg.value);
+        } else if (cls == ZYDIS_REGCLASS_CONTROL) {
+          o.kind = OpKind::kCr;
+          o.reg = static_cast<uint8_t>(zo.reg.value - ZYDIS_REGISTER_CR0);
+        } else if (cls == ZYDIS_REGCLASS_DEBUG) {
+          o.kind = OpKind::kDr;
+          o.reg = static_cast<uint8_t>(zo.reg.value - ZYDIS_REGISTER_DR0);
+        } else if (cls >= ZYDIS_REGCLASS_GPR8 && cls <= ZYDIS_REGCLASS_GPR64) {
+          o.kind = OpKind::kReg;
+          o.reg = gpr_number(zo.reg.value, &o.high8);
+        } else {
+          o.kind = OpKind::kOther;  // x87/SSE registers: their handlers are not written yet
+          insn.fn = h_ud;
+          insn.ends_block = true;
+        }
+        break;
+      }
+      case ZYDIS_OPERAND_TYPE_MEMORY: {
+        o.kind = OpKind::kMem;
+        insn.mem.seg = segment_number(zo.mem.segment);
+        bool h;
+        insn.mem.base = zo.mem.base == ZYDIS_REGISTER_NONE ? kNoReg : gpr_number(zo.mem.base, &h);
+        insn.mem.index = zo.mem.index == ZYDIS_REGISTER_NONE ? kNoReg : gpr_number(zo.mem.index, &h);
+        insn.mem.scale = zo.mem.scale ? zo.mem.scale : 1;
+        insn.mem.disp = zo.mem.disp.has_displacement ? zo.mem.disp.value : 0;
+        break;
+      }
+      case ZYDIS_OPERAND_TYPE_POINTER:
+        o.kind = OpKind::kImm;
+        insn.imm = zo.ptr.offset;
+        insn.imm2 = zo.ptr.segment;
+        break;
+      case ZYDIS_OPERAND_TYPE_IMMEDIATE:
+        o.kind = OpKind::kImm;
+        if (!seen_imm) {
+          insn.imm = zo.imm.is_signed ? static_cast<uint64_t>(zo.imm.value.s) : zo.imm.value.u;
+          seen_imm = true;
+        } else {
+          insn.imm2 = zo.imm.value.u;
+        }
+        // An immediate combines with the destination at the destination's size.
+        if (n > 0 && insn.op[0].size) o.size = insn.op[0].size;
+        break;
+      default: break;
+    }
+    ++n;
+  }
+  insn.nops = static_cast<uint8_t>(n);
+  return Status::kOk;
+}
+
+}  // namespace hostvisor::emu

@@ -1,0 +1,616 @@
+// Targeted tests of the software CPU: execution, exceptions through the IDT
+// (error codes, CR2, IST, double and triple fault), paging (#PF error codes,
+// A/D bits, NX, CR0.WP), self-modifying code, MMIO and port I/O exits with
+// restart, privilege changes, and the real -> protected -> long mode switch.
+#include <gtest/gtest.h>
+
+#include <vector>
+
+#include "hv/emu/flags.h"
+#include "hv/emu/mmu.h"
+#include "hv/emu/testing/snippet.h"
+#include "hv/emu/testing/test_machine.h"
+
+namespace hostvisor::emu {
+namespace {
+
+using testing::TestMachine;
+using Stop = Interpreter::Stop;
+
+HV_EMU_SNIPPET(sum_loop, R"(
+  xor eax, eax
+  mov ecx, 100
+1: add rax, rcx
+  dec ecx
+  jnz 1b
+  hlt
+)")
+
+TEST(EmuBasic, LoopComputesSum) {
+  TestMachine m;
+  m.load_code(sum_loop());
+  auto out = m.run();
+  ASSERT_EQ(out.stop, Stop::kHalt) << out.detail;
+  EXPECT_EQ(m.cpu().gpr[0], 5050u);
+  EXPECT_EQ(m.cpu().rip, TestMachine::kCode + sum_loop().size());
+  EXPECT_EQ(m.cpu().gpr[1], 0u);
+}
+
+HV_EMU_SNIPPET(divide_by_zero, R"(
+  mov eax, 7
+  xor ecx, ecx
+  div ecx
+  hlt
+)")
+
+// The frame an exception pushed on the kernel stack (no privilege change).
+struct Frame {
+  uint64_t error, rip, cs, rflags, rsp, ss;
+};
+Frame frame(TestMachine& m, bool has_error) {
+  uint64_t sp = m.cpu().gpr[4];
+  Frame f{};
+  if (has_error) {
+    f.error = m.read<uint64_t>(sp);
+    sp += 8;
+  }
+  f.rip = m.read<uint64_t>(sp);
+  f.cs = m.read<uint64_t>(sp + 8);
+  f.rflags = m.read<uint64_t>(sp + 16);
+  f.rsp = m.read<uint64_t>(sp + 24);
+  f.ss = m.read<uint64_t>(sp + 32);
+  return f;
+}
+
+TEST(EmuExceptions, DivideErrorPointsAtTheDiv) {
+  TestMachine m;
+  m.load_code(divide_by_zero());
+  ASSERT_EQ(m.run().stop, Stop::kHalt);
+  ASSERT_EQ(m.vector_taken(), kDe);
+  Frame f = frame(m, false);
+  EXPECT_EQ(f.rip, TestMachine::kCode + 7);  // mov eax (5) + xor (2)
+  EXPECT_EQ(f.cs, TestMachine::kCode64);
+  EXPECT_EQ(f.rsp, TestMachine::kStackTop);
+  EXPECT_EQ(m.cpu().gpr[0], 7u);  // the faulting DIV changed nothing
+  EXPECT_EQ(m.cpu().gpr[4], TestMachine::kStackTop - 40);
+}
+
+HV_EMU_SNIPPET(ud2_code, "ud2")
+HV_EMU_SNIPPET(noncanonical_read, R"(
+  mov rax, 0x0000800000000000
+  mov rbx, [rax]
+  hlt
+)")
+HV_EMU_SNIPPET(bad_msr, R"(
+  mov ecx, 0x12345
+  rdmsr
+  hlt
+)")
+
+TEST(EmuExceptions, InvalidOpcodeAndGeneralProtection) {
+  {
+    TestMachine m;
+    m.load_code(ud2_code());
+    ASSERT_EQ(m.run().stop, Stop::kHalt);
+    EXPECT_EQ(m.vector_taken(), kUd);
+    EXPECT_EQ(frame(m, false).rip, TestMachine::kCode);
+  }
+  {
+    TestMachine m;
+    m.load_code(noncanonical_read());
+    ASSERT_EQ(m.run().stop, Stop::kHalt);
+    EXPECT_EQ(m.vector_taken(), kGp);
+    Frame f = frame(m, true);
+    EXPECT_EQ(f.error, 0u);
+    EXPECT_EQ(f.rip, TestMachine::kCode + 10);
+  }
+  {
+    TestMachine m;
+    m.load_code(bad_msr());
+    ASSERT_EQ(m.run().stop, Stop::kHalt);
+    EXPECT_EQ(m.vector_taken(), kGp);
+  }
+}
+
+HV_EMU_SNIPPET(read_rbx_address, R"(
+  mov rax, [rbx]
+  hlt
+)")
+HV_EMU_SNIPPET(write_rbx_address, R"(
+  mov qword ptr [rbx], 0x55
+  hlt
+)")
+HV_EMU_SNIPPET(jump_rbx, R"(
+  jmp rbx
+)")
+
+TEST(EmuPaging, NotPresentReadFaultsWithCr2) {
+  TestMachine m;
+  const uint64_t page = TestMachine::kData + 0x5000;
+  m.set_pte(page, 0);
+  m.load_code(read_rbx_address());
+  m.cpu().gpr[3] = page + 0x123;
+  ASSERT_EQ(m.run().stop, Stop::kHalt);
+  ASSERT_EQ(m.vector_taken(), kPf);
+  EXPECT_EQ(m.cpu().cr2, page + 0x123);
+  EXPECT_EQ(frame(m, true).error, 0u);  // not present, read, supervisor
+}
+
+TEST(EmuPaging, WriteToReadOnlyPageHonoursCr0Wp) {
+  TestMachine m;
+  const uint64_t page = TestMachine::kData + 0x6000;
+  m.set_pte(page, page | 1);  // present, read-only, supervisor
+  m.load_code(write_rbx_address());
+  m.cpu().gpr[3] = page + 8;
+  ASSERT_EQ(m.run().stop, Stop::kHalt);
+  ASSERT_EQ(m.vector_taken(), kPf);
+  EXPECT_EQ(frame(m, true).error, 3u);  // present | write
+  EXPECT_EQ(m.cpu().cr2, page + 8);
+  EXPECT_EQ(m.read<uint64_t>(page + 8), 0u);
+
+  // With CR0.WP clear the supervisor write goes through and sets A and D.
+  TestMachine m2;
+  m2.set_pte(page, page | 1);
+  m2.cpu().cr0 &= ~x86::kCr0Wp;
+  m2.load_code(write_rbx_address());
+  m2.cpu().gpr[3] = page + 8;
+  ASSERT_EQ(m2.run().stop, Stop::kHalt);
+  EXPECT_EQ(m2.vector_taken(), -1);
+  EXPECT_EQ(m2.read<uint64_t>(page + 8), 0x55u);
+  EXPECT_EQ(m2.pte(page) & 0x60, 0x60u);  // accessed + dirty
+}
+
+TEST(EmuPaging, AccessedBitOnReadDirtyOnlyOnWrite) {
+  TestMachine m;
+  const uint64_t page = TestMachine::kData + 0x7000;
+  m.load_code(read_rbx_address());
+  m.cpu().gpr[3] = page;
+  ASSERT_EQ(m.run().stop, Stop::kHalt);
+  EXPECT_EQ(m.pte(page) & 0x60, 0x20u);
+}
+
+TEST(EmuPaging, ExecuteFromNxPageFaultsAsFetch) {
+  TestMachine m;
+  const uint64_t page = TestMachine::kData + 0x8000;
+  m.write_value<uint8_t>(page, 0xf4);
+  m.set_pte(page, page | 3 | (1ull << 63));
+  m.load_code(jump_rbx());
+  m.cpu().gpr[3] = page;
+  ASSERT_EQ(m.run().stop, Stop::kHalt);
+  ASSERT_EQ(m.vector_taken(), kPf);
+  EXPECT_EQ(frame(m, true).error, 0x11u);  // present | instruction fetch
+  EXPECT_EQ(frame(m, true).rip, page);
+  EXPECT_EQ(m.cpu().cr2, page);
+}
+
+TEST(EmuPaging, InvlpgMakesNewMappingVisible) {
+  static const uint8_t code[] = {
+      0x48, 0x8b, 0x03,  // mov rax, [rbx]
+      0x48, 0x89, 0x0a,  // mov [rdx], rcx      (rewrites the PTE)
+      0x0f, 0x01, 0x3b,  // invlpg [rbx]
+      0x48, 0x8b, 0x33,  // mov rsi, [rbx]
+      0xf4,
+  };
+  TestMachine m;
+  const uint64_t a = TestMachine::kData + 0x1000, b = TestMachine::kData + 0x2000;
+  m.write_value<uint64_t>(a, 0xaaaa);
+  m.write_value<uint64_t>(b, 0xbbbb);
+  m.load_code(code);
+  m.cpu().gpr[3] = a;
+  m.cpu().gpr[2] = TestMachine::kPt + (a >> 12) * 8;
+  m.cpu().gpr[1] = b | 3;
+  ASSERT_EQ(m.run().stop, Stop::kHalt);
+  EXPECT_EQ(m.cpu().gpr[0], 0xaaaau);
+  EXPECT_EQ(m.cpu().gpr[6], 0xbbbbu);
+}
+
+HV_EMU_SNIPPET(self_modifying, R"(
+  lea rbx, [rip + 2f]
+  mov byte ptr [rbx + 1], 0x42
+2: mov eax, 0x11
+  hlt
+)")
+
+TEST(EmuCode, WriteToDecodedCodeTakesEffect) {
+  TestMachine m;
+  m.load_code(self_modifying());
+  ASSERT_EQ(m.run().stop, Stop::kHalt);
+  EXPECT_EQ(m.cpu().gpr[0], 0x42u);
+  // Run the same code again from the start: the block was re-decoded, the store is idempotent.
+  m.cpu().rip = TestMachine::kCode;
+  ASSERT_EQ(m.run().stop, Stop::kHalt);
+  EXPECT_EQ(m.cpu().gpr[0], 0x42u);
+}
+
+TEST(EmuCode, HostWriteThroughCodeMapInvalidates) {
+  static const uint8_t first[] = {0xb8, 1, 0, 0, 0, 0xf4};   // mov eax, 1; hlt
+  static const uint8_t second[] = {0xb8, 2, 0, 0, 0, 0xf4};  // mov eax, 2; hlt
+  TestMachine m;
+  m.load_code(first);
+  ASSERT_EQ(m.run().stop, Stop::kHalt);
+  EXPECT_EQ(m.cpu().gpr[0], 1u);
+  m.load_code(second);
+  ASSERT_EQ(m.run().stop, Stop::kHalt);
+  EXPECT_EQ(m.cpu().gpr[0], 2u);
+}
+
+HV_EMU_SNIPPET(mmio_add, R"(
+  mov rbx, 0xc0001000
+  mov eax, 5
+  add eax, dword ptr [rbx]
+  mov dword ptr [rbx + 4], eax
+  hlt
+)")
+
+TEST(EmuIo, MmioReadAndWriteExitAndRestart) {
+  TestMachine m;
+  // Map 1 GiB at 0xC0000000 to guest-physical 0xC0000000 (not RAM).
+  m.write_value<uint64_t>(TestMachine::kPdpt + 3 * 8, 0xc0000000ull | 0x83);
+  m.load_code(mmio_add());
+  auto out = m.run();
+  ASSERT_EQ(out.stop, Stop::kIo) << out.detail;
+  IoRecord& r = m.cpu().io.records[m.cpu().io.count - 1];
+  EXPECT_FALSE(r.is_port);
+  EXPECT_FALSE(r.is_write);
+  EXPECT_EQ(r.address, 0xc0001000u);
+  EXPECT_EQ(r.size, 4);
+  const uint32_t device_value = 37;
+  std::memcpy(r.data, &device_value, 4);
+  out = m.run();
+  ASSERT_EQ(out.stop, Stop::kIo) << out.detail;
+  IoRecord& w = m.cpu().io.records[m.cpu().io.count - 1];
+  EXPECT_TRUE(w.is_write);
+  EXPECT_EQ(w.address, 0xc0001004u);
+  uint32_t written;
+  std::memcpy(&written, w.data, 4);
+  EXPECT_EQ(written, 42u);
+  out = m.run();
+  ASSERT_EQ(out.stop, Stop::kHalt) << out.detail;
+  EXPECT_EQ(m.cpu().gpr[0], 42u);
+}
+
+HV_EMU_SNIPPET(port_io, R"(
+  mov dx, 0x3f8
+  mov al, 0x41
+  out dx, al
+  in al, 0x60
+  hlt
+)")
+
+TEST(EmuIo, PortInAndOut) {
+  TestMachine m;
+  m.load_code(port_io());
+  ASSERT_EQ(m.run().stop, Stop::kIo);
+  IoRecord* r = &m.cpu().io.records[m.cpu().io.count - 1];
+  EXPECT_TRUE(r->is_port);
+  EXPECT_TRUE(r->is_write);
+  EXPECT_EQ(r->address, 0x3f8u);
+  EXPECT_EQ(r->data[0], 0x41);
+  ASSERT_EQ(m.run().stop, Stop::kIo);
+  r = &m.cpu().io.records[m.cpu().io.count - 1];
+  EXPECT_FALSE(r->is_write);
+  EXPECT_EQ(r->address, 0x60u);
+  r->data[0] = 0x9c;
+  ASSERT_EQ(m.run().stop, Stop::kHalt);
+  EXPECT_EQ(m.cpu().gpr[0] & 0xff, 0x9cu);
+}
+
+HV_EMU_SNIPPET(int_and_iret, R"(
+  int 0x40
+  int 0x40
+  hlt
+)")
+HV_EMU_SNIPPET(handler_inc_iret, R"(
+  add rbx, 1
+  iretq
+)")
+
+void set_gate(TestMachine& m, unsigned vector, uint64_t target, unsigned dpl = 0, unsigned ist = 0) {
+  uint64_t lo = (target & 0xffff) | (static_cast<uint64_t>(TestMachine::kCode64) << 16) | (0xeull << 40) |
+                (1ull << 47) | (static_cast<uint64_t>(dpl) << 45) | ((target >> 16 & 0xffff) << 48) |
+                (static_cast<uint64_t>(ist) << 32);
+  m.write_value<uint64_t>(TestMachine::kIdt + vector * 16, lo);
+  m.write_value<uint64_t>(TestMachine::kIdt + vector * 16 + 8, target >> 32);
+}
+
+TEST(EmuInterrupts, SoftwareInterruptAndIretq) {
+  TestMachine m;
+  const uint64_t handler = TestMachine::kCode + 0x800;
+  m.load_code(handler_inc_iret(), handler);
+  set_gate(m, 0x40, handler);
+  m.load_code(int_and_iret());
+  ASSERT_EQ(m.run().stop, Stop::kHalt);
+  EXPECT_EQ(m.vector_taken(), -1);
+  EXPECT_EQ(m.cpu().gpr[3], 2u);
+  EXPECT_EQ(m.cpu().gpr[4], TestMachine::kStackTop);
+  EXPECT_EQ(m.cpu().rip, TestMachine::kCode + 5);
+}
+
+HV_EMU_SNIPPET(to_user_mode, R"(
+  push 0x2b
+  push 0x1f000
+  push 0x202
+  push 0x23
+  push rbx
+  iretq
+)")
+HV_EMU_SNIPPET(user_code, R"(
+  mov rcx, 0x77
+  int 0x80
+)")
+
+TEST(EmuInterrupts, UserModeInterruptSwitchesToRsp0) {
+  TestMachine m;
+  const uint64_t user = TestMachine::kData + 0x3000;  // a U=1 page
+  m.load_code(user_code(), user);
+  m.load_code(to_user_mode());
+  m.cpu().gpr[3] = user;
+  m.cpu().gpr[4] = 0x7f000;
+  ASSERT_EQ(m.run().stop, Stop::kHalt);
+  ASSERT_EQ(m.vector_taken(), 0x80);
+  EXPECT_EQ(m.cpu().cpl, 0);
+  EXPECT_EQ(m.cpu().gpr[1], 0x77u);
+  Frame f = frame(m, false);
+  EXPECT_EQ(m.cpu().gpr[4], TestMachine::kStackTop - 40);
+  EXPECT_EQ(f.rip, user + 9);
+  EXPECT_EQ(f.cs, TestMachine::kUserCode64);
+  EXPECT_EQ(f.ss, TestMachine::kUserData);
+  EXPECT_EQ(f.rsp, 0x1f000u);
+  EXPECT_TRUE(f.rflags & kFlagIf);
+}
+
+TEST(EmuInterrupts, UserAccessToSupervisorPageFaults) {
+  static const uint8_t user_read[] = {0x48, 0x8b, 0x06, 0xf4};  // mov rax, [rsi]; hlt
+  TestMachine m;
+  const uint64_t user = TestMachine::kData + 0x3000;
+  m.load_code(user_read, user);
+  m.load_code(to_user_mode());
+  m.cpu().gpr[3] = user;
+  m.cpu().gpr[6] = 0x20000;  // supervisor-only page
+  ASSERT_EQ(m.run().stop, Stop::kHalt);
+  ASSERT_EQ(m.vector_taken(), kPf);
+  EXPECT_EQ(m.read<uint64_t>(m.cpu().gpr[4]), 5u);  // present | user
+  EXPECT_EQ(m.cpu().cr2, 0x20000u);
+}
+
+TEST(EmuExceptions, DoubleFaultUsesIstAndTripleFaultShutsDown) {
+  {
+    TestMachine m;
+    // #GP gate not present: the #GP raised by the non-canonical read becomes #NP, then #DF.
+    m.write_value<uint64_t>(TestMachine::kIdt + kGp * 16, 0);
+    m.load_code(noncanonical_read());
+    ASSERT_EQ(m.run().stop, Stop::kHalt);
+    ASSERT_EQ(m.vector_taken(), kDf);
+    EXPECT_EQ(m.cpu().gpr[4], TestMachine::kIstStackTop - 48);
+    EXPECT_EQ(m.read<uint64_t>(m.cpu().gpr[4]), 0u);
+  }
+  {
+    TestMachine m;
+    m.cpu().idt.limit = 0;
+    m.load_code(ud2_code());
+    EXPECT_EQ(m.run().stop, Stop::kShutdown);
+  }
+}
+
+HV_EMU_SNIPPET(mode_switch, R"(
+.code16
+ms_start:
+  cli
+  xor ax, ax
+  mov ds, ax
+  lgdt [ms_gdtr_abs]
+  mov eax, cr0
+  or eax, 1
+  mov cr0, eax
+  .byte 0x66, 0xea
+  .long 0x8000 + ms_pm32 - ms_start
+  .word 0x18
+.code32
+ms_pm32:
+  mov ax, 0x10
+  mov ds, ax
+  mov ss, ax
+  mov esp, 0x7000
+  mov eax, cr4
+  or eax, 0x20
+  mov cr4, eax
+  mov eax, 0x1000
+  mov cr3, eax
+  mov ecx, 0xc0000080
+  rdmsr
+  or eax, 0x100
+  wrmsr
+  mov eax, cr0
+  or eax, 0x80000000
+  mov cr0, eax
+  .byte 0xea
+  .long 0x8000 + ms_lm64 - ms_start
+  .word 0x08
+.code64
+ms_lm64:
+  mov rax, 0x123456789
+  push rax
+  pop rbx
+  hlt
+ms_gdtr:
+  .word 0x4f
+  .long 0x5000
+.set ms_gdtr_abs, 0x8000 + ms_gdtr - ms_start
+)")
+
+TEST(EmuModes, RealToProtectedToLongMode) {
+  TestMachine m;
+  m.load_code(mode_switch(), 0x8000);
+  m.enter_real_mode(0x8000);
+  auto out = m.run();
+  ASSERT_EQ(out.stop, Stop::kHalt) << out.detail;
+  EXPECT_EQ(m.vector_taken(), -1);
+  EXPECT_TRUE(m.cpu().long_mode);
+  EXPECT_TRUE(m.cpu().mode64);
+  EXPECT_EQ(m.cpu().seg[kCs].selector, 0x08);
+  EXPECT_EQ(m.cpu().gpr[3], 0x123456789u);
+  EXPECT_EQ(m.cpu().gpr[4], 0x7000u);
+  EXPECT_TRUE(m.cpu().efer & x86::kEferLma);
+}
+
+HV_EMU_SNIPPET(real_mode_int, R"(
+.code16
+  mov ax, 0x1234
+  int 0x21
+  hlt
+)")
+
+TEST(EmuModes, RealModeInterruptThroughIvt) {
+  static const uint8_t handler[] = {0x43, 0xcf};  // inc bx; iret (16-bit)
+  TestMachine m;
+  m.load_code(handler, 0x9000);
+  m.write_value<uint32_t>(0x21 * 4, 0x9000);  // 0000:9000
+  m.load_code(real_mode_int(), 0x8000);
+  m.enter_real_mode(0x8000);
+  auto out = m.run();
+  ASSERT_EQ(out.stop, Stop::kHalt) << out.detail;
+  EXPECT_EQ(m.cpu().gpr[3] & 0xffff, 1u);
+  EXPECT_EQ(m.cpu().gpr[0] & 0xffff, 0x1234u);
+  EXPECT_EQ(m.cpu().gpr[4] & 0xffff, 0x7000u);
+}
+
+HV_EMU_SNIPPET(cpuid_vendor, R"(
+  xor eax, eax
+  cpuid
+  hlt
+)")
+
+TEST(EmuSystem, CpuidSaysGenuineIntel) {
+  TestMachine m;
+  m.load_code(cpuid_vendor());
+  ASSERT_EQ(m.run().stop, Stop::kHalt);
+  char vendor[13] = {};
+  uint32_t parts[3] = {static_cast<uint32_t>(m.cpu().gpr[3]), static_cast<uint32_t>(m.cpu().gpr[2]),
+                       static_cast<uint32_t>(m.cpu().gpr[1])};
+  std::memcpy(vendor, parts, 12);
+  EXPECT_STREQ(vendor, "GenuineIntel");
+  EXPECT_GE(m.cpu().gpr[0], 0x15u);
+}
+
+HV_EMU_SNIPPET(syscall_roundtrip, R"(
+  mov ecx, 0xc0000081
+  xor eax, eax
+  mov edx, 0x00130008
+  wrmsr
+  mov ecx, 0xc0000082
+  mov rax, rbx
+  xor edx, edx
+  wrmsr
+  mov ecx, 0xc0000084
+  mov eax, 0x200
+  xor edx, edx
+  wrmsr
+  lea rcx, [rip + 3f]
+  mov r11, 0x202
+  sysretq
+3: syscall
+)")
+
+TEST(EmuSystem, SysretToUserAndSyscallBack) {
+  static const uint8_t kernel_entry[] = {0xf4};  // hlt
+  TestMachine m;
+  const uint64_t entry = TestMachine::kCode + 0x800;
+  m.load_code(kernel_entry, entry);
+  // The user code lives on a U=1 page.
+  const uint64_t user = TestMachine::kData + 0x4000;
+  m.load_code(syscall_roundtrip(), user);
+  m.cpu().gpr[3] = entry;
+  auto out = m.run();
+  ASSERT_EQ(out.stop, Stop::kHalt) << out.detail;
+  EXPECT_EQ(m.cpu().rip, entry + 1);
+  EXPECT_EQ(m.cpu().cpl, 0);
+  EXPECT_EQ(m.cpu().seg[kCs].selector, 0x08);
+  EXPECT_EQ(m.cpu().seg[kSs].selector, 0x10);
+  EXPECT_EQ(m.cpu().gpr[1], user + syscall_roundtrip().size());  // RCX = return address
+  EXPECT_EQ(m.cpu().gpr[11] & 0x200, 0x200u);                    // R11 = user RFLAGS
+  EXPECT_FALSE(read_flags(m.cpu()) & kFlagIf);                   // masked by SFMASK
+}
+
+HV_EMU_SNIPPET(string_ops, R"(
+  mov rsi, 0x100000
+  mov rdi, 0x101000
+  mov ecx, 100
+  cld
+  rep movsb
+  mov rdi, 0x102000
+  mov rax, 0x1122334455667788
+  mov ecx, 16
+  rep stosq
+  mov rdi, 0x100000
+  mov al, 0x99
+  mov ecx, 200
+  repne scasb
+  hlt
+)")
+
+TEST(EmuString, RepMovsStosScas) {
+  TestMachine m;
+  std::vector<uint8_t> src(100);
+  for (size_t i = 0; i < src.size(); ++i) src[i] = static_cast<uint8_t>(i + 1);
+  src[50] = 0x99;
+  m.write(0x100000, src);
+  m.load_code(string_ops());
+  ASSERT_EQ(m.run().stop, Stop::kHalt);
+  for (size_t i = 0; i < src.size(); ++i) EXPECT_EQ(m.read<uint8_t>(0x101000 + i), src[i]) << i;
+  for (int i = 0; i < 16; ++i) EXPECT_EQ(m.read<uint64_t>(0x102000 + 8 * i), 0x1122334455667788u);
+  EXPECT_EQ(m.read<uint64_t>(0x102000 + 8 * 16), 0u);
+  EXPECT_EQ(m.cpu().gpr[7], 0x100000u + 51);  // stopped after the match
+  EXPECT_EQ(m.cpu().gpr[1], 200u - 51);
+}
+
+TEST(EmuString, RepMovsFaultMidwayIsRestartable) {
+  TestMachine m;
+  const uint64_t dst = TestMachine::kData + 0x9000;
+  m.set_pte(dst + 0x1000, 0);                        // the copy runs off the end of dst's page
+  static const uint8_t code[] = {0xf3, 0xa4, 0xf4};  // rep movsb; hlt
+  m.load_code(code);
+  m.cpu().gpr[6] = 0x100000;
+  m.cpu().gpr[7] = dst + 0xff0;
+  m.cpu().gpr[1] = 0x20;
+  ASSERT_EQ(m.run().stop, Stop::kHalt);
+  ASSERT_EQ(m.vector_taken(), kPf);
+  EXPECT_EQ(m.cpu().cr2, dst + 0x1000);
+  EXPECT_EQ(m.cpu().gpr[1], 0x10u);  // 16 bytes done, 16 to go
+  EXPECT_EQ(frame(m, true).rip, TestMachine::kCode);
+}
+
+HV_EMU_SNIPPET(locked_ops, R"(
+  mov rbx, 0x100000
+  mov qword ptr [rbx], 10
+  mov eax, 10
+  mov ecx, 20
+  lock cmpxchg dword ptr [rbx], ecx
+  mov edx, 5
+  lock xadd dword ptr [rbx], edx
+  lock inc qword ptr [rbx + 8]
+  lock bts qword ptr [rbx + 16], 3
+  hlt
+)")
+
+TEST(EmuAtomics, LockedInstructions) {
+  TestMachine m;
+  m.load_code(locked_ops());
+  ASSERT_EQ(m.run().stop, Stop::kHalt);
+  EXPECT_EQ(m.read<uint32_t>(0x100000), 25u);
+  EXPECT_EQ(m.cpu().gpr[2], 20u);
+  EXPECT_EQ(m.read<uint64_t>(0x100008), 1u);
+  EXPECT_EQ(m.read<uint64_t>(0x100010), 8u);
+}
+
+TEST(EmuControl, KickInterruptsAnEndlessLoop) {
+  static const uint8_t spin[] = {0xeb, 0xfe};  // jmp $
+  TestMachine m;
+  m.load_code(spin);
+  m.interpreter().kick();
+  EXPECT_EQ(m.run(UINT64_MAX).stop, Stop::kInterrupted);
+  EXPECT_EQ(m.run(10000).stop, Stop::kInstructionLimit);
+  EXPECT_EQ(m.cpu().rip, TestMachine::kCode);
+}
+
+}  // namespace
+}  // namespace hostvisor::emu

@@ -1,0 +1,270 @@
+#include "hv/emu/interpreter.h"
+
+#include <cstring>
+#include <string>
+
+#include "hv/emu/code_map.h"
+#include "hv/emu/flags.h"
+#include "hv/emu/interrupts.h"
+#include "hv/emu/mmu.h"
+#include "hv/emu/platform/local_apic.h"
+#include "hv/emu/segments.h"
+#include "memory/guest_memory.h"
+
+namespace hostvisor::emu {
+namespace {
+
+constexpr unsigned kMaxBlockInsns = 64;
+constexpr unsigned kMaxInsnLength = 15;
+
+std::string hex(uint64_t v) {
+  char buf[24];
+  snprintf(buf, sizeof(buf), "0x%llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+}  // namespace
+
+void reset_cpu(Cpu& cpu) {
+  const SystemRegisters reset = reset_system_registers();
+  std::memset(cpu.gpr, 0, sizeof(cpu.gpr));
+  cpu.gpr[2] = 0x600;  // EDX holds the processor signature after reset
+  cpu.rip = 0xfff0;
+  write_flags(cpu, 2);
+  cpu.seg[kEs] = reset.es;
+  cpu.seg[kCs] = reset.cs;
+  cpu.seg[kSs] = reset.ss;
+  cpu.seg[kDs] = reset.ds;
+  cpu.seg[kFs] = reset.fs;
+  cpu.seg[kGs] = reset.gs;
+  cpu.tr = reset.tr;
+  cpu.ldt = reset.ldt;
+  cpu.gdt = reset.gdt;
+  cpu.idt = reset.idt;
+  cpu.cr0 = reset.cr0;
+  cpu.cr2 = cpu.cr3 = cpu.cr4 = 0;
+  cpu.efer = 0;
+  cpu.dr[6] = 0xffff0ff0;
+  cpu.dr[7] = 0x400;
+  cpu.cpl = 0;
+  cpu.halted = false;
+  cpu.interrupt_shadow = false;
+  cpu.nmi_blocked = false;
+  cpu.io = IoReplay{};
+  tlb_flush(cpu);
+  update_mode(cpu);
+}
+
+Block* Interpreter::decode_block(uint64_t phys, uint64_t key) {
+  const uint64_t lin = cpu_.fetch_linear;
+  const bool user = cpu_.cpl == 3;
+  uint8_t* host = cpu_.memory ? cpu_.memory->host_pointer(GuestAddress(phys & ~0xfffull), 0x1000) : nullptr;
+  if (!host) throw EmulationFailure{"the guest executes outside RAM"};
+  auto block = std::make_unique<Block>();
+  block->key = key;
+  block->phys = phys;
+  if (cpu_.code) {
+    block->generation = cpu_.code->generation(phys);
+    cpu_.code->mark_code(phys);
+  }
+  const bool real = !(cpu_.cr0 & x86::kCr0Pe);
+  uint64_t off = phys & 0xfff;
+  for (unsigned n = 0; n < kMaxBlockInsns; ++n) {
+    const uint64_t avail = 0x1000 - off;
+    uint8_t buf[kMaxInsnLength];
+    const uint8_t* bytes = host + off;
+    size_t length = kMaxInsnLength;
+    uint64_t second_phys = 0;
+    bool second_ok = true;
+    GuestFault second_fault{};
+    if (avail < kMaxInsnLength) {
+      std::memcpy(buf, host + off, avail);
+      uint64_t next_lin = (lin & ~0xfffull) + 0x1000;
+      if (!cpu_.long_mode) next_lin &= 0xffffffff;
+      const uint64_t saved_cr2 = cpu_.cr2;
+      uint8_t* host2 = nullptr;
+      try {
+        const TlbEntry& e2 = tlb_fill(cpu_, next_lin, Access::kExec, user);
+        second_phys = e2.phys;
+        host2 = e2.host ? e2.host : (cpu_.memory ? cpu_.memory->host_pointer(GuestAddress(e2.phys), 0x1000) : nullptr);
+      } catch (const GuestFault& f) {
+        second_ok = false;
+        second_fault = f;
+      }
+      if (second_ok && host2) {
+        std::memcpy(buf + avail, host2, kMaxInsnLength - avail);
+      } else {
+        length = avail;  // decode what this page holds; fault only if the instruction needs more
+      }
+      // The page walk set CR2 whether or not the instruction turns out to need the bytes.
+      if (!second_ok) cpu_.cr2 = saved_cr2;
+      bytes = buf;
+      Insn insn;
+      const Decoder::Status st = decoder_.decode(bytes, length, cpu_.code_size, real, insn);
+      if (st == Decoder::Status::kNeedMoreBytes) {
+        if (n > 0) break;  // end the block before it; the next block faults properly
+        if (!second_ok) {
+          cpu_.cr2 = next_lin;
+          throw second_fault;
+        }
+        throw EmulationFailure{"the guest executes across into a page outside RAM"};
+      }
+      block->insns.push_back(insn);
+      if (off + insn.len > 0x1000) {
+        block->crosses_page = true;
+        block->second_page = second_phys;
+        if (cpu_.code) {
+          block->second_generation = cpu_.code->generation(second_phys);
+          cpu_.code->mark_code(second_phys);
+        }
+      }
+      break;  // the page is done
+    }
+    Insn insn;
+    decoder_.decode(bytes, length, cpu_.code_size, real, insn);
+    block->insns.push_back(insn);
+    off += insn.len;
+    if (insn.ends_block || off >= 0x1000) break;
+  }
+  return cache_.insert(std::move(block));
+}
+
+Block* Interpreter::block_at_rip() {
+  uint64_t lin;
+  if (cpu_.mode64) {
+    if (!is_canonical(cpu_.rip)) raise(kGp, 0);
+    lin = cpu_.rip;
+  } else {
+    if (cpu_.rip > cpu_.seg[kCs].limit) raise(kGp, 0);
+    lin = (cpu_.seg[kCs].base + cpu_.rip) & 0xffffffff;
+  }
+  const bool user = cpu_.cpl == 3;
+  const TlbEntry* e = &tlb_slot(cpu_, lin, Access::kExec, user);
+  if (e->tag != (lin >> 12)) e = &tlb_fill(cpu_, lin, Access::kExec, user);
+  const uint64_t phys = e->phys + (lin & 0xfff);
+  const uint64_t key = BlockCache::key(phys, cpu_.code_size, !(cpu_.cr0 & x86::kCr0Pe));
+  cpu_.fetch_linear = lin;
+  Block* b = cache_.find(key);
+  if (b && cpu_.code) {
+    bool stale = cpu_.code->generation(phys) != b->generation;
+    if (!stale && b->crosses_page) {
+      // The second page is reached through the current mapping, which may differ from the decoding one.
+      uint64_t next_lin = (lin & ~0xfffull) + 0x1000;
+      if (!cpu_.long_mode) next_lin &= 0xffffffff;
+      const TlbEntry* e2 = &tlb_slot(cpu_, next_lin, Access::kExec, user);
+      if (e2->tag != (next_lin >> 12)) {
+        try {
+          e2 = &tlb_fill(cpu_, next_lin, Access::kExec, user);
+        } catch (const GuestFault&) {
+          e2 = nullptr;  // re-decode: the fault is raised only if the instruction needs the page
+        }
+      }
+      stale = !e2 || e2->phys != b->second_page || cpu_.code->generation(b->second_page) != b->second_generation;
+    }
+    if (stale) {
+      cache_.erase(key);
+      b = nullptr;
+    }
+  }
+  if (!b) b = decode_block(phys, key);
+  return b;
+}
+
+bool Interpreter::take_events() {
+  LocalApic* apic = cpu_.lapic;
+  if (!apic) return true;
+  if (apic->has_init() && apic->take_init()) reset_cpu(cpu_);
+  if (apic->waiting_for_sipi()) {
+    if (auto vector = apic->take_sipi()) {
+      reset_cpu(cpu_);
+      cpu_.seg[kCs].selector = static_cast<uint16_t>(*vector << 8);
+      cpu_.seg[kCs].base = static_cast<uint64_t>(*vector) << 12;
+      cpu_.rip = 0;
+    }
+    return true;
+  }
+  if (!cpu_.nmi_blocked && apic->has_nmi() && apic->take_nmi()) {
+    cpu_.halted = false;
+    if (!deliver_event(cpu_, kNmi, EventKind::kExternal, false, 0, cpu_.rip)) return false;
+    cpu_.nmi_blocked = true;
+  }
+  if (cpu_.interrupt_shadow) {
+    cpu_.interrupt_shadow = false;
+    return true;
+  }
+  if ((cpu_.rflags & kFlagIf) && apic->has_interrupt()) {
+    if (auto vector = apic->take_interrupt()) {
+      cpu_.halted = false;
+      if (!deliver_event(cpu_, *vector, EventKind::kExternal, false, 0, cpu_.rip)) return false;
+    }
+  }
+  return true;
+}
+
+Interpreter::Outcome Interpreter::run(uint64_t limit) {
+  Cpu& cpu = cpu_;
+  cpu.io.next = 0;  // a restarted instruction replays the accesses completed so far
+  uint64_t executed = 0;
+  auto stop = [&](Stop why, std::string detail = {}) {
+    instructions_ += executed;
+    return Outcome{why, std::move(detail)};
+  };
+  for (;;) {
+    if (kicked_.load(std::memory_order_relaxed) && kicked_.exchange(false, std::memory_order_acq_rel)) {
+      return stop(Stop::kInterrupted);
+    }
+    if (cpu.code && cpu.code->epoch() != cpu.code_epoch_seen) {
+      cpu.code_epoch_seen = cpu.code->epoch();
+      tlb_flush_writes(cpu);
+    }
+    try {
+      if (cpu.io.count == 0) {
+        if (!take_events()) return stop(Stop::kShutdown);
+        if (!cpu.lapic) cpu.interrupt_shadow = false;
+      }
+      if (cpu.lapic && cpu.lapic->waiting_for_sipi()) {
+        if (!wait_for_event || !wait_for_event()) return stop(Stop::kHalt);
+        continue;
+      }
+      if (cpu.halted) {
+        if ((cpu.rflags & kFlagIf) && wait_for_event) {
+          if (wait_for_event()) continue;
+        }
+        cpu.halted = false;  // the VMM's next run() continues after the HLT
+        return stop(Stop::kHalt);
+      }
+      if (executed >= limit) return stop(Stop::kInstructionLimit);
+
+      Block* block = block_at_rip();
+      const uint64_t rip_mask = size_mask(cpu.code_size);
+      for (const Insn& insn : block->insns) {
+        cpu.next_rip = (cpu.rip + insn.len) & rip_mask;
+        insn.fn(cpu, insn);
+        cpu.rip = cpu.next_rip;
+        ++executed;
+        if (__builtin_expect(cpu.io.count != 0, 0)) io_commit(cpu);
+        if (__builtin_expect(cpu.stop_block, 0)) {
+          cpu.stop_block = false;
+          break;
+        }
+      }
+    } catch (const GuestFault& f) {
+      io_commit(cpu);
+      cpu.stop_block = false;
+      ++executed;
+      if (!deliver_event(cpu, f.vector, EventKind::kException, f.has_error, f.error, cpu.rip)) {
+        return stop(Stop::kShutdown);
+      }
+    } catch (const IoExitRequest&) {
+      cpu.stop_block = false;
+      return stop(Stop::kIo);
+    } catch (const ShutdownRequest&) {
+      return stop(Stop::kShutdown);
+    } catch (const EmulationFailure& e) {
+      io_commit(cpu);
+      return stop(Stop::kFailure, std::string(e.what) + " at rip " + hex(cpu.rip));
+    }
+  }
+}
+
+}  // namespace hostvisor::emu

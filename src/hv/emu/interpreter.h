@@ -1,0 +1,68 @@
+// The execution engine of one vCPU: finds or decodes the block at RIP,
+// runs its handlers, and turns faults, interrupts, I/O and HLT into either
+// architectural events (delivered through the IDT) or a reason to stop.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "hv/emu/block_cache.h"
+#include "hv/emu/cpu.h"
+#include "hv/emu/decoder.h"
+
+namespace hostvisor::emu {
+
+class Interpreter {
+ public:
+  enum class Stop {
+    kIo,                // the last record of cpu.io needs the VMM; the instruction restarts on the next run
+    kHalt,              // HLT with nothing that can wake the CPU
+    kShutdown,          // triple fault
+    kInterrupted,       // kick()
+    kFailure,           // something the emulator does not implement
+    kInstructionLimit,  // run(limit) executed `limit` instructions
+  };
+  struct Outcome {
+    Stop stop;
+    std::string detail;  // for kFailure
+  };
+
+  explicit Interpreter(Cpu& cpu) : cpu_(cpu) {}
+
+  // Runs until a stop. `limit` bounds the instructions executed (tests, fuzzing).
+  Outcome run(uint64_t limit = UINT64_MAX);
+
+  // Thread-safe: makes run() return kInterrupted at the next block boundary.
+  void kick() { kicked_.store(true, std::memory_order_release); }
+  bool kicked() const { return kicked_.load(std::memory_order_acquire); }
+
+  // Called when the CPU halts with interrupts enabled (or waits for SIPI):
+  // blocks until an event may be deliverable or kick(); returns false when
+  // nothing could ever wake the CPU (then run() stops with kHalt).
+  std::function<bool()> wait_for_event;
+
+  // Instructions executed so far (for measurements).
+  uint64_t instructions() const { return instructions_; }
+
+  // Drops every cached block (e.g. after a snapshot restore changed memory).
+  void flush_code() { cache_.clear(); }
+
+ private:
+  Block* block_at_rip();
+  Block* decode_block(uint64_t phys, uint64_t key);
+  // Takes INIT/SIPI/NMI/external interrupts at a block boundary; false on shutdown.
+  bool take_events();
+
+  Cpu& cpu_;
+  Decoder decoder_;
+  BlockCache cache_;
+  std::atomic<bool> kicked_{false};
+  uint64_t instructions_ = 0;
+};
+
+// Resets the CPU to its power-on state (INIT keeps the APIC base and MSRs that INIT preserves).
+void reset_cpu(Cpu& cpu);
+
+}  // namespace hostvisor::emu
