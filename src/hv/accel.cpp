@@ -101,7 +101,7 @@ Result<AccelChoice> choose_accel(Accel requested, const HostVirtualization& host
         return AccelChoice{Accel::kKvm, "KVM requested with --accel kvm, but /dev/kvm is provided by " +
                                             host.software_kvm_module_name +
                                             ", which emulates every guest instruction in the host kernel: expect it "
-                                            "to be very slow (--accel emu is faster here)"};
+                                            "to be very slow (--accel emu is usually faster)"};
       }
       return AccelChoice{Accel::kKvm, "KVM requested with --accel kvm"};
     }
