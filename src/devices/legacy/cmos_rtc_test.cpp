@@ -109,6 +109,40 @@ TEST_F(CmosRtcTest, GuestSetClockKeepsItsOffset) {
   EXPECT_EQ(rtc_.save().guest_offset_ns, 946'684'798 * kSecond - kStart - 100'000'000);
 }
 
+// How Linux sets the clock: SET, divider held in reset, fields, then SET
+// cleared before the divider is released.
+TEST_F(CmosRtcTest, LinuxSetTimeSequence) {
+  const uint8_t control = get(R::kRegB);
+  set(R::kRegB, control | R::kRegBSet);
+  const uint8_t freq = get(R::kRegA);
+  set(R::kRegA, freq | 0x70);
+  set(R::kYear, 0x27);
+  set(R::kMonth, 0x03);
+  set(R::kDayOfMonth, 0x15);
+  set(R::kHours, 0x09);
+  set(R::kMinutes, 0x08);
+  set(R::kSeconds, 0x07);
+  set(R::kRegB, control);
+  set(R::kRegA, freq);
+  now_ += 2 * kSecond;
+  EXPECT_EQ(get(R::kSeconds), 0x09);
+  EXPECT_EQ(get(R::kMinutes), 0x08);
+  EXPECT_EQ(get(R::kHours), 0x09);
+  EXPECT_EQ(get(R::kDayOfMonth), 0x15);
+  EXPECT_EQ(get(R::kMonth), 0x03);
+  EXPECT_EQ(get(R::kYear), 0x27);
+  EXPECT_EQ(get(R::kCentury), 0x20);
+}
+
+TEST_F(CmosRtcTest, DividerResetStopsPeriodicAndUpdateFlags) {
+  set(R::kRegA, 0x76);
+  get(R::kRegC);
+  now_ += 3 * kSecond;
+  EXPECT_EQ(get(R::kRegC), 0);
+  now_ = kStart + 3 * kSecond + 999'900'000;  // where UIP would be up on a running clock
+  EXPECT_FALSE(get(R::kRegA) & R::kRegAUpdateInProgress);
+}
+
 TEST_F(CmosRtcTest, SingleFieldWriteOnARunningClock) {
   set(R::kMinutes, 0x10);
   EXPECT_EQ(get(R::kMinutes), 0x10);

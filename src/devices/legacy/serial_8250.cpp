@@ -57,7 +57,8 @@ void Serial8250::read(uint64_t offset, std::span<uint8_t> data) {
 }
 
 void Serial8250::write(uint64_t offset, std::span<const uint8_t> data) {
-  std::vector<uint8_t> transmitted;
+  // At most one byte per register in the access, so no allocation per byte.
+  TransmitBatch transmitted;
   uint64_t ticket = 0;
   {
     std::lock_guard lock(mutex_);
@@ -65,7 +66,7 @@ void Serial8250::write(uint64_t offset, std::span<const uint8_t> data) {
       const uint64_t reg = offset + i;
       if (reg < kRegisterCount) write_register(static_cast<uint8_t>(reg), data[i], &transmitted);
     }
-    if (transmitted.empty() || !sink_) return;
+    if (transmitted.count == 0 || !sink_) return;
     ticket = next_sink_ticket_++;
   }
   // The sink runs with no device lock held, so a slow sink (a blocked
@@ -75,7 +76,7 @@ void Serial8250::write(uint64_t offset, std::span<const uint8_t> data) {
   std::unique_lock turn(sink_mutex_);
   sink_turn_.wait(turn, [&] { return sink_serving_ == ticket; });
   turn.unlock();
-  sink_(transmitted);
+  sink_(std::span<const uint8_t>(transmitted.bytes.data(), transmitted.count));
   turn.lock();
   ++sink_serving_;
   sink_turn_.notify_all();
@@ -208,7 +209,7 @@ uint8_t Serial8250::read_register(uint8_t reg) {
   return value;
 }
 
-void Serial8250::write_register(uint8_t reg, uint8_t value, std::vector<uint8_t>* transmitted) {
+void Serial8250::write_register(uint8_t reg, uint8_t value, TransmitBatch* transmitted) {
   const bool dlab = lcr_ & kLcrDlab;
   switch (reg) {
     case kRbrThrDll:
@@ -220,7 +221,7 @@ void Serial8250::write_register(uint8_t reg, uint8_t value, std::vector<uint8_t>
       if (loopback())
         receive(value);
       else
-        transmitted->push_back(value);
+        transmitted->bytes[transmitted->count++] = value;
       // Transmission is instant: THR is empty again right away.
       if (ier_ & kIerThre) thre_interrupt_ = true;
       break;

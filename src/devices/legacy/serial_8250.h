@@ -14,6 +14,7 @@
 // as soon as it has been enqueued.
 #pragma once
 
+#include <array>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -104,7 +105,11 @@ class Serial8250 final : public BusDevice {
 
  private:
   uint8_t read_register(uint8_t reg);
-  void write_register(uint8_t reg, uint8_t value, std::vector<uint8_t>* transmitted);
+  struct TransmitBatch {
+    std::array<uint8_t, kRegisterCount> bytes;
+    size_t count = 0;
+  };
+  void write_register(uint8_t reg, uint8_t value, TransmitBatch* transmitted);
 
   bool fifo_enabled() const { return fcr_ & kFcrEnable; }
   bool loopback() const { return mcr_ & kMcrLoop; }
