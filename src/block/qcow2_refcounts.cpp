@@ -140,13 +140,13 @@ Result<uint64_t> Refcounts::allocate(uint64_t n) {
   for (int attempt = 0; attempt < 64; ++attempt) {
     uint64_t first = HV_TRY(allocate_search(n));
     // Creating refcount blocks for the range may consume clusters inside it; check and retry.
+    // Creating blocks for later clusters may take earlier ones, so check only once all exist.
+    for (uint64_t c = first; c < first + n; ++c) HV_TRY(block_for(c, true));
     bool taken = false;
-    for (uint64_t c = first; c < first + n; ++c) {
-      TableCache::Table* b = HV_TRY(block_for(c, true));
-      if (read_entry(*b, c % entries_per_block_) != 0) {
-        taken = true;
-        break;
-      }
+    for (uint64_t c = first; c < first + n && !taken; ++c) {
+      TableCache::Table* b = HV_TRY(block_for(c, false));
+      taken = b == nullptr || read_entry(*b, c % entries_per_block_) != 0 ||
+              overlaps_metadata_(c * cluster_size_, cluster_size_);
     }
     if (taken) continue;
     for (uint64_t c = first; c < first + n; ++c) {

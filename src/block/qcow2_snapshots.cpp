@@ -66,7 +66,9 @@ Result<void> Qcow2Image::fix_copied_flags() {
       l1_dirty_hi_ = std::max<uint64_t>(l1_dirty_hi_, i + 1);
       metadata_dirty_ = true;
     }
-    if (rc != 1) continue;  // a shared table keeps its entries unflagged
+    // Entries of a shared table are all unflagged: every data cluster under it
+    // has a reference per table path. (Rewriting the shared table in place is
+    // fine: snapshots ignore COPIED flags.)
     TableCache::Table* t = HV_TRY(l2_cache_->get(l2_off));
     for (uint64_t j = 0; j < cluster_size_ / 8; ++j) {
       uint64_t e = t->entry(j);
@@ -74,7 +76,7 @@ Result<void> Qcow2Image::fix_copied_flags() {
       uint64_t host = e & kOffsetMask;
       if (host == 0) continue;
       uint64_t drc = HV_TRY(refcounts_->get(host / cluster_size_));
-      uint64_t we = drc == 1 ? (e | kFlagCopied) : (e & ~kFlagCopied);
+      uint64_t we = (drc == 1 && rc == 1) ? (e | kFlagCopied) : (e & ~kFlagCopied);
       if (we != e) {
         t->set_entry(j, we);
         metadata_dirty_ = true;
