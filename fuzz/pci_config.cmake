@@ -11,6 +11,7 @@ hv_fuzz(pci_config
           ${PROJECT_SOURCE_DIR}/src/devices/pci/pci_root.cpp
           ${PROJECT_SOURCE_DIR}/src/devices/virtio/descriptor_chain.cpp
           ${PROJECT_SOURCE_DIR}/src/devices/virtio/virtqueue.cpp
+          ${PROJECT_SOURCE_DIR}/src/devices/virtio/virtio_transport_core.cpp
           ${PROJECT_SOURCE_DIR}/src/devices/virtio/pci/virtio_pci_device.cpp
           ${PROJECT_SOURCE_DIR}/src/devices/virtio/rng/virtio_rng.cpp
   LIBS hv_devices hv_memory hv_base)

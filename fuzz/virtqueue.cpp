@@ -5,12 +5,13 @@
 // Input: [0] log2 queue size, [1] feature bits (1: INDIRECT_DESC, 2: EVENT_IDX),
 // [2..3] next_avail, [4..5] next_used, [6..17] desc/avail/used offsets
 // (u32 each; may point outside RAM), the rest is the initial RAM contents.
+#include "devices/virtio/virtqueue.h"
+
 #include <cstdint>
 #include <cstring>
 #include <vector>
 
 #include "devices/virtio/virtio_constants.h"
-#include "devices/virtio/virtqueue.h"
 #include "memory/guest_memory.h"
 
 using namespace hostvisor;
@@ -45,8 +46,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   uint64_t features = 0;
   if (feature_bits & 1) features |= virtio::feature_bit(virtio::kFeatureIndirectDesc);
   if (feature_bits & 2) features |= virtio::feature_bit(virtio::kFeatureEventIdx);
-  const VirtqueueLayout layout{static_cast<uint16_t>(1u << (log2_size % 16)), GuestAddress(desc),
-                               GuestAddress(avail), GuestAddress(used)};
+  const VirtqueueLayout layout{static_cast<uint16_t>(1u << (log2_size % 16)), GuestAddress(desc), GuestAddress(avail),
+                               GuestAddress(used)};
   auto created = Virtqueue::create(memory, layout, features);
   if (!created) return 0;
   Virtqueue queue = std::move(created).value();

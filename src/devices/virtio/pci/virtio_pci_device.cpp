@@ -77,40 +77,28 @@ std::vector<uint8_t> virtio_cap(uint8_t cap_len, uint8_t type, uint8_t bar, uint
 Result<std::shared_ptr<VirtioPciDevice>> VirtioPciDevice::create(std::shared_ptr<VirtioDevice> device,
                                                                  GuestMemory& memory) {
   if (!device) return Error(ErrorCode::kInvalidArgument, "virtio-pci: no device");
-  if (device->queue_count() == 0 || device->queue_count() > kMaxQueues)
-    return Error(ErrorCode::kInvalidArgument,
-                 std::string(device->name()) + ": virtio-pci supports 1 to " + std::to_string(kMaxQueues) + " queues");
+  HV_TRY(VirtioTransportCore::validate(*device, kMaxQueues));
   if (device->config_size() > kDeviceCfgMaxSize)
     return Error(ErrorCode::kInvalidArgument, std::string(device->name()) + ": device config space too large");
-  for (uint16_t q = 0; q < device->queue_count(); ++q) {
-    const uint16_t max = device->queue_max_size(q);
-    if (max == 0 || max > virtio::kMaxQueueSize || (max & (max - 1)))
-      return Error(ErrorCode::kInvalidArgument,
-                   std::string(device->name()) + ": queue maximum size must be a power of two up to 32768");
-  }
   std::shared_ptr<VirtioPciDevice> pci(new VirtioPciDevice(std::move(device), memory));
   HV_TRY(pci->build_config_space());
   return pci;
 }
 
 VirtioPciDevice::VirtioPciDevice(std::shared_ptr<VirtioDevice> device, GuestMemory& memory)
-    : device_(std::move(device)),
-      memory_(memory),
-      name_("virtio-pci-" + std::string(device_->name())),
-      queue_count_(device_->queue_count()),
-      queue_config_(queue_count_),
-      queues_(queue_count_),
-      queue_enabled_(new bool[queue_count_]()),
+    : name_("virtio-pci-" + std::string(device->name())),
+      queue_count_(device->queue_count()),
+      core_(device, memory, *this),
       config_(PciConfigSpace::Identity{.vendor_id = kVirtioVendor,
-                                       .device_id = static_cast<uint16_t>(kModernDeviceIdBase + device_->device_type()),
+                                       .device_id = static_cast<uint16_t>(kModernDeviceIdBase + device->device_type()),
                                        .revision = 1,
-                                       .class_code = pci_class_for(device_->device_type()),
+                                       .class_code = pci_class_for(device->device_type()),
                                        .subsystem_vendor_id = kVirtioVendor,
                                        .subsystem_id = kSubsystemId}),
-      msix_(static_cast<uint16_t>(queue_count_ + 1), kBar, kMsixTableOffset, kMsixPbaOffset) {}
+      msix_(static_cast<uint16_t>(queue_count_ + 1), kBar, kMsixTableOffset, kMsixPbaOffset),
+      queue_msix_vector_(queue_count_, virtio::kNoVector) {}
 
 Result<void> VirtioPciDevice::build_config_space() {
-  for (uint16_t q = 0; q < queue_count_; ++q) queue_config_[q].size = device_->queue_max_size(q);
   HV_TRY(config_.add_bar(kBar, PciBarInfo{PciBarKind::kMemory64, kBarSize, false}));
   config_.set_interrupt_pin(1);  // INTA
   HV_TRY(config_.add_capability(pci_cap_id::kVendorSpecific,
@@ -119,9 +107,9 @@ Result<void> VirtioPciDevice::build_config_space() {
   std::memcpy(&notify[14], &kNotifyOffMultiplier, 4);
   HV_TRY(config_.add_capability(pci_cap_id::kVendorSpecific, notify));
   HV_TRY(config_.add_capability(pci_cap_id::kVendorSpecific, virtio_cap(16, kCapIsrCfg, kBar, kIsrOffset, 1)));
-  if (device_->config_size() > 0) {
+  if (core_.device().config_size() > 0) {
     HV_TRY(config_.add_capability(pci_cap_id::kVendorSpecific,
-                                  virtio_cap(16, kCapDeviceCfg, kBar, kDeviceCfgOffset, device_->config_size())));
+                                  virtio_cap(16, kCapDeviceCfg, kBar, kDeviceCfgOffset, core_.device().config_size())));
   }
   // VIRTIO_PCI_CAP_PCI_CFG: bar, offset, length and the data window are writable.
   auto pci_cfg = virtio_cap(20, kCapPciCfg, 0, 0, 0);
@@ -150,18 +138,7 @@ std::optional<uint64_t> VirtioPciDevice::notify_address(uint16_t queue) const {
   return *bar_address_ + kNotifyOffset + uint64_t{kNotifyOffMultiplier} * queue;
 }
 
-uint8_t VirtioPciDevice::device_status() const {
-  std::lock_guard irq(irq_mutex_);
-  return status_;
-}
-
-uint64_t VirtioPciDevice::offered_features() const {
-  // Device-specific bits plus the ring features this transport implements;
-  // never packed rings, notification data, IOMMU or the like.
-  const uint64_t transport =
-      virtio::feature_bit(virtio::kFeatureIndirectDesc) | virtio::feature_bit(virtio::kFeatureEventIdx);
-  return (device_->device_features() & (0xffffffull | transport)) | virtio::feature_bit(virtio::kFeatureVersion1);
-}
+uint8_t VirtioPciDevice::device_status() const { return core_.status(); }
 
 // ---------------------------------------------------------------- config space
 
@@ -255,16 +232,16 @@ void VirtioPciDevice::bar_access_locked(uint64_t offset, std::span<uint8_t> data
     update_intx_locked();
     return;
   }
-  if (inside(kDeviceCfgOffset, device_->config_size())) {
+  if (inside(kDeviceCfgOffset, core_.device().config_size())) {
     if (is_write) {
-      device_->write_config(offset - kDeviceCfgOffset, data);
+      core_.device().write_config(offset - kDeviceCfgOffset, data);
     } else {
-      device_->read_config(offset - kDeviceCfgOffset, data);
+      core_.device().read_config(offset - kDeviceCfgOffset, data);
     }
     return;
   }
   if (inside(kNotifyOffset, uint64_t{kNotifyOffMultiplier} * queue_count_)) {
-    if (is_write) notify_locked(static_cast<uint16_t>((offset - kNotifyOffset) / kNotifyOffMultiplier));
+    if (is_write) core_.notify(static_cast<uint16_t>((offset - kNotifyOffset) / kNotifyOffMultiplier));
     if (!is_write) std::fill(data.begin(), data.end(), 0);
     return;
   }
@@ -290,34 +267,26 @@ void VirtioPciDevice::bar_access_locked(uint64_t offset, std::span<uint8_t> data
 
 void VirtioPciDevice::common_read(uint64_t offset, std::span<uint8_t> data) {
   std::array<uint8_t, kCommonCfgSize> image{};
-  const uint64_t features = offered_features();
   put<uint32_t>(image, 0x00, device_feature_select_);
-  put<uint32_t>(image, 0x04,
-                device_feature_select_ < 2 ? static_cast<uint32_t>(features >> (32 * device_feature_select_)) : 0);
+  put<uint32_t>(image, 0x04, core_.device_features_word(device_feature_select_));
   put<uint32_t>(image, 0x08, driver_feature_select_);
-  put<uint32_t>(
-      image, 0x0c,
-      driver_feature_select_ < 2 ? static_cast<uint32_t>(driver_features_ >> (32 * driver_feature_select_)) : 0);
+  put<uint32_t>(image, 0x0c, core_.driver_features_word(driver_feature_select_));
   put<uint16_t>(image, 0x12, queue_count_);
+  put<uint8_t>(image, 0x14, core_.status());
   put<uint16_t>(image, 0x16, queue_select_);
   {
     std::lock_guard irq(irq_mutex_);
     put<uint16_t>(image, 0x10, config_msix_vector_);
-    put<uint8_t>(image, 0x14, status_);
     put<uint8_t>(image, 0x15, config_generation_);
-    if (queue_select_ < queue_count_)
-      put<uint16_t>(image, 0x1a, queue_config_[queue_select_].msix_vector);
-    else
-      put<uint16_t>(image, 0x1a, virtio::kNoVector);
+    put<uint16_t>(image, 0x1a, queue_select_ < queue_count_ ? queue_msix_vector_[queue_select_] : virtio::kNoVector);
   }
-  if (queue_select_ < queue_count_) {
-    const QueueConfig& q = queue_config_[queue_select_];
-    put<uint16_t>(image, 0x18, q.size);
-    put<uint16_t>(image, 0x1c, q.enabled ? 1 : 0);
+  if (const VirtioTransportCore::QueueConfig* q = core_.queue(queue_select_)) {
+    put<uint16_t>(image, 0x18, q->size);
+    put<uint16_t>(image, 0x1c, q->enabled ? 1 : 0);
     put<uint16_t>(image, 0x1e, queue_select_);  // notify offset, in units of the multiplier
-    put<uint64_t>(image, 0x20, q.desc);
-    put<uint64_t>(image, 0x28, q.driver);
-    put<uint64_t>(image, 0x30, q.device);
+    put<uint64_t>(image, 0x20, q->desc);
+    put<uint64_t>(image, 0x28, q->driver);
+    put<uint64_t>(image, 0x30, q->device);
   }
   std::memcpy(data.data(), image.data() + offset, data.size());
 }
@@ -338,164 +307,84 @@ void VirtioPciDevice::common_write(uint64_t offset, std::span<const uint8_t> dat
 }
 
 void VirtioPciDevice::apply_common_field(uint64_t field, uint64_t value) {
-  QueueConfig* q = queue_select_ < queue_count_ ? &queue_config_[queue_select_] : nullptr;
-  uint8_t status;
-  {
-    std::lock_guard irq(irq_mutex_);
-    status = status_;
-  }
-  const bool features_locked = status & virtio::kStatusFeaturesOk;
+  VirtioTransportCore::QueueConfig* q = core_.queue(queue_select_);
+  const bool writable_queue = q && !q->enabled;
   switch (field) {
     case 0x00: device_feature_select_ = static_cast<uint32_t>(value); break;
     case 0x08: driver_feature_select_ = static_cast<uint32_t>(value); break;
-    case 0x0c:
-      if (!features_locked && driver_feature_select_ < 2) {
-        const unsigned shift = 32 * driver_feature_select_;
-        driver_features_ = (driver_features_ & ~(0xffffffffull << shift)) | (value & 0xffffffff) << shift;
-      }
-      break;
+    case 0x0c: core_.set_driver_features_word(driver_feature_select_, static_cast<uint32_t>(value)); break;
     case 0x10: {
       std::lock_guard irq(irq_mutex_);
       // A vector the table does not have reads back as NO_VECTOR (4.1.5.1.2).
       config_msix_vector_ = value < msix_.vector_count() ? static_cast<uint16_t>(value) : virtio::kNoVector;
       break;
     }
-    case 0x14: write_status(static_cast<uint8_t>(value)); break;
+    case 0x14:
+      if (core_.write_status(static_cast<uint8_t>(value))) {
+        // Reset: the transport's registers go back to their initial values too.
+        device_feature_select_ = driver_feature_select_ = 0;
+        queue_select_ = 0;
+        std::lock_guard irq(irq_mutex_);
+        isr_ = 0;
+        config_msix_vector_ = virtio::kNoVector;
+        std::fill(queue_msix_vector_.begin(), queue_msix_vector_.end(), virtio::kNoVector);
+        update_intx_locked();
+      }
+      break;
     case 0x16: queue_select_ = static_cast<uint16_t>(value); break;
     case 0x18:
-      if (q && !q->enabled) q->size = static_cast<uint16_t>(value);
+      if (writable_queue) q->size = static_cast<uint16_t>(value);
       break;
     case 0x1a:
       if (q) {
         std::lock_guard irq(irq_mutex_);
-        q->msix_vector = value < msix_.vector_count() ? static_cast<uint16_t>(value) : virtio::kNoVector;
+        queue_msix_vector_[queue_select_] =
+            value < msix_.vector_count() ? static_cast<uint16_t>(value) : virtio::kNoVector;
       }
       break;
     case 0x1c:
-      // Only 1 may be written (queue_reset would be the way back).
-      if (q && !q->enabled && value == 1) enable_queue(queue_select_);
+      // Only 1 may be written; disabling a queue is queue_reset's job, which we do not offer.
+      if (writable_queue && value == 1) core_.enable_queue(queue_select_);
       break;
     case 0x20:
-      if (q && !q->enabled) q->desc = value;
+      if (writable_queue) q->desc = value;
       break;
     case 0x28:
-      if (q && !q->enabled) q->driver = value;
+      if (writable_queue) q->driver = value;
       break;
     case 0x30:
-      if (q && !q->enabled) q->device = value;
+      if (writable_queue) q->device = value;
       break;
     default: break;  // read-only fields
   }
 }
 
-void VirtioPciDevice::enable_queue(uint16_t index) {
-  QueueConfig& q = queue_config_[index];
-  if (q.size > device_->queue_max_size(index)) {
-    signal_needs_reset(Error(ErrorCode::kGuest, "queue " + std::to_string(index) + " size " + std::to_string(q.size) +
-                                                    " exceeds the maximum " +
-                                                    std::to_string(device_->queue_max_size(index))));
-    return;
-  }
-  // Features are final once FEATURES_OK is set, which drivers do before queue set-up.
-  auto created = Virtqueue::create(
-      memory_, VirtqueueLayout{q.size, GuestAddress(q.desc), GuestAddress(q.driver), GuestAddress(q.device)},
-      driver_features_);
-  if (!created) {
-    signal_needs_reset(created.error().with_context("queue " + std::to_string(index)));
-    return;
-  }
-  queues_[index] = std::move(created).value();
-  queue_enabled_[index] = true;
-  q.enabled = true;
-}
-
-void VirtioPciDevice::write_status(uint8_t value) {
-  if (value == 0) {
-    reset_transport();
-    return;
-  }
-  uint8_t old;
-  {
-    std::lock_guard irq(irq_mutex_);
-    old = status_;
-  }
-  uint8_t next = value | (old & virtio::kStatusDeviceNeedsReset);
-  if ((next & virtio::kStatusFeaturesOk) && !(old & virtio::kStatusFeaturesOk)) {
-    // FEATURES_OK sticks only for a subset of what we offered, with VERSION_1 (3.1.1).
-    const bool subset = (driver_features_ & ~offered_features()) == 0;
-    const bool modern = driver_features_ & virtio::feature_bit(virtio::kFeatureVersion1);
-    if (!subset || !modern) next &= ~virtio::kStatusFeaturesOk;
-  }
-  {
-    std::lock_guard irq(irq_mutex_);
-    status_ = next;
-  }
-  if ((next & virtio::kStatusDriverOk) && !(old & virtio::kStatusDriverOk) && !activated_) {
-    if (!(next & virtio::kStatusFeaturesOk)) {
-      signal_needs_reset(Error(ErrorCode::kGuest, "DRIVER_OK without FEATURES_OK"));
-      return;
-    }
-    VirtioActivation activation{&memory_, driver_features_, queues_,
-                                std::span<const bool>(queue_enabled_.get(), queue_count_), this};
-    auto r = device_->activate(activation);
-    if (!r) {
-      signal_needs_reset(r.error().with_context("activating " + std::string(device_->name())));
-      return;
-    }
-    activated_ = true;
-  }
-}
-
-void VirtioPciDevice::reset_transport() {
-  if (activated_) device_->reset();  // the device stops touching queues and memory first
-  activated_ = false;
-  device_feature_select_ = 0;
-  driver_feature_select_ = 0;
-  driver_features_ = 0;
-  queue_select_ = 0;
-  std::lock_guard irq(irq_mutex_);
-  for (uint16_t i = 0; i < queue_count_; ++i) {
-    queue_config_[i] = QueueConfig{};
-    queue_config_[i].size = device_->queue_max_size(i);  // reset value: the maximum (4.1.4.3.2)
-    queues_[i] = Virtqueue();
-    queue_enabled_[i] = false;
-  }
-  status_ = 0;
-  isr_ = 0;
-  config_msix_vector_ = virtio::kNoVector;
-  update_intx_locked();
-}
-
-// ---------------------------------------------------------------- notify / queues
+// ---------------------------------------------------------------- notify / interrupts
 
 void VirtioPciDevice::notify_queue(uint16_t queue) {
   std::lock_guard lock(mutex_);
-  notify_locked(queue);
+  core_.notify(queue);
 }
-
-void VirtioPciDevice::notify_locked(uint16_t queue) {
-  if (queue >= queue_count_ || !activated_ || !queue_enabled_[queue]) return;
-  {
-    std::lock_guard irq(irq_mutex_);
-    if (status_ & virtio::kStatusDeviceNeedsReset) return;  // nothing runs until the driver resets us
-  }
-  auto r = device_->process_queue(queue);
-  if (!r) signal_needs_reset(r.error().with_context(std::string(device_->name()) + " queue " + std::to_string(queue)));
-}
-
-// ---------------------------------------------------------------- interrupts
 
 void VirtioPciDevice::update_intx_locked() {
   config_.set_interrupt_status(isr_ != 0);
   intx_.set_level(isr_ != 0 && !(config_.command() & pci_command::kInterruptDisable));
 }
 
+void VirtioPciDevice::raise_config_interrupt_locked() {
+  if (msix_.enabled()) {
+    if (config_msix_vector_ != virtio::kNoVector) msix_.signal(config_msix_vector_);
+    return;
+  }
+  isr_ |= 2;
+  update_intx_locked();
+}
+
 void VirtioPciDevice::signal_used(uint16_t queue) {
   std::lock_guard irq(irq_mutex_);
   if (queue >= queue_count_) return;
   if (msix_.enabled()) {
-    const uint16_t vector = queue_config_[queue].msix_vector;
-    if (vector != virtio::kNoVector) msix_.signal(vector);
+    if (queue_msix_vector_[queue] != virtio::kNoVector) msix_.signal(queue_msix_vector_[queue]);
     return;
   }
   isr_ |= 1;
@@ -505,30 +394,15 @@ void VirtioPciDevice::signal_used(uint16_t queue) {
 void VirtioPciDevice::signal_config_change() {
   std::lock_guard irq(irq_mutex_);
   ++config_generation_;
-  if (msix_.enabled()) {
-    if (config_msix_vector_ != virtio::kNoVector) msix_.signal(config_msix_vector_);
-    return;
-  }
-  isr_ |= 2;
-  update_intx_locked();
+  raise_config_interrupt_locked();
 }
 
 void VirtioPciDevice::signal_needs_reset(const Error& reason) {
   std::lock_guard irq(irq_mutex_);
-  mark_needs_reset_locked(reason);
-}
-
-void VirtioPciDevice::mark_needs_reset_locked(const Error& reason) {
-  if (status_ & virtio::kStatusDeviceNeedsReset) return;
+  if (!core_.mark_needs_reset()) return;
   HV_LOG_WARN("{}: device needs reset: {}", name_, reason.message());
-  status_ |= virtio::kStatusDeviceNeedsReset;
-  // Tell the driver through the configuration change interrupt (2.1.2).
-  if (msix_.enabled()) {
-    if (config_msix_vector_ != virtio::kNoVector) msix_.signal(config_msix_vector_);
-    return;
-  }
-  isr_ |= 2;
-  update_intx_locked();
+  // The driver learns of it through the configuration change interrupt (2.1.2).
+  raise_config_interrupt_locked();
 }
 
 }  // namespace hostvisor

@@ -27,6 +27,7 @@
 #include "devices/pci/msix.h"
 #include "devices/pci/pci_device.h"
 #include "devices/virtio/virtio_device.h"
+#include "devices/virtio/virtio_transport_core.h"
 #include "memory/guest_memory.h"
 
 namespace hostvisor {
@@ -66,20 +67,12 @@ class VirtioPciDevice : public PciDevice, private VirtioInterrupt {
   void notify_queue(uint16_t queue);
 
   uint8_t device_status() const;
-  VirtioDevice& device() { return *device_; }
 
  private:
-  struct QueueConfig {
-    uint16_t size = 0;
-    uint16_t msix_vector = 0xffff;
-    bool enabled = false;
-    uint64_t desc = 0, driver = 0, device = 0;
-  };
-
   VirtioPciDevice(std::shared_ptr<VirtioDevice> device, GuestMemory& memory);
   Result<void> build_config_space();
 
-  // VirtioInterrupt, for the device.
+  // VirtioInterrupt, for the device and the core.
   void signal_used(uint16_t queue) override;
   void signal_config_change() override;
   void signal_needs_reset(const Error& reason) override;
@@ -87,32 +80,21 @@ class VirtioPciDevice : public PciDevice, private VirtioInterrupt {
   void common_read(uint64_t offset, std::span<uint8_t> data);
   void common_write(uint64_t offset, std::span<const uint8_t> data);
   void apply_common_field(uint64_t field, uint64_t value);
-  void write_status(uint8_t value);
-  void reset_transport();
-  void enable_queue(uint16_t queue);
-  void notify_locked(uint16_t queue);
   void bar_access_locked(uint64_t offset, std::span<uint8_t> data, bool is_write);
-  uint64_t offered_features() const;
 
   // Interrupt helpers; caller holds irq_mutex_.
   void update_intx_locked();
-  void mark_needs_reset_locked(const Error& reason);
+  void raise_config_interrupt_locked();
 
-  std::shared_ptr<VirtioDevice> device_;
-  GuestMemory& memory_;
   std::string name_;
   uint16_t queue_count_;
 
   mutable std::mutex mutex_;
   // --- guarded by mutex_
+  VirtioTransportCore core_;
   uint32_t device_feature_select_ = 0;
   uint32_t driver_feature_select_ = 0;
-  uint64_t driver_features_ = 0;
   uint16_t queue_select_ = 0;
-  std::vector<QueueConfig> queue_config_;  // msix_vector is guarded by irq_mutex_
-  std::vector<Virtqueue> queues_;
-  std::unique_ptr<bool[]> queue_enabled_;
-  bool activated_ = false;
   std::optional<uint64_t> bar_address_;
   uint16_t pci_cfg_cap_ = 0;
 
@@ -121,10 +103,10 @@ class VirtioPciDevice : public PciDevice, private VirtioInterrupt {
   PciConfigSpace config_;
   Msix msix_;
   IrqLine intx_;
-  uint8_t status_ = 0;
   uint8_t isr_ = 0;
   uint8_t config_generation_ = 0;
   uint16_t config_msix_vector_ = 0xffff;
+  std::vector<uint16_t> queue_msix_vector_;
 };
 
 }  // namespace hostvisor
