@@ -73,13 +73,20 @@ void Serial8250::write(uint64_t offset, std::span<const uint8_t> data) {
   // terminal) stalls neither input nor register reads, and the sink may read
   // registers itself. Tickets taken under the device lock keep two vCPUs
   // writing THR from overtaking each other on the way to it.
-  std::unique_lock turn(sink_mutex_);
-  sink_turn_.wait(turn, [&] { return sink_serving_ == ticket; });
-  turn.unlock();
+  {
+    std::unique_lock turn(sink_mutex_);
+    sink_turn_.wait(turn, [&] { return sink_serving_ == ticket; });
+  }
+  // Pass the turn on even if the sink throws, or every later writer would wait forever.
+  struct PassTurn {
+    Serial8250* uart;
+    ~PassTurn() {
+      std::lock_guard turn(uart->sink_mutex_);
+      ++uart->sink_serving_;
+      uart->sink_turn_.notify_all();
+    }
+  } pass_turn{this};
   sink_(std::span<const uint8_t>(transmitted.bytes.data(), transmitted.count));
-  turn.lock();
-  ++sink_serving_;
-  sink_turn_.notify_all();
 }
 
 size_t Serial8250::enqueue_input(std::span<const uint8_t> bytes) {
