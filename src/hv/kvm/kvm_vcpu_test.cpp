@@ -491,6 +491,22 @@ TEST_F(KvmVcpuTest, KickBeforeRunMakesRunReturnAtOnce) {
   run_to_port(kMarkerPort);
 }
 
+TEST_F(KvmVcpuTest, KicksAreNeverLost) {
+  // Kicks landing at every point around KVM_RUN (before it, during guest
+  // execution, while it returns) must each end a run of a guest that never
+  // exits by itself; a lost kick would leave the watchdog to end the run.
+  start_real_mode({0xeb, 0xfe});  // jmp $
+  for (int i = 0; i < 100; ++i) {
+    std::thread kicker([this, i] {
+      std::this_thread::sleep_for(std::chrono::microseconds((i * 37) % 2000));
+      vcpu_->kick();
+    });
+    VcpuExit exit = run();
+    kicker.join();
+    ASSERT_TRUE(std::holds_alternative<InterruptedExit>(exit)) << "iteration " << i << ": " << describe(exit);
+  }
+}
+
 TEST_F(KvmVcpuTest, KickAfterAnIoExitKeepsTheAccessPending) {
   // clang-format off
   start_real_mode({
@@ -714,6 +730,32 @@ TEST_F(KvmVcpuTest, MsiRoutesTakeGsisAboveTheIrqchipPins) {
   // The irqchip pins still work after the table was replaced.
   EXPECT_TRUE(vm_->kvm_interrupts().try_set_irq_line(4, true).ok());
   EXPECT_TRUE(vm_->kvm_interrupts().try_set_irq_line(4, false).ok());
+}
+
+TEST(KvmHypervisorOpen, MissingDeviceSaysWhatToDo) {
+  auto hv = KvmHypervisor::open("/nonexistent/kvm");
+  ASSERT_FALSE(hv.ok());
+  EXPECT_EQ(hv.error().code(), ErrorCode::kNotFound);
+  EXPECT_NE(hv.error().message().find("--accel emu"), std::string::npos) << hv.error().message();
+}
+
+TEST(KvmHypervisorOpen, SomethingThatIsNotKvmIsRejected) {
+  auto hv = KvmHypervisor::open("/dev/null");
+  ASSERT_FALSE(hv.ok());
+  EXPECT_EQ(hv.error().code(), ErrorCode::kUnsupported);
+  EXPECT_NE(hv.error().message().find("API version"), std::string::npos) << hv.error().message();
+}
+
+TEST(KvmHypervisorOpen, TooManyVcpusIsRejected) {
+  if (::access("/dev/kvm", R_OK | W_OK) != 0) {
+    GTEST_SKIP() << "SKIPPED: /dev/kvm is missing or not accessible on this host; the KVM backend was NOT tested";
+  }
+  auto hv = KvmHypervisor::open();
+  ASSERT_TRUE(hv.ok()) << hv.error().message();
+  EXPECT_EQ((*hv)->create_vm(VmConfig{0}).error().code(), ErrorCode::kInvalidArgument);
+  auto too_many = (*hv)->create_vm(VmConfig{(*hv)->capabilities().max_vcpus + 1});
+  ASSERT_FALSE(too_many.ok());
+  EXPECT_EQ(too_many.error().code(), ErrorCode::kInvalidArgument);
 }
 
 TEST(KvmCpuid, EachVcpuSeesItsOwnApicId) {
