@@ -52,7 +52,9 @@ TEST_P(IoEngineTest, ManyRequestsInFlightReadBackWhatWasWritten) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Engines, IoEngineTest, ::testing::Values(EngineKind::kIoUring, EngineKind::kThreadPool),
-                         [](const auto& info) { return info.param == EngineKind::kIoUring ? "IoUring" : "ThreadPool"; });
+                         [](const auto& info) {
+                           return info.param == EngineKind::kIoUring ? "IoUring" : "ThreadPool";
+                         });
 
 TEST(IoEngine, ParsesEngineNames) {
   EXPECT_EQ(*parse_engine_kind("io_uring"), EngineKind::kIoUring);

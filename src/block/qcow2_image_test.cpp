@@ -120,7 +120,7 @@ TEST(Qcow2Image, BackingChainReadsThroughAndCopiesOnWrite) {
   }
   Qcow2CreateOptions co;
   co.size = ref.size() + (1 << 20);  // larger than its backing: the tail reads as zeros
-  co.backing_file = "base.raw";     // relative to the overlay's directory
+  co.backing_file = "base.raw";      // relative to the overlay's directory
   co.backing_format = "raw";
   ASSERT_TRUE(Qcow2Image::create(dir.file("mid.qcow2"), co).ok());
   co.backing_file = dir.file("mid.qcow2");  // absolute

@@ -18,7 +18,8 @@ class ScratchDir {
     path_ = mkdtemp(tmpl.data()) ? tmpl : std::string();
   }
   ~ScratchDir() {
-    if (!path_.empty()) [[maybe_unused]] int rc = std::system(("rm -rf '" + path_ + "'").c_str());
+    if (!path_.empty()) [[maybe_unused]]
+      int rc = std::system(("rm -rf '" + path_ + "'").c_str());
   }
   std::string file(const std::string& name) const { return path_ + "/" + name; }
   const std::string& path() const { return path_; }
