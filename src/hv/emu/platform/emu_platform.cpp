@@ -29,6 +29,7 @@ Result<std::unique_ptr<EmuPlatform>> EmuPlatform::create(const EmuPlatformConfig
     p->bus_->add(*p->lapics_.back());
   }
   p->interrupts_ = std::make_unique<EmuInterruptController>(*p->pic_, *p->io_apic_, *p->bus_);
+  p->port61_ = std::make_shared<SystemControlPortB>(p->pit_.get());
 
   // The PIC's INT output is wired to LINT0 of the BSP; any LAPIC that takes
   // an ExtINT request runs the PIC's INTA cycle.
@@ -67,7 +68,7 @@ Result<void> EmuPlatform::attach(Bus& port_bus, Bus& mmio_bus) {
   HV_TRY(add(port_bus, std::make_shared<PicPorts>(*pic_, Pic::kSlaveCommand), Pic::kSlaveCommand, 2));
   HV_TRY(add(port_bus, std::make_shared<PicPorts>(*pic_, Pic::kElcrMaster), Pic::kElcrMaster, 2));
   HV_TRY(add(port_bus, std::make_shared<PitPorts>(*pit_), Pit::kChannel0, 4));
-  HV_TRY(add(port_bus, std::make_shared<SystemControlPortB>(*pit_), 0x61, 1));
+  HV_TRY(add(port_bus, port61_, SystemControlPortB::kPort, 1));
   HV_TRY(add(mmio_bus, std::make_shared<IoApicMmio>(*io_apic_), IoApic::kDefaultBase, IoApic::kMmioSize));
   return {};
 }
@@ -78,6 +79,7 @@ EmuPlatform::State EmuPlatform::save() const {
   s.io_apic = io_apic_->save();
   s.pic = pic_->save();
   s.pit = pit_->save();
+  s.port61 = port61_->save();
   return s;
 }
 
@@ -87,6 +89,7 @@ Result<void> EmuPlatform::restore(const State& state) {
                                                   " local APICs but this VM has " + std::to_string(lapics_.size()) +
                                                   " vCPUs; restore with the same --cpus");
   }
+  HV_TRY(port61_->restore(state.port61));  // first: it sets the PIT's channel 2 gate
   pic_->restore(state.pic);
   io_apic_->restore(state.io_apic);
   pit_->restore(state.pit);

@@ -21,6 +21,7 @@
 
 #include "base/result.h"
 #include "devices/bus/bus.h"
+#include "devices/legacy/port_61.h"
 #include "hv/emu/platform/apic_bus.h"
 #include "hv/emu/platform/emu_interrupt_controller.h"
 #include "hv/emu/platform/io_apic.h"
@@ -50,8 +51,10 @@ class EmuPlatform {
   EmuPlatform(const EmuPlatform&) = delete;
   EmuPlatform& operator=(const EmuPlatform&) = delete;
 
-  // Inserts the PIC (0x20, 0xA0, 0x4D0), PIT (0x40-0x43), port 0x61 and the
-  // IOAPIC (0xFEC00000) devices. Fails if a range is already taken.
+  // Inserts the PIC (0x20, 0xA0, 0x4D0), PIT (0x40-0x43), port 0x61 (the
+  // shared SystemControlPortB wired to the PIT's channel 2, as KVM's
+  // in-kernel PIT claims that port too) and the IOAPIC (0xFEC00000).
+  // Fails if a range is already taken.
   Result<void> attach(Bus& port_bus, Bus& mmio_bus);
 
   unsigned vcpu_count() const { return static_cast<unsigned>(lapics_.size()); }
@@ -63,15 +66,18 @@ class EmuPlatform {
   PlatformTimers& timers() { return *timers_; }
   const Clock& clock() const { return *clock_; }
   EmuInterruptController& interrupts() { return *interrupts_; }
+  SystemControlPortB& port61() { return *port61_; }
 
   struct State {
     std::vector<LocalApic::State> local_apics;
     IoApic::State io_apic;
     Pic::State pic;
     Pit::State pit;
+    SystemControlPortB::State port61;
   };
   State save() const;
-  // Fails (kInvalidArgument) when the vCPU count differs.
+  // Fails (kInvalidArgument) when the vCPU count differs, (kCorrupt) on a
+  // damaged port 0x61 state.
   Result<void> restore(const State& state);
 
  private:
@@ -86,6 +92,7 @@ class EmuPlatform {
   std::unique_ptr<Pit> pit_;
   std::vector<std::unique_ptr<LocalApic>> lapics_;
   std::unique_ptr<EmuInterruptController> interrupts_;
+  std::shared_ptr<SystemControlPortB> port61_;
 };
 
 }  // namespace hostvisor::emu

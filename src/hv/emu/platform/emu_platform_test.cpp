@@ -140,6 +140,20 @@ TEST_F(EmuPlatformTest, Port61AndRangesOnTheBuses) {
   out(0x61, 0x03);
   EXPECT_EQ(in(0x61) & 0x03, 0x03);
   EXPECT_TRUE(platform_->pit().channel2_gate());
+  out(0x43, 0xb0);  // channel 2, mode 0, count 1: OUT2 rises one tick later
+  out(0x42, 0x01);
+  out(0x42, 0x00);
+  EXPECT_EQ(in(0x61) & 0x20, 0x00);
+  clock_.set(clock_.now_ns() + 1000);
+  EXPECT_EQ(in(0x61) & 0x20, 0x20);
+  // Mode 1 is gate-triggered: a rising gate through port 0x61 starts it.
+  out(0x61, 0x00);
+  out(0x43, 0xb2);
+  out(0x42, 0x05);
+  out(0x42, 0x00);
+  EXPECT_EQ(in(0x61) & 0x20, 0x20);  // idle high until triggered
+  out(0x61, 0x01);
+  EXPECT_EQ(in(0x61) & 0x20, 0x00);
   // A second attach collides with the first.
   EXPECT_FALSE(platform_->attach(ports_, mmio_).ok());
 }

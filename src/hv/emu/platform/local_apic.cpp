@@ -369,13 +369,16 @@ class LocalApic::Impl {
         s_.icr_high = v32 & 0xff000000;
         return true;
       case kRegLvtTimer: {
-        const uint32_t old_mode = timer_mode();
+        const bool was_deadline = timer_mode() == kLvtTimerTscDeadline;
         write_lvt_locked(kLvtTimer, v32);
-        if (timer_mode() != old_mode) {
-          // Switching modes disarms the timer (SDM 10.5.4.1).
+        if (timer_mode() == kLvtTimerModeMask) s_.lvt[kLvtTimer] &= ~kLvtTimerModeMask;  // reserved: one-shot
+        if (was_deadline != (timer_mode() == kLvtTimerTscDeadline)) {
+          // Entering or leaving TSC-deadline mode disarms the timer (SDM
+          // 10.5.4.1); one-shot <-> periodic keeps counting, and the new mode
+          // applies at expiry.
           s_.timer_running = false;
+          s_.timer_initial = 0;
           s_.tsc_deadline = 0;
-          if (timer_mode() == 3u << 17) s_.lvt[kLvtTimer] &= ~kLvtTimerModeMask;  // reserved mode: one-shot
         }
         update_timer_locked();
         return true;

@@ -222,6 +222,27 @@ TEST_F(LocalApicTest, PeriodicTimerReloadsAndCoalescesMissedPeriods) {
   EXPECT_FALSE(timers_.next_deadline().has_value());
 }
 
+TEST_F(LocalApicTest, SwitchingOneShotToPeriodicKeepsCounting) {
+  LocalApic& l = lapic(0);
+  enable(l);
+  write(l, LocalApic::kRegTimerDivide, 0xb);
+  write(l, LocalApic::kRegLvtTimer, 0x30);
+  const uint64_t t0 = clock_.now_ns();
+  write(l, LocalApic::kRegTimerInitial, 100);
+  at(t0 + 40 * 30);
+  write(l, LocalApic::kRegLvtTimer, 0x30 | (1u << 17));
+  EXPECT_EQ(read(l, LocalApic::kRegTimerCurrent), 70u);
+  at(t0 + 40 * 100);
+  EXPECT_EQ(l.take_interrupt(), std::optional<uint8_t>(0x30));
+  write(l, LocalApic::kRegEoi, 0);
+  at(t0 + 40 * 200);  // periodic now: reloaded
+  EXPECT_EQ(l.take_interrupt(), std::optional<uint8_t>(0x30));
+  // Into TSC-deadline mode: disarmed, initial count cleared.
+  write(l, LocalApic::kRegLvtTimer, 0x30 | (2u << 17));
+  EXPECT_EQ(read(l, LocalApic::kRegTimerInitial), 0u);
+  EXPECT_FALSE(timers_.next_deadline().has_value());
+}
+
 TEST_F(LocalApicTest, MaskedTimerStillCountsButDoesNotInterrupt) {
   LocalApic& l = lapic(0);
   enable(l);

@@ -26,8 +26,6 @@ uint32_t from_bcd(uint16_t v) {
   return (v & 0xf) + ((v >> 4) & 0xf) * 10 + ((v >> 8) & 0xf) * 100 + ((v >> 12) & 0xf) * 1000;
 }
 
-constexpr uint64_t kRefreshToggleNs = 15085;  // DRAM refresh request period on a PC
-
 }  // namespace
 
 class Pit::Impl {
@@ -46,7 +44,6 @@ class Pit::Impl {
       load_ns_[i] = now();
     }
     s_.channels[2].gate = false;  // port 0x61 bit 0 is clear at reset
-    s_.speaker_data = false;
     schedule_locked();
   }
 
@@ -354,23 +351,6 @@ void Pit::write_port(uint16_t port, uint8_t value) {
   } else if (port >= kChannel0 && port <= kChannel2) {
     impl_->write_counter(port - kChannel0, value);
   }
-}
-
-uint8_t Pit::read_port61() {
-  std::lock_guard lock(impl_->mutex_);
-  const uint64_t t = impl_->now();
-  uint8_t v = 0;
-  if (impl_->s_.channels[2].gate) v |= kPort61Gate2;
-  if (impl_->s_.speaker_data) v |= kPort61SpeakerData;
-  if ((t / kRefreshToggleNs) & 1) v |= kPort61RefreshToggle;
-  if (impl_->output(2, t)) v |= kPort61Out2;
-  return v;
-}
-
-void Pit::write_port61(uint8_t value) {
-  std::lock_guard lock(impl_->mutex_);
-  impl_->s_.speaker_data = value & kPort61SpeakerData;
-  impl_->set_gate(2, value & kPort61Gate2);
 }
 
 void Pit::set_channel2_gate(bool high) {

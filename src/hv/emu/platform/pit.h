@@ -1,9 +1,10 @@
 // The Intel 8254 programmable interval timer: three 16-bit counters clocked
 // at 1.193182 MHz, ports 0x40-0x42 (counters) and 0x43 (control word).
 // Channel 0's output drives ISA IRQ 0 (a rising edge is an interrupt);
-// channel 2's gate and output are bits 0 and 5 of port 0x61 (system control
-// port B), which Linux uses to calibrate the TSC; channel 1 (DRAM refresh)
-// counts but drives nothing.
+// channel 2's gate and output are bits 0 and 5 of port 0x61, which Linux uses
+// to calibrate the TSC: the Pit is the TimerChannel2 of the shared port 0x61
+// device (devices/legacy/port_61.h); channel 1 (DRAM refresh) counts but
+// drives nothing.
 //
 // All six modes are implemented with gate handling (channels 0 and 1 have
 // their gate tied high); binary and BCD counting; lobyte / hibyte / lobyte-
@@ -20,25 +21,21 @@
 #include <functional>
 #include <memory>
 
+#include "devices/legacy/port_61.h"
 #include "hv/emu/platform/platform_timers.h"
 
 namespace hostvisor::emu {
 
-class Pit {
+class Pit final : public TimerChannel2 {
  public:
   static constexpr uint16_t kChannel0 = 0x40;
   static constexpr uint16_t kChannel1 = 0x41;
   static constexpr uint16_t kChannel2 = 0x42;
   static constexpr uint16_t kControl = 0x43;
-  // Port 0x61 bits this component owns.
-  static constexpr uint8_t kPort61Gate2 = 1 << 0;
-  static constexpr uint8_t kPort61SpeakerData = 1 << 1;
-  static constexpr uint8_t kPort61RefreshToggle = 1 << 4;  // toggles every 15.085 us
-  static constexpr uint8_t kPort61Out2 = 1 << 5;
 
   // The timers (and their clock) must outlive the Pit.
   explicit Pit(PlatformTimers& timers);
-  ~Pit();
+  ~Pit() override;
   Pit(const Pit&) = delete;
   Pit& operator=(const Pit&) = delete;
 
@@ -49,12 +46,9 @@ class Pit {
   uint8_t read_port(uint16_t port);
   void write_port(uint16_t port, uint8_t value);
 
-  // Port 0x61 (system control port B): bits 0 (gate 2), 1 (speaker data
-  // enable), 4 (refresh toggle) and 5 (OUT2). Other bits read 0 and are
-  // ignored on write (NMI status/enable bits belong to whoever owns NMIs).
-  uint8_t read_port61();
-  void write_port61(uint8_t value);
-  void set_channel2_gate(bool high);
+  // Channel 2's gate (port 0x61 bit 0) and output (port 0x61 bit 5).
+  void set_channel2_gate(bool high) override;
+  bool channel2_output() override { return channel_output(2); }
   bool channel2_gate() const;
   bool channel_output(unsigned channel);
 
@@ -87,7 +81,6 @@ class Pit {
   };
   struct State {
     std::array<Channel, 3> channels{};
-    bool speaker_data = false;
   };
   State save() const;
   void restore(const State& state);

@@ -113,16 +113,24 @@ TEST_F(PitTest, ReadBackCommandLatchesStatusAndCount) {
 }
 
 TEST_F(PitTest, Channel2GateAndOutputThroughPort61LikeLinuxCalibration) {
-  // pit_calibrate_tsc(): gate on, speaker off; channel 2 mode 0, count 0xFFFF... here 11932 (10 ms).
-  pit_.write_port61(static_cast<uint8_t>((pit_.read_port61() & ~0x02) | 0x01));
+  // pit_calibrate_tsc(): gate on, speaker off; channel 2 mode 0 with a
+  // 10 ms count; then poll port 0x61 bit 5 for the output.
+  SystemControlPortB port61(&pit_);
+  auto in61 = [&] {
+    uint8_t v = 0;
+    port61.read(0, std::span(&v, 1));
+    return v;
+  };
+  const uint8_t v = static_cast<uint8_t>((in61() & ~0x02) | 0x01);
+  port61.write(0, std::span(&v, 1));
   EXPECT_TRUE(pit_.channel2_gate());
   pit_.write_port(Pit::kControl, 0xb0);
   pit_.write_port(Pit::kChannel2, 11932 & 0xff);
   pit_.write_port(Pit::kChannel2, 11932 >> 8);
   at(t0_ + ns_of(11932) - 1);
-  EXPECT_EQ(pit_.read_port61() & Pit::kPort61Out2, 0);
+  EXPECT_EQ(in61() & SystemControlPortB::kTimer2Output, 0);
   at(t0_ + ns_of(11932));
-  EXPECT_EQ(pit_.read_port61() & Pit::kPort61Out2, Pit::kPort61Out2);
+  EXPECT_EQ(in61() & SystemControlPortB::kTimer2Output, SystemControlPortB::kTimer2Output);
   EXPECT_EQ(edges_, 0);  // channel 2 drives no interrupt
   // Gate low pauses a mode 0 count.
   pit_.write_port(Pit::kControl, 0xb0);

@@ -43,15 +43,6 @@ void PitPorts::write(uint64_t offset, std::span<const uint8_t> data) {
   }
 }
 
-void SystemControlPortB::read(uint64_t offset, std::span<uint8_t> data) {
-  std::fill(data.begin(), data.end(), 0xff);
-  if (offset == 0 && !data.empty()) data[0] = pit_.read_port61();
-}
-
-void SystemControlPortB::write(uint64_t offset, std::span<const uint8_t> data) {
-  if (offset == 0 && !data.empty()) pit_.write_port61(data[0]);
-}
-
 void IoApicMmio::read(uint64_t offset, std::span<uint8_t> data) { io_apic_.mmio_read(offset, data); }
 
 void IoApicMmio::write(uint64_t offset, std::span<const uint8_t> data) { io_apic_.mmio_write(offset, data); }

@@ -3,7 +3,9 @@
 // intercepts its page itself, see local_apic.h.)
 //
 //   port bus: PicPorts at 0x20 (len 2), 0xA0 (len 2), 0x4D0 (len 2);
-//             PitPorts at 0x40 (len 4); SystemControlPortB at 0x61 (len 1)
+//             PitPorts at 0x40 (len 4); port 0x61 is the shared
+//             SystemControlPortB (devices/legacy/port_61.h) with the Pit as
+//             its TimerChannel2
 //   MMIO bus: IoApicMmio at IoApic::kDefaultBase (len IoApic::kMmioSize)
 // EmuPlatform::attach() inserts them all.
 #pragma once
@@ -39,18 +41,6 @@ class PitPorts final : public BusDevice {
  public:
   explicit PitPorts(Pit& pit) : pit_(pit) {}
   std::string_view name() const override { return "pit"; }
-  void read(uint64_t offset, std::span<uint8_t> data) override;
-  void write(uint64_t offset, std::span<const uint8_t> data) override;
-
- private:
-  Pit& pit_;
-};
-
-// Port 0x61: PIT channel 2 gate/output, speaker enable, refresh toggle.
-class SystemControlPortB final : public BusDevice {
- public:
-  explicit SystemControlPortB(Pit& pit) : pit_(pit) {}
-  std::string_view name() const override { return "port61"; }
   void read(uint64_t offset, std::span<uint8_t> data) override;
   void write(uint64_t offset, std::span<const uint8_t> data) override;
 
