@@ -35,6 +35,9 @@ inline constexpr unsigned long kKvmSetCpuid2 = _IOW(KVMIO, 0x90, KvmCpuidHeader)
 inline constexpr unsigned long kKvmGetMsrs = _IOWR(KVMIO, 0x88, KvmMsrsHeader);
 inline constexpr unsigned long kKvmSetMsrs = _IOW(KVMIO, 0x89, KvmMsrsHeader);
 inline constexpr unsigned long kKvmSetGsiRouting = _IOW(KVMIO, 0x6a, KvmIrqRoutingHeader);
+// The numbers a C compiler computes from the uapi header (size field 8).
+static_assert(kKvmGetSupportedCpuid == 0xc008ae05ul && kKvmSetCpuid2 == 0x4008ae90ul);
+static_assert(kKvmGetMsrs == 0xc008ae88ul && kKvmSetMsrs == 0x4008ae89ul && kKvmSetGsiRouting == 0x4008ae6aul);
 
 // A header followed by `count` entries, in 8-byte aligned storage.
 template <typename Header, typename Entry>
