@@ -8,7 +8,7 @@ packages=(
   # build
   cmake ninja-build clang lld pkg-config
   libzydis-dev liburing-dev libslirp-dev libseccomp-dev nlohmann-json3-dev libcli11-dev libspdlog-dev
-  libgtest-dev libgmock-dev libbenchmark-dev libclang-rt-14-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libclang-rt-14-dev zlib1g-dev
   # default guest and test images
   busybox-static cpio e2fsprogs
   # interoperability oracles and peers
