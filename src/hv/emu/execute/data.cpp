@@ -42,9 +42,15 @@ void h_cmpxchg(Cpu& cpu, const Insn& insn) {
   const unsigned size = insn.op[0].size;
   const uint64_t acc = get_reg(cpu, 0, size);
   const uint64_t src = read_op(cpu, insn, 1);
-  // The destination is written even when the compare fails (as hardware does).
-  const uint64_t old =
-      rmw(cpu, insn, [&](uint64_t x) { return (x & size_mask(size)) == acc ? src : x; }) & size_mask(size);
+  uint64_t old;
+  if (insn.op[0].kind == OpKind::kReg) {
+    // A register destination is written only on success (a failed 32-bit compare keeps its upper half).
+    old = get_reg(cpu, insn.op[0].reg, size, insn.op[0].high8);
+    if (old == acc) set_reg(cpu, insn.op[0].reg, size, src, insn.op[0].high8);
+  } else {
+    // A memory destination is written even when the compare fails (as hardware does).
+    old = rmw(cpu, insn, [&](uint64_t x) { return (x & size_mask(size)) == acc ? src : x; }) & size_mask(size);
+  }
   record_flags(cpu, FlagOp::kSub, size, acc - old, acc, old);
   if (old != acc) set_reg(cpu, 0, size, old);
 }
