@@ -131,6 +131,9 @@ Result<BootSetup> load_bzimage(GuestMemory& memory, const MemoryLayout& layout, 
                                         hex(setup_size) + " but the file is only " + std::to_string(file.size()) +
                                         " bytes (truncated file?)");
   const std::span<const uint8_t> payload = file.subspan(setup_size);
+  if (payload.size() <= kEntry64Offset)
+    return bad(ErrorCode::kCorrupt, "the protected-mode kernel is only " + std::to_string(payload.size()) +
+                                        " bytes, too small to hold the 64-bit entry point at offset 0x200");
 
   const std::vector<E820Entry> map = e820_map(layout);
   const Placement64 kernel = HV_TRY(place_kernel(map, file, payload.size()));
@@ -167,7 +170,7 @@ Result<BootSetup> load_bzimage(GuestMemory& memory, const MemoryLayout& layout, 
   put<uint32_t>(zp, kExtRamdiskSize, static_cast<uint32_t>(uint64_t{image.initrd.size()} >> 32));
   put<uint32_t>(zp, kHardwareSubarch, 0);  // a plain PC
   put<uint64_t>(zp, kSetupData, 0);        // no setup_data list: never pass the file's value on
-  put<uint64_t>(zp, kAcpiRsdpAddr, 0);     // no ACPI tables yet
+  put<uint64_t>(zp, kAcpiRsdpAddr, version >= kMinProtocolAcpiRsdp ? image.acpi_rsdp : 0);
   fill_e820(zp, map);
 
   HV_TRY(memory.write(GuestAddress(kernel.load_address), payload));

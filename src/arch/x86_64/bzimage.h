@@ -56,7 +56,8 @@ constexpr uint8_t kCanUseHeap = 1 << 7;
 constexpr uint16_t kXlfKernel64 = 1 << 0;
 constexpr uint8_t kLoaderTypeUndefined = 0xff;
 constexpr uint16_t kMinProtocol64Bit = 0x020c;
-constexpr uint64_t kDefaultSetupSects = 4;  // setup_sects 0 means 4
+constexpr uint16_t kMinProtocolAcpiRsdp = 0x020e;  // acpi_rsdp_addr is read from 2.14
+constexpr uint64_t kDefaultSetupSects = 4;         // setup_sects 0 means 4
 constexpr uint64_t kSectorSize = 512;
 constexpr uint64_t kEntry64Offset = 0x200;  // 64-bit entry = load address + 0x200
 }  // namespace bootparam

@@ -97,6 +97,21 @@ TEST(BzImage, LoadsAtPreferredAddressAndFillsTheZeroPage) {
   EXPECT_NE(setup->description.find("2.15"), std::string::npos) << setup->description;
 }
 
+TEST(BzImage, PassesTheAcpiRsdpFromProtocol214) {
+  auto vm = make_test_vm(64 * kMiB);
+  auto file = make_bzimage({});
+  KernelImage image{file, {}, ""};
+  image.acpi_rsdp = 0xe0000;
+  ASSERT_TRUE(load_bzimage(vm.memory, vm.layout, image).ok());
+  EXPECT_EQ(zp<uint64_t>(vm.memory, kAcpiRsdpAddr), 0xe0000u);
+  BzImageSpec old;
+  old.version = 0x020d;  // 2.13 does not read the field
+  file = make_bzimage(old);
+  image.kernel = file;
+  ASSERT_TRUE(load_bzimage(vm.memory, vm.layout, image).ok());
+  EXPECT_EQ(zp<uint64_t>(vm.memory, kAcpiRsdpAddr), 0u);
+}
+
 TEST(BzImage, InitrdStaysBelowInitrdAddrMax) {
   auto vm = make_test_vm(128 * kMiB);
   BzImageSpec spec;

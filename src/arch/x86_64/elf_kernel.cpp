@@ -48,14 +48,14 @@ uint64_t lowest_segment(const ElfFile& elf) {
 }
 
 Result<void> write_pvh_start_info(GuestMemory& memory, const std::vector<E820Entry>& map, uint64_t cmdline,
-                                  std::optional<uint64_t> initrd_address, uint64_t initrd_size) {
+                                  uint64_t acpi_rsdp, std::optional<uint64_t> initrd_address, uint64_t initrd_size) {
   if (map.size() > kPvhMaxMemmapEntries) return Error(ErrorCode::kInternal, "e820 map too large for the PVH page");
   HV_TRY(memory.fill(GuestAddress(kPvhStartInfoAddress), 0, kPageSize));
   HvmStartInfo info{};
   info.magic = kHvmStartMagic;
   info.version = kHvmStartInfoVersion;
   info.cmdline_paddr = cmdline;
-  info.rsdp_paddr = 0;  // no ACPI tables yet: the guest scans 0xE0000-0xFFFFF
+  info.rsdp_paddr = acpi_rsdp;  // 0: the guest scans 0xE0000-0xFFFFF
   info.memmap_paddr = kPvhMemmapAddress;
   info.memmap_entries = static_cast<uint32_t>(map.size());
   if (initrd_address) {
@@ -117,7 +117,7 @@ Result<BootSetup> load_elf_kernel(GuestMemory& memory, const MemoryLayout& layou
   BootCpuState cpu;
   std::string what;
   if (pvh_entry) {
-    HV_TRY(write_pvh_start_info(memory, map, cmdline, initrd_address, image.initrd.size()));
+    HV_TRY(write_pvh_start_info(memory, map, cmdline, image.acpi_rsdp, initrd_address, image.initrd.size()));
     cpu = protected_mode_boot_state(*pvh_entry);
     cpu.regs.rbx = kPvhStartInfoAddress;
     setup.format = KernelFormat::kPvh;

@@ -121,12 +121,15 @@ TEST(PvhKernel, AcceptsAn8ByteEntryNoteAndNoInitrd) {
   auto spec = two_segment_kernel();
   spec.notes = {pvh_note(0x400004, 8)};
   const auto file = make_elf(spec);
-  auto setup = load_elf_kernel(vm.memory, vm.layout, KernelImage{file, {}, ""});
+  KernelImage image{file, {}, ""};
+  image.acpi_rsdp = 0xe0000;
+  auto setup = load_elf_kernel(vm.memory, vm.layout, image);
   ASSERT_TRUE(setup.ok()) << setup.error().message();
   EXPECT_EQ(setup->regs.rip, 0x400004u);
   auto info = *vm.memory.read_obj<HvmStartInfo>(GuestAddress(kPvhStartInfoAddress));
   EXPECT_EQ(info.nr_modules, 0u);
   EXPECT_EQ(info.modlist_paddr, 0u);
+  EXPECT_EQ(info.rsdp_paddr, 0xe0000u);
 }
 
 TEST(PvhKernel, RejectsEntryOutsideTheImage) {

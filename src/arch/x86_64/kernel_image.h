@@ -14,6 +14,10 @@ struct KernelImage {
   std::span<const uint8_t> kernel;  // the whole kernel file
   std::span<const uint8_t> initrd;  // empty: no initrd
   std::string cmdline;
+  // Guest address of the ACPI RSDP when the machine wrote ACPI tables, handed
+  // to kernels whose protocol has a field for it (Linux boot protocol 2.14+,
+  // PVH); 0: none given, the guest scans 0xE0000-0xFFFFF as on a PC.
+  uint64_t acpi_rsdp = 0;
 };
 
 enum class KernelFormat {

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <random>
 
 #include "arch/x86_64/test_images.h"
@@ -108,6 +111,27 @@ TEST(KernelLoader, ExplainsBadMultibootChecksumAndElf32WithoutHeader) {
   r = load_kernel(vm.memory, vm.layout, KernelImage{make_elf(elf32), {}, ""});
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().message().find("ELF32 file without a multiboot header"), std::string::npos);
+}
+
+// The fuzz seeds (written by make_fuzz_seeds.py) must be images the loaders
+// accept, or the fuzzers would start from inputs the header checks reject.
+TEST(KernelLoader, FuzzSeedsAreBootableImages) {
+  const std::filesystem::path corpus = HV_FUZZ_CORPUS_DIR;
+  int seeds = 0;
+  for (const char* target : {"load_bzimage", "load_elf", "load_multiboot"}) {
+    ASSERT_TRUE(std::filesystem::is_directory(corpus / target)) << corpus / target;
+    for (const auto& entry : std::filesystem::directory_iterator(corpus / target)) {
+      std::ifstream in(entry.path(), std::ios::binary);
+      const std::vector<uint8_t> file{std::istreambuf_iterator<char>(in), {}};
+      EXPECT_LT(file.size(), 64 * 1024u) << entry.path();
+      auto vm = make_test_vm(32 * kMiB);
+      const std::vector<uint8_t> initrd(4097, 0x5a);
+      auto setup = load_kernel(vm.memory, vm.layout, KernelImage{file, initrd, "console=ttyS0"});
+      EXPECT_TRUE(setup.ok()) << entry.path() << ": " << setup.error().message();
+      ++seeds;
+    }
+  }
+  EXPECT_GE(seeds, 9);
 }
 
 }  // namespace
