@@ -1,6 +1,7 @@
 #include "devices/pci/msix.h"
 
 #include <algorithm>
+#include <string>
 
 namespace hostvisor {
 
@@ -143,6 +144,18 @@ void Msix::deliver_unmasked_pending() {
       deliver(v);
     }
   }
+}
+
+Msix::State Msix::save() const { return State{entries_, pending_}; }
+
+Result<void> Msix::restore(const State& state) {
+  if (state.entries.size() != entries_.size() || state.pending.size() != pending_.size())
+    return Error(ErrorCode::kCorrupt, "snapshot MSI-X table has " + std::to_string(state.entries.size()) +
+                                          " vectors, the device has " + std::to_string(entries_.size()));
+  entries_ = state.entries;
+  for (auto& e : entries_) e.control &= 1;
+  pending_ = state.pending;
+  return ok();
 }
 
 void Msix::reset(PciConfigSpace& config) {

@@ -54,16 +54,26 @@ class Msix {
   // if MSI-X is disabled or the vector does not exist (caller falls back or drops).
   bool signal(uint16_t vector);
 
+  // Snapshot: the table and pending bits (Enable and Function Mask live in
+  // config space; call config_written() after restoring that).
+  struct State {
+    struct Entry {
+      uint32_t address_low = 0;
+      uint32_t address_high = 0;
+      uint32_t data = 0;
+      uint32_t control = 1;
+    };
+    std::vector<Entry> entries;
+    std::vector<bool> pending;
+  };
+  State save() const;
+  Result<void> restore(const State& state);
+
   // Power-on state: disabled, every vector masked, nothing pending.
   void reset(PciConfigSpace& config);
 
  private:
-  struct Entry {
-    uint32_t address_low = 0;
-    uint32_t address_high = 0;
-    uint32_t data = 0;
-    uint32_t control = 1;  // bit 0: masked
-  };
+  using Entry = State::Entry;  // control bit 0: masked
   static constexpr uint16_t kControlEnable = 1u << 15;
   static constexpr uint16_t kControlFunctionMask = 1u << 14;
 

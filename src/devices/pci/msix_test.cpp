@@ -137,3 +137,22 @@ TEST(Msix, RejectsTableOutsideItsBar) {
 
 }  // namespace
 }  // namespace hostvisor
+
+namespace hostvisor {
+namespace {
+
+TEST_F(MsixFixture, StateRoundTrip) {
+  write_entry(2, 0xfee02000, 0x52, true);
+  set_control(0x8000);
+  msix.signal(2);
+  const Msix::State state = msix.save();
+  Msix other(4, 1, 0x800, 0xc00);
+  ASSERT_TRUE(other.restore(state).ok());
+  EXPECT_TRUE(other.pending(2));
+  EXPECT_TRUE(other.vector_masked(2));
+  Msix smaller(2, 1, 0x800, 0xc00);
+  EXPECT_FALSE(smaller.restore(state).ok());
+}
+
+}  // namespace
+}  // namespace hostvisor

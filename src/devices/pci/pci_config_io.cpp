@@ -27,6 +27,17 @@ uint32_t PciConfigIo::config_address() const {
   return address_;
 }
 
+PciConfigIo::State PciConfigIo::save() const {
+  std::lock_guard lock(mutex_);
+  return State{address_, reset_control_};
+}
+
+void PciConfigIo::restore(const State& state) {
+  std::lock_guard lock(mutex_);
+  address_ = state.config_address & kAddressMask;
+  reset_control_ = state.reset_control & ~kResetCpu;
+}
+
 void PciConfigIo::read(uint64_t offset, std::span<uint8_t> data) {
   if (offset == 0 && data.size() == 4) {
     store_le(config_address(), data);

@@ -24,6 +24,13 @@ class PciConfigIo : public BusDevice {
 
   uint32_t config_address() const;
 
+  struct State {
+    uint32_t config_address = 0;
+    uint8_t reset_control = 0;
+  };
+  State save() const;
+  void restore(const State& state);
+
  private:
   PciRoot& root_;
   SystemControl* system_;

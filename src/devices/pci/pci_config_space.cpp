@@ -1,6 +1,7 @@
 #include "devices/pci/pci_config_space.h"
 
 #include <bit>
+#include <cstdio>
 #include <cstring>
 #include <string>
 
@@ -202,6 +203,24 @@ std::optional<uint64_t> PciConfigSpace::bar_decode_address(int index) const {
 std::optional<int> PciConfigSpace::bar_index_for_offset(uint16_t offset) {
   if (offset < pci_reg::kBar0 || offset >= pci_reg::kBar0 + 4 * kBarCount) return std::nullopt;
   return (offset - pci_reg::kBar0) / 4;
+}
+
+Result<void> PciConfigSpace::restore(const State& state) {
+  for (size_t i = 0; i < kSize; ++i) {
+    // Status' low byte holds device-managed bits (interrupt status); the
+    // owner restores those through its own state.
+    if (i == pci_reg::kStatus) continue;
+    if (writable_[i] == 0 && write_one_to_clear_[i] == 0 && state.bytes[i] != bytes_[i]) {
+      char buf[160];
+      std::snprintf(buf, sizeof buf,
+                    "snapshot of PCI function %04x:%04x differs in read-only config byte %#zx; it belongs to "
+                    "another device model or hostvisor version",
+                    raw_u16(pci_reg::kVendorId), raw_u16(pci_reg::kDeviceId), i);
+      return Error(ErrorCode::kCorrupt, buf);
+    }
+  }
+  bytes_ = state.bytes;
+  return ok();
 }
 
 void PciConfigSpace::reset() {

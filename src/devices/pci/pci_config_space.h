@@ -121,6 +121,15 @@ class PciConfigSpace {
   // Finds the BAR index that a config offset belongs to, if any.
   static std::optional<int> bar_index_for_offset(uint16_t offset);
 
+  // Snapshot: the register bytes. restore() refuses a state whose read-only
+  // bytes (identity, BAR flags, capability layout) differ from this device's:
+  // it was taken from a different device model.
+  struct State {
+    std::array<uint8_t, kSize> bytes{};
+  };
+  State save() const { return State{bytes_}; }
+  Result<void> restore(const State& state);
+
   // Resets guest-writable state to power-on values (command, BARs, lines),
   // keeping identity and capability layout. Capability owners reset their own.
   void reset();

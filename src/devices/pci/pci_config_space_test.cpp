@@ -202,3 +202,37 @@ TEST(PciConfigSpace, ResetClearsGuestState) {
 
 }  // namespace
 }  // namespace hostvisor
+
+namespace hostvisor {
+namespace {
+
+TEST(PciConfigSpaceState, RoundTripsGuestState) {
+  PciConfigSpace a = make_space();
+  ASSERT_TRUE(a.add_bar(0, {PciBarKind::kMemory64, 0x1000, false}).ok());
+  a.write(pci_reg::kBar0, 4, 0xd0000000);
+  a.write(pci_reg::kCommand, 2, 0x6);
+  a.write(pci_reg::kInterruptLine, 1, 11);
+  PciConfigSpace b = make_space();
+  ASSERT_TRUE(b.add_bar(0, {PciBarKind::kMemory64, 0x1000, false}).ok());
+  ASSERT_TRUE(b.restore(a.save()).ok());
+  EXPECT_EQ(b.bar_address(0), 0xd0000000u);
+  EXPECT_EQ(b.command(), 0x6u);
+  EXPECT_EQ(b.read(pci_reg::kInterruptLine, 1), 11u);
+  // Masks still apply after a restore.
+  b.write(pci_reg::kBar0, 4, 0xffffffff);
+  EXPECT_EQ(b.read(pci_reg::kBar0, 4), 0xfffff004u);
+}
+
+TEST(PciConfigSpaceState, RejectsAnotherDevicesState) {
+  PciConfigSpace a = make_space();
+  PciConfigSpace other(PciConfigSpace::Identity{.vendor_id = 0x8086, .device_id = 0x29c0});
+  auto r = other.restore(a.save());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), ErrorCode::kCorrupt);
+  PciConfigSpace::State bad_bar = a.save();
+  bad_bar.bytes[pci_reg::kBar0] = 0x1;  // an I/O BAR where the device has none
+  EXPECT_FALSE(a.restore(bad_bar).ok());
+}
+
+}  // namespace
+}  // namespace hostvisor

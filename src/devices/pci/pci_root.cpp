@@ -77,6 +77,12 @@ void PciRoot::config_write(PciAddress address, uint16_t offset, unsigned size, u
   if (touches_command || touches_bars) update_mappings(slot);
 }
 
+void PciRoot::refresh_mappings() {
+  std::lock_guard lock(mutex_);
+  for (Slot& slot : slots_)
+    if (slot.device) update_mappings(slot);
+}
+
 void PciRoot::update_mappings(Slot& slot) {
   PciConfigSpace& config = slot.device->config_space();
   for (int i = 0; i < PciConfigSpace::kBarCount; ++i) {

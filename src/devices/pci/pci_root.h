@@ -44,6 +44,10 @@ class PciRoot {
 
   std::shared_ptr<PciDevice> device_at(uint8_t slot) const;
 
+  // After devices restored their config spaces from a snapshot: maps every
+  // BAR where the restored registers say it decodes.
+  void refresh_mappings();
+
  private:
   struct Slot {
     std::shared_ptr<PciDevice> device;

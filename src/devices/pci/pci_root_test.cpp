@@ -245,3 +245,38 @@ TEST(PciConfigIo, ResetControlRegister) {
 
 }  // namespace
 }  // namespace hostvisor
+
+namespace hostvisor {
+namespace {
+
+TEST(PciRootState, RefreshMappingsAfterRestore) {
+  Platform p;
+  auto dev = std::make_shared<TestDevice>();
+  ASSERT_TRUE(p.root.add_device(dev, 1).ok());
+  PciConfigSpace::State state = dev->config_.save();
+  // A fresh machine: same device model, restored registers, BAR0 moved.
+  Platform q;
+  auto restored = std::make_shared<TestDevice>();
+  ASSERT_TRUE(q.root.add_device(restored, 1).ok());
+  state.bytes[pci_reg::kBar0 + 3] = 0xd7;  // BAR0 at 0xd7000000
+  state.bytes[pci_reg::kBar0 + 2] = 0;
+  state.bytes[pci_reg::kBar0 + 1] = 0;
+  ASSERT_TRUE(restored->config_.restore(state).ok());
+  q.root.refresh_mappings();
+  uint8_t byte = 0;
+  EXPECT_TRUE(q.mmio.read(0xd7000000, std::span(&byte, 1)));
+  EXPECT_FALSE(q.mmio.read(pci::kMmioHoleStart, std::span(&byte, 1)));
+}
+
+TEST(PciConfigIoState, RoundTrip) {
+  Platform p;
+  PciConfigIo io(p.root);
+  const uint32_t address = 0x80000810;
+  io.write(0, std::span(reinterpret_cast<const uint8_t*>(&address), 4));
+  PciConfigIo other(p.root);
+  other.restore(io.save());
+  EXPECT_EQ(other.config_address(), 0x80000810u);
+}
+
+}  // namespace
+}  // namespace hostvisor

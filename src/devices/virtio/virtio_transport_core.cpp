@@ -141,3 +141,48 @@ void VirtioTransportCore::notify(uint16_t index) {
 }
 
 }  // namespace hostvisor
+
+namespace hostvisor {
+
+VirtioTransportCore::State VirtioTransportCore::save() const {
+  State state{driver_features_, status(), activated_, {}};
+  for (uint16_t q = 0; q < queue_count_; ++q) state.queues.push_back({queue_config_[q], queues_[q].state()});
+  return state;
+}
+
+Result<void> VirtioTransportCore::restore(const State& state) {
+  reset();
+  const std::string name(device_->name());
+  if (state.queues.size() != queue_count_)
+    return Error(ErrorCode::kCorrupt, "snapshot of virtio " + name + " has " + std::to_string(state.queues.size()) +
+                                          " queues, the device has " + std::to_string(queue_count_));
+  for (uint16_t q = 0; q < queue_count_; ++q) {
+    const QueueConfig& c = state.queues[q].config;
+    if (c.size > device_->queue_max_size(q))
+      return Error(ErrorCode::kCorrupt, "snapshot of virtio " + name + " queue " + std::to_string(q) + " is too large");
+    if (!c.enabled) continue;
+    auto created = Virtqueue::create(
+        memory_, VirtqueueLayout{c.size, GuestAddress(c.desc), GuestAddress(c.driver), GuestAddress(c.device)},
+        state.driver_features);
+    if (!created) return Error(ErrorCode::kCorrupt, "snapshot of virtio " + name + ": " + created.error().message());
+    queues_[q] = std::move(created).value();
+    queues_[q].restore(state.queues[q].ring);
+    queue_enabled_[q] = true;
+  }
+  for (uint16_t q = 0; q < queue_count_; ++q) queue_config_[q] = state.queues[q].config;
+  driver_features_ = state.driver_features;
+  status_ = state.status;
+  if (state.activated) {
+    const VirtioActivation activation{&memory_, driver_features_, queues_,
+                                      std::span<const bool>(queue_enabled_.get(), queue_count_), &interrupt_};
+    auto r = device_->activate(activation);
+    if (!r) {
+      reset();
+      return r.error().with_context("restoring virtio " + name);
+    }
+    activated_ = true;
+  }
+  return ok();
+}
+
+}  // namespace hostvisor

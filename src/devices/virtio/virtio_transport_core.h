@@ -62,6 +62,24 @@ class VirtioTransportCore {
   // The driver notified queue `index`; runs the device if it is live.
   void notify(uint16_t index);
 
+  // Snapshot. Device-specific state is the device's own business.
+  struct QueueState {
+    QueueConfig config;
+    Virtqueue::State ring;
+  };
+  struct State {
+    uint64_t driver_features = 0;
+    uint8_t status = 0;
+    bool activated = false;
+    std::vector<QueueState> queues;
+  };
+  State save() const;
+  // Resets the device, then re-validates every enabled queue against guest
+  // memory and re-activates the device if the snapshot had it running. A
+  // state that does not fit (queue count, sizes, rings outside RAM) is
+  // rejected as corrupt and leaves the device reset.
+  Result<void> restore(const State& state);
+
  private:
   void reset();
   void fail(const Error& reason);

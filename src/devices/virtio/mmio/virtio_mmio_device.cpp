@@ -61,6 +61,27 @@ Result<std::shared_ptr<VirtioMmioDevice>> VirtioMmioDevice::create(std::shared_p
 VirtioMmioDevice::VirtioMmioDevice(std::shared_ptr<VirtioDevice> device, GuestMemory& memory, IrqLine irq)
     : name_("virtio-mmio-" + std::string(device->name())), core_(device, memory, *this), irq_(irq) {}
 
+VirtioMmioDevice::State VirtioMmioDevice::save() {
+  std::lock_guard lock(mutex_);
+  std::lock_guard irq(irq_mutex_);
+  return State{core_.save(),  device_features_select_, driver_features_select_,
+               queue_select_, interrupt_status_,       config_generation_};
+}
+
+Result<void> VirtioMmioDevice::restore(const State& state) {
+  std::lock_guard lock(mutex_);
+  device_features_select_ = state.device_features_select;
+  driver_features_select_ = state.driver_features_select;
+  queue_select_ = state.queue_select;
+  {
+    std::lock_guard irq(irq_mutex_);
+    interrupt_status_ = state.interrupt_status & (kInterruptUsedBuffer | kInterruptConfigChange);
+    config_generation_ = state.config_generation;
+    irq_.set_level(interrupt_status_ != 0);
+  }
+  return core_.restore(state.core);
+}
+
 void VirtioMmioDevice::read(uint64_t offset, std::span<uint8_t> data) {
   std::lock_guard lock(mutex_);
   if (offset >= kConfigOffset) {

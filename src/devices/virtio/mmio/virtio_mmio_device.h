@@ -40,6 +40,17 @@ class VirtioMmioDevice : public BusDevice, private VirtioInterrupt {
   void notify_queue(uint16_t queue);
   uint8_t device_status() const { return core_.status(); }
 
+  struct State {
+    VirtioTransportCore::State core;
+    uint32_t device_features_select = 0;
+    uint32_t driver_features_select = 0;
+    uint16_t queue_select = 0;
+    uint32_t interrupt_status = 0;
+    uint32_t config_generation = 0;
+  };
+  State save();
+  Result<void> restore(const State& state);
+
  private:
   VirtioMmioDevice(std::shared_ptr<VirtioDevice> device, GuestMemory& memory, IrqLine irq);
 

@@ -122,5 +122,20 @@ TEST_F(VirtioMmioTest, QueueRegistersFrozenOnceReady) {
   EXPECT_EQ(driver->used_idx(), 1);  // still the original layout
 }
 
+TEST_F(VirtioMmioTest, SnapshotRoundTrip) {
+  initialise(feature_bit(kFeatureVersion1));
+  driver->add_chain(0, {{0x40000, 16, true}});
+  set(0x050, 0);
+  const VirtioMmioDevice::State state = device->save();
+  RecordingInterruptController irq2;
+  auto restored =
+      std::move(VirtioMmioDevice::create(std::make_shared<VirtioRng>(), memory, IrqLine(&irq2, kGsi))).value();
+  ASSERT_TRUE(restored->restore(state).ok());
+  EXPECT_TRUE(irq2.line(kGsi));  // the unacknowledged interrupt is still pending
+  driver->add_chain(1, {{0x40100, 16, true}});
+  restored->notify_queue(0);
+  EXPECT_EQ(driver->used_idx(), 2);
+}
+
 }  // namespace
 }  // namespace hostvisor

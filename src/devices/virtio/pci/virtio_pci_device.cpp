@@ -140,6 +140,35 @@ std::optional<uint64_t> VirtioPciDevice::notify_address(uint16_t queue) const {
 
 uint8_t VirtioPciDevice::device_status() const { return core_.status(); }
 
+VirtioPciDevice::State VirtioPciDevice::save() const {
+  std::lock_guard lock(mutex_);
+  std::lock_guard irq(irq_mutex_);
+  return State{config_.save(), msix_.save(), core_.save(),       device_feature_select_, driver_feature_select_,
+               queue_select_,  isr_,         config_generation_, config_msix_vector_,    queue_msix_vector_};
+}
+
+Result<void> VirtioPciDevice::restore(const State& state) {
+  std::lock_guard lock(mutex_);
+  if (state.queue_msix_vectors.size() != queue_count_)
+    return Error(ErrorCode::kCorrupt, name_ + ": snapshot has a different number of queues");
+  {
+    std::lock_guard irq(irq_mutex_);
+    HV_TRY(config_.restore(state.config));
+    HV_TRY(msix_.restore(state.msix));
+    msix_.config_written(config_);
+    auto vector = [&](uint16_t v) { return v < msix_.vector_count() ? v : virtio::kNoVector; };
+    config_msix_vector_ = vector(state.config_msix_vector);
+    for (uint16_t q = 0; q < queue_count_; ++q) queue_msix_vector_[q] = vector(state.queue_msix_vectors[q]);
+    isr_ = state.isr & 3;
+    config_generation_ = state.config_generation;
+    update_intx_locked();
+  }
+  device_feature_select_ = state.device_feature_select;
+  driver_feature_select_ = state.driver_feature_select;
+  queue_select_ = state.queue_select;
+  return core_.restore(state.core);
+}
+
 // ---------------------------------------------------------------- config space
 
 uint32_t VirtioPciDevice::config_read(uint16_t offset, unsigned size) {

@@ -68,6 +68,24 @@ class VirtioPciDevice : public PciDevice, private VirtioInterrupt {
 
   uint8_t device_status() const;
 
+  // Snapshot of the transport (config space, MSI-X, negotiation, queues).
+  // Restore after the root has the device and before the guest runs; then
+  // call PciRoot::refresh_mappings().
+  struct State {
+    PciConfigSpace::State config;
+    Msix::State msix;
+    VirtioTransportCore::State core;
+    uint32_t device_feature_select = 0;
+    uint32_t driver_feature_select = 0;
+    uint16_t queue_select = 0;
+    uint8_t isr = 0;
+    uint8_t config_generation = 0;
+    uint16_t config_msix_vector = 0xffff;
+    std::vector<uint16_t> queue_msix_vectors;
+  };
+  State save() const;
+  Result<void> restore(const State& state);
+
  private:
   VirtioPciDevice(std::shared_ptr<VirtioDevice> device, GuestMemory& memory);
   Result<void> build_config_space();

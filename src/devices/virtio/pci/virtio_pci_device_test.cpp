@@ -355,6 +355,46 @@ TEST_F(VirtioPciTest, ConfigGenerationAndUnknownOffsets) {
   EXPECT_EQ(bar_read<uint64_t>(common() + kQueueDesc), 0u);
 }
 
+TEST_F(VirtioPciTest, SnapshotRestoresARunningDevice) {
+  enable_msix(1, 0x4071);
+  initialise(feature_bit(kFeatureVersion1), /*queue_vector=*/1);
+  driver->add_chain(0, {{0x40000, 16, true}});
+  notify(0);
+  ASSERT_EQ(driver->used_idx(), 1);
+  const VirtioPciDevice::State state = device->save();
+
+  // A second machine over the same RAM: plug, restore, remap.
+  Bus mmio2("mmio");
+  Bus pio2("pio", 0xffff);
+  RecordingInterruptController irq2;
+  BusBarMapper mapper2(mmio2, pio2);
+  PciRoot root2(&irq2, &mapper2);
+  auto restored = std::move(VirtioPciDevice::create(std::make_shared<VirtioRng>(), memory)).value();
+  ASSERT_TRUE(root2.add_device(restored, kSlot).ok());
+  ASSERT_TRUE(restored->restore(state).ok());
+  root2.refresh_mappings();
+  EXPECT_EQ(restored->device_status(), kStatusAcknowledge | kStatusDriver | kStatusFeaturesOk | kStatusDriverOk);
+
+  driver->add_chain(1, {{0x40100, 16, true}});
+  const uint16_t value = 0;
+  mmio2.write(bar + caps[2].offset, std::span(reinterpret_cast<const uint8_t*>(&value), 2));
+  EXPECT_EQ(driver->used_idx(), 2);
+  EXPECT_EQ(driver->used(1).id, 1u);
+  ASSERT_EQ(irq2.msis.size(), 1u);  // MSI-X enable and the table came back too
+  EXPECT_EQ(irq2.msis[0].data, 0x4071u);
+}
+
+TEST_F(VirtioPciTest, SnapshotWithRingsOutsideRamIsRejected) {
+  initialise(feature_bit(kFeatureVersion1));
+  VirtioPciDevice::State state = device->save();
+  state.core.queues[0].config.desc = kRam;  // hostile or corrupt snapshot file
+  auto restored = std::move(VirtioPciDevice::create(std::make_shared<VirtioRng>(), memory)).value();
+  auto r = restored->restore(state);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), ErrorCode::kCorrupt);
+  EXPECT_EQ(restored->device_status(), 0);
+}
+
 TEST(VirtioPciCreate, RejectsImpossibleDevices) {
   auto memory = std::move(GuestMemory::create({{GuestAddress(0), kRam}})).value();
   EXPECT_FALSE(VirtioPciDevice::create(nullptr, memory).ok());
