@@ -1,0 +1,114 @@
+#include "child_process.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace hostvisor::testing {
+
+std::string ChildResult::describe() const {
+  if (!started) return "not started: " + error;
+  if (timed_out) return "killed after the time limit";
+  if (signal) return "killed by signal " + std::to_string(signal);
+  return "exit status " + std::to_string(exit_status);
+}
+
+namespace {
+
+struct Pipe {
+  int read = -1, write = -1;
+  ~Pipe() {
+    if (read >= 0) close(read);
+    if (write >= 0) close(write);
+  }
+};
+
+bool open_pipe(Pipe& p) {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) return false;
+  p.read = fds[0];
+  p.write = fds[1];
+  return true;
+}
+
+// Reads what is available; false at end of file.
+bool drain(int fd, std::string& into) {
+  char buf[4096];
+  ssize_t n = read(fd, buf, sizeof(buf));
+  if (n < 0) return errno == EINTR || errno == EAGAIN;
+  if (n == 0) return false;
+  if (into.size() < kMaxCapture) into.append(buf, static_cast<size_t>(n));
+  return true;
+}
+
+}  // namespace
+
+ChildResult run_child(const std::vector<std::string>& argv, std::chrono::milliseconds timeout) {
+  ChildResult result;
+  Pipe out, err;
+  if (argv.empty() || !open_pipe(out) || !open_pipe(err)) {
+    result.error = argv.empty() ? "no program given" : std::string("pipe: ") + std::strerror(errno);
+    return result;
+  }
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+
+  const auto start = std::chrono::steady_clock::now();
+  pid_t pid = fork();
+  if (pid < 0) {
+    result.error = std::string("fork: ") + std::strerror(errno);
+    return result;
+  }
+  if (pid == 0) {
+    int null = open("/dev/null", O_RDONLY);
+    if (null < 0 || dup2(null, 0) < 0 || dup2(out.write, 1) < 0 || dup2(err.write, 2) < 0) _exit(126);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  close(out.write);
+  close(err.write);
+  out.write = err.write = -1;
+  result.started = true;
+
+  const auto deadline = start + timeout;
+  bool out_open = true, err_open = true;
+  while (out_open || err_open) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      result.timed_out = true;
+      kill(pid, SIGKILL);
+      break;
+    }
+    pollfd fds[2] = {{out_open ? out.read : -1, POLLIN, 0}, {err_open ? err.read : -1, POLLIN, 0}};
+    int ready = poll(fds, 2, static_cast<int>(left.count()));
+    if (ready < 0 && errno != EINTR) break;
+    if (ready <= 0) continue;
+    if (fds[0].revents) out_open = drain(out.read, result.out);
+    if (fds[1].revents) err_open = drain(err.read, result.err);
+  }
+  // Output closed does not mean exited: keep the deadline while waiting.
+  int status = 0;
+  for (;;) {
+    pid_t done = waitpid(pid, &status, result.timed_out ? 0 : WNOHANG);
+    if (done == pid || (done < 0 && errno != EINTR)) break;
+    if (done == 0 && std::chrono::steady_clock::now() >= deadline) {
+      result.timed_out = true;
+      kill(pid, SIGKILL);
+    } else if (done == 0) {
+      usleep(10 * 1000);
+    }
+  }
+  result.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+  if (WIFEXITED(status)) result.exit_status = WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) result.signal = WTERMSIG(status);
+  if (result.exit_status == 127 && result.out.empty() && result.err.empty()) result.error = "exec failed";
+  return result;
+}
+
+}  // namespace hostvisor::testing

@@ -1,0 +1,28 @@
+// Runs a program as a child process with a time limit and captures what it
+// writes, for tests that drive the hostvisor binary end to end.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+namespace hostvisor::testing {
+
+struct ChildResult {
+  bool started = false;    // false: fork/exec failed; error says why
+  bool timed_out = false;  // killed with SIGKILL at the deadline
+  int exit_status = -1;    // when it exited normally
+  int signal = 0;          // when a signal ended it
+  std::string out, err;    // stdout and stderr, each capped at kMaxCapture
+  std::string error;
+  std::chrono::milliseconds elapsed{0};
+
+  std::string describe() const;  // "exit status 33", "killed by signal 9", ...
+};
+
+constexpr size_t kMaxCapture = 4 << 20;
+
+// Runs argv[0] (a path) with argv, stdin from /dev/null.
+ChildResult run_child(const std::vector<std::string>& argv, std::chrono::milliseconds timeout);
+
+}  // namespace hostvisor::testing
