@@ -54,7 +54,8 @@ class EmuPlatform {
   // Inserts the PIC (0x20, 0xA0, 0x4D0), PIT (0x40-0x43), port 0x61 (the
   // shared SystemControlPortB wired to the PIT's channel 2, as KVM's
   // in-kernel PIT claims that port too) and the IOAPIC (0xFEC00000).
-  // Fails if a range is already taken.
+  // Fails if a range is already taken. The devices refer to this platform:
+  // the buses must stop dispatching to them before the platform is destroyed.
   Result<void> attach(Bus& port_bus, Bus& mmio_bus);
 
   unsigned vcpu_count() const { return static_cast<unsigned>(lapics_.size()); }

@@ -247,11 +247,14 @@ class LocalApic::Impl {
       timers_.disarm(timer_id_);
       return;
     }
-    timers_.arm(timer_id_, timer_load_ns_ + period_ns());
+    uint64_t when = timer_load_ns_ + period_ns();
+    if (timer_mode() == kLvtTimerPeriodic) when = std::max(when, periodic_not_before_ns_);
+    timers_.arm(timer_id_, when);
   }
 
   void start_countdown_locked() {
     timer_load_ns_ = now();
+    periodic_not_before_ns_ = 0;
     s_.timer_running = s_.timer_initial != 0;
     update_timer_locked();
   }
@@ -272,6 +275,7 @@ class LocalApic::Impl {
           if (timer_mode() == kLvtTimerPeriodic) {
             // Coalesce missed periods into this one interrupt, keeping the phase.
             timer_load_ns_ += (t - timer_load_ns_) / period * period;
+            if (period < kMinPeriodicTimerNs) periodic_not_before_ns_ = t + kMinPeriodicTimerNs;
           } else {
             s_.timer_running = false;
           }
@@ -617,6 +621,8 @@ class LocalApic::Impl {
   mutable std::mutex mutex_;
   State s_;
   uint64_t timer_load_ns_ = 0;  // clock time the current period started
+  // Rate limit of short periodic timers (see kMinPeriodicTimerNs).
+  uint64_t periodic_not_before_ns_ = 0;
   std::function<void()> wakeup_;
   std::function<uint8_t()> extint_source_;
 };

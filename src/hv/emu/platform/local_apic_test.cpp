@@ -200,26 +200,45 @@ TEST_F(LocalApicTest, PeriodicTimerReloadsAndCoalescesMissedPeriods) {
   write(l, LocalApic::kRegTimerDivide, 0x0);  // divide by 2: 80 ns per count
   write(l, LocalApic::kRegLvtTimer, 0x31 | (1u << 17));
   const uint64_t t0 = clock_.now_ns();
-  write(l, LocalApic::kRegTimerInitial, 100);  // period 8 us
+  constexpr uint64_t kPeriod = 5000 * 80;  // 400 us
+  write(l, LocalApic::kRegTimerInitial, 5000);
   int fired = 0;
-  for (int period = 1; period <= 3; ++period) {
-    at(t0 + period * 8000 - 1);
+  for (uint64_t period = 1; period <= 3; ++period) {
+    at(t0 + period * kPeriod - 1);
     EXPECT_FALSE(l.has_interrupt());
-    at(t0 + period * 8000);
+    at(t0 + period * kPeriod);
     if (l.take_interrupt() == std::optional<uint8_t>(0x31)) ++fired;
     write(l, LocalApic::kRegEoi, 0);
   }
   EXPECT_EQ(fired, 3);
-  at(t0 + 3 * 8000 + 4000);
-  EXPECT_EQ(read(l, LocalApic::kRegTimerCurrent), 50u);
+  at(t0 + 3 * kPeriod + kPeriod / 2);
+  EXPECT_EQ(read(l, LocalApic::kRegTimerCurrent), 2500u);
   // Five periods late: one interrupt, and the next deadline keeps the phase.
-  at(t0 + 8 * 8000 + 100);
+  at(t0 + 8 * kPeriod + 100);
   EXPECT_EQ(l.take_interrupt(), std::optional<uint8_t>(0x31));
   EXPECT_FALSE(l.take_interrupt().has_value());
-  EXPECT_EQ(timers_.next_deadline(), std::optional<uint64_t>(t0 + 9 * 8000));
+  EXPECT_EQ(timers_.next_deadline(), std::optional<uint64_t>(t0 + 9 * kPeriod));
   // Writing 0 to the initial count stops it.
   write(l, LocalApic::kRegTimerInitial, 0);
   EXPECT_FALSE(timers_.next_deadline().has_value());
+}
+
+TEST_F(LocalApicTest, ShortPeriodsAreRateLimitedButCountExactly) {
+  LocalApic& l = lapic(0);
+  enable(l);
+  write(l, LocalApic::kRegTimerDivide, 0xb);
+  write(l, LocalApic::kRegLvtTimer, 0x31 | (1u << 17));
+  const uint64_t t0 = clock_.now_ns();
+  write(l, LocalApic::kRegTimerInitial, 25);  // 1 us period
+  at(t0 + 1000);
+  EXPECT_EQ(l.take_interrupt(), std::optional<uint8_t>(0x31));
+  write(l, LocalApic::kRegEoi, 0);
+  EXPECT_EQ(timers_.next_deadline(), std::optional<uint64_t>(t0 + 1000 + kMinPeriodicTimerNs));
+  at(t0 + 1000 + 40 * 5);
+  EXPECT_EQ(read(l, LocalApic::kRegTimerCurrent), 20u);  // the count still runs at the programmed rate
+  EXPECT_FALSE(l.has_interrupt());
+  at(t0 + 1000 + kMinPeriodicTimerNs);
+  EXPECT_EQ(l.take_interrupt(), std::optional<uint8_t>(0x31));
 }
 
 TEST_F(LocalApicTest, SwitchingOneShotToPeriodicKeepsCounting) {
@@ -228,14 +247,14 @@ TEST_F(LocalApicTest, SwitchingOneShotToPeriodicKeepsCounting) {
   write(l, LocalApic::kRegTimerDivide, 0xb);
   write(l, LocalApic::kRegLvtTimer, 0x30);
   const uint64_t t0 = clock_.now_ns();
-  write(l, LocalApic::kRegTimerInitial, 100);
-  at(t0 + 40 * 30);
+  write(l, LocalApic::kRegTimerInitial, 10000);  // 400 us
+  at(t0 + 40 * 3000);
   write(l, LocalApic::kRegLvtTimer, 0x30 | (1u << 17));
-  EXPECT_EQ(read(l, LocalApic::kRegTimerCurrent), 70u);
-  at(t0 + 40 * 100);
+  EXPECT_EQ(read(l, LocalApic::kRegTimerCurrent), 7000u);
+  at(t0 + 40 * 10000);
   EXPECT_EQ(l.take_interrupt(), std::optional<uint8_t>(0x30));
   write(l, LocalApic::kRegEoi, 0);
-  at(t0 + 40 * 200);  // periodic now: reloaded
+  at(t0 + 40 * 20000);  // periodic now: reloaded
   EXPECT_EQ(l.take_interrupt(), std::optional<uint8_t>(0x30));
   // Into TSC-deadline mode: disarmed, initial count cleared.
   write(l, LocalApic::kRegLvtTimer, 0x30 | (2u << 17));

@@ -1,5 +1,6 @@
 #include "hv/emu/platform/pit.h"
 
+#include <algorithm>
 #include <mutex>
 #include <optional>
 
@@ -150,7 +151,8 @@ class Pit::Impl {
     }
     next_edge_tick_ = *edge;
     const uint64_t delta = ns_for_ticks(*edge - c.elapsed_ticks);
-    const uint64_t when = delta > UINT64_MAX - load_ns_[0] ? UINT64_MAX : load_ns_[0] + delta;
+    uint64_t when = delta > UINT64_MAX - load_ns_[0] ? UINT64_MAX : load_ns_[0] + delta;
+    if (c.mode == 2 || c.mode == 3) when = std::max(when, not_before_ns_);
     timers_.arm(timer_id_, when);
   }
 
@@ -158,6 +160,10 @@ class Pit::Impl {
   bool on_timer_locked(uint64_t t) {
     if (!next_edge_tick_) return false;
     const bool due = ticks(0, t) >= *next_edge_tick_;
+    const Channel& c = s_.channels[0];
+    if (due && (c.mode == 2 || c.mode == 3) && ns_for_ticks(c.count) < kMinPeriodicTimerNs) {
+      not_before_ns_ = t + kMinPeriodicTimerNs;
+    }
     schedule_locked();  // coalesces any periods missed while the host was late
     return due;
   }
@@ -175,6 +181,7 @@ class Pit::Impl {
 
   void load_count(unsigned ch, uint32_t raw) {
     Channel& c = s_.channels[ch];
+    if (ch == 0) not_before_ns_ = 0;
     const uint64_t t = now();
     uint32_t n = c.bcd ? from_bcd(static_cast<uint16_t>(raw)) : raw;
     if (n == 0) n = modulus(c);
@@ -326,6 +333,7 @@ class Pit::Impl {
   State s_;
   std::array<uint64_t, 3> load_ns_{};       // clock time elapsed_ticks refers to
   std::optional<uint64_t> next_edge_tick_;  // channel 0
+  uint64_t not_before_ns_ = 0;              // rate limit of short periods (kMinPeriodicTimerNs)
   std::function<void()> irq0_;
 };
 
@@ -397,6 +405,7 @@ void Pit::restore(const State& state) {
     if (ch < 2) c.gate = true;
     impl_->load_ns_[ch] = t;
   }
+  impl_->not_before_ns_ = 0;
   impl_->schedule_locked();
 }
 

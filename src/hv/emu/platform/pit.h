@@ -14,6 +14,12 @@
 // PlatformTimers; if the host falls behind, missed periods are coalesced
 // into one edge (the guest's timekeeping copes, as with lost ticks on real
 // hardware).
+//
+// Simplifications: a new count written while mode 2 or 3 runs restarts the
+// period at once (the 8254 finishes the current period first), and counts
+// start on the write rather than one input clock later (mode 0 raises OUT
+// N clocks after the write, the 8254 N+1): both are below what a guest can
+// measure through port I/O.
 #pragma once
 
 #include <array>

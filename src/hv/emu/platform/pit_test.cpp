@@ -62,10 +62,21 @@ TEST_F(PitTest, Mode2PeriodicIrq0AndCountReadBack) {
 }
 
 TEST_F(PitTest, MissedPeriodsAreCoalesced) {
-  program(0, 2, 100);
-  at(t0_ + ns_of(100 * 50) + 10);
+  program(0, 2, 1000);
+  at(t0_ + ns_of(1000 * 50) + 10);
   EXPECT_EQ(edges_, 1);
-  EXPECT_EQ(timers_.next_deadline(), std::optional<uint64_t>(t0_ + ns_of(100 * 51)));
+  EXPECT_EQ(timers_.next_deadline(), std::optional<uint64_t>(t0_ + ns_of(1000 * 51)));
+}
+
+TEST_F(PitTest, ShortPeriodsAreRateLimited) {
+  program(0, 2, 100);  // 84 us
+  at(t0_ + ns_of(100));
+  EXPECT_EQ(edges_, 1);
+  EXPECT_EQ(timers_.next_deadline(), std::optional<uint64_t>(t0_ + ns_of(100) + kMinPeriodicTimerNs));
+  at(t0_ + ns_of(150));
+  EXPECT_EQ(latch_read(0), 50);  // the counter itself runs at the programmed rate
+  at(t0_ + ns_of(100) + kMinPeriodicTimerNs);
+  EXPECT_EQ(edges_, 2);
 }
 
 TEST_F(PitTest, Mode0InterruptOnTerminalCount) {
@@ -146,16 +157,16 @@ TEST_F(PitTest, Channel2GateAndOutputThroughPort61LikeLinuxCalibration) {
 }
 
 TEST_F(PitTest, Mode3SquareWave) {
-  program(0, 3, 100);
+  program(0, 3, 1000);
   EXPECT_TRUE(pit_.channel_output(0));
-  at(t0_ + ns_of(49));
+  at(t0_ + ns_of(499));
   EXPECT_TRUE(pit_.channel_output(0));
-  at(t0_ + ns_of(51));
+  at(t0_ + ns_of(501));
   EXPECT_FALSE(pit_.channel_output(0));
-  at(t0_ + ns_of(100));
+  at(t0_ + ns_of(1000));
   EXPECT_TRUE(pit_.channel_output(0));
   EXPECT_EQ(edges_, 1);
-  at(t0_ + ns_of(210));
+  at(t0_ + ns_of(2100));
   EXPECT_EQ(edges_, 2);
 }
 

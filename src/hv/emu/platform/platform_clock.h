@@ -28,6 +28,13 @@ constexpr uint64_t kNsPerCrystalTick = kNsPerSecond / kCrystalHz;    // 40 ns
 constexpr uint64_t kTscTicksPerNs = kTscFrequencyHz / kNsPerSecond;  // 2
 static_assert(kTscFrequencyHz % kNsPerSecond == 0);
 
+// The shortest interval at which a periodic timer (LAPIC periodic mode, PIT
+// modes 2 and 3) interrupts: shorter periods still count at the programmed
+// rate, but interrupts are coalesced to one per interval, so a guest cannot
+// make the timer thread spin. KVM applies the same limit (min_timer_period_us
+// = 200), so guests see the same on both backends.
+constexpr uint64_t kMinPeriodicTimerNs = 200'000;
+
 // The 8254 PIT input clock.
 constexpr uint64_t kPitFrequencyHz = 1'193'182;
 

@@ -6,7 +6,9 @@
 // disarm() (typically re-arming a periodic timer). A callback can run just
 // after its owner re-armed or disarmed it (a race between threads), so owners
 // treat a callback as "look at your state at time now_ns", never as proof that
-// the deadline they last set is due.
+// the deadline they last set is due. Timers cannot be removed: an owner must
+// stop() the service (or otherwise know run_due() is not running) before it
+// goes away, as EmuPlatform does.
 #pragma once
 
 #include <condition_variable>
