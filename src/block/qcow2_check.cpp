@@ -1,7 +1,9 @@
 #include "block/qcow2_check.h"
 
 #include <algorithm>
+#include <functional>
 #include <map>
+#include <set>
 
 #include "block/host_file.h"
 #include "block/qcow2_format.h"
@@ -56,12 +58,19 @@ class Checker {
   Result<void> walk_l1(uint64_t l1_offset, uint32_t l1_size, const std::string& name, bool active) {
     if (!mark(l1_offset, uint64_t{l1_size} * 8, name + " L1 table")) return ok();
     std::vector<uint64_t> l1 = HV_TRY(read_table(l1_offset, l1_size));
+    std::set<uint64_t> seen;
     for (size_t i = 0; i < l1.size(); ++i) {
       uint64_t e = l1[i];
       uint64_t off = e & kOffsetMask;
       if (off == 0) continue;
       if ((e & ~(kOffsetMask | kFlagCopied)) != 0 || off % cs_ != 0) {
         error(name + " L1 entry " + std::to_string(i) + " is invalid");
+        continue;
+      }
+      // One L2 table under two L1 entries is corruption; walking it again would
+      // also let a hostile image multiply the work.
+      if (!seen.insert(off).second) {
+        error(name + " L1 entry " + std::to_string(i) + " reuses the L2 table at " + std::to_string(off));
         continue;
       }
       if (!mark(off, cs_, name + " L2 table")) continue;
@@ -127,7 +136,8 @@ class Checker {
         continue;
       }
       ++refcount_structure_[off / cs_];
-      blocks_[i] = HV_TRY(read_block(off));
+      if (!block_data_.count(off)) block_data_[off] = HV_TRY(read_block(off));
+      blocks_.emplace(i, block_data_[off]);
     }
     // Compare.
     uint64_t covered = table_.size() * per_block_;
@@ -151,12 +161,15 @@ class Checker {
               " reference=" + std::to_string(refs));
       }
     }
-    // Refcounts stored for clusters past the end of the file are leaks too.
+    // Refcounts stored for clusters past the end of the file are leaks too
+    // (each distinct block once, so duplicated table entries cost nothing extra).
+    std::set<uint64_t> scanned;
     for (const auto& [bi, block] : blocks_) {
+      if (!scanned.insert(table_[bi]).second) continue;
       for (uint64_t k = 0; k < per_block_; ++k) {
         uint64_t c = bi * per_block_ + k;
         if (c < n) continue;
-        if (entry(block, k) != 0) {
+        if (entry(block.get(), k) != 0) {
           ++report_.leaks;
           if (report_.messages.size() < 1000)
             report_.messages.push_back("Leaked cluster " + std::to_string(c) + " beyond the end of the file");
@@ -281,7 +294,7 @@ class Checker {
   uint64_t refcount(uint64_t c) const {
     auto it = blocks_.find(c / per_block_);
     if (it == blocks_.end()) return 0;
-    return entry(it->second, c % per_block_);
+    return entry(it->second.get(), c % per_block_);
   }
 
   HostFile& file_;
@@ -293,7 +306,8 @@ class Checker {
   std::vector<uint64_t> refs_;
   std::vector<uint64_t> refcount_structure_;
   std::vector<uint64_t> table_;
-  std::map<uint64_t, std::vector<uint8_t>> blocks_;
+  std::map<uint64_t, std::vector<uint8_t>> block_data_;                            // by host offset
+  std::map<uint64_t, std::reference_wrapper<const std::vector<uint8_t>>> blocks_;  // by table index
   std::vector<std::pair<uint64_t, uint64_t>> active_l2_;
   std::vector<DataRef> active_data_;
   uint64_t copied_errors_ = 0;

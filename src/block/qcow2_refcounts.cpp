@@ -27,6 +27,7 @@ Result<void> Refcounts::load(uint64_t file_size) {
   uint64_t bytes = uint64_t{table_clusters_} * cluster_size_;
   std::vector<uint8_t> raw(bytes);
   HV_TRY(file_.read(table_offset_, raw.data(), raw.size()));
+  end_cluster_ = (file_size + cluster_size_ - 1) / cluster_size_;
   table_.resize(bytes / 8);
   for (size_t i = 0; i < table_.size(); ++i) {
     uint64_t e = load_be64(&raw[i * 8]);
@@ -103,6 +104,7 @@ Result<TableCache::Table*> Refcounts::block_for(uint64_t cluster_index, bool cre
     // The new block goes in the first free cluster; if that cluster is in the
     // range the block describes, the block describes itself.
     uint64_t c = HV_TRY(allocate_search(1));
+    end_cluster_ = std::max(end_cluster_, c + 1);
     if (c / entries_per_block_ == bi) {
       TableCache::Table* b = blocks_.create(c * cluster_size_);
       write_entry(*b, c % entries_per_block_, 1);
@@ -122,7 +124,9 @@ Result<TableCache::Table*> Refcounts::block_for(uint64_t cluster_index, bool cre
 }
 
 Result<uint64_t> Refcounts::allocate_search(uint64_t n) {
-  uint64_t limit = kMaxOffset / cluster_size_;
+  // Everything past the last cluster in use is free; if the refcounts claim
+  // far more than that, they are corrupt (and scanning them could take forever).
+  uint64_t limit = std::min(kMaxOffset / cluster_size_, end_cluster_ + n + (1u << 20));
   uint64_t start = std::max<uint64_t>(free_hint_, 1);
   uint64_t run = 0;
   for (uint64_t c = start; c < limit; ++c) {
@@ -132,6 +136,9 @@ Result<uint64_t> Refcounts::allocate_search(uint64_t n) {
       continue;
     }
     if (++run == n) return c + 1 - n;
+  }
+  if (limit < kMaxOffset / cluster_size_) {
+    return corrupt("refcounts mark clusters far beyond the end of the image as in use");
   }
   return Error(ErrorCode::kOutOfRange, "qcow2 image is full (no free clusters below the 64 PiB limit)");
 }
@@ -154,6 +161,7 @@ Result<uint64_t> Refcounts::allocate(uint64_t n) {
       write_entry(*b, c % entries_per_block_, 1);
     }
     if (n == 1 || first == free_hint_) free_hint_ = first + n;
+    end_cluster_ = std::max(end_cluster_, first + n);
     return first * cluster_size_;
   }
   return corrupt("cluster allocation does not converge");
@@ -233,6 +241,7 @@ Result<void> Refcounts::grow_table(uint64_t min_entries) {
     TableCache::Table* b = HV_TRY(blocks_.get(table_[c / entries_per_block_]));
     write_entry(*b, c % entries_per_block_, 1);
   }
+  end_cluster_ = std::max(end_cluster_, first + tc + missing.size());
   table_offset_ = first * cluster_size_;
   table_clusters_ = static_cast<uint32_t>(tc);
   table_dirty_ = true;

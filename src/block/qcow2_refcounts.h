@@ -72,6 +72,7 @@ class Refcounts {
   TableMovedFn on_table_moved_;
   OverlapFn overlaps_metadata_;
   uint64_t free_hint_ = 1;
+  uint64_t end_cluster_ = 0;  // one past the highest cluster known to be in use or in the file
   int depth_ = 0;
 };
 
