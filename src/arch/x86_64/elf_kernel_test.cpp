@@ -161,6 +161,20 @@ TEST(Elf64Kernel, RejectsAbsurdProgramHeaderCount) {
   expect_error(load_elf_kernel(vm.memory, vm.layout, KernelImage{file, {}, ""}), "no program headers");
 }
 
+TEST(Elf64Kernel, ProgramHeaderSizeIsTheStride) {
+  auto vm = make_test_vm(64 * kMiB);
+  auto file = make_elf(two_segment_kernel());
+  put<uint16_t>(file, 54, 40);  // smaller than an Elf64_Phdr
+  expect_error(load_elf_kernel(vm.memory, vm.layout, KernelImage{file, {}, ""}), "program header size 40");
+  // One 64-byte entry: the first segment's header, padded; the rest of the file is data.
+  file = make_elf(two_segment_kernel());
+  put<uint16_t>(file, 54, 64);
+  put<uint16_t>(file, 56, 1);
+  auto setup = load_elf_kernel(vm.memory, vm.layout, KernelImage{file, {}, ""});
+  ASSERT_TRUE(setup.ok()) << setup.error().message();
+  EXPECT_EQ(setup->regs.rip, 0x200010u);
+}
+
 TEST(Elf64Kernel, RejectsSegmentOutsideRam) {
   auto vm = make_test_vm(64 * kMiB);
   auto spec = two_segment_kernel();

@@ -104,8 +104,10 @@ Result<ElfFile> parse_elf(std::span<const uint8_t> file) {
   if (phnum == kPnXnum || phnum > kElfMaxProgramHeaders)
     return corrupt(std::to_string(phnum) + " program headers is more than a kernel has (at most " +
                    std::to_string(kElfMaxProgramHeaders) + " accepted)");
-  if (phentsize != phdr_size)
-    return corrupt("program header size " + std::to_string(phentsize) + " should be " + std::to_string(phdr_size));
+  // Entries may be larger than the fields we read (the stride is e_phentsize), never smaller.
+  if (phentsize < phdr_size)
+    return corrupt("program header size " + std::to_string(phentsize) + " is smaller than " +
+                   std::to_string(phdr_size));
   if (!in_file(file.size(), phoff, uint64_t{phnum} * phentsize))
     return corrupt("program headers at offset " + hex(phoff) + " (" + std::to_string(phnum) +
                    " entries) run past the end of the " + std::to_string(file.size()) + "-byte file");

@@ -83,7 +83,6 @@ struct MmapEntry {
 static_assert(sizeof(MmapEntry) == 24);
 
 // Where the pieces go inside the page at kMultibootInfoAddress.
-constexpr uint64_t kInfoSize = 120;  // the 0.6.96 structure including framebuffer fields
 constexpr uint64_t kModulesAddress = kMultibootInfoAddress + 0x100;
 constexpr uint64_t kInitrdStringAddress = kMultibootInfoAddress + 0x180;
 constexpr uint64_t kLoaderNameAddress = kMultibootInfoAddress + 0x1a0;
