@@ -80,6 +80,9 @@ Result<Placement64> place_kernel(const std::vector<E820Entry>& map, std::span<co
                                            "-aligned address in RAM from 1 MiB; give the VM more memory (--memory)");
   }
   const uint64_t runtime = pref != 0 ? pref : kHighMemoryStart;
+  if (runtime < kHighMemoryStart)
+    return bad(ErrorCode::kCorrupt, "this non-relocatable kernel wants to run at " + hex(runtime) +
+                                        ", below 1 MiB where the boot structures are");
   if (!is_usable_ram(map, kHighMemoryStart, payload_size) || !is_usable_ram(map, runtime, init_size) ||
       runtime >= kIdentityMappedSize || init_size > kIdentityMappedSize - runtime)
     return bad(ErrorCode::kOutOfRange, "this non-relocatable kernel needs RAM at [" + hex(kHighMemoryStart) + ", +" +

@@ -34,6 +34,11 @@ std::vector<uint8_t> read_bytes(const GuestMemory& m, uint64_t address, uint64_t
   return out;
 }
 
+void expect_error(const Result<BootSetup>& r, const std::string& needle) {
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message().find(needle), std::string::npos) << r.error().message();
+}
+
 TEST(BzImage, LoadsAtPreferredAddressAndFillsTheZeroPage) {
   auto vm = make_test_vm(64 * kMiB);
   BzImageSpec spec;
@@ -158,6 +163,15 @@ TEST(BzImage, NonRelocatableKernelLoadsAt1MiB) {
   EXPECT_GE(zp<uint32_t>(vm.memory, kRamdiskImage), 0x1000000u + spec.init_size);
 }
 
+TEST(BzImage, RejectsNonRelocatableKernelRunningBelow1MiB) {
+  auto vm = make_test_vm(64 * kMiB);
+  BzImageSpec spec;
+  spec.relocatable = false;
+  spec.pref_address = kZeroPageAddress;
+  const auto file = make_bzimage(spec);
+  expect_error(load_bzimage(vm.memory, vm.layout, KernelImage{file, {}, ""}), "below 1 MiB");
+}
+
 TEST(BzImage, SetupSectsZeroMeansFour) {
   auto vm = make_test_vm(64 * kMiB);
   BzImageSpec spec;
@@ -166,11 +180,6 @@ TEST(BzImage, SetupSectsZeroMeansFour) {
   ASSERT_EQ(file.size(), 5 * 512 + spec.payload_size);
   ASSERT_TRUE(load_bzimage(vm.memory, vm.layout, KernelImage{file, {}, ""}).ok());
   EXPECT_EQ(read_bytes(vm.memory, 0x1000000, 64), pattern(kBzImagePayloadSeed, 64));
-}
-
-void expect_error(const Result<BootSetup>& r, const std::string& needle) {
-  ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.error().message().find(needle), std::string::npos) << r.error().message();
 }
 
 TEST(BzImage, RejectsOldProtocol) {
