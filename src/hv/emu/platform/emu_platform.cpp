@@ -73,6 +73,14 @@ Result<void> EmuPlatform::attach(Bus& port_bus, Bus& mmio_bus) {
   return {};
 }
 
+void EmuPlatform::reset() {
+  port61_->reset();
+  pit_->reset();
+  pic_->reset();
+  io_apic_->reset();
+  for (auto& lapic : lapics_) lapic->reset();
+}
+
 EmuPlatform::State EmuPlatform::save() const {
   State s;
   for (const auto& lapic : lapics_) s.local_apics.push_back(lapic->save());

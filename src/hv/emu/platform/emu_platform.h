@@ -58,6 +58,11 @@ class EmuPlatform {
   // the buses must stop dispatching to them before the platform is destroyed.
   Result<void> attach(Bus& port_bus, Bus& mmio_bus);
 
+  // Machine reset (reboot, triple fault): every component back to its
+  // power-on state, as a PC's RESET line does. vCPU threads should not be
+  // running guest code meanwhile.
+  void reset();
+
   unsigned vcpu_count() const { return static_cast<unsigned>(lapics_.size()); }
   LocalApic& local_apic(unsigned vcpu) { return *lapics_.at(vcpu); }
   IoApic& io_apic() { return *io_apic_; }

@@ -187,6 +187,29 @@ TEST_F(EmuPlatformTest, SaveRestoreAcrossPlatforms) {
   EXPECT_FALSE((*three)->restore(s).ok());
 }
 
+TEST_F(EmuPlatformTest, ResetReturnsEverythingToPowerOn) {
+  init_pic();
+  out(0x43, 0x34);
+  out(0x40, 0x00);
+  out(0x40, 0x10);
+  out(0x61, 0x01);
+  lapic_write(0, LocalApic::kRegSvr, 0x1ff);
+  lapic_write(1, LocalApic::kRegSvr, 0x1ff);
+  ioapic_write(0x10, 0x33);
+  platform_->interrupts().signal_msi(0xfee01000, 0x45);
+  ASSERT_TRUE(platform_->local_apic(1).msr_write(LocalApic::kMsrApicBase, 0xfee00c00).ok());
+  platform_->reset();
+  EXPECT_FALSE(platform_->timers().next_deadline().has_value());
+  EXPECT_FALSE(platform_->pit().channel2_gate());
+  EXPECT_EQ(in(0x61) & 0x0f, 0);
+  EXPECT_EQ(platform_->io_apic().redirection_entry(0), IoApic::kEntryMasked);
+  EXPECT_FALSE(platform_->local_apic(1).has_interrupt());
+  EXPECT_FALSE(platform_->local_apic(1).x2apic_mode());
+  EXPECT_TRUE(platform_->local_apic(1).waiting_for_sipi());
+  EXPECT_EQ(*platform_->local_apic(0).msr_read(LocalApic::kMsrApicBase), 0xfee00900u);
+  EXPECT_EQ(platform_->pic().save().chips[0].vector_base, 0);  // the guest initialises it again
+}
+
 TEST(EmuPlatformCreate, RejectsBadCpuCountsAndRunsItsTimerThread) {
   EXPECT_FALSE(EmuPlatform::create({.vcpu_count = 0}).ok());
   EXPECT_FALSE(EmuPlatform::create({.vcpu_count = 256}).ok());
