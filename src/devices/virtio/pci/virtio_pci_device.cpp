@@ -397,7 +397,8 @@ void VirtioPciDevice::notify_queue(uint16_t queue) {
 
 void VirtioPciDevice::update_intx_locked() {
   config_.set_interrupt_status(isr_ != 0);
-  intx_.set_level(isr_ != 0 && !(config_.command() & pci_command::kInterruptDisable));
+  // With MSI-X enabled the function must not use its INTx pin (PCI 3.0, 6.8.3.3).
+  intx_.set_level(isr_ != 0 && !msix_.enabled() && !(config_.command() & pci_command::kInterruptDisable));
 }
 
 void VirtioPciDevice::raise_config_interrupt_locked() {
