@@ -4,6 +4,8 @@
 #include <memory>
 
 #include "base/size.h"
+#include "guest/default_guest/default_guest.h"
+#include "guest/demo/demo_guest.h"
 #include "vmm/machine.h"
 
 namespace hostvisor::cli {
@@ -20,11 +22,18 @@ void fail(const std::string& message) { std::fprintf(stderr, "hostvisor: %s\n", 
 
 int run(const RunOptions& options) {
   MachineConfig config;
-  if (options.kernel.empty()) {
-    fail("run: --kernel is required until the default guest lands (hostvisor run --kernel FILE)");
-    return 2;
-  }
   config.kernel_path = options.kernel;
+  if (config.kernel_path.empty()) {
+    // No kernel: the built-in default guest. Until the Linux default guest
+    // runs here it is the embedded demo kernel.
+    auto cache = guest::default_cache_dir();
+    auto demo = cache ? guest::install_demo_kernel(*cache) : Result<std::string>(cache.error());
+    if (!demo) {
+      fail("the default guest: " + demo.error().message());
+      return 1;
+    }
+    config.kernel_path = *demo;
+  }
   config.initrd_path = options.initrd;
   config.cmdline = options.append;
   config.cpus = options.cpus;
@@ -61,7 +70,8 @@ void add_run_command(CLI::App& app, int* exit_status) {
   auto options = std::make_shared<RunOptions>();
   CLI::App* cmd = app.add_subcommand("run", "Boot a guest on this terminal (the guest's serial console)");
   cmd->add_option("--kernel", options->kernel,
-                  "Kernel to boot: a Linux bzImage, an ELF64 (PVH or 64-bit entry) or a multiboot v1 image")
+                  "Kernel to boot: a Linux bzImage, an ELF64 (PVH or 64-bit entry) or a multiboot v1 image "
+                  "(default: the built-in default guest)")
       ->check(CLI::ExistingFile);
   cmd->add_option("--initrd", options->initrd, "Initial ramdisk (multiboot: module 0)")->check(CLI::ExistingFile);
   cmd->add_option("--append", options->append, "Kernel command line");

@@ -1,6 +1,12 @@
 #include "vmm/console.h"
 
+#include <sys/eventfd.h>
 #include <unistd.h>
+
+#include <cstring>
+
+#include "devices/legacy/serial_8250.h"
+#include "vmm/event_loop.h"
 
 namespace hostvisor {
 
@@ -46,6 +52,75 @@ const char* ConsoleEscape::help_text() {
          "  Ctrl-A x         quit hostvisor\r\n"
          "  Ctrl-A Ctrl-A    send Ctrl-A to the guest\r\n"
          "  Ctrl-A h         this help\r\n";
+}
+
+namespace {
+void write_all(int fd, const char* text) {
+  size_t length = std::strlen(text);
+  while (length > 0) {
+    ssize_t n = ::write(fd, text, length);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (n <= 0) return;
+    text += n;
+    length -= static_cast<size_t>(n);
+  }
+}
+}  // namespace
+
+Result<std::unique_ptr<SerialConsole>> SerialConsole::attach(EventLoop& loop, Serial8250& uart, int input_fd,
+                                                             int output_fd, std::function<void()> on_quit) {
+  EventFd space = HV_TRY(EventFd::create(0, EFD_NONBLOCK));
+  std::unique_ptr<SerialConsole> console(
+      new SerialConsole(loop, uart, input_fd, output_fd, std::move(on_quit), std::move(space)));
+  SerialConsole* self = console.get();
+  HV_TRY(loop.add(self->space_.fd(), [self](uint32_t) { self->on_space(); }));
+  uart.set_input_space_notifier([self] { self->space_.signal(); });
+  // stdin may be unwatchable (a regular file, /dev/null): then there is
+  // simply no console input and the guest runs on.
+  if (loop.add(input_fd, [self](uint32_t) { self->on_input(); }).ok()) self->watching_input_ = true;
+  return console;
+}
+
+SerialConsole::~SerialConsole() {
+  uart_.set_input_space_notifier({});
+  if (watching_input_) loop_.remove(input_fd_);
+  loop_.remove(space_.fd());
+}
+
+void SerialConsole::on_input() {
+  uint8_t buffer[1024];
+  ssize_t n = ::read(input_fd_, buffer, sizeof buffer);
+  if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
+  if (n <= 0) {  // EOF or error: no more input, the guest keeps running
+    loop_.remove(input_fd_);
+    watching_input_ = false;
+    input_closed_ = true;
+    return;
+  }
+  auto command = escape_.feed(std::span(buffer, static_cast<size_t>(n)), pending_);
+  if (command == ConsoleEscape::Command::kHelp) write_all(output_fd_, ConsoleEscape::help_text());
+  if (command == ConsoleEscape::Command::kQuit) {
+    pending_.clear();
+    on_quit_();
+    return;
+  }
+  deliver_pending();
+}
+
+void SerialConsole::on_space() {
+  space_.consume();
+  deliver_pending();
+}
+
+void SerialConsole::deliver_pending() {
+  const size_t taken = uart_.enqueue_input(pending_);
+  pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(taken));
+  if (!pending_.empty() && watching_input_) {
+    loop_.remove(input_fd_);  // wait for the guest to read before taking more
+    watching_input_ = false;
+  } else if (pending_.empty() && !watching_input_ && !input_closed_) {
+    watching_input_ = loop_.add(input_fd_, [this](uint32_t) { on_input(); }).ok();
+  }
 }
 
 }  // namespace hostvisor

@@ -8,11 +8,18 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
 
+#include "base/fd.h"
+#include "base/result.h"
+
 namespace hostvisor {
+
+class EventLoop;
+class Serial8250;
 
 // Puts a terminal into raw mode for its lifetime.
 class RawTerminal {
@@ -43,6 +50,40 @@ class ConsoleEscape {
 
  private:
   bool escape_pending_ = false;
+};
+
+// Host input (stdin) to the guest's UART, on the event loop. Input the UART
+// cannot take yet waits here, and stdin is not read again until the guest
+// has drained it (the UART's input-space notifier wakes us), so pasted text
+// and keystrokes are never dropped and nothing spins.
+class SerialConsole {
+ public:
+  static Result<std::unique_ptr<SerialConsole>> attach(EventLoop& loop, Serial8250& uart, int input_fd, int output_fd,
+                                                       std::function<void()> on_quit);
+  ~SerialConsole();
+
+ private:
+  SerialConsole(EventLoop& loop, Serial8250& uart, int input_fd, int output_fd, std::function<void()> on_quit,
+                EventFd space)
+      : loop_(loop),
+        uart_(uart),
+        input_fd_(input_fd),
+        output_fd_(output_fd),
+        on_quit_(std::move(on_quit)),
+        space_(std::move(space)) {}
+  void on_input();
+  void on_space();
+  void deliver_pending();  // pushes what fits; watches stdin again once empty
+
+  EventLoop& loop_;
+  Serial8250& uart_;
+  int input_fd_, output_fd_;
+  std::function<void()> on_quit_;
+  EventFd space_;
+  ConsoleEscape escape_;
+  std::vector<uint8_t> pending_;
+  bool watching_input_ = false;
+  bool input_closed_ = false;
 };
 
 }  // namespace hostvisor

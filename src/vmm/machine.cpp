@@ -2,6 +2,7 @@
 
 #include <signal.h>
 #include <sys/signalfd.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -162,34 +163,34 @@ Result<void> Machine::setup_console() {
                             std::string("stopped by ") + ::strsignal(static_cast<int>(info.ssi_signo))});
   }));
 
-  // Host input to the guest's UART. EOF on stdin (a closed pipe, /dev/null)
-  // just stops the input; the guest keeps running.
-  auto escape = std::make_shared<ConsoleEscape>();
-  auto stdin_result = event_loop_->add(STDIN_FILENO, [this, escape](uint32_t events) {
-    uint8_t buffer[1024];
-    ssize_t n = ::read(STDIN_FILENO, buffer, sizeof buffer);
-    if (n <= 0) {
-      if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
-      event_loop_->remove(STDIN_FILENO);
-      return;
-    }
-    std::vector<uint8_t> to_guest;
-    auto command = escape->feed(std::span(buffer, static_cast<size_t>(n)), to_guest);
-    std::span<const uint8_t> pending(to_guest);
-    // The UART buffers a little; wait for the guest to drain the rest rather
-    // than drop keystrokes or pasted text.
-    while (!pending.empty() && state_ != State::kStopped) {
-      pending = pending.subspan(serial_->enqueue_input(pending));
-      if (!pending.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-    if (command == ConsoleEscape::Command::kHelp) {
-      const char* help = ConsoleEscape::help_text();
-      write_all(STDOUT_FILENO, std::span(reinterpret_cast<const uint8_t*>(help), std::strlen(help)));
-    } else if (command == ConsoleEscape::Command::kQuit) {
-      request_stop(RunOutcome{RunOutcome::Kind::kUserQuit, 0, "quit from the console (Ctrl-A x)"});
-    }
-  });
-  if (!stdin_result) HV_LOG_DEBUG("no console input: {}", stdin_result.error().message());
+  console_ = HV_TRY(SerialConsole::attach(*event_loop_, *serial_, STDIN_FILENO, STDOUT_FILENO, [this] {
+    request_stop(RunOutcome{RunOutcome::Kind::kUserQuit, 0, "quit from the console (Ctrl-A x)"});
+  }));
+
+  // The CMOS RTC computes its interrupts lazily; a timer polls it when its
+  // next event is due, and at least once a second so a newly enabled
+  // periodic or alarm interrupt starts within a second.
+  int tfd = ::timerfd_create(CLOCK_REALTIME, TFD_CLOEXEC | TFD_NONBLOCK);
+  if (tfd < 0) return Error::from_errno("timerfd_create");
+  rtc_timer_.reset(tfd);
+  auto arm_rtc_timer = [this] {
+    timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    const int64_t now_ns = static_cast<int64_t>(now.tv_sec) * 1000000000 + now.tv_nsec;
+    int64_t due = now_ns + 1000000000;
+    if (auto next = rtc_->next_event_ns(); next && *next < due) due = std::max(*next, now_ns + 1);
+    itimerspec spec{};
+    spec.it_value.tv_sec = due / 1000000000;
+    spec.it_value.tv_nsec = due % 1000000000;
+    ::timerfd_settime(rtc_timer_.get(), TFD_TIMER_ABSTIME, &spec, nullptr);
+  };
+  HV_TRY(event_loop_->add(tfd, [this, arm_rtc_timer](uint32_t) {
+    uint64_t expirations;
+    [[maybe_unused]] ssize_t n = ::read(rtc_timer_.get(), &expirations, sizeof expirations);
+    rtc_->poll();
+    arm_rtc_timer();
+  }));
+  arm_rtc_timer();
   return {};
 }
 
@@ -211,6 +212,7 @@ RunOutcome Machine::run() {
   for (auto& t : threads_) t.join();
   threads_.clear();
   event_loop_->stop();
+  console_.reset();
   return outcome;
 }
 

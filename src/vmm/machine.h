@@ -16,6 +16,7 @@
 #include "devices/system_control.h"
 #include "hv/hypervisor.h"
 #include "memory/guest_memory.h"
+#include "vmm/console.h"
 #include "vmm/event_loop.h"
 #include "vmm/machine_config.h"
 #include "vmm/run_outcome.h"
@@ -77,6 +78,8 @@ class Machine final : public SystemControl {
   std::shared_ptr<Serial8250> serial_;
   std::shared_ptr<CmosRtc> rtc_;
   std::unique_ptr<EventLoop> event_loop_;
+  std::unique_ptr<SerialConsole> console_;
+  UniqueFd rtc_timer_;
 
   std::atomic<State> state_{State::kCreated};
   std::mutex mutex_;
