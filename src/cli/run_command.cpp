@@ -16,6 +16,7 @@ struct RunOptions {
   std::string kernel, initrd, append, memory = "256M", accel = "auto";
   unsigned cpus = 1;
   bool debug_exit = false;
+  bool no_reboot = false;
 };
 
 void fail(const std::string& message) { std::fprintf(stderr, "hostvisor: %s\n", message.c_str()); }
@@ -51,17 +52,25 @@ int run(const RunOptions& options) {
   }
   config.accel = *accel;
 
-  auto machine = Machine::create(config);
-  if (!machine) {
-    fail(machine.error().message());
-    return 1;
+  // A guest reset reboots: the machine is built afresh from the same
+  // configuration (RAM cleared, devices reset, kernel reloaded), as a PC's
+  // firmware would start over. --no-reboot ends the run instead.
+  for (bool first = true;; first = false) {
+    auto machine = Machine::create(config);
+    if (!machine) {
+      fail(machine.error().message());
+      return 1;
+    }
+    if (first)
+      std::fprintf(stderr, "hostvisor: accel %s: %s\n", (*machine)->backend_name(), (*machine)->accel_reason().c_str());
+    RunOutcome outcome = (*machine)->run();
+    if (outcome.kind == RunOutcome::Kind::kReset && !options.no_reboot) {
+      std::fprintf(stderr, "\r\nhostvisor: the guest reset the machine; rebooting\n");
+      continue;
+    }
+    if (!outcome.message.empty()) std::fprintf(stderr, "\r\nhostvisor: %s\n", outcome.message.c_str());
+    return outcome.exit_status;
   }
-  if (config.accel == Accel::kAuto || !(*machine)->accel_reason().empty())
-    std::fprintf(stderr, "hostvisor: accel %s: %s\n", (*machine)->backend_name(), (*machine)->accel_reason().c_str());
-
-  RunOutcome outcome = (*machine)->run();
-  if (!outcome.message.empty()) std::fprintf(stderr, "\r\nhostvisor: %s\n", outcome.message.c_str());
-  return outcome.exit_status;
 }
 
 }  // namespace
@@ -80,6 +89,8 @@ void add_run_command(CLI::App& app, int* exit_status) {
   cmd->add_option("--accel", options->accel, "CPU backend: auto, kvm or emu")->capture_default_str();
   cmd->add_flag("--debug-exit", options->debug_exit,
                 "Add an isa-debug-exit device at port 0xf4: a guest write of v exits with status (v << 1) | 1");
+  cmd->add_flag("--no-reboot", options->no_reboot,
+                "End the run (status 3) when the guest resets, instead of rebooting");
   cmd->callback([options, exit_status] { *exit_status = run(*options); });
 }
 

@@ -10,7 +10,7 @@ struct RunOutcome {
     kPowerOff,     // the guest powered off: status 0
     kUserQuit,     // Ctrl-A x, SIGINT/SIGTERM: status 0
     kDebugExit,    // the guest wrote v to the debug-exit port: status (v << 1) | 1
-    kReset,        // the guest reset the machine: status 3 (reboot comes with the PC platform)
+    kReset,        // the guest reset the machine: hostvisor reboots it, or with --no-reboot ends with status 3
     kTripleFault,  // the guest shut its CPU down: status 4
     kGuestStuck,   // a vCPU halted with nothing that could ever wake it: status 4
     kFailure,      // hostvisor could not go on: status 1
