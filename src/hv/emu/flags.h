@@ -82,6 +82,8 @@ inline bool carry_flag(const Cpu& cpu) {
     case FlagOp::kAdd: return (f.res & mask) < (f.a & mask);
     case FlagOp::kSub: return (f.a & mask) < (f.b & mask);
     case FlagOp::kLogic: return false;
+    case FlagOp::kInc:
+    case FlagOp::kDec: return f.carry;
     default: return compute_arith_flags(f) & kFlagCf;
   }
 }

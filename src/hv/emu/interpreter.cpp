@@ -23,6 +23,17 @@ std::string hex(uint64_t v) {
   return buf;
 }
 
+// Delivers an exception or external interrupt. Unlike INT n, these cannot be
+// restarted after a VMM exit, so an IDT, TSS or stack outside RAM fails the vCPU.
+bool deliver_unrestartable(Cpu& cpu, uint8_t vector, EventKind kind, bool has_error, uint32_t error) {
+  try {
+    return deliver_event(cpu, vector, kind, has_error, error, cpu.rip);
+  } catch (const IoExitRequest&) {
+    io_commit(cpu);
+    throw EmulationFailure{"delivering an exception or interrupt touched MMIO (IDT, GDT, TSS or stack outside RAM)"};
+  }
+}
+
 }  // namespace
 
 void reset_cpu(Cpu& cpu) {
@@ -185,7 +196,7 @@ bool Interpreter::take_events() {
   }
   if (!cpu_.nmi_blocked && apic->has_nmi() && apic->take_nmi()) {
     cpu_.halted = false;
-    if (!deliver_event(cpu_, kNmi, EventKind::kExternal, false, 0, cpu_.rip)) return false;
+    if (!deliver_unrestartable(cpu_, kNmi, EventKind::kExternal, false, 0)) return false;
     cpu_.nmi_blocked = true;
   }
   if (cpu_.interrupt_shadow) {
@@ -195,7 +206,7 @@ bool Interpreter::take_events() {
   if ((cpu_.rflags & kFlagIf) && apic->has_interrupt()) {
     if (auto vector = apic->take_interrupt()) {
       cpu_.halted = false;
-      if (!deliver_event(cpu_, *vector, EventKind::kExternal, false, 0, cpu_.rip)) return false;
+      if (!deliver_unrestartable(cpu_, *vector, EventKind::kExternal, false, 0)) return false;
     }
   }
   return true;
@@ -252,8 +263,12 @@ Interpreter::Outcome Interpreter::run(uint64_t limit) {
       io_commit(cpu);
       cpu.stop_block = false;
       ++executed;
-      if (!deliver_event(cpu, f.vector, EventKind::kException, f.has_error, f.error, cpu.rip)) {
-        return stop(Stop::kShutdown);
+      try {
+        if (!deliver_unrestartable(cpu, f.vector, EventKind::kException, f.has_error, f.error)) {
+          return stop(Stop::kShutdown);
+        }
+      } catch (const EmulationFailure& e) {
+        return stop(Stop::kFailure, std::string(e.what) + " at rip " + hex(cpu.rip));
       }
     } catch (const IoExitRequest&) {
       cpu.stop_block = false;

@@ -39,7 +39,7 @@ TestMachine::TestMachine() {
   write_value<uint64_t>(kPd + 8, (2ull << 20) | 0x87);
   for (uint64_t i = 0; i < 512; ++i) write_value<uint64_t>(kPt + i * 8, (i << 12) | 3);  // supervisor, writable
   // User-accessible window: the data area's pages and the 2 MiB page are U=1 (set per test as needed).
-  for (uint64_t a = kData; a < (2ull << 20); a += 0x1000) set_pte(a, a | 7);
+  for (uint64_t a = kData; a < (2ull << 20); a += 0x1000) write_value<uint64_t>(kPt + (a >> 12) * 8, a | 7);
 
   // GDT.
   const uint64_t gdt[] = {

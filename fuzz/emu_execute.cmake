@@ -1,0 +1,13 @@
+# The software CPU on random guest code: random bytes run as instructions in a
+# small machine (64-bit, 32-bit compatibility or real mode); the CPU must raise
+# architectural exceptions and never crash or misbehave under ASan/UBSan.
+set(emu_dir ${PROJECT_SOURCE_DIR}/src/hv/emu)
+hv_fuzz(emu_execute
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/emu_execute.cpp
+          ${emu_dir}/cpuid.cpp ${emu_dir}/decoder.cpp ${emu_dir}/interpreter.cpp ${emu_dir}/interrupts.cpp
+          ${emu_dir}/mmu.cpp ${emu_dir}/msr.cpp ${emu_dir}/segments.cpp
+          ${emu_dir}/execute/alu.cpp ${emu_dir}/execute/bit.cpp ${emu_dir}/execute/control.cpp
+          ${emu_dir}/execute/data.cpp ${emu_dir}/execute/muldiv.cpp ${emu_dir}/execute/shift.cpp
+          ${emu_dir}/execute/string.cpp ${emu_dir}/execute/system.cpp
+          ${emu_dir}/testing/test_machine.cpp
+  LIBS hv_emu_platform hv_memory hv_cpu Zydis::Zydis)
