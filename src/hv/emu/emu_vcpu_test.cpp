@@ -1,0 +1,279 @@
+// The emu backend through the neutral Hypervisor/Vm/Vcpu interfaces, with the
+// platform's interrupt controllers: port I/O exits and their completion, PIC
+// and PIT ports served inside the backend, a LAPIC timer interrupt waking a
+// HLT, kick(), and an application processor started with INIT/SIPI.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+#include "hv/emu/emu_hypervisor.h"
+#include "hv/emu/testing/snippet.h"
+#include "memory/guest_memory.h"
+
+namespace hostvisor::emu {
+namespace {
+
+constexpr uint64_t kCodeAddress = 0x10000;
+constexpr uint64_t kIdtAddress = 0x1000;
+constexpr uint64_t kGdtAddress = 0x3000;
+
+struct Machine {
+  std::unique_ptr<Hypervisor> hv;
+  std::unique_ptr<Vm> vm;
+  GuestMemory memory;
+  std::vector<std::unique_ptr<Vcpu>> vcpus;
+};
+
+Machine make_machine(unsigned vcpus) {
+  Machine m;
+  auto hv = create_emu_hypervisor();
+  EXPECT_TRUE(hv.ok());
+  m.hv = std::move(*hv);
+  EXPECT_STREQ(m.hv->name(), "emu");
+  auto vm = m.hv->create_vm({.vcpu_count = vcpus});
+  EXPECT_TRUE(vm.ok()) << vm.error().message();
+  m.vm = std::move(*vm);
+  auto mem = GuestMemory::create({{GuestAddress(0), 2ull << 20}});
+  EXPECT_TRUE(mem.ok());
+  m.memory = std::move(*mem);
+  EXPECT_TRUE(m.vm->map_memory(m.memory).ok());
+  // GDT: null, flat 32-bit code (0x08), flat data (0x10); interrupt gates name 0x08.
+  const uint64_t gdt[] = {0, 0x00cf9b000000ffffull, 0x00cf93000000ffffull};
+  EXPECT_TRUE(
+      m.memory.write(GuestAddress(kGdtAddress), std::span(reinterpret_cast<const uint8_t*>(gdt), sizeof(gdt))).ok());
+  for (unsigned i = 0; i < vcpus; ++i) {
+    auto v = m.vm->create_vcpu(i);
+    EXPECT_TRUE(v.ok());
+    m.vcpus.push_back(std::move(*v));
+  }
+  return m;
+}
+
+// Flat 32-bit protected mode without paging, RIP at `rip`.
+void enter_flat32(Vcpu& vcpu, uint64_t rip) {
+  SystemRegisters s = vcpu.get_system_registers().value();
+  Segment flat;
+  flat.base = 0;
+  flat.limit = 0xffffffff;
+  flat.g = true;
+  flat.db = true;
+  flat.type = 0x3;
+  flat.selector = 0x10;
+  s.ds = s.es = s.fs = s.gs = s.ss = flat;
+  s.cs = flat;
+  s.cs.type = 0xb;
+  s.cs.selector = 0x08;
+  s.cr0 = x86::kCr0Pe | x86::kCr0Et;
+  s.idt = {kIdtAddress, 0x7ff};
+  s.gdt = {kGdtAddress, 0x17};
+  ASSERT_TRUE(vcpu.set_system_registers(s).ok());
+  Registers r;
+  r.rip = rip;
+  r.rsp = 0x8000;
+  ASSERT_TRUE(vcpu.set_registers(r).ok());
+}
+
+// A 32-bit interrupt gate for `vector` to `target` with code selector 0x08.
+void set_gate32(GuestMemory& mem, unsigned vector, uint32_t target) {
+  uint64_t gate =
+      (target & 0xffff) | (0x08ull << 16) | (0xeull << 40) | (1ull << 47) | (static_cast<uint64_t>(target >> 16) << 48);
+  ASSERT_TRUE(mem.write_obj<uint64_t>(GuestAddress(kIdtAddress + vector * 8), gate).ok());
+}
+
+void load(GuestMemory& mem, uint64_t address, std::span<const uint8_t> code) {
+  ASSERT_TRUE(mem.write(GuestAddress(address), code).ok());
+}
+
+HV_EMU_SNIPPET(port_exchange, R"(
+.code32
+  mov al, 0x5a
+  out 0x80, al
+  in al, 0x71
+  mov bl, al
+  mov al, 0xff
+  out 0x21, al
+  out 0xa1, al
+  mov al, 0x34
+  out 0x43, al
+  hlt
+)")
+
+TEST(EmuVcpu, PortExitsCompleteAndPlatformPortsStayInside) {
+  Machine m = make_machine(1);
+  Vcpu& cpu = *m.vcpus[0];
+  load(m.memory, kCodeAddress, port_exchange());
+  enter_flat32(cpu, kCodeAddress);
+  auto exit = cpu.run();
+  ASSERT_TRUE(exit.ok());
+  auto* out = std::get_if<PortIoExit>(&*exit);
+  ASSERT_NE(out, nullptr);
+  EXPECT_EQ(out->port, 0x80);
+  EXPECT_TRUE(out->is_write);
+  EXPECT_EQ(out->data[0], 0x5a);
+  exit = cpu.run();
+  auto* in = std::get_if<PortIoExit>(&*exit);
+  ASSERT_NE(in, nullptr);
+  EXPECT_EQ(in->port, 0x71);
+  EXPECT_FALSE(in->is_write);
+  in->data[0] = 0x42;
+  // The PIC mask and PIT command ports are the backend's own: the next exit is the HLT.
+  exit = cpu.run();
+  ASSERT_TRUE(std::holds_alternative<HaltExit>(*exit));
+  Registers r = cpu.get_registers().value();
+  EXPECT_EQ(r.rbx & 0xff, 0x42u);
+  EXPECT_EQ(r.rip, kCodeAddress + port_exchange().size());
+}
+
+HV_EMU_SNIPPET(apic_timer, R"(
+.code32
+  mov dword ptr [0xfee000f0], 0x1ff
+  mov dword ptr [0xfee003e0], 0xb
+  mov dword ptr [0xfee00320], 0x40
+  mov dword ptr [0xfee00380], 50000
+  sti
+1: hlt
+  jmp 1b
+)")
+HV_EMU_SNIPPET(timer_handler, R"(
+.code32
+  mov dword ptr [0xfee000b0], 0
+  mov al, 0x40
+  out 0x80, al
+  cli
+  hlt
+)")
+
+TEST(EmuVcpu, LapicTimerInterruptWakesHlt) {
+  Machine m = make_machine(1);
+  Vcpu& cpu = *m.vcpus[0];
+  load(m.memory, kCodeAddress, apic_timer());
+  load(m.memory, kCodeAddress + 0x100, timer_handler());
+  set_gate32(m.memory, 0x40, kCodeAddress + 0x100);
+  enter_flat32(cpu, kCodeAddress);
+  // A watchdog so a broken wake-up fails the test instead of hanging it.
+  std::atomic<bool> done{false};
+  std::thread watchdog([&] {
+    for (int i = 0; i < 100 && !done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (!done) cpu.kick();
+  });
+  auto exit = cpu.run();
+  done = true;
+  watchdog.join();
+  ASSERT_TRUE(exit.ok());
+  auto* io = std::get_if<PortIoExit>(&*exit);
+  ASSERT_NE(io, nullptr) << "the LAPIC timer interrupt did not arrive (exit index " << exit->index() << ")";
+  EXPECT_EQ(io->port, 0x80);
+  EXPECT_EQ(io->data[0], 0x40);
+  exit = cpu.run();
+  EXPECT_TRUE(std::holds_alternative<HaltExit>(*exit));
+}
+
+HV_EMU_SNIPPET(halt_forever, R"(
+.code32
+  sti
+1: hlt
+  jmp 1b
+)")
+
+TEST(EmuVcpu, KickInterruptsAHaltedVcpu) {
+  Machine m = make_machine(1);
+  Vcpu& cpu = *m.vcpus[0];
+  load(m.memory, kCodeAddress, halt_forever());
+  enter_flat32(cpu, kCodeAddress);
+  std::thread kicker([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    cpu.kick();
+  });
+  auto exit = cpu.run();
+  kicker.join();
+  ASSERT_TRUE(exit.ok());
+  EXPECT_TRUE(std::holds_alternative<InterruptedExit>(*exit));
+}
+
+HV_EMU_SNIPPET(start_ap, R"(
+.code32
+  mov dword ptr [0xfee00310], 0x01000000
+  mov dword ptr [0xfee00300], 0x00004500
+  mov dword ptr [0xfee00310], 0x01000000
+  mov dword ptr [0xfee00300], 0x00004620
+  cli
+  hlt
+)")
+HV_EMU_SNIPPET(ap_trampoline, R"(
+.code16
+  mov ax, cs
+  mov al, 0x81
+  out 0x81, al
+  cli
+  hlt
+)")
+
+TEST(EmuVcpu, InitSipiStartsApplicationProcessorInRealMode) {
+  Machine m = make_machine(2);
+  load(m.memory, kCodeAddress, start_ap());
+  load(m.memory, 0x20000, ap_trampoline());  // SIPI vector 0x20 -> 0x20000
+  enter_flat32(*m.vcpus[0], kCodeAddress);
+  Result<VcpuExit> ap_exit = Error(ErrorCode::kInternal, "not run");
+  std::thread ap([&] { ap_exit = m.vcpus[1]->run(); });
+  auto bsp_exit = m.vcpus[0]->run();
+  ASSERT_TRUE(bsp_exit.ok());
+  EXPECT_TRUE(std::holds_alternative<HaltExit>(*bsp_exit));
+  // The AP must start on its own now; kick it after a while so a failure cannot hang.
+  std::atomic<bool> done{false};
+  std::thread watchdog([&] {
+    for (int i = 0; i < 100 && !done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (!done) m.vcpus[1]->kick();
+  });
+  ap.join();
+  done = true;
+  watchdog.join();
+  ASSERT_TRUE(ap_exit.ok()) << ap_exit.error().message();
+  auto* io = std::get_if<PortIoExit>(&*ap_exit);
+  ASSERT_NE(io, nullptr) << "the AP did not start (exit index " << ap_exit->index() << ")";
+  EXPECT_EQ(io->port, 0x81);
+  Registers r = m.vcpus[1]->get_registers().value();
+  EXPECT_EQ(r.rax & 0xff00, 0x2000u);  // CS = vector << 8
+  SystemRegisters s = m.vcpus[1]->get_system_registers().value();
+  EXPECT_EQ(s.cs.base, 0x20000u);
+}
+
+TEST(EmuVcpu, RegistersRoundTrip) {
+  Machine m = make_machine(1);
+  Vcpu& cpu = *m.vcpus[0];
+  Registers r;
+  r.rax = 1;
+  r.rbx = 2;
+  r.rcx = 3;
+  r.rdx = 4;
+  r.rsi = 5;
+  r.rdi = 6;
+  r.rsp = 7;
+  r.rbp = 8;
+  r.r8 = 9;
+  r.r15 = 16;
+  r.rip = 0x1234;
+  r.rflags = 0x2 | 0x1 | 0x40 | 0x800;
+  ASSERT_TRUE(cpu.set_registers(r).ok());
+  Registers got = cpu.get_registers().value();
+  EXPECT_EQ(got.rax, 1u);
+  EXPECT_EQ(got.rbx, 2u);
+  EXPECT_EQ(got.rcx, 3u);
+  EXPECT_EQ(got.rdx, 4u);
+  EXPECT_EQ(got.rsi, 5u);
+  EXPECT_EQ(got.rdi, 6u);
+  EXPECT_EQ(got.rsp, 7u);
+  EXPECT_EQ(got.rbp, 8u);
+  EXPECT_EQ(got.r8, 9u);
+  EXPECT_EQ(got.r15, 16u);
+  EXPECT_EQ(got.rip, 0x1234u);
+  EXPECT_EQ(got.rflags, 0x843u);
+  SystemRegisters s = cpu.get_system_registers().value();
+  EXPECT_EQ(s.cs.base, 0xffff0000u);  // reset state
+  ASSERT_TRUE(cpu.set_msrs({{0xc0000082, 0xffffffff81000000}}).ok());
+  EXPECT_FALSE(cpu.set_msrs({{0xc0000082, 0x0000800000000000}}).ok());  // non-canonical LSTAR
+}
+
+}  // namespace
+}  // namespace hostvisor::emu
