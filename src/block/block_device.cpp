@@ -39,7 +39,7 @@ Result<void> BlockDevice::write_zeroes(uint64_t offset, uint64_t length) {
 // One thread per device executing queued requests in order over the synchronous API.
 class BlockDevice::Worker {
  public:
-  explicit Worker(BlockDevice* device) : device_(device) {
+  Worker(BlockDevice* device, int extra_fd) : device_(device), extra_fd_(extra_fd) {
     efd_.reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     thread_ = std::thread([this] { run(); });
   }
@@ -59,7 +59,7 @@ class BlockDevice::Worker {
     }
     cv_.notify_all();
   }
-  void poll(bool wait) {
+  size_t poll(bool wait) {
     std::deque<Item> ready;
     {
       std::unique_lock lock(mutex_);
@@ -68,6 +68,7 @@ class BlockDevice::Worker {
       in_flight_ -= ready.size();
     }
     for (auto& item : ready) item.done(std::move(item.result));
+    return ready.size();
   }
   size_t in_flight() const {
     std::lock_guard lock(mutex_);
@@ -104,11 +105,13 @@ class BlockDevice::Worker {
       finished_.push_back(std::move(item));
       uint64_t one = 1;
       [[maybe_unused]] ssize_t w = ::write(efd_.get(), &one, sizeof(one));
+      if (extra_fd_ >= 0) w = ::write(extra_fd_, &one, sizeof(one));
       finished_cv_.notify_all();
     }
   }
 
   BlockDevice* device_;
+  int extra_fd_;
   mutable std::mutex mutex_;
   std::condition_variable cv_, finished_cv_;
   std::deque<Item> queue_, finished_;
@@ -119,7 +122,7 @@ class BlockDevice::Worker {
 };
 
 void BlockDevice::submit(BlockRequest request, BlockCompletion done) {
-  if (!worker_) worker_ = std::make_shared<Worker>(this);
+  if (!worker_) worker_ = std::make_shared<Worker>(this, worker_notify_fd_);
   worker_->submit(std::move(request), std::move(done));
 }
 
@@ -128,9 +131,11 @@ void BlockDevice::poll_completions(bool wait) {
 }
 
 int BlockDevice::notify_fd() {
-  if (!worker_) worker_ = std::make_shared<Worker>(this);
+  if (!worker_) worker_ = std::make_shared<Worker>(this, worker_notify_fd_);
   return worker_->fd();
 }
+
+size_t BlockDevice::poll_worker(bool wait) { return worker_ ? worker_->poll(wait) : 0; }
 
 size_t BlockDevice::requests_in_flight() const { return worker_ ? worker_->in_flight() : 0; }
 

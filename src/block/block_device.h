@@ -67,6 +67,11 @@ class BlockDevice {
   virtual size_t requests_in_flight() const;
 
  protected:
+  // Runs finished worker requests' callbacks; returns how many ran.
+  size_t poll_worker(bool wait);
+  // Makes the worker signal this eventfd (too) when a request finishes, so a
+  // format with its own completion source can offer one notify_fd().
+  void set_worker_notify_fd(int fd) { worker_notify_fd_ = fd; }
   // Finishes queued asynchronous requests and stops the worker. Formats call
   // it first thing in their destructors, while the object is still whole.
   void shutdown_async();
@@ -76,6 +81,7 @@ class BlockDevice {
  private:
   class Worker;
   std::shared_ptr<Worker> worker_;
+  int worker_notify_fd_ = -1;
 };
 
 }  // namespace hostvisor::block

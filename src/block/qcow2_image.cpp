@@ -1,5 +1,7 @@
 #include "block/qcow2_image.h"
 
+#include <poll.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -152,6 +154,7 @@ Result<void> Qcow2Image::load(uint64_t file_size) {
 }
 
 Qcow2Image::~Qcow2Image() {
+  while (direct_requests_ > 0) poll_completions(true);
   shutdown_async();
   if (file_ && file_->writable() && refcounts_) {
     auto r = flush();
@@ -555,7 +558,9 @@ Result<void> Qcow2Image::flush_metadata() {
   HV_TRY(file_->flush());
   l2_cache_->clear_fresh();
   metadata_dirty_ = false;
-  // Step 4: clusters no longer referenced by anything on disk.
+  // Step 4: clusters no longer referenced by anything on disk. Not while
+  // direct-path I/O mapped earlier may still land in them: they stay pending.
+  if (async_inflight_.load() > 0) return ok();
   std::vector<uint64_t> frees;
   frees.swap(pending_frees_);
   for (uint64_t c : frees) {
@@ -674,6 +679,142 @@ Result<void> Qcow2Image::set_backing_file(const std::string& name, const std::st
   header_.backing_format = format;
   HV_TRY(write_header());
   return file_->flush();
+}
+
+struct Qcow2Image::AsyncOp {
+  BlockCompletion done;
+  size_t remaining = 0;
+  Result<void> result = ok();
+  std::vector<std::vector<iovec>> iovs;  // kept alive until the host I/Os finish
+};
+
+void Qcow2Image::ensure_async_engine() {
+  if (async_engine_) return;
+  auto e = create_io_engine(EngineKind::kAuto, 128);
+  if (e.ok()) {
+    async_engine_ = std::move(e).value();
+    set_worker_notify_fd(async_engine_->notify_fd());
+  }
+}
+
+int Qcow2Image::notify_fd() {
+  ensure_async_engine();
+  return async_engine_ ? async_engine_->notify_fd() : BlockDevice::notify_fd();
+}
+
+size_t Qcow2Image::requests_in_flight() const { return direct_requests_ + BlockDevice::requests_in_flight(); }
+
+void Qcow2Image::complete_now(BlockCompletion done, Result<void> result) {
+  ready_.emplace_back(std::move(done), std::move(result));
+  ++direct_requests_;
+  uint64_t one = 1;
+  if (async_engine_) [[maybe_unused]]
+    ssize_t w = ::write(async_engine_->notify_fd(), &one, sizeof(one));
+}
+
+bool Qcow2Image::plan_direct(const BlockRequest& r, std::vector<std::pair<uint64_t, std::vector<iovec>>>* pieces) {
+  std::lock_guard lock(mutex_);
+  size_t len = iov_bytes(r.iov);
+  if (!check_range(r.offset, len).ok()) return false;  // the worker reports the error
+  bool is_write = r.op == BlockOp::kWrite;
+  if (is_write && read_only()) return false;
+  std::vector<iovec> zero_fill;
+  size_t pos = 0;
+  while (pos < len) {
+    uint64_t guest = r.offset + pos;
+    auto m = lookup(guest);
+    if (!m.ok()) return false;
+    uint64_t in = guest & (cluster_size_ - 1);
+    uint64_t chunk = std::min<uint64_t>(len - pos, cluster_size_ - in);
+    if (m->kind == Kind::kNormal && (!is_write || (m->entry & kFlagCopied))) {
+      uint64_t host = m->host + in;
+      if (!pieces->empty() && pieces->back().first + iov_bytes(pieces->back().second) == host) {
+        for (const auto& v : iov_slice(r.iov, pos, chunk)) pieces->back().second.push_back(v);
+      } else {
+        pieces->emplace_back(host, iov_slice(r.iov, pos, chunk));
+      }
+    } else if (!is_write && (m->kind == Kind::kZero || (m->kind == Kind::kUnallocated && !backing_))) {
+      for (const auto& v : iov_slice(r.iov, pos, chunk)) zero_fill.push_back(v);
+    } else {
+      return false;
+    }
+    pos += chunk;
+  }
+  for (const auto& p : *pieces) {
+    if (!file_->direct_ok(p.first, p.second) || p.second.size() > IOV_MAX) return false;
+  }
+  iov_fill_zero(zero_fill);
+  async_inflight_ += pieces->size();
+  return true;
+}
+
+void Qcow2Image::submit(BlockRequest request, BlockCompletion done) {
+  ensure_async_engine();
+  std::vector<std::pair<uint64_t, std::vector<iovec>>> pieces;
+  // Requests queued on the worker go first, so a request never overtakes one
+  // issued before it (a read after an allocating write sees the write).
+  bool direct = async_engine_ && (request.op == BlockOp::kRead || request.op == BlockOp::kWrite) &&
+                BlockDevice::requests_in_flight() == 0 && plan_direct(request, &pieces);
+  if (!direct) return BlockDevice::submit(std::move(request), std::move(done));
+  if (pieces.empty()) return complete_now(std::move(done), ok());
+  auto op = std::make_shared<AsyncOp>();
+  op->done = std::move(done);
+  op->remaining = pieces.size();
+  ++direct_requests_;
+  bool is_write = request.op == BlockOp::kWrite;
+  for (auto& [host, iov] : pieces) {
+    op->iovs.push_back(std::move(iov));
+    const std::vector<iovec>& v = op->iovs.back();
+    size_t expect = iov_bytes(v);
+    IoRequest io{is_write ? IoOp::kWrite : IoOp::kRead, file_->fd(), host, v.data(), static_cast<int>(v.size()), 0};
+    async_engine_->submit(io, [this, op, expect, vi = op->iovs.size() - 1, is_write, host = host](int64_t n) {
+      --async_inflight_;
+      if (n < 0) {
+        op->result =
+            Error::from_errno(file_->path() + ": I/O at host offset " + std::to_string(host), static_cast<int>(-n));
+      } else if (static_cast<size_t>(n) < expect) {
+        // A read past the end of the file (the last cluster may be short) reads zeros.
+        if (is_write) {
+          op->result = Error(ErrorCode::kIo, file_->path() + ": short write at host offset " + std::to_string(host));
+        } else {
+          iov_fill_zero(iov_slice(op->iovs[vi], static_cast<size_t>(n), expect - static_cast<size_t>(n)));
+        }
+      }
+      if (--op->remaining == 0) {
+        --direct_requests_;
+        ++delivered_;
+        op->done(std::move(op->result));
+      }
+    });
+  }
+  // Hand the batch to the kernel now rather than at the next poll.
+  async_engine_->reap(false);
+}
+
+void Qcow2Image::poll_completions(bool wait) {
+  for (;;) {
+    uint64_t counter = 0;
+    int efd = async_engine_ ? async_engine_->notify_fd() : -1;
+    if (efd >= 0) [[maybe_unused]]
+      ssize_t r = ::read(efd, &counter, sizeof counter);
+    size_t before = delivered_;
+    if (!ready_.empty()) {
+      auto ready = std::move(ready_);
+      ready_.clear();
+      direct_requests_ -= ready.size();
+      delivered_ += ready.size();
+      for (auto& [done, result] : ready) done(std::move(result));
+    }
+    if (async_engine_) async_engine_->reap(false);
+    size_t delivered = (delivered_ - before) + poll_worker(false);
+    if (delivered > 0 || !wait || requests_in_flight() == 0) return;
+    if (efd < 0) {
+      poll_worker(true);
+      return;
+    }
+    pollfd p{efd, POLLIN, 0};
+    ::poll(&p, 1, 100);
+  }
 }
 
 }  // namespace hostvisor::block

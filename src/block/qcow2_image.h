@@ -11,6 +11,7 @@
 // pointing at a cluster whose refcount is zero.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -55,6 +56,14 @@ class Qcow2Image final : public BlockDevice {
   Result<void> flush() override;
   Result<void> discard(uint64_t offset, uint64_t length) override;
   Result<void> write_zeroes(uint64_t offset, uint64_t length) override;
+
+  // Asynchronous path: reads of data clusters and in-place writes go straight
+  // to an I/O engine (many in flight); anything touching metadata, backing
+  // files or compressed clusters runs on the worker over the synchronous calls.
+  void submit(BlockRequest request, BlockCompletion done) override;
+  void poll_completions(bool wait) override;
+  int notify_fd() override;
+  size_t requests_in_flight() const override;
 
   // Whether the guest cluster containing offset is stored in this file (as
   // data, zeros or compressed) rather than falling through to the backing file.
@@ -113,7 +122,18 @@ class Qcow2Image final : public BlockDevice {
   Result<void> write_snapshot_table(std::vector<qcow2::Snapshot> snapshots);
   Result<size_t> find_snapshot(const std::string& name_or_id) const;
 
+  struct AsyncOp;
+  // Maps an asynchronous read/write onto host ranges; false if it needs the worker.
+  bool plan_direct(const BlockRequest& r, std::vector<std::pair<uint64_t, std::vector<iovec>>>* pieces);
+  void ensure_async_engine();
+  void complete_now(BlockCompletion done, Result<void> result);
+
   std::unique_ptr<HostFile> file_;
+  std::unique_ptr<IoEngine> async_engine_;  // used only from the thread that calls submit/poll
+  std::atomic<size_t> async_inflight_{0};   // host I/Os of the direct path not yet completed
+  size_t direct_requests_ = 0;              // guest requests on the direct path, incl. ready_
+  size_t delivered_ = 0;                    // direct-path completions run so far
+  std::vector<std::pair<BlockCompletion, Result<void>>> ready_;
   std::unique_ptr<BlockDevice> backing_;
   qcow2::Header header_;
   uint64_t cluster_size_ = 0;
