@@ -12,7 +12,7 @@
 //  * set_irq_line(n) for 16 <= n < 24 drives IOAPIC pin n only (PCI INTx;
 //    the MADT/ACPI tables describe them as level-triggered, and as active-low
 //    or active-high as they like: levels here are logical).
-//  * Anything >= 24 is ignored (logged once per line).
+//  * Anything >= 24 is ignored (a warning, once per controller).
 //  * signal_msi decodes the MSI and routes it on the ApicBus; a malformed MSI
 //    is dropped with a warning.
 // Thread-safe: each component locks itself.

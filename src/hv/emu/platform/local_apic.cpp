@@ -136,7 +136,7 @@ class LocalApic::Impl {
   void power_on_locked() {
     s_.apic_base = kDefaultBase | kApicBaseEnable | (bsp_ ? kApicBaseBsp : 0);
     s_.id = initial_id_;
-    s_.tsc_offset = 0;
+    // tsc_offset is kept: the CPU core owns the guest's TSC and sets it.
     s_.lint0_level = s_.lint1_level = false;
     reset_registers_locked();
     s_.waiting_for_sipi = !bsp_;
