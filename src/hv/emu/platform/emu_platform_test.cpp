@@ -105,6 +105,19 @@ TEST_F(EmuPlatformTest, PitReachesIoApicPin2ThroughTheSourceOverride) {
   EXPECT_EQ(platform_->io_apic().save().pin_levels & 1, 0u);  // pin 0 untouched
 }
 
+TEST_F(EmuPlatformTest, ExtIntThroughTheIoApicRunsThePicAcknowledge) {
+  init_pic();
+  LocalApic& bsp = platform_->local_apic(0);
+  lapic_write(0, LocalApic::kRegSvr, 0x1ff);
+  lapic_write(0, LocalApic::kRegLvtLint0, 0x10700);  // LINT0 masked: only the IOAPIC path is left
+  ioapic_write(0x10 + 2 * 3, 7u << 8);               // pin 3: ExtINT to APIC 0
+  platform_->interrupts().set_irq_line(3, true);
+  ASSERT_TRUE(bsp.has_interrupt());
+  EXPECT_FALSE(bsp.pending_vector().has_value());
+  EXPECT_EQ(bsp.take_interrupt(), std::optional<uint8_t>(0x33));  // the PIC's vector for IRQ 3
+  EXPECT_FALSE(bsp.has_interrupt());
+}
+
 TEST_F(EmuPlatformTest, DeviceLinesDriveBothControllers) {
   init_pic();
   LocalApic& bsp = platform_->local_apic(0);

@@ -186,6 +186,32 @@ TEST_F(PicTest, RotationAndPoll) {
   EXPECT_EQ(pic_.read_port(0x20), 0x00);
 }
 
+TEST_F(PicTest, SpecialMaskModeLetsLowerPrioritiesThrough) {
+  pulse(1);
+  EXPECT_EQ(pic_.acknowledge(), 0x31);
+  pulse(5);
+  EXPECT_FALSE(pic_.intr());    // blocked by IRQ 1 in service
+  pic_.write_port(0x21, 0x02);  // mask IRQ 1...
+  pic_.write_port(0x20, 0x68);  // ...and enter special mask mode (OCW3 ESMM|SMM)
+  EXPECT_TRUE(pic_.intr());
+  EXPECT_EQ(pic_.acknowledge(), 0x35);
+  pic_.write_port(0x20, 0x48);  // leave special mask mode
+  pic_.write_port(0x20, 0x65);  // specific EOI 5
+  pic_.write_port(0x20, 0x61);  // specific EOI 1
+  EXPECT_EQ(isr(0x20), 0x00);
+}
+
+TEST_F(PicTest, RotateOnAutoEoi) {
+  init_like_linux(0x03);
+  pic_.write_port(0x20, 0x80);  // rotate in auto-EOI mode
+  pulse(1);
+  pulse(3);
+  EXPECT_EQ(pic_.acknowledge(), 0x31);  // IRQ 1 becomes the lowest priority
+  pulse(1);
+  EXPECT_EQ(pic_.acknowledge(), 0x33);
+  EXPECT_EQ(pic_.acknowledge(), 0x31);
+}
+
 TEST_F(PicTest, CascadeLineAndBadInputsAreIgnored) {
   pic_.set_irq(2, true);
   pic_.set_irq(16, true);
