@@ -5,7 +5,8 @@
 // Guest RAM holds the rest of the input, so rings the fuzzer sets up have
 // fuzzer-chosen contents.
 //
-// Input: records of [op][size][u32 address][u32 value]; then RAM contents.
+// Input: [count], then `count` records of [op][size][u32 address][u32 value],
+// then RAM contents.
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -47,7 +48,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto rng = VirtioPciDevice::create(std::make_shared<VirtioRng>(), *memory);
   if (!rng || !root.add_device(*rng, 1)) __builtin_trap();
 
-  const size_t records = std::min<size_t>(size / kRecord, 256);
+  if (size == 0) return 0;
+  const size_t records = std::min<size_t>(data[0], (size - 1) / kRecord);
+  ++data;
+  --size;
   const uint8_t* ram = data + records * kRecord;
   const size_t ram_bytes = std::min<size_t>(size - records * kRecord, kRamSize);
   (void)memory->write(GuestAddress(0), std::span(ram, ram_bytes));

@@ -2,7 +2,8 @@
 // register accesses; guest RAM holds the rest of the input, so queues the
 // fuzzer sets up point at fuzzer-chosen rings.
 //
-// Input: records of [write?][size][u16 offset][u32 value]; then RAM contents.
+// Input: [count], then `count` records of [write?][size][u16 offset][u32 value],
+// then RAM contents.
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -33,7 +34,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto device = VirtioMmioDevice::create(std::make_shared<VirtioRng>(), *memory, IrqLine(&interrupts, 5));
   if (!device || !mmio.insert(*device, kBase, VirtioMmioDevice::kSize)) __builtin_trap();
 
-  const size_t records = std::min<size_t>(size / kRecord, 256);
+  if (size == 0) return 0;
+  const size_t records = std::min<size_t>(data[0], (size - 1) / kRecord);
+  ++data;
+  --size;
   const size_t ram_bytes = std::min<size_t>(size - records * kRecord, kRamSize);
   (void)memory->write(GuestAddress(0), std::span(data + records * kRecord, ram_bytes));
   for (size_t r = 0; r < records; ++r) {
