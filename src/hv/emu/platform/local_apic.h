@@ -110,6 +110,7 @@ class LocalApic {
   // disabled (SVR = 0xFF), all LVTs masked except, on the BSP, LINT0 which
   // is unmasked ExtINT (virtual-wire mode, as firmware leaves it and as KVM
   // resets it), so the 8259 PIC reaches the BSP without APIC programming.
+  // The TSC offset is kept (the core owns the guest TSC).
   void reset();
 
   uint32_t id() const;  // the APIC id (not the xAPIC register encoding)
@@ -188,9 +189,9 @@ class LocalApic {
   // matched the destination).
   void accept(const ApicMessage& message);
   // LINT0 / LINT1 pin levels. LINT0 carries the 8259 PIC's INTR on vCPU 0.
-  // In Fixed mode a rising edge (edge LVT) or a high level (level LVT) sets
-  // the LVT's vector in the IRR; NMI mode raises an NMI on the rising edge;
-  // ExtINT mode makes has_interrupt() follow the level.
+  // In Fixed mode a rising edge sets the LVT's vector in the IRR (and its TMR
+  // bit for a level-triggered LVT); NMI and INIT modes raise that event on
+  // the rising edge; ExtINT mode makes has_interrupt() follow the level.
   void set_lint0(bool level);
   void set_lint1(bool level);
 
