@@ -11,6 +11,11 @@ Result<std::unique_ptr<UringEngine>> UringEngine::create(unsigned queue_depth) {
   int err = io_uring_queue_init(queue_depth, &engine->ring_, 0);
   if (err < 0) return Error::from_errno("io_uring_queue_init", -err);
   engine->ring_ready_ = true;
+  // Requests that cannot be issued without blocking go to kernel worker
+  // threads; unbounded, a deep queue of large O_DIRECT requests spawns dozens
+  // of them and they thrash. A few keep the device just as busy.
+  unsigned workers[2] = {4, 4};
+  (void)io_uring_register_iowq_max_workers(&engine->ring_, workers);
   int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (efd < 0) return Error::from_errno("eventfd");
   engine->notify_.reset(efd);
