@@ -1,0 +1,263 @@
+#include "devices/virtio/blk/virtio_blk.h"
+
+#include <sys/uio.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "base/log.h"
+#include "devices/virtio/virtio_constants.h"
+
+namespace hostvisor {
+
+using namespace virtio_blk;
+
+namespace {
+
+// Host views of the bytes [offset, offset + length) of `buffers`, for one
+// request's I/O only (never kept). Virtqueue::pop checked every buffer lies in
+// RAM, so a failure here means RAM changed underneath.
+Result<std::vector<iovec>> guest_iov(const GuestMemory& memory, std::span<const VirtioBuffer> buffers, uint64_t offset,
+                                     uint64_t length) {
+  std::vector<iovec> iov;
+  for (const auto& b : buffers) {
+    if (length == 0) break;
+    if (offset >= b.length) {
+      offset -= b.length;
+      continue;
+    }
+    const uint64_t n = std::min<uint64_t>(b.length - offset, length);
+    std::span<uint8_t> view = HV_TRY(memory.slice(b.address + offset, n));
+    iov.push_back(iovec{view.data(), view.size()});
+    length -= n;
+    offset = 0;
+  }
+  if (length != 0) return Error(ErrorCode::kInternal, "virtio-blk data range runs past the chain");
+  return iov;
+}
+
+}  // namespace
+
+VirtioBlk::VirtioBlk(std::shared_ptr<block::BlockDevice> disk, VirtioBlkOptions options)
+    : disk_(std::move(disk)),
+      options_(std::move(options)),
+      capacity_(disk_->virtual_size() >> kSectorShift),
+      read_only_(options_.read_only || disk_->read_only()) {
+  if (options_.serial.size() > kIdBytes) options_.serial.resize(kIdBytes);
+  if (options_.queue_size == 0 || (options_.queue_size & (options_.queue_size - 1)) ||
+      options_.queue_size > virtio::kMaxQueueSize)
+    options_.queue_size = 256;
+}
+
+uint32_t VirtioBlk::device_type() const { return virtio::kDeviceBlock; }
+
+uint64_t VirtioBlk::device_features() const {
+  uint64_t f = virtio::feature_bit(virtio::kFeatureIndirectDesc) | virtio::feature_bit(virtio::kFeatureEventIdx) |
+               virtio::feature_bit(kFeatureSegMax) | virtio::feature_bit(kFeatureBlockSize) |
+               virtio::feature_bit(kFeatureFlush);
+  if (read_only_) {
+    f |= virtio::feature_bit(kFeatureReadOnly);
+  } else {
+    // Both change the disk: pointless to offer on a read-only one.
+    if (options_.discard) f |= virtio::feature_bit(kFeatureDiscard);
+    if (options_.write_zeroes) f |= virtio::feature_bit(kFeatureWriteZeroes);
+  }
+  return f;
+}
+
+bool VirtioBlk::offered(unsigned feature) const { return device_features() & virtio::feature_bit(feature); }
+
+void VirtioBlk::read_config(uint64_t offset, std::span<uint8_t> data) {
+  Config c{};
+  c.capacity = capacity_;
+  // Two descriptors of every chain carry the header and the status.
+  c.seg_max = options_.queue_size > 2 ? options_.queue_size - 2u : 1u;
+  c.blk_size = kSectorSize;
+  c.num_queues = 1;
+  if (offered(kFeatureDiscard)) {
+    c.max_discard_sectors = kMaxDiscardSectors;
+    c.max_discard_seg = kMaxDiscardSegments;
+    c.discard_sector_alignment = kDiscardSectorAlignment;
+  }
+  if (offered(kFeatureWriteZeroes)) {
+    c.max_write_zeroes_sectors = kMaxWriteZeroesSectors;
+    c.max_write_zeroes_seg = kMaxWriteZeroesSegments;
+    // The formats' write_zeroes may deallocate (qcow2 zero clusters, raw punch holes).
+    c.write_zeroes_may_unmap = 1;
+  }
+  const auto* bytes = reinterpret_cast<const uint8_t*>(&c);
+  for (size_t i = 0; i < data.size(); ++i) data[i] = offset + i < sizeof c ? bytes[offset + i] : 0;
+}
+
+Result<void> VirtioBlk::activate(const VirtioActivation& activation) {
+  if (!activation.memory || !activation.interrupt || activation.queues.size() != 1 || activation.enabled.size() != 1)
+    return Error(ErrorCode::kInternal, "virtio-blk activated without its queue");
+  std::lock_guard lock(mutex_);
+  active_ = activation;
+  failed_ = false;
+  return ok();
+}
+
+void VirtioBlk::reset() {
+  std::lock_guard lock(mutex_);
+  active_.reset();
+  failed_ = false;
+}
+
+Result<void> VirtioBlk::process_queue(uint16_t queue) {
+  std::lock_guard lock(mutex_);
+  if (!active_ || failed_ || queue != 0 || !active_->enabled[0]) return ok();
+  GuestMemory& memory = *active_->memory;
+  Virtqueue& q = active_->queues[0];
+  VirtioInterrupt& interrupt = *active_->interrupt;
+  bool used = false;
+  auto fail = [&](const Error& e) {
+    failed_ = true;
+    interrupt.signal_needs_reset(e.with_context("virtio-blk"));
+  };
+  for (;;) {
+    auto popped = q.pop(memory);
+    if (!popped) {
+      fail(popped.error());
+      break;
+    }
+    if (!popped->has_value()) break;
+    const DescriptorChain& chain = **popped;
+    if (chain.writable_bytes() == 0) {
+      fail(Error(ErrorCode::kGuest, "request at descriptor " + std::to_string(chain.head()) +
+                                        " has no device-writable status byte, so it cannot be answered; the "
+                                        "driver is broken or hostile"));
+      break;
+    }
+    Outcome outcome{kStatusIoError, 0};
+    if (chain.readable_bytes() >= sizeof(RequestHeader)) {
+      RequestHeader header{};
+      auto got = chain.read(memory, 0, std::span(reinterpret_cast<uint8_t*>(&header), sizeof header));
+      if (got && *got == sizeof header) outcome = serve(chain, header);
+    }
+    // Otherwise the header is missing, short or device-writable: the request
+    // is malformed but answerable, so it gets IOERR.
+    const uint64_t status_at = chain.writable_bytes() - 1;
+    auto wrote = chain.write(memory, status_at, std::span(&outcome.status, 1));
+    if (!wrote) {
+      fail(wrote.error());
+      break;
+    }
+    // data_written <= writable_bytes - 1 < 256 MiB (the chain limit), so it fits.
+    auto r = q.add_used(memory, chain.head(), static_cast<uint32_t>(outcome.data_written + 1));
+    if (!r) {
+      fail(r.error());
+      break;
+    }
+    ++completed_;
+    used = true;
+  }
+  if (used) {
+    auto notify = q.needs_interrupt(memory);
+    if (!notify || *notify) interrupt.signal_used(0);
+  }
+  return ok();
+}
+
+VirtioBlk::Outcome VirtioBlk::serve(const DescriptorChain& chain, const RequestHeader& header) {
+  switch (header.type) {
+    case kRequestIn: return transfer(chain, header, false);
+    case kRequestOut: return transfer(chain, header, true);
+    case kRequestFlush:
+      if (auto r = disk_->flush(); !r) {
+        HV_LOG_WARN("virtio-blk: flush failed: {}", r.error().message());
+        return {kStatusIoError, 0};
+      }
+      return {kStatusOk, 0};
+    case kRequestGetId: return get_id(chain);
+    case kRequestDiscard:
+      if (!offered(kFeatureDiscard)) return {read_only_ ? kStatusIoError : kStatusUnsupported, 0};
+      return discard_or_write_zeroes(chain, false);
+    case kRequestWriteZeroes:
+      if (!offered(kFeatureWriteZeroes)) return {read_only_ ? kStatusIoError : kStatusUnsupported, 0};
+      return discard_or_write_zeroes(chain, true);
+    default: return {kStatusUnsupported, 0};
+  }
+}
+
+VirtioBlk::Outcome VirtioBlk::transfer(const DescriptorChain& chain, const RequestHeader& header, bool is_write) {
+  // Data of a write is readable after the header, with only the status
+  // writable; data of a read is writable before the status, with only the
+  // header readable. Anything else has buffers in the wrong direction.
+  const uint64_t status_bytes = 1;
+  uint64_t length;
+  if (is_write) {
+    if (chain.writable_bytes() != status_bytes) return {kStatusIoError, 0};
+    length = chain.readable_bytes() - sizeof(RequestHeader);
+  } else {
+    if (chain.readable_bytes() != sizeof(RequestHeader)) return {kStatusIoError, 0};
+    length = chain.writable_bytes() - status_bytes;
+  }
+  if (length % kSectorSize != 0) return {kStatusIoError, 0};
+  // Overflow-safe: sector + sectors <= capacity, never multiplied before the check.
+  const uint64_t sectors = length >> kSectorShift;
+  if (header.sector > capacity_ || sectors > capacity_ - header.sector) return {kStatusIoError, 0};
+  // 5.2.6.2: a write to a read-only device is IOERR and writes nothing.
+  if (is_write && read_only_) return {kStatusIoError, 0};
+  if (length == 0) return {kStatusOk, 0};
+
+  GuestMemory& memory = *active_->memory;
+  const uint64_t offset = header.sector << kSectorShift;
+  auto iov = is_write ? guest_iov(memory, chain.readable(), sizeof(RequestHeader), length)
+                      : guest_iov(memory, chain.writable(), 0, length);
+  if (!iov) return {kStatusIoError, 0};
+  auto r = is_write ? disk_->writev(offset, *iov) : disk_->readv(offset, *iov);
+  if (!r) {
+    HV_LOG_WARN("virtio-blk: {} of {} bytes at sector {} failed: {}", is_write ? "write" : "read", length,
+                header.sector, r.error().message());
+    // A failed read may still have filled some of the buffers.
+    return {kStatusIoError, is_write ? 0 : length};
+  }
+  return {kStatusOk, is_write ? 0 : length};
+}
+
+VirtioBlk::Outcome VirtioBlk::get_id(const DescriptorChain& chain) {
+  uint8_t id[kIdBytes] = {};
+  std::memcpy(id, options_.serial.data(), std::min<size_t>(options_.serial.size(), kIdBytes));
+  const uint64_t room = std::min<uint64_t>(chain.writable_bytes() - 1, kIdBytes);
+  auto wrote = chain.write(*active_->memory, 0, std::span<const uint8_t>(id, room));
+  if (!wrote) return {kStatusIoError, 0};
+  return {kStatusOk, *wrote};
+}
+
+VirtioBlk::Outcome VirtioBlk::discard_or_write_zeroes(const DescriptorChain& chain, bool write_zeroes) {
+  const uint64_t payload = chain.readable_bytes() - sizeof(RequestHeader);
+  const uint64_t max_segments = write_zeroes ? kMaxWriteZeroesSegments : kMaxDiscardSegments;
+  const uint64_t max_sectors = write_zeroes ? kMaxWriteZeroesSectors : kMaxDiscardSectors;
+  if (payload == 0 || payload % sizeof(DiscardWriteZeroesSegment) != 0) return {kStatusIoError, 0};
+  const uint64_t count = payload / sizeof(DiscardWriteZeroesSegment);
+  if (count > max_segments) return {kStatusIoError, 0};
+  std::vector<DiscardWriteZeroesSegment> segments(count);
+  auto got = chain.read(*active_->memory, sizeof(RequestHeader),
+                        std::span(reinterpret_cast<uint8_t*>(segments.data()), payload));
+  if (!got || *got != payload) return {kStatusIoError, 0};
+  // Check every segment before touching the disk, so a bad one leaves it unchanged.
+  for (const auto& s : segments) {
+    // 5.2.6.2: unknown flags are UNSUPP, and so is UNMAP on a discard.
+    if (s.flags & ~kSegmentFlagUnmap) return {kStatusUnsupported, 0};
+    if (!write_zeroes && (s.flags & kSegmentFlagUnmap)) return {kStatusUnsupported, 0};
+    if (s.num_sectors > max_sectors) return {kStatusIoError, 0};
+    if (s.sector > capacity_ || s.num_sectors > capacity_ - s.sector) return {kStatusIoError, 0};
+  }
+  if (read_only_) return {kStatusIoError, 0};
+  for (const auto& s : segments) {
+    const uint64_t offset = s.sector << kSectorShift;
+    const uint64_t length = uint64_t{s.num_sectors} << kSectorShift;
+    if (length == 0) continue;
+    auto r = write_zeroes ? disk_->write_zeroes(offset, length) : disk_->discard(offset, length);
+    if (!r) {
+      HV_LOG_WARN("virtio-blk: {} of {} sectors at {} failed: {}", write_zeroes ? "write-zeroes" : "discard",
+                  s.num_sectors, s.sector, r.error().message());
+      return {kStatusIoError, 0};
+    }
+  }
+  return {kStatusOk, 0};
+}
+
+}  // namespace hostvisor

@@ -1,0 +1,98 @@
+// virtio block device (virtio 1.2, 5.2) over a BlockDevice (raw, qcow2).
+//
+// One request queue. Each chain is: a 16-byte device-readable header (type,
+// reserved, sector), the data (device-readable for writes, device-writable
+// for reads and GET_ID), and one device-writable status byte, the last byte
+// of the chain. The device makes no assumption about how the driver splits
+// this across descriptors (2.7.4): a header spread over several buffers, or
+// data and status in one buffer, are served the same.
+//
+// Guest errors: a request the device can answer (bad sector, bad length,
+// header missing or in the wrong direction, unknown type) gets IOERR or
+// UNSUPP in its status byte and the VM goes on. A chain without a writable
+// byte for the status cannot be answered at all: the device signals
+// DEVICE_NEEDS_RESET (2.1.2) and stops until the driver resets it.
+//
+// I/O is synchronous on the thread that calls process_queue() (the vCPU or
+// event-loop thread that delivers the notification); an image I/O error is an
+// IOERR for that request only.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "block/block_device.h"
+#include "devices/virtio/blk/virtio_blk_spec.h"
+#include "devices/virtio/virtio_device.h"
+
+namespace hostvisor {
+
+struct VirtioBlkOptions {
+  // Answer to GET_ID (the guest's /sys/block/vdX/serial); longer than 20 bytes is cut.
+  std::string serial;
+  // Offer VIRTIO_BLK_F_RO; also implied when the image was opened read-only.
+  bool read_only = false;
+  // Offer DISCARD and pass guest discards to the image (--disk discard=on).
+  bool discard = false;
+  // Offer WRITE_ZEROES (every image format implements it).
+  bool write_zeroes = true;
+  uint16_t queue_size = 256;
+};
+
+class VirtioBlk : public VirtioDevice {
+ public:
+  // Limits advertised in the configuration space and enforced per request.
+  static constexpr uint32_t kMaxDiscardSectors = 1u << 22;  // 2 GiB per segment
+  static constexpr uint32_t kMaxDiscardSegments = 32;
+  static constexpr uint32_t kDiscardSectorAlignment = 8;  // 4 KiB, the hole-punch granule
+  static constexpr uint32_t kMaxWriteZeroesSectors = 1u << 22;
+  static constexpr uint32_t kMaxWriteZeroesSegments = 32;
+
+  // `disk` is shared with whoever else needs it (snapshots, the API); the
+  // device only uses it between activate() and reset().
+  VirtioBlk(std::shared_ptr<block::BlockDevice> disk, VirtioBlkOptions options);
+
+  std::string_view name() const override { return "blk"; }
+  uint32_t device_type() const override;
+  uint64_t device_features() const override;
+  uint16_t queue_count() const override { return 1; }
+  uint16_t queue_max_size(uint16_t) const override { return options_.queue_size; }
+  uint32_t config_size() const override { return sizeof(virtio_blk::Config); }
+  void read_config(uint64_t offset, std::span<uint8_t> data) override;
+  Result<void> activate(const VirtioActivation& activation) override;
+  void reset() override;
+  Result<void> process_queue(uint16_t queue) override;
+
+  uint64_t capacity_sectors() const { return capacity_; }
+  bool read_only() const { return read_only_; }
+  // Counters, for tests and statistics.
+  uint64_t requests_completed() const { return completed_; }
+
+ private:
+  // Serves one chain; returns the status and how many bytes went into the
+  // writable buffers before the status byte.
+  struct Outcome {
+    uint8_t status;
+    uint64_t data_written;
+  };
+  Outcome serve(const DescriptorChain& chain, const virtio_blk::RequestHeader& header);
+  Outcome transfer(const DescriptorChain& chain, const virtio_blk::RequestHeader& header, bool is_write);
+  Outcome get_id(const DescriptorChain& chain);
+  Outcome discard_or_write_zeroes(const DescriptorChain& chain, bool write_zeroes);
+  bool offered(unsigned feature) const;
+
+  std::shared_ptr<block::BlockDevice> disk_;
+  VirtioBlkOptions options_;
+  uint64_t capacity_;
+  bool read_only_;
+
+  std::mutex mutex_;
+  std::optional<VirtioActivation> active_;
+  bool failed_ = false;  // DEVICE_NEEDS_RESET was signalled
+  uint64_t completed_ = 0;
+};
+
+}  // namespace hostvisor

@@ -1,0 +1,481 @@
+// Drives virtio-blk the way a guest driver does: requests built in guest
+// memory through the virtqueue test driver, against real raw and qcow2
+// images from the block layer.
+#include "devices/virtio/blk/virtio_blk.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "block/image_open.h"
+#include "block/qcow2_image.h"
+#include "block/raw_image.h"
+#include "block/test_util.h"
+#include "devices/virtio/virtio_constants.h"
+#include "devices/virtio/virtqueue_test_driver.h"
+
+namespace hostvisor {
+namespace {
+
+using namespace virtio_blk;
+using Buffer = VirtqueueTestDriver::Buffer;
+
+constexpr uint64_t kRam = 1 << 20;
+constexpr uint16_t kQueueSize = 64;
+constexpr uint64_t kRingBase = 0x1000;
+constexpr uint64_t kHeaderAt = 0x10000;
+constexpr uint64_t kDataAt = 0x20000;
+constexpr uint64_t kStatusAt = 0x80000;
+constexpr uint64_t kDiskBytes = 1 << 20;
+constexpr uint64_t kDiskSectors = kDiskBytes / 512;
+
+class RecordingInterrupt : public VirtioInterrupt {
+ public:
+  void signal_used(uint16_t queue) override { used.push_back(queue); }
+  void signal_config_change() override { ++config_changes; }
+  void signal_needs_reset(const Error& reason) override { needs_reset.push_back(reason.message()); }
+  std::vector<uint16_t> used;
+  int config_changes = 0;
+  std::vector<std::string> needs_reset;
+};
+
+// A disk whose every I/O fails, as a dying host disk would.
+class FailingDisk : public block::BlockDevice {
+ public:
+  const char* format_name() const override { return "failing"; }
+  uint64_t virtual_size() const override { return kDiskBytes; }
+  bool read_only() const override { return false; }
+  Result<void> readv(uint64_t, std::span<const iovec>) override { return Error(ErrorCode::kIo, "EIO"); }
+  Result<void> writev(uint64_t, std::span<const iovec>) override { return Error(ErrorCode::kIo, "EIO"); }
+  Result<void> flush() override { return Error(ErrorCode::kIo, "EIO"); }
+  Result<void> discard(uint64_t, uint64_t) override { return Error(ErrorCode::kIo, "EIO"); }
+};
+
+class VirtioBlkTest : public ::testing::Test {
+ protected:
+  void SetUp() override { memory = std::move(GuestMemory::create({{GuestAddress(0), kRam}})).value(); }
+
+  std::shared_ptr<block::BlockDevice> open(const std::string& path, bool writable = true) {
+    block::OpenOptions o;
+    o.writable = writable;
+    auto d = block::open_image(path, o);
+    EXPECT_TRUE(d.ok()) << (d.ok() ? "" : d.error().message());
+    return d.ok() ? std::shared_ptr<block::BlockDevice>(std::move(d).value()) : nullptr;
+  }
+  std::shared_ptr<block::BlockDevice> raw_disk(bool writable = true) {
+    const std::string path = dir.file("disk.raw");
+    EXPECT_TRUE(block::RawImage::create(path, kDiskBytes).ok());
+    return open(path, writable);
+  }
+  std::shared_ptr<block::BlockDevice> qcow2_disk() {
+    const std::string path = dir.file("disk.qcow2");
+    block::Qcow2CreateOptions o;
+    o.size = kDiskBytes;
+    auto r = block::Qcow2Image::create(path, o);
+    EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.error().message());
+    return open(path);
+  }
+
+  void start(std::shared_ptr<block::BlockDevice> disk, VirtioBlkOptions options = {}) {
+    ASSERT_TRUE(disk);
+    // A fresh driver: clean rings, descriptors from 0.
+    ASSERT_TRUE(memory.fill(GuestAddress(kRingBase), 0, kHeaderAt - kRingBase).ok());
+    next_desc = 0;
+    device = std::make_unique<VirtioBlk>(std::move(disk), std::move(options));
+    driver = std::make_unique<VirtqueueTestDriver>(memory, kQueueSize, kRingBase);
+    features = device->device_features() | virtio::feature_bit(virtio::kFeatureVersion1);
+    auto q = Virtqueue::create(memory, driver->layout(), features);
+    ASSERT_TRUE(q.ok()) << q.error().message();
+    queue[0] = std::move(q).value();
+    ASSERT_TRUE(device->activate(VirtioActivation{&memory, features, queue, enabled, &interrupt}).ok());
+  }
+
+  void put_header(uint32_t type, uint64_t sector) {
+    RequestHeader h{type, 0, sector};
+    ASSERT_TRUE(memory.write_obj(GuestAddress(kHeaderAt), h).ok());
+    ASSERT_TRUE(memory.write_obj<uint8_t>(GuestAddress(kStatusAt), 0xee).ok());
+  }
+
+  // Makes `buffers` available as one chain, runs the device, returns the used element.
+  VirtqueueTestDriver::UsedElement run(const std::vector<Buffer>& buffers) {
+    const uint16_t before = driver->used_idx();
+    driver->add_chain(next_desc, buffers);
+    next_desc = static_cast<uint16_t>((next_desc + buffers.size()) % kQueueSize);
+    EXPECT_TRUE(device->process_queue(0).ok());
+    if (driver->used_idx() == before) return {~0u, ~0u};
+    return driver->used(before);
+  }
+  uint8_t status() { return memory.read_obj<uint8_t>(GuestAddress(kStatusAt)).value_or(0xff); }
+
+  // A complete IN or OUT request of `bytes` at `sector` with data at kDataAt.
+  uint8_t io(uint32_t type, uint64_t sector, uint32_t bytes) {
+    put_header(type, sector);
+    auto used = run({{kHeaderAt, 16, false}, {kDataAt, bytes, type == kRequestIn}, {kStatusAt, 1, true}});
+    EXPECT_EQ(used.len, type == kRequestIn && status() == kStatusOk ? bytes + 1 : 1u);
+    return status();
+  }
+  void fill_data(uint8_t seed, size_t n) {
+    std::vector<uint8_t> d(n);
+    for (size_t i = 0; i < n; ++i) d[i] = static_cast<uint8_t>(seed + i * 7);
+    ASSERT_TRUE(memory.write(GuestAddress(kDataAt), d).ok());
+  }
+  std::vector<uint8_t> data(size_t n) {
+    std::vector<uint8_t> d(n);
+    EXPECT_TRUE(memory.read(GuestAddress(kDataAt), d).ok());
+    return d;
+  }
+  void round_trip() {
+    fill_data(3, 8192);
+    const auto written = data(8192);
+    ASSERT_EQ(io(kRequestOut, 100, 8192), kStatusOk);
+    ASSERT_TRUE(memory.fill(GuestAddress(kDataAt), 0, 8192).ok());
+    ASSERT_EQ(io(kRequestIn, 100, 8192), kStatusOk);
+    EXPECT_EQ(data(8192), written);
+    // The last sector of the disk is reachable, one more is not.
+    ASSERT_EQ(io(kRequestOut, kDiskSectors - 1, 512), kStatusOk);
+    EXPECT_EQ(io(kRequestOut, kDiskSectors, 512), kStatusIoError);
+  }
+
+  block::testing::ScratchDir dir;
+  GuestMemory memory;
+  std::unique_ptr<VirtioBlk> device;
+  std::unique_ptr<VirtqueueTestDriver> driver;
+  uint64_t features = 0;
+  Virtqueue queue[1];
+  bool enabled[1] = {true};
+  RecordingInterrupt interrupt;
+  uint16_t next_desc = 0;
+};
+
+TEST_F(VirtioBlkTest, ConfigSpaceDescribesTheDisk) {
+  VirtioBlkOptions o;
+  o.discard = true;
+  start(raw_disk(), o);
+  Config c{};
+  device->read_config(0, std::span(reinterpret_cast<uint8_t*>(&c), sizeof c));
+  EXPECT_EQ(c.capacity, kDiskSectors);
+  EXPECT_EQ(c.blk_size, 512u);
+  EXPECT_EQ(c.seg_max, 256u - 2u);
+  EXPECT_EQ(c.max_discard_seg, VirtioBlk::kMaxDiscardSegments);
+  EXPECT_EQ(c.max_write_zeroes_sectors, VirtioBlk::kMaxWriteZeroesSectors);
+  EXPECT_EQ(c.write_zeroes_may_unmap, 1);
+  // Partial reads at an offset (a driver reads fields one by one).
+  uint32_t blk_size = 0;
+  device->read_config(20, std::span(reinterpret_cast<uint8_t*>(&blk_size), 4));
+  EXPECT_EQ(blk_size, 512u);
+  uint8_t beyond[4] = {1, 1, 1, 1};
+  device->read_config(sizeof(Config) - 2, beyond);
+  EXPECT_EQ(beyond[2], 0);
+  const uint64_t f = device->device_features();
+  for (unsigned bit : {kFeatureSegMax, kFeatureBlockSize, kFeatureFlush, kFeatureDiscard, kFeatureWriteZeroes})
+    EXPECT_TRUE(f & virtio::feature_bit(bit)) << bit;
+  EXPECT_FALSE(f & virtio::feature_bit(kFeatureReadOnly));
+  EXPECT_EQ(device->device_type(), virtio::kDeviceBlock);
+}
+
+TEST_F(VirtioBlkTest, RawReadWriteRoundTrip) {
+  start(raw_disk());
+  round_trip();
+  EXPECT_FALSE(interrupt.used.empty());
+  EXPECT_TRUE(interrupt.needs_reset.empty());
+}
+
+TEST_F(VirtioBlkTest, Qcow2ReadWriteRoundTrip) {
+  start(qcow2_disk());
+  // Unwritten clusters read as zeros.
+  fill_data(9, 4096);
+  ASSERT_EQ(io(kRequestIn, 1000, 4096), kStatusOk);
+  EXPECT_EQ(data(4096), std::vector<uint8_t>(4096, 0));
+  round_trip();
+}
+
+TEST_F(VirtioBlkTest, WritesReachTheImageFile) {
+  start(raw_disk());
+  fill_data(42, 512);
+  const auto written = data(512);
+  ASSERT_EQ(io(kRequestOut, 7, 512), kStatusOk);
+  put_header(kRequestFlush, 0);
+  auto used = run({{kHeaderAt, 16, false}, {kStatusAt, 1, true}});
+  EXPECT_EQ(used.len, 1u);
+  EXPECT_EQ(status(), kStatusOk);
+  // Reopen the image from its file: the data is there.
+  device.reset();
+  auto again = open(dir.file("disk.raw"), false);
+  std::vector<uint8_t> back(512);
+  ASSERT_TRUE(again->read(7 * 512, back.data(), back.size()).ok());
+  EXPECT_EQ(back, written);
+}
+
+TEST_F(VirtioBlkTest, GetIdReturnsTheSerial) {
+  VirtioBlkOptions o;
+  o.serial = "hv-disk-0";
+  start(raw_disk(), o);
+  ASSERT_TRUE(memory.fill(GuestAddress(kDataAt), 0xaa, 32).ok());
+  put_header(kRequestGetId, 0);
+  auto used = run({{kHeaderAt, 16, false}, {kDataAt, 20, true}, {kStatusAt, 1, true}});
+  EXPECT_EQ(status(), kStatusOk);
+  EXPECT_EQ(used.len, 21u);
+  auto id = data(20);
+  EXPECT_EQ(std::string(reinterpret_cast<char*>(id.data())), "hv-disk-0");
+  EXPECT_EQ(id[19], 0);
+
+  // A 20-character serial fills the buffer with no terminator; a longer one is cut.
+  VirtioBlkOptions longer;
+  longer.serial = "0123456789abcdefghijKLMN";
+  start(raw_disk(), longer);
+  put_header(kRequestGetId, 0);
+  run({{kHeaderAt, 16, false}, {kDataAt, 20, true}, {kStatusAt, 1, true}});
+  id = data(21);
+  EXPECT_EQ(std::string(reinterpret_cast<char*>(id.data()), 20), "0123456789abcdefghij");
+  EXPECT_EQ(id[20], 0xaa);
+}
+
+TEST_F(VirtioBlkTest, WriteZeroesAndDiscard) {
+  VirtioBlkOptions o;
+  o.discard = true;
+  for (bool qcow2 : {false, true}) {
+    SCOPED_TRACE(qcow2 ? "qcow2" : "raw");
+    start(qcow2 ? qcow2_disk() : raw_disk(), o);
+    fill_data(1, 65536);
+    ASSERT_EQ(io(kRequestOut, 0, 65536), kStatusOk);
+    // Zero sectors [8, 16) and [64, 72) in one two-segment request.
+    DiscardWriteZeroesSegment segs[2] = {{8, 8, 0}, {64, 8, kSegmentFlagUnmap}};
+    ASSERT_TRUE(memory.write_obj(GuestAddress(kDataAt + 0x10000), segs).ok());
+    put_header(kRequestWriteZeroes, 0);
+    auto used = run({{kHeaderAt, 16, false}, {kDataAt + 0x10000, 32, false}, {kStatusAt, 1, true}});
+    EXPECT_EQ(used.len, 1u);
+    ASSERT_EQ(status(), kStatusOk);
+    ASSERT_EQ(io(kRequestIn, 0, 65536), kStatusOk);
+    auto d = data(65536);
+    for (size_t i = 0; i < 65536; ++i) {
+      const bool zeroed = (i >= 8 * 512 && i < 16 * 512) || (i >= 64 * 512 && i < 72 * 512);
+      ASSERT_EQ(d[i], zeroed ? 0 : static_cast<uint8_t>(1 + i * 7)) << i;
+    }
+    // Discard of sectors [0, 128) (64 KiB, a whole qcow2 cluster): accepted;
+    // the data may read back either way, but must stay readable.
+    DiscardWriteZeroesSegment discard{0, 128, 0};
+    ASSERT_TRUE(memory.write_obj(GuestAddress(kDataAt + 0x10000), discard).ok());
+    put_header(kRequestDiscard, 0);
+    run({{kHeaderAt, 16, false}, {kDataAt + 0x10000, 16, false}, {kStatusAt, 1, true}});
+    EXPECT_EQ(status(), kStatusOk);
+    EXPECT_EQ(io(kRequestIn, 0, 65536), kStatusOk);
+    // 5.2.6.2: UNMAP on a discard and unknown flags are UNSUPP.
+    discard.flags = kSegmentFlagUnmap;
+    ASSERT_TRUE(memory.write_obj(GuestAddress(kDataAt + 0x10000), discard).ok());
+    put_header(kRequestDiscard, 0);
+    run({{kHeaderAt, 16, false}, {kDataAt + 0x10000, 16, false}, {kStatusAt, 1, true}});
+    EXPECT_EQ(status(), kStatusUnsupported);
+    discard.flags = 4;
+    put_header(kRequestWriteZeroes, 0);
+    ASSERT_TRUE(memory.write_obj(GuestAddress(kDataAt + 0x10000), discard).ok());
+    run({{kHeaderAt, 16, false}, {kDataAt + 0x10000, 16, false}, {kStatusAt, 1, true}});
+    EXPECT_EQ(status(), kStatusUnsupported);
+    // A segment past the end, and a payload that is not whole segments: IOERR.
+    DiscardWriteZeroesSegment past{kDiskSectors - 4, 8, 0};
+    ASSERT_TRUE(memory.write_obj(GuestAddress(kDataAt + 0x10000), past).ok());
+    put_header(kRequestWriteZeroes, 0);
+    run({{kHeaderAt, 16, false}, {kDataAt + 0x10000, 16, false}, {kStatusAt, 1, true}});
+    EXPECT_EQ(status(), kStatusIoError);
+    put_header(kRequestWriteZeroes, 0);
+    run({{kHeaderAt, 16, false}, {kDataAt + 0x10000, 12, false}, {kStatusAt, 1, true}});
+    EXPECT_EQ(status(), kStatusIoError);
+  }
+}
+
+TEST_F(VirtioBlkTest, DiscardIsUnsupportedUnlessEnabled) {
+  start(raw_disk());
+  EXPECT_FALSE(device->device_features() & virtio::feature_bit(kFeatureDiscard));
+  DiscardWriteZeroesSegment discard{0, 8, 0};
+  ASSERT_TRUE(memory.write_obj(GuestAddress(kDataAt), discard).ok());
+  put_header(kRequestDiscard, 0);
+  run({{kHeaderAt, 16, false}, {kDataAt, 16, false}, {kStatusAt, 1, true}});
+  EXPECT_EQ(status(), kStatusUnsupported);
+}
+
+TEST_F(VirtioBlkTest, ReadOnlyDiskRejectsWrites) {
+  auto disk = raw_disk();
+  ASSERT_TRUE(disk->write(0, "original", 8).ok());
+  VirtioBlkOptions o;
+  o.read_only = true;
+  o.discard = true;
+  start(disk, o);
+  EXPECT_TRUE(device->device_features() & virtio::feature_bit(kFeatureReadOnly));
+  EXPECT_FALSE(device->device_features() & virtio::feature_bit(kFeatureWriteZeroes));
+  fill_data(5, 512);
+  EXPECT_EQ(io(kRequestOut, 0, 512), kStatusIoError);
+  DiscardWriteZeroesSegment seg{0, 8, 0};
+  ASSERT_TRUE(memory.write_obj(GuestAddress(kDataAt + 0x1000), seg).ok());
+  for (uint32_t type : {kRequestWriteZeroes, kRequestDiscard}) {
+    put_header(type, 0);
+    run({{kHeaderAt, 16, false}, {kDataAt + 0x1000, 16, false}, {kStatusAt, 1, true}});
+    EXPECT_EQ(status(), kStatusIoError) << type;
+  }
+  // Nothing was written; reads still work.
+  ASSERT_EQ(io(kRequestIn, 0, 512), kStatusOk);
+  EXPECT_EQ(std::memcmp(data(8).data(), "original", 8), 0);
+  // An image opened read-only is a read-only device without being told.
+  start(open(dir.file("disk.raw"), false));
+  EXPECT_TRUE(device->read_only());
+  EXPECT_EQ(io(kRequestOut, 0, 512), kStatusIoError);
+}
+
+TEST_F(VirtioBlkTest, OutOfRangeAndOverflowingSectorsAreIoErrors) {
+  start(raw_disk());
+  EXPECT_EQ(io(kRequestIn, kDiskSectors, 512), kStatusIoError);
+  EXPECT_EQ(io(kRequestIn, kDiskSectors - 1, 1024), kStatusIoError);
+  // sector * 512 and sector + count wrap 64 bits: must not alias sector 0.
+  EXPECT_EQ(io(kRequestIn, ~0ull, 512), kStatusIoError);
+  EXPECT_EQ(io(kRequestIn, (~0ull >> 9) + 1, 512), kStatusIoError);
+  EXPECT_EQ(io(kRequestOut, ~0ull - 1, 1024), kStatusIoError);
+  // A zero-length read at the very end is fine.
+  put_header(kRequestIn, kDiskSectors);
+  run({{kHeaderAt, 16, false}, {kStatusAt, 1, true}});
+  EXPECT_EQ(status(), kStatusOk);
+}
+
+TEST_F(VirtioBlkTest, LengthNotAMultipleOf512IsAnIoError) {
+  start(raw_disk());
+  EXPECT_EQ(io(kRequestIn, 0, 511), kStatusIoError);
+  EXPECT_EQ(io(kRequestOut, 0, 513), kStatusIoError);
+}
+
+TEST_F(VirtioBlkTest, UnknownTypeIsUnsupported) {
+  start(raw_disk());
+  for (uint32_t type : {2u, 3u, 10u, 14u, 0x80000000u}) {
+    put_header(type, 0);
+    auto used = run({{kHeaderAt, 16, false}, {kDataAt, 512, true}, {kStatusAt, 1, true}});
+    EXPECT_EQ(status(), kStatusUnsupported) << type;
+    EXPECT_EQ(used.len, 1u);
+  }
+}
+
+TEST_F(VirtioBlkTest, HeaderSplitAcrossDescriptorsWorks) {
+  start(raw_disk());
+  fill_data(77, 1024);
+  const auto written = data(1024);
+  // Header in three pieces (4 + 5 + 7 bytes), data in two, status in its own.
+  RequestHeader h{kRequestOut, 0, 12};
+  ASSERT_TRUE(memory.write_obj(GuestAddress(kHeaderAt), h).ok());
+  auto used = run({{kHeaderAt, 4, false},
+                   {kHeaderAt + 4, 5, false},
+                   {kHeaderAt + 9, 7, false},
+                   {kDataAt, 100, false},
+                   {kDataAt + 100, 924, false},
+                   {kStatusAt, 1, true}});
+  ASSERT_EQ(status(), kStatusOk);
+  EXPECT_EQ(used.len, 1u);
+  // Header and first data bytes in one descriptor; data and status in one writable buffer.
+  h = {kRequestIn, 0, 12};
+  ASSERT_TRUE(memory.write_obj(GuestAddress(kHeaderAt), h).ok());
+  ASSERT_TRUE(memory.fill(GuestAddress(kDataAt), 0, 2048).ok());
+  used = run({{kHeaderAt, 16, false}, {kDataAt, 1025, true}});
+  EXPECT_EQ(used.len, 1025u);
+  EXPECT_EQ(data(1024), written);
+  EXPECT_EQ(memory.read_obj<uint8_t>(GuestAddress(kDataAt + 1024)).value(), kStatusOk);
+}
+
+TEST_F(VirtioBlkTest, MalformedButAnswerableRequestsGetIoError) {
+  start(raw_disk());
+  // Header shorter than 16 bytes.
+  put_header(kRequestIn, 0);
+  auto used = run({{kHeaderAt, 8, false}, {kStatusAt, 1, true}});
+  EXPECT_EQ(status(), kStatusIoError);
+  EXPECT_EQ(used.len, 1u);
+  // Header device-writable (wrong direction): nothing readable at all.
+  put_header(kRequestIn, 0);
+  run({{kHeaderAt, 16, true}, {kStatusAt, 1, true}});
+  EXPECT_EQ(status(), kStatusIoError);
+  // Read whose data buffer is device-readable.
+  put_header(kRequestIn, 0);
+  run({{kHeaderAt, 16, false}, {kDataAt, 512, false}, {kStatusAt, 1, true}});
+  EXPECT_EQ(status(), kStatusIoError);
+  // Write whose data buffer is device-writable.
+  put_header(kRequestOut, 0);
+  run({{kHeaderAt, 16, false}, {kDataAt, 512, true}, {kStatusAt, 1, true}});
+  EXPECT_EQ(status(), kStatusIoError);
+  EXPECT_TRUE(interrupt.needs_reset.empty());
+  // Still working afterwards.
+  EXPECT_EQ(io(kRequestIn, 0, 512), kStatusOk);
+}
+
+TEST_F(VirtioBlkTest, MissingStatusByteNeedsReset) {
+  start(raw_disk());
+  put_header(kRequestOut, 0);
+  const uint16_t before = driver->used_idx();
+  driver->add_chain(0, {{kHeaderAt, 16, false}, {kDataAt, 512, false}});
+  EXPECT_TRUE(device->process_queue(0).ok());
+  EXPECT_EQ(driver->used_idx(), before);  // nothing to answer into
+  ASSERT_EQ(interrupt.needs_reset.size(), 1u);
+  EXPECT_NE(interrupt.needs_reset[0].find("status"), std::string::npos) << interrupt.needs_reset[0];
+  // The device stays stopped until the driver resets it.
+  driver->add_chain(2, {{kHeaderAt, 16, false}, {kStatusAt, 1, true}});
+  EXPECT_TRUE(device->process_queue(0).ok());
+  EXPECT_EQ(driver->used_idx(), before);
+  EXPECT_EQ(interrupt.needs_reset.size(), 1u);
+}
+
+TEST_F(VirtioBlkTest, ReadOnlyStatusDescriptorNeedsReset) {
+  start(raw_disk());
+  put_header(kRequestFlush, 0);
+  const uint16_t before = driver->used_idx();
+  driver->add_chain(0, {{kHeaderAt, 16, false}, {kStatusAt, 1, false}});
+  EXPECT_TRUE(device->process_queue(0).ok());
+  EXPECT_EQ(driver->used_idx(), before);
+  EXPECT_EQ(interrupt.needs_reset.size(), 1u);
+  // After a reset and re-activation the device serves again.
+  device->reset();
+  start(raw_disk());
+  EXPECT_EQ(io(kRequestIn, 0, 512), kStatusOk);
+}
+
+TEST_F(VirtioBlkTest, HostileChainNeedsReset) {
+  start(raw_disk());
+  // A buffer outside guest RAM: Virtqueue::pop refuses the chain.
+  driver->add_chain(0, {{kHeaderAt, 16, false}, {kRam - 8, 512, true}, {kStatusAt, 1, true}});
+  EXPECT_TRUE(device->process_queue(0).ok());
+  EXPECT_EQ(interrupt.needs_reset.size(), 1u);
+}
+
+TEST_F(VirtioBlkTest, ImageIoErrorIsAnIoErrorStatusAndTheDeviceGoesOn) {
+  start(std::make_shared<FailingDisk>());
+  EXPECT_EQ(io(kRequestOut, 0, 512), kStatusIoError);
+  put_header(kRequestIn, 0);
+  run({{kHeaderAt, 16, false}, {kDataAt, 512, true}, {kStatusAt, 1, true}});
+  EXPECT_EQ(status(), kStatusIoError);
+  put_header(kRequestFlush, 0);
+  run({{kHeaderAt, 16, false}, {kStatusAt, 1, true}});
+  EXPECT_EQ(status(), kStatusIoError);
+  EXPECT_TRUE(interrupt.needs_reset.empty());
+  EXPECT_EQ(device->requests_completed(), 3u);
+}
+
+TEST_F(VirtioBlkTest, BatchedRequestsAndEventIdxInterrupts) {
+  start(raw_disk());
+  ASSERT_TRUE(features & virtio::feature_bit(virtio::kFeatureEventIdx));
+  fill_data(0, 512 * 8);
+  // Eight writes made available before one notification: one pass serves all.
+  for (int i = 0; i < 8; ++i) {
+    RequestHeader h{kRequestOut, 0, static_cast<uint64_t>(i)};
+    ASSERT_TRUE(memory.write_obj(GuestAddress(kHeaderAt + 16 * i), h).ok());
+    driver->add_chain(
+        static_cast<uint16_t>(3 * i),
+        {{kHeaderAt + 16ull * i, 16, false}, {kDataAt + 512ull * i, 512, false}, {kStatusAt + i, 1, true}});
+  }
+  interrupt.used.clear();
+  driver->set_used_event(100);  // the driver asks not to hear before used index 101
+  ASSERT_TRUE(device->process_queue(0).ok());
+  EXPECT_EQ(driver->used_idx(), 8);
+  EXPECT_EQ(interrupt.used.size(), 1u);  // the first interrupt after start is always sent
+  driver->add_chain(30, {{kHeaderAt, 16, false}, {kStatusAt, 1, true}});
+  ASSERT_TRUE(device->process_queue(0).ok());
+  EXPECT_EQ(interrupt.used.size(), 1u);  // suppressed by used_event
+  driver->set_used_event(9);
+  driver->add_chain(32, {{kHeaderAt, 16, false}, {kStatusAt, 1, true}});
+  ASSERT_TRUE(device->process_queue(0).ok());
+  EXPECT_EQ(interrupt.used.size(), 2u);
+}
+
+}  // namespace
+}  // namespace hostvisor
