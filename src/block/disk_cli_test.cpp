@@ -1,0 +1,114 @@
+// `hostvisor disk ...` end to end through block_disk_tool (the same
+// src/cli/disk_command.cpp the hostvisor binary links), checked against qemu-img.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "block/test_util.h"
+
+namespace hostvisor::block {
+namespace {
+
+using testing::run_command;
+
+class DiskCli : public ::testing::Test {
+ protected:
+  int disk(const std::string& args, std::string* out = nullptr) {
+    return run_command("cd '" + dir_.path() + "' && " HV_DISK_TOOL " disk " + args, out ? out : &last_);
+  }
+  int sh(const std::string& cmd, std::string* out = nullptr) {
+    return run_command("cd '" + dir_.path() + "' && " + cmd, out ? out : &last_);
+  }
+  nlohmann::json info(const std::string& file) {
+    std::string out;
+    EXPECT_EQ(disk("info --json " + file, &out), 0) << out;
+    return nlohmann::json::parse(out, nullptr, false);
+  }
+  testing::ScratchDir dir_;
+  std::string last_;
+};
+
+TEST_F(DiskCli, CreateInfoCheckConvert) {
+  ASSERT_EQ(disk("create --size 64M a.qcow2"), 0) << last_;
+  auto j = info("a.qcow2");
+  EXPECT_EQ(j["format"], "qcow2");
+  EXPECT_EQ(j["virtual-size"], 64u << 20);
+  EXPECT_EQ(j["cluster-size"], 65536u);
+  ASSERT_EQ(disk("check a.qcow2"), 0) << last_;
+  EXPECT_NE(last_.find("No errors"), std::string::npos);
+  ASSERT_EQ(sh("qemu-io -f qcow2 -c 'write -P 0x3c 1M 3M' a.qcow2"), 0) << last_;
+  ASSERT_EQ(disk("convert --format raw a.qcow2 a.raw"), 0) << last_;
+  ASSERT_EQ(sh("qemu-img compare a.qcow2 a.raw"), 0) << last_;
+  ASSERT_EQ(disk("convert --compress a.raw c.qcow2"), 0) << last_;
+  ASSERT_EQ(sh("qemu-img check c.qcow2"), 0) << last_;
+  ASSERT_EQ(sh("qemu-img compare c.qcow2 a.raw"), 0) << last_;
+  ASSERT_EQ(disk("create --format raw --size 1M r.img"), 0) << last_;
+  EXPECT_EQ(info("r.img")["format"], "raw");
+  ASSERT_EQ(disk("check r.img"), 0) << last_;
+}
+
+TEST_F(DiskCli, BackingSnapshotsResizeCommit) {
+  ASSERT_EQ(sh("mkdir sub && qemu-img create -q -f raw sub/base.raw 32M && qemu-io -f raw -c 'write -P 0x11 0 32M' "
+               "sub/base.raw"),
+            0)
+      << last_;
+  // Relative backing names resolve against the overlay's directory; size comes from the backing file.
+  ASSERT_EQ(disk("create --backing base.raw sub/over.qcow2"), 0) << last_;
+  auto j = info("sub/over.qcow2");
+  EXPECT_EQ(j["backing-filename"], "base.raw");
+  EXPECT_EQ(j["backing-filename-format"], "raw");
+  EXPECT_EQ(j["virtual-size"], 32u << 20);
+  ASSERT_EQ(sh("qemu-io -f qcow2 -c 'write -P 0x22 4M 1M' sub/over.qcow2"), 0) << last_;
+  ASSERT_EQ(disk("snapshot create sub/over.qcow2 before"), 0) << last_;
+  ASSERT_EQ(sh("qemu-io -f qcow2 -c 'write -P 0x33 4M 1M' sub/over.qcow2"), 0) << last_;
+  std::string out;
+  ASSERT_EQ(disk("snapshot list --json sub/over.qcow2", &out), 0) << out;
+  auto list = nlohmann::json::parse(out, nullptr, false);
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_EQ(list[0]["name"], "before");
+  ASSERT_EQ(sh("qemu-img snapshot -l sub/over.qcow2", &out), 0);
+  EXPECT_NE(out.find("before"), std::string::npos) << out;
+  ASSERT_EQ(disk("snapshot apply sub/over.qcow2 before"), 0) << last_;
+  ASSERT_EQ(sh("qemu-io -f qcow2 -c 'read -P 0x22 4M 1M' sub/over.qcow2", &out), 0);
+  EXPECT_EQ(out.find("Pattern verification failed"), std::string::npos) << out;
+  ASSERT_EQ(disk("snapshot delete sub/over.qcow2 before"), 0) << last_;
+  EXPECT_NE(disk("snapshot delete sub/over.qcow2 before"), 0);
+  EXPECT_NE(last_.find("no snapshot"), std::string::npos) << last_;
+  ASSERT_EQ(sh("qemu-img check sub/over.qcow2"), 0) << last_;
+  ASSERT_EQ(disk("commit sub/over.qcow2"), 0) << last_;
+  ASSERT_EQ(sh("qemu-io -f raw -c 'read -P 0x22 4M 1M' -c 'read -P 0x11 0 4M' sub/base.raw", &out), 0);
+  EXPECT_EQ(out.find("Pattern verification failed"), std::string::npos) << out;
+  ASSERT_EQ(disk("resize sub/over.qcow2 +1G"), 0) << last_;
+  EXPECT_EQ(info("sub/over.qcow2")["virtual-size"], (32u << 20) + (1u << 30));
+  ASSERT_EQ(sh("qemu-img check sub/over.qcow2"), 0) << last_;
+  EXPECT_NE(disk("resize sub/over.qcow2 1M"), 0);
+  EXPECT_NE(last_.find("shrinking"), std::string::npos) << last_;
+}
+
+TEST_F(DiskCli, ErrorsSayWhatAndWhere) {
+  EXPECT_NE(disk("info missing.qcow2"), 0);
+  EXPECT_NE(last_.find("missing.qcow2"), std::string::npos) << last_;
+  EXPECT_EQ(disk("create x.qcow2"), 2);
+  EXPECT_NE(last_.find("--size is required"), std::string::npos) << last_;
+  EXPECT_NE(disk("create --backing nothere.qcow2 y.qcow2"), 0);
+  EXPECT_NE(last_.find("nothere.qcow2"), std::string::npos) << last_;
+  // A backing file that disappears later, and one that loops.
+  ASSERT_EQ(disk("create --size 1M b.qcow2"), 0);
+  ASSERT_EQ(disk("create --backing b.qcow2 t.qcow2"), 0);
+  ASSERT_EQ(sh("rm b.qcow2"), 0);
+  EXPECT_NE(disk("info t.qcow2"), 0);
+  EXPECT_NE(last_.find("backing file 'b.qcow2'"), std::string::npos) << last_;
+  EXPECT_NE(last_.find("missing"), std::string::npos) << last_;
+  ASSERT_EQ(sh("qemu-img create -q -f qcow2 -b t.qcow2 -F qcow2 -u b.qcow2 1M"), 0) << last_;
+  EXPECT_NE(disk("info t.qcow2"), 0);
+  EXPECT_NE(last_.find("loop"), std::string::npos) << last_;
+  // A corrupt header.
+  ASSERT_EQ(disk("create --size 1M c.qcow2"), 0);
+  ASSERT_EQ(sh("printf '\\000\\000\\000\\050' | dd of=c.qcow2 bs=1 seek=20 conv=notrunc status=none"), 0);
+  EXPECT_EQ(disk("check c.qcow2"), 1);
+  EXPECT_NE(last_.find("cluster_bits 40"), std::string::npos) << last_;
+  EXPECT_NE(disk("snapshot create c.qcow2 s"), 0);
+}
+
+}  // namespace
+}  // namespace hostvisor::block
