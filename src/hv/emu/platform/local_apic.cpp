@@ -1,6 +1,7 @@
 #include "hv/emu/platform/local_apic.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <mutex>
 #include <string>
@@ -76,10 +77,28 @@ class LocalApic::Impl {
   Impl(LocalApic& self, uint32_t apic_id, bool bootstrap, ApicBus& bus, PlatformTimers& timers)
       : self_(self), bsp_(bootstrap), initial_id_(apic_id), bus_(bus), timers_(timers) {
     timer_id_ = timers_.add([this](uint64_t now) { on_timer(now); });
-    std::lock_guard lock(mutex_);
+    Guard lock(*this);
     power_on_locked();
   }
   ~Impl() { timers_.disarm(timer_id_); }
+
+  // The LAPIC's lock. Leaving it republishes needs_attention(), so every
+  // state change is reflected before the lock is released.
+  class Guard {
+   public:
+    explicit Guard(const Impl& impl) : impl_(impl), lock_(impl.mutex_) {}
+    ~Guard() { impl_.refresh_attention_locked(); }
+
+   private:
+    const Impl& impl_;
+    std::lock_guard<std::mutex> lock_;
+  };
+
+  void refresh_attention_locked() const {
+    const bool attention = s_.init_pending || s_.nmi_pending || s_.sipi_pending || s_.waiting_for_sipi ||
+                           extint_requested_locked() || pending_vector_locked().has_value();
+    attention_.store(attention, std::memory_order_release);
+  }
 
   // Side effects collected under the lock and performed after releasing it,
   // so the LAPIC never calls other components (or itself) while locked.
@@ -95,7 +114,7 @@ class LocalApic::Impl {
     if (a.wake) {
       std::function<void()> wake;
       {
-        std::lock_guard lock(mutex_);
+        Guard lock(*this);
         wake = wakeup_;
       }
       if (wake) wake();
@@ -262,7 +281,7 @@ class LocalApic::Impl {
   void on_timer(uint64_t t) {
     Actions a;
     {
-      std::lock_guard lock(mutex_);
+      Guard lock(*this);
       if (timer_mode() == kLvtTimerTscDeadline) {
         if (s_.tsc_deadline != 0 && guest_tsc_at(t) >= s_.tsc_deadline) {
           s_.tsc_deadline = 0;  // one shot: the MSR reads 0 after expiry
@@ -474,7 +493,7 @@ class LocalApic::Impl {
   void accept(const ApicMessage& m) {
     Actions a;
     {
-      std::lock_guard lock(mutex_);
+      Guard lock(*this);
       if (!hw_enabled()) return;
       switch (m.mode) {
         case DeliveryMode::kFixed:
@@ -513,7 +532,7 @@ class LocalApic::Impl {
   void set_lint(unsigned index, bool level) {
     Actions a;
     {
-      std::lock_guard lock(mutex_);
+      Guard lock(*this);
       bool& current = index == kLvtLint0 ? s_.lint0_level : s_.lint1_level;
       const bool rising = level && !current;
       current = level;
@@ -531,7 +550,7 @@ class LocalApic::Impl {
   }
 
   bool matches(uint32_t dest, bool logical) const {
-    std::lock_guard lock(mutex_);
+    Guard lock(*this);
     if (!hw_enabled()) return false;
     if (x2apic()) {
       if (dest == kX2apicBroadcast) return true;
@@ -547,7 +566,7 @@ class LocalApic::Impl {
   }
 
   Result<uint64_t> msr_read(uint32_t index) {
-    std::lock_guard lock(mutex_);
+    Guard lock(*this);
     if (index == kMsrApicBase) return s_.apic_base;
     if (index == kMsrTscDeadline) return timer_mode() == kLvtTimerTscDeadline ? s_.tsc_deadline : 0;
     if (!x2apic()) return gp("RDMSR " + hex(index) + ": x2APIC register while the APIC is not in x2APIC mode");
@@ -562,7 +581,7 @@ class LocalApic::Impl {
     Actions a;
     Result<void> result;
     {
-      std::lock_guard lock(mutex_);
+      Guard lock(*this);
       if (index == kMsrApicBase) {
         result = write_apic_base_locked(value, a);
       } else if (index == kMsrTscDeadline) {
@@ -619,6 +638,7 @@ class LocalApic::Impl {
   PlatformTimers::TimerId timer_id_ = 0;
 
   mutable std::mutex mutex_;
+  mutable std::atomic<bool> attention_{false};
   State s_;
   uint64_t timer_load_ns_ = 0;  // clock time the current period started
   // Rate limit of short periodic timers (see kMinPeriodicTimerNs).
@@ -634,7 +654,7 @@ LocalApic::~LocalApic() = default;
 
 void LocalApic::reset() {
   {
-    std::lock_guard lock(impl_->mutex_);
+    Impl::Guard lock(*impl_);
     impl_->power_on_locked();
   }
   Impl::Actions a;
@@ -643,24 +663,24 @@ void LocalApic::reset() {
 }
 
 uint32_t LocalApic::id() const {
-  std::lock_guard lock(impl_->mutex_);
+  Impl::Guard lock(*impl_);
   return impl_->s_.id;
 }
 
 bool LocalApic::is_bootstrap() const { return impl_->bsp_; }
 
 uint64_t LocalApic::base_address() const {
-  std::lock_guard lock(impl_->mutex_);
+  Impl::Guard lock(*impl_);
   return impl_->s_.apic_base & kApicBaseAddressMask;
 }
 
 bool LocalApic::mmio_enabled() const {
-  std::lock_guard lock(impl_->mutex_);
+  Impl::Guard lock(*impl_);
   return impl_->hw_enabled() && !impl_->x2apic();
 }
 
 bool LocalApic::x2apic_mode() const {
-  std::lock_guard lock(impl_->mutex_);
+  Impl::Guard lock(*impl_);
   return impl_->x2apic();
 }
 
@@ -673,7 +693,7 @@ void LocalApic::mmio_read(uint64_t offset, std::span<uint8_t> data) {
   bool valid = false;
   Impl::Actions a;
   {
-    std::lock_guard lock(impl_->mutex_);
+    Impl::Guard lock(*impl_);
     if (impl_->x2apic()) return;
     const auto v = impl_->read_register_locked(static_cast<uint32_t>(offset & ~uint64_t{0xf}));
     if (v) {
@@ -693,7 +713,7 @@ void LocalApic::mmio_write(uint64_t offset, std::span<const uint8_t> data) {
   std::memcpy(&value, data.data(), 4);
   Impl::Actions a;
   {
-    std::lock_guard lock(impl_->mutex_);
+    Impl::Guard lock(*impl_);
     if (impl_->x2apic()) return;
     const auto reg = static_cast<uint32_t>(offset);
     if (reg == kRegSelfIpi || !impl_->write_register_locked(reg, value, a)) {
@@ -716,13 +736,13 @@ Result<void> LocalApic::msr_write(uint32_t index, uint64_t value) {
 }
 
 uint8_t LocalApic::cr8() const {
-  std::lock_guard lock(impl_->mutex_);
+  Impl::Guard lock(*impl_);
   return static_cast<uint8_t>((impl_->s_.tpr >> 4) & 0xf);
 }
 
 void LocalApic::set_cr8(uint8_t value) {
   {
-    std::lock_guard lock(impl_->mutex_);
+    Impl::Guard lock(*impl_);
     impl_->s_.tpr = (value & 0xfu) << 4;
   }
   Impl::Actions a;
@@ -731,28 +751,30 @@ void LocalApic::set_cr8(uint8_t value) {
 }
 
 void LocalApic::set_tsc_offset(uint64_t offset) {
-  std::lock_guard lock(impl_->mutex_);
+  Impl::Guard lock(*impl_);
   impl_->s_.tsc_offset = offset;
   impl_->update_timer_locked();
 }
 
 uint64_t LocalApic::guest_tsc() const {
-  std::lock_guard lock(impl_->mutex_);
+  Impl::Guard lock(*impl_);
   return impl_->guest_tsc_at(impl_->now());
 }
 
+bool LocalApic::needs_attention() const { return impl_->attention_.load(std::memory_order_acquire); }
+
 bool LocalApic::has_interrupt() const {
-  std::lock_guard lock(impl_->mutex_);
+  Impl::Guard lock(*impl_);
   return impl_->extint_requested_locked() || impl_->pending_vector_locked().has_value();
 }
 
 std::optional<uint8_t> LocalApic::pending_vector() const {
-  std::lock_guard lock(impl_->mutex_);
+  Impl::Guard lock(*impl_);
   return impl_->pending_vector_locked();
 }
 
 void LocalApic::acknowledge(uint8_t vector) {
-  std::lock_guard lock(impl_->mutex_);
+  Impl::Guard lock(*impl_);
   if (!test_bit(impl_->s_.irr, vector)) return;
   clear_bit(impl_->s_.irr, vector);
   set_bit(impl_->s_.isr, vector);
@@ -761,7 +783,7 @@ void LocalApic::acknowledge(uint8_t vector) {
 std::optional<uint8_t> LocalApic::take_interrupt() {
   std::function<uint8_t()> inta;
   {
-    std::lock_guard lock(impl_->mutex_);
+    Impl::Guard lock(*impl_);
     if (impl_->extint_requested_locked() && impl_->extint_source_) {
       impl_->s_.extint_pending = false;
       inta = impl_->extint_source_;
@@ -779,22 +801,22 @@ std::optional<uint8_t> LocalApic::take_interrupt() {
 }
 
 bool LocalApic::has_nmi() const {
-  std::lock_guard lock(impl_->mutex_);
+  Impl::Guard lock(*impl_);
   return impl_->s_.nmi_pending;
 }
 
 bool LocalApic::take_nmi() {
-  std::lock_guard lock(impl_->mutex_);
+  Impl::Guard lock(*impl_);
   return std::exchange(impl_->s_.nmi_pending, false);
 }
 
 bool LocalApic::has_init() const {
-  std::lock_guard lock(impl_->mutex_);
+  Impl::Guard lock(*impl_);
   return impl_->s_.init_pending;
 }
 
 bool LocalApic::take_init() {
-  std::lock_guard lock(impl_->mutex_);
+  Impl::Guard lock(*impl_);
   State& s = impl_->s_;
   if (!s.init_pending) return false;
   // A SIPI that arrived after the INIT survives the INIT's reset.
@@ -811,17 +833,17 @@ bool LocalApic::take_init() {
 }
 
 bool LocalApic::waiting_for_sipi() const {
-  std::lock_guard lock(impl_->mutex_);
+  Impl::Guard lock(*impl_);
   return impl_->s_.waiting_for_sipi;
 }
 
 bool LocalApic::has_sipi() const {
-  std::lock_guard lock(impl_->mutex_);
+  Impl::Guard lock(*impl_);
   return impl_->s_.sipi_pending;
 }
 
 std::optional<uint8_t> LocalApic::take_sipi() {
-  std::lock_guard lock(impl_->mutex_);
+  Impl::Guard lock(*impl_);
   State& s = impl_->s_;
   // Wait for the INIT to be taken first: it would reset the started AP.
   if (!s.sipi_pending || s.init_pending) return std::nullopt;
@@ -831,12 +853,12 @@ std::optional<uint8_t> LocalApic::take_sipi() {
 }
 
 void LocalApic::set_wakeup(std::function<void()> wakeup) {
-  std::lock_guard lock(impl_->mutex_);
+  Impl::Guard lock(*impl_);
   impl_->wakeup_ = std::move(wakeup);
 }
 
 void LocalApic::set_extint_source(std::function<uint8_t()> acknowledge) {
-  std::lock_guard lock(impl_->mutex_);
+  Impl::Guard lock(*impl_);
   impl_->extint_source_ = std::move(acknowledge);
 }
 
@@ -851,7 +873,7 @@ bool LocalApic::matches(uint32_t destination, bool logical) const { return impl_
 void LocalApic::on_timer(uint64_t now_ns) { impl_->on_timer(now_ns); }
 
 LocalApic::State LocalApic::save() const {
-  std::lock_guard lock(impl_->mutex_);
+  Impl::Guard lock(*impl_);
   State s = impl_->s_;
   const uint64_t t = impl_->now();
   s.timer_elapsed_ns = s.timer_running && t > impl_->timer_load_ns_ ? t - impl_->timer_load_ns_ : 0;
@@ -860,7 +882,7 @@ LocalApic::State LocalApic::save() const {
 
 void LocalApic::restore(const State& state) {
   {
-    std::lock_guard lock(impl_->mutex_);
+    Impl::Guard lock(*impl_);
     impl_->s_ = state;
     // Keep only the bits a guest could have set.
     State& s = impl_->s_;

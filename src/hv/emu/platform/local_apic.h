@@ -164,6 +164,13 @@ class LocalApic {
   // vector (bypassing IRR/ISR, as the hardware does). nullopt if nothing.
   std::optional<uint8_t> take_interrupt();
 
+  // Lock-free summary for the core's per-instruction check: false means no
+  // INIT, SIPI, NMI or maskable interrupt is pending and the vCPU is not
+  // waiting for SIPI, so the calls below can be skipped. It is updated
+  // before the LAPIC's lock is released; a change racing with the check is
+  // seen on the next check (and the wake-up callback runs for it).
+  bool needs_attention() const;
+
   bool has_nmi() const;
   bool take_nmi();  // consumes one pending NMI
   // An INIT arrived. take_init() consumes it and has already put the LAPIC in

@@ -111,6 +111,31 @@ TEST_F(LocalApicTest, PriorityIrrIsrPprAndEoi) {
   EXPECT_EQ(read(l, LocalApic::kRegPpr), 0u);
 }
 
+TEST_F(LocalApicTest, NeedsAttentionSummarisesPendingEvents) {
+  LocalApic& bsp = lapic(0);
+  EXPECT_FALSE(bsp.needs_attention());
+  EXPECT_TRUE(lapic(1).needs_attention());  // an AP waiting for SIPI
+  enable(bsp);
+  write(bsp, LocalApic::kRegTpr, 0x50);
+  bsp.accept(fixed(0x45));
+  EXPECT_FALSE(bsp.needs_attention());  // masked by the TPR
+  write(bsp, LocalApic::kRegTpr, 0x00);
+  EXPECT_TRUE(bsp.needs_attention());
+  EXPECT_EQ(bsp.take_interrupt(), std::optional<uint8_t>(0x45));
+  EXPECT_FALSE(bsp.needs_attention());
+  ApicMessage nmi;
+  nmi.mode = DeliveryMode::kNmi;
+  bsp.accept(nmi);
+  EXPECT_TRUE(bsp.needs_attention());
+  EXPECT_TRUE(bsp.take_nmi());
+  EXPECT_FALSE(bsp.needs_attention());
+  write(bsp, LocalApic::kRegLvtLint0, 0x700);
+  bsp.set_lint0(true);  // PIC INTR through ExtINT
+  EXPECT_TRUE(bsp.needs_attention());
+  bsp.set_lint0(false);
+  EXPECT_FALSE(bsp.needs_attention());
+}
+
 TEST_F(LocalApicTest, TprMasksLowerClassesAndMirrorsCr8) {
   LocalApic& l = lapic(0);
   enable(l);
