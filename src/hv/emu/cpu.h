@@ -166,6 +166,16 @@ struct MsrState {
   uint64_t tsc_deadline = 0;
 };
 
+// x87 state as FXSAVE stores it (the x87 arithmetic itself is not emulated yet).
+struct X87State {
+  uint16_t fcw = 0x37f;
+  uint16_t fsw = 0;
+  uint8_t ftw = 0;  // abridged tag word: one bit per register, 1 = valid
+  uint16_t fop = 0;
+  uint64_t fip = 0, fdp = 0;
+  uint8_t st[8][10] = {};
+};
+
 struct Cpu {
   // General-purpose registers in encoding order (rax, rcx, rdx, rbx, rsp, rbp, rsi, rdi, r8..r15).
   uint64_t gpr[16] = {};
@@ -173,6 +183,11 @@ struct Cpu {
   uint64_t next_rip = 0;  // address after the executing instruction; branches overwrite it
   uint64_t rflags = 2;    // non-arithmetic bits always; arithmetic bits when flags.op == kNone
   LazyFlags flags;
+
+  // SSE state: XMM0-15 and MXCSR; x87 control/status for FXSAVE.
+  alignas(16) uint8_t xmm[16][16] = {};
+  uint32_t mxcsr = 0x1f80;
+  X87State x87;
 
   Segment seg[6];
   Segment tr, ldt;

@@ -201,7 +201,6 @@ Mapping handler_for(const ZydisDecodedInstruction& in, const ZydisDecodedOperand
     case ZYDIS_MNEMONIC_MOVSB:
     case ZYDIS_MNEMONIC_MOVSW:
     case ZYDIS_MNEMONIC_MOVSQ: return {h_movs, true};
-    case ZYDIS_MNEMONIC_MOVSD: return {legacy_map ? h_movs : nullptr, true};
     case ZYDIS_MNEMONIC_CMPSB:
     case ZYDIS_MNEMONIC_CMPSW:
     case ZYDIS_MNEMONIC_CMPSQ: return {h_cmps, true};
@@ -252,6 +251,125 @@ Mapping handler_for(const ZydisDecodedInstruction& in, const ZydisDecodedOperand
     case ZYDIS_MNEMONIC_SYSRET: return {h_sysret, true};
     case ZYDIS_MNEMONIC_WBINVD:
     case ZYDIS_MNEMONIC_INVD: return {h_privileged_nop};
+    case ZYDIS_MNEMONIC_MOVNTI: return {h_mov};
+
+    // SSE/SSE2 (sse.cpp) and the x87/FXSAVE state (x87.cpp).
+    case ZYDIS_MNEMONIC_MOVAPS:
+    case ZYDIS_MNEMONIC_MOVAPD:
+    case ZYDIS_MNEMONIC_MOVDQA:
+    case ZYDIS_MNEMONIC_MOVNTPS:
+    case ZYDIS_MNEMONIC_MOVNTPD:
+    case ZYDIS_MNEMONIC_MOVNTDQ: return {h_sse_mov_aligned};
+    case ZYDIS_MNEMONIC_MOVUPS:
+    case ZYDIS_MNEMONIC_MOVUPD:
+    case ZYDIS_MNEMONIC_MOVDQU: return {h_sse_mov_unaligned};
+    case ZYDIS_MNEMONIC_MOVD:
+    case ZYDIS_MNEMONIC_MOVQ: return {has_reg_class(ZYDIS_REGCLASS_MMX) ? nullptr : h_sse_movd};
+    case ZYDIS_MNEMONIC_MOVSS: return {h_sse_movss};
+    case ZYDIS_MNEMONIC_MOVSD: return {legacy_map ? h_movs : h_sse_movsd, legacy_map};
+    case ZYDIS_MNEMONIC_MOVLPS:
+    case ZYDIS_MNEMONIC_MOVLPD: return {h_sse_movlp};
+    case ZYDIS_MNEMONIC_MOVHPS:
+    case ZYDIS_MNEMONIC_MOVHPD: return {h_sse_movhp};
+    case ZYDIS_MNEMONIC_MOVHLPS: return {h_sse_movhlps};
+    case ZYDIS_MNEMONIC_MOVLHPS: return {h_sse_movlhps};
+    case ZYDIS_MNEMONIC_PXOR:
+    case ZYDIS_MNEMONIC_XORPS:
+    case ZYDIS_MNEMONIC_XORPD: return {h_sse_xor};
+    case ZYDIS_MNEMONIC_PAND:
+    case ZYDIS_MNEMONIC_ANDPS:
+    case ZYDIS_MNEMONIC_ANDPD: return {h_sse_and};
+    case ZYDIS_MNEMONIC_PANDN:
+    case ZYDIS_MNEMONIC_ANDNPS:
+    case ZYDIS_MNEMONIC_ANDNPD: return {h_sse_andn};
+    case ZYDIS_MNEMONIC_POR:
+    case ZYDIS_MNEMONIC_ORPS:
+    case ZYDIS_MNEMONIC_ORPD: return {h_sse_or};
+    case ZYDIS_MNEMONIC_PADDB: return {h_sse_paddb};
+    case ZYDIS_MNEMONIC_PADDW: return {h_sse_paddw};
+    case ZYDIS_MNEMONIC_PADDD: return {h_sse_paddd};
+    case ZYDIS_MNEMONIC_PADDQ: return {h_sse_paddq};
+    case ZYDIS_MNEMONIC_PSUBB: return {h_sse_psubb};
+    case ZYDIS_MNEMONIC_PSUBW: return {h_sse_psubw};
+    case ZYDIS_MNEMONIC_PSUBD: return {h_sse_psubd};
+    case ZYDIS_MNEMONIC_PSUBQ: return {h_sse_psubq};
+    case ZYDIS_MNEMONIC_PCMPEQB: return {h_sse_pcmpeqb};
+    case ZYDIS_MNEMONIC_PCMPEQW: return {h_sse_pcmpeqw};
+    case ZYDIS_MNEMONIC_PCMPEQD: return {h_sse_pcmpeqd};
+    case ZYDIS_MNEMONIC_PCMPGTB: return {h_sse_pcmpgtb};
+    case ZYDIS_MNEMONIC_PCMPGTW: return {h_sse_pcmpgtw};
+    case ZYDIS_MNEMONIC_PCMPGTD: return {h_sse_pcmpgtd};
+    case ZYDIS_MNEMONIC_PMINUB: return {h_sse_pminub};
+    case ZYDIS_MNEMONIC_PMAXUB: return {h_sse_pmaxub};
+    case ZYDIS_MNEMONIC_PSUBUSB: return {h_sse_psubusb};
+    case ZYDIS_MNEMONIC_PADDUSB: return {h_sse_paddusb};
+    case ZYDIS_MNEMONIC_PMOVMSKB: return {h_sse_pmovmskb};
+    case ZYDIS_MNEMONIC_MOVMSKPS: return {h_sse_movmskps};
+    case ZYDIS_MNEMONIC_MOVMSKPD: return {h_sse_movmskpd};
+    case ZYDIS_MNEMONIC_PUNPCKLBW: return {h_sse_punpcklbw};
+    case ZYDIS_MNEMONIC_PUNPCKLWD: return {h_sse_punpcklwd};
+    case ZYDIS_MNEMONIC_PUNPCKLDQ:
+    case ZYDIS_MNEMONIC_UNPCKLPS: return {h_sse_punpckldq};
+    case ZYDIS_MNEMONIC_PUNPCKLQDQ:
+    case ZYDIS_MNEMONIC_UNPCKLPD: return {h_sse_punpcklqdq};
+    case ZYDIS_MNEMONIC_PUNPCKHBW: return {h_sse_punpckhbw};
+    case ZYDIS_MNEMONIC_PUNPCKHWD: return {h_sse_punpckhwd};
+    case ZYDIS_MNEMONIC_PUNPCKHDQ:
+    case ZYDIS_MNEMONIC_UNPCKHPS: return {h_sse_punpckhdq};
+    case ZYDIS_MNEMONIC_PUNPCKHQDQ:
+    case ZYDIS_MNEMONIC_UNPCKHPD: return {h_sse_punpckhqdq};
+    case ZYDIS_MNEMONIC_PSHUFD: return {h_sse_pshufd};
+    case ZYDIS_MNEMONIC_PSHUFLW: return {h_sse_pshuflw};
+    case ZYDIS_MNEMONIC_PSHUFHW: return {h_sse_pshufhw};
+    case ZYDIS_MNEMONIC_SHUFPS: return {h_sse_shufps};
+    case ZYDIS_MNEMONIC_PSLLDQ: return {h_sse_pslldq};
+    case ZYDIS_MNEMONIC_PSRLDQ: return {h_sse_psrldq};
+    case ZYDIS_MNEMONIC_PSLLW: return {h_sse_psllw};
+    case ZYDIS_MNEMONIC_PSLLD: return {h_sse_pslld};
+    case ZYDIS_MNEMONIC_PSLLQ: return {h_sse_psllq};
+    case ZYDIS_MNEMONIC_PSRLW: return {h_sse_psrlw};
+    case ZYDIS_MNEMONIC_PSRLD: return {h_sse_psrld};
+    case ZYDIS_MNEMONIC_PSRLQ: return {h_sse_psrlq};
+    case ZYDIS_MNEMONIC_PSRAW: return {h_sse_psraw};
+    case ZYDIS_MNEMONIC_PSRAD: return {h_sse_psrad};
+    case ZYDIS_MNEMONIC_PMULLW: return {h_sse_pmullw};
+    case ZYDIS_MNEMONIC_PMULUDQ: return {h_sse_pmuludq};
+    case ZYDIS_MNEMONIC_ADDSD: return {h_sse_addsd};
+    case ZYDIS_MNEMONIC_SUBSD: return {h_sse_subsd};
+    case ZYDIS_MNEMONIC_MULSD: return {h_sse_mulsd};
+    case ZYDIS_MNEMONIC_DIVSD: return {h_sse_divsd};
+    case ZYDIS_MNEMONIC_SQRTSD: return {h_sse_sqrtsd};
+    case ZYDIS_MNEMONIC_ADDSS: return {h_sse_addss};
+    case ZYDIS_MNEMONIC_SUBSS: return {h_sse_subss};
+    case ZYDIS_MNEMONIC_MULSS: return {h_sse_mulss};
+    case ZYDIS_MNEMONIC_DIVSS: return {h_sse_divss};
+    case ZYDIS_MNEMONIC_ADDPD: return {h_sse_addpd};
+    case ZYDIS_MNEMONIC_MULPD: return {h_sse_mulpd};
+    case ZYDIS_MNEMONIC_ADDPS: return {h_sse_addps};
+    case ZYDIS_MNEMONIC_MULPS: return {h_sse_mulps};
+    case ZYDIS_MNEMONIC_UCOMISD:
+    case ZYDIS_MNEMONIC_COMISD: return {h_sse_comisd};
+    case ZYDIS_MNEMONIC_UCOMISS:
+    case ZYDIS_MNEMONIC_COMISS: return {h_sse_comiss};
+    case ZYDIS_MNEMONIC_CVTSI2SD: return {h_sse_cvtsi2sd};
+    case ZYDIS_MNEMONIC_CVTSI2SS: return {h_sse_cvtsi2ss};
+    case ZYDIS_MNEMONIC_CVTTSD2SI: return {h_sse_cvttsd2si};
+    case ZYDIS_MNEMONIC_CVTTSS2SI: return {h_sse_cvttss2si};
+    case ZYDIS_MNEMONIC_CVTSS2SD: return {h_sse_cvtss2sd};
+    case ZYDIS_MNEMONIC_CVTSD2SS: return {h_sse_cvtsd2ss};
+    case ZYDIS_MNEMONIC_LDMXCSR: return {h_ldmxcsr};
+    case ZYDIS_MNEMONIC_STMXCSR: return {h_stmxcsr};
+    case ZYDIS_MNEMONIC_FXSAVE:
+    case ZYDIS_MNEMONIC_FXSAVE64: return {h_fxsave};
+    case ZYDIS_MNEMONIC_FXRSTOR:
+    case ZYDIS_MNEMONIC_FXRSTOR64: return {h_fxrstor};
+    case ZYDIS_MNEMONIC_FNINIT: return {h_fninit};
+    case ZYDIS_MNEMONIC_FNSTSW: return {h_fnstsw};
+    case ZYDIS_MNEMONIC_FNSTCW: return {h_fnstcw};
+    case ZYDIS_MNEMONIC_FLDCW: return {h_fldcw};
+    case ZYDIS_MNEMONIC_FNCLEX: return {h_fnclex};
+    case ZYDIS_MNEMONIC_FWAIT: return {h_fwait};
+    case ZYDIS_MNEMONIC_EMMS: return {h_fwait};
     case ZYDIS_MNEMONIC_UD0:
     case ZYDIS_MNEMONIC_UD1:
     case ZYDIS_MNEMONIC_UD2: return {h_ud, true};
@@ -358,11 +476,14 @@ Decoder::Status Decoder::decode(const uint8_t* bytes, size_t length, unsigned co
         } else if (cls == ZYDIS_REGCLASS_DEBUG) {
           o.kind = OpKind::kDr;
           o.reg = static_cast<uint8_t>(zo.reg.value - ZYDIS_REGISTER_DR0);
+        } else if (cls == ZYDIS_REGCLASS_XMM) {
+          o.kind = OpKind::kXmm;
+          o.reg = static_cast<uint8_t>(zo.reg.value - ZYDIS_REGISTER_XMM0);
         } else if (cls >= ZYDIS_REGCLASS_GPR8 && cls <= ZYDIS_REGCLASS_GPR64) {
           o.kind = OpKind::kReg;
           o.reg = gpr_number(zo.reg.value, &o.high8);
         } else {
-          o.kind = OpKind::kOther;  // x87/SSE registers: their handlers are not written yet
+          o.kind = OpKind::kOther;  // x87 stack and MMX registers: their handlers are not written yet
           insn.fn = h_ud;
           insn.ends_block = true;
         }

@@ -614,3 +614,56 @@ TEST(EmuControl, KickInterruptsAnEndlessLoop) {
 
 }  // namespace
 }  // namespace hostvisor::emu
+
+namespace hostvisor::emu {
+namespace {
+
+HV_EMU_SNIPPET(fxsave_roundtrip, R"(
+  movdqu xmm3, [rsi]
+  fninit
+  fxsave64 [rdi]
+  pxor xmm3, xmm3
+  fxrstor64 [rdi]
+  movdqu [rsi + 16], xmm3
+  fnstcw [rsi + 32]
+  hlt
+)")
+
+TEST(EmuFpu, FxsaveFxrstorRoundTripAndTsFaults) {
+  TestMachine m;
+  std::vector<uint8_t> pattern(16);
+  for (int i = 0; i < 16; ++i) pattern[i] = static_cast<uint8_t>(0xa0 + i);
+  m.write(0x100000, pattern);
+  m.load_code(fxsave_roundtrip());
+  m.cpu().gpr[6] = 0x100000;
+  m.cpu().gpr[7] = 0x101000;
+  ASSERT_EQ(m.run().stop, Interpreter::Stop::kHalt);
+  ASSERT_EQ(m.vector_taken(), -1);
+  for (int i = 0; i < 16; ++i) {
+    EXPECT_EQ(m.read<uint8_t>(0x100010 + i), pattern[i]);
+    EXPECT_EQ(m.read<uint8_t>(0x101000 + 160 + 3 * 16 + i), pattern[i]);  // XMM3 in the FXSAVE image
+  }
+  EXPECT_EQ(m.read<uint16_t>(0x101000), 0x37fu);        // FCW after FNINIT
+  EXPECT_EQ(m.read<uint32_t>(0x101000 + 24), 0x1f80u);  // MXCSR
+  EXPECT_EQ(m.read<uint16_t>(0x100020), 0x37fu);
+
+  // CR0.TS makes SSE and x87 instructions raise #NM (lazy FPU switching).
+  TestMachine ts;
+  ts.load_code(fxsave_roundtrip());
+  ts.cpu().gpr[6] = 0x100000;
+  ts.cpu().gpr[7] = 0x101000;
+  ts.cpu().cr0 |= 1ull << 3;
+  ASSERT_EQ(ts.run().stop, Interpreter::Stop::kHalt);
+  EXPECT_EQ(ts.vector_taken(), kNm);
+
+  // Misaligned FXSAVE area: #GP(0).
+  TestMachine mis;
+  mis.load_code(fxsave_roundtrip());
+  mis.cpu().gpr[6] = 0x100000;
+  mis.cpu().gpr[7] = 0x101008;
+  ASSERT_EQ(mis.run().stop, Interpreter::Stop::kHalt);
+  EXPECT_EQ(mis.vector_taken(), kGp);
+}
+
+}  // namespace
+}  // namespace hostvisor::emu

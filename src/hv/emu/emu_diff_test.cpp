@@ -139,22 +139,23 @@ constexpr uint64_t kBsfUndef = kFlagCf | kFlagOf | kFlagSf | kFlagAf | kFlagPf;
 // ---- ALU ----
 SNIP(add8, "add al, bl")
 SNIP(add8h, "add ah, bh")
-SNIP(add16, "add ax, bx") SNIP(add32, "add eax, ebx") SNIP(add64, "add rax, rbx") SNIP(add64i, "add rax, -5")
-    SNIP(add32i, "add eax, 0x7fffffff") SNIP(add8i, "add bl, 0x80") SNIP(adc8, "adc al, bl") SNIP(adc16, "adc ax, bx")
-        SNIP(adc32, "adc eax, ebx") SNIP(adc64, "adc rax, rbx") SNIP(sbb8, "sbb al, bl") SNIP(sbb16, "sbb ax, bx")
-            SNIP(sbb32, "sbb eax, ebx") SNIP(sbb64, "sbb rax, rbx") SNIP(sub8, "sub al, bl") SNIP(sub16, "sub ax, bx")
-                SNIP(sub32, "sub eax, ebx") SNIP(sub64, "sub rax, rbx") SNIP(sub64i, "sub r8, 0x12345678")
-                    SNIP(cmp8, "cmp al, bl") SNIP(cmp16, "cmp ax, bx") SNIP(cmp32, "cmp eax, ebx")
-                        SNIP(cmp64, "cmp rax, rbx") SNIP(and8, "and al, bl") SNIP(and32, "and eax, ebx")
-                            SNIP(and64, "and rax, rbx") SNIP(or16, "or ax, bx") SNIP(or64, "or rax, rbx")
-                                SNIP(xor8, "xor sil, dil") SNIP(xor32, "xor eax, ebx") SNIP(xor64, "xor r9, r10")
-                                    SNIP(test8, "test al, bl") SNIP(test64, "test rax, rbx")
-                                        SNIP(test32i, "test eax, 0x80000001") SNIP(inc8, "inc al") SNIP(inc16, "inc ax")
-                                            SNIP(inc32, "inc eax") SNIP(inc64, "inc rax") SNIP(dec8, "dec bh")
-                                                SNIP(dec16, "dec bx") SNIP(dec32, "dec ebx") SNIP(dec64, "dec r11")
-                                                    SNIP(neg8, "neg al") SNIP(neg16, "neg ax") SNIP(neg32, "neg eax")
-                                                        SNIP(neg64, "neg rax") SNIP(not8, "not al")
-                                                            SNIP(not32, "not eax") SNIP(not64, "not rax")
+SNIP(add16, "add ax, bx")
+SNIP(add32, "add eax, ebx") SNIP(add64, "add rax, rbx") SNIP(add64i, "add rax, -5") SNIP(add32i, "add eax, 0x7fffffff")
+    SNIP(add8i, "add bl, 0x80") SNIP(adc8, "adc al, bl") SNIP(adc16, "adc ax, bx") SNIP(adc32, "adc eax, ebx")
+        SNIP(adc64, "adc rax, rbx") SNIP(sbb8, "sbb al, bl") SNIP(sbb16, "sbb ax, bx") SNIP(sbb32, "sbb eax, ebx")
+            SNIP(sbb64, "sbb rax, rbx") SNIP(sub8, "sub al, bl") SNIP(sub16, "sub ax, bx") SNIP(sub32, "sub eax, ebx")
+                SNIP(sub64, "sub rax, rbx") SNIP(sub64i, "sub r8, 0x12345678") SNIP(cmp8, "cmp al, bl")
+                    SNIP(cmp16, "cmp ax, bx") SNIP(cmp32, "cmp eax, ebx") SNIP(cmp64, "cmp rax, rbx")
+                        SNIP(and8, "and al, bl") SNIP(and32, "and eax, ebx") SNIP(and64, "and rax, rbx")
+                            SNIP(or16, "or ax, bx") SNIP(or64, "or rax, rbx") SNIP(xor8, "xor sil, dil")
+                                SNIP(xor32, "xor eax, ebx") SNIP(xor64, "xor r9, r10") SNIP(test8, "test al, bl")
+                                    SNIP(test64, "test rax, rbx") SNIP(test32i, "test eax, 0x80000001")
+                                        SNIP(inc8, "inc al") SNIP(inc16, "inc ax") SNIP(inc32, "inc eax")
+                                            SNIP(inc64, "inc rax") SNIP(dec8, "dec bh") SNIP(dec16, "dec bx")
+                                                SNIP(dec32, "dec ebx") SNIP(dec64, "dec r11") SNIP(neg8, "neg al")
+                                                    SNIP(neg16, "neg ax") SNIP(neg32, "neg eax") SNIP(neg64, "neg rax")
+                                                        SNIP(not8, "not al") SNIP(not32, "not eax")
+                                                            SNIP(not64, "not rax")
 
     // ---- shifts and rotates ----
     SNIP(shl8, "shl al, cl") SNIP(shl16, "shl ax, cl") SNIP(shl32, "shl eax, cl") SNIP(shl64, "shl rax, cl")
@@ -233,10 +234,450 @@ SNIP(add16, "add ax, bx") SNIP(add32, "add eax, ebx") SNIP(add64, "add rax, rbx"
     SNIP(movsb, "rep movsb") SNIP(movsq, "rep movsq") SNIP(movsw1, "movsw") SNIP(stosb, "rep stosb")
         SNIP(stosd, "rep stosd") SNIP(lodsq, "lodsq") SNIP(cmpsb, "repe cmpsb") SNIP(cmpsd, "repne cmpsd")
             SNIP(scasb, "repne scasb") SNIP(scasw, "repe scasw")
+    // ---- SSE/SSE2 (operands from the source buffer, results stored to the destination) ----
+    SNIP(
+        sse_pxor, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n pxor xmm0, xmm1\n movdqu [rdi], "
+                  "xmm0") SNIP(sse_por,
+                               "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n por xmm0, xmm1\n "
+                               "movdqu [rdi], xmm0") SNIP(sse_pand,
+                                                          "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, "
+                                                          "ecx\n pand xmm0, xmm1\n movdqu [rdi], xmm0")
+        SNIP(sse_pandn,
+             "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n pandn xmm0, xmm1\n movdqu [rdi], xmm0")
+            SNIP(sse_xorps,
+                 "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n xorps xmm0, xmm1\n movdqu [rdi], "
+                 "xmm0") SNIP(sse_paddb,
+                              "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n paddb xmm0, xmm1\n "
+                              "movdqu [rdi], xmm0") SNIP(sse_paddw,
+                                                         "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, "
+                                                         "ecx\n paddw xmm0, xmm1\n movdqu [rdi], xmm0")
+                SNIP(sse_paddd,
+                     "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n paddd xmm0, xmm1\n movdqu [rdi], "
+                     "xmm0") SNIP(sse_paddq,
+                                  "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n paddq xmm0, xmm1\n "
+                                  "movdqu [rdi], xmm0") SNIP(sse_psubb,
+                                                             "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd "
+                                                             "xmm2, ecx\n psubb xmm0, xmm1\n movdqu [rdi], xmm0")
+                    SNIP(sse_psubq,
+                         "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n psubq xmm0, xmm1\n movdqu "
+                         "[rdi], xmm0")
+                        SNIP(
+                            sse_pcmpeqb,
+                            "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n pcmpeqb xmm0, xmm1\n "
+                            "movdqu [rdi], xmm0") SNIP(sse_pcmpeqd,
+                                                       "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, "
+                                                       "ecx\n pcmpeqd xmm0, xmm1\n movdqu [rdi], xmm0") SNIP(sse_pcmpgtb,
+                                                                                                             "movdqu "
+                                                                                                             "xmm0, "
+                                                                                                             "[rsi]\n "
+                                                                                                             "movdqu "
+                                                                                                             "xmm1, "
+                                                                                                             "[rsi + "
+                                                                                                             "16]\n "
+                                                                                                             "movd "
+                                                                                                             "xmm2, "
+                                                                                                             "ecx\n "
+                                                                                                             "pcmpgtb "
+                                                                                                             "xmm0, "
+                                                                                                             "xmm1\n "
+                                                                                                             "movdqu "
+                                                                                                             "[rdi], "
+                                                                                                             "xmm0") SNIP(sse_pcmpgtw,
+                                                                                                                          "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n pcmpgtw xmm0, xmm1\n movdqu [rdi], xmm0")
+                            SNIP(
+                                sse_pminub,
+                                "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n pminub xmm0, xmm1\n "
+                                "movdqu [rdi], xmm0") SNIP(sse_pmaxub,
+                                                           "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, "
+                                                           "ecx\n pmaxub xmm0, xmm1\n movdqu [rdi], xmm0")
+                                SNIP(sse_psubusb,
+                                     "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n psubusb xmm0, "
+                                     "xmm1\n movdqu [rdi], xmm0") SNIP(sse_paddusb,
+                                                                       "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n "
+                                                                       "movd xmm2, ecx\n paddusb xmm0, xmm1\n movdqu "
+                                                                       "[rdi], xmm0") SNIP(sse_pmullw,
+                                                                                           "movdqu xmm0, [rsi]\n "
+                                                                                           "movdqu xmm1, [rsi + 16]\n "
+                                                                                           "movd xmm2, ecx\n pmullw "
+                                                                                           "xmm0, xmm1\n movdqu [rdi], "
+                                                                                           "xmm0") SNIP(sse_pmuludq,
+                                                                                                        "movdqu xmm0, "
+                                                                                                        "[rsi]\n "
+                                                                                                        "movdqu xmm1, "
+                                                                                                        "[rsi + 16]\n "
+                                                                                                        "movd xmm2, "
+                                                                                                        "ecx\n pmuludq "
+                                                                                                        "xmm0, xmm1\n "
+                                                                                                        "movdqu [rdi], "
+                                                                                                        "xmm0") SNIP(sse_punpcklbw,
+                                                                                                                     "m"
+                                                                                                                     "o"
+                                                                                                                     "v"
+                                                                                                                     "d"
+                                                                                                                     "q"
+                                                                                                                     "u"
+                                                                                                                     " "
+                                                                                                                     "x"
+                                                                                                                     "m"
+                                                                                                                     "m"
+                                                                                                                     "0"
+                                                                                                                     ","
+                                                                                                                     " "
+                                                                                                                     "["
+                                                                                                                     "r"
+                                                                                                                     "s"
+                                                                                                                     "i"
+                                                                                                                     "]"
+                                                                                                                     "\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n punpcklbw xmm0, xmm1\n movdqu [rdi], xmm0")
+                                    SNIP(sse_punpckhwd,
+                                         "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n punpckhwd "
+                                         "xmm0, xmm1\n movdqu [rdi], xmm0")
+                                        SNIP(sse_punpckldq,
+                                             "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n "
+                                             "punpckldq xmm0, xmm1\n movdqu [rdi], xmm0") SNIP(sse_punpckhqdq,
+                                                                                               "movdqu xmm0, [rsi]\n "
+                                                                                               "movdqu xmm1, [rsi + "
+                                                                                               "16]\n movd xmm2, ecx\n "
+                                                                                               "punpckhqdq xmm0, "
+                                                                                               "xmm1\n movdqu [rdi], "
+                                                                                               "xmm0")
+                                            SNIP(
+                                                sse_pshufd,
+                                                "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n "
+                                                "pshufd xmm0, xmm1, 0x1b\n movdqu [rdi], xmm0") SNIP(sse_pshuflw,
+                                                                                                     "movdqu xmm0, "
+                                                                                                     "[rsi]\n movdqu "
+                                                                                                     "xmm1, [rsi + "
+                                                                                                     "16]\n movd xmm2, "
+                                                                                                     "ecx\n pshuflw "
+                                                                                                     "xmm0, xmm1, "
+                                                                                                     "0xb1\n movdqu "
+                                                                                                     "[rdi], xmm0") SNIP(sse_pshufhw,
+                                                                                                                         "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n pshufhw xmm0, xmm1, 0x4e\n movdqu [rdi], xmm0")
+                                                SNIP(
+                                                    sse_shufps,
+                                                    "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n "
+                                                    "shufps xmm0, xmm1, 0x9c\n movdqu [rdi], xmm0")
+                                                    SNIP(sse_pslldq,
+                                                         "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, "
+                                                         "ecx\n pslldq xmm0, 5\n movdqu [rdi], xmm0")
+                                                        SNIP(
+                                                            sse_psrldq,
+                                                            "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, "
+                                                            "ecx\n psrldq xmm0, 11\n movdqu [rdi], xmm0")
+                                                            SNIP(sse_psllw_i,
+                                                                 "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd "
+                                                                 "xmm2, ecx\n psllw xmm0, 3\n movdqu [rdi], xmm0")
+                                                                SNIP(sse_psrld_i,
+                                                                     "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n "
+                                                                     "movd xmm2, ecx\n psrld xmm0, 17\n movdqu [rdi], "
+                                                                     "xmm0") SNIP(sse_psraw_i,
+                                                                                  "movdqu xmm0, [rsi]\n movdqu xmm1, "
+                                                                                  "[rsi + 16]\n movd xmm2, ecx\n psraw "
+                                                                                  "xmm0, 9\n movdqu [rdi], xmm0") SNIP(sse_psrad_x,
+                                                                                                                       "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n psrad xmm0, xmm2\n movdqu [rdi], xmm0")
+                                                                    SNIP(sse_psllq_x,
+                                                                         "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + "
+                                                                         "16]\n movd xmm2, ecx\n psllq xmm0, xmm2\n "
+                                                                         "movdqu [rdi], xmm0")
+                                                                        SNIP(sse_movhlps,
+                                                                             "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + "
+                                                                             "16]\n movd xmm2, ecx\n movhlps xmm0, "
+                                                                             "xmm1\n movdqu [rdi], xmm0")
+                                                                            SNIP(sse_movlhps,
+                                                                                 "movdqu xmm0, [rsi]\n movdqu xmm1, "
+                                                                                 "[rsi + 16]\n movd xmm2, ecx\n "
+                                                                                 "movlhps xmm0, xmm1\n movdqu [rdi], "
+                                                                                 "xmm0")
+                                                                                SNIP(sse_addsd,
+                                                                                     "movdqu xmm0, [rsi]\n movdqu "
+                                                                                     "xmm1, [rsi + 16]\n movd xmm2, "
+                                                                                     "ecx\n addsd xmm0, xmm1\n movdqu "
+                                                                                     "[rdi], xmm0")
+                                                                                    SNIP(
+                                                                                        sse_mulsd,
+                                                                                        "movdqu xmm0, [rsi]\n movdqu "
+                                                                                        "xmm1, [rsi + 16]\n movd xmm2, "
+                                                                                        "ecx\n mulsd xmm0, xmm1\n "
+                                                                                        "movdqu [rdi], xmm0")
+                                                                                        SNIP(
+                                                                                            sse_divsd,
+                                                                                            "movdqu xmm0, [rsi]\n "
+                                                                                            "movdqu xmm1, [rsi + 16]\n "
+                                                                                            "movd xmm2, ecx\n divsd "
+                                                                                            "xmm0, xmm1\n movdqu "
+                                                                                            "[rdi], xmm0")
+                                                                                            SNIP(sse_subss,
+                                                                                                 "movdqu xmm0, [rsi]\n "
+                                                                                                 "movdqu xmm1, [rsi + "
+                                                                                                 "16]\n movd xmm2, "
+                                                                                                 "ecx\n subss xmm0, "
+                                                                                                 "xmm1\n movdqu [rdi], "
+                                                                                                 "xmm0") SNIP(sse_addpd,
+                                                                                                              "movdqu "
+                                                                                                              "xmm0, "
+                                                                                                              "[rsi]\n "
+                                                                                                              "movdqu "
+                                                                                                              "xmm1, "
+                                                                                                              "[rsi + "
+                                                                                                              "16]\n "
+                                                                                                              "movd "
+                                                                                                              "xmm2, "
+                                                                                                              "ecx\n "
+                                                                                                              "addpd "
+                                                                                                              "xmm0, "
+                                                                                                              "xmm1\n "
+                                                                                                              "movdqu "
+                                                                                                              "[rdi], "
+                                                                                                              "xmm0") SNIP(sse_mulps,
+                                                                                                                           "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n mulps xmm0, xmm1\n movdqu [rdi], xmm0")
+                                                                                                SNIP(sse_sqrtsd,
+                                                                                                     "movdqu xmm0, "
+                                                                                                     "[rsi]\n movdqu "
+                                                                                                     "xmm1, [rsi + "
+                                                                                                     "16]\n movd xmm2, "
+                                                                                                     "ecx\n sqrtsd "
+                                                                                                     "xmm0, xmm1\n "
+                                                                                                     "movdqu [rdi], "
+                                                                                                     "xmm0") SNIP(sse_cvtss2sd,
+                                                                                                                  "movd"
+                                                                                                                  "qu "
+                                                                                                                  "xmm0"
+                                                                                                                  ", "
+                                                                                                                  "[rsi"
+                                                                                                                  "]\n "
+                                                                                                                  "movd"
+                                                                                                                  "qu "
+                                                                                                                  "xmm1"
+                                                                                                                  ", "
+                                                                                                                  "[rsi"
+                                                                                                                  " + "
+                                                                                                                  "16]"
+                                                                                                                  "\n "
+                                                                                                                  "movd"
+                                                                                                                  " xmm"
+                                                                                                                  "2, "
+                                                                                                                  "ecx"
+                                                                                                                  "\n "
+                                                                                                                  "cvts"
+                                                                                                                  "s2sd"
+                                                                                                                  " xmm"
+                                                                                                                  "0, "
+                                                                                                                  "xmm1"
+                                                                                                                  "\n "
+                                                                                                                  "movd"
+                                                                                                                  "qu "
+                                                                                                                  "[rdi"
+                                                                                                                  "], "
+                                                                                                                  "xmm"
+                                                                                                                  "0")
+                                                                                                    SNIP(
+                                                                                                        sse_cvtsd2ss,
+                                                                                                        "movdqu xmm0, "
+                                                                                                        "[rsi]\n "
+                                                                                                        "movdqu xmm1, "
+                                                                                                        "[rsi + 16]\n "
+                                                                                                        "movd xmm2, "
+                                                                                                        "ecx\n "
+                                                                                                        "cvtsd2ss "
+                                                                                                        "xmm0, xmm1\n "
+                                                                                                        "movdqu [rdi], "
+                                                                                                        "xmm0") SNIP(sse_movss_rr,
+                                                                                                                     "m"
+                                                                                                                     "o"
+                                                                                                                     "v"
+                                                                                                                     "d"
+                                                                                                                     "q"
+                                                                                                                     "u"
+                                                                                                                     " "
+                                                                                                                     "x"
+                                                                                                                     "m"
+                                                                                                                     "m"
+                                                                                                                     "0"
+                                                                                                                     ","
+                                                                                                                     " "
+                                                                                                                     "["
+                                                                                                                     "r"
+                                                                                                                     "s"
+                                                                                                                     "i"
+                                                                                                                     "]"
+                                                                                                                     "\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n movss xmm0, xmm1\n movdqu [rdi], xmm0")
+                                                                                                        SNIP(sse_movsd_rr,
+                                                                                                             "movdqu "
+                                                                                                             "xmm0, "
+                                                                                                             "[rsi]\n "
+                                                                                                             "movdqu "
+                                                                                                             "xmm1, "
+                                                                                                             "[rsi + "
+                                                                                                             "16]\n "
+                                                                                                             "movd "
+                                                                                                             "xmm2, "
+                                                                                                             "ecx\n "
+                                                                                                             "movsd "
+                                                                                                             "xmm0, "
+                                                                                                             "xmm1\n "
+                                                                                                             "movdqu "
+                                                                                                             "[rdi], "
+                                                                                                             "xmm0") SNIP(sse_pmovmskb,
+                                                                                                                          "movdqu xmm0, [rsi]\n pcmpeqb xmm0, [rsi + 16]\n pmovmskb eax, xmm0\n movmskps ebx, xmm0\n movmskpd edx, xmm0")
+                                                                                                            SNIP(
+                                                                                                                sse_movd_movq,
+                                                                                                                "movd "
+                                                                                                                "xmm0, "
+                                                                                                                "eax\n "
+                                                                                                                "movq "
+                                                                                                                "xmm1, "
+                                                                                                                "rbx\n "
+                                                                                                                "movq "
+                                                                                                                "[rdi],"
+                                                                                                                " xmm1"
+                                                                                                                "\n "
+                                                                                                                "movd "
+                                                                                                                "[rdi "
+                                                                                                                "+ 8], "
+                                                                                                                "xmm0\n"
+                                                                                                                " movq "
+                                                                                                                "rdx, "
+                                                                                                                "xmm1\n"
+                                                                                                                " movd "
+                                                                                                                "ecx, "
+                                                                                                                "xmm0\n"
+                                                                                                                " movq "
+                                                                                                                "xmm2, "
+                                                                                                                "[rsi]"
+                                                                                                                "\n "
+                                                                                                                "movdqu"
+                                                                                                                " [rdi "
+                                                                                                                "+ "
+                                                                                                                "16], "
+                                                                                                                "xmm2")
+                                                                                                                SNIP(
+                                                                                                                    sse_movlhps_mem,
+                                                                                                                    "mo"
+                                                                                                                    "vd"
+                                                                                                                    "qu"
+                                                                                                                    " x"
+                                                                                                                    "mm"
+                                                                                                                    "0,"
+                                                                                                                    " ["
+                                                                                                                    "rs"
+                                                                                                                    "i]"
+                                                                                                                    "\n"
+                                                                                                                    " m"
+                                                                                                                    "ov"
+                                                                                                                    "hp"
+                                                                                                                    "s "
+                                                                                                                    "xm"
+                                                                                                                    "m0"
+                                                                                                                    ", "
+                                                                                                                    "[r"
+                                                                                                                    "si"
+                                                                                                                    " +"
+                                                                                                                    " 4"
+                                                                                                                    "0]"
+                                                                                                                    "\n"
+                                                                                                                    " m"
+                                                                                                                    "ov"
+                                                                                                                    "lp"
+                                                                                                                    "s "
+                                                                                                                    "xm"
+                                                                                                                    "m0"
+                                                                                                                    ", "
+                                                                                                                    "[r"
+                                                                                                                    "si"
+                                                                                                                    " +"
+                                                                                                                    " 4"
+                                                                                                                    "8]"
+                                                                                                                    "\n"
+                                                                                                                    " m"
+                                                                                                                    "ov"
+                                                                                                                    "hp"
+                                                                                                                    "d "
+                                                                                                                    "[r"
+                                                                                                                    "di"
+                                                                                                                    "],"
+                                                                                                                    " x"
+                                                                                                                    "mm"
+                                                                                                                    "0"
+                                                                                                                    "\n"
+                                                                                                                    " m"
+                                                                                                                    "ov"
+                                                                                                                    "lp"
+                                                                                                                    "d "
+                                                                                                                    "[r"
+                                                                                                                    "di"
+                                                                                                                    " +"
+                                                                                                                    " 8"
+                                                                                                                    "],"
+                                                                                                                    " x"
+                                                                                                                    "mm"
+                                                                                                                    "0"
+                                                                                                                    "\n"
+                                                                                                                    " m"
+                                                                                                                    "ov"
+                                                                                                                    "ss"
+                                                                                                                    " x"
+                                                                                                                    "mm"
+                                                                                                                    "1,"
+                                                                                                                    " ["
+                                                                                                                    "rs"
+                                                                                                                    "i "
+                                                                                                                    "+ "
+                                                                                                                    "4]"
+                                                                                                                    "\n"
+                                                                                                                    " m"
+                                                                                                                    "ov"
+                                                                                                                    "sd"
+                                                                                                                    " x"
+                                                                                                                    "mm"
+                                                                                                                    "2,"
+                                                                                                                    " ["
+                                                                                                                    "rs"
+                                                                                                                    "i "
+                                                                                                                    "+ "
+                                                                                                                    "8]"
+                                                                                                                    "\n"
+                                                                                                                    " m"
+                                                                                                                    "ov"
+                                                                                                                    "dq"
+                                                                                                                    "u "
+                                                                                                                    "[r"
+                                                                                                                    "di"
+                                                                                                                    " +"
+                                                                                                                    " 1"
+                                                                                                                    "6]"
+                                                                                                                    ", "
+                                                                                                                    "xm"
+                                                                                                                    "m1"
+                                                                                                                    "\n"
+                                                                                                                    " m"
+                                                                                                                    "ov"
+                                                                                                                    "dq"
+                                                                                                                    "u "
+                                                                                                                    "[r"
+                                                                                                                    "di"
+                                                                                                                    " +"
+                                                                                                                    " 3"
+                                                                                                                    "2]"
+                                                                                                                    ", "
+                                                                                                                    "xm"
+                                                                                                                    "m"
+                                                                                                                    "2") SNIP(sse_comisd,
+                                                                                                                              "movsd xmm0, [rsi]\n ucomisd xmm0, [rsi + 8]\n seta al\n setb bl\n setz cl\n setp dl")
+                                                                                                                    SNIP(
+                                                                                                                        sse_comiss_same,
+                                                                                                                        "movss xmm0, [rsi]\n comiss xmm0, xmm0")
+                                                                                                                        SNIP(
+                                                                                                                            sse_cvt,
+                                                                                                                            "pxor xmm0, xmm0\n pxor xmm1, xmm1\n cvtsi2sd xmm0, rax\n cvtsi2ss xmm1, ebx\n cvttsd2si rcx, xmm0\n cvttss2si edx, xmm1\n cvttsd2si r8, [rsi]\n cvttsd2si r9d, [rsi + 8]\n movdqu [rdi], xmm0\n movdqu [rdi + 16], xmm1")
+                                                                                                                            SNIP(
+                                                                                                                                sse_aligned,
+                                                                                                                                "movdqa xmm0, [rsi]\n movaps xmm1, [rsi + 32]\n paddd xmm0, xmm1\n movntdq [rdi], xmm0\n movapd [rdi + 16], xmm1")
 #define C(n, kind, size, undef, ...) \
   Case { #n, n, Kind::kind, size, undef, ##__VA_ARGS__ }
 
-                const std::vector<Case>& cases() {
+                                                                                                                                const
+    std::vector<Case>& cases() {
   static const std::vector<Case> all = {
       C(add8, kPlain, 1, 0),
       C(add8h, kPlain, 1, 0),
@@ -446,6 +887,62 @@ SNIP(add16, "add ax, bx") SNIP(add32, "add eax, ebx") SNIP(add64, "add rax, rbx"
       C(cmpsd, kString, 4, 0),
       C(scasb, kString, 1, 0),
       C(scasw, kString, 2, 0),
+      C(sse_pxor, kMemory, 16, 0),
+      C(sse_por, kMemory, 16, 0),
+      C(sse_pand, kMemory, 16, 0),
+      C(sse_pandn, kMemory, 16, 0),
+      C(sse_xorps, kMemory, 16, 0),
+      C(sse_paddb, kMemory, 16, 0),
+      C(sse_paddw, kMemory, 16, 0),
+      C(sse_paddd, kMemory, 16, 0),
+      C(sse_paddq, kMemory, 16, 0),
+      C(sse_psubb, kMemory, 16, 0),
+      C(sse_psubq, kMemory, 16, 0),
+      C(sse_pcmpeqb, kMemory, 16, 0),
+      C(sse_pcmpeqd, kMemory, 16, 0),
+      C(sse_pcmpgtb, kMemory, 16, 0),
+      C(sse_pcmpgtw, kMemory, 16, 0),
+      C(sse_pminub, kMemory, 16, 0),
+      C(sse_pmaxub, kMemory, 16, 0),
+      C(sse_psubusb, kMemory, 16, 0),
+      C(sse_paddusb, kMemory, 16, 0),
+      C(sse_pmullw, kMemory, 16, 0),
+      C(sse_pmuludq, kMemory, 16, 0),
+      C(sse_punpcklbw, kMemory, 16, 0),
+      C(sse_punpckhwd, kMemory, 16, 0),
+      C(sse_punpckldq, kMemory, 16, 0),
+      C(sse_punpckhqdq, kMemory, 16, 0),
+      C(sse_pshufd, kMemory, 16, 0),
+      C(sse_pshuflw, kMemory, 16, 0),
+      C(sse_pshufhw, kMemory, 16, 0),
+      C(sse_shufps, kMemory, 16, 0),
+      C(sse_pslldq, kMemory, 16, 0),
+      C(sse_psrldq, kMemory, 16, 0),
+      C(sse_psllw_i, kMemory, 16, 0),
+      C(sse_psrld_i, kMemory, 16, 0),
+      C(sse_psraw_i, kMemory, 16, 0),
+      C(sse_psrad_x, kMemory, 16, 0),
+      C(sse_psllq_x, kMemory, 16, 0),
+      C(sse_movhlps, kMemory, 16, 0),
+      C(sse_movlhps, kMemory, 16, 0),
+      C(sse_addsd, kMemory, 16, 0),
+      C(sse_mulsd, kMemory, 16, 0),
+      C(sse_divsd, kMemory, 16, 0),
+      C(sse_subss, kMemory, 16, 0),
+      C(sse_addpd, kMemory, 16, 0),
+      C(sse_mulps, kMemory, 16, 0),
+      C(sse_sqrtsd, kMemory, 16, 0),
+      C(sse_cvtss2sd, kMemory, 16, 0),
+      C(sse_cvtsd2ss, kMemory, 16, 0),
+      C(sse_movss_rr, kMemory, 16, 0),
+      C(sse_movsd_rr, kMemory, 16, 0),
+      C(sse_pmovmskb, kMemory, 16, 0),
+      C(sse_movd_movq, kMemory, 16, 0),
+      C(sse_movlhps_mem, kMemory, 16, 0),
+      C(sse_comisd, kMemory, 16, kFlagOf | kFlagSf | kFlagAf),
+      C(sse_comiss_same, kMemory, 16, kFlagOf | kFlagSf | kFlagAf),
+      C(sse_cvt, kMemory, 16, 0),
+      C(sse_aligned, kMemory, 16, 0),
   };
   return all;
 }

@@ -83,7 +83,7 @@ TestMachine::TestMachine() {
   cpu_.idt = {kIdt, 256 * 16 - 1};
   cpu_.cr0 = x86::kCr0Pe | x86::kCr0Pg | x86::kCr0Wp | x86::kCr0Et | x86::kCr0Ne;
   cpu_.cr3 = kPml4;
-  cpu_.cr4 = x86::kCr4Pae;
+  cpu_.cr4 = x86::kCr4Pae | (1ull << 9) | (1ull << 10);  // PAE, OSFXSR, OSXMMEXCPT
   cpu_.efer = x86::kEferLme | x86::kEferLma | x86::kEferNxe | x86::kEferSce;
   cpu_.cpl = 0;
   cpu_.gpr[4] = kStackTop;
