@@ -1,0 +1,102 @@
+// virtio console device (virtio 1.2, 5.3) with a single port: receiveq0
+// (queue 0) carries host input to the guest, transmitq0 (queue 1) carries
+// guest output to the host. Linux shows it as /dev/hvc0. No MULTIPORT, no
+// SIZE; EMERG_WRITE is offered so early kernel output written to the
+// configuration space reaches the host too.
+//
+// The host side is two calls: an output sink that receives the guest's bytes
+// in order, and enqueue_input() that queues host bytes (a bounded buffer) and
+// delivers them as soon as the driver has posted receive buffers; buffers the
+// driver posts later get the rest.
+//
+// Thread-safe: enqueue_input() may be called from any thread, concurrently
+// with the transport's process_queue(). The sink runs on the thread that
+// processes transmitq (or writes emerg_wr), with the device lock held: it must
+// not call back into the device.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+
+#include "base/fd.h"
+#include "devices/virtio/virtio_device.h"
+
+namespace hostvisor {
+
+namespace virtio_console {
+// 5.3.3 feature bits.
+inline constexpr unsigned kFeatureSize = 0;
+inline constexpr unsigned kFeatureMultiport = 1;
+inline constexpr unsigned kFeatureEmergencyWrite = 2;
+// 5.3.4 struct virtio_console_config.
+struct __attribute__((packed)) Config {
+  uint16_t cols;
+  uint16_t rows;
+  uint32_t max_nr_ports;
+  uint32_t emerg_wr;
+};
+static_assert(sizeof(Config) == 12);
+inline constexpr uint16_t kReceiveQueue = 0;
+inline constexpr uint16_t kTransmitQueue = 1;
+}  // namespace virtio_console
+
+class VirtioConsole : public VirtioDevice {
+ public:
+  using OutputSink = std::function<void(std::span<const uint8_t>)>;
+  static constexpr uint16_t kQueueSize = 256;
+  static constexpr size_t kDefaultInputCapacity = 64 * 1024;
+
+  // `sink` receives guest output; `input_capacity` bounds the bytes waiting
+  // for the guest. Fails only if the eventfd cannot be created.
+  static Result<std::shared_ptr<VirtioConsole>> create(OutputSink sink, size_t input_capacity = kDefaultInputCapacity);
+
+  // Queues host input for the guest and delivers what the posted receive
+  // buffers can take. Returns how many bytes were accepted: fewer than
+  // bytes.size() when the buffer is full (the caller keeps the rest and
+  // retries when input_space_fd() becomes readable; nothing is dropped
+  // silently).
+  size_t enqueue_input(std::span<const uint8_t> bytes);
+  // Bytes accepted but not yet handed to the guest.
+  size_t input_pending() const;
+  // Readable (an eventfd; read it to clear) when input space was freed after
+  // enqueue_input() refused bytes for lack of room.
+  int input_space_fd() const { return space_event_.fd(); }
+
+  std::string_view name() const override { return "console"; }
+  uint32_t device_type() const override;
+  uint64_t device_features() const override;
+  uint16_t queue_count() const override { return 2; }
+  uint16_t queue_max_size(uint16_t) const override { return kQueueSize; }
+  uint32_t config_size() const override { return sizeof(virtio_console::Config); }
+  void read_config(uint64_t offset, std::span<uint8_t> data) override;
+  void write_config(uint64_t offset, std::span<const uint8_t> data) override;
+  Result<void> activate(const VirtioActivation& activation) override;
+  void reset() override;
+  Result<void> process_queue(uint16_t queue) override;
+
+ private:
+  VirtioConsole(OutputSink sink, size_t input_capacity, EventFd space_event)
+      : sink_(std::move(sink)), capacity_(input_capacity), space_event_(std::move(space_event)) {}
+  // Fill posted receive buffers from input_; caller holds mutex_.
+  void deliver_input_locked();
+  void transmit_locked();
+  void fail_locked(const Error& error);
+
+  OutputSink sink_;
+  const size_t capacity_;
+  EventFd space_event_;
+
+  mutable std::mutex mutex_;
+  std::deque<uint8_t> input_;
+  bool input_refused_ = false;  // enqueue_input turned bytes away since the last space signal
+  std::optional<VirtioActivation> active_;
+  bool failed_ = false;
+};
+
+}  // namespace hostvisor

@@ -1,0 +1,178 @@
+// Drives virtio-console through the virtqueue test driver: guest output to
+// the sink in order, host input into receive buffers as they appear, and the
+// bounded input buffer.
+#include "devices/virtio/console/virtio_console.h"
+
+#include <gtest/gtest.h>
+#include <poll.h>
+
+#include <string>
+#include <vector>
+
+#include "devices/virtio/virtio_constants.h"
+#include "devices/virtio/virtqueue_test_driver.h"
+
+namespace hostvisor {
+namespace {
+
+using Buffer = VirtqueueTestDriver::Buffer;
+
+constexpr uint64_t kRam = 1 << 20;
+constexpr uint16_t kQueueSize = 16;
+constexpr uint64_t kRxRing = 0x1000, kTxRing = 0x4000;
+constexpr uint64_t kRxBuffers = 0x10000, kTxBuffers = 0x20000;
+
+class RecordingInterrupt : public VirtioInterrupt {
+ public:
+  void signal_used(uint16_t queue) override { used.push_back(queue); }
+  void signal_config_change() override {}
+  void signal_needs_reset(const Error& reason) override { needs_reset.push_back(reason.message()); }
+  std::vector<uint16_t> used;
+  std::vector<std::string> needs_reset;
+};
+
+bool readable(int fd) {
+  pollfd p{fd, POLLIN, 0};
+  return ::poll(&p, 1, 0) == 1;
+}
+
+class VirtioConsoleTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    memory = std::move(GuestMemory::create({{GuestAddress(0), kRam}})).value();
+    auto c = VirtioConsole::create([this](std::span<const uint8_t> b) { output.append(b.begin(), b.end()); }, 64);
+    ASSERT_TRUE(c.ok());
+    console = *c;
+    rx = std::make_unique<VirtqueueTestDriver>(memory, kQueueSize, kRxRing);
+    tx = std::make_unique<VirtqueueTestDriver>(memory, kQueueSize, kTxRing);
+  }
+  void activate() {
+    const uint64_t features = console->device_features() | virtio::feature_bit(virtio::kFeatureVersion1);
+    queues[0] = std::move(Virtqueue::create(memory, rx->layout(), features)).value();
+    queues[1] = std::move(Virtqueue::create(memory, tx->layout(), features)).value();
+    ASSERT_TRUE(console->activate(VirtioActivation{&memory, features, queues, enabled, &interrupt}).ok());
+  }
+  // The guest posts one receive buffer of `size` bytes.
+  void post_rx(uint32_t size) {
+    rx->set_used_event(rx->used_idx());  // as a driver waiting for the next buffer does (EVENT_IDX)
+    rx->add_chain(rx_next, {{kRxBuffers + 0x100ull * rx_next, size, true}});
+    ++rx_next;
+    ASSERT_TRUE(console->process_queue(0).ok());
+  }
+  std::string received(uint16_t slot) {
+    auto used = rx->used(slot);
+    std::string s(used.len, '\0');
+    EXPECT_TRUE(memory
+                    .read(GuestAddress(kRxBuffers + 0x100ull * used.id),
+                          std::span(reinterpret_cast<uint8_t*>(s.data()), s.size()))
+                    .ok());
+    return s;
+  }
+  void transmit(const std::vector<std::string>& pieces) {
+    std::vector<Buffer> chain;
+    uint64_t at = kTxBuffers + 0x1000ull * tx_next;
+    for (const auto& p : pieces) {
+      EXPECT_TRUE(memory.write(GuestAddress(at), std::span(reinterpret_cast<const uint8_t*>(p.data()), p.size())).ok());
+      chain.push_back({at, static_cast<uint32_t>(p.size()), false});
+      at += p.size();
+    }
+    tx->add_chain(static_cast<uint16_t>(tx_next * 4 % kQueueSize), chain);
+    ++tx_next;
+  }
+  size_t enqueue(const std::string& s) {
+    rx->set_used_event(rx->used_idx());
+    return console->enqueue_input(std::span(reinterpret_cast<const uint8_t*>(s.data()), s.size()));
+  }
+
+  GuestMemory memory;
+  std::shared_ptr<VirtioConsole> console;
+  std::unique_ptr<VirtqueueTestDriver> rx, tx;
+  Virtqueue queues[2];
+  bool enabled[2] = {true, true};
+  RecordingInterrupt interrupt;
+  std::string output;
+  uint16_t rx_next = 0, tx_next = 0;
+};
+
+TEST_F(VirtioConsoleTest, GuestOutputReachesTheSinkInOrder) {
+  activate();
+  transmit({"hello, ", "wor"});
+  transmit({"ld\n"});
+  ASSERT_TRUE(console->process_queue(1).ok());
+  EXPECT_EQ(output, "hello, world\n");
+  EXPECT_EQ(tx->used_idx(), 2);
+  EXPECT_EQ(tx->used(0).len, 0u);  // nothing written into transmit buffers
+  EXPECT_EQ(interrupt.used, std::vector<uint16_t>{1});
+  transmit({"more"});
+  ASSERT_TRUE(console->process_queue(1).ok());
+  EXPECT_EQ(output, "hello, world\nmore");
+}
+
+TEST_F(VirtioConsoleTest, InputWaitsForReceiveBuffers) {
+  // Typed before the driver is even ready.
+  EXPECT_EQ(enqueue("ab"), 2u);
+  activate();
+  EXPECT_EQ(console->input_pending(), 2u);  // no buffers yet
+  post_rx(8);
+  EXPECT_EQ(rx->used_idx(), 1);
+  EXPECT_EQ(received(0), "ab");
+  EXPECT_EQ(console->input_pending(), 0u);
+  // With a buffer waiting, input goes straight in; one that does not fit
+  // spills into the next buffer the driver posts.
+  post_rx(4);
+  EXPECT_EQ(rx->used_idx(), 1);  // an empty buffer is kept, not returned
+  EXPECT_EQ(enqueue("cdefgh"), 6u);
+  EXPECT_EQ(received(1), "cdef");
+  EXPECT_EQ(console->input_pending(), 2u);
+  post_rx(4);
+  EXPECT_EQ(received(2), "gh");
+  EXPECT_EQ(console->input_pending(), 0u);
+  EXPECT_EQ(std::count(interrupt.used.begin(), interrupt.used.end(), 0), 3);
+}
+
+TEST_F(VirtioConsoleTest, FullInputBufferRefusesAndSignalsSpace) {
+  activate();
+  EXPECT_EQ(enqueue(std::string(60, 'x')), 60u);
+  EXPECT_EQ(enqueue("0123456789"), 4u);  // capacity 64: the rest is refused, not dropped
+  EXPECT_EQ(console->input_pending(), 64u);
+  EXPECT_FALSE(readable(console->input_space_fd()));
+  post_rx(16);
+  EXPECT_TRUE(readable(console->input_space_fd()));
+  EXPECT_EQ(console->input_pending(), 48u);
+  EXPECT_EQ(enqueue("456789"), 6u);
+  // Everything accepted arrives in order.
+  std::string all;
+  for (int i = 0; i < 8; ++i) post_rx(16);
+  for (uint16_t s = 0; s < rx->used_idx(); ++s) all += received(s);
+  EXPECT_EQ(all, std::string(60, 'x') + "0123456789");
+}
+
+TEST_F(VirtioConsoleTest, EmergencyWriteGoesToTheSink) {
+  EXPECT_TRUE(console->device_features() & virtio::feature_bit(virtio_console::kFeatureEmergencyWrite));
+  const uint32_t c = 'Z';
+  console->write_config(8, std::span(reinterpret_cast<const uint8_t*>(&c), 4));
+  EXPECT_EQ(output, "Z");
+}
+
+TEST_F(VirtioConsoleTest, ReadOnlyReceiveBufferNeedsReset) {
+  activate();
+  rx->add_chain(0, {{kRxBuffers, 16, false}});
+  enqueue("x");
+  EXPECT_EQ(interrupt.needs_reset.size(), 1u);
+  EXPECT_EQ(rx->used_idx(), 0);
+  // Stopped until reset; the input is kept for the next driver.
+  console->reset();
+  EXPECT_EQ(console->input_pending(), 1u);
+}
+
+TEST_F(VirtioConsoleTest, ResetStopsQueueUse) {
+  activate();
+  console->reset();
+  transmit({"ignored"});
+  ASSERT_TRUE(console->process_queue(1).ok());
+  EXPECT_EQ(output, "");
+  EXPECT_EQ(tx->used_idx(), 0);
+}
+
+}  // namespace
+}  // namespace hostvisor
