@@ -20,6 +20,10 @@
 #include "devices/legacy/port_61.h"
 #include "devices/legacy/post_code.h"
 #include "devices/legacy/serial_8250.h"
+#include "devices/pci/pci_config_io.h"
+#include "devices/pci/pci_ecam.h"
+#include "devices/virtio/pci/virtio_pci_device.h"
+#include "devices/virtio/rng/virtio_rng.h"
 #include "vmm/console.h"
 
 namespace hostvisor {
@@ -80,6 +84,7 @@ Result<void> Machine::build() {
   HV_TRY(vm_->map_memory(memory_));
 
   HV_TRY(add_legacy_devices());
+  HV_TRY(add_pci_devices());
 
   HV_TRY(add_firmware_tables(layout));
 
@@ -90,6 +95,7 @@ Result<void> Machine::build() {
   image.kernel = std::span(reinterpret_cast<const uint8_t*>(kernel.data()), kernel.size());
   image.initrd = std::span(reinterpret_cast<const uint8_t*>(initrd.data()), initrd.size());
   image.cmdline = config_.cmdline;
+  image.acpi_rsdp = acpi_rsdp_;
   auto boot = arch::load_kernel(memory_, layout, image);
   if (!boot) return std::move(boot).error().with_context(config_.kernel_path);
   HV_LOG_INFO("{}: {}", config_.kernel_path, boot->description);
@@ -120,6 +126,19 @@ Result<void> Machine::add_legacy_devices() {
   return {};
 }
 
+Result<void> Machine::add_pci_devices() {
+  bar_mapper_ = std::make_unique<BusBarMapper>(mmio_bus_, pio_bus_);
+  pci_root_ = std::make_unique<PciRoot>(&vm_->interrupts(), bar_mapper_.get());
+  HV_TRY(pio_bus_.insert(std::make_shared<PciConfigIo>(*pci_root_, this), pci::kConfigIoBase, pci::kConfigIoSize));
+  HV_TRY(mmio_bus_.insert(std::make_shared<PciEcam>(*pci_root_), pci::kEcamBase, pci::kEcamSize));
+
+  // Every machine has an entropy source: guests otherwise wait for
+  // randomness at boot (Linux's crng init), and it costs nothing idle.
+  auto rng = HV_TRY(VirtioPciDevice::create(std::make_shared<VirtioRng>(), memory_));
+  HV_TRY(pci_root_->add_device(rng));
+  return {};
+}
+
 Result<void> Machine::add_firmware_tables(const arch::MemoryLayout& layout) {
   rtc_->set_memory_size(layout.low_ram_end, layout.high_ram_size);
 
@@ -131,9 +150,13 @@ Result<void> Machine::add_firmware_tables(const arch::MemoryLayout& layout) {
   platform.ecam_last_bus = static_cast<uint8_t>(arch::kPciEcamSize / (1 << 20) - 1);
   platform.pci_mmio32_start = static_cast<uint32_t>(arch::kPciMmio32Start);
   platform.pci_mmio32_end = static_cast<uint32_t>(arch::kPciMmio32End - 1);
+  for (uint8_t slot = 1; slot < pci::kMaxSlots; ++slot)
+    for (uint8_t pin = 1; pin <= 4; ++pin)
+      platform.pci_routes.push_back({slot, static_cast<uint8_t>(pin - 1), PciRoot::intx_gsi(slot, pin)});
   const acpi::AcpiTables tables =
       HV_TRY(acpi::build_acpi_tables(platform, arch::kAcpiTablesStart, arch::kAcpiTablesEnd - arch::kAcpiTablesStart));
   HV_TRY(memory_.write(GuestAddress(tables.base), tables.blob));
+  acpi_rsdp_ = tables.rsdp_address;
 
   const acpi::PmBlock& pm = platform.pm;
   HV_TRY(pio_bus_.insert(std::make_shared<AcpiPmBlock>(this, IrqLine(&vm_->interrupts(), pm.sci_irq),

@@ -13,6 +13,8 @@
 
 #include "base/result.h"
 #include "devices/bus/bus.h"
+#include "devices/pci/pci_bar_mapper.h"
+#include "devices/pci/pci_root.h"
 #include "devices/system_control.h"
 #include "hv/hypervisor.h"
 #include "memory/guest_memory.h"
@@ -59,6 +61,8 @@ class Machine final : public SystemControl {
   explicit Machine(const MachineConfig& config) : config_(config) {}
   Result<void> build();
   Result<void> add_legacy_devices();
+  // The PCI root complex (0xCF8 and ECAM) and the virtio devices on it.
+  Result<void> add_pci_devices();
   // ACPI tables in guest memory and the PM block they describe; CMOS memory size.
   Result<void> add_firmware_tables(const arch::MemoryLayout& layout);
   Result<void> setup_console();
@@ -75,11 +79,14 @@ class Machine final : public SystemControl {
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
   Bus pio_bus_{"port I/O", 0xffff};
   Bus mmio_bus_{"MMIO"};
+  std::unique_ptr<BusBarMapper> bar_mapper_;
+  std::unique_ptr<PciRoot> pci_root_;  // after the mapper: the root uses it
   std::shared_ptr<Serial8250> serial_;
   std::shared_ptr<CmosRtc> rtc_;
   std::unique_ptr<EventLoop> event_loop_;
   std::unique_ptr<SerialConsole> console_;
   UniqueFd rtc_timer_;
+  uint64_t acpi_rsdp_ = 0;  // where the ACPI tables start, for the boot protocol
 
   std::atomic<State> state_{State::kCreated};
   std::mutex mutex_;
