@@ -252,7 +252,7 @@ class Checker {
     HV_TRY(file_.flush());
     h_.refcount_table_offset = end * cs_;
     h_.refcount_table_clusters = static_cast<uint32_t>(tc);
-    h_.incompatible_features &= ~kIncompatDirty;
+    h_.incompatible_features &= ~(kIncompatDirty | kIncompatCorrupt);
     std::vector<uint8_t> head = HV_TRY(serialize_header(h_));
     HV_TRY(file_.write(0, head.data(), head.size()));
     HV_TRY(file_.flush());
@@ -327,6 +327,13 @@ Result<CheckReport> check_qcow2(const std::string& path, bool repair) {
     uint32_t bits = load_be32(&first[20]);
     if (bits >= kMinClusterBits && bits <= kMaxClusterBits && first.size() > (1ULL << bits)) first.resize(1ULL << bits);
   }
+  // The corrupt flag makes normal opens refuse the image; the check is how it gets cleared.
+  bool flagged_corrupt = false;
+  if (first.size() >= 80 && load_be32(&first[4]) >= 3) {
+    uint64_t incompat = load_be64(&first[72]);
+    flagged_corrupt = (incompat & kIncompatCorrupt) != 0;
+    store_be64(&first[72], incompat & ~kIncompatCorrupt);
+  }
   auto parsed = parse_header(first, file_size);
   if (!parsed.ok()) return parsed.error().with_context(path);
   Header h = *parsed;
@@ -334,6 +341,10 @@ Result<CheckReport> check_qcow2(const std::string& path, bool repair) {
   Checker checker(*file, h, file_size, report);
   auto r = checker.run();
   if (!r.ok()) return r.error().with_context(path);
+  if (flagged_corrupt) {
+    ++report.corruptions;
+    report.messages.push_back("ERROR the image is flagged corrupt in its header");
+  }
   if (repair && (!report.clean() || (h.incompatible_features & kIncompatDirty))) {
     HV_TRY(checker.repair());
     report.repaired = true;

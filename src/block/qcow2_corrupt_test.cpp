@@ -125,6 +125,18 @@ TEST_F(Qcow2Corrupt, UnknownIncompatibleFeature) {
   EXPECT_NE(e.find("unknown incompatible features"), std::string::npos) << e;
 }
 
+TEST_F(Qcow2Corrupt, CorruptFlagIsClearedByRepair) {
+  poke64(72, kIncompatCorrupt);
+  EXPECT_NE(open_error().find("marked corrupt"), std::string::npos) << open_error();
+  auto c = check_qcow2(path_, false);
+  ASSERT_TRUE(c.ok()) << c.error().message();
+  EXPECT_EQ(c->corruptions, 1u);
+  auto r = check_qcow2(path_, true);
+  ASSERT_TRUE(r.ok()) << r.error().message();
+  EXPECT_TRUE(r->repaired);
+  EXPECT_EQ(open_error(), "");
+}
+
 TEST_F(Qcow2Corrupt, TruncatedHeader) {
   ASSERT_EQ(truncate(path_.c_str(), 50), 0);
   EXPECT_NE(open_error().find("too short"), std::string::npos) << open_error();
