@@ -184,6 +184,10 @@ Block* Interpreter::block_at_rip() {
 bool Interpreter::take_events() {
   LocalApic* apic = cpu_.lapic;
   if (!apic) return true;
+  if (!apic->needs_attention()) {  // lock-free: nothing pending, not waiting for SIPI
+    cpu_.interrupt_shadow = false;
+    return true;
+  }
   if (apic->has_init() && apic->take_init()) reset_cpu(cpu_);
   if (apic->waiting_for_sipi()) {
     if (auto vector = apic->take_sipi()) {
@@ -233,7 +237,7 @@ Interpreter::Outcome Interpreter::run(uint64_t limit) {
         if (!take_events()) return stop(Stop::kShutdown);
         if (!cpu.lapic) cpu.interrupt_shadow = false;
       }
-      if (cpu.lapic && cpu.lapic->waiting_for_sipi()) {
+      if (cpu.lapic && cpu.lapic->needs_attention() && cpu.lapic->waiting_for_sipi()) {
         if (!wait_for_event || !wait_for_event()) return stop(Stop::kHalt);
         continue;
       }
