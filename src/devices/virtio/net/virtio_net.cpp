@@ -1,0 +1,273 @@
+#include "devices/virtio/net/virtio_net.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "base/log.h"
+#include "devices/virtio/virtio_constants.h"
+
+namespace hostvisor {
+
+using namespace virtio_net;
+using net::kVnetHeaderSize;
+using net::VirtioNetHeader;
+
+VirtioNet::VirtioNet(std::unique_ptr<net::NetBackend> backend, VirtioNetOptions options)
+    : backend_(std::move(backend)),
+      options_(options),
+      rx_packet_(net::kMaxPacketSize),
+      tx_packet_(net::kMaxPacketSize) {
+  if (options_.queue_size == 0 || (options_.queue_size & (options_.queue_size - 1)) ||
+      options_.queue_size > virtio::kMaxQueueSize)
+    options_.queue_size = 256;
+}
+
+uint32_t VirtioNet::device_type() const { return virtio::kDeviceNet; }
+
+uint64_t VirtioNet::device_features() const {
+  return virtio::feature_bit(virtio::kFeatureIndirectDesc) | virtio::feature_bit(virtio::kFeatureEventIdx) |
+         virtio::feature_bit(kFeatureMac) | virtio::feature_bit(kFeatureStatus) |
+         virtio::feature_bit(kFeatureMergeableRxBuffers);
+}
+
+void VirtioNet::read_config(uint64_t offset, std::span<uint8_t> data) {
+  Config c{};
+  std::memcpy(c.mac, options_.mac.data(), sizeof c.mac);
+  c.status = kStatusLinkUp;
+  c.max_virtqueue_pairs = 1;
+  c.mtu = static_cast<uint16_t>(std::min<uint32_t>(backend_->mtu(), 0xffff));
+  const auto* bytes = reinterpret_cast<const uint8_t*>(&c);
+  for (size_t i = 0; i < data.size(); ++i) data[i] = offset + i < sizeof c ? bytes[offset + i] : 0;
+}
+
+Result<void> VirtioNet::activate(const VirtioActivation& activation) {
+  if (!activation.memory || !activation.interrupt || activation.queues.size() != 2 || activation.enabled.size() != 2)
+    return Error(ErrorCode::kInternal, "virtio-net activated without its two queues");
+  std::lock_guard lock(mutex_);
+  active_ = activation;
+  mergeable_ = activation.features & virtio::feature_bit(kFeatureMergeableRxBuffers);
+  failed_ = false;
+  rx_stalled_ = false;
+  receive_locked();
+  update_interest_locked();
+  return ok();
+}
+
+void VirtioNet::reset() {
+  std::lock_guard lock(mutex_);
+  active_.reset();
+  rx_chains_.clear();
+  rx_length_ = 0;  // a half-delivered packet is lost, as on a real NIC reset
+  failed_ = false;
+  rx_stalled_ = false;
+  update_interest_locked();
+}
+
+Result<void> VirtioNet::process_queue(uint16_t queue) {
+  std::lock_guard lock(mutex_);
+  if (queue == kReceiveQueue) {
+    rx_stalled_ = false;  // the driver posted buffers
+    receive_locked();
+  } else if (queue == kTransmitQueue) {
+    transmit_locked();
+  }
+  update_interest_locked();
+  return ok();
+}
+
+void VirtioNet::process_backend() {
+  std::lock_guard lock(mutex_);
+  receive_locked();
+  update_interest_locked();
+}
+
+bool VirtioNet::wants_backend_events() const {
+  std::lock_guard lock(mutex_);
+  return wants_events_locked();
+}
+
+bool VirtioNet::wants_events_locked() const {
+  return active_ && !failed_ && !backend_failed_ && !rx_stalled_ && active_->enabled[kReceiveQueue];
+}
+
+void VirtioNet::set_backend_interest_callback(std::function<void(bool)> callback) {
+  std::lock_guard lock(mutex_);
+  interest_callback_ = std::move(callback);
+  last_interest_ = wants_events_locked();
+  if (interest_callback_) interest_callback_(last_interest_);
+}
+
+void VirtioNet::update_interest_locked() {
+  const bool now = wants_events_locked();
+  if (now == last_interest_) return;
+  last_interest_ = now;
+  if (interest_callback_) interest_callback_(now);
+}
+
+VirtioNet::Stats VirtioNet::stats() const {
+  std::lock_guard lock(mutex_);
+  return stats_;
+}
+
+void VirtioNet::fail_locked(const Error& error) {
+  failed_ = true;
+  rx_chains_.clear();
+  active_->interrupt->signal_needs_reset(error.with_context("virtio-net"));
+}
+
+bool VirtioNet::hold_receive_chains_locked(size_t count) {
+  GuestMemory& memory = *active_->memory;
+  Virtqueue& q = active_->queues[kReceiveQueue];
+  while (rx_chains_.size() < count) {
+    auto popped = q.pop(memory);
+    if (!popped) {
+      fail_locked(popped.error());
+      return false;
+    }
+    if (!popped->has_value()) return false;
+    if ((*popped)->writable_bytes() == 0) {
+      fail_locked(Error(ErrorCode::kGuest, "receive buffer at descriptor " + std::to_string((*popped)->head()) +
+                                               " is not device-writable; the driver is broken or hostile"));
+      return false;
+    }
+    rx_chains_.push_back(std::move(**popped));
+  }
+  return true;
+}
+
+void VirtioNet::receive_locked() {
+  if (!active_ || failed_ || backend_failed_ || !active_->enabled[kReceiveQueue]) return;
+  GuestMemory& memory = *active_->memory;
+  Virtqueue& q = active_->queues[kReceiveQueue];
+  bool used = false;
+  for (;;) {
+    if (rx_length_ == 0) {
+      // Read from the backend only with a guest buffer in hand, so packets
+      // wait in the backend (not here) while the guest is not receiving.
+      if (!hold_receive_chains_locked(1)) {
+        rx_stalled_ = !failed_;
+        break;
+      }
+      auto got = backend_->receive(rx_packet_);
+      if (!got) {
+        HV_LOG_WARN("virtio-net: {} stopped receiving: {}", backend_->name(), got.error().message());
+        backend_failed_ = true;
+        break;
+      }
+      if (!got->has_value()) break;
+      const size_t length = **got;
+      VirtioNetHeader header{};
+      if (length > kVnetHeaderSize) std::memcpy(&header, rx_packet_.data(), kVnetHeaderSize);
+      // Too short to hold a frame, cut at the buffer size, or a GSO packet
+      // (no GUEST_TSO offered): not something the guest may see.
+      if (length <= kVnetHeaderSize || length >= rx_packet_.size() || header.gso_type != net::kGsoNone) {
+        ++stats_.rx_dropped;
+        continue;
+      }
+      rx_length_ = length;
+    }
+    // Find the chains the packet needs: one without mergeable buffers, as
+    // many as its length takes with them.
+    size_t chains = 0;
+    uint64_t room = 0;
+    bool fits = false;
+    bool waiting = false;
+    for (;;) {
+      if (chains == rx_chains_.size() && !hold_receive_chains_locked(chains + 1)) {
+        waiting = true;
+        break;
+      }
+      room += rx_chains_[chains].writable_bytes();
+      ++chains;
+      if (room >= rx_length_) {
+        fits = true;
+        break;
+      }
+      if (!mergeable_ || chains >= q.size()) break;  // can never fit
+    }
+    if (failed_) return;
+    if (waiting) {
+      rx_stalled_ = true;  // the packet waits for the driver's next buffers
+      break;
+    }
+    if (!fits) {
+      // Without mergeable buffers the first chain is too small; with them the
+      // whole ring is. Drop the packet, keep the buffers for the next one.
+      ++stats_.rx_dropped;
+      rx_length_ = 0;
+      continue;
+    }
+    deliver_packet_locked(chains);
+    if (failed_) return;
+    used = true;
+  }
+  if (used) {
+    auto notify = q.needs_interrupt(memory);
+    if (!notify || *notify) active_->interrupt->signal_used(kReceiveQueue);
+  }
+}
+
+void VirtioNet::deliver_packet_locked(size_t chains) {
+  GuestMemory& memory = *active_->memory;
+  Virtqueue& q = active_->queues[kReceiveQueue];
+  // No offloads negotiated: the guest gets a plain header (flags 0, GSO_NONE)
+  // and the count of buffers the packet spans.
+  VirtioNetHeader header{};
+  header.gso_type = net::kGsoNone;
+  header.num_buffers = static_cast<uint16_t>(chains);
+  std::memcpy(rx_packet_.data(), &header, kVnetHeaderSize);
+  size_t at = 0;
+  for (size_t i = 0; i < chains; ++i) {
+    DescriptorChain chain = std::move(rx_chains_.front());
+    rx_chains_.pop_front();
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(chain.writable_bytes(), rx_length_ - at));
+    auto wrote = chain.write(memory, 0, std::span<const uint8_t>(rx_packet_.data() + at, n));
+    if (!wrote) return fail_locked(wrote.error());
+    if (auto r = q.add_used(memory, chain.head(), static_cast<uint32_t>(n)); !r) return fail_locked(r.error());
+    at += n;
+  }
+  ++stats_.rx_packets;
+  rx_length_ = 0;
+}
+
+void VirtioNet::transmit_locked() {
+  if (!active_ || failed_ || !active_->enabled[kTransmitQueue]) return;
+  GuestMemory& memory = *active_->memory;
+  Virtqueue& q = active_->queues[kTransmitQueue];
+  bool used = false;
+  for (;;) {
+    auto popped = q.pop(memory);
+    if (!popped) return fail_locked(popped.error());
+    if (!popped->has_value()) break;
+    const DescriptorChain& chain = **popped;
+    const uint64_t length = chain.readable_bytes();
+    // A packet is the header and an Ethernet frame (14-byte MAC header at
+    // least, 64 KiB at most). Anything else is dropped; the chain goes back.
+    if (length < kVnetHeaderSize + 14 || length > net::kMaxPacketSize) {
+      ++stats_.tx_dropped;
+    } else {
+      auto got = chain.read(memory, 0, std::span(tx_packet_.data(), length));
+      if (!got) return fail_locked(got.error());
+      // No CSUM/GSO negotiated: whatever the guest put in the header, the
+      // backend gets a plain one.
+      VirtioNetHeader header{};
+      std::memcpy(tx_packet_.data(), &header, kVnetHeaderSize);
+      iovec iov{tx_packet_.data(), static_cast<size_t>(length)};
+      if (auto r = backend_->send({&iov, 1}); r) {
+        ++stats_.tx_packets;
+      } else {
+        ++stats_.tx_dropped;
+        if (r.error().code() != ErrorCode::kBusy)
+          HV_LOG_DEBUG("virtio-net: {} dropped a packet: {}", backend_->name(), r.error().message());
+      }
+    }
+    if (auto r = q.add_used(memory, chain.head(), 0); !r) return fail_locked(r.error());
+    used = true;
+  }
+  if (used) {
+    auto notify = q.needs_interrupt(memory);
+    if (!notify || *notify) active_->interrupt->signal_used(kTransmitQueue);
+  }
+}
+
+}  // namespace hostvisor

@@ -1,0 +1,124 @@
+// virtio network device (virtio 1.2, 5.1): one receive queue (0) and one
+// transmit queue (1), a MAC address and link status in the configuration
+// space, mergeable receive buffers; frames go to and come from a NetBackend
+// with their virtio_net_hdr_v1. No checksum or segmentation offloads are
+// offered yet, so every header crossing the device is a plain one (flags 0,
+// GSO_NONE).
+//
+// Event loop wiring: watch backend_fd() for readability while
+// wants_backend_events() is true and call process_backend() when it is
+// readable. When the guest has no receive buffers the device stops reading
+// (the packets wait in the backend, e.g. the tap's queue) and says so through
+// the interest callback; when the driver posts buffers (a queue 0
+// notification) it reads again by itself and says it wants events again.
+//
+// Thread-safe: process_queue() (vCPU or event-loop thread) and
+// process_backend() (event-loop thread) may race; one mutex serialises them.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+#include "devices/virtio/virtio_device.h"
+#include "net/mac_address.h"
+#include "net/net_backend.h"
+
+namespace hostvisor {
+
+namespace virtio_net {
+// 5.1.3 feature bits.
+inline constexpr unsigned kFeatureCsum = 0;
+inline constexpr unsigned kFeatureGuestCsum = 1;
+inline constexpr unsigned kFeatureMtu = 3;
+inline constexpr unsigned kFeatureMac = 5;
+inline constexpr unsigned kFeatureMergeableRxBuffers = 15;
+inline constexpr unsigned kFeatureStatus = 16;
+inline constexpr unsigned kFeatureControlQueue = 17;
+// 5.1.4 configuration layout.
+struct __attribute__((packed)) Config {
+  uint8_t mac[6];
+  uint16_t status;
+  uint16_t max_virtqueue_pairs;
+  uint16_t mtu;
+};
+static_assert(sizeof(Config) == 12);
+inline constexpr uint16_t kStatusLinkUp = 1;
+inline constexpr uint16_t kReceiveQueue = 0;
+inline constexpr uint16_t kTransmitQueue = 1;
+}  // namespace virtio_net
+
+struct VirtioNetOptions {
+  net::MacAddress mac = net::random_local_mac_address();
+  uint16_t queue_size = 256;
+};
+
+class VirtioNet : public VirtioDevice {
+ public:
+  struct Stats {
+    uint64_t rx_packets = 0, rx_dropped = 0;
+    uint64_t tx_packets = 0, tx_dropped = 0;
+  };
+
+  VirtioNet(std::unique_ptr<net::NetBackend> backend, VirtioNetOptions options);
+
+  // The fd the event loop watches for packets from the backend.
+  int backend_fd() const { return backend_->receive_fd(); }
+  // Moves waiting packets from the backend into the guest's receive buffers.
+  void process_backend();
+  // False while reading the backend is pointless (no guest buffers, device
+  // not running, backend failed): stop watching backend_fd() meanwhile.
+  bool wants_backend_events() const;
+  // Called with the new value each time wants_backend_events() changes, with
+  // the device lock held (do not call back into the device from it).
+  void set_backend_interest_callback(std::function<void(bool)> callback);
+
+  Stats stats() const;
+  const net::MacAddress& mac() const { return options_.mac; }
+  net::NetBackend& backend() { return *backend_; }
+
+  std::string_view name() const override { return "net"; }
+  uint32_t device_type() const override;
+  uint64_t device_features() const override;
+  uint16_t queue_count() const override { return 2; }
+  uint16_t queue_max_size(uint16_t) const override { return options_.queue_size; }
+  uint32_t config_size() const override { return sizeof(virtio_net::Config); }
+  void read_config(uint64_t offset, std::span<uint8_t> data) override;
+  Result<void> activate(const VirtioActivation& activation) override;
+  void reset() override;
+  Result<void> process_queue(uint16_t queue) override;
+
+ private:
+  void receive_locked();
+  void transmit_locked();
+  // Makes sure `count` receive chains are held; false if the driver has not
+  // posted that many (or failed the device).
+  bool hold_receive_chains_locked(size_t count);
+  void deliver_packet_locked(size_t chains);
+  void fail_locked(const Error& error);
+  void update_interest_locked();
+  bool wants_events_locked() const;
+
+  std::unique_ptr<net::NetBackend> backend_;
+  VirtioNetOptions options_;
+
+  mutable std::mutex mutex_;
+  std::optional<VirtioActivation> active_;
+  bool mergeable_ = false;
+  bool failed_ = false;                    // DEVICE_NEEDS_RESET signalled
+  bool backend_failed_ = false;            // the backend returned an error on receive
+  bool rx_stalled_ = false;                // a packet or the backend waits for guest buffers
+  std::deque<DescriptorChain> rx_chains_;  // popped receive chains not yet used
+  std::vector<uint8_t> rx_packet_;         // the packet being delivered
+  size_t rx_length_ = 0;                   // its length; 0: none
+  std::vector<uint8_t> tx_packet_;
+  Stats stats_;
+  std::function<void(bool)> interest_callback_;
+  bool last_interest_ = false;
+};
+
+}  // namespace hostvisor

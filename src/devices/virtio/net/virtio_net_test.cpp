@@ -1,0 +1,373 @@
+// Drives virtio-net through the virtqueue test driver against a real
+// backend: a socketpair (the test holds the other end) and, where
+// /dev/net/tun can be opened, a tap interface.
+#include "devices/virtio/net/virtio_net.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <linux/if.h>
+#include <linux/if_packet.h>
+#include <net/ethernet.h>
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "devices/virtio/virtio_constants.h"
+#include "devices/virtio/virtqueue_test_driver.h"
+#include "net/datagram_socket_backend.h"
+#include "net/tap/tap_backend.h"
+
+namespace hostvisor {
+namespace {
+
+using net::VirtioNetHeader;
+using Buffer = VirtqueueTestDriver::Buffer;
+
+constexpr uint64_t kRam = 4 << 20;
+constexpr uint16_t kQueueSize = 16;
+constexpr uint64_t kRxRing = 0x1000, kTxRing = 0x4000;
+constexpr uint64_t kRxBuffers = 0x100000, kTxBuffers = 0x200000;
+constexpr uint64_t kRxStride = 0x10000;
+
+class RecordingInterrupt : public VirtioInterrupt {
+ public:
+  void signal_used(uint16_t queue) override { used.push_back(queue); }
+  void signal_config_change() override {}
+  void signal_needs_reset(const Error& reason) override { needs_reset.push_back(reason.message()); }
+  std::vector<uint16_t> used;
+  std::vector<std::string> needs_reset;
+};
+
+// An Ethernet frame of `size` bytes: broadcast, from 02:..., ethertype 0x88b5
+// (IEEE local experimental), then a counting pattern from `seed`.
+std::vector<uint8_t> make_frame(size_t size, uint8_t seed) {
+  std::vector<uint8_t> f(size);
+  for (int i = 0; i < 6; ++i) f[i] = 0xff;
+  const uint8_t src[6] = {0x02, 0, 0, 0, 0, 1};
+  std::memcpy(&f[6], src, 6);
+  f[12] = 0x88;
+  f[13] = 0xb5;
+  for (size_t i = 14; i < size; ++i) f[i] = static_cast<uint8_t>(seed + i);
+  return f;
+}
+
+class VirtioNetTest : public ::testing::Test {
+ protected:
+  void SetUp() override { memory = std::move(GuestMemory::create({{GuestAddress(0), kRam}})).value(); }
+
+  void start_with_socketpair(bool mergeable = true) {
+    int fds[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds), 0);
+    peer = UniqueFd(fds[1]);
+    auto backend = net::DatagramSocketBackend::create(UniqueFd(fds[0]));
+    ASSERT_TRUE(backend.ok());
+    start(std::move(backend).value(), mergeable);
+  }
+  void start(std::unique_ptr<net::NetBackend> backend, bool mergeable = true) {
+    VirtioNetOptions options;
+    options.queue_size = kQueueSize;
+    options.mac = {0x02, 0x11, 0x22, 0x33, 0x44, 0x55};
+    device = std::make_unique<VirtioNet>(std::move(backend), options);
+    device->set_backend_interest_callback([this](bool want) { interest.push_back(want); });
+    rx = std::make_unique<VirtqueueTestDriver>(memory, kQueueSize, kRxRing);
+    tx = std::make_unique<VirtqueueTestDriver>(memory, kQueueSize, kTxRing);
+    uint64_t features = device->device_features() | virtio::feature_bit(virtio::kFeatureVersion1);
+    if (!mergeable) features &= ~virtio::feature_bit(virtio_net::kFeatureMergeableRxBuffers);
+    queues[0] = std::move(Virtqueue::create(memory, rx->layout(), features)).value();
+    queues[1] = std::move(Virtqueue::create(memory, tx->layout(), features)).value();
+    ASSERT_TRUE(device->activate(VirtioActivation{&memory, features, queues, enabled, &interrupt}).ok());
+  }
+
+  // The guest posts a receive buffer of `size` bytes (in slot rx_next's area).
+  void post_rx(uint32_t size, bool notify = true) {
+    rx->set_used_event(rx->used_idx());
+    rx->add_chain(rx_next % kQueueSize, {{kRxBuffers + kRxStride * (rx_next % kQueueSize), size, true}});
+    ++rx_next;
+    if (notify) ASSERT_TRUE(device->process_queue(0).ok());
+  }
+  // Bytes the device wrote for used slot `slot`.
+  std::vector<uint8_t> rx_bytes(uint16_t slot) {
+    auto used = rx->used(slot);
+    std::vector<uint8_t> b(used.len);
+    EXPECT_TRUE(memory.read(GuestAddress(kRxBuffers + kRxStride * used.id), b).ok());
+    return b;
+  }
+  // The guest transmits `frame` with a header, split over two descriptors.
+  void transmit(const std::vector<uint8_t>& frame) {
+    std::vector<uint8_t> packet(sizeof(VirtioNetHeader));
+    packet.insert(packet.end(), frame.begin(), frame.end());
+    const uint64_t at = kTxBuffers + 0x20000ull * (tx_next % 4);
+    ASSERT_TRUE(memory.write(GuestAddress(at), packet).ok());
+    tx->add_chain(static_cast<uint16_t>((2 * tx_next) % kQueueSize),
+                  {{at, 12, false}, {at + 12, static_cast<uint32_t>(frame.size()), false}});
+    ++tx_next;
+    ASSERT_TRUE(device->process_queue(1).ok());
+  }
+  void peer_send(const std::vector<uint8_t>& frame) {
+    std::vector<uint8_t> packet(sizeof(VirtioNetHeader));
+    packet.insert(packet.end(), frame.begin(), frame.end());
+    ASSERT_EQ(::send(peer.get(), packet.data(), packet.size(), 0), static_cast<ssize_t>(packet.size()));
+  }
+
+  GuestMemory memory;
+  std::unique_ptr<VirtioNet> device;
+  std::unique_ptr<VirtqueueTestDriver> rx, tx;
+  Virtqueue queues[2];
+  bool enabled[2] = {true, true};
+  RecordingInterrupt interrupt;
+  UniqueFd peer;
+  std::vector<bool> interest;
+  uint16_t rx_next = 0, tx_next = 0;
+};
+
+TEST_F(VirtioNetTest, ConfigHasMacAndLinkUp) {
+  start_with_socketpair();
+  virtio_net::Config c{};
+  device->read_config(0, std::span(reinterpret_cast<uint8_t*>(&c), sizeof c));
+  const uint8_t mac[6] = {0x02, 0x11, 0x22, 0x33, 0x44, 0x55};
+  EXPECT_EQ(std::memcmp(c.mac, mac, 6), 0);
+  EXPECT_EQ(c.status, virtio_net::kStatusLinkUp);
+  const uint64_t f = device->device_features();
+  for (unsigned bit : {virtio_net::kFeatureMac, virtio_net::kFeatureStatus, virtio_net::kFeatureMergeableRxBuffers})
+    EXPECT_TRUE(f & virtio::feature_bit(bit)) << bit;
+  EXPECT_FALSE(f & virtio::feature_bit(virtio_net::kFeatureCsum));
+  EXPECT_EQ(device->device_type(), virtio::kDeviceNet);
+}
+
+TEST_F(VirtioNetTest, GeneratedMacIsLocalUnicast) {
+  for (int i = 0; i < 32; ++i) {
+    const auto mac = net::random_local_mac_address();
+    EXPECT_EQ(mac[0] & 3, 2) << net::format_mac_address(mac);
+  }
+  auto parsed = net::parse_mac_address("52:54:00:AB:cd:0f");
+  ASSERT_TRUE(parsed.ok());
+  EXPECT_EQ(net::format_mac_address(*parsed), "52:54:00:ab:cd:0f");
+  EXPECT_FALSE(net::parse_mac_address("01:00:5e:00:00:01").ok());  // multicast
+  EXPECT_FALSE(net::parse_mac_address("52:54:00:ab:cd").ok());
+  EXPECT_FALSE(net::parse_mac_address("52:54:00:ab:cd:zz").ok());
+}
+
+TEST_F(VirtioNetTest, TransmitsFramesToTheBackend) {
+  start_with_socketpair();
+  const auto frame = make_frame(1514, 3);
+  transmit(frame);
+  std::vector<uint8_t> got(net::kMaxPacketSize);
+  const ssize_t n = ::recv(peer.get(), got.data(), got.size(), MSG_DONTWAIT);
+  ASSERT_EQ(n, static_cast<ssize_t>(12 + frame.size()));
+  VirtioNetHeader h;
+  std::memcpy(&h, got.data(), 12);
+  EXPECT_EQ(h.flags, 0);
+  EXPECT_EQ(h.gso_type, net::kGsoNone);
+  EXPECT_TRUE(std::equal(frame.begin(), frame.end(), got.begin() + 12));
+  EXPECT_EQ(tx->used_idx(), 1);
+  EXPECT_EQ(tx->used(0).len, 0u);
+  EXPECT_EQ(device->stats().tx_packets, 1u);
+}
+
+TEST_F(VirtioNetTest, OversizedAndRuntTransmitsAreDroppedAndReturned) {
+  start_with_socketpair();
+  // 64 KiB + 1 frame: over the limit, dropped, chain returned, no crash.
+  transmit(make_frame(net::kMaxFrameSize + 1, 0));
+  transmit(make_frame(10, 0));  // shorter than an Ethernet header
+  EXPECT_EQ(tx->used_idx(), 2);
+  EXPECT_EQ(device->stats().tx_dropped, 2u);
+  std::vector<uint8_t> got(16);
+  EXPECT_LT(::recv(peer.get(), got.data(), got.size(), MSG_DONTWAIT), 0);  // nothing sent
+  // The device goes on.
+  transmit(make_frame(60, 1));
+  EXPECT_EQ(device->stats().tx_packets, 1u);
+  EXPECT_TRUE(interrupt.needs_reset.empty());
+}
+
+TEST_F(VirtioNetTest, ReceivesIntoMergeableBuffers) {
+  start_with_socketpair();
+  for (int i = 0; i < 3; ++i) post_rx(1000);
+  const auto frame = make_frame(2488, 7);  // 2500 bytes with the header
+  peer_send(frame);
+  device->process_backend();
+  ASSERT_EQ(rx->used_idx(), 3);
+  EXPECT_EQ(rx->used(0).len, 1000u);
+  EXPECT_EQ(rx->used(1).len, 1000u);
+  EXPECT_EQ(rx->used(2).len, 500u);
+  std::vector<uint8_t> all;
+  for (uint16_t s = 0; s < 3; ++s) {
+    auto b = rx_bytes(s);
+    all.insert(all.end(), b.begin(), b.end());
+  }
+  VirtioNetHeader h;
+  std::memcpy(&h, all.data(), 12);
+  EXPECT_EQ(h.num_buffers, 3);
+  EXPECT_EQ(h.gso_type, net::kGsoNone);
+  EXPECT_TRUE(std::equal(frame.begin(), frame.end(), all.begin() + 12));
+  EXPECT_EQ(device->stats().rx_packets, 1u);
+  EXPECT_FALSE(interrupt.used.empty());
+}
+
+TEST_F(VirtioNetTest, PacketsWaitForGuestBuffers) {
+  start_with_socketpair();
+  // No buffers posted: reading stops and the event loop is told.
+  peer_send(make_frame(100, 1));
+  peer_send(make_frame(200, 2));
+  device->process_backend();
+  EXPECT_FALSE(device->wants_backend_events());
+  ASSERT_FALSE(interest.empty());
+  EXPECT_FALSE(interest.back());
+  EXPECT_EQ(rx->used_idx(), 0);
+  // Posting one buffer delivers one packet; the second waits for the next.
+  post_rx(2048);
+  ASSERT_EQ(rx->used_idx(), 1);
+  EXPECT_EQ(rx->used(0).len, 112u);
+  EXPECT_FALSE(device->wants_backend_events());
+  post_rx(2048);
+  ASSERT_EQ(rx->used_idx(), 2);
+  EXPECT_EQ(rx->used(1).len, 212u);
+  const auto second = rx_bytes(1);
+  const auto frame = make_frame(200, 2);
+  EXPECT_TRUE(std::equal(frame.begin(), frame.end(), second.begin() + 12));
+  // With a spare buffer and an empty socket the device listens again.
+  post_rx(2048);
+  EXPECT_TRUE(device->wants_backend_events());
+  EXPECT_TRUE(interest.back());
+}
+
+TEST_F(VirtioNetTest, TooSmallBufferWithoutMergeableDropsThePacket) {
+  start_with_socketpair(/*mergeable=*/false);
+  post_rx(100);
+  peer_send(make_frame(1000, 1));  // 1012 bytes: does not fit in 100
+  peer_send(make_frame(60, 2));    // 72 bytes: fits
+  device->process_backend();
+  EXPECT_EQ(device->stats().rx_dropped, 1u);
+  ASSERT_EQ(rx->used_idx(), 1);
+  EXPECT_EQ(rx->used(0).len, 72u);
+  auto b = rx_bytes(0);
+  VirtioNetHeader h;
+  std::memcpy(&h, b.data(), 12);
+  EXPECT_EQ(h.num_buffers, 1);
+  EXPECT_EQ(b[12 + 14], static_cast<uint8_t>(2 + 14));
+}
+
+TEST_F(VirtioNetTest, PacketLargerThanTheWholeRingIsDropped) {
+  start_with_socketpair();
+  for (int i = 0; i < kQueueSize; ++i) post_rx(16);  // 256 bytes of buffers in all
+  peer_send(make_frame(1000, 1));
+  peer_send(make_frame(20, 2));  // 32 bytes: two 16-byte buffers
+  device->process_backend();
+  EXPECT_EQ(device->stats().rx_dropped, 1u);
+  ASSERT_EQ(rx->used_idx(), 2);
+  EXPECT_EQ(rx->used(0).len + rx->used(1).len, 32u);
+  EXPECT_TRUE(interrupt.needs_reset.empty());
+}
+
+TEST_F(VirtioNetTest, ReadOnlyReceiveBufferNeedsReset) {
+  start_with_socketpair();
+  rx->add_chain(0, {{kRxBuffers, 2048, false}});
+  peer_send(make_frame(60, 1));
+  ASSERT_TRUE(device->process_queue(0).ok());
+  EXPECT_EQ(interrupt.needs_reset.size(), 1u);
+  EXPECT_FALSE(device->wants_backend_events());
+  device->reset();
+  EXPECT_FALSE(device->wants_backend_events());
+}
+
+TEST_F(VirtioNetTest, ClosedPeerStopsReceiving) {
+  start_with_socketpair();
+  post_rx(2048);
+  peer.reset();
+  device->process_backend();
+  EXPECT_FALSE(device->wants_backend_events());
+  // Transmit still returns chains.
+  transmit(make_frame(60, 0));
+  EXPECT_EQ(tx->used_idx(), 1);
+}
+
+// --- a real tap interface
+
+class TapTest : public VirtioNetTest {
+ protected:
+  void SetUp() override {
+    VirtioNetTest::SetUp();
+    ifname = "hvtest" + std::to_string(::getpid());
+    auto tap = net::TapBackend::open(ifname);
+    if (!tap.ok()) GTEST_SKIP() << "!!! SKIPPING the real tap test: " << tap.error().message() << " !!!";
+    tap_fd = tap.value()->receive_fd();
+    // No IPv6 chatter (router solicitations, MLD) on the test interface.
+    std::ofstream("/proc/sys/net/ipv6/conf/" + ifname + "/disable_ipv6") << "1";
+    ctl = UniqueFd(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    ifreq req{};
+    std::strncpy(req.ifr_name, ifname.c_str(), IFNAMSIZ - 1);
+    ASSERT_EQ(::ioctl(ctl.get(), SIOCGIFFLAGS, &req), 0);
+    req.ifr_flags |= IFF_UP;
+    ASSERT_EQ(::ioctl(ctl.get(), SIOCSIFFLAGS, &req), 0) << std::strerror(errno);
+    ASSERT_EQ(::ioctl(ctl.get(), SIOCGIFINDEX, &req), 0);
+    ifindex = req.ifr_ifindex;
+    // A packet socket on the interface: sees what the guest sends, sends to the guest.
+    packet = UniqueFd(::socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(0x88b5)));
+    ASSERT_TRUE(packet.valid()) << std::strerror(errno);
+    sockaddr_ll addr{};
+    addr.sll_family = AF_PACKET;
+    addr.sll_protocol = htons(0x88b5);
+    addr.sll_ifindex = ifindex;
+    ASSERT_EQ(::bind(packet.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    start(std::move(tap).value());
+  }
+  bool wait_readable(int fd, int ms) {
+    pollfd p{fd, POLLIN, 0};
+    return ::poll(&p, 1, ms) == 1;
+  }
+
+  std::string ifname;
+  int tap_fd = -1;
+  int ifindex = 0;
+  UniqueFd ctl, packet;
+};
+
+TEST_F(TapTest, GuestFrameAppearsOnTheHostInterface) {
+  EXPECT_EQ(device->backend().name(), "tap " + ifname);
+  const auto frame = make_frame(200, 9);
+  transmit(frame);
+  EXPECT_EQ(device->stats().tx_packets, 1u);
+  ASSERT_TRUE(wait_readable(packet.get(), 2000)) << "the frame did not reach " << ifname;
+  std::vector<uint8_t> got(4096);
+  const ssize_t n = ::recv(packet.get(), got.data(), got.size(), 0);
+  ASSERT_EQ(n, static_cast<ssize_t>(frame.size()));
+  got.resize(n);
+  EXPECT_EQ(got, frame);
+}
+
+TEST_F(TapTest, HostFrameReachesTheGuestWithAVnetHeader) {
+  post_rx(4096);
+  auto frame = make_frame(300, 4);
+  std::memcpy(&frame[0], device->mac().data(), 6);  // to the guest's MAC
+  sockaddr_ll to{};
+  to.sll_family = AF_PACKET;
+  to.sll_ifindex = ifindex;
+  to.sll_halen = 6;
+  std::memcpy(to.sll_addr, device->mac().data(), 6);
+  ASSERT_EQ(::sendto(packet.get(), frame.data(), frame.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to),
+            static_cast<ssize_t>(frame.size()))
+      << std::strerror(errno);
+  ASSERT_TRUE(wait_readable(device->backend_fd(), 2000)) << "nothing came out of the tap";
+  device->process_backend();
+  ASSERT_GE(rx->used_idx(), 1);
+  const auto b = rx_bytes(0);
+  ASSERT_EQ(b.size(), 12 + frame.size());
+  VirtioNetHeader h;
+  std::memcpy(&h, b.data(), 12);
+  EXPECT_EQ(h.num_buffers, 1);
+  EXPECT_EQ(h.gso_type, net::kGsoNone);
+  EXPECT_TRUE(std::equal(frame.begin(), frame.end(), b.begin() + 12));
+}
+
+TEST(TapBackend, RejectsBadNames) {
+  EXPECT_EQ(net::TapBackend::open("").error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(net::TapBackend::open("a-name-far-too-long-for-linux").error().code(), ErrorCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace hostvisor

@@ -1,0 +1,65 @@
+// NetBackend: where a virtual NIC's frames go and come from (a tap device,
+// a socket to another VM, user-mode NAT). Every frame crossing this interface
+// starts with a 12-byte virtio_net_hdr_v1 (virtio 1.2, 5.1.6), the format
+// Linux tap devices speak with IFF_VNET_HDR, so virtio-net passes it through
+// without translation.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string_view>
+
+#include "base/result.h"
+
+namespace hostvisor::net {
+
+// struct virtio_net_hdr_v1 (little-endian).
+struct VirtioNetHeader {
+  uint8_t flags;
+  uint8_t gso_type;
+  uint16_t hdr_len;
+  uint16_t gso_size;
+  uint16_t csum_start;
+  uint16_t csum_offset;
+  uint16_t num_buffers;
+};
+static_assert(sizeof(VirtioNetHeader) == 12);
+inline constexpr size_t kVnetHeaderSize = sizeof(VirtioNetHeader);
+inline constexpr uint8_t kGsoNone = 0;
+
+// The largest Ethernet frame a backend carries (without GSO, one MTU-sized
+// frame; 64 KiB leaves room for jumbo MTUs and for GSO later).
+inline constexpr size_t kMaxFrameSize = 65536;
+// Header + the largest frame: the size of a receive buffer that never truncates.
+inline constexpr size_t kMaxPacketSize = kVnetHeaderSize + kMaxFrameSize;
+
+class NetBackend {
+ public:
+  virtual ~NetBackend() = default;
+
+  // For messages: "tap hv0", "socket".
+  virtual std::string_view name() const = 0;
+
+  // Sends one packet: header + Ethernet frame, scattered over `packet`. Never
+  // blocks; when the host side is congested the packet is dropped with an
+  // error (kBusy), as a NIC drops on a full wire.
+  virtual Result<void> send(std::span<const iovec> packet) = 0;
+
+  // Receives one packet (header + frame) into `buffer` without blocking.
+  // Returns its length, or nothing when no packet is waiting. `buffer` should
+  // hold kMaxPacketSize bytes; a longer packet is cut (and reported as such
+  // by a length equal to buffer.size()).
+  virtual Result<std::optional<size_t>> receive(std::span<uint8_t> buffer) = 0;
+
+  // Readable when receive() has a packet: the event loop watches it.
+  virtual int receive_fd() const = 0;
+
+  // The link MTU (Ethernet payload bytes), for the guest's configuration.
+  virtual uint32_t mtu() const = 0;
+};
+
+}  // namespace hostvisor::net

@@ -1,0 +1,88 @@
+#include "net/tap/tap_backend.h"
+
+#include <fcntl.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace hostvisor::net {
+
+namespace {
+constexpr const char* kTunPath = "/dev/net/tun";
+
+// The interface's MTU, through an ordinary socket (tap fds do not answer SIOCGIFMTU).
+uint32_t interface_mtu(const std::string& ifname) {
+  UniqueFd sock(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  ifreq req{};
+  std::strncpy(req.ifr_name, ifname.c_str(), IFNAMSIZ - 1);
+  if (!sock.valid() || ::ioctl(sock.get(), SIOCGIFMTU, &req) < 0) return 1500;
+  return static_cast<uint32_t>(req.ifr_mtu);
+}
+}  // namespace
+
+Result<std::unique_ptr<TapBackend>> TapBackend::open(const std::string& ifname) {
+  if (ifname.empty() || ifname.size() >= IFNAMSIZ)
+    return Error(ErrorCode::kInvalidArgument,
+                 "tap interface name '" + ifname + "' must have 1 to " + std::to_string(IFNAMSIZ - 1) + " characters");
+  UniqueFd fd(::open(kTunPath, O_RDWR | O_NONBLOCK | O_CLOEXEC));
+  if (!fd.valid()) {
+    const int err = errno;
+    if (err == ENOENT || err == ENODEV || err == ENXIO)
+      return Error(ErrorCode::kNotFound, std::string(kTunPath) + " is missing (" + std::strerror(err) +
+                                             "): load the tun module with `modprobe tun`, or use a user-mode network");
+    if (err == EACCES || err == EPERM)
+      return Error(ErrorCode::kIo, std::string("permission denied opening ") + kTunPath +
+                                       ": run hostvisor as root or with CAP_NET_ADMIN, or make the device "
+                                       "readable by your user");
+    return Error::from_errno(std::string("opening ") + kTunPath, err);
+  }
+  ifreq req{};
+  std::strncpy(req.ifr_name, ifname.c_str(), IFNAMSIZ - 1);
+  req.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+  if (::ioctl(fd.get(), TUNSETIFF, &req) < 0) {
+    const int err = errno;
+    if (err == EPERM || err == EACCES)
+      return Error(ErrorCode::kIo, "permission denied attaching to tap '" + ifname +
+                                       "': create it for your user first (`sudo ip tuntap add dev " + ifname +
+                                       " mode tap vnet_hdr user $USER`) or run with CAP_NET_ADMIN");
+    if (err == EBUSY) return Error(ErrorCode::kBusy, "tap '" + ifname + "' is already in use by another program");
+    if (err == EINVAL)
+      return Error(ErrorCode::kInvalidArgument,
+                   "'" + ifname + "' exists but is not a tap interface with vnet headers; pick another name");
+    return Error::from_errno("attaching to tap '" + ifname + "'", err);
+  }
+  // virtio_net_hdr_v1: the 10-byte legacy header plus num_buffers.
+  int header_size = static_cast<int>(kVnetHeaderSize);
+  if (::ioctl(fd.get(), TUNSETVNETHDRSZ, &header_size) < 0)
+    return Error::from_errno("setting the vnet header size of tap '" + ifname + "'");
+  // The kernel may have shortened or kept the name; use what it says.
+  const std::string actual(req.ifr_name, strnlen(req.ifr_name, IFNAMSIZ));
+  return std::unique_ptr<TapBackend>(new TapBackend(std::move(fd), actual, interface_mtu(actual)));
+}
+
+Result<void> TapBackend::send(std::span<const iovec> packet) {
+  for (;;) {
+    if (::writev(fd_.get(), packet.data(), static_cast<int>(packet.size())) >= 0) return ok();
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == ENOBUFS) return Error(ErrorCode::kBusy, name_ + " is congested; packet dropped");
+    // EIO: the interface is down; EINVAL: a malformed header or frame (from the guest). Both drop the packet.
+    return Error::from_errno("sending a packet on " + name_);
+  }
+}
+
+Result<std::optional<size_t>> TapBackend::receive(std::span<uint8_t> buffer) {
+  for (;;) {
+    const ssize_t n = ::read(fd_.get(), buffer.data(), buffer.size());
+    if (n >= 0) return std::optional<size_t>(static_cast<size_t>(n));
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN) return std::optional<size_t>();
+    return Error::from_errno("receiving a packet from " + name_);
+  }
+}
+
+}  // namespace hostvisor::net

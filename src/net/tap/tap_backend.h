@@ -1,0 +1,38 @@
+// A NetBackend on a Linux tap interface (/dev/net/tun, IFF_TAP | IFF_NO_PI |
+// IFF_VNET_HDR with a 12-byte virtio_net_hdr_v1): the guest's frames appear
+// on the host interface and the host's frames for it come back.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "base/fd.h"
+#include "net/net_backend.h"
+
+namespace hostvisor::net {
+
+class TapBackend final : public NetBackend {
+ public:
+  // Attaches to the tap interface `ifname` (created if it does not exist,
+  // which needs CAP_NET_ADMIN; an existing persistent tap owned by the user
+  // does not). Errors say what to do: load the tun module, run with
+  // CAP_NET_ADMIN, or create the tap with `ip tuntap add`.
+  static Result<std::unique_ptr<TapBackend>> open(const std::string& ifname);
+
+  std::string_view name() const override { return name_; }
+  const std::string& interface_name() const { return ifname_; }
+  Result<void> send(std::span<const iovec> packet) override;
+  Result<std::optional<size_t>> receive(std::span<uint8_t> buffer) override;
+  int receive_fd() const override { return fd_.get(); }
+  uint32_t mtu() const override { return mtu_; }
+
+ private:
+  TapBackend(UniqueFd fd, std::string ifname, uint32_t mtu)
+      : fd_(std::move(fd)), ifname_(std::move(ifname)), name_("tap " + ifname_), mtu_(mtu) {}
+  UniqueFd fd_;
+  std::string ifname_;
+  std::string name_;
+  uint32_t mtu_;
+};
+
+}  // namespace hostvisor::net
