@@ -665,5 +665,17 @@ TEST(EmuFpu, FxsaveFxrstorRoundTripAndTsFaults) {
   EXPECT_EQ(mis.vector_taken(), kGp);
 }
 
+TEST(EmuExceptions, TrapFlagSingleSteps) {
+  static const uint8_t code[] = {0x90, 0x90, 0xf4};  // nop; nop; hlt
+  TestMachine m;
+  m.load_code(code);
+  write_flags(m.cpu(), 2 | kFlagTf);
+  ASSERT_EQ(m.run().stop, Interpreter::Stop::kHalt);
+  ASSERT_EQ(m.vector_taken(), kDb);
+  EXPECT_EQ(m.read<uint64_t>(m.cpu().gpr[4]), TestMachine::kCode + 1);  // a trap: after the first NOP
+  EXPECT_TRUE(m.cpu().dr[6] & (1u << 14));
+  EXPECT_FALSE(read_flags(m.cpu()) & kFlagTf);  // the handler runs without TF
+}
+
 }  // namespace
 }  // namespace hostvisor::emu

@@ -252,12 +252,22 @@ Interpreter::Outcome Interpreter::run(uint64_t limit) {
 
       Block* block = block_at_rip();
       const uint64_t rip_mask = size_mask(cpu.code_size);
+      const bool single_step = cpu.rflags & kFlagTf;
       for (const Insn& insn : block->insns) {
         cpu.next_rip = (cpu.rip + insn.len) & rip_mask;
         insn.fn(cpu, insn);
         cpu.rip = cpu.next_rip;
         ++executed;
         if (__builtin_expect(cpu.io.count != 0, 0)) io_commit(cpu);
+        if (__builtin_expect(single_step, 0)) {
+          // RFLAGS.TF: a debug trap after each instruction (INT n and IRET into a handler clear TF first).
+          cpu.stop_block = false;
+          if (cpu.rflags & kFlagTf) {
+            cpu.dr[6] |= 1ull << 14;  // BS
+            if (!deliver_unrestartable(cpu, kDb, EventKind::kException, false, 0)) return stop(Stop::kShutdown);
+          }
+          break;
+        }
         if (__builtin_expect(cpu.stop_block, 0)) {
           cpu.stop_block = false;
           break;
