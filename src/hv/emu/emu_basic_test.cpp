@@ -8,6 +8,7 @@
 
 #include "hv/emu/flags.h"
 #include "hv/emu/mmu.h"
+#include "hv/emu/segments.h"
 #include "hv/emu/testing/snippet.h"
 #include "hv/emu/testing/test_machine.h"
 
@@ -675,6 +676,69 @@ TEST(EmuExceptions, TrapFlagSingleSteps) {
   EXPECT_EQ(m.read<uint64_t>(m.cpu().gpr[4]), TestMachine::kCode + 1);  // a trap: after the first NOP
   EXPECT_TRUE(m.cpu().dr[6] & (1u << 14));
   EXPECT_FALSE(read_flags(m.cpu()) & kFlagTf);  // the handler runs without TF
+}
+
+HV_EMU_SNIPPET(legacy_paging, R"(
+.code32
+  mov eax, dword ptr [0x405010]
+  mov ebx, dword ptr [0x406000]
+  hlt
+)")
+
+// 32-bit protected mode (no long mode) with the IDT in 32-bit gate format.
+void enter_legacy_protected_mode(TestMachine& m, uint64_t cr3, uint64_t cr4) {
+  Cpu& cpu = m.cpu();
+  const uint64_t code32 = m.read<uint64_t>(TestMachine::kGdt + TestMachine::kCode32);
+  cpu.seg[kCs] = segment_from_descriptor(code32, TestMachine::kCode32);
+  cpu.efer = 0;
+  cpu.cr4 = cr4;
+  cpu.cr3 = cr3;
+  const uint64_t idt = 0x22000;
+  for (unsigned v = 0; v < 32; ++v) {
+    const uint64_t target = TestMachine::kVectorStubs + v * 8;
+    m.write_value<uint64_t>(idt + v * 8, (target & 0xffff) | (uint64_t{TestMachine::kCode32} << 16) | (0xeull << 40) |
+                                             (1ull << 47) | ((target >> 16) << 48));
+  }
+  cpu.idt = {idt, 32 * 8 - 1};
+  cpu.gpr[4] = 0x7f000;
+  update_mode(cpu);
+  tlb_flush(cpu);
+}
+
+TEST(EmuPaging, LegacyTwoLevelPagingWithLargePage) {
+  TestMachine m;
+  const uint64_t pd = 0x20000, pt = 0x21000;
+  m.write_value<uint32_t>(pd, 0x83);                  // 4 MiB page at 0, writable
+  m.write_value<uint32_t>(pd + 4, pt | 3);            // 4-8 MiB through a page table
+  m.write_value<uint32_t>(pt + 5 * 4, 0x100000 | 3);  // 0x405000 -> 0x100000
+  m.write_value<uint32_t>(0x100010, 0xfeedf00d);
+  m.load_code(legacy_paging());
+  enter_legacy_protected_mode(m, pd, 1ull << 4);  // CR4.PSE
+  ASSERT_EQ(m.run().stop, Interpreter::Stop::kHalt);
+  ASSERT_EQ(m.vector_taken(), kPf);
+  EXPECT_EQ(m.cpu().gpr[0] & 0xffffffff, 0xfeedf00du);
+  EXPECT_EQ(m.cpu().cr2, 0x406000u);
+  EXPECT_EQ(m.read<uint32_t>(m.cpu().gpr[4]), 0u);                          // error code: not present, read, supervisor
+  EXPECT_EQ(m.read<uint32_t>(m.cpu().gpr[4] + 4), TestMachine::kCode + 5);  // EIP of the faulting load
+  EXPECT_EQ(m.read<uint32_t>(pt + 5 * 4) & 0x20, 0x20u);                    // accessed
+}
+
+TEST(EmuPaging, PaeLegacyPaging) {
+  TestMachine m;
+  const uint64_t pdpt = 0x20000, pd = 0x21000, pt = 0x23000;
+  m.write_value<uint64_t>(pdpt, pd | 1);
+  m.write_value<uint64_t>(pd, 0x83);            // 2 MiB page at 0
+  m.write_value<uint64_t>(pd + 2 * 8, pt | 3);  // 4-6 MiB through a page table
+  m.write_value<uint64_t>(pt + 5 * 8, 0x100000 | 3);
+  m.write_value<uint64_t>(pt + 6 * 8, 0x101000 | 3 | (1ull << 51));  // a reserved physical-address bit
+  m.write_value<uint32_t>(0x100010, 0xabcd1234);
+  m.load_code(legacy_paging());
+  enter_legacy_protected_mode(m, pdpt, x86::kCr4Pae);
+  ASSERT_EQ(m.run().stop, Interpreter::Stop::kHalt);
+  ASSERT_EQ(m.vector_taken(), kPf);
+  EXPECT_EQ(m.cpu().gpr[0] & 0xffffffff, 0xabcd1234u);
+  EXPECT_EQ(m.cpu().cr2, 0x406000u);
+  EXPECT_EQ(m.read<uint32_t>(m.cpu().gpr[4]), 9u);  // present | reserved bit
 }
 
 }  // namespace
