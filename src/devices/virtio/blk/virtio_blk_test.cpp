@@ -13,6 +13,7 @@
 #include "block/qcow2_image.h"
 #include "block/raw_image.h"
 #include "block/test_util.h"
+#include "devices/virtio/pci/virtio_pci_device.h"
 #include "devices/virtio/virtio_constants.h"
 #include "devices/virtio/virtqueue_test_driver.h"
 
@@ -475,6 +476,16 @@ TEST_F(VirtioBlkTest, BatchedRequestsAndEventIdxInterrupts) {
   driver->add_chain(32, {{kHeaderAt, 16, false}, {kStatusAt, 1, true}});
   ASSERT_TRUE(device->process_queue(0).ok());
   EXPECT_EQ(interrupt.used.size(), 2u);
+}
+
+TEST_F(VirtioBlkTest, PlugsIntoTheVirtioPciTransport) {
+  auto pci = VirtioPciDevice::create(std::make_shared<VirtioBlk>(raw_disk(), VirtioBlkOptions{}), memory);
+  ASSERT_TRUE(pci.ok()) << pci.error().message();
+  uint64_t capacity = 0;
+  (*pci)->bar_read(VirtioPciDevice::kBar, VirtioPciDevice::kDeviceCfgOffset,
+                   std::span(reinterpret_cast<uint8_t*>(&capacity), 8));
+  EXPECT_EQ(capacity, kDiskSectors);
+  EXPECT_EQ((*pci)->config_read(2, 2), 0x1040u + virtio::kDeviceBlock);  // PCI device ID
 }
 
 }  // namespace

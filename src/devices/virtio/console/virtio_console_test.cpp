@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "devices/virtio/pci/virtio_pci_device.h"
 #include "devices/virtio/virtio_constants.h"
 #include "devices/virtio/virtqueue_test_driver.h"
 
@@ -172,6 +173,17 @@ TEST_F(VirtioConsoleTest, ResetStopsQueueUse) {
   ASSERT_TRUE(console->process_queue(1).ok());
   EXPECT_EQ(output, "");
   EXPECT_EQ(tx->used_idx(), 0);
+}
+
+TEST_F(VirtioConsoleTest, PlugsIntoTheVirtioPciTransport) {
+  auto pci = VirtioPciDevice::create(console, memory);
+  ASSERT_TRUE(pci.ok()) << pci.error().message();
+  EXPECT_EQ((*pci)->config_read(2, 2), 0x1040u + virtio::kDeviceConsole);
+  // emerg_wr through the BAR's device configuration window.
+  const uint32_t c = '!';
+  (*pci)->bar_write(VirtioPciDevice::kBar, VirtioPciDevice::kDeviceCfgOffset + 8,
+                    std::span(reinterpret_cast<const uint8_t*>(&c), 4));
+  EXPECT_EQ(output, "!");
 }
 
 }  // namespace

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "devices/virtio/pci/virtio_pci_device.h"
 #include "devices/virtio/virtio_constants.h"
 #include "devices/virtio/virtqueue_test_driver.h"
 #include "net/datagram_socket_backend.h"
@@ -284,6 +285,24 @@ TEST_F(VirtioNetTest, ClosedPeerStopsReceiving) {
   // Transmit still returns chains.
   transmit(make_frame(60, 0));
   EXPECT_EQ(tx->used_idx(), 1);
+}
+
+TEST_F(VirtioNetTest, PlugsIntoTheVirtioPciTransport) {
+  int fds[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds), 0);
+  UniqueFd other(fds[1]);
+  VirtioNetOptions options;
+  options.mac = {0x02, 1, 2, 3, 4, 5};
+  auto net =
+      std::make_shared<VirtioNet>(std::move(net::DatagramSocketBackend::create(UniqueFd(fds[0]))).value(), options);
+  auto pci = VirtioPciDevice::create(net, memory);
+  ASSERT_TRUE(pci.ok()) << pci.error().message();
+  EXPECT_EQ((*pci)->config_read(2, 2), 0x1040u + virtio::kDeviceNet);
+  uint8_t mac[6] = {};
+  (*pci)->bar_read(VirtioPciDevice::kBar, VirtioPciDevice::kDeviceCfgOffset, mac);
+  EXPECT_EQ(mac[0], 0x02);
+  EXPECT_EQ(mac[5], 5);
+  EXPECT_FALSE(net->wants_backend_events());  // not before the driver is ready
 }
 
 // --- a real tap interface
