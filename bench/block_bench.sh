@@ -36,6 +36,11 @@ best() {  # best (lowest) time over $repeat runs of "$@"
   echo "$b"
 }
 
+# Allocating writes: every run starts from an empty qcow2 image.
+fresh() { rm -f "$dir/empty.qcow2"; qemu-img create -q -f qcow2 "$dir/empty.qcow2" "${size_mb}M"; }
+ours_fresh() { fresh; ours "$@"; }
+theirs_fresh() { fresh; theirs "$@"; }
+
 step=$((4096 * 100003))
 seq_count=$((size_mb * 2))
 printf '%-6s %-22s %14s %14s %8s\n' format test hostvisor qemu-img ratio
@@ -64,4 +69,22 @@ for fmt in raw qcow2; do
     ratio=$(awk -v x="$x" -v y="$y" 'BEGIN{printf "%.2f", x/y}')
     printf '%-6s %-22s %14s %14s %8s\n' "$fmt" "$label" "$x" "$y" "${ratio}x"
   done
+done
+for test in randwrite seqwrite; do
+  case $test in
+    randwrite) args=(-w -s 4096 -S $step -c $((count / 4))) bs=4096 label="4KiB randwrite IOPS" ;;
+    seqwrite) args=(-w -s 1048576 -c $size_mb) bs=1048576 label="1MiB seqwrite MB/s" ;;
+  esac
+  ops=${args[-1]}
+  a=$(best ours_fresh -f qcow2 -d 32 "${args[@]}" "$dir/empty.qcow2")
+  b=$(best theirs_fresh -f qcow2 -d 32 "${args[@]}" "$dir/empty.qcow2")
+  if [[ $test == randwrite ]]; then
+    x=$(awk -v o="$ops" -v t="$a" 'BEGIN{printf "%.0f", o/t}')
+    y=$(awk -v o="$ops" -v t="$b" 'BEGIN{printf "%.0f", o/t}')
+  else
+    x=$(awk -v o="$ops" -v t="$a" -v s="$bs" 'BEGIN{printf "%.1f", o*s/t/1e6}')
+    y=$(awk -v o="$ops" -v t="$b" -v s="$bs" 'BEGIN{printf "%.1f", o*s/t/1e6}')
+  fi
+  ratio=$(awk -v x="$x" -v y="$y" 'BEGIN{printf "%.2f", x/y}')
+  printf '%-6s %-22s %14s %14s %8s\n' "qcow2" "${label/ /+alloc }" "$x" "$y" "${ratio}x"
 done

@@ -53,6 +53,7 @@ Result<std::unique_ptr<HostFile>> HostFile::open(const std::string& path, const 
   }
   file->fd_ = std::move(fd).value();
   file->engine_ = HV_TRY(create_io_engine(options.engine, options.queue_depth));
+  file->untouched_from_ = HV_TRY(file->size());
   return file;
 }
 
@@ -144,6 +145,8 @@ Result<void> HostFile::readv(uint64_t offset, std::span<const iovec> iov) {
 
 Result<void> HostFile::writev(uint64_t offset, std::span<const iovec> iov) {
   if (!writable_) return Error(ErrorCode::kInvalidArgument, path_ + ": image is open read-only");
+  // Conservative: counted as written even if the write fails part-way.
+  untouched_from_ = std::max(untouched_from_, (offset + iov_bytes(iov) + alignment_ - 1) / alignment_ * alignment_);
   if (!direct_ok(offset, iov)) return bounced(IoOp::kWrite, offset, iov);
   return transfer(IoOp::kWrite, offset, iov);
 }
@@ -185,6 +188,7 @@ Result<uint64_t> HostFile::size() const {
 
 Result<void> HostFile::truncate(uint64_t size) {
   if (ftruncate(fd_.get(), static_cast<off_t>(size)) != 0) return Error::from_errno(path_ + ": ftruncate");
+  untouched_from_ = std::max(untouched_from_, size);
   return ok();
 }
 

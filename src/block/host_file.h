@@ -54,6 +54,12 @@ class HostFile {
   Result<uint64_t> size() const;
   Result<void> truncate(uint64_t size);
 
+  // Everything at or past this offset has never been written through this
+  // object since it was opened, and was past the end of the file then, so it
+  // reads as zeros. (Writes that bypass this object stay inside ranges that were
+  // written through it first, so they cannot falsify it.)
+  uint64_t untouched_from() const { return untouched_from_; }
+
   // True when the request can go to the engine as it is (no O_DIRECT bouncing needed).
   bool direct_ok(uint64_t offset, std::span<const iovec> iov) const;
 
@@ -67,6 +73,7 @@ class HostFile {
   bool writable_ = false;
   CacheMode cache_ = CacheMode::kWriteback;
   size_t alignment_ = 1;
+  uint64_t untouched_from_ = 0;
   std::unique_ptr<IoEngine> engine_;
 };
 

@@ -444,23 +444,30 @@ Result<void> Qcow2Image::write_locked(uint64_t offset, std::span<const iovec> io
     uint64_t data_end = std::min(end, run_end);
     uint64_t tail = run_end - data_end;
     uint64_t host = HV_TRY(refcounts_->allocate(n));
-    // Copy-on-write fill for the parts of the first and last clusters the guest does not write.
-    std::vector<uint8_t> head_buf(head), tail_buf(tail);
-    if (head > 0) {
+    // Copy-on-write fill for the parts of the first and last clusters the guest
+    // does not write. Zeros need not be written where the file has never had data.
+    bool fresh_space = host >= file_->untouched_from();
+    uint64_t last_cluster = run_end - cluster_size_;
+    Mapping lm = n == 1 ? m : HV_TRY(classify(t->entry(idx + n - 1), last_cluster));
+    auto reads_zero = [&](const Mapping& mm, uint64_t at) {
+      return mm.kind == Kind::kZero || (mm.kind == Kind::kUnallocated && (!backing_ || at >= backing_->virtual_size()));
+    };
+    bool skip_head = fresh_space && reads_zero(m, run_start);
+    bool skip_tail = fresh_space && reads_zero(lm, data_end);
+    std::vector<uint8_t> head_buf(skip_head ? 0 : head), tail_buf(skip_tail ? 0 : tail);
+    if (head > 0 && !skip_head) {
       iovec v{head_buf.data(), head};
       HV_TRY(read_mapped(m, run_start, {&v, 1}));
     }
-    if (tail > 0) {
-      uint64_t last_cluster = run_end - cluster_size_;
-      Mapping lm = n == 1 ? m : HV_TRY(classify(t->entry(idx + n - 1), last_cluster));
+    if (tail > 0 && !skip_tail) {
       iovec v{tail_buf.data(), tail};
       HV_TRY(read_mapped(lm, data_end, {&v, 1}));
     }
     std::vector<iovec> parts;
-    if (head > 0) parts.push_back({head_buf.data(), head});
+    if (head > 0 && !skip_head) parts.push_back({head_buf.data(), head});
     for (const auto& v : iov_slice(iov, pos, data_end - guest)) parts.push_back(v);
-    if (tail > 0) parts.push_back({tail_buf.data(), tail});
-    HV_TRY(file_->writev(host, parts));
+    if (tail > 0 && !skip_tail) parts.push_back({tail_buf.data(), tail});
+    HV_TRY(file_->writev(skip_head ? host + head : host, parts));
     // The cache may have been trimmed by allocation; fetch the table again.
     t = HV_TRY(l2_for_write(guest));
     for (uint64_t i = 0; i < n; ++i) {
