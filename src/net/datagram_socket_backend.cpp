@@ -7,11 +7,18 @@
 
 namespace hostvisor::net {
 
-Result<std::unique_ptr<DatagramSocketBackend>> DatagramSocketBackend::create(UniqueFd socket, uint32_t mtu) {
+Result<std::unique_ptr<DatagramSocketBackend>> DatagramSocketBackend::create(UniqueFd socket, uint32_t mtu,
+                                                                             bool offloads) {
   const int flags = ::fcntl(socket.get(), F_GETFL);
   if (flags < 0 || ::fcntl(socket.get(), F_SETFL, flags | O_NONBLOCK) < 0)
     return Error::from_errno("making the network socket non-blocking");
-  return std::unique_ptr<DatagramSocketBackend>(new DatagramSocketBackend(std::move(socket), mtu));
+  return std::unique_ptr<DatagramSocketBackend>(new DatagramSocketBackend(std::move(socket), mtu, offloads));
+}
+
+Result<void> DatagramSocketBackend::set_receive_offloads(const ReceiveOffloads& offloads) {
+  if (!offloads_) return NetBackend::set_receive_offloads(offloads);
+  receive_offloads_ = offloads;
+  return ok();
 }
 
 Result<void> DatagramSocketBackend::send(std::span<const iovec> packet) {

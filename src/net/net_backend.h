@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <string>
 #include <string_view>
 
 #include "base/result.h"
@@ -29,13 +30,30 @@ struct VirtioNetHeader {
 };
 static_assert(sizeof(VirtioNetHeader) == 12);
 inline constexpr size_t kVnetHeaderSize = sizeof(VirtioNetHeader);
+// Header flags and GSO types (virtio 1.2, 5.1.6).
+inline constexpr uint8_t kHeaderNeedsCsum = 1;
+inline constexpr uint8_t kHeaderDataValid = 2;
 inline constexpr uint8_t kGsoNone = 0;
+inline constexpr uint8_t kGsoTcpV4 = 1;
+inline constexpr uint8_t kGsoUdp = 3;
+inline constexpr uint8_t kGsoTcpV6 = 4;
+inline constexpr uint8_t kGsoEcn = 0x80;
 
-// The largest Ethernet frame a backend carries (without GSO, one MTU-sized
-// frame; 64 KiB leaves room for jumbo MTUs and for GSO later).
-inline constexpr size_t kMaxFrameSize = 65536;
+// The largest Ethernet frame a backend carries: the largest IP packet
+// (65535 bytes, what a TSO super-packet can reach) behind an Ethernet header
+// with a VLAN tag.
+inline constexpr size_t kMaxFrameSize = 65535 + 18;
 // Header + the largest frame: the size of a receive buffer that never truncates.
 inline constexpr size_t kMaxPacketSize = kVnetHeaderSize + kMaxFrameSize;
+
+// What packets toward the guest may carry: partial checksums (NEEDS_CSUM)
+// and TCP segmentation (GSO) super-packets.
+struct ReceiveOffloads {
+  bool csum = false;
+  bool tso4 = false;
+  bool tso6 = false;
+  bool ecn = false;
+};
 
 class NetBackend {
  public:
@@ -60,6 +78,15 @@ class NetBackend {
 
   // The link MTU (Ethernet payload bytes), for the guest's configuration.
   virtual uint32_t mtu() const = 0;
+
+  // True when the backend takes packets with partial checksums and GSO
+  // headers from the guest (the host finishes them) and can be told to hand
+  // such packets to the guest. Without it every header must be plain.
+  virtual bool supports_offloads() const { return false; }
+  // What receive() may return from now on; only with supports_offloads().
+  virtual Result<void> set_receive_offloads(const ReceiveOffloads& offloads) {
+    return Error(ErrorCode::kUnsupported, std::string(name()) + " does not do checksum or segmentation offloads");
+  }
 };
 
 }  // namespace hostvisor::net

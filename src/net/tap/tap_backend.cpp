@@ -60,9 +60,28 @@ Result<std::unique_ptr<TapBackend>> TapBackend::open(const std::string& ifname) 
   int header_size = static_cast<int>(kVnetHeaderSize);
   if (::ioctl(fd.get(), TUNSETVNETHDRSZ, &header_size) < 0)
     return Error::from_errno("setting the vnet header size of tap '" + ifname + "'");
+  // Offloads toward us stay off until the guest's driver accepts them; the
+  // probe only learns whether this kernel's tap can do them.
+  const bool offloads = ::ioctl(fd.get(), TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN) == 0;
+  if (offloads && ::ioctl(fd.get(), TUNSETOFFLOAD, 0) < 0)
+    return Error::from_errno("turning off the offloads of tap '" + ifname + "'");
   // The kernel may have shortened or kept the name; use what it says.
   const std::string actual(req.ifr_name, strnlen(req.ifr_name, IFNAMSIZ));
-  return std::unique_ptr<TapBackend>(new TapBackend(std::move(fd), actual, interface_mtu(actual)));
+  return std::unique_ptr<TapBackend>(new TapBackend(std::move(fd), actual, interface_mtu(actual), offloads));
+}
+
+Result<void> TapBackend::set_receive_offloads(const ReceiveOffloads& offloads) {
+  if (!offloads_) return NetBackend::set_receive_offloads(offloads);
+  unsigned flags = 0;
+  // The tap refuses TSO without checksum offload, as the guest features depend.
+  if (offloads.csum) {
+    flags |= TUN_F_CSUM;
+    if (offloads.tso4) flags |= TUN_F_TSO4;
+    if (offloads.tso6) flags |= TUN_F_TSO6;
+    if (offloads.ecn && (offloads.tso4 || offloads.tso6)) flags |= TUN_F_TSO_ECN;
+  }
+  if (::ioctl(fd_.get(), TUNSETOFFLOAD, flags) < 0) return Error::from_errno("setting the offloads of " + name_);
+  return ok();
 }
 
 Result<void> TapBackend::send(std::span<const iovec> packet) {

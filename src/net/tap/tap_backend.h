@@ -25,14 +25,19 @@ class TapBackend final : public NetBackend {
   Result<std::optional<size_t>> receive(std::span<uint8_t> buffer) override;
   int receive_fd() const override { return fd_.get(); }
   uint32_t mtu() const override { return mtu_; }
+  // Linux taps with vnet headers take partial checksums and GSO from us and,
+  // after TUNSETOFFLOAD, hand them to us; probed when the tap is opened.
+  bool supports_offloads() const override { return offloads_; }
+  Result<void> set_receive_offloads(const ReceiveOffloads& offloads) override;
 
  private:
-  TapBackend(UniqueFd fd, std::string ifname, uint32_t mtu)
-      : fd_(std::move(fd)), ifname_(std::move(ifname)), name_("tap " + ifname_), mtu_(mtu) {}
+  TapBackend(UniqueFd fd, std::string ifname, uint32_t mtu, bool offloads)
+      : fd_(std::move(fd)), ifname_(std::move(ifname)), name_("tap " + ifname_), mtu_(mtu), offloads_(offloads) {}
   UniqueFd fd_;
   std::string ifname_;
   std::string name_;
   uint32_t mtu_;
+  bool offloads_;
 };
 
 }  // namespace hostvisor::net

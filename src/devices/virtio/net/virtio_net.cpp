@@ -25,9 +25,15 @@ VirtioNet::VirtioNet(std::unique_ptr<net::NetBackend> backend, VirtioNetOptions 
 uint32_t VirtioNet::device_type() const { return virtio::kDeviceNet; }
 
 uint64_t VirtioNet::device_features() const {
-  return virtio::feature_bit(virtio::kFeatureIndirectDesc) | virtio::feature_bit(virtio::kFeatureEventIdx) |
-         virtio::feature_bit(kFeatureMac) | virtio::feature_bit(kFeatureStatus) |
-         virtio::feature_bit(kFeatureMergeableRxBuffers);
+  uint64_t f = virtio::feature_bit(virtio::kFeatureIndirectDesc) | virtio::feature_bit(virtio::kFeatureEventIdx) |
+               virtio::feature_bit(kFeatureMac) | virtio::feature_bit(kFeatureStatus) |
+               virtio::feature_bit(kFeatureMergeableRxBuffers);
+  if (backend_->supports_offloads()) {
+    for (unsigned bit : {kFeatureCsum, kFeatureGuestCsum, kFeatureGuestTso4, kFeatureGuestTso6, kFeatureGuestEcn,
+                         kFeatureHostTso4, kFeatureHostTso6, kFeatureHostEcn})
+      f |= virtio::feature_bit(bit);
+  }
+  return f;
 }
 
 void VirtioNet::read_config(uint64_t offset, std::span<uint8_t> data) {
@@ -46,6 +52,21 @@ Result<void> VirtioNet::activate(const VirtioActivation& activation) {
   std::lock_guard lock(mutex_);
   active_ = activation;
   mergeable_ = activation.features & virtio::feature_bit(kFeatureMergeableRxBuffers);
+  negotiated_ = activation.features;
+  rx_offloads_ = {};
+  if (backend_->supports_offloads()) {
+    auto has = [&](unsigned bit) { return (negotiated_ & virtio::feature_bit(bit)) != 0; };
+    // TSO toward the guest needs its checksum offload too (5.1.3.1).
+    net::ReceiveOffloads wanted;
+    wanted.csum = has(kFeatureGuestCsum);
+    wanted.tso4 = wanted.csum && has(kFeatureGuestTso4);
+    wanted.tso6 = wanted.csum && has(kFeatureGuestTso6);
+    wanted.ecn = (wanted.tso4 || wanted.tso6) && has(kFeatureGuestEcn);
+    if (auto r = backend_->set_receive_offloads(wanted); r)
+      rx_offloads_ = wanted;
+    else
+      HV_LOG_WARN("virtio-net: receive offloads stay off: {}", r.error().message());
+  }
   failed_ = false;
   rx_stalled_ = false;
   receive_locked();
@@ -59,6 +80,12 @@ void VirtioNet::reset() {
   rx_chains_.clear();
   rx_length_ = 0;  // a half-delivered packet is lost, as on a real NIC reset
   failed_ = false;
+  negotiated_ = 0;
+  if (backend_->supports_offloads() && (rx_offloads_.csum || rx_offloads_.tso4 || rx_offloads_.tso6)) {
+    if (auto r = backend_->set_receive_offloads({}); !r)
+      HV_LOG_WARN("virtio-net: turning receive offloads off: {}", r.error().message());
+  }
+  rx_offloads_ = {};
   rx_stalled_ = false;
   update_interest_locked();
 }
@@ -156,11 +183,13 @@ void VirtioNet::receive_locked() {
       }
       if (!got->has_value()) break;
       const size_t length = **got;
-      VirtioNetHeader header{};
-      if (length > kVnetHeaderSize) std::memcpy(&header, rx_packet_.data(), kVnetHeaderSize);
-      // Too short to hold a frame, cut at the buffer size, or a GSO packet
-      // (no GUEST_TSO offered): not something the guest may see.
-      if (length <= kVnetHeaderSize || length >= rx_packet_.size() || header.gso_type != net::kGsoNone) {
+      // Too short to hold a frame, or cut at the buffer size: dropped.
+      if (length <= kVnetHeaderSize || length >= rx_packet_.size()) {
+        ++stats_.rx_dropped;
+        continue;
+      }
+      std::memcpy(&rx_header_, rx_packet_.data(), kVnetHeaderSize);
+      if (!accept_receive_header(rx_header_)) {
         ++stats_.rx_dropped;
         continue;
       }
@@ -197,7 +226,7 @@ void VirtioNet::receive_locked() {
       rx_length_ = 0;
       continue;
     }
-    deliver_packet_locked(chains);
+    deliver_packet_locked(chains, rx_header_);
     if (failed_) return;
     used = true;
   }
@@ -207,13 +236,45 @@ void VirtioNet::receive_locked() {
   }
 }
 
-void VirtioNet::deliver_packet_locked(size_t chains) {
+bool VirtioNet::accept_receive_header(VirtioNetHeader& header) const {
+  const uint8_t gso = header.gso_type & ~net::kGsoEcn;
+  if (header.gso_type != net::kGsoNone) {
+    if (gso == net::kGsoTcpV4 && !rx_offloads_.tso4) return false;
+    if (gso == net::kGsoTcpV6 && !rx_offloads_.tso6) return false;
+    if (gso != net::kGsoTcpV4 && gso != net::kGsoTcpV6) return false;
+    if ((header.gso_type & net::kGsoEcn) && !rx_offloads_.ecn) return false;
+  }
+  if (!rx_offloads_.csum) {
+    // 5.1.6.4.1: without GUEST_CSUM the flags are zero and the packet fully checksummed.
+    if (header.flags & net::kHeaderNeedsCsum) return false;
+    header.flags = 0;
+  }
+  return true;
+}
+
+bool VirtioNet::accept_transmit_header(VirtioNetHeader& header) const {
+  auto has = [&](unsigned bit) { return (negotiated_ & virtio::feature_bit(bit)) != 0; };
+  if (!has(kFeatureCsum) || !backend_->supports_offloads()) {
+    // No offloads: whatever the guest wrote, the backend gets a plain header.
+    header = VirtioNetHeader{};
+    return true;
+  }
+  header.num_buffers = 0;
+  const uint8_t gso = header.gso_type & ~net::kGsoEcn;
+  if (header.gso_type == net::kGsoNone) return true;
+  if (gso == net::kGsoTcpV4 && !has(kFeatureHostTso4)) return false;
+  if (gso == net::kGsoTcpV6 && !has(kFeatureHostTso6)) return false;
+  if (gso != net::kGsoTcpV4 && gso != net::kGsoTcpV6) return false;
+  if ((header.gso_type & net::kGsoEcn) && !has(kFeatureHostEcn)) return false;
+  // The host kernel validates the rest (csum_start/offset, hdr_len, gso_size)
+  // and refuses a bad header, which drops the packet.
+  return true;
+}
+
+void VirtioNet::deliver_packet_locked(size_t chains, VirtioNetHeader header) {
   GuestMemory& memory = *active_->memory;
   Virtqueue& q = active_->queues[kReceiveQueue];
-  // No offloads negotiated: the guest gets a plain header (flags 0, GSO_NONE)
-  // and the count of buffers the packet spans.
-  VirtioNetHeader header{};
-  header.gso_type = net::kGsoNone;
+  // num_buffers: how many buffers the packet spans (1 without mergeable buffers).
   header.num_buffers = static_cast<uint16_t>(chains);
   std::memcpy(rx_packet_.data(), &header, kVnetHeaderSize);
   size_t at = 0;
@@ -248,12 +309,14 @@ void VirtioNet::transmit_locked() {
     } else {
       auto got = chain.read(memory, 0, std::span(tx_packet_.data(), length));
       if (!got) return fail_locked(got.error());
-      // No CSUM/GSO negotiated: whatever the guest put in the header, the
-      // backend gets a plain one.
-      VirtioNetHeader header{};
+      VirtioNetHeader header;
+      std::memcpy(&header, tx_packet_.data(), kVnetHeaderSize);
+      const bool accepted = accept_transmit_header(header);
       std::memcpy(tx_packet_.data(), &header, kVnetHeaderSize);
       iovec iov{tx_packet_.data(), static_cast<size_t>(length)};
-      if (auto r = backend_->send({&iov, 1}); r) {
+      if (!accepted) {
+        ++stats_.tx_dropped;
+      } else if (auto r = backend_->send({&iov, 1}); r) {
         ++stats_.tx_packets;
       } else {
         ++stats_.tx_dropped;

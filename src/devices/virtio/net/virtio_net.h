@@ -1,9 +1,10 @@
 // virtio network device (virtio 1.2, 5.1): one receive queue (0) and one
 // transmit queue (1), a MAC address and link status in the configuration
 // space, mergeable receive buffers; frames go to and come from a NetBackend
-// with their virtio_net_hdr_v1. No checksum or segmentation offloads are
-// offered yet, so every header crossing the device is a plain one (flags 0,
-// GSO_NONE).
+// with their virtio_net_hdr_v1. When the backend supports offloads (a Linux
+// tap does), checksum offload and TCP segmentation offload are offered both
+// ways and headers pass through, checked against what was negotiated;
+// otherwise every header crossing the device is plain (flags 0, GSO_NONE).
 //
 // Event loop wiring: watch backend_fd() for readability while
 // wants_backend_events() is true and call process_backend() when it is
@@ -36,6 +37,12 @@ inline constexpr unsigned kFeatureCsum = 0;
 inline constexpr unsigned kFeatureGuestCsum = 1;
 inline constexpr unsigned kFeatureMtu = 3;
 inline constexpr unsigned kFeatureMac = 5;
+inline constexpr unsigned kFeatureGuestTso4 = 7;
+inline constexpr unsigned kFeatureGuestTso6 = 8;
+inline constexpr unsigned kFeatureGuestEcn = 9;
+inline constexpr unsigned kFeatureHostTso4 = 11;
+inline constexpr unsigned kFeatureHostTso6 = 12;
+inline constexpr unsigned kFeatureHostEcn = 13;
 inline constexpr unsigned kFeatureMergeableRxBuffers = 15;
 inline constexpr unsigned kFeatureStatus = 16;
 inline constexpr unsigned kFeatureControlQueue = 17;
@@ -98,7 +105,10 @@ class VirtioNet : public VirtioDevice {
   // Makes sure `count` receive chains are held; false if the driver has not
   // posted that many (or failed the device).
   bool hold_receive_chains_locked(size_t count);
-  void deliver_packet_locked(size_t chains);
+  void deliver_packet_locked(size_t chains, net::VirtioNetHeader header);
+  // Header checks against the negotiated offloads; false: drop the packet.
+  bool accept_transmit_header(net::VirtioNetHeader& header) const;
+  bool accept_receive_header(net::VirtioNetHeader& header) const;
   void fail_locked(const Error& error);
   void update_interest_locked();
   bool wants_events_locked() const;
@@ -109,12 +119,15 @@ class VirtioNet : public VirtioDevice {
   mutable std::mutex mutex_;
   std::optional<VirtioActivation> active_;
   bool mergeable_ = false;
+  uint64_t negotiated_ = 0;
+  net::ReceiveOffloads rx_offloads_;       // what the backend was told it may send us
   bool failed_ = false;                    // DEVICE_NEEDS_RESET signalled
   bool backend_failed_ = false;            // the backend returned an error on receive
   bool rx_stalled_ = false;                // a packet or the backend waits for guest buffers
   std::deque<DescriptorChain> rx_chains_;  // popped receive chains not yet used
   std::vector<uint8_t> rx_packet_;         // the packet being delivered
   size_t rx_length_ = 0;                   // its length; 0: none
+  net::VirtioNetHeader rx_header_{};       // its header, checked
   std::vector<uint8_t> tx_packet_;
   Stats stats_;
   std::function<void(bool)> interest_callback_;

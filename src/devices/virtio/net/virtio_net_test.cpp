@@ -62,15 +62,17 @@ class VirtioNetTest : public ::testing::Test {
  protected:
   void SetUp() override { memory = std::move(GuestMemory::create({{GuestAddress(0), kRam}})).value(); }
 
-  void start_with_socketpair(bool mergeable = true) {
+  void start_with_socketpair(bool mergeable = true, bool offloads = false, uint64_t refuse = 0) {
     int fds[2];
     ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds), 0);
     peer = UniqueFd(fds[1]);
-    auto backend = net::DatagramSocketBackend::create(UniqueFd(fds[0]));
+    auto backend = net::DatagramSocketBackend::create(UniqueFd(fds[0]), 1500, offloads);
     ASSERT_TRUE(backend.ok());
-    start(std::move(backend).value(), mergeable);
+    socket_backend = backend->get();
+    start(std::move(backend).value(), mergeable, refuse);
   }
-  void start(std::unique_ptr<net::NetBackend> backend, bool mergeable = true) {
+  // `refuse`: device features the simulated driver does not accept.
+  void start(std::unique_ptr<net::NetBackend> backend, bool mergeable = true, uint64_t refuse = 0) {
     VirtioNetOptions options;
     options.queue_size = kQueueSize;
     options.mac = {0x02, 0x11, 0x22, 0x33, 0x44, 0x55};
@@ -80,6 +82,7 @@ class VirtioNetTest : public ::testing::Test {
     tx = std::make_unique<VirtqueueTestDriver>(memory, kQueueSize, kTxRing);
     uint64_t features = device->device_features() | virtio::feature_bit(virtio::kFeatureVersion1);
     if (!mergeable) features &= ~virtio::feature_bit(virtio_net::kFeatureMergeableRxBuffers);
+    features &= ~refuse;
     queues[0] = std::move(Virtqueue::create(memory, rx->layout(), features)).value();
     queues[1] = std::move(Virtqueue::create(memory, tx->layout(), features)).value();
     ASSERT_TRUE(device->activate(VirtioActivation{&memory, features, queues, enabled, &interrupt}).ok());
@@ -100,8 +103,9 @@ class VirtioNetTest : public ::testing::Test {
     return b;
   }
   // The guest transmits `frame` with a header, split over two descriptors.
-  void transmit(const std::vector<uint8_t>& frame) {
+  void transmit(const std::vector<uint8_t>& frame, const VirtioNetHeader& header = {}) {
     std::vector<uint8_t> packet(sizeof(VirtioNetHeader));
+    std::memcpy(packet.data(), &header, sizeof header);
     packet.insert(packet.end(), frame.begin(), frame.end());
     const uint64_t at = kTxBuffers + 0x20000ull * (tx_next % 4);
     ASSERT_TRUE(memory.write(GuestAddress(at), packet).ok());
@@ -110,8 +114,9 @@ class VirtioNetTest : public ::testing::Test {
     ++tx_next;
     ASSERT_TRUE(device->process_queue(1).ok());
   }
-  void peer_send(const std::vector<uint8_t>& frame) {
+  void peer_send(const std::vector<uint8_t>& frame, const VirtioNetHeader& header = {}) {
     std::vector<uint8_t> packet(sizeof(VirtioNetHeader));
+    std::memcpy(packet.data(), &header, sizeof header);
     packet.insert(packet.end(), frame.begin(), frame.end());
     ASSERT_EQ(::send(peer.get(), packet.data(), packet.size(), 0), static_cast<ssize_t>(packet.size()));
   }
@@ -123,6 +128,7 @@ class VirtioNetTest : public ::testing::Test {
   bool enabled[2] = {true, true};
   RecordingInterrupt interrupt;
   UniqueFd peer;
+  net::DatagramSocketBackend* socket_backend = nullptr;
   std::vector<bool> interest;
   uint16_t rx_next = 0, tx_next = 0;
 };
@@ -305,6 +311,116 @@ TEST_F(VirtioNetTest, PlugsIntoTheVirtioPciTransport) {
   EXPECT_FALSE(net->wants_backend_events());  // not before the driver is ready
 }
 
+// A TCP/IPv4 super-packet header as a driver with TSO writes it.
+VirtioNetHeader tso4_header() {
+  VirtioNetHeader h{};
+  h.flags = net::kHeaderNeedsCsum;
+  h.gso_type = net::kGsoTcpV4;
+  h.hdr_len = 54;
+  h.gso_size = 1448;
+  h.csum_start = 34;
+  h.csum_offset = 16;
+  return h;
+}
+
+VirtioNetHeader peer_receive_header(int fd, size_t* length = nullptr) {
+  std::vector<uint8_t> got(net::kMaxPacketSize);
+  const ssize_t n = ::recv(fd, got.data(), got.size(), MSG_DONTWAIT);
+  VirtioNetHeader h{};
+  h.num_buffers = 0xdead;
+  if (n >= 12) std::memcpy(&h, got.data(), 12);
+  if (length) *length = n < 0 ? 0 : static_cast<size_t>(n);
+  return h;
+}
+
+TEST_F(VirtioNetTest, WithoutOffloadsTheBackendGetsPlainHeaders) {
+  start_with_socketpair();
+  EXPECT_FALSE(device->device_features() & virtio::feature_bit(virtio_net::kFeatureCsum));
+  // A driver that writes offload fields anyway: the host sees a plain header.
+  transmit(make_frame(100, 1), tso4_header());
+  const auto h = peer_receive_header(peer.get());
+  EXPECT_EQ(h.flags, 0);
+  EXPECT_EQ(h.gso_type, net::kGsoNone);
+  EXPECT_EQ(h.csum_start, 0);
+  // And toward the guest, a partial-checksum packet cannot be delivered.
+  post_rx(4096);
+  peer_send(make_frame(100, 2), tso4_header());
+  VirtioNetHeader valid{};
+  valid.flags = net::kHeaderDataValid;
+  peer_send(make_frame(100, 3), valid);
+  device->process_backend();
+  EXPECT_EQ(device->stats().rx_dropped, 1u);
+  ASSERT_EQ(rx->used_idx(), 1);
+  VirtioNetHeader got;
+  std::memcpy(&got, rx_bytes(0).data(), 12);
+  EXPECT_EQ(got.flags, 0);  // DATA_VALID needs GUEST_CSUM
+}
+
+TEST_F(VirtioNetTest, OffloadHeadersPassThroughWhenNegotiated) {
+  start_with_socketpair(true, /*offloads=*/true);
+  for (unsigned bit : {virtio_net::kFeatureCsum, virtio_net::kFeatureGuestCsum, virtio_net::kFeatureHostTso4,
+                       virtio_net::kFeatureGuestTso6})
+    EXPECT_TRUE(device->device_features() & virtio::feature_bit(bit)) << bit;
+  EXPECT_TRUE(socket_backend->receive_offloads().csum);
+  EXPECT_TRUE(socket_backend->receive_offloads().tso4);
+  EXPECT_TRUE(socket_backend->receive_offloads().ecn);
+  // A 30000-byte TSO super-packet from the guest reaches the host intact.
+  const auto big = make_frame(30000, 5);
+  transmit(big, tso4_header());
+  size_t length = 0;
+  const auto h = peer_receive_header(peer.get(), &length);
+  EXPECT_EQ(length, 12 + big.size());
+  EXPECT_EQ(h.flags, net::kHeaderNeedsCsum);
+  EXPECT_EQ(h.gso_type, net::kGsoTcpV4);
+  EXPECT_EQ(h.gso_size, 1448);
+  EXPECT_EQ(h.csum_start, 34);
+  EXPECT_EQ(h.csum_offset, 16);
+  // And one from the host reaches the guest with its header (mergeable buffers).
+  for (int i = 0; i < 10; ++i) post_rx(4096);
+  peer_send(big, tso4_header());
+  device->process_backend();
+  ASSERT_EQ(rx->used_idx(), 8);  // 30012 bytes in 4096-byte buffers
+  VirtioNetHeader got;
+  std::memcpy(&got, rx_bytes(0).data(), 12);
+  EXPECT_EQ(got.gso_type, net::kGsoTcpV4);
+  EXPECT_EQ(got.flags, net::kHeaderNeedsCsum);
+  EXPECT_EQ(got.num_buffers, 8);
+  // UDP fragmentation offload is not offered: such packets are dropped both ways.
+  VirtioNetHeader udp = tso4_header();
+  udp.gso_type = net::kGsoUdp;
+  transmit(make_frame(3000, 1), udp);
+  EXPECT_EQ(device->stats().tx_dropped, 1u);
+  peer_send(make_frame(3000, 1), udp);
+  device->process_backend();
+  EXPECT_EQ(device->stats().rx_dropped, 1u);
+  // A reset turns the backend's receive offloads off again.
+  device->reset();
+  EXPECT_FALSE(socket_backend->receive_offloads().csum);
+}
+
+TEST_F(VirtioNetTest, OffloadsTheDriverRefusedAreEnforced) {
+  using namespace virtio_net;
+  start_with_socketpair(true, true,
+                        virtio::feature_bit(kFeatureHostTso4) | virtio::feature_bit(kFeatureGuestTso4) |
+                            virtio::feature_bit(kFeatureGuestTso6));
+  EXPECT_TRUE(socket_backend->receive_offloads().csum);
+  EXPECT_FALSE(socket_backend->receive_offloads().tso4);
+  EXPECT_FALSE(socket_backend->receive_offloads().ecn);
+  // The driver may still send partial checksums, but not TSO it did not accept.
+  VirtioNetHeader csum_only = tso4_header();
+  csum_only.gso_type = net::kGsoNone;
+  transmit(make_frame(1000, 1), csum_only);
+  transmit(make_frame(1000, 1), tso4_header());
+  EXPECT_EQ(device->stats().tx_packets, 1u);
+  EXPECT_EQ(device->stats().tx_dropped, 1u);
+  EXPECT_EQ(peer_receive_header(peer.get()).flags, net::kHeaderNeedsCsum);
+  post_rx(4096);
+  peer_send(make_frame(1000, 1), tso4_header());
+  device->process_backend();
+  EXPECT_EQ(device->stats().rx_dropped, 1u);
+  EXPECT_EQ(rx->used_idx(), 0);
+}
+
 // --- a real tap interface
 
 class TapTest : public VirtioNetTest {
@@ -348,6 +464,9 @@ class TapTest : public VirtioNetTest {
 
 TEST_F(TapTest, GuestFrameAppearsOnTheHostInterface) {
   EXPECT_EQ(device->backend().name(), "tap " + ifname);
+  // Linux taps do checksum and segmentation offloads; the driver took them all.
+  EXPECT_TRUE(device->backend().supports_offloads());
+  EXPECT_TRUE(device->device_features() & virtio::feature_bit(virtio_net::kFeatureGuestTso4));
   const auto frame = make_frame(200, 9);
   transmit(frame);
   EXPECT_EQ(device->stats().tx_packets, 1u);
