@@ -230,10 +230,24 @@ void VirtioNet::receive_locked() {
     if (failed_) return;
     used = true;
   }
+  release_receive_chains_locked();
   if (used) {
     auto notify = q.needs_interrupt(memory);
     if (!notify || *notify) active_->interrupt->signal_used(kReceiveQueue);
   }
+}
+
+void VirtioNet::release_receive_chains_locked() {
+  // The chains still held are the last ones popped, in order, so stepping the
+  // queue's next_avail back by their count makes them available again: the
+  // next pass pops them anew. Between passes the device then holds nothing
+  // the transport's saved queue state does not describe (snapshots).
+  if (rx_chains_.empty()) return;
+  Virtqueue& q = active_->queues[kReceiveQueue];
+  Virtqueue::State state = q.state();
+  state.next_avail = static_cast<uint16_t>(state.next_avail - rx_chains_.size());
+  q.restore(state);
+  rx_chains_.clear();
 }
 
 bool VirtioNet::accept_receive_header(VirtioNetHeader& header) const {

@@ -105,6 +105,8 @@ class VirtioNet : public VirtioDevice {
   // Makes sure `count` receive chains are held; false if the driver has not
   // posted that many (or failed the device).
   bool hold_receive_chains_locked(size_t count);
+  // Gives the chains popped but not used back to the available ring.
+  void release_receive_chains_locked();
   void deliver_packet_locked(size_t chains, net::VirtioNetHeader header);
   // Header checks against the negotiated offloads; false: drop the packet.
   bool accept_transmit_header(net::VirtioNetHeader& header) const;
@@ -124,7 +126,7 @@ class VirtioNet : public VirtioDevice {
   bool failed_ = false;                    // DEVICE_NEEDS_RESET signalled
   bool backend_failed_ = false;            // the backend returned an error on receive
   bool rx_stalled_ = false;                // a packet or the backend waits for guest buffers
-  std::deque<DescriptorChain> rx_chains_;  // popped receive chains not yet used
+  std::deque<DescriptorChain> rx_chains_;  // receive chains popped in this pass, not yet used
   std::vector<uint8_t> rx_packet_;         // the packet being delivered
   size_t rx_length_ = 0;                   // its length; 0: none
   net::VirtioNetHeader rx_header_{};       // its header, checked
