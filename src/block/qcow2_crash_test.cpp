@@ -139,6 +139,36 @@ TEST(Qcow2Crash, SigkillDuringWritesLosesNothingFlushed) {
   }
 }
 
+TEST(Qcow2Crash, SigkillDuringCopyOnWriteAfterSnapshot) {
+  // Every table and data cluster is shared with a snapshot, so the writes copy
+  // L2 tables and clusters and free the old references once durable.
+  testing::ScratchDir dir;
+  std::string image = dir.file("snap.qcow2");
+  Qcow2CreateOptions co;
+  co.size = 16 << 20;
+  co.cluster_bits = 14;
+  ASSERT_TRUE(Qcow2Image::create(image, co).ok());
+  std::vector<uint8_t> data = crash_data(99, 0, co.size);
+  {
+    OpenOptions o;
+    o.writable = true;
+    auto d = open_image(image, o);
+    ASSERT_TRUE(d.ok());
+    ASSERT_TRUE((*d)->write(0, data.data(), data.size()).ok());
+    ASSERT_TRUE(dynamic_cast<Qcow2Image*>(d->get())->create_snapshot("base").ok());
+  }
+  run_crash_rounds(image, 10, 5, "writeback");
+  // The snapshot still holds the original data.
+  OpenOptions o;
+  o.writable = true;
+  auto d = open_image(image, o);
+  ASSERT_TRUE(d.ok());
+  ASSERT_TRUE(dynamic_cast<Qcow2Image*>(d->get())->apply_snapshot("base").ok());
+  std::vector<uint8_t> back(co.size);
+  ASSERT_TRUE((*d)->read(0, back.data(), back.size()).ok());
+  EXPECT_TRUE(back == data);
+}
+
 TEST(Qcow2Crash, SigkillWithBackingFileAndDirectIo) {
   testing::ScratchDir dir;
   std::string base = dir.file("base.raw");
