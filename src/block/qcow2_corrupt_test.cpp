@@ -137,6 +137,20 @@ TEST_F(Qcow2Corrupt, CorruptFlagIsClearedByRepair) {
   EXPECT_EQ(open_error(), "");
 }
 
+TEST_F(Qcow2Corrupt, DirtyLazyRefcountImageNeedsRepairBeforeWriting) {
+  poke64(72, kIncompatDirty);
+  EXPECT_EQ(open_error(), "");  // reading does not depend on refcounts
+  OpenOptions o;
+  o.writable = true;
+  auto d = open_image(path_, o);
+  ASSERT_FALSE(d.ok());
+  EXPECT_NE(d.error().message().find("--repair"), std::string::npos) << d.error().message();
+  auto r = check_qcow2(path_, true);
+  ASSERT_TRUE(r.ok()) << r.error().message();
+  EXPECT_TRUE(r->repaired);
+  EXPECT_TRUE(open_image(path_, o).ok());
+}
+
 TEST_F(Qcow2Corrupt, TruncatedHeader) {
   ASSERT_EQ(truncate(path_.c_str(), 50), 0);
   EXPECT_NE(open_error().find("too short"), std::string::npos) << open_error();
