@@ -12,6 +12,20 @@
 
 namespace hostvisor::emu {
 
+struct Block;
+
+// A remembered successor: the block that ran after this one when RIP was
+// `rip`, valid while the translation (TLB epoch), the cache contents and the
+// CPU mode it was found under are unchanged.
+struct BlockLink {
+  uint64_t rip = ~0ull;
+  Block* block = nullptr;
+  uint64_t tlb_epoch = 0;
+  uint64_t cache_generation = 0;
+  uint64_t cs_base = 0;
+  uint64_t mode = 0;  // code size, real mode and CPL
+};
+
 struct Block {
   uint64_t key = 0;
   uint64_t phys = 0;         // first byte
@@ -20,6 +34,8 @@ struct Block {
   uint32_t second_generation = 0;
   bool crosses_page = false;
   std::vector<Insn> insns;
+  BlockLink links[2];
+  uint8_t next_link = 0;
 };
 
 class BlockCache {
@@ -45,7 +61,7 @@ class BlockCache {
     Block* b = block.get();
     auto [it, inserted] = blocks_.insert_or_assign(block->key, std::move(block));
     (void)it;
-    (void)inserted;
+    if (!inserted) ++generation_;                                  // the block this key had is freed
     Fast& f = fast_[(b->key ^ (b->key >> 12)) & (kFastSize - 1)];  // the one slot that may name this key
     f.key = b->key;
     f.block = b;
@@ -57,14 +73,18 @@ class BlockCache {
     Fast& f = fast_[(key ^ (key >> 12)) & (kFastSize - 1)];
     if (f.key == key) f = Fast{};
     blocks_.erase(key);
+    ++generation_;
   }
 
   void clear() {
+    ++generation_;
     blocks_.clear();
     for (Fast& f : fast_) f = Fast{};
   }
 
   size_t size() const { return blocks_.size(); }
+  // Changes whenever a block may have been freed, voiding BlockLinks.
+  uint64_t generation() const { return generation_; }
 
  private:
   static constexpr size_t kFastSize = 4096;
@@ -74,6 +94,7 @@ class BlockCache {
   };
   std::unordered_map<uint64_t, std::unique_ptr<Block>> blocks_;
   Fast fast_[kFastSize];
+  uint64_t generation_ = 0;
 };
 
 }  // namespace hostvisor::emu

@@ -119,13 +119,16 @@ enum class Access : uint8_t { kRead = 0, kWrite = 1, kExec = 2 };
 struct Tlb {
   TlbEntry e[2][3][kTlbSize];  // [user][Access]
   bool has_large_pages = false;
+  uint64_t epoch = 0;  // bumped by every flush: block links made under older translations are void
   void flush() {
+    ++epoch;
     for (auto& by_priv : e)
       for (auto& by_kind : by_priv)
         for (auto& entry : by_kind) entry.tag = kTlbInvalid;
     has_large_pages = false;
   }
   void flush_page(uint64_t linear) {
+    ++epoch;
     uint64_t tag = linear >> 12;
     for (auto& by_priv : e)
       for (auto& by_kind : by_priv) {

@@ -181,6 +181,32 @@ Block* Interpreter::block_at_rip() {
   return b;
 }
 
+Block* Interpreter::next_block(Block* prev) {
+  if (!prev) return block_at_rip();
+  const uint64_t mode = cpu_.code_size | (static_cast<uint64_t>(cpu_.cpl) << 8) |
+                        (static_cast<uint64_t>(!(cpu_.cr0 & x86::kCr0Pe)) << 16);
+  for (const BlockLink& link : prev->links) {
+    if (link.rip == cpu_.rip && link.tlb_epoch == cpu_.tlb.epoch && link.cache_generation == cache_.generation() &&
+        link.cs_base == cpu_.seg[kCs].base && link.mode == mode) {
+      Block* b = link.block;
+      // The code may have been written since: the same generation check as a lookup.
+      if (cpu_.code && (cpu_.code->generation(b->phys) != b->generation ||
+                        (b->crosses_page && cpu_.code->generation(b->second_page) != b->second_generation))) {
+        break;
+      }
+      return b;
+    }
+  }
+  const uint64_t generation = cache_.generation();
+  Block* b = block_at_rip();
+  // If blocks were freed meanwhile, `prev` may be one of them: do not touch it.
+  if (cache_.generation() != generation) return b;
+  BlockLink& link = prev->links[prev->next_link];
+  prev->next_link ^= 1;
+  link = BlockLink{cpu_.rip, b, cpu_.tlb.epoch, cache_.generation(), cpu_.seg[kCs].base, mode};
+  return b;
+}
+
 bool Interpreter::take_events() {
   LocalApic* apic = cpu_.lapic;
   if (!apic) return true;
@@ -220,6 +246,7 @@ Interpreter::Outcome Interpreter::run(uint64_t limit) {
   Cpu& cpu = cpu_;
   cpu.io.next = 0;  // a restarted instruction replays the accesses completed so far
   uint64_t executed = 0;
+  Block* prev = nullptr;  // the block that just ran, for block links
   auto stop = [&](Stop why, std::string detail = {}) {
     instructions_ += executed;
     return Outcome{why, std::move(detail)};
@@ -250,7 +277,8 @@ Interpreter::Outcome Interpreter::run(uint64_t limit) {
       }
       if (executed >= limit) return stop(Stop::kInstructionLimit);
 
-      Block* block = block_at_rip();
+      Block* block = next_block(prev);
+      prev = nullptr;
       const uint64_t rip_mask = size_mask(cpu.code_size);
       const bool single_step = cpu.rflags & kFlagTf;
       for (const Insn& insn : block->insns) {
@@ -273,6 +301,9 @@ Interpreter::Outcome Interpreter::run(uint64_t limit) {
           break;
         }
       }
+      // A block that ran to its end may link to its successor (its insns may have been
+      // invalidated by a write, but the Block object lives until the cache generation changes).
+      prev = block;
     } catch (const GuestFault& f) {
       io_commit(cpu);
       cpu.stop_block = false;

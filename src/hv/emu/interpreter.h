@@ -51,6 +51,8 @@ class Interpreter {
 
  private:
   Block* block_at_rip();
+  // The block at RIP, through `prev`'s links when one is still valid.
+  Block* next_block(Block* prev);
   Block* decode_block(uint64_t phys, uint64_t key);
   // Takes INIT/SIPI/NMI/external interrupts at a block boundary; false on shutdown.
   bool take_events();
