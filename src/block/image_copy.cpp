@@ -62,6 +62,7 @@ Result<void> convert_image(const std::string& src_path, const std::string& dst_p
 Result<uint64_t> commit_image(const std::string& overlay_path) {
   OpenOptions oo;
   oo.format = ImageFormat::kQcow2;
+  oo.writable = true;  // emptied once its clusters are safely in the backing file
   auto overlay_dev = HV_TRY(open_image(overlay_path, oo));
   auto* overlay = dynamic_cast<Qcow2Image*>(overlay_dev.get());
   if (overlay == nullptr || overlay->backing() == nullptr) {
@@ -87,7 +88,10 @@ Result<uint64_t> commit_image(const std::string& overlay_path) {
     HV_TRY(backing->write(off, buf.data(), n));
     ++committed;
   }
+  // The backing file holds the data durably before the overlay lets go of it.
   HV_TRY(backing->flush());
+  HV_TRY(overlay->deallocate(0, size));
+  HV_TRY(overlay->flush());
   return committed;
 }
 

@@ -18,8 +18,9 @@ struct ConvertOptions {
 // image dst. All-zero regions are left unallocated.
 Result<void> convert_image(const std::string& src, const std::string& dst, const ConvertOptions& options);
 
-// Writes every cluster the qcow2 overlay holds into its backing file. The
-// overlay is left as it is (it still reads the same).
+// Writes every cluster the qcow2 overlay holds into its backing file, then
+// empties the overlay (it reads the same, now through the backing file).
+// Returns the number of clusters committed.
 Result<uint64_t> commit_image(const std::string& overlay);
 
 }  // namespace hostvisor::block

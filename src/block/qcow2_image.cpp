@@ -481,7 +481,8 @@ Result<void> Qcow2Image::write_locked(uint64_t offset, std::span<const iovec> io
   return ok();
 }
 
-Result<void> Qcow2Image::zero_clusters(uint64_t offset, uint64_t length, bool discard) {
+Result<void> Qcow2Image::zero_clusters(uint64_t offset, uint64_t length, ZeroMode mode) {
+  const bool discard = mode != ZeroMode::kZero;
   const uint64_t cmask = cluster_size_ - 1;
   uint64_t end = offset + length;
   uint64_t first_full = (offset + cmask) & ~cmask;
@@ -499,7 +500,7 @@ Result<void> Qcow2Image::zero_clusters(uint64_t offset, uint64_t length, bool di
   for (uint64_t c = first_full; c < last_full; c += cluster_size_) {
     Mapping m = HV_TRY(lookup(c));
     uint64_t desired;
-    if (discard && !backing_) {
+    if ((discard && !backing_) || mode == ZeroMode::kDeallocate) {
       desired = 0;
     } else if (header_.version >= 3) {
       desired = kFlagZero;
@@ -526,7 +527,7 @@ Result<void> Qcow2Image::discard(uint64_t offset, uint64_t length) {
   std::lock_guard lock(mutex_);
   HV_TRY(require_writable());
   HV_TRY(check_range(offset, length));
-  HV_TRY(zero_clusters(offset, length, true));
+  HV_TRY(zero_clusters(offset, length, ZeroMode::kDiscard));
   return maybe_trim_caches();
 }
 
@@ -534,7 +535,15 @@ Result<void> Qcow2Image::write_zeroes(uint64_t offset, uint64_t length) {
   std::lock_guard lock(mutex_);
   HV_TRY(require_writable());
   HV_TRY(check_range(offset, length));
-  HV_TRY(zero_clusters(offset, length, false));
+  HV_TRY(zero_clusters(offset, length, ZeroMode::kZero));
+  return maybe_trim_caches();
+}
+
+Result<void> Qcow2Image::deallocate(uint64_t offset, uint64_t length) {
+  std::lock_guard lock(mutex_);
+  HV_TRY(require_writable());
+  HV_TRY(check_range(offset, length));
+  HV_TRY(zero_clusters(offset, length, ZeroMode::kDeallocate));
   return maybe_trim_caches();
 }
 

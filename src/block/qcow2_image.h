@@ -71,6 +71,9 @@ class Qcow2Image final : public BlockDevice {
   // Writes one whole guest cluster compressed (used by convert --compress);
   // falls back to an ordinary write when it does not compress.
   Result<void> write_compressed(uint64_t cluster_offset, const uint8_t* data);
+  // Drops the clusters wholly inside the range from this file, so they read
+  // from the backing file again (after commit has copied them there).
+  Result<void> deallocate(uint64_t offset, uint64_t length);
   Result<void> resize(uint64_t new_size);
   // Points the header at a different backing file (after commit or rebase).
   Result<void> set_backing_file(const std::string& name, const std::string& format);
@@ -104,7 +107,8 @@ class Qcow2Image final : public BlockDevice {
   Result<void> read_backing(uint64_t guest_offset, std::span<const iovec> iov);
   Result<const std::vector<uint8_t>*> decompress(uint64_t entry);
   Result<void> write_locked(uint64_t offset, std::span<const iovec> iov);
-  Result<void> zero_clusters(uint64_t offset, uint64_t length, bool discard);
+  enum class ZeroMode { kZero, kDiscard, kDeallocate };
+  Result<void> zero_clusters(uint64_t offset, uint64_t length, ZeroMode mode);
   // Remembers a reference dropped by an in-memory table change; freed after the change is durable.
   Result<void> defer_free(const Mapping& m);
   void defer_free_cluster(uint64_t host_offset) { pending_frees_.push_back(host_offset / cluster_size_); }

@@ -157,6 +157,15 @@ TEST(Qcow2Interop, HostvisorBackingChainsAndSnapshotsPassQemuCheck) {
   ASSERT_TRUE(committed.ok()) << committed.error().message();
   qemu_check_clean(dir.file("mid.qcow2"));
   qemu_compare(dir.file("mid.qcow2"), dir.file("ref.raw"));
+  EXPECT_GT(*committed, 0u);
+  {
+    // The overlay was emptied: everything reads through to mid again.
+    auto t = open_dev(dir.file("top.qcow2"), false);
+    auto* q = dynamic_cast<Qcow2Image*>(t.get());
+    for (uint64_t off = 0; off < size; off += 65536) ASSERT_FALSE(*q->is_allocated(off)) << off;
+  }
+  qemu_check_clean(dir.file("top.qcow2"));
+  qemu_compare(dir.file("top.qcow2"), dir.file("ref.raw"));
   // Delete our snapshot; qemu-img agrees the image is clean.
   {
     auto t = open_dev(dir.file("top.qcow2"), true);

@@ -332,7 +332,8 @@ void add_disk_command(CLI::App& app, int* exit_status) {
 
   // commit
   auto commit_file = std::make_shared<std::string>();
-  CLI::App* commit = disk->add_subcommand("commit", "Write an overlay's changes into its backing file");
+  CLI::App* commit =
+      disk->add_subcommand("commit", "Write an overlay's changes into its backing file and empty the overlay");
   commit->add_option("FILE", *commit_file, "qcow2 overlay")->required();
   commit->callback([=] {
     auto r = commit_image(*commit_file);
