@@ -140,22 +140,22 @@ constexpr uint64_t kBsfUndef = kFlagCf | kFlagOf | kFlagSf | kFlagAf | kFlagPf;
 SNIP(add8, "add al, bl")
 SNIP(add8h, "add ah, bh")
 SNIP(add16, "add ax, bx")
-SNIP(add32, "add eax, ebx") SNIP(add64, "add rax, rbx") SNIP(add64i, "add rax, -5") SNIP(add32i, "add eax, 0x7fffffff")
-    SNIP(add8i, "add bl, 0x80") SNIP(adc8, "adc al, bl") SNIP(adc16, "adc ax, bx") SNIP(adc32, "adc eax, ebx")
-        SNIP(adc64, "adc rax, rbx") SNIP(sbb8, "sbb al, bl") SNIP(sbb16, "sbb ax, bx") SNIP(sbb32, "sbb eax, ebx")
-            SNIP(sbb64, "sbb rax, rbx") SNIP(sub8, "sub al, bl") SNIP(sub16, "sub ax, bx") SNIP(sub32, "sub eax, ebx")
-                SNIP(sub64, "sub rax, rbx") SNIP(sub64i, "sub r8, 0x12345678") SNIP(cmp8, "cmp al, bl")
-                    SNIP(cmp16, "cmp ax, bx") SNIP(cmp32, "cmp eax, ebx") SNIP(cmp64, "cmp rax, rbx")
-                        SNIP(and8, "and al, bl") SNIP(and32, "and eax, ebx") SNIP(and64, "and rax, rbx")
-                            SNIP(or16, "or ax, bx") SNIP(or64, "or rax, rbx") SNIP(xor8, "xor sil, dil")
-                                SNIP(xor32, "xor eax, ebx") SNIP(xor64, "xor r9, r10") SNIP(test8, "test al, bl")
-                                    SNIP(test64, "test rax, rbx") SNIP(test32i, "test eax, 0x80000001")
-                                        SNIP(inc8, "inc al") SNIP(inc16, "inc ax") SNIP(inc32, "inc eax")
-                                            SNIP(inc64, "inc rax") SNIP(dec8, "dec bh") SNIP(dec16, "dec bx")
-                                                SNIP(dec32, "dec ebx") SNIP(dec64, "dec r11") SNIP(neg8, "neg al")
-                                                    SNIP(neg16, "neg ax") SNIP(neg32, "neg eax") SNIP(neg64, "neg rax")
-                                                        SNIP(not8, "not al") SNIP(not32, "not eax")
-                                                            SNIP(not64, "not rax")
+SNIP(add32, "add eax, ebx")
+SNIP(add64, "add rax, rbx") SNIP(add64i, "add rax, -5") SNIP(add32i, "add eax, 0x7fffffff") SNIP(add8i, "add bl, 0x80")
+    SNIP(adc8, "adc al, bl") SNIP(adc16, "adc ax, bx") SNIP(adc32, "adc eax, ebx") SNIP(adc64, "adc rax, rbx")
+        SNIP(sbb8, "sbb al, bl") SNIP(sbb16, "sbb ax, bx") SNIP(sbb32, "sbb eax, ebx") SNIP(sbb64, "sbb rax, rbx")
+            SNIP(sub8, "sub al, bl") SNIP(sub16, "sub ax, bx") SNIP(sub32, "sub eax, ebx") SNIP(sub64, "sub rax, rbx")
+                SNIP(sub64i, "sub r8, 0x12345678") SNIP(cmp8, "cmp al, bl") SNIP(cmp16, "cmp ax, bx")
+                    SNIP(cmp32, "cmp eax, ebx") SNIP(cmp64, "cmp rax, rbx") SNIP(and8, "and al, bl")
+                        SNIP(and32, "and eax, ebx") SNIP(and64, "and rax, rbx") SNIP(or16, "or ax, bx")
+                            SNIP(or64, "or rax, rbx") SNIP(xor8, "xor sil, dil") SNIP(xor32, "xor eax, ebx")
+                                SNIP(xor64, "xor r9, r10") SNIP(test8, "test al, bl") SNIP(test64, "test rax, rbx")
+                                    SNIP(test32i, "test eax, 0x80000001") SNIP(inc8, "inc al") SNIP(inc16, "inc ax")
+                                        SNIP(inc32, "inc eax") SNIP(inc64, "inc rax") SNIP(dec8, "dec bh")
+                                            SNIP(dec16, "dec bx") SNIP(dec32, "dec ebx") SNIP(dec64, "dec r11")
+                                                SNIP(neg8, "neg al") SNIP(neg16, "neg ax") SNIP(neg32, "neg eax")
+                                                    SNIP(neg64, "neg rax") SNIP(not8, "not al") SNIP(not32, "not eax")
+                                                        SNIP(not64, "not rax")
 
     // ---- shifts and rotates ----
     SNIP(shl8, "shl al, cl") SNIP(shl16, "shl ax, cl") SNIP(shl32, "shl eax, cl") SNIP(shl64, "shl rax, cl")
@@ -235,13 +235,13 @@ SNIP(add32, "add eax, ebx") SNIP(add64, "add rax, rbx") SNIP(add64i, "add rax, -
         SNIP(stosd, "rep stosd") SNIP(lodsq, "lodsq") SNIP(cmpsb, "repe cmpsb") SNIP(cmpsd, "repne cmpsd")
             SNIP(scasb, "repne scasb") SNIP(scasw, "repe scasw")
     // ---- SSE/SSE2 (operands from the source buffer, results stored to the destination) ----
-    SNIP(
-        sse_pxor, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n pxor xmm0, xmm1\n movdqu [rdi], "
-                  "xmm0") SNIP(sse_por,
-                               "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n por xmm0, xmm1\n "
-                               "movdqu [rdi], xmm0") SNIP(sse_pand,
-                                                          "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, "
-                                                          "ecx\n pand xmm0, xmm1\n movdqu [rdi], xmm0")
+    SNIP(sse_pxor,
+         "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n pxor xmm0, xmm1\n movdqu [rdi], "
+         "xmm0") SNIP(sse_por,
+                      "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n por xmm0, xmm1\n "
+                      "movdqu [rdi], xmm0") SNIP(sse_pand,
+                                                 "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, "
+                                                 "ecx\n pand xmm0, xmm1\n movdqu [rdi], xmm0")
         SNIP(sse_pandn,
              "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n pandn xmm0, xmm1\n movdqu [rdi], xmm0")
             SNIP(sse_xorps,
@@ -260,36 +260,37 @@ SNIP(add32, "add eax, ebx") SNIP(add64, "add rax, rbx") SNIP(add64i, "add rax, -
                                                              "xmm2, ecx\n psubb xmm0, xmm1\n movdqu [rdi], xmm0")
                     SNIP(sse_psubq,
                          "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n psubq xmm0, xmm1\n movdqu "
-                         "[rdi], xmm0")
-                        SNIP(
-                            sse_pcmpeqb,
-                            "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n pcmpeqb xmm0, xmm1\n "
-                            "movdqu [rdi], xmm0") SNIP(sse_pcmpeqd,
-                                                       "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, "
-                                                       "ecx\n pcmpeqd xmm0, xmm1\n movdqu [rdi], xmm0") SNIP(sse_pcmpgtb,
-                                                                                                             "movdqu "
-                                                                                                             "xmm0, "
-                                                                                                             "[rsi]\n "
-                                                                                                             "movdqu "
-                                                                                                             "xmm1, "
-                                                                                                             "[rsi + "
-                                                                                                             "16]\n "
-                                                                                                             "movd "
-                                                                                                             "xmm2, "
-                                                                                                             "ecx\n "
-                                                                                                             "pcmpgtb "
-                                                                                                             "xmm0, "
-                                                                                                             "xmm1\n "
-                                                                                                             "movdqu "
-                                                                                                             "[rdi], "
-                                                                                                             "xmm0") SNIP(sse_pcmpgtw,
-                                                                                                                          "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n pcmpgtw xmm0, xmm1\n movdqu [rdi], xmm0")
-                            SNIP(
-                                sse_pminub,
-                                "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n pminub xmm0, xmm1\n "
-                                "movdqu [rdi], xmm0") SNIP(sse_pmaxub,
-                                                           "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, "
-                                                           "ecx\n pmaxub xmm0, xmm1\n movdqu [rdi], xmm0")
+                         "[rdi], xmm0") SNIP(sse_pcmpeqb,
+                                             "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n pcmpeqb "
+                                             "xmm0, xmm1\n "
+                                             "movdqu [rdi], xmm0") SNIP(sse_pcmpeqd,
+                                                                        "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + "
+                                                                        "16]\n movd xmm2, "
+                                                                        "ecx\n pcmpeqd xmm0, xmm1\n movdqu [rdi], xmm0")
+                        SNIP(sse_pcmpgtb,
+                             "movdqu "
+                             "xmm0, "
+                             "[rsi]\n "
+                             "movdqu "
+                             "xmm1, "
+                             "[rsi + "
+                             "16]\n "
+                             "movd "
+                             "xmm2, "
+                             "ecx\n "
+                             "pcmpgtb "
+                             "xmm0, "
+                             "xmm1\n "
+                             "movdqu "
+                             "[rdi], "
+                             "xmm0") SNIP(sse_pcmpgtw,
+                                          "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n pcmpgtw "
+                                          "xmm0, xmm1\n movdqu [rdi], xmm0")
+                            SNIP(sse_pminub,
+                                 "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n pminub xmm0, xmm1\n "
+                                 "movdqu [rdi], xmm0") SNIP(sse_pmaxub,
+                                                            "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, "
+                                                            "ecx\n pmaxub xmm0, xmm1\n movdqu [rdi], xmm0")
                                 SNIP(sse_psubusb,
                                      "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n psubusb xmm0, "
                                      "xmm1\n movdqu [rdi], xmm0") SNIP(sse_paddusb,
@@ -309,29 +310,31 @@ SNIP(add32, "add eax, ebx") SNIP(add64, "add rax, rbx") SNIP(add64i, "add rax, -
                                                                                                         "ecx\n pmuludq "
                                                                                                         "xmm0, xmm1\n "
                                                                                                         "movdqu [rdi], "
-                                                                                                        "xmm0") SNIP(sse_punpcklbw,
-                                                                                                                     "m"
-                                                                                                                     "o"
-                                                                                                                     "v"
-                                                                                                                     "d"
-                                                                                                                     "q"
-                                                                                                                     "u"
-                                                                                                                     " "
-                                                                                                                     "x"
-                                                                                                                     "m"
-                                                                                                                     "m"
-                                                                                                                     "0"
-                                                                                                                     ","
-                                                                                                                     " "
-                                                                                                                     "["
-                                                                                                                     "r"
-                                                                                                                     "s"
-                                                                                                                     "i"
-                                                                                                                     "]"
-                                                                                                                     "\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n punpcklbw xmm0, xmm1\n movdqu [rdi], xmm0")
-                                    SNIP(sse_punpckhwd,
-                                         "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n punpckhwd "
-                                         "xmm0, xmm1\n movdqu [rdi], xmm0")
+                                                                                                        "xmm0")
+                                    SNIP(sse_punpcklbw,
+                                         "m"
+                                         "o"
+                                         "v"
+                                         "d"
+                                         "q"
+                                         "u"
+                                         " "
+                                         "x"
+                                         "m"
+                                         "m"
+                                         "0"
+                                         ","
+                                         " "
+                                         "["
+                                         "r"
+                                         "s"
+                                         "i"
+                                         "]"
+                                         "\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n punpcklbw xmm0, xmm1\n movdqu "
+                                         "[rdi], xmm0") SNIP(sse_punpckhwd,
+                                                             "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd "
+                                                             "xmm2, ecx\n punpckhwd "
+                                                             "xmm0, xmm1\n movdqu [rdi], xmm0")
                                         SNIP(sse_punpckldq,
                                              "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n "
                                              "punpckldq xmm0, xmm1\n movdqu [rdi], xmm0") SNIP(sse_punpckhqdq,
@@ -352,68 +355,200 @@ SNIP(add32, "add eax, ebx") SNIP(add64, "add rax, rbx") SNIP(add64i, "add rax, -
                                                                                                      "ecx\n pshuflw "
                                                                                                      "xmm0, xmm1, "
                                                                                                      "0xb1\n movdqu "
-                                                                                                     "[rdi], xmm0") SNIP(sse_pshufhw,
-                                                                                                                         "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n pshufhw xmm0, xmm1, 0x4e\n movdqu [rdi], xmm0")
-                                                SNIP(
-                                                    sse_shufps,
-                                                    "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n "
-                                                    "shufps xmm0, xmm1, 0x9c\n movdqu [rdi], xmm0")
-                                                    SNIP(sse_pslldq,
+                                                                                                     "[rdi], xmm0")
+                                                SNIP(sse_pshufhw,
+                                                     "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n "
+                                                     "pshufhw xmm0, xmm1, 0x4e\n movdqu [rdi], xmm0") SNIP(sse_shufps,
+                                                                                                           "movdqu "
+                                                                                                           "xmm0, "
+                                                                                                           "[rsi]\n "
+                                                                                                           "movdqu "
+                                                                                                           "xmm1, [rsi "
+                                                                                                           "+ 16]\n "
+                                                                                                           "movd xmm2, "
+                                                                                                           "ecx\n "
+                                                                                                           "shufps "
+                                                                                                           "xmm0, "
+                                                                                                           "xmm1, "
+                                                                                                           "0x9c\n "
+                                                                                                           "movdqu "
+                                                                                                           "[rdi], "
+                                                                                                           "xmm0") SNIP(sse_pslldq,
+                                                                                                                        "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, "
+                                                                                                                        "ecx\n pslldq xmm0, 5\n movdqu [rdi], xmm0")
+                                                    SNIP(sse_psrldq,
                                                          "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, "
-                                                         "ecx\n pslldq xmm0, 5\n movdqu [rdi], xmm0")
-                                                        SNIP(
-                                                            sse_psrldq,
-                                                            "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, "
-                                                            "ecx\n psrldq xmm0, 11\n movdqu [rdi], xmm0")
-                                                            SNIP(sse_psllw_i,
-                                                                 "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd "
-                                                                 "xmm2, ecx\n psllw xmm0, 3\n movdqu [rdi], xmm0")
-                                                                SNIP(sse_psrld_i,
-                                                                     "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n "
-                                                                     "movd xmm2, ecx\n psrld xmm0, 17\n movdqu [rdi], "
-                                                                     "xmm0") SNIP(sse_psraw_i,
-                                                                                  "movdqu xmm0, [rsi]\n movdqu xmm1, "
-                                                                                  "[rsi + 16]\n movd xmm2, ecx\n psraw "
-                                                                                  "xmm0, 9\n movdqu [rdi], xmm0") SNIP(sse_psrad_x,
-                                                                                                                       "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n psrad xmm0, xmm2\n movdqu [rdi], xmm0")
-                                                                    SNIP(sse_psllq_x,
-                                                                         "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + "
-                                                                         "16]\n movd xmm2, ecx\n psllq xmm0, xmm2\n "
-                                                                         "movdqu [rdi], xmm0")
-                                                                        SNIP(sse_movhlps,
-                                                                             "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + "
-                                                                             "16]\n movd xmm2, ecx\n movhlps xmm0, "
-                                                                             "xmm1\n movdqu [rdi], xmm0")
-                                                                            SNIP(sse_movlhps,
-                                                                                 "movdqu xmm0, [rsi]\n movdqu xmm1, "
-                                                                                 "[rsi + 16]\n movd xmm2, ecx\n "
-                                                                                 "movlhps xmm0, xmm1\n movdqu [rdi], "
-                                                                                 "xmm0")
-                                                                                SNIP(sse_addsd,
+                                                         "ecx\n psrldq xmm0, 11\n movdqu [rdi], xmm0") SNIP(sse_psllw_i,
+                                                                                                            "movdqu "
+                                                                                                            "xmm0, "
+                                                                                                            "[rsi]\n "
+                                                                                                            "movdqu "
+                                                                                                            "xmm1, "
+                                                                                                            "[rsi + "
+                                                                                                            "16]\n "
+                                                                                                            "movd "
+                                                                                                            "xmm2, "
+                                                                                                            "ecx\n "
+                                                                                                            "psllw "
+                                                                                                            "xmm0, 3\n "
+                                                                                                            "movdqu "
+                                                                                                            "[rdi], "
+                                                                                                            "xmm0")
+                                                        SNIP(sse_psrld_i,
+                                                             "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n "
+                                                             "movd xmm2, ecx\n psrld xmm0, 17\n movdqu [rdi], "
+                                                             "xmm0")
+                                                            SNIP(
+                                                                sse_psraw_i,
+                                                                "movdqu xmm0, [rsi]\n movdqu xmm1, "
+                                                                "[rsi + 16]\n movd xmm2, ecx\n psraw "
+                                                                "xmm0, 9\n movdqu [rdi], xmm0") SNIP(sse_psrad_x,
+                                                                                                     "movdqu xmm0, "
+                                                                                                     "[rsi]\n movdqu "
+                                                                                                     "xmm1, [rsi + "
+                                                                                                     "16]\n movd xmm2, "
+                                                                                                     "ecx\n psrad "
+                                                                                                     "xmm0, xmm2\n "
+                                                                                                     "movdqu [rdi], "
+                                                                                                     "xmm0")
+                                                                SNIP(
+                                                                    sse_psllq_x,
+                                                                    "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + "
+                                                                    "16]\n movd xmm2, ecx\n psllq xmm0, xmm2\n "
+                                                                    "movdqu [rdi], xmm0") SNIP(sse_movhlps,
+                                                                                               "movdqu xmm0, [rsi]\n "
+                                                                                               "movdqu xmm1, [rsi + "
+                                                                                               "16]\n movd xmm2, ecx\n "
+                                                                                               "movhlps xmm0, "
+                                                                                               "xmm1\n movdqu [rdi], "
+                                                                                               "xmm0")
+                                                                    SNIP(sse_movlhps,
+                                                                         "movdqu xmm0, [rsi]\n movdqu xmm1, "
+                                                                         "[rsi + 16]\n movd xmm2, ecx\n "
+                                                                         "movlhps xmm0, xmm1\n movdqu [rdi], "
+                                                                         "xmm0") SNIP(sse_addsd,
+                                                                                      "movdqu xmm0, [rsi]\n movdqu "
+                                                                                      "xmm1, [rsi + 16]\n movd xmm2, "
+                                                                                      "ecx\n addsd xmm0, xmm1\n movdqu "
+                                                                                      "[rdi], xmm0")
+                                                                        SNIP(
+                                                                            sse_mulsd,
+                                                                            "movdqu xmm0, [rsi]\n movdqu "
+                                                                            "xmm1, [rsi + 16]\n movd xmm2, "
+                                                                            "ecx\n mulsd xmm0, xmm1\n "
+                                                                            "movdqu [rdi], xmm0") SNIP(sse_divsd,
+                                                                                                       "movdqu xmm0, "
+                                                                                                       "[rsi]\n "
+                                                                                                       "movdqu xmm1, "
+                                                                                                       "[rsi + 16]\n "
+                                                                                                       "movd xmm2, "
+                                                                                                       "ecx\n divsd "
+                                                                                                       "xmm0, xmm1\n "
+                                                                                                       "movdqu "
+                                                                                                       "[rdi], xmm0")
+                                                                            SNIP(sse_subss,
+                                                                                 "movdqu xmm0, [rsi]\n "
+                                                                                 "movdqu xmm1, [rsi + "
+                                                                                 "16]\n movd xmm2, "
+                                                                                 "ecx\n subss xmm0, "
+                                                                                 "xmm1\n movdqu [rdi], "
+                                                                                 "xmm0") SNIP(sse_addpd,
+                                                                                              "movdqu "
+                                                                                              "xmm0, "
+                                                                                              "[rsi]\n "
+                                                                                              "movdqu "
+                                                                                              "xmm1, "
+                                                                                              "[rsi + "
+                                                                                              "16]\n "
+                                                                                              "movd "
+                                                                                              "xmm2, "
+                                                                                              "ecx\n "
+                                                                                              "addpd "
+                                                                                              "xmm0, "
+                                                                                              "xmm1\n "
+                                                                                              "movdqu "
+                                                                                              "[rdi], "
+                                                                                              "xmm0")
+                                                                                SNIP(sse_mulps,
                                                                                      "movdqu xmm0, [rsi]\n movdqu "
                                                                                      "xmm1, [rsi + 16]\n movd xmm2, "
-                                                                                     "ecx\n addsd xmm0, xmm1\n movdqu "
+                                                                                     "ecx\n mulps xmm0, xmm1\n movdqu "
                                                                                      "[rdi], xmm0")
-                                                                                    SNIP(
-                                                                                        sse_mulsd,
-                                                                                        "movdqu xmm0, [rsi]\n movdqu "
-                                                                                        "xmm1, [rsi + 16]\n movd xmm2, "
-                                                                                        "ecx\n mulsd xmm0, xmm1\n "
-                                                                                        "movdqu [rdi], xmm0")
-                                                                                        SNIP(
-                                                                                            sse_divsd,
-                                                                                            "movdqu xmm0, [rsi]\n "
-                                                                                            "movdqu xmm1, [rsi + 16]\n "
-                                                                                            "movd xmm2, ecx\n divsd "
-                                                                                            "xmm0, xmm1\n movdqu "
-                                                                                            "[rdi], xmm0")
-                                                                                            SNIP(sse_subss,
-                                                                                                 "movdqu xmm0, [rsi]\n "
-                                                                                                 "movdqu xmm1, [rsi + "
-                                                                                                 "16]\n movd xmm2, "
-                                                                                                 "ecx\n subss xmm0, "
+                                                                                    SNIP(sse_sqrtsd,
+                                                                                         "movdqu xmm0, "
+                                                                                         "[rsi]\n movdqu "
+                                                                                         "xmm1, [rsi + "
+                                                                                         "16]\n movd xmm2, "
+                                                                                         "ecx\n sqrtsd "
+                                                                                         "xmm0, xmm1\n "
+                                                                                         "movdqu [rdi], "
+                                                                                         "xmm0") SNIP(sse_cvtss2sd,
+                                                                                                      "movd"
+                                                                                                      "qu "
+                                                                                                      "xmm0"
+                                                                                                      ", "
+                                                                                                      "[rsi"
+                                                                                                      "]\n "
+                                                                                                      "movd"
+                                                                                                      "qu "
+                                                                                                      "xmm1"
+                                                                                                      ", "
+                                                                                                      "[rsi"
+                                                                                                      " + "
+                                                                                                      "16]"
+                                                                                                      "\n "
+                                                                                                      "movd"
+                                                                                                      " xmm"
+                                                                                                      "2, "
+                                                                                                      "ecx"
+                                                                                                      "\n "
+                                                                                                      "cvts"
+                                                                                                      "s2sd"
+                                                                                                      " xmm"
+                                                                                                      "0, "
+                                                                                                      "xmm1"
+                                                                                                      "\n "
+                                                                                                      "movd"
+                                                                                                      "qu "
+                                                                                                      "[rdi"
+                                                                                                      "], "
+                                                                                                      "xmm"
+                                                                                                      "0")
+                                                                                        SNIP(sse_cvtsd2ss,
+                                                                                             "movdqu xmm0, "
+                                                                                             "[rsi]\n "
+                                                                                             "movdqu xmm1, "
+                                                                                             "[rsi + 16]\n "
+                                                                                             "movd xmm2, "
+                                                                                             "ecx\n "
+                                                                                             "cvtsd2ss "
+                                                                                             "xmm0, xmm1\n "
+                                                                                             "movdqu [rdi], "
+                                                                                             "xmm0")
+                                                                                            SNIP(sse_movss_rr,
+                                                                                                 "m"
+                                                                                                 "o"
+                                                                                                 "v"
+                                                                                                 "d"
+                                                                                                 "q"
+                                                                                                 "u"
+                                                                                                 " "
+                                                                                                 "x"
+                                                                                                 "m"
+                                                                                                 "m"
+                                                                                                 "0"
+                                                                                                 ","
+                                                                                                 " "
+                                                                                                 "["
+                                                                                                 "r"
+                                                                                                 "s"
+                                                                                                 "i"
+                                                                                                 "]"
+                                                                                                 "\n movdqu xmm1, [rsi "
+                                                                                                 "+ 16]\n movd xmm2, "
+                                                                                                 "ecx\n movss xmm0, "
                                                                                                  "xmm1\n movdqu [rdi], "
-                                                                                                 "xmm0") SNIP(sse_addpd,
+                                                                                                 "xmm0") SNIP(sse_movsd_rr,
                                                                                                               "movdqu "
                                                                                                               "xmm0, "
                                                                                                               "[rsi]\n "
@@ -424,65 +559,52 @@ SNIP(add32, "add eax, ebx") SNIP(add64, "add rax, rbx") SNIP(add64i, "add rax, -
                                                                                                               "movd "
                                                                                                               "xmm2, "
                                                                                                               "ecx\n "
-                                                                                                              "addpd "
+                                                                                                              "movsd "
                                                                                                               "xmm0, "
                                                                                                               "xmm1\n "
                                                                                                               "movdqu "
                                                                                                               "[rdi], "
-                                                                                                              "xmm0") SNIP(sse_mulps,
-                                                                                                                           "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n mulps xmm0, xmm1\n movdqu [rdi], xmm0")
-                                                                                                SNIP(sse_sqrtsd,
+                                                                                                              "xmm0")
+                                                                                                SNIP(sse_pmovmskb,
                                                                                                      "movdqu xmm0, "
-                                                                                                     "[rsi]\n movdqu "
-                                                                                                     "xmm1, [rsi + "
-                                                                                                     "16]\n movd xmm2, "
-                                                                                                     "ecx\n sqrtsd "
-                                                                                                     "xmm0, xmm1\n "
-                                                                                                     "movdqu [rdi], "
-                                                                                                     "xmm0") SNIP(sse_cvtss2sd,
-                                                                                                                  "movd"
-                                                                                                                  "qu "
-                                                                                                                  "xmm0"
-                                                                                                                  ", "
-                                                                                                                  "[rsi"
-                                                                                                                  "]\n "
-                                                                                                                  "movd"
-                                                                                                                  "qu "
-                                                                                                                  "xmm1"
-                                                                                                                  ", "
-                                                                                                                  "[rsi"
-                                                                                                                  " + "
-                                                                                                                  "16]"
-                                                                                                                  "\n "
-                                                                                                                  "movd"
-                                                                                                                  " xmm"
-                                                                                                                  "2, "
-                                                                                                                  "ecx"
-                                                                                                                  "\n "
-                                                                                                                  "cvts"
-                                                                                                                  "s2sd"
-                                                                                                                  " xmm"
-                                                                                                                  "0, "
-                                                                                                                  "xmm1"
-                                                                                                                  "\n "
-                                                                                                                  "movd"
-                                                                                                                  "qu "
-                                                                                                                  "[rdi"
-                                                                                                                  "], "
-                                                                                                                  "xmm"
-                                                                                                                  "0")
+                                                                                                     "[rsi]\n pcmpeqb "
+                                                                                                     "xmm0, [rsi + "
+                                                                                                     "16]\n pmovmskb "
+                                                                                                     "eax, xmm0\n "
+                                                                                                     "movmskps ebx, "
+                                                                                                     "xmm0\n movmskpd "
+                                                                                                     "edx, xmm0")
                                                                                                     SNIP(
-                                                                                                        sse_cvtsd2ss,
-                                                                                                        "movdqu xmm0, "
-                                                                                                        "[rsi]\n "
-                                                                                                        "movdqu xmm1, "
-                                                                                                        "[rsi + 16]\n "
-                                                                                                        "movd xmm2, "
-                                                                                                        "ecx\n "
-                                                                                                        "cvtsd2ss "
-                                                                                                        "xmm0, xmm1\n "
-                                                                                                        "movdqu [rdi], "
-                                                                                                        "xmm0") SNIP(sse_movss_rr,
+                                                                                                        sse_movd_movq,
+                                                                                                        "movd "
+                                                                                                        "xmm0, "
+                                                                                                        "eax\n "
+                                                                                                        "movq "
+                                                                                                        "xmm1, "
+                                                                                                        "rbx\n "
+                                                                                                        "movq "
+                                                                                                        "[rdi],"
+                                                                                                        " xmm1"
+                                                                                                        "\n "
+                                                                                                        "movd "
+                                                                                                        "[rdi "
+                                                                                                        "+ 8], "
+                                                                                                        "xmm0\n"
+                                                                                                        " movq "
+                                                                                                        "rdx, "
+                                                                                                        "xmm1\n"
+                                                                                                        " movd "
+                                                                                                        "ecx, "
+                                                                                                        "xmm0\n"
+                                                                                                        " movq "
+                                                                                                        "xmm2, "
+                                                                                                        "[rsi]"
+                                                                                                        "\n "
+                                                                                                        "movdqu"
+                                                                                                        " [rdi "
+                                                                                                        "+ "
+                                                                                                        "16], "
+                                                                                                        "xmm2") SNIP(sse_movlhps_mem,
                                                                                                                      "m"
                                                                                                                      "o"
                                                                                                                      "v"
@@ -501,61 +623,260 @@ SNIP(add32, "add eax, ebx") SNIP(add64, "add rax, rbx") SNIP(add64i, "add rax, -
                                                                                                                      "s"
                                                                                                                      "i"
                                                                                                                      "]"
-                                                                                                                     "\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n movss xmm0, xmm1\n movdqu [rdi], xmm0")
-                                                                                                        SNIP(sse_movsd_rr,
-                                                                                                             "movdqu "
-                                                                                                             "xmm0, "
-                                                                                                             "[rsi]\n "
-                                                                                                             "movdqu "
-                                                                                                             "xmm1, "
-                                                                                                             "[rsi + "
-                                                                                                             "16]\n "
-                                                                                                             "movd "
-                                                                                                             "xmm2, "
-                                                                                                             "ecx\n "
-                                                                                                             "movsd "
-                                                                                                             "xmm0, "
-                                                                                                             "xmm1\n "
-                                                                                                             "movdqu "
-                                                                                                             "[rdi], "
-                                                                                                             "xmm0") SNIP(sse_pmovmskb,
-                                                                                                                          "movdqu xmm0, [rsi]\n pcmpeqb xmm0, [rsi + 16]\n pmovmskb eax, xmm0\n movmskps ebx, xmm0\n movmskpd edx, xmm0")
+                                                                                                                     "\n"
+                                                                                                                     " "
+                                                                                                                     "m"
+                                                                                                                     "o"
+                                                                                                                     "v"
+                                                                                                                     "h"
+                                                                                                                     "p"
+                                                                                                                     "s"
+                                                                                                                     " "
+                                                                                                                     "x"
+                                                                                                                     "m"
+                                                                                                                     "m"
+                                                                                                                     "0"
+                                                                                                                     ","
+                                                                                                                     " "
+                                                                                                                     "["
+                                                                                                                     "r"
+                                                                                                                     "s"
+                                                                                                                     "i"
+                                                                                                                     " "
+                                                                                                                     "+"
+                                                                                                                     " "
+                                                                                                                     "4"
+                                                                                                                     "0"
+                                                                                                                     "]"
+                                                                                                                     "\n"
+                                                                                                                     " "
+                                                                                                                     "m"
+                                                                                                                     "o"
+                                                                                                                     "v"
+                                                                                                                     "l"
+                                                                                                                     "p"
+                                                                                                                     "s"
+                                                                                                                     " "
+                                                                                                                     "x"
+                                                                                                                     "m"
+                                                                                                                     "m"
+                                                                                                                     "0"
+                                                                                                                     ","
+                                                                                                                     " "
+                                                                                                                     "["
+                                                                                                                     "r"
+                                                                                                                     "s"
+                                                                                                                     "i"
+                                                                                                                     " "
+                                                                                                                     "+"
+                                                                                                                     " "
+                                                                                                                     "4"
+                                                                                                                     "8"
+                                                                                                                     "]"
+                                                                                                                     "\n"
+                                                                                                                     " "
+                                                                                                                     "m"
+                                                                                                                     "o"
+                                                                                                                     "v"
+                                                                                                                     "h"
+                                                                                                                     "p"
+                                                                                                                     "d"
+                                                                                                                     " "
+                                                                                                                     "["
+                                                                                                                     "r"
+                                                                                                                     "d"
+                                                                                                                     "i"
+                                                                                                                     "]"
+                                                                                                                     ","
+                                                                                                                     " "
+                                                                                                                     "x"
+                                                                                                                     "m"
+                                                                                                                     "m"
+                                                                                                                     "0"
+                                                                                                                     "\n"
+                                                                                                                     " "
+                                                                                                                     "m"
+                                                                                                                     "o"
+                                                                                                                     "v"
+                                                                                                                     "l"
+                                                                                                                     "p"
+                                                                                                                     "d"
+                                                                                                                     " "
+                                                                                                                     "["
+                                                                                                                     "r"
+                                                                                                                     "d"
+                                                                                                                     "i"
+                                                                                                                     " "
+                                                                                                                     "+"
+                                                                                                                     " "
+                                                                                                                     "8"
+                                                                                                                     "]"
+                                                                                                                     ","
+                                                                                                                     " "
+                                                                                                                     "x"
+                                                                                                                     "m"
+                                                                                                                     "m"
+                                                                                                                     "0"
+                                                                                                                     "\n"
+                                                                                                                     " "
+                                                                                                                     "m"
+                                                                                                                     "o"
+                                                                                                                     "v"
+                                                                                                                     "s"
+                                                                                                                     "s"
+                                                                                                                     " "
+                                                                                                                     "x"
+                                                                                                                     "m"
+                                                                                                                     "m"
+                                                                                                                     "1"
+                                                                                                                     ","
+                                                                                                                     " "
+                                                                                                                     "["
+                                                                                                                     "r"
+                                                                                                                     "s"
+                                                                                                                     "i"
+                                                                                                                     " "
+                                                                                                                     "+"
+                                                                                                                     " "
+                                                                                                                     "4"
+                                                                                                                     "]"
+                                                                                                                     "\n"
+                                                                                                                     " "
+                                                                                                                     "m"
+                                                                                                                     "o"
+                                                                                                                     "v"
+                                                                                                                     "s"
+                                                                                                                     "d"
+                                                                                                                     " "
+                                                                                                                     "x"
+                                                                                                                     "m"
+                                                                                                                     "m"
+                                                                                                                     "2"
+                                                                                                                     ","
+                                                                                                                     " "
+                                                                                                                     "["
+                                                                                                                     "r"
+                                                                                                                     "s"
+                                                                                                                     "i"
+                                                                                                                     " "
+                                                                                                                     "+"
+                                                                                                                     " "
+                                                                                                                     "8"
+                                                                                                                     "]"
+                                                                                                                     "\n"
+                                                                                                                     " "
+                                                                                                                     "m"
+                                                                                                                     "o"
+                                                                                                                     "v"
+                                                                                                                     "d"
+                                                                                                                     "q"
+                                                                                                                     "u"
+                                                                                                                     " "
+                                                                                                                     "["
+                                                                                                                     "r"
+                                                                                                                     "d"
+                                                                                                                     "i"
+                                                                                                                     " "
+                                                                                                                     "+"
+                                                                                                                     " "
+                                                                                                                     "1"
+                                                                                                                     "6"
+                                                                                                                     "]"
+                                                                                                                     ","
+                                                                                                                     " "
+                                                                                                                     "x"
+                                                                                                                     "m"
+                                                                                                                     "m"
+                                                                                                                     "1"
+                                                                                                                     "\n"
+                                                                                                                     " "
+                                                                                                                     "m"
+                                                                                                                     "o"
+                                                                                                                     "v"
+                                                                                                                     "d"
+                                                                                                                     "q"
+                                                                                                                     "u"
+                                                                                                                     " "
+                                                                                                                     "["
+                                                                                                                     "r"
+                                                                                                                     "d"
+                                                                                                                     "i"
+                                                                                                                     " "
+                                                                                                                     "+"
+                                                                                                                     " "
+                                                                                                                     "3"
+                                                                                                                     "2"
+                                                                                                                     "]"
+                                                                                                                     ","
+                                                                                                                     " "
+                                                                                                                     "x"
+                                                                                                                     "m"
+                                                                                                                     "m"
+                                                                                                                     "2")
+                                                                                                        SNIP(
+                                                                                                            sse_comisd,
+                                                                                                            "movsd "
+                                                                                                            "xmm0, "
+                                                                                                            "[rsi]\n "
+                                                                                                            "ucomisd "
+                                                                                                            "xmm0, "
+                                                                                                            "[rsi + "
+                                                                                                            "8]\n seta "
+                                                                                                            "al\n setb "
+                                                                                                            "bl\n setz "
+                                                                                                            "cl\n setp "
+                                                                                                            "dl") SNIP(sse_comiss_same,
+                                                                                                                       "movss xmm0, [rsi]\n comiss xmm0, xmm0")
                                                                                                             SNIP(
-                                                                                                                sse_movd_movq,
-                                                                                                                "movd "
+                                                                                                                sse_cvt,
+                                                                                                                "pxor "
                                                                                                                 "xmm0, "
-                                                                                                                "eax\n "
-                                                                                                                "movq "
+                                                                                                                "xmm0\n"
+                                                                                                                " pxor "
                                                                                                                 "xmm1, "
-                                                                                                                "rbx\n "
-                                                                                                                "movq "
-                                                                                                                "[rdi],"
-                                                                                                                " xmm1"
-                                                                                                                "\n "
-                                                                                                                "movd "
-                                                                                                                "[rdi "
-                                                                                                                "+ 8], "
-                                                                                                                "xmm0\n"
-                                                                                                                " movq "
-                                                                                                                "rdx, "
                                                                                                                 "xmm1\n"
-                                                                                                                " movd "
-                                                                                                                "ecx, "
+                                                                                                                " cvtsi"
+                                                                                                                "2sd "
+                                                                                                                "xmm0, "
+                                                                                                                "rax\n "
+                                                                                                                "cvtsi2"
+                                                                                                                "ss "
+                                                                                                                "xmm1, "
+                                                                                                                "ebx\n "
+                                                                                                                "cvttsd"
+                                                                                                                "2si "
+                                                                                                                "rcx, "
                                                                                                                 "xmm0\n"
-                                                                                                                " movq "
-                                                                                                                "xmm2, "
+                                                                                                                " cvtts"
+                                                                                                                "s2si "
+                                                                                                                "edx, "
+                                                                                                                "xmm1\n"
+                                                                                                                " cvtts"
+                                                                                                                "d2si "
+                                                                                                                "r8, "
                                                                                                                 "[rsi]"
                                                                                                                 "\n "
+                                                                                                                "cvttsd"
+                                                                                                                "2si "
+                                                                                                                "r9d, "
+                                                                                                                "[rsi "
+                                                                                                                "+ "
+                                                                                                                "8]\n "
                                                                                                                 "movdqu"
-                                                                                                                " [rdi "
+                                                                                                                " [rdi]"
+                                                                                                                ", "
+                                                                                                                "xmm0\n"
+                                                                                                                " movdq"
+                                                                                                                "u "
+                                                                                                                "[rdi "
                                                                                                                 "+ "
                                                                                                                 "16], "
-                                                                                                                "xmm2")
+                                                                                                                "xmm1")
                                                                                                                 SNIP(
-                                                                                                                    sse_movlhps_mem,
+                                                                                                                    sse_aligned,
                                                                                                                     "mo"
                                                                                                                     "vd"
-                                                                                                                    "qu"
+                                                                                                                    "qa"
                                                                                                                     " x"
                                                                                                                     "mm"
                                                                                                                     "0,"
@@ -565,82 +886,42 @@ SNIP(add32, "add eax, ebx") SNIP(add64, "add rax, rbx") SNIP(add64i, "add rax, -
                                                                                                                     "\n"
                                                                                                                     " m"
                                                                                                                     "ov"
-                                                                                                                    "hp"
+                                                                                                                    "ap"
                                                                                                                     "s "
                                                                                                                     "xm"
-                                                                                                                    "m0"
+                                                                                                                    "m1"
                                                                                                                     ", "
                                                                                                                     "[r"
                                                                                                                     "si"
                                                                                                                     " +"
-                                                                                                                    " 4"
-                                                                                                                    "0]"
+                                                                                                                    " 3"
+                                                                                                                    "2]"
                                                                                                                     "\n"
-                                                                                                                    " m"
-                                                                                                                    "ov"
-                                                                                                                    "lp"
-                                                                                                                    "s "
-                                                                                                                    "xm"
-                                                                                                                    "m0"
-                                                                                                                    ", "
-                                                                                                                    "[r"
-                                                                                                                    "si"
-                                                                                                                    " +"
-                                                                                                                    " 4"
-                                                                                                                    "8]"
-                                                                                                                    "\n"
-                                                                                                                    " m"
-                                                                                                                    "ov"
-                                                                                                                    "hp"
-                                                                                                                    "d "
-                                                                                                                    "[r"
-                                                                                                                    "di"
-                                                                                                                    "],"
+                                                                                                                    " p"
+                                                                                                                    "ad"
+                                                                                                                    "dd"
                                                                                                                     " x"
                                                                                                                     "mm"
-                                                                                                                    "0"
-                                                                                                                    "\n"
-                                                                                                                    " m"
-                                                                                                                    "ov"
-                                                                                                                    "lp"
-                                                                                                                    "d "
-                                                                                                                    "[r"
-                                                                                                                    "di"
-                                                                                                                    " +"
-                                                                                                                    " 8"
-                                                                                                                    "],"
+                                                                                                                    "0,"
                                                                                                                     " x"
                                                                                                                     "mm"
-                                                                                                                    "0"
+                                                                                                                    "1"
                                                                                                                     "\n"
                                                                                                                     " m"
                                                                                                                     "ov"
-                                                                                                                    "ss"
-                                                                                                                    " x"
-                                                                                                                    "mm"
-                                                                                                                    "1,"
-                                                                                                                    " ["
-                                                                                                                    "rs"
-                                                                                                                    "i "
-                                                                                                                    "+ "
-                                                                                                                    "4]"
-                                                                                                                    "\n"
-                                                                                                                    " m"
-                                                                                                                    "ov"
-                                                                                                                    "sd"
-                                                                                                                    " x"
-                                                                                                                    "mm"
-                                                                                                                    "2,"
-                                                                                                                    " ["
-                                                                                                                    "rs"
-                                                                                                                    "i "
-                                                                                                                    "+ "
-                                                                                                                    "8]"
-                                                                                                                    "\n"
-                                                                                                                    " m"
-                                                                                                                    "ov"
+                                                                                                                    "nt"
                                                                                                                     "dq"
-                                                                                                                    "u "
+                                                                                                                    " ["
+                                                                                                                    "rd"
+                                                                                                                    "i]"
+                                                                                                                    ", "
+                                                                                                                    "xm"
+                                                                                                                    "m0"
+                                                                                                                    "\n"
+                                                                                                                    " m"
+                                                                                                                    "ov"
+                                                                                                                    "ap"
+                                                                                                                    "d "
                                                                                                                     "[r"
                                                                                                                     "di"
                                                                                                                     " +"
@@ -648,35 +929,12 @@ SNIP(add32, "add eax, ebx") SNIP(add64, "add rax, rbx") SNIP(add64i, "add rax, -
                                                                                                                     "6]"
                                                                                                                     ", "
                                                                                                                     "xm"
-                                                                                                                    "m1"
-                                                                                                                    "\n"
-                                                                                                                    " m"
-                                                                                                                    "ov"
-                                                                                                                    "dq"
-                                                                                                                    "u "
-                                                                                                                    "[r"
-                                                                                                                    "di"
-                                                                                                                    " +"
-                                                                                                                    " 3"
-                                                                                                                    "2]"
-                                                                                                                    ", "
-                                                                                                                    "xm"
                                                                                                                     "m"
-                                                                                                                    "2") SNIP(sse_comisd,
-                                                                                                                              "movsd xmm0, [rsi]\n ucomisd xmm0, [rsi + 8]\n seta al\n setb bl\n setz cl\n setp dl")
-                                                                                                                    SNIP(
-                                                                                                                        sse_comiss_same,
-                                                                                                                        "movss xmm0, [rsi]\n comiss xmm0, xmm0")
-                                                                                                                        SNIP(
-                                                                                                                            sse_cvt,
-                                                                                                                            "pxor xmm0, xmm0\n pxor xmm1, xmm1\n cvtsi2sd xmm0, rax\n cvtsi2ss xmm1, ebx\n cvttsd2si rcx, xmm0\n cvttss2si edx, xmm1\n cvttsd2si r8, [rsi]\n cvttsd2si r9d, [rsi + 8]\n movdqu [rdi], xmm0\n movdqu [rdi + 16], xmm1")
-                                                                                                                            SNIP(
-                                                                                                                                sse_aligned,
-                                                                                                                                "movdqa xmm0, [rsi]\n movaps xmm1, [rsi + 32]\n paddd xmm0, xmm1\n movntdq [rdi], xmm0\n movapd [rdi + 16], xmm1")
+                                                                                                                    "1")
 #define C(n, kind, size, undef, ...) \
   Case { #n, n, Kind::kind, size, undef, ##__VA_ARGS__ }
 
-                                                                                                                                const
+                                                                                                                    const
     std::vector<Case>& cases() {
   static const std::vector<Case> all = {
       C(add8, kPlain, 1, 0),
