@@ -6,8 +6,8 @@
  * Like Linux's setup it builds a separate boot_params (the loader's copy at
  * the start of the setup segment would be overwritten by the e820 table,
  * which reaches 0xCD0), fills the e820 table from INT 15h/E820h, enables A20,
- * enters 32-bit protected mode with the boot protocol's GDT (CS 0x10, DS 0x18)
- * and jumps to code32_start with ESI = boot_params.
+ * enters 32-bit protected mode with the boot protocol's GDT (CS 0x10,
+ * DS = ES = SS = 0x18) and jumps to code32_start with ESI = boot_params.
  *
  * Offsets 0x1F1-0x26F are the setup header, written by tools/mkbzimage; the
  * only part of it that lives here is the 2-byte jump at 0x200. */
@@ -72,15 +72,16 @@ setup_main:
         testl %ebx, %ebx
         jnz 1b
 2:
-        /* Linear addresses for the GDT and boot_params. */
-        xorl %esi, %esi
-        movw %ds, %si
-        shll $4, %esi
-        leal gdt(%esi), %eax
+        /* Linear addresses: setup base in EBP, boot_params in ESI. */
+        xorl %ebp, %ebp
+        movw %ds, %bp
+        shll $4, %ebp
+        leal gdt(%ebp), %eax
         movl %eax, gdt_descriptor + 2
-        addl $BOOT_PARAMS, %esi
-        movl CODE32_START, %eax
+        leal BOOT_PARAMS(%ebp), %esi
+        leal protected_mode(%ebp), %eax
         movl %eax, far_target
+        movl CODE32_START, %edi
 
         lgdtl gdt_descriptor
         movl %cr0, %eax
@@ -89,6 +90,19 @@ setup_main:
         /* DS still has its real-mode base until reloaded, so far_target is
          * read from the setup segment. */
         ljmpl *far_target
+
+        /* The state the 32-bit boot protocol promises: flat CS 0x10 and
+         * DS = ES = SS = 0x18, ESI = boot_params. */
+        .code32
+protected_mode:
+        movl $0x18, %eax
+        movl %eax, %ds
+        movl %eax, %es
+        movl %eax, %ss
+        movl %eax, %fs
+        movl %eax, %gs
+        leal 0x7ff0(%ebp), %esp
+        jmp *%edi
 
         .balign 8
 gdt:

@@ -8,10 +8,7 @@
         .code32
         .globl bzimage_start32
 bzimage_start32:
-        movl $0x18, %eax                /* __BOOT_DS of the 32-bit boot protocol */
-        movl %eax, %ds
-        movl %eax, %es
-        movl %eax, %ss
+        capture_entry_state_32          /* keeps ESI */
         movl $FORMAT_BZIMAGE, %ebx
         xorl %ebp, %ebp
         jmp long_mode_from_32
@@ -20,6 +17,7 @@ bzimage_start32:
         .code64
         .globl bzimage_start64
 bzimage_start64:
+        capture_entry_state_64
         movl $FORMAT_BZIMAGE, %edi
         xorl %edx, %edx
         jmp start64

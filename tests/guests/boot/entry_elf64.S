@@ -7,6 +7,7 @@
         .code64
         .globl elf64_start
 elf64_start:
+        capture_entry_state_64
         movl $FORMAT_ELF64, %edi
         xorl %edx, %edx
         jmp start64

@@ -23,5 +23,6 @@ multiboot_header:
 multiboot_start32:
         movl %eax, %ebp
         movl %ebx, %esi
+        capture_entry_state_32
         movl $FORMAT_MULTIBOOT, %ebx
         jmp long_mode_from_32

@@ -7,6 +7,7 @@
         .globl pvh_start32
 pvh_start32:
         movl %ebx, %esi
+        capture_entry_state_32
         movl $FORMAT_PVH, %ebx
         xorl %ebp, %ebp
         jmp long_mode_from_32

@@ -12,6 +12,7 @@
 
         .section .text, "ax"
         .code32
+        .globl entry_scratch_stack_top
         .globl long_mode_from_32
 long_mode_from_32:
         cli
@@ -117,6 +118,16 @@ gdt_end:
 gdt_descriptor:
         .word gdt_end - gdt - 1
         .quad gdt
+
+        /* In .data, not .bss: the stubs fill it before .bss is zeroed. */
+        .section .data, "aw"
+        .balign 8
+        .globl boot_entry_state
+boot_entry_state:
+        .skip 72
+        .balign 16
+        .skip 64
+entry_scratch_stack_top:
 
         /* A note every ELF image carries, so loaders are exercised on a note
          * segment with more than the one note they look for. */

@@ -73,6 +73,14 @@ struct boot_info {
   uint32_t mem_upper_kib;
 };
 
+/* The CPU state the loader handed over, captured by the entry stub before it
+ * changed anything (offsets in boot/boot.h). Selectors are zero-extended. */
+struct entry_state {
+  uint64_t cs, ds, es, ss;
+  uint64_t rflags, cr0, cr3, cr4, efer;
+};
+extern struct entry_state boot_entry_state;
+
 /* Provided by each scenario; called once the CPU is in 64-bit mode on the
  * runtime's own GDT and stack. Must end with test_pass() or test_fail(). */
 void test_main(const struct boot_info* info);

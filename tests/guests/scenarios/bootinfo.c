@@ -1,6 +1,9 @@
-/* Checks the boot information of the protocol that started the kernel against
- * what the integration test passed: the command line, the initrd (module 0),
- * and the memory map for --memory HVT_BOOTINFO_MEMORY_MIB. */
+/* Checks what the boot protocol that started the kernel promises: the CPU
+ * state at entry (and, for 64-bit entries, the loader's identity map of the
+ * low 4 GiB), then the boot information against what the integration test
+ * passed: the command line, the initrd (module 0) and the memory map for
+ * --memory HVT_BOOTINFO_MEMORY_MIB. Plain ELF64 carries no boot information,
+ * so only the entry state and the identity map are checked there. */
 #include "hvtest.h"
 
 const char test_scenario[] = "bootinfo";
@@ -95,11 +98,84 @@ static void check_memory_map(const struct boot_info* info) {
   }
 }
 
+enum {
+  RFLAGS_TF = 1u << 8,
+  RFLAGS_IF = 1u << 9,
+  RFLAGS_VM = 1u << 17,
+  CR0_PE = 1u << 0,
+  CR0_ET = 1u << 4,
+  CR0_PG = 1u << 31,
+  CR4_PAE = 1u << 5,
+  EFER_LME = 1u << 8,
+  EFER_LMA = 1u << 10,
+};
+
+static void check_entry_state(const struct boot_info* info) {
+  const struct entry_state* e = &boot_entry_state;
+  print("entry: cs 0x%lx ds 0x%lx es 0x%lx ss 0x%lx rflags 0x%lx cr0 0x%lx cr3 0x%lx cr4 0x%lx efer 0x%lx\n", e->cs,
+        e->ds, e->es, e->ss, e->rflags, e->cr0, e->cr3, e->cr4, e->efer);
+  if (e->rflags & (RFLAGS_IF | RFLAGS_TF | RFLAGS_VM))
+    test_fail("entered with RFLAGS 0x%lx: IF, TF and VM must be clear", e->rflags);
+  const bool long_mode = info->format == BOOT_ELF64 || (info->format == BOOT_BZIMAGE && (e->efer & EFER_LMA));
+  if (long_mode) {
+    if (!(e->cr0 & CR0_PG) || !(e->cr0 & CR0_PE) || !(e->cr4 & CR4_PAE) ||
+        (e->efer & (EFER_LME | EFER_LMA)) != (EFER_LME | EFER_LMA))
+      test_fail("64-bit entry without long mode: cr0 0x%lx cr4 0x%lx efer 0x%lx", e->cr0, e->cr4, e->efer);
+  } else if (!(e->cr0 & CR0_PE) || (e->cr0 & CR0_PG)) {
+    test_fail("32-bit entry needs protected mode with paging off: cr0 0x%lx", e->cr0);
+  }
+  if (info->format == BOOT_BZIMAGE) {
+    /* Both boot protocol entries: __BOOT_CS 0x10, __BOOT_DS 0x18 in DS, ES, SS. */
+    if (e->cs != 0x10 || e->ds != 0x18 || e->es != 0x18 || e->ss != 0x18)
+      test_fail("Linux boot protocol wants CS 0x10 and DS/ES/SS 0x18, got CS 0x%lx DS 0x%lx ES 0x%lx SS 0x%lx", e->cs,
+                e->ds, e->es, e->ss);
+  }
+  if (info->format == BOOT_PVH) {
+    /* PVH ABI: CR0 has only PE set among its writable bits (ET is read-only), CR4 is all clear. */
+    if ((e->cr0 & ~(uint64_t)(CR0_PE | CR0_ET)) != 0 || e->cr4 != 0)
+      test_fail("PVH wants CR0 = PE and CR4 = 0, got cr0 0x%lx cr4 0x%lx", e->cr0, e->cr4);
+  }
+  print("entry state ok (%s mode)\n", long_mode ? "64-bit" : "32-bit");
+}
+
+/* Walks the loader's page tables (still in CR3 for 64-bit entries): each
+ * probe address must be mapped present, writable and identity. */
+static void check_identity_map(void) {
+  static const uint64_t probes[] = {0x0, 0x100000, 0x3fff000, 0x9fc00000, 0xfee00000, 0xfffff000};
+  const uint64_t addr_mask = 0x000ffffffffff000ull;
+  for (unsigned i = 0; i < sizeof(probes) / sizeof(probes[0]); i++) {
+    uint64_t va = probes[i];
+    uint64_t table = read_cr3() & addr_mask;
+    uint64_t pa = ~0ull;
+    for (int level = 3; level >= 0; level--) {
+      if (table >= (1ull << 32)) test_fail("page table at 0x%lx is above 4 GiB", table);
+      uint64_t entry = ((volatile const uint64_t*)(uintptr_t)table)[(va >> (12 + 9 * level)) & 511];
+      if ((entry & 3) != 3)
+        test_fail("0x%lx is not mapped present+writable (level %d entry 0x%lx)", va, level + 1, entry);
+      if (level == 0 || (level <= 2 && (entry & 0x80))) {
+        uint64_t page_mask = (1ull << (12 + 9 * level)) - 1;
+        pa = (entry & addr_mask & ~page_mask) | (va & page_mask);
+        break;
+      }
+      table = entry & addr_mask;
+    }
+    if (pa != va) test_fail("0x%lx maps to 0x%lx, not to itself", va, pa);
+  }
+  print("identity map of the low 4 GiB ok\n");
+}
+
 void test_main(const struct boot_info* info) {
   print("bootinfo: format %s, boot information at 0x%lx\n", info->format_name, info->raw_pointer);
-  if (info->error) test_fail("%s", info->error);
-  check_cmdline(info);
-  check_initrd(info);
-  check_memory_map(info);
+  if (boot_entry_state.efer & EFER_LMA) check_identity_map();
+  if (info->format == BOOT_ELF64 && info->raw_pointer == 0) {
+    print("elf64: no boot information (RSI = 0), as the plain ELF64 protocol has none\n");
+  } else {
+    if (info->error) test_fail("%s", info->error);
+    check_cmdline(info);
+    check_initrd(info);
+    check_memory_map(info);
+  }
+  /* Last, so a strict-ABI detail does not hide the checks above. */
+  check_entry_state(info);
   test_pass();
 }

@@ -1,0 +1,94 @@
+#include "guest_cases.h"
+
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+
+#include "guest_contract.h"
+
+namespace hostvisor::testing {
+
+const std::vector<GuestCase> kGuestCases = {
+    {"hello", "elf64", Expect::kPass},
+    {"hello", "pvh", Expect::kPass},
+    {"hello", "multiboot", Expect::kPass},
+    {"hello", "bzimage", Expect::kPass},
+    // On elf64 only the entry state and the identity map are checked: the
+    // plain ELF64 protocol passes no boot information.
+    {"bootinfo", "elf64", Expect::kPass},
+    {"bootinfo", "pvh", Expect::kPass},
+    {"bootinfo", "multiboot", Expect::kPass},
+    {"bootinfo", "bzimage", Expect::kPass},
+    {"exceptions", "elf64", Expect::kPass},
+    {"exceptions", "pvh", Expect::kPass},
+    {"breakpoint", "elf64", Expect::kPass, true},
+    {"breakpoint", "pvh", Expect::kPass, true},
+    {"uart", "elf64", Expect::kPass},
+    {"uart", "pvh", Expect::kPass},
+    {"rtc", "elf64", Expect::kPass},
+    {"rtc", "pvh", Expect::kPass},
+    {"reset", "elf64", Expect::kReset},
+    {"reset", "pvh", Expect::kReset},
+    {"triplefault", "elf64", Expect::kTripleFault},
+    {"triplefault", "pvh", Expect::kTripleFault},
+};
+
+std::string guest_image(const GuestCase& c) { return std::string(HV_GUESTS_DIR) + "/" + c.scenario + "." + c.format; }
+
+bool needs_boot_payload(const GuestCase& c) { return std::strcmp(c.scenario, "bootinfo") == 0; }
+
+TestInitrd::TestInitrd() {
+  static int counter = 0;
+  path_ = std::filesystem::temp_directory_path() /
+          ("hv-test-initrd-" + std::to_string(getpid()) + "-" + std::to_string(counter++) + ".img");
+  std::vector<uint8_t> payload(8192 - sizeof(hvt_initrd_header) - 5);
+  uint32_t x = 0x12345678;
+  for (uint8_t& b : payload) {
+    x = x * 1103515245u + 12345u;
+    b = static_cast<uint8_t>(x >> 16);
+  }
+  hvt_initrd_header header{};
+  header.magic = HVT_INITRD_MAGIC;
+  header.total_size = static_cast<uint32_t>(sizeof(header) + payload.size());
+  header.payload_fnv1a = hvt_fnv1a(payload.data(), static_cast<uint32_t>(payload.size()));
+  std::ofstream out(path_, std::ios::binary | std::ios::trunc);
+  out.write(reinterpret_cast<const char*>(&header), sizeof(header));
+  out.write(reinterpret_cast<const char*>(payload.data()), static_cast<std::streamsize>(payload.size()));
+}
+
+TestInitrd::~TestInitrd() {
+  std::error_code ignored;
+  std::filesystem::remove(path_, ignored);
+}
+
+namespace {
+bool contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+}  // namespace
+
+std::string missing_console_lines(const GuestCase& c, const std::string& console) {
+  const std::string scenario = c.scenario;
+  if (contains(console, "FAIL " + scenario)) return "the kernel reported FAIL";
+  switch (c.expect) {
+    case Expect::kPass:
+      if (!contains(console, "PASS " + scenario + "\n")) return "no \"PASS " + scenario + "\" line";
+      if (scenario == "hello" && !contains(console, std::string("hello from ") + c.format + "\n"))
+        return std::string("no \"hello from ") + c.format + "\" line";
+      if (scenario == "uart" && contains(console, HVT_UART_LOOPBACK_TEXT))
+        return "the loopback bytes leaked to the console";
+      return "";
+    case Expect::kReset: return contains(console, "reset: resetting through the i8042") ? "" : "no \"resetting\" line";
+    case Expect::kTripleFault:
+      return contains(console, "triplefault: loading a null IDT and executing ud2") ? "" : "no \"executing ud2\" line";
+  }
+  return "unknown expectation";
+}
+
+std::string transcript(const std::string& what, const ChildResult& r) {
+  return "\n--- " + what + "\n--- " + r.describe() + " after " + std::to_string(r.elapsed.count()) +
+         " ms\n--- stdout:\n" + r.out + "\n--- stderr:\n" + r.err;
+}
+
+}  // namespace hostvisor::testing

@@ -1,0 +1,66 @@
+// The test kernels (tests/guests) and what each is expected to do, shared by
+// the hostvisor boot tests and the QEMU oracle.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "child_process.h"
+
+namespace hostvisor::testing {
+
+constexpr int kStatusPass = 33;  // debug-exit 0x10: (0x10 << 1) | 1
+constexpr int kStatusFail = 35;  // debug-exit 0x11
+
+enum class Expect {
+  kPass,         // PASS line, status 33
+  kReset,        // the VMM reports a reset
+  kTripleFault,  // the VMM reports a triple fault / shutdown
+};
+
+struct GuestCase {
+  const char* scenario;
+  const char* format;
+  Expect expect;
+  // Uses instructions that a software /dev/kvm (kvm_pvm) cannot execute:
+  // on such a host the kvm run is skipped, loudly.
+  bool needs_hardware_kvm = false;
+};
+
+// Names the case in gtest's output instead of dumping its bytes.
+inline void PrintTo(const GuestCase& c, std::ostream* os) { *os << c.scenario << "." << c.format; }
+
+// Every scenario in every format it is built in (tests/guests/CMakeLists.txt).
+extern const std::vector<GuestCase> kGuestCases;
+
+// The kernel file of a case in the build tree.
+std::string guest_image(const GuestCase& c);
+
+// Whether the case needs the command line and initrd the bootinfo kernel checks.
+bool needs_boot_payload(const GuestCase& c);
+
+// Writes the initrd the bootinfo kernel verifies (header + pseudo-random
+// payload of an odd size) to a new temporary file and removes it on destruction.
+class TestInitrd {
+ public:
+  TestInitrd();
+  ~TestInitrd();
+  TestInitrd(const TestInitrd&) = delete;
+  TestInitrd& operator=(const TestInitrd&) = delete;
+  std::string path() const { return path_.string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// Checks shared by both runners: the console lines a kernel prints for its
+// expectation. Returns an empty string when they are there, else what is missing.
+std::string missing_console_lines(const GuestCase& c, const std::string& console);
+
+// The whole run, for failure messages.
+std::string transcript(const std::string& what, const ChildResult& r);
+
+}  // namespace hostvisor::testing

@@ -1,0 +1,66 @@
+// Boots the test kernels in QEMU (TCG), an independent implementation of the
+// same boot protocols and devices, so a failure in GuestBootTest can be told
+// apart from a broken test kernel. QEMU refuses plain ELF64 kernels, so those
+// cases are not run here. With -no-reboot QEMU ends with status 0 on a reset
+// or a triple fault.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "child_process.h"
+#include "guest_cases.h"
+#include "guest_contract.h"
+
+namespace hostvisor::testing {
+namespace {
+
+constexpr const char* kQemu = "/usr/bin/qemu-system-x86_64";  // scripts/setup-host.sh installs it
+constexpr auto kQemuTimeout = std::chrono::seconds(60);
+
+std::vector<GuestCase> qemu_cases() {
+  std::vector<GuestCase> cases;
+  for (const GuestCase& c : kGuestCases) {
+    if (std::string(c.format) != "elf64") cases.push_back(c);
+  }
+  return cases;
+}
+
+class QemuOracleTest : public ::testing::TestWithParam<GuestCase> {};
+
+TEST_P(QemuOracleTest, KernelBehavesUnderQemu) {
+  const GuestCase& c = GetParam();
+  ASSERT_EQ(access(kQemu, X_OK), 0) << kQemu << " is missing: run scripts/setup-host.sh (package qemu-system-x86)";
+  const std::string kernel = guest_image(c);
+  ASSERT_TRUE(std::filesystem::exists(kernel)) << kernel << " was not built (target hv_guest_kernels)";
+
+  std::vector<std::string> argv = {kQemu,        "-accel",      "tcg",      "-nographic",
+                                   "-no-reboot", "-nodefaults", "-m",       "64",
+                                   "-net",       "none",        "-device",  "isa-debug-exit,iobase=0xf4,iosize=0x04",
+                                   "-serial",    "stdio",       "-monitor", "none",
+                                   "-display",   "none",        "-kernel",  kernel};
+  std::optional<TestInitrd> initrd;
+  if (needs_boot_payload(c)) {
+    initrd.emplace();
+    argv.insert(argv.end(), {"-initrd", initrd->path(), "-append", HVT_BOOTINFO_CMDLINE});
+  }
+  const ChildResult r = run_child(argv, kQemuTimeout);
+  const std::string log = transcript("qemu -kernel " + kernel, r);
+  ASSERT_TRUE(r.started) << log;
+  ASSERT_FALSE(r.timed_out) << log;
+  EXPECT_EQ(missing_console_lines(c, r.out), "") << log;
+  EXPECT_EQ(r.exit_status, c.expect == Expect::kPass ? kStatusPass : 0) << log;
+}
+
+std::string case_name(const ::testing::TestParamInfo<GuestCase>& info) {
+  return std::string(info.param.scenario) + "_" + info.param.format;
+}
+
+INSTANTIATE_TEST_SUITE_P(Guests, QemuOracleTest, ::testing::ValuesIn(qemu_cases()), case_name);
+
+}  // namespace
+}  // namespace hostvisor::testing
