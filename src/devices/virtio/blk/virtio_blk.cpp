@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "base/log.h"
+#include "block/image_open.h"
 #include "devices/virtio/virtio_constants.h"
 
 namespace hostvisor {
@@ -48,6 +49,16 @@ VirtioBlk::VirtioBlk(std::shared_ptr<block::BlockDevice> disk, VirtioBlkOptions 
   if (options_.queue_size == 0 || (options_.queue_size & (options_.queue_size - 1)) ||
       options_.queue_size > virtio::kMaxQueueSize)
     options_.queue_size = 256;
+}
+
+Result<std::shared_ptr<VirtioBlk>> VirtioBlk::open(const block::DiskOption& disk, std::string serial) {
+  auto image = block::open_image(disk.path, disk.open_options());
+  if (!image) return image.error().with_context("disk " + disk.path);
+  VirtioBlkOptions options;
+  options.serial = std::move(serial);
+  options.read_only = disk.read_only;
+  options.discard = disk.discard;
+  return std::make_shared<VirtioBlk>(std::shared_ptr<block::BlockDevice>(std::move(image).value()), options);
 }
 
 uint32_t VirtioBlk::device_type() const { return virtio::kDeviceBlock; }

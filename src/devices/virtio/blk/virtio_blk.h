@@ -25,6 +25,7 @@
 #include <string>
 
 #include "block/block_device.h"
+#include "block/disk_option.h"
 #include "devices/virtio/blk/virtio_blk_spec.h"
 #include "devices/virtio/virtio_device.h"
 
@@ -54,6 +55,10 @@ class VirtioBlk : public VirtioDevice {
   // `disk` is shared with whoever else needs it (snapshots, the API); the
   // device only uses it between activate() and reset().
   VirtioBlk(std::shared_ptr<block::BlockDevice> disk, VirtioBlkOptions options);
+
+  // Opens the image a `--disk` option names (format, cache mode, read-only,
+  // discard as it says) and makes the device for it; `serial` answers GET_ID.
+  static Result<std::shared_ptr<VirtioBlk>> open(const block::DiskOption& disk, std::string serial);
 
   std::string_view name() const override { return "blk"; }
   uint32_t device_type() const override;

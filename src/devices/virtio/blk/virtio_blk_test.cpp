@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "block/disk_option.h"
 #include "block/image_open.h"
 #include "block/qcow2_image.h"
 #include "block/raw_image.h"
@@ -476,6 +477,29 @@ TEST_F(VirtioBlkTest, BatchedRequestsAndEventIdxInterrupts) {
   driver->add_chain(32, {{kHeaderAt, 16, false}, {kStatusAt, 1, true}});
   ASSERT_TRUE(device->process_queue(0).ok());
   EXPECT_EQ(interrupt.used.size(), 2u);
+}
+
+TEST_F(VirtioBlkTest, OpensWhatADiskOptionSays) {
+  const std::string path = dir.file("opt.raw");
+  ASSERT_TRUE(block::RawImage::create(path, kDiskBytes).ok());
+  auto option = block::parse_disk_option(path + ",readonly=on");
+  ASSERT_TRUE(option.ok()) << option.error().message();
+  auto blk = VirtioBlk::open(*option, "serial-1");
+  ASSERT_TRUE(blk.ok()) << blk.error().message();
+  EXPECT_TRUE((*blk)->read_only());
+  EXPECT_EQ((*blk)->capacity_sectors(), kDiskSectors);
+
+  option = block::parse_disk_option(path + ",discard=on");
+  ASSERT_TRUE(option.ok());
+  blk = VirtioBlk::open(*option, "serial-2");
+  ASSERT_TRUE(blk.ok());
+  EXPECT_TRUE((*blk)->device_features() & virtio::feature_bit(kFeatureDiscard));
+
+  option = block::parse_disk_option(dir.file("missing.qcow2"));
+  ASSERT_TRUE(option.ok());
+  blk = VirtioBlk::open(*option, "");
+  ASSERT_FALSE(blk.ok());
+  EXPECT_NE(blk.error().message().find("missing.qcow2"), std::string::npos) << blk.error().message();
 }
 
 TEST_F(VirtioBlkTest, PlugsIntoTheVirtioPciTransport) {
