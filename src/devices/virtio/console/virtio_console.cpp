@@ -22,14 +22,27 @@ uint32_t VirtioConsole::device_type() const { return virtio::kDeviceConsole; }
 
 uint64_t VirtioConsole::device_features() const {
   return virtio::feature_bit(virtio::kFeatureIndirectDesc) | virtio::feature_bit(virtio::kFeatureEventIdx) |
-         virtio::feature_bit(kFeatureEmergencyWrite);
+         virtio::feature_bit(kFeatureSize) | virtio::feature_bit(kFeatureEmergencyWrite);
 }
 
 void VirtioConsole::read_config(uint64_t offset, std::span<uint8_t> data) {
-  // cols/rows and max_nr_ports are only valid with SIZE / MULTIPORT, which
-  // are not offered; emerg_wr reads as zero.
-  std::fill(data.begin(), data.end(), 0);
-  (void)offset;
+  Config c{};
+  {
+    std::lock_guard lock(mutex_);
+    c.cols = cols_;
+    c.rows = rows_;
+  }
+  // max_nr_ports is only valid with MULTIPORT (not offered); emerg_wr reads as zero.
+  const auto* bytes = reinterpret_cast<const uint8_t*>(&c);
+  for (size_t i = 0; i < data.size(); ++i) data[i] = offset + i < sizeof c ? bytes[offset + i] : 0;
+}
+
+void VirtioConsole::set_size(uint16_t cols, uint16_t rows) {
+  std::lock_guard lock(mutex_);
+  if (cols == cols_ && rows == rows_) return;
+  cols_ = cols;
+  rows_ = rows;
+  if (active_ && !failed_) active_->interrupt->signal_config_change();
 }
 
 void VirtioConsole::write_config(uint64_t offset, std::span<const uint8_t> data) {

@@ -1,8 +1,9 @@
 // virtio console device (virtio 1.2, 5.3) with a single port: receiveq0
 // (queue 0) carries host input to the guest, transmitq0 (queue 1) carries
-// guest output to the host. Linux shows it as /dev/hvc0. No MULTIPORT, no
-// SIZE; EMERG_WRITE is offered so early kernel output written to the
-// configuration space reaches the host too.
+// guest output to the host. Linux shows it as /dev/hvc0. No MULTIPORT.
+// SIZE is offered so the guest's tty follows the host terminal's size
+// (set_size(); 80x24 until told), and EMERG_WRITE so early kernel output
+// written to the configuration space reaches the host too.
 //
 // The host side is two calls: an output sink that receives the guest's bytes
 // in order, and enqueue_input() that queues host bytes (a bounded buffer) and
@@ -68,6 +69,10 @@ class VirtioConsole : public VirtioDevice {
   // enqueue_input() refused bytes for lack of room.
   int input_space_fd() const { return space_event_.fd(); }
 
+  // The host terminal's size: the guest sees it in the configuration space
+  // and is told of a change with a configuration interrupt.
+  void set_size(uint16_t cols, uint16_t rows);
+
   std::string_view name() const override { return "console"; }
   uint32_t device_type() const override;
   uint64_t device_features() const override;
@@ -97,6 +102,7 @@ class VirtioConsole : public VirtioDevice {
   bool input_refused_ = false;  // enqueue_input turned bytes away since the last space signal
   std::optional<VirtioActivation> active_;
   bool failed_ = false;
+  uint16_t cols_ = 80, rows_ = 24;
 };
 
 }  // namespace hostvisor

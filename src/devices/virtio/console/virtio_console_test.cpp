@@ -27,7 +27,8 @@ constexpr uint64_t kRxBuffers = 0x10000, kTxBuffers = 0x20000;
 class RecordingInterrupt : public VirtioInterrupt {
  public:
   void signal_used(uint16_t queue) override { used.push_back(queue); }
-  void signal_config_change() override {}
+  void signal_config_change() override { ++config_changes; }
+  int config_changes = 0;
   void signal_needs_reset(const Error& reason) override { needs_reset.push_back(reason.message()); }
   std::vector<uint16_t> used;
   std::vector<std::string> needs_reset;
@@ -147,6 +148,24 @@ TEST_F(VirtioConsoleTest, FullInputBufferRefusesAndSignalsSpace) {
   for (int i = 0; i < 8; ++i) post_rx(16);
   for (uint16_t s = 0; s < rx->used_idx(); ++s) all += received(s);
   EXPECT_EQ(all, std::string(60, 'x') + "0123456789");
+}
+
+TEST_F(VirtioConsoleTest, TerminalSizeIsInTheConfigSpace) {
+  EXPECT_TRUE(console->device_features() & virtio::feature_bit(virtio_console::kFeatureSize));
+  virtio_console::Config c{};
+  console->read_config(0, std::span(reinterpret_cast<uint8_t*>(&c), sizeof c));
+  EXPECT_EQ(c.cols, 80);
+  EXPECT_EQ(c.rows, 24);
+  console->set_size(132, 50);  // before the driver: no interrupt
+  EXPECT_EQ(interrupt.config_changes, 0);
+  activate();
+  console->set_size(100, 40);
+  EXPECT_EQ(interrupt.config_changes, 1);
+  console->set_size(100, 40);  // no change, no interrupt
+  EXPECT_EQ(interrupt.config_changes, 1);
+  uint16_t rows = 0;
+  console->read_config(2, std::span(reinterpret_cast<uint8_t*>(&rows), 2));
+  EXPECT_EQ(rows, 40);
 }
 
 TEST_F(VirtioConsoleTest, EmergencyWriteGoesToTheSink) {
