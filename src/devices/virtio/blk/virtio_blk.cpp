@@ -1,6 +1,7 @@
 #include "devices/virtio/blk/virtio_blk.h"
 
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -61,6 +62,11 @@ Result<std::shared_ptr<VirtioBlk>> VirtioBlk::open(const block::DiskOption& disk
   return std::make_shared<VirtioBlk>(std::shared_ptr<block::BlockDevice>(std::move(image).value()), options);
 }
 
+VirtioBlk::~VirtioBlk() {
+  std::lock_guard lock(mutex_);
+  while (disk_->requests_in_flight() > 0) disk_->poll_completions(true);
+}
+
 uint32_t VirtioBlk::device_type() const { return virtio::kDeviceBlock; }
 
 uint64_t VirtioBlk::device_features() const {
@@ -112,8 +118,40 @@ Result<void> VirtioBlk::activate(const VirtioActivation& activation) {
 
 void VirtioBlk::reset() {
   std::lock_guard lock(mutex_);
+  // Requests in flight write into guest RAM: they must finish before the
+  // driver gets its memory back. Their answers are dropped with the rings.
+  while (disk_->requests_in_flight() > 0) disk_->poll_completions(true);
+  finished_.clear();
   active_.reset();
   failed_ = false;
+}
+
+void VirtioBlk::fail_locked(const Error& error) {
+  failed_ = true;
+  active_->interrupt->signal_needs_reset(error.with_context("virtio-blk"));
+}
+
+bool VirtioBlk::answer_locked(const DescriptorChain& chain, Outcome outcome) {
+  GuestMemory& memory = *active_->memory;
+  const uint64_t status_at = chain.writable_bytes() - 1;
+  auto wrote = chain.write(memory, status_at, std::span(&outcome.status, 1));
+  if (!wrote) {
+    fail_locked(wrote.error());
+    return false;
+  }
+  // data_written <= writable_bytes - 1 < 256 MiB (the chain limit), so it fits.
+  auto r = active_->queues[0].add_used(memory, chain.head(), static_cast<uint32_t>(outcome.data_written + 1));
+  if (!r) {
+    fail_locked(r.error());
+    return false;
+  }
+  ++completed_;
+  return true;
+}
+
+void VirtioBlk::interrupt_locked() {
+  auto notify = active_->queues[0].needs_interrupt(*active_->memory);
+  if (!notify || *notify) active_->interrupt->signal_used(0);
 }
 
 Result<void> VirtioBlk::process_queue(uint16_t queue) {
@@ -121,27 +159,23 @@ Result<void> VirtioBlk::process_queue(uint16_t queue) {
   if (!active_ || failed_ || queue != 0 || !active_->enabled[0]) return ok();
   GuestMemory& memory = *active_->memory;
   Virtqueue& q = active_->queues[0];
-  VirtioInterrupt& interrupt = *active_->interrupt;
   bool used = false;
-  auto fail = [&](const Error& e) {
-    failed_ = true;
-    interrupt.signal_needs_reset(e.with_context("virtio-blk"));
-  };
+  bool submitted = false;
   for (;;) {
     auto popped = q.pop(memory);
     if (!popped) {
-      fail(popped.error());
+      fail_locked(popped.error());
       break;
     }
     if (!popped->has_value()) break;
-    const DescriptorChain& chain = **popped;
+    DescriptorChain& chain = **popped;
     if (chain.writable_bytes() == 0) {
-      fail(Error(ErrorCode::kGuest, "request at descriptor " + std::to_string(chain.head()) +
-                                        " has no device-writable status byte, so it cannot be answered; the "
-                                        "driver is broken or hostile"));
+      fail_locked(Error(ErrorCode::kGuest, "request at descriptor " + std::to_string(chain.head()) +
+                                               " has no device-writable status byte, so it cannot be answered; the "
+                                               "driver is broken or hostile"));
       break;
     }
-    Outcome outcome{kStatusIoError, 0};
+    std::optional<Outcome> outcome = Outcome{kStatusIoError, 0};
     if (chain.readable_bytes() >= sizeof(RequestHeader)) {
       RequestHeader header{};
       auto got = chain.read(memory, 0, std::span(reinterpret_cast<uint8_t*>(&header), sizeof header));
@@ -149,83 +183,127 @@ Result<void> VirtioBlk::process_queue(uint16_t queue) {
     }
     // Otherwise the header is missing, short or device-writable: the request
     // is malformed but answerable, so it gets IOERR.
-    const uint64_t status_at = chain.writable_bytes() - 1;
-    auto wrote = chain.write(memory, status_at, std::span(&outcome.status, 1));
-    if (!wrote) {
-      fail(wrote.error());
-      break;
+    if (!outcome) {  // submitted: answered on completion
+      submitted = true;
+      continue;
     }
-    // data_written <= writable_bytes - 1 < 256 MiB (the chain limit), so it fits.
-    auto r = q.add_used(memory, chain.head(), static_cast<uint32_t>(outcome.data_written + 1));
-    if (!r) {
-      fail(r.error());
-      break;
-    }
-    ++completed_;
+    if (!answer_locked(chain, *outcome)) break;
     used = true;
   }
-  if (used) {
-    auto notify = q.needs_interrupt(memory);
-    if (!notify || *notify) interrupt.signal_used(0);
-  }
+  if (submitted && !failed_ && poll_and_answer_locked()) used = true;
+  if (used && !failed_) interrupt_locked();
   return ok();
 }
 
-VirtioBlk::Outcome VirtioBlk::serve(const DescriptorChain& chain, const RequestHeader& header) {
+int VirtioBlk::completion_fd() const { return options_.async_io ? disk_->notify_fd() : -1; }
+
+void VirtioBlk::process_completions() {
+  std::lock_guard lock(mutex_);
+  if (!options_.async_io) return;
+  // Clear the wake-up first, so a completion that lands after the poll below
+  // makes the fd readable again instead of being missed.
+  uint64_t count;
+  while (::read(disk_->notify_fd(), &count, sizeof count) > 0) {
+  }
+  if (poll_and_answer_locked()) interrupt_locked();
+}
+
+bool VirtioBlk::poll_and_answer_locked() {
+  // Also what sends batched submissions (io_uring) to the kernel. The
+  // completions only record their result (they run inside this call, under
+  // the lock); the answers go out below.
+  disk_->poll_completions(false);
+  if (!active_ || failed_) {
+    finished_.clear();
+    return false;
+  }
+  bool used = false;
+  for (auto& request : finished_) {
+    Outcome outcome{kStatusOk, request->data_bytes};
+    if (!request->result->ok()) {
+      HV_LOG_WARN("virtio-blk: asynchronous request failed: {}", request->result->error().message());
+      outcome.status = kStatusIoError;
+    }
+    if (!answer_locked(request->chain, outcome)) break;
+    used = true;
+  }
+  finished_.clear();
+  return used && !failed_;
+}
+
+std::optional<VirtioBlk::Outcome> VirtioBlk::submit_locked(const DescriptorChain& chain, block::BlockRequest request,
+                                                           uint64_t data_bytes) {
+  auto in_flight = std::make_shared<InFlight>();
+  in_flight->chain = chain;
+  in_flight->data_bytes = data_bytes;
+  disk_->submit(std::move(request), [this, in_flight](Result<void> result) {
+    in_flight->result = std::move(result);
+    finished_.push_back(in_flight);
+  });
+  return std::nullopt;
+}
+
+std::optional<VirtioBlk::Outcome> VirtioBlk::serve(const DescriptorChain& chain, const RequestHeader& header) {
   switch (header.type) {
     case kRequestIn: return transfer(chain, header, false);
     case kRequestOut: return transfer(chain, header, true);
     case kRequestFlush:
+      if (options_.async_io) return submit_locked(chain, block::BlockRequest{block::BlockOp::kFlush, 0, {}, 0}, 0);
       if (auto r = disk_->flush(); !r) {
         HV_LOG_WARN("virtio-blk: flush failed: {}", r.error().message());
-        return {kStatusIoError, 0};
+        return Outcome{kStatusIoError, 0};
       }
-      return {kStatusOk, 0};
+      return Outcome{kStatusOk, 0};
     case kRequestGetId: return get_id(chain);
     case kRequestDiscard:
-      if (!offered(kFeatureDiscard)) return {read_only_ ? kStatusIoError : kStatusUnsupported, 0};
+      if (!offered(kFeatureDiscard)) return Outcome{read_only_ ? kStatusIoError : kStatusUnsupported, 0};
       return discard_or_write_zeroes(chain, false);
     case kRequestWriteZeroes:
-      if (!offered(kFeatureWriteZeroes)) return {read_only_ ? kStatusIoError : kStatusUnsupported, 0};
+      if (!offered(kFeatureWriteZeroes)) return Outcome{read_only_ ? kStatusIoError : kStatusUnsupported, 0};
       return discard_or_write_zeroes(chain, true);
-    default: return {kStatusUnsupported, 0};
+    default: return Outcome{kStatusUnsupported, 0};
   }
 }
 
-VirtioBlk::Outcome VirtioBlk::transfer(const DescriptorChain& chain, const RequestHeader& header, bool is_write) {
+std::optional<VirtioBlk::Outcome> VirtioBlk::transfer(const DescriptorChain& chain, const RequestHeader& header,
+                                                      bool is_write) {
   // Data of a write is readable after the header, with only the status
   // writable; data of a read is writable before the status, with only the
   // header readable. Anything else has buffers in the wrong direction.
   const uint64_t status_bytes = 1;
   uint64_t length;
   if (is_write) {
-    if (chain.writable_bytes() != status_bytes) return {kStatusIoError, 0};
+    if (chain.writable_bytes() != status_bytes) return Outcome{kStatusIoError, 0};
     length = chain.readable_bytes() - sizeof(RequestHeader);
   } else {
-    if (chain.readable_bytes() != sizeof(RequestHeader)) return {kStatusIoError, 0};
+    if (chain.readable_bytes() != sizeof(RequestHeader)) return Outcome{kStatusIoError, 0};
     length = chain.writable_bytes() - status_bytes;
   }
-  if (length % kSectorSize != 0) return {kStatusIoError, 0};
+  if (length % kSectorSize != 0) return Outcome{kStatusIoError, 0};
   // Overflow-safe: sector + sectors <= capacity, never multiplied before the check.
   const uint64_t sectors = length >> kSectorShift;
-  if (header.sector > capacity_ || sectors > capacity_ - header.sector) return {kStatusIoError, 0};
+  if (header.sector > capacity_ || sectors > capacity_ - header.sector) return Outcome{kStatusIoError, 0};
   // 5.2.6.2: a write to a read-only device is IOERR and writes nothing.
-  if (is_write && read_only_) return {kStatusIoError, 0};
-  if (length == 0) return {kStatusOk, 0};
+  if (is_write && read_only_) return Outcome{kStatusIoError, 0};
+  if (length == 0) return Outcome{kStatusOk, 0};
 
   GuestMemory& memory = *active_->memory;
   const uint64_t offset = header.sector << kSectorShift;
   auto iov = is_write ? guest_iov(memory, chain.readable(), sizeof(RequestHeader), length)
                       : guest_iov(memory, chain.writable(), 0, length);
-  if (!iov) return {kStatusIoError, 0};
+  if (!iov) return Outcome{kStatusIoError, 0};
+  if (options_.async_io) {
+    block::BlockRequest request{is_write ? block::BlockOp::kWrite : block::BlockOp::kRead, offset, std::move(*iov), 0};
+    return submit_locked(chain, std::move(request), is_write ? 0 : length);
+  }
   auto r = is_write ? disk_->writev(offset, *iov) : disk_->readv(offset, *iov);
   if (!r) {
     HV_LOG_WARN("virtio-blk: {} of {} bytes at sector {} failed: {}", is_write ? "write" : "read", length,
                 header.sector, r.error().message());
     // A failed read may still have filled some of the buffers.
-    return {kStatusIoError, is_write ? 0 : length};
+    return Outcome{kStatusIoError, is_write ? 0 : length};
   }
-  return {kStatusOk, is_write ? 0 : length};
+  return Outcome{kStatusOk, is_write ? 0 : length};
 }
 
 VirtioBlk::Outcome VirtioBlk::get_id(const DescriptorChain& chain) {

@@ -14,8 +14,11 @@
 // DEVICE_NEEDS_RESET (2.1.2) and stops until the driver resets it.
 //
 // I/O is synchronous on the thread that calls process_queue() (the vCPU or
-// event-loop thread that delivers the notification); an image I/O error is an
-// IOERR for that request only.
+// event-loop thread that delivers the notification), unless async_io is on:
+// then reads, writes and flushes go to the block layer's asynchronous path
+// (io_uring or the format's worker thread) and are answered when the event
+// loop sees completion_fd() readable and calls process_completions(). An
+// image I/O error is an IOERR for that request only.
 #pragma once
 
 #include <cstdint>
@@ -23,6 +26,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "block/block_device.h"
 #include "block/disk_option.h"
@@ -41,6 +45,8 @@ struct VirtioBlkOptions {
   // Offer WRITE_ZEROES (every image format implements it).
   bool write_zeroes = true;
   uint16_t queue_size = 256;
+  // Submit I/O asynchronously; the event loop must then watch completion_fd().
+  bool async_io = false;
 };
 
 class VirtioBlk : public VirtioDevice {
@@ -55,6 +61,8 @@ class VirtioBlk : public VirtioDevice {
   // `disk` is shared with whoever else needs it (snapshots, the API); the
   // device only uses it between activate() and reset().
   VirtioBlk(std::shared_ptr<block::BlockDevice> disk, VirtioBlkOptions options);
+  // Waits for asynchronous requests still in flight (their callbacks point here).
+  ~VirtioBlk() override;
 
   // Opens the image a `--disk` option names (format, cache mode, read-only,
   // discard as it says) and makes the device for it; `serial` answers GET_ID.
@@ -71,6 +79,12 @@ class VirtioBlk : public VirtioDevice {
   void reset() override;
   Result<void> process_queue(uint16_t queue) override;
 
+  // With async_io: readable when submitted requests have finished; the
+  // event loop then calls process_completions(), which also clears it.
+  // -1 without async_io.
+  int completion_fd() const;
+  void process_completions();
+
   uint64_t capacity_sectors() const { return capacity_; }
   bool read_only() const { return read_only_; }
   // Counters, for tests and statistics.
@@ -83,8 +97,16 @@ class VirtioBlk : public VirtioDevice {
     uint8_t status;
     uint64_t data_written;
   };
-  Outcome serve(const DescriptorChain& chain, const virtio_blk::RequestHeader& header);
-  Outcome transfer(const DescriptorChain& chain, const virtio_blk::RequestHeader& header, bool is_write);
+  // Nothing: the request was submitted and is answered on completion.
+  std::optional<Outcome> serve(const DescriptorChain& chain, const virtio_blk::RequestHeader& header);
+  std::optional<Outcome> transfer(const DescriptorChain& chain, const virtio_blk::RequestHeader& header, bool is_write);
+  std::optional<Outcome> submit_locked(const DescriptorChain& chain, block::BlockRequest request, uint64_t data_bytes);
+  // Polls the block layer and answers finished requests; true if any was.
+  bool poll_and_answer_locked();
+  // Writes the status byte and returns the chain; false if the device failed.
+  bool answer_locked(const DescriptorChain& chain, Outcome outcome);
+  void interrupt_locked();
+  void fail_locked(const Error& error);
   Outcome get_id(const DescriptorChain& chain);
   Outcome discard_or_write_zeroes(const DescriptorChain& chain, bool write_zeroes);
   bool offered(unsigned feature) const;
@@ -98,6 +120,14 @@ class VirtioBlk : public VirtioDevice {
   std::optional<VirtioActivation> active_;
   bool failed_ = false;  // DEVICE_NEEDS_RESET was signalled
   uint64_t completed_ = 0;
+  // An asynchronous request: its chain (the guest buffers its iovecs point
+  // into stay the driver's until it is answered) and, once done, its result.
+  struct InFlight {
+    DescriptorChain chain;
+    uint64_t data_bytes = 0;
+    std::optional<Result<void>> result;
+  };
+  std::vector<std::shared_ptr<InFlight>> finished_;
 };
 
 }  // namespace hostvisor

@@ -4,6 +4,7 @@
 #include "devices/virtio/blk/virtio_blk.h"
 
 #include <gtest/gtest.h>
+#include <poll.h>
 
 #include <cstring>
 #include <string>
@@ -477,6 +478,88 @@ TEST_F(VirtioBlkTest, BatchedRequestsAndEventIdxInterrupts) {
   driver->add_chain(32, {{kHeaderAt, 16, false}, {kStatusAt, 1, true}});
   ASSERT_TRUE(device->process_queue(0).ok());
   EXPECT_EQ(interrupt.used.size(), 2u);
+}
+
+// Waits (up to 5 s) until the device has answered `count` requests in all.
+void wait_used(VirtioBlk& device, VirtqueueTestDriver& driver, uint16_t count) {
+  for (int i = 0; i < 500 && driver.used_idx() != count; ++i) {
+    pollfd p{device.completion_fd(), POLLIN, 0};
+    ::poll(&p, 1, 10);
+    device.process_completions();
+  }
+  ASSERT_EQ(driver.used_idx(), count) << "asynchronous requests did not complete";
+}
+
+TEST_F(VirtioBlkTest, AsynchronousReadsWritesAndFlush) {
+  VirtioBlkOptions o;
+  o.async_io = true;
+  for (bool qcow2 : {false, true}) {
+    SCOPED_TRACE(qcow2 ? "qcow2" : "raw");
+    start(qcow2 ? qcow2_disk() : raw_disk(), o);
+    ASSERT_GE(device->completion_fd(), 0);
+    // Eight 4 KiB writes in one notification, answered as they complete.
+    fill_data(11, 8 * 4096);
+    const auto written = data(8 * 4096);
+    for (int i = 0; i < 8; ++i) {
+      RequestHeader h{kRequestOut, 0, static_cast<uint64_t>(i) * 8};
+      ASSERT_TRUE(memory.write_obj(GuestAddress(kHeaderAt + 16 * i), h).ok());
+      driver->add_chain(
+          static_cast<uint16_t>(3 * i),
+          {{kHeaderAt + 16ull * i, 16, false}, {kDataAt + 4096ull * i, 4096, false}, {kStatusAt + i, 1, true}});
+    }
+    ASSERT_TRUE(device->process_queue(0).ok());
+    wait_used(*device, *driver, 8);
+    for (int i = 0; i < 8; ++i) EXPECT_EQ(memory.read_obj<uint8_t>(GuestAddress(kStatusAt + i)).value(), kStatusOk);
+    // Flush, then read everything back in one request.
+    put_header(kRequestFlush, 0);
+    driver->add_chain(24, {{kHeaderAt, 16, false}, {kStatusAt, 1, true}});
+    ASSERT_TRUE(device->process_queue(0).ok());
+    wait_used(*device, *driver, 9);
+    EXPECT_EQ(status(), kStatusOk);
+    ASSERT_TRUE(memory.fill(GuestAddress(kDataAt), 0, 8 * 4096).ok());
+    put_header(kRequestIn, 0);
+    driver->add_chain(26, {{kHeaderAt, 16, false}, {kDataAt, 8 * 4096, true}, {kStatusAt, 1, true}});
+    ASSERT_TRUE(device->process_queue(0).ok());
+    wait_used(*device, *driver, 10);
+    EXPECT_EQ(status(), kStatusOk);
+    EXPECT_EQ(driver->used(9).len, 8u * 4096 + 1);
+    EXPECT_EQ(data(8 * 4096), written);
+    // Requests that fail validation are answered at once, without the event loop.
+    put_header(kRequestIn, kDiskSectors);
+    driver->add_chain(29, {{kHeaderAt, 16, false}, {kDataAt, 512, true}, {kStatusAt, 1, true}});
+    ASSERT_TRUE(device->process_queue(0).ok());
+    EXPECT_EQ(driver->used_idx(), 11);
+    EXPECT_EQ(status(), kStatusIoError);
+    device->reset();
+  }
+}
+
+TEST_F(VirtioBlkTest, AsynchronousIoErrorAndResetWithRequestsInFlight) {
+  VirtioBlkOptions o;
+  o.async_io = true;
+  start(std::make_shared<FailingDisk>(), o);
+  put_header(kRequestIn, 0);
+  driver->add_chain(0, {{kHeaderAt, 16, false}, {kDataAt, 512, true}, {kStatusAt, 1, true}});
+  ASSERT_TRUE(device->process_queue(0).ok());
+  wait_used(*device, *driver, 1);
+  EXPECT_EQ(status(), kStatusIoError);
+  EXPECT_TRUE(interrupt.needs_reset.empty());
+
+  // A reset waits for the requests in flight and drops their answers.
+  auto disk = raw_disk();
+  start(disk, o);
+  for (int i = 0; i < 16; ++i) {
+    RequestHeader h{kRequestIn, 0, static_cast<uint64_t>(i)};
+    ASSERT_TRUE(memory.write_obj(GuestAddress(kHeaderAt + 16 * i), h).ok());
+    driver->add_chain(
+        static_cast<uint16_t>(3 * i),
+        {{kHeaderAt + 16ull * i, 16, false}, {kDataAt + 512ull * i, 512, true}, {kStatusAt + i, 1, true}});
+  }
+  ASSERT_TRUE(device->process_queue(0).ok());
+  device->reset();
+  EXPECT_EQ(disk->requests_in_flight(), 0u);
+  device->process_completions();  // nothing left to answer, and no rings to answer into
+  EXPECT_TRUE(interrupt.needs_reset.empty());
 }
 
 TEST_F(VirtioBlkTest, OpensWhatADiskOptionSays) {
