@@ -25,7 +25,7 @@ namespace {
 
 constexpr char kManifest[] = "default-guest.manifest";
 constexpr char kCmdline[] = "console=ttyS0 panic=-1";
-constexpr int kManifestVersion = 1;
+constexpr int kManifestVersion = 2;  // bump when the initramfs contents change
 
 std::string normalize_module_name(std::string name) {
   std::replace(name.begin(), name.end(), '-', '_');
@@ -85,7 +85,9 @@ Result<std::string> read_whole(const fs::path& p) { return read_file(p.string())
 
 std::string default_guest_init_script() {
   return R"(#!/bin/sh
-# hostvisor default guest: PID 1 of the initramfs.
+# hostvisor default guest: early set-up, then busybox init (/etc/inittab),
+# which gives the console a shell and turns poweroff/reboot into the real
+# thing (ACPI power-off, reset).
 /bin/busybox --install -s
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -96,10 +98,15 @@ while read -r module; do
 done < /etc/hostvisor-modules
 hostname hostvisor
 echo "hostvisor default guest: Linux $(uname -r), $(grep -c ^processor /proc/cpuinfo) CPU(s). Type 'poweroff' to stop."
-# Leaving the shell powers the machine off, so the run always ends cleanly.
-setsid cttyhack sh -l
-poweroff -f
+exec /bin/busybox init
 )";
+}
+
+std::string default_guest_inittab() {
+  return "::respawn:-/bin/cttyhack /bin/sh -l\n"
+         "::ctrlaltdel:/bin/reboot\n"
+         "::shutdown:/bin/sync\n"
+         "::shutdown:/bin/umount -a -r\n";
 }
 
 Result<std::string> default_cache_dir() {
@@ -212,6 +219,7 @@ Result<DefaultGuest> prepare_default_guest(const DefaultGuestOptions& options) {
     module_list += file + "\n";
   }
   HV_TRY(cpio.add_file("etc/hostvisor-modules", module_list));
+  HV_TRY(cpio.add_file("etc/inittab", default_guest_inittab()));
   HV_TRY(cpio.add_file("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"));
   HV_TRY(cpio.add_file("etc/group", "root:x:0:\n"));
   const std::vector<uint8_t> archive = cpio.finish();

@@ -36,7 +36,8 @@ Result<std::string> default_cache_dir();
 // Returns the cached default guest, building it first if it is not there.
 Result<DefaultGuest> prepare_default_guest(const DefaultGuestOptions& options);
 
-// The /init script of the initramfs (exposed for tests).
+// The /init script and /etc/inittab of the initramfs (exposed for tests).
 std::string default_guest_init_script();
+std::string default_guest_inittab();
 
 }  // namespace hostvisor::guest

@@ -33,9 +33,10 @@ TEST(DefaultGuest, BuildsFromDebianPackagesAndIsReusedAfterwards) {
   // The initramfs holds init, busybox and the virtio modules, dependencies first.
   auto listing = run_process_checked({"sh", "-c", "cpio -it --quiet < '" + guest->initrd_path + "'"});
   ASSERT_TRUE(listing.ok()) << listing.error().message();
-  for (const char* f : {"init", "bin/busybox", "dev/console", "lib/modules/virtio_pci.ko", "lib/modules/virtio_blk.ko",
-                        "lib/modules/virtio_net.ko", "lib/modules/virtio_console.ko", "lib/modules/virtio-rng.ko",
-                        "lib/modules/virtio.ko", "lib/modules/virtio_ring.ko", "lib/modules/failover.ko"})
+  for (const char* f :
+       {"init", "etc/inittab", "bin/busybox", "dev/console", "lib/modules/virtio_pci.ko", "lib/modules/virtio_blk.ko",
+        "lib/modules/virtio_net.ko", "lib/modules/virtio_console.ko", "lib/modules/virtio-rng.ko",
+        "lib/modules/virtio.ko", "lib/modules/virtio_ring.ko", "lib/modules/failover.ko"})
     EXPECT_NE(listing->find(std::string(f) + "\n"), std::string::npos) << f << " missing from\n" << *listing;
   auto order = run_process_checked(
       {"sh", "-c", "cd '" + cache.string() + "' && cpio -i --quiet --to-stdout etc/hostvisor-modules < initrd.img"});
@@ -54,11 +55,12 @@ TEST(DefaultGuest, BuildsFromDebianPackagesAndIsReusedAfterwards) {
   std::filesystem::remove_all(cache);
 }
 
-TEST(DefaultGuest, InitPowersOffWhenTheShellEnds) {
+TEST(DefaultGuest, InitLoadsModulesThenHandsOverToBusyboxInit) {
   const std::string init = default_guest_init_script();
   EXPECT_EQ(init.rfind("#!/bin/sh", 0), 0u);
-  EXPECT_NE(init.find("poweroff -f"), std::string::npos);
   EXPECT_NE(init.find("/etc/hostvisor-modules"), std::string::npos);
+  EXPECT_NE(init.find("exec /bin/busybox init"), std::string::npos);
+  EXPECT_NE(default_guest_inittab().find("respawn:-/bin/cttyhack /bin/sh"), std::string::npos);
 }
 
 TEST(DefaultGuest, MissingPackageGivesAClearError) {
