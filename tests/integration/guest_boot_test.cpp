@@ -61,8 +61,9 @@ TEST_P(GuestBootTest, BootsAndReports) {
 
   // --no-reboot: a guest reset ends the run (status 3) instead of rebooting
   // the kernel, which would reset again, forever.
-  std::vector<std::string> argv = {HOSTVISOR_PATH, "run", "--kernel", kernel, "--memory",     "64M",
-                                   "--cpus",       "1",   "--accel",  accel,  "--debug-exit", "--no-reboot"};
+  std::vector<std::string> argv = {HOSTVISOR_PATH, "run", "--kernel",     kernel,
+                                   "--memory",     "64M", "--cpus",       std::to_string(c.cpus),
+                                   "--accel",      accel, "--debug-exit", "--no-reboot"};
   std::optional<TestInitrd> initrd;
   if (needs_boot_payload(c)) {
     initrd.emplace();

@@ -32,6 +32,8 @@ const std::vector<GuestCase> kGuestCases = {
     {"reset", "pvh", Expect::kReset},
     {"triplefault", "elf64", Expect::kTripleFault},
     {"triplefault", "pvh", Expect::kTripleFault},
+    {"smp", "elf64", Expect::kPass, false, 2},
+    {"smp", "pvh", Expect::kPass, false, 2},
 };
 
 std::string guest_image(const GuestCase& c) { return std::string(HV_GUESTS_DIR) + "/" + c.scenario + "." + c.format; }

@@ -28,6 +28,7 @@ struct GuestCase {
   // Uses instructions that a software /dev/kvm (kvm_pvm) cannot execute:
   // on such a host the kvm run is skipped, loudly.
   bool needs_hardware_kvm = false;
+  int cpus = 1;
 };
 
 // Names the case in gtest's output instead of dumping its bytes.

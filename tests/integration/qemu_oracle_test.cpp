@@ -38,11 +38,17 @@ TEST_P(QemuOracleTest, KernelBehavesUnderQemu) {
   const std::string kernel = guest_image(c);
   ASSERT_TRUE(std::filesystem::exists(kernel)) << kernel << " was not built (target hv_guest_kernels)";
 
-  std::vector<std::string> argv = {kQemu,        "-accel",      "tcg",      "-nographic",
-                                   "-no-reboot", "-nodefaults", "-m",       "64",
-                                   "-net",       "none",        "-device",  "isa-debug-exit,iobase=0xf4,iosize=0x04",
-                                   "-serial",    "stdio",       "-monitor", "none",
-                                   "-display",   "none",        "-kernel",  kernel};
+  std::vector<std::string> argv = {kQemu,        "-accel",
+                                   "tcg",        "-nographic",
+                                   "-no-reboot", "-nodefaults",
+                                   "-smp",       std::to_string(c.cpus),
+                                   "-m",         "64",
+                                   "-net",       "none",
+                                   "-device",    "isa-debug-exit,iobase=0xf4,iosize=0x04",
+                                   "-serial",    "stdio",
+                                   "-monitor",   "none",
+                                   "-display",   "none",
+                                   "-kernel",    kernel};
   std::optional<TestInitrd> initrd;
   if (needs_boot_payload(c)) {
     initrd.emplace();

@@ -131,9 +131,11 @@ static void check_entry_state(const struct boot_info* info) {
                 e->ds, e->es, e->ss);
   }
   if (info->format == BOOT_PVH) {
-    /* PVH ABI: CR0 has only PE set among its writable bits (ET is read-only), CR4 is all clear. */
-    if ((e->cr0 & ~(uint64_t)(CR0_PE | CR0_ET)) != 0 || e->cr4 != 0)
-      test_fail("PVH wants CR0 = PE and CR4 = 0, got cr0 0x%lx cr4 0x%lx", e->cr0, e->cr4);
+    /* PVH ABI: of CR0's writable bits only PE is set (ET is read-only); CR4 is all clear. */
+    uint64_t extra = e->cr0 & ~(uint64_t)(CR0_PE | CR0_ET);
+    if (extra != 0 || e->cr4 != 0)
+      test_fail("PVH entry wants CR0 = PE and CR4 = 0, got cr0 0x%lx (extra bits 0x%lx) cr4 0x%lx", e->cr0, extra,
+                e->cr4);
   }
   print("entry state ok (%s mode)\n", long_mode ? "64-bit" : "32-bit");
 }
