@@ -96,6 +96,40 @@ TEST_P(GuestBootTest, BootsAndReports) {
   }
 }
 
+// The checks inside the bootinfo kernel must be able to fail: a corrupted
+// initrd and a different command line are reported as FAIL (status 35).
+class BootinfoRejectsTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == "kvm" && !probe_host_virtualization().dev_kvm_usable)
+      GTEST_SKIP() << "\n*** /dev/kvm is missing or not accessible: the kvm guest boot tests did NOT run. ***";
+  }
+  ChildResult boot(const std::string& initrd, const std::string& append) {
+    const std::string kernel = std::string(HV_GUESTS_DIR) + "/bootinfo.pvh";
+    return run_child({HOSTVISOR_PATH, "run", "--kernel", kernel, "--memory", "64M", "--accel", GetParam(),
+                      "--debug-exit", "--no-reboot", "--initrd", initrd, "--append", append},
+                     kGuestTimeout);
+  }
+};
+
+TEST_P(BootinfoRejectsTest, CorruptInitrd) {
+  TestInitrd initrd(/*corrupt=*/true);
+  const ChildResult r = boot(initrd.path(), HVT_BOOTINFO_CMDLINE);
+  const std::string log = transcript("bootinfo.pvh with a corrupted initrd", r);
+  EXPECT_EQ(r.exit_status, kStatusFail) << log;
+  EXPECT_TRUE(contains(r.out, "FAIL bootinfo: initrd checksum")) << log;
+}
+
+TEST_P(BootinfoRejectsTest, WrongCommandLine) {
+  TestInitrd initrd;
+  const ChildResult r = boot(initrd.path(), "hv-test-cmdline=43 foo");
+  const std::string log = transcript("bootinfo.pvh with another command line", r);
+  EXPECT_EQ(r.exit_status, kStatusFail) << log;
+  EXPECT_TRUE(contains(r.out, "FAIL bootinfo: command line")) << log;
+}
+
+INSTANTIATE_TEST_SUITE_P(Guests, BootinfoRejectsTest, ::testing::ValuesIn(kAccelerators));
+
 std::string case_name(const ::testing::TestParamInfo<std::tuple<GuestCase, std::string>>& info) {
   const auto& [c, accel] = info.param;
   return std::string(c.scenario) + "_" + c.format + "_" + accel;

@@ -40,7 +40,7 @@ std::string guest_image(const GuestCase& c) { return std::string(HV_GUESTS_DIR) 
 
 bool needs_boot_payload(const GuestCase& c) { return std::strcmp(c.scenario, "bootinfo") == 0; }
 
-TestInitrd::TestInitrd() {
+TestInitrd::TestInitrd(bool corrupt) {
   static int counter = 0;
   path_ = std::filesystem::temp_directory_path() /
           ("hv-test-initrd-" + std::to_string(getpid()) + "-" + std::to_string(counter++) + ".img");
@@ -54,6 +54,7 @@ TestInitrd::TestInitrd() {
   header.magic = HVT_INITRD_MAGIC;
   header.total_size = static_cast<uint32_t>(sizeof(header) + payload.size());
   header.payload_fnv1a = hvt_fnv1a(payload.data(), static_cast<uint32_t>(payload.size()));
+  if (corrupt) payload[payload.size() / 2] ^= 0x40;
   std::ofstream out(path_, std::ios::binary | std::ios::trunc);
   out.write(reinterpret_cast<const char*>(&header), sizeof(header));
   out.write(reinterpret_cast<const char*>(payload.data()), static_cast<std::streamsize>(payload.size()));

@@ -45,9 +45,10 @@ bool needs_boot_payload(const GuestCase& c);
 
 // Writes the initrd the bootinfo kernel verifies (header + pseudo-random
 // payload of an odd size) to a new temporary file and removes it on destruction.
+// A corrupt one has one payload byte changed after the checksum was taken.
 class TestInitrd {
  public:
-  TestInitrd();
+  explicit TestInitrd(bool corrupt = false);
   ~TestInitrd();
   TestInitrd(const TestInitrd&) = delete;
   TestInitrd& operator=(const TestInitrd&) = delete;

@@ -31,9 +31,19 @@ static bool usable_covers(const struct boot_info* info, uint64_t addr, uint64_t 
   return false;
 }
 
+/* The kernel image as linked, .bss included (boot/kernel.ld). */
+extern const char __image_start[], __image_end[];
+
+static bool overlaps_image(uint64_t addr, uint64_t size) {
+  const uint64_t start = (uint64_t)(uintptr_t)__image_start, end = (uint64_t)(uintptr_t)__image_end;
+  return addr < end && start - addr < size;
+}
+
 static void check_cmdline(const struct boot_info* info) {
   if (!info->cmdline) test_fail("no command line was passed");
   print("cmdline: \"%s\"\n", info->cmdline);
+  if (overlaps_image((uint64_t)(uintptr_t)info->cmdline, strlen(info->cmdline) + 1))
+    test_fail("the command line at %p lies inside the kernel image", info->cmdline);
   /* Multiboot loaders put the kernel's file name first, so look for the words
    * rather than an exact match; they must end the line. */
   const char* found = strstr(info->cmdline, HVT_BOOTINFO_CMDLINE);
@@ -51,6 +61,9 @@ static void check_initrd(const struct boot_info* info) {
       info->initrd_size > (1ull << 32) - info->initrd_addr)
     test_fail("initrd range 0x%lx+0x%lx is not below 4 GiB", info->initrd_addr, info->initrd_size);
   if (info->initrd_size < sizeof(struct hvt_initrd_header)) test_fail("initrd is shorter than its header");
+  if (overlaps_image(info->initrd_addr, info->initrd_size))
+    test_fail("initrd 0x%lx+0x%lx overlaps the kernel image 0x%lx-0x%lx (.bss included)", info->initrd_addr,
+              info->initrd_size, (uint64_t)(uintptr_t)__image_start, (uint64_t)(uintptr_t)__image_end);
   if (!usable_covers(info, info->initrd_addr, info->initrd_size))
     test_fail("initrd at 0x%lx is not inside usable RAM of the memory map", info->initrd_addr);
   const struct hvt_initrd_header* header = (const struct hvt_initrd_header*)(uintptr_t)info->initrd_addr;
@@ -123,6 +136,11 @@ static void check_entry_state(const struct boot_info* info) {
       test_fail("64-bit entry without long mode: cr0 0x%lx cr4 0x%lx efer 0x%lx", e->cr0, e->cr4, e->efer);
   } else if (!(e->cr0 & CR0_PE) || (e->cr0 & CR0_PG)) {
     test_fail("32-bit entry needs protected mode with paging off: cr0 0x%lx", e->cr0);
+  }
+  if (info->format == BOOT_BZIMAGE && info->raw_pointer) {
+    /* type_of_loader is an obligatory write for the boot loader (0xFF: undefined). */
+    uint8_t loader = *(volatile const uint8_t*)(uintptr_t)(info->raw_pointer + 0x210);
+    if (loader == 0) test_fail("boot_params.hdr.type_of_loader is 0: the loader must set it (0xFF if unregistered)");
   }
   if (info->format == BOOT_BZIMAGE) {
     /* Both boot protocol entries: __BOOT_CS 0x10, __BOOT_DS 0x18 in DS, ES, SS. */
