@@ -52,22 +52,30 @@ inline uint64_t effective_address(const Cpu& cpu, const Insn& insn) {
   return ea & address_mask(insn.addrsize);
 }
 
-inline uint64_t read_op(Cpu& cpu, const Insn& insn, int i) {
+// Memory operands (and the rare kinds) leave the inlined fast path.
+[[gnu::noinline]] inline uint64_t read_op_memory(Cpu& cpu, const Insn& insn, int i) {
   const Operand& o = insn.op[i];
-  switch (o.kind) {
-    case OpKind::kReg: return get_reg(cpu, o.reg, o.size, o.high8);
-    case OpKind::kMem: return read_mem_n(cpu, insn.mem.seg, effective_address(cpu, insn), o.size);
-    case OpKind::kImm: return insn.imm & size_mask(o.size);
-    default: return 0;
-  }
+  if (o.kind != OpKind::kMem) return 0;
+  return read_mem_n(cpu, insn.mem.seg, effective_address(cpu, insn), o.size);
 }
 
-inline void write_op(Cpu& cpu, const Insn& insn, int i, uint64_t value) {
+[[gnu::always_inline]] inline uint64_t read_op(Cpu& cpu, const Insn& insn, int i) {
   const Operand& o = insn.op[i];
-  if (o.kind == OpKind::kReg) {
+  if (__builtin_expect(o.kind == OpKind::kReg, 1)) return get_reg(cpu, o.reg, o.size, o.high8);
+  if (o.kind == OpKind::kImm) return insn.imm & size_mask(o.size);
+  return read_op_memory(cpu, insn, i);
+}
+
+[[gnu::noinline]] inline void write_op_memory(Cpu& cpu, const Insn& insn, int i, uint64_t value) {
+  write_mem_n(cpu, insn.mem.seg, effective_address(cpu, insn), insn.op[i].size, value);
+}
+
+[[gnu::always_inline]] inline void write_op(Cpu& cpu, const Insn& insn, int i, uint64_t value) {
+  const Operand& o = insn.op[i];
+  if (__builtin_expect(o.kind == OpKind::kReg, 1)) {
     set_reg(cpu, o.reg, o.size, value, o.high8);
   } else {
-    write_mem_n(cpu, insn.mem.seg, effective_address(cpu, insn), o.size, value);
+    write_op_memory(cpu, insn, i, value);
   }
 }
 
