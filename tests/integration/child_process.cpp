@@ -48,7 +48,8 @@ bool drain(int fd, std::string& into) {
 
 }  // namespace
 
-ChildResult run_child(const std::vector<std::string>& argv, std::chrono::milliseconds timeout) {
+ChildResult run_child(const std::vector<std::string>& argv, std::chrono::milliseconds timeout,
+                      const StopCondition& stop_when) {
   ChildResult result;
   Pipe out, err;
   if (argv.empty() || !open_pipe(out) || !open_pipe(err)) {
@@ -76,7 +77,7 @@ ChildResult run_child(const std::vector<std::string>& argv, std::chrono::millise
   out.write = err.write = -1;
   result.started = true;
 
-  const auto deadline = start + timeout;
+  auto deadline = start + timeout;
   bool out_open = true, err_open = true;
   while (out_open || err_open) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
@@ -90,6 +91,11 @@ ChildResult run_child(const std::vector<std::string>& argv, std::chrono::millise
     if (ready < 0 && errno != EINTR) break;
     if (ready <= 0) continue;
     if (fds[0].revents) out_open = drain(out.read, result.out);
+    if (stop_when && !result.terminated && stop_when(result.out)) {
+      result.terminated = true;
+      kill(pid, SIGTERM);
+      deadline = std::chrono::steady_clock::now() + kTerminateGrace;
+    }
     if (fds[1].revents) err_open = drain(err.read, result.err);
   }
   // Output closed does not mean exited: keep the deadline while waiting.

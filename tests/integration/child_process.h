@@ -3,17 +3,19 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <string>
 #include <vector>
 
 namespace hostvisor::testing {
 
 struct ChildResult {
-  bool started = false;    // false: fork/exec failed; error says why
-  bool timed_out = false;  // killed with SIGKILL at the deadline
-  int exit_status = -1;    // when it exited normally
-  int signal = 0;          // when a signal ended it
-  std::string out, err;    // stdout and stderr, each capped at kMaxCapture
+  bool started = false;     // false: fork/exec failed; error says why
+  bool timed_out = false;   // killed with SIGKILL at the deadline
+  bool terminated = false;  // sent SIGTERM because stop_when said so
+  int exit_status = -1;     // when it exited normally
+  int signal = 0;           // when a signal ended it
+  std::string out, err;     // stdout and stderr, each capped at kMaxCapture
   std::string error;
   std::chrono::milliseconds elapsed{0};
 
@@ -22,7 +24,12 @@ struct ChildResult {
 
 constexpr size_t kMaxCapture = 4 << 20;
 
-// Runs argv[0] (a path) with argv, stdin from /dev/null.
-ChildResult run_child(const std::vector<std::string>& argv, std::chrono::milliseconds timeout);
+// Runs argv[0] (a path) with argv, stdin from /dev/null. If stop_when is
+// given, it sees stdout as it grows; once it returns true the child gets
+// SIGTERM and has kTerminateGrace to exit before it is killed (timed_out).
+using StopCondition = std::function<bool(const std::string& out)>;
+constexpr std::chrono::seconds kTerminateGrace{10};
+ChildResult run_child(const std::vector<std::string>& argv, std::chrono::milliseconds timeout,
+                      const StopCondition& stop_when = nullptr);
 
 }  // namespace hostvisor::testing

@@ -130,6 +130,38 @@ TEST_P(BootinfoRejectsTest, WrongCommandLine) {
 
 INSTANTIATE_TEST_SUITE_P(Guests, BootinfoRejectsTest, ::testing::ValuesIn(kAccelerators));
 
+size_t count(const std::string& haystack, const std::string& needle) {
+  size_t n = 0;
+  for (size_t at = haystack.find(needle); at != std::string::npos; at = haystack.find(needle, at + 1)) n++;
+  return n;
+}
+
+// Without --no-reboot a guest reset reboots the machine: the reset kernel
+// starts over, resets again, and so on, until SIGTERM ends hostvisor cleanly.
+class RebootTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == "kvm" && !probe_host_virtualization().dev_kvm_usable)
+      GTEST_SKIP() << "\n*** /dev/kvm is missing or not accessible: the kvm guest boot tests did NOT run. ***";
+  }
+};
+
+TEST_P(RebootTest, ResetRebootsUntilTerminated) {
+  const std::string kernel = std::string(HV_GUESTS_DIR) + "/reset.elf64";
+  const std::string booted = "reset: booted as elf64\n";
+  const ChildResult r =
+      run_child({HOSTVISOR_PATH, "run", "--kernel", kernel, "--memory", "64M", "--accel", GetParam(), "--debug-exit"},
+                kGuestTimeout, [&](const std::string& out) { return count(out, booted) >= 3; });
+  const std::string log = transcript("reset.elf64 without --no-reboot", r);
+  ASSERT_TRUE(r.terminated) << "the kernel did not boot three times" << log;
+  ASSERT_FALSE(r.timed_out) << "hostvisor did not exit within " << kTerminateGrace.count() << " s of SIGTERM" << log;
+  EXPECT_EQ(r.signal, 0) << log;
+  EXPECT_EQ(r.exit_status, 0) << "SIGTERM is a clean stop" << log;
+  EXPECT_GE(count(r.err, "rebooting"), 2u) << log;
+}
+
+INSTANTIATE_TEST_SUITE_P(Guests, RebootTest, ::testing::ValuesIn(kAccelerators));
+
 std::string case_name(const ::testing::TestParamInfo<std::tuple<GuestCase, std::string>>& info) {
   const auto& [c, accel] = info.param;
   return std::string(c.scenario) + "_" + c.format + "_" + accel;
