@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Boots a test kernel in QEMU (TCG) as an oracle for hostvisor:
 #   run-qemu.sh IMAGE [--bootinfo]
+# Two CPUs (for the smp kernel; the others use one).
 # --bootinfo passes the command line, a generated test initrd and 64 MiB of RAM
 # that the bootinfo scenario expects. Exits with QEMU's status (33 = PASS,
 # 35 = FAIL through isa-debug-exit).
@@ -20,6 +21,6 @@ open(sys.argv[1], "wb").write(struct.pack("<IIII", 0x49545648, 16 + len(payload)
 PY
   args=(-initrd "$initrd" -append "hv-test-cmdline=42 foo")
 fi
-timeout 30 qemu-system-x86_64 -accel tcg -nographic -no-reboot -m 64 -net none \
+timeout 30 qemu-system-x86_64 -accel tcg -nographic -no-reboot -smp 2 -m 64 -net none \
   -device isa-debug-exit,iobase=0xf4,iosize=0x04 -serial stdio -monitor none -display none \
   -kernel "$image" "${args[@]}"
