@@ -1,4 +1,4 @@
-# Flags for freestanding x86-64 guest kernels (tests/guests, guest/demo),
+# Flags for freestanding x86-64 guest kernels (tests/guests),
 # built with the host clang and linked with lld into bare ELF images.
 set(HV_GUEST_C_FLAGS
     -ffreestanding -fno-pic -fno-pie -fno-stack-protector -fno-asynchronous-unwind-tables -fno-unwind-tables

@@ -4,8 +4,8 @@
 #include <memory>
 
 #include "base/size.h"
+#include "block/disk_option.h"
 #include "guest/default_guest/default_guest.h"
-#include "guest/demo/demo_guest.h"
 #include "vmm/machine.h"
 
 namespace hostvisor::cli {
@@ -15,6 +15,7 @@ namespace {
 struct RunOptions {
   std::string kernel, initrd, append, memory = "256M", accel = "auto";
   unsigned cpus = 1;
+  std::vector<std::string> disks;
   bool debug_exit = false;
   bool no_reboot = false;
 };
@@ -25,15 +26,18 @@ int run(const RunOptions& options) {
   MachineConfig config;
   config.kernel_path = options.kernel;
   if (config.kernel_path.empty()) {
-    // No kernel: the built-in default guest. Until the Linux default guest
-    // runs here it is the embedded demo kernel.
-    auto cache = guest::default_cache_dir();
-    auto demo = cache ? guest::install_demo_kernel(*cache) : Result<std::string>(cache.error());
-    if (!demo) {
-      fail("the default guest: " + demo.error().message());
+    // No kernel: the default guest (Debian's kernel + busybox), assembled
+    // into the cache on first use.
+    guest::DefaultGuestOptions guest_options;
+    guest_options.progress = [](const std::string& line) { std::fprintf(stderr, "hostvisor: %s\n", line.c_str()); };
+    auto guest = guest::prepare_default_guest(guest_options);
+    if (!guest) {
+      fail("the default guest: " + guest.error().message());
       return 1;
     }
-    config.kernel_path = *demo;
+    config.kernel_path = guest->kernel_path;
+    if (config.initrd_path.empty()) config.initrd_path = guest->initrd_path;
+    if (config.cmdline.empty()) config.cmdline = guest->cmdline;
   }
   config.initrd_path = options.initrd;
   config.cmdline = options.append;
@@ -51,6 +55,14 @@ int run(const RunOptions& options) {
     return 2;
   }
   config.accel = *accel;
+  for (const auto& text : options.disks) {
+    auto disk = block::parse_disk_option(text);
+    if (!disk) {
+      fail("--disk " + text + ": " + disk.error().message());
+      return 2;
+    }
+    config.disks.push_back(*disk);
+  }
 
   // A guest reset reboots: the machine is built afresh from the same
   // configuration (RAM cleared, devices reset, kernel reloaded), as a PC's
@@ -85,6 +97,9 @@ void add_run_command(CLI::App& app, int* exit_status) {
   cmd->add_option("--initrd", options->initrd, "Initial ramdisk (multiboot: module 0)")->check(CLI::ExistingFile);
   cmd->add_option("--append", options->append, "Kernel command line");
   cmd->add_option("--memory,-m", options->memory, "Guest RAM, e.g. 256M, 2G")->capture_default_str();
+  cmd->add_option("--disk", options->disks,
+                  "Attach a disk image as virtio-blk (repeatable): FILE[,format=raw|qcow2][,cache=writeback|none|"
+                  "unsafe][,readonly=on][,discard=on]");
   cmd->add_option("--cpus", options->cpus, "Number of vCPUs")->capture_default_str()->check(CLI::Range(1u, kMaxVcpus));
   cmd->add_option("--accel", options->accel, "CPU backend: auto, kvm or emu")->capture_default_str();
   cmd->add_flag("--debug-exit", options->debug_exit,

@@ -22,6 +22,7 @@
 #include "devices/legacy/serial_8250.h"
 #include "devices/pci/pci_config_io.h"
 #include "devices/pci/pci_ecam.h"
+#include "devices/virtio/blk/virtio_blk.h"
 #include "devices/virtio/pci/virtio_pci_device.h"
 #include "devices/virtio/rng/virtio_rng.h"
 #include "vmm/console.h"
@@ -136,6 +137,12 @@ Result<void> Machine::add_pci_devices() {
   // randomness at boot (Linux's crng init), and it costs nothing idle.
   auto rng = HV_TRY(VirtioPciDevice::create(std::make_shared<VirtioRng>(), memory_));
   HV_TRY(pci_root_->add_device(rng));
+
+  for (size_t i = 0; i < config_.disks.size(); ++i) {
+    // The serial is what the guest sees in /sys/block/vdX/serial.
+    auto blk = HV_TRY(VirtioBlk::open(config_.disks[i], "hostvisor-disk" + std::to_string(i)));
+    HV_TRY(pci_root_->add_device(HV_TRY(VirtioPciDevice::create(blk, memory_))));
+  }
   return {};
 }
 
@@ -272,9 +279,17 @@ bool Machine::handle_exit(unsigned index, VcpuExit& exit) {
             return true;
           },
           [&](HaltExit&) {
-            request_stop(RunOutcome{
-                RunOutcome::Kind::kGuestStuck, 4,
-                "vCPU " + std::to_string(index) + " halted with interrupts disabled: the guest can never continue"});
+            // A vCPU halted with interrupts off is parked for good: Linux does
+            // that to the other CPUs before it powers off. Only when every
+            // vCPU is parked can the guest never go on.
+            std::unique_lock lock(mutex_);
+            if (++halted_vcpus_ == vcpus_.size()) {
+              lock.unlock();
+              request_stop(RunOutcome{RunOutcome::Kind::kGuestStuck, 4,
+                                      "every vCPU halted with interrupts disabled: the guest can never continue"});
+              return false;
+            }
+            state_changed_.wait(lock, [this] { return state_ == State::kStopped; });
             return false;
           },
           [&](SystemEventExit& event) {
@@ -313,7 +328,8 @@ void Machine::pause() {
   if (state_ != State::kRunning) return;
   state_ = State::kPaused;
   for (auto& v : vcpus_) v->kick();
-  state_changed_.wait(lock, [this] { return parked_vcpus_ == threads_.size() || state_ != State::kPaused; });
+  state_changed_.wait(lock,
+                      [this] { return parked_vcpus_ + halted_vcpus_ == threads_.size() || state_ != State::kPaused; });
 }
 
 void Machine::resume() {
@@ -326,7 +342,13 @@ void Machine::resume() {
 void Machine::request_stop(RunOutcome outcome) {
   {
     std::lock_guard lock(mutex_);
-    if (state_ == State::kStopped) return;
+    if (state_ == State::kStopped) {
+      // A quit (signal, Ctrl-A x) wins over a reset that came first, or the
+      // caller would reboot a guest the user asked to stop.
+      if (outcome_ && outcome_->kind == RunOutcome::Kind::kReset && outcome.kind == RunOutcome::Kind::kUserQuit)
+        outcome_ = std::move(outcome);
+      return;
+    }
     state_ = State::kStopped;
     outcome_ = std::move(outcome);
   }

@@ -91,7 +91,8 @@ class Machine final : public SystemControl {
   std::atomic<State> state_{State::kCreated};
   std::mutex mutex_;
   std::condition_variable state_changed_;
-  unsigned parked_vcpus_ = 0;
+  unsigned parked_vcpus_ = 0;  // waiting in pause()
+  size_t halted_vcpus_ = 0;    // halted for good (HaltExit)
   std::optional<RunOutcome> outcome_;
   std::vector<std::thread> threads_;
 };

@@ -3,7 +3,9 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
+#include "block/disk_option.h"
 #include "hv/accel.h"
 
 namespace hostvisor {
@@ -15,7 +17,8 @@ struct MachineConfig {
   uint64_t memory_bytes = 256ull << 20;
   unsigned cpus = 1;
   Accel accel = Accel::kAuto;
-  bool debug_exit = false;  // isa-debug-exit compatible device at port 0xf4
+  bool debug_exit = false;               // isa-debug-exit compatible device at port 0xf4
+  std::vector<block::DiskOption> disks;  // virtio-blk on PCI, in order (vda, vdb, ...)
 };
 
 constexpr unsigned kMaxVcpus = 255;  // xAPIC ids are 8 bits; 255 is broadcast

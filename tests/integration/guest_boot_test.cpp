@@ -20,9 +20,8 @@
 namespace hostvisor::testing {
 namespace {
 
-// The CPU backends the guests run on. Add "emu" here when the software CPU
-// can boot the test kernels; every case then runs on both.
-const std::vector<std::string> kAccelerators = {"kvm"};
+// The CPU backends the guests run on: every case runs on both.
+const std::vector<std::string> kAccelerators = {"kvm", "emu"};
 
 constexpr auto kGuestTimeout = std::chrono::seconds(60);
 

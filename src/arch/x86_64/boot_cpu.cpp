@@ -134,7 +134,9 @@ BootCpuState protected_mode_boot_state(uint32_t entry) {
   BootCpuState state;
   state.sregs = common_system_registers();
   state.sregs.cs = code32_segment();
-  state.sregs.cr0 = x86::kCr0Pe | x86::kCr0Et | x86::kCr0Ne;
+  // PVH: "PE set, all other writable bits clear"; multiboot leaves the rest
+  // undefined. ET is read-only (always 1) on every CPU since the 486.
+  state.sregs.cr0 = x86::kCr0Pe | x86::kCr0Et;
   state.sregs.cr3 = 0;
   state.sregs.cr4 = 0;
   state.sregs.efer = 0;

@@ -67,8 +67,7 @@ TEST(BootCpu, LongModeState) {
 TEST(BootCpu, ProtectedModeState) {
   BootCpuState s = protected_mode_boot_state(0x100040);
   EXPECT_EQ(s.regs.rip, 0x100040u);
-  EXPECT_EQ(s.sregs.cr0 & x86::kCr0Pe, x86::kCr0Pe);
-  EXPECT_EQ(s.sregs.cr0 & x86::kCr0Pg, 0u);
+  EXPECT_EQ(s.sregs.cr0, x86::kCr0Pe | x86::kCr0Et);  // PVH: other writable bits clear
   EXPECT_EQ(s.sregs.cr4, 0u);
   EXPECT_EQ(s.sregs.efer, 0u);
   EXPECT_EQ(s.sregs.cs.selector, kBootCode32Selector);
