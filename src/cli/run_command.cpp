@@ -6,6 +6,7 @@
 #include "base/size.h"
 #include "block/disk_option.h"
 #include "guest/default_guest/default_guest.h"
+#include "net/net_option.h"
 #include "vmm/machine.h"
 
 namespace hostvisor::cli {
@@ -16,6 +17,7 @@ struct RunOptions {
   std::string kernel, initrd, append, memory = "256M", accel = "auto";
   unsigned cpus = 1;
   std::vector<std::string> disks;
+  std::vector<std::string> nets;
   bool debug_exit = false;
   bool no_reboot = false;
 };
@@ -25,6 +27,8 @@ void fail(const std::string& message) { std::fprintf(stderr, "hostvisor: %s\n", 
 int run(const RunOptions& options) {
   MachineConfig config;
   config.kernel_path = options.kernel;
+  config.initrd_path = options.initrd;
+  config.cmdline = options.append;
   if (config.kernel_path.empty()) {
     // No kernel: the default guest (Debian's kernel + busybox), assembled
     // into the cache on first use.
@@ -39,8 +43,6 @@ int run(const RunOptions& options) {
     if (config.initrd_path.empty()) config.initrd_path = guest->initrd_path;
     if (config.cmdline.empty()) config.cmdline = guest->cmdline;
   }
-  config.initrd_path = options.initrd;
-  config.cmdline = options.append;
   config.cpus = options.cpus;
   config.debug_exit = options.debug_exit;
   auto memory = parse_size(options.memory);
@@ -62,6 +64,14 @@ int run(const RunOptions& options) {
       return 2;
     }
     config.disks.push_back(*disk);
+  }
+  for (const auto& text : options.nets) {
+    auto net = net::parse_net_option(text);
+    if (!net) {
+      fail(net.error().message());
+      return 2;
+    }
+    config.nets.push_back(*net);
   }
 
   // A guest reset reboots: the machine is built afresh from the same
@@ -100,6 +110,9 @@ void add_run_command(CLI::App& app, int* exit_status) {
   cmd->add_option("--disk", options->disks,
                   "Attach a disk image as virtio-blk (repeatable): FILE[,format=raw|qcow2][,cache=writeback|none|"
                   "unsafe][,readonly=on][,discard=on]");
+  cmd->add_option("--net", options->nets,
+                  "Add a virtio-net interface (repeatable): tap,ifname=NAME[,mac=52:54:00:12:34:56] (bridged and "
+                  "host-only networking put the tap on a host bridge)");
   cmd->add_option("--cpus", options->cpus, "Number of vCPUs")->capture_default_str()->check(CLI::Range(1u, kMaxVcpus));
   cmd->add_option("--accel", options->accel, "CPU backend: auto, kvm or emu")->capture_default_str();
   cmd->add_flag("--debug-exit", options->debug_exit,

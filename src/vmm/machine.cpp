@@ -5,6 +5,7 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 
@@ -23,8 +24,11 @@
 #include "devices/pci/pci_config_io.h"
 #include "devices/pci/pci_ecam.h"
 #include "devices/virtio/blk/virtio_blk.h"
+#include "devices/virtio/console/virtio_console.h"
+#include "devices/virtio/net/virtio_net.h"
 #include "devices/virtio/pci/virtio_pci_device.h"
 #include "devices/virtio/rng/virtio_rng.h"
+#include "net/tap/tap_backend.h"
 #include "vmm/console.h"
 
 namespace hostvisor {
@@ -70,6 +74,7 @@ Machine::~Machine() {
 }
 
 Result<void> Machine::build() {
+  event_loop_ = HV_TRY(EventLoop::create());
   if (config_.cpus == 0 || config_.cpus > kMaxVcpus)
     return Error(ErrorCode::kInvalidArgument,
                  "--cpus " + std::to_string(config_.cpus) + ": must be between 1 and " + std::to_string(kMaxVcpus));
@@ -138,11 +143,47 @@ Result<void> Machine::add_pci_devices() {
   auto rng = HV_TRY(VirtioPciDevice::create(std::make_shared<VirtioRng>(), memory_));
   HV_TRY(pci_root_->add_device(rng));
 
+  // virtio-console: hvc0, an alternative console for guests booted with
+  // console=hvc0; its output shares the terminal with the serial port.
+  auto console = HV_TRY(VirtioConsole::create([](std::span<const uint8_t> bytes) { write_all(STDOUT_FILENO, bytes); }));
+  HV_TRY(pci_root_->add_device(HV_TRY(VirtioPciDevice::create(console, memory_))));
+
+  for (const auto& option : config_.nets) {
+    auto backend = net::TapBackend::open(option.ifname);
+    if (!backend) return std::move(backend).error().with_context("--net tap " + option.ifname);
+    VirtioNetOptions net_options;
+    if (option.mac) net_options.mac = *option.mac;
+    auto net = std::make_shared<VirtioNet>(std::move(backend).value(), net_options);
+    HV_TRY(watch_net_backend(net));
+    HV_TRY(pci_root_->add_device(HV_TRY(VirtioPciDevice::create(net, memory_))));
+  }
+
   for (size_t i = 0; i < config_.disks.size(); ++i) {
     // The serial is what the guest sees in /sys/block/vdX/serial.
     auto blk = HV_TRY(VirtioBlk::open(config_.disks[i], "hostvisor-disk" + std::to_string(i)));
     HV_TRY(pci_root_->add_device(HV_TRY(VirtioPciDevice::create(blk, memory_))));
   }
+  return {};
+}
+
+Result<void> Machine::watch_net_backend(const std::shared_ptr<VirtioNet>& net) {
+  // The device says when it wants frames (the guest posted receive buffers);
+  // otherwise frames wait in the tap and the event loop does not spin.
+  auto watching = std::make_shared<std::atomic<bool>>(false);
+  auto update = [loop = event_loop_.get(), weak = std::weak_ptr<VirtioNet>(net), watching](bool want) {
+    auto device = weak.lock();
+    if (!device || watching->exchange(want) == want) return;
+    if (want) {
+      auto r = loop->add(device->backend_fd(), [weak](uint32_t) {
+        if (auto d = weak.lock()) d->process_backend();
+      });
+      if (!r) HV_LOG_WARN("virtio-net: cannot watch the tap: {}", r.error().message());
+    } else {
+      loop->remove(device->backend_fd());
+    }
+  };
+  net->set_backend_interest_callback(update);
+  update(net->wants_backend_events());
   return {};
 }
 
@@ -173,8 +214,6 @@ Result<void> Machine::add_firmware_tables(const arch::MemoryLayout& layout) {
 }
 
 Result<void> Machine::setup_console() {
-  event_loop_ = HV_TRY(EventLoop::create());
-
   // SIGINT/SIGTERM/SIGHUP end the run cleanly (terminal restored) through a
   // signalfd; they are blocked in every thread created after this.
   sigset_t signals;

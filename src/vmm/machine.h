@@ -26,6 +26,7 @@
 namespace hostvisor {
 
 class Serial8250;
+class VirtioNet;
 class CmosRtc;
 namespace arch {
 struct MemoryLayout;
@@ -63,6 +64,7 @@ class Machine final : public SystemControl {
   Result<void> add_legacy_devices();
   // The PCI root complex (0xCF8 and ECAM) and the virtio devices on it.
   Result<void> add_pci_devices();
+  Result<void> watch_net_backend(const std::shared_ptr<VirtioNet>& net);
   // ACPI tables in guest memory and the PM block they describe; CMOS memory size.
   Result<void> add_firmware_tables(const arch::MemoryLayout& layout);
   Result<void> setup_console();
@@ -79,11 +81,12 @@ class Machine final : public SystemControl {
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
   Bus pio_bus_{"port I/O", 0xffff};
   Bus mmio_bus_{"MMIO"};
+  // Before the devices: they may call into it until they are destroyed.
+  std::unique_ptr<EventLoop> event_loop_;
   std::unique_ptr<BusBarMapper> bar_mapper_;
   std::unique_ptr<PciRoot> pci_root_;  // after the mapper: the root uses it
   std::shared_ptr<Serial8250> serial_;
   std::shared_ptr<CmosRtc> rtc_;
-  std::unique_ptr<EventLoop> event_loop_;
   std::unique_ptr<SerialConsole> console_;
   UniqueFd rtc_timer_;
   uint64_t acpi_rsdp_ = 0;  // where the ACPI tables start, for the boot protocol

@@ -7,6 +7,7 @@
 
 #include "block/disk_option.h"
 #include "hv/accel.h"
+#include "net/net_option.h"
 
 namespace hostvisor {
 
@@ -19,6 +20,7 @@ struct MachineConfig {
   Accel accel = Accel::kAuto;
   bool debug_exit = false;               // isa-debug-exit compatible device at port 0xf4
   std::vector<block::DiskOption> disks;  // virtio-blk on PCI, in order (vda, vdb, ...)
+  std::vector<net::NetOption> nets;      // virtio-net on PCI, in order (eth0, ...)
 };
 
 constexpr unsigned kMaxVcpus = 255;  // xAPIC ids are 8 bits; 255 is broadcast
