@@ -347,6 +347,19 @@ Mapping handler_for(const ZydisDecodedInstruction& in, const ZydisDecodedOperand
     case ZYDIS_MNEMONIC_MULPD: return {h_sse_mulpd};
     case ZYDIS_MNEMONIC_ADDPS: return {h_sse_addps};
     case ZYDIS_MNEMONIC_MULPS: return {h_sse_mulps};
+    case ZYDIS_MNEMONIC_MINSD: return {h_sse_minsd};
+    case ZYDIS_MNEMONIC_MAXSD: return {h_sse_maxsd};
+    case ZYDIS_MNEMONIC_MINSS: return {h_sse_minss};
+    case ZYDIS_MNEMONIC_MAXSS: return {h_sse_maxss};
+    case ZYDIS_MNEMONIC_MINPD: return {h_sse_minpd};
+    case ZYDIS_MNEMONIC_MAXPD: return {h_sse_maxpd};
+    case ZYDIS_MNEMONIC_MINPS: return {h_sse_minps};
+    case ZYDIS_MNEMONIC_MAXPS: return {h_sse_maxps};
+    case ZYDIS_MNEMONIC_SUBPD: return {h_sse_subpd};
+    case ZYDIS_MNEMONIC_SUBPS: return {h_sse_subps};
+    case ZYDIS_MNEMONIC_DIVPD: return {h_sse_divpd};
+    case ZYDIS_MNEMONIC_DIVPS: return {h_sse_divps};
+    case ZYDIS_MNEMONIC_SQRTSS: return {h_sse_sqrtss};
     case ZYDIS_MNEMONIC_UCOMISD:
     case ZYDIS_MNEMONIC_COMISD: return {h_sse_comisd};
     case ZYDIS_MNEMONIC_UCOMISS:

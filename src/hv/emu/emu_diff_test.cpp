@@ -931,6 +931,22 @@ SNIP(add64, "add rax, rbx") SNIP(add64i, "add rax, -5") SNIP(add32i, "add eax, 0
                                                                                                                     "xm"
                                                                                                                     "m"
                                                                                                                     "1")
+// clang-format off
+// Floating-point min/max (NaN and signed-zero operands pick the source), packed sub/div, sqrtss.
+SNIP(sse_minsd, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n minsd xmm0, xmm1\n movdqu [rdi], xmm0")
+SNIP(sse_maxsd, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n maxsd xmm0, xmm1\n movdqu [rdi], xmm0")
+SNIP(sse_minss, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n minss xmm0, xmm1\n movdqu [rdi], xmm0")
+SNIP(sse_maxss, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n maxss xmm0, xmm1\n movdqu [rdi], xmm0")
+SNIP(sse_minpd, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n minpd xmm0, xmm1\n movdqu [rdi], xmm0")
+SNIP(sse_maxpd, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n maxpd xmm0, xmm1\n movdqu [rdi], xmm0")
+SNIP(sse_minps, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n minps xmm0, xmm1\n movdqu [rdi], xmm0")
+SNIP(sse_maxps, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n maxps xmm0, xmm1\n movdqu [rdi], xmm0")
+SNIP(sse_subpd, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n subpd xmm0, xmm1\n movdqu [rdi], xmm0")
+SNIP(sse_subps, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n subps xmm0, xmm1\n movdqu [rdi], xmm0")
+SNIP(sse_divpd, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n divpd xmm0, xmm1\n movdqu [rdi], xmm0")
+SNIP(sse_divps, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n divps xmm0, xmm1\n movdqu [rdi], xmm0")
+SNIP(sse_sqrtss, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n sqrtss xmm0, xmm1\n movdqu [rdi], xmm0")
+// clang-format on
 #define C(n, kind, size, undef, ...) \
   Case { #n, n, Kind::kind, size, undef, ##__VA_ARGS__ }
 
@@ -1186,6 +1202,19 @@ SNIP(add64, "add rax, rbx") SNIP(add64i, "add rax, -5") SNIP(add32i, "add eax, 0
       C(sse_addsd, kMemory, 16, 0),
       C(sse_mulsd, kMemory, 16, 0),
       C(sse_divsd, kMemory, 16, 0),
+      C(sse_minsd, kMemory, 16, 0),
+      C(sse_maxsd, kMemory, 16, 0),
+      C(sse_minss, kMemory, 16, 0),
+      C(sse_maxss, kMemory, 16, 0),
+      C(sse_minpd, kMemory, 16, 0),
+      C(sse_maxpd, kMemory, 16, 0),
+      C(sse_minps, kMemory, 16, 0),
+      C(sse_maxps, kMemory, 16, 0),
+      C(sse_subpd, kMemory, 16, 0),
+      C(sse_subps, kMemory, 16, 0),
+      C(sse_divpd, kMemory, 16, 0),
+      C(sse_divps, kMemory, 16, 0),
+      C(sse_sqrtss, kMemory, 16, 0),
       C(sse_subss, kMemory, 16, 0),
       C(sse_addpd, kMemory, 16, 0),
       C(sse_mulps, kMemory, 16, 0),

@@ -483,6 +483,39 @@ void h_sse_addps(Cpu& cpu, const Insn& insn) {
 void h_sse_mulps(Cpu& cpu, const Insn& insn) {
   lanewise<float>(cpu, insn, [](float a, float b) { return a * b; });
 }
+// MIN/MAX return the second (source) operand when the operands are
+// unordered (a NaN) or equal (+0 and -0), as the SDM specifies.
+template <typename T>
+T x86_min(T a, T b) {
+  return a < b ? a : b;
+}
+template <typename T>
+T x86_max(T a, T b) {
+  return a > b ? a : b;
+}
+void h_sse_minsd(Cpu& cpu, const Insn& insn) { scalar<double>(cpu, insn, x86_min<double>); }
+void h_sse_maxsd(Cpu& cpu, const Insn& insn) { scalar<double>(cpu, insn, x86_max<double>); }
+void h_sse_minss(Cpu& cpu, const Insn& insn) { scalar<float>(cpu, insn, x86_min<float>); }
+void h_sse_maxss(Cpu& cpu, const Insn& insn) { scalar<float>(cpu, insn, x86_max<float>); }
+void h_sse_minpd(Cpu& cpu, const Insn& insn) { lanewise<double>(cpu, insn, x86_min<double>); }
+void h_sse_maxpd(Cpu& cpu, const Insn& insn) { lanewise<double>(cpu, insn, x86_max<double>); }
+void h_sse_minps(Cpu& cpu, const Insn& insn) { lanewise<float>(cpu, insn, x86_min<float>); }
+void h_sse_maxps(Cpu& cpu, const Insn& insn) { lanewise<float>(cpu, insn, x86_max<float>); }
+void h_sse_subpd(Cpu& cpu, const Insn& insn) {
+  lanewise<double>(cpu, insn, [](double a, double b) { return a - b; });
+}
+void h_sse_subps(Cpu& cpu, const Insn& insn) {
+  lanewise<float>(cpu, insn, [](float a, float b) { return a - b; });
+}
+void h_sse_divpd(Cpu& cpu, const Insn& insn) {
+  lanewise<double>(cpu, insn, [](double a, double b) { return a / b; });
+}
+void h_sse_divps(Cpu& cpu, const Insn& insn) {
+  lanewise<float>(cpu, insn, [](float a, float b) { return a / b; });
+}
+void h_sse_sqrtss(Cpu& cpu, const Insn& insn) {
+  scalar<float>(cpu, insn, [](float, float b) { return std::sqrt(b); });
+}
 void h_sse_comisd(Cpu& cpu, const Insn& insn) { compare_scalar<double>(cpu, insn); }
 void h_sse_comiss(Cpu& cpu, const Insn& insn) { compare_scalar<float>(cpu, insn); }
 
