@@ -10,7 +10,7 @@ packages=(
   libzydis-dev liburing-dev libslirp-dev libseccomp-dev nlohmann-json3-dev libcli11-dev libspdlog-dev
   libgtest-dev libgmock-dev libbenchmark-dev libclang-rt-14-dev zlib1g-dev
   # default guest and test images
-  busybox-static cpio e2fsprogs
+  busybox-static cpio e2fsprogs iproute2
   # interoperability oracles and peers
   qemu-utils qemu-system-x86 acpica-tools
 )

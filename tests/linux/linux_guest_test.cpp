@@ -104,6 +104,10 @@ TEST(LinuxGuest, OneCpuBootsAndPowersOff) {
   EXPECT_TRUE(std::regex_search(devices, std::regex(R"((^|\n)0x0004 \S*/virtio_rng\n)")))
       << "no virtio entropy device (0x0004) bound to virtio_rng; the guest saw:\n"
       << devices;
+  // The console (ID 3) is there for hvc0 on every machine.
+  EXPECT_TRUE(std::regex_search(devices, std::regex(R"((^|\n)0x0003 \S*/virtio_console\n)")))
+      << "no virtio console (0x0003) bound to virtio_console; the guest saw:\n"
+      << devices;
   // The kernel's hwrng core picked it up as its current source.
   EXPECT_NE(guest_ok(console, "cat /sys/class/misc/hw_random/rng_current").find("virtio_rng"), std::string::npos);
 
@@ -160,6 +164,50 @@ TEST(LinuxGuest, TwoCpusDiskSurvivesRebootAndHostReadsIt) {
   EXPECT_NE(out.find(guest_text + "\n"), std::string::npos) << "debugfs read:\n" << out;
   out.clear();
   EXPECT_EQ(host_command("e2fsck -fn '" + image.string() + "'", &out), 0) << "e2fsck -fn:\n" << out;
+}
+
+// A network namespace with a tap in it, made by the test and removed after:
+// the guest's virtio-net is the other end of the tap, so traffic never
+// leaves this machine.
+struct TapNamespace {
+  std::string name = "hvtest" + std::to_string(::getpid());
+  std::string error;
+  TapNamespace() {
+    std::string out;
+    const std::string ns = "ip netns exec " + name + " ";
+    if (host_command("ip netns add " + name, &out) != 0 || host_command(ns + "ip link set lo up", &out) != 0 ||
+        host_command(ns + "ip tuntap add hvtap0 mode tap", &out) != 0 ||
+        host_command(ns + "ip addr add 192.168.77.1/24 dev hvtap0", &out) != 0 ||
+        host_command(ns + "ip link set hvtap0 up", &out) != 0)
+      error = out;
+  }
+  ~TapNamespace() {
+    std::string out;
+    host_command("ip netns del " + name, &out);
+  }
+};
+
+TEST(LinuxGuest, VirtioNetOnATapPingsBothWays) {
+  TapNamespace netns;
+  ASSERT_TRUE(netns.error.empty()) << "creating a network namespace with a tap (needs root and iproute2): "
+                                   << netns.error;
+  GuestConsole console;
+  std::vector<std::string> argv = {"/usr/bin/ip", "netns", "exec", netns.name};
+  for (const auto& a : hostvisor_args({"--cpus", "1", "--memory", "512M", "--net", "tap,ifname=hvtap0"}))
+    argv.push_back(a);
+  ASSERT_TRUE(console.start(argv)) << console.failure();
+  expect_banner(console, 1);
+  if (HasFatalFailure()) return;
+
+  EXPECT_NE(guest_ok(console, "readlink /sys/class/net/eth0/device/driver").find("virtio_net"), std::string::npos);
+  guest_ok(console, "ip link set eth0 up && ip addr add 192.168.77.2/24 dev eth0");
+  // Guest to host, then host to guest.
+  EXPECT_NE(guest_ok(console, "ping -c 2 -W 5 192.168.77.1").find("2 packets received"), std::string::npos);
+  std::string out;
+  EXPECT_EQ(host_command("ip netns exec " + netns.name + " busybox ping -c 2 -W 5 192.168.77.2", &out), 0) << out;
+  EXPECT_NE(out.find("2 packets received"), std::string::npos) << out;
+
+  power_off_and_expect_status_0(console);
 }
 
 }  // namespace
