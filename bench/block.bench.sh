@@ -3,7 +3,7 @@
 # in the same run: 4 KiB random read/write IOPS and 1 MiB sequential MB/s for
 # raw and qcow2, cache=none (O_DIRECT), io_uring, queue depth 32.
 #
-#   bench/block_bench.sh [BUILD_DIR]      (BUILD_DIR holds bench/bench_block; default: build)
+#   bench/block.bench.sh [BUILD_DIR]      (BUILD_DIR holds bench/bench_block; default: build)
 #
 # Environment: BENCH_DIR (scratch directory, default /var/tmp), BENCH_SIZE_MB
 # (image size, default 512), BENCH_COUNT (4 KiB requests per run, default 20000),
