@@ -1,44 +1,7 @@
 // The multiboot v1 loader (header search, a.out kludge, ELF32 segments, info structure) on hostile kernel files.
-// The input is the kernel file; a small initrd and a command line always come
-// with it so the placement and info-structure paths run too.
-#include <cstddef>
-#include <cstdint>
-#include <cstdlib>
-#include <span>
-#include <vector>
-
-#include "arch/x86_64/layout.h"
 #include "arch/x86_64/multiboot.h"
-#include "memory/guest_memory.h"
-
-using namespace hostvisor;
-using namespace hostvisor::arch;
-
-namespace {
-
-struct Guest {
-  MemoryLayout layout;
-  GuestMemory memory;
-};
-
-Guest& guest() {
-  static Guest* g = [] {
-    auto layout = memory_layout(32 * kMiB);
-    auto memory = GuestMemory::create(layout->regions());
-    if (!layout.ok() || !memory.ok()) std::abort();
-    return new Guest{*layout, std::move(memory).value()};
-  }();
-  return *g;
-}
-
-}  // namespace
+#include "fuzz/kernel_loader_fuzz.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static const std::vector<uint8_t> initrd(4097, 0x5a);
-  Guest& g = guest();
-  KernelImage image{std::span<const uint8_t>(data, size), initrd, "console=ttyS0 root=/dev/vda"};
-  auto setup = load_multiboot(g.memory, g.layout, image);
-  // Every loader checks its entry point lies in what it loaded.
-  if (setup.ok() && !g.memory.contains(GuestAddress(setup->regs.rip), 1)) std::abort();
-  return 0;
+  return hostvisor::fuzz::fuzz_kernel_loader(hostvisor::arch::load_multiboot, data, size);
 }

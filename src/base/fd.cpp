@@ -22,6 +22,17 @@ Result<UniqueFd> open_file(const std::string& path, int flags, int mode) {
   return UniqueFd(fd);
 }
 
+void write_all(int fd, std::span<const uint8_t> data) {
+  while (!data.empty()) {
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0) {
+      if (errno == EINTR || errno == EAGAIN) continue;
+      return;
+    }
+    data = data.subspan(static_cast<size_t>(n));
+  }
+}
+
 Result<std::string> read_file(const std::string& path) {
   UniqueFd fd = HV_TRY(open_file(path, O_RDONLY));
   std::string out;

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <utility>
 
@@ -33,6 +34,10 @@ class UniqueFd {
 
 // Opens path with flags (O_CLOEXEC is always added).
 Result<UniqueFd> open_file(const std::string& path, int flags, int mode = 0644);
+
+// Writes all of `data` to fd, retrying short writes and EINTR/EAGAIN. Stops
+// silently when fd is closed or broken (a console with nowhere to go).
+void write_all(int fd, std::span<const uint8_t> data);
 
 // Reads a whole (small) file, such as a kernel image or a /proc entry.
 Result<std::string> read_file(const std::string& path);

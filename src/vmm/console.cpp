@@ -55,15 +55,8 @@ const char* ConsoleEscape::help_text() {
 }
 
 namespace {
-void write_all(int fd, const char* text) {
-  size_t length = std::strlen(text);
-  while (length > 0) {
-    ssize_t n = ::write(fd, text, length);
-    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-    if (n <= 0) return;
-    text += n;
-    length -= static_cast<size_t>(n);
-  }
+void write_text(int fd, const char* text) {
+  write_all(fd, std::span(reinterpret_cast<const uint8_t*>(text), std::strlen(text)));
 }
 }  // namespace
 
@@ -98,7 +91,7 @@ void SerialConsole::on_input() {
     return;
   }
   auto command = escape_.feed(std::span(buffer, static_cast<size_t>(n)), pending_);
-  if (command == ConsoleEscape::Command::kHelp) write_all(output_fd_, ConsoleEscape::help_text());
+  if (command == ConsoleEscape::Command::kHelp) write_text(output_fd_, ConsoleEscape::help_text());
   if (command == ConsoleEscape::Command::kQuit) {
     pending_.clear();
     on_quit_();

@@ -47,17 +47,6 @@ struct Overloaded : Ts... {
 template <class... Ts>
 Overloaded(Ts...) -> Overloaded<Ts...>;
 
-void write_all(int fd, std::span<const uint8_t> data) {
-  while (!data.empty()) {
-    ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0) {
-      if (errno == EINTR || errno == EAGAIN) continue;
-      return;  // stdout closed: the guest's output has nowhere to go
-    }
-    data = data.subspan(static_cast<size_t>(n));
-  }
-}
-
 }  // namespace
 
 Result<std::unique_ptr<Machine>> Machine::create(const MachineConfig& config) {
