@@ -135,803 +135,273 @@ constexpr uint64_t kBtUndef = kFlagOf | kFlagSf | kFlagAf | kFlagPf;
 constexpr uint64_t kBsfUndef = kFlagCf | kFlagOf | kFlagSf | kFlagAf | kFlagPf;
 
 #define SNIP(name, text) HV_EMU_SNIPPET(name, text)
-
+// clang-format off
 // ---- ALU ----
 SNIP(add8, "add al, bl")
 SNIP(add8h, "add ah, bh")
 SNIP(add16, "add ax, bx")
 SNIP(add32, "add eax, ebx")
-SNIP(add64, "add rax, rbx") SNIP(add64i, "add rax, -5") SNIP(add32i, "add eax, 0x7fffffff") SNIP(add8i, "add bl, 0x80")
-    SNIP(adc8, "adc al, bl") SNIP(adc16, "adc ax, bx") SNIP(adc32, "adc eax, ebx") SNIP(adc64, "adc rax, rbx")
-        SNIP(sbb8, "sbb al, bl") SNIP(sbb16, "sbb ax, bx") SNIP(sbb32, "sbb eax, ebx") SNIP(sbb64, "sbb rax, rbx")
-            SNIP(sub8, "sub al, bl") SNIP(sub16, "sub ax, bx") SNIP(sub32, "sub eax, ebx") SNIP(sub64, "sub rax, rbx")
-                SNIP(sub64i, "sub r8, 0x12345678") SNIP(cmp8, "cmp al, bl") SNIP(cmp16, "cmp ax, bx")
-                    SNIP(cmp32, "cmp eax, ebx") SNIP(cmp64, "cmp rax, rbx") SNIP(and8, "and al, bl")
-                        SNIP(and32, "and eax, ebx") SNIP(and64, "and rax, rbx") SNIP(or16, "or ax, bx")
-                            SNIP(or64, "or rax, rbx") SNIP(xor8, "xor sil, dil") SNIP(xor32, "xor eax, ebx")
-                                SNIP(xor64, "xor r9, r10") SNIP(test8, "test al, bl") SNIP(test64, "test rax, rbx")
-                                    SNIP(test32i, "test eax, 0x80000001") SNIP(inc8, "inc al") SNIP(inc16, "inc ax")
-                                        SNIP(inc32, "inc eax") SNIP(inc64, "inc rax") SNIP(dec8, "dec bh")
-                                            SNIP(dec16, "dec bx") SNIP(dec32, "dec ebx") SNIP(dec64, "dec r11")
-                                                SNIP(neg8, "neg al") SNIP(neg16, "neg ax") SNIP(neg32, "neg eax")
-                                                    SNIP(neg64, "neg rax") SNIP(not8, "not al") SNIP(not32, "not eax")
-                                                        SNIP(not64, "not rax")
-
-    // ---- shifts and rotates ----
-    SNIP(shl8, "shl al, cl") SNIP(shl16, "shl ax, cl") SNIP(shl32, "shl eax, cl") SNIP(shl64, "shl rax, cl")
-        SNIP(shr8, "shr al, cl") SNIP(shr16, "shr ax, cl") SNIP(shr32, "shr eax, cl") SNIP(shr64, "shr rax, cl")
-            SNIP(sar8, "sar al, cl") SNIP(sar16, "sar ax, cl") SNIP(sar32, "sar eax, cl") SNIP(sar64, "sar rax, cl")
-                SNIP(shl64_1, "shl rax, 1") SNIP(shr32_1, "shr eax, 1") SNIP(sar16_1, "sar ax, 1")
-                    SNIP(shl8_7, "shl bl, 7") SNIP(sar64_63, "sar rdx, 63") SNIP(rol8, "rol al, cl")
-                        SNIP(rol16, "rol ax, cl") SNIP(rol32, "rol eax, cl") SNIP(rol64, "rol rax, cl")
-                            SNIP(ror8, "ror al, cl") SNIP(ror16, "ror ax, cl") SNIP(ror32, "ror eax, cl")
-                                SNIP(ror64, "ror rax, cl") SNIP(rol64_1, "rol rax, 1") SNIP(ror32_1, "ror eax, 1")
-                                    SNIP(rcl8, "rcl al, cl") SNIP(rcl16, "rcl ax, cl") SNIP(rcl32, "rcl eax, cl")
-                                        SNIP(rcl64, "rcl rax, cl") SNIP(rcr8, "rcr al, cl") SNIP(rcr16, "rcr ax, cl")
-                                            SNIP(rcr32, "rcr eax, cl") SNIP(rcr64, "rcr rax, cl")
-                                                SNIP(rcl64_1, "rcl rax, 1") SNIP(rcr8_1, "rcr bl, 1")
-                                                    SNIP(shld16, "shld ax, bx, cl") SNIP(shld32, "shld eax, ebx, cl")
-                                                        SNIP(shld64, "shld rax, rbx, cl")
-                                                            SNIP(shrd16, "shrd ax, bx, cl")
-                                                                SNIP(shrd32, "shrd eax, ebx, cl")
-                                                                    SNIP(shrd64, "shrd rax, rbx, cl")
-                                                                        SNIP(shld64i, "shld rax, rbx, 13")
-                                                                            SNIP(shrd32i, "shrd eax, ebx, 1")
-
-    // ---- multiply and divide ----
-    SNIP(mul8, "mul bl") SNIP(mul16, "mul bx") SNIP(mul32, "mul ebx") SNIP(mul64, "mul rbx") SNIP(imul8, "imul bl")
-        SNIP(imul16, "imul bx") SNIP(imul32, "imul ebx") SNIP(imul64, "imul rbx") SNIP(imul2_16, "imul ax, bx")
-            SNIP(imul2_32, "imul eax, ebx") SNIP(imul2_64, "imul rax, rbx") SNIP(imul3_32, "imul eax, ebx, -7")
-                SNIP(imul3_64, "imul rax, rbx, 0x12345") SNIP(imul3_16, "imul ax, bx, 300") SNIP(div8, "div bl")
-                    SNIP(div16, "div bx") SNIP(div32, "div ebx") SNIP(div64, "div rbx") SNIP(idiv8, "idiv bl")
-                        SNIP(idiv16, "idiv bx") SNIP(idiv32, "idiv ebx") SNIP(idiv64, "idiv rbx")
-
-    // ---- bit operations ----
-    SNIP(bt16, "bt ax, bx") SNIP(bt32, "bt eax, ebx") SNIP(bt64, "bt rax, rbx") SNIP(bt64i, "bt rax, 45")
-        SNIP(bts32, "bts eax, ebx") SNIP(bts64, "bts rax, rbx") SNIP(btr16, "btr ax, bx") SNIP(btr64, "btr rax, rbx")
-            SNIP(btc32, "btc eax, ebx") SNIP(btc64i, "btc rax, 63") SNIP(bsf16, "bsf ax, bx")
-                SNIP(bsf32, "bsf eax, ebx") SNIP(bsf64, "bsf rax, rbx") SNIP(bsr16, "bsr ax, bx")
-                    SNIP(bsr32, "bsr eax, ebx") SNIP(bsr64, "bsr rax, rbx") SNIP(popcnt32, "popcnt eax, ebx")
-                        SNIP(popcnt64, "popcnt rax, rbx") SNIP(bswap32, "bswap eax") SNIP(bswap64, "bswap r10")
-
-    // ---- data movement, conversions, conditions ----
-    SNIP(movzx8, "movzx eax, bl") SNIP(movzx16, "movzx rax, bx") SNIP(movsx8, "movsx rax, bl")
-        SNIP(movsx16, "movsx eax, bx") SNIP(movsxd, "movsxd rax, ebx") SNIP(mov32, "mov eax, ebx")
-            SNIP(mov8h, "mov ah, bl") SNIP(mov16, "mov ax, bx") SNIP(cbw, "cbw") SNIP(cwde, "cwde") SNIP(cdqe, "cdqe")
-                SNIP(cwd, "cwd") SNIP(cdq, "cdq") SNIP(cqo, "cqo") SNIP(lea1, "lea rax, [rbx + rcx*4 + 0x40]") SNIP(
-                    lea2, "lea eax, [rbx + rdx*8 - 1]") SNIP(lea3, "lea ax, [rbx + rcx]") SNIP(xchg64, "xchg rax, rbx")
-                    SNIP(xchg8, "xchg al, bh") SNIP(xchg32, "xchg ecx, edx") SNIP(cmpxchg8, "cmpxchg bl, cl")
-                        SNIP(cmpxchg32, "cmpxchg ebx, ecx") SNIP(cmpxchg64, "cmpxchg rbx, rcx")
-                            SNIP(xadd32, "xadd eax, ebx") SNIP(xadd64, "xadd rax, rbx") SNIP(xadd8, "xadd al, bl") SNIP(
-                                cmovs,
-                                "cmp rax, rbx\n cmovl rcx, rdx\n cmovb r8, r9\n cmovz r10, r11\n cmovnbe esi, edi")
-                                SNIP(cmov32, "test eax, eax\n cmovs ebx, ecx\n cmovp edx, esi\n cmovno edi, r8d")
-                                    SNIP(setccs,
-                                         "cmp rax, rbx\n seto cl\n setno ch\n setb dl\n setae dh\n setz r8b\n setnz "
-                                         "r9b\n setbe r10b\n seta r11b")
-                                        SNIP(setccs2,
-                                             "sub eax, ebx\n sets cl\n setns ch\n setp dl\n setnp dh\n setl r8b\n "
-                                             "setge r9b\n setle r10b\n setg r11b")
-                                            SNIP(setcc_adc,
-                                                 "adc rax, rbx\n setc cl\n seto dl\n sets r8b\n setz r9b\n setp r10b")
-                                                SNIP(lahf, "lahf") SNIP(sahf, "sahf") SNIP(cmc, "cmc") SNIP(stc, "stc")
-                                                    SNIP(clc, "clc") SNIP(inc_then_adc, "inc rax\n adc rbx, rcx")
-                                                        SNIP(neg_then_sbb, "neg rax\n sbb rbx, rbx")
-
-    // ---- memory operands ----
-    SNIP(add_mem, "add dword ptr [rsi + 8], eax") SNIP(sub_from_mem, "sub rax, qword ptr [rsi - 16]")
-        SNIP(inc_mem, "inc word ptr [rsi]") SNIP(neg_mem, "neg byte ptr [rsi + 3]")
-            SNIP(shl_mem, "shl dword ptr [rsi], cl") SNIP(bt_mem, "bt dword ptr [rsi], ecx")
-                SNIP(bts_mem, "bts qword ptr [rsi], rcx") SNIP(btr_mem, "btr word ptr [rsi], cx")
-                    SNIP(btc_mem_i, "btc dword ptr [rsi + 4], 17") SNIP(xchg_mem, "xchg qword ptr [rsi], rbx")
-                        SNIP(cmpxchg_mem, "cmpxchg dword ptr [rsi], ecx")
-                            SNIP(xadd_mem, "lock xadd qword ptr [rsi + 8], rbx") SNIP(cmpxchg8b_mem,
-                                                                                      "cmpxchg8b qword ptr [rsi]")
-                                SNIP(movzx_mem, "movzx eax, byte ptr [rsi + rcx]") SNIP(mul_mem, "mul qword ptr [rsi]")
-                                    SNIP(push_pop_mem, "mov rdx, qword ptr [rsi]\n not rdx\n mov qword ptr [rdi], rdx")
-
-    // ---- string instructions ----
-    SNIP(movsb, "rep movsb") SNIP(movsq, "rep movsq") SNIP(movsw1, "movsw") SNIP(stosb, "rep stosb")
-        SNIP(stosd, "rep stosd") SNIP(lodsq, "lodsq") SNIP(cmpsb, "repe cmpsb") SNIP(cmpsd, "repne cmpsd")
-            SNIP(scasb, "repne scasb") SNIP(scasw, "repe scasw")
-    // ---- SSE/SSE2 (operands from the source buffer, results stored to the destination) ----
-    SNIP(sse_pxor,
-         "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n pxor xmm0, xmm1\n movdqu [rdi], "
-         "xmm0") SNIP(sse_por,
-                      "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n por xmm0, xmm1\n "
-                      "movdqu [rdi], xmm0") SNIP(sse_pand,
-                                                 "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, "
-                                                 "ecx\n pand xmm0, xmm1\n movdqu [rdi], xmm0")
-        SNIP(sse_pandn,
-             "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n pandn xmm0, xmm1\n movdqu [rdi], xmm0")
-            SNIP(sse_xorps,
-                 "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n xorps xmm0, xmm1\n movdqu [rdi], "
-                 "xmm0") SNIP(sse_paddb,
-                              "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n paddb xmm0, xmm1\n "
-                              "movdqu [rdi], xmm0") SNIP(sse_paddw,
-                                                         "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, "
-                                                         "ecx\n paddw xmm0, xmm1\n movdqu [rdi], xmm0")
-                SNIP(sse_paddd,
-                     "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n paddd xmm0, xmm1\n movdqu [rdi], "
-                     "xmm0") SNIP(sse_paddq,
-                                  "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n paddq xmm0, xmm1\n "
-                                  "movdqu [rdi], xmm0") SNIP(sse_psubb,
-                                                             "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd "
-                                                             "xmm2, ecx\n psubb xmm0, xmm1\n movdqu [rdi], xmm0")
-                    SNIP(sse_psubq,
-                         "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n psubq xmm0, xmm1\n movdqu "
-                         "[rdi], xmm0") SNIP(sse_pcmpeqb,
-                                             "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n pcmpeqb "
-                                             "xmm0, xmm1\n "
-                                             "movdqu [rdi], xmm0") SNIP(sse_pcmpeqd,
-                                                                        "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + "
-                                                                        "16]\n movd xmm2, "
-                                                                        "ecx\n pcmpeqd xmm0, xmm1\n movdqu [rdi], xmm0")
-                        SNIP(sse_pcmpgtb,
-                             "movdqu "
-                             "xmm0, "
-                             "[rsi]\n "
-                             "movdqu "
-                             "xmm1, "
-                             "[rsi + "
-                             "16]\n "
-                             "movd "
-                             "xmm2, "
-                             "ecx\n "
-                             "pcmpgtb "
-                             "xmm0, "
-                             "xmm1\n "
-                             "movdqu "
-                             "[rdi], "
-                             "xmm0") SNIP(sse_pcmpgtw,
-                                          "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n pcmpgtw "
-                                          "xmm0, xmm1\n movdqu [rdi], xmm0")
-                            SNIP(sse_pminub,
-                                 "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n pminub xmm0, xmm1\n "
-                                 "movdqu [rdi], xmm0") SNIP(sse_pmaxub,
-                                                            "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, "
-                                                            "ecx\n pmaxub xmm0, xmm1\n movdqu [rdi], xmm0")
-                                SNIP(sse_psubusb,
-                                     "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n psubusb xmm0, "
-                                     "xmm1\n movdqu [rdi], xmm0") SNIP(sse_paddusb,
-                                                                       "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n "
-                                                                       "movd xmm2, ecx\n paddusb xmm0, xmm1\n movdqu "
-                                                                       "[rdi], xmm0") SNIP(sse_pmullw,
-                                                                                           "movdqu xmm0, [rsi]\n "
-                                                                                           "movdqu xmm1, [rsi + 16]\n "
-                                                                                           "movd xmm2, ecx\n pmullw "
-                                                                                           "xmm0, xmm1\n movdqu [rdi], "
-                                                                                           "xmm0") SNIP(sse_pmuludq,
-                                                                                                        "movdqu xmm0, "
-                                                                                                        "[rsi]\n "
-                                                                                                        "movdqu xmm1, "
-                                                                                                        "[rsi + 16]\n "
-                                                                                                        "movd xmm2, "
-                                                                                                        "ecx\n pmuludq "
-                                                                                                        "xmm0, xmm1\n "
-                                                                                                        "movdqu [rdi], "
-                                                                                                        "xmm0")
-                                    SNIP(sse_punpcklbw,
-                                         "m"
-                                         "o"
-                                         "v"
-                                         "d"
-                                         "q"
-                                         "u"
-                                         " "
-                                         "x"
-                                         "m"
-                                         "m"
-                                         "0"
-                                         ","
-                                         " "
-                                         "["
-                                         "r"
-                                         "s"
-                                         "i"
-                                         "]"
-                                         "\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n punpcklbw xmm0, xmm1\n movdqu "
-                                         "[rdi], xmm0") SNIP(sse_punpckhwd,
-                                                             "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd "
-                                                             "xmm2, ecx\n punpckhwd "
-                                                             "xmm0, xmm1\n movdqu [rdi], xmm0")
-                                        SNIP(sse_punpckldq,
-                                             "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n "
-                                             "punpckldq xmm0, xmm1\n movdqu [rdi], xmm0") SNIP(sse_punpckhqdq,
-                                                                                               "movdqu xmm0, [rsi]\n "
-                                                                                               "movdqu xmm1, [rsi + "
-                                                                                               "16]\n movd xmm2, ecx\n "
-                                                                                               "punpckhqdq xmm0, "
-                                                                                               "xmm1\n movdqu [rdi], "
-                                                                                               "xmm0")
-                                            SNIP(
-                                                sse_pshufd,
-                                                "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n "
-                                                "pshufd xmm0, xmm1, 0x1b\n movdqu [rdi], xmm0") SNIP(sse_pshuflw,
-                                                                                                     "movdqu xmm0, "
-                                                                                                     "[rsi]\n movdqu "
-                                                                                                     "xmm1, [rsi + "
-                                                                                                     "16]\n movd xmm2, "
-                                                                                                     "ecx\n pshuflw "
-                                                                                                     "xmm0, xmm1, "
-                                                                                                     "0xb1\n movdqu "
-                                                                                                     "[rdi], xmm0")
-                                                SNIP(sse_pshufhw,
-                                                     "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n "
-                                                     "pshufhw xmm0, xmm1, 0x4e\n movdqu [rdi], xmm0") SNIP(sse_shufps,
-                                                                                                           "movdqu "
-                                                                                                           "xmm0, "
-                                                                                                           "[rsi]\n "
-                                                                                                           "movdqu "
-                                                                                                           "xmm1, [rsi "
-                                                                                                           "+ 16]\n "
-                                                                                                           "movd xmm2, "
-                                                                                                           "ecx\n "
-                                                                                                           "shufps "
-                                                                                                           "xmm0, "
-                                                                                                           "xmm1, "
-                                                                                                           "0x9c\n "
-                                                                                                           "movdqu "
-                                                                                                           "[rdi], "
-                                                                                                           "xmm0") SNIP(sse_pslldq,
-                                                                                                                        "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, "
-                                                                                                                        "ecx\n pslldq xmm0, 5\n movdqu [rdi], xmm0")
-                                                    SNIP(sse_psrldq,
-                                                         "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, "
-                                                         "ecx\n psrldq xmm0, 11\n movdqu [rdi], xmm0") SNIP(sse_psllw_i,
-                                                                                                            "movdqu "
-                                                                                                            "xmm0, "
-                                                                                                            "[rsi]\n "
-                                                                                                            "movdqu "
-                                                                                                            "xmm1, "
-                                                                                                            "[rsi + "
-                                                                                                            "16]\n "
-                                                                                                            "movd "
-                                                                                                            "xmm2, "
-                                                                                                            "ecx\n "
-                                                                                                            "psllw "
-                                                                                                            "xmm0, 3\n "
-                                                                                                            "movdqu "
-                                                                                                            "[rdi], "
-                                                                                                            "xmm0")
-                                                        SNIP(sse_psrld_i,
-                                                             "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n "
-                                                             "movd xmm2, ecx\n psrld xmm0, 17\n movdqu [rdi], "
-                                                             "xmm0")
-                                                            SNIP(
-                                                                sse_psraw_i,
-                                                                "movdqu xmm0, [rsi]\n movdqu xmm1, "
-                                                                "[rsi + 16]\n movd xmm2, ecx\n psraw "
-                                                                "xmm0, 9\n movdqu [rdi], xmm0") SNIP(sse_psrad_x,
-                                                                                                     "movdqu xmm0, "
-                                                                                                     "[rsi]\n movdqu "
-                                                                                                     "xmm1, [rsi + "
-                                                                                                     "16]\n movd xmm2, "
-                                                                                                     "ecx\n psrad "
-                                                                                                     "xmm0, xmm2\n "
-                                                                                                     "movdqu [rdi], "
-                                                                                                     "xmm0")
-                                                                SNIP(
-                                                                    sse_psllq_x,
-                                                                    "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + "
-                                                                    "16]\n movd xmm2, ecx\n psllq xmm0, xmm2\n "
-                                                                    "movdqu [rdi], xmm0") SNIP(sse_movhlps,
-                                                                                               "movdqu xmm0, [rsi]\n "
-                                                                                               "movdqu xmm1, [rsi + "
-                                                                                               "16]\n movd xmm2, ecx\n "
-                                                                                               "movhlps xmm0, "
-                                                                                               "xmm1\n movdqu [rdi], "
-                                                                                               "xmm0")
-                                                                    SNIP(sse_movlhps,
-                                                                         "movdqu xmm0, [rsi]\n movdqu xmm1, "
-                                                                         "[rsi + 16]\n movd xmm2, ecx\n "
-                                                                         "movlhps xmm0, xmm1\n movdqu [rdi], "
-                                                                         "xmm0") SNIP(sse_addsd,
-                                                                                      "movdqu xmm0, [rsi]\n movdqu "
-                                                                                      "xmm1, [rsi + 16]\n movd xmm2, "
-                                                                                      "ecx\n addsd xmm0, xmm1\n movdqu "
-                                                                                      "[rdi], xmm0")
-                                                                        SNIP(
-                                                                            sse_mulsd,
-                                                                            "movdqu xmm0, [rsi]\n movdqu "
-                                                                            "xmm1, [rsi + 16]\n movd xmm2, "
-                                                                            "ecx\n mulsd xmm0, xmm1\n "
-                                                                            "movdqu [rdi], xmm0") SNIP(sse_divsd,
-                                                                                                       "movdqu xmm0, "
-                                                                                                       "[rsi]\n "
-                                                                                                       "movdqu xmm1, "
-                                                                                                       "[rsi + 16]\n "
-                                                                                                       "movd xmm2, "
-                                                                                                       "ecx\n divsd "
-                                                                                                       "xmm0, xmm1\n "
-                                                                                                       "movdqu "
-                                                                                                       "[rdi], xmm0")
-                                                                            SNIP(sse_subss,
-                                                                                 "movdqu xmm0, [rsi]\n "
-                                                                                 "movdqu xmm1, [rsi + "
-                                                                                 "16]\n movd xmm2, "
-                                                                                 "ecx\n subss xmm0, "
-                                                                                 "xmm1\n movdqu [rdi], "
-                                                                                 "xmm0") SNIP(sse_addpd,
-                                                                                              "movdqu "
-                                                                                              "xmm0, "
-                                                                                              "[rsi]\n "
-                                                                                              "movdqu "
-                                                                                              "xmm1, "
-                                                                                              "[rsi + "
-                                                                                              "16]\n "
-                                                                                              "movd "
-                                                                                              "xmm2, "
-                                                                                              "ecx\n "
-                                                                                              "addpd "
-                                                                                              "xmm0, "
-                                                                                              "xmm1\n "
-                                                                                              "movdqu "
-                                                                                              "[rdi], "
-                                                                                              "xmm0")
-                                                                                SNIP(sse_mulps,
-                                                                                     "movdqu xmm0, [rsi]\n movdqu "
-                                                                                     "xmm1, [rsi + 16]\n movd xmm2, "
-                                                                                     "ecx\n mulps xmm0, xmm1\n movdqu "
-                                                                                     "[rdi], xmm0")
-                                                                                    SNIP(sse_sqrtsd,
-                                                                                         "movdqu xmm0, "
-                                                                                         "[rsi]\n movdqu "
-                                                                                         "xmm1, [rsi + "
-                                                                                         "16]\n movd xmm2, "
-                                                                                         "ecx\n sqrtsd "
-                                                                                         "xmm0, xmm1\n "
-                                                                                         "movdqu [rdi], "
-                                                                                         "xmm0") SNIP(sse_cvtss2sd,
-                                                                                                      "movd"
-                                                                                                      "qu "
-                                                                                                      "xmm0"
-                                                                                                      ", "
-                                                                                                      "[rsi"
-                                                                                                      "]\n "
-                                                                                                      "movd"
-                                                                                                      "qu "
-                                                                                                      "xmm1"
-                                                                                                      ", "
-                                                                                                      "[rsi"
-                                                                                                      " + "
-                                                                                                      "16]"
-                                                                                                      "\n "
-                                                                                                      "movd"
-                                                                                                      " xmm"
-                                                                                                      "2, "
-                                                                                                      "ecx"
-                                                                                                      "\n "
-                                                                                                      "cvts"
-                                                                                                      "s2sd"
-                                                                                                      " xmm"
-                                                                                                      "0, "
-                                                                                                      "xmm1"
-                                                                                                      "\n "
-                                                                                                      "movd"
-                                                                                                      "qu "
-                                                                                                      "[rdi"
-                                                                                                      "], "
-                                                                                                      "xmm"
-                                                                                                      "0")
-                                                                                        SNIP(sse_cvtsd2ss,
-                                                                                             "movdqu xmm0, "
-                                                                                             "[rsi]\n "
-                                                                                             "movdqu xmm1, "
-                                                                                             "[rsi + 16]\n "
-                                                                                             "movd xmm2, "
-                                                                                             "ecx\n "
-                                                                                             "cvtsd2ss "
-                                                                                             "xmm0, xmm1\n "
-                                                                                             "movdqu [rdi], "
-                                                                                             "xmm0")
-                                                                                            SNIP(sse_movss_rr,
-                                                                                                 "m"
-                                                                                                 "o"
-                                                                                                 "v"
-                                                                                                 "d"
-                                                                                                 "q"
-                                                                                                 "u"
-                                                                                                 " "
-                                                                                                 "x"
-                                                                                                 "m"
-                                                                                                 "m"
-                                                                                                 "0"
-                                                                                                 ","
-                                                                                                 " "
-                                                                                                 "["
-                                                                                                 "r"
-                                                                                                 "s"
-                                                                                                 "i"
-                                                                                                 "]"
-                                                                                                 "\n movdqu xmm1, [rsi "
-                                                                                                 "+ 16]\n movd xmm2, "
-                                                                                                 "ecx\n movss xmm0, "
-                                                                                                 "xmm1\n movdqu [rdi], "
-                                                                                                 "xmm0") SNIP(sse_movsd_rr,
-                                                                                                              "movdqu "
-                                                                                                              "xmm0, "
-                                                                                                              "[rsi]\n "
-                                                                                                              "movdqu "
-                                                                                                              "xmm1, "
-                                                                                                              "[rsi + "
-                                                                                                              "16]\n "
-                                                                                                              "movd "
-                                                                                                              "xmm2, "
-                                                                                                              "ecx\n "
-                                                                                                              "movsd "
-                                                                                                              "xmm0, "
-                                                                                                              "xmm1\n "
-                                                                                                              "movdqu "
-                                                                                                              "[rdi], "
-                                                                                                              "xmm0")
-                                                                                                SNIP(sse_pmovmskb,
-                                                                                                     "movdqu xmm0, "
-                                                                                                     "[rsi]\n pcmpeqb "
-                                                                                                     "xmm0, [rsi + "
-                                                                                                     "16]\n pmovmskb "
-                                                                                                     "eax, xmm0\n "
-                                                                                                     "movmskps ebx, "
-                                                                                                     "xmm0\n movmskpd "
-                                                                                                     "edx, xmm0")
-                                                                                                    SNIP(
-                                                                                                        sse_movd_movq,
-                                                                                                        "movd "
-                                                                                                        "xmm0, "
-                                                                                                        "eax\n "
-                                                                                                        "movq "
-                                                                                                        "xmm1, "
-                                                                                                        "rbx\n "
-                                                                                                        "movq "
-                                                                                                        "[rdi],"
-                                                                                                        " xmm1"
-                                                                                                        "\n "
-                                                                                                        "movd "
-                                                                                                        "[rdi "
-                                                                                                        "+ 8], "
-                                                                                                        "xmm0\n"
-                                                                                                        " movq "
-                                                                                                        "rdx, "
-                                                                                                        "xmm1\n"
-                                                                                                        " movd "
-                                                                                                        "ecx, "
-                                                                                                        "xmm0\n"
-                                                                                                        " movq "
-                                                                                                        "xmm2, "
-                                                                                                        "[rsi]"
-                                                                                                        "\n "
-                                                                                                        "movdqu"
-                                                                                                        " [rdi "
-                                                                                                        "+ "
-                                                                                                        "16], "
-                                                                                                        "xmm2") SNIP(sse_movlhps_mem,
-                                                                                                                     "m"
-                                                                                                                     "o"
-                                                                                                                     "v"
-                                                                                                                     "d"
-                                                                                                                     "q"
-                                                                                                                     "u"
-                                                                                                                     " "
-                                                                                                                     "x"
-                                                                                                                     "m"
-                                                                                                                     "m"
-                                                                                                                     "0"
-                                                                                                                     ","
-                                                                                                                     " "
-                                                                                                                     "["
-                                                                                                                     "r"
-                                                                                                                     "s"
-                                                                                                                     "i"
-                                                                                                                     "]"
-                                                                                                                     "\n"
-                                                                                                                     " "
-                                                                                                                     "m"
-                                                                                                                     "o"
-                                                                                                                     "v"
-                                                                                                                     "h"
-                                                                                                                     "p"
-                                                                                                                     "s"
-                                                                                                                     " "
-                                                                                                                     "x"
-                                                                                                                     "m"
-                                                                                                                     "m"
-                                                                                                                     "0"
-                                                                                                                     ","
-                                                                                                                     " "
-                                                                                                                     "["
-                                                                                                                     "r"
-                                                                                                                     "s"
-                                                                                                                     "i"
-                                                                                                                     " "
-                                                                                                                     "+"
-                                                                                                                     " "
-                                                                                                                     "4"
-                                                                                                                     "0"
-                                                                                                                     "]"
-                                                                                                                     "\n"
-                                                                                                                     " "
-                                                                                                                     "m"
-                                                                                                                     "o"
-                                                                                                                     "v"
-                                                                                                                     "l"
-                                                                                                                     "p"
-                                                                                                                     "s"
-                                                                                                                     " "
-                                                                                                                     "x"
-                                                                                                                     "m"
-                                                                                                                     "m"
-                                                                                                                     "0"
-                                                                                                                     ","
-                                                                                                                     " "
-                                                                                                                     "["
-                                                                                                                     "r"
-                                                                                                                     "s"
-                                                                                                                     "i"
-                                                                                                                     " "
-                                                                                                                     "+"
-                                                                                                                     " "
-                                                                                                                     "4"
-                                                                                                                     "8"
-                                                                                                                     "]"
-                                                                                                                     "\n"
-                                                                                                                     " "
-                                                                                                                     "m"
-                                                                                                                     "o"
-                                                                                                                     "v"
-                                                                                                                     "h"
-                                                                                                                     "p"
-                                                                                                                     "d"
-                                                                                                                     " "
-                                                                                                                     "["
-                                                                                                                     "r"
-                                                                                                                     "d"
-                                                                                                                     "i"
-                                                                                                                     "]"
-                                                                                                                     ","
-                                                                                                                     " "
-                                                                                                                     "x"
-                                                                                                                     "m"
-                                                                                                                     "m"
-                                                                                                                     "0"
-                                                                                                                     "\n"
-                                                                                                                     " "
-                                                                                                                     "m"
-                                                                                                                     "o"
-                                                                                                                     "v"
-                                                                                                                     "l"
-                                                                                                                     "p"
-                                                                                                                     "d"
-                                                                                                                     " "
-                                                                                                                     "["
-                                                                                                                     "r"
-                                                                                                                     "d"
-                                                                                                                     "i"
-                                                                                                                     " "
-                                                                                                                     "+"
-                                                                                                                     " "
-                                                                                                                     "8"
-                                                                                                                     "]"
-                                                                                                                     ","
-                                                                                                                     " "
-                                                                                                                     "x"
-                                                                                                                     "m"
-                                                                                                                     "m"
-                                                                                                                     "0"
-                                                                                                                     "\n"
-                                                                                                                     " "
-                                                                                                                     "m"
-                                                                                                                     "o"
-                                                                                                                     "v"
-                                                                                                                     "s"
-                                                                                                                     "s"
-                                                                                                                     " "
-                                                                                                                     "x"
-                                                                                                                     "m"
-                                                                                                                     "m"
-                                                                                                                     "1"
-                                                                                                                     ","
-                                                                                                                     " "
-                                                                                                                     "["
-                                                                                                                     "r"
-                                                                                                                     "s"
-                                                                                                                     "i"
-                                                                                                                     " "
-                                                                                                                     "+"
-                                                                                                                     " "
-                                                                                                                     "4"
-                                                                                                                     "]"
-                                                                                                                     "\n"
-                                                                                                                     " "
-                                                                                                                     "m"
-                                                                                                                     "o"
-                                                                                                                     "v"
-                                                                                                                     "s"
-                                                                                                                     "d"
-                                                                                                                     " "
-                                                                                                                     "x"
-                                                                                                                     "m"
-                                                                                                                     "m"
-                                                                                                                     "2"
-                                                                                                                     ","
-                                                                                                                     " "
-                                                                                                                     "["
-                                                                                                                     "r"
-                                                                                                                     "s"
-                                                                                                                     "i"
-                                                                                                                     " "
-                                                                                                                     "+"
-                                                                                                                     " "
-                                                                                                                     "8"
-                                                                                                                     "]"
-                                                                                                                     "\n"
-                                                                                                                     " "
-                                                                                                                     "m"
-                                                                                                                     "o"
-                                                                                                                     "v"
-                                                                                                                     "d"
-                                                                                                                     "q"
-                                                                                                                     "u"
-                                                                                                                     " "
-                                                                                                                     "["
-                                                                                                                     "r"
-                                                                                                                     "d"
-                                                                                                                     "i"
-                                                                                                                     " "
-                                                                                                                     "+"
-                                                                                                                     " "
-                                                                                                                     "1"
-                                                                                                                     "6"
-                                                                                                                     "]"
-                                                                                                                     ","
-                                                                                                                     " "
-                                                                                                                     "x"
-                                                                                                                     "m"
-                                                                                                                     "m"
-                                                                                                                     "1"
-                                                                                                                     "\n"
-                                                                                                                     " "
-                                                                                                                     "m"
-                                                                                                                     "o"
-                                                                                                                     "v"
-                                                                                                                     "d"
-                                                                                                                     "q"
-                                                                                                                     "u"
-                                                                                                                     " "
-                                                                                                                     "["
-                                                                                                                     "r"
-                                                                                                                     "d"
-                                                                                                                     "i"
-                                                                                                                     " "
-                                                                                                                     "+"
-                                                                                                                     " "
-                                                                                                                     "3"
-                                                                                                                     "2"
-                                                                                                                     "]"
-                                                                                                                     ","
-                                                                                                                     " "
-                                                                                                                     "x"
-                                                                                                                     "m"
-                                                                                                                     "m"
-                                                                                                                     "2")
-                                                                                                        SNIP(
-                                                                                                            sse_comisd,
-                                                                                                            "movsd "
-                                                                                                            "xmm0, "
-                                                                                                            "[rsi]\n "
-                                                                                                            "ucomisd "
-                                                                                                            "xmm0, "
-                                                                                                            "[rsi + "
-                                                                                                            "8]\n seta "
-                                                                                                            "al\n setb "
-                                                                                                            "bl\n setz "
-                                                                                                            "cl\n setp "
-                                                                                                            "dl") SNIP(sse_comiss_same,
-                                                                                                                       "movss xmm0, [rsi]\n comiss xmm0, xmm0")
-                                                                                                            SNIP(
-                                                                                                                sse_cvt,
-                                                                                                                "pxor "
-                                                                                                                "xmm0, "
-                                                                                                                "xmm0\n"
-                                                                                                                " pxor "
-                                                                                                                "xmm1, "
-                                                                                                                "xmm1\n"
-                                                                                                                " cvtsi"
-                                                                                                                "2sd "
-                                                                                                                "xmm0, "
-                                                                                                                "rax\n "
-                                                                                                                "cvtsi2"
-                                                                                                                "ss "
-                                                                                                                "xmm1, "
-                                                                                                                "ebx\n "
-                                                                                                                "cvttsd"
-                                                                                                                "2si "
-                                                                                                                "rcx, "
-                                                                                                                "xmm0\n"
-                                                                                                                " cvtts"
-                                                                                                                "s2si "
-                                                                                                                "edx, "
-                                                                                                                "xmm1\n"
-                                                                                                                " cvtts"
-                                                                                                                "d2si "
-                                                                                                                "r8, "
-                                                                                                                "[rsi]"
-                                                                                                                "\n "
-                                                                                                                "cvttsd"
-                                                                                                                "2si "
-                                                                                                                "r9d, "
-                                                                                                                "[rsi "
-                                                                                                                "+ "
-                                                                                                                "8]\n "
-                                                                                                                "movdqu"
-                                                                                                                " [rdi]"
-                                                                                                                ", "
-                                                                                                                "xmm0\n"
-                                                                                                                " movdq"
-                                                                                                                "u "
-                                                                                                                "[rdi "
-                                                                                                                "+ "
-                                                                                                                "16], "
-                                                                                                                "xmm1")
-                                                                                                                SNIP(
-                                                                                                                    sse_aligned,
-                                                                                                                    "mo"
-                                                                                                                    "vd"
-                                                                                                                    "qa"
-                                                                                                                    " x"
-                                                                                                                    "mm"
-                                                                                                                    "0,"
-                                                                                                                    " ["
-                                                                                                                    "rs"
-                                                                                                                    "i]"
-                                                                                                                    "\n"
-                                                                                                                    " m"
-                                                                                                                    "ov"
-                                                                                                                    "ap"
-                                                                                                                    "s "
-                                                                                                                    "xm"
-                                                                                                                    "m1"
-                                                                                                                    ", "
-                                                                                                                    "[r"
-                                                                                                                    "si"
-                                                                                                                    " +"
-                                                                                                                    " 3"
-                                                                                                                    "2]"
-                                                                                                                    "\n"
-                                                                                                                    " p"
-                                                                                                                    "ad"
-                                                                                                                    "dd"
-                                                                                                                    " x"
-                                                                                                                    "mm"
-                                                                                                                    "0,"
-                                                                                                                    " x"
-                                                                                                                    "mm"
-                                                                                                                    "1"
-                                                                                                                    "\n"
-                                                                                                                    " m"
-                                                                                                                    "ov"
-                                                                                                                    "nt"
-                                                                                                                    "dq"
-                                                                                                                    " ["
-                                                                                                                    "rd"
-                                                                                                                    "i]"
-                                                                                                                    ", "
-                                                                                                                    "xm"
-                                                                                                                    "m0"
-                                                                                                                    "\n"
-                                                                                                                    " m"
-                                                                                                                    "ov"
-                                                                                                                    "ap"
-                                                                                                                    "d "
-                                                                                                                    "[r"
-                                                                                                                    "di"
-                                                                                                                    " +"
-                                                                                                                    " 1"
-                                                                                                                    "6]"
-                                                                                                                    ", "
-                                                                                                                    "xm"
-                                                                                                                    "m"
-                                                                                                                    "1")
-// clang-format off
+SNIP(add64, "add rax, rbx")
+SNIP(add64i, "add rax, -5")
+SNIP(add32i, "add eax, 0x7fffffff")
+SNIP(add8i, "add bl, 0x80")
+SNIP(adc8, "adc al, bl")
+SNIP(adc16, "adc ax, bx")
+SNIP(adc32, "adc eax, ebx")
+SNIP(adc64, "adc rax, rbx")
+SNIP(sbb8, "sbb al, bl")
+SNIP(sbb16, "sbb ax, bx")
+SNIP(sbb32, "sbb eax, ebx")
+SNIP(sbb64, "sbb rax, rbx")
+SNIP(sub8, "sub al, bl")
+SNIP(sub16, "sub ax, bx")
+SNIP(sub32, "sub eax, ebx")
+SNIP(sub64, "sub rax, rbx")
+SNIP(sub64i, "sub r8, 0x12345678")
+SNIP(cmp8, "cmp al, bl")
+SNIP(cmp16, "cmp ax, bx")
+SNIP(cmp32, "cmp eax, ebx")
+SNIP(cmp64, "cmp rax, rbx")
+SNIP(and8, "and al, bl")
+SNIP(and32, "and eax, ebx")
+SNIP(and64, "and rax, rbx")
+SNIP(or16, "or ax, bx")
+SNIP(or64, "or rax, rbx")
+SNIP(xor8, "xor sil, dil")
+SNIP(xor32, "xor eax, ebx")
+SNIP(xor64, "xor r9, r10")
+SNIP(test8, "test al, bl")
+SNIP(test64, "test rax, rbx")
+SNIP(test32i, "test eax, 0x80000001")
+SNIP(inc8, "inc al")
+SNIP(inc16, "inc ax")
+SNIP(inc32, "inc eax")
+SNIP(inc64, "inc rax")
+SNIP(dec8, "dec bh")
+SNIP(dec16, "dec bx")
+SNIP(dec32, "dec ebx")
+SNIP(dec64, "dec r11")
+SNIP(neg8, "neg al")
+SNIP(neg16, "neg ax")
+SNIP(neg32, "neg eax")
+SNIP(neg64, "neg rax")
+SNIP(not8, "not al")
+SNIP(not32, "not eax")
+SNIP(not64, "not rax")
+// ---- shifts and rotates ----
+SNIP(shl8, "shl al, cl")
+SNIP(shl16, "shl ax, cl")
+SNIP(shl32, "shl eax, cl")
+SNIP(shl64, "shl rax, cl")
+SNIP(shr8, "shr al, cl")
+SNIP(shr16, "shr ax, cl")
+SNIP(shr32, "shr eax, cl")
+SNIP(shr64, "shr rax, cl")
+SNIP(sar8, "sar al, cl")
+SNIP(sar16, "sar ax, cl")
+SNIP(sar32, "sar eax, cl")
+SNIP(sar64, "sar rax, cl")
+SNIP(shl64_1, "shl rax, 1")
+SNIP(shr32_1, "shr eax, 1")
+SNIP(sar16_1, "sar ax, 1")
+SNIP(shl8_7, "shl bl, 7")
+SNIP(sar64_63, "sar rdx, 63")
+SNIP(rol8, "rol al, cl")
+SNIP(rol16, "rol ax, cl")
+SNIP(rol32, "rol eax, cl")
+SNIP(rol64, "rol rax, cl")
+SNIP(ror8, "ror al, cl")
+SNIP(ror16, "ror ax, cl")
+SNIP(ror32, "ror eax, cl")
+SNIP(ror64, "ror rax, cl")
+SNIP(rol64_1, "rol rax, 1")
+SNIP(ror32_1, "ror eax, 1")
+SNIP(rcl8, "rcl al, cl")
+SNIP(rcl16, "rcl ax, cl")
+SNIP(rcl32, "rcl eax, cl")
+SNIP(rcl64, "rcl rax, cl")
+SNIP(rcr8, "rcr al, cl")
+SNIP(rcr16, "rcr ax, cl")
+SNIP(rcr32, "rcr eax, cl")
+SNIP(rcr64, "rcr rax, cl")
+SNIP(rcl64_1, "rcl rax, 1")
+SNIP(rcr8_1, "rcr bl, 1")
+SNIP(shld16, "shld ax, bx, cl")
+SNIP(shld32, "shld eax, ebx, cl")
+SNIP(shld64, "shld rax, rbx, cl")
+SNIP(shrd16, "shrd ax, bx, cl")
+SNIP(shrd32, "shrd eax, ebx, cl")
+SNIP(shrd64, "shrd rax, rbx, cl")
+SNIP(shld64i, "shld rax, rbx, 13")
+SNIP(shrd32i, "shrd eax, ebx, 1")
+// ---- multiply and divide ----
+SNIP(mul8, "mul bl")
+SNIP(mul16, "mul bx")
+SNIP(mul32, "mul ebx")
+SNIP(mul64, "mul rbx")
+SNIP(imul8, "imul bl")
+SNIP(imul16, "imul bx")
+SNIP(imul32, "imul ebx")
+SNIP(imul64, "imul rbx")
+SNIP(imul2_16, "imul ax, bx")
+SNIP(imul2_32, "imul eax, ebx")
+SNIP(imul2_64, "imul rax, rbx")
+SNIP(imul3_32, "imul eax, ebx, -7")
+SNIP(imul3_64, "imul rax, rbx, 0x12345")
+SNIP(imul3_16, "imul ax, bx, 300")
+SNIP(div8, "div bl")
+SNIP(div16, "div bx")
+SNIP(div32, "div ebx")
+SNIP(div64, "div rbx")
+SNIP(idiv8, "idiv bl")
+SNIP(idiv16, "idiv bx")
+SNIP(idiv32, "idiv ebx")
+SNIP(idiv64, "idiv rbx")
+// ---- bit operations ----
+SNIP(bt16, "bt ax, bx")
+SNIP(bt32, "bt eax, ebx")
+SNIP(bt64, "bt rax, rbx")
+SNIP(bt64i, "bt rax, 45")
+SNIP(bts32, "bts eax, ebx")
+SNIP(bts64, "bts rax, rbx")
+SNIP(btr16, "btr ax, bx")
+SNIP(btr64, "btr rax, rbx")
+SNIP(btc32, "btc eax, ebx")
+SNIP(btc64i, "btc rax, 63")
+SNIP(bsf16, "bsf ax, bx")
+SNIP(bsf32, "bsf eax, ebx")
+SNIP(bsf64, "bsf rax, rbx")
+SNIP(bsr16, "bsr ax, bx")
+SNIP(bsr32, "bsr eax, ebx")
+SNIP(bsr64, "bsr rax, rbx")
+SNIP(popcnt32, "popcnt eax, ebx")
+SNIP(popcnt64, "popcnt rax, rbx")
+SNIP(bswap32, "bswap eax")
+SNIP(bswap64, "bswap r10")
+// ---- data movement, conversions, conditions ----
+SNIP(movzx8, "movzx eax, bl")
+SNIP(movzx16, "movzx rax, bx")
+SNIP(movsx8, "movsx rax, bl")
+SNIP(movsx16, "movsx eax, bx")
+SNIP(movsxd, "movsxd rax, ebx")
+SNIP(mov32, "mov eax, ebx")
+SNIP(mov8h, "mov ah, bl")
+SNIP(mov16, "mov ax, bx")
+SNIP(cbw, "cbw")
+SNIP(cwde, "cwde")
+SNIP(cdqe, "cdqe")
+SNIP(cwd, "cwd")
+SNIP(cdq, "cdq")
+SNIP(cqo, "cqo")
+SNIP(lea1, "lea rax, [rbx + rcx*4 + 0x40]")
+SNIP(lea2, "lea eax, [rbx + rdx*8 - 1]")
+SNIP(lea3, "lea ax, [rbx + rcx]")
+SNIP(xchg64, "xchg rax, rbx")
+SNIP(xchg8, "xchg al, bh")
+SNIP(xchg32, "xchg ecx, edx")
+SNIP(cmpxchg8, "cmpxchg bl, cl")
+SNIP(cmpxchg32, "cmpxchg ebx, ecx")
+SNIP(cmpxchg64, "cmpxchg rbx, rcx")
+SNIP(xadd32, "xadd eax, ebx")
+SNIP(xadd64, "xadd rax, rbx")
+SNIP(xadd8, "xadd al, bl")
+SNIP(cmovs, "cmp rax, rbx\n cmovl rcx, rdx\n cmovb r8, r9\n cmovz r10, r11\n cmovnbe esi, edi")
+SNIP(cmov32, "test eax, eax\n cmovs ebx, ecx\n cmovp edx, esi\n cmovno edi, r8d")
+SNIP(setccs, "cmp rax, rbx\n seto cl\n setno ch\n setb dl\n setae dh\n setz r8b\n setnz r9b\n setbe r10b\n seta r11b")
+SNIP(setccs2, "sub eax, ebx\n sets cl\n setns ch\n setp dl\n setnp dh\n setl r8b\n setge r9b\n setle r10b\n setg r11b")
+SNIP(setcc_adc, "adc rax, rbx\n setc cl\n seto dl\n sets r8b\n setz r9b\n setp r10b")
+SNIP(lahf, "lahf")
+SNIP(sahf, "sahf")
+SNIP(cmc, "cmc")
+SNIP(stc, "stc")
+SNIP(clc, "clc")
+SNIP(inc_then_adc, "inc rax\n adc rbx, rcx")
+SNIP(neg_then_sbb, "neg rax\n sbb rbx, rbx")
+// ---- memory operands ----
+SNIP(add_mem, "add dword ptr [rsi + 8], eax")
+SNIP(sub_from_mem, "sub rax, qword ptr [rsi - 16]")
+SNIP(inc_mem, "inc word ptr [rsi]")
+SNIP(neg_mem, "neg byte ptr [rsi + 3]")
+SNIP(shl_mem, "shl dword ptr [rsi], cl")
+SNIP(bt_mem, "bt dword ptr [rsi], ecx")
+SNIP(bts_mem, "bts qword ptr [rsi], rcx")
+SNIP(btr_mem, "btr word ptr [rsi], cx")
+SNIP(btc_mem_i, "btc dword ptr [rsi + 4], 17")
+SNIP(xchg_mem, "xchg qword ptr [rsi], rbx")
+SNIP(cmpxchg_mem, "cmpxchg dword ptr [rsi], ecx")
+SNIP(xadd_mem, "lock xadd qword ptr [rsi + 8], rbx")
+SNIP(cmpxchg8b_mem, "cmpxchg8b qword ptr [rsi]")
+SNIP(movzx_mem, "movzx eax, byte ptr [rsi + rcx]")
+SNIP(mul_mem, "mul qword ptr [rsi]")
+SNIP(push_pop_mem, "mov rdx, qword ptr [rsi]\n not rdx\n mov qword ptr [rdi], rdx")
+// ---- string instructions ----
+SNIP(movsb, "rep movsb")
+SNIP(movsq, "rep movsq")
+SNIP(movsw1, "movsw")
+SNIP(stosb, "rep stosb")
+SNIP(stosd, "rep stosd")
+SNIP(lodsq, "lodsq")
+SNIP(cmpsb, "repe cmpsb")
+SNIP(cmpsd, "repne cmpsd")
+SNIP(scasb, "repne scasb")
+SNIP(scasw, "repe scasw")
+// ---- SSE/SSE2 (operands from the source buffer, results stored to the destination) ----
+SNIP(sse_pxor, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n pxor xmm0, xmm1\n movdqu [rdi], xmm0")
+SNIP(sse_por, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n por xmm0, xmm1\n movdqu [rdi], xmm0")
+SNIP(sse_pand, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n pand xmm0, xmm1\n movdqu [rdi], xmm0")
+SNIP(sse_pandn, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n pandn xmm0, xmm1\n movdqu [rdi], xmm0")
+SNIP(sse_xorps, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n xorps xmm0, xmm1\n movdqu [rdi], xmm0")
+SNIP(sse_paddb, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n paddb xmm0, xmm1\n movdqu [rdi], xmm0")
+SNIP(sse_paddw, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n paddw xmm0, xmm1\n movdqu [rdi], xmm0")
+SNIP(sse_paddd, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n paddd xmm0, xmm1\n movdqu [rdi], xmm0")
+SNIP(sse_paddq, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n paddq xmm0, xmm1\n movdqu [rdi], xmm0")
+SNIP(sse_psubb, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n psubb xmm0, xmm1\n movdqu [rdi], xmm0")
+SNIP(sse_psubq, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n psubq xmm0, xmm1\n movdqu [rdi], xmm0")
+SNIP(sse_pcmpeqb, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n pcmpeqb xmm0, xmm1\n movdqu [rdi], xmm0")
+SNIP(sse_pcmpeqd, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n pcmpeqd xmm0, xmm1\n movdqu [rdi], xmm0")
+SNIP(sse_pcmpgtb, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n pcmpgtb xmm0, xmm1\n movdqu [rdi], xmm0")
+SNIP(sse_pcmpgtw, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n pcmpgtw xmm0, xmm1\n movdqu [rdi], xmm0")
+SNIP(sse_pminub, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n pminub xmm0, xmm1\n movdqu [rdi], xmm0")
+SNIP(sse_pmaxub, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n pmaxub xmm0, xmm1\n movdqu [rdi], xmm0")
+SNIP(sse_psubusb, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n psubusb xmm0, xmm1\n movdqu [rdi], xmm0")
+SNIP(sse_paddusb, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n paddusb xmm0, xmm1\n movdqu [rdi], xmm0")
+SNIP(sse_pmullw, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n pmullw xmm0, xmm1\n movdqu [rdi], xmm0")
+SNIP(sse_pmuludq, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n pmuludq xmm0, xmm1\n movdqu [rdi], xmm0")
+SNIP(sse_punpcklbw, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n punpcklbw xmm0, xmm1\n movdqu [rdi], xmm0")
+SNIP(sse_punpckhwd, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n punpckhwd xmm0, xmm1\n movdqu [rdi], xmm0")
+SNIP(sse_punpckldq, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n punpckldq xmm0, xmm1\n movdqu [rdi], xmm0")
+SNIP(sse_punpckhqdq, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n punpckhqdq xmm0, xmm1\n movdqu [rdi], xmm0")
+SNIP(sse_pshufd, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n pshufd xmm0, xmm1, 0x1b\n movdqu [rdi], xmm0")
+SNIP(sse_pshuflw, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n pshuflw xmm0, xmm1, 0xb1\n movdqu [rdi], xmm0")
+SNIP(sse_pshufhw, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n pshufhw xmm0, xmm1, 0x4e\n movdqu [rdi], xmm0")
+SNIP(sse_shufps, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n shufps xmm0, xmm1, 0x9c\n movdqu [rdi], xmm0")
+SNIP(sse_pslldq, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n pslldq xmm0, 5\n movdqu [rdi], xmm0")
+SNIP(sse_psrldq, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n psrldq xmm0, 11\n movdqu [rdi], xmm0")
+SNIP(sse_psllw_i, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n psllw xmm0, 3\n movdqu [rdi], xmm0")
+SNIP(sse_psrld_i, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n psrld xmm0, 17\n movdqu [rdi], xmm0")
+SNIP(sse_psraw_i, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n psraw xmm0, 9\n movdqu [rdi], xmm0")
+SNIP(sse_psrad_x, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n psrad xmm0, xmm2\n movdqu [rdi], xmm0")
+SNIP(sse_psllq_x, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n psllq xmm0, xmm2\n movdqu [rdi], xmm0")
+SNIP(sse_movhlps, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n movhlps xmm0, xmm1\n movdqu [rdi], xmm0")
+SNIP(sse_movlhps, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n movlhps xmm0, xmm1\n movdqu [rdi], xmm0")
+SNIP(sse_addsd, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n addsd xmm0, xmm1\n movdqu [rdi], xmm0")
+SNIP(sse_mulsd, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n mulsd xmm0, xmm1\n movdqu [rdi], xmm0")
+SNIP(sse_divsd, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n divsd xmm0, xmm1\n movdqu [rdi], xmm0")
+SNIP(sse_subss, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n subss xmm0, xmm1\n movdqu [rdi], xmm0")
+SNIP(sse_addpd, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n addpd xmm0, xmm1\n movdqu [rdi], xmm0")
+SNIP(sse_mulps, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n mulps xmm0, xmm1\n movdqu [rdi], xmm0")
+SNIP(sse_sqrtsd, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n sqrtsd xmm0, xmm1\n movdqu [rdi], xmm0")
+SNIP(sse_cvtss2sd, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n cvtss2sd xmm0, xmm1\n movdqu [rdi], xmm0")
+SNIP(sse_cvtsd2ss, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n cvtsd2ss xmm0, xmm1\n movdqu [rdi], xmm0")
+SNIP(sse_movss_rr, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n movss xmm0, xmm1\n movdqu [rdi], xmm0")
+SNIP(sse_movsd_rr, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movd xmm2, ecx\n movsd xmm0, xmm1\n movdqu [rdi], xmm0")
+SNIP(sse_pmovmskb, "movdqu xmm0, [rsi]\n pcmpeqb xmm0, [rsi + 16]\n pmovmskb eax, xmm0\n movmskps ebx, xmm0\n movmskpd edx, xmm0")
+SNIP(sse_movd_movq, "movd xmm0, eax\n movq xmm1, rbx\n movq [rdi], xmm1\n movd [rdi + 8], xmm0\n movq rdx, xmm1\n movd ecx, xmm0\n movq xmm2, [rsi]\n movdqu [rdi + 16], xmm2")
+SNIP(sse_movlhps_mem, "movdqu xmm0, [rsi]\n movhps xmm0, [rsi + 40]\n movlps xmm0, [rsi + 48]\n movhpd [rdi], xmm0\n movlpd [rdi + 8], xmm0\n movss xmm1, [rsi + 4]\n movsd xmm2, [rsi + 8]\n movdqu [rdi + 16], xmm1\n movdqu [rdi + 32], xmm2")
+SNIP(sse_comisd, "movsd xmm0, [rsi]\n ucomisd xmm0, [rsi + 8]\n seta al\n setb bl\n setz cl\n setp dl")
+SNIP(sse_comiss_same, "movss xmm0, [rsi]\n comiss xmm0, xmm0")
+SNIP(sse_cvt, "pxor xmm0, xmm0\n pxor xmm1, xmm1\n cvtsi2sd xmm0, rax\n cvtsi2ss xmm1, ebx\n cvttsd2si rcx, xmm0\n cvttss2si edx, xmm1\n cvttsd2si r8, [rsi]\n cvttsd2si r9d, [rsi + 8]\n movdqu [rdi], xmm0\n movdqu [rdi + 16], xmm1")
+SNIP(sse_aligned, "movdqa xmm0, [rsi]\n movaps xmm1, [rsi + 32]\n paddd xmm0, xmm1\n movntdq [rdi], xmm0\n movapd [rdi + 16], xmm1")
 // Floating-point min/max (NaN and signed-zero operands pick the source), packed sub/div, sqrtss.
 SNIP(sse_minsd, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n minsd xmm0, xmm1\n movdqu [rdi], xmm0")
 SNIP(sse_maxsd, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n maxsd xmm0, xmm1\n movdqu [rdi], xmm0")
@@ -950,8 +420,7 @@ SNIP(sse_sqrtss, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n sqrtss xmm0, xm
 #define C(n, kind, size, undef, ...) \
   Case { #n, n, Kind::kind, size, undef, ##__VA_ARGS__ }
 
-                                                                                                                    const
-    std::vector<Case>& cases() {
+const std::vector<Case>& cases() {
   static const std::vector<Case> all = {
       C(add8, kPlain, 1, 0),
       C(add8h, kPlain, 1, 0),
