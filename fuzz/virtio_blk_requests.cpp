@@ -14,6 +14,7 @@
 #include "block/block_device.h"
 #include "devices/virtio/blk/virtio_blk.h"
 #include "devices/virtio/virtio_constants.h"
+#include "fuzz/fuzz_input.h"
 
 using namespace hostvisor;
 
@@ -73,15 +74,7 @@ class CountingInterrupt : public VirtioInterrupt {
   int used = 0, needs_reset = 0;
 };
 
-template <typename T>
-T take(const uint8_t*& data, size_t& size) {
-  T v{};
-  const size_t n = size < sizeof(T) ? size : sizeof(T);
-  std::memcpy(&v, data, n);
-  data += n;
-  size -= n;
-  return v;
-}
+using hostvisor::fuzz::take;
 
 }  // namespace
 

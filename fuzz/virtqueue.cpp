@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "devices/virtio/virtio_constants.h"
+#include "fuzz/fuzz_input.h"
 #include "memory/guest_memory.h"
 
 using namespace hostvisor;
@@ -19,15 +20,7 @@ using namespace hostvisor;
 namespace {
 constexpr uint64_t kRamSize = 64 * 1024;
 
-template <typename T>
-T take(const uint8_t*& data, size_t& size) {
-  T v{};
-  const size_t n = size < sizeof(T) ? size : sizeof(T);
-  std::memcpy(&v, data, n);
-  data += n;
-  size -= n;
-  return v;
-}
+using hostvisor::fuzz::take;
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -221,16 +221,7 @@ Result<void> EmuVcpu::set_system_registers(const SystemRegisters& s) {
   if ((s.efer & x86::kEferLma) && !((s.cr0 & x86::kCr0Pg) && (s.cr4 & x86::kCr4Pae))) {
     return Error(ErrorCode::kInvalidArgument, "EFER.LMA needs CR0.PG and CR4.PAE (long mode needs PAE paging)");
   }
-  cpu_.seg[kEs] = s.es;
-  cpu_.seg[kCs] = s.cs;
-  cpu_.seg[kSs] = s.ss;
-  cpu_.seg[kDs] = s.ds;
-  cpu_.seg[kFs] = s.fs;
-  cpu_.seg[kGs] = s.gs;
-  cpu_.tr = s.tr;
-  cpu_.ldt = s.ldt;
-  cpu_.gdt = s.gdt;
-  cpu_.idt = s.idt;
+  load_segment_state(cpu_, s);
   cpu_.cr0 = s.cr0;
   cpu_.cr2 = s.cr2;
   cpu_.cr3 = s.cr3;

@@ -42,16 +42,7 @@ void reset_cpu(Cpu& cpu) {
   cpu.gpr[2] = 0x600;  // EDX holds the processor signature after reset
   cpu.rip = 0xfff0;
   write_flags(cpu, 2);
-  cpu.seg[kEs] = reset.es;
-  cpu.seg[kCs] = reset.cs;
-  cpu.seg[kSs] = reset.ss;
-  cpu.seg[kDs] = reset.ds;
-  cpu.seg[kFs] = reset.fs;
-  cpu.seg[kGs] = reset.gs;
-  cpu.tr = reset.tr;
-  cpu.ldt = reset.ldt;
-  cpu.gdt = reset.gdt;
-  cpu.idt = reset.idt;
+  load_segment_state(cpu, reset);
   cpu.cr0 = reset.cr0;
   cpu.cr2 = cpu.cr3 = cpu.cr4 = 0;
   cpu.efer = 0;

@@ -4,6 +4,19 @@
 
 namespace hostvisor::emu {
 
+void load_segment_state(Cpu& cpu, const SystemRegisters& sregs) {
+  cpu.seg[kEs] = sregs.es;
+  cpu.seg[kCs] = sregs.cs;
+  cpu.seg[kSs] = sregs.ss;
+  cpu.seg[kDs] = sregs.ds;
+  cpu.seg[kFs] = sregs.fs;
+  cpu.seg[kGs] = sregs.gs;
+  cpu.tr = sregs.tr;
+  cpu.ldt = sregs.ldt;
+  cpu.gdt = sregs.gdt;
+  cpu.idt = sregs.idt;
+}
+
 void update_mode(Cpu& cpu) {
   cpu.long_mode = (cpu.efer & x86::kEferLma) != 0;
   if (!(cpu.cr0 & x86::kCr0Pe)) {

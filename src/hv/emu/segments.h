@@ -11,6 +11,10 @@ namespace hostvisor::emu {
 // Recomputes code_size, stack_size, long_mode and mode64 from CR0/EFER/CS/SS.
 void update_mode(Cpu& cpu);
 
+// Copies the segment registers and descriptor-table registers of `sregs`
+// into `cpu` (the hidden parts as given; no descriptor is read).
+void load_segment_state(Cpu& cpu, const SystemRegisters& sregs);
+
 // Reads the 8-byte descriptor for `selector` from the GDT or LDT; #GP(selector)
 // (or `fault`) when it lies beyond the table limit.
 uint64_t read_descriptor(Cpu& cpu, uint16_t selector, uint8_t fault = kGp);
