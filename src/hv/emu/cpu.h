@@ -112,6 +112,7 @@ struct TlbEntry {
   uint64_t tag = kTlbInvalid;  // linear address >> 12
   uint8_t* host = nullptr;     // host address of the page, nullptr if not RAM
   uint64_t phys = 0;           // guest-physical page address
+  bool global = false;         // G bit with CR4.PGE: survives CR3 loads
 };
 
 enum class Access : uint8_t { kRead = 0, kWrite = 1, kExec = 2 };
@@ -126,6 +127,15 @@ struct Tlb {
       for (auto& by_kind : by_priv)
         for (auto& entry : by_kind) entry.tag = kTlbInvalid;
     has_large_pages = false;
+  }
+  // What a CR3 load does: global translations (kernel mappings shared by every
+  // address space) stay, so a context switch does not re-walk them.
+  void flush_non_global() {
+    ++epoch;
+    for (auto& by_priv : e)
+      for (auto& by_kind : by_priv)
+        for (auto& entry : by_kind)
+          if (!entry.global) entry.tag = kTlbInvalid;
   }
   void flush_page(uint64_t linear) {
     ++epoch;

@@ -205,6 +205,43 @@ TEST(EmuPaging, InvlpgMakesNewMappingVisible) {
   EXPECT_EQ(m.cpu().gpr[6], 0xbbbbu);
 }
 
+// Reads two pages, remaps both to a third page, reloads CR3 and reads again.
+HV_EMU_SNIPPET(remap_then_reload_cr3, R"(
+  mov rax, [rbx]
+  mov rax, [rsi]
+  mov [rdx], rcx
+  mov [rdx + 8], rcx
+  mov rax, cr3
+  mov cr3, rax
+  mov r8, [rbx]
+  mov r9, [rsi]
+  hlt
+)")
+
+// A CR3 load drops non-global translations only (with CR4.PGE): a global
+// page keeps its old mapping until INVLPG or a CR4.PGE toggle.
+TEST(EmuPaging, Cr3LoadKeepsGlobalTranslationsOnly) {
+  for (const bool pge : {true, false}) {
+    TestMachine m;
+    const uint64_t global = TestMachine::kData + 0x1000, local = TestMachine::kData + 0x2000;
+    const uint64_t target = TestMachine::kData + 0x3000;
+    m.write_value<uint64_t>(global, 0x6666);
+    m.write_value<uint64_t>(local, 0x1111);
+    m.write_value<uint64_t>(target, 0x3333);
+    m.set_pte(global, global | 3 | (1u << 8));
+    ASSERT_EQ(TestMachine::kPt + (local >> 12) * 8, TestMachine::kPt + (global >> 12) * 8 + 8);
+    if (pge) m.cpu().cr4 |= x86::kCr4Pge;
+    m.load_code(remap_then_reload_cr3());
+    m.cpu().gpr[3] = global;
+    m.cpu().gpr[6] = local;
+    m.cpu().gpr[2] = TestMachine::kPt + (global >> 12) * 8;
+    m.cpu().gpr[1] = target | 3;
+    ASSERT_EQ(m.run().stop, Stop::kHalt);
+    EXPECT_EQ(m.cpu().gpr[8], pge ? 0x6666u : 0x3333u) << "global page, PGE=" << pge;
+    EXPECT_EQ(m.cpu().gpr[9], 0x3333u) << "non-global page, PGE=" << pge;
+  }
+}
+
 HV_EMU_SNIPPET(self_modifying, R"(
   lea rbx, [rip + 2f]
   mov byte ptr [rbx + 1], 0x42

@@ -17,6 +17,7 @@ constexpr uint64_t kPteUs = 1ull << 2;
 constexpr uint64_t kPteA = 1ull << 5;
 constexpr uint64_t kPteD = 1ull << 6;
 constexpr uint64_t kPtePs = 1ull << 7;
+constexpr uint64_t kPteG = 1ull << 8;
 constexpr uint64_t kPteNx = 1ull << 63;
 constexpr unsigned kMaxPhysBits = 40;  // advertised in CPUID 0x80000008
 constexpr uint64_t kPhysMask = ((1ull << kMaxPhysBits) - 1) & ~0xfffull;
@@ -51,6 +52,7 @@ void set_bits(uint8_t* p, unsigned size, uint64_t bits) {
 
 struct Walk {
   uint64_t phys;  // physical address of the 4 KiB page holding `linear`
+  bool global;    // the leaf's G bit, honoured only with CR4.PGE
 };
 
 // Walks the guest page tables for `linear`, checks the access and sets A/D.
@@ -150,14 +152,15 @@ Walk walk(Cpu& cpu, uint64_t linear, Access access, bool user) {
     uint64_t want = kPteA | ((write && i == depth - 1) ? kPteD : 0);
     if ((v & want) != want) set_bits(levels[i].entry, levels[i].size, want);
   }
-  (void)leaf;
   (void)entry_size;
-  return Walk{page_base};
+  return Walk{page_base, (leaf & kPteG) != 0 && (cpu.cr4 & x86::kCr4Pge) != 0};
 }
 
 }  // namespace
 
 void tlb_flush(Cpu& cpu) { cpu.tlb.flush(); }
+
+void tlb_flush_non_global(Cpu& cpu) { cpu.tlb.flush_non_global(); }
 
 void tlb_invlpg(Cpu& cpu, uint64_t linear) {
   // A large page is cached as many 4 KiB entries; dropping them all is simplest.
@@ -174,19 +177,16 @@ void tlb_flush_writes(Cpu& cpu) {
 }
 
 const TlbEntry& tlb_fill(Cpu& cpu, uint64_t linear, Access access, bool user) {
-  uint64_t phys_page;
-  if (cpu.cr0 & x86::kCr0Pg) {
-    phys_page = walk(cpu, linear, access, user).phys;
-  } else {
-    phys_page = linear & 0xfffff000ull;
-  }
+  Walk w{linear & 0xfffff000ull, false};
+  if (cpu.cr0 & x86::kCr0Pg) w = walk(cpu, linear, access, user);
   TlbEntry& e = tlb_slot(cpu, linear, access, user);
   e.tag = linear >> 12;
-  e.phys = phys_page;
-  e.host = cpu.memory ? cpu.memory->host_pointer(GuestAddress(phys_page), 0x1000) : nullptr;
+  e.phys = w.phys;
+  e.global = w.global;
+  e.host = cpu.memory ? cpu.memory->host_pointer(GuestAddress(w.phys), 0x1000) : nullptr;
   // The local APIC page is not RAM even if RAM lies below it; writes to code
   // pages must see the code map. Both keep the slow path.
-  if (e.host && access == Access::kWrite && cpu.code && cpu.code->is_code(phys_page)) e.host = nullptr;
+  if (e.host && access == Access::kWrite && cpu.code && cpu.code->is_code(w.phys)) e.host = nullptr;
   return e;
 }
 

@@ -15,8 +15,10 @@ namespace hostvisor::emu {
 // Page walk + TLB fill. Returns the TLB entry for `linear`'s page or throws #PF.
 const TlbEntry& tlb_fill(Cpu& cpu, uint64_t linear, Access access, bool user);
 
-// Drops the whole TLB (CR3 write, paging mode change) or one page (INVLPG).
+// Drops the whole TLB (paging mode change) or one page (INVLPG).
 void tlb_flush(Cpu& cpu);
+// A CR3 load: drops every translation except global ones.
+void tlb_flush_non_global(Cpu& cpu);
 void tlb_invlpg(Cpu& cpu, uint64_t linear);
 // Drops every write entry (a page became code on this or another vCPU).
 void tlb_flush_writes(Cpu& cpu);

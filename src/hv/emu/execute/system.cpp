@@ -185,7 +185,7 @@ void h_mov_cr(Cpu& cpu, const Insn& insn) {
     case 3:
       if (cpu.long_mode && (v >> 40) != 0) raise(kGp, 0);
       cpu.cr3 = v;
-      tlb_flush(cpu);
+      tlb_flush_non_global(cpu);
       break;
     case 4: write_cr4(cpu, v); break;
     case 8:
