@@ -68,13 +68,20 @@ TEST_P(GuestBootTest, BootsAndReports) {
     initrd.emplace();
     argv.insert(argv.end(), {"--initrd", initrd->path(), "--append", HVT_BOOTINFO_CMDLINE});
   }
+  std::optional<TestDisks> disks;
+  if (c.test_disks) {
+    disks.emplace();
+    argv.insert(argv.end(), {"--disk", disks->writable_path(), "--disk", disks->read_only_path() + ",readonly=on"});
+  }
 
   const ChildResult r = run_child(argv, kGuestTimeout);
   const std::string log = transcript("hostvisor run --kernel " + kernel + " --accel " + accel, r);
   ASSERT_TRUE(r.started) << log;
   ASSERT_FALSE(r.timed_out) << "the guest did not finish within " << kGuestTimeout.count() << " s" << log;
   ASSERT_EQ(r.signal, 0) << log;
-  EXPECT_EQ(missing_console_lines(c, r.out), "") << log;
+  // hostvisor's virtio console writes to the same stdout as the serial port.
+  EXPECT_EQ(missing_console_lines(c, r.out, r.out), "") << log;
+  if (disks) EXPECT_EQ(disks->check_after_run(), "") << log;
 
   switch (c.expect) {
     case Expect::kPass: EXPECT_EQ(r.exit_status, kStatusPass) << log; break;
@@ -128,6 +135,43 @@ TEST_P(BootinfoRejectsTest, WrongCommandLine) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Guests, BootinfoRejectsTest, ::testing::ValuesIn(kAccelerators));
+
+// The virtio_blk kernel's checks must be able to fail: a byte changed in the
+// image, and a second disk that is not read-only, are reported as FAIL.
+class VirtioBlkRejectsTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == "kvm" && !probe_host_virtualization().dev_kvm_usable)
+      GTEST_SKIP() << "\n*** /dev/kvm is missing or not accessible: the kvm guest boot tests did NOT run. ***";
+  }
+  ChildResult boot(const TestDisks& disks, const std::string& second_disk_options) {
+    const std::string kernel = std::string(HV_GUESTS_DIR) + "/virtio_blk.elf64";
+    return run_child(
+        {HOSTVISOR_PATH, "run", "--kernel", kernel, "--memory", "64M", "--accel", GetParam(), "--debug-exit",
+         "--no-reboot", "--disk", disks.writable_path(), "--disk", disks.read_only_path() + second_disk_options},
+        kGuestTimeout);
+  }
+};
+
+TEST_P(VirtioBlkRejectsTest, DamagedImage) {
+  TestDisks disks(/*damaged=*/true);
+  const ChildResult r = boot(disks, ",readonly=on");
+  const std::string log = transcript("virtio_blk.elf64 with a damaged image", r);
+  EXPECT_EQ(r.exit_status, kStatusFail) << log;
+  EXPECT_TRUE(
+      contains(r.out, "FAIL virtio_blk: writable disk: sector " + std::to_string(HVT_BLK_READ_SECTOR) + " byte 300 is"))
+      << log;
+}
+
+TEST_P(VirtioBlkRejectsTest, SecondDiskWritable) {
+  TestDisks disks;
+  const ChildResult r = boot(disks, "");
+  const std::string log = transcript("virtio_blk.elf64 with two writable disks", r);
+  EXPECT_EQ(r.exit_status, kStatusFail) << log;
+  EXPECT_TRUE(contains(r.out, "FAIL virtio_blk: expected the first disk writable and the second read-only")) << log;
+}
+
+INSTANTIATE_TEST_SUITE_P(Guests, VirtioBlkRejectsTest, ::testing::ValuesIn(kAccelerators));
 
 size_t count(const std::string& haystack, const std::string& needle) {
   size_t n = 0;

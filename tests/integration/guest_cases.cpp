@@ -4,6 +4,7 @@
 
 #include <cstring>
 #include <fstream>
+#include <iterator>
 
 #include "guest_contract.h"
 
@@ -34,6 +35,12 @@ const std::vector<GuestCase> kGuestCases = {
     {"triplefault", "pvh", Expect::kTripleFault},
     {"smp", "elf64", Expect::kPass, false, 2},
     {"smp", "pvh", Expect::kPass, false, 2},
+    {"virtio_blk", "elf64", Expect::kPass, false, 1, true},
+    {"virtio_blk", "pvh", Expect::kPass, false, 1, true},
+    {"virtio_blk", "multiboot", Expect::kPass, false, 1, true},
+    {"virtio_console", "elf64", Expect::kPass},
+    {"virtio_console", "pvh", Expect::kPass},
+    {"virtio_console", "multiboot", Expect::kPass},
 };
 
 std::string guest_image(const GuestCase& c) { return std::string(HV_GUESTS_DIR) + "/" + c.scenario + "." + c.format; }
@@ -65,13 +72,60 @@ TestInitrd::~TestInitrd() {
   std::filesystem::remove(path_, ignored);
 }
 
+TestDisks::TestDisks(bool damaged) {
+  static int counter = 0;
+  for (uint32_t disk = 0; disk < 2; disk++) {
+    paths_[disk] = std::filesystem::temp_directory_path() /
+                   ("hv-test-disk-" + std::to_string(getpid()) + "-" + std::to_string(counter++) + ".img");
+    std::vector<uint8_t> image(HVT_BLK_SECTORS * 512);
+    for (size_t i = 0; i < image.size(); i++) image[i] = hvt_disk_byte(disk, i / 512, i % 512);
+    if (damaged && disk == 0) image[HVT_BLK_READ_SECTOR * 512 + 300] ^= 0x10;
+    std::ofstream out(paths_[disk], std::ios::binary | std::ios::trunc);
+    out.write(reinterpret_cast<const char*>(image.data()), static_cast<std::streamsize>(image.size()));
+  }
+}
+
+TestDisks::~TestDisks() {
+  std::error_code ignored;
+  for (const auto& path : paths_) std::filesystem::remove(path, ignored);
+}
+
+std::string TestDisks::check_after_run() const {
+  for (uint32_t disk = 0; disk < 2; disk++) {
+    std::ifstream in(paths_[disk], std::ios::binary);
+    std::vector<char> image((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const std::string name = disk == 0 ? "writable disk" : "read-only disk";
+    if (image.size() != HVT_BLK_SECTORS * 512)
+      return name + ": the image is " + std::to_string(image.size()) + " bytes, expected " +
+             std::to_string(HVT_BLK_SECTORS * 512);
+    for (size_t i = 0; i < image.size(); i++) {
+      const uint64_t sector = i / 512;
+      const uint32_t offset = i % 512;
+      const bool written =
+          disk == 0 && sector >= HVT_BLK_WRITE_SECTOR && sector < HVT_BLK_WRITE_SECTOR + HVT_BLK_WRITE_COUNT;
+      const uint8_t want = written ? hvt_guest_byte(sector, offset) : hvt_disk_byte(disk, sector, offset);
+      const auto got = static_cast<uint8_t>(image[i]);
+      if (got != want)
+        return name + ": sector " + std::to_string(sector) + " byte " + std::to_string(offset) + " is " +
+               std::to_string(got) + ", expected " + std::to_string(want) +
+               (written ? " (written by the guest)" : " (the test's pattern)");
+    }
+  }
+  return "";
+}
+
 namespace {
 bool contains(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;
 }
+size_t count(const std::string& haystack, const std::string& needle) {
+  size_t n = 0;
+  for (size_t at = haystack.find(needle); at != std::string::npos; at = haystack.find(needle, at + 1)) n++;
+  return n;
+}
 }  // namespace
 
-std::string missing_console_lines(const GuestCase& c, const std::string& console) {
+std::string missing_console_lines(const GuestCase& c, const std::string& console, const std::string& virtio_console) {
   const std::string scenario = c.scenario;
   if (contains(console, "FAIL " + scenario)) return "the kernel reported FAIL";
   switch (c.expect) {
@@ -81,6 +135,9 @@ std::string missing_console_lines(const GuestCase& c, const std::string& console
         return std::string("no \"hello from ") + c.format + "\" line";
       if (scenario == "uart" && contains(console, HVT_UART_LOOPBACK_TEXT))
         return "the loopback bytes leaked to the console";
+      if (scenario == "virtio_console" && count(virtio_console, HVT_VIRTIO_CONSOLE_TEXT) != 2)
+        return "the virtio console's output has \"" HVT_VIRTIO_CONSOLE_TEXT "\" " +
+               std::to_string(count(virtio_console, HVT_VIRTIO_CONSOLE_TEXT)) + " times, expected 2";
       return "";
     case Expect::kReset: return contains(console, "reset: resetting through the i8042") ? "" : "no \"resetting\" line";
     case Expect::kTripleFault:

@@ -29,6 +29,8 @@ struct GuestCase {
   // on such a host the kvm run is skipped, loudly.
   bool needs_hardware_kvm = false;
   int cpus = 1;
+  // Boots with the two test disks (TestDisks): a writable and a read-only one.
+  bool test_disks = false;
 };
 
 // Names the case in gtest's output instead of dumping its bytes.
@@ -58,9 +60,32 @@ class TestInitrd {
   std::filesystem::path path_;
 };
 
+// The virtio_blk kernel's two disks (guest_contract.h): raw images of
+// HVT_BLK_SECTORS sectors filled with hvt_disk_byte(), in new temporary files
+// removed on destruction. `damaged` changes one byte of the writable disk's
+// HVT_BLK_READ_SECTOR, which the kernel must notice.
+class TestDisks {
+ public:
+  explicit TestDisks(bool damaged = false);
+  ~TestDisks();
+  TestDisks(const TestDisks&) = delete;
+  TestDisks& operator=(const TestDisks&) = delete;
+  std::string writable_path() const { return paths_[0].string(); }
+  std::string read_only_path() const { return paths_[1].string(); }
+  // After a passing run: the writable disk holds hvt_guest_byte() in the
+  // sectors the kernel wrote and the test's pattern everywhere else, the
+  // read-only disk is unchanged. Empty when so, else what differs.
+  std::string check_after_run() const;
+
+ private:
+  std::filesystem::path paths_[2];
+};
+
 // Checks shared by both runners: the console lines a kernel prints for its
-// expectation. Returns an empty string when they are there, else what is missing.
-std::string missing_console_lines(const GuestCase& c, const std::string& console);
+// expectation. `virtio_console` is what the VMM's virtio console wrote (for
+// hostvisor, the same stdout). Returns an empty string when they are there,
+// else what is missing.
+std::string missing_console_lines(const GuestCase& c, const std::string& console, const std::string& virtio_console);
 
 // The whole run, for failure messages.
 std::string transcript(const std::string& what, const ChildResult& r);

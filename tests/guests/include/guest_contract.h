@@ -44,4 +44,35 @@ static inline uint32_t hvt_fnv1a(const uint8_t* data, uint32_t size) {
 #define HVT_EXIT_PASS 0x10u /* status 33 */
 #define HVT_EXIT_FAIL 0x11u /* status 35 */
 
+/* The virtio_blk test: two disks of HVT_BLK_SECTORS sectors, the first
+ * writable, the second read-only (hostvisor: --disk RW --disk RO,readonly=on;
+ * QEMU: serial= set to the same names). The test fills both with
+ * hvt_disk_byte(); the kernel checks two sectors of each, writes
+ * HVT_BLK_WRITE_COUNT sectors from HVT_BLK_WRITE_SECTOR on the writable disk
+ * with hvt_guest_byte() and flushes, and tries the same on the read-only disk,
+ * which must answer IOERR and stay unchanged. hostvisor names its disks
+ * "hostvisor-disk<N>" in --disk order. */
+#define HVT_BLK_SECTORS 64u
+#define HVT_BLK_READ_SECTOR 37u
+#define HVT_BLK_WRITE_SECTOR 48u
+#define HVT_BLK_WRITE_COUNT 2u
+#define HVT_BLK_SERIAL_RW "hostvisor-disk0"
+#define HVT_BLK_SERIAL_RO "hostvisor-disk1"
+
+/* Byte `offset` of `sector` as the test writes it on disk `disk` (0 or 1):
+ * every sector and both halves of a sector differ, so a read of the wrong
+ * place is caught. */
+static inline uint8_t hvt_disk_byte(uint32_t disk, uint64_t sector, uint32_t offset) {
+  return (uint8_t)(sector * 13u + offset * 7u + (offset >> 8) * 53u + disk * 101u + 1u);
+}
+/* What the kernel writes: distinct from every hvt_disk_byte() pattern. */
+static inline uint8_t hvt_guest_byte(uint64_t sector, uint32_t offset) {
+  return (uint8_t)((sector * 29u + offset * 3u + (offset >> 8) * 17u) ^ 0xa5u);
+}
+
+/* The virtio_console test: the kernel sends this line twice through
+ * transmitq0 (once as a two-descriptor chain, once as one buffer) and never
+ * through the serial port. */
+#define HVT_VIRTIO_CONSOLE_TEXT "hvc0 says: hello through transmitq0\n"
+
 #endif

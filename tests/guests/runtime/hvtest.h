@@ -96,7 +96,9 @@ struct exception_frame {
   uint64_t rip, cs, rflags, rsp, ss;
 };
 
-/* Installs an IDT whose vectors 0-31 go to exception_dispatch(). */
+/* Installs an IDT whose vectors 0-31 go to exception_dispatch() and whose
+ * vectors 32-63 go to interrupt_dispatch(). */
+#define IDT_VECTORS 64
 void idt_install(void);
 /* Loads an IDT register with the given limit and base (for the triple-fault test). */
 void idt_load(uint16_t limit, uint64_t base);
@@ -111,6 +113,54 @@ struct caught_exception {
  * execution resumes here. Returns true if an exception was caught. An
  * exception outside probe() fails the test. */
 bool probe(void (*fn)(void), struct caught_exception* out);
+
+/* ---- external interrupts (runtime/interrupts.c, runtime/lapic.c) ----
+ * Vectors 32-63 come from the local APIC (MSI/MSI-X messages, its timer). A
+ * scenario registers each vector it expects; any other one fails the test. */
+#define IRQ_FIRST_VECTOR 32
+#define IRQ_LAST_VECTOR (IDT_VECTORS - 1)
+typedef void (*irq_handler)(uint8_t vector);
+/* Accepts `vector` from now on; handler (may be NULL) runs on each one,
+ * with interrupts off, before the EOI. */
+void irq_register(uint8_t vector, irq_handler handler);
+/* How many times `vector` arrived since boot. */
+uint32_t irq_count(uint8_t vector);
+/* Called by the IDT stubs: counts, runs the handler, sends the EOI. */
+void interrupt_dispatch(uint8_t vector);
+
+/* Waits, with `sti; hlt`, until done(arg) returns true, and returns true; or
+ * returns false once about ten seconds have passed (by the TSC, so the bound
+ * holds on any backend). A local APIC timer wakes the CPU every few
+ * milliseconds so a lost interrupt ends in a diagnosis, not a hang. done() is
+ * called with interrupts off; interrupts are off again on return. Needs
+ * idt_install() and lapic_enable(). (Never `cli; hlt`: some KVM hosts never
+ * wake a CPU halted with interrupts off.) */
+bool wait_until(bool (*done)(const void* arg), const void* arg);
+
+static inline void interrupts_on(void) { __asm__ volatile("sti" ::: "memory"); }
+static inline void interrupts_off(void) { __asm__ volatile("cli" ::: "memory"); }
+static inline uint64_t rdtsc(void) {
+  uint32_t lo, hi;
+  __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+  return (uint64_t)hi << 32 | lo;
+}
+/* A full barrier (store-load ordering), for the virtqueue event-index checks. */
+static inline void memory_fence(void) { __asm__ volatile("lock; addl $0, (%%rsp)" ::: "memory", "cc"); }
+static inline void compiler_barrier(void) { __asm__ volatile("" ::: "memory"); }
+
+/* ---- local APIC (xAPIC, memory-mapped at 0xFEE00000) ---- */
+#define LAPIC_BASE 0xfee00000ul
+/* Software-enables the local APIC (SVR bit 8) with `spurious_vector`, which
+ * is registered so a spurious interrupt is harmless, and accepts every
+ * priority (TPR 0). Masks the 8259 PICs and LINT0, so nothing else
+ * interrupts. */
+void lapic_enable(uint8_t spurious_vector);
+uint32_t lapic_id(void);
+void lapic_eoi(void);
+uint8_t lapic_spurious_vector(void); /* 0 before lapic_enable() */
+/* Periodic timer at the APIC timer rate (divide by 1), or stopped. */
+void lapic_timer_periodic(uint8_t vector, uint32_t initial_count);
+void lapic_timer_stop(void);
 
 static inline uint64_t read_cr0(void) {
   uint64_t v;

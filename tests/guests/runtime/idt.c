@@ -1,4 +1,5 @@
-/* The exception IDT and the dispatcher behind probe(). */
+/* The IDT (exceptions 0-31, external interrupts 32-63) and the exception
+ * dispatcher behind probe(). */
 #include "hvtest.h"
 
 struct idt_gate {
@@ -11,12 +12,12 @@ struct idt_gate {
   uint32_t reserved;
 } __attribute__((packed));
 
-extern const uint64_t isr_stubs[32];
+extern const uint64_t isr_stubs[IDT_VECTORS];
 extern uint64_t probe_saved_rsp;
 void probe_resume(void);
 bool probe_call(void (*fn)(void));
 
-static struct idt_gate idt[32] __attribute__((aligned(16)));
+static struct idt_gate idt[IDT_VECTORS] __attribute__((aligned(16)));
 static volatile bool probe_active;
 static struct caught_exception last_caught;
 
@@ -29,7 +30,7 @@ void idt_load(uint16_t limit, uint64_t base) {
 }
 
 void idt_install(void) {
-  for (int v = 0; v < 32; v++) {
+  for (int v = 0; v < IDT_VECTORS; v++) {
     uint64_t handler = isr_stubs[v];
     idt[v] = (struct idt_gate){
         .offset_low = (uint16_t)handler,
@@ -46,6 +47,10 @@ void idt_install(void) {
 
 void exception_dispatch(struct exception_frame* frame);
 void exception_dispatch(struct exception_frame* frame) {
+  if (frame->vector >= IRQ_FIRST_VECTOR) {
+    interrupt_dispatch((uint8_t)frame->vector);
+    return;
+  }
   if (!probe_active) {
     test_fail("unexpected exception %lu (error code 0x%lx) at rip 0x%lx, cr2 0x%lx", frame->vector, frame->error_code,
               frame->rip, read_cr2());

@@ -1,11 +1,14 @@
-/* Exception entry stubs for vectors 0-31 and probe_call(), which runs a
- * function that is expected to fault and resumes after it. */
+/* Entry stubs for the exception vectors 0-31 and the external-interrupt
+ * vectors 32-63 (all land in exception_dispatch with the same frame), and
+ * probe_call(), which runs a function that is expected to fault and resumes
+ * after it. */
 #include "boot.h"
 
         .section .text, "ax"
         .code64
 
-/* Vectors for which the CPU pushes an error code. */
+/* Vectors for which the CPU pushes an error code (only exceptions do; an
+ * external interrupt never pushes one, whatever its vector). */
 #define HAS_ERROR(v) ((v) == 8 || ((v) >= 10 && (v) <= 14) || (v) == 17 || (v) == 21 || (v) == 29 || (v) == 30)
 
         .macro stub vector
@@ -18,7 +21,7 @@ isr_\vector:
         jmp isr_common
         .endm
 
-        .irp v, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
+        .irp v, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,48,49,50,51,52,53,54,55,56,57,58,59,60,61,62,63
         stub \v
         .endr
 
@@ -91,7 +94,7 @@ probe_resume:
         .balign 8
         .globl isr_stubs
 isr_stubs:
-        .irp v, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
+        .irp v, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,48,49,50,51,52,53,54,55,56,57,58,59,60,61,62,63
         .quad isr_\v
         .endr
 
