@@ -179,14 +179,15 @@ struct MsrState {
   uint64_t tsc_deadline = 0;
 };
 
-// x87 state as FXSAVE stores it (the x87 arithmetic itself is not emulated yet).
+// x87 FPU state (the MMX registers alias the significands of st[]).
 struct X87State {
   uint16_t fcw = 0x37f;
-  uint16_t fsw = 0;
-  uint8_t ftw = 0;  // abridged tag word: one bit per register, 1 = valid
-  uint16_t fop = 0;
+  uint16_t fsw = 0;  // TOP in bits 11-13
+  uint8_t ftw = 0;   // abridged tag word: one bit per physical register, 1 = not empty
+  uint16_t fop = 0;  // last non-control instruction's opcode (11 bits)
+  uint16_t fcs = 0, fds = 0;
   uint64_t fip = 0, fdp = 0;
-  uint8_t st[8][10] = {};
+  uint8_t st[8][10] = {};  // physical registers R0-R7 (ST(i) is R[(TOP + i) % 8]), 80-bit little-endian
 };
 
 struct Cpu {

@@ -10,6 +10,123 @@ struct Mapping {
   bool ends_block = false;
 };
 
+// The escape opcodes D8-DF: the control instructions that depend on the
+// environment layout or the CPU mode are done in software, every other
+// encoding Zydis accepts runs on the host FPU (h_x87).
+Mapping x87_handler_for(const ZydisDecodedInstruction& in) {
+  switch (in.mnemonic) {
+    case ZYDIS_MNEMONIC_FNINIT: return {h_fninit};
+    case ZYDIS_MNEMONIC_FNCLEX: return {h_fnclex};
+    case ZYDIS_MNEMONIC_FNSTSW: return {h_fnstsw};
+    case ZYDIS_MNEMONIC_FNSTCW: return {h_fnstcw};
+    case ZYDIS_MNEMONIC_FLDCW: return {h_fldcw};
+    case ZYDIS_MNEMONIC_FNSTENV: return {h_fnstenv};
+    case ZYDIS_MNEMONIC_FLDENV: return {h_fldenv};
+    case ZYDIS_MNEMONIC_FNSAVE: return {h_fnsave};
+    case ZYDIS_MNEMONIC_FRSTOR: return {h_frstor};
+    case ZYDIS_MNEMONIC_FENI8087_NOP:
+    case ZYDIS_MNEMONIC_FDISI8087_NOP:
+    case ZYDIS_MNEMONIC_FSETPM287_NOP: return {h_x87_nop};
+    default: return {h_x87};
+  }
+}
+
+// The integer SIMD instructions with an MMX form, for both register files
+// (the handlers size their lanes by the destination register).
+Mapping simd_integer_handler_for(const ZydisDecodedInstruction& in) {
+  switch (in.mnemonic) {
+    case ZYDIS_MNEMONIC_PXOR: return {h_sse_xor};
+    case ZYDIS_MNEMONIC_PAND: return {h_sse_and};
+    case ZYDIS_MNEMONIC_PANDN: return {h_sse_andn};
+    case ZYDIS_MNEMONIC_POR: return {h_sse_or};
+    case ZYDIS_MNEMONIC_PADDB: return {h_sse_paddb};
+    case ZYDIS_MNEMONIC_PADDW: return {h_sse_paddw};
+    case ZYDIS_MNEMONIC_PADDD: return {h_sse_paddd};
+    case ZYDIS_MNEMONIC_PADDQ: return {h_sse_paddq};
+    case ZYDIS_MNEMONIC_PSUBB: return {h_sse_psubb};
+    case ZYDIS_MNEMONIC_PSUBW: return {h_sse_psubw};
+    case ZYDIS_MNEMONIC_PSUBD: return {h_sse_psubd};
+    case ZYDIS_MNEMONIC_PSUBQ: return {h_sse_psubq};
+    case ZYDIS_MNEMONIC_PADDSB: return {h_sse_paddsb};
+    case ZYDIS_MNEMONIC_PADDSW: return {h_sse_paddsw};
+    case ZYDIS_MNEMONIC_PADDUSB: return {h_sse_paddusb};
+    case ZYDIS_MNEMONIC_PADDUSW: return {h_sse_paddusw};
+    case ZYDIS_MNEMONIC_PSUBSB: return {h_sse_psubsb};
+    case ZYDIS_MNEMONIC_PSUBSW: return {h_sse_psubsw};
+    case ZYDIS_MNEMONIC_PSUBUSB: return {h_sse_psubusb};
+    case ZYDIS_MNEMONIC_PSUBUSW: return {h_sse_psubusw};
+    case ZYDIS_MNEMONIC_PCMPEQB: return {h_sse_pcmpeqb};
+    case ZYDIS_MNEMONIC_PCMPEQW: return {h_sse_pcmpeqw};
+    case ZYDIS_MNEMONIC_PCMPEQD: return {h_sse_pcmpeqd};
+    case ZYDIS_MNEMONIC_PCMPGTB: return {h_sse_pcmpgtb};
+    case ZYDIS_MNEMONIC_PCMPGTW: return {h_sse_pcmpgtw};
+    case ZYDIS_MNEMONIC_PCMPGTD: return {h_sse_pcmpgtd};
+    case ZYDIS_MNEMONIC_PMINUB: return {h_sse_pminub};
+    case ZYDIS_MNEMONIC_PMAXUB: return {h_sse_pmaxub};
+    case ZYDIS_MNEMONIC_PMINSW: return {h_sse_pminsw};
+    case ZYDIS_MNEMONIC_PMAXSW: return {h_sse_pmaxsw};
+    case ZYDIS_MNEMONIC_PAVGB: return {h_sse_pavgb};
+    case ZYDIS_MNEMONIC_PAVGW: return {h_sse_pavgw};
+    case ZYDIS_MNEMONIC_PMULLW: return {h_sse_pmullw};
+    case ZYDIS_MNEMONIC_PMULHW: return {h_sse_pmulhw};
+    case ZYDIS_MNEMONIC_PMULHUW: return {h_sse_pmulhuw};
+    case ZYDIS_MNEMONIC_PMULUDQ: return {h_sse_pmuludq};
+    case ZYDIS_MNEMONIC_PMADDWD: return {h_sse_pmaddwd};
+    case ZYDIS_MNEMONIC_PSADBW: return {h_sse_psadbw};
+    case ZYDIS_MNEMONIC_PACKSSWB: return {h_sse_packsswb};
+    case ZYDIS_MNEMONIC_PACKSSDW: return {h_sse_packssdw};
+    case ZYDIS_MNEMONIC_PACKUSWB: return {h_sse_packuswb};
+    case ZYDIS_MNEMONIC_PUNPCKLBW: return {h_sse_punpcklbw};
+    case ZYDIS_MNEMONIC_PUNPCKLWD: return {h_sse_punpcklwd};
+    case ZYDIS_MNEMONIC_PUNPCKLDQ: return {h_sse_punpckldq};
+    case ZYDIS_MNEMONIC_PUNPCKHBW: return {h_sse_punpckhbw};
+    case ZYDIS_MNEMONIC_PUNPCKHWD: return {h_sse_punpckhwd};
+    case ZYDIS_MNEMONIC_PUNPCKHDQ: return {h_sse_punpckhdq};
+    case ZYDIS_MNEMONIC_PMOVMSKB: return {h_sse_pmovmskb};
+    // PEXTRW: only the SSE2/MMX form into a GPR (0F C5); SSE4.1's store form is not advertised.
+    case ZYDIS_MNEMONIC_PEXTRW: return {in.opcode == 0xc5 ? h_sse_pextrw : nullptr, in.opcode != 0xc5};
+    case ZYDIS_MNEMONIC_PINSRW: return {h_sse_pinsrw};
+    case ZYDIS_MNEMONIC_PSLLW: return {h_sse_psllw};
+    case ZYDIS_MNEMONIC_PSLLD: return {h_sse_pslld};
+    case ZYDIS_MNEMONIC_PSLLQ: return {h_sse_psllq};
+    case ZYDIS_MNEMONIC_PSRLW: return {h_sse_psrlw};
+    case ZYDIS_MNEMONIC_PSRLD: return {h_sse_psrld};
+    case ZYDIS_MNEMONIC_PSRLQ: return {h_sse_psrlq};
+    case ZYDIS_MNEMONIC_PSRAW: return {h_sse_psraw};
+    case ZYDIS_MNEMONIC_PSRAD: return {h_sse_psrad};
+    default: return {nullptr, true};
+  }
+}
+
+// Instructions with an MMX register operand.
+Mapping mmx_handler_for(const ZydisDecodedInstruction& in) {
+  switch (in.mnemonic) {
+    case ZYDIS_MNEMONIC_MOVD:
+    case ZYDIS_MNEMONIC_MOVQ:
+    case ZYDIS_MNEMONIC_MOVNTQ: return {h_sse_movd};
+    case ZYDIS_MNEMONIC_MOVQ2DQ:
+    case ZYDIS_MNEMONIC_MOVDQ2Q: return {h_movq2dq};
+    case ZYDIS_MNEMONIC_PSHUFW: return {h_mmx_pshufw};
+    default: return simd_integer_handler_for(in);
+  }
+}
+
+uint8_t x87_details(const ZydisDecodedInstruction& in) {
+  switch (in.mnemonic) {
+    case ZYDIS_MNEMONIC_FST:
+    case ZYDIS_MNEMONIC_FSTP:
+    case ZYDIS_MNEMONIC_FIST:
+    case ZYDIS_MNEMONIC_FISTP:
+    case ZYDIS_MNEMONIC_FISTTP:
+    case ZYDIS_MNEMONIC_FBSTP: return kX87Store;
+    case ZYDIS_MNEMONIC_FCOMI:
+    case ZYDIS_MNEMONIC_FCOMIP:
+    case ZYDIS_MNEMONIC_FUCOMI:
+    case ZYDIS_MNEMONIC_FUCOMIP: return kX87SetsFlags;
+    default: return 0;
+  }
+}
+
 // The handler for a decoded instruction; nullptr means #UD (not implemented
 // instructions raise #UD, which a guest that checked CPUID never executes).
 Mapping handler_for(const ZydisDecodedInstruction& in, const ZydisDecodedOperand* ops) {
@@ -20,6 +137,8 @@ Mapping handler_for(const ZydisDecodedInstruction& in, const ZydisDecodedOperand
     }
     return false;
   };
+  if (legacy_map && in.opcode >= 0xd8 && in.opcode <= 0xdf) return x87_handler_for(in);
+  if (has_reg_class(ZYDIS_REGCLASS_MMX)) return mmx_handler_for(in);
   switch (in.mnemonic) {
     case ZYDIS_MNEMONIC_ADD: return {h_add};
     case ZYDIS_MNEMONIC_OR: return {h_or};
@@ -264,7 +383,7 @@ Mapping handler_for(const ZydisDecodedInstruction& in, const ZydisDecodedOperand
     case ZYDIS_MNEMONIC_MOVUPD:
     case ZYDIS_MNEMONIC_MOVDQU: return {h_sse_mov_unaligned};
     case ZYDIS_MNEMONIC_MOVD:
-    case ZYDIS_MNEMONIC_MOVQ: return {has_reg_class(ZYDIS_REGCLASS_MMX) ? nullptr : h_sse_movd};
+    case ZYDIS_MNEMONIC_MOVQ: return {h_sse_movd};
     case ZYDIS_MNEMONIC_MOVSS: return {h_sse_movss};
     case ZYDIS_MNEMONIC_MOVSD: return {legacy_map ? h_movs : h_sse_movsd, legacy_map};
     case ZYDIS_MNEMONIC_MOVLPS:
@@ -360,9 +479,9 @@ Mapping handler_for(const ZydisDecodedInstruction& in, const ZydisDecodedOperand
     case ZYDIS_MNEMONIC_DIVPD: return {h_sse_divpd};
     case ZYDIS_MNEMONIC_DIVPS: return {h_sse_divps};
     case ZYDIS_MNEMONIC_SQRTSS: return {h_sse_sqrtss};
-    case ZYDIS_MNEMONIC_UCOMISD:
+    case ZYDIS_MNEMONIC_UCOMISD: return {h_sse_ucomisd};
     case ZYDIS_MNEMONIC_COMISD: return {h_sse_comisd};
-    case ZYDIS_MNEMONIC_UCOMISS:
+    case ZYDIS_MNEMONIC_UCOMISS: return {h_sse_ucomiss};
     case ZYDIS_MNEMONIC_COMISS: return {h_sse_comiss};
     case ZYDIS_MNEMONIC_CVTSI2SD: return {h_sse_cvtsi2sd};
     case ZYDIS_MNEMONIC_CVTSI2SS: return {h_sse_cvtsi2ss};
@@ -382,7 +501,26 @@ Mapping handler_for(const ZydisDecodedInstruction& in, const ZydisDecodedOperand
     case ZYDIS_MNEMONIC_FLDCW: return {h_fldcw};
     case ZYDIS_MNEMONIC_FNCLEX: return {h_fnclex};
     case ZYDIS_MNEMONIC_FWAIT: return {h_fwait};
-    case ZYDIS_MNEMONIC_EMMS: return {h_fwait};
+    case ZYDIS_MNEMONIC_EMMS: return {h_emms};
+    case ZYDIS_MNEMONIC_PADDSB:
+    case ZYDIS_MNEMONIC_PADDSW:
+    case ZYDIS_MNEMONIC_PADDUSW:
+    case ZYDIS_MNEMONIC_PSUBSB:
+    case ZYDIS_MNEMONIC_PSUBSW:
+    case ZYDIS_MNEMONIC_PSUBUSW:
+    case ZYDIS_MNEMONIC_PMINSW:
+    case ZYDIS_MNEMONIC_PMAXSW:
+    case ZYDIS_MNEMONIC_PAVGB:
+    case ZYDIS_MNEMONIC_PAVGW:
+    case ZYDIS_MNEMONIC_PMULHW:
+    case ZYDIS_MNEMONIC_PMULHUW:
+    case ZYDIS_MNEMONIC_PMADDWD:
+    case ZYDIS_MNEMONIC_PSADBW:
+    case ZYDIS_MNEMONIC_PACKSSWB:
+    case ZYDIS_MNEMONIC_PACKSSDW:
+    case ZYDIS_MNEMONIC_PACKUSWB:
+    case ZYDIS_MNEMONIC_PEXTRW:
+    case ZYDIS_MNEMONIC_PINSRW: return simd_integer_handler_for(in);
     case ZYDIS_MNEMONIC_UD0:
     case ZYDIS_MNEMONIC_UD1:
     case ZYDIS_MNEMONIC_UD2: return {h_ud, true};
@@ -495,8 +633,14 @@ Decoder::Status Decoder::decode(const uint8_t* bytes, size_t length, unsigned co
         } else if (cls >= ZYDIS_REGCLASS_GPR8 && cls <= ZYDIS_REGCLASS_GPR64) {
           o.kind = OpKind::kReg;
           o.reg = gpr_number(zo.reg.value, &o.high8);
+        } else if (cls == ZYDIS_REGCLASS_X87) {
+          o.kind = OpKind::kSt;
+          o.reg = static_cast<uint8_t>(zo.reg.value - ZYDIS_REGISTER_ST0);
+        } else if (cls == ZYDIS_REGCLASS_MMX) {
+          o.kind = OpKind::kMmx;
+          o.reg = static_cast<uint8_t>(zo.reg.value - ZYDIS_REGISTER_MM0);
         } else {
-          o.kind = OpKind::kOther;  // x87 stack and MMX registers: their handlers are not written yet
+          o.kind = OpKind::kOther;  // no handler reads other register classes
           insn.fn = h_ud;
           insn.ends_block = true;
         }
@@ -533,6 +677,11 @@ Decoder::Status Decoder::decode(const uint8_t* bytes, size_t length, unsigned co
     ++n;
   }
   insn.nops = static_cast<uint8_t>(n);
+  if (insn.fn == h_x87) {
+    insn.imm = static_cast<uint64_t>(in.opcode) << 8 |
+               static_cast<uint64_t>(in.raw.modrm.mod << 6 | in.raw.modrm.reg << 3 | in.raw.modrm.rm);
+    insn.cc = x87_details(in);
+  }
   return Status::kOk;
 }
 

@@ -17,7 +17,7 @@ using Handler = void (*)(Cpu& cpu, const Insn& insn);
 constexpr uint8_t kNoReg = 0xff;
 constexpr uint8_t kRipReg = 0xfe;
 
-enum class OpKind : uint8_t { kNone, kReg, kMem, kImm, kSreg, kCr, kDr, kXmm, kOther };
+enum class OpKind : uint8_t { kNone, kReg, kMem, kImm, kSreg, kCr, kDr, kXmm, kMmx, kSt, kOther };
 
 struct Operand {
   OpKind kind = OpKind::kNone;

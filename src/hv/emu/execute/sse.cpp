@@ -1,103 +1,23 @@
-// SSE and SSE2: 128-bit moves, logic, packed integer arithmetic, compares,
-// shuffles/unpacks, shifts, and the common scalar and packed floating-point
-// operations. Floating point uses the host's IEEE arithmetic in the default
-// rounding mode; MXCSR exception flags and non-default rounding are not
-// modelled yet.
-#include <cmath>
+// SSE and SSE2 moves, logic, packed integer arithmetic, compares,
+// shuffles/unpacks and shifts, and the MMX forms of the integer
+// instructions (the same handlers, with 8-byte lanes sets for MMX
+// registers). Floating point is in sse_float.cpp.
 #include <cstring>
 #include <limits>
 
 #include "hv/emu/execute/handlers.h"
-#include "hv/emu/execute/operands.h"
+#include "hv/emu/execute/simd.h"
 
 namespace hostvisor::emu {
 namespace {
-
-constexpr uint64_t kCr0Em = 1ull << 2, kCr0Ts = 1ull << 3;
-constexpr uint64_t kCr4Osfxsr = 1ull << 9;
-
-struct V128 {
-  uint8_t b[16];
-};
-
-void check_sse(const Cpu& cpu) {
-  if ((cpu.cr0 & kCr0Em) || !(cpu.cr4 & kCr4Osfxsr)) raise(kUd);
-  if (cpu.cr0 & kCr0Ts) raise(kNm);
-}
-
-V128 load_xmm(const Cpu& cpu, unsigned reg) {
-  V128 v;
-  std::memcpy(v.b, cpu.xmm[reg], 16);
-  return v;
-}
-
-void store_xmm(Cpu& cpu, unsigned reg, const V128& v) { std::memcpy(cpu.xmm[reg], v.b, 16); }
-
-// Reads `size` bytes (16, 8 or 4) of a memory operand; legacy SSE requires
-// 16-byte alignment for full-width operands of most instructions.
-V128 load_memory(Cpu& cpu, const Insn& insn, unsigned size, bool aligned) {
-  const uint64_t ea = effective_address(cpu, insn);
-  if (aligned && size == 16 && (ea + cpu.seg[insn.mem.seg].base * !cpu.mode64) % 16) raise(kGp, 0);
-  V128 v{};
-  if (size == 16) {
-    const uint64_t lo = read_mem<uint64_t>(cpu, insn.mem.seg, ea);
-    const uint64_t hi = read_mem<uint64_t>(cpu, insn.mem.seg, (ea + 8) & address_mask(insn.addrsize));
-    std::memcpy(v.b, &lo, 8);
-    std::memcpy(v.b + 8, &hi, 8);
-  } else {
-    const uint64_t x = read_mem_n(cpu, insn.mem.seg, ea, size);
-    std::memcpy(v.b, &x, size);
-  }
-  return v;
-}
-
-void store_memory(Cpu& cpu, const Insn& insn, const V128& v, unsigned size, bool aligned) {
-  const uint64_t ea = effective_address(cpu, insn);
-  if (aligned && size == 16 && (ea + cpu.seg[insn.mem.seg].base * !cpu.mode64) % 16) raise(kGp, 0);
-  if (size == 16) {
-    probe_write(cpu, insn.mem.seg, ea, 16);
-    uint64_t lo, hi;
-    std::memcpy(&lo, v.b, 8);
-    std::memcpy(&hi, v.b + 8, 8);
-    write_mem<uint64_t>(cpu, insn.mem.seg, ea, lo);
-    write_mem<uint64_t>(cpu, insn.mem.seg, (ea + 8) & address_mask(insn.addrsize), hi);
-  } else {
-    uint64_t x = 0;
-    std::memcpy(&x, v.b, size);
-    write_mem_n(cpu, insn.mem.seg, ea, size, x);
-  }
-}
-
-// Operand i as a vector: an XMM register or memory of the operand's size.
-V128 source(Cpu& cpu, const Insn& insn, int i, bool aligned = true) {
-  const Operand& o = insn.op[i];
-  if (o.kind == OpKind::kXmm) return load_xmm(cpu, o.reg);
-  if (o.kind == OpKind::kMem) return load_memory(cpu, insn, o.size ? o.size : 16, aligned);
-  V128 v{};
-  const uint64_t x = o.kind == OpKind::kReg ? get_reg(cpu, o.reg, o.size) : insn.imm;
-  std::memcpy(v.b, &x, 8);
-  return v;
-}
-
-template <typename T>
-T lane(const V128& v, unsigned i) {
-  T x;
-  std::memcpy(&x, v.b + i * sizeof(T), sizeof(T));
-  return x;
-}
-template <typename T>
-void set_lane(V128& v, unsigned i, T x) {
-  std::memcpy(v.b + i * sizeof(T), &x, sizeof(T));
-}
-
 // dest = f(dest lane, source lane) for every lane of type T.
 template <typename T, typename F>
 void lanewise(Cpu& cpu, const Insn& insn, F f) {
-  check_sse(cpu);
+  check_simd(cpu, insn);
   const V128 b = source(cpu, insn, 1);
-  V128 a = load_xmm(cpu, insn.op[0].reg);
-  for (unsigned i = 0; i < 16 / sizeof(T); ++i) set_lane<T>(a, i, f(lane<T>(a, i), lane<T>(b, i)));
-  store_xmm(cpu, insn.op[0].reg, a);
+  V128 a = load_reg(cpu, insn.op[0]);
+  for (unsigned i = 0; i < width(insn) / sizeof(T); ++i) set_lane<T>(a, i, f(lane<T>(a, i), lane<T>(b, i)));
+  store_reg(cpu, insn.op[0], a);
 }
 
 // A move between XMM registers and memory of the full operand width.
@@ -120,16 +40,16 @@ T saturate_add_unsigned(T a, T b) {
 // Shift by an immediate or by the low 64 bits of an XMM/m128 count.
 template <typename T, bool kLeft, bool kArithmetic>
 void shift(Cpu& cpu, const Insn& insn) {
-  check_sse(cpu);
+  check_simd(cpu, insn);
   uint64_t count;
   if (insn.op[1].kind == OpKind::kImm) {
     count = insn.imm & 0xff;
   } else {
     count = lane<uint64_t>(source(cpu, insn, 1), 0);
   }
-  V128 a = load_xmm(cpu, insn.op[0].reg);
+  V128 a = load_reg(cpu, insn.op[0]);
   constexpr unsigned bits = sizeof(T) * 8;
-  for (unsigned i = 0; i < 16 / sizeof(T); ++i) {
+  for (unsigned i = 0; i < width(insn) / sizeof(T); ++i) {
     T x = lane<T>(a, i);
     if constexpr (kArithmetic) {
       using S = std::make_signed_t<T>;
@@ -141,56 +61,51 @@ void shift(Cpu& cpu, const Insn& insn) {
     }
     set_lane<T>(a, i, x);
   }
-  store_xmm(cpu, insn.op[0].reg, a);
+  store_reg(cpu, insn.op[0], a);
 }
 
 template <typename T>
 void unpack(Cpu& cpu, const Insn& insn, bool high) {
-  check_sse(cpu);
+  check_simd(cpu, insn);
   const V128 b = source(cpu, insn, 1);
-  const V128 a = load_xmm(cpu, insn.op[0].reg);
-  V128 r;
-  constexpr unsigned n = 16 / sizeof(T);
+  const V128 a = load_reg(cpu, insn.op[0]);
+  V128 r{};
+  const unsigned n = width(insn) / sizeof(T);
   const unsigned base = high ? n / 2 : 0;
   for (unsigned i = 0; i < n / 2; ++i) {
     set_lane<T>(r, 2 * i, lane<T>(a, base + i));
     set_lane<T>(r, 2 * i + 1, lane<T>(b, base + i));
   }
-  store_xmm(cpu, insn.op[0].reg, r);
+  store_reg(cpu, insn.op[0], r);
 }
 
-template <typename T, typename F>
-void scalar(Cpu& cpu, const Insn& insn, F f) {
-  check_sse(cpu);
-  const V128 b = source(cpu, insn, 1, false);
-  V128 a = load_xmm(cpu, insn.op[0].reg);
-  set_lane<T>(a, 0, f(lane<T>(a, 0), lane<T>(b, 0)));
-  store_xmm(cpu, insn.op[0].reg, a);
-}
-
-template <typename T>
-void compare_scalar(Cpu& cpu, const Insn& insn) {
-  check_sse(cpu);
-  const V128 b = source(cpu, insn, 1, false);
-  const T x = lane<T>(load_xmm(cpu, insn.op[0].reg), 0), y = lane<T>(b, 0);
-  uint64_t f = 0;
-  if (std::isnan(x) || std::isnan(y)) {
-    f = kFlagZf | kFlagPf | kFlagCf;
-  } else if (x < y) {
-    f = kFlagCf;
-  } else if (x == y) {
-    f = kFlagZf;
+// PACKSS*/PACKUS*: the destination's lanes, then the source's, each
+// saturated to the narrower type.
+template <typename Wide, typename Narrow>
+void pack(Cpu& cpu, const Insn& insn) {
+  check_simd(cpu, insn);
+  const V128 b = source(cpu, insn, 1);
+  const V128 a = load_reg(cpu, insn.op[0]);
+  V128 r{};
+  const unsigned n = width(insn) / sizeof(Wide);
+  auto saturate = [](Wide x) {
+    if (x < static_cast<Wide>(std::numeric_limits<Narrow>::min())) return std::numeric_limits<Narrow>::min();
+    if (x > static_cast<Wide>(std::numeric_limits<Narrow>::max())) return std::numeric_limits<Narrow>::max();
+    return static_cast<Narrow>(x);
+  };
+  for (unsigned i = 0; i < n; ++i) {
+    set_lane<Narrow>(r, i, saturate(lane<Wide>(a, i)));
+    set_lane<Narrow>(r, n + i, saturate(lane<Wide>(b, i)));
   }
-  set_arith_flags(cpu, f);
+  store_reg(cpu, insn.op[0], r);
 }
 
-// Float -> integer with truncation; NaN and out-of-range give the "integer indefinite" value.
-template <typename F>
-uint64_t truncate_to_int(F v, unsigned size) {
-  const int64_t indefinite = size == 8 ? std::numeric_limits<int64_t>::min() : std::numeric_limits<int32_t>::min();
-  const F limit = size == 8 ? F(9223372036854775808.0) : F(2147483648.0);
-  if (std::isnan(v) || v >= limit || v < -limit) return static_cast<uint64_t>(indefinite) & size_mask(size);
-  return static_cast<uint64_t>(static_cast<int64_t>(v)) & size_mask(size);
+// Saturating lane arithmetic.
+template <typename T>
+T saturate(int64_t x) {
+  if (x < std::numeric_limits<T>::min()) return std::numeric_limits<T>::min();
+  if (x > std::numeric_limits<T>::max()) return std::numeric_limits<T>::max();
+  return static_cast<T>(x);
 }
 
 }  // namespace
@@ -198,23 +113,35 @@ uint64_t truncate_to_int(F v, unsigned size) {
 void h_sse_mov_aligned(Cpu& cpu, const Insn& insn) { move(cpu, insn, true); }
 void h_sse_mov_unaligned(Cpu& cpu, const Insn& insn) { move(cpu, insn, false); }
 
+// MOVD/MOVQ between XMM or MMX registers, GPRs and memory; MOVNTQ.
 void h_sse_movd(Cpu& cpu, const Insn& insn) {
-  check_sse(cpu);
+  check_simd(cpu, insn);
   const Operand& d = insn.op[0];
   const Operand& s = insn.op[1];
-  if (d.kind == OpKind::kXmm) {
-    // Into an XMM register: the low 4/8 bytes, the rest zeroed.
-    const unsigned size = s.kind == OpKind::kXmm ? 8 : s.size;
+  if (d.kind == OpKind::kXmm || d.kind == OpKind::kMmx) {
+    // Into a vector register: the low 4/8 bytes, the rest zeroed.
+    const unsigned size = (s.kind == OpKind::kXmm || s.kind == OpKind::kMmx) ? 8 : s.size;
     const V128 v = source(cpu, insn, 1, false);
     V128 r{};
     std::memcpy(r.b, v.b, size);
-    store_xmm(cpu, d.reg, r);
+    store_reg(cpu, d, r);
   } else {
-    const V128 v = load_xmm(cpu, s.reg);
+    const V128 v = load_reg(cpu, s);
     uint64_t x = 0;
     std::memcpy(&x, v.b, d.size);
     write_op(cpu, insn, 0, x);
+    finish(cpu, insn);
   }
+}
+
+// MOVQ2DQ xmm, mm and MOVDQ2Q mm, xmm.
+void h_movq2dq(Cpu& cpu, const Insn& insn) {
+  check_sse(cpu);
+  check_mmx(cpu);
+  V128 v = load_reg(cpu, insn.op[1]);
+  std::memset(v.b + 8, 0, 8);
+  store_reg(cpu, insn.op[0], v);
+  finish(cpu, insn);
 }
 
 namespace {
@@ -350,11 +277,13 @@ void h_sse_pmuludq(Cpu& cpu, const Insn& insn) {
 }
 
 void h_sse_pmovmskb(Cpu& cpu, const Insn& insn) {
-  check_sse(cpu);
-  const V128 v = load_xmm(cpu, insn.op[1].reg);
+  check_simd(cpu, insn);
+  const V128 v = load_reg(cpu, insn.op[1]);
   uint64_t mask = 0;
-  for (unsigned i = 0; i < 16; ++i) mask |= static_cast<uint64_t>(v.b[i] >> 7) << i;
+  const unsigned n = insn.op[1].kind == OpKind::kMmx ? 8 : 16;
+  for (unsigned i = 0; i < n; ++i) mask |= static_cast<uint64_t>(v.b[i] >> 7) << i;
   set_reg(cpu, insn.op[0].reg, insn.op[0].size, mask);
+  finish(cpu, insn);
 }
 
 void h_sse_movmskps(Cpu& cpu, const Insn& insn) {
@@ -444,123 +373,102 @@ void h_sse_psrlq(Cpu& cpu, const Insn& insn) { shift<uint64_t, false, false>(cpu
 void h_sse_psraw(Cpu& cpu, const Insn& insn) { shift<uint16_t, false, true>(cpu, insn); }
 void h_sse_psrad(Cpu& cpu, const Insn& insn) { shift<uint32_t, false, true>(cpu, insn); }
 
-void h_sse_addsd(Cpu& cpu, const Insn& insn) {
-  scalar<double>(cpu, insn, [](double a, double b) { return a + b; });
+void h_sse_paddsb(Cpu& cpu, const Insn& insn) {
+  lanewise<int8_t>(cpu, insn, [](int8_t a, int8_t b) { return saturate<int8_t>(a + b); });
 }
-void h_sse_subsd(Cpu& cpu, const Insn& insn) {
-  scalar<double>(cpu, insn, [](double a, double b) { return a - b; });
+void h_sse_paddsw(Cpu& cpu, const Insn& insn) {
+  lanewise<int16_t>(cpu, insn, [](int16_t a, int16_t b) { return saturate<int16_t>(a + b); });
 }
-void h_sse_mulsd(Cpu& cpu, const Insn& insn) {
-  scalar<double>(cpu, insn, [](double a, double b) { return a * b; });
+void h_sse_paddusw(Cpu& cpu, const Insn& insn) { lanewise<uint16_t>(cpu, insn, saturate_add_unsigned<uint16_t>); }
+void h_sse_psubsb(Cpu& cpu, const Insn& insn) {
+  lanewise<int8_t>(cpu, insn, [](int8_t a, int8_t b) { return saturate<int8_t>(a - b); });
 }
-void h_sse_divsd(Cpu& cpu, const Insn& insn) {
-  scalar<double>(cpu, insn, [](double a, double b) { return a / b; });
+void h_sse_psubsw(Cpu& cpu, const Insn& insn) {
+  lanewise<int16_t>(cpu, insn, [](int16_t a, int16_t b) { return saturate<int16_t>(a - b); });
 }
-void h_sse_sqrtsd(Cpu& cpu, const Insn& insn) {
-  scalar<double>(cpu, insn, [](double, double b) { return std::sqrt(b); });
+void h_sse_psubusw(Cpu& cpu, const Insn& insn) {
+  lanewise<uint16_t>(cpu, insn, [](uint16_t a, uint16_t b) { return uint16_t(a > b ? a - b : 0); });
 }
-void h_sse_addss(Cpu& cpu, const Insn& insn) {
-  scalar<float>(cpu, insn, [](float a, float b) { return a + b; });
+void h_sse_pmulhw(Cpu& cpu, const Insn& insn) {
+  lanewise<int16_t>(cpu, insn, [](int16_t a, int16_t b) { return int16_t((int32_t{a} * b) >> 16); });
 }
-void h_sse_subss(Cpu& cpu, const Insn& insn) {
-  scalar<float>(cpu, insn, [](float a, float b) { return a - b; });
+void h_sse_pmulhuw(Cpu& cpu, const Insn& insn) {
+  lanewise<uint16_t>(cpu, insn, [](uint16_t a, uint16_t b) { return uint16_t((uint32_t{a} * b) >> 16); });
 }
-void h_sse_mulss(Cpu& cpu, const Insn& insn) {
-  scalar<float>(cpu, insn, [](float a, float b) { return a * b; });
+void h_sse_pavgb(Cpu& cpu, const Insn& insn) {
+  lanewise<uint8_t>(cpu, insn, [](uint8_t a, uint8_t b) { return uint8_t((unsigned{a} + b + 1) >> 1); });
 }
-void h_sse_divss(Cpu& cpu, const Insn& insn) {
-  scalar<float>(cpu, insn, [](float a, float b) { return a / b; });
+void h_sse_pavgw(Cpu& cpu, const Insn& insn) {
+  lanewise<uint16_t>(cpu, insn, [](uint16_t a, uint16_t b) { return uint16_t((unsigned{a} + b + 1) >> 1); });
 }
-void h_sse_addpd(Cpu& cpu, const Insn& insn) {
-  lanewise<double>(cpu, insn, [](double a, double b) { return a + b; });
+void h_sse_pminsw(Cpu& cpu, const Insn& insn) {
+  lanewise<int16_t>(cpu, insn, [](int16_t a, int16_t b) { return a < b ? a : b; });
 }
-void h_sse_mulpd(Cpu& cpu, const Insn& insn) {
-  lanewise<double>(cpu, insn, [](double a, double b) { return a * b; });
+void h_sse_pmaxsw(Cpu& cpu, const Insn& insn) {
+  lanewise<int16_t>(cpu, insn, [](int16_t a, int16_t b) { return a > b ? a : b; });
 }
-void h_sse_addps(Cpu& cpu, const Insn& insn) {
-  lanewise<float>(cpu, insn, [](float a, float b) { return a + b; });
-}
-void h_sse_mulps(Cpu& cpu, const Insn& insn) {
-  lanewise<float>(cpu, insn, [](float a, float b) { return a * b; });
-}
-// MIN/MAX return the second (source) operand when the operands are
-// unordered (a NaN) or equal (+0 and -0), as the SDM specifies.
-template <typename T>
-T x86_min(T a, T b) {
-  return a < b ? a : b;
-}
-template <typename T>
-T x86_max(T a, T b) {
-  return a > b ? a : b;
-}
-void h_sse_minsd(Cpu& cpu, const Insn& insn) { scalar<double>(cpu, insn, x86_min<double>); }
-void h_sse_maxsd(Cpu& cpu, const Insn& insn) { scalar<double>(cpu, insn, x86_max<double>); }
-void h_sse_minss(Cpu& cpu, const Insn& insn) { scalar<float>(cpu, insn, x86_min<float>); }
-void h_sse_maxss(Cpu& cpu, const Insn& insn) { scalar<float>(cpu, insn, x86_max<float>); }
-void h_sse_minpd(Cpu& cpu, const Insn& insn) { lanewise<double>(cpu, insn, x86_min<double>); }
-void h_sse_maxpd(Cpu& cpu, const Insn& insn) { lanewise<double>(cpu, insn, x86_max<double>); }
-void h_sse_minps(Cpu& cpu, const Insn& insn) { lanewise<float>(cpu, insn, x86_min<float>); }
-void h_sse_maxps(Cpu& cpu, const Insn& insn) { lanewise<float>(cpu, insn, x86_max<float>); }
-void h_sse_subpd(Cpu& cpu, const Insn& insn) {
-  lanewise<double>(cpu, insn, [](double a, double b) { return a - b; });
-}
-void h_sse_subps(Cpu& cpu, const Insn& insn) {
-  lanewise<float>(cpu, insn, [](float a, float b) { return a - b; });
-}
-void h_sse_divpd(Cpu& cpu, const Insn& insn) {
-  lanewise<double>(cpu, insn, [](double a, double b) { return a / b; });
-}
-void h_sse_divps(Cpu& cpu, const Insn& insn) {
-  lanewise<float>(cpu, insn, [](float a, float b) { return a / b; });
-}
-void h_sse_sqrtss(Cpu& cpu, const Insn& insn) {
-  scalar<float>(cpu, insn, [](float, float b) { return std::sqrt(b); });
-}
-void h_sse_comisd(Cpu& cpu, const Insn& insn) { compare_scalar<double>(cpu, insn); }
-void h_sse_comiss(Cpu& cpu, const Insn& insn) { compare_scalar<float>(cpu, insn); }
+void h_sse_packsswb(Cpu& cpu, const Insn& insn) { pack<int16_t, int8_t>(cpu, insn); }
+void h_sse_packssdw(Cpu& cpu, const Insn& insn) { pack<int32_t, int16_t>(cpu, insn); }
+void h_sse_packuswb(Cpu& cpu, const Insn& insn) { pack<int16_t, uint8_t>(cpu, insn); }
 
-void h_sse_cvtsi2sd(Cpu& cpu, const Insn& insn) {
-  check_sse(cpu);
-  const int64_t v = sign_extend(read_op(cpu, insn, 1), insn.op[1].size);
-  V128 a = load_xmm(cpu, insn.op[0].reg);
-  set_lane<double>(a, 0, static_cast<double>(v));
-  store_xmm(cpu, insn.op[0].reg, a);
+// PMADDWD: pairs of signed word products summed into doublewords (0x8000 *
+// 0x8000 twice wraps to 0x80000000, as the hardware's does).
+void h_sse_pmaddwd(Cpu& cpu, const Insn& insn) {
+  check_simd(cpu, insn);
+  const V128 b = source(cpu, insn, 1);
+  V128 a = load_reg(cpu, insn.op[0]);
+  for (unsigned i = 0; i < width(insn) / 4; ++i) {
+    const int64_t sum = int64_t{lane<int16_t>(a, 2 * i)} * lane<int16_t>(b, 2 * i) +
+                        int64_t{lane<int16_t>(a, 2 * i + 1)} * lane<int16_t>(b, 2 * i + 1);
+    set_lane<uint32_t>(a, i, static_cast<uint32_t>(sum));
+  }
+  store_reg(cpu, insn.op[0], a);
 }
 
-void h_sse_cvtsi2ss(Cpu& cpu, const Insn& insn) {
-  check_sse(cpu);
-  const int64_t v = sign_extend(read_op(cpu, insn, 1), insn.op[1].size);
-  V128 a = load_xmm(cpu, insn.op[0].reg);
-  set_lane<float>(a, 0, static_cast<float>(v));
-  store_xmm(cpu, insn.op[0].reg, a);
+// PSADBW: per 8-byte group, the sum of absolute byte differences in the low word.
+void h_sse_psadbw(Cpu& cpu, const Insn& insn) {
+  check_simd(cpu, insn);
+  const V128 b = source(cpu, insn, 1);
+  const V128 a = load_reg(cpu, insn.op[0]);
+  V128 r{};
+  for (unsigned g = 0; g < width(insn) / 8; ++g) {
+    uint64_t sum = 0;
+    for (unsigned i = 8 * g; i < 8 * g + 8; ++i) sum += a.b[i] > b.b[i] ? a.b[i] - b.b[i] : b.b[i] - a.b[i];
+    set_lane<uint64_t>(r, g, sum);
+  }
+  store_reg(cpu, insn.op[0], r);
 }
 
-void h_sse_cvttsd2si(Cpu& cpu, const Insn& insn) {
-  check_sse(cpu);
-  const double v = lane<double>(source(cpu, insn, 1, false), 0);
-  set_reg(cpu, insn.op[0].reg, insn.op[0].size, truncate_to_int(v, insn.op[0].size));
+void h_mmx_pshufw(Cpu& cpu, const Insn& insn) {
+  check_mmx(cpu);
+  const V128 s = source(cpu, insn, 1);
+  V128 r{};
+  for (unsigned i = 0; i < 4; ++i) set_lane<uint16_t>(r, i, lane<uint16_t>(s, (insn.imm >> (2 * i)) & 3));
+  store_reg(cpu, insn.op[0], r);
 }
 
-void h_sse_cvttss2si(Cpu& cpu, const Insn& insn) {
-  check_sse(cpu);
-  const float v = lane<float>(source(cpu, insn, 1, false), 0);
-  set_reg(cpu, insn.op[0].reg, insn.op[0].size, truncate_to_int(v, insn.op[0].size));
+void h_sse_pextrw(Cpu& cpu, const Insn& insn) {
+  check_simd(cpu, insn);
+  const V128 v = load_reg(cpu, insn.op[1]);
+  const unsigned lanes = insn.op[1].kind == OpKind::kMmx ? 4 : 8;
+  set_reg(cpu, insn.op[0].reg, insn.op[0].size, lane<uint16_t>(v, insn.imm & (lanes - 1)));
+  finish(cpu, insn);
 }
 
-void h_sse_cvtss2sd(Cpu& cpu, const Insn& insn) {
-  check_sse(cpu);
-  const float v = lane<float>(source(cpu, insn, 1, false), 0);
-  V128 a = load_xmm(cpu, insn.op[0].reg);
-  set_lane<double>(a, 0, static_cast<double>(v));
-  store_xmm(cpu, insn.op[0].reg, a);
+void h_sse_pinsrw(Cpu& cpu, const Insn& insn) {
+  check_simd(cpu, insn);
+  const uint16_t w = static_cast<uint16_t>(insn.op[1].kind == OpKind::kMem
+                                               ? read_mem<uint16_t>(cpu, insn.mem.seg, effective_address(cpu, insn))
+                                               : get_reg(cpu, insn.op[1].reg, 2));
+  V128 a = load_reg(cpu, insn.op[0]);
+  const unsigned lanes = width(insn) / 2;
+  set_lane<uint16_t>(a, insn.imm & (lanes - 1), w);
+  store_reg(cpu, insn.op[0], a);
 }
 
-void h_sse_cvtsd2ss(Cpu& cpu, const Insn& insn) {
-  check_sse(cpu);
-  const double v = lane<double>(source(cpu, insn, 1, false), 0);
-  V128 a = load_xmm(cpu, insn.op[0].reg);
-  set_lane<float>(a, 0, static_cast<float>(v));
-  store_xmm(cpu, insn.op[0].reg, a);
+void h_emms(Cpu& cpu, const Insn&) {
+  check_mmx(cpu);
+  cpu.x87.ftw = 0;
 }
 
 }  // namespace hostvisor::emu

@@ -1,0 +1,279 @@
+// SSE/SSE2 floating point under the guest's MXCSR. Each operation runs as
+// the same instruction on the host, with the guest's rounding mode, DAZ and
+// FTZ loaded and every exception masked, so results and the exception flags
+// are the hardware's bit for bit. The flags it raises are then checked
+// against the guest's masks: an unmasked one raises #XM (CR4.OSXMMEXCPT=1)
+// or #UD, and the destination is left unchanged; masked ones are ORed into
+// MXCSR's sticky flags.
+#include <emmintrin.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "hv/emu/execute/handlers.h"
+#include "hv/emu/execute/simd.h"
+
+namespace hostvisor::emu {
+namespace {
+
+constexpr uint64_t kCr4Osxmmexcpt = 1ull << 10;
+constexpr uint32_t kMxcsrIe = 1u << 0, kMxcsrDe = 1u << 1, kMxcsrZe = 1u << 2, kMxcsrUe = 1u << 4;
+constexpr uint32_t kMxcsrFlags = 0x3f;
+constexpr unsigned kMxcsrMaskShift = 7;
+constexpr uint32_t kMxcsrFtz = 1u << 15;
+
+// The MXCSR the host runs with: the guest's rounding, DAZ and FTZ, flags
+// clear, every exception masked. An unmasked underflow makes the hardware
+// ignore FTZ, so FTZ goes too.
+uint32_t host_mxcsr(uint32_t guest) {
+  uint32_t m = (guest | (kMxcsrFlags << kMxcsrMaskShift)) & ~kMxcsrFlags;
+  if (!(guest & (kMxcsrUe << kMxcsrMaskShift))) m &= ~kMxcsrFtz;
+  return m;
+}
+
+template <typename T>
+bool any_denormal(const V128& v, unsigned lanes) {
+  for (unsigned i = 0; i < lanes; ++i) {
+    const T x = lane<T>(v, i);
+    if (x != 0 && std::fpclassify(x) == FP_SUBNORMAL) return true;
+  }
+  return false;
+}
+
+// Applies the flags an operation raised: ORs them into MXCSR, or raises the
+// SIMD exception when one is unmasked. `tiny` says whether a result is a
+// denormal: with underflow unmasked that is an underflow even when exact,
+// which the masked host run does not flag.
+void commit_flags(Cpu& cpu, uint32_t raised, bool tiny) {
+  const uint32_t masks = (cpu.mxcsr >> kMxcsrMaskShift) & kMxcsrFlags;
+  if (tiny && !(masks & kMxcsrUe)) raised |= kMxcsrUe;
+  const uint32_t unmasked = raised & ~masks;
+  if (unmasked) {
+    // Invalid, denormal and divide-by-zero are detected before the
+    // computation: when one of them is delivered the others are not reported.
+    constexpr uint32_t kPre = kMxcsrIe | kMxcsrDe | kMxcsrZe;
+    if (unmasked & kPre) raised &= kPre;
+    cpu.mxcsr |= raised;
+    raise(cpu.cr4 & kCr4Osxmmexcpt ? kXm : kUd);
+  }
+  cpu.mxcsr |= raised;
+}
+
+// `op %b, %a` on the host under `mxcsr`; returns the flags it raised.
+#define HV_HOST_SSE(name, text)                                      \
+  uint32_t name(V128& a, const V128& b, uint32_t mxcsr) {            \
+    __m128i x, y;                                                    \
+    std::memcpy(&x, a.b, 16);                                        \
+    std::memcpy(&y, b.b, 16);                                        \
+    uint32_t saved, out;                                             \
+    asm volatile("stmxcsr %[saved]\n\tldmxcsr %[in]\n\t" text        \
+                 " %[y], %[x]\n\t"                                   \
+                 "stmxcsr %[out]\n\tldmxcsr %[saved]"                \
+                 : [x] "+x"(x), [saved] "=m"(saved), [out] "=m"(out) \
+                 : [y] "x"(y), [in] "m"(mxcsr));                     \
+    std::memcpy(a.b, &x, 16);                                        \
+    return out & kMxcsrFlags;                                        \
+  }
+
+HV_HOST_SSE(host_addsd, "addsd")
+HV_HOST_SSE(host_subsd, "subsd")
+HV_HOST_SSE(host_mulsd, "mulsd")
+HV_HOST_SSE(host_divsd, "divsd")
+HV_HOST_SSE(host_sqrtsd, "sqrtsd")
+HV_HOST_SSE(host_minsd, "minsd")
+HV_HOST_SSE(host_maxsd, "maxsd")
+HV_HOST_SSE(host_addss, "addss")
+HV_HOST_SSE(host_subss, "subss")
+HV_HOST_SSE(host_mulss, "mulss")
+HV_HOST_SSE(host_divss, "divss")
+HV_HOST_SSE(host_sqrtss, "sqrtss")
+HV_HOST_SSE(host_minss, "minss")
+HV_HOST_SSE(host_maxss, "maxss")
+HV_HOST_SSE(host_addpd, "addpd")
+HV_HOST_SSE(host_subpd, "subpd")
+HV_HOST_SSE(host_mulpd, "mulpd")
+HV_HOST_SSE(host_divpd, "divpd")
+HV_HOST_SSE(host_minpd, "minpd")
+HV_HOST_SSE(host_maxpd, "maxpd")
+HV_HOST_SSE(host_addps, "addps")
+HV_HOST_SSE(host_subps, "subps")
+HV_HOST_SSE(host_mulps, "mulps")
+HV_HOST_SSE(host_divps, "divps")
+HV_HOST_SSE(host_minps, "minps")
+HV_HOST_SSE(host_maxps, "maxps")
+HV_HOST_SSE(host_cvtss2sd, "cvtss2sd")
+HV_HOST_SSE(host_cvtsd2ss, "cvtsd2ss")
+#undef HV_HOST_SSE
+
+using HostOp = uint32_t (*)(V128&, const V128&, uint32_t);
+
+// dest = op(dest, source): `T` is the result lane type, `lanes` how many
+// lanes the operation writes (1 for scalar forms, whose memory source is a
+// single element and needs no alignment).
+// MIN/MAX select an operand and never underflow.
+template <typename T>
+void float_op(Cpu& cpu, const Insn& insn, HostOp op, unsigned lanes, bool selects) {
+  check_sse(cpu);
+  const V128 b = source(cpu, insn, 1, lanes > 1);
+  V128 a = load_xmm(cpu, insn.op[0].reg);
+  const uint32_t raised = op(a, b, host_mxcsr(cpu.mxcsr));
+  commit_flags(cpu, raised, !selects && any_denormal<T>(a, lanes));
+  store_xmm(cpu, insn.op[0].reg, a);
+}
+
+template <typename T>
+void scalar(Cpu& cpu, const Insn& insn, HostOp op, bool selects = false) {
+  float_op<T>(cpu, insn, op, 1, selects);
+}
+template <typename T>
+void packed(Cpu& cpu, const Insn& insn, HostOp op, bool selects = false) {
+  float_op<T>(cpu, insn, op, 16 / sizeof(T), selects);
+}
+
+// COMISD/UCOMISD/COMISS/UCOMISS: ZF, PF, CF from the comparison, OF, SF, AF
+// cleared. COMIS* signal invalid for any NaN, UCOMIS* only for SNaN.
+template <bool kDouble, bool kOrdered>
+void compare(Cpu& cpu, const Insn& insn) {
+  check_sse(cpu);
+  const V128 b = source(cpu, insn, 1, false);
+  const V128 a = load_xmm(cpu, insn.op[0].reg);
+  __m128i x, y;
+  std::memcpy(&x, a.b, 16);
+  std::memcpy(&y, b.b, 16);
+  uint32_t saved, out, mxcsr = host_mxcsr(cpu.mxcsr);
+  uint8_t zf, pf, cf;
+#define HV_COMPARE(text)                                                                              \
+  asm volatile("stmxcsr %[saved]\n\tldmxcsr %[in]\n\t" text                                           \
+               " %[y], %[x]\n\t"                                                                      \
+               "setz %[zf]\n\tsetp %[pf]\n\tsetc %[cf]\n\tstmxcsr %[out]\n\tldmxcsr %[saved]"         \
+               : [saved] "=m"(saved), [out] "=m"(out), [zf] "=qm"(zf), [pf] "=qm"(pf), [cf] "=qm"(cf) \
+               : [x] "x"(x), [y] "x"(y), [in] "m"(mxcsr)                                              \
+               : "cc")
+  if constexpr (kDouble && kOrdered) {
+    HV_COMPARE("comisd");
+  } else if constexpr (kDouble) {
+    HV_COMPARE("ucomisd");
+  } else if constexpr (kOrdered) {
+    HV_COMPARE("comiss");
+  } else {
+    HV_COMPARE("ucomiss");
+  }
+#undef HV_COMPARE
+  commit_flags(cpu, out & kMxcsrFlags, false);
+  set_arith_flags(cpu, (zf ? kFlagZf : 0) | (pf ? kFlagPf : 0) | (cf ? kFlagCf : 0));
+}
+
+}  // namespace
+
+void h_sse_addsd(Cpu& cpu, const Insn& insn) { scalar<double>(cpu, insn, host_addsd); }
+void h_sse_subsd(Cpu& cpu, const Insn& insn) { scalar<double>(cpu, insn, host_subsd); }
+void h_sse_mulsd(Cpu& cpu, const Insn& insn) { scalar<double>(cpu, insn, host_mulsd); }
+void h_sse_divsd(Cpu& cpu, const Insn& insn) { scalar<double>(cpu, insn, host_divsd); }
+void h_sse_sqrtsd(Cpu& cpu, const Insn& insn) { scalar<double>(cpu, insn, host_sqrtsd); }
+void h_sse_minsd(Cpu& cpu, const Insn& insn) { scalar<double>(cpu, insn, host_minsd, true); }
+void h_sse_maxsd(Cpu& cpu, const Insn& insn) { scalar<double>(cpu, insn, host_maxsd, true); }
+void h_sse_addss(Cpu& cpu, const Insn& insn) { scalar<float>(cpu, insn, host_addss); }
+void h_sse_subss(Cpu& cpu, const Insn& insn) { scalar<float>(cpu, insn, host_subss); }
+void h_sse_mulss(Cpu& cpu, const Insn& insn) { scalar<float>(cpu, insn, host_mulss); }
+void h_sse_divss(Cpu& cpu, const Insn& insn) { scalar<float>(cpu, insn, host_divss); }
+void h_sse_sqrtss(Cpu& cpu, const Insn& insn) { scalar<float>(cpu, insn, host_sqrtss); }
+void h_sse_minss(Cpu& cpu, const Insn& insn) { scalar<float>(cpu, insn, host_minss, true); }
+void h_sse_maxss(Cpu& cpu, const Insn& insn) { scalar<float>(cpu, insn, host_maxss, true); }
+void h_sse_addpd(Cpu& cpu, const Insn& insn) { packed<double>(cpu, insn, host_addpd); }
+void h_sse_subpd(Cpu& cpu, const Insn& insn) { packed<double>(cpu, insn, host_subpd); }
+void h_sse_mulpd(Cpu& cpu, const Insn& insn) { packed<double>(cpu, insn, host_mulpd); }
+void h_sse_divpd(Cpu& cpu, const Insn& insn) { packed<double>(cpu, insn, host_divpd); }
+void h_sse_minpd(Cpu& cpu, const Insn& insn) { packed<double>(cpu, insn, host_minpd, true); }
+void h_sse_maxpd(Cpu& cpu, const Insn& insn) { packed<double>(cpu, insn, host_maxpd, true); }
+void h_sse_addps(Cpu& cpu, const Insn& insn) { packed<float>(cpu, insn, host_addps); }
+void h_sse_subps(Cpu& cpu, const Insn& insn) { packed<float>(cpu, insn, host_subps); }
+void h_sse_mulps(Cpu& cpu, const Insn& insn) { packed<float>(cpu, insn, host_mulps); }
+void h_sse_divps(Cpu& cpu, const Insn& insn) { packed<float>(cpu, insn, host_divps); }
+void h_sse_minps(Cpu& cpu, const Insn& insn) { packed<float>(cpu, insn, host_minps, true); }
+void h_sse_maxps(Cpu& cpu, const Insn& insn) { packed<float>(cpu, insn, host_maxps, true); }
+void h_sse_cvtss2sd(Cpu& cpu, const Insn& insn) { scalar<double>(cpu, insn, host_cvtss2sd); }
+void h_sse_cvtsd2ss(Cpu& cpu, const Insn& insn) { scalar<float>(cpu, insn, host_cvtsd2ss); }
+void h_sse_comisd(Cpu& cpu, const Insn& insn) { compare<true, true>(cpu, insn); }
+void h_sse_ucomisd(Cpu& cpu, const Insn& insn) { compare<true, false>(cpu, insn); }
+void h_sse_comiss(Cpu& cpu, const Insn& insn) { compare<false, true>(cpu, insn); }
+void h_sse_ucomiss(Cpu& cpu, const Insn& insn) { compare<false, false>(cpu, insn); }
+
+// CVTSI2SD/CVTSI2SS from a 32- or 64-bit integer (inexact under the guest's rounding).
+namespace {
+template <bool kDouble>
+void convert_from_int(Cpu& cpu, const Insn& insn) {
+  check_sse(cpu);
+  const uint64_t v = read_op(cpu, insn, 1);
+  const V128 a = load_xmm(cpu, insn.op[0].reg);
+  __m128i x;
+  std::memcpy(&x, a.b, 16);
+  uint32_t saved, out, mxcsr = host_mxcsr(cpu.mxcsr);
+#define HV_CONVERT(text, value)                                                                                 \
+  asm volatile("stmxcsr %[saved]\n\tldmxcsr %[in]\n\t" text " %[v], %[x]\n\tstmxcsr %[out]\n\tldmxcsr %[saved]" \
+               : [x] "+x"(x), [saved] "=m"(saved), [out] "=m"(out)                                              \
+               : [v] "r"(value), [in] "m"(mxcsr))
+  if (insn.op[1].size == 8) {
+    const int64_t i = static_cast<int64_t>(v);
+    if constexpr (kDouble) {
+      HV_CONVERT("cvtsi2sdq", i);
+    } else {
+      HV_CONVERT("cvtsi2ssq", i);
+    }
+  } else {
+    const int32_t i = static_cast<int32_t>(v);
+    if constexpr (kDouble) {
+      HV_CONVERT("cvtsi2sdl", i);
+    } else {
+      HV_CONVERT("cvtsi2ssl", i);
+    }
+  }
+#undef HV_CONVERT
+  commit_flags(cpu, out & kMxcsrFlags, false);
+  V128 r;
+  std::memcpy(r.b, &x, 16);
+  store_xmm(cpu, insn.op[0].reg, r);
+}
+
+// CVTTSD2SI/CVTTSS2SI: truncation; NaN and out-of-range give the integer
+// indefinite value with invalid raised.
+template <bool kDouble>
+void convert_to_int(Cpu& cpu, const Insn& insn) {
+  check_sse(cpu);
+  const V128 b = source(cpu, insn, 1, false);
+  __m128i y;
+  std::memcpy(&y, b.b, 16);
+  uint32_t saved, out, mxcsr = host_mxcsr(cpu.mxcsr);
+  uint64_t result;
+#define HV_CONVERT(text, type)                                                                                    \
+  {                                                                                                               \
+    type r;                                                                                                       \
+    asm volatile("stmxcsr %[saved]\n\tldmxcsr %[in]\n\t" text " %[y], %[r]\n\tstmxcsr %[out]\n\tldmxcsr %[saved]" \
+                 : [r] "=r"(r), [saved] "=m"(saved), [out] "=m"(out)                                              \
+                 : [y] "x"(y), [in] "m"(mxcsr));                                                                  \
+    result = static_cast<uint64_t>(r);                                                                            \
+  }
+  if (insn.op[0].size == 8) {
+    if constexpr (kDouble) {
+      HV_CONVERT("cvttsd2siq", int64_t)
+    } else {
+      HV_CONVERT("cvttss2siq", int64_t)
+    }
+  } else {
+    if constexpr (kDouble) {
+      HV_CONVERT("cvttsd2sil", uint32_t)
+    } else {
+      HV_CONVERT("cvttss2sil", uint32_t)
+    }
+  }
+#undef HV_CONVERT
+  commit_flags(cpu, out & kMxcsrFlags, false);
+  set_reg(cpu, insn.op[0].reg, insn.op[0].size, result);
+}
+}  // namespace
+
+void h_sse_cvtsi2sd(Cpu& cpu, const Insn& insn) { convert_from_int<true>(cpu, insn); }
+void h_sse_cvtsi2ss(Cpu& cpu, const Insn& insn) { convert_from_int<false>(cpu, insn); }
+void h_sse_cvttsd2si(Cpu& cpu, const Insn& insn) { convert_to_int<true>(cpu, insn); }
+void h_sse_cvttss2si(Cpu& cpu, const Insn& insn) { convert_to_int<false>(cpu, insn); }
+
+}  // namespace hostvisor::emu
