@@ -75,6 +75,12 @@ class Vm {
   virtual Result<void> remove_msi_route(uint32_t gsi) {
     return Error(ErrorCode::kUnsupported, "MSI routing is not supported by this CPU backend");
   }
+  // The GSIs set_msi_route() accepts, [first, end); empty without MSI routing.
+  struct GsiRange {
+    uint32_t first = 0;
+    uint32_t end = 0;
+  };
+  virtual GsiRange msi_route_gsis() const { return {}; }
 
   // A guest write of `length` bytes (1, 2, 4 or 8; 0 = any length, MMIO only)
   // to `address` (a port when is_pio) signals `event` instead of exiting,

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <string>
 
+#include "base/log.h"
+
 namespace hostvisor {
 
 Msix::Msix(uint16_t vectors, uint8_t bar, uint32_t table_offset, uint32_t pba_offset)
@@ -42,6 +44,7 @@ void Msix::config_written(const PciConfigSpace& config) {
   const uint16_t control = config.raw_u16(cap_offset_ + 2);
   enabled_ = control & kControlEnable;
   function_masked_ = control & kControlFunctionMask;
+  sync_unmasked_routes();
   deliver_unmasked_pending();
 }
 
@@ -95,9 +98,13 @@ void Msix::table_write(uint64_t offset, std::span<const uint8_t> data) {
       touched.push_back(static_cast<uint16_t>(at / kEntrySize));
     }
   }
-  // Unmasking a vector with its pending bit set delivers it now.
+  // Unmasking a vector binds its route to the message the guest programmed
+  // (drivers change an entry only while it is masked), and with its pending
+  // bit set delivers it now.
   for (uint16_t v : touched) {
-    if (pending_[v] && enabled_ && !function_masked_ && !vector_masked(v)) {
+    if (!deliverable(v)) continue;
+    sync_route(v);
+    if (pending_[v]) {
       pending_[v] = false;
       deliver(v);
     }
@@ -120,6 +127,55 @@ bool Msix::vector_masked(uint16_t vector) const { return vector >= entries_.size
 
 bool Msix::pending(uint16_t vector) const { return vector < pending_.size() && pending_[vector]; }
 
+bool Msix::deliverable(uint16_t vector) const { return enabled_ && !function_masked_ && !vector_masked(vector); }
+
+void Msix::set_msi_router(MsiRouter* router) {
+  routes_.clear();  // releases the old router's routes
+  router_ = router;
+  if (!router_) return;
+  routes_.resize(entries_.size());
+  sync_unmasked_routes();
+}
+
+size_t Msix::routed_vectors() const {
+  return static_cast<size_t>(
+      std::count_if(routes_.begin(), routes_.end(), [](const VectorRoute& r) { return r.route != nullptr; }));
+}
+
+bool Msix::sync_route(uint16_t vector) {
+  if (!router_) return false;
+  const Entry& e = entries_[vector];
+  const uint64_t address = uint64_t{e.address_high} << 32 | e.address_low;
+  VectorRoute& r = routes_[vector];
+  if ((r.route || r.failed) && r.address == address && r.data == e.data) return r.route != nullptr;
+  r.address = address;
+  r.data = e.data;
+  Result<void> bound = ok();
+  if (r.route) {
+    bound = r.route->retarget(address, e.data);
+    // A route still bound to the old message must never fire for this one.
+    if (!bound) r.route.reset();
+  } else {
+    auto created = router_->create_route(address, e.data);
+    if (created) {
+      r.route = std::move(created).value();
+    } else {
+      bound = std::move(created).error();
+    }
+  }
+  r.failed = !r.route;
+  if (r.failed)
+    HV_LOG_WARN("MSI-X vector {}: no fast route ({}); it is delivered through the interrupt controller", vector,
+                bound.error().message());
+  return !r.failed;
+}
+
+void Msix::sync_unmasked_routes() {
+  if (!router_ || !enabled_ || function_masked_) return;
+  for (uint16_t v = 0; v < entries_.size(); ++v)
+    if (!vector_masked(v)) sync_route(v);
+}
+
 bool Msix::signal(uint16_t vector) {
   if (!enabled_ || vector >= entries_.size()) return false;
   if (function_masked_ || vector_masked(vector)) {
@@ -131,6 +187,12 @@ bool Msix::signal(uint16_t vector) {
 }
 
 void Msix::deliver(uint16_t vector) {
+  // The route is re-bound first if the guest changed the entry while it was
+  // unmasked (the spec leaves that undefined; we deliver the new message).
+  if (sync_route(vector)) {
+    routes_[vector].route->fire();
+    return;
+  }
   if (!interrupts_) return;
   const Entry& e = entries_[vector];
   interrupts_->signal_msi(uint64_t{e.address_high} << 32 | e.address_low, e.data);
@@ -155,6 +217,9 @@ Result<void> Msix::restore(const State& state) {
   entries_ = state.entries;
   for (auto& e : entries_) e.control &= 1;
   pending_ = state.pending;
+  // The messages changed underneath the routes: bind them again on use.
+  routes_.clear();
+  if (router_) routes_.resize(entries_.size());
   return ok();
 }
 
@@ -163,6 +228,8 @@ void Msix::reset(PciConfigSpace& config) {
   std::fill(pending_.begin(), pending_.end(), false);
   enabled_ = false;
   function_masked_ = false;
+  routes_.clear();  // every vector is masked again: release the backend's routes
+  if (router_) routes_.resize(entries_.size());
   if (cap_offset_ != 0) config.set_raw_u16(cap_offset_ + 2, static_cast<uint16_t>(entries_.size() - 1));
 }
 

@@ -1,17 +1,23 @@
 // MSI-X: the capability in config space plus the vector table and pending
 // bit array (PBA) that live inside one of the device's BARs. Delivery goes
-// through InterruptController::signal_msi. A vector that fires while masked
-// (its own mask bit or the function mask) sets its pending bit instead and
-// is delivered as soon as it is unmasked.
+// through InterruptController::signal_msi, or, when the machine offers an
+// MsiRouter (KVM: irqfd on an MSI route), through one route per vector that
+// is bound to the vector's message when the guest unmasks it and re-bound
+// whenever the message changes. A vector that fires while masked (its own
+// mask bit or the function mask) sets its pending bit instead and is
+// delivered as soon as it is unmasked: masking is decided here, before a
+// route fires, so routes never bypass it.
 //
 // Not thread-safe: the owning device serialises calls with its own lock.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <vector>
 
 #include "base/result.h"
+#include "devices/pci/msi_router.h"
 #include "devices/pci/pci_config_space.h"
 #include "hv/interrupts.h"
 
@@ -28,6 +34,12 @@ class Msix {
   // Adds the capability to `config`; call once during set-up.
   Result<void> install(PciConfigSpace& config);
   void set_interrupt_controller(InterruptController* interrupts) { interrupts_ = interrupts; }
+  // Delivers through routes of `router` where it can (nullptr: only through
+  // the interrupt controller). Releases the routes of the previous router,
+  // so call it with nullptr before that router goes away.
+  void set_msi_router(MsiRouter* router);
+  // How many vectors currently hold a route (for tests and statistics).
+  size_t routed_vectors() const;
 
   // Call after every guest write to config space: picks up Enable and
   // Function Mask and delivers what became unmasked.
@@ -80,6 +92,11 @@ class Msix {
   uint32_t entry_dword(size_t index) const;
   void deliver(uint16_t vector);
   void deliver_unmasked_pending();
+  bool deliverable(uint16_t vector) const;
+  // Binds vector's route to its current message (creating the route if
+  // needed); false if there is no router or the backend cannot route it.
+  bool sync_route(uint16_t vector);
+  void sync_unmasked_routes();
 
   std::vector<Entry> entries_;
   std::vector<bool> pending_;
@@ -90,6 +107,18 @@ class Msix {
   bool enabled_ = false;
   bool function_masked_ = false;
   InterruptController* interrupts_ = nullptr;
+
+  // One per vector, bound to the message in `address`/`data` (valid while
+  // `route` is set). `failed` remembers a message the router could not take,
+  // so an exhausted backend costs one attempt per message, not per interrupt.
+  struct VectorRoute {
+    std::unique_ptr<MsiRoute> route;
+    uint64_t address = 0;
+    uint32_t data = 0;
+    bool failed = false;
+  };
+  MsiRouter* router_ = nullptr;
+  std::vector<VectorRoute> routes_;
 };
 
 }  // namespace hostvisor

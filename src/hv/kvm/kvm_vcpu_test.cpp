@@ -727,6 +727,14 @@ TEST_F(KvmVcpuTest, MsiRoutesTakeGsisAboveTheIrqchipPins) {
   EXPECT_EQ(vm_->set_msi_route(1u << 20, 0xfee00000, 0x31).error().code(), ErrorCode::kOutOfRange);
   EXPECT_TRUE(vm_->remove_msi_route(30).ok());
   EXPECT_EQ(vm_->remove_msi_route(30).error().code(), ErrorCode::kNotFound);
+  // What msi_route_gsis() reports is what set_msi_route() takes.
+  const Vm::GsiRange range = vm_->msi_route_gsis();
+  EXPECT_EQ(range.first, kIrqchipGsiCount);
+  ASSERT_GT(range.end, range.first);
+  EXPECT_TRUE(vm_->set_msi_route(range.end - 1, 0xfee00000, 0x34).ok());
+  EXPECT_TRUE(vm_->remove_msi_route(range.end - 1).ok());
+  EXPECT_EQ(vm_->set_msi_route(range.end, 0xfee00000, 0x34).error().code(), ErrorCode::kOutOfRange);
+  EXPECT_EQ(vm_->set_msi_route(range.first - 1, 0xfee00000, 0x34).error().code(), ErrorCode::kOutOfRange);
   // The irqchip pins still work after the table was replaced.
   EXPECT_TRUE(vm_->kvm_interrupts().try_set_irq_line(4, true).ok());
   EXPECT_TRUE(vm_->kvm_interrupts().try_set_irq_line(4, false).ok());

@@ -199,6 +199,11 @@ Result<void> KvmVm::set_msi_route(uint32_t gsi, uint64_t address, uint32_t data)
   return applied;
 }
 
+Vm::GsiRange KvmVm::msi_route_gsis() const {
+  if (caps_.irq_routing_entries <= kIrqchipGsiCount) return {};
+  return {kIrqchipGsiCount, caps_.irq_routing_entries};
+}
+
 Result<void> KvmVm::remove_msi_route(uint32_t gsi) {
   std::lock_guard lock(routing_mutex_);
   auto it = msi_routes_.find(gsi);

@@ -52,6 +52,7 @@ class KvmVm final : public Vm {
   Result<void> unregister_irqfd(const EventFd& event, uint32_t gsi) override;
   Result<void> set_msi_route(uint32_t gsi, uint64_t address, uint32_t data) override;
   Result<void> remove_msi_route(uint32_t gsi) override;
+  GsiRange msi_route_gsis() const override;
   Result<void> register_ioeventfd(const EventFd& event, uint64_t address, uint32_t length, bool is_pio,
                                   std::optional<uint64_t> datamatch) override;
   Result<void> unregister_ioeventfd(const EventFd& event, uint64_t address, uint32_t length, bool is_pio,

@@ -52,13 +52,14 @@ VirtioBlk::VirtioBlk(std::shared_ptr<block::BlockDevice> disk, VirtioBlkOptions 
     options_.queue_size = 256;
 }
 
-Result<std::shared_ptr<VirtioBlk>> VirtioBlk::open(const block::DiskOption& disk, std::string serial) {
+Result<std::shared_ptr<VirtioBlk>> VirtioBlk::open(const block::DiskOption& disk, std::string serial, bool async_io) {
   auto image = block::open_image(disk.path, disk.open_options());
   if (!image) return image.error().with_context("disk " + disk.path);
   VirtioBlkOptions options;
   options.serial = std::move(serial);
   options.read_only = disk.read_only;
   options.discard = disk.discard;
+  options.async_io = async_io;
   return std::make_shared<VirtioBlk>(std::shared_ptr<block::BlockDevice>(std::move(image).value()), options);
 }
 
@@ -122,6 +123,8 @@ void VirtioBlk::reset() {
   // driver gets its memory back. Their answers are dropped with the rings.
   while (disk_->requests_in_flight() > 0) disk_->poll_completions(true);
   finished_.clear();
+  held_flushes_.clear();  // never submitted; dropped with the rings
+  writes_in_flight_.clear();
   active_.reset();
   failed_ = false;
 }
@@ -213,6 +216,10 @@ bool VirtioBlk::poll_and_answer_locked() {
   // completions only record their result (they run inside this call, under
   // the lock); the answers go out below.
   disk_->poll_completions(false);
+  // Writes that just completed may free held flushes. They are submitted
+  // here rather than from a completion, which runs inside the block layer's
+  // poll; their own completion wakes the event loop again.
+  release_flushes_locked();
   if (!active_ || failed_) {
     finished_.clear();
     return false;
@@ -220,8 +227,8 @@ bool VirtioBlk::poll_and_answer_locked() {
   bool used = false;
   for (auto& request : finished_) {
     Outcome outcome{kStatusOk, request->data_bytes};
-    if (!request->result->ok()) {
-      HV_LOG_WARN("virtio-blk: asynchronous request failed: {}", request->result->error().message());
+    if (!request->result.ok()) {
+      HV_LOG_WARN("virtio-blk: asynchronous request failed: {}", request->result.error().message());
       outcome.status = kStatusIoError;
     }
     if (!answer_locked(request->chain, outcome)) break;
@@ -231,16 +238,50 @@ bool VirtioBlk::poll_and_answer_locked() {
   return used && !failed_;
 }
 
-std::optional<VirtioBlk::Outcome> VirtioBlk::submit_locked(const DescriptorChain& chain, block::BlockRequest request,
+std::optional<VirtioBlk::Outcome> VirtioBlk::submit_locked(const DescriptorChain& chain,
+                                                           std::vector<block::BlockRequest> requests,
                                                            uint64_t data_bytes) {
   auto in_flight = std::make_shared<InFlight>();
   in_flight->chain = chain;
   in_flight->data_bytes = data_bytes;
-  disk_->submit(std::move(request), [this, in_flight](Result<void> result) {
-    in_flight->result = std::move(result);
-    finished_.push_back(in_flight);
-  });
+  in_flight->remaining = requests.size();
+  if (requests.empty()) return Outcome{kStatusOk, data_bytes};
+  if (requests.front().op != block::BlockOp::kRead && requests.front().op != block::BlockOp::kFlush) {
+    in_flight->write_seq = next_write_seq_++;
+    writes_in_flight_.insert(*in_flight->write_seq);
+  }
+  for (auto& request : requests) {
+    // Completions run inside disk_->poll_completions(), which is only called
+    // with mutex_ held, so they may touch the device's state.
+    disk_->submit(std::move(request), [this, in_flight](Result<void> result) {
+      if (!result && in_flight->result.ok()) in_flight->result = std::move(result);
+      if (--in_flight->remaining > 0) return;
+      if (in_flight->write_seq) writes_in_flight_.erase(*in_flight->write_seq);
+      finished_.push_back(in_flight);
+    });
+  }
   return std::nullopt;
+}
+
+std::optional<VirtioBlk::Outcome> VirtioBlk::flush_locked(const DescriptorChain& chain) {
+  if (writes_in_flight_.empty()) {
+    std::vector<block::BlockRequest> flush;
+    flush.push_back(block::BlockRequest{block::BlockOp::kFlush, 0, {}, 0});
+    return submit_locked(chain, std::move(flush), 0);
+  }
+  held_flushes_.push_back(HeldFlush{chain, next_write_seq_});
+  return std::nullopt;
+}
+
+void VirtioBlk::release_flushes_locked() {
+  // Flushes are held in order of `after`, so only the front can be free.
+  while (!held_flushes_.empty() &&
+         (writes_in_flight_.empty() || *writes_in_flight_.begin() >= held_flushes_.front().after)) {
+    std::vector<block::BlockRequest> flush;
+    flush.push_back(block::BlockRequest{block::BlockOp::kFlush, 0, {}, 0});
+    submit_locked(held_flushes_.front().chain, std::move(flush), 0);
+    held_flushes_.pop_front();
+  }
 }
 
 std::optional<VirtioBlk::Outcome> VirtioBlk::serve(const DescriptorChain& chain, const RequestHeader& header) {
@@ -248,7 +289,7 @@ std::optional<VirtioBlk::Outcome> VirtioBlk::serve(const DescriptorChain& chain,
     case kRequestIn: return transfer(chain, header, false);
     case kRequestOut: return transfer(chain, header, true);
     case kRequestFlush:
-      if (options_.async_io) return submit_locked(chain, block::BlockRequest{block::BlockOp::kFlush, 0, {}, 0}, 0);
+      if (options_.async_io) return flush_locked(chain);
       if (auto r = disk_->flush(); !r) {
         HV_LOG_WARN("virtio-blk: flush failed: {}", r.error().message());
         return Outcome{kStatusIoError, 0};
@@ -293,7 +334,9 @@ std::optional<VirtioBlk::Outcome> VirtioBlk::transfer(const DescriptorChain& cha
                       : guest_iov(memory, chain.writable(), 0, length);
   if (!iov) return Outcome{kStatusIoError, 0};
   if (options_.async_io) {
-    block::BlockRequest request{is_write ? block::BlockOp::kWrite : block::BlockOp::kRead, offset, std::move(*iov), 0};
+    std::vector<block::BlockRequest> request;
+    request.push_back(
+        block::BlockRequest{is_write ? block::BlockOp::kWrite : block::BlockOp::kRead, offset, std::move(*iov), 0});
     return submit_locked(chain, std::move(request), is_write ? 0 : length);
   }
   auto r = is_write ? disk_->writev(offset, *iov) : disk_->readv(offset, *iov);
@@ -315,26 +358,39 @@ VirtioBlk::Outcome VirtioBlk::get_id(const DescriptorChain& chain) {
   return {kStatusOk, *wrote};
 }
 
-VirtioBlk::Outcome VirtioBlk::discard_or_write_zeroes(const DescriptorChain& chain, bool write_zeroes) {
+std::optional<VirtioBlk::Outcome> VirtioBlk::discard_or_write_zeroes(const DescriptorChain& chain, bool write_zeroes) {
   const uint64_t payload = chain.readable_bytes() - sizeof(RequestHeader);
   const uint64_t max_segments = write_zeroes ? kMaxWriteZeroesSegments : kMaxDiscardSegments;
   const uint64_t max_sectors = write_zeroes ? kMaxWriteZeroesSectors : kMaxDiscardSectors;
-  if (payload == 0 || payload % sizeof(DiscardWriteZeroesSegment) != 0) return {kStatusIoError, 0};
+  if (payload == 0 || payload % sizeof(DiscardWriteZeroesSegment) != 0) return Outcome{kStatusIoError, 0};
   const uint64_t count = payload / sizeof(DiscardWriteZeroesSegment);
-  if (count > max_segments) return {kStatusIoError, 0};
+  if (count > max_segments) return Outcome{kStatusIoError, 0};
   std::vector<DiscardWriteZeroesSegment> segments(count);
   auto got = chain.read(*active_->memory, sizeof(RequestHeader),
                         std::span(reinterpret_cast<uint8_t*>(segments.data()), payload));
-  if (!got || *got != payload) return {kStatusIoError, 0};
+  if (!got || *got != payload) return Outcome{kStatusIoError, 0};
   // Check every segment before touching the disk, so a bad one leaves it unchanged.
   for (const auto& s : segments) {
     // 5.2.6.2: unknown flags are UNSUPP, and so is UNMAP on a discard.
-    if (s.flags & ~kSegmentFlagUnmap) return {kStatusUnsupported, 0};
-    if (!write_zeroes && (s.flags & kSegmentFlagUnmap)) return {kStatusUnsupported, 0};
-    if (s.num_sectors > max_sectors) return {kStatusIoError, 0};
-    if (s.sector > capacity_ || s.num_sectors > capacity_ - s.sector) return {kStatusIoError, 0};
+    if (s.flags & ~kSegmentFlagUnmap) return Outcome{kStatusUnsupported, 0};
+    if (!write_zeroes && (s.flags & kSegmentFlagUnmap)) return Outcome{kStatusUnsupported, 0};
+    if (s.num_sectors > max_sectors) return Outcome{kStatusIoError, 0};
+    if (s.sector > capacity_ || s.num_sectors > capacity_ - s.sector) return Outcome{kStatusIoError, 0};
   }
-  if (read_only_) return {kStatusIoError, 0};
+  if (read_only_) return Outcome{kStatusIoError, 0};
+  if (options_.async_io) {
+    // One block request per segment; the guest request is answered when the
+    // last finishes, IOERR if any failed.
+    std::vector<block::BlockRequest> requests;
+    for (const auto& s : segments) {
+      if (s.num_sectors == 0) continue;
+      requests.push_back(block::BlockRequest{write_zeroes ? block::BlockOp::kWriteZeroes : block::BlockOp::kDiscard,
+                                             s.sector << kSectorShift,
+                                             {},
+                                             uint64_t{s.num_sectors} << kSectorShift});
+    }
+    return submit_locked(chain, std::move(requests), 0);
+  }
   for (const auto& s : segments) {
     const uint64_t offset = s.sector << kSectorShift;
     const uint64_t length = uint64_t{s.num_sectors} << kSectorShift;
@@ -343,10 +399,10 @@ VirtioBlk::Outcome VirtioBlk::discard_or_write_zeroes(const DescriptorChain& cha
     if (!r) {
       HV_LOG_WARN("virtio-blk: {} of {} sectors at {} failed: {}", write_zeroes ? "write-zeroes" : "discard",
                   s.num_sectors, s.sector, r.error().message());
-      return {kStatusIoError, 0};
+      return Outcome{kStatusIoError, 0};
     }
   }
-  return {kStatusOk, 0};
+  return Outcome{kStatusOk, 0};
 }
 
 }  // namespace hostvisor

@@ -15,16 +15,26 @@
 //
 // I/O is synchronous on the thread that calls process_queue() (the vCPU or
 // event-loop thread that delivers the notification), unless async_io is on:
-// then reads, writes and flushes go to the block layer's asynchronous path
-// (io_uring or the format's worker thread) and are answered when the event
-// loop sees completion_fd() readable and calls process_completions(). An
+// then every request that touches the disk (read, write, flush, discard,
+// write-zeroes) goes to the block layer's asynchronous path (io_uring or the
+// format's worker thread, which is then the only thread using the image) and
+// is answered when the event loop sees completion_fd() readable and calls
+// process_completions(); the notifying thread never waits for the disk. An
 // image I/O error is an IOERR for that request only.
+//
+// Flush ordering (5.2.6.1 asks that a completed flush covers every write
+// completed before it): the block layer may run requests in parallel
+// (io_uring), so a flush is held back until every write, discard and
+// write-zeroes submitted before it has completed, and only then submitted.
+// Requests after a flush are not held: a flush promises nothing about them.
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -66,7 +76,8 @@ class VirtioBlk : public VirtioDevice {
 
   // Opens the image a `--disk` option names (format, cache mode, read-only,
   // discard as it says) and makes the device for it; `serial` answers GET_ID.
-  static Result<std::shared_ptr<VirtioBlk>> open(const block::DiskOption& disk, std::string serial);
+  static Result<std::shared_ptr<VirtioBlk>> open(const block::DiskOption& disk, std::string serial,
+                                                 bool async_io = false);
 
   std::string_view name() const override { return "blk"; }
   uint32_t device_type() const override;
@@ -100,7 +111,13 @@ class VirtioBlk : public VirtioDevice {
   // Nothing: the request was submitted and is answered on completion.
   std::optional<Outcome> serve(const DescriptorChain& chain, const virtio_blk::RequestHeader& header);
   std::optional<Outcome> transfer(const DescriptorChain& chain, const virtio_blk::RequestHeader& header, bool is_write);
-  std::optional<Outcome> submit_locked(const DescriptorChain& chain, block::BlockRequest request, uint64_t data_bytes);
+  // Submits the block requests that make up one guest request (several for
+  // a multi-segment discard); it is answered when the last one finishes.
+  std::optional<Outcome> submit_locked(const DescriptorChain& chain, std::vector<block::BlockRequest> requests,
+                                       uint64_t data_bytes);
+  std::optional<Outcome> flush_locked(const DescriptorChain& chain);
+  // Submits the held flushes whose writes have all completed.
+  void release_flushes_locked();
   // Polls the block layer and answers finished requests; true if any was.
   bool poll_and_answer_locked();
   // Writes the status byte and returns the chain; false if the device failed.
@@ -108,7 +125,7 @@ class VirtioBlk : public VirtioDevice {
   void interrupt_locked();
   void fail_locked(const Error& error);
   Outcome get_id(const DescriptorChain& chain);
-  Outcome discard_or_write_zeroes(const DescriptorChain& chain, bool write_zeroes);
+  std::optional<Outcome> discard_or_write_zeroes(const DescriptorChain& chain, bool write_zeroes);
   bool offered(unsigned feature) const;
 
   std::shared_ptr<block::BlockDevice> disk_;
@@ -125,9 +142,19 @@ class VirtioBlk : public VirtioDevice {
   struct InFlight {
     DescriptorChain chain;
     uint64_t data_bytes = 0;
-    std::optional<Result<void>> result;
+    std::optional<uint64_t> write_seq;  // set for requests that change the disk
+    size_t remaining = 1;               // block requests still running (one per segment)
+    Result<void> result = ok();         // the first failure, if any
+  };
+  // A flush waiting for the writes with sequence numbers below `after`.
+  struct HeldFlush {
+    DescriptorChain chain;
+    uint64_t after;
   };
   std::vector<std::shared_ptr<InFlight>> finished_;
+  uint64_t next_write_seq_ = 0;
+  std::set<uint64_t> writes_in_flight_;
+  std::deque<HeldFlush> held_flushes_;
 };
 
 }  // namespace hostvisor

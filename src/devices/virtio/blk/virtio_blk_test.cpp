@@ -5,11 +5,14 @@
 
 #include <gtest/gtest.h>
 #include <poll.h>
+#include <sys/eventfd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include "base/fd.h"
 #include "block/disk_option.h"
 #include "block/image_open.h"
 #include "block/qcow2_image.h"
@@ -593,6 +596,283 @@ TEST_F(VirtioBlkTest, PlugsIntoTheVirtioPciTransport) {
                    std::span(reinterpret_cast<uint8_t*>(&capacity), 8));
   EXPECT_EQ(capacity, kDiskSectors);
   EXPECT_EQ((*pci)->config_read(2, 2), 0x1040u + virtio::kDeviceBlock);  // PCI device ID
+}
+
+}  // namespace
+}  // namespace hostvisor
+
+namespace hostvisor {
+namespace {
+
+using namespace virtio_blk;
+
+// A real image behind a gate: submitted requests wait until the test
+// releases them (in any order, as io_uring may finish them), then run on the
+// image and complete at the next poll. Waiting polls (reset, destruction)
+// release everything, as a disk eventually answers.
+class GatedDisk : public block::BlockDevice {
+ public:
+  explicit GatedDisk(std::shared_ptr<block::BlockDevice> image) : image_(std::move(image)) {}
+  const char* format_name() const override { return "gated"; }
+  uint64_t virtual_size() const override { return image_->virtual_size(); }
+  bool read_only() const override { return image_->read_only(); }
+  Result<void> readv(uint64_t o, std::span<const iovec> v) override { return image_->readv(o, v); }
+  Result<void> writev(uint64_t o, std::span<const iovec> v) override { return image_->writev(o, v); }
+  Result<void> flush() override { return image_->flush(); }
+  Result<void> discard(uint64_t o, uint64_t l) override { return image_->discard(o, l); }
+  Result<void> write_zeroes(uint64_t o, uint64_t l) override { return image_->write_zeroes(o, l); }
+
+  void submit(block::BlockRequest request, block::BlockCompletion done) override {
+    submitted.push_back(request.op);
+    held_.push_back(Held{static_cast<int>(submitted.size() - 1), std::move(request), std::move(done)});
+  }
+  void poll_completions(bool wait) override {
+    if (wait && ready_.empty())
+      while (!held_.empty()) release(held_.front().id);
+    auto ready = std::move(ready_);
+    ready_.clear();
+    for (auto& [done, result] : ready) done(std::move(result));
+  }
+  int notify_fd() override { return notify_.fd(); }
+  size_t requests_in_flight() const override { return held_.size() + ready_.size(); }
+
+  // Runs the `id`-th submitted request on the image now; false if it is not held.
+  bool release(int id) {
+    auto it = std::find_if(held_.begin(), held_.end(), [id](const Held& h) { return h.id == id; });
+    if (it == held_.end()) return false;
+    Held h = std::move(*it);
+    held_.erase(it);
+    Result<void> result = ok();
+    switch (h.request.op) {
+      case block::BlockOp::kRead: result = image_->readv(h.request.offset, h.request.iov); break;
+      case block::BlockOp::kWrite: result = image_->writev(h.request.offset, h.request.iov); break;
+      case block::BlockOp::kFlush: result = image_->flush(); break;
+      case block::BlockOp::kDiscard: result = image_->discard(h.request.offset, h.request.length); break;
+      case block::BlockOp::kWriteZeroes: result = image_->write_zeroes(h.request.offset, h.request.length); break;
+    }
+    if (fail_next) {
+      result = Error(ErrorCode::kIo, "gated disk: injected EIO");
+      fail_next = false;
+    }
+    executed.push_back(h.id);
+    ready_.emplace_back(std::move(h.done), std::move(result));
+    notify_.signal();
+    return true;
+  }
+  size_t held() const { return held_.size(); }
+
+  std::vector<block::BlockOp> submitted;  // in submission order; ids index this
+  std::vector<int> executed;              // ids, in the order they ran on the image
+  bool fail_next = false;
+
+ private:
+  struct Held {
+    int id;
+    block::BlockRequest request;
+    block::BlockCompletion done;
+  };
+  std::shared_ptr<block::BlockDevice> image_;
+  EventFd notify_ = std::move(EventFd::create(0, EFD_NONBLOCK)).value();
+  std::vector<Held> held_;
+  std::vector<std::pair<block::BlockCompletion, Result<void>>> ready_;
+};
+
+void answer_completions(VirtioBlk& device) { device.process_completions(); }
+
+class VirtioBlkAsyncTest : public VirtioBlkTest {
+ protected:
+  std::shared_ptr<GatedDisk> gated() {
+    auto disk = std::make_shared<GatedDisk>(raw_disk());
+    VirtioBlkOptions o;
+    o.async_io = true;
+    o.write_zeroes = true;
+    o.discard = true;
+    start(disk, o);
+    return disk;
+  }
+  // Request i: header at kHeaderAt + 16 i, 512 bytes of data at kDataAt + 512 i, status at kStatusAt + i,
+  // descriptors 3 i .. 3 i + 2 (a flush uses two).
+  void add_request(int i, uint32_t type, uint64_t sector) {
+    RequestHeader h{type, 0, sector};
+    ASSERT_TRUE(memory.write_obj(GuestAddress(kHeaderAt + 16 * i), h).ok());
+    ASSERT_TRUE(memory.write_obj<uint8_t>(GuestAddress(kStatusAt + i), 0xee).ok());
+    const uint16_t head = static_cast<uint16_t>(3 * i);
+    if (type == kRequestFlush) {
+      driver->add_chain(head, {{kHeaderAt + 16ull * i, 16, false}, {kStatusAt + i, 1, true}});
+    } else {
+      driver->add_chain(head, {{kHeaderAt + 16ull * i, 16, false},
+                               {kDataAt + 512ull * i, 512, type == kRequestIn},
+                               {kStatusAt + i, 1, true}});
+    }
+  }
+  // Heads of the used ring, in the order the device answered.
+  std::vector<uint32_t> answered() {
+    std::vector<uint32_t> heads;
+    for (uint16_t i = 0; i < driver->used_idx(); ++i) heads.push_back(driver->used(i).id);
+    return heads;
+  }
+  uint8_t status_of(int i) { return memory.read_obj<uint8_t>(GuestAddress(kStatusAt + i)).value_or(0xff); }
+};
+
+TEST_F(VirtioBlkAsyncTest, FlushWaitsForEveryEarlierWriteButNotForLaterOnes) {
+  auto disk = gated();
+  fill_data(5, 4 * 512);
+  add_request(0, kRequestOut, 10);
+  add_request(1, kRequestOut, 11);
+  add_request(2, kRequestFlush, 0);
+  add_request(3, kRequestOut, 12);
+  ASSERT_TRUE(device->process_queue(0).ok());
+  // The flush is held back; the write after it is not.
+  using Op = block::BlockOp;
+  EXPECT_EQ(disk->submitted, (std::vector<Op>{Op::kWrite, Op::kWrite, Op::kWrite}));
+  EXPECT_EQ(driver->used_idx(), 0);
+
+  ASSERT_TRUE(disk->release(1));  // the second write finishes first
+  answer_completions(*device);
+  EXPECT_EQ(answered(), (std::vector<uint32_t>{3}));
+  ASSERT_TRUE(disk->release(2));  // the write after the flush does not free it
+  answer_completions(*device);
+  EXPECT_EQ(disk->submitted.size(), 3u);
+  ASSERT_TRUE(disk->release(0));  // the last write before it: now the flush goes
+  answer_completions(*device);
+  EXPECT_EQ(answered(), (std::vector<uint32_t>{3, 9, 0}));
+  ASSERT_EQ(disk->submitted, (std::vector<Op>{Op::kWrite, Op::kWrite, Op::kWrite, Op::kFlush}));
+  EXPECT_EQ(driver->used_idx(), 3);  // the flush is not answered before it ran
+  ASSERT_TRUE(disk->release(3));
+  answer_completions(*device);
+  EXPECT_EQ(answered(), (std::vector<uint32_t>{3, 9, 0, 6}));
+  EXPECT_EQ(status_of(2), kStatusOk);
+  // On the image, the flush ran after both writes before it.
+  EXPECT_EQ(disk->executed, (std::vector<int>{1, 2, 0, 3}));
+}
+
+TEST_F(VirtioBlkAsyncTest, FlushWithNothingInFlightGoesAtOnceAndFlushesQueueInOrder) {
+  auto disk = gated();
+  add_request(0, kRequestFlush, 0);
+  ASSERT_TRUE(device->process_queue(0).ok());
+  EXPECT_EQ(disk->submitted, (std::vector<block::BlockOp>{block::BlockOp::kFlush}));
+  ASSERT_TRUE(disk->release(0));
+  answer_completions(*device);
+  EXPECT_EQ(status_of(0), kStatusOk);
+  // write, flush, write, flush: the second flush waits for the second write only.
+  add_request(1, kRequestOut, 1);
+  add_request(2, kRequestFlush, 0);
+  add_request(3, kRequestOut, 2);
+  add_request(4, kRequestFlush, 0);
+  ASSERT_TRUE(device->process_queue(0).ok());
+  ASSERT_EQ(disk->submitted.size(), 3u);  // flush, write, write
+  ASSERT_TRUE(disk->release(2));          // the second write
+  answer_completions(*device);
+  EXPECT_EQ(disk->submitted.size(), 3u);  // the first flush still waits for the first write
+  ASSERT_TRUE(disk->release(1));
+  answer_completions(*device);
+  using Op = block::BlockOp;
+  EXPECT_EQ(disk->submitted, (std::vector<Op>{Op::kFlush, Op::kWrite, Op::kWrite, Op::kFlush, Op::kFlush}));
+}
+
+TEST_F(VirtioBlkAsyncTest, MultiSegmentWriteZeroesIsAnsweredWhenEverySegmentFinished) {
+  auto disk = gated();
+  fill_data(9, 65536);
+  // Synchronous-looking write through the gate: submit, release, answer.
+  put_header(kRequestOut, 0);
+  driver->add_chain(0, {{kHeaderAt, 16, false}, {kDataAt, 65536, false}, {kStatusAt, 1, true}});
+  ASSERT_TRUE(device->process_queue(0).ok());
+  ASSERT_TRUE(disk->release(0));
+  answer_completions(*device);
+  ASSERT_EQ(status(), kStatusOk);
+
+  DiscardWriteZeroesSegment segs[3] = {{8, 8, 0}, {20, 0, 0}, {64, 8, kSegmentFlagUnmap}};
+  ASSERT_TRUE(memory.write_obj(GuestAddress(kDataAt + 0x10000), segs).ok());
+  put_header(kRequestWriteZeroes, 0);
+  driver->add_chain(3, {{kHeaderAt, 16, false}, {kDataAt + 0x10000, 48, false}, {kStatusAt, 1, true}});
+  add_request(5, kRequestFlush, 0);
+  ASSERT_TRUE(device->process_queue(0).ok());
+  using Op = block::BlockOp;
+  // Two non-empty segments, two block requests; the flush waits for both.
+  EXPECT_EQ(disk->submitted, (std::vector<Op>{Op::kWrite, Op::kWriteZeroes, Op::kWriteZeroes}));
+  ASSERT_TRUE(disk->release(2));
+  answer_completions(*device);
+  EXPECT_EQ(driver->used_idx(), 1);  // one segment left: not answered, flush not sent
+  EXPECT_EQ(disk->submitted.size(), 3u);
+  ASSERT_TRUE(disk->release(1));
+  answer_completions(*device);
+  EXPECT_EQ(driver->used_idx(), 2);
+  EXPECT_EQ(status(), kStatusOk);
+  EXPECT_EQ(disk->submitted.back(), Op::kFlush);
+  ASSERT_TRUE(disk->release(3));
+  answer_completions(*device);
+  EXPECT_EQ(status_of(5), kStatusOk);
+
+  // Read back through the device: the two ranges are zeros, the rest is the data.
+  ASSERT_TRUE(memory.fill(GuestAddress(kDataAt), 0xaa, 65536).ok());
+  put_header(kRequestIn, 0);
+  driver->add_chain(20, {{kHeaderAt, 16, false}, {kDataAt, 65536, true}, {kStatusAt, 1, true}});
+  ASSERT_TRUE(device->process_queue(0).ok());
+  ASSERT_TRUE(disk->release(4));
+  answer_completions(*device);
+  ASSERT_EQ(status(), kStatusOk);
+  auto d = data(65536);
+  for (size_t i = 0; i < 65536; ++i) {
+    const bool zeroed = (i >= 8 * 512 && i < 16 * 512) || (i >= 64 * 512 && i < 72 * 512);
+    ASSERT_EQ(d[i], zeroed ? 0 : static_cast<uint8_t>(9 + i * 7)) << i;
+  }
+
+  // One failing segment makes the whole request IOERR; the device goes on.
+  put_header(kRequestWriteZeroes, 0);
+  driver->add_chain(23, {{kHeaderAt, 16, false}, {kDataAt + 0x10000, 48, false}, {kStatusAt, 1, true}});
+  ASSERT_TRUE(device->process_queue(0).ok());
+  disk->fail_next = true;
+  ASSERT_TRUE(disk->release(5));
+  ASSERT_TRUE(disk->release(6));
+  answer_completions(*device);
+  EXPECT_EQ(status(), kStatusIoError);
+  EXPECT_TRUE(interrupt.needs_reset.empty());
+}
+
+TEST_F(VirtioBlkAsyncTest, HostileAndMalformedChainsNextToRequestsInFlight) {
+  auto disk = gated();
+  add_request(0, kRequestOut, 0);
+  // Header in a device-writable buffer: answerable, IOERR at once, not submitted.
+  ASSERT_TRUE(memory.write_obj<uint8_t>(GuestAddress(kStatusAt + 1), 0xee).ok());
+  driver->add_chain(3, {{kHeaderAt, 16, true}, {kStatusAt + 1, 1, true}});
+  ASSERT_TRUE(device->process_queue(0).ok());
+  EXPECT_EQ(answered(), (std::vector<uint32_t>{3}));
+  EXPECT_EQ(status_of(1), kStatusIoError);
+  EXPECT_EQ(disk->submitted.size(), 1u);
+  // A chain with no writable status byte: the device needs a reset, and the
+  // write in flight is not answered into rings the driver is about to reset.
+  driver->add_chain(6, {{kHeaderAt, 16, false}, {kDataAt, 512, false}});
+  ASSERT_TRUE(device->process_queue(0).ok());
+  ASSERT_EQ(interrupt.needs_reset.size(), 1u);
+  ASSERT_TRUE(disk->release(0));
+  answer_completions(*device);
+  EXPECT_EQ(driver->used_idx(), 1);
+  // A reset waits for what is in flight and serves again afterwards.
+  add_request(3, kRequestOut, 1);
+  device->reset();
+  EXPECT_EQ(disk->requests_in_flight(), 0u);
+}
+
+TEST_F(VirtioBlkAsyncTest, FlushIsAnsweredAfterEveryEarlierWriteOnTheRealBlockLayer) {
+  VirtioBlkOptions o;
+  o.async_io = true;
+  for (bool qcow2 : {false, true}) {
+    SCOPED_TRACE(qcow2 ? "qcow2" : "raw");
+    start(qcow2 ? qcow2_disk() : raw_disk(), o);
+    fill_data(7, 20 * 512);
+    // 8 writes, a flush, 8 writes, a flush, in one notification.
+    for (int i = 0; i < 18; ++i) add_request(i, i == 8 || i == 17 ? kRequestFlush : kRequestOut, 64ull * i);
+    ASSERT_TRUE(device->process_queue(0).ok());
+    wait_used(*device, *driver, 18);
+    const auto order = answered();
+    auto position = [&](int request) {
+      return std::find(order.begin(), order.end(), static_cast<uint32_t>(3 * request)) - order.begin();
+    };
+    for (int i = 0; i < 8; ++i) EXPECT_LT(position(i), position(8)) << "write " << i << " answered after the flush";
+    for (int i = 9; i < 17; ++i) EXPECT_LT(position(i), position(17)) << "write " << i;
+    for (int i = 0; i < 18; ++i) EXPECT_EQ(status_of(i), kStatusOk) << i;
+    device->reset();
+  }
 }
 
 }  // namespace

@@ -127,6 +127,11 @@ void VirtioPciDevice::attached(const PciAttachment& attachment) {
   intx_ = IrqLine(attachment.interrupts, attachment.intx_gsi);
 }
 
+void VirtioPciDevice::set_msi_router(MsiRouter* router) {
+  std::lock_guard irq(irq_mutex_);
+  msix_.set_msi_router(router);
+}
+
 void VirtioPciDevice::bar_moved(int bar, std::optional<uint64_t>, std::optional<uint64_t> new_address) {
   std::lock_guard lock(mutex_);
   if (bar == kBar) bar_address_ = new_address;
@@ -135,7 +140,7 @@ void VirtioPciDevice::bar_moved(int bar, std::optional<uint64_t>, std::optional<
 std::optional<uint64_t> VirtioPciDevice::notify_address(uint16_t queue) const {
   std::lock_guard lock(mutex_);
   if (!bar_address_ || queue >= queue_count_) return std::nullopt;
-  return *bar_address_ + kNotifyOffset + uint64_t{kNotifyOffMultiplier} * queue;
+  return *bar_address_ + notify_offset(queue);
 }
 
 uint8_t VirtioPciDevice::device_status() const { return core_.status(); }

@@ -64,7 +64,19 @@ class VirtioPciDevice : public PciDevice, private VirtioInterrupt {
   // decodes (for a KVM ioeventfd that calls notify_queue() from the event loop).
   std::optional<uint64_t> notify_address(uint16_t queue) const;
   // What a write to that address does: runs the device's queue processing.
+  // Thread-safe (the event loop calls it while vCPUs access registers).
   void notify_queue(uint16_t queue);
+  // Offset of queue `queue`'s notify register in BAR 0. The driver writes
+  // the 16-bit queue index there (VIRTIO_F_NOTIFICATION_DATA is not offered).
+  static constexpr uint64_t notify_offset(uint16_t queue) {
+    return kNotifyOffset + uint64_t{kNotifyOffMultiplier} * queue;
+  }
+  uint16_t queue_count() const { return queue_count_; }
+
+  // MSI-X vectors go out through routes of `router` (KVM irqfds) where it
+  // can; nullptr goes back to the interrupt controller and releases the
+  // routes. The router must stay alive until it is replaced here.
+  void set_msi_router(MsiRouter* router);
 
   uint8_t device_status() const;
 
