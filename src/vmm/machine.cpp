@@ -123,19 +123,22 @@ Result<void> Machine::add_legacy_devices() {
 
 Result<void> Machine::add_pci_devices() {
   bar_mapper_ = std::make_unique<BusBarMapper>(mmio_bus_, pio_bus_);
-  pci_root_ = std::make_unique<PciRoot>(&vm_->interrupts(), bar_mapper_.get());
+  fastpath_ = std::make_unique<VirtioPciFastPath>(*bar_mapper_, *vm_, *event_loop_);
+  HV_LOG_INFO("virtio-pci: notifies {}, MSI-X {}",
+              fastpath_->notify_fast_path() ? "through ioeventfds on the event loop" : "as exits on the vCPU threads",
+              fastpath_->msi_fast_path() ? "through irqfds" : "through the interrupt controller");
+  pci_root_ = std::make_unique<PciRoot>(&vm_->interrupts(), fastpath_.get());
   HV_TRY(pio_bus_.insert(std::make_shared<PciConfigIo>(*pci_root_, this), pci::kConfigIoBase, pci::kConfigIoSize));
   HV_TRY(mmio_bus_.insert(std::make_shared<PciEcam>(*pci_root_), pci::kEcamBase, pci::kEcamSize));
 
   // Every machine has an entropy source: guests otherwise wait for
   // randomness at boot (Linux's crng init), and it costs nothing idle.
-  auto rng = HV_TRY(VirtioPciDevice::create(std::make_shared<VirtioRng>(), memory_));
-  HV_TRY(pci_root_->add_device(rng));
+  HV_TRY(plug_virtio_pci(std::make_shared<VirtioRng>()));
 
   // virtio-console: hvc0, an alternative console for guests booted with
   // console=hvc0; its output shares the terminal with the serial port.
   auto console = HV_TRY(VirtioConsole::create([](std::span<const uint8_t> bytes) { write_all(STDOUT_FILENO, bytes); }));
-  HV_TRY(pci_root_->add_device(HV_TRY(VirtioPciDevice::create(console, memory_))));
+  HV_TRY(plug_virtio_pci(console));
 
   for (const auto& option : config_.nets) {
     auto backend = net::TapBackend::open(option.ifname);
@@ -144,15 +147,33 @@ Result<void> Machine::add_pci_devices() {
     if (option.mac) net_options.mac = *option.mac;
     auto net = std::make_shared<VirtioNet>(std::move(backend).value(), net_options);
     HV_TRY(watch_net_backend(net));
-    HV_TRY(pci_root_->add_device(HV_TRY(VirtioPciDevice::create(net, memory_))));
+    HV_TRY(plug_virtio_pci(net));
   }
 
   for (size_t i = 0; i < config_.disks.size(); ++i) {
     // The serial is what the guest sees in /sys/block/vdX/serial.
-    auto blk = HV_TRY(VirtioBlk::open(config_.disks[i], "hostvisor-disk" + std::to_string(i)));
-    HV_TRY(pci_root_->add_device(HV_TRY(VirtioPciDevice::create(blk, memory_))));
+    // Asynchronous I/O: a vCPU (or the event loop) only submits; the event
+    // loop answers when the block layer completes the request.
+    auto blk = HV_TRY(VirtioBlk::open(config_.disks[i], "hostvisor-disk" + std::to_string(i), /*async_io=*/true));
+    HV_TRY(watch_blk_completions(blk));
+    HV_TRY(plug_virtio_pci(blk));
   }
   return {};
+}
+
+Result<std::shared_ptr<VirtioPciDevice>> Machine::plug_virtio_pci(std::shared_ptr<VirtioDevice> device) {
+  auto pci = HV_TRY(VirtioPciDevice::create(std::move(device), memory_));
+  HV_TRY(fastpath_->add_device(pci));  // before the root maps BAR 0 through it
+  HV_TRY(pci_root_->add_device(pci));
+  return pci;
+}
+
+Result<void> Machine::watch_blk_completions(const std::shared_ptr<VirtioBlk>& blk) {
+  const int fd = blk->completion_fd();
+  if (fd < 0) return ok();  // synchronous device: nothing to watch
+  return event_loop_->add(fd, [weak = std::weak_ptr<VirtioBlk>(blk)](uint32_t) {
+    if (auto device = weak.lock()) device->process_completions();
+  });
 }
 
 Result<void> Machine::watch_net_backend(const std::shared_ptr<VirtioNet>& net) {

@@ -22,10 +22,13 @@
 #include "vmm/event_loop.h"
 #include "vmm/machine_config.h"
 #include "vmm/run_outcome.h"
+#include "vmm/virtio_pci_fastpath.h"
 
 namespace hostvisor {
 
 class Serial8250;
+class VirtioBlk;
+class VirtioDevice;
 class VirtioNet;
 class CmosRtc;
 namespace arch {
@@ -65,6 +68,11 @@ class Machine final : public SystemControl {
   // The PCI root complex (0xCF8 and ECAM) and the virtio devices on it.
   Result<void> add_pci_devices();
   Result<void> watch_net_backend(const std::shared_ptr<VirtioNet>& net);
+  // Puts `device` on the PCI root behind the virtio-pci transport, with the
+  // backend's fast paths (ioeventfd notifies, irqfd MSI-X) where it has them.
+  Result<std::shared_ptr<VirtioPciDevice>> plug_virtio_pci(std::shared_ptr<VirtioDevice> device);
+  // Answers virtio-blk's asynchronous requests from the event loop.
+  Result<void> watch_blk_completions(const std::shared_ptr<VirtioBlk>& blk);
   // ACPI tables in guest memory and the PM block they describe; CMOS memory size.
   Result<void> add_firmware_tables(const arch::MemoryLayout& layout);
   Result<void> setup_console();
@@ -84,7 +92,9 @@ class Machine final : public SystemControl {
   // Before the devices: they may call into it until they are destroyed.
   std::unique_ptr<EventLoop> event_loop_;
   std::unique_ptr<BusBarMapper> bar_mapper_;
-  std::unique_ptr<PciRoot> pci_root_;  // after the mapper: the root uses it
+  // Wraps bar_mapper_; after vm_ and event_loop_ (it uses both until it is destroyed).
+  std::unique_ptr<VirtioPciFastPath> fastpath_;
+  std::unique_ptr<PciRoot> pci_root_;  // after the mappers: the root uses them
   std::shared_ptr<Serial8250> serial_;
   std::shared_ptr<CmosRtc> rtc_;
   std::unique_ptr<SerialConsole> console_;

@@ -1,0 +1,373 @@
+// The virtio-pci fast paths against a Vm that records what the backend is
+// asked to do (ioeventfds, MSI routes, irqfds), with the real PCI root,
+// virtio-pci transport and event loop: registrations follow BAR 0, a signal
+// on a notify eventfd runs the queue on the event loop, MSI-X vectors go out
+// through irqfds, and everything is undone at teardown.
+#include "vmm/virtio_pci_fastpath.h"
+
+#include <gtest/gtest.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <set>
+#include <thread>
+#include <tuple>
+
+#include "devices/bus/bus.h"
+#include "devices/pci/pci_root.h"
+#include "devices/pci/test_interrupt_controller.h"
+#include "devices/virtio/virtio_constants.h"
+
+namespace hostvisor {
+namespace {
+
+using namespace std::chrono_literals;
+
+// A Vm with the fast-eventfd calls of a KVM backend, recording them; it
+// refuses what KVM refuses (duplicate registrations, removing what is not
+// there, GSIs outside the range).
+class RecordingVm : public Vm {
+ public:
+  RecordingVm(bool fast, uint32_t msi_gsis) : fast_(fast), msi_gsis_(msi_gsis) {}
+
+  Result<void> map_memory(const GuestMemory&) override { return ok(); }
+  Result<std::unique_ptr<Vcpu>> create_vcpu(unsigned) override {
+    return Error(ErrorCode::kUnsupported, "no vCPUs here");
+  }
+  InterruptController& interrupts() override { return irq; }
+  bool supports_fast_eventfds() const override { return fast_; }
+  GsiRange msi_route_gsis() const override { return fast_ ? GsiRange{24, 24 + msi_gsis_} : GsiRange{}; }
+
+  using Ioeventfd = std::tuple<int, uint64_t, uint32_t, std::optional<uint64_t>>;  // fd, address, length, match
+  Result<void> register_ioeventfd(const EventFd& event, uint64_t address, uint32_t length, bool is_pio,
+                                  std::optional<uint64_t> datamatch) override {
+    std::lock_guard lock(mutex);
+    EXPECT_FALSE(is_pio);
+    if (!ioeventfds.insert({event.fd(), address, length, datamatch}).second)
+      return Error(ErrorCode::kBusy, "already registered");
+    ++ioeventfd_registrations;
+    return ok();
+  }
+  Result<void> unregister_ioeventfd(const EventFd& event, uint64_t address, uint32_t length, bool,
+                                    std::optional<uint64_t> datamatch) override {
+    std::lock_guard lock(mutex);
+    if (ioeventfds.erase({event.fd(), address, length, datamatch}) == 0)
+      return Error(ErrorCode::kNotFound, "not registered");
+    return ok();
+  }
+  Result<void> set_msi_route(uint32_t gsi, uint64_t address, uint32_t data) override {
+    std::lock_guard lock(mutex);
+    const GsiRange range = msi_route_gsis();
+    if (gsi < range.first || gsi >= range.end) return Error(ErrorCode::kOutOfRange, "GSI out of range");
+    routes[gsi] = {address, data};
+    return ok();
+  }
+  Result<void> remove_msi_route(uint32_t gsi) override {
+    std::lock_guard lock(mutex);
+    if (routes.erase(gsi) == 0) return Error(ErrorCode::kNotFound, "no route");
+    return ok();
+  }
+  Result<void> register_irqfd(const EventFd& event, uint32_t gsi) override {
+    std::lock_guard lock(mutex);
+    if (!irqfds.emplace(gsi, event.fd()).second) return Error(ErrorCode::kBusy, "GSI has an irqfd");
+    return ok();
+  }
+  Result<void> unregister_irqfd(const EventFd& event, uint32_t gsi) override {
+    std::lock_guard lock(mutex);
+    auto it = irqfds.find(gsi);
+    if (it == irqfds.end() || it->second != event.fd()) return Error(ErrorCode::kNotFound, "no irqfd");
+    irqfds.erase(it);
+    return ok();
+  }
+
+  // What an irqfd on `gsi` was signalled with since the last call (as KVM would consume it).
+  uint64_t consume_irqfd(uint32_t gsi) {
+    std::lock_guard lock(mutex);
+    auto it = irqfds.find(gsi);
+    if (it == irqfds.end()) return 0;
+    uint64_t count = 0;
+    return ::read(it->second, &count, sizeof count) == sizeof count ? count : 0;
+  }
+  std::set<Ioeventfd> registered() {
+    std::lock_guard lock(mutex);
+    return ioeventfds;
+  }
+
+  RecordingInterruptController irq;
+  std::mutex mutex;
+  std::set<Ioeventfd> ioeventfds;
+  int ioeventfd_registrations = 0;
+  std::map<uint32_t, RecordingInterruptController::Msi> routes;
+  std::map<uint32_t, int> irqfds;
+
+ private:
+  bool fast_;
+  uint32_t msi_gsis_;
+};
+
+// A two-queue device that counts notifications and answers each with a
+// used-buffer interrupt on the same queue.
+class CountingDevice : public VirtioDevice {
+ public:
+  std::string_view name() const override { return "counting"; }
+  uint32_t device_type() const override { return 0x2a; }
+  uint64_t device_features() const override { return 0; }
+  uint16_t queue_count() const override { return 2; }
+  uint16_t queue_max_size(uint16_t) const override { return 16; }
+  Result<void> activate(const VirtioActivation& activation) override {
+    interrupt = activation.interrupt;
+    return ok();
+  }
+  void reset() override { interrupt = nullptr; }
+  Result<void> process_queue(uint16_t queue) override {
+    ++notified[queue];
+    notify_thread = std::this_thread::get_id();
+    interrupt->signal_used(queue);
+    return ok();
+  }
+  std::atomic<int> notified[2] = {0, 0};
+  std::atomic<std::thread::id> notify_thread;
+  VirtioInterrupt* interrupt = nullptr;
+};
+
+constexpr uint64_t kRam = 1 << 20;
+constexpr uint8_t kSlot = 3;
+constexpr uint64_t kMovedBar = 0xe0000000;
+
+class FastPathTest : public ::testing::Test {
+ protected:
+  void build(bool fast, uint32_t msi_gsis = 64) {
+    memory = std::move(GuestMemory::create({{GuestAddress(0), kRam}})).value();
+    vm = std::make_unique<RecordingVm>(fast, msi_gsis);
+    loop = std::move(EventLoop::create()).value();
+    loop->start();
+    bus_mapper = std::make_unique<BusBarMapper>(mmio, pio);
+    fastpath = std::make_unique<VirtioPciFastPath>(*bus_mapper, *vm, *loop);
+    root = std::make_unique<PciRoot>(&vm->irq, fastpath.get());
+    counting = std::make_shared<CountingDevice>();
+    device = std::move(VirtioPciDevice::create(counting, memory)).value();
+    ASSERT_TRUE(fastpath->add_device(device).ok());
+    ASSERT_TRUE(root->add_device(device, kSlot).ok());
+  }
+  void TearDown() override {
+    if (loop) loop->stop();
+    root.reset();
+    fastpath.reset();
+  }
+
+  uint64_t bar0() { return device->notify_address(0).value() - VirtioPciDevice::notify_offset(0); }
+  void cfg_write(uint16_t reg, uint32_t value, unsigned size = 4) {
+    root->config_write({0, kSlot, 0}, reg, size, value);
+  }
+  uint32_t cfg_read(uint16_t reg, unsigned size = 4) { return root->config_read({0, kSlot, 0}, reg, size); }
+  void move_bar0(uint64_t address) {
+    cfg_write(pci_reg::kBar0, static_cast<uint32_t>(address));
+    cfg_write(pci_reg::kBar0 + 4, static_cast<uint32_t>(address >> 32));
+  }
+  template <typename T>
+  void bar_write(uint64_t offset, T value) {
+    device->bar_write(0, offset, std::span(reinterpret_cast<const uint8_t*>(&value), sizeof value));
+  }
+  // What a driver does up to DRIVER_OK, with both queues live.
+  void activate() {
+    bar_write<uint8_t>(0x14, virtio::kStatusAcknowledge | virtio::kStatusDriver);
+    bar_write<uint32_t>(0x08, 1);  // driver_feature_select: bits 32-63
+    bar_write<uint32_t>(0x0c, 1);  // VERSION_1
+    bar_write<uint8_t>(0x14, virtio::kStatusAcknowledge | virtio::kStatusDriver | virtio::kStatusFeaturesOk);
+    for (uint16_t q = 0; q < 2; ++q) {
+      bar_write<uint16_t>(0x16, q);
+      bar_write<uint64_t>(0x20, 0x10000 + q * 0x1000);
+      bar_write<uint64_t>(0x28, 0x10800 + q * 0x1000);
+      bar_write<uint64_t>(0x30, 0x10c00 + q * 0x1000);
+      bar_write<uint16_t>(0x1a, q);  // MSI-X vector q
+      bar_write<uint16_t>(0x1c, 1);
+    }
+    bar_write<uint8_t>(
+        0x14, virtio::kStatusAcknowledge | virtio::kStatusDriver | virtio::kStatusFeaturesOk | virtio::kStatusDriverOk);
+    ASSERT_EQ(device->device_status() & virtio::kStatusDeviceNeedsReset, 0);
+  }
+  uint16_t msix_cap() {
+    for (uint16_t at = cfg_read(pci_reg::kCapabilitiesPointer, 1); at; at = cfg_read(at + 1, 1))
+      if (cfg_read(at, 1) == pci_cap_id::kMsix) return at;
+    ADD_FAILURE() << "no MSI-X capability";
+    return 0;
+  }
+  void program_vector(uint16_t v, uint32_t data, bool masked) {
+    const uint64_t entry = VirtioPciDevice::kMsixTableOffset + 16ull * v;
+    bar_write<uint32_t>(entry, 0xfee00000);
+    bar_write<uint32_t>(entry + 4, 0);
+    bar_write<uint32_t>(entry + 8, data);
+    bar_write<uint32_t>(entry + 12, masked ? 1 : 0);
+  }
+  void enable_msix() { cfg_write(msix_cap() + 2, 0x8000, 2); }
+  // Signals queue q's notify eventfd as KVM would on a matching guest write.
+  void guest_notify(uint16_t q) {
+    for (const auto& [fd, address, length, match] : vm->registered())
+      if (address == bar0() + VirtioPciDevice::notify_offset(q)) {
+        const uint64_t one = 1;
+        ASSERT_EQ(::write(fd, &one, sizeof one), 8);
+        return;
+      }
+    ADD_FAILURE() << "queue " << q << " has no ioeventfd";
+  }
+  bool wait_for(const std::function<bool()>& done) {
+    for (auto until = std::chrono::steady_clock::now() + 5s; std::chrono::steady_clock::now() < until;) {
+      if (done()) return true;
+      std::this_thread::sleep_for(1ms);
+    }
+    return done();
+  }
+
+  GuestMemory memory;
+  Bus mmio{"MMIO"};
+  Bus pio{"port I/O", 0xffff};
+  std::unique_ptr<RecordingVm> vm;
+  std::unique_ptr<EventLoop> loop;
+  std::unique_ptr<BusBarMapper> bus_mapper;
+  std::unique_ptr<VirtioPciFastPath> fastpath;
+  std::unique_ptr<PciRoot> root;
+  std::shared_ptr<CountingDevice> counting;
+  std::shared_ptr<VirtioPciDevice> device;
+};
+
+TEST_F(FastPathTest, NotifyRegistersFollowBarZero) {
+  build(true);
+  const uint64_t base = bar0();
+  using Io = RecordingVm::Ioeventfd;
+  auto at = [](const std::set<Io>& s) {
+    std::set<std::tuple<uint64_t, uint32_t, std::optional<uint64_t>>> r;
+    for (const auto& [fd, a, l, m] : s) r.insert({a, l, m});
+    return r;
+  };
+  // One per queue: a 2-byte write of the queue index at its notify register.
+  EXPECT_EQ(at(vm->registered()), (std::set<std::tuple<uint64_t, uint32_t, std::optional<uint64_t>>>{
+                                      {base + 0x3000, 2, uint64_t{0}}, {base + 0x3004, 2, uint64_t{1}}}));
+  EXPECT_EQ(fastpath->registered_queues(*device), 2u);
+
+  move_bar0(kMovedBar);
+  EXPECT_EQ(bar0(), kMovedBar);
+  EXPECT_EQ(at(vm->registered()), (std::set<std::tuple<uint64_t, uint32_t, std::optional<uint64_t>>>{
+                                      {kMovedBar + 0x3000, 2, uint64_t{0}}, {kMovedBar + 0x3004, 2, uint64_t{1}}}));
+
+  // Memory decoding off: nothing may be absorbed; on again: back.
+  const uint32_t command = cfg_read(pci_reg::kCommand, 2);
+  cfg_write(pci_reg::kCommand, command & ~pci_command::kMemorySpace, 2);
+  EXPECT_TRUE(vm->registered().empty());
+  EXPECT_EQ(fastpath->registered_queues(*device), 0u);
+  cfg_write(pci_reg::kCommand, command, 2);
+  EXPECT_EQ(vm->registered().size(), 2u);
+
+  // The BAR is still on the bus: the other registers work the ordinary way.
+  uint16_t num_queues = 0;
+  ASSERT_TRUE(mmio.read(kMovedBar + 0x12, std::span(reinterpret_cast<uint8_t*>(&num_queues), 2)));
+  EXPECT_EQ(num_queues, 2);
+
+  root.reset();
+  fastpath.reset();  // teardown unregisters what is left
+  EXPECT_TRUE(vm->registered().empty());
+}
+
+TEST_F(FastPathTest, NotifyEventfdRunsTheQueueOnTheEventLoop) {
+  build(true);
+  activate();
+  guest_notify(1);
+  ASSERT_TRUE(wait_for([&] { return counting->notified[1] == 1; }));
+  EXPECT_EQ(counting->notified[0], 0);
+  EXPECT_NE(counting->notify_thread.load(), std::this_thread::get_id());
+  // Several signals before the loop wakes are one drain of the queue, never lost.
+  guest_notify(0);
+  guest_notify(0);
+  ASSERT_TRUE(wait_for([&] { return counting->notified[0] >= 1; }));
+  // A notify after a device reset is ignored by the transport, as on the exit path.
+  bar_write<uint8_t>(0x14, 0);
+  guest_notify(0);
+  std::this_thread::sleep_for(50ms);
+  EXPECT_LE(counting->notified[0], 2);
+  EXPECT_EQ(fastpath->registered_queues(*device), 2u);
+}
+
+TEST_F(FastPathTest, ExitPathWritesStillNotify) {
+  build(true);
+  activate();
+  // A 4-byte write (no ioeventfd matches it) exits and reaches the device through the bus.
+  const uint32_t index = 1;
+  ASSERT_TRUE(
+      mmio.write(bar0() + VirtioPciDevice::notify_offset(1), std::span(reinterpret_cast<const uint8_t*>(&index), 4)));
+  EXPECT_EQ(counting->notified[1], 1);
+}
+
+TEST_F(FastPathTest, MsixVectorsGoThroughIrqfdsAndMaskingStillHolds) {
+  build(true);
+  activate();
+  program_vector(0, 0x41, false);
+  program_vector(1, 0x42, true);
+  enable_msix();
+  // The unmasked vector has a route and an irqfd; the masked one not yet.
+  ASSERT_EQ(vm->routes.size(), 1u);
+  const uint32_t gsi0 = vm->routes.begin()->first;
+  EXPECT_EQ(vm->routes[gsi0], (RecordingInterruptController::Msi{0xfee00000, 0x41}));
+  EXPECT_EQ(vm->irqfds.count(gsi0), 1u);
+
+  guest_notify(0);  // the device answers on vector 0
+  ASSERT_TRUE(wait_for([&] { return counting->notified[0] == 1; }));
+  ASSERT_TRUE(wait_for([&] { return vm->consume_irqfd(gsi0) == 1; }));
+  EXPECT_TRUE(vm->irq.msis.empty());  // not through KVM_SIGNAL_MSI
+
+  guest_notify(1);  // vector 1 is masked: pending, nothing fired
+  ASSERT_TRUE(wait_for([&] { return counting->notified[1] == 1; }));
+  uint8_t pba = 0;
+  device->bar_read(0, VirtioPciDevice::kMsixPbaOffset, std::span(&pba, 1));
+  EXPECT_EQ(pba, 0x2);
+  EXPECT_EQ(vm->routes.size(), 1u);
+  program_vector(1, 0x42, false);  // unmask: bound and delivered through its irqfd
+  ASSERT_EQ(vm->routes.size(), 2u);
+  uint32_t gsi1 = 0;
+  for (const auto& [gsi, msi] : vm->routes)
+    if (msi.data == 0x42) gsi1 = gsi;
+  EXPECT_EQ(vm->consume_irqfd(gsi1), 1u);
+  device->bar_read(0, VirtioPciDevice::kMsixPbaOffset, std::span(&pba, 1));
+  EXPECT_EQ(pba, 0);
+
+  root.reset();
+  fastpath.reset();  // teardown releases the irqfds and routes
+  EXPECT_TRUE(vm->routes.empty());
+  EXPECT_TRUE(vm->irqfds.empty());
+}
+
+TEST_F(FastPathTest, VectorsBeyondTheBackendsRoutesUseTheInterruptController) {
+  build(true, /*msi_gsis=*/1);
+  activate();
+  program_vector(0, 0x41, false);
+  program_vector(1, 0x42, false);
+  enable_msix();
+  EXPECT_EQ(vm->routes.size(), 1u);
+  guest_notify(1);
+  guest_notify(0);
+  ASSERT_TRUE(wait_for([&] { return counting->notified[0] == 1 && counting->notified[1] == 1; }));
+  ASSERT_TRUE(wait_for([&] { return vm->consume_irqfd(vm->routes.begin()->first) == 1; }));
+  ASSERT_EQ(vm->irq.msis.size(), 1u);  // the vector without a route: KVM_SIGNAL_MSI
+}
+
+TEST_F(FastPathTest, WithoutFastEventfdsEverythingTakesTheOrdinaryPath) {
+  build(false);
+  EXPECT_FALSE(fastpath->notify_fast_path());
+  EXPECT_FALSE(fastpath->msi_fast_path());
+  EXPECT_EQ(vm->ioeventfd_registrations, 0);
+  activate();
+  program_vector(0, 0x41, false);
+  enable_msix();
+  const uint16_t index = 0;
+  ASSERT_TRUE(
+      mmio.write(bar0() + VirtioPciDevice::notify_offset(0), std::span(reinterpret_cast<const uint8_t*>(&index), 2)));
+  EXPECT_EQ(counting->notified[0], 1);  // on this thread, through the bus
+  EXPECT_EQ(counting->notify_thread.load(), std::this_thread::get_id());
+  ASSERT_EQ(vm->irq.msis.size(), 1u);
+  EXPECT_EQ(vm->irq.msis[0], (RecordingInterruptController::Msi{0xfee00000, 0x41}));
+  EXPECT_TRUE(vm->routes.empty());
+}
+
+}  // namespace
+}  // namespace hostvisor
