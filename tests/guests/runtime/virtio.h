@@ -29,10 +29,9 @@ enum { VIRTIO_TYPE_BLOCK = 2, VIRTIO_TYPE_CONSOLE = 3 };
 struct virtio_pci;
 
 /* ---- split virtqueue (2.7) ---- */
-/* Small on purpose: the kernels keep one request in flight, and every byte
- * of .bss is zeroed at boot on CPUs that run a few million instructions a
- * second. */
-#define VIRTQ_SIZE 8
+/* Small on purpose: every byte of .bss is zeroed at boot on CPUs that run a
+ * few million instructions a second. Room for a few chains in flight. */
+#define VIRTQ_SIZE 16
 enum { VIRTQ_DESC_F_NEXT = 1, VIRTQ_DESC_F_WRITE = 2 };
 
 struct virtq_desc {
@@ -71,11 +70,16 @@ struct virtq {
   bool event_idx;                     /* VIRTIO_F_EVENT_IDX negotiated */
   volatile uint16_t* notify;          /* where a 16-bit write of `index` notifies the device */
   const struct virtio_pci* transport; /* for the device status in failure messages */
-  uint16_t next_desc;                 /* where the next chain starts (rotates, so chains wrap the table) */
-  uint16_t avail_idx;                 /* driver's copy of avail.idx */
-  uint16_t last_used;                 /* used entries consumed so far */
-  uint32_t interrupts_at_submit;      /* irq_count(vector) when the last chain went out */
-  uint32_t notifications;             /* notify writes done */
+  uint16_t free_head;                 /* free descriptors, linked through next */
+  uint16_t free_count;
+  uint8_t chain_length[VIRTQ_SIZE]; /* by head: descriptors of a chain in flight, 0 if none */
+  uint16_t avail_idx;               /* driver's copy of avail.idx */
+  uint16_t kicked_idx;              /* avail_idx at the last virtq_kick() */
+  uint16_t last_used;               /* used entries consumed so far */
+  uint16_t in_flight;               /* chains made available and not yet returned */
+  uint32_t interrupts_at_kick;      /* irq_count(vector) at the last virtq_kick() */
+  uint32_t chains;                  /* chains returned since start */
+  uint32_t notifications;           /* notify writes done */
   uint32_t notifications_suppressed;
 };
 
@@ -85,19 +89,28 @@ struct virtq_buffer {
   bool device_writes;
 };
 
+struct virtq_completion {
+  uint16_t head; /* the chain's head, as virtq_add() returned it */
+  uint32_t len;  /* bytes the device wrote into it */
+};
+
 /* Prepares `q` (rings zeroed) for queue `index`; the transport fills in
  * notify and vector when it enables the queue. */
 void virtq_init(struct virtq* q, const char* name, uint16_t index);
-/* Puts the buffers in one descriptor chain, makes it available, and
- * notifies the device unless it asked not to be (event index / NO_NOTIFY).
- * Returns the chain's head. At most VIRTQ_SIZE buffers; the previous chain
- * must have come back. */
-uint16_t virtq_submit(struct virtq* q, const struct virtq_buffer* buffers, unsigned count);
-/* Waits (sti; hlt) until the device returns the chain `head` and its MSI-X
- * interrupt arrived; returns the number of bytes the device wrote. Fails the
- * test, saying which half was missing, after the wait_until() deadline, or
- * if the device returns another chain. */
-uint32_t virtq_wait_used(struct virtq* q, uint16_t head);
+/* Puts the buffers in one descriptor chain and makes it available; the
+ * device hears of it at the next virtq_kick(). Returns the chain's head.
+ * Fails the test if the free descriptors do not suffice. */
+uint16_t virtq_add(struct virtq* q, const struct virtq_buffer* buffers, unsigned count);
+/* Notifies the device of the chains added since the last kick, unless it
+ * asked not to be (avail_event with EVENT_IDX, else VIRTQ_USED_F_NO_NOTIFY). */
+void virtq_kick(struct virtq* q);
+/* Waits (sti; hlt) until the device returned `count` chains, in any order,
+ * and at least one MSI-X interrupt came after the last kick; fills `out`.
+ * Fails the test, saying what was missing, after the wait_until() deadline,
+ * or if the device returns a chain that is not in flight. */
+void virtq_wait(struct virtq* q, struct virtq_completion* out, unsigned count);
+/* One chain: add, kick, wait. Returns the number of bytes the device wrote. */
+uint32_t virtq_transfer(struct virtq* q, const struct virtq_buffer* buffers, unsigned count);
 /* Used entries the device added that the driver did not consume. */
 uint16_t virtq_pending_used(const struct virtq* q);
 

@@ -17,8 +17,7 @@ static struct virtq receiveq, transmitq;
 static char input[64];
 
 static void transmit(const struct virtq_buffer* buffers, unsigned count) {
-  const uint16_t head = virtq_submit(&transmitq, buffers, count);
-  const uint32_t len = virtq_wait_used(&transmitq, head);
+  const uint32_t len = virtq_transfer(&transmitq, buffers, count);
   /* The device only reads transmit buffers. */
   if (len != 0) test_fail("transmitq0: the device reports %u bytes written into an output buffer", len);
 }
@@ -41,7 +40,8 @@ void test_main(const struct boot_info* info) {
         console.features, console.num_queues);
 
   const struct virtq_buffer rx = {input, sizeof(input), true};
-  virtq_submit(&receiveq, &rx, 1);
+  virtq_add(&receiveq, &rx, 1);
+  virtq_kick(&receiveq);
 
   /* Once split in two descriptors (the device must join them in order)... */
   static const char text[] = HVT_VIRTIO_CONSOLE_TEXT;
