@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Guest instructions per second of the software CPU (no peer on this host:
-# QEMU TCG figures, where available, are for comparison by hand).
+# Guest instructions per second of the software CPU's interpreter alone, on
+# tight loops run in-process (no VMM, no peer); CPU time of the thread. The
+# whole-guest figures side by side with QEMU TCG are in guest_mips.bench.sh.
 set -euo pipefail
 "$1/bench/emu_mips"

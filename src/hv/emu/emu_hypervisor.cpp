@@ -1,9 +1,14 @@
 #include "hv/emu/emu_hypervisor.h"
 
+#include <time.h>
+
 #include <algorithm>
 #include <condition_variable>
+#include <cstdlib>
+#include <cstring>
 #include <mutex>
 
+#include "base/log.h"
 #include "devices/bus/bus.h"
 #include "hv/emu/code_map.h"
 #include "hv/emu/cpu.h"
@@ -24,6 +29,22 @@ uint64_t* neutral_gpr(Registers& r, int i) {
   uint64_t* fields[16] = {&r.rax, &r.rbx, &r.rcx, &r.rdx, &r.rsi, &r.rdi, &r.rsp, &r.rbp,
                           &r.r8,  &r.r9,  &r.r10, &r.r11, &r.r12, &r.r13, &r.r14, &r.r15};
   return fields[i];
+}
+
+// HOSTVISOR_EMU_STATS=1 makes every vCPU log, when it is destroyed, the
+// instructions it retired and its thread's CPU time (bench/ reads it).
+bool stats_enabled() {
+  static const bool enabled = [] {
+    const char* v = std::getenv("HOSTVISOR_EMU_STATS");
+    return v && std::strcmp(v, "1") == 0;
+  }();
+  return enabled;
+}
+
+double thread_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
 }
 
 class EmuVm;
@@ -49,6 +70,13 @@ class EmuVcpu final : public Vcpu {
 
  private:
   bool wait_for_event();
+
+  // Statistics (HOSTVISOR_EMU_STATS=1): read the clock once per exit, never
+  // per instruction. CPU time runs from the first run() to the last exit, so
+  // it includes the device work this thread does between runs.
+  const bool stats_ = stats_enabled();
+  uint64_t exits_ = 0;
+  double cpu_first_ = 0, cpu_last_ = 0;
 
   EmuVm& vm_;
   unsigned index_;
@@ -133,6 +161,12 @@ EmuVcpu::EmuVcpu(EmuVm& vm, unsigned index) : vm_(vm), index_(index) {
 }
 
 EmuVcpu::~EmuVcpu() {
+  if (stats_) {
+    const uint64_t retired = interpreter_.instructions();
+    const double seconds = cpu_last_ - cpu_first_;
+    HV_LOG_INFO("emu vCPU {}: {} instructions retired in {:.3f} s of thread CPU time: {:.1f} MIPS ({} exits)", index_,
+                retired, seconds, seconds > 0 ? static_cast<double>(retired) / seconds / 1e6 : 0.0, exits_);
+  }
   cpu_.lapic->set_wakeup(nullptr);
   vm_.release_vcpu(index_);
 }
@@ -157,7 +191,12 @@ Result<VcpuExit> EmuVcpu::run() {
   if (!cpu_.memory) {
     return Error(ErrorCode::kInvalidArgument, "the VM has no guest RAM: call map_memory() before running a vCPU");
   }
+  if (stats_ && exits_ == 0) cpu_first_ = cpu_last_ = thread_cpu_seconds();
   const Interpreter::Outcome outcome = interpreter_.run();
+  if (stats_) {
+    ++exits_;
+    cpu_last_ = thread_cpu_seconds();
+  }
   switch (outcome.stop) {
     case Interpreter::Stop::kIo: {
       IoRecord& r = cpu_.io.records[cpu_.io.count - 1];
