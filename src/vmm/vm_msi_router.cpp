@@ -45,7 +45,7 @@ Result<uint32_t> VmMsiRouter::allocate_gsi() {
     gsi = next_gsi_++;
   } else {
     return Error(ErrorCode::kOutOfRange, "every GSI for MSI routes (" + std::to_string(range_.first) + " to " +
-                                             std::to_string(range_.end) + ") is in use");
+                                             std::to_string(range_.end - 1) + ") is in use");
   }
   ++in_use_;
   return gsi;
