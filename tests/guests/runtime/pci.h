@@ -52,6 +52,7 @@ struct msix {
   uint8_t cap;              /* config-space offset of the capability */
   uint16_t table_size;      /* entries */
   volatile uint32_t* table; /* 4 dwords per entry: address low/high, data, vector control */
+  volatile uint32_t* pba;   /* pending bits, one per entry */
 };
 
 /* Finds the MSI-X capability and maps its table. Fails the test if absent. */
@@ -61,5 +62,13 @@ void msix_init(const struct pci_function* f, struct msix* out);
 void msix_route(struct msix* m, uint16_t entry, uint8_t apic_id, uint8_t vector);
 /* Sets MSI-X Enable and clears Function Mask. */
 void msix_enable(struct msix* m);
+/* Sets or clears the entry's Mask bit. A masked entry's messages wait as its
+ * pending bit and go out when it is unmasked. */
+void msix_mask(struct msix* m, uint16_t entry, bool masked);
+bool msix_pending(const struct msix* m, uint16_t entry);
+/* Sets or clears the entry's Mask bit. A masked entry's messages wait as its
+ * pending bit and go out when it is unmasked. */
+void msix_mask(struct msix* m, uint16_t entry, bool masked);
+bool msix_pending(const struct msix* m, uint16_t entry);
 
 #endif
