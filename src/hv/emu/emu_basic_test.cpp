@@ -4,8 +4,13 @@
 // restart, privilege changes, and the real -> protected -> long mode switch.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstring>
 #include <vector>
 
+#include "hv/emu/decoder.h"
+#include "hv/emu/execute/handlers.h"
+#include "hv/emu/execute/x87_state.h"
 #include "hv/emu/flags.h"
 #include "hv/emu/mmu.h"
 #include "hv/emu/segments.h"
@@ -776,6 +781,265 @@ TEST(EmuPaging, PaeLegacyPaging) {
   EXPECT_EQ(m.cpu().gpr[0] & 0xffffffff, 0xabcd1234u);
   EXPECT_EQ(m.cpu().cr2, 0x406000u);
   EXPECT_EQ(m.read<uint32_t>(m.cpu().gpr[4]), 9u);  // present | reserved bit
+}
+
+// ---- x87, MMX and MXCSR: stack faults, exception delivery, state round trips ----
+
+HV_EMU_SNIPPET(x87_stack_overflow, R"(
+  fninit
+  fld1
+  fld1
+  fld1
+  fld1
+  fld1
+  fld1
+  fld1
+  fldpi
+  fnstsw word ptr [rdi]
+  fldz
+  fnstsw ax
+  fstp tbyte ptr [rdi + 16]
+  hlt
+)")
+
+TEST(EmuFpu, StackOverflowLoadsIndefiniteWithStackFault) {
+  TestMachine m;
+  m.load_code(x87_stack_overflow());
+  m.cpu().gpr[7] = 0x101000;
+  ASSERT_EQ(m.run().stop, Stop::kHalt);
+  ASSERT_EQ(m.vector_taken(), -1);
+  EXPECT_EQ(m.read<uint16_t>(0x101000), 0x0000u);  // eight pushes: TOP wrapped to 0, no exception
+  const uint16_t fsw = static_cast<uint16_t>(m.cpu().gpr[0]);
+  // The ninth push overflows: IE and SF with C1=1 (overflow); the masked response still pushes
+  // (TOP=7) and ST(0) holds the QNaN indefinite.
+  EXPECT_EQ(fsw & (kFswIe | kFswSf | kFswC1), kFswIe | kFswSf | kFswC1);
+  EXPECT_EQ((fsw >> 11) & 7, 7u);
+  EXPECT_EQ(m.read<uint64_t>(0x101010), 0xc000000000000000ull);  // QNaN indefinite
+  EXPECT_EQ(m.read<uint16_t>(0x101018), 0xffffu);
+}
+
+HV_EMU_SNIPPET(x87_stack_underflow, R"(
+  fninit
+  fadd st(0), st(1)
+  fnstsw ax
+  fistp dword ptr [rdi]
+  hlt
+)")
+
+TEST(EmuFpu, StackUnderflowRaisesInvalidWithC1Clear) {
+  TestMachine m;
+  m.load_code(x87_stack_underflow());
+  m.cpu().gpr[7] = 0x101000;
+  m.write_value<uint32_t>(0x101000, 0x12345678);
+  ASSERT_EQ(m.run().stop, Stop::kHalt);
+  ASSERT_EQ(m.vector_taken(), -1);
+  const uint16_t fsw = static_cast<uint16_t>(m.cpu().gpr[0]);
+  EXPECT_EQ(fsw & (kFswIe | kFswSf | kFswC1), kFswIe | kFswSf);  // C1=0: underflow
+  // The masked response stored the indefinite into ST(0); FISTP of it gives the integer indefinite.
+  EXPECT_EQ(m.read<uint32_t>(0x101000), 0x80000000u);
+}
+
+HV_EMU_SNIPPET(x87_unmasked_zero_divide, R"(
+  fninit
+  fldcw word ptr [rsi]
+  fldz
+  fld1
+  fdiv st(0), st(1)
+  mov eax, 1
+fault_here:
+  fwait
+  hlt
+)")
+
+TEST(EmuFpu, UnmaskedExceptionRaisesMfAtTheNextWaitingInstruction) {
+  TestMachine m;
+  m.load_code(x87_unmasked_zero_divide());
+  m.cpu().gpr[6] = 0x100000;
+  m.write_value<uint16_t>(0x100000, 0x037b);  // ZE unmasked
+  ASSERT_EQ(m.run().stop, Stop::kHalt);
+  ASSERT_EQ(m.vector_taken(), kMf);
+  // Delivered at FWAIT (after the MOV that followed the faulting FDIV), which has not run.
+  const uint64_t fwait_rip = TestMachine::kCode + x87_unmasked_zero_divide().size() - 2;
+  EXPECT_EQ(m.read<uint64_t>(m.cpu().gpr[4]), fwait_rip);
+  EXPECT_EQ(m.cpu().gpr[0], 1u);
+  const X87State& x = m.cpu().x87;
+  EXPECT_EQ(x.fsw & (kFswZe | kFswEs | kFswB), kFswZe | kFswEs | kFswB);
+  // The unmasked response leaves the destination unchanged (1.0) and records FIP/FOP of FDIV.
+  EXPECT_EQ(x.st[x87_top(x)][7], 0x80);
+  EXPECT_EQ(x.st[x87_top(x)][9], 0x3f);
+  EXPECT_EQ(x.fop, 0x0f1u);  // D8 F1: fdiv st(0), st(1)
+  EXPECT_EQ(x.fip, fwait_rip - 2 - 5);
+
+  // With CR0.NE=0 the exception is not delivered (no FERR# line): the code runs to its end.
+  TestMachine legacy;
+  legacy.load_code(x87_unmasked_zero_divide());
+  legacy.cpu().gpr[6] = 0x100000;
+  legacy.write_value<uint16_t>(0x100000, 0x037b);
+  legacy.cpu().cr0 &= ~(1ull << 5);
+  ASSERT_EQ(legacy.run().stop, Stop::kHalt);
+  EXPECT_EQ(legacy.vector_taken(), -1);
+  EXPECT_TRUE(legacy.cpu().x87.fsw & kFswEs);
+}
+
+HV_EMU_SNIPPET(x87_save_restore, R"(
+  fninit
+  fldpi
+  fld qword ptr [rsi]
+  fld1
+  fchs
+  fldcw word ptr [rsi + 8]
+  fnsave [rdi]
+  fnstcw word ptr [rdi + 200]
+  fnstsw word ptr [rdi + 202]
+  frstor [rdi]
+  fstp tbyte ptr [rdi + 128]
+  fstp qword ptr [rdi + 144]
+  fstp tbyte ptr [rdi + 160]
+  fnstcw word ptr [rdi + 204]
+  .byte 0x66
+  fnsave [rdi + 256]
+  .byte 0x66
+  frstor [rdi + 256]
+  fnstsw word ptr [rdi + 206]
+  hlt
+)")
+
+TEST(EmuFpu, FnsaveFrstorRoundTrip) {
+  TestMachine m;
+  m.load_code(x87_save_restore());
+  m.cpu().gpr[6] = 0x100000;
+  m.cpu().gpr[7] = 0x101000;
+  m.write_value<double>(0x100000, 2.5);
+  m.write_value<uint16_t>(0x100008, 0x0c7f);  // round toward zero, 24-bit precision
+  ASSERT_EQ(m.run().stop, Stop::kHalt);
+  ASSERT_EQ(m.vector_taken(), -1);
+  // The 108-byte image: control word, TOP=5, three valid registers, ST(0) = -1.0.
+  EXPECT_EQ(m.read<uint16_t>(0x101000), 0x0c7fu);
+  EXPECT_EQ((m.read<uint16_t>(0x101004) >> 11) & 7, 5u);
+  EXPECT_EQ(m.read<uint16_t>(0x101008), 0x03ffu);  // R0-R4 empty (11), R5-R7 valid (00)
+  EXPECT_EQ(m.read<uint64_t>(0x101000 + 28), 0x8000000000000000ull);
+  EXPECT_EQ(m.read<uint16_t>(0x101000 + 36), 0xbfffu);
+  // FNSAVE reinitialised the FPU.
+  EXPECT_EQ(m.read<uint16_t>(0x101000 + 200), 0x037fu);
+  EXPECT_EQ(m.read<uint16_t>(0x101000 + 202), 0x0000u);
+  // FRSTOR brought back the stack and the control word.
+  EXPECT_EQ(m.read<uint64_t>(0x101000 + 128), 0x8000000000000000ull);
+  EXPECT_EQ(m.read<uint16_t>(0x101000 + 136), 0xbfffu);
+  EXPECT_EQ(m.read<double>(0x101000 + 144), 2.5);
+  EXPECT_EQ(m.read<uint16_t>(0x101000 + 168), 0x4000u);  // pi: exponent of 2^1
+  EXPECT_EQ(m.read<uint16_t>(0x101000 + 204), 0x0c7fu);
+  // The 94-byte (16-bit) layout round-trips too: TOP is back to 0 after the three pops.
+  EXPECT_EQ(m.read<uint16_t>(0x101000 + 256), 0x0c7fu);
+  EXPECT_EQ((m.read<uint16_t>(0x101000 + 206) >> 11) & 7, 0u);
+}
+
+HV_EMU_SNIPPET(sse_unmasked_divide, R"(
+  ldmxcsr dword ptr [rsi]
+  movsd xmm0, qword ptr [rsi + 8]
+  xorpd xmm1, xmm1
+  movapd xmm2, xmm0
+  divsd xmm2, xmm1
+  hlt
+)")
+
+TEST(EmuFpu, UnmaskedSimdExceptionRaisesXmOrUd) {
+  for (bool osxmmexcpt : {true, false}) {
+    TestMachine m;
+    m.load_code(sse_unmasked_divide());
+    m.cpu().gpr[6] = 0x100000;
+    m.write_value<uint32_t>(0x100000, 0x1f80 & ~(1u << 9));  // ZM clear
+    m.write_value<double>(0x100008, 3.0);
+    if (!osxmmexcpt) m.cpu().cr4 &= ~(1ull << 10);
+    ASSERT_EQ(m.run().stop, Stop::kHalt);
+    EXPECT_EQ(m.vector_taken(), osxmmexcpt ? kXm : kUd);
+    EXPECT_EQ(m.cpu().mxcsr & 0x3f, 1u << 2);  // ZE flagged
+    double x2;
+    std::memcpy(&x2, m.cpu().xmm[2], 8);
+    EXPECT_EQ(x2, 3.0);  // the destination is unchanged
+  }
+  // Masked: the result is +inf and ZE is sticky.
+  TestMachine masked;
+  masked.load_code(sse_unmasked_divide());
+  masked.cpu().gpr[6] = 0x100000;
+  masked.write_value<uint32_t>(0x100000, 0x1f80);
+  masked.write_value<double>(0x100008, 3.0);
+  ASSERT_EQ(masked.run().stop, Stop::kHalt);
+  EXPECT_EQ(masked.vector_taken(), -1);
+  EXPECT_EQ(masked.cpu().mxcsr, 0x1f84u);
+  double x2;
+  std::memcpy(&x2, masked.cpu().xmm[2], 8);
+  EXPECT_TRUE(std::isinf(x2));
+}
+
+HV_EMU_SNIPPET(mmx_paddb_only, R"(
+  paddb mm0, mm1
+  hlt
+)")
+
+TEST(EmuFpu, MmxChecksEmTsAndPendingX87Exceptions) {
+  TestMachine em;
+  em.load_code(mmx_paddb_only());
+  em.cpu().cr0 |= 1ull << 2;
+  ASSERT_EQ(em.run().stop, Stop::kHalt);
+  EXPECT_EQ(em.vector_taken(), kUd);
+
+  TestMachine ts;
+  ts.load_code(mmx_paddb_only());
+  ts.cpu().cr0 |= 1ull << 3;
+  ASSERT_EQ(ts.run().stop, Stop::kHalt);
+  EXPECT_EQ(ts.vector_taken(), kNm);
+
+  TestMachine pending;
+  pending.load_code(mmx_paddb_only());
+  pending.cpu().x87.fcw = 0x037e;  // IE unmasked
+  pending.cpu().x87.fsw = kFswIe | kFswEs | kFswB;
+  ASSERT_EQ(pending.run().stop, Stop::kHalt);
+  EXPECT_EQ(pending.vector_taken(), kMf);
+
+  // Executed: TOP becomes 0, every register is tagged valid and MM0's exponent is all ones.
+  TestMachine ok;
+  ok.load_code(mmx_paddb_only());
+  x87_set_top(ok.cpu().x87, 3);
+  ok.cpu().x87.ftw = 0x01;
+  ASSERT_EQ(ok.run().stop, Stop::kHalt);
+  EXPECT_EQ(ok.vector_taken(), -1);
+  EXPECT_EQ(x87_top(ok.cpu().x87), 0u);
+  EXPECT_EQ(ok.cpu().x87.ftw, 0xff);
+  EXPECT_EQ(ok.cpu().x87.st[0][8], 0xff);
+  EXPECT_EQ(ok.cpu().x87.st[0][9], 0xff);
+}
+
+// Every escape-opcode encoding the decoder accepts runs on the emulated CPU
+// without hurting the host (the host FPU executes most of them), from a
+// state with a full stack, NaNs and unmasked exceptions.
+TEST(EmuFpu, EveryX87EncodingIsSafe) {
+  Decoder decoder;
+  unsigned host_executed = 0;
+  for (unsigned opcode = 0xd8; opcode <= 0xdf; ++opcode) {
+    for (unsigned modrm = 0; modrm < 256; ++modrm) {
+      if (modrm < 0xc0 && (modrm & 7) != 6) continue;  // memory forms: one addressing mode, [rsi]
+      const uint8_t code[] = {static_cast<uint8_t>(opcode), static_cast<uint8_t>(modrm), 0xf4};
+      Insn insn;
+      if (decoder.decode(code, sizeof(code), 8, false, insn) != Decoder::Status::kOk) continue;
+      if (insn.fn == h_x87) ++host_executed;
+      for (uint16_t fcw : {uint16_t{0x037f}, uint16_t{0x0f40}}) {
+        TestMachine m;
+        m.load_code(code);
+        m.cpu().gpr[6] = 0x100000;
+        m.cpu().x87.fcw = fcw;
+        m.cpu().x87.ftw = static_cast<uint8_t>(modrm * 37);
+        for (unsigned r = 0; r < 8; ++r) {
+          const uint64_t mantissa = 0xc000000000000000ull >> (r & 1);
+          std::memcpy(m.cpu().x87.st[r], &mantissa, 8);
+          m.cpu().x87.st[r][9] = r < 4 ? 0x7f : 0x3f;
+          m.cpu().x87.st[r][8] = 0xff;
+        }
+        const auto out = m.run(10);
+        EXPECT_NE(out.stop, Stop::kFailure) << std::hex << opcode << " " << modrm << ": " << out.detail;
+      }
+    }
+  }
+  EXPECT_GT(host_executed, 400u);
 }
 
 }  // namespace
