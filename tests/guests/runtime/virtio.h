@@ -136,17 +136,18 @@ struct virtio_pci {
 /* The index-th modern virtio-pci function of this device type on bus 0. */
 bool virtio_pci_find(uint16_t type, unsigned index, struct virtio_pci* dev);
 /* Reads the virtio capabilities, maps the structures, routes MSI-X entry 0
- * (configuration changes) to `vector_base` and entry 1 + n to vector_base +
- * 1 + n on this CPU's APIC, enables MSI-X, resets the device and negotiates:
- * VERSION_1 is required, `wanted` is taken where offered. Leaves the device
- * at FEATURES_OK. */
+ * (configuration changes) to `vector_base` on this CPU's APIC, enables
+ * MSI-X, resets the device and negotiates: VERSION_1 is required, `wanted`
+ * is taken where offered. Leaves the device at FEATURES_OK. */
 void virtio_pci_start(struct virtio_pci* dev, uint8_t vector_base, uint64_t wanted);
-/* Sets up queue q->index with VIRTQ_SIZE entries, MSI-X entry 1 + `entry`. */
+/* Sets up queue q->index with VIRTQ_SIZE entries and MSI-X entry 1 + `entry`,
+ * routed to vector_base + 1 + entry. */
 void virtio_pci_setup_queue(struct virtio_pci* dev, struct virtq* q, uint16_t entry);
 /* DRIVER_OK: the device may now use the queues. */
 void virtio_pci_driver_ok(struct virtio_pci* dev);
 uint8_t virtio_pci_status(const struct virtio_pci* dev);
-/* Device configuration reads, retried until config_generation is stable. */
+/* Device configuration reads; the 64-bit one is retried until
+ * config_generation is stable across its two halves. */
 uint32_t virtio_pci_config32(const struct virtio_pci* dev, uint32_t offset);
 uint64_t virtio_pci_config64(const struct virtio_pci* dev, uint32_t offset);
 /* Configuration-change interrupts seen (NEEDS_RESET is announced that way). */

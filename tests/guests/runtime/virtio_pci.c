@@ -106,7 +106,8 @@ void virtio_pci_start(struct virtio_pci* d, uint8_t vector_base, uint64_t wanted
   /* 3.1.1: reset, then ACKNOWLEDGE, DRIVER, features, FEATURES_OK. */
   w8(d, COMMON_DEVICE_STATUS, 0);
   for (int tries = 0; r8(d, COMMON_DEVICE_STATUS) != 0; tries++) {
-    if (tries == 1000) test_fail(DEV_FMT ": status 0x%02x does not read 0 after reset", DEV_ARGS(d), r8(d, 0x14));
+    if (tries == 1000)
+      test_fail(DEV_FMT ": status 0x%02x does not read 0 after reset", DEV_ARGS(d), r8(d, COMMON_DEVICE_STATUS));
   }
   set_status(d, VIRTIO_STATUS_ACKNOWLEDGE);
   set_status(d, VIRTIO_STATUS_DRIVER);
