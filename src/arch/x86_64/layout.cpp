@@ -8,6 +8,11 @@ static_assert(kBootStructuresEnd <= kEbdaStart, "boot structures must stay in co
 static_assert(kBootPdAddress + kBootPdCount * kPageSize <= kCmdlineAddress, "page tables overlap the command line");
 static_assert(kZeroPageAddress + kPageSize <= kBootPml4Address, "zero page overlaps the page tables");
 static_assert(kPciEcamStart + kPciEcamSize == kPciMmio32Start, "ECAM sits just below the PCI MMIO window");
+static_assert(kPciMmio32End <= kVirtioMmioStart, "the PCI BAR window must not reach the virtio-mmio devices");
+static_assert(kVirtioMmioStart + kVirtioMmioSlots * kVirtioMmioStride <= kVirtioMmioEnd &&
+                  kVirtioMmioEnd <= kIoApicAddress,
+              "the virtio-mmio slots must fit below the IOAPIC");
+static_assert(kVirtioMmioFirstGsi + kVirtioMmioSlots <= 24, "an IOAPIC has 24 pins (GSIs 0-23)");
 
 std::vector<MemoryRegionSpec> MemoryLayout::regions() const {
   std::vector<MemoryRegionSpec> specs;

@@ -12,6 +12,7 @@
 //   0xB000_0000  32-bit hole: PCI ECAM (256 buses, reserved in e820),
 //   0xC000_0000  the 32-bit PCI MMIO window for BARs (a gap in e820, so the
 //                guest sees it as the place for PCI devices),
+//   0xFEB0_0000  virtio-mmio devices, 4 KiB apart (described in the DSDT),
 //   0xFEC0_0000  IOAPIC, LAPIC (0xFEE0_0000), up to 4 GiB (reserved in e820)
 //   4 GiB        the rest of RAM
 //
@@ -70,7 +71,15 @@ constexpr uint64_t kLowRamMaxEnd = 0xb0000000;  // RAM below the hole ends here 
 constexpr uint64_t kPciEcamStart = 0xb0000000;  // PCI Express ECAM: 256 buses x 1 MiB
 constexpr uint64_t kPciEcamSize = 0x10000000;
 constexpr uint64_t kPciMmio32Start = 0xc0000000;  // 32-bit PCI BAR window (3 GiB ...)
-constexpr uint64_t kPciMmio32End = 0xfec00000;
+constexpr uint64_t kPciMmio32End = 0xfeb00000;
+// virtio-mmio transports: slot i at kVirtioMmioStart + i * kVirtioMmioStride
+// on GSI kVirtioMmioFirstGsi + i. The GSIs are the IOAPIC pins above the
+// PCI INTx lines (16-19); an IOAPIC has 24, so there are four slots.
+constexpr uint64_t kVirtioMmioStart = 0xfeb00000;
+constexpr uint64_t kVirtioMmioStride = 0x1000;
+constexpr uint32_t kVirtioMmioFirstGsi = 20;
+constexpr uint32_t kVirtioMmioSlots = 4;
+constexpr uint64_t kVirtioMmioEnd = 0xfec00000;  // the window's end (the IOAPIC)
 constexpr uint64_t kIoApicAddress = 0xfec00000;
 constexpr uint64_t kLapicAddress = 0xfee00000;
 constexpr uint64_t kPlatformMmioStart = 0xfec00000;  // IOAPIC .. 4 GiB: chipset, reserved in e820

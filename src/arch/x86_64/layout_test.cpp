@@ -68,9 +68,11 @@ TEST(MemoryLayout, BootStructuresAreDisjointAndInConventionalMemory) {
   EXPECT_GE(kBootStructuresStart, kBiosDataAreaEnd);
 }
 
-TEST(MemoryLayout, HoleHoldsEcamPciWindowAndApics) {
+TEST(MemoryLayout, HoleHoldsEcamPciWindowVirtioMmioAndApics) {
   EXPECT_LT(kPciEcamStart, kPciMmio32Start);
   EXPECT_EQ(kPciMmio32Start, 3 * kGiB);
+  EXPECT_LE(kPciMmio32End, kVirtioMmioStart);
+  EXPECT_LE(kVirtioMmioStart + kVirtioMmioSlots * kVirtioMmioStride, kIoApicAddress);
   EXPECT_LE(kPciMmio32End, kIoApicAddress);
   EXPECT_LT(kIoApicAddress, kLapicAddress);
   EXPECT_LT(kLapicAddress, kHighRamStart);

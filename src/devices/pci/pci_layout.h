@@ -13,10 +13,11 @@ namespace hostvisor::pci {
 inline constexpr uint16_t kConfigIoBase = 0xcf8;
 inline constexpr uint16_t kConfigIoSize = 8;
 
-// The 32-bit PCI MMIO window for BARs, up to the IOAPIC/LAPIC area at
-// 0xFEC00000 (arch/x86_64/layout.h kPciMmio32Start/End; ACPI _CRS).
+// The 32-bit PCI MMIO window for BARs, up to the virtio-mmio window at
+// 0xFEB00000 below the IOAPIC (arch/x86_64/layout.h kPciMmio32Start/End;
+// ACPI _CRS).
 inline constexpr uint64_t kMmioHoleStart = 0xc0000000;
-inline constexpr uint64_t kMmioHoleEnd = 0xfec00000;  // exclusive
+inline constexpr uint64_t kMmioHoleEnd = 0xfeb00000;  // exclusive
 
 // ECAM (PCIe enhanced configuration access): 1 MiB per bus, 256 buses, just
 // below the BAR window (arch/x86_64/layout.h kPciEcamStart; ACPI MCFG).

@@ -171,6 +171,17 @@ Bytes build_dsdt_aml(const PlatformDescription& p) {
     sb.push_back(
         device("RTC", {name("_HID", eisa_id("PNP0B00")), name("_CRS", ResourceTemplate().io(0x70, 2).irq(8).build())}));
 
+  for (size_t i = 0; i < p.virtio_mmio.size(); ++i) {
+    const VirtioMmioDescription& v = p.virtio_mmio[i];
+    static constexpr char kHex[] = "0123456789ABCDEF";
+    const std::string device_name = std::string("VR") + kHex[(i >> 4) & 0xf] + kHex[i & 0xf];
+    sb.push_back(device(device_name, {name("_HID", string("LNRO0005")), name("_UID", integer(i)),
+                                      name("_CRS", ResourceTemplate()
+                                                       .memory32_fixed(v.base, v.size)
+                                                       .interrupt(v.gsi, /*level_triggered=*/true, /*active_low=*/false)
+                                                       .build())}));
+  }
+
   Bytes body = scope("\\_SB", sb);
   // \_S5: soft-off sleep type for PM1a_CNT.SLP_TYP (and PM1b, unused).
   Bytes s5 =
@@ -183,6 +194,8 @@ Result<AcpiTables> build_acpi_tables(const PlatformDescription& p, uint64_t base
   if (base % 16 != 0) return Error(ErrorCode::kInvalidArgument, "ACPI tables must start 16-byte aligned");
   if (p.cpu_count == 0 || p.cpu_count > 255)
     return Error(ErrorCode::kInvalidArgument, "ACPI MADT: 1 to 255 processors supported");
+  if (p.virtio_mmio.size() > 256)
+    return Error(ErrorCode::kInvalidArgument, "ACPI DSDT: at most 256 virtio-mmio devices can be named");
 
   AcpiTables out;
   out.base = base;

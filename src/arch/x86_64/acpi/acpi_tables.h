@@ -32,6 +32,15 @@ struct PciIrqRoute {
   uint32_t gsi;
 };
 
+// One virtio-mmio transport (virtio 1.2, 4.2): its register block and its
+// level-triggered, active-high interrupt. The DSDT describes it as a device
+// with _HID "LNRO0005", which Linux's virtio_mmio driver binds to.
+struct VirtioMmioDescription {
+  uint32_t base;
+  uint32_t size;
+  uint32_t gsi;
+};
+
 struct PlatformDescription {
   unsigned cpu_count = 1;
   uint64_t lapic_address = 0xfee00000;
@@ -48,6 +57,7 @@ struct PlatformDescription {
   bool com1 = true;  // 16550 at 0x3f8, IRQ 4
   bool rtc = true;   // CMOS at 0x70, IRQ 8
   uint8_t rtc_century_index = 0x32;
+  std::vector<VirtioMmioDescription> virtio_mmio;
 };
 
 struct AcpiTables {

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <sstream>
 
 namespace hostvisor::acpi {
@@ -19,6 +20,7 @@ PlatformDescription two_cpu_platform() {
   p.pci_mmio64_end = 0xffffffffffull;
   for (uint8_t slot = 1; slot < 4; ++slot)
     for (uint8_t pin = 0; pin < 4; ++pin) p.pci_routes.push_back({slot, pin, 16u + (slot + pin) % 4u});
+  p.virtio_mmio = {{0xfeb00000, 0x200, 20}, {0xfeb01000, 0x200, 21}};
   return p;
 }
 
@@ -151,6 +153,19 @@ TEST(Aml, EncodesPackageLengthsAndIntegers) {
   EXPECT_EQ(aml::name_string("\\_SB.PCI0"), (Bytes{0x5c, 0x2e, '_', 'S', 'B', '_', 'P', 'C', 'I', '0'}));
 }
 
+TEST(Aml, EncodesFixedMemoryAndExtendedInterruptDescriptors) {
+  // ACPI 6.5 6.4.3.4 (32-bit fixed memory range) and 6.4.3.6 (extended interrupt).
+  const Bytes crs = ResourceTemplate().memory32_fixed(0xfeb01000, 0x200).interrupt(21, true, false).build();
+  const Bytes descriptors = {0x86, 9,   0, 0x01, 0x00, 0x10, 0xb0, 0xfe, 0x00, 0x02, 0, 0,  // Memory32Fixed
+                             0x89, 6,   0, 0x01, 1,    21,   0,    0,    0,                 // Interrupt
+                             0x79, 0x00};                                                   // end tag
+  Bytes expected = aml::buffer(descriptors);
+  EXPECT_EQ(crs, expected);
+  // Edge, active low: flag bits 1 and 2.
+  // Buffer op, length, size as a byte integer: the descriptor starts at 4, its flags at 4 + 3.
+  EXPECT_EQ(ResourceTemplate().interrupt(5, false, true).build()[4 + 3], 0x07);
+}
+
 // Debian's acpica-tools disassembler is the referee: every table must
 // disassemble without errors, and the DSDT must show our devices.
 std::string run(const std::string& command) {
@@ -187,6 +202,17 @@ TEST(AcpiTables, IaslDisassemblesEveryTableCleanly) {
       EXPECT_NE(text.str().find("Device (COM1)"), std::string::npos) << text.str();
       EXPECT_NE(text.str().find("_S5_"), std::string::npos) << text.str();
       EXPECT_NE(text.str().find("_PRT"), std::string::npos) << text.str();
+      // Each virtio-mmio transport with its register block and its level,
+      // active-high GSI, as the disassembler reads them back.
+      const std::regex virtio_mmio(
+          R"(Device \((VR0[01])\)\s*\{\s*Name \(_HID, "LNRO0005"\)[^}]*Name \(_UID, (Zero|One)\)[^}]*)"
+          R"(Memory32Fixed \(ReadWrite,\s*0x(FEB0[01]000),\s*// Address Base\s*0x00000200,[^}]*)"
+          R"(Interrupt \(ResourceConsumer, Level, ActiveHigh, Exclusive, ,, \)\s*\{\s*0x000000(1[45]),)");
+      std::vector<std::string> found;
+      const std::string dsdt = text.str();
+      for (auto it = std::sregex_iterator(dsdt.begin(), dsdt.end(), virtio_mmio); it != std::sregex_iterator(); ++it)
+        found.push_back((*it)[1].str() + " " + (*it)[3].str() + " " + (*it)[4].str());
+      EXPECT_EQ(found, (std::vector<std::string>{"VR00 FEB00000 14", "VR01 FEB01000 15"})) << dsdt;
     }
   }
   std::filesystem::remove_all(dir);

@@ -264,6 +264,25 @@ ResourceTemplate& ResourceTemplate::memory64(uint64_t first, uint64_t last) {
   return *this;
 }
 
+ResourceTemplate& ResourceTemplate::memory32_fixed(uint32_t base, uint32_t length) {
+  data_.push_back(0x86);  // large item: 32-bit fixed memory range
+  put16(data_, 9);
+  data_.push_back(0x01);  // read/write
+  put32(data_, base);
+  put32(data_, length);
+  return *this;
+}
+
+ResourceTemplate& ResourceTemplate::interrupt(uint32_t gsi, bool level_triggered, bool active_low) {
+  data_.push_back(0x89);  // large item: extended interrupt descriptor
+  put16(data_, 6);        // flags, table length, one interrupt number
+  // Flags: bit 0 consumer, bit 1 edge (0 = level), bit 2 active low, bit 3 shared (0 = exclusive).
+  data_.push_back(static_cast<uint8_t>(0x01 | (level_triggered ? 0 : 0x02) | (active_low ? 0x04 : 0)));
+  data_.push_back(1);
+  put32(data_, gsi);
+  return *this;
+}
+
 Bytes ResourceTemplate::build() const {
   Bytes data = data_;
   data.push_back(0x79);  // end tag

@@ -46,6 +46,11 @@ class ResourceTemplate {
   ResourceTemplate& io_range(uint16_t first, uint16_t last);     // WordIO, entire range
   ResourceTemplate& memory32(uint32_t first, uint32_t last);     // DWordMemory, non-cacheable
   ResourceTemplate& memory64(uint64_t first, uint64_t last);     // QWordMemory
+  // Memory32Fixed (ReadWrite, base, length): a device's register block.
+  ResourceTemplate& memory32_fixed(uint32_t base, uint32_t length);
+  // Interrupt (ResourceConsumer, Level|Edge, ActiveHigh|ActiveLow, Exclusive) {gsi}:
+  // an interrupt by GSI, beyond the 16 ISA IRQs that irq() can name.
+  ResourceTemplate& interrupt(uint32_t gsi, bool level_triggered, bool active_low);
   // The buffer object with the end tag appended.
   Bytes build() const;
 
