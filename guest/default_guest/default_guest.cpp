@@ -24,8 +24,7 @@ namespace hostvisor::guest {
 namespace {
 
 constexpr char kManifest[] = "default-guest.manifest";
-constexpr char kCmdline[] = "console=ttyS0 panic=-1";
-constexpr int kManifestVersion = 2;  // bump when the initramfs contents change
+constexpr int kManifestVersion = 3;  // bump when the initramfs contents change
 
 std::string normalize_module_name(std::string name) {
   std::replace(name.begin(), name.end(), '-', '_');
@@ -83,19 +82,40 @@ Result<std::string> read_whole(const fs::path& p) { return read_file(p.string())
 
 }  // namespace
 
+std::string default_guest_cmdline(const std::string& console) {
+  if (console == "ttyS0") return "console=ttyS0 panic=-1";
+  // The kernel's messages go to the UART until the virtio console driver is
+  // loaded (earlyprintk), then to the console alone: Linux does not replay
+  // them on a console that replaces a boot console, so nothing shows twice.
+  return "console=" + console + " earlyprintk=ttyS0 panic=-1";
+}
+
 std::string default_guest_init_script() {
   return R"(#!/bin/sh
 # hostvisor default guest: early set-up, then busybox init (/etc/inittab),
 # which gives the console a shell and turns poweroff/reboot into the real
 # thing (ACPI power-off, reset).
+#
+# The shell runs on the kernel's console (console= on the command line). The
+# kernel hands init that console as stdin/stdout/stderr only if it exists at
+# boot; hvc0 (console=hvc0) appears when virtio_console is loaded below, so
+# this script reopens /dev/console after the modules, and busybox init and
+# its shell inherit it.
 /bin/busybox --install -s
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 mkdir -p /dev/pts /mnt /tmp
+failed=""
 while read -r module; do
-  insmod "/lib/modules/$module" 2>/dev/null || echo "hostvisor-init: could not load $module"
+  insmod "/lib/modules/$module" 2>/dev/null || failed="$failed $module"
 done < /etc/hostvisor-modules
+if (: <>/dev/console) 2>/dev/null; then
+  exec <>/dev/console >&0 2>&0
+fi
+for module in $failed; do
+  echo "hostvisor-init: could not load $module"
+done
 hostname hostvisor
 echo "hostvisor default guest: Linux $(uname -r), $(grep -c ^processor /proc/cpuinfo) CPU(s). Type 'poweroff' to stop."
 exec /bin/busybox init
@@ -128,7 +148,7 @@ Result<DefaultGuest> prepare_default_guest(const DefaultGuestOptions& options) {
   DefaultGuest guest;
   guest.kernel_path = (cache / "vmlinuz").string();
   guest.initrd_path = (cache / "initrd.img").string();
-  guest.cmdline = kCmdline;
+  guest.cmdline = default_guest_cmdline(options.console);
 
   // A complete earlier build is reused as it is.
   if (auto manifest = read_whole(cache / kManifest); manifest.ok()) {

@@ -28,6 +28,9 @@ struct DefaultGuestOptions {
   std::vector<std::string> modules = {"virtio_pci", "virtio_mmio",    "virtio_blk",
                                       "virtio_net", "virtio_console", "virtio-rng"};
   std::function<void(const std::string&)> progress;  // one line per step, for the user
+  // The guest's console, where the kernel's messages and the shell go:
+  // "ttyS0" (the UART) or "hvc0" (the virtio console).
+  std::string console = "ttyS0";
 };
 
 // The cache directory hostvisor uses by default.
@@ -35,6 +38,9 @@ Result<std::string> default_cache_dir();
 
 // Returns the cached default guest, building it first if it is not there.
 Result<DefaultGuest> prepare_default_guest(const DefaultGuestOptions& options);
+
+// The kernel command line with the console (and the shell) on `console`.
+std::string default_guest_cmdline(const std::string& console);
 
 // The /init script and /etc/inittab of the initramfs (exposed for tests).
 std::string default_guest_init_script();

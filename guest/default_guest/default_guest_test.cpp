@@ -34,9 +34,9 @@ TEST(DefaultGuest, BuildsFromDebianPackagesAndIsReusedAfterwards) {
   auto listing = run_process_checked({"sh", "-c", "cpio -it --quiet < '" + guest->initrd_path + "'"});
   ASSERT_TRUE(listing.ok()) << listing.error().message();
   for (const char* f :
-       {"init", "etc/inittab", "bin/busybox", "dev/console", "lib/modules/virtio_pci.ko", "lib/modules/virtio_blk.ko",
-        "lib/modules/virtio_net.ko", "lib/modules/virtio_console.ko", "lib/modules/virtio-rng.ko",
-        "lib/modules/virtio.ko", "lib/modules/virtio_ring.ko", "lib/modules/failover.ko"})
+       {"init", "etc/inittab", "bin/busybox", "dev/console", "lib/modules/virtio_pci.ko", "lib/modules/virtio_mmio.ko",
+        "lib/modules/virtio_blk.ko", "lib/modules/virtio_net.ko", "lib/modules/virtio_console.ko",
+        "lib/modules/virtio-rng.ko", "lib/modules/virtio.ko", "lib/modules/virtio_ring.ko", "lib/modules/failover.ko"})
     EXPECT_NE(listing->find(std::string(f) + "\n"), std::string::npos) << f << " missing from\n" << *listing;
   auto order = run_process_checked(
       {"sh", "-c", "cd '" + cache.string() + "' && cpio -i --quiet --to-stdout etc/hostvisor-modules < initrd.img"});
@@ -61,6 +61,18 @@ TEST(DefaultGuest, InitLoadsModulesThenHandsOverToBusyboxInit) {
   EXPECT_NE(init.find("/etc/hostvisor-modules"), std::string::npos);
   EXPECT_NE(init.find("exec /bin/busybox init"), std::string::npos);
   EXPECT_NE(default_guest_inittab().find("respawn:-/bin/cttyhack /bin/sh"), std::string::npos);
+  // The console is reopened after the modules, so hvc0 (virtio_console) is
+  // there when busybox init and its shell take it over.
+  EXPECT_LT(init.find("/etc/hostvisor-modules"), init.find("exec <>/dev/console"));
+  EXPECT_LT(init.find("exec <>/dev/console"), init.find("exec /bin/busybox init"));
+}
+
+TEST(DefaultGuest, CommandLinePutsTheConsoleOnTheChosenDevice) {
+  EXPECT_EQ(default_guest_cmdline("ttyS0"), "console=ttyS0 panic=-1");
+  const std::string hvc = default_guest_cmdline("hvc0");
+  EXPECT_NE(hvc.find("console=hvc0"), std::string::npos) << hvc;
+  EXPECT_EQ(hvc.find("console=ttyS0"), std::string::npos) << "two consoles would print every message twice: " << hvc;
+  EXPECT_NE(hvc.find("earlyprintk=ttyS0"), std::string::npos) << hvc;
 }
 
 TEST(DefaultGuest, MissingPackageGivesAClearError) {
