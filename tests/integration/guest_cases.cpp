@@ -41,6 +41,8 @@ const std::vector<GuestCase> kGuestCases = {
     {"virtio_console", "elf64", Expect::kPass},
     {"virtio_console", "pvh", Expect::kPass},
     {"virtio_console", "multiboot", Expect::kPass},
+    {"virtio_msix_smp", "elf64", Expect::kPass, false, 2},
+    {"virtio_msix_smp", "pvh", Expect::kPass, false, 2},
 };
 
 std::string guest_image(const GuestCase& c) { return std::string(HV_GUESTS_DIR) + "/" + c.scenario + "." + c.format; }
@@ -135,7 +137,8 @@ std::string missing_console_lines(const GuestCase& c, const std::string& console
         return std::string("no \"hello from ") + c.format + "\" line";
       if (scenario == "uart" && contains(console, HVT_UART_LOOPBACK_TEXT))
         return "the loopback bytes leaked to the console";
-      if (scenario == "virtio_console" && count(virtio_console, HVT_VIRTIO_CONSOLE_TEXT) != 2)
+      if ((scenario == "virtio_console" || scenario == "virtio_msix_smp") &&
+          count(virtio_console, HVT_VIRTIO_CONSOLE_TEXT) != 2)
         return "the virtio console's output has \"" HVT_VIRTIO_CONSOLE_TEXT "\" " +
                std::to_string(count(virtio_console, HVT_VIRTIO_CONSOLE_TEXT)) + " times, expected 2";
       return "";

@@ -71,7 +71,8 @@ TEST_P(QemuOracleTest, KernelBehavesUnderQemu) {
   // Three MSI-X vectors: configuration, receiveq0, transmitq0.
   const std::string hvc_path =
       std::filesystem::temp_directory_path() / ("hv-test-hvc-" + std::to_string(getpid()) + "-" + c.format + ".txt");
-  const bool virtio_console = std::string(c.scenario) == "virtio_console";
+  const bool virtio_console =
+      std::string(c.scenario) == "virtio_console" || std::string(c.scenario) == "virtio_msix_smp";
   if (virtio_console) {
     argv.insert(argv.end(), {"-chardev", "file,id=hvc,path=" + hvc_path, "-device",
                              "virtio-serial-pci,disable-legacy=on,vectors=3", "-device", "virtconsole,chardev=hvc"});

@@ -1,4 +1,4 @@
-/* The AP start-up trampoline. smp.c copies it to TRAMPOLINE_BASE; a STARTUP
+/* The AP start-up trampoline. runtime/ap_start.c copies it to TRAMPOLINE_BASE; a STARTUP
  * IPI starts the AP there in real mode (CS = TRAMPOLINE_BASE >> 4, IP = 0).
  * It enters protected mode, then long mode on the BSP's page tables, and
  * jumps to the 64-bit entry with its own stack, both taken from the data

@@ -72,7 +72,8 @@ static inline uint8_t hvt_guest_byte(uint64_t sector, uint32_t offset) {
 
 /* The virtio_console test: the kernel sends this line twice through
  * transmitq0 (once as a two-descriptor chain, once as one buffer) and never
- * through the serial port. */
+ * through the serial port. virtio_msix_smp sends it twice too, once per CPU
+ * that takes the interrupt. */
 #define HVT_VIRTIO_CONSOLE_TEXT "hvc0 says: hello through transmitq0\n"
 
 #endif

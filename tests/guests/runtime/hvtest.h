@@ -100,6 +100,8 @@ struct exception_frame {
  * vectors 32-63 go to interrupt_dispatch(). */
 #define IDT_VECTORS 64
 void idt_install(void);
+/* Loads the IDT idt_install() built on the calling CPU (an AP's first step). */
+void idt_use(void);
 /* Loads an IDT register with the given limit and base (for the triple-fault test). */
 void idt_load(uint16_t limit, uint64_t base);
 
@@ -125,7 +127,7 @@ typedef void (*irq_handler)(uint8_t vector);
 void irq_register(uint8_t vector, irq_handler handler);
 /* How many times `vector` arrived since boot. */
 uint32_t irq_count(uint8_t vector);
-/* Called by the IDT stubs: counts, runs the handler, sends the EOI. */
+/* Called by the IDT stubs: runs the handler, counts, sends the EOI. */
 void interrupt_dispatch(uint8_t vector);
 
 /* Waits, with `sti; hlt`, until done(arg) returns true, and returns true; or
@@ -161,6 +163,14 @@ uint8_t lapic_spurious_vector(void); /* 0 before lapic_enable() */
 /* Periodic timer at the APIC timer rate (divide by 1), or stopped. */
 void lapic_timer_periodic(uint8_t vector, uint32_t initial_count);
 void lapic_timer_stop(void);
+
+/* ---- application processors (runtime/ap_start.c with boot/smp_trampoline.S,
+ * linked only into the kernels that use them) ---- */
+/* Starts every other CPU (INIT, STARTUP, and a second STARTUP unless
+ * *arrived became non-zero) at `entry`, in 64-bit mode on this CPU's page
+ * tables, with interrupts off and `stack_top` as stack (one stack: start one
+ * AP). entry() must not return. Returns without waiting for the AP. */
+void ap_start(void (*entry)(void), void* stack_top, const volatile uint32_t* arrived);
 
 static inline uint64_t read_cr0(void) {
   uint64_t v;

@@ -42,8 +42,10 @@ void idt_install(void) {
         .reserved = 0,
     };
   }
-  idt_load(sizeof(idt) - 1, (uint64_t)(uintptr_t)idt);
+  idt_use();
 }
+
+void idt_use(void) { idt_load(sizeof(idt) - 1, (uint64_t)(uintptr_t)idt); }
 
 void exception_dispatch(struct exception_frame* frame);
 void exception_dispatch(struct exception_frame* frame) {

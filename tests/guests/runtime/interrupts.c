@@ -31,8 +31,11 @@ uint32_t irq_count(uint8_t vector) { return in_range(vector) ? counts[vector - I
 void interrupt_dispatch(uint8_t vector) {
   const unsigned i = vector - IRQ_FIRST_VECTOR;
   if (!in_range(vector) || !registered[i]) test_fail("unexpected interrupt vector 0x%x", vector);
-  counts[i]++;
+  /* The handler runs before the count moves, so a CPU that waits for the
+   * count also sees what the handler stored (x86 keeps stores in order). */
   if (handlers[i]) handlers[i](vector);
+  compiler_barrier();
+  counts[i]++;
   if (vector != lapic_spurious_vector()) lapic_eoi();
 }
 
