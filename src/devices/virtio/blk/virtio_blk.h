@@ -22,10 +22,11 @@
 // process_completions(); the notifying thread never waits for the disk. An
 // image I/O error is an IOERR for that request only.
 //
-// Flush ordering (5.2.6.1 asks that a completed flush covers every write
-// completed before it): the block layer may run requests in parallel
-// (io_uring), so a flush is held back until every write, discard and
-// write-zeroes submitted before it has completed, and only then submitted.
+// Flush ordering: a flush must make durable every write the driver issued
+// before it, but the block layer may run requests in parallel (io_uring's
+// fsync does not wait for writes still in flight), so a flush is held back
+// until every write, discard and write-zeroes submitted before it has
+// completed, and only then submitted.
 // Requests after a flush are not held: a flush promises nothing about them.
 #pragma once
 
