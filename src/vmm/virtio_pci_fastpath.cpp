@@ -26,27 +26,32 @@ VirtioPciFastPath::~VirtioPciFastPath() {
 }
 
 Result<void> VirtioPciFastPath::add_device(const std::shared_ptr<VirtioPciDevice>& device) {
-  if (msi_router_) device->set_msi_router(msi_router_.get());
-  if (!notify_fast_path_) return ok();
   Device record;
   record.device = device;
-  for (uint16_t q = 0; q < device->queue_count(); ++q) {
-    auto event = std::make_shared<EventFd>(HV_TRY(EventFd::create(0, EFD_NONBLOCK)));
-    std::weak_ptr<VirtioPciDevice> weak = device;
-    auto watched = loop_.add(event->fd(), [event, weak, q](uint32_t) {
-      // Several notifies between two wake-ups are one: the queue is drained
-      // completely each time anyway.
-      if (event->consume() == 0) return;
-      if (auto d = weak.lock()) d->notify_queue(q);
-    });
-    if (!watched) {
-      for (Queue& done : record.queues) loop_.remove(done.event->fd());
-      return std::move(watched).error().with_context(std::string(device->name()) + " queue " + std::to_string(q));
+  if (notify_fast_path_) {
+    for (uint16_t q = 0; q < device->queue_count(); ++q) {
+      auto event = std::make_shared<EventFd>(HV_TRY(EventFd::create(0, EFD_NONBLOCK)));
+      std::weak_ptr<VirtioPciDevice> weak = device;
+      auto watched = loop_.add(event->fd(), [event, weak, q](uint32_t) {
+        // Several notifies between two wake-ups are one: the queue is drained
+        // completely each time anyway.
+        if (event->consume() == 0) return;
+        if (auto d = weak.lock()) d->notify_queue(q);
+      });
+      if (!watched) {
+        for (Queue& done : record.queues) loop_.remove(done.event->fd());
+        return std::move(watched).error().with_context(std::string(device->name()) + " queue " + std::to_string(q));
+      }
+      record.queues.push_back(Queue{std::move(event), std::nullopt});
     }
-    record.queues.push_back(Queue{std::move(event), std::nullopt});
   }
-  std::lock_guard lock(mutex_);
-  devices_.emplace(device.get(), std::move(record));
+  // Last, so a device is only ever given the router once it is on the list
+  // the destructor takes it back from.
+  {
+    std::lock_guard lock(mutex_);
+    devices_.emplace(device.get(), std::move(record));
+  }
+  if (msi_router_) device->set_msi_router(msi_router_.get());
   return ok();
 }
 

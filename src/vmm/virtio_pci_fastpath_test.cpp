@@ -371,6 +371,40 @@ TEST_F(FastPathTest, WithoutFastEventfdsEverythingTakesTheOrdinaryPath) {
   EXPECT_TRUE(vm->routes.empty());
 }
 
+TEST(VmMsiRouter, HandsOutGsisFromTheBackendsRangeAndReusesReleasedOnes) {
+  RecordingVm vm(true, 2);
+  VmMsiRouter router(vm);
+  auto a = router.create_route(0xfee00000, 0x31);
+  auto b = router.create_route(0xfee00000, 0x32);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(vm.routes, (std::map<uint32_t, RecordingInterruptController::Msi>{{24, {0xfee00000, 0x31}},
+                                                                              {25, {0xfee00000, 0x32}}}));
+  auto c = router.create_route(0xfee00000, 0x33);
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.error().code(), ErrorCode::kOutOfRange);
+  EXPECT_EQ(router.gsis_in_use(), 2u);
+  // Retargeting keeps the GSI and its irqfd; firing signals the irqfd.
+  ASSERT_TRUE((*a)->retarget(0xfee01000, 0x41).ok());
+  EXPECT_EQ(vm.routes[24], (RecordingInterruptController::Msi{0xfee01000, 0x41}));
+  (*a)->fire();
+  EXPECT_EQ(vm.consume_irqfd(24), 1u);
+  // A released GSI loses its irqfd and route before it is handed out again.
+  a->reset();
+  EXPECT_EQ(vm.routes.count(24), 0u);
+  EXPECT_EQ(vm.irqfds.count(24), 0u);
+  auto d = router.create_route(0xfee00000, 0x34);
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(vm.routes[24].data, 0x34u);
+  EXPECT_EQ(router.gsis_in_use(), 2u);
+}
+
+TEST(VmMsiRouter, ABackendWithoutFastEventfdsHasNoRoutes) {
+  RecordingVm vm(false, 0);
+  EXPECT_FALSE(VmMsiRouter::supported(vm));
+  VmMsiRouter router(vm);
+  EXPECT_EQ(router.create_route(0xfee00000, 0x31).error().code(), ErrorCode::kUnsupported);
+}
+
 // The same path on the real KVM backend: guest code writes the notify
 // registers; the matching write must not exit and must reach the queue
 // through the event loop, the other one must exit as before.
