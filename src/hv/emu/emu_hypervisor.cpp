@@ -3,6 +3,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <cstring>
@@ -77,6 +78,7 @@ class EmuVcpu final : public Vcpu {
   const bool stats_ = stats_enabled();
   uint64_t exits_ = 0;
   double cpu_first_ = 0, cpu_last_ = 0;
+  std::chrono::steady_clock::duration halted_{};  // wall time asleep in HLT (or waiting for SIPI)
 
   EmuVm& vm_;
   unsigned index_;
@@ -164,8 +166,10 @@ EmuVcpu::~EmuVcpu() {
   if (stats_) {
     const uint64_t retired = interpreter_.instructions();
     const double seconds = cpu_last_ - cpu_first_;
-    HV_LOG_INFO("emu vCPU {}: {} instructions retired in {:.3f} s of thread CPU time: {:.1f} MIPS ({} exits)", index_,
-                retired, seconds, seconds > 0 ? static_cast<double>(retired) / seconds / 1e6 : 0.0, exits_);
+    HV_LOG_INFO(
+        "emu vCPU {}: {} instructions retired in {:.3f} s of thread CPU time: {:.1f} MIPS ({} exits, {:.3f} s halted)",
+        index_, retired, seconds, seconds > 0 ? static_cast<double>(retired) / seconds / 1e6 : 0.0, exits_,
+        std::chrono::duration<double>(halted_).count());
   }
   cpu_.lapic->set_wakeup(nullptr);
   vm_.release_vcpu(index_);
@@ -175,6 +179,7 @@ EmuVcpu::~EmuVcpu() {
 // something for this CPU or kick().
 bool EmuVcpu::wait_for_event() {
   LocalApic& apic = *cpu_.lapic;
+  const auto asleep = stats_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
   std::unique_lock lock(mutex_);
   cv_.wait(lock, [&] {
     if (wake_ || interpreter_.kicked()) return true;
@@ -183,6 +188,7 @@ bool EmuVcpu::wait_for_event() {
     return (cpu_.rflags & kFlagIf) && apic.has_interrupt();
   });
   wake_ = false;
+  if (stats_) halted_ += std::chrono::steady_clock::now() - asleep;
   return true;
 }
 
