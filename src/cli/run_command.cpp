@@ -4,9 +4,8 @@
 #include <memory>
 
 #include "base/size.h"
-#include "block/disk_option.h"
+#include "cli/device_options.h"
 #include "guest/default_guest/default_guest.h"
-#include "net/net_option.h"
 #include "vmm/machine.h"
 
 namespace hostvisor::cli {
@@ -14,7 +13,7 @@ namespace hostvisor::cli {
 namespace {
 
 struct RunOptions {
-  std::string kernel, initrd, append, memory = "256M", accel = "auto";
+  std::string kernel, initrd, append, memory = "256M", accel = "auto", console = "serial";
   unsigned cpus = 1;
   std::vector<std::string> disks;
   std::vector<std::string> nets;
@@ -26,6 +25,12 @@ void fail(const std::string& message) { std::fprintf(stderr, "hostvisor: %s\n", 
 
 int run(const RunOptions& options) {
   MachineConfig config;
+  auto console = parse_console_device(options.console);
+  if (!console) {
+    fail(console.error().message());
+    return 2;
+  }
+  config.console = *console;
   config.kernel_path = options.kernel;
   config.initrd_path = options.initrd;
   config.cmdline = options.append;
@@ -33,6 +38,8 @@ int run(const RunOptions& options) {
     // No kernel: the default guest (Debian's kernel + busybox), assembled
     // into the cache on first use.
     guest::DefaultGuestOptions guest_options;
+    // The guest's console (and its shell) on the device the terminal types into.
+    guest_options.console = config.console == ConsoleDevice::kVirtio ? "hvc0" : "ttyS0";
     guest_options.progress = [](const std::string& line) { std::fprintf(stderr, "hostvisor: %s\n", line.c_str()); };
     auto guest = guest::prepare_default_guest(guest_options);
     if (!guest) {
@@ -58,7 +65,7 @@ int run(const RunOptions& options) {
   }
   config.accel = *accel;
   for (const auto& text : options.disks) {
-    auto disk = block::parse_disk_option(text);
+    auto disk = parse_disk_config(text);
     if (!disk) {
       fail("--disk " + text + ": " + disk.error().message());
       return 2;
@@ -66,7 +73,7 @@ int run(const RunOptions& options) {
     config.disks.push_back(*disk);
   }
   for (const auto& text : options.nets) {
-    auto net = net::parse_net_option(text);
+    auto net = parse_net_config(text);
     if (!net) {
       fail(net.error().message());
       return 2;
@@ -99,7 +106,7 @@ int run(const RunOptions& options) {
 
 void add_run_command(CLI::App& app, int* exit_status) {
   auto options = std::make_shared<RunOptions>();
-  CLI::App* cmd = app.add_subcommand("run", "Boot a guest on this terminal (the guest's serial console)");
+  CLI::App* cmd = app.add_subcommand("run", "Boot a guest on this terminal (the guest's console)");
   cmd->add_option("--kernel", options->kernel,
                   "Kernel to boot: a Linux bzImage, an ELF64 (PVH or 64-bit entry) or a multiboot v1 image "
                   "(default: the built-in default guest)")
@@ -109,10 +116,15 @@ void add_run_command(CLI::App& app, int* exit_status) {
   cmd->add_option("--memory,-m", options->memory, "Guest RAM, e.g. 256M, 2G")->capture_default_str();
   cmd->add_option("--disk", options->disks,
                   "Attach a disk image as virtio-blk (repeatable): FILE[,format=raw|qcow2][,cache=writeback|none|"
-                  "unsafe][,readonly=on][,discard=on]");
+                  "unsafe][,readonly=on][,discard=on][,transport=pci|mmio]");
   cmd->add_option("--net", options->nets,
-                  "Add a virtio-net interface (repeatable): tap,ifname=NAME[,mac=52:54:00:12:34:56] (bridged and "
-                  "host-only networking put the tap on a host bridge)");
+                  "Add a virtio-net interface (repeatable): tap,ifname=NAME[,mac=52:54:00:12:34:56][,transport=pci|"
+                  "mmio] (bridged and host-only networking put the tap on a host bridge)");
+  cmd->add_option("--console", options->console,
+                  "Which guest device the terminal types into: serial (the 16550 UART, ttyS0) or virtio (the virtio "
+                  "console, hvc0; the default guest then runs its console and shell there). Both print to the "
+                  "terminal")
+      ->capture_default_str();
   cmd->add_option("--cpus", options->cpus, "Number of vCPUs")->capture_default_str()->check(CLI::Range(1u, kMaxVcpus));
   cmd->add_option("--accel", options->accel, "CPU backend: auto, kvm or emu")->capture_default_str();
   cmd->add_flag("--debug-exit", options->debug_exit,

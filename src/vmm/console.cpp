@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "devices/legacy/serial_8250.h"
+#include "devices/virtio/console/virtio_console.h"
 #include "vmm/event_loop.h"
 
 namespace hostvisor {
@@ -60,27 +61,68 @@ void write_text(int fd, const char* text) {
 }
 }  // namespace
 
-Result<std::unique_ptr<SerialConsole>> SerialConsole::attach(EventLoop& loop, Serial8250& uart, int input_fd,
-                                                             int output_fd, std::function<void()> on_quit) {
+namespace {
+
+class SerialConsoleInput final : public ConsoleInput {
+ public:
+  SerialConsoleInput(Serial8250& uart, EventFd space) : uart_(uart), space_(std::move(space)) {
+    uart_.set_input_space_notifier([this] { space_.signal(); });
+  }
+  ~SerialConsoleInput() override { uart_.set_input_space_notifier({}); }
+  size_t enqueue_input(std::span<const uint8_t> bytes) override { return uart_.enqueue_input(bytes); }
+  int space_fd() const override { return space_.fd(); }
+  void consume_space() override { space_.consume(); }
+
+ private:
+  Serial8250& uart_;
+  EventFd space_;
+};
+
+class VirtioConsoleInput final : public ConsoleInput {
+ public:
+  explicit VirtioConsoleInput(std::shared_ptr<VirtioConsole> console) : console_(std::move(console)) {}
+  size_t enqueue_input(std::span<const uint8_t> bytes) override { return console_->enqueue_input(bytes); }
+  int space_fd() const override { return console_->input_space_fd(); }
+  void consume_space() override {
+    uint64_t count;
+    [[maybe_unused]] ssize_t n = ::read(console_->input_space_fd(), &count, sizeof count);
+  }
+
+ private:
+  std::shared_ptr<VirtioConsole> console_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<ConsoleInput>> serial_console_input(Serial8250& uart) {
   EventFd space = HV_TRY(EventFd::create(0, EFD_NONBLOCK));
-  std::unique_ptr<SerialConsole> console(
-      new SerialConsole(loop, uart, input_fd, output_fd, std::move(on_quit), std::move(space)));
-  SerialConsole* self = console.get();
-  HV_TRY(loop.add(self->space_.fd(), [self](uint32_t) { self->on_space(); }));
-  uart.set_input_space_notifier([self] { self->space_.signal(); });
+  return std::unique_ptr<ConsoleInput>(new SerialConsoleInput(uart, std::move(space)));
+}
+
+std::unique_ptr<ConsoleInput> virtio_console_input(std::shared_ptr<VirtioConsole> console) {
+  return std::make_unique<VirtioConsoleInput>(std::move(console));
+}
+
+Result<std::unique_ptr<TerminalConsole>> TerminalConsole::attach(EventLoop& loop, std::unique_ptr<ConsoleInput> target,
+                                                                 int input_fd, int output_fd,
+                                                                 std::function<void()> on_quit) {
+  if (!target) return Error(ErrorCode::kInvalidArgument, "the terminal console needs a guest device to feed");
+  std::unique_ptr<TerminalConsole> console(
+      new TerminalConsole(loop, std::move(target), input_fd, output_fd, std::move(on_quit)));
+  TerminalConsole* self = console.get();
+  HV_TRY(loop.add(self->target_->space_fd(), [self](uint32_t) { self->on_space(); }));
   // stdin may be unwatchable (a regular file, /dev/null): then there is
   // simply no console input and the guest runs on.
   if (loop.add(input_fd, [self](uint32_t) { self->on_input(); }).ok()) self->watching_input_ = true;
   return console;
 }
 
-SerialConsole::~SerialConsole() {
-  uart_.set_input_space_notifier({});
+TerminalConsole::~TerminalConsole() {
   if (watching_input_) loop_.remove(input_fd_);
-  loop_.remove(space_.fd());
+  loop_.remove(target_->space_fd());
 }
 
-void SerialConsole::on_input() {
+void TerminalConsole::on_input() {
   uint8_t buffer[1024];
   ssize_t n = ::read(input_fd_, buffer, sizeof buffer);
   if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
@@ -100,13 +142,13 @@ void SerialConsole::on_input() {
   deliver_pending();
 }
 
-void SerialConsole::on_space() {
-  space_.consume();
+void TerminalConsole::on_space() {
+  target_->consume_space();
   deliver_pending();
 }
 
-void SerialConsole::deliver_pending() {
-  const size_t taken = uart_.enqueue_input(pending_);
+void TerminalConsole::deliver_pending() {
+  const size_t taken = target_->enqueue_input(pending_);
   pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(taken));
   if (!pending_.empty() && watching_input_) {
     loop_.remove(input_fd_);  // wait for the guest to read before taking more

@@ -1,7 +1,8 @@
-// The serial console on the host terminal: stdin goes to the guest's UART,
-// in raw mode when stdin is a terminal (restored on exit, whatever the exit).
-// Like QEMU, Ctrl-A is an escape key: Ctrl-A x quits, Ctrl-A h lists the
-// keys, Ctrl-A Ctrl-A sends a literal Ctrl-A.
+// The guest's console on the host terminal: stdin goes to one guest device,
+// the UART (ttyS0) or the virtio console's port 0 (hvc0), in raw mode when
+// stdin is a terminal (restored on exit, whatever the exit). Like QEMU,
+// Ctrl-A is an escape key: Ctrl-A x quits, Ctrl-A h lists the keys, Ctrl-A
+// Ctrl-A sends a literal Ctrl-A.
 #pragma once
 
 #include <termios.h>
@@ -20,6 +21,7 @@ namespace hostvisor {
 
 class EventLoop;
 class Serial8250;
+class VirtioConsole;
 
 // Puts a terminal into raw mode for its lifetime.
 class RawTerminal {
@@ -52,34 +54,50 @@ class ConsoleEscape {
   bool escape_pending_ = false;
 };
 
-// Host input (stdin) to the guest's UART, on the event loop. Input the UART
-// cannot take yet waits here, and stdin is not read again until the guest
-// has drained it (the UART's input-space notifier wakes us), so pasted text
-// and keystrokes are never dropped and nothing spins.
-class SerialConsole {
+// A guest device that takes the terminal's input: it accepts what fits and,
+// once it refused bytes, makes space_fd() readable when it has room again.
+class ConsoleInput {
  public:
-  static Result<std::unique_ptr<SerialConsole>> attach(EventLoop& loop, Serial8250& uart, int input_fd, int output_fd,
-                                                       std::function<void()> on_quit);
-  ~SerialConsole();
+  virtual ~ConsoleInput() = default;
+  // Returns how many leading bytes were taken; the caller keeps the rest.
+  virtual size_t enqueue_input(std::span<const uint8_t> bytes) = 0;
+  virtual int space_fd() const = 0;
+  // Clears space_fd() before the caller retries.
+  virtual void consume_space() = 0;
+};
+
+// The 16550's receive side (its input buffer drains as the guest reads RBR).
+Result<std::unique_ptr<ConsoleInput>> serial_console_input(Serial8250& uart);
+// The virtio console's port 0 receive queue (it fills the receive buffers
+// the guest posts; until then the bytes wait in the device's buffer).
+std::unique_ptr<ConsoleInput> virtio_console_input(std::shared_ptr<VirtioConsole> console);
+
+// Host input (stdin) to a guest console device, on the event loop. Input the
+// device cannot take yet waits here, and stdin is not read again until the
+// guest has drained it (the device's space_fd() wakes us), so pasted text and
+// keystrokes are never dropped and nothing spins.
+class TerminalConsole {
+ public:
+  static Result<std::unique_ptr<TerminalConsole>> attach(EventLoop& loop, std::unique_ptr<ConsoleInput> target,
+                                                         int input_fd, int output_fd, std::function<void()> on_quit);
+  ~TerminalConsole();
 
  private:
-  SerialConsole(EventLoop& loop, Serial8250& uart, int input_fd, int output_fd, std::function<void()> on_quit,
-                EventFd space)
+  TerminalConsole(EventLoop& loop, std::unique_ptr<ConsoleInput> target, int input_fd, int output_fd,
+                  std::function<void()> on_quit)
       : loop_(loop),
-        uart_(uart),
+        target_(std::move(target)),
         input_fd_(input_fd),
         output_fd_(output_fd),
-        on_quit_(std::move(on_quit)),
-        space_(std::move(space)) {}
+        on_quit_(std::move(on_quit)) {}
   void on_input();
   void on_space();
   void deliver_pending();  // pushes what fits; watches stdin again once empty
 
   EventLoop& loop_;
-  Serial8250& uart_;
+  std::unique_ptr<ConsoleInput> target_;
   int input_fd_, output_fd_;
   std::function<void()> on_quit_;
-  EventFd space_;
   ConsoleEscape escape_;
   std::vector<uint8_t> pending_;
   bool watching_input_ = false;

@@ -8,6 +8,8 @@
 #include <thread>
 
 #include "devices/legacy/serial_8250.h"
+#include "devices/virtio/console/virtio_console.h"
+#include "devices/virtio/virtqueue_test_driver.h"
 #include "vmm/event_loop.h"
 
 namespace hostvisor {
@@ -53,14 +55,16 @@ namespace {
 
 // A guest draining the UART slowly still gets every byte of a large paste,
 // in order, and Ctrl-A x reaches the quit callback.
-TEST(SerialConsole, DeliversLargeInputInOrderWithBackpressureAndQuits) {
+TEST(TerminalConsole, SerialGetsLargeInputInOrderWithBackpressureAndQuits) {
   auto loop = EventLoop::create();
   ASSERT_TRUE(loop.ok());
   Serial8250 uart([](std::span<const uint8_t>) {}, IrqLine());
   int fds[2];
   ASSERT_EQ(::pipe(fds), 0);
   std::atomic<bool> quit{false};
-  auto console = SerialConsole::attach(**loop, uart, fds[0], STDERR_FILENO, [&] { quit = true; });
+  auto input = serial_console_input(uart);
+  ASSERT_TRUE(input.ok()) << input.error().message();
+  auto console = TerminalConsole::attach(**loop, std::move(*input), fds[0], STDERR_FILENO, [&] { quit = true; });
   ASSERT_TRUE(console.ok()) << console.error().message();
   (*loop)->start();
 
@@ -91,6 +95,86 @@ TEST(SerialConsole, DeliversLargeInputInOrderWithBackpressureAndQuits) {
   ASSERT_EQ(::write(fds[1], "\x01x", 2), 2);
   EXPECT_EQ(received.size(), sent.size());
   EXPECT_TRUE(received == sent) << "input reordered or corrupted";
+  for (int i = 0; i < 3000 && !quit; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_TRUE(quit);
+  (*loop)->stop();
+  console->reset();
+  ::close(fds[0]);
+  ::close(fds[1]);
+}
+
+// The same paste through the virtio console's receive queue: a guest that
+// posts one small receive buffer at a time, and a device buffer much smaller
+// than the paste, so the terminal must wait for the guest again and again.
+TEST(TerminalConsole, VirtioConsoleGetsLargeInputInOrderAsTheGuestPostsBuffers) {
+  constexpr uint16_t kQueueSize = 8;
+  constexpr uint64_t kRxRing = 0x1000, kTxRing = 0x4000, kRxBuffer = 0x10000;
+  constexpr uint32_t kBufferSize = 61;  // odd, so chunks never line up with the writes
+  auto memory = GuestMemory::create({{GuestAddress(0), 1 << 20}});
+  ASSERT_TRUE(memory.ok());
+  auto device = VirtioConsole::create([](std::span<const uint8_t>) {}, /*input_capacity=*/100);
+  ASSERT_TRUE(device.ok());
+  VirtqueueTestDriver rx(*memory, kQueueSize, kRxRing), tx(*memory, kQueueSize, kTxRing);
+  struct CountingInterrupt : VirtioInterrupt {
+    void signal_used(uint16_t) override { ++used; }
+    void signal_config_change() override {}
+    void signal_needs_reset(const Error&) override { failed = true; }
+    std::atomic<int> used{0};
+    std::atomic<bool> failed{false};
+  } interrupt;
+  const uint64_t features = (*device)->device_features() | virtio::feature_bit(virtio::kFeatureVersion1);
+  Virtqueue queues[2] = {std::move(Virtqueue::create(*memory, rx.layout(), features)).value(),
+                         std::move(Virtqueue::create(*memory, tx.layout(), features)).value()};
+  bool enabled[2] = {true, true};
+  ASSERT_TRUE((*device)->activate(VirtioActivation{&*memory, features, queues, enabled, &interrupt}).ok());
+
+  auto loop = EventLoop::create();
+  ASSERT_TRUE(loop.ok());
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  std::atomic<bool> quit{false};
+  auto console =
+      TerminalConsole::attach(**loop, virtio_console_input(*device), fds[0], STDERR_FILENO, [&] { quit = true; });
+  ASSERT_TRUE(console.ok()) << console.error().message();
+  (*loop)->start();
+
+  std::string sent;
+  for (int i = 0; i < 5000; ++i) sent.push_back(static_cast<char>('a' + i % 26));
+  std::thread writer([&] {
+    size_t done = 0;
+    while (done < sent.size()) {
+      ssize_t n = ::write(fds[1], sent.data() + done, sent.size() - done);
+      if (n <= 0) break;
+      done += static_cast<size_t>(n);
+    }
+  });
+  // The guest: one receive buffer in flight; read it back once it is used.
+  std::string received;
+  uint16_t posted = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (received.size() < sent.size() && std::chrono::steady_clock::now() < deadline && !interrupt.failed) {
+    if (rx.used_idx() == posted) {
+      if (posted > 0) {
+        auto used = rx.used(static_cast<uint16_t>(posted - 1));
+        std::string chunk(used.len, '\0');
+        ASSERT_TRUE(
+            memory->read(GuestAddress(kRxBuffer), std::span(reinterpret_cast<uint8_t*>(chunk.data()), used.len)).ok());
+        received += chunk;
+      }
+      rx.set_used_event(posted);
+      rx.add_chain(static_cast<uint16_t>(posted % kQueueSize), {{kRxBuffer, kBufferSize, true}});
+      ++posted;
+      ASSERT_TRUE((*device)->process_queue(virtio_console::kReceiveQueue).ok());
+    } else {
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+  }
+  writer.join();
+  EXPECT_FALSE(interrupt.failed);
+  EXPECT_EQ(received.size(), sent.size());
+  EXPECT_TRUE(received == sent) << "input reordered or corrupted";
+  EXPECT_GT(posted, sent.size() / kBufferSize) << "every buffer carries at most " << kBufferSize << " bytes";
+  ASSERT_EQ(::write(fds[1], "\x01x", 2), 2);
   for (int i = 0; i < 3000 && !quit; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   EXPECT_TRUE(quit);
   (*loop)->stop();

@@ -79,6 +79,7 @@ Result<void> Machine::build() {
   HV_TRY(vm_->map_memory(memory_));
 
   HV_TRY(add_legacy_devices());
+  virtio_mmio_ = std::make_unique<VirtioMmioSlots>(mmio_bus_, vm_->interrupts(), memory_);
   HV_TRY(add_pci_devices());
 
   HV_TRY(add_firmware_tables(layout));
@@ -135,28 +136,30 @@ Result<void> Machine::add_pci_devices() {
   // randomness at boot (Linux's crng init), and it costs nothing idle.
   HV_TRY(plug_virtio_pci(std::make_shared<VirtioRng>()));
 
-  // virtio-console: hvc0, an alternative console for guests booted with
-  // console=hvc0; its output shares the terminal with the serial port.
-  auto console = HV_TRY(VirtioConsole::create([](std::span<const uint8_t> bytes) { write_all(STDOUT_FILENO, bytes); }));
-  HV_TRY(plug_virtio_pci(console));
+  // virtio-console: hvc0, the console of guests booted with console=hvc0;
+  // its output shares the terminal with the serial port, and with
+  // --console virtio it gets the terminal's input.
+  virtio_console_ =
+      HV_TRY(VirtioConsole::create([](std::span<const uint8_t> bytes) { write_all(STDOUT_FILENO, bytes); }));
+  HV_TRY(plug_virtio_pci(virtio_console_));
 
-  for (const auto& option : config_.nets) {
+  for (const auto& [option, transport] : config_.nets) {
     auto backend = net::TapBackend::open(option.ifname);
     if (!backend) return std::move(backend).error().with_context("--net tap " + option.ifname);
     VirtioNetOptions net_options;
     if (option.mac) net_options.mac = *option.mac;
     auto net = std::make_shared<VirtioNet>(std::move(backend).value(), net_options);
     HV_TRY(watch_net_backend(net));
-    HV_TRY(plug_virtio_pci(net));
+    HV_TRY(plug_virtio(net, transport));
   }
 
   for (size_t i = 0; i < config_.disks.size(); ++i) {
     // The serial is what the guest sees in /sys/block/vdX/serial.
     // Asynchronous I/O: a vCPU (or the event loop) only submits; the event
     // loop answers when the block layer completes the request.
-    auto blk = HV_TRY(VirtioBlk::open(config_.disks[i], "hostvisor-disk" + std::to_string(i), /*async_io=*/true));
+    auto blk = HV_TRY(VirtioBlk::open(config_.disks[i].disk, "hostvisor-disk" + std::to_string(i), /*async_io=*/true));
     HV_TRY(watch_blk_completions(blk));
-    HV_TRY(plug_virtio_pci(blk));
+    HV_TRY(plug_virtio(blk, config_.disks[i].transport));
   }
   return {};
 }
@@ -166,6 +169,15 @@ Result<std::shared_ptr<VirtioPciDevice>> Machine::plug_virtio_pci(std::shared_pt
   HV_TRY(fastpath_->add_device(pci));  // before the root maps BAR 0 through it
   HV_TRY(pci_root_->add_device(pci));
   return pci;
+}
+
+Result<void> Machine::plug_virtio(std::shared_ptr<VirtioDevice> device, VirtioTransport transport) {
+  if (transport == VirtioTransport::kMmio) {
+    HV_TRY(virtio_mmio_->add(std::move(device)));
+  } else {
+    HV_TRY(plug_virtio_pci(std::move(device)));
+  }
+  return ok();
 }
 
 Result<void> Machine::watch_blk_completions(const std::shared_ptr<VirtioBlk>& blk) {
@@ -211,6 +223,7 @@ Result<void> Machine::add_firmware_tables(const arch::MemoryLayout& layout) {
   for (uint8_t slot = 1; slot < pci::kMaxSlots; ++slot)
     for (uint8_t pin = 1; pin <= 4; ++pin)
       platform.pci_routes.push_back({slot, static_cast<uint8_t>(pin - 1), PciRoot::intx_gsi(slot, pin)});
+  platform.virtio_mmio = virtio_mmio_->descriptions();
   const acpi::AcpiTables tables =
       HV_TRY(acpi::build_acpi_tables(platform, arch::kAcpiTablesStart, arch::kAcpiTablesEnd - arch::kAcpiTablesStart));
   HV_TRY(memory_.write(GuestAddress(tables.base), tables.blob));
@@ -242,9 +255,16 @@ Result<void> Machine::setup_console() {
                             std::string("stopped by ") + ::strsignal(static_cast<int>(info.ssi_signo))});
   }));
 
-  console_ = HV_TRY(SerialConsole::attach(*event_loop_, *serial_, STDIN_FILENO, STDOUT_FILENO, [this] {
-    request_stop(RunOutcome{RunOutcome::Kind::kUserQuit, 0, "quit from the console (Ctrl-A x)"});
-  }));
+  std::unique_ptr<ConsoleInput> console_input;
+  if (config_.console == ConsoleDevice::kVirtio) {
+    console_input = virtio_console_input(virtio_console_);
+  } else {
+    console_input = HV_TRY(serial_console_input(*serial_));
+  }
+  console_ =
+      HV_TRY(TerminalConsole::attach(*event_loop_, std::move(console_input), STDIN_FILENO, STDOUT_FILENO, [this] {
+        request_stop(RunOutcome{RunOutcome::Kind::kUserQuit, 0, "quit from the console (Ctrl-A x)"});
+      }));
 
   // The CMOS RTC computes its interrupts lazily; a timer polls it when its
   // next event is due, and at least once a second so a newly enabled

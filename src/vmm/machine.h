@@ -22,6 +22,7 @@
 #include "vmm/event_loop.h"
 #include "vmm/machine_config.h"
 #include "vmm/run_outcome.h"
+#include "vmm/virtio_mmio_slots.h"
 #include "vmm/virtio_pci_fastpath.h"
 
 namespace hostvisor {
@@ -29,6 +30,7 @@ namespace hostvisor {
 class Serial8250;
 class VirtioBlk;
 class VirtioDevice;
+class VirtioConsole;
 class VirtioNet;
 class CmosRtc;
 namespace arch {
@@ -71,6 +73,8 @@ class Machine final : public SystemControl {
   // Puts `device` on the PCI root behind the virtio-pci transport, with the
   // backend's fast paths (ioeventfd notifies, irqfd MSI-X) where it has them.
   Result<std::shared_ptr<VirtioPciDevice>> plug_virtio_pci(std::shared_ptr<VirtioDevice> device);
+  // Puts `device` on PCI (plug_virtio_pci) or in a virtio-mmio slot.
+  Result<void> plug_virtio(std::shared_ptr<VirtioDevice> device, VirtioTransport transport);
   // Answers virtio-blk's asynchronous requests from the event loop.
   Result<void> watch_blk_completions(const std::shared_ptr<VirtioBlk>& blk);
   // ACPI tables in guest memory and the PM block they describe; CMOS memory size.
@@ -95,9 +99,11 @@ class Machine final : public SystemControl {
   // Wraps bar_mapper_; after vm_ and event_loop_ (it uses both until it is destroyed).
   std::unique_ptr<VirtioPciFastPath> fastpath_;
   std::unique_ptr<PciRoot> pci_root_;  // after the mappers: the root uses them
+  std::unique_ptr<VirtioMmioSlots> virtio_mmio_;
+  std::shared_ptr<VirtioConsole> virtio_console_;
   std::shared_ptr<Serial8250> serial_;
   std::shared_ptr<CmosRtc> rtc_;
-  std::unique_ptr<SerialConsole> console_;
+  std::unique_ptr<TerminalConsole> console_;
   UniqueFd rtc_timer_;
   uint64_t acpi_rsdp_ = 0;  // where the ACPI tables start, for the boot protocol
 

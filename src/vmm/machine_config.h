@@ -11,6 +11,24 @@
 
 namespace hostvisor {
 
+// How a virtio device reaches the guest: a PCI function (the default, found
+// by PCI enumeration) or a virtio-mmio register block (found in the ACPI DSDT).
+enum class VirtioTransport { kPci, kMmio };
+
+// Which guest device the host terminal types into. Both the 16550 UART and
+// the virtio console print to the terminal; only one reads from it.
+enum class ConsoleDevice { kSerial, kVirtio };
+
+struct DiskConfig {
+  block::DiskOption disk;
+  VirtioTransport transport = VirtioTransport::kPci;
+};
+
+struct NetConfig {
+  net::NetOption net;
+  VirtioTransport transport = VirtioTransport::kPci;
+};
+
 struct MachineConfig {
   std::string kernel_path;
   std::string initrd_path;  // empty: none
@@ -18,9 +36,10 @@ struct MachineConfig {
   uint64_t memory_bytes = 256ull << 20;
   unsigned cpus = 1;
   Accel accel = Accel::kAuto;
-  bool debug_exit = false;               // isa-debug-exit compatible device at port 0xf4
-  std::vector<block::DiskOption> disks;  // virtio-blk on PCI, in order (vda, vdb, ...)
-  std::vector<net::NetOption> nets;      // virtio-net on PCI, in order (eth0, ...)
+  bool debug_exit = false;                         // isa-debug-exit compatible device at port 0xf4
+  ConsoleDevice console = ConsoleDevice::kSerial;  // what the terminal's input feeds
+  std::vector<DiskConfig> disks;                   // virtio-blk devices, in order
+  std::vector<NetConfig> nets;                     // virtio-net devices, in order
 };
 
 constexpr unsigned kMaxVcpus = 255;  // xAPIC ids are 8 bits; 255 is broadcast

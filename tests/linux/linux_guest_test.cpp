@@ -166,6 +166,89 @@ TEST(LinuxGuest, TwoCpusDiskSurvivesRebootAndHostReadsIt) {
   EXPECT_EQ(host_command("e2fsck -fn '" + image.string() + "'", &out), 0) << "e2fsck -fn:\n" << out;
 }
 
+// A disk on the virtio-mmio transport: Linux finds it in the DSDT (_HID
+// LNRO0005), virtio_mmio drives it on its own level-triggered IOAPIC line,
+// and the file system on it reads back what the host wrote.
+TEST(LinuxGuest, DiskOnVirtioMmioIsFoundThroughAcpiAndReadable) {
+  ScratchDir scratch;
+  ASSERT_FALSE(scratch.path.empty());
+  const fs::path content_dir = scratch.path / "content";
+  const fs::path image = scratch.path / "mmio.img";
+  const std::string host_text = "on a virtio-mmio disk 5d20";
+  fs::create_directories(content_dir);
+  std::ofstream(content_dir / "host.txt") << host_text << "\n";
+  std::string out;
+  ASSERT_EQ(host_command("mkfs.ext4 -q -d '" + content_dir.string() + "' '" + image.string() + "' 16M", &out), 0)
+      << out;
+
+  GuestConsole console;
+  ASSERT_TRUE(
+      console.start(hostvisor_args({"--cpus", "1", "--memory", "512M", "--disk", image.string() + ",transport=mmio"})))
+      << console.failure();
+  expect_banner(console, 1);
+  if (HasFatalFailure()) return;
+
+  // vda's virtio device hangs off the platform device the ACPI node made,
+  // and that one is bound to virtio-mmio; the PCI devices are still there.
+  EXPECT_EQ(guest_ok(console, "readlink -f /sys/block/vda/device/.."), "/sys/devices/platform/LNRO0005:00\n");
+  EXPECT_TRUE(std::regex_search(guest_ok(console, "readlink /sys/block/vda/device/../driver"),
+                                std::regex(R"(/bus/platform/drivers/virtio-mmio\n$)")));
+  EXPECT_TRUE(
+      std::regex_search(guest_ok(console, "readlink /sys/block/vda/device/driver"), std::regex(R"(/virtio_blk\n$)")));
+  guest_ok(console, "test -d /sys/bus/pci/drivers/virtio-pci/0000:00:01.0");
+  // Its register block and interrupt are what the DSDT said: the first
+  // slot of the window, GSI 20, level-triggered (fasteoi).
+  EXPECT_NE(guest_ok(console, "cat /proc/iomem").find("feb00000-feb001ff : LNRO0005:00"), std::string::npos);
+  const std::string interrupts = guest_ok(console, "grep virtio /proc/interrupts");
+  EXPECT_TRUE(std::regex_search(interrupts, std::regex(R"((^|\n) *20: +[1-9]\d* +IO-APIC +20-fasteoi +virtio\d+\n)")))
+      << "the virtio-mmio disk must interrupt on GSI 20, level-triggered; the guest saw:\n"
+      << interrupts;
+
+  guest_ok(console, "mount -o ro /dev/vda /mnt");
+  EXPECT_EQ(guest_ok(console, "cat /mnt/host.txt"), host_text + "\n");
+  guest_ok(console, "umount /mnt");
+  power_off_and_expect_status_0(console);
+}
+
+// --console virtio: the kernel's console and the shell are on hvc0, and
+// what the terminal types goes through the virtio console's receive queue.
+TEST(LinuxGuest, ShellOnVirtioConsoleRunsTypedCommands) {
+  GuestConsole console;
+  ASSERT_TRUE(console.start(hostvisor_args({"--cpus", "1", "--memory", "512M", "--console", "virtio"})))
+      << console.failure();
+  expect_banner(console, 1);
+  if (HasFatalFailure()) return;
+
+  const auto result =
+      console.run("echo typed-into-hvc0-$((6 * 7)); cat /sys/class/tty/console/active", kCommandTimeout);
+  ASSERT_TRUE(result) << console.failure();
+  EXPECT_EQ(result->status, 0) << result->output;
+  EXPECT_EQ(result->output, "typed-into-hvc0-42\nhvc0\n");
+  // The shell's controlling terminal is hvc0: tty_nr in /proc/PID/stat is
+  // major 229 (hvc), minor 0, as (229 << 8) | 0.
+  EXPECT_EQ(guest_ok(console, "cut -d' ' -f7 /proc/$$/stat"), "58624\n");
+  // It is the shell's controlling terminal: Ctrl-C typed into hvc0 stops a
+  // foreground command, and the next command runs well before it would end.
+  ASSERT_TRUE(console.send_line("echo sleeping-now; sleep 600")) << console.failure();
+  ASSERT_TRUE(console.wait_for_text("sleeping-now\r\n", kCommandTimeout)) << console.failure();
+  ASSERT_TRUE(console.send_line("\x03")) << console.failure();
+  EXPECT_EQ(guest_ok(console, "echo after-ctrl-c"), "after-ctrl-c\n");
+  power_off_and_expect_status_0(console);
+  if (HasFatalFailure()) return;
+
+  // The boot console hands over to hvc0 without replaying the log, so each
+  // message shows once, and the banner (printed on hvc0) once too.
+  const std::string& out = console.out();
+  auto count = [&](const std::string& needle) {
+    size_t n = 0;
+    for (size_t at = out.find(needle); at != std::string::npos; at = out.find(needle, at + 1)) ++n;
+    return n;
+  };
+  EXPECT_EQ(count("Run /init as init process"), 1u) << out;
+  EXPECT_EQ(count("hostvisor default guest: Linux"), 1u) << out;
+  EXPECT_EQ(count("printk: console [hvc0] enabled"), 1u) << out;
+}
+
 // A network namespace with a tap in it, made by the test and removed after:
 // the guest's virtio-net is the other end of the tap, so traffic never
 // leaves this machine.

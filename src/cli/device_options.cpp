@@ -1,0 +1,86 @@
+#include "cli/device_options.h"
+
+#include <optional>
+#include <vector>
+
+#include "block/disk_option.h"
+#include "net/net_option.h"
+
+namespace hostvisor::cli {
+
+namespace {
+
+struct WithoutTransport {
+  std::string rest;  // the option without its transport= field
+  VirtioTransport transport = VirtioTransport::kPci;
+};
+
+// Takes the transport=... field out of a comma-separated option. With
+// `escaped_first_field`, a ",," in the first field is a literal comma (a
+// --disk file name) and stays as it is for the device's parser.
+Result<WithoutTransport> take_transport(const std::string& flag, const std::string& text, bool escaped_first_field) {
+  std::vector<std::string> fields;  // raw text of each field
+  std::string field;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] != ',') {
+      field += text[i];
+    } else if (escaped_first_field && fields.empty() && i + 1 < text.size() && text[i + 1] == ',') {
+      field += ",,";
+      ++i;
+    } else {
+      fields.push_back(field);
+      field.clear();
+    }
+  }
+  fields.push_back(field);
+
+  WithoutTransport out;
+  std::optional<std::string> seen;
+  for (size_t i = 0; i < fields.size(); ++i) {
+    if (i > 0 && fields[i].rfind("transport=", 0) == 0) {
+      if (seen)
+        return Error(ErrorCode::kInvalidArgument,
+                     flag + " " + text + ": transport= is given twice; give it once (pci or mmio)");
+      seen = fields[i].substr(sizeof("transport=") - 1);
+      auto transport = parse_virtio_transport(*seen);
+      if (!transport) return std::move(transport).error().with_context(flag);
+      out.transport = *transport;
+      continue;
+    }
+    if (i > 0) out.rest += ',';  // the first field is always kept
+    out.rest += fields[i];
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<VirtioTransport> parse_virtio_transport(const std::string& text) {
+  if (text == "pci") return VirtioTransport::kPci;
+  if (text == "mmio") return VirtioTransport::kMmio;
+  return Error(ErrorCode::kInvalidArgument,
+               "transport=" + text + ": expected pci (a PCI function, the default) or mmio (a virtio-mmio device)");
+}
+
+Result<DiskConfig> parse_disk_config(const std::string& text) {
+  const WithoutTransport split = HV_TRY(take_transport("--disk", text, /*escaped_first_field=*/true));
+  auto disk = block::parse_disk_option(split.rest);
+  if (!disk) return std::move(disk).error();
+  return DiskConfig{*disk, split.transport};
+}
+
+Result<NetConfig> parse_net_config(const std::string& text) {
+  const WithoutTransport split = HV_TRY(take_transport("--net", text, /*escaped_first_field=*/false));
+  auto net = net::parse_net_option(split.rest);
+  if (!net) return std::move(net).error();
+  return NetConfig{*net, split.transport};
+}
+
+Result<ConsoleDevice> parse_console_device(const std::string& text) {
+  if (text == "serial") return ConsoleDevice::kSerial;
+  if (text == "virtio") return ConsoleDevice::kVirtio;
+  return Error(ErrorCode::kInvalidArgument,
+               "--console " + text + ": expected serial (the 16550 UART, ttyS0) or virtio (the virtio console, hvc0)");
+}
+
+}  // namespace hostvisor::cli
