@@ -138,6 +138,8 @@ void interrupt_dispatch(uint8_t vector);
  * idt_install() and lapic_enable(). (Never `cli; hlt`: some KVM hosts never
  * wake a CPU halted with interrupts off.) */
 bool wait_until(bool (*done)(const void* arg), const void* arg);
+/* The same with a deadline of `tsc_ticks` TSC ticks (2e9 are about a second). */
+bool wait_until_ticks(bool (*done)(const void* arg), const void* arg, uint64_t tsc_ticks);
 
 static inline void interrupts_on(void) { __asm__ volatile("sti" ::: "memory"); }
 static inline void interrupts_off(void) { __asm__ volatile("cli" ::: "memory"); }

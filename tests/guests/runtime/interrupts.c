@@ -39,14 +39,16 @@ void interrupt_dispatch(uint8_t vector) {
   if (vector != lapic_spurious_vector()) lapic_eoi();
 }
 
-bool wait_until(bool (*done)(const void* arg), const void* arg) {
+bool wait_until(bool (*done)(const void* arg), const void* arg) { return wait_until_ticks(done, arg, WAIT_TSC_BUDGET); }
+
+bool wait_until_ticks(bool (*done)(const void* arg), const void* arg, uint64_t tsc_ticks) {
   irq_register(WAIT_TIMER_VECTOR, NULL);
   interrupts_off();
   bool met = done(arg);
   if (met) return true;
   lapic_timer_periodic(WAIT_TIMER_VECTOR, WAIT_TIMER_COUNT);
   const uint64_t start = rdtsc();
-  while (!met && rdtsc() - start < WAIT_TSC_BUDGET) {
+  while (!met && rdtsc() - start < tsc_ticks) {
     /* STI takes effect after the next instruction, so an interrupt that
      * arrives after the check still wakes the HLT. */
     __asm__ volatile("sti; hlt; cli" ::: "memory");

@@ -23,6 +23,11 @@ void msix_init(const struct pci_function* f, struct msix* out) {
   };
 }
 
+static void set_control(struct msix* m, uint16_t set, uint16_t clear) {
+  const uint16_t control = pci_read16(&m->function, m->cap + MSIX_CONTROL);
+  pci_write16(&m->function, m->cap + MSIX_CONTROL, (uint16_t)((control | set) & ~clear));
+}
+
 static void check_entry(const struct msix* m, uint16_t entry) {
   if (entry >= m->table_size) test_fail("MSI-X entry %u does not exist (the table has %u)", entry, m->table_size);
 }
@@ -41,8 +46,7 @@ void msix_route(struct msix* m, uint16_t entry, uint8_t apic_id, uint8_t vector)
 }
 
 void msix_enable(struct msix* m) {
-  const uint16_t control = pci_read16(&m->function, m->cap + MSIX_CONTROL);
-  pci_write16(&m->function, m->cap + MSIX_CONTROL, (uint16_t)((control | MSIX_ENABLE) & ~MSIX_FUNCTION_MASK));
+  set_control(m, MSIX_ENABLE, MSIX_FUNCTION_MASK);
   const uint16_t now = pci_read16(&m->function, m->cap + MSIX_CONTROL);
   if ((now & (MSIX_ENABLE | MSIX_FUNCTION_MASK)) != MSIX_ENABLE)
     test_fail("MSI-X control reads 0x%04x after enabling", now);
@@ -56,4 +60,8 @@ void msix_mask(struct msix* m, uint16_t entry, bool masked) {
 bool msix_pending(const struct msix* m, uint16_t entry) {
   check_entry(m, entry);
   return (m->pba[entry / 32] >> (entry % 32)) & 1;
+}
+
+void msix_function_mask(struct msix* m, bool masked) {
+  set_control(m, masked ? MSIX_FUNCTION_MASK : 0, masked ? 0 : MSIX_FUNCTION_MASK);
 }

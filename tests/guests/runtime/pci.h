@@ -66,9 +66,13 @@ void msix_enable(struct msix* m);
  * pending bit and go out when it is unmasked. */
 void msix_mask(struct msix* m, uint16_t entry, bool masked);
 bool msix_pending(const struct msix* m, uint16_t entry);
+/* Sets or clears Function Mask: every entry held as pending while it is set. */
+void msix_function_mask(struct msix* m, bool masked);
 /* Sets or clears the entry's Mask bit. A masked entry's messages wait as its
  * pending bit and go out when it is unmasked. */
 void msix_mask(struct msix* m, uint16_t entry, bool masked);
 bool msix_pending(const struct msix* m, uint16_t entry);
+/* Sets or clears Function Mask: every entry held as pending while it is set. */
+void msix_function_mask(struct msix* m, bool masked);
 
 #endif

@@ -31,6 +31,8 @@ struct disk {
   struct virtq queue;
   bool read_only;
   uint32_t pattern; /* hvt_disk_byte()'s disk number */
+  uint32_t config_interrupts_seen;
+  uint32_t config_interrupts_expected; /* announcing DEVICE_NEEDS_RESET */
 };
 
 static struct disk disks[2];
@@ -166,33 +168,78 @@ static void check_batch(struct disk* d) {
 
 static bool used_arrived(const void* q) { return virtq_pending_used(q) != 0; }
 
-/* With the queue's MSI-X entry masked the completion must not interrupt but
- * set the entry's pending bit; unmasking must deliver it (PCI 3.0, 6.8.3.4).
- * (A fast path that injects MSIs behind the table's back gets this wrong.) */
-static void check_masked_vector(struct disk* d) {
+/* With the queue's MSI-X entry masked (or the whole function), the
+ * completion must not interrupt but set the entry's pending bit; unmasking
+ * must deliver it (PCI 3.0, 6.8.3.4). A fast path that injects MSIs behind
+ * the table's back gets this wrong. */
+static void mask(struct disk* d, uint16_t entry, bool function, bool masked) {
+  if (function) {
+    msix_function_mask(&d->dev.msix, masked);
+  } else {
+    msix_mask(&d->dev.msix, entry, masked);
+  }
+}
+
+static void check_masked(struct disk* d, bool function) {
+  const char* what = function ? "MSI-X function mask" : "masked MSI-X entry";
   const uint16_t entry = (uint16_t)(d->queue.vector - d->dev.vector_base);
-  msix_mask(&d->dev.msix, entry, true);
+  mask(d, entry, function, true);
   header = (struct blk_header){.type = BLK_T_IN, .sector = HVT_BLK_READ_SECTOR};
   status = BLK_S_UNTOUCHED;
   const struct virtq_buffer buffers[3] = {
       {&header, sizeof(header), false}, {data, SECTOR, true}, {(void*)&status, 1, true}};
   const uint16_t head = virtq_add(&d->queue, buffers, 3);
   virtq_kick(&d->queue);
-  if (!wait_until(used_arrived, &d->queue))
-    test_fail("%s: with its MSI-X entry masked, the request never completed", d->name);
+  if (!wait_until(used_arrived, &d->queue)) test_fail("%s: under the %s, the request never completed", d->name, what);
   if (irq_count(d->queue.vector) != d->queue.interrupts_at_kick)
-    test_fail("%s: the masked MSI-X entry %u still interrupted", d->name, entry);
+    test_fail("%s: entry %u still interrupted under the %s", d->name, entry, what);
   if (!msix_pending(&d->dev.msix, entry))
-    test_fail("%s: the masked MSI-X entry %u has no pending bit after a completion", d->name, entry);
-  msix_mask(&d->dev.msix, entry, false);
+    test_fail("%s: entry %u has no pending bit after a completion under the %s", d->name, entry, what);
+  mask(d, entry, function, false);
   struct virtq_completion done;
   virtq_wait(&d->queue, &done, 1); /* needs the interrupt the unmask released */
   if (done.head != head || status != BLK_S_OK)
-    test_fail("%s: masked read: chain %u status %u", d->name, done.head, status);
+    test_fail("%s: read under the %s: chain %u status %u", d->name, what, done.head, status);
   if (msix_pending(&d->dev.msix, entry))
-    test_fail("%s: MSI-X entry %u still pending after unmasking delivered it", d->name, entry);
+    test_fail("%s: entry %u still pending after lifting the %s delivered it", d->name, entry, what);
   check_pattern(d, HVT_BLK_READ_SECTOR, 1, false);
-  print("%s: a masked MSI-X entry held the interrupt as pending until unmasked\n", d->name);
+  print("%s: the %s held the interrupt as pending until lifted\n", d->name, what);
+}
+
+/* A chain that links to a descriptor past the table is a broken driver: the
+ * device must set DEVICE_NEEDS_RESET (2.1.2), keep the VMM running, and work
+ * again after a reset. It SHOULD also send a configuration interrupt: the
+ * kernel says whether it came, and the host tests ask for it. */
+static bool needs_reset(const void* d) {
+  return virtio_pci_status(&((const struct disk*)d)->dev) & VIRTIO_STATUS_NEEDS_RESET;
+}
+
+static bool config_interrupted(const void* arg) {
+  const struct disk* d = arg;
+  return virtio_pci_config_interrupts(&d->dev) != d->config_interrupts_seen;
+}
+
+static void check_needs_reset(struct disk* d, unsigned index, uint8_t vector_base, uint64_t extra_features) {
+  const uint32_t config_interrupts = virtio_pci_config_interrupts(&d->dev);
+  header = (struct blk_header){.type = BLK_T_IN, .sector = 0};
+  const struct virtq_buffer buffers[3] = {
+      {&header, sizeof(header), false}, {data, SECTOR, true}, {(void*)&status, 1, true}};
+  const uint16_t head = virtq_add(&d->queue, buffers, 3);
+  d->queue.desc[head].next = VIRTQ_SIZE + 3; /* the header's link to the data buffer, now past the table */
+  virtq_kick(&d->queue);
+  if (!wait_until(needs_reset, d))
+    test_fail("%s: a descriptor linking past the table did not set DEVICE_NEEDS_RESET (status 0x%02x)", d->name,
+              virtio_pci_status(&d->dev));
+  /* The configuration interrupt may trail the status bit: give it 0.1 s. */
+  d->config_interrupts_seen = config_interrupts;
+  const bool announced = wait_until_ticks(config_interrupted, d, 200000000ull);
+  d->config_interrupts_expected += announced;
+  print("%s: a descriptor linking past the table: DEVICE_NEEDS_RESET, %s configuration interrupt\n", d->name,
+        announced ? "with a" : "without a");
+  start_disk(d, index, vector_base, extra_features);
+  read_sectors(d, 0, 1);
+  check_pattern(d, 0, 1, false);
+  print("%s: works again after the reset\n", d->name);
 }
 
 static void fill_guest_pattern(void) {
@@ -240,13 +287,15 @@ void test_main(const struct boot_info* info) {
   check_reads(ro);
   check_batch(rw);
   check_batch(ro);
-  check_masked_vector(rw);
+  check_masked(rw, false);
+  check_masked(ro, true);
   check_writes(rw);
   check_write_refused(ro);
+  check_needs_reset(rw, 0, DISK0_VECTORS, 0);
 
   for (unsigned i = 0; i < 2; i++) {
     struct disk* d = &disks[i];
-    if (virtio_pci_config_interrupts(&d->dev))
+    if (virtio_pci_config_interrupts(&d->dev) != d->config_interrupts_expected)
       test_fail("%s: %u configuration interrupts (status 0x%02x)", d->name, virtio_pci_config_interrupts(&d->dev),
                 virtio_pci_status(&d->dev));
     print("%s: %u requests, %u MSI-X interrupts, %u notifies (%u suppressed)\n", d->name, d->queue.chains,
