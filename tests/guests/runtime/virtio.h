@@ -78,8 +78,12 @@ struct virtq {
   uint16_t last_used;               /* used entries consumed so far */
   uint16_t in_flight;               /* chains made available and not yet returned */
   uint32_t interrupts_at_kick;      /* irq_count(vector) at the last virtq_kick() */
-  uint32_t chains;                  /* chains returned since start */
-  uint32_t notifications;           /* notify writes done */
+  /* used.idx as the last interrupt's handler saw it: the entries below it
+   * were announced by an interrupt. */
+  volatile uint16_t used_idx_at_interrupt;
+  void (*on_interrupt)(struct virtq* q); /* optional, from the interrupt handler (any CPU) */
+  uint32_t chains;                       /* chains returned since start */
+  uint32_t notifications;                /* notify writes done */
   uint32_t notifications_suppressed;
 };
 
@@ -97,6 +101,9 @@ struct virtq_completion {
 /* Prepares `q` (rings zeroed) for queue `index`; the transport fills in
  * notify and vector when it enables the queue. */
 void virtq_init(struct virtq* q, const char* name, uint16_t index);
+/* Takes `vector` for this queue's interrupts (registers the handler that
+ * records what each interrupt announced). */
+void virtq_attach_vector(struct virtq* q, uint8_t vector);
 /* Puts the buffers in one descriptor chain and makes it available; the
  * device hears of it at the next virtq_kick(). Returns the chain's head.
  * Fails the test if the free descriptors do not suffice. */
@@ -105,7 +112,8 @@ uint16_t virtq_add(struct virtq* q, const struct virtq_buffer* buffers, unsigned
  * asked not to be (avail_event with EVENT_IDX, else VIRTQ_USED_F_NO_NOTIFY). */
 void virtq_kick(struct virtq* q);
 /* Waits (sti; hlt) until the device returned `count` chains, in any order,
- * and at least one MSI-X interrupt came after the last kick; fills `out`.
+ * each announced by an MSI-X interrupt (one that came after the device put
+ * it in the used ring); fills `out`.
  * Fails the test, saying what was missing, after the wait_until() deadline,
  * or if the device returns a chain that is not in flight. */
 void virtq_wait(struct virtq* q, struct virtq_completion* out, unsigned count);

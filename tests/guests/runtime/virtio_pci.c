@@ -145,8 +145,7 @@ void virtio_pci_setup_queue(struct virtio_pci* d, struct virtq* q, uint16_t entr
   w16(d, COMMON_QUEUE_SIZE, VIRTQ_SIZE);
 
   const uint16_t msix_entry = (uint16_t)(1 + entry);
-  q->vector = (uint8_t)(d->vector_base + msix_entry);
-  irq_register(q->vector, NULL);
+  virtq_attach_vector(q, (uint8_t)(d->vector_base + msix_entry));
   msix_route(&d->msix, msix_entry, (uint8_t)lapic_id(), q->vector);
   w16(d, COMMON_QUEUE_MSIX_VECTOR, msix_entry);
   if (r16(d, COMMON_QUEUE_MSIX_VECTOR) != msix_entry)

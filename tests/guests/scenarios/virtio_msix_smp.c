@@ -28,8 +28,8 @@ void ap_main(void) {
   for (;;) __asm__ volatile("sti; hlt" ::: "memory");
 }
 
-static void record_cpu(uint8_t vector) {
-  (void)vector;
+static void record_cpu(struct virtq* q) {
+  (void)q;
   handled_on = lapic_id();
 }
 
@@ -63,7 +63,7 @@ void test_main(const struct boot_info* info) {
   virtq_init(&transmitq, "virtio-console transmitq0", TRANSMITQ0);
   virtio_pci_setup_queue(&console, &receiveq, 0);
   virtio_pci_setup_queue(&console, &transmitq, TRANSMITQ_ENTRY);
-  irq_register(transmitq.vector, record_cpu);
+  transmitq.on_interrupt = record_cpu;
   virtio_pci_driver_ok(&console);
 
   transmit_on(ap_apic_id, "AP");
