@@ -323,7 +323,7 @@ Mapping handler_for(const ZydisDecodedInstruction& in, const ZydisDecodedOperand
     case ZYDIS_MNEMONIC_CMPSB:
     case ZYDIS_MNEMONIC_CMPSW:
     case ZYDIS_MNEMONIC_CMPSQ: return {h_cmps, true};
-    case ZYDIS_MNEMONIC_CMPSD: return {legacy_map ? h_cmps : nullptr, true};
+    case ZYDIS_MNEMONIC_CMPSD: return {legacy_map ? h_cmps : h_sse_cmpsd, legacy_map};
     case ZYDIS_MNEMONIC_STOSB:
     case ZYDIS_MNEMONIC_STOSW:
     case ZYDIS_MNEMONIC_STOSD:
@@ -483,6 +483,26 @@ Mapping handler_for(const ZydisDecodedInstruction& in, const ZydisDecodedOperand
     case ZYDIS_MNEMONIC_COMISD: return {h_sse_comisd};
     case ZYDIS_MNEMONIC_UCOMISS: return {h_sse_ucomiss};
     case ZYDIS_MNEMONIC_COMISS: return {h_sse_comiss};
+    case ZYDIS_MNEMONIC_SQRTPS: return {h_sse_sqrtps};
+    case ZYDIS_MNEMONIC_SQRTPD: return {h_sse_sqrtpd};
+    case ZYDIS_MNEMONIC_CVTPS2PD: return {h_sse_cvtps2pd};
+    case ZYDIS_MNEMONIC_CVTPD2PS: return {h_sse_cvtpd2ps};
+    case ZYDIS_MNEMONIC_CVTDQ2PS: return {h_sse_cvtdq2ps};
+    case ZYDIS_MNEMONIC_CVTPS2DQ: return {h_sse_cvtps2dq};
+    case ZYDIS_MNEMONIC_CVTTPS2DQ: return {h_sse_cvttps2dq};
+    case ZYDIS_MNEMONIC_CVTDQ2PD: return {h_sse_cvtdq2pd};
+    case ZYDIS_MNEMONIC_CVTPD2DQ: return {h_sse_cvtpd2dq};
+    case ZYDIS_MNEMONIC_CVTTPD2DQ: return {h_sse_cvttpd2dq};
+    case ZYDIS_MNEMONIC_RCPPS: return {h_sse_rcpps};
+    case ZYDIS_MNEMONIC_RCPSS: return {h_sse_rcpss};
+    case ZYDIS_MNEMONIC_RSQRTPS: return {h_sse_rsqrtps};
+    case ZYDIS_MNEMONIC_RSQRTSS: return {h_sse_rsqrtss};
+    case ZYDIS_MNEMONIC_CMPPS: return {h_sse_cmpps};
+    case ZYDIS_MNEMONIC_CMPPD: return {h_sse_cmppd};
+    case ZYDIS_MNEMONIC_CMPSS: return {h_sse_cmpss};
+    case ZYDIS_MNEMONIC_CVTSD2SI: return {h_sse_cvtsd2si};
+    case ZYDIS_MNEMONIC_CVTSS2SI: return {h_sse_cvtss2si};
+    case ZYDIS_MNEMONIC_SHUFPD: return {h_sse_shufpd};
     case ZYDIS_MNEMONIC_CVTSI2SD: return {h_sse_cvtsi2sd};
     case ZYDIS_MNEMONIC_CVTSI2SS: return {h_sse_cvtsi2ss};
     case ZYDIS_MNEMONIC_CVTTSD2SI: return {h_sse_cvttsd2si};

@@ -971,6 +971,38 @@ TEST(EmuFpu, UnmaskedSimdExceptionRaisesXmOrUd) {
   EXPECT_TRUE(std::isinf(x2));
 }
 
+HV_EMU_SNIPPET(sse_exact_tiny_product, R"(
+  ldmxcsr dword ptr [rsi]
+  movsd xmm0, qword ptr [rsi + 8]
+  mulsd xmm0, qword ptr [rsi + 16]
+  hlt
+)")
+
+// 2^-1000 * 2^-70 = 2^-1070 is a denormal but exact: masked, nothing is
+// flagged; with underflow unmasked, tininess alone is an underflow (#XM).
+TEST(EmuFpu, ExactTinyResultUnderflowsOnlyWhenUnmasked) {
+  for (bool unmasked : {false, true}) {
+    TestMachine m;
+    m.load_code(sse_exact_tiny_product());
+    m.cpu().gpr[6] = 0x100000;
+    m.write_value<uint32_t>(0x100000, unmasked ? 0x1f80 & ~(1u << 11) : 0x1f80);
+    m.write_value<double>(0x100008, std::ldexp(1.0, -1000));
+    m.write_value<double>(0x100010, std::ldexp(1.0, -70));
+    ASSERT_EQ(m.run().stop, Stop::kHalt);
+    double x0;
+    std::memcpy(&x0, m.cpu().xmm[0], 8);
+    if (unmasked) {
+      EXPECT_EQ(m.vector_taken(), kXm);
+      EXPECT_EQ(m.cpu().mxcsr & 0x3f, 1u << 4);  // UE only: the result is exact
+      EXPECT_EQ(x0, std::ldexp(1.0, -1000));     // destination unchanged
+    } else {
+      EXPECT_EQ(m.vector_taken(), -1);
+      EXPECT_EQ(m.cpu().mxcsr & 0x3f, 0u);
+      EXPECT_EQ(x0, std::ldexp(1.0, -1070));
+    }
+  }
+}
+
 HV_EMU_SNIPPET(mmx_paddb_only, R"(
   paddb mm0, mm1
   hlt

@@ -84,7 +84,7 @@ struct NativeState {
 static_assert(offsetof(NativeState, rsi) == 112 && offsetof(NativeState, rflags) == 136 &&
               offsetof(NativeState, mxcsr) == 144);
 
-constexpr size_t kBufSize = 256;
+constexpr size_t kBufSize = 512;  // room for an FXSAVE area
 constexpr uint64_t kGuestSrc = 0x100000, kGuestDst = 0x101000;
 
 class NativeCode {
@@ -108,13 +108,14 @@ class NativeCode {
 };
 
 // What the source buffer holds: values of this type at offsets 0, 16, 32, ...
-enum class Input : uint8_t { kNone, kF32, kF64, kF80, kI16, kI32, kI64, kBcd, kEnv, kRandom };
+enum class Input : uint8_t { kNone, kF32, kF64, kF80, kI16, kI32, kI64, kBcd, kEnv, kFxsave, kRandom };
 
 enum Flags : unsigned {
   kSequence = 1,    // several FP instructions: exceptions stay masked so the native run cannot trap
   kSkipEnvPtr = 2,  // the destination holds an x87 environment: its pointer fields name host addresses
   kSse = 4,         // SSE: random MXCSR rounding/DAZ/FTZ, exceptions masked
   kSkipEnvPtr16 = 8,
+  kFxsaveArea = 16,  // the destination holds an FXSAVE image: compare the x87 part and MXCSR only
 };
 
 struct Case {
@@ -254,6 +255,10 @@ SNIP(fldenv16, ".byte 0x66\n fldenv [rsi]")
 SNIP(fnsave, "fnsave [rdi]")
 SNIP(frstor, "frstor [rsi]")
 SNIP(frstor16, ".byte 0x66\n frstor [rsi]")
+SNIP(fxsave, "fxsave [rdi]")
+SNIP(fxsave64, "fxsave64 [rdi]")
+SNIP(fxrstor, "fxrstor [rsi]")
+SNIP(fxrstor64, "fxrstor64 [rsi]")
 // ---- sequences (exceptions masked) ----
 SNIP(seq_poly, "fld qword ptr [rsi]\n fld st(0)\n fmul qword ptr [rsi + 16]\n fadd qword ptr [rsi + 32]\n fmulp st(1), st(0)\n fstp qword ptr [rdi]\n fnstsw ax")
 SNIP(seq_overflow, "fld1\n fld1\n fld1\n fld1\n fld1\n fld1\n fld1\n fld1\n fld1\n fst qword ptr [rdi]\n fnstsw ax")
@@ -372,6 +377,25 @@ SNIP(sse_cvtsi2ss, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n cvtsi2ss xmm0
 SNIP(sse_cvttsd2si, "cvttsd2si rax, [rsi]\n cvttsd2si ecx, [rsi + 16]\n mov [rdi], ecx")
 SNIP(sse_cvttss2si, "cvttss2si rax, [rsi]\n cvttss2si ecx, [rsi + 16]\n mov [rdi], ecx")
 SNIP(sse_addsd_mem, "movdqu xmm0, [rsi]\n addsd xmm0, [rsi + 16]\n mulsd xmm0, [rsi + 32]\n movdqu [rdi], xmm0")
+SNIP(sse_sqrtps, SSE2OP("sqrtps"))
+SNIP(sse_sqrtpd, SSE2OP("sqrtpd"))
+SNIP(sse_cvtps2pd, SSE2OP("cvtps2pd"))
+SNIP(sse_cvtpd2ps, SSE2OP("cvtpd2ps"))
+SNIP(sse_cvtdq2ps, SSE2OP("cvtdq2ps"))
+SNIP(sse_cvtps2dq, SSE2OP("cvtps2dq"))
+SNIP(sse_cvttps2dq, SSE2OP("cvttps2dq"))
+SNIP(sse_cvtdq2pd, SSE2OP("cvtdq2pd"))
+SNIP(sse_cvtpd2dq, SSE2OP("cvtpd2dq"))
+SNIP(sse_cvttpd2dq, SSE2OP("cvttpd2dq"))
+SNIP(sse_rcpps, SSE2OP("rcpps"))
+SNIP(sse_rsqrtss, SSE2OP("rsqrtss"))
+SNIP(sse_cmpps, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movdqa xmm2, xmm0\n movdqa xmm3, xmm0\n movdqa xmm4, xmm0\n cmpps xmm0, xmm1, 0\n cmpps xmm2, xmm1, 1\n cmpps xmm3, xmm1, 3\n cmpps xmm4, xmm1, 6\n movdqu [rdi], xmm0\n movdqu [rdi + 16], xmm2\n movdqu [rdi + 32], xmm3\n movdqu [rdi + 48], xmm4")
+SNIP(sse_cmppd, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movdqa xmm2, xmm0\n movdqa xmm3, xmm0\n movdqa xmm4, xmm0\n cmppd xmm0, xmm1, 2\n cmppd xmm2, xmm1, 4\n cmppd xmm3, xmm1, 5\n cmppd xmm4, [rsi + 32], 7\n movdqu [rdi], xmm0\n movdqu [rdi + 16], xmm2\n movdqu [rdi + 32], xmm3\n movdqu [rdi + 48], xmm4")
+SNIP(sse_cmpss, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movdqa xmm2, xmm0\n cmpss xmm0, xmm1, 1\n cmpss xmm2, [rsi + 32], 3\n movdqu [rdi], xmm0\n movdqu [rdi + 16], xmm2")
+SNIP(sse_cmpsd, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movdqa xmm2, xmm0\n cmpsd xmm0, xmm1, 2\n cmpsd xmm2, [rsi + 32], 4\n movdqu [rdi], xmm0\n movdqu [rdi + 16], xmm2")
+SNIP(sse_cvtsd2si, "cvtsd2si rax, [rsi]\n cvtsd2si ecx, [rsi + 16]\n mov [rdi], ecx")
+SNIP(sse_cvtss2si, "cvtss2si rax, [rsi]\n cvtss2si ecx, [rsi + 16]\n mov [rdi], ecx")
+SNIP(sse_shufpd, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n movdqa xmm2, xmm0\n shufpd xmm0, xmm1, 1\n shufpd xmm2, xmm1, 2\n movdqu [rdi], xmm0\n movdqu [rdi + 16], xmm2")
 SNIP(xmm_paddsb, SSE2OP("paddsb"))
 SNIP(xmm_paddsw, SSE2OP("paddsw"))
 SNIP(xmm_paddusw, SSE2OP("paddusw"))
@@ -522,6 +546,10 @@ const std::vector<Case>& cases() {
       X(fnsave, kNone, kSkipEnvPtr),
       X(frstor, kEnv),
       X(frstor16, kEnv),
+      X(fxsave, kNone, kFxsaveArea),
+      X(fxsave64, kNone, kFxsaveArea),
+      X(fxrstor, kFxsave),
+      X(fxrstor64, kFxsave),
       X(seq_poly, kF64, kSequence),
       X(seq_overflow, kNone, kSequence),
       X(seq_underflow, kNone, kSequence),
@@ -636,6 +664,25 @@ const std::vector<Case>& cases() {
       X(sse_cvttsd2si, kF64, kSse),
       X(sse_cvttss2si, kF32, kSse),
       X(sse_addsd_mem, kF64, kSse),
+      X(sse_sqrtps, kF32, kSse),
+      X(sse_sqrtpd, kF64, kSse),
+      X(sse_cvtps2pd, kF32, kSse),
+      X(sse_cvtpd2ps, kF64, kSse),
+      X(sse_cvtdq2ps, kI32, kSse),
+      X(sse_cvtps2dq, kF32, kSse),
+      X(sse_cvttps2dq, kF32, kSse),
+      X(sse_cvtdq2pd, kI32, kSse),
+      X(sse_cvtpd2dq, kF64, kSse),
+      X(sse_cvttpd2dq, kF64, kSse),
+      X(sse_rcpps, kF32, kSse),
+      X(sse_rsqrtss, kF32, kSse),
+      X(sse_cmpps, kF32, kSse),
+      X(sse_cmppd, kF64, kSse),
+      X(sse_cmpss, kF32, kSse),
+      X(sse_cmpsd, kF64, kSse),
+      X(sse_cvtsd2si, kF64, kSse),
+      X(sse_cvtss2si, kF32, kSse),
+      X(sse_shufpd, kF64, kSse),
       X(xmm_paddsb, kRandom),
       X(xmm_paddsw, kRandom),
       X(xmm_paddusw, kRandom),
@@ -785,8 +832,15 @@ uint32_t edge_f32(std::mt19937_64& rng) {
   }
 }
 
+void fill_random(std::mt19937_64& rng, uint8_t* buffer) {
+  for (size_t i = 0; i < kBufSize; i += 8) {
+    const uint64_t v = rng();
+    std::memcpy(buffer + i, &v, 8);
+  }
+}
+
 void fill_source(const Case& c, std::mt19937_64& rng, uint8_t* src) {
-  for (size_t i = 0; i < kBufSize; ++i) src[i] = static_cast<uint8_t>(rng());
+  fill_random(rng, src);
   for (unsigned slot = 0; slot < kBufSize / 16; ++slot) {
     uint8_t* p = src + 16 * slot;
     switch (c.input) {
@@ -873,7 +927,7 @@ TEST_P(FpuDiffTest, MatchesHostCpu) {
   constexpr int kIterations = 1000;
   for (int iter = 0; iter < kIterations; ++iter) {
     fill_source(c, rng, src);
-    for (auto& b : dst) b = static_cast<uint8_t>(rng());
+    fill_random(rng, dst);
     NativeState in{};
     const FsaveImage image = random_x87_state(c, rng);
     std::memcpy(in.fsave, image.b, sizeof(image.b));
@@ -891,6 +945,21 @@ TEST_P(FpuDiffTest, MatchesHostCpu) {
       } else {
         std::memcpy(src, loaded.b, sizeof(loaded.b));
       }
+    }
+    if (c.input == Input::kFxsave) {
+      // An FXSAVE image of a random state (abridged tag byte, registers in stack order, a
+      // valid MXCSR); the XMM part stays random.
+      const FsaveImage loaded = random_x87_state(c, rng);
+      std::memcpy(src, loaded.b, 4);  // FCW, FSW
+      src[4] = x87_abridged_tag_word(static_cast<uint16_t>(loaded.b[8] | loaded.b[9] << 8));
+      src[5] = 0;
+      const uint32_t mxcsr = static_cast<uint32_t>(0x1f80 | (rng() & 0x3f) | (rng() % 4) << 13);
+      std::memcpy(src + 24, &mxcsr, 4);
+      for (int i = 0; i < 8; ++i) {
+        std::memcpy(src + 32 + 16 * i, loaded.b + 28 + 10 * i, 10);
+        std::memset(src + 42 + 16 * i, 0, 6);
+      }
+      if (rng() % 4 == 0) src[2] = static_cast<uint8_t>(rng());  // flags that may disagree with the masks
     }
     in.rax = edge_integer(rng);
     in.rflags = 0x202 | (rng() & kArithFlags);
@@ -943,14 +1012,21 @@ TEST_P(FpuDiffTest, MatchesHostCpu) {
     EXPECT_EQ(cpu.mxcsr, out.mxcsr) << "MXCSR; " << context();
     EXPECT_EQ(cpu.gpr[0], out.rax) << "RAX; " << context();
     EXPECT_EQ(read_flags(cpu) & kArithFlags, out.rflags & kArithFlags) << "flags; " << context();
+    std::vector<uint8_t> guest_dst(kBufSize);
+    ASSERT_TRUE(m.memory().read(GuestAddress(kGuestDst), guest_dst).ok());
     for (size_t i = 0; i < kBufSize; ++i) {
+      if (c.flags & kFxsaveArea) {
+        // FCW, FSW, tag byte, MXCSR and its mask, the registers: not FOP/FIP/FDP (host
+        // addresses natively) nor the XMM registers (host values natively).
+        if ((i >= 6 && i < 24) || i >= 160) continue;
+      }
       // The environment's instruction/data pointers name host addresses natively.
       const bool env32 = c.flags & kSkipEnvPtr;
       const bool env16 = c.flags & kSkipEnvPtr16;
       const size_t in_env = i >= 128 && (c.flags & kSequence) ? i - 128 : i;
       if (env32 && ((in_env >= 12 && in_env < 24) || (in_env >= 24 && in_env < 26))) continue;
       if (env16 && in_env >= 6 && in_env < 14) continue;
-      ASSERT_EQ(m.read<uint8_t>(kGuestDst + i), dst[i]) << "destination byte " << i << "; " << context();
+      ASSERT_EQ(guest_dst[i], dst[i]) << "destination byte " << i << "; " << context();
     }
     if (HasFailure()) return;
   }

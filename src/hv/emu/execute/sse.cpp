@@ -346,6 +346,16 @@ void h_sse_shufps(Cpu& cpu, const Insn& insn) {
   store_xmm(cpu, insn.op[0].reg, r);
 }
 
+void h_sse_shufpd(Cpu& cpu, const Insn& insn) {
+  check_sse(cpu);
+  const V128 b = source(cpu, insn, 1);
+  const V128 a = load_xmm(cpu, insn.op[0].reg);
+  V128 r;
+  set_lane<uint64_t>(r, 0, lane<uint64_t>(a, insn.imm & 1));
+  set_lane<uint64_t>(r, 1, lane<uint64_t>(b, (insn.imm >> 1) & 1));
+  store_xmm(cpu, insn.op[0].reg, r);
+}
+
 void h_sse_pslldq(Cpu& cpu, const Insn& insn) {
   check_sse(cpu);
   const unsigned n = insn.imm & 0xff;

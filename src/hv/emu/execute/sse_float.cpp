@@ -103,31 +103,76 @@ HV_HOST_SSE(host_minps, "minps")
 HV_HOST_SSE(host_maxps, "maxps")
 HV_HOST_SSE(host_cvtss2sd, "cvtss2sd")
 HV_HOST_SSE(host_cvtsd2ss, "cvtsd2ss")
+HV_HOST_SSE(host_sqrtps, "sqrtps")
+HV_HOST_SSE(host_sqrtpd, "sqrtpd")
+HV_HOST_SSE(host_cvtps2pd, "cvtps2pd")
+HV_HOST_SSE(host_cvtpd2ps, "cvtpd2ps")
+HV_HOST_SSE(host_cvtdq2ps, "cvtdq2ps")
+HV_HOST_SSE(host_cvtps2dq, "cvtps2dq")
+HV_HOST_SSE(host_cvttps2dq, "cvttps2dq")
+HV_HOST_SSE(host_cvtdq2pd, "cvtdq2pd")
+HV_HOST_SSE(host_cvtpd2dq, "cvtpd2dq")
+HV_HOST_SSE(host_cvttpd2dq, "cvttpd2dq")
+HV_HOST_SSE(host_rcpps, "rcpps")
+HV_HOST_SSE(host_rcpss, "rcpss")
+HV_HOST_SSE(host_rsqrtps, "rsqrtps")
+HV_HOST_SSE(host_rsqrtss, "rsqrtss")
 #undef HV_HOST_SSE
 
+// CMPPS/CMPPD/CMPSS/CMPSD with predicate N (legacy SSE uses imm8 bits 2:0).
+#define HV_HOST_SSE_CMP(name, text)                                  \
+  template <int N>                                                   \
+  uint32_t name(V128& a, const V128& b, uint32_t mxcsr) {            \
+    __m128i x, y;                                                    \
+    std::memcpy(&x, a.b, 16);                                        \
+    std::memcpy(&y, b.b, 16);                                        \
+    uint32_t saved, out;                                             \
+    asm volatile("stmxcsr %[saved]\n\tldmxcsr %[in]\n\t" text        \
+                 " %[imm], %[y], %[x]\n\t"                           \
+                 "stmxcsr %[out]\n\tldmxcsr %[saved]"                \
+                 : [x] "+x"(x), [saved] "=m"(saved), [out] "=m"(out) \
+                 : [y] "x"(y), [in] "m"(mxcsr), [imm] "i"(N));       \
+    std::memcpy(a.b, &x, 16);                                        \
+    return out & kMxcsrFlags;                                        \
+  }
+HV_HOST_SSE_CMP(host_cmpps, "cmpps")
+HV_HOST_SSE_CMP(host_cmppd, "cmppd")
+HV_HOST_SSE_CMP(host_cmpss, "cmpss")
+HV_HOST_SSE_CMP(host_cmpsd, "cmpsd")
+#undef HV_HOST_SSE_CMP
+
 using HostOp = uint32_t (*)(V128&, const V128&, uint32_t);
+
+// The eight predicates of one compare form as a table.
+#define HV_CMP_TABLE(name, fn) constexpr HostOp name[8] = {fn<0>, fn<1>, fn<2>, fn<3>, fn<4>, fn<5>, fn<6>, fn<7>};
+HV_CMP_TABLE(kCmpps, host_cmpps)
+HV_CMP_TABLE(kCmppd, host_cmppd)
+HV_CMP_TABLE(kCmpss, host_cmpss)
+HV_CMP_TABLE(kCmpsd, host_cmpsd)
+#undef HV_CMP_TABLE
 
 // dest = op(dest, source): `T` is the result lane type, `lanes` how many
 // lanes the operation writes (1 for scalar forms, whose memory source is a
 // single element and needs no alignment).
-// MIN/MAX select an operand and never underflow.
+// `exact` operations (MIN/MAX, compares, conversions to integers or to a
+// wider format) never produce an underflow.
 template <typename T>
-void float_op(Cpu& cpu, const Insn& insn, HostOp op, unsigned lanes, bool selects) {
+void float_op(Cpu& cpu, const Insn& insn, HostOp op, unsigned lanes, bool exact) {
   check_sse(cpu);
   const V128 b = source(cpu, insn, 1, lanes > 1);
   V128 a = load_xmm(cpu, insn.op[0].reg);
   const uint32_t raised = op(a, b, host_mxcsr(cpu.mxcsr));
-  commit_flags(cpu, raised, !selects && any_denormal<T>(a, lanes));
+  commit_flags(cpu, raised, !exact && any_denormal<T>(a, lanes));
   store_xmm(cpu, insn.op[0].reg, a);
 }
 
 template <typename T>
-void scalar(Cpu& cpu, const Insn& insn, HostOp op, bool selects = false) {
-  float_op<T>(cpu, insn, op, 1, selects);
+void scalar(Cpu& cpu, const Insn& insn, HostOp op, bool exact = false) {
+  float_op<T>(cpu, insn, op, 1, exact);
 }
 template <typename T>
-void packed(Cpu& cpu, const Insn& insn, HostOp op, bool selects = false) {
-  float_op<T>(cpu, insn, op, 16 / sizeof(T), selects);
+void packed(Cpu& cpu, const Insn& insn, HostOp op, bool exact = false) {
+  float_op<T>(cpu, insn, op, 16 / sizeof(T), exact);
 }
 
 // COMISD/UCOMISD/COMISS/UCOMISS: ZF, PF, CF from the comparison, OF, SF, AF
@@ -193,6 +238,24 @@ void h_sse_minps(Cpu& cpu, const Insn& insn) { packed<float>(cpu, insn, host_min
 void h_sse_maxps(Cpu& cpu, const Insn& insn) { packed<float>(cpu, insn, host_maxps, true); }
 void h_sse_cvtss2sd(Cpu& cpu, const Insn& insn) { scalar<double>(cpu, insn, host_cvtss2sd); }
 void h_sse_cvtsd2ss(Cpu& cpu, const Insn& insn) { scalar<float>(cpu, insn, host_cvtsd2ss); }
+void h_sse_sqrtps(Cpu& cpu, const Insn& insn) { packed<float>(cpu, insn, host_sqrtps); }
+void h_sse_sqrtpd(Cpu& cpu, const Insn& insn) { packed<double>(cpu, insn, host_sqrtpd); }
+void h_sse_cvtps2pd(Cpu& cpu, const Insn& insn) { float_op<double>(cpu, insn, host_cvtps2pd, 2, true); }
+void h_sse_cvtpd2ps(Cpu& cpu, const Insn& insn) { float_op<float>(cpu, insn, host_cvtpd2ps, 2, false); }
+void h_sse_cvtdq2ps(Cpu& cpu, const Insn& insn) { packed<float>(cpu, insn, host_cvtdq2ps, true); }
+void h_sse_cvtps2dq(Cpu& cpu, const Insn& insn) { packed<float>(cpu, insn, host_cvtps2dq, true); }
+void h_sse_cvttps2dq(Cpu& cpu, const Insn& insn) { packed<float>(cpu, insn, host_cvttps2dq, true); }
+void h_sse_cvtdq2pd(Cpu& cpu, const Insn& insn) { float_op<double>(cpu, insn, host_cvtdq2pd, 2, true); }
+void h_sse_cvtpd2dq(Cpu& cpu, const Insn& insn) { packed<double>(cpu, insn, host_cvtpd2dq, true); }
+void h_sse_cvttpd2dq(Cpu& cpu, const Insn& insn) { packed<double>(cpu, insn, host_cvttpd2dq, true); }
+void h_sse_rcpps(Cpu& cpu, const Insn& insn) { packed<float>(cpu, insn, host_rcpps, true); }
+void h_sse_rcpss(Cpu& cpu, const Insn& insn) { scalar<float>(cpu, insn, host_rcpss, true); }
+void h_sse_rsqrtps(Cpu& cpu, const Insn& insn) { packed<float>(cpu, insn, host_rsqrtps, true); }
+void h_sse_rsqrtss(Cpu& cpu, const Insn& insn) { scalar<float>(cpu, insn, host_rsqrtss, true); }
+void h_sse_cmpps(Cpu& cpu, const Insn& insn) { packed<float>(cpu, insn, kCmpps[insn.imm & 7], true); }
+void h_sse_cmppd(Cpu& cpu, const Insn& insn) { packed<double>(cpu, insn, kCmppd[insn.imm & 7], true); }
+void h_sse_cmpss(Cpu& cpu, const Insn& insn) { scalar<float>(cpu, insn, kCmpss[insn.imm & 7], true); }
+void h_sse_cmpsd(Cpu& cpu, const Insn& insn) { scalar<double>(cpu, insn, kCmpsd[insn.imm & 7], true); }
 void h_sse_comisd(Cpu& cpu, const Insn& insn) { compare<true, true>(cpu, insn); }
 void h_sse_ucomisd(Cpu& cpu, const Insn& insn) { compare<true, false>(cpu, insn); }
 void h_sse_comiss(Cpu& cpu, const Insn& insn) { compare<false, true>(cpu, insn); }
@@ -234,9 +297,9 @@ void convert_from_int(Cpu& cpu, const Insn& insn) {
   store_xmm(cpu, insn.op[0].reg, r);
 }
 
-// CVTTSD2SI/CVTTSS2SI: truncation; NaN and out-of-range give the integer
-// indefinite value with invalid raised.
-template <bool kDouble>
+// CVTSD2SI/CVTSS2SI (MXCSR rounding) and CVTTSD2SI/CVTTSS2SI (truncation):
+// NaN and out-of-range give the integer indefinite value with invalid raised.
+template <bool kDouble, bool kTruncate>
 void convert_to_int(Cpu& cpu, const Insn& insn) {
   check_sse(cpu);
   const V128 b = source(cpu, insn, 1, false);
@@ -253,16 +316,24 @@ void convert_to_int(Cpu& cpu, const Insn& insn) {
     result = static_cast<uint64_t>(r);                                                                            \
   }
   if (insn.op[0].size == 8) {
-    if constexpr (kDouble) {
+    if constexpr (kDouble && kTruncate) {
       HV_CONVERT("cvttsd2siq", int64_t)
-    } else {
+    } else if constexpr (kDouble) {
+      HV_CONVERT("cvtsd2siq", int64_t)
+    } else if constexpr (kTruncate) {
       HV_CONVERT("cvttss2siq", int64_t)
+    } else {
+      HV_CONVERT("cvtss2siq", int64_t)
     }
   } else {
-    if constexpr (kDouble) {
+    if constexpr (kDouble && kTruncate) {
       HV_CONVERT("cvttsd2sil", uint32_t)
-    } else {
+    } else if constexpr (kDouble) {
+      HV_CONVERT("cvtsd2sil", uint32_t)
+    } else if constexpr (kTruncate) {
       HV_CONVERT("cvttss2sil", uint32_t)
+    } else {
+      HV_CONVERT("cvtss2sil", uint32_t)
     }
   }
 #undef HV_CONVERT
@@ -273,7 +344,9 @@ void convert_to_int(Cpu& cpu, const Insn& insn) {
 
 void h_sse_cvtsi2sd(Cpu& cpu, const Insn& insn) { convert_from_int<true>(cpu, insn); }
 void h_sse_cvtsi2ss(Cpu& cpu, const Insn& insn) { convert_from_int<false>(cpu, insn); }
-void h_sse_cvttsd2si(Cpu& cpu, const Insn& insn) { convert_to_int<true>(cpu, insn); }
-void h_sse_cvttss2si(Cpu& cpu, const Insn& insn) { convert_to_int<false>(cpu, insn); }
+void h_sse_cvttsd2si(Cpu& cpu, const Insn& insn) { convert_to_int<true, true>(cpu, insn); }
+void h_sse_cvttss2si(Cpu& cpu, const Insn& insn) { convert_to_int<false, true>(cpu, insn); }
+void h_sse_cvtsd2si(Cpu& cpu, const Insn& insn) { convert_to_int<true, false>(cpu, insn); }
+void h_sse_cvtss2si(Cpu& cpu, const Insn& insn) { convert_to_int<false, false>(cpu, insn); }
 
 }  // namespace hostvisor::emu
