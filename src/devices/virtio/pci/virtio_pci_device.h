@@ -11,11 +11,15 @@
 // plus the VIRTIO_PCI_CAP_PCI_CFG window in config space. It negotiates
 // features, collects the queue layout, validates it into Virtqueues and
 // activates the VirtioDevice at DRIVER_OK; interrupts go out as MSI-X when the
-// driver enabled it, else as INTx with the ISR.
+// driver enabled it (through the routes of an MsiRouter where the machine set
+// one, e.g. KVM irqfds), else as INTx with the ISR.
 //
 // Locking: `mutex_` serialises the guest's register accesses and lifecycle
 // (activate/reset/notify); `irq_mutex_` guards interrupt state, which device
-// threads touch through VirtioInterrupt. Order: mutex_ -> device -> irq_mutex_.
+// threads touch through VirtioInterrupt. Order: mutex_ -> device -> irq_mutex_
+// (-> the MsiRouter's backend calls, which take no device lock). Queue
+// notifications arrive either as BAR writes on a vCPU thread or, with an
+// ioeventfd, as notify_queue() on the event loop; both take mutex_.
 #pragma once
 
 #include <memory>
