@@ -971,6 +971,47 @@ TEST(EmuFpu, UnmaskedSimdExceptionRaisesXmOrUd) {
   EXPECT_TRUE(std::isinf(x2));
 }
 
+HV_EMU_SNIPPET(x87_real_mode_environment, R"(
+.code16
+  fninit
+  fld1
+  fld qword ptr [0x300]
+  fnstenv [0x200]
+  .byte 0x66
+  fnstenv [0x220]
+  fldenv [0x200]
+  fnstenv [0x240]
+  hlt
+.code64
+)")
+
+// The real-mode environment layouts hold linear instruction/data pointers and the opcode.
+TEST(EmuFpu, RealModeEnvironmentLayouts) {
+  TestMachine m;
+  m.load_code(x87_real_mode_environment(), 0x8000);
+  m.enter_real_mode(0x8000);
+  m.write_value<double>(0x300, 0.25);
+  ASSERT_EQ(m.run().stop, Stop::kHalt);
+  ASSERT_EQ(m.vector_taken(), -1);
+  // 14 bytes: FCW, FSW (TOP=6), tags, IP 15:0, IP 19:16 | opcode, DP 15:0, DP 19:16.
+  EXPECT_EQ(m.read<uint16_t>(0x200), 0x037fu);  // FNSTENV masks afterwards, but stores first
+  EXPECT_EQ((m.read<uint16_t>(0x202) >> 11) & 7, 6u);
+  EXPECT_EQ(m.read<uint16_t>(0x204), 0x0fffu);  // R6 valid (00), R7 valid (00), others empty
+  EXPECT_EQ(m.read<uint16_t>(0x206), 0x8004u);  // FLD m64 at 0000:8004
+  EXPECT_EQ(m.read<uint16_t>(0x208), 0x0506u);  // DD 06: opcode 101 00000110
+  EXPECT_EQ(m.read<uint16_t>(0x20a), 0x0300u);
+  EXPECT_EQ(m.read<uint16_t>(0x20c), 0x0000u);
+  // 28 bytes: the same fields in doublewords.
+  EXPECT_EQ(m.read<uint16_t>(0x220 + 12), 0x8004u);
+  EXPECT_EQ(m.read<uint32_t>(0x220 + 16), 0x0506u);
+  EXPECT_EQ(m.read<uint16_t>(0x220 + 20), 0x0300u);
+  EXPECT_EQ(m.read<uint32_t>(0x220 + 24), 0u);
+  // FLDENV of the first image and FNSTENV again reproduce it (the control word as stored).
+  for (unsigned off = 0; off < 14; off += 2) {
+    EXPECT_EQ(m.read<uint16_t>(0x240 + off), m.read<uint16_t>(0x200 + off)) << "offset " << off;
+  }
+}
+
 HV_EMU_SNIPPET(sse_exact_tiny_product, R"(
   ldmxcsr dword ptr [rsi]
   movsd xmm0, qword ptr [rsi + 8]
