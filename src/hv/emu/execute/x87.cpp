@@ -177,11 +177,15 @@ void h_x87(Cpu& cpu, const Insn& insn) {
   const uint8_t modrm = static_cast<uint8_t>(insn.imm);
   const bool memory = modrm < 0xc0;
   const bool store = insn.cc & kX87Store;
-  alignas(16) uint8_t buffer[16] = {};
+  // Room for the largest x87 memory image (FNSAVE's 108 bytes) although only
+  // operands of up to 10 bytes get here: the environment forms are software.
+  alignas(16) uint8_t buffer[112] = {};
   unsigned size = 0;
   uint64_t ea = 0;
   if (memory) {
-    size = insn.op[0].size;
+    for (unsigned i = 0; i < insn.nops; ++i) {
+      if (insn.op[i].kind == OpKind::kMem) size = insn.op[i].size;
+    }
     if (size == 0 || size > 10) throw EmulationFailure{"x87 memory operand of an unexpected size"};
     ea = effective_address(cpu, insn);
     const uint64_t mask = address_mask(insn.addrsize);
