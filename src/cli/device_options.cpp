@@ -18,7 +18,7 @@ struct WithoutTransport {
 // Takes the transport=... field out of a comma-separated option. With
 // `escaped_first_field`, a ",," in the first field is a literal comma (a
 // --disk file name) and stays as it is for the device's parser.
-Result<WithoutTransport> take_transport(const std::string& flag, const std::string& text, bool escaped_first_field) {
+Result<WithoutTransport> take_transport(const std::string& text, bool escaped_first_field) {
   std::vector<std::string> fields;  // raw text of each field
   std::string field;
   for (size_t i = 0; i < text.size(); ++i) {
@@ -38,13 +38,9 @@ Result<WithoutTransport> take_transport(const std::string& flag, const std::stri
   std::optional<std::string> seen;
   for (size_t i = 0; i < fields.size(); ++i) {
     if (i > 0 && fields[i].rfind("transport=", 0) == 0) {
-      if (seen)
-        return Error(ErrorCode::kInvalidArgument,
-                     flag + " " + text + ": transport= is given twice; give it once (pci or mmio)");
+      if (seen) return Error(ErrorCode::kInvalidArgument, "transport= is given twice; give it once (pci or mmio)");
       seen = fields[i].substr(sizeof("transport=") - 1);
-      auto transport = parse_virtio_transport(*seen);
-      if (!transport) return std::move(transport).error().with_context(flag);
-      out.transport = *transport;
+      out.transport = HV_TRY(parse_virtio_transport(*seen));
       continue;
     }
     if (i > 0) out.rest += ',';  // the first field is always kept
@@ -63,17 +59,21 @@ Result<VirtioTransport> parse_virtio_transport(const std::string& text) {
 }
 
 Result<DiskConfig> parse_disk_config(const std::string& text) {
-  const WithoutTransport split = HV_TRY(take_transport("--disk", text, /*escaped_first_field=*/true));
+  // Errors name the key only: the caller says which --disk they are about,
+  // as it does for the disk parser's own errors.
+  const WithoutTransport split = HV_TRY(take_transport(text, /*escaped_first_field=*/true));
   auto disk = block::parse_disk_option(split.rest);
   if (!disk) return std::move(disk).error();
   return DiskConfig{*disk, split.transport};
 }
 
 Result<NetConfig> parse_net_config(const std::string& text) {
-  const WithoutTransport split = HV_TRY(take_transport("--net", text, /*escaped_first_field=*/false));
-  auto net = net::parse_net_option(split.rest);
+  // The net parser's errors name the option themselves; these do too.
+  auto split = take_transport(text, /*escaped_first_field=*/false);
+  if (!split) return std::move(split).error().with_context("--net " + text);
+  auto net = net::parse_net_option(split->rest);
   if (!net) return std::move(net).error();
-  return NetConfig{*net, split.transport};
+  return NetConfig{*net, split->transport};
 }
 
 Result<ConsoleDevice> parse_console_device(const std::string& text) {

@@ -67,7 +67,10 @@ TEST(DeviceOptions, NetTakesTransportToo) {
   EXPECT_EQ(pci->transport, VirtioTransport::kPci);
 
   EXPECT_FALSE(parse_net_config("tap,transport=mmio").ok()) << "ifname is still required";
-  EXPECT_FALSE(parse_net_config("tap,ifname=x,transport=virtio").ok());
+  auto bad = parse_net_config("tap,ifname=x,transport=virtio");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().message().rfind("--net tap,ifname=x,transport=virtio: transport=virtio: expected pci", 0), 0u)
+      << bad.error().message();
   // The backend comes first; "transport=mmio" is not a backend.
   EXPECT_FALSE(parse_net_config("transport=mmio,tap,ifname=x").ok());
 }

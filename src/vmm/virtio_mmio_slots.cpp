@@ -11,7 +11,7 @@ Result<std::shared_ptr<VirtioMmioDevice>> VirtioMmioSlots::add(std::shared_ptr<V
   const size_t slot = devices_.size();
   if (slot >= arch::kVirtioMmioSlots)
     return Error(ErrorCode::kOutOfRange, "virtio-mmio: every one of the " + std::to_string(arch::kVirtioMmioSlots) +
-                                             " slots is taken; put the " + std::string(device->name()) +
+                                             " slots is taken; put the virtio-" + std::string(device->name()) +
                                              " device on PCI (transport=pci) instead");
   const uint64_t base = arch::kVirtioMmioStart + slot * arch::kVirtioMmioStride;
   const uint32_t gsi = arch::kVirtioMmioFirstGsi + static_cast<uint32_t>(slot);
