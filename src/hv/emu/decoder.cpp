@@ -107,6 +107,13 @@ Mapping mmx_handler_for(const ZydisDecodedInstruction& in) {
     case ZYDIS_MNEMONIC_MOVQ2DQ:
     case ZYDIS_MNEMONIC_MOVDQ2Q: return {h_movq2dq};
     case ZYDIS_MNEMONIC_PSHUFW: return {h_mmx_pshufw};
+    case ZYDIS_MNEMONIC_MASKMOVQ: return {h_sse_maskmov};
+    case ZYDIS_MNEMONIC_CVTPI2PS: return {h_sse_cvtpi2ps};
+    case ZYDIS_MNEMONIC_CVTPS2PI: return {h_sse_cvtps2pi};
+    case ZYDIS_MNEMONIC_CVTTPS2PI: return {h_sse_cvttps2pi};
+    case ZYDIS_MNEMONIC_CVTPI2PD: return {h_sse_cvtpi2pd};
+    case ZYDIS_MNEMONIC_CVTPD2PI: return {h_sse_cvtpd2pi};
+    case ZYDIS_MNEMONIC_CVTTPD2PI: return {h_sse_cvttpd2pi};
     default: return simd_integer_handler_for(in);
   }
 }
@@ -503,6 +510,10 @@ Mapping handler_for(const ZydisDecodedInstruction& in, const ZydisDecodedOperand
     case ZYDIS_MNEMONIC_CVTSD2SI: return {h_sse_cvtsd2si};
     case ZYDIS_MNEMONIC_CVTSS2SI: return {h_sse_cvtss2si};
     case ZYDIS_MNEMONIC_SHUFPD: return {h_sse_shufpd};
+    case ZYDIS_MNEMONIC_MASKMOVDQU: return {h_sse_maskmov};
+    // From a 64-bit memory operand (the MMX register forms are in mmx_handler_for).
+    case ZYDIS_MNEMONIC_CVTPI2PS: return {h_sse_cvtpi2ps};
+    case ZYDIS_MNEMONIC_CVTPI2PD: return {h_sse_cvtpi2pd};
     case ZYDIS_MNEMONIC_CVTSI2SD: return {h_sse_cvtsi2sd};
     case ZYDIS_MNEMONIC_CVTSI2SS: return {h_sse_cvtsi2ss};
     case ZYDIS_MNEMONIC_CVTTSD2SI: return {h_sse_cvttsd2si};

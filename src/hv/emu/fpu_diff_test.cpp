@@ -337,6 +337,12 @@ SNIP(mmx_pextrw, "pextrw eax, mm3, 2")
 SNIP(mmx_pinsrw, "pinsrw mm3, eax, 1")
 SNIP(mmx_pmovmskb, "pmovmskb eax, mm5")
 SNIP(mmx_movntq, "movntq [rdi], mm6")
+SNIP(mmx_maskmovq, "maskmovq mm0, mm1")
+SNIP(xmm_maskmovdqu, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n maskmovdqu xmm0, xmm1")
+SNIP(mmx_cvtpi2ps, "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n cvtpi2ps xmm0, mm3\n cvtpi2ps xmm1, [rsi + 32]\n movdqu [rdi], xmm0\n movdqu [rdi + 16], xmm1")
+SNIP(mmx_cvtpi2pd, "cvtpi2pd xmm0, mm3\n cvtpi2pd xmm1, [rsi + 32]\n movdqu [rdi], xmm0\n movdqu [rdi + 16], xmm1")
+SNIP(mmx_cvtps2pi, "movdqu xmm0, [rsi]\n cvtps2pi mm1, xmm0\n cvttps2pi mm2, [rsi + 16]")
+SNIP(mmx_cvtpd2pi, "movdqu xmm0, [rsi]\n cvtpd2pi mm1, xmm0\n cvttpd2pi mm2, [rsi + 16]")
 SNIP(mmx_x87_after, "movq mm0, [rsi]\n paddw mm0, mm0\n emms\n fld qword ptr [rsi + 16]\n fstp qword ptr [rdi]")
 // ---- SSE floating point under MXCSR (rounding, DAZ, FTZ, sticky flags) ----
 #define SSE2OP(op) "movdqu xmm0, [rsi]\n movdqu xmm1, [rsi + 16]\n " op " xmm0, xmm1\n movdqu [rdi], xmm0"
@@ -625,6 +631,12 @@ const std::vector<Case>& cases() {
       X(mmx_pextrw, kRandom),
       X(mmx_pinsrw, kRandom),
       X(mmx_pmovmskb, kRandom),
+      X(mmx_maskmovq, kRandom),
+      X(xmm_maskmovdqu, kRandom),
+      X(mmx_cvtpi2ps, kI32, kSse),
+      X(mmx_cvtpi2pd, kI32, kSse),
+      X(mmx_cvtps2pi, kF32, kSse),
+      X(mmx_cvtpd2pi, kF64, kSse),
       X(mmx_movntq, kRandom),
       X(mmx_x87_after, kF64, kSequence),
       X(sse_addsd, kF64, kSse),

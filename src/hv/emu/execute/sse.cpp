@@ -476,6 +476,25 @@ void h_sse_pinsrw(Cpu& cpu, const Insn& insn) {
   store_reg(cpu, insn.op[0], a);
 }
 
+// MASKMOVQ/MASKMOVDQU: the bytes whose mask byte has its top bit set go to
+// DS:[RDI] (or the override segment).
+void h_sse_maskmov(Cpu& cpu, const Insn& insn) {
+  check_simd(cpu, insn);
+  const V128 data = load_reg(cpu, insn.op[0]);
+  const V128 mask = load_reg(cpu, insn.op[1]);
+  const unsigned n = width(insn);
+  const uint64_t ea = cpu.gpr[7] & address_mask(insn.addrsize);
+  bool any = false;
+  for (unsigned i = 0; i < n; ++i) any |= (mask.b[i] & 0x80) != 0;
+  if (any) {
+    probe_write(cpu, insn.mem.seg, ea, n);
+    for (unsigned i = 0; i < n; ++i) {
+      if (mask.b[i] & 0x80) write_mem<uint8_t>(cpu, insn.mem.seg, (ea + i) & address_mask(insn.addrsize), data.b[i]);
+    }
+  }
+  finish(cpu, insn);
+}
+
 void h_emms(Cpu& cpu, const Insn&) {
   check_mmx(cpu);
   cpu.x87.ftw = 0;

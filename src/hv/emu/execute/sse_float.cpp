@@ -261,6 +261,34 @@ void h_sse_ucomisd(Cpu& cpu, const Insn& insn) { compare<true, false>(cpu, insn)
 void h_sse_comiss(Cpu& cpu, const Insn& insn) { compare<false, true>(cpu, insn); }
 void h_sse_ucomiss(Cpu& cpu, const Insn& insn) { compare<false, false>(cpu, insn); }
 
+// The conversions with an MMX register or a 64-bit memory operand run as
+// the matching XMM conversion with the unused lanes zero (which convert
+// exactly, raising nothing). CVTPI2PS keeps the destination's upper half.
+namespace {
+void mmx_convert(Cpu& cpu, const Insn& insn, HostOp op, unsigned source_bytes, bool keep_upper) {
+  check_sse(cpu);
+  if (uses_mmx(insn)) check_mmx(cpu);
+  V128 b = source(cpu, insn, 1, source_bytes == 16);
+  if (source_bytes == 8) std::memset(b.b + 8, 0, 8);
+  V128 r{};
+  commit_flags(cpu, op(r, b, host_mxcsr(cpu.mxcsr)), false);
+  if (insn.op[0].kind == OpKind::kXmm && keep_upper) {
+    V128 a = load_xmm(cpu, insn.op[0].reg);
+    std::memcpy(a.b, r.b, 8);
+    r = a;
+  }
+  store_reg(cpu, insn.op[0], r);
+  finish(cpu, insn);
+}
+}  // namespace
+
+void h_sse_cvtpi2ps(Cpu& cpu, const Insn& insn) { mmx_convert(cpu, insn, host_cvtdq2ps, 8, true); }
+void h_sse_cvtps2pi(Cpu& cpu, const Insn& insn) { mmx_convert(cpu, insn, host_cvtps2dq, 8, false); }
+void h_sse_cvttps2pi(Cpu& cpu, const Insn& insn) { mmx_convert(cpu, insn, host_cvttps2dq, 8, false); }
+void h_sse_cvtpi2pd(Cpu& cpu, const Insn& insn) { mmx_convert(cpu, insn, host_cvtdq2pd, 8, false); }
+void h_sse_cvtpd2pi(Cpu& cpu, const Insn& insn) { mmx_convert(cpu, insn, host_cvtpd2dq, 16, false); }
+void h_sse_cvttpd2pi(Cpu& cpu, const Insn& insn) { mmx_convert(cpu, insn, host_cvttpd2dq, 16, false); }
+
 // CVTSI2SD/CVTSI2SS from a 32- or 64-bit integer (inexact under the guest's rounding).
 namespace {
 template <bool kDouble>
