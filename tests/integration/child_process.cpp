@@ -49,12 +49,22 @@ bool drain(int fd, std::string& into) {
 }  // namespace
 
 ChildResult run_child(const std::vector<std::string>& argv, std::chrono::milliseconds timeout,
-                      const StopCondition& stop_when) {
+                      const StopCondition& stop_when, const std::string& input) {
   ChildResult result;
-  Pipe out, err;
-  if (argv.empty() || !open_pipe(out) || !open_pipe(err)) {
+  Pipe out, err, in;
+  if (argv.empty() || !open_pipe(out) || !open_pipe(err) || (!input.empty() && !open_pipe(in))) {
     result.error = argv.empty() ? "no program given" : std::string("pipe: ") + std::strerror(errno);
     return result;
+  }
+  if (!input.empty()) {
+    // Written before the fork, while this process holds the read end (no
+    // SIGPIPE), into the pipe's buffer (no blocking); closing ends the input.
+    if (input.size() > 65536 || write(in.write, input.data(), input.size()) != static_cast<ssize_t>(input.size())) {
+      result.error = "could not put " + std::to_string(input.size()) + " bytes of input in a pipe";
+      return result;
+    }
+    close(in.write);
+    in.write = -1;
   }
   std::vector<char*> args;
   for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
@@ -67,8 +77,8 @@ ChildResult run_child(const std::vector<std::string>& argv, std::chrono::millise
     return result;
   }
   if (pid == 0) {
-    int null = open("/dev/null", O_RDONLY);
-    if (null < 0 || dup2(null, 0) < 0 || dup2(out.write, 1) < 0 || dup2(err.write, 2) < 0) _exit(126);
+    int stdin_fd = input.empty() ? open("/dev/null", O_RDONLY) : in.read;
+    if (stdin_fd < 0 || dup2(stdin_fd, 0) < 0 || dup2(out.write, 1) < 0 || dup2(err.write, 2) < 0) _exit(126);
     execv(args[0], args.data());
     _exit(127);
   }

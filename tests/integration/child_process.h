@@ -24,12 +24,14 @@ struct ChildResult {
 
 constexpr size_t kMaxCapture = 4 << 20;
 
-// Runs argv[0] (a path) with argv, stdin from /dev/null. If stop_when is
-// given, it sees stdout as it grows; once it returns true the child gets
-// SIGTERM and has kTerminateGrace to exit before it is killed (timed_out).
+// Runs argv[0] (a path) with argv, stdin from /dev/null, or from a pipe that
+// holds `input` and then ends (at most a pipe's buffer, 64 KiB) when input is
+// not empty. If stop_when is given, it sees stdout as it grows; once it
+// returns true the child gets SIGTERM and has kTerminateGrace to exit before
+// it is killed (timed_out).
 using StopCondition = std::function<bool(const std::string& out)>;
 constexpr std::chrono::seconds kTerminateGrace{10};
 ChildResult run_child(const std::vector<std::string>& argv, std::chrono::milliseconds timeout,
-                      const StopCondition& stop_when = nullptr);
+                      const StopCondition& stop_when = nullptr, const std::string& input = "");
 
 }  // namespace hostvisor::testing

@@ -74,7 +74,13 @@ TEST_P(GuestBootTest, BootsAndReports) {
     argv.insert(argv.end(), {"--disk", disks->writable_path(), "--disk", disks->read_only_path() + ",readonly=on"});
   }
 
-  const ChildResult r = run_child(argv, kGuestTimeout);
+  std::string input;
+  if (c.console_input) {
+    argv.insert(argv.end(), {"--console", "virtio"});
+    input = HVT_VIRTIO_CONSOLE_INPUT;
+  }
+
+  const ChildResult r = run_child(argv, kGuestTimeout, nullptr, input);
   const std::string log = transcript("hostvisor run --kernel " + kernel + " --accel " + accel, r);
   ASSERT_TRUE(r.started) << log;
   ASSERT_FALSE(r.timed_out) << "the guest did not finish within " << kGuestTimeout.count() << " s" << log;

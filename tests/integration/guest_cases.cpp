@@ -41,6 +41,8 @@ const std::vector<GuestCase> kGuestCases = {
     {"virtio_console", "elf64", Expect::kPass},
     {"virtio_console", "pvh", Expect::kPass},
     {"virtio_console", "multiboot", Expect::kPass},
+    {"virtio_console_input", "elf64", Expect::kPass, false, 1, false, true},
+    {"virtio_console_input", "pvh", Expect::kPass, false, 1, false, true},
     {"virtio_msix_smp", "elf64", Expect::kPass, false, 2},
     {"virtio_msix_smp", "pvh", Expect::kPass, false, 2},
 };
@@ -140,6 +142,9 @@ std::string missing_console_lines(const GuestCase& c, const std::string& console
       // The spec only says SHOULD; hostvisor and QEMU both announce it.
       if (scenario == "virtio_blk" && !contains(console, "DEVICE_NEEDS_RESET, with a configuration interrupt"))
         return "no configuration interrupt announced DEVICE_NEEDS_RESET";
+      if (scenario == "virtio_console_input" &&
+          !contains(virtio_console, HVT_VIRTIO_CONSOLE_ECHO HVT_VIRTIO_CONSOLE_INPUT))
+        return "the virtio console's output lacks the echo \"" HVT_VIRTIO_CONSOLE_ECHO "\" of the typed line";
       if ((scenario == "virtio_console" || scenario == "virtio_msix_smp") &&
           count(virtio_console, HVT_VIRTIO_CONSOLE_TEXT) != 2)
         return "the virtio console's output has \"" HVT_VIRTIO_CONSOLE_TEXT "\" " +

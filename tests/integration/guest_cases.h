@@ -31,6 +31,8 @@ struct GuestCase {
   int cpus = 1;
   // Boots with the two test disks (TestDisks): a writable and a read-only one.
   bool test_disks = false;
+  // The host types HVT_VIRTIO_CONSOLE_INPUT into the virtio console.
+  bool console_input = false;
 };
 
 // Names the case in gtest's output instead of dumping its bytes.

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -68,29 +69,43 @@ TEST_P(QemuOracleTest, KernelBehavesUnderQemu) {
   }
   // The virtio console's port 0 goes to a file, apart from the serial port,
   // so the oracle also proves the kernel sends its text through the device.
-  // Three MSI-X vectors: configuration, receiveq0, transmitq0.
-  const std::string hvc_path =
-      std::filesystem::temp_directory_path() / ("hv-test-hvc-" + std::to_string(getpid()) + "-" + c.format + ".txt");
+  // Three MSI-X vectors: configuration, receiveq0, transmitq0. With typed
+  // input the virtio console takes QEMU's stdin and stdout instead (QEMU 7.2's
+  // file chardev has no input), and the serial port goes to a file.
+  const std::string scratch = std::filesystem::temp_directory_path() /
+                              ("hv-test-qemu-" + std::to_string(getpid()) + "-" + c.scenario + "-" + c.format);
+  const std::string hvc_path = scratch + "-hvc.txt", serial_path = scratch + "-serial.txt";
+  const std::string scenario = c.scenario;
   const bool virtio_console =
-      std::string(c.scenario) == "virtio_console" || std::string(c.scenario) == "virtio_msix_smp";
+      scenario == "virtio_console" || scenario == "virtio_msix_smp" || scenario == "virtio_console_input";
   if (virtio_console) {
-    argv.insert(argv.end(), {"-chardev", "file,id=hvc,path=" + hvc_path, "-device",
-                             "virtio-serial-pci,disable-legacy=on,vectors=3", "-device", "virtconsole,chardev=hvc"});
+    argv.insert(argv.end(),
+                {"-chardev", c.console_input ? "stdio,id=hvc,signal=off" : "file,id=hvc,path=" + hvc_path, "-device",
+                 "virtio-serial-pci,disable-legacy=on,vectors=3", "-device", "virtconsole,chardev=hvc"});
   }
-  const ChildResult r = run_child(argv, kQemuTimeout);
+  if (c.console_input) *std::find(argv.begin(), argv.end(), "stdio") = "file:" + serial_path;
+  const ChildResult r = run_child(argv, kQemuTimeout, nullptr, c.console_input ? HVT_VIRTIO_CONSOLE_INPUT : "");
   const std::string log = transcript("qemu -kernel " + kernel, r);
-  std::string hvc_output;
-  if (virtio_console) {
-    std::ifstream in(hvc_path, std::ios::binary);
-    hvc_output.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  auto take_file = [](const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     std::error_code ignored;
-    std::filesystem::remove(hvc_path, ignored);
-  }
+    std::filesystem::remove(path, ignored);
+    return text;
+  };
+  const std::string serial_output = c.console_input ? take_file(serial_path) : r.out;
+  const std::string hvc_output = !virtio_console ? "" : c.console_input ? r.out : take_file(hvc_path);
   ASSERT_TRUE(r.started) << log;
   ASSERT_FALSE(r.timed_out) << log;
-  EXPECT_EQ(missing_console_lines(c, r.out, hvc_output), "") << log << "\n--- virtio console:\n" << hvc_output;
-  if (virtio_console)
-    EXPECT_EQ(r.out.find(HVT_VIRTIO_CONSOLE_TEXT), std::string::npos) << "the text went out on the serial port" << log;
+  EXPECT_EQ(missing_console_lines(c, serial_output, hvc_output), "") << log << "\n--- serial port:\n"
+                                                                     << serial_output << "\n--- virtio console:\n"
+                                                                     << hvc_output;
+  if (virtio_console) {
+    EXPECT_EQ(serial_output.find(HVT_VIRTIO_CONSOLE_TEXT), std::string::npos)
+        << "the text went out on the serial port" << log;
+    EXPECT_EQ(serial_output.find(HVT_VIRTIO_CONSOLE_ECHO), std::string::npos)
+        << "the echo went out on the serial port" << log;
+  }
   if (disks) EXPECT_EQ(disks->check_after_run(), "") << log;
   EXPECT_EQ(r.exit_status, c.expect == Expect::kPass ? kStatusPass : 0) << log;
 }

@@ -76,4 +76,11 @@ static inline uint8_t hvt_guest_byte(uint64_t sector, uint32_t offset) {
  * that takes the interrupt. */
 #define HVT_VIRTIO_CONSOLE_TEXT "hvc0 says: hello through transmitq0\n"
 
+/* The virtio_console_input test: the host types this line into the virtio
+ * console (hostvisor --console virtio; QEMU's stdio chardev); the kernel
+ * receives it through receiveq0 in 8-byte buffers and sends back
+ * HVT_VIRTIO_CONSOLE_ECHO followed by what it received, through transmitq0. */
+#define HVT_VIRTIO_CONSOLE_INPUT "typed into hvc0 by the host\n"
+#define HVT_VIRTIO_CONSOLE_ECHO "hvc0 received: "
+
 #endif

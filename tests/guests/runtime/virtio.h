@@ -81,6 +81,10 @@ struct virtq {
   /* used.idx as the last interrupt's handler saw it: the entries below it
    * were announced by an interrupt. */
   volatile uint16_t used_idx_at_interrupt;
+  /* Used entries that need no interrupt of their own: announced by one, or
+   * added while the device still saw an older used_event (EVENT_IDX). */
+  uint16_t covered;
+  uint16_t used_event;                   /* the value last written to avail.used_event */
   void (*on_interrupt)(struct virtq* q); /* optional, from the interrupt handler (any CPU) */
   uint32_t chains;                       /* chains returned since start */
   uint32_t notifications;                /* notify writes done */

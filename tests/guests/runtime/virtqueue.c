@@ -38,6 +38,27 @@ static bool need_event(uint16_t event, uint16_t new_idx, uint16_t old_idx) {
   return (uint16_t)(new_idx - event - 1) < (uint16_t)(new_idx - old_idx);
 }
 
+/* The later of two ring indices (they are never 32768 apart). */
+static uint16_t later(uint16_t a, uint16_t b) { return (uint16_t)(b - a) < 0x8000u ? b : a; }
+
+/* Brings the covered used entries up to what interrupts announced and, with
+ * EVENT_IDX, moves used_event there, so the device interrupts for the first
+ * entry not covered yet (2.7.10). An entry the device added while it still
+ * saw the older used_event legitimately came without an interrupt: the ones
+ * visible right after the move are covered, and used_event moves again. An
+ * unchanged used_event excuses nothing: the device already judged every
+ * entry against it. */
+static void cover_announced(struct virtq* q) {
+  q->covered = later(q->covered, q->used_idx_at_interrupt);
+  if (!q->event_idx) return;
+  while (q->used_event != q->covered) {
+    q->used_event = q->covered;
+    *(volatile uint16_t*)&q->avail.used_event = q->used_event;
+    memory_fence(); /* used_event before reading used.idx */
+    q->covered = later(q->covered, *(volatile uint16_t*)&q->used.idx);
+  }
+}
+
 uint16_t virtq_add(struct virtq* q, const struct virtq_buffer* buffers, unsigned count) {
   if (count == 0 || count > q->free_count)
     test_fail("%s: a chain of %u buffers does not fit in %u free descriptors", q->name, count, q->free_count);
@@ -57,6 +78,8 @@ uint16_t virtq_add(struct virtq* q, const struct virtq_buffer* buffers, unsigned
   q->free_count = (uint16_t)(q->free_count - count);
   q->chain_length[head] = (uint8_t)count;
 
+  /* used_event in place before the device can use the chain. */
+  cover_announced(q);
   q->avail.ring[q->avail_idx % q->size] = head;
   compiler_barrier(); /* x86 keeps stores in order; the ring entry before the index (2.7.13) */
   q->avail_idx++;
@@ -66,8 +89,6 @@ uint16_t virtq_add(struct virtq* q, const struct virtq_buffer* buffers, unsigned
 }
 
 void virtq_kick(struct virtq* q) {
-  /* Ask for an interrupt on the very next used entry. */
-  if (q->event_idx) *(volatile uint16_t*)&q->avail.used_event = q->last_used;
   memory_fence(); /* the index stores before reading the device's suppression state (2.7.13.4) */
   const bool notify = q->event_idx ? need_event(*(volatile uint16_t*)&q->used.avail_event, q->avail_idx, q->kicked_idx)
                                    : !(*(volatile uint16_t*)&q->used.flags & 1 /* VIRTQ_USED_F_NO_NOTIFY */);
@@ -109,22 +130,15 @@ struct collect {
 };
 
 /* Collects what the device returned; done when all chains are back and
- * interrupts announced them. Runs with interrupts off. */
+ * covered (announced by an interrupt, or excused by cover_announced()).
+ * Runs with interrupts off. */
 static bool collected(const void* arg) {
   struct collect* c = (struct collect*)arg;
   struct virtq* q = c->q;
-  for (;;) {
-    while (c->got < c->want && virtq_pending_used(q) != 0) c->out[c->got++] = take_used(q);
-    if (c->got == c->want || !q->event_idx) break;
-    /* Re-arm used_event, then look again: an entry added before the device
-     * saw the new used_event raises no interrupt (2.7.10). */
-    *(volatile uint16_t*)&q->avail.used_event = q->last_used;
-    memory_fence();
-    if (virtq_pending_used(q) == 0) break;
-  }
-  /* Every entry taken lies below what an interrupt announced. */
-  const uint16_t announced = q->used_idx_at_interrupt;
-  return c->got == c->want && (uint16_t)(announced - q->last_used) < 0x8000u;
+  while (c->got < c->want && virtq_pending_used(q) != 0) c->out[c->got++] = take_used(q);
+  cover_announced(q);
+  while (c->got < c->want && virtq_pending_used(q) != 0) c->out[c->got++] = take_used(q);
+  return c->got == c->want && (uint16_t)(q->covered - q->last_used) < 0x8000u;
 }
 
 void virtq_wait(struct virtq* q, struct virtq_completion* out, unsigned count) {
