@@ -2,10 +2,12 @@
  * MSI-X completions: capacity, serial (GET_ID), reads checked against the
  * pattern the test wrote, a write + flush + read-back on the writable disk,
  * IOERR for a write to the read-only disk and for a read past the end,
- * UNSUPP for an unknown request type. The first disk is driven without and
- * the second with VIRTIO_F_EVENT_IDX. The host test then checks the images.
- * Each request moves at most two sectors: some KVM hosts run a few million
- * guest instructions a second. */
+ * UNSUPP for an unknown request type, three reads in flight at once, MSI-X
+ * entry and function masking, and DEVICE_NEEDS_RESET after a malformed chain
+ * with recovery by reset. The first disk is driven without and the second
+ * with VIRTIO_F_EVENT_IDX. The host test then checks the images. Each
+ * request moves at most two sectors: some KVM hosts run a few million guest
+ * instructions a second. */
 #include "virtio.h"
 
 const char test_scenario[] = "virtio_blk";
