@@ -1,6 +1,7 @@
 #include "vmm/console.h"
 
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -87,6 +88,7 @@ class VirtioConsoleInput final : public ConsoleInput {
     uint64_t count;
     [[maybe_unused]] ssize_t n = ::read(console_->input_space_fd(), &count, sizeof count);
   }
+  void set_terminal_size(uint16_t cols, uint16_t rows) override { console_->set_size(cols, rows); }
 
  private:
   std::shared_ptr<VirtioConsole> console_;
@@ -114,7 +116,14 @@ Result<std::unique_ptr<TerminalConsole>> TerminalConsole::attach(EventLoop& loop
   // stdin may be unwatchable (a regular file, /dev/null): then there is
   // simply no console input and the guest runs on.
   if (loop.add(input_fd, [self](uint32_t) { self->on_input(); }).ok()) self->watching_input_ = true;
+  self->terminal_resized();
   return console;
+}
+
+void TerminalConsole::terminal_resized() {
+  winsize size{};
+  if (::ioctl(output_fd_, TIOCGWINSZ, &size) != 0 || size.ws_col == 0 || size.ws_row == 0) return;
+  target_->set_terminal_size(size.ws_col, size.ws_row);
 }
 
 TerminalConsole::~TerminalConsole() {

@@ -64,6 +64,8 @@ class ConsoleInput {
   virtual int space_fd() const = 0;
   // Clears space_fd() before the caller retries.
   virtual void consume_space() = 0;
+  // The host terminal's size, for devices that tell the guest (a UART cannot).
+  virtual void set_terminal_size(uint16_t /*cols*/, uint16_t /*rows*/) {}
 };
 
 // The 16550's receive side (its input buffer drains as the guest reads RBR).
@@ -81,6 +83,10 @@ class TerminalConsole {
   static Result<std::unique_ptr<TerminalConsole>> attach(EventLoop& loop, std::unique_ptr<ConsoleInput> target,
                                                          int input_fd, int output_fd, std::function<void()> on_quit);
   ~TerminalConsole();
+
+  // Passes the terminal's size (of output_fd, if it is a terminal) on to the
+  // device; attach() does it once, the caller again on SIGWINCH.
+  void terminal_resized();
 
  private:
   TerminalConsole(EventLoop& loop, std::unique_ptr<ConsoleInput> target, int input_fd, int output_fd,

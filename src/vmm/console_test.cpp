@@ -1,6 +1,8 @@
 #include "vmm/console.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -181,6 +183,47 @@ TEST(TerminalConsole, VirtioConsoleGetsLargeInputInOrderAsTheGuestPostsBuffers) 
   console->reset();
   ::close(fds[0]);
   ::close(fds[1]);
+}
+
+// The virtio console tells the guest the terminal's size: at attach and
+// again on terminal_resized() (SIGWINCH). Here the terminal is a pty.
+TEST(TerminalConsole, VirtioConsoleFollowsTheTerminalSize) {
+  const int master = ::posix_openpt(O_RDWR | O_NOCTTY);
+  ASSERT_GE(master, 0);
+  ASSERT_EQ(::grantpt(master), 0);
+  ASSERT_EQ(::unlockpt(master), 0);
+  const int terminal = ::open(::ptsname(master), O_RDWR | O_NOCTTY);
+  ASSERT_GE(terminal, 0);
+  winsize size{};
+  size.ws_col = 132;
+  size.ws_row = 43;
+  ASSERT_EQ(::ioctl(terminal, TIOCSWINSZ, &size), 0);
+
+  auto device = VirtioConsole::create([](std::span<const uint8_t>) {});
+  ASSERT_TRUE(device.ok());
+  auto config = [&] {
+    virtio_console::Config c{};
+    (*device)->read_config(0, std::span(reinterpret_cast<uint8_t*>(&c), sizeof c));
+    return std::make_pair(c.cols, c.rows);
+  };
+  EXPECT_EQ(config(), std::make_pair(uint16_t{80}, uint16_t{24}));  // until told
+
+  auto loop = EventLoop::create();
+  ASSERT_TRUE(loop.ok());
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  auto console = TerminalConsole::attach(**loop, virtio_console_input(*device), fds[0], terminal, [] {});
+  ASSERT_TRUE(console.ok()) << console.error().message();
+  EXPECT_EQ(config(), std::make_pair(uint16_t{132}, uint16_t{43}));
+
+  size.ws_col = 100;
+  size.ws_row = 30;
+  ASSERT_EQ(::ioctl(terminal, TIOCSWINSZ, &size), 0);
+  (*console)->terminal_resized();
+  EXPECT_EQ(config(), std::make_pair(uint16_t{100}, uint16_t{30}));
+
+  console->reset();
+  for (int fd : {fds[0], fds[1], terminal, master}) ::close(fd);
 }
 
 }  // namespace

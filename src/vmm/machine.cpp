@@ -47,6 +47,21 @@ struct Overloaded : Ts... {
 template <class... Ts>
 Overloaded(Ts...) -> Overloaded<Ts...>;
 
+// The signals the console's signalfd handles: SIGINT/SIGTERM/SIGHUP end the
+// run cleanly (terminal restored), SIGWINCH passes the terminal's new size
+// on. Every thread must block them, or the kernel may hand one to a thread
+// that does not (an emu timer, a block worker) and act on it there: kill
+// the process without restoring the terminal, or drop a SIGWINCH.
+sigset_t console_signals() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
+  sigaddset(&signals, SIGWINCH);
+  return signals;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Machine>> Machine::create(const MachineConfig& config) {
@@ -63,6 +78,9 @@ Machine::~Machine() {
 }
 
 Result<void> Machine::build() {
+  // Before any thread exists, so that every one inherits the mask.
+  const sigset_t signals = console_signals();
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   event_loop_ = HV_TRY(EventLoop::create());
   if (config_.cpus == 0 || config_.cpus > kMaxVcpus)
     return Error(ErrorCode::kInvalidArgument,
@@ -237,20 +255,18 @@ Result<void> Machine::add_firmware_tables(const arch::MemoryLayout& layout) {
 }
 
 Result<void> Machine::setup_console() {
-  // SIGINT/SIGTERM/SIGHUP end the run cleanly (terminal restored) through a
-  // signalfd; they are blocked in every thread created after this.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // The console's signals, blocked in every thread since build(), arrive here.
+  const sigset_t signals = console_signals();
   int sfd = ::signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
   if (sfd < 0) return Error::from_errno("signalfd");
   auto signal_fd = std::make_shared<UniqueFd>(sfd);
   HV_TRY(event_loop_->add(sfd, [this, signal_fd](uint32_t) {
     signalfd_siginfo info{};
     if (::read(signal_fd->get(), &info, sizeof info) != sizeof info) return;
+    if (info.ssi_signo == SIGWINCH) {
+      if (console_) console_->terminal_resized();
+      return;
+    }
     request_stop(RunOutcome{RunOutcome::Kind::kUserQuit, 0,
                             std::string("stopped by ") + ::strsignal(static_cast<int>(info.ssi_signo))});
   }));
