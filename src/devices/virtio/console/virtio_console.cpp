@@ -39,6 +39,7 @@ void VirtioConsole::read_config(uint64_t offset, std::span<uint8_t> data) {
 
 void VirtioConsole::set_size(uint16_t cols, uint16_t rows) {
   std::lock_guard lock(mutex_);
+  size_set_ = true;
   if (cols == cols_ && rows == rows_) return;
   cols_ = cols;
   rows_ = rows;
@@ -60,6 +61,9 @@ Result<void> VirtioConsole::activate(const VirtioActivation& activation) {
   failed_ = false;
   // Input typed before the driver was ready waits for its first receive buffers.
   deliver_input_locked();
+  // Linux reads cols/rows only when told of a change: a size the host set
+  // before the driver came up is announced now, or the guest would keep 0x0.
+  if (size_set_) active_->interrupt->signal_config_change();
   return ok();
 }
 

@@ -70,7 +70,8 @@ class VirtioConsole : public VirtioDevice {
   int input_space_fd() const { return space_event_.fd(); }
 
   // The host terminal's size: the guest sees it in the configuration space
-  // and is told of a change with a configuration interrupt.
+  // and is told of a change with a configuration interrupt (and of a size
+  // set before the driver was ready, as soon as it is).
   void set_size(uint16_t cols, uint16_t rows);
 
   std::string_view name() const override { return "console"; }
@@ -103,6 +104,7 @@ class VirtioConsole : public VirtioDevice {
   std::optional<VirtioActivation> active_;
   bool failed_ = false;
   uint16_t cols_ = 80, rows_ = 24;
+  bool size_set_ = false;  // set_size() was called: announce the size on activation
 };
 
 }  // namespace hostvisor

@@ -156,13 +156,17 @@ TEST_F(VirtioConsoleTest, TerminalSizeIsInTheConfigSpace) {
   console->read_config(0, std::span(reinterpret_cast<uint8_t*>(&c), sizeof c));
   EXPECT_EQ(c.cols, 80);
   EXPECT_EQ(c.rows, 24);
-  console->set_size(132, 50);  // before the driver: no interrupt
+  activate();
+  EXPECT_EQ(interrupt.config_changes, 0) << "no size from the host, nothing to announce";
+  console->reset();
+  console->set_size(132, 50);  // before the driver: no interrupt yet ...
   EXPECT_EQ(interrupt.config_changes, 0);
   activate();
+  EXPECT_EQ(interrupt.config_changes, 1) << "... but as soon as the driver is ready";
   console->set_size(100, 40);
-  EXPECT_EQ(interrupt.config_changes, 1);
+  EXPECT_EQ(interrupt.config_changes, 2);
   console->set_size(100, 40);  // no change, no interrupt
-  EXPECT_EQ(interrupt.config_changes, 1);
+  EXPECT_EQ(interrupt.config_changes, 2);
   uint16_t rows = 0;
   console->read_config(2, std::span(reinterpret_cast<uint8_t*>(&rows), 2));
   EXPECT_EQ(rows, 40);
