@@ -27,7 +27,7 @@ inline void check_sse(const Cpu& cpu) {
 inline void check_mmx(const Cpu& cpu) {
   if (cpu.cr0 & kCr0Em) raise(kUd);
   if (cpu.cr0 & kCr0Ts) raise(kNm);
-  if (x87_exception_pending(cpu.x87) && (cpu.cr0 & kCr0NeBit)) raise(kMf);
+  if (x87_exception_pending(cpu.x87) && (cpu.cr0 & x86::kCr0Ne)) raise(kMf);
 }
 
 inline bool uses_mmx(const Insn& insn) { return insn.op[0].kind == OpKind::kMmx || insn.op[1].kind == OpKind::kMmx; }

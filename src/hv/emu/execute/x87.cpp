@@ -271,8 +271,8 @@ void h_fnclex(Cpu& cpu, const Insn&) {
 }
 
 void h_fwait(Cpu& cpu, const Insn&) {
-  if ((cpu.cr0 & kCr0Mp) && (cpu.cr0 & kCr0Ts)) raise(kNm);
-  if (x87_exception_pending(cpu.x87) && (cpu.cr0 & kCr0NeBit)) raise(kMf);
+  if ((cpu.cr0 & x86::kCr0Mp) && (cpu.cr0 & kCr0Ts)) raise(kNm);
+  if (x87_exception_pending(cpu.x87) && (cpu.cr0 & x86::kCr0Ne)) raise(kMf);
 }
 
 void h_fnstenv(Cpu& cpu, const Insn& insn) {

@@ -20,7 +20,8 @@ constexpr uint16_t kFswExceptions = 0x3f;
 constexpr unsigned kFswTopShift = 11;
 constexpr uint16_t kFswTop = 7u << kFswTopShift;
 
-constexpr uint64_t kCr0Mp = 1ull << 1, kCr0Em = 1ull << 2, kCr0Ts = 1ull << 3, kCr0NeBit = 1ull << 5;
+// CR0 bits of the FPU (MP and NE are in hv/cpu_state.h).
+constexpr uint64_t kCr0Em = 1ull << 2, kCr0Ts = 1ull << 3;
 
 inline unsigned x87_top(const X87State& x) { return (x.fsw >> kFswTopShift) & 7; }
 inline void x87_set_top(X87State& x, unsigned top) {
@@ -49,7 +50,7 @@ inline void x87_update_summary(X87State& x) {
 // IGNNE# were asserted (the instruction runs, the exception stays pending).
 inline void x87_check_waiting(const Cpu& cpu) {
   if (cpu.cr0 & (kCr0Em | kCr0Ts)) raise(kNm);
-  if (x87_exception_pending(cpu.x87) && (cpu.cr0 & kCr0NeBit)) raise(kMf);
+  if (x87_exception_pending(cpu.x87) && (cpu.cr0 & x86::kCr0Ne)) raise(kMf);
 }
 
 // The FNSAVE/FRSTOR image in the 32-bit protected-mode layout (108 bytes):
