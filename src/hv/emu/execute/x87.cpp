@@ -15,7 +15,6 @@ namespace hostvisor::emu {
 namespace {
 
 constexpr uint64_t kCr4Osfxsr = 1ull << 9;
-constexpr uint32_t kMxcsrMask = 0xffff;  // every MXCSR bit including DAZ is writable
 
 // Non-waiting control instructions check only for a disabled FPU.
 void check_x87_enabled(const Cpu& cpu) {
@@ -317,7 +316,7 @@ void h_ldmxcsr(Cpu& cpu, const Insn& insn) {
   check_fxsr(cpu);
   if (!(cpu.cr4 & kCr4Osfxsr)) raise(kUd);
   const uint32_t v = read_mem<uint32_t>(cpu, insn.mem.seg, effective_address(cpu, insn));
-  if (v & ~kMxcsrMask) raise(kGp, 0);
+  if (v & ~mxcsr_writable_bits()) raise(kGp, 0);
   cpu.mxcsr = v;
 }
 
@@ -347,7 +346,7 @@ void h_fxsave(Cpu& cpu, const Insn& insn) {
     std::memcpy(area + 20, &x.fds, 2);
   }
   std::memcpy(area + 24, &cpu.mxcsr, 4);
-  const uint32_t mask = kMxcsrMask;
+  const uint32_t mask = mxcsr_writable_bits();
   std::memcpy(area + 28, &mask, 4);
   const unsigned top = x87_top(x);
   for (unsigned i = 0; i < 8; ++i) std::memcpy(area + 32 + 16 * i, x.st[(top + i) & 7], 10);
@@ -377,7 +376,7 @@ void h_fxrstor(Cpu& cpu, const Insn& insn) {
   }
   uint32_t mxcsr;
   std::memcpy(&mxcsr, area + 24, 4);
-  if ((cpu.cr4 & kCr4Osfxsr) && (mxcsr & ~kMxcsrMask)) raise(kGp, 0);
+  if ((cpu.cr4 & kCr4Osfxsr) && (mxcsr & ~mxcsr_writable_bits())) raise(kGp, 0);
   X87State x = cpu.x87;
   std::memcpy(&x.fcw, area + 0, 2);
   std::memcpy(&x.fsw, area + 2, 2);

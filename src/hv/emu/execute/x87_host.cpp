@@ -1,5 +1,7 @@
 #include "hv/emu/execute/x87_host.h"
 
+#include <cstring>
+
 #include "hv/emu/flags.h"
 
 // A table of 2048 four-byte stubs, one per (opcode 0xD8-0xDF, ModRM) pair:
@@ -69,6 +71,17 @@ void x87_host_execute(FsaveImage& image, uint8_t opcode, uint8_t modrm, void* me
   uint64_t host_flags = 0x202 | (rflags & kArithFlags);
   hv_emu_x87_host_run(image.b, stubs() + 4 * index, memory, &host_flags);
   rflags = (rflags & ~kArithFlags) | (host_flags & kArithFlags);
+}
+
+uint32_t mxcsr_writable_bits() {
+  static const uint32_t bits = [] {
+    alignas(16) uint8_t area[512] = {};
+    asm volatile("fxsave %0" : "=m"(area));
+    uint32_t mask;
+    std::memcpy(&mask, area + 28, 4);
+    return mask ? mask : 0xffbfu;  // zero means the original 0xFFBF (no DAZ)
+  }();
+  return bits;
 }
 
 }  // namespace hostvisor::emu

@@ -24,4 +24,9 @@ namespace hostvisor::emu {
 // saved before and restored after.
 void x87_host_execute(FsaveImage& image, uint8_t opcode, uint8_t modrm, void* memory, uint64_t& rflags);
 
+// The MXCSR bits the guest may set (FXSAVE's MXCSR_MASK): those the host
+// supports, since SSE floating point runs under the guest's MXCSR on the host
+// (every current x86-64 CPU: 0xFFFF, DAZ included).
+uint32_t mxcsr_writable_bits();
+
 }  // namespace hostvisor::emu
