@@ -1044,6 +1044,31 @@ TEST(EmuFpu, ExactTinyResultUnderflowsOnlyWhenUnmasked) {
   }
 }
 
+HV_EMU_SNIPPET(x87_fwait_then_fld1, R"(
+  fwait
+  mov eax, 1
+  fld1
+  hlt
+)")
+
+// CR0.EM: x87 instructions raise #NM (software FP emulation); FWAIT does not
+// (it faults only with MP and TS both set).
+TEST(EmuFpu, EmulationBitMakesX87RaiseNm) {
+  TestMachine m;
+  m.load_code(x87_fwait_then_fld1());
+  m.cpu().cr0 |= 1ull << 2;
+  ASSERT_EQ(m.run().stop, Stop::kHalt);
+  EXPECT_EQ(m.vector_taken(), kNm);
+  EXPECT_EQ(m.cpu().gpr[0], 1u);  // FWAIT and the MOV ran
+
+  TestMachine mp_ts;
+  mp_ts.load_code(x87_fwait_then_fld1());
+  mp_ts.cpu().cr0 |= (1ull << 1) | (1ull << 3);
+  ASSERT_EQ(mp_ts.run().stop, Stop::kHalt);
+  EXPECT_EQ(mp_ts.vector_taken(), kNm);
+  EXPECT_EQ(mp_ts.cpu().gpr[0], 0u);  // FWAIT faulted
+}
+
 HV_EMU_SNIPPET(mmx_paddb_only, R"(
   paddb mm0, mm1
   hlt
