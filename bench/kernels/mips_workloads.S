@@ -110,10 +110,12 @@ bench_crc:
 9:      notl %eax
         ret
 
-/* TLB pressure: arg is the base of a region of TLB_REGION_BYTES mapped with
- * 4 KiB pages; each iteration reads one quadword, then steps 509 pages and 8
- * bytes on (509 is odd, so the walk visits every page of the power-of-two
- * region before it repeats). 5 instructions per iteration. */
+/* TLB pressure: arg is the base of a region of TLB_REGION_BYTES (32 MiB,
+ * 8192 pages) mapped with 4 KiB pages; each iteration reads one quadword,
+ * then steps 509 pages and 8 bytes on, wrapping at the end of the region.
+ * 509 is odd, so the page numbers run through all 8192 pages rather than a
+ * subset, and consecutive accesses are never on the same page: far more
+ * pages than any software TLB holds. 5 instructions per iteration. */
         .globl bench_tlb
 bench_tlb:
         push %rbx
