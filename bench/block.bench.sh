@@ -41,6 +41,7 @@ fresh() { rm -f "$dir/empty.qcow2"; qemu-img create -q -f qcow2 "$dir/empty.qcow
 ours_fresh() { fresh; ours "$@"; }
 theirs_fresh() { fresh; theirs "$@"; }
 
+echo "peer: $(qemu-img --version | head -n1) (qemu-img bench, same files, same run); cache=none, io_uring, depth 32, best of $repeat"
 step=$((4096 * 100003))
 seq_count=$((size_mb * 2))
 printf '%-6s %-22s %14s %14s %8s\n' format test hostvisor qemu-img ratio
