@@ -399,48 +399,19 @@ Mapping handler_for(const ZydisDecodedInstruction& in, const ZydisDecodedOperand
     case ZYDIS_MNEMONIC_MOVHPD: return {h_sse_movhp};
     case ZYDIS_MNEMONIC_MOVHLPS: return {h_sse_movhlps};
     case ZYDIS_MNEMONIC_MOVLHPS: return {h_sse_movlhps};
-    case ZYDIS_MNEMONIC_PXOR:
     case ZYDIS_MNEMONIC_XORPS:
     case ZYDIS_MNEMONIC_XORPD: return {h_sse_xor};
-    case ZYDIS_MNEMONIC_PAND:
     case ZYDIS_MNEMONIC_ANDPS:
     case ZYDIS_MNEMONIC_ANDPD: return {h_sse_and};
-    case ZYDIS_MNEMONIC_PANDN:
     case ZYDIS_MNEMONIC_ANDNPS:
     case ZYDIS_MNEMONIC_ANDNPD: return {h_sse_andn};
-    case ZYDIS_MNEMONIC_POR:
     case ZYDIS_MNEMONIC_ORPS:
     case ZYDIS_MNEMONIC_ORPD: return {h_sse_or};
-    case ZYDIS_MNEMONIC_PADDB: return {h_sse_paddb};
-    case ZYDIS_MNEMONIC_PADDW: return {h_sse_paddw};
-    case ZYDIS_MNEMONIC_PADDD: return {h_sse_paddd};
-    case ZYDIS_MNEMONIC_PADDQ: return {h_sse_paddq};
-    case ZYDIS_MNEMONIC_PSUBB: return {h_sse_psubb};
-    case ZYDIS_MNEMONIC_PSUBW: return {h_sse_psubw};
-    case ZYDIS_MNEMONIC_PSUBD: return {h_sse_psubd};
-    case ZYDIS_MNEMONIC_PSUBQ: return {h_sse_psubq};
-    case ZYDIS_MNEMONIC_PCMPEQB: return {h_sse_pcmpeqb};
-    case ZYDIS_MNEMONIC_PCMPEQW: return {h_sse_pcmpeqw};
-    case ZYDIS_MNEMONIC_PCMPEQD: return {h_sse_pcmpeqd};
-    case ZYDIS_MNEMONIC_PCMPGTB: return {h_sse_pcmpgtb};
-    case ZYDIS_MNEMONIC_PCMPGTW: return {h_sse_pcmpgtw};
-    case ZYDIS_MNEMONIC_PCMPGTD: return {h_sse_pcmpgtd};
-    case ZYDIS_MNEMONIC_PMINUB: return {h_sse_pminub};
-    case ZYDIS_MNEMONIC_PMAXUB: return {h_sse_pmaxub};
-    case ZYDIS_MNEMONIC_PSUBUSB: return {h_sse_psubusb};
-    case ZYDIS_MNEMONIC_PADDUSB: return {h_sse_paddusb};
-    case ZYDIS_MNEMONIC_PMOVMSKB: return {h_sse_pmovmskb};
     case ZYDIS_MNEMONIC_MOVMSKPS: return {h_sse_movmskps};
     case ZYDIS_MNEMONIC_MOVMSKPD: return {h_sse_movmskpd};
-    case ZYDIS_MNEMONIC_PUNPCKLBW: return {h_sse_punpcklbw};
-    case ZYDIS_MNEMONIC_PUNPCKLWD: return {h_sse_punpcklwd};
-    case ZYDIS_MNEMONIC_PUNPCKLDQ:
     case ZYDIS_MNEMONIC_UNPCKLPS: return {h_sse_punpckldq};
     case ZYDIS_MNEMONIC_PUNPCKLQDQ:
     case ZYDIS_MNEMONIC_UNPCKLPD: return {h_sse_punpcklqdq};
-    case ZYDIS_MNEMONIC_PUNPCKHBW: return {h_sse_punpckhbw};
-    case ZYDIS_MNEMONIC_PUNPCKHWD: return {h_sse_punpckhwd};
-    case ZYDIS_MNEMONIC_PUNPCKHDQ:
     case ZYDIS_MNEMONIC_UNPCKHPS: return {h_sse_punpckhdq};
     case ZYDIS_MNEMONIC_PUNPCKHQDQ:
     case ZYDIS_MNEMONIC_UNPCKHPD: return {h_sse_punpckhqdq};
@@ -450,16 +421,6 @@ Mapping handler_for(const ZydisDecodedInstruction& in, const ZydisDecodedOperand
     case ZYDIS_MNEMONIC_SHUFPS: return {h_sse_shufps};
     case ZYDIS_MNEMONIC_PSLLDQ: return {h_sse_pslldq};
     case ZYDIS_MNEMONIC_PSRLDQ: return {h_sse_psrldq};
-    case ZYDIS_MNEMONIC_PSLLW: return {h_sse_psllw};
-    case ZYDIS_MNEMONIC_PSLLD: return {h_sse_pslld};
-    case ZYDIS_MNEMONIC_PSLLQ: return {h_sse_psllq};
-    case ZYDIS_MNEMONIC_PSRLW: return {h_sse_psrlw};
-    case ZYDIS_MNEMONIC_PSRLD: return {h_sse_psrld};
-    case ZYDIS_MNEMONIC_PSRLQ: return {h_sse_psrlq};
-    case ZYDIS_MNEMONIC_PSRAW: return {h_sse_psraw};
-    case ZYDIS_MNEMONIC_PSRAD: return {h_sse_psrad};
-    case ZYDIS_MNEMONIC_PMULLW: return {h_sse_pmullw};
-    case ZYDIS_MNEMONIC_PMULUDQ: return {h_sse_pmuludq};
     case ZYDIS_MNEMONIC_ADDSD: return {h_sse_addsd};
     case ZYDIS_MNEMONIC_SUBSD: return {h_sse_subsd};
     case ZYDIS_MNEMONIC_MULSD: return {h_sse_mulsd};
@@ -526,36 +487,14 @@ Mapping handler_for(const ZydisDecodedInstruction& in, const ZydisDecodedOperand
     case ZYDIS_MNEMONIC_FXSAVE64: return {h_fxsave};
     case ZYDIS_MNEMONIC_FXRSTOR:
     case ZYDIS_MNEMONIC_FXRSTOR64: return {h_fxrstor};
-    case ZYDIS_MNEMONIC_FNINIT: return {h_fninit};
-    case ZYDIS_MNEMONIC_FNSTSW: return {h_fnstsw};
-    case ZYDIS_MNEMONIC_FNSTCW: return {h_fnstcw};
-    case ZYDIS_MNEMONIC_FLDCW: return {h_fldcw};
-    case ZYDIS_MNEMONIC_FNCLEX: return {h_fnclex};
+    // The x87 control instructions are escape opcodes (x87_handler_for); FWAIT is not.
     case ZYDIS_MNEMONIC_FWAIT: return {h_fwait};
     case ZYDIS_MNEMONIC_EMMS: return {h_emms};
-    case ZYDIS_MNEMONIC_PADDSB:
-    case ZYDIS_MNEMONIC_PADDSW:
-    case ZYDIS_MNEMONIC_PADDUSW:
-    case ZYDIS_MNEMONIC_PSUBSB:
-    case ZYDIS_MNEMONIC_PSUBSW:
-    case ZYDIS_MNEMONIC_PSUBUSW:
-    case ZYDIS_MNEMONIC_PMINSW:
-    case ZYDIS_MNEMONIC_PMAXSW:
-    case ZYDIS_MNEMONIC_PAVGB:
-    case ZYDIS_MNEMONIC_PAVGW:
-    case ZYDIS_MNEMONIC_PMULHW:
-    case ZYDIS_MNEMONIC_PMULHUW:
-    case ZYDIS_MNEMONIC_PMADDWD:
-    case ZYDIS_MNEMONIC_PSADBW:
-    case ZYDIS_MNEMONIC_PACKSSWB:
-    case ZYDIS_MNEMONIC_PACKSSDW:
-    case ZYDIS_MNEMONIC_PACKUSWB:
-    case ZYDIS_MNEMONIC_PEXTRW:
-    case ZYDIS_MNEMONIC_PINSRW: return simd_integer_handler_for(in);
     case ZYDIS_MNEMONIC_UD0:
     case ZYDIS_MNEMONIC_UD1:
     case ZYDIS_MNEMONIC_UD2: return {h_ud, true};
-    default: return {nullptr, true};
+    // The integer SIMD instructions that also have an MMX form.
+    default: return simd_integer_handler_for(in);
   }
 }
 

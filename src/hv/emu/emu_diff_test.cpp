@@ -4,7 +4,6 @@
 // Inputs are biased toward edge values (0, all-ones, sign boundaries,
 // powers of two) where flag bugs live.
 #include <gtest/gtest.h>
-#include <sys/mman.h>
 
 #include <cstring>
 #include <random>
@@ -12,8 +11,8 @@
 #include <vector>
 
 #include "hv/emu/flags.h"
+#include "hv/emu/testing/diff_harness.h"
 #include "hv/emu/testing/snippet.h"
-#include "hv/emu/testing/test_machine.h"
 
 // The native side: loads the registers from a RegState, runs the code (which
 // ends in RET) and stores them back. R14/R15 hold the code and state pointers,
@@ -71,6 +70,7 @@ hv_emu_native_exec:
 namespace hostvisor::emu {
 namespace {
 
+using testing::DiffHarness;
 using testing::TestMachine;
 
 struct RegState {
@@ -84,27 +84,7 @@ uint64_t* reg(RegState& s, int i) { return &s.rax + i; }
 // Memory the instructions under test may address: RSI and RDI point into the
 // middle of these (natively at the host arrays, emulated at guest addresses).
 constexpr size_t kBufSize = 1024;
-constexpr uint64_t kGuestSrc = 0x100000, kGuestDst = 0x101000;
-
-class NativeCode {
- public:
-  NativeCode() {
-    page_ = static_cast<uint8_t*>(
-        mmap(nullptr, 4096, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
-  }
-  ~NativeCode() {
-    if (page_ != MAP_FAILED) munmap(page_, 4096);
-  }
-  bool ok() const { return page_ != MAP_FAILED; }
-  const void* load(std::span<const uint8_t> bytes) {
-    std::memcpy(page_, bytes.data(), bytes.size());
-    page_[bytes.size()] = 0xc3;  // ret
-    return page_;
-  }
-
- private:
-  uint8_t* page_;
-};
+constexpr uint64_t kGuestSrc = testing::kDiffGuestSrc, kGuestDst = testing::kDiffGuestDst;
 
 enum class Kind {
   kPlain,
@@ -813,15 +793,10 @@ class EmuDiffTest : public ::testing::TestWithParam<Case> {};
 
 TEST_P(EmuDiffTest, MatchesHostCpu) {
   const Case& c = GetParam();
-  NativeCode native;
-  ASSERT_TRUE(native.ok()) << "mmap of an executable page failed";
-  const std::span<const uint8_t> bytes = c.code();
-  const void* native_code = native.load(bytes);
-  std::vector<uint8_t> emu_code(bytes.begin(), bytes.end());
-  emu_code.push_back(0xf4);  // hlt
-
-  TestMachine m;
-  m.load_code(emu_code);
+  DiffHarness harness(c.code());
+  ASSERT_TRUE(harness.ok()) << "mmap of an executable page failed";
+  const void* native_code = harness.native_code();
+  TestMachine& m = harness.machine();
   std::mt19937_64 rng(std::hash<std::string>{}(c.name));
   alignas(64) static uint8_t src[kBufSize], dst[kBufSize];
   const bool uses_memory = c.kind == Kind::kMemory || c.kind == Kind::kString;
@@ -851,10 +826,7 @@ TEST_P(EmuDiffTest, MatchesHostCpu) {
       cpu.gpr[7] = kGuestDst + dst_offset;
     }
     write_flags(cpu, in.rflags);
-    cpu.rip = TestMachine::kCode;
-    auto outcome = m.run();
-    ASSERT_EQ(outcome.stop, Interpreter::Stop::kHalt) << c.name << ": " << outcome.detail;
-    ASSERT_EQ(m.vector_taken(), -1) << c.name << " raised an exception on the software CPU";
+    ASSERT_TRUE(harness.run_emulated(c.name));
     // Native.
     RegState out = in;
     if (uses_memory) {

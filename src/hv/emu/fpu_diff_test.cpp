@@ -9,7 +9,6 @@
 // largest and smallest normals, integer and rounding boundaries, with every
 // precision and rounding mode and random exception masks.
 #include <gtest/gtest.h>
-#include <sys/mman.h>
 
 #include <cmath>
 #include <cstring>
@@ -19,8 +18,8 @@
 
 #include "hv/emu/execute/x87_state.h"
 #include "hv/emu/flags.h"
+#include "hv/emu/testing/diff_harness.h"
 #include "hv/emu/testing/snippet.h"
-#include "hv/emu/testing/test_machine.h"
 
 // The native side: saves the host FPU and MXCSR, loads the FSAVE image, the
 // MXCSR, RSI/RDI/RAX and the flags from the state, calls the code, stores
@@ -74,6 +73,7 @@ hv_emu_fpu_native_exec:
 namespace hostvisor::emu {
 namespace {
 
+using testing::DiffHarness;
 using testing::TestMachine;
 
 struct NativeState {
@@ -85,27 +85,7 @@ static_assert(offsetof(NativeState, rsi) == 112 && offsetof(NativeState, rflags)
               offsetof(NativeState, mxcsr) == 144);
 
 constexpr size_t kBufSize = 512;  // room for an FXSAVE area
-constexpr uint64_t kGuestSrc = 0x100000, kGuestDst = 0x101000;
-
-class NativeCode {
- public:
-  NativeCode() {
-    page_ = static_cast<uint8_t*>(
-        mmap(nullptr, 4096, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
-  }
-  ~NativeCode() {
-    if (page_ != MAP_FAILED) munmap(page_, 4096);
-  }
-  bool ok() const { return page_ != MAP_FAILED; }
-  const void* load(std::span<const uint8_t> bytes) {
-    std::memcpy(page_, bytes.data(), bytes.size());
-    page_[bytes.size()] = 0xc3;  // ret
-    return page_;
-  }
-
- private:
-  uint8_t* page_;
-};
+constexpr uint64_t kGuestSrc = testing::kDiffGuestSrc, kGuestDst = testing::kDiffGuestDst;
 
 // What the source buffer holds: values of this type at offsets 0, 16, 32, ...
 enum class Input : uint8_t { kNone, kF32, kF64, kF80, kI16, kI32, kI64, kBcd, kEnv, kFxsave, kRandom };
@@ -925,15 +905,10 @@ class FpuDiffTest : public ::testing::TestWithParam<Case> {};
 
 TEST_P(FpuDiffTest, MatchesHostCpu) {
   const Case& c = GetParam();
-  NativeCode native;
-  ASSERT_TRUE(native.ok()) << "mmap of an executable page failed";
-  const std::span<const uint8_t> bytes = c.code();
-  const void* native_code = native.load(bytes);
-  std::vector<uint8_t> emu_code(bytes.begin(), bytes.end());
-  emu_code.push_back(0xf4);  // hlt
-
-  TestMachine m;
-  m.load_code(emu_code);
+  DiffHarness harness(c.code());
+  ASSERT_TRUE(harness.ok()) << "mmap of an executable page failed";
+  const void* native_code = harness.native_code();
+  TestMachine& m = harness.machine();
   std::mt19937_64 rng(std::hash<std::string>{}(c.name));
   alignas(64) static uint8_t src[kBufSize], dst[kBufSize];
   constexpr int kIterations = 1000;
@@ -993,10 +968,7 @@ TEST_P(FpuDiffTest, MatchesHostCpu) {
     cpu.gpr[6] = kGuestSrc;
     cpu.gpr[7] = kGuestDst;
     write_flags(cpu, in.rflags);
-    cpu.rip = TestMachine::kCode;
-    auto outcome = m.run();
-    ASSERT_EQ(outcome.stop, Interpreter::Stop::kHalt) << c.name << ": " << outcome.detail;
-    ASSERT_EQ(m.vector_taken(), -1) << c.name << " raised an exception on the software CPU";
+    ASSERT_TRUE(harness.run_emulated(c.name));
 
     // Native.
     NativeState out = in;

@@ -334,27 +334,27 @@ void h_sse_pshufhw(Cpu& cpu, const Insn& insn) {
   store_xmm(cpu, insn.op[0].reg, r);
 }
 
-void h_sse_shufps(Cpu& cpu, const Insn& insn) {
+namespace {
+// SHUFPS/SHUFPD: the low half of the result picks lanes of the destination,
+// the high half lanes of the source, each by its own field of the immediate.
+template <typename T>
+void shuffle(Cpu& cpu, const Insn& insn) {
+  constexpr unsigned kLanes = 16 / sizeof(T);
+  constexpr unsigned kFieldBits = kLanes == 4 ? 2 : 1;
   check_sse(cpu);
   const V128 b = source(cpu, insn, 1);
   const V128 a = load_xmm(cpu, insn.op[0].reg);
   V128 r;
-  set_lane<uint32_t>(r, 0, lane<uint32_t>(a, insn.imm & 3));
-  set_lane<uint32_t>(r, 1, lane<uint32_t>(a, (insn.imm >> 2) & 3));
-  set_lane<uint32_t>(r, 2, lane<uint32_t>(b, (insn.imm >> 4) & 3));
-  set_lane<uint32_t>(r, 3, lane<uint32_t>(b, (insn.imm >> 6) & 3));
+  for (unsigned i = 0; i < kLanes; ++i) {
+    const unsigned pick = (insn.imm >> (kFieldBits * i)) & (kLanes - 1);
+    set_lane<T>(r, i, lane<T>(i < kLanes / 2 ? a : b, pick));
+  }
   store_xmm(cpu, insn.op[0].reg, r);
 }
+}  // namespace
 
-void h_sse_shufpd(Cpu& cpu, const Insn& insn) {
-  check_sse(cpu);
-  const V128 b = source(cpu, insn, 1);
-  const V128 a = load_xmm(cpu, insn.op[0].reg);
-  V128 r;
-  set_lane<uint64_t>(r, 0, lane<uint64_t>(a, insn.imm & 1));
-  set_lane<uint64_t>(r, 1, lane<uint64_t>(b, (insn.imm >> 1) & 1));
-  store_xmm(cpu, insn.op[0].reg, r);
-}
+void h_sse_shufps(Cpu& cpu, const Insn& insn) { shuffle<uint32_t>(cpu, insn); }
+void h_sse_shufpd(Cpu& cpu, const Insn& insn) { shuffle<uint64_t>(cpu, insn); }
 
 void h_sse_pslldq(Cpu& cpu, const Insn& insn) {
   check_sse(cpu);

@@ -210,36 +210,25 @@ void compare(Cpu& cpu, const Insn& insn) {
 
 }  // namespace
 
-void h_sse_addsd(Cpu& cpu, const Insn& insn) { scalar<double>(cpu, insn, host_addsd); }
-void h_sse_subsd(Cpu& cpu, const Insn& insn) { scalar<double>(cpu, insn, host_subsd); }
-void h_sse_mulsd(Cpu& cpu, const Insn& insn) { scalar<double>(cpu, insn, host_mulsd); }
-void h_sse_divsd(Cpu& cpu, const Insn& insn) { scalar<double>(cpu, insn, host_divsd); }
-void h_sse_sqrtsd(Cpu& cpu, const Insn& insn) { scalar<double>(cpu, insn, host_sqrtsd); }
-void h_sse_minsd(Cpu& cpu, const Insn& insn) { scalar<double>(cpu, insn, host_minsd, true); }
-void h_sse_maxsd(Cpu& cpu, const Insn& insn) { scalar<double>(cpu, insn, host_maxsd, true); }
-void h_sse_addss(Cpu& cpu, const Insn& insn) { scalar<float>(cpu, insn, host_addss); }
-void h_sse_subss(Cpu& cpu, const Insn& insn) { scalar<float>(cpu, insn, host_subss); }
-void h_sse_mulss(Cpu& cpu, const Insn& insn) { scalar<float>(cpu, insn, host_mulss); }
-void h_sse_divss(Cpu& cpu, const Insn& insn) { scalar<float>(cpu, insn, host_divss); }
-void h_sse_sqrtss(Cpu& cpu, const Insn& insn) { scalar<float>(cpu, insn, host_sqrtss); }
-void h_sse_minss(Cpu& cpu, const Insn& insn) { scalar<float>(cpu, insn, host_minss, true); }
-void h_sse_maxss(Cpu& cpu, const Insn& insn) { scalar<float>(cpu, insn, host_maxss, true); }
-void h_sse_addpd(Cpu& cpu, const Insn& insn) { packed<double>(cpu, insn, host_addpd); }
-void h_sse_subpd(Cpu& cpu, const Insn& insn) { packed<double>(cpu, insn, host_subpd); }
-void h_sse_mulpd(Cpu& cpu, const Insn& insn) { packed<double>(cpu, insn, host_mulpd); }
-void h_sse_divpd(Cpu& cpu, const Insn& insn) { packed<double>(cpu, insn, host_divpd); }
-void h_sse_minpd(Cpu& cpu, const Insn& insn) { packed<double>(cpu, insn, host_minpd, true); }
-void h_sse_maxpd(Cpu& cpu, const Insn& insn) { packed<double>(cpu, insn, host_maxpd, true); }
-void h_sse_addps(Cpu& cpu, const Insn& insn) { packed<float>(cpu, insn, host_addps); }
-void h_sse_subps(Cpu& cpu, const Insn& insn) { packed<float>(cpu, insn, host_subps); }
-void h_sse_mulps(Cpu& cpu, const Insn& insn) { packed<float>(cpu, insn, host_mulps); }
-void h_sse_divps(Cpu& cpu, const Insn& insn) { packed<float>(cpu, insn, host_divps); }
-void h_sse_minps(Cpu& cpu, const Insn& insn) { packed<float>(cpu, insn, host_minps, true); }
-void h_sse_maxps(Cpu& cpu, const Insn& insn) { packed<float>(cpu, insn, host_maxps, true); }
+// ADD, SUB, MUL, DIV, SQRT, MIN and MAX each come in the same four forms:
+// one double, one float, every double lane, every float lane. MIN and MAX
+// are exact (they return one of their inputs).
+#define HV_SSE_FOUR_FORMS(op, exact)                                                                   \
+  void h_sse_##op##sd(Cpu& cpu, const Insn& insn) { scalar<double>(cpu, insn, host_##op##sd, exact); } \
+  void h_sse_##op##ss(Cpu& cpu, const Insn& insn) { scalar<float>(cpu, insn, host_##op##ss, exact); }  \
+  void h_sse_##op##pd(Cpu& cpu, const Insn& insn) { packed<double>(cpu, insn, host_##op##pd, exact); } \
+  void h_sse_##op##ps(Cpu& cpu, const Insn& insn) { packed<float>(cpu, insn, host_##op##ps, exact); }
+HV_SSE_FOUR_FORMS(add, false)
+HV_SSE_FOUR_FORMS(sub, false)
+HV_SSE_FOUR_FORMS(mul, false)
+HV_SSE_FOUR_FORMS(div, false)
+HV_SSE_FOUR_FORMS(sqrt, false)
+HV_SSE_FOUR_FORMS(min, true)
+HV_SSE_FOUR_FORMS(max, true)
+#undef HV_SSE_FOUR_FORMS
+
 void h_sse_cvtss2sd(Cpu& cpu, const Insn& insn) { scalar<double>(cpu, insn, host_cvtss2sd); }
 void h_sse_cvtsd2ss(Cpu& cpu, const Insn& insn) { scalar<float>(cpu, insn, host_cvtsd2ss); }
-void h_sse_sqrtps(Cpu& cpu, const Insn& insn) { packed<float>(cpu, insn, host_sqrtps); }
-void h_sse_sqrtpd(Cpu& cpu, const Insn& insn) { packed<double>(cpu, insn, host_sqrtpd); }
 void h_sse_cvtps2pd(Cpu& cpu, const Insn& insn) { float_op<double>(cpu, insn, host_cvtps2pd, 2, true); }
 void h_sse_cvtpd2ps(Cpu& cpu, const Insn& insn) { float_op<float>(cpu, insn, host_cvtpd2ps, 2, false); }
 void h_sse_cvtdq2ps(Cpu& cpu, const Insn& insn) { packed<float>(cpu, insn, host_cvtdq2ps, true); }

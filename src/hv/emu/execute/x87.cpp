@@ -34,22 +34,25 @@ uint64_t aligned_area(Cpu& cpu, const Insn& insn) {
 
 bool real_mode(const Cpu& cpu) { return !(cpu.cr0 & 1); }
 
-// Memory blocks of an even length, in 16-bit pieces (the environment and
-// save areas): every access is checked before anything is written.
+// Memory blocks (the environment and save areas) in pieces of T: 16-bit
+// pieces for the x87 areas, whose length is only even, 64-bit ones for the
+// FXSAVE area. Every access is checked before anything is written.
+template <typename T>
 void read_block(Cpu& cpu, const Insn& insn, uint64_t ea, uint8_t* out, unsigned length) {
-  for (unsigned off = 0; off < length; off += 2) {
-    const uint16_t v = read_mem<uint16_t>(cpu, insn.mem.seg, (ea + off) & address_mask(insn.addrsize));
-    std::memcpy(out + off, &v, 2);
+  for (unsigned off = 0; off < length; off += sizeof(T)) {
+    const T v = read_mem<T>(cpu, insn.mem.seg, (ea + off) & address_mask(insn.addrsize));
+    std::memcpy(out + off, &v, sizeof(T));
   }
 }
 
+template <typename T>
 void write_block(Cpu& cpu, const Insn& insn, uint64_t ea, const uint8_t* in, unsigned length) {
-  probe_write(cpu, insn.mem.seg, ea, 2);
-  probe_write(cpu, insn.mem.seg, (ea + length - 2) & address_mask(insn.addrsize), 2);
-  for (unsigned off = 0; off < length; off += 2) {
-    uint16_t v;
-    std::memcpy(&v, in + off, 2);
-    write_mem<uint16_t>(cpu, insn.mem.seg, (ea + off) & address_mask(insn.addrsize), v);
+  probe_write(cpu, insn.mem.seg, ea, sizeof(T));
+  probe_write(cpu, insn.mem.seg, (ea + length - sizeof(T)) & address_mask(insn.addrsize), sizeof(T));
+  for (unsigned off = 0; off < length; off += sizeof(T)) {
+    T v;
+    std::memcpy(&v, in + off, sizeof(T));
+    write_mem<T>(cpu, insn.mem.seg, (ea + off) & address_mask(insn.addrsize), v);
   }
 }
 
@@ -278,14 +281,14 @@ void h_fnstenv(Cpu& cpu, const Insn& insn) {
   check_x87_enabled(cpu);
   uint8_t env[28];
   store_environment(cpu, insn, env);
-  write_block(cpu, insn, effective_address(cpu, insn), env, environment_size(insn));
+  write_block<uint16_t>(cpu, insn, effective_address(cpu, insn), env, environment_size(insn));
   cpu.x87.fcw |= kFswExceptions;  // FNSTENV masks every exception after storing
 }
 
 void h_fldenv(Cpu& cpu, const Insn& insn) {
   x87_check_waiting(cpu);
   uint8_t env[28];
-  read_block(cpu, insn, effective_address(cpu, insn), env, environment_size(insn));
+  read_block<uint16_t>(cpu, insn, effective_address(cpu, insn), env, environment_size(insn));
   load_environment(cpu, insn, env, cpu.x87);
 }
 
@@ -296,7 +299,7 @@ void h_fnsave(Cpu& cpu, const Insn& insn) {
   store_environment(cpu, insn, area);
   const unsigned top = x87_top(cpu.x87);
   for (unsigned i = 0; i < 8; ++i) std::memcpy(area + env_size + 10 * i, cpu.x87.st[(top + i) & 7], 10);
-  write_block(cpu, insn, effective_address(cpu, insn), area, env_size + 80);
+  write_block<uint16_t>(cpu, insn, effective_address(cpu, insn), area, env_size + 80);
   initialize(cpu.x87);
 }
 
@@ -304,7 +307,7 @@ void h_frstor(Cpu& cpu, const Insn& insn) {
   x87_check_waiting(cpu);
   const unsigned env_size = environment_size(insn);
   uint8_t area[108];
-  read_block(cpu, insn, effective_address(cpu, insn), area, env_size + 80);
+  read_block<uint16_t>(cpu, insn, effective_address(cpu, insn), area, env_size + 80);
   X87State x = cpu.x87;
   load_environment(cpu, insn, area, x);
   const unsigned top = x87_top(x);
@@ -355,13 +358,7 @@ void h_fxsave(Cpu& cpu, const Insn& insn) {
     for (int i = 0; i < xmm_count; ++i) std::memcpy(area + 160 + 16 * i, cpu.xmm[i], 16);
   }
   const unsigned length = 160 + 16 * xmm_count;
-  probe_write(cpu, insn.mem.seg, ea, 8);
-  probe_write(cpu, insn.mem.seg, (ea + length - 8) & address_mask(insn.addrsize), 8);
-  for (unsigned off = 0; off < length; off += 8) {
-    uint64_t q;
-    std::memcpy(&q, area + off, 8);
-    write_mem<uint64_t>(cpu, insn.mem.seg, (ea + off) & address_mask(insn.addrsize), q);
-  }
+  write_block<uint64_t>(cpu, insn, ea, area, length);
 }
 
 void h_fxrstor(Cpu& cpu, const Insn& insn) {
@@ -370,10 +367,7 @@ void h_fxrstor(Cpu& cpu, const Insn& insn) {
   const int xmm_count = cpu.mode64 ? 16 : 8;
   const unsigned length = 160 + 16 * xmm_count;
   uint8_t area[416];
-  for (unsigned off = 0; off < length; off += 8) {
-    const uint64_t q = read_mem<uint64_t>(cpu, insn.mem.seg, (ea + off) & address_mask(insn.addrsize));
-    std::memcpy(area + off, &q, 8);
-  }
+  read_block<uint64_t>(cpu, insn, ea, area, length);
   uint32_t mxcsr;
   std::memcpy(&mxcsr, area + 24, 4);
   if ((cpu.cr4 & kCr4Osfxsr) && (mxcsr & ~mxcsr_writable_bits())) raise(kGp, 0);
