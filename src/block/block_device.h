@@ -25,6 +25,9 @@ struct BlockRequest {
   uint64_t offset = 0;
   std::vector<iovec> iov;
   uint64_t length = 0;  // discard / write-zeroes
+  // Write-zeroes: the range may also be deallocated (virtio-blk's UNMAP flag).
+  // Without it the blocks are zeroed in place where the format can.
+  bool unmap = false;
 };
 
 using BlockCompletion = std::function<void(Result<void>)>;
@@ -58,6 +61,13 @@ class BlockDevice {
 
   // Asynchronous path. The completion runs on the thread that calls
   // poll_completions(); notify_fd() becomes readable when there are some.
+  // submit() never does the I/O itself nor waits for it: it only validates
+  // and queues, so the thread that calls it (a VMM event loop, a vCPU) never
+  // blocks on the disk. Completions may arrive in any order, except that a
+  // flush completes only after every request submitted before it has
+  // completed (and is durable, cache mode permitting). Requests that overlap
+  // and are in flight together complete in an unspecified order, as on a real
+  // disk: a caller that needs one after the other waits for the first.
   // The default implementation runs requests on a per-device worker thread
   // over the synchronous calls (qcow2's metadata updates are serialized anyway);
   // raw images override it to go straight to the I/O engine.

@@ -1,5 +1,5 @@
-// IoEngine: asynchronous reads, writes, flushes and discards on host file
-// descriptors. Two implementations: io_uring (the default) and a thread pool
+// IoEngine: asynchronous reads, writes, flushes, hole punching and range
+// zeroing on host file descriptors. Two implementations: io_uring (the default) and a thread pool
 // (the fallback where io_uring is unavailable, e.g. blocked by a seccomp
 // policy or an old kernel). Completions are delivered on the thread that
 // calls reap(), so the caller decides where callbacks run (the device event
@@ -18,7 +18,11 @@
 
 namespace hostvisor::block {
 
-enum class IoOp { kRead, kWrite, kFlush, kDiscard };
+// kDiscard punches a hole (fallocate PUNCH_HOLE|KEEP_SIZE); kZeroRange makes
+// the range read as zeros keeping its blocks allocated (fallocate
+// ZERO_RANGE|KEEP_SIZE). Both fail with -EOPNOTSUPP where the file system
+// cannot; callers fall back to writing zeros.
+enum class IoOp { kRead, kWrite, kFlush, kDiscard, kZeroRange };
 
 struct IoRequest {
   IoOp op = IoOp::kRead;
@@ -27,11 +31,11 @@ struct IoRequest {
   // Read and write: the buffers. They must stay valid until the completion runs.
   const iovec* iov = nullptr;
   int iovcnt = 0;
-  // Discard: the byte count to punch out.
+  // Discard and zero-range: the byte count.
   uint64_t length = 0;
 };
 
-// Called with the byte count transferred (read/write), 0 (flush/discard) or a negative errno.
+// Called with the byte count transferred (read/write), 0 (flush/discard/zero-range) or a negative errno.
 using IoCompletion = std::function<void(int64_t result)>;
 
 enum class EngineKind { kAuto, kIoUring, kThreadPool };

@@ -236,6 +236,18 @@ Result<Qcow2Image::Mapping> Qcow2Image::lookup(uint64_t guest_offset) {
   return classify(t->entry(idx), guest_offset);
 }
 
+std::optional<Result<Qcow2Image::Mapping>> Qcow2Image::lookup_cached(uint64_t guest_offset) {
+  uint64_t l1_index = guest_offset >> (header_.cluster_bits + l2_bits_);
+  bool bad = false;
+  auto l2_off = l2_table_offset(l1_index, &bad);
+  if (!l2_off.ok()) return Result<Mapping>(l2_off.error());
+  if (*l2_off == 0) return Result<Mapping>(Mapping{Kind::kUnallocated, 0, 0});
+  TableCache::Table* t = l2_cache_->find(*l2_off);
+  if (t == nullptr) return std::nullopt;
+  uint64_t idx = (guest_offset >> header_.cluster_bits) & ((1ULL << l2_bits_) - 1);
+  return classify(t->entry(idx), guest_offset);
+}
+
 Result<bool> Qcow2Image::is_allocated(uint64_t offset) {
   std::lock_guard lock(mutex_);
   Mapping m = HV_TRY(lookup(offset));
@@ -718,7 +730,9 @@ int Qcow2Image::notify_fd() {
   return async_engine_ ? async_engine_->notify_fd() : BlockDevice::notify_fd();
 }
 
-size_t Qcow2Image::requests_in_flight() const { return direct_requests_ + BlockDevice::requests_in_flight(); }
+size_t Qcow2Image::requests_in_flight() const {
+  return direct_requests_ + held_flushes_.size() + BlockDevice::requests_in_flight();
+}
 
 void Qcow2Image::complete_now(BlockCompletion done, Result<void> result) {
   ready_.emplace_back(std::move(done), std::move(result));
@@ -729,7 +743,9 @@ void Qcow2Image::complete_now(BlockCompletion done, Result<void> result) {
 }
 
 bool Qcow2Image::plan_direct(const BlockRequest& r, std::vector<std::pair<uint64_t, std::vector<iovec>>>* pieces) {
-  std::lock_guard lock(mutex_);
+  // Never wait here: a busy lock means the worker path.
+  std::unique_lock lock(mutex_, std::try_to_lock);
+  if (!lock.owns_lock()) return false;
   size_t len = iov_bytes(r.iov);
   if (!check_range(r.offset, len).ok()) return false;  // the worker reports the error
   bool is_write = r.op == BlockOp::kWrite;
@@ -738,8 +754,10 @@ bool Qcow2Image::plan_direct(const BlockRequest& r, std::vector<std::pair<uint64
   size_t pos = 0;
   while (pos < len) {
     uint64_t guest = r.offset + pos;
-    auto m = lookup(guest);
-    if (!m.ok()) return false;
+    // Cached tables only: reading one is the worker's job.
+    auto cached = lookup_cached(guest);
+    if (!cached || !cached->ok()) return false;
+    const Result<Mapping>& m = *cached;
     uint64_t in = guest & (cluster_size_ - 1);
     uint64_t chunk = std::min<uint64_t>(len - pos, cluster_size_ - in);
     if (m->kind == Kind::kNormal && (!is_write || (m->entry & kFlagCopied))) {
@@ -769,6 +787,10 @@ void Qcow2Image::submit(BlockRequest request, BlockCompletion done) {
   std::vector<std::pair<uint64_t, std::vector<iovec>>> pieces;
   // Requests queued on the worker go first, so a request never overtakes one
   // issued before it (a read after an allocating write sees the write).
+  if (request.op == BlockOp::kFlush && !direct_seqs_.empty()) {
+    held_flushes_.push_back(HeldFlush{next_direct_seq_, std::move(request), std::move(done)});
+    return;
+  }
   bool direct = async_engine_ && (request.op == BlockOp::kRead || request.op == BlockOp::kWrite) &&
                 BlockDevice::requests_in_flight() == 0 && plan_direct(request, &pieces);
   if (!direct) return BlockDevice::submit(std::move(request), std::move(done));
@@ -777,13 +799,15 @@ void Qcow2Image::submit(BlockRequest request, BlockCompletion done) {
   op->done = std::move(done);
   op->remaining = pieces.size();
   ++direct_requests_;
+  uint64_t seq = next_direct_seq_++;
+  direct_seqs_.insert(seq);
   bool is_write = request.op == BlockOp::kWrite;
   for (auto& [host, iov] : pieces) {
     op->iovs.push_back(std::move(iov));
     const std::vector<iovec>& v = op->iovs.back();
     size_t expect = iov_bytes(v);
     IoRequest io{is_write ? IoOp::kWrite : IoOp::kRead, file_->fd(), host, v.data(), static_cast<int>(v.size()), 0};
-    async_engine_->submit(io, [this, op, expect, vi = op->iovs.size() - 1, is_write, host = host](int64_t n) {
+    async_engine_->submit(io, [this, op, expect, vi = op->iovs.size() - 1, is_write, host = host, seq](int64_t n) {
       --async_inflight_;
       if (n < 0) {
         op->result =
@@ -799,12 +823,23 @@ void Qcow2Image::submit(BlockRequest request, BlockCompletion done) {
       if (--op->remaining == 0) {
         --direct_requests_;
         ++delivered_;
+        direct_seqs_.erase(seq);
         op->done(std::move(op->result));
+        release_flushes();
       }
     });
   }
   // Hand the batch to the kernel now rather than at the next poll.
   async_engine_->reap(false);
+}
+
+void Qcow2Image::release_flushes() {
+  while (!held_flushes_.empty() && (direct_seqs_.empty() || *direct_seqs_.begin() >= held_flushes_.front().after)) {
+    HeldFlush f = std::move(held_flushes_.front());
+    held_flushes_.pop_front();
+    // The worker runs it after whatever it already has queued.
+    BlockDevice::submit(std::move(f.request), std::move(f.done));
+  }
 }
 
 void Qcow2Image::poll_completions(bool wait) {

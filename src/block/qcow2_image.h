@@ -13,9 +13,11 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -60,6 +62,20 @@ class Qcow2Image final : public BlockDevice {
   // Asynchronous path: reads of data clusters and in-place writes go straight
   // to an I/O engine (many in flight); anything touching metadata, backing
   // files or compressed clusters runs on the worker over the synchronous calls.
+  //
+  // Planning a request on the submitting thread never does I/O nor waits:
+  // it maps the request through cached L2 tables only (TableCache::find), and
+  // only if the image lock is free at once (try_lock; the worker is idle
+  // whenever the direct path is considered, but a synchronous caller on
+  // another thread may hold it). A table that is not cached, or a busy lock,
+  // sends the request to the worker, which reads the table (so the requests
+  // after it find it cached and go direct again). Metadata updates stay on
+  // the worker, in the order flush_metadata() describes.
+  //
+  // Ordering: a request goes direct only while the worker has nothing queued,
+  // so it never overtakes one submitted before it; a flush is held until the
+  // direct requests submitted before it have completed, then runs on the
+  // worker (which finishes its earlier requests first).
   void submit(BlockRequest request, BlockCompletion done) override;
   void poll_completions(bool wait) override;
   int notify_fd() override;
@@ -99,6 +115,8 @@ class Qcow2Image final : public BlockDevice {
   };
   Result<Mapping> classify(uint64_t entry, uint64_t guest_offset) const;
   Result<Mapping> lookup(uint64_t guest_offset);
+  // lookup() from cached tables only: nullopt when the L2 table is not cached.
+  std::optional<Result<Mapping>> lookup_cached(uint64_t guest_offset);
   Result<uint64_t> l2_table_offset(uint64_t l1_index, bool* corrupt_entry) const;
   // The L2 table for guest_offset made writable (allocated or copied as needed).
   Result<qcow2::TableCache::Table*> l2_for_write(uint64_t guest_offset);
@@ -138,6 +156,17 @@ class Qcow2Image final : public BlockDevice {
   size_t direct_requests_ = 0;              // guest requests on the direct path, incl. ready_
   size_t delivered_ = 0;                    // direct-path completions run so far
   std::vector<std::pair<BlockCompletion, Result<void>>> ready_;
+  // Flush barrier over the direct path: sequence numbers of direct requests
+  // still running, and flushes waiting for those below their `after`.
+  uint64_t next_direct_seq_ = 0;
+  std::set<uint64_t> direct_seqs_;
+  struct HeldFlush {
+    uint64_t after;
+    BlockRequest request;
+    BlockCompletion done;
+  };
+  std::deque<HeldFlush> held_flushes_;
+  void release_flushes();
   std::unique_ptr<BlockDevice> backing_;
   qcow2::Header header_;
   uint64_t cluster_size_ = 0;

@@ -16,6 +16,13 @@ Result<TableCache::Table*> TableCache::get(uint64_t offset) {
   return &it->second;
 }
 
+TableCache::Table* TableCache::find(uint64_t offset) {
+  auto it = tables_.find(offset);
+  if (it == tables_.end()) return nullptr;
+  it->second.last_use = ++clock_;
+  return &it->second;
+}
+
 TableCache::Table* TableCache::create(uint64_t offset) {
   Table& t = tables_[offset];
   t.bytes.assign(cluster_size_, 0);

@@ -33,6 +33,8 @@ class TableCache {
 
   // Loads the table at offset (reading it from the file on a miss).
   Result<Table*> get(uint64_t offset);
+  // The table at offset if it is cached, else nullptr; never reads the file.
+  Table* find(uint64_t offset);
   // Inserts a zero-filled table at offset that is new on disk.
   Table* create(uint64_t offset);
   // Drops a table (after its cluster was freed).

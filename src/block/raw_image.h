@@ -2,7 +2,10 @@
 #pragma once
 
 #include <deque>
+#include <functional>
 #include <memory>
+#include <set>
+#include <vector>
 
 #include "block/block_device.h"
 #include "block/host_file.h"
@@ -26,6 +29,18 @@ class RawImage final : public BlockDevice {
   Result<void> resize(uint64_t new_size);
 
   // Straight to the I/O engine: no extra thread between the guest and the disk.
+  // Every step of a request is an engine request: reads and writes;
+  // discard and write-zeroes as fallocate (PUNCH_HOLE or ZERO_RANGE, falling
+  // back to writing zeros); O_DIRECT requests the guest's buffers do not suit
+  // through a per-request aligned bounce buffer (a read of the covering
+  // blocks, or a read-modify-write of the partial blocks at either end). A
+  // step's completion submits the next, so submit() returns at once.
+  //
+  // With O_DIRECT a read-modify-write rewrites whole blocks, bytes the guest
+  // did not ask to write included, so it excludes every other change to those
+  // blocks while it runs (a small range lock over the aligned extent of each
+  // write, discard and write-zeroes). A flush waits for every request
+  // submitted before it, then runs fdatasync.
   void submit(BlockRequest request, BlockCompletion done) override;
   void poll_completions(bool wait) override;
   int notify_fd() override { return file_->engine().notify_fd(); }
@@ -35,14 +50,42 @@ class RawImage final : public BlockDevice {
 
  private:
   explicit RawImage(std::unique_ptr<HostFile> file, uint64_t size) : file_(std::move(file)), size_(size) {}
-  struct Pending;
+  struct Op;
+  struct Transfer;
+  using Step = std::function<void(Result<void>)>;
   void complete_now(BlockCompletion done, Result<void> result);
-  void finish(Pending* p, int64_t n);
+  // Runs an op once the range lock lets it (at once without O_DIRECT).
+  void admit(std::shared_ptr<Op> op);
+  bool conflicts(const Op& a, const Op& b) const;
+  void start(std::shared_ptr<Op> op);
+  void finish(std::shared_ptr<Op> op, Result<void> result);
+  void release_flushes();
+  // Reads or writes all of iov at offset, continuing short transfers and
+  // splitting at IOV_MAX; a read past the end of the file yields zeros.
+  void transfer_async(IoOp kind, uint64_t offset, std::vector<iovec> iov, Step next);
+  void transfer_step(std::shared_ptr<Transfer> t);
+  // transfer_async through an aligned bounce buffer (O_DIRECT, unaligned request).
+  void bounced_read(uint64_t offset, std::vector<iovec> iov, Step next);
+  void bounced_write(uint64_t offset, std::vector<iovec> iov, Step next);
+  // Either of the above or straight to the engine, as alignment requires.
+  void rw_async(IoOp kind, uint64_t offset, std::vector<iovec> iov, Step next);
+  void write_zeroes_async(std::shared_ptr<Op> op, Step next);
+  void write_zero_buffers(std::shared_ptr<Op> op, uint64_t offset, uint64_t length, Step next);
 
   std::unique_ptr<HostFile> file_;
   uint64_t size_;
-  size_t in_flight_ = 0;
+  size_t in_flight_ = 0;  // guest requests submitted whose completion has not run
+  // Inside poll_completions(): a finished request's completion runs at once.
+  // Elsewhere (a step that finished without I/O inside submit(), or engine
+  // callbacks run by a synchronous call) it is queued in ready_ for the next poll.
+  bool polling_ = false;
   std::deque<std::pair<BlockCompletion, Result<void>>> ready_;
+  uint64_t next_seq_ = 0;
+  std::set<uint64_t> running_seqs_;               // admitted or waiting, not finished; flushes excluded
+  std::deque<std::shared_ptr<Op>> held_flushes_;  // waiting for earlier requests
+  std::vector<std::shared_ptr<Op>> locked_;       // holding the range lock (O_DIRECT only)
+  std::deque<std::shared_ptr<Op>> lock_waiters_;
+  AlignedBuffer zeros_;  // shared source for writing zeros
 };
 
 }  // namespace hostvisor::block

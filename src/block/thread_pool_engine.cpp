@@ -37,6 +37,10 @@ int64_t ThreadPoolEngine::run(const IoRequest& r) {
       n = fallocate(r.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(r.offset),
                     static_cast<off_t>(r.length));
       break;
+    case IoOp::kZeroRange:
+      n = fallocate(r.fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(r.offset),
+                    static_cast<off_t>(r.length));
+      break;
   }
   return n < 0 ? -static_cast<int64_t>(errno) : static_cast<int64_t>(n);
 }

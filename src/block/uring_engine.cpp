@@ -11,6 +11,13 @@ Result<std::unique_ptr<UringEngine>> UringEngine::create(unsigned queue_depth) {
   int err = io_uring_queue_init(queue_depth, &engine->ring_, 0);
   if (err < 0) return Error::from_errno("io_uring_queue_init", -err);
   engine->ring_ready_ = true;
+  // Hole punching and zeroing go through the ring too (IORING_OP_FALLOCATE,
+  // Linux 5.6), so they never block the thread that submits them. A kernel
+  // without it gets the thread-pool engine, which runs fallocate on its workers.
+  io_uring_probe* probe = io_uring_get_probe_ring(&engine->ring_);
+  bool has_fallocate = probe != nullptr && io_uring_opcode_supported(probe, IORING_OP_FALLOCATE);
+  if (probe != nullptr) io_uring_free_probe(probe);
+  if (!has_fallocate) return Error(ErrorCode::kUnsupported, "the kernel's io_uring has no fallocate (needs Linux 5.6)");
   // Requests that cannot be issued without blocking go to kernel worker
   // threads; unbounded, a deep queue of large O_DIRECT requests spawns dozens
   // of them and they thrash. A few keep the device just as busy.
@@ -55,6 +62,10 @@ void UringEngine::submit(const IoRequest& request, IoCompletion done) {
       io_uring_prep_fallocate(sqe, request.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
                               static_cast<off_t>(request.offset), static_cast<off_t>(request.length));
       break;
+    case IoOp::kZeroRange:
+      io_uring_prep_fallocate(sqe, request.fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+                              static_cast<off_t>(request.offset), static_cast<off_t>(request.length));
+      break;
   }
   io_uring_sqe_set_data(sqe, new IoCompletion(std::move(done)));
   ++in_flight_;
@@ -72,21 +83,28 @@ void UringEngine::drain_completions() {
   }
 }
 
+void UringEngine::submit_queued() {
+  if (unsubmitted_ == 0) return;
+  int n = io_uring_submit(&ring_);
+  if (n > 0) unsubmitted_ -= std::min<size_t>(unsubmitted_, static_cast<size_t>(n));
+}
+
 void UringEngine::reap(bool wait) {
-  if (unsubmitted_ > 0) {
-    int n = io_uring_submit(&ring_);
-    if (n > 0) unsubmitted_ -= std::min<size_t>(unsubmitted_, static_cast<size_t>(n));
-  }
+  submit_queued();
   size_t before = in_flight_;
   drain_completions();
-  if (!wait || in_flight_ == 0 || in_flight_ < before) return;
-  io_uring_cqe* cqe = nullptr;
-  for (;;) {
-    int err = io_uring_wait_cqe(&ring_, &cqe);
-    if (err == 0) break;
-    if (err != -EINTR && err != -EAGAIN) return;
+  if (wait && in_flight_ > 0 && in_flight_ >= before) {
+    io_uring_cqe* cqe = nullptr;
+    for (;;) {
+      int err = io_uring_wait_cqe(&ring_, &cqe);
+      if (err == 0 || (err != -EINTR && err != -EAGAIN)) break;
+    }
+    drain_completions();
   }
-  drain_completions();
+  // Callbacks may have queued follow-up requests (the next step of a chained
+  // request); they reach the kernel now, not at some later reap() that an
+  // event loop waiting for their completion would never make.
+  submit_queued();
 }
 
 }  // namespace hostvisor::block

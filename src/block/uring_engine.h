@@ -25,6 +25,7 @@ class UringEngine final : public IoEngine {
  private:
   UringEngine() = default;
   void drain_completions();
+  void submit_queued();
   io_uring_sqe* next_sqe();
 
   io_uring ring_{};

@@ -384,10 +384,13 @@ std::optional<VirtioBlk::Outcome> VirtioBlk::discard_or_write_zeroes(const Descr
     std::vector<block::BlockRequest> requests;
     for (const auto& s : segments) {
       if (s.num_sectors == 0) continue;
+      // UNMAP lets write-zeroes deallocate (a hole punch); without it the
+      // image zeroes in place where it can.
       requests.push_back(block::BlockRequest{write_zeroes ? block::BlockOp::kWriteZeroes : block::BlockOp::kDiscard,
                                              s.sector << kSectorShift,
                                              {},
-                                             uint64_t{s.num_sectors} << kSectorShift});
+                                             uint64_t{s.num_sectors} << kSectorShift,
+                                             write_zeroes && (s.flags & kSegmentFlagUnmap) != 0});
     }
     return submit_locked(chain, std::move(requests), 0);
   }
