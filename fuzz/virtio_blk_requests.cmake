@@ -1,7 +1,16 @@
 # virtio-blk request parsing and serving on hostile descriptor tables and
-# requests, against an in-memory disk.
+# requests, against an in-memory disk (synchronous or on the default worker)
+# or a raw image through the block layer's asynchronous path. The block
+# library is built into the target so that path runs under ASan/UBSan too.
+find_package(ZLIB REQUIRED)
+find_package(nlohmann_json REQUIRED)
 set(virtio_dir ${PROJECT_SOURCE_DIR}/src/devices/virtio)
+set(hv_blk_fuzz_block_sources)
+foreach(f block_device cache_mode disk_option host_file image_copy image_open io_engine iov qcow2_check qcow2_format
+          qcow2_image qcow2_refcounts qcow2_snapshots qcow2_table_cache raw_image thread_pool_engine uring_engine)
+  list(APPEND hv_blk_fuzz_block_sources ${PROJECT_SOURCE_DIR}/src/block/${f}.cpp)
+endforeach()
 hv_fuzz(virtio_blk_requests
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/virtio_blk_requests.cpp ${virtio_dir}/blk/virtio_blk.cpp
-          ${virtio_dir}/virtqueue.cpp ${virtio_dir}/descriptor_chain.cpp
-  LIBS hv_block hv_memory hv_base)
+          ${virtio_dir}/virtqueue.cpp ${virtio_dir}/descriptor_chain.cpp ${hv_blk_fuzz_block_sources}
+  LIBS hv_memory hv_base PkgConfig::URING ZLIB::ZLIB nlohmann_json::nlohmann_json)

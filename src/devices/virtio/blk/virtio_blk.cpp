@@ -218,8 +218,12 @@ bool VirtioBlk::poll_and_answer_locked() {
   disk_->poll_completions(false);
   // Writes that just completed may free held flushes. They are submitted
   // here rather than from a completion, which runs inside the block layer's
-  // poll; their own completion wakes the event loop again.
-  release_flushes_locked();
+  // poll; their own completion wakes the event loop again. The block layer
+  // may batch submissions until its next poll (io_uring), so poll again to
+  // hand them over: an event loop waiting for their completion would
+  // otherwise wait forever. That poll may complete more writes and free
+  // more flushes, hence the loop (it ends: each turn submits a held flush).
+  while (release_flushes_locked()) disk_->poll_completions(false);
   if (!active_ || failed_) {
     finished_.clear();
     return false;
@@ -273,15 +277,18 @@ std::optional<VirtioBlk::Outcome> VirtioBlk::flush_locked(const DescriptorChain&
   return std::nullopt;
 }
 
-void VirtioBlk::release_flushes_locked() {
+bool VirtioBlk::release_flushes_locked() {
   // Flushes are held in order of `after`, so only the front can be free.
+  bool released = false;
   while (!held_flushes_.empty() &&
          (writes_in_flight_.empty() || *writes_in_flight_.begin() >= held_flushes_.front().after)) {
     std::vector<block::BlockRequest> flush;
     flush.push_back(block::BlockRequest{block::BlockOp::kFlush, 0, {}, 0});
     submit_locked(held_flushes_.front().chain, std::move(flush), 0);
     held_flushes_.pop_front();
+    released = true;
   }
+  return released;
 }
 
 std::optional<VirtioBlk::Outcome> VirtioBlk::serve(const DescriptorChain& chain, const RequestHeader& header) {

@@ -117,8 +117,8 @@ class VirtioBlk : public VirtioDevice {
   std::optional<Outcome> submit_locked(const DescriptorChain& chain, std::vector<block::BlockRequest> requests,
                                        uint64_t data_bytes);
   std::optional<Outcome> flush_locked(const DescriptorChain& chain);
-  // Submits the held flushes whose writes have all completed.
-  void release_flushes_locked();
+  // Submits the held flushes whose writes have all completed; true if any was.
+  bool release_flushes_locked();
   // Polls the block layer and answers finished requests; true if any was.
   bool poll_and_answer_locked();
   // Writes the status byte and returns the chain; false if the device failed.

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cstring>
@@ -873,6 +874,90 @@ TEST_F(VirtioBlkAsyncTest, FlushIsAnsweredAfterEveryEarlierWriteOnTheRealBlockLa
     for (int i = 0; i < 18; ++i) EXPECT_EQ(status_of(i), kStatusOk) << i;
     device->reset();
   }
+}
+
+// Like an event loop: process_completions() only when completion_fd() says
+// so. A request the block layer queued but never handed to the kernel
+// (io_uring batches until the next poll) would leave the fd quiet forever.
+void wait_used_event_driven(VirtioBlk& device, VirtqueueTestDriver& driver, uint16_t count) {
+  while (driver.used_idx() != count) {
+    pollfd p{device.completion_fd(), POLLIN, 0};
+    ASSERT_EQ(::poll(&p, 1, 5000), 1) << "no completion signalled for 5 s with " << driver.used_idx() << " of " << count
+                                      << " requests answered";
+    device.process_completions();
+  }
+}
+
+TEST_F(VirtioBlkAsyncTest, HeldFlushIsHandedToTheDiskWithoutAnotherNotification) {
+  VirtioBlkOptions o;
+  o.async_io = true;
+  for (bool qcow2 : {false, true}) {
+    SCOPED_TRACE(qcow2 ? "qcow2" : "raw");
+    start(qcow2 ? qcow2_disk() : raw_disk(), o);
+    fill_data(3, 4 * 512);
+    add_request(0, kRequestOut, 8);
+    add_request(1, kRequestFlush, 0);
+    ASSERT_TRUE(device->process_queue(0).ok());
+    wait_used_event_driven(*device, *driver, 2);
+    EXPECT_EQ(status_of(0), kStatusOk);
+    EXPECT_EQ(status_of(1), kStatusOk);
+    device->reset();
+  }
+}
+
+// WRITE_ZEROES with UNMAP may free the blocks (a hole punch); without it
+// the raw image zeroes them in place, keeping them allocated.
+TEST_F(VirtioBlkAsyncTest, WriteZeroesUnmapFlagChoosesPunchOrZeroInPlace) {
+  const std::string path = dir.file("alloc.raw");
+  ASSERT_TRUE(block::RawImage::create(path, kDiskBytes).ok());
+  VirtioBlkOptions o;
+  o.async_io = true;
+  start(open(path), o);
+  auto allocated_blocks = [&] {
+    struct stat st {};
+    EXPECT_EQ(::stat(path.c_str(), &st), 0);
+    return st.st_blocks;
+  };
+  // 64 KiB of data at sector 0 and at sector 256, then zero both, one with UNMAP.
+  fill_data(1, 65536);
+  put_header(kRequestOut, 0);
+  driver->add_chain(0, {{kHeaderAt, 16, false}, {kDataAt, 65536, false}, {kStatusAt, 1, true}});
+  ASSERT_TRUE(device->process_queue(0).ok());
+  wait_used_event_driven(*device, *driver, 1);
+  put_header(kRequestOut, 256);
+  driver->add_chain(3, {{kHeaderAt, 16, false}, {kDataAt, 65536, false}, {kStatusAt, 1, true}});
+  ASSERT_TRUE(device->process_queue(0).ok());
+  wait_used_event_driven(*device, *driver, 2);
+  const auto written = allocated_blocks();
+  ASSERT_GE(written, 2 * 65536 / 512);
+  DiscardWriteZeroesSegment in_place{0, 128, 0};
+  ASSERT_TRUE(memory.write_obj(GuestAddress(kDataAt + 0x10000), in_place).ok());
+  put_header(kRequestWriteZeroes, 0);
+  driver->add_chain(6, {{kHeaderAt, 16, false}, {kDataAt + 0x10000, 16, false}, {kStatusAt, 1, true}});
+  ASSERT_TRUE(device->process_queue(0).ok());
+  wait_used_event_driven(*device, *driver, 3);
+  ASSERT_EQ(status(), kStatusOk);
+  EXPECT_EQ(allocated_blocks(), written) << "write-zeroes without UNMAP deallocated";
+  DiscardWriteZeroesSegment unmap{256, 128, kSegmentFlagUnmap};
+  ASSERT_TRUE(memory.write_obj(GuestAddress(kDataAt + 0x10000), unmap).ok());
+  put_header(kRequestWriteZeroes, 0);
+  driver->add_chain(9, {{kHeaderAt, 16, false}, {kDataAt + 0x10000, 16, false}, {kStatusAt, 1, true}});
+  ASSERT_TRUE(device->process_queue(0).ok());
+  wait_used_event_driven(*device, *driver, 4);
+  ASSERT_EQ(status(), kStatusOk);
+  EXPECT_LE(allocated_blocks(), written - 65536 / 512) << "write-zeroes with UNMAP kept the blocks";
+  // Both read back as zeros.
+  fill_data(9, 65536);
+  put_header(kRequestIn, 0);
+  driver->add_chain(12, {{kHeaderAt, 16, false}, {kDataAt, 65536, true}, {kStatusAt, 1, true}});
+  ASSERT_TRUE(device->process_queue(0).ok());
+  wait_used_event_driven(*device, *driver, 5);
+  EXPECT_EQ(data(65536), std::vector<uint8_t>(65536, 0));
+  put_header(kRequestIn, 256);
+  driver->add_chain(15, {{kHeaderAt, 16, false}, {kDataAt, 65536, true}, {kStatusAt, 1, true}});
+  ASSERT_TRUE(device->process_queue(0).ok());
+  wait_used_event_driven(*device, *driver, 6);
+  EXPECT_EQ(data(65536), std::vector<uint8_t>(65536, 0));
 }
 
 }  // namespace
