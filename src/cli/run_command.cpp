@@ -7,6 +7,7 @@
 #include "cli/device_options.h"
 #include "guest/default_guest/default_guest.h"
 #include "vmm/machine.h"
+#include "vmm/stop_signals.h"
 
 namespace hostvisor::cli {
 
@@ -81,11 +82,29 @@ int run(const RunOptions& options) {
     config.nets.push_back(*net);
   }
 
+  // From here on SIGINT, SIGTERM and SIGHUP end the run cleanly (status 0,
+  // terminal restored) whenever they come, across reboots. Before this, while
+  // the options are read and the default guest is assembled, they end
+  // hostvisor the ordinary way (nothing to clean up, no guest yet). Installed
+  // before any thread exists, so every thread inherits the blocked mask.
+  auto signals = StopSignals::install();
+  if (!signals) {
+    fail(signals.error().message());
+    return 1;
+  }
+  auto stopped = [](int signal) {
+    std::fprintf(stderr, "\r\nhostvisor: %s\n", StopSignals::describe_stop(signal).c_str());
+    return 0;
+  };
+
   // A guest reset reboots: the machine is built afresh from the same
   // configuration (RAM cleared, devices reset, kernel reloaded), as a PC's
   // firmware would start over. --no-reboot ends the run instead.
   for (bool first = true;; first = false) {
-    auto machine = Machine::create(config);
+    // A signal that came while the last machine was torn down ends the run
+    // here rather than after a whole boot of the next one.
+    if (const int signal = (*signals)->take().stop_signal) return stopped(signal);
+    auto machine = Machine::create(config, **signals);
     if (!machine) {
       fail(machine.error().message());
       return 1;
@@ -131,6 +150,11 @@ void add_run_command(CLI::App& app, int* exit_status) {
                 "Add an isa-debug-exit device at port 0xf4: a guest write of v exits with status (v << 1) | 1");
   cmd->add_flag("--no-reboot", options->no_reboot,
                 "End the run (status 3) when the guest resets, instead of rebooting");
+  cmd->footer(
+      "Exit status: 0 when the guest powers off, or on Ctrl-A x, SIGINT, SIGTERM or SIGHUP (at any point once the run "
+      "has started, reboots included); (v << 1) | 1 when the guest writes v to the debug-exit port; 3 when the guest "
+      "resets with --no-reboot; 4 on a triple fault or a guest halted for good; 1 when hostvisor cannot go on; 2 for a "
+      "usage error.");
   cmd->callback([options, exit_status] { *exit_status = run(*options); });
 }
 

@@ -1,7 +1,5 @@
 #include "vmm/machine.h"
 
-#include <signal.h>
-#include <sys/signalfd.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
@@ -47,25 +45,10 @@ struct Overloaded : Ts... {
 template <class... Ts>
 Overloaded(Ts...) -> Overloaded<Ts...>;
 
-// The signals the console's signalfd handles: SIGINT/SIGTERM/SIGHUP end the
-// run cleanly (terminal restored), SIGWINCH passes the terminal's new size
-// on. Every thread must block them, or the kernel may hand one to a thread
-// that does not (an emu timer, a block worker) and act on it there: kill
-// the process without restoring the terminal, or drop a SIGWINCH.
-sigset_t console_signals() {
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGHUP);
-  sigaddset(&signals, SIGWINCH);
-  return signals;
-}
-
 }  // namespace
 
-Result<std::unique_ptr<Machine>> Machine::create(const MachineConfig& config) {
-  std::unique_ptr<Machine> machine(new Machine(config));
+Result<std::unique_ptr<Machine>> Machine::create(const MachineConfig& config, StopSignals& signals) {
+  std::unique_ptr<Machine> machine(new Machine(config, signals));
   HV_TRY(machine->build());
   return machine;
 }
@@ -78,9 +61,6 @@ Machine::~Machine() {
 }
 
 Result<void> Machine::build() {
-  // Before any thread exists, so that every one inherits the mask.
-  const sigset_t signals = console_signals();
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   event_loop_ = HV_TRY(EventLoop::create());
   if (config_.cpus == 0 || config_.cpus > kMaxVcpus)
     return Error(ErrorCode::kInvalidArgument,
@@ -255,21 +235,10 @@ Result<void> Machine::add_firmware_tables(const arch::MemoryLayout& layout) {
 }
 
 Result<void> Machine::setup_console() {
-  // The console's signals, blocked in every thread since build(), arrive here.
-  const sigset_t signals = console_signals();
-  int sfd = ::signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
-  if (sfd < 0) return Error::from_errno("signalfd");
-  auto signal_fd = std::make_shared<UniqueFd>(sfd);
-  HV_TRY(event_loop_->add(sfd, [this, signal_fd](uint32_t) {
-    signalfd_siginfo info{};
-    if (::read(signal_fd->get(), &info, sizeof info) != sizeof info) return;
-    if (info.ssi_signo == SIGWINCH) {
-      if (console_) console_->terminal_resized();
-      return;
-    }
-    request_stop(RunOutcome{RunOutcome::Kind::kUserQuit, 0,
-                            std::string("stopped by ") + ::strsignal(static_cast<int>(info.ssi_signo))});
-  }));
+  // The stop signals and SIGWINCH, blocked in every thread since before
+  // the machine was built, arrive here (one already pending makes the fd
+  // readable at once).
+  HV_TRY(event_loop_->add(signals_.fd(), [this](uint32_t) { take_signals(); }));
 
   std::unique_ptr<ConsoleInput> console_input;
   if (config_.console == ConsoleDevice::kVirtio) {
@@ -309,26 +278,38 @@ Result<void> Machine::setup_console() {
   return {};
 }
 
+void Machine::take_signals() {
+  const StopSignals::Taken taken = signals_.take();
+  if (taken.resized && console_) console_->terminal_resized();
+  if (taken.stop_signal != 0)
+    request_stop(RunOutcome{RunOutcome::Kind::kUserQuit, 0, StopSignals::describe_stop(taken.stop_signal)});
+}
+
 RunOutcome Machine::run() {
   auto console = setup_console();
   if (!console) return RunOutcome{RunOutcome::Kind::kFailure, 1, console.error().message()};
   RawTerminal raw(STDIN_FILENO);
 
   state_ = State::kRunning;
+  take_signals();  // a stop signal read before this machine existed ends it before it starts
   event_loop_->start();
   for (unsigned i = 0; i < vcpus_.size(); ++i) threads_.emplace_back([this, i] { vcpu_thread(i); });
 
-  RunOutcome outcome;
   {
     std::unique_lock lock(mutex_);
     state_changed_.wait(lock, [this] { return outcome_.has_value(); });
-    outcome = *outcome_;
   }
   for (auto& t : threads_) t.join();
   threads_.clear();
   event_loop_->stop();
+  event_loop_->remove(signals_.fd());
+  // A stop signal that came while the vCPUs and the loop wound down (say,
+  // just after the guest reset) turns a reset into a quit: the outcome is
+  // read only now, when nothing can change it any more.
+  take_signals();
   console_.reset();
-  return outcome;
+  std::lock_guard lock(mutex_);
+  return *outcome_;
 }
 
 void Machine::vcpu_thread(unsigned index) {

@@ -22,6 +22,7 @@
 #include "vmm/event_loop.h"
 #include "vmm/machine_config.h"
 #include "vmm/run_outcome.h"
+#include "vmm/stop_signals.h"
 #include "vmm/virtio_mmio_slots.h"
 #include "vmm/virtio_pci_fastpath.h"
 
@@ -41,9 +42,10 @@ class Machine final : public SystemControl {
  public:
   enum class State { kCreated, kRunning, kPaused, kStopped };
 
-  // Builds the machine; nothing runs until run(). `accel_reason` receives
-  // the one-line explanation of the backend choice.
-  static Result<std::unique_ptr<Machine>> create(const MachineConfig& config);
+  // Builds the machine; nothing runs until run(). `signals` (installed
+  // before this, so every thread the machine starts inherits their mask)
+  // must outlive the machine: its stop signals end the run.
+  static Result<std::unique_ptr<Machine>> create(const MachineConfig& config, StopSignals& signals);
   ~Machine() override;
 
   const std::string& accel_reason() const { return accel_reason_; }
@@ -64,7 +66,7 @@ class Machine final : public SystemControl {
   void request_poweroff() override;
 
  private:
-  explicit Machine(const MachineConfig& config) : config_(config) {}
+  Machine(const MachineConfig& config, StopSignals& signals) : config_(config), signals_(signals) {}
   Result<void> build();
   Result<void> add_legacy_devices();
   // The PCI root complex (0xCF8 and ECAM) and the virtio devices on it.
@@ -80,12 +82,15 @@ class Machine final : public SystemControl {
   // ACPI tables in guest memory and the PM block they describe; CMOS memory size.
   Result<void> add_firmware_tables(const arch::MemoryLayout& layout);
   Result<void> setup_console();
+  // Stops the run if a stop signal is (or was) pending; passes SIGWINCH on.
+  void take_signals();
   void vcpu_thread(unsigned index);
   // Handles one exit; returns false when the vCPU thread must end.
   bool handle_exit(unsigned index, VcpuExit& exit);
   void park_if_paused(unsigned index);
 
   MachineConfig config_;
+  StopSignals& signals_;
   std::string accel_reason_;
   std::unique_ptr<Hypervisor> hypervisor_;
   GuestMemory memory_;

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -49,7 +50,8 @@ bool drain(int fd, std::string& into) {
 }  // namespace
 
 ChildResult run_child(const std::vector<std::string>& argv, std::chrono::milliseconds timeout,
-                      const StopCondition& stop_when, const std::string& input) {
+                      const StopCondition& stop_when, const std::string& input, int stop_signal) {
+  if (stop_signal == 0) stop_signal = SIGTERM;
   ChildResult result;
   Pipe out, err, in;
   if (argv.empty() || !open_pipe(out) || !open_pipe(err) || (!input.empty() && !open_pipe(in))) {
@@ -88,6 +90,7 @@ ChildResult run_child(const std::vector<std::string>& argv, std::chrono::millise
   result.started = true;
 
   auto deadline = start + timeout;
+  std::chrono::steady_clock::time_point stopped_at;
   bool out_open = true, err_open = true;
   while (out_open || err_open) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
@@ -97,16 +100,20 @@ ChildResult run_child(const std::vector<std::string>& argv, std::chrono::millise
       break;
     }
     pollfd fds[2] = {{out_open ? out.read : -1, POLLIN, 0}, {err_open ? err.read : -1, POLLIN, 0}};
-    int ready = poll(fds, 2, static_cast<int>(left.count()));
+    // While a stop condition waits, wake up often enough for one that times the signal.
+    const bool stop_pending = stop_when && !result.terminated;
+    const int wait_ms =
+        stop_pending ? std::min<int>(2, static_cast<int>(left.count())) : static_cast<int>(left.count());
+    int ready = poll(fds, 2, wait_ms);
     if (ready < 0 && errno != EINTR) break;
-    if (ready <= 0) continue;
-    if (fds[0].revents) out_open = drain(out.read, result.out);
-    if (stop_when && !result.terminated && stop_when(result.out)) {
+    if (ready > 0 && fds[0].revents) out_open = drain(out.read, result.out);
+    if (stop_pending && stop_when(result.out)) {
       result.terminated = true;
-      kill(pid, SIGTERM);
-      deadline = std::chrono::steady_clock::now() + kTerminateGrace;
+      kill(pid, stop_signal);
+      stopped_at = std::chrono::steady_clock::now();
+      deadline = stopped_at + kTerminateGrace;
     }
-    if (fds[1].revents) err_open = drain(err.read, result.err);
+    if (ready > 0 && fds[1].revents) err_open = drain(err.read, result.err);
   }
   // Output closed does not mean exited: keep the deadline while waiting.
   int status = 0;
@@ -120,7 +127,9 @@ ChildResult run_child(const std::vector<std::string>& argv, std::chrono::millise
       usleep(10 * 1000);
     }
   }
-  result.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+  const auto end = std::chrono::steady_clock::now();
+  result.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(end - start);
+  if (result.terminated) result.stop_to_exit = std::chrono::duration_cast<std::chrono::milliseconds>(end - stopped_at);
   if (WIFEXITED(status)) result.exit_status = WEXITSTATUS(status);
   if (WIFSIGNALED(status)) result.signal = WTERMSIG(status);
   if (result.exit_status == 127 && result.out.empty() && result.err.empty()) result.error = "exec failed";

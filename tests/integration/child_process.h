@@ -18,6 +18,7 @@ struct ChildResult {
   std::string out, err;     // stdout and stderr, each capped at kMaxCapture
   std::string error;
   std::chrono::milliseconds elapsed{0};
+  std::chrono::milliseconds stop_to_exit{0};  // from the stop signal to the child's end, when terminated
 
   std::string describe() const;  // "exit status 33", "killed by signal 9", ...
 };
@@ -26,12 +27,13 @@ constexpr size_t kMaxCapture = 4 << 20;
 
 // Runs argv[0] (a path) with argv, stdin from /dev/null, or from a pipe that
 // holds `input` and then ends (at most a pipe's buffer, 64 KiB) when input is
-// not empty. If stop_when is given, it sees stdout as it grows; once it
-// returns true the child gets SIGTERM and has kTerminateGrace to exit before
-// it is killed (timed_out).
+// not empty. If stop_when is given, it sees stdout as it grows, and is asked
+// again at least every few milliseconds (so it may also look at the clock);
+// once it returns true the child gets `stop_signal` (SIGTERM unless told) and
+// has kTerminateGrace to exit before it is killed (timed_out).
 using StopCondition = std::function<bool(const std::string& out)>;
 constexpr std::chrono::seconds kTerminateGrace{10};
 ChildResult run_child(const std::vector<std::string>& argv, std::chrono::milliseconds timeout,
-                      const StopCondition& stop_when = nullptr, const std::string& input = "");
+                      const StopCondition& stop_when = nullptr, const std::string& input = "", int stop_signal = 0);
 
 }  // namespace hostvisor::testing
