@@ -77,7 +77,9 @@ Result<void> Machine::build() {
   HV_TRY(vm_->map_memory(memory_));
 
   HV_TRY(add_legacy_devices());
-  virtio_mmio_ = std::make_unique<VirtioMmioSlots>(mmio_bus_, vm_->interrupts(), memory_);
+  virtio_mmio_ = std::make_unique<VirtioMmioSlots>(mmio_bus_, *vm_, *event_loop_, memory_);
+  HV_LOG_INFO("virtio-mmio: notifies {}", virtio_mmio_->notify_fast_path() ? "through ioeventfds on the event loop"
+                                                                           : "as exits on the vCPU threads");
   HV_TRY(add_pci_devices());
 
   HV_TRY(add_firmware_tables(layout));

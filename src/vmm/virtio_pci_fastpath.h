@@ -3,9 +3,8 @@
 //  - notifications: while a device's BAR 0 decodes, each queue's notify
 //    register has an ioeventfd (a 2-byte write of the queue index, which is
 //    what a driver writes there), so the vCPU goes straight back to the
-//    guest and the event loop runs the queue. Any other write to the
-//    register (another width or value) still exits and reaches the device
-//    through the bus, which does the same thing, so both paths agree.
+//    guest and the event loop runs the queue (QueueNotifyEvents, shared with
+//    virtio-mmio).
 //  - interrupts: the devices' MSI-X vectors go out through a VmMsiRouter
 //    (irqfds on MSI routes) instead of InterruptController::signal_msi.
 //
@@ -18,9 +17,7 @@
 // Registrations follow the BAR, not the device status: a notify for a queue
 // the driver has not enabled (or after a reset) is ignored by the transport
 // on either path, and keeping the ioeventfd avoids a window in which a
-// write lands nowhere. The per-queue eventfds stay watched by the event loop
-// for the fast path's lifetime, so a signal that arrived before the BAR
-// moved is still handled.
+// write lands nowhere.
 //
 // Threads and locks: map_bar/unmap_bar come from vCPU threads with the
 // root's lock held; `mutex_` here is taken after it and only around Vm
@@ -33,14 +30,12 @@
 #include <map>
 #include <memory>
 #include <mutex>
-#include <optional>
-#include <vector>
 
-#include "base/fd.h"
 #include "devices/pci/pci_bar_mapper.h"
 #include "devices/virtio/pci/virtio_pci_device.h"
 #include "hv/hypervisor.h"
 #include "vmm/event_loop.h"
+#include "vmm/queue_notify_events.h"
 #include "vmm/vm_msi_router.h"
 
 namespace hostvisor {
@@ -68,16 +63,10 @@ class VirtioPciFastPath final : public PciBarMapper {
   size_t registered_queues(const PciDevice& device) const;
 
  private:
-  struct Queue {
-    std::shared_ptr<EventFd> event;         // shared with its event-loop handler
-    std::optional<uint64_t> registered_at;  // guest-physical address of the ioeventfd
-  };
   struct Device {
     std::weak_ptr<VirtioPciDevice> device;
-    std::vector<Queue> queues;
+    std::unique_ptr<QueueNotifyEvents> notifies;  // null without the notify fast path
   };
-  void register_notify_locked(Device& device, uint64_t bar_address);
-  void unregister_notify_locked(Device& device);
 
   PciBarMapper& inner_;
   Vm& vm_;
