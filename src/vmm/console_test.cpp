@@ -55,6 +55,32 @@ TEST(ConsoleEscape, DoubleCtrlASendsOneAndHelpIsACommand) {
 namespace hostvisor {
 namespace {
 
+// Writes all of `text` into the console's input pipe from a thread of its
+// own: the pipe fills up whenever the guest falls behind.
+std::thread paste(int fd, const std::string& text) {
+  return std::thread([fd, &text] {
+    size_t done = 0;
+    while (done < text.size()) {
+      ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+      if (n <= 0) break;
+      done += static_cast<size_t>(n);
+    }
+  });
+}
+
+// Types Ctrl-A x, which must reach the quit callback, then takes the
+// console down and closes its input pipe.
+void quit_and_detach(const int (&fds)[2], const std::atomic<bool>& quit, EventLoop& loop,
+                     std::unique_ptr<TerminalConsole>& console) {
+  ASSERT_EQ(::write(fds[1], "\x01x", 2), 2);
+  for (int i = 0; i < 3000 && !quit; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_TRUE(quit);
+  loop.stop();
+  console.reset();
+  ::close(fds[0]);
+  ::close(fds[1]);
+}
+
 // A guest draining the UART slowly still gets every byte of a large paste,
 // in order, and Ctrl-A x reaches the quit callback.
 TEST(TerminalConsole, SerialGetsLargeInputInOrderWithBackpressureAndQuits) {
@@ -72,15 +98,7 @@ TEST(TerminalConsole, SerialGetsLargeInputInOrderWithBackpressureAndQuits) {
 
   std::string sent;
   for (int i = 0; i < 20000; ++i) sent.push_back(static_cast<char>('a' + i % 26));
-  std::thread writer([&] {
-    const std::string& data = sent;
-    size_t done = 0;
-    while (done < data.size()) {
-      ssize_t n = ::write(fds[1], data.data() + done, data.size() - done);
-      if (n <= 0) break;
-      done += static_cast<size_t>(n);
-    }
-  });
+  std::thread writer = paste(fds[1], sent);
   std::string received;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (received.size() < sent.size() && std::chrono::steady_clock::now() < deadline) {
@@ -94,15 +112,9 @@ TEST(TerminalConsole, SerialGetsLargeInputInOrderWithBackpressureAndQuits) {
     }
   }
   writer.join();
-  ASSERT_EQ(::write(fds[1], "\x01x", 2), 2);
   EXPECT_EQ(received.size(), sent.size());
   EXPECT_TRUE(received == sent) << "input reordered or corrupted";
-  for (int i = 0; i < 3000 && !quit; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  EXPECT_TRUE(quit);
-  (*loop)->stop();
-  console->reset();
-  ::close(fds[0]);
-  ::close(fds[1]);
+  quit_and_detach(fds, quit, **loop, *console);
 }
 
 // The same paste through the virtio console's receive queue: a guest that
@@ -142,14 +154,7 @@ TEST(TerminalConsole, VirtioConsoleGetsLargeInputInOrderAsTheGuestPostsBuffers) 
 
   std::string sent;
   for (int i = 0; i < 5000; ++i) sent.push_back(static_cast<char>('a' + i % 26));
-  std::thread writer([&] {
-    size_t done = 0;
-    while (done < sent.size()) {
-      ssize_t n = ::write(fds[1], sent.data() + done, sent.size() - done);
-      if (n <= 0) break;
-      done += static_cast<size_t>(n);
-    }
-  });
+  std::thread writer = paste(fds[1], sent);
   // The guest: one receive buffer in flight; read it back once it is used.
   std::string received;
   uint16_t posted = 0;
@@ -176,13 +181,7 @@ TEST(TerminalConsole, VirtioConsoleGetsLargeInputInOrderAsTheGuestPostsBuffers) 
   EXPECT_EQ(received.size(), sent.size());
   EXPECT_TRUE(received == sent) << "input reordered or corrupted";
   EXPECT_GT(posted, sent.size() / kBufferSize) << "every buffer carries at most " << kBufferSize << " bytes";
-  ASSERT_EQ(::write(fds[1], "\x01x", 2), 2);
-  for (int i = 0; i < 3000 && !quit; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  EXPECT_TRUE(quit);
-  (*loop)->stop();
-  console->reset();
-  ::close(fds[0]);
-  ::close(fds[1]);
+  quit_and_detach(fds, quit, **loop, *console);
 }
 
 // The virtio console tells the guest the terminal's size: at attach and

@@ -17,6 +17,7 @@
 #include "hv/accel.h"
 #include "hv/cpu_state.h"
 #include "vmm/testing/counting_device.h"
+#include "vmm/testing/kvm_guest_run.h"
 #include "vmm/testing/recording_vm.h"
 
 namespace hostvisor {
@@ -87,6 +88,26 @@ bool wait_for(const std::function<bool()>& done) {
   return done();
 }
 
+// What a driver does up to DRIVER_OK for the CountingDevice at `base`, with
+// both queues live (virtio 1.2, 4.2.3.1).
+void activate_counting_device(Bus& bus, uint64_t base) {
+  write32(bus, base + 0x070, virtio::kStatusAcknowledge | virtio::kStatusDriver);
+  write32(bus, base + 0x024, 1);  // DriverFeaturesSel: bits 32-63
+  write32(bus, base + 0x020, 1);  // VERSION_1
+  write32(bus, base + 0x070, virtio::kStatusAcknowledge | virtio::kStatusDriver | virtio::kStatusFeaturesOk);
+  for (uint32_t q = 0; q < 2; ++q) {
+    write32(bus, base + 0x030, q);
+    write32(bus, base + 0x038, 16);
+    write32(bus, base + 0x080, 0x10000 + q * 0x1000);
+    write32(bus, base + 0x090, 0x10800 + q * 0x1000);
+    write32(bus, base + 0x0a0, 0x10c00 + q * 0x1000);
+    write32(bus, base + 0x044, 1);
+  }
+  write32(bus, base + 0x070,
+          virtio::kStatusAcknowledge | virtio::kStatusDriver | virtio::kStatusFeaturesOk | virtio::kStatusDriverOk);
+  ASSERT_EQ(read32(bus, base + 0x070) & virtio::kStatusDeviceNeedsReset, 0u);
+}
+
 // The virtio-mmio slots on a Vm with fast eventfds (as KVM has), with the
 // real transport and event loop.
 class MmioFastPathTest : public ::testing::Test {
@@ -108,24 +129,7 @@ class MmioFastPathTest : public ::testing::Test {
     if (loop) loop->stop();
     slots.reset();
   }
-  // What a driver does up to DRIVER_OK, with both queues live (virtio 1.2, 4.2.3.1).
-  void activate() {
-    write32(bus, kBase + 0x070, virtio::kStatusAcknowledge | virtio::kStatusDriver);
-    write32(bus, kBase + 0x024, 1);  // DriverFeaturesSel: bits 32-63
-    write32(bus, kBase + 0x020, 1);  // VERSION_1
-    write32(bus, kBase + 0x070, virtio::kStatusAcknowledge | virtio::kStatusDriver | virtio::kStatusFeaturesOk);
-    for (uint32_t q = 0; q < 2; ++q) {
-      write32(bus, kBase + 0x030, q);
-      write32(bus, kBase + 0x038, 16);
-      write32(bus, kBase + 0x080, 0x10000 + q * 0x1000);
-      write32(bus, kBase + 0x090, 0x10800 + q * 0x1000);
-      write32(bus, kBase + 0x0a0, 0x10c00 + q * 0x1000);
-      write32(bus, kBase + 0x044, 1);
-    }
-    write32(bus, kBase + 0x070,
-            virtio::kStatusAcknowledge | virtio::kStatusDriver | virtio::kStatusFeaturesOk | virtio::kStatusDriverOk);
-    ASSERT_EQ(read32(bus, kBase + 0x070) & virtio::kStatusDeviceNeedsReset, 0u);
-  }
+  void activate() { activate_counting_device(bus, kBase); }
   // Signals queue q's QueueNotify eventfd as KVM would on a matching guest write.
   void guest_notify(uint16_t q) {
     for (const auto& [fd, address, length, match] : vm->registered())
@@ -238,20 +242,7 @@ TEST(MmioFastPathOnKvm, GuestQueueNotifyWriteReachesTheQueueWithoutAnExit) {
   ASSERT_TRUE(slots->add(counting).ok());
   ASSERT_EQ(slots->registered_queues(0), 2u);
   constexpr uint64_t kBase = arch::kVirtioMmioStart;
-  write32(bus, kBase + 0x070, virtio::kStatusAcknowledge | virtio::kStatusDriver);
-  write32(bus, kBase + 0x024, 1);
-  write32(bus, kBase + 0x020, 1);
-  write32(bus, kBase + 0x070, virtio::kStatusAcknowledge | virtio::kStatusDriver | virtio::kStatusFeaturesOk);
-  for (uint32_t q = 0; q < 2; ++q) {
-    write32(bus, kBase + 0x030, q);
-    write32(bus, kBase + 0x038, 16);
-    write32(bus, kBase + 0x080, 0x10000 + q * 0x1000);
-    write32(bus, kBase + 0x090, 0x10800 + q * 0x1000);
-    write32(bus, kBase + 0x0a0, 0x10c00 + q * 0x1000);
-    write32(bus, kBase + 0x044, 1);
-  }
-  write32(bus, kBase + 0x070,
-          virtio::kStatusAcknowledge | virtio::kStatusDriver | virtio::kStatusFeaturesOk | virtio::kStatusDriverOk);
+  activate_counting_device(bus, kBase);
 
   // clang-format off
   const std::vector<uint8_t> code = {
@@ -283,35 +274,16 @@ TEST(MmioFastPathOnKvm, GuestQueueNotifyWriteReachesTheQueueWithoutAnExit) {
   regs.rsp = 0x7000;
   ASSERT_TRUE((*vcpu)->set_registers(regs).ok());
 
-  // Anything slower than this is a hung guest (kvm_pvm runs ~1M instructions a second).
-  std::atomic<bool> done = false;
-  std::thread watchdog([&] {
-    for (int i = 0; i < 2000 && !done; ++i) std::this_thread::sleep_for(10ms);
-    if (!done) (*vcpu)->kick();
-  });
   int exits_at_notify = 0;
-  for (int i = 0; i < 10; ++i) {
-    auto exit = (*vcpu)->run();
-    ASSERT_TRUE(exit.ok()) << exit.error().message();
-    if (auto* m = std::get_if<MmioExit>(&*exit)) {
-      EXPECT_TRUE(m->is_write);
-      EXPECT_EQ(m->address, kBase + 0x050);
-      uint32_t value = 0;
-      std::memcpy(&value, m->data.data(), std::min<size_t>(m->data.size(), 4));
-      EXPECT_EQ(value, 5u) << "only the write that matches no ioeventfd may exit";
-      EXPECT_TRUE(bus.write(m->address, m->data));  // the ordinary path, on this thread
-      ++exits_at_notify;
-      continue;
-    }
-    if (auto* p = std::get_if<PortIoExit>(&*exit)) {
-      EXPECT_EQ(p->port, 0xf4);
-      break;
-    }
-    ADD_FAILURE() << "unexpected exit " << exit->index();
-    break;
-  }
-  done = true;
-  watchdog.join();
+  testing::run_to_debug_port(**vcpu, [&](MmioExit& m) {
+    EXPECT_TRUE(m.is_write);
+    EXPECT_EQ(m.address, kBase + 0x050);
+    uint32_t value = 0;
+    std::memcpy(&value, m.data.data(), std::min<size_t>(m.data.size(), 4));
+    EXPECT_EQ(value, 5u) << "only the write that matches no ioeventfd may exit";
+    EXPECT_TRUE(bus.write(m.address, m.data));  // the ordinary path, on this thread
+    ++exits_at_notify;
+  });
   EXPECT_EQ(exits_at_notify, 1);
   ASSERT_TRUE(wait_for([&] { return counting->notified[1] == 1; }));  // through the ioeventfd and the event loop
   EXPECT_EQ(counting->notified[0], 0);

@@ -23,6 +23,7 @@
 #include "hv/accel.h"
 #include "hv/cpu_state.h"
 #include "vmm/testing/counting_device.h"
+#include "vmm/testing/kvm_guest_run.h"
 #include "vmm/testing/recording_vm.h"
 
 namespace hostvisor {
@@ -373,31 +374,11 @@ TEST(FastPathOnKvm, GuestNotifyWriteReachesTheQueueWithoutAnExit) {
   regs.rsp = 0x7000;
   ASSERT_TRUE((*vcpu)->set_registers(regs).ok());
 
-  // Anything slower than this is a hung guest (kvm_pvm runs ~1M instructions a second).
-  std::atomic<bool> done = false;
-  std::thread watchdog([&] {
-    for (int i = 0; i < 2000 && !done; ++i) std::this_thread::sleep_for(10ms);
-    if (!done) (*vcpu)->kick();
+  testing::run_to_debug_port(**vcpu, [&](MmioExit& m) {
+    EXPECT_TRUE(m.is_write);
+    EXPECT_EQ(m.address, kBarAt + 0x3000) << "only the write that matches no ioeventfd may exit";
+    EXPECT_TRUE(mmio.write(m.address, m.data));  // the ordinary path, on this thread
   });
-  std::vector<VcpuExit> exits;
-  for (int i = 0; i < 10; ++i) {
-    auto exit = (*vcpu)->run();
-    ASSERT_TRUE(exit.ok()) << exit.error().message();
-    if (auto* m = std::get_if<MmioExit>(&*exit)) {
-      EXPECT_TRUE(m->is_write);
-      EXPECT_EQ(m->address, kBarAt + 0x3000) << "only the write that matches no ioeventfd may exit";
-      EXPECT_TRUE(mmio.write(m->address, m->data));  // the ordinary path, on this thread
-      continue;
-    }
-    if (auto* p = std::get_if<PortIoExit>(&*exit)) {
-      EXPECT_EQ(p->port, 0xf4);
-      break;
-    }
-    ADD_FAILURE() << "unexpected exit " << exit->index();
-    break;
-  }
-  done = true;
-  watchdog.join();
   EXPECT_EQ(counting->notified[0], 1);  // through the exit
   for (int i = 0; i < 500 && counting->notified[1] == 0; ++i) std::this_thread::sleep_for(10ms);
   EXPECT_EQ(counting->notified[1], 1);  // through the ioeventfd and the event loop

@@ -203,12 +203,6 @@ TEST(VirtioFastPathTest, KvmRunsVirtioThroughIoeventfdsAndIrqfds) {
   EXPECT_EQ(disks.check_after_run(), "") << log;
 }
 
-size_t count(const std::string& haystack, const std::string& needle) {
-  size_t n = 0;
-  for (size_t at = haystack.find(needle); at != std::string::npos; at = haystack.find(needle, at + 1)) n++;
-  return n;
-}
-
 // Without --no-reboot a guest reset reboots the machine: the reset kernel
 // starts over, resets again, and so on, until SIGTERM ends hostvisor cleanly.
 class RebootTest : public ::testing::TestWithParam<std::string> {
@@ -224,13 +218,13 @@ TEST_P(RebootTest, ResetRebootsUntilTerminated) {
   const std::string booted = "reset: booted as elf64\n";
   const ChildResult r =
       run_child({HOSTVISOR_PATH, "run", "--kernel", kernel, "--memory", "64M", "--accel", GetParam(), "--debug-exit"},
-                kGuestTimeout, [&](const std::string& out) { return count(out, booted) >= 3; });
+                kGuestTimeout, [&](const std::string& out) { return count_occurrences(out, booted) >= 3; });
   const std::string log = transcript("reset.elf64 without --no-reboot", r);
   ASSERT_TRUE(r.terminated) << "the kernel did not boot three times" << log;
   ASSERT_FALSE(r.timed_out) << "hostvisor did not exit within " << kTerminateGrace.count() << " s of SIGTERM" << log;
   EXPECT_EQ(r.signal, 0) << log;
   EXPECT_EQ(r.exit_status, 0) << "SIGTERM is a clean stop" << log;
-  EXPECT_GE(count(r.err, "rebooting"), 2u) << log;
+  EXPECT_GE(count_occurrences(r.err, "rebooting"), 2u) << log;
 }
 
 INSTANTIATE_TEST_SUITE_P(Guests, RebootTest, ::testing::ValuesIn(kAccelerators));

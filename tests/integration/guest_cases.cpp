@@ -162,4 +162,10 @@ std::string transcript(const std::string& what, const ChildResult& r) {
          " ms\n--- stdout:\n" + r.out + "\n--- stderr:\n" + r.err;
 }
 
+size_t count_occurrences(const std::string& haystack, const std::string& needle) {
+  size_t n = 0;
+  for (size_t at = haystack.find(needle); at != std::string::npos; at = haystack.find(needle, at + 1)) n++;
+  return n;
+}
+
 }  // namespace hostvisor::testing

@@ -92,4 +92,7 @@ std::string missing_console_lines(const GuestCase& c, const std::string& console
 // The whole run, for failure messages.
 std::string transcript(const std::string& what, const ChildResult& r);
 
+// How many times `needle` occurs in `haystack` (overlaps counted).
+size_t count_occurrences(const std::string& haystack, const std::string& needle);
+
 }  // namespace hostvisor::testing

@@ -28,12 +28,6 @@ constexpr auto kRunTimeout = std::chrono::seconds(60);
 // milliseconds, so even a loaded host needs no more than this.
 constexpr auto kPromptExit = std::chrono::seconds(3);
 
-size_t occurrences(const std::string& haystack, const std::string& needle) {
-  size_t n = 0;
-  for (size_t at = haystack.find(needle); at != std::string::npos; at = haystack.find(needle, at + 1)) n++;
-  return n;
-}
-
 class StopSignalTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
@@ -76,7 +70,7 @@ TEST_P(StopSignalTest, EverySignalEndsARebootingGuestPromptly) {
         [&](const std::string& out) {
           const auto now = std::chrono::steady_clock::now();
           if (from_start) return now - start >= delay;
-          if (armed == std::chrono::steady_clock::time_point{} && occurrences(out, booted) >= boots) armed = now;
+          if (armed == std::chrono::steady_clock::time_point{} && count_occurrences(out, booted) >= boots) armed = now;
           return armed != std::chrono::steady_clock::time_point{} && now - armed >= delay;
         },
         "", signal);
@@ -100,7 +94,7 @@ TEST_P(StopSignalTest, EverySignalEndsARebootingGuestPromptly) {
     }
     EXPECT_EQ(r.exit_status, 0) << "a stop signal is a clean stop" << log;
     EXPECT_NE(r.err.find(std::string("stopped by ") + ::strsignal(signal)), std::string::npos) << log;
-    if (occurrences(r.err, "rebooting") > 0) clean_after_reboots++;
+    if (count_occurrences(r.err, "rebooting") > 0) clean_after_reboots++;
   }
   // The scatter must really have hit the reboot phase of many runs, or the
   // test would not test what it says.

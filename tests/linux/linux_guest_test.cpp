@@ -43,6 +43,19 @@ int host_command(const std::string& command, std::string* output) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+// Makes `image`, an ext4 file system of `size` holding one file, `path`
+// (relative to its root) with `content`. Returns what went wrong, or "".
+std::string make_ext4_image(const fs::path& image, const std::string& size, const std::string& path,
+                            const std::string& content) {
+  const fs::path content_dir = image.parent_path() / (image.filename().string() + ".content");
+  fs::create_directories((content_dir / path).parent_path());
+  std::ofstream(content_dir / path) << content;
+  std::string out;
+  if (host_command("mkfs.ext4 -q -d '" + content_dir.string() + "' '" + image.string() + "' " + size, &out) != 0)
+    return "mkfs.ext4 " + image.string() + ": " + out;
+  return "";
+}
+
 // A scratch directory removed at the end of the test.
 struct ScratchDir {
   fs::path path;
@@ -117,15 +130,11 @@ TEST(LinuxGuest, OneCpuBootsAndPowersOff) {
 TEST(LinuxGuest, TwoCpusDiskSurvivesRebootAndHostReadsIt) {
   ScratchDir scratch;
   ASSERT_FALSE(scratch.path.empty());
-  const fs::path content_dir = scratch.path / "content";
   const fs::path image = scratch.path / "disk.img";
   const std::string host_text = "written by the host before boot 7f3a";
   const std::string guest_text = "written by the guest before reboot c91e";
-  fs::create_directories(content_dir / "data");
-  std::ofstream(content_dir / "data" / "host.txt") << host_text << "\n";
+  ASSERT_EQ(make_ext4_image(image, "64M", "data/host.txt", host_text + "\n"), "");
   std::string out;
-  ASSERT_EQ(host_command("mkfs.ext4 -q -d '" + content_dir.string() + "' '" + image.string() + "' 64M", &out), 0)
-      << out;
 
   GuestConsole console;
   ASSERT_TRUE(console.start(hostvisor_args({"--cpus", "2", "--memory", "512M", "--disk", image.string()})))
@@ -172,14 +181,10 @@ TEST(LinuxGuest, TwoCpusDiskSurvivesRebootAndHostReadsIt) {
 TEST(LinuxGuest, DiskOnVirtioMmioIsFoundThroughAcpiAndReadable) {
   ScratchDir scratch;
   ASSERT_FALSE(scratch.path.empty());
-  const fs::path content_dir = scratch.path / "content";
   const fs::path image = scratch.path / "mmio.img";
   const std::string host_text = "on a virtio-mmio disk 5d20";
-  fs::create_directories(content_dir);
-  std::ofstream(content_dir / "host.txt") << host_text << "\n";
+  ASSERT_EQ(make_ext4_image(image, "16M", "host.txt", host_text + "\n"), "");
   std::string out;
-  ASSERT_EQ(host_command("mkfs.ext4 -q -d '" + content_dir.string() + "' '" + image.string() + "' 16M", &out), 0)
-      << out;
 
   GuestConsole console;
   ASSERT_TRUE(
