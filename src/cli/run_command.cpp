@@ -85,8 +85,9 @@ int run(const RunOptions& options) {
   // From here on SIGINT, SIGTERM and SIGHUP end the run cleanly (status 0,
   // terminal restored) whenever they come, across reboots. Before this, while
   // the options are read and the default guest is assembled, they end
-  // hostvisor the ordinary way (nothing to clean up, no guest yet). Installed
-  // before any thread exists, so every thread inherits the blocked mask.
+  // hostvisor the ordinary way, at once (no guest runs yet and the terminal
+  // is untouched). Installed before any thread exists, so every thread
+  // inherits the blocked mask.
   auto signals = StopSignals::install();
   if (!signals) {
     fail(signals.error().message());

@@ -8,7 +8,7 @@ namespace hostvisor {
 struct RunOutcome {
   enum class Kind {
     kPowerOff,     // the guest powered off: status 0
-    kUserQuit,     // Ctrl-A x, SIGINT/SIGTERM: status 0
+    kUserQuit,     // Ctrl-A x, SIGINT/SIGTERM/SIGHUP: status 0
     kDebugExit,    // the guest wrote v to the debug-exit port: status (v << 1) | 1
     kReset,        // the guest reset the machine: hostvisor reboots it, or with --no-reboot ends with status 3
     kTripleFault,  // the guest shut its CPU down: status 4
