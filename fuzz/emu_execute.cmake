@@ -7,7 +7,7 @@ hv_fuzz(emu_execute
           ${emu_dir}/cpuid.cpp ${emu_dir}/decoder.cpp ${emu_dir}/interpreter.cpp ${emu_dir}/interrupts.cpp
           ${emu_dir}/mmu.cpp ${emu_dir}/msr.cpp ${emu_dir}/segments.cpp
           ${emu_dir}/execute/alu.cpp ${emu_dir}/execute/bit.cpp ${emu_dir}/execute/control.cpp
-          ${emu_dir}/execute/data.cpp ${emu_dir}/execute/muldiv.cpp ${emu_dir}/execute/shift.cpp
+          ${emu_dir}/execute/data.cpp ${emu_dir}/execute/fast_forms.cpp ${emu_dir}/execute/muldiv.cpp ${emu_dir}/execute/shift.cpp
           ${emu_dir}/execute/sse.cpp ${emu_dir}/execute/sse_float.cpp ${emu_dir}/execute/string.cpp
           ${emu_dir}/execute/system.cpp ${emu_dir}/execute/x87.cpp ${emu_dir}/execute/x87_host.cpp
           ${emu_dir}/testing/test_machine.cpp

@@ -15,13 +15,14 @@ namespace hostvisor::emu {
 struct Block;
 
 // A remembered successor: the block that ran after this one when RIP was
-// `rip`, valid while the translation (TLB epoch), the cache contents and the
-// CPU mode it was found under are unchanged.
+// `rip`, valid while the CPU mode, CS base and `stamp` are unchanged. The
+// stamp is the sum of counters that only grow (the TLB epoch, the cache
+// generation and the CodeMap's invalidation count), so an equal sum means
+// none moved: the translation, the block's memory and its code still hold.
 struct BlockLink {
   uint64_t rip = ~0ull;
   Block* block = nullptr;
-  uint64_t tlb_epoch = 0;
-  uint64_t cache_generation = 0;
+  uint64_t stamp = 0;
   uint64_t cs_base = 0;
   uint64_t mode = 0;  // code size, real mode and CPL
 };

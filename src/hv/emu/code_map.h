@@ -52,6 +52,7 @@ class CodeMap {
     if (page < pages_) {
       is_code_[page].store(0, std::memory_order_relaxed);
       generation_[page].fetch_add(1, std::memory_order_acq_rel);
+      writes_.fetch_add(1, std::memory_order_acq_rel);
     }
   }
 
@@ -65,11 +66,17 @@ class CodeMap {
 
   uint64_t epoch() const { return epoch_.load(std::memory_order_acquire); }
 
+  // How many code-page invalidations there have been: while it is unchanged,
+  // no decoded block anywhere went stale, so a vCPU may follow its block
+  // links without checking each page's generation.
+  uint64_t writes() const { return writes_.load(std::memory_order_acquire); }
+
  private:
   uint64_t pages_ = 0;
   std::unique_ptr<std::atomic<uint32_t>[]> generation_;
   std::unique_ptr<std::atomic<uint8_t>[]> is_code_;
   std::atomic<uint64_t> epoch_{0};
+  std::atomic<uint64_t> writes_{0};
 };
 
 }  // namespace hostvisor::emu

@@ -113,16 +113,41 @@ struct TlbEntry {
   uint8_t* host = nullptr;     // host address of the page, nullptr if not RAM
   uint64_t phys = 0;           // guest-physical page address
   bool global = false;         // G bit with CR4.PGE: survives CR3 loads
+  uint64_t span = 0;           // 4 KiB pages - 1 of the guest page it is a slice of (large pages)
 };
 
 enum class Access : uint8_t { kRead = 0, kWrite = 1, kExec = 2 };
 
+// Block links (interpreter.cpp) hold translations of code pages and stay
+// valid while `epoch` is unchanged. Every flush bumps it except INVLPG of a
+// 2 MiB region that no link was made in since the last bump (`linked`, one
+// bit per region hash), so the kernel's INVLPGs of data pages keep them.
 struct Tlb {
+  static constexpr unsigned kLinkedRegions = 4096;
   TlbEntry e[2][3][kTlbSize];  // [user][Access]
   bool has_large_pages = false;
-  uint64_t epoch = 0;  // bumped by every flush: block links made under older translations are void
-  void flush() {
+  uint64_t epoch = 0;  // bumped by flushes that may drop a linked translation
+  uint64_t linked[kLinkedRegions / 64] = {};
+  bool linked_huge = false;  // a link was made in a page of more than 4 MiB: every INVLPG bumps
+
+  void bump_epoch() {
     ++epoch;
+    std::memset(linked, 0, sizeof(linked));
+    linked_huge = false;
+  }
+  // A link is made to code at `linear`, in a guest page of `span` + 1 4 KiB
+  // pages (~0 when unknown).
+  void note_link(uint64_t linear, uint64_t span) {
+    if (span > 0x3ff) {
+      linked_huge = true;
+      return;
+    }
+    // A 4 MiB page spans two 2 MiB regions; INVLPG anywhere in it drops it.
+    const uint64_t first = ((linear >> 12) & ~span) >> 9, last = ((linear >> 12) | span) >> 9;
+    for (uint64_t r = first; r <= last; ++r) linked[(r % kLinkedRegions) / 64] |= 1ull << (r % 64);
+  }
+  void flush() {
+    bump_epoch();
     for (auto& by_priv : e)
       for (auto& by_kind : by_priv)
         for (auto& entry : by_kind) entry.tag = kTlbInvalid;
@@ -131,20 +156,34 @@ struct Tlb {
   // What a CR3 load does: global translations (kernel mappings shared by every
   // address space) stay, so a context switch does not re-walk them.
   void flush_non_global() {
-    ++epoch;
+    bump_epoch();
     for (auto& by_priv : e)
       for (auto& by_kind : by_priv)
         for (auto& entry : by_kind)
           if (!entry.global) entry.tag = kTlbInvalid;
   }
+  // INVLPG: drops the translation of `linear`'s page, all of it for a large
+  // page (cached as 4 KiB slices).
   void flush_page(uint64_t linear) {
-    ++epoch;
-    uint64_t tag = linear >> 12;
-    for (auto& by_priv : e)
-      for (auto& by_kind : by_priv) {
-        TlbEntry& entry = by_kind[tag & (kTlbSize - 1)];
-        if (entry.tag == tag) entry.tag = kTlbInvalid;
-      }
+    const uint64_t tag = linear >> 12;
+    const uint64_t region = tag >> 9;
+    bool dropped_large = false;  // conservative: a large page's translation changed under links
+    if (has_large_pages) {
+      for (auto& by_priv : e)
+        for (auto& by_kind : by_priv)
+          for (auto& entry : by_kind)
+            if (entry.tag != kTlbInvalid && ((entry.tag ^ tag) & ~entry.span) == 0) {
+              dropped_large |= entry.span != 0;
+              entry.tag = kTlbInvalid;
+            }
+    } else {
+      for (auto& by_priv : e)
+        for (auto& by_kind : by_priv) {
+          TlbEntry& entry = by_kind[tag & (kTlbSize - 1)];
+          if (entry.tag == tag) entry.tag = kTlbInvalid;
+        }
+    }
+    if (dropped_large || linked_huge || (linked[(region % kLinkedRegions) / 64] >> (region % 64)) & 1) bump_epoch();
   }
 };
 

@@ -247,6 +247,78 @@ TEST(EmuPaging, Cr3LoadKeepsGlobalTranslationsOnly) {
   }
 }
 
+// Reads a slice of the 2 MiB page at 2 MiB, points its PDE at physical 0
+// and INVLPGs another slice of it: the whole large page's translation goes.
+HV_EMU_SNIPPET(remap_large_page, R"(
+  mov rax, [rbx]
+  mov [rdx], rcx
+  invlpg [rbx - 0x5000]
+  mov rsi, [rbx]
+  hlt
+)")
+
+TEST(EmuPaging, InvlpgDropsEveryCachedSliceOfALargePage) {
+  TestMachine m;
+  const uint64_t linear = 0x300008;  // in the 2 MiB page that PD[1] maps at 2 MiB
+  m.write_value<uint64_t>(linear, 0x3333);
+  m.write_value<uint64_t>(linear - (2ull << 20), 0x1111);  // where it maps once the PDE says physical 0
+  m.load_code(remap_large_page());
+  m.cpu().gpr[3] = linear;
+  m.cpu().gpr[2] = TestMachine::kPd + 8;
+  m.cpu().gpr[1] = 0x87;  // present, writable, user, 2 MiB page at physical 0
+  ASSERT_EQ(m.run().stop, Stop::kHalt);
+  ASSERT_EQ(m.vector_taken(), -1);
+  EXPECT_EQ(m.cpu().gpr[0], 0x3333u);
+  EXPECT_EQ(m.cpu().gpr[6], 0x1111u);
+}
+
+// Calls code in the large page twice; between the calls the page is
+// remapped (another slice INVLPGed), so the same RIP holds other code. The
+// block links and the recent-block cache must not keep the old block.
+HV_EMU_SNIPPET(call_remapped_code, R"(
+  mov edi, 2
+  xor r8d, r8d
+1: call rbx
+  add r8, rax
+  mov [rdx], rcx
+  invlpg [rbx + 0x5000]
+  dec edi
+  jnz 1b
+  hlt
+)")
+
+TEST(EmuCode, RemappedCodeIsNotReachedThroughStaleLinks) {
+  static const uint8_t one[] = {0xb8, 1, 0, 0, 0, 0xc3};  // mov eax, 1; ret
+  static const uint8_t two[] = {0xb8, 2, 0, 0, 0, 0xc3};  // mov eax, 2; ret
+  TestMachine m;
+  const uint64_t function = 0x300000;
+  m.write(function, one);
+  m.write(function - (2ull << 20), two);
+  m.load_code(call_remapped_code());
+  m.cpu().gpr[3] = function;
+  m.cpu().gpr[2] = TestMachine::kPd + 8;
+  m.cpu().gpr[1] = 0x87;  // the 2 MiB page at 2 MiB now maps physical 0
+  ASSERT_EQ(m.run().stop, Stop::kHalt);
+  ASSERT_EQ(m.vector_taken(), -1);
+  EXPECT_EQ(m.cpu().gpr[8], 3u) << "the second call ran the old code";
+}
+
+// The retired-instruction count is exact when a fault ends a block midway:
+// the instructions before it, the faulting one, then the handler's HLT.
+HV_EMU_SNIPPET(fault_mid_block, R"(
+  mov eax, 1
+  mov ebx, 2
+  ud2
+)")
+
+TEST(EmuControl, InstructionCountIsExactAcrossAFault) {
+  TestMachine m;
+  m.load_code(fault_mid_block());
+  ASSERT_EQ(m.run().stop, Stop::kHalt);
+  ASSERT_EQ(m.vector_taken(), kUd);
+  EXPECT_EQ(m.interpreter().instructions(), 4u);
+}
+
 HV_EMU_SNIPPET(self_modifying, R"(
   lea rbx, [rip + 2f]
   mov byte ptr [rbx + 1], 0x42

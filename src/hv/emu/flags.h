@@ -110,8 +110,37 @@ inline void record_flags(Cpu& cpu, FlagOp op, unsigned size, uint64_t res, uint6
 }
 
 // Evaluates condition code `cc` (the low nibble of Jcc/SETcc/CMOVcc opcodes).
+// The common conditions come straight from the recorded operation, without
+// computing all six flags: ZF and SF from any result, every condition but
+// parity after CMP/SUB and after a logic operation (CF = OF = 0).
 inline bool condition(const Cpu& cpu, unsigned cc) {
   const LazyFlags& f = cpu.flags;
+  if (f.op != FlagOp::kNone) {
+    const uint64_t res = f.res & size_mask(f.size);
+    const bool zf = res == 0, sf = res & sign_bit(f.size);
+    switch (cc) {
+      case 4: return zf;
+      case 5: return !zf;
+      case 8: return sf;
+      case 9: return !sf;
+      default: break;
+    }
+    if (f.op == FlagOp::kLogic) {
+      switch (cc) {
+        case 0:
+        case 2: return false;  // OF, CF
+        case 1:
+        case 3: return true;
+        case 6: return zf;  // CF | ZF
+        case 7: return !zf;
+        case 0xc: return sf;  // SF != OF
+        case 0xd: return !sf;
+        case 0xe: return zf || sf;
+        case 0xf: return !zf && !sf;
+        default: break;
+      }
+    }
+  }
   if (f.op == FlagOp::kSub && cc >= 2) {
     // Fast path for CMP/SUB: compare the operands directly.
     const uint64_t mask = size_mask(f.size);

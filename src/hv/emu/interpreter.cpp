@@ -144,6 +144,7 @@ Block* Interpreter::block_at_rip() {
   const TlbEntry* e = &tlb_slot(cpu_, lin, Access::kExec, user);
   if (e->tag != (lin >> 12)) e = &tlb_fill(cpu_, lin, Access::kExec, user);
   const uint64_t phys = e->phys + (lin & 0xfff);
+  const uint64_t span = e->span;
   const uint64_t key = BlockCache::key(phys, cpu_.code_size, !(cpu_.cr0 & x86::kCr0Pe));
   cpu_.fetch_linear = lin;
   Block* b = cache_.find(key);
@@ -169,32 +170,51 @@ Block* Interpreter::block_at_rip() {
     }
   }
   if (!b) b = decode_block(phys, key);
+  // The caller may link to `b`: an INVLPG of its page(s) must now void the links.
+  cpu_.tlb.note_link(lin, span);
+  if (b->crosses_page) {
+    uint64_t next_lin = (lin & ~0xfffull) + 0x1000;
+    if (!cpu_.long_mode) next_lin &= 0xffffffff;
+    const TlbEntry& e2 = tlb_slot(cpu_, next_lin, Access::kExec, user);
+    cpu_.tlb.note_link(next_lin, e2.tag == (next_lin >> 12) ? e2.span : ~0ull);
+  }
   return b;
 }
 
+uint64_t Interpreter::link_stamp() const {
+  return cpu_.tlb.epoch + cache_.generation() + (cpu_.code ? cpu_.code->writes() : 0);
+}
+
 Block* Interpreter::next_block(Block* prev) {
-  if (!prev) return block_at_rip();
   const uint64_t mode = cpu_.code_size | (static_cast<uint64_t>(cpu_.cpl) << 8) |
                         (static_cast<uint64_t>(!(cpu_.cr0 & x86::kCr0Pe)) << 16);
-  for (const BlockLink& link : prev->links) {
-    if (link.rip == cpu_.rip && link.tlb_epoch == cpu_.tlb.epoch && link.cache_generation == cache_.generation() &&
-        link.cs_base == cpu_.seg[kCs].base && link.mode == mode) {
-      Block* b = link.block;
-      // The code may have been written since: the same generation check as a lookup.
-      if (cpu_.code && (cpu_.code->generation(b->phys) != b->generation ||
-                        (b->crosses_page && cpu_.code->generation(b->second_page) != b->second_generation))) {
-        break;
-      }
-      return b;
-    }
+  const uint64_t rip = cpu_.rip, cs_base = cpu_.seg[kCs].base;
+  // Read before any lookup: an invalidation by another vCPU after this point
+  // changes the stamp, so a link made below cannot outlive it.
+  const uint64_t stamp = link_stamp();
+  auto valid = [&](const BlockLink& link) {
+    return link.rip == rip && link.stamp == stamp && link.cs_base == cs_base && link.mode == mode;
+  };
+  if (prev) {
+    if (valid(prev->links[0])) return prev->links[0].block;
+    if (valid(prev->links[1])) return prev->links[1].block;
   }
-  const uint64_t generation = cache_.generation();
-  Block* b = block_at_rip();
-  // If blocks were freed meanwhile, `prev` may be one of them: do not touch it.
-  if (cache_.generation() != generation) return b;
-  BlockLink& link = prev->links[prev->next_link];
-  prev->next_link ^= 1;
-  link = BlockLink{cpu_.rip, b, cpu_.tlb.epoch, cache_.generation(), cpu_.seg[kCs].base, mode};
+  BlockLink& recent = jump_cache_[(rip ^ (rip >> 11)) & (kJumpCacheSize - 1)];
+  Block* b;
+  if (valid(recent)) {
+    b = recent.block;
+  } else {
+    const uint64_t generation = cache_.generation();
+    b = block_at_rip();
+    // If blocks were freed meanwhile, `prev` may be one of them: do not touch it.
+    if (cache_.generation() != generation) return b;
+    recent = BlockLink{rip, b, stamp, cs_base, mode};
+  }
+  if (prev) {
+    // The most recent successor goes first; the other one stays as the second choice.
+    prev->links[1] = prev->links[0];
+    prev->links[0] = BlockLink{rip, b, stamp, cs_base, mode};
+  }
   return b;
 }
 
@@ -238,6 +258,14 @@ Interpreter::Outcome Interpreter::run(uint64_t limit) {
   cpu.io.next = 0;  // a restarted instruction replays the accesses completed so far
   uint64_t executed = 0;
   Block* prev = nullptr;  // the block that just ran, for block links
+  // The block being run and the instruction running in it: the ones before
+  // it completed when a handler throws.
+  const Insn* first = nullptr;
+  const Insn* running = nullptr;
+  auto completed_in_block = [&] {
+    executed += static_cast<uint64_t>(running - first);
+    first = running = nullptr;
+  };
   auto stop = [&](Stop why, std::string detail = {}) {
     instructions_ += executed;
     return Outcome{why, std::move(detail)};
@@ -251,13 +279,16 @@ Interpreter::Outcome Interpreter::run(uint64_t limit) {
       tlb_flush_writes(cpu);
     }
     try {
-      if (cpu.io.count == 0) {
-        if (!take_events()) return stop(Stop::kShutdown);
-        if (!cpu.lapic) cpu.interrupt_shadow = false;
-      }
-      if (cpu.lapic && cpu.lapic->needs_attention() && cpu.lapic->waiting_for_sipi()) {
-        if (!wait_for_event || !wait_for_event()) return stop(Stop::kHalt);
-        continue;
+      // One lock-free look at the LAPIC per block: with nothing pending and
+      // no SIPI awaited, the only event work is ending an interrupt shadow.
+      if (cpu.lapic && cpu.lapic->needs_attention()) {
+        if (cpu.io.count == 0 && !take_events()) return stop(Stop::kShutdown);
+        if (cpu.lapic->needs_attention() && cpu.lapic->waiting_for_sipi()) {
+          if (!wait_for_event || !wait_for_event()) return stop(Stop::kHalt);
+          continue;
+        }
+      } else if (cpu.io.count == 0) {
+        cpu.interrupt_shadow = false;
       }
       if (cpu.halted) {
         if ((cpu.rflags & kFlagIf) && wait_for_event) {
@@ -271,34 +302,54 @@ Interpreter::Outcome Interpreter::run(uint64_t limit) {
       Block* block = next_block(prev);
       prev = nullptr;
       const uint64_t rip_mask = size_mask(cpu.code_size);
-      const bool single_step = cpu.rflags & kFlagTf;
-      for (const Insn& insn : block->insns) {
+      if (__builtin_expect(cpu.rflags & kFlagTf, 0)) {
+        // RFLAGS.TF: one instruction, then a debug trap (INT n and IRET into a handler clear TF first).
+        const Insn& insn = block->insns.front();
         cpu.next_rip = (cpu.rip + insn.len) & rip_mask;
         insn.fn(cpu, insn);
         cpu.rip = cpu.next_rip;
         ++executed;
-        if (__builtin_expect(cpu.io.count != 0, 0)) io_commit(cpu);
-        if (__builtin_expect(single_step, 0)) {
-          // RFLAGS.TF: a debug trap after each instruction (INT n and IRET into a handler clear TF first).
-          cpu.stop_block = false;
-          if (cpu.rflags & kFlagTf) {
-            cpu.dr[6] |= 1ull << 14;  // BS
-            if (!deliver_unrestartable(cpu, kDb, EventKind::kException, false, 0)) return stop(Stop::kShutdown);
-          }
-          break;
+        io_commit(cpu);
+        cpu.stop_block = false;
+        if (cpu.rflags & kFlagTf) {
+          cpu.dr[6] |= 1ull << 14;  // BS
+          if (!deliver_unrestartable(cpu, kDb, EventKind::kException, false, 0)) return stop(Stop::kShutdown);
         }
-        if (__builtin_expect(cpu.stop_block, 0)) {
-          cpu.stop_block = false;
+        continue;
+      }
+      // The hot loop. A handler that needs the block to end early (its code
+      // was written, the mode changed) sets cpu.stop_block; an access that
+      // went to a device leaves a record in cpu.io, committed here. The
+      // instructions are counted when the block is left (a fault counts the
+      // one that faulted, see below).
+      first = block->insns.data();
+      const Insn* const end = first + block->insns.size();
+      running = first;
+      for (;;) {
+        cpu.next_rip = (cpu.rip + running->len) & rip_mask;
+        running->fn(cpu, *running);
+        cpu.rip = cpu.next_rip;
+        ++running;
+        if (__builtin_expect(cpu.stop_block | (cpu.io.count != 0), 0)) {
+          io_commit(cpu);
+          if (cpu.stop_block) {
+            cpu.stop_block = false;
+            break;
+          }
+        }
+        if (running == end) {
+          // A block that ran to its end may link to its successor (its insns may have been
+          // invalidated by a write, but the Block object lives until the cache generation changes).
+          prev = block;
           break;
         }
       }
-      // A block that ran to its end may link to its successor (its insns may have been
-      // invalidated by a write, but the Block object lives until the cache generation changes).
-      prev = block;
+      completed_in_block();
     } catch (const GuestFault& f) {
+      completed_in_block();
       io_commit(cpu);
       cpu.stop_block = false;
-      ++executed;
+      ++executed;  // the faulting instruction counts too
       try {
         if (!deliver_unrestartable(cpu, f.vector, EventKind::kException, f.has_error, f.error)) {
           return stop(Stop::kShutdown);
@@ -307,11 +358,14 @@ Interpreter::Outcome Interpreter::run(uint64_t limit) {
         return stop(Stop::kFailure, std::string(e.what) + " at rip " + hex(cpu.rip));
       }
     } catch (const IoExitRequest&) {
+      completed_in_block();  // not the one that exits: it restarts
       cpu.stop_block = false;
       return stop(Stop::kIo);
     } catch (const ShutdownRequest&) {
+      completed_in_block();
       return stop(Stop::kShutdown);
     } catch (const EmulationFailure& e) {
+      completed_in_block();
       io_commit(cpu);
       return stop(Stop::kFailure, std::string(e.what) + " at rip " + hex(cpu.rip));
     }

@@ -53,6 +53,8 @@ class Interpreter {
   Block* block_at_rip();
   // The block at RIP, through `prev`'s links when one is still valid.
   Block* next_block(Block* prev);
+  // What a block link was made under (see BlockLink::stamp).
+  uint64_t link_stamp() const;
   Block* decode_block(uint64_t phys, uint64_t key);
   // Takes INIT/SIPI/NMI/external interrupts at a block boundary; false on shutdown.
   bool take_events();
@@ -60,6 +62,11 @@ class Interpreter {
   Cpu& cpu_;
   Decoder decoder_;
   BlockCache cache_;
+  // The blocks last entered, by RIP: for successors a block's two links do
+  // not hold (returns, indirect jumps, the first block after an event).
+  // Valid under the same conditions as a BlockLink.
+  static constexpr size_t kJumpCacheSize = 2048;
+  BlockLink jump_cache_[kJumpCacheSize];
   std::atomic<bool> kicked_{false};
   uint64_t instructions_ = 0;
 };

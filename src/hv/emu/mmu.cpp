@@ -53,6 +53,7 @@ void set_bits(uint8_t* p, unsigned size, uint64_t bits) {
 struct Walk {
   uint64_t phys;  // physical address of the 4 KiB page holding `linear`
   bool global;    // the leaf's G bit, honoured only with CR4.PGE
+  uint64_t span;  // 4 KiB pages - 1 in the guest page (0, or a large page's 0x1ff, 0x3ff, 0x3ffff)
 };
 
 // Walks the guest page tables for `linear`, checks the access and sets A/D.
@@ -68,6 +69,7 @@ Walk walk(Cpu& cpu, uint64_t linear, Access access, bool user) {
   unsigned depth = 0;
   bool rw = true, us = true, nx = false;
   uint64_t leaf = 0, page_base = 0;
+  uint64_t span = 0;  // 4 KiB pages - 1 in the page that maps `linear`
   unsigned entry_size;
 
   if (!(cpu.cr4 & x86::kCr4Pae)) {
@@ -86,6 +88,7 @@ Walk walk(Cpu& cpu, uint64_t linear, Access access, bool user) {
       leaf = pde;
       page_base = (pde & 0xffc00000ull) | (((pde >> 13) & 0xff) << 32);
       page_base += lin & 0x3ff000;
+      span = 0x3ff;
       cpu.tlb.has_large_pages = true;
     } else {
       uint8_t* pte_p = table_entry(cpu, (pde & 0xfffff000ull) + (((lin >> 12) & 0x3ff) << 2), 4);
@@ -132,6 +135,7 @@ Walk walk(Cpu& cpu, uint64_t linear, Access access, bool user) {
         leaf = e;
         uint64_t page_mask = (1ull << shift) - 1;
         page_base = ((e & kPhysMask) & ~page_mask) + (linear & page_mask & ~0xfffull);
+        span = page_mask >> 12;
         if (shift > 12) cpu.tlb.has_large_pages = true;
         break;
       }
@@ -153,7 +157,7 @@ Walk walk(Cpu& cpu, uint64_t linear, Access access, bool user) {
     if ((v & want) != want) set_bits(levels[i].entry, levels[i].size, want);
   }
   (void)entry_size;
-  return Walk{page_base, (leaf & kPteG) != 0 && (cpu.cr4 & x86::kCr4Pge) != 0};
+  return Walk{page_base, (leaf & kPteG) != 0 && (cpu.cr4 & x86::kCr4Pge) != 0, span};
 }
 
 }  // namespace
@@ -162,14 +166,7 @@ void tlb_flush(Cpu& cpu) { cpu.tlb.flush(); }
 
 void tlb_flush_non_global(Cpu& cpu) { cpu.tlb.flush_non_global(); }
 
-void tlb_invlpg(Cpu& cpu, uint64_t linear) {
-  // A large page is cached as many 4 KiB entries; dropping them all is simplest.
-  if (cpu.tlb.has_large_pages) {
-    cpu.tlb.flush();
-  } else {
-    cpu.tlb.flush_page(linear);
-  }
-}
+void tlb_invlpg(Cpu& cpu, uint64_t linear) { cpu.tlb.flush_page(linear); }
 
 void tlb_flush_writes(Cpu& cpu) {
   for (auto& by_priv : cpu.tlb.e)
@@ -177,12 +174,13 @@ void tlb_flush_writes(Cpu& cpu) {
 }
 
 const TlbEntry& tlb_fill(Cpu& cpu, uint64_t linear, Access access, bool user) {
-  Walk w{linear & 0xfffff000ull, false};
+  Walk w{linear & 0xfffff000ull, false, 0};
   if (cpu.cr0 & x86::kCr0Pg) w = walk(cpu, linear, access, user);
   TlbEntry& e = tlb_slot(cpu, linear, access, user);
   e.tag = linear >> 12;
   e.phys = w.phys;
   e.global = w.global;
+  e.span = w.span;
   e.host = cpu.memory ? cpu.memory->host_pointer(GuestAddress(w.phys), 0x1000) : nullptr;
   // The local APIC page is not RAM even if RAM lies below it; writes to code
   // pages must see the code map. Both keep the slow path.

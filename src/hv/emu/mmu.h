@@ -61,22 +61,55 @@ inline void write_linear(Cpu& cpu, uint64_t linear, T value, bool user) {
   write_linear_slow(cpu, linear, sizeof(T), static_cast<uint64_t>(value), user);
 }
 
-inline uint64_t read_linear_n(Cpu& cpu, uint64_t linear, unsigned size, bool user) {
-  switch (size) {
-    case 1: return read_linear<uint8_t>(cpu, linear, user);
-    case 2: return read_linear<uint16_t>(cpu, linear, user);
-    case 4: return read_linear<uint32_t>(cpu, linear, user);
-    default: return read_linear<uint64_t>(cpu, linear, user);
+// Accesses of a size known only at run time (1, 2, 4 or 8): one TLB check
+// for every size, so the hit path stays small enough to inline.
+[[gnu::always_inline]] inline uint64_t read_linear_n(Cpu& cpu, uint64_t linear, unsigned size, bool user) {
+  const TlbEntry& e = tlb_slot(cpu, linear, Access::kRead, user);
+  if (__builtin_expect(e.tag == (linear >> 12) && e.host && (linear & 0xfff) <= 0x1000 - size, 1)) {
+    const uint8_t* p = e.host + (linear & 0xfff);
+    switch (size) {
+      case 1: return *p;
+      case 2: {
+        uint16_t v;
+        std::memcpy(&v, p, 2);
+        return v;
+      }
+      case 4: {
+        uint32_t v;
+        std::memcpy(&v, p, 4);
+        return v;
+      }
+      default: {
+        uint64_t v;
+        std::memcpy(&v, p, 8);
+        return v;
+      }
+    }
   }
+  return read_linear_slow(cpu, linear, size, user);
 }
 
-inline void write_linear_n(Cpu& cpu, uint64_t linear, unsigned size, uint64_t value, bool user) {
-  switch (size) {
-    case 1: write_linear<uint8_t>(cpu, linear, static_cast<uint8_t>(value), user); break;
-    case 2: write_linear<uint16_t>(cpu, linear, static_cast<uint16_t>(value), user); break;
-    case 4: write_linear<uint32_t>(cpu, linear, static_cast<uint32_t>(value), user); break;
-    default: write_linear<uint64_t>(cpu, linear, value, user); break;
+[[gnu::always_inline]] inline void write_linear_n(Cpu& cpu, uint64_t linear, unsigned size, uint64_t value, bool user) {
+  const TlbEntry& e = tlb_slot(cpu, linear, Access::kWrite, user);
+  if (__builtin_expect(e.tag == (linear >> 12) && e.host && (linear & 0xfff) <= 0x1000 - size, 1)) {
+    uint8_t* p = e.host + (linear & 0xfff);
+    switch (size) {
+      case 1: *p = static_cast<uint8_t>(value); break;
+      case 2: {
+        const uint16_t v = static_cast<uint16_t>(value);
+        std::memcpy(p, &v, 2);
+        break;
+      }
+      case 4: {
+        const uint32_t v = static_cast<uint32_t>(value);
+        std::memcpy(p, &v, 4);
+        break;
+      }
+      default: std::memcpy(p, &value, 8); break;
+    }
+    return;
   }
+  write_linear_slow(cpu, linear, size, value, user);
 }
 
 // Host pointer for a RAM write of `size` bytes at `linear` that does not
@@ -88,13 +121,23 @@ inline bool is_canonical(uint64_t a) { return static_cast<uint64_t>((static_cast
 
 // Segment offset -> linear address with the limit (legacy modes) or
 // canonical (64-bit mode) check. Faults #SS for stack segment accesses.
-inline uint64_t linear_address(Cpu& cpu, uint8_t seg, uint64_t offset, unsigned size, bool write) {
-  if (cpu.mode64) {
+[[gnu::noinline]] inline uint64_t linear_address_legacy(Cpu& cpu, uint8_t seg, uint64_t offset, unsigned size,
+                                                        bool write);
+
+[[gnu::always_inline]] inline uint64_t linear_address(Cpu& cpu, uint8_t seg, uint64_t offset, unsigned size,
+                                                      bool write) {
+  if (__builtin_expect(cpu.mode64, 1)) {
     uint64_t lin = offset + ((seg == kFs || seg == kGs) ? cpu.seg[seg].base : 0);
     if (__builtin_expect(!is_canonical(lin) || !is_canonical(lin + size - 1), 0))
       raise(seg == kSs ? kStackFault : kGp, 0);
     return lin;
   }
+  return linear_address_legacy(cpu, seg, offset, size, write);
+}
+
+// The legacy modes' checks (out of line: the 64-bit fast path is inlined everywhere).
+[[gnu::noinline]] inline uint64_t linear_address_legacy(Cpu& cpu, uint8_t seg, uint64_t offset, unsigned size,
+                                                        bool write) {
   const Segment& s = cpu.seg[seg];
   if (cpu.cr0 & x86::kCr0Pe) {
     const uint8_t fault = seg == kSs ? kStackFault : kGp;

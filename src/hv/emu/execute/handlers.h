@@ -310,4 +310,9 @@ HV_EMU_HANDLER(h_fwait)
 
 #undef HV_EMU_HANDLER
 
+// fast_forms.cpp: the specialised handler for a decoded instruction's form
+// (register/immediate/memory operands of 32 or 64 bits, Jcc by condition),
+// or its generic handler when there is none.
+Handler fast_form(const Insn& insn);
+
 }  // namespace hostvisor::emu
