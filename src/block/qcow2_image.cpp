@@ -154,7 +154,7 @@ Result<void> Qcow2Image::load(uint64_t file_size) {
 }
 
 Qcow2Image::~Qcow2Image() {
-  while (direct_requests_ > 0) poll_completions(true);
+  while (direct_requests_ + parked_.size() + held_flushes_.size() > 0) poll_completions(true);
   shutdown_async();
   if (file_ && file_->writable() && refcounts_) {
     auto r = flush();
@@ -731,7 +731,7 @@ int Qcow2Image::notify_fd() {
 }
 
 size_t Qcow2Image::requests_in_flight() const {
-  return direct_requests_ + held_flushes_.size() + BlockDevice::requests_in_flight();
+  return direct_requests_ + held_flushes_.size() + parked_.size() + BlockDevice::requests_in_flight();
 }
 
 void Qcow2Image::complete_now(BlockCompletion done, Result<void> result) {
@@ -742,21 +742,22 @@ void Qcow2Image::complete_now(BlockCompletion done, Result<void> result) {
     ssize_t w = ::write(async_engine_->notify_fd(), &one, sizeof(one));
 }
 
-bool Qcow2Image::plan_direct(const BlockRequest& r, std::vector<std::pair<uint64_t, std::vector<iovec>>>* pieces) {
-  // Never wait here: a busy lock means the worker path.
+Qcow2Image::Plan Qcow2Image::plan_direct(const BlockRequest& r,
+                                         std::vector<std::pair<uint64_t, std::vector<iovec>>>* pieces) {
+  // Never wait here for the lock.
   std::unique_lock lock(mutex_, std::try_to_lock);
-  if (!lock.owns_lock()) return false;
+  if (!lock.owns_lock()) return Plan::kBusy;
   size_t len = iov_bytes(r.iov);
-  if (!check_range(r.offset, len).ok()) return false;  // the worker reports the error
+  if (!check_range(r.offset, len).ok()) return Plan::kWorker;  // the worker reports the error
   bool is_write = r.op == BlockOp::kWrite;
-  if (is_write && read_only()) return false;
+  if (is_write && read_only()) return Plan::kWorker;
   std::vector<iovec> zero_fill;
   size_t pos = 0;
   while (pos < len) {
     uint64_t guest = r.offset + pos;
     // Cached tables only: reading one is the worker's job.
     auto cached = lookup_cached(guest);
-    if (!cached || !cached->ok()) return false;
+    if (!cached || !cached->ok()) return Plan::kWorker;
     const Result<Mapping>& m = *cached;
     uint64_t in = guest & (cluster_size_ - 1);
     uint64_t chunk = std::min<uint64_t>(len - pos, cluster_size_ - in);
@@ -770,31 +771,75 @@ bool Qcow2Image::plan_direct(const BlockRequest& r, std::vector<std::pair<uint64
     } else if (!is_write && (m->kind == Kind::kZero || (m->kind == Kind::kUnallocated && !backing_))) {
       for (const auto& v : iov_slice(r.iov, pos, chunk)) zero_fill.push_back(v);
     } else {
-      return false;
+      return Plan::kWorker;
     }
     pos += chunk;
   }
   for (const auto& p : *pieces) {
-    if (!file_->direct_ok(p.first, p.second) || p.second.size() > IOV_MAX) return false;
+    if (!file_->direct_ok(p.first, p.second) || p.second.size() > IOV_MAX) return Plan::kWorker;
   }
   iov_fill_zero(zero_fill);
   async_inflight_ += pieces->size();
-  return true;
+  return Plan::kDirect;
 }
 
 void Qcow2Image::submit(BlockRequest request, BlockCompletion done) {
   ensure_async_engine();
+  // Behind parked requests, to keep submission order.
+  if (parked_.empty() && try_submit(request, done)) return;
+  parked_.push_back(Parked{std::move(request), std::move(done)});
+}
+
+void Qcow2Image::retry_parked() {
+  while (!parked_.empty()) {
+    Parked& p = parked_.front();
+    if (!try_submit(p.request, p.done)) return;
+    parked_.pop_front();
+  }
+}
+
+bool Qcow2Image::try_submit(BlockRequest& request, BlockCompletion& done) {
   std::vector<std::pair<uint64_t, std::vector<iovec>>> pieces;
-  // Requests queued on the worker go first, so a request never overtakes one
-  // issued before it (a read after an allocating write sees the write).
   if (request.op == BlockOp::kFlush && !direct_seqs_.empty()) {
     held_flushes_.push_back(HeldFlush{next_direct_seq_, std::move(request), std::move(done)});
-    return;
+    return true;
   }
-  bool direct = async_engine_ && (request.op == BlockOp::kRead || request.op == BlockOp::kWrite) &&
-                BlockDevice::requests_in_flight() == 0 && plan_direct(request, &pieces);
-  if (!direct) return BlockDevice::submit(std::move(request), std::move(done));
-  if (pieces.empty()) return complete_now(std::move(done), ok());
+  // A request touching a cluster that a request still on the worker touches
+  // goes to the worker behind it, so it never overtakes it (a read after an
+  // allocating write sees the write). Others may go direct meanwhile: a
+  // cache miss sends one request to the worker without taking every later
+  // one with it.
+  const uint64_t cmask = cluster_size_ - 1;
+  uint64_t len =
+      request.op == BlockOp::kRead || request.op == BlockOp::kWrite ? iov_bytes(request.iov) : request.length;
+  uint64_t lo = request.offset & ~cmask;
+  // Saturates instead of wrapping; an out-of-range request is the worker's to refuse.
+  uint64_t hi = request.offset + len < request.offset ? UINT64_MAX : ((request.offset + len + cmask) & ~cmask);
+  if (hi < lo) hi = UINT64_MAX;
+  bool behind_worker = std::any_of(worker_ranges_.begin(), worker_ranges_.end(),
+                                   [&](const auto& w) { return lo < w.second.second && w.second.first < hi; });
+  Plan plan = Plan::kWorker;
+  if (async_engine_ && (request.op == BlockOp::kRead || request.op == BlockOp::kWrite) && !behind_worker) {
+    plan = plan_direct(request, &pieces);
+  }
+  // The lock is busy. If our worker is running, it signals when it finishes
+  // a request and the poll retries; parking keeps the worker from taking
+  // every request submitted while it is busy. Otherwise another thread's
+  // synchronous call holds it, and the worker will wait for it instead of us.
+  if (plan == Plan::kBusy && BlockDevice::requests_in_flight() > 0) return false;
+  if (plan != Plan::kDirect) {
+    uint64_t id = next_worker_id_++;
+    if (request.op != BlockOp::kFlush) worker_ranges_.emplace(id, std::make_pair(lo, hi));
+    BlockDevice::submit(std::move(request), [this, id, done = std::move(done)](Result<void> r) {
+      worker_ranges_.erase(id);
+      done(std::move(r));
+    });
+    return true;
+  }
+  if (pieces.empty()) {
+    complete_now(std::move(done), ok());
+    return true;
+  }
   auto op = std::make_shared<AsyncOp>();
   op->done = std::move(done);
   op->remaining = pieces.size();
@@ -831,6 +876,7 @@ void Qcow2Image::submit(BlockRequest request, BlockCompletion done) {
   }
   // Hand the batch to the kernel now rather than at the next poll.
   async_engine_->reap(false);
+  return true;
 }
 
 void Qcow2Image::release_flushes() {
@@ -858,6 +904,7 @@ void Qcow2Image::poll_completions(bool wait) {
     }
     if (async_engine_) async_engine_->reap(false);
     size_t delivered = (delivered_ - before) + poll_worker(false);
+    retry_parked();
     if (delivered > 0 || !wait || requests_in_flight() == 0) return;
     if (efd < 0) {
       poll_worker(true);

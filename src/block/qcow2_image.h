@@ -14,6 +14,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -65,15 +66,17 @@ class Qcow2Image final : public BlockDevice {
   //
   // Planning a request on the submitting thread never does I/O nor waits:
   // it maps the request through cached L2 tables only (TableCache::find), and
-  // only if the image lock is free at once (try_lock; the worker is idle
-  // whenever the direct path is considered, but a synchronous caller on
-  // another thread may hold it). A table that is not cached, or a busy lock,
-  // sends the request to the worker, which reads the table (so the requests
-  // after it find it cached and go direct again). Metadata updates stay on
+  // only if the image lock is free at once (try_lock). A table that is not
+  // cached sends the request to the worker, which reads the table (so the
+  // requests after it find it cached and go direct). A lock held by the
+  // worker parks the request (and those after it, keeping their order) until
+  // the worker signals a completion and the poll plans it again; a lock held
+  // by a synchronous caller on another thread sends it to the worker. Metadata updates stay on
   // the worker, in the order flush_metadata() describes.
   //
-  // Ordering: a request goes direct only while the worker has nothing queued,
-  // so it never overtakes one submitted before it; a flush is held until the
+  // Ordering: a request goes direct only if no request on the worker touches
+  // the same clusters, so it never overtakes one submitted before it that it
+  // could observe or disturb; a flush is held until the
   // direct requests submitted before it have completed, then runs on the
   // worker (which finishes its earlier requests first).
   void submit(BlockRequest request, BlockCompletion done) override;
@@ -146,7 +149,18 @@ class Qcow2Image final : public BlockDevice {
 
   struct AsyncOp;
   // Maps an asynchronous read/write onto host ranges; false if it needs the worker.
-  bool plan_direct(const BlockRequest& r, std::vector<std::pair<uint64_t, std::vector<iovec>>>* pieces);
+  enum class Plan { kDirect, kWorker, kBusy };
+  // kBusy: the image lock was taken (planning never waits for it).
+  Plan plan_direct(const BlockRequest& r, std::vector<std::pair<uint64_t, std::vector<iovec>>>* pieces);
+  // Submits direct or to the worker; false: parks it (taking nothing from the arguments).
+  bool try_submit(BlockRequest& request, BlockCompletion& done);
+  void retry_parked();
+  struct Parked {
+    BlockRequest request;
+    BlockCompletion done;
+  };
+  // Requests waiting for the lock while the worker holds it, in submission order.
+  std::deque<Parked> parked_;
   void ensure_async_engine();
   void complete_now(BlockCompletion done, Result<void> result);
 
@@ -167,6 +181,9 @@ class Qcow2Image final : public BlockDevice {
   };
   std::deque<HeldFlush> held_flushes_;
   void release_flushes();
+  // Cluster-aligned guest ranges of the requests on the worker, by id.
+  std::map<uint64_t, std::pair<uint64_t, uint64_t>> worker_ranges_;
+  uint64_t next_worker_id_ = 0;
   std::unique_ptr<BlockDevice> backing_;
   qcow2::Header header_;
   uint64_t cluster_size_ = 0;
