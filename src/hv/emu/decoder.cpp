@@ -652,7 +652,7 @@ Decoder::Status Decoder::decode(const uint8_t* bytes, size_t length, unsigned co
                static_cast<uint64_t>(in.raw.modrm.mod << 6 | in.raw.modrm.reg << 3 | in.raw.modrm.rm);
     insn.cc = x87_details(in);
   }
-  insn.fn = fast_form(insn);
+  insn.fn = fast_form(insn, code_size);
   return Status::kOk;
 }
 

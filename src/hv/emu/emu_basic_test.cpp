@@ -303,6 +303,44 @@ TEST(EmuCode, RemappedCodeIsNotReachedThroughStaleLinks) {
   EXPECT_EQ(m.cpu().gpr[8], 3u) << "the second call ran the old code";
 }
 
+// 64-bit PUSH/POP/CALL/RET (the specialised forms): PUSH RSP pushes the
+// old value, POP RSP loads the popped one, CALL pushes the return address,
+// and RET to a non-canonical address faults #GP(0) with RSP unchanged.
+HV_EMU_SNIPPET(stack_ops_64, R"(
+  mov r12, rsp
+  mov rax, 0x1234
+  push rax
+  pop rbx
+  push rsp
+  pop rcx
+  push r12
+  pop rsp
+  lea r11, [rip + 4f]
+  call 1f
+4: jmp 2f
+1: mov r8, [rsp]
+  ret
+2: mov r9, 0x8000000000000000
+  push r9
+  lea r10, [rip + 3f]
+3: ret
+)")
+
+TEST(EmuControl, StackOperationsIn64BitMode) {
+  TestMachine m;
+  m.load_code(stack_ops_64());
+  ASSERT_EQ(m.run().stop, Stop::kHalt);
+  ASSERT_EQ(m.vector_taken(), kGp);
+  const Cpu& cpu = m.cpu();
+  EXPECT_EQ(cpu.gpr[3], 0x1234u);
+  EXPECT_EQ(cpu.gpr[1], cpu.gpr[12]) << "PUSH RSP pushes the value before the push";
+  EXPECT_EQ(cpu.gpr[8], cpu.gpr[11]) << "CALL pushes the address after it";
+  const Frame f = frame(m, true);
+  EXPECT_EQ(f.error, 0u);
+  EXPECT_EQ(f.rip, cpu.gpr[10]) << "the faulting RET is not done";
+  EXPECT_EQ(f.rsp, cpu.gpr[12] - 8) << "RSP unchanged by the faulting RET";
+}
+
 // The retired-instruction count is exact when a fault ends a block midway:
 // the instructions before it, the faulting one, then the handler's HLT.
 HV_EMU_SNIPPET(fault_mid_block, R"(

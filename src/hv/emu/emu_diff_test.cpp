@@ -186,6 +186,10 @@ SNIP(shr32_1, "shr eax, 1")
 SNIP(sar16_1, "sar ax, 1")
 SNIP(shl8_7, "shl bl, 7")
 SNIP(sar64_63, "sar rdx, 63")
+SNIP(shl32_5, "shl eax, 5")
+SNIP(shr64_33, "shr rbx, 33")
+SNIP(sar32_31, "sar ecx, 31")
+SNIP(shl64_63, "shl rdx, 63")
 SNIP(rol8, "rol al, cl")
 SNIP(rol16, "rol ax, cl")
 SNIP(rol32, "rol eax, cl")
@@ -471,6 +475,10 @@ const std::vector<Case>& cases() {
       C(sar16_1, kShift, 2, 0, 1),
       C(shl8_7, kShift, 1, 0, 7),
       C(sar64_63, kShift, 8, 0, 63),
+      C(shl32_5, kShift, 4, 0, 5),
+      C(shr64_33, kShift, 8, 0, 33),
+      C(sar32_31, kShift, 4, 0, 31),
+      C(shl64_63, kShift, 8, 0, 63),
       C(rol8, kRotate, 1, 0),
       C(rol16, kRotate, 2, 0),
       C(rol32, kRotate, 4, 0),

@@ -167,10 +167,10 @@ template <typename T>
 inline void write_mem(Cpu& cpu, uint8_t seg, uint64_t offset, T value) {
   write_linear<T>(cpu, linear_address(cpu, seg, offset, sizeof(T), true), value, user_mode(cpu));
 }
-inline uint64_t read_mem_n(Cpu& cpu, uint8_t seg, uint64_t offset, unsigned size) {
+[[gnu::always_inline]] inline uint64_t read_mem_n(Cpu& cpu, uint8_t seg, uint64_t offset, unsigned size) {
   return read_linear_n(cpu, linear_address(cpu, seg, offset, size, false), size, user_mode(cpu));
 }
-inline void write_mem_n(Cpu& cpu, uint8_t seg, uint64_t offset, unsigned size, uint64_t value) {
+[[gnu::always_inline]] inline void write_mem_n(Cpu& cpu, uint8_t seg, uint64_t offset, unsigned size, uint64_t value) {
   write_linear_n(cpu, linear_address(cpu, seg, offset, size, true), size, value, user_mode(cpu));
 }
 // Fails the access now (with the exception the write would raise) without writing.

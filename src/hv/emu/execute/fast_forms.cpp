@@ -1,6 +1,7 @@
 // Specialised handlers for the hottest instruction forms, chosen once at
 // decode time (fast_form()): ALU operations and MOV between 32/64-bit
-// registers, immediates and memory, and Jcc with its condition built in.
+// registers, immediates and memory, Jcc with its condition built in, and
+// 64-bit mode's PUSH/POP of a register, CALL rel32 and RET.
 // Each does exactly what the generic handler does for that form, without
 // decoding the operand kinds and sizes again on every execution.
 #include "hv/emu/execute/handlers.h"
@@ -96,6 +97,36 @@ void jcc(Cpu& cpu, const Insn& insn) {
 constexpr Handler kJcc[16] = {jcc<0>, jcc<1>, jcc<2>,  jcc<3>,  jcc<4>,  jcc<5>,  jcc<6>,  jcc<7>,
                               jcc<8>, jcc<9>, jcc<10>, jcc<11>, jcc<12>, jcc<13>, jcc<14>, jcc<15>};
 
+// 64-bit mode's stack is always 64 bits wide (no SS.B, no RSP wrap mask).
+// Each form checks everything before it writes, like the generic one.
+void push_r64(Cpu& cpu, const Insn& insn) {
+  const uint64_t sp = cpu.gpr[4] - 8;
+  write_mem<uint64_t>(cpu, kSs, sp, cpu.gpr[insn.op[0].reg]);
+  cpu.gpr[4] = sp;
+}
+
+void pop_r64(Cpu& cpu, const Insn& insn) {
+  const uint64_t v = read_mem<uint64_t>(cpu, kSs, cpu.gpr[4]);
+  cpu.gpr[4] += 8;
+  cpu.gpr[insn.op[0].reg] = v;  // after RSP: POP RSP loads the popped value
+}
+
+void call_rel64(Cpu& cpu, const Insn& insn) {
+  const uint64_t ret = cpu.next_rip, target = ret + insn.imm;
+  if (!is_canonical(target)) raise(kGp, 0);  // before the push, as branch_to() in h_call
+  const uint64_t sp = cpu.gpr[4] - 8;
+  write_mem<uint64_t>(cpu, kSs, sp, ret);
+  cpu.gpr[4] = sp;
+  cpu.next_rip = target;
+}
+
+void ret64(Cpu& cpu, const Insn&) {
+  const uint64_t target = read_mem<uint64_t>(cpu, kSs, cpu.gpr[4]);
+  if (!is_canonical(target)) raise(kGp, 0);
+  cpu.gpr[4] += 8;
+  cpu.next_rip = target;
+}
+
 bool full_gpr(const Operand& o) { return o.kind == OpKind::kReg && (o.size == 4 || o.size == 8) && !o.high8; }
 
 template <AluOp kOp>
@@ -127,8 +158,16 @@ Handler mov_form(const Insn& insn) {
 
 }  // namespace
 
-Handler fast_form(const Insn& insn) {
+Handler fast_form(const Insn& insn, unsigned code_size) {
   Handler fast = nullptr;
+  if (code_size == 8 && insn.opsize == 8) {
+    const Operand& o = insn.op[0];
+    const bool reg64 = insn.nops == 1 && o.kind == OpKind::kReg && o.size == 8;
+    if (insn.fn == h_push && reg64) fast = push_r64;
+    if (insn.fn == h_pop && reg64) fast = pop_r64;
+    if (insn.fn == h_call && insn.nops == 1 && o.kind == OpKind::kImm) fast = call_rel64;
+    if (insn.fn == h_ret && insn.nops == 0) fast = ret64;
+  }
   if (insn.fn == h_add) fast = alu_form<AluOp::kAdd>(insn);
   if (insn.fn == h_or) fast = alu_form<AluOp::kOr>(insn);
   if (insn.fn == h_and) fast = alu_form<AluOp::kAnd>(insn);
@@ -141,6 +180,7 @@ Handler fast_form(const Insn& insn) {
     fast = insn.op[0].size == 8 ? lea_r<8> : lea_r<4>;
   }
   if (insn.fn == h_jcc && insn.op[0].kind == OpKind::kImm) fast = kJcc[insn.cc & 15];
+  if (insn.fn == h_shl || insn.fn == h_shr || insn.fn == h_sar) fast = shift_fast_form(insn);
   return fast ? fast : insn.fn;
 }
 

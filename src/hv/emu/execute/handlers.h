@@ -311,8 +311,11 @@ HV_EMU_HANDLER(h_fwait)
 #undef HV_EMU_HANDLER
 
 // fast_forms.cpp: the specialised handler for a decoded instruction's form
-// (register/immediate/memory operands of 32 or 64 bits, Jcc by condition),
-// or its generic handler when there is none.
-Handler fast_form(const Insn& insn);
+// (register/immediate/memory operands of 32 or 64 bits, Jcc by condition,
+// 64-bit stack operations) in code of `code_size`, or its generic handler
+// when there is none.
+Handler fast_form(const Insn& insn, unsigned code_size);
+// shift.cpp: SHL/SHR/SAR of a 32/64-bit register by a nonzero immediate, or nullptr.
+Handler shift_fast_form(const Insn& insn);
 
 }  // namespace hostvisor::emu

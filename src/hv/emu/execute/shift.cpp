@@ -27,24 +27,21 @@ void zero_count(Cpu& cpu, const Insn& insn) {
 
 enum class Shift { kShl, kShr, kSar };
 
+// The result of shifting `a` (masked to `size`) by a nonzero `count`.
 template <Shift kind>
-void shift(Cpu& cpu, const Insn& insn) {
-  const unsigned size = insn.op[0].size, bits = size * 8;
-  const unsigned count = insn.nops > 1 ? shift_count(cpu, insn, 1) : 1;
-  if (count == 0) {
-    zero_count(cpu, insn);
-    return;
-  }
+uint64_t shifted(uint64_t a, unsigned count, unsigned size) {
   const uint64_t mask = size_mask(size);
-  auto compute = [&](uint64_t a) -> uint64_t {
-    a &= mask;
-    if constexpr (kind == Shift::kShl) return count >= 64 ? 0 : (a << count) & mask;
-    if constexpr (kind == Shift::kShr) return count >= 64 ? 0 : a >> count;
-    int64_t s = sign_extend(a, size);
-    return static_cast<uint64_t>(s >> (count > 63 ? 63 : count)) & mask;
-  };
-  const uint64_t a = rmw(cpu, insn, compute) & mask;
-  const uint64_t res = compute(a);
+  a &= mask;
+  if constexpr (kind == Shift::kShl) return count >= 64 ? 0 : (a << count) & mask;
+  if constexpr (kind == Shift::kShr) return count >= 64 ? 0 : a >> count;
+  int64_t s = sign_extend(a, size);
+  return static_cast<uint64_t>(s >> (count > 63 ? 63 : count)) & mask;
+}
+
+// The flags of shifting `a` (masked) by a nonzero `count` to `res`.
+template <Shift kind>
+uint64_t shift_flags(uint64_t a, uint64_t res, unsigned count, unsigned size) {
+  const unsigned bits = size * 8;
   uint64_t f = result_flags(res, size);
   bool cf;
   if constexpr (kind == Shift::kShl) {
@@ -58,7 +55,31 @@ void shift(Cpu& cpu, const Insn& insn) {
     cf = (s >> (count - 1 > 63 ? 63 : count - 1)) & 1;
   }
   if (cf) f |= kFlagCf;
-  set_arith_flags(cpu, f);
+  return f;
+}
+
+template <Shift kind>
+void shift(Cpu& cpu, const Insn& insn) {
+  const unsigned size = insn.op[0].size;
+  const unsigned count = insn.nops > 1 ? shift_count(cpu, insn, 1) : 1;
+  if (count == 0) {
+    zero_count(cpu, insn);
+    return;
+  }
+  const uint64_t a = rmw(cpu, insn, [&](uint64_t x) { return shifted<kind>(x, count, size); }) & size_mask(size);
+  set_arith_flags(cpu, shift_flags<kind>(a, shifted<kind>(a, count, size), count, size));
+}
+
+// A 32/64-bit register shifted by an immediate that is nonzero after masking
+// (chosen at decode time, see shift_fast_form()).
+template <Shift kind, unsigned kSize>
+void shift_reg_imm(Cpu& cpu, const Insn& insn) {
+  const unsigned count = static_cast<unsigned>(insn.imm & (kSize == 8 ? 0x3f : 0x1f));
+  uint64_t& r = cpu.gpr[insn.op[0].reg];
+  const uint64_t a = kSize == 8 ? r : static_cast<uint32_t>(r);
+  const uint64_t res = shifted<kind>(a, count, kSize);
+  r = res;
+  set_arith_flags(cpu, shift_flags<kind>(a, res, count, kSize));
 }
 
 uint64_t rotl(uint64_t v, unsigned n, unsigned bits) {
@@ -72,6 +93,17 @@ uint64_t rotl(uint64_t v, unsigned n, unsigned bits) {
 void h_shl(Cpu& cpu, const Insn& insn) { shift<Shift::kShl>(cpu, insn); }
 void h_shr(Cpu& cpu, const Insn& insn) { shift<Shift::kShr>(cpu, insn); }
 void h_sar(Cpu& cpu, const Insn& insn) { shift<Shift::kSar>(cpu, insn); }
+
+Handler shift_fast_form(const Insn& insn) {
+  const Operand& d = insn.op[0];
+  if (insn.nops != 2 || d.kind != OpKind::kReg || d.high8 || (d.size != 4 && d.size != 8)) return nullptr;
+  if (insn.op[1].kind != OpKind::kImm || (insn.imm & (d.size == 8 ? 0x3f : 0x1f)) == 0) return nullptr;
+  const bool wide = d.size == 8;
+  if (insn.fn == h_shl) return wide ? shift_reg_imm<Shift::kShl, 8> : shift_reg_imm<Shift::kShl, 4>;
+  if (insn.fn == h_shr) return wide ? shift_reg_imm<Shift::kShr, 8> : shift_reg_imm<Shift::kShr, 4>;
+  if (insn.fn == h_sar) return wide ? shift_reg_imm<Shift::kSar, 8> : shift_reg_imm<Shift::kSar, 4>;
+  return nullptr;
+}
 
 void h_rol(Cpu& cpu, const Insn& insn) {
   const unsigned size = insn.op[0].size, bits = size * 8;
