@@ -72,15 +72,18 @@ void UringEngine::submit(const IoRequest& request, IoCompletion done) {
   ++unsubmitted_;
 }
 
-void UringEngine::drain_completions() {
+size_t UringEngine::drain_completions() {
+  size_t completed = 0;
   io_uring_cqe* cqe = nullptr;
   while (io_uring_peek_cqe(&ring_, &cqe) == 0 && cqe != nullptr) {
     std::unique_ptr<IoCompletion> done(static_cast<IoCompletion*>(io_uring_cqe_get_data(cqe)));
     int64_t res = cqe->res;
     io_uring_cqe_seen(&ring_, cqe);
     --in_flight_;
+    ++completed;
     (*done)(res);
   }
+  return completed;
 }
 
 void UringEngine::submit_queued() {
@@ -91,9 +94,11 @@ void UringEngine::submit_queued() {
 
 void UringEngine::reap(bool wait) {
   submit_queued();
-  size_t before = in_flight_;
-  drain_completions();
-  if (wait && in_flight_ > 0 && in_flight_ >= before) {
+  // Wait only when nothing completed and the kernel holds requests: a callback
+  // may have queued a follow-up (the next step of a chained request), which is
+  // progress, and waiting for a request the kernel was never given would block
+  // for ever.
+  if (drain_completions() == 0 && wait && in_flight_ > unsubmitted_) {
     io_uring_cqe* cqe = nullptr;
     for (;;) {
       int err = io_uring_wait_cqe(&ring_, &cqe);
@@ -101,9 +106,8 @@ void UringEngine::reap(bool wait) {
     }
     drain_completions();
   }
-  // Callbacks may have queued follow-up requests (the next step of a chained
-  // request); they reach the kernel now, not at some later reap() that an
-  // event loop waiting for their completion would never make.
+  // Follow-up requests queued by callbacks reach the kernel now, not at some
+  // later reap() that an event loop waiting for their completion would never make.
   submit_queued();
 }
 

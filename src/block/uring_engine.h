@@ -24,7 +24,8 @@ class UringEngine final : public IoEngine {
 
  private:
   UringEngine() = default;
-  void drain_completions();
+  // Runs the callbacks of finished requests; returns how many.
+  size_t drain_completions();
   void submit_queued();
   io_uring_sqe* next_sqe();
 
