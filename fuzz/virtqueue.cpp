@@ -56,7 +56,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::memset(scratch.data(), 0xa5, scratch.size());
     auto written = c.write(memory, i, scratch);
     if (!written) __builtin_trap();
-    if (!queue.add_used(memory, c.head(), static_cast<uint32_t>(*written))) __builtin_trap();
+    if (!queue.add_used(memory, c, static_cast<uint32_t>(*written))) __builtin_trap();
     (void)queue.needs_interrupt(memory);
   }
   return 0;

@@ -54,6 +54,14 @@ class Vm {
 
   virtual InterruptController& interrupts() = 0;
 
+  // Guest RAM in [gpa, gpa + length) was written by a device, not a vCPU.
+  // Hardware keeps instruction fetch coherent with DMA; a backend that caches
+  // decoded guest code must drop what it decoded from there (KVM has nothing to do).
+  virtual void dma_written(uint64_t gpa, uint64_t length) {
+    (void)gpa;
+    (void)length;
+  }
+
   // Fast paths for virtio (the device signals and is notified without a trip
   // through a vCPU thread). A backend without them keeps the defaults, and
   // devices fall back to the ordinary exit + InterruptController path.

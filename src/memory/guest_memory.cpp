@@ -40,8 +40,8 @@ Result<GuestMemory> GuestMemory::create(const std::vector<MemoryRegionSpec>& spe
   for (const auto& s : sorted) {
     // MAP_NORESERVE: RAM is committed as the guest touches it, like a real
     // hypervisor; a large --memory must not fail up front.
-    void* p = ::mmap(nullptr, s.size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd,
-                     static_cast<off_t>(offset));
+    void* p =
+        ::mmap(nullptr, s.size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, static_cast<off_t>(offset));
     if (p == MAP_FAILED) return Error::from_errno("mapping guest RAM");
     memory.regions_.push_back(Region{s.start, s.size, static_cast<uint8_t*>(p), offset});
     offset += s.size;
@@ -50,7 +50,9 @@ Result<GuestMemory> GuestMemory::create(const std::vector<MemoryRegionSpec>& spe
 }
 
 GuestMemory::GuestMemory(GuestMemory&& other) noexcept
-    : memfd_(std::move(other.memfd_)), regions_(std::move(other.regions_)) {
+    : memfd_(std::move(other.memfd_)),
+      regions_(std::move(other.regions_)),
+      dma_observer_(std::move(other.dma_observer_)) {
   other.regions_.clear();
 }
 
@@ -59,6 +61,7 @@ GuestMemory& GuestMemory::operator=(GuestMemory&& other) noexcept {
     unmap_all();
     memfd_ = std::move(other.memfd_);
     regions_ = std::move(other.regions_);
+    dma_observer_ = std::move(other.dma_observer_);
     other.regions_.clear();
   }
   return *this;

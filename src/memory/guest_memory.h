@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <type_traits>
@@ -74,12 +75,23 @@ class GuestMemory {
   // region. For the software CPU's TLB, which revalidates on every miss.
   uint8_t* host_pointer(GuestAddress address, uint64_t length) const;
 
+  // Device DMA writes RAM behind the vCPUs' backs (through slices, host
+  // pointers or io_uring). Devices report each range they wrote when they
+  // hand the buffer back to the driver; the machine routes the report to the
+  // backend, whose software CPU must forget code decoded from those pages.
+  using DmaWriteObserver = std::function<void(GuestAddress address, uint64_t length)>;
+  void set_dma_write_observer(DmaWriteObserver observer) { dma_observer_ = std::move(observer); }
+  void note_dma_write(GuestAddress address, uint64_t length) const {
+    if (dma_observer_ && length > 0) dma_observer_(address, length);
+  }
+
  private:
   const Region* find(GuestAddress address, uint64_t length) const;
   void unmap_all();
 
   UniqueFd memfd_;
   std::vector<Region> regions_;
+  DmaWriteObserver dma_observer_;
 };
 
 }  // namespace hostvisor

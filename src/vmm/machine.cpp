@@ -75,6 +75,8 @@ Result<void> Machine::build() {
 
   vm_ = HV_TRY(hypervisor_->create_vm(VmConfig{config_.cpus}));
   HV_TRY(vm_->map_memory(memory_));
+  memory_.set_dma_write_observer(
+      [vm = vm_.get()](GuestAddress at, uint64_t length) { vm->dma_written(at.value(), length); });
 
   HV_TRY(add_legacy_devices());
   virtio_mmio_ = std::make_unique<VirtioMmioSlots>(mmio_bus_, *vm_, *event_loop_, memory_);

@@ -171,6 +171,17 @@ Result<void> Virtqueue::add_used(GuestMemory& memory, uint16_t head, uint32_t wr
   return ok();
 }
 
+Result<void> Virtqueue::add_used(GuestMemory& memory, const DescriptorChain& chain, uint32_t written) {
+  uint64_t left = written;
+  for (const VirtioBuffer& b : chain.writable()) {
+    if (left == 0) break;
+    const uint64_t n = std::min<uint64_t>(left, b.length);
+    memory.note_dma_write(b.address, n);
+    left -= n;
+  }
+  return add_used(memory, chain.head(), written);
+}
+
 Result<bool> Virtqueue::needs_interrupt(const GuestMemory& memory) {
   // Our used index store must be visible before we read the driver's
   // suppression fields, or we could miss its latest request (2.7.10).

@@ -71,6 +71,9 @@ class Virtqueue {
   // Returns a chain to the driver with `written` bytes written into it:
   // the used element, then a release fence, then the used index.
   Result<void> add_used(GuestMemory& memory, uint16_t head, uint32_t written);
+  // What devices call: the same for `chain`, after reporting the first
+  // `written` bytes of its writable buffers as DMA (GuestMemory::note_dma_write).
+  Result<void> add_used(GuestMemory& memory, const DescriptorChain& chain, uint32_t written);
 
   // After add_used: must the driver be interrupted? Honours used_event with
   // EVENT_IDX, VRING_AVAIL_F_NO_INTERRUPT without.

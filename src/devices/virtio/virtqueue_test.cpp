@@ -105,7 +105,17 @@ TEST_F(VirtqueueTest, NormalChainReadableThenWritable) {
   EXPECT_EQ(*c.write(memory, 2, reply), 6u);  // only 8 - 2 bytes fit
   EXPECT_EQ(memory.read_obj<uint64_t>(GuestAddress(kData + 0x200)).value(), 0x0909090909090000ull);
 
-  ASSERT_TRUE(q.add_used(memory, c.head(), 6).ok());
+  // Returning the chain reports the bytes the device wrote as DMA: the first
+  // 6 bytes of the writable part, which starts at the buffer at kData + 0x200.
+  std::vector<std::pair<uint64_t, uint64_t>> dma;
+  memory.set_dma_write_observer([&](GuestAddress at, uint64_t n) { dma.emplace_back(at.value(), n); });
+  ASSERT_TRUE(q.add_used(memory, c, 6).ok());
+  memory.set_dma_write_observer(nullptr);
+  ASSERT_FALSE(dma.empty());
+  uint64_t reported = 0;
+  for (const auto& [at, n] : dma) reported += n;
+  EXPECT_EQ(reported, 6u);
+  EXPECT_EQ(dma[0].first, c.writable()[0].address.value());
   EXPECT_EQ(driver->used_idx(), 1);
   EXPECT_EQ(driver->used(0).id, 3u);
   EXPECT_EQ(driver->used(0).len, 6u);

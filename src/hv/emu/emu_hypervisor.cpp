@@ -112,6 +112,8 @@ class EmuVm final : public Vm {
     return ok();
   }
 
+  void dma_written(uint64_t gpa, uint64_t length) override { code_.invalidate_range(gpa, length); }
+
   Result<std::unique_ptr<Vcpu>> create_vcpu(unsigned index) override {
     if (index >= vcpu_count_) {
       return Error(ErrorCode::kInvalidArgument, "vCPU " + std::to_string(index) +
@@ -230,13 +232,13 @@ Result<Registers> EmuVcpu::get_registers() {
 }
 
 Result<void> EmuVcpu::set_registers(const Registers& regs) {
+  if (regs.rflags & kFlagVm) {
+    return Error(ErrorCode::kUnsupported, "virtual-8086 mode (RFLAGS.VM) is not supported by the software CPU");
+  }
   Registers copy = regs;
   for (int i = 0; i < 16; ++i) cpu_.gpr[kGprOrder[i]] = *neutral_gpr(copy, i);
   cpu_.rip = regs.rip;
   write_flags(cpu_, regs.rflags);
-  if (regs.rflags & kFlagVm) {
-    return Error(ErrorCode::kUnsupported, "virtual-8086 mode (RFLAGS.VM) is not supported by the software CPU");
-  }
   return ok();
 }
 

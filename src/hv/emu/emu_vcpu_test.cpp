@@ -126,6 +126,28 @@ TEST(EmuVcpu, PortExitsCompleteAndPlatformPortsStayInside) {
   EXPECT_EQ(r.rip, kCodeAddress + port_exchange().size());
 }
 
+// A device overwrites code the vCPU already ran (a disk read into a reused
+// page): once the write is reported through Vm::dma_written, the next run
+// executes the new bytes, not the stale decoded block.
+TEST(EmuVcpu, DeviceWriteReportedAsDmaReplacesDecodedCode) {
+  Machine m = make_machine(1);
+  Vcpu& cpu = *m.vcpus[0];
+  const uint8_t first[] = {0xb8, 1, 0, 0, 0, 0xf4};   // mov eax, 1; hlt
+  const uint8_t second[] = {0xb8, 2, 0, 0, 0, 0xf4};  // mov eax, 2; hlt
+  ASSERT_TRUE(m.memory.write(GuestAddress(kCodeAddress), first).ok());
+  enter_flat32(cpu, kCodeAddress);
+  ASSERT_TRUE(std::holds_alternative<HaltExit>(*cpu.run()));
+  EXPECT_EQ(cpu.get_registers().value().rax, 1u);
+
+  ASSERT_TRUE(m.memory.write(GuestAddress(kCodeAddress), second).ok());  // as device DMA does: not through the vCPU
+  m.vm->dma_written(kCodeAddress, sizeof(second));
+  Registers r = cpu.get_registers().value();
+  r.rip = kCodeAddress;
+  ASSERT_TRUE(cpu.set_registers(r).ok());
+  ASSERT_TRUE(std::holds_alternative<HaltExit>(*cpu.run()));
+  EXPECT_EQ(cpu.get_registers().value().rax, 2u);
+}
+
 HV_EMU_SNIPPET(apic_timer, R"(
 .code32
   mov dword ptr [0xfee000f0], 0x1ff

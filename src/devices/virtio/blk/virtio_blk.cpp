@@ -143,7 +143,7 @@ bool VirtioBlk::answer_locked(const DescriptorChain& chain, Outcome outcome) {
     return false;
   }
   // data_written <= writable_bytes - 1 < 256 MiB (the chain limit), so it fits.
-  auto r = active_->queues[0].add_used(memory, chain.head(), static_cast<uint32_t>(outcome.data_written + 1));
+  auto r = active_->queues[0].add_used(memory, chain, static_cast<uint32_t>(outcome.data_written + 1));
   if (!r) {
     fail_locked(r.error());
     return false;

@@ -3,6 +3,7 @@
 #include <sys/eventfd.h>
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
 #include <vector>
 
@@ -128,7 +129,7 @@ void VirtioConsole::deliver_input_locked() {
       break;
     }
     input_.erase(input_.begin(), input_.begin() + static_cast<ptrdiff_t>(n));
-    if (auto r = q.add_used(memory, chain.head(), static_cast<uint32_t>(n)); !r) {
+    if (auto r = q.add_used(memory, chain, static_cast<uint32_t>(n)); !r) {
       fail_locked(r.error());
       break;
     }
@@ -149,7 +150,7 @@ void VirtioConsole::transmit_locked() {
   GuestMemory& memory = *active_->memory;
   Virtqueue& q = active_->queues[kTransmitQueue];
   bool used = false;
-  std::vector<uint8_t> chunk(4096);
+  std::array<uint8_t, 4096> chunk;  // on the stack: no allocation per notification
   for (;;) {
     auto popped = q.pop(memory);
     if (!popped) {
@@ -165,7 +166,7 @@ void VirtioConsole::transmit_locked() {
       if (sink_) sink_(std::span<const uint8_t>(chunk.data(), *got));
       at += *got;
     }
-    if (auto r = q.add_used(memory, chain.head(), 0); !r) {
+    if (auto r = q.add_used(memory, chain, 0); !r) {
       fail_locked(r.error());
       break;
     }

@@ -298,7 +298,7 @@ void VirtioNet::deliver_packet_locked(size_t chains, VirtioNetHeader header) {
     const size_t n = static_cast<size_t>(std::min<uint64_t>(chain.writable_bytes(), rx_length_ - at));
     auto wrote = chain.write(memory, 0, std::span<const uint8_t>(rx_packet_.data() + at, n));
     if (!wrote) return fail_locked(wrote.error());
-    if (auto r = q.add_used(memory, chain.head(), static_cast<uint32_t>(n)); !r) return fail_locked(r.error());
+    if (auto r = q.add_used(memory, chain, static_cast<uint32_t>(n)); !r) return fail_locked(r.error());
     at += n;
   }
   ++stats_.rx_packets;
@@ -338,7 +338,7 @@ void VirtioNet::transmit_locked() {
           HV_LOG_DEBUG("virtio-net: {} dropped a packet: {}", backend_->name(), r.error().message());
       }
     }
-    if (auto r = q.add_used(memory, chain.head(), 0); !r) return fail_locked(r.error());
+    if (auto r = q.add_used(memory, chain, 0); !r) return fail_locked(r.error());
     used = true;
   }
   if (used) {

@@ -58,7 +58,7 @@ Result<void> VirtioRng::process_queue(uint16_t queue) {
     random.resize(want);
     HV_TRY(fill_random(random));
     const uint64_t written = HV_TRY(chain->write(memory, 0, random));
-    HV_TRY(q.add_used(memory, chain->head(), static_cast<uint32_t>(written)));
+    HV_TRY(q.add_used(memory, *chain, static_cast<uint32_t>(written)));
     used = true;
   }
   if (used && HV_TRY(q.needs_interrupt(memory))) active_->interrupt->signal_used(0);
