@@ -543,12 +543,12 @@ Decoder::Status Decoder::decode(const uint8_t* bytes, size_t length, unsigned co
   ZydisDecodedOperand ops[ZYDIS_MAX_OPERAND_COUNT];
   insn = Insn{};
   ZyanStatus st = ZydisDecoderDecodeFull(d, bytes, length, &in, ops);
-  if (st == ZYDIS_STATUS_NO_MORE_DATA) return Status::kNeedMoreBytes;
   if (!ZYAN_SUCCESS(st)) {
+    // Executable either way: a caller that ignores the status runs #UD, never a null handler.
     insn.fn = h_ud;
     insn.len = 1;
     insn.ends_block = true;
-    return Status::kInvalid;
+    return st == ZYDIS_STATUS_NO_MORE_DATA ? Status::kNeedMoreBytes : Status::kInvalid;
   }
   insn.len = in.length;
   insn.mnemonic = static_cast<uint16_t>(in.mnemonic);

@@ -262,11 +262,13 @@ void phys_write(Cpu& cpu, const TlbEntry& e, uint64_t linear, unsigned size, uin
     io_access(cpu, false, true, phys, size, value);
     return;
   }
+  std::memcpy(p, &value, size);
+  // The generation moves after the bytes land: a vCPU decoding this page
+  // meanwhile then sees the old generation and decodes again at its next lookup.
   if (cpu.code && cpu.code->is_code(phys)) {
     cpu.code->invalidate(phys);
     cpu.stop_block = true;  // the executing block may be the one just written
   }
-  std::memcpy(p, &value, size);
 }
 
 const TlbEntry& lookup(Cpu& cpu, uint64_t linear, Access access, bool user) {
