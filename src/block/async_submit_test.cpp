@@ -517,5 +517,40 @@ TEST(Qcow2Async, FlushCompletesAfterEarlierDirectWrites) {
   EXPECT_EQ(order.back(), 100);
 }
 
+// A guest must not turn its raw disk into a qcow2 image naming a host file as
+// its backing file: with a probed format, a qcow2 header at offset 0 is refused
+// on both paths; with format=raw it is the guest's data like any other.
+TEST(RawProbed, QcowHeaderWriteToSectorZeroIsRefused) {
+  testing::ScratchDir dir;
+  const std::string path = dir.file("disk.raw");
+  write_file(path, std::vector<uint8_t>(kDiskBytes, 0));
+  std::vector<uint8_t> header(512, 0);
+  const uint8_t magic[4] = {'Q', 'F', 'I', 0xfb};
+  std::memcpy(header.data(), magic, 4);
+  const iovec iov{header.data(), header.size()};
+
+  auto probed = open_disk(path, EngineKind::kThreadPool, CacheMode::kWriteback);
+  ASSERT_TRUE(probed);
+  auto sync = probed->writev(0, std::span(&iov, 1));
+  ASSERT_FALSE(sync.ok());
+  EXPECT_NE(sync.error().message().find("format=raw"), std::string::npos) << sync.error().message();
+  Result<void> async = ok();
+  probed->submit(BlockRequest{BlockOp::kWrite, 0, {iov}, 0}, [&](Result<void> r) { async = std::move(r); });
+  drain(*probed);
+  EXPECT_FALSE(async.ok());
+  EXPECT_TRUE(probed->writev(512, std::span(&iov, 1)).ok()) << "only the start of the disk is guarded";
+  probed.reset();
+  EXPECT_EQ(file_bytes(path, 0, 4), std::vector<uint8_t>(4, 0));
+
+  OpenOptions o;
+  o.writable = true;
+  o.format = ImageFormat::kRaw;
+  auto explicit_raw = open_image(path, o);
+  ASSERT_TRUE(explicit_raw.ok());
+  EXPECT_TRUE((*explicit_raw)->writev(0, std::span(&iov, 1)).ok());
+  explicit_raw->reset();
+  EXPECT_EQ(file_bytes(path, 0, 4), std::vector<uint8_t>(magic, magic + 4));
+}
+
 }  // namespace
 }  // namespace hostvisor::block

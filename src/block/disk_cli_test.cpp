@@ -83,6 +83,11 @@ TEST_F(DiskCli, BackingSnapshotsResizeCommit) {
   ASSERT_EQ(sh("qemu-img check sub/over.qcow2"), 0) << last_;
   EXPECT_NE(disk("resize sub/over.qcow2 1M"), 0);
   EXPECT_NE(last_.find("shrinking"), std::string::npos) << last_;
+  // Growing past 2^64 bytes must fail, not wrap to a smaller size (which
+  // would truncate a raw image, as raw may shrink).
+  const auto raw_size = info("sub/base.raw")["virtual-size"];
+  EXPECT_NE(disk("resize sub/base.raw +18446744073709551615"), 0);
+  EXPECT_EQ(info("sub/base.raw")["virtual-size"], raw_size);
 }
 
 TEST_F(DiskCli, ErrorsSayWhatAndWhere) {

@@ -27,7 +27,8 @@ std::string canonical(const std::string& path) {
 
 Result<std::unique_ptr<BlockDevice>> open_one(const std::string& path, const OpenOptions& options, ImageFormat format,
                                               std::vector<std::string>& chain, std::set<std::string>& seen) {
-  if (format == ImageFormat::kProbe) format = HV_TRY(probe_format(path));
+  const bool probed = format == ImageFormat::kProbe;
+  if (probed) format = HV_TRY(probe_format(path));
   HostFileOptions fo;
   fo.writable = options.writable;
   fo.cache = options.cache;
@@ -36,6 +37,7 @@ Result<std::unique_ptr<BlockDevice>> open_one(const std::string& path, const Ope
   auto file = HV_TRY(HostFile::open(path, fo));
   if (format == ImageFormat::kRaw) {
     auto raw = HV_TRY(RawImage::open(std::move(file)));
+    if (probed) raw->set_format_probed();
     return std::unique_ptr<BlockDevice>(std::move(raw));
   }
   auto img = HV_TRY(Qcow2Image::open(std::move(file)));

@@ -14,7 +14,7 @@ using namespace qcow2;
 
 namespace {
 
-// Caps the reference map: a hostile header must not make the check allocate without bound.
+// The largest image the reference map covers (2^28 counters, 1 GiB of memory).
 constexpr uint64_t kMaxCheckedClusters = 1ULL << 28;
 
 class Checker {
@@ -22,7 +22,8 @@ class Checker {
   Checker(HostFile& file, Header& h, uint64_t file_size, CheckReport& report)
       : file_(file), h_(h), cs_(h.cluster_size()), report_(report) {
     clusters_ = (file_size + cs_ - 1) / cs_;
-    refs_.assign(std::min(clusters_, kMaxCheckedClusters), 0);
+    // run() refuses a larger image, so a hostile size cannot make this allocate without bound.
+    if (clusters_ <= kMaxCheckedClusters) refs_.assign(clusters_, 0);
   }
 
   void error(std::string msg) {
@@ -98,6 +99,11 @@ class Checker {
   }
 
   Result<void> run() {
+    if (clusters_ > kMaxCheckedClusters) {
+      return Error(ErrorCode::kUnsupported, "the image spans " + std::to_string(clusters_) +
+                                                " clusters; the check handles up to " +
+                                                std::to_string(kMaxCheckedClusters) + " (use qemu-img check)");
+    }
     mark(0, cs_, "header");
     HV_TRY(walk_l1(h_.l1_table_offset, h_.l1_size, "active", true));
     if (h_.nb_snapshots > 0) {
@@ -116,10 +122,10 @@ class Checker {
     uint64_t table_bytes = uint64_t{h_.refcount_table_clusters} * cs_;
     mark(h_.refcount_table_offset, table_bytes, "refcount table");
     table_ = HV_TRY(read_table(h_.refcount_table_offset, table_bytes / 8));
-    refcount_structure_ = refs_;
-    for (auto& r : refcount_structure_) r = 0;
-    ++refcount_structure_[h_.refcount_table_offset / cs_];
-    for (uint64_t c = 1; c < h_.refcount_table_clusters && h_.refcount_table_offset / cs_ + c < refs_.size(); ++c) {
+    // A table that lies past the end of the file was reported by mark(); only
+    // the clusters inside the file are counted.
+    refcount_structure_.assign(refs_.size(), 0);
+    for (uint64_t c = 0; c < h_.refcount_table_clusters && h_.refcount_table_offset / cs_ + c < refs_.size(); ++c) {
       ++refcount_structure_[h_.refcount_table_offset / cs_ + c];
     }
     per_block_ = cs_ * 8 / h_.refcount_bits();
@@ -141,7 +147,7 @@ class Checker {
     }
     // Compare.
     uint64_t covered = table_.size() * per_block_;
-    uint64_t n = std::max<uint64_t>(refs_.size(), 0);
+    uint64_t n = refs_.size();
     for (uint64_t c = 0; c < n; ++c) {
       uint64_t rc = c < covered ? refcount(c) : 0;
       uint64_t refs = refs_[c];

@@ -98,6 +98,22 @@ TEST_F(Qcow2Corrupt, RefcountTableOutOfRange) {
   EXPECT_NE(c.error().message().find("refcount table"), std::string::npos);
 }
 
+// A file too large for the check's reference map is refused, not checked in
+// part (a partial map once reported real clusters as past the end of the file).
+TEST(Qcow2CheckLimits, ImageBeyondTheReferenceMapIsRefused) {
+  testing::ScratchDir dir;
+  const std::string path = dir.file("huge.qcow2");
+  Qcow2CreateOptions co;
+  co.size = 1 << 20;
+  co.cluster_bits = 9;
+  ASSERT_TRUE(Qcow2Image::create(path, co).ok());
+  ASSERT_EQ(::truncate(path.c_str(), static_cast<off_t>(((uint64_t{1} << 28) + 1) * 512)), 0);  // sparse
+  auto c = check_qcow2(path, true);
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.error().code(), ErrorCode::kUnsupported) << c.error().message();
+  EXPECT_NE(c.error().message().find("qemu-img check"), std::string::npos) << c.error().message();
+}
+
 TEST_F(Qcow2Corrupt, RefcountBlockPastEndOfFile) {
   uint64_t table = peek64(48);
   poke64(table, uint64_t{1} << 30);

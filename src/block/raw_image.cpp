@@ -7,6 +7,8 @@
 #include <climits>
 #include <cstring>
 
+#include "block/qcow2_format.h"
+
 namespace hostvisor::block {
 
 Result<std::unique_ptr<RawImage>> RawImage::open(std::unique_ptr<HostFile> file) {
@@ -33,9 +35,27 @@ Result<void> RawImage::readv(uint64_t offset, std::span<const iovec> iov) {
   return file_->readv(offset, iov);
 }
 
+Result<void> RawImage::check_header_write(uint64_t offset, std::span<const iovec> iov) const {
+  if (!format_probed_ || offset != 0 || iov_bytes(iov) < 4) return ok();
+  uint8_t head[4];
+  uint64_t got = 0;
+  for (const iovec& v : iov) {
+    const size_t take = std::min<size_t>(v.iov_len, sizeof(head) - got);
+    std::memcpy(head + got, v.iov_base, take);
+    got += take;
+    if (got == sizeof(head)) break;
+  }
+  if (qcow2::load_be32(head) != qcow2::kMagic) return ok();
+  return Error(ErrorCode::kInvalidArgument,
+               file_->path() +
+                   ": refusing to write a qcow2 header into a disk whose format was guessed as raw (it could "
+                   "name any host file as its backing file); give format=raw to allow it");
+}
+
 Result<void> RawImage::writev(uint64_t offset, std::span<const iovec> iov) {
   if (read_only()) return Error(ErrorCode::kInvalidArgument, file_->path() + ": disk is read-only");
   HV_TRY(check_range(offset, iov_bytes(iov)));
+  HV_TRY(check_header_write(offset, iov));
   return file_->writev(offset, iov);
 }
 
@@ -120,6 +140,11 @@ void RawImage::submit(BlockRequest request, BlockCompletion done) {
     if (!range.ok()) return complete_now(std::move(done), range);
     if (request.op != BlockOp::kRead && read_only()) {
       return complete_now(std::move(done), Error(ErrorCode::kInvalidArgument, file_->path() + ": disk is read-only"));
+    }
+    if (request.op == BlockOp::kWrite) {
+      if (auto header = check_header_write(request.offset, request.iov); !header.ok()) {
+        return complete_now(std::move(done), std::move(header));
+      }
     }
   }
   auto op = std::make_shared<Op>();

@@ -48,12 +48,19 @@ class RawImage final : public BlockDevice {
 
   HostFile& file() { return *file_; }
 
+  // The format was guessed from the contents: a write that would make the
+  // file probe as another format next time (a qcow2 header in its first
+  // bytes, pointing at any host file as its backing file) is refused.
+  void set_format_probed() { format_probed_ = true; }
+
  private:
   explicit RawImage(std::unique_ptr<HostFile> file, uint64_t size) : file_(std::move(file)), size_(size) {}
   struct Op;
   struct Transfer;
   using Step = std::function<void(Result<void>)>;
   void complete_now(BlockCompletion done, Result<void> result);
+  // With a probed format: refuses a write of an image-format magic at offset 0.
+  Result<void> check_header_write(uint64_t offset, std::span<const iovec> iov) const;
   // Runs an op once the range lock lets it (at once without O_DIRECT).
   void admit(std::shared_ptr<Op> op);
   bool conflicts(const Op& a, const Op& b) const;
@@ -86,6 +93,7 @@ class RawImage final : public BlockDevice {
   std::vector<std::shared_ptr<Op>> locked_;       // holding the range lock (O_DIRECT only)
   std::deque<std::shared_ptr<Op>> lock_waiters_;
   AlignedBuffer zeros_;  // shared source for writing zeros
+  bool format_probed_ = false;
 };
 
 }  // namespace hostvisor::block

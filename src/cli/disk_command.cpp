@@ -322,6 +322,9 @@ void add_disk_command(CLI::App& app, int* exit_status) {
       std::string text = *resize_size;
       bool relative = !text.empty() && text[0] == '+';
       uint64_t n = HV_TRY(parse_size(relative ? text.substr(1) : text));
+      if (relative && n > UINT64_MAX - dev->virtual_size()) {
+        return Error(ErrorCode::kInvalidArgument, "growing by " + text.substr(1) + " overflows the disk size");
+      }
       uint64_t target = relative ? dev->virtual_size() + n : n;
       if (auto* q = dynamic_cast<Qcow2Image*>(dev.get())) return q->resize(target);
       return static_cast<RawImage*>(dev.get())->resize(target);
