@@ -271,7 +271,12 @@ Interpreter::Outcome Interpreter::run(uint64_t limit) {
     return Outcome{why, std::move(detail)};
   };
   for (;;) {
-    if (kicked_.load(std::memory_order_relaxed) && kicked_.exchange(false, std::memory_order_acq_rel)) {
+    // A kick is taken only at an instruction boundary with no access half
+    // done: an instruction restarted after an I/O exit runs to its end first
+    // (the hot loop leaves the block right after it), as KVM_RUN with
+    // immediate_exit completes a pending PIO/MMIO before it returns.
+    if (kicked_.load(std::memory_order_relaxed) && cpu.io.count == 0 &&
+        kicked_.exchange(false, std::memory_order_acq_rel)) {
       return stop(Stop::kInterrupted);
     }
     if (cpu.code && cpu.code->epoch() != cpu.code_epoch_seen) {
@@ -332,7 +337,7 @@ Interpreter::Outcome Interpreter::run(uint64_t limit) {
         ++running;
         if (__builtin_expect(cpu.stop_block | (cpu.io.count != 0), 0)) {
           io_commit(cpu);
-          if (cpu.stop_block) {
+          if (cpu.stop_block || kicked_.load(std::memory_order_relaxed)) {
             cpu.stop_block = false;
             break;
           }
