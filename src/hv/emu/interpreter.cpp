@@ -9,6 +9,7 @@
 #include "hv/emu/mmu.h"
 #include "hv/emu/platform/local_apic.h"
 #include "hv/emu/segments.h"
+#include "hv/hex.h"
 #include "memory/guest_memory.h"
 
 namespace hostvisor::emu {
@@ -16,12 +17,6 @@ namespace {
 
 constexpr unsigned kMaxBlockInsns = 64;
 constexpr unsigned kMaxInsnLength = 15;
-
-std::string hex(uint64_t v) {
-  char buf[24];
-  snprintf(buf, sizeof(buf), "0x%llx", static_cast<unsigned long long>(v));
-  return buf;
-}
 
 // Delivers an exception or external interrupt. Unlike INT n, these cannot be
 // restarted after a VMM exit, so an IDT, TSS or stack outside RAM fails the vCPU.
