@@ -198,6 +198,8 @@ std::optional<int> GuestConsole::wait_exit(std::chrono::milliseconds timeout) {
   return std::nullopt;
 }
 
+bool GuestConsole::send_signal(int signal) { return pid_ > 0 && !wait_status_ && ::kill(pid_, signal) == 0; }
+
 void GuestConsole::kill_child() {
   if (pid_ <= 0 || wait_status_) return;
   ::kill(pid_, SIGKILL);

@@ -45,6 +45,8 @@ class GuestConsole {
   bool send_keys(const std::string& keys);
   // Reads the child's output for `duration`, whatever comes.
   void read_for(std::chrono::milliseconds duration);
+  // Sends `signal` to the child (false if it is gone).
+  bool send_signal(int signal);
 
   // Waits for the child to exit; kills it (SIGKILL) at the deadline. Returns
   // its exit status, or nullopt if it was killed or ended by a signal.
