@@ -233,9 +233,9 @@ std::string Machine::toggle_pause() {
   const RunResponse paused = pause();
   if (paused != RunResponse::kDone && paused != RunResponse::kUnchanged)
     return std::string("pause: ") + to_string(paused);
-  // Read through the runner while paused: what a snapshot would see.
+  // Read while paused: the state a snapshot would save.
   char where[64] = "";
-  if (auto regs = runner_->registers(0))
+  if (auto regs = vcpu_registers(0))
     std::snprintf(where, sizeof where, ", vCPU 0 at rip %#llx", static_cast<unsigned long long>(regs->rip));
   return std::string("VM paused") + where + "; Ctrl-A p resumes";
 }

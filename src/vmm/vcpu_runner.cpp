@@ -34,15 +34,6 @@ std::string vcpu_name(unsigned index) { return "vCPU " + std::to_string(index); 
 
 }  // namespace
 
-const char* to_string(RunState state) {
-  switch (state) {
-    case RunState::kRunning: return "running";
-    case RunState::kPaused: return "paused";
-    case RunState::kStopped: return "stopped";
-  }
-  return "?";
-}
-
 const char* to_string(RunResponse response) {
   switch (response) {
     case RunResponse::kDone: return "done";

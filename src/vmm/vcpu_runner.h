@@ -60,7 +60,6 @@ constexpr RunTransition run_transition(RunState from, RunRequest request) {
   return {from, RunResponse::kUnchanged};
 }
 
-const char* to_string(RunState state);
 const char* to_string(RunResponse response);
 
 class VcpuRunner {
@@ -94,7 +93,6 @@ class VcpuRunner {
   // vCPU `index`'s state, only while paused (kBusy otherwise).
   Result<Registers> registers(unsigned index);
   Result<SystemRegisters> system_registers(unsigned index);
-  size_t vcpu_count() const { return vcpus_.size(); }
 
  private:
   void vcpu_thread(unsigned index);

@@ -15,7 +15,7 @@
 #include <sstream>
 #include <string>
 
-#include "hv/accel.h"
+#include "kvm_skip.h"
 #include "tests/linux/guest_console.h"
 
 namespace hostvisor::testing {
@@ -31,11 +31,7 @@ const std::string kResumed = "\r\n[hostvisor: VM resumed]\r\n";
 class ConsolePauseTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    if (GetParam() != "kvm") return;
-    const HostVirtualization host = probe_host_virtualization();
-    if (!host.dev_kvm_usable)
-      GTEST_SKIP() << "\n*** /dev/kvm is missing or not accessible (" << host.dev_kvm_problem
-                   << "): the kvm console pause test did NOT run. ***";
+    if (GetParam() == "kvm") HV_SKIP_WITHOUT_DEV_KVM("the kvm console pause test");
   }
 
   // Starts the count kernel and waits until it has printed a few lines.

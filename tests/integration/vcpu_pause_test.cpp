@@ -16,6 +16,7 @@
 
 #include "devices/bus/bus.h"
 #include "hv/accel.h"
+#include "kvm_skip.h"
 #include "memory/guest_memory.h"
 #include "vmm/vcpu_runner.h"
 
@@ -101,12 +102,7 @@ class VcpuPauseTest : public ::testing::TestWithParam<Param> {
  protected:
   void SetUp() override {
     const bool kvm = std::string(GetParam().accel) == "kvm";
-    if (kvm) {
-      const HostVirtualization host = probe_host_virtualization();
-      if (!host.dev_kvm_usable)
-        GTEST_SKIP() << "\n*** /dev/kvm is missing or not accessible (" << host.dev_kvm_problem
-                     << "): the kvm pause test did NOT run. ***";
-    }
+    if (kvm) HV_SKIP_WITHOUT_DEV_KVM("the kvm pause test");
     auto hv = create_hypervisor(kvm ? Accel::kKvm : Accel::kEmu);
     ASSERT_TRUE(hv.ok()) << hv.error().message();
     hypervisor_ = std::move(*hv);
