@@ -7,11 +7,13 @@
 #include "devices/bus/bus.h"
 #include "devices/pci/test_interrupt_controller.h"
 #include "devices/virtio/rng/virtio_rng.h"
+#include "devices/virtio/testing/virtqueue_test_driver.h"
 #include "devices/virtio/virtio_constants.h"
-#include "devices/virtio/virtqueue_test_driver.h"
 
 namespace hostvisor {
 namespace {
+
+using testing::VirtqueueTestDriver;
 
 using namespace virtio;
 constexpr uint64_t kRam = 1 << 20;

@@ -15,11 +15,13 @@
 #include "devices/pci/pci_root.h"
 #include "devices/pci/test_interrupt_controller.h"
 #include "devices/virtio/rng/virtio_rng.h"
+#include "devices/virtio/testing/virtqueue_test_driver.h"
 #include "devices/virtio/virtio_constants.h"
-#include "devices/virtio/virtqueue_test_driver.h"
 
 namespace hostvisor {
 namespace {
+
+using testing::VirtqueueTestDriver;
 
 using namespace virtio;
 
