@@ -1,12 +1,21 @@
 #include "devices/virtio/virtio_device_core.h"
 
+#include <bit>
 #include <string>
 
 #include "base/log.h"
+#include "devices/virtio/virtio_constants.h"
 
 namespace hostvisor {
 
-VirtioDeviceCore::VirtioDeviceCore() : timer_(RescheduleTimer::create()) {}
+namespace {
+bool valid_queue_size(uint16_t size) { return size != 0 && std::has_single_bit(size) && size <= virtio::kMaxQueueSize; }
+}  // namespace
+
+VirtioDeviceCore::VirtioDeviceCore(uint16_t queue_count, uint16_t queue_max_size)
+    : queue_count_(queue_count),
+      queue_max_size_(valid_queue_size(queue_max_size) ? queue_max_size : kDefaultQueueSize),
+      timer_(RescheduleTimer::create()) {}
 
 std::string VirtioDeviceCore::device_label() const { return "virtio-" + std::string(name()); }
 

@@ -44,9 +44,16 @@ class VirtioDeviceCore : public VirtioDevice {
   Result<void> process_queue(uint16_t queue) final;
   int reschedule_fd() const final { return timer_ ? timer_->fd() : -1; }
   void run_rescheduled() final;
+  uint16_t queue_count() const final { return queue_count_; }
+  uint16_t queue_max_size(uint16_t) const final { return queue_max_size_; }
+
+  // What a queue offers when the device was given no valid size.
+  static constexpr uint16_t kDefaultQueueSize = 256;
 
  protected:
-  VirtioDeviceCore();
+  // `queue_count` queues of at most `queue_max_size` entries each (a power
+  // of two up to 32768, else kDefaultQueueSize).
+  VirtioDeviceCore(uint16_t queue_count, uint16_t queue_max_size);
 
   // Device hooks, each called with mutex_ held.
   // After the core took the activation; an error refuses it.
@@ -105,6 +112,8 @@ class VirtioDeviceCore : public VirtioDevice {
   void reschedule_locked(uint16_t queue, std::chrono::nanoseconds delay);
   std::string device_label() const;
 
+  const uint16_t queue_count_;
+  const uint16_t queue_max_size_;
   Result<RescheduleTimer> timer_;
   std::optional<std::chrono::steady_clock::time_point> timer_expiry_;
   std::optional<VirtioActivation> active_;

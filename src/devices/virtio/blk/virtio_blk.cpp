@@ -42,14 +42,12 @@ Result<std::vector<iovec>> guest_iov(const GuestMemory& memory, std::span<const 
 }  // namespace
 
 VirtioBlk::VirtioBlk(std::shared_ptr<block::BlockDevice> disk, VirtioBlkOptions options)
-    : disk_(std::move(disk)),
+    : VirtioDeviceCore(1, options.queue_size),
+      disk_(std::move(disk)),
       options_(std::move(options)),
       capacity_(disk_->virtual_size() >> kSectorShift),
       read_only_(options_.read_only || disk_->read_only()) {
   if (options_.serial.size() > kIdBytes) options_.serial.resize(kIdBytes);
-  if (options_.queue_size == 0 || (options_.queue_size & (options_.queue_size - 1)) ||
-      options_.queue_size > virtio::kMaxQueueSize)
-    options_.queue_size = 256;
 }
 
 Result<std::shared_ptr<VirtioBlk>> VirtioBlk::open(const block::DiskOption& disk, std::string serial) {
@@ -94,7 +92,7 @@ void VirtioBlk::read_config(uint64_t offset, std::span<uint8_t> data) {
   Config c{};
   c.capacity = capacity_;
   // Two descriptors of every chain carry the header and the status.
-  c.seg_max = options_.queue_size > 2 ? options_.queue_size - 2u : 1u;
+  c.seg_max = queue_max_size(0) > 2 ? queue_max_size(0) - 2u : 1u;
   c.blk_size = kSectorSize;
   c.num_queues = 1;
   if (offered(kFeatureDiscard)) {

@@ -73,8 +73,6 @@ class VirtioBlk : public VirtioDeviceCore {
   std::string_view name() const override { return "blk"; }
   uint32_t device_type() const override;
   uint64_t device_features() const override;
-  uint16_t queue_count() const override { return 1; }
-  uint16_t queue_max_size(uint16_t) const override { return options_.queue_size; }
   uint32_t config_size() const override { return sizeof(virtio_blk::Config); }
   void read_config(uint64_t offset, std::span<uint8_t> data) override;
 

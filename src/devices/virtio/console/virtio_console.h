@@ -25,26 +25,10 @@
 #include <span>
 
 #include "base/fd.h"
+#include "devices/virtio/console/virtio_console_spec.h"
 #include "devices/virtio/virtio_device_core.h"
 
 namespace hostvisor {
-
-namespace virtio_console {
-// 5.3.3 feature bits.
-inline constexpr unsigned kFeatureSize = 0;
-inline constexpr unsigned kFeatureMultiport = 1;
-inline constexpr unsigned kFeatureEmergencyWrite = 2;
-// 5.3.4 struct virtio_console_config.
-struct __attribute__((packed)) Config {
-  uint16_t cols;
-  uint16_t rows;
-  uint32_t max_nr_ports;
-  uint32_t emerg_wr;
-};
-static_assert(sizeof(Config) == 12);
-inline constexpr uint16_t kReceiveQueue = 0;
-inline constexpr uint16_t kTransmitQueue = 1;
-}  // namespace virtio_console
 
 class VirtioConsole : public VirtioDeviceCore {
  public:
@@ -84,15 +68,16 @@ class VirtioConsole : public VirtioDeviceCore {
   std::string_view name() const override { return "console"; }
   uint32_t device_type() const override;
   uint64_t device_features() const override;
-  uint16_t queue_count() const override { return 2; }
-  uint16_t queue_max_size(uint16_t) const override { return kQueueSize; }
   uint32_t config_size() const override { return sizeof(virtio_console::Config); }
   void read_config(uint64_t offset, std::span<uint8_t> data) override;
   void write_config(uint64_t offset, std::span<const uint8_t> data) override;
 
  private:
   VirtioConsole(OutputSink sink, size_t input_capacity, EventFd space_event)
-      : sink_(std::move(sink)), capacity_(input_capacity), space_event_(std::move(space_event)) {}
+      : VirtioDeviceCore(2, kQueueSize),
+        sink_(std::move(sink)),
+        capacity_(input_capacity),
+        space_event_(std::move(space_event)) {}
   Result<void> on_activate() override;
   void serve_queue(uint16_t queue) override;
   // Fills posted receive buffers from input_.

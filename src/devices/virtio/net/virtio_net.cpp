@@ -13,14 +13,11 @@ using net::kVnetHeaderSize;
 using net::VirtioNetHeader;
 
 VirtioNet::VirtioNet(std::unique_ptr<net::NetBackend> backend, VirtioNetOptions options)
-    : backend_(std::move(backend)),
+    : VirtioDeviceCore(2, options.queue_size),
+      backend_(std::move(backend)),
       options_(options),
       rx_packet_(net::kMaxPacketSize),
-      tx_packet_(net::kMaxPacketSize) {
-  if (options_.queue_size == 0 || (options_.queue_size & (options_.queue_size - 1)) ||
-      options_.queue_size > virtio::kMaxQueueSize)
-    options_.queue_size = 256;
-}
+      tx_packet_(net::kMaxPacketSize) {}
 
 uint32_t VirtioNet::device_type() const { return virtio::kDeviceNet; }
 

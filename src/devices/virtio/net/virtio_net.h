@@ -23,39 +23,12 @@
 #include <memory>
 #include <vector>
 
+#include "devices/virtio/net/virtio_net_spec.h"
 #include "devices/virtio/virtio_device_core.h"
 #include "net/mac_address.h"
 #include "net/net_backend.h"
 
 namespace hostvisor {
-
-namespace virtio_net {
-// 5.1.3 feature bits.
-inline constexpr unsigned kFeatureCsum = 0;
-inline constexpr unsigned kFeatureGuestCsum = 1;
-inline constexpr unsigned kFeatureMtu = 3;
-inline constexpr unsigned kFeatureMac = 5;
-inline constexpr unsigned kFeatureGuestTso4 = 7;
-inline constexpr unsigned kFeatureGuestTso6 = 8;
-inline constexpr unsigned kFeatureGuestEcn = 9;
-inline constexpr unsigned kFeatureHostTso4 = 11;
-inline constexpr unsigned kFeatureHostTso6 = 12;
-inline constexpr unsigned kFeatureHostEcn = 13;
-inline constexpr unsigned kFeatureMergeableRxBuffers = 15;
-inline constexpr unsigned kFeatureStatus = 16;
-inline constexpr unsigned kFeatureControlQueue = 17;
-// 5.1.4 configuration layout.
-struct __attribute__((packed)) Config {
-  uint8_t mac[6];
-  uint16_t status;
-  uint16_t max_virtqueue_pairs;
-  uint16_t mtu;
-};
-static_assert(sizeof(Config) == 12);
-inline constexpr uint16_t kStatusLinkUp = 1;
-inline constexpr uint16_t kReceiveQueue = 0;
-inline constexpr uint16_t kTransmitQueue = 1;
-}  // namespace virtio_net
 
 struct VirtioNetOptions {
   net::MacAddress mac = net::random_local_mac_address();
@@ -89,8 +62,6 @@ class VirtioNet : public VirtioDeviceCore {
   std::string_view name() const override { return "net"; }
   uint32_t device_type() const override;
   uint64_t device_features() const override;
-  uint16_t queue_count() const override { return 2; }
-  uint16_t queue_max_size(uint16_t) const override { return options_.queue_size; }
   uint32_t config_size() const override { return sizeof(virtio_net::Config); }
   void read_config(uint64_t offset, std::span<uint8_t> data) override;
 

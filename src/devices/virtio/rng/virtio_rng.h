@@ -31,13 +31,12 @@ class VirtioRng : public VirtioDeviceCore {
   using EntropySource = std::function<Result<void>(std::span<uint8_t>)>;
   static Result<void> host_entropy(std::span<uint8_t> out);
 
-  explicit VirtioRng(EntropySource source = host_entropy) : source_(std::move(source)) {}
+  explicit VirtioRng(EntropySource source = host_entropy)
+      : VirtioDeviceCore(1, kQueueSize), source_(std::move(source)) {}
 
   std::string_view name() const override { return "rng"; }
   uint32_t device_type() const override;
   uint64_t device_features() const override;
-  uint16_t queue_count() const override { return 1; }
-  uint16_t queue_max_size(uint16_t) const override { return kQueueSize; }
 
  private:
   void on_reset() override;
