@@ -30,6 +30,7 @@
 #include <cstdint>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "devices/virtio/reschedule_timer.h"
