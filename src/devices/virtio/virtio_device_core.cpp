@@ -98,6 +98,17 @@ std::optional<DescriptorChain> VirtioDeviceCore::next_chain(uint16_t queue) {
   return std::move(popped).value();
 }
 
+std::optional<DescriptorChain> VirtioDeviceCore::next_writable_chain(uint16_t queue) {
+  auto chain = next_chain(queue);
+  if (chain && chain->writable_bytes() == 0) {
+    fail_guest_misuse(Error(ErrorCode::kGuest, "buffer at descriptor " + std::to_string(chain->head()) + " of queue " +
+                                                   std::to_string(queue) +
+                                                   " is not device-writable; the driver is broken or hostile"));
+    return std::nullopt;
+  }
+  return chain;
+}
+
 bool VirtioDeviceCore::complete(uint16_t queue, const DescriptorChain& chain, uint64_t written) {
   if (!serving(queue)) return false;
   // A chain is at most Virtqueue::kMaxChainBytes long, so this always fits.

@@ -86,6 +86,9 @@ class VirtioDeviceCore : public VirtioDevice {
   // the turn's budget is spent (another turn is scheduled), or the driver
   // misused the ring (the device now needs a reset).
   std::optional<DescriptorChain> next_chain(uint16_t queue);
+  // The same for a queue whose chains the device fills (receive queues): a
+  // chain with nothing device-writable is guest misuse.
+  std::optional<DescriptorChain> next_writable_chain(uint16_t queue);
   // Gives `chain` back to the driver with `written` bytes in its writable
   // buffers. False if it could not be (the device failed, or it was not the
   // device's to return); then nothing is to be done with it any more.

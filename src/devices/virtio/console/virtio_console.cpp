@@ -106,13 +106,8 @@ void VirtioConsole::deliver_input() {
   std::vector<uint8_t> chunk;
   bool delivered = false;
   while (!input_.empty()) {
-    auto chain = next_chain(kReceiveQueue);
-    if (!chain) break;  // no buffers (the rest waits for the driver), or a later turn
-    if (chain->writable_bytes() == 0) {
-      fail_guest_misuse(Error(ErrorCode::kGuest, "receive buffer at descriptor " + std::to_string(chain->head()) +
-                                                     " is not device-writable; the driver is broken or hostile"));
-      break;
-    }
+    auto chain = next_writable_chain(kReceiveQueue);
+    if (!chain) break;  // no buffers (the rest waits for the driver), a later turn, or a broken one
     const size_t n = static_cast<size_t>(std::min<uint64_t>(chain->writable_bytes(), input_.size()));
     chunk.assign(input_.begin(), input_.begin() + static_cast<ptrdiff_t>(n));
     auto wrote = chain->write(memory(), 0, chunk);

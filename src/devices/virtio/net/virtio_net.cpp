@@ -124,13 +124,8 @@ VirtioNet::Stats VirtioNet::stats() const {
 
 bool VirtioNet::hold_receive_chains(size_t count) {
   while (rx_chains_.size() < count) {
-    auto chain = next_chain(kReceiveQueue);
+    auto chain = next_writable_chain(kReceiveQueue);
     if (!chain) return false;
-    if (chain->writable_bytes() == 0) {
-      fail_guest_misuse(Error(ErrorCode::kGuest, "receive buffer at descriptor " + std::to_string(chain->head()) +
-                                                     " is not device-writable; the driver is broken or hostile"));
-      return false;
-    }
     rx_chains_.push_back(std::move(*chain));
   }
   return true;
