@@ -21,6 +21,7 @@
 #include "block/test_util.h"
 #include "devices/virtio/pci/virtio_pci_device.h"
 #include "devices/virtio/testing/recording_virtio_interrupt.h"
+#include "devices/virtio/testing/reschedule.h"
 #include "devices/virtio/testing/virtqueue_test_driver.h"
 #include "devices/virtio/virtio_constants.h"
 
@@ -488,6 +489,40 @@ TEST_F(VirtioBlkTest, BatchedRequestsAndEventIdxInterrupts) {
   driver->add_chain(32, {{kHeaderAt, 16, false}, {kStatusAt, 1, true}});
   ASSERT_TRUE(device->process_queue(0).ok());
   EXPECT_EQ(interrupt.used.size(), 2u);
+}
+
+// A driver that makes its one GET_ID request available again the moment the
+// device writes the answer (a vCPU racing the device), for longer than a
+// ring's worth: each turn answers at most a queue's worth, the rest comes on
+// the turns the device reschedules, and each publication is answered once.
+TEST_F(VirtioBlkTest, StormLargerThanTheQueueIsServedOverSeveralTurns) {
+  start(raw_disk());
+  constexpr int kRequests = 3 * kQueueSize + 9;
+  int published = 0;
+  auto publish = [&] {
+    if (published == kRequests) return;
+    ++published;
+    driver->publish(0);
+  };
+  put_header(kRequestGetId, 0);
+  driver->write_desc(0, kHeaderAt, 16, virtio::kDescFlagNext, 1);
+  driver->write_desc(1, kDataAt, 20, virtio::kDescFlagNext | virtio::kDescFlagWrite, 2);
+  driver->write_desc(2, kStatusAt, 1, virtio::kDescFlagWrite, 0);
+  publish();
+  // The status byte is the last thing the device writes before it returns the chain.
+  memory.set_dma_write_observer([&](GuestAddress at, uint64_t) {
+    if (at.value() == kStatusAt) publish();
+  });
+  ASSERT_TRUE(device->process_queue(0).ok());
+  EXPECT_EQ(driver->used_idx(), kQueueSize) << "one turn took more than the queue size";
+  int turns = 1;
+  while (driver->used_idx() < kRequests && testing::run_rescheduled_turn(*device)) ++turns;
+  memory.set_dma_write_observer(nullptr);
+  EXPECT_EQ(driver->used_idx(), kRequests);
+  EXPECT_GE(turns, 4);
+  EXPECT_EQ(device->requests_completed(), static_cast<uint64_t>(kRequests));
+  for (uint16_t i = 0; i < kRequests; ++i) ASSERT_EQ(driver->used(i).id, 0u) << i;
+  EXPECT_TRUE(interrupt.needs_reset.empty());
 }
 
 // Waits (up to 5 s) until the device has answered `count` requests in all.
