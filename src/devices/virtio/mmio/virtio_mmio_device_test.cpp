@@ -5,15 +5,16 @@
 #include <gtest/gtest.h>
 
 #include "devices/bus/bus.h"
-#include "hv/testing/recording_interrupt_controller.h"
 #include "devices/virtio/rng/virtio_rng.h"
+#include "devices/virtio/testing/virtqueue_test_driver.h"
 #include "devices/virtio/virtio_constants.h"
-#include "devices/virtio/virtqueue_test_driver.h"
+#include "hv/testing/recording_interrupt_controller.h"
 
 namespace hostvisor {
 namespace {
 
 using testing::RecordingInterruptController;
+using testing::VirtqueueTestDriver;
 
 using namespace virtio;
 constexpr uint64_t kRam = 1 << 20;

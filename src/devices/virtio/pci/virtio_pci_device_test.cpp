@@ -13,15 +13,16 @@
 #include "devices/pci/pci_ecam.h"
 #include "devices/pci/pci_layout.h"
 #include "devices/pci/pci_root.h"
-#include "hv/testing/recording_interrupt_controller.h"
 #include "devices/virtio/rng/virtio_rng.h"
+#include "devices/virtio/testing/virtqueue_test_driver.h"
 #include "devices/virtio/virtio_constants.h"
-#include "devices/virtio/virtqueue_test_driver.h"
+#include "hv/testing/recording_interrupt_controller.h"
 
 namespace hostvisor {
 namespace {
 
 using testing::RecordingInterruptController;
+using testing::VirtqueueTestDriver;
 
 using namespace virtio;
 
