@@ -100,13 +100,21 @@ def qemu_version():
 
 # The same kernel, initramfs and command line for both (not hostvisor's
 # default-guest defaults, which may change the console).
+def hostvisor_argv(binary):
+    return [binary, "--log-level", "info", "run", "--accel", "emu", "--cpus", "1", "--memory", "512M",
+            "--no-reboot", "--kernel", kernel, "--initrd", initrd, "--append", CMDLINE]
+
+
+HV, QEMU, BASELINE = "hostvisor --accel emu", "qemu-system-x86_64 -accel tcg", "baseline hostvisor"
 runs = {
-    "hostvisor --accel emu": [hostvisor, "--log-level", "info", "run", "--accel", "emu", "--cpus", "1",
-                              "--memory", "512M", "--no-reboot", "--kernel", kernel, "--initrd", initrd,
-                              "--append", CMDLINE],
-    "qemu-system-x86_64 -accel tcg": ["qemu-system-x86_64", "-accel", "tcg", "-smp", "1", "-m", "512M", "-nographic",
-                                       "-no-reboot", "-kernel", kernel, "-initrd", initrd, "-append", CMDLINE],
+    HV: hostvisor_argv(hostvisor),
+    QEMU: ["qemu-system-x86_64", "-accel", "tcg", "-smp", "1", "-m", "512M", "-nographic",
+           "-no-reboot", "-kernel", kernel, "-initrd", initrd, "-append", CMDLINE],
 }
+baseline = os.environ.get("HOSTVISOR_BASELINE")
+if baseline:
+    runs[BASELINE] = hostvisor_argv(baseline)
+    print(f"baseline: {baseline}")
 print(f"peer: {qemu_version()}, -accel tcg, booted in this run, alternating with hostvisor, best of {REPEAT}")
 print(f"host: {os.cpu_count()} cores, shared with other work (load average "
       f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}): wall times vary with the load", flush=True)
@@ -129,17 +137,23 @@ print(f"{'':32} {'banner':>8} {'prompt':>8} {'exit':>8} {'status':>6} {'CPU s':>
       f"whole process, start to exit)")
 for name, (b, p, e, status, cpu) in best.items():
     print(f"{name:32} {b:8.1f} {p:8.1f} {e:8.1f} {status:>6} {cpu:8.1f}")
+
+
+def print_ratio(label, a, b):
+    print(f"{label:32} {a[0]/b[0]:8.2f} {a[1]/b[1]:8.2f} {a[2]/b[2]:8.2f} {'':>6} {a[4]/b[4]:8.2f}")
+
+
 ratio = None
-if len(best) == 2:
-    hv, qemu = best.values()
-    ratio = hv[1] / qemu[1]
-    print(f"{'ratio hostvisor/QEMU':32} {hv[0]/qemu[0]:8.2f} {hv[1]/qemu[1]:8.2f} {hv[2]/qemu[2]:8.2f} {'':>6} "
-          f"{hv[4]/qemu[4]:8.2f}")
+if HV in best and QEMU in best:
+    ratio = best[HV][1] / best[QEMU][1]
+    print_ratio("ratio hostvisor/QEMU", best[HV], best[QEMU])
+if HV in best and BASELINE in best:
+    print_ratio("ratio hostvisor/baseline", best[HV], best[BASELINE])
 
 # Guest instructions on hostvisor, power-on to power-off (the shell is
 # asked to power off as soon as it prompts), per run.
 stats = []
-for r in results["hostvisor --accel emu"]:
+for r in results[HV]:
     m = STATS.search(r[4])
     if m:
         stats.append((int(m.group(1)), float(m.group(2)), float(m.group(4)), r[2]))

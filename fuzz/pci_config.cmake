@@ -11,6 +11,8 @@ hv_fuzz(pci_config
           ${PROJECT_SOURCE_DIR}/src/devices/pci/pci_root.cpp
           ${PROJECT_SOURCE_DIR}/src/devices/virtio/descriptor_chain.cpp
           ${PROJECT_SOURCE_DIR}/src/devices/virtio/virtqueue.cpp
+          ${PROJECT_SOURCE_DIR}/src/devices/virtio/reschedule_timer.cpp
+          ${PROJECT_SOURCE_DIR}/src/devices/virtio/virtio_device_core.cpp
           ${PROJECT_SOURCE_DIR}/src/devices/virtio/virtio_transport_core.cpp
           ${PROJECT_SOURCE_DIR}/src/devices/virtio/pci/virtio_pci_device.cpp
           ${PROJECT_SOURCE_DIR}/src/devices/virtio/rng/virtio_rng.cpp

@@ -1,6 +1,5 @@
 # virtio-blk request parsing and serving on hostile descriptor tables and
-# requests, against an in-memory disk (synchronous or on the default worker)
-# or a raw image through the block layer's asynchronous path. The block
+# requests, against an in-memory disk on the default worker or a raw image through the block layer's asynchronous path. The block
 # library is built into the target so that path runs under ASan/UBSan too.
 find_package(ZLIB REQUIRED)
 find_package(nlohmann_json REQUIRED)
@@ -12,5 +11,7 @@ foreach(f block_device cache_mode disk_option host_file image_copy image_open io
 endforeach()
 hv_fuzz(virtio_blk_requests
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/virtio_blk_requests.cpp ${virtio_dir}/blk/virtio_blk.cpp
-          ${virtio_dir}/virtqueue.cpp ${virtio_dir}/descriptor_chain.cpp ${hv_blk_fuzz_block_sources}
+          ${virtio_dir}/blk/virtio_blk_request.cpp ${virtio_dir}/virtio_device_core.cpp
+          ${virtio_dir}/reschedule_timer.cpp ${virtio_dir}/virtqueue.cpp ${virtio_dir}/descriptor_chain.cpp
+          ${hv_blk_fuzz_block_sources}
   LIBS hv_memory hv_base PkgConfig::URING ZLIB::ZLIB nlohmann_json::nlohmann_json)

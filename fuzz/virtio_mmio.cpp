@@ -3,7 +3,10 @@
 // fuzzer sets up point at fuzzer-chosen rings.
 //
 // Input: [count], then `count` records of [write?][size][u16 offset][u32 value],
-// then RAM contents.
+// then RAM contents. A turn the device rescheduled (a drain that stopped at
+// its budget) runs after each access, as the event loop would run it.
+#include <poll.h>
+
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -31,7 +34,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Bus mmio("mmio");
   auto memory = GuestMemory::create({{GuestAddress(0), kRamSize}});
   if (!memory) __builtin_trap();
-  auto device = VirtioMmioDevice::create(std::make_shared<VirtioRng>(), *memory, IrqLine(&interrupts, 5));
+  auto rng = std::make_shared<VirtioRng>();
+  auto device = VirtioMmioDevice::create(rng, *memory, IrqLine(&interrupts, 5));
   if (!device || !mmio.insert(*device, kBase, VirtioMmioDevice::kSize)) __builtin_trap();
 
   if (size == 0) return 0;
@@ -55,6 +59,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     } else {
       mmio.read(address, bytes);
     }
+    pollfd rescheduled{rng->reschedule_fd(), POLLIN, 0};
+    if (::poll(&rescheduled, 1, 0) == 1) rng->run_rescheduled();
   }
   return 0;
 }

@@ -123,7 +123,7 @@ Result<void> Machine::add_pci_devices() {
     // The serial is what the guest sees in /sys/block/vdX/serial.
     // Asynchronous I/O: a vCPU (or the event loop) only submits; the event
     // loop answers when the block layer completes the request.
-    auto blk = HV_TRY(VirtioBlk::open(config_.disks[i].disk, "hostvisor-disk" + std::to_string(i), /*async_io=*/true));
+    auto blk = HV_TRY(VirtioBlk::open(config_.disks[i].disk, "hostvisor-disk" + std::to_string(i)));
     HV_TRY(watch_blk_completions(blk));
     HV_TRY(plug_virtio(blk, config_.disks[i].transport));
   }
@@ -131,6 +131,7 @@ Result<void> Machine::add_pci_devices() {
 }
 
 Result<std::shared_ptr<VirtioPciDevice>> Machine::plug_virtio_pci(std::shared_ptr<VirtioDevice> device) {
+  HV_TRY(watch_virtio_reschedule(device));
   auto pci = HV_TRY(VirtioPciDevice::create(std::move(device), memory_));
   HV_TRY(fastpath_->add_device(pci));  // before the root maps BAR 0 through it
   HV_TRY(pci_root_->add_device(pci));
@@ -139,6 +140,7 @@ Result<std::shared_ptr<VirtioPciDevice>> Machine::plug_virtio_pci(std::shared_pt
 
 Result<void> Machine::plug_virtio(std::shared_ptr<VirtioDevice> device, VirtioTransport transport) {
   if (transport == VirtioTransport::kMmio) {
+    HV_TRY(watch_virtio_reschedule(device));
     HV_TRY(virtio_mmio_->add(std::move(device)));
   } else {
     HV_TRY(plug_virtio_pci(std::move(device)));
@@ -148,9 +150,17 @@ Result<void> Machine::plug_virtio(std::shared_ptr<VirtioDevice> device, VirtioTr
 
 Result<void> Machine::watch_blk_completions(const std::shared_ptr<VirtioBlk>& blk) {
   const int fd = blk->completion_fd();
-  if (fd < 0) return ok();  // synchronous device: nothing to watch
+  if (fd < 0) return ok();  // a disk with no completion source of its own
   return event_loop_->add(fd, [weak = std::weak_ptr<VirtioBlk>(blk)](uint32_t) {
     if (auto device = weak.lock()) device->process_completions();
+  });
+}
+
+Result<void> Machine::watch_virtio_reschedule(const std::shared_ptr<VirtioDevice>& device) {
+  const int fd = device->reschedule_fd();
+  if (fd < 0) return ok();  // a device that never asks to run again
+  return event_loop_->add(fd, [weak = std::weak_ptr<VirtioDevice>(device)](uint32_t) {
+    if (auto d = weak.lock()) d->run_rescheduled();
   });
 }
 

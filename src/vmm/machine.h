@@ -79,6 +79,9 @@ class Machine final : public SystemControl {
   Result<void> plug_virtio(std::shared_ptr<VirtioDevice> device, VirtioTransport transport);
   // Answers virtio-blk's asynchronous requests from the event loop.
   Result<void> watch_blk_completions(const std::shared_ptr<VirtioBlk>& blk);
+  // Runs the turns a virtio device reschedules (the rest of a bounded drain,
+  // a retry) on the event loop.
+  Result<void> watch_virtio_reschedule(const std::shared_ptr<VirtioDevice>& device);
   // ACPI tables in guest memory and the PM block they describe; CMOS memory size.
   Result<void> add_firmware_tables(const arch::MemoryLayout& layout);
   Result<void> setup_console();

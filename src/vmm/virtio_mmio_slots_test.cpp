@@ -23,13 +23,6 @@
 namespace hostvisor {
 namespace {
 
-class RecordingInterrupts : public InterruptController {
- public:
-  void set_irq_line(uint32_t gsi, bool level) override { lines.push_back({gsi, level}); }
-  void signal_msi(uint64_t, uint32_t) override {}
-  std::vector<std::pair<uint32_t, bool>> lines;
-};
-
 uint32_t read32(Bus& bus, uint64_t address) {
   uint8_t bytes[4] = {};
   EXPECT_TRUE(bus.read(address, bytes));
@@ -42,7 +35,7 @@ TEST(VirtioMmioSlots, EachDeviceGetsTheNextWindowSlotAndGsiUntilTheyRunOut) {
   auto memory = GuestMemory::create({{GuestAddress(0), 1 << 20}});
   ASSERT_TRUE(memory.ok());
   Bus bus("MMIO");
-  RecordingInterrupts interrupts;
+  testing::RecordingInterruptController interrupts;
   VirtioMmioSlots slots(bus, interrupts, *memory);
 
   for (uint32_t i = 0; i < arch::kVirtioMmioSlots; ++i) {
@@ -179,9 +172,9 @@ TEST_F(MmioFastPathTest, NotifyEventfdRunsTheQueueOnTheEventLoopAndRaisesTheLine
   EXPECT_NE(counting->notify_thread.load(), std::this_thread::get_id());
   // The used-buffer interrupt stays on the level-triggered line.
   EXPECT_EQ(read32(bus, kBase + 0x060), 1u);
-  EXPECT_TRUE(vm->irq.line(kGsi));
+  EXPECT_TRUE(vm->irq.level(kGsi));
   write32(bus, kBase + 0x064, 1);  // InterruptAck
-  EXPECT_FALSE(vm->irq.line(kGsi));
+  EXPECT_FALSE(vm->irq.level(kGsi));
 
   // Several signals before the loop wakes are one drain of the queue, never lost.
   guest_notify(0);

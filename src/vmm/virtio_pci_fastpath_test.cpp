@@ -18,7 +18,7 @@
 
 #include "devices/bus/bus.h"
 #include "devices/pci/pci_root.h"
-#include "devices/pci/test_interrupt_controller.h"
+#include "hv/testing/recording_interrupt_controller.h"
 #include "devices/virtio/virtio_constants.h"
 #include "hv/accel.h"
 #include "hv/cpu_state.h"
@@ -31,6 +31,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using testing::CountingDevice;
+using testing::RecordingInterruptController;
 using testing::RecordingVm;
 
 constexpr uint64_t kRam = 1 << 20;
@@ -214,7 +215,7 @@ TEST_F(FastPathTest, MsixVectorsGoThroughIrqfdsAndMaskingStillHolds) {
   guest_notify(0);  // the device answers on vector 0
   ASSERT_TRUE(wait_for([&] { return counting->notified[0] == 1; }));
   ASSERT_TRUE(wait_for([&] { return vm->consume_irqfd(gsi0) == 1; }));
-  EXPECT_TRUE(vm->irq.msis.empty());  // not through KVM_SIGNAL_MSI
+  EXPECT_TRUE(vm->irq.msis().empty());  // not through KVM_SIGNAL_MSI
 
   guest_notify(1);  // vector 1 is masked: pending, nothing fired
   ASSERT_TRUE(wait_for([&] { return counting->notified[1] == 1; }));
@@ -248,7 +249,7 @@ TEST_F(FastPathTest, VectorsBeyondTheBackendsRoutesUseTheInterruptController) {
   guest_notify(0);
   ASSERT_TRUE(wait_for([&] { return counting->notified[0] == 1 && counting->notified[1] == 1; }));
   ASSERT_TRUE(wait_for([&] { return vm->consume_irqfd(vm->routes.begin()->first) == 1; }));
-  ASSERT_EQ(vm->irq.msis.size(), 1u);  // the vector without a route: KVM_SIGNAL_MSI
+  ASSERT_EQ(vm->irq.msis().size(), 1u);  // the vector without a route: KVM_SIGNAL_MSI
 }
 
 TEST_F(FastPathTest, WithoutFastEventfdsEverythingTakesTheOrdinaryPath) {
@@ -264,8 +265,8 @@ TEST_F(FastPathTest, WithoutFastEventfdsEverythingTakesTheOrdinaryPath) {
       mmio.write(bar0() + VirtioPciDevice::notify_offset(0), std::span(reinterpret_cast<const uint8_t*>(&index), 2)));
   EXPECT_EQ(counting->notified[0], 1);  // on this thread, through the bus
   EXPECT_EQ(counting->notify_thread.load(), std::this_thread::get_id());
-  ASSERT_EQ(vm->irq.msis.size(), 1u);
-  EXPECT_EQ(vm->irq.msis[0], (RecordingInterruptController::Msi{0xfee00000, 0x41}));
+  ASSERT_EQ(vm->irq.msis().size(), 1u);
+  EXPECT_EQ(vm->irq.msis()[0], (RecordingInterruptController::Msi{0xfee00000, 0x41}));
   EXPECT_TRUE(vm->routes.empty());
 }
 

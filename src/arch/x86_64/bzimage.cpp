@@ -6,24 +6,13 @@
 #include "arch/x86_64/boot_cpu.h"
 #include "arch/x86_64/boot_payload.h"
 #include "arch/x86_64/e820.h"
+#include "base/bytes.h"
 
 namespace hostvisor::arch {
 
 using namespace bootparam;
 
 namespace {
-
-template <typename T>
-T get(std::span<const uint8_t> bytes, uint64_t offset) {
-  T v;
-  std::memcpy(&v, bytes.data() + offset, sizeof v);  // caller checked the bounds
-  return v;
-}
-
-template <typename T>
-void put(std::span<uint8_t> bytes, uint64_t offset, T value) {
-  std::memcpy(bytes.data() + offset, &value, sizeof value);
-}
 
 Error bad(ErrorCode code, const std::string& what) { return Error(code, "Linux bzImage: " + what); }
 
@@ -48,12 +37,12 @@ struct Placement64 {
 // 1 MiB; a non-relocatable kernel at 1 MiB, and it will run at pref_address.
 Result<Placement64> place_kernel(const std::vector<E820Entry>& map, std::span<const uint8_t> file,
                                  uint64_t payload_size) {
-  const uint64_t init_size = get<uint32_t>(file, kInitSize);
+  const uint64_t init_size = load_at<uint32_t>(file, kInitSize);
   const uint64_t need = init_size > payload_size ? init_size : payload_size;
-  const uint64_t pref = get<uint64_t>(file, kPrefAddress);
+  const uint64_t pref = load_at<uint64_t>(file, kPrefAddress);
   const bool relocatable = file[kRelocatableKernel] != 0;
   if (relocatable) {
-    uint64_t alignment = get<uint32_t>(file, kKernelAlignment);
+    uint64_t alignment = load_at<uint32_t>(file, kKernelAlignment);
     if (alignment == 0 || (alignment & (alignment - 1)) != 0 || alignment > kGiB)
       return bad(ErrorCode::kCorrupt, "kernel_alignment " + hex(alignment) + " is not a power of two up to 1 GiB");
     if (alignment < kPageSize) alignment = kPageSize;
@@ -98,17 +87,17 @@ void fill_e820(std::span<uint8_t> zero_page, const std::vector<E820Entry>& map) 
   zero_page[kE820Entries] = static_cast<uint8_t>(count);
   for (size_t i = 0; i < count; ++i) {
     const uint64_t at = kE820Table + i * 20;
-    put<uint64_t>(zero_page, at, map[i].address);
-    put<uint64_t>(zero_page, at + 8, map[i].size);
-    put<uint32_t>(zero_page, at + 16, static_cast<uint32_t>(map[i].type));
+    store_at<uint64_t>(zero_page, at, map[i].address);
+    store_at<uint64_t>(zero_page, at + 8, map[i].size);
+    store_at<uint32_t>(zero_page, at + 16, static_cast<uint32_t>(map[i].type));
   }
 }
 
 }  // namespace
 
 bool is_bzimage(std::span<const uint8_t> file) {
-  return file.size() >= kHeaderMagic + 4 && get<uint16_t>(file, kBootFlag) == kBootFlagValue &&
-         get<uint32_t>(file, kHeaderMagic) == kHeaderMagicValue;
+  return file.size() >= kHeaderMagic + 4 && load_at<uint16_t>(file, kBootFlag) == kBootFlagValue &&
+         load_at<uint32_t>(file, kHeaderMagic) == kHeaderMagicValue;
 }
 
 Result<BootSetup> load_bzimage(GuestMemory& memory, const MemoryLayout& layout, const KernelImage& image) {
@@ -117,11 +106,11 @@ Result<BootSetup> load_bzimage(GuestMemory& memory, const MemoryLayout& layout, 
     return bad(ErrorCode::kCorrupt, "no boot-protocol header (\"HdrS\" at 0x202 with boot flag 0xAA55 at 0x1FE)");
   if (file.size() < kHeaderMinEnd)
     return bad(ErrorCode::kCorrupt, "file is " + std::to_string(file.size()) + " bytes, shorter than its setup header");
-  const uint16_t version = get<uint16_t>(file, kVersion);
+  const uint16_t version = load_at<uint16_t>(file, kVersion);
   if (version < kMinProtocol64Bit)
     return bad(ErrorCode::kUnsupported, "boot protocol " + protocol_name(version) +
                                             " has no 64-bit entry point (2.12 or later is needed: Linux 3.8+)");
-  if ((get<uint16_t>(file, kXLoadFlags) & kXlfKernel64) == 0)
+  if ((load_at<uint16_t>(file, kXLoadFlags) & kXlfKernel64) == 0)
     return bad(ErrorCode::kUnsupported,
                "kernel has no 64-bit entry point (XLF_KERNEL_64 not set in xloadflags): boot a 64-bit kernel");
   if ((file[kLoadFlags] & kLoadedHigh) == 0)
@@ -141,13 +130,13 @@ Result<BootSetup> load_bzimage(GuestMemory& memory, const MemoryLayout& layout, 
   const std::vector<E820Entry> map = e820_map(layout);
   const Placement64 kernel = HV_TRY(place_kernel(map, file, payload.size()));
 
-  uint64_t cmdline_max = get<uint32_t>(file, kCmdlineSize);
+  uint64_t cmdline_max = load_at<uint32_t>(file, kCmdlineSize);
   if (cmdline_max == 0) cmdline_max = 255;  // the limit before the field existed
   const uint64_t cmdline = HV_TRY(write_cmdline(memory, image.cmdline, cmdline_max));
 
   uint64_t initrd_address = 0;
   if (!image.initrd.empty()) {
-    const uint64_t initrd_addr_max = get<uint32_t>(file, kInitrdAddrMax);
+    const uint64_t initrd_addr_max = load_at<uint32_t>(file, kInitrdAddrMax);
     uint64_t limit = initrd_addr_max == 0 ? 0x38000000 : initrd_addr_max + 1;
     if (limit > layout.low_ram_end) limit = layout.low_ram_end;
     initrd_address = HV_TRY(load_initrd(memory, map, image.initrd, kernel.reserved_end, limit, Placement::kHighest));
@@ -163,17 +152,17 @@ Result<BootSetup> load_bzimage(GuestMemory& memory, const MemoryLayout& layout, 
   std::span<uint8_t> zp(zero_page);
   zp[kTypeOfLoader] = kLoaderTypeUndefined;
   zp[kLoadFlags] = static_cast<uint8_t>(zp[kLoadFlags] | kCanUseHeap);
-  put<uint16_t>(zp, kHeapEndPtr, 0xfe00);  // only the 16-bit setup code (skipped here) uses the heap
-  put<uint32_t>(zp, kCode32Start, static_cast<uint32_t>(kernel.load_address));
-  put<uint32_t>(zp, kCmdLinePtr, static_cast<uint32_t>(cmdline));
-  put<uint32_t>(zp, kExtCmdLinePtr, static_cast<uint32_t>(cmdline >> 32));
-  put<uint32_t>(zp, kRamdiskImage, static_cast<uint32_t>(initrd_address));
-  put<uint32_t>(zp, kExtRamdiskImage, static_cast<uint32_t>(initrd_address >> 32));
-  put<uint32_t>(zp, kRamdiskSize, static_cast<uint32_t>(image.initrd.size()));
-  put<uint32_t>(zp, kExtRamdiskSize, static_cast<uint32_t>(uint64_t{image.initrd.size()} >> 32));
-  put<uint32_t>(zp, kHardwareSubarch, 0);  // a plain PC
-  put<uint64_t>(zp, kSetupData, 0);        // no setup_data list: never pass the file's value on
-  put<uint64_t>(zp, kAcpiRsdpAddr, version >= kMinProtocolAcpiRsdp ? image.acpi_rsdp : 0);
+  store_at<uint16_t>(zp, kHeapEndPtr, 0xfe00);  // only the 16-bit setup code (skipped here) uses the heap
+  store_at<uint32_t>(zp, kCode32Start, static_cast<uint32_t>(kernel.load_address));
+  store_at<uint32_t>(zp, kCmdLinePtr, static_cast<uint32_t>(cmdline));
+  store_at<uint32_t>(zp, kExtCmdLinePtr, static_cast<uint32_t>(cmdline >> 32));
+  store_at<uint32_t>(zp, kRamdiskImage, static_cast<uint32_t>(initrd_address));
+  store_at<uint32_t>(zp, kExtRamdiskImage, static_cast<uint32_t>(initrd_address >> 32));
+  store_at<uint32_t>(zp, kRamdiskSize, static_cast<uint32_t>(image.initrd.size()));
+  store_at<uint32_t>(zp, kExtRamdiskSize, static_cast<uint32_t>(uint64_t{image.initrd.size()} >> 32));
+  store_at<uint32_t>(zp, kHardwareSubarch, 0);  // a plain PC
+  store_at<uint64_t>(zp, kSetupData, 0);        // no setup_data list: never pass the file's value on
+  store_at<uint64_t>(zp, kAcpiRsdpAddr, version >= kMinProtocolAcpiRsdp ? image.acpi_rsdp : 0);
   fill_e820(zp, map);
 
   HV_TRY(memory.write(GuestAddress(kernel.load_address), payload));

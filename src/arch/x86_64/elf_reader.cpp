@@ -4,6 +4,7 @@
 
 #include "arch/x86_64/boot_payload.h"
 #include "arch/x86_64/layout.h"
+#include "base/bytes.h"
 
 namespace hostvisor::arch {
 
@@ -20,13 +21,6 @@ constexpr uint64_t kElf64HeaderSize = 64;
 constexpr uint64_t kElf32PhdrSize = 32;
 constexpr uint64_t kElf64PhdrSize = 56;
 
-template <typename T>
-T get(std::span<const uint8_t> bytes, uint64_t offset) {
-  T v;
-  std::memcpy(&v, bytes.data() + offset, sizeof v);  // caller checked the bounds
-  return v;
-}
-
 Error corrupt(const std::string& what) { return Error(ErrorCode::kCorrupt, "bad ELF file: " + what); }
 
 // True when [offset, offset + size) is inside a file of file_size bytes.
@@ -41,9 +35,9 @@ Result<void> parse_notes(std::span<const uint8_t> file, uint64_t offset, uint64_
   const uint64_t pad = align == 8 ? 8 : 4;
   uint64_t pos = 0;
   while (bytes.size() - pos >= 12) {
-    const uint32_t namesz = get<uint32_t>(bytes, pos);
-    const uint32_t descsz = get<uint32_t>(bytes, pos + 4);
-    const uint32_t type = get<uint32_t>(bytes, pos + 8);
+    const uint32_t namesz = load_at<uint32_t>(bytes, pos);
+    const uint32_t descsz = load_at<uint32_t>(bytes, pos + 4);
+    const uint32_t type = load_at<uint32_t>(bytes, pos + 8);
     pos += 12;
     const uint64_t name_span = (uint64_t{namesz} + pad - 1) / pad * pad;
     if (!in_file(bytes.size(), pos, name_span) && !in_file(bytes.size(), pos, namesz))
@@ -84,20 +78,20 @@ Result<ElfFile> parse_elf(std::span<const uint8_t> file) {
   const uint64_t header_size = elf.is_64 ? kElf64HeaderSize : kElf32HeaderSize;
   if (file.size() < header_size)
     return corrupt("file is " + std::to_string(file.size()) + " bytes, shorter than the ELF header");
-  elf.type = get<uint16_t>(file, 16);
-  elf.machine = get<uint16_t>(file, 18);
+  elf.type = load_at<uint16_t>(file, 16);
+  elf.machine = load_at<uint16_t>(file, 18);
   uint64_t phoff;
   uint16_t phentsize, phnum;
   if (elf.is_64) {
-    elf.entry = get<uint64_t>(file, 24);
-    phoff = get<uint64_t>(file, 32);
-    phentsize = get<uint16_t>(file, 54);
-    phnum = get<uint16_t>(file, 56);
+    elf.entry = load_at<uint64_t>(file, 24);
+    phoff = load_at<uint64_t>(file, 32);
+    phentsize = load_at<uint16_t>(file, 54);
+    phnum = load_at<uint16_t>(file, 56);
   } else {
-    elf.entry = get<uint32_t>(file, 24);
-    phoff = get<uint32_t>(file, 28);
-    phentsize = get<uint16_t>(file, 42);
-    phnum = get<uint16_t>(file, 44);
+    elf.entry = load_at<uint32_t>(file, 24);
+    phoff = load_at<uint32_t>(file, 28);
+    phentsize = load_at<uint16_t>(file, 42);
+    phnum = load_at<uint16_t>(file, 44);
   }
   const uint64_t phdr_size = elf.is_64 ? kElf64PhdrSize : kElf32PhdrSize;
   if (phnum == 0) return corrupt("no program headers, so nothing to load");
@@ -114,23 +108,23 @@ Result<ElfFile> parse_elf(std::span<const uint8_t> file) {
 
   for (uint32_t i = 0; i < phnum; ++i) {
     const uint64_t at = phoff + uint64_t{i} * phentsize;
-    uint32_t p_type = get<uint32_t>(file, at);
+    uint32_t p_type = load_at<uint32_t>(file, at);
     ElfSegment seg;
     uint64_t align;
     if (elf.is_64) {
-      seg.file_offset = get<uint64_t>(file, at + 8);
-      seg.virtual_address = get<uint64_t>(file, at + 16);
-      seg.physical_address = get<uint64_t>(file, at + 24);
-      seg.file_size = get<uint64_t>(file, at + 32);
-      seg.memory_size = get<uint64_t>(file, at + 40);
-      align = get<uint64_t>(file, at + 48);
+      seg.file_offset = load_at<uint64_t>(file, at + 8);
+      seg.virtual_address = load_at<uint64_t>(file, at + 16);
+      seg.physical_address = load_at<uint64_t>(file, at + 24);
+      seg.file_size = load_at<uint64_t>(file, at + 32);
+      seg.memory_size = load_at<uint64_t>(file, at + 40);
+      align = load_at<uint64_t>(file, at + 48);
     } else {
-      seg.file_offset = get<uint32_t>(file, at + 4);
-      seg.virtual_address = get<uint32_t>(file, at + 8);
-      seg.physical_address = get<uint32_t>(file, at + 12);
-      seg.file_size = get<uint32_t>(file, at + 16);
-      seg.memory_size = get<uint32_t>(file, at + 20);
-      align = get<uint32_t>(file, at + 28);
+      seg.file_offset = load_at<uint32_t>(file, at + 4);
+      seg.virtual_address = load_at<uint32_t>(file, at + 8);
+      seg.physical_address = load_at<uint32_t>(file, at + 12);
+      seg.file_size = load_at<uint32_t>(file, at + 16);
+      seg.memory_size = load_at<uint32_t>(file, at + 20);
+      align = load_at<uint32_t>(file, at + 28);
     }
     const std::string which = "program header " + std::to_string(i);
     if (p_type == kProgramLoad) {

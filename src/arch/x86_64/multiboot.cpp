@@ -7,19 +7,13 @@
 #include "arch/x86_64/boot_payload.h"
 #include "arch/x86_64/e820.h"
 #include "arch/x86_64/elf_reader.h"
+#include "base/bytes.h"
 
 namespace hostvisor::arch {
 
 using namespace multiboot;
 
 namespace {
-
-template <typename T>
-T get(std::span<const uint8_t> bytes, uint64_t offset) {
-  T v;
-  std::memcpy(&v, bytes.data() + offset, sizeof v);  // caller checked the bounds
-  return v;
-}
 
 Error bad(ErrorCode code, const std::string& what) { return Error(code, "multiboot kernel: " + what); }
 
@@ -51,11 +45,11 @@ Result<LoadedKernel> load_aout_kludge(GuestMemory& memory, const std::vector<E82
                                       std::span<const uint8_t> file, const MultibootHeader& header) {
   if (file.size() - header.offset < 32)
     return bad(ErrorCode::kCorrupt, "the file ends inside the header's address fields (flag 16 is set)");
-  const uint64_t header_addr = get<uint32_t>(file, header.offset + 12);
-  const uint64_t load_addr = get<uint32_t>(file, header.offset + 16);
-  const uint64_t load_end_addr = get<uint32_t>(file, header.offset + 20);
-  const uint64_t bss_end_addr = get<uint32_t>(file, header.offset + 24);
-  const uint64_t entry_addr = get<uint32_t>(file, header.offset + 28);
+  const uint64_t header_addr = load_at<uint32_t>(file, header.offset + 12);
+  const uint64_t load_addr = load_at<uint32_t>(file, header.offset + 16);
+  const uint64_t load_end_addr = load_at<uint32_t>(file, header.offset + 20);
+  const uint64_t bss_end_addr = load_at<uint32_t>(file, header.offset + 24);
+  const uint64_t entry_addr = load_at<uint32_t>(file, header.offset + 28);
   if (load_addr > header_addr)
     return bad(ErrorCode::kCorrupt,
                "load_addr " + hex(load_addr) + " is above header_addr " + hex(header_addr) + "; it must not be");
@@ -161,11 +155,11 @@ std::optional<MultibootHeader> find_multiboot_header(std::span<const uint8_t> fi
   const uint64_t limit = file.size() < kSearchLimit ? file.size() : kSearchLimit;
   std::optional<MultibootHeader> first;
   for (uint64_t at = 0; at + 12 <= limit; at += kHeaderAlign) {
-    if (get<uint32_t>(file, at) != kHeaderMagic) continue;
+    if (load_at<uint32_t>(file, at) != kHeaderMagic) continue;
     MultibootHeader h;
     h.offset = at;
-    h.flags = get<uint32_t>(file, at + 4);
-    h.checksum_ok = static_cast<uint32_t>(kHeaderMagic + h.flags + get<uint32_t>(file, at + 8)) == 0;
+    h.flags = load_at<uint32_t>(file, at + 4);
+    h.checksum_ok = static_cast<uint32_t>(kHeaderMagic + h.flags + load_at<uint32_t>(file, at + 8)) == 0;
     if (h.checksum_ok) return h;
     if (!first) first = h;
   }

@@ -4,25 +4,15 @@
 
 #include <vector>
 
+#include "devices/testing/recording_system_control.h"
+#include "hv/testing/recording_interrupt_controller.h"
+
 namespace hostvisor {
 namespace {
 
-struct FakeSystem : SystemControl {
-  int exits = 0, resets = 0, poweroffs = 0;
-  void request_exit(int) override { ++exits; }
-  void request_reset() override { ++resets; }
-  void request_poweroff() override { ++poweroffs; }
-};
-
-struct FakeIrq : InterruptController {
-  std::vector<std::pair<uint32_t, bool>> lines;
-  void set_irq_line(uint32_t gsi, bool level) override { lines.push_back({gsi, level}); }
-  void signal_msi(uint64_t, uint32_t) override {}
-};
-
 struct PmFixture : ::testing::Test {
-  FakeSystem system;
-  FakeIrq irq;
+  testing::RecordingSystemControl system;
+  testing::RecordingInterruptController irq;
   uint64_t now_ns = 0;
   AcpiPmBlock pm{&system, IrqLine(&irq, 9), 0x01, 5, [this] { return now_ns; }};
 
@@ -60,14 +50,14 @@ TEST_F(PmFixture, ResetRegisterResetsOnlyWithTheFadtValue) {
 
 TEST_F(PmFixture, PowerButtonRaisesSciWhenEnabledAndStatusIsWriteOneToClear) {
   pm.press_power_button();
-  EXPECT_TRUE(irq.lines.empty());  // not enabled yet
+  EXPECT_TRUE(irq.calls().empty());  // not enabled yet
   out16(AcpiPmBlock::kEventEnable, AcpiPmBlock::kPowerButtonStatus);
-  ASSERT_FALSE(irq.lines.empty());
-  EXPECT_EQ(irq.lines.back(), (std::pair<uint32_t, bool>{9, true}));
+  ASSERT_FALSE(irq.calls().empty());
+  EXPECT_EQ(irq.calls().back(), (std::pair<uint32_t, bool>{9, true}));
   EXPECT_EQ(in16(AcpiPmBlock::kEventStatus) & AcpiPmBlock::kPowerButtonStatus, AcpiPmBlock::kPowerButtonStatus);
   out16(AcpiPmBlock::kEventStatus, AcpiPmBlock::kPowerButtonStatus);
   EXPECT_EQ(in16(AcpiPmBlock::kEventStatus), 0);
-  EXPECT_EQ(irq.lines.back(), (std::pair<uint32_t, bool>{9, false}));
+  EXPECT_EQ(irq.calls().back(), (std::pair<uint32_t, bool>{9, false}));
 }
 
 TEST_F(PmFixture, TimerCountsAt3579545Hz) {

@@ -2,7 +2,7 @@
 
 #include <gtest/gtest.h>
 
-#include "devices/legacy/test_fakes.h"
+#include "hv/testing/recording_interrupt_controller.h"
 
 namespace hostvisor {
 namespace {

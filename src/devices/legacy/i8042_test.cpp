@@ -7,7 +7,8 @@
 
 #include "devices/bus/bus.h"
 #include "devices/legacy/port_61.h"
-#include "devices/legacy/test_fakes.h"
+#include "devices/testing/recording_system_control.h"
+#include "hv/testing/recording_interrupt_controller.h"
 
 namespace hostvisor {
 namespace {

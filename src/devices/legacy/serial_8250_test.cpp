@@ -7,7 +7,7 @@
 #include <thread>
 #include <vector>
 
-#include "devices/legacy/test_fakes.h"
+#include "hv/testing/recording_interrupt_controller.h"
 
 namespace hostvisor {
 namespace {

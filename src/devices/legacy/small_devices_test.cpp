@@ -7,7 +7,7 @@
 #include "devices/legacy/debug_exit.h"
 #include "devices/legacy/port_61.h"
 #include "devices/legacy/post_code.h"
-#include "devices/legacy/test_fakes.h"
+#include "devices/testing/recording_system_control.h"
 
 namespace hostvisor {
 namespace {

@@ -2,10 +2,12 @@
 
 #include <gtest/gtest.h>
 
-#include "devices/pci/test_interrupt_controller.h"
+#include "hv/testing/recording_interrupt_controller.h"
 
 namespace hostvisor {
 namespace {
+
+using testing::RecordingInterruptController;
 
 struct MsixFixture : ::testing::Test {
   MsixFixture() : config(PciConfigSpace::Identity{.vendor_id = 0x1af4, .device_id = 0x1044}), msix(4, 1, 0x800, 0xc00) {
@@ -68,15 +70,15 @@ TEST_F(MsixFixture, VectorsStartMaskedAndTableReadsBack) {
 TEST_F(MsixFixture, DisabledDoesNotDeliver) {
   write_entry(0, 0xfee00000, 0x30, false);
   EXPECT_FALSE(msix.signal(0));
-  EXPECT_TRUE(irq.msis.empty());
+  EXPECT_TRUE(irq.msis().empty());
 }
 
 TEST_F(MsixFixture, UnmaskedVectorDelivers) {
   write_entry(1, 0xfee00000, 0x31, false);
   set_control(0x8000);
   EXPECT_TRUE(msix.signal(1));
-  ASSERT_EQ(irq.msis.size(), 1u);
-  EXPECT_EQ(irq.msis[0], (RecordingInterruptController::Msi{0xfee00000, 0x31}));
+  ASSERT_EQ(irq.msis().size(), 1u);
+  EXPECT_EQ(irq.msis()[0], (RecordingInterruptController::Msi{0xfee00000, 0x31}));
   EXPECT_FALSE(msix.signal(4));  // no such vector
 }
 
@@ -84,12 +86,12 @@ TEST_F(MsixFixture, MaskedVectorPendsAndFiresOnUnmask) {
   write_entry(3, 0xfee00000, 0x33, true);
   set_control(0x8000);
   EXPECT_TRUE(msix.signal(3));
-  EXPECT_TRUE(irq.msis.empty());
+  EXPECT_TRUE(irq.msis().empty());
   EXPECT_TRUE(msix.pending(3));
   EXPECT_EQ(pba(), 0x8u);
   write_entry(3, 0xfee00000, 0x33, false);
-  ASSERT_EQ(irq.msis.size(), 1u);
-  EXPECT_EQ(irq.msis[0].data, 0x33u);
+  ASSERT_EQ(irq.msis().size(), 1u);
+  EXPECT_EQ(irq.msis()[0].data, 0x33u);
   EXPECT_EQ(pba(), 0u);
 }
 
@@ -99,10 +101,10 @@ TEST_F(MsixFixture, FunctionMaskHoldsEveryVector) {
   set_control(0x8000 | 0x4000);
   msix.signal(0);
   msix.signal(1);
-  EXPECT_TRUE(irq.msis.empty());
+  EXPECT_TRUE(irq.msis().empty());
   EXPECT_EQ(pba(), 0x3u);
   set_control(0x8000);
-  ASSERT_EQ(irq.msis.size(), 2u);
+  ASSERT_EQ(irq.msis().size(), 2u);
   EXPECT_EQ(pba(), 0u);
 }
 
@@ -220,7 +222,7 @@ TEST_F(MsixRoutingFixture, UnmaskedVectorGetsARouteAndFiresThroughIt) {
   EXPECT_TRUE(msix.signal(1));
   ASSERT_EQ(router.log.fired.size(), 2u);
   EXPECT_EQ(router.log.fired[0], (RecordingInterruptController::Msi{0xfee00000, 0x31}));
-  EXPECT_TRUE(irq.msis.empty());  // nothing went the slow way
+  EXPECT_TRUE(irq.msis().empty());  // nothing went the slow way
   EXPECT_EQ(router.log.created, 1);
 }
 
@@ -235,7 +237,7 @@ TEST_F(MsixRoutingFixture, MaskedVectorPendsWithoutFiringAndFiresOnceOnUnmask) {
   write_entry(2, 0xfee00000, 0x32, false);
   ASSERT_EQ(router.log.fired.size(), 1u);  // two signals while masked: one pending interrupt
   EXPECT_EQ(pba(), 0u);
-  EXPECT_TRUE(irq.msis.empty());
+  EXPECT_TRUE(irq.msis().empty());
 }
 
 TEST_F(MsixRoutingFixture, FunctionMaskHoldsRoutedVectors) {
@@ -275,8 +277,8 @@ TEST_F(MsixRoutingFixture, ExhaustedRouterFallsBackToTheInterruptControllerOnceP
   set_control(0x8000);
   msix.signal(0);
   msix.signal(0);
-  ASSERT_EQ(irq.msis.size(), 2u);
-  EXPECT_EQ(irq.msis[1], (RecordingInterruptController::Msi{0xfee00000, 0x60}));
+  ASSERT_EQ(irq.msis().size(), 2u);
+  EXPECT_EQ(irq.msis()[1], (RecordingInterruptController::Msi{0xfee00000, 0x60}));
   EXPECT_EQ(router.attempts, 1);  // not one attempt per interrupt
   router.routes_left = 1;
   write_entry(0, 0xfee00000, 0x61, false);  // a new message is worth another try
@@ -297,8 +299,8 @@ TEST_F(MsixRoutingFixture, FailedRebindDropsTheStaleRoute) {
   EXPECT_EQ(router.log.released, 1);
   msix.signal(1);
   EXPECT_TRUE(router.log.fired.empty());  // never the old message
-  ASSERT_EQ(irq.msis.size(), 1u);
-  EXPECT_EQ(irq.msis[0].data, 0x71u);
+  ASSERT_EQ(irq.msis().size(), 1u);
+  EXPECT_EQ(irq.msis()[0].data, 0x71u);
 }
 
 TEST_F(MsixRoutingFixture, ResetAndDetachReleaseRoutes) {
@@ -315,7 +317,7 @@ TEST_F(MsixRoutingFixture, ResetAndDetachReleaseRoutes) {
   msix.set_msi_router(nullptr);
   EXPECT_EQ(router.log.released, 3);
   msix.signal(0);
-  EXPECT_EQ(irq.msis.size(), 1u);  // without a router: the interrupt controller
+  EXPECT_EQ(irq.msis().size(), 1u);  // without a router: the interrupt controller
 }
 
 TEST_F(MsixRoutingFixture, RestoredTableIsBoundAgainOnUse) {

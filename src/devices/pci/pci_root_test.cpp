@@ -8,10 +8,12 @@
 #include "devices/pci/pci_config_io.h"
 #include "devices/pci/pci_ecam.h"
 #include "devices/pci/pci_layout.h"
-#include "devices/pci/test_interrupt_controller.h"
+#include "hv/testing/recording_interrupt_controller.h"
 
 namespace hostvisor {
 namespace {
+
+using testing::RecordingInterruptController;
 
 class TestDevice : public PciDevice {
  public:

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <span>
 #include <string_view>
 
@@ -64,6 +65,23 @@ class VirtioDevice {
   // The driver notified queue `queue`. A guest-caused error marks the
   // device DEVICE_NEEDS_RESET.
   virtual Result<void> process_queue(uint16_t queue) = 0;
+
+  // Readable when the device wants to be called again (work left over from
+  // a bounded drain, or a retry): whoever runs the device's event loop
+  // watches it and then calls run_rescheduled() on that thread. -1: the
+  // device never asks.
+  virtual int reschedule_fd() const { return -1; }
+  virtual void run_rescheduled() {}
 };
+
+// Serves a configuration-space read of `data.size()` bytes at `offset` from
+// the device's configuration structure; bytes past its end read as zero.
+template <typename Config>
+void read_config_bytes(const Config& config, uint64_t offset, std::span<uint8_t> data) {
+  std::fill(data.begin(), data.end(), 0);
+  if (offset >= sizeof config) return;
+  const size_t n = std::min<uint64_t>(data.size(), sizeof config - offset);
+  std::memcpy(data.data(), reinterpret_cast<const uint8_t*>(&config) + offset, n);
+}
 
 }  // namespace hostvisor

@@ -1,5 +1,6 @@
 #include "devices/virtio/virtqueue.h"
 
+#include <algorithm>
 #include <atomic>
 #include <bit>
 #include <cstdio>
@@ -55,6 +56,7 @@ Result<Virtqueue> Virtqueue::create(const GuestMemory& memory, const VirtqueueLa
   q.layout_ = layout;
   q.event_idx_ = features & virtio::feature_bit(virtio::kFeatureEventIdx);
   q.indirect_ = features & virtio::feature_bit(virtio::kFeatureIndirectDesc);
+  q.in_flight_.assign((size + 63) / 64, 0);
   return q;
 }
 
@@ -73,13 +75,46 @@ Result<std::optional<DescriptorChain>> Virtqueue::pop(GuestMemory& memory) {
 
   const uint64_t slot = state_.next_avail % size;
   const uint16_t head = HV_TRY(memory.read_obj<uint16_t>(layout_.avail_ring + 4 + 2 * slot));
+  if (head < size && is_in_flight(head))
+    return guest_error(head, "head was made available again while the device still holds it");
   DescriptorChain chain = HV_TRY(walk_chain(memory, head));
+  set_in_flight(head, true);
   ++state_.next_avail;
   if (event_idx_) {
     // avail_event: notify us once the driver makes entry next_avail available.
     HV_TRY(memory.write_obj<uint16_t>(layout_.used_ring + 4 + 8ull * size, state_.next_avail));
   }
   return std::optional<DescriptorChain>(std::move(chain));
+}
+
+Result<bool> Virtqueue::has_available(const GuestMemory& memory) const {
+  if (layout_.size == 0) return false;
+  const uint16_t avail_idx = HV_TRY(memory.read_obj<uint16_t>(layout_.avail_ring + 2));
+  return avail_idx != state_.next_avail;
+}
+
+void Virtqueue::unpop(const DescriptorChain& chain) {
+  if (chain.head() >= layout_.size || !is_in_flight(chain.head())) return;
+  set_in_flight(chain.head(), false);
+  --state_.next_avail;
+}
+
+void Virtqueue::restore(const State& state) {
+  state_ = state;
+  std::fill(in_flight_.begin(), in_flight_.end(), 0);
+  in_flight_count_ = 0;
+}
+
+void Virtqueue::set_in_flight(uint16_t head, bool on) {
+  const uint64_t bit = uint64_t{1} << (head % 64);
+  uint64_t& word = in_flight_[head / 64];
+  if (bool(word & bit) == on) return;
+  word ^= bit;
+  if (on) {
+    ++in_flight_count_;
+  } else {
+    --in_flight_count_;
+  }
 }
 
 Result<DescriptorChain> Virtqueue::walk_chain(const GuestMemory& memory, uint16_t head) const {
@@ -168,10 +203,14 @@ Result<void> Virtqueue::add_used(GuestMemory& memory, uint16_t head, uint32_t wr
   std::atomic_thread_fence(std::memory_order_release);
   ++state_.next_used;
   HV_TRY(memory.write_obj<uint16_t>(layout_.used_ring + 2, state_.next_used));
+  set_in_flight(head, false);
   return ok();
 }
 
 Result<void> Virtqueue::add_used(GuestMemory& memory, const DescriptorChain& chain, uint32_t written) {
+  if (chain.head() >= layout_.size || !is_in_flight(chain.head()))
+    return Error(ErrorCode::kInternal,
+                 "returning descriptor head " + std::to_string(chain.head()) + " that the device does not hold");
   uint64_t left = written;
   for (const VirtioBuffer& b : chain.writable()) {
     if (left == 0) break;

@@ -8,11 +8,18 @@
 // with a kGuest error. The transport then marks the device DEVICE_NEEDS_RESET
 // (2.1.2); nothing here aborts.
 //
+// The queue also remembers which heads are in flight (popped, not yet
+// returned): a driver that makes a head available again before the device
+// returned it is reusing descriptors the device still owns, and pop() refuses
+// it as guest misuse. So a device never serves one chain twice, never returns
+// a head twice, and never holds more than the queue size of chains.
+//
 // Not thread-safe: one thread (the device's) drives a queue at a time.
 #pragma once
 
 #include <cstdint>
 #include <optional>
+#include <vector>
 
 #include "base/result.h"
 #include "devices/virtio/descriptor_chain.h"
@@ -65,14 +72,25 @@ class Virtqueue {
 
   // Takes the next available chain, or nothing if the driver has not made
   // one available. With EVENT_IDX it also publishes avail_event so the
-  // driver notifies us for the next buffer.
+  // driver notifies us for the next buffer. A head already in flight is a
+  // kGuest error.
   Result<std::optional<DescriptorChain>> pop(GuestMemory& memory);
+  // Does the driver have chains available that pop() has not taken yet?
+  Result<bool> has_available(const GuestMemory& memory) const;
+  // Puts back the chain pop() returned last, unused: the next pop() takes it
+  // again. Chains popped after it must have been put back first.
+  void unpop(const DescriptorChain& chain);
+  // Chains popped and not yet returned.
+  uint32_t in_flight() const { return in_flight_count_; }
 
   // Returns a chain to the driver with `written` bytes written into it:
-  // the used element, then a release fence, then the used index.
+  // the used element, then a release fence, then the used index. Ring
+  // mechanics only: it does not ask whether the device holds `head`.
   Result<void> add_used(GuestMemory& memory, uint16_t head, uint32_t written);
   // What devices call: the same for `chain`, after reporting the first
   // `written` bytes of its writable buffers as DMA (GuestMemory::note_dma_write).
+  // A chain that is not in flight is a kInternal error (a device returning a
+  // chain twice) and nothing is written.
   Result<void> add_used(GuestMemory& memory, const DescriptorChain& chain, uint32_t written);
 
   // After add_used: must the driver be interrupted? Honours used_event with
@@ -80,7 +98,8 @@ class Virtqueue {
   Result<bool> needs_interrupt(const GuestMemory& memory);
 
   State state() const { return state_; }
-  void restore(const State& state) { state_ = state; }
+  // A restored queue has nothing in flight.
+  void restore(const State& state);
 
  private:
   struct RawDescriptor {
@@ -97,10 +116,16 @@ class Virtqueue {
   Result<void> append(const GuestMemory& memory, const RawDescriptor& d, uint16_t head,
                       std::vector<VirtioBuffer>& buffers, uint64_t& total) const;
 
+  bool is_in_flight(uint16_t head) const { return in_flight_[head / 64] >> (head % 64) & 1; }
+  void set_in_flight(uint16_t head, bool on);
+
   VirtqueueLayout layout_;
   bool event_idx_ = false;
   bool indirect_ = false;
   State state_;
+  // One bit per descriptor head (size bits in all).
+  std::vector<uint64_t> in_flight_;
+  uint32_t in_flight_count_ = 0;
 };
 
 }  // namespace hostvisor

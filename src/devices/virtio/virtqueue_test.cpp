@@ -2,11 +2,13 @@
 
 #include <gtest/gtest.h>
 
+#include "devices/virtio/testing/virtqueue_test_driver.h"
 #include "devices/virtio/virtio_constants.h"
-#include "devices/virtio/virtqueue_test_driver.h"
 
 namespace hostvisor {
 namespace {
+
+using testing::VirtqueueTestDriver;
 
 using virtio::feature_bit;
 constexpr uint64_t kRam = 1 << 20;
@@ -334,6 +336,69 @@ TEST_F(VirtqueueTest, UsedRingContentsInOrder) {
   EXPECT_EQ(driver->used(2).len, 102u);
   EXPECT_EQ(driver->used(3).id, 3u);
   EXPECT_FALSE(q.add_used(memory, 4, 0).ok());  // not a descriptor of this queue
+}
+
+// A head the driver makes available again before the device returned it is
+// still the device's: pop() refuses it, whatever the chain looks like.
+TEST_F(VirtqueueTest, RefusesAHeadThatIsStillInFlight) {
+  Virtqueue q = make(4);
+  driver->add_chain(0, {{kData, 16, true}});
+  driver->add_chain(1, {{kData + 0x100, 16, true}});
+  driver->publish(0);  // again, while the device holds it
+  auto first = q.pop(memory);
+  ASSERT_TRUE(first.ok() && first->has_value());
+  auto second = q.pop(memory);
+  ASSERT_TRUE(second.ok() && second->has_value());
+  EXPECT_EQ(q.in_flight(), 2u);
+  expect_rejected(q, "still holds it");
+  EXPECT_EQ(q.state().next_avail, 2) << "the refused entry is not consumed";
+  // Once returned, the head may be made available again.
+  ASSERT_TRUE(q.add_used(memory, **first, 0).ok());
+  EXPECT_EQ(q.in_flight(), 1u);
+  auto reused = q.pop(memory);
+  ASSERT_TRUE(reused.ok()) << reused.error().message();
+  ASSERT_TRUE(reused->has_value());
+  EXPECT_EQ((*reused)->head(), 0);
+}
+
+TEST_F(VirtqueueTest, ReturningAChainTwiceIsRefused) {
+  Virtqueue q = make(4);
+  driver->add_chain(2, {{kData, 16, true}});
+  auto chain = q.pop(memory);
+  ASSERT_TRUE(chain.ok() && chain->has_value());
+  ASSERT_TRUE(q.add_used(memory, **chain, 4).ok());
+  auto twice = q.add_used(memory, **chain, 4);
+  ASSERT_FALSE(twice.ok());
+  EXPECT_EQ(twice.error().code(), ErrorCode::kInternal);
+  EXPECT_EQ(driver->used_idx(), 1) << "nothing written for the second return";
+  EXPECT_EQ(q.in_flight(), 0u);
+}
+
+TEST_F(VirtqueueTest, UnpopGivesTheLastChainBack) {
+  Virtqueue q = make(4);
+  driver->add_chain(0, {{kData, 16, true}});
+  driver->add_chain(1, {{kData + 0x100, 16, true}});
+  auto a = q.pop(memory);
+  auto b = q.pop(memory);
+  ASSERT_TRUE(a.ok() && a->has_value() && b.ok() && b->has_value());
+  EXPECT_FALSE(*q.has_available(memory));
+  q.unpop(**b);
+  q.unpop(**a);
+  EXPECT_EQ(q.in_flight(), 0u);
+  EXPECT_TRUE(*q.has_available(memory));
+  auto again = q.pop(memory);
+  ASSERT_TRUE(again.ok() && again->has_value());
+  EXPECT_EQ((*again)->head(), 0) << "popped anew, in order, not refused as in flight";
+}
+
+TEST_F(VirtqueueTest, RestoreHoldsNothing) {
+  Virtqueue q = make(4);
+  driver->add_chain(0, {{kData, 16, true}});
+  ASSERT_TRUE(q.pop(memory).ok());
+  q.restore(Virtqueue::State{0, 0, 0, false});
+  EXPECT_EQ(q.in_flight(), 0u);
+  auto again = q.pop(memory);
+  ASSERT_TRUE(again.ok() && again->has_value());
 }
 
 TEST(VirtioNeedEvent, MatchesTheSpecFormula) {

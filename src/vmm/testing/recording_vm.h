@@ -13,7 +13,7 @@
 #include <set>
 #include <tuple>
 
-#include "devices/pci/test_interrupt_controller.h"
+#include "hv/testing/recording_interrupt_controller.h"
 #include "hv/hypervisor.h"
 
 namespace hostvisor::testing {

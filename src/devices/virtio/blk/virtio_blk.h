@@ -1,26 +1,19 @@
 // virtio block device (virtio 1.2, 5.2) over a BlockDevice (raw, qcow2).
 //
-// One request queue. Each chain is: a 16-byte device-readable header (type,
-// reserved, sector), the data (device-readable for writes, device-writable
-// for reads and GET_ID), and one device-writable status byte, the last byte
-// of the chain. The device makes no assumption about how the driver splits
-// this across descriptors (2.7.4): a header spread over several buffers, or
-// data and status in one buffer, are served the same.
+// One request queue. Each chain is parsed into a typed request
+// (virtio_blk_request.h), then executed here. Requests that touch the disk
+// (read, write, flush, discard, write-zeroes) go to the block layer's
+// asynchronous path (io_uring or the format's worker thread, which is then the
+// only thread using the image); the notifying thread never waits for the
+// disk. They are answered when the event loop sees completion_fd() readable
+// and calls process_completions(). Requests answered without the disk
+// (rejects, GET_ID, empty transfers) are answered in the same turn.
 //
-// Guest errors: a request the device can answer (bad sector, bad length,
-// header missing or in the wrong direction, unknown type) gets IOERR or
+// Guest errors: a request the device can answer but not serve gets IOERR or
 // UNSUPP in its status byte and the VM goes on. A chain without a writable
-// byte for the status cannot be answered at all: the device signals
-// DEVICE_NEEDS_RESET (2.1.2) and stops until the driver resets it.
-//
-// I/O is synchronous on the thread that calls process_queue() (the vCPU or
-// event-loop thread that delivers the notification), unless async_io is on:
-// then every request that touches the disk (read, write, flush, discard,
-// write-zeroes) goes to the block layer's asynchronous path (io_uring or the
-// format's worker thread, which is then the only thread using the image) and
-// is answered when the event loop sees completion_fd() readable and calls
-// process_completions(); the notifying thread never waits for the disk. An
-// image I/O error is an IOERR for that request only.
+// status byte cannot be answered: DEVICE_NEEDS_RESET (VirtioDeviceCore).
+// Host errors: a failed disk request is an IOERR for that request only; the
+// device keeps serving.
 //
 // Flush ordering: a flush must make durable every write the driver issued
 // before it, but the block layer may run requests in parallel (io_uring's
@@ -33,7 +26,6 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -41,8 +33,9 @@
 
 #include "block/block_device.h"
 #include "block/disk_option.h"
+#include "devices/virtio/blk/virtio_blk_request.h"
 #include "devices/virtio/blk/virtio_blk_spec.h"
-#include "devices/virtio/virtio_device.h"
+#include "devices/virtio/virtio_device_core.h"
 
 namespace hostvisor {
 
@@ -56,11 +49,9 @@ struct VirtioBlkOptions {
   // Offer WRITE_ZEROES (every image format implements it).
   bool write_zeroes = true;
   uint16_t queue_size = 256;
-  // Submit I/O asynchronously; the event loop must then watch completion_fd().
-  bool async_io = false;
 };
 
-class VirtioBlk : public VirtioDevice {
+class VirtioBlk : public VirtioDeviceCore {
  public:
   // Limits advertised in the configuration space and enforced per request.
   static constexpr uint32_t kMaxDiscardSectors = 1u << 22;  // 2 GiB per segment
@@ -77,66 +68,52 @@ class VirtioBlk : public VirtioDevice {
 
   // Opens the image a `--disk` option names (format, cache mode, read-only,
   // discard as it says) and makes the device for it; `serial` answers GET_ID.
-  static Result<std::shared_ptr<VirtioBlk>> open(const block::DiskOption& disk, std::string serial,
-                                                 bool async_io = false);
+  static Result<std::shared_ptr<VirtioBlk>> open(const block::DiskOption& disk, std::string serial);
 
   std::string_view name() const override { return "blk"; }
   uint32_t device_type() const override;
   uint64_t device_features() const override;
-  uint16_t queue_count() const override { return 1; }
-  uint16_t queue_max_size(uint16_t) const override { return options_.queue_size; }
   uint32_t config_size() const override { return sizeof(virtio_blk::Config); }
   void read_config(uint64_t offset, std::span<uint8_t> data) override;
-  Result<void> activate(const VirtioActivation& activation) override;
-  void reset() override;
-  Result<void> process_queue(uint16_t queue) override;
 
-  // With async_io: readable when submitted requests have finished; the
-  // event loop then calls process_completions(), which also clears it.
-  // -1 without async_io.
+  // Readable when submitted requests have finished; the event loop then
+  // calls process_completions(), which also clears it.
   int completion_fd() const;
   void process_completions();
 
   uint64_t capacity_sectors() const { return capacity_; }
   bool read_only() const { return read_only_; }
   // Counters, for tests and statistics.
-  uint64_t requests_completed() const { return completed_; }
+  uint64_t requests_completed() const;
 
  private:
-  // Serves one chain; returns the status and how many bytes went into the
-  // writable buffers before the status byte.
-  struct Outcome {
-    uint8_t status;
-    uint64_t data_written;
-  };
-  // Nothing: the request was submitted and is answered on completion.
-  std::optional<Outcome> serve(const DescriptorChain& chain, const virtio_blk::RequestHeader& header);
-  std::optional<Outcome> transfer(const DescriptorChain& chain, const virtio_blk::RequestHeader& header, bool is_write);
+  void on_reset() override;
+  void serve_queue(uint16_t queue) override;
+
+  // Answers at once or submits to the disk; true if it submitted.
+  bool execute(const DescriptorChain& chain, const virtio_blk::Request& request);
+  bool transfer(const DescriptorChain& chain, uint64_t sector, uint64_t length, bool is_write);
+  void get_id(const DescriptorChain& chain, uint64_t room);
+  bool discard_or_write_zeroes(const DescriptorChain& chain, const virtio_blk::SegmentsRequest& request);
   // Submits the block requests that make up one guest request (several for
   // a multi-segment discard); it is answered when the last one finishes.
-  std::optional<Outcome> submit_locked(const DescriptorChain& chain, std::vector<block::BlockRequest> requests,
-                                       uint64_t data_bytes);
-  std::optional<Outcome> flush_locked(const DescriptorChain& chain);
+  bool submit(const DescriptorChain& chain, std::vector<block::BlockRequest> requests, uint64_t data_bytes);
+  bool flush(const DescriptorChain& chain);
   // Submits the held flushes whose writes have all completed; true if any was.
-  bool release_flushes_locked();
-  // Polls the block layer and answers finished requests; true if any was.
-  bool poll_and_answer_locked();
-  // Writes the status byte and returns the chain; false if the device failed.
-  bool answer_locked(const DescriptorChain& chain, Outcome outcome);
-  void interrupt_locked();
-  void fail_locked(const Error& error);
-  Outcome get_id(const DescriptorChain& chain);
-  std::optional<Outcome> discard_or_write_zeroes(const DescriptorChain& chain, bool write_zeroes);
+  bool release_flushes();
+  // Polls the block layer and answers finished requests.
+  void poll_and_answer();
+  // Writes the status byte and returns the chain; false if that failed.
+  bool answer(const DescriptorChain& chain, uint8_t status, uint64_t data_written);
   bool offered(unsigned feature) const;
+  virtio_blk::DiskLimits limits() const;
 
   std::shared_ptr<block::BlockDevice> disk_;
   VirtioBlkOptions options_;
   uint64_t capacity_;
   bool read_only_;
 
-  std::mutex mutex_;
-  std::optional<VirtioActivation> active_;
-  bool failed_ = false;  // DEVICE_NEEDS_RESET was signalled
+  // --- guarded by the core's mutex_
   uint64_t completed_ = 0;
   // An asynchronous request: its chain (the guest buffers its iovecs point
   // into stay the driver's until it is answered) and, once done, its result.

@@ -20,11 +20,16 @@
 #include "block/raw_image.h"
 #include "block/test_util.h"
 #include "devices/virtio/pci/virtio_pci_device.h"
+#include "devices/virtio/testing/recording_virtio_interrupt.h"
+#include "devices/virtio/testing/reschedule.h"
+#include "devices/virtio/testing/virtqueue_test_driver.h"
 #include "devices/virtio/virtio_constants.h"
-#include "devices/virtio/virtqueue_test_driver.h"
 
 namespace hostvisor {
 namespace {
+
+using testing::RecordingVirtioInterrupt;
+using testing::VirtqueueTestDriver;
 
 using namespace virtio_blk;
 using Buffer = VirtqueueTestDriver::Buffer;
@@ -37,16 +42,6 @@ constexpr uint64_t kDataAt = 0x20000;
 constexpr uint64_t kStatusAt = 0x80000;
 constexpr uint64_t kDiskBytes = 1 << 20;
 constexpr uint64_t kDiskSectors = kDiskBytes / 512;
-
-class RecordingInterrupt : public VirtioInterrupt {
- public:
-  void signal_used(uint16_t queue) override { used.push_back(queue); }
-  void signal_config_change() override { ++config_changes; }
-  void signal_needs_reset(const Error& reason) override { needs_reset.push_back(reason.message()); }
-  std::vector<uint16_t> used;
-  int config_changes = 0;
-  std::vector<std::string> needs_reset;
-};
 
 // A disk whose every I/O fails, as a dying host disk would.
 class FailingDisk : public block::BlockDevice {
@@ -105,14 +100,25 @@ class VirtioBlkTest : public ::testing::Test {
     ASSERT_TRUE(memory.write_obj<uint8_t>(GuestAddress(kStatusAt), 0xee).ok());
   }
 
-  // Makes `buffers` available as one chain, runs the device, returns the used element.
+  // Makes `buffers` available as one chain, runs the device and, as the
+  // event loop would, its completions until the request is answered;
+  // returns the used element.
   VirtqueueTestDriver::UsedElement run(const std::vector<Buffer>& buffers) {
     const uint16_t before = driver->used_idx();
     driver->add_chain(next_desc, buffers);
     next_desc = static_cast<uint16_t>((next_desc + buffers.size()) % kQueueSize);
     EXPECT_TRUE(device->process_queue(0).ok());
+    wait_answered(static_cast<uint16_t>(before + 1));
     if (driver->used_idx() == before) return {~0u, ~0u};
     return driver->used(before);
+  }
+  // Runs completions (up to 5 s) until the device has answered `count` requests in all.
+  void wait_answered(uint16_t count) {
+    for (int i = 0; i < 500 && driver->used_idx() != count; ++i) {
+      pollfd p{device->completion_fd(), POLLIN, 0};
+      ::poll(&p, 1, 10);
+      device->process_completions();
+    }
   }
   uint8_t status() { return memory.read_obj<uint8_t>(GuestAddress(kStatusAt)).value_or(0xff); }
 
@@ -152,7 +158,7 @@ class VirtioBlkTest : public ::testing::Test {
   uint64_t features = 0;
   Virtqueue queue[1];
   bool enabled[1] = {true};
-  RecordingInterrupt interrupt;
+  RecordingVirtioInterrupt interrupt;
   uint16_t next_desc = 0;
 };
 
@@ -473,6 +479,7 @@ TEST_F(VirtioBlkTest, BatchedRequestsAndEventIdxInterrupts) {
   interrupt.used.clear();
   driver->set_used_event(100);  // the driver asks not to hear before used index 101
   ASSERT_TRUE(device->process_queue(0).ok());
+  wait_answered(8);
   EXPECT_EQ(driver->used_idx(), 8);
   EXPECT_EQ(interrupt.used.size(), 1u);  // the first interrupt after start is always sent
   driver->add_chain(30, {{kHeaderAt, 16, false}, {kStatusAt, 1, true}});
@@ -482,6 +489,40 @@ TEST_F(VirtioBlkTest, BatchedRequestsAndEventIdxInterrupts) {
   driver->add_chain(32, {{kHeaderAt, 16, false}, {kStatusAt, 1, true}});
   ASSERT_TRUE(device->process_queue(0).ok());
   EXPECT_EQ(interrupt.used.size(), 2u);
+}
+
+// A driver that makes its one GET_ID request available again the moment the
+// device writes the answer (a vCPU racing the device), for longer than a
+// ring's worth: each turn answers at most a queue's worth, the rest comes on
+// the turns the device reschedules, and each publication is answered once.
+TEST_F(VirtioBlkTest, StormLargerThanTheQueueIsServedOverSeveralTurns) {
+  start(raw_disk());
+  constexpr int kRequests = 3 * kQueueSize + 9;
+  int published = 0;
+  auto publish = [&] {
+    if (published == kRequests) return;
+    ++published;
+    driver->publish(0);
+  };
+  put_header(kRequestGetId, 0);
+  driver->write_desc(0, kHeaderAt, 16, virtio::kDescFlagNext, 1);
+  driver->write_desc(1, kDataAt, 20, virtio::kDescFlagNext | virtio::kDescFlagWrite, 2);
+  driver->write_desc(2, kStatusAt, 1, virtio::kDescFlagWrite, 0);
+  publish();
+  // The status byte is the last thing the device writes before it returns the chain.
+  memory.set_dma_write_observer([&](GuestAddress at, uint64_t) {
+    if (at.value() == kStatusAt) publish();
+  });
+  ASSERT_TRUE(device->process_queue(0).ok());
+  EXPECT_EQ(driver->used_idx(), kQueueSize) << "one turn took more than the queue size";
+  int turns = 1;
+  while (driver->used_idx() < kRequests && testing::run_rescheduled_turn(*device)) ++turns;
+  memory.set_dma_write_observer(nullptr);
+  EXPECT_EQ(driver->used_idx(), kRequests);
+  EXPECT_GE(turns, 4);
+  EXPECT_EQ(device->requests_completed(), static_cast<uint64_t>(kRequests));
+  for (uint16_t i = 0; i < kRequests; ++i) ASSERT_EQ(driver->used(i).id, 0u) << i;
+  EXPECT_TRUE(interrupt.needs_reset.empty());
 }
 
 // Waits (up to 5 s) until the device has answered `count` requests in all.
@@ -496,7 +537,6 @@ void wait_used(VirtioBlk& device, VirtqueueTestDriver& driver, uint16_t count) {
 
 TEST_F(VirtioBlkTest, AsynchronousReadsWritesAndFlush) {
   VirtioBlkOptions o;
-  o.async_io = true;
   for (bool qcow2 : {false, true}) {
     SCOPED_TRACE(qcow2 ? "qcow2" : "raw");
     start(qcow2 ? qcow2_disk() : raw_disk(), o);
@@ -540,7 +580,6 @@ TEST_F(VirtioBlkTest, AsynchronousReadsWritesAndFlush) {
 
 TEST_F(VirtioBlkTest, AsynchronousIoErrorAndResetWithRequestsInFlight) {
   VirtioBlkOptions o;
-  o.async_io = true;
   start(std::make_shared<FailingDisk>(), o);
   put_header(kRequestIn, 0);
   driver->add_chain(0, {{kHeaderAt, 16, false}, {kDataAt, 512, true}, {kStatusAt, 1, true}});
@@ -685,7 +724,6 @@ class VirtioBlkAsyncTest : public VirtioBlkTest {
   std::shared_ptr<GatedDisk> gated() {
     auto disk = std::make_shared<GatedDisk>(raw_disk());
     VirtioBlkOptions o;
-    o.async_io = true;
     o.write_zeroes = true;
     o.discard = true;
     start(disk, o);
@@ -856,7 +894,6 @@ TEST_F(VirtioBlkAsyncTest, HostileAndMalformedChainsNextToRequestsInFlight) {
 
 TEST_F(VirtioBlkAsyncTest, FlushIsAnsweredAfterEveryEarlierWriteOnTheRealBlockLayer) {
   VirtioBlkOptions o;
-  o.async_io = true;
   for (bool qcow2 : {false, true}) {
     SCOPED_TRACE(qcow2 ? "qcow2" : "raw");
     start(qcow2 ? qcow2_disk() : raw_disk(), o);
@@ -876,6 +913,68 @@ TEST_F(VirtioBlkAsyncTest, FlushIsAnsweredAfterEveryEarlierWriteOnTheRealBlockLa
   }
 }
 
+// A host-side failure is the request's, not the device's: IOERR for it, and
+// the requests after it are served as usual.
+TEST_F(VirtioBlkAsyncTest, HostIoErrorIsAnIoErrorAndLaterRequestsAreServed) {
+  auto disk = gated();
+  fill_data(21, 2 * 512);
+  add_request(0, kRequestOut, 4);
+  ASSERT_TRUE(device->process_queue(0).ok());
+  disk->fail_next = true;
+  ASSERT_TRUE(disk->release(0));
+  answer_completions(*device);
+  EXPECT_EQ(status_of(0), kStatusIoError);
+  EXPECT_TRUE(interrupt.needs_reset.empty());
+  add_request(1, kRequestOut, 5);
+  add_request(2, kRequestIn, 5);
+  ASSERT_TRUE(device->process_queue(0).ok());
+  ASSERT_TRUE(disk->release(1));
+  ASSERT_TRUE(disk->release(2));
+  answer_completions(*device);
+  EXPECT_EQ(status_of(1), kStatusOk);
+  EXPECT_EQ(status_of(2), kStatusOk);
+  EXPECT_EQ(answered(), (std::vector<uint32_t>{0, 3, 6}));
+  EXPECT_TRUE(interrupt.needs_reset.empty());
+}
+
+// A storm of one head made available again and again while its write is in
+// flight: the device refuses the reuse as guest misuse (DEVICE_NEEDS_RESET),
+// submits the request once and, stopped, answers nothing into the rings the
+// driver is about to reset: never twice.
+TEST_F(VirtioBlkAsyncTest, StormOfAHeadReusedWhileInFlightNeedsResetAndIsNeverAnsweredTwice) {
+  auto disk = gated();
+  add_request(0, kRequestOut, 0);
+  for (int i = 0; i < 5; ++i) driver->publish(0);
+  ASSERT_TRUE(device->process_queue(0).ok());
+  ASSERT_EQ(interrupt.needs_reset.size(), 1u);
+  EXPECT_NE(interrupt.needs_reset[0].find("still holds it"), std::string::npos) << interrupt.needs_reset[0];
+  EXPECT_EQ(disk->submitted.size(), 1u);
+  ASSERT_TRUE(disk->release(0));
+  answer_completions(*device);
+  ASSERT_TRUE(device->process_queue(0).ok());
+  EXPECT_EQ(driver->used_idx(), 0);
+  EXPECT_EQ(disk->submitted.size(), 1u);
+  EXPECT_EQ(interrupt.needs_reset.size(), 1u);
+}
+
+// A head made available again while in flight, but reached by the device
+// only after its answer went out, cannot be told from a new request: it is
+// served as one. Each publication is answered once.
+TEST_F(VirtioBlkAsyncTest, HeadReusedAfterItsAnswerIsAFreshRequest) {
+  auto disk = gated();
+  fill_data(1, 512);
+  add_request(0, kRequestOut, 0);
+  ASSERT_TRUE(device->process_queue(0).ok());
+  driver->publish(0);  // made available again while in flight ...
+  ASSERT_TRUE(disk->release(0));
+  answer_completions(*device);  // ... but answered before the device looks at the ring again
+  ASSERT_TRUE(device->process_queue(0).ok());
+  ASSERT_TRUE(disk->release(1));
+  answer_completions(*device);
+  EXPECT_EQ(answered(), (std::vector<uint32_t>{0, 0}));
+  EXPECT_TRUE(interrupt.needs_reset.empty());
+}
+
 // Like an event loop: process_completions() only when completion_fd() says
 // so. A request the block layer queued but never handed to the kernel
 // (io_uring batches until the next poll) would leave the fd quiet forever.
@@ -890,7 +989,6 @@ void wait_used_event_driven(VirtioBlk& device, VirtqueueTestDriver& driver, uint
 
 TEST_F(VirtioBlkAsyncTest, HeldFlushIsHandedToTheDiskWithoutAnotherNotification) {
   VirtioBlkOptions o;
-  o.async_io = true;
   for (bool qcow2 : {false, true}) {
     SCOPED_TRACE(qcow2 ? "qcow2" : "raw");
     start(qcow2 ? qcow2_disk() : raw_disk(), o);
@@ -911,7 +1009,6 @@ TEST_F(VirtioBlkAsyncTest, WriteZeroesUnmapFlagChoosesPunchOrZeroInPlace) {
   const std::string path = dir.file("alloc.raw");
   ASSERT_TRUE(block::RawImage::create(path, kDiskBytes).ok());
   VirtioBlkOptions o;
-  o.async_io = true;
   start(open(path), o);
   auto allocated_blocks = [&] {
     struct stat st {};

@@ -19,6 +19,17 @@ Result<std::shared_ptr<VirtioConsole>> VirtioConsole::create(OutputSink sink, si
   return std::shared_ptr<VirtioConsole>(new VirtioConsole(std::move(sink), input_capacity, std::move(event)));
 }
 
+Result<std::shared_ptr<VirtioConsole>> VirtioConsole::create(InfallibleSink sink, size_t input_capacity) {
+  OutputSink always_taken;
+  if (sink) {
+    always_taken = [sink = std::move(sink)](std::span<const uint8_t> bytes) {
+      sink(bytes);
+      return true;
+    };
+  }
+  return create(std::move(always_taken), input_capacity);
+}
+
 uint32_t VirtioConsole::device_type() const { return virtio::kDeviceConsole; }
 
 uint64_t VirtioConsole::device_features() const {
@@ -34,8 +45,7 @@ void VirtioConsole::read_config(uint64_t offset, std::span<uint8_t> data) {
     c.rows = rows_;
   }
   // max_nr_ports is only valid with MULTIPORT (not offered); emerg_wr reads as zero.
-  const auto* bytes = reinterpret_cast<const uint8_t*>(&c);
-  for (size_t i = 0; i < data.size(); ++i) data[i] = offset + i < sizeof c ? bytes[offset + i] : 0;
+  read_config_bytes(c, offset, data);
 }
 
 void VirtioConsole::set_size(uint16_t cols, uint16_t rows) {
@@ -44,44 +54,41 @@ void VirtioConsole::set_size(uint16_t cols, uint16_t rows) {
   if (cols == cols_ && rows == rows_) return;
   cols_ = cols;
   rows_ = rows;
-  if (active_ && !failed_) active_->interrupt->signal_config_change();
+  signal_config_change();
+}
+
+uint64_t VirtioConsole::output_dropped() const {
+  std::lock_guard lock(mutex_);
+  return output_dropped_;
 }
 
 void VirtioConsole::write_config(uint64_t offset, std::span<const uint8_t> data) {
   // 5.3.6.1: a write to emerg_wr outputs its low byte, even before DRIVER_OK.
   if (offset != offsetof(Config, emerg_wr) || data.empty()) return;
   std::lock_guard lock(mutex_);
-  if (sink_) sink_(data.first(1));
+  bool dropped = false;
+  output(data.first(1), dropped);
+  if (dropped) ++output_dropped_;
 }
 
-Result<void> VirtioConsole::activate(const VirtioActivation& activation) {
-  if (!activation.memory || !activation.interrupt || activation.queues.size() != 2 || activation.enabled.size() != 2)
-    return Error(ErrorCode::kInternal, "virtio-console activated without its two queues");
-  std::lock_guard lock(mutex_);
-  active_ = activation;
-  failed_ = false;
+Result<void> VirtioConsole::on_activate() {
   // Input typed before the driver was ready waits for its first receive buffers.
-  deliver_input_locked();
+  deliver_input();
   // Linux reads cols/rows only when told of a change: a size the host set
   // before the driver came up is announced now, or the guest would keep 0x0.
-  if (size_set_) active_->interrupt->signal_config_change();
+  if (size_set_) signal_config_change();
   return ok();
 }
 
-void VirtioConsole::reset() {
-  std::lock_guard lock(mutex_);
-  active_.reset();
-  failed_ = false;
-  // Buffered input is kept for the next driver (a rebooting guest's console).
-}
-
 size_t VirtioConsole::enqueue_input(std::span<const uint8_t> bytes) {
-  std::lock_guard lock(mutex_);
-  const size_t room = capacity_ - input_.size();
-  const size_t take = std::min(room, bytes.size());
-  input_.insert(input_.end(), bytes.begin(), bytes.begin() + static_cast<ptrdiff_t>(take));
-  if (take < bytes.size()) input_refused_ = true;
-  deliver_input_locked();
+  size_t take = 0;
+  run_turn([&] {
+    const size_t room = capacity_ - input_.size();
+    take = std::min(room, bytes.size());
+    input_.insert(input_.end(), bytes.begin(), bytes.begin() + static_cast<ptrdiff_t>(take));
+    if (take < bytes.size()) input_refused_ = true;
+    deliver_input();
+  });
   return take;
 }
 
@@ -90,91 +97,52 @@ size_t VirtioConsole::input_pending() const {
   return input_.size();
 }
 
-Result<void> VirtioConsole::process_queue(uint16_t queue) {
-  std::lock_guard lock(mutex_);
-  if (queue == kReceiveQueue) deliver_input_locked();  // the driver posted receive buffers
-  if (queue == kTransmitQueue) transmit_locked();
-  return ok();
+void VirtioConsole::serve_queue(uint16_t queue) {
+  if (queue == kReceiveQueue) deliver_input();  // the driver posted receive buffers
+  if (queue == kTransmitQueue) transmit();
 }
 
-void VirtioConsole::fail_locked(const Error& error) {
-  failed_ = true;
-  active_->interrupt->signal_needs_reset(error.with_context("virtio-console"));
-}
-
-void VirtioConsole::deliver_input_locked() {
-  if (!active_ || failed_ || !active_->enabled[kReceiveQueue] || input_.empty()) return;
-  GuestMemory& memory = *active_->memory;
-  Virtqueue& q = active_->queues[kReceiveQueue];
-  bool used = false;
+void VirtioConsole::deliver_input() {
   std::vector<uint8_t> chunk;
+  bool delivered = false;
   while (!input_.empty()) {
-    auto popped = q.pop(memory);
-    if (!popped) {
-      fail_locked(popped.error());
-      break;
-    }
-    if (!popped->has_value()) break;  // no buffers: the rest waits for the driver
-    const DescriptorChain& chain = **popped;
-    if (chain.writable_bytes() == 0) {
-      fail_locked(Error(ErrorCode::kGuest, "receive buffer at descriptor " + std::to_string(chain.head()) +
-                                               " is not device-writable; the driver is broken or hostile"));
-      break;
-    }
-    const size_t n = static_cast<size_t>(std::min<uint64_t>(chain.writable_bytes(), input_.size()));
+    auto chain = next_writable_chain(kReceiveQueue);
+    if (!chain) break;  // no buffers (the rest waits for the driver), a later turn, or a broken one
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(chain->writable_bytes(), input_.size()));
     chunk.assign(input_.begin(), input_.begin() + static_cast<ptrdiff_t>(n));
-    auto wrote = chain.write(memory, 0, chunk);
+    auto wrote = chain->write(memory(), 0, chunk);
     if (!wrote) {
-      fail_locked(wrote.error());
+      fail_guest_misuse(wrote.error());
       break;
     }
+    if (!complete(kReceiveQueue, *chain, n)) break;
     input_.erase(input_.begin(), input_.begin() + static_cast<ptrdiff_t>(n));
-    if (auto r = q.add_used(memory, chain, static_cast<uint32_t>(n)); !r) {
-      fail_locked(r.error());
-      break;
-    }
-    used = true;
+    delivered = true;
   }
-  if (used) {
-    auto notify = q.needs_interrupt(memory);
-    if (!notify || *notify) active_->interrupt->signal_used(kReceiveQueue);
-    if (input_refused_ && input_.size() < capacity_) {
-      input_refused_ = false;
-      space_event_.signal();
-    }
+  if (delivered && input_refused_ && input_.size() < capacity_) {
+    input_refused_ = false;
+    space_event_.signal();
   }
 }
 
-void VirtioConsole::transmit_locked() {
-  if (!active_ || failed_ || !active_->enabled[kTransmitQueue]) return;
-  GuestMemory& memory = *active_->memory;
-  Virtqueue& q = active_->queues[kTransmitQueue];
-  bool used = false;
+void VirtioConsole::output(std::span<const uint8_t> bytes, bool& dropped) {
+  if (dropped || !sink_) return;
+  if (!sink_(bytes)) dropped = true;
+}
+
+void VirtioConsole::transmit() {
   std::array<uint8_t, 4096> chunk;  // on the stack: no allocation per notification
-  for (;;) {
-    auto popped = q.pop(memory);
-    if (!popped) {
-      fail_locked(popped.error());
-      break;
-    }
-    if (!popped->has_value()) break;
-    const DescriptorChain& chain = **popped;
+  while (auto chain = next_chain(kTransmitQueue)) {
     // The readable bytes are the output; device-writable buffers carry nothing here.
-    for (uint64_t at = 0; at < chain.readable_bytes();) {
-      auto got = chain.read(memory, at, chunk);
+    bool dropped = false;
+    for (uint64_t at = 0; at < chain->readable_bytes();) {
+      auto got = chain->read(memory(), at, chunk);
       if (!got || *got == 0) break;
-      if (sink_) sink_(std::span<const uint8_t>(chunk.data(), *got));
+      output(std::span<const uint8_t>(chunk.data(), *got), dropped);
       at += *got;
     }
-    if (auto r = q.add_used(memory, chain, 0); !r) {
-      fail_locked(r.error());
-      break;
-    }
-    used = true;
-  }
-  if (used) {
-    auto notify = q.needs_interrupt(memory);
-    if (!notify || *notify) active_->interrupt->signal_used(kTransmitQueue);
+    if (dropped) ++output_dropped_;
+    if (!complete(kTransmitQueue, *chain, 0)) break;
   }
 }
 

@@ -8,7 +8,8 @@
 // The host side is two calls: an output sink that receives the guest's bytes
 // in order, and enqueue_input() that queues host bytes (a bounded buffer) and
 // delivers them as soon as the driver has posted receive buffers; buffers the
-// driver posts later get the rest.
+// driver posts later get the rest. Output the sink cannot take is dropped
+// and counted (output_dropped()); the device goes on.
 //
 // Thread-safe: enqueue_input() may be called from any thread, concurrently
 // with the transport's process_queue(). The sink runs on the thread that
@@ -21,41 +22,28 @@
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
-#include <optional>
 #include <span>
 
 #include "base/fd.h"
-#include "devices/virtio/virtio_device.h"
+#include "devices/virtio/console/virtio_console_spec.h"
+#include "devices/virtio/virtio_device_core.h"
 
 namespace hostvisor {
 
-namespace virtio_console {
-// 5.3.3 feature bits.
-inline constexpr unsigned kFeatureSize = 0;
-inline constexpr unsigned kFeatureMultiport = 1;
-inline constexpr unsigned kFeatureEmergencyWrite = 2;
-// 5.3.4 struct virtio_console_config.
-struct __attribute__((packed)) Config {
-  uint16_t cols;
-  uint16_t rows;
-  uint32_t max_nr_ports;
-  uint32_t emerg_wr;
-};
-static_assert(sizeof(Config) == 12);
-inline constexpr uint16_t kReceiveQueue = 0;
-inline constexpr uint16_t kTransmitQueue = 1;
-}  // namespace virtio_console
-
-class VirtioConsole : public VirtioDevice {
+class VirtioConsole : public VirtioDeviceCore {
  public:
-  using OutputSink = std::function<void(std::span<const uint8_t>)>;
+  // Takes guest output; false if the host could not take it.
+  using OutputSink = std::function<bool(std::span<const uint8_t>)>;
+  // Takes guest output and never refuses it (a terminal written with write_all).
+  using InfallibleSink = std::function<void(std::span<const uint8_t>)>;
   static constexpr uint16_t kQueueSize = 256;
   static constexpr size_t kDefaultInputCapacity = 64 * 1024;
 
   // `sink` receives guest output; `input_capacity` bounds the bytes waiting
   // for the guest. Fails only if the eventfd cannot be created.
   static Result<std::shared_ptr<VirtioConsole>> create(OutputSink sink, size_t input_capacity = kDefaultInputCapacity);
+  static Result<std::shared_ptr<VirtioConsole>> create(InfallibleSink sink,
+                                                       size_t input_capacity = kDefaultInputCapacity);
 
   // Queues host input for the guest and delivers what the posted receive
   // buffers can take. Returns how many bytes were accepted: fewer than
@@ -74,35 +62,38 @@ class VirtioConsole : public VirtioDevice {
   // set before the driver was ready, as soon as it is).
   void set_size(uint16_t cols, uint16_t rows);
 
+  // Transmit chains (and emergency writes) whose output the sink refused.
+  uint64_t output_dropped() const;
+
   std::string_view name() const override { return "console"; }
   uint32_t device_type() const override;
   uint64_t device_features() const override;
-  uint16_t queue_count() const override { return 2; }
-  uint16_t queue_max_size(uint16_t) const override { return kQueueSize; }
   uint32_t config_size() const override { return sizeof(virtio_console::Config); }
   void read_config(uint64_t offset, std::span<uint8_t> data) override;
   void write_config(uint64_t offset, std::span<const uint8_t> data) override;
-  Result<void> activate(const VirtioActivation& activation) override;
-  void reset() override;
-  Result<void> process_queue(uint16_t queue) override;
 
  private:
   VirtioConsole(OutputSink sink, size_t input_capacity, EventFd space_event)
-      : sink_(std::move(sink)), capacity_(input_capacity), space_event_(std::move(space_event)) {}
-  // Fill posted receive buffers from input_; caller holds mutex_.
-  void deliver_input_locked();
-  void transmit_locked();
-  void fail_locked(const Error& error);
+      : VirtioDeviceCore(2, kQueueSize),
+        sink_(std::move(sink)),
+        capacity_(input_capacity),
+        space_event_(std::move(space_event)) {}
+  Result<void> on_activate() override;
+  void serve_queue(uint16_t queue) override;
+  // Fills posted receive buffers from input_.
+  void deliver_input();
+  void transmit();
+  void output(std::span<const uint8_t> bytes, bool& dropped);
 
   OutputSink sink_;
   const size_t capacity_;
   EventFd space_event_;
 
-  mutable std::mutex mutex_;
+  // --- guarded by the core's mutex_
+  // Kept across a reset, for the next driver (a rebooting guest's console).
   std::deque<uint8_t> input_;
   bool input_refused_ = false;  // enqueue_input turned bytes away since the last space signal
-  std::optional<VirtioActivation> active_;
-  bool failed_ = false;
+  uint64_t output_dropped_ = 0;
   uint16_t cols_ = 80, rows_ = 24;
   bool size_set_ = false;  // set_size() was called: announce the size on activation
 };

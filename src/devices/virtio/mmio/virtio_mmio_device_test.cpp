@@ -5,13 +5,16 @@
 #include <gtest/gtest.h>
 
 #include "devices/bus/bus.h"
-#include "devices/pci/test_interrupt_controller.h"
 #include "devices/virtio/rng/virtio_rng.h"
+#include "devices/virtio/testing/virtqueue_test_driver.h"
 #include "devices/virtio/virtio_constants.h"
-#include "devices/virtio/virtqueue_test_driver.h"
+#include "hv/testing/recording_interrupt_controller.h"
 
 namespace hostvisor {
 namespace {
+
+using testing::RecordingInterruptController;
+using testing::VirtqueueTestDriver;
 
 using namespace virtio;
 constexpr uint64_t kRam = 1 << 20;
@@ -89,11 +92,11 @@ TEST_F(VirtioMmioTest, RequestRaisesTheLevelInterruptUntilAcked) {
   EXPECT_EQ(driver->used_idx(), 1);
   EXPECT_EQ(driver->used(0).len, 32u);
   EXPECT_NE(memory.read_obj<uint64_t>(GuestAddress(0x40000)).value(), 0u);
-  EXPECT_TRUE(irq.line(kGsi));
+  EXPECT_TRUE(irq.level(kGsi));
   EXPECT_EQ(reg(0x060), 1u);
   set(0x064, 1);
   EXPECT_EQ(reg(0x060), 0u);
-  EXPECT_FALSE(irq.line(kGsi));
+  EXPECT_FALSE(irq.level(kGsi));
 }
 
 TEST_F(VirtioMmioTest, HostileChainNeedsReset) {
@@ -102,10 +105,10 @@ TEST_F(VirtioMmioTest, HostileChainNeedsReset) {
   set(0x050, 0);
   EXPECT_TRUE(reg(0x070) & kStatusDeviceNeedsReset);
   EXPECT_EQ(reg(0x060), 2u);
-  EXPECT_TRUE(irq.line(kGsi));
+  EXPECT_TRUE(irq.level(kGsi));
   set(0x070, 0);
   EXPECT_EQ(reg(0x070), 0u);
-  EXPECT_FALSE(irq.line(kGsi));
+  EXPECT_FALSE(irq.level(kGsi));
   initialise(feature_bit(kFeatureVersion1));
   driver->add_chain(0, {{0x40000, 32, true}});
   set(0x050, 0);
@@ -131,7 +134,7 @@ TEST_F(VirtioMmioTest, SnapshotRoundTrip) {
   auto restored =
       std::move(VirtioMmioDevice::create(std::make_shared<VirtioRng>(), memory, IrqLine(&irq2, kGsi))).value();
   ASSERT_TRUE(restored->restore(state).ok());
-  EXPECT_TRUE(irq2.line(kGsi));  // the unacknowledged interrupt is still pending
+  EXPECT_TRUE(irq2.level(kGsi));  // the unacknowledged interrupt is still pending
   driver->add_chain(1, {{0x40100, 16, true}});
   restored->notify_queue(0);
   EXPECT_EQ(driver->used_idx(), 2);

@@ -13,14 +13,11 @@ using net::kVnetHeaderSize;
 using net::VirtioNetHeader;
 
 VirtioNet::VirtioNet(std::unique_ptr<net::NetBackend> backend, VirtioNetOptions options)
-    : backend_(std::move(backend)),
+    : VirtioDeviceCore(2, options.queue_size),
+      backend_(std::move(backend)),
       options_(options),
       rx_packet_(net::kMaxPacketSize),
-      tx_packet_(net::kMaxPacketSize) {
-  if (options_.queue_size == 0 || (options_.queue_size & (options_.queue_size - 1)) ||
-      options_.queue_size > virtio::kMaxQueueSize)
-    options_.queue_size = 256;
-}
+      tx_packet_(net::kMaxPacketSize) {}
 
 uint32_t VirtioNet::device_type() const { return virtio::kDeviceNet; }
 
@@ -42,17 +39,12 @@ void VirtioNet::read_config(uint64_t offset, std::span<uint8_t> data) {
   c.status = kStatusLinkUp;
   c.max_virtqueue_pairs = 1;
   c.mtu = static_cast<uint16_t>(std::min<uint32_t>(backend_->mtu(), 0xffff));
-  const auto* bytes = reinterpret_cast<const uint8_t*>(&c);
-  for (size_t i = 0; i < data.size(); ++i) data[i] = offset + i < sizeof c ? bytes[offset + i] : 0;
+  read_config_bytes(c, offset, data);
 }
 
-Result<void> VirtioNet::activate(const VirtioActivation& activation) {
-  if (!activation.memory || !activation.interrupt || activation.queues.size() != 2 || activation.enabled.size() != 2)
-    return Error(ErrorCode::kInternal, "virtio-net activated without its two queues");
-  std::lock_guard lock(mutex_);
-  active_ = activation;
-  mergeable_ = activation.features & virtio::feature_bit(kFeatureMergeableRxBuffers);
-  negotiated_ = activation.features;
+Result<void> VirtioNet::on_activate() {
+  mergeable_ = features() & virtio::feature_bit(kFeatureMergeableRxBuffers);
+  negotiated_ = features();
   rx_offloads_ = {};
   if (backend_->supports_offloads()) {
     auto has = [&](unsigned bit) { return (negotiated_ & virtio::feature_bit(bit)) != 0; };
@@ -67,19 +59,15 @@ Result<void> VirtioNet::activate(const VirtioActivation& activation) {
     else
       HV_LOG_WARN("virtio-net: receive offloads stay off: {}", r.error().message());
   }
-  failed_ = false;
   rx_stalled_ = false;
-  receive_locked();
+  receive();
   update_interest_locked();
   return ok();
 }
 
-void VirtioNet::reset() {
-  std::lock_guard lock(mutex_);
-  active_.reset();
+void VirtioNet::on_reset() {
   rx_chains_.clear();
   rx_length_ = 0;  // a half-delivered packet is lost, as on a real NIC reset
-  failed_ = false;
   negotiated_ = 0;
   if (backend_->supports_offloads() && (rx_offloads_.csum || rx_offloads_.tso4 || rx_offloads_.tso6)) {
     if (auto r = backend_->set_receive_offloads({}); !r)
@@ -87,25 +75,25 @@ void VirtioNet::reset() {
   }
   rx_offloads_ = {};
   rx_stalled_ = false;
-  update_interest_locked();
+  // The core drops the activation after this: the backend is of no interest until the next one.
+  if (std::exchange(last_interest_, false) && interest_callback_) interest_callback_(false);
 }
 
-Result<void> VirtioNet::process_queue(uint16_t queue) {
-  std::lock_guard lock(mutex_);
+void VirtioNet::serve_queue(uint16_t queue) {
   if (queue == kReceiveQueue) {
     rx_stalled_ = false;  // the driver posted buffers
-    receive_locked();
+    receive();
   } else if (queue == kTransmitQueue) {
-    transmit_locked();
+    transmit();
   }
   update_interest_locked();
-  return ok();
 }
 
 void VirtioNet::process_backend() {
-  std::lock_guard lock(mutex_);
-  receive_locked();
-  update_interest_locked();
+  run_turn([this] {
+    receive();
+    update_interest_locked();
+  });
 }
 
 bool VirtioNet::wants_backend_events() const {
@@ -113,9 +101,7 @@ bool VirtioNet::wants_backend_events() const {
   return wants_events_locked();
 }
 
-bool VirtioNet::wants_events_locked() const {
-  return active_ && !failed_ && !backend_failed_ && !rx_stalled_ && active_->enabled[kReceiveQueue];
-}
+bool VirtioNet::wants_events_locked() const { return serving(kReceiveQueue) && !backend_failed_ && !rx_stalled_; }
 
 void VirtioNet::set_backend_interest_callback(std::function<void(bool)> callback) {
   std::lock_guard lock(mutex_);
@@ -136,43 +122,23 @@ VirtioNet::Stats VirtioNet::stats() const {
   return stats_;
 }
 
-void VirtioNet::fail_locked(const Error& error) {
-  failed_ = true;
-  rx_chains_.clear();
-  active_->interrupt->signal_needs_reset(error.with_context("virtio-net"));
-}
-
-bool VirtioNet::hold_receive_chains_locked(size_t count) {
-  GuestMemory& memory = *active_->memory;
-  Virtqueue& q = active_->queues[kReceiveQueue];
+bool VirtioNet::hold_receive_chains(size_t count) {
   while (rx_chains_.size() < count) {
-    auto popped = q.pop(memory);
-    if (!popped) {
-      fail_locked(popped.error());
-      return false;
-    }
-    if (!popped->has_value()) return false;
-    if ((*popped)->writable_bytes() == 0) {
-      fail_locked(Error(ErrorCode::kGuest, "receive buffer at descriptor " + std::to_string((*popped)->head()) +
-                                               " is not device-writable; the driver is broken or hostile"));
-      return false;
-    }
-    rx_chains_.push_back(std::move(**popped));
+    auto chain = next_writable_chain(kReceiveQueue);
+    if (!chain) return false;
+    rx_chains_.push_back(std::move(*chain));
   }
   return true;
 }
 
-void VirtioNet::receive_locked() {
-  if (!active_ || failed_ || backend_failed_ || !active_->enabled[kReceiveQueue]) return;
-  GuestMemory& memory = *active_->memory;
-  Virtqueue& q = active_->queues[kReceiveQueue];
-  bool used = false;
+void VirtioNet::receive() {
+  if (!serving(kReceiveQueue) || backend_failed_) return;
   for (;;) {
     if (rx_length_ == 0) {
       // Read from the backend only with a guest buffer in hand, so packets
       // wait in the backend (not here) while the guest is not receiving.
-      if (!hold_receive_chains_locked(1)) {
-        rx_stalled_ = !failed_;
+      if (!hold_receive_chains(1)) {
+        rx_stalled_ = running();
         break;
       }
       auto got = backend_->receive(rx_packet_);
@@ -202,7 +168,7 @@ void VirtioNet::receive_locked() {
     bool fits = false;
     bool waiting = false;
     for (;;) {
-      if (chains == rx_chains_.size() && !hold_receive_chains_locked(chains + 1)) {
+      if (chains == rx_chains_.size() && !hold_receive_chains(chains + 1)) {
         waiting = true;
         break;
       }
@@ -212,11 +178,11 @@ void VirtioNet::receive_locked() {
         fits = true;
         break;
       }
-      if (!mergeable_ || chains >= q.size()) break;  // can never fit
+      if (!mergeable_ || chains >= queue_size(kReceiveQueue)) break;  // can never fit
     }
-    if (failed_) return;
+    if (!running()) return;
     if (waiting) {
-      rx_stalled_ = true;  // the packet waits for the driver's next buffers
+      rx_stalled_ = true;  // the packet waits for the driver's next buffers (or the next turn)
       break;
     }
     if (!fits) {
@@ -226,28 +192,21 @@ void VirtioNet::receive_locked() {
       rx_length_ = 0;
       continue;
     }
-    deliver_packet_locked(chains, rx_header_);
-    if (failed_) return;
-    used = true;
+    deliver_packet(chains, rx_header_);
+    if (!running()) return;
   }
-  release_receive_chains_locked();
-  if (used) {
-    auto notify = q.needs_interrupt(memory);
-    if (!notify || *notify) active_->interrupt->signal_used(kReceiveQueue);
-  }
+  release_receive_chains();
 }
 
-void VirtioNet::release_receive_chains_locked() {
-  // The chains still held are the last ones popped, in order, so stepping the
-  // queue's next_avail back by their count makes them available again: the
-  // next pass pops them anew. Between passes the device then holds nothing
-  // the transport's saved queue state does not describe (snapshots).
-  if (rx_chains_.empty()) return;
-  Virtqueue& q = active_->queues[kReceiveQueue];
-  Virtqueue::State state = q.state();
-  state.next_avail = static_cast<uint16_t>(state.next_avail - rx_chains_.size());
-  q.restore(state);
-  rx_chains_.clear();
+void VirtioNet::release_receive_chains() {
+  // The chains still held are the last ones popped, in order: put back
+  // newest first, they are popped anew by the next pass. Between passes the
+  // device then holds nothing the transport's saved queue state does not
+  // describe (snapshots).
+  while (!rx_chains_.empty()) {
+    put_back(kReceiveQueue, rx_chains_.back());
+    rx_chains_.pop_back();
+  }
 }
 
 bool VirtioNet::accept_receive_header(VirtioNetHeader& header) const {
@@ -285,9 +244,7 @@ bool VirtioNet::accept_transmit_header(VirtioNetHeader& header) const {
   return true;
 }
 
-void VirtioNet::deliver_packet_locked(size_t chains, VirtioNetHeader header) {
-  GuestMemory& memory = *active_->memory;
-  Virtqueue& q = active_->queues[kReceiveQueue];
+void VirtioNet::deliver_packet(size_t chains, VirtioNetHeader header) {
   // num_buffers: how many buffers the packet spans (1 without mergeable buffers).
   header.num_buffers = static_cast<uint16_t>(chains);
   std::memcpy(rx_packet_.data(), &header, kVnetHeaderSize);
@@ -296,33 +253,25 @@ void VirtioNet::deliver_packet_locked(size_t chains, VirtioNetHeader header) {
     DescriptorChain chain = std::move(rx_chains_.front());
     rx_chains_.pop_front();
     const size_t n = static_cast<size_t>(std::min<uint64_t>(chain.writable_bytes(), rx_length_ - at));
-    auto wrote = chain.write(memory, 0, std::span<const uint8_t>(rx_packet_.data() + at, n));
-    if (!wrote) return fail_locked(wrote.error());
-    if (auto r = q.add_used(memory, chain, static_cast<uint32_t>(n)); !r) return fail_locked(r.error());
+    auto wrote = chain.write(memory(), 0, std::span<const uint8_t>(rx_packet_.data() + at, n));
+    if (!wrote) return fail_guest_misuse(wrote.error());
+    if (!complete(kReceiveQueue, chain, n)) return;
     at += n;
   }
   ++stats_.rx_packets;
   rx_length_ = 0;
 }
 
-void VirtioNet::transmit_locked() {
-  if (!active_ || failed_ || !active_->enabled[kTransmitQueue]) return;
-  GuestMemory& memory = *active_->memory;
-  Virtqueue& q = active_->queues[kTransmitQueue];
-  bool used = false;
-  for (;;) {
-    auto popped = q.pop(memory);
-    if (!popped) return fail_locked(popped.error());
-    if (!popped->has_value()) break;
-    const DescriptorChain& chain = **popped;
-    const uint64_t length = chain.readable_bytes();
+void VirtioNet::transmit() {
+  while (auto chain = next_chain(kTransmitQueue)) {
+    const uint64_t length = chain->readable_bytes();
     // A packet is the header and an Ethernet frame (14-byte MAC header at
     // least, 64 KiB at most). Anything else is dropped; the chain goes back.
     if (length < kVnetHeaderSize + 14 || length > net::kMaxPacketSize) {
       ++stats_.tx_dropped;
     } else {
-      auto got = chain.read(memory, 0, std::span(tx_packet_.data(), length));
-      if (!got) return fail_locked(got.error());
+      auto got = chain->read(memory(), 0, std::span(tx_packet_.data(), length));
+      if (!got) return fail_guest_misuse(got.error());
       VirtioNetHeader header;
       std::memcpy(&header, tx_packet_.data(), kVnetHeaderSize);
       const bool accepted = accept_transmit_header(header);
@@ -333,17 +282,13 @@ void VirtioNet::transmit_locked() {
       } else if (auto r = backend_->send({&iov, 1}); r) {
         ++stats_.tx_packets;
       } else {
+        // A host-side failure: the packet is lost, as on a congested wire.
         ++stats_.tx_dropped;
         if (r.error().code() != ErrorCode::kBusy)
           HV_LOG_DEBUG("virtio-net: {} dropped a packet: {}", backend_->name(), r.error().message());
       }
     }
-    if (auto r = q.add_used(memory, chain, 0); !r) return fail_locked(r.error());
-    used = true;
-  }
-  if (used) {
-    auto notify = q.needs_interrupt(memory);
-    if (!notify || *notify) active_->interrupt->signal_used(kTransmitQueue);
+    if (!complete(kTransmitQueue, *chain, 0)) return;
   }
 }
 

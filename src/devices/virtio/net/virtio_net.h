@@ -21,50 +21,21 @@
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
-#include <optional>
 #include <vector>
 
-#include "devices/virtio/virtio_device.h"
+#include "devices/virtio/net/virtio_net_spec.h"
+#include "devices/virtio/virtio_device_core.h"
 #include "net/mac_address.h"
 #include "net/net_backend.h"
 
 namespace hostvisor {
-
-namespace virtio_net {
-// 5.1.3 feature bits.
-inline constexpr unsigned kFeatureCsum = 0;
-inline constexpr unsigned kFeatureGuestCsum = 1;
-inline constexpr unsigned kFeatureMtu = 3;
-inline constexpr unsigned kFeatureMac = 5;
-inline constexpr unsigned kFeatureGuestTso4 = 7;
-inline constexpr unsigned kFeatureGuestTso6 = 8;
-inline constexpr unsigned kFeatureGuestEcn = 9;
-inline constexpr unsigned kFeatureHostTso4 = 11;
-inline constexpr unsigned kFeatureHostTso6 = 12;
-inline constexpr unsigned kFeatureHostEcn = 13;
-inline constexpr unsigned kFeatureMergeableRxBuffers = 15;
-inline constexpr unsigned kFeatureStatus = 16;
-inline constexpr unsigned kFeatureControlQueue = 17;
-// 5.1.4 configuration layout.
-struct __attribute__((packed)) Config {
-  uint8_t mac[6];
-  uint16_t status;
-  uint16_t max_virtqueue_pairs;
-  uint16_t mtu;
-};
-static_assert(sizeof(Config) == 12);
-inline constexpr uint16_t kStatusLinkUp = 1;
-inline constexpr uint16_t kReceiveQueue = 0;
-inline constexpr uint16_t kTransmitQueue = 1;
-}  // namespace virtio_net
 
 struct VirtioNetOptions {
   net::MacAddress mac = net::random_local_mac_address();
   uint16_t queue_size = 256;
 };
 
-class VirtioNet : public VirtioDevice {
+class VirtioNet : public VirtioDeviceCore {
  public:
   struct Stats {
     uint64_t rx_packets = 0, rx_dropped = 0;
@@ -91,39 +62,34 @@ class VirtioNet : public VirtioDevice {
   std::string_view name() const override { return "net"; }
   uint32_t device_type() const override;
   uint64_t device_features() const override;
-  uint16_t queue_count() const override { return 2; }
-  uint16_t queue_max_size(uint16_t) const override { return options_.queue_size; }
   uint32_t config_size() const override { return sizeof(virtio_net::Config); }
   void read_config(uint64_t offset, std::span<uint8_t> data) override;
-  Result<void> activate(const VirtioActivation& activation) override;
-  void reset() override;
-  Result<void> process_queue(uint16_t queue) override;
 
  private:
-  void receive_locked();
-  void transmit_locked();
+  Result<void> on_activate() override;
+  void on_reset() override;
+  void serve_queue(uint16_t queue) override;
+  void receive();
+  void transmit();
   // Makes sure `count` receive chains are held; false if the driver has not
-  // posted that many (or failed the device).
-  bool hold_receive_chains_locked(size_t count);
+  // posted that many, the turn's budget is spent, or the device failed.
+  bool hold_receive_chains(size_t count);
   // Gives the chains popped but not used back to the available ring.
-  void release_receive_chains_locked();
-  void deliver_packet_locked(size_t chains, net::VirtioNetHeader header);
+  void release_receive_chains();
+  void deliver_packet(size_t chains, net::VirtioNetHeader header);
   // Header checks against the negotiated offloads; false: drop the packet.
   bool accept_transmit_header(net::VirtioNetHeader& header) const;
   bool accept_receive_header(net::VirtioNetHeader& header) const;
-  void fail_locked(const Error& error);
   void update_interest_locked();
   bool wants_events_locked() const;
 
   std::unique_ptr<net::NetBackend> backend_;
   VirtioNetOptions options_;
 
-  mutable std::mutex mutex_;
-  std::optional<VirtioActivation> active_;
+  // --- guarded by the core's mutex_
   bool mergeable_ = false;
   uint64_t negotiated_ = 0;
   net::ReceiveOffloads rx_offloads_;       // what the backend was told it may send us
-  bool failed_ = false;                    // DEVICE_NEEDS_RESET signalled
   bool backend_failed_ = false;            // the backend returned an error on receive
   bool rx_stalled_ = false;                // a packet or the backend waits for guest buffers
   std::deque<DescriptorChain> rx_chains_;  // receive chains popped in this pass, not yet used

@@ -16,18 +16,24 @@
 #include <atomic>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "devices/virtio/pci/virtio_pci_device.h"
+#include "devices/virtio/testing/recording_virtio_interrupt.h"
+#include "devices/virtio/testing/reschedule.h"
+#include "devices/virtio/testing/virtqueue_test_driver.h"
 #include "devices/virtio/virtio_constants.h"
-#include "devices/virtio/virtqueue_test_driver.h"
 #include "net/datagram_socket_backend.h"
 #include "net/tap/tap_backend.h"
 
 namespace hostvisor {
 namespace {
+
+using testing::RecordingVirtioInterrupt;
+using testing::VirtqueueTestDriver;
 
 using net::VirtioNetHeader;
 using Buffer = VirtqueueTestDriver::Buffer;
@@ -37,15 +43,6 @@ constexpr uint16_t kQueueSize = 16;
 constexpr uint64_t kRxRing = 0x1000, kTxRing = 0x4000;
 constexpr uint64_t kRxBuffers = 0x100000, kTxBuffers = 0x200000;
 constexpr uint64_t kRxStride = 0x10000;
-
-class RecordingInterrupt : public VirtioInterrupt {
- public:
-  void signal_used(uint16_t queue) override { used.push_back(queue); }
-  void signal_config_change() override {}
-  void signal_needs_reset(const Error& reason) override { needs_reset.push_back(reason.message()); }
-  std::vector<uint16_t> used;
-  std::vector<std::string> needs_reset;
-};
 
 // An Ethernet frame of `size` bytes: broadcast, from 02:..., ethertype 0x88b5
 // (IEEE local experimental), then a counting pattern from `seed`.
@@ -128,7 +125,7 @@ class VirtioNetTest : public ::testing::Test {
   std::unique_ptr<VirtqueueTestDriver> rx, tx;
   Virtqueue queues[2];
   bool enabled[2] = {true, true};
-  RecordingInterrupt interrupt;
+  RecordingVirtioInterrupt interrupt;
   UniqueFd peer;
   net::DatagramSocketBackend* socket_backend = nullptr;
   std::vector<bool> interest;
@@ -447,6 +444,98 @@ TEST_F(VirtioNetTest, OffloadsTheDriverRefusedAreEnforced) {
 // the device when the socket is readable (and the device wants events), and
 // the driver posts and consumes buffers on a third: every packet arrives
 // once, in order, intact; the socket's back-pressure means none is dropped.
+// A backend under the test's control: sends fail while `fail_sends`, and
+// every send first runs `on_send` (a guest vCPU acting meanwhile).
+class ScriptedBackend : public net::NetBackend {
+ public:
+  std::string_view name() const override { return "scripted"; }
+  Result<void> send(std::span<const iovec>) override {
+    if (on_send) on_send();
+    if (fail_sends) return Error(ErrorCode::kIo, "scripted: the host side is gone");
+    ++sent;
+    return ok();
+  }
+  Result<std::optional<size_t>> receive(std::span<uint8_t>) override { return std::optional<size_t>(); }
+  int receive_fd() const override { return -1; }
+  uint32_t mtu() const override { return 1500; }
+
+  bool fail_sends = false;
+  int sent = 0;
+  std::function<void()> on_send;
+};
+
+// Transmit chain `head`: one descriptor holding a header and a 60-byte frame.
+void post_tx(VirtqueueTestDriver& tx, uint16_t head) {
+  tx.add_chain(head, {{kTxBuffers + 0x100ull * head, static_cast<uint32_t>(sizeof(VirtioNetHeader) + 60), false}});
+}
+
+TEST_F(VirtioNetTest, HostSendFailureDropsAndCountsThePacketAndTheDeviceGoesOn) {
+  auto backend = std::make_unique<ScriptedBackend>();
+  ScriptedBackend* scripted = backend.get();
+  start(std::move(backend));
+  scripted->fail_sends = true;
+  post_tx(*tx, 0);
+  ASSERT_TRUE(device->process_queue(1).ok());
+  EXPECT_EQ(tx->used_idx(), 1) << "the chain goes back to the driver";
+  EXPECT_EQ(device->stats().tx_dropped, 1u);
+  EXPECT_TRUE(interrupt.needs_reset.empty());
+  scripted->fail_sends = false;
+  post_tx(*tx, 1);
+  ASSERT_TRUE(device->process_queue(1).ok());
+  EXPECT_EQ(tx->used_idx(), 2);
+  EXPECT_EQ(device->stats().tx_packets, 1u);
+  EXPECT_EQ(scripted->sent, 1);
+}
+
+// A driver that keeps refilling the transmit ring as fast as the device
+// empties it: each turn takes at most a queue's worth, the rest is served on
+// rescheduled turns, every packet once and in order.
+TEST_F(VirtioNetTest, TransmitStormLargerThanTheQueueIsServedOverSeveralTurns) {
+  auto backend = std::make_unique<ScriptedBackend>();
+  ScriptedBackend* scripted = backend.get();
+  start(std::move(backend));
+  constexpr int kPackets = 4 * kQueueSize + 5;
+  int published = 0, sends = 0;
+  auto publish_next = [&] {
+    if (published < kPackets) post_tx(*tx, static_cast<uint16_t>(published++ % kQueueSize));
+  };
+  for (int i = 0; i < kQueueSize; ++i) publish_next();
+  // At send n, packet n - 1 has been returned: its head may be used again.
+  scripted->on_send = [&] {
+    if (++sends > 1) publish_next();
+  };
+  ASSERT_TRUE(device->process_queue(1).ok());
+  EXPECT_EQ(tx->used_idx(), kQueueSize) << "one turn took more than the queue size";
+  int turns = 1;
+  while (tx->used_idx() < kPackets && testing::run_rescheduled_turn(*device)) ++turns;
+  EXPECT_EQ(tx->used_idx(), kPackets);
+  EXPECT_GE(turns, 4);
+  for (uint16_t i = 0; i < kPackets; ++i) ASSERT_EQ(tx->used(i).id, i % kQueueSize) << i;
+  EXPECT_EQ(scripted->sent, kPackets);
+  EXPECT_TRUE(interrupt.needs_reset.empty());
+}
+
+// Receive buffers are held while a packet is spread over them (mergeable
+// buffers). A driver that makes a held head available again is refused:
+// DEVICE_NEEDS_RESET, and no buffer is returned, let alone twice.
+TEST_F(VirtioNetTest, ReceiveHeadReusedWhileHeldNeedsResetAndIsNeverReturnedTwice) {
+  start_with_socketpair(/*mergeable=*/true);
+  post_rx(100, /*notify=*/false);
+  for (int i = 0; i < 4; ++i) rx->publish(0);  // the same head, again and again
+  ASSERT_TRUE(device->process_queue(0).ok());
+  EXPECT_TRUE(interrupt.needs_reset.empty()) << "no packet yet: nothing held, nothing reused";
+  peer_send(make_frame(1000, 1));
+  device->process_backend();
+  ASSERT_EQ(interrupt.needs_reset.size(), 1u);
+  EXPECT_NE(interrupt.needs_reset[0].find("still holds it"), std::string::npos) << interrupt.needs_reset[0];
+  EXPECT_EQ(rx->used_idx(), 0);
+  device->process_backend();
+  ASSERT_TRUE(device->process_queue(0).ok());
+  EXPECT_EQ(rx->used_idx(), 0);
+  EXPECT_EQ(interrupt.needs_reset.size(), 1u);
+  EXPECT_FALSE(device->wants_backend_events());
+}
+
 TEST_F(VirtioNetTest, ConcurrentReceiveDeliversEveryPacketInOrder) {
   start_with_socketpair();
   constexpr int kPackets = 2000;

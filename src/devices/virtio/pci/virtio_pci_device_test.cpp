@@ -13,13 +13,16 @@
 #include "devices/pci/pci_ecam.h"
 #include "devices/pci/pci_layout.h"
 #include "devices/pci/pci_root.h"
-#include "devices/pci/test_interrupt_controller.h"
 #include "devices/virtio/rng/virtio_rng.h"
+#include "devices/virtio/testing/virtqueue_test_driver.h"
 #include "devices/virtio/virtio_constants.h"
-#include "devices/virtio/virtqueue_test_driver.h"
+#include "hv/testing/recording_interrupt_controller.h"
 
 namespace hostvisor {
 namespace {
+
+using testing::RecordingInterruptController;
+using testing::VirtqueueTestDriver;
 
 using namespace virtio;
 
@@ -233,10 +236,10 @@ TEST_F(VirtioPciTest, FullInitialisationAndARequestOverIntx) {
   EXPECT_LT(zeros, 16) << "64 random bytes are almost never mostly zero";
 
   // INTx: slot 4, INTA -> GSI 16 + (4 + 0) % 4 = 16; ISR bit 0; status bit 3.
-  EXPECT_TRUE(irq.line(16));
+  EXPECT_TRUE(irq.level(16));
   EXPECT_TRUE(cfg_read(pci_reg::kStatus, 2) & pci_status::kInterruptStatus);
   EXPECT_EQ(bar_read<uint8_t>(caps[3].offset), 1);
-  EXPECT_FALSE(irq.line(16));  // reading the ISR acknowledged it
+  EXPECT_FALSE(irq.level(16));  // reading the ISR acknowledged it
   EXPECT_EQ(bar_read<uint8_t>(caps[3].offset), 0);
   EXPECT_FALSE(cfg_read(pci_reg::kStatus, 2) & pci_status::kInterruptStatus);
 }
@@ -246,19 +249,19 @@ TEST_F(VirtioPciTest, InterruptDisableHoldsTheIntxLine) {
   cfg_write(pci_reg::kCommand, cfg_read(pci_reg::kCommand, 2) | pci_command::kInterruptDisable, 2);
   driver->add_chain(0, {{0x40000, 8, true}});
   notify(0);
-  EXPECT_FALSE(irq.line(16));
+  EXPECT_FALSE(irq.level(16));
   EXPECT_TRUE(cfg_read(pci_reg::kStatus, 2) & pci_status::kInterruptStatus);  // still pending
   cfg_write(pci_reg::kCommand, cfg_read(pci_reg::kCommand, 2) & ~pci_command::kInterruptDisable, 2);
-  EXPECT_TRUE(irq.line(16));
+  EXPECT_TRUE(irq.level(16));
 }
 
 TEST_F(VirtioPciTest, EnablingMsixDropsThePendingIntx) {
   initialise(feature_bit(kFeatureVersion1));
   driver->add_chain(0, {{0x40000, 8, true}});
   notify(0);
-  ASSERT_TRUE(irq.line(16));
+  ASSERT_TRUE(irq.level(16));
   cfg_write(msix_cap + 2, 0x8000, 2);
-  EXPECT_FALSE(irq.line(16));
+  EXPECT_FALSE(irq.level(16));
 }
 
 TEST_F(VirtioPciTest, MsixQueueVectorWithEventIdx) {
@@ -268,16 +271,16 @@ TEST_F(VirtioPciTest, MsixQueueVectorWithEventIdx) {
   driver->set_used_event(0);
   driver->add_chain(0, {{0x40000, 32, true}});
   notify(0);
-  ASSERT_EQ(irq.msis.size(), 1u);
-  EXPECT_EQ(irq.msis[0], (RecordingInterruptController::Msi{0xfee00000, 0x4051}));
-  EXPECT_FALSE(irq.line(16));
+  ASSERT_EQ(irq.msis().size(), 1u);
+  EXPECT_EQ(irq.msis()[0], (RecordingInterruptController::Msi{0xfee00000, 0x4051}));
+  EXPECT_FALSE(irq.level(16));
   EXPECT_EQ(driver->avail_event(), 1);
   // The driver asks not to be interrupted until entry 5 is used.
   driver->set_used_event(5);
   driver->add_chain(1, {{0x40000, 32, true}});
   notify(0);
   EXPECT_EQ(driver->used_idx(), 2);
-  EXPECT_EQ(irq.msis.size(), 1u);
+  EXPECT_EQ(irq.msis().size(), 1u);
 }
 
 TEST_F(VirtioPciTest, UnknownMsixVectorReadsNoVector) {
@@ -295,8 +298,8 @@ TEST_F(VirtioPciTest, HostileChainMarksNeedsResetAndRaisesConfigInterrupt) {
   driver->publish(0);
   notify(0);
   EXPECT_TRUE(status() & kStatusDeviceNeedsReset);
-  ASSERT_EQ(irq.msis.size(), 1u);
-  EXPECT_EQ(irq.msis[0].data, 0x4060u);
+  ASSERT_EQ(irq.msis().size(), 1u);
+  EXPECT_EQ(irq.msis()[0].data, 0x4060u);
   // Nothing is processed until the driver resets the device.
   driver->add_chain(1, {{0x40000, 16, true}});
   notify(0);
@@ -391,8 +394,8 @@ TEST_F(VirtioPciTest, SnapshotRestoresARunningDevice) {
   mmio2.write(bar + caps[2].offset, std::span(reinterpret_cast<const uint8_t*>(&value), 2));
   EXPECT_EQ(driver->used_idx(), 2);
   EXPECT_EQ(driver->used(1).id, 1u);
-  ASSERT_EQ(irq2.msis.size(), 1u);  // MSI-X enable and the table came back too
-  EXPECT_EQ(irq2.msis[0].data, 0x4071u);
+  ASSERT_EQ(irq2.msis().size(), 1u);  // MSI-X enable and the table came back too
+  EXPECT_EQ(irq2.msis()[0].data, 0x4071u);
 }
 
 TEST_F(VirtioPciTest, SnapshotWithRingsOutsideRamIsRejected) {

@@ -5,12 +5,12 @@
 #include <cerrno>
 #include <vector>
 
+#include "base/log.h"
 #include "devices/virtio/virtio_constants.h"
 
 namespace hostvisor {
 
-namespace {
-Result<void> fill_random(std::span<uint8_t> out) {
+Result<void> VirtioRng::host_entropy(std::span<uint8_t> out) {
   size_t done = 0;
   while (done < out.size()) {
     const ssize_t n = ::getrandom(out.data() + done, out.size() - done, 0);
@@ -22,7 +22,6 @@ Result<void> fill_random(std::span<uint8_t> out) {
   }
   return ok();
 }
-}  // namespace
 
 uint32_t VirtioRng::device_type() const { return virtio::kDeviceEntropy; }
 
@@ -31,38 +30,41 @@ uint64_t VirtioRng::device_features() const {
   return virtio::feature_bit(virtio::kFeatureIndirectDesc) | virtio::feature_bit(virtio::kFeatureEventIdx);
 }
 
-Result<void> VirtioRng::activate(const VirtioActivation& activation) {
-  if (!activation.memory || !activation.interrupt || activation.queues.size() != 1 || activation.enabled.size() != 1)
-    return Error(ErrorCode::kInternal, "virtio-rng activated without its queue");
-  std::lock_guard lock(mutex_);
-  active_ = activation;
-  return ok();
-}
+void VirtioRng::on_reset() { held_.clear(); }
 
-void VirtioRng::reset() {
-  std::lock_guard lock(mutex_);
-  active_.reset();
-}
-
-Result<void> VirtioRng::process_queue(uint16_t queue) {
-  std::lock_guard lock(mutex_);
-  if (!active_ || queue != 0 || !active_->enabled[0]) return ok();
-  GuestMemory& memory = *active_->memory;
-  Virtqueue& q = active_->queues[0];
-  std::vector<uint8_t> random;
-  bool used = false;
-  for (;;) {
-    auto chain = HV_TRY(q.pop(memory));
-    if (!chain) break;
-    const uint64_t want = std::min<uint64_t>(chain->writable_bytes(), kMaxBytesPerRequest);
-    random.resize(want);
-    HV_TRY(fill_random(random));
-    const uint64_t written = HV_TRY(chain->write(memory, 0, random));
-    HV_TRY(q.add_used(memory, *chain, static_cast<uint32_t>(written)));
-    used = true;
+void VirtioRng::serve_queue(uint16_t) {
+  // Requests held for entropy go first: the driver sees them answered in order.
+  while (!held_.empty() && running()) {
+    if (!answer(held_.front())) return hold_the_rest();
+    held_.pop_front();
   }
-  if (used && HV_TRY(q.needs_interrupt(memory))) active_->interrupt->signal_used(0);
-  return ok();
+  while (auto chain = next_chain(0)) {
+    if (answer(*chain)) continue;
+    held_.push_back(std::move(*chain));
+    return hold_the_rest();
+  }
+}
+
+bool VirtioRng::answer(const DescriptorChain& chain) {
+  random_.resize(std::min<uint64_t>(chain.writable_bytes(), kMaxBytesPerRequest));
+  if (auto filled = source_(random_); !filled) {
+    if (!std::exchange(source_failing_, true))
+      HV_LOG_WARN("virtio-rng: no entropy, holding the guest's requests: {}", filled.error().message());
+    return false;
+  }
+  if (std::exchange(source_failing_, false)) HV_LOG_INFO("virtio-rng: entropy is back");
+  auto written = chain.write(memory(), 0, random_);
+  if (!written) {
+    fail_guest_misuse(written.error());  // pop() checked the buffers: the guest's RAM map changed
+    return true;
+  }
+  complete(0, chain, *written);
+  return true;
+}
+
+void VirtioRng::hold_the_rest() {
+  while (auto chain = next_chain(0)) held_.push_back(std::move(*chain));
+  retry_later(0, kRetryDelay);
 }
 
 }  // namespace hostvisor

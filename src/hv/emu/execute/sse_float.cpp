@@ -59,21 +59,23 @@ void commit_flags(Cpu& cpu, uint32_t raised, bool tiny) {
   cpu.mxcsr |= raised;
 }
 
+// Runs `asm_text` (an SSE instruction on %[x] and %[y], and %[imm] when the
+// instruction takes one) on the host under `mxcsr`; evaluates to the flags it
+// raised. Extra asm inputs (the immediate) follow the text.
+#define HV_HOST_SSE_RUN(asm_text, ...)                                                                   \
+  __m128i x, y;                                                                                          \
+  std::memcpy(&x, a.b, 16);                                                                              \
+  std::memcpy(&y, b.b, 16);                                                                              \
+  uint32_t saved, out;                                                                                   \
+  asm volatile("stmxcsr %[saved]\n\tldmxcsr %[in]\n\t" asm_text "\n\tstmxcsr %[out]\n\tldmxcsr %[saved]" \
+               : [x] "+x"(x), [saved] "=m"(saved), [out] "=m"(out)                                       \
+               : [y] "x"(y), [in] "m"(mxcsr)__VA_OPT__(, ) __VA_ARGS__);                                 \
+  std::memcpy(a.b, &x, 16);                                                                              \
+  return out & kMxcsrFlags;
+
 // `op %b, %a` on the host under `mxcsr`; returns the flags it raised.
-#define HV_HOST_SSE(name, text)                                      \
-  uint32_t name(V128& a, const V128& b, uint32_t mxcsr) {            \
-    __m128i x, y;                                                    \
-    std::memcpy(&x, a.b, 16);                                        \
-    std::memcpy(&y, b.b, 16);                                        \
-    uint32_t saved, out;                                             \
-    asm volatile("stmxcsr %[saved]\n\tldmxcsr %[in]\n\t" text        \
-                 " %[y], %[x]\n\t"                                   \
-                 "stmxcsr %[out]\n\tldmxcsr %[saved]"                \
-                 : [x] "+x"(x), [saved] "=m"(saved), [out] "=m"(out) \
-                 : [y] "x"(y), [in] "m"(mxcsr));                     \
-    std::memcpy(a.b, &x, 16);                                        \
-    return out & kMxcsrFlags;                                        \
-  }
+#define HV_HOST_SSE(name, text) \
+  uint32_t name(V128& a, const V128& b, uint32_t mxcsr) { HV_HOST_SSE_RUN(text " %[y], %[x]") }
 
 HV_HOST_SSE(host_addsd, "addsd")
 HV_HOST_SSE(host_subsd, "subsd")
@@ -120,26 +122,17 @@ HV_HOST_SSE(host_rsqrtss, "rsqrtss")
 #undef HV_HOST_SSE
 
 // CMPPS/CMPPD/CMPSS/CMPSD with predicate N (legacy SSE uses imm8 bits 2:0).
-#define HV_HOST_SSE_CMP(name, text)                                  \
-  template <int N>                                                   \
-  uint32_t name(V128& a, const V128& b, uint32_t mxcsr) {            \
-    __m128i x, y;                                                    \
-    std::memcpy(&x, a.b, 16);                                        \
-    std::memcpy(&y, b.b, 16);                                        \
-    uint32_t saved, out;                                             \
-    asm volatile("stmxcsr %[saved]\n\tldmxcsr %[in]\n\t" text        \
-                 " %[imm], %[y], %[x]\n\t"                           \
-                 "stmxcsr %[out]\n\tldmxcsr %[saved]"                \
-                 : [x] "+x"(x), [saved] "=m"(saved), [out] "=m"(out) \
-                 : [y] "x"(y), [in] "m"(mxcsr), [imm] "i"(N));       \
-    std::memcpy(a.b, &x, 16);                                        \
-    return out & kMxcsrFlags;                                        \
+#define HV_HOST_SSE_CMP(name, text)                           \
+  template <int N>                                            \
+  uint32_t name(V128& a, const V128& b, uint32_t mxcsr) {     \
+    HV_HOST_SSE_RUN(text " %[imm], %[y], %[x]", [imm] "i"(N)) \
   }
 HV_HOST_SSE_CMP(host_cmpps, "cmpps")
 HV_HOST_SSE_CMP(host_cmppd, "cmppd")
 HV_HOST_SSE_CMP(host_cmpss, "cmpss")
 HV_HOST_SSE_CMP(host_cmpsd, "cmpsd")
 #undef HV_HOST_SSE_CMP
+#undef HV_HOST_SSE_RUN
 
 using HostOp = uint32_t (*)(V128&, const V128&, uint32_t);
 
