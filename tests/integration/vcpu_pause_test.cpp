@@ -16,6 +16,7 @@
 
 #include "devices/bus/bus.h"
 #include "hv/accel.h"
+#include "hv/testing/real_mode.h"
 #include "kvm_skip.h"
 #include "memory/guest_memory.h"
 #include "vmm/vcpu_runner.h"
@@ -119,15 +120,7 @@ class VcpuPauseTest : public ::testing::TestWithParam<Param> {
 
     program_ = GetParam().mmio ? mmio_program() : port_io_program();
     ASSERT_TRUE(memory_.write(GuestAddress(kCodeAddress), program_.code).ok());
-    SystemRegisters sregs = reset_system_registers();
-    sregs.cs.base = 0;
-    sregs.cs.selector = 0;
-    ASSERT_TRUE(vcpu_->set_system_registers(sregs).ok());
-    Registers regs;
-    regs.rip = kCodeAddress;
-    regs.rsp = 0x7000;
-    regs.rflags = 0x2;  // interrupts off: nothing but the loop runs
-    ASSERT_TRUE(vcpu_->set_registers(regs).ok());
+    ASSERT_TRUE(enter_real_mode(*vcpu_, kCodeAddress).ok());  // interrupts off: nothing but the loop runs
     if (program_.mmio) {
       ASSERT_TRUE(mmio_.insert(counter_, kCounterMmio, 8).ok());
     } else {
