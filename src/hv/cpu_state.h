@@ -3,6 +3,7 @@
 // on one backend restores on the other.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <vector>
 
@@ -23,10 +24,10 @@ struct Segment {
   uint8_t type = 0;  // descriptor type field (4 bits)
   uint8_t dpl = 0;
   bool present = true;
-  bool s = true;     // code/data (true) or system (false)
-  bool db = false;   // default operand size 32
-  bool l = false;    // 64-bit code segment
-  bool g = false;    // limit in 4 KiB units
+  bool s = true;    // code/data (true) or system (false)
+  bool db = false;  // default operand size 32
+  bool l = false;   // 64-bit code segment
+  bool g = false;   // limit in 4 KiB units
   bool avl = false;
   bool unusable = false;
 };
@@ -43,6 +44,24 @@ struct SystemRegisters {
   uint64_t efer = 0;
   uint64_t apic_base = 0xfee00900;  // enabled, BSP
 };
+
+// The six segment registers of `s` in the x86 encoding order (ES, CS, SS,
+// DS, FS, GS), for code that copies them one by one: `s` is a
+// SystemRegisters, or a struct that names them alike (KVM's kvm_sregs).
+template <class Sregs>
+constexpr auto segment_registers(Sregs& s) {
+  return std::array{&s.es, &s.cs, &s.ss, &s.ds, &s.fs, &s.gs};
+}
+
+// Copies the control registers between structs that name them alike
+// (SystemRegisters, kvm_sregs, the software CPU's state). CR8 is the
+// caller's: the software CPU keeps it in its local APIC's TPR.
+template <class From, class To>
+void copy_control_registers(const From& from, To& to) {
+  to.cr0 = from.cr0, to.cr2 = from.cr2, to.cr3 = from.cr3, to.cr4 = from.cr4;
+  to.efer = from.efer;
+  to.apic_base = from.apic_base;
+}
 
 // Architectural bits the loaders and backends both need.
 namespace x86 {

@@ -26,7 +26,11 @@ class Vcpu {
   virtual Result<VcpuExit> run() = 0;
 
   // Thread-safe: makes a run() in progress (or the next one) return
-  // InterruptedExit promptly.
+  // InterruptedExit promptly. InterruptedExit means the vCPU stands at an
+  // instruction boundary with no access pending: a run() after an I/O exit
+  // with a kick pending first completes that access and executes nothing
+  // more (KVM: immediate_exit), or returns the next I/O exit of the same
+  // instruction. Its state may then be read until the next run().
   virtual void kick() = 0;
 
   virtual Result<Registers> get_registers() = 0;

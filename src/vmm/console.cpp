@@ -35,6 +35,8 @@ ConsoleEscape::Command ConsoleEscape::feed(std::span<const uint8_t> input, std::
         case 'h':
         case 'H':
         case '?': command = Command::kHelp; break;
+        case 'p':
+        case 'P': command = Command::kPause; break;
         case kEscapeKey: to_guest.push_back(kEscapeKey); break;
         default: break;  // unknown escapes are swallowed, as in QEMU
       }
@@ -52,6 +54,7 @@ ConsoleEscape::Command ConsoleEscape::feed(std::span<const uint8_t> input, std::
 const char* ConsoleEscape::help_text() {
   return "\r\nhostvisor console keys:\r\n"
          "  Ctrl-A x         quit hostvisor\r\n"
+         "  Ctrl-A p         pause the VM, or resume it\r\n"
          "  Ctrl-A Ctrl-A    send Ctrl-A to the guest\r\n"
          "  Ctrl-A h         this help\r\n";
 }
@@ -107,10 +110,11 @@ std::unique_ptr<ConsoleInput> virtio_console_input(std::shared_ptr<VirtioConsole
 
 Result<std::unique_ptr<TerminalConsole>> TerminalConsole::attach(EventLoop& loop, std::unique_ptr<ConsoleInput> target,
                                                                  int input_fd, int output_fd,
-                                                                 std::function<void()> on_quit) {
+                                                                 std::function<void()> on_quit,
+                                                                 PauseToggle on_pause_toggle) {
   if (!target) return Error(ErrorCode::kInvalidArgument, "the terminal console needs a guest device to feed");
-  std::unique_ptr<TerminalConsole> console(
-      new TerminalConsole(loop, std::move(target), input_fd, output_fd, std::move(on_quit)));
+  std::unique_ptr<TerminalConsole> console(new TerminalConsole(loop, std::move(target), input_fd, output_fd,
+                                                               std::move(on_quit), std::move(on_pause_toggle)));
   TerminalConsole* self = console.get();
   HV_TRY(loop.add(self->target_->space_fd(), [self](uint32_t) { self->on_space(); }));
   // stdin may be unwatchable (a regular file, /dev/null): then there is
@@ -141,12 +145,21 @@ void TerminalConsole::on_input() {
     input_closed_ = true;
     return;
   }
-  auto command = escape_.feed(std::span(buffer, static_cast<size_t>(n)), pending_);
-  if (command == ConsoleEscape::Command::kHelp) write_text(output_fd_, ConsoleEscape::help_text());
-  if (command == ConsoleEscape::Command::kQuit) {
-    pending_.clear();
-    on_quit_();
-    return;
+  // A byte at a time, so several commands in one read all act, in order.
+  for (ssize_t i = 0; i < n; ++i) {
+    switch (escape_.feed(std::span(buffer + i, 1), pending_)) {
+      case ConsoleEscape::Command::kNone: break;
+      case ConsoleEscape::Command::kHelp: write_text(output_fd_, ConsoleEscape::help_text()); break;
+      case ConsoleEscape::Command::kPause:
+        if (!on_pause_toggle_) break;
+        deliver_pending();  // what was typed before the key reaches the guest first
+        write_text(output_fd_, ("\r\n[hostvisor: " + on_pause_toggle_() + "]\r\n").c_str());
+        break;
+      case ConsoleEscape::Command::kQuit:
+        pending_.clear();
+        on_quit_();
+        return;
+    }
   }
   deliver_pending();
 }

@@ -1,8 +1,8 @@
 // The guest's console on the host terminal: stdin goes to one guest device,
 // the UART (ttyS0) or the virtio console's port 0 (hvc0), in raw mode when
 // stdin is a terminal (restored on exit, whatever the exit). Like QEMU,
-// Ctrl-A is an escape key: Ctrl-A x quits, Ctrl-A h lists the keys, Ctrl-A
-// Ctrl-A sends a literal Ctrl-A.
+// Ctrl-A is an escape key: Ctrl-A x quits, Ctrl-A p pauses or resumes the
+// VM, Ctrl-A h lists the keys, Ctrl-A Ctrl-A sends a literal Ctrl-A.
 #pragma once
 
 #include <termios.h>
@@ -41,7 +41,7 @@ class RawTerminal {
 // Splits host keyboard input into bytes for the guest and escape commands.
 class ConsoleEscape {
  public:
-  enum class Command { kNone, kQuit, kHelp };
+  enum class Command { kNone, kQuit, kHelp, kPause };
   static constexpr uint8_t kEscapeKey = 0x01;  // Ctrl-A
 
   // Feeds input; bytes for the guest are appended to `to_guest`. Returns the
@@ -80,8 +80,12 @@ std::unique_ptr<ConsoleInput> virtio_console_input(std::shared_ptr<VirtioConsole
 // keystrokes are never dropped and nothing spins.
 class TerminalConsole {
  public:
+  // Ctrl-A x calls on_quit. Ctrl-A p calls on_pause_toggle, which pauses or
+  // resumes the VM and returns a line saying which; the console shows it.
+  using PauseToggle = std::function<std::string()>;
   static Result<std::unique_ptr<TerminalConsole>> attach(EventLoop& loop, std::unique_ptr<ConsoleInput> target,
-                                                         int input_fd, int output_fd, std::function<void()> on_quit);
+                                                         int input_fd, int output_fd, std::function<void()> on_quit,
+                                                         PauseToggle on_pause_toggle = {});
   ~TerminalConsole();
 
   // Passes the terminal's size (of output_fd, if it is a terminal) on to the
@@ -90,12 +94,13 @@ class TerminalConsole {
 
  private:
   TerminalConsole(EventLoop& loop, std::unique_ptr<ConsoleInput> target, int input_fd, int output_fd,
-                  std::function<void()> on_quit)
+                  std::function<void()> on_quit, PauseToggle on_pause_toggle)
       : loop_(loop),
         target_(std::move(target)),
         input_fd_(input_fd),
         output_fd_(output_fd),
-        on_quit_(std::move(on_quit)) {}
+        on_quit_(std::move(on_quit)),
+        on_pause_toggle_(std::move(on_pause_toggle)) {}
   void on_input();
   void on_space();
   void deliver_pending();  // pushes what fits; watches stdin again once empty
@@ -104,6 +109,7 @@ class TerminalConsole {
   std::unique_ptr<ConsoleInput> target_;
   int input_fd_, output_fd_;
   std::function<void()> on_quit_;
+  PauseToggle on_pause_toggle_;
   ConsoleEscape escape_;
   std::vector<uint8_t> pending_;
   bool watching_input_ = false;

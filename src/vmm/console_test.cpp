@@ -49,6 +49,57 @@ TEST(ConsoleEscape, DoubleCtrlASendsOneAndHelpIsACommand) {
   EXPECT_NE(std::string(ConsoleEscape::help_text()).find("Ctrl-A x"), std::string::npos);
 }
 
+TEST(ConsoleEscape, CtrlAPIsThePauseKeyAndListedInTheHelp) {
+  ConsoleEscape escape;
+  std::vector<uint8_t> out;
+  EXPECT_EQ(escape.feed(bytes("ab\x01p"), out), ConsoleEscape::Command::kPause);
+  EXPECT_EQ(escape.feed(bytes("\x01P"), out), ConsoleEscape::Command::kPause);
+  EXPECT_EQ(out, bytes("ab"));
+  EXPECT_NE(std::string(ConsoleEscape::help_text()).find("Ctrl-A p"), std::string::npos);
+}
+
+// Each Ctrl-A p calls the toggle, in order with the keys around it: the
+// bytes typed before it reach the guest first, and the line the toggle
+// returns is shown on the terminal.
+TEST(TerminalConsole, CtrlAPTogglesPauseAndShowsTheAnswer) {
+  auto loop = EventLoop::create();
+  ASSERT_TRUE(loop.ok());
+  Serial8250 uart([](std::span<const uint8_t>) {}, IrqLine());
+  int in[2], out[2];
+  ASSERT_EQ(::pipe(in), 0);
+  ASSERT_EQ(::pipe2(out, O_NONBLOCK), 0);
+  auto input = serial_console_input(uart);
+  ASSERT_TRUE(input.ok());
+  std::atomic<int> toggles{0};
+  std::atomic<bool> typed_first{false};
+  auto console = TerminalConsole::attach(
+      **loop, std::move(*input), in[0], out[1], [] {},
+      [&] {
+        uint8_t lsr = 0;
+        uart.read(5, std::span(&lsr, 1));
+        if (toggles == 0) typed_first = (lsr & 0x01) != 0;
+        return ++toggles % 2 == 1 ? std::string("VM paused") : std::string("VM resumed");
+      });
+  ASSERT_TRUE(console.ok()) << console.error().message();
+  (*loop)->start();
+  const std::string keys = "a\x01pb\x01p";
+  ASSERT_EQ(::write(in[1], keys.data(), keys.size()), static_cast<ssize_t>(keys.size()));
+  std::string shown;
+  for (auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+       shown.find("VM resumed]") == std::string::npos && std::chrono::steady_clock::now() < deadline;) {
+    char buffer[256];
+    const ssize_t n = ::read(out[0], buffer, sizeof buffer);
+    if (n > 0) shown.append(buffer, static_cast<size_t>(n));
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  (*loop)->stop();
+  console->reset();
+  EXPECT_EQ(toggles, 2);
+  EXPECT_TRUE(typed_first) << "the key typed before Ctrl-A p did not reach the guest first";
+  EXPECT_EQ(shown, "\r\n[hostvisor: VM paused]\r\n\r\n[hostvisor: VM resumed]\r\n");
+  for (int fd : {in[0], in[1], out[0], out[1]}) ::close(fd);
+}
+
 }  // namespace
 }  // namespace hostvisor
 

@@ -1,10 +1,8 @@
 #include "vmm/machine.h"
 
-#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <atomic>
-#include <chrono>
 #include <cstdio>
 
 #include "arch/x86_64/acpi/acpi_tables.h"
@@ -12,12 +10,7 @@
 #include "arch/x86_64/layout.h"
 #include "base/log.h"
 #include "base/size.h"
-#include "devices/acpi/pm_block.h"
 #include "devices/legacy/cmos_rtc.h"
-#include "devices/legacy/debug_exit.h"
-#include "devices/legacy/i8042.h"
-#include "devices/legacy/port_61.h"
-#include "devices/legacy/post_code.h"
 #include "devices/legacy/serial_8250.h"
 #include "devices/pci/pci_config_io.h"
 #include "devices/pci/pci_ecam.h"
@@ -28,24 +21,9 @@
 #include "devices/virtio/rng/virtio_rng.h"
 #include "net/tap/tap_backend.h"
 #include "vmm/console.h"
+#include "vmm/legacy_devices.h"
 
 namespace hostvisor {
-
-namespace {
-
-// PC ISA interrupt lines of the legacy devices.
-constexpr uint32_t kCom1Irq = 4;
-constexpr uint32_t kRtcIrq = 8;
-constexpr uint16_t kCom1Base = 0x3f8;
-
-template <class... Ts>
-struct Overloaded : Ts... {
-  using Ts::operator()...;
-};
-template <class... Ts>
-Overloaded(Ts...) -> Overloaded<Ts...>;
-
-}  // namespace
 
 Result<std::unique_ptr<Machine>> Machine::create(const MachineConfig& config, StopSignals& signals) {
   std::unique_ptr<Machine> machine(new Machine(config, signals));
@@ -54,9 +32,7 @@ Result<std::unique_ptr<Machine>> Machine::create(const MachineConfig& config, St
 }
 
 Machine::~Machine() {
-  request_stop(RunOutcome{RunOutcome::Kind::kUserQuit, 0, ""});
-  for (auto& t : threads_)
-    if (t.joinable()) t.join();
+  runner_.reset();  // stops and joins the vCPU threads
   if (event_loop_) event_loop_->stop();
 }
 
@@ -78,7 +54,10 @@ Result<void> Machine::build() {
   memory_.set_dma_write_observer(
       [vm = vm_.get()](GuestAddress at, uint64_t length) { vm->dma_written(at.value(), length); });
 
-  HV_TRY(add_legacy_devices());
+  LegacyDevices legacy =
+      HV_TRY(add_legacy_devices(pio_bus_, vm_->interrupts(), *this, LegacyOptions{.debug_exit = config_.debug_exit}));
+  serial_ = std::move(legacy.serial);
+  rtc_ = std::move(legacy.rtc);
   virtio_mmio_ = std::make_unique<VirtioMmioSlots>(mmio_bus_, *vm_, *event_loop_, memory_);
   HV_LOG_INFO("virtio-mmio: notifies {}", virtio_mmio_->notify_fast_path() ? "through ioeventfds on the event loop"
                                                                            : "as exits on the vCPU threads");
@@ -102,25 +81,10 @@ Result<void> Machine::build() {
   Vcpu& bsp = *vcpus_[0];
   HV_TRY(bsp.set_system_registers(boot->sregs));
   HV_TRY(bsp.set_registers(boot->regs));
-  return {};
-}
 
-Result<void> Machine::add_legacy_devices() {
-  InterruptController& irq = vm_->interrupts();
-  serial_ = std::make_shared<Serial8250>([](std::span<const uint8_t> bytes) { write_all(STDOUT_FILENO, bytes); },
-                                         IrqLine(&irq, kCom1Irq));
-  HV_TRY(pio_bus_.insert(serial_, kCom1Base, 8));
-
-  auto rtc = std::make_shared<CmosRtc>(IrqLine(&irq, kRtcIrq));
-  HV_TRY(pio_bus_.insert(rtc, 0x70, 2));
-  rtc_ = rtc;
-  auto i8042 = std::make_shared<I8042>(this, IrqLine(&irq, 1), IrqLine(&irq, 12));
-  HV_TRY(pio_bus_.insert(i8042, 0x60, 1));
-  HV_TRY(pio_bus_.insert(i8042->command_port(), 0x64, 1));
-  // Port 0x61 reaches us only where the backend has no PIT of its own.
-  HV_TRY(pio_bus_.insert(std::make_shared<SystemControlPortB>(), SystemControlPortB::kPort, 1));
-  HV_TRY(pio_bus_.insert(std::make_shared<PostCode>(), 0x80, 1));
-  if (config_.debug_exit) HV_TRY(pio_bus_.insert(std::make_shared<DebugExit>(this), 0xf4, 4));
+  std::vector<Vcpu*> vcpus;
+  for (auto& vcpu : vcpus_) vcpus.push_back(vcpu.get());
+  runner_ = std::make_unique<VcpuRunner>(std::move(vcpus), pio_bus_, mmio_bus_);
   return {};
 }
 
@@ -225,6 +189,12 @@ Result<void> Machine::add_firmware_tables(const arch::MemoryLayout& layout) {
   rtc_->set_memory_size(layout.low_ram_end, layout.high_ram_size);
 
   acpi::PlatformDescription platform;
+  platform.pm = acpi::PmBlock{.event_port = arch::kPmEventPort,
+                              .control_port = arch::kPmControlPort,
+                              .reset_port = arch::kPmResetPort,
+                              .timer_port = arch::kPmTimerPort,
+                              .gpe0_port = arch::kPmGpe0Port,
+                              .sci_irq = arch::kPmSciIrq};
   platform.cpu_count = config_.cpus;
   platform.lapic_address = arch::kLapicAddress;
   platform.ioapic_address = arch::kIoApicAddress;
@@ -241,11 +211,7 @@ Result<void> Machine::add_firmware_tables(const arch::MemoryLayout& layout) {
   HV_TRY(memory_.write(GuestAddress(tables.base), tables.blob));
   acpi_rsdp_ = tables.rsdp_address;
 
-  const acpi::PmBlock& pm = platform.pm;
-  HV_TRY(pio_bus_.insert(std::make_shared<AcpiPmBlock>(this, IrqLine(&vm_->interrupts(), pm.sci_irq),
-                                                       acpi::PmBlock::kResetValue, acpi::PmBlock::kS5SleepType),
-                         pm.event_port, AcpiPmBlock::kSize));
-  return {};
+  return add_acpi_pm_block(pio_bus_, vm_->interrupts(), *this);
 }
 
 Result<void> Machine::setup_console() {
@@ -260,36 +226,28 @@ Result<void> Machine::setup_console() {
   } else {
     console_input = HV_TRY(serial_console_input(*serial_));
   }
-  console_ =
-      HV_TRY(TerminalConsole::attach(*event_loop_, std::move(console_input), STDIN_FILENO, STDOUT_FILENO, [this] {
+  console_ = HV_TRY(TerminalConsole::attach(
+      *event_loop_, std::move(console_input), STDIN_FILENO, STDOUT_FILENO,
+      [this] {
         request_stop(RunOutcome{RunOutcome::Kind::kUserQuit, 0, "quit from the console (Ctrl-A x)"});
-      }));
-
-  // The CMOS RTC computes its interrupts lazily; a timer polls it when its
-  // next event is due, and at least once a second so a newly enabled
-  // periodic or alarm interrupt starts within a second.
-  int tfd = ::timerfd_create(CLOCK_REALTIME, TFD_CLOEXEC | TFD_NONBLOCK);
-  if (tfd < 0) return Error::from_errno("timerfd_create");
-  rtc_timer_.reset(tfd);
-  auto arm_rtc_timer = [this] {
-    timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    const int64_t now_ns = static_cast<int64_t>(now.tv_sec) * 1000000000 + now.tv_nsec;
-    int64_t due = now_ns + 1000000000;
-    if (auto next = rtc_->next_event_ns(); next && *next < due) due = std::max(*next, now_ns + 1);
-    itimerspec spec{};
-    spec.it_value.tv_sec = due / 1000000000;
-    spec.it_value.tv_nsec = due % 1000000000;
-    ::timerfd_settime(rtc_timer_.get(), TFD_TIMER_ABSTIME, &spec, nullptr);
-  };
-  HV_TRY(event_loop_->add(tfd, [this, arm_rtc_timer](uint32_t) {
-    uint64_t expirations;
-    [[maybe_unused]] ssize_t n = ::read(rtc_timer_.get(), &expirations, sizeof expirations);
-    rtc_->poll();
-    arm_rtc_timer();
-  }));
-  arm_rtc_timer();
+      },
+      [this] { return toggle_pause(); }));
   return {};
+}
+
+std::string Machine::toggle_pause() {
+  if (state() == RunState::kPaused) {
+    const RunResponse resumed = resume();
+    return resumed == RunResponse::kDone ? "VM resumed" : std::string("resume: ") + to_string(resumed);
+  }
+  const RunResponse paused = pause();
+  if (paused != RunResponse::kDone && paused != RunResponse::kUnchanged)
+    return std::string("pause: ") + to_string(paused);
+  // Read while paused: the state a snapshot would save.
+  char where[64] = "";
+  if (auto regs = vcpu_registers(0))
+    std::snprintf(where, sizeof where, ", vCPU 0 at rip %#llx", static_cast<unsigned long long>(regs->rip));
+  return std::string("VM paused") + where + "; Ctrl-A p resumes";
 }
 
 void Machine::take_signals() {
@@ -302,146 +260,38 @@ void Machine::take_signals() {
 RunOutcome Machine::run() {
   auto console = setup_console();
   if (!console) return RunOutcome{RunOutcome::Kind::kFailure, 1, console.error().message()};
+  auto rtc_timer = RtcTimer::start(*event_loop_, rtc_);
+  if (!rtc_timer) return RunOutcome{RunOutcome::Kind::kFailure, 1, rtc_timer.error().message()};
+  rtc_timer_ = std::move(*rtc_timer);
   RawTerminal raw(STDIN_FILENO);
 
-  state_ = State::kRunning;
   take_signals();  // a stop signal read before this machine existed ends it before it starts
   event_loop_->start();
-  for (unsigned i = 0; i < vcpus_.size(); ++i) threads_.emplace_back([this, i] { vcpu_thread(i); });
-
-  {
-    std::unique_lock lock(mutex_);
-    state_changed_.wait(lock, [this] { return outcome_.has_value(); });
-  }
-  for (auto& t : threads_) t.join();
-  threads_.clear();
+  runner_->start();
+  runner_->wait();
   event_loop_->stop();
+  rtc_timer_.reset();
   event_loop_->remove(signals_.fd());
   // A stop signal that came while the vCPUs and the loop wound down (say,
   // just after the guest reset) turns a reset into a quit: the outcome is
   // read only now, when nothing can change it any more.
   take_signals();
   console_.reset();
-  std::lock_guard lock(mutex_);
-  return *outcome_;
+  return *runner_->outcome();
 }
 
-void Machine::vcpu_thread(unsigned index) {
-  Vcpu& vcpu = *vcpus_[index];
-  while (state_ != State::kStopped) {
-    park_if_paused(index);
-    if (state_ == State::kStopped) break;
-    auto exit = vcpu.run();
-    if (!exit) {
-      request_stop(
-          RunOutcome{RunOutcome::Kind::kFailure, 1, "vCPU " + std::to_string(index) + ": " + exit.error().message()});
-      break;
-    }
-    if (!handle_exit(index, *exit)) break;
-  }
-}
+RunResponse Machine::pause() { return runner_->pause(); }
 
-bool Machine::handle_exit(unsigned index, VcpuExit& exit) {
-  return std::visit(
-      Overloaded{
-          [&](PortIoExit& io) {
-            for (uint32_t i = 0; i < io.count; ++i) {
-              auto data = io.data.subspan(static_cast<size_t>(i) * io.size, io.size);
-              bool claimed = io.is_write ? pio_bus_.write(io.port, data) : pio_bus_.read(io.port, data);
-              if (!claimed) HV_LOG_DEBUG("unclaimed port {} {:#x}", io.is_write ? "write" : "read", io.port);
-            }
-            return true;
-          },
-          [&](MmioExit& mmio) {
-            bool claimed =
-                mmio.is_write ? mmio_bus_.write(mmio.address, mmio.data) : mmio_bus_.read(mmio.address, mmio.data);
-            if (!claimed) HV_LOG_DEBUG("unclaimed MMIO {} {:#x}", mmio.is_write ? "write" : "read", mmio.address);
-            return true;
-          },
-          [&](HaltExit&) {
-            // A vCPU halted with interrupts off is parked for good: Linux does
-            // that to the other CPUs before it powers off. Only when every
-            // vCPU is parked can the guest never go on.
-            std::unique_lock lock(mutex_);
-            if (++halted_vcpus_ == vcpus_.size()) {
-              lock.unlock();
-              request_stop(RunOutcome{RunOutcome::Kind::kGuestStuck, 4,
-                                      "every vCPU halted with interrupts disabled: the guest can never continue"});
-              return false;
-            }
-            state_changed_.wait(lock, [this] { return state_ == State::kStopped; });
-            return false;
-          },
-          [&](SystemEventExit& event) {
-            switch (event.kind) {
-              case SystemEventExit::Kind::kPowerOff: request_poweroff(); break;
-              case SystemEventExit::Kind::kReset: request_reset(); break;
-              case SystemEventExit::Kind::kTripleFault:
-                request_stop(
-                    RunOutcome{RunOutcome::Kind::kTripleFault, 4,
-                               "the guest triple-faulted on vCPU " + std::to_string(index) + " (CPU shutdown)"});
-                break;
-            }
-            return false;
-          },
-          [&](InterruptedExit&) { return true; },
-          [&](FailureExit& failure) {
-            request_stop(RunOutcome{RunOutcome::Kind::kFailure, 1,
-                                    "vCPU " + std::to_string(index) + " cannot continue: " + failure.detail});
-            return false;
-          },
-      },
-      exit);
-}
-
-void Machine::park_if_paused(unsigned index) {
-  std::unique_lock lock(mutex_);
-  if (state_ != State::kPaused) return;
-  ++parked_vcpus_;
-  state_changed_.notify_all();
-  state_changed_.wait(lock, [this] { return state_ != State::kPaused; });
-  --parked_vcpus_;
-}
-
-void Machine::pause() {
-  std::unique_lock lock(mutex_);
-  if (state_ != State::kRunning) return;
-  state_ = State::kPaused;
-  for (auto& v : vcpus_) v->kick();
-  state_changed_.wait(lock,
-                      [this] { return parked_vcpus_ + halted_vcpus_ == threads_.size() || state_ != State::kPaused; });
-}
-
-void Machine::resume() {
-  std::lock_guard lock(mutex_);
-  if (state_ != State::kPaused) return;
-  state_ = State::kRunning;
-  state_changed_.notify_all();
-}
+RunResponse Machine::resume() { return runner_->resume(); }
 
 void Machine::request_stop(RunOutcome outcome) {
-  {
-    std::lock_guard lock(mutex_);
-    if (state_ == State::kStopped) {
-      // A quit (signal, Ctrl-A x) wins over a reset that came first, or the
-      // caller would reboot a guest the user asked to stop.
-      if (outcome_ && outcome_->kind == RunOutcome::Kind::kReset && outcome.kind == RunOutcome::Kind::kUserQuit)
-        outcome_ = std::move(outcome);
-      return;
-    }
-    state_ = State::kStopped;
-    outcome_ = std::move(outcome);
-  }
-  state_changed_.notify_all();
-  for (auto& v : vcpus_) v->kick();
+  if (runner_) runner_->stop(std::move(outcome));
 }
 
 void Machine::request_exit(int status) { request_stop(RunOutcome{RunOutcome::Kind::kDebugExit, status, ""}); }
 
-void Machine::request_reset() {
-  request_stop(RunOutcome{RunOutcome::Kind::kReset, 3, "the guest reset the machine; ending the run"});
-}
+void Machine::request_reset() { request_stop(RunOutcome::reset()); }
 
-void Machine::request_poweroff() { request_stop(RunOutcome{RunOutcome::Kind::kPowerOff, 0, ""}); }
+void Machine::request_poweroff() { request_stop(RunOutcome::power_off()); }
 
 }  // namespace hostvisor

@@ -1,14 +1,12 @@
-// The Machine: a MachineConfig turned into a running VM — guest RAM, a
-// backend Vm and its vCPUs, the buses with their devices, the loaded kernel —
-// plus the threads that run it: one per vCPU and the device event loop.
+// The Machine: a MachineConfig turned into a VM — guest RAM, a backend Vm
+// and its vCPUs, the buses with their devices, the loaded kernel — and its
+// lifecycle: run, pause, resume, stop. The vCPU threads and their exit
+// dispatch are the VcpuRunner's; the legacy devices' wiring is in
+// legacy_devices.cpp, the RTC's timer in rtc_timer.cpp.
 #pragma once
 
-#include <atomic>
-#include <condition_variable>
 #include <memory>
-#include <mutex>
-#include <optional>
-#include <thread>
+#include <string>
 #include <vector>
 
 #include "base/result.h"
@@ -21,8 +19,10 @@
 #include "vmm/console.h"
 #include "vmm/event_loop.h"
 #include "vmm/machine_config.h"
+#include "vmm/rtc_timer.h"
 #include "vmm/run_outcome.h"
 #include "vmm/stop_signals.h"
+#include "vmm/vcpu_runner.h"
 #include "vmm/virtio_mmio_slots.h"
 #include "vmm/virtio_pci_fastpath.h"
 
@@ -40,8 +40,6 @@ struct MemoryLayout;
 
 class Machine final : public SystemControl {
  public:
-  enum class State { kCreated, kRunning, kPaused, kStopped };
-
   // Builds the machine; nothing runs until run(). `signals` (installed
   // before this, so every thread the machine starts inherits their mask)
   // must outlive the machine: its stop signals end the run.
@@ -54,11 +52,14 @@ class Machine final : public SystemControl {
   // Starts the vCPUs and the console and blocks until the guest ends.
   RunOutcome run();
 
-  // Thread-safe lifecycle control (the API and the console use these).
-  void pause();
-  void resume();
+  // Thread-safe lifecycle control (the API and the console use these); see
+  // VcpuRunner for what each answer means. While paused, vcpu_registers()
+  // reads a vCPU's registers.
+  RunResponse pause();
+  RunResponse resume();
   void request_stop(RunOutcome outcome);
-  State state() const { return state_.load(); }
+  RunState state() const { return runner_->state(); }
+  Result<Registers> vcpu_registers(unsigned index) { return runner_->registers(index); }
 
   // SystemControl, called by devices.
   void request_exit(int status) override;
@@ -68,7 +69,6 @@ class Machine final : public SystemControl {
  private:
   Machine(const MachineConfig& config, StopSignals& signals) : config_(config), signals_(signals) {}
   Result<void> build();
-  Result<void> add_legacy_devices();
   // The PCI root complex (0xCF8 and ECAM) and the virtio devices on it.
   Result<void> add_pci_devices();
   Result<void> watch_net_backend(const std::shared_ptr<VirtioNet>& net);
@@ -85,12 +85,11 @@ class Machine final : public SystemControl {
   // ACPI tables in guest memory and the PM block they describe; CMOS memory size.
   Result<void> add_firmware_tables(const arch::MemoryLayout& layout);
   Result<void> setup_console();
+  // Ctrl-A p: pauses a running guest or resumes a paused one; returns the
+  // line the console shows.
+  std::string toggle_pause();
   // Stops the run if a stop signal is (or was) pending; passes SIGWINCH on.
   void take_signals();
-  void vcpu_thread(unsigned index);
-  // Handles one exit; returns false when the vCPU thread must end.
-  bool handle_exit(unsigned index, VcpuExit& exit);
-  void park_if_paused(unsigned index);
 
   MachineConfig config_;
   StopSignals& signals_;
@@ -112,16 +111,10 @@ class Machine final : public SystemControl {
   std::shared_ptr<Serial8250> serial_;
   std::shared_ptr<CmosRtc> rtc_;
   std::unique_ptr<TerminalConsole> console_;
-  UniqueFd rtc_timer_;
-  uint64_t acpi_rsdp_ = 0;  // where the ACPI tables start, for the boot protocol
-
-  std::atomic<State> state_{State::kCreated};
-  std::mutex mutex_;
-  std::condition_variable state_changed_;
-  unsigned parked_vcpus_ = 0;  // waiting in pause()
-  size_t halted_vcpus_ = 0;    // halted for good (HaltExit)
-  std::optional<RunOutcome> outcome_;
-  std::vector<std::thread> threads_;
+  std::unique_ptr<RtcTimer> rtc_timer_;  // after event_loop_ and rtc_: it uses both
+  uint64_t acpi_rsdp_ = 0;               // where the ACPI tables start, for the boot protocol
+  // Last: its threads use the vCPUs, the buses and the devices on them.
+  std::unique_ptr<VcpuRunner> runner_;
 };
 
 }  // namespace hostvisor

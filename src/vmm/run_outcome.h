@@ -18,6 +18,10 @@ struct RunOutcome {
   Kind kind = Kind::kFailure;
   int exit_status = 1;
   std::string message;  // one line for the user; empty for a clean power-off
+
+  // The guest's own endings, whether a device or the backend saw them.
+  static RunOutcome power_off() { return RunOutcome{Kind::kPowerOff, 0, ""}; }
+  static RunOutcome reset() { return RunOutcome{Kind::kReset, 3, "the guest reset the machine; ending the run"}; }
 };
 
 }  // namespace hostvisor

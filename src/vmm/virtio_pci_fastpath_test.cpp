@@ -18,10 +18,11 @@
 
 #include "devices/bus/bus.h"
 #include "devices/pci/pci_root.h"
-#include "hv/testing/recording_interrupt_controller.h"
 #include "devices/virtio/virtio_constants.h"
 #include "hv/accel.h"
 #include "hv/cpu_state.h"
+#include "hv/testing/real_mode.h"
+#include "hv/testing/recording_interrupt_controller.h"
 #include "vmm/testing/counting_device.h"
 #include "vmm/testing/kvm_guest_run.h"
 #include "vmm/testing/recording_vm.h"
@@ -366,14 +367,7 @@ TEST(FastPathOnKvm, GuestNotifyWriteReachesTheQueueWithoutAnExit) {
   };
   // clang-format on
   ASSERT_TRUE(memory.write(GuestAddress(0x1000), code).ok());
-  SystemRegisters sregs = reset_system_registers();
-  sregs.cs.base = 0;
-  sregs.cs.selector = 0;
-  ASSERT_TRUE((*vcpu)->set_system_registers(sregs).ok());
-  Registers regs;
-  regs.rip = 0x1000;
-  regs.rsp = 0x7000;
-  ASSERT_TRUE((*vcpu)->set_registers(regs).ok());
+  ASSERT_TRUE(testing::enter_real_mode(**vcpu, 0x1000).ok());
 
   testing::run_to_debug_port(**vcpu, [&](MmioExit& m) {
     EXPECT_TRUE(m.is_write);

@@ -18,7 +18,7 @@
 
 #include "child_process.h"
 #include "guest_cases.h"
-#include "hv/accel.h"
+#include "kvm_skip.h"
 
 namespace hostvisor::testing {
 namespace {
@@ -31,11 +31,7 @@ constexpr auto kPromptExit = std::chrono::seconds(3);
 class StopSignalTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    if (GetParam() != "kvm") return;
-    const HostVirtualization host = probe_host_virtualization();
-    if (!host.dev_kvm_usable)
-      GTEST_SKIP() << "\n*** /dev/kvm is missing or not accessible (" << host.dev_kvm_problem
-                   << "): the kvm stop-signal test did NOT run. ***";
+    if (GetParam() == "kvm") HV_SKIP_WITHOUT_DEV_KVM("the kvm stop-signal test");
   }
 };
 

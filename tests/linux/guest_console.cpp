@@ -126,8 +126,15 @@ std::optional<std::smatch> GuestConsole::wait_for_regex(const std::regex& patter
   }
 }
 
-bool GuestConsole::send_line(const std::string& line) {
-  std::string data = line + "\r";
+bool GuestConsole::send_line(const std::string& line) { return send_keys(line + "\r"); }
+
+void GuestConsole::read_for(std::chrono::milliseconds duration) {
+  const auto deadline = Clock::now() + duration;
+  while (remaining(deadline).count() > 0 && pump(remaining(deadline))) {
+  }
+}
+
+bool GuestConsole::send_keys(const std::string& data) {
   size_t done = 0;
   const auto deadline = Clock::now() + std::chrono::seconds(30);
   while (done < data.size()) {
@@ -137,7 +144,7 @@ bool GuestConsole::send_line(const std::string& line) {
     } else if (n < 0 && (errno == EAGAIN || errno == EINTR) && Clock::now() < deadline) {
       pump(std::chrono::milliseconds(50));
     } else {
-      fail("could not type \"" + line + "\" into hostvisor's stdin: " + std::strerror(errno));
+      fail("could not type \"" + data + "\" into hostvisor's stdin: " + std::strerror(errno));
       return false;
     }
   }
@@ -190,6 +197,8 @@ std::optional<int> GuestConsole::wait_exit(std::chrono::milliseconds timeout) {
   fail("hostvisor was ended by signal " + std::to_string(WTERMSIG(*wait_status_)));
   return std::nullopt;
 }
+
+bool GuestConsole::send_signal(int signal) { return pid_ > 0 && !wait_status_ && ::kill(pid_, signal) == 0; }
 
 void GuestConsole::kill_child() {
   if (pid_ <= 0 || wait_status_) return;

@@ -41,6 +41,12 @@ class GuestConsole {
 
   // Types a line as a terminal does: the text followed by "\r".
   bool send_line(const std::string& line);
+  // Types `keys` as they are (console escapes such as Ctrl-A p).
+  bool send_keys(const std::string& keys);
+  // Reads the child's output for `duration`, whatever comes.
+  void read_for(std::chrono::milliseconds duration);
+  // Sends `signal` to the child (false if it is gone).
+  bool send_signal(int signal);
 
   // Waits for the child to exit; kills it (SIGKILL) at the deadline. Returns
   // its exit status, or nullopt if it was killed or ended by a signal.

@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -124,6 +125,61 @@ TEST(LinuxGuest, OneCpuBootsAndPowersOff) {
   // The kernel's hwrng core picked it up as its current source.
   EXPECT_NE(guest_ok(console, "cat /sys/class/misc/hw_random/rng_current").find("virtio_rng"), std::string::npos);
 
+  power_off_and_expect_status_0(console);
+}
+
+// Ctrl-A p pauses the guest while its shell prints a counting sequence and
+// pressed again resumes it, many times over, on two vCPUs (one of them
+// usually halted in the idle loop). Each pause says where vCPU 0 stopped,
+// read while paused; no output comes while paused; and once the
+// hostvisor lines are taken out, the output is exactly the sequence:
+// nothing lost, doubled or reordered across the pauses.
+TEST(LinuxGuest, PauseAndResumeFromTheConsoleKeepTheOutputExact) {
+  constexpr int kLines = 20000;
+  constexpr int kMinPauses = 8;
+  const std::regex paused(R"(\r\n\[hostvisor: VM paused, vCPU 0 at rip 0x([0-9a-f]+); Ctrl-A p resumes\]\r\n)");
+  const std::string resumed = "\r\n[hostvisor: VM resumed]\r\n";
+
+  GuestConsole console;
+  ASSERT_TRUE(console.start(hostvisor_args({"--cpus", "2", "--memory", "512M"}))) << console.failure();
+  expect_banner(console, 2);
+  if (HasFatalFailure()) return;
+  ASSERT_TRUE(console.wait_for_text("/ # ", kCommandTimeout)) << console.failure();
+  // The markers are split in the typed line, so only the output has them joined.
+  ASSERT_TRUE(console.send_line("echo @@BEGIN\"\"@@; i=0; while [ $i -lt " + std::to_string(kLines) +
+                                " ]; do echo n$i; i=$((i+1)); done; echo @@END\"\"@@"))
+      << console.failure();
+  ASSERT_TRUE(console.wait_for_text("@@BEGIN@@", kCommandTimeout)) << console.failure();
+  const size_t begin = console.out().size();
+
+  int pauses = 0;
+  while (console.out().find("@@END@@", begin) == std::string::npos) {
+    ASSERT_TRUE(console.send_keys("\x01p")) << console.failure();
+    auto line = console.wait_for_regex(paused, kCommandTimeout);
+    ASSERT_TRUE(line) << "no pause line: " << console.failure();
+    EXPECT_NE(std::stoull((*line)[1].str(), nullptr, 16), 0u) << "vCPU 0's registers were not read while paused";
+    const size_t at_pause = console.out().size();
+    console.read_for(std::chrono::milliseconds(300));
+    EXPECT_EQ(console.out().size(), at_pause) << "the guest printed while paused:\n" << console.out().substr(at_pause);
+    ASSERT_TRUE(console.send_keys("\x01p")) << console.failure();
+    ASSERT_TRUE(console.wait_for_text(resumed, kCommandTimeout)) << "no resume line: " << console.failure();
+    ++pauses;
+    console.read_for(std::chrono::milliseconds(100 + 37 * (pauses % 5)));  // let it print a little
+  }
+  ASSERT_TRUE(console.wait_for_text("@@END@@", kCommandTimeout)) << console.failure();
+  EXPECT_GE(pauses, kMinPauses) << "the sequence ended before the test paused it often enough";
+
+  std::string output = console.out().substr(begin, console.out().rfind("@@END@@") - begin);
+  output = std::regex_replace(output, paused, "");
+  for (size_t at; (at = output.find(resumed)) != std::string::npos;) output.erase(at, resumed.size());
+  output.erase(std::remove(output.begin(), output.end(), '\r'), output.end());
+  std::string expected = "\n";  // the end of the @@BEGIN@@ line
+  for (int i = 0; i < kLines; ++i) expected += "n" + std::to_string(i) + "\n";
+  EXPECT_TRUE(output == expected)
+      << pauses << " pauses; the output differs from the sequence at byte "
+      << std::distance(output.begin(),
+                       std::mismatch(output.begin(), output.end(), expected.begin(), expected.end()).first);
+  std::printf("%d pauses while the guest printed %d lines\n", pauses, kLines);
   power_off_and_expect_status_0(console);
 }
 

@@ -85,6 +85,33 @@ constexpr uint64_t kLapicAddress = 0xfee00000;
 constexpr uint64_t kPlatformMmioStart = 0xfec00000;  // IOAPIC .. 4 GiB: chipset, reserved in e820
 constexpr uint64_t kHighRamStart = 4 * kGiB;
 
+// The PC's legacy I/O ports and ISA interrupt lines, where guests (and
+// their firmware-less boot paths) expect them. The platform wiring in
+// src/vmm/platform_devices.cpp places each device here; the ACPI tables
+// describe the PM block at these ports.
+constexpr uint16_t kI8042DataPort = 0x60;     // i8042 keyboard controller: data
+constexpr uint16_t kPort61 = 0x61;            // system control port B (PIT channel 2 gate, speaker)
+constexpr uint16_t kI8042CommandPort = 0x64;  // i8042: status (read) and command (write)
+constexpr uint16_t kRtcPort = 0x70;           // CMOS RTC: index (0x70) and data (0x71)
+constexpr uint16_t kRtcPortCount = 2;
+constexpr uint16_t kPostCodePort = 0x80;   // POST diagnostic codes
+constexpr uint16_t kDebugExitPort = 0xf4;  // --debug-exit: a write of v exits with (v << 1) | 1
+constexpr uint16_t kDebugExitPortCount = 4;
+constexpr uint16_t kCom1Port = 0x3f8;  // 8250 UART, ttyS0
+constexpr uint16_t kCom1PortCount = 8;
+// The ACPI PM register block (fixed hardware, described in the FADT).
+constexpr uint16_t kPmEventPort = 0x600;    // PM1a_EVT: status (2 bytes) + enable (2 bytes)
+constexpr uint16_t kPmControlPort = 0x604;  // PM1a_CNT: SLP_TYP/SLP_EN
+constexpr uint16_t kPmResetPort = 0x606;    // RESET_REG
+constexpr uint16_t kPmTimerPort = 0x608;    // PM_TMR
+constexpr uint16_t kPmGpe0Port = 0x610;     // GPE0_BLK: status (2) + enable (2)
+
+constexpr uint32_t kI8042KeyboardIrq = 1;
+constexpr uint32_t kCom1Irq = 4;
+constexpr uint32_t kRtcIrq = 8;
+constexpr uint32_t kPmSciIrq = 9;  // ACPI SCI
+constexpr uint32_t kI8042MouseIrq = 12;
+
 // Sanity bounds on --memory: enough for the boot structures plus a kernel at
 // 1 MiB; at most what 4-level paging and the address arithmetic comfortably cover.
 constexpr uint64_t kMinRamSize = 2 * kMiB;

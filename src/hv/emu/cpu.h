@@ -22,6 +22,7 @@ class CodeMap;
 class LocalApic;
 
 // Segment register numbers in x86 encoding order.
+// The x86 encoding, which segment_registers() (hv/cpu_state.h) follows too.
 enum SegReg : uint8_t { kEs = 0, kCs = 1, kSs = 2, kDs = 3, kFs = 4, kGs = 5, kNoSeg = 0xff };
 
 // Exception vectors.

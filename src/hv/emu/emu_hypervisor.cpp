@@ -244,23 +244,14 @@ Result<void> EmuVcpu::set_registers(const Registers& regs) {
 
 Result<SystemRegisters> EmuVcpu::get_system_registers() {
   SystemRegisters s;
-  s.es = cpu_.seg[kEs];
-  s.cs = cpu_.seg[kCs];
-  s.ss = cpu_.seg[kSs];
-  s.ds = cpu_.seg[kDs];
-  s.fs = cpu_.seg[kFs];
-  s.gs = cpu_.seg[kGs];
+  const auto segments = segment_registers(s);
+  for (size_t i = 0; i < segments.size(); ++i) *segments[i] = cpu_.seg[i];
   s.tr = cpu_.tr;
   s.ldt = cpu_.ldt;
   s.gdt = cpu_.gdt;
   s.idt = cpu_.idt;
-  s.cr0 = cpu_.cr0;
-  s.cr2 = cpu_.cr2;
-  s.cr3 = cpu_.cr3;
-  s.cr4 = cpu_.cr4;
+  copy_control_registers(cpu_, s);
   s.cr8 = cpu_cr8(cpu_);
-  s.efer = cpu_.efer;
-  s.apic_base = cpu_.apic_base;
   return s;
 }
 

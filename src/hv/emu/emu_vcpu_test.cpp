@@ -126,6 +126,38 @@ TEST(EmuVcpu, PortExitsCompleteAndPlatformPortsStayInside) {
   EXPECT_EQ(r.rip, kCodeAddress + port_exchange().size());
 }
 
+HV_EMU_SNIPPET(in_then_spin, R"(
+.code32
+  in al, 0x71
+  mov bl, al
+1: jmp 1b
+)")
+
+// A kick after an I/O exit, as a pause sends it: the next run() completes
+// the IN with the data the VMM wrote and stops before the next instruction
+// (as KVM_RUN with immediate_exit does), so the state read then is past
+// the IN and nothing after it ran.
+TEST(EmuVcpu, KickAfterAnIoExitCompletesTheAccessAndRunsNothingMore) {
+  Machine m = make_machine(1);
+  Vcpu& cpu = *m.vcpus[0];
+  load(m.memory, kCodeAddress, in_then_spin());
+  enter_flat32(cpu, kCodeAddress);
+  auto exit = cpu.run();
+  ASSERT_TRUE(exit.ok());
+  auto* in = std::get_if<PortIoExit>(&*exit);
+  ASSERT_NE(in, nullptr);
+  EXPECT_EQ(in->port, 0x71);
+  in->data[0] = 0x42;
+  cpu.kick();
+  exit = cpu.run();
+  ASSERT_TRUE(exit.ok());
+  EXPECT_TRUE(std::holds_alternative<InterruptedExit>(*exit));
+  Registers r = cpu.get_registers().value();
+  EXPECT_EQ(r.rax & 0xff, 0x42u) << "the IN did not complete";
+  EXPECT_EQ(r.rip, kCodeAddress + 2) << "the vCPU is not right after the IN";
+  EXPECT_EQ(r.rbx & 0xff, 0u) << "an instruction after the IN ran";
+}
+
 // A device overwrites code the vCPU already ran (a disk read into a reused
 // page): once the write is reported through Vm::dma_written, the next run
 // executes the new bytes, not the stale decoded block.

@@ -9,6 +9,7 @@
 #include "hv/emu/mmu.h"
 #include "hv/emu/platform/local_apic.h"
 #include "hv/emu/segments.h"
+#include "hv/hex.h"
 #include "memory/guest_memory.h"
 
 namespace hostvisor::emu {
@@ -16,12 +17,6 @@ namespace {
 
 constexpr unsigned kMaxBlockInsns = 64;
 constexpr unsigned kMaxInsnLength = 15;
-
-std::string hex(uint64_t v) {
-  char buf[24];
-  snprintf(buf, sizeof(buf), "0x%llx", static_cast<unsigned long long>(v));
-  return buf;
-}
 
 // Delivers an exception or external interrupt. Unlike INT n, these cannot be
 // restarted after a VMM exit, so an IDT, TSS or stack outside RAM fails the vCPU.
@@ -271,7 +266,12 @@ Interpreter::Outcome Interpreter::run(uint64_t limit) {
     return Outcome{why, std::move(detail)};
   };
   for (;;) {
-    if (kicked_.load(std::memory_order_relaxed) && kicked_.exchange(false, std::memory_order_acq_rel)) {
+    // A kick is taken only at an instruction boundary with no access half
+    // done: an instruction restarted after an I/O exit runs to its end first
+    // (the hot loop leaves the block right after it), as KVM_RUN with
+    // immediate_exit completes a pending PIO/MMIO before it returns.
+    if (kicked_.load(std::memory_order_relaxed) && cpu.io.count == 0 &&
+        kicked_.exchange(false, std::memory_order_acq_rel)) {
       return stop(Stop::kInterrupted);
     }
     if (cpu.code && cpu.code->epoch() != cpu.code_epoch_seen) {
@@ -332,7 +332,7 @@ Interpreter::Outcome Interpreter::run(uint64_t limit) {
         ++running;
         if (__builtin_expect(cpu.stop_block | (cpu.io.count != 0), 0)) {
           io_commit(cpu);
-          if (cpu.stop_block) {
+          if (cpu.stop_block || kicked_.load(std::memory_order_relaxed)) {
             cpu.stop_block = false;
             break;
           }

@@ -34,7 +34,9 @@ class Interpreter {
   // Runs until a stop. `limit` bounds the instructions executed (tests, fuzzing).
   Outcome run(uint64_t limit = UINT64_MAX);
 
-  // Thread-safe: makes run() return kInterrupted at the next block boundary.
+  // Thread-safe: makes run() return kInterrupted at the next block boundary,
+  // or, when run() restarts an instruction after an I/O exit, right after
+  // that instruction completes (never with an access half done).
   void kick() { kicked_.store(true, std::memory_order_release); }
   bool kicked() const { return kicked_.load(std::memory_order_acquire); }
 

@@ -5,12 +5,8 @@
 namespace hostvisor::emu {
 
 void load_segment_state(Cpu& cpu, const SystemRegisters& sregs) {
-  cpu.seg[kEs] = sregs.es;
-  cpu.seg[kCs] = sregs.cs;
-  cpu.seg[kSs] = sregs.ss;
-  cpu.seg[kDs] = sregs.ds;
-  cpu.seg[kFs] = sregs.fs;
-  cpu.seg[kGs] = sregs.gs;
+  const auto segments = segment_registers(sregs);
+  for (size_t i = 0; i < segments.size(); ++i) cpu.seg[i] = *segments[i];
   cpu.tr = sregs.tr;
   cpu.ldt = sregs.ldt;
   cpu.gdt = sregs.gdt;

@@ -1,16 +1,11 @@
 #include "hv/kvm/kvm_exit.h"
 
-#include <cstdio>
 #include <string>
+
+#include "hv/hex.h"
 
 namespace hostvisor::kvm {
 namespace {
-
-std::string hex(uint64_t value) {
-  char buffer[32];
-  std::snprintf(buffer, sizeof buffer, "%#llx", static_cast<unsigned long long>(value));
-  return buffer;
-}
 
 const char* internal_error_name(uint32_t suberror) {
   switch (suberror) {

@@ -70,6 +70,9 @@ Result<VcpuExit> KvmVcpu::run() {
   if (r < 0) {
     if (err == EINTR || err == EAGAIN) {
       // This return is the kick's answer; the next run() goes into the guest.
+      // KVM finished any PIO/MMIO the previous exit left pending before it
+      // honoured immediate_exit or the signal (KVM API, kvm_run), so the
+      // vCPU stands at an instruction boundary and its state is readable.
       __atomic_store_n(&run_->immediate_exit, 0, __ATOMIC_SEQ_CST);
       return VcpuExit(InterruptedExit{});
     }

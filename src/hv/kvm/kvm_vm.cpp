@@ -3,21 +3,12 @@
 #include <cstring>
 #include <string>
 
+#include "hv/hex.h"
 #include "hv/kvm/kvm_abi.h"
 #include "hv/kvm/kvm_ioctl.h"
 #include "hv/kvm/kvm_vcpu.h"
 
 namespace hostvisor::kvm {
-namespace {
-
-std::string hex(uint64_t value) {
-  char buffer[32];
-  std::snprintf(buffer, sizeof buffer, "%#llx", static_cast<unsigned long long>(value));
-  return buffer;
-}
-
-}  // namespace
-
 KvmVm::KvmVm(UniqueFd vm, const VmConfig& config, const KvmCapabilities& caps,
              const std::vector<kvm_cpuid_entry2>& supported_cpuid, size_t vcpu_mmap_size)
     : vm_(std::move(vm)),

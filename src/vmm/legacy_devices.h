@@ -1,0 +1,38 @@
+// The PC's legacy devices at their fixed ports and ISA interrupt lines
+// (arch/x86_64/layout.h names each): COM1, the CMOS RTC, the i8042, port
+// 0x61, the POST port, the ACPI PM block and, on request, debug-exit.
+#pragma once
+
+#include <memory>
+
+#include "base/result.h"
+
+namespace hostvisor {
+
+class Bus;
+class CmosRtc;
+class InterruptController;
+class Serial8250;
+class SystemControl;
+
+// The devices the machine keeps talking to after the wiring: the console
+// feeds the UART, the RTC is told the memory size and polled by RtcTimer.
+struct LegacyDevices {
+  std::shared_ptr<Serial8250> serial;
+  std::shared_ptr<CmosRtc> rtc;
+};
+
+struct LegacyOptions {
+  bool debug_exit = false;  // --debug-exit: the port that ends the run with a status
+};
+
+// Puts the devices on `pio_bus`, their interrupts on `irq`. They reach the
+// machine (reset, power-off, exit) through `control`, which must outlive them.
+Result<LegacyDevices> add_legacy_devices(Bus& pio_bus, InterruptController& irq, SystemControl& control,
+                                         const LegacyOptions& options);
+
+// The ACPI PM register block (power-off, reset, PM timer) at the ports the
+// FADT describes, raising the SCI.
+Result<void> add_acpi_pm_block(Bus& pio_bus, InterruptController& irq, SystemControl& control);
+
+}  // namespace hostvisor
