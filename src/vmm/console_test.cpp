@@ -11,7 +11,7 @@
 
 #include "devices/legacy/serial_8250.h"
 #include "devices/virtio/console/virtio_console.h"
-#include "devices/virtio/virtqueue_test_driver.h"
+#include "devices/virtio/testing/virtqueue_test_driver.h"
 #include "vmm/event_loop.h"
 
 namespace hostvisor {
@@ -105,6 +105,8 @@ TEST(TerminalConsole, CtrlAPTogglesPauseAndShowsTheAnswer) {
 
 namespace hostvisor {
 namespace {
+
+using testing::VirtqueueTestDriver;
 
 // Writes all of `text` into the console's input pipe from a thread of its
 // own: the pipe fills up whenever the guest falls behind.
