@@ -1,0 +1,132 @@
+// User-mode NAT: a NetBackend on libslirp, in-process and unprivileged. The
+// guest gets DHCP and DNS (forwarded to the host's resolver) from a virtual
+// gateway; its TCP, UDP and ICMP echo leave through the host's own sockets;
+// hostfwd= forwards bring host connections in.
+//
+// Threads. slirp is not thread-safe, so one thread owns it: the device event
+// loop, which watches poll_fd() and calls process() when it is readable.
+// send() (a vCPU thread or the loop, wherever the device transmits) only
+// copies the frame into a bounded queue; receive() (likewise) only takes
+// frames from another bounded queue that process() fills. No thread is
+// started and none waits per connection.
+//
+// poll_fd() is an epoll set of the backend's own (epoll nests): slirp's
+// sockets, each with exactly the events slirp asked for on the last pass, a
+// timerfd on CLOCK_MONOTONIC for slirp's timers (slirp's clock is the same
+// CLOCK_MONOTONIC), and the transmit queue's eventfd. One wake-up of the loop
+// is one pass over slirp, however many sockets and frames are ready, so the
+// per-pass cost (slirp walks its sockets to say what it wants polled) is
+// paid per batch, not per packet.
+//
+// Offloads: slirp takes plain frames only, so the backend claims none
+// (supports_offloads() is false) and virtio-net hands it fully checksummed,
+// unsegmented frames. A frame that still carries NEEDS_CSUM has its checksum
+// finished here; a GSO frame is dropped and counted.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/fd.h"
+#include "base/result.h"
+#include "net/net_backend.h"
+#include "net/net_counters.h"
+#include "net/net_option.h"
+#include "net/packet_queue.h"
+
+struct Slirp;
+
+namespace hostvisor::net {
+
+struct SlirpBackendLimits {
+  // Frames from the guest waiting for the loop, and frames for the guest
+  // waiting for it to read them; beyond either, frames are dropped.
+  size_t transmit_queue_packets = 256;
+  size_t receive_queue_packets = 1024;
+  size_t queue_bytes = 4 << 20;  // per queue
+  // Off: slirp answers no DNS query (fuzzing, tests that must not leave the machine).
+  bool forward_dns = true;
+};
+
+class SlirpBackend final : public NetBackend {
+ public:
+  // Starts slirp and binds every forward's host socket. A host port that is
+  // taken is an error naming the forward.
+  static Result<std::unique_ptr<SlirpBackend>> create(const UserNetOption& option,
+                                                      const SlirpBackendLimits& limits = {});
+  ~SlirpBackend() override;
+  SlirpBackend(const SlirpBackend&) = delete;
+  SlirpBackend& operator=(const SlirpBackend&) = delete;
+
+  // NetBackend. send() and receive() may run on any thread.
+  std::string_view name() const override { return "user"; }
+  Result<void> send(std::span<const iovec> packet) override;
+  Result<std::optional<size_t>> receive(std::span<uint8_t> buffer) override;
+  int receive_fd() const override { return receive_queue_->event_fd(); }
+  uint32_t mtu() const override { return kMtu; }
+
+  // For the event loop: watch poll_fd() for EPOLLIN and call process() on
+  // the loop thread when it fires. process() must only ever run on one
+  // thread at a time, and never after the loop stopped watching.
+  int poll_fd() const { return epoll_.get(); }
+  void process();
+
+  NetCounters counters() const { return counters_.read(); }
+  // Frames waiting for the guest (at most SlirpBackendLimits::receive_queue_packets).
+  size_t receive_queue_size() const { return receive_queue_->size(); }
+
+  // Snapshots (later): slirp_state_save()/slirp_state_load() serialize
+  // slirp's connections; they go here as save_state()/load_state(), called
+  // on the loop thread between process() passes.
+
+  static constexpr uint32_t kMtu = 1500;
+
+ private:
+  struct Timer;
+  struct Callbacks;
+
+  explicit SlirpBackend(const SlirpBackendLimits& limits);
+  Result<void> start(const UserNetOption& option);
+  Result<void> add_forward(const HostForward& forward);
+
+  void transmit_queued_frames();
+  void collect_ready_sockets();
+  void run_expired_timers();
+  void refill_poll_set();
+  void watch_socket(int fd, uint32_t events);
+  void forget_socket(int fd);
+  void arm_timer(uint32_t timeout_ms);
+  static int64_t now_ns();
+
+  SlirpBackendLimits limits_;
+  UniqueFd epoll_;
+  UniqueFd timer_fd_;
+  std::unique_ptr<PacketQueue> transmit_queue_;
+  std::unique_ptr<PacketQueue> receive_queue_;
+  AtomicNetCounters counters_;
+  Slirp* slirp_ = nullptr;
+
+  // What slirp asked to poll on the last pass (its add_poll indexes are
+  // into this), and the ready events seen since.
+  struct PolledSocket {
+    int fd;
+    int slirp_events;  // SLIRP_POLL_*
+    int ready_events;  // SLIRP_POLL_*
+  };
+  std::vector<PolledSocket> polled_;
+  // Per fd number: the index in polled_ on the last pass (-1: none), and
+  // the epoll events the fd is registered with (0: not in the set).
+  std::vector<int32_t> polled_index_by_fd_;
+  std::vector<uint32_t> watched_events_by_fd_;
+  std::vector<int> watched_fds_;
+  bool polled_once_ = false;
+
+  std::vector<std::unique_ptr<Timer>> timers_;
+  std::vector<uint8_t> frame_;  // the frame process() is handing to slirp
+};
+
+}  // namespace hostvisor::net
