@@ -153,4 +153,13 @@ std::optional<Bytes> GuestTcp::receive(size_t length, std::chrono::milliseconds 
   return out;
 }
 
+bool GuestTcp::close() {
+  if (!send_segment(kTcpFin | kTcpAck).ok()) return false;
+  ++snd_nxt_;
+  auto fin = guest_.wait_for([&](const ParsedFrame& f) { return is_mine(f) && (f.tcp.flags & kTcpFin); });
+  if (!fin) return false;
+  rcv_nxt_ = fin->tcp.seq + static_cast<uint32_t>(fin->payload.size()) + 1;
+  return send_segment(kTcpAck).ok();
+}
+
 }  // namespace hostvisor::net::testing

@@ -68,6 +68,8 @@ class GuestTcp {
   bool send(std::span<const uint8_t> data);
   // Receives `length` bytes in order, acknowledging each segment.
   std::optional<Bytes> receive(size_t length, std::chrono::milliseconds timeout = 10s);
+  // Active close: FIN, then waits for the peer's FIN and acknowledges it.
+  bool close();
 
  private:
   bool is_mine(const ParsedFrame& f) const;
