@@ -54,7 +54,7 @@ struct Nat {
     Nat nat;
     nat.backend = SlirpBackend::create(option, limits).value();
     nat.loop = EventLoop::create().value();
-    (void)nat.loop->add(nat.backend->poll_fd(), [b = nat.backend.get()](uint32_t) { b->process(); });
+    (void)nat.loop->add(nat.backend->service_fd(), [b = nat.backend.get()](uint32_t) { b->service(); });
     nat.loop->start();
     nat.guest = std::make_unique<TestGuest>(*nat.backend);
     if (!nat.guest->lease().ok()) {
@@ -66,7 +66,7 @@ struct Nat {
   ~Nat() {
     if (loop) {
       loop->stop();
-      loop->remove(backend->poll_fd());
+      loop->remove(backend->service_fd());
     }
   }
   Nat() = default;

@@ -1,7 +1,7 @@
 // Arbitrary packets (virtio_net_hdr_v1 + frame) from a guest into the NAT.
 // Input: one flags byte, then records of [u16 length][u8 split][length
 // bytes]; each record is one send(), scattered over two iovecs at `split`.
-// After every send the loop's work runs (process()) and the guest side
+// After every send the loop's work runs (service()) and the guest side
 // reads what came back, sometimes into a short buffer. The backend is
 // restricted with no forwards and no DNS, so nothing leaves the process but
 // the gateway's own answers (DHCP, ARP, ICMP echo).
@@ -38,7 +38,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     (void)nat.send(packet);
     data += n;
     size -= n;
-    nat.process();
+    nat.service();
     for (;;) {
       auto got = nat.receive(received);
       if (!got.ok()) std::abort();

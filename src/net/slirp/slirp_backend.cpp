@@ -104,7 +104,7 @@ struct SlirpBackend::Timer {
 };
 
 // libslirp's callbacks; `opaque` is the backend. All run on the loop thread
-// (inside process()) or in create() and the destructor.
+// (inside service()) or in create() and the destructor.
 struct SlirpBackend::Callbacks {
   static SlirpBackend& backend(void* opaque) { return *static_cast<SlirpBackend*>(opaque); }
 
@@ -276,7 +276,7 @@ Result<std::optional<size_t>> SlirpBackend::receive(std::span<uint8_t> buffer) {
   return length;
 }
 
-void SlirpBackend::process() {
+void SlirpBackend::service() {
   // Sockets first, with the readiness seen against the last pass's poll set
   // (its indexes are slirp's): a frame handed over below may close a socket.
   if (polled_once_) {

@@ -4,13 +4,13 @@
 // hostfwd= forwards bring host connections in.
 //
 // Threads. slirp is not thread-safe, so one thread owns it: the device event
-// loop, which watches poll_fd() and calls process() when it is readable.
+// loop, which watches service_fd() and calls service() when it is readable.
 // send() (a vCPU thread or the loop, wherever the device transmits) only
 // copies the frame into a bounded queue; receive() (likewise) only takes
-// frames from another bounded queue that process() fills. No thread is
+// frames from another bounded queue that service() fills. No thread is
 // started and none waits per connection.
 //
-// poll_fd() is an epoll set of the backend's own (epoll nests): slirp's
+// service_fd() is an epoll set of the backend's own (epoll nests): slirp's
 // sockets, each with exactly the events slirp asked for on the last pass, a
 // timerfd on CLOCK_MONOTONIC for slirp's timers (slirp's clock is the same
 // CLOCK_MONOTONIC), and the transmit queue's eventfd. One wake-up of the loop
@@ -72,19 +72,17 @@ class SlirpBackend final : public NetBackend {
   int receive_fd() const override { return receive_queue_->event_fd(); }
   uint32_t mtu() const override { return kMtu; }
 
-  // For the event loop: watch poll_fd() for EPOLLIN and call process() on
-  // the loop thread when it fires. process() must only ever run on one
-  // thread at a time, and never after the loop stopped watching.
-  int poll_fd() const { return epoll_.get(); }
-  void process();
+  // The loop watches service_fd() (EPOLLIN) and calls service() on its thread.
+  int service_fd() const override { return epoll_.get(); }
+  void service() override;
 
-  NetCounters counters() const { return counters_.read(); }
+  std::optional<NetCounters> counters() const override { return counters_.read(); }
   // Frames waiting for the guest (at most SlirpBackendLimits::receive_queue_packets).
   size_t receive_queue_size() const { return receive_queue_->size(); }
 
   // Snapshots (later): slirp_state_save()/slirp_state_load() serialize
   // slirp's connections; they go here as save_state()/load_state(), called
-  // on the loop thread between process() passes.
+  // on the loop thread between service() passes.
 
   static constexpr uint32_t kMtu = 1500;
 
@@ -129,7 +127,7 @@ class SlirpBackend final : public NetBackend {
   bool polled_once_ = false;
 
   std::vector<std::unique_ptr<Timer>> timers_;
-  std::vector<uint8_t> frame_;  // the frame process() is handing to slirp
+  std::vector<uint8_t> frame_;  // the frame service() is handing to slirp
 };
 
 }  // namespace hostvisor::net

@@ -132,10 +132,10 @@ class SlirpBackendTest : public ::testing::Test {
     backend = std::move(created).value();
     guest = std::make_unique<TestGuest>(*backend);
   }
-  // What the machine does: the loop watches poll_fd() and runs process().
+  // What the machine does: the loop watches service_fd() and runs service().
   void run_on_loop() {
     loop = EventLoop::create().value();
-    ASSERT_TRUE(loop->add(backend->poll_fd(), [b = backend.get()](uint32_t) { b->process(); }).ok());
+    ASSERT_TRUE(loop->add(backend->service_fd(), [b = backend.get()](uint32_t) { b->service(); }).ok());
     loop->start();
   }
   void start(const std::string& option, SlirpBackendLimits limits = no_dns()) {
@@ -150,7 +150,7 @@ class SlirpBackendTest : public ::testing::Test {
   void TearDown() override {
     if (loop) {
       loop->stop();
-      loop->remove(backend->poll_fd());
+      loop->remove(backend->service_fd());
     }
   }
 
@@ -189,7 +189,7 @@ TEST_F(SlirpBackendTest, NetPicksTheNetworkOfTheLease) {
 
 TEST_F(SlirpBackendTest, TheGatewayAnswersIcmpEchoAndTheCountersCountIt) {
   ASSERT_NO_FATAL_FAILURE(start_with_lease("user"));
-  const NetCounters before = backend->counters();
+  const NetCounters before = *backend->counters();
   const Bytes data = to_bytes("hostvisor ping");
   for (uint16_t sequence = 1; sequence <= 3; ++sequence) {
     ASSERT_TRUE(guest->send(icmp_echo_frame(guest->to(kGateway), 0x77, sequence, data)).ok());
@@ -202,7 +202,7 @@ TEST_F(SlirpBackendTest, TheGatewayAnswersIcmpEchoAndTheCountersCountIt) {
     EXPECT_EQ(reply->payload, data);
     EXPECT_TRUE(reply->checksums_ok);
   }
-  const NetCounters after = backend->counters();
+  const NetCounters after = *backend->counters();
   EXPECT_EQ(after.tx_packets - before.tx_packets, 3u);
   EXPECT_GE(after.rx_packets - before.rx_packets, 3u);
   EXPECT_GE(after.rx_bytes - before.rx_bytes, 3 * (14 + 20 + 8 + data.size()));
@@ -308,10 +308,10 @@ TEST_F(SlirpBackendTest, AnIdleNatDoesNotSpin) {
   ASSERT_NO_FATAL_FAILURE(create("user,hostfwd=tcp::" + std::to_string(free_port(SOCK_STREAM)) + "-:22"));
   std::atomic<int> passes{0};
   loop = EventLoop::create().value();
-  ASSERT_TRUE(loop->add(backend->poll_fd(),
+  ASSERT_TRUE(loop->add(backend->service_fd(),
                         [&](uint32_t) {
                           ++passes;
-                          backend->process();
+                          backend->service();
                         })
                   .ok());
   loop->start();
@@ -410,13 +410,13 @@ TEST_F(SlirpBackendTest, AFloodFromTheGuestIsDroppedAtTheQueueAndCounted) {
     }
   }
   EXPECT_EQ(busy, 1000u - 64u);
-  NetCounters c = backend->counters();
+  NetCounters c = *backend->counters();
   EXPECT_EQ(c.tx_packets, 64u);
   EXPECT_EQ(c.tx_dropped, 1000u - 64u);
   // Once the loop runs the queue drains and takes frames again.
   ASSERT_NO_FATAL_FAILURE(run_on_loop());
   for (int tries = 0; tries < 500 && !guest->send(frame).ok(); ++tries) std::this_thread::sleep_for(10ms);
-  EXPECT_EQ(backend->counters().tx_packets, 65u);
+  EXPECT_EQ(backend->counters()->tx_packets, 65u);
 }
 
 TEST_F(SlirpBackendTest, AGuestThatNeverReadsLosesFramesNotMemory) {
@@ -428,10 +428,10 @@ TEST_F(SlirpBackendTest, AGuestThatNeverReadsLosesFramesNotMemory) {
     while (!guest->send(icmp_echo_frame(guest->to(kGateway), 9, i, Bytes(100))).ok()) std::this_thread::sleep_for(1ms);
   }
   // Every echo is answered; all but the queue's 32 frames are dropped.
-  for (int tries = 0; tries < 500 && backend->counters().rx_dropped < kPings - 32; ++tries)
+  for (int tries = 0; tries < 500 && backend->counters()->rx_dropped < kPings - 32; ++tries)
     std::this_thread::sleep_for(10ms);
   EXPECT_EQ(backend->receive_queue_size(), 32u);
-  EXPECT_GE(backend->counters().rx_dropped, kPings - 32);
+  EXPECT_GE(backend->counters()->rx_dropped, kPings - 32);
   EXPECT_EQ(guest->drain(), 32u);
 }
 
@@ -461,7 +461,7 @@ TEST_F(SlirpBackendTest, APartialChecksumIsFinishedAndGsoIsRefused) {
   gso.gso_size = 1448;
   const iovec segmented[] = {{&gso, sizeof gso}, {frame.data(), frame.size()}};
   EXPECT_EQ(backend->send(segmented).error().code(), ErrorCode::kUnsupported);
-  EXPECT_EQ(backend->counters().tx_dropped, 2u);
+  EXPECT_EQ(backend->counters()->tx_dropped, 2u);
   EXPECT_FALSE(backend->supports_offloads());
 }
 
@@ -481,7 +481,7 @@ TEST_F(SlirpBackendTest, IpFragmentsNeverReachSlirp) {
   };
   for (uint16_t flags_and_offset : {0x0001, 0x2000, 0x2001})
     EXPECT_EQ(guest->send(echo_with(flags_and_offset, 1)).error().code(), ErrorCode::kUnsupported);
-  EXPECT_EQ(backend->counters().tx_dropped, 3u);
+  EXPECT_EQ(backend->counters()->tx_dropped, 3u);
   // Don't-fragment alone is not a fragment, and the NAT is still alive.
   ASSERT_TRUE(guest->send(echo_with(0x4000, 2)).ok());
   EXPECT_TRUE(guest->wait_for([](const ParsedFrame& f) { return f.protocol == kProtocolIcmp && f.icmp_sequence == 2; })

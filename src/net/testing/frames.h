@@ -1,6 +1,6 @@
 // Ethernet frames as a guest's network stack would send them (ARP, IPv4 with
 // ICMP echo, UDP, TCP, DHCP), and a parser for the frames that come back.
-// For tests, fuzz seeds and the benchmark: the side of a NAT a guest sees,
+// For the tests and the benchmark: the side of a NAT a guest sees,
 // without a guest.
 #pragma once
 
