@@ -167,6 +167,8 @@ TEST_F(SlirpBackendTest, TheGuestLeasesAnAddressAndTheGatewayAnswersArp) {
   EXPECT_EQ(lease->router, kGateway);
   EXPECT_EQ(lease->dns, kDns);
   EXPECT_EQ(lease->subnet_mask, (Ipv4Address{0xffffff00}));
+  EXPECT_EQ(guest->address(), kFirstLease);
+  EXPECT_EQ(guest->gateway(), kGateway);
 
   ASSERT_TRUE(guest->send(arp_frame(1, guest->mac(), guest->address(), {}, kGateway, kBroadcastMac)).ok());
   auto reply =

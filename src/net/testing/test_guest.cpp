@@ -78,7 +78,6 @@ Result<DhcpReply> TestGuest::lease() {
   if (!ack) return Error(ErrorCode::kNotFound, "no DHCP ACK");
   address_ = ack->first.your_address;
   gateway_ = ack->first.router.value_or(Ipv4Address{});
-  dns_ = ack->first.dns.value_or(Ipv4Address{});
   gateway_mac_ = ack->second;
   return ack->first;
 }

@@ -32,8 +32,8 @@ class TestGuest {
   // Reads whatever is waiting without keeping it; returns how many frames.
   size_t drain();
 
-  // DHCP DISCOVER, OFFER, REQUEST, ACK; on success address(), gateway() and
-  // dns() are the lease's.
+  // DHCP DISCOVER, OFFER, REQUEST, ACK; on success address() and gateway()
+  // are the lease's.
   Result<DhcpReply> lease();
 
   // Source: this guest; destination: `destination` through the gateway.
@@ -42,13 +42,12 @@ class TestGuest {
   const MacAddress& mac() const { return mac_; }
   Ipv4Address address() const { return address_; }
   Ipv4Address gateway() const { return gateway_; }
-  Ipv4Address dns() const { return dns_; }
   const MacAddress& gateway_mac() const { return gateway_mac_; }
 
  private:
   NetBackend& backend_;
   MacAddress mac_;
-  Ipv4Address address_{}, gateway_{}, dns_{};
+  Ipv4Address address_{}, gateway_{};
   MacAddress gateway_mac_ = kBroadcastMac;
   std::deque<ParsedFrame> backlog_;
   std::vector<uint8_t> buffer_;
