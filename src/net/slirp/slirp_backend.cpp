@@ -8,11 +8,13 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
 #include <limits>
 
 #include "base/log.h"
 #include "net/internet_checksum.h"
+#include "net/tcp_segmentation.h"
 
 namespace hostvisor::net {
 
@@ -253,9 +255,11 @@ Result<void> SlirpBackend::send(std::span<const iovec> packet) {
     counters_.count_tx_drop();
     return Error(ErrorCode::kUnsupported, "user network: IPv4 fragments are not taken; dropped");
   }
-  if (header.gso_type != kGsoNone) {
+  const auto gso = static_cast<uint8_t>(header.gso_type & ~kGsoEcn);
+  if (header.gso_type != kGsoNone && ((gso != kGsoTcpV4 && gso != kGsoTcpV6) || header.gso_size < kMinimumGsoSize)) {
     counters_.count_tx_drop();
-    return Error(ErrorCode::kUnsupported, "user network: segmentation offload (GSO) packets are not taken; dropped");
+    return Error(ErrorCode::kUnsupported, "user network: only TCP segmentation offload with an MSS of at least " +
+                                              std::to_string(kMinimumGsoSize) + " is taken; dropped");
   }
   if ((header.flags & kHeaderNeedsCsum) &&
       (header.csum_start > frame_length || frame_length - header.csum_start < size_t{header.csum_offset} + 2)) {
@@ -270,9 +274,18 @@ Result<void> SlirpBackend::send(std::span<const iovec> packet) {
   return ok();
 }
 
+Result<void> SlirpBackend::set_receive_offloads(const ReceiveOffloads& offloads) {
+  // slirp never makes GSO frames, so segmentation offers change nothing.
+  receive_checksum_offload_ = offloads.csum;
+  return ok();
+}
+
 Result<std::optional<size_t>> SlirpBackend::receive(std::span<uint8_t> buffer) {
   const std::optional<size_t> length = receive_queue_->pop(buffer);
-  if (length) counters_.count_rx(*length > kVnetHeaderSize ? *length - kVnetHeaderSize : 0);
+  if (!length || *length < kVnetHeaderSize) return length;
+  counters_.count_rx(*length - kVnetHeaderSize);
+  // slirp computed every checksum itself: the guest need not check them.
+  if (receive_checksum_offload_) buffer[offsetof(VirtioNetHeader, flags)] = kHeaderDataValid;
   return length;
 }
 
@@ -321,6 +334,14 @@ void SlirpBackend::transmit_queued_frames() {
     VirtioNetHeader header;
     std::memcpy(&header, frame_.data(), kVnetHeaderSize);
     const std::span<uint8_t> frame(frame_.data() + kVnetHeaderSize, *length - kVnetHeaderSize);
+    if (header.gso_type != kGsoNone) {
+      // Segments get their checksums computed whole.
+      const bool cut = segment_tcp(frame, header, segment_, [this](std::span<const uint8_t> segment) {
+        slirp_input(slirp_, segment.data(), static_cast<int>(segment.size()));
+      });
+      if (!cut) counters_.count_tx_drop();
+      continue;
+    }
     // send() checked the offsets; slirp wants finished checksums.
     if (header.flags & kHeaderNeedsCsum) complete_partial_checksum(frame, header.csum_start, header.csum_offset);
     slirp_input(slirp_, frame.data(), static_cast<int>(frame.size()));

@@ -18,10 +18,14 @@
 // per-pass cost (slirp walks its sockets to say what it wants polled) is
 // paid per batch, not per packet.
 //
-// Offloads: slirp takes plain frames only, so the backend claims none
-// (supports_offloads() is false) and virtio-net hands it fully checksummed,
-// unsegmented frames. A frame that still carries NEEDS_CSUM has its checksum
-// finished here; a GSO frame is dropped and counted.
+// Offloads: slirp takes plain frames only, so the backend finishes what a
+// NIC would before slirp sees a frame: a partial checksum (NEEDS_CSUM) is
+// completed and a TCP segmentation super-packet (GSO TCPv4/TCPv6) is cut
+// into MSS-sized frames (net/tcp_segmentation.h). So it claims offloads
+// (supports_offloads()), and a guest on the software CPU neither checksums
+// nor segments its TCP stream itself. Toward the guest slirp's frames are
+// whole and checksummed; with the guest's checksum offload on, they are
+// marked DATA_VALID so the guest does not verify them either.
 //
 // IPv4 fragments from the guest are dropped (counted): libslirp 4.7.0's
 // reassembly crashes the process on a single crafted fragment.
@@ -29,6 +33,7 @@
 
 #include <sys/uio.h>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -71,6 +76,8 @@ class SlirpBackend final : public NetBackend {
   Result<std::optional<size_t>> receive(std::span<uint8_t> buffer) override;
   int receive_fd() const override { return receive_queue_->event_fd(); }
   uint32_t mtu() const override { return kMtu; }
+  bool supports_offloads() const override { return true; }
+  Result<void> set_receive_offloads(const ReceiveOffloads& offloads) override;
 
   // The loop watches service_fd() (EPOLLIN) and calls service() on its thread.
   int service_fd() const override { return epoll_.get(); }
@@ -127,7 +134,9 @@ class SlirpBackend final : public NetBackend {
   bool polled_once_ = false;
 
   std::vector<std::unique_ptr<Timer>> timers_;
-  std::vector<uint8_t> frame_;  // the frame service() is handing to slirp
+  std::vector<uint8_t> frame_;    // the frame service() is handing to slirp
+  std::vector<uint8_t> segment_;  // one segment of a GSO frame
+  std::atomic<bool> receive_checksum_offload_{false};
 };
 
 }  // namespace hostvisor::net

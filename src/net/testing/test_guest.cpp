@@ -8,9 +8,9 @@ namespace hostvisor::net::testing {
 
 TestGuest::TestGuest(NetBackend& backend, MacAddress mac) : backend_(backend), mac_(mac), buffer_(kMaxPacketSize) {}
 
-Result<void> TestGuest::send(std::span<const uint8_t> frame) {
-  VirtioNetHeader header{};
-  const iovec packet[] = {{&header, sizeof header}, {const_cast<uint8_t*>(frame.data()), frame.size()}};
+Result<void> TestGuest::send(std::span<const uint8_t> frame, const VirtioNetHeader& header) {
+  const iovec packet[] = {{const_cast<VirtioNetHeader*>(&header), sizeof header},
+                          {const_cast<uint8_t*>(frame.data()), frame.size()}};
   return backend_.send(packet);
 }
 
@@ -87,7 +87,7 @@ bool GuestTcp::is_mine(const ParsedFrame& f) const {
          f.destination_port == local_port_;
 }
 
-Result<void> GuestTcp::send_segment(uint8_t flags, std::span<const uint8_t> payload) {
+Result<void> GuestTcp::send_segment(uint8_t flags, std::span<const uint8_t> payload, const VirtioNetHeader& header) {
   TcpSegment s;
   s.source_port = local_port_;
   s.destination_port = peer_port_;
@@ -96,7 +96,7 @@ Result<void> GuestTcp::send_segment(uint8_t flags, std::span<const uint8_t> payl
   s.flags = flags;
   if (flags & kTcpSyn) s.mss = 1460;
   s.payload.assign(payload.begin(), payload.end());
-  return guest_.send(tcp_frame(guest_.to(peer_), s));
+  return guest_.send(tcp_frame(guest_.to(peer_), s), header);
 }
 
 std::optional<ParsedFrame> GuestTcp::connect() {
@@ -127,6 +127,23 @@ bool GuestTcp::send(std::span<const uint8_t> data) {
     if (!send_segment(kTcpAck | kTcpPsh, part).ok()) return false;
     snd_nxt_ += static_cast<uint32_t>(part.size());
   }
+  return wait_for_ack_of_all();
+}
+
+bool GuestTcp::send_super_packet(std::span<const uint8_t> data, uint16_t mss) {
+  VirtioNetHeader header{};
+  header.flags = kHeaderNeedsCsum;
+  header.gso_type = kGsoTcpV4;
+  header.gso_size = mss;
+  header.hdr_len = 14 + 20 + 20;
+  header.csum_start = 14 + 20;
+  header.csum_offset = 16;
+  if (!send_segment(kTcpAck | kTcpPsh, data, header).ok()) return false;
+  snd_nxt_ += static_cast<uint32_t>(data.size());
+  return wait_for_ack_of_all();
+}
+
+bool GuestTcp::wait_for_ack_of_all() {
   return guest_
       .wait_for([&](const ParsedFrame& f) {
         return is_mine(f) && (f.tcp.flags & kTcpAck) && static_cast<int32_t>(f.tcp.ack - snd_nxt_) >= 0;

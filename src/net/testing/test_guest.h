@@ -23,8 +23,8 @@ class TestGuest {
  public:
   explicit TestGuest(NetBackend& backend, MacAddress mac = {0x52, 0x54, 0x00, 0x12, 0x34, 0x56});
 
-  // Sends one frame behind a plain virtio_net_hdr_v1.
-  Result<void> send(std::span<const uint8_t> frame);
+  // Sends one frame behind a virtio_net_hdr_v1, plain unless given.
+  Result<void> send(std::span<const uint8_t> frame, const VirtioNetHeader& header = {});
   // The first frame (earlier unmatched ones included) that `match` accepts,
   // waiting up to `timeout`. Frames that do not match are kept for later.
   std::optional<ParsedFrame> wait_for(const std::function<bool(const ParsedFrame&)>& match,
@@ -65,6 +65,9 @@ class GuestTcp {
   bool accept(const ParsedFrame& syn);
   // Sends `data` in segments and waits until the peer acknowledged all of it.
   bool send(std::span<const uint8_t> data);
+  // The same as one TCP segmentation super-packet (GSO TCPv4) of at most
+  // 64 KiB, for the NIC to cut at `mss`.
+  bool send_super_packet(std::span<const uint8_t> data, uint16_t mss);
   // Receives `length` bytes in order, acknowledging each segment.
   std::optional<Bytes> receive(size_t length, std::chrono::milliseconds timeout = 10s);
   // Active close: FIN, then waits for the peer's FIN and acknowledges it.
@@ -72,7 +75,8 @@ class GuestTcp {
 
  private:
   bool is_mine(const ParsedFrame& f) const;
-  Result<void> send_segment(uint8_t flags, std::span<const uint8_t> payload = {});
+  Result<void> send_segment(uint8_t flags, std::span<const uint8_t> payload = {}, const VirtioNetHeader& header = {});
+  bool wait_for_ack_of_all();
 
   TestGuest& guest_;
   Ipv4Address peer_;
