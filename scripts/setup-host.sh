@@ -5,9 +5,9 @@
 set -euo pipefail
 
 packages=(
-  # build
+  # build (libglib2.0-dev: slirp.pc requires glib-2.0, so pkg-config finds libslirp only with it)
   cmake ninja-build clang lld pkg-config
-  libzydis-dev liburing-dev libslirp-dev libseccomp-dev nlohmann-json3-dev libcli11-dev libspdlog-dev
+  libzydis-dev liburing-dev libslirp-dev libglib2.0-dev libseccomp-dev nlohmann-json3-dev libcli11-dev libspdlog-dev
   libgtest-dev libgmock-dev libbenchmark-dev libclang-rt-14-dev zlib1g-dev
   # default guest and test images
   busybox-static cpio e2fsprogs iproute2

@@ -59,8 +59,8 @@ TEST(DeviceOptions, NetTakesTransportToo) {
   auto net = parse_net_config("tap,ifname=hvtap0,transport=mmio,mac=52:54:00:12:34:56");
   ASSERT_TRUE(net.ok()) << net.error().message();
   EXPECT_EQ(net->transport, VirtioTransport::kMmio);
-  EXPECT_EQ(net->net.ifname, "hvtap0");
-  ASSERT_TRUE(net->net.mac.has_value());
+  EXPECT_EQ(std::get<net::TapNetOption>(net->net).ifname, "hvtap0");
+  ASSERT_TRUE(std::get<net::TapNetOption>(net->net).mac.has_value());
 
   auto pci = parse_net_config("tap,ifname=hvtap0");
   ASSERT_TRUE(pci.ok()) << pci.error().message();

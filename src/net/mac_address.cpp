@@ -47,4 +47,13 @@ MacAddress random_local_mac_address() {
   return mac;
 }
 
+MacAddress derived_mac_address(std::string_view seed) {
+  uint64_t hash = 0xcbf29ce484222325;  // FNV-1a 64
+  for (const char c : seed) hash = (hash ^ static_cast<uint8_t>(c)) * 0x100000001b3;
+  MacAddress mac;
+  for (size_t i = 0; i < mac.size(); ++i) mac[i] = static_cast<uint8_t>(hash >> (8 * i));
+  mac[0] = static_cast<uint8_t>((mac[0] & ~1u) | 2u);  // unicast, locally administered
+  return mac;
+}
+
 }  // namespace hostvisor::net

@@ -4,6 +4,7 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "base/result.h"
 
@@ -18,5 +19,10 @@ std::string format_mac_address(const MacAddress& mac);
 // A random unicast, locally administered address (bit 1 of the first byte set,
 // bit 0 clear), so it never collides with a vendor-assigned one.
 MacAddress random_local_mac_address();
+// A unicast, locally administered address that is a function of `seed` (a
+// VM's identity and the NIC's index, say), so a NIC keeps its MAC across
+// restarts of the same VM and the guest keeps its DHCP lease and its
+// interface name. FNV-1a, stable across builds and hosts.
+MacAddress derived_mac_address(std::string_view seed);
 
 }  // namespace hostvisor::net

@@ -15,6 +15,7 @@
 #include <string_view>
 
 #include "base/result.h"
+#include "net/net_counters.h"
 
 namespace hostvisor::net {
 
@@ -87,6 +88,18 @@ class NetBackend {
   virtual Result<void> set_receive_offloads(const ReceiveOffloads& offloads) {
     return Error(ErrorCode::kUnsupported, std::string(name()) + " does not do checksum or segmentation offloads");
   }
+
+  // A backend with work of its own (user-mode NAT: host sockets, timers)
+  // gives an fd that is readable when that work is due; the event loop
+  // watches it and calls service() on the loop thread. -1: nothing to do.
+  // service() is never called on two threads at once, nor after the loop
+  // stopped watching (the owner removes the fd before the backend goes).
+  virtual int service_fd() const { return -1; }
+  virtual void service() {}
+
+  // Traffic counters, for a backend that keeps them (the log line at exit,
+  // the API).
+  virtual std::optional<NetCounters> counters() const { return std::nullopt; }
 };
 
 }  // namespace hostvisor::net

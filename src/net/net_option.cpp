@@ -1,37 +1,136 @@
 #include "net/net_option.h"
 
-#include <sstream>
-#include <vector>
+#include "base/size.h"
 
 namespace hostvisor::net {
 
-Result<NetOption> parse_net_option(const std::string& text) {
-  auto bad = [&](const std::string& why) {
-    return Error(ErrorCode::kInvalidArgument,
-                 "--net " + text + ": " + why + " (expected tap,ifname=NAME[,mac=52:54:00:12:34:56])");
-  };
-  std::vector<std::string> parts;
-  std::stringstream in(text);
-  for (std::string part; std::getline(in, part, ',');) parts.push_back(part);
-  if (parts.empty() || parts[0] != "tap") return bad("the only backend so far is 'tap'");
-  NetOption option;
-  for (size_t i = 1; i < parts.size(); ++i) {
-    const auto eq = parts[i].find('=');
-    if (eq == std::string::npos) return bad("'" + parts[i] + "' is not key=value");
-    const std::string key = parts[i].substr(0, eq), value = parts[i].substr(eq + 1);
-    if (key == "ifname") {
-      if (value.empty() || value.size() >= 16) return bad("ifname must be 1 to 15 characters");
-      option.ifname = value;
-    } else if (key == "mac") {
-      auto mac = parse_mac_address(value);
-      if (!mac) return bad(mac.error().message());
-      option.mac = *mac;
+namespace {
+constexpr const char* kUserForm =
+    "user[,hostfwd=PROTO:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT]...[,net=CIDR][,ipv6=on|off][,restrict=on|off]"
+    "[,mac=52:54:00:12:34:56][,rate=BYTES]";
+constexpr const char* kTapForm = "tap,ifname=NAME[,mac=52:54:00:12:34:56][,rate=BYTES]";
+
+std::vector<std::string> split_fields(const std::string& text) {
+  std::vector<std::string> fields;
+  size_t at = 0;
+  for (;;) {
+    const size_t comma = text.find(',', at);
+    fields.push_back(text.substr(at, comma - at));
+    if (comma == std::string::npos) return fields;
+    at = comma + 1;
+  }
+}
+
+Result<bool> parse_on_off(const std::string& value) {
+  if (value == "on") return true;
+  if (value == "off") return false;
+  return Error(ErrorCode::kInvalidArgument, "expected on or off");
+}
+
+Result<uint64_t> parse_rate(std::string value) {
+  if (value.size() > 2 && value.ends_with("/s")) value.resize(value.size() - 2);
+  const uint64_t rate = HV_TRY(parse_size(value));
+  if (rate == 0)
+    return Error(ErrorCode::kInvalidArgument, "a rate of 0 would stop all traffic; leave rate= out instead");
+  return rate;
+}
+
+// The keys every mode with a NIC takes.
+struct CommonKeys {
+  std::optional<MacAddress>& mac;
+  std::optional<uint64_t>& rate;
+  // Returns false for a key that is not common.
+  Result<bool> take(const std::string& key, const std::string& value) {
+    if (key == "mac") {
+      mac = HV_TRY(parse_mac_address(value));
+    } else if (key == "rate") {
+      rate = HV_TRY(parse_rate(value));
     } else {
-      return bad("unknown key '" + key + "'");
+      return false;
+    }
+    return true;
+  }
+};
+
+Result<void> take_user_key(UserNetOption& option, const std::string& key, const std::string& value) {
+  if (HV_TRY((CommonKeys{option.mac, option.rate}.take(key, value)))) return ok();
+  if (key == "hostfwd") {
+    option.forwards.push_back(HV_TRY(parse_host_forward(value)));
+  } else if (key == "net") {
+    const Ipv4Network network = HV_TRY(parse_ipv4_network(value));
+    if (network.prefix_length > kLongestUserPrefix || network.prefix_length < 8)
+      return Error(ErrorCode::kInvalidArgument, "the prefix must be /8 to /" + std::to_string(kLongestUserPrefix) +
+                                                    " (room for the gateway, DNS and the DHCP addresses)");
+    option.network = network;
+  } else if (key == "ipv6") {
+    option.ipv6 = HV_TRY(parse_on_off(value));
+  } else if (key == "restrict") {
+    option.restrict = HV_TRY(parse_on_off(value));
+  } else {
+    return Error(ErrorCode::kInvalidArgument, "unknown key");
+  }
+  return ok();
+}
+
+Result<void> take_tap_key(TapNetOption& option, const std::string& key, const std::string& value) {
+  if (HV_TRY((CommonKeys{option.mac, option.rate}.take(key, value)))) return ok();
+  if (key != "ifname") return Error(ErrorCode::kInvalidArgument, "unknown key");
+  if (value.empty() || value.size() >= 16) return Error(ErrorCode::kInvalidArgument, "must be 1 to 15 characters");
+  option.ifname = value;
+  return ok();
+}
+}  // namespace
+
+Result<NetOption> parse_net_option(const std::string& text) {
+  std::vector<std::string> fields = split_fields(text);
+  std::string mode = "user";
+  size_t first_key = 0;
+  if (fields[0].find('=') == std::string::npos) {
+    if (!fields[0].empty()) mode = fields[0];  // "" and ",KEY=..." are user too
+    first_key = 1;
+  }
+  const char* form = mode == "tap" ? kTapForm : mode == "none" ? "none" : kUserForm;
+  auto bad = [&](const std::string& part, const std::string& why) {
+    return Error(ErrorCode::kInvalidArgument, "--net " + text + ": " + part + ": " + why + " (expected " + form + ")");
+  };
+  if (mode != "user" && mode != "tap" && mode != "none")
+    return bad(mode, "not a mode; the modes are user, tap and none");
+
+  NetOption option;
+  if (mode == "tap") option = TapNetOption{};
+  if (mode == "none") option = NoNetOption{};
+  for (size_t i = first_key; i < fields.size(); ++i) {
+    const std::string& field = fields[i];
+    const size_t eq = field.find('=');
+    if (eq == std::string::npos) return bad(field, "not key=value");
+    const std::string key = field.substr(0, eq), value = field.substr(eq + 1);
+    Result<void> taken = std::visit(
+        [&](auto& o) -> Result<void> {
+          using T = std::decay_t<decltype(o)>;
+          if constexpr (std::is_same_v<T, UserNetOption>) return take_user_key(o, key, value);
+          if constexpr (std::is_same_v<T, TapNetOption>) return take_tap_key(o, key, value);
+          return Error(ErrorCode::kInvalidArgument, "none takes no keys");
+        },
+        option);
+    if (!taken) return bad(field, taken.error().message());
+  }
+
+  if (auto* tap = std::get_if<TapNetOption>(&option); tap && tap->ifname.empty())
+    return bad("tap", "ifname= is required");
+  if (auto* user = std::get_if<UserNetOption>(&option)) {
+    for (const HostForward& forward : user->forwards) {
+      if (forward.guest_address && !user->network.contains(*forward.guest_address))
+        return bad("hostfwd=" + format_host_forward(forward),
+                   "the guest address is outside net=" + format_ipv4_network(user->network));
     }
   }
-  if (option.ifname.empty()) return bad("ifname= is required");
   return option;
+}
+
+std::string_view net_mode_name(const NetOption& option) {
+  static constexpr std::string_view kNames[] = {"user", "tap", "none"};
+  static_assert(std::variant_size_v<NetOption> == std::size(kNames));
+  return kNames[option.index()];
 }
 
 }  // namespace hostvisor::net

@@ -1,22 +1,61 @@
-// The --net option: how a virtio-net device reaches a network.
-//   --net tap,ifname=NAME[,mac=52:54:00:12:34:56]
-// (bridged and host-only networking put the tap on a bridge on the host;
-// user-mode NAT comes later.)
+// The --net option: how a virtio-net device reaches a network. One type per
+// mode:
+//   --net user[,hostfwd=PROTO:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT]...
+//             [,net=CIDR][,ipv6=on|off][,restrict=on|off][,mac=MAC][,rate=BYTES]
+//   --net tap,ifname=NAME[,mac=MAC][,rate=BYTES]
+//   --net none
+// A first field that is not a mode (or nothing at all) means user:
+// "--net hostfwd=tcp::2222-:22" is user-mode NAT with one forward.
+// rate= is bytes per second (suffixes K, M, G; an optional "/s").
 #pragma once
 
 #include <optional>
 #include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
 
 #include "base/result.h"
+#include "net/host_forward.h"
+#include "net/ipv4_address.h"
 #include "net/mac_address.h"
 
 namespace hostvisor::net {
 
-struct NetOption {
-  std::string ifname;             // the tap interface
-  std::optional<MacAddress> mac;  // random locally administered if absent
+// User-mode NAT (libslirp): no privileges; the guest reaches the host and
+// beyond through the host's own sockets, the host reaches the guest through
+// the forwards.
+struct UserNetOption {
+  std::vector<HostForward> forwards;
+  // As QEMU: the gateway is host 2 of the network, DNS host 3, DHCP hands
+  // out addresses from host 15.
+  Ipv4Network network{{0x0a000200}, 24};  // 10.0.2.0/24
+  bool ipv6 = true;
+  bool restrict = false;  // the guest reaches nothing but the forwards
+  std::optional<MacAddress> mac;
+  std::optional<uint64_t> rate;  // bytes per second
 };
 
+// A Linux tap interface (needs CAP_NET_ADMIN or a tap made for the user).
+struct TapNetOption {
+  std::string ifname;
+  std::optional<MacAddress> mac;
+  std::optional<uint64_t> rate;  // bytes per second
+};
+
+// No NIC at all.
+struct NoNetOption {};
+
+using NetOption = std::variant<UserNetOption, TapNetOption, NoNetOption>;
+
+// Errors are one line: "--net TEXT: PART: what is wrong (expected ...)".
 Result<NetOption> parse_net_option(const std::string& text);
+
+// "user", "tap", "none".
+std::string_view net_mode_name(const NetOption& option);
+
+// The smallest network a user-mode NAT accepts: it needs the gateway (.2),
+// DNS (.3) and sixteen DHCP addresses from .15 below its broadcast address.
+inline constexpr uint8_t kLongestUserPrefix = 26;
 
 }  // namespace hostvisor::net

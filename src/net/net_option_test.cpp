@@ -6,22 +6,99 @@ namespace hostvisor::net {
 namespace {
 
 TEST(NetOption, ParsesTapWithNameAndMac) {
-  auto o = parse_net_option("tap,ifname=hv0,mac=52:54:00:12:34:56");
+  auto o = parse_net_option("tap,ifname=hv0,mac=52:54:00:12:34:56,rate=10M");
   ASSERT_TRUE(o.ok()) << o.error().message();
-  EXPECT_EQ(o->ifname, "hv0");
-  ASSERT_TRUE(o->mac.has_value());
-  EXPECT_EQ(format_mac_address(*o->mac), "52:54:00:12:34:56");
+  const auto& tap = std::get<TapNetOption>(*o);
+  EXPECT_EQ(tap.ifname, "hv0");
+  ASSERT_TRUE(tap.mac.has_value());
+  EXPECT_EQ(format_mac_address(*tap.mac), "52:54:00:12:34:56");
+  EXPECT_EQ(tap.rate, 10u << 20);
   auto plain = parse_net_option("tap,ifname=tap7");
   ASSERT_TRUE(plain.ok());
-  EXPECT_FALSE(plain->mac.has_value());
+  EXPECT_FALSE(std::get<TapNetOption>(*plain).mac.has_value());
+  EXPECT_EQ(net_mode_name(*plain), "tap");
 }
 
-TEST(NetOption, RejectsBadInputWithTheExpectedForm) {
-  for (const char* bad : {"", "user", "tap", "tap,ifname=", "tap,ifname=averyveryverylongname", "tap,ifname=a,mac=zz",
-                          "tap,ifname=a,speed=10", "tap,ifname"}) {
+TEST(NetOption, RejectsBadTapInputWithTheExpectedForm) {
+  for (const char* bad : {"tap", "tap,ifname=", "tap,ifname=averyveryverylongname", "tap,ifname=a,mac=zz",
+                          "tap,ifname=a,speed=10", "tap,ifname", "tap,ifname=a,rate=0"}) {
     auto o = parse_net_option(bad);
     EXPECT_FALSE(o.ok()) << bad;
     if (!o.ok()) EXPECT_NE(o.error().message().find("tap,ifname=NAME"), std::string::npos) << bad;
+  }
+}
+
+TEST(NetOption, UserIsTheDefaultMode) {
+  for (const char* text : {"", "user", "hostfwd=tcp::2222-:22"}) {
+    auto o = parse_net_option(text);
+    ASSERT_TRUE(o.ok()) << text << ": " << o.error().message();
+    ASSERT_TRUE(std::holds_alternative<UserNetOption>(*o)) << text;
+    EXPECT_EQ(net_mode_name(*o), "user");
+  }
+  const auto user = std::get<UserNetOption>(parse_net_option("user").value());
+  EXPECT_EQ(format_ipv4_network(user.network), "10.0.2.0/24");
+  EXPECT_TRUE(user.ipv6);
+  EXPECT_FALSE(user.restrict);
+  EXPECT_TRUE(user.forwards.empty());
+  EXPECT_FALSE(user.rate.has_value());
+}
+
+TEST(NetOption, ParsesEveryUserKey) {
+  auto o = parse_net_option(
+      "user,hostfwd=tcp::8080-:80,hostfwd=udp:0.0.0.0:5353-192.168.7.20:53,net=192.168.7.0/24,ipv6=off,"
+      "restrict=on,mac=52:54:00:ab:cd:ef,rate=1.5M/s");
+  ASSERT_TRUE(o.ok()) << o.error().message();
+  const auto& user = std::get<UserNetOption>(*o);
+  ASSERT_EQ(user.forwards.size(), 2u);
+  EXPECT_EQ(user.forwards[0].protocol, ForwardProtocol::kTcp);
+  EXPECT_EQ(format_ipv4_address(user.forwards[0].host_address), "127.0.0.1");  // empty: loopback only
+  EXPECT_EQ(user.forwards[0].host_port, 8080);
+  EXPECT_FALSE(user.forwards[0].guest_address.has_value());
+  EXPECT_EQ(user.forwards[0].guest_port, 80);
+  EXPECT_EQ(format_host_forward(user.forwards[1]), "udp:0.0.0.0:5353-192.168.7.20:53");
+  EXPECT_EQ(format_ipv4_network(user.network), "192.168.7.0/24");
+  EXPECT_FALSE(user.ipv6);
+  EXPECT_TRUE(user.restrict);
+  EXPECT_EQ(format_mac_address(*user.mac), "52:54:00:ab:cd:ef");
+  EXPECT_EQ(user.rate, 1536u * 1024u);
+}
+
+TEST(NetOption, NoneHasNoKeys) {
+  auto o = parse_net_option("none");
+  ASSERT_TRUE(o.ok());
+  EXPECT_TRUE(std::holds_alternative<NoNetOption>(*o));
+  EXPECT_FALSE(parse_net_option("none,mac=52:54:00:12:34:56").ok());
+}
+
+// Each bad option is named, with the part that is wrong, on one line.
+TEST(NetOption, ErrorsNameTheOptionAndTheWrongPart) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"bridge", "bridge: not a mode"},
+      {"user,hostfwd=tcp::80", "hostfwd=tcp::80: expected PROTO"},
+      {"user,hostfwd=sctp::80-:80", "protocol 'sctp'"},
+      {"user,hostfwd=tcp::0-:80", "host port '0'"},
+      {"user,hostfwd=tcp::99999-:80", "host port '99999'"},
+      {"user,hostfwd=tcp:1.2.3:80-:80", "host address"},
+      {"user,hostfwd=tcp::80-:x", "guest port 'x'"},
+      {"user,hostfwd=tcp::80-10.0.3.5:80", "outside net=10.0.2.0/24"},
+      {"user,hostfwd=tcp::80-:80-:81", "expected PROTO"},
+      {"user,net=10.0.2.1/24", "host bits set"},
+      {"user,net=10.0.2.0", "not a network"},
+      {"user,net=10.0.2.0/30", "prefix must be"},
+      {"user,ipv6=maybe", "ipv6=maybe: expected on or off"},
+      {"user,restrict=yes", "restrict=yes: expected on or off"},
+      {"user,rate=fast", "rate=fast"},
+      {"user,mac=01:00:00:00:00:01", "mac=01:00:00:00:00:01"},
+      {"user,ifname=tap0", "ifname=tap0: unknown key"},
+      {"user,restrict", "restrict: not key=value"},
+  };
+  for (const auto& [text, part] : cases) {
+    auto o = parse_net_option(text);
+    ASSERT_FALSE(o.ok()) << text;
+    const std::string& message = o.error().message();
+    EXPECT_EQ(message.rfind(std::string("--net ") + text + ": ", 0), 0u) << message;
+    EXPECT_NE(message.find(part), std::string::npos) << message;
+    EXPECT_EQ(message.find('\n'), std::string::npos) << message;
   }
 }
 

@@ -110,10 +110,15 @@ Result<void> Machine::add_pci_devices() {
   HV_TRY(plug_virtio_pci(virtio_console_));
 
   for (const auto& [option, transport] : config_.nets) {
-    auto backend = net::TapBackend::open(option.ifname);
-    if (!backend) return std::move(backend).error().with_context("--net tap " + option.ifname);
+    if (std::holds_alternative<net::NoNetOption>(option)) continue;
+    const auto* tap = std::get_if<net::TapNetOption>(&option);
+    if (!tap)
+      return Error(ErrorCode::kUnsupported,
+                   "--net " + std::string(net::net_mode_name(option)) + ": not wired into the machine yet");
+    auto backend = net::TapBackend::open(tap->ifname);
+    if (!backend) return std::move(backend).error().with_context("--net tap " + tap->ifname);
     VirtioNetOptions net_options;
-    if (option.mac) net_options.mac = *option.mac;
+    if (tap->mac) net_options.mac = *tap->mac;
     auto net = std::make_shared<VirtioNet>(std::move(backend).value(), net_options);
     HV_TRY(watch_net_backend(net));
     HV_TRY(plug_virtio(net, transport));

@@ -1,0 +1,22 @@
+#include "net/net_backend_factory.h"
+
+#include "net/slirp/slirp_backend.h"
+#include "net/tap/tap_backend.h"
+
+namespace hostvisor::net {
+
+Result<std::unique_ptr<NetBackend>> open_net_backend(const NetOption& option) {
+  if (const auto* tap = std::get_if<TapNetOption>(&option)) {
+    auto backend = TapBackend::open(tap->ifname);
+    if (!backend) return std::move(backend).error().with_context("--net tap,ifname=" + tap->ifname);
+    return std::unique_ptr<NetBackend>(std::move(backend).value());
+  }
+  if (const auto* user = std::get_if<UserNetOption>(&option)) {
+    auto backend = SlirpBackend::create(*user);
+    if (!backend) return std::move(backend).error().with_context("--net user");
+    return std::unique_ptr<NetBackend>(std::move(backend).value());
+  }
+  return Error(ErrorCode::kInternal, "--net none has no backend; the machine plugs no NIC for it");
+}
+
+}  // namespace hostvisor::net
