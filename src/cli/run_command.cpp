@@ -138,8 +138,10 @@ void add_run_command(CLI::App& app, int* exit_status) {
                   "Attach a disk image as virtio-blk (repeatable): FILE[,format=raw|qcow2][,cache=writeback|none|"
                   "unsafe][,readonly=on][,discard=on][,transport=pci|mmio]");
   cmd->add_option("--net", options->nets,
-                  "Add a virtio-net interface (repeatable): tap,ifname=NAME[,mac=52:54:00:12:34:56][,transport=pci|"
-                  "mmio] (bridged and host-only networking put the tap on a host bridge)");
+                  "Add a virtio-net interface (repeatable): user[,hostfwd=tcp|udp:[HOSTADDR]:HOSTPORT-[GUESTADDR]:"
+                  "GUESTPORT]...[,net=CIDR][,ipv6=on|off][,restrict=on] (user-mode NAT, no privileges; an empty "
+                  "HOSTADDR is 127.0.0.1), tap,ifname=NAME, or none; each takes [,mac=52:54:00:12:34:56]"
+                  "[,transport=pci|mmio]");
   cmd->add_option("--console", options->console,
                   "Which guest device the terminal types into: serial (the 16550 UART, ttyS0) or virtio (the virtio "
                   "console, hvc0; the default guest then runs its console and shell there). Both print to the "

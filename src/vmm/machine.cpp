@@ -19,7 +19,7 @@
 #include "devices/virtio/net/virtio_net.h"
 #include "devices/virtio/pci/virtio_pci_device.h"
 #include "devices/virtio/rng/virtio_rng.h"
-#include "net/tap/tap_backend.h"
+#include "net/net_backend_factory.h"
 #include "vmm/console.h"
 #include "vmm/legacy_devices.h"
 
@@ -111,17 +111,7 @@ Result<void> Machine::add_pci_devices() {
 
   for (const auto& [option, transport] : config_.nets) {
     if (std::holds_alternative<net::NoNetOption>(option)) continue;
-    const auto* tap = std::get_if<net::TapNetOption>(&option);
-    if (!tap)
-      return Error(ErrorCode::kUnsupported,
-                   "--net " + std::string(net::net_mode_name(option)) + ": not wired into the machine yet");
-    auto backend = net::TapBackend::open(tap->ifname);
-    if (!backend) return std::move(backend).error().with_context("--net tap " + tap->ifname);
-    VirtioNetOptions net_options;
-    if (tap->mac) net_options.mac = *tap->mac;
-    auto net = std::make_shared<VirtioNet>(std::move(backend).value(), net_options);
-    HV_TRY(watch_net_backend(net));
-    HV_TRY(plug_virtio(net, transport));
+    HV_TRY(add_net(option, transport));
   }
 
   for (size_t i = 0; i < config_.disks.size(); ++i) {
@@ -133,6 +123,39 @@ Result<void> Machine::add_pci_devices() {
     HV_TRY(plug_virtio(blk, config_.disks[i].transport));
   }
   return {};
+}
+
+Result<void> Machine::add_net(const net::NetOption& option, VirtioTransport transport) {
+  const auto [mac, rate] = std::visit(
+      [](const auto& mode) -> std::pair<std::optional<net::MacAddress>, std::optional<uint64_t>> {
+        if constexpr (std::is_same_v<std::decay_t<decltype(mode)>, net::NoNetOption>) {
+          return {};
+        } else {
+          return {mode.mac, mode.rate};
+        }
+      },
+      option);
+  if (rate) {
+    return Error(ErrorCode::kUnsupported, "--net " + std::string(net::net_mode_name(option)) +
+                                              ": rate= is parsed but not yet applied by virtio-net; leave it out");
+  }
+  auto backend = HV_TRY(net::open_net_backend(option));
+  net::NetBackend* raw_backend = backend.get();
+  VirtioNetOptions net_options;
+  if (mac) net_options.mac = *mac;
+  auto net = std::make_shared<VirtioNet>(std::move(backend), net_options);
+  // A backend with work of its own (user-mode NAT: its sockets and timers)
+  // runs it on the event loop; the device owns the backend, so the handler
+  // holds the device.
+  if (raw_backend->service_fd() >= 0) {
+    HV_TRY(event_loop_->add(raw_backend->service_fd(), [weak = std::weak_ptr<VirtioNet>(net), raw_backend](uint32_t) {
+      if (auto device = weak.lock()) raw_backend->service();
+    }));
+  }
+  HV_TRY(watch_net_backend(net));
+  HV_TRY(plug_virtio(net, transport));
+  nets_.push_back(net);
+  return ok();
 }
 
 Result<std::shared_ptr<VirtioPciDevice>> Machine::plug_virtio_pci(std::shared_ptr<VirtioDevice> device) {
@@ -282,7 +305,16 @@ RunOutcome Machine::run() {
   // read only now, when nothing can change it any more.
   take_signals();
   console_.reset();
+  log_net_counters();
   return *runner_->outcome();
+}
+
+void Machine::log_net_counters() {
+  for (size_t i = 0; i < nets_.size(); ++i) {
+    net::NetBackend& backend = nets_[i]->backend();
+    if (auto counters = backend.counters())
+      HV_LOG_INFO("net{} ({}): {}", i, backend.name(), net::format_net_counters(*counters));
+  }
 }
 
 RunResponse Machine::pause() { return runner_->pause(); }

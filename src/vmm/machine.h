@@ -71,7 +71,11 @@ class Machine final : public SystemControl {
   Result<void> build();
   // The PCI root complex (0xCF8 and ECAM) and the virtio devices on it.
   Result<void> add_pci_devices();
+  // A virtio-net device on the backend `option` names (tap, user-mode NAT).
+  Result<void> add_net(const net::NetOption& option, VirtioTransport transport);
   Result<void> watch_net_backend(const std::shared_ptr<VirtioNet>& net);
+  // Each NIC's traffic counters, at info level, once the run is over.
+  void log_net_counters();
   // Puts `device` on the PCI root behind the virtio-pci transport, with the
   // backend's fast paths (ioeventfd notifies, irqfd MSI-X) where it has them.
   Result<std::shared_ptr<VirtioPciDevice>> plug_virtio_pci(std::shared_ptr<VirtioDevice> device);
@@ -108,6 +112,7 @@ class Machine final : public SystemControl {
   std::unique_ptr<PciRoot> pci_root_;  // after the mappers: the root uses them
   std::unique_ptr<VirtioMmioSlots> virtio_mmio_;
   std::shared_ptr<VirtioConsole> virtio_console_;
+  std::vector<std::shared_ptr<VirtioNet>> nets_;
   std::shared_ptr<Serial8250> serial_;
   std::shared_ptr<CmosRtc> rtc_;
   std::unique_ptr<TerminalConsole> console_;

@@ -8,6 +8,9 @@
 // The guest lives in the user's real cache (built on first use, reused
 // after), so the first run on a fresh machine also tests building it.
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -15,7 +18,9 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <regex>
+#include <thread>
 
 #include "tests/linux/guest_console.h"
 
@@ -350,6 +355,120 @@ TEST(LinuxGuest, VirtioNetOnATapPingsBothWays) {
   std::string out;
   EXPECT_EQ(host_command("ip netns exec " + netns.name + " busybox ping -c 2 -W 5 192.168.77.2", &out), 0) << out;
   EXPECT_NE(out.find("2 packets received"), std::string::npos) << out;
+
+  power_off_and_expect_status_0(console);
+}
+
+// A TCP port on 127.0.0.1 that nothing listens on right now.
+int free_loopback_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof addr;
+  int port = -1;
+  if (fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &length) == 0)
+    port = ntohs(addr.sin_port);
+  if (fd >= 0) ::close(fd);
+  return port;
+}
+
+// Python's http.server on 127.0.0.1:port serving `dir`, for as long as the
+// object lives: the "outside" a NAT guest reaches, without leaving the machine.
+struct LoopbackHttpServer {
+  pid_t pid = -1;
+  int port = -1;
+  explicit LoopbackHttpServer(const fs::path& dir) {
+    port = free_loopback_port();
+    if (port < 0) return;
+    pid = ::fork();
+    if (pid == 0) {
+      const std::string p = std::to_string(port);
+      ::execlp("python3", "python3", "-m", "http.server", "--bind", "127.0.0.1", "--directory", dir.c_str(), p.c_str(),
+               static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    // Ready once it accepts a connection.
+    for (int i = 0; i < 100; ++i) {
+      const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_in addr{};
+      addr.sin_family = AF_INET;
+      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      addr.sin_port = htons(static_cast<uint16_t>(port));
+      const bool up = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+      ::close(fd);
+      if (up) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    port = -1;  // never came up
+  }
+  ~LoopbackHttpServer() {
+    if (pid > 0) {
+      ::kill(pid, SIGTERM);
+      ::waitpid(pid, nullptr, 0);
+    }
+  }
+};
+
+std::string sha256_of(const std::string& text) {
+  const size_t space = text.find_first_of(" \n");
+  return text.substr(0, space);
+}
+
+// User-mode NAT (--net user) with no privileges: the guest gets a DHCP lease
+// from the NAT, pings its gateway, downloads a file from a server on the
+// host's loopback (reached at the gateway address) intact, and serves it
+// back to the host through a hostfwd port forward.
+TEST(LinuxGuest, UserNatLeasesReachesTheHostAndForwardsAPort) {
+  ScratchDir scratch;
+  ASSERT_FALSE(scratch.path.empty());
+  fs::create_directories(scratch.path / "www");
+  {
+    std::mt19937_64 random(42);
+    std::ofstream payload(scratch.path / "www" / "payload", std::ios::binary);
+    for (int i = 0; i < (1 << 20) / 8; ++i) {
+      const uint64_t word = random();
+      payload.write(reinterpret_cast<const char*>(&word), sizeof word);
+    }
+  }
+  std::string expected;
+  ASSERT_EQ(host_command("sha256sum '" + (scratch.path / "www" / "payload").string() + "'", &expected), 0) << expected;
+  expected = sha256_of(expected);
+
+  LoopbackHttpServer server(scratch.path / "www");
+  ASSERT_GT(server.port, 0) << "python3 -m http.server did not come up on 127.0.0.1";
+  const int forward_port = free_loopback_port();
+  ASSERT_GT(forward_port, 0);
+
+  GuestConsole console;
+  ASSERT_TRUE(console.start(hostvisor_args(
+      {"--cpus", "1", "--memory", "512M", "--net", "user,hostfwd=tcp::" + std::to_string(forward_port) + "-:8080"})))
+      << console.failure();
+  expect_banner(console, 1);
+  if (HasFatalFailure()) return;
+
+  guest_ok(console, "ip link set eth0 up");
+  // udhcpc's script does the configuring; /bin/true leaves that to the next
+  // line, so this checks only that the NAT's DHCP server answered.
+  EXPECT_NE(guest_ok(console, "udhcpc -i eth0 -n -q -t 5 -s /bin/true 2>&1").find("lease of 10.0.2.15 obtained"),
+            std::string::npos);
+  guest_ok(console, "ip addr add 10.0.2.15/24 dev eth0 && ip route add default via 10.0.2.2");
+  EXPECT_NE(guest_ok(console, "ping -c 2 -W 5 10.0.2.2").find("2 packets received"), std::string::npos);
+
+  const std::string url = "http://10.0.2.2:" + std::to_string(server.port) + "/payload";
+  guest_ok(console, "mkdir -p /tmp/www && wget -q -O /tmp/www/payload " + url);
+  EXPECT_EQ(sha256_of(guest_ok(console, "sha256sum /tmp/www/payload")), expected)
+      << "the file the guest downloaded through the NAT differs from the host's";
+
+  guest_ok(console, "httpd -p 8080 -h /tmp/www");
+  std::string fetched;
+  EXPECT_EQ(
+      host_command("busybox wget -q -O - http://127.0.0.1:" + std::to_string(forward_port) + "/payload | sha256sum",
+                   &fetched),
+      0)
+      << fetched;
+  EXPECT_EQ(sha256_of(fetched), expected) << "the file the host fetched through hostfwd differs";
 
   power_off_and_expect_status_0(console);
 }
