@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <vector>
 
-#include "block/qcow2_image.h"
-#include "block/raw_image.h"
+#include "block/qcow2/image.h"
+#include "block/raw/image.h"
 
 namespace hostvisor::block {
 

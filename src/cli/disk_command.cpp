@@ -11,9 +11,9 @@
 #include "base/size.h"
 #include "block/image_copy.h"
 #include "block/image_open.h"
-#include "block/qcow2_check.h"
-#include "block/qcow2_image.h"
-#include "block/raw_image.h"
+#include "block/qcow2/check.h"
+#include "block/qcow2/image.h"
+#include "block/raw/image.h"
 
 namespace hostvisor::cli {
 

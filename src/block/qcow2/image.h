@@ -24,9 +24,9 @@
 
 #include "block/block_device.h"
 #include "block/host_file.h"
-#include "block/qcow2_format.h"
-#include "block/qcow2_refcounts.h"
-#include "block/qcow2_table_cache.h"
+#include "block/qcow2/format.h"
+#include "block/qcow2/refcounts.h"
+#include "block/qcow2/table_cache.h"
 
 namespace hostvisor::block {
 
@@ -97,7 +97,7 @@ class Qcow2Image final : public BlockDevice {
   // Points the header at a different backing file (after commit or rebase).
   Result<void> set_backing_file(const std::string& name, const std::string& format);
 
-  // Internal snapshots (qcow2_snapshots.cpp).
+  // Internal snapshots (snapshots.cpp).
   std::vector<qcow2::Snapshot> snapshots() const;
   Result<void> create_snapshot(const std::string& name);
   Result<void> apply_snapshot(const std::string& name_or_id);
@@ -140,7 +140,7 @@ class Qcow2Image final : public BlockDevice {
   bool overlaps_metadata(uint64_t offset, uint64_t len) const;
   Result<void> require_writable() const;
 
-  // Snapshot helpers (qcow2_snapshots.cpp).
+  // Snapshot helpers (snapshots.cpp).
   Result<std::vector<uint64_t>> read_l1(uint64_t offset, uint32_t entries);
   Result<void> update_tree_refcounts(const std::vector<uint64_t>& l1, int64_t delta);
   Result<void> fix_copied_flags();

@@ -1,4 +1,4 @@
-#include "block/qcow2_refcounts.h"
+#include "block/qcow2/refcounts.h"
 
 #include <algorithm>
 #include <set>

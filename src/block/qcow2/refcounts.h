@@ -12,8 +12,8 @@
 #include <vector>
 
 #include "block/host_file.h"
-#include "block/qcow2_format.h"
-#include "block/qcow2_table_cache.h"
+#include "block/qcow2/format.h"
+#include "block/qcow2/table_cache.h"
 
 namespace hostvisor::block::qcow2 {
 

@@ -1,4 +1,4 @@
-#include "block/qcow2_image.h"
+#include "block/qcow2/image.h"
 
 #include <poll.h>
 #include <unistd.h>

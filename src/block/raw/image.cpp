@@ -1,4 +1,4 @@
-#include "block/raw_image.h"
+#include "block/raw/image.h"
 
 #include <unistd.h>
 
@@ -7,7 +7,7 @@
 #include <climits>
 #include <cstring>
 
-#include "block/qcow2_format.h"
+#include "block/qcow2/format.h"
 
 namespace hostvisor::block {
 

@@ -5,7 +5,7 @@
 
 #include <algorithm>
 
-#include "block/qcow2_image.h"
+#include "block/qcow2/image.h"
 
 namespace hostvisor::block {
 

@@ -1,4 +1,4 @@
-#include "block/qcow2_image.h"
+#include "block/qcow2/image.h"
 
 #include <gtest/gtest.h>
 
@@ -7,8 +7,8 @@
 #include <vector>
 
 #include "block/image_open.h"
-#include "block/qcow2_check.h"
-#include "block/raw_image.h"
+#include "block/qcow2/check.h"
+#include "block/raw/image.h"
 #include "block/test_util.h"
 
 namespace hostvisor::block {

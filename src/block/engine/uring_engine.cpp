@@ -1,4 +1,4 @@
-#include "block/uring_engine.h"
+#include "block/engine/uring_engine.h"
 
 #include <fcntl.h>
 #include <linux/falloc.h>
