@@ -124,7 +124,13 @@ Result<void> Qcow2Image::load(uint64_t file_size) {
     if ((e & ~(kOffsetMask | kFlagCopied)) != 0 || (e & kOffsetMask) % cluster_size_ != 0) {
       return corrupt("L1 entry " + std::to_string(i) + " (" + hex(e) + ") has reserved bits set or is misaligned");
     }
+    if ((e & kOffsetMask) + cluster_size_ > (file_size + cluster_size_ - 1) / cluster_size_ * cluster_size_ &&
+        (e & kOffsetMask) != 0) {
+      return corrupt("L1 entry " + std::to_string(i) + " points to an L2 table at " + hex(e & kOffsetMask) +
+                     ", past the end of the file (" + std::to_string(file_size) + " bytes)");
+    }
   }
+  metadata_ = std::make_unique<MetadataMap>(cluster_size_);
   l2_cache_ = std::make_unique<TableCache>(*file_, cluster_size_, std::max<size_t>(16, kL2CacheBytes / cluster_size_));
   refcounts_ = std::make_unique<Refcounts>(
       *file_, header_,
@@ -134,7 +140,7 @@ Result<void> Qcow2Image::load(uint64_t file_size) {
         HV_TRY(write_header());
         return file_->flush();
       },
-      [this](uint64_t offset, uint64_t len) { return overlaps_metadata(offset, len); });
+      *metadata_);
   HV_TRY(refcounts_->load(file_size));
   // Snapshot table.
   if (header_.nb_snapshots > 0) {
@@ -144,6 +150,7 @@ Result<void> Qcow2Image::load(uint64_t file_size) {
     snapshots_ = HV_TRY(parse_snapshot_table(raw, header_.nb_snapshots, header_, file_size));
     snapshot_table_bytes_ = serialize_snapshot_table(snapshots_).size();
   }
+  HV_TRY(rebuild_metadata_map());
   if (file_->writable() && header_.autoclear_features != 0) {
     // Autoclear features (such as bitmaps) we do not maintain become invalid once we write.
     header_.autoclear_features = 0;
@@ -156,7 +163,7 @@ Result<void> Qcow2Image::load(uint64_t file_size) {
 Qcow2Image::~Qcow2Image() {
   while (direct_requests_ + parked_.size() + held_flushes_.size() > 0) poll_completions(true);
   shutdown_async();
-  if (file_ && file_->writable() && refcounts_) {
+  if (file_ && file_->writable() && refcounts_ && !corrupt_) {
     auto r = flush();
     if (r.ok() && refcounts_->has_dirty()) {
       // Frees applied by the last flush; losing them would only leak clusters.
@@ -175,19 +182,67 @@ Result<std::vector<uint64_t>> Qcow2Image::read_l1(uint64_t offset, uint32_t entr
   return l1;
 }
 
-bool Qcow2Image::overlaps_metadata(uint64_t offset, uint64_t len) const {
-  auto hit = [&](uint64_t start, uint64_t bytes) {
-    if (bytes == 0) return false;
-    uint64_t end = (start + bytes + cluster_size_ - 1) / cluster_size_ * cluster_size_;
-    return offset < end && start < offset + len;
-  };
-  return hit(0, cluster_size_) || hit(header_.l1_table_offset, l1_.size() * 8) ||
-         hit(header_.refcount_table_offset, uint64_t{header_.refcount_table_clusters} * cluster_size_) ||
-         hit(header_.snapshots_offset, snapshot_table_bytes_);
+Result<void> Qcow2Image::rebuild_metadata_map() {
+  std::vector<MetadataMap::Extent> extents;
+  extents.push_back({0, cluster_size_, MetadataKind::kHeader});
+  extents.push_back({header_.l1_table_offset, l1_.size() * 8, MetadataKind::kL1Table});
+  extents.push_back({refcounts_->table_offset(), uint64_t{refcounts_->table_clusters()} * cluster_size_,
+                     MetadataKind::kRefcountTable});
+  for (uint64_t block : refcounts_->table()) {
+    if (block != 0) extents.push_back({block, cluster_size_, MetadataKind::kRefcountBlock});
+  }
+  if (snapshot_table_bytes_ > 0) {
+    extents.push_back({header_.snapshots_offset, snapshot_table_bytes_, MetadataKind::kSnapshotTable});
+  }
+  for (const Snapshot& snap : snapshots_) {
+    if (snap.l1_size > 0) {
+      extents.push_back({snap.l1_table_offset, uint64_t{snap.l1_size} * 8, MetadataKind::kSnapshotL1Table});
+    }
+  }
+  for (uint64_t e : l1_) {
+    if ((e & kOffsetMask) != 0) extents.push_back({e & kOffsetMask, cluster_size_, MetadataKind::kL2Table});
+  }
+  // Metadata sharing a cluster would be overwritten by the first write to
+  // either. Reading such an image harms nothing; writing to it is refused.
+  auto assigned = metadata_->assign(extents);
+  if (!assigned.ok() && file_->writable()) return mark_corrupt(assigned.error().message());
+  return ok();
+}
+
+Result<void> Qcow2Image::check_data_write(uint64_t host, uint64_t len, uint64_t guest_offset) {
+  auto hit = metadata_->find(host, len);
+  if (!hit) return ok();
+  return mark_corrupt("the data cluster for guest offset " + hex(guest_offset) + " is at host offset " + hex(host) +
+                      ", inside " + metadata_->describe(*hit) + "; the write was refused");
+}
+
+Error Qcow2Image::mark_corrupt(const std::string& what) {
+  std::string message = file_->path() + ": " + what;
+  if (!corrupt_) {
+    // What is pending was checked as it was made; only the bad write is not done.
+    auto pending = flush_metadata();
+    corrupt_ = true;
+    header_.incompatible_features |= kIncompatCorrupt;
+    auto marked = write_header();
+    if (marked.ok()) marked = file_->flush();
+    if (!pending.ok() || !marked.ok()) {
+      HV_LOG_ERROR("{}: marking the image corrupt: {}", file_->path(),
+                   (!pending.ok() ? pending : marked).error().message());
+    }
+  }
+  HV_LOG_ERROR("{}", message);
+  return Error(ErrorCode::kCorrupt, message +
+                                        ". The image is marked corrupt and refuses writes until "
+                                        "`hostvisor disk check --repair` has repaired it");
 }
 
 Result<void> Qcow2Image::require_writable() const {
   if (read_only()) return Error(ErrorCode::kInvalidArgument, file_->path() + ": disk is read-only");
+  if (corrupt_) {
+    return Error(ErrorCode::kCorrupt, file_->path() +
+                                          ": the image was marked corrupt after a write aimed at its own metadata; "
+                                          "run `hostvisor disk check --repair` on it before writing to it");
+  }
   return ok();
 }
 
@@ -211,8 +266,7 @@ Result<Qcow2Image::Mapping> Qcow2Image::classify(uint64_t e, uint64_t guest_offs
     return Mapping{Kind::kZero, e, host};
   }
   if (host == 0) return Mapping{Kind::kUnallocated, e, 0};
-  if (host < cluster_size_)
-    return corrupt("L2 entry for guest offset " + hex(guest_offset) + " points into the header");
+  // A host cluster inside metadata (the header included) is refused when written (check_data_write).
   return Mapping{Kind::kNormal, e, host};
 }
 
@@ -352,6 +406,7 @@ Result<TableCache::Table*> Qcow2Image::l2_for_write(uint64_t guest_offset) {
   };
   if (off == 0) {
     uint64_t fresh = HV_TRY(refcounts_->allocate(1));
+    HV_TRY(metadata_->add(fresh, cluster_size_, MetadataKind::kL2Table));
     TableCache::Table* t = l2_cache_->create(fresh);
     mark_l1(fresh | kFlagCopied);
     return t;
@@ -368,6 +423,9 @@ Result<TableCache::Table*> Qcow2Image::l2_for_write(uint64_t guest_offset) {
   // the copy's entries lose the COPIED flag (each data cluster now has >= 2 references).
   std::vector<uint8_t> bytes = t->bytes;
   uint64_t copy = HV_TRY(refcounts_->allocate(1));
+  HV_TRY(metadata_->add(copy, cluster_size_, MetadataKind::kL2Table));
+  // The old table is a snapshot's now, which the guest cannot write through.
+  metadata_->remove(off);
   TableCache::Table* nt = l2_cache_->create(copy);
   nt->bytes = std::move(bytes);
   for (uint64_t i = 0; i < cluster_size_ / 8; ++i) {
@@ -379,7 +437,42 @@ Result<TableCache::Table*> Qcow2Image::l2_for_write(uint64_t guest_offset) {
   return nt;
 }
 
+Result<void> Qcow2Image::check_reference(const Mapping& m) {
+  uint64_t host = m.host, len = cluster_size_;
+  if (m.kind == Kind::kCompressed) {
+    CompressedExtent x = decode_compressed(m.entry, header_.cluster_bits);
+    host = x.offset;
+    len = x.length;
+  } else if (m.kind != Kind::kNormal && !(m.kind == Kind::kZero && m.host != 0)) {
+    return ok();
+  }
+  auto hit = metadata_->find(host, len);
+  if (!hit) return ok();
+  return mark_corrupt("an L2 entry (" + hex(m.entry) + ") points a data cluster into " + metadata_->describe(*hit));
+}
+
+Result<void> Qcow2Image::check_references() {
+  std::lock_guard lock(mutex_);
+  HV_TRY(require_writable());
+  for (uint64_t i = 0; i < l1_.size(); ++i) {
+    bool bad = false;
+    uint64_t l2_off = HV_TRY(l2_table_offset(i, &bad));
+    if (l2_off == 0) continue;
+    TableCache::Table* t = HV_TRY(l2_cache_->get(l2_off));
+    std::vector<uint8_t> bytes = t->bytes;  // the table may leave the cache below
+    for (uint64_t j = 0; j < cluster_size_ / 8; ++j) {
+      uint64_t guest = ((i << l2_bits_) + j) << header_.cluster_bits;
+      Mapping m = HV_TRY(classify(load_be64(&bytes[j * 8]), guest));
+      HV_TRY(check_reference(m));
+    }
+    HV_TRY(maybe_trim_caches());
+  }
+  return ok();
+}
+
 Result<void> Qcow2Image::defer_free(const Mapping& m) {
+  // Dropping a reference that points into metadata would free the metadata.
+  HV_TRY(check_reference(m));
   if (m.kind == Kind::kNormal || (m.kind == Kind::kZero && m.host != 0)) {
     defer_free_cluster(m.host);
   } else if (m.kind == Kind::kCompressed) {
@@ -436,6 +529,7 @@ Result<void> Qcow2Image::write_locked(uint64_t offset, std::span<const iovec> io
         chunk += std::min<uint64_t>(len - pos - chunk, cluster_size_);
         ++i;
       }
+      HV_TRY(check_data_write(m.host + (guest & cmask), chunk, guest));
       HV_TRY(file_->writev(m.host + (guest & cmask), iov_slice(iov, pos, chunk)));
       pos += chunk;
       continue;
@@ -564,6 +658,26 @@ Result<void> Qcow2Image::write_header() {
   return file_->write(0, bytes.data(), bytes.size());
 }
 
+Result<void> Qcow2Image::move_l1(std::vector<uint64_t> entries, uint64_t virtual_size) {
+  uint64_t clusters = std::max<uint64_t>(1, (entries.size() * 8 + cluster_size_ - 1) / cluster_size_);
+  uint64_t at = HV_TRY(refcounts_->allocate(clusters));
+  std::vector<uint8_t> raw(clusters * cluster_size_, 0);
+  for (size_t i = 0; i < entries.size(); ++i) store_be64(&raw[i * 8], entries[i]);
+  HV_TRY(file_->write(at, raw.data(), raw.size()));
+  HV_TRY(refcounts_->write_dirty());
+  HV_TRY(file_->flush());
+  uint64_t old_offset = header_.l1_table_offset;
+  uint64_t old_clusters = (l1_.size() * 8 + cluster_size_ - 1) / cluster_size_;
+  header_.l1_table_offset = at;
+  header_.l1_size = static_cast<uint32_t>(entries.size());
+  header_.size = virtual_size;
+  l1_ = std::move(entries);
+  HV_TRY(write_header());
+  HV_TRY(file_->flush());
+  for (uint64_t i = 0; i < old_clusters; ++i) defer_free_cluster(old_offset + i * cluster_size_);
+  return rebuild_metadata_map();
+}
+
 Result<void> Qcow2Image::write_l1() {
   if (l1_dirty_lo_ >= l1_dirty_hi_) return ok();
   std::vector<uint8_t> raw((l1_dirty_hi_ - l1_dirty_lo_) * 8);
@@ -605,6 +719,8 @@ Result<void> Qcow2Image::flush_metadata() {
 Result<void> Qcow2Image::flush() {
   std::lock_guard lock(mutex_);
   if (read_only()) return ok();
+  // Its metadata was written when it was marked; nothing more may be.
+  if (corrupt_) return file_->flush();
   bool had_metadata = metadata_dirty_ || !pending_frees_.empty() || refcounts_->has_dirty();
   HV_TRY(flush_metadata());
   // flush_metadata() ends with a flush; without metadata changes the data still needs one.
@@ -674,25 +790,10 @@ Result<void> Qcow2Image::resize(uint64_t new_size) {
   if (need * 8 > kMaxL1Bytes) return Error(ErrorCode::kInvalidArgument, "new size is too large for this cluster size");
   HV_TRY(flush_metadata());
   if (need > l1_.size()) {
-    // New, larger L1 table elsewhere; the header switches to it atomically.
-    uint64_t clusters = (need * 8 + cluster_size_ - 1) / cluster_size_;
-    uint64_t at = HV_TRY(refcounts_->allocate(clusters));
-    std::vector<uint8_t> raw(clusters * cluster_size_, 0);
-    for (size_t i = 0; i < l1_.size(); ++i) store_be64(&raw[i * 8], l1_[i]);
-    HV_TRY(file_->write(at, raw.data(), raw.size()));
-    HV_TRY(refcounts_->write_dirty());
-    HV_TRY(file_->flush());
-    uint64_t old_offset = header_.l1_table_offset;
-    uint64_t old_clusters = (l1_.size() * 8 + cluster_size_ - 1) / cluster_size_;
-    header_.l1_table_offset = at;
-    header_.l1_size = static_cast<uint32_t>(need);
-    l1_.resize(need, 0);
-    header_.size = new_size;
-    HV_TRY(write_header());
-    HV_TRY(file_->flush());
-    for (uint64_t i = 0; i < old_clusters; ++i) defer_free_cluster(old_offset + i * cluster_size_);
-    HV_TRY(flush_metadata());
-    return ok();
+    std::vector<uint64_t> larger = l1_;
+    larger.resize(need, 0);
+    HV_TRY(move_l1(std::move(larger), new_size));
+    return flush_metadata();
   }
   header_.size = new_size;
   HV_TRY(write_header());
@@ -750,7 +851,7 @@ Qcow2Image::Plan Qcow2Image::plan_direct(const BlockRequest& r,
   size_t len = iov_bytes(r.iov);
   if (!check_range(r.offset, len).ok()) return Plan::kWorker;  // the worker reports the error
   bool is_write = r.op == BlockOp::kWrite;
-  if (is_write && read_only()) return Plan::kWorker;
+  if (is_write && (read_only() || corrupt_)) return Plan::kWorker;
   std::vector<iovec> zero_fill;
   size_t pos = 0;
   while (pos < len) {
@@ -763,6 +864,8 @@ Qcow2Image::Plan Qcow2Image::plan_direct(const BlockRequest& r,
     uint64_t chunk = std::min<uint64_t>(len - pos, cluster_size_ - in);
     if (m->kind == Kind::kNormal && (!is_write || (m->entry & kFlagCopied))) {
       uint64_t host = m->host + in;
+      // The worker refuses it and marks the image corrupt.
+      if (is_write && metadata_->overlaps(host, chunk)) return Plan::kWorker;
       if (!pieces->empty() && pieces->back().first + iov_bytes(pieces->back().second) == host) {
         for (const auto& v : iov_slice(r.iov, pos, chunk)) pieces->back().second.push_back(v);
       } else {

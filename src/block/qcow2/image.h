@@ -25,6 +25,7 @@
 #include "block/block_device.h"
 #include "block/host_file.h"
 #include "block/qcow2/format.h"
+#include "block/qcow2/metadata_map.h"
 #include "block/qcow2/refcounts.h"
 #include "block/qcow2/table_cache.h"
 
@@ -103,6 +104,12 @@ class Qcow2Image final : public BlockDevice {
   Result<void> apply_snapshot(const std::string& name_or_id);
   Result<void> delete_snapshot(const std::string& name_or_id);
 
+  // Walks every active L2 table of a writable image and refuses (marking it
+  // corrupt) an entry whose clusters lie in metadata. The disk
+  // commands that change an image run it first; a running VM checks each
+  // write instead, since walking every table at open costs a read of each.
+  Result<void> check_references();
+
   // Host bytes in use by the file.
   Result<uint64_t> file_size() const { return file_->size(); }
 
@@ -130,6 +137,8 @@ class Qcow2Image final : public BlockDevice {
   Result<void> write_locked(uint64_t offset, std::span<const iovec> iov);
   enum class ZeroMode { kZero, kDiscard, kDeallocate };
   Result<void> zero_clusters(uint64_t offset, uint64_t length, ZeroMode mode);
+  // Refuses (marking the image corrupt) an L2 entry whose host clusters lie in metadata.
+  Result<void> check_reference(const Mapping& m);
   // Remembers a reference dropped by an in-memory table change; freed after the change is durable.
   Result<void> defer_free(const Mapping& m);
   void defer_free_cluster(uint64_t host_offset) { pending_frees_.push_back(host_offset / cluster_size_); }
@@ -137,8 +146,20 @@ class Qcow2Image final : public BlockDevice {
   Result<void> maybe_trim_caches();
   Result<void> write_header();
   Result<void> write_l1();
-  bool overlaps_metadata(uint64_t offset, uint64_t len) const;
+  // Writes `entries` as a new L1 table elsewhere, then switches the header to
+  // it (with the virtual size) in one write; the old table's clusters are freed.
+  Result<void> move_l1(std::vector<uint64_t> entries, uint64_t virtual_size);
   Result<void> require_writable() const;
+  // Recomputes the metadata map from the header, L1 table, refcount table
+  // and snapshot table (after a change that moves whole tables); an error
+  // when two structures share a cluster.
+  Result<void> rebuild_metadata_map();
+  // Refuses a guest write of len bytes at host offset `host` that would land
+  // in metadata: the image is marked corrupt and the error says why.
+  Result<void> check_data_write(uint64_t host, uint64_t len, uint64_t guest_offset);
+  // Sets the header's corrupt bit (after writing out the metadata still
+  // pending, which is sound) and refuses every later change to the image.
+  Error mark_corrupt(const std::string& what);
 
   // Snapshot helpers (snapshots.cpp).
   Result<std::vector<uint64_t>> read_l1(uint64_t offset, uint32_t entries);
@@ -191,6 +212,7 @@ class Qcow2Image final : public BlockDevice {
   std::vector<uint64_t> l1_;
   uint64_t l1_dirty_lo_ = UINT64_MAX, l1_dirty_hi_ = 0;
   std::unique_ptr<qcow2::TableCache> l2_cache_;
+  std::unique_ptr<qcow2::MetadataMap> metadata_;
   std::unique_ptr<qcow2::Refcounts> refcounts_;
   std::vector<qcow2::Snapshot> snapshots_;
   uint64_t snapshot_table_bytes_ = 0;
@@ -200,6 +222,8 @@ class Qcow2Image final : public BlockDevice {
   // Compressed writes pack into the tail of one host cluster.
   uint64_t compressed_tail_ = 0;
   bool metadata_dirty_ = false;
+  // Set once a write was found aiming at metadata; nothing is written after that.
+  bool corrupt_ = false;
   mutable std::recursive_mutex mutex_;
 };
 
