@@ -77,9 +77,10 @@ std::string first_difference(const std::vector<uint8_t>& a, const std::vector<ui
 
 // --- submit() only queues --------------------------------------------------
 
-// With io_uring nothing reaches the kernel before the next poll, so a file
-// unchanged after submit() shows the submitting thread did none of the work
-// (the synchronous fallbacks this replaced did it inside submit()).
+// With io_uring no hole punching, zeroing or write of a read-modify-write
+// reaches the kernel before the next poll, so a file unchanged after submit()
+// shows the submitting thread did none of the work (the synchronous fallbacks
+// this replaced did it inside submit()).
 struct QueuedCase {
   const char* name;
   CacheMode cache;
