@@ -844,7 +844,8 @@ void Qcow2Image::complete_now(BlockCompletion done, Result<void> result) {
 }
 
 Qcow2Image::Plan Qcow2Image::plan_direct(const BlockRequest& r,
-                                         std::vector<std::pair<uint64_t, std::vector<iovec>>>* pieces) {
+                                         std::vector<std::pair<uint64_t, std::vector<iovec>>>* pieces,
+                                         std::optional<DirectAllocation>* allocation) {
   // Never wait here for the lock.
   std::unique_lock lock(mutex_, std::try_to_lock);
   if (!lock.owns_lock()) return Plan::kBusy;
@@ -873,6 +874,8 @@ Qcow2Image::Plan Qcow2Image::plan_direct(const BlockRequest& r,
       }
     } else if (!is_write && (m->kind == Kind::kZero || (m->kind == Kind::kUnallocated && !backing_))) {
       for (const auto& v : iov_slice(r.iov, pos, chunk)) zero_fill.push_back(v);
+    } else if (is_write && pos == 0) {
+      return plan_allocation(r, pieces, allocation);
     } else {
       return Plan::kWorker;
     }
@@ -884,6 +887,69 @@ Qcow2Image::Plan Qcow2Image::plan_direct(const BlockRequest& r,
   iov_fill_zero(zero_fill);
   async_inflight_ += pieces->size();
   return Plan::kDirect;
+}
+
+Qcow2Image::Plan Qcow2Image::plan_allocation(const BlockRequest& r,
+                                             std::vector<std::pair<uint64_t, std::vector<iovec>>>* pieces,
+                                             std::optional<DirectAllocation>* allocation) {
+  const uint64_t cmask = cluster_size_ - 1;
+  size_t len = iov_bytes(r.iov);
+  uint64_t first = r.offset & ~cmask;
+  uint64_t n = ((r.offset + len - 1) & ~cmask) - first + cluster_size_;
+  n /= cluster_size_;
+  uint64_t l1_index = first >> (header_.cluster_bits + l2_bits_);
+  // One L2 table, already cached and ours alone (COPIED), so linking needs no copy.
+  if (n > kMaxAllocationRun || ((first + (n - 1) * cluster_size_) >> (header_.cluster_bits + l2_bits_)) != l1_index ||
+      !(l1_[l1_index] & kFlagCopied) || l2_cache_->over_capacity() || refcounts_->over_capacity() ||
+      !refcounts_->allocates_in_memory(n)) {
+    return Plan::kWorker;
+  }
+  TableCache::Table* t = l2_cache_->find(l1_[l1_index] & kOffsetMask);
+  if (t == nullptr) return Plan::kWorker;
+  uint64_t idx = (first >> header_.cluster_bits) & ((1ULL << l2_bits_) - 1);
+  for (uint64_t i = 0; i < n; ++i) {
+    auto m = classify(t->entry(idx + i), first + i * cluster_size_);
+    // Only clusters that read as zeros: the parts the write leaves out need no copy.
+    bool zeros = m.ok() && ((m->kind == Kind::kZero && m->host == 0) ||
+                            (m->kind == Kind::kUnallocated && (!backing_ || first >= backing_->virtual_size())));
+    if (!zeros) return Plan::kWorker;
+  }
+  uint64_t host = 0;
+  if (auto got = refcounts_->allocate(n); got.ok()) {
+    host = *got;
+  } else {
+    return Plan::kWorker;  // the worker meets the same error and reports it
+  }
+  uint64_t at = host + (r.offset - first);
+  // Space never written reads as zeros, so only the guest's bytes are written.
+  if (host < file_->untouched_from() || !file_->direct_ok(at, r.iov) || r.iov.size() > IOV_MAX) {
+    for (uint64_t i = 0; i < n; ++i) (void)refcounts_->add(host / cluster_size_ + i, -1);
+    return Plan::kWorker;
+  }
+  file_->note_write(at, len);
+  pieces->emplace_back(at, r.iov);
+  *allocation = DirectAllocation{first, n, host};
+  ++async_inflight_;
+  return Plan::kDirect;
+}
+
+Result<void> Qcow2Image::link_allocation(const DirectAllocation& a, bool written) {
+  // Waits for the lock (a worker request may hold it): linking must not be lost.
+  std::lock_guard lock(mutex_);
+  if (!written || corrupt_) {
+    // Nothing points at the clusters: they are free again at once.
+    for (uint64_t i = 0; i < a.clusters; ++i) HV_TRY(refcounts_->add(a.host / cluster_size_ + i, -1));
+    return ok();
+  }
+  TableCache::Table* t = HV_TRY(l2_for_write(a.guest));
+  uint64_t idx = (a.guest >> header_.cluster_bits) & ((1ULL << l2_bits_) - 1);
+  for (uint64_t i = 0; i < a.clusters; ++i) {
+    Mapping old = HV_TRY(classify(t->entry(idx + i), a.guest + i * cluster_size_));
+    HV_TRY(defer_free(old));
+    t->set_entry(idx + i, (a.host + i * cluster_size_) | kFlagCopied);
+  }
+  metadata_dirty_ = true;
+  return ok();
 }
 
 void Qcow2Image::submit(BlockRequest request, BlockCompletion done) {
@@ -903,6 +969,7 @@ void Qcow2Image::retry_parked() {
 
 bool Qcow2Image::try_submit(BlockRequest& request, BlockCompletion& done) {
   std::vector<std::pair<uint64_t, std::vector<iovec>>> pieces;
+  std::optional<DirectAllocation> allocation;
   if (request.op == BlockOp::kFlush && !direct_seqs_.empty()) {
     held_flushes_.push_back(HeldFlush{next_direct_seq_, std::move(request), std::move(done)});
     return true;
@@ -919,11 +986,17 @@ bool Qcow2Image::try_submit(BlockRequest& request, BlockCompletion& done) {
   // Saturates instead of wrapping; an out-of-range request is the worker's to refuse.
   uint64_t hi = request.offset + len < request.offset ? UINT64_MAX : ((request.offset + len + cmask) & ~cmask);
   if (hi < lo) hi = UINT64_MAX;
-  bool behind_worker = std::any_of(worker_ranges_.begin(), worker_ranges_.end(),
-                                   [&](const auto& w) { return lo < w.second.second && w.second.first < hi; });
+  auto touches = [&](const auto& ranges) {
+    return std::any_of(ranges.begin(), ranges.end(),
+                       [&](const auto& w) { return lo < w.second.second && w.second.first < hi; });
+  };
+  // Not linked yet: anything else there (on either path) would see the
+  // clusters unallocated. Parked until the allocation's completion.
+  if (request.op != BlockOp::kFlush && touches(allocating_ranges_)) return false;
+  bool behind_worker = touches(worker_ranges_);
   Plan plan = Plan::kWorker;
   if (async_engine_ && (request.op == BlockOp::kRead || request.op == BlockOp::kWrite) && !behind_worker) {
-    plan = plan_direct(request, &pieces);
+    plan = plan_direct(request, &pieces, &allocation);
   }
   // The lock is busy. If our worker is running, it signals when it finishes
   // a request and the poll retries; parking keeps the worker from taking
@@ -949,13 +1022,18 @@ bool Qcow2Image::try_submit(BlockRequest& request, BlockCompletion& done) {
   ++direct_requests_;
   uint64_t seq = next_direct_seq_++;
   direct_seqs_.insert(seq);
+  if (allocation) {
+    allocating_ranges_.emplace(
+        seq, std::make_pair(allocation->guest, allocation->guest + allocation->clusters * cluster_size_));
+  }
   bool is_write = request.op == BlockOp::kWrite;
   for (auto& [host, iov] : pieces) {
     op->iovs.push_back(std::move(iov));
     const std::vector<iovec>& v = op->iovs.back();
     size_t expect = iov_bytes(v);
     IoRequest io{is_write ? IoOp::kWrite : IoOp::kRead, file_->fd(), host, v.data(), static_cast<int>(v.size()), 0};
-    async_engine_->submit(io, [this, op, expect, vi = op->iovs.size() - 1, is_write, host = host, seq](int64_t n) {
+    async_engine_->submit(io, [this, op, expect, vi = op->iovs.size() - 1, is_write, host = host, seq,
+                               allocation](int64_t n) {
       --async_inflight_;
       if (n < 0) {
         op->result =
@@ -969,6 +1047,11 @@ bool Qcow2Image::try_submit(BlockRequest& request, BlockCompletion& done) {
         }
       }
       if (--op->remaining == 0) {
+        if (allocation) {
+          auto linked = link_allocation(*allocation, op->result.ok());
+          if (op->result.ok() && !linked.ok()) op->result = linked.error();
+          allocating_ranges_.erase(seq);
+        }
         --direct_requests_;
         ++delivered_;
         direct_seqs_.erase(seq);
@@ -977,8 +1060,6 @@ bool Qcow2Image::try_submit(BlockRequest& request, BlockCompletion& done) {
       }
     });
   }
-  // Hand the batch to the kernel now rather than at the next poll.
-  async_engine_->reap(false);
   return true;
 }
 

@@ -169,10 +169,27 @@ class Qcow2Image final : public BlockDevice {
   Result<size_t> find_snapshot(const std::string& name_or_id) const;
 
   struct AsyncOp;
+  // Guest clusters a direct-path write allocated, linked into their L2 table
+  // once the data is written (so no table points at a cluster before its data).
+  struct DirectAllocation {
+    uint64_t guest = 0;  // first guest cluster's offset
+    uint64_t clusters = 0;
+    uint64_t host = 0;  // first host cluster's offset (the run is contiguous)
+  };
   // Maps an asynchronous read/write onto host ranges; false if it needs the worker.
   enum class Plan { kDirect, kWorker, kBusy };
   // kBusy: the image lock was taken (planning never waits for it).
-  Plan plan_direct(const BlockRequest& r, std::vector<std::pair<uint64_t, std::vector<iovec>>>* pieces);
+  Plan plan_direct(const BlockRequest& r, std::vector<std::pair<uint64_t, std::vector<iovec>>>* pieces,
+                   std::optional<DirectAllocation>* allocation);
+  // A write whose clusters all read as zeros and need allocating, with no
+  // copy-on-write to do: allocates them in fresh file space (in memory only)
+  // so the data can go straight to the engine. kWorker when any of that
+  // would need I/O or a copy.
+  Plan plan_allocation(const BlockRequest& r, std::vector<std::pair<uint64_t, std::vector<iovec>>>* pieces,
+                       std::optional<DirectAllocation>* allocation);
+  // After the data write: points the L2 entries at the new clusters, or
+  // (the write failed) frees them.
+  Result<void> link_allocation(const DirectAllocation& a, bool written);
   // Submits direct or to the worker; false: parks it (taking nothing from the arguments).
   bool try_submit(BlockRequest& request, BlockCompletion& done);
   void retry_parked();
@@ -204,6 +221,9 @@ class Qcow2Image final : public BlockDevice {
   void release_flushes();
   // Cluster-aligned guest ranges of the requests on the worker, by id.
   std::map<uint64_t, std::pair<uint64_t, uint64_t>> worker_ranges_;
+  // Guest ranges of direct-path allocations not linked yet, by sequence
+  // number: every request touching one waits (parked) until it is linked.
+  std::map<uint64_t, std::pair<uint64_t, uint64_t>> allocating_ranges_;
   uint64_t next_worker_id_ = 0;
   std::unique_ptr<BlockDevice> backing_;
   qcow2::Header header_;

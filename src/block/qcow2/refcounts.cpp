@@ -171,6 +171,16 @@ Result<uint64_t> Refcounts::allocate(uint64_t n) {
   return corrupt("cluster allocation does not converge");
 }
 
+bool Refcounts::allocates_in_memory(uint64_t n) {
+  // Every cluster from end_cluster_ on is free, so the search ends by end_cluster_ + n.
+  uint64_t last_block = (end_cluster_ + n) / entries_per_block_;
+  if (last_block >= table_.size()) return false;
+  for (uint64_t bi = std::max<uint64_t>(free_hint_, 1) / entries_per_block_; bi <= last_block; ++bi) {
+    if (table_[bi] != 0 && blocks_.find(table_[bi]) == nullptr) return false;
+  }
+  return true;
+}
+
 Result<void> Refcounts::set(uint64_t cluster_index, uint64_t value) {
   if (value > max_refcount()) {
     return Error(ErrorCode::kOutOfRange, "refcount of cluster " + std::to_string(cluster_index) + " would overflow");

@@ -36,6 +36,9 @@ class Refcounts {
 
   // Allocates n contiguous clusters (refcount 1 each); returns the host offset.
   Result<uint64_t> allocate(uint64_t n);
+  // True when allocate(n) will do no I/O: the refcount table need not grow
+  // and every refcount block the search may visit is cached (or not yet created).
+  bool allocates_in_memory(uint64_t n);
 
   // Writes every dirty refcount block, then (after a flush, if it changed) the table.
   Result<void> write_dirty();
