@@ -237,7 +237,7 @@ Error Qcow2Image::mark_corrupt(const std::string& what) {
 }
 
 Result<void> Qcow2Image::require_writable() const {
-  if (read_only()) return Error(ErrorCode::kInvalidArgument, file_->path() + ": disk is read-only");
+  HV_TRY(check_writable());
   if (corrupt_) {
     return Error(ErrorCode::kCorrupt, file_->path() +
                                           ": the image was marked corrupt after a write aimed at its own metadata; "
@@ -629,28 +629,24 @@ Result<void> Qcow2Image::zero_clusters(uint64_t offset, uint64_t length, ZeroMod
   return partial(std::min(end, last_full), end);
 }
 
-Result<void> Qcow2Image::discard(uint64_t offset, uint64_t length) {
+Result<void> Qcow2Image::change_range(uint64_t offset, uint64_t length, ZeroMode mode) {
   std::lock_guard lock(mutex_);
   HV_TRY(require_writable());
   HV_TRY(check_range(offset, length));
-  HV_TRY(zero_clusters(offset, length, ZeroMode::kDiscard));
+  HV_TRY(zero_clusters(offset, length, mode));
   return maybe_trim_caches();
+}
+
+Result<void> Qcow2Image::discard(uint64_t offset, uint64_t length) {
+  return change_range(offset, length, ZeroMode::kDiscard);
 }
 
 Result<void> Qcow2Image::write_zeroes(uint64_t offset, uint64_t length) {
-  std::lock_guard lock(mutex_);
-  HV_TRY(require_writable());
-  HV_TRY(check_range(offset, length));
-  HV_TRY(zero_clusters(offset, length, ZeroMode::kZero));
-  return maybe_trim_caches();
+  return change_range(offset, length, ZeroMode::kZero);
 }
 
 Result<void> Qcow2Image::deallocate(uint64_t offset, uint64_t length) {
-  std::lock_guard lock(mutex_);
-  HV_TRY(require_writable());
-  HV_TRY(check_range(offset, length));
-  HV_TRY(zero_clusters(offset, length, ZeroMode::kDeallocate));
-  return maybe_trim_caches();
+  return change_range(offset, length, ZeroMode::kDeallocate);
 }
 
 Result<void> Qcow2Image::write_header() {

@@ -22,8 +22,7 @@
 #include <string>
 #include <vector>
 
-#include "block/block_device.h"
-#include "block/host_file.h"
+#include "block/file_image.h"
 #include "block/qcow2/format.h"
 #include "block/qcow2/metadata_map.h"
 #include "block/qcow2/refcounts.h"
@@ -40,7 +39,7 @@ struct Qcow2CreateOptions {
   bool lazy_refcounts = false;
 };
 
-class Qcow2Image final : public BlockDevice {
+class Qcow2Image final : public FileImage {
  public:
   static Result<std::unique_ptr<Qcow2Image>> open(std::unique_ptr<HostFile> file);
   static Result<void> create(const std::string& path, const Qcow2CreateOptions& options);
@@ -50,11 +49,9 @@ class Qcow2Image final : public BlockDevice {
   void set_backing(std::unique_ptr<BlockDevice> backing) { backing_ = std::move(backing); }
   BlockDevice* backing() { return backing_.get(); }
   const qcow2::Header& header() const { return header_; }
-  HostFile& file() { return *file_; }
 
   const char* format_name() const override { return "qcow2"; }
   uint64_t virtual_size() const override { return header_.size; }
-  bool read_only() const override { return !file_->writable(); }
   Result<void> readv(uint64_t offset, std::span<const iovec> iov) override;
   Result<void> writev(uint64_t offset, std::span<const iovec> iov) override;
   Result<void> flush() override;
@@ -114,7 +111,7 @@ class Qcow2Image final : public BlockDevice {
   Result<uint64_t> file_size() const { return file_->size(); }
 
  private:
-  explicit Qcow2Image(std::unique_ptr<HostFile> file) : file_(std::move(file)) {}
+  explicit Qcow2Image(std::unique_ptr<HostFile> file) : FileImage(std::move(file)) {}
   Result<void> load(uint64_t file_size);
 
   enum class Kind { kUnallocated, kZero, kNormal, kCompressed };
@@ -137,6 +134,8 @@ class Qcow2Image final : public BlockDevice {
   Result<void> write_locked(uint64_t offset, std::span<const iovec> iov);
   enum class ZeroMode { kZero, kDiscard, kDeallocate };
   Result<void> zero_clusters(uint64_t offset, uint64_t length, ZeroMode mode);
+  // discard, write_zeroes and deallocate: zero_clusters under the lock, for a writable image.
+  Result<void> change_range(uint64_t offset, uint64_t length, ZeroMode mode);
   // Refuses (marking the image corrupt) an L2 entry whose host clusters lie in metadata.
   Result<void> check_reference(const Mapping& m);
   // Remembers a reference dropped by an in-memory table change; freed after the change is durable.
@@ -202,7 +201,6 @@ class Qcow2Image final : public BlockDevice {
   void ensure_async_engine();
   void complete_now(BlockCompletion done, Result<void> result);
 
-  std::unique_ptr<HostFile> file_;
   std::unique_ptr<IoEngine> async_engine_;  // used only from the thread that calls submit/poll
   std::atomic<size_t> async_inflight_{0};   // host I/Os of the direct path not yet completed
   size_t direct_requests_ = 0;              // guest requests on the direct path, incl. ready_

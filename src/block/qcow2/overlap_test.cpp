@@ -90,40 +90,66 @@ const Target kTargets[] = {
 
 void PrintTo(const Target& target, std::ostream* os) { *os << target.name; }
 
+Result<std::unique_ptr<BlockDevice>> open_qcow2(const std::string& path, bool writable) {
+  OpenOptions o;
+  o.format = ImageFormat::kQcow2;
+  o.writable = writable;
+  return open_image(path, o);
+}
+
+// A small image with its first guest cluster written (so it has an L2 table).
+void create_image_with_data(const std::string& path) {
+  Qcow2CreateOptions co;
+  co.size = kDiskBytes;
+  co.cluster_bits = kClusterBits;
+  ASSERT_TRUE(Qcow2Image::create(path, co).ok());
+  auto d = open_qcow2(path, true);
+  ASSERT_TRUE(d.ok()) << d.error().message();
+  std::vector<uint8_t> data(kCluster, 0x61);
+  ASSERT_TRUE((*d)->write(0, data.data(), data.size()).ok());
+}
+
+// Copies a crafted image into the fuzz corpus when HV_QCOW2_FUZZ_SEEDS names it.
+void save_fuzz_seed(const std::string& path, const std::string& name) {
+  const char* seeds = std::getenv("HV_QCOW2_FUZZ_SEEDS");
+  if (seeds == nullptr) return;
+  std::ofstream out(std::string(seeds) + "/overlap_" + name, std::ios::binary);
+  std::vector<uint8_t> b = file_bytes(path);
+  out.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
+}
+
 class Qcow2Overlap : public ::testing::TestWithParam<Target> {
  protected:
   void SetUp() override {
     path_ = dir_.file("crafted.qcow2");
-    Qcow2CreateOptions co;
-    co.size = kDiskBytes;
-    co.cluster_bits = kClusterBits;
-    ASSERT_TRUE(Qcow2Image::create(path_, co).ok());
+    ASSERT_NO_FATAL_FAILURE(create_image_with_data(path_));
     auto d = open(true);
     ASSERT_TRUE(d.ok()) << d.error().message();
-    std::vector<uint8_t> data(kCluster, 0x61);
-    // Two L2 tables: guest offsets 0 and kL2Span.
-    ASSERT_TRUE((*d)->write(0, data.data(), data.size()).ok());
+    // A second L2 table, for guest offset kL2Span.
+    std::vector<uint8_t> data(kCluster, 0x62);
     ASSERT_TRUE((*d)->write(kL2Span, data.data(), data.size()).ok());
     if (GetParam().snapshot) ASSERT_TRUE(dynamic_cast<Qcow2Image&>(**d).create_snapshot("s").ok());
   }
 
-  Result<std::unique_ptr<BlockDevice>> open(bool writable) {
-    OpenOptions o;
-    o.format = ImageFormat::kQcow2;
-    o.writable = writable;
-    return open_image(path_, o);
-  }
+  Result<std::unique_ptr<BlockDevice>> open(bool writable) { return open_qcow2(path_, writable); }
 
   // Saves the crafted image as a fuzz seed when asked to, and remembers the
   // bytes of the metadata cluster the craft aims at.
   void crafted(const std::string& name, uint64_t target) {
-    if (const char* seeds = std::getenv("HV_QCOW2_FUZZ_SEEDS")) {
-      std::ofstream out(std::string(seeds) + "/overlap_" + name, std::ios::binary);
-      std::vector<uint8_t> b = file_bytes(path_);
-      out.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
-    }
+    save_fuzz_seed(path_, name);
     target_ = target;
     before_ = target_bytes();
+  }
+
+  // Points guest cluster 1's L2 entry at the target, flagged COPIED so a
+  // write would go in place.
+  Layout craft_data_entry() {
+    Layout l = read_layout(path_);
+    uint64_t target = GetParam().offset(l);
+    EXPECT_NE(l.l2[0], 0u);
+    poke64(path_, l.l2[0] + 8, target | kFlagCopied);
+    crafted(std::string("data_") + GetParam().name, target);
+    return l;
   }
 
   std::vector<uint8_t> target_bytes() {
@@ -158,11 +184,7 @@ std::string target_name(const ::testing::TestParamInfo<Target>& info) { return i
 // An L2 entry that points guest cluster 1 at the target, flagged COPIED so a
 // write would go in place; the synchronous write is refused.
 TEST_P(Qcow2Overlap, DataClusterWriteIsRefused) {
-  Layout l = read_layout(path_);
-  uint64_t target = GetParam().offset(l);
-  ASSERT_NE(l.l2[0], 0u);
-  poke64(path_, l.l2[0] + 8, target | kFlagCopied);
-  crafted(std::string("data_") + GetParam().name, target);
+  craft_data_entry();
 
   auto d = open(true);
   ASSERT_TRUE(d.ok()) << d.error().message();
@@ -181,10 +203,7 @@ TEST_P(Qcow2Overlap, DataClusterWriteIsRefused) {
 // The same entry written through the asynchronous path virtio-blk uses
 // (`hostvisor run`), opened as `run --disk` opens it.
 TEST_P(Qcow2Overlap, DataClusterSubmitIsRefused) {
-  Layout l = read_layout(path_);
-  uint64_t target = GetParam().offset(l);
-  poke64(path_, l.l2[0] + 8, target | kFlagCopied);
-  crafted(std::string("data_") + GetParam().name, target);
+  craft_data_entry();
 
   auto disk = parse_disk_option(path_ + ",format=qcow2");
   ASSERT_TRUE(disk.ok());
@@ -213,10 +232,7 @@ TEST_P(Qcow2Overlap, DataClusterSubmitIsRefused) {
 // cluster): its old cluster must not lose a reference, or the metadata there
 // would be freed and handed out again.
 TEST_P(Qcow2Overlap, DroppingTheReferenceIsRefused) {
-  Layout l = read_layout(path_);
-  uint64_t target = GetParam().offset(l);
-  poke64(path_, l.l2[0] + 8, target | kFlagCopied);
-  crafted(std::string("data_") + GetParam().name, target);
+  Layout l = craft_data_entry();
   std::vector<uint8_t> refcounts_before = file_bytes(path_);
 
   auto d = open(true);
@@ -226,7 +242,7 @@ TEST_P(Qcow2Overlap, DroppingTheReferenceIsRefused) {
   EXPECT_NE(z.error().message().find("marked corrupt"), std::string::npos) << z.error().message();
   d->reset();
   std::vector<uint8_t> after = file_bytes(path_);
-  uint64_t target_cluster = target / kCluster;
+  uint64_t target_cluster = target_ / kCluster;
   uint64_t entry = l.refblock + target_cluster * 2;  // 16-bit refcounts
   EXPECT_EQ(load_be16(&after[entry]), load_be16(&refcounts_before[entry])) << "the target's refcount changed";
   expect_marked_corrupt_and_untouched();
@@ -260,30 +276,12 @@ INSTANTIATE_TEST_SUITE_P(Targets, Qcow2Overlap, ::testing::ValuesIn(kTargets), t
 TEST(Qcow2OverlapCompressed, CompressedClusterInHeaderIsRefused) {
   testing::ScratchDir dir;
   std::string path = dir.file("z.qcow2");
-  Qcow2CreateOptions co;
-  co.size = kDiskBytes;
-  co.cluster_bits = kClusterBits;
-  ASSERT_TRUE(Qcow2Image::create(path, co).ok());
-  {
-    OpenOptions o;
-    o.writable = true;
-    auto d = open_image(path, o);
-    ASSERT_TRUE(d.ok());
-    std::vector<uint8_t> data(kCluster, 0x61);
-    ASSERT_TRUE((*d)->write(0, data.data(), data.size()).ok());
-  }
+  ASSERT_NO_FATAL_FAILURE(create_image_with_data(path));
   Layout l = read_layout(path);
   poke64(path, l.l2[0] + 8, encode_compressed(200, 100, kClusterBits));
-  if (const char* seeds = std::getenv("HV_QCOW2_FUZZ_SEEDS")) {
-    std::ofstream out(std::string(seeds) + "/overlap_compressed_header", std::ios::binary);
-    std::vector<uint8_t> b = file_bytes(path);
-    out.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
-  }
+  save_fuzz_seed(path, "compressed_header");
   std::vector<uint8_t> before = file_bytes(path);
-  OpenOptions o;
-  o.format = ImageFormat::kQcow2;
-  o.writable = true;
-  auto d = open_image(path, o);
+  auto d = open_qcow2(path, true);
   ASSERT_TRUE(d.ok()) << d.error().message();
   auto z = (*d)->write_zeroes(kCluster, kCluster);
   ASSERT_FALSE(z.ok());
@@ -302,24 +300,11 @@ TEST(Qcow2OverlapCompressed, CompressedClusterInHeaderIsRefused) {
 TEST(Qcow2OverlapOpen, ReadOnlyOpenStillReads) {
   testing::ScratchDir dir;
   std::string path = dir.file("r.qcow2");
-  Qcow2CreateOptions co;
-  co.size = kDiskBytes;
-  co.cluster_bits = kClusterBits;
-  ASSERT_TRUE(Qcow2Image::create(path, co).ok());
-  {
-    OpenOptions o;
-    o.writable = true;
-    auto d = open_image(path, o);
-    ASSERT_TRUE(d.ok());
-    std::vector<uint8_t> data(kCluster, 0x61);
-    ASSERT_TRUE((*d)->write(0, data.data(), data.size()).ok());
-  }
+  ASSERT_NO_FATAL_FAILURE(create_image_with_data(path));
   Layout l = read_layout(path);
   poke64(path, l.l1, l.reftable | kFlagCopied);
   std::vector<uint8_t> before = file_bytes(path);
-  OpenOptions o;
-  o.format = ImageFormat::kQcow2;
-  auto d = open_image(path, o);
+  auto d = open_qcow2(path, false);
   ASSERT_TRUE(d.ok()) << d.error().message();
   std::vector<uint8_t> buf(kDiskBytes);
   EXPECT_TRUE((*d)->read(0, buf.data(), buf.size()).ok());
@@ -331,15 +316,10 @@ TEST(Qcow2OverlapOpen, ReadOnlyOpenStillReads) {
 TEST(Qcow2OverlapOpen, L2TablePastEndOfFileIsRefused) {
   testing::ScratchDir dir;
   std::string path = dir.file("e.qcow2");
-  Qcow2CreateOptions co;
-  co.size = kDiskBytes;
-  co.cluster_bits = kClusterBits;
-  ASSERT_TRUE(Qcow2Image::create(path, co).ok());
+  ASSERT_NO_FATAL_FAILURE(create_image_with_data(path));
   Layout l = read_layout(path);
   poke64(path, l.l1, (uint64_t{1} << 40) | kFlagCopied);
-  OpenOptions o;
-  o.format = ImageFormat::kQcow2;
-  auto d = open_image(path, o);
+  auto d = open_qcow2(path, false);
   ASSERT_FALSE(d.ok());
   EXPECT_NE(d.error().message().find("past the end of the file"), std::string::npos) << d.error().message();
 }
