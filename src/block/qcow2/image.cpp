@@ -124,9 +124,9 @@ Result<void> Qcow2Image::load(uint64_t file_size) {
     if ((e & ~(kOffsetMask | kFlagCopied)) != 0 || (e & kOffsetMask) % cluster_size_ != 0) {
       return corrupt("L1 entry " + std::to_string(i) + " (" + hex(e) + ") has reserved bits set or is misaligned");
     }
-    if ((e & kOffsetMask) + cluster_size_ > (file_size + cluster_size_ - 1) / cluster_size_ * cluster_size_ &&
-        (e & kOffsetMask) != 0) {
-      return corrupt("L1 entry " + std::to_string(i) + " points to an L2 table at " + hex(e & kOffsetMask) +
+    uint64_t l2_offset = e & kOffsetMask;
+    if (l2_offset != 0 && l2_offset + cluster_size_ > (file_size + cluster_size_ - 1) / cluster_size_ * cluster_size_) {
+      return corrupt("L1 entry " + std::to_string(i) + " points to an L2 table at " + hex(l2_offset) +
                      ", past the end of the file (" + std::to_string(file_size) + " bytes)");
     }
   }

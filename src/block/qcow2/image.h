@@ -58,9 +58,14 @@ class Qcow2Image final : public FileImage {
   Result<void> discard(uint64_t offset, uint64_t length) override;
   Result<void> write_zeroes(uint64_t offset, uint64_t length) override;
 
-  // Asynchronous path: reads of data clusters and in-place writes go straight
-  // to an I/O engine (many in flight); anything touching metadata, backing
-  // files or compressed clusters runs on the worker over the synchronous calls.
+  // Asynchronous path: reads of data clusters, in-place writes and writes
+  // that allocate clusters reading as zeros go straight to an I/O engine
+  // (many in flight); anything else touching metadata, backing files or
+  // compressed clusters runs on the worker over the synchronous calls. An
+  // allocating write's clusters are allocated in memory when it is planned
+  // and linked into their L2 table when its data is written (the completion
+  // then takes the image lock, waiting for a worker request that holds it);
+  // a request touching them meanwhile is parked until they are linked.
   //
   // Planning a request on the submitting thread never does I/O nor waits:
   // it maps the request through cached L2 tables only (TableCache::find), and
@@ -69,8 +74,10 @@ class Qcow2Image final : public FileImage {
   // requests after it find it cached and go direct). A lock held by the
   // worker parks the request (and those after it, keeping their order) until
   // the worker signals a completion and the poll plans it again; a lock held
-  // by a synchronous caller on another thread sends it to the worker. Metadata updates stay on
-  // the worker, in the order flush_metadata() describes.
+  // by a synchronous caller on another thread sends it to the worker. Other
+  // metadata updates stay on the worker, in the order flush_metadata()
+  // describes. (A synchronous write from another thread is not ordered
+  // against an allocation still in flight on the direct path.)
   //
   // Ordering: a request goes direct only if no request on the worker touches
   // the same clusters, so it never overtakes one submitted before it that it

@@ -66,7 +66,6 @@ class MetadataMap {
 
   // "the L1 table (host clusters 0x30000-0x3ffff)", for error messages.
   std::string describe(const Range& cluster_range) const;
-  size_t size() const { return ranges_.size(); }
 
  private:
   Range to_clusters(uint64_t offset, uint64_t bytes, MetadataKind kind) const;

@@ -27,11 +27,15 @@ Result<size_t> Qcow2Image::find_snapshot(const std::string& key) const {
 }
 
 Result<void> Qcow2Image::update_tree_refcounts(const std::vector<uint64_t>& l1, int64_t delta) {
+  // The tables are on disk by now (flush_metadata() ran first): one past the end is corruption.
+  uint64_t file_end = HV_TRY(file_->size());
   for (size_t i = 0; i < l1.size(); ++i) {
     uint64_t l2_off = l1[i] & kOffsetMask;
     if (l2_off == 0) continue;
-    if (l2_off % cluster_size_ != 0 || l2_off < cluster_size_) {
-      return Error(ErrorCode::kCorrupt, "L1 entry " + std::to_string(i) + " is invalid");
+    if (l2_off % cluster_size_ != 0 || l2_off < cluster_size_ || l2_off >= file_end) {
+      return Error(ErrorCode::kCorrupt, "L1 entry " + std::to_string(i) + " (" + std::to_string(l2_off) +
+                                            ") is misaligned, in the header or past the end of the file; run "
+                                            "`hostvisor disk check` on the image");
     }
     TableCache::Table* t = HV_TRY(l2_cache_->get(l2_off));
     std::vector<uint8_t> bytes = t->bytes;  // the table may leave the cache below
