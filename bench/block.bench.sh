@@ -31,13 +31,21 @@ for f in "$dir/disk.raw" "$dir/disk.qcow2"; do dd if="$f" of=/dev/null bs=1M ifl
 # seconds <command...>: elapsed seconds of one run (qemu-img's own figure, or ours).
 ours() { "$bin" "$@" | awk '{print $4}'; }
 theirs() { qemu-img bench -t none -i io_uring "$@" | awk '/Run completed/ {print $4}'; }
-best() {  # best (lowest) time over $repeat runs of "$@"
-  local b="" t
+lowest() { if [ -z "$1" ] || awk -v t="$2" -v b="$1" 'BEGIN{exit !(t<b)}'; then echo "$2"; else echo "$1"; fi; }
+# best_of_both OURS THEIRS ARGS...: "a b", the best (lowest) time of each over
+# $repeat rounds. The two alternate within a round, so load from other work on
+# the machine falls on both sides alike (run as three of ours, then three of
+# theirs, a build starting in between made either side look 10-20% slower).
+best_of_both() {
+  local ours_fn=$1 theirs_fn=$2 a="" b="" t
+  shift 2
   for _ in $(seq "$repeat"); do
-    t=$("$@")
-    if [ -z "$b" ] || awk -v t="$t" -v b="$b" 'BEGIN{exit !(t<b)}'; then b=$t; fi
+    t=$("$ours_fn" "$@")
+    a=$(lowest "$a" "$t")
+    t=$("$theirs_fn" "$@")
+    b=$(lowest "$b" "$t")
   done
-  echo "$b"
+  echo "$a $b"
 }
 
 # Allocating writes: every run starts from an empty qcow2 image.
@@ -45,7 +53,7 @@ fresh() { rm -f "$dir/empty.qcow2"; qemu-img create -q -f qcow2 "$dir/empty.qcow
 ours_fresh() { fresh; ours "$@"; }
 theirs_fresh() { fresh; theirs "$@"; }
 
-echo "peer: $(qemu-img --version | head -n1) (qemu-img bench, same files, same run); cache=none, io_uring, depth 32, best of $repeat"
+echo "peer: $(qemu-img --version | head -n1) (qemu-img bench, same files, same run); cache=none, io_uring, depth 32, best of $repeat alternating runs"
 step=$((4096 * 100003))
 seq_count=$((size_mb * 2))
 printf '%-6s %-22s %14s %14s %8s\n' format test hostvisor qemu-img ratio
@@ -60,8 +68,7 @@ for fmt in raw qcow2; do
     esac
     ops=${args[-1]}
     bs=4096; [[ $test == seq* ]] && bs=1048576
-    a=$(best ours -f "$fmt" -d 32 "${args[@]}" "$f")
-    b=$(best theirs -f "$fmt" -d 32 "${args[@]}" "$f")
+    read -r a b < <(best_of_both ours theirs -f "$fmt" -d 32 "${args[@]}" "$f")
     if [[ $test == rand* ]]; then
       label="4KiB $test IOPS"
       x=$(awk -v o="$ops" -v t="$a" 'BEGIN{printf "%.0f", o/t}')
@@ -81,8 +88,7 @@ for test in randwrite seqwrite; do
     seqwrite) args=(-w -s 1048576 -c $size_mb) bs=1048576 label="1MiB seqwrite MB/s" ;;
   esac
   ops=${args[-1]}
-  a=$(best ours_fresh -f qcow2 -d 32 "${args[@]}" "$dir/empty.qcow2")
-  b=$(best theirs_fresh -f qcow2 -d 32 "${args[@]}" "$dir/empty.qcow2")
+  read -r a b < <(best_of_both ours_fresh theirs_fresh -f qcow2 -d 32 "${args[@]}" "$dir/empty.qcow2")
   if [[ $test == randwrite ]]; then
     x=$(awk -v o="$ops" -v t="$a" 'BEGIN{printf "%.0f", o/t}')
     y=$(awk -v o="$ops" -v t="$b" 'BEGIN{printf "%.0f", o/t}')

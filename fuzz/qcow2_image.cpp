@@ -2,8 +2,6 @@
 // L1, refcount table, snapshot table), read, checked, repaired, and written
 // to; every path must end in data or an error, never a crash, an
 // out-of-bounds access or an endless loop.
-#include "block/qcow2_image.h"
-
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -12,7 +10,8 @@
 #include <vector>
 
 #include "block/image_open.h"
-#include "block/qcow2_check.h"
+#include "block/qcow2/check.h"
+#include "block/qcow2/image.h"
 
 using namespace hostvisor::block;
 

@@ -4,11 +4,7 @@
 find_package(ZLIB REQUIRED)
 find_package(nlohmann_json REQUIRED)
 set(virtio_dir ${PROJECT_SOURCE_DIR}/src/devices/virtio)
-set(hv_blk_fuzz_block_sources)
-foreach(f block_device cache_mode disk_option host_file image_copy image_open io_engine iov qcow2_check qcow2_format
-          qcow2_image qcow2_refcounts qcow2_snapshots qcow2_table_cache raw_image thread_pool_engine uring_engine)
-  list(APPEND hv_blk_fuzz_block_sources ${PROJECT_SOURCE_DIR}/src/block/${f}.cpp)
-endforeach()
+get_property(hv_blk_fuzz_block_sources GLOBAL PROPERTY HV_BLOCK_SOURCES)
 hv_fuzz(virtio_blk_requests
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/virtio_blk_requests.cpp ${virtio_dir}/blk/virtio_blk.cpp
           ${virtio_dir}/blk/virtio_blk_request.cpp ${virtio_dir}/virtio_device_core.cpp

@@ -27,7 +27,7 @@
 
 #include "block/block_device.h"
 #include "block/host_file.h"
-#include "block/raw_image.h"
+#include "block/raw/image.h"
 #include "devices/virtio/blk/virtio_blk.h"
 #include "devices/virtio/virtio_constants.h"
 #include "fuzz/fuzz_input.h"

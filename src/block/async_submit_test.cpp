@@ -15,9 +15,9 @@
 #include <vector>
 
 #include "block/image_open.h"
-#include "block/qcow2_check.h"
-#include "block/qcow2_image.h"
-#include "block/raw_image.h"
+#include "block/qcow2/check.h"
+#include "block/qcow2/image.h"
+#include "block/raw/image.h"
 #include "block/test_util.h"
 
 namespace hostvisor::block {
@@ -77,9 +77,10 @@ std::string first_difference(const std::vector<uint8_t>& a, const std::vector<ui
 
 // --- submit() only queues --------------------------------------------------
 
-// With io_uring nothing reaches the kernel before the next poll, so a file
-// unchanged after submit() shows the submitting thread did none of the work
-// (the synchronous fallbacks this replaced did it inside submit()).
+// With io_uring no hole punching, zeroing or write of a read-modify-write
+// reaches the kernel before the next poll, so a file unchanged after submit()
+// shows the submitting thread did none of the work (the synchronous fallbacks
+// this replaced did it inside submit()).
 struct QueuedCase {
   const char* name;
   CacheMode cache;

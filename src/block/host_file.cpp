@@ -146,7 +146,7 @@ Result<void> HostFile::readv(uint64_t offset, std::span<const iovec> iov) {
 Result<void> HostFile::writev(uint64_t offset, std::span<const iovec> iov) {
   if (!writable_) return Error(ErrorCode::kInvalidArgument, path_ + ": image is open read-only");
   // Conservative: counted as written even if the write fails part-way.
-  untouched_from_ = std::max(untouched_from_, (offset + iov_bytes(iov) + alignment_ - 1) / alignment_ * alignment_);
+  note_write(offset, iov_bytes(iov));
   if (!direct_ok(offset, iov)) return bounced(IoOp::kWrite, offset, iov);
   return transfer(IoOp::kWrite, offset, iov);
 }

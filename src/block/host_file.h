@@ -7,6 +7,7 @@
 
 #include <sys/uio.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -59,6 +60,11 @@ class HostFile {
   // reads as zeros. (Writes that bypass this object stay inside ranges that were
   // written through it first, so they cannot falsify it.)
   uint64_t untouched_from() const { return untouched_from_; }
+  // Records a write issued on the engine directly (not through writev), so
+  // untouched_from() stays true.
+  void note_write(uint64_t offset, uint64_t len) {
+    untouched_from_ = std::max(untouched_from_, (offset + len + alignment_ - 1) / alignment_ * alignment_);
+  }
 
   // True when the request can go to the engine as it is (no O_DIRECT bouncing needed).
   bool direct_ok(uint64_t offset, std::span<const iovec> iov) const;

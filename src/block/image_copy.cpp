@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <vector>
 
-#include "block/qcow2_image.h"
-#include "block/raw_image.h"
+#include "block/qcow2/image.h"
+#include "block/raw/image.h"
 
 namespace hostvisor::block {
 
@@ -68,6 +68,8 @@ Result<uint64_t> commit_image(const std::string& overlay_path) {
   if (overlay == nullptr || overlay->backing() == nullptr) {
     return Error(ErrorCode::kInvalidArgument, overlay_path + " has no backing file to commit into");
   }
+  // Commit empties the overlay's clusters: none may lie in its metadata.
+  HV_TRY(overlay->check_references());
   const auto& h = overlay->header();
   std::string backing_path = resolve_backing_path(overlay_path, h.backing_file);
   OpenOptions bo;

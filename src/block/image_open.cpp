@@ -8,9 +8,9 @@
 #include <set>
 #include <vector>
 
-#include "block/qcow2_format.h"
-#include "block/qcow2_image.h"
-#include "block/raw_image.h"
+#include "block/qcow2/format.h"
+#include "block/qcow2/image.h"
+#include "block/raw/image.h"
 
 namespace hostvisor::block {
 

@@ -1,8 +1,8 @@
 #include "block/io_engine.h"
 
 #include "base/log.h"
-#include "block/thread_pool_engine.h"
-#include "block/uring_engine.h"
+#include "block/engine/thread_pool_engine.h"
+#include "block/engine/uring_engine.h"
 
 namespace hostvisor::block {
 

@@ -11,9 +11,9 @@
 #include "base/size.h"
 #include "block/image_copy.h"
 #include "block/image_open.h"
-#include "block/qcow2_check.h"
-#include "block/qcow2_image.h"
-#include "block/raw_image.h"
+#include "block/qcow2/check.h"
+#include "block/qcow2/image.h"
+#include "block/raw/image.h"
 
 namespace hostvisor::cli {
 
@@ -35,7 +35,10 @@ Result<std::unique_ptr<Qcow2Image>> open_qcow2(const std::string& path, bool wri
   }
   o.open_backing = false;  // snapshot operations touch only this file
   auto dev = HV_TRY(open_image(path, o));
-  return std::unique_ptr<Qcow2Image>(static_cast<Qcow2Image*>(dev.release()));
+  std::unique_ptr<Qcow2Image> image(static_cast<Qcow2Image*>(dev.release()));
+  // Snapshots take a reference to every data cluster: none may lie in metadata.
+  if (writable) HV_TRY(image->check_references());
+  return image;
 }
 
 struct CreateArgs {
@@ -326,7 +329,10 @@ void add_disk_command(CLI::App& app, int* exit_status) {
         return Error(ErrorCode::kInvalidArgument, "growing by " + text.substr(1) + " overflows the disk size");
       }
       uint64_t target = relative ? dev->virtual_size() + n : n;
-      if (auto* q = dynamic_cast<Qcow2Image*>(dev.get())) return q->resize(target);
+      if (auto* q = dynamic_cast<Qcow2Image*>(dev.get())) {
+        HV_TRY(q->check_references());
+        return q->resize(target);
+      }
       return static_cast<RawImage*>(dev.get())->resize(target);
     };
     auto r = run();

@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "base/log.h"
+#include "cli/command_line.h"
 #include "cli/disk_command.h"
 #include "cli/run_command.h"
 
@@ -18,12 +19,5 @@ int main(int argc, char** argv) {
   hostvisor::cli::add_disk_command(app, &exit_status);
   app.parse_complete_callback([&] { hostvisor::init_logging(log_level); });
 
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    const int code = app.exit(e);
-    // CLI11 uses 0 for --help/--version; everything else is a usage error.
-    return code == 0 ? 0 : 2;
-  }
-  return exit_status;
+  return hostvisor::cli::parse_and_run(app, argc, argv, exit_status);
 }

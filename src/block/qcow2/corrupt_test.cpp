@@ -6,9 +6,9 @@
 #include <vector>
 
 #include "block/image_open.h"
-#include "block/qcow2_check.h"
-#include "block/qcow2_format.h"
-#include "block/qcow2_image.h"
+#include "block/qcow2/check.h"
+#include "block/qcow2/format.h"
+#include "block/qcow2/image.h"
 #include "block/test_util.h"
 
 namespace hostvisor::block {

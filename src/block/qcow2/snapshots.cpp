@@ -5,7 +5,7 @@
 
 #include <algorithm>
 
-#include "block/qcow2_image.h"
+#include "block/qcow2/image.h"
 
 namespace hostvisor::block {
 
@@ -27,11 +27,15 @@ Result<size_t> Qcow2Image::find_snapshot(const std::string& key) const {
 }
 
 Result<void> Qcow2Image::update_tree_refcounts(const std::vector<uint64_t>& l1, int64_t delta) {
+  // The tables are on disk by now (flush_metadata() ran first): one past the end is corruption.
+  uint64_t file_end = HV_TRY(file_->size());
   for (size_t i = 0; i < l1.size(); ++i) {
     uint64_t l2_off = l1[i] & kOffsetMask;
     if (l2_off == 0) continue;
-    if (l2_off % cluster_size_ != 0 || l2_off < cluster_size_) {
-      return Error(ErrorCode::kCorrupt, "L1 entry " + std::to_string(i) + " is invalid");
+    if (l2_off % cluster_size_ != 0 || l2_off < cluster_size_ || l2_off >= file_end) {
+      return Error(ErrorCode::kCorrupt, "L1 entry " + std::to_string(i) + " (" + std::to_string(l2_off) +
+                                            ") is misaligned, in the header or past the end of the file; run "
+                                            "`hostvisor disk check` on the image");
     }
     TableCache::Table* t = HV_TRY(l2_cache_->get(l2_off));
     std::vector<uint8_t> bytes = t->bytes;  // the table may leave the cache below
@@ -39,6 +43,8 @@ Result<void> Qcow2Image::update_tree_refcounts(const std::vector<uint64_t>& l1, 
       uint64_t e = load_be64(&bytes[j * 8]);
       if (e == 0) continue;
       Mapping m = HV_TRY(classify(e, 0));
+      // A snapshot must not take (or drop) a reference to metadata through a bad entry.
+      HV_TRY(check_reference(m));
       if (m.kind == Kind::kNormal || (m.kind == Kind::kZero && m.host != 0)) {
         HV_TRY(refcounts_->add(m.host / cluster_size_, delta));
       } else if (m.kind == Kind::kCompressed) {
@@ -106,6 +112,7 @@ Result<void> Qcow2Image::write_snapshot_table(std::vector<Snapshot> list) {
   snapshots_ = std::move(list);
   snapshot_table_bytes_ = serialize_snapshot_table(snapshots_).size();
   for (uint64_t i = 0; i < old_clusters; ++i) defer_free_cluster(old_offset + i * cluster_size_);
+  HV_TRY(rebuild_metadata_map());
   return flush_metadata();
 }
 
@@ -166,22 +173,7 @@ Result<void> Qcow2Image::apply_snapshot(const std::string& key) {
   uint64_t needed = std::max<uint64_t>(snap_l1.size(), l1_entries_for(s.disk_size, header_.cluster_bits));
   snap_l1.resize(needed, 0);
   if (needed != l1_.size()) {
-    uint64_t clusters = std::max<uint64_t>(1, (needed * 8 + cluster_size_ - 1) / cluster_size_);
-    uint64_t at = HV_TRY(refcounts_->allocate(clusters));
-    std::vector<uint8_t> raw(clusters * cluster_size_, 0);
-    for (size_t i = 0; i < needed; ++i) store_be64(&raw[i * 8], snap_l1[i]);
-    HV_TRY(file_->write(at, raw.data(), raw.size()));
-    HV_TRY(refcounts_->write_dirty());
-    HV_TRY(file_->flush());
-    uint64_t old_offset = header_.l1_table_offset;
-    uint64_t old_clusters = (l1_.size() * 8 + cluster_size_ - 1) / cluster_size_;
-    header_.l1_table_offset = at;
-    header_.l1_size = static_cast<uint32_t>(needed);
-    header_.size = s.disk_size;
-    l1_ = snap_l1;
-    HV_TRY(write_header());
-    HV_TRY(file_->flush());
-    for (uint64_t i = 0; i < old_clusters; ++i) defer_free_cluster(old_offset + i * cluster_size_);
+    HV_TRY(move_l1(std::move(snap_l1), s.disk_size));
   } else {
     l1_ = snap_l1;
     l1_dirty_lo_ = 0;
@@ -191,6 +183,7 @@ Result<void> Qcow2Image::apply_snapshot(const std::string& key) {
     HV_TRY(write_header());
     HV_TRY(file_->flush());
   }
+  HV_TRY(rebuild_metadata_map());
   // The old active tree is unreachable now.
   HV_TRY(update_tree_refcounts(old_l1, -1));
   HV_TRY(fix_copied_flags());

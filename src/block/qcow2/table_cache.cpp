@@ -1,4 +1,4 @@
-#include "block/qcow2_table_cache.h"
+#include "block/qcow2/table_cache.h"
 
 #include <algorithm>
 

@@ -1,4 +1,4 @@
-#include "block/qcow2_image.h"
+#include "block/qcow2/image.h"
 
 #include <poll.h>
 #include <unistd.h>
@@ -124,7 +124,13 @@ Result<void> Qcow2Image::load(uint64_t file_size) {
     if ((e & ~(kOffsetMask | kFlagCopied)) != 0 || (e & kOffsetMask) % cluster_size_ != 0) {
       return corrupt("L1 entry " + std::to_string(i) + " (" + hex(e) + ") has reserved bits set or is misaligned");
     }
+    uint64_t l2_offset = e & kOffsetMask;
+    if (l2_offset != 0 && l2_offset + cluster_size_ > (file_size + cluster_size_ - 1) / cluster_size_ * cluster_size_) {
+      return corrupt("L1 entry " + std::to_string(i) + " points to an L2 table at " + hex(l2_offset) +
+                     ", past the end of the file (" + std::to_string(file_size) + " bytes)");
+    }
   }
+  metadata_ = std::make_unique<MetadataMap>(cluster_size_);
   l2_cache_ = std::make_unique<TableCache>(*file_, cluster_size_, std::max<size_t>(16, kL2CacheBytes / cluster_size_));
   refcounts_ = std::make_unique<Refcounts>(
       *file_, header_,
@@ -134,7 +140,7 @@ Result<void> Qcow2Image::load(uint64_t file_size) {
         HV_TRY(write_header());
         return file_->flush();
       },
-      [this](uint64_t offset, uint64_t len) { return overlaps_metadata(offset, len); });
+      *metadata_);
   HV_TRY(refcounts_->load(file_size));
   // Snapshot table.
   if (header_.nb_snapshots > 0) {
@@ -144,6 +150,7 @@ Result<void> Qcow2Image::load(uint64_t file_size) {
     snapshots_ = HV_TRY(parse_snapshot_table(raw, header_.nb_snapshots, header_, file_size));
     snapshot_table_bytes_ = serialize_snapshot_table(snapshots_).size();
   }
+  HV_TRY(rebuild_metadata_map());
   if (file_->writable() && header_.autoclear_features != 0) {
     // Autoclear features (such as bitmaps) we do not maintain become invalid once we write.
     header_.autoclear_features = 0;
@@ -156,7 +163,7 @@ Result<void> Qcow2Image::load(uint64_t file_size) {
 Qcow2Image::~Qcow2Image() {
   while (direct_requests_ + parked_.size() + held_flushes_.size() > 0) poll_completions(true);
   shutdown_async();
-  if (file_ && file_->writable() && refcounts_) {
+  if (file_ && file_->writable() && refcounts_ && !corrupt_) {
     auto r = flush();
     if (r.ok() && refcounts_->has_dirty()) {
       // Frees applied by the last flush; losing them would only leak clusters.
@@ -175,19 +182,67 @@ Result<std::vector<uint64_t>> Qcow2Image::read_l1(uint64_t offset, uint32_t entr
   return l1;
 }
 
-bool Qcow2Image::overlaps_metadata(uint64_t offset, uint64_t len) const {
-  auto hit = [&](uint64_t start, uint64_t bytes) {
-    if (bytes == 0) return false;
-    uint64_t end = (start + bytes + cluster_size_ - 1) / cluster_size_ * cluster_size_;
-    return offset < end && start < offset + len;
-  };
-  return hit(0, cluster_size_) || hit(header_.l1_table_offset, l1_.size() * 8) ||
-         hit(header_.refcount_table_offset, uint64_t{header_.refcount_table_clusters} * cluster_size_) ||
-         hit(header_.snapshots_offset, snapshot_table_bytes_);
+Result<void> Qcow2Image::rebuild_metadata_map() {
+  std::vector<MetadataMap::Extent> extents;
+  extents.push_back({0, cluster_size_, MetadataKind::kHeader});
+  extents.push_back({header_.l1_table_offset, l1_.size() * 8, MetadataKind::kL1Table});
+  extents.push_back({refcounts_->table_offset(), uint64_t{refcounts_->table_clusters()} * cluster_size_,
+                     MetadataKind::kRefcountTable});
+  for (uint64_t block : refcounts_->table()) {
+    if (block != 0) extents.push_back({block, cluster_size_, MetadataKind::kRefcountBlock});
+  }
+  if (snapshot_table_bytes_ > 0) {
+    extents.push_back({header_.snapshots_offset, snapshot_table_bytes_, MetadataKind::kSnapshotTable});
+  }
+  for (const Snapshot& snap : snapshots_) {
+    if (snap.l1_size > 0) {
+      extents.push_back({snap.l1_table_offset, uint64_t{snap.l1_size} * 8, MetadataKind::kSnapshotL1Table});
+    }
+  }
+  for (uint64_t e : l1_) {
+    if ((e & kOffsetMask) != 0) extents.push_back({e & kOffsetMask, cluster_size_, MetadataKind::kL2Table});
+  }
+  // Metadata sharing a cluster would be overwritten by the first write to
+  // either. Reading such an image harms nothing; writing to it is refused.
+  auto assigned = metadata_->assign(extents);
+  if (!assigned.ok() && file_->writable()) return mark_corrupt(assigned.error().message());
+  return ok();
+}
+
+Result<void> Qcow2Image::check_data_write(uint64_t host, uint64_t len, uint64_t guest_offset) {
+  auto hit = metadata_->find(host, len);
+  if (!hit) return ok();
+  return mark_corrupt("the data cluster for guest offset " + hex(guest_offset) + " is at host offset " + hex(host) +
+                      ", inside " + metadata_->describe(*hit) + "; the write was refused");
+}
+
+Error Qcow2Image::mark_corrupt(const std::string& what) {
+  std::string message = file_->path() + ": " + what;
+  if (!corrupt_) {
+    // What is pending was checked as it was made; only the bad write is not done.
+    auto pending = flush_metadata();
+    corrupt_ = true;
+    header_.incompatible_features |= kIncompatCorrupt;
+    auto marked = write_header();
+    if (marked.ok()) marked = file_->flush();
+    if (!pending.ok() || !marked.ok()) {
+      HV_LOG_ERROR("{}: marking the image corrupt: {}", file_->path(),
+                   (!pending.ok() ? pending : marked).error().message());
+    }
+  }
+  HV_LOG_ERROR("{}", message);
+  return Error(ErrorCode::kCorrupt, message +
+                                        ". The image is marked corrupt and refuses writes until "
+                                        "`hostvisor disk check --repair` has repaired it");
 }
 
 Result<void> Qcow2Image::require_writable() const {
-  if (read_only()) return Error(ErrorCode::kInvalidArgument, file_->path() + ": disk is read-only");
+  HV_TRY(check_writable());
+  if (corrupt_) {
+    return Error(ErrorCode::kCorrupt, file_->path() +
+                                          ": the image was marked corrupt after a write aimed at its own metadata; "
+                                          "run `hostvisor disk check --repair` on it before writing to it");
+  }
   return ok();
 }
 
@@ -211,8 +266,7 @@ Result<Qcow2Image::Mapping> Qcow2Image::classify(uint64_t e, uint64_t guest_offs
     return Mapping{Kind::kZero, e, host};
   }
   if (host == 0) return Mapping{Kind::kUnallocated, e, 0};
-  if (host < cluster_size_)
-    return corrupt("L2 entry for guest offset " + hex(guest_offset) + " points into the header");
+  // A host cluster inside metadata (the header included) is refused when written (check_data_write).
   return Mapping{Kind::kNormal, e, host};
 }
 
@@ -352,6 +406,7 @@ Result<TableCache::Table*> Qcow2Image::l2_for_write(uint64_t guest_offset) {
   };
   if (off == 0) {
     uint64_t fresh = HV_TRY(refcounts_->allocate(1));
+    HV_TRY(metadata_->add(fresh, cluster_size_, MetadataKind::kL2Table));
     TableCache::Table* t = l2_cache_->create(fresh);
     mark_l1(fresh | kFlagCopied);
     return t;
@@ -368,6 +423,9 @@ Result<TableCache::Table*> Qcow2Image::l2_for_write(uint64_t guest_offset) {
   // the copy's entries lose the COPIED flag (each data cluster now has >= 2 references).
   std::vector<uint8_t> bytes = t->bytes;
   uint64_t copy = HV_TRY(refcounts_->allocate(1));
+  HV_TRY(metadata_->add(copy, cluster_size_, MetadataKind::kL2Table));
+  // The old table is a snapshot's now, which the guest cannot write through.
+  metadata_->remove(off);
   TableCache::Table* nt = l2_cache_->create(copy);
   nt->bytes = std::move(bytes);
   for (uint64_t i = 0; i < cluster_size_ / 8; ++i) {
@@ -379,7 +437,42 @@ Result<TableCache::Table*> Qcow2Image::l2_for_write(uint64_t guest_offset) {
   return nt;
 }
 
+Result<void> Qcow2Image::check_reference(const Mapping& m) {
+  uint64_t host = m.host, len = cluster_size_;
+  if (m.kind == Kind::kCompressed) {
+    CompressedExtent x = decode_compressed(m.entry, header_.cluster_bits);
+    host = x.offset;
+    len = x.length;
+  } else if (m.kind != Kind::kNormal && !(m.kind == Kind::kZero && m.host != 0)) {
+    return ok();
+  }
+  auto hit = metadata_->find(host, len);
+  if (!hit) return ok();
+  return mark_corrupt("an L2 entry (" + hex(m.entry) + ") points a data cluster into " + metadata_->describe(*hit));
+}
+
+Result<void> Qcow2Image::check_references() {
+  std::lock_guard lock(mutex_);
+  HV_TRY(require_writable());
+  for (uint64_t i = 0; i < l1_.size(); ++i) {
+    bool bad = false;
+    uint64_t l2_off = HV_TRY(l2_table_offset(i, &bad));
+    if (l2_off == 0) continue;
+    TableCache::Table* t = HV_TRY(l2_cache_->get(l2_off));
+    std::vector<uint8_t> bytes = t->bytes;  // the table may leave the cache below
+    for (uint64_t j = 0; j < cluster_size_ / 8; ++j) {
+      uint64_t guest = ((i << l2_bits_) + j) << header_.cluster_bits;
+      Mapping m = HV_TRY(classify(load_be64(&bytes[j * 8]), guest));
+      HV_TRY(check_reference(m));
+    }
+    HV_TRY(maybe_trim_caches());
+  }
+  return ok();
+}
+
 Result<void> Qcow2Image::defer_free(const Mapping& m) {
+  // Dropping a reference that points into metadata would free the metadata.
+  HV_TRY(check_reference(m));
   if (m.kind == Kind::kNormal || (m.kind == Kind::kZero && m.host != 0)) {
     defer_free_cluster(m.host);
   } else if (m.kind == Kind::kCompressed) {
@@ -436,6 +529,7 @@ Result<void> Qcow2Image::write_locked(uint64_t offset, std::span<const iovec> io
         chunk += std::min<uint64_t>(len - pos - chunk, cluster_size_);
         ++i;
       }
+      HV_TRY(check_data_write(m.host + (guest & cmask), chunk, guest));
       HV_TRY(file_->writev(m.host + (guest & cmask), iov_slice(iov, pos, chunk)));
       pos += chunk;
       continue;
@@ -535,33 +629,49 @@ Result<void> Qcow2Image::zero_clusters(uint64_t offset, uint64_t length, ZeroMod
   return partial(std::min(end, last_full), end);
 }
 
-Result<void> Qcow2Image::discard(uint64_t offset, uint64_t length) {
+Result<void> Qcow2Image::change_range(uint64_t offset, uint64_t length, ZeroMode mode) {
   std::lock_guard lock(mutex_);
   HV_TRY(require_writable());
   HV_TRY(check_range(offset, length));
-  HV_TRY(zero_clusters(offset, length, ZeroMode::kDiscard));
+  HV_TRY(zero_clusters(offset, length, mode));
   return maybe_trim_caches();
+}
+
+Result<void> Qcow2Image::discard(uint64_t offset, uint64_t length) {
+  return change_range(offset, length, ZeroMode::kDiscard);
 }
 
 Result<void> Qcow2Image::write_zeroes(uint64_t offset, uint64_t length) {
-  std::lock_guard lock(mutex_);
-  HV_TRY(require_writable());
-  HV_TRY(check_range(offset, length));
-  HV_TRY(zero_clusters(offset, length, ZeroMode::kZero));
-  return maybe_trim_caches();
+  return change_range(offset, length, ZeroMode::kZero);
 }
 
 Result<void> Qcow2Image::deallocate(uint64_t offset, uint64_t length) {
-  std::lock_guard lock(mutex_);
-  HV_TRY(require_writable());
-  HV_TRY(check_range(offset, length));
-  HV_TRY(zero_clusters(offset, length, ZeroMode::kDeallocate));
-  return maybe_trim_caches();
+  return change_range(offset, length, ZeroMode::kDeallocate);
 }
 
 Result<void> Qcow2Image::write_header() {
   std::vector<uint8_t> bytes = HV_TRY(serialize_header(header_));
   return file_->write(0, bytes.data(), bytes.size());
+}
+
+Result<void> Qcow2Image::move_l1(std::vector<uint64_t> entries, uint64_t virtual_size) {
+  uint64_t clusters = std::max<uint64_t>(1, (entries.size() * 8 + cluster_size_ - 1) / cluster_size_);
+  uint64_t at = HV_TRY(refcounts_->allocate(clusters));
+  std::vector<uint8_t> raw(clusters * cluster_size_, 0);
+  for (size_t i = 0; i < entries.size(); ++i) store_be64(&raw[i * 8], entries[i]);
+  HV_TRY(file_->write(at, raw.data(), raw.size()));
+  HV_TRY(refcounts_->write_dirty());
+  HV_TRY(file_->flush());
+  uint64_t old_offset = header_.l1_table_offset;
+  uint64_t old_clusters = (l1_.size() * 8 + cluster_size_ - 1) / cluster_size_;
+  header_.l1_table_offset = at;
+  header_.l1_size = static_cast<uint32_t>(entries.size());
+  header_.size = virtual_size;
+  l1_ = std::move(entries);
+  HV_TRY(write_header());
+  HV_TRY(file_->flush());
+  for (uint64_t i = 0; i < old_clusters; ++i) defer_free_cluster(old_offset + i * cluster_size_);
+  return rebuild_metadata_map();
 }
 
 Result<void> Qcow2Image::write_l1() {
@@ -605,6 +715,8 @@ Result<void> Qcow2Image::flush_metadata() {
 Result<void> Qcow2Image::flush() {
   std::lock_guard lock(mutex_);
   if (read_only()) return ok();
+  // Its metadata was written when it was marked; nothing more may be.
+  if (corrupt_) return file_->flush();
   bool had_metadata = metadata_dirty_ || !pending_frees_.empty() || refcounts_->has_dirty();
   HV_TRY(flush_metadata());
   // flush_metadata() ends with a flush; without metadata changes the data still needs one.
@@ -674,25 +786,10 @@ Result<void> Qcow2Image::resize(uint64_t new_size) {
   if (need * 8 > kMaxL1Bytes) return Error(ErrorCode::kInvalidArgument, "new size is too large for this cluster size");
   HV_TRY(flush_metadata());
   if (need > l1_.size()) {
-    // New, larger L1 table elsewhere; the header switches to it atomically.
-    uint64_t clusters = (need * 8 + cluster_size_ - 1) / cluster_size_;
-    uint64_t at = HV_TRY(refcounts_->allocate(clusters));
-    std::vector<uint8_t> raw(clusters * cluster_size_, 0);
-    for (size_t i = 0; i < l1_.size(); ++i) store_be64(&raw[i * 8], l1_[i]);
-    HV_TRY(file_->write(at, raw.data(), raw.size()));
-    HV_TRY(refcounts_->write_dirty());
-    HV_TRY(file_->flush());
-    uint64_t old_offset = header_.l1_table_offset;
-    uint64_t old_clusters = (l1_.size() * 8 + cluster_size_ - 1) / cluster_size_;
-    header_.l1_table_offset = at;
-    header_.l1_size = static_cast<uint32_t>(need);
-    l1_.resize(need, 0);
-    header_.size = new_size;
-    HV_TRY(write_header());
-    HV_TRY(file_->flush());
-    for (uint64_t i = 0; i < old_clusters; ++i) defer_free_cluster(old_offset + i * cluster_size_);
-    HV_TRY(flush_metadata());
-    return ok();
+    std::vector<uint64_t> larger = l1_;
+    larger.resize(need, 0);
+    HV_TRY(move_l1(std::move(larger), new_size));
+    return flush_metadata();
   }
   header_.size = new_size;
   HV_TRY(write_header());
@@ -743,14 +840,15 @@ void Qcow2Image::complete_now(BlockCompletion done, Result<void> result) {
 }
 
 Qcow2Image::Plan Qcow2Image::plan_direct(const BlockRequest& r,
-                                         std::vector<std::pair<uint64_t, std::vector<iovec>>>* pieces) {
+                                         std::vector<std::pair<uint64_t, std::vector<iovec>>>* pieces,
+                                         std::optional<DirectAllocation>* allocation) {
   // Never wait here for the lock.
   std::unique_lock lock(mutex_, std::try_to_lock);
   if (!lock.owns_lock()) return Plan::kBusy;
   size_t len = iov_bytes(r.iov);
   if (!check_range(r.offset, len).ok()) return Plan::kWorker;  // the worker reports the error
   bool is_write = r.op == BlockOp::kWrite;
-  if (is_write && read_only()) return Plan::kWorker;
+  if (is_write && (read_only() || corrupt_)) return Plan::kWorker;
   std::vector<iovec> zero_fill;
   size_t pos = 0;
   while (pos < len) {
@@ -763,6 +861,8 @@ Qcow2Image::Plan Qcow2Image::plan_direct(const BlockRequest& r,
     uint64_t chunk = std::min<uint64_t>(len - pos, cluster_size_ - in);
     if (m->kind == Kind::kNormal && (!is_write || (m->entry & kFlagCopied))) {
       uint64_t host = m->host + in;
+      // The worker refuses it and marks the image corrupt.
+      if (is_write && metadata_->overlaps(host, chunk)) return Plan::kWorker;
       if (!pieces->empty() && pieces->back().first + iov_bytes(pieces->back().second) == host) {
         for (const auto& v : iov_slice(r.iov, pos, chunk)) pieces->back().second.push_back(v);
       } else {
@@ -770,6 +870,8 @@ Qcow2Image::Plan Qcow2Image::plan_direct(const BlockRequest& r,
       }
     } else if (!is_write && (m->kind == Kind::kZero || (m->kind == Kind::kUnallocated && !backing_))) {
       for (const auto& v : iov_slice(r.iov, pos, chunk)) zero_fill.push_back(v);
+    } else if (is_write && pos == 0) {
+      return plan_allocation(r, pieces, allocation);
     } else {
       return Plan::kWorker;
     }
@@ -781,6 +883,69 @@ Qcow2Image::Plan Qcow2Image::plan_direct(const BlockRequest& r,
   iov_fill_zero(zero_fill);
   async_inflight_ += pieces->size();
   return Plan::kDirect;
+}
+
+Qcow2Image::Plan Qcow2Image::plan_allocation(const BlockRequest& r,
+                                             std::vector<std::pair<uint64_t, std::vector<iovec>>>* pieces,
+                                             std::optional<DirectAllocation>* allocation) {
+  const uint64_t cmask = cluster_size_ - 1;
+  size_t len = iov_bytes(r.iov);
+  uint64_t first = r.offset & ~cmask;
+  uint64_t n = ((r.offset + len - 1) & ~cmask) - first + cluster_size_;
+  n /= cluster_size_;
+  uint64_t l1_index = first >> (header_.cluster_bits + l2_bits_);
+  // One L2 table, already cached and ours alone (COPIED), so linking needs no copy.
+  if (n > kMaxAllocationRun || ((first + (n - 1) * cluster_size_) >> (header_.cluster_bits + l2_bits_)) != l1_index ||
+      !(l1_[l1_index] & kFlagCopied) || l2_cache_->over_capacity() || refcounts_->over_capacity() ||
+      !refcounts_->allocates_in_memory(n)) {
+    return Plan::kWorker;
+  }
+  TableCache::Table* t = l2_cache_->find(l1_[l1_index] & kOffsetMask);
+  if (t == nullptr) return Plan::kWorker;
+  uint64_t idx = (first >> header_.cluster_bits) & ((1ULL << l2_bits_) - 1);
+  for (uint64_t i = 0; i < n; ++i) {
+    auto m = classify(t->entry(idx + i), first + i * cluster_size_);
+    // Only clusters that read as zeros: the parts the write leaves out need no copy.
+    bool zeros = m.ok() && ((m->kind == Kind::kZero && m->host == 0) ||
+                            (m->kind == Kind::kUnallocated && (!backing_ || first >= backing_->virtual_size())));
+    if (!zeros) return Plan::kWorker;
+  }
+  uint64_t host = 0;
+  if (auto got = refcounts_->allocate(n); got.ok()) {
+    host = *got;
+  } else {
+    return Plan::kWorker;  // the worker meets the same error and reports it
+  }
+  uint64_t at = host + (r.offset - first);
+  // Space never written reads as zeros, so only the guest's bytes are written.
+  if (host < file_->untouched_from() || !file_->direct_ok(at, r.iov) || r.iov.size() > IOV_MAX) {
+    for (uint64_t i = 0; i < n; ++i) (void)refcounts_->add(host / cluster_size_ + i, -1);
+    return Plan::kWorker;
+  }
+  file_->note_write(at, len);
+  pieces->emplace_back(at, r.iov);
+  *allocation = DirectAllocation{first, n, host};
+  ++async_inflight_;
+  return Plan::kDirect;
+}
+
+Result<void> Qcow2Image::link_allocation(const DirectAllocation& a, bool written) {
+  // Waits for the lock (a worker request may hold it): linking must not be lost.
+  std::lock_guard lock(mutex_);
+  if (!written || corrupt_) {
+    // Nothing points at the clusters: they are free again at once.
+    for (uint64_t i = 0; i < a.clusters; ++i) HV_TRY(refcounts_->add(a.host / cluster_size_ + i, -1));
+    return ok();
+  }
+  TableCache::Table* t = HV_TRY(l2_for_write(a.guest));
+  uint64_t idx = (a.guest >> header_.cluster_bits) & ((1ULL << l2_bits_) - 1);
+  for (uint64_t i = 0; i < a.clusters; ++i) {
+    Mapping old = HV_TRY(classify(t->entry(idx + i), a.guest + i * cluster_size_));
+    HV_TRY(defer_free(old));
+    t->set_entry(idx + i, (a.host + i * cluster_size_) | kFlagCopied);
+  }
+  metadata_dirty_ = true;
+  return ok();
 }
 
 void Qcow2Image::submit(BlockRequest request, BlockCompletion done) {
@@ -800,6 +965,7 @@ void Qcow2Image::retry_parked() {
 
 bool Qcow2Image::try_submit(BlockRequest& request, BlockCompletion& done) {
   std::vector<std::pair<uint64_t, std::vector<iovec>>> pieces;
+  std::optional<DirectAllocation> allocation;
   if (request.op == BlockOp::kFlush && !direct_seqs_.empty()) {
     held_flushes_.push_back(HeldFlush{next_direct_seq_, std::move(request), std::move(done)});
     return true;
@@ -816,11 +982,17 @@ bool Qcow2Image::try_submit(BlockRequest& request, BlockCompletion& done) {
   // Saturates instead of wrapping; an out-of-range request is the worker's to refuse.
   uint64_t hi = request.offset + len < request.offset ? UINT64_MAX : ((request.offset + len + cmask) & ~cmask);
   if (hi < lo) hi = UINT64_MAX;
-  bool behind_worker = std::any_of(worker_ranges_.begin(), worker_ranges_.end(),
-                                   [&](const auto& w) { return lo < w.second.second && w.second.first < hi; });
+  auto touches = [&](const auto& ranges) {
+    return std::any_of(ranges.begin(), ranges.end(),
+                       [&](const auto& w) { return lo < w.second.second && w.second.first < hi; });
+  };
+  // Not linked yet: anything else there (on either path) would see the
+  // clusters unallocated. Parked until the allocation's completion.
+  if (request.op != BlockOp::kFlush && touches(allocating_ranges_)) return false;
+  bool behind_worker = touches(worker_ranges_);
   Plan plan = Plan::kWorker;
   if (async_engine_ && (request.op == BlockOp::kRead || request.op == BlockOp::kWrite) && !behind_worker) {
-    plan = plan_direct(request, &pieces);
+    plan = plan_direct(request, &pieces, &allocation);
   }
   // The lock is busy. If our worker is running, it signals when it finishes
   // a request and the poll retries; parking keeps the worker from taking
@@ -846,13 +1018,18 @@ bool Qcow2Image::try_submit(BlockRequest& request, BlockCompletion& done) {
   ++direct_requests_;
   uint64_t seq = next_direct_seq_++;
   direct_seqs_.insert(seq);
+  if (allocation) {
+    allocating_ranges_.emplace(
+        seq, std::make_pair(allocation->guest, allocation->guest + allocation->clusters * cluster_size_));
+  }
   bool is_write = request.op == BlockOp::kWrite;
   for (auto& [host, iov] : pieces) {
     op->iovs.push_back(std::move(iov));
     const std::vector<iovec>& v = op->iovs.back();
     size_t expect = iov_bytes(v);
     IoRequest io{is_write ? IoOp::kWrite : IoOp::kRead, file_->fd(), host, v.data(), static_cast<int>(v.size()), 0};
-    async_engine_->submit(io, [this, op, expect, vi = op->iovs.size() - 1, is_write, host = host, seq](int64_t n) {
+    async_engine_->submit(io, [this, op, expect, vi = op->iovs.size() - 1, is_write, host = host, seq,
+                               allocation](int64_t n) {
       --async_inflight_;
       if (n < 0) {
         op->result =
@@ -866,6 +1043,11 @@ bool Qcow2Image::try_submit(BlockRequest& request, BlockCompletion& done) {
         }
       }
       if (--op->remaining == 0) {
+        if (allocation) {
+          auto linked = link_allocation(*allocation, op->result.ok());
+          if (op->result.ok() && !linked.ok()) op->result = linked.error();
+          allocating_ranges_.erase(seq);
+        }
         --direct_requests_;
         ++delivered_;
         direct_seqs_.erase(seq);
@@ -874,8 +1056,6 @@ bool Qcow2Image::try_submit(BlockRequest& request, BlockCompletion& done) {
       }
     });
   }
-  // Hand the batch to the kernel now rather than at the next poll.
-  async_engine_->reap(false);
   return true;
 }
 

@@ -1,4 +1,4 @@
-#include "block/uring_engine.h"
+#include "block/engine/uring_engine.h"
 
 #include <fcntl.h>
 #include <linux/falloc.h>
@@ -70,6 +70,14 @@ void UringEngine::submit(const IoRequest& request, IoCompletion done) {
   io_uring_sqe_set_data(sqe, new IoCompletion(std::move(done)));
   ++in_flight_;
   ++unsubmitted_;
+  // Reads and writes go to the kernel at once, one per io_uring_enter, as
+  // qemu does. Held for the next reap() they went in bursts, and the device
+  // ran below the queue depth between bursts (raw 4 KiB random reads: 0.80x
+  // of qemu-img batched, 1.0-1.1x submitted at once, for about 1 us of system
+  // time per request). io_uring never blocks on them here: it issues them
+  // non-blocking or hands them to its workers. Flushes and fallocates, rare
+  // and slow, still wait for the next reap().
+  if (request.op == IoOp::kRead || request.op == IoOp::kWrite) submit_queued();
 }
 
 size_t UringEngine::drain_completions() {

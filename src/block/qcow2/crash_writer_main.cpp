@@ -19,8 +19,8 @@
 #include <string>
 #include <vector>
 
-#include "block/crash_pattern.h"
 #include "block/image_open.h"
+#include "block/qcow2/crash_pattern.h"
 
 using namespace hostvisor::block;
 

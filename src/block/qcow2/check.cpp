@@ -1,4 +1,4 @@
-#include "block/qcow2_check.h"
+#include "block/qcow2/check.h"
 
 #include <algorithm>
 #include <functional>
@@ -6,7 +6,7 @@
 #include <set>
 
 #include "block/host_file.h"
-#include "block/qcow2_format.h"
+#include "block/qcow2/format.h"
 
 namespace hostvisor::block {
 

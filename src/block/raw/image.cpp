@@ -1,4 +1,4 @@
-#include "block/raw_image.h"
+#include "block/raw/image.h"
 
 #include <unistd.h>
 
@@ -7,7 +7,7 @@
 #include <climits>
 #include <cstring>
 
-#include "block/qcow2_format.h"
+#include "block/qcow2/format.h"
 
 namespace hostvisor::block {
 
@@ -53,7 +53,7 @@ Result<void> RawImage::check_header_write(uint64_t offset, std::span<const iovec
 }
 
 Result<void> RawImage::writev(uint64_t offset, std::span<const iovec> iov) {
-  if (read_only()) return Error(ErrorCode::kInvalidArgument, file_->path() + ": disk is read-only");
+  HV_TRY(check_writable());
   HV_TRY(check_range(offset, iov_bytes(iov)));
   HV_TRY(check_header_write(offset, iov));
   return file_->writev(offset, iov);
@@ -62,7 +62,7 @@ Result<void> RawImage::writev(uint64_t offset, std::span<const iovec> iov) {
 Result<void> RawImage::flush() { return file_->flush(); }
 
 Result<void> RawImage::discard(uint64_t offset, uint64_t length) {
-  if (read_only()) return Error(ErrorCode::kInvalidArgument, file_->path() + ": disk is read-only");
+  HV_TRY(check_writable());
   HV_TRY(check_range(offset, length));
   // Discard is advisory: a file system without hole punching simply keeps the data.
   HV_TRY(file_->punch_hole(offset, length));
@@ -70,7 +70,7 @@ Result<void> RawImage::discard(uint64_t offset, uint64_t length) {
 }
 
 Result<void> RawImage::write_zeroes(uint64_t offset, uint64_t length) {
-  if (read_only()) return Error(ErrorCode::kInvalidArgument, file_->path() + ": disk is read-only");
+  HV_TRY(check_writable());
   HV_TRY(check_range(offset, length));
   // A punched hole reads as zeros; only whole aligned blocks are punched, the edges written.
   uint64_t align = 4096;
@@ -87,7 +87,7 @@ Result<void> RawImage::write_zeroes(uint64_t offset, uint64_t length) {
 }
 
 Result<void> RawImage::resize(uint64_t new_size) {
-  if (read_only()) return Error(ErrorCode::kInvalidArgument, file_->path() + ": disk is read-only");
+  HV_TRY(check_writable());
   HV_TRY(file_->truncate(new_size));
   size_ = new_size;
   return ok();
@@ -138,9 +138,7 @@ void RawImage::submit(BlockRequest request, BlockCompletion done) {
   if (request.op != BlockOp::kFlush) {
     auto range = check_range(request.offset, len);
     if (!range.ok()) return complete_now(std::move(done), range);
-    if (request.op != BlockOp::kRead && read_only()) {
-      return complete_now(std::move(done), Error(ErrorCode::kInvalidArgument, file_->path() + ": disk is read-only"));
-    }
+    if (request.op != BlockOp::kRead && read_only()) return complete_now(std::move(done), check_writable());
     if (request.op == BlockOp::kWrite) {
       if (auto header = check_header_write(request.offset, request.iov); !header.ok()) {
         return complete_now(std::move(done), std::move(header));

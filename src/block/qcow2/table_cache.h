@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "block/host_file.h"
-#include "block/qcow2_format.h"
+#include "block/qcow2/format.h"
 
 namespace hostvisor::block::qcow2 {
 

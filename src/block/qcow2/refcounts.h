@@ -12,8 +12,9 @@
 #include <vector>
 
 #include "block/host_file.h"
-#include "block/qcow2_format.h"
-#include "block/qcow2_table_cache.h"
+#include "block/qcow2/format.h"
+#include "block/qcow2/metadata_map.h"
+#include "block/qcow2/table_cache.h"
 
 namespace hostvisor::block::qcow2 {
 
@@ -21,11 +22,10 @@ class Refcounts {
  public:
   // Persists a moved refcount table in the header (offset, clusters), durably.
   using TableMovedFn = std::function<Result<void>(uint64_t offset, uint32_t clusters)>;
-  // Tells whether a host range holds metadata the allocator must never hand out
-  // (defence against images whose refcounts are wrong).
-  using OverlapFn = std::function<bool(uint64_t offset, uint64_t len)>;
-
-  Refcounts(HostFile& file, const Header& header, TableMovedFn on_table_moved, OverlapFn overlaps_metadata);
+  // The allocator never hands out a cluster the metadata map holds (defence
+  // against images whose refcounts are wrong), and it records the refcount
+  // blocks and tables it places there.
+  Refcounts(HostFile& file, const Header& header, TableMovedFn on_table_moved, MetadataMap& metadata);
 
   // Reads and validates the refcount table.
   Result<void> load(uint64_t file_size);
@@ -36,8 +36,10 @@ class Refcounts {
 
   // Allocates n contiguous clusters (refcount 1 each); returns the host offset.
   Result<uint64_t> allocate(uint64_t n);
+  // True when allocate(n) will do no I/O: the refcount table need not grow
+  // and every refcount block the search may visit is cached (or not yet created).
+  bool allocates_in_memory(uint64_t n);
 
-  // Writes every dirty refcount block (not followed by a flush).
   // Writes every dirty refcount block, then (after a flush, if it changed) the table.
   Result<void> write_dirty();
   bool has_dirty() const { return blocks_.has_dirty(); }
@@ -70,7 +72,7 @@ class Refcounts {
   bool table_dirty_ = false;
   TableCache blocks_;
   TableMovedFn on_table_moved_;
-  OverlapFn overlaps_metadata_;
+  MetadataMap& metadata_;
   uint64_t free_hint_ = 1;
   uint64_t end_cluster_ = 0;  // one past the highest cluster known to be in use or in the file
   int depth_ = 0;

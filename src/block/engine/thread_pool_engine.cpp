@@ -1,4 +1,4 @@
-#include "block/thread_pool_engine.h"
+#include "block/engine/thread_pool_engine.h"
 
 #include <fcntl.h>
 #include <linux/falloc.h>

@@ -1,4 +1,4 @@
-#include "block/qcow2_refcounts.h"
+#include "block/qcow2/refcounts.h"
 
 #include <algorithm>
 #include <set>
@@ -11,7 +11,7 @@ Error corrupt(const std::string& what) {
 }
 }  // namespace
 
-Refcounts::Refcounts(HostFile& file, const Header& h, TableMovedFn on_table_moved, OverlapFn overlaps_metadata)
+Refcounts::Refcounts(HostFile& file, const Header& h, TableMovedFn on_table_moved, MetadataMap& metadata)
     : file_(file),
       cluster_size_(h.cluster_size()),
       refcount_bits_(h.refcount_bits()),
@@ -21,7 +21,7 @@ Refcounts::Refcounts(HostFile& file, const Header& h, TableMovedFn on_table_move
       // 8 MiB of refcount blocks cover a lot of disk; more is only a cache.
       blocks_(file, h.cluster_size(), std::max<size_t>(8, (8u << 20) >> h.cluster_bits)),
       on_table_moved_(std::move(on_table_moved)),
-      overlaps_metadata_(std::move(overlaps_metadata)) {}
+      metadata_(metadata) {}
 
 Result<void> Refcounts::load(uint64_t file_size) {
   uint64_t bytes = uint64_t{table_clusters_} * cluster_size_;
@@ -105,6 +105,7 @@ Result<TableCache::Table*> Refcounts::block_for(uint64_t cluster_index, bool cre
     // range the block describes, the block describes itself.
     uint64_t c = HV_TRY(allocate_search(1));
     end_cluster_ = std::max(end_cluster_, c + 1);
+    HV_TRY(metadata_.add(c * cluster_size_, cluster_size_, MetadataKind::kRefcountBlock));
     if (c / entries_per_block_ == bi) {
       TableCache::Table* b = blocks_.create(c * cluster_size_);
       write_entry(*b, c % entries_per_block_, 1);
@@ -113,7 +114,10 @@ Result<TableCache::Table*> Refcounts::block_for(uint64_t cluster_index, bool cre
       return b;
     }
     TableCache::Table* other = HV_TRY(block_for(c, true));
-    if (read_entry(*other, c % entries_per_block_) != 0) continue;  // c became that block; pick again
+    if (read_entry(*other, c % entries_per_block_) != 0) {
+      metadata_.remove(c * cluster_size_);
+      continue;  // c became that block; pick again
+    }
     write_entry(*other, c % entries_per_block_, 1);
     TableCache::Table* b = blocks_.create(c * cluster_size_);
     table_[bi] = c * cluster_size_;
@@ -131,7 +135,7 @@ Result<uint64_t> Refcounts::allocate_search(uint64_t n) {
   uint64_t run = 0;
   for (uint64_t c = start; c < limit; ++c) {
     uint64_t rc = HV_TRY(get(c));
-    if (rc != 0 || overlaps_metadata_(c * cluster_size_, cluster_size_)) {
+    if (rc != 0 || metadata_.overlaps(c * cluster_size_, cluster_size_)) {
       run = 0;
       continue;
     }
@@ -153,7 +157,7 @@ Result<uint64_t> Refcounts::allocate(uint64_t n) {
     for (uint64_t c = first; c < first + n && !taken; ++c) {
       TableCache::Table* b = HV_TRY(block_for(c, false));
       taken = b == nullptr || read_entry(*b, c % entries_per_block_) != 0 ||
-              overlaps_metadata_(c * cluster_size_, cluster_size_);
+              metadata_.overlaps(c * cluster_size_, cluster_size_);
     }
     if (taken) continue;
     for (uint64_t c = first; c < first + n; ++c) {
@@ -165,6 +169,16 @@ Result<uint64_t> Refcounts::allocate(uint64_t n) {
     return first * cluster_size_;
   }
   return corrupt("cluster allocation does not converge");
+}
+
+bool Refcounts::allocates_in_memory(uint64_t n) {
+  // Every cluster from end_cluster_ on is free, so the search ends by end_cluster_ + n.
+  uint64_t last_block = (end_cluster_ + n) / entries_per_block_;
+  if (last_block >= table_.size()) return false;
+  for (uint64_t bi = std::max<uint64_t>(free_hint_, 1) / entries_per_block_; bi <= last_block; ++bi) {
+    if (table_[bi] != 0 && blocks_.find(table_[bi]) == nullptr) return false;
+  }
+  return true;
 }
 
 Result<void> Refcounts::set(uint64_t cluster_index, uint64_t value) {
@@ -234,6 +248,7 @@ Result<void> Refcounts::grow_table(uint64_t min_entries) {
   table_.resize(tc * per_cluster, 0);
   for (size_t i = 0; i < missing.size(); ++i) {
     uint64_t off = (first + tc + i) * cluster_size_;
+    HV_TRY(metadata_.add(off, cluster_size_, MetadataKind::kRefcountBlock));
     blocks_.create(off);
     table_[missing[i]] = off;
   }
@@ -248,6 +263,8 @@ Result<void> Refcounts::grow_table(uint64_t min_entries) {
   HV_TRY(write_dirty());
   HV_TRY(file_.flush());
   HV_TRY(on_table_moved_(table_offset_, table_clusters_));
+  metadata_.remove(old_offset);
+  HV_TRY(metadata_.add(table_offset_, uint64_t{table_clusters_} * cluster_size_, MetadataKind::kRefcountTable));
   // The header now points at the new table; the old one is garbage.
   for (uint64_t i = 0; i < old_clusters; ++i) HV_TRY(add(old_offset / cluster_size_ + i, -1));
   free_hint_ = std::min(free_hint_, old_offset / cluster_size_);

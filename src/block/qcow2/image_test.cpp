@@ -1,4 +1,4 @@
-#include "block/qcow2_image.h"
+#include "block/qcow2/image.h"
 
 #include <gtest/gtest.h>
 
@@ -7,8 +7,8 @@
 #include <vector>
 
 #include "block/image_open.h"
-#include "block/qcow2_check.h"
-#include "block/raw_image.h"
+#include "block/qcow2/check.h"
+#include "block/raw/image.h"
 #include "block/test_util.h"
 
 namespace hostvisor::block {
@@ -346,6 +346,53 @@ TEST(Qcow2Image, ManyAsyncRequestsInFlightMatchTheModel) {
     expect_contents(**d, ref);
   }
   expect_clean(path);
+}
+
+// Writes to clusters that need allocating go straight to the engine and are
+// linked into the L2 table when their data is written. Several such writes to
+// one cluster in flight together must all land (each would otherwise
+// allocate the cluster afresh and the last link would drop the others).
+TEST(Qcow2Image, DirectAllocatingWritesToOneClusterAllLand) {
+  for (CacheMode cache : {CacheMode::kWriteback, CacheMode::kNone}) {
+    testing::ScratchDir dir;
+    std::string path = dir.file("d.qcow2");
+    Qcow2CreateOptions co;
+    co.size = 4 << 20;
+    ASSERT_TRUE(Qcow2Image::create(path, co).ok());
+    OpenOptions o;
+    o.writable = true;
+    o.cache = cache;
+    auto d = open_image(path, o);
+    ASSERT_TRUE(d.ok());
+    std::vector<uint8_t> ref(co.size, 0);
+    // The L2 table exists and is cached, so the writes below can go direct.
+    std::vector<uint8_t> first(4096, 0x77);
+    ASSERT_TRUE((*d)->write(0, first.data(), first.size()).ok());
+    std::memcpy(ref.data(), first.data(), first.size());
+    constexpr int kWrites = 16;
+    std::vector<AlignedBuffer> bufs;
+    int completed = 0;
+    for (int i = 0; i < kWrites; ++i) {
+      bufs.emplace_back(4096);
+      std::memset(bufs.back().data(), 0x80 + i, 4096);
+      // Clusters 1 and 2, every 4 KiB slot, interleaved.
+      uint64_t off = 65536 * (1 + i % 2) + 4096 * static_cast<uint64_t>(i / 2);
+      std::memcpy(&ref[off], bufs.back().data(), 4096);
+      (*d)->submit(BlockRequest{BlockOp::kWrite, off, {{bufs.back().data(), 4096}}, 0}, [&](Result<void> r) {
+        EXPECT_TRUE(r.ok()) << r.error().message();
+        ++completed;
+      });
+    }
+    while ((*d)->requests_in_flight() > 0) (*d)->poll_completions(true);
+    EXPECT_EQ(completed, kWrites);
+    expect_contents(**d, ref);
+    ASSERT_TRUE((*d)->flush().ok());
+    d->reset();
+    expect_clean(path);
+    auto again = open_image(path, OpenOptions{});
+    ASSERT_TRUE(again.ok());
+    expect_contents(**again, ref);
+  }
 }
 
 TEST(RawImage, AsyncPathThroughTheEngine) {

@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 
 #include "base/log.h"
+#include "cli/command_line.h"
 #include "cli/disk_command.h"
 
 int main(int argc, char** argv) {
@@ -11,11 +12,5 @@ int main(int argc, char** argv) {
   int exit_status = 0;
   hostvisor::cli::add_disk_command(app, &exit_status);
   hostvisor::init_logging("warn");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    const int code = app.exit(e);
-    return code == 0 ? 0 : 2;
-  }
-  return exit_status;
+  return hostvisor::cli::parse_and_run(app, argc, argv, exit_status);
 }

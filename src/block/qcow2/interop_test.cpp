@@ -11,8 +11,8 @@
 
 #include "block/image_copy.h"
 #include "block/image_open.h"
-#include "block/qcow2_image.h"
-#include "block/raw_image.h"
+#include "block/qcow2/image.h"
+#include "block/raw/image.h"
 #include "block/test_util.h"
 
 namespace hostvisor::block {

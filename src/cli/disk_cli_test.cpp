@@ -1,9 +1,15 @@
 // `hostvisor disk ...` end to end through block_disk_tool (the same
 // src/cli/disk_command.cpp the hostvisor binary links), checked against qemu-img.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
+#include <vector>
 
+#include "block/qcow2/format.h"
 #include "block/test_util.h"
 
 namespace hostvisor::block {
@@ -113,6 +119,69 @@ TEST_F(DiskCli, ErrorsSayWhatAndWhere) {
   EXPECT_EQ(disk("check c.qcow2"), 1);
   EXPECT_NE(last_.find("cluster_bits 40"), std::string::npos) << last_;
   EXPECT_NE(disk("snapshot create c.qcow2 s"), 0);
+}
+
+std::vector<uint8_t> file_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// The file without the header's corrupt bit, the one change a refusal makes.
+std::vector<uint8_t> bytes_but_corrupt_bit(const std::string& path) {
+  std::vector<uint8_t> b = file_bytes(path);
+  if (b.size() >= 80) qcow2::store_be64(&b[72], qcow2::load_be64(&b[72]) & ~qcow2::kIncompatCorrupt);
+  return b;
+}
+
+void poke64(const std::string& path, uint64_t offset, uint64_t value) {
+  uint8_t b[8];
+  qcow2::store_be64(b, value);
+  int fd = ::open(path.c_str(), O_WRONLY);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(pwrite(fd, b, 8, static_cast<off_t>(offset)), 8);
+  ::close(fd);
+}
+
+// Crafted images whose tables point into their own metadata: every disk
+// command that changes an image refuses them, changes nothing but the
+// header's corrupt bit, and names `disk check --repair` as the way out.
+TEST_F(DiskCli, CommandsThatWriteRefuseCraftedMetadataOverlaps) {
+  ASSERT_EQ(disk("create --format raw --size 1M base.raw"), 0) << last_;
+  ASSERT_EQ(disk("create --backing base.raw --cluster-size 512 good.qcow2"), 0) << last_;
+  ASSERT_EQ(sh("qemu-io -f qcow2 -c 'write -P 0x61 0 1K' good.qcow2"), 0) << last_;
+  ASSERT_EQ(disk("snapshot create good.qcow2 s0"), 0) << last_;
+  std::vector<uint8_t> head = file_bytes(dir_.file("good.qcow2"));
+  ASSERT_GE(head.size(), 72u);
+  const uint64_t l1 = qcow2::load_be64(&head[40]);
+  const uint64_t reftable = qcow2::load_be64(&head[48]);
+  const uint64_t l2 = qcow2::load_be64(&head[l1]) & qcow2::kOffsetMask;
+  ASSERT_NE(l2, 0u);
+  struct Craft {
+    const char* name;
+    uint64_t at, value;
+  };
+  const Craft crafts[] = {
+      {"data cluster in the L1 table", l2 + 8, l1 | qcow2::kFlagCopied},
+      {"L2 table in the refcount table", l1, reftable | qcow2::kFlagCopied},
+  };
+  const char* commands[] = {"snapshot create F s1", "snapshot apply F s0", "snapshot delete F s0", "resize F +1M",
+                            "commit F"};
+  std::vector<uint8_t> backing = file_bytes(dir_.file("base.raw"));
+  for (const Craft& craft : crafts) {
+    for (std::string command : commands) {
+      SCOPED_TRACE(std::string(craft.name) + ": disk " + command);
+      ASSERT_EQ(sh("cp good.qcow2 F"), 0);
+      poke64(dir_.file("F"), craft.at, craft.value);
+      std::vector<uint8_t> before = file_bytes(dir_.file("F"));
+      EXPECT_NE(disk(command), 0) << last_;
+      EXPECT_NE(last_.find("disk check --repair"), std::string::npos) << last_;
+      EXPECT_EQ(bytes_but_corrupt_bit(dir_.file("F")), before) << "the image changed";
+      EXPECT_EQ(file_bytes(dir_.file("base.raw")), backing) << "the backing file changed";
+      // Marked corrupt: a second attempt is refused at once.
+      EXPECT_NE(disk("resize F +1M"), 0);
+      EXPECT_NE(last_.find("marked corrupt"), std::string::npos) << last_;
+    }
+  }
 }
 
 }  // namespace

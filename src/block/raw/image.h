@@ -7,12 +7,11 @@
 #include <set>
 #include <vector>
 
-#include "block/block_device.h"
-#include "block/host_file.h"
+#include "block/file_image.h"
 
 namespace hostvisor::block {
 
-class RawImage final : public BlockDevice {
+class RawImage final : public FileImage {
  public:
   static Result<std::unique_ptr<RawImage>> open(std::unique_ptr<HostFile> file);
   static Result<void> create(const std::string& path, uint64_t size);
@@ -20,7 +19,6 @@ class RawImage final : public BlockDevice {
 
   const char* format_name() const override { return "raw"; }
   uint64_t virtual_size() const override { return size_; }
-  bool read_only() const override { return !file_->writable(); }
   Result<void> readv(uint64_t offset, std::span<const iovec> iov) override;
   Result<void> writev(uint64_t offset, std::span<const iovec> iov) override;
   Result<void> flush() override;
@@ -46,15 +44,13 @@ class RawImage final : public BlockDevice {
   int notify_fd() override { return file_->engine().notify_fd(); }
   size_t requests_in_flight() const override { return in_flight_; }
 
-  HostFile& file() { return *file_; }
-
   // The format was guessed from the contents: a write that would make the
   // file probe as another format next time (a qcow2 header in its first
   // bytes, pointing at any host file as its backing file) is refused.
   void set_format_probed() { format_probed_ = true; }
 
  private:
-  explicit RawImage(std::unique_ptr<HostFile> file, uint64_t size) : file_(std::move(file)), size_(size) {}
+  explicit RawImage(std::unique_ptr<HostFile> file, uint64_t size) : FileImage(std::move(file)), size_(size) {}
   struct Op;
   struct Transfer;
   using Step = std::function<void(Result<void>)>;
@@ -79,7 +75,6 @@ class RawImage final : public BlockDevice {
   void write_zeroes_async(std::shared_ptr<Op> op, Step next);
   void write_zero_buffers(std::shared_ptr<Op> op, uint64_t offset, uint64_t length, Step next);
 
-  std::unique_ptr<HostFile> file_;
   uint64_t size_;
   size_t in_flight_ = 0;  // guest requests submitted whose completion has not run
   // Inside poll_completions(): a finished request's completion runs at once.

@@ -14,11 +14,11 @@
 #include <sstream>
 #include <vector>
 
-#include "block/crash_pattern.h"
 #include "block/image_open.h"
-#include "block/qcow2_check.h"
-#include "block/qcow2_image.h"
-#include "block/raw_image.h"
+#include "block/qcow2/check.h"
+#include "block/qcow2/crash_pattern.h"
+#include "block/qcow2/image.h"
+#include "block/raw/image.h"
 #include "block/test_util.h"
 
 namespace hostvisor::block {

@@ -1,4 +1,4 @@
-#include "block/qcow2_format.h"
+#include "block/qcow2/format.h"
 
 #include <cstring>
 

@@ -1,5 +1,6 @@
-// io_uring engine: one ring per engine; requests are batched into the
-// submission queue and handed to the kernel on reap() (or when the queue is full).
+// io_uring engine: one ring per engine. Reads and writes go to the kernel as
+// they are submitted (see submit() for why not in batches); flushes and
+// fallocates are batched until reap().
 #pragma once
 
 #include <liburing.h>
