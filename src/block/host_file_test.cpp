@@ -5,7 +5,7 @@
 #include <cstring>
 #include <vector>
 
-#include "block/test_util.h"
+#include "block/testing/scratch_dir.h"
 
 namespace hostvisor::block {
 namespace {

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "block/qcow2/format.h"
-#include "block/test_util.h"
+#include "block/testing/scratch_dir.h"
 
 namespace hostvisor::block {
 namespace {

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "base/fd.h"
-#include "block/test_util.h"
+#include "block/testing/scratch_dir.h"
 
 namespace hostvisor::block {
 namespace {

@@ -9,7 +9,7 @@
 #include "block/qcow2/check.h"
 #include "block/qcow2/format.h"
 #include "block/qcow2/image.h"
-#include "block/test_util.h"
+#include "block/testing/scratch_dir.h"
 
 namespace hostvisor::block {
 namespace {

@@ -19,7 +19,7 @@
 #include "block/qcow2/crash_pattern.h"
 #include "block/qcow2/image.h"
 #include "block/raw/image.h"
-#include "block/test_util.h"
+#include "block/testing/scratch_dir.h"
 
 namespace hostvisor::block {
 namespace {

@@ -9,7 +9,7 @@
 #include "block/image_open.h"
 #include "block/qcow2/check.h"
 #include "block/raw/image.h"
-#include "block/test_util.h"
+#include "block/testing/scratch_dir.h"
 
 namespace hostvisor::block {
 namespace {

@@ -21,7 +21,7 @@
 #include "block/qcow2/format.h"
 #include "block/qcow2/image.h"
 #include "block/qcow2/metadata_map.h"
-#include "block/test_util.h"
+#include "block/testing/scratch_dir.h"
 
 namespace hostvisor::block {
 namespace {

@@ -18,7 +18,7 @@
 #include "block/image_open.h"
 #include "block/qcow2/image.h"
 #include "block/raw/image.h"
-#include "block/test_util.h"
+#include "block/testing/scratch_dir.h"
 #include "devices/virtio/pci/virtio_pci_device.h"
 #include "devices/virtio/testing/recording_virtio_interrupt.h"
 #include "devices/virtio/testing/reschedule.h"

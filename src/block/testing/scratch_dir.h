@@ -1,4 +1,5 @@
-// Shared helpers for the block layer's tests: scratch directories and running tools.
+// Test helpers of the block layer: a scratch directory removed at the end, and
+// running a tool (qemu-img, the disk command) with its output captured.
 #pragma once
 
 #include <stdlib.h>
