@@ -11,6 +11,8 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev libclang-rt-14-dev zlib1g-dev
   # default guest and test images
   busybox-static cpio e2fsprogs iproute2
+  # test peers: python3 serves HTTP on loopback to NAT guests, and runs the benchmark drivers
+  python3
   # interoperability oracles and peers
   qemu-utils qemu-system-x86 acpica-tools
 )
