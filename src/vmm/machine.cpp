@@ -135,14 +135,12 @@ Result<void> Machine::add_net(const net::NetOption& option, VirtioTransport tran
         }
       },
       option);
-  if (rate) {
-    return Error(ErrorCode::kUnsupported, "--net " + std::string(net::net_mode_name(option)) +
-                                              ": rate= is parsed but not yet applied by virtio-net; leave it out");
-  }
   auto backend = HV_TRY(net::open_net_backend(option));
   net::NetBackend* raw_backend = backend.get();
   VirtioNetOptions net_options;
   if (mac) net_options.mac = *mac;
+  // The device applies the limit, so it holds for every backend alike.
+  net_options.rate_bytes_per_second = rate;
   auto net = std::make_shared<VirtioNet>(std::move(backend), net_options);
   // A backend with work of its own (user-mode NAT: its sockets and timers)
   // runs it on the event loop; the device owns the backend, so the handler
@@ -310,10 +308,16 @@ RunOutcome Machine::run() {
 }
 
 void Machine::log_net_counters() {
+  // One line per NIC: the device's counts (what the guest sent and was
+  // handed, the rate limit's waits) and, for a backend that keeps its own,
+  // the backend's (which also count what it dropped before the device saw it).
   for (size_t i = 0; i < nets_.size(); ++i) {
     net::NetBackend& backend = nets_[i]->backend();
+    const std::string device = VirtioNet::format_stats(nets_[i]->stats());
     if (auto counters = backend.counters())
-      HV_LOG_INFO("net{} ({}): {}", i, backend.name(), net::format_net_counters(*counters));
+      HV_LOG_INFO("net{} ({}): device {}; backend {}", i, backend.name(), device, net::format_net_counters(*counters));
+    else
+      HV_LOG_INFO("net{} ({}): device {}", i, backend.name(), device);
   }
 }
 

@@ -1,6 +1,7 @@
 #include "devices/virtio/net/virtio_net.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 
 #include "base/log.h"
@@ -17,7 +18,34 @@ VirtioNet::VirtioNet(std::unique_ptr<net::NetBackend> backend, VirtioNetOptions 
       backend_(std::move(backend)),
       options_(options),
       rx_packet_(net::kMaxPacketSize),
-      tx_packet_(net::kMaxPacketSize) {}
+      tx_packet_(net::kMaxPacketSize) {
+  if (options_.rate_bytes_per_second) {
+    const uint64_t now = now_ns();
+    // Capacity 0: the bucket's default burst (a tenth of a second, at least
+    // one 64 KiB super-packet).
+    rx_bucket_.emplace(*options_.rate_bytes_per_second, 0, now);
+    tx_bucket_.emplace(*options_.rate_bytes_per_second, 0, now);
+  }
+}
+
+uint64_t VirtioNet::now_ns() const {
+  if (options_.clock_ns) return options_.clock_ns();
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+          .count());
+}
+
+bool VirtioNet::take_tokens(std::optional<net::TokenBucket>& bucket, uint16_t queue, uint64_t bytes) {
+  if (!bucket) return true;
+  const uint64_t now = now_ns();
+  if (bucket->try_consume(bytes, now)) return true;
+  // The core's retry timer counts in milliseconds: round up, so the turn it
+  // schedules finds the tokens there instead of spinning on a dry bucket.
+  const uint64_t wait_ns = std::max<uint64_t>(bucket->ns_until_available(bytes, now), 1);
+  const uint64_t wait_ms = std::min<uint64_t>((wait_ns + 999'999) / 1'000'000, 60'000);
+  retry_later(queue, std::chrono::milliseconds(wait_ms));
+  return false;
+}
 
 uint32_t VirtioNet::device_type() const { return virtio::kDeviceNet; }
 
@@ -60,6 +88,7 @@ Result<void> VirtioNet::on_activate() {
       HV_LOG_WARN("virtio-net: receive offloads stay off: {}", r.error().message());
   }
   rx_stalled_ = false;
+  rx_throttled_ = false;
   receive();
   update_interest_locked();
   return ok();
@@ -75,6 +104,7 @@ void VirtioNet::on_reset() {
   }
   rx_offloads_ = {};
   rx_stalled_ = false;
+  rx_throttled_ = false;
   // The core drops the activation after this: the backend is of no interest until the next one.
   if (std::exchange(last_interest_, false) && interest_callback_) interest_callback_(false);
 }
@@ -101,7 +131,10 @@ bool VirtioNet::wants_backend_events() const {
   return wants_events_locked();
 }
 
-bool VirtioNet::wants_events_locked() const { return serving(kReceiveQueue) && !backend_failed_ && !rx_stalled_; }
+// While throttled the backend's fd stays readable: watching it would spin the event loop.
+bool VirtioNet::wants_events_locked() const {
+  return serving(kReceiveQueue) && !backend_failed_ && !rx_stalled_ && !rx_throttled_;
+}
 
 void VirtioNet::set_backend_interest_callback(std::function<void(bool)> callback) {
   std::lock_guard lock(mutex_);
@@ -122,6 +155,14 @@ VirtioNet::Stats VirtioNet::stats() const {
   return stats_;
 }
 
+std::string VirtioNet::format_stats(const Stats& s) {
+  auto n = [](uint64_t v) { return std::to_string(v); };
+  return "tx " + n(s.tx_packets) + " packets " + n(s.tx_bytes) + " bytes " + n(s.tx_dropped) + " dropped (" +
+         n(s.tx_dropped_by_guest) + " malformed), rx " + n(s.rx_packets) + " packets " + n(s.rx_bytes) + " bytes " +
+         n(s.rx_dropped) + " dropped (" + n(s.rx_dropped_by_guest) +
+         " too big for the guest's buffers), rate limit waits tx " + n(s.tx_throttled) + " rx " + n(s.rx_throttled);
+}
+
 bool VirtioNet::hold_receive_chains(size_t count) {
   while (rx_chains_.size() < count) {
     auto chain = next_writable_chain(kReceiveQueue);
@@ -133,6 +174,7 @@ bool VirtioNet::hold_receive_chains(size_t count) {
 
 void VirtioNet::receive() {
   if (!serving(kReceiveQueue) || backend_failed_) return;
+  rx_throttled_ = false;  // checked again below before the held packet goes
   for (;;) {
     if (rx_length_ == 0) {
       // Read from the backend only with a guest buffer in hand, so packets
@@ -189,8 +231,16 @@ void VirtioNet::receive() {
       // Without mergeable buffers the first chain is too small; with them the
       // whole ring is. Drop the packet, keep the buffers for the next one.
       ++stats_.rx_dropped;
+      ++stats_.rx_dropped_by_guest;
       rx_length_ = 0;
       continue;
+    }
+    // Tokens are taken only for a packet that goes now; a held packet keeps
+    // its place and the backend is not read until the retry.
+    if (!take_tokens(rx_bucket_, kReceiveQueue, rx_length_ - kVnetHeaderSize)) {
+      rx_throttled_ = true;
+      ++stats_.rx_throttled;
+      break;
     }
     deliver_packet(chains, rx_header_);
     if (!running()) return;
@@ -259,6 +309,7 @@ void VirtioNet::deliver_packet(size_t chains, VirtioNetHeader header) {
     at += n;
   }
   ++stats_.rx_packets;
+  stats_.rx_bytes += rx_length_ - kVnetHeaderSize;
   rx_length_ = 0;
 }
 
@@ -269,7 +320,16 @@ void VirtioNet::transmit() {
     // least, 64 KiB at most). Anything else is dropped; the chain goes back.
     if (length < kVnetHeaderSize + 14 || length > net::kMaxPacketSize) {
       ++stats_.tx_dropped;
+      ++stats_.tx_dropped_by_guest;
     } else {
+      const uint64_t frame_bytes = length - kVnetHeaderSize;
+      if (!take_tokens(tx_bucket_, kTransmitQueue, frame_bytes)) {
+        // The chain stays the driver's until the retry: the guest sees a
+        // busy wire, not a lost packet.
+        put_back(kTransmitQueue, *chain);
+        ++stats_.tx_throttled;
+        return;
+      }
       auto got = chain->read(memory(), 0, std::span(tx_packet_.data(), length));
       if (!got) return fail_guest_misuse(got.error());
       VirtioNetHeader header;
@@ -279,8 +339,10 @@ void VirtioNet::transmit() {
       iovec iov{tx_packet_.data(), static_cast<size_t>(length)};
       if (!accepted) {
         ++stats_.tx_dropped;
+        ++stats_.tx_dropped_by_guest;
       } else if (auto r = backend_->send({&iov, 1}); r) {
         ++stats_.tx_packets;
+        stats_.tx_bytes += frame_bytes;
       } else {
         // A host-side failure: the packet is lost, as on a congested wire.
         ++stats_.tx_dropped;

@@ -6,6 +6,13 @@
 // ways and headers pass through, checked against what was negotiated;
 // otherwise every header crossing the device is plain (flags 0, GSO_NONE).
 //
+// A rate limit (VirtioNetOptions::rate_bytes_per_second) holds each
+// direction to that many Ethernet-frame bytes per second with a token bucket
+// per direction (net::TokenBucket, as Firecracker's): when a bucket runs dry
+// the device stops taking transmit chains, or holds the received packet and
+// stops reading the backend, and serves the queue again when the bucket has
+// refilled, through the core's retry_later() timer, never by polling.
+//
 // Event loop wiring: watch backend_fd() for readability while
 // wants_backend_events() is true and call process_backend() when it is
 // readable. When the guest has no receive buffers the device stops reading
@@ -21,25 +28,41 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "devices/virtio/net/virtio_net_spec.h"
 #include "devices/virtio/virtio_device_core.h"
 #include "net/mac_address.h"
 #include "net/net_backend.h"
+#include "net/token_bucket.h"
 
 namespace hostvisor {
 
 struct VirtioNetOptions {
   net::MacAddress mac = net::random_local_mac_address();
   uint16_t queue_size = 256;
+  // Ethernet-frame bytes per second in each direction; none: unlimited.
+  std::optional<uint64_t> rate_bytes_per_second;
+  // Nanoseconds on a monotonic clock, for the rate limit (tests pass a fake
+  // one); empty: CLOCK_MONOTONIC.
+  std::function<uint64_t()> clock_ns;
 };
 
 class VirtioNet : public VirtioDeviceCore {
  public:
+  // Per-NIC counters, from the guest's side (tx: what it sent, rx: what it
+  // was handed). Bytes are Ethernet-frame bytes, without the virtio header.
+  // A drop is counted once, in *_dropped; *_dropped_by_guest says how many
+  // of those the guest caused (a malformed packet or header, receive buffers
+  // that can never hold the packet), the rest are the backend's (a send it
+  // refused, a packet it handed over cut or with a header not negotiated).
   struct Stats {
-    uint64_t rx_packets = 0, rx_dropped = 0;
-    uint64_t tx_packets = 0, tx_dropped = 0;
+    uint64_t rx_packets = 0, rx_bytes = 0, rx_dropped = 0, rx_dropped_by_guest = 0;
+    uint64_t tx_packets = 0, tx_bytes = 0, tx_dropped = 0, tx_dropped_by_guest = 0;
+    // Times the rate limit stopped a direction until its bucket refilled.
+    uint64_t rx_throttled = 0, tx_throttled = 0;
   };
 
   VirtioNet(std::unique_ptr<net::NetBackend> backend, VirtioNetOptions options);
@@ -56,6 +79,8 @@ class VirtioNet : public VirtioDeviceCore {
   void set_backend_interest_callback(std::function<void(bool)> callback);
 
   Stats stats() const;
+  // The counters as one line, for the log at exit.
+  static std::string format_stats(const Stats& stats);
   const net::MacAddress& mac() const { return options_.mac; }
   net::NetBackend& backend() { return *backend_; }
 
@@ -82,6 +107,10 @@ class VirtioNet : public VirtioDeviceCore {
   bool accept_receive_header(net::VirtioNetHeader& header) const;
   void update_interest_locked();
   bool wants_events_locked() const;
+  uint64_t now_ns() const;
+  // Takes `bytes` from `bucket` (none: unlimited); if it holds too few, asks
+  // for another turn of `queue` when it will hold enough and returns false.
+  bool take_tokens(std::optional<net::TokenBucket>& bucket, uint16_t queue, uint64_t bytes);
 
   std::unique_ptr<net::NetBackend> backend_;
   VirtioNetOptions options_;
@@ -89,13 +118,15 @@ class VirtioNet : public VirtioDeviceCore {
   // --- guarded by the core's mutex_
   bool mergeable_ = false;
   uint64_t negotiated_ = 0;
-  net::ReceiveOffloads rx_offloads_;       // what the backend was told it may send us
-  bool backend_failed_ = false;            // the backend returned an error on receive
-  bool rx_stalled_ = false;                // a packet or the backend waits for guest buffers
-  std::deque<DescriptorChain> rx_chains_;  // receive chains popped in this pass, not yet used
-  std::vector<uint8_t> rx_packet_;         // the packet being delivered
-  size_t rx_length_ = 0;                   // its length; 0: none
-  net::VirtioNetHeader rx_header_{};       // its header, checked
+  net::ReceiveOffloads rx_offloads_;                       // what the backend was told it may send us
+  bool backend_failed_ = false;                            // the backend returned an error on receive
+  bool rx_stalled_ = false;                                // a packet or the backend waits for guest buffers
+  bool rx_throttled_ = false;                              // a packet waits for the rate limit's tokens
+  std::optional<net::TokenBucket> rx_bucket_, tx_bucket_;  // the rate limit, if any
+  std::deque<DescriptorChain> rx_chains_;                  // receive chains popped in this pass, not yet used
+  std::vector<uint8_t> rx_packet_;                         // the packet being delivered
+  size_t rx_length_ = 0;                                   // its length; 0: none
+  net::VirtioNetHeader rx_header_{};                       // its header, checked
   std::vector<uint8_t> tx_packet_;
   Stats stats_;
   std::function<void(bool)> interest_callback_;

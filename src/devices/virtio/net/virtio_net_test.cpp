@@ -27,7 +27,9 @@
 #include "devices/virtio/testing/virtqueue_test_driver.h"
 #include "devices/virtio/virtio_constants.h"
 #include "net/datagram_socket_backend.h"
+#include "net/slirp/slirp_backend.h"
 #include "net/tap/tap_backend.h"
+#include "net/testing/frames.h"
 
 namespace hostvisor {
 namespace {
@@ -73,12 +75,14 @@ class VirtioNetTest : public ::testing::Test {
   // `refuse`: device features the simulated driver does not accept.
   void start(std::unique_ptr<net::NetBackend> backend, bool mergeable = true, uint64_t refuse = 0) {
     VirtioNetOptions options;
-    options.queue_size = kQueueSize;
+    options.queue_size = queue_size;
     options.mac = {0x02, 0x11, 0x22, 0x33, 0x44, 0x55};
+    options.rate_bytes_per_second = rate;
+    options.clock_ns = clock;
     device = std::make_unique<VirtioNet>(std::move(backend), options);
     device->set_backend_interest_callback([this](bool want) { interest.push_back(want); });
-    rx = std::make_unique<VirtqueueTestDriver>(memory, kQueueSize, kRxRing);
-    tx = std::make_unique<VirtqueueTestDriver>(memory, kQueueSize, kTxRing);
+    rx = std::make_unique<VirtqueueTestDriver>(memory, queue_size, kRxRing);
+    tx = std::make_unique<VirtqueueTestDriver>(memory, queue_size, kTxRing);
     uint64_t features = device->device_features() | virtio::feature_bit(virtio::kFeatureVersion1);
     if (!mergeable) features &= ~virtio::feature_bit(virtio_net::kFeatureMergeableRxBuffers);
     features &= ~refuse;
@@ -130,6 +134,11 @@ class VirtioNetTest : public ::testing::Test {
   net::DatagramSocketBackend* socket_backend = nullptr;
   std::vector<bool> interest;
   uint16_t rx_next = 0, tx_next = 0;
+  // Set before start(): the device's rate limit and clock.
+  std::optional<uint64_t> rate;
+  std::function<uint64_t()> clock;
+  // Set before start(): the size of both queues (post_rx and transmit assume kQueueSize).
+  uint16_t queue_size = kQueueSize;
 };
 
 TEST_F(VirtioNetTest, ConfigHasMacAndLinkUp) {
@@ -449,18 +458,29 @@ TEST_F(VirtioNetTest, OffloadsTheDriverRefusedAreEnforced) {
 class ScriptedBackend : public net::NetBackend {
  public:
   std::string_view name() const override { return "scripted"; }
-  Result<void> send(std::span<const iovec>) override {
+  Result<void> send(std::span<const iovec> packet) override {
     if (on_send) on_send();
     if (fail_sends) return Error(ErrorCode::kIo, "scripted: the host side is gone");
     ++sent;
+    for (const iovec& v : packet) sent_bytes += v.iov_len;
     return ok();
   }
-  Result<std::optional<size_t>> receive(std::span<uint8_t>) override { return std::optional<size_t>(); }
+  // With endless_frame_size set, a frame of that size is always waiting.
+  Result<std::optional<size_t>> receive(std::span<uint8_t> buffer) override {
+    if (endless_frame_size == 0) return std::optional<size_t>();
+    const size_t length = sizeof(VirtioNetHeader) + endless_frame_size;
+    std::fill_n(buffer.begin(), length, uint8_t{0});
+    ++received;
+    return std::optional<size_t>(length);
+  }
   int receive_fd() const override { return -1; }
   uint32_t mtu() const override { return 1500; }
 
   bool fail_sends = false;
   int sent = 0;
+  uint64_t sent_bytes = 0;  // headers included
+  size_t endless_frame_size = 0;
+  int received = 0;
   std::function<void()> on_send;
 };
 
@@ -668,6 +688,258 @@ TEST_F(TapTest, HostFrameReachesTheGuestWithAVnetHeader) {
   EXPECT_EQ(h.num_buffers, 1);
   EXPECT_EQ(h.gso_type, net::kGsoNone);
   EXPECT_TRUE(std::equal(frame.begin(), frame.end(), b.begin() + 12));
+}
+
+// A 64 KiB frame (what a TSO super-packet toward the guest can be) spread
+// over 1 KiB receive buffers: each filled to the brim in ring order, the
+// last with the rest, num_buffers in the first saying how many.
+TEST_F(VirtioNetTest, MergeableBuffersCarryA64KiBPacketOverManySmallBuffers) {
+  queue_size = 128;
+  start_with_socketpair();
+  constexpr uint32_t kBuffer = 1024;
+  constexpr uint64_t kSmallBuffers = kRxBuffers;
+  for (uint16_t i = 0; i < 100; ++i) rx->add_chain(i, {{kSmallBuffers + uint64_t{kBuffer} * i, kBuffer, true}});
+  ASSERT_TRUE(device->process_queue(0).ok());
+  const auto frame = make_frame(64 * 1024, 9);
+  peer_send(frame);
+  device->process_backend();
+  const size_t packet = sizeof(VirtioNetHeader) + frame.size();
+  const uint16_t expected = static_cast<uint16_t>((packet + kBuffer - 1) / kBuffer);
+  ASSERT_EQ(expected, 65);
+  ASSERT_EQ(rx->used_idx(), expected);
+  std::vector<uint8_t> all;
+  for (uint16_t slot = 0; slot < expected; ++slot) {
+    const auto used = rx->used(slot);
+    ASSERT_EQ(used.id, slot);
+    ASSERT_EQ(used.len, slot + 1 < expected ? kBuffer : packet - size_t{kBuffer} * (expected - 1)) << slot;
+    std::vector<uint8_t> b(used.len);
+    ASSERT_TRUE(memory.read(GuestAddress(kSmallBuffers + uint64_t{kBuffer} * used.id), b).ok());
+    all.insert(all.end(), b.begin(), b.end());
+  }
+  VirtioNetHeader h;
+  std::memcpy(&h, all.data(), sizeof h);
+  EXPECT_EQ(h.num_buffers, expected);
+  ASSERT_EQ(all.size(), packet);
+  EXPECT_TRUE(std::equal(frame.begin(), frame.end(), all.begin() + sizeof h));
+  // The buffers the packet did not need stay the driver's.
+  EXPECT_EQ(queues[0].state().next_avail, expected);
+  EXPECT_EQ(device->stats().rx_packets, 1u);
+  EXPECT_EQ(device->stats().rx_bytes, frame.size());
+  EXPECT_TRUE(interrupt.needs_reset.empty());
+}
+
+// A packet that needs two buffers, the second of which runs past guest RAM:
+// the device writes nothing (not even into the honest first buffer), returns
+// nothing and asks for a reset; the host survives.
+TEST_F(VirtioNetTest, MergeableBuffersWithAChainPastGuestRamNeedResetAndWriteNothing) {
+  start_with_socketpair();
+  rx->add_chain(0, {{kRxBuffers, 1000, true}});
+  rx->add_chain(1, {{kRam - 100, 4096, true}});
+  ASSERT_TRUE(device->process_queue(0).ok());
+  peer_send(make_frame(1500, 1));
+  device->process_backend();
+  ASSERT_EQ(interrupt.needs_reset.size(), 1u);
+  EXPECT_EQ(rx->used_idx(), 0);
+  std::vector<uint8_t> first(1000);
+  ASSERT_TRUE(memory.read(GuestAddress(kRxBuffers), first).ok());
+  EXPECT_TRUE(std::all_of(first.begin(), first.end(), [](uint8_t b) { return b == 0; }));
+  EXPECT_FALSE(device->wants_backend_events());
+  EXPECT_EQ(device->stats().rx_packets, 0u);
+}
+
+TEST_F(VirtioNetTest, CountersCountFrameBytesAndTellGuestDropsFromBackendDrops) {
+  start_with_socketpair(/*mergeable=*/false);
+  transmit(make_frame(60, 1));
+  transmit(make_frame(1514, 2));
+  transmit(make_frame(10, 3));  // shorter than an Ethernet header: the guest's fault
+  post_rx(2048);
+  peer_send(make_frame(1000, 4));
+  device->process_backend();
+  post_rx(100);
+  peer_send(make_frame(1000, 5));  // does not fit the guest's 100-byte buffer
+  VirtioNetHeader partial{};
+  partial.flags = net::kHeaderNeedsCsum;  // the backend was never told it may send these
+  peer_send(make_frame(60, 6), partial);
+  device->process_backend();
+  const auto s = device->stats();
+  EXPECT_EQ(s.tx_packets, 2u);
+  EXPECT_EQ(s.tx_bytes, 60u + 1514u);
+  EXPECT_EQ(s.tx_dropped, 1u);
+  EXPECT_EQ(s.tx_dropped_by_guest, 1u);
+  EXPECT_EQ(s.rx_packets, 1u);
+  EXPECT_EQ(s.rx_bytes, 1000u);
+  EXPECT_EQ(s.rx_dropped, 2u);
+  EXPECT_EQ(s.rx_dropped_by_guest, 1u);
+  EXPECT_EQ(s.tx_throttled + s.rx_throttled, 0u);
+  const std::string line = VirtioNet::format_stats(s);
+  EXPECT_NE(line.find("tx 2 packets 1574 bytes 1 dropped (1 malformed)"), std::string::npos) << line;
+  EXPECT_NE(line.find("rx 1 packets 1000 bytes 2 dropped (1 too big"), std::string::npos) << line;
+}
+
+constexpr uint64_t kRate = 1'000'000;         // bytes per second
+constexpr uint64_t kBurst = kRate / 10;       // the token bucket's default capacity at that rate
+constexpr uint64_t kMillisecond = 1'000'000;  // ns
+constexpr size_t kRateFrame = 1000;           // bytes per frame in the rate tests
+
+// Transmit chain `head`: a header and a kRateFrame-byte frame in one descriptor.
+void post_rate_tx(VirtqueueTestDriver& tx, uint16_t head) {
+  tx.add_chain(head,
+               {{kTxBuffers + 0x1000ull * head, static_cast<uint32_t>(sizeof(VirtioNetHeader) + kRateFrame), false}});
+}
+
+// A guest that always has packets queued gets the rate (and at most one
+// bucket's burst on top), measured on a fake clock so that a loaded machine
+// cannot skew it; while the bucket is dry the device takes no chain and
+// waits for its retry timer instead of spinning.
+TEST_F(VirtioNetTest, TransmitRateLimitHoldsTheRate) {
+  uint64_t now = 5'000'000'000;
+  clock = [&now] { return now; };
+  rate = kRate;
+  auto backend = std::make_unique<ScriptedBackend>();
+  ScriptedBackend* scripted = backend.get();
+  start(std::move(backend));
+  const uint64_t start_ns = now;
+  uint32_t published = 0;
+  auto refill = [&] {
+    while (published - tx->used_idx() < kQueueSize) post_rate_tx(*tx, static_cast<uint16_t>(published++ % kQueueSize));
+  };
+  constexpr int kSteps = 2000;  // two seconds of 1 ms steps
+  for (int i = 0; i < kSteps; ++i) {
+    refill();
+    ASSERT_TRUE(device->process_queue(1).ok());  // a notify, or the retry timer
+    now += kMillisecond;
+  }
+  const double seconds = static_cast<double>(now - start_ns - kMillisecond) / 1e9;
+  const uint64_t bytes = device->stats().tx_bytes;
+  EXPECT_EQ(bytes, scripted->sent_bytes - sizeof(VirtioNetHeader) * scripted->sent);
+  EXPECT_LE(bytes, static_cast<uint64_t>(kRate * seconds) + kBurst + kRateFrame);
+  const double measured = (static_cast<double>(bytes) - kBurst) / seconds;
+  EXPECT_NEAR(measured, kRate, kRate * 0.1) << bytes << " bytes in " << seconds << " s";
+  EXPECT_GT(device->stats().tx_throttled, 0u);
+  EXPECT_EQ(device->stats().tx_dropped, 0u) << "a throttled guest waits, it does not lose packets";
+  EXPECT_TRUE(interrupt.needs_reset.empty());
+
+  // The bucket is dry (once the last step's millisecond is spent) and the
+  // clock stands still: chains stay in the ring, and the device has asked
+  // for a retry rather than polling.
+  refill();
+  ASSERT_TRUE(device->process_queue(1).ok());
+  refill();
+  const uint16_t used = tx->used_idx();
+  ASSERT_TRUE(device->process_queue(1).ok());
+  ASSERT_TRUE(device->process_queue(1).ok());
+  EXPECT_EQ(tx->used_idx(), used);
+  pollfd p{device->reschedule_fd(), POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 1000), 1) << "no retry was scheduled";
+  // Time passes: the retry sends what the new tokens allow, by itself.
+  now += 5 * kMillisecond;
+  device->run_rescheduled();
+  EXPECT_EQ(tx->used_idx(), static_cast<uint16_t>(used + 5));
+}
+
+// The same toward the guest, from a backend that always has a packet: the
+// device reads one packet ahead at most, holds it while the bucket is dry and
+// stops watching the backend meanwhile (its fd would stay readable).
+TEST_F(VirtioNetTest, ReceiveRateLimitHoldsTheRateAndStopsReadingTheBackend) {
+  uint64_t now = 5'000'000'000;
+  clock = [&now] { return now; };
+  rate = kRate;
+  auto backend = std::make_unique<ScriptedBackend>();
+  ScriptedBackend* scripted = backend.get();
+  scripted->endless_frame_size = kRateFrame;
+  start(std::move(backend));
+  const uint64_t start_ns = now;
+  uint64_t posted = 0, delivered = 0;
+  uint16_t last_used = 0;
+  constexpr int kSteps = 2000;
+  for (int i = 0; i < kSteps; ++i) {
+    while (posted - delivered < kQueueSize) {
+      post_rx(2048, /*notify=*/false);
+      ++posted;
+    }
+    ASSERT_TRUE(device->process_queue(0).ok());  // a notify, or the retry timer
+    delivered += static_cast<uint16_t>(rx->used_idx() - last_used);
+    last_used = rx->used_idx();
+    now += kMillisecond;
+  }
+  const double seconds = static_cast<double>(now - start_ns - kMillisecond) / 1e9;
+  const auto s = device->stats();
+  EXPECT_EQ(s.rx_packets, delivered);
+  EXPECT_EQ(s.rx_bytes, delivered * kRateFrame);
+  EXPECT_LE(s.rx_bytes, static_cast<uint64_t>(kRate * seconds) + kBurst + kRateFrame);
+  const double measured = (static_cast<double>(s.rx_bytes) - kBurst) / seconds;
+  EXPECT_NEAR(measured, kRate, kRate * 0.1) << s.rx_bytes << " bytes in " << seconds << " s";
+  EXPECT_GT(s.rx_throttled, 0u);
+  EXPECT_EQ(s.rx_dropped, 0u);
+  EXPECT_LE(static_cast<uint64_t>(scripted->received) - delivered, 1u) << "read ahead of the rate limit";
+  // Throttled with buffers posted (once the last step's millisecond is
+  // spent): not watching the backend, a retry armed.
+  ASSERT_TRUE(device->process_queue(0).ok());
+  delivered += static_cast<uint16_t>(rx->used_idx() - last_used);
+  EXPECT_FALSE(device->wants_backend_events());
+  ASSERT_FALSE(interest.empty());
+  EXPECT_FALSE(interest.back());
+  pollfd p{device->reschedule_fd(), POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 1000), 1) << "no retry was scheduled";
+  now += 3 * kMillisecond;
+  device->run_rescheduled();
+  EXPECT_EQ(device->stats().rx_packets, delivered + 3);
+  EXPECT_TRUE(interrupt.needs_reset.empty());
+}
+
+// Against the user-mode NAT, which finishes checksums and segments itself:
+// the guest is offered checksum and segmentation offloads both ways, and
+// frames toward a guest that took GUEST_CSUM say DATA_VALID (slirp made
+// every checksum), so a guest on the software CPU checks none.
+class VirtioNetOnSlirpTest : public VirtioNetTest {
+ protected:
+  void start_on_slirp(uint64_t refuse) {
+    net::UserNetOption option;
+    option.restrict = true;  // nothing here needs to leave the process
+    auto backend = net::SlirpBackend::create(option);
+    ASSERT_TRUE(backend.ok()) << backend.error().message();
+    slirp = backend->get();
+    start(std::move(backend).value(), /*mergeable=*/true, refuse);
+  }
+  // The guest asks who has the gateway's address; the header of the answer.
+  VirtioNetHeader gateway_arp_reply_header() {
+    using namespace net::testing;
+    const net::MacAddress mac{0x52, 0x54, 0x00, 0x12, 0x34, 0x56};
+    const auto request =
+        arp_frame(1, mac, net::Ipv4Address{0x0a00020f}, {}, net::Ipv4Address{0x0a000202}, kBroadcastMac);
+    post_rx(2048);
+    transmit(request);
+    slirp->service();  // the NAT's loop turn: slirp answers
+    device->process_backend();
+    VirtioNetHeader h{};
+    if (rx->used_idx() != 1) {
+      ADD_FAILURE() << "no answer from the gateway";
+      return h;
+    }
+    const auto b = rx_bytes(0);
+    std::memcpy(&h, b.data(), sizeof h);
+    auto parsed = parse_frame(std::span(b).subspan(sizeof h));
+    EXPECT_TRUE(parsed && parsed->ether_type == kEtherTypeArp && parsed->arp_operation == 2);
+    return h;
+  }
+  net::SlirpBackend* slirp = nullptr;
+};
+
+TEST_F(VirtioNetOnSlirpTest, OffersOffloadsAndMarksFramesDataValidWithGuestCsum) {
+  start_on_slirp(/*refuse=*/0);
+  const uint64_t offered = device->device_features();
+  for (unsigned bit : {virtio_net::kFeatureCsum, virtio_net::kFeatureGuestCsum, virtio_net::kFeatureHostTso4,
+                       virtio_net::kFeatureHostTso6, virtio_net::kFeatureMergeableRxBuffers})
+    EXPECT_TRUE(offered & virtio::feature_bit(bit)) << "feature bit " << bit;
+  const auto h = gateway_arp_reply_header();
+  EXPECT_EQ(h.flags, net::kHeaderDataValid);
+  EXPECT_EQ(h.num_buffers, 1);
+}
+
+TEST_F(VirtioNetOnSlirpTest, WithoutGuestCsumFramesCarryNoFlags) {
+  start_on_slirp(/*refuse=*/virtio::feature_bit(virtio_net::kFeatureGuestCsum));
+  const auto h = gateway_arp_reply_header();
+  EXPECT_EQ(h.flags, 0);
 }
 
 TEST(TapBackend, RejectsBadNames) {
