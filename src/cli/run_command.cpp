@@ -154,7 +154,9 @@ void add_run_command(CLI::App& app, int* exit_status) {
       // A bare --net is the NAT: CLI11 hands over the default text for an
       // option given without a value.
       ->expected(0, 1)
-      ->default_str("user");
+      ->default_str("user")
+      // expected(0, 1) alone caps the option at one use; --net repeats.
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   cmd->add_option("--console", options->console,
                   "Which guest device the terminal types into: serial (the 16550 UART, ttyS0) or virtio (the virtio "
                   "console, hvc0; the default guest then runs its console and shell there). Both print to the "
