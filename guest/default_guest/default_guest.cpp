@@ -117,6 +117,11 @@ for module in $failed; do
   echo "hostvisor-init: could not load $module"
 done
 hostname hostvisor
+# From here on the console is the shell's: the kernel's informational
+# messages (a NIC's link coming up once the shell prompts, say) would land
+# in the middle of what the user types and reads. Warnings and errors still
+# show; dmesg keeps everything.
+dmesg -n 5
 # Online at boot: loopback up, and a DHCP client per NIC. Each runs in the
 # background (the shell's prompt never waits for a lease), stays for the
 # renewals, and logs to /var/log rather than over the console the shell is on.

@@ -83,6 +83,10 @@ TEST(DefaultGuest, InitStartsADhcpClientPerNicInTheBackgroundBeforeTheBanner) {
   EXPECT_LT(udhcpc, init.find("echo \"hostvisor default guest:"));
   EXPECT_NE(init.find("for net_device in /sys/class/net/*"), std::string::npos);
   EXPECT_NE(init.find("ip link set lo up"), std::string::npos);
+  // The link coming up is logged after the prompt: only warnings and worse
+  // reach the console by then, so the shell's output stays the shell's.
+  EXPECT_LT(init.find("dmesg -n 5"), udhcpc);
+  EXPECT_GT(init.find("dmesg -n 5"), init.find("/etc/hostvisor-modules"));
 }
 
 // Runs the DHCP script on the host as udhcpc would, with a stand-in `ip`
