@@ -1,10 +1,286 @@
 #!/usr/bin/env bash
-# User-mode NAT, VMM side alone: a host-side driver (the test guest of
-# src/net/testing) hands frames to SlirpBackend, which runs on the device
-# event loop as in a VM; packets per second and the process's CPU time per
-# packet (driver, loop and libslirp together), best of BENCH_REPEAT runs.
-# Everything stays on 127.0.0.1. The end-to-end comparison with QEMU's
-# -netdev user (a guest's TCP through virtio-net) comes with the wiring.
+# User-mode NAT, two parts.
+#
+# 1. VMM side alone: a host-side driver (the test guest of src/net/testing)
+#    hands frames to SlirpBackend, which runs on the device event loop as in
+#    a VM; packets per second and the process's CPU time per packet (driver,
+#    loop and libslirp together), best of BENCH_REPEAT runs.
+#
+# 2. End to end: the default guest (Debian's cloud kernel + hostvisor's
+#    busybox initramfs, whose init brings the NIC up with DHCP) on
+#    hostvisor's software CPU with --net user, and on QEMU TCG with
+#    -netdev user and virtio-net-pci: the same kernel, initramfs and command
+#    line, one CPU, 512 MiB. TCP throughput of BENCH_NET_MIB (default 32) MiB
+#    each way, best of BENCH_REPEAT per direction in one boot each, with the
+#    guest's busybox tools (the same on both, so the ratio compares the
+#    machines, not the tools):
+#      guest->host  outbound   guest `wget --post-file` to a server on the host's 127.0.0.1 at 10.0.2.2
+#      host->guest  outbound   guest `wget -O /dev/null` from that server
+#      host->guest  hostfwd    host connects to the forward and sends, guest `nc -l | wc -c`
+#      guest->host  hostfwd    host fetches from the guest's `httpd` through the forward
+#    Times are wall seconds: on the host from the first to the last byte where
+#    the host receives; from the command to its end mark on the guest's
+#    console where the guest does. Everything stays on 127.0.0.1.
+# Usage: bench/net.bench.sh BUILD_DIR
 set -euo pipefail
-echo "user-mode NAT (libslirp $(pkg-config --modversion slirp 2>/dev/null || echo '?')), VMM side without a guest; no peer yet"
-"$1/bench/bench_net" --repeat "${BENCH_REPEAT:-3}"
+build=$(cd "${1:?usage: $0 BUILD_DIR}" && pwd)
+echo "user-mode NAT (libslirp $(pkg-config --modversion slirp 2>/dev/null || echo '?')), VMM side without a guest; no peer"
+"$build/bench/bench_net" --repeat "${BENCH_REPEAT:-3}"
+
+hostvisor="$build/src/cli/hostvisor"
+[ -x "$hostvisor" ] || { echo "no hostvisor binary in $build (build the 'hostvisor' target)"; exit 1; }
+command -v qemu-system-x86_64 >/dev/null || { echo "qemu-system-x86_64 is not installed (scripts/setup-host.sh)"; exit 1; }
+
+exec python3 - "$hostvisor" <<'PY'
+import os, select, socket, subprocess, sys, tempfile, threading, time
+import http.server
+
+hostvisor = sys.argv[1]
+cache = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.join(os.environ["HOME"], ".cache"), "hostvisor")
+kernel, initrd = os.path.join(cache, "vmlinuz"), os.path.join(cache, "initrd.img")
+CMDLINE = "console=ttyS0 panic=-1"
+MIB = int(os.environ.get("BENCH_NET_MIB", "32"))
+SIZE = MIB << 20
+REPEAT = int(os.environ.get("BENCH_REPEAT", "3"))
+BOOT_TIMEOUT, TRANSFER_TIMEOUT = 300, 120
+GUEST_LISTEN_IN, GUEST_LISTEN_OUT = 5002, 5003
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Console:
+    """The guest's serial console on the child's stdin and stdout."""
+
+    def __init__(self, name, argv):
+        self.name, self.out, self.marks = name, b"", 0
+        self.log = tempfile.TemporaryFile()
+        self.child = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log)
+
+    def wait_for(self, text, timeout):
+        deadline = time.monotonic() + timeout
+        while text not in self.out:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RuntimeError(f"{self.name}: no {text!r} within {timeout} s; last output:\n"
+                                   + self.out[-1500:].decode(errors="replace"))
+            ready, _, _ = select.select([self.child.stdout], [], [], min(left, 0.5))
+            if ready:
+                chunk = os.read(self.child.stdout.fileno(), 65536)
+                if not chunk:
+                    self.log.seek(0)
+                    raise RuntimeError(f"{self.name} exited (status {self.child.wait()}); stderr:\n"
+                                       + self.log.read()[-1500:].decode(errors="replace"))
+                self.out += chunk
+        at = self.out.index(text)
+        before, self.out = self.out[:at], self.out[at + len(text):]
+        return before
+
+    def start(self, command):
+        """Types `command` followed by an end mark the typed line cannot show;
+        returns the mark to wait for."""
+        self.marks += 1
+        self.child.stdin.write(f'{command}; echo "@@END""{self.marks}@@"\r'.encode())
+        self.child.stdin.flush()
+        return f"@@END{self.marks}@@".encode()
+
+    def run(self, command, timeout=60):
+        """Runs `command`; returns what the console showed up to its end mark."""
+        return self.wait_for(self.start(command), timeout)
+
+    def close(self):
+        if self.child.poll() is None:
+            try:
+                self.child.stdin.write(b"poweroff\r")
+                self.child.stdin.flush()
+                end = time.monotonic() + 60
+                while self.child.poll() is None and time.monotonic() < end:
+                    ready, _, _ = select.select([self.child.stdout], [], [], 0.2)
+                    if ready and not os.read(self.child.stdout.fileno(), 65536):
+                        break
+            except OSError:
+                pass
+        if self.child.poll() is None:
+            self.child.kill()
+        self.child.wait()
+        self.log.close()
+
+
+def guest_to_host_outbound(console, http_port):
+    start = time.monotonic()
+    output = console.run(f"wget -q -O /dev/null --post-file /tmp/www/blob http://10.0.2.2:{http_port}/ && "
+                         "echo wget-""ok", TRANSFER_TIMEOUT)
+    seconds = time.monotonic() - start
+    if b"wget-ok" not in output:
+        raise RuntimeError(f"{console.name}: wget --post-file to the host failed: {output[-500:]!r}")
+    return seconds
+
+
+def host_to_guest_outbound(console, http_port):
+    start = time.monotonic()
+    output = console.run(f"wget -q -O /dev/null http://10.0.2.2:{http_port}/blob && echo wget-""ok", TRANSFER_TIMEOUT)
+    seconds = time.monotonic() - start
+    if b"wget-ok" not in output:
+        raise RuntimeError(f"{console.name}: wget from the host failed: {output[-500:]!r}")
+    return seconds
+
+
+def listen_in_background(console, command, port):
+    """Starts `command` (which listens on `port`) in the guest's background
+    and returns once the port listens: a connection to a forward before that
+    would be accepted by the NAT and then refused by the guest."""
+    console.run(f"({command}) & for i in $(seq 100); do netstat -ltn | grep -q ':{port} ' && break; sleep 0.1; done")
+
+
+def host_to_guest_forward(console, forward_in):
+    listen_in_background(console, f"rm -f /tmp/received; nc -l -p {GUEST_LISTEN_IN} | wc -c > /tmp/received.part "
+                         "&& mv /tmp/received.part /tmp/received", GUEST_LISTEN_IN)
+    block = bytes(1 << 20)
+    start = time.monotonic()
+    with socket.create_connection(("127.0.0.1", forward_in), timeout=TRANSFER_TIMEOUT) as conn:
+        for _ in range(SIZE >> 20):
+            conn.sendall(block)
+    # Received once the guest's nc has seen the end of the stream and wc
+    # has counted it.
+    received = console.run("while [ ! -e /tmp/received ]; do sleep 0.05; done; cat /tmp/received", TRANSFER_TIMEOUT)
+    seconds = time.monotonic() - start
+    if str(SIZE).encode() not in received:
+        raise RuntimeError(f"{console.name}: the guest received {received!r} bytes, not {SIZE}")
+    return seconds
+
+
+def guest_to_host_forward(console, forward_out):
+    got, first = 0, None
+    with socket.create_connection(("127.0.0.1", forward_out), timeout=TRANSFER_TIMEOUT) as conn:
+        conn.sendall(b"GET /blob HTTP/1.0\r\n\r\n")
+        header = b""
+        while b"\r\n\r\n" not in header:
+            data = conn.recv(65536)
+            if not data:
+                break
+            header += data
+        first = time.monotonic()
+        got = len(header.split(b"\r\n\r\n", 1)[1]) if b"\r\n\r\n" in header else 0
+        while got < SIZE:
+            data = conn.recv(1 << 20)
+            if not data:
+                break
+            got += len(data)
+        seconds = time.monotonic() - first
+    if got != SIZE:
+        raise RuntimeError(f"{console.name}: the host read {got} of {SIZE} bytes from the guest's httpd")
+    return seconds
+
+
+class Blob(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", str(SIZE))
+        self.end_headers()
+        block = bytes(1 << 20)
+        for _ in range(SIZE >> 20):
+            self.wfile.write(block)
+
+    def do_POST(self):
+        left = int(self.headers.get("Content-Length", "0"))
+        while left > 0:
+            data = self.rfile.read(min(left, 1 << 20))
+            if not data:
+                break
+            left -= len(data)
+        self.send_response(200 if left == 0 else 400)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def measure(name, argv_for, http_port):
+    forward_in, forward_out = free_port(), free_port()
+    console = Console(name, argv_for(forward_in, forward_out))
+    try:
+        console.wait_for(b"hostvisor default guest:", BOOT_TIMEOUT)
+        console.wait_for(b"/ # ", BOOT_TIMEOUT)
+        console.run("for i in $(seq 300); do ip route | grep -q ^default && break; sleep 0.2; done; "
+                    "ip route | grep -q ^default", 90)
+        console.run(f"mkdir -p /tmp/www && dd if=/dev/zero of=/tmp/www/blob bs=64k count={SIZE >> 16} 2>/dev/null && "
+                    f"httpd -p {GUEST_LISTEN_OUT} -h /tmp/www", 120)
+        # The hostfwd host->guest transfer goes last: a transfer that stalls
+        # leaves the guest's shell busy, so it ends the measurements of its
+        # boot, and the others are kept.
+        directions = (("guest->host outbound (wget --post-file)", lambda: guest_to_host_outbound(console, http_port)),
+                      ("host->guest outbound (wget -O /dev/null)", lambda: host_to_guest_outbound(console, http_port)),
+                      ("guest->host hostfwd (host GETs guest httpd)", lambda: guest_to_host_forward(console, forward_out)),
+                      ("host->guest hostfwd (host sends, guest nc -l)",
+                       lambda: host_to_guest_forward(console, forward_in)))
+        results = {}
+        try:
+            for _ in range(REPEAT):
+                for key, f in directions:
+                    results.setdefault(key, []).append(SIZE / f() / 1e6)
+        except (RuntimeError, OSError) as e:
+            print(f"!! {name}: {e}", flush=True)
+            global failed
+            failed = True
+        return {k: max(v) for k, v in results.items() if v}
+    finally:
+        console.close()
+
+
+if not all(os.path.exists(p) for p in (kernel, initrd, os.path.join(cache, "default-guest.manifest"))):
+    # First use on this machine: hostvisor builds the default guest as it
+    # boots it, so the timed runs below use the same cache.
+    print(f"building the default guest in {cache} (once) ...", flush=True)
+    warm_up = Console("hostvisor (warm-up)", [hostvisor, "run", "--accel", "emu", "--net", "none"])
+    try:
+        warm_up.wait_for(b"/ # ", BOOT_TIMEOUT)
+    finally:
+        warm_up.close()
+
+
+def forwards(forward_in, forward_out):
+    return (f"hostfwd=tcp:127.0.0.1:{forward_in}-:{GUEST_LISTEN_IN},"
+            f"hostfwd=tcp:127.0.0.1:{forward_out}-:{GUEST_LISTEN_OUT}")
+
+
+failed = False
+HV, QEMU = "hostvisor --accel emu", "qemu-system-x86_64 -accel tcg"
+runs = {
+    HV: lambda i, o: [hostvisor, "run", "--accel", "emu", "--cpus", "1", "--memory", "512M", "--no-reboot",
+                      "--kernel", kernel, "--initrd", initrd, "--append", CMDLINE, "--net", "user," + forwards(i, o)],
+    QEMU: lambda i, o: ["qemu-system-x86_64", "-accel", "tcg", "-smp", "1", "-m", "512M", "-nographic",
+                        "-no-reboot", "-kernel", kernel, "-initrd", initrd, "-append", CMDLINE,
+                        "-netdev", "user,id=n0," + forwards(i, o), "-device", "virtio-net-pci,netdev=n0"],
+}
+version = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Blob)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+print(f"end to end: {MIB} MiB per transfer, default guest on 1 CPU, 512 MiB, best of {REPEAT} in one boot each; "
+      f"peer: {version}, -accel tcg, -netdev user + virtio-net-pci")
+print(f"host: {os.cpu_count()} cores, shared with other work (load average "
+      f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}): wall times vary with the load", flush=True)
+best = {}
+for name, argv_for in runs.items():
+    try:
+        best[name] = measure(name, argv_for, server.server_address[1])
+    except (RuntimeError, OSError, subprocess.TimeoutExpired, IndexError) as e:
+        print(f"!! {name}: {e}", flush=True)
+        failed = True
+server.shutdown()
+
+keys = ["guest->host outbound (wget --post-file)", "host->guest outbound (wget -O /dev/null)",
+        "guest->host hostfwd (host GETs guest httpd)", "host->guest hostfwd (host sends, guest nc -l)"]
+print(f"{'TCP through user-mode NAT, MB/s':48} {'hostvisor':>10} {'QEMU':>10} {'ratio':>8}")
+for key in keys:
+    hv, qemu = best.get(HV, {}).get(key), best.get(QEMU, {}).get(key)
+    cell = lambda v: f"{v:10.1f}" if v is not None else f"{'failed':>10}"
+    ratio = f"{hv / qemu:8.2f}" if hv and qemu else f"{'-':>8}"
+    print(f"{key:48} {cell(hv)} {cell(qemu)} {ratio}")
+print("ratio = hostvisor / QEMU; issue 10's target: NAT at least matches QEMU's slirp (ratio >= 1)")
+sys.exit(1 if failed else 0)
+PY

@@ -24,7 +24,7 @@ namespace hostvisor::guest {
 namespace {
 
 constexpr char kManifest[] = "default-guest.manifest";
-constexpr int kManifestVersion = 3;  // bump when the initramfs contents change
+constexpr int kManifestVersion = 5;  // bump when the initramfs contents change
 
 std::string normalize_module_name(std::string name) {
   std::replace(name.begin(), name.end(), '-', '_');
@@ -117,8 +117,62 @@ for module in $failed; do
   echo "hostvisor-init: could not load $module"
 done
 hostname hostvisor
+# From here on the console is the shell's: the kernel's informational
+# messages (a NIC's link coming up once the shell prompts, say) would land
+# in the middle of what the user types and reads. Warnings and errors still
+# show; dmesg keeps everything.
+dmesg -n 5
+# Online at boot: loopback up, and a DHCP client per NIC. Each runs in the
+# background (the shell's prompt never waits for a lease), stays for the
+# renewals, and logs to /var/log rather than over the console the shell is on.
+ip link set lo up
+mkdir -p /var/log
+for net_device in /sys/class/net/*; do
+  interface=${net_device##*/}
+  [ "$interface" = lo ] && continue
+  ip link set "$interface" up
+  udhcpc -f -i "$interface" -s /etc/udhcpc/hostvisor.script -t 10 -T 1 -A 5 \
+    </dev/null >"/var/log/udhcpc.$interface.log" 2>&1 &
+done
 echo "hostvisor default guest: Linux $(uname -r), $(grep -c ^processor /proc/cpuinfo) CPU(s). Type 'poweroff' to stop."
 exec /bin/busybox init
+)";
+}
+
+std::string default_guest_dhcp_script() {
+  return R"(#!/bin/sh
+# hostvisor default guest: udhcpc runs this with the event in $1 and the
+# lease in the environment (interface, ip, mask, router, dns, domain).
+# Every NIC gets its own default route, the first NIC's preferred (a lower
+# metric), so a second NIC neither fails nor takes the first one's place.
+metric=$((100 + $(cat "/sys/class/net/$interface/ifindex" 2>/dev/null || echo 0)))
+configure() {
+  ip -4 addr flush dev "$interface"
+  ip addr add "$ip/${mask:-24}" ${broadcast:+broadcast "$broadcast"} dev "$interface"
+  for gateway in $router; do
+    ip route add default via "$gateway" dev "$interface" metric "$metric" && break
+  done
+  # Written whole and renamed, so a reader never sees half a file.
+  {
+    [ -n "$domain" ] && echo "search $domain"
+    for server in $dns; do echo "nameserver $server"; done
+  } > /etc/resolv.conf.$interface
+  mv /etc/resolv.conf.$interface /etc/resolv.conf
+}
+case "$1" in
+  deconfig)
+    ip link set "$interface" up
+    ip -4 addr flush dev "$interface"
+    ;;
+  bound)
+    configure
+    ;;
+  renew)
+    # The same address again: keep it, so open connections live on.
+    ip -4 addr show dev "$interface" | grep -q " $ip/" || configure
+    ;;
+esac
+exit 0
 )";
 }
 
@@ -240,6 +294,8 @@ Result<DefaultGuest> prepare_default_guest(const DefaultGuestOptions& options) {
   }
   HV_TRY(cpio.add_file("etc/hostvisor-modules", module_list));
   HV_TRY(cpio.add_file("etc/inittab", default_guest_inittab()));
+  HV_TRY(cpio.add_directory("etc/udhcpc"));
+  HV_TRY(cpio.add_file("etc/udhcpc/hostvisor.script", default_guest_dhcp_script(), 0755));
   HV_TRY(cpio.add_file("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"));
   HV_TRY(cpio.add_file("etc/group", "root:x:0:\n"));
   const std::vector<uint8_t> archive = cpio.finish();

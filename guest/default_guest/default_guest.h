@@ -45,5 +45,8 @@ std::string default_guest_cmdline(const std::string& console);
 // The /init script and /etc/inittab of the initramfs (exposed for tests).
 std::string default_guest_init_script();
 std::string default_guest_inittab();
+// /etc/udhcpc/hostvisor.script: what udhcpc runs on a lease, in every NIC's
+// DHCP client that /init starts (address, default route, resolv.conf).
+std::string default_guest_dhcp_script();
 
 }  // namespace hostvisor::guest

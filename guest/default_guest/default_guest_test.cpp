@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 
 #include "base/process.h"
 
@@ -33,10 +35,10 @@ TEST(DefaultGuest, BuildsFromDebianPackagesAndIsReusedAfterwards) {
   // The initramfs holds init, busybox and the virtio modules, dependencies first.
   auto listing = run_process_checked({"sh", "-c", "cpio -it --quiet < '" + guest->initrd_path + "'"});
   ASSERT_TRUE(listing.ok()) << listing.error().message();
-  for (const char* f :
-       {"init", "etc/inittab", "bin/busybox", "dev/console", "lib/modules/virtio_pci.ko", "lib/modules/virtio_mmio.ko",
-        "lib/modules/virtio_blk.ko", "lib/modules/virtio_net.ko", "lib/modules/virtio_console.ko",
-        "lib/modules/virtio-rng.ko", "lib/modules/virtio.ko", "lib/modules/virtio_ring.ko", "lib/modules/failover.ko"})
+  for (const char* f : {"init", "etc/inittab", "etc/udhcpc/hostvisor.script", "bin/busybox", "dev/console",
+                        "lib/modules/virtio_pci.ko", "lib/modules/virtio_mmio.ko", "lib/modules/virtio_blk.ko",
+                        "lib/modules/virtio_net.ko", "lib/modules/virtio_console.ko", "lib/modules/virtio-rng.ko",
+                        "lib/modules/virtio.ko", "lib/modules/virtio_ring.ko", "lib/modules/failover.ko"})
     EXPECT_NE(listing->find(std::string(f) + "\n"), std::string::npos) << f << " missing from\n" << *listing;
   auto order = run_process_checked(
       {"sh", "-c", "cd '" + cache.string() + "' && cpio -i --quiet --to-stdout etc/hostvisor-modules < initrd.img"});
@@ -65,6 +67,92 @@ TEST(DefaultGuest, InitLoadsModulesThenHandsOverToBusyboxInit) {
   // there when busybox init and its shell take it over.
   EXPECT_LT(init.find("/etc/hostvisor-modules"), init.find("exec <>/dev/console"));
   EXPECT_LT(init.find("exec <>/dev/console"), init.find("exec /bin/busybox init"));
+}
+
+TEST(DefaultGuest, InitStartsADhcpClientPerNicInTheBackgroundBeforeTheBanner) {
+  const std::string init = default_guest_init_script();
+  const size_t udhcpc = init.find("udhcpc -f -i \"$interface\" -s /etc/udhcpc/hostvisor.script");
+  ASSERT_NE(udhcpc, std::string::npos) << init;
+  // Backgrounded, its output off the console, and started before the banner
+  // so that banner-to-prompt stays what it was.
+  const size_t end_of_command = init.find(" &\n", udhcpc);
+  ASSERT_NE(end_of_command, std::string::npos);
+  EXPECT_NE(init.substr(udhcpc, end_of_command - udhcpc).find(">\"/var/log/udhcpc.$interface.log\" 2>&1"),
+            std::string::npos)
+      << init;
+  EXPECT_LT(udhcpc, init.find("echo \"hostvisor default guest:"));
+  EXPECT_NE(init.find("for net_device in /sys/class/net/*"), std::string::npos);
+  EXPECT_NE(init.find("ip link set lo up"), std::string::npos);
+  // The link coming up is logged after the prompt: only warnings and worse
+  // reach the console by then, so the shell's output stays the shell's.
+  EXPECT_LT(init.find("dmesg -n 5"), udhcpc);
+  EXPECT_GT(init.find("dmesg -n 5"), init.find("/etc/hostvisor-modules"));
+}
+
+// Runs the DHCP script on the host as udhcpc would, with a stand-in `ip`
+// that records its arguments, and /etc/resolv.conf moved into a scratch
+// directory.
+class DhcpScript : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() / ("hv-dhcp-script-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir_ / "bin");
+    write(dir_ / "bin" / "ip", "#!/bin/sh\necho \"ip $*\" >> \"" + (dir_ / "ip.log").string() + "\"\n", 0755);
+    std::string script = default_guest_dhcp_script();
+    for (size_t at; (at = script.find("/etc/resolv.conf")) != std::string::npos;)
+      script.replace(at, sizeof("/etc/resolv.conf") - 1, (dir_ / "resolv.conf").string());
+    write(dir_ / "script", script, 0755);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  static void write(const std::filesystem::path& path, const std::string& text, int mode) {
+    std::ofstream(path) << text;
+    std::filesystem::permissions(path, static_cast<std::filesystem::perms>(mode));
+  }
+  // Runs the script for `event` with the lease in `environment` ("k=v ...").
+  std::string run(const std::string& event, const std::string& environment) {
+    auto r = run_process_checked({"sh", "-c",
+                                  "PATH='" + (dir_ / "bin").string() + "':$PATH " + environment + " '" +
+                                      (dir_ / "script").string() + "' " + event + " && cat '" +
+                                      (dir_ / "ip.log").string() + "'"});
+    EXPECT_TRUE(r.ok()) << r.error().message();
+    return r.ok() ? *r : "";
+  }
+  std::string resolv_conf() {
+    std::ifstream in(dir_ / "resolv.conf");
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  std::filesystem::path dir_;
+};
+
+TEST_F(DhcpScript, BoundSetsTheAddressTheDefaultRouteAndResolvConf) {
+  const std::string ip_calls =
+      run("bound", "interface=hvnone0 ip=10.0.2.15 mask=24 router=10.0.2.2 dns=10.0.2.3 domain=example.internal");
+  EXPECT_NE(ip_calls.find("ip -4 addr flush dev hvnone0\n"), std::string::npos) << ip_calls;
+  EXPECT_NE(ip_calls.find("ip addr add 10.0.2.15/24 dev hvnone0\n"), std::string::npos) << ip_calls;
+  // No such interface on the host, so ifindex reads as 0: metric 100.
+  EXPECT_NE(ip_calls.find("ip route add default via 10.0.2.2 dev hvnone0 metric 100\n"), std::string::npos) << ip_calls;
+  EXPECT_EQ(resolv_conf(), "search example.internal\nnameserver 10.0.2.3\n");
+}
+
+TEST_F(DhcpScript, ALeaseWithoutRouterOrDnsSetsOnlyTheAddress) {
+  const std::string ip_calls = run("bound", "interface=hvnone0 ip=192.168.9.20 mask=26 broadcast=192.168.9.63");
+  EXPECT_NE(ip_calls.find("ip addr add 192.168.9.20/26 broadcast 192.168.9.63 dev hvnone0\n"), std::string::npos)
+      << ip_calls;
+  EXPECT_EQ(ip_calls.find("route"), std::string::npos) << ip_calls;
+  EXPECT_EQ(resolv_conf(), "");
+}
+
+TEST_F(DhcpScript, DeconfigBringsTheLinkUpWithNoAddress) {
+  const std::string ip_calls = run("deconfig", "interface=hvnone0");
+  EXPECT_EQ(ip_calls, "ip link set hvnone0 up\nip -4 addr flush dev hvnone0\n");
+}
+
+TEST_F(DhcpScript, RenewOfANewAddressReconfigures) {
+  // The stand-in `ip addr show` prints nothing: the address is not there.
+  const std::string ip_calls = run("renew", "interface=hvnone0 ip=10.0.2.16 mask=24 router=10.0.2.2 dns=10.0.2.3");
+  EXPECT_NE(ip_calls.find("ip addr add 10.0.2.16/24 dev hvnone0\n"), std::string::npos) << ip_calls;
+  EXPECT_EQ(resolv_conf(), "nameserver 10.0.2.3\n");
 }
 
 TEST(DefaultGuest, CommandLinePutsTheConsoleOnTheChosenDevice) {

@@ -1,6 +1,9 @@
 #include "cli/device_options.h"
 
+#include <filesystem>
 #include <optional>
+#include <type_traits>
+#include <variant>
 #include <vector>
 
 #include "block/disk_option.h"
@@ -74,6 +77,41 @@ Result<NetConfig> parse_net_config(const std::string& text) {
   auto net = net::parse_net_option(split->rest);
   if (!net) return std::move(net).error();
   return NetConfig{*net, split->transport};
+}
+
+std::string run_vm_identity(const std::string& kernel_path, const std::vector<DiskConfig>& disks) {
+  // Absolute, not canonical: a path that does not exist (yet) still names
+  // the same VM, and a symlink the user switches over is a different VM.
+  auto absolute = [](const std::string& path) {
+    std::error_code ec;
+    const std::filesystem::path p = std::filesystem::absolute(path, ec);
+    return ec ? path : p.lexically_normal().string();
+  };
+  // NUL separates the parts: it cannot occur in a path.
+  std::string identity = "hostvisor run";
+  identity += '\0';
+  identity += "kernel=" + absolute(kernel_path);
+  for (const auto& disk : disks) {
+    identity += '\0';
+    identity += "disk=" + absolute(disk.disk.path);
+  }
+  return identity;
+}
+
+void assign_stable_macs(const std::string& vm_identity, std::vector<NetConfig>& nets) {
+  size_t nic_index = 0;
+  for (auto& config : nets) {
+    std::visit(
+        [&](auto& mode) {
+          if constexpr (!std::is_same_v<std::decay_t<decltype(mode)>, net::NoNetOption>) {
+            std::string seed = vm_identity;
+            seed += '\0';
+            seed += "nic=" + std::to_string(nic_index++);
+            if (!mode.mac) mode.mac = net::derived_mac_address(seed);
+          }
+        },
+        config.net);
+  }
 }
 
 Result<ConsoleDevice> parse_console_device(const std::string& text) {

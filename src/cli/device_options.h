@@ -7,6 +7,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "base/result.h"
 #include "vmm/machine_config.h"
@@ -17,5 +18,17 @@ Result<VirtioTransport> parse_virtio_transport(const std::string& text);
 Result<DiskConfig> parse_disk_config(const std::string& text);
 Result<NetConfig> parse_net_config(const std::string& text);
 Result<ConsoleDevice> parse_console_device(const std::string& text);
+
+// What identifies a VM started with `hostvisor run`, for deriving stable
+// values from it: the kernel's absolute path and each disk image's, in
+// order. The same command line in any working directory gives the same
+// text; another kernel, another disk or another disk order gives another.
+std::string run_vm_identity(const std::string& kernel_path, const std::vector<DiskConfig>& disks);
+
+// Gives every NIC that has no mac= a MAC derived from `vm_identity` and its
+// index among the NICs (--net none is not a NIC), so a VM keeps its MACs,
+// and with them its DHCP leases, across restarts, and two NICs of one VM
+// differ. An explicit mac= is kept as given.
+void assign_stable_macs(const std::string& vm_identity, std::vector<NetConfig>& nets);
 
 }  // namespace hostvisor::cli

@@ -2,6 +2,13 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <optional>
+#include <type_traits>
+#include <variant>
+
+#include "net/mac_address.h"
+
 namespace hostvisor::cli {
 namespace {
 
@@ -82,6 +89,84 @@ TEST(DeviceOptions, ConsoleIsSerialOrVirtio) {
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.error().message().find("serial"), std::string::npos);
   EXPECT_NE(bad.error().message().find("virtio"), std::string::npos);
+}
+
+TEST(DeviceOptions, AnEmptyNetOptionIsUserModeNat) {
+  // `--net` with nothing after it (or --net "") is the NAT.
+  auto net = parse_net_config("");
+  ASSERT_TRUE(net.ok()) << net.error().message();
+  EXPECT_TRUE(std::holds_alternative<net::UserNetOption>(net->net));
+}
+
+std::vector<NetConfig> nets_of(const std::vector<std::string>& texts) {
+  std::vector<NetConfig> nets;
+  for (const auto& text : texts) nets.push_back(parse_net_config(text).value());
+  return nets;
+}
+
+std::optional<net::MacAddress> mac_of(const NetConfig& config) {
+  return std::visit(
+      [](const auto& mode) -> std::optional<net::MacAddress> {
+        if constexpr (std::is_same_v<std::decay_t<decltype(mode)>, net::NoNetOption>)
+          return std::nullopt;
+        else
+          return mode.mac;
+      },
+      config.net);
+}
+
+TEST(DeviceOptions, StableMacsAreTheSameForTheSameVmAndDifferPerNic) {
+  const std::vector<DiskConfig> disks = {parse_disk_config("/images/root.qcow2").value()};
+  const std::string vm = run_vm_identity("/boot/vmlinuz", disks);
+
+  auto first = nets_of({"user", "none", "tap,ifname=hvtap0"});
+  assign_stable_macs(vm, first);
+  auto second = nets_of({"user", "none", "tap,ifname=hvtap0"});
+  assign_stable_macs(vm, second);
+  ASSERT_TRUE(mac_of(first[0]) && mac_of(first[2]));
+  EXPECT_FALSE(mac_of(first[1])) << "--net none is not a NIC";
+  EXPECT_EQ(mac_of(first[0]), mac_of(second[0])) << "a restart of the same VM keeps the MAC";
+  EXPECT_EQ(mac_of(first[2]), mac_of(second[2]));
+  EXPECT_NE(mac_of(first[0]), mac_of(first[2])) << "two NICs of one VM need two MACs";
+  for (const auto* config : {&first[0], &first[2]}) {
+    const net::MacAddress mac = *mac_of(*config);
+    EXPECT_EQ(mac[0] & 1, 0) << "unicast";
+    EXPECT_EQ(mac[0] & 2, 2) << "locally administered";
+  }
+
+  // Another disk, another VM: other MACs.
+  auto other = nets_of({"user"});
+  assign_stable_macs(run_vm_identity("/boot/vmlinuz", {parse_disk_config("/images/other.qcow2").value()}), other);
+  EXPECT_NE(mac_of(other[0]), mac_of(first[0]));
+  auto no_disk = nets_of({"user"});
+  assign_stable_macs(run_vm_identity("/boot/vmlinuz", {}), no_disk);
+  EXPECT_NE(mac_of(no_disk[0]), mac_of(first[0]));
+
+  // The index counts NICs, not --net options: "none" before a NIC does not
+  // change its MAC.
+  auto with_none_first = nets_of({"none", "user"});
+  assign_stable_macs(vm, with_none_first);
+  EXPECT_EQ(mac_of(with_none_first[1]), mac_of(first[0]));
+}
+
+TEST(DeviceOptions, AGivenMacIsKeptAndCountsAsANic) {
+  const std::string vm = run_vm_identity("/boot/vmlinuz", {});
+  auto nets = nets_of({"user,mac=52:54:00:12:34:56", "user"});
+  assign_stable_macs(vm, nets);
+  EXPECT_EQ(net::format_mac_address(*mac_of(nets[0])), "52:54:00:12:34:56");
+  auto alone = nets_of({"user", "user"});
+  assign_stable_macs(vm, alone);
+  EXPECT_EQ(mac_of(nets[1]), mac_of(alone[1])) << "the second NIC keeps its MAC whether or not the first has mac=";
+}
+
+TEST(DeviceOptions, RunVmIdentityIsAbsoluteAndOrdered) {
+  const std::string cwd = std::filesystem::current_path().string();
+  EXPECT_EQ(run_vm_identity("bzImage", {}), run_vm_identity(cwd + "/bzImage", {}));
+  EXPECT_EQ(run_vm_identity("./a/../bzImage", {}), run_vm_identity(cwd + "/bzImage", {}));
+  const auto a = parse_disk_config("a.img").value();
+  const auto b = parse_disk_config("b.img").value();
+  EXPECT_NE(run_vm_identity("k", {a, b}), run_vm_identity("k", {b, a}));
+  EXPECT_NE(run_vm_identity("k", {a}), run_vm_identity("k2", {a}));
 }
 
 }  // namespace

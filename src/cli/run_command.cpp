@@ -73,7 +73,13 @@ int run(const RunOptions& options) {
     }
     config.disks.push_back(*disk);
   }
-  for (const auto& text : options.nets) {
+  // The default guest brings every NIC up with DHCP at boot, so with no
+  // --net it gets the NAT and `make run` is online; any --net (none
+  // included) replaces that. A kernel of the user's own gets only what is
+  // asked for.
+  std::vector<std::string> nets = options.nets;
+  if (options.kernel.empty() && nets.empty()) nets.push_back("user");
+  for (const auto& text : nets) {
     auto net = parse_net_config(text);
     if (!net) {
       fail(net.error().message());
@@ -81,6 +87,7 @@ int run(const RunOptions& options) {
     }
     config.nets.push_back(*net);
   }
+  assign_stable_macs(run_vm_identity(config.kernel_path, config.disks), config.nets);
 
   // From here on SIGINT, SIGTERM and SIGHUP end the run cleanly (status 0,
   // terminal restored) whenever they come, across reboots. Before this, while
@@ -140,8 +147,16 @@ void add_run_command(CLI::App& app, int* exit_status) {
   cmd->add_option("--net", options->nets,
                   "Add a virtio-net interface (repeatable): user[,hostfwd=tcp|udp:[HOSTADDR]:HOSTPORT-[GUESTADDR]:"
                   "GUESTPORT]...[,net=CIDR][,ipv6=on|off][,restrict=on] (user-mode NAT, no privileges; an empty "
-                  "HOSTADDR is 127.0.0.1), tap,ifname=NAME, or none; each takes [,mac=52:54:00:12:34:56]"
-                  "[,transport=pci|mmio]");
+                  "HOSTADDR is 127.0.0.1; a bare --net is user), tap,ifname=NAME, or none; each takes "
+                  "[,mac=52:54:00:12:34:56][,transport=pci|mmio]. Without mac= a NIC's MAC is derived from the "
+                  "kernel's path, the disks' paths and the NIC's index, so it stays the same across runs. The "
+                  "default guest gets --net user unless any --net is given (--net none: no NIC)")
+      // A bare --net is the NAT: CLI11 hands over the default text for an
+      // option given without a value.
+      ->expected(0, 1)
+      ->default_str("user")
+      // expected(0, 1) alone caps the option at one use; --net repeats.
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   cmd->add_option("--console", options->console,
                   "Which guest device the terminal types into: serial (the 16550 UART, ttyS0) or virtio (the virtio "
                   "console, hvc0; the default guest then runs its console and shell there). Both print to the "

@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -107,6 +108,21 @@ void power_off_and_expect_status_0(GuestConsole& console) {
   EXPECT_EQ(*status, 0) << "poweroff (ACPI S5) must end hostvisor with status 0; stderr:\n" << console.err();
 }
 
+// Waits in the guest until `interface` has the address, and with
+// `routed` the default route and resolv.conf, that its DHCP client
+// configures at boot (the init script starts it in the background);
+// returns the interface's IPv4 address with its prefix. A lease without a
+// router (restrict=on's) configures the address alone.
+enum class Lease { kRouted, kAddressOnly };
+std::string wait_for_lease(GuestConsole& console, const std::string& interface, Lease lease = Lease::kRouted) {
+  const std::string configured = lease == Lease::kRouted ? "ip route show default dev " + interface +
+                                                               " | grep -q via && grep -q nameserver /etc/resolv.conf"
+                                                         : "ip -4 addr show dev " + interface + " | grep -q inet";
+  guest_ok(console, "for i in $(seq 300); do " + configured + " && break; sleep 0.2; done; " + configured);
+  const std::string address = guest_ok(console, "ip -4 -o addr show dev " + interface + " | grep -o 'inet [0-9./]*'");
+  return address.size() > 5 ? address.substr(5, address.size() - 6) : address;
+}
+
 TEST(LinuxGuest, OneCpuBootsAndPowersOff) {
   GuestConsole console;
   ASSERT_TRUE(console.start(hostvisor_args({"--cpus", "1", "--memory", "512M"}))) << console.failure();
@@ -129,6 +145,14 @@ TEST(LinuxGuest, OneCpuBootsAndPowersOff) {
       << devices;
   // The kernel's hwrng core picked it up as its current source.
   EXPECT_NE(guest_ok(console, "cat /sys/class/misc/hw_random/rng_current").find("virtio_rng"), std::string::npos);
+
+  // With no --net, the default guest has the NAT (what `make run` gives),
+  // and is online with no command typed.
+  EXPECT_TRUE(std::regex_search(devices, std::regex(R"((^|\n)0x0001 \S*/virtio_net\n)")))
+      << "the default guest has no virtio-net (0x0001) without --net; the guest saw:\n"
+      << devices;
+  EXPECT_EQ(wait_for_lease(console, "eth0"), "10.0.2.15/24");
+  EXPECT_NE(guest_ok(console, "ping -c 1 -W 5 10.0.2.2").find("1 packets received"), std::string::npos);
 
   power_off_and_expect_status_0(console);
 }
@@ -250,11 +274,15 @@ TEST(LinuxGuest, DiskOnVirtioMmioIsFoundThroughAcpiAndReadable) {
   std::string out;
 
   GuestConsole console;
-  ASSERT_TRUE(
-      console.start(hostvisor_args({"--cpus", "1", "--memory", "512M", "--disk", image.string() + ",transport=mmio"})))
+  ASSERT_TRUE(console.start(hostvisor_args(
+      {"--cpus", "1", "--memory", "512M", "--disk", image.string() + ",transport=mmio", "--net", "none"})))
       << console.failure();
   expect_banner(console, 1);
   if (HasFatalFailure()) return;
+
+  // --net none: the default guest has no NIC at all (it would have the NAT
+  // without any --net).
+  EXPECT_EQ(guest_ok(console, "ls /sys/class/net"), "lo\n");
 
   // vda's virtio device hangs off the platform device the ACPI node made,
   // and that one is bound to virtio-mmio; the PCI devices are still there.
@@ -351,6 +379,12 @@ TEST(LinuxGuest, VirtioNetOnATapPingsBothWays) {
   if (HasFatalFailure()) return;
 
   EXPECT_NE(guest_ok(console, "readlink /sys/class/net/eth0/device/driver").find("virtio_net"), std::string::npos);
+  // Nothing answers DHCP on the tap: stop the client the init script
+  // started, once it has made its start-up flush of the address, so it
+  // cannot flush the one set here.
+  guest_ok(console,
+           "for i in $(seq 150); do grep -q discover /var/log/udhcpc.eth0.log && break; sleep 0.2; done; "
+           "killall udhcpc");
   guest_ok(console, "ip link set eth0 up && ip addr add 192.168.77.2/24 dev eth0");
   // Guest to host, then host to guest.
   EXPECT_NE(guest_ok(console, "ping -c 2 -W 5 192.168.77.1").find("2 packets received"), std::string::npos);
@@ -361,9 +395,10 @@ TEST(LinuxGuest, VirtioNetOnATapPingsBothWays) {
   power_off_and_expect_status_0(console);
 }
 
-// A TCP port on 127.0.0.1 that nothing listens on right now.
-int free_loopback_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+// A port on 127.0.0.1 that nothing of `type` (SOCK_STREAM, SOCK_DGRAM)
+// is bound to right now.
+int free_loopback_port(int type = SOCK_STREAM) {
+  const int fd = ::socket(AF_INET, type | SOCK_CLOEXEC, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -374,6 +409,14 @@ int free_loopback_port() {
     port = ntohs(addr.sin_port);
   if (fd >= 0) ::close(fd);
   return port;
+}
+
+sockaddr_in loopback(int port) {
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  return addr;
 }
 
 // Python's http.server on 127.0.0.1:port serving `dir`, for as long as the
@@ -394,11 +437,8 @@ struct LoopbackHttpServer {
     // Ready once it accepts a connection.
     for (int i = 0; i < 100; ++i) {
       const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      sockaddr_in addr{};
-      addr.sin_family = AF_INET;
-      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-      addr.sin_port = htons(static_cast<uint16_t>(port));
-      const bool up = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+      const sockaddr_in addr = loopback(port);
+      const bool up = ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0;
       ::close(fd);
       if (up) return;
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -418,61 +458,223 @@ std::string sha256_of(const std::string& text) {
   return text.substr(0, space);
 }
 
-// User-mode NAT (--net user) with no privileges: the guest gets a DHCP lease
-// from the NAT, pings its gateway, downloads a file from a server on the
-// host's loopback (reached at the gateway address) intact, and serves it
-// back to the host through a hostfwd port forward.
-TEST(LinuxGuest, UserNatLeasesReachesTheHostAndForwardsAPort) {
+// Writes `bytes` of seeded pseudo-random data to `path`; returns its sha256.
+std::string write_random_file(const fs::path& path, size_t bytes, uint64_t seed) {
+  {
+    std::mt19937_64 random(seed);
+    std::ofstream out(path, std::ios::binary);
+    for (size_t i = 0; i < bytes / 8; ++i) {
+      const uint64_t word = random();
+      out.write(reinterpret_cast<const char*>(&word), sizeof word);
+    }
+  }
+  std::string sum;
+  if (host_command("sha256sum '" + path.string() + "'", &sum) != 0) return "sha256sum failed: " + sum;
+  return sha256_of(sum);
+}
+
+constexpr size_t k16MiB = 16u << 20;
+constexpr seconds kTransferTimeout{300};  // 16 MiB through the NAT to or from a guest on the software CPU
+
+// One TCP connection to 127.0.0.1:port: sends `message`, ends its side,
+// returns all it reads back until the peer closes ("" on any failure).
+std::string tcp_round_trip(int port, const std::string& message) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return "";
+  const timeval timeout{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  const sockaddr_in addr = loopback(port);
+  std::string reply;
+  if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0 &&
+      ::write(fd, message.data(), message.size()) == static_cast<ssize_t>(message.size()) &&
+      ::shutdown(fd, SHUT_WR) == 0) {
+    char buf[4096];
+    for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) reply.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return reply;
+}
+
+// Sends `message` to 127.0.0.1:port over UDP and returns the first reply
+// within 3 s, trying three times ("" if none came).
+std::string udp_round_trip(int port, const std::string& message) {
+  const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return "";
+  const timeval timeout{3, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  const sockaddr_in addr = loopback(port);
+  std::string reply;
+  for (int attempt = 0; attempt < 3 && reply.empty(); ++attempt) {
+    ::sendto(fd, message.data(), message.size(), 0, reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
+    char buf[2048];
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n > 0) reply.assign(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return reply;
+}
+
+std::vector<std::string> nat_args(const std::vector<std::string>& nets) {
+  std::vector<std::string> extra = {"--cpus", "1", "--memory", "512M"};
+  for (const auto& net : nets) {
+    extra.push_back("--net");
+    extra.push_back(net);
+  }
+  return hostvisor_args(extra);
+}
+
+// User-mode NAT (--net user) with no privileges, on the default guest as it
+// boots — no ip commands typed: its DHCP client got a lease from the NAT
+// and configured the address, the route and resolv.conf; it pings its
+// gateway; it downloads 16 MiB from a server on the host's loopback
+// (reached at the gateway address) intact and serves them back to the host
+// through a TCP forward; a UDP forward echoes; and 1,000 short TCP
+// connections through a forward all come back.
+TEST(LinuxGuest, UserNatDefaultGuestIsOnlineAtBootAndForwardsTcpAndUdp) {
   ScratchDir scratch;
   ASSERT_FALSE(scratch.path.empty());
   fs::create_directories(scratch.path / "www");
-  {
-    std::mt19937_64 random(42);
-    std::ofstream payload(scratch.path / "www" / "payload", std::ios::binary);
-    for (int i = 0; i < (1 << 20) / 8; ++i) {
-      const uint64_t word = random();
-      payload.write(reinterpret_cast<const char*>(&word), sizeof word);
-    }
-  }
-  std::string expected;
-  ASSERT_EQ(host_command("sha256sum '" + (scratch.path / "www" / "payload").string() + "'", &expected), 0) << expected;
-  expected = sha256_of(expected);
+  const std::string expected = write_random_file(scratch.path / "www" / "payload", k16MiB, 42);
+  ASSERT_EQ(expected.size(), 64u) << expected;
+  fs::copy_file(GUEST_ECHO_SERVER_PATH, scratch.path / "www" / "echo");
 
   LoopbackHttpServer server(scratch.path / "www");
   ASSERT_GT(server.port, 0) << "python3 -m http.server did not come up on 127.0.0.1";
-  const int forward_port = free_loopback_port();
-  ASSERT_GT(forward_port, 0);
+  const int http_forward = free_loopback_port();
+  const int echo_forward = free_loopback_port();
+  const int udp_forward = free_loopback_port(SOCK_DGRAM);
+  ASSERT_GT(http_forward, 0);
+  ASSERT_GT(echo_forward, 0);
+  ASSERT_GT(udp_forward, 0);
+  ASSERT_NE(http_forward, echo_forward);
 
   GuestConsole console;
-  ASSERT_TRUE(console.start(hostvisor_args(
-      {"--cpus", "1", "--memory", "512M", "--net", "user,hostfwd=tcp::" + std::to_string(forward_port) + "-:8080"})))
+  ASSERT_TRUE(console.start(nat_args({"user,hostfwd=tcp::" + std::to_string(http_forward) +
+                                      "-:8080,hostfwd=tcp::" + std::to_string(echo_forward) +
+                                      "-:7,hostfwd=udp::" + std::to_string(udp_forward) + "-:7"})))
       << console.failure();
   expect_banner(console, 1);
   if (HasFatalFailure()) return;
 
-  guest_ok(console, "ip link set eth0 up");
-  // udhcpc's script does the configuring; /bin/true leaves that to the next
-  // line, so this checks only that the NAT's DHCP server answered.
-  EXPECT_NE(guest_ok(console, "udhcpc -i eth0 -n -q -t 5 -s /bin/true 2>&1").find("lease of 10.0.2.15 obtained"),
-            std::string::npos);
-  guest_ok(console, "ip addr add 10.0.2.15/24 dev eth0 && ip route add default via 10.0.2.2");
+  EXPECT_EQ(wait_for_lease(console, "eth0"), "10.0.2.15/24");
+  EXPECT_NE(guest_ok(console, "cat /var/log/udhcpc.eth0.log").find("lease of 10.0.2.15 obtained"), std::string::npos);
+  EXPECT_NE(guest_ok(console, "ip route show default").find("default via 10.0.2.2 dev eth0"), std::string::npos);
+  EXPECT_EQ(guest_ok(console, "cat /etc/resolv.conf"), "nameserver 10.0.2.3\n");
   EXPECT_NE(guest_ok(console, "ping -c 2 -W 5 10.0.2.2").find("2 packets received"), std::string::npos);
 
-  const std::string url = "http://10.0.2.2:" + std::to_string(server.port) + "/payload";
-  guest_ok(console, "mkdir -p /tmp/www && wget -q -O /tmp/www/payload " + url);
+  // Guest to host: 16 MiB from the host's loopback, through the NAT.
+  const std::string base = "http://10.0.2.2:" + std::to_string(server.port);
+  auto download =
+      console.run("mkdir -p /tmp/www && wget -q -O /tmp/www/payload " + base + "/payload", kTransferTimeout);
+  ASSERT_TRUE(download) << console.failure();
+  EXPECT_EQ(download->status, 0) << download->output;
   EXPECT_EQ(sha256_of(guest_ok(console, "sha256sum /tmp/www/payload")), expected)
       << "the file the guest downloaded through the NAT differs from the host's";
 
+  // Host to guest: the same 16 MiB from the guest's httpd through hostfwd.
   guest_ok(console, "httpd -p 8080 -h /tmp/www");
   std::string fetched;
   EXPECT_EQ(
-      host_command("busybox wget -q -O - http://127.0.0.1:" + std::to_string(forward_port) + "/payload | sha256sum",
+      host_command("busybox wget -q -O - http://127.0.0.1:" + std::to_string(http_forward) + "/payload | sha256sum",
                    &fetched),
       0)
       << fetched;
   EXPECT_EQ(sha256_of(fetched), expected) << "the file the host fetched through hostfwd differs";
 
+  // The echo server (busybox nc has no UDP), fetched through the NAT too.
+  guest_ok(console,
+           "wget -q -O /tmp/echo " + base + "/echo && chmod +x /tmp/echo && /tmp/echo 7 7 </dev/null >/dev/null 2>&1");
+  for (int i = 0; i < 20; ++i) {
+    const std::string datagram = "datagram " + std::to_string(i) + " through the UDP forward";
+    EXPECT_EQ(udp_round_trip(udp_forward, datagram), datagram) << "datagram " << i;
+  }
+
+  constexpr int kConnections = 1000;
+  int lost = 0;
+  std::string first_loss;
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < kConnections; ++i) {
+    const std::string message = "connection " + std::to_string(i) + "\n";
+    const std::string reply = tcp_round_trip(echo_forward, message);
+    if (reply != message) {
+      if (lost++ == 0) first_loss = "connection " + std::to_string(i) + " got back \"" + reply + "\"";
+    }
+  }
+  const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_EQ(lost, 0) << lost << " of " << kConnections
+                     << " connections through the forward lost; first: " << first_loss;
+  std::printf("%d TCP connections through hostfwd in %.1f s\n", kConnections, elapsed);
+
   power_off_and_expect_status_0(console);
+}
+
+// The MACs of a VM's NICs, read in its guest: "eth0 MAC\neth1 MAC\n".
+std::string guest_macs(GuestConsole& console) {
+  return guest_ok(console, "for n in /sys/class/net/eth*; do echo \"${n##*/} $(cat $n/address)\"; done");
+}
+
+// restrict=on: the guest reaches nothing but the forwards — not the host's
+// loopback server, which an unrestricted guest reaches (above) — while a
+// forward still serves. On two NICs (a second network for the second),
+// which get two different MACs, and the same two when the VM runs again.
+TEST(LinuxGuest, UserNatRestrictedBlocksTheHostButForwardsAndMacsAreStable) {
+  ScratchDir scratch;
+  ASSERT_FALSE(scratch.path.empty());
+  fs::create_directories(scratch.path / "www");
+  std::ofstream(scratch.path / "www" / "small") << "from the host\n";
+  LoopbackHttpServer server(scratch.path / "www");
+  ASSERT_GT(server.port, 0) << "python3 -m http.server did not come up on 127.0.0.1";
+  const int forward = free_loopback_port();
+  ASSERT_GT(forward, 0);
+  const std::vector<std::string> nets = {"user,restrict=on,hostfwd=tcp::" + std::to_string(forward) + "-:8080",
+                                         "user,restrict=on,net=10.0.3.0/24"};
+  std::string first_macs;
+  {
+    GuestConsole console;
+    ASSERT_TRUE(console.start(nat_args(nets))) << console.failure();
+    expect_banner(console, 1);
+    if (HasFatalFailure()) return;
+    // DHCP is the NAT's own, so a restricted guest still gets its leases,
+    // but with no router or DNS server in them: there is nowhere to go.
+    EXPECT_EQ(wait_for_lease(console, "eth0", Lease::kAddressOnly), "10.0.2.15/24");
+    EXPECT_EQ(wait_for_lease(console, "eth1", Lease::kAddressOnly), "10.0.3.15/24");
+    EXPECT_EQ(guest_ok(console, "ip route | grep ^default || echo no default route"), "no default route\n");
+
+    first_macs = guest_macs(console);
+    const std::regex two_macs(R"(eth0 ([0-9a-f:]{17})\neth1 ([0-9a-f:]{17})\n)");
+    std::smatch macs;
+    ASSERT_TRUE(std::regex_match(first_macs, macs, two_macs)) << first_macs;
+    EXPECT_NE(macs[1].str(), macs[2].str()) << "two NICs of one VM share a MAC";
+    for (int i = 1; i <= 2; ++i) {
+      const int first_byte = std::stoi(macs[i].str().substr(0, 2), nullptr, 16);
+      EXPECT_EQ(first_byte & 3, 2) << "a generated MAC is unicast and locally administered: " << macs[i];
+    }
+
+    const auto blocked = console.run(
+        "timeout 10 wget -q -O - http://10.0.2.2:" + std::to_string(server.port) + "/small; echo \"wget status $?\"",
+        kCommandTimeout);
+    ASSERT_TRUE(blocked) << console.failure();
+    EXPECT_EQ(blocked->output.find("from the host"), std::string::npos) << blocked->output;
+    EXPECT_EQ(blocked->output.find("wget status 0"), std::string::npos)
+        << "restrict=on let the guest reach the host's loopback: " << blocked->output;
+
+    guest_ok(console,
+             "mkdir -p /tmp/www && echo 'from the restricted guest' > /tmp/www/index.html && "
+             "httpd -p 8080 -h /tmp/www");
+    std::string fetched;
+    EXPECT_EQ(host_command("busybox wget -q -O - http://127.0.0.1:" + std::to_string(forward) + "/", &fetched), 0)
+        << fetched;
+    EXPECT_EQ(fetched, "from the restricted guest\n") << "the forward must still serve under restrict=on";
+    power_off_and_expect_status_0(console);
+    if (HasFatalFailure()) return;
+  }
+  // The same VM again, in a new hostvisor: the same MACs.
+  GuestConsole again;
+  ASSERT_TRUE(again.start(nat_args(nets))) << again.failure();
+  expect_banner(again, 1);
+  if (HasFatalFailure()) return;
+  EXPECT_EQ(guest_macs(again), first_macs) << "the NICs' MACs changed across runs of the same VM";
+  power_off_and_expect_status_0(again);
 }
 
 }  // namespace
