@@ -136,7 +136,10 @@ def listen_in_background(console, command, port):
 
 
 def host_to_guest_forward(console, forward_in):
-    listen_in_background(console, f"rm -f /tmp/received; nc -l -p {GUEST_LISTEN_IN} | wc -c > /tmp/received.part "
+    # nc's stdin is /dev/null: a background job that reads the terminal is
+    # stopped (SIGTTIN) as soon as the next command is typed, and the
+    # transfer then never ends.
+    listen_in_background(console, f"rm -f /tmp/received; nc -l -p {GUEST_LISTEN_IN} </dev/null | wc -c > /tmp/received.part "
                          "&& mv /tmp/received.part /tmp/received", GUEST_LISTEN_IN)
     block = bytes(1 << 20)
     start = time.monotonic()

@@ -677,5 +677,41 @@ TEST(LinuxGuest, UserNatRestrictedBlocksTheHostButForwardsAndMacsAreStable) {
   power_off_and_expect_status_0(again);
 }
 
+// rate= on a real guest: a 3 MiB download through the NAT at 512 KiB/s
+// takes 6 s, within 10% (the burst is 64 KiB, about 2% of the file; the
+// software CPU alone moves the file in well under a second, so the time is
+// the limit's).
+TEST(LinuxGuest, UserNatRateLimitHoldsATransferWithinTenPercent) {
+  constexpr size_t kBytes = 3u << 20;
+  constexpr double kRate = 512 * 1024;
+  ScratchDir scratch;
+  ASSERT_FALSE(scratch.path.empty());
+  fs::create_directories(scratch.path / "www");
+  const std::string expected = write_random_file(scratch.path / "www" / "payload", kBytes, 7);
+  LoopbackHttpServer server(scratch.path / "www");
+  ASSERT_GT(server.port, 0) << "python3 -m http.server did not come up on 127.0.0.1";
+
+  GuestConsole console;
+  ASSERT_TRUE(console.start(nat_args({"user,rate=512K"}))) << console.failure();
+  expect_banner(console, 1);
+  if (HasFatalFailure()) return;
+  wait_for_lease(console, "eth0");
+
+  const auto start = std::chrono::steady_clock::now();
+  auto download = console.run("wget -q -O /tmp/payload http://10.0.2.2:" + std::to_string(server.port) + "/payload",
+                              kTransferTimeout);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  ASSERT_TRUE(download) << console.failure();
+  EXPECT_EQ(download->status, 0) << download->output;
+  EXPECT_EQ(sha256_of(guest_ok(console, "sha256sum /tmp/payload")), expected);
+  const double rate = kBytes / seconds;
+  std::printf("rate=512K: %zu bytes in %.2f s, %.0f bytes/s (%.1f%% of the limit)\n", kBytes, seconds, rate,
+              100 * rate / kRate);
+  EXPECT_GT(rate, 0.9 * kRate) << "the transfer ran well below the limit";
+  EXPECT_LT(rate, 1.1 * kRate) << "the transfer ran above the limit";
+
+  power_off_and_expect_status_0(console);
+}
+
 }  // namespace
 }  // namespace hostvisor::testing
