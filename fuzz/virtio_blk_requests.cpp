@@ -29,6 +29,7 @@
 #include "block/host_file.h"
 #include "block/raw/image.h"
 #include "devices/virtio/blk/virtio_blk.h"
+#include "devices/virtio/testing/recording_virtio_interrupt.h"
 #include "devices/virtio/virtio_constants.h"
 #include "fuzz/fuzz_input.h"
 
@@ -80,14 +81,6 @@ class MemoryDisk : public block::BlockDevice {
   }
   std::vector<uint8_t> bytes_;
   bool read_only_;
-};
-
-class CountingInterrupt : public VirtioInterrupt {
- public:
-  void signal_used(uint16_t) override { ++used; }
-  void signal_config_change() override {}
-  void signal_needs_reset(const Error&) override { ++needs_reset; }
-  int used = 0, needs_reset = 0;
 };
 
 using hostvisor::fuzz::take;
@@ -158,7 +151,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!created) __builtin_trap();  // a fixed, valid layout
   Virtqueue queues[1] = {std::move(created).value()};
   bool enabled[1] = {true};
-  CountingInterrupt interrupt;
+  testing::RecordingVirtioInterrupt interrupt;
   if (!device.activate(VirtioActivation{&memory, features, queues, enabled, &interrupt})) __builtin_trap();
 
   for (int round = 0; round < 4; ++round) {

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "devices/virtio/net/virtio_net.h"
+#include "devices/virtio/testing/recording_virtio_interrupt.h"
 #include "devices/virtio/virtio_constants.h"
 #include "fuzz/fuzz_input.h"
 
@@ -86,14 +87,6 @@ class ScriptedBackend : public net::NetBackend {
   bool offloads_;
 };
 
-class CountingInterrupt : public VirtioInterrupt {
- public:
-  void signal_used(uint16_t) override { ++used; }
-  void signal_config_change() override {}
-  void signal_needs_reset(const Error&) override { ++needs_reset; }
-  int used = 0, needs_reset = 0;
-};
-
 using hostvisor::fuzz::take;
 
 }  // namespace
@@ -143,7 +136,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!rx || !tx) __builtin_trap();  // fixed, valid layouts
   Virtqueue queues[2] = {std::move(rx).value(), std::move(tx).value()};
   bool enabled[2] = {true, true};
-  CountingInterrupt interrupt;
+  testing::RecordingVirtioInterrupt interrupt;
   if (!device.activate(VirtioActivation{&memory, features, queues, enabled, &interrupt})) __builtin_trap();
 
   for (int round = 0; round < 4; ++round) {
