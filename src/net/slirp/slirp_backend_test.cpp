@@ -89,6 +89,17 @@ bool write_all_bytes(int fd, const Bytes& data) {
   return true;
 }
 
+// The first connection to listening socket `server` within 5 s, with reads
+// that give up after 5 s; an invalid fd if none came.
+UniqueFd accept_within_5s(int server) {
+  pollfd p{server, POLLIN, 0};
+  if (::poll(&p, 1, 5000) != 1) return UniqueFd();
+  UniqueFd connection(::accept4(server, nullptr, nullptr, SOCK_CLOEXEC));
+  timeval timeout{5, 0};
+  ::setsockopt(connection.get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  return connection;
+}
+
 Bytes pattern(size_t length, uint8_t seed) {
   Bytes b(length);
   for (size_t i = 0; i < length; ++i) b[i] = static_cast<uint8_t>(i * 31 + seed + (i >> 8));
@@ -219,11 +230,8 @@ TEST_F(SlirpBackendTest, ATcpConnectionToTheHostsLoopbackCarriesDataBothWays) {
 
   const Bytes up = pattern(5000, 1), down = pattern(100'000, 2);
   auto host_side = std::async(std::launch::async, [&]() -> Bytes {
-    pollfd p{server.get(), POLLIN, 0};
-    if (::poll(&p, 1, 5000) != 1) return {};
-    UniqueFd connection(::accept4(server.get(), nullptr, nullptr, SOCK_CLOEXEC));
-    timeval timeout{5, 0};
-    ::setsockopt(connection.get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    UniqueFd connection = accept_within_5s(server.get());
+    if (connection.get() < 0) return {};
     Bytes got;
     if (!read_exactly(connection.get(), got, up.size())) return {};
     if (!write_all_bytes(connection.get(), down)) return {};
@@ -478,11 +486,8 @@ TEST_F(SlirpBackendTest, ATsoSuperPacketReachesTheHostIntact) {
   EXPECT_TRUE(backend->supports_offloads());
   const Bytes up = pattern(60'000, 4);
   auto host_side = std::async(std::launch::async, [&]() -> Bytes {
-    pollfd p{server.get(), POLLIN, 0};
-    if (::poll(&p, 1, 5000) != 1) return {};
-    UniqueFd connection(::accept4(server.get(), nullptr, nullptr, SOCK_CLOEXEC));
-    timeval timeout{5, 0};
-    ::setsockopt(connection.get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    UniqueFd connection = accept_within_5s(server.get());
+    if (connection.get() < 0) return {};
     Bytes got;
     if (!read_exactly(connection.get(), got, up.size())) return {};
     return got;
