@@ -93,6 +93,12 @@ void EthernetSwitch::forward(PortId from, const VirtioNetHeader& header, std::sp
 void EthernetSwitch::deliver(const Port& port, const VirtioNetHeader& header, std::span<const uint8_t> frame,
                              Converted& converted) {
   if (takes_as_is(port.mode, header)) {
+    // A plain peer (QEMU) takes no frame over the MTU; a headered port's
+    // non-TSO jumbo frame is not one it can receive.
+    if (!port.mode.headers && frame.size() > kMaxPlainFrameSize) {
+      ++counters_.dropped;
+      return;
+    }
     VirtioNetHeader out = header;
     out.num_buffers = 0;
     // DATA_VALID promises a checked checksum: only to a port that takes checksum offloads.

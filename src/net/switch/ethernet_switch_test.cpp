@@ -185,7 +185,7 @@ TEST(EthernetSwitch, CompletesPartialChecksumsForPortsWithoutOffloads) {
 }
 
 TEST(SwitchControl, RoundTripsAndIgnoresOrdinaryFrames) {
-  SwitchControl welcome{SwitchControlType::kWelcome, {true, false, true, false}, "10.9.0.0/24"};
+  SwitchControl welcome{SwitchControlType::kWelcome, {true, false, true, false}, kB, true, "10.9.0.0/24"};
   const auto frame = encode_switch_control(welcome);
   EXPECT_GE(frame.size(), 60u);
   auto decoded = decode_switch_control(frame);
@@ -195,6 +195,8 @@ TEST(SwitchControl, RoundTripsAndIgnoresOrdinaryFrames) {
   EXPECT_FALSE(decoded->offloads.tso4);
   EXPECT_TRUE(decoded->offloads.tso6);
   EXPECT_EQ(decoded->dhcp, "10.9.0.0/24");
+  EXPECT_EQ(decoded->mac, kB);
+  EXPECT_TRUE(decoded->mac_in_use);
   EXPECT_FALSE(decode_switch_control(frame_between(kA, kB)));
   auto truncated = frame;
   truncated.resize(20);

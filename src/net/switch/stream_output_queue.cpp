@@ -24,6 +24,14 @@ bool StreamOutputQueue::push(std::initializer_list<std::span<const uint8_t>> par
   return true;
 }
 
+void StreamOutputQueue::push_raw(std::span<const uint8_t> bytes) {
+  if (head_ > 0 && head_ >= buffer_.size() / 2) {
+    buffer_.erase(buffer_.begin(), buffer_.begin() + static_cast<ptrdiff_t>(head_));
+    head_ = 0;
+  }
+  buffer_.insert(buffer_.end(), bytes.begin(), bytes.end());
+}
+
 Result<size_t> StreamOutputQueue::flush(int fd) {
   size_t written = 0;
   while (!empty()) {

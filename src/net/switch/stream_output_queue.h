@@ -22,6 +22,10 @@ class StreamOutputQueue {
   // parts. False, with nothing appended, when it would pass the bound.
   bool push(std::initializer_list<std::span<const uint8_t>> parts);
 
+  // Appends bytes already framed (the rest of a frame the socket took only
+  // part of), with no bound: a stream cannot drop half a frame.
+  void push_raw(std::span<const uint8_t> bytes);
+
   // Writes what the socket takes without blocking. Returns the bytes
   // written (0 when the socket is full), or an error when the peer is gone.
   Result<size_t> flush(int fd);

@@ -11,8 +11,11 @@
 //
 // Control frames use EtherType 0x88B5 (IEEE 802 local experimental 1) to
 // a locally administered multicast address, and start with a 16-byte magic;
-// the switch never forwards one. The Welcome also says which DHCP network
-// the switch serves, so a VM that asked for another one gets a clear error.
+// the switch never forwards one. The Hello names the NIC's MAC: two runs of
+// the same VM derive the same stable MAC, and the switch refuses a second
+// port with a MAC another hostvisor port already announced (the VM then
+// says to give it mac=). The Welcome also says which DHCP network the
+// switch serves, so a VM that asked for another one gets a clear error.
 #pragma once
 
 #include <cstdint>
@@ -21,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "net/mac_address.h"
 #include "net/net_backend.h"
 
 namespace hostvisor::net {
@@ -37,7 +41,9 @@ enum class SwitchControlType : uint8_t {
 struct SwitchControl {
   SwitchControlType type = SwitchControlType::kHello;
   ReceiveOffloads offloads{};
-  std::string dhcp;  // Welcome: the switch's dhcp= network, "" for none
+  MacAddress mac{};         // Hello: the NIC's MAC
+  bool mac_in_use = false;  // Welcome: refused, another port has that MAC
+  std::string dhcp;         // Welcome: the switch's dhcp= network, "" for none
 };
 
 // The Ethernet frame carrying `control`.
