@@ -9,7 +9,7 @@ BENCH_REPEAT in one boot per pair:
              `-netdev stream` (one server=on, one server=off) on a unix socket
 Same kernel, initramfs and command line, 1 CPU and 512 MiB each, static
 addresses 10.78.0.1 and 10.78.0.2. Usage: net_switch_end_to_end.py HOSTVISOR"""
-import os, select, subprocess, sys, tempfile, time
+import os, select, shutil, subprocess, sys, tempfile, time
 
 hostvisor = sys.argv[1]
 cache = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.join(os.environ["HOME"], ".cache"), "hostvisor")
@@ -105,6 +105,12 @@ for name, pair in (("hostvisor", (hv("02:78:00:00:00:01"), hv("02:78:00:00:00:02
     except (RuntimeError, OSError) as e:
         print(f"!! {e}", flush=True)
         failed = True
+runtime = os.environ.get("XDG_RUNTIME_DIR")
+switch_dir = os.path.join(runtime, "hostvisor", "net") if runtime else f"/tmp/hostvisor-{os.geteuid()}/net"
+for leftover in (os.path.join(switch_dir, f"{net}.lock"), os.path.join(switch_dir, f"{net}.log"), sock):
+    if os.path.exists(leftover):
+        os.unlink(leftover)
+shutil.rmtree(scratch, ignore_errors=True)
 print(f"{'TCP VM to VM on one segment, MB/s':48} {'hostvisor':>10} {'QEMU':>10} {'ratio':>8}")
 hv_rate, qemu_rate = results.get("hostvisor"), results.get("QEMU")
 cell = lambda v: f"{v:10.1f}" if v is not None else f"{'failed':>10}"
