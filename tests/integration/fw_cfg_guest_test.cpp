@@ -3,6 +3,7 @@
 // port and DMA interfaces and compares them with the configuration this
 // test passes on the command line.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
@@ -37,6 +38,11 @@ std::string expected_config(unsigned cpus, unsigned ram_mib) {
   return "fwcfg.cpus=" + std::to_string(cpus) + " fwcfg.ram_mib=" + std::to_string(ram_mib);
 }
 
+// hostvisor's etc/e820 is the map the boot protocols hand a kernel.
+std::string expected_hostvisor_config(unsigned cpus, unsigned ram_mib) {
+  return expected_config(cpus, ram_mib) + " fwcfg.e820=boot";
+}
+
 class FwCfgGuestTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
@@ -46,8 +52,9 @@ class FwCfgGuestTest : public ::testing::TestWithParam<std::string> {
 
 TEST_P(FwCfgGuestTest, ReadsTheConfigurationThroughPortAndDma) {
   // Two CPUs and an odd RAM size, so neither matches a default by chance.
-  const ChildResult r = boot_fw_cfg_kernel(GetParam(), 2, 96, expected_config(2, 96) + " fwcfg.opt=from-the-host",
-                                           {"--fw-cfg", "name=opt/hostvisor/test,string=from-the-host"});
+  const ChildResult r =
+      boot_fw_cfg_kernel(GetParam(), 2, 96, expected_hostvisor_config(2, 96) + " fwcfg.opt=from-the-host",
+                         {"--fw-cfg", "name=opt/hostvisor/test,string=from-the-host"});
   const std::string log = transcript("fw_cfg.pvh on " + GetParam(), r);
   ASSERT_FALSE(r.timed_out) << log;
   EXPECT_EQ(r.exit_status, kStatusPass) << log;
@@ -59,7 +66,7 @@ TEST_P(FwCfgGuestTest, ReadsTheConfigurationThroughPortAndDma) {
 // A user file the guest must see, and must not see changed: told to expect
 // other text, the kernel fails.
 TEST(FwCfgGuestRejectsTest, AnotherUserFileTextFails) {
-  const ChildResult r = boot_fw_cfg_kernel("emu", 1, 64, expected_config(1, 64) + " fwcfg.opt=text-one",
+  const ChildResult r = boot_fw_cfg_kernel("emu", 1, 64, expected_hostvisor_config(1, 64) + " fwcfg.opt=text-one",
                                            {"--fw-cfg", "name=opt/hostvisor/test,string=text-two"});
   const std::string log = transcript("fw_cfg.pvh told to expect other opt/ text", r);
   EXPECT_EQ(r.exit_status, kStatusFail) << log;
@@ -78,12 +85,39 @@ TEST(FwCfgOptionTest, MissingHostFileIsAClearError) {
   EXPECT_NE(r.err.find("/nonexistent/hostvisor-fw-cfg"), std::string::npos) << log;
 }
 
+// QEMU as the oracle: the same kernel, with the same expectations and a
+// user file through QEMU's own -fw_cfg, passes there too, so what the
+// kernel checks is fw_cfg as QEMU defines it, not hostvisor's reading of it.
+TEST(FwCfgQemuOracleTest, KernelPassesUnderQemu) {
+  constexpr const char* kQemu = "/usr/bin/qemu-system-x86_64";  // scripts/setup-host.sh installs it
+  ASSERT_EQ(access(kQemu, X_OK), 0) << kQemu << " is missing: run scripts/setup-host.sh (package qemu-system-x86)";
+  const std::string kernel = std::string(HV_GUESTS_DIR) + "/fw_cfg.pvh";
+  const ChildResult r = run_child({kQemu,        "-accel",
+                                   "tcg",        "-nographic",
+                                   "-no-reboot", "-nodefaults",
+                                   "-smp",       "2",
+                                   "-m",         "96",
+                                   "-net",       "none",
+                                   "-device",    "isa-debug-exit,iobase=0xf4,iosize=0x04",
+                                   "-serial",    "stdio",
+                                   "-monitor",   "none",
+                                   "-display",   "none",
+                                   "-kernel",    kernel,
+                                   "-append",    expected_config(2, 96) + " fwcfg.opt=from-qemu",
+                                   "-fw_cfg",    "name=opt/hostvisor/test,string=from-qemu"},
+                                  kTimeout);
+  const std::string log = transcript("QEMU booting fw_cfg.pvh", r);
+  ASSERT_FALSE(r.timed_out) << log;
+  EXPECT_EQ(r.exit_status, kStatusPass) << log;
+  EXPECT_NE(r.out.find("PASS fw_cfg\n"), std::string::npos) << log;
+}
+
 INSTANTIATE_TEST_SUITE_P(Accelerators, FwCfgGuestTest, ::testing::Values("kvm", "emu"));
 
 // The kernel's comparison must be able to fail: told to expect a CPU count
 // the machine does not have, it reports FAIL.
 TEST(FwCfgGuestRejectsTest, AnotherCpuCountFails) {
-  const ChildResult r = boot_fw_cfg_kernel("emu", 1, 64, expected_config(3, 64));
+  const ChildResult r = boot_fw_cfg_kernel("emu", 1, 64, expected_hostvisor_config(3, 64));
   const std::string log = transcript("fw_cfg.pvh told to expect 3 CPUs", r);
   EXPECT_EQ(r.exit_status, kStatusFail) << log;
   EXPECT_NE(r.out.find("FAIL fw_cfg: fw_cfg says 1 CPUs, the machine has 3"), std::string::npos) << log;
