@@ -20,7 +20,23 @@ std::vector<uint8_t> le_bytes(uint64_t value, size_t size) {
   return out;
 }
 
+smbios::SystemDescription describe_system(const MachineConfig& config, const arch::MemoryLayout& layout) {
+  smbios::SystemDescription system;
+  system.cpu_count = config.cpus;
+  system.layout = layout;
+  return system;
+}
+
 }  // namespace
+
+Result<void> write_smbios_tables(GuestMemory& memory, const MachineConfig& config, const arch::MemoryLayout& layout) {
+  const std::vector<uint8_t> block = smbios::place_smbios_tables(
+      smbios::build_smbios_tables(describe_system(config, layout)), static_cast<uint32_t>(arch::kSmbiosStart));
+  if (block.size() > arch::kSmbiosEnd - arch::kSmbiosStart)
+    return Error(ErrorCode::kOutOfRange, "SMBIOS tables need " + std::to_string(block.size()) + " bytes, only " +
+                                             std::to_string(arch::kSmbiosEnd - arch::kSmbiosStart) + " reserved");
+  return memory.write(GuestAddress(arch::kSmbiosStart), block);
+}
 
 Result<std::shared_ptr<FwCfg>> add_fw_cfg(Bus& pio_bus, GuestMemory& memory, const MachineConfig& config,
                                           const arch::MemoryLayout& layout, const acpi::PlatformDescription& platform) {
@@ -69,10 +85,7 @@ Result<std::shared_ptr<FwCfg>> add_fw_cfg(Bus& pio_bus, GuestMemory& memory, con
   HV_TRY(fw_cfg->add_file(acpi::kFirmwareTablesFile, std::move(acpi.tables)));
   HV_TRY(fw_cfg->add_file("etc/table-loader", std::move(acpi.loader)));
 
-  smbios::SystemDescription system;
-  system.cpu_count = config.cpus;
-  system.layout = layout;
-  smbios::SmbiosTables smbios = smbios::build_smbios_tables(system);
+  smbios::SmbiosTables smbios = smbios::build_smbios_tables(describe_system(config, layout));
   HV_TRY(fw_cfg->add_file("etc/smbios/smbios-anchor", std::move(smbios.anchor)));
   HV_TRY(fw_cfg->add_file("etc/smbios/smbios-tables", std::move(smbios.tables)));
 

@@ -27,6 +27,10 @@ struct PlatformDescription;
 // headless user with a hung VM.
 constexpr uint32_t kBootFailWaitSeconds = 5;
 
+// Writes the SMBIOS tables where a guest booted without firmware looks for
+// them: the entry point at arch::kSmbiosStart in the F-segment.
+Result<void> write_smbios_tables(GuestMemory& memory, const MachineConfig& config, const arch::MemoryLayout& layout);
+
 // The largest --fw-cfg file: the guest reads it through a byte port, and
 // the device keeps it in host memory for the VM's life.
 constexpr uint64_t kMaxUserFileSize = 64ull << 20;

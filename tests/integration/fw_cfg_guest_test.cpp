@@ -61,6 +61,7 @@ TEST_P(FwCfgGuestTest, ReadsTheConfigurationThroughPortAndDma) {
   EXPECT_NE(r.out.find("PASS fw_cfg\n"), std::string::npos) << log;
   EXPECT_NE(r.out.find("fw_cfg: 2 CPUs (max 2), RAM 96 MiB"), std::string::npos) << log;
   EXPECT_NE(r.out.find("fw_cfg: opt/hostvisor/test holds the text the host gave"), std::string::npos) << log;
+  EXPECT_NE(r.out.find("smbios: 2 processors, 96 MiB mapped"), std::string::npos) << log;
 }
 
 // A user file the guest must see, and must not see changed: told to expect
@@ -95,7 +96,7 @@ TEST(FwCfgQemuOracleTest, KernelPassesUnderQemu) {
   const ChildResult r = run_child({kQemu,        "-accel",
                                    "tcg",        "-nographic",
                                    "-no-reboot", "-nodefaults",
-                                   "-smp",       "2",
+                                   "-smp",       "2,sockets=2",
                                    "-m",         "96",
                                    "-net",       "none",
                                    "-device",    "isa-debug-exit,iobase=0xf4,iosize=0x04",

@@ -9,7 +9,9 @@
  * hostvisor promises (QEMU's PVH map is SeaBIOS's, which differs). A DMA
  * write to a read-only item must come back with the error bit. With
  * "fwcfg.opt=TEXT" the user file opt/hostvisor/test (--fw-cfg) must hold
- * exactly TEXT. */
+ * exactly TEXT. Last, the SMBIOS tables a guest finds in the F-segment
+ * (the "_SM_" or "_SM3_" entry point) must list one processor per CPU and
+ * map exactly the machine's RAM. */
 #include "hvtest.h"
 
 const char test_scenario[] = "fw_cfg";
@@ -105,6 +107,58 @@ static bool find_file(const char* name, uint16_t* key, uint32_t* size) {
   return false;
 }
 
+static uint8_t byte_sum(const volatile uint8_t* p, uint32_t n) {
+  uint8_t s = 0;
+  for (uint32_t i = 0; i < n; i++) s = (uint8_t)(s + p[i]);
+  return s;
+}
+
+/* Finds the SMBIOS entry point the way Linux's dmi_scan does and checks the
+ * processors (type 4) and mapped RAM (type 19) in its tables. */
+static void check_smbios(uint64_t want_cpus, uint64_t want_ram) {
+  uint64_t table = 0, length = 0;
+  for (uint64_t at = 0xf0000; at < 0x100000 && !table; at += 16) {
+    const volatile uint8_t* e = (const volatile uint8_t*)(uintptr_t)at;
+    if (e[0] == '_' && e[1] == 'S' && e[2] == 'M' && e[3] == '_' && e[5] >= 0x1f && byte_sum(e, e[5]) == 0) {
+      length = (uint64_t)e[0x16] | (uint64_t)e[0x17] << 8;
+      table = (uint64_t)e[0x18] | (uint64_t)e[0x19] << 8 | (uint64_t)e[0x1a] << 16 | (uint64_t)e[0x1b] << 24;
+      print("smbios: 2.x entry point at 0x%lx, %lu bytes of tables at 0x%lx\n", at, length, table);
+    } else if (e[0] == '_' && e[1] == 'S' && e[2] == 'M' && e[3] == '3' && e[4] == '_' && e[6] >= 0x18 &&
+               byte_sum(e, e[6]) == 0) {
+      length = (uint64_t)e[0x0c] | (uint64_t)e[0x0d] << 8 | (uint64_t)e[0x0e] << 16 | (uint64_t)e[0x0f] << 24;
+      memcpy(&table, (const void*)(uintptr_t)(at + 0x10), 8);
+      print("smbios: 3.x entry point at 0x%lx, at most %lu bytes of tables at 0x%lx\n", at, length, table);
+    }
+  }
+  if (!table) test_fail("no SMBIOS entry point with a valid checksum in 0xF0000-0xFFFFF");
+  if (table >= (1ull << 32) || length > (1u << 20)) test_fail("SMBIOS tables at 0x%lx, %lu bytes", table, length);
+  const volatile uint8_t* t = (const volatile uint8_t*)(uintptr_t)table;
+  uint64_t at = 0, processors = 0, mapped = 0;
+  bool ended = false;
+  while (at + 4 <= length && !ended) {
+    const uint8_t type = t[at], size = t[at + 1];
+    if (size < 4 || at + size > length) test_fail("SMBIOS structure at +%lu has length %u", at, size);
+    if (type == 4) processors++;
+    if (type == 19 && size >= 0x0f) {
+      const uint32_t start =
+          (uint32_t)t[at + 4] | (uint32_t)t[at + 5] << 8 | (uint32_t)t[at + 6] << 16 | (uint32_t)t[at + 7] << 24;
+      const uint32_t end =
+          (uint32_t)t[at + 8] | (uint32_t)t[at + 9] << 8 | (uint32_t)t[at + 10] << 16 | (uint32_t)t[at + 11] << 24;
+      if (start != 0xffffffffu) mapped += ((uint64_t)end - start + 1) * 1024;
+    }
+    ended = type == 127;
+    /* Skip the strings: up to and past the double NUL. */
+    at += size;
+    while (at + 1 < length && (t[at] != 0 || t[at + 1] != 0)) at++;
+    at += 2;
+  }
+  if (!ended) test_fail("the SMBIOS tables have no end-of-table structure");
+  print("smbios: %lu processors, %lu MiB mapped\n", processors, mapped >> 20);
+  if (processors != want_cpus)
+    test_fail("SMBIOS lists %lu processors, the machine has %lu CPUs", processors, want_cpus);
+  if (mapped != want_ram) test_fail("SMBIOS maps %lu bytes of RAM, the machine has %lu", mapped, want_ram);
+}
+
 void test_main(const struct boot_info* info) {
   if (info->error) test_fail("boot information: %s", info->error);
   if (!info->cmdline) test_fail("no command line: the test passes the expected configuration there");
@@ -191,5 +245,6 @@ void test_main(const struct boot_info* info) {
   if (!(c & DMA_ERROR)) test_fail("a DMA write to the signature did not fail (control 0x%x)", c);
   port_read(KEY_SIGNATURE, signature, 4);
   if (memcmp(signature, "QEMU", 4) != 0) test_fail("the signature changed to \"%s\"", signature);
+  check_smbios(want_cpus, want_ram);
   test_pass();
 }

@@ -10,6 +10,9 @@ namespace {
 constexpr uint8_t kMajorVersion = 2, kMinorVersion = 8;
 constexpr uint16_t kNoHandle = 0xfffe;  // "not provided"
 constexpr uint16_t kNoCache = 0xffff;
+// The 2.1-style entry point's fields.
+constexpr size_t kChecksumOffset = 0x04, kIntermediateAnchorOffset = 0x10, kIntermediateChecksumOffset = 0x15,
+                 kIntermediateLength = 0x0f, kTableAddressOffset = 0x18;
 
 // One structure: its formatted area, then its strings (numbered from 1),
 // then the double NUL that ends the set.
@@ -219,9 +222,23 @@ SmbiosTables build_smbios_tables(const SystemDescription& system) {
   a.insert(a.end(), 4, 0);  // table address
   a.push_back(static_cast<uint8_t>(structures.size())), a.push_back(static_cast<uint8_t>(structures.size() >> 8));
   a.push_back(kMajorVersion << 4 | kMinorVersion);  // BCD revision
-  a[0x15] = checksum(a.data() + 0x10, 0x0f);
-  a[4] = checksum(a.data(), a.size());
+  a[kIntermediateChecksumOffset] = checksum(a.data() + kIntermediateAnchorOffset, kIntermediateLength);
+  a[kChecksumOffset] = checksum(a.data(), a.size());
   return out;
+}
+
+std::vector<uint8_t> place_smbios_tables(const SmbiosTables& tables, uint32_t address) {
+  constexpr size_t kTablesOffset = 0x20;  // the 31-byte entry point, 16-byte aligned after it
+  std::vector<uint8_t> block(kTablesOffset, 0);
+  std::copy(tables.anchor.begin(), tables.anchor.end(), block.begin());
+  block.insert(block.end(), tables.tables.begin(), tables.tables.end());
+  const uint32_t at = address + kTablesOffset;
+  for (int i = 0; i < 4; ++i) block[kTableAddressOffset + i] = static_cast<uint8_t>(at >> (8 * i));
+  block[kIntermediateChecksumOffset] = 0;
+  block[kIntermediateChecksumOffset] = checksum(block.data() + kIntermediateAnchorOffset, kIntermediateLength);
+  block[kChecksumOffset] = 0;
+  block[kChecksumOffset] = checksum(block.data(), tables.anchor.size());
+  return block;
 }
 
 }  // namespace hostvisor::smbios

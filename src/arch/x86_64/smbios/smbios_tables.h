@@ -28,6 +28,13 @@ struct SmbiosTables {
   std::vector<uint8_t> tables;  // the structures, back to back, ending with type 127
 };
 
+// The entry point and tables as one block to copy to `address` (16-byte
+// aligned, below 4 GiB): the entry point first, the tables after it, the
+// table address filled in and both checksums redone, as firmware does when
+// it installs them. Direct boot puts it in the F-segment, where guests
+// without firmware look for it.
+std::vector<uint8_t> place_smbios_tables(const SmbiosTables& tables, uint32_t address);
+
 // The structures hostvisor gives every machine: types 0 (BIOS), 1 (system),
 // 3 (chassis), 4 (one per CPU), 16 (memory array), 17 (one memory device),
 // 19 (one mapped range per RAM region), 32 (boot status) and 127 (end).

@@ -133,5 +133,17 @@ TEST(Smbios, ManyCpusStillFitTheSixteenBitLength) {
   EXPECT_EQ(walk(t.tables).size(), 255u + 9u) << "types 0, 1, 3, 16, 17, two 19s, 32 and 127 besides the CPUs";
 }
 
+TEST(Smbios, PlacedBlockHasTheTableAddressAndValidChecksums) {
+  const SmbiosTables t = build_smbios_tables(two_cpus_6g());
+  const std::vector<uint8_t> block = place_smbios_tables(t, 0xf0000);
+  ASSERT_EQ(block.size(), 0x20 + t.tables.size());
+  EXPECT_EQ(sum(block.data(), 0x1f), 0);
+  EXPECT_EQ(sum(block.data() + 0x10, 0x0f), 0);
+  uint32_t address;
+  std::memcpy(&address, &block[0x18], 4);
+  EXPECT_EQ(address, 0xf0020u);
+  EXPECT_TRUE(std::equal(t.tables.begin(), t.tables.end(), block.begin() + 0x20));
+}
+
 }  // namespace
 }  // namespace hostvisor::smbios
