@@ -121,31 +121,29 @@ void FwCfg::read(uint64_t offset, std::span<uint8_t> data) {
 }
 
 void FwCfg::write(uint64_t offset, std::span<const uint8_t> data) {
-  uint64_t dma_address = 0;
-  {
-    std::lock_guard lock(mutex_);
-    if (offset == fw_cfg::kSelectorOffset && data.size() == 2) {
-      select(static_cast<uint16_t>(data[0] | data[1] << 8));
-      return;
-    }
-    // The DMA address is big-endian: the bytes arrive in the order the
-    // guest wrote them, most significant first. Writing the low half starts
-    // the transfer.
-    if (offset == fw_cfg::kDmaOffset && data.size() == 4) {
-      dma_address_high_ = load_be32(data.data());
-      return;
-    }
-    if (offset == fw_cfg::kDmaOffset + 4 && data.size() == 4) {
-      dma_address = uint64_t{dma_address_high_} << 32 | load_be32(data.data());
-    } else if (offset == fw_cfg::kDmaOffset && data.size() == 8) {
-      dma_address = uint64_t{load_be32(data.data())} << 32 | load_be32(data.data() + 4);
-    } else {
-      return;  // data-port writes have been ignored since QEMU 2.4; other sizes do nothing
-    }
-    // Like QEMU, a new address starts from a cleared high half.
-    dma_address_high_ = 0;
-    run_dma(dma_address);
+  std::lock_guard lock(mutex_);
+  if (offset == fw_cfg::kSelectorOffset && data.size() == 2) {
+    select(static_cast<uint16_t>(data[0] | data[1] << 8));
+    return;
   }
+  // The DMA address is big-endian: the bytes arrive in the order the guest
+  // wrote them, most significant first. Writing the low half starts the
+  // transfer.
+  uint64_t dma_address = 0;
+  if (offset == fw_cfg::kDmaOffset && data.size() == 4) {
+    dma_address_high_ = load_be32(data.data());
+    return;
+  }
+  if (offset == fw_cfg::kDmaOffset + 4 && data.size() == 4) {
+    dma_address = uint64_t{dma_address_high_} << 32 | load_be32(data.data());
+  } else if (offset == fw_cfg::kDmaOffset && data.size() == 8) {
+    dma_address = uint64_t{load_be32(data.data())} << 32 | load_be32(data.data() + 4);
+  } else {
+    return;  // data-port writes have been ignored since QEMU 2.4; other sizes do nothing
+  }
+  // Like QEMU, the next address starts from a cleared high half.
+  dma_address_high_ = 0;
+  run_dma(dma_address);
 }
 
 void FwCfg::run_dma(uint64_t address) {
