@@ -5,6 +5,7 @@
 
 #include "base/size.h"
 #include "cli/device_options.h"
+#include "cli/fw_cfg_option.h"
 #include "guest/default_guest/default_guest.h"
 #include "vmm/machine.h"
 #include "vmm/stop_signals.h"
@@ -18,6 +19,7 @@ struct RunOptions {
   unsigned cpus = 1;
   std::vector<std::string> disks;
   std::vector<std::string> nets;
+  std::vector<std::string> fw_cfg_files;
   bool debug_exit = false;
   bool no_reboot = false;
 };
@@ -86,6 +88,14 @@ int run(const RunOptions& options) {
       return 2;
     }
     config.nets.push_back(*net);
+  }
+  for (const auto& text : options.fw_cfg_files) {
+    auto file = parse_fw_cfg_option(text);
+    if (!file) {
+      fail(file.error().message());
+      return 2;
+    }
+    config.fw_cfg_files.push_back(*file);
   }
   assign_stable_macs(run_vm_identity(config.kernel_path, config.disks), config.nets);
 
@@ -164,6 +174,9 @@ void add_run_command(CLI::App& app, int* exit_status) {
                   "console, hvc0; the default guest then runs its console and shell there). Both print to the "
                   "terminal")
       ->capture_default_str();
+  cmd->add_option("--fw-cfg", options->fw_cfg_files,
+                  "Add a file to the guest's fw_cfg (repeatable): name=opt/NAME,file=PATH or name=opt/NAME,string=TEXT "
+                  "(QEMU's -fw_cfg; firmware and Linux's qemu_fw_cfg driver read it)");
   cmd->add_option("--cpus", options->cpus, "Number of vCPUs")->capture_default_str()->check(CLI::Range(1u, kMaxVcpus));
   cmd->add_option("--accel", options->accel, "CPU backend: auto, kvm or emu")->capture_default_str();
   cmd->add_flag("--debug-exit", options->debug_exit,

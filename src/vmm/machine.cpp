@@ -21,6 +21,7 @@
 #include "devices/virtio/rng/virtio_rng.h"
 #include "net/net_backend_factory.h"
 #include "vmm/console.h"
+#include "vmm/firmware_config.h"
 #include "vmm/legacy_devices.h"
 
 namespace hostvisor {
@@ -236,6 +237,8 @@ Result<void> Machine::add_firmware_tables(const arch::MemoryLayout& layout) {
       HV_TRY(acpi::build_acpi_tables(platform, arch::kAcpiTablesStart, arch::kAcpiTablesEnd - arch::kAcpiTablesStart));
   HV_TRY(memory_.write(GuestAddress(tables.base), tables.blob));
   acpi_rsdp_ = tables.rsdp_address;
+  HV_TRY(write_smbios_tables(memory_, config_, layout));
+  fw_cfg_ = HV_TRY(add_fw_cfg(pio_bus_, memory_, config_, layout, platform));
 
   return add_acpi_pm_block(pio_bus_, vm_->interrupts(), *this);
 }

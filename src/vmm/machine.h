@@ -34,6 +34,7 @@ class VirtioDevice;
 class VirtioConsole;
 class VirtioNet;
 class CmosRtc;
+class FwCfg;
 namespace arch {
 struct MemoryLayout;
 }
@@ -115,6 +116,7 @@ class Machine final : public SystemControl {
   std::vector<std::shared_ptr<VirtioNet>> nets_;
   std::shared_ptr<Serial8250> serial_;
   std::shared_ptr<CmosRtc> rtc_;
+  std::shared_ptr<FwCfg> fw_cfg_;
   std::unique_ptr<TerminalConsole> console_;
   std::unique_ptr<RtcTimer> rtc_timer_;  // after event_loop_ and rtc_: it uses both
   uint64_t acpi_rsdp_ = 0;               // where the ACPI tables start, for the boot protocol

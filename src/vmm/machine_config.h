@@ -29,6 +29,14 @@ struct NetConfig {
   VirtioTransport transport = VirtioTransport::kPci;
 };
 
+// A file for the guest's fw_cfg (--fw-cfg): its contents are `text`, or
+// the host file `host_path` when that is set.
+struct FwCfgFileConfig {
+  std::string name;  // opt/...
+  std::string host_path;
+  std::string text;
+};
+
 struct MachineConfig {
   std::string kernel_path;
   std::string initrd_path;  // empty: none
@@ -40,6 +48,7 @@ struct MachineConfig {
   ConsoleDevice console = ConsoleDevice::kSerial;  // what the terminal's input feeds
   std::vector<DiskConfig> disks;                   // virtio-blk devices, in order
   std::vector<NetConfig> nets;                     // virtio-net devices, in order
+  std::vector<FwCfgFileConfig> fw_cfg_files;       // user files in fw_cfg
 };
 
 constexpr unsigned kMaxVcpus = 255;  // xAPIC ids are 8 bits; 255 is broadcast

@@ -131,6 +131,9 @@ TEST(LinuxGuest, OneCpuBootsAndPowersOff) {
 
   EXPECT_EQ(guest_ok(console, "grep -c ^processor /proc/cpuinfo"), "1\n");
   guest_ok(console, "test -d /sys/bus/pci/drivers/virtio-pci");
+  // The kernel found hostvisor's SMBIOS tables in the F-segment and parsed them.
+  EXPECT_EQ(guest_ok(console, "cat /sys/class/dmi/id/sys_vendor /sys/class/dmi/id/product_name"),
+            "hostvisor\nStandard PC (Q35)\n");
 
   // Every virtio device with the driver bound to it; the rng (virtio device
   // ID 4) must be driven by virtio_rng.

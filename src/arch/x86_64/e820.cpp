@@ -15,6 +15,19 @@ std::vector<E820Entry> e820_map(const MemoryLayout& layout) {
   return map;
 }
 
+std::vector<uint8_t> encode_e820_table(const std::vector<E820Entry>& map) {
+  std::vector<uint8_t> out;
+  auto put = [&out](uint64_t value, size_t size) {
+    for (size_t i = 0; i < size; ++i) out.push_back(static_cast<uint8_t>(value >> (8 * i)));
+  };
+  for (const auto& e : map) {
+    put(e.address, 8);
+    put(e.size, 8);
+    put(static_cast<uint32_t>(e.type), 4);
+  }
+  return out;
+}
+
 bool is_usable_ram(const std::vector<E820Entry>& map, uint64_t address, uint64_t size) {
   for (const auto& e : map) {
     if (e.type != E820Type::kRam) continue;

@@ -33,6 +33,10 @@ struct E820Entry {
 // which is how a guest tells where to put PCI devices.
 std::vector<E820Entry> e820_map(const MemoryLayout& layout);
 
+// The map as fw_cfg's etc/e820 carries it to firmware: packed 20-byte
+// entries, u64 address, u64 length, u32 type, little-endian.
+std::vector<uint8_t> encode_e820_table(const std::vector<E820Entry>& map);
+
 // True when [address, address + size) lies inside one usable-RAM entry.
 bool is_usable_ram(const std::vector<E820Entry>& map, uint64_t address, uint64_t size);
 

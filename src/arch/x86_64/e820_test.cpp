@@ -54,3 +54,20 @@ TEST(E820, UsableRamChecksWholeRangeWithoutOverflow) {
 
 }  // namespace
 }  // namespace hostvisor::arch
+
+namespace hostvisor::arch {
+namespace {
+
+TEST(E820, EncodesFwCfgTableAsPacked20ByteEntries) {
+  const std::vector<E820Entry> map = {{0x1000, 0x9e000, E820Type::kRam},
+                                      {0x100000000ull, 0x123456789ull, E820Type::kReserved}};
+  const std::vector<uint8_t> table = encode_e820_table(map);
+  ASSERT_EQ(table.size(), 40u);
+  const std::vector<uint8_t> first = {0, 0x10, 0, 0, 0, 0, 0, 0, 0, 0xe0, 0x09, 0, 0, 0, 0, 0, 1, 0, 0, 0};
+  EXPECT_EQ(std::vector<uint8_t>(table.begin(), table.begin() + 20), first);
+  const std::vector<uint8_t> second = {0, 0, 0, 0, 1, 0, 0, 0, 0x89, 0x67, 0x45, 0x23, 1, 0, 0, 0, 2, 0, 0, 0};
+  EXPECT_EQ(std::vector<uint8_t>(table.begin() + 20, table.end()), second);
+}
+
+}  // namespace
+}  // namespace hostvisor::arch

@@ -7,7 +7,8 @@
 //                kernels may not load over them
 //   0x0009_FC00  EBDA (1 KiB, reserved in e820; the MP table slot)
 //   0x000A_0000  VGA window and option ROMs (RAM-backed, reserved in e820)
-//   0x000E_0000  ACPI tables and BIOS area (RAM-backed, reserved in e820)
+//   0x000E_0000  ACPI tables (RAM-backed, reserved in e820)
+//   0x000F_0000  SMBIOS entry point and tables (RAM-backed, reserved in e820)
 //   0x0010_0000  RAM: where kernels and initrds go, up to the 32-bit hole
 //   0xB000_0000  32-bit hole: PCI ECAM (256 buses, reserved in e820),
 //   0xC000_0000  the 32-bit PCI MMIO window for BARs (a gap in e820, so the
@@ -48,7 +49,9 @@ constexpr uint64_t kHighMemoryStart = 0x100000;  // "upper memory" in multiboot 
 constexpr uint64_t kMpTableStart = kEbdaStart;  // MP floating pointer + table, inside the EBDA
 constexpr uint64_t kMpTableSize = kEbdaSize;
 constexpr uint64_t kAcpiTablesStart = 0xe0000;  // RSDP is searched for in 0xE0000-0xFFFFF
-constexpr uint64_t kAcpiTablesEnd = 0x100000;
+constexpr uint64_t kAcpiTablesEnd = 0xf0000;
+constexpr uint64_t kSmbiosStart = 0xf0000;  // the SMBIOS entry point is searched for in 0xF0000-0xFFFFF
+constexpr uint64_t kSmbiosEnd = 0x100000;
 
 // Boot structures, each at a fixed address, page aligned, all inside
 // [kBootStructuresStart, kBootStructuresEnd).
@@ -97,6 +100,8 @@ constexpr uint16_t kRtcPortCount = 2;
 constexpr uint16_t kPostCodePort = 0x80;   // POST diagnostic codes
 constexpr uint16_t kDebugExitPort = 0xf4;  // --debug-exit: a write of v exits with (v << 1) | 1
 constexpr uint16_t kDebugExitPortCount = 4;
+constexpr uint16_t kFwCfgPort = 0x510;  // fw_cfg: selector (0x510), data (0x511), DMA address (0x514-0x51b)
+constexpr uint16_t kFwCfgPortCount = 12;
 constexpr uint16_t kCom1Port = 0x3f8;  // 8250 UART, ttyS0
 constexpr uint16_t kCom1PortCount = 8;
 // The ACPI PM register block (fixed hardware, described in the FADT).

@@ -1,6 +1,9 @@
 #include "arch/x86_64/acpi/acpi_tables.h"
 
+#include <algorithm>
 #include <cstring>
+
+#include "arch/x86_64/acpi/table_loader.h"
 
 namespace hostvisor::acpi {
 
@@ -55,8 +58,8 @@ Bytes build_facs() {
 Bytes build_fadt(const PlatformDescription& p, uint64_t facs, uint64_t dsdt) {
   Bytes t = table("FACP", 276, 6);
   const PmBlock& pm = p.pm;
-  put32(t, 36, static_cast<uint32_t>(facs));
-  put32(t, 40, static_cast<uint32_t>(dsdt));
+  put32(t, kFadtFacsOffset, static_cast<uint32_t>(facs));
+  put32(t, kFadtDsdtOffset, static_cast<uint32_t>(dsdt));
   put8(t, 45, 0);  // preferred PM profile: unspecified
   put16(t, 46, pm.sci_irq);
   put32(t, 48, 0);  // SMI_CMD 0: no SMM, ACPI is always enabled
@@ -79,8 +82,8 @@ Bytes build_fadt(const PlatformDescription& p, uint64_t facs, uint64_t dsdt) {
   put_gas_io(t, 116, pm.reset_port, 8, 1);
   put8(t, 128, PmBlock::kResetValue);
   put8(t, 131, 5);  // FADT minor version (6.5)
-  put64(t, 132, facs);
-  put64(t, 140, dsdt);
+  put64(t, kFadtXFacsOffset, facs);
+  put64(t, kFadtXDsdtOffset, dsdt);
   put_gas_io(t, 148, pm.event_port, 32, 2);
   put_gas_io(t, 172, pm.control_port, 16, 2);
   put_gas_io(t, 208, pm.timer_port, 32, 3);
@@ -132,7 +135,7 @@ Bytes build_rsdp(uint64_t xsdt) {
   r[15] = 2;        // ACPI 2.0+ RSDP
   put32(r, 16, 0);  // no RSDT: every guest we target reads the XSDT
   put32(r, 20, 36);
-  put64(r, 24, xsdt);
+  put64(r, kRsdpXsdtOffset, xsdt);
   r[8] = acpi_checksum(r.data(), 20);
   r[32] = acpi_checksum(r.data(), 36);
   return r;
@@ -190,40 +193,97 @@ Bytes build_dsdt_aml(const PlatformDescription& p) {
   return body;
 }
 
-Result<AcpiTables> build_acpi_tables(const PlatformDescription& p, uint64_t base, uint64_t max_size) {
-  if (base % 16 != 0) return Error(ErrorCode::kInvalidArgument, "ACPI tables must start 16-byte aligned");
+namespace {
+
+// Where place_tables() put each table, as addresses (base + offset).
+struct PlacedTables {
+  uint64_t facs = 0, dsdt = 0, fadt = 0, madt = 0, mcfg = 0, xsdt = 0;
+};
+
+Result<void> check_platform(const PlatformDescription& p) {
   if (p.cpu_count == 0 || p.cpu_count > 255)
     return Error(ErrorCode::kInvalidArgument, "ACPI MADT: 1 to 255 processors supported");
   if (p.virtio_mmio.size() > 256)
     return Error(ErrorCode::kInvalidArgument, "ACPI DSDT: at most 256 virtio-mmio devices can be named");
+  return {};
+}
 
-  AcpiTables out;
-  out.base = base;
-  Bytes& blob = out.blob;
+// Appends FACS, DSDT, FADT, MADT, MCFG and XSDT to `blob`, whose byte 0 is
+// at `base`, with every pointer between them an address from `base`.
+PlacedTables place_tables(const PlatformDescription& p, uint64_t base, Bytes& blob) {
   auto place = [&](const Bytes& t, size_t align) {
     while (blob.size() % align) blob.push_back(0);
     const uint64_t at = base + blob.size();
     blob.insert(blob.end(), t.begin(), t.end());
     return at;
   };
-  // The RSDP goes first (its XSDT address is patched in at the end).
-  blob.resize(36, 0);
-  const uint64_t facs = place(build_facs(), 64);
+  PlacedTables placed;
+  placed.facs = place(build_facs(), 64);
   Bytes dsdt = table("DSDT", 36, 2);
   Bytes aml = build_dsdt_aml(p);
   dsdt.insert(dsdt.end(), aml.begin(), aml.end());
   finish(dsdt);
-  const uint64_t dsdt_at = place(dsdt, 16);
-  const uint64_t fadt = place(build_fadt(p, facs, dsdt_at), 16);
-  const uint64_t madt = place(build_madt(p), 16);
-  const uint64_t mcfg = place(build_mcfg(p), 16);
-  const uint64_t xsdt = place(build_xsdt({fadt, madt, mcfg}), 16);
-  Bytes rsdp = build_rsdp(xsdt);
+  placed.dsdt = place(dsdt, 16);
+  placed.fadt = place(build_fadt(p, placed.facs, placed.dsdt), 16);
+  placed.madt = place(build_madt(p), 16);
+  placed.mcfg = place(build_mcfg(p), 16);
+  placed.xsdt = place(build_xsdt({placed.fadt, placed.madt, placed.mcfg}), 16);
+  return placed;
+}
+
+uint32_t table_length(const Bytes& blob, uint64_t offset) {
+  uint32_t length;
+  std::memcpy(&length, blob.data() + offset + 4, 4);
+  return length;
+}
+
+}  // namespace
+
+Result<AcpiTables> build_acpi_tables(const PlatformDescription& p, uint64_t base, uint64_t max_size) {
+  if (base % 16 != 0) return Error(ErrorCode::kInvalidArgument, "ACPI tables must start 16-byte aligned");
+  HV_TRY(check_platform(p));
+
+  AcpiTables out;
+  out.base = base;
+  Bytes& blob = out.blob;
+  // The RSDP goes first (its XSDT address is patched in at the end).
+  blob.resize(36, 0);
+  const PlacedTables placed = place_tables(p, base, blob);
+  Bytes rsdp = build_rsdp(placed.xsdt);
   std::copy(rsdp.begin(), rsdp.end(), blob.begin());
   out.rsdp_address = base;
   if (blob.size() > max_size)
     return Error(ErrorCode::kOutOfRange, "ACPI tables need " + std::to_string(blob.size()) + " bytes, only " +
                                              std::to_string(max_size) + " reserved");
+  return out;
+}
+
+Result<FirmwareAcpiTables> build_firmware_acpi_tables(const PlatformDescription& p) {
+  HV_TRY(check_platform(p));
+  FirmwareAcpiTables out;
+  // Built at address 0, every pointer is an offset into the tables file:
+  // the loader adds the address the firmware put the file at.
+  const PlacedTables placed = place_tables(p, 0, out.tables);
+  out.rsdp = build_rsdp(placed.xsdt);
+
+  TableLoader loader;
+  loader.allocate(kFirmwareRsdpFile, 16, TableLoader::Zone::kFSeg);
+  loader.allocate(kFirmwareTablesFile, 64, TableLoader::Zone::kHigh);
+  const auto pointer = [&](uint64_t offset, uint8_t size) {
+    loader.add_pointer(kFirmwareTablesFile, kFirmwareTablesFile, static_cast<uint32_t>(offset), size);
+  };
+  pointer(placed.fadt + kFadtFacsOffset, 4);
+  pointer(placed.fadt + kFadtDsdtOffset, 4);
+  pointer(placed.fadt + kFadtXFacsOffset, 8);
+  pointer(placed.fadt + kFadtXDsdtOffset, 8);
+  for (unsigned i = 0; i < 3; ++i) pointer(placed.xsdt + 36 + 8 * i, 8);
+  for (const uint64_t t : {placed.dsdt, placed.fadt, placed.madt, placed.mcfg, placed.xsdt})
+    loader.add_checksum(kFirmwareTablesFile, static_cast<uint32_t>(t + 9), static_cast<uint32_t>(t),
+                        table_length(out.tables, t));
+  loader.add_pointer(kFirmwareRsdpFile, kFirmwareTablesFile, kRsdpXsdtOffset, 8);
+  loader.add_checksum(kFirmwareRsdpFile, 8, 0, 20);   // the ACPI 1.0 part
+  loader.add_checksum(kFirmwareRsdpFile, 32, 0, 36);  // the whole RSDP
+  out.loader = loader.script();
   return out;
 }
 

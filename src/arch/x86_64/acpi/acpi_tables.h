@@ -71,6 +71,22 @@ struct AcpiTables {
 // base is in 0xE0000-0xFFFFF). Fails if the result exceeds `max_size`.
 Result<AcpiTables> build_acpi_tables(const PlatformDescription& platform, uint64_t base, uint64_t max_size);
 
+// The same tables for firmware to install (SeaBIOS, OVMF), as the fw_cfg
+// files QEMU uses: the RSDP and the other tables in two files, and the
+// loader script (table_loader.h) that places them and links them up.
+struct FirmwareAcpiTables {
+  Bytes rsdp;    // etc/acpi/rsdp
+  Bytes tables;  // etc/acpi/tables; its pointers are offsets into itself
+  Bytes loader;  // etc/table-loader
+};
+inline constexpr const char* kFirmwareRsdpFile = "etc/acpi/rsdp";
+inline constexpr const char* kFirmwareTablesFile = "etc/acpi/tables";
+Result<FirmwareAcpiTables> build_firmware_acpi_tables(const PlatformDescription& platform);
+
+// Where the pointers are that firmware has to patch.
+constexpr uint32_t kFadtFacsOffset = 36, kFadtDsdtOffset = 40, kFadtXFacsOffset = 132, kFadtXDsdtOffset = 140;
+constexpr uint32_t kRsdpXsdtOffset = 24;
+
 // The DSDT's AML body (without the table header), for tests.
 Bytes build_dsdt_aml(const PlatformDescription& platform);
 
