@@ -313,6 +313,25 @@ void VirtioNet::deliver_packet(size_t chains, VirtioNetHeader header) {
   rx_length_ = 0;
 }
 
+bool VirtioNet::gather_transmit_frame(const DescriptorChain& chain, VirtioNetHeader& header) {
+  tx_iov_.clear();
+  tx_iov_.push_back(iovec{&header, kVnetHeaderSize});
+  uint64_t skip = kVnetHeaderSize;  // the guest's copy of the header is not sent
+  for (const auto& buffer : chain.readable()) {
+    if (skip >= buffer.length) {
+      skip -= buffer.length;
+      continue;
+    }
+    // A buffer outside RAM or across two regions takes the copying path,
+    // which reports the misuse (or copies piecewise).
+    auto bytes = memory().slice(buffer.address + skip, buffer.length - skip);
+    if (!bytes || tx_iov_.size() == kMaxTransmitSegments) return false;
+    tx_iov_.push_back(iovec{bytes->data(), bytes->size()});
+    skip = 0;
+  }
+  return true;
+}
+
 void VirtioNet::transmit() {
   while (auto chain = next_chain(kTransmitQueue)) {
     const uint64_t length = chain->readable_bytes();
@@ -330,24 +349,33 @@ void VirtioNet::transmit() {
         ++stats_.tx_throttled;
         return;
       }
-      auto got = chain->read(memory(), 0, std::span(tx_packet_.data(), length));
-      if (!got) return fail_guest_misuse(got.error());
+      // The header is copied out: it is checked and rewritten here, and
+      // the guest must not change it between the check and the send.
       VirtioNetHeader header;
-      std::memcpy(&header, tx_packet_.data(), kVnetHeaderSize);
-      const bool accepted = accept_transmit_header(header);
-      std::memcpy(tx_packet_.data(), &header, kVnetHeaderSize);
-      iovec iov{tx_packet_.data(), static_cast<size_t>(length)};
-      if (!accepted) {
+      auto got = chain->read(memory(), 0, std::span(reinterpret_cast<uint8_t*>(&header), kVnetHeaderSize));
+      if (!got) return fail_guest_misuse(got.error());
+      if (!accept_transmit_header(header)) {
         ++stats_.tx_dropped;
         ++stats_.tx_dropped_by_guest;
-      } else if (auto r = backend_->send({&iov, 1}); r) {
-        ++stats_.tx_packets;
-        stats_.tx_bytes += frame_bytes;
       } else {
-        // A host-side failure: the packet is lost, as on a congested wire.
-        ++stats_.tx_dropped;
-        if (r.error().code() != ErrorCode::kBusy)
-          HV_LOG_DEBUG("virtio-net: {} dropped a packet: {}", backend_->name(), r.error().message());
+        // The frame goes to the backend straight from the guest's buffers
+        // (the tap's writev is then its only copy); a chain that cannot be
+        // gathered that way is copied once into tx_packet_.
+        if (!gather_transmit_frame(*chain, header)) {
+          got = chain->read(memory(), 0, std::span(tx_packet_.data(), length));
+          if (!got) return fail_guest_misuse(got.error());
+          std::memcpy(tx_packet_.data(), &header, kVnetHeaderSize);
+          tx_iov_.assign(1, iovec{tx_packet_.data(), static_cast<size_t>(length)});
+        }
+        if (auto r = backend_->send(tx_iov_); r) {
+          ++stats_.tx_packets;
+          stats_.tx_bytes += frame_bytes;
+        } else {
+          // A host-side failure: the packet is lost, as on a congested wire.
+          ++stats_.tx_dropped;
+          if (r.error().code() != ErrorCode::kBusy)
+            HV_LOG_DEBUG("virtio-net: {} dropped a packet: {}", backend_->name(), r.error().message());
+        }
       }
     }
     if (!complete(kTransmitQueue, *chain, 0)) return;

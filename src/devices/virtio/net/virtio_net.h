@@ -52,6 +52,10 @@ struct VirtioNetOptions {
 
 class VirtioNet : public VirtioDeviceCore {
  public:
+  // The most pieces a transmitted packet is handed to the backend in (the
+  // header and one per guest buffer): what one writev takes (IOV_MAX).
+  static constexpr size_t kMaxTransmitSegments = 1024;
+
   // Per-NIC counters, from the guest's side (tx: what it sent, rx: what it
   // was handed). Bytes are Ethernet-frame bytes, without the virtio header.
   // A drop is counted once, in *_dropped; *_dropped_by_guest says how many
@@ -102,6 +106,10 @@ class VirtioNet : public VirtioDeviceCore {
   // Gives the chains popped but not used back to the available ring.
   void release_receive_chains();
   void deliver_packet(size_t chains, net::VirtioNetHeader header);
+  // Points tx_iov_ at `header` and the frame in the chain's guest buffers;
+  // false when a buffer is not one stretch of RAM (or the chain has more
+  // segments than one writev takes).
+  bool gather_transmit_frame(const DescriptorChain& chain, net::VirtioNetHeader& header);
   // Header checks against the negotiated offloads; false: drop the packet.
   bool accept_transmit_header(net::VirtioNetHeader& header) const;
   bool accept_receive_header(net::VirtioNetHeader& header) const;
@@ -127,7 +135,8 @@ class VirtioNet : public VirtioDeviceCore {
   std::vector<uint8_t> rx_packet_;                         // the packet being delivered
   size_t rx_length_ = 0;                                   // its length; 0: none
   net::VirtioNetHeader rx_header_{};                       // its header, checked
-  std::vector<uint8_t> tx_packet_;
+  std::vector<uint8_t> tx_packet_;                         // a frame that could not be gathered in place
+  std::vector<iovec> tx_iov_;                              // the packet being sent, as the backend gets it
   Stats stats_;
   std::function<void(bool)> interest_callback_;
   bool last_interest_ = false;
