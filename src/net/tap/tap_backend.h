@@ -23,6 +23,9 @@ class TapBackend final : public NetBackend {
   const std::string& interface_name() const { return ifname_; }
   Result<void> send(std::span<const iovec> packet) override;
   Result<std::optional<size_t>> receive(std::span<uint8_t> buffer) override;
+  // One readv into the caller's buffers (the guest's, from virtio-net).
+  bool receives_in_place() const override { return true; }
+  Result<std::optional<size_t>> receive_in_place(std::span<const iovec> buffers) override;
   int receive_fd() const override { return fd_.get(); }
   uint32_t mtu() const override { return mtu_; }
   // Linux taps with vnet headers take partial checksums and GSO from us and,

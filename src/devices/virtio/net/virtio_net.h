@@ -54,7 +54,7 @@ class VirtioNet : public VirtioDeviceCore {
  public:
   // The most pieces a transmitted packet is handed to the backend in (the
   // header and one per guest buffer): what one writev takes (IOV_MAX).
-  static constexpr size_t kMaxTransmitSegments = 1024;
+  static constexpr size_t kMaxPacketSegments = 1024;
 
   // Per-NIC counters, from the guest's side (tx: what it sent, rx: what it
   // was handed). Bytes are Ethernet-frame bytes, without the virtio header.
@@ -103,6 +103,13 @@ class VirtioNet : public VirtioDeviceCore {
   // Makes sure `count` receive chains are held; false if the driver has not
   // posted that many, the turn's budget is spent, or the device failed.
   bool hold_receive_chains(size_t count);
+  // One packet read by the backend straight into the guest's receive
+  // buffers (a backend that receives_in_place(), no rate limit): kHandled
+  // (delivered or dropped), kEmpty (nothing waiting), kFailed (the backend
+  // failed), kCannot (too few buffers for the largest packet, or a buffer
+  // that is not one stretch of RAM: the copying path takes the packet).
+  enum class InPlace { kHandled, kEmpty, kFailed, kCannot };
+  InPlace receive_in_place();
   // Gives the chains popped but not used back to the available ring.
   void release_receive_chains();
   void deliver_packet(size_t chains, net::VirtioNetHeader header);
@@ -135,6 +142,7 @@ class VirtioNet : public VirtioDeviceCore {
   std::vector<uint8_t> rx_packet_;                         // the packet being delivered
   size_t rx_length_ = 0;                                   // its length; 0: none
   net::VirtioNetHeader rx_header_{};                       // its header, checked
+  std::vector<iovec> rx_iov_;                              // where an in-place packet is read to
   std::vector<uint8_t> tx_packet_;                         // a frame that could not be gathered in place
   std::vector<iovec> tx_iov_;                              // the packet being sent, as the backend gets it
   Stats stats_;

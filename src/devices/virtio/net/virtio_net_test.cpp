@@ -16,6 +16,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <deque>
 #include <fstream>
 #include <functional>
 #include <string>
@@ -961,7 +962,17 @@ class RecordingBackend final : public net::NetBackend {
     sent.push_back({std::move(bytes), std::move(pieces)});
     return ok();
   }
-  Result<std::optional<size_t>> receive(std::span<uint8_t>) override { return std::optional<size_t>(); }
+  // Hands out `incoming` in order, cut to the room given, as a tap does.
+  Result<std::optional<size_t>> receive(std::span<uint8_t> buffer) override {
+    const iovec whole{buffer.data(), buffer.size()};
+    return receive_from_queue({&whole, 1});
+  }
+  bool receives_in_place() const override { return in_place; }
+  Result<std::optional<size_t>> receive_in_place(std::span<const iovec> buffers) override {
+    received_in_place.emplace_back();
+    for (const iovec& part : buffers) received_in_place.back().push_back(static_cast<const uint8_t*>(part.iov_base));
+    return receive_from_queue(buffers);
+  }
   int receive_fd() const override { return fd.get(); }
   uint32_t mtu() const override { return 1500; }
   struct Packet {
@@ -969,6 +980,23 @@ class RecordingBackend final : public net::NetBackend {
     std::vector<const uint8_t*> pieces;
   };
   std::vector<Packet> sent;
+  bool in_place = true;
+  std::deque<std::vector<uint8_t>> incoming;                   // header + frame each
+  std::vector<std::vector<const uint8_t*>> received_in_place;  // the pieces each in-place read was given
+
+ private:
+  Result<std::optional<size_t>> receive_from_queue(std::span<const iovec> buffers) {
+    if (incoming.empty()) return std::optional<size_t>();
+    const std::vector<uint8_t> packet = std::move(incoming.front());
+    incoming.pop_front();
+    size_t at = 0;
+    for (const iovec& part : buffers) {
+      const size_t n = std::min(part.iov_len, packet.size() - at);
+      std::memcpy(part.iov_base, packet.data() + at, n);
+      at += n;
+    }
+    return std::optional<size_t>(at);
+  }
   UniqueFd fd{::eventfd(0, EFD_CLOEXEC)};
 };
 
@@ -1021,6 +1049,80 @@ TEST_F(VirtioNetTest, TransmitBufferPastRamNeedsResetAndSendsNothing) {
   ASSERT_TRUE(device->process_queue(1).ok());
   EXPECT_TRUE(backend->sent.empty());
   EXPECT_FALSE(interrupt.needs_reset.empty());
+}
+
+std::vector<uint8_t> with_header(const std::vector<uint8_t>& frame, const VirtioNetHeader& header = {}) {
+  std::vector<uint8_t> packet(sizeof header);
+  std::memcpy(packet.data(), &header, sizeof header);
+  packet.insert(packet.end(), frame.begin(), frame.end());
+  return packet;
+}
+
+// With buffers for the largest packet posted, a backend that reads packets
+// from an fd reads each straight into the guest's buffers: the frame lands
+// after the header's place in the first one, the checked header is written
+// there after, and only the chains the packet filled are returned.
+TEST_F(VirtioNetTest, ReceiveReadsStraightIntoTheGuestsBuffers) {
+  queue_size = 64;
+  auto owned = std::make_unique<RecordingBackend>();
+  RecordingBackend* backend = owned.get();
+  start(std::move(owned));
+  constexpr uint32_t kBuffer = 4096;
+  for (uint16_t i = 0; i < 40; ++i) rx->add_chain(i, {{kRxBuffers + uint64_t{kBuffer} * i, kBuffer, true}});
+  const auto small = make_frame(100, 1), large = make_frame(10000, 2);
+  backend->incoming.push_back(with_header(small));
+  backend->incoming.push_back(with_header(large));
+  ASSERT_TRUE(device->process_queue(0).ok());
+
+  ASSERT_GE(backend->received_in_place.size(), 2u);
+  const uint8_t* ram = memory.slice(GuestAddress(0), kRam).value().data();
+  EXPECT_EQ(backend->received_in_place[0][1], ram + kRxBuffers + 12) << "the frame must go straight to guest RAM";
+  EXPECT_EQ(backend->received_in_place[1][1], ram + kRxBuffers + kBuffer + 12) << "the next packet's first buffer";
+  ASSERT_EQ(rx->used_idx(), 4);  // 112 bytes in one buffer, 10012 in three
+  EXPECT_EQ(rx->used(0).len, 112u);
+  EXPECT_EQ(rx->used(1).id, 1);
+  EXPECT_EQ(rx->used(3).len, 10012u - 2 * kBuffer);
+  const auto first = rx_bytes(0);
+  VirtioNetHeader h;
+  std::memcpy(&h, first.data(), 12);
+  EXPECT_EQ(h.num_buffers, 1);
+  EXPECT_TRUE(std::equal(small.begin(), small.end(), first.begin() + 12));
+  std::vector<uint8_t> all(3 * kBuffer);
+  ASSERT_TRUE(memory.read(GuestAddress(kRxBuffers + kBuffer), all).ok());
+  std::memcpy(&h, all.data(), 12);
+  EXPECT_EQ(h.num_buffers, 3);
+  EXPECT_TRUE(std::equal(large.begin(), large.end(), all.begin() + 12));
+  EXPECT_EQ(queues[0].state().next_avail, 4) << "the buffers the packets did not fill stay the driver's";
+  EXPECT_EQ(device->stats().rx_packets, 2u);
+  EXPECT_EQ(device->stats().rx_bytes, small.size() + large.size());
+}
+
+// Too few buffers for the largest packet: the packet is read into the
+// device's own buffer and waits for the guest's, as without in-place reads;
+// a header that was not negotiated is dropped either way.
+TEST_F(VirtioNetTest, ReceiveWithFewBuffersOrABadHeaderTakesTheCopyingPath) {
+  auto owned = std::make_unique<RecordingBackend>();
+  RecordingBackend* backend = owned.get();
+  start(std::move(owned));
+  VirtioNetHeader tso{};
+  tso.gso_type = net::kGsoTcpV4;  // offloads are off here
+  backend->incoming.push_back(with_header(make_frame(3000, 1)));
+  post_rx(2048);
+  EXPECT_TRUE(backend->received_in_place.empty());
+  EXPECT_EQ(rx->used_idx(), 0) << "3012 bytes do not fit one 2048-byte buffer";
+  post_rx(2048);
+  ASSERT_EQ(rx->used_idx(), 2);
+  EXPECT_EQ(device->stats().rx_packets, 1u);
+
+  for (int i = 0; i < 14; ++i) post_rx(8192, false);  // now room for the largest packet
+  backend->incoming.push_back(with_header(make_frame(200, 2), tso));
+  backend->incoming.push_back(with_header(make_frame(300, 3)));
+  device->process_backend();
+  EXPECT_FALSE(backend->received_in_place.empty());
+  EXPECT_EQ(device->stats().rx_dropped, 1u);
+  ASSERT_EQ(rx->used_idx(), 3);
+  EXPECT_EQ(rx->used(2).len, 312u);
+  EXPECT_TRUE(interrupt.needs_reset.empty());
 }
 
 TEST(TapBackend, RejectsBadNames) {
