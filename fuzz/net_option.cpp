@@ -28,5 +28,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   if (const auto* tap = std::get_if<TapNetOption>(&*option); tap && (tap->ifname.empty() || tap->ifname.size() > 15))
     std::abort();
+  if (const auto* bridge = std::get_if<BridgeNetOption>(&*option);
+      bridge && (bridge->bridge.empty() || bridge->bridge.size() > 15 || bridge->bridge.find('/') != std::string::npos))
+    std::abort();
   return 0;
 }

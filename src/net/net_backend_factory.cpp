@@ -1,6 +1,7 @@
 #include "net/net_backend_factory.h"
 
 #include "net/slirp/slirp_backend.h"
+#include "net/tap/bridge_port.h"
 #include "net/tap/tap_backend.h"
 
 namespace hostvisor::net {
@@ -14,6 +15,11 @@ Result<std::unique_ptr<NetBackend>> open_net_backend(const NetOption& option) {
   if (const auto* user = std::get_if<UserNetOption>(&option)) {
     auto backend = SlirpBackend::create(*user);
     if (!backend) return std::move(backend).error().with_context("--net user");
+    return std::unique_ptr<NetBackend>(std::move(backend).value());
+  }
+  if (const auto* bridge = std::get_if<BridgeNetOption>(&option)) {
+    auto backend = open_bridge_port(bridge->bridge);
+    if (!backend) return std::move(backend).error().with_context("--net bridge,br=" + bridge->bridge);
     return std::unique_ptr<NetBackend>(std::move(backend).value());
   }
   return Error(ErrorCode::kInternal, "--net none has no backend; the machine plugs no NIC for it");

@@ -9,6 +9,23 @@ constexpr const char* kUserForm =
     "user[,hostfwd=PROTO:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT]...[,net=CIDR][,ipv6=on|off][,restrict=on|off]"
     "[,mac=52:54:00:12:34:56][,rate=BYTES]";
 constexpr const char* kTapForm = "tap,ifname=NAME[,mac=52:54:00:12:34:56][,rate=BYTES]";
+constexpr const char* kBridgeForm = "bridge,br=BRIDGE[,mac=52:54:00:12:34:56][,rate=BYTES]";
+
+const char* form_of(const std::string& mode) {
+  if (mode == "tap") return kTapForm;
+  if (mode == "bridge") return kBridgeForm;
+  if (mode == "none") return "none";
+  return kUserForm;
+}
+
+// An interface name as Linux takes it: 1 to 15 characters, none of them
+// '/', ':' or white space (the kernel refuses those), not "." or "..".
+Result<void> check_interface_name(const std::string& value) {
+  if (value.empty() || value.size() >= 16) return Error(ErrorCode::kInvalidArgument, "must be 1 to 15 characters");
+  if (value == "." || value == ".." || value.find_first_of("/: \t\n") != std::string::npos)
+    return Error(ErrorCode::kInvalidArgument, "is not an interface name");
+  return ok();
+}
 
 std::vector<std::string> split_fields(const std::string& text) {
   std::vector<std::string> fields;
@@ -75,8 +92,15 @@ Result<void> take_user_key(UserNetOption& option, const std::string& key, const 
 Result<void> take_tap_key(TapNetOption& option, const std::string& key, const std::string& value) {
   if (HV_TRY((CommonKeys{option.mac, option.rate}.take(key, value)))) return ok();
   if (key != "ifname") return Error(ErrorCode::kInvalidArgument, "unknown key");
-  if (value.empty() || value.size() >= 16) return Error(ErrorCode::kInvalidArgument, "must be 1 to 15 characters");
+  HV_TRY(check_interface_name(value));
   option.ifname = value;
+  return ok();
+}
+Result<void> take_bridge_key(BridgeNetOption& option, const std::string& key, const std::string& value) {
+  if (HV_TRY((CommonKeys{option.mac, option.rate}.take(key, value)))) return ok();
+  if (key != "br") return Error(ErrorCode::kInvalidArgument, "unknown key");
+  HV_TRY(check_interface_name(value));
+  option.bridge = value;
   return ok();
 }
 }  // namespace
@@ -89,16 +113,17 @@ Result<NetOption> parse_net_option(const std::string& text) {
     if (!fields[0].empty()) mode = fields[0];  // "" and ",KEY=..." are user too
     first_key = 1;
   }
-  const char* form = mode == "tap" ? kTapForm : mode == "none" ? "none" : kUserForm;
+  const char* form = form_of(mode);
   auto bad = [&](const std::string& part, const std::string& why) {
     return Error(ErrorCode::kInvalidArgument, "--net " + text + ": " + part + ": " + why + " (expected " + form + ")");
   };
-  if (mode != "user" && mode != "tap" && mode != "none")
-    return bad(mode, "not a mode; the modes are user, tap and none");
+  if (mode != "user" && mode != "tap" && mode != "none" && mode != "bridge")
+    return bad(mode, "not a mode; the modes are user, tap, bridge and none");
 
   NetOption option;
   if (mode == "tap") option = TapNetOption{};
   if (mode == "none") option = NoNetOption{};
+  if (mode == "bridge") option = BridgeNetOption{};
   for (size_t i = first_key; i < fields.size(); ++i) {
     const std::string& field = fields[i];
     const size_t eq = field.find('=');
@@ -109,6 +134,7 @@ Result<NetOption> parse_net_option(const std::string& text) {
           using T = std::decay_t<decltype(o)>;
           if constexpr (std::is_same_v<T, UserNetOption>) return take_user_key(o, key, value);
           if constexpr (std::is_same_v<T, TapNetOption>) return take_tap_key(o, key, value);
+          if constexpr (std::is_same_v<T, BridgeNetOption>) return take_bridge_key(o, key, value);
           return Error(ErrorCode::kInvalidArgument, "none takes no keys");
         },
         option);
@@ -117,6 +143,8 @@ Result<NetOption> parse_net_option(const std::string& text) {
 
   if (auto* tap = std::get_if<TapNetOption>(&option); tap && tap->ifname.empty())
     return bad("tap", "ifname= is required");
+  if (auto* bridge = std::get_if<BridgeNetOption>(&option); bridge && bridge->bridge.empty())
+    return bad("bridge", "br= is required");
   if (auto* user = std::get_if<UserNetOption>(&option)) {
     for (const HostForward& forward : user->forwards) {
       if (forward.guest_address && !user->network.contains(*forward.guest_address))
@@ -128,7 +156,7 @@ Result<NetOption> parse_net_option(const std::string& text) {
 }
 
 std::string_view net_mode_name(const NetOption& option) {
-  static constexpr std::string_view kNames[] = {"user", "tap", "none"};
+  static constexpr std::string_view kNames[] = {"user", "tap", "none", "bridge"};
   static_assert(std::variant_size_v<NetOption> == std::size(kNames));
   return kNames[option.index()];
 }

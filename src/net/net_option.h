@@ -3,6 +3,7 @@
 //   --net user[,hostfwd=PROTO:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT]...
 //             [,net=CIDR][,ipv6=on|off][,restrict=on|off][,mac=MAC][,rate=BYTES]
 //   --net tap,ifname=NAME[,mac=MAC][,rate=BYTES]
+//   --net bridge,br=BRIDGE[,mac=MAC][,rate=BYTES]
 //   --net none
 // A first field that is not a mode (or nothing at all) means user:
 // "--net hostfwd=tcp::2222-:22" is user-mode NAT with one forward.
@@ -43,15 +44,23 @@ struct TapNetOption {
   std::optional<uint64_t> rate;  // bytes per second
 };
 
+// A new tap, made a port of the existing host bridge `bridge` (needs
+// CAP_NET_ADMIN): the guest is on the bridge's LAN.
+struct BridgeNetOption {
+  std::string bridge;
+  std::optional<MacAddress> mac;
+  std::optional<uint64_t> rate;  // bytes per second
+};
+
 // No NIC at all.
 struct NoNetOption {};
 
-using NetOption = std::variant<UserNetOption, TapNetOption, NoNetOption>;
+using NetOption = std::variant<UserNetOption, TapNetOption, NoNetOption, BridgeNetOption>;
 
 // Errors are one line: "--net TEXT: PART: what is wrong (expected ...)".
 Result<NetOption> parse_net_option(const std::string& text);
 
-// "user", "tap", "none".
+// "user", "tap", "none", "bridge".
 std::string_view net_mode_name(const NetOption& option);
 
 // The smallest network a user-mode NAT accepts: it needs the gateway (.2),

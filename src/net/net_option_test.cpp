@@ -28,6 +28,32 @@ TEST(NetOption, RejectsBadTapInputWithTheExpectedForm) {
   }
 }
 
+TEST(NetOption, ParsesBridgeWithItsKeys) {
+  auto o = parse_net_option("bridge,br=br0,mac=52:54:00:12:34:57,rate=1M");
+  ASSERT_TRUE(o.ok()) << o.error().message();
+  const auto& bridge = std::get<BridgeNetOption>(*o);
+  EXPECT_EQ(bridge.bridge, "br0");
+  ASSERT_TRUE(bridge.mac.has_value());
+  EXPECT_EQ(format_mac_address(*bridge.mac), "52:54:00:12:34:57");
+  EXPECT_EQ(bridge.rate, 1u << 20);
+  EXPECT_EQ(net_mode_name(*o), "bridge");
+  EXPECT_FALSE(std::get<BridgeNetOption>(parse_net_option("bridge,br=lan").value()).mac.has_value());
+}
+
+TEST(NetOption, RejectsBadBridgeInputWithTheExpectedForm) {
+  for (const char* bad :
+       {"bridge", "bridge,br=", "bridge,br=a-name-too-long-for-it", "bridge,br=a/b", "bridge,br=a:1", "bridge,br=..",
+        "bridge,ifname=br0", "bridge,br=br0,mac=01:00:5e:00:00:01", "bridge,br=br0,rate=0", "bridge,br"}) {
+    auto o = parse_net_option(bad);
+    EXPECT_FALSE(o.ok()) << bad;
+    if (!o.ok()) {
+      EXPECT_NE(o.error().message().find("bridge,br=BRIDGE"), std::string::npos) << o.error().message();
+      EXPECT_EQ(o.error().message().find('\n'), std::string::npos) << o.error().message();
+    }
+  }
+  EXPECT_NE(parse_net_option("brigde,br=br0").error().message().find("user, tap, bridge and none"), std::string::npos);
+}
+
 TEST(NetOption, UserIsTheDefaultMode) {
   for (const char* text : {"", "user", "hostfwd=tcp::2222-:22"}) {
     auto o = parse_net_option(text);
@@ -73,7 +99,7 @@ TEST(NetOption, NoneHasNoKeys) {
 // Each bad option is named, with the part that is wrong, on one line.
 TEST(NetOption, ErrorsNameTheOptionAndTheWrongPart) {
   const std::pair<const char*, const char*> cases[] = {
-      {"bridge", "bridge: not a mode"},
+      {"bridged", "bridged: not a mode"},
       {"user,hostfwd=tcp::80", "hostfwd=tcp::80: expected PROTO"},
       {"user,hostfwd=sctp::80-:80", "protocol 'sctp'"},
       {"user,hostfwd=tcp::0-:80", "host port '0'"},

@@ -571,6 +571,64 @@ TEST(LinuxGuest, TapNegotiatesOffloadsAndCarries16MiBBothWaysAsLargeFrames) {
   power_off_and_expect_status_0(console);
 }
 
+// --net bridge on a bridge in a namespace of the test's (br0), whose LAN
+// is a veth to a second namespace: the "LAN host", 192.168.78.1, running
+// dnsmasq as its DHCP server. The default guest gets its lease from the LAN
+// at boot, with no command typed, and pings the LAN host. A bridge that is
+// not there is refused with a one-line error that says how to make it.
+TEST(LinuxGuest, BridgedGuestGetsALeaseFromTheLanAndPingsIt) {
+  ScratchDir scratch;
+  ASSERT_FALSE(scratch.path.empty());
+  NetNamespace host("br"), lan("lan");
+  host.exec("ip link add br0 type bridge");
+  host.exec("ip link set br0 up");
+  host.exec("ip link add veth0 type veth peer name veth1 netns " + lan.name);
+  host.exec("ip link set veth0 master br0");
+  host.exec("ip link set veth0 up");
+  lan.exec("ip addr add 192.168.78.1/24 dev veth1");
+  lan.exec("ip link set veth1 up");
+  ASSERT_TRUE(host.error.empty() && lan.error.empty())
+      << "a bridge and a veth LAN in two network namespaces (needs root and iproute2): " << host.error << lan.error;
+  const std::string leases = (scratch.path / "leases").string();
+  BackgroundProcess dhcp(
+      lan.argv({"dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--port=0", "--interface=veth1",
+                "--bind-interfaces", "--user=root", "--dhcp-range=192.168.78.50,192.168.78.99,255.255.255.0,1h",
+                "--dhcp-option=option:router,192.168.78.1", "--dhcp-option=option:dns-server,192.168.78.1",
+                "--dhcp-leasefile=" + leases, "--pid-file=" + (scratch.path / "dnsmasq.pid").string()}));
+
+  // A missing bridge: refused before the guest starts, in one line.
+  std::string refused;
+  EXPECT_NE(host_command(host.prefix() + HOSTVISOR_PATH + " run --accel emu --net bridge,br=nobr", &refused), 0);
+  EXPECT_NE(refused.find("there is no bridge nobr: create it with `ip link add nobr type bridge"), std::string::npos)
+      << refused;
+
+  GuestConsole console;
+  ASSERT_TRUE(console.start(host.argv(hostvisor_args({"--cpus", "1", "--memory", "512M", "--net", "bridge,br=br0"}))))
+      << console.failure();
+  expect_banner(console, 1);
+  if (HasFatalFailure()) return;
+  const std::string address = wait_for_lease(console, "eth0");
+  EXPECT_TRUE(std::regex_match(address, std::regex(R"(192\.168\.78\.([5-9][0-9])/24)")))
+      << "the guest's address is not from the LAN's DHCP range: " << address;
+  EXPECT_NE(guest_ok(console, "ip route show default").find("default via 192.168.78.1 dev eth0"), std::string::npos);
+  EXPECT_NE(guest_ok(console, "ping -c 2 -W 5 192.168.78.1").find("2 packets received"), std::string::npos);
+  // The LAN host sees the guest: its lease, and an answer to its ping.
+  const std::string mac = guest_ok(console, "cat /sys/class/net/eth0/address");
+  std::ifstream lease_file(leases);
+  const std::string lease_text((std::istreambuf_iterator<char>(lease_file)), std::istreambuf_iterator<char>());
+  EXPECT_NE(lease_text.find(mac.substr(0, 17)), std::string::npos) << "dnsmasq's leases: " << lease_text;
+  std::string out;
+  const std::string guest_ip = address.substr(0, address.find('/'));
+  EXPECT_EQ(host_command(lan.prefix() + "busybox ping -c 2 -W 5 " + guest_ip, &out), 0) << out;
+
+  power_off_and_expect_status_0(console);
+  // The tap was not persistent: gone with hostvisor, the bridge keeps the veth alone.
+  std::string ports;
+  host_command(host.prefix() + "ip -o link show master br0", &ports);
+  EXPECT_EQ(ports.find("hvtap"), std::string::npos) << ports;
+  EXPECT_NE(ports.find("veth0"), std::string::npos) << ports;
+}
+
 // One TCP connection to 127.0.0.1:port: sends `message`, ends its side,
 // returns all it reads back until the peer closes ("" on any failure).
 std::string tcp_round_trip(int port, const std::string& message) {
