@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <string>
 
+#include "net/switch/switch_paths.h"
+
 using namespace hostvisor::net;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -31,5 +33,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (const auto* bridge = std::get_if<BridgeNetOption>(&*option);
       bridge && (bridge->bridge.empty() || bridge->bridge.size() > 15 || bridge->bridge.find('/') != std::string::npos))
     std::abort();
+  if (const auto* internal = std::get_if<InternalNetOption>(&*option)) {
+    if (!check_network_name(internal->name).ok()) std::abort();
+    if (internal->dhcp && (internal->dhcp->prefix_length > 30 || internal->dhcp->prefix_length < 8)) std::abort();
+  }
   return 0;
 }

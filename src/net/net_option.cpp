@@ -1,6 +1,7 @@
 #include "net/net_option.h"
 
 #include "base/size.h"
+#include "net/switch/switch_paths.h"
 
 namespace hostvisor::net {
 
@@ -10,10 +11,12 @@ constexpr const char* kUserForm =
     "[,mac=52:54:00:12:34:56][,rate=BYTES]";
 constexpr const char* kTapForm = "tap,ifname=NAME[,mac=52:54:00:12:34:56][,rate=BYTES]";
 constexpr const char* kBridgeForm = "bridge,br=BRIDGE[,mac=52:54:00:12:34:56][,rate=BYTES]";
+constexpr const char* kInternalForm = "internal,name=NAME[,dhcp=CIDR][,mac=52:54:00:12:34:56][,rate=BYTES]";
 
 const char* form_of(const std::string& mode) {
   if (mode == "tap") return kTapForm;
   if (mode == "bridge") return kBridgeForm;
+  if (mode == "internal") return kInternalForm;
   if (mode == "none") return "none";
   return kUserForm;
 }
@@ -103,6 +106,22 @@ Result<void> take_bridge_key(BridgeNetOption& option, const std::string& key, co
   option.bridge = value;
   return ok();
 }
+
+Result<void> take_internal_key(InternalNetOption& option, const std::string& key, const std::string& value) {
+  if (HV_TRY((CommonKeys{option.mac, option.rate}.take(key, value)))) return ok();
+  if (key == "name") {
+    HV_TRY(check_network_name(value));
+    option.name = value;
+  } else if (key == "dhcp") {
+    const Ipv4Network network = HV_TRY(parse_ipv4_network(value));
+    if (network.prefix_length > 30 || network.prefix_length < 8)
+      return Error(ErrorCode::kInvalidArgument, "the prefix must be /8 to /30 (room for the server and a client)");
+    option.dhcp = network;
+  } else {
+    return Error(ErrorCode::kInvalidArgument, "unknown key");
+  }
+  return ok();
+}
 }  // namespace
 
 Result<NetOption> parse_net_option(const std::string& text) {
@@ -117,13 +136,14 @@ Result<NetOption> parse_net_option(const std::string& text) {
   auto bad = [&](const std::string& part, const std::string& why) {
     return Error(ErrorCode::kInvalidArgument, "--net " + text + ": " + part + ": " + why + " (expected " + form + ")");
   };
-  if (mode != "user" && mode != "tap" && mode != "none" && mode != "bridge")
-    return bad(mode, "not a mode; the modes are user, tap, bridge and none");
+  if (mode != "user" && mode != "tap" && mode != "none" && mode != "internal" && mode != "bridge")
+    return bad(mode, "not a mode; the modes are user, tap, internal, bridge and none");
 
   NetOption option;
   if (mode == "tap") option = TapNetOption{};
   if (mode == "none") option = NoNetOption{};
   if (mode == "bridge") option = BridgeNetOption{};
+  if (mode == "internal") option = InternalNetOption{};
   for (size_t i = first_key; i < fields.size(); ++i) {
     const std::string& field = fields[i];
     const size_t eq = field.find('=');
@@ -135,6 +155,7 @@ Result<NetOption> parse_net_option(const std::string& text) {
           if constexpr (std::is_same_v<T, UserNetOption>) return take_user_key(o, key, value);
           if constexpr (std::is_same_v<T, TapNetOption>) return take_tap_key(o, key, value);
           if constexpr (std::is_same_v<T, BridgeNetOption>) return take_bridge_key(o, key, value);
+          if constexpr (std::is_same_v<T, InternalNetOption>) return take_internal_key(o, key, value);
           return Error(ErrorCode::kInvalidArgument, "none takes no keys");
         },
         option);
@@ -145,6 +166,8 @@ Result<NetOption> parse_net_option(const std::string& text) {
     return bad("tap", "ifname= is required");
   if (auto* bridge = std::get_if<BridgeNetOption>(&option); bridge && bridge->bridge.empty())
     return bad("bridge", "br= is required");
+  if (auto* internal = std::get_if<InternalNetOption>(&option); internal && internal->name.empty())
+    return bad("internal", "name= is required");
   if (auto* user = std::get_if<UserNetOption>(&option)) {
     for (const HostForward& forward : user->forwards) {
       if (forward.guest_address && !user->network.contains(*forward.guest_address))
@@ -156,7 +179,7 @@ Result<NetOption> parse_net_option(const std::string& text) {
 }
 
 std::string_view net_mode_name(const NetOption& option) {
-  static constexpr std::string_view kNames[] = {"user", "tap", "none", "bridge"};
+  static constexpr std::string_view kNames[] = {"user", "tap", "none", "internal", "bridge"};
   static_assert(std::variant_size_v<NetOption> == std::size(kNames));
   return kNames[option.index()];
 }
