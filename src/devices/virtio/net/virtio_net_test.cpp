@@ -695,6 +695,76 @@ TEST_F(TapTest, HostFrameReachesTheGuestWithAVnetHeader) {
   EXPECT_TRUE(std::equal(frame.begin(), frame.end(), b.begin() + 12));
 }
 
+// With room for the largest packet posted, the tap's frame is read straight
+// into the guest's buffers (one readv) and arrives whole behind its header.
+TEST_F(TapTest, HostFrameIsReadStraightIntoTheGuestsBuffers) {
+  for (int i = 0; i < 10; ++i) post_rx(8192, /*notify=*/i == 9);
+  auto frame = make_frame(1400, 6);
+  std::memcpy(&frame[0], device->mac().data(), 6);
+  sockaddr_ll to{};
+  to.sll_family = AF_PACKET;
+  to.sll_ifindex = ifindex;
+  to.sll_halen = 6;
+  std::memcpy(to.sll_addr, device->mac().data(), 6);
+  for (int i = 0; i < 3; ++i)
+    ASSERT_EQ(::sendto(packet.get(), frame.data(), frame.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to),
+              static_cast<ssize_t>(frame.size()));
+  for (int waited = 0; rx->used_idx() < 3 && waited < 200; ++waited) {
+    wait_readable(device->backend_fd(), 10);
+    device->process_backend();
+  }
+  ASSERT_EQ(rx->used_idx(), 3);
+  for (uint16_t slot = 0; slot < 3; ++slot) {
+    const auto b = rx_bytes(slot);
+    ASSERT_EQ(b.size(), 12 + frame.size());
+    VirtioNetHeader h;
+    std::memcpy(&h, b.data(), 12);
+    EXPECT_EQ(h.num_buffers, 1);
+    EXPECT_TRUE(std::equal(frame.begin(), frame.end(), b.begin() + 12)) << slot;
+  }
+  EXPECT_EQ(device->stats().rx_packets, 3u);
+  EXPECT_EQ(device->stats().rx_bytes, 3 * frame.size());
+}
+
+// rate= holds a tap's NIC too: a burst's worth of frames reaches the host,
+// the next waits in the ring (not lost) until the bucket has refilled, and
+// the counters count what went.
+class RateLimitedTapTest : public TapTest {
+ protected:
+  void SetUp() override {
+    clock = [this] { return now; };
+    rate = 100'000;  // bytes per second: the burst is the 64 KiB minimum
+    TapTest::SetUp();
+  }
+  uint64_t now = 1'000'000'000;
+};
+
+TEST_F(RateLimitedTapTest, RateLimitHoldsTheTapsTransmitQueue) {
+  const auto frame = make_frame(1500, 2);
+  int sent = 0;
+  while (device->stats().tx_throttled == 0 && sent < 100) {
+    transmit(frame);
+    ++sent;
+  }
+  ASSERT_EQ(device->stats().tx_throttled, 1u);
+  const uint64_t passed = device->stats().tx_packets;
+  EXPECT_EQ(passed, 65536u / 1500);
+  EXPECT_EQ(device->stats().tx_bytes, passed * 1500);
+  EXPECT_EQ(device->stats().tx_dropped, 0u);
+  auto frames_on_the_host = [&] {
+    int n = 0;
+    std::vector<uint8_t> got(4096);
+    while (wait_readable(packet.get(), 200) && ::recv(packet.get(), got.data(), got.size(), 0) > 0) ++n;
+    return n;
+  };
+  EXPECT_EQ(frames_on_the_host(), static_cast<int>(passed));
+  // 20 ms later the bucket holds one more frame's worth: the held chain goes.
+  now += 20'000'000;
+  ASSERT_TRUE(testing::run_rescheduled_turn(*device));
+  EXPECT_EQ(device->stats().tx_packets, passed + 1);
+  EXPECT_EQ(frames_on_the_host(), 1);
+}
+
 // A 64 KiB frame (what a TSO super-packet toward the guest can be) spread
 // over 1 KiB receive buffers: each filled to the brim in ring order, the
 // last with the rest, num_buffers in the first saying how many.
