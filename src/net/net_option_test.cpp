@@ -51,8 +51,27 @@ TEST(NetOption, RejectsBadBridgeInputWithTheExpectedForm) {
       EXPECT_EQ(o.error().message().find('\n'), std::string::npos) << o.error().message();
     }
   }
-  EXPECT_NE(parse_net_option("brigde,br=br0").error().message().find("user, tap, internal, bridge and none"),
+  EXPECT_NE(parse_net_option("brigde,br=br0").error().message().find("user, tap, internal, hostonly, bridge and none"),
             std::string::npos);
+}
+
+TEST(NetOption, ParsesHostOnly) {
+  auto o = parse_net_option("hostonly,name=lab,net=192.168.90.0/24,mac=52:54:00:12:34:58,rate=2M");
+  ASSERT_TRUE(o.ok()) << o.error().message();
+  const auto& host_only = std::get<HostOnlyNetOption>(*o);
+  EXPECT_EQ(host_only.name, "lab");
+  ASSERT_TRUE(host_only.network);
+  EXPECT_EQ(format_ipv4_network(*host_only.network), "192.168.90.0/24");
+  EXPECT_EQ(host_only.rate, 2u << 20);
+  EXPECT_EQ(net_mode_name(*o), "hostonly");
+  EXPECT_FALSE(std::get<HostOnlyNetOption>(parse_net_option("hostonly,name=x").value()).network);
+  for (const char* bad : {"hostonly", "hostonly,name=", "hostonly,name=a-name-of-13c", "hostonly,name=a/b",
+                          "hostonly,name=x,net=10.0.0.0/30", "hostonly,name=x,net=10.0.0.1/24",
+                          "hostonly,name=x,dhcp=10.0.0.0/24", "hostonly,name=x,br=br0"}) {
+    auto r = parse_net_option(bad);
+    EXPECT_FALSE(r.ok()) << bad;
+    if (!r.ok()) EXPECT_NE(r.error().message().find("hostonly,name=NAME[,net=CIDR]"), std::string::npos) << bad;
+  }
 }
 
 TEST(NetOption, ParsesInternalWithDhcpMacAndRate) {

@@ -629,6 +629,69 @@ TEST(LinuxGuest, BridgedGuestGetsALeaseFromTheLanAndPingsIt) {
   EXPECT_NE(ports.find("veth0"), std::string::npos) << ports;
 }
 
+// --net hostonly (the privileged form, as root in a namespace of the
+// test's): the network's server makes bridge hv-NAME with the host at .1 and
+// serves DHCP; the guest gets a lease with no command typed, the host and
+// the guest ping each other, and the guest reaches the host's own address
+// on its other interface but not the "outside" namespace routed behind it
+// (forwarding is on in the host namespace, off on the bridge). After the
+// guest powers off, the bridge is gone.
+TEST(LinuxGuest, HostOnlyReachesTheHostBothWaysAndNothingBeyond) {
+  NetNamespace host("ho"), outside("out");
+  host.exec("ip link add veth0 type veth peer name veth1 netns " + outside.name);
+  host.exec("ip addr add 10.99.0.1/24 dev veth0");
+  host.exec("ip link set veth0 up");
+  host.exec("sysctl -q -w net.ipv4.ip_forward=1");
+  outside.exec("ip addr add 10.99.0.2/24 dev veth1");
+  outside.exec("ip link set veth1 up");
+  outside.exec("ip route add 192.168.0.0/16 via 10.99.0.1");
+  ASSERT_TRUE(host.error.empty() && outside.error.empty())
+      << "two network namespaces with a routed veth (needs root and iproute2): " << host.error << outside.error;
+  const std::string name = "t" + std::to_string(::getpid() % 100000);
+  const std::string bridge = "hv-" + name;
+
+  GuestConsole console;
+  ASSERT_TRUE(console.start(host.argv(
+      hostvisor_args({"--cpus", "1", "--memory", "512M", "--net", "hostonly,name=" + name + ",net=192.168.90.0/24"}))))
+      << console.failure();
+  expect_banner(console, 1);
+  if (HasFatalFailure()) return;
+  EXPECT_NE(console.err().find("host-only network " + name + ": the host is 192.168.90.1 on " + bridge),
+            std::string::npos)
+      << console.err();
+  const std::string address = wait_for_lease(console, "eth0", Lease::kAddressOnly);
+  EXPECT_TRUE(std::regex_match(address, std::regex(R"(192\.168\.90\.([3-9]|[1-9][0-9]+)/24)")))
+      << "the guest's address is not from the host-only network's pool: " << address;
+  EXPECT_EQ(guest_ok(console, "ip route | grep ^default || true"), "") << "a host-only network has no gateway";
+  EXPECT_NE(guest_ok(console, "ping -c 2 -W 5 192.168.90.1").find("2 packets received"), std::string::npos);
+  std::string out;
+  const std::string guest_ip = address.substr(0, address.find('/'));
+  EXPECT_EQ(host_command(host.prefix() + "busybox ping -c 2 -W 5 " + guest_ip, &out), 0) << out;
+  EXPECT_NE(out.find("2 packets received"), std::string::npos) << out;
+
+  // Beyond the host: the guest routes the outside through the host, which
+  // answers for its own address there but forwards nothing.
+  EXPECT_EQ(host_command(outside.prefix() + "busybox ping -c 1 -W 5 10.99.0.1", &out), 0)
+      << "the outside namespace does not reach the host: " << out;
+  guest_ok(console, "ip route add 10.99.0.0/24 via 192.168.90.1");
+  EXPECT_NE(guest_ok(console, "ping -c 2 -W 5 10.99.0.1").find("2 packets received"), std::string::npos);
+  auto beyond = console.run("ping -c 3 -W 2 10.99.0.2", kCommandTimeout);
+  ASSERT_TRUE(beyond) << console.failure();
+  EXPECT_NE(beyond->status, 0) << "the guest reached an address beyond the host:\n" << beyond->output;
+  EXPECT_NE(beyond->output.find("0 packets received"), std::string::npos) << beyond->output;
+
+  power_off_and_expect_status_0(console);
+  // The last VM is gone: the server removes the bridge and exits.
+  std::string links;
+  for (int i = 0; i < 50; ++i) {
+    links.clear();
+    host_command(host.prefix() + "ip -o link show", &links);
+    if (links.find(bridge) == std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(links.find(bridge), std::string::npos) << links;
+}
+
 // One TCP connection to 127.0.0.1:port: sends `message`, ends its side,
 // returns all it reads back until the peer closes ("" on any failure).
 std::string tcp_round_trip(int port, const std::string& message) {

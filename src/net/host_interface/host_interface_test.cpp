@@ -1,20 +1,32 @@
 // The host-interface helpers: the route parser and the free-subnet choice
-// on their own, and the ioctls on real interfaces in a network namespace
-// of the test's own (created and gone with the test process).
-#include <gtest/gtest.h>
+// on their own; the ioctls, bridge ports and the host-only server on real
+// interfaces in a network namespace of the test's own (created and gone
+// with the test process).
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <linux/capability.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <string>
+#include <thread>
 
 #include "net/host_interface/free_subnet.h"
 #include "net/host_interface/host_routes.h"
 #include "net/host_interface/link_control.h"
 #include "net/host_interface/net_admin.h"
+#include "net/host_only/host_only_port.h"
+#include "net/host_only/host_only_server.h"
 #include "net/tap/bridge_port.h"
+#include "net/testing/frames.h"
 #include "net/testing/private_network_namespace.h"
 
 namespace hostvisor::net {
@@ -123,6 +135,67 @@ TEST_F(HostInterfaceTest, BridgePortIsANewTapOnTheBridgeAndUp) {
   EXPECT_EQ(interface_index(name).error().code(), ErrorCode::kNotFound);
 }
 
+// The host-only server on its own: the bridge with the host's address and
+// forwarding off, DHCP answered from its tap (a VM's tap in the bridge
+// asks), and when its last member's connection closes it removes the bridge.
+TEST_F(HostInterfaceTest, HostOnlyServerServesDhcpAndRemovesTheBridgeAfterTheLastVm) {
+  const std::string socket_path =
+      (std::filesystem::temp_directory_path() / ("hv-hostonly-test-" + std::to_string(::getpid()) + ".sock")).string();
+  HostOnlyServerOptions options{"hv-unit", network("192.168.91.0/24"), socket_path, "", std::chrono::seconds(30)};
+  auto server = HostOnlyServer::create(options);
+  ASSERT_TRUE(server.ok()) << server.error().message();
+  EXPECT_NE(ip_link_show("hv-unit").find("UP"), std::string::npos) << ip_link_show("hv-unit");
+  std::ifstream forwarding("/proc/sys/net/ipv4/conf/hv-unit/forwarding");
+  int forwards = -1;
+  forwarding >> forwards;
+  EXPECT_EQ(forwards, 0) << "the bridge must not route a VM's packets beyond the host";
+  auto routes = read_host_routes();
+  ASSERT_TRUE(routes.ok());
+  EXPECT_TRUE(std::any_of(routes->begin(), routes->end(), [](const Ipv4Network& r) {
+    return format_ipv4_network(r) == "192.168.91.0/24";
+  })) << "the host's address on the bridge makes its subnet a route";
+
+  // A VM: a connection to the server, a tap in the bridge.
+  const int member = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, socket_path.c_str(), sizeof addr.sun_path - 1);
+  ASSERT_EQ(::connect(member, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0) << std::strerror(errno);
+  std::thread serving([&] { EXPECT_TRUE((*server)->run().ok()); });
+  auto vm = open_bridge_port("hv-unit");
+  ASSERT_TRUE(vm.ok()) << vm.error().message();
+  const MacAddress mac{0x52, 0x54, 0x00, 0x00, 0x00, 0x07};
+  const auto discover = testing::dhcp_frame(mac, testing::kDhcpDiscover, 0x77);
+  std::vector<uint8_t> packet(kVnetHeaderSize);
+  packet.insert(packet.end(), discover.begin(), discover.end());
+  std::optional<testing::DhcpReply> offer;
+  std::vector<uint8_t> buffer(kMaxPacketSize);
+  for (int attempt = 0; attempt < 20 && !offer; ++attempt) {
+    const iovec iov{packet.data(), packet.size()};
+    ASSERT_TRUE((*vm)->send({&iov, 1}).ok());
+    pollfd p{(*vm)->receive_fd(), POLLIN, 0};
+    while (!offer && ::poll(&p, 1, 200) == 1) {
+      auto got = (*vm)->receive(buffer);
+      if (!got.ok() || !got->has_value()) break;
+      auto frame = testing::parse_frame(std::span(buffer).subspan(kVnetHeaderSize, **got - kVnetHeaderSize));
+      if (frame && frame->destination_port == 68) offer = testing::parse_dhcp(frame->payload);
+    }
+  }
+  ASSERT_TRUE(offer) << "no DHCP offer on the host-only bridge";
+  EXPECT_EQ(offer->message_type, testing::kDhcpOffer);
+  EXPECT_TRUE(network("192.168.91.0/24").contains(offer->your_address));
+  EXPECT_NE(format_ipv4_address(offer->your_address), "192.168.91.1") << "the host's address";
+  EXPECT_NE(format_ipv4_address(offer->your_address), "192.168.91.2") << "the DHCP server's";
+  EXPECT_FALSE(offer->router) << "nothing beyond the host: no gateway";
+
+  // The VM goes: its connection closes, the server ends and the bridge goes.
+  vm->reset();
+  ::close(member);
+  serving.join();
+  server->reset();
+  EXPECT_EQ(interface_index("hv-unit").error().code(), ErrorCode::kNotFound);
+}
+
 TEST_F(HostInterfaceTest, BridgePortErrorsSayWhatToDo) {
   auto missing = open_bridge_port("br9");
   ASSERT_FALSE(missing.ok());
@@ -141,6 +214,7 @@ TEST_F(HostInterfaceTest, BridgePortErrorsSayWhatToDo) {
   ASSERT_EQ(::syscall(SYS_capset, &header, caps), 0);
   EXPECT_FALSE(has_net_admin());
   auto refused = open_bridge_port("br0");
+  auto host_only = open_host_only_port(HostOnlyNetOption{"lab", std::nullopt, std::nullopt, std::nullopt});
   caps[CAP_NET_ADMIN / 32].effective = saved;
   ASSERT_EQ(::syscall(SYS_capset, &header, caps), 0);
   ASSERT_FALSE(refused.ok());
@@ -148,6 +222,9 @@ TEST_F(HostInterfaceTest, BridgePortErrorsSayWhatToDo) {
       "putting a tap on bridge br0 needs CAP_NET_ADMIN: run hostvisor as root, or grant it CAP_NET_ADMIN once: "
       "sudo setcap cap_net_admin+ep /"))
       << refused.error().message();
+  ASSERT_FALSE(host_only.ok());
+  EXPECT_TRUE(host_only.error().message().starts_with("a host-only network needs CAP_NET_ADMIN"))
+      << host_only.error().message();
 }
 
 }  // namespace

@@ -32,6 +32,9 @@ class TapBackend final : public NetBackend {
   // after TUNSETOFFLOAD, hand them to us; probed when the tap is opened.
   bool supports_offloads() const override { return offloads_; }
   Result<void> set_receive_offloads(const ReceiveOffloads& offloads) override;
+  // A host-only network's VM keeps a connection to the network's server
+  // open for as long as its tap lives (host_only_port.h).
+  void keep_membership(UniqueFd connection) { membership_ = std::move(connection); }
 
  private:
   TapBackend(UniqueFd fd, std::string ifname, uint32_t mtu, bool offloads)
@@ -41,6 +44,7 @@ class TapBackend final : public NetBackend {
   std::string name_;
   uint32_t mtu_;
   bool offloads_;
+  UniqueFd membership_;
 };
 
 }  // namespace hostvisor::net
