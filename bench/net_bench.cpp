@@ -166,7 +166,10 @@ Figures udp(size_t packets, size_t window) {
 namespace tap {
 
 constexpr Ipv4Address kHost{0x0a4d0001}, kGuest{0x0a4d0002};  // 10.77.0.1, 10.77.0.2 on the tap
-constexpr uint16_t kHostPort = 5001, kGuestPort = 40000;
+constexpr uint16_t kHostPort = 5001;
+// The guest's port: a new one each run, as the last run's connection may
+// still be in TIME_WAIT on the host.
+uint16_t guest_port = 40000;
 constexpr uint16_t kMss = 1448;
 constexpr size_t kPayload = 45 * kMss;  // 65160: a 64 KiB super-packet, cut by the host at 1448
 constexpr size_t kHeaders = 14 + 20 + 20;
@@ -224,7 +227,7 @@ std::optional<HostSegment> parse_host_segment(std::span<const uint8_t> packet) {
   const uint8_t* f = packet.data() + kVnetHeaderSize;
   if (f[12] != 0x08 || f[13] != 0x00 || (f[14] & 0x0f) != 5 || f[23] != kProtocolTcp) return std::nullopt;
   const uint8_t* t = f + 34;
-  if (((t[2] << 8) | t[3]) != kGuestPort) return std::nullopt;
+  if (((t[2] << 8) | t[3]) != guest_port) return std::nullopt;
   HostSegment s;
   s.ack = (uint32_t{t[8]} << 24) | (uint32_t{t[9]} << 16) | (uint32_t{t[10]} << 8) | t[11];
   s.flags = t[13];
@@ -251,6 +254,7 @@ struct Figures {
 };
 
 Figures stream(uint64_t total) {
+  ++guest_port;
   const std::string ifname = "hvbench0";
   auto owned = need(TapBackend::open(ifname), "opening the tap");
   TapBackend* tap = owned.get();
@@ -266,6 +270,8 @@ Figures stream(uint64_t total) {
   address.sin_family = AF_INET;
   address.sin_addr.s_addr = htonl(kHost.value);
   address.sin_port = htons(kHostPort);
+  const int reuse = 1;  // the previous run's connection may still be in TIME_WAIT
+  ::setsockopt(listener.get(), SOL_SOCKET, SO_REUSEADDR, &reuse, sizeof reuse);
   if (::bind(listener.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
       ::listen(listener.get(), 1) != 0)
     fail("listening on the tap's address");
@@ -295,7 +301,7 @@ Figures stream(uint64_t total) {
       if (auto segment = parse_host_segment(std::span(packet).first(*got))) return segment;
     }
   };
-  TcpSegment syn{kGuestPort, kHostPort, kIsn, 0, kTcpSyn, 65535, 1460, 7, {}};
+  TcpSegment syn{guest_port, kHostPort, kIsn, 0, kTcpSyn, 65535, 1460, 7, {}};
   send_raw(tcp_frame(endpoints, syn));
   const auto syn_ack = next_segment(2000);
   if (!syn_ack || (syn_ack->flags & (kTcpSyn | kTcpAck)) != (kTcpSyn | kTcpAck)) fail("no SYN-ACK from the host");
@@ -305,7 +311,7 @@ Figures stream(uint64_t total) {
                             (uint32_t{packet[kVnetHeaderSize + 40]} << 8) | packet[kVnetHeaderSize + 41];
   const unsigned shift = syn_ack->window_scale.value_or(0);
   uint64_t window = syn_ack->window;  // unscaled in a SYN
-  send_raw(tcp_frame(endpoints, {kGuestPort, kHostPort, kIsn + 1, host_isn + 1, kTcpAck, 65535 >> 7, {}, {}, {}}));
+  send_raw(tcp_frame(endpoints, {guest_port, kHostPort, kIsn + 1, host_isn + 1, kTcpAck, 65535 >> 7, {}, {}, {}}));
 
   // The guest: RAM, the two queues, the NIC on the tap with every offload.
   GuestMemory memory = need(GuestMemory::create({{GuestAddress(0), 16 << 20}}), "guest RAM");
@@ -323,7 +329,7 @@ Figures stream(uint64_t total) {
 
   // One template super-packet per slot: the device's header, then the
   // frame (its TCP checksum partial, as a guest's stack leaves it).
-  TcpSegment data{kGuestPort, kHostPort, 0, host_isn + 1, kTcpAck, 65535, {}, {}, Bytes(kPayload, 0x5a)};
+  TcpSegment data{guest_port, kHostPort, 0, host_isn + 1, kTcpAck, 65535, {}, {}, Bytes(kPayload, 0x5a)};
   const Bytes frame = tcp_frame(endpoints, data);
   VirtioNetHeader header{};
   header.flags = kHeaderNeedsCsum;
