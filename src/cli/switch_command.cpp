@@ -76,7 +76,14 @@ Result<void> run_switch(const SwitchArgs& args) {
   }
   HV_LOG_INFO("switch {}: listening on {}{}", args.name, paths.socket,
               options.dhcp ? ", DHCP for " + net::format_ipv4_network(*options.dhcp) : "");
-  return server->run();
+  HV_TRY(server->run());
+  const net::SwitchServerCounters c = server->counters();
+  HV_LOG_INFO(
+      "switch {}: {} ports joined, {} disconnected; {} frames in, {} delivered, {} flooded, {} cut in "
+      "software, {} dropped, {} dropped at full port queues",
+      args.name, c.ports_joined, c.ports_disconnected, c.forwarding.frames, c.forwarding.delivered,
+      c.forwarding.flooded, c.forwarding.segmented, c.forwarding.dropped, c.output_dropped);
+  return ok();
 }
 }  // namespace
 

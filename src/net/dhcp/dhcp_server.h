@@ -51,7 +51,6 @@ class DhcpServer {
   // Handles one frame seen on the segment; returns the frame to send back.
   std::optional<std::vector<uint8_t>> handle_frame(std::span<const uint8_t> frame, Clock::time_point now);
 
-  Ipv4Address server_address() const { return server_; }
   const MacAddress& server_mac() const { return config_.server_mac; }
   size_t lease_count() const { return leases_.size(); }
 

@@ -196,6 +196,54 @@ TEST(DhcpServer, EveryTruncationAndCorruptionOfARequestIsRefusedQuietly) {
   EXPECT_FALSE(server.handle_frame(reply_op, kNow));
 }
 
+// What busybox 1.35's udhcpc in the default guest sent to the switch's DHCP
+// server (10.79.0.0/24) as it booted, captured from the segment: a DISCOVER
+// and the REQUEST for the address offered (with options 57, 55, 60 and 61).
+constexpr const char* kUdhcpcDiscover =
+    "ffffffffffff02790000000108004500014800000000401179a600000000ffffffff00440043013435c2010106008e8f"
+    "f80800000000000000000000000000000000000000000279000000010000000000000000000000000000000000000000"
+    "000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+    "000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+    "000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+    "000000000000000000000000000000000000000000000000000000000000000000000000000063825363350101390202"
+    "4037070103060c0f1c2a3c0c756468637020312e33352e303d0701027900000001ff0000000000000000000000000000"
+    "000000000000";
+constexpr const char* kUdhcpcRequest =
+    "ffffffffffff02790000000108004500014800000000401179a600000000ffffffff0044004301347c45010106008e8f"
+    "f80800000000000000000000000000000000000000000279000000010000000000000000000000000000000000000000"
+    "000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+    "000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+    "000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+    "00000000000000000000000000000000000000000000000000000000000000000000000000006382536335010332040a"
+    "4f001036040a4f00013902024037070103060c0f1c2a3c0c756468637020312e33352e303d0701027900000001ff0000"
+    "000000000000";
+
+Bytes from_hex(const char* hex) {
+  Bytes out;
+  for (const char* p = hex; p[0] && p[1]; p += 2)
+    out.push_back(static_cast<uint8_t>(std::stoi(std::string(p, 2), nullptr, 16)));
+  return out;
+}
+
+TEST(DhcpServer, AnswersWhatBusyboxUdhcpcReallySends) {
+  auto server = DhcpServer::create({.network = {{0x0a4f0000}, 24}});
+  ASSERT_TRUE(server.ok());
+  const Bytes discover = from_hex(kUdhcpcDiscover), request = from_hex(kUdhcpcRequest);
+  ASSERT_EQ(discover.size(), 342u);
+  auto offer = ask(*server, discover);
+  ASSERT_TRUE(offer);
+  EXPECT_EQ(offer->dhcp.message_type, kDhcpOffer);
+  // The same MAC gets the same address from any server: the one this
+  // REQUEST (option 50) asks for.
+  EXPECT_EQ(offer->dhcp.your_address, Ipv4Address{0x0a4f0010});
+  EXPECT_EQ(offer->frame.destination_mac, (MacAddress{0x02, 0x79, 0, 0, 0, 1})) << "udhcpc did not ask for broadcast";
+  auto ack = ask(*server, request);
+  ASSERT_TRUE(ack);
+  EXPECT_EQ(ack->dhcp.message_type, kDhcpAck);
+  EXPECT_EQ(ack->dhcp.your_address, Ipv4Address{0x0a4f0010});
+  EXPECT_EQ(ack->dhcp.transaction, offer->dhcp.transaction);
+}
+
 TEST(DhcpServer, RefusesNetworksWithNoRoom) {
   EXPECT_FALSE(DhcpServer::create({.network = {{0x0a090000}, 31}}).ok());
   EXPECT_FALSE(DhcpServer::create({.network = kNet, .server = Ipv4Address{0x0b000001}}).ok());

@@ -92,19 +92,22 @@ void EthernetSwitch::forward(PortId from, const VirtioNetHeader& header, std::sp
 
 void EthernetSwitch::deliver(const Port& port, const VirtioNetHeader& header, std::span<const uint8_t> frame,
                              Converted& converted) {
-  if (takes_as_is(port.mode, header)) {
-    // A plain peer (QEMU) takes no frame over the MTU; a headered port's
-    // non-TSO jumbo frame is not one it can receive.
-    if (!port.mode.headers && frame.size() > kMaxPlainFrameSize) {
+  // A plain peer (QEMU) takes no frame over the MTU: not a headered port's
+  // non-TSO jumbo frame, nor the segments of a TSO frame whose MSS is larger.
+  auto deliver_one = [&](const VirtioNetHeader& h, std::span<const uint8_t> f) {
+    if (!port.mode.headers && f.size() > kMaxPlainFrameSize) {
       ++counters_.dropped;
       return;
     }
+    port.sink->deliver(h, f);
+    ++counters_.delivered;
+  };
+  if (takes_as_is(port.mode, header)) {
     VirtioNetHeader out = header;
     out.num_buffers = 0;
     // DATA_VALID promises a checked checksum: only to a port that takes checksum offloads.
     if (!port.mode.offloads.csum) out.flags = 0;
-    port.sink->deliver(out, frame);
-    ++counters_.delivered;
+    deliver_one(out, frame);
     return;
   }
   if (converted == Converted::kNotYet) {
@@ -125,15 +128,9 @@ void EthernetSwitch::deliver(const Port& port, const VirtioNetHeader& header, st
   const VirtioNetHeader plain{};
   switch (converted) {
     case Converted::kSegments:
-      for (size_t i = 0; i < segment_count_; ++i) {
-        port.sink->deliver(plain, segments_[i]);
-        ++counters_.delivered;
-      }
+      for (size_t i = 0; i < segment_count_; ++i) deliver_one(plain, segments_[i]);
       break;
-    case Converted::kCompleted:
-      port.sink->deliver(plain, completed_);
-      ++counters_.delivered;
-      break;
+    case Converted::kCompleted: deliver_one(plain, completed_); break;
     default: ++counters_.dropped; break;
   }
 }

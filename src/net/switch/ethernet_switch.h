@@ -64,7 +64,6 @@ class EthernetSwitch {
   PortId add_port(SwitchPortSink* sink, SwitchPortMode mode = {});
   void set_port_mode(PortId port, SwitchPortMode mode);
   void remove_port(PortId port);
-  size_t port_count() const { return ports_.size(); }
 
   // Forwards one frame that came from `from`. `header` is the frame's
   // virtio-net header (zero from a port without headers).

@@ -162,6 +162,30 @@ TEST(EthernetSwitch, PassesTsoToOffloadPortsAndSegmentsForPlainOnes) {
   EXPECT_EQ(sw.counters().segmented, 1u);
 }
 
+// A plain peer never gets a frame over the MTU: not a jumbo frame from a
+// headered port, nor segments cut at an MSS larger than the MTU.
+TEST(EthernetSwitch, FramesOverTheMtuNeverReachAPlainPort) {
+  EthernetSwitch sw;
+  RecordingPort sender, plain, headered;
+  const PortId ps = sw.add_port(&sender, {true, {true, true, true, false}});
+  sw.add_port(&plain);
+  sw.add_port(&headered, {true, {}});
+  TcpSegment s;
+  s.flags = kTcpAck;
+  s.payload.resize(20000);
+  const Bytes frame = tcp_frame({kA, kBroadcastMac, {0x0a000001}, {0x0a000002}}, s);
+  sw.forward(ps, {}, frame, kStart);  // a 20 KB frame with no offload asked
+  VirtioNetHeader big_mss{};
+  big_mss.flags = kHeaderNeedsCsum;
+  big_mss.gso_type = kGsoTcpV4;
+  big_mss.gso_size = 9000;
+  big_mss.csum_start = 34;
+  big_mss.csum_offset = 16;
+  sw.forward(ps, big_mss, frame, kStart);
+  EXPECT_TRUE(plain.got.empty());
+  EXPECT_EQ(headered.got.size(), 1u + 3u) << "a headered port takes the jumbo frame and the three 9000-byte segments";
+}
+
 TEST(EthernetSwitch, CompletesPartialChecksumsForPortsWithoutOffloads) {
   EthernetSwitch sw;
   RecordingPort sender, plain;

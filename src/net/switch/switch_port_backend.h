@@ -56,9 +56,6 @@ class SwitchPortBackend final : public NetBackend {
   void service() override;
   std::optional<NetCounters> counters() const override { return counters_.read(); }
 
-  // The switch's DHCP network ("" for none), as its Welcome said.
-  const std::string& switch_dhcp() const { return switch_dhcp_; }
-
  private:
   SwitchPortBackend(UniqueFd socket, const SwitchPortOptions& options);
   Result<void> handshake();

@@ -1,5 +1,6 @@
 #include "net/switch/switch_server.h"
 
+#include <fcntl.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/file.h>

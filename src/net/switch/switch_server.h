@@ -37,8 +37,8 @@ struct SwitchServerOptions {
   std::chrono::milliseconds idle_grace{std::chrono::seconds(30)};
   std::chrono::milliseconds hello_wait{500};
   std::chrono::milliseconds stall_timeout{std::chrono::seconds(10)};
-  size_t port_output_bytes = 4 << 20;
-  size_t max_ports = 256;
+  size_t port_output_bytes = 2 << 20;
+  size_t max_ports = 128;  // with the queues and read buffers: at most ~300 MiB however peers behave
   EthernetSwitchLimits limits;
 };
 
