@@ -30,6 +30,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   if (const auto* tap = std::get_if<TapNetOption>(&*option); tap && (tap->ifname.empty() || tap->ifname.size() > 15))
     std::abort();
+  if (const auto* bridge = std::get_if<BridgeNetOption>(&*option);
+      bridge && (bridge->bridge.empty() || bridge->bridge.size() > 15 || bridge->bridge.find('/') != std::string::npos))
+    std::abort();
+  if (const auto* host_only = std::get_if<HostOnlyNetOption>(&*option)) {
+    if (!check_network_name(host_only->name).ok() || host_only->name.size() > kLongestHostOnlyName) std::abort();
+    if (host_only->network && (host_only->network->prefix_length > 29 || host_only->network->prefix_length < 8))
+      std::abort();
+  }
   if (const auto* internal = std::get_if<InternalNetOption>(&*option)) {
     if (!check_network_name(internal->name).ok()) std::abort();
     if (internal->dhcp && (internal->dhcp->prefix_length > 30 || internal->dhcp->prefix_length < 8)) std::abort();

@@ -1,6 +1,6 @@
 # virtio-net's receive and transmit queues on hostile guest memory, against a
 # scripted backend (offloads on or off, packets of any length and header),
-# mergeable buffers and the rate limit on or off.
+# mergeable buffers, the rate limit and in-place receives on or off.
 set(virtio_dir ${PROJECT_SOURCE_DIR}/src/devices/virtio)
 hv_fuzz(virtio_net_queues
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/virtio_net_queues.cpp ${virtio_dir}/net/virtio_net.cpp

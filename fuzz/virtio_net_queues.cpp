@@ -9,7 +9,8 @@
 // Input: [0] log2 receive queue size (mod 9), [1] log2 transmit queue size
 // (mod 9), [2] bits: 1 INDIRECT_DESC, 2 EVENT_IDX, 4 mergeable buffers, 8 a
 // backend with offloads, 16 the driver refuses GUEST_CSUM, 32 CSUM refused,
-// 64 a rate limit of 64 KiB/s on a clock that moves 1 ms a round; [3] how
+// 64 a rate limit of 64 KiB/s on a clock that moves 1 ms a round, 128 a backend
+// that reads packets straight into the guest's buffers; [3] how
 // many packets the backend has (mod 16), then per packet a little-endian
 // uint16 length, a header flags byte and a gso_type byte; the rest is guest
 // RAM: receive queue at 0 (driver area 0x1000, device area 0x2000), transmit
@@ -39,8 +40,8 @@ struct ScriptedPacket {
 
 class ScriptedBackend : public net::NetBackend {
  public:
-  ScriptedBackend(std::vector<ScriptedPacket> packets, bool offloads)
-      : packets_(std::move(packets)), offloads_(offloads) {}
+  ScriptedBackend(std::vector<ScriptedPacket> packets, bool offloads, bool in_place, const uint8_t* ram)
+      : packets_(std::move(packets)), offloads_(offloads), in_place_(in_place), ram_(ram) {}
 
   std::string_view name() const override { return "scripted"; }
   Result<void> send(std::span<const iovec> packet) override {
@@ -59,16 +60,18 @@ class ScriptedBackend : public net::NetBackend {
     return ok();
   }
   Result<std::optional<size_t>> receive(std::span<uint8_t> buffer) override {
-    if (next_ == packets_.size()) return std::optional<size_t>();
-    const ScriptedPacket& p = packets_[next_++];
-    ++handed;
-    const size_t length = std::min<size_t>(p.length, buffer.size());
-    for (size_t i = 0; i < length; ++i) buffer[i] = static_cast<uint8_t>(i * 7);
-    if (length >= 2) {
-      buffer[0] = p.flags;
-      buffer[1] = p.gso_type;
+    const iovec whole{buffer.data(), buffer.size()};
+    return scatter({&whole, 1});
+  }
+  bool receives_in_place() const override { return in_place_; }
+  Result<std::optional<size_t>> receive_in_place(std::span<const iovec> buffers) override {
+    if (!in_place_ || buffers.empty() || buffers[0].iov_len != sizeof(net::VirtioNetHeader)) __builtin_trap();
+    // The header goes to the device; every other piece must be guest RAM.
+    for (const iovec& part : buffers.subspan(1)) {
+      const auto* at = static_cast<const uint8_t*>(part.iov_base);
+      if (at < ram_ || at + part.iov_len > ram_ + kRamSize || part.iov_len == 0) __builtin_trap();
     }
-    return std::optional<size_t>(length);
+    return scatter(buffers);
   }
   int receive_fd() const override { return -1; }
   uint32_t mtu() const override { return 1500; }
@@ -82,9 +85,24 @@ class ScriptedBackend : public net::NetBackend {
   uint64_t handed = 0;
 
  private:
+  Result<std::optional<size_t>> scatter(std::span<const iovec> buffers) {
+    if (next_ == packets_.size()) return std::optional<size_t>();
+    const ScriptedPacket& p = packets_[next_++];
+    ++handed;
+    size_t at = 0;
+    for (const iovec& part : buffers) {
+      auto* bytes = static_cast<uint8_t*>(part.iov_base);
+      for (size_t i = 0; i < part.iov_len && at < p.length; ++i, ++at)
+        bytes[i] = at == 0 ? p.flags : at == 1 ? p.gso_type : static_cast<uint8_t>(at * 7);
+    }
+    return std::optional<size_t>(at);
+  }
+
   std::vector<ScriptedPacket> packets_;
   size_t next_ = 0;
   bool offloads_;
+  bool in_place_;
+  const uint8_t* ram_;
 };
 
 using hostvisor::fuzz::take;
@@ -109,7 +127,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   (void)memory.fill(GuestAddress(0), 0, kRamSize);
   (void)memory.write(GuestAddress(0), std::span(data, size < kRamSize ? size : kRamSize));
 
-  auto backend = std::make_unique<ScriptedBackend>(std::move(packets), bits & 8);
+  const uint8_t* ram = memory.slice(GuestAddress(0), kRamSize).value().data();
+  auto backend = std::make_unique<ScriptedBackend>(std::move(packets), bits & 8, bits & 128, ram);
   ScriptedBackend* scripted = backend.get();
   uint64_t now_ns = 1'000'000'000;
   VirtioNetOptions options;

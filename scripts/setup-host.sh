@@ -13,8 +13,8 @@ packages=(
   busybox-static cpio e2fsprogs iproute2
   # test peers: python3 serves HTTP on loopback to NAT guests, and runs the benchmark drivers
   python3
-  # interoperability oracles and peers
-  qemu-utils qemu-system-x86 acpica-tools
+  # interoperability oracles and peers (dnsmasq-base: the LAN's DHCP server in the bridged-network test)
+  qemu-utils qemu-system-x86 acpica-tools dnsmasq-base
 )
 
 missing=()

@@ -159,8 +159,11 @@ void add_run_command(CLI::App& app, int* exit_status) {
                   "GUESTPORT]...[,net=CIDR][,ipv6=on|off][,restrict=on] (user-mode NAT, no privileges; an empty "
                   "HOSTADDR is 127.0.0.1; a bare --net is user), tap,ifname=NAME, internal,name=NAME[,dhcp=CIDR] (a "
                   "VM-to-VM network with no host and no outside, no privileges; the first VM on NAME starts its "
-                  "switch, `hostvisor switch`), or none; each takes "
-                  "[,mac=52:54:00:12:34:56][,transport=pci|mmio]. Without mac= a NIC's MAC is derived from the "
+                  "switch, `hostvisor switch`), bridge,br=BRIDGE (a new tap on that host bridge; needs "
+                  "CAP_NET_ADMIN), hostonly,name=NAME[,net=CIDR] (the host and the VMs on NAME, nothing beyond: "
+                  "bridge hv-NAME with the host at .1, DHCP for the VMs; needs CAP_NET_ADMIN), or none; each takes "
+                  "[,mac=52:54:00:12:34:56][,rate=BYTES][,transport=pci|mmio]. "
+                  "Without mac= a NIC's MAC is derived from the "
                   "kernel's path, the disks' paths and the NIC's index, so it stays the same across runs. The "
                   "default guest gets --net user unless any --net is given (--net none: no NIC)")
       // A bare --net is the NAT: CLI11 hands over the default text for an

@@ -9,6 +9,8 @@
 #include <string>
 
 #include "base/log.h"
+#include "net/host_only/host_only_server.h"
+#include "net/net_option.h"
 #include "net/switch/switch_paths.h"
 #include "net/switch/switch_server.h"
 
@@ -18,11 +20,41 @@ namespace {
 struct SwitchArgs {
   std::string name;
   std::string dhcp;
+  std::string host_only;
   bool lock_held = false;
 };
 
+// A host-only network's server, as its first VM starts it: hostonly-NAME
+// names its socket and lock, hv-NAME its bridge.
+Result<void> run_host_only_server(const SwitchArgs& args, const net::SwitchPaths& paths) {
+  constexpr std::string_view kPrefix = "hostonly-";
+  if (!args.name.starts_with(kPrefix) || args.name.size() - kPrefix.size() > net::kLongestHostOnlyName)
+    return Error(ErrorCode::kInvalidArgument, "a host-only network's server runs as hostonly-NAME (NAME of 1 to " +
+                                                  std::to_string(net::kLongestHostOnlyName) + " characters)");
+  net::HostOnlyServerOptions options;
+  options.bridge = net::host_only_bridge_name(args.name.substr(kPrefix.size()));
+  auto network = net::parse_ipv4_network(args.host_only);
+  if (!network) return network.error().with_context("--hostonly " + args.host_only);
+  options.network = *network;
+  options.socket_path = paths.socket;
+  options.lock_path = paths.lock;
+  std::unique_ptr<net::HostOnlyServer> server;
+  {
+    UniqueFd lock;
+    if (!args.lock_held) {
+      lock = HV_TRY(open_file(paths.lock, O_RDWR | O_CREAT, 0600));
+      ::flock(lock.get(), LOCK_EX);
+    }
+    server = HV_TRY(net::HostOnlyServer::create(options));
+  }
+  HV_LOG_INFO("host-only network {}: bridge {} with the host at {}, DHCP for the VMs, listening on {}", args.name,
+              options.bridge, net::format_ipv4_address(options.network.host(1)), paths.socket);
+  return server->run();
+}
+
 Result<void> run_switch(const SwitchArgs& args) {
   const net::SwitchPaths paths = HV_TRY(net::switch_paths(args.name));
+  if (!args.host_only.empty()) return run_host_only_server(args, paths);
   net::SwitchServerOptions options;
   options.socket_path = paths.socket;
   options.lock_path = paths.lock;
@@ -64,6 +96,8 @@ void add_switch_command(CLI::App& app, int* exit_status) {
       "$XDG_RUNTIME_DIR/hostvisor/net/NAME.sock, or /tmp/hostvisor-$UID/net/NAME.sock without XDG_RUNTIME_DIR");
   cmd->add_option("NAME", args->name, "The network's name (letters, digits, '.', '_', '-')")->required();
   cmd->add_option("--dhcp", args->dhcp, "Run a DHCP server for CIDR on the segment (no router, no DNS)");
+  // How the first VM of a host-only network starts its server; not for users.
+  cmd->add_option("--hostonly", args->host_only)->group("");
   // How a VM that holds the start lock runs us; not for users.
   cmd->add_flag("--lock-held", args->lock_held)->group("");
   cmd->callback([args, exit_status] {

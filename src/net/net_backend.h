@@ -74,6 +74,16 @@ class NetBackend {
   // by a length equal to buffer.size()).
   virtual Result<std::optional<size_t>> receive(std::span<uint8_t> buffer) = 0;
 
+  // A backend that reads packets from an fd can read one straight into
+  // scattered buffers (header first, then the frame): virtio-net hands it
+  // the guest's receive buffers, so the packet is copied once. Same results
+  // as receive(); a length equal to the buffers' total may be a cut packet.
+  virtual bool receives_in_place() const { return false; }
+  virtual Result<std::optional<size_t>> receive_in_place(std::span<const iovec> buffers) {
+    (void)buffers;
+    return Error(ErrorCode::kUnsupported, std::string(name()) + " does not receive into scattered buffers");
+  }
+
   // Readable when receive() has a packet: the event loop watches it.
   virtual int receive_fd() const = 0;
 

@@ -10,7 +10,27 @@ constexpr const char* kUserForm =
     "user[,hostfwd=PROTO:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT]...[,net=CIDR][,ipv6=on|off][,restrict=on|off]"
     "[,mac=52:54:00:12:34:56][,rate=BYTES]";
 constexpr const char* kTapForm = "tap,ifname=NAME[,mac=52:54:00:12:34:56][,rate=BYTES]";
+constexpr const char* kBridgeForm = "bridge,br=BRIDGE[,mac=52:54:00:12:34:56][,rate=BYTES]";
+constexpr const char* kHostOnlyForm = "hostonly,name=NAME[,net=CIDR][,mac=52:54:00:12:34:56][,rate=BYTES]";
 constexpr const char* kInternalForm = "internal,name=NAME[,dhcp=CIDR][,mac=52:54:00:12:34:56][,rate=BYTES]";
+
+const char* form_of(const std::string& mode) {
+  if (mode == "tap") return kTapForm;
+  if (mode == "bridge") return kBridgeForm;
+  if (mode == "internal") return kInternalForm;
+  if (mode == "hostonly") return kHostOnlyForm;
+  if (mode == "none") return "none";
+  return kUserForm;
+}
+
+// An interface name as Linux takes it: 1 to 15 characters, none of them
+// '/', ':' or white space (the kernel refuses those), not "." or "..".
+Result<void> check_interface_name(const std::string& value) {
+  if (value.empty() || value.size() >= 16) return Error(ErrorCode::kInvalidArgument, "must be 1 to 15 characters");
+  if (value == "." || value == ".." || value.find_first_of("/: \t\n") != std::string::npos)
+    return Error(ErrorCode::kInvalidArgument, "is not an interface name");
+  return ok();
+}
 
 std::vector<std::string> split_fields(const std::string& text) {
   std::vector<std::string> fields;
@@ -77,10 +97,37 @@ Result<void> take_user_key(UserNetOption& option, const std::string& key, const 
 Result<void> take_tap_key(TapNetOption& option, const std::string& key, const std::string& value) {
   if (HV_TRY((CommonKeys{option.mac, option.rate}.take(key, value)))) return ok();
   if (key != "ifname") return Error(ErrorCode::kInvalidArgument, "unknown key");
-  if (value.empty() || value.size() >= 16) return Error(ErrorCode::kInvalidArgument, "must be 1 to 15 characters");
+  HV_TRY(check_interface_name(value));
   option.ifname = value;
   return ok();
 }
+Result<void> take_bridge_key(BridgeNetOption& option, const std::string& key, const std::string& value) {
+  if (HV_TRY((CommonKeys{option.mac, option.rate}.take(key, value)))) return ok();
+  if (key != "br") return Error(ErrorCode::kInvalidArgument, "unknown key");
+  HV_TRY(check_interface_name(value));
+  option.bridge = value;
+  return ok();
+}
+
+Result<void> take_host_only_key(HostOnlyNetOption& option, const std::string& key, const std::string& value) {
+  if (HV_TRY((CommonKeys{option.mac, option.rate}.take(key, value)))) return ok();
+  if (key == "name") {
+    HV_TRY(check_network_name(value));
+    if (value.size() > kLongestHostOnlyName)
+      return Error(ErrorCode::kInvalidArgument,
+                   "at most " + std::to_string(kLongestHostOnlyName) + " characters (the bridge is hv-NAME)");
+    option.name = value;
+  } else if (key == "net") {
+    const Ipv4Network network = HV_TRY(parse_ipv4_network(value));
+    if (network.prefix_length > 29 || network.prefix_length < 8)
+      return Error(ErrorCode::kInvalidArgument, "the prefix must be /8 to /29 (room for the host, DHCP and VMs)");
+    option.network = network;
+  } else {
+    return Error(ErrorCode::kInvalidArgument, "unknown key");
+  }
+  return ok();
+}
+
 Result<void> take_internal_key(InternalNetOption& option, const std::string& key, const std::string& value) {
   if (HV_TRY((CommonKeys{option.mac, option.rate}.take(key, value)))) return ok();
   if (key == "name") {
@@ -106,19 +153,18 @@ Result<NetOption> parse_net_option(const std::string& text) {
     if (!fields[0].empty()) mode = fields[0];  // "" and ",KEY=..." are user too
     first_key = 1;
   }
-  const char* form = mode == "tap"        ? kTapForm
-                     : mode == "internal" ? kInternalForm
-                     : mode == "none"     ? "none"
-                                          : kUserForm;
+  const char* form = form_of(mode);
   auto bad = [&](const std::string& part, const std::string& why) {
     return Error(ErrorCode::kInvalidArgument, "--net " + text + ": " + part + ": " + why + " (expected " + form + ")");
   };
-  if (mode != "user" && mode != "tap" && mode != "none" && mode != "internal")
-    return bad(mode, "not a mode; the modes are user, tap, internal and none");
+  if (mode != "user" && mode != "tap" && mode != "none" && mode != "internal" && mode != "bridge" && mode != "hostonly")
+    return bad(mode, "not a mode; the modes are user, tap, internal, hostonly, bridge and none");
 
   NetOption option;
   if (mode == "tap") option = TapNetOption{};
   if (mode == "none") option = NoNetOption{};
+  if (mode == "bridge") option = BridgeNetOption{};
+  if (mode == "hostonly") option = HostOnlyNetOption{};
   if (mode == "internal") option = InternalNetOption{};
   for (size_t i = first_key; i < fields.size(); ++i) {
     const std::string& field = fields[i];
@@ -130,6 +176,8 @@ Result<NetOption> parse_net_option(const std::string& text) {
           using T = std::decay_t<decltype(o)>;
           if constexpr (std::is_same_v<T, UserNetOption>) return take_user_key(o, key, value);
           if constexpr (std::is_same_v<T, TapNetOption>) return take_tap_key(o, key, value);
+          if constexpr (std::is_same_v<T, BridgeNetOption>) return take_bridge_key(o, key, value);
+          if constexpr (std::is_same_v<T, HostOnlyNetOption>) return take_host_only_key(o, key, value);
           if constexpr (std::is_same_v<T, InternalNetOption>) return take_internal_key(o, key, value);
           return Error(ErrorCode::kInvalidArgument, "none takes no keys");
         },
@@ -139,6 +187,10 @@ Result<NetOption> parse_net_option(const std::string& text) {
 
   if (auto* tap = std::get_if<TapNetOption>(&option); tap && tap->ifname.empty())
     return bad("tap", "ifname= is required");
+  if (auto* bridge = std::get_if<BridgeNetOption>(&option); bridge && bridge->bridge.empty())
+    return bad("bridge", "br= is required");
+  if (auto* host_only = std::get_if<HostOnlyNetOption>(&option); host_only && host_only->name.empty())
+    return bad("hostonly", "name= is required");
   if (auto* internal = std::get_if<InternalNetOption>(&option); internal && internal->name.empty())
     return bad("internal", "name= is required");
   if (auto* user = std::get_if<UserNetOption>(&option)) {
@@ -152,7 +204,7 @@ Result<NetOption> parse_net_option(const std::string& text) {
 }
 
 std::string_view net_mode_name(const NetOption& option) {
-  static constexpr std::string_view kNames[] = {"user", "tap", "none", "internal"};
+  static constexpr std::string_view kNames[] = {"user", "tap", "none", "internal", "bridge", "hostonly"};
   static_assert(std::variant_size_v<NetOption> == std::size(kNames));
   return kNames[option.index()];
 }

@@ -3,7 +3,9 @@
 //   --net user[,hostfwd=PROTO:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT]...
 //             [,net=CIDR][,ipv6=on|off][,restrict=on|off][,mac=MAC][,rate=BYTES]
 //   --net tap,ifname=NAME[,mac=MAC][,rate=BYTES]
+//   --net bridge,br=BRIDGE[,mac=MAC][,rate=BYTES]
 //   --net internal,name=NAME[,dhcp=CIDR][,mac=MAC][,rate=BYTES]
+//   --net hostonly,name=NAME[,net=CIDR][,mac=MAC][,rate=BYTES]
 //   --net none
 // A first field that is not a mode (or nothing at all) means user:
 // "--net hostfwd=tcp::2222-:22" is user-mode NAT with one forward.
@@ -44,6 +46,14 @@ struct TapNetOption {
   std::optional<uint64_t> rate;  // bytes per second
 };
 
+// A new tap, made a port of the existing host bridge `bridge` (needs
+// CAP_NET_ADMIN): the guest is on the bridge's LAN.
+struct BridgeNetOption {
+  std::string bridge;
+  std::optional<MacAddress> mac;
+  std::optional<uint64_t> rate;  // bytes per second
+};
+
 // A VM-to-VM segment with no host and no outside: a port of network NAME's
 // switch process (net/switch/), started by the first VM that names it. No
 // privileges.
@@ -54,15 +64,27 @@ struct InternalNetOption {
   std::optional<uint64_t> rate;  // bytes per second
 };
 
+// Host-only network NAME (net/host_only/): the host and the VMs on it reach
+// each other, and nothing beyond. Needs CAP_NET_ADMIN.
+struct HostOnlyNetOption {
+  std::string name;                    // at most 12 characters: the bridge is hv-NAME
+  std::optional<Ipv4Network> network;  // none: a free private /24
+  std::optional<MacAddress> mac;
+  std::optional<uint64_t> rate;  // bytes per second
+};
+
+inline constexpr size_t kLongestHostOnlyName = 12;
+
 // No NIC at all.
 struct NoNetOption {};
 
-using NetOption = std::variant<UserNetOption, TapNetOption, NoNetOption, InternalNetOption>;
+using NetOption =
+    std::variant<UserNetOption, TapNetOption, NoNetOption, InternalNetOption, BridgeNetOption, HostOnlyNetOption>;
 
 // Errors are one line: "--net TEXT: PART: what is wrong (expected ...)".
 Result<NetOption> parse_net_option(const std::string& text);
 
-// "user", "tap", "none", "internal".
+// "user", "tap", "none", "internal", "bridge", "hostonly".
 std::string_view net_mode_name(const NetOption& option);
 
 // The smallest network a user-mode NAT accepts: it needs the gateway (.2),

@@ -28,6 +28,52 @@ TEST(NetOption, RejectsBadTapInputWithTheExpectedForm) {
   }
 }
 
+TEST(NetOption, ParsesBridgeWithItsKeys) {
+  auto o = parse_net_option("bridge,br=br0,mac=52:54:00:12:34:57,rate=1M");
+  ASSERT_TRUE(o.ok()) << o.error().message();
+  const auto& bridge = std::get<BridgeNetOption>(*o);
+  EXPECT_EQ(bridge.bridge, "br0");
+  ASSERT_TRUE(bridge.mac.has_value());
+  EXPECT_EQ(format_mac_address(*bridge.mac), "52:54:00:12:34:57");
+  EXPECT_EQ(bridge.rate, 1u << 20);
+  EXPECT_EQ(net_mode_name(*o), "bridge");
+  EXPECT_FALSE(std::get<BridgeNetOption>(parse_net_option("bridge,br=lan").value()).mac.has_value());
+}
+
+TEST(NetOption, RejectsBadBridgeInputWithTheExpectedForm) {
+  for (const char* bad :
+       {"bridge", "bridge,br=", "bridge,br=a-name-too-long-for-it", "bridge,br=a/b", "bridge,br=a:1", "bridge,br=..",
+        "bridge,ifname=br0", "bridge,br=br0,mac=01:00:5e:00:00:01", "bridge,br=br0,rate=0", "bridge,br"}) {
+    auto o = parse_net_option(bad);
+    EXPECT_FALSE(o.ok()) << bad;
+    if (!o.ok()) {
+      EXPECT_NE(o.error().message().find("bridge,br=BRIDGE"), std::string::npos) << o.error().message();
+      EXPECT_EQ(o.error().message().find('\n'), std::string::npos) << o.error().message();
+    }
+  }
+  EXPECT_NE(parse_net_option("brigde,br=br0").error().message().find("user, tap, internal, hostonly, bridge and none"),
+            std::string::npos);
+}
+
+TEST(NetOption, ParsesHostOnly) {
+  auto o = parse_net_option("hostonly,name=lab,net=192.168.90.0/24,mac=52:54:00:12:34:58,rate=2M");
+  ASSERT_TRUE(o.ok()) << o.error().message();
+  const auto& host_only = std::get<HostOnlyNetOption>(*o);
+  EXPECT_EQ(host_only.name, "lab");
+  ASSERT_TRUE(host_only.network);
+  EXPECT_EQ(format_ipv4_network(*host_only.network), "192.168.90.0/24");
+  EXPECT_EQ(host_only.rate, 2u << 20);
+  EXPECT_EQ(net_mode_name(*o), "hostonly");
+  EXPECT_FALSE(std::get<HostOnlyNetOption>(parse_net_option("hostonly,name=x").value()).network);
+  for (const char* bad : {"hostonly", "hostonly,name=", "hostonly,name=a-name-of-13c", "hostonly,name=a/b",
+                          "hostonly,name=x,net=10.0.0.0/30", "hostonly,name=x,net=10.0.0.1/24",
+                          "hostonly,name=x,dhcp=10.0.0.0/24", "hostonly,name=x,br=br0"}) {
+    auto r = parse_net_option(bad);
+    EXPECT_FALSE(r.ok()) << bad;
+    if (!r.ok()) EXPECT_NE(r.error().message().find("hostonly,name=NAME[,net=CIDR]"), std::string::npos) << bad;
+  }
+}
+
 TEST(NetOption, ParsesInternalWithDhcpMacAndRate) {
   auto o = parse_net_option("internal,name=lab-1,dhcp=10.9.0.0/24,mac=02:00:00:00:00:0a,rate=1M");
   ASSERT_TRUE(o.ok()) << o.error().message();
@@ -112,7 +158,7 @@ TEST(NetOption, NoneHasNoKeys) {
 // Each bad option is named, with the part that is wrong, on one line.
 TEST(NetOption, ErrorsNameTheOptionAndTheWrongPart) {
   const std::pair<const char*, const char*> cases[] = {
-      {"bridge", "bridge: not a mode"},
+      {"bridged", "bridged: not a mode"},
       {"user,hostfwd=tcp::80", "hostfwd=tcp::80: expected PROTO"},
       {"user,hostfwd=sctp::80-:80", "protocol 'sctp'"},
       {"user,hostfwd=tcp::0-:80", "host port '0'"},

@@ -41,7 +41,7 @@ struct SwitchProcess : ::testing::Test {
   }
   Result<std::unique_ptr<SwitchPortBackend>> join(const std::string& name, uint8_t mac,
                                                   std::optional<Ipv4Network> dhcp = std::nullopt) {
-    auto fd = HV_TRY(connect_to_switch({name, dhcp, HOSTVISOR_PATH}));
+    auto fd = HV_TRY(connect_to_switch({name, dhcp, HOSTVISOR_PATH, std::nullopt}));
     return SwitchPortBackend::open(std::move(fd), {name, {0x02, 0x55, 0, 0, 0, mac}, dhcp});
   }
   std::string log_of(const std::string& name) {

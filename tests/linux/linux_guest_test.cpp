@@ -348,56 +348,6 @@ TEST(LinuxGuest, ShellOnVirtioConsoleRunsTypedCommands) {
   EXPECT_EQ(count("printk: console [hvc0] enabled"), 1u) << out;
 }
 
-// A network namespace with a tap in it, made by the test and removed after:
-// the guest's virtio-net is the other end of the tap, so traffic never
-// leaves this machine.
-struct TapNamespace {
-  std::string name = "hvtest" + std::to_string(::getpid());
-  std::string error;
-  TapNamespace() {
-    std::string out;
-    const std::string ns = "ip netns exec " + name + " ";
-    if (host_command("ip netns add " + name, &out) != 0 || host_command(ns + "ip link set lo up", &out) != 0 ||
-        host_command(ns + "ip tuntap add hvtap0 mode tap", &out) != 0 ||
-        host_command(ns + "ip addr add 192.168.77.1/24 dev hvtap0", &out) != 0 ||
-        host_command(ns + "ip link set hvtap0 up", &out) != 0)
-      error = out;
-  }
-  ~TapNamespace() {
-    std::string out;
-    host_command("ip netns del " + name, &out);
-  }
-};
-
-TEST(LinuxGuest, VirtioNetOnATapPingsBothWays) {
-  TapNamespace netns;
-  ASSERT_TRUE(netns.error.empty()) << "creating a network namespace with a tap (needs root and iproute2): "
-                                   << netns.error;
-  GuestConsole console;
-  std::vector<std::string> argv = {"/usr/bin/ip", "netns", "exec", netns.name};
-  for (const auto& a : hostvisor_args({"--cpus", "1", "--memory", "512M", "--net", "tap,ifname=hvtap0"}))
-    argv.push_back(a);
-  ASSERT_TRUE(console.start(argv)) << console.failure();
-  expect_banner(console, 1);
-  if (HasFatalFailure()) return;
-
-  EXPECT_NE(guest_ok(console, "readlink /sys/class/net/eth0/device/driver").find("virtio_net"), std::string::npos);
-  // Nothing answers DHCP on the tap: stop the client the init script
-  // started, once it has made its start-up flush of the address, so it
-  // cannot flush the one set here.
-  guest_ok(console,
-           "for i in $(seq 150); do grep -q discover /var/log/udhcpc.eth0.log && break; sleep 0.2; done; "
-           "killall udhcpc");
-  guest_ok(console, "ip link set eth0 up && ip addr add 192.168.77.2/24 dev eth0");
-  // Guest to host, then host to guest.
-  EXPECT_NE(guest_ok(console, "ping -c 2 -W 5 192.168.77.1").find("2 packets received"), std::string::npos);
-  std::string out;
-  EXPECT_EQ(host_command("ip netns exec " + netns.name + " busybox ping -c 2 -W 5 192.168.77.2", &out), 0) << out;
-  EXPECT_NE(out.find("2 packets received"), std::string::npos) << out;
-
-  power_off_and_expect_status_0(console);
-}
-
 // A port on 127.0.0.1 that nothing of `type` (SOCK_STREAM, SOCK_DGRAM)
 // is bound to right now.
 int free_loopback_port(int type = SOCK_STREAM) {
@@ -477,7 +427,273 @@ std::string write_random_file(const fs::path& path, size_t bytes, uint64_t seed)
 }
 
 constexpr size_t k16MiB = 16u << 20;
-constexpr seconds kTransferTimeout{300};  // 16 MiB through the NAT to or from a guest on the software CPU
+constexpr seconds kTransferTimeout{300};  // 16 MiB to or from a guest on the software CPU
+
+// A network namespace made by the test and removed after (with everything
+// in it): the taps, bridges and veths of a test live there, so traffic
+// never leaves this machine and its own interfaces are never touched.
+struct NetNamespace {
+  std::string name;
+  std::string error;  // set when a command failed
+  explicit NetNamespace(const std::string& role) : name("hv" + role + std::to_string(::getpid())) {
+    run("ip netns add " + name);
+    exec("ip link set lo up");
+  }
+  ~NetNamespace() {
+    std::string out;
+    host_command("ip netns del " + name, &out);
+  }
+  // Runs `command` on the host; records the first failure.
+  void run(const std::string& command) {
+    std::string out;
+    if (error.empty() && host_command(command, &out) != 0) error = command + ": " + out;
+  }
+  // Runs `command` inside the namespace.
+  void exec(const std::string& command) { run(prefix() + command); }
+  std::string prefix() const { return "ip netns exec " + name + " "; }
+  // argv for a program run inside the namespace.
+  std::vector<std::string> argv(const std::vector<std::string>& command) const {
+    std::vector<std::string> all = {"/usr/bin/ip", "netns", "exec", name};
+    all.insert(all.end(), command.begin(), command.end());
+    return all;
+  }
+  // A counter of one of its interfaces (statistics/rx_bytes, ...).
+  uint64_t counter(const std::string& interface, const std::string& name_) const {
+    std::string out;
+    host_command(prefix() + "cat /sys/class/net/" + interface + "/statistics/" + name_, &out);
+    return std::strtoull(out.c_str(), nullptr, 10);
+  }
+};
+
+// A program started in the background (a server), ended with SIGTERM when
+// the object goes.
+struct BackgroundProcess {
+  pid_t pid = -1;
+  explicit BackgroundProcess(const std::vector<std::string>& argv) {
+    pid = ::fork();
+    if (pid == 0) {
+      std::vector<char*> args;
+      for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+      args.push_back(nullptr);
+      ::execvp(args[0], args.data());
+      ::_exit(127);
+    }
+  }
+  ~BackgroundProcess() {
+    if (pid > 0) {
+      ::kill(pid, SIGTERM);
+      ::waitpid(pid, nullptr, 0);
+    }
+  }
+};
+
+// Whether the virtio feature `bit` is on in the guest's NIC (the kernel
+// shows the negotiated features as a string of 0s and 1s, bit 0 first).
+bool guest_nic_has_feature(const std::string& features, unsigned bit) {
+  return bit < features.size() && features[bit] == '1';
+}
+
+// A tap in a namespace of the test's (hvtap0, 192.168.77.1/24 on the host
+// side): the guest's virtio-net negotiates checksum and TCP segmentation
+// offloads with it both ways, and 16 MiB cross each way intact as frames
+// larger than the MTU (TSO super-packets, counted on the tap), and pings go
+// both ways.
+TEST(LinuxGuest, TapNegotiatesOffloadsAndCarries16MiBBothWaysAsLargeFrames) {
+  ScratchDir scratch;
+  ASSERT_FALSE(scratch.path.empty());
+  fs::create_directories(scratch.path / "www");
+  const std::string expected = write_random_file(scratch.path / "www" / "payload", k16MiB, 11);
+  ASSERT_EQ(expected.size(), 64u) << expected;
+  NetNamespace netns("tap");
+  netns.exec("ip tuntap add hvtap0 mode tap");
+  netns.exec("ip addr add 192.168.77.1/24 dev hvtap0");
+  netns.exec("ip link set hvtap0 up");
+  ASSERT_TRUE(netns.error.empty()) << "a network namespace with a tap (needs root and iproute2): " << netns.error;
+  BackgroundProcess server(netns.argv({"python3", "-m", "http.server", "--bind", "192.168.77.1", "--directory",
+                                       (scratch.path / "www").string(), "8000"}));
+
+  GuestConsole console;
+  ASSERT_TRUE(
+      console.start(netns.argv(hostvisor_args({"--cpus", "1", "--memory", "512M", "--net", "tap,ifname=hvtap0"}))))
+      << console.failure();
+  expect_banner(console, 1);
+  if (HasFatalFailure()) return;
+
+  EXPECT_NE(guest_ok(console, "readlink /sys/class/net/eth0/device/driver").find("virtio_net"), std::string::npos);
+  // Negotiated: CSUM (0), GUEST_CSUM (1), GUEST_TSO4 (7), HOST_TSO4 (11).
+  const std::string features = guest_ok(console, "cat /sys/class/net/eth0/device/features");
+  for (unsigned bit : {0u, 1u, 7u, 11u})
+    EXPECT_TRUE(guest_nic_has_feature(features, bit)) << "virtio-net feature " << bit << " off: " << features;
+  // Nothing answers DHCP on the tap: stop the client the init script
+  // started, once it has made its start-up flush of the address, so it
+  // cannot flush the one set here.
+  guest_ok(console,
+           "for i in $(seq 150); do grep -q discover /var/log/udhcpc.eth0.log && break; sleep 0.2; done; "
+           "killall udhcpc");
+  guest_ok(console, "ip link set eth0 up && ip addr add 192.168.77.2/24 dev eth0");
+  EXPECT_NE(guest_ok(console, "ping -c 2 -W 5 192.168.77.1").find("2 packets received"), std::string::npos);
+  std::string out;
+  EXPECT_EQ(host_command(netns.prefix() + "busybox ping -c 2 -W 5 192.168.77.2", &out), 0) << out;
+  EXPECT_NE(out.find("2 packets received"), std::string::npos) << out;
+
+  // Host to guest: the guest downloads from the host's server; the tap's
+  // tx counters see the frames the host kernel handed the guest.
+  const uint64_t tx_bytes = netns.counter("hvtap0", "tx_bytes"), tx_packets = netns.counter("hvtap0", "tx_packets");
+  auto download = console.run(
+      "mkdir -p /tmp/www && for i in $(seq 50); do wget -q -O /tmp/www/payload http://192.168.77.1:8000/payload && "
+      "break; sleep 0.2; done",
+      kTransferTimeout);
+  ASSERT_TRUE(download) << console.failure();
+  EXPECT_EQ(download->status, 0) << download->output;
+  EXPECT_EQ(sha256_of(guest_ok(console, "sha256sum /tmp/www/payload")), expected)
+      << "the file the guest downloaded through the tap differs from the host's";
+  const uint64_t down_bytes = netns.counter("hvtap0", "tx_bytes") - tx_bytes;
+  const uint64_t down_packets = netns.counter("hvtap0", "tx_packets") - tx_packets;
+  EXPECT_GE(down_bytes, k16MiB);
+  EXPECT_GT(down_bytes / std::max<uint64_t>(down_packets, 1), 1514u)
+      << down_packets << " frames for " << down_bytes << " bytes toward the guest: no TSO super-packets";
+
+  // Guest to host: the host fetches the file back from the guest's httpd;
+  // the tap's rx counters see the guest's frames.
+  guest_ok(console, "httpd -p 8080 -h /tmp/www");
+  const uint64_t rx_bytes = netns.counter("hvtap0", "rx_bytes"), rx_packets = netns.counter("hvtap0", "rx_packets");
+  std::string fetched;
+  EXPECT_EQ(
+      host_command(netns.prefix() + "busybox wget -q -O - http://192.168.77.2:8080/payload | sha256sum", &fetched), 0)
+      << fetched;
+  EXPECT_EQ(sha256_of(fetched), expected) << "the file the host fetched through the tap differs";
+  const uint64_t up_bytes = netns.counter("hvtap0", "rx_bytes") - rx_bytes;
+  const uint64_t up_packets = netns.counter("hvtap0", "rx_packets") - rx_packets;
+  EXPECT_GE(up_bytes, k16MiB);
+  EXPECT_GT(up_bytes / std::max<uint64_t>(up_packets, 1), 1514u)
+      << up_packets << " frames for " << up_bytes << " bytes from the guest: no TSO super-packets";
+  std::printf("through the tap: %llu bytes in %llu frames to the guest, %llu bytes in %llu frames from it\n",
+              static_cast<unsigned long long>(down_bytes), static_cast<unsigned long long>(down_packets),
+              static_cast<unsigned long long>(up_bytes), static_cast<unsigned long long>(up_packets));
+
+  power_off_and_expect_status_0(console);
+}
+
+// --net bridge on a bridge in a namespace of the test's (br0), whose LAN
+// is a veth to a second namespace: the "LAN host", 192.168.78.1, running
+// dnsmasq as its DHCP server. The default guest gets its lease from the LAN
+// at boot, with no command typed, and pings the LAN host. A bridge that is
+// not there is refused with a one-line error that says how to make it.
+TEST(LinuxGuest, BridgedGuestGetsALeaseFromTheLanAndPingsIt) {
+  ScratchDir scratch;
+  ASSERT_FALSE(scratch.path.empty());
+  NetNamespace host("br"), lan("lan");
+  host.exec("ip link add br0 type bridge");
+  host.exec("ip link set br0 up");
+  host.exec("ip link add veth0 type veth peer name veth1 netns " + lan.name);
+  host.exec("ip link set veth0 master br0");
+  host.exec("ip link set veth0 up");
+  lan.exec("ip addr add 192.168.78.1/24 dev veth1");
+  lan.exec("ip link set veth1 up");
+  ASSERT_TRUE(host.error.empty() && lan.error.empty())
+      << "a bridge and a veth LAN in two network namespaces (needs root and iproute2): " << host.error << lan.error;
+  const std::string leases = (scratch.path / "leases").string();
+  BackgroundProcess dhcp(
+      lan.argv({"dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--port=0", "--interface=veth1",
+                "--bind-interfaces", "--user=root", "--dhcp-range=192.168.78.50,192.168.78.99,255.255.255.0,1h",
+                "--dhcp-option=option:router,192.168.78.1", "--dhcp-option=option:dns-server,192.168.78.1",
+                "--dhcp-leasefile=" + leases, "--pid-file=" + (scratch.path / "dnsmasq.pid").string()}));
+
+  // A missing bridge: refused before the guest starts, in one line.
+  std::string refused;
+  EXPECT_NE(host_command(host.prefix() + HOSTVISOR_PATH + " run --accel emu --net bridge,br=nobr", &refused), 0);
+  EXPECT_NE(refused.find("there is no bridge nobr: create it with `ip link add nobr type bridge"), std::string::npos)
+      << refused;
+
+  GuestConsole console;
+  ASSERT_TRUE(console.start(host.argv(hostvisor_args({"--cpus", "1", "--memory", "512M", "--net", "bridge,br=br0"}))))
+      << console.failure();
+  expect_banner(console, 1);
+  if (HasFatalFailure()) return;
+  const std::string address = wait_for_lease(console, "eth0");
+  EXPECT_TRUE(std::regex_match(address, std::regex(R"(192\.168\.78\.([5-9][0-9])/24)")))
+      << "the guest's address is not from the LAN's DHCP range: " << address;
+  EXPECT_NE(guest_ok(console, "ip route show default").find("default via 192.168.78.1 dev eth0"), std::string::npos);
+  EXPECT_NE(guest_ok(console, "ping -c 2 -W 5 192.168.78.1").find("2 packets received"), std::string::npos);
+  // The LAN host sees the guest: its lease, and an answer to its ping.
+  const std::string mac = guest_ok(console, "cat /sys/class/net/eth0/address");
+  std::ifstream lease_file(leases);
+  const std::string lease_text((std::istreambuf_iterator<char>(lease_file)), std::istreambuf_iterator<char>());
+  EXPECT_NE(lease_text.find(mac.substr(0, 17)), std::string::npos) << "dnsmasq's leases: " << lease_text;
+  std::string out;
+  const std::string guest_ip = address.substr(0, address.find('/'));
+  EXPECT_EQ(host_command(lan.prefix() + "busybox ping -c 2 -W 5 " + guest_ip, &out), 0) << out;
+
+  power_off_and_expect_status_0(console);
+  // The tap was not persistent: gone with hostvisor, the bridge keeps the veth alone.
+  std::string ports;
+  host_command(host.prefix() + "ip -o link show master br0", &ports);
+  EXPECT_EQ(ports.find("hvtap"), std::string::npos) << ports;
+  EXPECT_NE(ports.find("veth0"), std::string::npos) << ports;
+}
+
+// --net hostonly (the privileged form, as root in a namespace of the
+// test's): the network's server makes bridge hv-NAME with the host at .1 and
+// serves DHCP; the guest gets a lease with no command typed, the host and
+// the guest ping each other, and the guest reaches the host's own address
+// on its other interface but not the "outside" namespace routed behind it
+// (forwarding is on in the host namespace, off on the bridge). After the
+// guest powers off, the bridge is gone.
+TEST(LinuxGuest, HostOnlyReachesTheHostBothWaysAndNothingBeyond) {
+  NetNamespace host("ho"), outside("out");
+  host.exec("ip link add veth0 type veth peer name veth1 netns " + outside.name);
+  host.exec("ip addr add 10.99.0.1/24 dev veth0");
+  host.exec("ip link set veth0 up");
+  host.exec("sysctl -q -w net.ipv4.ip_forward=1");
+  outside.exec("ip addr add 10.99.0.2/24 dev veth1");
+  outside.exec("ip link set veth1 up");
+  outside.exec("ip route add 192.168.0.0/16 via 10.99.0.1");
+  ASSERT_TRUE(host.error.empty() && outside.error.empty())
+      << "two network namespaces with a routed veth (needs root and iproute2): " << host.error << outside.error;
+  const std::string name = "t" + std::to_string(::getpid() % 100000);
+  const std::string bridge = "hv-" + name;
+
+  GuestConsole console;
+  ASSERT_TRUE(console.start(host.argv(
+      hostvisor_args({"--cpus", "1", "--memory", "512M", "--net", "hostonly,name=" + name + ",net=192.168.90.0/24"}))))
+      << console.failure();
+  expect_banner(console, 1);
+  if (HasFatalFailure()) return;
+  EXPECT_NE(console.err().find("host-only network " + name + ": the host is 192.168.90.1 on " + bridge),
+            std::string::npos)
+      << console.err();
+  const std::string address = wait_for_lease(console, "eth0", Lease::kAddressOnly);
+  EXPECT_TRUE(std::regex_match(address, std::regex(R"(192\.168\.90\.([3-9]|[1-9][0-9]+)/24)")))
+      << "the guest's address is not from the host-only network's pool: " << address;
+  EXPECT_EQ(guest_ok(console, "ip route | grep ^default || true"), "") << "a host-only network has no gateway";
+  EXPECT_NE(guest_ok(console, "ping -c 2 -W 5 192.168.90.1").find("2 packets received"), std::string::npos);
+  std::string out;
+  const std::string guest_ip = address.substr(0, address.find('/'));
+  EXPECT_EQ(host_command(host.prefix() + "busybox ping -c 2 -W 5 " + guest_ip, &out), 0) << out;
+  EXPECT_NE(out.find("2 packets received"), std::string::npos) << out;
+
+  // Beyond the host: the guest routes the outside through the host, which
+  // answers for its own address there but forwards nothing.
+  EXPECT_EQ(host_command(outside.prefix() + "busybox ping -c 1 -W 5 10.99.0.1", &out), 0)
+      << "the outside namespace does not reach the host: " << out;
+  guest_ok(console, "ip route add 10.99.0.0/24 via 192.168.90.1");
+  EXPECT_NE(guest_ok(console, "ping -c 2 -W 5 10.99.0.1").find("2 packets received"), std::string::npos);
+  auto beyond = console.run("ping -c 3 -W 2 10.99.0.2", kCommandTimeout);
+  ASSERT_TRUE(beyond) << console.failure();
+  EXPECT_NE(beyond->status, 0) << "the guest reached an address beyond the host:\n" << beyond->output;
+  EXPECT_NE(beyond->output.find("0 packets received"), std::string::npos) << beyond->output;
+
+  power_off_and_expect_status_0(console);
+  // The last VM is gone: the server removes the bridge and exits.
+  std::string links;
+  for (int i = 0; i < 50; ++i) {
+    links.clear();
+    host_command(host.prefix() + "ip -o link show", &links);
+    if (links.find(bridge) == std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(links.find(bridge), std::string::npos) << links;
+}
 
 // One TCP connection to 127.0.0.1:port: sends `message`, ends its side,
 // returns all it reads back until the peer closes ("" on any failure).

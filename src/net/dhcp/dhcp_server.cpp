@@ -1,5 +1,6 @@
 #include "net/dhcp/dhcp_server.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace hostvisor::net::dhcp {
@@ -44,6 +45,7 @@ uint64_t DhcpServer::key(const MacAddress& mac) {
 
 bool DhcpServer::in_pool(Ipv4Address address) const {
   if (!config_.network.contains(address) || address == server_) return false;
+  if (std::find(config_.reserved.begin(), config_.reserved.end(), address) != config_.reserved.end()) return false;
   const uint32_t host = address.value & ~config_.network.mask();
   return host >= first_ && host < first_ + count_ && !declined_.contains(address.value);
 }

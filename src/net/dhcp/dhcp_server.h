@@ -36,6 +36,9 @@ struct DhcpServerConfig {
   // Left out on internal networks: they have no gateway and no resolver.
   std::optional<Ipv4Address> router;
   std::vector<Ipv4Address> dns;
+  // Addresses never leased besides the server's own (a host-only network's
+  // host address).
+  std::vector<Ipv4Address> reserved;
   uint32_t lease_seconds = 3600;
   size_t max_leases = 1024;
 };

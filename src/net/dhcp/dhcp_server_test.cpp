@@ -84,6 +84,20 @@ TEST(DhcpServer, OffersAndAcknowledgesALeaseWithNoRouterOrDns) {
   EXPECT_EQ(server.lease_count(), 1u);
 }
 
+// A host-only network's host address (reserved) is never leased, whatever
+// the client asks for, even when it is the last free one.
+TEST(DhcpServer, NeverLeasesAReservedAddress) {
+  const Ipv4Network small{{0x0a090000}, 30};  // hosts .1 and .2
+  auto created = DhcpServer::create({.network = small, .server = Ipv4Address{0x0a090002}, .reserved = {{0x0a090001}}});
+  ASSERT_TRUE(created.ok());
+  DhcpServer server = std::move(created).value();
+  auto offer = ask(server, dhcp_frame(kVm1, kDhcpDiscover, 7));
+  EXPECT_FALSE(offer) << "offered " << format_ipv4_address(offer->dhcp.your_address);
+  auto request = ask(server, dhcp_frame(kVm1, kDhcpRequest, 8, Ipv4Address{0x0a090001}, Ipv4Address{0x0a090002}));
+  ASSERT_TRUE(request);
+  EXPECT_NE(request->dhcp.message_type, kDhcpAck);
+}
+
 TEST(DhcpServer, AddressesAreStablePerMacAcrossServersAndDistinct) {
   DhcpServer first = make_server();
   const Ipv4Address a1 = lease(first, kVm1), a2 = lease(first, kVm2);

@@ -57,6 +57,10 @@ Result<pid_t> spawn_switch(const SwitchLaunch& launch, const SwitchPaths& paths)
     args.push_back("--dhcp");
     args.push_back(format_ipv4_network(*launch.dhcp));
   }
+  if (launch.host_only) {
+    args.push_back("--hostonly");
+    args.push_back(format_ipv4_network(*launch.host_only));
+  }
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);

@@ -21,6 +21,9 @@ struct SwitchLaunch {
   std::optional<Ipv4Network> dhcp;  // for a switch this call starts
   // The hostvisor executable to start the switch with ("": this process's own).
   std::string program;
+  // Starts a host-only network's server on this subnet instead of a switch
+  // (`--hostonly CIDR`, net/host_only/host_only_server.h).
+  std::optional<Ipv4Network> host_only;
 };
 
 // A connected, non-blocking stream socket to the switch.

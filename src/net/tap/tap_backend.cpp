@@ -5,6 +5,7 @@
 #include <linux/if_tun.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -95,8 +96,13 @@ Result<void> TapBackend::send(std::span<const iovec> packet) {
 }
 
 Result<std::optional<size_t>> TapBackend::receive(std::span<uint8_t> buffer) {
+  const iovec whole{buffer.data(), buffer.size()};
+  return receive_in_place({&whole, 1});
+}
+
+Result<std::optional<size_t>> TapBackend::receive_in_place(std::span<const iovec> buffers) {
   for (;;) {
-    const ssize_t n = ::read(fd_.get(), buffer.data(), buffer.size());
+    const ssize_t n = ::readv(fd_.get(), buffers.data(), static_cast<int>(buffers.size()));
     if (n >= 0) return std::optional<size_t>(static_cast<size_t>(n));
     if (errno == EINTR) continue;
     if (errno == EAGAIN) return std::optional<size_t>();

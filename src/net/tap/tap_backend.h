@@ -23,12 +23,18 @@ class TapBackend final : public NetBackend {
   const std::string& interface_name() const { return ifname_; }
   Result<void> send(std::span<const iovec> packet) override;
   Result<std::optional<size_t>> receive(std::span<uint8_t> buffer) override;
+  // One readv into the caller's buffers (the guest's, from virtio-net).
+  bool receives_in_place() const override { return true; }
+  Result<std::optional<size_t>> receive_in_place(std::span<const iovec> buffers) override;
   int receive_fd() const override { return fd_.get(); }
   uint32_t mtu() const override { return mtu_; }
   // Linux taps with vnet headers take partial checksums and GSO from us and,
   // after TUNSETOFFLOAD, hand them to us; probed when the tap is opened.
   bool supports_offloads() const override { return offloads_; }
   Result<void> set_receive_offloads(const ReceiveOffloads& offloads) override;
+  // A host-only network's VM keeps a connection to the network's server
+  // open for as long as its tap lives (host_only_port.h).
+  void keep_membership(UniqueFd connection) { membership_ = std::move(connection); }
 
  private:
   TapBackend(UniqueFd fd, std::string ifname, uint32_t mtu, bool offloads)
@@ -38,6 +44,7 @@ class TapBackend final : public NetBackend {
   std::string name_;
   uint32_t mtu_;
   bool offloads_;
+  UniqueFd membership_;
 };
 
 }  // namespace hostvisor::net

@@ -85,7 +85,7 @@ Bytes udp_frame(const Endpoints& e, uint16_t source_port, uint16_t destination_p
 }
 
 Bytes tcp_frame(const Endpoints& e, const TcpSegment& s) {
-  const size_t options = s.mss ? 4 : 0;
+  const size_t options = (s.mss ? 4 : 0) + (s.window_scale ? 4 : 0);
   Bytes tcp(kTcp + options + s.payload.size());
   put16(tcp, 0, s.source_port);
   put16(tcp, 2, s.destination_port);
@@ -94,10 +94,18 @@ Bytes tcp_frame(const Endpoints& e, const TcpSegment& s) {
   tcp[12] = static_cast<uint8_t>((kTcp + options) / 4 << 4);
   tcp[13] = s.flags;
   put16(tcp, 14, s.window);
+  size_t option = kTcp;
   if (s.mss) {
-    tcp[20] = 2;
-    tcp[21] = 4;
-    put16(tcp, 22, *s.mss);
+    tcp[option] = 2;
+    tcp[option + 1] = 4;
+    put16(tcp, option + 2, *s.mss);
+    option += 4;
+  }
+  if (s.window_scale) {
+    tcp[option] = 1;  // NOP, to keep the header a multiple of 4 bytes
+    tcp[option + 1] = 3;
+    tcp[option + 2] = 3;
+    tcp[option + 3] = *s.window_scale;
   }
   std::memcpy(tcp.data() + kTcp + options, s.payload.data(), s.payload.size());
   put16(tcp, 16,

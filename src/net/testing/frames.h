@@ -44,7 +44,8 @@ struct TcpSegment {
   uint32_t ack = 0;
   uint8_t flags = 0;
   uint16_t window = 65535;
-  std::optional<uint16_t> mss;  // an MSS option (with SYN)
+  std::optional<uint16_t> mss;          // an MSS option (with SYN)
+  std::optional<uint8_t> window_scale;  // a window scale option (with SYN)
   Bytes payload;
 };
 

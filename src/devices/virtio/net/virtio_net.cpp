@@ -176,6 +176,16 @@ void VirtioNet::receive() {
   if (!serving(kReceiveQueue) || backend_failed_) return;
   rx_throttled_ = false;  // checked again below before the held packet goes
   for (;;) {
+    if (rx_length_ == 0 && !rx_bucket_ && backend_->receives_in_place()) {
+      // (Under a rate limit the packet's length must be known before it
+      // lands in the guest's buffers: the copying path below.)
+      const InPlace result = receive_in_place();
+      if (result == InPlace::kHandled) {
+        if (!running()) return;
+        continue;
+      }
+      if (result != InPlace::kCannot) break;  // nothing waiting, or the backend failed
+    }
     if (rx_length_ == 0) {
       // Read from the backend only with a guest buffer in hand, so packets
       // wait in the backend (not here) while the guest is not receiving.
@@ -248,6 +258,84 @@ void VirtioNet::receive() {
   release_receive_chains();
 }
 
+VirtioNet::InPlace VirtioNet::receive_in_place() {
+  // Buffers for the largest packet: with mergeable buffers as many chains
+  // as that takes, without them the first chain alone (a driver with TSO
+  // posts 64 KiB "big packet" chains). Fewer: the copying path, which reads
+  // the packet first and waits for the buffers it needs.
+  uint64_t room = 0;
+  size_t chains = 0;
+  while (room < net::kMaxPacketSize) {
+    if (chains == rx_chains_.size() && !hold_receive_chains(chains + 1)) return InPlace::kCannot;
+    room += rx_chains_[chains].writable_bytes();
+    ++chains;
+    if (!mergeable_) break;
+  }
+  if (room < net::kMaxPacketSize) return InPlace::kCannot;
+
+  // The header lands in rx_header_, to be checked before the guest sees
+  // it; the frame lands in the guest's buffers, after the header's place.
+  rx_iov_.clear();
+  rx_iov_.push_back(iovec{&rx_header_, kVnetHeaderSize});
+  uint64_t skip = kVnetHeaderSize, total = kVnetHeaderSize;
+  for (size_t c = 0; c < chains && total < net::kMaxPacketSize; ++c) {
+    for (const auto& buffer : rx_chains_[c].writable()) {
+      if (total == net::kMaxPacketSize) break;
+      if (skip >= buffer.length) {
+        skip -= buffer.length;
+        continue;
+      }
+      const uint64_t length = std::min<uint64_t>(buffer.length - skip, net::kMaxPacketSize - total);
+      // A buffer outside RAM or across two regions: the copying path, which
+      // reports the misuse (or writes piecewise).
+      auto bytes = memory().slice(buffer.address + skip, length);
+      if (!bytes || rx_iov_.size() == kMaxPacketSegments) return InPlace::kCannot;
+      rx_iov_.push_back(iovec{bytes->data(), bytes->size()});
+      total += length;
+      skip = 0;
+    }
+  }
+
+  auto got = backend_->receive_in_place(rx_iov_);
+  if (!got) {
+    HV_LOG_WARN("virtio-net: {} stopped receiving: {}", backend_->name(), got.error().message());
+    backend_failed_ = true;
+    return InPlace::kFailed;
+  }
+  if (!got->has_value()) return InPlace::kEmpty;
+  const size_t length = **got;
+  // Too short to hold a frame, or possibly cut: dropped, and the guest's
+  // buffers (written but not returned) stay for the next packet.
+  if (length <= kVnetHeaderSize || length >= total || !accept_receive_header(rx_header_)) {
+    ++stats_.rx_dropped;
+    return InPlace::kHandled;
+  }
+  size_t used = 0;
+  for (uint64_t at = 0; at < length; ++used) at += rx_chains_[used].writable_bytes();
+  VirtioNetHeader header = rx_header_;
+  header.num_buffers = static_cast<uint16_t>(used);
+  const auto header_bytes = std::span(reinterpret_cast<const uint8_t*>(&header), kVnetHeaderSize);
+  for (size_t c = 0, written = 0; written < kVnetHeaderSize; ++c) {
+    auto wrote = rx_chains_[c].write(memory(), 0, header_bytes.subspan(written));
+    if (!wrote) {
+      fail_guest_misuse(wrote.error());
+      return InPlace::kHandled;
+    }
+    written += *wrote;
+  }
+  uint64_t at = 0;
+  for (size_t i = 0; i < used; ++i) {
+    DescriptorChain chain = std::move(rx_chains_.front());
+    rx_chains_.pop_front();
+    const uint64_t n = std::min<uint64_t>(chain.writable_bytes(), length - at);
+    if (!complete(kReceiveQueue, chain, n)) return InPlace::kHandled;
+    at += n;
+  }
+  ++stats_.rx_packets;
+  stats_.rx_bytes += length - kVnetHeaderSize;
+  return InPlace::kHandled;
+}
+
 void VirtioNet::release_receive_chains() {
   // The chains still held are the last ones popped, in order: put back
   // newest first, they are popped anew by the next pass. Between passes the
@@ -313,6 +401,25 @@ void VirtioNet::deliver_packet(size_t chains, VirtioNetHeader header) {
   rx_length_ = 0;
 }
 
+bool VirtioNet::gather_transmit_frame(const DescriptorChain& chain, VirtioNetHeader& header) {
+  tx_iov_.clear();
+  tx_iov_.push_back(iovec{&header, kVnetHeaderSize});
+  uint64_t skip = kVnetHeaderSize;  // the guest's copy of the header is not sent
+  for (const auto& buffer : chain.readable()) {
+    if (skip >= buffer.length) {
+      skip -= buffer.length;
+      continue;
+    }
+    // A buffer outside RAM or across two regions takes the copying path,
+    // which reports the misuse (or copies piecewise).
+    auto bytes = memory().slice(buffer.address + skip, buffer.length - skip);
+    if (!bytes || tx_iov_.size() == kMaxPacketSegments) return false;
+    tx_iov_.push_back(iovec{bytes->data(), bytes->size()});
+    skip = 0;
+  }
+  return true;
+}
+
 void VirtioNet::transmit() {
   while (auto chain = next_chain(kTransmitQueue)) {
     const uint64_t length = chain->readable_bytes();
@@ -330,24 +437,33 @@ void VirtioNet::transmit() {
         ++stats_.tx_throttled;
         return;
       }
-      auto got = chain->read(memory(), 0, std::span(tx_packet_.data(), length));
-      if (!got) return fail_guest_misuse(got.error());
+      // The header is copied out: it is checked and rewritten here, and
+      // the guest must not change it between the check and the send.
       VirtioNetHeader header;
-      std::memcpy(&header, tx_packet_.data(), kVnetHeaderSize);
-      const bool accepted = accept_transmit_header(header);
-      std::memcpy(tx_packet_.data(), &header, kVnetHeaderSize);
-      iovec iov{tx_packet_.data(), static_cast<size_t>(length)};
-      if (!accepted) {
+      auto got = chain->read(memory(), 0, std::span(reinterpret_cast<uint8_t*>(&header), kVnetHeaderSize));
+      if (!got) return fail_guest_misuse(got.error());
+      if (!accept_transmit_header(header)) {
         ++stats_.tx_dropped;
         ++stats_.tx_dropped_by_guest;
-      } else if (auto r = backend_->send({&iov, 1}); r) {
-        ++stats_.tx_packets;
-        stats_.tx_bytes += frame_bytes;
       } else {
-        // A host-side failure: the packet is lost, as on a congested wire.
-        ++stats_.tx_dropped;
-        if (r.error().code() != ErrorCode::kBusy)
-          HV_LOG_DEBUG("virtio-net: {} dropped a packet: {}", backend_->name(), r.error().message());
+        // The frame goes to the backend straight from the guest's buffers
+        // (the tap's writev is then its only copy); a chain that cannot be
+        // gathered that way is copied once into tx_packet_.
+        if (!gather_transmit_frame(*chain, header)) {
+          got = chain->read(memory(), 0, std::span(tx_packet_.data(), length));
+          if (!got) return fail_guest_misuse(got.error());
+          std::memcpy(tx_packet_.data(), &header, kVnetHeaderSize);
+          tx_iov_.assign(1, iovec{tx_packet_.data(), static_cast<size_t>(length)});
+        }
+        if (auto r = backend_->send(tx_iov_); r) {
+          ++stats_.tx_packets;
+          stats_.tx_bytes += frame_bytes;
+        } else {
+          // A host-side failure: the packet is lost, as on a congested wire.
+          ++stats_.tx_dropped;
+          if (r.error().code() != ErrorCode::kBusy)
+            HV_LOG_DEBUG("virtio-net: {} dropped a packet: {}", backend_->name(), r.error().message());
+        }
       }
     }
     if (!complete(kTransmitQueue, *chain, 0)) return;

@@ -52,6 +52,10 @@ struct VirtioNetOptions {
 
 class VirtioNet : public VirtioDeviceCore {
  public:
+  // The most pieces a transmitted packet is handed to the backend in (the
+  // header and one per guest buffer): what one writev takes (IOV_MAX).
+  static constexpr size_t kMaxPacketSegments = 1024;
+
   // Per-NIC counters, from the guest's side (tx: what it sent, rx: what it
   // was handed). Bytes are Ethernet-frame bytes, without the virtio header.
   // A drop is counted once, in *_dropped; *_dropped_by_guest says how many
@@ -99,9 +103,20 @@ class VirtioNet : public VirtioDeviceCore {
   // Makes sure `count` receive chains are held; false if the driver has not
   // posted that many, the turn's budget is spent, or the device failed.
   bool hold_receive_chains(size_t count);
+  // One packet read by the backend straight into the guest's receive
+  // buffers (a backend that receives_in_place(), no rate limit): kHandled
+  // (delivered or dropped), kEmpty (nothing waiting), kFailed (the backend
+  // failed), kCannot (too few buffers for the largest packet, or a buffer
+  // that is not one stretch of RAM: the copying path takes the packet).
+  enum class InPlace { kHandled, kEmpty, kFailed, kCannot };
+  InPlace receive_in_place();
   // Gives the chains popped but not used back to the available ring.
   void release_receive_chains();
   void deliver_packet(size_t chains, net::VirtioNetHeader header);
+  // Points tx_iov_ at `header` and the frame in the chain's guest buffers;
+  // false when a buffer is not one stretch of RAM (or the chain has more
+  // segments than one writev takes).
+  bool gather_transmit_frame(const DescriptorChain& chain, net::VirtioNetHeader& header);
   // Header checks against the negotiated offloads; false: drop the packet.
   bool accept_transmit_header(net::VirtioNetHeader& header) const;
   bool accept_receive_header(net::VirtioNetHeader& header) const;
@@ -127,7 +142,9 @@ class VirtioNet : public VirtioDeviceCore {
   std::vector<uint8_t> rx_packet_;                         // the packet being delivered
   size_t rx_length_ = 0;                                   // its length; 0: none
   net::VirtioNetHeader rx_header_{};                       // its header, checked
-  std::vector<uint8_t> tx_packet_;
+  std::vector<iovec> rx_iov_;                              // where an in-place packet is read to
+  std::vector<uint8_t> tx_packet_;                         // a frame that could not be gathered in place
+  std::vector<iovec> tx_iov_;                              // the packet being sent, as the backend gets it
   Stats stats_;
   std::function<void(bool)> interest_callback_;
   bool last_interest_ = false;
