@@ -37,6 +37,14 @@ struct Block {
   std::vector<Insn> insns;
   BlockLink links[2];
   uint8_t next_link = 0;
+  // The translating tier (jit/translator.h): entries counted until the
+  // block is hot, then its translated prefix, valid while the code cache's
+  // generation is `native_generation`.
+  uint32_t uses = 0;
+  uint16_t native_insns = 0;  // instructions the prefix runs
+  uint16_t native_bytes = 0;  // guest bytes they span
+  const uint8_t* native = nullptr;
+  uint64_t native_generation = ~0ull;
 };
 
 class BlockCache {

@@ -1,11 +1,13 @@
 #include "hv/emu/interpreter.h"
 
+#include <cstdio>
 #include <cstring>
 #include <string>
 
 #include "hv/emu/code_map.h"
 #include "hv/emu/flags.h"
 #include "hv/emu/interrupts.h"
+#include "hv/emu/jit/tier_options.h"
 #include "hv/emu/mmu.h"
 #include "hv/emu/platform/local_apic.h"
 #include "hv/emu/segments.h"
@@ -30,6 +32,22 @@ bool deliver_unrestartable(Cpu& cpu, uint8_t vector, EventKind kind, bool has_er
 }
 
 }  // namespace
+
+Interpreter::Interpreter(Cpu& cpu) : cpu_(cpu) {
+  auto options = jit::tier_options_from_environment();
+  if (!options) {
+    // Only the environment can get here; the vCPU runs, on the reference tier.
+    std::fprintf(stderr, "hostvisor: %s; using the interpreter\n", options.error().message().c_str());
+    return;
+  }
+  if (options->tier != jit::Tier::kJit) return;
+  auto translator = jit::Translator::create(options->code_cache_bytes);
+  if (!translator) {
+    std::fprintf(stderr, "hostvisor: %s; using the interpreter\n", translator.error().message().c_str());
+    return;
+  }
+  translator_ = std::move(*translator);
+}
 
 void reset_cpu(Cpu& cpu) {
   const SystemRegisters reset = reset_system_registers();
@@ -333,6 +351,16 @@ Interpreter::Outcome Interpreter::run(uint64_t limit) {
       first = block->insns.data();
       const Insn* const end = first + block->insns.size();
       running = first;
+      // The translated tier runs the block's leading register-only
+      // instructions (they cannot fault or exit); the rest is interpreted.
+      if (translator_ && cpu.code_size == 8) {
+        running += translator_->run_prefix(cpu, *block);
+        if (running == end) {
+          prev = block;
+          completed_in_block();
+          continue;
+        }
+      }
       for (;;) {
         cpu.next_rip = (cpu.rip + running->len) & rip_mask;
         running->fn(cpu, *running);

@@ -11,6 +11,7 @@
 #include "hv/emu/block_cache.h"
 #include "hv/emu/cpu.h"
 #include "hv/emu/decoder.h"
+#include "hv/emu/jit/translator.h"
 
 namespace hostvisor::emu {
 
@@ -29,7 +30,12 @@ class Interpreter {
     std::string detail;  // for kFailure
   };
 
-  explicit Interpreter(Cpu& cpu) : cpu_(cpu) {}
+  // Uses the tier HOSTVISOR_EMU_TIER names (jit/tier_options.h).
+  explicit Interpreter(Cpu& cpu);
+
+  // Runs hot blocks' translatable prefixes as host code (nullptr: interpret only).
+  void set_translator(std::unique_ptr<jit::Translator> translator) { translator_ = std::move(translator); }
+  const jit::Translator* translator() const { return translator_.get(); }
 
   // Runs until a stop. `limit` bounds the instructions executed (tests, fuzzing).
   Outcome run(uint64_t limit = UINT64_MAX);
@@ -71,6 +77,7 @@ class Interpreter {
   BlockLink jump_cache_[kJumpCacheSize];
   std::atomic<bool> kicked_{false};
   uint64_t instructions_ = 0;
+  std::unique_ptr<jit::Translator> translator_;
 };
 
 // Resets the CPU to its power-on state (INIT keeps the APIC base and MSRs that INIT preserves).
