@@ -49,9 +49,11 @@ uint8_t reg(uint8_t b) { return kOperandRegs[b % sizeof(kOperandRegs)]; }
 uint8_t rex(bool w, unsigned r, unsigned x, unsigned b) {
   return static_cast<uint8_t>(0x40 | (w ? 8 : 0) | (r >= 8 ? 4 : 0) | (x >= 8 ? 2 : 0) | (b >= 8 ? 1 : 0));
 }
-uint8_t modrm(unsigned mod, unsigned r, unsigned rm) { return static_cast<uint8_t>(mod << 6 | (r & 7) << 3 | (rm & 7)); }
+uint8_t modrm(unsigned mod, unsigned r, unsigned rm) {
+  return static_cast<uint8_t>(mod << 6 | (r & 7) << 3 | (rm & 7));
+}
 
-// One random instruction; `branch_at` is set when it is a Jcc whose rel8 the caller patches.
+// One random instruction; *is_branch says it is a Jcc whose rel8 the caller patches.
 std::vector<uint8_t> instruction(Input& in, bool* is_branch) {
   *is_branch = false;
   const uint8_t kind = in.byte();
@@ -72,8 +74,8 @@ std::vector<uint8_t> instruction(Input& in, bool* is_branch) {
       return {rex(w, 0, 0, r1), 0xc1, modrm(3, kShifts[(kind >> 3) % 3], r1), static_cast<uint8_t>(1 + b % 31)};
     }
     case 4:  // LEA r1, [r2 + r3 * scale + disp8]
-      return {rex(w, r1, r3, r2), 0x8d, modrm(1, r1, 4), static_cast<uint8_t>(((kind >> 3) & 3) << 6 | (r3 & 7) << 3 | (r2 & 7)),
-              b};
+      return {rex(w, r1, r3, r2), 0x8d, modrm(1, r1, 4),
+              static_cast<uint8_t>(((kind >> 3) & 3) << 6 | (r3 & 7) << 3 | (r2 & 7)), b};
     case 5: {  // MOV r1, simm32
       std::vector<uint8_t> i = {rex(true, 0, 0, r1), 0xc7, modrm(3, 0, r1)};
       for (int k = 0; k < 4; ++k) i.push_back(in.byte());

@@ -27,6 +27,9 @@ struct BlockLink {
   uint64_t mode = 0;  // code size, real mode and CPL
 };
 
+// Whether a translated prefix reads the guest's flags at entry / writes them.
+constexpr uint8_t kNativeFlagsIn = 1, kNativeFlagsOut = 2;
+
 struct Block {
   uint64_t key = 0;
   uint64_t phys = 0;         // first byte
@@ -43,6 +46,7 @@ struct Block {
   uint32_t uses = 0;
   uint16_t native_insns = 0;  // instructions the prefix runs
   uint16_t native_bytes = 0;  // guest bytes they span
+  uint8_t native_flags = 0;   // kNativeFlagsIn / kNativeFlagsOut
   const uint8_t* native = nullptr;
   uint64_t native_generation = ~0ull;
 };

@@ -196,8 +196,7 @@ bool deliver_event(Cpu& cpu, uint8_t vector, EventKind kind, bool has_error, uin
 bool event_deliverable(const Cpu& cpu) {
   const LocalApic* apic = cpu.lapic;
   if (!apic || cpu.interrupt_shadow) return false;
-  return apic->has_init() || (!cpu.nmi_blocked && apic->has_nmi()) ||
-         ((cpu.rflags & kFlagIf) && apic->has_interrupt());
+  return apic->has_init() || (!cpu.nmi_blocked && apic->has_nmi()) || ((cpu.rflags & kFlagIf) && apic->has_interrupt());
 }
 
 void do_iret(Cpu& cpu, unsigned opsize) {

@@ -10,9 +10,9 @@ namespace hostvisor::emu::jit {
 
 Result<std::unique_ptr<CodeCache>> CodeCache::create(size_t bytes) {
   if (bytes < kMinBytes || bytes > kMaxBytes) {
-    return Error(ErrorCode::kInvalidArgument, "the code cache size " + std::to_string(bytes) +
-                                                  " is outside " + std::to_string(kMinBytes) + ".." +
-                                                  std::to_string(kMaxBytes) + " bytes");
+    return Error(ErrorCode::kInvalidArgument, "the code cache size " + std::to_string(bytes) + " is outside " +
+                                                  std::to_string(kMinBytes) + ".." + std::to_string(kMaxBytes) +
+                                                  " bytes");
   }
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   const size_t size = (bytes + page - 1) / page * page;

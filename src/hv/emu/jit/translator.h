@@ -29,7 +29,7 @@ struct TranslatorStats {
   uint64_t translation_ns = 0;
   uint64_t entries = 0;        // translated code entered
   uint64_t native_insns = 0;   // guest instructions run as host code
-  uint64_t fallbacks = 0;      // hot blocks whose first instruction cannot be translated
+  uint64_t fallbacks = 0;      // hot blocks without kMinInsns translatable instructions first
   uint64_t cache_flushes = 0;  // the code cache was full and dropped everything
   uint64_t cache_used = 0;     // bytes of code cache in use, of cache_capacity
   uint64_t cache_capacity = 0;
@@ -40,8 +40,12 @@ std::string describe(const TranslatorStats& stats);
 
 class Translator {
  public:
-  // A block is translated on its kHotUses-th entry.
+  // A block is translated on its kHotUses-th entry, when at least
+  // kMinInsns instructions lead it that the translator takes: fewer do not
+  // pay for entering and leaving host code (the interpreter's specialised
+  // handlers run them about as fast).
   static constexpr uint32_t kHotUses = 16;
+  static constexpr unsigned kMinInsns = 3;
 
   static Result<std::unique_ptr<Translator>> create(size_t code_cache_bytes);
 

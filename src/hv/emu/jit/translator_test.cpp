@@ -204,8 +204,9 @@ TEST_F(TranslatorVsInterpreter, RegisterAluLoopAgrees) {
 }
 
 // A store that faults on its first access to a non-present page, after k
-// translated instructions (k = 0..6) of a hot block: registers, flags, RIP,
-// CR2, the exception and the instruction count are the interpreter's.
+// register instructions (k = 0..6; translated from kMinInsns on) of a hot
+// block: registers, flags, RIP, CR2, the exception and the instruction
+// count are the interpreter's.
 TEST_F(TranslatorVsInterpreter, FaultAfterEachPrefixLengthIsExact) {
   constexpr uint64_t kMissing = TestMachine::kData + 0x1000;
   for (size_t k = 0; k <= kAluOps.size(); ++k) {
@@ -227,7 +228,9 @@ TEST_F(TranslatorVsInterpreter, FaultAfterEachPrefixLengthIsExact) {
     run_and_compare();
     EXPECT_EQ(translated().vector_taken(), kPf);
     EXPECT_EQ(translated().cpu().cr2, kMissing);
-    if (k > 0) EXPECT_GT(stats().native_insns, 0u);
+    // Shorter prefixes are left to the interpreter (Translator::kMinInsns);
+    // the comparison holds for them too.
+    if (k >= Translator::kMinInsns) EXPECT_GT(stats().native_insns, 0u);
   }
 }
 
@@ -251,9 +254,9 @@ TEST_F(TranslatorVsInterpreter, SelfModifyingCodeInTheRunningBlock) {
   on_both([](TestMachine& m) {
     Cpu& c = m.cpu();
     c.gpr[0] = 0;
-    c.gpr[2] = 5;                          // DL: the new immediate
+    c.gpr[2] = 5;                            // DL: the new immediate
     c.gpr[12] = TestMachine::kCode + 5 + 3;  // the ADD's immediate byte
-    c.gpr[13] = TestMachine::kData;        // a harmless target before that
+    c.gpr[13] = TestMachine::kData;          // a harmless target before that
   });
   run_and_compare();
   // 21 iterations (ECX 40..20) add 1, the write lands in the one with ECX 20, 19 add 5.
@@ -265,6 +268,7 @@ HV_EMU_SNIPPET(tight_loop, R"(
 hv_jit_tight_loop_top:
   inc rax
   add rbx, rax
+  xor rcx, rbx
   jmp hv_jit_tight_loop_top
 )")
 
@@ -280,9 +284,8 @@ TEST_F(TranslatorVsInterpreter, KickStopsATightTranslatedLoop) {
   kicker.join();
   EXPECT_EQ(outcome.stop, Stop::kInterrupted);
   EXPECT_GT(stats().native_insns, 1000u);
-  // RIP is on a block boundary of the loop, RAX counts its iterations.
-  const uint64_t rip = translated().cpu().rip;
-  EXPECT_TRUE(rip == TestMachine::kCode || rip == TestMachine::kCode + 6) << rip;
+  // RIP is on the loop's one block boundary, RAX counts its iterations.
+  EXPECT_EQ(translated().cpu().rip, TestMachine::kCode);
   EXPECT_GT(translated().cpu().gpr[0], 0u);
 }
 
@@ -294,15 +297,15 @@ TEST(Translatable, TakesRegisterAluAndRefusesTheRest) {
     decoder.decode(b.data(), b.size(), 8, false, insn);
     return insn;
   };
-  EXPECT_TRUE(translatable(decode({0x48, 0x01, 0xd0})));              // add rax, rdx
-  EXPECT_TRUE(translatable(decode({0x4c, 0x8d, 0x44, 0xb0, 0x09})));  // lea r8, [rax + rsi*4 + 9]
-  EXPECT_TRUE(translatable(decode({0x88, 0xe0})));                    // mov al, ah
-  EXPECT_FALSE(translatable(decode({0x48, 0x89, 0x03})));             // mov [rbx], rax: memory
-  EXPECT_FALSE(translatable(decode({0x48, 0x83, 0xc4, 0x08})));       // add rsp, 8: the host's stack
+  EXPECT_TRUE(translatable(decode({0x48, 0x01, 0xd0})));               // add rax, rdx
+  EXPECT_TRUE(translatable(decode({0x4c, 0x8d, 0x44, 0xb0, 0x09})));   // lea r8, [rax + rsi*4 + 9]
+  EXPECT_TRUE(translatable(decode({0x88, 0xe0})));                     // mov al, ah
+  EXPECT_FALSE(translatable(decode({0x48, 0x89, 0x03})));              // mov [rbx], rax: memory
+  EXPECT_FALSE(translatable(decode({0x48, 0x83, 0xc4, 0x08})));        // add rsp, 8: the host's stack
   EXPECT_FALSE(translatable(decode({0x48, 0x8d, 0x05, 0, 0, 0, 0})));  // lea rax, [rip]
-  EXPECT_FALSE(translatable(decode({0x48, 0x11, 0xd0})));             // adc rax, rdx: not yet
-  EXPECT_FALSE(translatable(decode({0xf0, 0x48, 0x01, 0x03})));       // lock add [rbx], rax
-  EXPECT_FALSE(translatable(decode({0x75, 0x00})));                   // jnz
+  EXPECT_FALSE(translatable(decode({0x48, 0x11, 0xd0})));              // adc rax, rdx: not yet
+  EXPECT_FALSE(translatable(decode({0xf0, 0x48, 0x01, 0x03})));        // lock add [rbx], rax
+  EXPECT_FALSE(translatable(decode({0x75, 0x00})));                    // jnz
 }
 
 }  // namespace
