@@ -50,9 +50,9 @@ const uint8_t* CodeCache::add(std::span<const uint8_t> code) {
   if (start > size_ || code.size() > size_ - start) return nullptr;
   std::memcpy(write_ + start, code.data(), code.size());
   used_ = start + code.size();
-  // x86 keeps instruction fetch coherent with stores through any mapping of
-  // the same physical page, and the call that first runs this code is a
-  // serialising-enough branch for cross-modifying code on one thread.
+  // x86 keeps instruction fetch coherent with stores by physical address,
+  // so the executable view sees what was written through the other one; a
+  // translation is only ever run by this thread, after the copy.
   return exec_ + start;
 }
 

@@ -61,7 +61,6 @@ class Translator {
   }
 
   TranslatorStats stats() const;
-  const CodeCache& cache() const { return *cache_; }
 
  private:
   explicit Translator(std::unique_ptr<CodeCache> cache) : cache_(std::move(cache)) {}
