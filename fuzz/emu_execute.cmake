@@ -10,5 +10,6 @@ hv_fuzz(emu_execute
           ${emu_dir}/execute/data.cpp ${emu_dir}/execute/fast_forms.cpp ${emu_dir}/execute/muldiv.cpp ${emu_dir}/execute/shift.cpp
           ${emu_dir}/execute/sse.cpp ${emu_dir}/execute/sse_float.cpp ${emu_dir}/execute/string.cpp
           ${emu_dir}/execute/system.cpp ${emu_dir}/execute/x87.cpp ${emu_dir}/execute/x87_host.cpp
+          ${emu_dir}/jit/code_cache.cpp ${emu_dir}/jit/tier_options.cpp ${emu_dir}/jit/translator.cpp
           ${emu_dir}/testing/test_machine.cpp
   LIBS hv_emu_platform hv_memory hv_cpu Zydis::Zydis)

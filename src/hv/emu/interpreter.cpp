@@ -1,11 +1,13 @@
 #include "hv/emu/interpreter.h"
 
+#include <cstdio>
 #include <cstring>
 #include <string>
 
 #include "hv/emu/code_map.h"
 #include "hv/emu/flags.h"
 #include "hv/emu/interrupts.h"
+#include "hv/emu/jit/tier_options.h"
 #include "hv/emu/mmu.h"
 #include "hv/emu/platform/local_apic.h"
 #include "hv/emu/segments.h"
@@ -27,6 +29,22 @@ bool deliver_unrestartable(Cpu& cpu, uint8_t vector, EventKind kind, bool has_er
     io_commit(cpu);
     throw EmulationFailure{"delivering an exception or interrupt touched MMIO (IDT, GDT, TSS or stack outside RAM)"};
   }
+}
+
+Interpreter::Interpreter(Cpu& cpu) : cpu_(cpu) {
+  auto options = jit::tier_options_from_environment();
+  if (!options) {
+    // Only the environment can get here; the vCPU runs, on the reference tier.
+    std::fprintf(stderr, "hostvisor: %s; using the interpreter\n", options.error().message().c_str());
+    return;
+  }
+  if (options->tier != jit::Tier::kJit) return;
+  auto translator = jit::Translator::create(options->code_cache_bytes);
+  if (!translator) {
+    std::fprintf(stderr, "hostvisor: %s; using the interpreter\n", translator.error().message().c_str());
+    return;
+  }
+  translator_ = std::move(*translator);
 }
 
 void reset_cpu(Cpu& cpu) {
@@ -214,10 +232,7 @@ Block* Interpreter::next_block(Block* prev) {
 bool Interpreter::take_events() {
   LocalApic* apic = cpu_.lapic;
   if (!apic) return true;
-  if (!apic->needs_attention()) {  // lock-free: nothing pending, not waiting for SIPI
-    cpu_.interrupt_shadow = false;
-    return true;
-  }
+  if (!apic->needs_attention()) return true;  // lock-free: nothing pending, not waiting for SIPI
   if (apic->has_init() && apic->take_init()) reset_cpu(cpu_);
   if (apic->waiting_for_sipi()) {
     if (auto vector = apic->take_sipi()) {
@@ -228,14 +243,14 @@ bool Interpreter::take_events() {
     }
     return true;
   }
+  // The instruction after STI, MOV SS or POP SS runs first; the run loop
+  // single-steps it and clears the shadow. NMIs wait too: MOV SS blocks
+  // them (the stack switch it starts is not done yet), STI may.
+  if (cpu_.interrupt_shadow) return true;
   if (!cpu_.nmi_blocked && apic->has_nmi() && apic->take_nmi()) {
     cpu_.halted = false;
     if (!deliver_unrestartable(cpu_, kNmi, EventKind::kExternal, false, 0)) return false;
     cpu_.nmi_blocked = true;
-  }
-  if (cpu_.interrupt_shadow) {
-    cpu_.interrupt_shadow = false;
-    return true;
   }
   if ((cpu_.rflags & kFlagIf) && apic->has_interrupt()) {
     if (auto vector = apic->take_interrupt()) {
@@ -255,6 +270,8 @@ Interpreter::Outcome Interpreter::run(uint64_t limit) {
   // it completed when a handler throws.
   const Insn* first = nullptr;
   const Insn* running = nullptr;
+  // Set while the one instruction under an interrupt shadow runs.
+  bool shadow_step = false;
   auto completed_in_block = [&] {
     executed += static_cast<uint64_t>(running - first);
     first = running = nullptr;
@@ -276,17 +293,18 @@ Interpreter::Outcome Interpreter::run(uint64_t limit) {
       cpu.code_epoch_seen = cpu.code->epoch();
       tlb_flush_writes(cpu);
     }
+    shadow_step = false;
     try {
-      // One lock-free look at the LAPIC per block: with nothing pending and
-      // no SIPI awaited, the only event work is ending an interrupt shadow.
+      // One lock-free look at the LAPIC per block. Every instruction after
+      // which the SDM recognises events ends a block (IRET, POPF, STI, MOV
+      // SS, POP SS, a REP string cut short for a deliverable event), so this
+      // is the instruction boundary the architecture names.
       if (cpu.lapic && cpu.lapic->needs_attention()) {
         if (cpu.io.count == 0 && !take_events()) return stop(Stop::kShutdown);
         if (cpu.lapic->needs_attention() && cpu.lapic->waiting_for_sipi()) {
           if (!wait_for_event || !wait_for_event()) return stop(Stop::kHalt);
           continue;
         }
-      } else if (cpu.io.count == 0) {
-        cpu.interrupt_shadow = false;
       }
       if (cpu.halted) {
         if ((cpu.rflags & kFlagIf) && wait_for_event) {
@@ -300,11 +318,19 @@ Interpreter::Outcome Interpreter::run(uint64_t limit) {
       Block* block = next_block(prev);
       prev = nullptr;
       const uint64_t rip_mask = size_mask(cpu.code_size);
-      if (__builtin_expect(cpu.rflags & kFlagTf, 0)) {
-        // RFLAGS.TF: one instruction, then a debug trap (INT n and IRET into a handler clear TF first).
+      if (__builtin_expect((cpu.rflags & kFlagTf) || cpu.interrupt_shadow, 0)) {
+        // One instruction alone. RFLAGS.TF: then a debug trap (INT n and IRET
+        // into a handler clear TF first). An interrupt shadow covers exactly
+        // this instruction, so the events it held back are looked at right
+        // after it, not after the rest of its block. It is cleared first
+        // because the instruction may open a new one (MOV SS; MOV SS); an
+        // I/O exit puts it back (the instruction restarts, still shadowed).
         const Insn& insn = block->insns.front();
+        shadow_step = cpu.interrupt_shadow;
+        cpu.interrupt_shadow = false;
         cpu.next_rip = (cpu.rip + insn.len) & rip_mask;
         insn.fn(cpu, insn);
+        shadow_step = false;
         cpu.rip = cpu.next_rip;
         ++executed;
         io_commit(cpu);
@@ -323,6 +349,16 @@ Interpreter::Outcome Interpreter::run(uint64_t limit) {
       first = block->insns.data();
       const Insn* const end = first + block->insns.size();
       running = first;
+      // The translated tier runs the block's leading register-only
+      // instructions (they cannot fault or exit); the rest is interpreted.
+      if (translator_ && cpu.code_size == 8) {
+        running += translator_->run_prefix(cpu, *block);
+        if (running == end) {
+          prev = block;
+          completed_in_block();
+          continue;
+        }
+      }
       for (;;) {
         cpu.next_rip = (cpu.rip + running->len) & rip_mask;
         running->fn(cpu, *running);
@@ -357,6 +393,7 @@ Interpreter::Outcome Interpreter::run(uint64_t limit) {
       }
     } catch (const IoExitRequest&) {
       completed_in_block();  // not the one that exits: it restarts
+      if (shadow_step) cpu.interrupt_shadow = true;
       cpu.stop_block = false;
       return stop(Stop::kIo);
     } catch (const ShutdownRequest&) {

@@ -12,6 +12,7 @@
 #include "hv/emu/cpu.h"
 #include "hv/emu/decoder.h"
 #include "hv/emu/interrupts.h"
+#include "hv/emu/jit/translator.h"
 
 namespace hostvisor::emu {
 
@@ -30,7 +31,12 @@ class Interpreter {
     std::string detail;  // for kFailure
   };
 
-  explicit Interpreter(Cpu& cpu) : cpu_(cpu) {}
+  // Uses the tier HOSTVISOR_EMU_TIER names (jit/tier_options.h).
+  explicit Interpreter(Cpu& cpu);
+
+  // Runs hot blocks' translatable prefixes as host code (nullptr: interpret only).
+  void set_translator(std::unique_ptr<jit::Translator> translator) { translator_ = std::move(translator); }
+  const jit::Translator* translator() const { return translator_.get(); }
 
   // Runs until a stop. `limit` bounds the instructions executed (tests, fuzzing).
   Outcome run(uint64_t limit = UINT64_MAX);
@@ -72,6 +78,7 @@ class Interpreter {
   BlockLink jump_cache_[kJumpCacheSize];
   std::atomic<bool> kicked_{false};
   uint64_t instructions_ = 0;
+  std::unique_ptr<jit::Translator> translator_;
 };
 
 // Delivers an exception or external interrupt at an instruction boundary

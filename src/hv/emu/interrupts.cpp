@@ -2,6 +2,7 @@
 
 #include "hv/emu/flags.h"
 #include "hv/emu/mmu.h"
+#include "hv/emu/platform/local_apic.h"
 #include "hv/emu/segments.h"
 
 namespace hostvisor::emu {
@@ -190,6 +191,12 @@ bool deliver_event(Cpu& cpu, uint8_t vector, EventKind kind, bool has_error, uin
     }
   }
   return false;
+}
+
+bool event_deliverable(const Cpu& cpu) {
+  const LocalApic* apic = cpu.lapic;
+  if (!apic || cpu.interrupt_shadow) return false;
+  return apic->has_init() || (!cpu.nmi_blocked && apic->has_nmi()) || ((cpu.rflags & kFlagIf) && apic->has_interrupt());
 }
 
 void do_iret(Cpu& cpu, unsigned opsize) {

@@ -22,6 +22,11 @@ enum class EventKind : uint8_t {
 // double-fault table says.
 bool deliver_event(Cpu& cpu, uint8_t vector, EventKind kind, bool has_error, uint32_t error, uint64_t return_rip);
 
+// Whether an event waits that the next instruction boundary would deliver
+// (an interrupt with IF = 1, an unblocked NMI, INIT). Takes the LAPIC's lock:
+// call it only after its lock-free needs_attention() said yes.
+bool event_deliverable(const Cpu& cpu);
+
 // IRET in every mode.
 void do_iret(Cpu& cpu, unsigned opsize);
 

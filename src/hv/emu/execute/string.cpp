@@ -2,9 +2,14 @@
 // A repeated instruction runs a bounded number of iterations per dispatch and
 // then restarts itself, so kicks, interrupts and I/O exits are taken between
 // iterations with RCX/RSI/RDI describing the remaining work (as on hardware).
+// An event that becomes deliverable during the dispatch cuts it short after
+// the iteration that saw it: the SDM recognises interrupts between
+// iterations, and the run loop takes them when the instruction's block ends.
 #include "hv/emu/execute/handlers.h"
 #include "hv/emu/execute/io.h"
 #include "hv/emu/execute/operands.h"
+#include "hv/emu/interrupts.h"
+#include "hv/emu/platform/local_apic.h"
 
 namespace hostvisor::emu {
 namespace {
@@ -23,6 +28,10 @@ void string_op(Cpu& cpu, const Insn& insn) {
   const int64_t delta = (cpu.rflags & kFlagDf) ? -static_cast<int64_t>(size) : static_cast<int64_t>(size);
   const uint8_t src_seg = insn.mem.seg;
   if constexpr (op == StringOp::kIns || op == StringOp::kOuts) check_io_permission(cpu, get_reg(cpu, 2, 2), size);
+  // The full (locked) deliverability check runs once per dispatch, the first
+  // time the LAPIC's lock-free flag is up: IF cannot change inside the
+  // instruction, so a masked interrupt does not cost a lock per iteration.
+  bool events_looked_at = false;
 
   for (unsigned i = 0; i < kIterationsPerDispatch; ++i) {
     if (rep && get_reg(cpu, 1, asize) == 0) return;
@@ -75,6 +84,10 @@ void string_op(Cpu& cpu, const Insn& insn) {
       if (repne ? zf : !zf) return;
     }
     if (cpu.stop_block) break;  // the string wrote to code: re-dispatch
+    if (cpu.lapic && !events_looked_at && cpu.lapic->needs_attention()) {
+      events_looked_at = true;
+      if (event_deliverable(cpu)) break;
+    }
   }
   if (get_reg(cpu, 1, asize) != 0) cpu.next_rip = cpu.rip;  // continue on the next dispatch
 }

@@ -1,0 +1,29 @@
+// Which execution tier the software CPU uses, and how much code memory the
+// translating tier may take. The switch is read from the environment so the
+// test suites and benchmarks can flip every vCPU of a run without plumbing:
+//   HOSTVISOR_EMU_TIER=interp|jit       (default interp until jit passes everything)
+//   HOSTVISOR_EMU_CODE_CACHE=SIZE       (per vCPU, e.g. 32M; default 32 MiB)
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include "base/result.h"
+
+namespace hostvisor::emu::jit {
+
+enum class Tier { kInterp, kJit };
+
+struct TierOptions {
+  static constexpr size_t kDefaultCodeCacheBytes = 32ull << 20;
+  Tier tier = Tier::kInterp;
+  size_t code_cache_bytes = kDefaultCodeCacheBytes;
+};
+
+Result<Tier> parse_tier(const std::string& text);
+// A size as parse_size() reads it, within the CodeCache's bounds.
+Result<size_t> parse_code_cache_size(const std::string& text);
+// From HOSTVISOR_EMU_TIER and HOSTVISOR_EMU_CODE_CACHE (unset: the defaults).
+Result<TierOptions> tier_options_from_environment();
+
+}  // namespace hostvisor::emu::jit
