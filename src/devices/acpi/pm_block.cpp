@@ -104,4 +104,15 @@ void AcpiPmBlock::restore(const State& state) {
   update_sci();
 }
 
+void AcpiPmBlock::encode_state(StateWriter& out, const State& s) {
+  for (uint16_t reg : {s.event_status, s.event_enable, s.control, s.gpe0_status, s.gpe0_enable}) out.put(reg);
+}
+
+AcpiPmBlock::State AcpiPmBlock::decode_state(StateReader& in) {
+  State s;
+  for (uint16_t* reg : {&s.event_status, &s.event_enable, &s.control, &s.gpe0_status, &s.gpe0_enable})
+    *reg = in.get<uint16_t>();
+  return s;
+}
+
 }  // namespace hostvisor

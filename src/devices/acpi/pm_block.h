@@ -10,6 +10,7 @@
 #include <functional>
 #include <mutex>
 
+#include "base/state_codec.h"
 #include "devices/bus/bus_device.h"
 #include "devices/bus/irq_line.h"
 #include "devices/system_control.h"
@@ -42,6 +43,11 @@ class AcpiPmBlock : public BusDevice {
   };
   State save() const;
   void restore(const State& state);
+  // The State as snapshot bytes (state_codec.h); decode_state leaves
+  // range checks to restore().
+  static constexpr uint32_t kStateVersion = 1;
+  static void encode_state(StateWriter& out, const State& state);
+  static State decode_state(StateReader& in);
 
  private:
   uint32_t timer_value() const;

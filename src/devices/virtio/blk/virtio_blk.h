@@ -86,6 +86,9 @@ class VirtioBlk : public VirtioDeviceCore {
   // Counters, for tests and statistics.
   uint64_t requests_completed() const;
 
+  // Waits for every request in flight (and every held flush) and answers it.
+  Result<void> quiesce() override;
+
  private:
   void on_reset() override;
   void serve_queue(uint16_t queue) override;

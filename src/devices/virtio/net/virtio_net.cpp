@@ -354,4 +354,23 @@ void VirtioNet::transmit() {
   }
 }
 
+void VirtioNet::save_state(StateWriter& out) const {
+  std::lock_guard lock(mutex_);
+  out.put_raw(options_.mac);
+}
+
+Result<void> VirtioNet::restore_state(StateReader& in, uint32_t version) {
+  net::MacAddress mac;
+  in.get_raw(mac);
+  HV_TRY(in.finish());
+  if (mac[0] & 1) return Error(ErrorCode::kCorrupt, "virtio-net: the snapshot's MAC is a multicast address");
+  set_mac(mac);
+  return ok();
+}
+
+void VirtioNet::set_mac(const net::MacAddress& mac) {
+  std::lock_guard lock(mutex_);
+  options_.mac = mac;
+}
+
 }  // namespace hostvisor
