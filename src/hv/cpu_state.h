@@ -14,6 +14,8 @@ struct Registers {
   uint64_t r8 = 0, r9 = 0, r10 = 0, r11 = 0, r12 = 0, r13 = 0, r14 = 0, r15 = 0;
   uint64_t rip = 0;
   uint64_t rflags = 0x2;  // bit 1 is always set
+
+  bool operator==(const Registers&) const = default;
 };
 
 // A segment register with its hidden (descriptor cache) part.
@@ -30,11 +32,15 @@ struct Segment {
   bool g = false;   // limit in 4 KiB units
   bool avl = false;
   bool unusable = false;
+
+  bool operator==(const Segment&) const = default;
 };
 
 struct DescriptorTable {
   uint64_t base = 0;
   uint16_t limit = 0xffff;
+
+  bool operator==(const DescriptorTable&) const = default;
 };
 
 struct SystemRegisters {
@@ -43,6 +49,8 @@ struct SystemRegisters {
   uint64_t cr0 = 0x60000010, cr2 = 0, cr3 = 0, cr4 = 0, cr8 = 0;
   uint64_t efer = 0;
   uint64_t apic_base = 0xfee00900;  // enabled, BSP
+
+  bool operator==(const SystemRegisters&) const = default;
 };
 
 // The six segment registers of `s` in the x86 encoding order (ES, CS, SS,
@@ -83,6 +91,8 @@ constexpr uint64_t kRflagsIf = 1ull << 9;
 struct Msr {
   uint32_t index = 0;
   uint64_t value = 0;
+
+  bool operator==(const Msr&) const = default;
 };
 
 // Real-mode reset state of an x86 CPU (what a vCPU holds before a loader sets

@@ -12,7 +12,9 @@
 #include "base/result.h"
 #include "hv/cpu_state.h"
 #include "hv/interrupts.h"
+#include "hv/irqchip_state.h"
 #include "hv/vcpu_exit.h"
+#include "hv/vcpu_state.h"
 #include "memory/guest_memory.h"
 
 namespace hostvisor {
@@ -39,6 +41,24 @@ class Vcpu {
   virtual Result<void> set_system_registers(const SystemRegisters& sregs) = 0;
   virtual Result<void> set_msrs(const std::vector<Msr>& msrs) = 0;
 
+  // The vCPU's complete state (hv/vcpu_state.h), neutral between backends.
+  // Valid only while the vCPU is stopped at an instruction boundary: after
+  // kick() made run() return InterruptedExit, or before its first run()
+  // (Machine::pause() guarantees it for every vCPU). Not thread-safe against
+  // run(): the caller owns the stopped vCPU.
+  //
+  // Both backends implement these; the defaults are for test doubles.
+  virtual Result<VcpuState> save_state() { return Error(ErrorCode::kUnsupported, "this vCPU cannot save its state"); }
+  // Loads a state taken by save_state() on either backend, under the same
+  // conditions. Fails with a message, changing nothing a run() would see as
+  // a half-restored vCPU, when the state needs something this backend or VM
+  // lacks (another APIC id, AVX state on a CPU without AVX, kvmclock on the
+  // software CPU). Restore the VM's irqchip (Vm::restore_irqchip) too.
+  virtual Result<void> restore_state(const VcpuState& state) {
+    (void)state;
+    return Error(ErrorCode::kUnsupported, "this vCPU cannot restore a state");
+  }
+
   virtual unsigned index() const = 0;
 };
 
@@ -57,6 +77,20 @@ class Vm {
   virtual Result<std::unique_ptr<Vcpu>> create_vcpu(unsigned index) = 0;
 
   virtual InterruptController& interrupts() = 0;
+
+  // The VM-wide interrupt controllers, PIT and clock (hv/irqchip_state.h),
+  // neutral between backends. Only while every vCPU is stopped as
+  // Vcpu::save_state() requires. restore_irqchip() also sets the VM clock,
+  // so the guest's time goes on from the saved one; it may come before or
+  // after the vCPUs' restore_state(). Both backends implement these; the
+  // defaults are for test doubles.
+  virtual Result<IrqchipState> save_irqchip() {
+    return Error(ErrorCode::kUnsupported, "this VM cannot save its interrupt controllers");
+  }
+  virtual Result<void> restore_irqchip(const IrqchipState& state) {
+    (void)state;
+    return Error(ErrorCode::kUnsupported, "this VM cannot restore interrupt controllers");
+  }
 
   // Guest RAM in [gpa, gpa + length) was written by a device, not a vCPU.
   // Hardware keeps instruction fetch coherent with DMA; a backend that caches

@@ -13,15 +13,22 @@
 #include "devices/bus/bus.h"
 #include "hv/emu/code_map.h"
 #include "hv/emu/cpu.h"
+#include "hv/emu/execute/x87_state.h"
 #include "hv/emu/flags.h"
 #include "hv/emu/interpreter.h"
 #include "hv/emu/mmu.h"
 #include "hv/emu/msr.h"
 #include "hv/emu/platform/emu_platform.h"
 #include "hv/emu/segments.h"
+#include "hv/hex.h"
 
 namespace hostvisor::emu {
 namespace {
+
+constexpr uint32_t kMsrTsc = 0x10;
+// XCR0 bits the software CPU has state for: x87 and SSE. It has no XSAVE, so
+// its guests never change XCR0 from its reset value (x87 only).
+constexpr uint64_t kSupportedXcr0 = 0x3;
 
 // Registers in the neutral struct's order -> x86 encoding order.
 constexpr int kGprOrder[16] = {0, 3, 1, 2, 6, 7, 4, 5, 8, 9, 10, 11, 12, 13, 14, 15};
@@ -67,10 +74,17 @@ class EmuVcpu final : public Vcpu {
   Result<SystemRegisters> get_system_registers() override;
   Result<void> set_system_registers(const SystemRegisters& sregs) override;
   Result<void> set_msrs(const std::vector<Msr>& msrs) override;
+  Result<VcpuState> save_state() override;
+  Result<void> restore_state(const VcpuState& state) override;
   unsigned index() const override { return index_; }
 
  private:
   bool wait_for_event();
+  // What restore_state() checks before it changes anything.
+  Result<void> check_restorable(const VcpuState& state) const;
+  Result<void> apply_state(const VcpuState& state);
+  // Delivers the event a restored state had injected; false on shutdown.
+  bool deliver_injected_event();
 
   // Statistics (HOSTVISOR_EMU_STATS=1): read the clock once per exit, never
   // per instruction. CPU time runs from the first run() to the last exit, so
@@ -87,6 +101,9 @@ class EmuVcpu final : public Vcpu {
   std::mutex mutex_;
   std::condition_variable cv_;
   bool wake_ = false;
+  // Events a restored state was delivering (from KVM); the software CPU
+  // delivers them before its first instruction, and saves them meanwhile.
+  PendingEvents injected_;
 };
 
 class EmuVm final : public Vm {
@@ -126,6 +143,16 @@ class EmuVm final : public Vm {
   }
 
   InterruptController& interrupts() override { return platform_->interrupts(); }
+
+  Result<IrqchipState> save_irqchip() override {
+    IrqchipState state = platform_->save();
+    state.vcpu_count = vcpu_count_;
+    return state;
+  }
+  Result<void> restore_irqchip(const IrqchipState& state) override {
+    HV_TRY(check_irqchip_vcpu_count(state, vcpu_count_));
+    return platform_->restore(state);
+  }
 
   const GuestMemory* memory() const { return memory_; }
   CodeMap& code() { return code_; }
@@ -200,6 +227,11 @@ Result<VcpuExit> EmuVcpu::run() {
     return Error(ErrorCode::kInvalidArgument, "the VM has no guest RAM: call map_memory() before running a vCPU");
   }
   if (stats_ && exits_ == 0) cpu_first_ = cpu_last_ = thread_cpu_seconds();
+  try {
+    if (!deliver_injected_event()) return VcpuExit(SystemEventExit{SystemEventExit::Kind::kTripleFault});
+  } catch (const EmulationFailure& e) {
+    return VcpuExit(FailureExit{std::string(e.what) + " at rip " + hex(cpu_.rip)});
+  }
   const Interpreter::Outcome outcome = interpreter_.run();
   if (stats_) {
     ++exits_;
@@ -288,6 +320,151 @@ Result<void> EmuVcpu::set_msrs(const std::vector<Msr>& msrs) {
     }
   }
   return ok();
+}
+
+Result<VcpuState> EmuVcpu::save_state() {
+  if (cpu_.io.count != 0) {
+    return Error(ErrorCode::kBusy, "vCPU " + std::to_string(index_) +
+                                       " is inside an I/O access: its state can be read only after kick() made "
+                                       "run() return InterruptedExit (pause the machine first)");
+  }
+  VcpuState s;
+  s.regs = *get_registers();
+  s.sregs = *get_system_registers();
+
+  FpuState& f = s.fpu;
+  const X87State& x = cpu_.x87;
+  f.fcw = x.fcw;
+  f.fsw = x.fsw;
+  f.ftw = x.ftw;
+  f.fop = x.fop;
+  f.fip = x.fip;
+  f.fdp = x.fdp;
+  f.fcs = x.fcs;
+  f.fds = x.fds;
+  const unsigned top = x87_top(x);
+  for (unsigned i = 0; i < 8; ++i) std::memcpy(f.st[i].data(), x.st[(top + i) & 7], 10);
+  f.mxcsr = cpu_.mxcsr;
+  for (unsigned i = 0; i < 16; ++i) std::memcpy(f.xmm[i].data(), cpu_.xmm[i], 16);
+  s.xcr0 = 1;  // no XSAVE: XCR0 keeps its reset value
+
+  s.tsc = guest_tsc(cpu_);
+  s.tsc_khz = static_cast<uint32_t>(kTscFrequencyHz / 1000);
+  for (uint32_t index : saved_msr_indices()) {
+    if (is_kvmclock_msr(index)) continue;  // the software CPU has no kvmclock
+    if (auto value = read_msr(cpu_, index)) s.msrs.push_back({index, *value});
+  }
+
+  s.events = injected_;
+  s.events.shadow_sti = cpu_.interrupt_shadow;  // the software CPU does not tell STI and MOV SS apart
+  s.events.nmi_masked = cpu_.nmi_blocked;
+  s.halted = cpu_.halted;
+  s.lapic = cpu_.lapic->save();
+  return s;
+}
+
+Result<void> EmuVcpu::check_restorable(const VcpuState& s) const {
+  const std::string who = "vCPU " + std::to_string(index_) + ": ";
+  if (cpu_.io.count != 0) {
+    return Error(ErrorCode::kBusy, who + "inside an I/O access: restore a state only into a paused or new vCPU");
+  }
+  if (s.xcr0 & ~kSupportedXcr0) {
+    return Error(ErrorCode::kUnsupported, who + "the state uses XSAVE components (XCR0 = " + hex(s.xcr0) +
+                                              ", e.g. AVX) that the software CPU does not implement; restore it "
+                                              "with --accel kvm");
+  }
+  for (const Msr& m : s.msrs) {
+    if (is_kvmclock_msr(m.index) && m.value != 0) {
+      return Error(ErrorCode::kUnsupported, who + "the guest uses kvmclock (MSR " + hex(m.index) +
+                                                "), which the software CPU does not provide; restore it with "
+                                                "--accel kvm");
+    }
+  }
+  const bool bsp = (s.lapic.apic_base & LocalApic::kApicBaseBsp) != 0;
+  if (bsp != (index_ == 0)) {
+    return Error(ErrorCode::kInvalidArgument, who + "the state is that of " +
+                                                  (bsp ? "the boot processor" : "an application processor") +
+                                                  "; restore each vCPU's state into the vCPU of the same index");
+  }
+  if (s.regs.rflags & kFlagVm) {
+    return Error(ErrorCode::kUnsupported, who + "virtual-8086 mode (RFLAGS.VM) is not supported by the software CPU");
+  }
+  if ((s.sregs.efer & x86::kEferLma) && !((s.sregs.cr0 & x86::kCr0Pg) && (s.sregs.cr4 & x86::kCr4Pae))) {
+    return Error(ErrorCode::kInvalidArgument, who + "EFER.LMA without CR0.PG and CR4.PAE in the state");
+  }
+  return {};
+}
+
+Result<void> EmuVcpu::restore_state(const VcpuState& state) {
+  HV_TRY(check_restorable(state));
+  auto before = save_state();
+  if (auto applied = apply_state(state); !applied) {
+    // Whatever failed (an MSR value the software CPU refuses), leave the
+    // vCPU as it was rather than half restored.
+    if (before) (void)apply_state(*before);
+    return applied.error().with_context("vCPU " + std::to_string(index_));
+  }
+  return {};
+}
+
+Result<void> EmuVcpu::apply_state(const VcpuState& s) {
+  // IA32_APIC_BASE goes in as is (set_system_registers() would check the
+  // transition from the current value); the LAPIC after the system
+  // registers, as CR8 holds only the top half of its TPR.
+  cpu_.apic_base = s.sregs.apic_base;
+  HV_TRY(set_system_registers(s.sregs));
+  HV_TRY(set_registers(s.regs));
+  cpu_.lapic->restore(s.lapic);
+
+  X87State& x = cpu_.x87;
+  const FpuState& f = s.fpu;
+  x.fcw = f.fcw;
+  x.fsw = f.fsw;
+  x.ftw = f.ftw;
+  x.fop = f.fop;
+  x.fip = f.fip;
+  x.fdp = f.fdp;
+  x.fcs = f.fcs;
+  x.fds = f.fds;
+  const unsigned top = x87_top(x);
+  for (unsigned i = 0; i < 8; ++i) std::memcpy(x.st[(top + i) & 7], f.st[i].data(), 10);
+  cpu_.mxcsr = f.mxcsr;
+  for (unsigned i = 0; i < 16; ++i) std::memcpy(cpu_.xmm[i], f.xmm[i].data(), 16);
+
+  std::vector<Msr> msrs;
+  for (const Msr& m : s.msrs) {
+    if (!is_kvmclock_msr(m.index)) msrs.push_back(m);  // all zero: checked
+  }
+  msrs.push_back({kMsrTsc, s.tsc});  // also moves the LAPIC's TSC-deadline timer
+  HV_TRY(set_msrs(msrs));
+
+  injected_ = s.events;
+  injected_.shadow_sti = injected_.shadow_mov_ss = injected_.nmi_masked = false;
+  cpu_.interrupt_shadow = s.events.shadow_sti || s.events.shadow_mov_ss;
+  cpu_.nmi_blocked = s.events.nmi_masked;
+  cpu_.halted = s.halted;
+  cpu_.io = IoReplay{};
+  return {};
+}
+
+bool EmuVcpu::deliver_injected_event() {
+  PendingEvents e = std::exchange(injected_, PendingEvents{});
+  if (e.exception_injected || e.exception_pending) {
+    return deliver_unrestartable(cpu_, e.exception_vector, EventKind::kException, e.exception_has_error,
+                                 e.exception_error);
+  }
+  if (e.nmi_injected) {
+    if (!deliver_unrestartable(cpu_, kNmi, EventKind::kExternal, false, 0)) return false;
+    cpu_.nmi_blocked = true;
+    return true;
+  }
+  // A software interrupt (INT n) is not delivered here: RIP still points at
+  // the instruction, which runs again.
+  if (e.interrupt_injected && !e.interrupt_soft) {
+    cpu_.halted = false;
+    return deliver_unrestartable(cpu_, e.interrupt_vector, EventKind::kExternal, false, 0);
+  }
+  return true;
 }
 
 class EmuHypervisor final : public Hypervisor {

@@ -1,13 +1,15 @@
 // The emu backend through the neutral Hypervisor/Vm/Vcpu interfaces, with the
 // platform's interrupt controllers: port I/O exits and their completion, PIC
 // and PIT ports served inside the backend, a LAPIC timer interrupt waking a
-// HLT, kick(), and an application processor started with INIT/SIPI.
+// HLT, kick(), an application processor started with INIT/SIPI, and the
+// neutral vCPU and irqchip state saved, encoded and restored into another VM.
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <chrono>
 #include <thread>
 
+#include "base/state_codec.h"
 #include "hv/emu/emu_hypervisor.h"
 #include "hv/emu/testing/snippet.h"
 #include "memory/guest_memory.h"
@@ -327,6 +329,219 @@ TEST(EmuVcpu, RegistersRoundTrip) {
   EXPECT_EQ(s.cs.base, 0xffff0000u);  // reset state
   ASSERT_TRUE(cpu.set_msrs({{0xc0000082, 0xffffffff81000000}}).ok());
   EXPECT_FALSE(cpu.set_msrs({{0xc0000082, 0x0000800000000000}}).ok());  // non-canonical LSTAR
+}
+
+// Busy guest code with state in every unit: GPRs, x87, SSE, an MSR, the
+// LAPIC (software enabled, a periodic timer masked so it never fires) and
+// the PIT. ECX counts up until the vCPU is kicked.
+HV_EMU_SNIPPET(busy_with_state, R"(
+.code32
+  mov dword ptr [0xfee000f0], 0x1ff
+  mov dword ptr [0xfee003e0], 0x3
+  mov dword ptr [0xfee00320], 0x30041
+  mov dword ptr [0xfee00380], 0x7fffffff
+  mov al, 0x34
+  out 0x43, al
+  mov al, 0
+  out 0x40, al
+  out 0x40, al
+  mov ecx, 0x277
+  mov eax, 0x00070406
+  mov edx, 0x00070106
+  wrmsr
+  fld1
+  fldpi
+  mov eax, 0x12345678
+  movd xmm3, eax
+  mov esi, 0xabcdef
+  xor ecx, ecx
+1: inc ecx
+  jmp 1b
+)")
+
+// Runs `cpu` on a thread for `ms` milliseconds, then kicks it; the exit must
+// be InterruptedExit.
+void run_for(Vcpu& cpu, int ms) {
+  Result<VcpuExit> exit = Error(ErrorCode::kInternal, "not run");
+  std::thread runner([&] { exit = cpu.run(); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  cpu.kick();
+  runner.join();
+  ASSERT_TRUE(exit.ok()) << exit.error().message();
+  ASSERT_TRUE(std::holds_alternative<InterruptedExit>(*exit)) << "exit index " << exit->index();
+}
+
+template <typename State, typename Encode, typename Decode>
+State through_codec(const State& state, Encode encode, Decode decode, uint32_t version) {
+  StateWriter out;
+  encode(out, state);
+  auto decoded = decode(out.bytes(), version);
+  EXPECT_TRUE(decoded.ok()) << decoded.error().message();
+  return decoded.ok() ? *decoded : State{};
+}
+
+// The fields that follow the clock, for comparing two saves taken `slack_ns`
+// apart at most: each must have moved forward by no more than that.
+void expect_clock_fields_advanced(VcpuState& later, const VcpuState& earlier, IrqchipState& later_chip,
+                                  const IrqchipState& earlier_chip, uint64_t slack_ns) {
+  EXPECT_GE(later_chip.clock_ns, earlier_chip.clock_ns);
+  EXPECT_LE(later_chip.clock_ns - earlier_chip.clock_ns, slack_ns);
+  EXPECT_GE(later.tsc, earlier.tsc);
+  EXPECT_LE(later.tsc - earlier.tsc, slack_ns * 2);  // 2 GHz
+  EXPECT_GE(later.lapic.timer_elapsed_ns, earlier.lapic.timer_elapsed_ns);
+  EXPECT_LE(later.lapic.timer_elapsed_ns - earlier.lapic.timer_elapsed_ns, slack_ns);
+  for (unsigned ch = 0; ch < 3; ++ch) {
+    const uint64_t a = earlier_chip.pit.channels[ch].elapsed_ticks, b = later_chip.pit.channels[ch].elapsed_ticks;
+    EXPECT_GE(b, a);
+    EXPECT_LE(b - a, slack_ns / 800 + 1);  // 1.193182 MHz
+  }
+  later_chip.clock_ns = earlier_chip.clock_ns;
+  later.tsc = earlier.tsc;
+  later.lapic.timer_elapsed_ns = earlier.lapic.timer_elapsed_ns;
+  for (unsigned ch = 0; ch < 3; ++ch)
+    later_chip.pit.channels[ch].elapsed_ticks = earlier_chip.pit.channels[ch].elapsed_ticks;
+}
+
+TEST(EmuVcpuState, SaveEncodeDecodeRestoreIntoAFreshVmAndSaveAgainGivesTheSameState) {
+  Machine m = make_machine(1);
+  Vcpu& cpu = *m.vcpus[0];
+  load(m.memory, kCodeAddress, busy_with_state());
+  enter_flat32(cpu, kCodeAddress);
+  SystemRegisters sregs = cpu.get_system_registers().value();
+  sregs.cr4 |= 1u << 9;  // OSFXSR: SSE instructions allowed
+  ASSERT_TRUE(cpu.set_system_registers(sregs).ok());
+  run_for(cpu, 30);
+  auto saved = cpu.save_state();
+  ASSERT_TRUE(saved.ok()) << saved.error().message();
+  auto chip = m.vm->save_irqchip();
+  ASSERT_TRUE(chip.ok()) << chip.error().message();
+  const uint64_t counted = saved->regs.rcx;
+  ASSERT_GT(counted, 0u) << "the guest did not run";
+  EXPECT_EQ(saved->regs.rsi, 0xabcdefu);
+  EXPECT_EQ(saved->fpu.xmm[3][0], 0x78);
+  EXPECT_EQ(saved->fpu.st[0][9], 0x40);  // pi = 0x4000 c90fdaa2...
+  EXPECT_EQ(saved->fpu.st[1][9], 0x3f);  // 1.0 = 0x3fff 8000...
+  EXPECT_TRUE(saved->lapic.timer_running);
+  EXPECT_EQ(chip->pit.channels[0].mode, 2);
+  const auto pat = std::find_if(saved->msrs.begin(), saved->msrs.end(), [](const Msr& m) { return m.index == 0x277; });
+  ASSERT_NE(pat, saved->msrs.end());
+  EXPECT_EQ(pat->value, 0x0007010600070406u);
+
+  const VcpuState state = through_codec(*saved, encode_vcpu_state, decode_vcpu_state, kVcpuStateVersion);
+  const IrqchipState chip_state =
+      through_codec(*chip, encode_irqchip_state, decode_irqchip_state, kIrqchipStateVersion);
+
+  // A second VM, created a while later so its clock reads less.
+  Machine copy = make_machine(1);
+  ASSERT_TRUE(
+      copy.memory.write(GuestAddress(0), std::span(m.memory.host_pointer(GuestAddress(0), 2ull << 20), 2ull << 20))
+          .ok());
+  const auto restored_at = std::chrono::steady_clock::now();
+  ASSERT_TRUE(copy.vcpus[0]->restore_state(state).ok());
+  ASSERT_TRUE(copy.vm->restore_irqchip(chip_state).ok());
+  auto again = copy.vcpus[0]->save_state();
+  auto chip_again = copy.vm->save_irqchip();
+  ASSERT_TRUE(again.ok() && chip_again.ok());
+  const uint64_t slack =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - restored_at).count();
+  expect_clock_fields_advanced(*again, state, *chip_again, chip_state, slack);
+  EXPECT_EQ(*again, state);
+  EXPECT_EQ(*chip_again, chip_state);
+
+  // And the copy computes on from where the first one stopped.
+  run_for(*copy.vcpus[0], 10);
+  EXPECT_GT(copy.vcpus[0]->get_registers().value().rcx, counted);
+}
+
+TEST(EmuVcpuState, StateIsRefusedInsideAnIoAccessAndReadableAfterTheKick) {
+  Machine m = make_machine(1);
+  Vcpu& cpu = *m.vcpus[0];
+  load(m.memory, kCodeAddress, in_then_spin());
+  enter_flat32(cpu, kCodeAddress);
+  auto exit = cpu.run();
+  ASSERT_TRUE(std::holds_alternative<PortIoExit>(*exit));
+  auto refused = cpu.save_state();
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code(), ErrorCode::kBusy);
+  EXPECT_NE(refused.error().message().find("InterruptedExit"), std::string::npos) << refused.error().message();
+  cpu.kick();
+  exit = cpu.run();
+  ASSERT_TRUE(std::holds_alternative<InterruptedExit>(*exit));
+  EXPECT_TRUE(cpu.save_state().ok());
+}
+
+TEST(EmuVcpuState, ARestoreItCannotRunFailsWithAMessageAndChangesNothing) {
+  Machine m = make_machine(2);
+  Vcpu& bsp = *m.vcpus[0];
+  const VcpuState before = bsp.save_state().value();
+  VcpuState good = before;
+  good.regs.rax = 0x77;
+
+  struct Case {
+    void (*damage)(VcpuState&);
+    const char* message;
+  };
+  const Case cases[] = {
+      {[](VcpuState& s) { s.xcr0 = 7; }, "--accel kvm"},
+      {[](VcpuState& s) {
+         s.msrs.push_back({0x4b564d01, 0x1001});
+       },
+       "kvmclock"},
+      {[](VcpuState& s) { s.lapic.apic_base &= ~(1ull << 8); }, "application processor"},
+      {[](VcpuState& s) {
+         s.msrs.push_back({0xc0000082, 0x0000800000000000});
+       },
+       "MSR 0xc0000082"},
+  };
+  for (const Case& c : cases) {
+    VcpuState bad = good;
+    c.damage(bad);
+    auto r = bsp.restore_state(bad);
+    ASSERT_FALSE(r.ok()) << c.message;
+    EXPECT_NE(r.error().message().find(c.message), std::string::npos) << r.error().message();
+    EXPECT_EQ(r.error().message().find('\n'), std::string::npos);
+    VcpuState now = bsp.save_state().value();
+    now.tsc = before.tsc;
+    EXPECT_EQ(now, before) << "a failed restore (" << c.message << ") changed the vCPU";
+  }
+
+  IrqchipState chip = m.vm->save_irqchip().value();
+  EXPECT_EQ(chip.vcpu_count, 2u);
+  chip.vcpu_count = 1;
+  auto r = m.vm->restore_irqchip(chip);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message().find("--cpus 1"), std::string::npos) << r.error().message();
+}
+
+HV_EMU_SNIPPET(vector_0x41_handler, R"(
+.code32
+  mov al, 0x41
+  out 0x80, al
+  cli
+  hlt
+)")
+
+// An event KVM was delivering when its state was taken (an external
+// interrupt in the IDT-vectoring information) is delivered by the software
+// CPU before its first instruction.
+TEST(EmuVcpuState, AnInjectedInterruptIsDeliveredFirst) {
+  Machine m = make_machine(1);
+  Vcpu& cpu = *m.vcpus[0];
+  load(m.memory, kCodeAddress, halt_forever());
+  load(m.memory, kCodeAddress + 0x100, vector_0x41_handler());
+  set_gate32(m.memory, 0x41, kCodeAddress + 0x100);
+  enter_flat32(cpu, kCodeAddress);
+  VcpuState s = cpu.save_state().value();
+  s.events.interrupt_injected = true;
+  s.events.interrupt_vector = 0x41;
+  ASSERT_TRUE(cpu.restore_state(s).ok());
+  EXPECT_TRUE(cpu.save_state().value().events.interrupt_injected) << "an undelivered event must be saved";
+  auto exit = cpu.run();
+  ASSERT_TRUE(exit.ok());
+  auto* io = std::get_if<PortIoExit>(&*exit);
+  ASSERT_NE(io, nullptr) << "exit index " << exit->index();
+  EXPECT_EQ(io->port, 0x80);
+  EXPECT_EQ(io->data[0], 0x41);
 }
 
 }  // namespace

@@ -18,8 +18,8 @@ namespace {
 constexpr unsigned kMaxBlockInsns = 64;
 constexpr unsigned kMaxInsnLength = 15;
 
-// Delivers an exception or external interrupt. Unlike INT n, these cannot be
-// restarted after a VMM exit, so an IDT, TSS or stack outside RAM fails the vCPU.
+}  // namespace
+
 bool deliver_unrestartable(Cpu& cpu, uint8_t vector, EventKind kind, bool has_error, uint32_t error) {
   try {
     return deliver_event(cpu, vector, kind, has_error, error, cpu.rip);
@@ -28,8 +28,6 @@ bool deliver_unrestartable(Cpu& cpu, uint8_t vector, EventKind kind, bool has_er
     throw EmulationFailure{"delivering an exception or interrupt touched MMIO (IDT, GDT, TSS or stack outside RAM)"};
   }
 }
-
-}  // namespace
 
 void reset_cpu(Cpu& cpu) {
   const SystemRegisters reset = reset_system_registers();

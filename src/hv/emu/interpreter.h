@@ -11,6 +11,7 @@
 #include "hv/emu/block_cache.h"
 #include "hv/emu/cpu.h"
 #include "hv/emu/decoder.h"
+#include "hv/emu/interrupts.h"
 
 namespace hostvisor::emu {
 
@@ -72,6 +73,13 @@ class Interpreter {
   std::atomic<bool> kicked_{false};
   uint64_t instructions_ = 0;
 };
+
+// Delivers an exception or external interrupt at an instruction boundary
+// (what the interpreter does between blocks, and the backend for an event a
+// restored state had injected). Unlike INT n, these cannot be restarted
+// after a VMM exit, so an IDT, TSS or stack outside RAM throws
+// EmulationFailure. Returns false when the CPU shut down (triple fault).
+bool deliver_unrestartable(Cpu& cpu, uint8_t vector, EventKind kind, bool has_error, uint32_t error);
 
 // Resets the CPU to its power-on state (INIT keeps the APIC base and MSRs that INIT preserves).
 void reset_cpu(Cpu& cpu);

@@ -81,27 +81,39 @@ void EmuPlatform::reset() {
   for (auto& lapic : lapics_) lapic->reset();
 }
 
-EmuPlatform::State EmuPlatform::save() const {
-  State s;
-  for (const auto& lapic : lapics_) s.local_apics.push_back(lapic->save());
+IrqchipState EmuPlatform::save() const {
+  IrqchipState s;
   s.io_apic = io_apic_->save();
   s.pic = pic_->save();
   s.pit = pit_->save();
-  s.port61 = port61_->save();
+  s.pit.port61 = port61_->save().control;
+  s.clock_ns = clock_->now_ns();
   return s;
 }
 
-Result<void> EmuPlatform::restore(const State& state) {
-  if (state.local_apics.size() != lapics_.size()) {
-    return Error(ErrorCode::kInvalidArgument, "snapshot has " + std::to_string(state.local_apics.size()) +
-                                                  " local APICs but this VM has " + std::to_string(lapics_.size()) +
-                                                  " vCPUs; restore with the same --cpus");
+Result<void> EmuPlatform::restore(const IrqchipState& state) {
+  // First: it sets the PIT's channel 2 gate. The refresh toggle is not
+  // state a guest can rely on.
+  HV_TRY(port61_->restore({.control = state.pit.port61, .refresh = false}));
+
+  // The LAPIC timers count from clock times, and the TSC is the clock plus
+  // an offset: take both before the clock moves and put them back after.
+  std::vector<uint64_t> tscs;
+  std::vector<LocalApic::State> lapics;
+  for (const auto& lapic : lapics_) {
+    tscs.push_back(lapic->guest_tsc());
+    lapics.push_back(lapic->save());
   }
-  HV_TRY(port61_->restore(state.port61));  // first: it sets the PIT's channel 2 gate
+  clock_->set_now_ns(state.clock_ns);
+  const uint64_t base_tsc = tsc_at_ns(clock_->now_ns());
+  for (size_t i = 0; i < lapics_.size(); ++i) {
+    lapics_[i]->set_tsc_offset(tscs[i] - base_tsc);
+    lapics_[i]->restore(lapics[i]);
+  }
+
   pic_->restore(state.pic);
   io_apic_->restore(state.io_apic);
   pit_->restore(state.pit);
-  for (size_t i = 0; i < lapics_.size(); ++i) lapics_[i]->restore(state.local_apics[i]);
   return {};
 }
 

@@ -36,8 +36,8 @@ namespace hostvisor::emu {
 struct EmuPlatformConfig {
   unsigned vcpu_count = 1;  // 1-255 (xAPIC ids; 0xFF is broadcast)
   // The clock all timers read; nullptr = a HostClock owned by the platform.
-  // An injected clock must outlive the platform.
-  const Clock* clock = nullptr;
+  // An injected clock must outlive the platform; a restore sets it.
+  Clock* clock = nullptr;
   // Run the timer thread. Tests with a ManualClock pass false and call
   // timers().run_due() after advancing the clock.
   bool start_timer_thread = true;
@@ -74,23 +74,21 @@ class EmuPlatform {
   EmuInterruptController& interrupts() { return *interrupts_; }
   SystemControlPortB& port61() { return *port61_; }
 
-  struct State {
-    std::vector<LocalApic::State> local_apics;
-    IoApic::State io_apic;
-    Pic::State pic;
-    Pit::State pit;
-    SystemControlPortB::State port61;
-  };
-  State save() const;
-  // Fails (kInvalidArgument) when the vCPU count differs, (kCorrupt) on a
-  // damaged port 0x61 state.
-  Result<void> restore(const State& state);
+  // The chipset's part of a snapshot (hv/irqchip_state.h): IOAPIC, PIC,
+  // PIT with port 0x61, and the clock. The local APICs belong to the vCPUs'
+  // states (hv/vcpu_state.h).
+  IrqchipState save() const;
+  // Sets the clock first, then the chips. The local APICs' timers and TSCs
+  // are carried over to the new clock, so restoring the vCPUs before or
+  // after the chipset gives the same result. Fails (kCorrupt) on a damaged
+  // port 0x61 state.
+  Result<void> restore(const IrqchipState& state);
 
  private:
   EmuPlatform() = default;
 
   std::unique_ptr<Clock> owned_clock_;
-  const Clock* clock_ = nullptr;
+  Clock* clock_ = nullptr;
   std::unique_ptr<PlatformTimers> timers_;
   std::unique_ptr<ApicBus> bus_;
   std::unique_ptr<Pic> pic_;

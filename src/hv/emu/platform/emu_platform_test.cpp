@@ -48,6 +48,13 @@ class EmuPlatformTest : public ::testing::Test {
     std::memcpy(b, &v, 4);
     platform_->local_apic(cpu).mmio_write(reg, b);
   }
+  uint32_t lapic_read(unsigned cpu, uint32_t reg) {
+    uint8_t b[4];
+    platform_->local_apic(cpu).mmio_read(reg, b);
+    uint32_t v;
+    std::memcpy(&v, b, 4);
+    return v;
+  }
   void init_pic() {
     for (auto [port, v] : std::initializer_list<std::pair<uint16_t, uint8_t>>{{0x20, 0x11},
                                                                               {0x21, 0x30},
@@ -183,21 +190,45 @@ TEST_F(EmuPlatformTest, SaveRestoreAcrossPlatforms) {
   out(0x40, 0x03);  // 1000
   lapic_write(0, LocalApic::kRegSvr, 0x1ff);
   platform_->interrupts().signal_msi(0xfee00000, 0x77);
-  const EmuPlatform::State s = platform_->save();
+  clock_.advance(300 * 838);  // 300 of the PIT's 1000 input clocks
+  const IrqchipState s = platform_->save();
+  EXPECT_EQ(s.clock_ns, clock_.now_ns());
+  const LocalApic::State lapic0 = platform_->local_apic(0).save();
 
   ManualClock other_clock(9'000'000);
   auto other = EmuPlatform::create({.vcpu_count = 2, .clock = &other_clock, .start_timer_thread = false});
   ASSERT_TRUE(other.ok());
+  (*other)->local_apic(0).restore(lapic0);
   ASSERT_TRUE((*other)->restore(s).ok());
+  // The clock goes on from the saved time, not from the new platform's.
+  EXPECT_EQ(other_clock.now_ns(), s.clock_ns);
   EXPECT_EQ((*other)->local_apic(0).pending_vector(), std::optional<uint8_t>(0x77));
   EXPECT_EQ((*other)->pic().read_port(0x21), 0x00);
-  other_clock.set(9'000'000 + 1'000'000);
+  EXPECT_EQ((*other)->save().pit, s.pit);
+  // The PIT's period ends 700 input clocks later, not 1000.
+  other_clock.advance(650 * 838);
+  (*other)->timers().run_due();
+  EXPECT_FALSE((*other)->pic().intr());
+  other_clock.advance(60 * 838);
   (*other)->timers().run_due();
   EXPECT_TRUE((*other)->pic().intr());
+}
 
-  auto three = EmuPlatform::create({.vcpu_count = 3, .clock = &other_clock, .start_timer_thread = false});
-  ASSERT_TRUE(three.ok());
-  EXPECT_FALSE((*three)->restore(s).ok());
+TEST_F(EmuPlatformTest, RestoreCarriesTheTscAndLapicTimerOverToTheNewClock) {
+  LocalApic& l = platform_->local_apic(0);
+  l.set_tsc_offset(5000);
+  lapic_write(0, LocalApic::kRegSvr, 0x1ff);
+  lapic_write(0, LocalApic::kRegTimerDivide, 0xb);  // divide by 1: 40 ns a tick
+  lapic_write(0, LocalApic::kRegLvtTimer, 0x40);
+  lapic_write(0, LocalApic::kRegTimerInitial, 1000);
+  clock_.advance(100 * 40);
+  const uint64_t tsc = l.guest_tsc();
+  IrqchipState s = platform_->save();
+  s.clock_ns += 1'000'000'000;  // a restore to another time
+  ASSERT_TRUE(platform_->restore(s).ok());
+  EXPECT_EQ(clock_.now_ns(), s.clock_ns);
+  EXPECT_EQ(l.guest_tsc(), tsc);
+  EXPECT_EQ(lapic_read(0, LocalApic::kRegTimerCurrent), 900u);
 }
 
 TEST_F(EmuPlatformTest, ResetReturnsEverythingToPowerOn) {

@@ -22,6 +22,8 @@
 #include <memory>
 #include <span>
 
+#include "hv/irqchip_state.h"
+
 namespace hostvisor::emu {
 
 class ApicBus;
@@ -64,12 +66,7 @@ class IoApic {
   // (0 for pins out of range).
   uint64_t redirection_entry(unsigned pin) const;
 
-  struct State {
-    uint8_t id = 0;
-    uint8_t select = 0;
-    std::array<uint64_t, kPins> entries{};
-    uint32_t pin_levels = 0;  // bit n = pin n asserted
-  };
+  using State = IoApicState;  // hv/irqchip_state.h
   State save() const;
   void restore(const State& state);
 

@@ -14,6 +14,7 @@ namespace {
 
 // Indices into State::lvt.
 enum Lvt : unsigned { kLvtTimer = 0, kLvtThermal, kLvtPerf, kLvtLint0, kLvtLint1, kLvtError, kLvtCount };
+static_assert(unsigned{kLvtCount} == unsigned{LocalApicState::kLvtCount});
 
 constexpr uint32_t kLvtMasked = 1u << 16;
 constexpr uint32_t kLvtLevel = 1u << 15;
@@ -155,7 +156,7 @@ class LocalApic::Impl {
   void power_on_locked() {
     s_.apic_base = kDefaultBase | kApicBaseEnable | (bsp_ ? kApicBaseBsp : 0);
     s_.id = initial_id_;
-    // tsc_offset is kept: the CPU core owns the guest's TSC and sets it.
+    // tsc_offset_ is kept: the CPU core owns the guest's TSC and sets it.
     s_.lint0_level = s_.lint1_level = false;
     reset_registers_locked();
     s_.waiting_for_sipi = !bsp_;
@@ -234,12 +235,12 @@ class LocalApic::Impl {
   uint32_t timer_mode() const { return s_.lvt[kLvtTimer] & kLvtTimerModeMask; }
   uint64_t tick_ns() const { return kNsPerCrystalTick * timer_divisor(s_.timer_divide); }
   uint64_t period_ns() const { return uint64_t{s_.timer_initial} * tick_ns(); }
-  uint64_t guest_tsc_at(uint64_t ns) const { return tsc_at_ns(ns) + s_.tsc_offset; }
+  uint64_t guest_tsc_at(uint64_t ns) const { return tsc_at_ns(ns) + tsc_offset_; }
 
   uint32_t current_count_locked() const {
     if (!s_.timer_running || s_.timer_initial == 0 || timer_mode() == kLvtTimerTscDeadline) return 0;
     const uint64_t t = now();
-    const uint64_t elapsed = t - std::min(t, timer_load_ns_);
+    const uint64_t elapsed = t - timer_load_ns_;
     const uint64_t ticks = elapsed / tick_ns();
     if (timer_mode() == kLvtTimerPeriodic) return s_.timer_initial - static_cast<uint32_t>(ticks % s_.timer_initial);
     return ticks >= s_.timer_initial ? 0 : s_.timer_initial - static_cast<uint32_t>(ticks);
@@ -266,7 +267,8 @@ class LocalApic::Impl {
       timers_.disarm(timer_id_);
       return;
     }
-    uint64_t when = timer_load_ns_ + period_ns();
+    const uint64_t t = now(), elapsed = t - timer_load_ns_, period = period_ns();
+    uint64_t when = elapsed >= period ? t : t + (period - elapsed);
     if (timer_mode() == kLvtTimerPeriodic) when = std::max(when, periodic_not_before_ns_);
     timers_.arm(timer_id_, when);
   }
@@ -289,7 +291,7 @@ class LocalApic::Impl {
         }
       } else if (s_.timer_running && s_.timer_initial != 0) {
         const uint64_t period = period_ns();
-        if (t >= timer_load_ns_ + period) {
+        if (t - timer_load_ns_ >= period) {
           fire_lvt_locked(kLvtTimer, a);
           if (timer_mode() == kLvtTimerPeriodic) {
             // Coalesce missed periods into this one interrupt, keeping the phase.
@@ -428,7 +430,7 @@ class LocalApic::Impl {
           const uint64_t done_ticks = s_.timer_initial - current;
           const uint64_t t = now();
           const uint64_t back = done_ticks * tick_ns();
-          timer_load_ns_ = back > t ? 0 : t - back;
+          timer_load_ns_ = t - back;
           update_timer_locked();
         }
         return true;
@@ -640,7 +642,13 @@ class LocalApic::Impl {
   mutable std::mutex mutex_;
   mutable std::atomic<bool> attention_{false};
   State s_;
-  uint64_t timer_load_ns_ = 0;  // clock time the current period started
+  // Guest TSC = tsc_at_ns(clock) + tsc_offset_: the CPU core owns the TSC and
+  // sets it, so it is not part of State (a restore keeps it).
+  uint64_t tsc_offset_ = 0;
+  // Clock time the current period started, modulo 2^64: a count restored
+  // onto a younger clock started before its zero. Only differences to the
+  // clock's now are used.
+  uint64_t timer_load_ns_ = 0;
   // Rate limit of short periodic timers (see kMinPeriodicTimerNs).
   uint64_t periodic_not_before_ns_ = 0;
   std::function<void()> wakeup_;
@@ -752,7 +760,7 @@ void LocalApic::set_cr8(uint8_t value) {
 
 void LocalApic::set_tsc_offset(uint64_t offset) {
   Impl::Guard lock(*impl_);
-  impl_->s_.tsc_offset = offset;
+  impl_->tsc_offset_ = offset;
   impl_->update_timer_locked();
 }
 
@@ -876,7 +884,7 @@ LocalApic::State LocalApic::save() const {
   Impl::Guard lock(*impl_);
   State s = impl_->s_;
   const uint64_t t = impl_->now();
-  s.timer_elapsed_ns = s.timer_running && t > impl_->timer_load_ns_ ? t - impl_->timer_load_ns_ : 0;
+  s.timer_elapsed_ns = s.timer_running ? t - impl_->timer_load_ns_ : 0;
   return s;
 }
 
@@ -892,7 +900,7 @@ void LocalApic::restore(const State& state) {
     s.svr &= kSvrWritable;
     s.timer_divide &= 0xb;
     const uint64_t t = impl_->now();
-    impl_->timer_load_ns_ = s.timer_elapsed_ns > t ? 0 : t - s.timer_elapsed_ns;
+    impl_->timer_load_ns_ = t - s.timer_elapsed_ns;
     impl_->update_timer_locked();
   }
   Impl::Actions a;

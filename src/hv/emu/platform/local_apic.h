@@ -44,6 +44,7 @@
 #include "base/result.h"
 #include "hv/emu/platform/apic_message.h"
 #include "hv/emu/platform/platform_timers.h"
+#include "hv/lapic_state.h"
 
 namespace hostvisor::emu {
 
@@ -211,36 +212,10 @@ class LocalApic {
   // callback; public for tests).
   void on_timer(uint64_t now_ns);
 
-  // Snapshot state. The timer is stored as time since the count was loaded,
-  // so a restore on another clock base continues the countdown.
-  struct State {
-    uint64_t apic_base = kDefaultBase | kApicBaseEnable;
-    uint32_t id = 0;  // APIC id
-    uint32_t tpr = 0;
-    uint32_t ldr = 0;
-    uint32_t dfr = 0xffffffff;
-    uint32_t svr = 0xff;
-    uint32_t esr = 0;          // visible ESR (latched by a write)
-    uint32_t esr_pending = 0;  // errors since the last ESR write
-    uint32_t icr_low = 0;
-    uint32_t icr_high = 0;
-    std::array<uint32_t, 6> lvt{};  // timer, thermal, perf, LINT0, LINT1, error
-    uint32_t timer_initial = 0;
-    uint32_t timer_divide = 0;      // divide configuration register value
-    uint64_t timer_elapsed_ns = 0;  // since the count was (re)loaded
-    bool timer_running = false;     // one-shot/periodic countdown active
-    uint64_t tsc_deadline = 0;      // 0 = disarmed
-    uint64_t tsc_offset = 0;
-    std::array<uint32_t, 8> irr{}, isr{}, tmr{};
-    bool nmi_pending = false;
-    bool init_pending = false;
-    bool waiting_for_sipi = false;
-    bool sipi_pending = false;
-    uint8_t sipi_vector = 0;
-    bool extint_pending = false;  // ExtINT message from the IOAPIC
-    bool lint0_level = false;
-    bool lint1_level = false;
-  };
+  // Snapshot state (hv/lapic_state.h): the timer is stored as time since
+  // the count was loaded, so a restore on another clock base continues the
+  // countdown. The TSC offset is not in it: the CPU core sets the TSC.
+  using State = LocalApicState;
   State save() const;
   // Restores a state taken by save(). Values that came from the guest are
   // accepted as is (they were validated when written).

@@ -23,6 +23,8 @@
 #include <functional>
 #include <memory>
 
+#include "hv/irqchip_state.h"
+
 namespace hostvisor::emu {
 
 class Pic {
@@ -60,28 +62,8 @@ class Pic {
   // locked, and ask the PIC for vectors only without their lock).
   void set_intr_callback(std::function<void(bool level)> callback);
 
-  struct Chip {
-    uint8_t irr = 0;            // request register
-    uint8_t isr = 0;            // in-service register
-    uint8_t imr = 0;            // mask register
-    uint8_t elcr = 0;           // level-triggered inputs
-    uint8_t lines = 0;          // current input levels (edge detection)
-    uint8_t vector_base = 0;    // ICW2 & 0xF8
-    uint8_t priority_base = 0;  // lowest-priority IRQ + 1 (rotation), mod 8
-    uint8_t init_step = 0;      // 0 = ready, 2-4 = expecting ICW2-ICW4
-    bool icw4_needed = false;
-    bool single = false;
-    bool auto_eoi = false;
-    bool rotate_on_auto_eoi = false;
-    bool special_fully_nested = false;
-    bool special_mask = false;
-    bool read_isr = false;  // OCW3 RR/RIS: port reads give ISR (else IRR)
-    bool poll = false;      // OCW3 poll command pending
-    uint8_t cascade = 0;    // ICW3 as written
-  };
-  struct State {
-    std::array<Chip, 2> chips{};  // master, slave
-  };
+  using Chip = PicChipState;  // hv/irqchip_state.h
+  using State = PicState;
   State save() const;
   void restore(const State& state);
 

@@ -29,6 +29,7 @@
 
 #include "devices/legacy/port_61.h"
 #include "hv/emu/platform/platform_timers.h"
+#include "hv/irqchip_state.h"
 
 namespace hostvisor::emu {
 
@@ -66,28 +67,10 @@ class Pit final : public TimerChannel2 {
   // one is due at `now_ns` and schedules the next.
   void on_timer(uint64_t now_ns);
 
-  struct Channel {
-    uint8_t mode = 0;    // 0-5
-    uint8_t access = 3;  // 1 lobyte, 2 hibyte, 3 lobyte then hibyte
-    bool bcd = false;
-    bool gate = true;
-    uint32_t count = 0x10000;      // reload value (0 written = 65536 / 10000 BCD)
-    bool counting = false;         // a count is loaded and running
-    bool armed = true;             // modes 1/5: waiting for a gate trigger
-    uint64_t elapsed_ticks = 0;    // input clocks counted since the count was loaded/triggered
-    bool write_high_next = false;  // lobyte/hibyte write flip-flop
-    uint8_t write_low = 0;
-    bool read_high_next = false;  // read flip-flop (unlatched reads)
-    bool null_count = true;
-    bool latched = false;
-    uint16_t latched_value = 0;
-    bool latched_high_next = false;  // latched two-byte read in progress
-    bool status_latched = false;
-    uint8_t status = 0;
-  };
-  struct State {
-    std::array<Channel, 3> channels{};
-  };
+  // hv/irqchip_state.h. State::port61 is the platform's (EmuPlatform fills
+  // it from port 0x61): save() leaves it 0 and restore() ignores it.
+  using Channel = PitChannelState;
+  using State = PitState;
   State save() const;
   void restore(const State& state);
 

@@ -14,6 +14,8 @@ uint64_t monotonic_ns() {
 
 HostClock::HostClock() : origin_ns_(monotonic_ns()) {}
 
-uint64_t HostClock::now_ns() const { return monotonic_ns() - origin_ns_; }
+uint64_t HostClock::now_ns() const { return monotonic_ns() - origin_ns_.load(std::memory_order_acquire); }
+
+void HostClock::set_now_ns(uint64_t ns) { origin_ns_.store(monotonic_ns() - ns, std::memory_order_release); }
 
 }  // namespace hostvisor::emu

@@ -49,6 +49,10 @@ class Clock {
  public:
   virtual ~Clock() = default;
   virtual uint64_t now_ns() const = 0;
+  // Makes now_ns() read `ns` from here on. A snapshot restore sets the clock
+  // to the time the snapshot was taken at, so the guest's time continues
+  // without a jump.
+  virtual void set_now_ns(uint64_t ns) = 0;
 };
 
 // CLOCK_MONOTONIC of the host, relative to when the clock was created (so the
@@ -57,9 +61,12 @@ class HostClock final : public Clock {
  public:
   HostClock();
   uint64_t now_ns() const override;
+  void set_now_ns(uint64_t ns) override;
 
  private:
-  uint64_t origin_ns_;
+  // now_ns() = CLOCK_MONOTONIC - origin, modulo 2^64 (a restored clock may
+  // be ahead of the host's).
+  std::atomic<uint64_t> origin_ns_;
 };
 
 // A clock that moves only when told to: for tests and deterministic replay.
@@ -68,6 +75,7 @@ class ManualClock final : public Clock {
   explicit ManualClock(uint64_t start_ns = 0) : now_(start_ns) {}
   uint64_t now_ns() const override { return now_.load(std::memory_order_acquire); }
   void set(uint64_t ns) { now_.store(ns, std::memory_order_release); }
+  void set_now_ns(uint64_t ns) override { set(ns); }
   void advance(uint64_t ns) { now_.fetch_add(ns, std::memory_order_acq_rel); }
 
  private:
