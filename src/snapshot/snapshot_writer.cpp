@@ -73,6 +73,10 @@ Result<SnapshotWriteStats> write_snapshot(const std::string& dir, SnapshotConten
   std::string pattern = (parent / ("." + name + ".tmp-XXXXXX")).string();
   if (!::mkdtemp(pattern.data())) return Error::from_errno("creating a temporary directory beside " + dir);
   TempDir temp(pattern);
+  // mkdtemp makes it private; a snapshot is as readable as the files beside it.
+  const mode_t mask = ::umask(0);
+  ::umask(mask);
+  if (::chmod(temp.path().c_str(), 0755 & ~mask) < 0) return Error::from_errno("chmod " + temp.path());
 
   SnapshotWriteStats stats;
   uint64_t written_before = 0;

@@ -40,6 +40,9 @@ class AcpiPmBlock : public BusDevice {
 
   struct State {
     uint16_t event_status = 0, event_enable = 0, control = kSciEnable, gpe0_status = 0, gpe0_enable = 0;
+    // The PM timer's time base, in ns (save() fills it in): a restore goes
+    // on from it, so the guest's clocksource watchdog sees no jump.
+    uint64_t timer_ns = 0;
   };
   State save() const;
   void restore(const State& state);
@@ -60,6 +63,7 @@ class AcpiPmBlock : public BusDevice {
   Clock clock_;
   mutable std::mutex mutex_;
   State state_;
+  uint64_t timer_offset_ns_ = 0;  // added to the clock (wrapping): the timer's time base
 };
 
 }  // namespace hostvisor
