@@ -9,6 +9,7 @@
 #include "cli/device_options.h"
 #include "guest/default_guest/default_guest.h"
 #include "snapshot/snapshot_reader.h"
+#include "vmm/disk_snapshots.h"
 #include "vmm/machine.h"
 #include "vmm/machine_config_codec.h"
 #include "vmm/stop_signals.h"
@@ -78,6 +79,15 @@ int restore(const RunOptions& options) {
     }
     config.accel = *accel;
   }
+  // Each run of a snapshot writes its disks into overlays of its own.
+  auto overlays = create_restore_overlays(*snapshot, config);
+  if (!overlays) {
+    fail("snapshot " + options.restore + ": " + overlays.error().message());
+    return 1;
+  }
+  for (size_t i = 0; i < overlays->size(); ++i)
+    if (!(*overlays)[i].empty())
+      std::fprintf(stderr, "hostvisor: disk %zu: writes go to %s\n", i, (*overlays)[i].c_str());
   const RestoreOptions restore_options{.mode = *mode, .clone = options.clone};
   return run_machines(options, config, [&](StopSignals& signals) -> Result<std::unique_ptr<Machine>> {
     auto machine = HV_TRY(Machine::restore(config, *snapshot, restore_options, signals));

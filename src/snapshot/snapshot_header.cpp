@@ -41,6 +41,7 @@ std::vector<uint8_t> encode_header(const SnapshotHeader& header) {
   payload.put(header.state_crc);
   payload.put<uint32_t>(static_cast<uint32_t>(header.disks.size()));
   for (const FrozenDisk& disk : header.disks) {
+    payload.put(disk.disk_index);
     payload.put_string(disk.file);
     payload.put(disk.size);
     payload.put(disk.mtime_ns);
@@ -110,6 +111,7 @@ Result<SnapshotHeader> decode_header(std::span<const uint8_t> file) {
   if (disks > kMaxDisks) in.fail(std::to_string(disks) + " frozen disks");
   for (uint32_t i = 0; i < disks && in.ok(); ++i) {
     FrozenDisk disk;
+    disk.disk_index = in.get<uint32_t>();
     disk.file = in.get_string(255);
     disk.size = in.get<uint64_t>();
     disk.mtime_ns = in.get<int64_t>();

@@ -22,7 +22,8 @@ struct MemoryRegionRecord {
 // A disk image frozen into the snapshot: restore refuses a file that is not
 // the one the snapshot saw.
 struct FrozenDisk {
-  std::string file;  // name inside the snapshot directory
+  uint32_t disk_index = 0;  // the machine's disk it was
+  std::string file;         // name inside the snapshot directory
   uint64_t size = 0;
   int64_t mtime_ns = 0;
   bool operator==(const FrozenDisk&) const = default;

@@ -44,7 +44,7 @@ SnapshotHeader sample_header() {
   header.memory_file_size = 3 << 20;
   header.state_file_size = 100;
   header.state_crc = 0x1234;
-  header.disks = {{"disk0.img", 4096, 17}};
+  header.disks = {{0, "disk0.img", 4096, 17}};
   return header;
 }
 

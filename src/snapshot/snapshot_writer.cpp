@@ -105,7 +105,7 @@ Result<SnapshotWriteStats> write_snapshot(const std::string& dir, SnapshotConten
   written_before += state.size();
   report(0);
 
-  if (contents.add_files) HV_TRY(contents.add_files(temp.path()));
+  if (contents.add_files) HV_TRY(contents.add_files(temp.path(), final_path.string(), contents.header));
 
   // The header last: a directory without one is never taken for a snapshot.
   const std::vector<uint8_t> header = encode_header(contents.header);

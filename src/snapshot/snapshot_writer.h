@@ -25,8 +25,10 @@ struct SnapshotContents {
   SnapshotHeader header;
   std::vector<StateRecord> records;
   // Puts further files (frozen disk images) into the temporary directory
-  // before the header is written; may be empty.
-  std::function<Result<void>(const std::string& temp_dir)> add_files;
+  // and describes them in the header, before the header is written; gets
+  // the directory's final path too (names that must stay valid); may be empty.
+  std::function<Result<void>(const std::string& temp_dir, const std::string& final_dir, SnapshotHeader& header)>
+      add_files;
 };
 
 struct SnapshotWriteStats {

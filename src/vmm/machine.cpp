@@ -5,12 +5,14 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 
 #include "arch/x86_64/acpi/acpi_tables.h"
 #include "arch/x86_64/kernel_loader.h"
 #include "arch/x86_64/layout.h"
 #include "base/log.h"
 #include "base/size.h"
+#include "block/image_open.h"
 #include "devices/acpi/pm_block.h"
 #include "devices/legacy/cmos_rtc.h"
 #include "devices/legacy/i8042.h"
@@ -30,6 +32,7 @@
 #include "snapshot/snapshot_reader.h"
 #include "snapshot/snapshot_writer.h"
 #include "vmm/console.h"
+#include "vmm/disk_snapshots.h"
 #include "vmm/legacy_devices.h"
 #include "vmm/machine_config_codec.h"
 
@@ -160,6 +163,7 @@ Result<void> Machine::add_pci_devices() {
     // loop answers when the block layer completes the request.
     auto blk = HV_TRY(VirtioBlk::open(config_.disks[i].disk, "hostvisor-disk" + std::to_string(i)));
     HV_TRY(watch_blk_completions(blk));
+    blks_.push_back(blk);
     HV_TRY(plug_virtio(blk, config_.disks[i].transport));
   }
   return {};
@@ -495,8 +499,23 @@ Result<SnapshotSummary> Machine::save_snapshot(const std::string& dir) {
   const RunResponse paused = pause();
   if (paused != RunResponse::kDone && paused != RunResponse::kUnchanged)
     return Error(ErrorCode::kBusy, std::string("cannot pause the VM for a snapshot: ") + to_string(paused));
+  std::vector<DiskToFreeze> freezes;
+  std::string published;  // the snapshot's final path, once it is on disk
   auto saved = [&]() -> Result<SnapshotSummary> {
     for (const auto& device : virtio_devices_) HV_TRY(device->quiesce());
+    // Each writable disk is frozen into the snapshot as it is now.
+    const auto stamp =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count();
+    for (uint32_t i = 0; i < blks_.size(); ++i) {
+      if (blks_[i]->read_only()) continue;
+      block::BlockDevice& disk = blks_[i]->disk();
+      auto flushed = disk.flush();
+      if (!flushed) return std::move(flushed).error().with_context("flushing disk " + config_.disks[i].disk.path);
+      const std::string format = disk.format_name();
+      freezes.push_back({i, std::filesystem::absolute(config_.disks[i].disk.path).lexically_normal().string(), format,
+                         disk.virtual_size(), "disk" + std::to_string(i) + "-" + std::to_string(stamp) + "." + format});
+    }
     snapshot::SnapshotContents contents;
     contents.header.machine_config = encode_machine_config(config_, hypervisor_->name());
     for (const StateComponent& component : components_) {
@@ -506,7 +525,36 @@ Result<SnapshotSummary> Machine::save_snapshot(const std::string& dir) {
       contents.header.devices.push_back(component.tag);
       contents.records.push_back({component.tag, component.version, out.take()});
     }
+    contents.add_files = [&](const std::string& temp_dir, const std::string& final_dir,
+                             snapshot::SnapshotHeader& header) -> Result<void> {
+      HV_TRY(carry_over_frozen_images(final_dir, temp_dir));
+      for (const DiskToFreeze& disk : freezes) header.disks.push_back(HV_TRY(freeze_disk_into(disk, temp_dir)));
+      published = final_dir;
+      return ok();
+    };
     const auto stats = HV_TRY(snapshot::write_snapshot(dir, std::move(contents), memory_));
+    // The guest goes on in an overlay on each frozen image. Its writes must
+    // never reach a frozen image: if that cannot be set up, the run ends.
+    auto moved = [&]() -> Result<void> {
+      for (const DiskToFreeze& disk : freezes) {
+        HV_TRY(create_overlay(disk.live_path, published + "/" + disk.frozen_name, disk.format, disk.virtual_size));
+        block::DiskOption option = config_.disks[disk.index].disk;
+        option.format = block::ImageFormat::kQcow2;
+        auto image = block::open_image(disk.live_path, option.open_options());
+        if (!image) return std::move(image).error().with_context("the overlay " + disk.live_path);
+        const auto& blk = blks_[disk.index];
+        if (blk->completion_fd() >= 0) event_loop_->remove(blk->completion_fd());
+        HV_TRY(blk->replace_disk(std::shared_ptr<block::BlockDevice>(std::move(image).value())));
+        HV_TRY(watch_blk_completions(blk));
+        config_.disks[disk.index].disk.format = block::ImageFormat::kQcow2;
+      }
+      return ok();
+    }();
+    if (!moved) {
+      request_stop(RunOutcome{RunOutcome::Kind::kFailure, 1,
+                              "after the snapshot, the disks could not move to overlays: " + moved.error().message()});
+      return std::move(moved).error();
+    }
     SnapshotSummary summary;
     summary.memory_data_bytes = stats.memory_data_bytes;
     summary.state_bytes = stats.state_bytes;

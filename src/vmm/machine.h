@@ -166,6 +166,7 @@ class Machine final : public SystemControl {
   std::unique_ptr<VirtioMmioSlots> virtio_mmio_;
   std::shared_ptr<VirtioConsole> virtio_console_;
   std::vector<std::shared_ptr<VirtioNet>> nets_;
+  std::vector<std::shared_ptr<VirtioBlk>> blks_;  // by config_.disks index
   std::shared_ptr<Serial8250> serial_;
   std::shared_ptr<CmosRtc> rtc_;
   std::unique_ptr<TerminalConsole> console_;
