@@ -29,6 +29,7 @@ constexpr uint32_t kSavedMsrs[] = {
     0x12,        // MSR_KVM_SYSTEM_TIME
 };
 
+constexpr uint64_t kApicBaseBsp = 1ull << 8;
 // RFLAGS bits that exist (bit 1 always reads 1).
 constexpr uint64_t kRflagsValidBits = 0x3f7fd7;
 // The largest MSR list a state may carry: every saved MSR once.
@@ -96,6 +97,14 @@ std::span<const uint32_t> saved_msr_indices() { return kSavedMsrs; }
 
 bool is_kvmclock_msr(uint32_t index) {
   return index == 0x4b564d00 || index == 0x4b564d01 || index == 0x11 || index == 0x12;
+}
+
+Result<void> check_vcpu_state_index(const VcpuState& state, unsigned index) {
+  const bool bsp = (state.lapic.apic_base & kApicBaseBsp) != 0;
+  if (bsp == (index == 0)) return {};
+  return Error(ErrorCode::kInvalidArgument, "vCPU " + std::to_string(index) + ": the state is that of " +
+                                                (bsp ? "the boot processor" : "an application processor") +
+                                                "; restore each vCPU's state into the vCPU of the same index");
 }
 
 void encode_vcpu_state(StateWriter& out, const VcpuState& s) {

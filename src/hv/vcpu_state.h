@@ -90,6 +90,11 @@ inline constexpr uint32_t kVcpuStateVersion = 1;
 std::span<const uint32_t> saved_msr_indices();
 bool is_kvmclock_msr(uint32_t index);
 
+// A restore of `state` into vCPU `index`: fails (kInvalidArgument) with a
+// message when the state is the boot processor's and the vCPU is not, or
+// the other way round (states go back into the vCPU of the same index).
+Result<void> check_vcpu_state_index(const VcpuState& state, unsigned index);
+
 void encode_vcpu_state(StateWriter& out, const VcpuState& state);
 // Refuses (kCorrupt) a truncated payload, trailing bytes, a value out of its
 // range, an MSR not in saved_msr_indices(), and (kUnsupported) a version

@@ -380,12 +380,7 @@ Result<void> EmuVcpu::check_restorable(const VcpuState& s) const {
                                                 "--accel kvm");
     }
   }
-  const bool bsp = (s.lapic.apic_base & LocalApic::kApicBaseBsp) != 0;
-  if (bsp != (index_ == 0)) {
-    return Error(ErrorCode::kInvalidArgument, who + "the state is that of " +
-                                                  (bsp ? "the boot processor" : "an application processor") +
-                                                  "; restore each vCPU's state into the vCPU of the same index");
-  }
+  HV_TRY(check_vcpu_state_index(s, index_));
   if (s.regs.rflags & kFlagVm) {
     return Error(ErrorCode::kUnsupported, who + "virtual-8086 mode (RFLAGS.VM) is not supported by the software CPU");
   }

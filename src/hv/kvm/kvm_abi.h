@@ -28,16 +28,31 @@ struct KvmIrqRoutingHeader {  // struct kvm_irq_routing
   uint32_t nr;
   uint32_t flags;
 };
+struct KvmMsrListHeader {  // struct kvm_msr_list
+  uint32_t nmsrs;
+};
+// struct kvm_xsave: its first 4096 bytes; KVM_GET_XSAVE2 writes as many more
+// as KVM_CHECK_EXTENSION(KVM_CAP_XSAVE2) says (the ioctl number keeps 4096).
+struct KvmXsave {
+  uint32_t region[1024];
+};
 static_assert(sizeof(KvmCpuidHeader) == 8 && sizeof(KvmMsrsHeader) == 8 && sizeof(KvmIrqRoutingHeader) == 8);
+static_assert(sizeof(KvmMsrListHeader) == 4 && sizeof(KvmXsave) == 4096);
 
 inline constexpr unsigned long kKvmGetSupportedCpuid = _IOWR(KVMIO, 0x05, KvmCpuidHeader);
 inline constexpr unsigned long kKvmSetCpuid2 = _IOW(KVMIO, 0x90, KvmCpuidHeader);
 inline constexpr unsigned long kKvmGetMsrs = _IOWR(KVMIO, 0x88, KvmMsrsHeader);
 inline constexpr unsigned long kKvmSetMsrs = _IOW(KVMIO, 0x89, KvmMsrsHeader);
 inline constexpr unsigned long kKvmSetGsiRouting = _IOW(KVMIO, 0x6a, KvmIrqRoutingHeader);
+inline constexpr unsigned long kKvmGetMsrIndexList = _IOWR(KVMIO, 0x02, KvmMsrListHeader);
+inline constexpr unsigned long kKvmGetXsave = _IOR(KVMIO, 0xa4, KvmXsave);
+inline constexpr unsigned long kKvmSetXsave = _IOW(KVMIO, 0xa5, KvmXsave);
+inline constexpr unsigned long kKvmGetXsave2 = _IOR(KVMIO, 0xcf, KvmXsave);
 // The numbers a C compiler computes from the uapi header (size field 8).
 static_assert(kKvmGetSupportedCpuid == 0xc008ae05ul && kKvmSetCpuid2 == 0x4008ae90ul);
 static_assert(kKvmGetMsrs == 0xc008ae88ul && kKvmSetMsrs == 0x4008ae89ul && kKvmSetGsiRouting == 0x4008ae6aul);
+static_assert(kKvmGetMsrIndexList == 0xc004ae02ul && kKvmGetXsave == 0x9000aea4ul && kKvmSetXsave == 0x5000aea5ul &&
+              kKvmGetXsave2 == 0x9000aecful);
 
 // A header followed by `count` entries, in 8-byte aligned storage.
 template <typename Header, typename Entry>

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "hv/kvm/kvm_abi.h"
@@ -62,6 +63,34 @@ Result<std::vector<kvm_cpuid_entry2>> get_supported_cpuid(int kvm) {
   return Error(ErrorCode::kUnsupported, "KVM_GET_SUPPORTED_CPUID: more than 4096 CPUID entries");
 }
 
+constexpr uint32_t kMsrTsc = 0x10;
+constexpr uint32_t kMsrTscDeadline = 0x6e0;
+
+Result<std::vector<uint32_t>> msr_index_list(int kvm) {
+  KvmMsrListHeader probe{0};
+  // The first call fails with E2BIG and says how many there are.
+  if (kvm_ioctl(kvm, kKvmGetMsrIndexList, &probe) < 0 && errno != E2BIG) {
+    return Error::from_errno("KVM_GET_MSR_INDEX_LIST");
+  }
+  FlexibleArray<KvmMsrListHeader, uint32_t> list(probe.nmsrs);
+  list.header()->nmsrs = probe.nmsrs;
+  if (kvm_ioctl(kvm, kKvmGetMsrIndexList, list.data()) < 0) return Error::from_errno("KVM_GET_MSR_INDEX_LIST");
+  return std::vector<uint32_t>(list.entries(), list.entries() + list.header()->nmsrs);
+}
+
+// The MSRs of a vCPU state this KVM can read and write, in the state's order.
+std::vector<uint32_t> state_msrs(const std::vector<uint32_t>& known) {
+  auto has = [&](uint32_t index) { return std::find(known.begin(), known.end(), index) != known.end(); };
+  std::vector<uint32_t> out;
+  for (uint32_t index : saved_msr_indices()) {
+    if (has(index)) out.push_back(index);
+  }
+  for (uint32_t index : {kMsrTsc, kMsrTscDeadline}) {
+    if (has(index)) out.push_back(index);
+  }
+  return out;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<KvmHypervisor>> KvmHypervisor::open(const std::string& device) {
@@ -98,6 +127,14 @@ Result<std::unique_ptr<KvmHypervisor>> KvmHypervisor::open(const std::string& de
   caps.ioeventfd_any_length = check_extension(kvm.get(), KVM_CAP_IOEVENTFD_ANY_LENGTH) > 0;
   caps.signal_msi = check_extension(kvm.get(), KVM_CAP_SIGNAL_MSI) > 0;
   caps.irq_routing_entries = static_cast<unsigned>(check_extension(kvm.get(), KVM_CAP_IRQ_ROUTING));
+  if (check_extension(kvm.get(), KVM_CAP_XSAVE) > 0) {
+    const int xsave2 = check_extension(kvm.get(), KVM_CAP_XSAVE2);
+    caps.xsave2 = xsave2 > static_cast<int>(sizeof(KvmXsave));
+    caps.xsave_size = caps.xsave2 ? static_cast<size_t>(xsave2) : sizeof(KvmXsave);
+  }
+  caps.xcrs = check_extension(kvm.get(), KVM_CAP_XCRS) > 0;
+  caps.tsc_control = check_extension(kvm.get(), KVM_CAP_TSC_CONTROL) > 0;
+  caps.state_msrs = state_msrs(HV_TRY(msr_index_list(kvm.get())));
 
   auto cpuid = HV_TRY(get_supported_cpuid(kvm.get()));
   return std::unique_ptr<KvmHypervisor>(

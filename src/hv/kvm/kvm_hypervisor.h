@@ -23,6 +23,17 @@ struct KvmCapabilities {
   bool ioeventfd_any_length = false;
   bool signal_msi = false;
   unsigned irq_routing_entries = 0;  // how many GSI routes KVM_SET_GSI_ROUTING takes
+  // vCPU state (Vcpu::save_state): the XSAVE buffer's size (0: KVM has no
+  // XSAVE, the FPU goes through KVM_GET/SET_FPU), whether KVM_GET_XSAVE2 is
+  // needed for it, XCRs, TSC rate control.
+  size_t xsave_size = 0;
+  bool xsave2 = false;
+  bool xcrs = false;
+  bool tsc_control = false;
+  // The MSRs a vCPU state carries that this KVM knows (KVM_GET_MSR_INDEX_LIST
+  // intersected with saved_msr_indices(), in that order), then the TSC and
+  // TSC_DEADLINE where KVM has them.
+  std::vector<uint32_t> state_msrs;
 };
 
 class KvmHypervisor final : public Hypervisor {

@@ -1,11 +1,14 @@
 #include "hv/kvm/kvm_vm.h"
 
+#include <time.h>
+
 #include <cstring>
 #include <string>
 
 #include "hv/hex.h"
 #include "hv/kvm/kvm_abi.h"
 #include "hv/kvm/kvm_ioctl.h"
+#include "hv/kvm/kvm_irqchip_state.h"
 #include "hv/kvm/kvm_vcpu.h"
 
 namespace hostvisor::kvm {
@@ -87,7 +90,7 @@ Result<std::unique_ptr<Vcpu>> KvmVm::create_vcpu(unsigned index) {
   if (created_vcpus_.count(index) != 0) {
     return Error(ErrorCode::kBusy, "vCPU " + std::to_string(index) + " already exists");
   }
-  auto vcpu = HV_TRY(KvmVcpu::create(vm_.get(), index, supported_cpuid_, vcpu_mmap_size_));
+  auto vcpu = HV_TRY(KvmVcpu::create(vm_.get(), index, caps_, supported_cpuid_, vcpu_mmap_size_));
   created_vcpus_.insert(index);
   return std::unique_ptr<Vcpu>(std::move(vcpu));
 }
@@ -264,6 +267,66 @@ Result<void> KvmVm::unregister_ioeventfd(const EventFd& event, uint64_t address,
     if (err == ENOENT) return Error(ErrorCode::kNotFound, what + ": no such ioeventfd is registered");
     return Error::from_errno(what, err);
   }
+  return ok();
+}
+
+namespace {
+
+// count_load_time in KVM's PIT state is ktime_get(): CLOCK_MONOTONIC.
+int64_t monotonic_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+}  // namespace
+
+Result<IrqchipState> KvmVm::save_irqchip() {
+  IrqchipState s;
+  kvm_irqchip chip{};
+  for (uint32_t id : {KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE, KVM_IRQCHIP_IOAPIC}) {
+    chip = {};
+    chip.chip_id = id;
+    if (kvm_ioctl(vm_.get(), KVM_GET_IRQCHIP, &chip) < 0)
+      return Error::from_errno("KVM_GET_IRQCHIP " + std::to_string(id));
+    if (id == KVM_IRQCHIP_IOAPIC) {
+      s.io_apic = ioapic_from_kvm(chip.chip.ioapic);
+    } else {
+      s.pic.chips[id] = pic_from_kvm(chip.chip.pic, id == KVM_IRQCHIP_PIC_MASTER);
+    }
+  }
+  kvm_pit_state2 pit{};
+  if (kvm_ioctl(vm_.get(), KVM_GET_PIT2, &pit) < 0) return Error::from_errno("KVM_GET_PIT2");
+  s.pit = pit_from_kvm(pit, monotonic_ns());
+  kvm_clock_data clock{};
+  if (kvm_ioctl(vm_.get(), KVM_GET_CLOCK, &clock) < 0) return Error::from_errno("KVM_GET_CLOCK");
+  s.clock_ns = clock.clock;
+  s.vcpu_count = config_.vcpu_count;
+  return s;
+}
+
+Result<void> KvmVm::restore_irqchip(const IrqchipState& s) {
+  HV_TRY(check_irqchip_vcpu_count(s, config_.vcpu_count));
+  // kvmclock first: the guest's monotonic time goes on from the saved one.
+  kvm_clock_data clock{};
+  clock.clock = s.clock_ns;
+  if (kvm_ioctl(vm_.get(), KVM_SET_CLOCK, &clock) < 0) return Error::from_errno("KVM_SET_CLOCK");
+  for (uint32_t id : {KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE, KVM_IRQCHIP_IOAPIC}) {
+    kvm_irqchip chip{};
+    chip.chip_id = id;
+    // Read first: what the neutral state does not carry (the ELCR mask) stays.
+    if (kvm_ioctl(vm_.get(), KVM_GET_IRQCHIP, &chip) < 0)
+      return Error::from_errno("KVM_GET_IRQCHIP " + std::to_string(id));
+    if (id == KVM_IRQCHIP_IOAPIC) {
+      ioapic_to_kvm(s.io_apic, chip.chip.ioapic);
+    } else {
+      pic_to_kvm(s.pic.chips[id], chip.chip.pic);
+    }
+    if (kvm_ioctl(vm_.get(), KVM_SET_IRQCHIP, &chip) < 0)
+      return Error::from_errno("KVM_SET_IRQCHIP " + std::to_string(id));
+  }
+  kvm_pit_state2 pit = pit_to_kvm(s.pit, monotonic_ns());
+  if (kvm_ioctl(vm_.get(), KVM_SET_PIT2, &pit) < 0) return Error::from_errno("KVM_SET_PIT2");
   return ok();
 }
 

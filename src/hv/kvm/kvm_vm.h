@@ -46,6 +46,8 @@ class KvmVm final : public Vm {
   Result<void> map_memory(const GuestMemory& memory) override;
   Result<std::unique_ptr<Vcpu>> create_vcpu(unsigned index) override;
   InterruptController& interrupts() override { return *interrupts_; }
+  Result<IrqchipState> save_irqchip() override;
+  Result<void> restore_irqchip(const IrqchipState& state) override;
 
   bool supports_fast_eventfds() const override;
   Result<void> register_irqfd(const EventFd& event, uint32_t gsi) override;

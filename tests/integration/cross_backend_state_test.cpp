@@ -1,0 +1,181 @@
+// A test kernel paused mid-computation on one backend finishes on the other
+// with the same output as an uninterrupted run: the vCPU state (with the
+// running LAPIC timer) and the irqchip state go through their byte encoding
+// into a fresh VM of the other backend, with a copy of guest memory. The
+// harness drives the backends directly (hv level): the kernel's only
+// devices are COM1's transmit path and the debug-exit port, served here.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <fstream>
+#include <iterator>
+#include <thread>
+
+#include "arch/x86_64/kernel_loader.h"
+#include "arch/x86_64/layout.h"
+#include "base/state_codec.h"
+#include "guest_cases.h"
+#include "hv/accel.h"
+#include "kvm_skip.h"
+#include "memory/guest_memory.h"
+
+namespace hostvisor::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr uint64_t kRamSize = 16ull << 20;
+constexpr uint16_t kUartThr = arch::kCom1Port;
+constexpr uint16_t kUartLsr = arch::kCom1Port + 5;
+constexpr uint8_t kLsrTransmitterEmpty = 0x60;
+// The kernel is paused once it printed this many lines: the kick comes from
+// another thread, so it lands wherever the vCPU is by then (in the next
+// step's rounds, mostly). The kernel prints one line per step, 8 in all.
+constexpr size_t kPauseAfterLines = 3;
+constexpr size_t kSteps = 8;
+
+std::string kernel_path() { return std::string(HV_GUESTS_DIR) + "/checksum.elf64"; }
+
+// One VM with one vCPU running the kernel, and what it printed.
+struct GuestVm {
+  std::unique_ptr<Hypervisor> hypervisor;
+  std::unique_ptr<Vm> vm;
+  GuestMemory memory;
+  std::unique_ptr<Vcpu> vcpu;
+  std::string console;
+  std::optional<int> exit_status;  // (value << 1) | 1 of the debug-exit write
+};
+
+Accel accel_of(const std::string& name) { return name == "kvm" ? Accel::kKvm : Accel::kEmu; }
+
+// A VM of `accel` with empty RAM; `vcpu` not yet set up.
+void create_vm(const std::string& accel, GuestVm& g) {
+  auto hv = create_hypervisor(accel_of(accel));
+  ASSERT_TRUE(hv.ok()) << hv.error().message();
+  g.hypervisor = std::move(*hv);
+  auto vm = g.hypervisor->create_vm(VmConfig{1});
+  ASSERT_TRUE(vm.ok()) << vm.error().message();
+  g.vm = std::move(*vm);
+  const arch::MemoryLayout layout = arch::memory_layout(kRamSize).value();
+  auto memory = GuestMemory::create(layout.regions());
+  ASSERT_TRUE(memory.ok()) << memory.error().message();
+  g.memory = std::move(*memory);
+  ASSERT_TRUE(g.vm->map_memory(g.memory).ok());
+  auto vcpu = g.vm->create_vcpu(0);
+  ASSERT_TRUE(vcpu.ok()) << vcpu.error().message();
+  g.vcpu = std::move(*vcpu);
+}
+
+void boot(const std::string& accel, GuestVm& g) {
+  ASSERT_NO_FATAL_FAILURE(create_vm(accel, g));
+  std::ifstream in(kernel_path(), std::ios::binary);
+  ASSERT_TRUE(in) << "missing test kernel " << kernel_path();
+  const std::vector<uint8_t> kernel{std::istreambuf_iterator<char>(in), {}};
+  const arch::MemoryLayout layout = arch::memory_layout(kRamSize).value();
+  auto setup = arch::load_kernel(g.memory, layout, {.kernel = kernel});
+  ASSERT_TRUE(setup.ok()) << setup.error().message();
+  ASSERT_TRUE(g.vcpu->set_system_registers(setup->sregs).ok());
+  ASSERT_TRUE(g.vcpu->set_registers(setup->regs).ok());
+}
+
+// Runs until the kernel writes the debug-exit port, or, with
+// `pause_after_lines`, until it was kicked once that many lines were out.
+// Any other exit fails the test.
+void run(GuestVm& g, size_t pause_after_lines = 0) {
+  std::thread kicker;
+  bool kick_sent = false;
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  for (;;) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the kernel ran for a minute; console:\n" << g.console;
+    auto exit = g.vcpu->run();
+    ASSERT_TRUE(exit.ok()) << exit.error().message();
+    if (auto* io = std::get_if<PortIoExit>(&*exit)) {
+      if (io->is_write && io->port == kUartThr) {
+        g.console.push_back(static_cast<char>(io->data[0]));
+        if (pause_after_lines != 0 && !kick_sent && count_occurrences(g.console, "\n") == pause_after_lines) {
+          kick_sent = true;
+          kicker = std::thread([&g] { g.vcpu->kick(); });
+        }
+      } else if (io->is_write && io->port == arch::kDebugExitPort) {
+        g.exit_status = (io->data[0] << 1) | 1;
+        break;
+      } else if (!io->is_write) {
+        std::fill(io->data.begin(), io->data.end(), io->port == kUartLsr ? kLsrTransmitterEmpty : 0xff);
+      }
+      continue;
+    }
+    if (std::holds_alternative<InterruptedExit>(*exit) && kick_sent) break;
+    ASSERT_TRUE(std::holds_alternative<InterruptedExit>(*exit)) << "unexpected exit " << exit->index() << "; console:\n"
+                                                                << g.console;
+  }
+  if (kicker.joinable()) kicker.join();
+}
+
+struct Param {
+  const char* from;
+  const char* to;
+};
+
+class CrossBackendStateTest : public ::testing::TestWithParam<Param> {};
+
+TEST_P(CrossBackendStateTest, KernelPausedMidComputationFinishesOnTheOtherBackendWithTheSameOutput) {
+  const std::string from = GetParam().from, to = GetParam().to;
+  if (from == "kvm" || to == "kvm") HV_SKIP_WITHOUT_DEV_KVM("the " + from + " -> " + to + " state test");
+
+  // The reference: an uninterrupted run on the source backend.
+  GuestVm reference;
+  ASSERT_NO_FATAL_FAILURE(boot(from, reference));
+  ASSERT_NO_FATAL_FAILURE(run(reference));
+  ASSERT_EQ(reference.exit_status, kStatusPass) << reference.console;
+  ASSERT_NE(reference.console.find("checksum "), std::string::npos) << reference.console;
+
+  GuestVm source;
+  ASSERT_NO_FATAL_FAILURE(boot(from, source));
+  ASSERT_NO_FATAL_FAILURE(run(source, kPauseAfterLines));
+  ASSERT_FALSE(source.exit_status.has_value()) << "the kernel finished before the pause:\n" << source.console;
+  ASSERT_LT(count_occurrences(source.console, "\n"), kSteps) << "the pause came after the computation:\n"
+                                                             << source.console;
+  auto vcpu_state = source.vcpu->save_state();
+  ASSERT_TRUE(vcpu_state.ok()) << vcpu_state.error().message();
+  auto chip_state = source.vm->save_irqchip();
+  ASSERT_TRUE(chip_state.ok()) << chip_state.error().message();
+  EXPECT_TRUE(vcpu_state->lapic.timer_running) << "the kernel's LAPIC timer is not running at the pause";
+  EXPECT_TRUE(vcpu_state->regs.rflags & x86::kRflagsIf) << "interrupts are off at the pause";
+
+  StateWriter vcpu_bytes, chip_bytes;
+  encode_vcpu_state(vcpu_bytes, *vcpu_state);
+  encode_irqchip_state(chip_bytes, *chip_state);
+  auto vcpu_decoded = decode_vcpu_state(vcpu_bytes.bytes(), kVcpuStateVersion);
+  ASSERT_TRUE(vcpu_decoded.ok()) << vcpu_decoded.error().message();
+  auto chip_decoded = decode_irqchip_state(chip_bytes.bytes(), kIrqchipStateVersion);
+  ASSERT_TRUE(chip_decoded.ok()) << chip_decoded.error().message();
+
+  GuestVm target;
+  ASSERT_NO_FATAL_FAILURE(create_vm(to, target));
+  for (const auto& region : source.memory.regions()) {
+    ASSERT_TRUE(target.memory.write(region.start, std::span<const uint8_t>(region.host, region.size)).ok());
+  }
+  auto chip_restored = target.vm->restore_irqchip(*chip_decoded);
+  ASSERT_TRUE(chip_restored.ok()) << chip_restored.error().message();
+  auto vcpu_restored = target.vcpu->restore_state(*vcpu_decoded);
+  ASSERT_TRUE(vcpu_restored.ok()) << vcpu_restored.error().message();
+  ASSERT_NO_FATAL_FAILURE(run(target));
+
+  EXPECT_EQ(target.exit_status, kStatusPass) << target.console;
+  EXPECT_EQ(source.console + target.console, reference.console) << "paused on " << from << " after:\n"
+                                                                << source.console << "finished on " << to << " with:\n"
+                                                                << target.console;
+  std::printf("%s -> %s: paused after %zu lines at rip %#llx, %zu more lines on %s\n", from.c_str(), to.c_str(),
+              count_occurrences(source.console, "\n"), static_cast<unsigned long long>(vcpu_state->regs.rip),
+              count_occurrences(target.console, "\n"), to.c_str());
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, CrossBackendStateTest,
+                         ::testing::Values(Param{"kvm", "emu"}, Param{"emu", "kvm"}, Param{"emu", "emu"},
+                                           Param{"kvm", "kvm"}),
+                         [](const ::testing::TestParamInfo<Param>& info) {
+                           return std::string(info.param.from) + "_to_" + info.param.to;
+                         });
+
+}  // namespace
+}  // namespace hostvisor::testing
