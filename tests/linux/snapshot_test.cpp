@@ -78,6 +78,12 @@ void expect_session_restored(GuestConsole& console, long counter_at_snapshot, do
   EXPECT_GE(first, counter_at_snapshot);
   std::this_thread::sleep_for(seconds(2));
   EXPECT_GT(counter(console), first) << "the background counter stopped";
+  // The NIC on the user-mode NAT works on (the NAT's state was restored).
+  EXPECT_NE(guest_ok(console,
+                     "for i in $(seq 300); do ip route show default | grep -q via && break; sleep 0.2; done; "
+                     "ping -c 1 -W 5 10.0.2.2")
+                .find("1 packets received"),
+            std::string::npos);
 }
 
 TEST(LinuxGuestSnapshot, RestoresTheShellSessionTwiceFromOneSnapshot) {
