@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# User-mode NAT, two parts.
+# User-mode NAT, two parts (and the same two for internal networks, in
+# bench_net_switch and net_switch_end_to_end.py).
 #
 # 1. VMM side alone: a host-side driver (the test guest of src/net/testing)
 #    hands frames to SlirpBackend, which runs on the device event loop as in
@@ -26,6 +27,11 @@ set -euo pipefail
 build=$(cd "${1:?usage: $0 BUILD_DIR}" && pwd)
 echo "user-mode NAT (libslirp $(pkg-config --modversion slirp 2>/dev/null || echo '?')), VMM side without a guest; no peer"
 "$build/bench/bench_net" --repeat "${BENCH_REPEAT:-3}"
+# Internal networks (--net internal): the switch's VMM side without guests,
+# then two VMs through the switch beside two QEMU guests on -netdev stream.
+echo "internal network (the switch process), VMM side without a guest; no peer (issue 11's target: 5 Gbit/s on one core)"
+"$build/bench/bench_net_switch" --repeat "${BENCH_REPEAT:-3}"
+python3 "$(dirname "$0")/net_switch_end_to_end.py" "$build/src/cli/hostvisor" || echo "!! internal network end to end failed"
 
 hostvisor="$build/src/cli/hostvisor"
 [ -x "$hostvisor" ] || { echo "no hostvisor binary in $build (build the 'hostvisor' target)"; exit 1; }

@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <string>
 
+#include "net/switch/switch_paths.h"
+
 using namespace hostvisor::net;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -28,5 +30,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   if (const auto* tap = std::get_if<TapNetOption>(&*option); tap && (tap->ifname.empty() || tap->ifname.size() > 15))
     std::abort();
+  if (const auto* internal = std::get_if<InternalNetOption>(&*option)) {
+    if (!check_network_name(internal->name).ok()) std::abort();
+    if (internal->dhcp && (internal->dhcp->prefix_length > 30 || internal->dhcp->prefix_length < 8)) std::abort();
+  }
   return 0;
 }

@@ -6,6 +6,7 @@
 #include "cli/command_line.h"
 #include "cli/disk_command.h"
 #include "cli/run_command.h"
+#include "cli/switch_command.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"hostvisor: a hosted hypervisor for Linux hosts (KVM or its own software x86-64 CPU)", "hostvisor"};
@@ -17,6 +18,7 @@ int main(int argc, char** argv) {
   int exit_status = 0;
   hostvisor::cli::add_run_command(app, &exit_status);
   hostvisor::cli::add_disk_command(app, &exit_status);
+  hostvisor::cli::add_switch_command(app, &exit_status);
   app.parse_complete_callback([&] { hostvisor::init_logging(log_level); });
 
   return hostvisor::cli::parse_and_run(app, argc, argv, exit_status);

@@ -228,7 +228,9 @@ void add_run_command(CLI::App& app, int* exit_status) {
   cmd->add_option("--net", options->nets,
                   "Add a virtio-net interface (repeatable): user[,hostfwd=tcp|udp:[HOSTADDR]:HOSTPORT-[GUESTADDR]:"
                   "GUESTPORT]...[,net=CIDR][,ipv6=on|off][,restrict=on] (user-mode NAT, no privileges; an empty "
-                  "HOSTADDR is 127.0.0.1; a bare --net is user), tap,ifname=NAME, or none; each takes "
+                  "HOSTADDR is 127.0.0.1; a bare --net is user), tap,ifname=NAME, internal,name=NAME[,dhcp=CIDR] (a "
+                  "VM-to-VM network with no host and no outside, no privileges; the first VM on NAME starts its "
+                  "switch, `hostvisor switch`), or none; each takes "
                   "[,mac=52:54:00:12:34:56][,transport=pci|mmio]. Without mac= a NIC's MAC is derived from the "
                   "kernel's path, the disks' paths and the NIC's index, so it stays the same across runs. The "
                   "default guest gets --net user unless any --net is given (--net none: no NIC)")

@@ -44,16 +44,18 @@ class Vcpu {
   // The vCPU's complete state (hv/vcpu_state.h), neutral between backends.
   // Valid only while the vCPU is stopped at an instruction boundary: after
   // kick() made run() return InterruptedExit, or before its first run()
-  // (Machine::pause() guarantees it for every vCPU). Not thread-safe against
-  // run(): the caller owns the stopped vCPU.
+  // (Machine::pause() guarantees it for every vCPU). A vCPU whose last exit
+  // was a port or MMIO access is refused (kBusy) until run() completed it.
+  // Not thread-safe against run(): the caller owns the stopped vCPU.
   //
   // Both backends implement these; the defaults are for test doubles.
   virtual Result<VcpuState> save_state() { return Error(ErrorCode::kUnsupported, "this vCPU cannot save its state"); }
   // Loads a state taken by save_state() on either backend, under the same
-  // conditions. Fails with a message, changing nothing a run() would see as
-  // a half-restored vCPU, when the state needs something this backend or VM
-  // lacks (another APIC id, AVX state on a CPU without AVX, kvmclock on the
-  // software CPU). Restore the VM's irqchip (Vm::restore_irqchip) too.
+  // conditions. When the state needs something this vCPU lacks (the boot
+  // processor's state into an AP or the other way round, XSAVE components
+  // such as AVX the backend does not offer, kvmclock on the software CPU,
+  // an MSR the backend refuses) it fails with a one-line message and leaves
+  // the vCPU as it was. Restore the VM's irqchip (Vm::restore_irqchip) too.
   virtual Result<void> restore_state(const VcpuState& state) {
     (void)state;
     return Error(ErrorCode::kUnsupported, "this vCPU cannot restore a state");

@@ -1,4 +1,5 @@
-// The backend a --net option asks for: a tap interface or user-mode NAT.
+// The backend a --net option asks for: a tap interface, user-mode NAT, or a
+// port of an internal network's switch (started on first use).
 // What the machine calls for each NIC; it then watches the backend's
 // service_fd() on the event loop when there is one (NetBackend).
 #pragma once

@@ -1,6 +1,7 @@
 #include "net/net_option.h"
 
 #include "base/size.h"
+#include "net/switch/switch_paths.h"
 
 namespace hostvisor::net {
 
@@ -9,6 +10,7 @@ constexpr const char* kUserForm =
     "user[,hostfwd=PROTO:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT]...[,net=CIDR][,ipv6=on|off][,restrict=on|off]"
     "[,mac=52:54:00:12:34:56][,rate=BYTES]";
 constexpr const char* kTapForm = "tap,ifname=NAME[,mac=52:54:00:12:34:56][,rate=BYTES]";
+constexpr const char* kInternalForm = "internal,name=NAME[,dhcp=CIDR][,mac=52:54:00:12:34:56][,rate=BYTES]";
 
 std::vector<std::string> split_fields(const std::string& text) {
   std::vector<std::string> fields;
@@ -79,6 +81,21 @@ Result<void> take_tap_key(TapNetOption& option, const std::string& key, const st
   option.ifname = value;
   return ok();
 }
+Result<void> take_internal_key(InternalNetOption& option, const std::string& key, const std::string& value) {
+  if (HV_TRY((CommonKeys{option.mac, option.rate}.take(key, value)))) return ok();
+  if (key == "name") {
+    HV_TRY(check_network_name(value));
+    option.name = value;
+  } else if (key == "dhcp") {
+    const Ipv4Network network = HV_TRY(parse_ipv4_network(value));
+    if (network.prefix_length > 30 || network.prefix_length < 8)
+      return Error(ErrorCode::kInvalidArgument, "the prefix must be /8 to /30 (room for the server and a client)");
+    option.dhcp = network;
+  } else {
+    return Error(ErrorCode::kInvalidArgument, "unknown key");
+  }
+  return ok();
+}
 }  // namespace
 
 Result<NetOption> parse_net_option(const std::string& text) {
@@ -89,16 +106,20 @@ Result<NetOption> parse_net_option(const std::string& text) {
     if (!fields[0].empty()) mode = fields[0];  // "" and ",KEY=..." are user too
     first_key = 1;
   }
-  const char* form = mode == "tap" ? kTapForm : mode == "none" ? "none" : kUserForm;
+  const char* form = mode == "tap"        ? kTapForm
+                     : mode == "internal" ? kInternalForm
+                     : mode == "none"     ? "none"
+                                          : kUserForm;
   auto bad = [&](const std::string& part, const std::string& why) {
     return Error(ErrorCode::kInvalidArgument, "--net " + text + ": " + part + ": " + why + " (expected " + form + ")");
   };
-  if (mode != "user" && mode != "tap" && mode != "none")
-    return bad(mode, "not a mode; the modes are user, tap and none");
+  if (mode != "user" && mode != "tap" && mode != "none" && mode != "internal")
+    return bad(mode, "not a mode; the modes are user, tap, internal and none");
 
   NetOption option;
   if (mode == "tap") option = TapNetOption{};
   if (mode == "none") option = NoNetOption{};
+  if (mode == "internal") option = InternalNetOption{};
   for (size_t i = first_key; i < fields.size(); ++i) {
     const std::string& field = fields[i];
     const size_t eq = field.find('=');
@@ -109,6 +130,7 @@ Result<NetOption> parse_net_option(const std::string& text) {
           using T = std::decay_t<decltype(o)>;
           if constexpr (std::is_same_v<T, UserNetOption>) return take_user_key(o, key, value);
           if constexpr (std::is_same_v<T, TapNetOption>) return take_tap_key(o, key, value);
+          if constexpr (std::is_same_v<T, InternalNetOption>) return take_internal_key(o, key, value);
           return Error(ErrorCode::kInvalidArgument, "none takes no keys");
         },
         option);
@@ -117,6 +139,8 @@ Result<NetOption> parse_net_option(const std::string& text) {
 
   if (auto* tap = std::get_if<TapNetOption>(&option); tap && tap->ifname.empty())
     return bad("tap", "ifname= is required");
+  if (auto* internal = std::get_if<InternalNetOption>(&option); internal && internal->name.empty())
+    return bad("internal", "name= is required");
   if (auto* user = std::get_if<UserNetOption>(&option)) {
     for (const HostForward& forward : user->forwards) {
       if (forward.guest_address && !user->network.contains(*forward.guest_address))
@@ -128,7 +152,7 @@ Result<NetOption> parse_net_option(const std::string& text) {
 }
 
 std::string_view net_mode_name(const NetOption& option) {
-  static constexpr std::string_view kNames[] = {"user", "tap", "none"};
+  static constexpr std::string_view kNames[] = {"user", "tap", "none", "internal"};
   static_assert(std::variant_size_v<NetOption> == std::size(kNames));
   return kNames[option.index()];
 }

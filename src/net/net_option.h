@@ -3,6 +3,7 @@
 //   --net user[,hostfwd=PROTO:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT]...
 //             [,net=CIDR][,ipv6=on|off][,restrict=on|off][,mac=MAC][,rate=BYTES]
 //   --net tap,ifname=NAME[,mac=MAC][,rate=BYTES]
+//   --net internal,name=NAME[,dhcp=CIDR][,mac=MAC][,rate=BYTES]
 //   --net none
 // A first field that is not a mode (or nothing at all) means user:
 // "--net hostfwd=tcp::2222-:22" is user-mode NAT with one forward.
@@ -43,15 +44,25 @@ struct TapNetOption {
   std::optional<uint64_t> rate;  // bytes per second
 };
 
+// A VM-to-VM segment with no host and no outside: a port of network NAME's
+// switch process (net/switch/), started by the first VM that names it. No
+// privileges.
+struct InternalNetOption {
+  std::string name;
+  std::optional<Ipv4Network> dhcp;  // a DHCP server on the segment, in the switch
+  std::optional<MacAddress> mac;
+  std::optional<uint64_t> rate;  // bytes per second
+};
+
 // No NIC at all.
 struct NoNetOption {};
 
-using NetOption = std::variant<UserNetOption, TapNetOption, NoNetOption>;
+using NetOption = std::variant<UserNetOption, TapNetOption, NoNetOption, InternalNetOption>;
 
 // Errors are one line: "--net TEXT: PART: what is wrong (expected ...)".
 Result<NetOption> parse_net_option(const std::string& text);
 
-// "user", "tap", "none".
+// "user", "tap", "none", "internal".
 std::string_view net_mode_name(const NetOption& option);
 
 // The smallest network a user-mode NAT accepts: it needs the gateway (.2),

@@ -28,6 +28,45 @@ TEST(NetOption, RejectsBadTapInputWithTheExpectedForm) {
   }
 }
 
+TEST(NetOption, ParsesInternalWithDhcpMacAndRate) {
+  auto o = parse_net_option("internal,name=lab-1,dhcp=10.9.0.0/24,mac=02:00:00:00:00:0a,rate=1M");
+  ASSERT_TRUE(o.ok()) << o.error().message();
+  const auto* internal = std::get_if<InternalNetOption>(&*o);
+  ASSERT_NE(internal, nullptr);
+  EXPECT_EQ(net_mode_name(*o), "internal");
+  EXPECT_EQ(internal->name, "lab-1");
+  ASSERT_TRUE(internal->dhcp);
+  EXPECT_EQ(format_ipv4_network(*internal->dhcp), "10.9.0.0/24");
+  EXPECT_EQ(internal->mac, (MacAddress{0x02, 0, 0, 0, 0, 0x0a}));
+  EXPECT_EQ(internal->rate, 1u << 20);
+  auto plain = parse_net_option("internal,name=x");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_FALSE(std::get<InternalNetOption>(*plain).dhcp);
+}
+
+TEST(NetOption, RejectsBadInternalInputOnOneLineWithTheForm) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"internal", "name= is required"},
+      {"internal,dhcp=10.9.0.0/24", "name= is required"},
+      {"internal,name=", "1 to 64 characters"},
+      {"internal,name=a/b", "not '/'"},
+      {"internal,name=.x", "cannot start with '.'"},
+      {"internal,name=x,dhcp=10.9.0.1/24", "dhcp=10.9.0.1/24"},
+      {"internal,name=x,dhcp=10.9.0.0/31", "/8 to /30"},
+      {"internal,name=x,hostfwd=tcp::1-:2", "unknown key"},
+      {"internal,name=x,ifname=tap0", "unknown key"},
+  };
+  for (const auto& [text, why] : cases) {
+    auto o = parse_net_option(text);
+    ASSERT_FALSE(o.ok()) << text;
+    const std::string& message = o.error().message();
+    EXPECT_EQ(message.rfind(std::string("--net ") + text + ": ", 0), 0u) << message;
+    EXPECT_NE(message.find(why), std::string::npos) << message;
+    EXPECT_NE(message.find("internal,name=NAME[,dhcp=CIDR]"), std::string::npos) << message;
+    EXPECT_EQ(message.find('\n'), std::string::npos) << message;
+  }
+}
+
 TEST(NetOption, UserIsTheDefaultMode) {
   for (const char* text : {"", "user", "hostfwd=tcp::2222-:22"}) {
     auto o = parse_net_option(text);

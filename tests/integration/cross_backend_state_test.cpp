@@ -28,10 +28,11 @@ constexpr uint64_t kRamSize = 16ull << 20;
 constexpr uint16_t kUartThr = arch::kCom1Port;
 constexpr uint16_t kUartLsr = arch::kCom1Port + 5;
 constexpr uint8_t kLsrTransmitterEmpty = 0x60;
-// The kernel is paused once it printed this many lines: the kick comes from
-// another thread, so it lands wherever the vCPU is by then (in the next
-// step's rounds, mostly). The kernel prints one line per step, 8 in all.
-constexpr size_t kPauseAfterLines = 3;
+// The kernel prints one line per step, 8 in all, then halts between timer
+// interrupts. It is paused once it printed some lines: the kick comes from
+// another thread, so it lands wherever the vCPU is by then (after 3 lines:
+// in the next step's rounds, mostly; after all 8, a millisecond later: in
+// HLT, waiting for the LAPIC timer).
 constexpr size_t kSteps = 8;
 
 std::string kernel_path() { return std::string(HV_GUESTS_DIR) + "/checksum.elf64"; }
@@ -94,7 +95,11 @@ void run(GuestVm& g, size_t pause_after_lines = 0) {
         g.console.push_back(static_cast<char>(io->data[0]));
         if (pause_after_lines != 0 && !kick_sent && count_occurrences(g.console, "\n") == pause_after_lines) {
           kick_sent = true;
-          kicker = std::thread([&g] { g.vcpu->kick(); });
+          const bool wait_for_hlt = pause_after_lines == kSteps;
+          kicker = std::thread([&g, wait_for_hlt] {
+            if (wait_for_hlt) std::this_thread::sleep_for(1ms);
+            g.vcpu->kick();
+          });
         }
       } else if (io->is_write && io->port == arch::kDebugExitPort) {
         g.exit_status = (io->data[0] << 1) | 1;
@@ -114,11 +119,12 @@ void run(GuestVm& g, size_t pause_after_lines = 0) {
 struct Param {
   const char* from;
   const char* to;
+  size_t pause_after_lines;
 };
 
 class CrossBackendStateTest : public ::testing::TestWithParam<Param> {};
 
-TEST_P(CrossBackendStateTest, KernelPausedMidComputationFinishesOnTheOtherBackendWithTheSameOutput) {
+TEST_P(CrossBackendStateTest, PausedKernelFinishesInAFreshVmOfTheOtherBackendWithTheSameOutput) {
   const std::string from = GetParam().from, to = GetParam().to;
   if (from == "kvm" || to == "kvm") HV_SKIP_WITHOUT_DEV_KVM("the " + from + " -> " + to + " state test");
 
@@ -131,16 +137,22 @@ TEST_P(CrossBackendStateTest, KernelPausedMidComputationFinishesOnTheOtherBacken
 
   GuestVm source;
   ASSERT_NO_FATAL_FAILURE(boot(from, source));
-  ASSERT_NO_FATAL_FAILURE(run(source, kPauseAfterLines));
+  const size_t pause_after_lines = GetParam().pause_after_lines;
+  ASSERT_NO_FATAL_FAILURE(run(source, pause_after_lines));
   ASSERT_FALSE(source.exit_status.has_value()) << "the kernel finished before the pause:\n" << source.console;
-  ASSERT_LT(count_occurrences(source.console, "\n"), kSteps) << "the pause came after the computation:\n"
-                                                             << source.console;
+  if (pause_after_lines < kSteps) {
+    ASSERT_LT(count_occurrences(source.console, "\n"), kSteps) << "the pause came after the computation:\n"
+                                                               << source.console;
+  }
   auto vcpu_state = source.vcpu->save_state();
   ASSERT_TRUE(vcpu_state.ok()) << vcpu_state.error().message();
   auto chip_state = source.vm->save_irqchip();
   ASSERT_TRUE(chip_state.ok()) << chip_state.error().message();
   EXPECT_TRUE(vcpu_state->lapic.timer_running) << "the kernel's LAPIC timer is not running at the pause";
   EXPECT_TRUE(vcpu_state->regs.rflags & x86::kRflagsIf) << "interrupts are off at the pause";
+  // The software CPU's timer ticks every 40 ms: a millisecond after the last
+  // line it is in HLT. (KVM's ticks every millisecond; it may be between two.)
+  if (pause_after_lines == kSteps && from == "emu") EXPECT_TRUE(vcpu_state->halted) << "not halted at the pause";
 
   StateWriter vcpu_bytes, chip_bytes;
   encode_vcpu_state(vcpu_bytes, *vcpu_state);
@@ -165,16 +177,18 @@ TEST_P(CrossBackendStateTest, KernelPausedMidComputationFinishesOnTheOtherBacken
   EXPECT_EQ(source.console + target.console, reference.console) << "paused on " << from << " after:\n"
                                                                 << source.console << "finished on " << to << " with:\n"
                                                                 << target.console;
-  std::printf("%s -> %s: paused after %zu lines at rip %#llx, %zu more lines on %s\n", from.c_str(), to.c_str(),
+  std::printf("%s -> %s: paused after %zu lines at rip %#llx%s, %zu more lines on %s\n", from.c_str(), to.c_str(),
               count_occurrences(source.console, "\n"), static_cast<unsigned long long>(vcpu_state->regs.rip),
-              count_occurrences(target.console, "\n"), to.c_str());
+              vcpu_state->halted ? " (halted)" : "", count_occurrences(target.console, "\n"), to.c_str());
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, CrossBackendStateTest,
-                         ::testing::Values(Param{"kvm", "emu"}, Param{"emu", "kvm"}, Param{"emu", "emu"},
-                                           Param{"kvm", "kvm"}),
+                         ::testing::Values(Param{"kvm", "emu", 3}, Param{"emu", "kvm", 3}, Param{"emu", "emu", 3},
+                                           Param{"kvm", "kvm", 3}, Param{"kvm", "emu", kSteps},
+                                           Param{"emu", "kvm", kSteps}),
                          [](const ::testing::TestParamInfo<Param>& info) {
-                           return std::string(info.param.from) + "_to_" + info.param.to;
+                           return std::string(info.param.from) + "_to_" + info.param.to +
+                                  (info.param.pause_after_lines == kSteps ? "_halted" : "_computing");
                          });
 
 }  // namespace

@@ -144,6 +144,9 @@ class EmuVm final : public Vm {
 
   InterruptController& interrupts() override { return platform_->interrupts(); }
 
+  // The VM clock of the state is the platform clock (platform_clock.h):
+  // the software CPU has no kvmclock, so every emulated timer and the TSC
+  // follow this one clock, and a restore sets it (EmuPlatform::restore).
   Result<IrqchipState> save_irqchip() override {
     IrqchipState state = platform_->save();
     state.vcpu_count = vcpu_count_;
@@ -433,6 +436,11 @@ Result<void> EmuVcpu::apply_state(const VcpuState& s) {
   msrs.push_back({kMsrTsc, s.tsc});  // also moves the LAPIC's TSC-deadline timer
   HV_TRY(set_msrs(msrs));
 
+  if (s.tsc_khz != 0 && s.tsc_khz != kTscFrequencyHz / 1000) {
+    HV_LOG_WARN("vCPU {}: the guest's TSC ran at {} kHz and goes on at the software CPU's {} kHz; a guest timing "
+                "itself by the TSC sees its clock run at another rate",
+                index_, s.tsc_khz, kTscFrequencyHz / 1000);
+  }
   injected_ = s.events;
   injected_.shadow_sti = injected_.shadow_mov_ss = injected_.nmi_masked = false;
   cpu_.interrupt_shadow = s.events.shadow_sti || s.events.shadow_mov_ss;

@@ -7,6 +7,7 @@
 
 #include "hv/kvm/kvm_abi.h"
 #include "hv/kvm/kvm_ioctl.h"
+#include "hv/kvm/kvm_vcpu_state.h"
 #include "hv/kvm/kvm_vm.h"
 
 namespace hostvisor::kvm {
@@ -62,9 +63,6 @@ Result<std::vector<kvm_cpuid_entry2>> get_supported_cpuid(int kvm) {
   }
   return Error(ErrorCode::kUnsupported, "KVM_GET_SUPPORTED_CPUID: more than 4096 CPUID entries");
 }
-
-constexpr uint32_t kMsrTsc = 0x10;
-constexpr uint32_t kMsrTscDeadline = 0x6e0;
 
 Result<std::vector<uint32_t>> msr_index_list(int kvm) {
   KvmMsrListHeader probe{0};

@@ -184,13 +184,6 @@ Result<std::vector<Msr>> KvmVcpu::get_msrs(const std::vector<uint32_t>& indices)
   return out;
 }
 
-namespace {
-
-constexpr uint32_t kMsrTsc = 0x10;
-constexpr uint32_t kMsrTscDeadline = 0x6e0;
-
-}  // namespace
-
 Result<FpuState> KvmVcpu::get_fpu() {
   if (caps_.xsave_size == 0) {
     kvm_fpu fpu{};

@@ -13,6 +13,11 @@
 
 namespace hostvisor::kvm {
 
+// The MSRs KVM keeps outside the neutral MSR list: the TSC is VcpuState::tsc,
+// the TSC deadline LocalApicState::tsc_deadline.
+constexpr uint32_t kMsrTsc = 0x10;
+constexpr uint32_t kMsrTscDeadline = 0x6e0;
+
 // KVM's APIC timer counts at 1 GHz before its divider (APIC_BUS_CYCLE_NS,
 // unless the VMM sets KVM_CAP_X86_APIC_BUS_CYCLES_NS, which hostvisor does not).
 constexpr uint64_t kKvmApicBusCycleNs = 1;

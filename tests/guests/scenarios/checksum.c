@@ -1,9 +1,10 @@
 /* Computes a checksum in eight steps with the local APIC timer running and
  * interrupting, printing the running value after each step, then waits for
- * a few more timer interrupts and prints the result. The output depends only
- * on the computation: the cross-backend state test (tests/integration)
- * pauses the kernel mid-computation on one backend, finishes it on the other,
- * and compares the output with an uninterrupted run. */
+ * a few more timer interrupts (halted in between) and prints the result. The
+ * output depends only on the computation: the cross-backend state test
+ * (tests/integration) pauses the kernel mid-computation or halted on one
+ * backend, finishes it on the other, and compares the output with an
+ * uninterrupted run. */
 #include "hvtest.h"
 
 const char test_scenario[] = "checksum";
@@ -18,9 +19,6 @@ static void on_tick(uint8_t vector) {
   (void)vector;
   ticks++;
 }
-
-/* About ten seconds of a 2 GHz TSC: a timer that stopped fails the test. */
-static const uint64_t kWaitTscBudget = 20000000000ull;
 
 void test_main(const struct boot_info* info) {
   (void)info;
@@ -39,12 +37,13 @@ void test_main(const struct boot_info* info) {
     print("step %u: %lx\n", step, sum);
   }
 
-  /* (Not wait_until(): it takes the LAPIC timer for its own watchdog.) */
+  /* Halted with the timer running: the test may move the kernel here too.
+   * (Not wait_until(): it takes the LAPIC timer for its own watchdog, and
+   * its TSC deadline would not survive a host that cannot restore the TSC.
+   * A timer that stopped hangs the kernel; the host test's deadline ends it.) */
   const uint32_t target = ticks + kTicksAfter;
-  const uint64_t start = rdtsc();
-  while (ticks < target && rdtsc() - start < kWaitTscBudget) __asm__ volatile("hlt" ::: "memory");
+  while (ticks < target) __asm__ volatile("hlt" ::: "memory");
   interrupts_off();
-  if (ticks < target) test_fail("the timer stopped interrupting (%u ticks)", ticks);
   lapic_timer_stop();
   print("checksum %lx\n", sum);
   test_pass();

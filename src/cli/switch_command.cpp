@@ -1,0 +1,84 @@
+#include "cli/switch_command.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "base/log.h"
+#include "net/switch/switch_paths.h"
+#include "net/switch/switch_server.h"
+
+namespace hostvisor::cli {
+
+namespace {
+struct SwitchArgs {
+  std::string name;
+  std::string dhcp;
+  bool lock_held = false;
+};
+
+Result<void> run_switch(const SwitchArgs& args) {
+  const net::SwitchPaths paths = HV_TRY(net::switch_paths(args.name));
+  net::SwitchServerOptions options;
+  options.socket_path = paths.socket;
+  options.lock_path = paths.lock;
+  if (!args.dhcp.empty()) {
+    auto network = net::parse_ipv4_network(args.dhcp);
+    if (!network) return network.error().with_context("--dhcp " + args.dhcp);
+    options.dhcp = *network;
+  }
+  std::unique_ptr<net::SwitchServer> server;
+  {
+    // Started by hand: take the lock VMs take, so neither starts a second
+    // switch meanwhile. A VM that starts us holds it already (--lock-held).
+    UniqueFd lock;
+    if (!args.lock_held) {
+      lock = HV_TRY(open_file(paths.lock, O_RDWR | O_CREAT, 0600));
+      ::flock(lock.get(), LOCK_EX);
+    }
+    server = HV_TRY(net::SwitchServer::create(options));
+  }
+  HV_LOG_INFO("switch {}: listening on {}{}", args.name, paths.socket,
+              options.dhcp ? ", DHCP for " + net::format_ipv4_network(*options.dhcp) : "");
+  HV_TRY(server->run());
+  const net::SwitchServerCounters c = server->counters();
+  HV_LOG_INFO(
+      "switch {}: {} ports joined, {} disconnected; {} frames in, {} delivered, {} flooded, {} cut in "
+      "software, {} dropped, {} dropped at full port queues",
+      args.name, c.ports_joined, c.ports_disconnected, c.forwarding.frames, c.forwarding.delivered,
+      c.forwarding.flooded, c.forwarding.segmented, c.forwarding.dropped, c.output_dropped);
+  return ok();
+}
+}  // namespace
+
+void add_switch_command(CLI::App& app, int* exit_status) {
+  auto args = std::make_shared<SwitchArgs>();
+  auto* cmd = app.add_subcommand(
+      "switch",
+      "Run the Ethernet switch of internal network NAME in the foreground. The first VM with --net "
+      "internal,name=NAME starts one itself; it ends when its last port leaves. Its socket is "
+      "$XDG_RUNTIME_DIR/hostvisor/net/NAME.sock, or /tmp/hostvisor-$UID/net/NAME.sock without XDG_RUNTIME_DIR");
+  cmd->add_option("NAME", args->name, "The network's name (letters, digits, '.', '_', '-')")->required();
+  cmd->add_option("--dhcp", args->dhcp, "Run a DHCP server for CIDR on the segment (no router, no DNS)");
+  // How a VM that holds the start lock runs us; not for users.
+  cmd->add_flag("--lock-held", args->lock_held)->group("");
+  cmd->callback([args, exit_status] {
+    // Its log is the point of a detached switch: joins and leaves at info.
+    if (spdlog::get_level() > spdlog::level::info) spdlog::set_level(spdlog::level::info);
+    // A peer that leaves while we write is an error to handle, not a signal.
+    ::signal(SIGPIPE, SIG_IGN);
+    auto outcome = run_switch(*args);
+    if (!outcome) {
+      std::fprintf(stderr, "hostvisor: switch %s: %s\n", args->name.c_str(), outcome.error().message().c_str());
+      *exit_status = outcome.error().code() == ErrorCode::kInvalidArgument ? 2 : 1;
+      return;
+    }
+    *exit_status = 0;
+  });
+}
+
+}  // namespace hostvisor::cli

@@ -1,0 +1,68 @@
+#include "net/switch/switch_control.h"
+
+#include <cstring>
+
+#include "net/switch/stream_framing.h"
+
+namespace hostvisor::net {
+
+namespace {
+constexpr uint8_t kDestination[6] = {0x03, 0x68, 0x76, 0x73, 0x77, 0x00};  // local multicast
+constexpr char kMagic[16] = {'h', 'o', 's', 't', 'v', 'i', 's', 'o', 'r', '-', 's', 'w', 'i', 't', 'c', 'h'};
+constexpr size_t kFixed =
+    kEthernetHeaderSize + sizeof kMagic + 11;  // + version, type, offloads, status, MAC, dhcp length
+constexpr size_t kMaxDhcpText = 64;
+
+uint8_t offload_bits(const ReceiveOffloads& o) {
+  return static_cast<uint8_t>((o.csum ? 1 : 0) | (o.tso4 ? 2 : 0) | (o.tso6 ? 4 : 0) | (o.ecn ? 8 : 0));
+}
+}  // namespace
+
+std::vector<uint8_t> encode_switch_control(const SwitchControl& control) {
+  std::vector<uint8_t> frame(kFixed, 0);
+  std::memcpy(frame.data(), kDestination, 6);
+  frame[6] = 0x02;  // a locally administered source: the control frame comes from no station
+  frame[12] = kSwitchControlEtherType >> 8;
+  frame[13] = kSwitchControlEtherType & 0xff;
+  std::memcpy(frame.data() + kEthernetHeaderSize, kMagic, sizeof kMagic);
+  size_t at = kEthernetHeaderSize + sizeof kMagic;
+  frame[at++] = kSwitchControlVersion;
+  frame[at++] = static_cast<uint8_t>(control.type);
+  frame[at++] = offload_bits(control.offloads);
+  frame[at++] = control.mac_in_use ? 1 : 0;
+  std::memcpy(frame.data() + at, control.mac.data(), 6);
+  at += 6;
+  const size_t dhcp_length = std::min(control.dhcp.size(), kMaxDhcpText);
+  frame[at++] = static_cast<uint8_t>(dhcp_length);
+  frame.insert(frame.end(), control.dhcp.begin(), control.dhcp.begin() + static_cast<ptrdiff_t>(dhcp_length));
+  // Pad to the Ethernet minimum, as any frame on a wire.
+  if (frame.size() < 60) frame.resize(60, 0);
+  return frame;
+}
+
+std::optional<SwitchControl> decode_switch_control(std::span<const uint8_t> frame) {
+  if (frame.size() < kFixed || frame[12] != (kSwitchControlEtherType >> 8) ||
+      frame[13] != (kSwitchControlEtherType & 0xff) ||
+      std::memcmp(frame.data() + kEthernetHeaderSize, kMagic, sizeof kMagic) != 0)
+    return std::nullopt;
+  size_t at = kEthernetHeaderSize + sizeof kMagic;
+  if (frame[at++] != kSwitchControlVersion) return std::nullopt;
+  const uint8_t type = frame[at++];
+  if (type < 1 || type > 3) return std::nullopt;
+  const uint8_t bits = frame[at++];
+  const uint8_t status = frame[at++];
+  MacAddress mac;
+  std::memcpy(mac.data(), frame.data() + at, 6);
+  at += 6;
+  const size_t dhcp_length = frame[at++];
+  if (dhcp_length > kMaxDhcpText || frame.size() < at + dhcp_length) return std::nullopt;
+  SwitchControl control;
+  control.type = static_cast<SwitchControlType>(type);
+  control.offloads = {(bits & 1) != 0, (bits & 2) != 0, (bits & 4) != 0, (bits & 8) != 0};
+  control.mac = mac;
+  control.mac_in_use = status == 1;
+  control.dhcp.assign(reinterpret_cast<const char*>(frame.data() + at), dhcp_length);
+  return control;
+}
+
+}  // namespace hostvisor::net

@@ -1,0 +1,29 @@
+// A VM's way onto network NAME: connect to its switch, starting one first
+// if none runs. Starting is serialized by an flock on NAME.lock, held from
+// the connection attempt until the new switch accepts, so two VMs starting
+// at once never start two switches; the switch takes the same lock before
+// it decides to exit (switch_server.h). The switch is `hostvisor switch
+// NAME [--dhcp CIDR] --lock-held`, detached: its own session, stdin from
+// /dev/null, stdout and stderr to NAME.log beside the socket.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "base/fd.h"
+#include "base/result.h"
+#include "net/ipv4_address.h"
+
+namespace hostvisor::net {
+
+struct SwitchLaunch {
+  std::string name;
+  std::optional<Ipv4Network> dhcp;  // for a switch this call starts
+  // The hostvisor executable to start the switch with ("": this process's own).
+  std::string program;
+};
+
+// A connected, non-blocking stream socket to the switch.
+Result<UniqueFd> connect_to_switch(const SwitchLaunch& launch);
+
+}  // namespace hostvisor::net

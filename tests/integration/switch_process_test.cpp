@@ -1,0 +1,144 @@
+// The switch as a process, started the way a VM starts it
+// (connect_to_switch() spawning `hostvisor switch`): concurrent starts make
+// one switch, a different dhcp= is refused, a hand-started second switch is
+// refused, the switch ends with its last port, and the socket directory is
+// checked. Each test has its own XDG_RUNTIME_DIR.
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "net/switch/switch_launcher.h"
+#include "net/switch/switch_paths.h"
+#include "net/switch/switch_port_backend.h"
+#include "net/testing/frames.h"
+#include "tests/integration/child_process.h"
+
+namespace hostvisor::net {
+namespace frames = hostvisor::net::testing;
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+struct SwitchProcess : ::testing::Test {
+  fs::path runtime;
+  void SetUp() override {
+    std::string tmpl = (fs::temp_directory_path() / "hv-switch-proc-XXXXXX").string();
+    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
+    runtime = tmpl;
+    ::setenv("XDG_RUNTIME_DIR", runtime.c_str(), 1);
+  }
+  void TearDown() override {
+    ::unsetenv("XDG_RUNTIME_DIR");
+    fs::remove_all(runtime);
+  }
+  Result<std::unique_ptr<SwitchPortBackend>> join(const std::string& name, uint8_t mac,
+                                                  std::optional<Ipv4Network> dhcp = std::nullopt) {
+    auto fd = HV_TRY(connect_to_switch({name, dhcp, HOSTVISOR_PATH}));
+    return SwitchPortBackend::open(std::move(fd), {name, {0x02, 0x55, 0, 0, 0, mac}, dhcp});
+  }
+  std::string log_of(const std::string& name) {
+    std::ifstream in(runtime / "hostvisor" / "net" / (name + ".log"));
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+  }
+  bool gone_within(const fs::path& path, std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (fs::exists(path) && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(20ms);
+    return !fs::exists(path);
+  }
+};
+
+std::optional<size_t> receive_within(SwitchPortBackend& port, std::vector<uint8_t>& buffer,
+                                     std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    auto got = port.receive(buffer);
+    if (got.ok() && *got) return **got;
+    pollfd p{port.receive_fd(), POLLIN, 0};
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0) return std::nullopt;
+  }
+}
+
+TEST_F(SwitchProcess, VmsStartingAtOnceShareOneSwitchThatEndsWithTheLastOne) {
+  constexpr int kVms = 4;
+  std::vector<std::unique_ptr<SwitchPortBackend>> ports(kVms);
+  std::vector<std::string> errors(kVms);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kVms; ++i) {
+    threads.emplace_back([&, i] {
+      auto port = join("lab", static_cast<uint8_t>(i + 1), Ipv4Network{{0x0a4d0000}, 24});
+      if (port.ok())
+        ports[i] = std::move(port).value();
+      else
+        errors[i] = port.error().message();
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < kVms; ++i) ASSERT_TRUE(ports[i]) << "VM " << i << ": " << errors[i];
+
+  const std::string log = log_of("lab");
+  size_t starts = 0;
+  for (size_t at = 0; (at = log.find("listening on", at)) != std::string::npos; ++at) ++starts;
+  EXPECT_EQ(starts, 1u) << log;
+
+  // One segment: a broadcast from the first reaches every other.
+  const auto frame = frames::udp_frame({{0x02, 0x55, 0, 0, 0, 1}, frames::kBroadcastMac, {1}, {2}}, 1, 2,
+                                       frames::to_bytes("one switch"));
+  const VirtioNetHeader header{};
+  const iovec parts[2] = {{const_cast<VirtioNetHeader*>(&header), sizeof header},
+                          {const_cast<uint8_t*>(frame.data()), frame.size()}};
+  ASSERT_TRUE(ports[0]->send(parts).ok());
+  std::vector<uint8_t> buffer(kMaxPacketSize);
+  for (int i = 1; i < kVms; ++i) {
+    auto got = receive_within(*ports[i], buffer, 3s);
+    ASSERT_TRUE(got) << "VM " << i << " is not on the first VM's segment";
+    EXPECT_EQ(*got, kVnetHeaderSize + frame.size());
+  }
+
+  const fs::path socket = runtime / "hostvisor" / "net" / "lab.sock";
+  EXPECT_EQ(fs::status(runtime / "hostvisor" / "net").permissions() & fs::perms::all, fs::perms::owner_all);
+  ports.clear();
+  EXPECT_TRUE(gone_within(socket, 5s)) << "the switch outlived its last port:\n" << log_of("lab");
+  // The next VM starts a new one.
+  auto again = join("lab", 9);
+  EXPECT_TRUE(again.ok()) << again.error().message();
+}
+
+TEST_F(SwitchProcess, AVmAskingForAnotherDhcpNetworkIsRefused) {
+  auto first = join("dhcp-net", 1, Ipv4Network{{0x0a4d0000}, 24});
+  ASSERT_TRUE(first.ok()) << first.error().message();
+  auto other = join("dhcp-net", 2, Ipv4Network{{0x0a4e0000}, 24});
+  ASSERT_FALSE(other.ok());
+  EXPECT_NE(other.error().message().find("already running with dhcp=10.77.0.0/24, not dhcp=10.78.0.0/24"),
+            std::string::npos)
+      << other.error().message();
+  EXPECT_TRUE(join("dhcp-net", 3).ok()) << "a VM without dhcp= joins whatever runs";
+}
+
+TEST_F(SwitchProcess, ASecondSwitchByHandIsRefusedAndBadDirectoriesAreToo) {
+  auto first = join("manual", 1);
+  ASSERT_TRUE(first.ok()) << first.error().message();
+  auto second = hostvisor::testing::run_child({HOSTVISOR_PATH, "switch", "manual"}, 10s);
+  EXPECT_EQ(second.exit_status, 1);
+  EXPECT_NE(second.err.find("a switch is already running on"), std::string::npos) << second.err;
+
+  ::chmod((runtime / "hostvisor").c_str(), 0755);
+  auto open_dir = hostvisor::testing::run_child({HOSTVISOR_PATH, "switch", "elsewhere"}, 10s);
+  EXPECT_EQ(open_dir.exit_status, 1);
+  EXPECT_NE(open_dir.err.find("is open to other users; make it private with `chmod 700"), std::string::npos)
+      << open_dir.err;
+}
+
+}  // namespace
+}  // namespace hostvisor::net
