@@ -76,7 +76,7 @@ Result<NetConfig> parse_net_config(const std::string& text) {
   if (!split) return std::move(split).error().with_context("--net " + text);
   auto net = net::parse_net_option(split->rest);
   if (!net) return std::move(net).error();
-  return NetConfig{*net, split->transport};
+  return NetConfig{*net, split->transport, split->rest};
 }
 
 std::string run_vm_identity(const std::string& kernel_path, const std::vector<DiskConfig>& disks) {

@@ -1,13 +1,18 @@
 #include "cli/run_command.h"
 
+#include <chrono>
 #include <cstdio>
+#include <functional>
 #include <memory>
 
 #include "base/size.h"
 #include "cli/device_options.h"
 #include "cli/fw_cfg_option.h"
 #include "guest/default_guest/default_guest.h"
+#include "snapshot/snapshot_reader.h"
+#include "vmm/disk_snapshots.h"
 #include "vmm/machine.h"
+#include "vmm/machine_config_codec.h"
 #include "vmm/stop_signals.h"
 
 namespace hostvisor::cli {
@@ -22,11 +27,81 @@ struct RunOptions {
   std::vector<std::string> fw_cfg_files;
   bool debug_exit = false;
   bool no_reboot = false;
+  std::string snapshot_dir;  // where Ctrl-A s / Ctrl-A S write
+  std::string restore;       // a snapshot to continue
+  std::string restore_mode = "map";
+  bool clone = false;
+  // Options that describe the machine, given on this command line: a
+  // restore takes the machine from the snapshot and refuses them.
+  std::vector<std::string> machine_options_given;
+  bool accel_given = false;
 };
 
 void fail(const std::string& message) { std::fprintf(stderr, "hostvisor: %s\n", message.c_str()); }
 
+Result<RestoreMode> parse_restore_mode(const std::string& text) {
+  if (text == "map") return RestoreMode::kMap;
+  if (text == "copy") return RestoreMode::kCopy;
+  return Error(ErrorCode::kInvalidArgument, "--restore-mode " + text + ": must be map or copy");
+}
+
+// Runs machines built by `build` until the run ends; a guest reset builds
+// the next one from `config` (a fresh boot, also after a restore).
+int run_machines(const RunOptions& options, const MachineConfig& config,
+                 const std::function<Result<std::unique_ptr<Machine>>(StopSignals&)>& first_build);
+
+int restore(const RunOptions& options) {
+  if (!options.machine_options_given.empty()) {
+    fail("--restore takes the machine from the snapshot; " + options.machine_options_given.front() +
+         " cannot be given with it");
+    return 2;
+  }
+  auto mode = parse_restore_mode(options.restore_mode);
+  if (!mode) {
+    fail(mode.error().message());
+    return 2;
+  }
+  const auto start = std::chrono::steady_clock::now();
+  auto snapshot = snapshot::Snapshot::open(options.restore);
+  if (!snapshot) {
+    fail(snapshot.error().message());
+    return 1;
+  }
+  auto saved = decode_machine_config(snapshot->header().machine_config);
+  if (!saved) {
+    fail("snapshot " + options.restore + ": " + saved.error().message());
+    return 1;
+  }
+  MachineConfig config = saved->config;
+  if (options.accel_given) {
+    auto accel = parse_accel(options.accel);
+    if (!accel) {
+      fail("--accel: " + accel.error().message());
+      return 2;
+    }
+    config.accel = *accel;
+  }
+  // Each run of a snapshot writes its disks into overlays of its own.
+  auto overlays = create_restore_overlays(*snapshot, config);
+  if (!overlays) {
+    fail("snapshot " + options.restore + ": " + overlays.error().message());
+    return 1;
+  }
+  for (size_t i = 0; i < overlays->size(); ++i)
+    if (!(*overlays)[i].empty())
+      std::fprintf(stderr, "hostvisor: disk %zu: writes go to %s\n", i, (*overlays)[i].c_str());
+  const RestoreOptions restore_options{.mode = *mode, .clone = options.clone};
+  return run_machines(options, config, [&](StopSignals& signals) -> Result<std::unique_ptr<Machine>> {
+    auto machine = HV_TRY(Machine::restore(config, *snapshot, restore_options, signals));
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    std::fprintf(stderr, "hostvisor: restored %s (%s%s) in %.1f ms\n", options.restore.c_str(),
+                 options.restore_mode.c_str(), options.clone ? ", clone" : "", ms);
+    return machine;
+  });
+}
+
 int run(const RunOptions& options) {
+  if (!options.restore.empty()) return restore(options);
   MachineConfig config;
   auto console = parse_console_device(options.console);
   if (!console) {
@@ -99,6 +174,11 @@ int run(const RunOptions& options) {
   }
   assign_stable_macs(run_vm_identity(config.kernel_path, config.disks), config.nets);
 
+  return run_machines(options, config, [&](StopSignals& signals) { return Machine::create(config, signals); });
+}
+
+int run_machines(const RunOptions& options, const MachineConfig& config,
+                 const std::function<Result<std::unique_ptr<Machine>>(StopSignals&)>& first_build) {
   // From here on SIGINT, SIGTERM and SIGHUP end the run cleanly (status 0,
   // terminal restored) whenever they come, across reboots. Before this, while
   // the options are read and the default guest is assembled, they end
@@ -122,13 +202,14 @@ int run(const RunOptions& options) {
     // A signal that came while the last machine was torn down ends the run
     // here rather than after a whole boot of the next one.
     if (const int signal = (*signals)->take().stop_signal) return stopped(signal);
-    auto machine = Machine::create(config, **signals);
+    auto machine = first ? first_build(**signals) : Machine::create(config, **signals);
     if (!machine) {
       fail(machine.error().message());
       return 1;
     }
     if (first)
       std::fprintf(stderr, "hostvisor: accel %s: %s\n", (*machine)->backend_name(), (*machine)->accel_reason().c_str());
+    (*machine)->set_snapshot_dir(options.snapshot_dir);
     RunOutcome outcome = (*machine)->run();
     if (outcome.kind == RunOutcome::Kind::kReset && !options.no_reboot) {
       std::fprintf(stderr, "\r\nhostvisor: the guest reset the machine; rebooting\n");
@@ -186,12 +267,29 @@ void add_run_command(CLI::App& app, int* exit_status) {
                 "Add an isa-debug-exit device at port 0xf4: a guest write of v exits with status (v << 1) | 1");
   cmd->add_flag("--no-reboot", options->no_reboot,
                 "End the run (status 3) when the guest resets, instead of rebooting");
+  cmd->add_option("--snapshot-dir", options->snapshot_dir,
+                  "Where the console keys Ctrl-A s (snapshot and go on) and Ctrl-A S (snapshot and quit) write a "
+                  "snapshot; one already there is replaced, atomically");
+  cmd->add_option("--restore", options->restore,
+                  "Continue the guest a snapshot holds (the machine, its devices and disks come from the snapshot; "
+                  "only --accel, --snapshot-dir and --no-reboot may be given with it)");
+  cmd->add_option("--restore-mode", options->restore_mode,
+                  "map: guest RAM is mapped copy-on-write from the snapshot's memory file (fast, lazy; the files "
+                  "must stay unchanged while the guest runs); copy: read into fresh RAM")
+      ->capture_default_str();
+  cmd->add_flag("--clone", options->clone, "With --restore: a clone, with a new MAC for each NIC");
   cmd->footer(
       "Exit status: 0 when the guest powers off, or on Ctrl-A x, SIGINT, SIGTERM or SIGHUP (at any point once the run "
       "has started, reboots included); (v << 1) | 1 when the guest writes v to the debug-exit port; 3 when the guest "
       "resets with --no-reboot; 4 on a triple fault or a guest halted for good; 1 when hostvisor cannot go on; 2 for a "
       "usage error.");
-  cmd->callback([options, exit_status] { *exit_status = run(*options); });
+  cmd->callback([cmd, options, exit_status] {
+    for (const char* name :
+         {"--kernel", "--initrd", "--append", "--memory", "--disk", "--net", "--console", "--cpus", "--debug-exit"})
+      if (cmd->count(name) > 0) options->machine_options_given.push_back(name);
+    options->accel_given = cmd->count("--accel") > 0;
+    *exit_status = run(*options);
+  });
 }
 
 }  // namespace hostvisor::cli

@@ -1,6 +1,7 @@
 #include "memory/guest_memory.h"
 
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,9 +13,9 @@ namespace {
 constexpr uint64_t kPageSize = 4096;
 }
 
-Result<GuestMemory> GuestMemory::create(const std::vector<MemoryRegionSpec>& specs) {
-  if (specs.empty()) return Error(ErrorCode::kInvalidArgument, "guest memory needs at least one region");
-  std::vector<MemoryRegionSpec> sorted = specs;
+namespace {
+Result<uint64_t> check_specs(std::vector<MemoryRegionSpec>& sorted) {
+  if (sorted.empty()) return Error(ErrorCode::kInvalidArgument, "guest memory needs at least one region");
   std::sort(sorted.begin(), sorted.end(), [](auto& a, auto& b) { return a.start < b.start; });
   uint64_t total = 0;
   for (size_t i = 0; i < sorted.size(); ++i) {
@@ -28,6 +29,27 @@ Result<GuestMemory> GuestMemory::create(const std::vector<MemoryRegionSpec>& spe
     if (total + s.size < total) return Error(ErrorCode::kInvalidArgument, "guest memory too large");
     total += s.size;
   }
+  return total;
+}
+}  // namespace
+
+Result<void> GuestMemory::map_regions(const std::vector<MemoryRegionSpec>& sorted, int flags) {
+  uint64_t offset = 0;
+  for (const auto& s : sorted) {
+    // MAP_NORESERVE: RAM is committed as the guest touches it, like a real
+    // hypervisor; a large --memory must not fail up front.
+    void* p = ::mmap(nullptr, s.size, PROT_READ | PROT_WRITE, flags | MAP_NORESERVE, memfd_.get(),
+                     static_cast<off_t>(offset));
+    if (p == MAP_FAILED) return Error::from_errno("mapping guest RAM");
+    regions_.push_back(Region{s.start, s.size, static_cast<uint8_t*>(p), offset});
+    offset += s.size;
+  }
+  return {};
+}
+
+Result<GuestMemory> GuestMemory::create(const std::vector<MemoryRegionSpec>& specs) {
+  std::vector<MemoryRegionSpec> sorted = specs;
+  const uint64_t total = HV_TRY(check_specs(sorted));
 
   int fd = ::memfd_create("hostvisor-ram", MFD_CLOEXEC);
   if (fd < 0) return Error::from_errno("memfd_create for guest RAM");
@@ -35,24 +57,30 @@ Result<GuestMemory> GuestMemory::create(const std::vector<MemoryRegionSpec>& spe
   memory.memfd_.reset(fd);
   if (::ftruncate(fd, static_cast<off_t>(total)) < 0)
     return Error::from_errno("sizing guest RAM to " + std::to_string(total) + " bytes");
+  HV_TRY(memory.map_regions(sorted, MAP_SHARED));
+  return memory;
+}
 
-  uint64_t offset = 0;
-  for (const auto& s : sorted) {
-    // MAP_NORESERVE: RAM is committed as the guest touches it, like a real
-    // hypervisor; a large --memory must not fail up front.
-    void* p =
-        ::mmap(nullptr, s.size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, static_cast<off_t>(offset));
-    if (p == MAP_FAILED) return Error::from_errno("mapping guest RAM");
-    memory.regions_.push_back(Region{s.start, s.size, static_cast<uint8_t*>(p), offset});
-    offset += s.size;
-  }
+Result<GuestMemory> GuestMemory::map_private(const std::vector<MemoryRegionSpec>& specs, UniqueFd file) {
+  std::vector<MemoryRegionSpec> sorted = specs;
+  const uint64_t total = HV_TRY(check_specs(sorted));
+  struct stat st;
+  if (::fstat(file.get(), &st) < 0) return Error::from_errno("stat of the guest RAM file");
+  if (static_cast<uint64_t>(st.st_size) < total)
+    return Error(ErrorCode::kCorrupt, "the guest RAM file holds " + std::to_string(st.st_size) + " bytes, " +
+                                          std::to_string(total) + " needed");
+  GuestMemory memory;
+  memory.memfd_ = std::move(file);
+  memory.private_file_ = true;
+  HV_TRY(memory.map_regions(sorted, MAP_PRIVATE));
   return memory;
 }
 
 GuestMemory::GuestMemory(GuestMemory&& other) noexcept
     : memfd_(std::move(other.memfd_)),
       regions_(std::move(other.regions_)),
-      dma_observer_(std::move(other.dma_observer_)) {
+      dma_observer_(std::move(other.dma_observer_)),
+      private_file_(other.private_file_) {
   other.regions_.clear();
 }
 
@@ -62,6 +90,7 @@ GuestMemory& GuestMemory::operator=(GuestMemory&& other) noexcept {
     memfd_ = std::move(other.memfd_);
     regions_ = std::move(other.regions_);
     dma_observer_ = std::move(other.dma_observer_);
+    private_file_ = other.private_file_;
     other.regions_.clear();
   }
   return *this;

@@ -33,8 +33,15 @@ class GuestMemory {
     GuestAddress end() const { return start + size; }
   };
 
-  // Regions must be page-aligned, non-empty and must not overlap.
+  // Regions must be page-aligned, non-empty and must not overlap. They are
+  // laid out in the memfd in address order, one after another.
   static Result<GuestMemory> create(const std::vector<MemoryRegionSpec>& specs);
+  // Guest RAM mapped MAP_PRIVATE from `file`, laid out as create() lays out
+  // its memfd (a snapshot's memory file): pages load lazily on first touch
+  // and guest writes are copy-on-write, so the file is never written and
+  // nothing here scales with the RAM's size. The file must stay unchanged
+  // while the memory lives.
+  static Result<GuestMemory> map_private(const std::vector<MemoryRegionSpec>& specs, UniqueFd file);
 
   GuestMemory() = default;
   GuestMemory(GuestMemory&&) noexcept;
@@ -45,7 +52,10 @@ class GuestMemory {
 
   const std::vector<Region>& regions() const { return regions_; }
   uint64_t total_size() const;
+  // The file behind RAM: the memfd of create(), or map_private()'s file.
   int memfd() const { return memfd_.get(); }
+  // True for map_private(): the file does not hold the guest's writes.
+  bool private_file() const { return private_file_; }
 
   // True when [address, address + length) lies wholly inside one region.
   bool contains(GuestAddress address, uint64_t length) const;
@@ -87,11 +97,13 @@ class GuestMemory {
 
  private:
   const Region* find(GuestAddress address, uint64_t length) const;
+  Result<void> map_regions(const std::vector<MemoryRegionSpec>& sorted, int flags);
   void unmap_all();
 
   UniqueFd memfd_;
   std::vector<Region> regions_;
   DmaWriteObserver dma_observer_;
+  bool private_file_ = false;
 };
 
 }  // namespace hostvisor

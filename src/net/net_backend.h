@@ -13,6 +13,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/result.h"
 #include "net/net_counters.h"
@@ -106,6 +107,17 @@ class NetBackend {
   // stopped watching (the owner removes the fd before the backend goes).
   virtual int service_fd() const { return -1; }
   virtual void service() {}
+
+  // Snapshots: the backend's own state as bytes (the user-mode NAT's
+  // connections and ARP table), empty for a backend that has none (a tap
+  // is opened again by name). Called on the event loop's thread, between
+  // service() passes; load_state() takes what save_state() gave, on a
+  // backend opened from the same option, before the guest runs.
+  virtual Result<std::vector<uint8_t>> save_state() { return std::vector<uint8_t>{}; }
+  virtual Result<void> load_state(std::span<const uint8_t> state) {
+    if (state.empty()) return ok();
+    return Error(ErrorCode::kUnsupported, std::string(name()) + ": this network backend keeps no saved state");
+  }
 
   // Traffic counters, for a backend that keeps them (the log line at exit,
   // the API).

@@ -37,6 +37,8 @@ ConsoleEscape::Command ConsoleEscape::feed(std::span<const uint8_t> input, std::
         case '?': command = Command::kHelp; break;
         case 'p':
         case 'P': command = Command::kPause; break;
+        case 's': command = Command::kSnapshot; break;
+        case 'S': return Command::kSnapshotAndQuit;
         case kEscapeKey: to_guest.push_back(kEscapeKey); break;
         default: break;  // unknown escapes are swallowed, as in QEMU
       }
@@ -55,6 +57,8 @@ const char* ConsoleEscape::help_text() {
   return "\r\nhostvisor console keys:\r\n"
          "  Ctrl-A x         quit hostvisor\r\n"
          "  Ctrl-A p         pause the VM, or resume it\r\n"
+         "  Ctrl-A s         write a snapshot (--snapshot-dir) and go on\r\n"
+         "  Ctrl-A S         write a snapshot and quit\r\n"
          "  Ctrl-A Ctrl-A    send Ctrl-A to the guest\r\n"
          "  Ctrl-A h         this help\r\n";
 }
@@ -111,10 +115,11 @@ std::unique_ptr<ConsoleInput> virtio_console_input(std::shared_ptr<VirtioConsole
 Result<std::unique_ptr<TerminalConsole>> TerminalConsole::attach(EventLoop& loop, std::unique_ptr<ConsoleInput> target,
                                                                  int input_fd, int output_fd,
                                                                  std::function<void()> on_quit,
-                                                                 PauseToggle on_pause_toggle) {
+                                                                 PauseToggle on_pause_toggle, SnapshotKey on_snapshot) {
   if (!target) return Error(ErrorCode::kInvalidArgument, "the terminal console needs a guest device to feed");
   std::unique_ptr<TerminalConsole> console(new TerminalConsole(loop, std::move(target), input_fd, output_fd,
-                                                               std::move(on_quit), std::move(on_pause_toggle)));
+                                                               std::move(on_quit), std::move(on_pause_toggle),
+                                                               std::move(on_snapshot)));
   TerminalConsole* self = console.get();
   HV_TRY(loop.add(self->target_->space_fd(), [self](uint32_t) { self->on_space(); }));
   // stdin may be unwatchable (a regular file, /dev/null): then there is
@@ -147,7 +152,8 @@ void TerminalConsole::on_input() {
   }
   // A byte at a time, so several commands in one read all act, in order.
   for (ssize_t i = 0; i < n; ++i) {
-    switch (escape_.feed(std::span(buffer + i, 1), pending_)) {
+    const ConsoleEscape::Command command = escape_.feed(std::span(buffer + i, 1), pending_);
+    switch (command) {
       case ConsoleEscape::Command::kNone: break;
       case ConsoleEscape::Command::kHelp: write_text(output_fd_, ConsoleEscape::help_text()); break;
       case ConsoleEscape::Command::kPause:
@@ -155,6 +161,18 @@ void TerminalConsole::on_input() {
         deliver_pending();  // what was typed before the key reaches the guest first
         write_text(output_fd_, ("\r\n[hostvisor: " + on_pause_toggle_() + "]\r\n").c_str());
         break;
+      case ConsoleEscape::Command::kSnapshot:
+      case ConsoleEscape::Command::kSnapshotAndQuit: {
+        if (!on_snapshot_) break;
+        const bool and_quit = command == ConsoleEscape::Command::kSnapshotAndQuit;
+        deliver_pending();  // typed before the key: part of the snapshot
+        write_text(output_fd_, ("\r\n[hostvisor: " + on_snapshot_(and_quit) + "]\r\n").c_str());
+        if (and_quit) {
+          pending_.clear();
+          return;
+        }
+        break;
+      }
       case ConsoleEscape::Command::kQuit:
         pending_.clear();
         on_quit_();

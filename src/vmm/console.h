@@ -2,7 +2,8 @@
 // the UART (ttyS0) or the virtio console's port 0 (hvc0), in raw mode when
 // stdin is a terminal (restored on exit, whatever the exit). Like QEMU,
 // Ctrl-A is an escape key: Ctrl-A x quits, Ctrl-A p pauses or resumes the
-// VM, Ctrl-A h lists the keys, Ctrl-A Ctrl-A sends a literal Ctrl-A.
+// VM, Ctrl-A s writes a snapshot and goes on, Ctrl-A S writes one and quits,
+// Ctrl-A h lists the keys, Ctrl-A Ctrl-A sends a literal Ctrl-A.
 #pragma once
 
 #include <termios.h>
@@ -41,7 +42,7 @@ class RawTerminal {
 // Splits host keyboard input into bytes for the guest and escape commands.
 class ConsoleEscape {
  public:
-  enum class Command { kNone, kQuit, kHelp, kPause };
+  enum class Command { kNone, kQuit, kHelp, kPause, kSnapshot, kSnapshotAndQuit };
   static constexpr uint8_t kEscapeKey = 0x01;  // Ctrl-A
 
   // Feeds input; bytes for the guest are appended to `to_guest`. Returns the
@@ -83,9 +84,13 @@ class TerminalConsole {
   // Ctrl-A x calls on_quit. Ctrl-A p calls on_pause_toggle, which pauses or
   // resumes the VM and returns a line saying which; the console shows it.
   using PauseToggle = std::function<std::string()>;
+  // Ctrl-A s (and_quit false) and Ctrl-A S: writes a snapshot (and ends the
+  // run after it) and returns the line the console shows.
+  using SnapshotKey = std::function<std::string(bool and_quit)>;
   static Result<std::unique_ptr<TerminalConsole>> attach(EventLoop& loop, std::unique_ptr<ConsoleInput> target,
                                                          int input_fd, int output_fd, std::function<void()> on_quit,
-                                                         PauseToggle on_pause_toggle = {});
+                                                         PauseToggle on_pause_toggle = {},
+                                                         SnapshotKey on_snapshot = {});
   ~TerminalConsole();
 
   // Passes the terminal's size (of output_fd, if it is a terminal) on to the
@@ -94,13 +99,14 @@ class TerminalConsole {
 
  private:
   TerminalConsole(EventLoop& loop, std::unique_ptr<ConsoleInput> target, int input_fd, int output_fd,
-                  std::function<void()> on_quit, PauseToggle on_pause_toggle)
+                  std::function<void()> on_quit, PauseToggle on_pause_toggle, SnapshotKey on_snapshot)
       : loop_(loop),
         target_(std::move(target)),
         input_fd_(input_fd),
         output_fd_(output_fd),
         on_quit_(std::move(on_quit)),
-        on_pause_toggle_(std::move(on_pause_toggle)) {}
+        on_pause_toggle_(std::move(on_pause_toggle)),
+        on_snapshot_(std::move(on_snapshot)) {}
   void on_input();
   void on_space();
   void deliver_pending();  // pushes what fits; watches stdin again once empty
@@ -110,6 +116,7 @@ class TerminalConsole {
   int input_fd_, output_fd_;
   std::function<void()> on_quit_;
   PauseToggle on_pause_toggle_;
+  SnapshotKey on_snapshot_;
   ConsoleEscape escape_;
   std::vector<uint8_t> pending_;
   bool watching_input_ = false;

@@ -58,6 +58,18 @@ TEST(ConsoleEscape, CtrlAPIsThePauseKeyAndListedInTheHelp) {
   EXPECT_NE(std::string(ConsoleEscape::help_text()).find("Ctrl-A p"), std::string::npos);
 }
 
+TEST(ConsoleEscape, CtrlASSnapshotsAndCtrlAShiftSSnapshotsAndQuits) {
+  ConsoleEscape escape;
+  std::vector<uint8_t> out;
+  EXPECT_EQ(escape.feed(bytes("ls\x01s"), out), ConsoleEscape::Command::kSnapshot);
+  // After Ctrl-A S nothing more goes to the guest: the run ends.
+  EXPECT_EQ(escape.feed(bytes("\x01Sxyz"), out), ConsoleEscape::Command::kSnapshotAndQuit);
+  EXPECT_EQ(out, bytes("ls"));
+  const std::string help = ConsoleEscape::help_text();
+  EXPECT_NE(help.find("Ctrl-A s"), std::string::npos);
+  EXPECT_NE(help.find("Ctrl-A S"), std::string::npos);
+}
+
 // Each Ctrl-A p calls the toggle, in order with the keys around it: the
 // bytes typed before it reach the guest first, and the line the toggle
 // returns is shown on the terminal.

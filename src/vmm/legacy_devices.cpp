@@ -25,23 +25,25 @@ Result<LegacyDevices> add_legacy_devices(Bus& pio_bus, InterruptController& irq,
   devices.rtc = std::make_shared<CmosRtc>(IrqLine(&irq, arch::kRtcIrq));
   HV_TRY(pio_bus.insert(devices.rtc, arch::kRtcPort, arch::kRtcPortCount));
 
-  auto i8042 =
+  devices.i8042 =
       std::make_shared<I8042>(&control, IrqLine(&irq, arch::kI8042KeyboardIrq), IrqLine(&irq, arch::kI8042MouseIrq));
-  HV_TRY(pio_bus.insert(i8042, arch::kI8042DataPort, 1));
-  HV_TRY(pio_bus.insert(i8042->command_port(), arch::kI8042CommandPort, 1));
+  HV_TRY(pio_bus.insert(devices.i8042, arch::kI8042DataPort, 1));
+  HV_TRY(pio_bus.insert(devices.i8042->command_port(), arch::kI8042CommandPort, 1));
 
   // Port 0x61 reaches us only where the backend has no PIT of its own.
-  HV_TRY(pio_bus.insert(std::make_shared<SystemControlPortB>(), arch::kPort61, 1));
+  devices.port61 = std::make_shared<SystemControlPortB>();
+  HV_TRY(pio_bus.insert(devices.port61, arch::kPort61, 1));
   HV_TRY(pio_bus.insert(std::make_shared<PostCode>(), arch::kPostCodePort, 1));
   if (options.debug_exit)
     HV_TRY(pio_bus.insert(std::make_shared<DebugExit>(&control), arch::kDebugExitPort, arch::kDebugExitPortCount));
   return devices;
 }
 
-Result<void> add_acpi_pm_block(Bus& pio_bus, InterruptController& irq, SystemControl& control) {
+Result<std::shared_ptr<AcpiPmBlock>> add_acpi_pm_block(Bus& pio_bus, InterruptController& irq, SystemControl& control) {
   auto pm = std::make_shared<AcpiPmBlock>(&control, IrqLine(&irq, arch::kPmSciIrq), acpi::PmBlock::kResetValue,
                                           acpi::PmBlock::kS5SleepType);
-  return pio_bus.insert(std::move(pm), arch::kPmEventPort, AcpiPmBlock::kSize);
+  HV_TRY(pio_bus.insert(pm, arch::kPmEventPort, AcpiPmBlock::kSize));
+  return pm;
 }
 
 }  // namespace hostvisor

@@ -10,16 +10,22 @@
 namespace hostvisor {
 
 class Bus;
+class AcpiPmBlock;
 class CmosRtc;
+class I8042;
 class InterruptController;
 class Serial8250;
 class SystemControl;
+class SystemControlPortB;
 
 // The devices the machine keeps talking to after the wiring: the console
-// feeds the UART, the RTC is told the memory size and polled by RtcTimer.
+// feeds the UART, the RTC is told the memory size and polled by RtcTimer,
+// and a snapshot saves the state of each.
 struct LegacyDevices {
   std::shared_ptr<Serial8250> serial;
   std::shared_ptr<CmosRtc> rtc;
+  std::shared_ptr<I8042> i8042;
+  std::shared_ptr<SystemControlPortB> port61;
 };
 
 struct LegacyOptions {
@@ -33,6 +39,6 @@ Result<LegacyDevices> add_legacy_devices(Bus& pio_bus, InterruptController& irq,
 
 // The ACPI PM register block (power-off, reset, PM timer) at the ports the
 // FADT describes, raising the SCI.
-Result<void> add_acpi_pm_block(Bus& pio_bus, InterruptController& irq, SystemControl& control);
+Result<std::shared_ptr<AcpiPmBlock>> add_acpi_pm_block(Bus& pio_bus, InterruptController& irq, SystemControl& control);
 
 }  // namespace hostvisor

@@ -3,14 +3,21 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdio>
+#include <filesystem>
 
 #include "arch/x86_64/acpi/acpi_tables.h"
 #include "arch/x86_64/kernel_loader.h"
 #include "arch/x86_64/layout.h"
 #include "base/log.h"
 #include "base/size.h"
+#include "block/image_open.h"
+#include "devices/acpi/pm_block.h"
+#include "devices/fw_cfg/fw_cfg.h"
 #include "devices/legacy/cmos_rtc.h"
+#include "devices/legacy/i8042.h"
+#include "devices/legacy/port_61.h"
 #include "devices/legacy/serial_8250.h"
 #include "devices/pci/pci_config_io.h"
 #include "devices/pci/pci_ecam.h"
@@ -19,16 +26,31 @@
 #include "devices/virtio/net/virtio_net.h"
 #include "devices/virtio/pci/virtio_pci_device.h"
 #include "devices/virtio/rng/virtio_rng.h"
+#include "hv/irqchip_state.h"
+#include "hv/vcpu_state.h"
 #include "net/net_backend_factory.h"
+#include "snapshot/memory_image.h"
+#include "snapshot/snapshot_reader.h"
+#include "snapshot/snapshot_writer.h"
 #include "vmm/console.h"
+#include "vmm/disk_snapshots.h"
 #include "vmm/firmware_config.h"
 #include "vmm/legacy_devices.h"
+#include "vmm/machine_config_codec.h"
 
 namespace hostvisor {
 
 Result<std::unique_ptr<Machine>> Machine::create(const MachineConfig& config, StopSignals& signals) {
   std::unique_ptr<Machine> machine(new Machine(config, signals));
-  HV_TRY(machine->build());
+  HV_TRY(machine->build(nullptr, RestoreOptions{}));
+  return machine;
+}
+
+Result<std::unique_ptr<Machine>> Machine::restore(const MachineConfig& config, const snapshot::Snapshot& snapshot,
+                                                  const RestoreOptions& options, StopSignals& signals) {
+  std::unique_ptr<Machine> machine(new Machine(config, signals));
+  auto built = machine->build(&snapshot, options);
+  if (!built) return std::move(built).error().with_context("restoring " + snapshot.dir());
   return machine;
 }
 
@@ -37,7 +59,7 @@ Machine::~Machine() {
   if (event_loop_) event_loop_->stop();
 }
 
-Result<void> Machine::build() {
+Result<void> Machine::build(const snapshot::Snapshot* snapshot, const RestoreOptions& options) {
   event_loop_ = HV_TRY(EventLoop::create());
   if (config_.cpus == 0 || config_.cpus > kMaxVcpus)
     return Error(ErrorCode::kInvalidArgument,
@@ -48,7 +70,11 @@ Result<void> Machine::build() {
   hypervisor_ = HV_TRY(create_hypervisor(choice.accel));
 
   const arch::MemoryLayout layout = HV_TRY(arch::memory_layout(config_.memory_bytes));
-  memory_ = HV_TRY(GuestMemory::create(layout.regions()));
+  if (snapshot) {
+    memory_ = HV_TRY(restore_memory(layout, *snapshot, options.mode));
+  } else {
+    memory_ = HV_TRY(GuestMemory::create(layout.regions()));
+  }
 
   vm_ = HV_TRY(hypervisor_->create_vm(VmConfig{config_.cpus}));
   HV_TRY(vm_->map_memory(memory_));
@@ -59,13 +85,33 @@ Result<void> Machine::build() {
       HV_TRY(add_legacy_devices(pio_bus_, vm_->interrupts(), *this, LegacyOptions{.debug_exit = config_.debug_exit}));
   serial_ = std::move(legacy.serial);
   rtc_ = std::move(legacy.rtc);
+  add_cpu_components();
+  components_.push_back(device_state_component("serial", serial_));
+  components_.push_back(device_state_component("rtc", rtc_));
+  components_.push_back(device_state_component("i8042", legacy.i8042));
+  components_.push_back(device_state_component("port61", legacy.port61));
   virtio_mmio_ = std::make_unique<VirtioMmioSlots>(mmio_bus_, *vm_, *event_loop_, memory_);
   HV_LOG_INFO("virtio-mmio: notifies {}", virtio_mmio_->notify_fast_path() ? "through ioeventfds on the event loop"
                                                                            : "as exits on the vCPU threads");
   HV_TRY(add_pci_devices());
 
-  HV_TRY(add_firmware_tables(layout));
+  HV_TRY(add_firmware_tables(layout, /*write_tables=*/snapshot == nullptr));
 
+  if (snapshot) {
+    for (unsigned i = 0; i < config_.cpus; ++i) vcpus_.push_back(HV_TRY(vm_->create_vcpu(i)));
+    HV_TRY(restore_components(*snapshot));
+    if (options.clone)
+      for (auto& net : nets_) net->set_mac(net::random_local_mac_address());
+  } else {
+    HV_TRY(load_kernel_and_boot_vcpus(layout));
+  }
+  std::vector<Vcpu*> vcpus;
+  for (auto& vcpu : vcpus_) vcpus.push_back(vcpu.get());
+  runner_ = std::make_unique<VcpuRunner>(std::move(vcpus), pio_bus_, mmio_bus_);
+  return {};
+}
+
+Result<void> Machine::load_kernel_and_boot_vcpus(const arch::MemoryLayout& layout) {
   const std::string kernel = HV_TRY(read_file(config_.kernel_path));
   std::string initrd;
   if (!config_.initrd_path.empty()) initrd = HV_TRY(read_file(config_.initrd_path));
@@ -82,10 +128,6 @@ Result<void> Machine::build() {
   Vcpu& bsp = *vcpus_[0];
   HV_TRY(bsp.set_system_registers(boot->sregs));
   HV_TRY(bsp.set_registers(boot->regs));
-
-  std::vector<Vcpu*> vcpus;
-  for (auto& vcpu : vcpus_) vcpus.push_back(vcpu.get());
-  runner_ = std::make_unique<VcpuRunner>(std::move(vcpus), pio_bus_, mmio_bus_);
   return {};
 }
 
@@ -96,7 +138,9 @@ Result<void> Machine::add_pci_devices() {
               fastpath_->notify_fast_path() ? "through ioeventfds on the event loop" : "as exits on the vCPU threads",
               fastpath_->msi_fast_path() ? "through irqfds" : "through the interrupt controller");
   pci_root_ = std::make_unique<PciRoot>(&vm_->interrupts(), fastpath_.get());
-  HV_TRY(pio_bus_.insert(std::make_shared<PciConfigIo>(*pci_root_, this), pci::kConfigIoBase, pci::kConfigIoSize));
+  auto config_io = std::make_shared<PciConfigIo>(*pci_root_, this);
+  HV_TRY(pio_bus_.insert(config_io, pci::kConfigIoBase, pci::kConfigIoSize));
+  components_.push_back(device_state_component("pci-config-io", config_io));
   HV_TRY(mmio_bus_.insert(std::make_shared<PciEcam>(*pci_root_), pci::kEcamBase, pci::kEcamSize));
 
   // Every machine has an entropy source: guests otherwise wait for
@@ -110,9 +154,9 @@ Result<void> Machine::add_pci_devices() {
       HV_TRY(VirtioConsole::create([](std::span<const uint8_t> bytes) { write_all(STDOUT_FILENO, bytes); }));
   HV_TRY(plug_virtio_pci(virtio_console_));
 
-  for (const auto& [option, transport] : config_.nets) {
-    if (std::holds_alternative<net::NoNetOption>(option)) continue;
-    HV_TRY(add_net(option, transport));
+  for (const NetConfig& nic : config_.nets) {
+    if (std::holds_alternative<net::NoNetOption>(nic.net)) continue;
+    HV_TRY(add_net(nic.net, nic.transport));
   }
 
   for (size_t i = 0; i < config_.disks.size(); ++i) {
@@ -121,6 +165,7 @@ Result<void> Machine::add_pci_devices() {
     // loop answers when the block layer completes the request.
     auto blk = HV_TRY(VirtioBlk::open(config_.disks[i].disk, "hostvisor-disk" + std::to_string(i)));
     HV_TRY(watch_blk_completions(blk));
+    blks_.push_back(blk);
     HV_TRY(plug_virtio(blk, config_.disks[i].transport));
   }
   return {};
@@ -159,20 +204,52 @@ Result<void> Machine::add_net(const net::NetOption& option, VirtioTransport tran
 
 Result<std::shared_ptr<VirtioPciDevice>> Machine::plug_virtio_pci(std::shared_ptr<VirtioDevice> device) {
   HV_TRY(watch_virtio_reschedule(device));
-  auto pci = HV_TRY(VirtioPciDevice::create(std::move(device), memory_));
+  auto pci = HV_TRY(VirtioPciDevice::create(device, memory_));
   HV_TRY(fastpath_->add_device(pci));  // before the root maps BAR 0 through it
-  HV_TRY(pci_root_->add_device(pci));
+  const PciAddress address = HV_TRY(pci_root_->add_device(pci));
+  char tag[48];
+  std::snprintf(tag, sizeof tag, "pci-%02x:%02x.%x-virtio-", address.bus, address.device, address.function);
+  components_.push_back(device_state_component(tag + std::string(device->name()), pci));
+  add_virtio_components(tag + std::string(device->name()), device);
   return pci;
 }
 
 Result<void> Machine::plug_virtio(std::shared_ptr<VirtioDevice> device, VirtioTransport transport) {
   if (transport == VirtioTransport::kMmio) {
     HV_TRY(watch_virtio_reschedule(device));
-    HV_TRY(virtio_mmio_->add(std::move(device)));
+    auto mmio = HV_TRY(virtio_mmio_->add(device));
+    const std::string tag =
+        "mmio-" + std::to_string(virtio_mmio_->descriptions().size() - 1) + "-virtio-" + std::string(device->name());
+    components_.push_back(device_state_component(tag, mmio));
+    add_virtio_components(tag, device);
   } else {
     HV_TRY(plug_virtio_pci(std::move(device)));
   }
   return ok();
+}
+
+void Machine::add_virtio_components(const std::string& tag, const std::shared_ptr<VirtioDevice>& device) {
+  // The device's own state, beside its transport's: each has its own version.
+  StateComponent component;
+  component.tag = tag + "-device";
+  component.version = device->state_version();
+  component.save = [device](StateWriter& out) -> Result<void> {
+    device->save_state(out);
+    return ok();
+  };
+  component.restore = [device, tag = component.tag](std::span<const uint8_t> payload,
+                                                    uint32_t version) -> Result<void> {
+    if (version != device->state_version())
+      return Error(ErrorCode::kUnsupported, tag + ": state version " + std::to_string(version) +
+                                                " is not one this hostvisor reads (" +
+                                                std::to_string(device->state_version()) + ")");
+    StateReader in(payload, tag);
+    HV_TRY(device->restore_state(in, version));
+    return in.finish();
+  };
+  // Before the transport's record: the transport's restore activates the device.
+  components_.insert(components_.end() - 1, std::move(component));
+  virtio_devices_.push_back(device);
 }
 
 Result<void> Machine::watch_blk_completions(const std::shared_ptr<VirtioBlk>& blk) {
@@ -212,7 +289,7 @@ Result<void> Machine::watch_net_backend(const std::shared_ptr<VirtioNet>& net) {
   return {};
 }
 
-Result<void> Machine::add_firmware_tables(const arch::MemoryLayout& layout) {
+Result<void> Machine::add_firmware_tables(const arch::MemoryLayout& layout, bool write_tables) {
   rtc_->set_memory_size(layout.low_ram_end, layout.high_ram_size);
 
   acpi::PlatformDescription platform;
@@ -235,12 +312,16 @@ Result<void> Machine::add_firmware_tables(const arch::MemoryLayout& layout) {
   platform.virtio_mmio = virtio_mmio_->descriptions();
   const acpi::AcpiTables tables =
       HV_TRY(acpi::build_acpi_tables(platform, arch::kAcpiTablesStart, arch::kAcpiTablesEnd - arch::kAcpiTablesStart));
-  HV_TRY(memory_.write(GuestAddress(tables.base), tables.blob));
+  // A restored guest has them in RAM already (and maybe changed by it).
+  if (write_tables) HV_TRY(memory_.write(GuestAddress(tables.base), tables.blob));
   acpi_rsdp_ = tables.rsdp_address;
-  HV_TRY(write_smbios_tables(memory_, config_, layout));
+  if (write_tables) HV_TRY(write_smbios_tables(memory_, config_, layout));
   fw_cfg_ = HV_TRY(add_fw_cfg(pio_bus_, memory_, config_, layout, platform));
+  components_.push_back(device_state_component("fw-cfg", fw_cfg_));
 
-  return add_acpi_pm_block(pio_bus_, vm_->interrupts(), *this);
+  auto pm = HV_TRY(add_acpi_pm_block(pio_bus_, vm_->interrupts(), *this));
+  components_.push_back(device_state_component("acpi-pm", pm));
+  return ok();
 }
 
 Result<void> Machine::setup_console() {
@@ -260,7 +341,7 @@ Result<void> Machine::setup_console() {
       [this] {
         request_stop(RunOutcome{RunOutcome::Kind::kUserQuit, 0, "quit from the console (Ctrl-A x)"});
       },
-      [this] { return toggle_pause(); }));
+      [this] { return toggle_pause(); }, [this](bool and_quit) { return snapshot_key(and_quit); }));
   return {};
 }
 
@@ -337,5 +418,167 @@ void Machine::request_exit(int status) { request_stop(RunOutcome{RunOutcome::Kin
 void Machine::request_reset() { request_stop(RunOutcome::reset()); }
 
 void Machine::request_poweroff() { request_stop(RunOutcome::power_off()); }
+
+// ---------------------------------------------------------------- snapshots
+
+void Machine::add_cpu_components() {
+  // vCPUs are created after the devices; the components read vcpus_ when
+  // they run. The interrupt controllers first: a vCPU's restore may look at
+  // its local APIC's VM-wide clock.
+  StateComponent irqchip;
+  irqchip.tag = "irqchip";
+  irqchip.version = kIrqchipStateVersion;
+  irqchip.save = [this](StateWriter& out) -> Result<void> {
+    encode_irqchip_state(out, HV_TRY(vm_->save_irqchip()));
+    return ok();
+  };
+  irqchip.restore = [this](std::span<const uint8_t> payload, uint32_t version) -> Result<void> {
+    return vm_->restore_irqchip(HV_TRY(decode_irqchip_state(payload, version)));
+  };
+  components_.push_back(std::move(irqchip));
+  for (unsigned i = 0; i < config_.cpus; ++i) {
+    StateComponent vcpu;
+    vcpu.tag = "vcpu-" + std::to_string(i);
+    vcpu.version = kVcpuStateVersion;
+    vcpu.save = [this, i](StateWriter& out) -> Result<void> {
+      // Only from a paused vCPU: the runner refuses otherwise.
+      encode_vcpu_state(out, HV_TRY(runner_->read_paused(i, [](Vcpu& v) { return v.save_state(); })));
+      return ok();
+    };
+    vcpu.restore = [this, i](std::span<const uint8_t> payload, uint32_t version) -> Result<void> {
+      return vcpus_[i]->restore_state(HV_TRY(decode_vcpu_state(payload, version)));
+    };
+    components_.push_back(std::move(vcpu));
+  }
+}
+
+Result<GuestMemory> Machine::restore_memory(const arch::MemoryLayout& layout, const snapshot::Snapshot& snapshot,
+                                            RestoreMode mode) {
+  // The snapshot's regions must be the ones this configuration lays out.
+  const auto& saved = snapshot.header().regions;
+  if (snapshot::region_specs(saved).size() != layout.regions().size())
+    return Error(ErrorCode::kCorrupt, "the snapshot's RAM regions do not match its memory size");
+  GuestMemory memory;
+  if (mode == RestoreMode::kMap) {
+    const int fd = ::dup(snapshot.memory_fd());
+    if (fd < 0) return Error::from_errno("duplicating the memory file's descriptor");
+    memory = HV_TRY(GuestMemory::map_private(layout.regions(), UniqueFd(fd)));
+  } else {
+    memory = HV_TRY(GuestMemory::create(layout.regions()));
+  }
+  if (snapshot::describe_regions(memory) != saved)
+    return Error(ErrorCode::kCorrupt, "the snapshot's RAM regions do not match its memory size");
+  if (mode == RestoreMode::kCopy) HV_TRY(snapshot::read_memory_image(snapshot.memory_fd(), memory));
+  return memory;
+}
+
+Result<void> Machine::restore_components(const snapshot::Snapshot& snapshot) {
+  std::vector<std::string> tags;
+  for (const StateComponent& component : components_) tags.push_back(component.tag);
+  if (tags != snapshot.header().devices) {
+    std::string saved, here;
+    for (const auto& tag : snapshot.header().devices) saved += (saved.empty() ? "" : " ") + tag;
+    for (const auto& tag : tags) here += (here.empty() ? "" : " ") + tag;
+    return Error(ErrorCode::kCorrupt, "the snapshot's devices (" + saved + ") are not this machine's (" + here + ")");
+  }
+  if (snapshot.records().size() != components_.size())
+    return Error(ErrorCode::kCorrupt, "the snapshot holds " + std::to_string(snapshot.records().size()) +
+                                          " state records for " + std::to_string(components_.size()) + " components");
+  for (const StateComponent& component : components_) {
+    const snapshot::StateRecord* record = HV_TRY(snapshot.record(component.tag));
+    auto restored = component.restore(record->payload, record->version);
+    if (!restored) return std::move(restored).error().with_context(component.tag);
+  }
+  // BARs where the restored config space puts them, then each device looks
+  // at its rings: chains made available before the snapshot (or given back
+  // when it was taken) are served now.
+  pci_root_->refresh_mappings();
+  for (const auto& device : virtio_devices_)
+    for (uint16_t q = 0; q < device->queue_count(); ++q) (void)device->process_queue(q);
+  return ok();
+}
+
+Result<SnapshotSummary> Machine::save_snapshot(const std::string& dir) {
+  const auto start = std::chrono::steady_clock::now();
+  const bool was_running = state() == RunState::kRunning;
+  const RunResponse paused = pause();
+  if (paused != RunResponse::kDone && paused != RunResponse::kUnchanged)
+    return Error(ErrorCode::kBusy, std::string("cannot pause the VM for a snapshot: ") + to_string(paused));
+  std::vector<DiskToFreeze> freezes;
+  std::string published;  // the snapshot's final path, once it is on disk
+  auto saved = [&]() -> Result<SnapshotSummary> {
+    for (const auto& device : virtio_devices_) HV_TRY(device->quiesce());
+    // Each writable disk is frozen into the snapshot as it is now.
+    const auto stamp =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count();
+    for (uint32_t i = 0; i < blks_.size(); ++i) {
+      if (blks_[i]->read_only()) continue;
+      block::BlockDevice& disk = blks_[i]->disk();
+      auto flushed = disk.flush();
+      if (!flushed) return std::move(flushed).error().with_context("flushing disk " + config_.disks[i].disk.path);
+      const std::string format = disk.format_name();
+      freezes.push_back({i, std::filesystem::absolute(config_.disks[i].disk.path).lexically_normal().string(), format,
+                         disk.virtual_size(), "disk" + std::to_string(i) + "-" + std::to_string(stamp) + "." + format});
+    }
+    snapshot::SnapshotContents contents;
+    contents.header.machine_config = encode_machine_config(config_, hypervisor_->name());
+    for (const StateComponent& component : components_) {
+      StateWriter out;
+      auto r = component.save(out);
+      if (!r) return std::move(r).error().with_context("saving " + component.tag);
+      contents.header.devices.push_back(component.tag);
+      contents.records.push_back({component.tag, component.version, out.take()});
+    }
+    contents.add_files = [&](const std::string& temp_dir, const std::string& final_dir,
+                             snapshot::SnapshotHeader& header) -> Result<void> {
+      HV_TRY(carry_over_frozen_images(final_dir, temp_dir));
+      for (const DiskToFreeze& disk : freezes) header.disks.push_back(HV_TRY(freeze_disk_into(disk, temp_dir)));
+      published = final_dir;
+      return ok();
+    };
+    const auto stats = HV_TRY(snapshot::write_snapshot(dir, std::move(contents), memory_));
+    // The guest goes on in an overlay on each frozen image. Its writes must
+    // never reach a frozen image: if that cannot be set up, the run ends.
+    auto moved = [&]() -> Result<void> {
+      for (const DiskToFreeze& disk : freezes) {
+        HV_TRY(create_overlay(disk.live_path, published + "/" + disk.frozen_name, disk.format, disk.virtual_size));
+        block::DiskOption option = config_.disks[disk.index].disk;
+        option.format = block::ImageFormat::kQcow2;
+        auto image = block::open_image(disk.live_path, option.open_options());
+        if (!image) return std::move(image).error().with_context("the overlay " + disk.live_path);
+        const auto& blk = blks_[disk.index];
+        if (blk->completion_fd() >= 0) event_loop_->remove(blk->completion_fd());
+        HV_TRY(blk->replace_disk(std::shared_ptr<block::BlockDevice>(std::move(image).value())));
+        HV_TRY(watch_blk_completions(blk));
+        config_.disks[disk.index].disk.format = block::ImageFormat::kQcow2;
+      }
+      return ok();
+    }();
+    if (!moved) {
+      request_stop(RunOutcome{RunOutcome::Kind::kFailure, 1,
+                              "after the snapshot, the disks could not move to overlays: " + moved.error().message()});
+      return std::move(moved).error();
+    }
+    SnapshotSummary summary;
+    summary.memory_data_bytes = stats.memory_data_bytes;
+    summary.state_bytes = stats.state_bytes;
+    return summary;
+  }();
+  if (was_running) resume();
+  if (saved) saved->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return saved;
+}
+
+std::string Machine::snapshot_key(bool and_quit) {
+  if (snapshot_dir_.empty()) return "no snapshot directory: start hostvisor run with --snapshot-dir DIR";
+  auto saved = save_snapshot(snapshot_dir_);
+  if (!saved) return "snapshot failed: " + saved.error().message();
+  char line[160];
+  std::snprintf(line, sizeof line, "snapshot written to %s in %.0f ms (%.1f MiB of RAM)%s", snapshot_dir_.c_str(),
+                saved->seconds * 1000, saved->memory_data_bytes / 1048576.0, and_quit ? "; quitting" : "");
+  if (and_quit) request_stop(RunOutcome{RunOutcome::Kind::kUserQuit, 0, "quit after a snapshot (Ctrl-A S)"});
+  return line;
+}
 
 }  // namespace hostvisor

@@ -21,6 +21,7 @@
 #include "vmm/machine_config.h"
 #include "vmm/rtc_timer.h"
 #include "vmm/run_outcome.h"
+#include "vmm/state_component.h"
 #include "vmm/stop_signals.h"
 #include "vmm/vcpu_runner.h"
 #include "vmm/virtio_mmio_slots.h"
@@ -38,6 +39,28 @@ class FwCfg;
 namespace arch {
 struct MemoryLayout;
 }
+namespace snapshot {
+class Snapshot;
+}
+
+// How a restore brings guest RAM back from the snapshot's memory file.
+enum class RestoreMode {
+  kMap,   // MAP_PRIVATE: lazy, copy-on-write; the file must stay unchanged while the VM runs
+  kCopy,  // read into fresh RAM
+};
+
+struct RestoreOptions {
+  RestoreMode mode = RestoreMode::kMap;
+  // A clone: each NIC gets a new MAC (the snapshot's stays with the original).
+  bool clone = false;
+};
+
+// What save_snapshot() wrote.
+struct SnapshotSummary {
+  uint64_t memory_data_bytes = 0;  // non-zero RAM written
+  uint64_t state_bytes = 0;
+  double seconds = 0;
+};
 
 class Machine final : public SystemControl {
  public:
@@ -45,6 +68,13 @@ class Machine final : public SystemControl {
   // before this, so every thread the machine starts inherits their mask)
   // must outlive the machine: its stop signals end the run.
   static Result<std::unique_ptr<Machine>> create(const MachineConfig& config, StopSignals& signals);
+  // Builds the machine a snapshot was taken of (`config` decoded from its
+  // header, with the caller's changes: disk overlays, the backend) and puts
+  // every component in its saved state; run() then continues the guest.
+  // Fails, with nothing running, if any record is missing, damaged or does
+  // not fit the machine.
+  static Result<std::unique_ptr<Machine>> restore(const MachineConfig& config, const snapshot::Snapshot& snapshot,
+                                                  const RestoreOptions& options, StopSignals& signals);
   ~Machine() override;
 
   const std::string& accel_reason() const { return accel_reason_; }
@@ -62,6 +92,16 @@ class Machine final : public SystemControl {
   RunState state() const { return runner_->state(); }
   Result<Registers> vcpu_registers(unsigned index) { return runner_->registers(index); }
 
+  // Writes a snapshot of the machine to `dir` (atomically; an older
+  // snapshot there is replaced): pauses the vCPUs if they run, lets every
+  // device finish or give back what it has in flight, saves each
+  // component's state and guest RAM, and resumes if it was running. Call it
+  // on the event loop's thread (the console keys do) or while the loop is
+  // stopped, so no device turn runs meanwhile.
+  Result<SnapshotSummary> save_snapshot(const std::string& dir);
+  // Where Ctrl-A s / Ctrl-A S write (empty: the keys say there is nowhere).
+  void set_snapshot_dir(std::string dir) { snapshot_dir_ = std::move(dir); }
+
   // SystemControl, called by devices.
   void request_exit(int status) override;
   void request_reset() override;
@@ -69,7 +109,18 @@ class Machine final : public SystemControl {
 
  private:
   Machine(const MachineConfig& config, StopSignals& signals) : config_(config), signals_(signals) {}
-  Result<void> build();
+  // Builds a new machine (snapshot null: RAM cleared, kernel loaded) or the
+  // one `snapshot` holds.
+  Result<void> build(const snapshot::Snapshot* snapshot, const RestoreOptions& options);
+  Result<void> load_kernel_and_boot_vcpus(const arch::MemoryLayout& layout);
+  Result<GuestMemory> restore_memory(const arch::MemoryLayout& layout, const snapshot::Snapshot& snapshot,
+                                     RestoreMode mode);
+  // Every component's record back into it, then the devices look at their queues again.
+  Result<void> restore_components(const snapshot::Snapshot& snapshot);
+  // The vCPUs and the interrupt controllers, as components.
+  void add_cpu_components();
+  // Ctrl-A s (and_quit false) / Ctrl-A S: the console's line.
+  std::string snapshot_key(bool and_quit);
   // The PCI root complex (0xCF8 and ECAM) and the virtio devices on it.
   Result<void> add_pci_devices();
   // A virtio-net device on the backend `option` names (tap, user-mode NAT).
@@ -80,6 +131,7 @@ class Machine final : public SystemControl {
   // Puts `device` on the PCI root behind the virtio-pci transport, with the
   // backend's fast paths (ioeventfd notifies, irqfd MSI-X) where it has them.
   Result<std::shared_ptr<VirtioPciDevice>> plug_virtio_pci(std::shared_ptr<VirtioDevice> device);
+  void add_virtio_components(const std::string& tag, const std::shared_ptr<VirtioDevice>& device);
   // Puts `device` on PCI (plug_virtio_pci) or in a virtio-mmio slot.
   Result<void> plug_virtio(std::shared_ptr<VirtioDevice> device, VirtioTransport transport);
   // Answers virtio-blk's asynchronous requests from the event loop.
@@ -88,7 +140,8 @@ class Machine final : public SystemControl {
   // a retry) on the event loop.
   Result<void> watch_virtio_reschedule(const std::shared_ptr<VirtioDevice>& device);
   // ACPI tables in guest memory and the PM block they describe; CMOS memory size.
-  Result<void> add_firmware_tables(const arch::MemoryLayout& layout);
+  // With write_tables false (a restore) the tables are already in RAM.
+  Result<void> add_firmware_tables(const arch::MemoryLayout& layout, bool write_tables);
   Result<void> setup_console();
   // Ctrl-A p: pauses a running guest or resumes a paused one; returns the
   // line the console shows.
@@ -114,12 +167,17 @@ class Machine final : public SystemControl {
   std::unique_ptr<VirtioMmioSlots> virtio_mmio_;
   std::shared_ptr<VirtioConsole> virtio_console_;
   std::vector<std::shared_ptr<VirtioNet>> nets_;
+  std::vector<std::shared_ptr<VirtioBlk>> blks_;  // by config_.disks index
   std::shared_ptr<Serial8250> serial_;
   std::shared_ptr<CmosRtc> rtc_;
   std::shared_ptr<FwCfg> fw_cfg_;
   std::unique_ptr<TerminalConsole> console_;
   std::unique_ptr<RtcTimer> rtc_timer_;  // after event_loop_ and rtc_: it uses both
-  uint64_t acpi_rsdp_ = 0;               // where the ACPI tables start, for the boot protocol
+  // Everything a snapshot saves, in machine order; hold their devices.
+  std::vector<StateComponent> components_;
+  std::vector<std::shared_ptr<VirtioDevice>> virtio_devices_;
+  std::string snapshot_dir_;
+  uint64_t acpi_rsdp_ = 0;  // where the ACPI tables start, for the boot protocol
   // Last: its threads use the vCPUs, the buses and the devices on them.
   std::unique_ptr<VcpuRunner> runner_;
 };

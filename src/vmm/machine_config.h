@@ -27,6 +27,9 @@ struct DiskConfig {
 struct NetConfig {
   net::NetOption net;
   VirtioTransport transport = VirtioTransport::kPci;
+  // The option as given (without transport=), which a snapshot keeps to
+  // open the same backend at restore; net::parse_net_option() reads it.
+  std::string text;
 };
 
 // A file for the guest's fw_cfg (--fw-cfg): its contents are `text`, or

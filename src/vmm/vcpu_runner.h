@@ -93,6 +93,14 @@ class VcpuRunner {
   // vCPU `index`'s state, only while paused (kBusy otherwise).
   Result<Registers> registers(unsigned index);
   Result<SystemRegisters> system_registers(unsigned index);
+  // Runs `read(Vcpu&)` on vCPU `index` only while paused (kBusy otherwise);
+  // the runner's lock keeps a resume from starting the vCPU meanwhile.
+  template <typename Read>
+  auto read_paused(unsigned index, Read&& read) -> decltype(read(std::declval<Vcpu&>())) {
+    std::lock_guard lock(mutex_);
+    Vcpu* vcpu = HV_TRY(paused_vcpu(index));
+    return read(*vcpu);
+  }
 
  private:
   void vcpu_thread(unsigned index);

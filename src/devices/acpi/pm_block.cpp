@@ -22,7 +22,7 @@ AcpiPmBlock::AcpiPmBlock(SystemControl* system, IrqLine sci, uint8_t reset_value
       clock_(clock ? std::move(clock) : Clock(monotonic_ns)) {}
 
 uint32_t AcpiPmBlock::timer_value() const {
-  const unsigned __int128 ticks = static_cast<unsigned __int128>(clock_()) * kTimerHz / 1000000000u;
+  const unsigned __int128 ticks = static_cast<unsigned __int128>(clock_() + timer_offset_ns_) * kTimerHz / 1000000000u;
   return static_cast<uint32_t>(ticks);
 }
 
@@ -95,13 +95,29 @@ void AcpiPmBlock::update_sci() {
 
 AcpiPmBlock::State AcpiPmBlock::save() const {
   std::lock_guard lock(mutex_);
-  return state_;
+  State state = state_;
+  state.timer_ns = clock_() + timer_offset_ns_;
+  return state;
 }
 
 void AcpiPmBlock::restore(const State& state) {
   std::lock_guard lock(mutex_);
   state_ = state;
+  timer_offset_ns_ = state.timer_ns - clock_();
   update_sci();
+}
+
+void AcpiPmBlock::encode_state(StateWriter& out, const State& s) {
+  for (uint16_t reg : {s.event_status, s.event_enable, s.control, s.gpe0_status, s.gpe0_enable}) out.put(reg);
+  out.put(s.timer_ns);
+}
+
+AcpiPmBlock::State AcpiPmBlock::decode_state(StateReader& in) {
+  State s;
+  for (uint16_t* reg : {&s.event_status, &s.event_enable, &s.control, &s.gpe0_status, &s.gpe0_enable})
+    *reg = in.get<uint16_t>();
+  s.timer_ns = in.get<uint64_t>();
+  return s;
 }
 
 }  // namespace hostvisor

@@ -10,6 +10,7 @@
 #include <functional>
 #include <mutex>
 
+#include "base/state_codec.h"
 #include "devices/bus/bus_device.h"
 #include "devices/bus/irq_line.h"
 #include "devices/system_control.h"
@@ -39,9 +40,17 @@ class AcpiPmBlock : public BusDevice {
 
   struct State {
     uint16_t event_status = 0, event_enable = 0, control = kSciEnable, gpe0_status = 0, gpe0_enable = 0;
+    // The PM timer's time base, in ns (save() fills it in): a restore goes
+    // on from it, so the guest's clocksource watchdog sees no jump.
+    uint64_t timer_ns = 0;
   };
   State save() const;
   void restore(const State& state);
+  // The State as snapshot bytes (state_codec.h); decode_state leaves
+  // range checks to restore().
+  static constexpr uint32_t kStateVersion = 1;
+  static void encode_state(StateWriter& out, const State& state);
+  static State decode_state(StateReader& in);
 
  private:
   uint32_t timer_value() const;
@@ -54,6 +63,7 @@ class AcpiPmBlock : public BusDevice {
   Clock clock_;
   mutable std::mutex mutex_;
   State state_;
+  uint64_t timer_offset_ns_ = 0;  // added to the clock (wrapping): the timer's time base
 };
 
 }  // namespace hostvisor

@@ -207,4 +207,18 @@ Result<void> FwCfg::restore(const State& state) {
   return {};
 }
 
+void FwCfg::encode_state(StateWriter& out, const State& state) {
+  out.put(state.selector);
+  out.put(state.offset);
+  out.put(state.dma_address_high);
+}
+
+FwCfg::State FwCfg::decode_state(StateReader& in) {
+  State state;
+  state.selector = in.get<uint16_t>();
+  state.offset = in.get<uint32_t>();
+  state.dma_address_high = in.get<uint32_t>();
+  return state;
+}
+
 }  // namespace hostvisor

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "base/state_codec.h"
 #include "devices/bus/bus_device.h"
 #include "devices/fw_cfg/fw_cfg_spec.h"
 #include "memory/guest_memory.h"
@@ -57,6 +58,10 @@ class FwCfg final : public BusDevice {
 
   State save() const;
   Result<void> restore(const State& state);
+  // The State as snapshot bytes (state_codec.h).
+  static constexpr uint32_t kStateVersion = 1;
+  static void encode_state(StateWriter& out, const State& state);
+  static State decode_state(StateReader& in);
 
  private:
   void select(uint16_t selector);

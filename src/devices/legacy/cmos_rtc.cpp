@@ -401,4 +401,22 @@ Result<void> CmosRtc::restore(const State& s) {
   return {};
 }
 
+void CmosRtc::encode_state(StateWriter& out, const State& s) {
+  out.put_raw(s.ram);
+  out.put(s.index);
+  out.put_bool(s.nmi_disabled);
+  out.put(s.guest_offset_ns);
+  out.put(s.events_checked_to_ns);
+}
+
+CmosRtc::State CmosRtc::decode_state(StateReader& in) {
+  State s;
+  in.get_raw(s.ram);
+  s.index = in.get<uint8_t>();
+  s.nmi_disabled = in.get_bool();
+  s.guest_offset_ns = in.get<int64_t>();
+  s.events_checked_to_ns = in.get<int64_t>();
+  return s;
+}
+
 }  // namespace hostvisor

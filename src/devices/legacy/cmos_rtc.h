@@ -18,6 +18,7 @@
 #include <span>
 
 #include "base/result.h"
+#include "base/state_codec.h"
 #include "devices/bus/bus_device.h"
 #include "devices/bus/irq_line.h"
 
@@ -78,6 +79,11 @@ class CmosRtc final : public BusDevice {
 
   State save() const;
   Result<void> restore(const State& state);
+  // The State as snapshot bytes (state_codec.h); decode_state leaves
+  // range checks to restore().
+  static constexpr uint32_t kStateVersion = 1;
+  static void encode_state(StateWriter& out, const State& state);
+  static State decode_state(StateReader& in);
 
  private:
   uint8_t read_data();

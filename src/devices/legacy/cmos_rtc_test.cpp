@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "devices/testing/state_bytes.h"
 #include "hv/testing/recording_interrupt_controller.h"
 
 namespace hostvisor {
@@ -321,7 +322,7 @@ TEST_F(CmosRtcTest, SaveRestoreKeepsGuestTimeAndRam) {
   set(R::kYear, 0x30);
   set(R::kRegB, R::kRegB24Hour);
   set(0x50, 0x42);
-  const CmosRtc::State state = rtc_.save();
+  const CmosRtc::State state = testing::through_state_bytes<CmosRtc>(rtc_.save());
   CmosRtc copy(IrqLine{}, [this] { return now_; });
   ASSERT_TRUE(copy.restore(state).ok());
   uint8_t index = R::kYear, v = 0;

@@ -351,4 +351,61 @@ Result<void> I8042::restore(const State& s) {
   return {};
 }
 
+namespace {
+void put_queued(StateWriter& out, const I8042::QueuedByte& b) {
+  out.put(b.value);
+  out.put(b.source);
+  out.put_bool(b.timeout);
+}
+I8042::QueuedByte get_queued(StateReader& in) {
+  I8042::QueuedByte b;
+  b.value = in.get<uint8_t>();
+  b.source = in.get<I8042::Source>();
+  b.timeout = in.get_bool();
+  return b;
+}
+}  // namespace
+
+void I8042::encode_state(StateWriter& out, const State& s) {
+  out.put_raw(s.ram);
+  out.put(s.output_port);
+  out.put(s.pending_command);
+  out.put_bool(s.last_write_was_command);
+  out.put_bool(s.output_full);
+  put_queued(out, s.output);
+  for (const auto* queue : {&s.controller_queue, &s.keyboard_queue, &s.aux_queue}) {
+    out.put(static_cast<uint32_t>(queue->size()));
+    for (const QueuedByte& b : *queue) put_queued(out, b);
+  }
+  out.put(s.keyboard_pending_command);
+  out.put(s.keyboard_scancode_set);
+  out.put_bool(s.keyboard_scanning);
+  out.put(s.keyboard_leds);
+  out.put(s.keyboard_last_sent);
+}
+
+I8042::State I8042::decode_state(StateReader& in) {
+  State s;
+  in.get_raw(s.ram);
+  s.output_port = in.get<uint8_t>();
+  s.pending_command = in.get<uint8_t>();
+  s.last_write_was_command = in.get_bool();
+  s.output_full = in.get_bool();
+  s.output = get_queued(in);
+  for (auto* queue : {&s.controller_queue, &s.keyboard_queue, &s.aux_queue}) {
+    const uint32_t count = in.get<uint32_t>();
+    if (count > kQueueLimit) {
+      in.fail("i8042 queue of " + std::to_string(count) + " bytes");
+      break;
+    }
+    for (uint32_t i = 0; i < count; ++i) queue->push_back(get_queued(in));
+  }
+  s.keyboard_pending_command = in.get<uint8_t>();
+  s.keyboard_scancode_set = in.get<uint8_t>();
+  s.keyboard_scanning = in.get_bool();
+  s.keyboard_leds = in.get<uint8_t>();
+  s.keyboard_last_sent = in.get<uint8_t>();
+  return s;
+}
+
 }  // namespace hostvisor

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "base/state_codec.h"
 #include "devices/bus/bus_device.h"
 #include "devices/bus/irq_line.h"
 #include "devices/system_control.h"
@@ -97,6 +98,11 @@ class I8042 final : public BusDevice, public std::enable_shared_from_this<I8042>
   void reset();
   State save() const;
   Result<void> restore(const State& state);
+  // The State as snapshot bytes (state_codec.h); decode_state leaves
+  // range checks to restore().
+  static constexpr uint32_t kStateVersion = 1;
+  static void encode_state(StateWriter& out, const State& state);
+  static State decode_state(StateReader& in);
 
  private:
   uint8_t read_status() const;

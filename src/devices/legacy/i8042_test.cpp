@@ -8,6 +8,7 @@
 #include "devices/bus/bus.h"
 #include "devices/legacy/port_61.h"
 #include "devices/testing/recording_system_control.h"
+#include "devices/testing/state_bytes.h"
 #include "hv/testing/recording_interrupt_controller.h"
 
 namespace hostvisor {
@@ -275,7 +276,7 @@ TEST_F(I8042Test, SaveRestoreRoundTrip) {
   send(0x47);
   send(0xf2);
   EXPECT_EQ(data(), 0xfa);
-  const I8042::State state = kbc_->save();
+  const I8042::State state = testing::through_state_bytes<I8042>(kbc_->save());
   RecordingInterruptController irq2;
   auto copy = std::make_shared<I8042>(nullptr, IrqLine(&irq2, 1), IrqLine(&irq2, 12));
   ASSERT_TRUE(copy->restore(state).ok());

@@ -51,4 +51,16 @@ Result<void> SystemControlPortB::restore(const State& state) {
   return {};
 }
 
+void SystemControlPortB::encode_state(StateWriter& out, const State& s) {
+  out.put(s.control);
+  out.put_bool(s.refresh);
+}
+
+SystemControlPortB::State SystemControlPortB::decode_state(StateReader& in) {
+  State s;
+  s.control = in.get<uint8_t>();
+  s.refresh = in.get_bool();
+  return s;
+}
+
 }  // namespace hostvisor

@@ -14,6 +14,7 @@
 #include <span>
 
 #include "base/result.h"
+#include "base/state_codec.h"
 #include "devices/bus/bus_device.h"
 
 namespace hostvisor {
@@ -48,6 +49,11 @@ class SystemControlPortB final : public BusDevice {
   void reset();
   State save() const;
   Result<void> restore(const State& state);
+  // The State as snapshot bytes (state_codec.h); decode_state leaves
+  // range checks to restore().
+  static constexpr uint32_t kStateVersion = 1;
+  static void encode_state(StateWriter& out, const State& state);
+  static State decode_state(StateReader& in);
 
  private:
   TimerChannel2* const timer_;

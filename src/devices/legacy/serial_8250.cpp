@@ -324,4 +324,21 @@ Result<void> Serial8250::restore(const State& s) {
   return {};
 }
 
+void Serial8250::encode_state(StateWriter& out, const State& s) {
+  for (uint8_t reg : {s.ier, s.fcr, s.lcr, s.mcr, s.lsr_errors, s.msr, s.scr, s.dll, s.dlm}) out.put(reg);
+  out.put_bool(s.thre_interrupt);
+  out.put_bytes(s.rx_fifo);
+  out.put_bytes(s.input_buffer);
+}
+
+Serial8250::State Serial8250::decode_state(StateReader& in) {
+  State s;
+  for (uint8_t* reg : {&s.ier, &s.fcr, &s.lcr, &s.mcr, &s.lsr_errors, &s.msr, &s.scr, &s.dll, &s.dlm})
+    *reg = in.get<uint8_t>();
+  s.thre_interrupt = in.get_bool();
+  s.rx_fifo = in.get_bytes(kFifoSize);
+  s.input_buffer = in.get_bytes(kInputBufferSize);
+  return s;
+}
+
 }  // namespace hostvisor

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "base/state_codec.h"
 #include "devices/bus/bus_device.h"
 #include "devices/bus/irq_line.h"
 
@@ -102,6 +103,11 @@ class Serial8250 final : public BusDevice {
 
   State save() const;
   Result<void> restore(const State& state);
+  // The State as snapshot bytes (state_codec.h); decode_state leaves
+  // range checks to restore().
+  static constexpr uint32_t kStateVersion = 1;
+  static void encode_state(StateWriter& out, const State& state);
+  static State decode_state(StateReader& in);
 
  private:
   uint8_t read_register(uint8_t reg);

@@ -7,6 +7,7 @@
 #include <thread>
 #include <vector>
 
+#include "devices/testing/state_bytes.h"
 #include "hv/testing/recording_interrupt_controller.h"
 
 namespace hostvisor {
@@ -425,7 +426,7 @@ TEST_F(Serial8250Test, SaveRestoreRoundTrip) {
   std::string input(40, 'r');
   input[0] = 'F';
   feed(input);
-  const Serial8250::State state = uart_.save();
+  const Serial8250::State state = testing::through_state_bytes<Serial8250>(uart_.save());
   EXPECT_EQ(state.rx_fifo.size(), U::kFifoSize);
   EXPECT_EQ(state.input_buffer.size(), 40u - U::kFifoSize);
 

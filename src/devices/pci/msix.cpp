@@ -233,4 +233,34 @@ void Msix::reset(PciConfigSpace& config) {
   if (cap_offset_ != 0) config.set_raw_u16(cap_offset_ + 2, static_cast<uint16_t>(entries_.size() - 1));
 }
 
+void Msix::encode_state(StateWriter& out, const State& s) {
+  out.put(static_cast<uint32_t>(s.entries.size()));
+  for (const State::Entry& e : s.entries) {
+    out.put(e.address_low);
+    out.put(e.address_high);
+    out.put(e.data);
+    out.put(e.control);
+  }
+  out.put(static_cast<uint32_t>(s.pending.size()));
+  for (bool pending : s.pending) out.put_bool(pending);
+}
+
+Msix::State Msix::decode_state(StateReader& in) {
+  State s;
+  const uint32_t entries = in.get<uint32_t>();
+  if (entries > 2048) in.fail("MSI-X table of " + std::to_string(entries) + " entries");  // the PCI maximum
+  for (uint32_t i = 0; i < entries && in.ok(); ++i) {
+    State::Entry e;
+    e.address_low = in.get<uint32_t>();
+    e.address_high = in.get<uint32_t>();
+    e.data = in.get<uint32_t>();
+    e.control = in.get<uint32_t>();
+    s.entries.push_back(e);
+  }
+  const uint32_t pending = in.get<uint32_t>();
+  if (pending > 2048) in.fail("MSI-X pending array of " + std::to_string(pending) + " bits");
+  for (uint32_t i = 0; i < pending && in.ok(); ++i) s.pending.push_back(in.get_bool());
+  return s;
+}
+
 }  // namespace hostvisor

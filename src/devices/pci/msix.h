@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "base/state_codec.h"
 #include "devices/pci/msi_router.h"
 #include "devices/pci/pci_config_space.h"
 #include "hv/interrupts.h"
@@ -80,6 +81,10 @@ class Msix {
   };
   State save() const;
   Result<void> restore(const State& state);
+  // The State as snapshot bytes (state_codec.h); decode_state leaves
+  // range checks to restore().
+  static void encode_state(StateWriter& out, const State& state);
+  static State decode_state(StateReader& in);
 
   // Power-on state: disabled, every vector masked, nothing pending.
   void reset(PciConfigSpace& config);

@@ -94,4 +94,16 @@ void PciConfigIo::write(uint64_t offset, std::span<const uint8_t> data) {
   // Other widths/offsets (e.g. byte writes to 0xCF8) are not config cycles: dropped.
 }
 
+void PciConfigIo::encode_state(StateWriter& out, const State& s) {
+  out.put(s.config_address);
+  out.put(s.reset_control);
+}
+
+PciConfigIo::State PciConfigIo::decode_state(StateReader& in) {
+  State s;
+  s.config_address = in.get<uint32_t>();
+  s.reset_control = in.get<uint8_t>();
+  return s;
+}
+
 }  // namespace hostvisor

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <mutex>
 
+#include "base/state_codec.h"
 #include "devices/bus/bus_device.h"
 #include "devices/pci/pci_root.h"
 #include "devices/system_control.h"
@@ -30,6 +31,11 @@ class PciConfigIo : public BusDevice {
   };
   State save() const;
   void restore(const State& state);
+  // The State as snapshot bytes (state_codec.h); decode_state leaves
+  // range checks to restore().
+  static constexpr uint32_t kStateVersion = 1;
+  static void encode_state(StateWriter& out, const State& state);
+  static State decode_state(StateReader& in);
 
  private:
   PciRoot& root_;

@@ -234,4 +234,12 @@ void PciConfigSpace::reset() {
   }
 }
 
+void PciConfigSpace::encode_state(StateWriter& out, const State& s) { out.put_raw(s.bytes); }
+
+PciConfigSpace::State PciConfigSpace::decode_state(StateReader& in) {
+  State s;
+  in.get_raw(s.bytes);
+  return s;
+}
+
 }  // namespace hostvisor

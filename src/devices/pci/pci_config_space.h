@@ -12,6 +12,7 @@
 #include <span>
 
 #include "base/result.h"
+#include "base/state_codec.h"
 
 namespace hostvisor {
 
@@ -129,6 +130,11 @@ class PciConfigSpace {
   };
   State save() const { return State{bytes_}; }
   Result<void> restore(const State& state);
+  // The State as snapshot bytes (state_codec.h); decode_state leaves
+  // range checks to restore().
+  static constexpr uint32_t kStateVersion = 1;
+  static void encode_state(StateWriter& out, const State& state);
+  static State decode_state(StateReader& in);
 
   // Resets guest-writable state to power-on values (command, BARs, lines),
   // keeping identity and capability layout. Capability owners reset their own.

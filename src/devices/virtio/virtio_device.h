@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "base/result.h"
+#include "base/state_codec.h"
 #include "devices/virtio/virtqueue.h"
 #include "memory/guest_memory.h"
 
@@ -72,6 +73,18 @@ class VirtioDevice {
   // device never asks.
   virtual int reschedule_fd() const { return -1; }
   virtual void run_rescheduled() {}
+
+  // Snapshots. quiesce() is called while the vCPUs are paused, on the
+  // thread that runs the device's event loop: the device finishes what is
+  // in flight (disk I/O writes into guest RAM) or gives chains it holds back
+  // to the available ring, so that the transport's queue positions alone
+  // describe the rings. Then save_state() writes what is the device's own
+  // (a MAC, pending console input); restore_state() reads it into a device
+  // built from the same configuration, before its transport is restored.
+  virtual Result<void> quiesce() { return ok(); }
+  virtual uint32_t state_version() const { return 1; }
+  virtual void save_state(StateWriter& out) const {}
+  virtual Result<void> restore_state(StateReader& in, uint32_t version) { return ok(); }
 };
 
 // Serves a configuration-space read of `data.size()` bytes at `offset` from

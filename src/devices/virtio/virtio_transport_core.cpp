@@ -185,4 +185,39 @@ Result<void> VirtioTransportCore::restore(const State& state) {
   return ok();
 }
 
+void VirtioTransportCore::encode_state(StateWriter& out, const State& s) {
+  out.put(s.driver_features);
+  out.put(s.status);
+  out.put_bool(s.activated);
+  out.put(static_cast<uint32_t>(s.queues.size()));
+  for (const QueueState& q : s.queues) {
+    out.put(q.config.size);
+    out.put_bool(q.config.enabled);
+    out.put(q.config.desc);
+    out.put(q.config.driver);
+    out.put(q.config.device);
+    Virtqueue::encode_state(out, q.ring);
+  }
+}
+
+VirtioTransportCore::State VirtioTransportCore::decode_state(StateReader& in) {
+  State s;
+  s.driver_features = in.get<uint64_t>();
+  s.status = in.get<uint8_t>();
+  s.activated = in.get_bool();
+  const uint32_t queues = in.get<uint32_t>();
+  if (queues > 1024) in.fail(std::to_string(queues) + " virtqueues");
+  for (uint32_t i = 0; i < queues && in.ok(); ++i) {
+    QueueState q;
+    q.config.size = in.get<uint16_t>();
+    q.config.enabled = in.get_bool();
+    q.config.desc = in.get<uint64_t>();
+    q.config.driver = in.get<uint64_t>();
+    q.config.device = in.get<uint64_t>();
+    q.ring = Virtqueue::decode_state(in);
+    s.queues.push_back(q);
+  }
+  return s;
+}
+
 }  // namespace hostvisor

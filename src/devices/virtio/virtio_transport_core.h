@@ -13,6 +13,7 @@
 #include <memory>
 #include <vector>
 
+#include "base/state_codec.h"
 #include "devices/virtio/virtio_device.h"
 #include "memory/guest_memory.h"
 
@@ -79,6 +80,10 @@ class VirtioTransportCore {
   // state that does not fit (queue count, sizes, rings outside RAM) is
   // rejected as corrupt and leaves the device reset.
   Result<void> restore(const State& state);
+  // The State as snapshot bytes (state_codec.h); decode_state leaves
+  // range checks to restore().
+  static void encode_state(StateWriter& out, const State& state);
+  static State decode_state(StateReader& in);
 
  private:
   void reset();

@@ -239,4 +239,20 @@ Result<bool> Virtqueue::needs_interrupt(const GuestMemory& memory) {
   return !valid || virtio_need_event(used_event, state_.next_used, old_idx);
 }
 
+void Virtqueue::encode_state(StateWriter& out, const State& s) {
+  out.put(s.next_avail);
+  out.put(s.next_used);
+  out.put(s.signalled_used);
+  out.put_bool(s.signalled_used_valid);
+}
+
+Virtqueue::State Virtqueue::decode_state(StateReader& in) {
+  State s;
+  s.next_avail = in.get<uint16_t>();
+  s.next_used = in.get<uint16_t>();
+  s.signalled_used = in.get<uint16_t>();
+  s.signalled_used_valid = in.get_bool();
+  return s;
+}
+
 }  // namespace hostvisor

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "base/state_codec.h"
 #include "devices/virtio/descriptor_chain.h"
 #include "memory/guest_address.h"
 #include "memory/guest_memory.h"
@@ -100,6 +101,10 @@ class Virtqueue {
   State state() const { return state_; }
   // A restored queue has nothing in flight.
   void restore(const State& state);
+  // The State as snapshot bytes (state_codec.h); decode_state leaves
+  // range checks to restore().
+  static void encode_state(StateWriter& out, const State& state);
+  static State decode_state(StateReader& in);
 
  private:
   struct RawDescriptor {

@@ -413,4 +413,50 @@ int64_t SlirpBackend::now_ns() {
   return int64_t{now.tv_sec} * 1'000'000'000 + now.tv_nsec;
 }
 
+Result<std::vector<uint8_t>> SlirpBackend::save_state() {
+  std::vector<uint8_t> state;
+  const uint32_t version = static_cast<uint32_t>(slirp_state_version());
+  state.resize(sizeof version);
+  std::memcpy(state.data(), &version, sizeof version);
+  slirp_state_save(
+      slirp_,
+      [](const void* buf, size_t len, void* opaque) -> ssize_t {
+        auto* out = static_cast<std::vector<uint8_t>*>(opaque);
+        const auto* bytes = static_cast<const uint8_t*>(buf);
+        out->insert(out->end(), bytes, bytes + len);
+        return static_cast<ssize_t>(len);
+      },
+      &state);
+  return state;
+}
+
+Result<void> SlirpBackend::load_state(std::span<const uint8_t> state) {
+  if (state.empty()) return ok();
+  uint32_t version = 0;
+  if (state.size() < sizeof version) return Error(ErrorCode::kCorrupt, "user network: its saved state is truncated");
+  std::memcpy(&version, state.data(), sizeof version);
+  if (version > static_cast<uint32_t>(slirp_state_version()))
+    return Error(ErrorCode::kUnsupported, "user network: the saved state (libslirp version " + std::to_string(version) +
+                                              ") is newer than this libslirp's (" +
+                                              std::to_string(slirp_state_version()) + ")");
+  struct Reader {
+    std::span<const uint8_t> rest;
+  } reader{state.subspan(sizeof version)};
+  const int r = slirp_state_load(
+      slirp_, static_cast<int>(version),
+      [](void* buf, size_t len, void* opaque) -> ssize_t {
+        auto* in = static_cast<Reader*>(opaque);
+        // A short read is an error to libslirp: it stops and fails.
+        const size_t n = std::min(len, in->rest.size());
+        std::memcpy(buf, in->rest.data(), n);
+        in->rest = in->rest.subspan(n);
+        return n == len ? static_cast<ssize_t>(n) : -1;
+      },
+      &reader);
+  if (r < 0)
+    return Error(ErrorCode::kCorrupt,
+                 "user network: libslirp refused the saved state (" + std::string(std::strerror(-r)) + ")");
+  return ok();
+}
+
 }  // namespace hostvisor::net

@@ -87,9 +87,12 @@ class SlirpBackend final : public NetBackend {
   // Frames waiting for the guest (at most SlirpBackendLimits::receive_queue_packets).
   size_t receive_queue_size() const { return receive_queue_->size(); }
 
-  // Snapshots (later): slirp_state_save()/slirp_state_load() serialize
-  // slirp's connections; they go here as save_state()/load_state(), called
-  // on the loop thread between service() passes.
+  // Snapshots: slirp_state_save()/slirp_state_load() serialize slirp's
+  // connections and ARP table, prefixed with slirp's state version. Host
+  // sockets do not survive a restore: the guest keeps its address and
+  // lease, and connections to the outside are reset when next used.
+  Result<std::vector<uint8_t>> save_state() override;
+  Result<void> load_state(std::span<const uint8_t> state) override;
 
   static constexpr uint32_t kMtu = 1500;
 

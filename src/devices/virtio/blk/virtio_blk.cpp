@@ -114,6 +114,31 @@ uint64_t VirtioBlk::requests_completed() const {
   return completed_;
 }
 
+Result<void> VirtioBlk::quiesce() {
+  run_turn([this] {
+    // A request still running writes guest RAM; a snapshot must not be
+    // taken under it. Held flushes are submitted as their writes finish.
+    for (;;) {
+      poll_and_answer();
+      if (disk_->requests_in_flight() == 0 && held_flushes_.empty()) break;
+      disk_->poll_completions(true);
+    }
+  });
+  return ok();
+}
+
+Result<void> VirtioBlk::replace_disk(std::shared_ptr<block::BlockDevice> disk) {
+  std::lock_guard lock(mutex_);
+  if (disk->virtual_size() >> kSectorShift != capacity_)
+    return Error(ErrorCode::kInvalidArgument, "virtio-blk: the new image's size differs from the disk's");
+  if (disk_->requests_in_flight() > 0 || !held_flushes_.empty())
+    return Error(ErrorCode::kBusy, "virtio-blk: requests still in flight on the old image");
+  if (disk->read_only() && !read_only_)
+    return Error(ErrorCode::kInvalidArgument, "virtio-blk: the new image is read-only");
+  disk_ = std::move(disk);
+  return ok();
+}
+
 void VirtioBlk::on_reset() {
   // Requests in flight write into guest RAM: they must finish before the
   // driver gets its memory back. Their answers are dropped with the rings.

@@ -86,6 +86,16 @@ class VirtioBlk : public VirtioDeviceCore {
   // Counters, for tests and statistics.
   uint64_t requests_completed() const;
 
+  // Waits for every request in flight (and every held flush) and answers it.
+  Result<void> quiesce() override;
+
+  // The image the device serves (snapshots flush and freeze it).
+  block::BlockDevice& disk() { return *disk_; }
+  // Serves `disk` from now on, which must have the same size (a snapshot
+  // froze the old image and the guest goes on in an overlay on top of it).
+  // Only while quiesced: nothing may be in flight on the old one.
+  Result<void> replace_disk(std::shared_ptr<block::BlockDevice> disk);
+
  private:
   void on_reset() override;
   void serve_queue(uint16_t queue) override;

@@ -146,4 +146,29 @@ void VirtioConsole::transmit() {
   }
 }
 
+void VirtioConsole::save_state(StateWriter& out) const {
+  std::lock_guard lock(mutex_);
+  out.put(static_cast<uint32_t>(input_.size()));
+  for (uint8_t byte : input_) out.put(byte);
+  out.put(cols_);
+  out.put(rows_);
+  out.put_bool(size_set_);
+}
+
+Result<void> VirtioConsole::restore_state(StateReader& in, uint32_t version) {
+  const uint32_t pending = in.get<uint32_t>();
+  if (pending > capacity_) in.fail(std::to_string(pending) + " bytes of pending input, more than the buffer holds");
+  std::deque<uint8_t> input;
+  for (uint32_t i = 0; i < pending && in.ok(); ++i) input.push_back(in.get<uint8_t>());
+  const uint16_t cols = in.get<uint16_t>(), rows = in.get<uint16_t>();
+  const bool size_set = in.get_bool();
+  HV_TRY(in.finish());
+  std::lock_guard lock(mutex_);
+  input_ = std::move(input);
+  cols_ = cols;
+  rows_ = rows;
+  size_set_ = size_set;
+  return ok();
+}
+
 }  // namespace hostvisor

@@ -65,6 +65,10 @@ class VirtioConsole : public VirtioDeviceCore {
   // Transmit chains (and emergency writes) whose output the sink refused.
   uint64_t output_dropped() const;
 
+  // Input not yet handed to the guest and the terminal size.
+  void save_state(StateWriter& out) const override;
+  Result<void> restore_state(StateReader& in, uint32_t version) override;
+
   std::string_view name() const override { return "console"; }
   uint32_t device_type() const override;
   uint64_t device_features() const override;

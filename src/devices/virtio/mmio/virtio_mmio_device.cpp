@@ -219,4 +219,24 @@ void VirtioMmioDevice::signal_needs_reset(const Error& reason) {
   raise_locked(kInterruptConfigChange);
 }
 
+void VirtioMmioDevice::encode_state(StateWriter& out, const State& s) {
+  VirtioTransportCore::encode_state(out, s.core);
+  out.put(s.device_features_select);
+  out.put(s.driver_features_select);
+  out.put(s.queue_select);
+  out.put(s.interrupt_status);
+  out.put(s.config_generation);
+}
+
+VirtioMmioDevice::State VirtioMmioDevice::decode_state(StateReader& in) {
+  State s;
+  s.core = VirtioTransportCore::decode_state(in);
+  s.device_features_select = in.get<uint32_t>();
+  s.driver_features_select = in.get<uint32_t>();
+  s.queue_select = in.get<uint16_t>();
+  s.interrupt_status = in.get<uint32_t>();
+  s.config_generation = in.get<uint32_t>();
+  return s;
+}
+
 }  // namespace hostvisor

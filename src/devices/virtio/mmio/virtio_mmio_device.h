@@ -11,6 +11,7 @@
 #include <memory>
 #include <mutex>
 
+#include "base/state_codec.h"
 #include "devices/bus/bus_device.h"
 #include "devices/bus/irq_line.h"
 #include "devices/virtio/virtio_device.h"
@@ -50,6 +51,11 @@ class VirtioMmioDevice : public BusDevice, private VirtioInterrupt {
   };
   State save();
   Result<void> restore(const State& state);
+  // The State as snapshot bytes (state_codec.h); decode_state leaves
+  // range checks to restore().
+  static constexpr uint32_t kStateVersion = 1;
+  static void encode_state(StateWriter& out, const State& state);
+  static State decode_state(StateReader& in);
 
  private:
   VirtioMmioDevice(std::shared_ptr<VirtioDevice> device, GuestMemory& memory, IrqLine irq);

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "devices/bus/bus.h"
+#include "devices/testing/state_bytes.h"
 #include "devices/virtio/rng/virtio_rng.h"
 #include "devices/virtio/testing/virtqueue_test_driver.h"
 #include "devices/virtio/virtio_constants.h"
@@ -129,7 +130,7 @@ TEST_F(VirtioMmioTest, SnapshotRoundTrip) {
   initialise(feature_bit(kFeatureVersion1));
   driver->add_chain(0, {{0x40000, 16, true}});
   set(0x050, 0);
-  const VirtioMmioDevice::State state = device->save();
+  const VirtioMmioDevice::State state = testing::through_state_bytes<VirtioMmioDevice>(device->save());
   RecordingInterruptController irq2;
   auto restored =
       std::move(VirtioMmioDevice::create(std::make_shared<VirtioRng>(), memory, IrqLine(&irq2, kGsi))).value();

@@ -470,4 +470,29 @@ void VirtioNet::transmit() {
   }
 }
 
+void VirtioNet::save_state(StateWriter& out) const {
+  std::lock_guard lock(mutex_);
+  out.put_raw(options_.mac);
+  // The backend's own state (the NAT's); a failure loses only that.
+  auto backend = backend_->save_state();
+  if (!backend) HV_LOG_WARN("virtio-net: {}: not saved: {}", backend_->name(), backend.error().message());
+  out.put_bytes(backend ? *backend : std::vector<uint8_t>{});
+}
+
+Result<void> VirtioNet::restore_state(StateReader& in, uint32_t version) {
+  net::MacAddress mac;
+  in.get_raw(mac);
+  const std::vector<uint8_t> backend = in.get_bytes(kMaxBackendState);
+  HV_TRY(in.finish());
+  if (mac[0] & 1) return Error(ErrorCode::kCorrupt, "virtio-net: the snapshot's MAC is a multicast address");
+  HV_TRY(backend_->load_state(backend));
+  set_mac(mac);
+  return ok();
+}
+
+void VirtioNet::set_mac(const net::MacAddress& mac) {
+  std::lock_guard lock(mutex_);
+  options_.mac = mac;
+}
+
 }  // namespace hostvisor

@@ -88,6 +88,16 @@ class VirtioNet : public VirtioDeviceCore {
   const net::MacAddress& mac() const { return options_.mac; }
   net::NetBackend& backend() { return *backend_; }
 
+  // The MAC the guest saw and the backend's state (the NAT's connections).
+  // A packet half-delivered when the snapshot is taken is dropped, as a
+  // lossy link may; chains are never held between passes, so there is
+  // nothing else to give back.
+  static constexpr size_t kMaxBackendState = 64u << 20;
+  void save_state(StateWriter& out) const override;
+  Result<void> restore_state(StateReader& in, uint32_t version) override;
+  // A clone gets a MAC of its own (before the guest runs).
+  void set_mac(const net::MacAddress& mac);
+
   std::string_view name() const override { return "net"; }
   uint32_t device_type() const override;
   uint64_t device_features() const override;

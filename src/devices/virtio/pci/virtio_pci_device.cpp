@@ -440,4 +440,35 @@ void VirtioPciDevice::signal_needs_reset(const Error& reason) {
   raise_config_interrupt_locked();
 }
 
+void VirtioPciDevice::encode_state(StateWriter& out, const State& s) {
+  PciConfigSpace::encode_state(out, s.config);
+  Msix::encode_state(out, s.msix);
+  VirtioTransportCore::encode_state(out, s.core);
+  out.put(s.device_feature_select);
+  out.put(s.driver_feature_select);
+  out.put(s.queue_select);
+  out.put(s.isr);
+  out.put(s.config_generation);
+  out.put(s.config_msix_vector);
+  out.put(static_cast<uint32_t>(s.queue_msix_vectors.size()));
+  for (uint16_t vector : s.queue_msix_vectors) out.put(vector);
+}
+
+VirtioPciDevice::State VirtioPciDevice::decode_state(StateReader& in) {
+  State s;
+  s.config = PciConfigSpace::decode_state(in);
+  s.msix = Msix::decode_state(in);
+  s.core = VirtioTransportCore::decode_state(in);
+  s.device_feature_select = in.get<uint32_t>();
+  s.driver_feature_select = in.get<uint32_t>();
+  s.queue_select = in.get<uint16_t>();
+  s.isr = in.get<uint8_t>();
+  s.config_generation = in.get<uint8_t>();
+  s.config_msix_vector = in.get<uint16_t>();
+  const uint32_t vectors = in.get<uint32_t>();
+  if (vectors > 1024) in.fail(std::to_string(vectors) + " queue vectors");
+  for (uint32_t i = 0; i < vectors && in.ok(); ++i) s.queue_msix_vectors.push_back(in.get<uint16_t>());
+  return s;
+}
+
 }  // namespace hostvisor

@@ -27,6 +27,7 @@
 #include <optional>
 #include <vector>
 
+#include "base/state_codec.h"
 #include "devices/bus/irq_line.h"
 #include "devices/pci/msix.h"
 #include "devices/pci/pci_device.h"
@@ -101,6 +102,11 @@ class VirtioPciDevice : public PciDevice, private VirtioInterrupt {
   };
   State save() const;
   Result<void> restore(const State& state);
+  // The State as snapshot bytes (state_codec.h); decode_state leaves
+  // range checks to restore().
+  static constexpr uint32_t kStateVersion = 1;
+  static void encode_state(StateWriter& out, const State& state);
+  static State decode_state(StateReader& in);
 
  private:
   VirtioPciDevice(std::shared_ptr<VirtioDevice> device, GuestMemory& memory);

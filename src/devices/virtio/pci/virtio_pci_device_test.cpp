@@ -13,6 +13,7 @@
 #include "devices/pci/pci_ecam.h"
 #include "devices/pci/pci_layout.h"
 #include "devices/pci/pci_root.h"
+#include "devices/testing/state_bytes.h"
 #include "devices/virtio/rng/virtio_rng.h"
 #include "devices/virtio/testing/virtqueue_test_driver.h"
 #include "devices/virtio/virtio_constants.h"
@@ -375,7 +376,7 @@ TEST_F(VirtioPciTest, SnapshotRestoresARunningDevice) {
   driver->add_chain(0, {{0x40000, 16, true}});
   notify(0);
   ASSERT_EQ(driver->used_idx(), 1);
-  const VirtioPciDevice::State state = device->save();
+  const VirtioPciDevice::State state = testing::through_state_bytes<VirtioPciDevice>(device->save());
 
   // A second machine over the same RAM: plug, restore, remap.
   Bus mmio2("mmio");

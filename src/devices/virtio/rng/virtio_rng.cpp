@@ -32,6 +32,17 @@ uint64_t VirtioRng::device_features() const {
 
 void VirtioRng::on_reset() { held_.clear(); }
 
+Result<void> VirtioRng::quiesce() {
+  run_turn([this] {
+    // held_ is in ring order and the newest were popped last: put back newest first.
+    while (!held_.empty()) {
+      put_back(0, held_.back());
+      held_.pop_back();
+    }
+  });
+  return ok();
+}
+
 void VirtioRng::serve_queue(uint16_t) {
   // Requests held for entropy go first: the driver sees them answered in order.
   while (!held_.empty() && running()) {

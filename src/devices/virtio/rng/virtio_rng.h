@@ -34,6 +34,10 @@ class VirtioRng : public VirtioDeviceCore {
   explicit VirtioRng(EntropySource source = host_entropy)
       : VirtioDeviceCore(1, kQueueSize), source_(std::move(source)) {}
 
+  // Gives the requests held for entropy back to the ring; they are taken
+  // again when the queue is next served.
+  Result<void> quiesce() override;
+
   std::string_view name() const override { return "rng"; }
   uint32_t device_type() const override;
   uint64_t device_features() const override;

@@ -1,0 +1,41 @@
+// Guest RAM in a snapshot's memory file: each region at the offset it has in
+// the RAM's own file (GuestMemory lays regions out one after another), and
+// sparse: only pages holding a non-zero byte are written, every other page
+// is a hole (SEEK_DATA/SEEK_HOLE find the data, and a mapped restore reads
+// holes as zero without touching the disk).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "base/result.h"
+#include "memory/guest_memory.h"
+#include "snapshot/snapshot_header.h"
+
+namespace hostvisor::snapshot {
+
+// The header's description of `memory`'s regions.
+std::vector<MemoryRegionRecord> describe_regions(const GuestMemory& memory);
+// The layout GuestMemory::create/map_private expect.
+std::vector<MemoryRegionSpec> region_specs(const std::vector<MemoryRegionRecord>& regions);
+
+struct MemoryImageStats {
+  uint64_t file_size = 0;   // the file's length (all of RAM)
+  uint64_t data_bytes = 0;  // bytes written (non-zero pages)
+};
+
+// Called after each write with the bytes written so far (tests inject a
+// crash here).
+using WriteProgress = std::function<void(uint64_t bytes_written)>;
+
+// Writes `memory` into the empty file `fd`. On RAM backed by its own memfd
+// only the pages the guest ever touched are read (SEEK_DATA on the memfd);
+// a privately mapped RAM (a mapped restore) is scanned whole.
+Result<MemoryImageStats> write_memory_image(int fd, const GuestMemory& memory, const WriteProgress& progress = {});
+
+// Copies the data of the memory file `fd` into `memory` (a restore in copy
+// mode): only the file's data extents are read.
+Result<void> read_memory_image(int fd, GuestMemory& memory);
+
+}  // namespace hostvisor::snapshot

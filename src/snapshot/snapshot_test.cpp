@@ -1,0 +1,322 @@
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "snapshot/crc32c.h"
+#include "snapshot/snapshot_format.h"
+#include "snapshot/snapshot_reader.h"
+#include "snapshot/snapshot_writer.h"
+
+namespace hostvisor::snapshot {
+namespace {
+
+namespace fs = std::filesystem;
+
+class ScratchDir {
+ public:
+  ScratchDir() {
+    std::string pattern = (fs::temp_directory_path() / "hv-snapshot-test-XXXXXX").string();
+    path_ = ::mkdtemp(pattern.data());
+  }
+  ~ScratchDir() {
+    // The snapshot files are read-only; the directories are not.
+    std::error_code ignored;
+    fs::remove_all(path_, ignored);
+  }
+  std::string path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+std::vector<uint8_t> bytes_of(const std::string& text) { return {text.begin(), text.end()}; }
+
+SnapshotHeader sample_header() {
+  SnapshotHeader header;
+  header.machine_config = bytes_of("memory=16M cpus=1");
+  header.devices = {"vcpu.0", "serial", "pci.00:01.0"};
+  header.regions = {{0, 1 << 20, 0}, {1 << 24, 2 << 20, 1 << 20}};
+  header.memory_file_size = 3 << 20;
+  header.state_file_size = 100;
+  header.state_crc = 0x1234;
+  header.disks = {{0, "disk0.img", 4096, 17}};
+  return header;
+}
+
+std::vector<StateRecord> sample_records() {
+  return {{"vcpu.0", 1, bytes_of("registers")}, {"serial", 2, bytes_of("uart")}, {"pci.00:01.0", 1, {}}};
+}
+
+TEST(Crc32cTest, KnownAnswer) {
+  // The check value of CRC-32C (RFC 3720).
+  EXPECT_EQ(crc32c(bytes_of("123456789")), 0xe3069283u);
+}
+
+TEST(SnapshotHeaderTest, RoundTrips) {
+  const SnapshotHeader header = sample_header();
+  auto decoded = decode_header(encode_header(header));
+  ASSERT_TRUE(decoded.ok()) << decoded.error().message();
+  EXPECT_EQ(decoded->format_version, kFormatVersion);
+  EXPECT_EQ(decoded->hostvisor_version, kHostvisorVersion);
+  SnapshotHeader expected = header;
+  expected.format_version = kFormatVersion;
+  expected.hostvisor_version = kHostvisorVersion;
+  EXPECT_EQ(*decoded, expected);
+}
+
+TEST(SnapshotHeaderTest, EveryFlippedByteIsDetected) {
+  const std::vector<uint8_t> file = encode_header(sample_header());
+  for (size_t i = 0; i < file.size(); ++i) {
+    for (uint8_t flip : {uint8_t{0x01}, uint8_t{0x80}, uint8_t{0xff}}) {
+      std::vector<uint8_t> damaged = file;
+      damaged[i] ^= flip;
+      EXPECT_FALSE(decode_header(damaged).ok()) << "byte " << i << " ^ " << int(flip);
+    }
+  }
+}
+
+TEST(SnapshotHeaderTest, EveryTruncationIsDetected) {
+  const std::vector<uint8_t> file = encode_header(sample_header());
+  for (size_t length = 0; length < file.size(); ++length) {
+    auto decoded = decode_header(std::span(file).first(length));
+    EXPECT_FALSE(decoded.ok()) << length;
+  }
+}
+
+TEST(SnapshotHeaderTest, SaysWhatIsWrong) {
+  std::vector<uint8_t> file = encode_header(sample_header());
+  auto foreign = decode_header(bytes_of("QFI\xfb this is a qcow2 image, not a snapshot"));
+  ASSERT_FALSE(foreign.ok());
+  EXPECT_NE(foreign.error().message().find("not a hostvisor snapshot"), std::string::npos);
+
+  std::vector<uint8_t> newer = file;
+  newer[8] = kFormatVersion + 1;
+  auto refused = decode_header(newer);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code(), ErrorCode::kUnsupported);
+  EXPECT_NE(refused.error().message().find("newer hostvisor"), std::string::npos) << refused.error().message();
+
+  std::vector<uint8_t> retired = file;
+  retired[8] = 0;
+  auto old = decode_header(retired);
+  ASSERT_FALSE(old.ok());
+  EXPECT_NE(old.error().message().find("no longer supported"), std::string::npos) << old.error().message();
+
+  auto truncated = decode_header(std::span(file).first(file.size() - 3));
+  ASSERT_FALSE(truncated.ok());
+  EXPECT_NE(truncated.error().message().find("truncated"), std::string::npos) << truncated.error().message();
+
+  std::vector<uint8_t> damaged = file;
+  damaged[30] ^= 4;
+  auto corrupt = decode_header(damaged);
+  ASSERT_FALSE(corrupt.ok());
+  EXPECT_NE(corrupt.error().message().find("checksum"), std::string::npos) << corrupt.error().message();
+}
+
+TEST(StateRecordsTest, RoundTrip) {
+  auto decoded = decode_records(encode_records(sample_records()));
+  ASSERT_TRUE(decoded.ok()) << decoded.error().message();
+  EXPECT_EQ(*decoded, sample_records());
+}
+
+TEST(StateRecordsTest, EveryFlippedByteIsDetected) {
+  const std::vector<uint8_t> file = encode_records(sample_records());
+  SnapshotHeader header;
+  header.state_file_size = file.size();
+  header.state_crc = crc32c(file);
+  ASSERT_TRUE(check_state_file(header, file).ok());
+  for (size_t i = 0; i < file.size(); ++i) {
+    for (uint8_t flip : {uint8_t{0x01}, uint8_t{0x80}, uint8_t{0xff}}) {
+      std::vector<uint8_t> damaged = file;
+      damaged[i] ^= flip;
+      // The record's own checksum catches it (and names the record).
+      EXPECT_FALSE(decode_records(damaged).ok()) << "byte " << i << " ^ " << int(flip);
+      EXPECT_FALSE(check_state_file(header, damaged).ok()) << "byte " << i;
+    }
+  }
+  for (size_t length = 0; length < file.size(); ++length)
+    EXPECT_FALSE(check_state_file(header, std::span(file).first(length)).ok()) << length;
+}
+
+TEST(StateRecordsTest, DuplicateTagRefused) {
+  auto records = sample_records();
+  records.push_back(records[0]);
+  auto decoded = decode_records(encode_records(records));
+  ASSERT_FALSE(decoded.ok());
+  EXPECT_NE(decoded.error().message().find("twice"), std::string::npos);
+}
+
+// 4 MiB of RAM in two regions with a few pages written.
+GuestMemory sample_memory(uint8_t seed) {
+  auto memory = GuestMemory::create({{GuestAddress(0), 1 << 20}, {GuestAddress(1ull << 32), 3 << 20}});
+  EXPECT_TRUE(memory.ok());
+  EXPECT_TRUE(memory->fill(GuestAddress(0x1000), seed, 0x2000).ok());
+  EXPECT_TRUE(memory->write_obj(GuestAddress(0x80008), uint64_t{0x1122334455667788ull} + seed).ok());
+  EXPECT_TRUE(memory->fill(GuestAddress((1ull << 32) + (2 << 20)), seed + 1, 4096).ok());
+  // Touched, but zero again: must become a hole too.
+  EXPECT_TRUE(memory->fill(GuestAddress(0x40000), 0xaa, 4096).ok());
+  EXPECT_TRUE(memory->fill(GuestAddress(0x40000), 0, 4096).ok());
+  return std::move(*memory);
+}
+
+SnapshotContents sample_contents(const std::string& tag) {
+  SnapshotContents contents;
+  contents.header.machine_config = bytes_of("config " + tag);
+  contents.header.devices = {"vcpu.0", "serial"};
+  contents.records = {{"vcpu.0", 1, bytes_of("cpu " + tag)}, {"serial", 1, bytes_of("uart " + tag)}};
+  return contents;
+}
+
+void expect_same_ram(const GuestMemory& a, const GuestMemory& b) {
+  ASSERT_EQ(a.regions().size(), b.regions().size());
+  for (size_t i = 0; i < a.regions().size(); ++i) {
+    ASSERT_EQ(a.regions()[i].size, b.regions()[i].size);
+    EXPECT_EQ(std::memcmp(a.regions()[i].host, b.regions()[i].host, a.regions()[i].size), 0) << "region " << i;
+  }
+}
+
+TEST(SnapshotFilesTest, WritesReadOnlySparseFilesThatRestoreByMapAndByCopy) {
+  ScratchDir scratch;
+  const std::string dir = scratch.path() + "/snap";
+  GuestMemory memory = sample_memory(7);
+  auto stats = write_snapshot(dir, sample_contents("A"), memory);
+  ASSERT_TRUE(stats.ok()) << stats.error().message();
+  EXPECT_EQ(stats->memory_data_bytes, 4u * 4096);  // two filled pages, one word's page, one page up high
+
+  for (const char* file : {kHeaderFile, kStateFile, kMemoryFile}) {
+    struct stat st;
+    ASSERT_EQ(::stat((dir + "/" + file).c_str(), &st), 0) << file;
+    EXPECT_EQ(st.st_mode & 0777, 0444u) << file;
+  }
+  struct stat st;
+  ASSERT_EQ(::stat((dir + "/" + kMemoryFile).c_str(), &st), 0);
+  EXPECT_EQ(static_cast<uint64_t>(st.st_size), 4u << 20);
+  EXPECT_LE(static_cast<uint64_t>(st.st_blocks) * 512, 4u * 4096 + 64 * 1024) << "the memory file is not sparse";
+  for (const auto& entry : fs::directory_iterator(scratch.path()))
+    EXPECT_EQ(entry.path().filename(), "snap") << "left behind: " << entry.path();
+
+  auto snapshot = Snapshot::open(dir);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.error().message();
+  EXPECT_EQ(snapshot->records(), sample_contents("A").records);
+  EXPECT_EQ(snapshot->header().machine_config, bytes_of("config A"));
+  EXPECT_EQ(snapshot->header().regions, describe_regions(memory));
+
+  auto mapped =
+      GuestMemory::map_private(region_specs(snapshot->header().regions), UniqueFd(::dup(snapshot->memory_fd())));
+  ASSERT_TRUE(mapped.ok()) << mapped.error().message();
+  expect_same_ram(memory, *mapped);
+  // Copy-on-write: the guest writes, the file does not change.
+  ASSERT_TRUE(mapped->fill(GuestAddress(0x1000), 0x55, 16).ok());
+  auto copied = GuestMemory::create(region_specs(snapshot->header().regions));
+  ASSERT_TRUE(copied.ok());
+  ASSERT_TRUE(read_memory_image(snapshot->memory_fd(), *copied).ok());
+  expect_same_ram(memory, *copied);
+}
+
+TEST(SnapshotFilesTest, RefusesDamagedFiles) {
+  ScratchDir scratch;
+  const std::string dir = scratch.path() + "/snap";
+  GuestMemory memory = sample_memory(1);
+  ASSERT_TRUE(write_snapshot(dir, sample_contents("A"), memory).ok());
+  const std::string copy = scratch.path() + "/copy";
+
+  struct Damage {
+    const char* file;
+    std::function<void(const std::string&)> apply;
+    const char* says;
+  };
+  const std::vector<Damage> damages = {
+      {kStateFile, [](const std::string& p) { fs::resize_file(p, fs::file_size(p) - 1); }, "truncated"},
+      {kMemoryFile, [](const std::string& p) { fs::resize_file(p, fs::file_size(p) - 4096); }, "memory file"},
+      {kHeaderFile, [](const std::string& p) { fs::remove(p); }, "no header"},
+      {kStateFile,
+       [](const std::string& p) {
+         std::fstream f(p, std::ios::in | std::ios::out | std::ios::binary);
+         f.seekp(12);
+         f.put('X');
+       },
+       "checksum"},
+  };
+  for (const Damage& damage : damages) {
+    fs::remove_all(copy);
+    fs::copy(dir, copy);
+    fs::permissions(copy + "/" + damage.file, fs::perms::owner_write, fs::perm_options::add);
+    damage.apply(copy + "/" + damage.file);
+    auto opened = Snapshot::open(copy);
+    ASSERT_FALSE(opened.ok()) << damage.says;
+    EXPECT_NE(opened.error().message().find(damage.says), std::string::npos) << opened.error().message();
+  }
+}
+
+TEST(SnapshotFilesTest, ReplacesAnOlderSnapshotOfTheSameName) {
+  ScratchDir scratch;
+  const std::string dir = scratch.path() + "/snap";
+  GuestMemory first = sample_memory(1), second = sample_memory(2);
+  ASSERT_TRUE(write_snapshot(dir, sample_contents("A"), first).ok());
+  ASSERT_TRUE(write_snapshot(dir, sample_contents("B"), second).ok());
+  auto snapshot = Snapshot::open(dir);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.error().message();
+  EXPECT_EQ(snapshot->records(), sample_contents("B").records);
+  for (const auto& entry : fs::directory_iterator(scratch.path()))
+    EXPECT_EQ(entry.path().filename(), "snap") << "left behind: " << entry.path();
+}
+
+TEST(SnapshotFilesTest, RefusesToReplaceADirectoryThatIsNoSnapshot) {
+  ScratchDir scratch;
+  const std::string dir = scratch.path() + "/precious";
+  fs::create_directory(dir);
+  std::ofstream(dir + "/thesis.txt") << "do not delete";
+  GuestMemory memory = sample_memory(1);
+  auto written = write_snapshot(dir, sample_contents("A"), memory);
+  ASSERT_FALSE(written.ok());
+  EXPECT_TRUE(fs::exists(dir + "/thesis.txt"));
+}
+
+// A crash mid-save (the writer's process dies after `crash_after` bytes)
+// leaves the previous snapshot of that name whole.
+TEST(SnapshotFilesTest, CrashMidSaveLeavesThePreviousSnapshotRestorable) {
+  ScratchDir scratch;
+  const std::string dir = scratch.path() + "/snap";
+  GuestMemory first = sample_memory(1);
+  ASSERT_TRUE(write_snapshot(dir, sample_contents("A"), first).ok());
+
+  // Crash points: in the memory file, after the state file, after the header
+  // (before the directory takes the name).
+  for (uint64_t crash_after : {uint64_t{1}, uint64_t{3 * 4096}, uint64_t{4 * 4096 + 1}, uint64_t{1 << 20}}) {
+    const pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      GuestMemory second = sample_memory(2);
+      auto crash = [crash_after](uint64_t written) {
+        if (written >= crash_after) ::_exit(42);
+      };
+      (void)write_snapshot(dir, sample_contents("B"), second, crash);
+      ::_exit(0);  // finished without crashing
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFEXITED(status));
+    auto snapshot = Snapshot::open(dir);
+    ASSERT_TRUE(snapshot.ok()) << snapshot.error().message();
+    if (WEXITSTATUS(status) == 42) {
+      EXPECT_EQ(snapshot->records(), sample_contents("A").records) << crash_after;
+      auto mapped =
+          GuestMemory::map_private(region_specs(snapshot->header().regions), UniqueFd(::dup(snapshot->memory_fd())));
+      ASSERT_TRUE(mapped.ok());
+      expect_same_ram(first, *mapped);
+    } else {
+      // The crash point lay beyond what a save writes: the new one is whole.
+      EXPECT_EQ(WEXITSTATUS(status), 0);
+      EXPECT_EQ(crash_after, uint64_t{1 << 20});
+      EXPECT_EQ(snapshot->records(), sample_contents("B").records);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace hostvisor::snapshot
