@@ -6,6 +6,7 @@
 // devices are COM1's transmit path and the debug-exit port, served here.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <iterator>
@@ -95,11 +96,19 @@ void run(GuestVm& g, size_t pause_after_lines = 0) {
         g.console.push_back(static_cast<char>(io->data[0]));
         if (pause_after_lines != 0 && !kick_sent && count_occurrences(g.console, "\n") == pause_after_lines) {
           kick_sent = true;
-          const bool wait_for_hlt = pause_after_lines == kSteps;
-          kicker = std::thread([&g, wait_for_hlt] {
-            if (wait_for_hlt) std::this_thread::sleep_for(1ms);
+          if (pause_after_lines == kSteps) {
+            // After the last line: a moment later the kernel waits in HLT.
+            kicker = std::thread([&g] {
+              std::this_thread::sleep_for(1ms);
+              g.vcpu->kick();
+            });
+          } else {
+            // Mid-computation: kicked here, the next run() completes this
+            // write and stops, so the pause lands right after the line
+            // however loaded the host is (a kicker thread scheduled late let
+            // the software CPU finish every step first).
             g.vcpu->kick();
-          });
+          }
         }
       } else if (io->is_write && io->port == arch::kDebugExitPort) {
         g.exit_status = (io->data[0] << 1) | 1;
@@ -149,7 +158,13 @@ TEST_P(CrossBackendStateTest, PausedKernelFinishesInAFreshVmOfTheOtherBackendWit
   auto chip_state = source.vm->save_irqchip();
   ASSERT_TRUE(chip_state.ok()) << chip_state.error().message();
   EXPECT_TRUE(vcpu_state->lapic.timer_running) << "the kernel's LAPIC timer is not running at the pause";
-  EXPECT_TRUE(vcpu_state->regs.rflags & x86::kRflagsIf) << "interrupts are off at the pause";
+  // Interrupts are on at the pause, or the kick landed inside the timer
+  // handler (the tick in service): both move with the state. On a slow or
+  // loaded KVM the 1 ms tick keeps the kernel in its handler much of the time.
+  const bool in_service = std::any_of(vcpu_state->lapic.isr.begin(), vcpu_state->lapic.isr.end(),
+                                      [](uint32_t word) { return word != 0; });
+  EXPECT_TRUE((vcpu_state->regs.rflags & x86::kRflagsIf) || in_service)
+      << "interrupts are off at the pause and no interrupt is in service";
   // The software CPU's timer ticks every 40 ms: a millisecond after the last
   // line it is in HLT. (KVM's ticks every millisecond; it may be between two.)
   if (pause_after_lines == kSteps && from == "emu") EXPECT_TRUE(vcpu_state->halted) << "not halted at the pause";
