@@ -23,6 +23,7 @@
 #include <regex>
 #include <thread>
 
+#include "net/switch/switch_paths.h"
 #include "tests/linux/guest_console.h"
 
 namespace hostvisor::testing {
@@ -693,6 +694,10 @@ TEST(LinuxGuest, HostOnlyReachesTheHostBothWaysAndNothingBeyond) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   EXPECT_EQ(links.find(bridge), std::string::npos) << links;
+  // The network's start lock and log outlive it, for the next VM that names
+  // it (README); this network was the test's own.
+  if (auto dir = net::switch_directory(); dir.ok())
+    for (const char* suffix : {".lock", ".log"}) std::filesystem::remove(*dir + "/hostonly-" + name + suffix);
 }
 
 // One TCP connection to 127.0.0.1:port: sends `message`, ends its side,
