@@ -9,9 +9,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <system_error>
 #include <thread>
 
 #include "net/switch/switch_launcher.h"
@@ -37,7 +39,16 @@ struct SwitchProcess : ::testing::Test {
   }
   void TearDown() override {
     ::unsetenv("XDG_RUNTIME_DIR");
-    fs::remove_all(runtime);
+    // The test's switches end on their own once their last port has left,
+    // unlinking their sockets as they go: removing the directory under them
+    // races with that, so retry until one pass removes it all.
+    for (int attempt = 0; attempt < 100; ++attempt) {
+      std::error_code error;
+      fs::remove_all(runtime, error);
+      if (!error) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    ADD_FAILURE() << "could not remove " << runtime;
   }
   Result<std::unique_ptr<SwitchPortBackend>> join(const std::string& name, uint8_t mac,
                                                   std::optional<Ipv4Network> dhcp = std::nullopt) {
