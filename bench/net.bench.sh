@@ -52,9 +52,11 @@ command -v qemu-system-x86_64 >/dev/null || { echo "qemu-system-x86_64 is not in
 end_to_end() {
 local mode=$1
 shift
-"$@" python3 - "$hostvisor" "$mode" <<'PY'
-import os, select, socket, subprocess, sys, tempfile, threading, time
+"$@" env PYTHONPATH="$(cd "$(dirname "$0")" && pwd)" python3 - "$hostvisor" "$mode" <<'PY'
+import os, socket, subprocess, sys, threading, time
 import http.server
+
+from guest_console import Console
 
 hostvisor, MODE = sys.argv[1], sys.argv[2]
 # Where the guest finds the host's server: the NAT's gateway, or the tap's host side.
@@ -73,63 +75,6 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-class Console:
-    """The guest's serial console on the child's stdin and stdout."""
-
-    def __init__(self, name, argv):
-        self.name, self.out, self.marks = name, b"", 0
-        self.log = tempfile.TemporaryFile()
-        self.child = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log)
-
-    def wait_for(self, text, timeout):
-        deadline = time.monotonic() + timeout
-        while text not in self.out:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise RuntimeError(f"{self.name}: no {text!r} within {timeout} s; last output:\n"
-                                   + self.out[-1500:].decode(errors="replace"))
-            ready, _, _ = select.select([self.child.stdout], [], [], min(left, 0.5))
-            if ready:
-                chunk = os.read(self.child.stdout.fileno(), 65536)
-                if not chunk:
-                    self.log.seek(0)
-                    raise RuntimeError(f"{self.name} exited (status {self.child.wait()}); stderr:\n"
-                                       + self.log.read()[-1500:].decode(errors="replace"))
-                self.out += chunk
-        at = self.out.index(text)
-        before, self.out = self.out[:at], self.out[at + len(text):]
-        return before
-
-    def start(self, command):
-        """Types `command` followed by an end mark the typed line cannot show;
-        returns the mark to wait for."""
-        self.marks += 1
-        self.child.stdin.write(f'{command}; echo "@@END""{self.marks}@@"\r'.encode())
-        self.child.stdin.flush()
-        return f"@@END{self.marks}@@".encode()
-
-    def run(self, command, timeout=60):
-        """Runs `command`; returns what the console showed up to its end mark."""
-        return self.wait_for(self.start(command), timeout)
-
-    def close(self):
-        if self.child.poll() is None:
-            try:
-                self.child.stdin.write(b"poweroff\r")
-                self.child.stdin.flush()
-                end = time.monotonic() + 60
-                while self.child.poll() is None and time.monotonic() < end:
-                    ready, _, _ = select.select([self.child.stdout], [], [], 0.2)
-                    if ready and not os.read(self.child.stdout.fileno(), 65536):
-                        break
-            except OSError:
-                pass
-        if self.child.poll() is None:
-            self.child.kill()
-        self.child.wait()
-        self.log.close()
 
 
 def guest_to_host_outbound(console, http_port):

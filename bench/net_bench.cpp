@@ -331,13 +331,7 @@ Figures stream(uint64_t total) {
   // frame (its TCP checksum partial, as a guest's stack leaves it).
   TcpSegment data{guest_port, kHostPort, 0, host_isn + 1, kTcpAck, 65535, {}, {}, Bytes(kPayload, 0x5a)};
   const Bytes frame = tcp_frame(endpoints, data);
-  VirtioNetHeader header{};
-  header.flags = kHeaderNeedsCsum;
-  header.gso_type = kGsoTcpV4;
-  header.hdr_len = kHeaders;
-  header.gso_size = kMss;
-  header.csum_start = 14 + 20;
-  header.csum_offset = 16;
+  const VirtioNetHeader header = tso4_header(kMss);
   for (size_t slot = 0; slot < kBatch; ++slot) {
     const uint64_t at = kSlots + slot * kSlotSize;
     need(memory.write_obj(GuestAddress(at), header), "writing a header");

@@ -125,13 +125,7 @@ Figures run(size_t frames) {
   s.payload.resize(kPayload, 0x5a);
   const Endpoints path{{0x02, 0, 0, 0, 0, 0xa}, {0x02, 0, 0, 0, 0, 0xb}, {0x0a4d0002}, {0x0a4d0003}};
   const Bytes frame = tcp_frame(path, s);
-  VirtioNetHeader header{};
-  header.flags = kHeaderNeedsCsum;
-  header.gso_type = kGsoTcpV4;
-  header.gso_size = 1448;
-  header.hdr_len = 54;
-  header.csum_start = 34;
-  header.csum_offset = 16;
+  const VirtioNetHeader header = tso4_header();
   // A few transmit buffers, reused: header + frame in one descriptor pair.
   constexpr uint16_t kTxSlots = kQueueSize / 2;
   for (uint16_t i = 0; i < kTxSlots; ++i) {

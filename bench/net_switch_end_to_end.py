@@ -9,7 +9,9 @@ BENCH_REPEAT in one boot per pair:
              `-netdev stream` (one server=on, one server=off) on a unix socket
 Same kernel, initramfs and command line, 1 CPU and 512 MiB each, static
 addresses 10.78.0.1 and 10.78.0.2. Usage: net_switch_end_to_end.py HOSTVISOR"""
-import os, select, shutil, subprocess, sys, tempfile, time
+import os, shutil, sys, tempfile, time
+
+from guest_console import Console
 
 hostvisor = sys.argv[1]
 cache = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.join(os.environ["HOME"], ".cache"), "hostvisor")
@@ -18,46 +20,6 @@ CMDLINE = "console=ttyS0 panic=-1"
 MIB = int(os.environ.get("BENCH_NET_MIB", "32"))
 REPEAT = int(os.environ.get("BENCH_REPEAT", "3"))
 BOOT_TIMEOUT, TRANSFER_TIMEOUT = 300, 180
-
-
-class Console:
-    def __init__(self, name, argv):
-        self.name, self.out, self.marks = name, b"", 0
-        self.log = tempfile.TemporaryFile()
-        self.child = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log)
-
-    def wait_for(self, text, timeout):
-        deadline = time.monotonic() + timeout
-        while text not in self.out:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise RuntimeError(f"{self.name}: no {text!r} within {timeout} s: {self.out[-800:]!r}")
-            ready, _, _ = select.select([self.child.stdout], [], [], min(left, 0.5))
-            if ready:
-                chunk = os.read(self.child.stdout.fileno(), 65536)
-                if not chunk:
-                    self.log.seek(0)
-                    raise RuntimeError(f"{self.name} exited: {self.log.read()[-800:]!r}")
-                self.out += chunk
-        at = self.out.index(text)
-        before, self.out = self.out[:at], self.out[at + len(text):]
-        return before
-
-    def run(self, command, timeout=60):
-        self.marks += 1
-        self.child.stdin.write(f'{command}; echo "@@END""{self.marks}@@"\r'.encode())
-        self.child.stdin.flush()
-        return self.wait_for(f"@@END{self.marks}@@".encode(), timeout)
-
-    def close(self):
-        if self.child.poll() is None:
-            try:
-                self.child.stdin.write(b"poweroff\r")
-                self.child.stdin.flush()
-                self.child.wait(60)
-            except (OSError, subprocess.TimeoutExpired):
-                self.child.kill()
-        self.child.wait()
 
 
 def measure(name, argv_a, argv_b):

@@ -132,13 +132,7 @@ TEST(EthernetSwitch, PassesTsoToOffloadPortsAndSegmentsForPlainOnes) {
   s.payload.resize(65000);
   for (size_t i = 0; i < s.payload.size(); ++i) s.payload[i] = static_cast<uint8_t>(i);
   const Bytes frame = tcp_frame({kA, kBroadcastMac, {0x0a000001}, {0x0a000002}}, s);
-  VirtioNetHeader header{};
-  header.flags = kHeaderNeedsCsum;
-  header.gso_type = kGsoTcpV4;
-  header.gso_size = 1448;
-  header.hdr_len = 54;
-  header.csum_start = 34;
-  header.csum_offset = 16;
+  const VirtioNetHeader header = tso4_header();
   sw.forward(ps, header, frame, kStart);
 
   ASSERT_EQ(offload.got.size(), 1u);

@@ -180,12 +180,7 @@ TEST_F(RunningSwitch, TsoFramesCrossWholeAndAreSegmentedForPlainPeers) {
   s.flags = kTcpAck;
   s.payload.resize(60000, 0x5a);
   const Bytes super = tcp_frame({kA, kBroadcastMac, {0x0a000001}, {0x0a000002}}, s);
-  VirtioNetHeader header{};
-  header.flags = kHeaderNeedsCsum;
-  header.gso_type = kGsoTcpV4;
-  header.gso_size = 1448;
-  header.csum_start = 34;
-  header.csum_offset = 16;
+  const VirtioNetHeader header = tso4_header();
   ASSERT_TRUE(send(*a, header, super).ok());
 
   auto whole = receive(*b);

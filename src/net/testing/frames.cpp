@@ -84,6 +84,17 @@ Bytes udp_frame(const Endpoints& e, uint16_t source_port, uint16_t destination_p
   return ipv4_frame(e, kProtocolUdp, udp);
 }
 
+VirtioNetHeader tso4_header(uint16_t mss) {
+  VirtioNetHeader header{};
+  header.flags = kHeaderNeedsCsum;
+  header.gso_type = kGsoTcpV4;
+  header.gso_size = mss;
+  header.hdr_len = 14 + 20 + 20;
+  header.csum_start = 14 + 20;
+  header.csum_offset = 16;  // TCP's checksum field
+  return header;
+}
+
 Bytes tcp_frame(const Endpoints& e, const TcpSegment& s) {
   const size_t options = (s.mss ? 4 : 0) + (s.window_scale ? 4 : 0);
   Bytes tcp(kTcp + options + s.payload.size());

@@ -12,6 +12,7 @@
 
 #include "net/ipv4_address.h"
 #include "net/mac_address.h"
+#include "net/net_backend.h"
 
 namespace hostvisor::net::testing {
 
@@ -55,6 +56,10 @@ Bytes arp_frame(uint16_t operation, const MacAddress& sender_mac, Ipv4Address se
 Bytes ipv4_frame(const Endpoints& e, uint8_t protocol, std::span<const uint8_t> payload, uint16_t id = 1);
 Bytes udp_frame(const Endpoints& e, uint16_t source_port, uint16_t destination_port, std::span<const uint8_t> payload);
 Bytes tcp_frame(const Endpoints& e, const TcpSegment& segment);
+// The virtio-net header a driver with TSO writes for a tcp_frame() super-packet
+// (Ethernet, IPv4 and TCP headers without options): cut at `mss`, the TCP
+// checksum partial.
+VirtioNetHeader tso4_header(uint16_t mss = 1448);
 Bytes icmp_echo_frame(const Endpoints& e, uint16_t id, uint16_t sequence, std::span<const uint8_t> payload);
 // A DHCP DISCOVER or REQUEST from `mac` (broadcast, from 0.0.0.0:68).
 Bytes dhcp_frame(const MacAddress& mac, uint8_t message_type, uint32_t transaction,

@@ -131,13 +131,7 @@ bool GuestTcp::send(std::span<const uint8_t> data) {
 }
 
 bool GuestTcp::send_super_packet(std::span<const uint8_t> data, uint16_t mss) {
-  VirtioNetHeader header{};
-  header.flags = kHeaderNeedsCsum;
-  header.gso_type = kGsoTcpV4;
-  header.gso_size = mss;
-  header.hdr_len = 14 + 20 + 20;
-  header.csum_start = 14 + 20;
-  header.csum_offset = 16;
+  const VirtioNetHeader header = tso4_header(mss);
   if (!send_segment(kTcpAck | kTcpPsh, data, header).ok()) return false;
   snd_nxt_ += static_cast<uint32_t>(data.size());
   return wait_for_ack_of_all();

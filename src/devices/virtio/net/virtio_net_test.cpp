@@ -41,6 +41,7 @@ using testing::RecordingVirtioInterrupt;
 using testing::VirtqueueTestDriver;
 
 using net::VirtioNetHeader;
+using net::testing::tso4_header;
 using Buffer = VirtqueueTestDriver::Buffer;
 
 constexpr uint64_t kRam = 4 << 20;
@@ -340,18 +341,6 @@ TEST_F(VirtioNetTest, PlugsIntoTheVirtioPciTransport) {
   EXPECT_EQ(mac[0], 0x02);
   EXPECT_EQ(mac[5], 5);
   EXPECT_FALSE(net->wants_backend_events());  // not before the driver is ready
-}
-
-// A TCP/IPv4 super-packet header as a driver with TSO writes it.
-VirtioNetHeader tso4_header() {
-  VirtioNetHeader h{};
-  h.flags = net::kHeaderNeedsCsum;
-  h.gso_type = net::kGsoTcpV4;
-  h.hdr_len = 54;
-  h.gso_size = 1448;
-  h.csum_start = 34;
-  h.csum_offset = 16;
-  return h;
 }
 
 VirtioNetHeader peer_receive_header(int fd, size_t* length = nullptr) {
