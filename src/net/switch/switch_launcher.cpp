@@ -60,6 +60,7 @@ Result<pid_t> spawn_switch(const SwitchLaunch& launch, const SwitchPaths& paths)
   if (launch.host_only) {
     args.push_back("--hostonly");
     args.push_back(format_ipv4_network(*launch.host_only));
+    if (launch.rootless) args.push_back("--rootless");
   }
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
