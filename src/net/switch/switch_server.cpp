@@ -283,8 +283,8 @@ void SwitchServer::Impl::answer_forward(StreamPort& port, const HostForward& wan
     }
   }
   ++(result.text.empty() ? counters_.forwards_added : counters_.forwards_refused);
-  HV_LOG_INFO("switch: port {}: hostfwd={}: {}", port.id, format_host_forward(forward),
-              result.text.empty() ? "in place" : result.text);
+  HV_LOG_INFO("switch: port {}: {}", port.id,
+              result.text.empty() ? "hostfwd=" + format_host_forward(forward) + " in place" : result.text);
   port.deliver({}, encode_switch_control(result));
 }
 
