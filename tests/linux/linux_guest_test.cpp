@@ -639,10 +639,14 @@ TEST(LinuxGuest, BridgedGuestGetsALeaseFromTheLanAndPingsIt) {
 // serves DHCP; the guest gets a lease with no command typed, the host and
 // the guest ping each other, and the guest reaches the host's own address
 // on its other interface but not the "outside" namespace routed behind it
-// (forwarding is on in the host namespace, off on the bridge). After the
-// guest powers off, the bridge is gone.
+// (forwarding is on in the host namespace, off on the bridge), nor after the
+// host turns ip_forward on again (which turns the bridge's on too), and the
+// outside does not reach the guest. After the guest powers off, the bridge
+// and its routing rules are gone.
 TEST(LinuxGuest, HostOnlyReachesTheHostBothWaysAndNothingBeyond) {
   NetNamespace host("ho"), outside("out");
+  for (NetNamespace* ns : {&host, &outside})  // no IPv6 chatter on the veth: its counters count the guest's packets
+    ns->exec("sysctl -q -w net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1");
   host.exec("ip link add veth0 type veth peer name veth1 netns " + outside.name);
   host.exec("ip addr add 10.99.0.1/24 dev veth0");
   host.exec("ip link set veth0 up");
@@ -684,6 +688,23 @@ TEST(LinuxGuest, HostOnlyReachesTheHostBothWaysAndNothingBeyond) {
   ASSERT_TRUE(beyond) << console.failure();
   EXPECT_NE(beyond->status, 0) << "the guest reached an address beyond the host:\n" << beyond->output;
   EXPECT_NE(beyond->output.find("0 packets received"), std::string::npos) << beyond->output;
+  // The host turns forwarding on now, which turns it back on for every
+  // interface, the bridge too: still nothing is routed, either way.
+  host.exec("sysctl -q -w net.ipv4.ip_forward=0");
+  host.exec("sysctl -q -w net.ipv4.ip_forward=1");
+  out.clear();
+  host_command(host.prefix() + "sysctl -n net.ipv4.conf." + bridge + ".forwarding", &out);
+  EXPECT_EQ(out, "1\n") << "the host's ip_forward=1 did not reach the bridge; the check below proves less";
+  const uint64_t arrived = outside.counter("veth1", "rx_packets");
+  beyond = console.run("ping -c 3 -W 2 10.99.0.2", kCommandTimeout);
+  ASSERT_TRUE(beyond) << console.failure();
+  EXPECT_NE(beyond->output.find("0 packets received"), std::string::npos)
+      << "with the host forwarding, the guest reached beyond it:\n"
+      << beyond->output;
+  EXPECT_EQ(outside.counter("veth1", "rx_packets"), arrived) << "the guest's packets were routed beyond the host";
+  EXPECT_NE(host_command(outside.prefix() + "busybox ping -c 2 -W 2 " + guest_ip, &out), 0)
+      << "the outside reached the guest through the host: " << out;
+  EXPECT_TRUE(host.error.empty()) << host.error;
 
   power_off_and_expect_status_0(console);
   // The last VM is gone: the server removes the bridge and exits.
@@ -695,6 +716,9 @@ TEST(LinuxGuest, HostOnlyReachesTheHostBothWaysAndNothingBeyond) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   EXPECT_EQ(links.find(bridge), std::string::npos) << links;
+  std::string rules;
+  host_command(host.prefix() + "ip rule show", &rules);
+  EXPECT_EQ(rules.find(bridge), std::string::npos) << "the server left its routing rules:\n" << rules;
   // The network's start lock and log outlive it, for the next VM that names
   // it (README); this network was the test's own.
   if (auto dir = net::switch_directory(); dir.ok())
@@ -714,7 +738,8 @@ TEST(LinuxGuest, HostOnlyReachesTheHostBothWaysAndNothingBeyond) {
 TEST(LinuxGuest, RootlessHostOnlyReachesTheHostBothWaysAndNothingBeyond) {
   NetNamespace host("rh"), outside("ro");
   host.exec("ip link add veth0 type veth peer name veth1 netns " + outside.name);
-  for (NetNamespace* ns : {&host, &outside}) ns->exec("sysctl -q -w net.ipv6.conf.all.disable_ipv6=1");
+  for (NetNamespace* ns : {&host, &outside})  // no IPv6 chatter on the veth: its counters count the guest's packets
+    ns->exec("sysctl -q -w net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1");
   host.exec("ip addr add 10.98.0.1/24 dev veth0");
   host.exec("ip link set veth0 up");
   host.exec("sysctl -q -w net.ipv4.ip_forward=1");

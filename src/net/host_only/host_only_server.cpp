@@ -19,6 +19,7 @@
 #include "base/log.h"
 #include "net/dhcp/dhcp_server.h"
 #include "net/host_interface/link_control.h"
+#include "net/host_interface/routing_rules.h"
 #include "net/tap/bridge_port.h"
 
 namespace hostvisor::net {
@@ -42,6 +43,10 @@ class HostOnlyServer::Impl {
   explicit Impl(const HostOnlyServerOptions& options) : options_(options) {}
   ~Impl() {
     tap_.reset();  // its port leaves the bridge first
+    if (rules_added_) {
+      if (auto r = remove_host_only_rules(options_.bridge, options_.network); !r)
+        HV_LOG_WARN("host-only: {}", r.error().message());
+    }
     if (bridge_made_) {
       if (auto r = delete_bridge(options_.bridge); !r) HV_LOG_WARN("host-only: {}", r.error().message());
     }
@@ -56,6 +61,7 @@ class HostOnlyServer::Impl {
 
   HostOnlyServerOptions options_;
   bool bridge_made_ = false;
+  bool rules_added_ = false;
   std::unique_ptr<TapBackend> tap_;
   std::optional<dhcp::DhcpServer> dhcp_;
   UniqueFd listen_, epoll_;
@@ -75,6 +81,10 @@ Result<void> HostOnlyServer::Impl::start() {
   bridge_made_ = true;
   HV_TRY(set_ipv4_address(bridge, options_.network.host(1), options_.network));
   HV_TRY(write_sysctl("/proc/sys/net/ipv4/conf/" + bridge + "/forwarding", "0"));
+  // The flag above goes back on when the host turns ip_forward on; these
+  // rules hold whatever the host's forwarding (routing_rules.h).
+  rules_added_ = true;
+  HV_TRY(add_host_only_rules(bridge, options_.network));
   HV_TRY(write_sysctl("/proc/sys/net/ipv6/conf/" + bridge + "/disable_ipv6", "1"));
   HV_TRY(set_link_up(bridge));
   tap_ = HV_TRY(open_bridge_port(bridge));
