@@ -11,6 +11,7 @@
 #include "base/log.h"
 #include "net/host_only/host_only_server.h"
 #include "net/net_option.h"
+#include "net/switch/network_lock.h"
 #include "net/switch/switch_paths.h"
 #include "net/switch/switch_server.h"
 
@@ -44,13 +45,11 @@ Result<void> run_host_only_server(const SwitchArgs& args, const net::SwitchPaths
   options.network = *network;
   options.socket_path = paths.socket;
   options.lock_path = paths.lock;
+  options.log_path = paths.log;
   std::unique_ptr<net::HostOnlyServer> server;
   {
     UniqueFd lock;
-    if (!args.lock_held) {
-      lock = HV_TRY(open_file(paths.lock, O_RDWR | O_CREAT, 0600));
-      ::flock(lock.get(), LOCK_EX);
-    }
+    if (!args.lock_held) lock = HV_TRY(net::lock_network(paths.lock));
     server = HV_TRY(net::HostOnlyServer::create(options));
   }
   HV_LOG_INFO("host-only network {}: bridge {} with the host at {}, DHCP for the VMs, listening on {}", args.name,
@@ -65,6 +64,7 @@ Result<void> run_switch_server(const SwitchArgs& args, const net::SwitchPaths& p
   net::SwitchServerOptions options;
   options.socket_path = paths.socket;
   options.lock_path = paths.lock;
+  options.log_path = paths.log;
   options.host_gateway = host_gateway;
   if (!args.dhcp.empty()) {
     auto network = net::parse_ipv4_network(args.dhcp);
@@ -76,10 +76,7 @@ Result<void> run_switch_server(const SwitchArgs& args, const net::SwitchPaths& p
     // Started by hand: take the lock VMs take, so neither starts a second
     // switch meanwhile. A VM that starts us holds it already (--lock-held).
     UniqueFd lock;
-    if (!args.lock_held) {
-      lock = HV_TRY(open_file(paths.lock, O_RDWR | O_CREAT, 0600));
-      ::flock(lock.get(), LOCK_EX);
-    }
+    if (!args.lock_held) lock = HV_TRY(net::lock_network(paths.lock));
     server = HV_TRY(net::SwitchServer::create(options));
   }
   if (host_gateway)

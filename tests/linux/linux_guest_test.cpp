@@ -719,10 +719,14 @@ TEST(LinuxGuest, HostOnlyReachesTheHostBothWaysAndNothingBeyond) {
   std::string rules;
   host_command(host.prefix() + "ip rule show", &rules);
   EXPECT_EQ(rules.find(bridge), std::string::npos) << "the server left its routing rules:\n" << rules;
-  // The network's start lock and log outlive it, for the next VM that names
-  // it (README); this network was the test's own.
-  if (auto dir = net::switch_directory(); dir.ok())
-    for (const char* suffix : {".lock", ".log"}) std::filesystem::remove(*dir + "/hostonly-" + name + suffix);
+  // Nor its start lock and log.
+  if (auto dir = net::switch_directory(); dir.ok()) {
+    for (const char* suffix : {".lock", ".log"}) {
+      const fs::path file = *dir + "/hostonly-" + name + suffix;
+      EXPECT_FALSE(fs::exists(file)) << file;
+      fs::remove(file);
+    }
+  }
 }
 
 // --net hostonly without CAP_NET_ADMIN (the rootless form): hostvisor runs
@@ -829,6 +833,8 @@ TEST(LinuxGuest, RootlessHostOnlyReachesTheHostBothWaysAndNothingBeyond) {
   const fs::path socket = runtime / "hostvisor" / "net" / ("hostonly-" + name + ".sock");
   for (int i = 0; i < 50 && fs::exists(socket); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   EXPECT_FALSE(fs::exists(socket));
+  for (const char* suffix : {".lock", ".log"})
+    EXPECT_FALSE(fs::exists(runtime / "hostvisor" / "net" / ("hostonly-" + name + suffix))) << suffix;
   out.clear();
   EXPECT_NE(host_command(host.prefix() + "busybox wget -q -T 2 -O - http://127.0.0.1:18080/index.html", &out), 0)
       << "the forward outlived its VM: " << out;

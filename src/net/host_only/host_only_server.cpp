@@ -20,6 +20,7 @@
 #include "net/dhcp/dhcp_server.h"
 #include "net/host_interface/link_control.h"
 #include "net/host_interface/routing_rules.h"
+#include "net/switch/network_lock.h"
 #include "net/tap/bridge_port.h"
 
 namespace hostvisor::net {
@@ -50,6 +51,9 @@ class HostOnlyServer::Impl {
     if (bridge_made_) {
       if (auto r = delete_bridge(options_.bridge); !r) HV_LOG_WARN("host-only: {}", r.error().message());
     }
+    // Still under the lock, with the host as it was: the network's files go
+    // (network_lock.h).
+    if (lock_.valid()) remove_network_files(options_.lock_path, options_.log_path);
   }
 
   Result<void> start();
@@ -166,10 +170,7 @@ Result<void> HostOnlyServer::Impl::run() {
     // Decide under the lock VMs hold while they connect: none can be
     // joining now, and the next one starts a new server after we are gone.
     if (options_.lock_path.empty()) return ok();
-    auto lock = HV_TRY(open_file(options_.lock_path, O_RDWR | O_CREAT, 0600));
-    while (::flock(lock.get(), LOCK_EX) != 0) {
-      if (errno != EINTR) return Error::from_errno("locking " + options_.lock_path);
-    }
+    auto lock = HV_TRY(lock_network(options_.lock_path));
     pollfd pending{listen_.get(), POLLIN, 0};
     if (::poll(&pending, 1, 0) == 1) continue;  // a VM connected meanwhile: serve it
     ::unlink(options_.socket_path.c_str());

@@ -31,6 +31,7 @@ struct HostOnlyServerOptions {
   std::string socket_path;
   std::string lock_path;  // "": no lock
   std::chrono::milliseconds idle_grace{std::chrono::seconds(30)};
+  std::string log_path{};  // removed with the lock file when it ends ("": none)
 };
 
 class HostOnlyServer {

@@ -17,6 +17,7 @@
 #include "base/log.h"
 #include "net/dhcp/dhcp_server.h"
 #include "net/host_only/host_gateway.h"
+#include "net/switch/network_lock.h"
 #include "net/switch/stream_framing.h"
 #include "net/switch/stream_output_queue.h"
 #include "net/switch/switch_control.h"
@@ -374,8 +375,9 @@ bool SwitchServer::Impl::ready_to_exit() {
   // it is in the listen backlog, and one that comes after finds no socket.
   UniqueFd lock;
   if (!options_.lock_path.empty()) {
-    lock = UniqueFd(::open(options_.lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-    if (lock.valid()) ::flock(lock.get(), LOCK_EX);
+    auto locked = lock_network(options_.lock_path);
+    if (!locked) HV_LOG_WARN("switch: {}", locked.error().message());
+    if (locked) lock = std::move(locked).value();
   }
   accept_connections();
   if (!ports_.empty()) return false;
@@ -384,6 +386,9 @@ bool SwitchServer::Impl::ready_to_exit() {
       now_stat.st_dev == socket_stat_.st_dev)
     ::unlink(options_.socket_path.c_str());
   listen_.reset();
+  // Nothing of this network is left for the next switch of the name to
+  // find; one waiting for the lock takes the new file (network_lock.h).
+  if (lock.valid()) remove_network_files(options_.lock_path, options_.log_path);
   return true;  // the lock goes with `lock`
 }
 

@@ -38,6 +38,7 @@ namespace hostvisor::net {
 struct SwitchServerOptions {
   std::string socket_path;
   std::string lock_path;  // "": no lock
+  std::string log_path;   // removed with the lock file when it ends ("": none)
   std::optional<Ipv4Network> dhcp;
   // A rootless host-only network on this subnet: a host gateway and DHCP
   // (instead of `dhcp`).

@@ -4,17 +4,22 @@
 #include "net/switch/switch_server.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/file.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstring>
 #include <filesystem>
 #include <thread>
 
+#include "net/switch/network_lock.h"
 #include "net/switch/stream_framing.h"
 #include "net/switch/switch_paths.h"
 #include "net/switch/switch_port_backend.h"
@@ -453,6 +458,36 @@ TEST_F(RunningSwitch, AHostOnlyPortRefusesASwitchWithoutAGateway) {
                                     {.name = "t", .mac = kA, .dhcp = std::nullopt, .host_only = true, .forwards = {}});
   ASSERT_FALSE(vm.ok());
   EXPECT_NE(vm.error().message().find("has no host gateway"), std::string::npos) << vm.error().message();
+}
+
+// A switch that ends removes its lock file under the lock; a starter that
+// was waiting must end up holding the lock of the file at the path, not of
+// the removed one (or a third starter would lock a new file beside it).
+TEST(NetworkLock, AWaiterOnARemovedLockFileLocksTheFileThatIsThere) {
+  const fs::path path = fs::temp_directory_path() / ("hv-lock-test-" + std::to_string(::getpid()) + ".lock");
+  auto held = lock_network(path.string());
+  ASSERT_TRUE(held.ok()) << held.error().message();
+  std::optional<Result<UniqueFd>> waiter;
+  std::atomic<bool> locked_too{false};
+  std::thread starter([&] {
+    waiter = lock_network(path.string());
+    locked_too = true;
+  });
+  std::this_thread::sleep_for(100ms);
+  EXPECT_FALSE(locked_too) << "the lock did not exclude the second starter";
+  remove_network_files(path.string(), "");
+  held->reset();
+  starter.join();
+  ASSERT_TRUE(waiter && waiter->ok());
+  struct stat locked = {};
+  struct stat current = {};
+  ASSERT_EQ(::fstat((*waiter)->get(), &locked), 0);
+  ASSERT_EQ(::stat(path.c_str(), &current), 0) << "the waiter holds a lock on a file that is gone";
+  EXPECT_EQ(locked.st_ino, current.st_ino);
+  // And it excludes the next one.
+  UniqueFd other(::open(path.c_str(), O_RDWR | O_CLOEXEC));
+  EXPECT_NE(::flock(other.get(), LOCK_EX | LOCK_NB), 0);
+  fs::remove(path);
 }
 
 TEST(SwitchPaths, NamesAreCheckedAndTheDirectoryIsPrivate) {
