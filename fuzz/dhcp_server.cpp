@@ -1,9 +1,11 @@
 // The DHCP server on frames from a hostile segment: each input is a series
 // of frames (a 2-byte length, then the frame) at advancing times. It never
 // crashes, its lease table stays within its bound, and every reply is a
-// well-formed IPv4/UDP frame from port 67 to 68, or an ARP reply.
+// well-formed IPv4/UDP frame from port 67 to 68, or an ARP reply. Addresses
+// reserved for a MAC ahead of its DHCP (address_for()) share the same bound.
 #include "net/dhcp/dhcp_server.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <vector>
@@ -27,6 +29,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     data += length;
     size -= length;
     now += std::chrono::seconds(take<uint8_t>(data, size)) * 64;
+    // A frame of 6 bytes is a host-only VM's MAC asking its address for a
+    // forward (address_for(), what the switch does for a Forward).
+    if (frame.size() == 6) {
+      MacAddress mac;
+      std::copy(frame.begin(), frame.end(), mac.begin());
+      const auto address = server.address_for(mac, now);
+      if (server.lease_count() > 4) std::abort();
+      if (address && (!network.contains(*address) || *address == network.host(1))) std::abort();
+      continue;
+    }
     auto reply = server.handle_frame(frame, now);
     if (server.lease_count() > 4) std::abort();
     if (!reply) continue;

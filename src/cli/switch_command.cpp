@@ -11,6 +11,7 @@
 #include "base/log.h"
 #include "net/host_only/host_only_server.h"
 #include "net/net_option.h"
+#include "net/switch/network_lock.h"
 #include "net/switch/switch_paths.h"
 #include "net/switch/switch_server.h"
 
@@ -21,30 +22,34 @@ struct SwitchArgs {
   std::string name;
   std::string dhcp;
   std::string host_only;
+  bool rootless = false;
   bool lock_held = false;
 };
 
+Result<void> run_switch_server(const SwitchArgs& args, const net::SwitchPaths& paths,
+                               std::optional<net::Ipv4Network> host_gateway);
+
 // A host-only network's server, as its first VM starts it: hostonly-NAME
-// names its socket and lock, hv-NAME its bridge.
+// names its socket and lock, hv-NAME its bridge. With --rootless it is a
+// switch with a host gateway instead (no bridge, no privilege).
 Result<void> run_host_only_server(const SwitchArgs& args, const net::SwitchPaths& paths) {
   constexpr std::string_view kPrefix = "hostonly-";
   if (!args.name.starts_with(kPrefix) || args.name.size() - kPrefix.size() > net::kLongestHostOnlyName)
     return Error(ErrorCode::kInvalidArgument, "a host-only network's server runs as hostonly-NAME (NAME of 1 to " +
                                                   std::to_string(net::kLongestHostOnlyName) + " characters)");
-  net::HostOnlyServerOptions options;
-  options.bridge = net::host_only_bridge_name(args.name.substr(kPrefix.size()));
   auto network = net::parse_ipv4_network(args.host_only);
   if (!network) return network.error().with_context("--hostonly " + args.host_only);
+  if (args.rootless) return run_switch_server(args, paths, network.value());
+  net::HostOnlyServerOptions options;
+  options.bridge = net::host_only_bridge_name(args.name.substr(kPrefix.size()));
   options.network = *network;
   options.socket_path = paths.socket;
   options.lock_path = paths.lock;
+  options.log_path = paths.log;
   std::unique_ptr<net::HostOnlyServer> server;
   {
     UniqueFd lock;
-    if (!args.lock_held) {
-      lock = HV_TRY(open_file(paths.lock, O_RDWR | O_CREAT, 0600));
-      ::flock(lock.get(), LOCK_EX);
-    }
+    if (!args.lock_held) lock = HV_TRY(net::lock_network(paths.lock));
     server = HV_TRY(net::HostOnlyServer::create(options));
   }
   HV_LOG_INFO("host-only network {}: bridge {} with the host at {}, DHCP for the VMs, listening on {}", args.name,
@@ -52,12 +57,15 @@ Result<void> run_host_only_server(const SwitchArgs& args, const net::SwitchPaths
   return server->run();
 }
 
-Result<void> run_switch(const SwitchArgs& args) {
-  const net::SwitchPaths paths = HV_TRY(net::switch_paths(args.name));
-  if (!args.host_only.empty()) return run_host_only_server(args, paths);
+// The switch of an internal network, or (with `host_gateway`) of a rootless
+// host-only network.
+Result<void> run_switch_server(const SwitchArgs& args, const net::SwitchPaths& paths,
+                               std::optional<net::Ipv4Network> host_gateway) {
   net::SwitchServerOptions options;
   options.socket_path = paths.socket;
   options.lock_path = paths.lock;
+  options.log_path = paths.log;
+  options.host_gateway = host_gateway;
   if (!args.dhcp.empty()) {
     auto network = net::parse_ipv4_network(args.dhcp);
     if (!network) return network.error().with_context("--dhcp " + args.dhcp);
@@ -68,14 +76,15 @@ Result<void> run_switch(const SwitchArgs& args) {
     // Started by hand: take the lock VMs take, so neither starts a second
     // switch meanwhile. A VM that starts us holds it already (--lock-held).
     UniqueFd lock;
-    if (!args.lock_held) {
-      lock = HV_TRY(open_file(paths.lock, O_RDWR | O_CREAT, 0600));
-      ::flock(lock.get(), LOCK_EX);
-    }
+    if (!args.lock_held) lock = HV_TRY(net::lock_network(paths.lock));
     server = HV_TRY(net::SwitchServer::create(options));
   }
-  HV_LOG_INFO("switch {}: listening on {}{}", args.name, paths.socket,
-              options.dhcp ? ", DHCP for " + net::format_ipv4_network(*options.dhcp) : "");
+  if (host_gateway)
+    HV_LOG_INFO("host-only network {} (rootless): listening on {}; the host's gateway is {}, DHCP for {}", args.name,
+                paths.socket, net::format_ipv4_address(host_gateway->host(1)), net::format_ipv4_network(*host_gateway));
+  else
+    HV_LOG_INFO("switch {}: listening on {}{}", args.name, paths.socket,
+                options.dhcp ? ", DHCP for " + net::format_ipv4_network(*options.dhcp) : "");
   HV_TRY(server->run());
   const net::SwitchServerCounters c = server->counters();
   HV_LOG_INFO(
@@ -83,7 +92,17 @@ Result<void> run_switch(const SwitchArgs& args) {
       "software, {} dropped, {} dropped at full port queues",
       args.name, c.ports_joined, c.ports_disconnected, c.forwarding.frames, c.forwarding.delivered,
       c.forwarding.flooded, c.forwarding.segmented, c.forwarding.dropped, c.output_dropped);
+  if (host_gateway)
+    HV_LOG_INFO("switch {}: the host gateway refused {} frames not for the host; {} forwards added, {} refused",
+                args.name, c.gateway_refused, c.forwards_added, c.forwards_refused);
   return ok();
+}
+
+Result<void> run_switch(const SwitchArgs& args) {
+  const net::SwitchPaths paths = HV_TRY(net::switch_paths(args.name));
+  if (!args.host_only.empty()) return run_host_only_server(args, paths);
+  if (args.rootless) return Error(ErrorCode::kInvalidArgument, "--rootless goes with --hostonly");
+  return run_switch_server(args, paths, std::nullopt);
 }
 }  // namespace
 
@@ -98,6 +117,7 @@ void add_switch_command(CLI::App& app, int* exit_status) {
   cmd->add_option("--dhcp", args->dhcp, "Run a DHCP server for CIDR on the segment (no router, no DNS)");
   // How the first VM of a host-only network starts its server; not for users.
   cmd->add_option("--hostonly", args->host_only)->group("");
+  cmd->add_flag("--rootless", args->rootless)->group("");
   // How a VM that holds the start lock runs us; not for users.
   cmd->add_flag("--lock-held", args->lock_held)->group("");
   cmd->callback([args, exit_status] {

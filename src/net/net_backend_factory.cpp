@@ -26,9 +26,9 @@ Result<std::unique_ptr<NetBackend>> open_net_backend(const NetOption& option) {
     return std::unique_ptr<NetBackend>(std::move(backend).value());
   }
   if (const auto* host_only = std::get_if<HostOnlyNetOption>(&option)) {
-    auto backend = open_host_only_port(*host_only);
+    auto backend = open_host_only_port(*host_only, host_only->mac.value_or(random_local_mac_address()));
     if (!backend) return std::move(backend).error().with_context("--net hostonly,name=" + host_only->name);
-    return std::unique_ptr<NetBackend>(std::move(backend).value());
+    return std::move(backend).value();
   }
   if (const auto* internal = std::get_if<InternalNetOption>(&option)) {
     const std::string context = "--net internal,name=" + internal->name;
@@ -36,7 +36,8 @@ Result<std::unique_ptr<NetBackend>> open_net_backend(const NetOption& option) {
     if (!socket) return std::move(socket).error().with_context(context);
     // The machine gives every NIC a MAC before it opens the backend.
     const MacAddress mac = internal->mac.value_or(random_local_mac_address());
-    auto backend = SwitchPortBackend::open(std::move(socket).value(), {internal->name, mac, internal->dhcp});
+    auto backend = SwitchPortBackend::open(std::move(socket).value(),
+                                           {.name = internal->name, .mac = mac, .dhcp = internal->dhcp});
     if (!backend) return std::move(backend).error().with_context(context);
     return std::unique_ptr<NetBackend>(std::move(backend).value());
   }

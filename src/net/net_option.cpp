@@ -11,7 +11,9 @@ constexpr const char* kUserForm =
     "[,mac=52:54:00:12:34:56][,rate=BYTES]";
 constexpr const char* kTapForm = "tap,ifname=NAME[,mac=52:54:00:12:34:56][,rate=BYTES]";
 constexpr const char* kBridgeForm = "bridge,br=BRIDGE[,mac=52:54:00:12:34:56][,rate=BYTES]";
-constexpr const char* kHostOnlyForm = "hostonly,name=NAME[,net=CIDR][,mac=52:54:00:12:34:56][,rate=BYTES]";
+constexpr const char* kHostOnlyForm =
+    "hostonly,name=NAME[,net=CIDR][,hostfwd=PROTO:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT]...[,mac=52:54:00:12:34:56]"
+    "[,rate=BYTES]";
 constexpr const char* kInternalForm = "internal,name=NAME[,dhcp=CIDR][,mac=52:54:00:12:34:56][,rate=BYTES]";
 
 const char* form_of(const std::string& mode) {
@@ -122,6 +124,8 @@ Result<void> take_host_only_key(HostOnlyNetOption& option, const std::string& ke
     if (network.prefix_length > 29 || network.prefix_length < 8)
       return Error(ErrorCode::kInvalidArgument, "the prefix must be /8 to /29 (room for the host, DHCP and VMs)");
     option.network = network;
+  } else if (key == "hostfwd") {
+    option.forwards.push_back(HV_TRY(parse_host_forward(value)));
   } else {
     return Error(ErrorCode::kInvalidArgument, "unknown key");
   }
@@ -189,8 +193,14 @@ Result<NetOption> parse_net_option(const std::string& text) {
     return bad("tap", "ifname= is required");
   if (auto* bridge = std::get_if<BridgeNetOption>(&option); bridge && bridge->bridge.empty())
     return bad("bridge", "br= is required");
-  if (auto* host_only = std::get_if<HostOnlyNetOption>(&option); host_only && host_only->name.empty())
-    return bad("hostonly", "name= is required");
+  if (auto* host_only = std::get_if<HostOnlyNetOption>(&option)) {
+    if (host_only->name.empty()) return bad("hostonly", "name= is required");
+    for (const HostForward& forward : host_only->forwards) {
+      if (forward.guest_address && host_only->network && !host_only->network->contains(*forward.guest_address))
+        return bad("hostfwd=" + format_host_forward(forward),
+                   "the guest address is outside net=" + format_ipv4_network(*host_only->network));
+    }
+  }
   if (auto* internal = std::get_if<InternalNetOption>(&option); internal && internal->name.empty())
     return bad("internal", "name= is required");
   if (auto* user = std::get_if<UserNetOption>(&option)) {

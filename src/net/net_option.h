@@ -5,7 +5,7 @@
 //   --net tap,ifname=NAME[,mac=MAC][,rate=BYTES]
 //   --net bridge,br=BRIDGE[,mac=MAC][,rate=BYTES]
 //   --net internal,name=NAME[,dhcp=CIDR][,mac=MAC][,rate=BYTES]
-//   --net hostonly,name=NAME[,net=CIDR][,mac=MAC][,rate=BYTES]
+//   --net hostonly,name=NAME[,net=CIDR][,hostfwd=...]...[,mac=MAC][,rate=BYTES]
 //   --net none
 // A first field that is not a mode (or nothing at all) means user:
 // "--net hostfwd=tcp::2222-:22" is user-mode NAT with one forward.
@@ -29,7 +29,7 @@ namespace hostvisor::net {
 // beyond through the host's own sockets, the host reaches the guest through
 // the forwards.
 struct UserNetOption {
-  std::vector<HostForward> forwards;
+  std::vector<HostForward> forwards{};
   // As QEMU: the gateway is host 2 of the network, DNS host 3, DHCP hands
   // out addresses from host 15.
   Ipv4Network network{{0x0a000200}, 24};  // 10.0.2.0/24
@@ -65,12 +65,15 @@ struct InternalNetOption {
 };
 
 // Host-only network NAME (net/host_only/): the host and the VMs on it reach
-// each other, and nothing beyond. Needs CAP_NET_ADMIN.
+// each other, and nothing beyond. A host bridge with CAP_NET_ADMIN, a switch
+// with a host gateway without it (where hostfwd= brings host ports in).
 struct HostOnlyNetOption {
   std::string name;                    // at most 12 characters: the bridge is hv-NAME
   std::optional<Ipv4Network> network;  // none: a free private /24
   std::optional<MacAddress> mac;
   std::optional<uint64_t> rate;  // bytes per second
+  // The rootless form's forwards; no guest address: this VM's own.
+  std::vector<HostForward> forwards{};
 };
 
 inline constexpr size_t kLongestHostOnlyName = 12;

@@ -74,6 +74,24 @@ TEST(NetOption, ParsesHostOnly) {
   }
 }
 
+TEST(NetOption, HostOnlyTakesForwardsInsideItsNetwork) {
+  auto o = parse_net_option("hostonly,name=lab,hostfwd=tcp::2222-:22,hostfwd=udp:0.0.0.0:5353-192.168.90.7:53");
+  ASSERT_TRUE(o.ok()) << o.error().message();
+  const auto& forwards = std::get<HostOnlyNetOption>(*o).forwards;
+  ASSERT_EQ(forwards.size(), 2u);
+  EXPECT_EQ(format_host_forward(forwards[0]), "tcp:127.0.0.1:2222-:22");
+  EXPECT_FALSE(forwards[0].guest_address) << "no guest address: the VM's own";
+  EXPECT_EQ(forwards[1].protocol, ForwardProtocol::kUdp);
+  EXPECT_TRUE(parse_net_option("hostonly,name=lab,net=192.168.90.0/24,hostfwd=tcp::80-192.168.90.7:80").ok());
+  auto outside = parse_net_option("hostonly,name=lab,net=192.168.90.0/24,hostfwd=tcp::80-10.0.0.7:80");
+  ASSERT_FALSE(outside.ok());
+  EXPECT_NE(outside.error().message().find("the guest address is outside net=192.168.90.0/24"), std::string::npos)
+      << outside.error().message();
+  auto bad = parse_net_option("hostonly,name=lab,hostfwd=tcp:80-:80");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message().find("hostfwd=tcp:80-:80"), std::string::npos) << bad.error().message();
+}
+
 TEST(NetOption, ParsesInternalWithDhcpMacAndRate) {
   auto o = parse_net_option("internal,name=lab-1,dhcp=10.9.0.0/24,mac=02:00:00:00:00:0a,rate=1M");
   ASSERT_TRUE(o.ok()) << o.error().message();

@@ -68,6 +68,21 @@ struct SwitchProcess : ::testing::Test {
   }
 };
 
+// Children of this process (any thread's) that have ended and not been reaped.
+size_t zombie_children() {
+  size_t zombies = 0;
+  for (const auto& task : fs::directory_iterator("/proc/self/task")) {
+    std::ifstream children(task.path() / "children");
+    for (pid_t child; children >> child;) {
+      std::ifstream stat("/proc/" + std::to_string(child) + "/stat");
+      std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+      const size_t end_of_name = text.rfind(')');
+      if (end_of_name != std::string::npos && end_of_name + 2 < text.size() && text[end_of_name + 2] == 'Z') ++zombies;
+    }
+  }
+  return zombies;
+}
+
 std::optional<size_t> receive_within(SwitchPortBackend& port, std::vector<uint8_t>& buffer,
                                      std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -121,6 +136,16 @@ TEST_F(SwitchProcess, VmsStartingAtOnceShareOneSwitchThatEndsWithTheLastOne) {
   EXPECT_EQ(fs::status(runtime / "hostvisor" / "net").permissions() & fs::perms::all, fs::perms::owner_all);
   ports.clear();
   EXPECT_TRUE(gone_within(socket, 5s)) << "the switch outlived its last port:\n" << log_of("lab");
+  // It leaves nothing behind: its lock file and log go too.
+  EXPECT_TRUE(gone_within(runtime / "hostvisor" / "net" / "lab.lock", 2s));
+  EXPECT_FALSE(fs::exists(runtime / "hostvisor" / "net" / "lab.log"));
+  // The process that started it reaps it: no zombie child is left.
+  size_t zombies = zombie_children();
+  for (int i = 0; i < 100 && zombies > 0; ++i) {
+    std::this_thread::sleep_for(20ms);
+    zombies = zombie_children();
+  }
+  EXPECT_EQ(zombies, 0u) << "the ended switch is a zombie of the VM that started it";
   // The next VM starts a new one.
   auto again = join("lab", 9);
   EXPECT_TRUE(again.ok()) << again.error().message();

@@ -161,8 +161,10 @@ TEST(LinuxInternalNetwork, TwoVmsShareASegmentAnotherIsApartQemuJoinsAndAKillLea
   // With its last port gone, the switch ends and removes its socket.
   for (int i = 0; i < 100 && fs::exists(paths->socket); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   EXPECT_FALSE(fs::exists(paths->socket)) << "the switch outlived its last port";
-  // The lock and log files stay for the next switch of the name; this one's is unique to the test.
-  for (const std::string& name : {net, other}) {
+  // It leaves nothing behind: its lock file and log go with it.
+  EXPECT_FALSE(fs::exists(fs::path(paths->directory) / (net + ".lock")));
+  EXPECT_FALSE(fs::exists(fs::path(paths->directory) / (net + ".log")));
+  for (const std::string& name : {net, other}) {  // in case it did not
     std::error_code ignored;
     fs::remove(fs::path(paths->directory) / (name + ".lock"), ignored);
     fs::remove(fs::path(paths->directory) / (name + ".log"), ignored);

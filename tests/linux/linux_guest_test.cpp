@@ -23,6 +23,7 @@
 #include <regex>
 #include <thread>
 
+#include "guest/default_guest/default_guest.h"
 #include "net/switch/switch_paths.h"
 #include "tests/linux/guest_console.h"
 
@@ -638,10 +639,14 @@ TEST(LinuxGuest, BridgedGuestGetsALeaseFromTheLanAndPingsIt) {
 // serves DHCP; the guest gets a lease with no command typed, the host and
 // the guest ping each other, and the guest reaches the host's own address
 // on its other interface but not the "outside" namespace routed behind it
-// (forwarding is on in the host namespace, off on the bridge). After the
-// guest powers off, the bridge is gone.
+// (forwarding is on in the host namespace, off on the bridge), nor after the
+// host turns ip_forward on again (which turns the bridge's on too), and the
+// outside does not reach the guest. After the guest powers off, the bridge
+// and its routing rules are gone.
 TEST(LinuxGuest, HostOnlyReachesTheHostBothWaysAndNothingBeyond) {
   NetNamespace host("ho"), outside("out");
+  for (NetNamespace* ns : {&host, &outside})  // no IPv6 chatter on the veth: its counters count the guest's packets
+    ns->exec("sysctl -q -w net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1");
   host.exec("ip link add veth0 type veth peer name veth1 netns " + outside.name);
   host.exec("ip addr add 10.99.0.1/24 dev veth0");
   host.exec("ip link set veth0 up");
@@ -683,6 +688,23 @@ TEST(LinuxGuest, HostOnlyReachesTheHostBothWaysAndNothingBeyond) {
   ASSERT_TRUE(beyond) << console.failure();
   EXPECT_NE(beyond->status, 0) << "the guest reached an address beyond the host:\n" << beyond->output;
   EXPECT_NE(beyond->output.find("0 packets received"), std::string::npos) << beyond->output;
+  // The host turns forwarding on now, which turns it back on for every
+  // interface, the bridge too: still nothing is routed, either way.
+  host.exec("sysctl -q -w net.ipv4.ip_forward=0");
+  host.exec("sysctl -q -w net.ipv4.ip_forward=1");
+  out.clear();
+  host_command(host.prefix() + "sysctl -n net.ipv4.conf." + bridge + ".forwarding", &out);
+  EXPECT_EQ(out, "1\n") << "the host's ip_forward=1 did not reach the bridge; the check below proves less";
+  const uint64_t arrived = outside.counter("veth1", "rx_packets");
+  beyond = console.run("ping -c 3 -W 2 10.99.0.2", kCommandTimeout);
+  ASSERT_TRUE(beyond) << console.failure();
+  EXPECT_NE(beyond->output.find("0 packets received"), std::string::npos)
+      << "with the host forwarding, the guest reached beyond it:\n"
+      << beyond->output;
+  EXPECT_EQ(outside.counter("veth1", "rx_packets"), arrived) << "the guest's packets were routed beyond the host";
+  EXPECT_NE(host_command(outside.prefix() + "busybox ping -c 2 -W 2 " + guest_ip, &out), 0)
+      << "the outside reached the guest through the host: " << out;
+  EXPECT_TRUE(host.error.empty()) << host.error;
 
   power_off_and_expect_status_0(console);
   // The last VM is gone: the server removes the bridge and exits.
@@ -694,10 +716,128 @@ TEST(LinuxGuest, HostOnlyReachesTheHostBothWaysAndNothingBeyond) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   EXPECT_EQ(links.find(bridge), std::string::npos) << links;
-  // The network's start lock and log outlive it, for the next VM that names
-  // it (README); this network was the test's own.
-  if (auto dir = net::switch_directory(); dir.ok())
-    for (const char* suffix : {".lock", ".log"}) std::filesystem::remove(*dir + "/hostonly-" + name + suffix);
+  std::string rules;
+  host_command(host.prefix() + "ip rule show", &rules);
+  EXPECT_EQ(rules.find(bridge), std::string::npos) << "the server left its routing rules:\n" << rules;
+  // Nor its start lock and log.
+  if (auto dir = net::switch_directory(); dir.ok()) {
+    for (const char* suffix : {".lock", ".log"}) {
+      const fs::path file = *dir + "/hostonly-" + name + suffix;
+      EXPECT_FALSE(fs::exists(file)) << file;
+      fs::remove(file);
+    }
+  }
+}
+
+// --net hostonly without CAP_NET_ADMIN (the rootless form): hostvisor runs
+// as nobody (setpriv drops root and with it every capability) in a network
+// namespace of the test's, on a copy of the default guest. The network's
+// switch has a host gateway at .1: the guest gets a lease with no command
+// typed, fetches a page from a server on the host's loopback through the
+// gateway, and the host fetches a page from the guest's httpd through
+// hostfwd= (to the guest's lease address). An "outside" namespace routed
+// behind the host (which forwards) is reachable from the host, but not from
+// the guest even when the guest routes it through the gateway: not one
+// packet arrives there. One boot for all of it.
+TEST(LinuxGuest, RootlessHostOnlyReachesTheHostBothWaysAndNothingBeyond) {
+  NetNamespace host("rh"), outside("ro");
+  host.exec("ip link add veth0 type veth peer name veth1 netns " + outside.name);
+  for (NetNamespace* ns : {&host, &outside})  // no IPv6 chatter on the veth: its counters count the guest's packets
+    ns->exec("sysctl -q -w net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1");
+  host.exec("ip addr add 10.98.0.1/24 dev veth0");
+  host.exec("ip link set veth0 up");
+  host.exec("sysctl -q -w net.ipv4.ip_forward=1");
+  outside.exec("sysctl -q -w net.ipv6.conf.veth1.disable_ipv6=1");
+  outside.exec("ip addr add 10.98.0.2/24 dev veth1");
+  outside.exec("ip link set veth1 up");
+  outside.exec("ip route add 192.168.0.0/16 via 10.98.0.1");
+  ASSERT_TRUE(host.error.empty() && outside.error.empty())
+      << "two network namespaces with a routed veth (needs root and iproute2): " << host.error << outside.error;
+
+  // What nobody may read: the guest's kernel and initramfs, and its own
+  // runtime directory (the switch's socket, lock and log).
+  constexpr int kNobody = 65534;
+  ScratchDir scratch;
+  const fs::path cache = scratch.path / "cache", runtime = scratch.path / "run", www = scratch.path / "www";
+  fs::create_directories(cache / "hostvisor");
+  fs::create_directories(runtime);
+  fs::create_directories(www);
+  std::string out;
+  auto guest = guest::prepare_default_guest({});
+  ASSERT_TRUE(guest.ok()) << guest.error().message();
+  ASSERT_EQ(host_command("cp " + fs::path(guest->kernel_path).parent_path().string() + "/* " +
+                             (cache / "hostvisor").string() + "/ && chmod -R a+rX " + scratch.path.string(),
+                         &out),
+            0)
+      << "copying the default guest: " << out;
+  ASSERT_EQ(::chown(runtime.c_str(), kNobody, kNobody), 0);
+  fs::permissions(runtime, fs::perms::owner_all, fs::perm_options::replace);
+  std::ofstream(www / "hello.txt") << "the host's own service\n";
+  BackgroundProcess host_service(host.argv({"busybox", "httpd", "-f", "-p", "127.0.0.1:18081", "-h", www.string()}));
+  BackgroundProcess outside_service(
+      outside.argv({"busybox", "httpd", "-f", "-p", "10.98.0.2:18082", "-h", www.string()}));
+  std::string beyond_page;
+  for (int i = 0; i < 50 && beyond_page.empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    beyond_page.clear();
+    if (host_command(host.prefix() + "busybox wget -q -O - http://10.98.0.2:18082/hello.txt", &beyond_page) != 0)
+      beyond_page.clear();
+  }
+  ASSERT_EQ(beyond_page, "the host's own service\n") << "the host does not reach the outside namespace";
+
+  const std::string name = "r" + std::to_string(::getpid() % 100000);
+  GuestConsole console;
+  ASSERT_TRUE(console.start(
+      host.argv({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "env", "HOME=" + scratch.path.string(),
+                 "XDG_CACHE_HOME=" + cache.string(), "XDG_RUNTIME_DIR=" + runtime.string(), HOSTVISOR_PATH, "run",
+                 "--accel", "emu", "--cpus", "1", "--memory", "512M", "--net",
+                 "hostonly,name=" + name + ",net=192.168.94.0/24,hostfwd=tcp::18080-:80"})))
+      << console.failure();
+  expect_banner(console, 1);
+  if (HasFatalFailure()) return;
+  EXPECT_NE(
+      console.err().find("host-only network " + name +
+                         ": the host is 192.168.94.1 (192.168.94.0/24), VMs get addresses by DHCP (rootless form"),
+      std::string::npos)
+      << console.err();
+  const std::string address = wait_for_lease(console, "eth0", Lease::kAddressOnly);
+  EXPECT_TRUE(std::regex_match(address, std::regex(R"(192\.168\.94\.([3-9]|[1-9][0-9]+)/24)")))
+      << "the guest's address is not from the host-only network's pool: " << address;
+  const std::string guest_ip = address.substr(0, address.find('/'));
+  // The forward went to the address the guest then leased.
+  EXPECT_NE(console.err().find("hostfwd=tcp:127.0.0.1:18080-" + guest_ip + ":80"), std::string::npos) << console.err();
+  EXPECT_EQ(guest_ok(console, "ip route | grep ^default || true"), "") << "a host-only network has no gateway";
+
+  // Guest to host: the gateway is the host's loopback.
+  EXPECT_NE(guest_ok(console, "ping -c 2 -W 5 192.168.94.1").find("2 packets received"), std::string::npos);
+  EXPECT_EQ(guest_ok(console, "wget -q -O - http://192.168.94.1:18081/hello.txt"), "the host's own service\n");
+  // Host to guest, through the forward.
+  guest_ok(console, "mkdir -p /tmp/www && echo the guest page > /tmp/www/index.html && httpd -p 80 -h /tmp/www");
+  out.clear();
+  EXPECT_EQ(host_command(host.prefix() + "busybox wget -q -O - http://127.0.0.1:18080/index.html", &out), 0) << out;
+  EXPECT_EQ(out, "the guest page\n");
+
+  // Beyond the host: the guest routes the outside through the gateway.
+  const uint64_t arrived = outside.counter("veth1", "rx_packets");
+  guest_ok(console, "ip route add 10.98.0.0/24 via 192.168.94.1");
+  auto fetch = console.run("wget -q -T 5 -O - http://10.98.0.2:18082/hello.txt", kCommandTimeout);
+  ASSERT_TRUE(fetch) << console.failure();
+  EXPECT_NE(fetch->status, 0) << "the guest reached a server beyond the host:\n" << fetch->output;
+  auto ping = console.run("ping -c 2 -W 2 10.98.0.2", kCommandTimeout);
+  ASSERT_TRUE(ping) << console.failure();
+  EXPECT_NE(ping->output.find("0 packets received"), std::string::npos) << ping->output;
+  EXPECT_EQ(outside.counter("veth1", "rx_packets"), arrived) << "packets from the guest arrived beyond the host";
+
+  power_off_and_expect_status_0(console);
+  // The last VM is gone: the switch (and its forward) goes too.
+  const fs::path socket = runtime / "hostvisor" / "net" / ("hostonly-" + name + ".sock");
+  for (int i = 0; i < 50 && fs::exists(socket); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_FALSE(fs::exists(socket));
+  for (const char* suffix : {".lock", ".log"})
+    EXPECT_FALSE(fs::exists(runtime / "hostvisor" / "net" / ("hostonly-" + name + suffix))) << suffix;
+  out.clear();
+  EXPECT_NE(host_command(host.prefix() + "busybox wget -q -T 2 -O - http://127.0.0.1:18080/index.html", &out), 0)
+      << "the forward outlived its VM: " << out;
 }
 
 // One TCP connection to 127.0.0.1:port: sends `message`, ends its side,

@@ -68,6 +68,15 @@ void DhcpServer::bind(uint64_t mac, Ipv4Address address, Clock::time_point expir
   holders_[address.value] = mac;
 }
 
+std::optional<Ipv4Address> DhcpServer::address_for(const MacAddress& mac, Clock::time_point now) {
+  const auto address = choose_address(mac, std::nullopt, now);
+  if (!address) return std::nullopt;
+  const uint64_t k = key(mac);
+  const auto expires = now + std::chrono::seconds(config_.lease_seconds);
+  if (auto it = leases_.find(k); it == leases_.end() || it->second.expires < expires) bind(k, *address, expires);
+  return address;
+}
+
 void DhcpServer::unbind(uint64_t mac) {
   if (auto it = leases_.find(mac); it != leases_.end()) {
     holders_.erase(it->second.address.value);

@@ -51,6 +51,12 @@ class DhcpServer {
   // Handles one frame seen on the segment; returns the frame to send back.
   std::optional<std::vector<uint8_t>> handle_frame(std::span<const uint8_t> frame, Clock::time_point now);
 
+  // The address `mac` has or will be offered, held for it from now for a
+  // lease's time as if it had asked (a host-only network forwards host
+  // ports to a VM's address before the VM has booted). Nothing when the
+  // pool is full.
+  std::optional<Ipv4Address> address_for(const MacAddress& mac, Clock::time_point now);
+
   const MacAddress& server_mac() const { return config_.server_mac; }
   size_t lease_count() const { return leases_.size(); }
 

@@ -14,6 +14,7 @@
 #include "net/host_interface/net_admin.h"
 #include "net/host_only/host_only_server.h"
 #include "net/switch/switch_launcher.h"
+#include "net/switch/switch_port_backend.h"
 #include "net/tap/bridge_port.h"
 
 namespace hostvisor::net {
@@ -34,13 +35,49 @@ Result<Ipv4Network> bridge_network(const std::string& bridge) {
   const uint32_t mask = HV_TRY(read(SIOCGIFNETMASK));
   return Ipv4Network{{address & mask}, static_cast<uint8_t>(__builtin_popcount(mask))};
 }
+
+Result<std::unique_ptr<NetBackend>> open_privileged_port(const HostOnlyNetOption& option, const Ipv4Network& network) {
+  if (!option.forwards.empty())
+    return Error(ErrorCode::kInvalidArgument,
+                 "hostfwd= is for the rootless form; with CAP_NET_ADMIN the host reaches each VM at its own address "
+                 "on " +
+                     host_only_bridge_name(option.name) + ": leave hostfwd= out");
+  const std::string bridge = host_only_bridge_name(option.name);
+  UniqueFd membership = HV_TRY(connect_to_switch({"hostonly-" + option.name, std::nullopt, "", network}));
+  const Ipv4Network running = HV_TRY(bridge_network(bridge));
+  if (option.network && !(running == *option.network))
+    return Error(ErrorCode::kBusy, "host-only network " + option.name + " is running on " +
+                                       format_ipv4_network(running) + "; leave net= out or give that");
+  auto tap = HV_TRY(open_bridge_port(bridge));
+  tap->keep_membership(std::move(membership));
+  std::fprintf(stderr,
+               "hostvisor: host-only network %s: the host is %s on %s (%s), VMs get addresses by DHCP (privileged "
+               "form: CAP_NET_ADMIN, a host bridge)\n",
+               option.name.c_str(), format_ipv4_address(running.host(1)).c_str(), bridge.c_str(),
+               format_ipv4_network(running).c_str());
+  return std::unique_ptr<NetBackend>(std::move(tap));
+}
+
+Result<std::unique_ptr<NetBackend>> open_rootless_port(const HostOnlyNetOption& option, const Ipv4Network& network,
+                                                       const MacAddress& mac) {
+  UniqueFd socket =
+      HV_TRY(connect_to_switch({"hostonly-" + option.name, std::nullopt, "", network, /*rootless=*/true}));
+  auto port = HV_TRY(SwitchPortBackend::open(
+      std::move(socket),
+      {.name = option.name, .mac = mac, .dhcp = option.network, .host_only = true, .forwards = option.forwards}));
+  const auto running = HV_TRY(parse_ipv4_network(port->switch_network()));
+  std::string forwards;
+  for (const HostForward& forward : port->forwards()) forwards += ", hostfwd=" + format_host_forward(forward);
+  std::fprintf(stderr,
+               "hostvisor: host-only network %s: the host is %s (%s), VMs get addresses by DHCP (rootless form: no "
+               "CAP_NET_ADMIN; the host's gateway reaches its services on 127.0.0.1)%s\n",
+               option.name.c_str(), format_ipv4_address(running.host(1)).c_str(), format_ipv4_network(running).c_str(),
+               forwards.c_str());
+  return std::unique_ptr<NetBackend>(std::move(port));
+}
 }  // namespace
 
-Result<std::unique_ptr<TapBackend>> open_host_only_port(const HostOnlyNetOption& option) {
-  if (!has_net_admin())
-    return Error(
-        ErrorCode::kUnsupported,
-        "a host-only network needs CAP_NET_ADMIN (its rootless form is not available yet): " + net_admin_hint());
+Result<std::unique_ptr<NetBackend>> open_host_only_port(const HostOnlyNetOption& option, const MacAddress& mac) {
   Ipv4Network network;
   if (option.network) {
     network = *option.network;
@@ -51,18 +88,8 @@ Result<std::unique_ptr<TapBackend>> open_host_only_port(const HostOnlyNetOption&
       return Error(ErrorCode::kBusy, "every private /24 collides with a route of this host; choose one with net=");
     network = *free;
   }
-  const std::string bridge = host_only_bridge_name(option.name);
-  UniqueFd membership = HV_TRY(connect_to_switch({"hostonly-" + option.name, std::nullopt, "", network}));
-  const Ipv4Network running = HV_TRY(bridge_network(bridge));
-  if (option.network && !(running == *option.network))
-    return Error(ErrorCode::kBusy, "host-only network " + option.name + " is running on " +
-                                       format_ipv4_network(running) + "; leave net= out or give that");
-  auto tap = HV_TRY(open_bridge_port(bridge));
-  tap->keep_membership(std::move(membership));
-  std::fprintf(stderr, "hostvisor: host-only network %s: the host is %s on %s (%s), VMs get addresses by DHCP\n",
-               option.name.c_str(), format_ipv4_address(running.host(1)).c_str(), bridge.c_str(),
-               format_ipv4_network(running).c_str());
-  return tap;
+  if (has_net_admin()) return open_privileged_port(option, network);
+  return open_rootless_port(option, network, mac);
 }
 
 }  // namespace hostvisor::net

@@ -19,6 +19,8 @@
 #include "base/log.h"
 #include "net/dhcp/dhcp_server.h"
 #include "net/host_interface/link_control.h"
+#include "net/host_interface/routing_rules.h"
+#include "net/switch/network_lock.h"
 #include "net/tap/bridge_port.h"
 
 namespace hostvisor::net {
@@ -42,9 +44,16 @@ class HostOnlyServer::Impl {
   explicit Impl(const HostOnlyServerOptions& options) : options_(options) {}
   ~Impl() {
     tap_.reset();  // its port leaves the bridge first
+    if (rules_added_) {
+      if (auto r = remove_host_only_rules(options_.bridge, options_.network); !r)
+        HV_LOG_WARN("host-only: {}", r.error().message());
+    }
     if (bridge_made_) {
       if (auto r = delete_bridge(options_.bridge); !r) HV_LOG_WARN("host-only: {}", r.error().message());
     }
+    // Still under the lock, with the host as it was: the network's files go
+    // (network_lock.h).
+    if (lock_.valid()) remove_network_files(options_.lock_path, options_.log_path);
   }
 
   Result<void> start();
@@ -56,6 +65,7 @@ class HostOnlyServer::Impl {
 
   HostOnlyServerOptions options_;
   bool bridge_made_ = false;
+  bool rules_added_ = false;
   std::unique_ptr<TapBackend> tap_;
   std::optional<dhcp::DhcpServer> dhcp_;
   UniqueFd listen_, epoll_;
@@ -75,6 +85,10 @@ Result<void> HostOnlyServer::Impl::start() {
   bridge_made_ = true;
   HV_TRY(set_ipv4_address(bridge, options_.network.host(1), options_.network));
   HV_TRY(write_sysctl("/proc/sys/net/ipv4/conf/" + bridge + "/forwarding", "0"));
+  // The flag above goes back on when the host turns ip_forward on; these
+  // rules hold whatever the host's forwarding (routing_rules.h).
+  rules_added_ = true;
+  HV_TRY(add_host_only_rules(bridge, options_.network));
   HV_TRY(write_sysctl("/proc/sys/net/ipv6/conf/" + bridge + "/disable_ipv6", "1"));
   HV_TRY(set_link_up(bridge));
   tap_ = HV_TRY(open_bridge_port(bridge));
@@ -156,10 +170,7 @@ Result<void> HostOnlyServer::Impl::run() {
     // Decide under the lock VMs hold while they connect: none can be
     // joining now, and the next one starts a new server after we are gone.
     if (options_.lock_path.empty()) return ok();
-    auto lock = HV_TRY(open_file(options_.lock_path, O_RDWR | O_CREAT, 0600));
-    while (::flock(lock.get(), LOCK_EX) != 0) {
-      if (errno != EINTR) return Error::from_errno("locking " + options_.lock_path);
-    }
+    auto lock = HV_TRY(lock_network(options_.lock_path));
     pollfd pending{listen_.get(), POLLIN, 0};
     if (::poll(&pending, 1, 0) == 1) continue;  // a VM connected meanwhile: serve it
     ::unlink(options_.socket_path.c_str());

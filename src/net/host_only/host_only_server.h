@@ -3,13 +3,16 @@
 // internal networks' switch is, switch_launcher.h): it owns the host's side.
 //
 // At start it makes the bridge hv-NAME, gives it the host's address (host 1
-// of CIDR), turns IPv4 forwarding off for it (so nothing a VM sends is routed
-// beyond the host) and IPv6 off, and puts a tap of its own in it, on which a
+// of CIDR), turns IPv4 forwarding off for it and adds routing rules that
+// route nothing from it or to its network (so nothing a VM sends is routed
+// beyond the host, even after the host turns ip_forward on:
+// net/host_interface/routing_rules.h) and IPv6 off, and puts a tap of its
+// own in it, on which a
 // DHCP server (host 2, no router, no DNS) answers the VMs. Each VM puts its
 // own tap in the bridge and keeps a connection to this process's socket for
 // as long as it runs; it sends nothing on it. When the last one has gone
 // (or none came within idle_grace), the process takes the start lock,
-// removes the bridge and exits, so the host is as it was. Needs
+// removes the rules and the bridge and exits, so the host is as it was. Needs
 // CAP_NET_ADMIN, which it inherits from the VM that started it.
 #pragma once
 
@@ -28,6 +31,7 @@ struct HostOnlyServerOptions {
   std::string socket_path;
   std::string lock_path;  // "": no lock
   std::chrono::milliseconds idle_grace{std::chrono::seconds(30)};
+  std::string log_path{};  // removed with the lock file when it ends ("": none)
 };
 
 class HostOnlyServer {

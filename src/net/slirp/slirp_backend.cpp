@@ -20,8 +20,8 @@ namespace hostvisor::net {
 
 namespace {
 constexpr size_t kEthernetHeaderSize = 14;
-// Host numbers inside the NAT's network, as QEMU numbers them.
-constexpr uint32_t kGatewayHost = 2;
+// Host numbers inside the NAT's network, as QEMU numbers them (the
+// gateway's is in SlirpBackendLimits).
 constexpr uint32_t kDnsHost = 3;
 constexpr uint32_t kFirstDhcpHost = 15;
 // Ready events taken from the epoll set per pass; more wait for the next.
@@ -196,14 +196,16 @@ Result<void> SlirpBackend::start(const UserNetOption& option) {
 
   const Ipv4Network& network = option.network;
   SlirpConfig config{};
-  config.version = 4;  // timer_new_opaque and disable_dns
+  config.version = 4;  // timer_new_opaque, disable_dns and disable_dhcp
   config.restricted = option.restrict ? 1 : 0;
   config.in_enabled = true;
   config.vnetwork = to_in_addr(network.base);
   config.vnetmask = to_in_addr({network.mask()});
-  config.vhost = to_in_addr(network.host(kGatewayHost));
-  config.vnameserver = to_in_addr(network.host(kDnsHost));
-  config.vdhcp_start = to_in_addr(network.host(kFirstDhcpHost));
+  config.vhost = to_in_addr(network.host(limits_.gateway_host));
+  const uint32_t after_gateway = limits_.gateway_host + 1;
+  config.vnameserver = to_in_addr(network.host(limits_.serve_dhcp ? kDnsHost : after_gateway));
+  config.vdhcp_start = to_in_addr(network.host(limits_.serve_dhcp ? kFirstDhcpHost : after_gateway));
+  config.disable_dhcp = !limits_.serve_dhcp;
   config.in6_enabled = option.ipv6;
   config.vprefix_addr6 = parse_in6("fec0::");
   config.vprefix_len = 64;
@@ -225,8 +227,10 @@ Result<void> SlirpBackend::add_forward(const HostForward& forward) {
   const in_addr guest = to_in_addr(forward.guest_address.value_or(Ipv4Address{0}));
   errno = 0;
   if (slirp_add_hostfwd(slirp_, udp, to_in_addr(forward.host_address), forward.host_port, guest, forward.guest_port) ==
-      0)
+      0) {
+    refill_poll_set();  // the new listening socket joins the poll set
     return ok();
+  }
   const int err = errno;
   const std::string where = format_ipv4_address(forward.host_address) + ":" + std::to_string(forward.host_port);
   std::string why = err ? std::strerror(err) : "libslirp refused it";
@@ -234,6 +238,12 @@ Result<void> SlirpBackend::add_forward(const HostForward& forward) {
   if (err == EADDRNOTAVAIL) why = "no interface of this host has that address";
   return Error(ErrorCode::kBusy, "hostfwd=" + format_host_forward(forward) + ": cannot listen on " + where + " (" +
                                      (udp ? "udp" : "tcp") + "): " + why);
+}
+
+void SlirpBackend::remove_forward(const HostForward& forward) {
+  slirp_remove_hostfwd(slirp_, forward.protocol == ForwardProtocol::kUdp, to_in_addr(forward.host_address),
+                       forward.host_port);
+  refill_poll_set();
 }
 
 SlirpBackend::~SlirpBackend() {

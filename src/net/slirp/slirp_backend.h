@@ -58,6 +58,14 @@ struct SlirpBackendLimits {
   size_t queue_bytes = 4 << 20;  // per queue
   // Off: slirp answers no DNS query (fuzzing, tests that must not leave the machine).
   bool forward_dns = true;
+  // Where slirp sits in its network. The NAT of --net user is QEMU's: the
+  // gateway is host 2, DNS host 3, and slirp's DHCP server hands out
+  // addresses from host 15. A host-only network's gateway is host 1, and the
+  // segment has its own DHCP server (serve_dhcp off; DNS and DHCP's first
+  // address then move to the host after the gateway, which slirp never
+  // gets a frame for: net/host_only/gateway_filter.h).
+  uint32_t gateway_host = 2;
+  bool serve_dhcp = true;
 };
 
 class SlirpBackend final : public NetBackend {
@@ -84,6 +92,12 @@ class SlirpBackend final : public NetBackend {
   void service() override;
 
   std::optional<NetCounters> counters() const override { return counters_.read(); }
+
+  // Forwards added and removed while it runs (a host-only network's
+  // gateway takes them from its VMs); same errors as at create().
+  Result<void> add_forward(const HostForward& forward);
+  void remove_forward(const HostForward& forward);
+
   // Frames waiting for the guest (at most SlirpBackendLimits::receive_queue_packets).
   size_t receive_queue_size() const { return receive_queue_->size(); }
 
@@ -102,7 +116,6 @@ class SlirpBackend final : public NetBackend {
 
   explicit SlirpBackend(const SlirpBackendLimits& limits);
   Result<void> start(const UserNetOption& option);
-  Result<void> add_forward(const HostForward& forward);
 
   void transmit_queued_frames();
   void collect_ready_sockets();

@@ -221,5 +221,45 @@ TEST(SwitchControl, RoundTripsAndIgnoresOrdinaryFrames) {
   EXPECT_FALSE(decode_switch_control(truncated));
 }
 
+TEST(SwitchControl, ForwardsAndTheirResultsRoundTripAndMalformedOnesAreRefused) {
+  SwitchControl request;
+  request.type = SwitchControlType::kForward;
+  request.forward = {ForwardProtocol::kUdp, {0x7f000001}, 5353, std::nullopt, 53};
+  auto decoded = decode_switch_control(encode_switch_control(request));
+  ASSERT_TRUE(decoded);
+  EXPECT_EQ(decoded->type, SwitchControlType::kForward);
+  EXPECT_EQ(decoded->forward, request.forward);
+
+  SwitchControl result;
+  result.type = SwitchControlType::kForwardResult;
+  result.forward = {ForwardProtocol::kTcp, {0}, 8080, Ipv4Address{0x0a5a0042}, 80};
+  result.text = std::string(300, 'x');  // cut to the limit
+  const auto frame = encode_switch_control(result);
+  decoded = decode_switch_control(frame);
+  ASSERT_TRUE(decoded);
+  EXPECT_EQ(decoded->forward, result.forward);
+  EXPECT_EQ(decoded->text, std::string(kMaxSwitchControlText, 'x'));
+
+  // Cut anywhere in the forward or the text: refused, never read past the end.
+  for (size_t length = 14 + 16 + 11; length < frame.size(); ++length) {
+    const std::vector<uint8_t> cut(frame.begin(), frame.begin() + static_cast<ptrdiff_t>(length));
+    EXPECT_FALSE(decode_switch_control(cut)) << length;
+  }
+  // A protocol other than TCP or UDP, or a has-guest flag other than 0 or 1.
+  for (size_t at : {size_t{14 + 16 + 11}, size_t{14 + 16 + 11 + 7}}) {
+    auto bad = encode_switch_control(request);
+    bad[at] = 2;
+    EXPECT_FALSE(decode_switch_control(bad)) << at;
+  }
+  // The Welcome's gateway flag.
+  SwitchControl welcome;
+  welcome.type = SwitchControlType::kWelcome;
+  welcome.gateway = true;
+  decoded = decode_switch_control(encode_switch_control(welcome));
+  ASSERT_TRUE(decoded);
+  EXPECT_TRUE(decoded->gateway);
+  EXPECT_FALSE(decoded->mac_in_use);
+}
+
 }  // namespace
 }  // namespace hostvisor::net

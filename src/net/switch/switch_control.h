@@ -16,6 +16,13 @@
 // port with a MAC another hostvisor port already announced (the VM then
 // says to give it mac=). The Welcome also says which DHCP network the
 // switch serves, so a VM that asked for another one gets a clear error.
+//
+// A rootless host-only network's switch has a host gateway (net/host_only/
+// host_gateway.h) and says so in its Welcome. A port there asks for host
+// port forwards with one Forward frame each, after the Welcome; the switch
+// answers each with a ForwardResult (empty text: in place; else why not).
+// A forward lives as long as the port's connection: the switch removes the
+// port's forwards when it leaves, so a VM that is killed leaves none behind.
 #pragma once
 
 #include <cstdint>
@@ -24,6 +31,7 @@
 #include <string>
 #include <vector>
 
+#include "net/host_forward.h"
 #include "net/mac_address.h"
 #include "net/net_backend.h"
 
@@ -33,10 +41,15 @@ inline constexpr uint16_t kSwitchControlEtherType = 0x88b5;
 inline constexpr uint8_t kSwitchControlVersion = 1;
 
 enum class SwitchControlType : uint8_t {
-  kHello = 1,     // port -> switch, first frame: "I speak headers"
-  kWelcome = 2,   // switch -> port, first frame: "so do I, from now on"
-  kOffloads = 3,  // port -> switch: what the headers toward me may ask
+  kHello = 1,          // port -> switch, first frame: "I speak headers"
+  kWelcome = 2,        // switch -> port, first frame: "so do I, from now on"
+  kOffloads = 3,       // port -> switch: what the headers toward me may ask
+  kForward = 4,        // port -> switch: forward a host port to me (a host gateway's switch)
+  kForwardResult = 5,  // switch -> port: the Forward's outcome
 };
+
+// The longest ForwardResult text; longer ones are cut.
+inline constexpr size_t kMaxSwitchControlText = 200;
 
 struct SwitchControl {
   SwitchControlType type = SwitchControlType::kHello;
@@ -44,6 +57,9 @@ struct SwitchControl {
   MacAddress mac{};         // Hello: the NIC's MAC
   bool mac_in_use = false;  // Welcome: refused, another port has that MAC
   std::string dhcp;         // Welcome: the switch's dhcp= network, "" for none
+  bool gateway = false;     // Welcome: the switch has a host gateway (takes Forwards)
+  HostForward forward{};    // Forward, ForwardResult: the forward (no guest address: the port's own)
+  std::string text{};       // ForwardResult: "" when the forward is in place, else why not
 };
 
 // The Ethernet frame carrying `control`.

@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "net/switch/network_lock.h"
 #include "net/switch/switch_paths.h"
 
 namespace hostvisor::net {
@@ -50,6 +51,16 @@ std::string log_tail(const std::string& path) {
   return last == std::string::npos ? tail : tail.substr(last + 1);
 }
 
+// The switch is this process's child for as long as it runs (often longer
+// than the VM): a thread of its own waits for it, so it never lingers as a
+// zombie of a VM that outlives it. A VM that exits first leaves it to init.
+void reap_when_it_ends(pid_t pid) {
+  std::thread([pid] {
+    while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
+  }).detach();
+}
+
 Result<pid_t> spawn_switch(const SwitchLaunch& launch, const SwitchPaths& paths) {
   const std::string program = launch.program.empty() ? HV_TRY(own_executable()) : launch.program;
   std::vector<std::string> args = {program, "switch", launch.name, "--lock-held"};
@@ -60,6 +71,7 @@ Result<pid_t> spawn_switch(const SwitchLaunch& launch, const SwitchPaths& paths)
   if (launch.host_only) {
     args.push_back("--hostonly");
     args.push_back(format_ipv4_network(*launch.host_only));
+    if (launch.rootless) args.push_back("--rootless");
   }
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
@@ -91,25 +103,28 @@ Result<pid_t> spawn_switch(const SwitchLaunch& launch, const SwitchPaths& paths)
 
 Result<UniqueFd> connect_to_switch(const SwitchLaunch& launch) {
   const SwitchPaths paths = HV_TRY(switch_paths(launch.name));
-  auto lock = HV_TRY(open_file(paths.lock, O_RDWR | O_CREAT, 0600));
-  while (::flock(lock.get(), LOCK_EX) != 0) {
-    if (errno != EINTR) return Error::from_errno("locking " + paths.lock);
-  }
+  const UniqueFd lock = HV_TRY(lock_network(paths.lock));
   if (UniqueFd fd = try_connect(paths.socket); fd.valid()) return fd;
 
   const pid_t pid = HV_TRY(spawn_switch(launch, paths));
   const auto deadline = std::chrono::steady_clock::now() + kStartTimeout;
   for (;;) {
-    if (UniqueFd fd = try_connect(paths.socket); fd.valid()) return fd;
+    if (UniqueFd fd = try_connect(paths.socket); fd.valid()) {
+      reap_when_it_ends(pid);
+      return fd;
+    }
     int status = 0;
     if (::waitpid(pid, &status, WNOHANG) == pid) {
       const std::string why = log_tail(paths.log);
       return Error(ErrorCode::kIo, "the switch for network " + launch.name + " exited at start" +
                                        (why.empty() ? "" : ": " + why) + " (log: " + paths.log + ")");
     }
-    if (std::chrono::steady_clock::now() > deadline)
+    if (std::chrono::steady_clock::now() > deadline) {
+      ::kill(pid, SIGTERM);
+      reap_when_it_ends(pid);
       return Error(ErrorCode::kIo, "the switch for network " + launch.name + " did not open " + paths.socket +
                                        " within 10 s (log: " + paths.log + ")");
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
 }

@@ -24,6 +24,9 @@ struct SwitchLaunch {
   // Starts a host-only network's server on this subnet instead of a switch
   // (`--hostonly CIDR`, net/host_only/host_only_server.h).
   std::optional<Ipv4Network> host_only;
+  // With host_only: the rootless form, a switch with a host gateway
+  // (`--hostonly CIDR --rootless`).
+  bool rootless = false;
 };
 
 // A connected, non-blocking stream socket to the switch.

@@ -20,7 +20,7 @@ constexpr int kSocketBuffer = 1 << 20;
 
 SwitchPortBackend::SwitchPortBackend(UniqueFd socket, const SwitchPortOptions& options)
     : socket_(std::move(socket)),
-      label_("internal " + options.name),
+      label_((options.host_only ? "hostonly " : "internal ") + options.name),
       options_(options),
       send_queue_(options.send_queue_bytes),
       reader_(kEthernetHeaderSize, kMaxPlainFrameSize) {}
@@ -39,7 +39,43 @@ Result<std::unique_ptr<SwitchPortBackend>> SwitchPortBackend::open(UniqueFd sock
   return backend;
 }
 
+Result<void> SwitchPortBackend::write_all(std::span<const uint8_t> bytes,
+                                          std::chrono::steady_clock::time_point deadline) {
+  for (size_t at = 0; at < bytes.size();) {
+    const ssize_t n = ::send(socket_.get(), bytes.data() + at, bytes.size() - at, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n < 0 && errno != EAGAIN && errno != EINTR)
+      return Error::from_errno("writing to the switch of " + options_.name);
+    if (n > 0) at += static_cast<size_t>(n);
+    if (at == bytes.size()) break;
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    pollfd p{socket_.get(), POLLOUT, 0};
+    if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0)
+      return Error(ErrorCode::kIo, "the switch of network " + options_.name + " did not answer within 5 s");
+  }
+  return ok();
+}
+
+Result<std::span<const uint8_t>> SwitchPortBackend::next_frame(std::chrono::steady_clock::time_point deadline) {
+  for (;;) {
+    auto frame = reader_.next();
+    if (!frame) return frame.error().with_context("the switch of network " + options_.name);
+    if (*frame) return **frame;
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    pollfd p{socket_.get(), POLLIN, 0};
+    if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0)
+      return Error(ErrorCode::kIo, "the switch of network " + options_.name + " did not answer within 5 s");
+    const auto space = reader_.free_space();
+    const ssize_t n = ::recv(socket_.get(), space.data(), space.size(), MSG_DONTWAIT);
+    if (n == 0) return Error(ErrorCode::kIo, "the switch of network " + options_.name + " closed the connection");
+    if (n < 0 && errno != EAGAIN && errno != EINTR) return Error::from_errno("reading from the switch");
+    if (n > 0) reader_.commit(static_cast<size_t>(n));
+  }
+}
+
 Result<void> SwitchPortBackend::handshake() {
+  const auto deadline = std::chrono::steady_clock::now() + kHandshakeTimeout;
   // Hello, as a plain frame: the first thing the switch reads from us.
   SwitchControl greeting;
   greeting.type = SwitchControlType::kHello;
@@ -48,47 +84,26 @@ Result<void> SwitchPortBackend::handshake() {
   const auto prefix = encode_stream_length(static_cast<uint32_t>(hello.size()));
   std::vector<uint8_t> bytes(prefix.begin(), prefix.end());
   bytes.insert(bytes.end(), hello.begin(), hello.end());
-  const auto deadline = std::chrono::steady_clock::now() + kHandshakeTimeout;
-  auto wait_for = [&](short events) -> Result<void> {
-    const auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    pollfd p{socket_.get(), events, 0};
-    if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0)
-      return Error(ErrorCode::kIo, "the switch of network " + options_.name + " did not answer within 5 s");
-    return ok();
-  };
-  for (size_t at = 0; at < bytes.size();) {
-    const ssize_t n = ::send(socket_.get(), bytes.data() + at, bytes.size() - at, MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (n < 0 && errno != EAGAIN && errno != EINTR) return Error::from_errno("greeting the switch of " + options_.name);
-    if (n > 0) at += static_cast<size_t>(n);
-    if (at < bytes.size()) HV_TRY(wait_for(POLLOUT));
-  }
+  HV_TRY(write_all(bytes, deadline));
   // The Welcome is the first frame the switch sends us.
-  for (;;) {
-    auto frame = reader_.next();
-    if (!frame) return frame.error().with_context("the switch of network " + options_.name);
-    if (*frame) {
-      const auto welcome = decode_switch_control(**frame);
-      if (!welcome || welcome->type != SwitchControlType::kWelcome)
-        return Error(ErrorCode::kIo, "the socket of network " + options_.name +
-                                         " is not a hostvisor switch (its first frame was not a Welcome)");
-      if (welcome->mac_in_use)
-        return Error(ErrorCode::kBusy, "MAC " + format_mac_address(options_.mac) + " is already on network " +
-                                           options_.name +
-                                           " (another run of the same VM derives the same MAC): give this NIC "
-                                           "its own mac=");
-      switch_dhcp_ = welcome->dhcp;
-      break;
-    }
-    HV_TRY(wait_for(POLLIN));
-    const auto space = reader_.free_space();
-    const ssize_t n = ::recv(socket_.get(), space.data(), space.size(), MSG_DONTWAIT);
-    if (n == 0) return Error(ErrorCode::kIo, "the switch of network " + options_.name + " closed the connection");
-    if (n < 0 && errno != EAGAIN && errno != EINTR) return Error::from_errno("reading from the switch");
-    if (n > 0) reader_.commit(static_cast<size_t>(n));
-  }
+  const auto welcome = decode_switch_control(HV_TRY(next_frame(deadline)));
+  if (!welcome || welcome->type != SwitchControlType::kWelcome)
+    return Error(ErrorCode::kIo, "the socket of network " + options_.name +
+                                     " is not a hostvisor switch (its first frame was not a Welcome)");
+  if (welcome->mac_in_use)
+    return Error(ErrorCode::kBusy, "MAC " + format_mac_address(options_.mac) + " is already on network " +
+                                       options_.name +
+                                       " (another run of the same VM derives the same MAC): give this NIC "
+                                       "its own mac=");
+  switch_dhcp_ = welcome->dhcp;
+  if (options_.host_only && !welcome->gateway)
+    return Error(ErrorCode::kIo, "the socket of host-only network " + options_.name +
+                                     " is not a rootless host-only network's switch (it has no host gateway)");
   if (options_.dhcp) {
     const std::string wanted = format_ipv4_network(*options_.dhcp);
+    if (switch_dhcp_ != wanted && options_.host_only)
+      return Error(ErrorCode::kBusy, "host-only network " + options_.name + " is running on " + switch_dhcp_ +
+                                         "; leave net= out or give that");
     if (switch_dhcp_ != wanted)
       return Error(ErrorCode::kInvalidArgument,
                    "network " + options_.name + " is already running " +
@@ -96,6 +111,32 @@ Result<void> SwitchPortBackend::handshake() {
                        ": give the same dhcp= as the VM that started it, or leave it out");
   }
   reader_.set_limits(kVnetHeaderSize + kEthernetHeaderSize, kMaxPacketSize);
+  return ask_forwards();
+}
+
+Result<void> SwitchPortBackend::ask_forwards() {
+  for (const HostForward& wanted : options_.forwards) {
+    const auto deadline = std::chrono::steady_clock::now() + kHandshakeTimeout;
+    SwitchControl request;
+    request.type = SwitchControlType::kForward;
+    request.forward = wanted;
+    const auto control = encode_switch_control(request);
+    const auto prefix = encode_stream_length(static_cast<uint32_t>(kVnetHeaderSize + control.size()));
+    std::vector<uint8_t> bytes(prefix.begin(), prefix.end());
+    bytes.resize(bytes.size() + kVnetHeaderSize, 0);
+    bytes.insert(bytes.end(), control.begin(), control.end());
+    HV_TRY(write_all(bytes, deadline));
+    // Frames of the segment may come first (the guest is not running yet:
+    // they are nobody's loss).
+    for (;;) {
+      const auto packet = HV_TRY(next_frame(deadline));
+      const auto result = decode_switch_control(packet.subspan(kVnetHeaderSize));
+      if (!result || result->type != SwitchControlType::kForwardResult) continue;
+      if (!result->text.empty()) return Error(ErrorCode::kBusy, result->text);
+      forwards_.push_back(result->forward);
+      break;
+    }
+  }
   return ok();
 }
 

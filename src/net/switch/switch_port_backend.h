@@ -17,13 +17,16 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "base/fd.h"
 #include "base/result.h"
+#include "net/host_forward.h"
 #include "net/ipv4_address.h"
 #include "net/mac_address.h"
 #include "net/net_backend.h"
@@ -37,6 +40,12 @@ struct SwitchPortOptions {
   std::string name;                 // the network, for messages
   MacAddress mac{};                 // the NIC's, announced to the switch
   std::optional<Ipv4Network> dhcp;  // what the VM asked for: must match the switch's
+  // A rootless host-only network's port (net/host_only/host_only_port.h):
+  // the switch must have a host gateway, `dhcp` is the net= asked for, and
+  // each of `forwards` is asked of the gateway at open (an error if one
+  // cannot be put in place).
+  bool host_only = false;
+  std::vector<HostForward> forwards{};
   size_t send_queue_bytes = 2 << 20;
 };
 
@@ -56,9 +65,18 @@ class SwitchPortBackend final : public NetBackend {
   void service() override;
   std::optional<NetCounters> counters() const override { return counters_.read(); }
 
+  // What the switch said at open: its network ("" for none) and the
+  // forwards in place, each with the guest address the gateway chose.
+  const std::string& switch_network() const { return switch_dhcp_; }
+  const std::vector<HostForward>& forwards() const { return forwards_; }
+
  private:
   SwitchPortBackend(UniqueFd socket, const SwitchPortOptions& options);
   Result<void> handshake();
+  Result<void> ask_forwards();
+  // The next frame from the switch, waiting until `deadline`.
+  Result<std::span<const uint8_t>> next_frame(std::chrono::steady_clock::time_point deadline);
+  Result<void> write_all(std::span<const uint8_t> bytes, std::chrono::steady_clock::time_point deadline);
   // Queues (or writes) one framed packet; the caller holds send_mutex_.
   Result<void> send_locked(std::span<const iovec> packet);
   void watch_writable(bool want);
@@ -68,6 +86,7 @@ class SwitchPortBackend final : public NetBackend {
   std::string label_;
   SwitchPortOptions options_;
   std::string switch_dhcp_;
+  std::vector<HostForward> forwards_;
   UniqueFd receive_epoll_, send_epoll_;
   AtomicNetCounters counters_;
 

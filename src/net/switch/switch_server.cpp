@@ -16,6 +16,8 @@
 
 #include "base/log.h"
 #include "net/dhcp/dhcp_server.h"
+#include "net/host_only/host_gateway.h"
+#include "net/switch/network_lock.h"
 #include "net/switch/stream_framing.h"
 #include "net/switch/stream_output_queue.h"
 #include "net/switch/switch_control.h"
@@ -26,6 +28,7 @@ namespace {
 using Clock = SwitchClock;
 constexpr size_t kReadsPerWake = 16;  // per port, so one busy port cannot starve the others
 constexpr size_t kDhcpReplies = 64;
+constexpr size_t kGatewayFramesPerWake = 256;
 constexpr int kSocketBuffer = 1 << 20;
 
 Result<sockaddr_un> unix_address(const std::string& path) {
@@ -61,6 +64,7 @@ struct StreamPort final : SwitchPortSink {
   PortId id = 0;  // 0 until it joins the switch
   bool headers = false;
   std::optional<MacAddress> announced;  // the MAC its Hello named
+  std::vector<HostForward> forwards;    // in place on the host gateway, removed when it goes
   bool watching_output = false;
   Clock::time_point accepted, last_progress;
   std::string closing;  // why it must go; empty while it is fine
@@ -92,6 +96,7 @@ class SwitchServer::Impl {
   SwitchServerCounters counters() const {
     SwitchServerCounters c = counters_;
     c.forwarding = switch_.counters();
+    if (gateway_) c.gateway_refused = gateway_->refused();
     return c;
   }
 
@@ -100,6 +105,8 @@ class SwitchServer::Impl {
   void serve_input(StreamPort& port);
   void take_frame(StreamPort& port, std::span<const uint8_t> bytes);
   void join(StreamPort& port, SwitchPortMode mode);
+  void answer_forward(StreamPort& port, const HostForward& wanted);
+  void pump_gateway();
   void forward(PortId from, const VirtioNetHeader& header, std::span<const uint8_t> frame);
   void flush(StreamPort& port);
   void close_port(int fd, const std::string& why);
@@ -115,6 +122,9 @@ class SwitchServer::Impl {
   struct stat socket_stat_ {};
   std::unordered_map<int, std::unique_ptr<StreamPort>> ports_;
   std::unique_ptr<DhcpPort> dhcp_;
+  std::unique_ptr<HostGateway> gateway_;
+  PortId gateway_id_ = 0;
+  std::vector<uint8_t> gateway_packet_;
   Clock::time_point now_ = Clock::now();
   Clock::time_point started_ = now_, last_housekeeping_ = now_;
   bool ever_connected_ = false;
@@ -144,7 +154,22 @@ Result<void> SwitchServer::Impl::start() {
     epoll_event ev{EPOLLIN, {.fd = fd}};
     if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) return Error::from_errno("epoll_ctl");
   }
-  if (options_.dhcp) {
+  if (options_.host_gateway) {
+    // The gateway is host 1 (the host's address, as on the privileged
+    // form's bridge), the DHCP server host 2.
+    const Ipv4Network& network = *options_.host_gateway;
+    gateway_ = HV_TRY(HostGateway::create(network));
+    gateway_id_ = switch_.add_port(gateway_.get(), HostGateway::kPortMode);
+    gateway_packet_.resize(kMaxPacketSize);
+    for (int fd : {gateway_->service_fd(), gateway_->receive_fd()}) {
+      epoll_event ev{EPOLLIN, {.fd = fd}};
+      if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) return Error::from_errno("epoll_ctl");
+    }
+    auto server = HV_TRY(
+        dhcp::DhcpServer::create({.network = network, .server = network.host(2), .reserved = {gateway_->address()}}));
+    dhcp_ = std::make_unique<DhcpPort>(std::move(server), &now_);
+    dhcp_->id = switch_.add_port(dhcp_.get());
+  } else if (options_.dhcp) {
     auto server = HV_TRY(dhcp::DhcpServer::create({.network = *options_.dhcp}));
     dhcp_ = std::make_unique<DhcpPort>(std::move(server), &now_);
     dhcp_->id = switch_.add_port(dhcp_.get());
@@ -202,7 +227,9 @@ void SwitchServer::Impl::take_frame(StreamPort& port, std::span<const uint8_t> b
       // The Welcome goes first and plain; every frame after it has a header.
       SwitchControl welcome;
       welcome.type = SwitchControlType::kWelcome;
-      welcome.dhcp = options_.dhcp ? format_ipv4_network(*options_.dhcp) : "";
+      const auto& network = options_.host_gateway ? options_.host_gateway : options_.dhcp;
+      welcome.dhcp = network ? format_ipv4_network(*network) : "";
+      welcome.gateway = gateway_ != nullptr;
       for (const auto& [fd, other] : ports_) welcome.mac_in_use |= other->announced == control->mac;
       port.output.push({encode_switch_control(welcome)});
       if (welcome.mac_in_use) {
@@ -228,9 +255,50 @@ void SwitchServer::Impl::take_frame(StreamPort& port, std::span<const uint8_t> b
     // Control frames are never forwarded; only a headered port may change its offloads.
     if (port.headers && control->type == SwitchControlType::kOffloads)
       switch_.set_port_mode(port.id, {true, control->offloads});
+    if (port.headers && control->type == SwitchControlType::kForward) answer_forward(port, control->forward);
     return;
   }
   forward(port.id, header, frame);
+}
+
+void SwitchServer::Impl::answer_forward(StreamPort& port, const HostForward& wanted) {
+  SwitchControl result;
+  result.type = SwitchControlType::kForwardResult;
+  result.forward = wanted;
+  HostForward forward = wanted;
+  if (!gateway_) {
+    result.text = "this network has no host gateway to forward host ports";
+  } else if (port.forwards.size() >= options_.forwards_per_port) {
+    result.text = "at most " + std::to_string(options_.forwards_per_port) + " forwards per VM";
+  } else if (!forward.guest_address) {
+    // The port's own address: the lease its MAC has, or will be offered.
+    forward.guest_address = dhcp_->server.address_for(*port.announced, now_);
+    if (!forward.guest_address) result.text = "the network's DHCP pool is full";
+  }
+  if (result.text.empty()) {
+    if (auto added = gateway_->add_forward(forward); !added) {
+      result.text = added.error().message();
+    } else {
+      port.forwards.push_back(forward);
+      result.forward = forward;
+    }
+  }
+  ++(result.text.empty() ? counters_.forwards_added : counters_.forwards_refused);
+  HV_LOG_INFO("switch: port {}: {}", port.id,
+              result.text.empty() ? "hostfwd=" + format_host_forward(forward) + " in place" : result.text);
+  port.deliver({}, encode_switch_control(result));
+}
+
+void SwitchServer::Impl::pump_gateway() {
+  for (size_t i = 0; i < kGatewayFramesPerWake; ++i) {
+    const auto length = gateway_->receive(gateway_packet_);
+    if (!length) return;
+    if (*length < kVnetHeaderSize + kEthernetHeaderSize || *length >= gateway_packet_.size()) continue;
+    VirtioNetHeader header;
+    std::memcpy(&header, gateway_packet_.data(), sizeof header);
+    forward(gateway_id_, header,
+            std::span<const uint8_t>(gateway_packet_).subspan(kVnetHeaderSize, *length - kVnetHeaderSize));
+  }
 }
 
 void SwitchServer::Impl::serve_input(StreamPort& port) {
@@ -282,6 +350,7 @@ void SwitchServer::Impl::close_port(int fd, const std::string& why) {
   if (it == ports_.end()) return;
   StreamPort& port = *it->second;
   if (port.id != 0) switch_.remove_port(port.id);
+  for (const HostForward& forward : port.forwards) gateway_->remove_forward(forward);
   if (why != "the peer left") ++counters_.ports_disconnected;
   HV_LOG_INFO("switch: port {} left: {}; {} port(s) remain", port.id, why, ports_.size() - 1);
   ports_.erase(it);  // closes the fd, which leaves the epoll set
@@ -306,8 +375,9 @@ bool SwitchServer::Impl::ready_to_exit() {
   // it is in the listen backlog, and one that comes after finds no socket.
   UniqueFd lock;
   if (!options_.lock_path.empty()) {
-    lock = UniqueFd(::open(options_.lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-    if (lock.valid()) ::flock(lock.get(), LOCK_EX);
+    auto locked = lock_network(options_.lock_path);
+    if (!locked) HV_LOG_WARN("switch: {}", locked.error().message());
+    if (locked) lock = std::move(locked).value();
   }
   accept_connections();
   if (!ports_.empty()) return false;
@@ -316,6 +386,9 @@ bool SwitchServer::Impl::ready_to_exit() {
       now_stat.st_dev == socket_stat_.st_dev)
     ::unlink(options_.socket_path.c_str());
   listen_.reset();
+  // Nothing of this network is left for the next switch of the name to
+  // find; one waiting for the lock takes the new file (network_lock.h).
+  if (lock.valid()) remove_network_files(options_.lock_path, options_.log_path);
   return true;  // the lock goes with `lock`
 }
 
@@ -337,12 +410,17 @@ Result<void> SwitchServer::Impl::run() {
         continue;
       }
       if (stop_event_ && fd == stop_event_->fd()) return ok();
+      if (gateway_ && fd == gateway_->service_fd()) gateway_->service();
+      if (gateway_ && (fd == gateway_->service_fd() || fd == gateway_->receive_fd())) continue;
       const auto it = ports_.find(fd);
       if (it == ports_.end()) continue;
       StreamPort& port = *it->second;
       if (events[i].events & EPOLLOUT) flush(port);
       if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) serve_input(port);
     }
+    // What the gateway's NAT sends onto the segment (answers, forwarded
+    // connections) goes out with this round.
+    if (gateway_) pump_gateway();
     housekeeping();
     // Everything queued by this round goes out in one write per port.
     for (auto& [fd, port] : ports_) flush(*port);

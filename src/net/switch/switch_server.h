@@ -16,6 +16,11 @@
 // port ever joining). With a lock file, the decision to exit is taken under
 // the lock that VMs hold while they connect, so a VM never connects to a
 // switch that is about to go away.
+//
+// With a host gateway (a rootless host-only network, net/host_only/
+// host_gateway.h) the gateway is one more port, host 1 of the network, and
+// the DHCP server is host 2; ports ask it for host forwards with control
+// frames (switch_control.h), which go when the port does.
 #pragma once
 
 #include <chrono>
@@ -33,7 +38,12 @@ namespace hostvisor::net {
 struct SwitchServerOptions {
   std::string socket_path;
   std::string lock_path;  // "": no lock
+  std::string log_path;   // removed with the lock file when it ends ("": none)
   std::optional<Ipv4Network> dhcp;
+  // A rootless host-only network on this subnet: a host gateway and DHCP
+  // (instead of `dhcp`).
+  std::optional<Ipv4Network> host_gateway;
+  size_t forwards_per_port = 64;
   std::chrono::milliseconds idle_grace{std::chrono::seconds(30)};
   std::chrono::milliseconds hello_wait{500};
   std::chrono::milliseconds stall_timeout{std::chrono::seconds(10)};
@@ -47,6 +57,9 @@ struct SwitchServerCounters {
   uint64_t ports_joined = 0;
   uint64_t ports_disconnected = 0;  // for a bad stream, a write error or a stall
   uint64_t output_dropped = 0;      // frames refused by a full port queue
+  uint64_t gateway_refused = 0;     // frames the host gateway kept from its NAT (not for the host)
+  uint64_t forwards_added = 0;
+  uint64_t forwards_refused = 0;
 };
 
 class SwitchServer {

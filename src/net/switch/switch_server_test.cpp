@@ -3,16 +3,23 @@
 // is a raw stream socket here), DHCP as a port, and peers that misbehave.
 #include "net/switch/switch_server.h"
 
+#include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <sys/file.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstring>
 #include <filesystem>
 #include <thread>
 
+#include "net/switch/network_lock.h"
 #include "net/switch/stream_framing.h"
 #include "net/switch/switch_paths.h"
 #include "net/switch/switch_port_backend.h"
@@ -305,6 +312,182 @@ TEST_F(RunningSwitch, EndsAfterTheGracePeriodIfNobodyJoins) {
   options.idle_grace = 200ms;
   start(options);
   EXPECT_TRUE(ended_within(3s));
+}
+
+// A free TCP port on 127.0.0.1 (bound and let go).
+uint16_t free_loopback_port() {
+  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof addr;
+  if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&addr), &length) != 0)
+    return 0;
+  return ntohs(addr.sin_port);
+}
+
+// A non-blocking connect to 127.0.0.1:port; the socket, or an invalid fd if
+// it was refused at once.
+UniqueFd connect_loopback(uint16_t port) {
+  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(port);
+  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0 && errno != EINPROGRESS)
+    return {};
+  return fd;
+}
+
+// The next frame from `backend` that `wanted` accepts, skipping others.
+template <typename Predicate>
+std::optional<ParsedFrame> receive_matching(SwitchPortBackend& backend, Predicate wanted,
+                                            std::chrono::milliseconds timeout = 3s) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto packet = receive(backend, 200ms);
+    if (!packet) continue;
+    auto parsed = parse_frame(std::span<const uint8_t>(*packet).subspan(kVnetHeaderSize));
+    if (parsed && wanted(*parsed)) return parsed;
+  }
+  return std::nullopt;
+}
+
+// A rootless host-only network's switch: the host gateway (.1) answers ARP
+// and pings for its own address and nothing else; a VM's forward goes to
+// the address DHCP then gives it, brings a host connection to it, is
+// refused to a second VM, and goes when its VM does.
+TEST_F(RunningSwitch, AHostGatewayAnswersForTheHostAndTakesForwardsThatGoWithTheirVm) {
+  const Ipv4Network network{{0x0a5a0000}, 24};  // 10.90.0.0/24
+  const Ipv4Address gateway{0x0a5a0001};
+  SwitchServerOptions options;
+  options.host_gateway = network;
+  start(options);
+  PlainPeer keeper = plain();  // keeps the switch running after the VMs leave
+  const uint16_t port = free_loopback_port();
+  ASSERT_NE(port, 0);
+  const HostForward wanted{ForwardProtocol::kTcp, {0x7f000001}, port, std::nullopt, 80};
+  auto vm = SwitchPortBackend::open(connect_unix(socket),
+                                    {.name = "t", .mac = kA, .dhcp = network, .host_only = true, .forwards = {wanted}});
+  ASSERT_TRUE(vm.ok()) << vm.error().message();
+  EXPECT_EQ((*vm)->switch_network(), "10.90.0.0/24");
+  ASSERT_EQ((*vm)->forwards().size(), 1u);
+  const auto vm_address = (*vm)->forwards()[0].guest_address;
+  ASSERT_TRUE(vm_address && network.contains(*vm_address) && vm_address->value > gateway.value + 1)
+      << "the forward names no VM address of the network";
+
+  // DHCP offers the VM the address its forward goes to.
+  ASSERT_TRUE(send(**vm, {}, dhcp_frame(kA, kDhcpDiscover, 5)).ok());
+  auto offer = receive_matching(**vm, [](const ParsedFrame& f) { return f.destination_port == 68; });
+  ASSERT_TRUE(offer);
+  auto dhcp = parse_dhcp(offer->payload);
+  ASSERT_TRUE(dhcp);
+  EXPECT_EQ(dhcp->your_address, *vm_address);
+  EXPECT_FALSE(dhcp->router) << "a host-only network has no router";
+
+  // The gateway answers ARP and pings for its own address.
+  ASSERT_TRUE(send(**vm, {}, arp_frame(1, kA, *vm_address, {}, gateway, kBroadcastMac)).ok());
+  auto arp = receive_matching(**vm, [](const ParsedFrame& f) { return f.ether_type == kEtherTypeArp; });
+  ASSERT_TRUE(arp);
+  EXPECT_EQ(arp->arp_operation, 2);
+  EXPECT_EQ(arp->arp_sender, gateway);
+  const MacAddress gateway_mac = arp->arp_sender_mac;
+  ASSERT_TRUE(send(**vm, {}, icmp_echo_frame({kA, gateway_mac, *vm_address, gateway}, 7, 1, to_bytes("ping"))).ok());
+  auto echo = receive_matching(**vm, [](const ParsedFrame& f) { return f.protocol == kProtocolIcmp; });
+  ASSERT_TRUE(echo);
+  EXPECT_EQ(echo->icmp_type, 0);
+  EXPECT_EQ(echo->source, gateway);
+  // Nothing beyond: to another address through the gateway's MAC, no answer.
+  for (const Ipv4Address beyond : {Ipv4Address{0x7f000001}, Ipv4Address{0x0a630002}}) {
+    ASSERT_TRUE(send(**vm, {}, icmp_echo_frame({kA, gateway_mac, *vm_address, beyond}, 7, 2, to_bytes("ping"))).ok());
+    EXPECT_FALSE(receive_matching(
+        **vm, [](const ParsedFrame& f) { return f.protocol == kProtocolIcmp; }, 500ms))
+        << format_ipv4_address(beyond) << " answered through the gateway";
+  }
+
+  // A host connection to the forward reaches the VM: a SYN to port 80 (after
+  // an ARP question, if the gateway has not learned the VM's MAC yet).
+  UniqueFd client = connect_loopback(port);
+  ASSERT_TRUE(client.valid());
+  std::optional<ParsedFrame> syn;
+  for (int i = 0; i < 2 && !(syn && syn->protocol == kProtocolTcp); ++i) {
+    syn = receive_matching(**vm, [&](const ParsedFrame& f) {
+      return f.protocol == kProtocolTcp || (f.ether_type == kEtherTypeArp && f.arp_target == *vm_address);
+    });
+    if (syn && syn->ether_type == kEtherTypeArp)
+      ASSERT_TRUE(send(**vm, {}, arp_frame(2, kA, *vm_address, gateway_mac, gateway, gateway_mac)).ok());
+  }
+  ASSERT_TRUE(syn && syn->protocol == kProtocolTcp) << "no connection from the forward reached the VM";
+  EXPECT_EQ(syn->destination, *vm_address);
+  EXPECT_EQ(syn->destination_port, 80);
+  EXPECT_EQ(syn->tcp.flags & kTcpSyn, kTcpSyn);
+  client.reset();
+
+  // The same host port for another VM: refused, naming the port.
+  auto second = SwitchPortBackend::open(
+      connect_unix(socket), {.name = "t", .mac = kQ, .dhcp = std::nullopt, .host_only = true, .forwards = {wanted}});
+  ASSERT_FALSE(second.ok());
+  EXPECT_NE(second.error().message().find("the port is taken"), std::string::npos) << second.error().message();
+
+  // The VM goes, and its forward with it.
+  vm->reset();
+  bool closed = false;
+  for (int i = 0; i < 50 && !closed; ++i) {
+    std::this_thread::sleep_for(50ms);
+    UniqueFd probe(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(port);
+    closed = ::connect(probe.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0;
+  }
+  EXPECT_TRUE(closed) << "the forward outlived its VM";
+  keeper.fd.reset();
+  ASSERT_TRUE(ended_within(3s));
+  EXPECT_GE(server->counters().gateway_refused, 2u);
+  EXPECT_EQ(server->counters().forwards_added, 1u);
+  EXPECT_EQ(server->counters().forwards_refused, 1u);
+}
+
+// A VM asking a host-only switch that has no gateway (an internal network's,
+// as a privileged form's server would not answer at all) gets a clear error.
+TEST_F(RunningSwitch, AHostOnlyPortRefusesASwitchWithoutAGateway) {
+  start();
+  auto vm = SwitchPortBackend::open(connect_unix(socket),
+                                    {.name = "t", .mac = kA, .dhcp = std::nullopt, .host_only = true, .forwards = {}});
+  ASSERT_FALSE(vm.ok());
+  EXPECT_NE(vm.error().message().find("has no host gateway"), std::string::npos) << vm.error().message();
+}
+
+// A switch that ends removes its lock file under the lock; a starter that
+// was waiting must end up holding the lock of the file at the path, not of
+// the removed one (or a third starter would lock a new file beside it).
+TEST(NetworkLock, AWaiterOnARemovedLockFileLocksTheFileThatIsThere) {
+  const fs::path path = fs::temp_directory_path() / ("hv-lock-test-" + std::to_string(::getpid()) + ".lock");
+  auto held = lock_network(path.string());
+  ASSERT_TRUE(held.ok()) << held.error().message();
+  std::optional<Result<UniqueFd>> waiter;
+  std::atomic<bool> locked_too{false};
+  std::thread starter([&] {
+    waiter = lock_network(path.string());
+    locked_too = true;
+  });
+  std::this_thread::sleep_for(100ms);
+  EXPECT_FALSE(locked_too) << "the lock did not exclude the second starter";
+  remove_network_files(path.string(), "");
+  held->reset();
+  starter.join();
+  ASSERT_TRUE(waiter && waiter->ok());
+  struct stat locked = {};
+  struct stat current = {};
+  ASSERT_EQ(::fstat((*waiter)->get(), &locked), 0);
+  ASSERT_EQ(::stat(path.c_str(), &current), 0) << "the waiter holds a lock on a file that is gone";
+  EXPECT_EQ(locked.st_ino, current.st_ino);
+  // And it excludes the next one.
+  UniqueFd other(::open(path.c_str(), O_RDWR | O_CLOEXEC));
+  EXPECT_NE(::flock(other.get(), LOCK_EX | LOCK_NB), 0);
+  fs::remove(path);
 }
 
 TEST(SwitchPaths, NamesAreCheckedAndTheDirectoryIsPrivate) {
