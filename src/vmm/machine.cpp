@@ -14,6 +14,7 @@
 #include "base/size.h"
 #include "block/image_open.h"
 #include "devices/acpi/pm_block.h"
+#include "devices/acpi/vm_generation_id.h"
 #include "devices/fw_cfg/fw_cfg.h"
 #include "devices/legacy/cmos_rtc.h"
 #include "devices/legacy/i8042.h"
@@ -100,8 +101,11 @@ Result<void> Machine::build(const snapshot::Snapshot* snapshot, const RestoreOpt
   if (snapshot) {
     for (unsigned i = 0; i < config_.cpus; ++i) vcpus_.push_back(HV_TRY(vm_->create_vcpu(i)));
     HV_TRY(restore_components(*snapshot));
-    if (options.clone)
+    if (options.clone) {
       for (auto& net : nets_) net->set_mac(net::random_local_mac_address());
+      // The guest learns it is a copy (an SCI once its ACPI is up again).
+      HV_TRY(vm_generation_id_->change());
+    }
   } else {
     HV_TRY(load_kernel_and_boot_vcpus(layout));
   }
@@ -310,8 +314,9 @@ Result<void> Machine::add_firmware_tables(const arch::MemoryLayout& layout, bool
     for (uint8_t pin = 1; pin <= 4; ++pin)
       platform.pci_routes.push_back({slot, static_cast<uint8_t>(pin - 1), PciRoot::intx_gsi(slot, pin)});
   platform.virtio_mmio = virtio_mmio_->descriptions();
-  const acpi::AcpiTables tables =
-      HV_TRY(acpi::build_acpi_tables(platform, arch::kAcpiTablesStart, arch::kAcpiTablesEnd - arch::kAcpiTablesStart));
+  platform.vmgenid = {.address = arch::kVmGenerationIdAddress, .gpe = arch::kVmGenerationIdGpe};
+  const acpi::AcpiTables tables = HV_TRY(
+      acpi::build_acpi_tables(platform, arch::kAcpiTablesStart, arch::kVmGenerationIdAddress - arch::kAcpiTablesStart));
   // A restored guest has them in RAM already (and maybe changed by it).
   if (write_tables) HV_TRY(memory_.write(GuestAddress(tables.base), tables.blob));
   acpi_rsdp_ = tables.rsdp_address;
@@ -321,6 +326,10 @@ Result<void> Machine::add_firmware_tables(const arch::MemoryLayout& layout, bool
 
   auto pm = HV_TRY(add_acpi_pm_block(pio_bus_, vm_->interrupts(), *this));
   components_.push_back(device_state_component("acpi-pm", pm));
+  vm_generation_id_ = std::make_shared<VmGenerationId>(memory_, arch::kVmGenerationIdAddress,
+                                                       [pm] { pm->raise_gpe0(arch::kVmGenerationIdGpe); });
+  if (write_tables) HV_TRY(vm_generation_id_->generate());
+  components_.push_back(device_state_component("vmgenid", vm_generation_id_));
   return ok();
 }
 
