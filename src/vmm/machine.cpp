@@ -514,7 +514,6 @@ Result<SnapshotSummary> Machine::save_snapshot(const std::string& dir) {
   if (paused != RunResponse::kDone && paused != RunResponse::kUnchanged)
     return Error(ErrorCode::kBusy, std::string("cannot pause the VM for a snapshot: ") + to_string(paused));
   std::vector<DiskToFreeze> freezes;
-  std::string published;  // the snapshot's final path, once it is on disk
   auto saved = [&]() -> Result<SnapshotSummary> {
     for (const auto& device : virtio_devices_) HV_TRY(device->quiesce());
     // Each writable disk is frozen into the snapshot as it is now.
@@ -539,26 +538,60 @@ Result<SnapshotSummary> Machine::save_snapshot(const std::string& dir) {
       contents.header.devices.push_back(component.tag);
       contents.records.push_back({component.tag, component.version, out.take()});
     }
+    // Freezing makes each live image's inode read-only; a save that fails
+    // gives the modes back, so the VM goes on writing where it was.
+    std::vector<LiveImageMode> live_modes;
+    for (const DiskToFreeze& disk : freezes) live_modes.push_back(HV_TRY(live_image_mode(disk.live_path)));
     contents.add_files = [&](const std::string& temp_dir, const std::string& final_dir,
                              snapshot::SnapshotHeader& header) -> Result<void> {
       HV_TRY(carry_over_frozen_images(final_dir, temp_dir));
       for (const DiskToFreeze& disk : freezes) header.disks.push_back(HV_TRY(freeze_disk_into(disk, temp_dir)));
-      published = final_dir;
       return ok();
     };
-    const auto stats = HV_TRY(snapshot::write_snapshot(dir, std::move(contents), memory_));
-    // The guest goes on in an overlay on each frozen image. Its writes must
-    // never reach a frozen image: if that cannot be set up, the run ends.
+    // Every overlay is created and opened while the snapshot can still be
+    // withdrawn: a failure here leaves the VM on its own images, none
+    // switched, and the previous snapshot in place.
+    std::vector<std::string> prepared;
+    std::vector<std::shared_ptr<block::BlockDevice>> overlays;
+    auto drop_prepared = [&] {
+      overlays.clear();
+      std::error_code ignored;
+      for (const std::string& path : prepared) std::filesystem::remove(path, ignored);
+      prepared.clear();
+    };
+    contents.on_published = [&](const std::string& final_dir) -> Result<void> {
+      auto opened = [&]() -> Result<void> {
+        for (const DiskToFreeze& disk : freezes) {
+          prepared.push_back(HV_TRY(
+              prepare_overlay(disk.live_path, final_dir + "/" + disk.frozen_name, disk.format, disk.virtual_size)));
+          block::DiskOption option = config_.disks[disk.index].disk;
+          option.format = block::ImageFormat::kQcow2;
+          auto image = block::open_image(prepared.back(), option.open_options());
+          if (!image) return std::move(image).error().with_context("the overlay for " + disk.live_path);
+          overlays.push_back(std::shared_ptr<block::BlockDevice>(std::move(image).value()));
+        }
+        return ok();
+      }();
+      if (!opened) drop_prepared();
+      return opened;
+    };
+    auto written = snapshot::write_snapshot(dir, std::move(contents), memory_);
+    if (!written) {
+      drop_prepared();
+      for (const LiveImageMode& live : live_modes) give_back_mode(live);
+      return std::move(written).error();
+    }
+    const snapshot::SnapshotWriteStats stats = *written;
+    // The guest goes on in the overlays. Its writes must never reach a
+    // frozen image: if a rename fails now (some disks moved, some not), the
+    // run ends.
     auto moved = [&]() -> Result<void> {
-      for (const DiskToFreeze& disk : freezes) {
-        HV_TRY(create_overlay(disk.live_path, published + "/" + disk.frozen_name, disk.format, disk.virtual_size));
-        block::DiskOption option = config_.disks[disk.index].disk;
-        option.format = block::ImageFormat::kQcow2;
-        auto image = block::open_image(disk.live_path, option.open_options());
-        if (!image) return std::move(image).error().with_context("the overlay " + disk.live_path);
+      for (size_t i = 0; i < freezes.size(); ++i) {
+        const DiskToFreeze& disk = freezes[i];
+        HV_TRY(install_overlay(prepared[i], disk.live_path));
         const auto& blk = blks_[disk.index];
         if (blk->completion_fd() >= 0) event_loop_->remove(blk->completion_fd());
-        HV_TRY(blk->replace_disk(std::shared_ptr<block::BlockDevice>(std::move(image).value())));
+        HV_TRY(blk->replace_disk(overlays[i]));
         HV_TRY(watch_blk_completions(blk));
         config_.disks[disk.index].disk.format = block::ImageFormat::kQcow2;
       }
