@@ -22,6 +22,7 @@
 #include "devices/legacy/serial_8250.h"
 #include "devices/pci/pci_config_io.h"
 #include "devices/pci/pci_ecam.h"
+#include "devices/pci/pci_host_bridge.h"
 #include "devices/virtio/blk/virtio_blk.h"
 #include "devices/virtio/console/virtio_console.h"
 #include "devices/virtio/net/virtio_net.h"
@@ -145,6 +146,7 @@ Result<void> Machine::add_pci_devices() {
   auto config_io = std::make_shared<PciConfigIo>(*pci_root_, this);
   HV_TRY(pio_bus_.insert(config_io, pci::kConfigIoBase, pci::kConfigIoSize));
   components_.push_back(device_state_component("pci-config-io", config_io));
+  components_.push_back(device_state_component("pci-00:00.0-host-bridge", pci_root_->host_bridge()));
   HV_TRY(mmio_bus_.insert(std::make_shared<PciEcam>(*pci_root_), pci::kEcamBase, pci::kEcamSize));
 
   // Every machine has an entropy source: guests otherwise wait for
