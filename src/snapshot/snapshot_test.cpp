@@ -218,6 +218,48 @@ TEST(SnapshotFilesTest, WritesReadOnlySparseFilesThatRestoreByMapAndByCopy) {
   expect_same_ram(memory, *copied);
 }
 
+// A re-save from a mapped restore writes exactly the RAM the guest has: the
+// source's data as it still reads, the pages written since (copy-on-write,
+// in holes of the source too), and nothing for pages read but never written.
+TEST(SnapshotFilesTest, ASaveFromAMappedRestoreHasTheSourcesDataAndThePagesWrittenSince) {
+  ScratchDir scratch;
+  GuestMemory original = sample_memory(3);
+  ASSERT_TRUE(write_snapshot(scratch.path() + "/first", sample_contents("A"), original).ok());
+  auto first = Snapshot::open(scratch.path() + "/first");
+  ASSERT_TRUE(first.ok());
+  auto mapped = GuestMemory::map_private(region_specs(first->header().regions), UniqueFd(::dup(first->memory_fd())));
+  ASSERT_TRUE(mapped.ok());
+  ASSERT_TRUE(mapped->fill(GuestAddress(0x1000), 0x55, 16).ok());                       // source data, changed
+  ASSERT_TRUE(mapped->fill(GuestAddress(0x2000), 0, 4096).ok());                        // source data, zeroed
+  ASSERT_TRUE(mapped->fill(GuestAddress(0x90000), 0x66, 4096).ok());                    // a hole, written
+  ASSERT_TRUE(mapped->fill(GuestAddress((1ull << 32) + (1 << 20) + 8), 0x77, 1).ok());  // high region hole
+  uint8_t byte = 0;
+  ASSERT_TRUE(mapped->read(GuestAddress(0xa0000), std::span(&byte, 1)).ok());  // a hole, only read
+
+  auto stats = write_snapshot(scratch.path() + "/second", sample_contents("B"), *mapped);
+  ASSERT_TRUE(stats.ok()) << stats.error().message();
+  // The save did not read RAM the guest never touched (a scan would have
+  // faulted every page in).
+  auto present = [](const uint8_t* host) {
+    UniqueFd pagemap(::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC));
+    uint64_t entry = 0;
+    EXPECT_EQ(::pread(pagemap.get(), &entry, 8, static_cast<off_t>(reinterpret_cast<uintptr_t>(host) / 4096 * 8)), 8);
+    return (entry >> 63) != 0;
+  };
+  EXPECT_TRUE(present(mapped->regions()[0].host + 0x90000));
+  EXPECT_FALSE(present(mapped->regions()[0].host + 0xc0000));
+  EXPECT_FALSE(present(mapped->regions()[1].host + (2 << 20) + 0x80000));
+  // 0x1000 (changed), 0x80000 (the word), the high page from the source;
+  // 0x90000 and the high hole written since; 0x2000 zeroed is a hole.
+  EXPECT_EQ(stats->memory_data_bytes, 5u * 4096);
+  auto second = Snapshot::open(scratch.path() + "/second");
+  ASSERT_TRUE(second.ok());
+  auto copied = GuestMemory::create(region_specs(second->header().regions));
+  ASSERT_TRUE(copied.ok());
+  ASSERT_TRUE(read_memory_image(second->memory_fd(), *copied).ok());
+  expect_same_ram(*mapped, *copied);
+}
+
 TEST(SnapshotFilesTest, RefusesDamagedFiles) {
   ScratchDir scratch;
   const std::string dir = scratch.path() + "/snap";
