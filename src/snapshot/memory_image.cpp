@@ -1,5 +1,6 @@
 #include "snapshot/memory_image.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -77,6 +78,54 @@ Result<std::vector<Extent>> data_extents(int fd, uint64_t start, uint64_t end) {
   return extents;
 }
 
+// /proc/self/pagemap (Documentation/admin-guide/mm/pagemap.rst): one
+// 64-bit entry per virtual page.
+constexpr uint64_t kPagemapPresent = 1ull << 63, kPagemapSwapped = 1ull << 62, kPagemapFileOrShared = 1ull << 61;
+
+// The pages of a privately mapped region (a mapped restore) that may hold
+// data: the source file's data extents, where unwritten pages still read
+// from, and the pages the guest wrote since, which became anonymous copies
+// (present and not file-backed, or swapped out) that pagemap shows. Neither
+// touches a page, so holes of the file are not read and RAM the guest never
+// used costs nothing but its pagemap entries. Without a readable pagemap the
+// whole region is returned (and scanned).
+Result<std::vector<Extent>> private_region_extents(const GuestMemory& memory, const GuestMemory::Region& region) {
+  const uint64_t start = region.file_offset, end = region.file_offset + region.size;
+  UniqueFd pagemap(::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC));
+  if (pagemap.get() < 0) return std::vector<Extent>{{start, end}};
+  const std::vector<Extent> file_extents = HV_TRY(data_extents(memory.memfd(), start, end));
+
+  std::vector<Extent> extents;
+  auto add_page = [&](uint64_t at) {
+    if (!extents.empty() && extents.back().end == at) {
+      extents.back().end = at + kPageSize;
+    } else {
+      extents.push_back({at, at + kPageSize});
+    }
+  };
+  size_t next_file_extent = 0;
+  constexpr size_t kChunk = 8192;  // entries read at once (64 KiB)
+  std::vector<uint64_t> entries(kChunk);
+  const uint64_t first_page = reinterpret_cast<uintptr_t>(region.host) / kPageSize;
+  const uint64_t pages = region.size / kPageSize;
+  for (uint64_t done = 0; done < pages;) {
+    const size_t count = static_cast<size_t>(std::min<uint64_t>(kChunk, pages - done));
+    const ssize_t n = ::pread(pagemap.get(), entries.data(), count * sizeof(uint64_t),
+                              static_cast<off_t>((first_page + done) * sizeof(uint64_t)));
+    if (n != static_cast<ssize_t>(count * sizeof(uint64_t))) return std::vector<Extent>{{start, end}};
+    for (size_t i = 0; i < count; ++i) {
+      const uint64_t at = start + (done + i) * kPageSize;
+      while (next_file_extent < file_extents.size() && file_extents[next_file_extent].end <= at) ++next_file_extent;
+      const bool in_file = next_file_extent < file_extents.size() && file_extents[next_file_extent].start <= at;
+      const uint64_t e = entries[i];
+      const bool written = ((e & kPagemapPresent) && !(e & kPagemapFileOrShared)) || (e & kPagemapSwapped);
+      if (in_file || written) add_page(at);
+    }
+    done += count;
+  }
+  return extents;
+}
+
 }  // namespace
 
 std::vector<MemoryRegionRecord> describe_regions(const GuestMemory& memory) {
@@ -100,9 +149,11 @@ Result<MemoryImageStats> write_memory_image(int fd, const GuestMemory& memory, c
 
   for (const auto& region : memory.regions()) {
     std::vector<Extent> extents;
-    if (memory.private_file() || memory.memfd() < 0) {
-      // Copy-on-write pages of a private mapping are not in its file.
+    if (memory.memfd() < 0) {
       extents.push_back({region.file_offset, region.file_offset + region.size});
+    } else if (memory.private_file()) {
+      // Copy-on-write pages of a private mapping are not in its file.
+      extents = HV_TRY(private_region_extents(memory, region));
     } else {
       extents = HV_TRY(data_extents(memory.memfd(), region.file_offset, region.file_offset + region.size));
     }

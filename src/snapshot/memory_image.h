@@ -31,7 +31,9 @@ using WriteProgress = std::function<void(uint64_t bytes_written)>;
 
 // Writes `memory` into the empty file `fd`. On RAM backed by its own memfd
 // only the pages the guest ever touched are read (SEEK_DATA on the memfd);
-// a privately mapped RAM (a mapped restore) is scanned whole.
+// on a privately mapped RAM (a mapped restore), the source file's data and
+// the pages written since the restore (anonymous copies, from
+// /proc/self/pagemap), so a re-save does not read the file's holes.
 Result<MemoryImageStats> write_memory_image(int fd, const GuestMemory& memory, const WriteProgress& progress = {});
 
 // Copies the data of the memory file `fd` into `memory` (a restore in copy

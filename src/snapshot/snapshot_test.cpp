@@ -218,6 +218,48 @@ TEST(SnapshotFilesTest, WritesReadOnlySparseFilesThatRestoreByMapAndByCopy) {
   expect_same_ram(memory, *copied);
 }
 
+// A re-save from a mapped restore writes exactly the RAM the guest has: the
+// source's data as it still reads, the pages written since (copy-on-write,
+// in holes of the source too), and nothing for pages read but never written.
+TEST(SnapshotFilesTest, ASaveFromAMappedRestoreHasTheSourcesDataAndThePagesWrittenSince) {
+  ScratchDir scratch;
+  GuestMemory original = sample_memory(3);
+  ASSERT_TRUE(write_snapshot(scratch.path() + "/first", sample_contents("A"), original).ok());
+  auto first = Snapshot::open(scratch.path() + "/first");
+  ASSERT_TRUE(first.ok());
+  auto mapped = GuestMemory::map_private(region_specs(first->header().regions), UniqueFd(::dup(first->memory_fd())));
+  ASSERT_TRUE(mapped.ok());
+  ASSERT_TRUE(mapped->fill(GuestAddress(0x1000), 0x55, 16).ok());                       // source data, changed
+  ASSERT_TRUE(mapped->fill(GuestAddress(0x2000), 0, 4096).ok());                        // source data, zeroed
+  ASSERT_TRUE(mapped->fill(GuestAddress(0x90000), 0x66, 4096).ok());                    // a hole, written
+  ASSERT_TRUE(mapped->fill(GuestAddress((1ull << 32) + (1 << 20) + 8), 0x77, 1).ok());  // high region hole
+  uint8_t byte = 0;
+  ASSERT_TRUE(mapped->read(GuestAddress(0xa0000), std::span(&byte, 1)).ok());  // a hole, only read
+
+  auto stats = write_snapshot(scratch.path() + "/second", sample_contents("B"), *mapped);
+  ASSERT_TRUE(stats.ok()) << stats.error().message();
+  // The save did not read RAM the guest never touched (a scan would have
+  // faulted every page in).
+  auto present = [](const uint8_t* host) {
+    UniqueFd pagemap(::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC));
+    uint64_t entry = 0;
+    EXPECT_EQ(::pread(pagemap.get(), &entry, 8, static_cast<off_t>(reinterpret_cast<uintptr_t>(host) / 4096 * 8)), 8);
+    return (entry >> 63) != 0;
+  };
+  EXPECT_TRUE(present(mapped->regions()[0].host + 0x90000));
+  EXPECT_FALSE(present(mapped->regions()[0].host + 0xc0000));
+  EXPECT_FALSE(present(mapped->regions()[1].host + (2 << 20) + 0x80000));
+  // 0x1000 (changed), 0x80000 (the word), the high page from the source;
+  // 0x90000 and the high hole written since; 0x2000 zeroed is a hole.
+  EXPECT_EQ(stats->memory_data_bytes, 5u * 4096);
+  auto second = Snapshot::open(scratch.path() + "/second");
+  ASSERT_TRUE(second.ok());
+  auto copied = GuestMemory::create(region_specs(second->header().regions));
+  ASSERT_TRUE(copied.ok());
+  ASSERT_TRUE(read_memory_image(second->memory_fd(), *copied).ok());
+  expect_same_ram(*mapped, *copied);
+}
+
 TEST(SnapshotFilesTest, RefusesDamagedFiles) {
   ScratchDir scratch;
   const std::string dir = scratch.path() + "/snap";
@@ -316,6 +358,84 @@ TEST(SnapshotFilesTest, CrashMidSaveLeavesThePreviousSnapshotRestorable) {
       EXPECT_EQ(snapshot->records(), sample_contents("B").records);
     }
   }
+}
+
+std::vector<std::string> temp_dirs_beside(const std::string& parent, const std::string& name) {
+  std::vector<std::string> found;
+  for (const auto& entry : fs::directory_iterator(parent))
+    if (entry.path().filename().string().rfind(temp_dir_prefix(name), 0) == 0)
+      found.push_back(entry.path().filename().string());
+  return found;
+}
+
+// The temporary directories of saves that crashed carry their writer's pid:
+// the next save of that name removes those whose process is gone, and
+// leaves alone one whose writer still runs, and anything else.
+TEST(SnapshotFilesTest, TheNextSaveRemovesTheTemporaryDirectoriesOfCrashedSaves) {
+  ScratchDir scratch;
+  const std::string dir = scratch.path() + "/snap";
+  std::vector<std::string> left;
+  for (int crash = 0; crash < 2; ++crash) {
+    const pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      GuestMemory memory = sample_memory(2);
+      (void)write_snapshot(dir, sample_contents("B"), memory, [](uint64_t) { ::_exit(42); });
+      ::_exit(0);
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 42);
+    // Each crashed save left its own directory, and removed the one before.
+    const std::vector<std::string> now = temp_dirs_beside(scratch.path(), "snap");
+    ASSERT_EQ(now.size(), 1u);
+    EXPECT_NE(now, left);
+    EXPECT_NE(now[0].find("-" + std::to_string(child) + "-"), std::string::npos) << now[0];
+    left = now;
+  }
+  EXPECT_FALSE(Snapshot::open(dir).ok()) << "a crashed save left something that looks like a snapshot";
+  // A save in progress in a live process (this one's parent stands in), and
+  // a directory of another snapshot's name.
+  const std::string live = scratch.path() + "/" + temp_dir_prefix("snap") + std::to_string(::getppid()) + "-abcdef";
+  const std::string other = scratch.path() + "/" + temp_dir_prefix("other") + "999999999-abcdef";
+  fs::create_directory(live);
+  fs::create_directory(other);
+
+  GuestMemory memory = sample_memory(1);
+  ASSERT_TRUE(write_snapshot(dir, sample_contents("A"), memory).ok());
+  EXPECT_EQ(temp_dirs_beside(scratch.path(), "snap"), (std::vector<std::string>{fs::path(live).filename().string()}));
+  EXPECT_TRUE(fs::exists(other));
+  EXPECT_TRUE(Snapshot::open(dir).ok());
+}
+
+// A save whose last step (the VM moving onto the frozen images) fails is
+// withdrawn: the previous snapshot keeps its name, or there is none, and no
+// temporary directory remains.
+TEST(SnapshotFilesTest, AFailureOncePublishedWithdrawsTheNewSnapshot) {
+  ScratchDir scratch;
+  const std::string dir = scratch.path() + "/snap";
+  auto failing = [](const std::string& name) {
+    SnapshotContents contents = sample_contents(name);
+    contents.on_published = [](const std::string& final_dir) -> Result<void> {
+      EXPECT_TRUE(fs::exists(final_dir + "/" + kHeaderFile));  // it had its name
+      return Error(ErrorCode::kIo, "the overlay could not be created");
+    };
+    return contents;
+  };
+  GuestMemory memory = sample_memory(1);
+  auto first = write_snapshot(dir, failing("A"), memory);
+  ASSERT_FALSE(first.ok());
+  EXPECT_NE(first.error().message().find("the overlay could not be created"), std::string::npos);
+  EXPECT_FALSE(fs::exists(dir));
+  EXPECT_TRUE(temp_dirs_beside(scratch.path(), "snap").empty());
+
+  ASSERT_TRUE(write_snapshot(dir, sample_contents("A"), memory).ok());
+  GuestMemory other = sample_memory(2);
+  ASSERT_FALSE(write_snapshot(dir, failing("B"), other).ok());
+  auto kept = Snapshot::open(dir);
+  ASSERT_TRUE(kept.ok()) << kept.error().message();
+  EXPECT_EQ(kept->records(), sample_contents("A").records);
+  EXPECT_TRUE(temp_dirs_beside(scratch.path(), "snap").empty());
 }
 
 }  // namespace

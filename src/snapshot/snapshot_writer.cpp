@@ -5,7 +5,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 
 #include "snapshot/crc32c.h"
@@ -54,7 +57,29 @@ class TempDir {
   std::string path_;
 };
 
+// Removes the temporary directories that saves of `name` left beside it
+// when their process died mid-save (a crash, SIGKILL). A directory whose
+// writer still runs (another process saving under that name) is left alone,
+// and so is anything whose name does not carry a pid.
+void remove_stale_temp_dirs(const std::filesystem::path& parent, const std::string& name) {
+  namespace fs = std::filesystem;
+  const std::string prefix = temp_dir_prefix(name);
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(parent, ec)) {
+    const std::string file = entry.path().filename().string();
+    if (file.rfind(prefix, 0) != 0) continue;
+    char* end = nullptr;
+    const long pid = std::strtol(file.c_str() + prefix.size(), &end, 10);
+    if (pid <= 0 || *end != '-' || pid == ::getpid()) continue;
+    if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;
+    std::error_code ignored;
+    fs::remove_all(entry.path(), ignored);
+  }
+}
+
 }  // namespace
+
+std::string temp_dir_prefix(const std::string& name) { return "." + name + ".tmp-"; }
 
 Result<SnapshotWriteStats> write_snapshot(const std::string& dir, SnapshotContents contents, const GuestMemory& memory,
                                           const WriteProgress& progress) {
@@ -70,7 +95,8 @@ Result<SnapshotWriteStats> write_snapshot(const std::string& dir, SnapshotConten
     return Error(ErrorCode::kInvalidArgument,
                  "snapshot directory " + dir + " exists and is not a snapshot; it is left alone");
 
-  std::string pattern = (parent / ("." + name + ".tmp-XXXXXX")).string();
+  remove_stale_temp_dirs(parent, name);
+  std::string pattern = (parent / (temp_dir_prefix(name) + std::to_string(::getpid()) + "-XXXXXX")).string();
   if (!::mkdtemp(pattern.data())) return Error::from_errno("creating a temporary directory beside " + dir);
   TempDir temp(pattern);
   // mkdtemp makes it private; a snapshot is as readable as the files beside it.
@@ -115,15 +141,32 @@ Result<SnapshotWriteStats> write_snapshot(const std::string& dir, SnapshotConten
   report(0);
   HV_TRY(fsync_path(temp.path()));
 
-  if (fs::exists(final_path, ec)) {
+  const bool replacing = fs::exists(final_path, ec);
+  if (replacing) {
     // Swap atomically, then remove the old snapshot (now at the temporary name).
     if (::renameat2(AT_FDCWD, temp.path().c_str(), AT_FDCWD, final_path.c_str(), RENAME_EXCHANGE) < 0)
       return Error::from_errno("replacing snapshot " + final_path.string());
   } else {
     if (::rename(temp.path().c_str(), final_path.c_str()) < 0)
       return Error::from_errno("publishing snapshot " + final_path.string());
-    temp.release();
   }
+  if (contents.on_published) {
+    auto published = contents.on_published(final_path.string());
+    if (!published) {
+      // Back to the previous snapshot (or none); `temp` removes the new one.
+      const int undone =
+          replacing ? ::renameat2(AT_FDCWD, temp.path().c_str(), AT_FDCWD, final_path.c_str(), RENAME_EXCHANGE)
+                    : ::rename(final_path.c_str(), temp.path().c_str());
+      if (undone < 0) {
+        if (!replacing) temp.release();
+        return std::move(published).error().with_context("the snapshot " + final_path.string() +
+                                                         " could not be withdrawn (" + std::strerror(errno) + ")");
+      }
+      (void)fsync_path(parent.string());
+      return std::move(published).error();
+    }
+  }
+  if (!replacing) temp.release();
   HV_TRY(fsync_path(parent.string()));
   return stats;  // `temp` removes the old snapshot, if there was one
 }

@@ -50,8 +50,8 @@ Result<void> carry_over_frozen_images(const std::string& final_dir, const std::s
   return ok();
 }
 
-Result<void> create_overlay(const std::string& path, const std::string& backing, const std::string& backing_format,
-                            uint64_t size) {
+Result<std::string> prepare_overlay(const std::string& path, const std::string& backing,
+                                    const std::string& backing_format, uint64_t size) {
   const std::string temp = path + ".new-overlay";
   std::error_code ec;
   fs::remove(temp, ec);
@@ -59,9 +59,34 @@ Result<void> create_overlay(const std::string& path, const std::string& backing,
   options.size = size;
   options.backing_file = backing;
   options.backing_format = backing_format;
-  HV_TRY(block::Qcow2Image::create(temp, options));
-  if (::rename(temp.c_str(), path.c_str()) < 0) return Error::from_errno("putting the overlay at " + path);
+  auto created = block::Qcow2Image::create(temp, options);
+  if (!created) {
+    fs::remove(temp, ec);
+    return std::move(created).error().with_context("creating the overlay " + temp);
+  }
+  return temp;
+}
+
+Result<void> install_overlay(const std::string& prepared, const std::string& path) {
+  if (::rename(prepared.c_str(), path.c_str()) < 0) return Error::from_errno("putting the overlay at " + path);
   return ok();
+}
+
+Result<void> create_overlay(const std::string& path, const std::string& backing, const std::string& backing_format,
+                            uint64_t size) {
+  return install_overlay(HV_TRY(prepare_overlay(path, backing, backing_format, size)), path);
+}
+
+Result<LiveImageMode> live_image_mode(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) < 0) return Error::from_errno("stat of " + path);
+  return LiveImageMode{path, static_cast<uint64_t>(st.st_ino), static_cast<uint32_t>(st.st_mode & 07777)};
+}
+
+void give_back_mode(const LiveImageMode& live) {
+  struct stat st;
+  if (::stat(live.path.c_str(), &st) == 0 && static_cast<uint64_t>(st.st_ino) == live.inode)
+    (void)::chmod(live.path.c_str(), live.mode);
 }
 
 Result<std::vector<std::string>> create_restore_overlays(const snapshot::Snapshot& snapshot, MachineConfig& config) {

@@ -40,6 +40,23 @@ Result<void> carry_over_frozen_images(const std::string& final_dir, const std::s
 // path), replacing atomically whatever `path` named.
 Result<void> create_overlay(const std::string& path, const std::string& backing, const std::string& backing_format,
                             uint64_t size);
+// The two halves of create_overlay: the image at a temporary name beside
+// `path` (returned), then that name renamed over `path`.
+Result<std::string> prepare_overlay(const std::string& path, const std::string& backing,
+                                    const std::string& backing_format, uint64_t size);
+Result<void> install_overlay(const std::string& prepared, const std::string& path);
+
+// A live image's permission bits, kept before a save freezes it (freezing
+// makes its inode read-only) so a failed save can give them back.
+struct LiveImageMode {
+  std::string path;
+  uint64_t inode = 0;
+  uint32_t mode = 0;
+};
+Result<LiveImageMode> live_image_mode(const std::string& path);
+// Gives `path` its mode back if it still names the same file (no overlay
+// took its place).
+void give_back_mode(const LiveImageMode& live);
 
 // For a restore: a new overlay on each frozen disk of `snapshot`, beside the
 // snapshot directory, and `config`'s disks pointed at them. Returns the

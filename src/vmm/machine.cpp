@@ -14,6 +14,7 @@
 #include "base/size.h"
 #include "block/image_open.h"
 #include "devices/acpi/pm_block.h"
+#include "devices/acpi/vm_generation_id.h"
 #include "devices/fw_cfg/fw_cfg.h"
 #include "devices/legacy/cmos_rtc.h"
 #include "devices/legacy/i8042.h"
@@ -21,6 +22,7 @@
 #include "devices/legacy/serial_8250.h"
 #include "devices/pci/pci_config_io.h"
 #include "devices/pci/pci_ecam.h"
+#include "devices/pci/pci_host_bridge.h"
 #include "devices/virtio/blk/virtio_blk.h"
 #include "devices/virtio/console/virtio_console.h"
 #include "devices/virtio/net/virtio_net.h"
@@ -100,8 +102,11 @@ Result<void> Machine::build(const snapshot::Snapshot* snapshot, const RestoreOpt
   if (snapshot) {
     for (unsigned i = 0; i < config_.cpus; ++i) vcpus_.push_back(HV_TRY(vm_->create_vcpu(i)));
     HV_TRY(restore_components(*snapshot));
-    if (options.clone)
+    if (options.clone) {
       for (auto& net : nets_) net->set_mac(net::random_local_mac_address());
+      // The guest learns it is a copy (an SCI once its ACPI is up again).
+      HV_TRY(vm_generation_id_->change());
+    }
   } else {
     HV_TRY(load_kernel_and_boot_vcpus(layout));
   }
@@ -141,6 +146,7 @@ Result<void> Machine::add_pci_devices() {
   auto config_io = std::make_shared<PciConfigIo>(*pci_root_, this);
   HV_TRY(pio_bus_.insert(config_io, pci::kConfigIoBase, pci::kConfigIoSize));
   components_.push_back(device_state_component("pci-config-io", config_io));
+  components_.push_back(device_state_component("pci-00:00.0-host-bridge", pci_root_->host_bridge()));
   HV_TRY(mmio_bus_.insert(std::make_shared<PciEcam>(*pci_root_), pci::kEcamBase, pci::kEcamSize));
 
   // Every machine has an entropy source: guests otherwise wait for
@@ -310,8 +316,9 @@ Result<void> Machine::add_firmware_tables(const arch::MemoryLayout& layout, bool
     for (uint8_t pin = 1; pin <= 4; ++pin)
       platform.pci_routes.push_back({slot, static_cast<uint8_t>(pin - 1), PciRoot::intx_gsi(slot, pin)});
   platform.virtio_mmio = virtio_mmio_->descriptions();
-  const acpi::AcpiTables tables =
-      HV_TRY(acpi::build_acpi_tables(platform, arch::kAcpiTablesStart, arch::kAcpiTablesEnd - arch::kAcpiTablesStart));
+  platform.vmgenid = {.address = arch::kVmGenerationIdAddress, .gpe = arch::kVmGenerationIdGpe};
+  const acpi::AcpiTables tables = HV_TRY(
+      acpi::build_acpi_tables(platform, arch::kAcpiTablesStart, arch::kVmGenerationIdAddress - arch::kAcpiTablesStart));
   // A restored guest has them in RAM already (and maybe changed by it).
   if (write_tables) HV_TRY(memory_.write(GuestAddress(tables.base), tables.blob));
   acpi_rsdp_ = tables.rsdp_address;
@@ -321,6 +328,10 @@ Result<void> Machine::add_firmware_tables(const arch::MemoryLayout& layout, bool
 
   auto pm = HV_TRY(add_acpi_pm_block(pio_bus_, vm_->interrupts(), *this));
   components_.push_back(device_state_component("acpi-pm", pm));
+  vm_generation_id_ = std::make_shared<VmGenerationId>(memory_, arch::kVmGenerationIdAddress,
+                                                       [pm] { pm->raise_gpe0(arch::kVmGenerationIdGpe); });
+  if (write_tables) HV_TRY(vm_generation_id_->generate());
+  components_.push_back(device_state_component("vmgenid", vm_generation_id_));
   return ok();
 }
 
@@ -505,7 +516,6 @@ Result<SnapshotSummary> Machine::save_snapshot(const std::string& dir) {
   if (paused != RunResponse::kDone && paused != RunResponse::kUnchanged)
     return Error(ErrorCode::kBusy, std::string("cannot pause the VM for a snapshot: ") + to_string(paused));
   std::vector<DiskToFreeze> freezes;
-  std::string published;  // the snapshot's final path, once it is on disk
   auto saved = [&]() -> Result<SnapshotSummary> {
     for (const auto& device : virtio_devices_) HV_TRY(device->quiesce());
     // Each writable disk is frozen into the snapshot as it is now.
@@ -530,26 +540,60 @@ Result<SnapshotSummary> Machine::save_snapshot(const std::string& dir) {
       contents.header.devices.push_back(component.tag);
       contents.records.push_back({component.tag, component.version, out.take()});
     }
+    // Freezing makes each live image's inode read-only; a save that fails
+    // gives the modes back, so the VM goes on writing where it was.
+    std::vector<LiveImageMode> live_modes;
+    for (const DiskToFreeze& disk : freezes) live_modes.push_back(HV_TRY(live_image_mode(disk.live_path)));
     contents.add_files = [&](const std::string& temp_dir, const std::string& final_dir,
                              snapshot::SnapshotHeader& header) -> Result<void> {
       HV_TRY(carry_over_frozen_images(final_dir, temp_dir));
       for (const DiskToFreeze& disk : freezes) header.disks.push_back(HV_TRY(freeze_disk_into(disk, temp_dir)));
-      published = final_dir;
       return ok();
     };
-    const auto stats = HV_TRY(snapshot::write_snapshot(dir, std::move(contents), memory_));
-    // The guest goes on in an overlay on each frozen image. Its writes must
-    // never reach a frozen image: if that cannot be set up, the run ends.
+    // Every overlay is created and opened while the snapshot can still be
+    // withdrawn: a failure here leaves the VM on its own images, none
+    // switched, and the previous snapshot in place.
+    std::vector<std::string> prepared;
+    std::vector<std::shared_ptr<block::BlockDevice>> overlays;
+    auto drop_prepared = [&] {
+      overlays.clear();
+      std::error_code ignored;
+      for (const std::string& path : prepared) std::filesystem::remove(path, ignored);
+      prepared.clear();
+    };
+    contents.on_published = [&](const std::string& final_dir) -> Result<void> {
+      auto opened = [&]() -> Result<void> {
+        for (const DiskToFreeze& disk : freezes) {
+          prepared.push_back(HV_TRY(
+              prepare_overlay(disk.live_path, final_dir + "/" + disk.frozen_name, disk.format, disk.virtual_size)));
+          block::DiskOption option = config_.disks[disk.index].disk;
+          option.format = block::ImageFormat::kQcow2;
+          auto image = block::open_image(prepared.back(), option.open_options());
+          if (!image) return std::move(image).error().with_context("the overlay for " + disk.live_path);
+          overlays.push_back(std::shared_ptr<block::BlockDevice>(std::move(image).value()));
+        }
+        return ok();
+      }();
+      if (!opened) drop_prepared();
+      return opened;
+    };
+    auto written = snapshot::write_snapshot(dir, std::move(contents), memory_);
+    if (!written) {
+      drop_prepared();
+      for (const LiveImageMode& live : live_modes) give_back_mode(live);
+      return std::move(written).error();
+    }
+    const snapshot::SnapshotWriteStats stats = *written;
+    // The guest goes on in the overlays. Its writes must never reach a
+    // frozen image: if a rename fails now (some disks moved, some not), the
+    // run ends.
     auto moved = [&]() -> Result<void> {
-      for (const DiskToFreeze& disk : freezes) {
-        HV_TRY(create_overlay(disk.live_path, published + "/" + disk.frozen_name, disk.format, disk.virtual_size));
-        block::DiskOption option = config_.disks[disk.index].disk;
-        option.format = block::ImageFormat::kQcow2;
-        auto image = block::open_image(disk.live_path, option.open_options());
-        if (!image) return std::move(image).error().with_context("the overlay " + disk.live_path);
+      for (size_t i = 0; i < freezes.size(); ++i) {
+        const DiskToFreeze& disk = freezes[i];
+        HV_TRY(install_overlay(prepared[i], disk.live_path));
         const auto& blk = blks_[disk.index];
         if (blk->completion_fd() >= 0) event_loop_->remove(blk->completion_fd());
-        HV_TRY(blk->replace_disk(std::shared_ptr<block::BlockDevice>(std::move(image).value())));
+        HV_TRY(blk->replace_disk(overlays[i]));
         HV_TRY(watch_blk_completions(blk));
         config_.disks[disk.index].disk.format = block::ImageFormat::kQcow2;
       }

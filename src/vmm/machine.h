@@ -36,6 +36,7 @@ class VirtioConsole;
 class VirtioNet;
 class CmosRtc;
 class FwCfg;
+class VmGenerationId;
 namespace arch {
 struct MemoryLayout;
 }
@@ -139,8 +140,9 @@ class Machine final : public SystemControl {
   // Runs the turns a virtio device reschedules (the rest of a bounded drain,
   // a retry) on the event loop.
   Result<void> watch_virtio_reschedule(const std::shared_ptr<VirtioDevice>& device);
-  // ACPI tables in guest memory and the PM block they describe; CMOS memory size.
-  // With write_tables false (a restore) the tables are already in RAM.
+  // ACPI tables in guest memory, the PM block they describe and the VM
+  // generation ID; CMOS memory size. With write_tables false (a restore) the
+  // tables and the ID are already in RAM.
   Result<void> add_firmware_tables(const arch::MemoryLayout& layout, bool write_tables);
   Result<void> setup_console();
   // Ctrl-A p: pauses a running guest or resumes a paused one; returns the
@@ -171,6 +173,7 @@ class Machine final : public SystemControl {
   std::shared_ptr<Serial8250> serial_;
   std::shared_ptr<CmosRtc> rtc_;
   std::shared_ptr<FwCfg> fw_cfg_;
+  std::shared_ptr<VmGenerationId> vm_generation_id_;  // new in each clone
   std::unique_ptr<TerminalConsole> console_;
   std::unique_ptr<RtcTimer> rtc_timer_;  // after event_loop_ and rtc_: it uses both
   // Everything a snapshot saves, in machine order; hold their devices.

@@ -7,7 +7,8 @@
 //                kernels may not load over them
 //   0x0009_FC00  EBDA (1 KiB, reserved in e820; the MP table slot)
 //   0x000A_0000  VGA window and option ROMs (RAM-backed, reserved in e820)
-//   0x000E_0000  ACPI tables (RAM-backed, reserved in e820)
+//   0x000E_0000  ACPI tables (RAM-backed, reserved in e820); their last
+//                page, 0xEF000, holds the VM generation ID (VMGENID)
 //   0x000F_0000  SMBIOS entry point and tables (RAM-backed, reserved in e820)
 //   0x0010_0000  RAM: where kernels and initrds go, up to the 32-bit hole
 //   0xB000_0000  32-bit hole: PCI ECAM (256 buses, reserved in e820),
@@ -50,6 +51,9 @@ constexpr uint64_t kMpTableStart = kEbdaStart;  // MP floating pointer + table, 
 constexpr uint64_t kMpTableSize = kEbdaSize;
 constexpr uint64_t kAcpiTablesStart = 0xe0000;  // RSDP is searched for in 0xE0000-0xFFFFF
 constexpr uint64_t kAcpiTablesEnd = 0xf0000;
+// The 16-byte VM generation ID, in the reserved ACPI area's last page (the
+// tables end before it): memory the guest knows to leave alone.
+constexpr uint64_t kVmGenerationIdAddress = kAcpiTablesEnd - kPageSize;
 constexpr uint64_t kSmbiosStart = 0xf0000;  // the SMBIOS entry point is searched for in 0xF0000-0xFFFFF
 constexpr uint64_t kSmbiosEnd = 0x100000;
 
@@ -110,6 +114,7 @@ constexpr uint16_t kPmControlPort = 0x604;  // PM1a_CNT: SLP_TYP/SLP_EN
 constexpr uint16_t kPmResetPort = 0x606;    // RESET_REG
 constexpr uint16_t kPmTimerPort = 0x608;    // PM_TMR
 constexpr uint16_t kPmGpe0Port = 0x610;     // GPE0_BLK: status (2) + enable (2)
+constexpr uint8_t kVmGenerationIdGpe = 0;   // GPE0 bit whose _E00 notifies VMGENID
 
 constexpr uint32_t kI8042KeyboardIrq = 1;
 constexpr uint32_t kCom1Irq = 4;

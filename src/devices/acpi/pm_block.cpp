@@ -87,6 +87,13 @@ void AcpiPmBlock::press_power_button() {
   update_sci();
 }
 
+void AcpiPmBlock::raise_gpe0(unsigned bit) {
+  if (bit >= 16) return;  // the block has two status bytes
+  std::lock_guard lock(mutex_);
+  state_.gpe0_status = static_cast<uint16_t>(state_.gpe0_status | (1u << bit));
+  update_sci();
+}
+
 void AcpiPmBlock::update_sci() {
   const bool pending =
       (state_.event_status & state_.event_enable) != 0 || (state_.gpe0_status & state_.gpe0_enable) != 0;

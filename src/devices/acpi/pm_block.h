@@ -1,8 +1,9 @@
 // The ACPI fixed-feature power-management block the FADT points at
 // (arch/x86_64/acpi/acpi_tables.h, PmBlock): PM1 event and control
-// registers, the reset register, the 3.579545 MHz PM timer and an empty GPE0
-// block, in one port range. Writing SLP_TYP=S5 with SLP_EN powers the machine
-// off; the reset register resets it; the power button raises the SCI.
+// registers, the reset register, the 3.579545 MHz PM timer and a GPE0 block
+// (the VM generation ID's event is on it), in one port range. Writing
+// SLP_TYP=S5 with SLP_EN powers the machine off; the reset register resets
+// it; the power button and an enabled GPE raise the SCI.
 #pragma once
 
 #include <chrono>
@@ -37,6 +38,9 @@ class AcpiPmBlock : public BusDevice {
 
   // A press of the power button: the guest's ACPI driver usually shuts down.
   void press_power_button();
+  // Sets GPE0 status bit `bit` (0-15): the guest's _Exx/_Lxx method for it
+  // runs once the guest enabled it (an SCI).
+  void raise_gpe0(unsigned bit);
 
   struct State {
     uint16_t event_status = 0, event_enable = 0, control = kSciEnable, gpe0_status = 0, gpe0_enable = 0;

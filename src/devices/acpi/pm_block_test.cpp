@@ -60,6 +60,20 @@ TEST_F(PmFixture, PowerButtonRaisesSciWhenEnabledAndStatusIsWriteOneToClear) {
   EXPECT_EQ(irq.calls().back(), (std::pair<uint32_t, bool>{9, false}));
 }
 
+TEST_F(PmFixture, ARaisedGpeInterruptsOnceEnabledAndIsWriteOneToClear) {
+  pm.raise_gpe0(3);
+  pm.raise_gpe0(16);  // beyond the block: ignored
+  EXPECT_FALSE(irq.level(9));
+  EXPECT_EQ(in16(AcpiPmBlock::kGpe0Status), 1u << 3);
+  out16(AcpiPmBlock::kGpe0Enable, 1u << 3);
+  EXPECT_TRUE(irq.level(9));
+  out16(AcpiPmBlock::kGpe0Status, 1u << 3);
+  EXPECT_EQ(in16(AcpiPmBlock::kGpe0Status), 0);
+  EXPECT_FALSE(irq.level(9));
+  pm.raise_gpe0(3);  // enabled now: at once
+  EXPECT_TRUE(irq.level(9));
+}
+
 TEST_F(PmFixture, TimerCountsAt3579545Hz) {
   now_ns = 0;
   const uint32_t t0 = in32(AcpiPmBlock::kTimer);

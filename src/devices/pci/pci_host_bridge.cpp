@@ -20,16 +20,18 @@ PciHostBridge::PciHostBridge()
   const uint64_t pciexbar = pci::kEcamBase | q35::kPciexbarLength256 | q35::kPciexbarEnable;
   config_.set_raw_u32(q35::kPciexbar, static_cast<uint32_t>(pciexbar));
   config_.set_raw_u32(q35::kPciexbar + 4, static_cast<uint32_t>(pciexbar >> 32));
+  config_.set_raw_u8(q35::kSmram, q35::kSmramBaseSegment);
+  config_.set_raw_u8(q35::kEsmramc, q35::kEsmramcCacheBits);
+  set_unlocked_masks();
+}
 
+void PciHostBridge::set_unlocked_masks() {
   std::array<uint8_t, q35::kPamCount> pam_masks;
   pam_masks.fill(q35::kPamMask);
   pam_masks[0] = q35::kPam0Mask;
   config_.set_writable(q35::kPam0, pam_masks);
-
-  config_.set_raw_u8(q35::kSmram, q35::kSmramBaseSegment);
   const uint8_t smram_mask = q35::kSmramOpen | q35::kSmramClosed | q35::kSmramLock | q35::kSmramGlobalEnable;
   config_.set_writable(q35::kSmram, std::span(&smram_mask, 1));
-  config_.set_raw_u8(q35::kEsmramc, q35::kEsmramcCacheBits);
   const uint8_t esmramc_mask = q35::kEsmramcHighEnable | q35::kEsmramcTsegSize | q35::kEsmramcTsegEnable;
   config_.set_writable(q35::kEsmramc, std::span(&esmramc_mask, 1));
 }
@@ -37,6 +39,15 @@ PciHostBridge::PciHostBridge()
 void PciHostBridge::config_write(uint16_t offset, unsigned size, uint32_t value) {
   config_.write(offset, size, value);
   apply_smram_lock();
+}
+
+Result<void> PciHostBridge::restore(const State& state) {
+  // The saved bytes are checked against the unlocked masks (the lock only
+  // narrows them); the lock then follows from whichever bytes are in place.
+  set_unlocked_masks();
+  auto restored = config_.restore(state.config);
+  apply_smram_lock();
+  return restored;
 }
 
 void PciHostBridge::apply_smram_lock() {

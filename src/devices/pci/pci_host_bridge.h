@@ -43,7 +43,23 @@ class PciHostBridge : public PciDevice {
   void bar_write(int, uint64_t, std::span<const uint8_t>) override {}
   PciConfigSpace& config_space() override { return config_; }
 
+  // Snapshot: the registers firmware (or the guest) programmed — PAM,
+  // SMRAM with its lock, ESMRAMC — as the config space's bytes; the lock's
+  // effect on what stays writable follows from them on restore.
+  struct State {
+    PciConfigSpace::State config;
+  };
+  State save() const { return {config_.save()}; }
+  Result<void> restore(const State& state);
+  static constexpr uint32_t kStateVersion = 1;
+  static void encode_state(StateWriter& out, const State& state) {
+    PciConfigSpace::encode_state(out, state.config);
+  }
+  static State decode_state(StateReader& in) { return {PciConfigSpace::decode_state(in)}; }
+
  private:
+  // The writable bits of the MCH registers before any lock.
+  void set_unlocked_masks();
   // Once D_LCK is set, only D_CLS stays writable until reset (the
   // datasheet's lock), and D_OPEN reads as 0.
   void apply_smram_lock();

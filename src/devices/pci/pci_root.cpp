@@ -9,9 +9,9 @@ namespace hostvisor {
 
 PciRoot::PciRoot(InterruptController* interrupts, PciBarMapper* mapper, PciBarAllocator allocator)
     : interrupts_(interrupts), mapper_(mapper), allocator_(std::move(allocator)) {
-  auto bridge = std::make_shared<PciHostBridge>();
-  bridge->attached(PciAttachment{PciAddress{0, 0, 0}, interrupts_, 0});
-  slots_[0].device = std::move(bridge);
+  host_bridge_ = std::make_shared<PciHostBridge>();
+  host_bridge_->attached(PciAttachment{PciAddress{0, 0, 0}, interrupts_, 0});
+  slots_[0].device = host_bridge_;
 }
 
 uint32_t PciRoot::intx_gsi(uint8_t slot, uint8_t pin) {

@@ -21,6 +21,8 @@
 
 namespace hostvisor {
 
+class PciHostBridge;
+
 class PciRoot {
  public:
   // `interrupts` is handed to devices for MSI-X; `mapper` (may be null: BARs
@@ -43,6 +45,8 @@ class PciRoot {
   static uint32_t intx_gsi(uint8_t slot, uint8_t pin);
 
   std::shared_ptr<PciDevice> device_at(uint8_t slot) const;
+  // The host bridge in slot 0 (its MCH registers are snapshot state).
+  std::shared_ptr<PciHostBridge> host_bridge() const { return host_bridge_; }
 
   // After devices restored their config spaces from a snapshot: maps every
   // BAR where the restored registers say it decodes.
@@ -61,6 +65,7 @@ class PciRoot {
   PciBarAllocator allocator_;
   mutable std::mutex mutex_;
   std::array<Slot, pci::kMaxSlots> slots_{};
+  std::shared_ptr<PciHostBridge> host_bridge_;
 };
 
 }  // namespace hostvisor

@@ -250,6 +250,82 @@ TEST_F(SlirpBackendTest, ATcpConnectionToTheHostsLoopbackCarriesDataBothWays) {
   EXPECT_EQ(host_side.get(), up);
 }
 
+// What a restore of the NAT keeps, by libslirp's design: slirp_state_save()
+// saves the DHCP leases (and guestfwd sockets), not the NAT's TCP
+// connections, whose host sockets die with the process that took the
+// snapshot. So the guest keeps its address, a connection it had open is
+// reset by the restored NAT at its next segment, and new connections work.
+TEST_F(SlirpBackendTest, ARestoredNatKeepsTheLeasesResetsOldConnectionsAndMakesNewOnes) {
+  UniqueFd server = bound_socket(SOCK_STREAM);
+  const uint16_t port = local_port(server.get());
+  ASSERT_NO_FATAL_FAILURE(start("user"));
+  // Another guest leases first, so this one's address is not the first a
+  // fresh NAT would hand out.
+  TestGuest other(*backend, MacAddress{0x52, 0x54, 0x00, 0xaa, 0xbb, 0xcc});
+  ASSERT_TRUE(other.lease().ok());
+  ASSERT_TRUE(guest->lease().ok());
+  const Ipv4Address address = guest->address();
+  ASSERT_NE(address, kFirstLease);
+
+  GuestTcp tcp(*guest, kGateway, 40000, port);
+  auto syn_ack = tcp.connect();
+  ASSERT_TRUE(syn_ack && !(syn_ack->tcp.flags & kTcpRst));
+  const Bytes before = to_bytes("before the snapshot");
+  ASSERT_TRUE(tcp.send(before));
+  UniqueFd connection = accept_within_5s(server.get());
+  ASSERT_GE(connection.get(), 0);
+  Bytes got;
+  ASSERT_TRUE(read_exactly(connection.get(), got, before.size()));
+  EXPECT_EQ(got, before);
+
+  // The snapshot, then the process that took it ends: the host peer sees
+  // the connection close.
+  loop->stop();
+  loop->remove(backend->service_fd());
+  auto state = backend->save_state();
+  ASSERT_TRUE(state.ok()) << state.error().message();
+  const MacAddress mac = guest->mac();
+  guest.reset();
+  loop.reset();
+  backend.reset();
+  char byte;
+  EXPECT_EQ(::recv(connection.get(), &byte, 1, 0), 0) << "the host peer should see the connection end";
+
+  // The restore: a new NAT from the saved state.
+  ASSERT_NO_FATAL_FAILURE(create("user"));
+  ASSERT_TRUE(backend->load_state(*state).ok());
+  ASSERT_NO_FATAL_FAILURE(run_on_loop());
+  auto lease = guest->lease();
+  ASSERT_TRUE(lease.ok()) << lease.error().message();
+  EXPECT_EQ(guest->mac(), mac);
+  EXPECT_EQ(guest->address(), address) << "the guest's lease was not kept";
+
+  // The old connection's next segment is answered with a reset.
+  TcpSegment segment{.source_port = 40000,
+                     .destination_port = port,
+                     .seq = 0x1001 + static_cast<uint32_t>(before.size()),
+                     .ack = syn_ack->tcp.seq + 1,
+                     .flags = kTcpAck | kTcpPsh,
+                     .payload = to_bytes("after the restore")};
+  ASSERT_TRUE(guest->send(tcp_frame(guest->to(kGateway), segment)).ok());
+  auto reset = guest->wait_for([&](const ParsedFrame& f) {
+    return f.protocol == kProtocolTcp && f.source_port == port && f.destination_port == 40000;
+  });
+  ASSERT_TRUE(reset.has_value()) << "no answer to the old connection's segment";
+  EXPECT_TRUE(reset->tcp.flags & kTcpRst);
+
+  // A new connection carries data.
+  GuestTcp fresh(*guest, kGateway, 40001, port);
+  auto accepted = fresh.connect();
+  ASSERT_TRUE(accepted && !(accepted->tcp.flags & kTcpRst));
+  const Bytes after = to_bytes("a new connection");
+  ASSERT_TRUE(fresh.send(after));
+  UniqueFd second = accept_within_5s(server.get());
+  ASSERT_GE(second.get(), 0);
+  ASSERT_TRUE(read_exactly(second.get(), got, after.size()));
+  EXPECT_EQ(got, after);
+}
+
 TEST_F(SlirpBackendTest, ATcpForwardBringsAHostClientToTheGuest) {
   const uint16_t port = free_port(SOCK_STREAM);
   ASSERT_NO_FATAL_FAILURE(start_with_lease("user,hostfwd=tcp::" + std::to_string(port) + "-:8080"));

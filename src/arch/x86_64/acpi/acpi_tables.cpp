@@ -151,6 +151,7 @@ uint8_t acpi_checksum(const uint8_t* data, size_t length) {
 
 Bytes build_dsdt_aml(const PlatformDescription& p) {
   using namespace aml;
+  static constexpr char kHex[] = "0123456789ABCDEF";
   std::vector<Bytes> routes;
   for (const auto& r : p.pci_routes)
     routes.push_back(
@@ -176,7 +177,6 @@ Bytes build_dsdt_aml(const PlatformDescription& p) {
 
   for (size_t i = 0; i < p.virtio_mmio.size(); ++i) {
     const VirtioMmioDescription& v = p.virtio_mmio[i];
-    static constexpr char kHex[] = "0123456789ABCDEF";
     const std::string device_name = std::string("VR") + kHex[(i >> 4) & 0xf] + kHex[i & 0xf];
     sb.push_back(device(device_name, {name("_HID", string("LNRO0005")), name("_UID", integer(i)),
                                       name("_CRS", ResourceTemplate()
@@ -185,7 +185,21 @@ Bytes build_dsdt_aml(const PlatformDescription& p) {
                                                        .build())}));
   }
 
+  if (p.vmgenid.address != 0) {
+    const uint64_t at = p.vmgenid.address;
+    sb.push_back(device("VGEN", {name("_HID", string("HSTV0001")),
+                                 name("_CID", string(VmGenIdDescription::kCompatibleId)),
+                                 name("_DDN", string("VM_Gen_Counter")), name("_UID", integer(0)),
+                                 method_returning("ADDR", package({integer(at & 0xffffffff), integer(at >> 32)}))}));
+  }
+
   Bytes body = scope("\\_SB", sb);
+  if (p.vmgenid.address != 0) {
+    // An edge-triggered GPE: ACPICA clears its status, then runs the method.
+    const std::string event = std::string("_E") + kHex[p.vmgenid.gpe >> 4] + kHex[p.vmgenid.gpe & 0xf];
+    Bytes gpe = scope("\\_GPE", {method(event, {notify("\\_SB.VGEN", VmGenIdDescription::kNotifyValue)})});
+    body.insert(body.end(), gpe.begin(), gpe.end());
+  }
   // \_S5: soft-off sleep type for PM1a_CNT.SLP_TYP (and PM1b, unused).
   Bytes s5 =
       name("\\_S5", package({integer(PmBlock::kS5SleepType), integer(PmBlock::kS5SleepType), integer(0), integer(0)}));
@@ -205,6 +219,9 @@ Result<void> check_platform(const PlatformDescription& p) {
     return Error(ErrorCode::kInvalidArgument, "ACPI MADT: 1 to 255 processors supported");
   if (p.virtio_mmio.size() > 256)
     return Error(ErrorCode::kInvalidArgument, "ACPI DSDT: at most 256 virtio-mmio devices can be named");
+  if (p.vmgenid.address % 8 != 0 || p.vmgenid.gpe >= 16)
+    return Error(ErrorCode::kInvalidArgument, "ACPI DSDT: the VM generation ID needs an 8-byte aligned address and "
+                                              "a GPE0 bit below 16");
   return {};
 }
 
@@ -258,8 +275,10 @@ Result<AcpiTables> build_acpi_tables(const PlatformDescription& p, uint64_t base
   return out;
 }
 
-Result<FirmwareAcpiTables> build_firmware_acpi_tables(const PlatformDescription& p) {
-  HV_TRY(check_platform(p));
+Result<FirmwareAcpiTables> build_firmware_acpi_tables(const PlatformDescription& platform) {
+  HV_TRY(check_platform(platform));
+  PlatformDescription p = platform;
+  p.vmgenid = {};  // see PlatformDescription::vmgenid
   FirmwareAcpiTables out;
   // Built at address 0, every pointer is an offset into the tables file:
   // the loader adds the address the firmware put the file at.

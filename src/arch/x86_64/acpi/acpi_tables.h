@@ -41,6 +41,18 @@ struct VirtioMmioDescription {
   uint32_t gsi;
 };
 
+// The Virtual Machine Generation ID device (Microsoft's "Virtual Machine
+// Generation ID" spec; Linux's vmgenid driver): a device with _CID
+// "VM_GEN_COUNTER" whose ADDR method returns the guest-physical address of
+// the 16-byte ID as a package of two DWORDs (low, high), and a GPE0 event
+// whose _Exx method does Notify(device, 0x80) when the ID changed.
+struct VmGenIdDescription {
+  uint64_t address = 0;  // 0: no device
+  uint8_t gpe = 0;       // the GPE0 bit (0-15: the block has two status bytes)
+  static constexpr const char* kCompatibleId = "VM_GEN_COUNTER";
+  static constexpr uint8_t kNotifyValue = 0x80;
+};
+
 struct PlatformDescription {
   unsigned cpu_count = 1;
   uint64_t lapic_address = 0xfee00000;
@@ -58,6 +70,9 @@ struct PlatformDescription {
   bool rtc = true;   // CMOS at 0x70, IRQ 8
   uint8_t rtc_century_index = 0x32;
   std::vector<VirtioMmioDescription> virtio_mmio;
+  // Direct boot only: firmware would have to place the ID itself (QEMU's
+  // etc/vmgenid_guid), so the firmware tables leave the device out.
+  VmGenIdDescription vmgenid;
 };
 
 struct AcpiTables {

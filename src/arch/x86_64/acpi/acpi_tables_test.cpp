@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -21,6 +22,7 @@ PlatformDescription two_cpu_platform() {
   for (uint8_t slot = 1; slot < 4; ++slot)
     for (uint8_t pin = 0; pin < 4; ++pin) p.pci_routes.push_back({slot, pin, 16u + (slot + pin) % 4u});
   p.virtio_mmio = {{0xfeb00000, 0x200, 20}, {0xfeb01000, 0x200, 21}};
+  p.vmgenid = {.address = 0x1234ef008, .gpe = 3};
   return p;
 }
 
@@ -139,6 +141,28 @@ TEST(AcpiTables, FailsWhenTheReservedAreaIsTooSmall) {
   PlatformDescription none = two_cpu_platform();
   none.cpu_count = 0;
   EXPECT_FALSE(build_acpi_tables(none, 0xe0000, 0x20000).ok());
+  PlatformDescription misaligned_id = two_cpu_platform();
+  misaligned_id.vmgenid.address = 0xef004;
+  EXPECT_FALSE(build_acpi_tables(misaligned_id, 0xe0000, 0x20000).ok());
+  PlatformDescription no_such_gpe = two_cpu_platform();
+  no_such_gpe.vmgenid.gpe = 16;
+  EXPECT_FALSE(build_acpi_tables(no_such_gpe, 0xe0000, 0x20000).ok());
+}
+
+// Firmware places the tables itself and would have to place the ID too, so
+// its copy of the DSDT has no VMGENID device (and no GPE method for it).
+TEST(AcpiTables, OnlyDirectBootTablesDescribeTheVmGenerationId) {
+  auto has = [](const Bytes& bytes, const std::string& text) {
+    return std::search(bytes.begin(), bytes.end(), text.begin(), text.end()) != bytes.end();
+  };
+  auto direct = build_acpi_tables(two_cpu_platform(), 0xe0000, 0x20000);
+  ASSERT_TRUE(direct.ok());
+  EXPECT_TRUE(has(direct->blob, "VM_GEN_COUNTER"));
+  EXPECT_TRUE(has(direct->blob, "_E03"));
+  auto firmware = build_firmware_acpi_tables(two_cpu_platform());
+  ASSERT_TRUE(firmware.ok());
+  EXPECT_FALSE(has(firmware->tables, "VM_GEN_COUNTER"));
+  EXPECT_FALSE(has(firmware->tables, "_E03"));
 }
 
 TEST(Aml, EncodesPackageLengthsAndIntegers) {
@@ -213,6 +237,15 @@ TEST(AcpiTables, IaslDisassemblesEveryTableCleanly) {
       for (auto it = std::sregex_iterator(dsdt.begin(), dsdt.end(), virtio_mmio); it != std::sregex_iterator(); ++it)
         found.push_back((*it)[1].str() + " " + (*it)[3].str() + " " + (*it)[4].str());
       EXPECT_EQ(found, (std::vector<std::string>{"VR00 FEB00000 14", "VR01 FEB01000 15"})) << dsdt;
+      // VMGENID as Linux's vmgenid driver finds it: the compatible ID, ADDR
+      // as (low, high) DWORDs, and the GPE method that notifies the device.
+      EXPECT_TRUE(std::regex_search(
+          dsdt, std::regex(R"(Device \(VGEN\)\s*\{[^}]*Name \(_CID, "VM_GEN_COUNTER"\)[^}]*Method \(ADDR, 0[^}]*)"
+                           R"(Return \(Package \(0x02\)\s*\{\s*0x234EF008,\s*One\s*\}\))")))
+          << dsdt;
+      EXPECT_TRUE(std::regex_search(
+          dsdt, std::regex(R"(Scope \(\\_GPE\)\s*\{\s*Method \(_E03, 0[^}]*\{\s*Notify \(\\_SB\.VGEN, 0x80\))")))
+          << dsdt;
     }
   }
   std::filesystem::remove_all(dir);

@@ -23,7 +23,7 @@ void put64(Bytes& out, uint64_t v) {
 constexpr uint8_t kZeroOp = 0x00, kOneOp = 0x01, kNameOp = 0x08, kBytePrefix = 0x0a, kWordPrefix = 0x0b,
                   kDWordPrefix = 0x0c, kStringPrefix = 0x0d, kQWordPrefix = 0x0e, kScopeOp = 0x10, kBufferOp = 0x11,
                   kPackageOp = 0x12, kMethodOp = 0x14, kDualNamePrefix = 0x2e, kMultiNamePrefix = 0x2f,
-                  kRootChar = 0x5c, kExtOpPrefix = 0x5b, kDeviceOp = 0x82, kReturnOp = 0xa4;
+                  kRootChar = 0x5c, kExtOpPrefix = 0x5b, kDeviceOp = 0x82, kNotifyOp = 0x86, kReturnOp = 0xa4;
 
 Bytes name_seg(std::string seg) {
   // The generator only emits names it was given; a bad one is a programming
@@ -185,13 +185,25 @@ Bytes device(const std::string& n, const std::vector<Bytes>& body) {
   return out;
 }
 
-Bytes method_returning(const std::string& n, const Bytes& value) {
+Bytes method(const std::string& n, const std::vector<Bytes>& body) {
   Bytes inner = name_string(n);
   inner.push_back(0x00);  // MethodFlags: 0 arguments, not serialized
-  inner.push_back(kReturnOp);
-  append(inner, value);
+  for (const auto& b : body) append(inner, b);
   Bytes out{kMethodOp};
   append(out, with_pkg_length(inner));
+  return out;
+}
+
+Bytes method_returning(const std::string& n, const Bytes& value) {
+  Bytes ret{kReturnOp};
+  append(ret, value);
+  return method(n, {ret});
+}
+
+Bytes notify(const std::string& path, uint64_t value) {
+  Bytes out{kNotifyOp};
+  append(out, name_string(path));
+  append(out, integer(value));
   return out;
 }
 

@@ -29,8 +29,12 @@ Bytes eisa_id(const std::string& id);
 Bytes name(const std::string& name, const Bytes& value);                // Name(NAME, value)
 Bytes scope(const std::string& path, const std::vector<Bytes>& body);   // Scope(path) { ... }
 Bytes device(const std::string& name, const std::vector<Bytes>& body);  // Device(NAME) { ... }
+// Method(NAME, 0, NotSerialized) { body }
+Bytes method(const std::string& name, const std::vector<Bytes>& body);
 // Method(NAME, 0, NotSerialized) { Return (value) }
 Bytes method_returning(const std::string& name, const Bytes& value);
+// Notify(path, value): tells the OS about an event on the device at `path`.
+Bytes notify(const std::string& path, uint64_t value);
 
 // The package-length prefix of a term (1 to 4 bytes) for a body of `length`.
 Bytes pkg_length(size_t length);
