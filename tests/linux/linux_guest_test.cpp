@@ -24,6 +24,7 @@
 #include <thread>
 
 #include "net/switch/switch_paths.h"
+#include "tests/linux/default_guest_snapshot.h"
 #include "tests/linux/guest_console.h"
 
 namespace hostvisor::testing {
@@ -124,11 +125,13 @@ std::string wait_for_lease(GuestConsole& console, const std::string& interface, 
   return address.size() > 5 ? address.substr(5, address.size() - 6) : address;
 }
 
-TEST(LinuxGuest, OneCpuBootsAndPowersOff) {
+// The default guest on one CPU (a clone of the shared snapshot of it booted
+// to its shell; LinuxGuestSnapshotFixture checked that boot's banner).
+TEST(LinuxGuest, OneCpuGuestSeesTheMachineAndPowersOff) {
+  DefaultGuestSnapshot snapshot;
+  ASSERT_TRUE(snapshot.ok()) << snapshot.error();
   GuestConsole console;
-  ASSERT_TRUE(console.start(hostvisor_args({"--cpus", "1", "--memory", "512M"}))) << console.failure();
-  expect_banner(console, 1);
-  if (HasFatalFailure()) return;
+  ASSERT_TRUE(snapshot.start_clone(console)) << console.failure();
 
   EXPECT_EQ(guest_ok(console, "grep -c ^processor /proc/cpuinfo"), "1\n");
   guest_ok(console, "test -d /sys/bus/pci/drivers/virtio-pci");
