@@ -6,7 +6,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <regex>
@@ -57,14 +56,9 @@ std::string current_key() {
 
 bool usable(const fs::path& dir) { return fs::exists(dir / "header") && read_file(key_path(dir)) == current_key(); }
 
-bool fresh_requested() {
-  const char* fresh = std::getenv("HOSTVISOR_TEST_FRESH_SNAPSHOT");
-  return fresh && std::string(fresh) == "1";
-}
-
 }  // namespace
 
-DefaultGuestSnapshot::DefaultGuestSnapshot(bool* made) : dir_(DEFAULT_GUEST_SNAPSHOT_DIR) {
+DefaultGuestSnapshot::DefaultGuestSnapshot(bool* made, bool fresh) : dir_(DEFAULT_GUEST_SNAPSHOT_DIR) {
   if (made) *made = false;
   const std::string lock = dir_.string() + ".lock";
   lock_fd_ = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
@@ -73,14 +67,14 @@ DefaultGuestSnapshot::DefaultGuestSnapshot(bool* made) : dir_(DEFAULT_GUEST_SNAP
     return;
   }
   // The common case: a usable snapshot, checked and held under a shared lock.
-  if (!fresh_requested()) {
+  if (!fresh) {
     ::flock(lock_fd_, LOCK_SH);
     if (usable(dir_)) return;
     ::flock(lock_fd_, LOCK_UN);
   }
   // Another test may have made it while this one waited for the lock.
   ::flock(lock_fd_, LOCK_EX);
-  if (fresh_requested() || !usable(dir_)) {
+  if (fresh || !usable(dir_)) {
     error_ = make();
     if (!error_.empty()) return;
     if (made) *made = true;

@@ -7,8 +7,8 @@
 // key file beside it naming what it was made from: the hostvisor binary
 // (size and modification time), the default guest's manifest, kernel and
 // initramfs, and the command line that booted it. A snapshot whose key does
-// not match what is there now is stale and is made again; so is every
-// snapshot when HOSTVISOR_TEST_FRESH_SNAPSHOT=1 is set. An flock beside it
+// not match what is there now is stale and is made again; the fixture test
+// makes it afresh when HOSTVISOR_TEST_FRESH_SNAPSHOT=1 is set. An flock beside it
 // serialises making it (exclusive) against using it (shared), so parallel
 // tests never see a half-replaced one; under ctest the fixture test
 // LinuxGuestSnapshotFixture.* makes it before the tests that need it run.
@@ -28,10 +28,10 @@ inline const std::vector<std::string> kDefaultGuestMachine = {"--accel", "emu", 
 // Holds the shared snapshot, made or checked, for as long as it lives.
 class DefaultGuestSnapshot {
  public:
-  // Makes the snapshot when it is missing, stale or a fresh one is asked
-  // for (booting the guest: minutes at worst); error() says what failed.
+  // Makes the snapshot when it is missing, stale or `fresh` asks for a new
+  // one (booting the guest: minutes at worst); error() says what failed.
   // `made` (optional) tells whether this call booted the guest.
-  explicit DefaultGuestSnapshot(bool* made = nullptr);
+  explicit DefaultGuestSnapshot(bool* made = nullptr, bool fresh = false);
   ~DefaultGuestSnapshot();
   DefaultGuestSnapshot(const DefaultGuestSnapshot&) = delete;
   DefaultGuestSnapshot& operator=(const DefaultGuestSnapshot&) = delete;

@@ -7,6 +7,8 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <string>
 #include <regex>
 
 #include "tests/linux/default_guest_snapshot.h"
@@ -15,8 +17,10 @@ namespace hostvisor::testing {
 namespace {
 
 TEST(LinuxGuestSnapshotFixture, BootsTheDefaultGuestToAnOnlineShellAndSnapshotsIt) {
+  // HOSTVISOR_TEST_FRESH_SNAPSHOT=1: boot anew even if a usable one is there.
+  const char* fresh = std::getenv("HOSTVISOR_TEST_FRESH_SNAPSHOT");
   bool made = false;
-  DefaultGuestSnapshot snapshot(&made);
+  DefaultGuestSnapshot snapshot(&made, fresh && std::string(fresh) == "1");
   ASSERT_TRUE(snapshot.ok()) << snapshot.error();
   std::printf("%s the shared snapshot %s\n", made ? "made" : "reused", snapshot.dir().c_str());
   // The banner of the boot that made it: the init script counted one CPU.
