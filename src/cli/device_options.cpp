@@ -116,8 +116,8 @@ void assign_stable_macs(const std::string& vm_identity, std::vector<NetConfig>& 
 
 Result<void> apply_restore_net_options(std::vector<NetConfig>& saved, const std::vector<std::string>& given) {
   if (given.size() != saved.size())
-    return Error(ErrorCode::kInvalidArgument, "--net with --restore: the snapshot has " +
-                                                  std::to_string(saved.size()) + " NIC(s); give one --net for each");
+    return Error(ErrorCode::kInvalidArgument, "--net with --restore: the snapshot has " + std::to_string(saved.size()) +
+                                                  " NIC(s); give one --net for each");
   std::vector<NetConfig> replaced = saved;
   for (size_t i = 0; i < given.size(); ++i) {
     const std::string where = "--net " + given[i] + " with --restore: NIC " + std::to_string(i);

@@ -195,7 +195,8 @@ TEST(RestoreNetOptions, ANatTakesNewForwardsAndARateAndKeepsItsMac) {
   EXPECT_EQ(first.forwards[0].host_port, 5555);
   EXPECT_EQ(first.mac, (net::MacAddress{0x02, 0, 0, 0, 0, 0x01}));
   EXPECT_EQ(nets[0].text, "user,hostfwd=tcp::5555-:22");
-  EXPECT_FALSE(std::get<net::UserNetOption>(nets[1].net).rate) << "the rate given at the restore replaces the saved one";
+  EXPECT_FALSE(std::get<net::UserNetOption>(nets[1].net).rate)
+      << "the rate given at the restore replaces the saved one";
 }
 
 TEST(RestoreNetOptions, WhatTheGuestWouldSeeIsRefusedAndNothingChanges) {

@@ -92,8 +92,7 @@ class TerminalConsole {
   using SnapshotKey = std::function<std::string(bool and_quit)>;
   static Result<std::unique_ptr<TerminalConsole>> attach(EventLoop& loop, std::unique_ptr<ConsoleInput> target,
                                                          int input_fd, int output_fd, std::function<void()> on_quit,
-                                                         PauseToggle on_pause_toggle = {},
-                                                         SnapshotKey on_snapshot = {},
+                                                         PauseToggle on_pause_toggle = {}, SnapshotKey on_snapshot = {},
                                                          TerminalStandIn* stand_in = nullptr);
   ~TerminalConsole();
 

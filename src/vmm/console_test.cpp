@@ -196,8 +196,8 @@ TEST(TerminalConsole, StandInAnswersTheCursorQueryThroughTheGuestsInput) {
   std::atomic<bool> quit{false};
   auto input = serial_console_input(uart);
   ASSERT_TRUE(input.ok()) << input.error().message();
-  auto console = TerminalConsole::attach(**loop, std::move(*input), fds[0], STDERR_FILENO, [&] { quit = true; }, {},
-                                         {}, stand_in->get());
+  auto console = TerminalConsole::attach(
+      **loop, std::move(*input), fds[0], STDERR_FILENO, [&] { quit = true; }, {}, {}, stand_in->get());
   ASSERT_TRUE(console.ok()) << console.error().message();
   (*loop)->start();
   ASSERT_EQ(::write(fds[1], "ls", 2), 2);

@@ -30,7 +30,7 @@ struct LegacyDevices {
 };
 
 struct LegacyOptions {
-  bool debug_exit = false;  // --debug-exit: the port that ends the run with a status
+  bool debug_exit = false;                // --debug-exit: the port that ends the run with a status
   Serial8250::OutputSink console_output;  // where COM1 writes; empty: stdout
 };
 

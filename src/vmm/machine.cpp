@@ -82,9 +82,9 @@ Result<void> Machine::build(const snapshot::Snapshot* snapshot, const RestoreOpt
       [vm = vm_.get()](GuestAddress at, uint64_t length) { vm->dma_written(at.value(), length); });
 
   if (TerminalStandIn::needed()) terminal_stand_in_ = HV_TRY(TerminalStandIn::create());
-  LegacyDevices legacy = HV_TRY(add_legacy_devices(
-      pio_bus_, vm_->interrupts(), *this,
-      LegacyOptions{.debug_exit = config_.debug_exit, .console_output = console_output()}));
+  LegacyDevices legacy =
+      HV_TRY(add_legacy_devices(pio_bus_, vm_->interrupts(), *this,
+                                LegacyOptions{.debug_exit = config_.debug_exit, .console_output = console_output()}));
   serial_ = std::move(legacy.serial);
   rtc_ = std::move(legacy.rtc);
   add_cpu_components();

@@ -28,7 +28,7 @@ fs::path boot_log_path(const fs::path& dir) { return dir.string() + ".boot.log";
 
 // "PATH SIZE MTIME_NS" of a file, or "PATH missing".
 std::string file_stamp(const fs::path& path) {
-  struct stat st{};
+  struct stat st {};
   if (::stat(path.c_str(), &st) != 0) return path.string() + " missing";
   return path.string() + " " + std::to_string(st.st_size) + " " +
          std::to_string(st.st_mtim.tv_sec * 1'000'000'000LL + st.st_mtim.tv_nsec);

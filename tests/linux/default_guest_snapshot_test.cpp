@@ -4,14 +4,14 @@
 // is there already, and checks what that boot printed. Registered with
 // FIXTURES_SETUP, so ctest runs it first whenever a test that needs the
 // snapshot is selected.
+#include "tests/linux/default_guest_snapshot.h"
+
 #include <gtest/gtest.h>
 
 #include <cstdio>
 #include <cstdlib>
-#include <string>
 #include <regex>
-
-#include "tests/linux/default_guest_snapshot.h"
+#include <string>
 
 namespace hostvisor::testing {
 namespace {
