@@ -114,6 +114,31 @@ void assign_stable_macs(const std::string& vm_identity, std::vector<NetConfig>& 
   }
 }
 
+Result<void> apply_restore_net_options(std::vector<NetConfig>& saved, const std::vector<std::string>& given) {
+  if (given.size() != saved.size())
+    return Error(ErrorCode::kInvalidArgument, "--net with --restore: the snapshot has " + std::to_string(saved.size()) +
+                                                  " NIC(s); give one --net for each");
+  std::vector<NetConfig> replaced = saved;
+  for (size_t i = 0; i < given.size(); ++i) {
+    const std::string where = "--net " + given[i] + " with --restore: NIC " + std::to_string(i);
+    NetConfig next = HV_TRY(parse_net_config(given[i]));
+    const auto* old_nat = std::get_if<net::UserNetOption>(&saved[i].net);
+    auto* new_nat = std::get_if<net::UserNetOption>(&next.net);
+    if (!old_nat || !new_nat)
+      return Error(ErrorCode::kInvalidArgument,
+                   where + ": only a user-mode NAT's hostfwd= and rate= can change at a restore");
+    if (next.transport != saved[i].transport || new_nat->network != old_nat->network ||
+        new_nat->ipv6 != old_nat->ipv6 || new_nat->restrict != old_nat->restrict ||
+        (new_nat->mac && new_nat->mac != old_nat->mac))
+      return Error(ErrorCode::kInvalidArgument, where + " differs from the snapshot's (" + saved[i].text +
+                                                    ") in more than hostfwd= and rate=, which the guest would see");
+    new_nat->mac = old_nat->mac;
+    replaced[i] = std::move(next);
+  }
+  saved = std::move(replaced);
+  return ok();
+}
+
 Result<ConsoleDevice> parse_console_device(const std::string& text) {
   if (text == "serial") return ConsoleDevice::kSerial;
   if (text == "virtio") return ConsoleDevice::kVirtio;

@@ -31,4 +31,11 @@ std::string run_vm_identity(const std::string& kernel_path, const std::vector<Di
 // differ. An explicit mac= is kept as given.
 void assign_stable_macs(const std::string& vm_identity, std::vector<NetConfig>& nets);
 
+// --net with --restore: the snapshot's NICs with new host-side options.
+// `given` has one option per NIC of `saved`, in order; only a user-mode
+// NAT's hostfwd= and rate= may differ from the snapshot's (its network,
+// ipv6=, restrict= and the MAC are what the guest already knows), so each
+// clone of one snapshot can forward its own host ports.
+Result<void> apply_restore_net_options(std::vector<NetConfig>& saved, const std::vector<std::string>& given);
+
 }  // namespace hostvisor::cli

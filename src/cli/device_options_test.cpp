@@ -8,6 +8,7 @@
 #include <variant>
 
 #include "net/mac_address.h"
+#include "net/net_option.h"
 
 namespace hostvisor::cli {
 namespace {
@@ -167,6 +168,59 @@ TEST(DeviceOptions, RunVmIdentityIsAbsoluteAndOrdered) {
   const auto b = parse_disk_config("b.img").value();
   EXPECT_NE(run_vm_identity("k", {a, b}), run_vm_identity("k", {b, a}));
   EXPECT_NE(run_vm_identity("k", {a}), run_vm_identity("k2", {a}));
+}
+
+}  // namespace
+}  // namespace hostvisor::cli
+
+namespace hostvisor::cli {
+namespace {
+
+std::vector<NetConfig> saved_nets(const std::vector<std::string>& texts) {
+  std::vector<NetConfig> nets;
+  for (const auto& text : texts) {
+    auto net = parse_net_config(text);
+    EXPECT_TRUE(net.ok()) << text;
+    if (net) nets.push_back(*net);
+  }
+  return nets;
+}
+
+// A restore may give the snapshot's NATs new forwards and rates, nothing else.
+TEST(RestoreNetOptions, ANatTakesNewForwardsAndARateAndKeepsItsMac) {
+  auto nets = saved_nets({"user,mac=02:00:00:00:00:01", "user,net=10.0.3.0/24,rate=1M"});
+  ASSERT_TRUE(apply_restore_net_options(nets, {"user,hostfwd=tcp::5555-:22", "user,net=10.0.3.0/24"}).ok());
+  const auto& first = std::get<net::UserNetOption>(nets[0].net);
+  ASSERT_EQ(first.forwards.size(), 1u);
+  EXPECT_EQ(first.forwards[0].host_port, 5555);
+  EXPECT_EQ(first.mac, (net::MacAddress{0x02, 0, 0, 0, 0, 0x01}));
+  EXPECT_EQ(nets[0].text, "user,hostfwd=tcp::5555-:22");
+  EXPECT_FALSE(std::get<net::UserNetOption>(nets[1].net).rate)
+      << "the rate given at the restore replaces the saved one";
+}
+
+TEST(RestoreNetOptions, WhatTheGuestWouldSeeIsRefusedAndNothingChanges) {
+  const auto before = saved_nets({"user"});
+  struct Case {
+    std::vector<std::string> given;
+    std::string message;
+  };
+  for (const Case& c : std::vector<Case>{
+           {{"user", "user"}, "the snapshot has 1 NIC(s); give one --net for each"},
+           {{"user,net=10.0.9.0/24"}, "in more than hostfwd= and rate="},
+           {{"user,restrict=on"}, "in more than hostfwd= and rate="},
+           {{"user,ipv6=off"}, "in more than hostfwd= and rate="},
+           {{"user,transport=mmio"}, "in more than hostfwd= and rate="},
+           {{"user,mac=02:00:00:00:00:09"}, "in more than hostfwd= and rate="},
+           {{"tap,ifname=tap0"}, "only a user-mode NAT's hostfwd= and rate= can change"},
+           {{"user,hostfwd=bogus"}, "hostfwd"},
+       }) {
+    auto nets = before;
+    const auto result = apply_restore_net_options(nets, c.given);
+    ASSERT_FALSE(result.ok()) << c.given[0];
+    EXPECT_NE(result.error().message().find(c.message), std::string::npos) << result.error().message();
+    EXPECT_EQ(nets[0].text, before[0].text) << "a refused --net changed the configuration";
+  }
 }
 
 }  // namespace

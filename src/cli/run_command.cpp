@@ -51,9 +51,9 @@ int run_machines(const RunOptions& options, const MachineConfig& config,
                  const std::function<Result<std::unique_ptr<Machine>>(StopSignals&)>& first_build);
 
 int restore(const RunOptions& options) {
-  if (!options.machine_options_given.empty()) {
-    fail("--restore takes the machine from the snapshot; " + options.machine_options_given.front() +
-         " cannot be given with it");
+  for (const std::string& given : options.machine_options_given) {
+    if (given == "--net") continue;  // host-side NAT options, checked below
+    fail("--restore takes the machine from the snapshot; " + given + " cannot be given with it");
     return 2;
   }
   auto mode = parse_restore_mode(options.restore_mode);
@@ -73,6 +73,12 @@ int restore(const RunOptions& options) {
     return 1;
   }
   MachineConfig config = saved->config;
+  if (!options.nets.empty()) {
+    if (auto nets = apply_restore_net_options(config.nets, options.nets); !nets) {
+      fail(nets.error().message());
+      return 2;
+    }
+  }
   if (options.accel_given) {
     auto accel = parse_accel(options.accel);
     if (!accel) {
@@ -273,7 +279,8 @@ void add_run_command(CLI::App& app, int* exit_status) {
                   "snapshot; one already there is replaced, atomically");
   cmd->add_option("--restore", options->restore,
                   "Continue the guest a snapshot holds (the machine, its devices and disks come from the snapshot; "
-                  "only --accel, --snapshot-dir and --no-reboot may be given with it)");
+                  "only --accel, --snapshot-dir, --no-reboot and --net may be given with it; --net, one for each of "
+                  "its NICs, changes only a user-mode NAT's hostfwd= and rate=, e.g. for each clone's own ports)");
   cmd->add_option("--restore-mode", options->restore_mode,
                   "map: guest RAM is mapped copy-on-write from the snapshot's memory file (fast, lazy; the files "
                   "must stay unchanged while the guest runs); copy: read into fresh RAM")

@@ -9,6 +9,7 @@
 #include "devices/legacy/serial_8250.h"
 #include "devices/virtio/console/virtio_console.h"
 #include "vmm/event_loop.h"
+#include "vmm/terminal_stand_in.h"
 
 namespace hostvisor {
 
@@ -115,13 +116,18 @@ std::unique_ptr<ConsoleInput> virtio_console_input(std::shared_ptr<VirtioConsole
 Result<std::unique_ptr<TerminalConsole>> TerminalConsole::attach(EventLoop& loop, std::unique_ptr<ConsoleInput> target,
                                                                  int input_fd, int output_fd,
                                                                  std::function<void()> on_quit,
-                                                                 PauseToggle on_pause_toggle, SnapshotKey on_snapshot) {
+                                                                 PauseToggle on_pause_toggle, SnapshotKey on_snapshot,
+                                                                 TerminalStandIn* stand_in) {
   if (!target) return Error(ErrorCode::kInvalidArgument, "the terminal console needs a guest device to feed");
   std::unique_ptr<TerminalConsole> console(new TerminalConsole(loop, std::move(target), input_fd, output_fd,
                                                                std::move(on_quit), std::move(on_pause_toggle),
                                                                std::move(on_snapshot)));
   TerminalConsole* self = console.get();
   HV_TRY(loop.add(self->target_->space_fd(), [self](uint32_t) { self->on_space(); }));
+  if (stand_in) {
+    self->stand_in_ = stand_in;
+    HV_TRY(loop.add(stand_in->fd(), [self](uint32_t) { self->on_stand_in_answers(); }));
+  }
   // stdin may be unwatchable (a regular file, /dev/null): then there is
   // simply no console input and the guest runs on.
   if (loop.add(input_fd, [self](uint32_t) { self->on_input(); }).ok()) self->watching_input_ = true;
@@ -138,6 +144,7 @@ void TerminalConsole::terminal_resized() {
 TerminalConsole::~TerminalConsole() {
   if (watching_input_) loop_.remove(input_fd_);
   loop_.remove(target_->space_fd());
+  if (stand_in_) loop_.remove(stand_in_->fd());
 }
 
 void TerminalConsole::on_input() {
@@ -184,6 +191,12 @@ void TerminalConsole::on_input() {
 
 void TerminalConsole::on_space() {
   target_->consume_space();
+  deliver_pending();
+}
+
+void TerminalConsole::on_stand_in_answers() {
+  const std::string answers = stand_in_->take_answers();
+  pending_.insert(pending_.end(), answers.begin(), answers.end());
   deliver_pending();
 }
 

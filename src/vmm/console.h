@@ -22,6 +22,7 @@ namespace hostvisor {
 
 class EventLoop;
 class Serial8250;
+class TerminalStandIn;
 class VirtioConsole;
 
 // Puts a terminal into raw mode for its lifetime.
@@ -85,12 +86,14 @@ class TerminalConsole {
   // resumes the VM and returns a line saying which; the console shows it.
   using PauseToggle = std::function<std::string()>;
   // Ctrl-A s (and_quit false) and Ctrl-A S: writes a snapshot (and ends the
-  // run after it) and returns the line the console shows.
+  // run after it) and returns the line the console shows. `stand_in`, if
+  // given, answers the guest's terminal queries through this console's
+  // input, after what was typed before them.
   using SnapshotKey = std::function<std::string(bool and_quit)>;
   static Result<std::unique_ptr<TerminalConsole>> attach(EventLoop& loop, std::unique_ptr<ConsoleInput> target,
                                                          int input_fd, int output_fd, std::function<void()> on_quit,
-                                                         PauseToggle on_pause_toggle = {},
-                                                         SnapshotKey on_snapshot = {});
+                                                         PauseToggle on_pause_toggle = {}, SnapshotKey on_snapshot = {},
+                                                         TerminalStandIn* stand_in = nullptr);
   ~TerminalConsole();
 
   // Passes the terminal's size (of output_fd, if it is a terminal) on to the
@@ -110,6 +113,7 @@ class TerminalConsole {
   void on_input();
   void on_space();
   void deliver_pending();  // pushes what fits; watches stdin again once empty
+  void on_stand_in_answers();
 
   EventLoop& loop_;
   std::unique_ptr<ConsoleInput> target_;
@@ -117,6 +121,7 @@ class TerminalConsole {
   std::function<void()> on_quit_;
   PauseToggle on_pause_toggle_;
   SnapshotKey on_snapshot_;
+  TerminalStandIn* stand_in_ = nullptr;
   ConsoleEscape escape_;
   std::vector<uint8_t> pending_;
   bool watching_input_ = false;

@@ -83,8 +83,10 @@ Result<void> Machine::build(const snapshot::Snapshot* snapshot, const RestoreOpt
   memory_.set_dma_write_observer(
       [vm = vm_.get()](GuestAddress at, uint64_t length) { vm->dma_written(at.value(), length); });
 
+  if (TerminalStandIn::needed()) terminal_stand_in_ = HV_TRY(TerminalStandIn::create());
   LegacyDevices legacy =
-      HV_TRY(add_legacy_devices(pio_bus_, vm_->interrupts(), *this, LegacyOptions{.debug_exit = config_.debug_exit}));
+      HV_TRY(add_legacy_devices(pio_bus_, vm_->interrupts(), *this,
+                                LegacyOptions{.debug_exit = config_.debug_exit, .console_output = console_output()}));
   serial_ = std::move(legacy.serial);
   rtc_ = std::move(legacy.rtc);
   add_cpu_components();
@@ -156,8 +158,7 @@ Result<void> Machine::add_pci_devices() {
   // virtio-console: hvc0, the console of guests booted with console=hvc0;
   // its output shares the terminal with the serial port, and with
   // --console virtio it gets the terminal's input.
-  virtio_console_ =
-      HV_TRY(VirtioConsole::create([](std::span<const uint8_t> bytes) { write_all(STDOUT_FILENO, bytes); }));
+  virtio_console_ = HV_TRY(VirtioConsole::create(console_output()));
   HV_TRY(plug_virtio_pci(virtio_console_));
 
   for (const NetConfig& nic : config_.nets) {
@@ -335,6 +336,13 @@ Result<void> Machine::add_firmware_tables(const arch::MemoryLayout& layout, bool
   return ok();
 }
 
+std::function<void(std::span<const uint8_t>)> Machine::console_output() {
+  return [stand_in = terminal_stand_in_.get()](std::span<const uint8_t> bytes) {
+    write_all(STDOUT_FILENO, bytes);
+    if (stand_in) stand_in->observe(bytes);
+  };
+}
+
 Result<void> Machine::setup_console() {
   // The stop signals and SIGWINCH, blocked in every thread since before
   // the machine was built, arrive here (one already pending makes the fd
@@ -352,7 +360,8 @@ Result<void> Machine::setup_console() {
       [this] {
         request_stop(RunOutcome{RunOutcome::Kind::kUserQuit, 0, "quit from the console (Ctrl-A x)"});
       },
-      [this] { return toggle_pause(); }, [this](bool and_quit) { return snapshot_key(and_quit); }));
+      [this] { return toggle_pause(); }, [this](bool and_quit) { return snapshot_key(and_quit); },
+      terminal_stand_in_.get()));
   return {};
 }
 

@@ -25,6 +25,7 @@
 
 #include "guest/default_guest/default_guest.h"
 #include "net/switch/switch_paths.h"
+#include "tests/linux/default_guest_snapshot.h"
 #include "tests/linux/guest_console.h"
 
 namespace hostvisor::testing {
@@ -125,11 +126,13 @@ std::string wait_for_lease(GuestConsole& console, const std::string& interface, 
   return address.size() > 5 ? address.substr(5, address.size() - 6) : address;
 }
 
-TEST(LinuxGuest, OneCpuBootsAndPowersOff) {
+// The default guest on one CPU (a clone of the shared snapshot of it booted
+// to its shell; LinuxGuestSnapshotFixture checked that boot's banner).
+TEST(LinuxGuest, OneCpuGuestSeesTheMachineAndPowersOff) {
+  DefaultGuestSnapshot snapshot;
+  ASSERT_TRUE(snapshot.ok()) << snapshot.error();
   GuestConsole console;
-  ASSERT_TRUE(console.start(hostvisor_args({"--cpus", "1", "--memory", "512M"}))) << console.failure();
-  expect_banner(console, 1);
-  if (HasFatalFailure()) return;
+  ASSERT_TRUE(snapshot.start_clone(console)) << console.failure();
 
   EXPECT_EQ(guest_ok(console, "grep -c ^processor /proc/cpuinfo"), "1\n");
   guest_ok(console, "test -d /sys/bus/pci/drivers/virtio-pci");
@@ -888,7 +891,8 @@ std::vector<std::string> nat_args(const std::vector<std::string>& nets) {
 }
 
 // User-mode NAT (--net user) with no privileges, on the default guest as it
-// boots — no ip commands typed: its DHCP client got a lease from the NAT
+// booted (a clone of the shared snapshot of it, the forwards given at the
+// restore) — no ip commands typed: its DHCP client got a lease from the NAT
 // and configured the address, the route and resolv.conf; it pings its
 // gateway; it downloads 16 MiB from a server on the host's loopback
 // (reached at the gateway address) intact and serves them back to the host
@@ -912,13 +916,14 @@ TEST(LinuxGuest, UserNatDefaultGuestIsOnlineAtBootAndForwardsTcpAndUdp) {
   ASSERT_GT(udp_forward, 0);
   ASSERT_NE(http_forward, echo_forward);
 
+  // A clone of the shared snapshot, with this test's forwards on its NAT.
+  DefaultGuestSnapshot snapshot;
+  ASSERT_TRUE(snapshot.ok()) << snapshot.error();
   GuestConsole console;
-  ASSERT_TRUE(console.start(nat_args({"user,hostfwd=tcp::" + std::to_string(http_forward) +
-                                      "-:8080,hostfwd=tcp::" + std::to_string(echo_forward) +
-                                      "-:7,hostfwd=udp::" + std::to_string(udp_forward) + "-:7"})))
+  ASSERT_TRUE(snapshot.start_clone(console, {"--net", "user,hostfwd=tcp::" + std::to_string(http_forward) +
+                                                          "-:8080,hostfwd=tcp::" + std::to_string(echo_forward) +
+                                                          "-:7,hostfwd=udp::" + std::to_string(udp_forward) + "-:7"}))
       << console.failure();
-  expect_banner(console, 1);
-  if (HasFatalFailure()) return;
 
   EXPECT_EQ(wait_for_lease(console, "eth0"), "10.0.2.15/24");
   EXPECT_NE(guest_ok(console, "cat /var/log/udhcpc.eth0.log").find("lease of 10.0.2.15 obtained"), std::string::npos);
@@ -1055,10 +1060,11 @@ TEST(LinuxGuest, UserNatRateLimitHoldsATransferWithinTenPercent) {
   LoopbackHttpServer server(scratch.path / "www");
   ASSERT_GT(server.port, 0) << "python3 -m http.server did not come up on 127.0.0.1";
 
+  // A clone of the shared snapshot, its NAT limited from the restore on.
+  DefaultGuestSnapshot snapshot;
+  ASSERT_TRUE(snapshot.ok()) << snapshot.error();
   GuestConsole console;
-  ASSERT_TRUE(console.start(nat_args({"user,rate=512K"}))) << console.failure();
-  expect_banner(console, 1);
-  if (HasFatalFailure()) return;
+  ASSERT_TRUE(snapshot.start_clone(console, {"--net", "user,rate=512K"})) << console.failure();
   wait_for_lease(console, "eth0");
 
   const auto start = std::chrono::steady_clock::now();
