@@ -1,5 +1,7 @@
 #include "memory/guest_memory.h"
 
+#include <fcntl.h>
+#include <linux/falloc.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -12,6 +14,8 @@ namespace hostvisor {
 namespace {
 constexpr uint64_t kPageSize = 4096;
 }
+
+static Error out_of_range(GuestAddress address, uint64_t length);
 
 namespace {
 Result<uint64_t> check_specs(std::vector<MemoryRegionSpec>& sorted) {
@@ -76,11 +80,49 @@ Result<GuestMemory> GuestMemory::map_private(const std::vector<MemoryRegionSpec>
   return memory;
 }
 
+Result<void> GuestMemory::discard(GuestAddress start, uint64_t length) {
+  const uint64_t granule = discard_granularity();
+  if (start.value() % granule != 0 || length % granule != 0) {
+    char buf[128];
+    std::snprintf(buf, sizeof buf, "discarding guest RAM [%#llx, +%#llx): not aligned to %llu KiB",
+                  static_cast<unsigned long long>(start.value()), static_cast<unsigned long long>(length),
+                  static_cast<unsigned long long>(granule >> 10));
+    return Error(ErrorCode::kInvalidArgument, buf);
+  }
+  const Region* region = find(start, length);
+  if (!region) return out_of_range(start, length);
+  if (length == 0) return {};
+  const uint64_t offset = start.value() - region->start.value();
+  uint8_t* host = region->host + offset;
+  if (private_file_) {
+    HV_TRY(map_anonymous_over(host, length));
+  } else {
+    // Punching the hole frees the memfd's pages and unmaps them everywhere,
+    // so every mapping (and KVM's through its MMU notifier) reads zeros.
+    if (::fallocate(memfd_.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                    static_cast<off_t>(region->file_offset + offset), static_cast<off_t>(length)) < 0)
+      return Error::from_errno("punching a hole in guest RAM");
+  }
+  note_dma_write(start, length);
+  return {};
+}
+
+// Replaces part of a private file mapping with fresh zero pages at the same
+// address, so host pointers into RAM (the software CPU's TLB, KVM's memslot)
+// stay valid. Each call may split the mapping, so a guest discarding scattered
+// pages can exhaust vm.max_map_count: that fails here with an error.
+Result<void> GuestMemory::map_anonymous_over(uint8_t* host, uint64_t length) {
+  void* p = ::mmap(host, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) return Error::from_errno("mapping zero pages over discarded guest RAM");
+  return {};
+}
+
 GuestMemory::GuestMemory(GuestMemory&& other) noexcept
     : memfd_(std::move(other.memfd_)),
       regions_(std::move(other.regions_)),
       dma_observer_(std::move(other.dma_observer_)),
-      private_file_(other.private_file_) {
+      private_file_(other.private_file_),
+      page_size_(other.page_size_) {
   other.regions_.clear();
 }
 
@@ -91,6 +133,7 @@ GuestMemory& GuestMemory::operator=(GuestMemory&& other) noexcept {
     regions_ = std::move(other.regions_);
     dma_observer_ = std::move(other.dma_observer_);
     private_file_ = other.private_file_;
+    page_size_ = other.page_size_;
     other.regions_.clear();
   }
   return *this;

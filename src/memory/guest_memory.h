@@ -57,6 +57,20 @@ class GuestMemory {
   // True for map_private(): the file does not hold the guest's writes.
   bool private_file() const { return private_file_; }
 
+  // Gives the host back the pages of [start, start + length): afterwards the
+  // guest reads zeros there and the host's memory really drops (the balloon
+  // and free page reporting). Private anonymous RAM is dropped with
+  // MADV_DONTNEED, a memfd gets a hole punched (DONTNEED alone frees nothing
+  // in shared memory), and RAM mapped privately from a snapshot file gets
+  // fresh anonymous pages mapped over the range (DONTNEED there would bring
+  // back the file's old contents). The range must lie inside one region and
+  // be aligned to discard_granularity(); anything else is an error, never a
+  // crash. The guest must not be using the range (the balloon's contract);
+  // the software CPU is told to forget code decoded from it.
+  Result<void> discard(GuestAddress start, uint64_t length);
+  // The unit discard() works in: 4 KiB, or 2 MiB for hugetlb-backed RAM.
+  uint64_t discard_granularity() const { return page_size_; }
+
   // True when [address, address + length) lies wholly inside one region.
   bool contains(GuestAddress address, uint64_t length) const;
 
@@ -99,11 +113,13 @@ class GuestMemory {
   const Region* find(GuestAddress address, uint64_t length) const;
   Result<void> map_regions(const std::vector<MemoryRegionSpec>& sorted, int flags);
   void unmap_all();
+  Result<void> map_anonymous_over(uint8_t* host, uint64_t length);
 
   UniqueFd memfd_;
   std::vector<Region> regions_;
   DmaWriteObserver dma_observer_;
   bool private_file_ = false;
+  uint64_t page_size_ = 4096;
 };
 
 }  // namespace hostvisor
