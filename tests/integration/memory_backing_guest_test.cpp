@@ -7,7 +7,10 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+
 #include <chrono>
+#include <cstdlib>
 #include <cstdio>
 #include <fstream>
 #include <optional>
@@ -72,6 +75,23 @@ std::string ram_smaps(pid_t pid) {
   return found;
 }
 
+// The host address of the guest RAM mapping in `smaps` (its first line).
+uint64_t mapping_start(const std::string& smaps) { return std::strtoull(smaps.c_str(), nullptr, 16); }
+
+// What memtouch left at guest-physical `gpa` (in its touched range), read
+// from the VM's own RAM mapping through /proc/PID/mem.
+bool page_holds_memtouch_pattern(pid_t pid, uint64_t gpa) {
+  const std::string smaps = ram_smaps(pid);
+  if (smaps.empty()) return false;
+  uint64_t words[2] = {};
+  const int fd = ::open(("/proc/" + std::to_string(pid) + "/mem").c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  const bool read_ok = ::pread(fd, words, sizeof words, static_cast<off_t>(mapping_start(smaps) + gpa)) ==
+                       static_cast<ssize_t>(sizeof words);
+  ::close(fd);
+  return read_ok && words[0] == gpa && words[1] == 0x6d656d746f756368ull;
+}
+
 uint64_t hugetlb_free() { return HostMemorySettings::read().hugetlb_free.value_or(0); }
 
 TEST(MemoryBackingGuest, ThpGivesHugePagesAndLockPinsRam) {
@@ -120,6 +140,71 @@ TEST(MemoryBackingGuest, HugetlbComesFromThePoolAndATooSmallPoolIsAnErrorAtStart
   EXPECT_EQ(*status, 1);
   EXPECT_NE(big.err().find("raise /proc/sys/vm/nr_hugepages"), std::string::npos) << big.err();
   EXPECT_EQ(big.out().find("memtouch"), std::string::npos);
+}
+
+struct ScratchDir {
+  std::string path;
+  ScratchDir() {
+    std::string tmpl = "/tmp/hv-memory-test-XXXXXX";
+    if (::mkdtemp(tmpl.data())) path = tmpl;
+  }
+  ~ScratchDir() {
+    if (!path.empty()) std::system(("rm -rf '" + path + "'").c_str());
+  }
+};
+
+// Runs memtouch with `memory`, snapshots it from the console (Ctrl-A S), and
+// restores it with `restore_args`; `restored` is the running restore.
+void snapshot_and_restore(const std::string& memory, const std::string& dir, GuestConsole& restored,
+                          const std::vector<std::string>& restore_args = {}) {
+  {
+    GuestConsole vm;
+    ASSERT_TRUE(vm.start({HOSTVISOR_PATH, "run", "--accel", "emu", "--kernel", memtouch_kernel(), "--memory", memory,
+                          "--snapshot-dir", dir}))
+        << vm.failure();
+    ASSERT_TRUE(vm.wait_for_text("memtouch: touched", kTouchTimeout)) << vm.failure() << vm.err();
+    ASSERT_TRUE(page_holds_memtouch_pattern(vm.pid(), 40ull << 20));
+    ASSERT_TRUE(vm.send_keys("\x01S")) << vm.failure();
+    ASSERT_TRUE(vm.wait_for_text("snapshot written", seconds(60))) << vm.failure() << vm.err();
+    const auto status = vm.wait_exit(seconds(60));
+    ASSERT_TRUE(status && *status == 0) << vm.failure() << vm.err();
+  }
+  std::vector<std::string> argv = {HOSTVISOR_PATH, "run", "--restore", dir};
+  argv.insert(argv.end(), restore_args.begin(), restore_args.end());
+  ASSERT_TRUE(restored.start(argv)) << restored.failure();
+  // The restore line comes once RAM is back; the guest idles on.
+  const auto deadline = std::chrono::steady_clock::now() + seconds(60);
+  while (restored.err().find("hostvisor: restored") == std::string::npos &&
+         std::chrono::steady_clock::now() < deadline)
+    restored.read_for(std::chrono::milliseconds(100));
+  ASSERT_NE(restored.err().find("hostvisor: restored"), std::string::npos) << restored.err();
+}
+
+TEST(MemoryBackingGuest, HugePagesSnapshotRestoresByCopyingIntoHugePages) {
+  HugetlbPool pool(kRamMiB / 2 + 4);
+  if (!pool.ok()) GTEST_SKIP() << "cannot grow the host's huge page pool: " << pool.why();
+  ScratchDir dir;
+  GuestConsole restored;
+  snapshot_and_restore(std::to_string(kRamMiB) + "M,hugepages=on", dir.path + "/snap", restored);
+  // --restore-mode map (the default) cannot give huge pages: it copies, and says so.
+  EXPECT_NE(restored.err().find("hugepages=on needs RAM from the huge page pool, so guest RAM is copied"),
+            std::string::npos)
+      << restored.err();
+  EXPECT_NE(restored.err().find("(copy)"), std::string::npos) << restored.err();
+  EXPECT_NE(read_file("/proc/" + std::to_string(restored.pid()) + "/maps").find("/memfd:hostvisor-ram"),
+            std::string::npos);
+  EXPECT_TRUE(page_holds_memtouch_pattern(restored.pid(), 40ull << 20));
+  EXPECT_TRUE(page_holds_memtouch_pattern(restored.pid(), (kRamMiB - 1) << 20));
+}
+
+TEST(MemoryBackingGuest, MergeSnapshotRestoresMappedAndMergeable) {
+  ScratchDir dir;
+  GuestConsole restored;
+  snapshot_and_restore(std::to_string(kRamMiB) + "M,merge=on", dir.path + "/snap", restored);
+  EXPECT_NE(restored.err().find("(map)"), std::string::npos) << restored.err();
+  const std::string smaps = ram_smaps(restored.pid());
+  EXPECT_NE(smaps.find(" mg"), std::string::npos) << smaps;  // VmFlags: MADV_MERGEABLE
+  EXPECT_TRUE(page_holds_memtouch_pattern(restored.pid(), 40ull << 20));
 }
 
 // KSM's knobs, set for the test and put back afterwards.
