@@ -98,16 +98,20 @@ bool hugetlb_pool_holds(uint64_t bytes) {
 }  // namespace
 
 Result<void> GuestMemory::map_regions(const std::vector<MemoryRegionSpec>& sorted, int flags) {
-  uint64_t offset = 0;
+  uint64_t offset = 0, total = 0;
+  for (const auto& s : sorted) total += s.size;
   for (const auto& s : sorted) {
     const int fd = memfd_.get();
     void* p = map_aligned(s.size, PROT_READ | PROT_WRITE, flags, fd, fd < 0 ? 0 : offset);
     if (p == MAP_FAILED) {
       const int err = errno;
-      if (kind_ == MemoryKind::kHugetlbMemfd && err == ENOMEM) return hugetlb_pool_too_small(total_size() + s.size);
+      if (kind_ == MemoryKind::kHugetlbMemfd && err == ENOMEM) return hugetlb_pool_too_small(total);
       return Error::from_errno("mapping guest RAM", err);
     }
     regions_.push_back(Region{s.start, s.size, static_cast<uint8_t*>(p), offset});
+    // A child the VMM forks (helpers it starts) must not share private RAM
+    // copy-on-write: every guest write until its exec would copy a page.
+    ::madvise(p, s.size, MADV_DONTFORK);
     offset += s.size;
   }
   return {};
@@ -237,6 +241,7 @@ Result<void> GuestMemory::discard(GuestAddress start, uint64_t length) {
 Result<void> GuestMemory::map_anonymous_over(uint8_t* host, uint64_t length) {
   void* p = ::mmap(host, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) return Error::from_errno("mapping zero pages over discarded guest RAM");
+  ::madvise(host, length, MADV_DONTFORK);  // as map_regions() gave the mapping it replaces
   if (options_.merge && ::madvise(host, length, MADV_MERGEABLE) < 0)
     return Error::from_errno("merge=on: MADV_MERGEABLE on discarded guest RAM");
   return {};
