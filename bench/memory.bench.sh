@@ -20,8 +20,9 @@
 #            TCG), and a tiny guest (tests/guests memtouch, 32 MiB) on KVM
 #            when /dev/kvm is there. Goal: <= 5 MiB (Firecracker's figure).
 #
-# Each measurement is one function; main() lists them. Best of BENCH_REPEAT
-# (default 1) runs per row, hostvisor and QEMU alternating.
+# Each measurement is one function; main() lists them (BENCH_ONLY=NAME,...
+# runs only those). Best of BENCH_REPEAT (default 1) runs per row, hostvisor
+# and QEMU alternating.
 # Usage: bench/memory.bench.sh BUILD_DIR
 set -euo pipefail
 build=$(cd "${1:?usage: $0 BUILD_DIR}" && pwd)
@@ -207,8 +208,10 @@ def main():
     version = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True, text=True).stdout
     print(f"peer: {version.splitlines()[0] if version else 'qemu-system-x86_64'}")
     # The balloon work adds its free-page-reporting figure as one more function here.
+    only = os.environ.get("BENCH_ONLY")  # e.g. BENCH_ONLY=overhead_rows: one section
     for section in (backing_rows, overhead_rows):
-        section()
+        if not only or section.__name__ in only.split(","):
+            section()
 
 
 main()
