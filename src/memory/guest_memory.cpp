@@ -247,6 +247,34 @@ Result<void> GuestMemory::map_anonymous_over(uint8_t* host, uint64_t length) {
   return {};
 }
 
+Result<std::vector<GuestMemory::Range>> GuestMemory::anonymous_pages_in_use(const Region& region) const {
+  if (kind_ != MemoryKind::kPrivateAnonymous)
+    return Error(ErrorCode::kInternal, "pagemap ranges are only for private anonymous guest RAM");
+  UniqueFd pagemap(::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC));
+  if (!pagemap.valid()) return Error::from_errno("opening /proc/self/pagemap");
+  constexpr uint64_t kPresent = 1ull << 63, kSwapped = 1ull << 62;
+  std::vector<Range> ranges;
+  std::vector<uint64_t> entries(4096);  // 16 MiB of RAM per read
+  const uint64_t pages = region.size / kPageSize;
+  const uint64_t first_page = reinterpret_cast<uintptr_t>(region.host) / kPageSize;
+  for (uint64_t done = 0; done < pages;) {
+    const uint64_t count = std::min<uint64_t>(entries.size(), pages - done);
+    const ssize_t n = ::pread(pagemap.get(), entries.data(), count * sizeof(uint64_t),
+                              static_cast<off_t>((first_page + done) * sizeof(uint64_t)));
+    if (n != static_cast<ssize_t>(count * sizeof(uint64_t))) return Error::from_errno("reading /proc/self/pagemap");
+    for (uint64_t i = 0; i < count; ++i) {
+      if (!(entries[i] & (kPresent | kSwapped))) continue;
+      const uint64_t at = (done + i) * kPageSize;
+      if (!ranges.empty() && ranges.back().second == at)
+        ranges.back().second += kPageSize;
+      else
+        ranges.push_back({at, at + kPageSize});
+    }
+    done += count;
+  }
+  return ranges;
+}
+
 GuestMemory::GuestMemory(GuestMemory&& other) noexcept
     : memfd_(std::move(other.memfd_)),
       regions_(std::move(other.regions_)),

@@ -11,6 +11,7 @@
 #include <span>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "base/fd.h"
@@ -84,6 +85,14 @@ class GuestMemory {
   Result<void> discard(GuestAddress start, uint64_t length);
   // The unit discard() works in: 4 KiB, or 2 MiB for hugetlb-backed RAM.
   uint64_t discard_granularity() const { return page_size_; }
+
+  // For private anonymous RAM: the byte ranges of `region` (offsets within
+  // it, page-aligned, in order) that the guest may have written, from
+  // /proc/self/pagemap (pages mapped or swapped out); pages outside them
+  // were never touched or were discarded and read as zeros. The snapshot
+  // writer uses it as it uses SEEK_DATA on a memfd.
+  using Range = std::pair<uint64_t, uint64_t>;  // [first, second)
+  Result<std::vector<Range>> anonymous_pages_in_use(const Region& region) const;
 
   // True when [address, address + length) lies wholly inside one region.
   bool contains(GuestAddress address, uint64_t length) const;

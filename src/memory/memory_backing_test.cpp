@@ -141,6 +141,32 @@ TEST(MemoryBackingKernel, PrivateAnonymousDiscardDropsResidentPages) {
   EXPECT_EQ(*m->read_obj<uint8_t>(GuestAddress(3 * kMiB)), 0x5a);
 }
 
+bool covered(const std::vector<GuestMemory::Range>& ranges, uint64_t at) {
+  for (const auto& [from, to] : ranges)
+    if (at >= from && at < to) return true;
+  return false;
+}
+
+TEST(MemoryBackingKernel, PagemapTellsWhichAnonymousPagesAreInUse) {
+  auto m = GuestMemory::create({{GuestAddress(0), 8 * kMiB}});
+  ASSERT_TRUE(m.ok());
+  ASSERT_TRUE(m->write_obj<uint8_t>(GuestAddress(0x3000), 1).ok());
+  ASSERT_TRUE(m->fill(GuestAddress(kMiB), 2, 0x2000).ok());
+  ASSERT_TRUE(m->write_obj<uint8_t>(GuestAddress(6 * kMiB), 3).ok());
+  ASSERT_TRUE(m->discard(GuestAddress(6 * kMiB), 2 * kMiB).ok());
+  auto ranges = m->anonymous_pages_in_use(m->regions()[0]);
+  ASSERT_TRUE(ranges.ok()) << ranges.error().message();
+  EXPECT_TRUE(covered(*ranges, 0x3000));
+  EXPECT_TRUE(covered(*ranges, kMiB));
+  EXPECT_TRUE(covered(*ranges, kMiB + 0x1fff));
+  // Never touched (another 2 MiB block, so not even a huge page holds it), or discarded.
+  EXPECT_FALSE(covered(*ranges, 4 * kMiB));
+  EXPECT_FALSE(covered(*ranges, 6 * kMiB));
+  for (size_t i = 1; i < ranges->size(); ++i) EXPECT_LT((*ranges)[i - 1].second, (*ranges)[i].first);
+  auto shared = GuestMemory::create({{GuestAddress(0), kMiB}}, {.shared = true});
+  EXPECT_FALSE(shared->anonymous_pages_in_use(shared->regions()[0]).ok());
+}
+
 TEST(MemoryBackingKernel, PreallocPopulatesEveryPage) {
   auto lazy = GuestMemory::create({{GuestAddress(0), 8 * kMiB}});
   ASSERT_TRUE(lazy.ok());
