@@ -5,6 +5,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -214,6 +215,19 @@ TEST(MemoryBackingKernel, LockPinsRamAndDiscardKeepsItLocked) {
   EXPECT_EQ(resident_pages(host, 4 * kMiB), 768u);
   EXPECT_EQ(*m->read_obj<uint32_t>(GuestAddress(0x3000)), 0u);
   EXPECT_NE(smaps_of(host).find(" lo"), std::string::npos);  // still VM_LOCKED
+}
+
+TEST(MemoryBackingKernel, LockedSharedRamGetsItsHolePunched) {
+  auto m = GuestMemory::create({{GuestAddress(0), 4 * kMiB}}, {.lock = true, .shared = true});
+  if (!m.ok()) GTEST_SKIP() << "cannot lock 4 MiB here: " << m.error().message();
+  struct stat st;
+  ASSERT_EQ(::fstat(m->memfd(), &st), 0);
+  EXPECT_EQ(static_cast<uint64_t>(st.st_blocks) * 512, 4 * kMiB);  // mlock populated all of it
+  ASSERT_TRUE(m->write_obj<uint32_t>(GuestAddress(0x1000), 5).ok());
+  ASSERT_TRUE(m->discard(GuestAddress(0), kMiB).ok());
+  ASSERT_EQ(::fstat(m->memfd(), &st), 0);
+  EXPECT_EQ(static_cast<uint64_t>(st.st_blocks) * 512, 3 * kMiB);
+  EXPECT_EQ(*m->read_obj<uint32_t>(GuestAddress(0x1000)), 0u);
 }
 
 TEST(MemoryBackingKernel, LockNamesTheRlimitWhenItIsTooLow) {
