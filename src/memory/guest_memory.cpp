@@ -42,7 +42,7 @@ Result<uint64_t> check_specs(std::vector<MemoryRegionSpec>& sorted, uint64_t pag
       return Error(ErrorCode::kInvalidArgument, "guest memory regions overlap");
     if (s.size % page_size != 0 || s.start.value() % page_size != 0)
       return Error(ErrorCode::kInvalidArgument, "hugepages=on: guest RAM must be a multiple of " +
-                                                    format_size(page_size) + " huge pages");
+                                                    format_size(page_size) + " (whole huge pages)");
     if (total + s.size < total) return Error(ErrorCode::kInvalidArgument, "guest memory too large");
     total += s.size;
   }
@@ -86,6 +86,12 @@ Error hugetlb_pool_too_small(uint64_t bytes) {
   return Error(ErrorCode::kUnsupported, "hugepages=on: guest RAM needs " + std::to_string(bytes / kHugetlbPageSize) +
                                             " 2 MiB huge pages, the host's pool has " + std::to_string(unreserved) +
                                             " free (raise /proc/sys/vm/nr_hugepages)");
+}
+
+// Only THP and KSM depend on host settings; the rest fail or work here.
+std::vector<std::string> warnings_for(const MemoryBackingOptions& options, MemoryKind kind) {
+  if (options.huge_pages != HugePages::kTransparent && !options.merge) return {};
+  return host_setting_warnings(options, kind, HostMemorySettings::read());
 }
 
 bool hugetlb_pool_holds(uint64_t bytes) {
@@ -173,7 +179,7 @@ Result<GuestMemory> GuestMemory::create(const std::vector<MemoryRegionSpec>& spe
   }
   HV_TRY(memory.map_regions(sorted, flags));
   HV_TRY(memory.apply_options(total));
-  memory.host_warnings_ = host_setting_warnings(options, memory.kind_, HostMemorySettings::read());
+  memory.host_warnings_ = warnings_for(options, memory.kind_);
   return memory;
 }
 
@@ -194,7 +200,7 @@ Result<GuestMemory> GuestMemory::map_private(const std::vector<MemoryRegionSpec>
   memory.options_ = options;
   HV_TRY(memory.map_regions(sorted, MAP_PRIVATE | MAP_NORESERVE));
   HV_TRY(memory.apply_options(total));
-  memory.host_warnings_ = host_setting_warnings(options, memory.kind_, HostMemorySettings::read());
+  memory.host_warnings_ = warnings_for(options, memory.kind_);
   return memory;
 }
 
