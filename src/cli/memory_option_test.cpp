@@ -16,10 +16,8 @@ TEST(MemoryOption, TakesEveryOption) {
   auto m = parse_memory_option("2G,hugepages=thp,lock=on,prealloc=on,merge=on");
   ASSERT_TRUE(m.ok()) << m.error().message();
   EXPECT_EQ(m->size, 2ull << 30);
-  EXPECT_EQ(m->backing, (MemoryBackingOptions{.huge_pages = HugePages::kTransparent,
-                                              .lock = true,
-                                              .prealloc = true,
-                                              .merge = true}));
+  EXPECT_EQ(m->backing, (MemoryBackingOptions{
+                            .huge_pages = HugePages::kTransparent, .lock = true, .prealloc = true, .merge = true}));
   auto h = parse_memory_option("1G,shared=on,hugepages=on");
   ASSERT_TRUE(h.ok()) << h.error().message();
   EXPECT_EQ(h->backing, (MemoryBackingOptions{.huge_pages = HugePages::kHugetlb, .shared = true}));

@@ -41,8 +41,8 @@ Result<uint64_t> check_specs(std::vector<MemoryRegionSpec>& sorted, uint64_t pag
     if (i > 0 && sorted[i - 1].start.value() + sorted[i - 1].size > s.start.value())
       return Error(ErrorCode::kInvalidArgument, "guest memory regions overlap");
     if (s.size % page_size != 0 || s.start.value() % page_size != 0)
-      return Error(ErrorCode::kInvalidArgument, "hugepages=on: guest RAM must be a multiple of " +
-                                                    format_size(page_size) + " (whole huge pages)");
+      return Error(ErrorCode::kInvalidArgument,
+                   "hugepages=on: guest RAM must be a multiple of " + format_size(page_size) + " (whole huge pages)");
     if (total + s.size < total) return Error(ErrorCode::kInvalidArgument, "guest memory too large");
     total += s.size;
   }
@@ -232,9 +232,7 @@ Result<void> GuestMemory::discard(GuestAddress start, uint64_t length) {
                       static_cast<off_t>(region->file_offset + offset), static_cast<off_t>(length)) < 0)
         return Error::from_errno("punching a hole in guest RAM");
       break;
-    case MemoryKind::kPrivateFile:
-      HV_TRY(map_anonymous_over(host, length));
-      break;
+    case MemoryKind::kPrivateFile: HV_TRY(map_anonymous_over(host, length)); break;
   }
   note_dma_write(start, length);
   return {};
@@ -245,7 +243,8 @@ Result<void> GuestMemory::discard(GuestAddress start, uint64_t length) {
 // stay valid. Each call may split the mapping, so a guest discarding scattered
 // pages can exhaust vm.max_map_count: that fails here with an error.
 Result<void> GuestMemory::map_anonymous_over(uint8_t* host, uint64_t length) {
-  void* p = ::mmap(host, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+  void* p =
+      ::mmap(host, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) return Error::from_errno("mapping zero pages over discarded guest RAM");
   ::madvise(host, length, MADV_DONTFORK);  // as map_regions() gave the mapping it replaces
   if (options_.merge && ::madvise(host, length, MADV_MERGEABLE) < 0)
@@ -339,7 +338,6 @@ uint8_t* GuestMemory::host_pointer(GuestAddress address, uint64_t length) const 
   const Region* r = find(address, length);
   return r ? r->host + (address.value() - r->start.value()) : nullptr;
 }
-
 
 Result<void> GuestMemory::read(GuestAddress address, std::span<uint8_t> out) const {
   uint8_t* p = host_pointer(address, out.size());

@@ -1,8 +1,9 @@
 // Guest RAM: every region mapped once into the host, backed as
 // memory_backing.h chooses (private anonymous memory, or one memfd holding
-// every region in address order). All guest-memory access goes through these accessors, which check
-// bounds with overflow-safe arithmetic; an access that is not wholly inside
-// one region fails (it never wraps, never touches host memory outside RAM).
+// every region in address order). All guest-memory access goes through these
+// accessors, which check bounds with overflow-safe arithmetic; an access that
+// is not wholly inside one region fails (it never wraps, never touches host
+// memory outside RAM).
 #pragma once
 
 #include <cstddef>

@@ -1,7 +1,6 @@
 #include "memory/guest_memory.h"
 
 #include <gtest/gtest.h>
-
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -128,10 +127,10 @@ TEST(GuestMemoryDiscard, TellsTheObserverTheRangeChanged) {
 TEST(GuestMemoryDiscard, RejectsBadRanges) {
   GuestMemory m = two_regions();
   ASSERT_TRUE(m.fill(GuestAddress(0), 0x55, 0x10000).ok());
-  EXPECT_FALSE(m.discard(GuestAddress(0x800), 0x1000).ok());     // unaligned start
-  EXPECT_FALSE(m.discard(GuestAddress(0x1000), 0x800).ok());     // unaligned length
-  EXPECT_FALSE(m.discard(GuestAddress(0xf000), 0x2000).ok());    // past the region's end
-  EXPECT_FALSE(m.discard(GuestAddress(0x20000), 0x1000).ok());   // the hole
+  EXPECT_FALSE(m.discard(GuestAddress(0x800), 0x1000).ok());    // unaligned start
+  EXPECT_FALSE(m.discard(GuestAddress(0x1000), 0x800).ok());    // unaligned length
+  EXPECT_FALSE(m.discard(GuestAddress(0xf000), 0x2000).ok());   // past the region's end
+  EXPECT_FALSE(m.discard(GuestAddress(0x20000), 0x1000).ok());  // the hole
   EXPECT_FALSE(m.discard(GuestAddress(0x1000), UINT64_MAX & ~0xfffull).ok());
   EXPECT_FALSE(m.discard(GuestAddress(0xfffffffffffff000ull), 0x2000).ok());
   auto r = m.discard(GuestAddress(0x800), 0x1000);

@@ -11,11 +11,13 @@ namespace hostvisor {
 
 Result<MemoryKind> choose_memory_kind(const MemoryBackingOptions& options) {
   if (options.merge && options.huge_pages == HugePages::kHugetlb)
-    return Error(ErrorCode::kInvalidArgument, "merge=on and hugepages=on cannot be combined: KSM does not merge "
-                                              "hugetlbfs pages");
+    return Error(ErrorCode::kInvalidArgument,
+                 "merge=on and hugepages=on cannot be combined: KSM does not merge "
+                 "hugetlbfs pages");
   if (options.merge && options.shared)
-    return Error(ErrorCode::kInvalidArgument, "merge=on and shared=on cannot be combined: KSM merges only private "
-                                              "anonymous memory");
+    return Error(ErrorCode::kInvalidArgument,
+                 "merge=on and shared=on cannot be combined: KSM merges only private "
+                 "anonymous memory");
   if (options.huge_pages == HugePages::kHugetlb) return MemoryKind::kHugetlbMemfd;
   if (options.shared) return MemoryKind::kSharedMemfd;
   return MemoryKind::kPrivateAnonymous;
@@ -95,15 +97,16 @@ std::vector<std::string> host_setting_warnings(const MemoryBackingOptions& optio
       // Shared RAM is shmem: its huge pages follow shmem_enabled, and
       // MADV_HUGEPAGE counts only under "advise", "always" or "within_size".
       if (host.thp_shmem_enabled == "never" || host.thp_shmem_enabled == "deny" || host.thp_shmem_enabled.empty())
-        warnings.push_back("hugepages=thp with shared=on: this host's shmem huge pages are off "
-                           "(/sys/kernel/mm/transparent_hugepage/shmem_enabled is '" +
-                           (host.thp_shmem_enabled.empty() ? std::string("missing") : host.thp_shmem_enabled) +
-                           "'), so guest RAM gets no transparent huge pages; drop shared=on to get them");
+        warnings.push_back(
+            "hugepages=thp with shared=on: this host's shmem huge pages are off "
+            "(/sys/kernel/mm/transparent_hugepage/shmem_enabled is '" +
+            (host.thp_shmem_enabled.empty() ? std::string("missing") : host.thp_shmem_enabled) +
+            "'), so guest RAM gets no transparent huge pages; drop shared=on to get them");
     } else if (host.thp_enabled == "never" || host.thp_enabled.empty()) {
-      warnings.push_back("hugepages=thp: transparent huge pages are off on this host "
-                         "(/sys/kernel/mm/transparent_hugepage/enabled is '" +
-                         (host.thp_enabled.empty() ? std::string("missing") : host.thp_enabled) +
-                         "'), so guest RAM gets none");
+      warnings.push_back(
+          "hugepages=thp: transparent huge pages are off on this host "
+          "(/sys/kernel/mm/transparent_hugepage/enabled is '" +
+          (host.thp_enabled.empty() ? std::string("missing") : host.thp_enabled) + "'), so guest RAM gets none");
     }
   }
   if (options.merge && host.ksm_run && *host.ksm_run != 1)

@@ -2,16 +2,15 @@
 // running VM on the software CPU: the memtouch test kernel writes all of its
 // RAM above 16 MiB and idles, and the test reads the hostvisor process's
 // /proc files and the host's huge page pool and KSM counters.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/file.h>
 #include <unistd.h>
 
-#include <fcntl.h>
-
 #include <chrono>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <optional>
 #include <sstream>
@@ -127,8 +126,7 @@ TEST(MemoryBackingGuest, HugetlbComesFromThePoolAndATooSmallPoolIsAnErrorAtStart
     GuestConsole vm;
     start_memtouch(vm, std::to_string(kRamMiB) + "M,hugepages=on");
     EXPECT_GE(free_before - hugetlb_free(), kTouchedMiB / 2) << "HugePages_Free did not drop";
-    EXPECT_NE(read_file("/proc/" + std::to_string(vm.pid()) + "/maps").find("/memfd:hostvisor-ram"),
-              std::string::npos);
+    EXPECT_NE(read_file("/proc/" + std::to_string(vm.pid()) + "/maps").find("/memfd:hostvisor-ram"), std::string::npos);
   }
   // Twice the pool: refused before the guest runs, not a SIGBUS later.
   GuestConsole big;
@@ -174,8 +172,7 @@ void snapshot_and_restore(const std::string& memory, const std::string& dir, Gue
   ASSERT_TRUE(restored.start(argv)) << restored.failure();
   // The restore line comes once RAM is back; the guest idles on.
   const auto deadline = std::chrono::steady_clock::now() + seconds(60);
-  while (restored.err().find("hostvisor: restored") == std::string::npos &&
-         std::chrono::steady_clock::now() < deadline)
+  while (restored.err().find("hostvisor: restored") == std::string::npos && std::chrono::steady_clock::now() < deadline)
     restored.read_for(std::chrono::milliseconds(100));
   ASSERT_NE(restored.err().find("hostvisor: restored"), std::string::npos) << restored.err();
 }
