@@ -149,7 +149,11 @@ Result<MemoryImageStats> write_memory_image(int fd, const GuestMemory& memory, c
 
   for (const auto& region : memory.regions()) {
     std::vector<Extent> extents;
-    if (memory.memfd() < 0) {
+    if (memory.kind() == MemoryKind::kPrivateAnonymous) {
+      // No file to ask: the process's page table says which pages were used.
+      for (const auto& [from, to] : HV_TRY(memory.anonymous_pages_in_use(region)))
+        extents.push_back({region.file_offset + from, region.file_offset + to});
+    } else if (memory.memfd() < 0) {
       extents.push_back({region.file_offset, region.file_offset + region.size});
     } else if (memory.private_file()) {
       // Copy-on-write pages of a private mapping are not in its file.

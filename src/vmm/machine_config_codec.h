@@ -14,7 +14,8 @@
 
 namespace hostvisor {
 
-inline constexpr uint32_t kMachineConfigVersion = 1;
+// 2 added the memory backing options; 1 is read as the defaults.
+inline constexpr uint32_t kMachineConfigVersion = 2;
 
 // `backend` is the backend the machine ran on ("kvm", "emu").
 std::vector<uint8_t> encode_machine_config(const MachineConfig& config, const std::string& backend);

@@ -12,6 +12,7 @@ MachineConfig sample_config() {
   config.memory_bytes = 512ull << 20;
   config.cpus = 2;
   config.console = ConsoleDevice::kVirtio;
+  config.memory_backing = {.huge_pages = HugePages::kTransparent, .lock = true, .merge = true};
   DiskConfig disk;
   disk.disk.path = "/images/root.qcow2";
   disk.disk.format = block::ImageFormat::kQcow2;
@@ -40,6 +41,26 @@ TEST(MachineConfigCodecTest, RoundTrips) {
   EXPECT_EQ(saved->config.disks[0].transport, VirtioTransport::kMmio);
   ASSERT_EQ(saved->config.nets.size(), 1u);
   EXPECT_TRUE(std::holds_alternative<net::UserNetOption>(saved->config.nets[0].net));
+  EXPECT_EQ(saved->config.memory_backing, sample_config().memory_backing);
+}
+
+TEST(MachineConfigCodecTest, ReadsVersion1AsDefaultMemoryBacking) {
+  // Version 1 ended before the memory backing options (5 bytes).
+  std::vector<uint8_t> bytes = encode_machine_config(sample_config(), "emu");
+  bytes.resize(bytes.size() - 5);
+  bytes[0] = 1;
+  auto saved = decode_machine_config(bytes);
+  ASSERT_TRUE(saved.ok()) << saved.error().message();
+  EXPECT_EQ(saved->config.memory_backing, MemoryBackingOptions{});
+  EXPECT_EQ(saved->config.nets.size(), 1u);
+}
+
+TEST(MachineConfigCodecTest, RefusesMemoryOptionsThatCannotCombine) {
+  MachineConfig config = sample_config();
+  config.memory_backing = {.merge = true, .shared = true};
+  auto saved = decode_machine_config(encode_machine_config(config, "emu"));
+  ASSERT_FALSE(saved.ok());
+  EXPECT_NE(saved.error().message().find("merge=on and shared=on"), std::string::npos);
 }
 
 TEST(MachineConfigCodecTest, RefusesDamagedBytes) {
