@@ -34,6 +34,13 @@ std::vector<uint8_t> encode_machine_config(const MachineConfig& config, const st
     out.put_string(net.text);
     out.put(static_cast<uint8_t>(net.transport));
   }
+  out.put_bool(config.balloon.has_value());
+  if (config.balloon) {
+    out.put_bool(config.balloon->deflate_on_oom);
+    out.put_bool(config.balloon->free_page_reporting);
+    out.put(config.balloon->stats_interval_seconds);
+    out.put(static_cast<uint8_t>(config.balloon->transport));
+  }
   return out.take();
 }
 
@@ -87,6 +94,14 @@ Result<SavedMachineConfig> decode_machine_config(std::span<const uint8_t> bytes)
     if (!option) return std::move(option).error().with_context("snapshot machine configuration");
     net.net = std::move(*option);
     config.nets.push_back(std::move(net));
+  }
+  if (in.get_bool()) {
+    BalloonConfig balloon;
+    balloon.deflate_on_oom = in.get_bool();
+    balloon.free_page_reporting = in.get_bool();
+    balloon.stats_interval_seconds = in.get<uint32_t>();
+    balloon.transport = transport();
+    config.balloon = balloon;
   }
   HV_TRY(in.finish());
   if (saved.backend == "kvm") {

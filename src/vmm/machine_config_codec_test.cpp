@@ -22,6 +22,10 @@ MachineConfig sample_config() {
   nic.text = "user,hostfwd=tcp::2222-:22";
   nic.net = *net::parse_net_option(nic.text);
   config.nets.push_back(nic);
+  config.balloon = BalloonConfig{.deflate_on_oom = true,
+                                 .free_page_reporting = false,
+                                 .stats_interval_seconds = 7,
+                                 .transport = VirtioTransport::kMmio};
   return config;
 }
 
@@ -40,6 +44,17 @@ TEST(MachineConfigCodecTest, RoundTrips) {
   EXPECT_EQ(saved->config.disks[0].transport, VirtioTransport::kMmio);
   ASSERT_EQ(saved->config.nets.size(), 1u);
   EXPECT_TRUE(std::holds_alternative<net::UserNetOption>(saved->config.nets[0].net));
+  ASSERT_TRUE(saved->config.balloon);
+  EXPECT_TRUE(saved->config.balloon->deflate_on_oom);
+  EXPECT_FALSE(saved->config.balloon->free_page_reporting);
+  EXPECT_EQ(saved->config.balloon->stats_interval_seconds, 7u);
+  EXPECT_EQ(saved->config.balloon->transport, VirtioTransport::kMmio);
+
+  MachineConfig without = sample_config();
+  without.balloon.reset();
+  auto plain = decode_machine_config(encode_machine_config(without, "emu"));
+  ASSERT_TRUE(plain.ok()) << plain.error().message();
+  EXPECT_FALSE(plain->config.balloon);
 }
 
 TEST(MachineConfigCodecTest, RefusesDamagedBytes) {

@@ -88,6 +88,10 @@ Result<void> VirtioBalloon::on_activate() {
     inflated_.assign((end / vb::kPageSize + 63) / 64, 0);
   }
   stats_chain_.reset();
+  // Linux primes the statistics queue with its first figures and notifies
+  // before DRIVER_OK, when no device listens yet: look at every queue now.
+  for (uint16_t q = 0; q < queue_count(); ++q)
+    if (serving(q)) serve_queue(q);
   return ok();
 }
 

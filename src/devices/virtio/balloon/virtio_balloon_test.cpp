@@ -181,6 +181,18 @@ TEST_F(VirtioBalloonTest, StatisticsAreKeptAndRequestedAgainAfterTheInterval) {
   EXPECT_EQ(interrupt.used.back(), 2);
 }
 
+// Linux posts its first statistics before DRIVER_OK, when a notification
+// reaches no device: activation finds them.
+TEST_F(VirtioBalloonTest, StatisticsPostedBeforeActivationAreRead) {
+  std::vector<vb::Stat> stats = {{vb::kStatTotalMemory, 1000 << 20}};
+  ASSERT_TRUE(memory.write(GuestAddress(kBuffers), std::span(reinterpret_cast<const uint8_t*>(stats.data()), 10)).ok());
+  VirtqueueTestDriver early(memory, kQueueSize, kRings + 2 * 0x4000ull);
+  early.add_chain(0, {{kBuffers, 10, false}});
+  start();
+  EXPECT_EQ(device->status().stats.updates, 1u);
+  EXPECT_EQ(device->status().stats.value[vb::kStatTotalMemory], 1000u << 20);
+}
+
 TEST_F(VirtioBalloonTest, WorkPerTurnIsBounded) {
   start();
   std::vector<uint32_t> many(VirtioBalloon::kMaxPagesPerChain * 4, pfn(kPages));  // longer than a chain is read
