@@ -52,6 +52,8 @@ class GuestConsole {
   // its exit status, or nullopt if it was killed or ended by a signal.
   std::optional<int> wait_exit(std::chrono::milliseconds timeout);
 
+  // The child's process id (-1 before start()), to look at what it holds.
+  pid_t pid() const { return pid_; }
   const std::string& out() const { return out_; }
   const std::string& err() const { return err_; }
   const std::string& failure() const { return failure_; }
