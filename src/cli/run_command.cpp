@@ -9,6 +9,7 @@
 #include "cli/balloon_option.h"
 #include "cli/device_options.h"
 #include "cli/fw_cfg_option.h"
+#include "cli/memory_option.h"
 #include "guest/default_guest/default_guest.h"
 #include "snapshot/snapshot_reader.h"
 #include "vmm/disk_snapshots.h"
@@ -98,7 +99,7 @@ int restore(const RunOptions& options) {
     auto machine = HV_TRY(Machine::restore(config, *snapshot, restore_options, signals));
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     std::fprintf(stderr, "hostvisor: restored %s (%s%s) in %.1f ms\n", options.restore.c_str(),
-                 options.restore_mode.c_str(), options.clone ? ", clone" : "", ms);
+                 machine->restored_with() == RestoreMode::kMap ? "map" : "copy", options.clone ? ", clone" : "", ms);
     return machine;
   });
 }
@@ -133,12 +134,13 @@ int run(const RunOptions& options) {
   }
   config.cpus = options.cpus;
   config.debug_exit = options.debug_exit;
-  auto memory = parse_size(options.memory);
+  auto memory = parse_memory_option(options.memory);
   if (!memory) {
-    fail("--memory: " + memory.error().message());
+    fail(memory.error().message());
     return 2;
   }
-  config.memory_bytes = *memory;
+  config.memory_bytes = memory->size;
+  config.memory_backing = memory->backing;
   auto accel = parse_accel(options.accel);
   if (!accel) {
     fail("--accel: " + accel.error().message());
@@ -245,7 +247,14 @@ void add_run_command(CLI::App& app, int* exit_status) {
       ->check(CLI::ExistingFile);
   cmd->add_option("--initrd", options->initrd, "Initial ramdisk (multiboot: module 0)")->check(CLI::ExistingFile);
   cmd->add_option("--append", options->append, "Kernel command line");
-  cmd->add_option("--memory,-m", options->memory, "Guest RAM, e.g. 256M, 2G")->capture_default_str();
+  cmd->add_option("--memory,-m", options->memory,
+                  "Guest RAM: SIZE[,hugepages=on|thp][,lock=on][,prealloc=on][,merge=on][,shared=on], e.g. 2G or "
+                  "1G,hugepages=thp. hugepages=on: 2 MiB pages from the host's hugetlbfs pool (too small a pool is an "
+                  "error at start); thp: transparent huge pages; lock=on: mlock, never swapped (needs "
+                  "RLIMIT_MEMLOCK or CAP_IPC_LOCK); prealloc=on: every page populated at start; merge=on: KSM "
+                  "merges identical pages (not with shared=on or hugepages=on); shared=on: a shared memfd. RAM is "
+                  "private anonymous memory unless hugepages=on or shared=on needs a memfd")
+      ->capture_default_str();
   cmd->add_option("--disk", options->disks,
                   "Attach a disk image as virtio-blk (repeatable): FILE[,format=raw|qcow2][,cache=writeback|none|"
                   "unsafe][,readonly=on][,discard=on][,transport=pci|mmio]");

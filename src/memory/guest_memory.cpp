@@ -2,23 +2,33 @@
 
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <linux/memfd.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
 #include <cstring>
+
+#include "base/size.h"
 
 namespace hostvisor {
 
 namespace {
+
 constexpr uint64_t kPageSize = 4096;
-}
 
-static Error out_of_range(GuestAddress address, uint64_t length);
+#ifndef MADV_DONTNEED_LOCKED
+#define MADV_DONTNEED_LOCKED 24  // Linux 5.18
+#endif
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23  // Linux 5.14
+#endif
 
-namespace {
-Result<uint64_t> check_specs(std::vector<MemoryRegionSpec>& sorted) {
+Result<uint64_t> check_specs(std::vector<MemoryRegionSpec>& sorted, uint64_t page_size) {
   if (sorted.empty()) return Error(ErrorCode::kInvalidArgument, "guest memory needs at least one region");
   std::sort(sorted.begin(), sorted.end(), [](auto& a, auto& b) { return a.start < b.start; });
   uint64_t total = 0;
@@ -30,44 +40,145 @@ Result<uint64_t> check_specs(std::vector<MemoryRegionSpec>& sorted) {
       return Error(ErrorCode::kInvalidArgument, "guest memory region wraps the address space");
     if (i > 0 && sorted[i - 1].start.value() + sorted[i - 1].size > s.start.value())
       return Error(ErrorCode::kInvalidArgument, "guest memory regions overlap");
+    if (s.size % page_size != 0 || s.start.value() % page_size != 0)
+      return Error(ErrorCode::kInvalidArgument, "hugepages=on: guest RAM must be a multiple of " +
+                                                    format_size(page_size) + " huge pages");
     if (total + s.size < total) return Error(ErrorCode::kInvalidArgument, "guest memory too large");
     total += s.size;
   }
   return total;
 }
+
+Error out_of_range(GuestAddress address, uint64_t length) {
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "guest access [%#llx, +%#llx) is outside guest RAM",
+                static_cast<unsigned long long>(address.value()), static_cast<unsigned long long>(length));
+  return Error(ErrorCode::kOutOfRange, buf);
+}
+
+// Maps `size` bytes at a 2 MiB-aligned address, so transparent huge pages can
+// back all of a region (the kernel only aligns shmem and hugetlbfs itself).
+void* map_aligned(uint64_t size, int prot, int flags, int fd, uint64_t offset) {
+  const uint64_t align = kHugetlbPageSize;
+  void* area = ::mmap(nullptr, size + align, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (area == MAP_FAILED) return MAP_FAILED;
+  const auto base = reinterpret_cast<uintptr_t>(area);
+  const uintptr_t aligned = (base + align - 1) & ~(align - 1);
+  void* p = ::mmap(reinterpret_cast<void*>(aligned), size, prot, flags | MAP_FIXED, fd, static_cast<off_t>(offset));
+  if (p == MAP_FAILED) {
+    const int err = errno;
+    ::munmap(area, size + align);
+    errno = err;
+    return MAP_FAILED;
+  }
+  if (aligned > base) ::munmap(area, aligned - base);
+  const uintptr_t tail = aligned + size, area_end = base + size + align;
+  if (area_end > tail) ::munmap(reinterpret_cast<void*>(tail), area_end - tail);
+  return p;
+}
+
+// The kernel reserves a hugetlbfs mapping's pages at mmap: a pool too small
+// fails at start rather than with a SIGBUS in the guest.
+Error hugetlb_pool_too_small(uint64_t bytes) {
+  const HostMemorySettings host = HostMemorySettings::read();
+  const uint64_t free = host.hugetlb_free.value_or(0);
+  const uint64_t unreserved = free - std::min(free, host.hugetlb_reserved.value_or(0));
+  return Error(ErrorCode::kUnsupported, "hugepages=on: guest RAM needs " + std::to_string(bytes / kHugetlbPageSize) +
+                                            " 2 MiB huge pages, the host's pool has " + std::to_string(unreserved) +
+                                            " free (raise /proc/sys/vm/nr_hugepages)");
+}
+
+bool hugetlb_pool_holds(uint64_t bytes) {
+  const HostMemorySettings host = HostMemorySettings::read();
+  if (!host.hugetlb_free) return true;  // no figures: let the reservation decide
+  const uint64_t free = *host.hugetlb_free - std::min(*host.hugetlb_free, host.hugetlb_reserved.value_or(0));
+  return free >= bytes / kHugetlbPageSize;
+}
+
 }  // namespace
 
 Result<void> GuestMemory::map_regions(const std::vector<MemoryRegionSpec>& sorted, int flags) {
   uint64_t offset = 0;
   for (const auto& s : sorted) {
-    // MAP_NORESERVE: RAM is committed as the guest touches it, like a real
-    // hypervisor; a large --memory must not fail up front.
-    void* p = ::mmap(nullptr, s.size, PROT_READ | PROT_WRITE, flags | MAP_NORESERVE, memfd_.get(),
-                     static_cast<off_t>(offset));
-    if (p == MAP_FAILED) return Error::from_errno("mapping guest RAM");
+    const int fd = memfd_.get();
+    void* p = map_aligned(s.size, PROT_READ | PROT_WRITE, flags, fd, fd < 0 ? 0 : offset);
+    if (p == MAP_FAILED) {
+      const int err = errno;
+      if (kind_ == MemoryKind::kHugetlbMemfd && err == ENOMEM) return hugetlb_pool_too_small(total_size() + s.size);
+      return Error::from_errno("mapping guest RAM", err);
+    }
     regions_.push_back(Region{s.start, s.size, static_cast<uint8_t*>(p), offset});
     offset += s.size;
   }
   return {};
 }
 
-Result<GuestMemory> GuestMemory::create(const std::vector<MemoryRegionSpec>& specs) {
-  std::vector<MemoryRegionSpec> sorted = specs;
-  const uint64_t total = HV_TRY(check_specs(sorted));
+Result<void> GuestMemory::apply_options(uint64_t total) {
+  for (const Region& r : regions_) {
+    if (options_.huge_pages == HugePages::kTransparent && ::madvise(r.host, r.size, MADV_HUGEPAGE) < 0)
+      return Error::from_errno("hugepages=thp: MADV_HUGEPAGE on guest RAM");
+    if (options_.merge && ::madvise(r.host, r.size, MADV_MERGEABLE) < 0)
+      return Error::from_errno("merge=on: this kernel has no KSM (MADV_MERGEABLE)");
+  }
+  if (options_.lock) {
+    // mlock faults every page in and pins it.
+    for (const Region& r : regions_) {
+      if (::mlock(r.host, r.size) == 0) continue;
+      const int err = errno;
+      rlimit limit{};
+      ::getrlimit(RLIMIT_MEMLOCK, &limit);
+      if ((err == ENOMEM || err == EPERM) && limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < total)
+        return Error(ErrorCode::kUnsupported, "lock=on: RLIMIT_MEMLOCK is " + format_size(limit.rlim_cur) +
+                                                  ", below the " + format_size(total) +
+                                                  " of guest RAM (raise it with `ulimit -l`, or run with "
+                                                  "CAP_IPC_LOCK)");
+      return Error::from_errno("lock=on: mlock of guest RAM", err);
+    }
+  } else if (options_.prealloc) {
+    for (const Region& r : regions_)
+      if (::madvise(r.host, r.size, MADV_POPULATE_WRITE) < 0)
+        return Error::from_errno("prealloc=on: populating " + format_size(total) + " of guest RAM");
+  }
+  return {};
+}
 
-  int fd = ::memfd_create("hostvisor-ram", MFD_CLOEXEC);
-  if (fd < 0) return Error::from_errno("memfd_create for guest RAM");
+Result<GuestMemory> GuestMemory::create(const std::vector<MemoryRegionSpec>& specs,
+                                        const MemoryBackingOptions& options) {
   GuestMemory memory;
-  memory.memfd_.reset(fd);
-  if (::ftruncate(fd, static_cast<off_t>(total)) < 0)
-    return Error::from_errno("sizing guest RAM to " + std::to_string(total) + " bytes");
-  HV_TRY(memory.map_regions(sorted, MAP_SHARED));
+  memory.kind_ = HV_TRY(choose_memory_kind(options));
+  memory.options_ = options;
+  if (memory.kind_ == MemoryKind::kHugetlbMemfd) memory.page_size_ = kHugetlbPageSize;
+  std::vector<MemoryRegionSpec> sorted = specs;
+  const uint64_t total = HV_TRY(check_specs(sorted, memory.page_size_));
+
+  int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
+  if (memory.kind_ != MemoryKind::kPrivateAnonymous) {
+    const bool hugetlb = memory.kind_ == MemoryKind::kHugetlbMemfd;
+    if (hugetlb && !hugetlb_pool_holds(total)) return hugetlb_pool_too_small(total);
+    const int fd = ::memfd_create("hostvisor-ram", MFD_CLOEXEC | (hugetlb ? MFD_HUGETLB | MFD_HUGE_2MB : 0));
+    if (fd < 0)
+      return Error::from_errno(hugetlb ? "hugepages=on: memfd_create(MFD_HUGETLB) (does the host have hugetlbfs?)"
+                                       : "memfd_create for guest RAM");
+    memory.memfd_.reset(fd);
+    if (::ftruncate(fd, static_cast<off_t>(total)) < 0)
+      return Error::from_errno("sizing guest RAM to " + std::to_string(total) + " bytes");
+    // MAP_NORESERVE: RAM is committed as the guest touches it, like a real
+    // hypervisor; a large --memory must not fail up front. Not for hugetlbfs,
+    // whose reservation is what makes a short pool an error now.
+    flags = hugetlb ? MAP_SHARED : MAP_SHARED | MAP_NORESERVE;
+  }
+  HV_TRY(memory.map_regions(sorted, flags));
+  HV_TRY(memory.apply_options(total));
+  memory.host_warnings_ = host_setting_warnings(options, memory.kind_, HostMemorySettings::read());
   return memory;
 }
 
-Result<GuestMemory> GuestMemory::map_private(const std::vector<MemoryRegionSpec>& specs, UniqueFd file) {
+Result<GuestMemory> GuestMemory::map_private(const std::vector<MemoryRegionSpec>& specs, UniqueFd file,
+                                             const MemoryBackingOptions& options) {
+  if (auto conflict = mapped_restore_conflict(options))
+    return Error(ErrorCode::kInvalidArgument, "RAM mapped from a file: " + *conflict);
   std::vector<MemoryRegionSpec> sorted = specs;
-  const uint64_t total = HV_TRY(check_specs(sorted));
+  const uint64_t total = HV_TRY(check_specs(sorted, kPageSize));
   struct stat st;
   if (::fstat(file.get(), &st) < 0) return Error::from_errno("stat of the guest RAM file");
   if (static_cast<uint64_t>(st.st_size) < total)
@@ -75,8 +186,11 @@ Result<GuestMemory> GuestMemory::map_private(const std::vector<MemoryRegionSpec>
                                           std::to_string(total) + " needed");
   GuestMemory memory;
   memory.memfd_ = std::move(file);
-  memory.private_file_ = true;
-  HV_TRY(memory.map_regions(sorted, MAP_PRIVATE));
+  memory.kind_ = MemoryKind::kPrivateFile;
+  memory.options_ = options;
+  HV_TRY(memory.map_regions(sorted, MAP_PRIVATE | MAP_NORESERVE));
+  HV_TRY(memory.apply_options(total));
+  memory.host_warnings_ = host_setting_warnings(options, memory.kind_, HostMemorySettings::read());
   return memory;
 }
 
@@ -94,14 +208,23 @@ Result<void> GuestMemory::discard(GuestAddress start, uint64_t length) {
   if (length == 0) return {};
   const uint64_t offset = start.value() - region->start.value();
   uint8_t* host = region->host + offset;
-  if (private_file_) {
-    HV_TRY(map_anonymous_over(host, length));
-  } else {
-    // Punching the hole frees the memfd's pages and unmaps them everywhere,
-    // so every mapping (and KVM's through its MMU notifier) reads zeros.
-    if (::fallocate(memfd_.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                    static_cast<off_t>(region->file_offset + offset), static_cast<off_t>(length)) < 0)
-      return Error::from_errno("punching a hole in guest RAM");
+  switch (kind_) {
+    case MemoryKind::kPrivateAnonymous:
+      // Locked RAM stays locked: the pages fault back in, pinned, on use.
+      if (::madvise(host, length, options_.lock ? MADV_DONTNEED_LOCKED : MADV_DONTNEED) < 0)
+        return Error::from_errno("giving guest RAM back to the host");
+      break;
+    case MemoryKind::kSharedMemfd:
+    case MemoryKind::kHugetlbMemfd:
+      // Punching the hole frees the memfd's pages and unmaps them everywhere,
+      // so every mapping (and KVM's, through its MMU notifier) reads zeros.
+      if (::fallocate(memfd_.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                      static_cast<off_t>(region->file_offset + offset), static_cast<off_t>(length)) < 0)
+        return Error::from_errno("punching a hole in guest RAM");
+      break;
+    case MemoryKind::kPrivateFile:
+      HV_TRY(map_anonymous_over(host, length));
+      break;
   }
   note_dma_write(start, length);
   return {};
@@ -114,6 +237,8 @@ Result<void> GuestMemory::discard(GuestAddress start, uint64_t length) {
 Result<void> GuestMemory::map_anonymous_over(uint8_t* host, uint64_t length) {
   void* p = ::mmap(host, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) return Error::from_errno("mapping zero pages over discarded guest RAM");
+  if (options_.merge && ::madvise(host, length, MADV_MERGEABLE) < 0)
+    return Error::from_errno("merge=on: MADV_MERGEABLE on discarded guest RAM");
   return {};
 }
 
@@ -121,7 +246,9 @@ GuestMemory::GuestMemory(GuestMemory&& other) noexcept
     : memfd_(std::move(other.memfd_)),
       regions_(std::move(other.regions_)),
       dma_observer_(std::move(other.dma_observer_)),
-      private_file_(other.private_file_),
+      kind_(other.kind_),
+      options_(other.options_),
+      host_warnings_(std::move(other.host_warnings_)),
       page_size_(other.page_size_) {
   other.regions_.clear();
 }
@@ -132,7 +259,9 @@ GuestMemory& GuestMemory::operator=(GuestMemory&& other) noexcept {
     memfd_ = std::move(other.memfd_);
     regions_ = std::move(other.regions_);
     dma_observer_ = std::move(other.dma_observer_);
-    private_file_ = other.private_file_;
+    kind_ = other.kind_;
+    options_ = other.options_;
+    host_warnings_ = std::move(other.host_warnings_);
     page_size_ = other.page_size_;
     other.regions_.clear();
   }
@@ -172,12 +301,6 @@ uint8_t* GuestMemory::host_pointer(GuestAddress address, uint64_t length) const 
   return r ? r->host + (address.value() - r->start.value()) : nullptr;
 }
 
-static Error out_of_range(GuestAddress address, uint64_t length) {
-  char buf[96];
-  std::snprintf(buf, sizeof buf, "guest access [%#llx, +%#llx) is outside guest RAM",
-                static_cast<unsigned long long>(address.value()), static_cast<unsigned long long>(length));
-  return Error(ErrorCode::kOutOfRange, buf);
-}
 
 Result<void> GuestMemory::read(GuestAddress address, std::span<uint8_t> out) const {
   uint8_t* p = host_pointer(address, out.size());

@@ -1,5 +1,6 @@
-// Guest RAM: one memfd holding every region, each region mapped once into
-// the host. All guest-memory access goes through these accessors, which check
+// Guest RAM: every region mapped once into the host, backed as
+// memory_backing.h chooses (private anonymous memory, or one memfd holding
+// every region in address order). All guest-memory access goes through these accessors, which check
 // bounds with overflow-safe arithmetic; an access that is not wholly inside
 // one region fails (it never wraps, never touches host memory outside RAM).
 #pragma once
@@ -15,6 +16,7 @@
 #include "base/fd.h"
 #include "base/result.h"
 #include "memory/guest_address.h"
+#include "memory/memory_backing.h"
 
 namespace hostvisor {
 
@@ -29,19 +31,26 @@ class GuestMemory {
     GuestAddress start;
     uint64_t size;
     uint8_t* host;         // mapping of this region
-    uint64_t file_offset;  // offset of this region in the memfd
+    uint64_t file_offset;  // offset of this region in the memfd (or the layout a memfd would have)
     GuestAddress end() const { return start + size; }
   };
 
-  // Regions must be page-aligned, non-empty and must not overlap. They are
-  // laid out in the memfd in address order, one after another.
-  static Result<GuestMemory> create(const std::vector<MemoryRegionSpec>& specs);
+  // Regions must be page-aligned (2 MiB with hugepages=on), non-empty and
+  // must not overlap. A memfd holds them in address order, one after
+  // another. Each option takes effect here or this fails with a one-line
+  // error (a huge page pool or RLIMIT_MEMLOCK too small); what the host's
+  // settings stop from working is in host_warnings().
+  static Result<GuestMemory> create(const std::vector<MemoryRegionSpec>& specs,
+                                    const MemoryBackingOptions& options = {});
   // Guest RAM mapped MAP_PRIVATE from `file`, laid out as create() lays out
   // its memfd (a snapshot's memory file): pages load lazily on first touch
   // and guest writes are copy-on-write, so the file is never written and
   // nothing here scales with the RAM's size. The file must stay unchanged
   // while the memory lives.
-  static Result<GuestMemory> map_private(const std::vector<MemoryRegionSpec>& specs, UniqueFd file);
+  // Of the options only merge=on applies (mapped_restore_conflict() names
+  // why the others cannot); any other is an error.
+  static Result<GuestMemory> map_private(const std::vector<MemoryRegionSpec>& specs, UniqueFd file,
+                                         const MemoryBackingOptions& options = {});
 
   GuestMemory() = default;
   GuestMemory(GuestMemory&&) noexcept;
@@ -52,10 +61,15 @@ class GuestMemory {
 
   const std::vector<Region>& regions() const { return regions_; }
   uint64_t total_size() const;
-  // The file behind RAM: the memfd of create(), or map_private()'s file.
+  // The file behind RAM: the memfd of create() (-1 for private anonymous
+  // RAM), or map_private()'s file.
   int memfd() const { return memfd_.get(); }
   // True for map_private(): the file does not hold the guest's writes.
-  bool private_file() const { return private_file_; }
+  bool private_file() const { return kind_ == MemoryKind::kPrivateFile; }
+  MemoryKind kind() const { return kind_; }
+  const MemoryBackingOptions& options() const { return options_; }
+  // Options the host's settings keep from taking effect, one line each.
+  const std::vector<std::string>& host_warnings() const { return host_warnings_; }
 
   // Gives the host back the pages of [start, start + length): afterwards the
   // guest reads zeros there and the host's memory really drops (the balloon
@@ -112,13 +126,16 @@ class GuestMemory {
  private:
   const Region* find(GuestAddress address, uint64_t length) const;
   Result<void> map_regions(const std::vector<MemoryRegionSpec>& sorted, int flags);
+  Result<void> apply_options(uint64_t total);
   void unmap_all();
   Result<void> map_anonymous_over(uint8_t* host, uint64_t length);
 
   UniqueFd memfd_;
   std::vector<Region> regions_;
   DmaWriteObserver dma_observer_;
-  bool private_file_ = false;
+  MemoryKind kind_ = MemoryKind::kPrivateAnonymous;
+  MemoryBackingOptions options_;
+  std::vector<std::string> host_warnings_;
   uint64_t page_size_ = 4096;
 };
 

@@ -12,8 +12,8 @@
 namespace hostvisor {
 namespace {
 
-GuestMemory two_regions() {
-  auto m = GuestMemory::create({{GuestAddress(0), 0x10000}, {GuestAddress(0x100000), 0x2000}});
+GuestMemory two_regions(const MemoryBackingOptions& options = {}) {
+  auto m = GuestMemory::create({{GuestAddress(0), 0x10000}, {GuestAddress(0x100000), 0x2000}}, options);
   EXPECT_TRUE(m.ok());
   return std::move(m).value();
 }
@@ -71,8 +71,16 @@ TEST(GuestMemory, RejectsBadLayouts) {
   EXPECT_FALSE(GuestMemory::create({{GuestAddress(0xfffffffffffff000ull), 0x2000}}).ok());
 }
 
-TEST(GuestMemory, RegionsShareOneMemfd) {
+TEST(GuestMemory, PrivateAnonymousByDefault) {
   GuestMemory m = two_regions();
+  EXPECT_EQ(m.kind(), MemoryKind::kPrivateAnonymous);
+  EXPECT_EQ(m.memfd(), -1);
+  EXPECT_EQ(m.regions()[1].file_offset, 0x10000u);  // the layout a memory file gets
+}
+
+TEST(GuestMemory, SharedRegionsShareOneMemfd) {
+  GuestMemory m = two_regions({.shared = true});
+  EXPECT_EQ(m.kind(), MemoryKind::kSharedMemfd);
   ASSERT_GE(m.memfd(), 0);
   ASSERT_EQ(m.regions().size(), 2u);
   EXPECT_EQ(m.regions()[1].file_offset, 0x10000u);
@@ -91,8 +99,8 @@ uint64_t allocated_bytes(int fd) {
   return static_cast<uint64_t>(st.st_blocks) * 512;
 }
 
-TEST(GuestMemoryDiscard, GivesPagesBackAndReadsZeros) {
-  GuestMemory m = two_regions();
+TEST(GuestMemoryDiscard, SharedMemfdGetsAHolePunched) {
+  GuestMemory m = two_regions({.shared = true});
   ASSERT_EQ(m.discard_granularity(), 4096u);
   ASSERT_TRUE(m.fill(GuestAddress(0), 0xaa, 0x10000).ok());
   const uint64_t before = allocated_bytes(m.memfd());

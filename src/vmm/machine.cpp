@@ -74,8 +74,9 @@ Result<void> Machine::build(const snapshot::Snapshot* snapshot, const RestoreOpt
   if (snapshot) {
     memory_ = HV_TRY(restore_memory(layout, *snapshot, options.mode));
   } else {
-    memory_ = HV_TRY(GuestMemory::create(layout.regions()));
+    memory_ = HV_TRY(GuestMemory::create(layout.regions(), config_.memory_backing));
   }
+  for (const std::string& warning : memory_.host_warnings()) HV_LOG_WARN("--memory: {}", warning);
 
   vm_ = HV_TRY(hypervisor_->create_vm(VmConfig{config_.cpus}));
   HV_TRY(vm_->map_memory(memory_));
@@ -512,13 +513,21 @@ Result<GuestMemory> Machine::restore_memory(const arch::MemoryLayout& layout, co
   const auto& saved = snapshot.header().regions;
   if (snapshot::region_specs(saved).size() != layout.regions().size())
     return Error(ErrorCode::kCorrupt, "the snapshot's RAM regions do not match its memory size");
+  if (mode == RestoreMode::kMap) {
+    if (auto conflict = mapped_restore_conflict(config_.memory_backing)) {
+      HV_LOG_WARN("--restore-mode map: {}, so guest RAM is copied from the snapshot instead (--restore-mode copy)",
+                  *conflict);
+      mode = RestoreMode::kCopy;
+    }
+  }
+  restored_with_ = mode;
   GuestMemory memory;
   if (mode == RestoreMode::kMap) {
     const int fd = ::dup(snapshot.memory_fd());
     if (fd < 0) return Error::from_errno("duplicating the memory file's descriptor");
-    memory = HV_TRY(GuestMemory::map_private(layout.regions(), UniqueFd(fd)));
+    memory = HV_TRY(GuestMemory::map_private(layout.regions(), UniqueFd(fd), config_.memory_backing));
   } else {
-    memory = HV_TRY(GuestMemory::create(layout.regions()));
+    memory = HV_TRY(GuestMemory::create(layout.regions(), config_.memory_backing));
   }
   if (snapshot::describe_regions(memory) != saved)
     return Error(ErrorCode::kCorrupt, "the snapshot's RAM regions do not match its memory size");

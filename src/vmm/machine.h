@@ -79,6 +79,9 @@ class Machine final : public SystemControl {
   ~Machine() override;
 
   const std::string& accel_reason() const { return accel_reason_; }
+  // How a restore brought RAM back: the mode asked for, or copy when the
+  // memory options cannot work on a mapped file (mapped_restore_conflict).
+  RestoreMode restored_with() const { return restored_with_; }
   const char* backend_name() const { return hypervisor_->name(); }
 
   // Starts the vCPUs and the console and blocks until the guest ends.
@@ -165,6 +168,7 @@ class Machine final : public SystemControl {
   MachineConfig config_;
   StopSignals& signals_;
   std::string accel_reason_;
+  RestoreMode restored_with_ = RestoreMode::kCopy;
   std::unique_ptr<Hypervisor> hypervisor_;
   GuestMemory memory_;
   std::unique_ptr<Vm> vm_;

@@ -8,6 +8,7 @@
 
 #include "block/disk_option.h"
 #include "hv/accel.h"
+#include "memory/memory_backing.h"
 #include "net/net_option.h"
 
 namespace hostvisor {
@@ -55,6 +56,7 @@ struct MachineConfig {
   std::string initrd_path;  // empty: none
   std::string cmdline;
   uint64_t memory_bytes = 256ull << 20;
+  MemoryBackingOptions memory_backing;  // --memory SIZE,OPTIONS
   unsigned cpus = 1;
   Accel accel = Accel::kAuto;
   bool debug_exit = false;                         // isa-debug-exit compatible device at port 0xf4

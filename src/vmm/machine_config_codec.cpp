@@ -34,6 +34,12 @@ std::vector<uint8_t> encode_machine_config(const MachineConfig& config, const st
     out.put_string(net.text);
     out.put(static_cast<uint8_t>(net.transport));
   }
+  const MemoryBackingOptions& backing = config.memory_backing;
+  out.put(static_cast<uint8_t>(backing.huge_pages));
+  out.put_bool(backing.lock);
+  out.put_bool(backing.prealloc);
+  out.put_bool(backing.merge);
+  out.put_bool(backing.shared);
   out.put_bool(config.balloon.has_value());
   if (config.balloon) {
     out.put_bool(config.balloon->deflate_on_oom);
@@ -47,7 +53,7 @@ std::vector<uint8_t> encode_machine_config(const MachineConfig& config, const st
 Result<SavedMachineConfig> decode_machine_config(std::span<const uint8_t> bytes) {
   StateReader in(bytes, "snapshot machine configuration");
   const uint32_t version = in.get<uint32_t>();
-  if (in.ok() && version != kMachineConfigVersion)
+  if (in.ok() && (version == 0 || version > kMachineConfigVersion))
     return Error(ErrorCode::kUnsupported, "snapshot machine configuration version " + std::to_string(version) +
                                               " is not one this hostvisor reads (" +
                                               std::to_string(kMachineConfigVersion) + ")");
@@ -95,7 +101,17 @@ Result<SavedMachineConfig> decode_machine_config(std::span<const uint8_t> bytes)
     net.net = std::move(*option);
     config.nets.push_back(std::move(net));
   }
-  if (in.get_bool()) {
+  if (version >= 2) {
+    MemoryBackingOptions& backing = config.memory_backing;
+    const uint8_t huge_pages = in.get<uint8_t>();
+    if (huge_pages > static_cast<uint8_t>(HugePages::kHugetlb)) in.fail("unknown huge page setting");
+    backing.huge_pages = static_cast<HugePages>(huge_pages);
+    backing.lock = in.get_bool();
+    backing.prealloc = in.get_bool();
+    backing.merge = in.get_bool();
+    backing.shared = in.get_bool();
+  }
+  if (version >= 3 && in.get_bool()) {
     BalloonConfig balloon;
     balloon.deflate_on_oom = in.get_bool();
     balloon.free_page_reporting = in.get_bool();
@@ -104,6 +120,8 @@ Result<SavedMachineConfig> decode_machine_config(std::span<const uint8_t> bytes)
     config.balloon = balloon;
   }
   HV_TRY(in.finish());
+  if (auto kind = choose_memory_kind(config.memory_backing); !kind)
+    return std::move(kind).error().with_context("snapshot machine configuration");
   if (saved.backend == "kvm") {
     config.accel = Accel::kKvm;
   } else if (saved.backend == "emu") {

@@ -12,6 +12,7 @@ MachineConfig sample_config() {
   config.memory_bytes = 512ull << 20;
   config.cpus = 2;
   config.console = ConsoleDevice::kVirtio;
+  config.memory_backing = {.huge_pages = HugePages::kTransparent, .lock = true, .merge = true};
   DiskConfig disk;
   disk.disk.path = "/images/root.qcow2";
   disk.disk.format = block::ImageFormat::kQcow2;
@@ -49,12 +50,48 @@ TEST(MachineConfigCodecTest, RoundTrips) {
   EXPECT_FALSE(saved->config.balloon->free_page_reporting);
   EXPECT_EQ(saved->config.balloon->stats_interval_seconds, 7u);
   EXPECT_EQ(saved->config.balloon->transport, VirtioTransport::kMmio);
+  EXPECT_EQ(saved->config.memory_backing, sample_config().memory_backing);
 
   MachineConfig without = sample_config();
   without.balloon.reset();
   auto plain = decode_machine_config(encode_machine_config(without, "emu"));
   ASSERT_TRUE(plain.ok()) << plain.error().message();
   EXPECT_FALSE(plain->config.balloon);
+}
+
+TEST(MachineConfigCodecTest, ReadsVersion2AsNoBalloon) {
+  // Version 2 ended before the balloon.
+  MachineConfig config = sample_config();
+  config.balloon.reset();
+  std::vector<uint8_t> bytes = encode_machine_config(config, "emu");
+  bytes.resize(bytes.size() - 1);
+  bytes[0] = 2;
+  auto saved = decode_machine_config(bytes);
+  ASSERT_TRUE(saved.ok()) << saved.error().message();
+  EXPECT_FALSE(saved->config.balloon);
+  EXPECT_EQ(saved->config.memory_backing, sample_config().memory_backing);
+}
+
+TEST(MachineConfigCodecTest, ReadsVersion1AsDefaultMemoryBacking) {
+  // Version 1 ended before the memory backing options (5 bytes) and the
+  // balloon (1 byte when there is none).
+  MachineConfig config = sample_config();
+  config.balloon.reset();
+  std::vector<uint8_t> bytes = encode_machine_config(config, "emu");
+  bytes.resize(bytes.size() - 6);
+  bytes[0] = 1;
+  auto saved = decode_machine_config(bytes);
+  ASSERT_TRUE(saved.ok()) << saved.error().message();
+  EXPECT_EQ(saved->config.memory_backing, MemoryBackingOptions{});
+  EXPECT_EQ(saved->config.nets.size(), 1u);
+}
+
+TEST(MachineConfigCodecTest, RefusesMemoryOptionsThatCannotCombine) {
+  MachineConfig config = sample_config();
+  config.memory_backing = {.merge = true, .shared = true};
+  auto saved = decode_machine_config(encode_machine_config(config, "emu"));
+  ASSERT_FALSE(saved.ok());
+  EXPECT_NE(saved.error().message().find("merge=on and shared=on"), std::string::npos);
 }
 
 TEST(MachineConfigCodecTest, RefusesDamagedBytes) {

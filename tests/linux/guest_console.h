@@ -52,7 +52,8 @@ class GuestConsole {
   // its exit status, or nullopt if it was killed or ended by a signal.
   std::optional<int> wait_exit(std::chrono::milliseconds timeout);
 
-  // The child's process id (-1 before start()), to look at what it holds.
+  // The child's process id while it runs (-1 before start()), for tests
+  // that look at it in /proc.
   pid_t pid() const { return pid_; }
   const std::string& out() const { return out_; }
   const std::string& err() const { return err_; }
