@@ -8,6 +8,7 @@
 #include "devices/virtio/balloon/virtio_balloon.h"
 
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 #include <memory>
@@ -18,6 +19,7 @@
 #include "devices/virtio/testing/reschedule.h"
 #include "devices/virtio/testing/virtqueue_test_driver.h"
 #include "devices/virtio/virtio_constants.h"
+#include "memory/testing/hugetlb_pool.h"
 
 namespace hostvisor {
 namespace {
@@ -63,11 +65,16 @@ class VirtioBalloonTest : public ::testing::Test {
     ASSERT_TRUE(memory.fill(GuestAddress(address), value, length).ok());
   }
   uint8_t byte_at(uint64_t address) { return memory.read_obj<uint8_t>(GuestAddress(address)).value(); }
-  // What the memfd really holds, in bytes.
-  uint64_t allocated() {
-    struct stat st {};
-    EXPECT_EQ(::fstat(memory.memfd(), &st), 0);
-    return static_cast<uint64_t>(st.st_blocks) * 512;
+  // How much of [address, address + length) the host holds in memory
+  // (mincore: resident pages of the mapping, for private and shared RAM alike).
+  uint64_t resident(uint64_t address, uint64_t length) {
+    uint8_t* host = memory.host_pointer(GuestAddress(address), length);
+    EXPECT_NE(host, nullptr);
+    std::vector<unsigned char> pages(length / 4096);
+    EXPECT_EQ(::mincore(host, length, pages.data()), 0);
+    uint64_t bytes = 0;
+    for (unsigned char page : pages) bytes += (page & 1) ? 4096 : 0;
+    return bytes;
   }
   static uint32_t pfn(uint64_t address) { return static_cast<uint32_t>(address >> vb::kPfnShift); }
 
@@ -95,7 +102,6 @@ TEST_F(VirtioBalloonTest, OffersWhatItWasAskedForWithItsQueues) {
 TEST_F(VirtioBalloonTest, InflatedPagesGoBackToTheHostAndReadAsZeros) {
   start();
   fill(kPages, 64 * 4096, 0x5a);
-  fill(kRings, 0x10000, 0);  // the rings' pages exist before the count
   std::vector<uint32_t> pfns;
   for (uint32_t i = 0; i < 32; ++i) pfns.push_back(pfn(kPages) + i);
   pfns.push_back(pfn(kPages) + 3);  // a duplicate
@@ -103,13 +109,13 @@ TEST_F(VirtioBalloonTest, InflatedPagesGoBackToTheHostAndReadAsZeros) {
   pfns.push_back(0xffffffff);       // far outside
   pfns.push_back(pfn(kRings));      // the inflate queue's own descriptor table
   post_pfns(0, 0, pfns);
-  const uint64_t before = allocated();
+  ASSERT_EQ(resident(kPages, 64 * 4096), 64 * 4096u);
   ASSERT_TRUE(device->process_queue(0).ok());
   EXPECT_TRUE(interrupt.needs_reset.empty());
   ASSERT_EQ(drivers[0]->used_idx(), 1);
   EXPECT_EQ(drivers[0]->used(0).id, 0u);
   // Measured before reading them back: a read of a hole in shared memory allocates a page again.
-  EXPECT_EQ(before - allocated(), 32 * 4096u) << "exactly the 32 pages inside RAM went back";
+  EXPECT_EQ(resident(kPages, 64 * 4096), 32 * 4096u) << "exactly the 32 pages inside RAM went back";
   EXPECT_EQ(byte_at(kPages), 0);
   EXPECT_EQ(byte_at(kPages + 32 * 4096 - 1), 0);
   EXPECT_EQ(byte_at(kPages + 32 * 4096), 0x5a) << "a page the guest kept";
@@ -133,15 +139,13 @@ TEST_F(VirtioBalloonTest, InflatedPagesGoBackToTheHostAndReadAsZeros) {
 TEST_F(VirtioBalloonTest, ReportedRangesAreDiscardedExceptTheDevicesRings) {
   start();
   fill(kPages, 2 << 20, 0x33);
-  fill(kRings, 0x10000, 0);  // nothing but rings there
-  const uint64_t before = allocated();
   // Two ranges, as Linux posts them (device-writable), one covering every ring.
   drivers[3]->add_chain(0, {{kPages, 2 << 20, true}, {kRings - 0x1000, 0x20000, true}});
   ASSERT_TRUE(device->process_queue(3).ok());
   ASSERT_EQ(drivers[3]->used_idx(), 1);
   EXPECT_EQ(drivers[3]->used(0).len, 0u);
+  EXPECT_EQ(resident(kPages, 2 << 20), 0u);  // before a read maps the zero page there
   EXPECT_EQ(byte_at(kPages + 12345), 0);
-  EXPECT_GE(before - allocated(), 2u << 20);
   EXPECT_GE(device->status().reported_bytes, 2u << 20);
   // The reporting queue's rings survived: it serves the next report.
   fill(kPages, 4096, 0x44);
@@ -149,6 +153,61 @@ TEST_F(VirtioBalloonTest, ReportedRangesAreDiscardedExceptTheDevicesRings) {
   ASSERT_TRUE(device->process_queue(3).ok());
   EXPECT_EQ(drivers[3]->used_idx(), 2);
   EXPECT_EQ(byte_at(kPages), 0);
+  EXPECT_TRUE(interrupt.needs_reset.empty());
+}
+
+// Shared RAM (a memfd) really shrinks: the pages leave the file, not just the mapping.
+TEST_F(VirtioBalloonTest, SharedMemoryLosesThePagesFromItsFile) {
+  memory = std::move(GuestMemory::create({{GuestAddress(0), kRam}}, {.shared = true})).value();
+  ASSERT_GE(memory.memfd(), 0);
+  fill(kRings, 0x10000, 0);  // the rings' pages are in the file before the count
+  start();
+  fill(kPages, 1 << 20, 0x5a);
+  auto file_bytes = [&] {
+    struct stat st {};
+    EXPECT_EQ(::fstat(memory.memfd(), &st), 0);
+    return static_cast<uint64_t>(st.st_blocks) * 512;
+  };
+  std::vector<uint32_t> pfns;
+  for (uint32_t i = 0; i < 256; ++i) pfns.push_back(pfn(kPages) + i);
+  post_pfns(0, 0, pfns);
+  const uint64_t before = file_bytes();
+  ASSERT_TRUE(device->process_queue(0).ok());
+  EXPECT_EQ(before - file_bytes(), 1u << 20);
+  EXPECT_EQ(byte_at(kPages + 4096), 0);
+}
+
+// hugetlbfs RAM goes back in 2 MiB pages only: an inflated huge page once
+// all 512 of its 4 KiB pages are in the balloon, a report trimmed to the
+// whole huge pages inside it.
+TEST_F(VirtioBalloonTest, WithHugePagesOnlyWholeHugePagesGoBack) {
+  ::hostvisor::testing::HugetlbPool pool(kRam >> 21);  // given back afterwards
+  if (!pool.ok()) GTEST_SKIP() << "cannot grow the huge page pool here: " << pool.why();
+  auto huge = GuestMemory::create({{GuestAddress(0), kRam}}, {.huge_pages = HugePages::kHugetlb});
+  ASSERT_TRUE(huge.ok()) << huge.error().message();
+  memory = std::move(*huge);
+  ASSERT_EQ(memory.discard_granularity(), 2u << 20);
+  start();
+  fill(kPages, 8 << 20, 0x5a);
+
+  std::vector<uint32_t> all_but_one;
+  for (uint32_t i = 0; i < 511; ++i) all_but_one.push_back(pfn(kPages) + i);
+  post_pfns(0, 0, all_but_one);
+  ASSERT_TRUE(device->process_queue(0).ok());
+  EXPECT_EQ(device->status().discarded_bytes, 0u);
+  EXPECT_EQ(byte_at(kPages), 0x5a) << "a huge page went back with a page of it still the guest's";
+  post_pfns(0, 1, {pfn(kPages) + 511});
+  ASSERT_TRUE(device->process_queue(0).ok());
+  EXPECT_EQ(device->status().discarded_bytes, 2u << 20);
+  EXPECT_EQ(byte_at(kPages), 0);
+  EXPECT_EQ(byte_at(kPages + (2 << 20)), 0x5a);
+
+  // A report from 4 KiB before the second huge page to 4 KiB past the third.
+  drivers[3]->add_chain(0, {{kPages + (2 << 20) - 4096, (4 << 20) + 8192, true}});
+  ASSERT_TRUE(device->process_queue(3).ok());
+  EXPECT_EQ(device->status().reported_bytes, 4u << 20);
+  EXPECT_EQ(byte_at(kPages + (2 << 20)), 0);
+  EXPECT_EQ(byte_at(kPages + (6 << 20)), 0x5a) << "the huge page the report only began";
   EXPECT_TRUE(interrupt.needs_reset.empty());
 }
 
