@@ -98,7 +98,6 @@ class VirtioBalloon : public VirtioDeviceCore {
   // interrupt and answers in its own time.
   void set_target_pages(uint32_t pages);
   BalloonStatus status() const;
-  const VirtioBalloonOptions& options() const { return options_; }
 
   std::string_view name() const override { return "balloon"; }
   uint32_t device_type() const override;
