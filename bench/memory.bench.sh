@@ -19,6 +19,10 @@
 #            (private pages): the default guest at its prompt (emu, QEMU
 #            TCG), and a tiny guest (tests/guests memtouch, 32 MiB) on KVM
 #            when /dev/kvm is there. Goal: <= 5 MiB (Firecracker's figure).
+#   reporting free page reporting: seconds from the guest freeing 600 MiB
+#            (rm of a tmpfs file) until the host holds 500 MiB less (its
+#            anonymous + shared RSS), 1 GiB guests, hostvisor --balloon beside
+#            QEMU -device virtio-balloon,free-page-reporting=on.
 #
 # Each measurement is one function; main() lists them (BENCH_ONLY=NAME,...
 # runs only those). Best of BENCH_REPEAT (default 1) runs per row, hostvisor
@@ -204,12 +208,64 @@ def overhead_rows():
         print("tiny guest on kvm: no /dev/kvm")
 
 
+def guest_ram_held_kib(pid):
+    """What the host holds of a VMM's memory that guest RAM lives in:
+    anonymous plus shared-memory RSS (private RAM, or a memfd's pages)."""
+    held = 0
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(("RssAnon:", "RssShmem:")):
+                held += int(line.split()[1])
+    return held
+
+
+def reporting_run(console, pid, fill_mib=600, goal_mib=500, timeout=30):
+    """Fills fill_mib of a tmpfs in the guest, removes it, and returns the
+    seconds until the host holds goal_mib less (None if not within timeout)."""
+    if "yes" not in console.run("test -d /sys/bus/virtio/drivers/virtio_balloon && echo yes || echo no").decode():
+        raise RuntimeError("the guest has no virtio_balloon driver (a default guest built before manifest 6?)")
+    console.run(f"mount -t tmpfs -o size={fill_mib + 100}m tmpfs /mnt && "
+                f"dd if=/dev/zero of=/mnt/fill bs=1M count={fill_mib} 2>/dev/null")
+    filled = guest_ram_held_kib(pid)
+    console.run("rm /mnt/fill")
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if filled - guest_ram_held_kib(pid) >= goal_mib * 1024:
+            return time.monotonic() - start
+        time.sleep(0.05)
+    return None
+
+
+def reporting_rows():
+    """Free page reporting: after the guest frees 600 MiB, how long until the
+    host has 500 MiB back (1 GiB guests; hostvisor's balloon with reporting
+    on, QEMU's virtio-balloon with free-page-reporting=on). The clock starts
+    when the guest's rm returns; Linux reports free 2 MiB blocks in batches
+    every 2 s, so both are paced by the guest."""
+    print(f"{'free page reporting (1 GiB guest)':<44}{'s to 500 MiB back':>18}")
+    runs = (("hostvisor emu", hostvisor_argv("1G", extra=("--balloon",))),
+            ("qemu tcg", qemu_argv(None, ram_mib=1024) + ["-device", "virtio-balloon,free-page-reporting=on"]))
+    best = {}
+    for _ in range(REPEAT):
+        for label, argv in runs:
+            console, _ = boot(label, argv)
+            try:
+                took = reporting_run(console, console.child.pid)
+            finally:
+                console.close()
+            if took is not None:
+                best[label] = min(took, best.get(label, took))
+    for label, _ in runs:
+        print(f"{label:<44}{best[label]:18.1f}" if label in best else f"{label:<44}{'not within 30 s':>18}")
+    if len(best) == 2:
+        print(f"{'hostvisor/qemu':<44}{best['hostvisor emu'] / best['qemu tcg']:18.2f}")
+
+
 def main():
     version = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True, text=True).stdout
     print(f"peer: {version.splitlines()[0] if version else 'qemu-system-x86_64'}")
-    # The balloon work adds its free-page-reporting figure as one more function here.
     only = os.environ.get("BENCH_ONLY")  # e.g. BENCH_ONLY=overhead_rows: one section
-    for section in (backing_rows, overhead_rows):
+    for section in (backing_rows, overhead_rows, reporting_rows):
         if not only or section.__name__ in only.split(","):
             section()
 

@@ -5,6 +5,8 @@
 #include <functional>
 #include <memory>
 
+#include "base/size.h"
+#include "cli/balloon_option.h"
 #include "cli/device_options.h"
 #include "cli/fw_cfg_option.h"
 #include "cli/memory_option.h"
@@ -25,6 +27,8 @@ struct RunOptions {
   std::vector<std::string> disks;
   std::vector<std::string> nets;
   std::vector<std::string> fw_cfg_files;
+  std::string balloon;  // --balloon's text, when given
+  bool balloon_given = false;
   bool debug_exit = false;
   bool no_reboot = false;
   std::string snapshot_dir;  // where Ctrl-A s / Ctrl-A S write
@@ -179,6 +183,17 @@ int run(const RunOptions& options) {
     }
     config.fw_cfg_files.push_back(*file);
   }
+  // The default guest gets a balloon, so free page reporting hands the
+  // memory it frees back to the host out of the box; a kernel of the user's
+  // own gets one only when asked (--balloon=off: none either way).
+  if (options.balloon_given || options.kernel.empty()) {
+    auto balloon = parse_balloon_option(options.balloon_given ? options.balloon : "on");
+    if (!balloon) {
+      fail(balloon.error().message());
+      return 2;
+    }
+    config.balloon = *balloon;
+  }
   assign_stable_macs(run_vm_identity(config.kernel_path, config.disks), config.nets);
 
   return run_machines(options, config, [&](StopSignals& signals) { return Machine::create(config, signals); });
@@ -276,6 +291,14 @@ void add_run_command(CLI::App& app, int* exit_status) {
   cmd->add_option("--fw-cfg", options->fw_cfg_files,
                   "Add a file to the guest's fw_cfg (repeatable): name=opt/NAME,file=PATH or name=opt/NAME,string=TEXT "
                   "(QEMU's -fw_cfg; firmware and Linux's qemu_fw_cfg driver read it)");
+  cmd->add_option("--balloon", options->balloon,
+                  "Add a virtio-balloon device: [deflate-on-oom=on][,free-page-reporting=on|off][,stats-interval="
+                  "SECONDS][,transport=pci|mmio]. The console key Ctrl-A b sets its size; memory the guest frees is "
+                  "reported and goes back to the host (free-page-reporting, on by default); deflate-on-oom lets a "
+                  "guest short of memory take pages back; the guest's memory statistics are asked for every "
+                  "stats-interval seconds (5; 0: never). The default guest has one unless --balloon=off")
+      ->expected(0, 1)
+      ->default_str("on");
   cmd->add_option("--cpus", options->cpus, "Number of vCPUs")->capture_default_str()->check(CLI::Range(1u, kMaxVcpus));
   cmd->add_option("--accel", options->accel, "CPU backend: auto, kvm or emu")->capture_default_str();
   cmd->add_flag("--debug-exit", options->debug_exit,
@@ -300,9 +323,10 @@ void add_run_command(CLI::App& app, int* exit_status) {
       "resets with --no-reboot; 4 on a triple fault or a guest halted for good; 1 when hostvisor cannot go on; 2 for a "
       "usage error.");
   cmd->callback([cmd, options, exit_status] {
-    for (const char* name :
-         {"--kernel", "--initrd", "--append", "--memory", "--disk", "--net", "--console", "--cpus", "--debug-exit"})
+    for (const char* name : {"--kernel", "--initrd", "--append", "--memory", "--disk", "--net", "--console", "--cpus",
+                             "--debug-exit", "--balloon"})
       if (cmd->count(name) > 0) options->machine_options_given.push_back(name);
+    options->balloon_given = cmd->count("--balloon") > 0;
     options->accel_given = cmd->count("--accel") > 0;
     *exit_status = run(*options);
   });

@@ -40,6 +40,8 @@ ConsoleEscape::Command ConsoleEscape::feed(std::span<const uint8_t> input, std::
         case 'P': command = Command::kPause; break;
         case 's': command = Command::kSnapshot; break;
         case 'S': return Command::kSnapshotAndQuit;
+        case 'b':
+        case 'B': return Command::kBalloon;  // the line that follows is the host's
         case kEscapeKey: to_guest.push_back(kEscapeKey); break;
         default: break;  // unknown escapes are swallowed, as in QEMU
       }
@@ -60,6 +62,7 @@ const char* ConsoleEscape::help_text() {
          "  Ctrl-A p         pause the VM, or resume it\r\n"
          "  Ctrl-A s         write a snapshot (--snapshot-dir) and go on\r\n"
          "  Ctrl-A S         write a snapshot and quit\r\n"
+         "  Ctrl-A b         set the balloon's size (--balloon)\r\n"
          "  Ctrl-A Ctrl-A    send Ctrl-A to the guest\r\n"
          "  Ctrl-A h         this help\r\n";
 }
@@ -117,11 +120,11 @@ Result<std::unique_ptr<TerminalConsole>> TerminalConsole::attach(EventLoop& loop
                                                                  int input_fd, int output_fd,
                                                                  std::function<void()> on_quit,
                                                                  PauseToggle on_pause_toggle, SnapshotKey on_snapshot,
-                                                                 TerminalStandIn* stand_in) {
+                                                                 BalloonKey on_balloon, TerminalStandIn* stand_in) {
   if (!target) return Error(ErrorCode::kInvalidArgument, "the terminal console needs a guest device to feed");
   std::unique_ptr<TerminalConsole> console(new TerminalConsole(loop, std::move(target), input_fd, output_fd,
                                                                std::move(on_quit), std::move(on_pause_toggle),
-                                                               std::move(on_snapshot)));
+                                                               std::move(on_snapshot), std::move(on_balloon)));
   TerminalConsole* self = console.get();
   HV_TRY(loop.add(self->target_->space_fd(), [self](uint32_t) { self->on_space(); }));
   if (stand_in) {
@@ -159,6 +162,10 @@ void TerminalConsole::on_input() {
   }
   // A byte at a time, so several commands in one read all act, in order.
   for (ssize_t i = 0; i < n; ++i) {
+    if (answering_) {
+      answer_byte(buffer[i]);
+      continue;
+    }
     const ConsoleEscape::Command command = escape_.feed(std::span(buffer + i, 1), pending_);
     switch (command) {
       case ConsoleEscape::Command::kNone: break;
@@ -180,6 +187,13 @@ void TerminalConsole::on_input() {
         }
         break;
       }
+      case ConsoleEscape::Command::kBalloon:
+        if (!on_balloon_.prompt || !on_balloon_.set) break;
+        deliver_pending();
+        write_text(output_fd_, ("\r\n[hostvisor: " + on_balloon_.prompt() + "] ").c_str());
+        answering_ = true;
+        answer_.clear();
+        break;
       case ConsoleEscape::Command::kQuit:
         pending_.clear();
         on_quit_();
@@ -187,6 +201,34 @@ void TerminalConsole::on_input() {
     }
   }
   deliver_pending();
+}
+
+void TerminalConsole::answer_byte(uint8_t byte) {
+  switch (byte) {
+    case '\r':
+    case '\n':
+      answering_ = false;
+      write_text(output_fd_, ("\r\n[hostvisor: " + on_balloon_.set(answer_) + "]\r\n").c_str());
+      return;
+    case 0x03:  // Ctrl-C
+    case 0x1b:  // Esc
+      answering_ = false;
+      write_text(output_fd_, "\r\n[hostvisor: balloon unchanged]\r\n");
+      return;
+    case 0x7f:  // Backspace (DEL), and Ctrl-H
+    case 0x08:
+      if (!answer_.empty()) {
+        answer_.pop_back();
+        write_text(output_fd_, "\b \b");
+      }
+      return;
+    default:
+      // A size is short and printable; anything else is not part of it.
+      if (byte < 0x20 || byte > 0x7e || answer_.size() >= kMaxAnswer) return;
+      answer_.push_back(static_cast<char>(byte));
+      const char echo[2] = {static_cast<char>(byte), 0};
+      write_text(output_fd_, echo);
+  }
 }
 
 void TerminalConsole::on_space() {

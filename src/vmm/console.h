@@ -3,7 +3,8 @@
 // stdin is a terminal (restored on exit, whatever the exit). Like QEMU,
 // Ctrl-A is an escape key: Ctrl-A x quits, Ctrl-A p pauses or resumes the
 // VM, Ctrl-A s writes a snapshot and goes on, Ctrl-A S writes one and quits,
-// Ctrl-A h lists the keys, Ctrl-A Ctrl-A sends a literal Ctrl-A.
+// Ctrl-A b asks for the balloon's size (a line typed on the host, not sent to
+// the guest), Ctrl-A h lists the keys, Ctrl-A Ctrl-A sends a literal Ctrl-A.
 #pragma once
 
 #include <termios.h>
@@ -43,7 +44,7 @@ class RawTerminal {
 // Splits host keyboard input into bytes for the guest and escape commands.
 class ConsoleEscape {
  public:
-  enum class Command { kNone, kQuit, kHelp, kPause, kSnapshot, kSnapshotAndQuit };
+  enum class Command { kNone, kQuit, kHelp, kPause, kSnapshot, kSnapshotAndQuit, kBalloon };
   static constexpr uint8_t kEscapeKey = 0x01;  // Ctrl-A
 
   // Feeds input; bytes for the guest are appended to `to_guest`. Returns the
@@ -90,9 +91,18 @@ class TerminalConsole {
   // given, answers the guest's terminal queries through this console's
   // input, after what was typed before them.
   using SnapshotKey = std::function<std::string(bool and_quit)>;
+  // Ctrl-A b: the console shows prompt()'s question, reads a line from the
+  // terminal (echoed; Backspace edits, Esc or Ctrl-C cancels) and shows what
+  // set(line) returns. The guest sees none of it.
+  struct BalloonKey {
+    std::function<std::string()> prompt;
+    std::function<std::string(const std::string& answer)> set;
+  };
+  static constexpr size_t kMaxAnswer = 32;
   static Result<std::unique_ptr<TerminalConsole>> attach(EventLoop& loop, std::unique_ptr<ConsoleInput> target,
                                                          int input_fd, int output_fd, std::function<void()> on_quit,
                                                          PauseToggle on_pause_toggle = {}, SnapshotKey on_snapshot = {},
+                                                         BalloonKey on_balloon = {},
                                                          TerminalStandIn* stand_in = nullptr);
   ~TerminalConsole();
 
@@ -102,15 +112,19 @@ class TerminalConsole {
 
  private:
   TerminalConsole(EventLoop& loop, std::unique_ptr<ConsoleInput> target, int input_fd, int output_fd,
-                  std::function<void()> on_quit, PauseToggle on_pause_toggle, SnapshotKey on_snapshot)
+                  std::function<void()> on_quit, PauseToggle on_pause_toggle, SnapshotKey on_snapshot,
+                  BalloonKey on_balloon)
       : loop_(loop),
         target_(std::move(target)),
         input_fd_(input_fd),
         output_fd_(output_fd),
         on_quit_(std::move(on_quit)),
         on_pause_toggle_(std::move(on_pause_toggle)),
-        on_snapshot_(std::move(on_snapshot)) {}
+        on_snapshot_(std::move(on_snapshot)),
+        on_balloon_(std::move(on_balloon)) {}
   void on_input();
+  // A byte of the line Ctrl-A b reads.
+  void answer_byte(uint8_t byte);
   void on_space();
   void deliver_pending();  // pushes what fits; watches stdin again once empty
   void on_stand_in_answers();
@@ -122,7 +136,10 @@ class TerminalConsole {
   PauseToggle on_pause_toggle_;
   SnapshotKey on_snapshot_;
   TerminalStandIn* stand_in_ = nullptr;
+  BalloonKey on_balloon_;
   ConsoleEscape escape_;
+  bool answering_ = false;  // reading Ctrl-A b's line
+  std::string answer_;
   std::vector<uint8_t> pending_;
   bool watching_input_ = false;
   bool input_closed_ = false;

@@ -71,6 +71,76 @@ TEST(ConsoleEscape, CtrlASSnapshotsAndCtrlAShiftSSnapshotsAndQuits) {
   EXPECT_NE(help.find("Ctrl-A S"), std::string::npos);
 }
 
+TEST(ConsoleEscape, CtrlABIsTheBalloonKeyAndListedInTheHelp) {
+  ConsoleEscape escape;
+  std::vector<uint8_t> out;
+  EXPECT_EQ(escape.feed(bytes("ab\x01"
+                              "b"),
+                        out),
+            ConsoleEscape::Command::kBalloon);
+  EXPECT_EQ(out, bytes("ab"));
+  EXPECT_NE(std::string(ConsoleEscape::help_text()).find("Ctrl-A b"), std::string::npos);
+}
+
+// Ctrl-A b asks, reads the answer line from the terminal (echoed, edited
+// with Backspace) without sending it to the guest, and shows the result;
+// Esc cancels a second question; typing then goes to the guest again.
+TEST(TerminalConsole, CtrlABReadsASizeLineThatTheGuestNeverSees) {
+  auto loop = EventLoop::create();
+  ASSERT_TRUE(loop.ok());
+  std::string to_guest;
+  Serial8250 uart([](std::span<const uint8_t>) {}, IrqLine());
+  int in[2], out[2];
+  ASSERT_EQ(::pipe(in), 0);
+  ASSERT_EQ(::pipe2(out, O_NONBLOCK), 0);
+  auto input = serial_console_input(uart);
+  ASSERT_TRUE(input.ok());
+  std::vector<std::string> answers;
+  auto console = TerminalConsole::attach(
+      **loop, std::move(*input), in[0], out[1], [] {}, {}, {},
+      TerminalConsole::BalloonKey{[] { return std::string("size?"); },
+                                  [&](const std::string& answer) {
+                                    answers.push_back(answer);
+                                    return "set " + answer;
+                                  }});
+  ASSERT_TRUE(console.ok()) << console.error().message();
+  (*loop)->start();
+  const std::string keys =
+      "a\x01"
+      "b20x\x7f"
+      "0M\r\x01"
+      "bxy\x1b"
+      "z";
+  ASSERT_EQ(::write(in[1], keys.data(), keys.size()), static_cast<ssize_t>(keys.size()));
+  std::string shown;
+  for (auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+       shown.find("unchanged]") == std::string::npos && std::chrono::steady_clock::now() < deadline;) {
+    char buffer[256];
+    const ssize_t n = ::read(out[0], buffer, sizeof buffer);
+    if (n > 0) shown.append(buffer, static_cast<size_t>(n));
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  (*loop)->stop();
+  console->reset();
+  EXPECT_EQ(answers, std::vector<std::string>{"200M"});
+  EXPECT_EQ(shown,
+            "\r\n[hostvisor: size?] 20x\b \b0M\r\n[hostvisor: set 200M]\r\n"
+            "\r\n[hostvisor: size?] xy\r\n[hostvisor: balloon unchanged]\r\n");
+  // The guest got what was typed around the questions, and nothing of the answers.
+  std::string received;
+  for (int i = 0; i < 4; ++i) {
+    uint8_t lsr = 0;
+    uart.read(5, std::span(&lsr, 1));
+    if (!(lsr & 0x01)) break;
+    uint8_t byte = 0;
+    uart.read(0, std::span(&byte, 1));
+    received.push_back(static_cast<char>(byte));
+  }
+  EXPECT_EQ(received, "az");
+  for (int fd : {in[0], in[1], out[0], out[1]}) ::close(fd);
+}
+
 // Each Ctrl-A p calls the toggle, in order with the keys around it: the
 // bytes typed before it reach the guest first, and the line the toggle
 // returns is shown on the terminal.
@@ -197,7 +267,7 @@ TEST(TerminalConsole, StandInAnswersTheCursorQueryThroughTheGuestsInput) {
   auto input = serial_console_input(uart);
   ASSERT_TRUE(input.ok()) << input.error().message();
   auto console = TerminalConsole::attach(
-      **loop, std::move(*input), fds[0], STDERR_FILENO, [&] { quit = true; }, {}, {}, stand_in->get());
+      **loop, std::move(*input), fds[0], STDERR_FILENO, [&] { quit = true; }, {}, {}, {}, stand_in->get());
   ASSERT_TRUE(console.ok()) << console.error().message();
   (*loop)->start();
   ASSERT_EQ(::write(fds[1], "ls", 2), 2);

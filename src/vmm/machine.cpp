@@ -24,6 +24,7 @@
 #include "devices/pci/pci_config_io.h"
 #include "devices/pci/pci_ecam.h"
 #include "devices/pci/pci_host_bridge.h"
+#include "devices/virtio/balloon/virtio_balloon.h"
 #include "devices/virtio/blk/virtio_blk.h"
 #include "devices/virtio/console/virtio_console.h"
 #include "devices/virtio/net/virtio_net.h"
@@ -182,7 +183,58 @@ Result<void> Machine::add_pci_devices() {
     blks_.push_back(blk);
     HV_TRY(plug_virtio(blk, config_.disks[i].transport));
   }
+  if (config_.balloon) HV_TRY(add_balloon(*config_.balloon));
   return {};
+}
+
+Result<void> Machine::add_balloon(const BalloonConfig& config) {
+  balloon_ = std::make_shared<VirtioBalloon>(VirtioBalloonOptions{
+      .deflate_on_oom = config.deflate_on_oom,
+      .free_page_reporting = config.free_page_reporting,
+      .stats_interval = std::chrono::seconds(config.stats_interval_seconds),
+  });
+  const uint64_t granule = memory_.discard_granularity();
+  if (granule > 4096)
+    HV_LOG_INFO("virtio-balloon: guest RAM is given back in {} KiB pages: only whole ones go back to the host",
+                granule >> 10);
+  return plug_virtio(balloon_, config.transport);
+}
+
+Result<void> Machine::set_balloon_size(uint64_t bytes) {
+  if (!balloon_) return Error(ErrorCode::kUnsupported, "this VM has no balloon: start it with --balloon");
+  const uint64_t ram = memory_.total_size();
+  if (bytes >= ram)
+    return Error(ErrorCode::kInvalidArgument, "a balloon of " + format_size(bytes) + " would take all of the guest's " +
+                                                  format_size(ram) + "; give less");
+  balloon_->set_target_pages(static_cast<uint32_t>(bytes >> virtio_balloon::kPfnShift));
+  return ok();
+}
+
+std::optional<BalloonStatus> Machine::balloon_status() const {
+  if (!balloon_) return std::nullopt;
+  return balloon_->status();
+}
+
+std::string Machine::balloon_prompt() const {
+  if (!balloon_) return "this VM has no balloon (start it with --balloon)";
+  const BalloonStatus status = balloon_->status();
+  std::string prompt = "balloon: " + format_size(uint64_t{status.actual_pages} << virtio_balloon::kPfnShift) +
+                       " in the balloon, target " +
+                       format_size(uint64_t{status.target_pages} << virtio_balloon::kPfnShift);
+  if (!status.driver_ready) prompt += " (no driver yet)";
+  if (status.stats.has(virtio_balloon::kStatTotalMemory) && status.stats.has(virtio_balloon::kStatFreeMemory))
+    prompt += "; the guest has " + format_size(status.stats.value[virtio_balloon::kStatTotalMemory]) + ", " +
+              format_size(status.stats.value[virtio_balloon::kStatFreeMemory]) + " free";
+  return prompt + ". New size (e.g. 200M, 0 to empty it; Enter keeps it):";
+}
+
+std::string Machine::balloon_key(const std::string& answer) {
+  if (!balloon_) return "this VM has no balloon (start it with --balloon)";
+  if (answer.empty()) return "balloon unchanged";
+  auto bytes = parse_size(answer);
+  if (!bytes) return "balloon size " + answer + ": " + bytes.error().message();
+  if (auto set = set_balloon_size(*bytes); !set) return set.error().message();
+  return "balloon target " + format_size(*bytes & ~uint64_t{4095}) + "; the guest adjusts in its own time";
 }
 
 Result<void> Machine::add_net(const net::NetOption& option, VirtioTransport transport) {
@@ -368,6 +420,8 @@ Result<void> Machine::setup_console() {
         request_stop(RunOutcome{RunOutcome::Kind::kUserQuit, 0, "quit from the console (Ctrl-A x)"});
       },
       [this] { return toggle_pause(); }, [this](bool and_quit) { return snapshot_key(and_quit); },
+      TerminalConsole::BalloonKey{[this] { return balloon_prompt(); },
+                                  [this](const std::string& answer) { return balloon_key(answer); }},
       terminal_stand_in_.get()));
   return {};
 }

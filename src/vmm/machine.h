@@ -16,6 +16,7 @@
 #include "devices/pci/pci_bar_mapper.h"
 #include "devices/pci/pci_root.h"
 #include "devices/system_control.h"
+#include "devices/virtio/balloon/virtio_balloon.h"
 #include "hv/hypervisor.h"
 #include "memory/guest_memory.h"
 #include "vmm/console.h"
@@ -109,6 +110,14 @@ class Machine final : public SystemControl {
   // Where Ctrl-A s / Ctrl-A S write (empty: the keys say there is nowhere).
   void set_snapshot_dir(std::string dir) { snapshot_dir_ = std::move(dir); }
 
+  // The balloon (--balloon), for the console key and the control API;
+  // thread-safe. Asks the guest to hand `bytes` of its RAM over to the host
+  // (in whole 4 KiB pages, rounded down; 0 gives it all back). Fails if the
+  // machine has no balloon or `bytes` is not below the guest's RAM.
+  Result<void> set_balloon_size(uint64_t bytes);
+  // Nothing if the machine has no balloon.
+  std::optional<BalloonStatus> balloon_status() const;
+
   // SystemControl, called by devices.
   void request_exit(int status) override;
   void request_reset() override;
@@ -153,6 +162,10 @@ class Machine final : public SystemControl {
   Result<void> setup_console();
   // Where the serial port's and the virtio console's output go: stdout.
   std::function<void(std::span<const uint8_t>)> console_output();
+  Result<void> add_balloon(const BalloonConfig& config);
+  // Ctrl-A b: the question the console asks, and what it shows for the answer.
+  std::string balloon_prompt() const;
+  std::string balloon_key(const std::string& answer);
   // Ctrl-A p: pauses a running guest or resumes a paused one; returns the
   // line the console shows.
   std::string toggle_pause();
@@ -182,6 +195,7 @@ class Machine final : public SystemControl {
   std::shared_ptr<VirtioConsole> virtio_console_;
   std::vector<std::shared_ptr<VirtioNet>> nets_;
   std::vector<std::shared_ptr<VirtioBlk>> blks_;  // by config_.disks index
+  std::shared_ptr<VirtioBalloon> balloon_;        // null without --balloon
   std::shared_ptr<Serial8250> serial_;
   std::shared_ptr<CmosRtc> rtc_;
   std::shared_ptr<FwCfg> fw_cfg_;

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,15 @@ struct FwCfgFileConfig {
   std::string text;
 };
 
+// --balloon: a virtio-balloon device (the host control of how much RAM the
+// guest holds, and free page reporting).
+struct BalloonConfig {
+  bool deflate_on_oom = false;
+  bool free_page_reporting = true;
+  uint32_t stats_interval_seconds = 5;  // 0: no statistics queue
+  VirtioTransport transport = VirtioTransport::kPci;
+};
+
 struct MachineConfig {
   std::string kernel_path;
   std::string initrd_path;  // empty: none
@@ -54,6 +64,7 @@ struct MachineConfig {
   std::vector<DiskConfig> disks;                   // virtio-blk devices, in order
   std::vector<NetConfig> nets;                     // virtio-net devices, in order
   std::vector<FwCfgFileConfig> fw_cfg_files;       // user files in fw_cfg
+  std::optional<BalloonConfig> balloon;            // none: no balloon
 };
 
 constexpr unsigned kMaxVcpus = 255;  // xAPIC ids are 8 bits; 255 is broadcast

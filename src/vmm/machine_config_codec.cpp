@@ -40,13 +40,20 @@ std::vector<uint8_t> encode_machine_config(const MachineConfig& config, const st
   out.put_bool(backing.prealloc);
   out.put_bool(backing.merge);
   out.put_bool(backing.shared);
+  out.put_bool(config.balloon.has_value());
+  if (config.balloon) {
+    out.put_bool(config.balloon->deflate_on_oom);
+    out.put_bool(config.balloon->free_page_reporting);
+    out.put(config.balloon->stats_interval_seconds);
+    out.put(static_cast<uint8_t>(config.balloon->transport));
+  }
   return out.take();
 }
 
 Result<SavedMachineConfig> decode_machine_config(std::span<const uint8_t> bytes) {
   StateReader in(bytes, "snapshot machine configuration");
   const uint32_t version = in.get<uint32_t>();
-  if (in.ok() && version != kMachineConfigVersion && version != 1)
+  if (in.ok() && (version == 0 || version > kMachineConfigVersion))
     return Error(ErrorCode::kUnsupported, "snapshot machine configuration version " + std::to_string(version) +
                                               " is not one this hostvisor reads (" +
                                               std::to_string(kMachineConfigVersion) + ")");
@@ -103,6 +110,14 @@ Result<SavedMachineConfig> decode_machine_config(std::span<const uint8_t> bytes)
     backing.prealloc = in.get_bool();
     backing.merge = in.get_bool();
     backing.shared = in.get_bool();
+  }
+  if (version >= 3 && in.get_bool()) {
+    BalloonConfig balloon;
+    balloon.deflate_on_oom = in.get_bool();
+    balloon.free_page_reporting = in.get_bool();
+    balloon.stats_interval_seconds = in.get<uint32_t>();
+    balloon.transport = transport();
+    config.balloon = balloon;
   }
   HV_TRY(in.finish());
   if (auto kind = choose_memory_kind(config.memory_backing); !kind)

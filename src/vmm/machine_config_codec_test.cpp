@@ -23,6 +23,10 @@ MachineConfig sample_config() {
   nic.text = "user,hostfwd=tcp::2222-:22";
   nic.net = *net::parse_net_option(nic.text);
   config.nets.push_back(nic);
+  config.balloon = BalloonConfig{.deflate_on_oom = true,
+                                 .free_page_reporting = false,
+                                 .stats_interval_seconds = 7,
+                                 .transport = VirtioTransport::kMmio};
   return config;
 }
 
@@ -41,13 +45,40 @@ TEST(MachineConfigCodecTest, RoundTrips) {
   EXPECT_EQ(saved->config.disks[0].transport, VirtioTransport::kMmio);
   ASSERT_EQ(saved->config.nets.size(), 1u);
   EXPECT_TRUE(std::holds_alternative<net::UserNetOption>(saved->config.nets[0].net));
+  ASSERT_TRUE(saved->config.balloon);
+  EXPECT_TRUE(saved->config.balloon->deflate_on_oom);
+  EXPECT_FALSE(saved->config.balloon->free_page_reporting);
+  EXPECT_EQ(saved->config.balloon->stats_interval_seconds, 7u);
+  EXPECT_EQ(saved->config.balloon->transport, VirtioTransport::kMmio);
+  EXPECT_EQ(saved->config.memory_backing, sample_config().memory_backing);
+
+  MachineConfig without = sample_config();
+  without.balloon.reset();
+  auto plain = decode_machine_config(encode_machine_config(without, "emu"));
+  ASSERT_TRUE(plain.ok()) << plain.error().message();
+  EXPECT_FALSE(plain->config.balloon);
+}
+
+TEST(MachineConfigCodecTest, ReadsVersion2AsNoBalloon) {
+  // Version 2 ended before the balloon.
+  MachineConfig config = sample_config();
+  config.balloon.reset();
+  std::vector<uint8_t> bytes = encode_machine_config(config, "emu");
+  bytes.resize(bytes.size() - 1);
+  bytes[0] = 2;
+  auto saved = decode_machine_config(bytes);
+  ASSERT_TRUE(saved.ok()) << saved.error().message();
+  EXPECT_FALSE(saved->config.balloon);
   EXPECT_EQ(saved->config.memory_backing, sample_config().memory_backing);
 }
 
 TEST(MachineConfigCodecTest, ReadsVersion1AsDefaultMemoryBacking) {
-  // Version 1 ended before the memory backing options (5 bytes).
-  std::vector<uint8_t> bytes = encode_machine_config(sample_config(), "emu");
-  bytes.resize(bytes.size() - 5);
+  // Version 1 ended before the memory backing options (5 bytes) and the
+  // balloon (1 byte when there is none).
+  MachineConfig config = sample_config();
+  config.balloon.reset();
+  std::vector<uint8_t> bytes = encode_machine_config(config, "emu");
+  bytes.resize(bytes.size() - 6);
   bytes[0] = 1;
   auto saved = decode_machine_config(bytes);
   ASSERT_TRUE(saved.ok()) << saved.error().message();

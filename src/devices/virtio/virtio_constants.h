@@ -44,5 +44,6 @@ inline constexpr uint32_t kDeviceNet = 1;
 inline constexpr uint32_t kDeviceBlock = 2;
 inline constexpr uint32_t kDeviceConsole = 3;
 inline constexpr uint32_t kDeviceEntropy = 4;
+inline constexpr uint32_t kDeviceBalloon = 5;
 
 }  // namespace hostvisor::virtio

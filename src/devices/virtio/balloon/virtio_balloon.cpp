@@ -1,0 +1,385 @@
+#include "devices/virtio/balloon/virtio_balloon.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "base/log.h"
+#include "devices/virtio/virtio_constants.h"
+
+namespace hostvisor {
+
+namespace vb = virtio_balloon;
+
+namespace {
+
+constexpr uint64_t align_down(uint64_t value, uint64_t granule) { return value / granule * granule; }
+constexpr uint64_t align_up(uint64_t value, uint64_t granule) {
+  // Guest addresses are far below 2^64 - granule; saturate rather than wrap anyway.
+  return value > UINT64_MAX - (granule - 1) ? align_down(UINT64_MAX, granule)
+                                            : align_down(value + granule - 1, granule);
+}
+
+uint16_t queue_count_for(const VirtioBalloonOptions& options) {
+  return static_cast<uint16_t>(2 + (options.stats_interval.count() > 0 ? 1 : 0) +
+                               (options.free_page_reporting ? 1 : 0));
+}
+
+std::string mib(uint64_t bytes) { return std::to_string(bytes >> 20) + " MiB"; }
+
+}  // namespace
+
+VirtioBalloon::VirtioBalloon(const VirtioBalloonOptions& options)
+    : VirtioDeviceCore(queue_count_for(options), kQueueSize), options_(options) {}
+
+uint32_t VirtioBalloon::device_type() const { return virtio::kDeviceBalloon; }
+
+uint64_t VirtioBalloon::device_features() const {
+  uint64_t features = virtio::feature_bit(virtio::kFeatureIndirectDesc) | virtio::feature_bit(virtio::kFeatureEventIdx);
+  if (options_.stats_interval.count() > 0) features |= virtio::feature_bit(vb::kFeatureStatsVq);
+  if (options_.deflate_on_oom) features |= virtio::feature_bit(vb::kFeatureDeflateOnOom);
+  if (options_.free_page_reporting) features |= virtio::feature_bit(vb::kFeatureReporting);
+  return features;
+}
+
+void VirtioBalloon::read_config(uint64_t offset, std::span<uint8_t> data) {
+  std::lock_guard lock(mutex_);
+  read_config_bytes(config_, offset, data);
+}
+
+void VirtioBalloon::write_config(uint64_t offset, std::span<const uint8_t> data) {
+  // Only `actual` is the driver's to write; bytes elsewhere are ignored.
+  std::lock_guard lock(mutex_);
+  auto* actual = reinterpret_cast<uint8_t*>(&config_.actual);
+  for (size_t i = 0; i < data.size(); ++i) {
+    const uint64_t at = offset + i;
+    if (at >= vb::kConfigActualOffset && at < vb::kConfigActualOffset + sizeof config_.actual)
+      actual[at - vb::kConfigActualOffset] = data[i];
+  }
+}
+
+void VirtioBalloon::set_target_pages(uint32_t pages) {
+  run_turn([&] {
+    if (config_.num_pages == pages) return;
+    config_.num_pages = pages;
+    HV_LOG_INFO("virtio-balloon: target {} (the guest has {} in the balloon)", mib(uint64_t{pages} << vb::kPfnShift),
+                mib(uint64_t{config_.actual} << vb::kPfnShift));
+    signal_config_change();
+  });
+}
+
+BalloonStatus VirtioBalloon::status() const {
+  std::lock_guard lock(mutex_);
+  BalloonStatus status;
+  status.target_pages = config_.num_pages;
+  status.actual_pages = config_.actual;
+  status.driver_ready = running();
+  status.stats = stats_;
+  status.discarded_bytes = discarded_bytes_;
+  status.reported_bytes = reported_bytes_;
+  return status;
+}
+
+Result<void> VirtioBalloon::on_activate() {
+  const uint64_t granule = memory().discard_granularity();
+  inflated_.clear();
+  if (granule > vb::kPageSize) {
+    uint64_t end = 0;
+    for (const auto& region : memory().regions()) end = std::max(end, region.end().value());
+    inflated_.assign((end / vb::kPageSize + 63) / 64, 0);
+  }
+  stats_chain_.reset();
+  // Linux primes the statistics queue with its first figures and notifies
+  // before DRIVER_OK, when no device listens yet: look at every queue now.
+  for (uint16_t q = 0; q < queue_count(); ++q)
+    if (serving(q)) serve_queue(q);
+  return ok();
+}
+
+void VirtioBalloon::on_reset() {
+  // The chains belong to the queues that go away; a new driver starts with
+  // an empty balloon (the pages are its own again).
+  stats_chain_.reset();
+  inflated_.clear();
+  config_.actual = 0;
+}
+
+VirtioBalloon::Role VirtioBalloon::role(uint16_t queue) const {
+  if (queue == 0) return Role::kInflate;
+  if (queue == 1) return Role::kDeflate;
+  uint16_t next = 2;
+  if (features() & virtio::feature_bit(vb::kFeatureStatsVq)) {
+    if (queue == next) return Role::kStats;
+    ++next;
+  }
+  if ((features() & virtio::feature_bit(vb::kFeatureReporting)) && queue == next) return Role::kReporting;
+  return Role::kNone;
+}
+
+void VirtioBalloon::serve_queue(uint16_t queue) {
+  switch (role(queue)) {
+    case Role::kInflate: return inflate_or_deflate(queue, true);
+    case Role::kDeflate: return inflate_or_deflate(queue, false);
+    case Role::kStats: return serve_stats(queue);
+    case Role::kReporting: return report_free_ranges(queue);
+    case Role::kNone: return;  // a queue the negotiated features leave unused
+  }
+}
+
+void VirtioBalloon::inflate_or_deflate(uint16_t queue, bool inflate) {
+  uint32_t budget = kMaxPagesPerTurn;
+  while (running()) {
+    if (budget < kMaxPagesPerChain) {
+      // Enough for one turn: the rest of the ring waits for the next.
+      retry_later(queue, std::chrono::milliseconds(0));
+      return;
+    }
+    auto chain = next_chain(queue);
+    if (!chain) return;
+    std::vector<uint64_t> pages = read_pfns(*chain, kMaxPagesPerChain);
+    budget -= kMaxPagesPerChain;
+    if (inflate) {
+      inflate_pages(std::move(pages));
+    } else {
+      deflate_pages(pages);
+    }
+    if (!complete(queue, *chain, 0)) return;
+  }
+}
+
+std::vector<uint64_t> VirtioBalloon::read_pfns(const DescriptorChain& chain, uint32_t budget) {
+  const uint64_t count = std::min<uint64_t>(chain.readable_bytes() / sizeof(uint32_t), budget);
+  std::vector<uint32_t> pfns(count);
+  auto read = chain.read(memory(), 0, std::span(reinterpret_cast<uint8_t*>(pfns.data()), count * sizeof(uint32_t)));
+  if (!read) {
+    fail_guest_misuse(read.error());
+    return {};
+  }
+  std::vector<uint64_t> pages;
+  pages.reserve(count);
+  for (uint32_t pfn : pfns) {
+    const uint64_t address = uint64_t{pfn} << vb::kPfnShift;
+    // Outside RAM: not the guest's to give; ignored, as the spec lets a device do.
+    if (memory().contains(GuestAddress(address), vb::kPageSize)) pages.push_back(address);
+  }
+  return pages;
+}
+
+void VirtioBalloon::inflate_pages(std::vector<uint64_t> pages) {
+  const uint64_t granule = memory().discard_granularity();
+  std::sort(pages.begin(), pages.end());
+  pages.erase(std::unique(pages.begin(), pages.end()), pages.end());
+  if (granule <= vb::kPageSize) {
+    // Runs of consecutive pages go back in one call each (Linux hands over
+    // pages mostly in order), which also keeps a private mapping from being
+    // split page by page.
+    for (size_t i = 0; i < pages.size();) {
+      size_t j = i + 1;
+      while (j < pages.size() && pages[j] == pages[j - 1] + vb::kPageSize) ++j;
+      discarded_bytes_ += discard(pages[i], pages[j - 1] + vb::kPageSize);
+      i = j;
+    }
+    return;
+  }
+  // Huge pages: a huge page goes back once every 4 KiB page of it is in the balloon.
+  std::vector<uint64_t> candidates;
+  for (uint64_t page : pages) {
+    mark_page(page, true);
+    const uint64_t huge = align_down(page, granule);
+    if (candidates.empty() || candidates.back() != huge) candidates.push_back(huge);
+  }
+  for (uint64_t huge : candidates) {
+    bool whole = true;
+    for (uint64_t page = huge; page < huge + granule && whole; page += vb::kPageSize) whole = page_in_balloon(page);
+    if (whole) discarded_bytes_ += discard(huge, huge + granule);
+  }
+}
+
+void VirtioBalloon::deflate_pages(const std::vector<uint64_t>& pages) {
+  // Without MUST_TELL_HOST the guest may already be using them; a discarded
+  // page simply comes back as a zero page when touched.
+  for (uint64_t page : pages) mark_page(page, false);
+}
+
+bool VirtioBalloon::page_in_balloon(uint64_t address) const {
+  const uint64_t index = address / vb::kPageSize;
+  return index / 64 < inflated_.size() && (inflated_[index / 64] >> (index % 64) & 1);
+}
+
+void VirtioBalloon::mark_page(uint64_t address, bool in_balloon) {
+  const uint64_t index = address / vb::kPageSize;
+  if (index / 64 >= inflated_.size()) return;
+  const uint64_t bit = uint64_t{1} << (index % 64);
+  if (in_balloon) {
+    inflated_[index / 64] |= bit;
+  } else {
+    inflated_[index / 64] &= ~bit;
+  }
+}
+
+void VirtioBalloon::report_free_ranges(uint16_t queue) {
+  uint32_t budget = kMaxRangesPerTurn;
+  while (running()) {
+    auto chain = next_chain(queue);
+    if (!chain) return;
+    if (chain->buffers().size() > budget) {
+      put_back(queue, *chain);
+      retry_later(queue, std::chrono::milliseconds(0));
+      return;
+    }
+    budget -= static_cast<uint32_t>(chain->buffers().size());
+    // Linux posts the ranges device-writable; the device writes nothing either way.
+    for (const VirtioBuffer& buffer : chain->buffers())
+      reported_bytes_ += discard(buffer.address.value(), buffer.address.value() + buffer.length);
+    if (!complete(queue, *chain, 0)) return;
+  }
+}
+
+void VirtioBalloon::serve_stats(uint16_t queue) {
+  while (auto chain = next_chain(queue)) {
+    // The driver keeps one buffer with us; a second replaces the first,
+    // which goes back (so we never hold more than one).
+    if (stats_chain_ && !complete(queue, *stats_chain_, 0)) return;
+    parse_stats(*chain);
+    stats_chain_ = std::move(*chain);
+    next_stats_request_ = std::chrono::steady_clock::now() + options_.stats_interval;
+  }
+  if (!stats_chain_ || !running()) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (now >= next_stats_request_) {
+    // Returning the buffer is the request: the driver refills it and gives it back.
+    const DescriptorChain chain = std::move(*stats_chain_);
+    stats_chain_.reset();
+    complete(queue, chain, 0);
+    return;
+  }
+  retry_later(queue, std::chrono::ceil<std::chrono::milliseconds>(next_stats_request_ - now));
+}
+
+void VirtioBalloon::parse_stats(const DescriptorChain& chain) {
+  std::vector<vb::Stat> entries(std::min<uint64_t>(chain.readable_bytes() / sizeof(vb::Stat), kMaxStatsPerBuffer));
+  auto read =
+      chain.read(memory(), 0, std::span(reinterpret_cast<uint8_t*>(entries.data()), entries.size() * sizeof(vb::Stat)));
+  if (!read) {
+    fail_guest_misuse(read.error());
+    return;
+  }
+  for (const vb::Stat& entry : entries) {
+    if (entry.tag >= vb::kStatTagCount) continue;  // a tag newer than this device: skipped
+    stats_.value[entry.tag] = entry.value;
+    stats_.present |= 1u << entry.tag;
+  }
+  ++stats_.updates;
+  std::string line;
+  for (uint16_t tag = 0; tag < vb::kStatTagCount; ++tag) {
+    if (!stats_.has(tag)) continue;
+    const bool bytes = tag == vb::kStatFreeMemory || tag == vb::kStatTotalMemory || tag == vb::kStatAvailableMemory ||
+                       tag == vb::kStatDiskCaches || tag == vb::kStatSwapIn || tag == vb::kStatSwapOut;
+    line += std::string(line.empty() ? "" : ", ") + vb::kStatNames[tag] + " " +
+            (bytes ? mib(stats_.value[tag]) : std::to_string(stats_.value[tag]));
+  }
+  HV_LOG_INFO("virtio-balloon: guest statistics: {}", line);
+}
+
+std::vector<VirtioBalloon::Range> VirtioBalloon::ring_ranges() const {
+  std::vector<Range> rings;
+  for (uint16_t q = 0; q < queue_count(); ++q) {
+    const VirtqueueLayout* layout = queue_layout(q);
+    if (!layout) continue;
+    const uint64_t size = layout->size;
+    rings.push_back({layout->desc_table.value(), layout->desc_table.value() + virtio::kDescriptorSize * size});
+    rings.push_back({layout->avail_ring.value(), layout->avail_ring.value() + 6 + 2 * size});
+    rings.push_back({layout->used_ring.value(), layout->used_ring.value() + 6 + 8 * size});
+  }
+  return rings;
+}
+
+uint64_t VirtioBalloon::discard(uint64_t start, uint64_t end) {
+  const uint64_t granule = memory().discard_granularity();
+  start = align_up(start, granule);
+  end = align_down(end, granule);
+  if (start >= end) return 0;
+  // Cut out every granule that holds one of our rings: the device reads
+  // them on every turn, and a guest that points a report at them must not
+  // pull them from under it.
+  std::vector<Range> pieces{{start, end}};
+  for (const Range& ring : ring_ranges()) {
+    const Range hole{align_down(ring.start, granule), align_up(ring.end, granule)};
+    std::vector<Range> next;
+    for (const Range& piece : pieces) {
+      if (hole.end <= piece.start || hole.start >= piece.end) {
+        next.push_back(piece);
+        continue;
+      }
+      if (piece.start < hole.start) next.push_back({piece.start, hole.start});
+      if (hole.end < piece.end) next.push_back({hole.end, piece.end});
+    }
+    pieces = std::move(next);
+  }
+  uint64_t discarded = 0;
+  for (const Range& piece : pieces) {
+    for (const auto& region : memory().regions()) {
+      const uint64_t from = std::max(piece.start, region.start.value());
+      const uint64_t to = std::min(piece.end, region.end().value());
+      if (from >= to) continue;
+      auto done = memory().discard(GuestAddress(from), to - from);
+      if (!done) {
+        // The host keeps the memory; the guest is unaffected. Say so once.
+        if (!std::exchange(discard_failure_logged_, true))
+          HV_LOG_WARN("virtio-balloon: cannot give guest RAM back to the host: {}", done.error().message());
+        continue;
+      }
+      discarded += to - from;
+    }
+  }
+  return discarded;
+}
+
+Result<void> VirtioBalloon::quiesce() {
+  run_turn([this] {
+    if (!stats_chain_) return;
+    for (uint16_t q = 0; q < queue_count(); ++q) {
+      if (!serving(q) || role(q) != Role::kStats) continue;
+      put_back(q, *stats_chain_);
+      // A machine that goes on after the snapshot takes it again then.
+      retry_later(q, std::chrono::milliseconds(0));
+    }
+    stats_chain_.reset();
+  });
+  return ok();
+}
+
+void VirtioBalloon::encode_state(StateWriter& out, const State& state) {
+  out.put(state.num_pages);
+  out.put(state.actual);
+  out.put(state.stats.present);
+  out.put(state.stats.updates);
+  for (uint64_t value : state.stats.value) out.put(value);
+}
+
+VirtioBalloon::State VirtioBalloon::decode_state(StateReader& in) {
+  State state;
+  state.num_pages = in.get<uint32_t>();
+  state.actual = in.get<uint32_t>();
+  state.stats.present = in.get<uint32_t>();
+  state.stats.updates = in.get<uint64_t>();
+  for (uint64_t& value : state.stats.value) value = in.get<uint64_t>();
+  if (state.stats.present >> vb::kStatTagCount) in.fail("statistics tags beyond the ones this hostvisor knows");
+  return state;
+}
+
+void VirtioBalloon::save_state(StateWriter& out) const {
+  std::lock_guard lock(mutex_);
+  encode_state(out, State{config_.num_pages, config_.actual, stats_});
+}
+
+Result<void> VirtioBalloon::restore_state(StateReader& in, uint32_t) {
+  const State state = decode_state(in);
+  HV_TRY(in.finish());
+  std::lock_guard lock(mutex_);
+  config_.num_pages = state.num_pages;
+  config_.actual = state.actual;
+  stats_ = state.stats;
+  return ok();
+}
+
+}  // namespace hostvisor
