@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -24,7 +25,7 @@ namespace hostvisor::guest {
 namespace {
 
 constexpr char kManifest[] = "default-guest.manifest";
-constexpr int kManifestVersion = 5;  // bump when the initramfs contents change
+constexpr int kManifestVersion = 8;  // bump when the initramfs contents change (8: the guest agent)
 
 std::string normalize_module_name(std::string name) {
   std::replace(name.begin(), name.end(), '-', '_');
@@ -82,6 +83,17 @@ Result<std::string> read_whole(const fs::path& p) { return read_file(p.string())
 
 }  // namespace
 
+std::string content_hash(const std::string& bytes) {
+  uint64_t hash = 14695981039346656037ull;
+  for (unsigned char c : bytes) {
+    hash ^= c;
+    hash *= 1099511628211ull;
+  }
+  char text[17];
+  std::snprintf(text, sizeof(text), "%016llx", static_cast<unsigned long long>(hash));
+  return text;
+}
+
 std::string default_guest_cmdline(const std::string& console) {
   if (console == "ttyS0") return "console=ttyS0 panic=-1";
   // The kernel's messages go to the UART until the virtio console driver is
@@ -127,6 +139,11 @@ dmesg -n 5
 # renewals, and logs to /var/log rather than over the console the shell is on.
 ip link set lo up
 mkdir -p /var/log
+# The guest agent (`hostvisor agent` on the host) on vsock port 1024; it
+# says in its log when this VM has no vsock device.
+if [ -x /sbin/hostvisor-agent ]; then
+  /sbin/hostvisor-agent </dev/null >/var/log/hostvisor-agent.log 2>&1 &
+fi
 for net_device in /sys/class/net/*; do
   interface=${net_device##*/}
   [ "$interface" = lo ] && continue
@@ -204,13 +221,21 @@ Result<DefaultGuest> prepare_default_guest(const DefaultGuestOptions& options) {
   guest.initrd_path = (cache / "initrd.img").string();
   guest.cmdline = default_guest_cmdline(options.console);
 
-  // A complete earlier build is reused as it is.
+  std::string agent;
+  if (!options.agent_path.empty()) {
+    auto bytes = read_whole(options.agent_path);
+    if (!bytes) return bytes.error().with_context("the guest agent");
+    agent = std::move(*bytes);
+  }
+  const std::string agent_hash = agent.empty() ? "no-agent" : content_hash(agent);
+
+  // A complete earlier build is reused as it is, if it holds the same agent.
   if (auto manifest = read_whole(cache / kManifest); manifest.ok()) {
     std::istringstream in(*manifest);
     int version = 0;
-    std::string release;
-    in >> version >> release;
-    if (version == kManifestVersion && !release.empty() && fs::exists(guest.kernel_path) &&
+    std::string release, built_agent;
+    in >> version >> release >> built_agent;
+    if (version == kManifestVersion && !release.empty() && built_agent == agent_hash && fs::exists(guest.kernel_path) &&
         fs::exists(guest.initrd_path)) {
       guest.kernel_release = release;
       return guest;
@@ -273,6 +298,8 @@ Result<DefaultGuest> prepare_default_guest(const DefaultGuestOptions& options) {
     return {};
   };
   for (const auto& m : options.modules) HV_TRY(visit(m));
+  for (const auto& m : options.optional_modules)
+    if (module_files.contains(normalize_module_name(m))) HV_TRY(visit(m));
 
   // The initramfs.
   CpioWriter cpio;
@@ -298,13 +325,14 @@ Result<DefaultGuest> prepare_default_guest(const DefaultGuestOptions& options) {
   HV_TRY(cpio.add_file("etc/udhcpc/hostvisor.script", default_guest_dhcp_script(), 0755));
   HV_TRY(cpio.add_file("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"));
   HV_TRY(cpio.add_file("etc/group", "root:x:0:\n"));
+  if (!agent.empty()) HV_TRY(cpio.add_file("sbin/hostvisor-agent", agent, 0755));
   const std::vector<uint8_t> archive = cpio.finish();
 
   HV_TRY(write_file_atomically(guest.kernel_path, HV_TRY(read_whole(vmlinuz))));
   HV_TRY(write_file_atomically(guest.initrd_path, std::string(archive.begin(), archive.end())));
   // The manifest goes last: its presence means the build is complete.
   HV_TRY(
-      write_file_atomically(cache / kManifest, std::to_string(kManifestVersion) + " " + guest.kernel_release + "\n"));
+      write_file_atomically(cache / kManifest, std::to_string(kManifestVersion) + " " + guest.kernel_release + " " + agent_hash + "\n"));
   say("default guest ready: Linux " + guest.kernel_release + ", " + std::to_string(load_order.size()) +
       " modules, initramfs " + std::to_string(archive.size() / 1024) + " KiB");
   return guest;

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <functional>
 #include <memory>
 
@@ -38,6 +39,20 @@ struct RunOptions {
 };
 
 void fail(const std::string& message) { std::fprintf(stderr, "hostvisor: %s\n", message.c_str()); }
+
+// The hostvisor-agent binary the default guest ships: the one beside this
+// executable (an installed hostvisor), else the one the build made. None: a
+// guest without the agent.
+std::string find_guest_agent() {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path self = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec && fs::exists(self.parent_path() / "hostvisor-agent", ec)) return (self.parent_path() / "hostvisor-agent").string();
+#ifdef HV_AGENT_PATH
+  if (fs::exists(HV_AGENT_PATH, ec)) return HV_AGENT_PATH;
+#endif
+  return "";
+}
 
 Result<RestoreMode> parse_restore_mode(const std::string& text) {
   if (text == "map") return RestoreMode::kMap;
@@ -119,6 +134,9 @@ int run(const RunOptions& options) {
     // The guest's console (and its shell) on the device the terminal types into.
     guest_options.console = config.console == ConsoleDevice::kVirtio ? "hvc0" : "ttyS0";
     guest_options.progress = [](const std::string& line) { std::fprintf(stderr, "hostvisor: %s\n", line.c_str()); };
+    guest_options.agent_path = find_guest_agent();
+    if (guest_options.agent_path.empty())
+      std::fprintf(stderr, "hostvisor: no hostvisor-agent beside this executable: the default guest runs without the agent\n");
     auto guest = guest::prepare_default_guest(guest_options);
     if (!guest) {
       fail("the default guest: " + guest.error().message());
