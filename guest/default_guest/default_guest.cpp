@@ -24,7 +24,7 @@ namespace hostvisor::guest {
 namespace {
 
 constexpr char kManifest[] = "default-guest.manifest";
-constexpr int kManifestVersion = 5;  // bump when the initramfs contents change
+constexpr int kManifestVersion = 7;  // bump when the initramfs contents change
 
 std::string normalize_module_name(std::string name) {
   std::replace(name.begin(), name.end(), '-', '_');

@@ -25,8 +25,15 @@ struct DefaultGuestOptions {
   std::string busybox_package = "busybox-static";
   // Modules the stock kernel needs for hostvisor's devices (the kernel has
   // them as modules); their dependencies are added from each .modinfo.
-  std::vector<std::string> modules = {"virtio_pci", "virtio_mmio",    "virtio_blk",
-                                      "virtio_net", "virtio_console", "virtio-rng"};
+  std::vector<std::string> modules = {"virtio_pci",
+                                      "virtio_mmio",
+                                      "virtio_blk",
+                                      "virtio_net",
+                                      "virtio_console",
+                                      "virtio-rng",
+                                      "vsock",
+                                      "vmw_vsock_virtio_transport_common",
+                                      "vmw_vsock_virtio_transport"};
   std::function<void(const std::string&)> progress;  // one line per step, for the user
   // The guest's console, where the kernel's messages and the shell go:
   // "ttyS0" (the UART) or "hvc0" (the virtio console).

@@ -25,6 +25,7 @@ struct RunOptions {
   std::vector<std::string> disks;
   std::vector<std::string> nets;
   std::vector<std::string> fw_cfg_files;
+  std::string vsock;  // --vsock; with --restore it replaces the snapshot's socket and CID
   bool debug_exit = false;
   bool no_reboot = false;
   std::string snapshot_dir;  // where Ctrl-A s / Ctrl-A S write
@@ -80,6 +81,21 @@ int restore(const RunOptions& options) {
       return 2;
     }
     config.accel = *accel;
+  }
+  if (!options.vsock.empty()) {
+    // A clone beside its running original needs a socket of its own (and
+    // may take a CID of its own: the guest hears of it by TRANSPORT_RESET).
+    if (!config.vsock) {
+      fail("--vsock: the snapshot's machine has no vsock device to move");
+      return 2;
+    }
+    auto vsock = parse_vsock_config(options.vsock);
+    if (!vsock) {
+      fail(vsock.error().message());
+      return 2;
+    }
+    vsock->transport = config.vsock->transport;
+    config.vsock = *vsock;
   }
   // Each run of a snapshot writes its disks into overlays of its own.
   auto overlays = create_restore_overlays(*snapshot, config);
@@ -172,6 +188,14 @@ int run(const RunOptions& options) {
     }
     config.fw_cfg_files.push_back(*file);
   }
+  if (!options.vsock.empty()) {
+    auto vsock = parse_vsock_config(options.vsock);
+    if (!vsock) {
+      fail(vsock.error().message());
+      return 2;
+    }
+    config.vsock = *vsock;
+  }
   assign_stable_macs(run_vm_identity(config.kernel_path, config.disks), config.nets);
 
   return run_machines(options, config, [&](StopSignals& signals) { return Machine::create(config, signals); });
@@ -258,6 +282,11 @@ void add_run_command(CLI::App& app, int* exit_status) {
                   "console, hvc0; the default guest then runs its console and shell there). Both print to the "
                   "terminal")
       ->capture_default_str();
+  cmd->add_option("--vsock", options->vsock,
+                  "Add a virtio-vsock device: cid=N,uds=PATH[,transport=pci|mmio]. Host programs connect to the unix "
+                  "socket PATH and write 'CONNECT <port>\\n' to reach guest port <port> (answer: 'OK <hostport>\\n'); "
+                  "the guest's connections to host port P go to a listener at PATH_P. With --restore: the clone's "
+                  "own socket and CID");
   cmd->add_option("--fw-cfg", options->fw_cfg_files,
                   "Add a file to the guest's fw_cfg (repeatable): name=opt/NAME,file=PATH or name=opt/NAME,string=TEXT "
                   "(QEMU's -fw_cfg; firmware and Linux's qemu_fw_cfg driver read it)");
