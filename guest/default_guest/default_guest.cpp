@@ -298,8 +298,6 @@ Result<DefaultGuest> prepare_default_guest(const DefaultGuestOptions& options) {
     return {};
   };
   for (const auto& m : options.modules) HV_TRY(visit(m));
-  for (const auto& m : options.optional_modules)
-    if (module_files.contains(normalize_module_name(m))) HV_TRY(visit(m));
 
   // The initramfs.
   CpioWriter cpio;

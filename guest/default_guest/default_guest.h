@@ -25,11 +25,15 @@ struct DefaultGuestOptions {
   std::string busybox_package = "busybox-static";
   // Modules the stock kernel needs for hostvisor's devices (the kernel has
   // them as modules); their dependencies are added from each .modinfo.
-  std::vector<std::string> modules = {"virtio_pci", "virtio_mmio",    "virtio_blk",
-                                      "virtio_net", "virtio_console", "virtio-rng"};
-  // Modules loaded when the kernel has them as modules and skipped when it
-  // has them built in: vsock for the guest agent.
-  std::vector<std::string> optional_modules = {"vmw_vsock_virtio_transport"};
+  std::vector<std::string> modules = {"virtio_pci",
+                                      "virtio_mmio",
+                                      "virtio_blk",
+                                      "virtio_net",
+                                      "virtio_console",
+                                      "virtio-rng",
+                                      "vsock",
+                                      "vmw_vsock_virtio_transport_common",
+                                      "vmw_vsock_virtio_transport"};
   // The hostvisor-agent binary to ship in /sbin and start from /init; empty:
   // a guest without the agent. Its content hash is in the cache manifest, so
   // a rebuilt agent rebuilds the initramfs.

@@ -38,7 +38,9 @@ TEST(DefaultGuest, BuildsFromDebianPackagesAndIsReusedAfterwards) {
   for (const char* f : {"init", "etc/inittab", "etc/udhcpc/hostvisor.script", "bin/busybox", "dev/console",
                         "lib/modules/virtio_pci.ko", "lib/modules/virtio_mmio.ko", "lib/modules/virtio_blk.ko",
                         "lib/modules/virtio_net.ko", "lib/modules/virtio_console.ko", "lib/modules/virtio-rng.ko",
-                        "lib/modules/virtio.ko", "lib/modules/virtio_ring.ko", "lib/modules/failover.ko"})
+                        "lib/modules/virtio.ko", "lib/modules/virtio_ring.ko", "lib/modules/failover.ko",
+                        "lib/modules/vsock.ko", "lib/modules/vmw_vsock_virtio_transport_common.ko",
+                        "lib/modules/vmw_vsock_virtio_transport.ko"})
     EXPECT_NE(listing->find(std::string(f) + "\n"), std::string::npos) << f << " missing from\n" << *listing;
   auto order = run_process_checked(
       {"sh", "-c", "cd '" + cache.string() + "' && cpio -i --quiet --to-stdout etc/hostvisor-modules < initrd.img"});
@@ -46,6 +48,9 @@ TEST(DefaultGuest, BuildsFromDebianPackagesAndIsReusedAfterwards) {
   EXPECT_LT(order->find("virtio.ko\n"), order->find("virtio_pci.ko\n")) << *order;
   EXPECT_LT(order->find("virtio_ring.ko\n"), order->find("virtio_blk.ko\n")) << *order;
   EXPECT_LT(order->find("net_failover.ko\n"), order->find("virtio_net.ko\n")) << *order;
+  EXPECT_LT(order->find("vsock.ko\n"), order->find("vmw_vsock_virtio_transport_common.ko\n")) << *order;
+  EXPECT_LT(order->find("vmw_vsock_virtio_transport_common.ko\n"), order->find("vmw_vsock_virtio_transport.ko\n"))
+      << *order;
 
   // A second call reuses the cache without downloading.
   const auto stamp = std::filesystem::last_write_time(guest->initrd_path);

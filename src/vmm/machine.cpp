@@ -26,6 +26,7 @@
 #include "devices/virtio/net/virtio_net.h"
 #include "devices/virtio/pci/virtio_pci_device.h"
 #include "devices/virtio/rng/virtio_rng.h"
+#include "devices/virtio/vsock/virtio_vsock.h"
 #include "hv/irqchip_state.h"
 #include "hv/vcpu_state.h"
 #include "net/net_backend_factory.h"
@@ -102,6 +103,8 @@ Result<void> Machine::build(const snapshot::Snapshot* snapshot, const RestoreOpt
     HV_TRY(restore_components(*snapshot));
     if (options.clone)
       for (auto& net : nets_) net->set_mac(net::random_local_mac_address());
+    // The snapshot's CID, unless this run was given another (a clone's).
+    if (vsock_ && vsock_->guest_cid() != config_.vsock->guest_cid) vsock_->set_guest_cid(config_.vsock->guest_cid);
   } else {
     HV_TRY(load_kernel_and_boot_vcpus(layout));
   }
@@ -159,6 +162,8 @@ Result<void> Machine::add_pci_devices() {
     HV_TRY(add_net(nic.net, nic.transport));
   }
 
+  if (config_.vsock) HV_TRY(add_vsock(*config_.vsock));
+
   for (size_t i = 0; i < config_.disks.size(); ++i) {
     // The serial is what the guest sees in /sys/block/vdX/serial.
     // Asynchronous I/O: a vCPU (or the event loop) only submits; the event
@@ -199,6 +204,19 @@ Result<void> Machine::add_net(const net::NetOption& option, VirtioTransport tran
   HV_TRY(watch_net_backend(net));
   HV_TRY(plug_virtio(net, transport));
   nets_.push_back(net);
+  return ok();
+}
+
+Result<void> Machine::add_vsock(const VsockConfig& config) {
+  auto vsock = HV_TRY(VirtioVsock::create({.guest_cid = config.guest_cid, .uds_path = config.uds_path}));
+  // Host programs' sockets (the listener, each stream) are served on the
+  // event loop, through the device's own epoll set.
+  HV_TRY(event_loop_->add(vsock->host_fd(), [weak = std::weak_ptr<VirtioVsock>(vsock)](uint32_t) {
+    if (auto device = weak.lock()) device->process_host();
+  }));
+  HV_TRY(plug_virtio(vsock, config.transport));
+  HV_LOG_INFO("vsock: guest CID {}, host side at {}", config.guest_cid, config.uds_path);
+  vsock_ = std::move(vsock);
   return ok();
 }
 

@@ -34,6 +34,7 @@ class VirtioBlk;
 class VirtioDevice;
 class VirtioConsole;
 class VirtioNet;
+class VirtioVsock;
 class CmosRtc;
 class FwCfg;
 namespace arch {
@@ -126,6 +127,8 @@ class Machine final : public SystemControl {
   // A virtio-net device on the backend `option` names (tap, user-mode NAT).
   Result<void> add_net(const net::NetOption& option, VirtioTransport transport);
   Result<void> watch_net_backend(const std::shared_ptr<VirtioNet>& net);
+  // virtio-vsock with its unix-socket host side served on the event loop.
+  Result<void> add_vsock(const VsockConfig& config);
   // Each NIC's traffic counters, at info level, once the run is over.
   void log_net_counters();
   // Puts `device` on the PCI root behind the virtio-pci transport, with the
@@ -168,6 +171,7 @@ class Machine final : public SystemControl {
   std::shared_ptr<VirtioConsole> virtio_console_;
   std::vector<std::shared_ptr<VirtioNet>> nets_;
   std::vector<std::shared_ptr<VirtioBlk>> blks_;  // by config_.disks index
+  std::shared_ptr<VirtioVsock> vsock_;
   std::shared_ptr<Serial8250> serial_;
   std::shared_ptr<CmosRtc> rtc_;
   std::shared_ptr<FwCfg> fw_cfg_;
