@@ -118,6 +118,9 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 mkdir -p /dev/pts /mnt /tmp
+# Ptys, for the guest agent's `exec -t` and `shell`.
+mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /dev/pts 2>/dev/null
+[ -e /dev/ptmx ] || ln -s pts/ptmx /dev/ptmx
 failed=""
 while read -r module; do
   insmod "/lib/modules/$module" 2>/dev/null || failed="$failed $module"

@@ -52,6 +52,10 @@ Result<std::unique_ptr<Machine>> Machine::restore(const MachineConfig& config, c
   std::unique_ptr<Machine> machine(new Machine(config, signals));
   auto built = machine->build(&snapshot, options);
   if (!built) return std::move(built).error().with_context("restoring " + snapshot.dir());
+  // The guest's wall clock stopped at the snapshot; a clone also shares its
+  // RNG state with every other run of it.
+  machine->restore_sync_reason_ = options.clone ? "restoring a clone" : "a restore";
+  machine->restore_reseed_ = options.clone;
   return machine;
 }
 
@@ -366,6 +370,7 @@ Result<void> Machine::setup_console() {
 std::string Machine::toggle_pause() {
   if (state() == RunState::kPaused) {
     const RunResponse resumed = resume();
+    if (resumed == RunResponse::kDone && clock_sync_) clock_sync_->request("a pause");
     return resumed == RunResponse::kDone ? "VM resumed" : std::string("resume: ") + to_string(resumed);
   }
   const RunResponse paused = pause();
@@ -396,7 +401,12 @@ RunOutcome Machine::run() {
   take_signals();  // a stop signal read before this machine existed ends it before it starts
   event_loop_->start();
   runner_->start();
+  if (vsock_) {
+    clock_sync_ = std::make_unique<GuestClockSync>(agent::vsock_connector(config_.vsock->uds_path));
+    if (!restore_sync_reason_.empty()) clock_sync_->request(restore_sync_reason_, restore_reseed_);
+  }
   runner_->wait();
+  clock_sync_.reset();  // while the loop still serves the vsock socket it may be using
   event_loop_->stop();
   rtc_timer_.reset();
   event_loop_->remove(signals_.fd());

@@ -18,6 +18,7 @@
 #include "memory/guest_memory.h"
 #include "vmm/console.h"
 #include "vmm/event_loop.h"
+#include "vmm/guest_clock_sync.h"
 #include "vmm/machine_config.h"
 #include "vmm/rtc_timer.h"
 #include "vmm/run_outcome.h"
@@ -172,6 +173,10 @@ class Machine final : public SystemControl {
   std::vector<std::shared_ptr<VirtioNet>> nets_;
   std::vector<std::shared_ptr<VirtioBlk>> blks_;  // by config_.disks index
   std::shared_ptr<VirtioVsock> vsock_;
+  // The guest agent's clock sync (and a clone's RNG reseed), with vsock only.
+  std::unique_ptr<GuestClockSync> clock_sync_;
+  std::string restore_sync_reason_;  // set by a restore: sync once running
+  bool restore_reseed_ = false;
   std::shared_ptr<Serial8250> serial_;
   std::shared_ptr<CmosRtc> rtc_;
   std::shared_ptr<FwCfg> fw_cfg_;
