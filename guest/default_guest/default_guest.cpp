@@ -230,15 +230,19 @@ Result<DefaultGuest> prepare_default_guest(const DefaultGuestOptions& options) {
     if (!bytes) return bytes.error().with_context("the guest agent");
     agent = std::move(*bytes);
   }
-  const std::string agent_hash = agent.empty() ? "no-agent" : content_hash(agent);
+  // What the initramfs holds besides the packages' files: a change to any of
+  // it (a new agent, a changed init) makes the cached build stale.
+  std::string own_files = agent + default_guest_init_script() + default_guest_inittab() + default_guest_dhcp_script();
+  for (const auto& m : options.modules) own_files += m + "\n";
+  const std::string contents_hash = content_hash(own_files);
 
-  // A complete earlier build is reused as it is, if it holds the same agent.
+  // A complete earlier build is reused as it is, if it holds the same files.
   if (auto manifest = read_whole(cache / kManifest); manifest.ok()) {
     std::istringstream in(*manifest);
     int version = 0;
-    std::string release, built_agent;
-    in >> version >> release >> built_agent;
-    if (version == kManifestVersion && !release.empty() && built_agent == agent_hash && fs::exists(guest.kernel_path) &&
+    std::string release, built_contents;
+    in >> version >> release >> built_contents;
+    if (version == kManifestVersion && !release.empty() && built_contents == contents_hash && fs::exists(guest.kernel_path) &&
         fs::exists(guest.initrd_path)) {
       guest.kernel_release = release;
       return guest;
@@ -333,7 +337,7 @@ Result<DefaultGuest> prepare_default_guest(const DefaultGuestOptions& options) {
   HV_TRY(write_file_atomically(guest.initrd_path, std::string(archive.begin(), archive.end())));
   // The manifest goes last: its presence means the build is complete.
   HV_TRY(
-      write_file_atomically(cache / kManifest, std::to_string(kManifestVersion) + " " + guest.kernel_release + " " + agent_hash + "\n"));
+      write_file_atomically(cache / kManifest, std::to_string(kManifestVersion) + " " + guest.kernel_release + " " + contents_hash + "\n"));
   say("default guest ready: Linux " + guest.kernel_release + ", " + std::to_string(load_order.size()) +
       " modules, initramfs " + std::to_string(archive.size() / 1024) + " KiB");
   return guest;

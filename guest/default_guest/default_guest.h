@@ -35,8 +35,8 @@ struct DefaultGuestOptions {
                                       "vmw_vsock_virtio_transport_common",
                                       "vmw_vsock_virtio_transport"};
   // The hostvisor-agent binary to ship in /sbin and start from /init; empty:
-  // a guest without the agent. Its content hash is in the cache manifest, so
-  // a rebuilt agent rebuilds the initramfs.
+  // a guest without the agent. The cache manifest holds a hash of it and of
+  // init's scripts, so a rebuilt agent or a changed init rebuilds the initramfs.
   std::string agent_path;
   std::function<void(const std::string&)> progress;  // one line per step, for the user
   // The guest's console, where the kernel's messages and the shell go:

@@ -255,6 +255,43 @@ TEST_F(AgentProcess, FileErrorsSayWhat) {
   EXPECT_FALSE(no_dir.ok());
 }
 
+// A hostile host: the agent must hold it to what it announced and drop a
+// connection that breaks the framing, and go on serving others.
+TEST_F(AgentProcess, TheAgentRefusesMoreFileDataThanAnnouncedAndOversizedFrames) {
+  {
+    auto fd = connect_unix(socket_);
+    ASSERT_TRUE(fd.ok());
+    protocol::FrameChannel channel(std::move(*fd));
+    ASSERT_TRUE(channel.receive_json(5s).ok());  // hello
+    channel.send_json({{"op", "write_file"}, {"path", (dir_ / "f").string()}, {"size", 2}, {"mode", 0644}, {"mtime_ns", 0}});
+    const std::string five = "12345";
+    channel.send_data(protocol::Stream::kStdin, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(five.data()), five.size()));
+    channel.send_end(protocol::Stream::kStdin);
+    ASSERT_TRUE(channel.flush(5s).ok());
+    auto first = channel.receive_json(5s);
+    ASSERT_TRUE(first.ok()) << first.error().message();
+    EXPECT_TRUE(protocol::check_reply(*first).ok());
+    auto second = channel.receive_json(5s);
+    ASSERT_TRUE(second.ok()) << second.error().message();
+    auto outcome = protocol::check_reply(*second);
+    ASSERT_FALSE(outcome.ok());
+    EXPECT_NE(outcome.error().message().find("more than"), std::string::npos) << outcome.error().message();
+    EXPECT_FALSE(fs::exists(dir_ / "f"));
+    for (const auto& entry : fs::directory_iterator(dir_))  // and no temporary file left behind
+      EXPECT_EQ(entry.path().filename().string().find(".hostvisor-agent-"), std::string::npos) << entry.path();
+  }
+  {
+    auto fd = connect_unix(socket_);
+    ASSERT_TRUE(fd.ok());
+    const std::string giant("\x7f\xff\xff\xff\x01", 5);
+    ASSERT_EQ(::write(fd->get(), giant.data(), giant.size()), 5);
+    protocol::FrameChannel channel(std::move(*fd));
+    ASSERT_TRUE(channel.receive_json(5s).ok());           // hello
+    EXPECT_FALSE(channel.receive_json(5s).ok());          // then the agent hangs up
+  }
+  EXPECT_TRUE(client_->ping().ok());
+}
+
 TEST_F(AgentProcess, MachineWideOperationsAreOffOnAUnixSocket) {
   // An agent on the host must never set the host's clock or power it off.
   for (auto outcome : {client_->set_time(0), client_->shutdown(), client_->reboot(), client_->reseed_rng(std::vector<uint8_t>(16, 1))}) {

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "agent/guest/session.h"
 #include "base/fd.h"
@@ -125,15 +126,15 @@ void send_file(FrameChannel& channel, const nlohmann::json& request) {
                      {"size", size}});
   int64_t sent = 0;
   std::string error;
-  static uint8_t buf[protocol::kMaxDataBytes];
+  std::vector<uint8_t> buf(protocol::kMaxDataBytes);
   while (sent < size) {
-    const ssize_t n = ::read(fd.get(), buf, static_cast<size_t>(std::min<int64_t>(sizeof(buf), size - sent)));
+    const ssize_t n = ::read(fd.get(), buf.data(), static_cast<size_t>(std::min<int64_t>(buf.size(), size - sent)));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       error = n == 0 ? "the file shrank while it was read" : std::string("read: ") + std::strerror(errno);
       break;
     }
-    channel.send_data(Stream::kStdout, std::span<const uint8_t>(buf, static_cast<size_t>(n)));
+    channel.send_data(Stream::kStdout, std::span<const uint8_t>(buf.data(), static_cast<size_t>(n)));
     sent += n;
     if (channel.out_pending() >= FrameChannel::kOutHighWater && !channel.flush(kIdleTimeout).ok()) return;
   }
