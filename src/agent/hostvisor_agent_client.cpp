@@ -111,6 +111,7 @@ Result<AgentInfo> decode_info(const nlohmann::json& reply) {
     if (!it->is_number() || it->get<double>() < 0) return Error(ErrorCode::kCorrupt, "hostvisor-agent: bad \"uptime_seconds\"");
     info.uptime_seconds = it->get<double>();
   }
+  info.unix_time_ns = static_cast<int64_t>(HV_TRY(unsigned_field(reply, "unix_ns")));
   info.memory_total_bytes = HV_TRY(unsigned_field(reply, "memory_total_bytes"));
   info.memory_available_bytes = HV_TRY(unsigned_field(reply, "memory_available_bytes"));
   for (const auto& fs : *HV_TRY(list_field(reply, "filesystems"))) {

@@ -83,6 +83,9 @@ TEST_F(AgentProcess, PingAndInfoDescribeThisMachine) {
   EXPECT_EQ(info->hostname, uts.nodename);
   EXPECT_GT(info->memory_total_bytes, info->memory_available_bytes);
   EXPECT_GT(info->uptime_seconds, 0);
+  EXPECT_LT(std::abs(info->unix_time_ns - std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                             std::chrono::system_clock::now().time_since_epoch()).count()),
+            5'000'000'000);
   bool root = false, loopback = false;
   for (const auto& f : info->filesystems) root |= f.mount_point == "/";
   for (const auto& i : info->interfaces)
