@@ -4,7 +4,8 @@
 // (`uname -r`; stdin in and status 3 out through `hostvisor agent exec`),
 // exec on a terminal (`stty size` sees the host's size; Ctrl-C interrupts a
 // sleep), a 32 MiB copy in and out with `hostvisor agent cp` (sha256, mode,
-// mtime), the clock after a pause, and a power-off through the agent.
+// mtime), the clock after a pause; then a snapshot and a clone restored from
+// it (RNG reseeded, clock set) that powers off through the agent.
 //
 // The clock check shifts the guest's clock an hour back rather than pausing
 // for 30 s: after Ctrl-A p, p hostvisor must set it to the host's, so the
@@ -99,7 +100,10 @@ TEST(AgentGuest, ExecTerminalCopyClockAndPowerOffThroughTheAgent) {
   const std::string socket = (scratch.path / "hostvisor" / "vm" / "default-guest.vsock").string();
 
   GuestConsole console;
-  ASSERT_TRUE(console.start({HOSTVISOR_PATH, "--log-level", "info", "run", "--accel", "emu", "--memory", "256M"})) << console.failure();
+  const std::string snapshot = (scratch.path / "snapshot").string();
+  ASSERT_TRUE(console.start({HOSTVISOR_PATH, "--log-level", "info", "run", "--accel", "emu", "--memory", "256M", "--snapshot-dir",
+                             snapshot}))
+      << console.failure();
   auto banner = console.wait_for_regex(kBanner, kBootTimeout);
   ASSERT_TRUE(banner) << console.failure();
   const std::string release = (*banner)[1].str();
@@ -212,11 +216,37 @@ TEST(AgentGuest, ExecTerminalCopyClockAndPowerOffThroughTheAgent) {
     console.read_for(200ms);
     EXPECT_NE(console.err().find("set the guest's clock to the host's after a pause"), std::string::npos) << console.err();
   }
+  // Snapshot and quit, then restore a clone: hostvisor reseeds its RNG and
+  // sets its clock (the snapshot's time is behind by the time on disk).
+  {
+    Captured c;
+    ASSERT_TRUE(exec(client, {.argv = {"rm", "/tmp/in.bin"}}, c).ok());
+  }
+  ASSERT_TRUE(console.send_keys("\x01S")) << console.failure();
+  ASSERT_TRUE(console.wait_for_text("; quitting", 120s)) << console.failure() << console.err();
+  auto saved = console.wait_exit(kShutdownTimeout);
+  ASSERT_TRUE(saved) << console.failure();
+  ASSERT_EQ(*saved, 0) << console.err();
+  std::this_thread::sleep_for(3s);  // time the clone's clock must catch up on
+
+  GuestConsole clone;
+  ASSERT_TRUE(clone.start({HOSTVISOR_PATH, "--log-level", "info", "run", "--restore", snapshot, "--clone"})) << clone.failure();
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (clone.err().find("set the guest's clock to the host's after restoring a clone") == std::string::npos &&
+         std::chrono::steady_clock::now() < deadline)
+    clone.read_for(200ms);
+  EXPECT_NE(clone.err().find("reseeded the guest's RNG with 64 bytes from the host after restoring a clone"), std::string::npos)
+      << clone.err();
+  EXPECT_NE(clone.err().find("set the guest's clock to the host's after restoring a clone"), std::string::npos) << clone.err();
+  const auto offset = guest_clock_offset_s(client);
+  ASSERT_TRUE(offset);
+  EXPECT_LT(std::abs(*offset), 1.0) << "the clone's clock is " << *offset << " s off";
+
   // Power off through the agent: hostvisor ends with status 0.
   ASSERT_TRUE(client.shutdown().ok());
-  const auto status = console.wait_exit(kShutdownTimeout);
-  ASSERT_TRUE(status) << console.failure();
-  EXPECT_EQ(*status, 0) << console.err();
+  const auto status = clone.wait_exit(kShutdownTimeout);
+  ASSERT_TRUE(status) << clone.failure();
+  EXPECT_EQ(*status, 0) << clone.err();
 }
 
 }  // namespace
