@@ -11,13 +11,17 @@
 //                                    send TEXT, end the stream's sending side
 //                                    and print what comes back until the host
 //                                    closes.
+//   guest_vsock_echo cid             print the guest's own CID (what the
+//                                    driver read from the device's config).
 //
 // And for bench/agent.bench.sh's throughput figures, one stream at a time:
 //   guest_vsock_echo sink PORT       read each stream to its end, answer the
 //                                    byte count ("N\n") and close.
 //   guest_vsock_echo source PORT     read a line "N\n" from each stream, send
 //                                    N bytes and close.
+#include <fcntl.h>
 #include <linux/vm_sockets.h>
+#include <sys/ioctl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -170,13 +174,25 @@ int send(unsigned port, const std::string& text) {
   return 0;
 }
 
+int print_cid() {
+  const int fd = ::open("/dev/vsock", O_RDONLY | O_CLOEXEC);
+  unsigned cid = 0;
+  if (fd < 0 || ::ioctl(fd, IOCTL_VM_SOCKETS_GET_LOCAL_CID, &cid) < 0) {
+    std::perror("guest_vsock_echo: /dev/vsock");
+    return 1;
+  }
+  std::printf("%u\n", cid);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc == 3 && std::strcmp(argv[1], "serve") == 0) return serve(static_cast<unsigned>(std::atoi(argv[2])));
+  if (argc == 2 && std::strcmp(argv[1], "cid") == 0) return print_cid();
   if (argc == 3 && std::strcmp(argv[1], "sink") == 0) return sink(static_cast<unsigned>(std::atoi(argv[2])));
   if (argc == 3 && std::strcmp(argv[1], "source") == 0) return source(static_cast<unsigned>(std::atoi(argv[2])));
   if (argc == 4 && std::strcmp(argv[1], "send") == 0) return send(static_cast<unsigned>(std::atoi(argv[2])), argv[3]);
-  std::fprintf(stderr, "usage: %s serve PORT | send PORT TEXT | sink PORT | source PORT\n", argv[0]);
+  std::fprintf(stderr, "usage: %s serve PORT | send PORT TEXT | sink PORT | source PORT | cid\n", argv[0]);
   return 2;
 }
