@@ -11,7 +11,17 @@
 //                                    send TEXT, end the stream's sending side
 //                                    and print what comes back until the host
 //                                    closes.
+//   guest_vsock_echo cid             print the guest's own CID (what the
+//                                    driver read from the device's config).
+//
+// And for bench/agent.bench.sh's throughput figures, one stream at a time:
+//   guest_vsock_echo sink PORT       read each stream to its end, answer the
+//                                    byte count ("N\n") and close.
+//   guest_vsock_echo source PORT     read a line "N\n" from each stream, send
+//                                    N bytes and close.
+#include <fcntl.h>
 #include <linux/vm_sockets.h>
+#include <sys/ioctl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -21,6 +31,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -41,18 +52,76 @@ struct Stream {
   bool eof = false;
 };
 
-int serve(unsigned port) {
-  const int listener = ::socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+// Listens on vsock `port` and detaches: returns the listener in the child,
+// -1 in the parent (which then exits 0: the port is bound) or on failure.
+int listen_and_detach(unsigned port, int flags, int* status) {
+  const int listener = ::socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC | flags, 0);
   const sockaddr_vm addr = vsock_address(VMADDR_CID_ANY, port);
+  *status = 1;
   if (listener < 0 || ::bind(listener, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) < 0 ||
       ::listen(listener, 256) < 0) {
     std::perror("guest_vsock_echo: listening");
-    return 1;
+    return -1;
   }
   const pid_t child = ::fork();
-  if (child < 0) return 1;
-  if (child > 0) return 0;
+  if (child < 0) return -1;
+  *status = 0;
+  if (child > 0) return -1;
   ::setsid();
+  return listener;
+}
+
+bool write_all(int fd, const char* data, size_t size) {
+  for (size_t done = 0; done < size;) {
+    const ssize_t n = ::write(fd, data + done, size - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    done += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+int sink(unsigned port) {
+  int status;
+  const int listener = listen_and_detach(port, 0, &status);
+  if (listener < 0) return status;
+  static char buf[1 << 16];
+  for (;;) {
+    const int fd = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) continue;
+    size_t total = 0;
+    for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) total += static_cast<size_t>(n);
+    const std::string count = std::to_string(total) + "\n";
+    write_all(fd, count.data(), count.size());
+    ::close(fd);
+  }
+}
+
+int source(unsigned port) {
+  int status;
+  const int listener = listen_and_detach(port, 0, &status);
+  if (listener < 0) return status;
+  static char buf[1 << 16];
+  std::memset(buf, 'v', sizeof buf);
+  for (;;) {
+    const int fd = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) continue;
+    std::string line;
+    char c;
+    while (line.size() < 24 && ::read(fd, &c, 1) == 1 && c != '\n') line += c;
+    for (size_t left = std::strtoull(line.c_str(), nullptr, 10); left > 0;) {
+      const size_t n = std::min(left, sizeof buf);
+      if (!write_all(fd, buf, n)) break;
+      left -= n;
+    }
+    ::close(fd);
+  }
+}
+
+int serve(unsigned port) {
+  int status;
+  const int listener = listen_and_detach(port, SOCK_NONBLOCK, &status);
+  if (listener < 0) return status;
   std::vector<Stream> streams;
   std::vector<pollfd> fds;
   char buf[65536];
@@ -105,11 +174,25 @@ int send(unsigned port, const std::string& text) {
   return 0;
 }
 
+int print_cid() {
+  const int fd = ::open("/dev/vsock", O_RDONLY | O_CLOEXEC);
+  unsigned cid = 0;
+  if (fd < 0 || ::ioctl(fd, IOCTL_VM_SOCKETS_GET_LOCAL_CID, &cid) < 0) {
+    std::perror("guest_vsock_echo: /dev/vsock");
+    return 1;
+  }
+  std::printf("%u\n", cid);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc == 3 && std::strcmp(argv[1], "serve") == 0) return serve(static_cast<unsigned>(std::atoi(argv[2])));
+  if (argc == 2 && std::strcmp(argv[1], "cid") == 0) return print_cid();
+  if (argc == 3 && std::strcmp(argv[1], "sink") == 0) return sink(static_cast<unsigned>(std::atoi(argv[2])));
+  if (argc == 3 && std::strcmp(argv[1], "source") == 0) return source(static_cast<unsigned>(std::atoi(argv[2])));
   if (argc == 4 && std::strcmp(argv[1], "send") == 0) return send(static_cast<unsigned>(std::atoi(argv[2])), argv[3]);
-  std::fprintf(stderr, "usage: %s serve PORT | send PORT TEXT\n", argv[0]);
+  std::fprintf(stderr, "usage: %s serve PORT | send PORT TEXT | sink PORT | source PORT | cid\n", argv[0]);
   return 2;
 }

@@ -2,6 +2,10 @@
 // vsock modules bind the device, 100 host-initiated streams at once each
 // echo 1 MiB intact through a guest echo server (CONNECT/OK on the unix
 // socket), and a guest-initiated stream reaches a host listener at PATH_P.
+// Then a snapshot of the running guest is restored as a clone on a socket
+// and CID of its own: the guest reads the new CID after the device's
+// TRANSPORT_RESET and its echo server, still listening, serves the clone's
+// streams while the original goes on serving its own.
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -159,7 +163,7 @@ std::vector<std::string> echo_streams(const std::string& uds, uint32_t port, int
   return failures;
 }
 
-TEST(LinuxGuestVsock, HundredStreamsEchoOneMebibyteEachAndTheGuestReachesAHostListener) {
+TEST(LinuxGuestVsock, HundredStreamsEchoTheGuestReachesAHostListenerAndACloneGetsItsOwnSocketAndCid) {
   ScratchDir scratch;
   ASSERT_FALSE(scratch.path.empty());
   // The guest's echo program on a raw disk: the guest copies it off /dev/vda.
@@ -171,6 +175,7 @@ TEST(LinuxGuestVsock, HundredStreamsEchoOneMebibyteEachAndTheGuestReachesAHostLi
   const fs::path disk = scratch.path / "echo.img";
   std::ofstream(disk, std::ios::binary) << bytes;
   const std::string uds = (scratch.path / "vsock.sock").string();
+  const fs::path snapshot = scratch.path / "snapshot";
 
   // A host listener for the guest's connection to port 5000: it answers
   // what it read with a line of its own.
@@ -205,7 +210,8 @@ TEST(LinuxGuestVsock, HundredStreamsEchoOneMebibyteEachAndTheGuestReachesAHostLi
 
   GuestConsole console;
   ASSERT_TRUE(console.start({HOSTVISOR_PATH, "run", "--accel", "emu", "--memory", "512M", "--net", "none", "--disk",
-                             disk.string() + ",format=raw,readonly=on", "--vsock", "cid=7,uds=" + uds}))
+                             disk.string() + ",format=raw,readonly=on", "--vsock", "cid=7,uds=" + uds,
+                             "--snapshot-dir", snapshot.string()}))
       << console.failure();
   auto banner = console.wait_for_regex(kBanner, kBootTimeout);
   ASSERT_TRUE(banner) << console.failure();
@@ -238,6 +244,30 @@ TEST(LinuxGuestVsock, HundredStreamsEchoOneMebibyteEachAndTheGuestReachesAHostLi
   const auto nobody = echo_streams(uds, 1025, 1, 16, &unused);
   ASSERT_EQ(nobody.size(), 1u);
   EXPECT_NE(nobody[0].find("closed before OK"), std::string::npos) << nobody[0];
+
+  // A snapshot of the running guest; the original goes on.
+  EXPECT_EQ(guest_ok(console, "/tmp/vecho cid"), "7\n");
+  ASSERT_TRUE(console.send_keys("\x01s")) << console.failure();
+  ASSERT_TRUE(console.wait_for_regex(std::regex(R"(\[hostvisor: snapshot written to [^\]]*\])"), kCommandTimeout))
+      << console.failure();
+  {
+    const std::string clone_uds = (scratch.path / "clone.sock").string();
+    GuestConsole clone;
+    ASSERT_TRUE(clone.start({HOSTVISOR_PATH, "run", "--restore", snapshot.string(), "--clone", "--vsock",
+                             "cid=8,uds=" + clone_uds}))
+        << clone.failure();
+    EXPECT_EQ(guest_ok(clone, "/tmp/vecho cid"), "8\n") << "the clone's guest did not take its new CID";
+    const auto clone_failures = echo_streams(clone_uds, 1024, 4, 64 << 10, &unused);
+    EXPECT_TRUE(clone_failures.empty()) << clone_failures.front();
+    const auto original_failures = echo_streams(uds, 1024, 4, 64 << 10, &unused);
+    EXPECT_TRUE(original_failures.empty()) << original_failures.front();
+    EXPECT_EQ(guest_ok(console, "/tmp/vecho cid"), "7\n");
+    ASSERT_TRUE(clone.wait_for_text("/ # ", kCommandTimeout)) << clone.failure();
+    ASSERT_TRUE(clone.send_line("poweroff")) << clone.failure();
+    const auto status = clone.wait_exit(kShutdownTimeout);
+    ASSERT_TRUE(status) << "the clone after poweroff: " << clone.failure();
+    EXPECT_EQ(*status, 0) << clone.err();
+  }
 
   ASSERT_TRUE(console.wait_for_text("/ # ", kCommandTimeout)) << console.failure();
   ASSERT_TRUE(console.send_line("poweroff")) << console.failure();

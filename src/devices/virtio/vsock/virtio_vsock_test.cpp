@@ -242,6 +242,42 @@ TEST_F(VirtioVsockTest, HostInitiatedStreamCarriesDataBothWaysAndCloses) {
   EXPECT_TRUE(interrupt.needs_reset.empty());
 }
 
+// A host program may write its first bytes right behind the CONNECT line,
+// before the OK: they are the stream's, delivered once the guest accepted.
+// One that hangs up before the guest answers gets the guest an RST.
+TEST_F(VirtioVsockTest, BytesBehindTheConnectLineWaitForTheGuestsAcceptance) {
+  post_rx(16);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  uds.copy(addr.sun_path, uds.size());
+  UniqueFd host(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  ASSERT_EQ(::connect(host.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  const std::string first = "CONNECT 1024\n{\"op\":\"ping\"}";
+  ASSERT_EQ(::write(host.get(), first.data(), first.size()), static_cast<ssize_t>(first.size()));
+  run_host();
+  auto packets = received();
+  ASSERT_EQ(packets.size(), 1u) << "only the REQUEST before the guest accepts";
+  EXPECT_EQ(packets[0].header.op, kOpRequest);
+  const uint32_t port = packets[0].header.src_port;
+  send(header_for(1024, port, kOpResponse));
+  packets = received();
+  ASSERT_EQ(packets.size(), 1u);
+  EXPECT_EQ(packets[0].header.op, kOpRw);
+  EXPECT_EQ(packets[0].payload, "{\"op\":\"ping\"}");
+  EXPECT_EQ(host_read(host.get()), "OK " + std::to_string(port) + "\n");
+
+  UniqueFd impatient = host_connect(1025);
+  packets = received();
+  ASSERT_EQ(packets.size(), 1u);
+  impatient.reset();
+  run_host();
+  send(header_for(1025, packets[0].header.src_port, kOpResponse));
+  packets = received();
+  ASSERT_EQ(packets.size(), 1u);
+  EXPECT_EQ(packets[0].header.op, kOpRst) << "the host program is gone";
+  EXPECT_EQ(device->stream_count(), 1u);
+}
+
 TEST_F(VirtioVsockTest, GuestRefusalClosesTheHostSocketWithoutOk) {
   post_rx(4);
   UniqueFd host = host_connect(7);
