@@ -8,8 +8,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <cstdint>
 #include <cstddef>
+#include <cstdint>
 
 #include "agent/hostvisor_agent_client.h"
 
@@ -39,12 +39,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       std::chrono::milliseconds(100));
   static const int sink = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
   switch (op) {
-    case 0:
-      (void)client.ping();
-      break;
-    case 1:
-      (void)client.info();
-      break;
+    case 0: (void)client.ping(); break;
+    case 1: (void)client.info(); break;
     case 2: {
       agent::ExecStreams streams;
       streams.on_stdout = [](std::span<const uint8_t>) {};
@@ -52,9 +48,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       (void)client.exec({.argv = {"true"}}, streams);
       break;
     }
-    case 3:
-      (void)client.read_file("/f", sink);
-      break;
+    case 3: (void)client.read_file("/f", sink); break;
     case 4: {
       const int source = ::memfd_create("fuzz-source", MFD_CLOEXEC);
       (void)!::write(source, "abc", 3);

@@ -242,8 +242,8 @@ Result<DefaultGuest> prepare_default_guest(const DefaultGuestOptions& options) {
     int version = 0;
     std::string release, built_contents;
     in >> version >> release >> built_contents;
-    if (version == kManifestVersion && !release.empty() && built_contents == contents_hash && fs::exists(guest.kernel_path) &&
-        fs::exists(guest.initrd_path)) {
+    if (version == kManifestVersion && !release.empty() && built_contents == contents_hash &&
+        fs::exists(guest.kernel_path) && fs::exists(guest.initrd_path)) {
       guest.kernel_release = release;
       return guest;
     }
@@ -336,8 +336,8 @@ Result<DefaultGuest> prepare_default_guest(const DefaultGuestOptions& options) {
   HV_TRY(write_file_atomically(guest.kernel_path, HV_TRY(read_whole(vmlinuz))));
   HV_TRY(write_file_atomically(guest.initrd_path, std::string(archive.begin(), archive.end())));
   // The manifest goes last: its presence means the build is complete.
-  HV_TRY(
-      write_file_atomically(cache / kManifest, std::to_string(kManifestVersion) + " " + guest.kernel_release + " " + contents_hash + "\n"));
+  HV_TRY(write_file_atomically(
+      cache / kManifest, std::to_string(kManifestVersion) + " " + guest.kernel_release + " " + contents_hash + "\n"));
   say("default guest ready: Linux " + guest.kernel_release + ", " + std::to_string(load_order.size()) +
       " modules, initramfs " + std::to_string(archive.size() / 1024) + " KiB");
   return guest;

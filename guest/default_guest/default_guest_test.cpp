@@ -39,12 +39,12 @@ TEST(DefaultGuest, BuildsFromDebianPackagesAndIsReusedAfterwards) {
   // The initramfs holds init, busybox and the virtio modules, dependencies first.
   auto listing = run_process_checked({"sh", "-c", "cpio -it --quiet < '" + guest->initrd_path + "'"});
   ASSERT_TRUE(listing.ok()) << listing.error().message();
-  for (const char* f : {"init", "etc/inittab", "sbin/hostvisor-agent", "etc/udhcpc/hostvisor.script", "bin/busybox", "dev/console",
-                        "lib/modules/virtio_pci.ko", "lib/modules/virtio_mmio.ko", "lib/modules/virtio_blk.ko",
-                        "lib/modules/virtio_net.ko", "lib/modules/virtio_console.ko", "lib/modules/virtio-rng.ko",
-                        "lib/modules/virtio.ko", "lib/modules/virtio_ring.ko", "lib/modules/failover.ko",
-                        "lib/modules/vsock.ko", "lib/modules/vmw_vsock_virtio_transport_common.ko",
-                        "lib/modules/vmw_vsock_virtio_transport.ko"})
+  for (const char* f :
+       {"init", "etc/inittab", "sbin/hostvisor-agent", "etc/udhcpc/hostvisor.script", "bin/busybox", "dev/console",
+        "lib/modules/virtio_pci.ko", "lib/modules/virtio_mmio.ko", "lib/modules/virtio_blk.ko",
+        "lib/modules/virtio_net.ko", "lib/modules/virtio_console.ko", "lib/modules/virtio-rng.ko",
+        "lib/modules/virtio.ko", "lib/modules/virtio_ring.ko", "lib/modules/failover.ko", "lib/modules/vsock.ko",
+        "lib/modules/vmw_vsock_virtio_transport_common.ko", "lib/modules/vmw_vsock_virtio_transport.ko"})
     EXPECT_NE(listing->find(std::string(f) + "\n"), std::string::npos) << f << " missing from\n" << *listing;
   auto order = run_process_checked(
       {"sh", "-c", "cd '" + cache.string() + "' && cpio -i --quiet --to-stdout etc/hostvisor-modules < initrd.img"});

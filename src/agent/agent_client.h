@@ -38,12 +38,12 @@ struct InterfaceInfo {
 };
 
 struct AgentInfo {
-  std::string agent;          // "hostvisor-agent 1", "qemu-guest-agent 7.2.0"
-  std::string os;             // PRETTY_NAME of /etc/os-release, or "Linux"
-  std::string kernel_release; // uname -r
+  std::string agent;           // "hostvisor-agent 1", "qemu-guest-agent 7.2.0"
+  std::string os;              // PRETTY_NAME of /etc/os-release, or "Linux"
+  std::string kernel_release;  // uname -r
   std::string hostname;
   double uptime_seconds = 0;
-  int64_t unix_time_ns = 0;   // the guest's wall clock when it answered (0: unknown)
+  int64_t unix_time_ns = 0;  // the guest's wall clock when it answered (0: unknown)
   uint64_t memory_total_bytes = 0;
   uint64_t memory_available_bytes = 0;
   std::vector<FilesystemInfo> filesystems;
@@ -65,7 +65,7 @@ class ExecControl {
  public:
   virtual ~ExecControl() = default;
   virtual Result<void> resize(uint16_t rows, uint16_t cols) = 0;  // terminal only
-  virtual Result<void> signal(int signo) = 0;                      // Linux signal numbers
+  virtual Result<void> signal(int signo) = 0;                     // Linux signal numbers
 };
 
 // Where a command's input comes from and its output goes. The client runs one
@@ -111,8 +111,7 @@ class AgentClient {
 
   // Copies source_fd (read to EOF) into guest_path, replacing it atomically,
   // with attributes' mode and mtime.
-  virtual Result<void> write_file(const std::string& guest_path, int source_fd,
-                                  const FileAttributes& attributes) = 0;
+  virtual Result<void> write_file(const std::string& guest_path, int source_fd, const FileAttributes& attributes) = 0;
   // Copies guest_path into dest_fd; returns its mode, mtime and size.
   virtual Result<FileAttributes> read_file(const std::string& guest_path, int dest_fd) = 0;
 

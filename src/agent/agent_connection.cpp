@@ -56,8 +56,8 @@ AgentConnector vsock_connector(std::string uds_path, uint32_t port) {
       return Error::from_errno("vsock " + uds_path + ": send CONNECT");
     const std::string answer = HV_TRY(read_line(fd.get()));
     if (answer.rfind("OK ", 0) != 0)
-      return Error(ErrorCode::kNotFound, "vsock " + uds_path + ": nothing listens on guest port " + std::to_string(port) +
-                                             " (is hostvisor-agent running in the guest?)");
+      return Error(ErrorCode::kNotFound, "vsock " + uds_path + ": nothing listens on guest port " +
+                                             std::to_string(port) + " (is hostvisor-agent running in the guest?)");
     return fd;
   };
 }

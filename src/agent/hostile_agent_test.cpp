@@ -112,13 +112,17 @@ TEST(HostileAgent, ReadFileRefusesAShortFileAndBadAttributes) {
 }
 
 TEST(HostileAgent, ExecRefusesUnknownEventsBadStatusesAndAnEarlyClose) {
-  for (const std::string& tail : {encode_json_frame(R"({"event":"surprise"})"), encode_json_frame(R"({"event":"exit","exit_code":999})"),
-                                  encode_data_frame(Stream::kStdin, bytes("x")), std::string()}) {
-    ScriptedAgent agent(kHello + encode_json_frame(R"({"ok":true,"pid":1})") + encode_data_frame(Stream::kStdout, bytes("out")) + tail);
+  for (const std::string& tail :
+       {encode_json_frame(R"({"event":"surprise"})"), encode_json_frame(R"({"event":"exit","exit_code":999})"),
+        encode_data_frame(Stream::kStdin, bytes("x")), std::string()}) {
+    ScriptedAgent agent(kHello + encode_json_frame(R"({"ok":true,"pid":1})") +
+                        encode_data_frame(Stream::kStdout, bytes("out")) + tail);
     HostvisorAgentClient client(agent.connector(), 2s);
     ExecStreams streams;
     std::string out;
-    streams.on_stdout = [&](std::span<const uint8_t> b) { out.append(reinterpret_cast<const char*>(b.data()), b.size()); };
+    streams.on_stdout = [&](std::span<const uint8_t> b) {
+      out.append(reinterpret_cast<const char*>(b.data()), b.size());
+    };
     auto r = client.exec({.argv = {"true"}}, streams);
     EXPECT_FALSE(r.ok());
     EXPECT_EQ(out, "out");
@@ -126,7 +130,8 @@ TEST(HostileAgent, ExecRefusesUnknownEventsBadStatusesAndAnEarlyClose) {
 }
 
 TEST(HostileAgent, ExecTakesAnExitThatArrivesWithTheClose) {
-  ScriptedAgent agent(kHello + encode_json_frame(R"({"ok":true,"pid":1})") + encode_data_frame(Stream::kStderr, bytes("e")) +
+  ScriptedAgent agent(kHello + encode_json_frame(R"({"ok":true,"pid":1})") +
+                      encode_data_frame(Stream::kStderr, bytes("e")) +
                       encode_json_frame(R"({"event":"exit","signal":9})"));
   HostvisorAgentClient client(agent.connector(), 2s);
   ExecStreams streams;
@@ -139,8 +144,9 @@ TEST(HostileAgent, InfoRefusesWrongTypesAndEndlessLists) {
   std::string many = R"({"ok":true,"filesystems":[)";
   for (int i = 0; i < 300; ++i) many += std::string(i ? "," : "") + "{}";
   many += "]}";
-  for (const std::string& reply : {std::string(R"({"ok":true,"kernel_release":5})"), std::string(R"({"ok":true,"memory_total_bytes":-1})"),
-                                   many, std::string(R"({"ok":true,"interfaces":[{"addresses":[1]}]})")}) {
+  for (const std::string& reply :
+       {std::string(R"({"ok":true,"kernel_release":5})"), std::string(R"({"ok":true,"memory_total_bytes":-1})"), many,
+        std::string(R"({"ok":true,"interfaces":[{"addresses":[1]}]})")}) {
     ScriptedAgent agent(kHello + encode_json_frame(reply));
     HostvisorAgentClient client(agent.connector(), 2s);
     EXPECT_FALSE(client.info().ok()) << reply.substr(0, 80);

@@ -41,7 +41,8 @@ Result<const nlohmann::json*> list_field(const nlohmann::json& object, const cha
   const auto it = object.find(name);
   if (it == object.end()) return &empty;
   if (!it->is_array() || it->size() > kMaxListEntries)
-    return Error(ErrorCode::kCorrupt, std::string("hostvisor-agent: \"") + name + "\" is not a list of at most 256 entries");
+    return Error(ErrorCode::kCorrupt,
+                 std::string("hostvisor-agent: \"") + name + "\" is not a list of at most 256 entries");
   return &*it;
 }
 
@@ -54,7 +55,8 @@ class ChannelExecControl : public ExecControl {
     return ok();
   }
   Result<void> signal(int signo) override {
-    if (signo < 1 || signo > 64) return Error(ErrorCode::kInvalidArgument, "signal: no signal " + std::to_string(signo));
+    if (signo < 1 || signo > 64)
+      return Error(ErrorCode::kInvalidArgument, "signal: no signal " + std::to_string(signo));
     channel_.send_json({{"op", "signal"}, {"signal", signo}});
     return ok();
   }
@@ -76,10 +78,12 @@ Result<FrameChannel> HostvisorAgentClient::open() {
   if (!hello.ok()) return hello.error().with_context("hostvisor-agent: no hello");
   const std::string agent = HV_TRY(protocol::string_field(*hello, "agent", 64));
   const int64_t version = HV_TRY(protocol::int_field(*hello, "protocol"));
-  if (agent != "hostvisor-agent") return Error(ErrorCode::kCorrupt, "the peer is \"" + agent + "\", not hostvisor-agent");
+  if (agent != "hostvisor-agent")
+    return Error(ErrorCode::kCorrupt, "the peer is \"" + agent + "\", not hostvisor-agent");
   if (version != protocol::kProtocolVersion)
-    return Error(ErrorCode::kUnsupported, "hostvisor-agent speaks protocol " + std::to_string(version) + ", this hostvisor " +
-                                              std::to_string(protocol::kProtocolVersion) + ": update the guest's agent");
+    return Error(ErrorCode::kUnsupported, "hostvisor-agent speaks protocol " + std::to_string(version) +
+                                              ", this hostvisor " + std::to_string(protocol::kProtocolVersion) +
+                                              ": update the guest's agent");
   return channel;
 }
 
@@ -108,7 +112,8 @@ Result<AgentInfo> decode_info(const nlohmann::json& reply) {
   info.kernel_release = HV_TRY(protocol::optional_string(reply, "kernel_release", "", 256));
   info.hostname = HV_TRY(protocol::optional_string(reply, "hostname", "", 256));
   if (const auto it = reply.find("uptime_seconds"); it != reply.end()) {
-    if (!it->is_number() || it->get<double>() < 0) return Error(ErrorCode::kCorrupt, "hostvisor-agent: bad \"uptime_seconds\"");
+    if (!it->is_number() || it->get<double>() < 0)
+      return Error(ErrorCode::kCorrupt, "hostvisor-agent: bad \"uptime_seconds\"");
     info.uptime_seconds = it->get<double>();
   }
   info.unix_time_ns = static_cast<int64_t>(HV_TRY(unsigned_field(reply, "unix_ns")));
@@ -147,7 +152,8 @@ Result<AgentInfo> HostvisorAgentClient::info() {
 Result<ExecResult> HostvisorAgentClient::exec(const ExecRequest& request, ExecStreams& streams) {
   if (request.argv.empty()) return Error(ErrorCode::kInvalidArgument, "exec: no command");
   FrameChannel channel = HV_TRY(open());
-  nlohmann::json message = {{"op", "exec"}, {"argv", request.argv}, {"env", request.env}, {"terminal", request.terminal}};
+  nlohmann::json message = {
+      {"op", "exec"}, {"argv", request.argv}, {"env", request.env}, {"terminal", request.terminal}};
   if (!request.cwd.empty()) message["cwd"] = request.cwd;
   if (request.terminal && request.rows > 0 && request.cols > 0) {
     message["rows"] = request.rows;
@@ -166,7 +172,8 @@ Result<ExecResult> HostvisorAgentClient::exec(const ExecRequest& request, ExecSt
       auto frame = HV_TRY(channel.next_frame());
       if (!frame) break;
       if (frame->type == FrameType::kData) {
-        const std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(frame->payload.data()), frame->payload.size());
+        const std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(frame->payload.data()),
+                                             frame->payload.size());
         if (frame->stream == Stream::kStdout) {
           if (streams.on_stdout && !bytes.empty()) streams.on_stdout(bytes);
         } else if (frame->stream == Stream::kStderr) {
@@ -178,11 +185,13 @@ Result<ExecResult> HostvisorAgentClient::exec(const ExecRequest& request, ExecSt
       }
       const nlohmann::json event = HV_TRY(protocol::parse_object(frame->payload));
       const std::string name = HV_TRY(protocol::string_field(event, "event", 64));
-      if (name != "exit") return Error(ErrorCode::kCorrupt, "hostvisor-agent: unexpected event \"" + name + "\" during exec");
+      if (name != "exit")
+        return Error(ErrorCode::kCorrupt, "hostvisor-agent: unexpected event \"" + name + "\" during exec");
       ExecResult result;
       const int64_t code = HV_TRY(protocol::optional_int(event, "exit_code", 0));
       const int64_t signo = HV_TRY(protocol::optional_int(event, "signal", 0));
-      if (code < 0 || code > 255 || signo < 0 || signo > 64) return Error(ErrorCode::kCorrupt, "hostvisor-agent: exit status out of range");
+      if (code < 0 || code > 255 || signo < 0 || signo > 64)
+        return Error(ErrorCode::kCorrupt, "hostvisor-agent: exit status out of range");
       result.exit_code = static_cast<int>(code);
       result.signal = static_cast<int>(signo);
       return result;
@@ -217,7 +226,8 @@ Result<ExecResult> HostvisorAgentClient::exec(const ExecRequest& request, ExecSt
   }
 }
 
-Result<void> HostvisorAgentClient::write_file(const std::string& guest_path, int source_fd, const FileAttributes& attributes) {
+Result<void> HostvisorAgentClient::write_file(const std::string& guest_path, int source_fd,
+                                              const FileAttributes& attributes) {
   struct stat st {};
   if (::fstat(source_fd, &st) != 0) return Error::from_errno("write_file: fstat");
   if (!S_ISREG(st.st_mode)) return Error(ErrorCode::kInvalidArgument, "write_file: the source is not a regular file");
@@ -259,7 +269,8 @@ Result<FileAttributes> HostvisorAgentClient::read_file(const std::string& guest_
   const int64_t mode = HV_TRY(protocol::int_field(header, "mode"));
   const int64_t size = HV_TRY(protocol::int_field(header, "size"));
   attributes.mtime_ns = HV_TRY(protocol::int_field(header, "mtime_ns"));
-  if (mode < 0 || mode > 07777 || size < 0) return Error(ErrorCode::kCorrupt, "hostvisor-agent: read_file: mode or size out of range");
+  if (mode < 0 || mode > 07777 || size < 0)
+    return Error(ErrorCode::kCorrupt, "hostvisor-agent: read_file: mode or size out of range");
   attributes.mode = static_cast<uint32_t>(mode);
   attributes.size = static_cast<uint64_t>(size);
   int64_t received = 0;
@@ -269,13 +280,15 @@ Result<FileAttributes> HostvisorAgentClient::read_file(const std::string& guest_
       return Error(ErrorCode::kCorrupt, "hostvisor-agent: read_file: expected the file's data");
     if (frame.payload.empty()) break;
     if (static_cast<int64_t>(frame.payload.size()) > size - received)
-      return Error(ErrorCode::kCorrupt, "hostvisor-agent: read_file: more data than the " + std::to_string(size) + " bytes announced");
+      return Error(ErrorCode::kCorrupt,
+                   "hostvisor-agent: read_file: more data than the " + std::to_string(size) + " bytes announced");
     HV_TRY(write_fully(dest_fd, frame.payload));
     received += static_cast<int64_t>(frame.payload.size());
   }
   HV_TRY(protocol::check_reply(HV_TRY(channel.receive_json(kTransferIdle))));
   if (received != size)
-    return Error(ErrorCode::kCorrupt, "hostvisor-agent: read_file: got " + std::to_string(received) + " of " + std::to_string(size) + " bytes");
+    return Error(ErrorCode::kCorrupt, "hostvisor-agent: read_file: got " + std::to_string(received) + " of " +
+                                          std::to_string(size) + " bytes");
   return attributes;
 }
 
@@ -296,7 +309,8 @@ Result<void> HostvisorAgentClient::reboot() {
 }
 
 Result<void> HostvisorAgentClient::reseed_rng(std::span<const uint8_t> entropy) {
-  if (entropy.empty() || entropy.size() > 4096) return Error(ErrorCode::kInvalidArgument, "reseed_rng: 1 to 4096 bytes of entropy");
+  if (entropy.empty() || entropy.size() > 4096)
+    return Error(ErrorCode::kInvalidArgument, "reseed_rng: 1 to 4096 bytes of entropy");
   static const char* digits = "0123456789abcdef";
   std::string hex;
   for (uint8_t b : entropy) {

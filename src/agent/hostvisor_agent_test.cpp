@@ -60,8 +60,12 @@ class AgentProcess : public ::testing::Test {
     const int in = ::open(input_file.c_str(), O_RDONLY | O_CLOEXEC);
     ExecStreams streams;
     streams.stdin_fd = in;
-    streams.on_stdout = [&](std::span<const uint8_t> b) { output.out.append(reinterpret_cast<const char*>(b.data()), b.size()); };
-    streams.on_stderr = [&](std::span<const uint8_t> b) { output.err.append(reinterpret_cast<const char*>(b.data()), b.size()); };
+    streams.on_stdout = [&](std::span<const uint8_t> b) {
+      output.out.append(reinterpret_cast<const char*>(b.data()), b.size());
+    };
+    streams.on_stderr = [&](std::span<const uint8_t> b) {
+      output.err.append(reinterpret_cast<const char*>(b.data()), b.size());
+    };
     auto result = client_->exec(request, streams);
     ::close(in);
     return result;
@@ -84,7 +88,8 @@ TEST_F(AgentProcess, PingAndInfoDescribeThisMachine) {
   EXPECT_GT(info->memory_total_bytes, info->memory_available_bytes);
   EXPECT_GT(info->uptime_seconds, 0);
   EXPECT_LT(std::abs(info->unix_time_ns - std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                             std::chrono::system_clock::now().time_since_epoch()).count()),
+                                              std::chrono::system_clock::now().time_since_epoch())
+                                              .count()),
             5'000'000'000);
   bool root = false, loopback = false;
   for (const auto& f : info->filesystems) root |= f.mount_point == "/";
@@ -117,7 +122,8 @@ TEST_F(AgentProcess, ExecCarriesMegabytesBothWaysWithoutDeadlock) {
 
 TEST_F(AgentProcess, ExecPassesEnvironmentAndWorkingDirectory) {
   Output output;
-  auto result = run({.argv = {"sh", "-c", "echo $GREETING; pwd"}, .env = {"GREETING=hi"}, .cwd = dir_.string()}, "", output);
+  auto result =
+      run({.argv = {"sh", "-c", "echo $GREETING; pwd"}, .env = {"GREETING=hi"}, .cwd = dir_.string()}, "", output);
   ASSERT_TRUE(result.ok()) << result.error().message();
   EXPECT_EQ(output.out, "hi\n" + dir_.string() + "\n");
 }
@@ -154,8 +160,9 @@ TEST_F(AgentProcess, TerminalSeesTheSizeTheHostSetAndFollowsAResize) {
     ::write(input[1], "go\n", 3);
     ::close(input[1]);
   };
-  auto result = client_->exec({.argv = {"sh", "-c", "stty size; read x; stty size; exit 4"}, .terminal = true, .rows = 31, .cols = 97},
-                              streams);
+  auto result = client_->exec(
+      {.argv = {"sh", "-c", "stty size; read x; stty size; exit 4"}, .terminal = true, .rows = 31, .cols = 97},
+      streams);
   ::close(input[0]);
   ::close(events);
   ASSERT_TRUE(result.ok()) << result.error().message();
@@ -266,9 +273,11 @@ TEST_F(AgentProcess, TheAgentRefusesMoreFileDataThanAnnouncedAndOversizedFrames)
     ASSERT_TRUE(fd.ok());
     protocol::FrameChannel channel(std::move(*fd));
     ASSERT_TRUE(channel.receive_json(5s).ok());  // hello
-    channel.send_json({{"op", "write_file"}, {"path", (dir_ / "f").string()}, {"size", 2}, {"mode", 0644}, {"mtime_ns", 0}});
+    channel.send_json(
+        {{"op", "write_file"}, {"path", (dir_ / "f").string()}, {"size", 2}, {"mode", 0644}, {"mtime_ns", 0}});
     const std::string five = "12345";
-    channel.send_data(protocol::Stream::kStdin, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(five.data()), five.size()));
+    channel.send_data(protocol::Stream::kStdin,
+                      std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(five.data()), five.size()));
     channel.send_end(protocol::Stream::kStdin);
     ASSERT_TRUE(channel.flush(5s).ok());
     auto first = channel.receive_json(5s);
@@ -289,15 +298,16 @@ TEST_F(AgentProcess, TheAgentRefusesMoreFileDataThanAnnouncedAndOversizedFrames)
     const std::string giant("\x7f\xff\xff\xff\x01", 5);
     ASSERT_EQ(::write(fd->get(), giant.data(), giant.size()), 5);
     protocol::FrameChannel channel(std::move(*fd));
-    ASSERT_TRUE(channel.receive_json(5s).ok());           // hello
-    EXPECT_FALSE(channel.receive_json(5s).ok());          // then the agent hangs up
+    ASSERT_TRUE(channel.receive_json(5s).ok());   // hello
+    EXPECT_FALSE(channel.receive_json(5s).ok());  // then the agent hangs up
   }
   EXPECT_TRUE(client_->ping().ok());
 }
 
 TEST_F(AgentProcess, MachineWideOperationsAreOffOnAUnixSocket) {
   // An agent on the host must never set the host's clock or power it off.
-  for (auto outcome : {client_->set_time(0), client_->shutdown(), client_->reboot(), client_->reseed_rng(std::vector<uint8_t>(16, 1))}) {
+  for (auto outcome : {client_->set_time(0), client_->shutdown(), client_->reboot(),
+                       client_->reseed_rng(std::vector<uint8_t>(16, 1))}) {
     ASSERT_FALSE(outcome.ok());
     EXPECT_EQ(outcome.error().code(), ErrorCode::kUnsupported) << outcome.error().message();
   }

@@ -38,10 +38,12 @@ struct AgentArgs {
 
 Result<std::unique_ptr<agent::AgentClient>> open_client(const AgentArgs& args) {
   if (!args.unix_socket.empty())
-    return std::unique_ptr<agent::AgentClient>(std::make_unique<agent::HostvisorAgentClient>(agent::unix_connector(args.unix_socket)));
+    return std::unique_ptr<agent::AgentClient>(
+        std::make_unique<agent::HostvisorAgentClient>(agent::unix_connector(args.unix_socket)));
   if (args.vsock.empty())
     return Error(ErrorCode::kInvalidArgument, "--vsock PATH is required (hostvisor run prints the VM's vsock socket)");
-  return std::unique_ptr<agent::AgentClient>(std::make_unique<agent::HostvisorAgentClient>(agent::vsock_connector(args.vsock)));
+  return std::unique_ptr<agent::AgentClient>(
+      std::make_unique<agent::HostvisorAgentClient>(agent::vsock_connector(args.vsock)));
 }
 
 int64_t now_ns() {
@@ -165,7 +167,8 @@ Result<void> copy_out(agent::AgentClient& client, const std::string& guest_path,
     const agent::FileAttributes attributes = HV_TRY(client.read_file(guest_path, fd.get()));
     if (::fchmod(fd.get(), attributes.mode) != 0) return Error::from_errno("chmod " + host_path);
     const timespec times[2] = {{0, UTIME_OMIT},
-                               {static_cast<time_t>(attributes.mtime_ns / 1'000'000'000), static_cast<long>(attributes.mtime_ns % 1'000'000'000)}};
+                               {static_cast<time_t>(attributes.mtime_ns / 1'000'000'000),
+                                static_cast<long>(attributes.mtime_ns % 1'000'000'000)}};
     if (::futimens(fd.get(), times) != 0) return Error::from_errno("set the mtime of " + host_path);
     if (::rename(temp.c_str(), host_path.c_str()) != 0) return Error::from_errno("rename to " + host_path);
     return ok();
@@ -178,7 +181,8 @@ Result<void> copy_out(agent::AgentClient& client, const std::string& guest_path,
 Result<void> run_cp(const AgentArgs& args) {
   const bool from_guest = args.source.starts_with("vm:");
   const bool to_guest = args.destination.starts_with("vm:");
-  if (from_guest == to_guest) return Error(ErrorCode::kInvalidArgument, "cp: exactly one of SRC and DST names the guest side with vm:");
+  if (from_guest == to_guest)
+    return Error(ErrorCode::kInvalidArgument, "cp: exactly one of SRC and DST names the guest side with vm:");
   auto client = HV_TRY(open_client(args));
   if (to_guest) return copy_in(*client, args.source, args.destination.substr(3));
   return copy_out(*client, args.source.substr(3), args.destination);
@@ -186,21 +190,24 @@ Result<void> run_cp(const AgentArgs& args) {
 
 std::string human_bytes(uint64_t bytes) {
   char text[32];
-  if (bytes >= (uint64_t{1} << 30)) std::snprintf(text, sizeof(text), "%.1f GiB", static_cast<double>(bytes) / (1 << 30));
-  else std::snprintf(text, sizeof(text), "%.1f MiB", static_cast<double>(bytes) / (1 << 20));
+  if (bytes >= (uint64_t{1} << 30))
+    std::snprintf(text, sizeof(text), "%.1f GiB", static_cast<double>(bytes) / (1 << 30));
+  else
+    std::snprintf(text, sizeof(text), "%.1f MiB", static_cast<double>(bytes) / (1 << 20));
   return text;
 }
 
 Result<void> run_info(const AgentArgs& args) {
   auto client = HV_TRY(open_client(args));
   const agent::AgentInfo info = HV_TRY(client->info());
-  std::printf("agent:    %s\nos:       %s\nkernel:   %s\nhostname: %s\nuptime:   %.0f s\nmemory:   %s total, %s available\n",
-              info.agent.c_str(), info.os.c_str(), info.kernel_release.c_str(), info.hostname.c_str(), info.uptime_seconds,
-              human_bytes(info.memory_total_bytes).c_str(), human_bytes(info.memory_available_bytes).c_str());
+  std::printf(
+      "agent:    %s\nos:       %s\nkernel:   %s\nhostname: %s\nuptime:   %.0f s\nmemory:   %s total, %s available\n",
+      info.agent.c_str(), info.os.c_str(), info.kernel_release.c_str(), info.hostname.c_str(), info.uptime_seconds,
+      human_bytes(info.memory_total_bytes).c_str(), human_bytes(info.memory_available_bytes).c_str());
   std::printf("filesystems:\n");
   for (const auto& fs : info.filesystems)
-    std::printf("  %-20s %-8s %s total, %s free\n", fs.mount_point.c_str(), fs.type.c_str(), human_bytes(fs.total_bytes).c_str(),
-                human_bytes(fs.free_bytes).c_str());
+    std::printf("  %-20s %-8s %s total, %s free\n", fs.mount_point.c_str(), fs.type.c_str(),
+                human_bytes(fs.total_bytes).c_str(), human_bytes(fs.free_bytes).c_str());
   std::printf("interfaces:\n");
   for (const auto& nic : info.interfaces) {
     std::printf("  %-10s %s", nic.name.c_str(), nic.mac.c_str());
@@ -214,7 +221,8 @@ Result<void> run_time_sync(const AgentArgs& args) {
   auto client = HV_TRY(open_client(args));
   HV_TRY(client->set_time(now_ns()));
   if (auto* ours = dynamic_cast<agent::HostvisorAgentClient*>(client.get()))
-    std::printf("guest clock set to the host's (it was %+.3f s off)\n", static_cast<double>(ours->last_clock_offset_ns()) / 1e9);
+    std::printf("guest clock set to the host's (it was %+.3f s off)\n",
+                static_cast<double>(ours->last_clock_offset_ns()) / 1e9);
   else
     std::printf("guest clock set to the host's\n");
   return ok();
@@ -234,13 +242,15 @@ void report(const Result<void>& outcome, int* exit_status) {
 
 void add_agent_command(CLI::App& app, int* exit_status) {
   auto args = std::make_shared<AgentArgs>();
-  auto* cmd = app.add_subcommand("agent", "Talk to the hostvisor agent in a running VM (exec, shell, cp, info, time-sync)");
+  auto* cmd =
+      app.add_subcommand("agent", "Talk to the hostvisor agent in a running VM (exec, shell, cp, info, time-sync)");
   cmd->require_subcommand(1);
   cmd->add_option("--vsock", args->vsock, "The VM's vsock socket (hostvisor run prints it; --vsock uds=PATH)");
   cmd->add_option("--unix", args->unix_socket)->group("");  // an agent on a unix socket (tests)
 
   auto* exec = cmd->add_subcommand("exec", "Run a command in the guest; its exit status is hostvisor's");
-  exec->add_flag("-t,--tty", args->terminal, "On a terminal in the guest (the host terminal goes raw; window size follows)");
+  exec->add_flag("-t,--tty", args->terminal,
+                 "On a terminal in the guest (the host terminal goes raw; window size follows)");
   exec->add_option("-e,--env", args->env, "NAME=value for the command (repeatable)");
   exec->add_option("-w,--workdir", args->cwd, "The command's working directory in the guest");
   exec->add_option("CMD", args->command, "The command and its arguments (after --)")->required();
@@ -249,14 +259,14 @@ void add_agent_command(CLI::App& app, int* exit_status) {
   auto* shell = cmd->add_subcommand("shell", "An interactive shell in the guest (exec -t /bin/sh)");
   shell->callback([args, exit_status] { *exit_status = run_exec(*args, {"/bin/sh", "-l"}, true); });
 
-  auto* cp = cmd->add_subcommand("cp", "Copy a file in or out, keeping its mode and mtime: cp FILE vm:/PATH, cp vm:/PATH FILE");
+  auto* cp = cmd->add_subcommand(
+      "cp", "Copy a file in or out, keeping its mode and mtime: cp FILE vm:/PATH, cp vm:/PATH FILE");
   cp->add_option("SRC", args->source)->required();
   cp->add_option("DST", args->destination)->required();
   cp->callback([args, exit_status] { report(run_cp(*args), exit_status); });
 
-  cmd->add_subcommand("info", "The guest's OS, kernel, uptime, memory, filesystems and addresses")->callback([args, exit_status] {
-    report(run_info(*args), exit_status);
-  });
+  cmd->add_subcommand("info", "The guest's OS, kernel, uptime, memory, filesystems and addresses")
+      ->callback([args, exit_status] { report(run_info(*args), exit_status); });
   cmd->add_subcommand("time-sync", "Set the guest's clock to the host's")->callback([args, exit_status] {
     report(run_time_sync(*args), exit_status);
   });

@@ -52,7 +52,8 @@ std::string find_guest_agent() {
   namespace fs = std::filesystem;
   std::error_code ec;
   const fs::path self = fs::read_symlink("/proc/self/exe", ec);
-  if (!ec && fs::exists(self.parent_path() / "hostvisor-agent", ec)) return (self.parent_path() / "hostvisor-agent").string();
+  if (!ec && fs::exists(self.parent_path() / "hostvisor-agent", ec))
+    return (self.parent_path() / "hostvisor-agent").string();
 #ifdef HV_AGENT_PATH
   if (fs::exists(HV_AGENT_PATH, ec)) return HV_AGENT_PATH;
 #endif
@@ -170,7 +171,8 @@ int run(const RunOptions& options) {
     guest_options.progress = [](const std::string& line) { std::fprintf(stderr, "hostvisor: %s\n", line.c_str()); };
     guest_options.agent_path = find_guest_agent();
     if (guest_options.agent_path.empty())
-      std::fprintf(stderr, "hostvisor: no hostvisor-agent beside this executable: the default guest runs without the agent\n");
+      std::fprintf(stderr,
+                   "hostvisor: no hostvisor-agent beside this executable: the default guest runs without the agent\n");
     auto guest = guest::prepare_default_guest(guest_options);
     if (!guest) {
       fail("the default guest: " + guest.error().message());

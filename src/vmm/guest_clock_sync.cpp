@@ -60,7 +60,8 @@ void GuestClockSync::thread_main() {
     const int64_t now = clock_ns(CLOCK_BOOTTIME);
     const int64_t gap_s = (now - last_tick) / 1'000'000'000;
     last_tick = now;
-    if (gap_s > 1 + kStallSeconds && pending_reason_.empty()) pending_reason_ = "a host stall of " + std::to_string(gap_s) + " s";
+    if (gap_s > 1 + kStallSeconds && pending_reason_.empty())
+      pending_reason_ = "a host stall of " + std::to_string(gap_s) + " s";
     if (pending_reason_.empty()) continue;
     const std::string reason = std::exchange(pending_reason_, "");
     const bool reseed = std::exchange(pending_reseed_, false);

@@ -70,8 +70,12 @@ struct Captured {
 
 Result<agent::ExecResult> exec(agent::AgentClient& client, agent::ExecRequest request, Captured& captured) {
   agent::ExecStreams streams;
-  streams.on_stdout = [&](std::span<const uint8_t> b) { captured.out.append(reinterpret_cast<const char*>(b.data()), b.size()); };
-  streams.on_stderr = [&](std::span<const uint8_t> b) { captured.err.append(reinterpret_cast<const char*>(b.data()), b.size()); };
+  streams.on_stdout = [&](std::span<const uint8_t> b) {
+    captured.out.append(reinterpret_cast<const char*>(b.data()), b.size());
+  };
+  streams.on_stderr = [&](std::span<const uint8_t> b) {
+    captured.err.append(reinterpret_cast<const char*>(b.data()), b.size());
+  };
   return client.exec(request, streams);
 }
 
@@ -101,8 +105,8 @@ TEST(AgentGuest, ExecTerminalCopyClockAndPowerOffThroughTheAgent) {
 
   GuestConsole console;
   const std::string snapshot = (scratch.path / "snapshot").string();
-  ASSERT_TRUE(console.start({HOSTVISOR_PATH, "--log-level", "info", "run", "--accel", "emu", "--memory", "256M", "--snapshot-dir",
-                             snapshot}))
+  ASSERT_TRUE(console.start(
+      {HOSTVISOR_PATH, "--log-level", "info", "run", "--accel", "emu", "--memory", "256M", "--snapshot-dir", snapshot}))
       << console.failure();
   auto banner = console.wait_for_regex(kBanner, kBootTimeout);
   ASSERT_TRUE(banner) << console.failure();
@@ -214,7 +218,8 @@ TEST(AgentGuest, ExecTerminalCopyClockAndPowerOffThroughTheAgent) {
     ASSERT_TRUE(offset);
     EXPECT_LT(std::abs(*offset), 1.0) << "the guest's clock is " << *offset << " s off 2 s after the resume";
     console.read_for(200ms);
-    EXPECT_NE(console.err().find("set the guest's clock to the host's after a pause"), std::string::npos) << console.err();
+    EXPECT_NE(console.err().find("set the guest's clock to the host's after a pause"), std::string::npos)
+        << console.err();
   }
   // Snapshot and quit, then restore a clone: hostvisor reseeds its RNG and
   // sets its clock (the snapshot's time is behind by the time on disk).
@@ -230,14 +235,17 @@ TEST(AgentGuest, ExecTerminalCopyClockAndPowerOffThroughTheAgent) {
   std::this_thread::sleep_for(3s);  // time the clone's clock must catch up on
 
   GuestConsole clone;
-  ASSERT_TRUE(clone.start({HOSTVISOR_PATH, "--log-level", "info", "run", "--restore", snapshot, "--clone"})) << clone.failure();
+  ASSERT_TRUE(clone.start({HOSTVISOR_PATH, "--log-level", "info", "run", "--restore", snapshot, "--clone"}))
+      << clone.failure();
   const auto deadline = std::chrono::steady_clock::now() + 60s;
   while (clone.err().find("set the guest's clock to the host's after restoring a clone") == std::string::npos &&
          std::chrono::steady_clock::now() < deadline)
     clone.read_for(200ms);
-  EXPECT_NE(clone.err().find("reseeded the guest's RNG with 64 bytes from the host after restoring a clone"), std::string::npos)
+  EXPECT_NE(clone.err().find("reseeded the guest's RNG with 64 bytes from the host after restoring a clone"),
+            std::string::npos)
       << clone.err();
-  EXPECT_NE(clone.err().find("set the guest's clock to the host's after restoring a clone"), std::string::npos) << clone.err();
+  EXPECT_NE(clone.err().find("set the guest's clock to the host's after restoring a clone"), std::string::npos)
+      << clone.err();
   const auto offset = guest_clock_offset_s(client);
   ASSERT_TRUE(offset);
   EXPECT_LT(std::abs(*offset), 1.0) << "the clone's clock is " << *offset << " s off";

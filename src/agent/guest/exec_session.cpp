@@ -28,8 +28,8 @@ using protocol::FrameType;
 using protocol::Stream;
 
 constexpr size_t kMaxArgs = 4096;
-constexpr size_t kMaxArgBytes = 128 * 1024;      // all of argv and env together
-constexpr size_t kMaxStdinQueue = 256 * 1024;     // host input not yet taken by the command
+constexpr size_t kMaxArgBytes = 128 * 1024;    // all of argv and env together
+constexpr size_t kMaxStdinQueue = 256 * 1024;  // host input not yet taken by the command
 
 using Command = ExecCommand;
 
@@ -38,11 +38,14 @@ Result<std::vector<std::string>> string_list(const nlohmann::json& request, cons
   const auto it = request.find(name);
   if (it == request.end()) return out;
   if (!it->is_array()) return Error(ErrorCode::kInvalidArgument, std::string("exec: \"") + name + "\" is not a list");
-  if (it->size() > kMaxArgs) return Error(ErrorCode::kOutOfRange, std::string("exec: too many entries in \"") + name + "\"");
+  if (it->size() > kMaxArgs)
+    return Error(ErrorCode::kOutOfRange, std::string("exec: too many entries in \"") + name + "\"");
   for (const auto& item : *it) {
-    if (!item.is_string()) return Error(ErrorCode::kInvalidArgument, std::string("exec: an entry of \"") + name + "\" is not a string");
+    if (!item.is_string())
+      return Error(ErrorCode::kInvalidArgument, std::string("exec: an entry of \"") + name + "\" is not a string");
     const auto& s = item.get_ref<const std::string&>();
-    if (s.size() > budget || s.find('\0') != std::string::npos) return Error(ErrorCode::kOutOfRange, std::string("exec: \"") + name + "\" is too long or holds a NUL");
+    if (s.size() > budget || s.find('\0') != std::string::npos)
+      return Error(ErrorCode::kOutOfRange, std::string("exec: \"") + name + "\" is too long or holds a NUL");
     budget -= s.size();
     out.push_back(s);
   }
@@ -58,12 +61,14 @@ Result<Command> parse_exec_request(const nlohmann::json& request) {
   if (c.argv.empty()) return Error(ErrorCode::kInvalidArgument, "exec: \"argv\" is empty");
   c.env = HV_TRY(string_list(request, "env", budget));
   for (const auto& e : c.env)
-    if (e.find('=') == std::string::npos || e.front() == '=') return Error(ErrorCode::kInvalidArgument, "exec: env entry \"" + e + "\" is not NAME=value");
+    if (e.find('=') == std::string::npos || e.front() == '=')
+      return Error(ErrorCode::kInvalidArgument, "exec: env entry \"" + e + "\" is not NAME=value");
   c.cwd = HV_TRY(protocol::optional_string(request, "cwd", "", 4096));
   c.terminal = HV_TRY(protocol::optional_bool(request, "terminal", false));
   const int64_t rows = HV_TRY(protocol::optional_int(request, "rows", 0));
   const int64_t cols = HV_TRY(protocol::optional_int(request, "cols", 0));
-  if (rows < 0 || rows > 0xffff || cols < 0 || cols > 0xffff) return Error(ErrorCode::kOutOfRange, "exec: terminal size out of range");
+  if (rows < 0 || rows > 0xffff || cols < 0 || cols > 0xffff)
+    return Error(ErrorCode::kOutOfRange, "exec: terminal size out of range");
   c.rows = static_cast<uint16_t>(rows);
   c.cols = static_cast<uint16_t>(cols);
   return c;
@@ -83,7 +88,7 @@ void set_window_size(int pty, uint16_t rows, uint16_t cols) {
 
 // The command's end of things, made before the fork.
 struct ChildIo {
-  UniqueFd in, out, err;         // the agent's ends (a pty: all three the master)
+  UniqueFd in, out, err;  // the agent's ends (a pty: all three the master)
   UniqueFd child_in, child_out, child_err;
   std::string pty_name;
 };
@@ -207,9 +212,12 @@ Result<bool> Exec::take_frames() {
     auto frame = HV_TRY(channel_.next_frame());
     if (!frame) break;
     if (frame->type == FrameType::kData) {
-      if (frame->stream != Stream::kStdin) return Error(ErrorCode::kCorrupt, "exec: host sent data on an output stream");
-      if (frame->payload.empty()) stdin_eof_ = true;
-      else if (!stdin_eof_) stdin_queue_ += frame->payload;
+      if (frame->stream != Stream::kStdin)
+        return Error(ErrorCode::kCorrupt, "exec: host sent data on an output stream");
+      if (frame->payload.empty())
+        stdin_eof_ = true;
+      else if (!stdin_eof_)
+        stdin_queue_ += frame->payload;
       continue;
     }
     auto message = HV_TRY(protocol::parse_object(frame->payload));
@@ -242,8 +250,10 @@ void Exec::pump_output(UniqueFd& fd, Stream stream) {
 void Exec::write_stdin() {
   if (!stdin_queue_.empty() && io_.in.valid()) {
     const ssize_t n = ::write(io_.in.get(), stdin_queue_.data(), stdin_queue_.size());
-    if (n > 0) stdin_queue_.erase(0, static_cast<size_t>(n));
-    else if (n < 0 && errno != EAGAIN && errno != EINTR) stdin_queue_.clear();  // the command closed its stdin
+    if (n > 0)
+      stdin_queue_.erase(0, static_cast<size_t>(n));
+    else if (n < 0 && errno != EAGAIN && errno != EINTR)
+      stdin_queue_.clear();  // the command closed its stdin
   }
   // A pty has no EOF of its own: the host's terminal sends ^D as a byte.
   if (stdin_eof_ && stdin_queue_.empty() && !c_.terminal) io_.in.reset();
@@ -260,8 +270,10 @@ void Exec::run() {
   while (!exited_) {
     const bool room = channel_.out_pending() < FrameChannel::kOutHighWater;
     pollfd p[5] = {};
-    p[0] = {host_open ? channel_.fd() : -1, static_cast<short>((stdin_queue_.size() < kMaxStdinQueue && host_open ? POLLIN : 0) |
-                                               (channel_.out_pending() > 0 ? POLLOUT : 0)), 0};
+    p[0] = {host_open ? channel_.fd() : -1,
+            static_cast<short>((stdin_queue_.size() < kMaxStdinQueue && host_open ? POLLIN : 0) |
+                               (channel_.out_pending() > 0 ? POLLOUT : 0)),
+            0};
     p[1] = {room && io_.out.valid() ? io_.out.get() : -1, POLLIN, 0};
     p[2] = {room && io_.err.valid() ? io_.err.get() : -1, POLLIN, 0};
     p[3] = {!stdin_queue_.empty() && io_.in.valid() ? io_.in.get() : -1, POLLOUT, 0};
@@ -298,14 +310,17 @@ void Exec::finish() {
   // take it (but not what a background child keeps writing) before the exit.
   for (int round = 0; round < 64 && (io_.out.valid() || io_.err.valid()); ++round) {
     if (channel_.out_pending() >= FrameChannel::kOutHighWater && !channel_.flush(30s).ok()) return;
-    pollfd p[2] = {{io_.out.valid() ? io_.out.get() : -1, POLLIN, 0}, {io_.err.valid() ? io_.err.get() : -1, POLLIN, 0}};
+    pollfd p[2] = {{io_.out.valid() ? io_.out.get() : -1, POLLIN, 0},
+                   {io_.err.valid() ? io_.err.get() : -1, POLLIN, 0}};
     if (::poll(p, 2, 0) <= 0) break;
     if (p[0].revents) pump_output(io_.out, Stream::kStdout);
     if (p[1].revents) pump_output(io_.err, Stream::kStderr);
   }
   nlohmann::json event = {{"event", "exit"}};
-  if (WIFSIGNALED(status_)) event["signal"] = WTERMSIG(status_);
-  else event["exit_code"] = WEXITSTATUS(status_);
+  if (WIFSIGNALED(status_))
+    event["signal"] = WTERMSIG(status_);
+  else
+    event["exit_code"] = WEXITSTATUS(status_);
   channel_.send_json(event);
   (void)channel_.flush(30s);
 }

@@ -25,7 +25,8 @@ constexpr auto kIdleTimeout = 60s;  // between two frames of a transfer
 
 Result<std::string> guest_path(const nlohmann::json& request) {
   std::string path = HV_TRY(protocol::string_field(request, "path", 4096));
-  if (path.empty() || path.front() != '/') return Error(ErrorCode::kInvalidArgument, "the guest path \"" + path + "\" is not absolute");
+  if (path.empty() || path.front() != '/')
+    return Error(ErrorCode::kInvalidArgument, "the guest path \"" + path + "\" is not absolute");
   if (path.find('\0') != std::string::npos) return Error(ErrorCode::kInvalidArgument, "the guest path holds a NUL");
   return path;
 }
@@ -42,7 +43,8 @@ Result<void> write_fully(int fd, const std::string& data) {
 }
 
 // The content arrives after the first reply; the second says it landed.
-Result<void> receive_content(FrameChannel& channel, const std::string& path, int64_t size, uint32_t mode, int64_t mtime_ns) {
+Result<void> receive_content(FrameChannel& channel, const std::string& path, int64_t size, uint32_t mode,
+                             int64_t mtime_ns) {
   const auto slash = path.rfind('/');
   std::string temp = path.substr(0, slash + 1) + ".hostvisor-agent-XXXXXX";
   UniqueFd fd(::mkostemp(temp.data(), O_CLOEXEC));
@@ -57,14 +59,17 @@ Result<void> receive_content(FrameChannel& channel, const std::string& path, int
         return Error(ErrorCode::kCorrupt, "write_file: expected the file's data");
       if (frame.payload.empty()) break;
       if (static_cast<int64_t>(frame.payload.size()) > size - received)
-        return Error(ErrorCode::kOutOfRange, "write_file: the host sent more than the " + std::to_string(size) + " bytes it announced");
+        return Error(ErrorCode::kOutOfRange,
+                     "write_file: the host sent more than the " + std::to_string(size) + " bytes it announced");
       HV_TRY(write_fully(fd.get(), frame.payload));
       received += static_cast<int64_t>(frame.payload.size());
     }
     if (received != size)
-      return Error(ErrorCode::kCorrupt, "write_file: got " + std::to_string(received) + " of " + std::to_string(size) + " bytes");
+      return Error(ErrorCode::kCorrupt,
+                   "write_file: got " + std::to_string(received) + " of " + std::to_string(size) + " bytes");
     if (::fchmod(fd.get(), mode) != 0) return Error::from_errno("fchmod " + path);
-    const timespec times[2] = {{0, UTIME_OMIT}, {static_cast<time_t>(mtime_ns / 1'000'000'000), static_cast<long>(mtime_ns % 1'000'000'000)}};
+    const timespec times[2] = {
+        {0, UTIME_OMIT}, {static_cast<time_t>(mtime_ns / 1'000'000'000), static_cast<long>(mtime_ns % 1'000'000'000)}};
     if (::futimens(fd.get(), times) != 0) return Error::from_errno("futimens " + path);
     if (::fsync(fd.get()) != 0) return Error::from_errno("fsync " + path);
     if (::rename(temp.c_str(), path.c_str()) != 0) return Error::from_errno("rename to " + path);
@@ -97,8 +102,10 @@ void receive_file(FrameChannel& channel, const nlohmann::json& request) {
     const FileRequest r = HV_TRY(parse_write_file_request(request));
     return receive_content(channel, r.path, r.size, r.mode, r.mtime_ns);
   };
-  if (auto done = run(); done.ok()) reply_ok(channel);
-  else reply_error(channel, done.error());
+  if (auto done = run(); done.ok())
+    reply_ok(channel);
+  else
+    reply_error(channel, done.error());
 }
 
 void send_file(FrameChannel& channel, const nlohmann::json& request) {
@@ -107,7 +114,8 @@ void send_file(FrameChannel& channel, const nlohmann::json& request) {
     UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd.valid()) {
       const int err = errno;
-      return Error(err == ENOENT ? ErrorCode::kNotFound : ErrorCode::kIo, "cannot open " + path + ": " + std::strerror(err));
+      return Error(err == ENOENT ? ErrorCode::kNotFound : ErrorCode::kIo,
+                   "cannot open " + path + ": " + std::strerror(err));
     }
     struct stat st {};
     if (::fstat(fd.get(), &st) != 0) return Error::from_errno("fstat " + path);
@@ -139,8 +147,10 @@ void send_file(FrameChannel& channel, const nlohmann::json& request) {
     if (channel.out_pending() >= FrameChannel::kOutHighWater && !channel.flush(kIdleTimeout).ok()) return;
   }
   channel.send_end(Stream::kStdout);
-  if (error.empty()) reply_ok(channel);
-  else reply_error(channel, error);
+  if (error.empty())
+    reply_ok(channel);
+  else
+    reply_error(channel, error);
 }
 
 }  // namespace hostvisor::agent::guest

@@ -1,12 +1,12 @@
 // hostvisor-agent: the guest agent. Listens on vsock port 1024 (or a unix
 // socket, for tests on the host) and serves each connection in a child
 // process: one request per connection, see docs/agent-protocol.md.
+#include <linux/vm_sockets.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include <linux/vm_sockets.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -57,7 +57,8 @@ UniqueFd listen_unix(const std::string& path) {
   }
   std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
   ::unlink(path.c_str());
-  if (!fd.valid() || ::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || ::listen(fd.get(), 64) != 0) {
+  if (!fd.valid() || ::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      ::listen(fd.get(), 64) != 0) {
     std::fprintf(stderr, "hostvisor-agent: unix socket %s: %s\n", path.c_str(), std::strerror(errno));
     return {};
   }

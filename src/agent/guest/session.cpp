@@ -4,8 +4,8 @@
 
 #include "agent/guest/exec_session.h"
 #include "agent/guest/file_transfer.h"
-#include "agent/guest/system_info.h"
 #include "agent/guest/system_control.h"
+#include "agent/guest/system_info.h"
 
 namespace hostvisor::agent::guest {
 namespace {
@@ -13,7 +13,8 @@ namespace {
 using namespace std::chrono_literals;
 using protocol::FrameChannel;
 
-const char* const kOperations[] = {"ping", "info", "exec", "write_file", "read_file", "set_time", "shutdown", "reboot", "reseed_rng"};
+const char* const kOperations[] = {"ping",     "info",     "exec",   "write_file", "read_file",
+                                   "set_time", "shutdown", "reboot", "reseed_rng"};
 
 // What a request's handler returns: nothing to add, or the error to reply with.
 void answer(FrameChannel& channel, const Result<nlohmann::json>& outcome) {
@@ -38,7 +39,9 @@ void reply_error(FrameChannel& channel, const std::string& message, const std::s
 }
 
 void reply_error(FrameChannel& channel, const Error& error) {
-  const char* code = error.code() == ErrorCode::kUnsupported ? "unsupported" : error.code() == ErrorCode::kNotFound ? "not_found" : "";
+  const char* code = error.code() == ErrorCode::kUnsupported ? "unsupported"
+                     : error.code() == ErrorCode::kNotFound  ? "not_found"
+                                                             : "";
   reply_error(channel, error.message(), code);
 }
 

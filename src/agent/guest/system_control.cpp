@@ -48,7 +48,8 @@ Result<nlohmann::json> set_time(const nlohmann::json& request) {
 
 Result<nlohmann::json> reseed_rng(const nlohmann::json& request) {
   const std::string hex = HV_TRY(protocol::string_field(request, "entropy", 2 * kMaxEntropyBytes));
-  if (hex.empty() || hex.size() % 2 != 0) return Error(ErrorCode::kInvalidArgument, "reseed_rng: entropy must be a non-empty even-length hex string");
+  if (hex.empty() || hex.size() % 2 != 0)
+    return Error(ErrorCode::kInvalidArgument, "reseed_rng: entropy must be a non-empty even-length hex string");
   std::vector<uint8_t> bytes(hex.size() / 2);
   for (size_t i = 0; i < bytes.size(); ++i) {
     const int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);

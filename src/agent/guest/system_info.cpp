@@ -31,7 +31,8 @@ std::string os_name() {
     while (std::getline(in, line)) {
       if (line.rfind("PRETTY_NAME=", 0) != 0) continue;
       std::string value = line.substr(12);
-      if (value.size() >= 2 && (value.front() == '"' || value.front() == '\'')) value = value.substr(1, value.size() - 2);
+      if (value.size() >= 2 && (value.front() == '"' || value.front() == '\''))
+        value = value.substr(1, value.size() - 2);
       return value;
     }
   }
@@ -68,7 +69,8 @@ nlohmann::json filesystems() {
     std::string device, mount_point, type;
     if (!(fields >> device >> mount_point >> type)) continue;
     if (type == "proc" || type == "sysfs" || type == "devpts" || type == "cgroup2" || type == "securityfs" ||
-        type == "debugfs" || type == "tracefs" || type == "mqueue" || type == "bpf" || type == "configfs" || type == "pstore" || type == "cgroup")
+        type == "debugfs" || type == "tracefs" || type == "mqueue" || type == "bpf" || type == "configfs" ||
+        type == "pstore" || type == "cgroup")
       continue;
     struct statvfs vfs {};
     if (::statvfs(mount_point.c_str(), &vfs) != 0 || vfs.f_blocks == 0) continue;
@@ -106,16 +108,18 @@ nlohmann::json interfaces() {
       const auto* ll = reinterpret_cast<const sockaddr_ll*>(a->ifa_addr);
       if (ll->sll_halen == 6) {
         char mac[18];
-        std::snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", ll->sll_addr[0], ll->sll_addr[1], ll->sll_addr[2],
-                      ll->sll_addr[3], ll->sll_addr[4], ll->sll_addr[5]);
+        std::snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", ll->sll_addr[0], ll->sll_addr[1],
+                      ll->sll_addr[2], ll->sll_addr[3], ll->sll_addr[4], ll->sll_addr[5]);
         entry["mac"] = mac;
       }
     } else if (family == AF_INET || family == AF_INET6) {
       char text[INET6_ADDRSTRLEN] = {};
-      const void* addr = family == AF_INET ? static_cast<const void*>(&reinterpret_cast<const sockaddr_in*>(a->ifa_addr)->sin_addr)
-                                           : static_cast<const void*>(&reinterpret_cast<const sockaddr_in6*>(a->ifa_addr)->sin6_addr);
+      const void* addr = family == AF_INET
+                             ? static_cast<const void*>(&reinterpret_cast<const sockaddr_in*>(a->ifa_addr)->sin_addr)
+                             : static_cast<const void*>(&reinterpret_cast<const sockaddr_in6*>(a->ifa_addr)->sin6_addr);
       if (::inet_ntop(family, addr, text, sizeof(text)) == nullptr) continue;
-      if (entry["addresses"].size() < 32) entry["addresses"].push_back(std::string(text) + "/" + std::to_string(prefix_length(a->ifa_netmask)));
+      if (entry["addresses"].size() < 32)
+        entry["addresses"].push_back(std::string(text) + "/" + std::to_string(prefix_length(a->ifa_netmask)));
     }
   }
   ::freeifaddrs(list);

@@ -107,7 +107,8 @@ Result<Frame> FrameChannel::receive(std::chrono::milliseconds timeout) {
 
 Result<nlohmann::json> FrameChannel::receive_json(std::chrono::milliseconds timeout) {
   Frame frame = HV_TRY(receive(timeout));
-  if (frame.type != FrameType::kJson) return Error(ErrorCode::kCorrupt, "agent protocol: expected a JSON frame, got data");
+  if (frame.type != FrameType::kJson)
+    return Error(ErrorCode::kCorrupt, "agent protocol: expected a JSON frame, got data");
   return parse_object(frame.payload);
 }
 
@@ -118,12 +119,16 @@ Result<nlohmann::json> parse_object(const std::string& text) {
   return j;
 }
 
-Result<std::string> optional_string(const nlohmann::json& object, const char* name, std::string fallback, size_t max_bytes) {
+Result<std::string> optional_string(const nlohmann::json& object, const char* name, std::string fallback,
+                                    size_t max_bytes) {
   const auto it = object.find(name);
   if (it == object.end()) return fallback;
-  if (!it->is_string()) return Error(ErrorCode::kCorrupt, std::string("agent protocol: \"") + name + "\" is not a string");
+  if (!it->is_string())
+    return Error(ErrorCode::kCorrupt, std::string("agent protocol: \"") + name + "\" is not a string");
   const auto& s = it->get_ref<const std::string&>();
-  if (s.size() > max_bytes) return Error(ErrorCode::kOutOfRange, std::string("agent protocol: \"") + name + "\" is longer than " + std::to_string(max_bytes) + " bytes");
+  if (s.size() > max_bytes)
+    return Error(ErrorCode::kOutOfRange, std::string("agent protocol: \"") + name + "\" is longer than " +
+                                             std::to_string(max_bytes) + " bytes");
   return s;
 }
 
@@ -131,29 +136,34 @@ Result<int64_t> optional_int(const nlohmann::json& object, const char* name, int
   const auto it = object.find(name);
   if (it == object.end()) return fallback;
   if (it->is_number_integer()) return it->get<int64_t>();
-  if (it->is_number_unsigned() && it->get<uint64_t>() <= static_cast<uint64_t>(INT64_MAX)) return static_cast<int64_t>(it->get<uint64_t>());
+  if (it->is_number_unsigned() && it->get<uint64_t>() <= static_cast<uint64_t>(INT64_MAX))
+    return static_cast<int64_t>(it->get<uint64_t>());
   return Error(ErrorCode::kCorrupt, std::string("agent protocol: \"") + name + "\" is not a 64-bit integer");
 }
 
 Result<bool> optional_bool(const nlohmann::json& object, const char* name, bool fallback) {
   const auto it = object.find(name);
   if (it == object.end()) return fallback;
-  if (!it->is_boolean()) return Error(ErrorCode::kCorrupt, std::string("agent protocol: \"") + name + "\" is not true or false");
+  if (!it->is_boolean())
+    return Error(ErrorCode::kCorrupt, std::string("agent protocol: \"") + name + "\" is not true or false");
   return it->get<bool>();
 }
 
 Result<std::string> string_field(const nlohmann::json& object, const char* name, size_t max_bytes) {
-  if (!object.contains(name)) return Error(ErrorCode::kCorrupt, std::string("agent protocol: \"") + name + "\" is missing");
+  if (!object.contains(name))
+    return Error(ErrorCode::kCorrupt, std::string("agent protocol: \"") + name + "\" is missing");
   return optional_string(object, name, "", max_bytes);
 }
 
 Result<int64_t> int_field(const nlohmann::json& object, const char* name) {
-  if (!object.contains(name)) return Error(ErrorCode::kCorrupt, std::string("agent protocol: \"") + name + "\" is missing");
+  if (!object.contains(name))
+    return Error(ErrorCode::kCorrupt, std::string("agent protocol: \"") + name + "\" is missing");
   return optional_int(object, name, 0);
 }
 
 Result<bool> bool_field(const nlohmann::json& object, const char* name) {
-  if (!object.contains(name)) return Error(ErrorCode::kCorrupt, std::string("agent protocol: \"") + name + "\" is missing");
+  if (!object.contains(name))
+    return Error(ErrorCode::kCorrupt, std::string("agent protocol: \"") + name + "\" is missing");
   return optional_bool(object, name, false);
 }
 
@@ -162,7 +172,9 @@ Result<void> check_reply(const nlohmann::json& reply) {
   if (success) return ok();
   const std::string message = HV_TRY(optional_string(reply, "error", "failed without saying why", 1024));
   const std::string code = HV_TRY(optional_string(reply, "code", "", 64));
-  const ErrorCode error_code = code == "unsupported" ? ErrorCode::kUnsupported : code == "not_found" ? ErrorCode::kNotFound : ErrorCode::kGuest;
+  const ErrorCode error_code = code == "unsupported" ? ErrorCode::kUnsupported
+                               : code == "not_found" ? ErrorCode::kNotFound
+                                                     : ErrorCode::kGuest;
   return Error(error_code, "hostvisor-agent: " + message);
 }
 

@@ -63,7 +63,8 @@ Result<int64_t> int_field(const nlohmann::json& object, const char* name);
 Result<bool> bool_field(const nlohmann::json& object, const char* name);
 // Optional variants: the fallback when the field is absent, an error when it
 // is there with the wrong type.
-Result<std::string> optional_string(const nlohmann::json& object, const char* name, std::string fallback, size_t max_bytes = 4096);
+Result<std::string> optional_string(const nlohmann::json& object, const char* name, std::string fallback,
+                                    size_t max_bytes = 4096);
 Result<int64_t> optional_int(const nlohmann::json& object, const char* name, int64_t fallback);
 Result<bool> optional_bool(const nlohmann::json& object, const char* name, bool fallback);
 

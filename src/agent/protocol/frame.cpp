@@ -30,7 +30,8 @@ std::string encode_data_frame(Stream stream, std::span<const uint8_t> data) {
 }
 
 Result<void> FrameDecoder::feed(std::span<const uint8_t> bytes) {
-  if (bytes.size() > room()) return Error(ErrorCode::kOutOfRange, "agent protocol: peer sent more than one frame can hold");
+  if (bytes.size() > room())
+    return Error(ErrorCode::kOutOfRange, "agent protocol: peer sent more than one frame can hold");
   if (consumed_ > 0) {
     buffer_.erase(0, consumed_);
     consumed_ = 0;
@@ -49,11 +50,15 @@ Result<std::optional<Frame>> FrameDecoder::next() {
   const size_t payload = length - 1;
   Frame frame;
   if (type == static_cast<uint8_t>(FrameType::kJson)) {
-    if (payload > kMaxJsonPayload) return Error(ErrorCode::kOutOfRange, "agent protocol: JSON frame of " + std::to_string(payload) + " bytes is over the limit");
+    if (payload > kMaxJsonPayload)
+      return Error(ErrorCode::kOutOfRange,
+                   "agent protocol: JSON frame of " + std::to_string(payload) + " bytes is over the limit");
     frame.type = FrameType::kJson;
   } else if (type == static_cast<uint8_t>(FrameType::kData)) {
     if (payload < 1) return Error(ErrorCode::kCorrupt, "agent protocol: data frame without a stream id");
-    if (payload > kMaxDataPayload) return Error(ErrorCode::kOutOfRange, "agent protocol: data frame of " + std::to_string(payload) + " bytes is over the limit");
+    if (payload > kMaxDataPayload)
+      return Error(ErrorCode::kOutOfRange,
+                   "agent protocol: data frame of " + std::to_string(payload) + " bytes is over the limit");
     frame.type = FrameType::kData;
   } else {
     return Error(ErrorCode::kCorrupt, "agent protocol: unknown frame type " + std::to_string(type));
@@ -62,7 +67,8 @@ Result<std::optional<Frame>> FrameDecoder::next() {
   const char* body = buffer_.data() + consumed_ + kFrameHeaderBytes;
   if (frame.type == FrameType::kData) {
     const uint8_t stream = static_cast<uint8_t>(body[0]);
-    if (stream > static_cast<uint8_t>(Stream::kStderr)) return Error(ErrorCode::kCorrupt, "agent protocol: unknown stream id " + std::to_string(stream));
+    if (stream > static_cast<uint8_t>(Stream::kStderr))
+      return Error(ErrorCode::kCorrupt, "agent protocol: unknown stream id " + std::to_string(stream));
     frame.stream = static_cast<Stream>(stream);
     frame.payload.assign(body + 1, payload - 1);
   } else {

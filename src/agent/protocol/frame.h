@@ -26,9 +26,9 @@ enum class FrameType : uint8_t { kJson = 1, kData = 2 };
 // stderr. A data frame with no bytes ends its stream.
 enum class Stream : uint8_t { kStdin = 0, kStdout = 1, kStderr = 2 };
 
-inline constexpr size_t kFrameHeaderBytes = 5;          // length + type
-inline constexpr size_t kMaxJsonPayload = 256 * 1024;    // one JSON object
-inline constexpr size_t kMaxDataPayload = 64 * 1024;     // stream id + bytes
+inline constexpr size_t kFrameHeaderBytes = 5;         // length + type
+inline constexpr size_t kMaxJsonPayload = 256 * 1024;  // one JSON object
+inline constexpr size_t kMaxDataPayload = 64 * 1024;   // stream id + bytes
 inline constexpr size_t kMaxDataBytes = kMaxDataPayload - 1;
 inline constexpr size_t kMaxFrameBytes = kFrameHeaderBytes + kMaxJsonPayload;
 

@@ -40,8 +40,9 @@ TEST(AgentFrame, RefusesOversizedLengthsBeforeBufferingThem) {
   FrameDecoder decoder;
   // A JSON frame one byte over the limit: refused from its header alone.
   const uint32_t length = kMaxJsonPayload + 2;
-  const std::string header = {static_cast<char>(length >> 24), static_cast<char>(length >> 16), static_cast<char>(length >> 8),
-                              static_cast<char>(length), static_cast<char>(FrameType::kJson)};
+  const std::string header = {static_cast<char>(length >> 24), static_cast<char>(length >> 16),
+                              static_cast<char>(length >> 8), static_cast<char>(length),
+                              static_cast<char>(FrameType::kJson)};
   ASSERT_TRUE(decoder.feed(bytes(header)).ok());
   auto f = decoder.next();
   ASSERT_FALSE(f.ok());
@@ -49,8 +50,8 @@ TEST(AgentFrame, RefusesOversizedLengthsBeforeBufferingThem) {
 }
 
 TEST(AgentFrame, RefusesZeroLengthUnknownTypeAndUnknownStream) {
-  for (const std::string& wire : {std::string("\0\0\0\0\1", 5), std::string("\0\0\0\1\7", 5), std::string("\0\0\0\2\2\5", 6),
-                                  std::string("\0\0\0\1\2", 5)}) {
+  for (const std::string& wire : {std::string("\0\0\0\0\1", 5), std::string("\0\0\0\1\7", 5),
+                                  std::string("\0\0\0\2\2\5", 6), std::string("\0\0\0\1\2", 5)}) {
     FrameDecoder decoder;
     ASSERT_TRUE(decoder.feed(bytes(wire)).ok());
     EXPECT_FALSE(decoder.next().ok());
