@@ -198,13 +198,15 @@ def call(guest, request):
     s.sendall(frame_json(request) + (struct.pack(">IBB", 2, 2, 0) if request["op"] == "exec" else b""))
     buf = b""
     frames = []
+    hello = True
     while True:
         kind, payload, buf = read_frame(s, buf)
         if kind != 1:
             continue
         msg = json.loads(payload)
-        if "agent" in msg:
-            continue  # the hello
+        if hello:  # the agent's first frame
+            hello = False
+            continue
         frames.append(msg)
         if request["op"] != "exec" or msg.get("event") == "exit" or msg.get("ok") is False:
             s.close()
