@@ -21,6 +21,7 @@
 #include "memory/guest_memory.h"
 #include "vmm/console.h"
 #include "vmm/event_loop.h"
+#include "vmm/guest_clock_sync.h"
 #include "vmm/machine_config.h"
 #include "vmm/rtc_timer.h"
 #include "vmm/run_outcome.h"
@@ -38,6 +39,7 @@ class VirtioBlk;
 class VirtioDevice;
 class VirtioConsole;
 class VirtioNet;
+class VirtioVsock;
 class CmosRtc;
 class FwCfg;
 class VmGenerationId;
@@ -142,6 +144,8 @@ class Machine final : public SystemControl {
   // A virtio-net device on the backend `option` names (tap, user-mode NAT).
   Result<void> add_net(const net::NetOption& option, VirtioTransport transport);
   Result<void> watch_net_backend(const std::shared_ptr<VirtioNet>& net);
+  // virtio-vsock with its unix-socket host side served on the event loop.
+  Result<void> add_vsock(const VsockConfig& config);
   // Each NIC's traffic counters, at info level, once the run is over.
   void log_net_counters();
   // Puts `device` on the PCI root behind the virtio-pci transport, with the
@@ -196,6 +200,11 @@ class Machine final : public SystemControl {
   std::vector<std::shared_ptr<VirtioNet>> nets_;
   std::vector<std::shared_ptr<VirtioBlk>> blks_;  // by config_.disks index
   std::shared_ptr<VirtioBalloon> balloon_;        // null without --balloon
+  std::shared_ptr<VirtioVsock> vsock_;
+  // The guest agent's clock sync (and a clone's RNG reseed), with vsock only.
+  std::unique_ptr<GuestClockSync> clock_sync_;
+  std::string restore_sync_reason_;  // set by a restore: sync once running
+  bool restore_reseed_ = false;
   std::shared_ptr<Serial8250> serial_;
   std::shared_ptr<CmosRtc> rtc_;
   std::shared_ptr<FwCfg> fw_cfg_;

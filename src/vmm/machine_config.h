@@ -34,6 +34,14 @@ struct NetConfig {
   std::string text;
 };
 
+// A virtio-vsock device (--vsock): the guest's CID and the unix socket its
+// host side listens on (guest-initiated streams to port P go to uds_path_P).
+struct VsockConfig {
+  uint64_t guest_cid = 3;
+  std::string uds_path;
+  VirtioTransport transport = VirtioTransport::kPci;
+};
+
 // A file for the guest's fw_cfg (--fw-cfg): its contents are `text`, or
 // the host file `host_path` when that is set.
 struct FwCfgFileConfig {
@@ -65,6 +73,7 @@ struct MachineConfig {
   std::vector<NetConfig> nets;                     // virtio-net devices, in order
   std::vector<FwCfgFileConfig> fw_cfg_files;       // user files in fw_cfg
   std::optional<BalloonConfig> balloon;            // none: no balloon
+  std::optional<VsockConfig> vsock;                // virtio-vsock, if any
 };
 
 constexpr unsigned kMaxVcpus = 255;  // xAPIC ids are 8 bits; 255 is broadcast

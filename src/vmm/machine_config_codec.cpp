@@ -47,6 +47,12 @@ std::vector<uint8_t> encode_machine_config(const MachineConfig& config, const st
     out.put(config.balloon->stats_interval_seconds);
     out.put(static_cast<uint8_t>(config.balloon->transport));
   }
+  out.put_bool(config.vsock.has_value());
+  if (config.vsock) {
+    out.put(config.vsock->guest_cid);
+    out.put_string(config.vsock->uds_path);
+    out.put(static_cast<uint8_t>(config.vsock->transport));
+  }
   return out.take();
 }
 
@@ -118,6 +124,13 @@ Result<SavedMachineConfig> decode_machine_config(std::span<const uint8_t> bytes)
     balloon.stats_interval_seconds = in.get<uint32_t>();
     balloon.transport = transport();
     config.balloon = balloon;
+  }
+  if (version >= 4 && in.get_bool()) {
+    VsockConfig vsock;
+    vsock.guest_cid = in.get<uint64_t>();
+    vsock.uds_path = in.get_string(kMaxPath);
+    vsock.transport = transport();
+    config.vsock = std::move(vsock);
   }
   HV_TRY(in.finish());
   if (auto kind = choose_memory_kind(config.memory_backing); !kind)

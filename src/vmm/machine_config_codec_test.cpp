@@ -27,6 +27,7 @@ MachineConfig sample_config() {
                                  .free_page_reporting = false,
                                  .stats_interval_seconds = 7,
                                  .transport = VirtioTransport::kMmio};
+  config.vsock = VsockConfig{.guest_cid = 77, .uds_path = "/run/vm/vsock.sock", .transport = VirtioTransport::kMmio};
   return config;
 }
 
@@ -51,20 +52,40 @@ TEST(MachineConfigCodecTest, RoundTrips) {
   EXPECT_EQ(saved->config.balloon->stats_interval_seconds, 7u);
   EXPECT_EQ(saved->config.balloon->transport, VirtioTransport::kMmio);
   EXPECT_EQ(saved->config.memory_backing, sample_config().memory_backing);
+  ASSERT_TRUE(saved->config.vsock.has_value());
+  EXPECT_EQ(saved->config.vsock->guest_cid, 77u);
+  EXPECT_EQ(saved->config.vsock->uds_path, "/run/vm/vsock.sock");
+  EXPECT_EQ(saved->config.vsock->transport, VirtioTransport::kMmio);
 
   MachineConfig without = sample_config();
   without.balloon.reset();
+  without.vsock.reset();
   auto plain = decode_machine_config(encode_machine_config(without, "emu"));
   ASSERT_TRUE(plain.ok()) << plain.error().message();
   EXPECT_FALSE(plain->config.balloon);
+  EXPECT_FALSE(plain->config.vsock.has_value());
+}
+
+TEST(MachineConfigCodecTest, ReadsVersion3AsNoVsock) {
+  // Version 3 ended before the vsock device (1 byte when there is none).
+  MachineConfig config = sample_config();
+  config.vsock.reset();
+  std::vector<uint8_t> bytes = encode_machine_config(config, "emu");
+  bytes.resize(bytes.size() - 1);
+  bytes[0] = 3;
+  auto saved = decode_machine_config(bytes);
+  ASSERT_TRUE(saved.ok()) << saved.error().message();
+  EXPECT_FALSE(saved->config.vsock.has_value());
+  ASSERT_TRUE(saved->config.balloon);
 }
 
 TEST(MachineConfigCodecTest, ReadsVersion2AsNoBalloon) {
-  // Version 2 ended before the balloon.
+  // Version 2 ended before the balloon (and the vsock device after it).
   MachineConfig config = sample_config();
   config.balloon.reset();
+  config.vsock.reset();
   std::vector<uint8_t> bytes = encode_machine_config(config, "emu");
-  bytes.resize(bytes.size() - 1);
+  bytes.resize(bytes.size() - 2);
   bytes[0] = 2;
   auto saved = decode_machine_config(bytes);
   ASSERT_TRUE(saved.ok()) << saved.error().message();
@@ -74,11 +95,12 @@ TEST(MachineConfigCodecTest, ReadsVersion2AsNoBalloon) {
 
 TEST(MachineConfigCodecTest, ReadsVersion1AsDefaultMemoryBacking) {
   // Version 1 ended before the memory backing options (5 bytes) and the
-  // balloon (1 byte when there is none).
+  // balloon and the vsock device (1 byte each when there is none).
   MachineConfig config = sample_config();
   config.balloon.reset();
+  config.vsock.reset();
   std::vector<uint8_t> bytes = encode_machine_config(config, "emu");
-  bytes.resize(bytes.size() - 6);
+  bytes.resize(bytes.size() - 7);
   bytes[0] = 1;
   auto saved = decode_machine_config(bytes);
   ASSERT_TRUE(saved.ok()) << saved.error().message();
