@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "base/log.h"
+#include "cli/agent_command.h"
 #include "cli/command_line.h"
 #include "cli/disk_command.h"
 #include "cli/run_command.h"
@@ -19,6 +20,7 @@ int main(int argc, char** argv) {
   hostvisor::cli::add_run_command(app, &exit_status);
   hostvisor::cli::add_disk_command(app, &exit_status);
   hostvisor::cli::add_switch_command(app, &exit_status);
+  hostvisor::cli::add_agent_command(app, &exit_status);
   app.parse_complete_callback([&] { hostvisor::init_logging(log_level); });
 
   return hostvisor::cli::parse_and_run(app, argc, argv, exit_status);
