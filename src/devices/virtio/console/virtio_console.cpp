@@ -205,6 +205,12 @@ void VirtioConsole::set_host_open(uint32_t id, bool open) {
   });
 }
 
+bool VirtioConsole::host_open(uint32_t id) const {
+  if (id >= ports_.size()) return false;
+  std::lock_guard lock(mutex_);
+  return ports_[id].host_open;
+}
+
 bool VirtioConsole::guest_open(uint32_t id) const {
   if (id >= ports_.size()) return false;
   std::lock_guard lock(mutex_);

@@ -99,6 +99,7 @@ class VirtioConsole : public VirtioDeviceCore {
   // closed: the guest is told (PORT_OPEN), and Linux lets the guest write
   // only while it is open. Closing it discards input still waiting.
   void set_host_open(uint32_t port, bool open);
+  bool host_open(uint32_t port) const;
   // The guest has named port `port` open.
   bool guest_open(uint32_t port) const;
   // Ports in all, the console included.
