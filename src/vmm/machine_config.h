@@ -52,6 +52,9 @@ struct MachineConfig {
   std::vector<DiskConfig> disks;                   // virtio-blk devices, in order
   std::vector<NetConfig> nets;                     // virtio-net devices, in order
   std::vector<FwCfgFileConfig> fw_cfg_files;       // user files in fw_cfg
+  // --qga PATH: the virtio console gets the named port org.qemu.guest_agent.0
+  // (MULTIPORT), its host end a unix socket hostvisor listens on at PATH.
+  std::string qga_socket;
 };
 
 constexpr unsigned kMaxVcpus = 255;  // xAPIC ids are 8 bits; 255 is broadcast
