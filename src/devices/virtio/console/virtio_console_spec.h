@@ -48,7 +48,10 @@ inline constexpr uint16_t kResize = 5;        // device: console size follows (c
 inline constexpr uint16_t kPortOpen = 6;      // either side: opened (1) or closed (0) its end
 inline constexpr uint16_t kPortName = 7;      // device: the port's name follows
 
-// 5.3.6.2.1 the size that follows a VIRTIO_CONSOLE_RESIZE message.
+// 5.3.6.2.1 the size that follows a VIRTIO_CONSOLE_RESIZE message, in the
+// spec's order. Linux read it as rows, cols until commit 5326ab737a47 made it
+// follow the spec: an older guest sees the two swapped (only with MULTIPORT,
+// i.e. --qga, and a host-set size).
 struct __attribute__((packed)) ResizeMessage {
   uint16_t cols;
   uint16_t rows;
