@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -24,7 +25,7 @@ namespace hostvisor::guest {
 namespace {
 
 constexpr char kManifest[] = "default-guest.manifest";
-constexpr int kManifestVersion = 5;  // bump when the initramfs contents change
+constexpr int kManifestVersion = 8;  // bump when the initramfs contents change (8: the guest agent)
 
 std::string normalize_module_name(std::string name) {
   std::replace(name.begin(), name.end(), '-', '_');
@@ -82,6 +83,17 @@ Result<std::string> read_whole(const fs::path& p) { return read_file(p.string())
 
 }  // namespace
 
+std::string content_hash(const std::string& bytes) {
+  uint64_t hash = 14695981039346656037ull;
+  for (unsigned char c : bytes) {
+    hash ^= c;
+    hash *= 1099511628211ull;
+  }
+  char text[17];
+  std::snprintf(text, sizeof(text), "%016llx", static_cast<unsigned long long>(hash));
+  return text;
+}
+
 std::string default_guest_cmdline(const std::string& console) {
   if (console == "ttyS0") return "console=ttyS0 panic=-1";
   // The kernel's messages go to the UART until the virtio console driver is
@@ -106,6 +118,9 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 mkdir -p /dev/pts /mnt /tmp
+# Ptys, for the guest agent's `exec -t` and `shell`.
+mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /dev/pts 2>/dev/null
+[ -e /dev/ptmx ] || ln -s pts/ptmx /dev/ptmx
 failed=""
 while read -r module; do
   insmod "/lib/modules/$module" 2>/dev/null || failed="$failed $module"
@@ -127,6 +142,11 @@ dmesg -n 5
 # renewals, and logs to /var/log rather than over the console the shell is on.
 ip link set lo up
 mkdir -p /var/log
+# The guest agent (`hostvisor agent` on the host) on vsock port 1024; it
+# says in its log when this VM has no vsock device.
+if [ -x /sbin/hostvisor-agent ]; then
+  /sbin/hostvisor-agent </dev/null >/var/log/hostvisor-agent.log 2>&1 &
+fi
 for net_device in /sys/class/net/*; do
   interface=${net_device##*/}
   [ "$interface" = lo ] && continue
@@ -204,13 +224,25 @@ Result<DefaultGuest> prepare_default_guest(const DefaultGuestOptions& options) {
   guest.initrd_path = (cache / "initrd.img").string();
   guest.cmdline = default_guest_cmdline(options.console);
 
-  // A complete earlier build is reused as it is.
+  std::string agent;
+  if (!options.agent_path.empty()) {
+    auto bytes = read_whole(options.agent_path);
+    if (!bytes) return bytes.error().with_context("the guest agent");
+    agent = std::move(*bytes);
+  }
+  // What the initramfs holds besides the packages' files: a change to any of
+  // it (a new agent, a changed init) makes the cached build stale.
+  std::string own_files = agent + default_guest_init_script() + default_guest_inittab() + default_guest_dhcp_script();
+  for (const auto& m : options.modules) own_files += m + "\n";
+  const std::string contents_hash = content_hash(own_files);
+
+  // A complete earlier build is reused as it is, if it holds the same files.
   if (auto manifest = read_whole(cache / kManifest); manifest.ok()) {
     std::istringstream in(*manifest);
     int version = 0;
-    std::string release;
-    in >> version >> release;
-    if (version == kManifestVersion && !release.empty() && fs::exists(guest.kernel_path) &&
+    std::string release, built_contents;
+    in >> version >> release >> built_contents;
+    if (version == kManifestVersion && !release.empty() && built_contents == contents_hash && fs::exists(guest.kernel_path) &&
         fs::exists(guest.initrd_path)) {
       guest.kernel_release = release;
       return guest;
@@ -298,13 +330,14 @@ Result<DefaultGuest> prepare_default_guest(const DefaultGuestOptions& options) {
   HV_TRY(cpio.add_file("etc/udhcpc/hostvisor.script", default_guest_dhcp_script(), 0755));
   HV_TRY(cpio.add_file("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"));
   HV_TRY(cpio.add_file("etc/group", "root:x:0:\n"));
+  if (!agent.empty()) HV_TRY(cpio.add_file("sbin/hostvisor-agent", agent, 0755));
   const std::vector<uint8_t> archive = cpio.finish();
 
   HV_TRY(write_file_atomically(guest.kernel_path, HV_TRY(read_whole(vmlinuz))));
   HV_TRY(write_file_atomically(guest.initrd_path, std::string(archive.begin(), archive.end())));
   // The manifest goes last: its presence means the build is complete.
   HV_TRY(
-      write_file_atomically(cache / kManifest, std::to_string(kManifestVersion) + " " + guest.kernel_release + "\n"));
+      write_file_atomically(cache / kManifest, std::to_string(kManifestVersion) + " " + guest.kernel_release + " " + contents_hash + "\n"));
   say("default guest ready: Linux " + guest.kernel_release + ", " + std::to_string(load_order.size()) +
       " modules, initramfs " + std::to_string(archive.size() / 1024) + " KiB");
   return guest;

@@ -25,8 +25,19 @@ struct DefaultGuestOptions {
   std::string busybox_package = "busybox-static";
   // Modules the stock kernel needs for hostvisor's devices (the kernel has
   // them as modules); their dependencies are added from each .modinfo.
-  std::vector<std::string> modules = {"virtio_pci", "virtio_mmio",    "virtio_blk",
-                                      "virtio_net", "virtio_console", "virtio-rng"};
+  std::vector<std::string> modules = {"virtio_pci",
+                                      "virtio_mmio",
+                                      "virtio_blk",
+                                      "virtio_net",
+                                      "virtio_console",
+                                      "virtio-rng",
+                                      "vsock",
+                                      "vmw_vsock_virtio_transport_common",
+                                      "vmw_vsock_virtio_transport"};
+  // The hostvisor-agent binary to ship in /sbin and start from /init; empty:
+  // a guest without the agent. The cache manifest holds a hash of it and of
+  // init's scripts, so a rebuilt agent or a changed init rebuilds the initramfs.
+  std::string agent_path;
   std::function<void(const std::string&)> progress;  // one line per step, for the user
   // The guest's console, where the kernel's messages and the shell go:
   // "ttyS0" (the UART) or "hvc0" (the virtio console).
@@ -38,6 +49,10 @@ Result<std::string> default_cache_dir();
 
 // Returns the cached default guest, building it first if it is not there.
 Result<DefaultGuest> prepare_default_guest(const DefaultGuestOptions& options);
+
+// A short content hash of a file's bytes (FNV-1a, 64 bits, hex), for the
+// manifest: it only has to tell one build of the agent from another.
+std::string content_hash(const std::string& bytes);
 
 // The kernel command line with the console (and the shell) on `console`.
 std::string default_guest_cmdline(const std::string& console);

@@ -18,6 +18,10 @@ TEST(DefaultGuest, BuildsFromDebianPackagesAndIsReusedAfterwards) {
   auto cache = std::filesystem::temp_directory_path() / ("hv-default-guest-" + std::to_string(::getpid()));
   DefaultGuestOptions options;
   options.cache_dir = cache.string();
+  // Any file will do as the agent: the builder only ships it.
+  const auto agent = cache.string() + "-agent";
+  { std::ofstream(agent) << "#!/bin/sh\n"; }
+  options.agent_path = agent;
   std::vector<std::string> progress;
   options.progress = [&](const std::string& line) { progress.push_back(line); };
   auto guest = prepare_default_guest(options);
@@ -35,10 +39,12 @@ TEST(DefaultGuest, BuildsFromDebianPackagesAndIsReusedAfterwards) {
   // The initramfs holds init, busybox and the virtio modules, dependencies first.
   auto listing = run_process_checked({"sh", "-c", "cpio -it --quiet < '" + guest->initrd_path + "'"});
   ASSERT_TRUE(listing.ok()) << listing.error().message();
-  for (const char* f : {"init", "etc/inittab", "etc/udhcpc/hostvisor.script", "bin/busybox", "dev/console",
+  for (const char* f : {"init", "etc/inittab", "sbin/hostvisor-agent", "etc/udhcpc/hostvisor.script", "bin/busybox", "dev/console",
                         "lib/modules/virtio_pci.ko", "lib/modules/virtio_mmio.ko", "lib/modules/virtio_blk.ko",
                         "lib/modules/virtio_net.ko", "lib/modules/virtio_console.ko", "lib/modules/virtio-rng.ko",
-                        "lib/modules/virtio.ko", "lib/modules/virtio_ring.ko", "lib/modules/failover.ko"})
+                        "lib/modules/virtio.ko", "lib/modules/virtio_ring.ko", "lib/modules/failover.ko",
+                        "lib/modules/vsock.ko", "lib/modules/vmw_vsock_virtio_transport_common.ko",
+                        "lib/modules/vmw_vsock_virtio_transport.ko"})
     EXPECT_NE(listing->find(std::string(f) + "\n"), std::string::npos) << f << " missing from\n" << *listing;
   auto order = run_process_checked(
       {"sh", "-c", "cd '" + cache.string() + "' && cpio -i --quiet --to-stdout etc/hostvisor-modules < initrd.img"});
@@ -46,6 +52,9 @@ TEST(DefaultGuest, BuildsFromDebianPackagesAndIsReusedAfterwards) {
   EXPECT_LT(order->find("virtio.ko\n"), order->find("virtio_pci.ko\n")) << *order;
   EXPECT_LT(order->find("virtio_ring.ko\n"), order->find("virtio_blk.ko\n")) << *order;
   EXPECT_LT(order->find("net_failover.ko\n"), order->find("virtio_net.ko\n")) << *order;
+  EXPECT_LT(order->find("vsock.ko\n"), order->find("vmw_vsock_virtio_transport_common.ko\n")) << *order;
+  EXPECT_LT(order->find("vmw_vsock_virtio_transport_common.ko\n"), order->find("vmw_vsock_virtio_transport.ko\n"))
+      << *order;
 
   // A second call reuses the cache without downloading.
   const auto stamp = std::filesystem::last_write_time(guest->initrd_path);
@@ -55,6 +64,7 @@ TEST(DefaultGuest, BuildsFromDebianPackagesAndIsReusedAfterwards) {
   EXPECT_TRUE(progress.empty());
   EXPECT_EQ(std::filesystem::last_write_time(again->initrd_path), stamp);
   std::filesystem::remove_all(cache);
+  std::filesystem::remove(agent);
 }
 
 TEST(DefaultGuest, InitLoadsModulesThenHandsOverToBusyboxInit) {
@@ -67,6 +77,23 @@ TEST(DefaultGuest, InitLoadsModulesThenHandsOverToBusyboxInit) {
   // there when busybox init and its shell take it over.
   EXPECT_LT(init.find("/etc/hostvisor-modules"), init.find("exec <>/dev/console"));
   EXPECT_LT(init.find("exec <>/dev/console"), init.find("exec /bin/busybox init"));
+}
+
+TEST(DefaultGuest, InitMountsPtysAndStartsTheAgentInTheBackground) {
+  const std::string init = default_guest_init_script();
+  const size_t agent = init.find("/sbin/hostvisor-agent </dev/null >/var/log/hostvisor-agent.log 2>&1 &");
+  ASSERT_NE(agent, std::string::npos) << init;
+  // After the modules (vsock) and /var/log, before busybox init.
+  EXPECT_GT(agent, init.find("/etc/hostvisor-modules"));
+  EXPECT_GT(agent, init.find("mkdir -p /var/log"));
+  EXPECT_LT(agent, init.find("exec /bin/busybox init"));
+  EXPECT_NE(init.find("mount -t devpts"), std::string::npos);  // exec -t needs ptys
+}
+
+TEST(DefaultGuest, ContentHashTellsContentsApart) {
+  EXPECT_EQ(content_hash("agent v1"), content_hash("agent v1"));
+  EXPECT_NE(content_hash("agent v1"), content_hash("agent v2"));
+  EXPECT_EQ(content_hash("").size(), 16u);
 }
 
 TEST(DefaultGuest, InitStartsADhcpClientPerNicInTheBackgroundBeforeTheBanner) {

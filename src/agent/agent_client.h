@@ -43,6 +43,7 @@ struct AgentInfo {
   std::string kernel_release; // uname -r
   std::string hostname;
   double uptime_seconds = 0;
+  int64_t unix_time_ns = 0;   // the guest's wall clock when it answered (0: unknown)
   uint64_t memory_total_bytes = 0;
   uint64_t memory_available_bytes = 0;
   std::vector<FilesystemInfo> filesystems;

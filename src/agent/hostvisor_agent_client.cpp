@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <vector>
 
 namespace hostvisor::agent {
 namespace {
@@ -110,6 +111,7 @@ Result<AgentInfo> decode_info(const nlohmann::json& reply) {
     if (!it->is_number() || it->get<double>() < 0) return Error(ErrorCode::kCorrupt, "hostvisor-agent: bad \"uptime_seconds\"");
     info.uptime_seconds = it->get<double>();
   }
+  info.unix_time_ns = static_cast<int64_t>(HV_TRY(unsigned_field(reply, "unix_ns")));
   info.memory_total_bytes = HV_TRY(unsigned_field(reply, "memory_total_bytes"));
   info.memory_available_bytes = HV_TRY(unsigned_field(reply, "memory_available_bytes"));
   for (const auto& fs : *HV_TRY(list_field(reply, "filesystems"))) {
@@ -226,15 +228,15 @@ Result<void> HostvisorAgentClient::write_file(const std::string& guest_path, int
                            {"size", size},
                            {"mode", attributes.mode & 07777},
                            {"mtime_ns", attributes.mtime_ns}}));
-  static uint8_t buf[protocol::kMaxDataBytes];
+  std::vector<uint8_t> buf(protocol::kMaxDataBytes);
   int64_t sent = 0;
   auto stream = [&]() -> Result<void> {
     while (sent < size) {
-      const ssize_t n = ::read(source_fd, buf, static_cast<size_t>(std::min<int64_t>(sizeof(buf), size - sent)));
+      const ssize_t n = ::read(source_fd, buf.data(), static_cast<size_t>(std::min<int64_t>(buf.size(), size - sent)));
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) return Error::from_errno("write_file: read");
       if (n == 0) return Error(ErrorCode::kIo, "write_file: the source shrank while it was copied");
-      channel.send_data(Stream::kStdin, std::span<const uint8_t>(buf, static_cast<size_t>(n)));
+      channel.send_data(Stream::kStdin, std::span<const uint8_t>(buf.data(), static_cast<size_t>(n)));
       sent += n;
       if (channel.out_pending() >= FrameChannel::kOutHighWater) HV_TRY(channel.flush(kTransferIdle));
     }

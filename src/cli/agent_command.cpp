@@ -92,8 +92,6 @@ bool window_size(uint16_t& rows, uint16_t& cols) {
   return false;
 }
 
-void write_out(int fd, std::span<const uint8_t> bytes) { write_all(fd, bytes); }
-
 int run_exec(const AgentArgs& args, std::vector<std::string> command, bool terminal) {
   auto client = open_client(args);
   if (!client) {
@@ -123,8 +121,8 @@ int run_exec(const AgentArgs& args, std::vector<std::string> command, bool termi
 
   agent::ExecStreams streams;
   streams.stdin_fd = STDIN_FILENO;
-  streams.on_stdout = [](std::span<const uint8_t> b) { write_out(STDOUT_FILENO, b); };
-  streams.on_stderr = [](std::span<const uint8_t> b) { write_out(STDERR_FILENO, b); };
+  streams.on_stdout = [](std::span<const uint8_t> b) { write_all(STDOUT_FILENO, b); };
+  streams.on_stderr = [](std::span<const uint8_t> b) { write_all(STDERR_FILENO, b); };
   streams.event_fd = signal_fd.get();
   streams.on_event = [&](agent::ExecControl& control) {
     signalfd_siginfo info{};

@@ -1,5 +1,7 @@
 #include "cli/device_options.h"
 
+#include <cerrno>
+#include <cstdlib>
 #include <filesystem>
 #include <optional>
 #include <type_traits>
@@ -112,6 +114,41 @@ void assign_stable_macs(const std::string& vm_identity, std::vector<NetConfig>& 
         },
         config.net);
   }
+}
+
+Result<VsockConfig> parse_vsock_config(const std::string& text) {
+  auto split = take_transport(text, /*escaped_first_field=*/false);
+  if (!split) return std::move(split).error().with_context("--vsock " + text);
+  VsockConfig config;
+  config.transport = split->transport;
+  bool cid_given = false;
+  std::string rest = split->rest;
+  for (size_t start = 0; start <= rest.size();) {
+    size_t end = rest.find(',', start);
+    if (end == std::string::npos) end = rest.size();
+    const std::string field = rest.substr(start, end - start);
+    start = end + 1;
+    if (field.rfind("cid=", 0) == 0) {
+      const std::string value = field.substr(4);
+      char* tail = nullptr;
+      errno = 0;
+      const unsigned long long cid = value.empty() ? 0 : std::strtoull(value.c_str(), &tail, 10);
+      if (value.empty() || *tail != '\0' || errno != 0 || value[0] == '-' || cid < 3 || cid > 0xfffffffeull)
+        return Error(ErrorCode::kInvalidArgument,
+                     "--vsock cid=" + value + ": the guest's CID is a number from 3 to 4294967294 (0-2 are reserved)");
+      config.guest_cid = cid;
+      cid_given = true;
+    } else if (field.rfind("uds=", 0) == 0) {
+      config.uds_path = field.substr(4);
+      if (config.uds_path.empty()) return Error(ErrorCode::kInvalidArgument, "--vsock uds=: give the socket's path");
+    } else {
+      return Error(ErrorCode::kInvalidArgument,
+                   "--vsock " + text + ": unknown field '" + field + "'; expected cid=N,uds=PATH[,transport=pci|mmio]");
+    }
+  }
+  if (!cid_given || config.uds_path.empty())
+    return Error(ErrorCode::kInvalidArgument, "--vsock " + text + ": expected cid=N,uds=PATH[,transport=pci|mmio]");
+  return config;
 }
 
 Result<ConsoleDevice> parse_console_device(const std::string& text) {

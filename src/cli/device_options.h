@@ -1,6 +1,7 @@
 // The device options of `hostvisor run` that pick where a device sits:
 //   --disk FILE[,...][,transport=pci|mmio]
 //   --net tap,ifname=NAME[,...][,transport=pci|mmio]
+//   --vsock cid=N,uds=PATH[,transport=pci|mmio]
 //   --console serial|virtio
 // The transport key is common to every virtio device, so it is read here and
 // the rest of each option goes to the device's own parser (block, net).
@@ -18,6 +19,7 @@ Result<VirtioTransport> parse_virtio_transport(const std::string& text);
 Result<DiskConfig> parse_disk_config(const std::string& text);
 Result<NetConfig> parse_net_config(const std::string& text);
 Result<ConsoleDevice> parse_console_device(const std::string& text);
+Result<VsockConfig> parse_vsock_config(const std::string& text);
 
 // What identifies a VM started with `hostvisor run`, for deriving stable
 // values from it: the kernel's absolute path and each disk image's, in

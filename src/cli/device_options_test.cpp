@@ -171,3 +171,32 @@ TEST(DeviceOptions, RunVmIdentityIsAbsoluteAndOrdered) {
 
 }  // namespace
 }  // namespace hostvisor::cli
+
+namespace hostvisor::cli {
+namespace {
+
+TEST(DeviceOptions, VsockTakesCidUdsAndTransport) {
+  auto vsock = parse_vsock_config("cid=3,uds=/tmp/vm.sock");
+  ASSERT_TRUE(vsock.ok()) << vsock.error().message();
+  EXPECT_EQ(vsock->guest_cid, 3u);
+  EXPECT_EQ(vsock->uds_path, "/tmp/vm.sock");
+  EXPECT_EQ(vsock->transport, VirtioTransport::kPci);
+  vsock = parse_vsock_config("uds=v.sock,transport=mmio,cid=4294967294");
+  ASSERT_TRUE(vsock.ok()) << vsock.error().message();
+  EXPECT_EQ(vsock->guest_cid, 4294967294u);
+  EXPECT_EQ(vsock->transport, VirtioTransport::kMmio);
+}
+
+TEST(DeviceOptions, VsockRefusesReservedCidsAndMissingFields) {
+  for (const char* bad : {"cid=2,uds=/s", "cid=0,uds=/s", "cid=4294967295,uds=/s", "cid=-5,uds=/s", "cid=3x,uds=/s",
+                          "cid=,uds=/s", "cid=3", "uds=/s", "cid=3,uds=", "cid=3,uds=/s,port=5",
+                          "cid=3,uds=/s,transport=isa", ""}) {
+    auto vsock = parse_vsock_config(bad);
+    ASSERT_FALSE(vsock.ok()) << bad;
+    EXPECT_NE(vsock.error().message().find("vsock"), std::string::npos) << vsock.error().message();
+  }
+  EXPECT_NE(parse_vsock_config("cid=1,uds=/s").error().message().find("reserved"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace hostvisor::cli

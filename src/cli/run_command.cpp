@@ -1,14 +1,19 @@
 #include "cli/run_command.h"
 
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <functional>
 #include <memory>
 
+#include "agent/agent_connection.h"
 #include "base/size.h"
 #include "cli/device_options.h"
 #include "cli/fw_cfg_option.h"
 #include "guest/default_guest/default_guest.h"
+#include "net/switch/switch_paths.h"
 #include "snapshot/snapshot_reader.h"
 #include "vmm/disk_snapshots.h"
 #include "vmm/machine.h"
@@ -25,6 +30,7 @@ struct RunOptions {
   std::vector<std::string> disks;
   std::vector<std::string> nets;
   std::vector<std::string> fw_cfg_files;
+  std::string vsock;  // --vsock; with --restore it replaces the snapshot's socket and CID
   bool debug_exit = false;
   bool no_reboot = false;
   std::string qga;           // --qga PATH: qemu-guest-agent's port, served on PATH
@@ -39,6 +45,34 @@ struct RunOptions {
 };
 
 void fail(const std::string& message) { std::fprintf(stderr, "hostvisor: %s\n", message.c_str()); }
+
+// The hostvisor-agent binary the default guest ships: the one beside this
+// executable (an installed hostvisor), else the one the build made. None: a
+// guest without the agent.
+std::string find_guest_agent() {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path self = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec && fs::exists(self.parent_path() / "hostvisor-agent", ec)) return (self.parent_path() / "hostvisor-agent").string();
+#ifdef HV_AGENT_PATH
+  if (fs::exists(HV_AGENT_PATH, ec)) return HV_AGENT_PATH;
+#endif
+  return "";
+}
+
+// Where the default guest's vsock socket goes, so `hostvisor agent --vsock`
+// has a predictable place: <runtime>/vm/default-guest.vsock, the runtime
+// directory being the internal networks' ($XDG_RUNTIME_DIR/hostvisor or
+// /tmp/hostvisor-$UID). A second default guest while the first runs gets
+// default-guest-<pid>.vsock.
+Result<std::string> default_guest_vsock_path() {
+  const std::string net_directory = HV_TRY(net::switch_directory());
+  const std::string directory = net_directory.substr(0, net_directory.rfind('/')) + "/vm";
+  HV_TRY(net::ensure_private_directory(directory));
+  const std::string preferred = directory + "/default-guest.vsock";
+  if (!agent::connect_unix(preferred).ok()) return preferred;  // free, or a dead VM's
+  return directory + "/default-guest-" + std::to_string(::getpid()) + ".vsock";
+}
 
 Result<RestoreMode> parse_restore_mode(const std::string& text) {
   if (text == "map") return RestoreMode::kMap;
@@ -85,6 +119,21 @@ int restore(const RunOptions& options) {
     }
     config.accel = *accel;
   }
+  if (!options.vsock.empty()) {
+    // A clone beside its running original needs a socket of its own (and
+    // may take a CID of its own: the guest hears of it by TRANSPORT_RESET).
+    if (!config.vsock) {
+      fail("--vsock: the snapshot's machine has no vsock device to move");
+      return 2;
+    }
+    auto vsock = parse_vsock_config(options.vsock);
+    if (!vsock) {
+      fail(vsock.error().message());
+      return 2;
+    }
+    vsock->transport = config.vsock->transport;
+    config.vsock = *vsock;
+  }
   // Each run of a snapshot writes its disks into overlays of its own.
   auto overlays = create_restore_overlays(*snapshot, config);
   if (!overlays) {
@@ -123,6 +172,9 @@ int run(const RunOptions& options) {
     // The guest's console (and its shell) on the device the terminal types into.
     guest_options.console = config.console == ConsoleDevice::kVirtio ? "hvc0" : "ttyS0";
     guest_options.progress = [](const std::string& line) { std::fprintf(stderr, "hostvisor: %s\n", line.c_str()); };
+    guest_options.agent_path = find_guest_agent();
+    if (guest_options.agent_path.empty())
+      std::fprintf(stderr, "hostvisor: no hostvisor-agent beside this executable: the default guest runs without the agent\n");
     auto guest = guest::prepare_default_guest(guest_options);
     if (!guest) {
       fail("the default guest: " + guest.error().message());
@@ -177,6 +229,26 @@ int run(const RunOptions& options) {
     }
     config.fw_cfg_files.push_back(*file);
   }
+  if (!options.vsock.empty()) {
+    auto vsock = parse_vsock_config(options.vsock);
+    if (!vsock) {
+      fail(vsock.error().message());
+      return 2;
+    }
+    config.vsock = *vsock;
+  }
+  if (options.kernel.empty() && !config.vsock) {
+    // The default guest runs the agent: give it a vsock device.
+    auto path = default_guest_vsock_path();
+    if (!path) {
+      fail("the default guest's vsock socket: " + path.error().message());
+      return 1;
+    }
+    config.vsock = VsockConfig{.guest_cid = 3, .uds_path = *path};
+  }
+  if (options.kernel.empty() && config.vsock)
+    std::fprintf(stderr, "hostvisor: guest agent: hostvisor agent --vsock %s exec -- CMD (or shell, cp, info)\n",
+                 config.vsock->uds_path.c_str());
   assign_stable_macs(run_vm_identity(config.kernel_path, config.disks), config.nets);
 
   return run_machines(options, config, [&](StopSignals& signals) { return Machine::create(config, signals); });
@@ -263,6 +335,11 @@ void add_run_command(CLI::App& app, int* exit_status) {
                   "console, hvc0; the default guest then runs its console and shell there). Both print to the "
                   "terminal")
       ->capture_default_str();
+  cmd->add_option("--vsock", options->vsock,
+                  "Add a virtio-vsock device: cid=N,uds=PATH[,transport=pci|mmio]. Host programs connect to the unix "
+                  "socket PATH and write 'CONNECT <port>\\n' to reach guest port <port> (answer: 'OK <hostport>\\n'); "
+                  "the guest's connections to host port P go to a listener at PATH_P. With --restore: the clone's "
+                  "own socket and CID");
   cmd->add_option("--fw-cfg", options->fw_cfg_files,
                   "Add a file to the guest's fw_cfg (repeatable): name=opt/NAME,file=PATH or name=opt/NAME,string=TEXT "
                   "(QEMU's -fw_cfg; firmware and Linux's qemu_fw_cfg driver read it)");

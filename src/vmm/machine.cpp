@@ -26,6 +26,7 @@
 #include "devices/virtio/net/virtio_net.h"
 #include "devices/virtio/pci/virtio_pci_device.h"
 #include "devices/virtio/rng/virtio_rng.h"
+#include "devices/virtio/vsock/virtio_vsock.h"
 #include "hv/irqchip_state.h"
 #include "hv/vcpu_state.h"
 #include "net/net_backend_factory.h"
@@ -57,6 +58,10 @@ Result<std::unique_ptr<Machine>> Machine::restore(const MachineConfig& config, c
   std::unique_ptr<Machine> machine(new Machine(config, signals));
   auto built = machine->build(&snapshot, options);
   if (!built) return std::move(built).error().with_context("restoring " + snapshot.dir());
+  // The guest's wall clock stopped at the snapshot; a clone also shares its
+  // RNG state with every other run of it.
+  machine->restore_sync_reason_ = options.clone ? "restoring a clone" : "a restore";
+  machine->restore_reseed_ = options.clone;
   return machine;
 }
 
@@ -108,6 +113,8 @@ Result<void> Machine::build(const snapshot::Snapshot* snapshot, const RestoreOpt
     HV_TRY(restore_components(*snapshot));
     if (options.clone)
       for (auto& net : nets_) net->set_mac(net::random_local_mac_address());
+    // The snapshot's CID, unless this run was given another (a clone's).
+    if (vsock_ && vsock_->guest_cid() != config_.vsock->guest_cid) vsock_->set_guest_cid(config_.vsock->guest_cid);
   } else {
     HV_TRY(load_kernel_and_boot_vcpus(layout));
   }
@@ -177,6 +184,8 @@ Result<void> Machine::add_pci_devices() {
     HV_TRY(add_net(nic.net, nic.transport));
   }
 
+  if (config_.vsock) HV_TRY(add_vsock(*config_.vsock));
+
   for (size_t i = 0; i < config_.disks.size(); ++i) {
     // The serial is what the guest sees in /sys/block/vdX/serial.
     // Asynchronous I/O: a vCPU (or the event loop) only submits; the event
@@ -217,6 +226,19 @@ Result<void> Machine::add_net(const net::NetOption& option, VirtioTransport tran
   HV_TRY(watch_net_backend(net));
   HV_TRY(plug_virtio(net, transport));
   nets_.push_back(net);
+  return ok();
+}
+
+Result<void> Machine::add_vsock(const VsockConfig& config) {
+  auto vsock = HV_TRY(VirtioVsock::create({.guest_cid = config.guest_cid, .uds_path = config.uds_path}));
+  // Host programs' sockets (the listener, each stream) are served on the
+  // event loop, through the device's own epoll set.
+  HV_TRY(event_loop_->add(vsock->host_fd(), [weak = std::weak_ptr<VirtioVsock>(vsock)](uint32_t) {
+    if (auto device = weak.lock()) device->process_host();
+  }));
+  HV_TRY(plug_virtio(vsock, config.transport));
+  HV_LOG_INFO("vsock: guest CID {}, host side at {}", config.guest_cid, config.uds_path);
+  vsock_ = std::move(vsock);
   return ok();
 }
 
@@ -367,6 +389,7 @@ Result<void> Machine::setup_console() {
 std::string Machine::toggle_pause() {
   if (state() == RunState::kPaused) {
     const RunResponse resumed = resume();
+    if (resumed == RunResponse::kDone && clock_sync_) clock_sync_->request("a pause");
     return resumed == RunResponse::kDone ? "VM resumed" : std::string("resume: ") + to_string(resumed);
   }
   const RunResponse paused = pause();
@@ -397,7 +420,12 @@ RunOutcome Machine::run() {
   take_signals();  // a stop signal read before this machine existed ends it before it starts
   event_loop_->start();
   runner_->start();
+  if (vsock_) {
+    clock_sync_ = std::make_unique<GuestClockSync>(agent::vsock_connector(config_.vsock->uds_path));
+    if (!restore_sync_reason_.empty()) clock_sync_->request(restore_sync_reason_, restore_reseed_);
+  }
   runner_->wait();
+  clock_sync_.reset();  // while the loop still serves the vsock socket it may be using
   event_loop_->stop();
   rtc_timer_.reset();
   event_loop_->remove(signals_.fd());

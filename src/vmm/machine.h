@@ -19,6 +19,7 @@
 #include "vmm/console.h"
 #include "vmm/console_port_socket.h"
 #include "vmm/event_loop.h"
+#include "vmm/guest_clock_sync.h"
 #include "vmm/machine_config.h"
 #include "vmm/rtc_timer.h"
 #include "vmm/run_outcome.h"
@@ -35,6 +36,7 @@ class VirtioBlk;
 class VirtioDevice;
 class VirtioConsole;
 class VirtioNet;
+class VirtioVsock;
 class CmosRtc;
 class FwCfg;
 namespace arch {
@@ -127,6 +129,8 @@ class Machine final : public SystemControl {
   // A virtio-net device on the backend `option` names (tap, user-mode NAT).
   Result<void> add_net(const net::NetOption& option, VirtioTransport transport);
   Result<void> watch_net_backend(const std::shared_ptr<VirtioNet>& net);
+  // virtio-vsock with its unix-socket host side served on the event loop.
+  Result<void> add_vsock(const VsockConfig& config);
   // Each NIC's traffic counters, at info level, once the run is over.
   void log_net_counters();
   // Puts `device` on the PCI root behind the virtio-pci transport, with the
@@ -171,6 +175,11 @@ class Machine final : public SystemControl {
   std::unique_ptr<ConsolePortSocket> qga_socket_;
   std::vector<std::shared_ptr<VirtioNet>> nets_;
   std::vector<std::shared_ptr<VirtioBlk>> blks_;  // by config_.disks index
+  std::shared_ptr<VirtioVsock> vsock_;
+  // The guest agent's clock sync (and a clone's RNG reseed), with vsock only.
+  std::unique_ptr<GuestClockSync> clock_sync_;
+  std::string restore_sync_reason_;  // set by a restore: sync once running
+  bool restore_reseed_ = false;
   std::shared_ptr<Serial8250> serial_;
   std::shared_ptr<CmosRtc> rtc_;
   std::shared_ptr<FwCfg> fw_cfg_;

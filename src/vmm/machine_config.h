@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,14 @@ struct NetConfig {
   std::string text;
 };
 
+// A virtio-vsock device (--vsock): the guest's CID and the unix socket its
+// host side listens on (guest-initiated streams to port P go to uds_path_P).
+struct VsockConfig {
+  uint64_t guest_cid = 3;
+  std::string uds_path;
+  VirtioTransport transport = VirtioTransport::kPci;
+};
+
 // A file for the guest's fw_cfg (--fw-cfg): its contents are `text`, or
 // the host file `host_path` when that is set.
 struct FwCfgFileConfig {
@@ -52,6 +61,7 @@ struct MachineConfig {
   std::vector<DiskConfig> disks;                   // virtio-blk devices, in order
   std::vector<NetConfig> nets;                     // virtio-net devices, in order
   std::vector<FwCfgFileConfig> fw_cfg_files;       // user files in fw_cfg
+  std::optional<VsockConfig> vsock;                // virtio-vsock, if any
   // --qga PATH: the virtio console gets the named port org.qemu.guest_agent.0
   // (MULTIPORT), its host end a unix socket hostvisor listens on at PATH.
   std::string qga_socket;

@@ -34,6 +34,12 @@ std::vector<uint8_t> encode_machine_config(const MachineConfig& config, const st
     out.put_string(net.text);
     out.put(static_cast<uint8_t>(net.transport));
   }
+  out.put_bool(config.vsock.has_value());
+  if (config.vsock) {
+    out.put(config.vsock->guest_cid);
+    out.put_string(config.vsock->uds_path);
+    out.put(static_cast<uint8_t>(config.vsock->transport));
+  }
   return out.take();
 }
 
@@ -87,6 +93,13 @@ Result<SavedMachineConfig> decode_machine_config(std::span<const uint8_t> bytes)
     if (!option) return std::move(option).error().with_context("snapshot machine configuration");
     net.net = std::move(*option);
     config.nets.push_back(std::move(net));
+  }
+  if (in.get_bool()) {
+    VsockConfig vsock;
+    vsock.guest_cid = in.get<uint64_t>();
+    vsock.uds_path = in.get_string(kMaxPath);
+    vsock.transport = transport();
+    config.vsock = std::move(vsock);
   }
   HV_TRY(in.finish());
   if (saved.backend == "kvm") {

@@ -14,7 +14,7 @@
 
 namespace hostvisor {
 
-inline constexpr uint32_t kMachineConfigVersion = 1;
+inline constexpr uint32_t kMachineConfigVersion = 2;  // 2: the vsock device
 
 // `backend` is the backend the machine ran on ("kvm", "emu").
 std::vector<uint8_t> encode_machine_config(const MachineConfig& config, const std::string& backend);

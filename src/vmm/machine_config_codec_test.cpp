@@ -22,6 +22,7 @@ MachineConfig sample_config() {
   nic.text = "user,hostfwd=tcp::2222-:22";
   nic.net = *net::parse_net_option(nic.text);
   config.nets.push_back(nic);
+  config.vsock = VsockConfig{.guest_cid = 77, .uds_path = "/run/vm/vsock.sock", .transport = VirtioTransport::kMmio};
   return config;
 }
 
@@ -40,6 +41,15 @@ TEST(MachineConfigCodecTest, RoundTrips) {
   EXPECT_EQ(saved->config.disks[0].transport, VirtioTransport::kMmio);
   ASSERT_EQ(saved->config.nets.size(), 1u);
   EXPECT_TRUE(std::holds_alternative<net::UserNetOption>(saved->config.nets[0].net));
+  ASSERT_TRUE(saved->config.vsock.has_value());
+  EXPECT_EQ(saved->config.vsock->guest_cid, 77u);
+  EXPECT_EQ(saved->config.vsock->uds_path, "/run/vm/vsock.sock");
+  EXPECT_EQ(saved->config.vsock->transport, VirtioTransport::kMmio);
+  MachineConfig without = sample_config();
+  without.vsock.reset();
+  auto plain = decode_machine_config(encode_machine_config(without, "kvm"));
+  ASSERT_TRUE(plain.ok()) << plain.error().message();
+  EXPECT_FALSE(plain->config.vsock.has_value());
 }
 
 TEST(MachineConfigCodecTest, RefusesDamagedBytes) {

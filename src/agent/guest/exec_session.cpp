@@ -31,13 +31,7 @@ constexpr size_t kMaxArgs = 4096;
 constexpr size_t kMaxArgBytes = 128 * 1024;      // all of argv and env together
 constexpr size_t kMaxStdinQueue = 256 * 1024;     // host input not yet taken by the command
 
-struct Command {
-  std::vector<std::string> argv;
-  std::vector<std::string> env;
-  std::string cwd;
-  bool terminal = false;
-  uint16_t rows = 0, cols = 0;
-};
+using Command = ExecCommand;
 
 Result<std::vector<std::string>> string_list(const nlohmann::json& request, const char* name, size_t& budget) {
   std::vector<std::string> out;
@@ -55,7 +49,9 @@ Result<std::vector<std::string>> string_list(const nlohmann::json& request, cons
   return out;
 }
 
-Result<Command> parse_command(const nlohmann::json& request) {
+}  // namespace
+
+Result<Command> parse_exec_request(const nlohmann::json& request) {
   Command c;
   size_t budget = kMaxArgBytes;
   c.argv = HV_TRY(string_list(request, "argv", budget));
@@ -72,6 +68,8 @@ Result<Command> parse_command(const nlohmann::json& request) {
   c.cols = static_cast<uint16_t>(cols);
   return c;
 }
+
+namespace {
 
 void set_nonblocking(int fd) { ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK); }
 
@@ -315,7 +313,7 @@ void Exec::finish() {
 }  // namespace
 
 void run_exec(FrameChannel& channel, const nlohmann::json& request) {
-  auto command = parse_command(request);
+  auto command = parse_exec_request(request);
   if (!command.ok()) {
     reply_error(channel, command.error());
     (void)channel.flush(10s);

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "agent/guest/session.h"
 #include "base/fd.h"
@@ -76,16 +77,25 @@ Result<void> receive_content(FrameChannel& channel, const std::string& path, int
 
 }  // namespace
 
+Result<FileRequest> parse_write_file_request(const nlohmann::json& request) {
+  FileRequest r;
+  r.path = HV_TRY(guest_path(request));
+  r.size = HV_TRY(protocol::int_field(request, "size"));
+  const int64_t mode = HV_TRY(protocol::int_field(request, "mode"));
+  r.mtime_ns = HV_TRY(protocol::int_field(request, "mtime_ns"));
+  if (r.size < 0 || r.size > kMaxFileBytes) return Error(ErrorCode::kOutOfRange, "write_file: size out of range");
+  if (mode < 0 || mode > 07777) return Error(ErrorCode::kOutOfRange, "write_file: mode out of range");
+  if (r.mtime_ns < 0) return Error(ErrorCode::kOutOfRange, "write_file: mtime before 1970");
+  r.mode = static_cast<uint32_t>(mode);
+  return r;
+}
+
+Result<std::string> parse_read_file_request(const nlohmann::json& request) { return guest_path(request); }
+
 void receive_file(FrameChannel& channel, const nlohmann::json& request) {
   auto run = [&]() -> Result<void> {
-    const std::string path = HV_TRY(guest_path(request));
-    const int64_t size = HV_TRY(protocol::int_field(request, "size"));
-    const int64_t mode = HV_TRY(protocol::int_field(request, "mode"));
-    const int64_t mtime_ns = HV_TRY(protocol::int_field(request, "mtime_ns"));
-    if (size < 0 || size > kMaxFileBytes) return Error(ErrorCode::kOutOfRange, "write_file: size out of range");
-    if (mode < 0 || mode > 07777) return Error(ErrorCode::kOutOfRange, "write_file: mode out of range");
-    if (mtime_ns < 0) return Error(ErrorCode::kOutOfRange, "write_file: mtime before 1970");
-    return receive_content(channel, path, size, static_cast<uint32_t>(mode), mtime_ns);
+    const FileRequest r = HV_TRY(parse_write_file_request(request));
+    return receive_content(channel, r.path, r.size, r.mode, r.mtime_ns);
   };
   if (auto done = run(); done.ok()) reply_ok(channel);
   else reply_error(channel, done.error());
@@ -93,7 +103,7 @@ void receive_file(FrameChannel& channel, const nlohmann::json& request) {
 
 void send_file(FrameChannel& channel, const nlohmann::json& request) {
   auto open_it = [&]() -> Result<std::pair<UniqueFd, struct stat>> {
-    const std::string path = HV_TRY(guest_path(request));
+    const std::string path = HV_TRY(parse_read_file_request(request));
     UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd.valid()) {
       const int err = errno;
@@ -116,15 +126,15 @@ void send_file(FrameChannel& channel, const nlohmann::json& request) {
                      {"size", size}});
   int64_t sent = 0;
   std::string error;
-  static uint8_t buf[protocol::kMaxDataBytes];
+  std::vector<uint8_t> buf(protocol::kMaxDataBytes);
   while (sent < size) {
-    const ssize_t n = ::read(fd.get(), buf, static_cast<size_t>(std::min<int64_t>(sizeof(buf), size - sent)));
+    const ssize_t n = ::read(fd.get(), buf.data(), static_cast<size_t>(std::min<int64_t>(buf.size(), size - sent)));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       error = n == 0 ? "the file shrank while it was read" : std::string("read: ") + std::strerror(errno);
       break;
     }
-    channel.send_data(Stream::kStdout, std::span<const uint8_t>(buf, static_cast<size_t>(n)));
+    channel.send_data(Stream::kStdout, std::span<const uint8_t>(buf.data(), static_cast<size_t>(n)));
     sent += n;
     if (channel.out_pending() >= FrameChannel::kOutHighWater && !channel.flush(kIdleTimeout).ok()) return;
   }

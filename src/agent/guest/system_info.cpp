@@ -6,6 +6,7 @@
 #include <net/if.h>
 #include <sys/statvfs.h>
 #include <sys/utsname.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -126,6 +127,8 @@ nlohmann::json interfaces() {
 }  // namespace
 
 Result<nlohmann::json> collect_system_info() {
+  timespec now{};
+  ::clock_gettime(CLOCK_REALTIME, &now);
   utsname uts{};
   ::uname(&uts);
   const auto mem = meminfo();
@@ -138,6 +141,7 @@ Result<nlohmann::json> collect_system_info() {
                         {"kernel_release", uts.release},
                         {"hostname", uts.nodename},
                         {"uptime_seconds", uptime_seconds()},
+                        {"unix_ns", int64_t{now.tv_sec} * 1'000'000'000 + now.tv_nsec},
                         {"memory_total_bytes", get("MemTotal")},
                         {"memory_available_bytes", get("MemAvailable")},
                         {"filesystems", filesystems()},

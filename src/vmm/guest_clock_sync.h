@@ -1,0 +1,48 @@
+// GuestClockSync: has the guest agent set the guest's wall clock to the
+// host's when it has fallen behind: after a resume (Ctrl-A p), a restore,
+// or a long host stall (the process stopped, the host suspended), and
+// reseeds the guest's RNG for a clone. The guest's own clock does not see
+// time it spent paused or on disk (docs/ARCHITECTURE.md, "Time").
+//
+// The agent is reached through the machine's own vsock socket, whose host
+// side the event loop serves, so the calls run on a thread of their own: a
+// call from the event loop would wait for itself.
+#pragma once
+
+#include <condition_variable>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "agent/agent_connection.h"
+
+namespace hostvisor {
+
+class GuestClockSync {
+ public:
+  // A gap of this much more than the thread's 1 s tick is a host stall.
+  static constexpr int kStallSeconds = 5;
+
+  explicit GuestClockSync(agent::AgentConnector connector);
+  ~GuestClockSync();  // stops and joins the thread
+  GuestClockSync(const GuestClockSync&) = delete;
+  GuestClockSync& operator=(const GuestClockSync&) = delete;
+
+  // Asks for a sync (returns at once); `reason` goes in the log line.
+  // With reseed, the guest's RNG is reseeded first (a clone).
+  void request(const std::string& reason, bool reseed = false);
+
+ private:
+  void thread_main();
+  void sync(const std::string& reason, bool reseed);
+
+  agent::AgentConnector connector_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::string pending_reason_;
+  bool pending_reseed_ = false;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace hostvisor

@@ -1,0 +1,223 @@
+// The guest agent in the default guest (one boot, software CPU, all checks
+// on it): hostvisor run gives the default guest a vsock device at a
+// predictable path and its init starts hostvisor-agent; through it, exec
+// (`uname -r`; stdin in and status 3 out through `hostvisor agent exec`),
+// exec on a terminal (`stty size` sees the host's size; Ctrl-C interrupts a
+// sleep), a 32 MiB copy in and out with `hostvisor agent cp` (sha256, mode,
+// mtime), the clock after a pause, and a power-off through the agent.
+//
+// The clock check shifts the guest's clock an hour back rather than pausing
+// for 30 s: after Ctrl-A p, p hostvisor must set it to the host's, so the
+// guest reads within 1 s of the host's clock within 2 s of the resume.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <regex>
+#include <string>
+#include <thread>
+
+#include "agent/hostvisor_agent_client.h"
+#include "tests/linux/guest_console.h"
+
+namespace hostvisor::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using std::chrono::seconds;
+
+constexpr seconds kBootTimeout{240};
+constexpr seconds kShutdownTimeout{90};
+const std::regex kBanner(R"(hostvisor default guest: Linux (\S+), (\d+) CPU\(s\)\. Type 'poweroff' to stop\.)");
+
+struct ScratchDir {
+  fs::path path;
+  ScratchDir() {
+    std::string tmpl = (fs::temp_directory_path() / "hv-agent-guest-XXXXXX").string();
+    if (::mkdtemp(tmpl.data())) path = tmpl;
+  }
+  ~ScratchDir() {
+    std::error_code ec;
+    if (!path.empty()) fs::remove_all(path, ec);
+  }
+};
+
+// Runs a host shell command line; returns its exit status, output in *out.
+int host_command(const std::string& command, std::string* out) {
+  FILE* pipe = ::popen(command.c_str(), "r");
+  if (!pipe) return -1;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) out->append(buf, n);
+  const int status = ::pclose(pipe);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+struct Captured {
+  std::string out, err;
+};
+
+Result<agent::ExecResult> exec(agent::AgentClient& client, agent::ExecRequest request, Captured& captured) {
+  agent::ExecStreams streams;
+  streams.on_stdout = [&](std::span<const uint8_t> b) { captured.out.append(reinterpret_cast<const char*>(b.data()), b.size()); };
+  streams.on_stderr = [&](std::span<const uint8_t> b) { captured.err.append(reinterpret_cast<const char*>(b.data()), b.size()); };
+  return client.exec(request, streams);
+}
+
+int64_t host_now_ns() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+
+// The guest's clock minus the host's, from the clock reading in the agent's
+// info (busybox's date has whole seconds only), against the host's clock at
+// the middle of the round trip.
+std::optional<double> guest_clock_offset_s(agent::AgentClient& client) {
+  const int64_t before = host_now_ns();
+  auto info = client.info();
+  const int64_t after = host_now_ns();
+  if (!info.ok() || info->unix_time_ns == 0) return std::nullopt;
+  return static_cast<double>(info->unix_time_ns - (before + after) / 2) / 1e9;
+}
+
+TEST(AgentGuest, ExecTerminalCopyClockAndPowerOffThroughTheAgent) {
+  ScratchDir scratch;
+  ASSERT_FALSE(scratch.path.empty());
+  // The runtime directory decides where the default guest's vsock socket goes.
+  ::setenv("XDG_RUNTIME_DIR", scratch.path.c_str(), 1);
+  const std::string socket = (scratch.path / "hostvisor" / "vm" / "default-guest.vsock").string();
+
+  GuestConsole console;
+  ASSERT_TRUE(console.start({HOSTVISOR_PATH, "--log-level", "info", "run", "--accel", "emu", "--memory", "256M"})) << console.failure();
+  auto banner = console.wait_for_regex(kBanner, kBootTimeout);
+  ASSERT_TRUE(banner) << console.failure();
+  const std::string release = (*banner)[1].str();
+  EXPECT_NE(console.err().find("hostvisor agent --vsock " + socket), std::string::npos) << console.err();
+
+  agent::HostvisorAgentClient client(agent::vsock_connector(socket), 30s);
+  // The agent starts in the background of /init: wait for it.
+  Result<void> ping = Error(ErrorCode::kInternal, "not tried");
+  for (int i = 0; i < 120 && !(ping = client.ping()).ok(); ++i) std::this_thread::sleep_for(500ms);
+  ASSERT_TRUE(ping.ok()) << ping.error().message() << "\n" << console.err();
+
+  {  // exec uname -r
+    Captured c;
+    auto r = exec(client, {.argv = {"uname", "-r"}}, c);
+    ASSERT_TRUE(r.ok()) << r.error().message();
+    EXPECT_EQ(r->exit_code, 0);
+    EXPECT_EQ(c.out, release + "\n");
+  }
+  {  // stdin in, output and status 3 out, through the command line
+    std::string out;
+    const int status = host_command("printf 'hello agent\\n' | " HOSTVISOR_PATH " agent --vsock " + socket +
+                                        " exec -- sh -c 'tr a-z A-Z; echo to-stderr >&2; exit 3' 2>/dev/null",
+                                    &out);
+    EXPECT_EQ(status, 3);
+    EXPECT_EQ(out, "HELLO AGENT\n");
+  }
+  {  // a terminal of the host's size
+    Captured c;
+    auto r = exec(client, {.argv = {"stty", "size"}, .terminal = true, .rows = 33, .cols = 101}, c);
+    ASSERT_TRUE(r.ok()) << r.error().message();
+    EXPECT_EQ(r->exit_code, 0);
+    EXPECT_NE(c.out.find("33 101"), std::string::npos) << c.out;
+  }
+  {  // Ctrl-C on the terminal interrupts a sleep
+    int input[2];
+    ASSERT_EQ(::pipe(input), 0);
+    std::string out;
+    agent::ExecStreams streams;
+    streams.stdin_fd = input[0];
+    streams.on_stdout = [&](std::span<const uint8_t> b) {
+      out.append(reinterpret_cast<const char*>(b.data()), b.size());
+      if (out.find("ready") != std::string::npos && input[1] >= 0) {
+        EXPECT_EQ(::write(input[1], "\x03", 1), 1);
+        ::close(input[1]);
+        input[1] = -1;
+      }
+    };
+    const auto start = std::chrono::steady_clock::now();
+    auto r = client.exec({.argv = {"sh", "-c", "echo ready; exec sleep 60"}, .terminal = true}, streams);
+    ::close(input[0]);
+    if (input[1] >= 0) ::close(input[1]);
+    ASSERT_TRUE(r.ok()) << r.error().message();
+    EXPECT_EQ(r->status(), 130) << out;
+    EXPECT_LT(std::chrono::steady_clock::now() - start, 20s);
+  }
+  {  // 32 MiB in and out with hostvisor agent cp
+    const fs::path in = scratch.path / "in.bin", back = scratch.path / "back.bin";
+    {
+      std::string data(32 << 20, '\0');
+      std::mt19937_64 rng(14);
+      for (size_t i = 0; i < data.size(); i += 8) {
+        const uint64_t v = rng();
+        std::memcpy(&data[i], &v, 8);
+      }
+      std::ofstream(in, std::ios::binary) << data;
+    }
+    ASSERT_EQ(::chmod(in.c_str(), 0604), 0);
+    const timespec times[2] = {{0, UTIME_OMIT}, {1'700'000'000, 123'456'789}};
+    ASSERT_EQ(::utimensat(AT_FDCWD, in.c_str(), times, 0), 0);
+    std::string out;
+    const std::string cli = HOSTVISOR_PATH " agent --vsock " + socket;
+    ASSERT_EQ(host_command(cli + " cp " + in.string() + " vm:/tmp/in.bin 2>&1", &out), 0) << out;
+    std::string host_sum;
+    ASSERT_EQ(host_command("sha256sum < " + in.string(), &host_sum), 0);
+    Captured c;
+    auto r = exec(client, {.argv = {"sh", "-c", "sha256sum < /tmp/in.bin; stat -c '%a %Y' /tmp/in.bin"}}, c);
+    ASSERT_TRUE(r.ok()) << r.error().message();
+    EXPECT_EQ(c.out, host_sum + "604 1700000000\n");
+    out.clear();
+    ASSERT_EQ(host_command(cli + " cp vm:/tmp/in.bin " + back.string() + " 2>&1", &out), 0) << out;
+    std::string back_sum;
+    ASSERT_EQ(host_command("sha256sum < " + back.string(), &back_sum), 0);
+    EXPECT_EQ(back_sum, host_sum);
+    struct stat st {};
+    ASSERT_EQ(::stat(back.c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 07777, 0604u);
+    EXPECT_EQ(st.st_mtim.tv_sec, 1'700'000'000);
+    EXPECT_EQ(st.st_mtim.tv_nsec, 123'456'789);
+  }
+  {  // the clock: an hour off, then a pause and resume; hostvisor corrects it
+    Captured c;
+    auto r = exec(client, {.argv = {"sh", "-c", "date -s @$(( $(date +%s) - 3600 ))"}}, c);
+    ASSERT_TRUE(r.ok() && r->exit_code == 0) << c.out << c.err;
+    const auto shifted = guest_clock_offset_s(client);
+    ASSERT_TRUE(shifted);
+    EXPECT_LT(*shifted, -3500) << "date -s did not move the guest's clock";
+    ASSERT_TRUE(console.send_keys("\x01p")) << console.failure();
+    ASSERT_TRUE(console.wait_for_text("VM paused", 30s)) << console.failure();
+    std::this_thread::sleep_for(1s);
+    ASSERT_TRUE(console.send_keys("\x01p")) << console.failure();
+    ASSERT_TRUE(console.wait_for_text("VM resumed", 30s)) << console.failure();
+    const auto resumed = std::chrono::steady_clock::now();
+    std::optional<double> offset;
+    while (std::chrono::steady_clock::now() - resumed < 2s) {
+      offset = guest_clock_offset_s(client);
+      if (offset && std::abs(*offset) < 1.0) break;
+    }
+    ASSERT_TRUE(offset);
+    EXPECT_LT(std::abs(*offset), 1.0) << "the guest's clock is " << *offset << " s off 2 s after the resume";
+    console.read_for(200ms);
+    EXPECT_NE(console.err().find("set the guest's clock to the host's after a pause"), std::string::npos) << console.err();
+  }
+  // Power off through the agent: hostvisor ends with status 0.
+  ASSERT_TRUE(client.shutdown().ok());
+  const auto status = console.wait_exit(kShutdownTimeout);
+  ASSERT_TRUE(status) << console.failure();
+  EXPECT_EQ(*status, 0) << console.err();
+}
+
+}  // namespace
+}  // namespace hostvisor::testing
