@@ -306,7 +306,7 @@ void VirtioConsole::receive_control() {
 
 void VirtioConsole::handle_control(const ControlMessage& message) {
   auto refuse = [&](const char* why) {
-    // Logged once per device lifetime's first few: a hostile driver must not flood the log.
+    // Only the first few are logged: a hostile driver must not flood the log.
     if (control_refused_++ < 8)
       HV_LOG_WARN("virtio console: refused a control message (port {}, event {}): {}", message.id, message.event, why);
   };
