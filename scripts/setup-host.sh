@@ -13,8 +13,9 @@ packages=(
   busybox-static cpio e2fsprogs iproute2
   # test peers: python3 serves HTTP on loopback to NAT guests, and runs the benchmark drivers
   python3
-  # interoperability oracles and peers (dnsmasq-base: the LAN's DHCP server in the bridged-network test)
-  qemu-utils qemu-system-x86 acpica-tools dnsmasq-base
+  # interoperability oracles and peers (dnsmasq-base: the LAN's DHCP server in the bridged-network test;
+  # qemu-guest-agent: its qemu-ga goes into the qemu-ga test guest's initramfs, never runs on the host)
+  qemu-utils qemu-system-x86 acpica-tools dnsmasq-base qemu-guest-agent
 )
 
 missing=()

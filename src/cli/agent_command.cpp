@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "agent/hostvisor_agent_client.h"
+#include "agent/qga/qga_client.h"
 #include "base/fd.h"
 
 namespace hostvisor::cli {
@@ -28,6 +29,7 @@ constexpr int kNotFoundStatus = 127;
 
 struct AgentArgs {
   std::string vsock;
+  std::string qga;          // the VM's qemu-guest-agent socket (hostvisor run --qga PATH)
   std::string unix_socket;  // straight to an agent on a unix socket (tests)
   bool terminal = false;
   std::vector<std::string> env;
@@ -38,12 +40,19 @@ struct AgentArgs {
 
 Result<std::unique_ptr<agent::AgentClient>> open_client(const AgentArgs& args) {
   if (!args.unix_socket.empty())
-    return std::unique_ptr<agent::AgentClient>(
-        std::make_unique<agent::HostvisorAgentClient>(agent::unix_connector(args.unix_socket)));
-  if (args.vsock.empty())
-    return Error(ErrorCode::kInvalidArgument, "--vsock PATH is required (hostvisor run prints the VM's vsock socket)");
-  return std::unique_ptr<agent::AgentClient>(
-      std::make_unique<agent::HostvisorAgentClient>(agent::vsock_connector(args.vsock)));
+    return std::unique_ptr<agent::AgentClient>(std::make_unique<agent::HostvisorAgentClient>(agent::unix_connector(args.unix_socket)));
+  auto qga = [&] {
+    return std::unique_ptr<agent::AgentClient>(std::make_unique<agent::qga::QgaClient>(agent::qga::qga_connector(args.qga)));
+  };
+  if (args.vsock.empty() && args.qga.empty())
+    return Error(ErrorCode::kInvalidArgument,
+                 "--vsock PATH or --qga PATH is required (hostvisor run prints the VM's vsock socket; --qga is the "
+                 "path given to hostvisor run --qga)");
+  if (args.vsock.empty()) return qga();
+  auto hostvisor_agent = agent::vsock_connector(args.vsock);
+  // Both given: the hostvisor agent if the guest runs one, else qemu-ga.
+  if (!args.qga.empty() && !hostvisor_agent()) return qga();
+  return std::unique_ptr<agent::AgentClient>(std::make_unique<agent::HostvisorAgentClient>(std::move(hostvisor_agent)));
 }
 
 int64_t now_ns() {
@@ -246,6 +255,10 @@ void add_agent_command(CLI::App& app, int* exit_status) {
       app.add_subcommand("agent", "Talk to the hostvisor agent in a running VM (exec, shell, cp, info, time-sync)");
   cmd->require_subcommand(1);
   cmd->add_option("--vsock", args->vsock, "The VM's vsock socket (hostvisor run prints it; --vsock uds=PATH)");
+  cmd->add_option("--qga", args->qga,
+                  "The VM's qemu-guest-agent socket (hostvisor run --qga PATH), for a guest running qemu-ga; with "
+                  "--vsock too, used when no hostvisor agent answers")
+      ->type_name("PATH");
   cmd->add_option("--unix", args->unix_socket)->group("");  // an agent on a unix socket (tests)
 
   auto* exec = cmd->add_subcommand("exec", "Run a command in the guest; its exit status is hostvisor's");

@@ -1,5 +1,6 @@
-// `hostvisor agent --vsock PATH exec|shell|cp|info|time-sync|ping|shutdown|reboot`:
-// talks to the guest agent of a running VM through its vsock socket.
+// `hostvisor agent --vsock PATH|--qga PATH exec|shell|cp|info|time-sync|ping|shutdown|reboot`:
+// talks to the guest agent of a running VM through its vsock socket, or to
+// qemu-guest-agent through the socket of `hostvisor run --qga`.
 #pragma once
 
 #include <CLI/CLI.hpp>

@@ -37,6 +37,7 @@ struct RunOptions {
   std::string vsock;  // --vsock; with --restore it replaces the snapshot's socket and CID
   bool debug_exit = false;
   bool no_reboot = false;
+  std::string qga;           // --qga PATH: qemu-guest-agent's port, served on PATH
   std::string snapshot_dir;  // where Ctrl-A s / Ctrl-A S write
   std::string restore;       // a snapshot to continue
   std::string restore_mode = "map";
@@ -118,6 +119,9 @@ int restore(const RunOptions& options) {
       return 2;
     }
   }
+  // The agent port's socket is this run's (the snapshot says whether the
+  // console had the port; the restore refuses a mismatch).
+  config.qga_socket = options.qga;
   if (options.accel_given) {
     auto accel = parse_accel(options.accel);
     if (!accel) {
@@ -229,6 +233,7 @@ int run(const RunOptions& options) {
     }
     config.nets.push_back(*net);
   }
+  config.qga_socket = options.qga;
   for (const auto& text : options.fw_cfg_files) {
     auto file = parse_fw_cfg_option(text);
     if (!file) {
@@ -384,12 +389,16 @@ void add_run_command(CLI::App& app, int* exit_status) {
                 "Add an isa-debug-exit device at port 0xf4: a guest write of v exits with status (v << 1) | 1");
   cmd->add_flag("--no-reboot", options->no_reboot,
                 "End the run (status 3) when the guest resets, instead of rebooting");
+  cmd->add_option("--qga", options->qga,
+                  "Give the virtio console qemu-guest-agent's port (org.qemu.guest_agent.0) and serve it on the unix "
+                  "socket PATH, one client at a time (`hostvisor agent --qga PATH ...` talks to qemu-ga through it)")
+      ->type_name("PATH");
   cmd->add_option("--snapshot-dir", options->snapshot_dir,
                   "Where the console keys Ctrl-A s (snapshot and go on) and Ctrl-A S (snapshot and quit) write a "
                   "snapshot; one already there is replaced, atomically");
   cmd->add_option("--restore", options->restore,
                   "Continue the guest a snapshot holds (the machine, its devices and disks come from the snapshot; "
-                  "only --accel, --snapshot-dir, --no-reboot and --net may be given with it; --net, one for each of "
+                  "only --accel, --snapshot-dir, --qga, --no-reboot and --net may be given with it; --net, one for each of "
                   "its NICs, changes only a user-mode NAT's hostfwd= and rate=, e.g. for each clone's own ports)");
   cmd->add_option("--restore-mode", options->restore_mode,
                   "map: guest RAM is mapped copy-on-write from the snapshot's memory file (fast, lazy; the files "

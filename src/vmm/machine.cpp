@@ -38,12 +38,18 @@
 #include "snapshot/snapshot_reader.h"
 #include "snapshot/snapshot_writer.h"
 #include "vmm/console.h"
+#include "vmm/console_port_socket.h"
 #include "vmm/disk_snapshots.h"
 #include "vmm/firmware_config.h"
 #include "vmm/legacy_devices.h"
 #include "vmm/machine_config_codec.h"
 
 namespace hostvisor {
+
+namespace {
+// The port qemu-guest-agent opens (qemu-ga -m virtio-serial looks for it).
+constexpr const char* kQgaPortName = "org.qemu.guest_agent.0";
+}  // namespace
 
 Result<std::unique_ptr<Machine>> Machine::create(const MachineConfig& config, StopSignals& signals) {
   std::unique_ptr<Machine> machine(new Machine(config, signals));
@@ -173,7 +179,20 @@ Result<void> Machine::add_pci_devices() {
   // virtio-console: hvc0, the console of guests booted with console=hvc0;
   // its output shares the terminal with the serial port, and with
   // --console virtio it gets the terminal's input.
-  virtio_console_ = HV_TRY(VirtioConsole::create(console_output()));
+  // With --qga it also has qemu-guest-agent's port, whose host end is a
+  // unix socket (MULTIPORT; without --qga the console stays single-port).
+  std::vector<VirtioConsole::NamedPort> named_ports;
+  if (!config_.qga_socket.empty()) {
+    qga_socket_ = HV_TRY(ConsolePortSocket::listen(config_.qga_socket));
+    HV_LOG_INFO("qemu-guest-agent port {}: listening on {}", kQgaPortName, config_.qga_socket);
+    named_ports.push_back({kQgaPortName, qga_socket_->sink(), [](bool open) {
+                             HV_LOG_INFO("qemu-guest-agent port: the guest {} it", open ? "opened" : "closed");
+                           }});
+  }
+  virtio_console_ = HV_TRY(VirtioConsole::create(
+      console_output(), VirtioConsole::kDefaultInputCapacity,
+      std::move(named_ports)));
+  if (qga_socket_) HV_TRY(qga_socket_->attach(*event_loop_, virtio_console_, 1));
   HV_TRY(plug_virtio_pci(virtio_console_));
 
   for (const NetConfig& nic : config_.nets) {
@@ -327,7 +346,8 @@ void Machine::add_virtio_components(const std::string& tag, const std::shared_pt
   };
   component.restore = [device, tag = component.tag](std::span<const uint8_t> payload,
                                                     uint32_t version) -> Result<void> {
-    if (version != device->state_version())
+    // A device reads its older versions itself (restore_state gets the version).
+    if (version == 0 || version > device->state_version())
       return Error(ErrorCode::kUnsupported, tag + ": state version " + std::to_string(version) +
                                                 " is not one this hostvisor reads (" +
                                                 std::to_string(device->state_version()) + ")");

@@ -20,6 +20,7 @@
 #include "hv/hypervisor.h"
 #include "memory/guest_memory.h"
 #include "vmm/console.h"
+#include "vmm/console_port_socket.h"
 #include "vmm/event_loop.h"
 #include "vmm/guest_clock_sync.h"
 #include "vmm/machine_config.h"
@@ -197,6 +198,8 @@ class Machine final : public SystemControl {
   std::unique_ptr<PciRoot> pci_root_;  // after the mappers: the root uses them
   std::unique_ptr<VirtioMmioSlots> virtio_mmio_;
   std::shared_ptr<VirtioConsole> virtio_console_;
+  // --qga: the guest agent port's socket (after event_loop_, which it uses).
+  std::unique_ptr<ConsolePortSocket> qga_socket_;
   std::vector<std::shared_ptr<VirtioNet>> nets_;
   std::vector<std::shared_ptr<VirtioBlk>> blks_;  // by config_.disks index
   std::shared_ptr<VirtioBalloon> balloon_;        // null without --balloon

@@ -74,6 +74,9 @@ struct MachineConfig {
   std::vector<FwCfgFileConfig> fw_cfg_files;       // user files in fw_cfg
   std::optional<BalloonConfig> balloon;            // none: no balloon
   std::optional<VsockConfig> vsock;                // virtio-vsock, if any
+  // --qga PATH: the virtio console gets the named port org.qemu.guest_agent.0
+  // (MULTIPORT), its host end a unix socket hostvisor listens on at PATH.
+  std::string qga_socket;
 };
 
 constexpr unsigned kMaxVcpus = 255;  // xAPIC ids are 8 bits; 255 is broadcast
