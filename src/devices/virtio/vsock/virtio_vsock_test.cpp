@@ -278,6 +278,29 @@ TEST_F(VirtioVsockTest, BytesBehindTheConnectLineWaitForTheGuestsAcceptance) {
   EXPECT_EQ(device->stream_count(), 1u);
 }
 
+// A guest that never answers a REQUEST (a stuck driver): the host program's
+// socket is closed after the connect timeout, and the guest gets an RST.
+TEST_F(VirtioVsockTest, UnansweredConnectionTimesOut) {
+  device.reset();
+  auto created = VirtioVsock::create(
+      {.guest_cid = kGuestCid, .uds_path = uds, .queue_size = kQueueSize, .connect_timeout = std::chrono::milliseconds(150)});
+  ASSERT_TRUE(created.ok()) << created.error().message();
+  device = *created;
+  activate();
+  post_rx(8);
+  UniqueFd host = host_connect(1024);
+  auto packets = received();
+  ASSERT_EQ(packets.size(), 1u);
+  EXPECT_EQ(packets[0].header.op, kOpRequest);
+  EXPECT_EQ(host_read(host.get(), 50), "") << "still waiting";
+  run_host(400);
+  EXPECT_EQ(host_read(host.get()), "<eof>");
+  packets = received();
+  ASSERT_EQ(packets.size(), 1u);
+  EXPECT_EQ(packets[0].header.op, kOpRst);
+  EXPECT_EQ(device->stream_count(), 0u);
+}
+
 TEST_F(VirtioVsockTest, GuestRefusalClosesTheHostSocketWithoutOk) {
   post_rx(4);
   UniqueFd host = host_connect(7);
