@@ -124,18 +124,13 @@ void VirtioVsock::on_reset() {
 
 void VirtioVsock::serve_queue(uint16_t queue) {
   switch (queue) {
-    case kRxQueue:
-      serve_rx();
-      break;
+    case kRxQueue: serve_rx(); break;
     case kTxQueue:
       serve_tx();
       serve_rx();
       break;
-    case kEventQueue:
-      serve_events();
-      break;
-    default:
-      break;
+    case kEventQueue: serve_events(); break;
+    default: break;
   }
 }
 
@@ -193,18 +188,15 @@ void VirtioVsock::handle_packet(const DescriptorChain& chain) {
     case kOpRw:
       if (stream.state != StreamState::kEstablished || stream.guest_sent_all) return reset_stream(key);
       return guest_data(stream, key, chain, header.len);
-    case kOpCreditUpdate:
-      return;  // the credit is taken from every packet, above
+    case kOpCreditUpdate: return;  // the credit is taken from every packet, above
     case kOpCreditRequest:
       if (!stream.update_queued) {
         stream.update_queued = true;
         queue_control(key, kOpCreditUpdate);
       }
       return;
-    case kOpShutdown:
-      return guest_shutdown(stream, key, header.flags);
-    default:
-      return reset_stream(key);  // an op this device does not know
+    case kOpShutdown: return guest_shutdown(stream, key, header.flags);
+    default: return reset_stream(key);  // an op this device does not know
   }
 }
 
@@ -376,18 +368,10 @@ void VirtioVsock::process_host() {
         if (it == watched_.end()) continue;  // closed earlier in this batch
         const Watched what = it->second;
         switch (what.kind) {
-          case Watched::kListener:
-            accept_host_connections();
-            break;
-          case Watched::kConnectLine:
-            read_connect_line(events[i].data.fd);
-            break;
-          case Watched::kStream:
-            stream_event(what.key, events[i].events);
-            break;
-          case Watched::kConnectTimer:
-            expire_connects();
-            break;
+          case Watched::kListener: accept_host_connections(); break;
+          case Watched::kConnectLine: read_connect_line(events[i].data.fd); break;
+          case Watched::kStream: stream_event(what.key, events[i].events); break;
+          case Watched::kConnectTimer: expire_connects(); break;
         }
       }
     } while (n == 64);
@@ -404,7 +388,8 @@ void VirtioVsock::accept_host_connections() {
     const int fd = ::accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK) HV_LOG_WARN("vsock: accept on {}: {}", options_.uds_path, std::strerror(errno));
+      if (errno != EAGAIN && errno != EWOULDBLOCK)
+        HV_LOG_WARN("vsock: accept on {}: {}", options_.uds_path, std::strerror(errno));
       accept_stalled_ = false;
       return;
     }
@@ -470,8 +455,8 @@ void VirtioVsock::expire_connects() {
 }
 
 void VirtioVsock::arm_connect_timer(std::chrono::steady_clock::time_point deadline) {
-  const auto left = std::max<std::chrono::nanoseconds>(deadline - std::chrono::steady_clock::now(),
-                                                       std::chrono::nanoseconds(1));
+  const auto left =
+      std::max<std::chrono::nanoseconds>(deadline - std::chrono::steady_clock::now(), std::chrono::nanoseconds(1));
   itimerspec spec{};
   spec.it_value.tv_sec = static_cast<time_t>(left.count() / 1'000'000'000);
   spec.it_value.tv_nsec = static_cast<long>(left.count() % 1'000'000'000);

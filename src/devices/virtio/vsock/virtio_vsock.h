@@ -128,14 +128,14 @@ class VirtioVsock : public VirtioDeviceCore {
     StreamState state = StreamState::kConnecting;
     std::chrono::steady_clock::time_point connect_deadline;  // kConnecting, host-initiated
     vsock::VsockCredit credit{kBufferAlloc};
-    std::vector<uint8_t> to_host;  // guest bytes the host socket has not taken yet
-    size_t to_host_sent = 0;       // of which the first this many went already
-    bool host_readable = false;    // the socket may have bytes (edge-triggered)
-    bool host_eof = false;         // the host program sent its last byte: SHUTDOWN(SEND) queued
-    bool guest_sent_all = false;   // guest's SHUTDOWN(SEND): shut the socket's write side once flushed
+    std::vector<uint8_t> to_host;      // guest bytes the host socket has not taken yet
+    size_t to_host_sent = 0;           // of which the first this many went already
+    bool host_readable = false;        // the socket may have bytes (edge-triggered)
+    bool host_eof = false;             // the host program sent its last byte: SHUTDOWN(SEND) queued
+    bool guest_sent_all = false;       // guest's SHUTDOWN(SEND): shut the socket's write side once flushed
     bool guest_reads_no_more = false;  // guest's SHUTDOWN(RECEIVE): stop reading the socket
-    bool closing = false;          // guest shut both ways: RST and close once flushed
-    bool update_queued = false;    // a CREDIT_UPDATE waits in control_
+    bool closing = false;              // guest shut both ways: RST and close once flushed
+    bool update_queued = false;        // a CREDIT_UPDATE waits in control_
   };
   // What an fd in the epoll set is.
   struct Watched {
@@ -206,9 +206,9 @@ class VirtioVsock : public VirtioDeviceCore {
   std::deque<Control> control_;
   std::optional<Key> last_served_;  // round-robin position of the data path
   uint32_t next_host_port_ = kFirstHostPort;
-  bool tx_stalled_ = false;        // tx stopped for a full control_ queue
-  bool reset_event_due_ = false;   // TRANSPORT_RESET for the guest
-  bool accept_stalled_ = false;    // the listener has connections we did not take (kMaxStreams)
+  bool tx_stalled_ = false;       // tx stopped for a full control_ queue
+  bool reset_event_due_ = false;  // TRANSPORT_RESET for the guest
+  bool accept_stalled_ = false;   // the listener has connections we did not take (kMaxStreams)
   bool connect_timer_armed_ = false;
   std::vector<uint8_t> scratch_;
 };
