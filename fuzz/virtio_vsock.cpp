@@ -13,6 +13,8 @@
 // rx queue at 0 (driver area 0x1000, device area 0x2000), tx at 0x3000
 // (0x4000, 0x5000), event queue at 0x6000 (0x7000, 0x8000), size 4, and
 // buffers anywhere in the 64 KiB.
+#include "devices/virtio/vsock/virtio_vsock.h"
+
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -24,7 +26,6 @@
 
 #include "devices/virtio/testing/recording_virtio_interrupt.h"
 #include "devices/virtio/virtio_constants.h"
-#include "devices/virtio/vsock/virtio_vsock.h"
 #include "devices/virtio/vsock/vsock_connect_line.h"
 #include "devices/virtio/vsock/vsock_unix_socket.h"
 #include "fuzz/fuzz_input.h"

@@ -6,12 +6,11 @@
 // and CID of its own: the guest reads the new CID after the device's
 // TRANSPORT_RESET and its echo server, still listening, serves the clone's
 // streams while the original goes on serving its own.
+#include <gtest/gtest.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <chrono>
 #include <cstdio>
@@ -131,7 +130,8 @@ std::vector<std::string> echo_streams(const std::string& uds, uint32_t port, int
       if (n < 0) continue;
       if (n == 0) {
         c.done = true;
-        if (!c.accepted) c.failure = name + ": closed before OK (the guest refused?)";
+        if (!c.accepted)
+          c.failure = name + ": closed before OK (the guest refused?)";
         else if (c.received != c.expected)
           c.failure = name + ": got back " + std::to_string(c.received.size()) + " bytes, " +
                       (c.received == c.expected.substr(0, c.received.size()) ? "a true prefix" : "differing");
@@ -210,8 +210,8 @@ TEST(LinuxGuestVsock, HundredStreamsEchoTheGuestReachesAHostListenerAndACloneGet
 
   GuestConsole console;
   ASSERT_TRUE(console.start({HOSTVISOR_PATH, "run", "--accel", "emu", "--memory", "512M", "--net", "none", "--disk",
-                             disk.string() + ",format=raw,readonly=on", "--vsock", "cid=7,uds=" + uds,
-                             "--snapshot-dir", snapshot.string()}))
+                             disk.string() + ",format=raw,readonly=on", "--vsock", "cid=7,uds=" + uds, "--snapshot-dir",
+                             snapshot.string()}))
       << console.failure();
   auto banner = console.wait_for_regex(kBanner, kBootTimeout);
   ASSERT_TRUE(banner) << console.failure();
@@ -219,12 +219,12 @@ TEST(LinuxGuestVsock, HundredStreamsEchoTheGuestReachesAHostListenerAndACloneGet
   // The device is bound by the guest's virtio vsock transport.
   EXPECT_NE(guest_ok(console, "ls /sys/bus/virtio/drivers/vmw_vsock_virtio_transport/").find("virtio"),
             std::string::npos);
-  guest_ok(console, "head -c " + std::to_string(program_size) +
-                        " /dev/vda > /tmp/vecho && chmod +x /tmp/vecho && /tmp/vecho serve 1024 </dev/null >/dev/null 2>&1");
+  guest_ok(console,
+           "head -c " + std::to_string(program_size) +
+               " /dev/vda > /tmp/vecho && chmod +x /tmp/vecho && /tmp/vecho serve 1024 </dev/null >/dev/null 2>&1");
 
   // Guest to host: a stream to host port 5000 reaches the listener at PATH_5000.
-  EXPECT_EQ(guest_ok(console, "/tmp/vecho send 5000 hello-from-the-guest"),
-            "host listener got 'hello-from-the-guest'");
+  EXPECT_EQ(guest_ok(console, "/tmp/vecho send 5000 hello-from-the-guest"), "host listener got 'hello-from-the-guest'");
   // Nobody at PATH_5001: the guest's connect is refused.
   auto refused = console.run("/tmp/vecho send 5001 x", kCommandTimeout);
   ASSERT_TRUE(refused) << console.failure();
@@ -253,8 +253,8 @@ TEST(LinuxGuestVsock, HundredStreamsEchoTheGuestReachesAHostListenerAndACloneGet
   {
     const std::string clone_uds = (scratch.path / "clone.sock").string();
     GuestConsole clone;
-    ASSERT_TRUE(clone.start({HOSTVISOR_PATH, "run", "--restore", snapshot.string(), "--clone", "--vsock",
-                             "cid=8,uds=" + clone_uds}))
+    ASSERT_TRUE(clone.start(
+        {HOSTVISOR_PATH, "run", "--restore", snapshot.string(), "--clone", "--vsock", "cid=8,uds=" + clone_uds}))
         << clone.failure();
     EXPECT_EQ(guest_ok(clone, "/tmp/vecho cid"), "8\n") << "the clone's guest did not take its new CID";
     const auto clone_failures = echo_streams(clone_uds, 1024, 4, 64 << 10, &unused);

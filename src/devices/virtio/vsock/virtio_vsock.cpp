@@ -2,6 +2,7 @@
 
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -35,18 +36,23 @@ Result<std::shared_ptr<VirtioVsock>> VirtioVsock::create(VirtioVsockOptions opti
   HV_TRY(check_cid(options.guest_cid));
   UniqueFd epoll(::epoll_create1(EPOLL_CLOEXEC));
   if (epoll.get() < 0) return Error::from_errno("vsock: epoll_create1");
+  UniqueFd timer(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
+  if (timer.get() < 0) return Error::from_errno("vsock: timerfd_create");
   UniqueFd listener = HV_TRY(vsock::listen_unix(options.uds_path));
-  std::shared_ptr<VirtioVsock> device(new VirtioVsock(std::move(options), std::move(epoll), std::move(listener)));
+  std::shared_ptr<VirtioVsock> device(
+      new VirtioVsock(std::move(options), std::move(epoll), std::move(listener), std::move(timer)));
   std::lock_guard lock(device->mutex_);
   HV_TRY(device->watch(device->listener_.get(), Watched{Watched::kListener}, EPOLLIN | EPOLLET));
+  HV_TRY(device->watch(device->connect_timer_.get(), Watched{Watched::kConnectTimer}, EPOLLIN));
   return device;
 }
 
-VirtioVsock::VirtioVsock(VirtioVsockOptions options, UniqueFd epoll, UniqueFd listener)
+VirtioVsock::VirtioVsock(VirtioVsockOptions options, UniqueFd epoll, UniqueFd listener, UniqueFd connect_timer)
     : VirtioDeviceCore(kQueueCount, options.queue_size),
       options_(std::move(options)),
       epoll_(std::move(epoll)),
       listener_(std::move(listener)),
+      connect_timer_(std::move(connect_timer)),
       guest_cid_(options_.guest_cid) {}
 
 VirtioVsock::~VirtioVsock() {
@@ -118,18 +124,13 @@ void VirtioVsock::on_reset() {
 
 void VirtioVsock::serve_queue(uint16_t queue) {
   switch (queue) {
-    case kRxQueue:
-      serve_rx();
-      break;
+    case kRxQueue: serve_rx(); break;
     case kTxQueue:
       serve_tx();
       serve_rx();
       break;
-    case kEventQueue:
-      serve_events();
-      break;
-    default:
-      break;
+    case kEventQueue: serve_events(); break;
+    default: break;
   }
 }
 
@@ -187,18 +188,15 @@ void VirtioVsock::handle_packet(const DescriptorChain& chain) {
     case kOpRw:
       if (stream.state != StreamState::kEstablished || stream.guest_sent_all) return reset_stream(key);
       return guest_data(stream, key, chain, header.len);
-    case kOpCreditUpdate:
-      return;  // the credit is taken from every packet, above
+    case kOpCreditUpdate: return;  // the credit is taken from every packet, above
     case kOpCreditRequest:
       if (!stream.update_queued) {
         stream.update_queued = true;
         queue_control(key, kOpCreditUpdate);
       }
       return;
-    case kOpShutdown:
-      return guest_shutdown(stream, key, header.flags);
-    default:
-      return reset_stream(key);  // an op this device does not know
+    case kOpShutdown: return guest_shutdown(stream, key, header.flags);
+    default: return reset_stream(key);  // an op this device does not know
   }
 }
 
@@ -370,15 +368,10 @@ void VirtioVsock::process_host() {
         if (it == watched_.end()) continue;  // closed earlier in this batch
         const Watched what = it->second;
         switch (what.kind) {
-          case Watched::kListener:
-            accept_host_connections();
-            break;
-          case Watched::kConnectLine:
-            read_connect_line(events[i].data.fd);
-            break;
-          case Watched::kStream:
-            stream_event(what.key, events[i].events);
-            break;
+          case Watched::kListener: accept_host_connections(); break;
+          case Watched::kConnectLine: read_connect_line(events[i].data.fd); break;
+          case Watched::kStream: stream_event(what.key, events[i].events); break;
+          case Watched::kConnectTimer: expire_connects(); break;
         }
       }
     } while (n == 64);
@@ -395,7 +388,8 @@ void VirtioVsock::accept_host_connections() {
     const int fd = ::accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK) HV_LOG_WARN("vsock: accept on {}: {}", options_.uds_path, std::strerror(errno));
+      if (errno != EAGAIN && errno != EWOULDBLOCK)
+        HV_LOG_WARN("vsock: accept on {}: {}", options_.uds_path, std::strerror(errno));
       accept_stalled_ = false;
       return;
     }
@@ -427,12 +421,46 @@ void VirtioVsock::read_connect_line(int fd) {
   connect_lines_.erase(fd);
   unwatch(fd);
   const Key key = free_host_key((*line)->port);
-  streams_.emplace(key, Stream(std::move(socket)));  // kConnecting
+  Stream& stream = streams_.emplace(key, Stream(std::move(socket))).first->second;  // kConnecting
   if (!watch(fd, Watched{Watched::kStream, key}, kStreamEvents)) {
     streams_.erase(key);
     return;
   }
+  stream.connect_deadline = std::chrono::steady_clock::now() + options_.connect_timeout;
+  // Later deadlines come later: an armed timer already fires first.
+  if (!connect_timer_armed_) arm_connect_timer(stream.connect_deadline);
   queue_control(key, kOpRequest);
+}
+
+void VirtioVsock::expire_connects() {
+  uint64_t expirations;
+  (void)!::read(connect_timer_.get(), &expirations, sizeof expirations);
+  connect_timer_armed_ = false;
+  const auto now = std::chrono::steady_clock::now();
+  std::optional<std::chrono::steady_clock::time_point> next;
+  std::vector<Key> expired;
+  for (const auto& [key, stream] : streams_) {
+    if (stream.state != StreamState::kConnecting) continue;
+    if (stream.connect_deadline <= now)
+      expired.push_back(key);
+    else if (!next || stream.connect_deadline < *next)
+      next = stream.connect_deadline;
+  }
+  for (const Key& key : expired) {
+    HV_LOG_WARN("vsock: the guest did not answer a connection to its port {} within {} ms; closed", key.guest_port,
+                options_.connect_timeout.count());
+    reset_stream(key);
+  }
+  if (next) arm_connect_timer(*next);
+}
+
+void VirtioVsock::arm_connect_timer(std::chrono::steady_clock::time_point deadline) {
+  const auto left =
+      std::max<std::chrono::nanoseconds>(deadline - std::chrono::steady_clock::now(), std::chrono::nanoseconds(1));
+  itimerspec spec{};
+  spec.it_value.tv_sec = static_cast<time_t>(left.count() / 1'000'000'000);
+  spec.it_value.tv_nsec = static_cast<long>(left.count() % 1'000'000'000);
+  connect_timer_armed_ = ::timerfd_settime(connect_timer_.get(), 0, &spec, nullptr) == 0;
 }
 
 void VirtioVsock::close_connect_line(int fd) {

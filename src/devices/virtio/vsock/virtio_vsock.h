@@ -6,7 +6,8 @@
 //    and writes "CONNECT <port>\n"; the device sends the guest a REQUEST for
 //    that port and, once the guest answers RESPONSE, writes "OK <host
 //    port>\n" back; from then on the socket carries the stream. A guest that
-//    refuses (RST), or a driver that is not running, closes the socket;
+//    refuses (RST), or a driver that is not running, closes the socket, and
+//    so does a guest that has not answered within connect_timeout;
 //  - guest-initiated: a REQUEST to host port P connects to the listener at
 //    uds_path + "_P"; none there, or it refuses: RST.
 //
@@ -34,6 +35,7 @@
 // stream it had (its sockets get ECONNRESET) and read the CID again.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -54,6 +56,10 @@ struct VirtioVsockOptions {
   uint64_t guest_cid = 3;
   std::string uds_path;  // the host side's listener; PATH_<port> for guest-initiated streams
   uint16_t queue_size = 256;
+  // How long a host-initiated stream waits for the guest's RESPONSE or RST
+  // (a guest whose driver is stuck) before the host program's socket is
+  // closed and the guest gets an RST.
+  std::chrono::milliseconds connect_timeout{10000};
 };
 
 class VirtioVsock : public VirtioDeviceCore {
@@ -120,19 +126,20 @@ class VirtioVsock : public VirtioDeviceCore {
     explicit Stream(UniqueFd socket) : fd(std::move(socket)) {}
     UniqueFd fd;
     StreamState state = StreamState::kConnecting;
+    std::chrono::steady_clock::time_point connect_deadline;  // kConnecting, host-initiated
     vsock::VsockCredit credit{kBufferAlloc};
-    std::vector<uint8_t> to_host;  // guest bytes the host socket has not taken yet
-    size_t to_host_sent = 0;       // of which the first this many went already
-    bool host_readable = false;    // the socket may have bytes (edge-triggered)
-    bool host_eof = false;         // the host program sent its last byte: SHUTDOWN(SEND) queued
-    bool guest_sent_all = false;   // guest's SHUTDOWN(SEND): shut the socket's write side once flushed
+    std::vector<uint8_t> to_host;      // guest bytes the host socket has not taken yet
+    size_t to_host_sent = 0;           // of which the first this many went already
+    bool host_readable = false;        // the socket may have bytes (edge-triggered)
+    bool host_eof = false;             // the host program sent its last byte: SHUTDOWN(SEND) queued
+    bool guest_sent_all = false;       // guest's SHUTDOWN(SEND): shut the socket's write side once flushed
     bool guest_reads_no_more = false;  // guest's SHUTDOWN(RECEIVE): stop reading the socket
-    bool closing = false;          // guest shut both ways: RST and close once flushed
-    bool update_queued = false;    // a CREDIT_UPDATE waits in control_
+    bool closing = false;              // guest shut both ways: RST and close once flushed
+    bool update_queued = false;        // a CREDIT_UPDATE waits in control_
   };
   // What an fd in the epoll set is.
   struct Watched {
-    enum Kind { kListener, kConnectLine, kStream } kind;
+    enum Kind { kListener, kConnectLine, kStream, kConnectTimer } kind;
     Key key{};  // kStream
   };
   struct Control {
@@ -141,7 +148,7 @@ class VirtioVsock : public VirtioDeviceCore {
     uint32_t flags = 0;
   };
 
-  explicit VirtioVsock(VirtioVsockOptions options, UniqueFd epoll, UniqueFd listener);
+  VirtioVsock(VirtioVsockOptions options, UniqueFd epoll, UniqueFd listener, UniqueFd connect_timer);
 
   void on_reset() override;
   void serve_queue(uint16_t queue) override;
@@ -172,6 +179,10 @@ class VirtioVsock : public VirtioDeviceCore {
   Result<void> watch(int fd, Watched what, uint32_t events);
   void unwatch(int fd);
   void close_connect_line(int fd);
+  // Resets the host-initiated streams the guest left unanswered too long
+  // and arms the timer for the next deadline.
+  void expire_connects();
+  void arm_connect_timer(std::chrono::steady_clock::time_point deadline);
 
   // Queues a control packet; RST also drops the stream.
   void queue_control(const Key& key, uint16_t op, uint32_t flags = 0);
@@ -185,6 +196,7 @@ class VirtioVsock : public VirtioDeviceCore {
   const VirtioVsockOptions options_;
   UniqueFd epoll_;
   UniqueFd listener_;
+  UniqueFd connect_timer_;  // timerfd: the earliest connect_deadline
 
   // --- guarded by the core's mutex_
   uint64_t guest_cid_;
@@ -194,9 +206,10 @@ class VirtioVsock : public VirtioDeviceCore {
   std::deque<Control> control_;
   std::optional<Key> last_served_;  // round-robin position of the data path
   uint32_t next_host_port_ = kFirstHostPort;
-  bool tx_stalled_ = false;        // tx stopped for a full control_ queue
-  bool reset_event_due_ = false;   // TRANSPORT_RESET for the guest
-  bool accept_stalled_ = false;    // the listener has connections we did not take (kMaxStreams)
+  bool tx_stalled_ = false;       // tx stopped for a full control_ queue
+  bool reset_event_due_ = false;  // TRANSPORT_RESET for the guest
+  bool accept_stalled_ = false;   // the listener has connections we did not take (kMaxStreams)
+  bool connect_timer_armed_ = false;
   std::vector<uint8_t> scratch_;
 };
 

@@ -4,12 +4,11 @@
 // packets, credit both ways, back-pressure and the snapshot's reset event.
 #include "devices/virtio/vsock/virtio_vsock.h"
 
+#include <gtest/gtest.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -104,8 +103,10 @@ class VirtioVsockTest : public ::testing::Test {
       p.header = memory.read_obj<Header>(GuestAddress(at)).value();
       EXPECT_EQ(used.len, sizeof(Header) + p.header.len);
       p.payload.resize(p.header.len);
-      EXPECT_TRUE(memory.read(GuestAddress(at + sizeof(Header)),
-                              std::span(reinterpret_cast<uint8_t*>(p.payload.data()), p.payload.size())).ok());
+      EXPECT_TRUE(memory
+                      .read(GuestAddress(at + sizeof(Header)),
+                            std::span(reinterpret_cast<uint8_t*>(p.payload.data()), p.payload.size()))
+                      .ok());
       packets.push_back(p);
     }
     return packets;
@@ -115,8 +116,10 @@ class VirtioVsockTest : public ::testing::Test {
     const uint16_t head = (tx_sent * 2) % kQueueSize;
     const uint64_t at = kTxBuffers + uint64_t(head / 2) * kTxSlot;
     ASSERT_TRUE(memory.write_obj(GuestAddress(at), header).ok());
-    ASSERT_TRUE(memory.write(GuestAddress(at + 0x100), std::span(reinterpret_cast<const uint8_t*>(payload.data()),
-                                                                  payload.size())).ok());
+    ASSERT_TRUE(memory
+                    .write(GuestAddress(at + 0x100),
+                           std::span(reinterpret_cast<const uint8_t*>(payload.data()), payload.size()))
+                    .ok());
     std::vector<VirtqueueTestDriver::Buffer> buffers{{at, sizeof(Header), false}};
     const uint32_t described = payload_descriptor != ~0u ? payload_descriptor : payload.size();
     if (described) buffers.push_back({at + 0x100, described, false});
@@ -276,6 +279,31 @@ TEST_F(VirtioVsockTest, BytesBehindTheConnectLineWaitForTheGuestsAcceptance) {
   ASSERT_EQ(packets.size(), 1u);
   EXPECT_EQ(packets[0].header.op, kOpRst) << "the host program is gone";
   EXPECT_EQ(device->stream_count(), 1u);
+}
+
+// A guest that never answers a REQUEST (a stuck driver): the host program's
+// socket is closed after the connect timeout, and the guest gets an RST.
+TEST_F(VirtioVsockTest, UnansweredConnectionTimesOut) {
+  device.reset();
+  auto created = VirtioVsock::create({.guest_cid = kGuestCid,
+                                      .uds_path = uds,
+                                      .queue_size = kQueueSize,
+                                      .connect_timeout = std::chrono::milliseconds(150)});
+  ASSERT_TRUE(created.ok()) << created.error().message();
+  device = *created;
+  activate();
+  post_rx(8);
+  UniqueFd host = host_connect(1024);
+  auto packets = received();
+  ASSERT_EQ(packets.size(), 1u);
+  EXPECT_EQ(packets[0].header.op, kOpRequest);
+  EXPECT_EQ(host_read(host.get(), 50), "") << "still waiting";
+  run_host(400);
+  EXPECT_EQ(host_read(host.get()), "<eof>");
+  packets = received();
+  ASSERT_EQ(packets.size(), 1u);
+  EXPECT_EQ(packets[0].header.op, kOpRst);
+  EXPECT_EQ(device->stream_count(), 0u);
 }
 
 TEST_F(VirtioVsockTest, GuestRefusalClosesTheHostSocketWithoutOk) {
