@@ -20,6 +20,7 @@
 #include "memory/memory_backing.h"
 #include "memory/testing/hugetlb_pool.h"
 #include "tests/linux/guest_console.h"
+#include "tests/support/scratch_dir.h"
 
 namespace hostvisor::testing {
 namespace {
@@ -140,17 +141,6 @@ TEST(MemoryBackingGuest, HugetlbComesFromThePoolAndATooSmallPoolIsAnErrorAtStart
   EXPECT_EQ(big.out().find("memtouch"), std::string::npos);
 }
 
-struct ScratchDir {
-  std::string path;
-  ScratchDir() {
-    std::string tmpl = "/tmp/hv-memory-test-XXXXXX";
-    if (::mkdtemp(tmpl.data())) path = tmpl;
-  }
-  ~ScratchDir() {
-    if (!path.empty()) std::system(("rm -rf '" + path + "'").c_str());
-  }
-};
-
 // Runs memtouch with `memory`, snapshots it from the console (Ctrl-A S), and
 // restores it with `restore_args`; `restored` is the running restore.
 void snapshot_and_restore(const std::string& memory, const std::string& dir, GuestConsole& restored,
@@ -180,9 +170,9 @@ void snapshot_and_restore(const std::string& memory, const std::string& dir, Gue
 TEST(MemoryBackingGuest, HugePagesSnapshotRestoresByCopyingIntoHugePages) {
   HugetlbPool pool(kRamMiB / 2 + 4);
   if (!pool.ok()) GTEST_SKIP() << "cannot grow the host's huge page pool: " << pool.why();
-  ScratchDir dir;
+  ScratchDir dir{"memory-test"};
   GuestConsole restored;
-  snapshot_and_restore(std::to_string(kRamMiB) + "M,hugepages=on", dir.path + "/snap", restored);
+  snapshot_and_restore(std::to_string(kRamMiB) + "M,hugepages=on", (dir.path / "snap").string(), restored);
   // --restore-mode map (the default) cannot give huge pages: it copies, and says so.
   EXPECT_NE(restored.err().find("hugepages=on needs RAM from the huge page pool, so guest RAM is copied"),
             std::string::npos)
@@ -195,9 +185,9 @@ TEST(MemoryBackingGuest, HugePagesSnapshotRestoresByCopyingIntoHugePages) {
 }
 
 TEST(MemoryBackingGuest, MergeSnapshotRestoresMappedAndMergeable) {
-  ScratchDir dir;
+  ScratchDir dir{"memory-test"};
   GuestConsole restored;
-  snapshot_and_restore(std::to_string(kRamMiB) + "M,merge=on", dir.path + "/snap", restored);
+  snapshot_and_restore(std::to_string(kRamMiB) + "M,merge=on", (dir.path / "snap").string(), restored);
   EXPECT_NE(restored.err().find("(map)"), std::string::npos) << restored.err();
   const std::string smaps = ram_smaps(restored.pid());
   EXPECT_NE(smaps.find(" mg"), std::string::npos) << smaps;  // VmFlags: MADV_MERGEABLE

@@ -15,6 +15,7 @@
 
 #include "guest_cases.h"
 #include "tests/linux/guest_console.h"
+#include "tests/support/scratch_dir.h"
 
 namespace hostvisor::testing {
 namespace {
@@ -23,18 +24,6 @@ namespace fs = std::filesystem;
 using std::chrono::seconds;
 
 constexpr seconds kTimeout{60};
-
-struct ScratchDir {
-  fs::path path;
-  ScratchDir() {
-    std::string tmpl = (fs::temp_directory_path() / "hv-save-failure-test-XXXXXX").string();
-    if (::mkdtemp(tmpl.data())) path = tmpl;
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    if (!path.empty()) fs::remove_all(path, ec);
-  }
-};
 
 struct FileId {
   ino_t inode = 0;
@@ -75,7 +64,7 @@ void save_fails(GuestConsole& console) {
 }
 
 TEST(SnapshotSaveFailure, LeavesTheRunningVmOnItsWritableDiskAndThePreviousSnapshotInPlace) {
-  ScratchDir scratch;
+  ScratchDir scratch{"save-failure-test"};
   ASSERT_FALSE(scratch.path.empty());
   const fs::path disk = scratch.path / "disk.raw", snapshot = scratch.path / "snap";
   const fs::path obstacle = scratch.path / "disk.raw.new-overlay";

@@ -15,6 +15,7 @@
 #include "guest_cases.h"
 #include "kvm_skip.h"
 #include "tests/linux/guest_console.h"
+#include "tests/support/scratch_dir.h"
 
 namespace hostvisor::testing {
 namespace {
@@ -23,18 +24,6 @@ namespace fs = std::filesystem;
 using std::chrono::seconds;
 
 constexpr seconds kTimeout{60};
-
-struct ScratchDir {
-  fs::path path;
-  ScratchDir() {
-    std::string tmpl = (fs::temp_directory_path() / "hv-vmgenid-test-XXXXXX").string();
-    if (::mkdtemp(tmpl.data())) path = tmpl;
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    if (!path.empty()) fs::remove_all(path, ec);
-  }
-};
 
 class VmGenerationIdTest : public ::testing::TestWithParam<std::string> {
  protected:
@@ -94,7 +83,7 @@ class VmGenerationIdTest : public ::testing::TestWithParam<std::string> {
     EXPECT_EQ(status.value_or(-1), kStatusPass) << console.out() << "\nstderr:\n" << console.err();
   }
 
-  ScratchDir scratch_;
+  ScratchDir scratch_{"vmgenid-test"};
 };
 
 TEST_P(VmGenerationIdTest, RestoresKeepTheIdAndEachCloneGetsANewOneWithANotification) {

@@ -29,6 +29,7 @@
 
 #include "agent/hostvisor_agent_client.h"
 #include "tests/linux/guest_console.h"
+#include "tests/support/scratch_dir.h"
 
 namespace hostvisor::testing {
 namespace {
@@ -40,18 +41,6 @@ using std::chrono::seconds;
 constexpr seconds kBootTimeout{240};
 constexpr seconds kShutdownTimeout{90};
 const std::regex kBanner(R"(hostvisor default guest: Linux (\S+), (\d+) CPU\(s\)\. Type 'poweroff' to stop\.)");
-
-struct ScratchDir {
-  fs::path path;
-  ScratchDir() {
-    std::string tmpl = (fs::temp_directory_path() / "hv-agent-guest-XXXXXX").string();
-    if (::mkdtemp(tmpl.data())) path = tmpl;
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    if (!path.empty()) fs::remove_all(path, ec);
-  }
-};
 
 // Runs a host shell command line; returns its exit status, output in *out.
 int host_command(const std::string& command, std::string* out) {
@@ -97,7 +86,7 @@ std::optional<double> guest_clock_offset_s(agent::AgentClient& client) {
 }
 
 TEST(AgentGuest, ExecTerminalCopyClockAndPowerOffThroughTheAgent) {
-  ScratchDir scratch;
+  ScratchDir scratch{"agent-guest"};
   ASSERT_FALSE(scratch.path.empty());
   // The runtime directory decides where the default guest's vsock socket goes.
   ::setenv("XDG_RUNTIME_DIR", scratch.path.c_str(), 1);

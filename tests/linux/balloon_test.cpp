@@ -52,18 +52,8 @@ uint64_t host_ram_bytes(pid_t pid) {
   return 0;
 }
 
-std::string guest_ok(GuestConsole& console, const std::string& command) {
-  auto result = console.run(command, kCommandTimeout);
-  if (!result) {
-    ADD_FAILURE() << "guest command `" << command << "`: " << console.failure();
-    return {};
-  }
-  EXPECT_EQ(result->status, 0) << "guest command `" << command << "` failed:\n" << result->output;
-  return result->output;
-}
-
 uint64_t guest_number(GuestConsole& console, const std::string& command) {
-  const std::string out = guest_ok(console, command);
+  const std::string out = guest_ok(console, command, kCommandTimeout);
   try {
     return std::stoull(out);
   } catch (...) {
@@ -98,7 +88,7 @@ void set_balloon(GuestConsole& console, const std::string& size, const std::stri
 // Waits in the guest until the balloon holds `pages`.
 void wait_for_balloon_pages(GuestConsole& console, uint64_t pages) {
   const std::string check = "[ $(" + std::string(kBalloonPages) + ") -eq " + std::to_string(pages) + " ]";
-  guest_ok(console, "for i in $(seq 300); do " + check + " && break; sleep 0.2; done; " + check);
+  guest_ok(console, "for i in $(seq 300); do " + check + " && break; sleep 0.2; done; " + check, kCommandTimeout);
 }
 
 std::vector<std::string> hostvisor_args(const std::vector<std::string>& extra) {
@@ -110,7 +100,7 @@ std::vector<std::string> hostvisor_args(const std::vector<std::string>& extra) {
 void boot(GuestConsole& console, const std::vector<std::string>& extra) {
   ASSERT_TRUE(console.start(hostvisor_args(extra))) << console.failure();
   ASSERT_TRUE(console.wait_for_text("Type 'poweroff' to stop.", kBootTimeout)) << console.failure();
-  guest_ok(console, "test -d /sys/bus/virtio/drivers/virtio_balloon");
+  guest_ok(console, "test -d /sys/bus/virtio/drivers/virtio_balloon", kCommandTimeout);
 }
 
 void power_off(GuestConsole& console) {
@@ -126,16 +116,16 @@ TEST(LinuxBalloon, FreePageReportingReturnsFreedMemoryAndTheBalloonInflatesAndDe
   boot(console, {"--memory", "1G"});  // the default guest's balloon: reporting on, no deflate-on-OOM
   if (HasFatalFailure()) return;
   // The driver took the statistics queue and free page reporting (bits 1 and 5).
-  const std::string features = guest_ok(console, "cat /sys/bus/virtio/drivers/virtio_balloon/virtio*/features");
+  const std::string features = guest_ok(console, "cat /sys/bus/virtio/drivers/virtio_balloon/virtio*/features", kCommandTimeout);
   ASSERT_GE(features.size(), 6u) << features;
   EXPECT_EQ(features[1], '1') << "VIRTIO_BALLOON_F_STATS_VQ not negotiated: " << features;
   EXPECT_EQ(features[5], '1') << "VIRTIO_BALLOON_F_REPORTING not negotiated: " << features;
   EXPECT_EQ(features[2], '0') << "deflate-on-OOM was not asked for: " << features;
 
   // Free page reporting: 600 MiB written into a tmpfs, then removed.
-  guest_ok(console, "mount -t tmpfs -o size=700m tmpfs /mnt && dd if=/dev/zero of=/mnt/fill bs=1M count=600 2>&1");
+  guest_ok(console, "mount -t tmpfs -o size=700m tmpfs /mnt && dd if=/dev/zero of=/mnt/fill bs=1M count=600 2>&1", kCommandTimeout);
   const uint64_t filled = host_ram_bytes(console.pid());
-  guest_ok(console, "rm /mnt/fill");
+  guest_ok(console, "rm /mnt/fill", kCommandTimeout);
   const auto removed = std::chrono::steady_clock::now();
   uint64_t now = filled;
   while (std::chrono::steady_clock::now() - removed < seconds(10) && filled - now < 500 * kMiB) {
@@ -168,7 +158,7 @@ TEST(LinuxBalloon, InflatedPagesGoBackToTheHostAndDeflateOnOomSparesTheGuest) {
   // Shared RAM (a memfd) this time: discards punch holes in the file.
   boot(console, {"--memory", "512M,shared=on", "--balloon=deflate-on-oom=on,free-page-reporting=off"});
   if (HasFatalFailure()) return;
-  const std::string features = guest_ok(console, "cat /sys/bus/virtio/drivers/virtio_balloon/virtio*/features");
+  const std::string features = guest_ok(console, "cat /sys/bus/virtio/drivers/virtio_balloon/virtio*/features", kCommandTimeout);
   ASSERT_GE(features.size(), 6u) << features;
   EXPECT_EQ(features[2], '1') << "VIRTIO_BALLOON_F_DEFLATE_ON_OOM not negotiated: " << features;
   EXPECT_EQ(features[5], '0') << "reporting was turned off: " << features;
@@ -177,7 +167,7 @@ TEST(LinuxBalloon, InflatedPagesGoBackToTheHostAndDeflateOnOomSparesTheGuest) {
   // holds it (nothing reports it).
   guest_ok(console,
            "mount -t tmpfs -o size=450m tmpfs /mnt && dd if=/dev/zero of=/mnt/fill bs=1M count=400 2>&1 && "
-           "rm /mnt/fill");
+           "rm /mnt/fill", kCommandTimeout);
   const uint64_t before = host_ram_bytes(console.pid());
   const uint64_t total = mem_total_kib(console);
 
@@ -192,10 +182,10 @@ TEST(LinuxBalloon, InflatedPagesGoBackToTheHostAndDeflateOnOomSparesTheGuest) {
 
   // Under pressure the guest takes pages back from the balloon rather than
   // OOM-kill: 250 MiB more than it has free, in an unswappable tmpfs.
-  guest_ok(console, "dd if=/dev/zero of=/mnt/fill bs=1M count=250 2>&1");
+  guest_ok(console, "dd if=/dev/zero of=/mnt/fill bs=1M count=250 2>&1", kCommandTimeout);
   const uint64_t left = guest_number(console, kBalloonPages);
   EXPECT_LT(left, 300u * 256) << "the balloon was not deflated under memory pressure";
-  EXPECT_EQ(guest_ok(console, "dmesg | grep -c 'Killed process' || true"), "0\n") << "the guest OOM-killed";
+  EXPECT_EQ(guest_ok(console, "dmesg | grep -c 'Killed process' || true", kCommandTimeout), "0\n") << "the guest OOM-killed";
   power_off(console);
 }
 

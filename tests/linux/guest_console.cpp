@@ -1,5 +1,7 @@
 #include "tests/linux/guest_console.h"
 
+#include <gtest/gtest.h>
+
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -205,6 +207,16 @@ void GuestConsole::kill_child() {
   ::kill(pid_, SIGKILL);
   int status = 0;
   if (::waitpid(pid_, &status, 0) == pid_) wait_status_ = status;
+}
+
+std::string guest_ok(GuestConsole& console, const std::string& command, std::chrono::milliseconds timeout) {
+  auto result = console.run(command, timeout);
+  if (!result) {
+    ADD_FAILURE() << "guest command `" << command << "`: " << console.failure();
+    return {};
+  }
+  EXPECT_EQ(result->status, 0) << "guest command `" << command << "` failed:\n" << result->output;
+  return result->output;
 }
 
 }  // namespace hostvisor::testing

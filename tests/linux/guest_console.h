@@ -75,4 +75,10 @@ class GuestConsole {
   std::optional<int> wait_status_;
 };
 
+// Runs `command` in the guest and expects it to succeed: a gtest failure
+// names the command when it exits non-zero, times out or the guest is gone.
+// Returns what it printed (empty when it never finished).
+std::string guest_ok(GuestConsole& console, const std::string& command,
+                     std::chrono::milliseconds timeout = std::chrono::seconds(60));
+
 }  // namespace hostvisor::testing

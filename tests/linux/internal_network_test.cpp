@@ -37,16 +37,6 @@ std::vector<std::string> hostvisor_on(const std::string& net) {
   return {HOSTVISOR_PATH, "run", "--accel", "emu", "--cpus", "1", "--memory", "512M", "--net", net};
 }
 
-std::string guest_ok(GuestConsole& console, const std::string& command, seconds timeout = kCommandTimeout) {
-  auto result = console.run(command, timeout);
-  if (!result) {
-    ADD_FAILURE() << "guest command `" << command << "`: " << console.failure();
-    return {};
-  }
-  EXPECT_EQ(result->status, 0) << "guest command `" << command << "` failed:\n" << result->output;
-  return result->output;
-}
-
 // The IPv4 address DHCP gave eth0, waiting for it (udhcpc runs at boot).
 std::string wait_for_address(GuestConsole& console) {
   const std::string has = "ip -4 addr show dev eth0 | grep -q inet";

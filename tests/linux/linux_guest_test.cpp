@@ -27,6 +27,7 @@
 #include "net/switch/switch_paths.h"
 #include "tests/linux/default_guest_snapshot.h"
 #include "tests/linux/guest_console.h"
+#include "tests/support/scratch_dir.h"
 
 namespace hostvisor::testing {
 namespace {
@@ -67,18 +68,6 @@ std::string make_ext4_image(const fs::path& image, const std::string& size, cons
 }
 
 // A scratch directory removed at the end of the test.
-struct ScratchDir {
-  fs::path path;
-  ScratchDir() {
-    std::string tmpl = (fs::temp_directory_path() / "hv-linux-test-XXXXXX").string();
-    if (::mkdtemp(tmpl.data())) path = tmpl;
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    if (!path.empty()) fs::remove_all(path, ec);
-  }
-};
-
 std::vector<std::string> hostvisor_args(const std::vector<std::string>& extra) {
   std::vector<std::string> argv = {HOSTVISOR_PATH, "run", "--accel", "emu"};
   argv.insert(argv.end(), extra.begin(), extra.end());
@@ -93,16 +82,6 @@ void expect_banner(GuestConsole& console, int cpus) {
 }
 
 // Runs a guest command that must succeed; returns its output.
-std::string guest_ok(GuestConsole& console, const std::string& command) {
-  auto result = console.run(command, kCommandTimeout);
-  if (!result) {
-    ADD_FAILURE() << "guest command `" << command << "`: " << console.failure();
-    return {};
-  }
-  EXPECT_EQ(result->status, 0) << "guest command `" << command << "` failed:\n" << result->output;
-  return result->output;
-}
-
 void power_off_and_expect_status_0(GuestConsole& console) {
   ASSERT_TRUE(console.wait_for_text("/ # ", kCommandTimeout)) << console.failure();
   ASSERT_TRUE(console.send_line("poweroff")) << console.failure();
@@ -223,7 +202,7 @@ TEST(LinuxGuest, PauseAndResumeFromTheConsoleKeepTheOutputExact) {
 }
 
 TEST(LinuxGuest, TwoCpusDiskSurvivesRebootAndHostReadsIt) {
-  ScratchDir scratch;
+  ScratchDir scratch{"linux-test"};
   ASSERT_FALSE(scratch.path.empty());
   const fs::path image = scratch.path / "disk.img";
   const std::string host_text = "written by the host before boot 7f3a";
@@ -274,7 +253,7 @@ TEST(LinuxGuest, TwoCpusDiskSurvivesRebootAndHostReadsIt) {
 // LNRO0005), virtio_mmio drives it on its own level-triggered IOAPIC line,
 // and the file system on it reads back what the host wrote.
 TEST(LinuxGuest, DiskOnVirtioMmioIsFoundThroughAcpiAndReadable) {
-  ScratchDir scratch;
+  ScratchDir scratch{"linux-test"};
   ASSERT_FALSE(scratch.path.empty());
   const fs::path image = scratch.path / "mmio.img";
   const std::string host_text = "on a virtio-mmio disk 5d20";
@@ -504,7 +483,7 @@ bool guest_nic_has_feature(const std::string& features, unsigned bit) {
 // larger than the MTU (TSO super-packets, counted on the tap), and pings go
 // both ways.
 TEST(LinuxGuest, TapNegotiatesOffloadsAndCarries16MiBBothWaysAsLargeFrames) {
-  ScratchDir scratch;
+  ScratchDir scratch{"linux-test"};
   ASSERT_FALSE(scratch.path.empty());
   fs::create_directories(scratch.path / "www");
   const std::string expected = write_random_file(scratch.path / "www" / "payload", k16MiB, 11);
@@ -585,7 +564,7 @@ TEST(LinuxGuest, TapNegotiatesOffloadsAndCarries16MiBBothWaysAsLargeFrames) {
 // at boot, with no command typed, and pings the LAN host. A bridge that is
 // not there is refused with a one-line error that says how to make it.
 TEST(LinuxGuest, BridgedGuestGetsALeaseFromTheLanAndPingsIt) {
-  ScratchDir scratch;
+  ScratchDir scratch{"linux-test"};
   ASSERT_FALSE(scratch.path.empty());
   NetNamespace host("br"), lan("lan");
   host.exec("ip link add br0 type bridge");
@@ -760,7 +739,7 @@ TEST(LinuxGuest, RootlessHostOnlyReachesTheHostBothWaysAndNothingBeyond) {
   // What nobody may read: the guest's kernel and initramfs, and its own
   // runtime directory (the switch's socket, lock and log).
   constexpr int kNobody = 65534;
-  ScratchDir scratch;
+  ScratchDir scratch{"linux-test"};
   const fs::path cache = scratch.path / "cache", runtime = scratch.path / "run", www = scratch.path / "www";
   fs::create_directories(cache / "hostvisor");
   fs::create_directories(runtime);
@@ -899,7 +878,7 @@ std::vector<std::string> nat_args(const std::vector<std::string>& nets) {
 // through a TCP forward; a UDP forward echoes; and 1,000 short TCP
 // connections through a forward all come back.
 TEST(LinuxGuest, UserNatDefaultGuestIsOnlineAtBootAndForwardsTcpAndUdp) {
-  ScratchDir scratch;
+  ScratchDir scratch{"linux-test"};
   ASSERT_FALSE(scratch.path.empty());
   fs::create_directories(scratch.path / "www");
   const std::string expected = write_random_file(scratch.path / "www" / "payload", k16MiB, 42);
@@ -987,7 +966,7 @@ std::string guest_macs(GuestConsole& console) {
 // forward still serves. On two NICs (a second network for the second),
 // which get two different MACs, and the same two when the VM runs again.
 TEST(LinuxGuest, UserNatRestrictedBlocksTheHostButForwardsAndMacsAreStable) {
-  ScratchDir scratch;
+  ScratchDir scratch{"linux-test"};
   ASSERT_FALSE(scratch.path.empty());
   fs::create_directories(scratch.path / "www");
   std::ofstream(scratch.path / "www" / "small") << "from the host\n";
@@ -1053,7 +1032,7 @@ TEST(LinuxGuest, UserNatRestrictedBlocksTheHostButForwardsAndMacsAreStable) {
 TEST(LinuxGuest, UserNatRateLimitHoldsATransferWithinTenPercent) {
   constexpr size_t kBytes = 3u << 20;
   constexpr double kRate = 512 * 1024;
-  ScratchDir scratch;
+  ScratchDir scratch{"linux-test"};
   ASSERT_FALSE(scratch.path.empty());
   fs::create_directories(scratch.path / "www");
   const std::string expected = write_random_file(scratch.path / "www" / "payload", kBytes, 7);

@@ -14,6 +14,7 @@
 
 #include "tests/linux/default_guest_snapshot.h"
 #include "tests/linux/guest_console.h"
+#include "tests/support/scratch_dir.h"
 
 namespace hostvisor::testing {
 namespace {
@@ -25,36 +26,20 @@ constexpr seconds kBootTimeout{240};
 constexpr seconds kCommandTimeout{60};
 constexpr seconds kShutdownTimeout{90};
 
-struct ScratchDir {
-  fs::path path;
-  ScratchDir() {
-    std::string tmpl = (fs::temp_directory_path() / "hv-snapshot-test-XXXXXX").string();
-    if (::mkdtemp(tmpl.data())) path = tmpl;
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    if (!path.empty()) fs::remove_all(path, ec);
-  }
-};
-
-std::string guest_ok(GuestConsole& console, const std::string& command) {
-  auto result = console.run(command, kCommandTimeout);
-  if (!result) {
-    ADD_FAILURE() << "guest command `" << command << "`: " << console.failure();
-    return {};
-  }
-  EXPECT_EQ(result->status, 0) << "guest command `" << command << "` failed:\n" << result->output;
-  while (!result->output.empty() && result->output.back() == '\n') result->output.pop_back();
-  return result->output;
+// The output of a command that prints one line, without its newline.
+std::string guest_line(GuestConsole& console, const std::string& command) {
+  std::string out = guest_ok(console, command);
+  while (!out.empty() && out.back() == '\n') out.pop_back();
+  return out;
 }
 
 double uptime(GuestConsole& console) {
-  const std::string text = guest_ok(console, "cut -d' ' -f1 /proc/uptime");
+  const std::string text = guest_line(console, "cut -d' ' -f1 /proc/uptime");
   return text.empty() ? -1 : std::strtod(text.c_str(), nullptr);
 }
 
 long counter(GuestConsole& console) {
-  const std::string text = guest_ok(console, "cat /tmp/count");
+  const std::string text = guest_line(console, "cat /tmp/count");
   return text.empty() ? -1 : std::strtol(text.c_str(), nullptr, 10);
 }
 
@@ -69,8 +54,8 @@ void start_restore(GuestConsole& console, const std::vector<std::string>& args) 
 
 // What a restored guest must find, and its clock relative to the snapshot's.
 void expect_session_restored(GuestConsole& console, long counter_at_snapshot, double uptime_at_snapshot) {
-  EXPECT_EQ(guest_ok(console, "echo $HV_VAR"), "kept-42");
-  EXPECT_EQ(guest_ok(console, "cat /tmp/file"), "data in tmpfs");
+  EXPECT_EQ(guest_line(console, "echo $HV_VAR"), "kept-42");
+  EXPECT_EQ(guest_line(console, "cat /tmp/file"), "data in tmpfs");
   const double restored_uptime = uptime(console);
   // The snapshot sat on disk for seconds; the guest's clock did not see them.
   EXPECT_GE(restored_uptime, uptime_at_snapshot);
@@ -80,7 +65,7 @@ void expect_session_restored(GuestConsole& console, long counter_at_snapshot, do
   std::this_thread::sleep_for(seconds(2));
   EXPECT_GT(counter(console), first) << "the background counter stopped";
   // The NIC on the user-mode NAT works on (the NAT's state was restored).
-  EXPECT_NE(guest_ok(console,
+  EXPECT_NE(guest_line(console,
                      "for i in $(seq 300); do ip route show default | grep -q via && break; sleep 0.2; done; "
                      "ping -c 1 -W 5 10.0.2.2")
                 .find("1 packets received"),
@@ -88,7 +73,7 @@ void expect_session_restored(GuestConsole& console, long counter_at_snapshot, do
 }
 
 TEST(LinuxGuestSnapshot, RestoresTheShellSessionTwiceFromOneSnapshot) {
-  ScratchDir scratch;
+  ScratchDir scratch{"snapshot-test"};
   const fs::path snapshot = scratch.path / "session";
   long counter_at_snapshot = 0;
   double uptime_at_snapshot = 0;
@@ -99,9 +84,9 @@ TEST(LinuxGuestSnapshot, RestoresTheShellSessionTwiceFromOneSnapshot) {
     ASSERT_TRUE(booted.ok()) << booted.error();
     GuestConsole console;
     ASSERT_TRUE(booted.start_clone(console, {"--snapshot-dir", snapshot.string()})) << console.failure();
-    guest_ok(console, "export HV_VAR=kept-42");
-    guest_ok(console, "echo 'data in tmpfs' > /tmp/file");
-    guest_ok(console, "(i=0; while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.2; done) & true");
+    guest_line(console, "export HV_VAR=kept-42");
+    guest_line(console, "echo 'data in tmpfs' > /tmp/file");
+    guest_line(console, "(i=0; while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.2; done) & true");
     std::this_thread::sleep_for(seconds(1));
     counter_at_snapshot = counter(console);
     EXPECT_GT(counter_at_snapshot, 0);
@@ -125,8 +110,8 @@ TEST(LinuxGuestSnapshot, RestoresTheShellSessionTwiceFromOneSnapshot) {
     if (HasFatalFailure()) return;
     expect_session_restored(first, counter_at_snapshot, uptime_at_snapshot);
     // This run changes what the next restore must not see.
-    guest_ok(first, "export HV_VAR=changed; echo changed > /tmp/file");
-    EXPECT_EQ(guest_ok(first, "echo $HV_VAR; cat /tmp/file"), "changed\nchanged");
+    guest_line(first, "export HV_VAR=changed; echo changed > /tmp/file");
+    EXPECT_EQ(guest_line(first, "echo $HV_VAR; cat /tmp/file"), "changed\nchanged");
     ASSERT_TRUE(first.send_line("poweroff")) << first.failure();
     const auto status = first.wait_exit(kShutdownTimeout);
     ASSERT_TRUE(status) << first.failure();
@@ -164,11 +149,11 @@ std::string host_output(const std::string& command, int* status = nullptr) {
 
 // The first sector of the guest's /dev/vda, up to the first NUL.
 std::string first_sector(GuestConsole& console) {
-  return guest_ok(console, "dd if=/dev/vda bs=512 count=1 2>/dev/null | tr -d '\\000'");
+  return guest_line(console, "dd if=/dev/vda bs=512 count=1 2>/dev/null | tr -d '\\000'");
 }
 
 void write_first_sector(GuestConsole& console, const std::string& text) {
-  guest_ok(console, "printf '" + text + "' | dd of=/dev/vda bs=512 conv=sync 2>/dev/null && sync");
+  guest_line(console, "printf '" + text + "' | dd of=/dev/vda bs=512 conv=sync 2>/dev/null && sync");
 }
 
 void expect_qemu_img_check_clean(const fs::path& image) {
@@ -181,7 +166,7 @@ void expect_qemu_img_check_clean(const fs::path& image) {
 // was, the running guest goes on in an overlay, and two clones running at
 // once each write their own overlay on the frozen image, which never changes.
 TEST(LinuxGuestSnapshot, DisksFreezeAtTheSnapshotAndClonesWriteTheirOwnOverlays) {
-  ScratchDir scratch;
+  ScratchDir scratch{"snapshot-test"};
   const fs::path disk = scratch.path / "disk.raw";
   const fs::path snapshot = scratch.path / "with-disk";
   { std::ofstream(disk).close(); }

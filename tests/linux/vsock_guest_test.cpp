@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "tests/linux/guest_console.h"
+#include "tests/support/scratch_dir.h"
 
 namespace hostvisor::testing {
 namespace {
@@ -35,28 +36,6 @@ constexpr seconds kCommandTimeout{60};
 constexpr seconds kShutdownTimeout{90};
 constexpr seconds kEchoTimeout{600};  // 100 MiB each way through the software CPU
 const std::regex kBanner(R"(hostvisor default guest: Linux (\S+), (\d+) CPU\(s\)\. Type 'poweroff' to stop\.)");
-
-struct ScratchDir {
-  fs::path path;
-  ScratchDir() {
-    std::string tmpl = (fs::temp_directory_path() / "hv-vsock-test-XXXXXX").string();
-    if (::mkdtemp(tmpl.data())) path = tmpl;
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    if (!path.empty()) fs::remove_all(path, ec);
-  }
-};
-
-std::string guest_ok(GuestConsole& console, const std::string& command) {
-  auto result = console.run(command, kCommandTimeout);
-  if (!result) {
-    ADD_FAILURE() << "guest command `" << command << "`: " << console.failure();
-    return {};
-  }
-  EXPECT_EQ(result->status, 0) << "guest command `" << command << "` failed:\n" << result->output;
-  return result->output;
-}
 
 int unix_connect(const std::string& path) {
   const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -164,7 +143,7 @@ std::vector<std::string> echo_streams(const std::string& uds, uint32_t port, int
 }
 
 TEST(LinuxGuestVsock, HundredStreamsEchoTheGuestReachesAHostListenerAndACloneGetsItsOwnSocketAndCid) {
-  ScratchDir scratch;
+  ScratchDir scratch{"vsock-test"};
   ASSERT_FALSE(scratch.path.empty());
   // The guest's echo program on a raw disk: the guest copies it off /dev/vda.
   std::ifstream program(GUEST_VSOCK_ECHO_PATH, std::ios::binary);
