@@ -112,7 +112,8 @@ class TerminalConsole {
         on_snapshot_(std::move(on_snapshot)) {}
   void on_input();
   void on_space();
-  void deliver_pending();  // pushes what fits; watches stdin again once empty
+  void deliver_pending();        // pushes what fits; watches stdin again once empty
+  void take_stand_in_answers();  // into pending_
   void on_stand_in_answers();
 
   EventLoop& loop_;
