@@ -8,6 +8,8 @@
 #include <cstring>
 #include <vector>
 
+#include "base/fd.h"
+
 namespace hostvisor::agent {
 namespace {
 
@@ -18,17 +20,6 @@ using protocol::Stream;
 
 constexpr size_t kMaxListEntries = 256;
 constexpr std::chrono::seconds kTransferIdle{60};
-
-Result<void> write_fully(int fd, const std::string& data) {
-  size_t done = 0;
-  while (done < data.size()) {
-    const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Error::from_errno("write");
-    done += static_cast<size_t>(n);
-  }
-  return ok();
-}
 
 Result<uint64_t> unsigned_field(const nlohmann::json& object, const char* name) {
   const int64_t v = HV_TRY(protocol::optional_int(object, name, 0));

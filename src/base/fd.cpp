@@ -33,6 +33,16 @@ void write_all(int fd, std::span<const uint8_t> data) {
   }
 }
 
+Result<void> write_fully(int fd, std::span<const uint8_t> data) {
+  while (!data.empty()) {
+    const ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Error::from_errno("write");
+    data = data.subspan(static_cast<size_t>(n));
+  }
+  return ok();
+}
+
 Result<std::string> read_file(const std::string& path) {
   UniqueFd fd = HV_TRY(open_file(path, O_RDONLY));
   std::string out;

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 #include <utility>
 
 #include "base/result.h"
@@ -38,6 +39,14 @@ Result<UniqueFd> open_file(const std::string& path, int flags, int mode = 0644);
 // Writes all of `data` to fd, retrying short writes and EINTR/EAGAIN. Stops
 // silently when fd is closed or broken (a console with nowhere to go).
 void write_all(int fd, std::span<const uint8_t> data);
+
+// Writes all of `data` to a blocking fd, retrying short writes and EINTR.
+// Unlike write_all, an error (a full disk, a closed pipe) is returned, for
+// writes whose loss would lose data.
+Result<void> write_fully(int fd, std::span<const uint8_t> data);
+inline Result<void> write_fully(int fd, std::string_view data) {
+  return write_fully(fd, std::span(reinterpret_cast<const uint8_t*>(data.data()), data.size()));
+}
 
 // Reads a whole (small) file, such as a kernel image or a /proc entry.
 Result<std::string> read_file(const std::string& path);

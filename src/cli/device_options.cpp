@@ -139,6 +139,8 @@ Result<void> apply_restore_net_options(std::vector<NetConfig>& saved, const std:
   }
   saved = std::move(replaced);
   return ok();
+}
+
 Result<VsockConfig> parse_vsock_config(const std::string& text) {
   auto split = take_transport(text, /*escaped_first_field=*/false);
   if (!split) return std::move(split).error().with_context("--vsock " + text);

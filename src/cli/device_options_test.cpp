@@ -221,6 +221,8 @@ TEST(RestoreNetOptions, WhatTheGuestWouldSeeIsRefusedAndNothingChanges) {
     EXPECT_NE(result.error().message().find(c.message), std::string::npos) << result.error().message();
     EXPECT_EQ(nets[0].text, before[0].text) << "a refused --net changed the configuration";
   }
+}
+
 TEST(DeviceOptions, VsockTakesCidUdsAndTransport) {
   auto vsock = parse_vsock_config("cid=3,uds=/tmp/vm.sock");
   ASSERT_TRUE(vsock.ok()) << vsock.error().message();

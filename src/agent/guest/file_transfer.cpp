@@ -31,17 +31,6 @@ Result<std::string> guest_path(const nlohmann::json& request) {
   return path;
 }
 
-Result<void> write_fully(int fd, const std::string& data) {
-  size_t done = 0;
-  while (done < data.size()) {
-    const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Error::from_errno("write");
-    done += static_cast<size_t>(n);
-  }
-  return ok();
-}
-
 // The content arrives after the first reply; the second says it landed.
 Result<void> receive_content(FrameChannel& channel, const std::string& path, int64_t size, uint32_t mode,
                              int64_t mtime_ns) {
