@@ -209,6 +209,17 @@ Result<std::string> default_cache_dir() {
   return Error(ErrorCode::kNotFound, "neither XDG_CACHE_HOME nor HOME is set: cannot place hostvisor's cache");
 }
 
+std::string find_guest_agent() {
+  std::error_code ec;
+  const fs::path self = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec && fs::exists(self.parent_path() / "hostvisor-agent", ec))
+    return (self.parent_path() / "hostvisor-agent").string();
+#ifdef HV_AGENT_PATH
+  if (fs::exists(HV_AGENT_PATH, ec)) return HV_AGENT_PATH;
+#endif
+  return "";
+}
+
 Result<DefaultGuest> prepare_default_guest(const DefaultGuestOptions& options) {
   auto say = [&](const std::string& line) {
     if (options.progress) options.progress(line);

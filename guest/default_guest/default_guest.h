@@ -19,6 +19,11 @@ struct DefaultGuest {
   std::string kernel_release;  // e.g. 6.1.0-56-cloud-amd64
 };
 
+// The hostvisor-agent the default guest ships: the one beside the running
+// executable (an installed hostvisor), else the one this build made; empty
+// when there is neither.
+std::string find_guest_agent();
+
 struct DefaultGuestOptions {
   std::string cache_dir;  // empty: $XDG_CACHE_HOME/hostvisor or ~/.cache/hostvisor
   std::string kernel_package = "linux-image-cloud-amd64";
@@ -37,8 +42,11 @@ struct DefaultGuestOptions {
                                       "vmw_vsock_virtio_transport"};
   // The hostvisor-agent binary to ship in /sbin and start from /init; empty:
   // a guest without the agent. The cache manifest holds a hash of it and of
-  // init's scripts, so a rebuilt agent or a changed init rebuilds the initramfs.
-  std::string agent_path;
+  // init's scripts, so a rebuilt agent or a changed init rebuilds the
+  // initramfs. The default is what `hostvisor run` ships, so every program
+  // that prepares the default guest (the tests too) agrees on the one in the
+  // shared cache instead of rebuilding it under each other.
+  std::string agent_path = find_guest_agent();
   std::function<void(const std::string&)> progress;  // one line per step, for the user
   // The guest's console, where the kernel's messages and the shell go:
   // "ttyS0" (the UART) or "hvc0" (the virtio console).

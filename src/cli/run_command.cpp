@@ -8,7 +8,6 @@
 #include <functional>
 #include <memory>
 
-#include "agent/agent_connection.h"
 #include "base/size.h"
 #include "cli/balloon_option.h"
 #include "cli/device_options.h"
@@ -50,21 +49,6 @@ struct RunOptions {
 
 void fail(const std::string& message) { std::fprintf(stderr, "hostvisor: %s\n", message.c_str()); }
 
-// The hostvisor-agent binary the default guest ships: the one beside this
-// executable (an installed hostvisor), else the one the build made. None: a
-// guest without the agent.
-std::string find_guest_agent() {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  const fs::path self = fs::read_symlink("/proc/self/exe", ec);
-  if (!ec && fs::exists(self.parent_path() / "hostvisor-agent", ec))
-    return (self.parent_path() / "hostvisor-agent").string();
-#ifdef HV_AGENT_PATH
-  if (fs::exists(HV_AGENT_PATH, ec)) return HV_AGENT_PATH;
-#endif
-  return "";
-}
-
 // Where the default guest's vsock socket goes, so `hostvisor agent --vsock`
 // has a predictable place: <runtime>/vm/default-guest.vsock, the runtime
 // directory being the internal networks' ($XDG_RUNTIME_DIR/hostvisor or
@@ -74,10 +58,9 @@ Result<std::string> default_guest_vsock_path() {
   const std::string net_directory = HV_TRY(net::switch_directory());
   const std::string directory = net_directory.substr(0, net_directory.rfind('/')) + "/vm";
   HV_TRY(net::ensure_private_directory(directory));
-  const std::string preferred = directory + "/default-guest.vsock";
-  if (!agent::connect_unix(preferred).ok()) return preferred;  // free, or a dead VM's
-  return directory + "/default-guest-" + std::to_string(::getpid()) + ".vsock";
+  return directory + "/default-guest.vsock";
 }
+
 
 Result<RestoreMode> parse_restore_mode(const std::string& text) {
   if (text == "map") return RestoreMode::kMap;
@@ -144,6 +127,9 @@ int restore(const RunOptions& options) {
     }
     vsock->transport = config.vsock->transport;
     config.vsock = *vsock;
+  } else if (config.vsock) {
+    // The snapshot's socket, unless its original VM still holds it.
+    config.vsock->own_path_if_busy = true;
   }
   // Each run of a snapshot writes its disks into overlays of its own.
   auto overlays = create_restore_overlays(*snapshot, config);
@@ -183,7 +169,6 @@ int run(const RunOptions& options) {
     // The guest's console (and its shell) on the device the terminal types into.
     guest_options.console = config.console == ConsoleDevice::kVirtio ? "hvc0" : "ttyS0";
     guest_options.progress = [](const std::string& line) { std::fprintf(stderr, "hostvisor: %s\n", line.c_str()); };
-    guest_options.agent_path = find_guest_agent();
     if (guest_options.agent_path.empty())
       std::fprintf(stderr,
                    "hostvisor: no hostvisor-agent beside this executable: the default guest runs without the agent\n");
@@ -268,11 +253,8 @@ int run(const RunOptions& options) {
       fail("the default guest's vsock socket: " + path.error().message());
       return 1;
     }
-    config.vsock = VsockConfig{.guest_cid = 3, .uds_path = *path};
+    config.vsock = VsockConfig{.guest_cid = 3, .uds_path = *path, .own_path_if_busy = true};
   }
-  if (options.kernel.empty() && config.vsock)
-    std::fprintf(stderr, "hostvisor: guest agent: hostvisor agent --vsock %s exec -- CMD (or shell, cp, info)\n",
-                 config.vsock->uds_path.c_str());
   assign_stable_macs(run_vm_identity(config.kernel_path, config.disks), config.nets);
 
   return run_machines(options, config, [&](StopSignals& signals) { return Machine::create(config, signals); });
@@ -308,8 +290,12 @@ int run_machines(const RunOptions& options, const MachineConfig& config,
       fail(machine.error().message());
       return 1;
     }
-    if (first)
+    if (first) {
       std::fprintf(stderr, "hostvisor: accel %s: %s\n", (*machine)->backend_name(), (*machine)->accel_reason().c_str());
+      if (const std::string socket = (*machine)->vsock_socket(); !socket.empty())
+        std::fprintf(stderr, "hostvisor: guest agent: hostvisor agent --vsock %s exec -- CMD (or shell, cp, info)\n",
+                     socket.c_str());
+    }
     (*machine)->set_snapshot_dir(options.snapshot_dir);
     RunOutcome outcome = (*machine)->run();
     if (outcome.kind == RunOutcome::Kind::kReset && !options.no_reboot) {

@@ -31,6 +31,7 @@
 #include "devices/virtio/pci/virtio_pci_device.h"
 #include "devices/virtio/rng/virtio_rng.h"
 #include "devices/virtio/vsock/virtio_vsock.h"
+#include "devices/virtio/vsock/vsock_unix_socket.h"
 #include "hv/irqchip_state.h"
 #include "hv/vcpu_state.h"
 #include "net/net_backend_factory.h"
@@ -297,7 +298,14 @@ Result<void> Machine::add_net(const net::NetOption& option, VirtioTransport tran
 }
 
 Result<void> Machine::add_vsock(const VsockConfig& config) {
-  auto vsock = HV_TRY(VirtioVsock::create({.guest_cid = config.guest_cid, .uds_path = config.uds_path}));
+  auto created = VirtioVsock::create({.guest_cid = config.guest_cid, .uds_path = config.uds_path});
+  if (!created && created.error().code() == ErrorCode::kBusy && config.own_path_if_busy) {
+    const std::string own = vsock::own_socket_path(config.uds_path, ::getpid());
+    HV_LOG_WARN("vsock: {} is in use (another VM: the snapshot's original?); listening on {}", config.uds_path, own);
+    config_.vsock->uds_path = own;
+    created = VirtioVsock::create({.guest_cid = config.guest_cid, .uds_path = own});
+  }
+  auto vsock = HV_TRY(std::move(created));
   // Host programs' sockets (the listener, each stream) are served on the
   // event loop, through the device's own epoll set.
   HV_TRY(event_loop_->add(vsock->host_fd(), [weak = std::weak_ptr<VirtioVsock>(vsock)](uint32_t) {

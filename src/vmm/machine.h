@@ -89,6 +89,8 @@ class Machine final : public SystemControl {
   // How a restore brought RAM back: the mode asked for, or copy when the
   // memory options cannot work on a mapped file (mapped_restore_conflict).
   RestoreMode restored_with() const { return restored_with_; }
+  // The unix socket the vsock device's host side listens on; empty without one.
+  std::string vsock_socket() const { return config_.vsock ? config_.vsock->uds_path : std::string(); }
   const char* backend_name() const { return hypervisor_->name(); }
 
   // Starts the vCPUs and the console and blocks until the guest ends.

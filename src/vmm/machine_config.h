@@ -40,6 +40,10 @@ struct VsockConfig {
   uint64_t guest_cid = 3;
   std::string uds_path;
   VirtioTransport transport = VirtioTransport::kPci;
+  // When a live program holds uds_path, listen on a path of this process's
+  // own beside it instead of failing (a second default guest, a clone
+  // beside its original). Not saved: it is this run's choice.
+  bool own_path_if_busy = false;
 };
 
 // A file for the guest's fw_cfg (--fw-cfg): its contents are `text`, or

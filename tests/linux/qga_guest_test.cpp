@@ -20,6 +20,7 @@
 #include "guest/default_guest/default_guest.h"
 #include "tests/linux/guest_console.h"
 #include "tests/linux/qga_initramfs.h"
+#include "tests/support/scratch_dir.h"
 
 namespace hostvisor::testing {
 namespace {
@@ -64,12 +65,9 @@ TEST(QemuGuestAgent, PingInfoExecFilesTimeAndShutdownThroughTheQgaPort) {
     GTEST_FAIL() << kQemuGaPath << " is missing: install Debian's qemu-guest-agent (scripts/setup-host.sh does)";
   auto guest = guest::prepare_default_guest({});
   ASSERT_TRUE(guest.ok()) << guest.error().message();
-  const fs::path dir = fs::temp_directory_path() / ("hv-qga-test-" + std::to_string(::getpid()));
-  fs::create_directories(dir);
-  struct Cleanup {
-    fs::path dir;
-    ~Cleanup() { fs::remove_all(dir); }
-  } cleanup{dir};
+  ScratchDir scratch{"qga-test"};
+  ASSERT_FALSE(scratch.path.empty());
+  const fs::path dir = scratch.path;
   const std::string initrd = (dir / "qga-initrd.img").string();
   auto built = build_qga_initramfs(guest->initrd_path, initrd);
   ASSERT_TRUE(built.ok()) << built.error().message();

@@ -52,6 +52,14 @@ Result<void> FrameChannel::write_some() {
     const ssize_t n = ::send(fd_.get(), out_.data() + out_sent_, out_.size() - out_sent_, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    if (n < 0 && (errno == EPIPE || errno == ECONNRESET)) {
+      // The peer stopped reading: it may have sent its last frames (an exec's
+      // exit) and closed. What it will never read is dropped; the reading side
+      // reports the close once those frames are taken.
+      out_.clear();
+      out_sent_ = 0;
+      return ok();
+    }
     if (n < 0) return Error::from_errno("agent connection: send");
     out_sent_ += static_cast<size_t>(n);
   }

@@ -44,6 +44,13 @@ Result<UniqueFd> listen_unix(const std::string& path) {
   return fd;
 }
 
+std::string own_socket_path(const std::string& path, int pid) {
+  const size_t slash = path.rfind('/');
+  size_t dot = path.rfind('.');
+  if (dot == std::string::npos || (slash != std::string::npos && dot < slash)) dot = path.size();
+  return path.substr(0, dot) + "-" + std::to_string(pid) + path.substr(dot);
+}
+
 Result<UniqueFd> connect_unix(const std::string& path) {
   const sockaddr_un addr = HV_TRY(unix_address(path));
   UniqueFd fd = HV_TRY(stream_socket());

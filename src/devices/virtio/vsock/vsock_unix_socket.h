@@ -20,6 +20,9 @@ Result<UniqueFd> listen_unix(const std::string& path);
 // now, never after a wait.
 Result<UniqueFd> connect_unix(const std::string& path);
 
+// A socket path of process `pid`'s own beside `path`: NAME-PID.EXT.
+std::string own_socket_path(const std::string& path, int pid);
+
 // Where a guest-initiated stream to host port `port` goes: PATH_<port>.
 inline std::string port_path(const std::string& uds_path, uint32_t port) {
   return uds_path + "_" + std::to_string(port);
