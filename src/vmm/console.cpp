@@ -160,9 +160,6 @@ void TerminalConsole::on_input() {
     input_closed_ = true;
     return;
   }
-  // Answers the stand-in owes for output printed before these keys go
-  // first, as a terminal's would (the keys may answer that output).
-  if (stand_in_) take_stand_in_answers();
   // A byte at a time, so several commands in one read all act, in order.
   for (ssize_t i = 0; i < n; ++i) {
     if (answering_) {
@@ -239,13 +236,9 @@ void TerminalConsole::on_space() {
   deliver_pending();
 }
 
-void TerminalConsole::take_stand_in_answers() {
+void TerminalConsole::on_stand_in_answers() {
   const std::string answers = stand_in_->take_answers();
   pending_.insert(pending_.end(), answers.begin(), answers.end());
-}
-
-void TerminalConsole::on_stand_in_answers() {
-  take_stand_in_answers();
   deliver_pending();
 }
 

@@ -126,8 +126,7 @@ class TerminalConsole {
   // A byte of the line Ctrl-A b reads.
   void answer_byte(uint8_t byte);
   void on_space();
-  void deliver_pending();        // pushes what fits; watches stdin again once empty
-  void take_stand_in_answers();  // into pending_
+  void deliver_pending();  // pushes what fits; watches stdin again once empty
   void on_stand_in_answers();
 
   EventLoop& loop_;

@@ -446,12 +446,9 @@ Result<void> Machine::add_firmware_tables(const arch::MemoryLayout& layout, bool
 }
 
 std::function<void(std::span<const uint8_t>)> Machine::console_output() {
-  // The stand-in owes its answer before the output is seen: whoever reads
-  // a prompt and types then types after the answer (TerminalConsole hands
-  // answers over before new input).
   return [stand_in = terminal_stand_in_.get()](std::span<const uint8_t> bytes) {
-    if (stand_in) stand_in->observe(bytes);
     write_all(STDOUT_FILENO, bytes);
+    if (stand_in) stand_in->observe(bytes);
   };
 }
 
