@@ -9,7 +9,6 @@
 #include "devices/legacy/serial_8250.h"
 #include "devices/virtio/console/virtio_console.h"
 #include "vmm/event_loop.h"
-#include "vmm/terminal_stand_in.h"
 
 namespace hostvisor {
 
@@ -120,17 +119,13 @@ Result<std::unique_ptr<TerminalConsole>> TerminalConsole::attach(EventLoop& loop
                                                                  int input_fd, int output_fd,
                                                                  std::function<void()> on_quit,
                                                                  PauseToggle on_pause_toggle, SnapshotKey on_snapshot,
-                                                                 BalloonKey on_balloon, TerminalStandIn* stand_in) {
+                                                                 BalloonKey on_balloon) {
   if (!target) return Error(ErrorCode::kInvalidArgument, "the terminal console needs a guest device to feed");
   std::unique_ptr<TerminalConsole> console(new TerminalConsole(loop, std::move(target), input_fd, output_fd,
                                                                std::move(on_quit), std::move(on_pause_toggle),
                                                                std::move(on_snapshot), std::move(on_balloon)));
   TerminalConsole* self = console.get();
   HV_TRY(loop.add(self->target_->space_fd(), [self](uint32_t) { self->on_space(); }));
-  if (stand_in) {
-    self->stand_in_ = stand_in;
-    HV_TRY(loop.add(stand_in->fd(), [self](uint32_t) { self->on_stand_in_answers(); }));
-  }
   // stdin may be unwatchable (a regular file, /dev/null): then there is
   // simply no console input and the guest runs on.
   if (loop.add(input_fd, [self](uint32_t) { self->on_input(); }).ok()) self->watching_input_ = true;
@@ -147,7 +142,6 @@ void TerminalConsole::terminal_resized() {
 TerminalConsole::~TerminalConsole() {
   if (watching_input_) loop_.remove(input_fd_);
   loop_.remove(target_->space_fd());
-  if (stand_in_) loop_.remove(stand_in_->fd());
 }
 
 void TerminalConsole::on_input() {
@@ -233,12 +227,6 @@ void TerminalConsole::answer_byte(uint8_t byte) {
 
 void TerminalConsole::on_space() {
   target_->consume_space();
-  deliver_pending();
-}
-
-void TerminalConsole::on_stand_in_answers() {
-  const std::string answers = stand_in_->take_answers();
-  pending_.insert(pending_.end(), answers.begin(), answers.end());
   deliver_pending();
 }
 

@@ -6,7 +6,6 @@
 #include <memory>
 
 #include "base/result.h"
-#include "devices/legacy/serial_8250.h"
 
 namespace hostvisor {
 
@@ -30,8 +29,7 @@ struct LegacyDevices {
 };
 
 struct LegacyOptions {
-  bool debug_exit = false;                // --debug-exit: the port that ends the run with a status
-  Serial8250::OutputSink console_output;  // where COM1 writes; empty: stdout
+  bool debug_exit = false;  // --debug-exit: the port that ends the run with a status
 };
 
 // Puts the devices on `pio_bus`, their interrupts on `irq`. They reach the

@@ -98,10 +98,8 @@ Result<void> Machine::build(const snapshot::Snapshot* snapshot, const RestoreOpt
   memory_.set_dma_write_observer(
       [vm = vm_.get()](GuestAddress at, uint64_t length) { vm->dma_written(at.value(), length); });
 
-  if (TerminalStandIn::needed()) terminal_stand_in_ = HV_TRY(TerminalStandIn::create());
   LegacyDevices legacy =
-      HV_TRY(add_legacy_devices(pio_bus_, vm_->interrupts(), *this,
-                                LegacyOptions{.debug_exit = config_.debug_exit, .console_output = console_output()}));
+      HV_TRY(add_legacy_devices(pio_bus_, vm_->interrupts(), *this, LegacyOptions{.debug_exit = config_.debug_exit}));
   serial_ = std::move(legacy.serial);
   rtc_ = std::move(legacy.rtc);
   add_cpu_components();
@@ -191,7 +189,7 @@ Result<void> Machine::add_pci_devices() {
                            }});
   }
   virtio_console_ = HV_TRY(VirtioConsole::create(
-      console_output(), VirtioConsole::kDefaultInputCapacity,
+      [](std::span<const uint8_t> bytes) { write_all(STDOUT_FILENO, bytes); }, VirtioConsole::kDefaultInputCapacity,
       std::move(named_ports)));
   if (qga_socket_) HV_TRY(qga_socket_->attach(*event_loop_, virtio_console_, 1));
   HV_TRY(plug_virtio_pci(virtio_console_));
@@ -445,13 +443,6 @@ Result<void> Machine::add_firmware_tables(const arch::MemoryLayout& layout, bool
   return ok();
 }
 
-std::function<void(std::span<const uint8_t>)> Machine::console_output() {
-  return [stand_in = terminal_stand_in_.get()](std::span<const uint8_t> bytes) {
-    write_all(STDOUT_FILENO, bytes);
-    if (stand_in) stand_in->observe(bytes);
-  };
-}
-
 Result<void> Machine::setup_console() {
   // The stop signals and SIGWINCH, blocked in every thread since before
   // the machine was built, arrive here (one already pending makes the fd
@@ -471,8 +462,7 @@ Result<void> Machine::setup_console() {
       },
       [this] { return toggle_pause(); }, [this](bool and_quit) { return snapshot_key(and_quit); },
       TerminalConsole::BalloonKey{[this] { return balloon_prompt(); },
-                                  [this](const std::string& answer) { return balloon_key(answer); }},
-      terminal_stand_in_.get()));
+                                  [this](const std::string& answer) { return balloon_key(answer); }}));
   return {};
 }
 
