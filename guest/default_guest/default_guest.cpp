@@ -95,11 +95,15 @@ std::string content_hash(const std::string& bytes) {
 }
 
 std::string default_guest_cmdline(const std::string& console) {
-  if (console == "ttyS0") return "console=ttyS0 panic=-1";
+  // tsc=reliable: the vCPU's TSC is invariant on both backends and carried
+  // across snapshots; the kernel's clocksource watchdog, checking it against
+  // the PM timer, reads a loaded host's scheduling as skew and prints
+  // warnings into the console (and into what a script reads from it).
+  if (console == "ttyS0") return "console=ttyS0 panic=-1 tsc=reliable";
   // The kernel's messages go to the UART until the virtio console driver is
   // loaded (earlyprintk), then to the console alone: Linux does not replay
   // them on a console that replaces a boot console, so nothing shows twice.
-  return "console=" + console + " earlyprintk=ttyS0 panic=-1";
+  return "console=" + console + " earlyprintk=ttyS0 panic=-1 tsc=reliable";
 }
 
 std::string default_guest_init_script() {

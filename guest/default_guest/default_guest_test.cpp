@@ -183,7 +183,7 @@ TEST_F(DhcpScript, RenewOfANewAddressReconfigures) {
 }
 
 TEST(DefaultGuest, CommandLinePutsTheConsoleOnTheChosenDevice) {
-  EXPECT_EQ(default_guest_cmdline("ttyS0"), "console=ttyS0 panic=-1");
+  EXPECT_EQ(default_guest_cmdline("ttyS0"), "console=ttyS0 panic=-1 tsc=reliable");
   const std::string hvc = default_guest_cmdline("hvc0");
   EXPECT_NE(hvc.find("console=hvc0"), std::string::npos) << hvc;
   EXPECT_EQ(hvc.find("console=ttyS0"), std::string::npos) << "two consoles would print every message twice: " << hvc;
