@@ -162,25 +162,6 @@ int run(const RunOptions& options) {
   config.kernel_path = options.kernel;
   config.initrd_path = options.initrd;
   config.cmdline = options.append;
-  if (config.kernel_path.empty()) {
-    // No kernel: the default guest (Debian's kernel + busybox), assembled
-    // into the cache on first use.
-    guest::DefaultGuestOptions guest_options;
-    // The guest's console (and its shell) on the device the terminal types into.
-    guest_options.console = config.console == ConsoleDevice::kVirtio ? "hvc0" : "ttyS0";
-    guest_options.progress = [](const std::string& line) { std::fprintf(stderr, "hostvisor: %s\n", line.c_str()); };
-    if (guest_options.agent_path.empty())
-      std::fprintf(stderr,
-                   "hostvisor: no hostvisor-agent beside this executable: the default guest runs without the agent\n");
-    auto guest = guest::prepare_default_guest(guest_options);
-    if (!guest) {
-      fail("the default guest: " + guest.error().message());
-      return 1;
-    }
-    config.kernel_path = guest->kernel_path;
-    if (config.initrd_path.empty()) config.initrd_path = guest->initrd_path;
-    if (config.cmdline.empty()) config.cmdline = guest->cmdline;
-  }
   config.cpus = options.cpus;
   config.debug_exit = options.debug_exit;
   auto memory = parse_memory_option(options.memory);
@@ -254,6 +235,26 @@ int run(const RunOptions& options) {
       return 1;
     }
     config.vsock = VsockConfig{.guest_cid = 3, .uds_path = *path, .own_path_if_busy = true};
+  }
+  if (config.kernel_path.empty()) {
+    // No kernel: the default guest (Debian's kernel + busybox), assembled
+    // into the cache on first use, once every option has been checked, so a
+    // mistyped flag never waits for a download.
+    guest::DefaultGuestOptions guest_options;
+    // The guest's console (and its shell) on the device the terminal types into.
+    guest_options.console = config.console == ConsoleDevice::kVirtio ? "hvc0" : "ttyS0";
+    guest_options.progress = [](const std::string& line) { std::fprintf(stderr, "hostvisor: %s\n", line.c_str()); };
+    if (guest_options.agent_path.empty())
+      std::fprintf(stderr,
+                   "hostvisor: no hostvisor-agent beside this executable: the default guest runs without the agent\n");
+    auto guest = guest::prepare_default_guest(guest_options);
+    if (!guest) {
+      fail("the default guest: " + guest.error().message());
+      return 1;
+    }
+    config.kernel_path = guest->kernel_path;
+    if (config.initrd_path.empty()) config.initrd_path = guest->initrd_path;
+    if (config.cmdline.empty()) config.cmdline = guest->cmdline;
   }
   assign_stable_macs(run_vm_identity(config.kernel_path, config.disks), config.nets);
 
@@ -384,7 +385,7 @@ void add_run_command(CLI::App& app, int* exit_status) {
                   "snapshot; one already there is replaced, atomically");
   cmd->add_option("--restore", options->restore,
                   "Continue the guest a snapshot holds (the machine, its devices and disks come from the snapshot; "
-                  "only --accel, --snapshot-dir, --qga, --no-reboot and --net may be given with it; --net, one for each of "
+                  "only --accel, --snapshot-dir, --qga, --vsock, --no-reboot and --net may be given with it; --net, one for each of "
                   "its NICs, changes only a user-mode NAT's hostfwd= and rate=, e.g. for each clone's own ports)");
   cmd->add_option("--restore-mode", options->restore_mode,
                   "map: guest RAM is mapped copy-on-write from the snapshot's memory file (fast, lazy; the files "
