@@ -84,6 +84,14 @@ int stat_node(const Node& node, struct stat* st) {
 // to choose.
 constexpr int kPassedOpenFlags = O_ACCMODE | O_APPEND | O_TRUNC | O_NONBLOCK | O_DSYNC | O_SYNC | O_NOATIME;
 
+// The mode bits the server sets: never set-user-ID or set-group-ID on a
+// file, which would make the guest's program run with the host user's
+// rights (root's, when hostvisor runs as root) for whoever runs it on the
+// host. A directory keeps set-group-ID (group inheritance only).
+mode_t safe_mode(mode_t mode, bool directory) {
+  return mode & (directory ? 07777 & ~S_ISUID : 01777);
+}
+
 bool writes(int flags) { return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC) != 0; }
 
 }  // namespace
@@ -247,8 +255,9 @@ class FuseServer::Dispatch {
     UniqueFd owned(fd);
     struct stat st {};
     if (::fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0 || S_ISLNK(st.st_mode)) return;
-    if ((st.st_mode & 07777) == (mode & 07777)) return;
-    ::fchmodat(s_.proc_fd_.get(), std::to_string(fd).c_str(), mode & 07777, 0);
+    const mode_t wanted = safe_mode(mode, S_ISDIR(st.st_mode));
+    if ((st.st_mode & 07777) == wanted) return;
+    ::fchmodat(s_.proc_fd_.get(), std::to_string(fd).c_str(), wanted, 0);
   }
 
   std::shared_ptr<Handle> handle(uint64_t fh) { return s_.table_.handle(fh); }
@@ -359,9 +368,14 @@ class FuseServer::Dispatch {
     const std::string proc_name = std::to_string(n->fd.get());
     if (in->valid & FATTR_MODE) {
       if (S_ISLNK(n->type)) return EOPNOTSUPP;
-      if (::fchmodat(s_.proc_fd_.get(), proc_name.c_str(), in->mode & 07777, 0) != 0) return errno;
+      if (::fchmodat(s_.proc_fd_.get(), proc_name.c_str(), safe_mode(in->mode, S_ISDIR(n->type)), 0) != 0)
+        return errno;
     }
     if (in->valid & (FATTR_UID | FATTR_GID)) {
+      // Everything in the share is the host user's: giving a file away
+      // (possible when hostvisor runs as root) is refused.
+      if ((in->valid & FATTR_UID) && in->uid != ::geteuid()) return EPERM;
+      if ((in->valid & FATTR_GID) && in->gid != ::getegid()) return EPERM;
       const uid_t uid = (in->valid & FATTR_UID) ? in->uid : static_cast<uid_t>(-1);
       const gid_t gid = (in->valid & FATTR_GID) ? in->gid : static_cast<gid_t>(-1);
       if (::fchownat(n->fd.get(), "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return errno;
@@ -439,7 +453,8 @@ class FuseServer::Dispatch {
     // device, and sockets are the guest kernel's own.
     const mode_t type = in->mode & S_IFMT;
     if (type != S_IFIFO && type != S_IFREG) return EPERM;
-    if (::mknodat(parent->fd.get(), std::string(*name).c_str(), type | (in->mode & 07777), 0) != 0) return errno;
+    if (::mknodat(parent->fd.get(), std::string(*name).c_str(), type | safe_mode(in->mode, false), 0) != 0)
+      return errno;
     apply_mode(*parent, *name, in->mode);
     return reply_new_entry(*parent, *name);
   }
@@ -452,7 +467,7 @@ class FuseServer::Dispatch {
     std::shared_ptr<Node> parent;
     if (const int e = parent_dir(parent); e != 0) return e;
     if (!valid_name(*name)) return EINVAL;
-    if (::mkdirat(parent->fd.get(), std::string(*name).c_str(), in->mode & 07777) != 0) return errno;
+    if (::mkdirat(parent->fd.get(), std::string(*name).c_str(), safe_mode(in->mode, true)) != 0) return errno;
     apply_mode(*parent, *name, in->mode);
     return reply_new_entry(*parent, *name);
   }
@@ -574,14 +589,15 @@ class FuseServer::Dispatch {
     // RESOLVE_NO_SYMLINKS: a symlink planted under the name is not followed
     // to create or open its target (ELOOP).
     // O_NONBLOCK: an existing FIFO under the name must not hold the worker.
-    const int fd = open_beneath(parent->fd.get(), *name, flags | O_NONBLOCK, in->mode & 07777);
+    const mode_t mode = safe_mode(in->mode, false);
+    const int fd = open_beneath(parent->fd.get(), *name, flags | O_NONBLOCK, mode);
     if (fd < 0) return errno;
     UniqueFd file(fd);
     struct stat st {};
     if (::fstat(fd, &st) != 0) return errno;
     if (!S_ISREG(st.st_mode)) return S_ISDIR(st.st_mode) ? EISDIR : ENXIO;
     if (!(flags & O_NONBLOCK)) ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-    if ((st.st_mode & 07777) != (in->mode & 07777) && st.st_size == 0) ::fchmod(fd, in->mode & 07777);
+    if ((st.st_mode & 07777) != mode && st.st_size == 0) ::fchmod(fd, mode);
     ::fstat(fd, &st);
     // The node's O_PATH descriptor is the opened file itself, reopened: no
     // second lookup by name that a rename could race.

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <linux/fuse.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -461,6 +462,36 @@ TEST_F(FuseServerTest, MalformedRequestsGetEinvalOrNothing) {
   std::memcpy(req.data() + sizeof h, &rd, sizeof rd);
   auto small = c.send(req, sizeof(fuse_out_header) + 10);
   EXPECT_EQ(small.body.size(), 10u);
+}
+
+TEST_F(FuseServerTest, NoSetuidFilesAndNoGivingFilesAway) {
+  auto server = start();
+  Client c(*server);
+  c.init();
+  int e;
+  auto [node, fh] = c.create(1, "tool", 04755, &e);
+  ASSERT_EQ(e, 0);
+  fuse_setattr_in sa{};
+  sa.valid = FATTR_MODE;
+  sa.mode = 06755;
+  EXPECT_EQ(c.call(FUSE_SETATTR, node, sa).error, 0);
+  struct stat st {};
+  ASSERT_EQ(::stat((share_ / "tool").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0755u) << "set-user-ID and set-group-ID are dropped";
+  sa.valid = FATTR_UID;
+  sa.uid = ::geteuid() + 1;
+  EXPECT_EQ(c.call(FUSE_SETATTR, node, sa).error, EPERM);
+  sa.uid = ::geteuid();
+  EXPECT_EQ(c.call(FUSE_SETATTR, node, sa).error, 0);
+  fuse_mknod_in mk{};
+  mk.mode = S_IFCHR | 0666;
+  mk.rdev = makedev(1, 3);
+  EXPECT_EQ(c.call(FUSE_MKNOD, 1, mk, std::string("null")).error, EPERM) << "no device nodes";
+  mk.mode = S_IFIFO | 0644;
+  EXPECT_EQ(c.call(FUSE_MKNOD, 1, mk, std::string("fifo")).error, 0);
+  const uint64_t fifo = c.lookup(1, "fifo", &e);
+  c.open(fifo, O_RDONLY, &e);
+  EXPECT_EQ(e, ENXIO) << "a FIFO is never opened on the host (it would block a worker)";
 }
 
 TEST_F(FuseServerTest, ReadOnlyShareRefusesEveryChange) {
