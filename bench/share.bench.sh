@@ -33,8 +33,9 @@ host_write=$("$ops" write "$work/host/big" "$MIB")
 host_read=$("$ops" read "$work/host/big")
 host_meta=$("$ops" meta "$work/host/meta" "$FILES")
 head -c $((SHA_MIB << 20)) "$work/host/big" > "$work/host/sha"
-sha_start=$(date +%s.%N); sha256sum "$work/host/sha" > /dev/null; sha_end=$(date +%s.%N)
-host_sha=$(echo "$sha_end - $sha_start" | bc)
+host_sha=$(python3 -c 'import subprocess, sys, time
+start = time.monotonic(); subprocess.run(["sha256sum", sys.argv[1]], stdout=subprocess.DEVNULL, check=True)
+print(f"{time.monotonic() - start:.3f}")' "$work/host/sha")
 rm -f "$work/host/big" "$work/host/sha"
 
 PYTHONPATH="$here" python3 - "$hostvisor" "$work/share" "$MIB" "$FILES" "$SHA_MIB" "$host_write" "$host_read" "$host_meta" "$host_sha" <<'PY'
