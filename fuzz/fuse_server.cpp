@@ -9,6 +9,8 @@
 // records until the input ends: [u8 opcode][u8 node pick][u8 fh pick]
 // [u16 argument length][arguments]. A pick below 8 names the root or a
 // recently handed-out ID; above, the byte itself (an ID never handed out).
+#include "fs/fuse_server.h"
+
 #include <fcntl.h>
 #include <linux/fuse.h>
 #include <sys/stat.h>
@@ -21,7 +23,6 @@
 #include <string>
 #include <vector>
 
-#include "fs/fuse_server.h"
 #include "fuzz/fuzz_input.h"
 
 using namespace hostvisor;
@@ -85,15 +86,54 @@ Scratch& scratch() {
   return s;
 }
 
-constexpr uint32_t kOpcodes[] = {
-    FUSE_LOOKUP,   FUSE_FORGET,      FUSE_GETATTR,     FUSE_SETATTR,   FUSE_READLINK,    FUSE_SYMLINK,
-    FUSE_MKNOD,    FUSE_MKDIR,       FUSE_UNLINK,      FUSE_RMDIR,     FUSE_RENAME,      FUSE_LINK,
-    FUSE_OPEN,     FUSE_READ,        FUSE_WRITE,       FUSE_STATFS,    FUSE_RELEASE,     FUSE_FSYNC,
-    FUSE_SETXATTR, FUSE_GETXATTR,    FUSE_LISTXATTR,   FUSE_REMOVEXATTR, FUSE_FLUSH,     FUSE_INIT,
-    FUSE_OPENDIR,  FUSE_READDIR,     FUSE_RELEASEDIR,  FUSE_FSYNCDIR,  FUSE_GETLK,       FUSE_SETLK,
-    FUSE_SETLKW,   FUSE_ACCESS,      FUSE_CREATE,      FUSE_INTERRUPT, FUSE_DESTROY,     FUSE_BATCH_FORGET,
-    FUSE_FALLOCATE, FUSE_READDIRPLUS, FUSE_RENAME2,    FUSE_LSEEK,     FUSE_COPY_FILE_RANGE, FUSE_SYNCFS,
-    FUSE_IOCTL,    FUSE_POLL,        FUSE_TMPFILE,     FUSE_SETUPMAPPING, 0, 9999};
+constexpr uint32_t kOpcodes[] = {FUSE_LOOKUP,
+                                 FUSE_FORGET,
+                                 FUSE_GETATTR,
+                                 FUSE_SETATTR,
+                                 FUSE_READLINK,
+                                 FUSE_SYMLINK,
+                                 FUSE_MKNOD,
+                                 FUSE_MKDIR,
+                                 FUSE_UNLINK,
+                                 FUSE_RMDIR,
+                                 FUSE_RENAME,
+                                 FUSE_LINK,
+                                 FUSE_OPEN,
+                                 FUSE_READ,
+                                 FUSE_WRITE,
+                                 FUSE_STATFS,
+                                 FUSE_RELEASE,
+                                 FUSE_FSYNC,
+                                 FUSE_SETXATTR,
+                                 FUSE_GETXATTR,
+                                 FUSE_LISTXATTR,
+                                 FUSE_REMOVEXATTR,
+                                 FUSE_FLUSH,
+                                 FUSE_INIT,
+                                 FUSE_OPENDIR,
+                                 FUSE_READDIR,
+                                 FUSE_RELEASEDIR,
+                                 FUSE_FSYNCDIR,
+                                 FUSE_GETLK,
+                                 FUSE_SETLK,
+                                 FUSE_SETLKW,
+                                 FUSE_ACCESS,
+                                 FUSE_CREATE,
+                                 FUSE_INTERRUPT,
+                                 FUSE_DESTROY,
+                                 FUSE_BATCH_FORGET,
+                                 FUSE_FALLOCATE,
+                                 FUSE_READDIRPLUS,
+                                 FUSE_RENAME2,
+                                 FUSE_LSEEK,
+                                 FUSE_COPY_FILE_RANGE,
+                                 FUSE_SYNCFS,
+                                 FUSE_IOCTL,
+                                 FUSE_POLL,
+                                 FUSE_TMPFILE,
+                                 FUSE_SETUPMAPPING,
+                                 0,
+                                 9999};
 
 }  // namespace
 
@@ -125,8 +165,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::memcpy(&oh, reply->data(), sizeof oh);
     if (oh.len != reply->size() || oh.unique != h.unique || oh.error > 0) __builtin_trap();
     // Remember what was handed out, so later records can pick it.
-    if (oh.error == 0 && (opcode == FUSE_LOOKUP || opcode == FUSE_MKDIR || opcode == FUSE_CREATE ||
-                          opcode == FUSE_SYMLINK || opcode == FUSE_LINK || opcode == FUSE_MKNOD) &&
+    if (oh.error == 0 &&
+        (opcode == FUSE_LOOKUP || opcode == FUSE_MKDIR || opcode == FUSE_CREATE || opcode == FUSE_SYMLINK ||
+         opcode == FUSE_LINK || opcode == FUSE_MKNOD) &&
         reply->size() >= sizeof oh + sizeof(fuse_entry_out)) {
       fuse_entry_out e;
       std::memcpy(&e, reply->data() + sizeof oh, sizeof e);

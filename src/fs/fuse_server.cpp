@@ -88,9 +88,7 @@ constexpr int kPassedOpenFlags = O_ACCMODE | O_APPEND | O_TRUNC | O_NONBLOCK | O
 // file, which would make the guest's program run with the host user's
 // rights (root's, when hostvisor runs as root) for whoever runs it on the
 // host. A directory keeps set-group-ID (group inheritance only).
-mode_t safe_mode(mode_t mode, bool directory) {
-  return mode & (directory ? 07777 & ~S_ISUID : 01777);
-}
+mode_t safe_mode(mode_t mode, bool directory) { return mode & (directory ? 07777 & ~S_ISUID : 01777); }
 
 bool writes(int flags) { return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC) != 0; }
 
@@ -278,9 +276,9 @@ class FuseServer::Dispatch {
     }
     if (in.minor < 27) return EPROTO;  // older than any virtio-fs driver
     const uint64_t offered = in.flags | (uint64_t{in.flags2} << 32);
-    uint64_t wanted = FUSE_ASYNC_READ | FUSE_POSIX_LOCKS | FUSE_ATOMIC_O_TRUNC | FUSE_BIG_WRITES |
-                      FUSE_FLOCK_LOCKS | FUSE_DO_READDIRPLUS | FUSE_READDIRPLUS_AUTO | FUSE_PARALLEL_DIROPS |
-                      FUSE_MAX_PAGES | FUSE_ASYNC_DIO;
+    uint64_t wanted = FUSE_ASYNC_READ | FUSE_POSIX_LOCKS | FUSE_ATOMIC_O_TRUNC | FUSE_BIG_WRITES | FUSE_FLOCK_LOCKS |
+                      FUSE_DO_READDIRPLUS | FUSE_READDIRPLUS_AUTO | FUSE_PARALLEL_DIROPS | FUSE_MAX_PAGES |
+                      FUSE_ASYNC_DIO;
     if (s_.options_.cache == CachePolicy::kAlways) wanted |= FUSE_CACHE_SYMLINKS;
     const uint64_t flags = offered & wanted;
     out.minor = std::min<uint32_t>(in.minor, kProtocolMinor);
@@ -357,8 +355,8 @@ class FuseServer::Dispatch {
     if (!in) return EINVAL;
     auto n = node(h_.nodeid);
     if (!n) return ENOENT;
-    const uint32_t changes = in->valid & (FATTR_MODE | FATTR_UID | FATTR_GID | FATTR_SIZE | FATTR_ATIME |
-                                          FATTR_MTIME | FATTR_ATIME_NOW | FATTR_MTIME_NOW);
+    const uint32_t changes = in->valid & (FATTR_MODE | FATTR_UID | FATTR_GID | FATTR_SIZE | FATTR_ATIME | FATTR_MTIME |
+                                          FATTR_ATIME_NOW | FATTR_MTIME_NOW);
     if (changes != 0 && read_only()) return EROFS;
     std::shared_ptr<Handle> h;
     if (in->valid & FATTR_FH) {
@@ -368,8 +366,7 @@ class FuseServer::Dispatch {
     const std::string proc_name = std::to_string(n->fd.get());
     if (in->valid & FATTR_MODE) {
       if (S_ISLNK(n->type)) return EOPNOTSUPP;
-      if (::fchmodat(s_.proc_fd_.get(), proc_name.c_str(), safe_mode(in->mode, S_ISDIR(n->type)), 0) != 0)
-        return errno;
+      if (::fchmodat(s_.proc_fd_.get(), proc_name.c_str(), safe_mode(in->mode, S_ISDIR(n->type)), 0) != 0) return errno;
     }
     if (in->valid & (FATTR_UID | FATTR_GID)) {
       // Everything in the share is the host user's: giving a file away
@@ -584,8 +581,8 @@ class FuseServer::Dispatch {
     std::shared_ptr<Node> parent;
     if (const int e = parent_dir(parent); e != 0) return e;
     if (!valid_name(*name)) return EINVAL;
-    const int flags = (static_cast<int>(in->flags) & kPassedOpenFlags) | O_CREAT |
-                      (static_cast<int>(in->flags) & O_EXCL);
+    const int flags =
+        (static_cast<int>(in->flags) & kPassedOpenFlags) | O_CREAT | (static_cast<int>(in->flags) & O_EXCL);
     // RESOLVE_NO_SYMLINKS: a symlink planted under the name is not followed
     // to create or open its target (ELOOP).
     // O_NONBLOCK: an existing FIFO under the name must not hold the worker.
@@ -905,8 +902,7 @@ class FuseServer::Dispatch {
     auto from = handle(in->fh_in);
     auto to = handle(in->fh_out);
     if (!from || !to || from->directory || to->directory) return EBADF;
-    if (in->off_in > static_cast<uint64_t>(INT64_MAX) || in->off_out > static_cast<uint64_t>(INT64_MAX))
-      return EINVAL;
+    if (in->off_in > static_cast<uint64_t>(INT64_MAX) || in->off_out > static_cast<uint64_t>(INT64_MAX)) return EINVAL;
     loff_t off_in = static_cast<loff_t>(in->off_in), off_out = static_cast<loff_t>(in->off_out);
     const size_t length = static_cast<size_t>(std::min<uint64_t>(in->len, kMaxCopy));
     const ssize_t copied = ::copy_file_range(from->fd.get(), &off_in, to->fd.get(), &off_out, length, 0);

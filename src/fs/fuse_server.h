@@ -21,8 +21,8 @@
 // Thread-safe: handle() may run on several threads at once.
 #pragma once
 
-#include <cstdint>
 #include <atomic>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <optional>

@@ -84,8 +84,10 @@ std::map<std::string, std::string> describe_tree(const fs::path& root) {
     struct stat st {};
     EXPECT_EQ(::lstat(entry.path().c_str(), &st), 0);
     std::ostringstream d;
-    d << (S_ISDIR(st.st_mode) ? "dir" : S_ISLNK(st.st_mode) ? "link" : "file") << " mode=" << std::oct
-      << (st.st_mode & 07777) << std::dec << " nlink=" << st.st_nlink;
+    d << (S_ISDIR(st.st_mode)   ? "dir"
+          : S_ISLNK(st.st_mode) ? "link"
+                                : "file")
+      << " mode=" << std::oct << (st.st_mode & 07777) << std::dec << " nlink=" << st.st_nlink;
     if (S_ISREG(st.st_mode)) {
       d << " size=" << st.st_size;
       if (st.st_size < 4096) d << " content=" << read_text(entry.path());
@@ -160,12 +162,12 @@ TEST(LinuxShare, GuestAndHostSeeEachOthersFilesSemanticsMatchTheHostReadonlyRefu
 
   // readonly=on: reads work, every write is refused.
   EXPECT_EQ(guest_ok(console, "cat /mnt/ro/readme", kCommandTimeout), "read me");
-  const std::string refused = guest_ok(
-      console,
-      "for c in 'echo x > /mnt/ro/new' 'echo x >> /mnt/ro/readme' 'rm /mnt/ro/readme' 'mkdir /mnt/ro/d' "
-      "'chmod 777 /mnt/ro/readme' 'ln -s readme /mnt/ro/l' 'mv /mnt/ro/readme /mnt/ro/moved'; do "
-      "sh -c \"$c\" 2>/dev/null && echo \"allowed: $c\"; done; echo checked",
-      kCommandTimeout);
+  const std::string refused =
+      guest_ok(console,
+               "for c in 'echo x > /mnt/ro/new' 'echo x >> /mnt/ro/readme' 'rm /mnt/ro/readme' 'mkdir /mnt/ro/d' "
+               "'chmod 777 /mnt/ro/readme' 'ln -s readme /mnt/ro/l' 'mv /mnt/ro/readme /mnt/ro/moved'; do "
+               "sh -c \"$c\" 2>/dev/null && echo \"allowed: $c\"; done; echo checked",
+               kCommandTimeout);
   EXPECT_EQ(refused, "checked\n");
   EXPECT_EQ(guest_ok(console, "echo x > /mnt/ro/new 2>&1; true", kCommandTimeout).find("Read-only file system") !=
                 std::string::npos,
@@ -177,15 +179,18 @@ TEST(LinuxShare, GuestAndHostSeeEachOthersFilesSemanticsMatchTheHostReadonlyRefu
   // and the host's), each tried for reading and writing the canary.
   guest_ok(console,
            "ln -s /tmp/nowhere /mnt/work/guest-abs && ln -s ../../../../canary /mnt/work/guest-rel && "
-           "ln -s " + canary.string() + " /mnt/work/guest-host-path",
+           "ln -s " +
+               canary.string() + " /mnt/work/guest-host-path",
            kCommandTimeout);
   const std::string escapes = guest_ok(
       console,
       "for p in /mnt/work/../canary /mnt/work/../../canary /mnt/work/../../../../../canary "
       "/mnt/work/host-abs /mnt/work/host-rel /mnt/work/guest-abs /mnt/work/guest-rel /mnt/work/guest-host-path "
-      "/mnt/work/guest-dir/../../canary " + canary.string() + "; do "
-      "cat $p/secret; echo pwned > $p/secret; echo planted > $p/new; done 2>/dev/null; "
-      "echo tried",
+      "/mnt/work/guest-dir/../../canary " +
+          canary.string() +
+          "; do "
+          "cat $p/secret; echo pwned > $p/secret; echo planted > $p/new; done 2>/dev/null; "
+          "echo tried",
       kCommandTimeout);
   EXPECT_EQ(escapes, "tried\n");
   EXPECT_EQ(read_text(canary / "secret"), "host secret 7f3a");

@@ -40,7 +40,8 @@ class VirtioFsTest : public ::testing::Test {
     memory = std::move(GuestMemory::create({{GuestAddress(0), kRam}})).value();
     auto server = fs::FuseServer::open(dir.string(), {});
     ASSERT_TRUE(server.ok()) << server.error().message();
-    device = std::make_unique<VirtioFs>(std::move(server).value(), VirtioFsOptions{.tag = "work", .queue_size = kQueueSize});
+    device =
+        std::make_unique<VirtioFs>(std::move(server).value(), VirtioFsOptions{.tag = "work", .queue_size = kQueueSize});
     const uint64_t features = device->device_features() | virtio::feature_bit(virtio::kFeatureVersion1);
     for (int q = 0; q < 2; ++q) {
       drivers[q] = std::make_unique<VirtqueueTestDriver>(memory, kQueueSize, kRings[q]);
