@@ -81,6 +81,16 @@ TEST(DefaultGuest, InitLoadsModulesThenHandsOverToBusyboxInit) {
   EXPECT_LT(init.find("exec <>/dev/console"), init.find("exec /bin/busybox init"));
 }
 
+TEST(DefaultGuest, InitMountsEachShareOfTheCommandLineAfterTheModules) {
+  const std::string init = default_guest_init_script();
+  const size_t shares = init.find("hostvisor.shares=*)");
+  ASSERT_NE(shares, std::string::npos);
+  EXPECT_NE(init.find("mount -t virtiofs \"$tag\" \"/mnt/$tag\""), std::string::npos);
+  // virtiofs is loaded by then, and the shares are there before the shell.
+  EXPECT_GT(shares, init.find("/etc/hostvisor-modules"));
+  EXPECT_LT(shares, init.find("exec /bin/busybox init"));
+}
+
 TEST(DefaultGuest, InitMountsPtysAndStartsTheAgentInTheBackground) {
   const std::string init = default_guest_init_script();
   const size_t agent = init.find("/sbin/hostvisor-agent </dev/null >/var/log/hostvisor-agent.log 2>&1 &");

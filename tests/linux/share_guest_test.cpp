@@ -9,6 +9,7 @@
 //    file, appends from two processes) runs on the host directly and in the
 //    guest on the share; both print the same and leave the same tree.
 //  - The read-only share refuses writes.
+//  - A snapshot (Ctrl-A s) is refused with the reason; the guest goes on.
 //  - Escapes from the guest's shell (.. chains, absolute and relative
 //    symlinks planted by the guest or by the host) reach no host file
 //    outside the share: a canary beside it stays unread and unchanged.
@@ -118,8 +119,9 @@ TEST(LinuxShare, GuestAndHostSeeEachOthersFilesSemanticsMatchTheHostReadonlyRefu
   fs::create_symlink("../canary", work / "host-rel");
 
   GuestConsole console;
-  ASSERT_TRUE(console.start({HOSTVISOR_PATH, "run", "--accel", "emu", "--net", "none", "--memory", "512M", "--share",
-                             work.string() + ",tag=work", "--share", ro.string() + ",tag=ro,readonly=on"}))
+  ASSERT_TRUE(console.start({HOSTVISOR_PATH, "run", "--accel", "emu", "--net", "none", "--memory", "512M",
+                             "--snapshot-dir", (base / "snapshot").string(), "--share", work.string() + ",tag=work",
+                             "--share", ro.string() + ",tag=ro,readonly=on"}))
       << console.failure();
   ASSERT_TRUE(console.wait_for_text("Type 'poweroff' to stop.", kBootTimeout)) << console.failure() << console.err();
 
@@ -202,6 +204,15 @@ TEST(LinuxShare, GuestAndHostSeeEachOthersFilesSemanticsMatchTheHostReadonlyRefu
   EXPECT_EQ(canary_entries, 1u);
   // The guest's symlinks are stored as symlinks with the text it gave.
   EXPECT_EQ(fs::read_symlink(work / "guest-rel").string(), "../../../../canary");
+
+  // A snapshot is refused, with the reason, and the guest goes on.
+  ASSERT_TRUE(console.wait_for_text("/ # ", kCommandTimeout)) << console.failure();
+  ASSERT_TRUE(console.send_keys("\x01s")) << console.failure();
+  EXPECT_TRUE(console.wait_for_text("cannot be snapshotted", seconds(30))) << console.failure();
+  EXPECT_FALSE(fs::exists(base / "snapshot"));
+  // The keys went to hostvisor, not the guest: ask the shell for a prompt.
+  ASSERT_TRUE(console.send_line("")) << console.failure();
+  EXPECT_EQ(guest_ok(console, "cat /mnt/work/from-host", kCommandTimeout), "written on the host");
 
   ASSERT_TRUE(console.wait_for_text("/ # ", kCommandTimeout)) << console.failure();
   ASSERT_TRUE(console.send_line("poweroff")) << console.failure();
