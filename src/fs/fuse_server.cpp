@@ -94,12 +94,6 @@ bool writes(int flags) { return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TR
 
 }  // namespace
 
-struct FuseServer::Context {
-  uint64_t unique = 0;
-  uint64_t nodeid = 0;
-  uint32_t opcode = 0;
-};
-
 // One request being served: the reader over its arguments and the reply.
 class FuseServer::Dispatch {
  public:
@@ -293,7 +287,6 @@ class FuseServer::Dispatch {
     {
       std::lock_guard lock(s_.session_mutex_);
       s_.initialized_ = true;
-      s_.minor_ = out.minor;
     }
     reply_.append(out);
     return 0;

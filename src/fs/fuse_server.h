@@ -74,7 +74,6 @@ class FuseServer {
 
  private:
   FuseServer(UniqueFd root, UniqueFd proc_fd, FuseServerOptions options);
-  struct Context;
   class Dispatch;
 
   NodeTable table_;
@@ -82,7 +81,6 @@ class FuseServer {
   FuseServerOptions options_;
   std::mutex session_mutex_;
   bool initialized_ = false;
-  uint32_t minor_ = 0;
   std::atomic<bool> stopping_{false};
   std::atomic<int> lock_waiters_{0};
 };
