@@ -106,6 +106,14 @@ TEST(LinuxShare, GuestAndHostSeeEachOthersFilesSemanticsMatchTheHostReadonlyRefu
   char tmpl[] = "/tmp/hv-share-test-XXXXXX";
   ASSERT_NE(::mkdtemp(tmpl), nullptr);
   const fs::path base = tmpl;
+  // Removed however the test ends (a failed assertion returns early).
+  struct RemoveOnExit {
+    fs::path path;
+    ~RemoveOnExit() {
+      std::error_code ec;
+      fs::remove_all(path, ec);
+    }
+  } remove_on_exit{base};
   const fs::path work = base / "work", ro = base / "ro", canary = base / "canary";
   fs::create_directories(work);
   fs::create_directories(ro);
@@ -219,8 +227,6 @@ TEST(LinuxShare, GuestAndHostSeeEachOthersFilesSemanticsMatchTheHostReadonlyRefu
   const auto status = console.wait_exit(seconds(120));
   ASSERT_TRUE(status) << console.failure();
   EXPECT_EQ(*status, 0) << console.err();
-  std::error_code ec;
-  fs::remove_all(base, ec);
 }
 
 }  // namespace
