@@ -25,7 +25,7 @@ namespace hostvisor::guest {
 namespace {
 
 constexpr char kManifest[] = "default-guest.manifest";
-constexpr int kManifestVersion = 9;  // bump when the initramfs contents change (8: the guest agent, 9: + the balloon)
+constexpr int kManifestVersion = 10;  // bump when the initramfs contents change (8: the guest agent, 9: + the balloon, 10: + virtiofs and its mounts)
 
 std::string normalize_module_name(std::string name) {
   std::replace(name.begin(), name.end(), '-', '_');
@@ -136,6 +136,19 @@ for module in $failed; do
   echo "hostvisor-init: could not load $module"
 done
 hostname hostvisor
+# Shared folders (hostvisor run --share DIR,tag=TAG): each at /mnt/TAG. Linux
+# 6.1 lists no virtio-fs tags in sysfs, so hostvisor passes them on the
+# kernel command line as hostvisor.shares=TAG1,TAG2.
+for argument in $(cat /proc/cmdline); do
+  case "$argument" in
+    hostvisor.shares=*)
+      for tag in $(echo "${argument#hostvisor.shares=}" | tr , ' '); do
+        mkdir -p "/mnt/$tag"
+        mount -t virtiofs "$tag" "/mnt/$tag" || echo "hostvisor-init: could not mount share $tag"
+      done
+      ;;
+  esac
+done
 # From here on the console is the shell's: the kernel's informational
 # messages (a NIC's link coming up once the shell prompts, say) would land
 # in the middle of what the user types and reads. Warnings and errors still

@@ -39,7 +39,8 @@ struct DefaultGuestOptions {
                                       "virtio_balloon",
                                       "vsock",
                                       "vmw_vsock_virtio_transport_common",
-                                      "vmw_vsock_virtio_transport"};
+                                      "vmw_vsock_virtio_transport",
+                                      "virtiofs"};
   // The hostvisor-agent binary to ship in /sbin and start from /init; empty:
   // a guest without the agent. The cache manifest holds a hash of it and of
   // init's scripts, so a rebuilt agent or a changed init rebuilds the

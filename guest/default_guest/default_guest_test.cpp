@@ -44,7 +44,8 @@ TEST(DefaultGuest, BuildsFromDebianPackagesAndIsReusedAfterwards) {
         "lib/modules/virtio_pci.ko", "lib/modules/virtio_mmio.ko", "lib/modules/virtio_blk.ko",
         "lib/modules/virtio_net.ko", "lib/modules/virtio_console.ko", "lib/modules/virtio-rng.ko",
         "lib/modules/virtio_balloon.ko", "lib/modules/virtio.ko", "lib/modules/virtio_ring.ko", "lib/modules/failover.ko", "lib/modules/vsock.ko",
-        "lib/modules/vmw_vsock_virtio_transport_common.ko", "lib/modules/vmw_vsock_virtio_transport.ko"})
+        "lib/modules/vmw_vsock_virtio_transport_common.ko", "lib/modules/vmw_vsock_virtio_transport.ko",
+        "lib/modules/fuse.ko", "lib/modules/virtiofs.ko"})
     EXPECT_NE(listing->find(std::string(f) + "\n"), std::string::npos) << f << " missing from\n" << *listing;
   auto order = run_process_checked(
       {"sh", "-c", "cd '" + cache.string() + "' && cpio -i --quiet --to-stdout etc/hostvisor-modules < initrd.img"});
@@ -53,6 +54,7 @@ TEST(DefaultGuest, BuildsFromDebianPackagesAndIsReusedAfterwards) {
   EXPECT_LT(order->find("virtio_ring.ko\n"), order->find("virtio_blk.ko\n")) << *order;
   EXPECT_LT(order->find("net_failover.ko\n"), order->find("virtio_net.ko\n")) << *order;
   EXPECT_LT(order->find("vsock.ko\n"), order->find("vmw_vsock_virtio_transport_common.ko\n")) << *order;
+  EXPECT_LT(order->find("fuse.ko\n"), order->find("virtiofs.ko\n")) << *order;
   EXPECT_LT(order->find("vmw_vsock_virtio_transport_common.ko\n"), order->find("vmw_vsock_virtio_transport.ko\n"))
       << *order;
 
@@ -77,6 +79,16 @@ TEST(DefaultGuest, InitLoadsModulesThenHandsOverToBusyboxInit) {
   // there when busybox init and its shell take it over.
   EXPECT_LT(init.find("/etc/hostvisor-modules"), init.find("exec <>/dev/console"));
   EXPECT_LT(init.find("exec <>/dev/console"), init.find("exec /bin/busybox init"));
+}
+
+TEST(DefaultGuest, InitMountsEachShareOfTheCommandLineAfterTheModules) {
+  const std::string init = default_guest_init_script();
+  const size_t shares = init.find("hostvisor.shares=*)");
+  ASSERT_NE(shares, std::string::npos);
+  EXPECT_NE(init.find("mount -t virtiofs \"$tag\" \"/mnt/$tag\""), std::string::npos);
+  // virtiofs is loaded by then, and the shares are there before the shell.
+  EXPECT_GT(shares, init.find("/etc/hostvisor-modules"));
+  EXPECT_LT(shares, init.find("exec /bin/busybox init"));
 }
 
 TEST(DefaultGuest, InitMountsPtysAndStartsTheAgentInTheBackground) {

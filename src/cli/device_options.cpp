@@ -15,6 +15,8 @@ namespace hostvisor::cli {
 
 namespace {
 
+constexpr size_t virtio_fs_tag_max = 36;  // virtio 1.2, 5.11.4: the tag field
+
 struct WithoutTransport {
   std::string rest;  // the option without its transport= field
   VirtioTransport transport = VirtioTransport::kPci;
@@ -174,6 +176,78 @@ Result<VsockConfig> parse_vsock_config(const std::string& text) {
   if (!cid_given || config.uds_path.empty())
     return Error(ErrorCode::kInvalidArgument, "--vsock " + text + ": expected cid=N,uds=PATH[,transport=pci|mmio]");
   return config;
+}
+
+Result<ShareConfig> parse_share_config(const std::string& text) {
+  auto split = take_transport(text, /*escaped_first_field=*/true);
+  if (!split) return std::move(split).error().with_context("--share " + text);
+  const std::string usage = "expected HOSTDIR,tag=TAG[,readonly=on][,cache=auto|always|never][,transport=pci|mmio]";
+  ShareConfig config;
+  config.transport = split->transport;
+  // The directory first (",," a literal comma), then key=value fields.
+  const std::string& rest = split->rest;
+  size_t i = 0;
+  for (; i < rest.size(); ++i) {
+    if (rest[i] != ',') {
+      config.host_dir += rest[i];
+    } else if (i + 1 < rest.size() && rest[i + 1] == ',') {
+      config.host_dir += ',';
+      ++i;
+    } else {
+      break;
+    }
+  }
+  if (config.host_dir.empty()) return Error(ErrorCode::kInvalidArgument, "--share " + text + ": " + usage);
+  std::error_code ec;
+  if (!std::filesystem::is_directory(config.host_dir, ec))
+    return Error(ErrorCode::kInvalidArgument, "--share " + config.host_dir + ": not an existing directory");
+  config.host_dir = std::filesystem::absolute(config.host_dir, ec).lexically_normal().string();
+  if (config.host_dir.size() > 1 && config.host_dir.back() == '/') config.host_dir.pop_back();
+  bool tag_given = false;
+  for (size_t start = i + 1; i < rest.size() && start <= rest.size();) {
+    size_t end = rest.find(',', start);
+    if (end == std::string::npos) end = rest.size();
+    const std::string field = rest.substr(start, end - start);
+    start = end + 1;
+    const auto on_off = [&](const std::string& value, const std::string& key) -> Result<bool> {
+      if (value == "on") return true;
+      if (value == "off") return false;
+      return Error(ErrorCode::kInvalidArgument, "--share " + key + "=" + value + ": expected on or off");
+    };
+    if (field.rfind("tag=", 0) == 0) {
+      config.tag = field.substr(4);
+      if (config.tag.empty() || config.tag.size() > virtio_fs_tag_max ||
+          config.tag.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") !=
+              std::string::npos)
+        return Error(ErrorCode::kInvalidArgument,
+                     "--share tag=" + config.tag + ": a tag is 1 to 36 characters of A-Z a-z 0-9 _ . -");
+      tag_given = true;
+    } else if (field.rfind("readonly=", 0) == 0) {
+      config.read_only = HV_TRY(on_off(field.substr(9), "readonly"));
+    } else if (field.rfind("cache=", 0) == 0) {
+      const std::string value = field.substr(6);
+      if (value == "auto") {
+        config.cache = ShareCache::kAuto;
+      } else if (value == "always") {
+        config.cache = ShareCache::kAlways;
+      } else if (value == "never") {
+        config.cache = ShareCache::kNever;
+      } else {
+        return Error(ErrorCode::kInvalidArgument, "--share cache=" + value + ": expected auto, always or never");
+      }
+    } else {
+      return Error(ErrorCode::kInvalidArgument, "--share " + text + ": unknown field '" + field + "'; " + usage);
+    }
+  }
+  if (!tag_given) return Error(ErrorCode::kInvalidArgument, "--share " + text + ": no tag= given; " + usage);
+  return config;
+}
+
+std::string share_cmdline_parameter(const std::vector<ShareConfig>& shares) {
+  if (shares.empty()) return "";
+  std::string tags;
+  for (const auto& share : shares) tags += (tags.empty() ? "" : ",") + share.tag;
+  return "hostvisor.shares=" + tags;
 }
 
 Result<ConsoleDevice> parse_console_device(const std::string& text) {

@@ -20,6 +20,14 @@ Result<DiskConfig> parse_disk_config(const std::string& text);
 Result<NetConfig> parse_net_config(const std::string& text);
 Result<ConsoleDevice> parse_console_device(const std::string& text);
 Result<VsockConfig> parse_vsock_config(const std::string& text);
+// --share HOSTDIR,tag=TAG[,readonly=on|off][,cache=auto|always|never][,transport=pci|mmio]:
+// HOSTDIR must be an existing directory (",," is a literal comma in it); TAG
+// is 1 to 36 characters of [A-Za-z0-9_.-] (it travels on the guest's
+// kernel command line to the default guest's init).
+Result<ShareConfig> parse_share_config(const std::string& text);
+// The kernel command-line parameter that tells the default guest's init
+// which tags to mount at /mnt/TAG: "hostvisor.shares=a,b"; empty without shares.
+std::string share_cmdline_parameter(const std::vector<ShareConfig>& shares);
 
 // What identifies a VM started with `hostvisor run`, for deriving stable
 // values from it: the kernel's absolute path and each disk image's, in

@@ -1,6 +1,7 @@
 #include "cli/device_options.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <filesystem>
 #include <optional>
@@ -244,6 +245,46 @@ TEST(DeviceOptions, VsockRefusesReservedCidsAndMissingFields) {
     EXPECT_NE(vsock.error().message().find("vsock"), std::string::npos) << vsock.error().message();
   }
   EXPECT_NE(parse_vsock_config("cid=1,uds=/s").error().message().find("reserved"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace hostvisor::cli
+
+namespace hostvisor::cli {
+namespace {
+
+TEST(ShareOption, TakesTheDirectoryTagAndOptions) {
+  char tmpl[] = "/tmp/hv-share-opt-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  auto plain = parse_share_config(dir + "/,tag=work");
+  ASSERT_TRUE(plain.ok()) << plain.error().message();
+  EXPECT_EQ(plain->host_dir, dir);
+  EXPECT_EQ(plain->tag, "work");
+  EXPECT_FALSE(plain->read_only);
+  EXPECT_EQ(plain->cache, ShareCache::kAuto);
+  EXPECT_EQ(plain->transport, VirtioTransport::kPci);
+  auto full = parse_share_config(dir + ",readonly=on,cache=never,tag=a.b-c_1,transport=mmio");
+  ASSERT_TRUE(full.ok()) << full.error().message();
+  EXPECT_TRUE(full->read_only);
+  EXPECT_EQ(full->cache, ShareCache::kNever);
+  EXPECT_EQ(full->transport, VirtioTransport::kMmio);
+  EXPECT_EQ(share_cmdline_parameter({*plain, *full}), "hostvisor.shares=work,a.b-c_1");
+  EXPECT_EQ(share_cmdline_parameter({}), "");
+  // A comma in the directory's name is doubled.
+  const std::string comma = dir + "/a,b";
+  ASSERT_EQ(::mkdir(comma.c_str(), 0755), 0);
+  auto escaped = parse_share_config(dir + "/a,,b,tag=x");
+  ASSERT_TRUE(escaped.ok()) << escaped.error().message();
+  EXPECT_EQ(escaped->host_dir, comma);
+  for (const std::string& bad : {dir, dir + ",tag=", dir + ",tag=has space", dir + ",tag=" + std::string(37, 'a'),
+                                dir + ",tag=x,readonly=yes", dir + ",tag=x,cache=sometimes", dir + ",tag=x,color=red",
+                                dir + "/missing,tag=x", std::string(",tag=x"), dir + ",tag=x,transport=isa"}) {
+    auto parsed = parse_share_config(bad);
+    ASSERT_FALSE(parsed.ok()) << bad;
+    EXPECT_NE(parsed.error().message().find("--share"), std::string::npos) << parsed.error().message();
+  }
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -33,6 +33,7 @@ struct RunOptions {
   std::vector<std::string> disks;
   std::vector<std::string> nets;
   std::vector<std::string> fw_cfg_files;
+  std::vector<std::string> shares;  // --share
   std::string balloon;  // --balloon's text, when given
   bool balloon_given = false;
   std::string vsock;  // --vsock; with --restore it replaces the snapshot's socket and CID
@@ -233,6 +234,20 @@ int run(const RunOptions& options) {
     }
     config.vsock = *vsock;
   }
+  for (const auto& text : options.shares) {
+    auto share = parse_share_config(text);
+    if (!share) {
+      fail(share.error().message());
+      return 2;
+    }
+    for (const auto& other : config.shares) {
+      if (other.tag == share->tag) {
+        fail("--share tag=" + share->tag + ": two shares have this tag; give each its own");
+        return 2;
+      }
+    }
+    config.shares.push_back(*share);
+  }
   if (options.kernel.empty() && !config.vsock) {
     // The default guest runs the agent: give it a vsock device.
     auto path = default_guest_vsock_path();
@@ -261,6 +276,10 @@ int run(const RunOptions& options) {
     config.kernel_path = guest->kernel_path;
     if (config.initrd_path.empty()) config.initrd_path = guest->initrd_path;
     if (config.cmdline.empty()) config.cmdline = guest->cmdline;
+    // The default guest's init mounts each share at /mnt/TAG: Linux 6.1
+    // lists no virtio-fs tags in sysfs, so the tags travel on the command line.
+    if (const std::string shares = share_cmdline_parameter(config.shares); !shares.empty())
+      config.cmdline += " " + shares;
   }
   assign_stable_macs(run_vm_identity(config.kernel_path, config.disks), config.nets);
 
@@ -401,6 +420,13 @@ void add_run_command(CLI::App& app, int* exit_status) {
                   "socket PATH and write 'CONNECT <port>\\n' to reach guest port <port> (answer: 'OK <hostport>\\n'); "
                   "the guest's connections to host port P go to a listener at PATH_P. With --restore: the clone's "
                   "own socket and CID");
+  cmd->add_option("--share", options->shares,
+                  "Share a host directory with the guest as virtio-fs (repeatable): HOSTDIR,tag=TAG[,readonly=on]"
+                  "[,cache=auto|always|never][,transport=pci|mmio]. Served in process, as you: the guest reaches "
+                  "nothing outside HOSTDIR, and what it creates is yours. The default guest mounts it at /mnt/TAG; "
+                  "another guest: mount -t virtiofs TAG DIR. readonly=on: every change fails with EROFS. cache: how "
+                  "long the guest trusts what it cached (auto 1 s, always a day, never). A VM with a share cannot be "
+                  "snapshotted");
   cmd->add_option("--fw-cfg", options->fw_cfg_files,
                   "Add a file to the guest's fw_cfg (repeatable): name=opt/NAME,file=PATH or name=opt/NAME,string=TEXT "
                   "(QEMU's -fw_cfg; firmware and Linux's qemu_fw_cfg driver read it)");
@@ -455,7 +481,7 @@ void add_run_command(CLI::App& app, int* exit_status) {
       "usage error.");
   cmd->callback([cmd, options, exit_status] {
     for (const char* name : {"--kernel", "--initrd", "--append", "--memory", "--disk", "--net", "--console", "--cpus",
-                             "--debug-exit", "--balloon"})
+                             "--debug-exit", "--balloon", "--share"})
       if (cmd->count(name) > 0) options->machine_options_given.push_back(name);
     options->balloon_given = cmd->count("--balloon") > 0;
     options->accel_given = cmd->count("--accel") > 0;

@@ -27,6 +27,7 @@
 #include "devices/virtio/balloon/virtio_balloon.h"
 #include "devices/virtio/blk/virtio_blk.h"
 #include "devices/virtio/console/virtio_console.h"
+#include "devices/virtio/fs/virtio_fs.h"
 #include "devices/virtio/net/virtio_net.h"
 #include "devices/virtio/pci/virtio_pci_device.h"
 #include "devices/virtio/rng/virtio_rng.h"
@@ -215,7 +216,22 @@ Result<void> Machine::add_pci_devices() {
     HV_TRY(plug_virtio(blk, config_.disks[i].transport));
   }
   if (config_.balloon) HV_TRY(add_balloon(*config_.balloon));
+  for (const ShareConfig& share : config_.shares) HV_TRY(add_share(share));
   return {};
+}
+
+Result<void> Machine::add_share(const ShareConfig& config) {
+  fs::FuseServerOptions options;
+  options.read_only = config.read_only;
+  options.cache = config.cache == ShareCache::kAlways  ? fs::CachePolicy::kAlways
+                  : config.cache == ShareCache::kNever ? fs::CachePolicy::kNever
+                                                       : fs::CachePolicy::kAuto;
+  auto server = fs::FuseServer::open(config.host_dir, options);
+  if (!server) return std::move(server).error().with_context("--share");
+  auto device = std::make_shared<VirtioFs>(std::move(server).value(), VirtioFsOptions{.tag = config.tag});
+  HV_TRY(plug_virtio(device, config.transport));
+  HV_LOG_INFO("share {}: tag {}{}", config.host_dir, config.tag, config.read_only ? ", read-only" : "");
+  return ok();
 }
 
 Result<void> Machine::add_balloon(const BalloonConfig& config) {
@@ -729,6 +745,12 @@ Result<void> Machine::restore_components(const snapshot::Snapshot& snapshot) {
 }
 
 Result<SnapshotSummary> Machine::save_snapshot(const std::string& dir) {
+  // The guest kernel holds node IDs and open files that name descriptors of
+  // this process: a restored guest's would name nothing.
+  if (!config_.shares.empty())
+    return Error(ErrorCode::kUnsupported,
+                 "this VM has a shared folder (--share " + config_.shares.front().tag +
+                     "): a VM with shared folders cannot be snapshotted (the guest's open files there are this process's)");
   const auto start = std::chrono::steady_clock::now();
   const bool was_running = state() == RunState::kRunning;
   const RunResponse paused = pause();

@@ -219,6 +219,8 @@ class Machine final : public SystemControl {
   Result<void> watch_net_backend(const std::shared_ptr<VirtioNet>& net);
   // virtio-vsock with its unix-socket host side served on the event loop.
   Result<void> add_vsock(const VsockConfig& config);
+  // virtio-fs for one --share, its FUSE server in this process.
+  Result<void> add_share(const ShareConfig& config);
   // Each NIC's traffic counters, at info level, once the run is over.
   void log_net_counters();
   // Puts `device` on the PCI root behind the virtio-pci transport, with the

@@ -63,6 +63,20 @@ struct BalloonConfig {
   VirtioTransport transport = VirtioTransport::kPci;
 };
 
+// --share HOSTDIR,tag=TAG[,readonly=on][,cache=auto|always|never]: a host
+// directory the guest mounts with `mount -t virtiofs TAG DIR` (virtio-fs,
+// served in process). cache: how long the guest may trust what it cached
+// (auto: 1 s; always: a day, and file pages kept across opens; never: no
+// caching, every read and write goes to the host).
+enum class ShareCache { kAuto, kAlways, kNever };
+struct ShareConfig {
+  std::string host_dir;
+  std::string tag;
+  bool read_only = false;
+  ShareCache cache = ShareCache::kAuto;
+  VirtioTransport transport = VirtioTransport::kPci;
+};
+
 struct MachineConfig {
   std::string kernel_path;
   std::string initrd_path;  // empty: none
@@ -78,6 +92,7 @@ struct MachineConfig {
   std::vector<FwCfgFileConfig> fw_cfg_files;       // user files in fw_cfg
   std::optional<BalloonConfig> balloon;            // none: no balloon
   std::optional<VsockConfig> vsock;                // virtio-vsock, if any
+  std::vector<ShareConfig> shares;                 // virtio-fs devices, in order
   // --qga PATH: the virtio console gets the named port org.qemu.guest_agent.0
   // (MULTIPORT), its host end a unix socket hostvisor listens on at PATH.
   std::string qga_socket;
