@@ -52,7 +52,7 @@ Result<std::shared_ptr<FwCfg>> add_fw_cfg(Bus& pio_bus, GuestMemory& memory, con
   // The same map the boot protocols hand a kernel, so firmware and direct
   // boot agree on what is RAM.
   HV_TRY(fw_cfg->add_file("etc/e820", arch::encode_e820_table(arch::e820_map(layout))));
-  HV_TRY(fw_cfg->add_file("etc/boot-fail-wait", le_bytes(kBootFailWaitSeconds, 4)));
+  HV_TRY(fw_cfg->add_file("etc/boot-fail-wait", le_bytes(kBootFailWaitMilliseconds, 4)));
   // Firmware output and its menus on COM1 for a VM without a display
   // (SeaBIOS's serial console).
   HV_TRY(fw_cfg->add_file("etc/sercon-port", le_bytes(arch::kCom1Port, 2)));
