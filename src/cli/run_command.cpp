@@ -182,10 +182,6 @@ int run(const RunOptions& options) {
   // With firmware the guest boots from its disks: no default guest, and
   // only the devices asked for.
   const bool default_guest = options.kernel.empty() && config.firmware == FirmwareKind::kNone;
-  if (config.firmware != FirmwareKind::kNone && !options.kernel.empty()) {
-    fail("--kernel with --firmware is not supported yet: boot the kernel from a disk (GRUB), or drop --firmware");
-    return 2;
-  }
   auto memory = parse_memory_option(options.memory);
   if (!memory) {
     fail(memory.error().message());
@@ -415,7 +411,8 @@ void add_run_command(CLI::App& app, int* exit_status) {
       ->capture_default_str();
   cmd->add_option("--firmware", options->firmware,
                   "What runs at power-on: none (the default: --kernel, or the default guest, is entered directly), "
-                  "bios (Debian's SeaBIOS, package seabios, booting the disks; its menus on the serial console)");
+                  "bios (Debian's SeaBIOS, package seabios: it boots the disks, or with --kernel a Linux bzImage through "
+                  "QEMU's linuxboot option ROM; its output and menus on the serial console)");
   cmd->add_option("--firmware-log", options->firmware_log,
                   "Append the firmware's debug log (QEMU's debug port 0x402) to PATH")
       ->type_name("PATH");

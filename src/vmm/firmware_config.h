@@ -28,6 +28,12 @@ struct PlatformDescription;
 // leaves a headless user with a hung VM.
 constexpr uint32_t kBootFailWaitMilliseconds = 5000;
 
+// QEMU's option ROM that boots a kernel handed over in fw_cfg, where Debian
+// puts it (package qemu-system-data), and the fw_cfg file SeaBIOS runs it
+// from (genroms/: option ROMs to run at POST).
+inline constexpr const char* kLinuxBootRomPath = "/usr/share/qemu/linuxboot_dma.bin";
+inline constexpr const char* kLinuxBootRomFile = "genroms/linuxboot_dma.bin";
+
 // Writes the SMBIOS tables where a guest booted without firmware looks for
 // them: the entry point at arch::kSmbiosStart in the F-segment.
 Result<void> write_smbios_tables(GuestMemory& memory, const MachineConfig& config, const arch::MemoryLayout& layout);

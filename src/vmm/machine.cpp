@@ -166,6 +166,8 @@ Result<void> Machine::load_kernel_and_boot_vcpus(const arch::MemoryLayout& layou
   image.kernel = std::span(reinterpret_cast<const uint8_t*>(kernel.data()), kernel.size());
   image.initrd = std::span(reinterpret_cast<const uint8_t*>(initrd.data()), initrd.size());
   image.cmdline = config_.cmdline;
+  image.kernel_name = config_.kernel_path;
+  image.initrd_name = config_.initrd_path;
   image.acpi_rsdp = acpi_rsdp_;
   auto boot = arch::load_kernel(memory_, layout, image);
   if (!boot) return std::move(boot).error().with_context(config_.kernel_path);
