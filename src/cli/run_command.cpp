@@ -174,6 +174,10 @@ int run(const RunOptions& options) {
     }
     config.firmware = *firmware;
   }
+  if (config.firmware == FirmwareKind::kUefi) {
+    fail("--firmware uefi: not supported yet (OVMF stops early on this machine); use --firmware bios");
+    return 2;
+  }
   config.firmware_log = options.firmware_log;
   if (!config.firmware_log.empty() && config.firmware == FirmwareKind::kNone) {
     fail("--firmware-log: there is no firmware to log without --firmware bios or uefi");
