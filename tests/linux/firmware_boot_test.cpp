@@ -144,8 +144,11 @@ TEST(FirmwareBios, KernelHandedToTheFirmwareBootsToTheSameShellAsDirectBoot) {
   auto guest = guest::prepare_default_guest({});
   ASSERT_TRUE(guest) << guest.error().message();
   GuestConsole console;
+  ScratchDir dir("firmware-kernel");
+  ASSERT_FALSE(dir.path.empty());
   ASSERT_TRUE(console.start(hostvisor_args({"--kernel", guest->kernel_path, "--initrd", guest->initrd_path, "--append",
-                                            guest->cmdline + " fwboot=1", "--net", "none"})))
+                                            guest->cmdline + " fwboot=1", "--net", "none", "--snapshot-dir",
+                                            (dir.path / "snap").string()})))
       << console.failure();
   ASSERT_TRUE(console.wait_for_text("SeaBIOS (version", seconds(60))) << console.failure();
   ASSERT_TRUE(console.wait_for_text("Booting from ROM", seconds(60))) << console.failure();
@@ -154,6 +157,12 @@ TEST(FirmwareBios, KernelHandedToTheFirmwareBootsToTheSameShellAsDirectBoot) {
   // The command line as given (no file name in front: the Linux protocol
   // has none).
   EXPECT_EQ(guest_ok(console, "cat /proc/cmdline"), guest->cmdline + " fwboot=1\n");
+  // A snapshot of a machine booted through firmware is refused, with the reason.
+  ASSERT_TRUE(console.send_keys("\x01s")) << console.failure();
+  EXPECT_TRUE(console.wait_for_text("snapshots of a machine booted through firmware (--firmware bios) are not supported",
+                                    seconds(30)))
+      << console.failure();
+  EXPECT_FALSE(fs::exists(dir.path / "snap"));
   ASSERT_TRUE(console.send_line("poweroff")) << console.failure();
   const auto status = console.wait_exit(seconds(90));
   ASSERT_TRUE(status) << console.failure();
