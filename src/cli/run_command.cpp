@@ -413,10 +413,11 @@ void add_run_command(CLI::App& app, int* exit_status) {
                   "map: guest RAM is mapped copy-on-write from the snapshot's memory file (fast, lazy; the files "
                   "must stay unchanged while the guest runs); copy: read into fresh RAM")
       ->capture_default_str();
-  cmd->add_option("--firmware", options->firmware,
-                  "What runs at power-on: none (the default: --kernel, or the default guest, is entered directly), "
-                  "bios (Debian's SeaBIOS, package seabios: it boots the disks, or with --kernel a Linux bzImage through "
-                  "QEMU's linuxboot option ROM; its output and menus on the serial console)");
+  cmd->add_option(
+      "--firmware", options->firmware,
+      "What runs at power-on: none (the default: --kernel, or the default guest, is entered directly), "
+      "bios (Debian's SeaBIOS, package seabios: it boots the disks, or with --kernel a Linux bzImage through "
+      "QEMU's linuxboot option ROM; its output and menus on the serial console)");
   cmd->add_option("--firmware-log", options->firmware_log,
                   "Append the firmware's debug log (QEMU's debug port 0x402) to PATH")
       ->type_name("PATH");

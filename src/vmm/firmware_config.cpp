@@ -43,9 +43,9 @@ Result<void> add_firmware_kernel(FwCfg& fw_cfg, const MachineConfig& config, con
   const std::string kernel = HV_TRY(read_file(config.kernel_path));
   std::string initrd;
   if (!config.initrd_path.empty()) initrd = HV_TRY(read_file(config.initrd_path));
-  auto prepared = arch::prepare_firmware_linux_boot(std::span(reinterpret_cast<const uint8_t*>(kernel.data()), kernel.size()),
-                                                    std::span(reinterpret_cast<const uint8_t*>(initrd.data()), initrd.size()),
-                                                    config.cmdline, layout);
+  auto prepared = arch::prepare_firmware_linux_boot(
+      std::span(reinterpret_cast<const uint8_t*>(kernel.data()), kernel.size()),
+      std::span(reinterpret_cast<const uint8_t*>(initrd.data()), initrd.size()), config.cmdline, layout);
   if (!prepared) return std::move(prepared).error().with_context(config.kernel_path);
   arch::FirmwareLinuxBoot& boot = *prepared;
   HV_TRY(fw_cfg.set_item(fw_cfg::kSetupAddr, le_bytes(arch::kFirmwareSetupAddress, 4)));

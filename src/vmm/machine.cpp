@@ -469,8 +469,7 @@ Result<void> Machine::add_firmware_debug_console() {
   DebugConsole::Sink sink;
   if (!config_.firmware_log.empty()) {
     const int fd = ::open(config_.firmware_log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd < 0)
-      return Error(ErrorCode::kIo, "--firmware-log " + config_.firmware_log + ": " + std::strerror(errno));
+    if (fd < 0) return Error(ErrorCode::kIo, "--firmware-log " + config_.firmware_log + ": " + std::strerror(errno));
     auto log = std::make_shared<UniqueFd>(fd);
     sink = [log](std::span<const uint8_t> bytes) { write_all(log->get(), bytes); };
   }

@@ -54,7 +54,9 @@ std::string make_grub_iso(const fs::path& dir, std::string* error) {
   fs::copy_file(guest->initrd_path, tree / "initrd.img");
   std::ofstream(tree / "boot/grub/grub.cfg") << "set timeout=1\n"
                                                 "menuentry 'hostvisor default guest' {\n"
-                                                "  linux /vmlinuz " << guest->cmdline << "\n"
+                                                "  linux /vmlinuz "
+                                             << guest->cmdline
+                                             << "\n"
                                                 "  initrd /initrd.img\n"
                                                 "}\n";
   const fs::path iso = dir / "grub.iso";
@@ -94,8 +96,8 @@ TEST(FirmwareBios, GrubIsoOnADiskBootsToTheShellAndARebootRunsTheFirmwareAgain) 
   const fs::path log = dir.path / "seabios.log";
 
   GuestConsole console;
-  ASSERT_TRUE(console.start(hostvisor_args({"--cpus", "2", "--memory", "512M", "--disk", iso + ",readonly=on",
-                                            "--net", "none", "--firmware-log", log.string()})))
+  ASSERT_TRUE(console.start(hostvisor_args({"--cpus", "2", "--memory", "512M", "--disk", iso + ",readonly=on", "--net",
+                                            "none", "--firmware-log", log.string()})))
       << console.failure();
   const double first = expect_firmware_boot_to_shell(console);
   std::printf("power-on to the shell through SeaBIOS and GRUB: %.1f s\n", first);
@@ -146,9 +148,9 @@ TEST(FirmwareBios, KernelHandedToTheFirmwareBootsToTheSameShellAsDirectBoot) {
   GuestConsole console;
   ScratchDir dir("firmware-kernel");
   ASSERT_FALSE(dir.path.empty());
-  ASSERT_TRUE(console.start(hostvisor_args({"--kernel", guest->kernel_path, "--initrd", guest->initrd_path, "--append",
-                                            guest->cmdline + " fwboot=1", "--net", "none", "--snapshot-dir",
-                                            (dir.path / "snap").string()})))
+  ASSERT_TRUE(console.start(
+      hostvisor_args({"--kernel", guest->kernel_path, "--initrd", guest->initrd_path, "--append",
+                      guest->cmdline + " fwboot=1", "--net", "none", "--snapshot-dir", (dir.path / "snap").string()})))
       << console.failure();
   ASSERT_TRUE(console.wait_for_text("SeaBIOS (version", seconds(60))) << console.failure();
   ASSERT_TRUE(console.wait_for_text("Booting from ROM", seconds(60))) << console.failure();
@@ -159,8 +161,8 @@ TEST(FirmwareBios, KernelHandedToTheFirmwareBootsToTheSameShellAsDirectBoot) {
   EXPECT_EQ(guest_ok(console, "cat /proc/cmdline"), guest->cmdline + " fwboot=1\n");
   // A snapshot of a machine booted through firmware is refused, with the reason.
   ASSERT_TRUE(console.send_keys("\x01s")) << console.failure();
-  EXPECT_TRUE(console.wait_for_text("snapshots of a machine booted through firmware (--firmware bios) are not supported",
-                                    seconds(30)))
+  EXPECT_TRUE(console.wait_for_text(
+      "snapshots of a machine booted through firmware (--firmware bios) are not supported", seconds(30)))
       << console.failure();
   EXPECT_FALSE(fs::exists(dir.path / "snap"));
   ASSERT_TRUE(console.send_line("poweroff")) << console.failure();
@@ -202,8 +204,8 @@ TEST(FirmwareBios, SeabiosReachesItsBannerOnKvm) {
   ASSERT_FALSE(dir.path.empty());
   const fs::path log = dir.path / "seabios.log";
   GuestConsole console;
-  ASSERT_TRUE(console.start({HOSTVISOR_PATH, "run", "--accel", "kvm", "--firmware", "bios", "--net", "none",
-                             "--firmware-log", log.string()}))
+  ASSERT_TRUE(console.start(
+      {HOSTVISOR_PATH, "run", "--accel", "kvm", "--firmware", "bios", "--net", "none", "--firmware-log", log.string()}))
       << console.failure();
   ASSERT_TRUE(console.wait_for_text("SeaBIOS (version", seconds(120))) << console.failure();
   std::ifstream in(log);

@@ -8,9 +8,7 @@ namespace hostvisor::arch {
 
 namespace {
 
-Error bad(ErrorCode code, const std::string& what) {
-  return Error(code, "--kernel with --firmware: " + what);
-}
+Error bad(ErrorCode code, const std::string& what) { return Error(code, "--kernel with --firmware: " + what); }
 
 uint16_t get16(std::span<const uint8_t> b, uint64_t at) { return static_cast<uint16_t>(b[at] | b[at + 1] << 8); }
 uint32_t get32(std::span<const uint8_t> b, uint64_t at) { return get16(b, at) | uint32_t{get16(b, at + 2)} << 16; }

@@ -66,8 +66,7 @@ TEST(FirmwareLinuxBoot, RefusesWhatTheRealModeProtocolCannotCarry) {
   EXPECT_NE(long_cmdline.error().message().find("at most 8"), std::string::npos);
 
   // An initrd that would reach down into the kernel is refused.
-  auto huge = prepare_firmware_linux_boot(make_bzimage(BzImageSpec{}), std::vector<uint8_t>(254 * kMiB, 1), "",
-                                          layout);
+  auto huge = prepare_firmware_linux_boot(make_bzimage(BzImageSpec{}), std::vector<uint8_t>(254 * kMiB, 1), "", layout);
   EXPECT_FALSE(huge.ok());
 }
 
