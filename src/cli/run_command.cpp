@@ -47,6 +47,8 @@ struct RunOptions {
   std::string control;      // --control PATH: the control socket
   bool headless = false;    // the console is not the terminal's
   std::string console_log;  // --console-log FILE
+  std::string firmware;      // --firmware, when given
+  std::string firmware_log;  // --firmware-log PATH
   // Options that describe the machine, given on this command line: a
   // restore takes the machine from the snapshot and refuses them.
   std::vector<std::string> machine_options_given;
@@ -171,6 +173,26 @@ int run(const RunOptions& options) {
   config.cmdline = options.append;
   config.cpus = options.cpus;
   config.debug_exit = options.debug_exit;
+  if (!options.firmware.empty()) {
+    auto firmware = parse_firmware_kind(options.firmware);
+    if (!firmware) {
+      fail(firmware.error().message());
+      return 2;
+    }
+    config.firmware = *firmware;
+  }
+  if (config.firmware == FirmwareKind::kUefi) {
+    fail("--firmware uefi: not supported yet (OVMF stops early on this machine); use --firmware bios");
+    return 2;
+  }
+  config.firmware_log = options.firmware_log;
+  if (!config.firmware_log.empty() && config.firmware == FirmwareKind::kNone) {
+    fail("--firmware-log: there is no firmware to log without --firmware bios or uefi");
+    return 2;
+  }
+  // With firmware the guest boots from its disks: no default guest, and
+  // only the devices asked for.
+  const bool default_guest = options.kernel.empty() && config.firmware == FirmwareKind::kNone;
   auto memory = parse_memory_option(options.memory);
   if (!memory) {
     fail(memory.error().message());
@@ -197,7 +219,7 @@ int run(const RunOptions& options) {
   // included) replaces that. A kernel of the user's own gets only what is
   // asked for.
   std::vector<std::string> nets = options.nets;
-  if (options.kernel.empty() && nets.empty()) nets.push_back("user");
+  if (default_guest && nets.empty()) nets.push_back("user");
   for (const auto& text : nets) {
     auto net = parse_net_config(text);
     if (!net) {
@@ -218,7 +240,7 @@ int run(const RunOptions& options) {
   // The default guest gets a balloon, so free page reporting hands the
   // memory it frees back to the host out of the box; a kernel of the user's
   // own gets one only when asked (--balloon=off: none either way).
-  if (options.balloon_given || options.kernel.empty()) {
+  if (options.balloon_given || default_guest) {
     auto balloon = parse_balloon_option(options.balloon_given ? options.balloon : "on");
     if (!balloon) {
       fail(balloon.error().message());
@@ -248,7 +270,7 @@ int run(const RunOptions& options) {
     }
     config.shares.push_back(*share);
   }
-  if (options.kernel.empty() && !config.vsock) {
+  if (default_guest && !config.vsock) {
     // The default guest runs the agent: give it a vsock device.
     auto path = default_guest_vsock_path();
     if (!path) {
@@ -257,7 +279,7 @@ int run(const RunOptions& options) {
     }
     config.vsock = VsockConfig{.guest_cid = 3, .uds_path = *path, .own_path_if_busy = true};
   }
-  if (config.kernel_path.empty()) {
+  if (default_guest) {
     // No kernel: the default guest (Debian's kernel + busybox), assembled
     // into the cache on first use, once every option has been checked, so a
     // mistyped flag never waits for a download.
@@ -473,6 +495,14 @@ void add_run_command(CLI::App& app, int* exit_status) {
                   "map: guest RAM is mapped copy-on-write from the snapshot's memory file (fast, lazy; the files "
                   "must stay unchanged while the guest runs); copy: read into fresh RAM")
       ->capture_default_str();
+  cmd->add_option(
+      "--firmware", options->firmware,
+      "What runs at power-on: none (the default: --kernel, or the default guest, is entered directly), "
+      "bios (Debian's SeaBIOS, package seabios: it boots the disks, or with --kernel a Linux bzImage through "
+      "QEMU's linuxboot option ROM; its output and menus on the serial console)");
+  cmd->add_option("--firmware-log", options->firmware_log,
+                  "Append the firmware's debug log (QEMU's debug port 0x402) to PATH")
+      ->type_name("PATH");
   cmd->add_flag("--clone", options->clone, "With --restore: a clone, with a new MAC for each NIC");
   cmd->footer(
       "Exit status: 0 when the guest powers off, or on Ctrl-A x, SIGINT, SIGTERM or SIGHUP (at any point once the run "
@@ -481,7 +511,8 @@ void add_run_command(CLI::App& app, int* exit_status) {
       "usage error.");
   cmd->callback([cmd, options, exit_status] {
     for (const char* name : {"--kernel", "--initrd", "--append", "--memory", "--disk", "--net", "--console", "--cpus",
-                             "--debug-exit", "--balloon", "--share"})
+                             "--debug-exit", "--balloon", "--share",
+                             "--firmware"})
       if (cmd->count(name) > 0) options->machine_options_given.push_back(name);
     options->balloon_given = cmd->count("--balloon") > 0;
     options->accel_given = cmd->count("--accel") > 0;

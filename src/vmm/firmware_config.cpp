@@ -4,11 +4,13 @@
 
 #include "arch/x86_64/acpi/acpi_tables.h"
 #include "arch/x86_64/e820.h"
+#include "arch/x86_64/firmware_linux_boot.h"
 #include "arch/x86_64/layout.h"
 #include "arch/x86_64/smbios/smbios_tables.h"
 #include "base/fd.h"
 #include "devices/bus/bus.h"
 #include "devices/fw_cfg/fw_cfg.h"
+#include "devices/fw_cfg/fw_cfg_spec.h"
 
 namespace hostvisor {
 
@@ -25,6 +27,43 @@ smbios::SystemDescription describe_system(const MachineConfig& config, const arc
   system.cpu_count = config.cpus;
   system.layout = layout;
   return system;
+}
+
+std::vector<uint8_t> bytes_of(const std::string& text) { return std::vector<uint8_t>(text.begin(), text.end()); }
+
+// --kernel with --firmware: the kernel, initrd and command line in fw_cfg's
+// kernel items, and QEMU's linuxboot option ROM (package qemu-system-data),
+// which SeaBIOS runs to copy them into place and start the kernel.
+Result<void> add_firmware_kernel(FwCfg& fw_cfg, const MachineConfig& config, const arch::MemoryLayout& layout) {
+  auto rom = read_file(kLinuxBootRomPath);
+  if (!rom)
+    return Error(ErrorCode::kNotFound, std::string(kLinuxBootRomPath) + ": " + rom.error().message() +
+                                           "; --kernel with --firmware needs QEMU's linuxboot option ROM from Debian's "
+                                           "qemu-system-data package (apt-get install qemu-system-data)");
+  const std::string kernel = HV_TRY(read_file(config.kernel_path));
+  std::string initrd;
+  if (!config.initrd_path.empty()) initrd = HV_TRY(read_file(config.initrd_path));
+  auto prepared = arch::prepare_firmware_linux_boot(
+      std::span(reinterpret_cast<const uint8_t*>(kernel.data()), kernel.size()),
+      std::span(reinterpret_cast<const uint8_t*>(initrd.data()), initrd.size()), config.cmdline, layout);
+  if (!prepared) return std::move(prepared).error().with_context(config.kernel_path);
+  arch::FirmwareLinuxBoot& boot = *prepared;
+  HV_TRY(fw_cfg.set_item(fw_cfg::kSetupAddr, le_bytes(arch::kFirmwareSetupAddress, 4)));
+  HV_TRY(fw_cfg.set_item(fw_cfg::kSetupSize, le_bytes(boot.setup.size(), 4)));
+  HV_TRY(fw_cfg.set_item(fw_cfg::kSetupData, std::move(boot.setup)));
+  HV_TRY(fw_cfg.set_item(fw_cfg::kKernelAddr, le_bytes(arch::kFirmwareKernelAddress, 4)));
+  HV_TRY(fw_cfg.set_item(fw_cfg::kKernelSize, le_bytes(boot.kernel.size(), 4)));
+  HV_TRY(fw_cfg.set_item(fw_cfg::kKernelData, std::move(boot.kernel)));
+  HV_TRY(fw_cfg.set_item(fw_cfg::kInitrdAddr, le_bytes(boot.initrd_address, 4)));
+  HV_TRY(fw_cfg.set_item(fw_cfg::kInitrdSize, le_bytes(boot.initrd.size(), 4)));
+  HV_TRY(fw_cfg.set_item(fw_cfg::kInitrdData, std::move(boot.initrd)));
+  std::vector<uint8_t> cmdline = bytes_of(boot.cmdline);
+  cmdline.push_back(0);
+  HV_TRY(fw_cfg.set_item(fw_cfg::kCmdlineAddr, le_bytes(arch::kFirmwareCmdlineAddress, 4)));
+  HV_TRY(fw_cfg.set_item(fw_cfg::kCmdlineSize, le_bytes(cmdline.size(), 4)));
+  HV_TRY(fw_cfg.set_item(fw_cfg::kCmdlineData, std::move(cmdline)));
+  HV_TRY(fw_cfg.add_file(kLinuxBootRomFile, bytes_of(*rom)));
+  return ok();
 }
 
 }  // namespace
@@ -52,13 +91,17 @@ Result<std::shared_ptr<FwCfg>> add_fw_cfg(Bus& pio_bus, GuestMemory& memory, con
   // The same map the boot protocols hand a kernel, so firmware and direct
   // boot agree on what is RAM.
   HV_TRY(fw_cfg->add_file("etc/e820", arch::encode_e820_table(arch::e820_map(layout))));
-  HV_TRY(fw_cfg->add_file("etc/boot-fail-wait", le_bytes(kBootFailWaitSeconds, 4)));
+  HV_TRY(fw_cfg->add_file("etc/boot-fail-wait", le_bytes(kBootFailWaitMilliseconds, 4)));
   // Firmware output and its menus on COM1 for a VM without a display
   // (SeaBIOS's serial console).
   HV_TRY(fw_cfg->add_file("etc/sercon-port", le_bytes(arch::kCom1Port, 2)));
-  // Boot devices in order, one OpenFirmware path a line; empty until disks
-  // are given an order.
-  HV_TRY(fw_cfg->add_file("bootorder", {}));
+  // Boot devices in order, one OpenFirmware path a line; empty (the
+  // firmware's own order) unless a kernel is handed to the firmware, which
+  // then boots first, as under QEMU.
+  const bool firmware_kernel = config.firmware != FirmwareKind::kNone && !config.kernel_path.empty();
+  const std::string bootorder = firmware_kernel ? std::string("/rom@") + kLinuxBootRomFile + "\n" : "";
+  HV_TRY(fw_cfg->add_file("bootorder", std::vector<uint8_t>(bootorder.begin(), bootorder.end())));
+  if (firmware_kernel) HV_TRY(add_firmware_kernel(*fw_cfg, config, layout));
 
   for (const auto& file : config.fw_cfg_files) {
     std::string contents = file.text;

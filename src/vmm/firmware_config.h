@@ -22,10 +22,17 @@ namespace acpi {
 struct PlatformDescription;
 }
 
-// Seconds firmware waits after finding nothing to boot before it resets
-// (etc/boot-fail-wait); QEMU's default is to wait for ever, which leaves a
-// headless user with a hung VM.
-constexpr uint32_t kBootFailWaitSeconds = 5;
+// How long firmware waits after finding nothing to boot before it resets
+// (etc/boot-fail-wait, in milliseconds as SeaBIOS reads it and as QEMU's
+// -boot reboot-timeout sets it); QEMU's default is to wait for ever, which
+// leaves a headless user with a hung VM.
+constexpr uint32_t kBootFailWaitMilliseconds = 5000;
+
+// QEMU's option ROM that boots a kernel handed over in fw_cfg, where Debian
+// puts it (package qemu-system-data), and the fw_cfg file SeaBIOS runs it
+// from (genroms/: option ROMs to run at POST).
+inline constexpr const char* kLinuxBootRomPath = "/usr/share/qemu/linuxboot_dma.bin";
+inline constexpr const char* kLinuxBootRomFile = "genroms/linuxboot_dma.bin";
 
 // Writes the SMBIOS tables where a guest booted without firmware looks for
 // them: the entry point at arch::kSmbiosStart in the F-segment.

@@ -1,11 +1,14 @@
 #include "vmm/machine.h"
 
+#include <fcntl.h>
 #include <malloc.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 
 #include "arch/x86_64/acpi/acpi_tables.h"
@@ -18,6 +21,7 @@
 #include "devices/acpi/vm_generation_id.h"
 #include "devices/fw_cfg/fw_cfg.h"
 #include "devices/legacy/cmos_rtc.h"
+#include "devices/legacy/debug_console.h"
 #include "devices/legacy/i8042.h"
 #include "devices/legacy/port_61.h"
 #include "devices/legacy/serial_8250.h"
@@ -93,7 +97,16 @@ Result<void> Machine::build(const snapshot::Snapshot* snapshot, const RestoreOpt
   if (snapshot) {
     memory_ = HV_TRY(restore_memory(layout, *snapshot, options.mode));
   } else {
-    memory_ = HV_TRY(GuestMemory::create(layout.regions(), config_.memory_backing));
+    std::vector<MemoryRegionSpec> regions = layout.regions();
+    std::vector<uint8_t> bios;
+    if (config_.firmware == FirmwareKind::kUefi)
+      return Error(ErrorCode::kUnsupported, "--firmware uefi: not implemented yet; use --firmware bios");
+    if (config_.firmware == FirmwareKind::kBios) {
+      bios = HV_TRY(load_bios_image(kSeabiosPath, "seabios"));
+      regions.push_back(firmware_rom_region(bios.size()));
+    }
+    memory_ = HV_TRY(GuestMemory::create(regions, config_.memory_backing));
+    if (!bios.empty()) HV_TRY(place_bios_image(memory_, bios));
   }
   for (const std::string& warning : memory_.host_warnings()) HV_LOG_WARN("--memory: {}", warning);
 
@@ -118,7 +131,10 @@ Result<void> Machine::build(const snapshot::Snapshot* snapshot, const RestoreOpt
                                                                            : "as exits on the vCPU threads");
   HV_TRY(add_pci_devices());
 
-  HV_TRY(add_firmware_tables(layout, /*write_tables=*/snapshot == nullptr));
+  // Firmware installs the tables itself, from fw_cfg (and the ISA BIOS
+  // area they would go to holds the BIOS).
+  HV_TRY(add_firmware_tables(layout, /*write_tables=*/snapshot == nullptr && !has_firmware()));
+  if (has_firmware()) HV_TRY(add_firmware_debug_console());
 
   if (snapshot) {
     for (unsigned i = 0; i < config_.cpus; ++i) vcpus_.push_back(HV_TRY(vm_->create_vcpu(i)));
@@ -130,6 +146,10 @@ Result<void> Machine::build(const snapshot::Snapshot* snapshot, const RestoreOpt
     }
     // The snapshot's CID, unless this run was given another (a clone's).
     if (vsock_ && vsock_->guest_cid() != config_.vsock->guest_cid) vsock_->set_guest_cid(config_.vsock->guest_cid);
+  } else if (has_firmware()) {
+    // Every vCPU starts in its reset state: the BSP at the reset vector in
+    // the ROM, the others waiting for the firmware's INIT-SIPI.
+    for (unsigned i = 0; i < config_.cpus; ++i) vcpus_.push_back(HV_TRY(vm_->create_vcpu(i)));
   } else {
     HV_TRY(load_kernel_and_boot_vcpus(layout));
   }
@@ -152,6 +172,8 @@ Result<void> Machine::load_kernel_and_boot_vcpus(const arch::MemoryLayout& layou
   image.kernel = std::span(reinterpret_cast<const uint8_t*>(kernel.data()), kernel.size());
   image.initrd = std::span(reinterpret_cast<const uint8_t*>(initrd.data()), initrd.size());
   image.cmdline = config_.cmdline;
+  image.kernel_name = config_.kernel_path;
+  image.initrd_name = config_.initrd_path;
   image.acpi_rsdp = acpi_rsdp_;
   auto boot = arch::load_kernel(memory_, layout, image);
   if (!boot) return std::move(boot).error().with_context(config_.kernel_path);
@@ -465,6 +487,17 @@ Result<void> Machine::add_firmware_tables(const arch::MemoryLayout& layout, bool
   return ok();
 }
 
+Result<void> Machine::add_firmware_debug_console() {
+  DebugConsole::Sink sink;
+  if (!config_.firmware_log.empty()) {
+    const int fd = ::open(config_.firmware_log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) return Error(ErrorCode::kIo, "--firmware-log " + config_.firmware_log + ": " + std::strerror(errno));
+    auto log = std::make_shared<UniqueFd>(fd);
+    sink = [log](std::span<const uint8_t> bytes) { write_all(log->get(), bytes); };
+  }
+  return pio_bus_.insert(std::make_shared<DebugConsole>(std::move(sink)), arch::kFirmwareDebugPort, 1);
+}
+
 Result<void> Machine::setup_console() {
   // The stop signals and SIGWINCH, blocked in every thread since before
   // the machine was built, arrive here (one already pending makes the fd
@@ -751,6 +784,11 @@ Result<SnapshotSummary> Machine::save_snapshot(const std::string& dir) {
     return Error(ErrorCode::kUnsupported,
                  "this VM has a shared folder (--share " + config_.shares.front().tag +
                      "): a VM with shared folders cannot be snapshotted (the guest's open files there are this process's)");
+  // The ROM region and the firmware's own state (its shadowed copy, what it
+  // programmed) are not in the snapshot format yet.
+  if (has_firmware())
+    return Error(ErrorCode::kUnsupported, std::string("snapshots of a machine booted through firmware (--firmware ") +
+                                              to_string(config_.firmware) + ") are not supported yet");
   const auto start = std::chrono::steady_clock::now();
   const bool was_running = state() == RunState::kRunning;
   const RunResponse paused = pause();

@@ -239,6 +239,9 @@ class Machine final : public SystemControl {
   // tables and the ID are already in RAM.
   Result<void> add_firmware_tables(const arch::MemoryLayout& layout, bool write_tables);
   Result<void> setup_console();
+  bool has_firmware() const { return config_.firmware != FirmwareKind::kNone; }
+  // Port 0x402, where firmware built for QEMU writes its debug log.
+  Result<void> add_firmware_debug_console();
   Result<void> add_balloon(const BalloonConfig& config);
   // Ctrl-A b: the question the console asks, and what it shows for the answer.
   std::string balloon_prompt() const;

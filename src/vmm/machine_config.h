@@ -10,6 +10,7 @@
 #include "hv/accel.h"
 #include "memory/memory_backing.h"
 #include "net/net_option.h"
+#include "vmm/firmware_image.h"
 
 namespace hostvisor {
 
@@ -96,6 +97,12 @@ struct MachineConfig {
   // --qga PATH: the virtio console gets the named port org.qemu.guest_agent.0
   // (MULTIPORT), its host end a unix socket hostvisor listens on at PATH.
   std::string qga_socket;
+  // --firmware: what runs at the reset vector. kNone: the kernel is loaded
+  // and entered directly (kernel_path is then required).
+  FirmwareKind firmware = FirmwareKind::kNone;
+  // --firmware-log PATH: the firmware's debug-port log (port 0x402) is
+  // appended there; empty: dropped.
+  std::string firmware_log;
 };
 
 constexpr unsigned kMaxVcpus = 255;  // xAPIC ids are 8 bits; 255 is broadcast

@@ -14,6 +14,11 @@ struct KernelImage {
   std::span<const uint8_t> kernel;  // the whole kernel file
   std::span<const uint8_t> initrd;  // empty: no initrd
   std::string cmdline;
+  // The files' names as the user gave them. Multiboot hands them over as
+  // GRUB and QEMU do: the kernel's command line starts with the kernel's
+  // name, and the module's string is the initrd's name.
+  std::string kernel_name = {};
+  std::string initrd_name = {};
   // Guest address of the ACPI RSDP when the machine wrote ACPI tables, handed
   // to kernels whose protocol has a field for it (Linux boot protocol 2.14+,
   // PVH); 0: none given, the guest scans 0xE0000-0xFFFFF as on a PC.

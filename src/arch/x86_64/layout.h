@@ -106,6 +106,7 @@ constexpr uint16_t kDebugExitPort = 0xf4;  // --debug-exit: a write of v exits w
 constexpr uint16_t kDebugExitPortCount = 4;
 constexpr uint16_t kFwCfgPort = 0x510;  // fw_cfg: selector (0x510), data (0x511), DMA address (0x514-0x51b)
 constexpr uint16_t kFwCfgPortCount = 12;
+constexpr uint16_t kFirmwareDebugPort = 0x402;  // QEMU's debug console: firmware's debug log (--firmware)
 constexpr uint16_t kCom1Port = 0x3f8;  // 8250 UART, ttyS0
 constexpr uint16_t kCom1PortCount = 8;
 // The ACPI PM register block (fixed hardware, described in the FADT).

@@ -109,7 +109,7 @@ Result<LoadedKernel> load_elf32(GuestMemory& memory, const std::vector<E820Entry
 }
 
 Result<void> write_info(GuestMemory& memory, const std::vector<E820Entry>& map, uint64_t cmdline,
-                        std::optional<uint64_t> initrd_address, uint64_t initrd_size) {
+                        std::optional<uint64_t> initrd_address, uint64_t initrd_size, uint64_t module_string) {
   if (map.size() > kMaxMmapEntries) return Error(ErrorCode::kInternal, "e820 map too large for the multiboot page");
   HV_TRY(memory.fill(GuestAddress(kMultibootInfoAddress), 0, kPageSize));
   Info info{};
@@ -131,10 +131,8 @@ Result<void> write_info(GuestMemory& memory, const std::vector<E820Entry>& map, 
     Module module{};
     module.mod_start = static_cast<uint32_t>(*initrd_address);
     module.mod_end = static_cast<uint32_t>(*initrd_address + initrd_size);
-    module.string = static_cast<uint32_t>(kInitrdStringAddress);
+    module.string = static_cast<uint32_t>(module_string);
     HV_TRY(memory.write_obj(GuestAddress(kModulesAddress), module));
-    HV_TRY(memory.write(GuestAddress(kInitrdStringAddress),
-                        std::span(reinterpret_cast<const uint8_t*>(kInitrdString), sizeof kInitrdString)));
   }
   for (size_t i = 0; i < map.size(); ++i) {
     MmapEntry entry{};
@@ -184,7 +182,20 @@ Result<BootSetup> load_multiboot(GuestMemory& memory, const MemoryLayout& layout
                                                                          : load_elf32(memory, map, file));
   if (kernel.entry > UINT32_MAX)
     return bad(ErrorCode::kCorrupt, "entry point " + hex(kernel.entry) + " is not a 32-bit address");
-  const uint64_t cmdline = HV_TRY(write_cmdline(memory, image.cmdline, kCmdlineMaxSize - 1));
+  // "NAME ARGS", as GRUB's `multiboot NAME ARGS` and QEMU's -kernel give it.
+  std::string full_cmdline = image.kernel_name;
+  if (!image.cmdline.empty()) full_cmdline += (full_cmdline.empty() ? "" : " ") + image.cmdline;
+  const std::string module_string = image.initrd_name.empty() ? std::string(kInitrdString) : image.initrd_name;
+  // The module's string follows the command line in the same area.
+  if (full_cmdline.size() + 1 + module_string.size() + 1 > kCmdlineMaxSize)
+    return bad(ErrorCode::kInvalidArgument, "the command line and the initrd's name take " +
+                                                std::to_string(full_cmdline.size() + module_string.size() + 2) +
+                                                " bytes, more than the " + std::to_string(kCmdlineMaxSize) +
+                                                " there is room for: shorten --append");
+  const uint64_t cmdline = HV_TRY(write_cmdline(memory, full_cmdline, kCmdlineMaxSize - 1));
+  const uint64_t module_string_address = cmdline + full_cmdline.size() + 1;
+  HV_TRY(memory.write(GuestAddress(module_string_address),
+                      std::span(reinterpret_cast<const uint8_t*>(module_string.c_str()), module_string.size() + 1)));
 
   std::optional<uint64_t> initrd_address;
   if (!image.initrd.empty()) {
@@ -192,7 +203,7 @@ Result<BootSetup> load_multiboot(GuestMemory& memory, const MemoryLayout& layout
     // flag 0 asks for it; a 32-bit kernel can only reach RAM below 4 GiB.
     initrd_address = HV_TRY(load_initrd(memory, map, image.initrd, kernel.end, layout.low_ram_end, Placement::kLowest));
   }
-  HV_TRY(write_info(memory, map, cmdline, initrd_address, image.initrd.size()));
+  HV_TRY(write_info(memory, map, cmdline, initrd_address, image.initrd.size(), module_string_address));
   HV_TRY(write_boot_gdt(memory));
 
   BootCpuState cpu = protected_mode_boot_state(static_cast<uint32_t>(kernel.entry));

@@ -84,7 +84,6 @@ static_assert(sizeof(MmapEntry) == 24);
 
 // Where the pieces go inside the page at kMultibootInfoAddress.
 constexpr uint64_t kModulesAddress = kMultibootInfoAddress + 0x100;
-constexpr uint64_t kInitrdStringAddress = kMultibootInfoAddress + 0x180;
 constexpr uint64_t kLoaderNameAddress = kMultibootInfoAddress + 0x1a0;
 constexpr uint64_t kMmapAddress = kMultibootInfoAddress + 0x200;
 constexpr uint64_t kMaxMmapEntries = (kPageSize - 0x200) / sizeof(MmapEntry);

@@ -82,6 +82,29 @@ TEST(Multiboot, AoutKludgeImageWithModuleAndFullInfo) {
   }
 }
 
+// As GRUB's `multiboot /boot/kernel ARGS` / `module /boot/initrd` and
+// QEMU's -kernel/-initrd: the command line starts with the kernel's name,
+// and the module's string is the initrd's name.
+TEST(Multiboot, CommandLineStartsWithTheKernelsNameAndTheModuleStringIsTheInitrdsName) {
+  auto vm = make_test_vm(64 * kMiB);
+  auto image = make_multiboot_aout(0x100000, 0x2000, 0x1800, kHeaderPageAlignModules);
+  const auto initrd = pattern(6, 100);
+  KernelImage kernel{image.file, initrd, "console=ttyS0 debug"};
+  kernel.kernel_name = "/boot/kernel.elf";
+  kernel.initrd_name = "/boot/tests.img";
+  ASSERT_TRUE(load_multiboot(vm.memory, vm.layout, kernel).ok());
+  const auto info = *vm.memory.read_obj<Info>(GuestAddress(kMultibootInfoAddress));
+  EXPECT_EQ(read_string(vm.memory, info.cmdline), "/boot/kernel.elf console=ttyS0 debug");
+  const auto module = *vm.memory.read_obj<Module>(GuestAddress(info.mods_addr));
+  EXPECT_EQ(read_string(vm.memory, module.string), "/boot/tests.img");
+
+  // With no --append the command line is the name alone.
+  kernel.cmdline.clear();
+  ASSERT_TRUE(load_multiboot(vm.memory, vm.layout, kernel).ok());
+  EXPECT_EQ(read_string(vm.memory, vm.memory.read_obj<Info>(GuestAddress(kMultibootInfoAddress))->cmdline),
+            "/boot/kernel.elf");
+}
+
 TEST(Multiboot, LoadEndZeroMeansTheRestOfTheFile) {
   auto vm = make_test_vm(64 * kMiB);
   auto image = make_multiboot_aout(0x200000, 0x1000, 0);

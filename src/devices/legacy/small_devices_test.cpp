@@ -1,9 +1,11 @@
-// DebugExit, PostCode and SystemControlPortB.
+// DebugConsole, DebugExit, PostCode and SystemControlPortB.
 #include <gtest/gtest.h>
 
 #include <memory>
+#include <string>
 
 #include "devices/bus/bus.h"
+#include "devices/legacy/debug_console.h"
 #include "devices/legacy/debug_exit.h"
 #include "devices/legacy/port_61.h"
 #include "devices/legacy/post_code.h"
@@ -13,6 +15,20 @@ namespace hostvisor {
 namespace {
 
 using testing::RecordingSystemControl;
+
+TEST(DebugConsole, ReadsBackTheMagicAndHandsOnTheLowByteOfEachWrite) {
+  std::string log;
+  DebugConsole dev([&](std::span<const uint8_t> bytes) { log.append(bytes.begin(), bytes.end()); });
+  uint8_t probe = 0;
+  dev.read(0, std::span(&probe, 1));
+  EXPECT_EQ(probe, 0xe9);  // what SeaBIOS checks before it logs here
+  const uint8_t text[] = {'o', 'k'};
+  dev.write(0, std::span(text, 1));
+  dev.write(0, std::span(text + 1, 1));
+  const uint8_t wide[2] = {'!', 'x'};
+  dev.write(0, wide);
+  EXPECT_EQ(log, "ok!");
+}
 
 TEST(DebugExit, WriteRequestsExitWithShiftedStatus) {
   RecordingSystemControl system;

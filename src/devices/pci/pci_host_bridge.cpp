@@ -12,8 +12,12 @@ PciHostBridge::PciHostBridge()
                                        .device_id = pci::kHostBridgeDevice,
                                        .revision = 0,
                                        .class_code = 0x060000,  // bridge, host bridge
-                                       .subsystem_vendor_id = 0,
-                                       .subsystem_id = 0}) {
+                                       // QEMU's "virtual machine" subsystem: SeaBIOS
+                                       // reads it to know it runs on QEMU's platform
+                                       // (fw_cfg, the ACPI loader) rather than on
+                                       // bare hardware.
+                                       .subsystem_vendor_id = pci::kQemuSubsystemVendor,
+                                       .subsystem_id = pci::kQemuSubsystemId}) {
   // ECAM decodes at one fixed place, so PCIEXBAR says so and is read-only:
   // firmware that programs QEMU's address (all of it here) reads back what
   // it wrote, and any other value reads back where ECAM really is.

@@ -41,6 +41,8 @@ inline constexpr uint32_t kIntxGsiCount = 4;
 // (8086:29c0), which guests know and which needs no driver.
 inline constexpr uint16_t kHostBridgeVendor = 0x8086;
 inline constexpr uint16_t kHostBridgeDevice = 0x29c0;
+inline constexpr uint16_t kQemuSubsystemVendor = 0x1af4;  // Red Hat, Inc.
+inline constexpr uint16_t kQemuSubsystemId = 0x1100;      // QEMU virtual machine
 
 inline constexpr uint8_t kMaxSlots = 32;
 

@@ -307,7 +307,13 @@ Interpreter::Outcome Interpreter::run(uint64_t limit) {
         }
       }
       if (cpu.halted) {
-        if ((cpu.rflags & kFlagIf) && wait_for_event) {
+        // An application processor halted with interrupts off is parked, as
+        // firmware parks the APs it counted (cli; hlt): it sleeps until an
+        // INIT, NMI or SIPI wakes it, as KVM's in-kernel LAPIC does. The
+        // BSP still reports the halt, so a guest whose every CPU stopped
+        // for good ends the run.
+        const bool parked_ap = !(cpu.apic_base & LocalApic::kApicBaseBsp);
+        if (((cpu.rflags & kFlagIf) || parked_ap) && wait_for_event) {
           if (wait_for_event()) continue;
         }
         cpu.halted = false;  // the VMM's next run() continues after the HLT

@@ -15,6 +15,7 @@ constexpr uint32_t kMsrFeatureControl = 0x3a;
 constexpr uint32_t kMsrSpecCtrl = 0x48;
 constexpr uint32_t kMsrPredCmd = 0x49;
 constexpr uint32_t kMsrBiosSignId = 0x8b;
+constexpr uint32_t kMsrPlatformId = 0x17;  // read by firmware's microcode loaders (OVMF); 0, as KVM gives
 constexpr uint32_t kMsrArchCapabilities = 0x10a;
 constexpr uint32_t kMsrSysenterCs = 0x174;
 constexpr uint32_t kMsrSysenterEsp = 0x175;
@@ -76,6 +77,7 @@ std::optional<uint64_t> read_msr(Cpu& cpu, uint32_t index) {
     case kMsrFeatureControl: return 1;  // locked, VMX off
     case kMsrSpecCtrl: return cpu.msr.spec_ctrl;
     case kMsrBiosSignId: return 0;
+    case kMsrPlatformId: return 0;
     case kMsrArchCapabilities: return kArchCapabilities;
     case kMsrSysenterCs: return cpu.msr.sysenter_cs;
     case kMsrSysenterEsp: return cpu.msr.sysenter_esp;

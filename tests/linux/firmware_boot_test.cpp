@@ -1,0 +1,235 @@
+// Booting through firmware (--firmware bios): Debian's SeaBIOS runs on the
+// software CPU, reads the machine from fw_cfg, and boots what is on a
+// virtio-blk disk. The boot media are made here from Debian packages: a
+// GRUB rescue ISO (grub-mkrescue, with grub-pc-bin, grub-efi-amd64-bin,
+// xorriso and mtools) holding the default guest's kernel and initramfs. It
+// is hybrid, so it boots as a plain disk. One boot is shared by the checks
+// that need a running guest, the reboot included.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <string>
+
+#include "guest/default_guest/default_guest.h"
+#include "tests/integration/kvm_skip.h"
+#include "tests/linux/guest_console.h"
+#include "tests/support/scratch_dir.h"
+
+namespace hostvisor::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using std::chrono::seconds;
+
+constexpr seconds kBootTimeout{240};  // power-on to the shell prompt, software CPU
+const std::regex kBanner(R"(hostvisor default guest: Linux (\S+), (\d+) CPU\(s\)\. Type 'poweroff' to stop\.)");
+
+int host_command(const std::string& command, std::string* output) {
+  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
+  if (!pipe) return -1;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) output->append(buf, n);
+  const int status = ::pclose(pipe);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// A GRUB rescue ISO in `dir` whose one menu entry boots the default guest
+// (its kernel command line, on the serial console). Returns the ISO's path,
+// or "" with `error` set.
+std::string make_grub_iso(const fs::path& dir, std::string* error) {
+  auto guest = guest::prepare_default_guest({});
+  if (!guest) {
+    *error = "the default guest: " + guest.error().message();
+    return "";
+  }
+  const fs::path tree = dir / "iso";
+  fs::create_directories(tree / "boot/grub");
+  fs::copy_file(guest->kernel_path, tree / "vmlinuz");
+  fs::copy_file(guest->initrd_path, tree / "initrd.img");
+  std::ofstream(tree / "boot/grub/grub.cfg") << "set timeout=1\n"
+                                                "menuentry 'hostvisor default guest' {\n"
+                                                "  linux /vmlinuz "
+                                             << guest->cmdline
+                                             << "\n"
+                                                "  initrd /initrd.img\n"
+                                                "}\n";
+  const fs::path iso = dir / "grub.iso";
+  std::string out;
+  if (host_command("grub-mkrescue -o '" + iso.string() + "' '" + tree.string() + "'", &out) != 0) {
+    *error = "grub-mkrescue (Debian's grub-common, grub-pc-bin, grub-efi-amd64-bin, xorriso, mtools): " + out;
+    return "";
+  }
+  return iso.string();
+}
+
+std::vector<std::string> hostvisor_args(const std::vector<std::string>& extra) {
+  std::vector<std::string> argv = {HOSTVISOR_PATH, "run", "--accel", "emu", "--firmware", "bios"};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  return argv;
+}
+
+// From power-on: SeaBIOS's banner on the serial console (sercon), GRUB's
+// menu, then the default guest's shell. Returns the seconds it took.
+double expect_firmware_boot_to_shell(GuestConsole& console) {
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_TRUE(console.wait_for_text("SeaBIOS (version", seconds(60))) << console.failure();
+  EXPECT_TRUE(console.wait_for_text("Booting from Hard Disk", seconds(60))) << console.failure();
+  EXPECT_TRUE(console.wait_for_text("GNU GRUB", seconds(60))) << console.failure();
+  EXPECT_TRUE(console.wait_for_text("hostvisor default guest", seconds(60))) << console.failure();
+  auto banner = console.wait_for_regex(kBanner, kBootTimeout);
+  EXPECT_TRUE(banner) << console.failure();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+TEST(FirmwareBios, GrubIsoOnADiskBootsToTheShellAndARebootRunsTheFirmwareAgain) {
+  ScratchDir dir("firmware-bios");
+  ASSERT_FALSE(dir.path.empty());
+  std::string error;
+  const std::string iso = make_grub_iso(dir.path, &error);
+  ASSERT_FALSE(iso.empty()) << error;
+  const fs::path log = dir.path / "seabios.log";
+
+  GuestConsole console;
+  ASSERT_TRUE(console.start(hostvisor_args({"--cpus", "2", "--memory", "512M", "--disk", iso + ",readonly=on", "--net",
+                                            "none", "--firmware-log", log.string()})))
+      << console.failure();
+  const double first = expect_firmware_boot_to_shell(console);
+  std::printf("power-on to the shell through SeaBIOS and GRUB: %.1f s\n", first);
+
+  // GRUB handed the kernel its own command line, with the image's name first.
+  EXPECT_NE(guest_ok(console, "cat /proc/cmdline").find("BOOT_IMAGE=/vmlinuz "), std::string::npos);
+  // Both CPUs: SeaBIOS started the second one (INIT-SIPI) and parked it,
+  // and Linux woke it again through the tables SeaBIOS installed from fw_cfg.
+  EXPECT_EQ(guest_ok(console, "grep -c ^processor /proc/cpuinfo"), "2\n");
+  // The ACPI tables are the ones hostvisor built (SeaBIOS only placed them)
+  // and the SMBIOS tables say who made the BIOS: SeaBIOS, with hostvisor's
+  // system description from etc/smbios.
+  EXPECT_EQ(guest_ok(console, "head -c 16 /sys/firmware/acpi/tables/DSDT | tail -c 6"), "HSTVSR");
+  EXPECT_EQ(guest_ok(console, "cat /sys/class/dmi/id/sys_vendor"), "hostvisor\n");
+  // The RAM the firmware reported (its e820, from etc/e820) is the machine's.
+  const std::string total = guest_ok(console, "sed -n 's/^MemTotal: *\\([0-9]*\\) kB/\\1/p' /proc/meminfo");
+  const long kib = std::stol(total.empty() ? "0" : total);
+  EXPECT_GT(kib, 400 * 1024) << "MemTotal " << total;
+  EXPECT_LE(kib, 512 * 1024) << "MemTotal " << total;
+  // The disk the firmware booted is the guest's vda, the ISO on it.
+  guest_ok(console, "grep -q ' vda$' /proc/partitions");
+
+  // reboot: the machine resets and SeaBIOS runs again from its ROM.
+  ASSERT_TRUE(console.send_line("reboot")) << console.failure();
+  const double second = expect_firmware_boot_to_shell(console);
+  std::printf("reboot to the shell: %.1f s\n", second);
+  EXPECT_EQ(guest_ok(console, "grep -c ^processor /proc/cpuinfo"), "2\n");
+  ASSERT_TRUE(console.send_line("poweroff")) << console.failure();
+  const auto status = console.wait_exit(seconds(90));
+  ASSERT_TRUE(status) << console.failure();
+  EXPECT_EQ(*status, 0) << console.err();
+  EXPECT_NE(console.err().find("rebooting"), std::string::npos) << console.err();
+
+  // The firmware's debug log went to --firmware-log, not to the console.
+  std::ifstream in(log);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("Found QEMU fw_cfg"), std::string::npos) << text.substr(0, 2000);
+  EXPECT_NE(text.find("QEMU fw_cfg DMA interface supported"), std::string::npos);
+  EXPECT_EQ(console.out().find("Found QEMU fw_cfg"), std::string::npos);
+}
+
+// --kernel with --firmware: SeaBIOS runs QEMU's linuxboot option ROM, which
+// copies the kernel, initrd and command line from fw_cfg and enters the
+// kernel's real-mode setup; the same shell as direct boot follows.
+TEST(FirmwareBios, KernelHandedToTheFirmwareBootsToTheSameShellAsDirectBoot) {
+  auto guest = guest::prepare_default_guest({});
+  ASSERT_TRUE(guest) << guest.error().message();
+  GuestConsole console;
+  ScratchDir dir("firmware-kernel");
+  ASSERT_FALSE(dir.path.empty());
+  ASSERT_TRUE(console.start(
+      hostvisor_args({"--kernel", guest->kernel_path, "--initrd", guest->initrd_path, "--append",
+                      guest->cmdline + " fwboot=1", "--net", "none", "--snapshot-dir", (dir.path / "snap").string()})))
+      << console.failure();
+  ASSERT_TRUE(console.wait_for_text("SeaBIOS (version", seconds(60))) << console.failure();
+  ASSERT_TRUE(console.wait_for_text("Booting from ROM", seconds(60))) << console.failure();
+  auto banner = console.wait_for_regex(kBanner, kBootTimeout);
+  ASSERT_TRUE(banner) << console.failure();
+  // The command line as given (no file name in front: the Linux protocol
+  // has none).
+  EXPECT_EQ(guest_ok(console, "cat /proc/cmdline"), guest->cmdline + " fwboot=1\n");
+  // A snapshot of a machine booted through firmware is refused, with the reason.
+  ASSERT_TRUE(console.send_keys("\x01s")) << console.failure();
+  EXPECT_TRUE(console.wait_for_text(
+      "snapshots of a machine booted through firmware (--firmware bios) are not supported", seconds(30)))
+      << console.failure();
+  EXPECT_FALSE(fs::exists(dir.path / "snap"));
+  ASSERT_TRUE(console.send_line("poweroff")) << console.failure();
+  const auto status = console.wait_exit(seconds(90));
+  ASSERT_TRUE(status) << console.failure();
+  EXPECT_EQ(*status, 0) << console.err();
+}
+
+TEST(FirmwareBios, NothingBootableShowsTheFirmwaresMessageAndEndsWithStatus3UnderNoReboot) {
+  ScratchDir dir("firmware-empty");
+  ASSERT_FALSE(dir.path.empty());
+  const fs::path disk = dir.path / "empty.raw";
+  {
+    std::ofstream out(disk, std::ios::binary);
+    out.seekp((1 << 20) - 1);
+    out.put('\0');
+  }
+  GuestConsole console;
+  ASSERT_TRUE(console.start(hostvisor_args({"--disk", disk.string(), "--net", "none", "--no-reboot"})))
+      << console.failure();
+  ASSERT_TRUE(console.wait_for_text("No bootable device.", seconds(120))) << console.failure();
+  const auto start = std::chrono::steady_clock::now();
+  const auto status = console.wait_exit(seconds(60));
+  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  ASSERT_TRUE(status) << console.failure();
+  EXPECT_EQ(*status, 3) << console.err();
+  // etc/boot-fail-wait: five seconds before the reset.
+  EXPECT_GE(waited, 4.0);
+  EXPECT_NE(console.err().find("reset"), std::string::npos) << console.err();
+}
+
+// The same firmware on the kvm backend. This host's /dev/kvm may run about
+// a million instructions a second, so only up to SeaBIOS's banner: it
+// started at the reset vector, found fw_cfg (the debug log says so) and
+// reached its serial console.
+TEST(FirmwareBios, SeabiosReachesItsBannerOnKvm) {
+  HV_SKIP_WITHOUT_DEV_KVM("FirmwareBios.SeabiosReachesItsBannerOnKvm");
+  ScratchDir dir("firmware-kvm");
+  ASSERT_FALSE(dir.path.empty());
+  const fs::path log = dir.path / "seabios.log";
+  GuestConsole console;
+  ASSERT_TRUE(console.start(
+      {HOSTVISOR_PATH, "run", "--accel", "kvm", "--firmware", "bios", "--net", "none", "--firmware-log", log.string()}))
+      << console.failure();
+  ASSERT_TRUE(console.wait_for_text("SeaBIOS (version", seconds(120))) << console.failure();
+  std::ifstream in(log);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("Found QEMU fw_cfg"), std::string::npos) << text.substr(0, 2000);
+  EXPECT_NE(text.find("Running on QEMU (q35)"), std::string::npos) << text.substr(0, 2000);
+}
+
+TEST(FirmwareBios, OptionsTheMachineCannotHonourAreRefusedWithAOneLineError) {
+  for (const auto& [args, expected] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"--firmware", "coreboot"}, "--firmware coreboot: must be bios, uefi or none"},
+           {{"--firmware-log", "/tmp/x"}, "--firmware-log: there is no firmware to log"},
+           {{"--firmware", "uefi"}, "--firmware uefi: not supported yet"},
+       }) {
+    std::vector<std::string> argv = {HOSTVISOR_PATH, "run", "--accel", "emu"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    GuestConsole console;
+    ASSERT_TRUE(console.start(argv)) << console.failure();
+    const auto status = console.wait_exit(seconds(30));
+    ASSERT_TRUE(status) << console.failure();
+    EXPECT_EQ(*status, 2);
+    EXPECT_NE(console.err().find(expected), std::string::npos) << console.err();
+  }
+}
+
+}  // namespace
+}  // namespace hostvisor::testing
