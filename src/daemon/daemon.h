@@ -30,8 +30,10 @@ class Daemon final : public api::VmService {
  public:
   // Takes the library's lock (one daemon per library), cleans up what an
   // interrupted operation left, and finds VMs still running.
-  // hostvisor_binary: what runs VMs and switches.
-  static Result<std::unique_ptr<Daemon>> open(const LibraryPaths& paths, const std::string& hostvisor_binary);
+  // hostvisor_binary runs switches, and VMs unless vm_binary is given (tests
+  // put a stand-in for `hostvisor run` there).
+  static Result<std::unique_ptr<Daemon>> open(const LibraryPaths& paths, const std::string& hostvisor_binary,
+                                              const std::string& vm_binary = "");
   ~Daemon() override;
 
   Result<nlohmann::json> list_vms() override;
@@ -79,7 +81,7 @@ class Daemon final : public api::VmService {
     std::vector<std::string> disks;  // the images the VM last wrote (overlays after a restore)
   };
 
-  Daemon(LibraryPaths paths, std::string binary, UniqueFd lock);
+  Daemon(LibraryPaths paths, std::string binary, std::string vm_binary, UniqueFd lock);
 
   Result<VmConfig> load_config(const std::string& name) const;
   Result<VmState> load_state(const std::string& name) const;
@@ -112,6 +114,7 @@ class Daemon final : public api::VmService {
 
   LibraryPaths paths_;
   std::string binary_;
+  std::string vm_binary_;
   UniqueFd lock_;
   api::EventBus events_;
 
