@@ -160,6 +160,20 @@ CASE="clone: name taken"; api POST /v1/vms/alpha/clone '{"name":"gamma"}'; expec
 CASE="clone starts from its snapshot as a clone"; api POST /v1/vms/gamma/start; expect 200 state running
 contains "$(cat "$LIB/vms/gamma/logs/hostvisor.log")" "--restore $LIB/vms/gamma/snapshots/s1 --clone"
 
+# Load: 200 requests at once while two VMs run (alpha and gamma): lists,
+# gets, metrics and agent execs; every one answered, and answered right.
+CASE="200 parallel requests"
+seq 200 | xargs -P 200 -I{} sh -c '
+  case $(({} % 4)) in
+    0) out=$(curl -sS --unix-socket "$0" -w " %{http_code}" http://localhost/v1/vms); want="\"name\":\"gamma\"" ;;
+    1) out=$(curl -sS --unix-socket "$0" -w " %{http_code}" http://localhost/v1/vms/alpha); want="\"state\":\"running\"" ;;
+    2) out=$(curl -sS --unix-socket "$0" -w " %{http_code}" http://localhost/v1/vms/gamma/metrics); want="\"exits\":42" ;;
+    3) out=$(curl -sS --unix-socket "$0" -w " %{http_code}" -d "{\"argv\":[\"echo\",\"n{}\"]}" http://localhost/v1/vms/alpha/exec); want="\"stdout\":\"n{}\\n\"" ;;
+  esac
+  case "$out" in *" 200") ;; *) echo "request {}: $out"; exit 1 ;; esac
+  case "$out" in *"$want"*) ;; *) echo "request {}: $want not in $out"; exit 1 ;; esac
+' "$SOCK" >"$WORK/load.out" 2>&1 && echo "ok   $CASE" || { echo "FAIL $CASE: $(head -5 "$WORK/load.out")"; failures=$((failures + 1)); }
+
 CASE="stop (power button)"; api POST /v1/vms/alpha/stop '{"timeout_seconds":10}'; expect 200 state stopped
 CASE="process gone"; gone "$PID" && echo "ok   $CASE" || { echo "FAIL $CASE"; failures=$((failures + 1)); }
 CASE="stop: not running"; api POST /v1/vms/alpha/stop; expect_error 409 conflict
