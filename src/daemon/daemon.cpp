@@ -116,6 +116,9 @@ Result<std::unique_ptr<Daemon>> Daemon::open(const LibraryPaths& paths, const st
   UniqueFd lock = HV_TRY(open_file(lock_path, O_RDWR | O_CREAT, 0600));
   if (::flock(lock.get(), LOCK_EX | LOCK_NB) != 0)
     return Error(ErrorCode::kBusy, "another hostvisor daemon already keeps the library " + paths.data_dir);
+  // The holder's pid, for people and scripts that look for the daemon.
+  const std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(lock.get(), 0) == 0) (void)::pwrite(lock.get(), pid.data(), pid.size(), 0);
   std::unique_ptr<Daemon> daemon(
       new Daemon(paths, hostvisor_binary, vm_binary.empty() ? hostvisor_binary : vm_binary, std::move(lock)));
   daemon->cleanup_interrupted();
