@@ -32,7 +32,7 @@ struct VmArgs {
   std::string memory = "512M", accel = "auto", console = "serial", kernel, initrd, append, data_disk = "8G";
   uint32_t cpus = 1;
   std::vector<std::string> disks, nets, command;
-  bool json_output = false, force = false, no_balloon = false, console_log = false;
+  bool json_output = false, force = false, no_balloon = false, console_log = false, with_stdin = false;
   uint32_t timeout = 30;
   std::string dhcp;
 };
@@ -120,9 +120,9 @@ Result<void> act(ApiClient& api, const std::string& name, const std::string& act
 }
 
 // Runs a command through the API; its output and status become ours.
-Result<int> exec(ApiClient& api, const std::string& name, const std::vector<std::string>& command) {
+Result<int> exec(ApiClient& api, const std::string& name, const std::vector<std::string>& command, bool with_stdin) {
   json body{{"argv", command}};
-  if (!::isatty(STDIN_FILENO)) {
+  if (with_stdin) {
     std::string input;
     char chunk[65536];
     ssize_t n;
@@ -424,10 +424,11 @@ void add_vm_command(CLI::App& app, int* exit_status) {
 
   auto* exec_cmd = vm->add_subcommand("exec", "Run a command in the VM through its agent: vm exec NAME -- CMD...");
   exec_cmd->add_option("NAME", args->name)->required();
+  exec_cmd->add_flag("-i,--stdin", args->with_stdin, "Send this command's stdin (read to its end) as the command's");
   exec_cmd->add_option("CMD", args->command, "The command and its arguments")->required();
   exec_cmd->callback([args, api, exit_status] {
     ApiClient client = api();
-    auto status = exec(client, args->name, args->command);
+    auto status = exec(client, args->name, args->command, args->with_stdin);
     *exit_status = status ? *status : fail(status.error());
   });
 

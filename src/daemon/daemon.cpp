@@ -614,6 +614,7 @@ Result<void> Daemon::delete_snapshot(const std::string& name, const std::string&
 
 Result<json> Daemon::clone_vm(const std::string& name, const std::string& new_name,
                               const std::optional<std::string>& snapshot) {
+  if (new_name == name) return Error(ErrorCode::kBusy, "a VM named " + new_name + " already exists");
   std::optional<std::string> from = snapshot;
   {
     // A running VM is cloned from a snapshot of it, taken now.

@@ -156,6 +156,7 @@ CASE="clone a running VM (snapshots it first)"; api POST /v1/vms/alpha/clone '{"
 CASE="the clone's snapshot"; api GET /v1/vms/alpha/snapshots; contains "$BODY" clone-beta
 CASE="clone from a snapshot"; api POST /v1/vms/alpha/clone '{"name":"gamma","snapshot":"s1"}'; expect 201 state suspended
 CASE="clone: missing snapshot"; api POST /v1/vms/alpha/clone '{"name":"eps","snapshot":"nope"}'; expect_error 404 not-found
+CASE="clone: onto itself"; api POST /v1/vms/alpha/clone '{"name":"alpha"}'; expect_error 409 conflict
 CASE="clone: name taken"; api POST /v1/vms/alpha/clone '{"name":"gamma"}'; expect_error 409 conflict
 CASE="clone starts from its snapshot as a clone"; api POST /v1/vms/gamma/start; expect 200 state running
 contains "$(cat "$LIB/vms/gamma/logs/hostvisor.log")" "--restore $LIB/vms/gamma/snapshots/s1 --clone"

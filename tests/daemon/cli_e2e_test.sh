@@ -64,6 +64,7 @@ check_output "vm list shows it" "dev" hv vm list
 check_output "vm start" "dev: running" hv vm start dev
 wait_for_agent dev
 check_output "vm exec" "Linux" hv vm exec dev -- uname -s
+check_output "vm exec -i: stdin goes to the command" "piped in" sh -c "echo piped in | '$HOSTVISOR' vm exec -i dev -- cat"
 hv vm exec dev -- sh -c 'exit 7' && status=0 || status=$?
 [ "$status" = 7 ] && echo "ok   vm exec: the command's status is ours" || fail "vm exec status $status, want 7"
 echo "the host's file" >"$WORK/in.txt"
