@@ -1,5 +1,7 @@
 #include "api/api_server.h"
 
+#include <fcntl.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -14,6 +16,7 @@
 #include <boost/beast/websocket.hpp>
 #include <cstring>
 #include <deque>
+#include <mutex>
 #include <thread>
 
 #include "api/router.h"
@@ -133,6 +136,151 @@ class ConsoleBridge {
   beast::flat_buffer incoming_;
 };
 
+// /v1/vms/NAME/exec as a WebSocket: a command whose input and output stream
+// while it runs (a shell on a terminal). The client's first message is the
+// request (exec's body plus terminal, rows, cols); then binary messages are
+// its stdin, and text messages {"resize":[rows,cols]}, {"signal":N} or
+// {"eof":true}. The server sends binary messages whose first byte is the
+// stream (1 stdout, 2 stderr), and a last text message: exec's result, or
+// {"error":{...}}. The command runs on a thread of its own (the agent
+// client's poll loop); its output is posted to this io_context, which alone
+// writes to the WebSocket.
+class ExecBridge {
+ public:
+  ExecBridge(Socket socket, VmService& service, std::string vm)
+      : ws_(asio::local::stream_protocol::socket(ioc_)), service_(service), vm_(std::move(vm)) {
+    ws_.next_layer().assign(asio::local::stream_protocol(), socket.release());
+  }
+
+  void run(const http::request<http::string_body>& request) {
+    beast::error_code ec;
+    ws_.accept(request, ec);
+    if (ec) return;
+    beast::flat_buffer first;
+    ws_.read(first, ec);
+    if (ec) return;
+    auto parsed = parse_exec_stream_request(beast::buffers_to_string(first.data()));
+    if (!parsed) return finish_now(error_json(parsed.error()));
+    stream_ = std::move(parsed.value());
+    int pipe_fds[2];
+    auto events = EventFd::create(0, EFD_NONBLOCK);
+    if (::pipe2(pipe_fds, O_CLOEXEC) != 0 || !events) return finish_now(error_json(Error::from_errno("pipe")));
+    stdin_read_.reset(pipe_fds[0]);
+    stdin_write_.reset(pipe_fds[1]);
+    events_ = std::make_unique<EventFd>(std::move(events.value()));
+    stream_.stdin_fd = stdin_read_.get();
+    stream_.event_fd = events_->fd();
+    stream_.on_output = [this](int channel, std::span<const uint8_t> bytes) {
+      std::string message(1, static_cast<char>(channel));
+      message.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+      asio::post(ioc_, [this, message = std::move(message)]() mutable { send(std::move(message), true); });
+    };
+    stream_.on_event = [this](agent::ExecControl& control) {
+      events_->consume();
+      std::deque<nlohmann::json> pending;
+      {
+        std::lock_guard lock(control_mutex_);
+        pending.swap(control_);
+      }
+      for (const nlohmann::json& message : pending) {
+        if (message.contains("resize") && message["resize"].is_array() && message["resize"].size() == 2 &&
+            message["resize"][0].is_number_unsigned() && message["resize"][1].is_number_unsigned())
+          (void)control.resize(message["resize"][0].get<uint16_t>(), message["resize"][1].get<uint16_t>());
+        if (message.contains("signal") && message["signal"].is_number_unsigned() && message["signal"].get<int>() < 65)
+          (void)control.signal(message["signal"].get<int>());
+      }
+    };
+    std::thread worker([this] {
+      auto result = service_.exec_stream(vm_, stream_);
+      const std::string last = result ? result->dump() : error_json(result.error());
+      asio::post(ioc_, [this, last] {
+        finished_ = true;
+        send(last, false);
+      });
+    });
+    read_client();
+    ioc_.run();
+    // The client left first: the command's stdin ends and it gets SIGHUP, as
+    // a terminal's hang-up gives; the agent client sees it to its end.
+    stdin_write_.reset();
+    {
+      std::lock_guard lock(control_mutex_);
+      control_.push_back(nlohmann::json{{"signal", SIGHUP}});
+    }
+    events_->signal();
+    worker.join();
+  }
+
+ private:
+  static std::string error_json(const Error& error) {
+    return nlohmann::json{{"error", {{"code", api_error_code(error.code())}, {"message", error.message()}}}}.dump();
+  }
+  void finish_now(const std::string& text) {
+    beast::error_code ec;
+    ws_.text(true);
+    ws_.write(asio::buffer(text), ec);
+    ws_.close(websocket::close_code::normal, ec);
+  }
+  void send(std::string message, bool binary) {
+    outgoing_.emplace_back(binary, std::move(message));
+    write_next();
+  }
+  void write_next() {
+    if (writing_) return;
+    if (outgoing_.empty()) {
+      if (finished_) {
+        ws_.async_close(websocket::close_code::normal, [this](beast::error_code) { ioc_.stop(); });
+        finished_ = false;
+      }
+      return;
+    }
+    writing_ = true;
+    current_ = std::move(outgoing_.front());
+    outgoing_.pop_front();
+    ws_.binary(current_.first);
+    ws_.async_write(asio::buffer(current_.second), [this](beast::error_code ec, size_t) {
+      writing_ = false;
+      if (ec) return ioc_.stop();
+      write_next();
+    });
+  }
+  void read_client() {
+    ws_.async_read(incoming_, [this](beast::error_code ec, size_t) {
+      if (ec) return ioc_.stop();
+      std::string data = beast::buffers_to_string(incoming_.data());
+      incoming_.consume(incoming_.size());
+      if (ws_.got_binary()) {
+        if (stdin_write_.valid() && !write_fully(stdin_write_.get(), data)) stdin_write_.reset();
+      } else {
+        const nlohmann::json message = nlohmann::json::parse(data, nullptr, false);
+        if (message.is_object() && message.value("eof", false)) {
+          stdin_write_.reset();
+        } else if (message.is_object()) {
+          std::lock_guard lock(control_mutex_);
+          if (control_.size() < 64) control_.push_back(message);
+          events_->signal();
+        }
+      }
+      read_client();
+    });
+  }
+
+  asio::io_context ioc_;
+  websocket::stream<asio::local::stream_protocol::socket> ws_;
+  VmService& service_;
+  std::string vm_;
+  ExecStream stream_;
+  UniqueFd stdin_read_, stdin_write_;
+  std::unique_ptr<EventFd> events_;
+  std::mutex control_mutex_;
+  std::deque<nlohmann::json> control_;
+  std::deque<std::pair<bool, std::string>> outgoing_;
+  std::pair<bool, std::string> current_;
+  bool writing_ = false;
+  bool finished_ = false;
+  beast::flat_buffer incoming_;
+};
+
 void serve_connection(Socket socket, VmService& service) {
   beast::flat_buffer buffer;
   for (;;) {
@@ -162,6 +310,15 @@ void serve_connection(Socket socket, VmService& service) {
                            .body = std::move(request.body())};
     ApiResponse api_response = handle_request(service, api_request);
     if (api_response.kind == ApiResponse::Kind::kEventStream) return stream_events(socket, service, request.version());
+    if (api_response.kind == ApiResponse::Kind::kExecStream) {
+      if (!websocket::is_upgrade(request)) {
+        api_response = error_response(426, "upgrade-required", "GET exec is a WebSocket; POST runs a command to its end");
+      } else {
+        ExecBridge bridge(std::move(socket), service, api_response.vm);
+        bridge.run(request);
+        return;
+      }
+    }
     if (api_response.kind == ApiResponse::Kind::kConsole) {
       if (!websocket::is_upgrade(request)) {
         api_response = error_response(426, "upgrade-required", "the console is a WebSocket: send an Upgrade request");

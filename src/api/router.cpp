@@ -246,7 +246,13 @@ Result<ApiResponse> route_vm(VmService& service, const ApiRequest& request, cons
       return from_result(service.clone_vm(name, new_name, snapshot), 201);
     }
     if (what == "exec") {
-      if (m != "POST") return method_not_allowed(m, "POST");
+      if (m == "GET") {  // the interactive form, a WebSocket
+        ApiResponse response;
+        response.kind = ApiResponse::Kind::kExecStream;
+        response.vm = name;
+        return response;
+      }
+      if (m != "POST") return method_not_allowed(m, "POST (or GET, a WebSocket)");
       return from_result(service.exec(name, HV_TRY(parse_exec(HV_TRY(parse_body(request.body, true))))));
     }
     if (what == "files") {
@@ -414,6 +420,23 @@ ApiResponse error_response(unsigned status, const std::string& code, const std::
 
 ApiResponse error_response(const Error& error) {
   return error_response(http_status(error.code()), api_error_code(error.code()), error.message());
+}
+
+Result<ExecStream> parse_exec_stream_request(const std::string& text) {
+  try {
+    const json body = HV_TRY(parse_body(text, true));
+    ExecStream stream;
+    stream.call = HV_TRY(parse_exec(body));
+    if (body.contains("terminal")) {
+      if (!body["terminal"].is_boolean()) return Error(ErrorCode::kInvalidArgument, "field 'terminal' must be true or false");
+      stream.terminal = body["terminal"].get<bool>();
+    }
+    stream.rows = static_cast<uint16_t>(HV_TRY(unsigned_field(body, "rows", 0, 4096)));
+    stream.cols = static_cast<uint16_t>(HV_TRY(unsigned_field(body, "cols", 0, 4096)));
+    return stream;
+  } catch (const std::exception& e) {
+    return Error(ErrorCode::kInternal, std::string("internal error: ") + e.what());
+  }
 }
 
 ApiResponse handle_request(VmService& service, const ApiRequest& request) {

@@ -19,15 +19,19 @@ struct ApiRequest {
 };
 
 struct ApiResponse {
-  enum class Kind { kBody, kEventStream, kConsole };
+  enum class Kind { kBody, kEventStream, kConsole, kExecStream };
   Kind kind = Kind::kBody;
   unsigned status = 200;
   std::string content_type = "application/json";
   std::string body;
-  std::string vm;  // kConsole: whose console
+  std::string vm;  // kConsole, kExecStream: which VM
 };
 
 ApiResponse handle_request(VmService& service, const ApiRequest& request);
+
+// The first message of the exec WebSocket: exec's body plus "terminal",
+// "rows" and "cols".
+Result<ExecStream> parse_exec_stream_request(const std::string& text);
 
 // The JSON error body and status for an Error.
 ApiResponse error_response(const Error& error);

@@ -68,6 +68,21 @@ TEST(Router, StreamsAreHandedToTheServer) {
   const ApiResponse console = send(service, "GET", "/v1/vms/dev/console");
   EXPECT_EQ(console.kind, ApiResponse::Kind::kConsole);
   EXPECT_EQ(console.vm, "dev");
+  const ApiResponse exec = send(service, "GET", "/v1/vms/dev/exec");
+  EXPECT_EQ(exec.kind, ApiResponse::Kind::kExecStream);
+  EXPECT_EQ(exec.vm, "dev");
+}
+
+TEST(Router, TheExecStreamsFirstMessageIsChecked) {
+  auto stream = parse_exec_stream_request(R"({"argv":["/bin/sh","-l"],"terminal":true,"rows":40,"cols":120})");
+  ASSERT_TRUE(stream) << stream.error().message();
+  EXPECT_TRUE(stream->terminal);
+  EXPECT_EQ(stream->rows, 40);
+  EXPECT_EQ(stream->cols, 120);
+  EXPECT_FALSE(parse_exec_stream_request(R"({"argv":[]})"));
+  EXPECT_FALSE(parse_exec_stream_request(R"({"argv":["sh"],"terminal":"yes"})"));
+  EXPECT_FALSE(parse_exec_stream_request(R"({"argv":["sh"],"rows":99999})"));
+  EXPECT_FALSE(parse_exec_stream_request("not json"));
 }
 
 TEST(Router, ErrorsAreJsonWithAStatusACodeAndAMessage) {

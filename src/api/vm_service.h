@@ -4,12 +4,15 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <span>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "agent/agent_client.h"
 #include "api/event_bus.h"
 #include "base/fd.h"
 #include "base/result.h"
@@ -25,6 +28,19 @@ struct ExecCall {
   std::string cwd;
   std::string stdin_data;
   uint32_t timeout_seconds = 60;
+};
+
+// An exec whose input and output stream while it runs (the exec WebSocket):
+// stdin is read from stdin_fd to EOF, and on_event may resize the terminal
+// or signal the command when event_fd is readable.
+struct ExecStream {
+  ExecCall call;
+  bool terminal = false;
+  uint16_t rows = 0, cols = 0;
+  int stdin_fd = -1;
+  int event_fd = -1;
+  std::function<void(int channel, std::span<const uint8_t>)> on_output;  // 1: stdout, 2: stderr
+  std::function<void(agent::ExecControl&)> on_event;
 };
 
 struct PortForward {
@@ -56,6 +72,8 @@ class VmService {
                                           const std::optional<std::string>& snapshot) = 0;
 
   virtual Result<nlohmann::json> exec(const std::string& name, const ExecCall& call) = 0;
+  // Runs to the command's end; the result as exec's (without the output).
+  virtual Result<nlohmann::json> exec_stream(const std::string& name, ExecStream& stream) = 0;
   virtual Result<std::string> read_file(const std::string& name, const std::string& guest_path) = 0;
   virtual Result<void> write_file(const std::string& name, const std::string& guest_path, const std::string& data,
                                   uint32_t mode) = 0;

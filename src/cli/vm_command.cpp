@@ -1,6 +1,7 @@
 #include "cli/vm_command.h"
 
 #include <fcntl.h>
+#include <sys/ioctl.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -32,7 +33,7 @@ struct VmArgs {
   std::string memory = "512M", accel = "auto", console = "serial", kernel, initrd, append, data_disk = "8G";
   uint32_t cpus = 1;
   std::vector<std::string> disks, nets, command;
-  bool json_output = false, force = false, no_balloon = false, console_log = false, with_stdin = false;
+  bool json_output = false, force = false, no_balloon = false, console_log = false, with_stdin = false, tty = false;
   uint32_t timeout = 30;
   std::string dhcp;
 };
@@ -264,20 +265,132 @@ class ConsoleSession {
   boost::beast::flat_buffer incoming_;
 };
 
-// A shell through the guest agent: `hostvisor agent --vsock SOCKET shell`
-// on the VM's vsock socket, which the API names.
+// A command on a terminal in the VM (a shell), through the API's exec
+// WebSocket: this terminal goes raw, keys go to the command, its output
+// comes back, the window size follows. The command's status is ours.
+class ExecSession {
+ public:
+  explicit ExecSession(const std::string& socket) : socket_path_(socket) {}
+
+  Result<int> run(const std::string& name, const std::vector<std::string>& argv) {
+    namespace asio = boost::asio;
+    namespace websocket = boost::beast::websocket;
+    boost::system::error_code ec;
+    ws_.next_layer().connect(asio::local::stream_protocol::endpoint(socket_path_), ec);
+    if (ec) return Error(ErrorCode::kIo, "cannot reach the daemon: " + ec.message());
+    websocket::response_type response;
+    ws_.handshake(response, "localhost", "/v1/vms/" + name + "/exec", ec);
+    if (ec) {
+      const json error = json::parse(response.body(), nullptr, false);
+      if (error.is_object() && error.contains("error"))
+        return Error(ErrorCode::kIo, error["error"].value("message", "exec refused"));
+      return Error(ErrorCode::kIo, "exec in " + name + ": " + ec.message());
+    }
+    const bool terminal = ::isatty(STDIN_FILENO);
+    json request{{"argv", argv}, {"terminal", terminal}};
+    const char* term = std::getenv("TERM");
+    request["env"] = {std::string("TERM=") + (term != nullptr ? term : "xterm")};
+    uint16_t rows = 0, cols = 0;
+    if (window_size(rows, cols)) {
+      request["rows"] = rows;
+      request["cols"] = cols;
+    }
+    ws_.text(true);
+    ws_.write(asio::buffer(request.dump()), ec);
+    if (ec) return Error(ErrorCode::kIo, "exec in " + name + ": " + ec.message());
+    termios saved{};
+    const bool raw = terminal && ::tcgetattr(STDIN_FILENO, &saved) == 0;
+    if (raw) {
+      termios mode = saved;
+      ::cfmakeraw(&mode);
+      ::tcsetattr(STDIN_FILENO, TCSANOW, &mode);
+    }
+    read_stdin();
+    read_ws();
+    watch_window();
+    ioc_.run();
+    if (raw) ::tcsetattr(STDIN_FILENO, TCSANOW, &saved);
+    if (!result_.is_object()) return Error(ErrorCode::kIo, "the daemon closed the exec before the command ended");
+    if (result_.contains("error"))
+      return Error(ErrorCode::kIo, result_["error"].value("message", "exec failed"));
+    return result_.value("status", 1);
+  }
+
+ private:
+  static bool window_size(uint16_t& rows, uint16_t& cols) {
+    winsize size{};
+    if (::ioctl(STDIN_FILENO, TIOCGWINSZ, &size) != 0 || size.ws_row == 0) return false;
+    rows = size.ws_row;
+    cols = size.ws_col;
+    return true;
+  }
+  void watch_window() {
+    signals_.async_wait([this](boost::system::error_code ec, int) {
+      if (ec) return;
+      uint16_t rows, cols;
+      if (window_size(rows, cols)) send(json{{"resize", {rows, cols}}}.dump(), false);
+      watch_window();
+    });
+  }
+  void read_stdin() {
+    stdin_.async_read_some(boost::asio::buffer(keys_), [this](boost::system::error_code ec, size_t n) {
+      if (ec) return send(json{{"eof", true}}.dump(), false);  // stdin ended: so does the command's
+      send(std::string(keys_.data(), n), true);
+      read_stdin();
+    });
+  }
+  void send(std::string message, bool binary) {
+    queue_.emplace_back(binary, std::move(message));
+    write_next();
+  }
+  void write_next() {
+    if (writing_ || queue_.empty()) return;
+    writing_ = true;
+    current_ = std::move(queue_.front());
+    queue_.pop_front();
+    ws_.binary(current_.first);
+    ws_.async_write(boost::asio::buffer(current_.second), [this](boost::system::error_code ec, size_t) {
+      writing_ = false;
+      if (ec) return ioc_.stop();
+      write_next();
+    });
+  }
+  void read_ws() {
+    ws_.async_read(incoming_, [this](boost::system::error_code ec, size_t) {
+      if (ec) return ioc_.stop();
+      const std::string data = boost::beast::buffers_to_string(incoming_.data());
+      incoming_.consume(incoming_.size());
+      if (ws_.got_binary()) {
+        if (!data.empty())
+          write_all(data[0] == 2 ? STDERR_FILENO : STDOUT_FILENO,
+                    std::span(reinterpret_cast<const uint8_t*>(data.data()) + 1, data.size() - 1));
+      } else {
+        result_ = json::parse(data, nullptr, false);
+        return ioc_.stop();
+      }
+      read_ws();
+    });
+  }
+
+  std::string socket_path_;
+  boost::asio::io_context ioc_;
+  boost::beast::websocket::stream<boost::asio::local::stream_protocol::socket> ws_{ioc_};
+  boost::asio::posix::stream_descriptor stdin_{ioc_, ::dup(STDIN_FILENO)};
+  boost::asio::signal_set signals_{ioc_, SIGWINCH};
+  std::array<char, 4096> keys_{};
+  std::deque<std::pair<bool, std::string>> queue_;
+  std::pair<bool, std::string> current_;
+  bool writing_ = false;
+  boost::beast::flat_buffer incoming_;
+  json result_;
+};
+
 int shell(ApiClient& api, const std::string& name) {
-  auto vm = api.call("GET", vm_path(name));
-  if (!vm) return fail(vm.error());
-  if (!(*vm).contains("vsock_socket") || !(*vm)["vsock_socket"].is_string())
-    return fail(Error(ErrorCode::kBusy, "VM " + name + " is not running; start it first"));
-  const std::string vsock = (*vm)["vsock_socket"].get<std::string>();
-  std::vector<std::string> argv_storage{"hostvisor", "agent", "--vsock", vsock, "shell"};
-  std::vector<char*> argv;
-  for (auto& arg : argv_storage) argv.push_back(arg.data());
-  argv.push_back(nullptr);
-  ::execv("/proc/self/exe", argv.data());
-  return fail(Error::from_errno("exec hostvisor agent"));
+  auto socket = api.socket();
+  if (!socket) return fail(socket.error());
+  ExecSession session(*socket);
+  auto status = session.run(name, {"/bin/sh", "-l"});
+  return status ? *status : fail(status.error());
 }
 
 // Waits until the VM's agent runs a command (the guest has booted).
@@ -425,10 +538,23 @@ void add_vm_command(CLI::App& app, int* exit_status) {
   auto* exec_cmd = vm->add_subcommand("exec", "Run a command in the VM through its agent: vm exec NAME -- CMD...");
   exec_cmd->add_option("NAME", args->name)->required();
   exec_cmd->add_flag("-i,--stdin", args->with_stdin, "Send this command's stdin (read to its end) as the command's");
+  exec_cmd->add_flag("-t,--tty", args->tty,
+                     "Interactive: input and output stream while it runs, on a terminal in the guest when this is one");
   exec_cmd->add_option("CMD", args->command, "The command and its arguments")->required();
   exec_cmd->callback([args, api, exit_status] {
     ApiClient client = api();
-    auto status = exec(client, args->name, args->command, args->with_stdin);
+    Result<int> status = 0;
+    if (args->tty) {
+      auto socket = client.socket();
+      if (!socket) {
+        *exit_status = fail(socket.error());
+        return;
+      }
+      ExecSession session(*socket);
+      status = session.run(args->name, args->command);
+    } else {
+      status = exec(client, args->name, args->command, args->with_stdin);
+    }
     *exit_status = status ? *status : fail(status.error());
   });
 

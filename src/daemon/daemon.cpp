@@ -732,6 +732,26 @@ Result<json> Daemon::exec(const std::string& name, const api::ExecCall& call) {
               {"stdout", out}, {"stderr", err}, {"truncated", truncated}};
 }
 
+Result<json> Daemon::exec_stream(const std::string& name, api::ExecStream& stream) {
+  HV_TRY(require_running(name));
+  AgentAccess agent(vsock_socket(name), std::chrono::seconds(stream.call.timeout_seconds));
+  agent::ExecRequest request{.argv = stream.call.argv,
+                             .env = stream.call.env,
+                             .cwd = stream.call.cwd,
+                             .terminal = stream.terminal,
+                             .rows = stream.rows,
+                             .cols = stream.cols};
+  agent::ExecStreams streams{
+      .stdin_fd = stream.stdin_fd,
+      .on_stdout = [&](std::span<const uint8_t> bytes) { stream.on_output(1, bytes); },
+      .on_stderr = [&](std::span<const uint8_t> bytes) { stream.on_output(2, bytes); },
+      .event_fd = stream.event_fd,
+      .on_event = stream.on_event};
+  auto result = agent.client().exec(request, streams);
+  if (!result) return result.error().with_context("exec in VM " + name);
+  return json{{"exit_code", result->exit_code}, {"signal", result->signal}, {"status", result->status()}};
+}
+
 Result<std::string> Daemon::read_file(const std::string& name, const std::string& guest_path) {
   auto agent = HV_TRY(agent_for(name));
   UniqueFd sink(::memfd_create("hostvisor-copy", MFD_CLOEXEC));

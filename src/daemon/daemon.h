@@ -51,6 +51,7 @@ class Daemon final : public api::VmService {
                                   const std::optional<std::string>& snapshot) override;
 
   Result<nlohmann::json> exec(const std::string& name, const api::ExecCall& call) override;
+  Result<nlohmann::json> exec_stream(const std::string& name, api::ExecStream& stream) override;
   Result<std::string> read_file(const std::string& name, const std::string& guest_path) override;
   Result<void> write_file(const std::string& name, const std::string& guest_path, const std::string& data,
                           uint32_t mode) override;

@@ -67,6 +67,10 @@ check_output "vm exec" "Linux" hv vm exec dev -- uname -s
 check_output "vm exec -i: stdin goes to the command" "piped in" sh -c "echo piped in | '$HOSTVISOR' vm exec -i dev -- cat"
 hv vm exec dev -- sh -c 'exit 7' && status=0 || status=$?
 [ "$status" = 7 ] && echo "ok   vm exec: the command's status is ours" || fail "vm exec status $status, want 7"
+check_output "vm shell (its input from a pipe)" "shell says hi" sh -c "printf 'echo shell says hi\nexit 0\n' | '$HOSTVISOR' vm shell dev"
+printf 'exit 5\n' | hv vm shell dev >/dev/null 2>&1 && status=0 || status=$?
+[ "$status" = 5 ] && echo "ok   vm shell: the shell's status is ours" || fail "vm shell status $status, want 5"
+check_output "vm exec -t streams" "streamed" sh -c "echo streamed | '$HOSTVISOR' vm exec -t dev -- cat"
 echo "the host's file" >"$WORK/in.txt"
 check "vm cp in" hv vm cp "$WORK/in.txt" dev:/tmp/in.txt
 check "vm cp out" hv vm cp dev:/tmp/in.txt "$WORK/out.txt"

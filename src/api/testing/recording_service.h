@@ -45,6 +45,9 @@ class RecordingService final : public VmService {
   Result<nlohmann::json> exec(const std::string& name, const ExecCall& call) override {
     return answer("exec " + name + " " + call.argv.at(0));
   }
+  Result<nlohmann::json> exec_stream(const std::string& name, ExecStream& stream) override {
+    return answer("exec_stream " + name + " " + stream.call.argv.at(0));
+  }
   Result<std::string> read_file(const std::string& name, const std::string& path) override {
     calls.push_back("read_file " + name + " " + path);
     if (fail_with) return *fail_with;
