@@ -13,6 +13,8 @@
 #include "cli/device_options.h"
 #include "cli/fw_cfg_option.h"
 #include "cli/memory_option.h"
+#include "control/control_server.h"
+#include "control/vm_controller.h"
 #include "guest/default_guest/default_guest.h"
 #include "net/switch/switch_paths.h"
 #include "snapshot/snapshot_reader.h"
@@ -41,6 +43,9 @@ struct RunOptions {
   std::string restore;       // a snapshot to continue
   std::string restore_mode = "map";
   bool clone = false;
+  std::string control;      // --control PATH: the control socket
+  bool headless = false;    // the console is not the terminal's
+  std::string console_log;  // --console-log FILE
   // Options that describe the machine, given on this command line: a
   // restore takes the machine from the snapshot and refuses them.
   std::vector<std::string> machine_options_given;
@@ -61,7 +66,6 @@ Result<std::string> default_guest_vsock_path() {
   return directory + "/default-guest.vsock";
 }
 
-
 Result<RestoreMode> parse_restore_mode(const std::string& text) {
   if (text == "map") return RestoreMode::kMap;
   if (text == "copy") return RestoreMode::kCopy;
@@ -70,8 +74,8 @@ Result<RestoreMode> parse_restore_mode(const std::string& text) {
 
 // Runs machines built by `build` until the run ends; a guest reset builds
 // the next one from `config` (a fresh boot, also after a restore).
-int run_machines(const RunOptions& options, const MachineConfig& config,
-                 const std::function<Result<std::unique_ptr<Machine>>(StopSignals&)>& first_build);
+using FirstBuild = std::function<Result<std::unique_ptr<Machine>>(StopSignals&, const MachineConsole&)>;
+int run_machines(const RunOptions& options, const MachineConfig& config, const FirstBuild& first_build);
 
 int restore(const RunOptions& options) {
   for (const std::string& given : options.machine_options_given) {
@@ -141,13 +145,15 @@ int restore(const RunOptions& options) {
     if (!(*overlays)[i].empty())
       std::fprintf(stderr, "hostvisor: disk %zu: writes go to %s\n", i, (*overlays)[i].c_str());
   const RestoreOptions restore_options{.mode = *mode, .clone = options.clone};
-  return run_machines(options, config, [&](StopSignals& signals) -> Result<std::unique_ptr<Machine>> {
-    auto machine = HV_TRY(Machine::restore(config, *snapshot, restore_options, signals));
-    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-    std::fprintf(stderr, "hostvisor: restored %s (%s%s) in %.1f ms\n", options.restore.c_str(),
-                 machine->restored_with() == RestoreMode::kMap ? "map" : "copy", options.clone ? ", clone" : "", ms);
-    return machine;
-  });
+  return run_machines(
+      options, config, [&](StopSignals& signals, const MachineConsole& console) -> Result<std::unique_ptr<Machine>> {
+        auto machine = HV_TRY(Machine::restore(config, *snapshot, restore_options, signals, console));
+        const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+        std::fprintf(stderr, "hostvisor: restored %s (%s%s) in %.1f ms\n", options.restore.c_str(),
+                     machine->restored_with() == RestoreMode::kMap ? "map" : "copy", options.clone ? ", clone" : "",
+                     ms);
+        return machine;
+      });
 }
 
 int run(const RunOptions& options) {
@@ -258,11 +264,12 @@ int run(const RunOptions& options) {
   }
   assign_stable_macs(run_vm_identity(config.kernel_path, config.disks), config.nets);
 
-  return run_machines(options, config, [&](StopSignals& signals) { return Machine::create(config, signals); });
+  return run_machines(options, config, [&](StopSignals& signals, const MachineConsole& console) {
+    return Machine::create(config, signals, console);
+  });
 }
 
-int run_machines(const RunOptions& options, const MachineConfig& config,
-                 const std::function<Result<std::unique_ptr<Machine>>(StopSignals&)>& first_build) {
+int run_machines(const RunOptions& options, const MachineConfig& config, const FirstBuild& first_build) {
   // From here on SIGINT, SIGTERM and SIGHUP end the run cleanly (status 0,
   // terminal restored) whenever they come, across reboots. Before this, while
   // the options are read and the default guest is assembled, they end
@@ -274,9 +281,37 @@ int run_machines(const RunOptions& options, const MachineConfig& config,
     fail(signals.error().message());
     return 1;
   }
-  auto stopped = [](int signal) {
+  // The console's output (the terminal unless --headless, the log, the
+  // control socket's attachments) and the control socket outlive each
+  // machine: a reboot keeps them. The socket's thread starts after the
+  // signals are blocked, so it inherits the mask.
+  auto console_output = ConsoleOutput::create({.to_stdout = !options.headless, .log_path = options.console_log});
+  if (!console_output) {
+    fail(console_output.error().message());
+    return 1;
+  }
+  const MachineConsole console{.output = *console_output, .headless = options.headless};
+  std::unique_ptr<control::VmController> controller;
+  std::unique_ptr<control::ControlServer> server;
+  if (!options.control.empty()) {
+    controller = std::make_unique<control::VmController>(
+        *console_output, control::RunFacts{.headless = options.headless, .restored_from = options.restore});
+    auto started = control::ControlServer::start(options.control, controller->hooks());
+    if (!started) {
+      fail(started.error().message());
+      return 1;
+    }
+    server = std::move(*started);
+    controller->set_server(server.get());
+  }
+  // Every way out: the subscribers hear the end, the socket file goes.
+  auto finish = [&](int status, const std::string& reason) {
+    if (server) server->stop({{"event", "state"}, {"state", "stopped"}, {"reason", reason}, {"status", status}});
+    return status;
+  };
+  auto stopped = [&](int signal) {
     std::fprintf(stderr, "\r\nhostvisor: %s\n", StopSignals::describe_stop(signal).c_str());
-    return 0;
+    return finish(0, StopSignals::describe_stop(signal));
   };
 
   // A guest reset reboots: the machine is built afresh from the same
@@ -286,10 +321,10 @@ int run_machines(const RunOptions& options, const MachineConfig& config,
     // A signal that came while the last machine was torn down ends the run
     // here rather than after a whole boot of the next one.
     if (const int signal = (*signals)->take().stop_signal) return stopped(signal);
-    auto machine = first ? first_build(**signals) : Machine::create(config, **signals);
+    auto machine = first ? first_build(**signals, console) : Machine::create(config, **signals, console);
     if (!machine) {
       fail(machine.error().message());
-      return 1;
+      return finish(1, machine.error().message());
     }
     if (first) {
       std::fprintf(stderr, "hostvisor: accel %s: %s\n", (*machine)->backend_name(), (*machine)->accel_reason().c_str());
@@ -298,13 +333,20 @@ int run_machines(const RunOptions& options, const MachineConfig& config,
                      socket.c_str());
     }
     (*machine)->set_snapshot_dir(options.snapshot_dir);
+    if (controller)
+      controller->machine_running(machine->get(), !first ? "reboot" : options.restore.empty() ? "started" : "restored");
     RunOutcome outcome = (*machine)->run();
-    if (outcome.kind == RunOutcome::Kind::kReset && !options.no_reboot) {
-      std::fprintf(stderr, "\r\nhostvisor: the guest reset the machine; rebooting\n");
+    const bool reboot = outcome.kind == RunOutcome::Kind::kReset && !options.no_reboot;
+    const std::string reason = reboot                    ? "the guest reset the machine; rebooting"
+                               : outcome.message.empty() ? "the guest powered off"
+                                                         : outcome.message;
+    if (controller) controller->machine_ended(reason);
+    if (reboot) {
+      std::fprintf(stderr, "\r\nhostvisor: %s\n", reason.c_str());
       continue;
     }
     if (!outcome.message.empty()) std::fprintf(stderr, "\r\nhostvisor: %s\n", outcome.message.c_str());
-    return outcome.exit_status;
+    return finish(outcome.exit_status, reason);
   }
 }
 
@@ -383,9 +425,23 @@ void add_run_command(CLI::App& app, int* exit_status) {
   cmd->add_option("--snapshot-dir", options->snapshot_dir,
                   "Where the console keys Ctrl-A s (snapshot and go on) and Ctrl-A S (snapshot and quit) write a "
                   "snapshot; one already there is replaced, atomically");
+  cmd->add_option("--control", options->control,
+                  "Serve the VM's control socket at PATH (a unix socket, mode 0600, only this user): info, pause, "
+                  "resume, reset, powerdown, quit, snapshot, hostfwd-add/remove, balloon-set, metrics, console "
+                  "attachments and state events, as newline-delimited JSON (docs/vm-control-protocol.md)")
+      ->type_name("PATH");
+  cmd->add_flag("--headless", options->headless,
+                "Do not attach the guest's console to this terminal: stdin is not read (no Ctrl-A keys) and its "
+                "output goes only to --control's console attachments and --console-log; hostvisor's own messages "
+                "still go to stderr");
+  cmd->add_option("--console-log", options->console_log,
+                  "Append the guest's console output to FILE (created 0600); at 4 MiB it is renamed to FILE.1 "
+                  "and a new FILE started")
+      ->type_name("FILE");
   cmd->add_option("--restore", options->restore,
                   "Continue the guest a snapshot holds (the machine, its devices and disks come from the snapshot; "
-                  "only --accel, --snapshot-dir, --qga, --vsock, --no-reboot and --net may be given with it; --net, one for each of "
+                  "only --accel, --snapshot-dir, --qga, --vsock, --no-reboot, --control, --headless, --console-log and "
+                  "--net may be given with it; --net, one for each of "
                   "its NICs, changes only a user-mode NAT's hostfwd= and rate=, e.g. for each clone's own ports)");
   cmd->add_option("--restore-mode", options->restore_mode,
                   "map: guest RAM is mapped copy-on-write from the snapshot's memory file (fast, lazy; the files "

@@ -128,7 +128,10 @@ Result<std::unique_ptr<TerminalConsole>> TerminalConsole::attach(EventLoop& loop
   HV_TRY(loop.add(self->target_->space_fd(), [self](uint32_t) { self->on_space(); }));
   // stdin may be unwatchable (a regular file, /dev/null): then there is
   // simply no console input and the guest runs on.
-  if (loop.add(input_fd, [self](uint32_t) { self->on_input(); }).ok()) self->watching_input_ = true;
+  if (input_fd < 0)
+    self->input_closed_ = true;
+  else if (loop.add(input_fd, [self](uint32_t) { self->on_input(); }).ok())
+    self->watching_input_ = true;
   self->terminal_resized();
   return console;
 }
@@ -223,6 +226,14 @@ void TerminalConsole::answer_byte(uint8_t byte) {
       const char echo[2] = {static_cast<char>(byte), 0};
       write_text(output_fd_, echo);
   }
+}
+
+void TerminalConsole::feed_remote(std::span<const uint8_t> bytes) {
+  if (answering_) return;  // the host's Ctrl-A b line is being typed: not the guest's
+  const size_t room = pending_.size() < kMaxRemotePending ? kMaxRemotePending - pending_.size() : 0;
+  bytes = bytes.first(std::min(room, bytes.size()));
+  pending_.insert(pending_.end(), bytes.begin(), bytes.end());
+  deliver_pending();
 }
 
 void TerminalConsole::on_space() {

@@ -106,6 +106,14 @@ class TerminalConsole {
   // device; attach() does it once, the caller again on SIGWINCH.
   void terminal_resized();
 
+  // Input from a console attachment of the control socket: bytes for the
+  // guest as they are (no escape keys), queued behind what waits already.
+  // At most kMaxRemotePending bytes wait; beyond that input is dropped (a
+  // guest that reads nothing must not grow the host's memory). On the loop
+  // thread. input_fd -1 at attach(): no terminal input, only this (--headless).
+  static constexpr size_t kMaxRemotePending = 256 * 1024;
+  void feed_remote(std::span<const uint8_t> bytes);
+
  private:
   TerminalConsole(EventLoop& loop, std::unique_ptr<ConsoleInput> target, int input_fd, int output_fd,
                   std::function<void()> on_quit, PauseToggle on_pause_toggle, SnapshotKey on_snapshot,

@@ -23,6 +23,23 @@ Result<std::unique_ptr<EventLoop>> EventLoop::create() {
 
 EventLoop::~EventLoop() { stop(); }
 
+void EventLoop::post(std::function<void()> task) {
+  {
+    std::lock_guard lock(mutex_);
+    posted_.push_back(std::move(task));
+  }
+  wake_.signal();
+}
+
+void EventLoop::run_posted() {
+  std::vector<std::function<void()>> tasks;
+  {
+    std::lock_guard lock(mutex_);
+    tasks.swap(posted_);
+  }
+  for (auto& task : tasks) task();
+}
+
 Result<void> EventLoop::add(int fd, Handler handler, uint32_t events) {
   {
     std::lock_guard lock(mutex_);
@@ -68,6 +85,7 @@ void EventLoop::run() {
       const int fd = events[i].data.fd;
       if (fd == wake_.fd()) {
         wake_.consume();
+        run_posted();
         continue;
       }
       std::shared_ptr<Handler> handler;

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <thread>
 #include <unordered_map>
+#include <vector>
 
 #include "base/fd.h"
 #include "base/result.h"
@@ -28,18 +29,25 @@ class EventLoop {
   Result<void> add(int fd, Handler handler, uint32_t events = 0);
   void remove(int fd);
 
+  // Runs `task` on the loop thread, soon (in order with other posted tasks).
+  // Thread-safe. A task still queued when the loop stops is destroyed
+  // without running.
+  void post(std::function<void()> task);
+
   void start();  // runs the loop on its own thread
   void stop();   // thread-safe; joins the loop thread
 
  private:
   EventLoop(UniqueFd epoll, EventFd wake) : epoll_(std::move(epoll)), wake_(std::move(wake)) {}
   void run();
+  void run_posted();
 
   UniqueFd epoll_;
   EventFd wake_;
   std::atomic<bool> stopping_{false};
   std::mutex mutex_;
   std::unordered_map<int, std::shared_ptr<Handler>> handlers_;
+  std::vector<std::function<void()>> posted_;  // under mutex_
   std::thread thread_;
 };
 

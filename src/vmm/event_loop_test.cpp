@@ -5,6 +5,8 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <memory>
+#include <vector>
 
 namespace hostvisor {
 namespace {
@@ -36,6 +38,36 @@ TEST(EventLoop, RunsHandlersOnItsThreadAndStops) {
   EXPECT_NE(handler_thread, std::this_thread::get_id());
   (*loop)->remove(efd->fd());
   (*loop)->stop();
+}
+
+TEST(EventLoop, RunsPostedTasksInOrderOnItsThread) {
+  auto loop = EventLoop::create();
+  ASSERT_TRUE(loop.ok());
+  std::mutex m;
+  std::condition_variable cv;
+  std::vector<int> order;
+  std::thread::id task_thread;
+  for (int i = 0; i < 3; ++i)
+    (*loop)->post([&, i] {
+      std::lock_guard lock(m);
+      order.push_back(i);
+      task_thread = std::this_thread::get_id();
+      cv.notify_all();
+    });
+  (*loop)->start();  // tasks posted before the start wait for it
+  {
+    std::unique_lock lock(m);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(5), [&] { return order.size() == 3; }));
+  }
+  EXPECT_EQ(order, (std::vector<int>{0, 1, 2}));
+  EXPECT_NE(task_thread, std::this_thread::get_id());
+  (*loop)->stop();
+  // After the stop a task is kept, never run, and destroyed with the loop.
+  auto token = std::make_shared<int>(0);
+  std::weak_ptr<int> watch = token;
+  (*loop)->post([token = std::move(token)] { *token = 1; });
+  loop->reset();
+  EXPECT_TRUE(watch.expired());
 }
 
 TEST(EventLoop, RejectsABadFd) {

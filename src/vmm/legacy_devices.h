@@ -3,7 +3,10 @@
 // 0x61, the POST port, the ACPI PM block and, on request, debug-exit.
 #pragma once
 
+#include <cstdint>
+#include <functional>
 #include <memory>
+#include <span>
 
 #include "base/result.h"
 
@@ -30,6 +33,8 @@ struct LegacyDevices {
 
 struct LegacyOptions {
   bool debug_exit = false;  // --debug-exit: the port that ends the run with a status
+  // Where the UART's output goes (empty: stdout).
+  std::function<void(std::span<const uint8_t>)> serial_output;
 };
 
 // Puts the devices on `pio_bus`, their interrupts on `irq`. They reach the

@@ -35,6 +35,7 @@
 #include "hv/irqchip_state.h"
 #include "hv/vcpu_state.h"
 #include "net/net_backend_factory.h"
+#include "net/slirp/slirp_backend.h"
 #include "snapshot/memory_image.h"
 #include "snapshot/snapshot_reader.h"
 #include "snapshot/snapshot_writer.h"
@@ -52,15 +53,17 @@ namespace {
 constexpr const char* kQgaPortName = "org.qemu.guest_agent.0";
 }  // namespace
 
-Result<std::unique_ptr<Machine>> Machine::create(const MachineConfig& config, StopSignals& signals) {
-  std::unique_ptr<Machine> machine(new Machine(config, signals));
+Result<std::unique_ptr<Machine>> Machine::create(const MachineConfig& config, StopSignals& signals,
+                                                 const MachineConsole& console) {
+  std::unique_ptr<Machine> machine(new Machine(config, signals, console));
   HV_TRY(machine->build(nullptr, RestoreOptions{}));
   return machine;
 }
 
 Result<std::unique_ptr<Machine>> Machine::restore(const MachineConfig& config, const snapshot::Snapshot& snapshot,
-                                                  const RestoreOptions& options, StopSignals& signals) {
-  std::unique_ptr<Machine> machine(new Machine(config, signals));
+                                                  const RestoreOptions& options, StopSignals& signals,
+                                                  const MachineConsole& console) {
+  std::unique_ptr<Machine> machine(new Machine(config, signals, console));
   auto built = machine->build(&snapshot, options);
   if (!built) return std::move(built).error().with_context("restoring " + snapshot.dir());
   // The guest's wall clock stopped at the snapshot; a clone also shares its
@@ -98,8 +101,10 @@ Result<void> Machine::build(const snapshot::Snapshot* snapshot, const RestoreOpt
   memory_.set_dma_write_observer(
       [vm = vm_.get()](GuestAddress at, uint64_t length) { vm->dma_written(at.value(), length); });
 
-  LegacyDevices legacy =
-      HV_TRY(add_legacy_devices(pio_bus_, vm_->interrupts(), *this, LegacyOptions{.debug_exit = config_.debug_exit}));
+  LegacyDevices legacy = HV_TRY(add_legacy_devices(
+      pio_bus_, vm_->interrupts(), *this,
+      LegacyOptions{.debug_exit = config_.debug_exit,
+                    .serial_output = [this](std::span<const uint8_t> bytes) { console_write(bytes); }}));
   serial_ = std::move(legacy.serial);
   rtc_ = std::move(legacy.rtc);
   add_cpu_components();
@@ -188,9 +193,8 @@ Result<void> Machine::add_pci_devices() {
                              HV_LOG_INFO("qemu-guest-agent port: the guest {} it", open ? "opened" : "closed");
                            }});
   }
-  virtio_console_ = HV_TRY(VirtioConsole::create(
-      [](std::span<const uint8_t> bytes) { write_all(STDOUT_FILENO, bytes); }, VirtioConsole::kDefaultInputCapacity,
-      std::move(named_ports)));
+  virtio_console_ = HV_TRY(VirtioConsole::create([this](std::span<const uint8_t> bytes) { console_write(bytes); },
+                                                 VirtioConsole::kDefaultInputCapacity, std::move(named_ports)));
   if (qga_socket_) HV_TRY(qga_socket_->attach(*event_loop_, virtio_console_, 1));
   HV_TRY(plug_virtio_pci(virtio_console_));
 
@@ -292,6 +296,7 @@ Result<void> Machine::add_net(const net::NetOption& option, VirtioTransport tran
   HV_TRY(watch_net_backend(net));
   HV_TRY(plug_virtio(net, transport));
   nets_.push_back(net);
+  net_kinds_.emplace_back(net::net_mode_name(option));
   return ok();
 }
 
@@ -435,6 +440,7 @@ Result<void> Machine::add_firmware_tables(const arch::MemoryLayout& layout, bool
   components_.push_back(device_state_component("fw-cfg", fw_cfg_));
 
   auto pm = HV_TRY(add_acpi_pm_block(pio_bus_, vm_->interrupts(), *this));
+  pm_ = pm;
   components_.push_back(device_state_component("acpi-pm", pm));
   vm_generation_id_ = std::make_shared<VmGenerationId>(memory_, arch::kVmGenerationIdAddress,
                                                        [pm] { pm->raise_gpe0(arch::kVmGenerationIdGpe); });
@@ -455,8 +461,11 @@ Result<void> Machine::setup_console() {
   } else {
     console_input = HV_TRY(serial_console_input(*serial_));
   }
+  // Headless: no terminal at all; input comes only from console attachments.
+  const int input_fd = console_options_.headless ? -1 : STDIN_FILENO;
+  const int output_fd = console_options_.headless ? -1 : STDOUT_FILENO;
   console_ = HV_TRY(TerminalConsole::attach(
-      *event_loop_, std::move(console_input), STDIN_FILENO, STDOUT_FILENO,
+      *event_loop_, std::move(console_input), input_fd, output_fd,
       [this] {
         request_stop(RunOutcome{RunOutcome::Kind::kUserQuit, 0, "quit from the console (Ctrl-A x)"});
       },
@@ -468,8 +477,7 @@ Result<void> Machine::setup_console() {
 
 std::string Machine::toggle_pause() {
   if (state() == RunState::kPaused) {
-    const RunResponse resumed = resume();
-    if (resumed == RunResponse::kDone && clock_sync_) clock_sync_->request("a pause");
+    const RunResponse resumed = resume_and_sync();
     return resumed == RunResponse::kDone ? "VM resumed" : std::string("resume: ") + to_string(resumed);
   }
   const RunResponse paused = pause();
@@ -495,7 +503,7 @@ RunOutcome Machine::run() {
   auto rtc_timer = RtcTimer::start(*event_loop_, rtc_);
   if (!rtc_timer) return RunOutcome{RunOutcome::Kind::kFailure, 1, rtc_timer.error().message()};
   rtc_timer_ = std::move(*rtc_timer);
-  RawTerminal raw(STDIN_FILENO);
+  RawTerminal raw(console_options_.headless ? -1 : STDIN_FILENO);
 
   take_signals();  // a stop signal read before this machine existed ends it before it starts
   event_loop_->start();
@@ -532,9 +540,96 @@ void Machine::log_net_counters() {
   }
 }
 
+void Machine::console_write(std::span<const uint8_t> bytes) {
+  if (console_options_.output)
+    console_options_.output->write(bytes);
+  else
+    write_all(STDOUT_FILENO, bytes);
+}
+
+void Machine::console_input(std::span<const uint8_t> bytes) {
+  if (console_) console_->feed_remote(bytes);
+}
+
+void Machine::press_power_button() { pm_->press_power_button(); }
+
+namespace {
+Result<net::SlirpBackend*> nat_backend(const std::vector<std::shared_ptr<VirtioNet>>& nets, unsigned nic) {
+  if (nic >= nets.size())
+    return Error(ErrorCode::kInvalidArgument,
+                 "there is no NIC " + std::to_string(nic) + " (this VM has " + std::to_string(nets.size()) + ")");
+  auto* slirp = dynamic_cast<net::SlirpBackend*>(&nets[nic]->backend());
+  if (!slirp)
+    return Error(ErrorCode::kUnsupported, "NIC " + std::to_string(nic) + " is " +
+                                              std::string(nets[nic]->backend().name()) +
+                                              ", not a user-mode NAT (--net user): it has no host forwards");
+  return slirp;
+}
+
+uint64_t resident_bytes() {
+  auto statm = read_file("/proc/self/statm");
+  if (!statm) return 0;
+  unsigned long long size = 0, resident = 0;
+  if (std::sscanf(statm->c_str(), "%llu %llu", &size, &resident) != 2) return 0;
+  return resident * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+}
+}  // namespace
+
+Result<void> Machine::add_host_forward(unsigned nic, const net::HostForward& forward) {
+  net::SlirpBackend* slirp = HV_TRY(nat_backend(nets_, nic));
+  return slirp->add_forward(forward);
+}
+
+Result<void> Machine::remove_host_forward(unsigned nic, const net::HostForward& forward) {
+  net::SlirpBackend* slirp = HV_TRY(nat_backend(nets_, nic));
+  if (!slirp->remove_forward(forward))
+    return Error(ErrorCode::kNotFound, "NIC " + std::to_string(nic) + " has no " +
+                                           (forward.protocol == net::ForwardProtocol::kUdp ? "udp" : "tcp") +
+                                           " forward from " + net::format_ipv4_address(forward.host_address) + ":" +
+                                           std::to_string(forward.host_port));
+  return ok();
+}
+
+std::vector<NicInfo> Machine::nics() const {
+  std::vector<NicInfo> nics;
+  for (size_t i = 0; i < nets_.size(); ++i) nics.push_back({net_kinds_[i], net::format_mac_address(nets_[i]->mac())});
+  return nics;
+}
+
+std::vector<DiskInfo> Machine::disks() const {
+  std::vector<DiskInfo> disks;
+  for (size_t i = 0; i < blks_.size(); ++i)
+    disks.push_back({config_.disks[i].disk.path, blks_[i]->disk().format_name(), blks_[i]->read_only()});
+  return disks;
+}
+
+MachineMetrics Machine::metrics() const {
+  MachineMetrics metrics;
+  metrics.vcpus = runner_->exit_counts();
+  for (const auto& blk : blks_) {
+    const VirtioBlk::IoCounts io = blk->io_counts();
+    metrics.disks.push_back({io.read_ops, io.write_ops, io.read_bytes, io.write_bytes, io.flush_ops});
+  }
+  for (const auto& net : nets_) {
+    const VirtioNet::Stats stats = net->stats();
+    metrics.nics.push_back(
+        {stats.rx_packets, stats.tx_packets, stats.rx_bytes, stats.tx_bytes, stats.rx_dropped, stats.tx_dropped});
+  }
+  metrics.guest_bytes = memory_.total_size();
+  metrics.host_rss_bytes = resident_bytes();
+  metrics.balloon = balloon_status();
+  return metrics;
+}
+
 RunResponse Machine::pause() { return runner_->pause(); }
 
 RunResponse Machine::resume() { return runner_->resume(); }
+
+RunResponse Machine::resume_and_sync() {
+  const RunResponse resumed = resume();
+  if (resumed == RunResponse::kDone && clock_sync_) clock_sync_->request("a pause");
+  return resumed;
+}
 
 void Machine::request_stop(RunOutcome outcome) {
   if (runner_) runner_->stop(std::move(outcome));

@@ -5,7 +5,9 @@
 // legacy_devices.cpp, the RTC's timer in rtc_timer.cpp.
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -17,7 +19,9 @@
 #include "devices/virtio/balloon/virtio_balloon.h"
 #include "hv/hypervisor.h"
 #include "memory/guest_memory.h"
+#include "net/host_forward.h"
 #include "vmm/console.h"
+#include "vmm/console_output.h"
 #include "vmm/console_port_socket.h"
 #include "vmm/event_loop.h"
 #include "vmm/guest_clock_sync.h"
@@ -39,6 +43,7 @@ class VirtioConsole;
 class VirtioNet;
 class VirtioVsock;
 class CmosRtc;
+class AcpiPmBlock;
 class FwCfg;
 class VmGenerationId;
 namespace arch {
@@ -60,6 +65,42 @@ struct RestoreOptions {
   bool clone = false;
 };
 
+// Where a run's machines send their console, beyond the configuration.
+struct MachineConsole {
+  std::shared_ptr<ConsoleOutput> output;  // null: the terminal (stdout)
+  bool headless = false;                  // stdin is not read: no terminal input, no console keys
+};
+
+// One NIC, for the control socket's info (index: among the NICs that exist,
+// --net none skipped).
+struct NicInfo {
+  std::string kind;  // "user", "tap", ...
+  std::string mac;
+};
+
+// One disk, for the control socket's info (by --disk index).
+struct DiskInfo {
+  std::string path;    // the image written now (after a snapshot, its overlay)
+  std::string format;  // "raw", "qcow2"
+  bool read_only = false;
+};
+
+// The counters the control socket's metrics op reports.
+struct MachineMetrics {
+  std::vector<VcpuExitCounts> vcpus;
+  struct Disk {
+    uint64_t read_ops = 0, write_ops = 0, read_bytes = 0, write_bytes = 0, flush_ops = 0;
+  };
+  std::vector<Disk> disks;
+  struct Nic {
+    uint64_t rx_packets = 0, tx_packets = 0, rx_bytes = 0, tx_bytes = 0, rx_dropped = 0, tx_dropped = 0;
+  };
+  std::vector<Nic> nics;
+  uint64_t guest_bytes = 0;
+  uint64_t host_rss_bytes = 0;
+  std::optional<BalloonStatus> balloon;
+};
+
 // What save_snapshot() wrote.
 struct SnapshotSummary {
   uint64_t memory_data_bytes = 0;  // non-zero RAM written
@@ -72,14 +113,16 @@ class Machine final : public SystemControl {
   // Builds the machine; nothing runs until run(). `signals` (installed
   // before this, so every thread the machine starts inherits their mask)
   // must outlive the machine: its stop signals end the run.
-  static Result<std::unique_ptr<Machine>> create(const MachineConfig& config, StopSignals& signals);
+  static Result<std::unique_ptr<Machine>> create(const MachineConfig& config, StopSignals& signals,
+                                                 const MachineConsole& console = {});
   // Builds the machine a snapshot was taken of (`config` decoded from its
   // header, with the caller's changes: disk overlays, the backend) and puts
   // every component in its saved state; run() then continues the guest.
   // Fails, with nothing running, if any record is missing, damaged or does
   // not fit the machine.
   static Result<std::unique_ptr<Machine>> restore(const MachineConfig& config, const snapshot::Snapshot& snapshot,
-                                                  const RestoreOptions& options, StopSignals& signals);
+                                                  const RestoreOptions& options, StopSignals& signals,
+                                                  const MachineConsole& console = {});
   ~Machine() override;
 
   const std::string& accel_reason() const { return accel_reason_; }
@@ -93,11 +136,38 @@ class Machine final : public SystemControl {
   // Starts the vCPUs and the console and blocks until the guest ends.
   RunOutcome run();
 
+  // The configuration it runs (after a snapshot, its disks are the overlays).
+  const MachineConfig& config() const { return config_; }
+  const std::string& snapshot_dir() const { return snapshot_dir_; }
+
+  // Runs `task` on the event loop's thread once it runs (Machine::run); a
+  // task still queued when the run ends is destroyed without running.
+  // Thread-safe: the control socket's operations go through it.
+  void post(std::function<void()> task) { event_loop_->post(std::move(task)); }
+
+  // The ACPI power button (the guest decides: the default guest powers off).
+  // Thread-safe.
+  void press_power_button();
+
+  // For the control socket, on the event loop's thread (post()):
+  // host forwards added to and removed from a running user-mode NAT NIC
+  // (`nic` as in nics()); the console attachments' input; the counters.
+  Result<void> add_host_forward(unsigned nic, const net::HostForward& forward);
+  Result<void> remove_host_forward(unsigned nic, const net::HostForward& forward);
+  void console_input(std::span<const uint8_t> bytes);
+  std::vector<NicInfo> nics() const;
+  std::vector<DiskInfo> disks() const;
+  // Thread-safe.
+  MachineMetrics metrics() const;
+
   // Thread-safe lifecycle control (the API and the console use these); see
   // VcpuRunner for what each answer means. While paused, vcpu_registers()
   // reads a vCPU's registers.
   RunResponse pause();
   RunResponse resume();
+  // resume(), and the guest's wall clock is set again by its agent (it
+  // stood still while paused). On the event loop's thread.
+  RunResponse resume_and_sync();
   void request_stop(RunOutcome outcome);
   RunState state() const { return runner_->state(); }
   Result<Registers> vcpu_registers(unsigned index) { return runner_->registers(index); }
@@ -126,7 +196,10 @@ class Machine final : public SystemControl {
   void request_poweroff() override;
 
  private:
-  Machine(const MachineConfig& config, StopSignals& signals) : config_(config), signals_(signals) {}
+  Machine(const MachineConfig& config, StopSignals& signals, const MachineConsole& console)
+      : config_(config), signals_(signals), console_options_(console) {}
+  // Where the guest's console devices print.
+  void console_write(std::span<const uint8_t> bytes);
   // Builds a new machine (snapshot null: RAM cleared, kernel loaded) or the
   // one `snapshot` holds.
   Result<void> build(const snapshot::Snapshot* snapshot, const RestoreOptions& options);
@@ -176,6 +249,7 @@ class Machine final : public SystemControl {
 
   MachineConfig config_;
   StopSignals& signals_;
+  MachineConsole console_options_;
   std::string accel_reason_;
   RestoreMode restored_with_ = RestoreMode::kCopy;
   std::unique_ptr<Hypervisor> hypervisor_;
@@ -195,6 +269,7 @@ class Machine final : public SystemControl {
   // --qga: the guest agent port's socket (after event_loop_, which it uses).
   std::unique_ptr<ConsolePortSocket> qga_socket_;
   std::vector<std::shared_ptr<VirtioNet>> nets_;
+  std::vector<std::string> net_kinds_;            // by nets_ index
   std::vector<std::shared_ptr<VirtioBlk>> blks_;  // by config_.disks index
   std::shared_ptr<VirtioBalloon> balloon_;        // null without --balloon
   std::shared_ptr<VirtioVsock> vsock_;
@@ -204,6 +279,7 @@ class Machine final : public SystemControl {
   bool restore_reseed_ = false;
   std::shared_ptr<Serial8250> serial_;
   std::shared_ptr<CmosRtc> rtc_;
+  std::shared_ptr<AcpiPmBlock> pm_;
   std::shared_ptr<FwCfg> fw_cfg_;
   std::shared_ptr<VmGenerationId> vm_generation_id_;  // new in each clone
   std::unique_ptr<TerminalConsole> console_;

@@ -45,7 +45,20 @@ const char* to_string(RunResponse response) {
 }
 
 VcpuRunner::VcpuRunner(std::vector<Vcpu*> vcpus, Bus& pio_bus, Bus& mmio_bus)
-    : vcpus_(std::move(vcpus)), pio_bus_(pio_bus), mmio_bus_(mmio_bus) {}
+    : vcpus_(std::move(vcpus)),
+      exit_counts_(std::make_unique<AtomicExitCounts[]>(vcpus_.size())),
+      pio_bus_(pio_bus),
+      mmio_bus_(mmio_bus) {}
+
+std::vector<VcpuExitCounts> VcpuRunner::exit_counts() const {
+  std::vector<VcpuExitCounts> counts(vcpus_.size());
+  for (size_t i = 0; i < counts.size(); ++i) {
+    counts[i].exits = exit_counts_[i].exits.load(std::memory_order_relaxed);
+    counts[i].io_exits = exit_counts_[i].io_exits.load(std::memory_order_relaxed);
+    counts[i].mmio_exits = exit_counts_[i].mmio_exits.load(std::memory_order_relaxed);
+  }
+  return counts;
+}
 
 VcpuRunner::~VcpuRunner() {
   stop(RunOutcome{RunOutcome::Kind::kUserQuit, 0, ""});
@@ -164,13 +177,17 @@ void VcpuRunner::vcpu_thread(unsigned index) {
 // here, so I/O takes no lock and allocates nothing. Pauses and stops reach
 // the thread as kicks (InterruptedExit), never by polling per exit.
 bool VcpuRunner::dispatch(unsigned index, VcpuExit& exit) {
+  AtomicExitCounts& counts = exit_counts_[index];
+  counts.exits.fetch_add(1, std::memory_order_relaxed);
   return std::visit(
       Overloaded{
           [&](PortIoExit& io) {
+            counts.io_exits.fetch_add(1, std::memory_order_relaxed);
             dispatch_port_io(pio_bus_, io);
             return true;
           },
           [&](MmioExit& mmio) {
+            counts.mmio_exits.fetch_add(1, std::memory_order_relaxed);
             dispatch_mmio(mmio_bus_, mmio);
             return true;
           },

@@ -17,7 +17,9 @@
 // kick ended (InterruptedExit) parks.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -62,6 +64,12 @@ constexpr RunTransition run_transition(RunState from, RunRequest request) {
 
 const char* to_string(RunResponse response);
 
+// How often a vCPU came back to the VMM (the metrics of the control socket):
+// every exit, and of those the port I/O and MMIO accesses the buses served.
+struct VcpuExitCounts {
+  uint64_t exits = 0, io_exits = 0, mmio_exits = 0;
+};
+
 class VcpuRunner {
  public:
   // `vcpus` and the buses must outlive the runner. Nothing runs until start().
@@ -90,6 +98,9 @@ class VcpuRunner {
   std::optional<RunOutcome> outcome() const;
   RunState state() const;
 
+  // Each vCPU's counts so far. Thread-safe.
+  std::vector<VcpuExitCounts> exit_counts() const;
+
   // vCPU `index`'s state, only while paused (kBusy otherwise).
   Result<Registers> registers(unsigned index);
   Result<SystemRegisters> system_registers(unsigned index);
@@ -115,6 +126,11 @@ class VcpuRunner {
   Result<Vcpu*> paused_vcpu(unsigned index);
 
   const std::vector<Vcpu*> vcpus_;
+  // Bumped only by the vCPU's own thread, read by any (relaxed: counters).
+  struct AtomicExitCounts {
+    std::atomic<uint64_t> exits{0}, io_exits{0}, mmio_exits{0};
+  };
+  std::unique_ptr<AtomicExitCounts[]> exit_counts_;
   Bus& pio_bus_;
   Bus& mmio_bus_;
 

@@ -240,10 +240,11 @@ Result<void> SlirpBackend::add_forward(const HostForward& forward) {
                                      (udp ? "udp" : "tcp") + "): " + why);
 }
 
-void SlirpBackend::remove_forward(const HostForward& forward) {
-  slirp_remove_hostfwd(slirp_, forward.protocol == ForwardProtocol::kUdp, to_in_addr(forward.host_address),
-                       forward.host_port);
+bool SlirpBackend::remove_forward(const HostForward& forward) {
+  const bool removed = slirp_remove_hostfwd(slirp_, forward.protocol == ForwardProtocol::kUdp,
+                                            to_in_addr(forward.host_address), forward.host_port) == 0;
   refill_poll_set();
+  return removed;
 }
 
 SlirpBackend::~SlirpBackend() {

@@ -94,9 +94,11 @@ class SlirpBackend final : public NetBackend {
   std::optional<NetCounters> counters() const override { return counters_.read(); }
 
   // Forwards added and removed while it runs (a host-only network's
-  // gateway takes them from its VMs); same errors as at create().
+  // gateway takes them from its VMs; the control socket's hostfwd-add);
+  // same errors as at create(). remove_forward() matches the protocol, host
+  // address and host port, and says whether there was such a forward.
   Result<void> add_forward(const HostForward& forward);
-  void remove_forward(const HostForward& forward);
+  bool remove_forward(const HostForward& forward);
 
   // Frames waiting for the guest (at most SlirpBackendLimits::receive_queue_packets).
   size_t receive_queue_size() const { return receive_queue_->size(); }

@@ -114,6 +114,11 @@ uint64_t VirtioBlk::requests_completed() const {
   return completed_;
 }
 
+VirtioBlk::IoCounts VirtioBlk::io_counts() const {
+  std::lock_guard lock(mutex_);
+  return io_counts_;
+}
+
 Result<void> VirtioBlk::quiesce() {
   run_turn([this] {
     // A request still running writes guest RAM; a snapshot must not be
@@ -258,6 +263,7 @@ bool VirtioBlk::submit(const DescriptorChain& chain, std::vector<block::BlockReq
 }
 
 bool VirtioBlk::flush(const DescriptorChain& chain) {
+  ++io_counts_.flush_ops;
   if (writes_in_flight_.empty()) {
     std::vector<block::BlockRequest> flush;
     flush.push_back(block::BlockRequest{block::BlockOp::kFlush, 0, {}, 0});
@@ -291,6 +297,13 @@ bool VirtioBlk::transfer(const DescriptorChain& chain, uint64_t sector, uint64_t
   if (!iov) {
     answer(chain, kStatusIoError, 0);
     return false;
+  }
+  if (is_write) {
+    ++io_counts_.write_ops;
+    io_counts_.write_bytes += length;
+  } else {
+    ++io_counts_.read_ops;
+    io_counts_.read_bytes += length;
   }
   std::vector<block::BlockRequest> request;
   request.push_back(block::BlockRequest{is_write ? block::BlockOp::kWrite : block::BlockOp::kRead,

@@ -85,6 +85,12 @@ class VirtioBlk : public VirtioDeviceCore {
   bool read_only() const { return read_only_; }
   // Counters, for tests and statistics.
   uint64_t requests_completed() const;
+  // Guest reads, writes and flushes submitted to the image (a request the
+  // device refused is not counted). Thread-safe.
+  struct IoCounts {
+    uint64_t read_ops = 0, write_ops = 0, read_bytes = 0, write_bytes = 0, flush_ops = 0;
+  };
+  IoCounts io_counts() const;
 
   // Waits for every request in flight (and every held flush) and answers it.
   Result<void> quiesce() override;
@@ -125,6 +131,7 @@ class VirtioBlk : public VirtioDeviceCore {
 
   // --- guarded by the core's mutex_
   uint64_t completed_ = 0;
+  IoCounts io_counts_;
   // An asynchronous request: its chain (the guest buffers its iovecs point
   // into stay the driver's until it is answered) and, once done, its result.
   struct InFlight {
