@@ -81,9 +81,9 @@ check_output "vm snapshots" "s1" hv vm snapshots dev
 check "mark the guest after the snapshot" hv vm exec dev -- sh -c 'echo after > /tmp/mark'
 check_output "vm info" '"state": "running"' hv vm info dev
 started=$(date +%s)
-check_output "vm stop (power button)" "dev: stopped" hv vm stop dev --timeout 60
+check_output "vm stop (power button)" "dev: stopped" hv vm stop dev --timeout 20
 if [ -z "$FAKE_VM" ]; then
-  [ $(($(date +%s) - started)) -lt 60 ] && echo "ok   the guest powered off before the timeout" || fail "stop took the whole timeout (killed)"
+  [ $(($(date +%s) - started)) -lt 20 ] && echo "ok   the guest powered off before the timeout" || fail "stop took the whole timeout (killed)"
 fi
 check_output "vm exec: stopped VM" "not running" hv vm exec dev -- true
 check_output "vm restore" '"state": "running"' hv vm restore dev s1
