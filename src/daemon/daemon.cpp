@@ -454,13 +454,26 @@ void Daemon::note_stopped(const std::string& name, const std::string& reason) {
     paused_.erase(name);
   }
   ::unlink(control_socket(name).c_str());
+  // A snapshot the VM process was writing when it died stays a temporary
+  // directory (the writer renames only a whole one into place): remove it.
+  for (const std::string& dir : {paths_.vm_dir(name), paths_.vm_dir(name) + "/snapshots"})
+    for (const std::string& entry : list_directory(dir))
+      if (entry.starts_with(".") && entry.find(".tmp-") != std::string::npos) remove_tree(dir + "/" + entry);
   publish_state(name, state->suspended && !state->resume.empty() ? "suspended" : "stopped", reason);
 }
 
 Result<json> Daemon::snapshot_locked(const std::string& name, const std::string& dir, bool quit) {
-  HV_TRY(require_running(name));
+  const VmState state = HV_TRY(require_running(name));
   auto client = HV_TRY(control::ControlClient::connect(control_socket(name)));
-  return client.call("snapshot", json{{"dir", dir}, {"quit", quit}});
+  auto result = client.call("snapshot", json{{"dir", dir}, {"quit", quit}});
+  if (!result) {
+    reap_if_child(state.process.pid);
+    if (!is_running(state.process)) {
+      note_stopped(name, "the VM process ended during a snapshot");
+      return Error(ErrorCode::kIo, "VM " + name + " ended during the snapshot; no snapshot was kept (see its log)");
+    }
+  }
+  return result;
 }
 
 Result<json> Daemon::act(const std::string& name, api::VmAction action, uint32_t stop_timeout_seconds) {
