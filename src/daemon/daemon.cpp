@@ -430,8 +430,13 @@ Result<void> Daemon::stop_locked(const std::string& name, bool force, uint32_t t
   const VmState state = HV_TRY(load_state(name));
   if (!is_running(state.process)) return not_running(name);
   if (!force) {
-    auto pressed = control::control_call(control_socket(name), "powerdown");
-    if (pressed) wait_for_exit(state.process, std::chrono::seconds(timeout_seconds));
+    // The power button, for any guest that handles it; and the hostvisor
+    // agent's shutdown for one that runs the agent (the default guest has
+    // no handler for the button). Either way the guest powers off itself.
+    (void)control::control_call(control_socket(name), "powerdown");
+    AgentAccess agent(vsock_socket(name), 2s);
+    (void)agent.client().shutdown();
+    wait_for_exit(state.process, std::chrono::seconds(timeout_seconds));
   }
   if (is_running(state.process)) {
     ::kill(state.process.pid, SIGKILL);

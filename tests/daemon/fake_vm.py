@@ -211,8 +211,43 @@ def serve_vsock(path, agent_socket):
             except OSError:
                 pass
 
+        def pump_to_agent(a, b):
+            # The agent runs on this host: a shutdown or reboot request
+            # (the daemon's stop asks the agent to power the guest off) must
+            # never reach it. Frames: 4-byte big-endian length (type byte
+            # included), the type (1: JSON), the payload.
+            pending = b""
+            try:
+                while True:
+                    data = a.recv(65536)
+                    if not data:
+                        break
+                    pending += data
+                    while len(pending) >= 4:
+                        length = int.from_bytes(pending[:4], "big")
+                        if len(pending) < 4 + length:
+                            break
+                        frame, pending = pending[:4 + length], pending[4 + length:]
+                        if length >= 1 and frame[4] == 1:
+                            try:
+                                op = json.loads(frame[5:]).get("op")
+                            except ValueError:
+                                op = None
+                            if op in ("shutdown", "reboot"):
+                                sys.stderr.write("fake_vm: refused the agent's %s (it runs on the host)\n" % op)
+                                a.close()
+                                b.close()
+                                return
+                        b.sendall(frame)
+            except OSError:
+                pass
+            try:
+                b.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
         threading.Thread(target=pump, args=(upstream, conn), daemon=True).start()
-        pump(conn, upstream)
+        pump_to_agent(conn, upstream)
 
     while True:
         conn, _ = server.accept()
@@ -228,8 +263,11 @@ if vsock and agent_binary:
     def die_with_parent():
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: no orphan agent after a kill -9
 
-    agent = subprocess.Popen([agent_binary, "--listen", "unix:" + agent_socket], stderr=subprocess.DEVNULL,
-                             preexec_fn=die_with_parent)
+    # In a user and PID namespace of its own as well: there no reboot(2) can
+    # reach the host, whatever it is asked.
+    agent = subprocess.Popen(["unshare", "--user", "--map-root-user", "--pid", "--fork", "--kill-child",
+                              agent_binary, "--listen", "unix:" + agent_socket],
+                             stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
     for _ in range(200):
         if os.path.exists(agent_socket):
             break
