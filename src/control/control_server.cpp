@@ -62,8 +62,7 @@ Result<sockaddr_un> unix_address(const std::string& path) {
 }  // namespace
 
 Result<std::unique_ptr<ControlServer>> ControlServer::start(const std::string& path, ServerHooks hooks) {
-  const sockaddr_un final_addr = HV_TRY(unix_address(path));
-  (void)final_addr;
+  HV_TRY(unix_address(path));  // the final path must fit a socket address too
   // Bound under a temporary name, made 0600, then renamed into place: a
   // client never finds the path with a socket that is not ready (or not
   // private) behind it.
