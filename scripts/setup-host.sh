@@ -9,6 +9,8 @@ packages=(
   cmake ninja-build clang lld pkg-config
   libzydis-dev liburing-dev libslirp-dev libglib2.0-dev libseccomp-dev nlohmann-json3-dev libcli11-dev libspdlog-dev
   libgtest-dev libgmock-dev libbenchmark-dev libclang-rt-14-dev zlib1g-dev
+  # the daemon's HTTP and WebSocket API (Boost.Beast, header-only) and its tests' client
+  libboost-dev curl
   # default guest and test images
   busybox-static cpio e2fsprogs iproute2
   # test peers: python3 serves HTTP on loopback to NAT guests, and runs the benchmark drivers

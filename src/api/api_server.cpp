@@ -1,0 +1,431 @@
+#include "api/api_server.h"
+
+#include <fcntl.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <boost/asio.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#include "api/router.h"
+#include "base/log.h"
+
+namespace hostvisor::api {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace websocket = beast::websocket;
+using Socket = asio::local::stream_protocol::socket;
+
+namespace {
+
+constexpr uint64_t kMaxBody = uint64_t{257} << 20;  // a file of 256 MiB and some room
+constexpr int kMaxConnections = 512;
+std::atomic<int> g_connections{0};
+
+bool peer_is_us(int fd) {
+  ucred cred{};
+  socklen_t length = sizeof(cred);
+  return ::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &length) == 0 && cred.uid == ::geteuid();
+}
+
+template <typename Body>
+void set_common(http::response<Body>& response, unsigned version, bool keep_alive) {
+  response.version(version);
+  response.set(http::field::server, "hostvisor");
+  response.keep_alive(keep_alive);
+}
+
+// /v1/events: the response stays open and carries one JSON object per line,
+// chunked; an empty line every 15 s finds a client that went away.
+void stream_events(Socket& socket, VmService& service, unsigned version) {
+  auto queue = service.events().subscribe();
+  http::response<http::empty_body> response{http::status::ok, version};
+  set_common(response, version, false);
+  response.set(http::field::content_type, "application/x-ndjson");
+  response.set(http::field::cache_control, "no-cache");
+  response.chunked(true);
+  http::response_serializer<http::empty_body> serializer{response};
+  beast::error_code ec;
+  http::write_header(socket, serializer, ec);
+  while (!ec) {
+    auto event = queue->next(std::chrono::seconds(15));
+    const std::string line =
+        event ? event->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n" : std::string("\n");
+    asio::write(socket, http::make_chunk(asio::buffer(line)), ec);
+  }
+  service.events().unsubscribe(queue);
+}
+
+// /v1/vms/NAME/console: the WebSocket carries the console both ways (binary
+// messages out, any message in); one thread runs both directions on its own
+// io_context, so the guest's output and the client's keys never wait on
+// each other.
+class ConsoleBridge {
+ public:
+  ConsoleBridge(Socket socket, UniqueFd console)
+      : ws_(asio::local::stream_protocol::socket(ioc_)), console_(ioc_, console.release()) {
+    ws_.next_layer().assign(asio::local::stream_protocol(), socket.release());
+  }
+
+  void run(const http::request<http::string_body>& request) {
+    beast::error_code ec;
+    ws_.binary(true);
+    ws_.accept(request, ec);
+    if (ec) return;
+    read_console();
+    read_socket();
+    ioc_.run();
+  }
+
+ private:
+  void read_console() {
+    console_.async_read_some(asio::buffer(console_buffer_), [this](beast::error_code ec, size_t n) {
+      if (ec) return close();
+      outgoing_.emplace_back(console_buffer_.data(), n);
+      if (outgoing_.size() > 256) outgoing_.pop_front();  // a slow client loses output, never blocks the guest
+      if (outgoing_.size() == 1 || !writing_) write_next();
+      read_console();
+    });
+  }
+  void write_next() {
+    if (writing_ || outgoing_.empty()) return;
+    writing_ = true;
+    current_ = std::move(outgoing_.front());
+    outgoing_.pop_front();
+    ws_.async_write(asio::buffer(current_), [this](beast::error_code ec, size_t) {
+      writing_ = false;
+      if (ec) return close();
+      write_next();
+    });
+  }
+  void read_socket() {
+    ws_.async_read(incoming_, [this](beast::error_code ec, size_t) {
+      if (ec) return close();
+      const auto data = incoming_.data();
+      std::string bytes(static_cast<const char*>(data.data()), data.size());
+      incoming_.consume(incoming_.size());
+      beast::error_code write_ec;
+      asio::write(console_, asio::buffer(bytes), write_ec);
+      if (write_ec) return close();
+      read_socket();
+    });
+  }
+  void close() { ioc_.stop(); }
+
+  asio::io_context ioc_;
+  websocket::stream<asio::local::stream_protocol::socket> ws_;
+  asio::posix::stream_descriptor console_;
+  std::array<char, 16384> console_buffer_{};
+  std::deque<std::string> outgoing_;
+  std::string current_;
+  bool writing_ = false;
+  beast::flat_buffer incoming_;
+};
+
+// /v1/vms/NAME/exec as a WebSocket: a command whose input and output stream
+// while it runs (a shell on a terminal). The client's first message is the
+// request (exec's body plus terminal, rows, cols); then binary messages are
+// its stdin, and text messages {"resize":[rows,cols]}, {"signal":N} or
+// {"eof":true}. The server sends binary messages whose first byte is the
+// stream (1 stdout, 2 stderr), and a last text message: exec's result, or
+// {"error":{...}}. The command runs on a thread of its own (the agent
+// client's poll loop); its output is posted to this io_context, which alone
+// writes to the WebSocket.
+class ExecBridge {
+ public:
+  ExecBridge(Socket socket, VmService& service, std::string vm)
+      : ws_(asio::local::stream_protocol::socket(ioc_)), service_(service), vm_(std::move(vm)) {
+    ws_.next_layer().assign(asio::local::stream_protocol(), socket.release());
+  }
+
+  void run(const http::request<http::string_body>& request) {
+    beast::error_code ec;
+    ws_.accept(request, ec);
+    if (ec) return;
+    beast::flat_buffer first;
+    ws_.read(first, ec);
+    if (ec) return;
+    auto parsed = parse_exec_stream_request(beast::buffers_to_string(first.data()));
+    if (!parsed) return finish_now(error_json(parsed.error()));
+    stream_ = std::move(parsed.value());
+    int pipe_fds[2];
+    auto events = EventFd::create(0, EFD_NONBLOCK);
+    if (::pipe2(pipe_fds, O_CLOEXEC) != 0 || !events) return finish_now(error_json(Error::from_errno("pipe")));
+    stdin_read_.reset(pipe_fds[0]);
+    stdin_write_.reset(pipe_fds[1]);
+    events_ = std::make_unique<EventFd>(std::move(events.value()));
+    stream_.stdin_fd = stdin_read_.get();
+    stream_.event_fd = events_->fd();
+    stream_.on_output = [this](int channel, std::span<const uint8_t> bytes) {
+      std::string message(1, static_cast<char>(channel));
+      message.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+      asio::post(ioc_, [this, message = std::move(message)]() mutable { send(std::move(message), true); });
+    };
+    stream_.on_event = [this](agent::ExecControl& control) {
+      events_->consume();
+      std::deque<nlohmann::json> pending;
+      {
+        std::lock_guard lock(control_mutex_);
+        pending.swap(control_);
+      }
+      for (const nlohmann::json& message : pending) {
+        if (message.contains("resize") && message["resize"].is_array() && message["resize"].size() == 2 &&
+            message["resize"][0].is_number_unsigned() && message["resize"][1].is_number_unsigned())
+          (void)control.resize(message["resize"][0].get<uint16_t>(), message["resize"][1].get<uint16_t>());
+        if (message.contains("signal") && message["signal"].is_number_unsigned() && message["signal"].get<int>() < 65)
+          (void)control.signal(message["signal"].get<int>());
+      }
+    };
+    std::thread worker([this] {
+      auto result = service_.exec_stream(vm_, stream_);
+      const std::string last = result ? result->dump() : error_json(result.error());
+      asio::post(ioc_, [this, last] {
+        finished_ = true;
+        send(last, false);
+      });
+    });
+    read_client();
+    ioc_.run();
+    // The client left first: the command's stdin ends and it gets SIGHUP, as
+    // a terminal's hang-up gives; the agent client sees it to its end.
+    stdin_write_.reset();
+    {
+      std::lock_guard lock(control_mutex_);
+      control_.push_back(nlohmann::json{{"signal", SIGHUP}});
+    }
+    events_->signal();
+    worker.join();
+  }
+
+ private:
+  static std::string error_json(const Error& error) {
+    return nlohmann::json{{"error", {{"code", api_error_code(error.code())}, {"message", error.message()}}}}.dump();
+  }
+  void finish_now(const std::string& text) {
+    beast::error_code ec;
+    ws_.text(true);
+    ws_.write(asio::buffer(text), ec);
+    ws_.close(websocket::close_code::normal, ec);
+  }
+  void send(std::string message, bool binary) {
+    outgoing_.emplace_back(binary, std::move(message));
+    write_next();
+  }
+  void write_next() {
+    if (writing_) return;
+    if (outgoing_.empty()) {
+      if (finished_) {
+        ws_.async_close(websocket::close_code::normal, [this](beast::error_code) { ioc_.stop(); });
+        finished_ = false;
+      }
+      return;
+    }
+    writing_ = true;
+    current_ = std::move(outgoing_.front());
+    outgoing_.pop_front();
+    ws_.binary(current_.first);
+    ws_.async_write(asio::buffer(current_.second), [this](beast::error_code ec, size_t) {
+      writing_ = false;
+      if (ec) return ioc_.stop();
+      write_next();
+    });
+  }
+  void read_client() {
+    ws_.async_read(incoming_, [this](beast::error_code ec, size_t) {
+      if (ec) return ioc_.stop();
+      std::string data = beast::buffers_to_string(incoming_.data());
+      incoming_.consume(incoming_.size());
+      if (ws_.got_binary()) {
+        if (stdin_write_.valid() && !write_fully(stdin_write_.get(), data)) stdin_write_.reset();
+      } else {
+        const nlohmann::json message = nlohmann::json::parse(data, nullptr, false);
+        if (message.is_object() && message.value("eof", false)) {
+          stdin_write_.reset();
+        } else if (message.is_object()) {
+          std::lock_guard lock(control_mutex_);
+          if (control_.size() < 64) control_.push_back(message);
+          events_->signal();
+        }
+      }
+      read_client();
+    });
+  }
+
+  asio::io_context ioc_;
+  websocket::stream<asio::local::stream_protocol::socket> ws_;
+  VmService& service_;
+  std::string vm_;
+  ExecStream stream_;
+  UniqueFd stdin_read_, stdin_write_;
+  std::unique_ptr<EventFd> events_;
+  std::mutex control_mutex_;
+  std::deque<nlohmann::json> control_;
+  std::deque<std::pair<bool, std::string>> outgoing_;
+  std::pair<bool, std::string> current_;
+  bool writing_ = false;
+  bool finished_ = false;
+  beast::flat_buffer incoming_;
+};
+
+void serve_connection(Socket socket, VmService& service) {
+  beast::flat_buffer buffer;
+  for (;;) {
+    http::request_parser<http::string_body> parser;
+    parser.body_limit(kMaxBody);
+    parser.header_limit(64 * 1024);
+    beast::error_code ec;
+    http::read(socket, buffer, parser, ec);
+    if (ec == http::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset) return;
+    if (ec) {
+      const bool too_big = ec == http::error::body_limit || ec == http::error::header_limit;
+      ApiResponse error = error_response(too_big ? 413 : 400, too_big ? "too-large" : "bad-request",
+                                         too_big ? "the request is larger than the API takes (256 MiB body, 64 KiB "
+                                                   "header)"
+                                                 : "malformed HTTP request: " + ec.message());
+      http::response<http::string_body> response{static_cast<http::status>(error.status), 11};
+      set_common(response, 11, false);
+      response.set(http::field::content_type, error.content_type);
+      response.body() = error.body;
+      response.prepare_payload();
+      http::write(socket, response, ec);
+      return;
+    }
+    http::request<http::string_body> request = parser.release();
+    ApiRequest api_request{.method = std::string(request.method_string()),
+                           .target = std::string(request.target()),
+                           .body = std::move(request.body())};
+    ApiResponse api_response = handle_request(service, api_request);
+    if (api_response.kind == ApiResponse::Kind::kEventStream) return stream_events(socket, service, request.version());
+    if (api_response.kind == ApiResponse::Kind::kExecStream) {
+      if (!websocket::is_upgrade(request)) {
+        api_response = error_response(426, "upgrade-required", "GET exec is a WebSocket; POST runs a command to its end");
+      } else {
+        ExecBridge bridge(std::move(socket), service, api_response.vm);
+        bridge.run(request);
+        return;
+      }
+    }
+    if (api_response.kind == ApiResponse::Kind::kConsole) {
+      if (!websocket::is_upgrade(request)) {
+        api_response = error_response(426, "upgrade-required", "the console is a WebSocket: send an Upgrade request");
+      } else {
+        auto console = service.attach_console(api_response.vm);
+        if (!console) {
+          api_response = error_response(console.error());
+        } else {
+          ConsoleBridge bridge(std::move(socket), std::move(console.value()));
+          bridge.run(request);
+          return;
+        }
+      }
+    }
+    http::response<http::string_body> response{static_cast<http::status>(api_response.status), request.version()};
+    set_common(response, request.version(), request.keep_alive());
+    if (!api_response.content_type.empty()) response.set(http::field::content_type, api_response.content_type);
+    response.body() = std::move(api_response.body);
+    response.prepare_payload();
+    http::write(socket, response, ec);
+    if (ec || !request.keep_alive()) return;
+  }
+}
+
+class UnixApiServer final : public ApiServer {
+ public:
+  UnixApiServer(std::string path, VmService& service) : path_(std::move(path)), service_(service) {}
+
+  Result<void> bind() {
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    const std::string temp = path_ + ".tmp-" + std::to_string(::getpid());
+    if (temp.size() >= sizeof(address.sun_path))
+      return Error(ErrorCode::kInvalidArgument, "API socket path too long: " + path_);
+    std::memcpy(address.sun_path, temp.data(), temp.size());
+    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!fd.valid()) return Error::from_errno("socket");
+    ::unlink(temp.c_str());
+    if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0)
+      return Error::from_errno("bind " + temp);
+    if (::chmod(temp.c_str(), 0600) != 0 || ::listen(fd.get(), 256) != 0) {
+      const int err = errno;
+      ::unlink(temp.c_str());
+      return Error::from_errno("listen on " + temp, err);
+    }
+    if (::rename(temp.c_str(), path_.c_str()) != 0) {
+      const int err = errno;
+      ::unlink(temp.c_str());
+      return Error::from_errno("rename " + temp + " to " + path_, err);
+    }
+    boost::system::error_code ec;
+    acceptor_.assign(asio::local::stream_protocol(), fd.release(), ec);
+    if (ec) return Error(ErrorCode::kIo, "API socket: " + ec.message());
+    return ok();
+  }
+
+  Result<void> run() override {
+    asio::signal_set signals(ioc_, SIGTERM, SIGINT);
+    signals.async_wait([this](const boost::system::error_code&, int) {
+      boost::system::error_code ignored;
+      acceptor_.close(ignored);
+      ioc_.stop();
+    });
+    accept();
+    ioc_.run();
+    ::unlink(path_.c_str());
+    return ok();
+  }
+
+ private:
+  void accept() {
+    acceptor_.async_accept([this](boost::system::error_code ec, Socket socket) {
+      if (ec == asio::error::operation_aborted) return;
+      if (!ec) {
+        if (!peer_is_us(socket.native_handle())) {
+          HV_LOG_WARN("API: refused a connection from another user");
+        } else if (g_connections.load() >= kMaxConnections) {
+          HV_LOG_WARN("API: refused a connection: {} already open", kMaxConnections);
+        } else {
+          // The session gets a plain socket of its own (not tied to this
+          // io_context): it runs blocking on its own thread.
+          const int fd = socket.release();
+          ++g_connections;
+          std::thread([fd, &service = service_] {
+            asio::io_context own;
+            Socket session(own, asio::local::stream_protocol(), fd);
+            serve_connection(std::move(session), service);
+            --g_connections;
+          }).detach();
+        }
+      }
+      accept();
+    });
+  }
+
+  std::string path_;
+  VmService& service_;
+  asio::io_context ioc_;
+  asio::local::stream_protocol::acceptor acceptor_{ioc_};
+};
+
+}  // namespace
+
+Result<std::unique_ptr<ApiServer>> ApiServer::listen(const std::string& socket_path, VmService& service) {
+  auto server = std::make_unique<UnixApiServer>(socket_path, service);
+  HV_TRY(server->bind());
+  return std::unique_ptr<ApiServer>(std::move(server));
+}
+
+}  // namespace hostvisor::api

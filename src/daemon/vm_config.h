@@ -1,0 +1,47 @@
+// What a VM in the library is: the options its `hostvisor run` gets, kept as
+// vms/NAME/config.json. The JSON a client sends to create or update a VM is
+// parsed here, so every field is checked before anything touches the disk.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+
+namespace hostvisor::daemon {
+
+struct VmDisk {
+  std::string path;  // absolute, or relative to the VM's directory (disks/...)
+  std::string format;  // "raw" or "qcow2"; empty: probed
+  bool readonly = false;
+};
+
+struct VmConfig {
+  std::string name;
+  std::string memory = "512M";  // hostvisor run --memory
+  uint32_t cpus = 1;
+  std::string accel = "auto";
+  std::string console = "serial";
+  std::string kernel, initrd, append;  // empty kernel: the default guest
+  std::vector<VmDisk> disks;
+  std::vector<std::string> nets{"user"};  // hostvisor run --net values
+  bool balloon = true;
+  uint64_t data_disk_bytes = 0;  // the default guest's data disk, created with the VM (0: none)
+  std::string created;           // ISO 8601, UTC
+
+  bool default_guest() const { return kernel.empty(); }
+};
+
+// Parses a create request (name required; everything else defaulted).
+Result<VmConfig> vm_config_from_json(const nlohmann::json& json);
+// Applies an update (any of the fields but name) to `config`.
+Result<void> apply_vm_update(VmConfig& config, const nlohmann::json& update);
+nlohmann::json vm_config_to_json(const VmConfig& config);
+
+// The `hostvisor run` arguments (after "run") of a fresh boot of `config`
+// whose directory is vm_dir.
+std::vector<std::string> boot_arguments(const VmConfig& config, const std::string& vm_dir);
+
+}  // namespace hostvisor::daemon

@@ -1,0 +1,101 @@
+#include "daemon/vm_config.h"
+
+#include <gtest/gtest.h>
+
+#include "daemon/names.h"
+
+namespace hostvisor::daemon {
+namespace {
+
+using nlohmann::json;
+
+TEST(VmNames, AcceptsTheAlphabetAndRefusesPathsAndOddCharacters) {
+  EXPECT_TRUE(check_name("dev", "VM name"));
+  EXPECT_TRUE(check_name("web-1", "VM name"));
+  EXPECT_TRUE(check_name(std::string(63, 'a'), "VM name"));
+  for (const char* bad : {"", "..", ".", "-x", "a/b", "../etc", "Dev", "a b", "a_b", "a.b", "x\n"})
+    EXPECT_FALSE(check_name(bad, "VM name")) << bad;
+  EXPECT_FALSE(check_name(std::string(64, 'a'), "VM name"));
+  const auto error = check_name("../x", "VM name");
+  EXPECT_NE(error.error().message().find("lowercase"), std::string::npos);
+}
+
+TEST(VmConfig, DefaultsForTheDefaultGuestIncludeADataDisk) {
+  auto config = vm_config_from_json(json{{"name", "dev"}});
+  ASSERT_TRUE(config) << config.error().message();
+  EXPECT_EQ(config->memory, "512M");
+  EXPECT_EQ(config->cpus, 1u);
+  EXPECT_EQ(config->nets, std::vector<std::string>{"user"});
+  EXPECT_EQ(config->data_disk_bytes, uint64_t{8} << 30);
+  EXPECT_TRUE(config->default_guest());
+}
+
+TEST(VmConfig, RoundTripsThroughJson) {
+  auto config = vm_config_from_json(json{{"name", "k"},
+                                         {"memory", "1G"},
+                                         {"cpus", 2},
+                                         {"accel", "emu"},
+                                         {"kernel", "/boot/vmlinuz"},
+                                         {"append", "console=ttyS0"},
+                                         {"disks", {{{"path", "disks/root.qcow2"}, {"format", "qcow2"}}}},
+                                         {"nets", {"internal,name=lab"}}});
+  ASSERT_TRUE(config) << config.error().message();
+  auto again = vm_config_from_json(vm_config_to_json(*config));
+  ASSERT_TRUE(again) << again.error().message();
+  EXPECT_EQ(vm_config_to_json(*again), vm_config_to_json(*config));
+  EXPECT_EQ(again->data_disk_bytes, 0u);  // not the default guest: no data disk unless asked
+}
+
+TEST(VmConfig, RefusesBadFieldsWithTheFieldNamed) {
+  struct Case {
+    json body;
+    const char* field;
+  };
+  const Case cases[] = {
+      {json{{"memory", "512M"}}, "name"},
+      {json{{"name", "a/b"}}, "a/b"},
+      {json{{"name", "x"}, {"cpus", 0}}, "cpus"},
+      {json{{"name", "x"}, {"cpus", "2"}}, "cpus"},
+      {json{{"name", "x"}, {"memory", "lots"}}, "memory"},
+      {json{{"name", "x"}, {"accel", "tcg"}}, "accel"},
+      {json{{"name", "x"}, {"disks", {{{"path", "../../etc/shadow"}}}}}, "disks"},
+      {json{{"name", "x"}, {"disks", {{{"path", "a,b"}}}}}, "disks"},
+      {json{{"name", "x"}, {"nets", "user"}}, "nets"},
+      {json{{"name", "x"}, {"colour", "red"}}, "colour"},
+      {json{{"name", "x"}, {"initrd", "/i"}}, "initrd"},
+  };
+  for (const Case& c : cases) {
+    auto config = vm_config_from_json(c.body);
+    ASSERT_FALSE(config) << c.body.dump();
+    EXPECT_EQ(config.error().code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(config.error().message().find(c.field), std::string::npos) << config.error().message();
+  }
+}
+
+TEST(VmConfig, BootArgumentsNameEveryDiskUnderTheVmDirectory) {
+  auto config = vm_config_from_json(json{{"name", "dev"}, {"cpus", 2}, {"nets", {"user", "none"}}});
+  ASSERT_TRUE(config);
+  config->disks.push_back(VmDisk{.path = "disks/data.qcow2", .format = "qcow2"});
+  config->disks.push_back(VmDisk{.path = "/srv/iso.raw", .format = "raw", .readonly = true});
+  const auto args = boot_arguments(*config, "/lib/vms/dev");
+  const std::vector<std::string> expected{"--memory", "512M", "--cpus", "2", "--console", "serial",
+                                          "--disk", "/lib/vms/dev/disks/data.qcow2,format=qcow2",
+                                          "--disk", "/srv/iso.raw,format=raw,readonly=on",
+                                          "--net", "user", "--net", "none"};
+  EXPECT_EQ(args, expected);
+}
+
+TEST(VmConfig, UpdateChangesOnlyWhatItNamesAndRefusesARename) {
+  auto config = vm_config_from_json(json{{"name", "dev"}});
+  ASSERT_TRUE(config);
+  ASSERT_TRUE(apply_vm_update(*config, json{{"cpus", 4}}));
+  EXPECT_EQ(config->cpus, 4u);
+  EXPECT_EQ(config->memory, "512M");
+  EXPECT_FALSE(apply_vm_update(*config, json{{"name", "other"}}));
+  // A refused update leaves the config as it was.
+  EXPECT_FALSE(apply_vm_update(*config, json{{"cpus", 8}, {"accel", "nope"}}));
+  EXPECT_EQ(config->cpus, 4u);
+}
+
+}  // namespace
+}  // namespace hostvisor::daemon

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# `hostvisor vm` end to end on the default guest (software CPU): create →
+# start → exec → cp → snapshot → stop (power button) → restore → clone (of
+# the running VM) → 200 parallel API requests while both run → suspend and
+# start → delete, then `vm launch` from nothing to a shell. The CLI starts
+# the daemon itself on first use. Two boots in all; the rest are restores.
+# With FAKE_VM (a stand-in for `hostvisor run`), the daemon is started on it
+# instead and the guest-specific checks are left out: the CLI's plumbing in
+# seconds.
+# Usage: cli_e2e_test.sh HOSTVISOR [FAKE_VM AGENT]
+set -euo pipefail
+HOSTVISOR=$1
+FAKE_VM=${2:-}
+export FAKE_VM_AGENT=${3:-}
+WORK=$(mktemp -d /tmp/hv-cli-test.XXXXXX)
+export XDG_DATA_HOME=$WORK/data XDG_RUNTIME_DIR=$WORK/run
+mkdir -p "$XDG_DATA_HOME" "$XDG_RUNTIME_DIR"; chmod 700 "$XDG_RUNTIME_DIR"
+LIB=$XDG_DATA_HOME/hostvisor
+SOCK=$XDG_RUNTIME_DIR/hostvisor/api.sock
+failures=0
+hv() { "$HOSTVISOR" "$@"; }
+
+cleanup() {
+  # The daemon the CLI started, and every VM it ran.
+  for f in "$LIB"/vms/*/state.json; do
+    [ -f "$f" ] || continue
+    pid=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("pid",0))' "$f" 2>/dev/null || echo 0)
+    [ "$pid" -gt 0 ] 2>/dev/null && kill -9 "$pid" 2>/dev/null || true
+  done
+  # daemon.lock holds the daemon's pid.
+  pid=$(cat "$LIB/daemon.lock" 2>/dev/null || true)
+  [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
+  [ -n "${DAEMON_PID:-}" ] && kill "$DAEMON_PID" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+fail() { echo "FAIL $1"; failures=$((failures + 1)); }
+check() {  # check NAME COMMAND...: the command succeeds
+  local name=$1; shift
+  if out=$("$@" 2>&1); then echo "ok   $name"; else fail "$name: $out"; fi
+}
+check_output() {  # check_output NAME NEEDLE COMMAND...
+  local name=$1 needle=$2; shift 2
+  local out; out=$("$@" 2>&1) || true
+  if [[ "$out" == *"$needle"* ]]; then echo "ok   $name"; else fail "$name: '$needle' not in: ${out:0:600}"; fi
+}
+wait_for_agent() {
+  for _ in $(seq 240); do hv vm exec "$1" -- true >/dev/null 2>&1 && return 0; sleep 0.5; done
+  fail "the agent in $1 did not answer within 120 s"; hv vm logs "$1" --console | tail -20; return 1
+}
+
+if [ -n "$FAKE_VM" ]; then
+  # The stand-in: a daemon started on it (so the CLI finds it running).
+  "$HOSTVISOR" daemon --vm-binary "$FAKE_VM" >"$WORK/daemon.log" 2>&1 &
+  DAEMON_PID=$!
+  for _ in $(seq 100); do [ -S "$SOCK" ] && break; sleep 0.05; done
+fi
+
+check_output "vm list starts the daemon" "NAME" hv vm list
+[ -S "$SOCK" ] && echo "ok   the daemon's socket is there" || fail "no API socket at $SOCK"
+check_output "vm create" "created VM dev" hv vm create dev --accel emu --data-disk 64M
+check_output "vm create: a bad name" "not valid" hv vm create ../x
+check_output "vm list shows it" "dev" hv vm list
+check_output "vm start" "dev: running" hv vm start dev
+wait_for_agent dev
+check_output "vm exec" "Linux" hv vm exec dev -- uname -s
+check_output "vm exec -i: stdin goes to the command" "piped in" sh -c "echo piped in | '$HOSTVISOR' vm exec -i dev -- cat"
+hv vm exec dev -- sh -c 'exit 7' && status=0 || status=$?
+[ "$status" = 7 ] && echo "ok   vm exec: the command's status is ours" || fail "vm exec status $status, want 7"
+check_output "vm shell (its input from a pipe)" "shell says hi" sh -c "printf 'echo shell says hi\nexit 0\n' | '$HOSTVISOR' vm shell dev"
+printf 'exit 5\n' | hv vm shell dev >/dev/null 2>&1 && status=0 || status=$?
+[ "$status" = 5 ] && echo "ok   vm shell: the shell's status is ours" || fail "vm shell status $status, want 5"
+check_output "vm exec -t streams" "streamed" sh -c "echo streamed | '$HOSTVISOR' vm exec -t dev -- cat"
+echo "the host's file" >"$WORK/in.txt"
+check "vm cp in" hv vm cp "$WORK/in.txt" dev:/tmp/in.txt
+check "vm cp out" hv vm cp dev:/tmp/in.txt "$WORK/out.txt"
+cmp -s "$WORK/in.txt" "$WORK/out.txt" && echo "ok   the file came back the same" || fail "vm cp round trip differs"
+check "mark the guest before the snapshot" hv vm exec dev -- sh -c 'echo before > /tmp/mark'
+check_output "vm snapshot" "snapshot s1 of dev" hv vm snapshot dev s1
+check_output "vm snapshots" "s1" hv vm snapshots dev
+check "mark the guest after the snapshot" hv vm exec dev -- sh -c 'echo after > /tmp/mark'
+check_output "vm info" '"state": "running"' hv vm info dev
+started=$(date +%s)
+check_output "vm stop (power button)" "dev: stopped" hv vm stop dev --timeout 20
+if [ -z "$FAKE_VM" ]; then
+  [ $(($(date +%s) - started)) -lt 20 ] && echo "ok   the guest powered off before the timeout" || fail "stop took the whole timeout (killed)"
+fi
+check_output "vm exec: stopped VM" "not running" hv vm exec dev -- true
+check_output "vm restore" '"state": "running"' hv vm restore dev s1
+if [ -z "$FAKE_VM" ]; then
+  check_output "the restored guest is as it was at the snapshot" "before" hv vm exec dev -- cat /tmp/mark
+fi
+check_output "vm clone of a running VM" "cloned dev as dev2" hv vm clone dev dev2
+check_output "vm start of the clone" "dev2: running" hv vm start dev2
+if [ -z "$FAKE_VM" ]; then
+  wait_for_agent dev2
+  check_output "the clone continues the source's state" "before" hv vm exec dev2 -- cat /tmp/mark
+fi
+
+# 200 API requests at once while the two VMs run.
+seq 200 | xargs -P 200 -I{} sh -c '
+  case $(({} % 3)) in
+    0) out=$(curl -sS --unix-socket "$0" -w " %{http_code}" http://localhost/v1/vms); want="\"name\":\"dev2\"" ;;
+    1) out=$(curl -sS --unix-socket "$0" -w " %{http_code}" http://localhost/v1/vms/dev/metrics); want="\"vcpus\"" ;;
+    2) out=$(curl -sS --unix-socket "$0" -w " %{http_code}" -d "{\"argv\":[\"echo\",\"n{}\"]}" http://localhost/v1/vms/dev2/exec); want="\"stdout\":\"n{}\\n\"" ;;
+  esac
+  case "$out" in *" 200") ;; *) echo "request {}: $out"; exit 1 ;; esac
+  case "$out" in *"$want"*) ;; *) echo "request {}: $want not in $out"; exit 1 ;; esac
+' "$SOCK" >"$WORK/load.out" 2>&1 && echo "ok   200 parallel API requests while two VMs run" || fail "parallel requests: $(head -3 "$WORK/load.out")"
+
+check_output "vm list --json" '"state": "running"' hv vm list --json
+check_output "vm pause" "dev2: paused" hv vm pause dev2
+check_output "vm resume" "dev2: running" hv vm resume dev2
+check_output "vm suspend" "dev2: suspended" hv vm suspend dev2
+check_output "vm start continues it" "dev2: running" hv vm start dev2
+[ -z "$FAKE_VM" ] && check_output "the suspended guest answers again" "before" hv vm exec dev2 -- cat /tmp/mark
+check_output "vm logs" "hostvisor" hv vm logs dev
+check_output "vm kill" "dev2: stopped" hv vm kill dev2
+for image in "$LIB"/vms/*/disks/*.qcow2; do
+  qemu-img check -q "$image" && echo "ok   qemu-img check $(basename "$(dirname "$(dirname "$image")")")/$(basename "$image")" ||
+    fail "qemu-img check $image"
+done
+check_output "vm delete: running" "running" hv vm delete dev
+check "vm delete dev2" hv vm delete dev2
+check "vm delete --force" hv vm delete --force dev
+check_output "vm list is empty again" "NAME" hv vm list
+[ -z "$(ls "$LIB/vms")" ] && echo "ok   the library is empty" || fail "left in the library: $(ls "$LIB/vms")"
+
+check_output "net create" "created network lab" hv net create lab --dhcp 10.88.0.0/24
+check_output "net list" "lab" hv net list
+check "net delete" hv net delete lab
+
+if [ -z "$FAKE_VM" ]; then
+  # From nothing to a shell: the shell reads its commands from the pipe.
+  check_output "vm launch" "launched in" sh -c "printf 'echo launched in \$(uname -s)\nexit\n' | '$HOSTVISOR' vm launch lx --data-disk 0"
+  check_output "a second launch attaches" "again" sh -c "printf 'echo again\nexit\n' | '$HOSTVISOR' vm launch lx"
+  hv vm kill lx >/dev/null 2>&1 || true
+fi
+echo "$failures failures"
+[ "$failures" = 0 ]
