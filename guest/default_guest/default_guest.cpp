@@ -25,7 +25,7 @@ namespace hostvisor::guest {
 namespace {
 
 constexpr char kManifest[] = "default-guest.manifest";
-constexpr int kManifestVersion = 10;  // bump when the initramfs contents change (8: the guest agent, 9: + the balloon, 10: + virtiofs and its mounts)
+constexpr int kManifestVersion = 11;  // bump when the initramfs contents change (8: the guest agent, 9: + the balloon, 10: + virtiofs and its mounts, 11: + the power button and acpid)
 
 std::string normalize_module_name(std::string name) {
   std::replace(name.begin(), name.end(), '-', '_');
@@ -159,6 +159,10 @@ dmesg -n 5
 # renewals, and logs to /var/log rather than over the console the shell is on.
 ip link set lo up
 mkdir -p /var/log
+# The ACPI power button (hostvisor's powerdown, `hostvisor vm stop`) powers
+# the guest off cleanly: busybox acpid reads the button's input events and
+# runs /etc/acpi/PWRF/00000080.
+acpid -l /var/log/acpid.log
 # The guest agent (`hostvisor agent` on the host) on vsock port 1024; it
 # says in its log when this VM has no vsock device.
 if [ -x /sbin/hostvisor-agent ]; then
@@ -356,6 +360,8 @@ Result<DefaultGuest> prepare_default_guest(const DefaultGuestOptions& options) {
   HV_TRY(cpio.add_file("etc/inittab", default_guest_inittab()));
   HV_TRY(cpio.add_directory("etc/udhcpc"));
   HV_TRY(cpio.add_file("etc/udhcpc/hostvisor.script", default_guest_dhcp_script(), 0755));
+  for (const char* dir : {"etc/acpi", "etc/acpi/PWRF"}) HV_TRY(cpio.add_directory(dir));
+  HV_TRY(cpio.add_file("etc/acpi/PWRF/00000080", "#!/bin/sh\npoweroff\n", 0755));
   HV_TRY(cpio.add_file("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"));
   HV_TRY(cpio.add_file("etc/group", "root:x:0:\n"));
   if (!agent.empty()) HV_TRY(cpio.add_file("sbin/hostvisor-agent", agent, 0755));

@@ -40,7 +40,11 @@ struct DefaultGuestOptions {
                                       "vsock",
                                       "vmw_vsock_virtio_transport_common",
                                       "vmw_vsock_virtio_transport",
-                                      "virtiofs"};
+                                      "virtiofs",
+                                      // The ACPI power button as an input device, for acpid:
+                                      // `hostvisor vm stop` and the control socket's powerdown.
+                                      "button",
+                                      "evdev"};
   // The hostvisor-agent binary to ship in /sbin and start from /init; empty:
   // a guest without the agent. The cache manifest holds a hash of it and of
   // init's scripts, so a rebuilt agent or a changed init rebuilds the
