@@ -13,8 +13,10 @@
 # QEMU saves with `savevm` into a qcow2 image and restores with -loadvm.
 # Both consoles are pipes here, with no terminal behind them: busybox ash
 # asks the terminal for the cursor position after each prompt and, with no
-# answer, waits 20 ms at each Enter; both figures include those 20 ms (at a
-# real terminal they would not).
+# answer, waits 20 ms at each Enter. hostvisor answers that query itself
+# when it has no terminal (src/vmm/terminal_stand_in.h), as a terminal would;
+# QEMU does not, so its figure includes those 20 ms (at a real terminal it
+# would not).
 # Targets (issue #12): first instruction <= 5 ms, answering shell <= 30 ms,
 # snapshot size <= touched RAM + 1 MiB. Best of BENCH_REPEAT (default 3).
 # Usage: bench/snapshot.bench.sh BUILD_DIR

@@ -18,8 +18,9 @@ namespace hostvisor {
 Result<LegacyDevices> add_legacy_devices(Bus& pio_bus, InterruptController& irq, SystemControl& control,
                                          const LegacyOptions& options) {
   LegacyDevices devices;
-  devices.serial = std::make_shared<Serial8250>([](std::span<const uint8_t> bytes) { write_all(STDOUT_FILENO, bytes); },
-                                                IrqLine(&irq, arch::kCom1Irq));
+  Serial8250::OutputSink output = options.console_output;
+  if (!output) output = [](std::span<const uint8_t> bytes) { write_all(STDOUT_FILENO, bytes); };
+  devices.serial = std::make_shared<Serial8250>(std::move(output), IrqLine(&irq, arch::kCom1Irq));
   HV_TRY(pio_bus.insert(devices.serial, arch::kCom1Port, arch::kCom1PortCount));
 
   devices.rtc = std::make_shared<CmosRtc>(IrqLine(&irq, arch::kRtcIrq));

@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "base/result.h"
+#include "devices/legacy/serial_8250.h"
 
 namespace hostvisor {
 
@@ -29,7 +30,8 @@ struct LegacyDevices {
 };
 
 struct LegacyOptions {
-  bool debug_exit = false;  // --debug-exit: the port that ends the run with a status
+  bool debug_exit = false;                // --debug-exit: the port that ends the run with a status
+  Serial8250::OutputSink console_output;  // where COM1 writes; empty: stdout
 };
 
 // Puts the devices on `pio_bus`, their interrupts on `irq`. They reach the

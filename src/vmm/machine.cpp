@@ -98,8 +98,10 @@ Result<void> Machine::build(const snapshot::Snapshot* snapshot, const RestoreOpt
   memory_.set_dma_write_observer(
       [vm = vm_.get()](GuestAddress at, uint64_t length) { vm->dma_written(at.value(), length); });
 
+  if (TerminalStandIn::needed()) terminal_stand_in_ = HV_TRY(TerminalStandIn::create());
   LegacyDevices legacy =
-      HV_TRY(add_legacy_devices(pio_bus_, vm_->interrupts(), *this, LegacyOptions{.debug_exit = config_.debug_exit}));
+      HV_TRY(add_legacy_devices(pio_bus_, vm_->interrupts(), *this,
+                                LegacyOptions{.debug_exit = config_.debug_exit, .console_output = console_output()}));
   serial_ = std::move(legacy.serial);
   rtc_ = std::move(legacy.rtc);
   add_cpu_components();
@@ -188,9 +190,8 @@ Result<void> Machine::add_pci_devices() {
                              HV_LOG_INFO("qemu-guest-agent port: the guest {} it", open ? "opened" : "closed");
                            }});
   }
-  virtio_console_ = HV_TRY(VirtioConsole::create(
-      [](std::span<const uint8_t> bytes) { write_all(STDOUT_FILENO, bytes); }, VirtioConsole::kDefaultInputCapacity,
-      std::move(named_ports)));
+  virtio_console_ =
+      HV_TRY(VirtioConsole::create(console_output(), VirtioConsole::kDefaultInputCapacity, std::move(named_ports)));
   if (qga_socket_) HV_TRY(qga_socket_->attach(*event_loop_, virtio_console_, 1));
   HV_TRY(plug_virtio_pci(virtio_console_));
 
@@ -443,6 +444,16 @@ Result<void> Machine::add_firmware_tables(const arch::MemoryLayout& layout, bool
   return ok();
 }
 
+std::function<void(std::span<const uint8_t>)> Machine::console_output() {
+  // The stand-in owes its answer before the output is seen: whoever reads
+  // a prompt and types then types after the answer (TerminalConsole hands
+  // answers over before new input).
+  return [stand_in = terminal_stand_in_.get()](std::span<const uint8_t> bytes) {
+    if (stand_in) stand_in->observe(bytes);
+    write_all(STDOUT_FILENO, bytes);
+  };
+}
+
 Result<void> Machine::setup_console() {
   // The stop signals and SIGWINCH, blocked in every thread since before
   // the machine was built, arrive here (one already pending makes the fd
@@ -462,7 +473,8 @@ Result<void> Machine::setup_console() {
       },
       [this] { return toggle_pause(); }, [this](bool and_quit) { return snapshot_key(and_quit); },
       TerminalConsole::BalloonKey{[this] { return balloon_prompt(); },
-                                  [this](const std::string& answer) { return balloon_key(answer); }}));
+                                  [this](const std::string& answer) { return balloon_key(answer); }},
+      terminal_stand_in_.get()));
   return {};
 }
 

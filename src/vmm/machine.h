@@ -5,7 +5,9 @@
 // legacy_devices.cpp, the RTC's timer in rtc_timer.cpp.
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -26,6 +28,7 @@
 #include "vmm/run_outcome.h"
 #include "vmm/state_component.h"
 #include "vmm/stop_signals.h"
+#include "vmm/terminal_stand_in.h"
 #include "vmm/vcpu_runner.h"
 #include "vmm/virtio_mmio_slots.h"
 #include "vmm/virtio_pci_fastpath.h"
@@ -164,6 +167,8 @@ class Machine final : public SystemControl {
   // tables and the ID are already in RAM.
   Result<void> add_firmware_tables(const arch::MemoryLayout& layout, bool write_tables);
   Result<void> setup_console();
+  // Where the serial port's and the virtio console's output go: stdout.
+  std::function<void(std::span<const uint8_t>)> console_output();
   Result<void> add_balloon(const BalloonConfig& config);
   // Ctrl-A b: the question the console asks, and what it shows for the answer.
   std::string balloon_prompt() const;
@@ -184,6 +189,9 @@ class Machine final : public SystemControl {
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
   Bus pio_bus_{"port I/O", 0xffff};
   Bus mmio_bus_{"MMIO"};
+  // Before the devices: the console's output goes through it. Null with a
+  // terminal on stdin or stdout (terminal_stand_in.h).
+  std::unique_ptr<TerminalStandIn> terminal_stand_in_;
   // Before the devices: they may call into it until they are destroyed.
   std::unique_ptr<EventLoop> event_loop_;
   std::unique_ptr<BusBarMapper> bar_mapper_;
