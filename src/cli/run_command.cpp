@@ -14,6 +14,7 @@
 #include "cli/fw_cfg_option.h"
 #include "cli/memory_option.h"
 #include "guest/default_guest/default_guest.h"
+#include "net/mac_address.h"
 #include "net/switch/switch_paths.h"
 #include "snapshot/snapshot_reader.h"
 #include "vmm/disk_snapshots.h"
@@ -60,7 +61,6 @@ Result<std::string> default_guest_vsock_path() {
   HV_TRY(net::ensure_private_directory(directory));
   return directory + "/default-guest.vsock";
 }
-
 
 Result<RestoreMode> parse_restore_mode(const std::string& text) {
   if (text == "map") return RestoreMode::kMap;
@@ -146,6 +146,10 @@ int restore(const RunOptions& options) {
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     std::fprintf(stderr, "hostvisor: restored %s (%s%s) in %.1f ms\n", options.restore.c_str(),
                  machine->restored_with() == RestoreMode::kMap ? "map" : "copy", options.clone ? ", clone" : "", ms);
+    const auto& macs = machine->clone_macs();
+    for (size_t i = 0; i < macs.size(); ++i)
+      std::fprintf(stderr, "hostvisor: NIC %zu: MAC %s, the clone's own (the snapshot's was %s)\n", i,
+                   net::format_mac_address(macs[i].clone).c_str(), net::format_mac_address(macs[i].snapshot).c_str());
     return machine;
   });
 }
@@ -385,7 +389,8 @@ void add_run_command(CLI::App& app, int* exit_status) {
                   "snapshot; one already there is replaced, atomically");
   cmd->add_option("--restore", options->restore,
                   "Continue the guest a snapshot holds (the machine, its devices and disks come from the snapshot; "
-                  "only --accel, --snapshot-dir, --qga, --vsock, --no-reboot and --net may be given with it; --net, one for each of "
+                  "only --accel, --snapshot-dir, --qga, --vsock, --no-reboot and --net may be given with it; --net, "
+                  "one for each of "
                   "its NICs, changes only a user-mode NAT's hostfwd= and rate=, e.g. for each clone's own ports)");
   cmd->add_option("--restore-mode", options->restore_mode,
                   "map: guest RAM is mapped copy-on-write from the snapshot's memory file (fast, lazy; the files "

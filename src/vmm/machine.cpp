@@ -120,7 +120,13 @@ Result<void> Machine::build(const snapshot::Snapshot* snapshot, const RestoreOpt
     for (unsigned i = 0; i < config_.cpus; ++i) vcpus_.push_back(HV_TRY(vm_->create_vcpu(i)));
     HV_TRY(restore_components(*snapshot));
     if (options.clone) {
-      for (auto& net : nets_) net->set_mac(net::random_local_mac_address());
+      // Its driver keeps the snapshot's MAC until the guest agent moves it
+      // (GuestClockSync, once running).
+      for (auto& net : nets_) {
+        const net::MacAddress fresh = net::random_local_mac_address();
+        clone_macs_.push_back({net->mac(), fresh});
+        net->set_mac(fresh);
+      }
       // The guest learns it is a copy (an SCI once its ACPI is up again).
       HV_TRY(vm_generation_id_->change());
     }
@@ -514,7 +520,11 @@ RunOutcome Machine::run() {
   runner_->start();
   if (vsock_) {
     clock_sync_ = std::make_unique<GuestClockSync>(agent::vsock_connector(config_.vsock->uds_path));
-    if (!restore_sync_reason_.empty()) clock_sync_->request(restore_sync_reason_, restore_reseed_);
+    if (!restore_sync_reason_.empty()) clock_sync_->request(restore_sync_reason_, restore_reseed_, clone_macs_);
+  } else if (!clone_macs_.empty()) {
+    HV_LOG_WARN(
+        "--clone: without --vsock no guest agent moves the guest's interfaces to their NICs' new MACs; "
+        "it sends from the snapshot's");
   }
   runner_->wait();
   clock_sync_.reset();  // while the loop still serves the vsock socket it may be using

@@ -89,6 +89,9 @@ class Machine final : public SystemControl {
   // How a restore brought RAM back: the mode asked for, or copy when the
   // memory options cannot work on a mapped file (mapped_restore_conflict).
   RestoreMode restored_with() const { return restored_with_; }
+  // A clone's NICs, in order: the snapshot's MAC and the clone's new one
+  // (empty unless restored with --clone).
+  const std::vector<GuestClockSync::MacChange>& clone_macs() const { return clone_macs_; }
   // The unix socket the vsock device's host side listens on; empty without one.
   std::string vsock_socket() const { return config_.vsock ? config_.vsock->uds_path : std::string(); }
   const char* backend_name() const { return hypervisor_->name(); }
@@ -210,6 +213,8 @@ class Machine final : public SystemControl {
   std::unique_ptr<GuestClockSync> clock_sync_;
   std::string restore_sync_reason_;  // set by a restore: sync once running
   bool restore_reseed_ = false;
+  // A clone's NICs: the snapshot's MAC and the new one (for the guest agent).
+  std::vector<GuestClockSync::MacChange> clone_macs_;
   std::shared_ptr<Serial8250> serial_;
   std::shared_ptr<CmosRtc> rtc_;
   std::shared_ptr<FwCfg> fw_cfg_;
