@@ -283,9 +283,10 @@ TEST(TerminalConsole, StandInAnswersTheCursorQueryThroughTheGuestsInput) {
     const uint8_t byte = static_cast<uint8_t>(c);
     uart.write(0, std::span(&byte, 1));
   }
+  const std::string expected = "ls\x1b[24;5R";
   std::string received;
   for (auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-       received.size() < 10 && std::chrono::steady_clock::now() < deadline;) {
+       received.size() < expected.size() && std::chrono::steady_clock::now() < deadline;) {
     uint8_t byte = 0;
     if (data_ready()) {
       uart.read(0, std::span(&byte, 1));
@@ -294,7 +295,7 @@ TEST(TerminalConsole, StandInAnswersTheCursorQueryThroughTheGuestsInput) {
       std::this_thread::sleep_for(std::chrono::microseconds(100));
     }
   }
-  EXPECT_EQ(received, "ls\x1b[24;5R");
+  EXPECT_EQ(received, expected);
   quit_and_detach(fds, quit, **loop, *console);
 }
 
