@@ -16,6 +16,7 @@
 #include "control/control_server.h"
 #include "control/vm_controller.h"
 #include "guest/default_guest/default_guest.h"
+#include "net/mac_address.h"
 #include "net/switch/switch_paths.h"
 #include "snapshot/snapshot_reader.h"
 #include "vmm/disk_snapshots.h"
@@ -155,6 +156,11 @@ int restore(const RunOptions& options) {
         std::fprintf(stderr, "hostvisor: restored %s (%s%s) in %.1f ms\n", options.restore.c_str(),
                      machine->restored_with() == RestoreMode::kMap ? "map" : "copy", options.clone ? ", clone" : "",
                      ms);
+        const auto& macs = machine->clone_macs();
+        for (size_t i = 0; i < macs.size(); ++i)
+          std::fprintf(stderr, "hostvisor: NIC %zu: MAC %s, the clone's own (the snapshot's was %s)\n", i,
+                       net::format_mac_address(macs[i].clone).c_str(),
+                       net::format_mac_address(macs[i].snapshot).c_str());
         return machine;
       });
 }

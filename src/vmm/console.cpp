@@ -9,6 +9,7 @@
 #include "devices/legacy/serial_8250.h"
 #include "devices/virtio/console/virtio_console.h"
 #include "vmm/event_loop.h"
+#include "vmm/terminal_stand_in.h"
 
 namespace hostvisor {
 
@@ -119,19 +120,24 @@ Result<std::unique_ptr<TerminalConsole>> TerminalConsole::attach(EventLoop& loop
                                                                  int input_fd, int output_fd,
                                                                  std::function<void()> on_quit,
                                                                  PauseToggle on_pause_toggle, SnapshotKey on_snapshot,
-                                                                 BalloonKey on_balloon) {
+                                                                 BalloonKey on_balloon, TerminalStandIn* stand_in) {
   if (!target) return Error(ErrorCode::kInvalidArgument, "the terminal console needs a guest device to feed");
   std::unique_ptr<TerminalConsole> console(new TerminalConsole(loop, std::move(target), input_fd, output_fd,
                                                                std::move(on_quit), std::move(on_pause_toggle),
                                                                std::move(on_snapshot), std::move(on_balloon)));
   TerminalConsole* self = console.get();
   HV_TRY(loop.add(self->target_->space_fd(), [self](uint32_t) { self->on_space(); }));
+  if (stand_in) {
+    self->stand_in_ = stand_in;
+    HV_TRY(loop.add(stand_in->fd(), [self](uint32_t) { self->on_stand_in_answers(); }));
+  }
   // stdin may be unwatchable (a regular file, /dev/null): then there is
-  // simply no console input and the guest runs on.
-  if (input_fd < 0)
-    self->input_closed_ = true;
-  else if (loop.add(input_fd, [self](uint32_t) { self->on_input(); }).ok())
+  // simply no console input and the guest runs on (the stand-in's answers
+  // still reach it; deliver_pending() does not try to watch stdin again).
+  if (input_fd >= 0 && loop.add(input_fd, [self](uint32_t) { self->on_input(); }).ok())
     self->watching_input_ = true;
+  else
+    self->input_closed_ = true;
   self->terminal_resized();
   return console;
 }
@@ -145,6 +151,7 @@ void TerminalConsole::terminal_resized() {
 TerminalConsole::~TerminalConsole() {
   if (watching_input_) loop_.remove(input_fd_);
   loop_.remove(target_->space_fd());
+  if (stand_in_) loop_.remove(stand_in_->fd());
 }
 
 void TerminalConsole::on_input() {
@@ -157,6 +164,9 @@ void TerminalConsole::on_input() {
     input_closed_ = true;
     return;
   }
+  // Answers the stand-in owes for output printed before these keys go
+  // first, as a terminal's would (the keys may answer that output).
+  if (stand_in_) take_stand_in_answers();
   // A byte at a time, so several commands in one read all act, in order.
   for (ssize_t i = 0; i < n; ++i) {
     if (answering_) {
@@ -238,6 +248,16 @@ void TerminalConsole::feed_remote(std::span<const uint8_t> bytes) {
 
 void TerminalConsole::on_space() {
   target_->consume_space();
+  deliver_pending();
+}
+
+void TerminalConsole::take_stand_in_answers() {
+  const std::string answers = stand_in_->take_answers();
+  pending_.insert(pending_.end(), answers.begin(), answers.end());
+}
+
+void TerminalConsole::on_stand_in_answers() {
+  take_stand_in_answers();
   deliver_pending();
 }
 

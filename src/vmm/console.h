@@ -23,6 +23,7 @@ namespace hostvisor {
 
 class EventLoop;
 class Serial8250;
+class TerminalStandIn;
 class VirtioConsole;
 
 // Puts a terminal into raw mode for its lifetime.
@@ -86,7 +87,9 @@ class TerminalConsole {
   // resumes the VM and returns a line saying which; the console shows it.
   using PauseToggle = std::function<std::string()>;
   // Ctrl-A s (and_quit false) and Ctrl-A S: writes a snapshot (and ends the
-  // run after it) and returns the line the console shows.
+  // run after it) and returns the line the console shows. `stand_in`, if
+  // given, answers the guest's terminal queries through this console's
+  // input, after what was typed before them.
   using SnapshotKey = std::function<std::string(bool and_quit)>;
   // Ctrl-A b: the console shows prompt()'s question, reads a line from the
   // terminal (echoed; Backspace edits, Esc or Ctrl-C cancels) and shows what
@@ -99,7 +102,8 @@ class TerminalConsole {
   static Result<std::unique_ptr<TerminalConsole>> attach(EventLoop& loop, std::unique_ptr<ConsoleInput> target,
                                                          int input_fd, int output_fd, std::function<void()> on_quit,
                                                          PauseToggle on_pause_toggle = {}, SnapshotKey on_snapshot = {},
-                                                         BalloonKey on_balloon = {});
+                                                         BalloonKey on_balloon = {},
+                                                         TerminalStandIn* stand_in = nullptr);
   ~TerminalConsole();
 
   // Passes the terminal's size (of output_fd, if it is a terminal) on to the
@@ -130,7 +134,9 @@ class TerminalConsole {
   // A byte of the line Ctrl-A b reads.
   void answer_byte(uint8_t byte);
   void on_space();
-  void deliver_pending();  // pushes what fits; watches stdin again once empty
+  void deliver_pending();        // pushes what fits; watches stdin again once empty
+  void take_stand_in_answers();  // into pending_
+  void on_stand_in_answers();
 
   EventLoop& loop_;
   std::unique_ptr<ConsoleInput> target_;
@@ -138,6 +144,7 @@ class TerminalConsole {
   std::function<void()> on_quit_;
   PauseToggle on_pause_toggle_;
   SnapshotKey on_snapshot_;
+  TerminalStandIn* stand_in_ = nullptr;
   BalloonKey on_balloon_;
   ConsoleEscape escape_;
   bool answering_ = false;  // reading Ctrl-A b's line

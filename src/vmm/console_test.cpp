@@ -13,6 +13,7 @@
 #include "devices/virtio/console/virtio_console.h"
 #include "devices/virtio/testing/virtqueue_test_driver.h"
 #include "vmm/event_loop.h"
+#include "vmm/terminal_stand_in.h"
 
 namespace hostvisor {
 namespace {
@@ -249,6 +250,52 @@ TEST(TerminalConsole, SerialGetsLargeInputInOrderWithBackpressureAndQuits) {
   writer.join();
   EXPECT_EQ(received.size(), sent.size());
   EXPECT_TRUE(received == sent) << "input reordered or corrupted";
+  quit_and_detach(fds, quit, **loop, *console);
+}
+
+// With no terminal, the stand-in's answer to the guest's cursor-position
+// query comes in through the console, after what was typed before it.
+TEST(TerminalConsole, StandInAnswersTheCursorQueryThroughTheGuestsInput) {
+  auto loop = EventLoop::create();
+  ASSERT_TRUE(loop.ok());
+  auto stand_in = TerminalStandIn::create();
+  ASSERT_TRUE(stand_in.ok());
+  Serial8250 uart([&](std::span<const uint8_t> out) { (*stand_in)->observe(out); }, IrqLine());
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  std::atomic<bool> quit{false};
+  auto input = serial_console_input(uart);
+  ASSERT_TRUE(input.ok()) << input.error().message();
+  auto console = TerminalConsole::attach(
+      **loop, std::move(*input), fds[0], STDERR_FILENO, [&] { quit = true; }, {}, {}, {}, stand_in->get());
+  ASSERT_TRUE(console.ok()) << console.error().message();
+  (*loop)->start();
+  ASSERT_EQ(::write(fds[1], "ls", 2), 2);
+  auto data_ready = [&] {
+    uint8_t lsr = 0;
+    uart.read(5, std::span(&lsr, 1));
+    return (lsr & 0x01) != 0;
+  };
+  for (int i = 0; i < 10000 && !data_ready(); ++i) std::this_thread::sleep_for(std::chrono::microseconds(100));
+  ASSERT_TRUE(data_ready()) << "the typed keys did not reach the UART";
+  // The guest's shell prints its prompt and asks, one byte at a time through THR.
+  for (char c : std::string("/ # \x1b[6n")) {
+    const uint8_t byte = static_cast<uint8_t>(c);
+    uart.write(0, std::span(&byte, 1));
+  }
+  const std::string expected = "ls\x1b[24;5R";
+  std::string received;
+  for (auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+       received.size() < expected.size() && std::chrono::steady_clock::now() < deadline;) {
+    uint8_t byte = 0;
+    if (data_ready()) {
+      uart.read(0, std::span(&byte, 1));
+      received.push_back(static_cast<char>(byte));
+    } else {
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
+  }
+  EXPECT_EQ(received, expected);
   quit_and_detach(fds, quit, **loop, *console);
 }
 

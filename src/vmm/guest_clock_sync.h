@@ -1,8 +1,12 @@
 // GuestClockSync: has the guest agent set the guest's wall clock to the
 // host's when it has fallen behind: after a resume (Ctrl-A p), a restore,
 // or a long host stall (the process stopped, the host suspended), and
-// reseeds the guest's RNG for a clone. The guest's own clock does not see
-// time it spent paused or on disk (docs/ARCHITECTURE.md, "Time").
+// completes a clone's new identity in the guest: it reseeds the guest's RNG
+// and moves each network interface from the snapshot's MAC to the one its
+// NIC got for the clone. The guest's own clock does not see time it spent
+// paused or on disk (docs/ARCHITECTURE.md, "Time"), and Linux's virtio-net
+// driver reads its MAC from the device only when it probes it, so a clone's
+// new MAC in config space alone is not the address the guest sends from.
 //
 // The agent is reached through the machine's own vsock socket, whose host
 // side the event loop serves, so the calls run on a thread of their own: a
@@ -13,8 +17,10 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "agent/agent_connection.h"
+#include "net/mac_address.h"
 
 namespace hostvisor {
 
@@ -28,19 +34,28 @@ class GuestClockSync {
   GuestClockSync(const GuestClockSync&) = delete;
   GuestClockSync& operator=(const GuestClockSync&) = delete;
 
+  // A clone's NIC: the MAC the guest's driver has from the snapshot, and
+  // the NIC's new one.
+  struct MacChange {
+    net::MacAddress snapshot;
+    net::MacAddress clone;
+  };
+
   // Asks for a sync (returns at once); `reason` goes in the log line.
-  // With reseed, the guest's RNG is reseeded first (a clone).
-  void request(const std::string& reason, bool reseed = false);
+  // With reseed, the guest's RNG is reseeded first, and each interface
+  // with a `snapshot` MAC of `macs` is given its `clone` one (a clone).
+  void request(const std::string& reason, bool reseed = false, std::vector<MacChange> macs = {});
 
  private:
   void thread_main();
-  void sync(const std::string& reason, bool reseed);
+  void sync(const std::string& reason, bool reseed, std::vector<MacChange> macs);
 
   agent::AgentConnector connector_;
   std::mutex mutex_;
   std::condition_variable wake_;
   std::string pending_reason_;
   bool pending_reseed_ = false;
+  std::vector<MacChange> pending_macs_;
   bool stopping_ = false;
   std::thread thread_;
 };

@@ -9,6 +9,7 @@
 #include <span>
 
 #include "base/result.h"
+#include "devices/legacy/serial_8250.h"
 
 namespace hostvisor {
 

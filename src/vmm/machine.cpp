@@ -115,6 +115,9 @@ Result<void> Machine::build(const snapshot::Snapshot* snapshot, const RestoreOpt
   memory_.set_dma_write_observer(
       [vm = vm_.get()](GuestAddress at, uint64_t length) { vm->dma_written(at.value(), length); });
 
+  // The stand-in answers a terminal's queries where stdin and stdout are no
+  // terminal; a headless VM's console attachments are the terminal.
+  if (!console_options_.headless && TerminalStandIn::needed()) terminal_stand_in_ = HV_TRY(TerminalStandIn::create());
   LegacyDevices legacy = HV_TRY(add_legacy_devices(
       pio_bus_, vm_->interrupts(), *this,
       LegacyOptions{.debug_exit = config_.debug_exit,
@@ -140,7 +143,13 @@ Result<void> Machine::build(const snapshot::Snapshot* snapshot, const RestoreOpt
     for (unsigned i = 0; i < config_.cpus; ++i) vcpus_.push_back(HV_TRY(vm_->create_vcpu(i)));
     HV_TRY(restore_components(*snapshot));
     if (options.clone) {
-      for (auto& net : nets_) net->set_mac(net::random_local_mac_address());
+      // Its driver keeps the snapshot's MAC until the guest agent moves it
+      // (GuestClockSync, once running).
+      for (auto& net : nets_) {
+        const net::MacAddress fresh = net::random_local_mac_address();
+        clone_macs_.push_back({net->mac(), fresh});
+        net->set_mac(fresh);
+      }
       // The guest learns it is a copy (an SCI once its ACPI is up again).
       HV_TRY(vm_generation_id_->change());
     }
@@ -520,7 +529,8 @@ Result<void> Machine::setup_console() {
       },
       [this] { return toggle_pause(); }, [this](bool and_quit) { return snapshot_key(and_quit); },
       TerminalConsole::BalloonKey{[this] { return balloon_prompt(); },
-                                  [this](const std::string& answer) { return balloon_key(answer); }}));
+                                  [this](const std::string& answer) { return balloon_key(answer); }},
+      terminal_stand_in_.get()));
   return {};
 }
 
@@ -559,7 +569,11 @@ RunOutcome Machine::run() {
   runner_->start();
   if (vsock_) {
     clock_sync_ = std::make_unique<GuestClockSync>(agent::vsock_connector(config_.vsock->uds_path));
-    if (!restore_sync_reason_.empty()) clock_sync_->request(restore_sync_reason_, restore_reseed_);
+    if (!restore_sync_reason_.empty()) clock_sync_->request(restore_sync_reason_, restore_reseed_, clone_macs_);
+  } else if (!clone_macs_.empty()) {
+    HV_LOG_WARN(
+        "--clone: without --vsock no guest agent moves the guest's interfaces to their NICs' new MACs; "
+        "it sends from the snapshot's");
   }
   runner_->wait();
   clock_sync_.reset();  // while the loop still serves the vsock socket it may be using
@@ -590,6 +604,10 @@ void Machine::log_net_counters() {
 }
 
 void Machine::console_write(std::span<const uint8_t> bytes) {
+  // The stand-in owes its answer before the output is seen: whoever reads
+  // a prompt and types then types after the answer (TerminalConsole hands
+  // answers over before new input).
+  if (terminal_stand_in_) terminal_stand_in_->observe(bytes);
   if (console_options_.output)
     console_options_.output->write(bytes);
   else

@@ -30,6 +30,7 @@
 #include "vmm/run_outcome.h"
 #include "vmm/state_component.h"
 #include "vmm/stop_signals.h"
+#include "vmm/terminal_stand_in.h"
 #include "vmm/vcpu_runner.h"
 #include "vmm/virtio_mmio_slots.h"
 #include "vmm/virtio_pci_fastpath.h"
@@ -129,6 +130,9 @@ class Machine final : public SystemControl {
   // How a restore brought RAM back: the mode asked for, or copy when the
   // memory options cannot work on a mapped file (mapped_restore_conflict).
   RestoreMode restored_with() const { return restored_with_; }
+  // A clone's NICs, in order: the snapshot's MAC and the clone's new one
+  // (empty unless restored with --clone).
+  const std::vector<GuestClockSync::MacChange>& clone_macs() const { return clone_macs_; }
   // The unix socket the vsock device's host side listens on; empty without one.
   std::string vsock_socket() const { return config_.vsock ? config_.vsock->uds_path : std::string(); }
   const char* backend_name() const { return hypervisor_->name(); }
@@ -263,6 +267,9 @@ class Machine final : public SystemControl {
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
   Bus pio_bus_{"port I/O", 0xffff};
   Bus mmio_bus_{"MMIO"};
+  // Before the devices: the console's output goes through it. Null with a
+  // terminal on stdin or stdout (terminal_stand_in.h).
+  std::unique_ptr<TerminalStandIn> terminal_stand_in_;
   // Before the devices: they may call into it until they are destroyed.
   std::unique_ptr<EventLoop> event_loop_;
   std::unique_ptr<BusBarMapper> bar_mapper_;
@@ -282,6 +289,8 @@ class Machine final : public SystemControl {
   std::unique_ptr<GuestClockSync> clock_sync_;
   std::string restore_sync_reason_;  // set by a restore: sync once running
   bool restore_reseed_ = false;
+  // A clone's NICs: the snapshot's MAC and the new one (for the guest agent).
+  std::vector<GuestClockSync::MacChange> clone_macs_;
   std::shared_ptr<Serial8250> serial_;
   std::shared_ptr<CmosRtc> rtc_;
   std::shared_ptr<AcpiPmBlock> pm_;

@@ -1,18 +1,21 @@
 // The VM generation ID end to end, on each backend: the vmgenid test kernel
 // (tests/guests/scenarios/vmgenid.c) finds the ID through the ACPI tables
 // as a guest does and prints it; it is snapshotted (Ctrl-A S), and then
-//   - a plain restore (map, and copy) sees the same ID and no notification;
+//   - a plain restore (map, and copy) sees the same ID and no notification,
+//     and so does one on the other backend (kvm to emu, emu to kvm);
 //   - two clones running at once each see a new ID of their own, announced
 //     by the GPE the tables name (the kernel polls its status bit).
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <regex>
 #include <set>
 #include <string>
 
 #include "guest_cases.h"
+#include "hv/accel.h"
 #include "kvm_skip.h"
 #include "tests/linux/guest_console.h"
 #include "tests/support/scratch_dir.h"
@@ -37,9 +40,9 @@ class VmGenerationIdTest : public ::testing::TestWithParam<std::string> {
   // Boots the kernel, reads the ID it found, snapshots it and quits.
   std::string boot_and_snapshot() {
     GuestConsole console;
-    EXPECT_TRUE(console.start({HOSTVISOR_PATH, "run", "--kernel", std::string(HV_GUESTS_DIR) + "/vmgenid.elf64",
-                               "--memory", "64M", "--accel", GetParam(), "--debug-exit", "--snapshot-dir",
-                               snapshot().string()}))
+    EXPECT_TRUE(
+        console.start({HOSTVISOR_PATH, "run", "--kernel", std::string(HV_GUESTS_DIR) + "/vmgenid.elf64", "--memory",
+                       "64M", "--accel", GetParam(), "--debug-exit", "--snapshot-dir", snapshot().string()}))
         << console.failure();
     auto id = console.wait_for_regex(std::regex("vmgenid id: ([0-9a-f]{32})"), kTimeout);
     if (!id) {
@@ -97,6 +100,21 @@ TEST_P(VmGenerationIdTest, RestoresKeepTheIdAndEachCloneGetsANewOneWithANotifica
     if (HasFatalFailure()) return;
     EXPECT_EQ(query(restored), std::make_pair(original, 0)) << "a plain restore (" << mode << ")";
     quit(restored);
+  }
+
+  // The whole machine on the other backend (`--restore --accel`): kvm to
+  // emu in the kvm variant, emu to kvm in the emu one where /dev/kvm works.
+  const std::string other = GetParam() == "kvm" ? "emu" : "kvm";
+  if (other == "emu" || probe_host_virtualization().dev_kvm_usable) {
+    GuestConsole moved;
+    restore(moved, {"--accel", other});
+    if (HasFatalFailure()) return;
+    EXPECT_EQ(query(moved), std::make_pair(original, 0)) << "a restore on " << other;
+    quit(moved);
+    EXPECT_NE(moved.err().find("accel " + other + ":"), std::string::npos) << "not restored on " << other << ":\n"
+                                                                           << moved.err();
+  } else {
+    std::printf("\n*** /dev/kvm is not usable: the emu-to-kvm restore did NOT run. ***\n");
   }
 
   // Two clones at once.

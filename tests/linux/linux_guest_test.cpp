@@ -912,6 +912,23 @@ TEST(LinuxGuest, UserNatDefaultGuestIsOnlineAtBootAndForwardsTcpAndUdp) {
                                                           "-:7,hostfwd=udp::" + std::to_string(udp_forward) + "-:7"}))
       << console.failure();
 
+  // The clone's own MAC is the one its guest sends from: hostvisor gave the
+  // NIC a new one, and the guest agent moves eth0 from the snapshot's to it
+  // (the traffic below all comes after that).
+  std::smatch macs;
+  const std::regex clone_macs(R"(NIC 0: MAC ([0-9a-f:]{17}), the clone's own \(the snapshot's was ([0-9a-f:]{17})\))");
+  for (const auto deadline = std::chrono::steady_clock::now() + kCommandTimeout;
+       !std::regex_search(console.err(), macs, clone_macs) && std::chrono::steady_clock::now() < deadline;)
+    console.read_for(std::chrono::milliseconds(200));
+  ASSERT_FALSE(macs.empty()) << "hostvisor named no new MAC for the clone's NIC; stderr:\n" << console.err();
+  const std::string clone_mac = macs[1], snapshot_mac = macs[2];
+  EXPECT_NE(clone_mac, snapshot_mac);
+  EXPECT_EQ(
+      guest_ok(console, "for i in $(seq 100); do grep -q " + clone_mac +
+                            " /sys/class/net/eth0/address && break; sleep 0.2; done; cat /sys/class/net/eth0/address"),
+      clone_mac + "\n")
+      << "the guest's eth0 does not send from the clone's MAC";
+
   EXPECT_EQ(wait_for_lease(console, "eth0"), "10.0.2.15/24");
   EXPECT_NE(guest_ok(console, "cat /var/log/udhcpc.eth0.log").find("lease of 10.0.2.15 obtained"), std::string::npos);
   EXPECT_NE(guest_ok(console, "ip route show default").find("default via 10.0.2.2 dev eth0"), std::string::npos);
