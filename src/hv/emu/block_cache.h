@@ -47,6 +47,8 @@ struct Block {
   uint16_t native_insns = 0;  // instructions the prefix runs
   uint16_t native_bytes = 0;  // guest bytes they span
   uint8_t native_flags = 0;   // kNativeFlagsIn / kNativeFlagsOut
+  bool native_user = false;   // translated for CPL 3 (its soft-TLB checks use the user entries)
+  uint64_t native_rip = 0;    // RIP it was translated at (RIP-relative operands are constants)
   const uint8_t* native = nullptr;
   uint64_t native_generation = ~0ull;
 };

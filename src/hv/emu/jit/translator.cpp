@@ -14,13 +14,25 @@
 namespace hostvisor::emu::jit {
 namespace {
 
-constexpr unsigned kRax = 0, kRcx = 1, kRsp = 4, kRdi = 7;
-// Callee-saved host registers the guest's values displace (SysV ABI).
+constexpr unsigned kRax = 0, kRcx = 1, kRdx = 2, kRsp = 4, kRbp = 5, kRdi = 7;
+// Callee-saved host registers the guest's values or the checks' scratch
+// registers displace (SysV ABI).
 constexpr unsigned kCalleeSaved[] = {3, 5, 12, 13, 14, 15};
 
-// Translated code: uint64_t f(Cpu* cpu, uint64_t guest_arith_flags), returns
-// the guest's RFLAGS after the instructions (only the arithmetic bits count).
-using Entry = uint64_t (*)(Cpu*, uint64_t);
+// The translated code's frame below the saved registers: three scratch
+// slots (the guest values of the registers a soft-TLB check borrows), then
+// the Cpu pointer.
+constexpr int32_t kSlotS = 0, kSlotT = 8, kSlotU = 16, kSlotCpu = 24, kFrameBytes = 24;
+
+// What translated code returns (RAX:RDX): the guest's RFLAGS where it left
+// (only the arithmetic bits count, and only with kExitFlagsValid) and how
+// many of the block's instructions it completed.
+struct ExitInfo {
+  uint64_t flags;
+  uint64_t info;  // instructions completed | kExitFlagsValid
+};
+constexpr uint64_t kExitFlagsValid = 1u << 16;
+using Entry = ExitInfo (*)(Cpu*, uint64_t);
 
 int32_t gpr_offset(unsigned reg) { return static_cast<int32_t>(offsetof(Cpu, gpr) + reg * sizeof(uint64_t)); }
 
@@ -30,22 +42,138 @@ bool plain_gpr(const Operand& o) { return o.reg < 16 && (o.reg != kRsp || o.high
 
 enum class FlagEffect { kNone, kAll, kSome };
 
-// How a translatable instruction changes the arithmetic flags.
+// How a translatable instruction changes the arithmetic flags. kSome: it
+// keeps some of them (INC/DEC keep CF, rotates keep SF ZF AF PF, a shift by
+// CL may keep all), so it reads the ones before it too.
 FlagEffect writes_flags(const Insn& insn) {
   switch (insn.mnemonic) {
     case ZYDIS_MNEMONIC_MOV:
+    case ZYDIS_MNEMONIC_MOVZX:
+    case ZYDIS_MNEMONIC_MOVSX:
+    case ZYDIS_MNEMONIC_MOVSXD:
+    case ZYDIS_MNEMONIC_NOT:
     case ZYDIS_MNEMONIC_LEA: return FlagEffect::kNone;
     case ZYDIS_MNEMONIC_INC:
     case ZYDIS_MNEMONIC_DEC: return FlagEffect::kSome;
     case ZYDIS_MNEMONIC_SHL:
     case ZYDIS_MNEMONIC_SHR:
-    case ZYDIS_MNEMONIC_SAR: {
+    case ZYDIS_MNEMONIC_SAR:
+    case ZYDIS_MNEMONIC_ROL:
+    case ZYDIS_MNEMONIC_ROR: {
       if (insn.nops < 2 || insn.op[1].kind != OpKind::kImm) return FlagEffect::kSome;  // by CL: 0 keeps them
       const uint64_t count = insn.imm & (insn.opsize == 8 ? 63 : 31);
-      return count == 0 ? FlagEffect::kNone : FlagEffect::kAll;
+      if (count == 0) return FlagEffect::kNone;
+      const bool rotate = insn.mnemonic == ZYDIS_MNEMONIC_ROL || insn.mnemonic == ZYDIS_MNEMONIC_ROR;
+      return rotate ? FlagEffect::kSome : FlagEffect::kAll;
     }
     default: return FlagEffect::kAll;
   }
+}
+
+// The memory operand of a translatable instruction, or -1.
+int mem_operand(const Insn& insn) {
+  if (insn.mnemonic == ZYDIS_MNEMONIC_LEA) return -1;
+  for (unsigned i = 0; i < insn.nops; ++i)
+    if (insn.op[i].kind == OpKind::kMem) return static_cast<int>(i);
+  return -1;
+}
+
+// Whether the memory access writes (a store or a read-modify-write: both
+// go through the write TLB, whose entries imply the page is readable too).
+bool writes_memory(const Insn& insn, int mem) {
+  if (mem != 0) return false;
+  switch (insn.mnemonic) {
+    case ZYDIS_MNEMONIC_CMP:
+    case ZYDIS_MNEMONIC_TEST: return false;
+    default: return true;
+  }
+}
+
+// The registers an instruction names, as a mask.
+uint16_t named_registers(const Insn& insn) {
+  uint16_t named = 0;
+  for (unsigned i = 0; i < insn.nops; ++i) {
+    const Operand& o = insn.op[i];
+    if (o.kind == OpKind::kReg) named |= static_cast<uint16_t>(1u << o.reg);  // AH..BH are 0..3 + high8
+    if (o.kind == OpKind::kMem || insn.mnemonic == ZYDIS_MNEMONIC_LEA) {
+      if (insn.mem.base < 16) named |= static_cast<uint16_t>(1u << insn.mem.base);
+      if (insn.mem.index < 16) named |= static_cast<uint16_t>(1u << insn.mem.index);
+    }
+  }
+  return named;
+}
+
+// The registers a soft-TLB check borrows for an instruction it does not
+// name: S (the address), T (the last byte's page) and U (the TLB entry,
+// then the host address the instruction's memory operand becomes). U is a
+// low register other than RSP and RBP, so [U] needs neither a REX prefix
+// (which would turn AH..BH into SPL..DIL) nor a SIB byte or displacement.
+struct Scratch {
+  unsigned s, t, u;
+};
+Scratch pick_scratch(uint16_t named) {
+  static constexpr unsigned kLow[] = {kRax, kRcx, kRdx, 3, 6, kRdi};
+  static constexpr unsigned kAny[] = {kRax, kRcx, kRdx, 6, kRdi, 8, 9, 10, 11, 3, kRbp, 12, 13, 14, 15};
+  Scratch sc{kNoBase, kNoBase, kNoBase};
+  for (unsigned r : kLow)
+    if (!(named & (1u << r))) {
+      sc.u = r;
+      break;
+    }
+  for (unsigned r : kAny) {
+    if ((named & (1u << r)) || r == sc.u) continue;
+    if (sc.s == kNoBase) {
+      sc.s = r;
+    } else {
+      sc.t = r;
+      break;
+    }
+  }
+  return sc;
+}
+
+// One translated instruction with a memory operand: what its re-encoding
+// with [U] in place of the guest's operand keeps of its bytes.
+struct Rewritten {
+  std::vector<uint8_t> head;  // legacy prefixes (no segment override), REX, opcode
+  uint8_t modrm_reg = 0;      // the ModRM reg field (a register or an opcode extension)
+  std::vector<uint8_t> tail;  // immediates
+};
+
+// Splits the guest encoding at its memory operand. False for encodings the
+// rewrite does not handle (other opcode maps).
+bool split_encoding(const ZydisDecoder& decoder, const uint8_t* bytes, size_t length, Rewritten& out) {
+  ZydisDecodedInstruction in;
+  if (!ZYAN_SUCCESS(ZydisDecoderDecodeInstruction(&decoder, nullptr, bytes, length, &in))) return false;
+  if (!(in.attributes & ZYDIS_ATTRIB_HAS_MODRM) || in.raw.modrm.mod == 3) return false;
+  unsigned opcode_len;
+  switch (in.opcode_map) {
+    case ZYDIS_OPCODE_MAP_DEFAULT: opcode_len = 1; break;
+    case ZYDIS_OPCODE_MAP_0F: opcode_len = 2; break;
+    default: return false;
+  }
+  const unsigned modrm = in.raw.modrm.offset;
+  if (modrm < opcode_len) return false;
+  const unsigned opcode_at = modrm - opcode_len;
+  const bool has_rex = in.attributes & ZYDIS_ATTRIB_HAS_REX;
+  const unsigned prefix_end = has_rex ? opcode_at - 1 : opcode_at;
+  if (has_rex && (opcode_at == 0 || (bytes[opcode_at - 1] & 0xf0) != 0x40)) return false;
+  out.head.clear();
+  for (unsigned i = 0; i < prefix_end; ++i) {
+    const uint8_t b = bytes[i];
+    if (b == 0x26 || b == 0x2e || b == 0x36 || b == 0x3e || b == 0x64 || b == 0x65) continue;  // the address has it
+    if (b == 0x67) return false;
+    out.head.push_back(b);
+  }
+  // REX keeps W and R; X and B named the guest's index and base, gone now.
+  if (has_rex) out.head.push_back(static_cast<uint8_t>(bytes[opcode_at - 1] & 0xfc));
+  out.head.insert(out.head.end(), bytes + opcode_at, bytes + modrm);
+  out.modrm_reg = in.raw.modrm.reg;
+  unsigned after = modrm + 1;
+  if (in.attributes & ZYDIS_ATTRIB_HAS_SIB) after = in.raw.sib.offset + 1u;
+  if (in.raw.disp.size) after = in.raw.disp.offset + in.raw.disp.size / 8u;
+  out.tail.assign(bytes + after, bytes + in.length);
+  return true;
 }
 
 }  // namespace
@@ -53,6 +181,9 @@ FlagEffect writes_flags(const Insn& insn) {
 bool translatable(const Insn& insn) {
   switch (insn.mnemonic) {
     case ZYDIS_MNEMONIC_MOV:
+    case ZYDIS_MNEMONIC_MOVZX:
+    case ZYDIS_MNEMONIC_MOVSX:
+    case ZYDIS_MNEMONIC_MOVSXD:
     case ZYDIS_MNEMONIC_ADD:
     case ZYDIS_MNEMONIC_SUB:
     case ZYDIS_MNEMONIC_AND:
@@ -62,13 +193,20 @@ bool translatable(const Insn& insn) {
     case ZYDIS_MNEMONIC_TEST:
     case ZYDIS_MNEMONIC_INC:
     case ZYDIS_MNEMONIC_DEC:
+    case ZYDIS_MNEMONIC_NOT:
+    case ZYDIS_MNEMONIC_NEG:
     case ZYDIS_MNEMONIC_LEA:
     case ZYDIS_MNEMONIC_SHL:
     case ZYDIS_MNEMONIC_SHR:
-    case ZYDIS_MNEMONIC_SAR: break;
+    case ZYDIS_MNEMONIC_SAR:
+    case ZYDIS_MNEMONIC_ROL:
+    case ZYDIS_MNEMONIC_ROR: break;
     default: return false;
   }
-  if (insn.prefixes != 0 || insn.ends_block || insn.nops == 0) return false;
+  // A segment override only matters for FS and GS (added to the address);
+  // LOCK and REP are never taken.
+  if ((insn.prefixes & ~kPrefixSegOverride) != 0 || insn.ends_block || insn.nops == 0) return false;
+  bool has_mem = false;
   for (unsigned i = 0; i < insn.nops; ++i) {
     const Operand& o = insn.op[i];
     switch (o.kind) {
@@ -77,11 +215,20 @@ bool translatable(const Insn& insn) {
         break;
       case OpKind::kImm: break;
       case OpKind::kMem: {
-        // LEA computes an address without touching memory; RIP-relative
-        // forms would compute the host's RIP, RSP-based ones the host's stack.
-        if (insn.mnemonic != ZYDIS_MNEMONIC_LEA || i != 1) return false;
         const MemRef& m = insn.mem;
-        if (m.base == kRipReg || m.base == kRsp || m.index == kRsp) return false;
+        if (insn.mnemonic == ZYDIS_MNEMONIC_LEA) {
+          // LEA computes an address without touching memory; RIP-relative
+          // forms would compute the host's RIP, RSP-based ones the host's stack.
+          if (i != 1 || m.base == kRipReg || m.base == kRsp || m.index == kRsp) return false;
+          if (insn.prefixes & kPrefixSegOverride) return false;
+          break;
+        }
+        // Any 64-bit address: a soft-TLB check replaces the operand by the
+        // host address (RSP and RIP bases are computed from the guest's).
+        if (has_mem || insn.addrsize != 8 || m.index == kRsp || m.index == kRipReg) return false;
+        if (m.disp < INT32_MIN || m.disp > INT32_MAX) return false;
+        if (o.size != 1 && o.size != 2 && o.size != 4 && o.size != 8) return false;
+        has_mem = true;
         break;
       }
       default: return false;
@@ -96,6 +243,10 @@ Result<std::unique_ptr<Translator>> Translator::create(size_t code_cache_bytes) 
   return std::unique_ptr<Translator>(new Translator(std::move(*cache)));
 }
 
+Translator::Translator(std::unique_ptr<CodeCache> cache) : cache_(std::move(cache)) {
+  ZydisDecoderInit(&decoder_, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64);
+}
+
 bool Translator::translate(Cpu& cpu, Block& block) {
   const auto started = std::chrono::steady_clock::now();
   block.native = nullptr;
@@ -107,42 +258,95 @@ bool Translator::translate(Cpu& cpu, Block& block) {
   if (cpu.code && cpu.code->generation(block.phys) != block.generation) return false;
   const uint8_t* page = cpu.memory->host_pointer(GuestAddress(block.phys & ~0xfffull), 0x1000);
   if (!page) return false;
-  unsigned count = 0;
+
+  // Pass 1: how far the translation goes, the registers it loads, and the
+  // flags: whether the host's must start as the guest's, and at every
+  // instruction whether they hold the guest's already (a translated
+  // instruction wrote them) and whether a later one needs them.
+  struct Step {
+    const Insn* insn;
+    uint64_t offset;  // in the page
+    int mem;          // memory operand, or -1
+    Scratch scratch;
+    bool flags_valid_before;  // the host's flags are the guest's here
+    bool flags_needed;        // ... and the instruction or a later one reads them, or the exit returns them
+    Rewritten rewritten;      // with a memory operand: its encoding around it
+  };
+  std::vector<Step> steps;
   uint64_t off = block.phys & 0xfff;
-  const uint64_t start = off;
-  uint16_t used = 0;       // the guest registers the instructions name
-  bool flags_in = false;   // the result depends on the flags at entry
-  bool flags_out = false;  // some instruction writes the flags
+  uint16_t used = 0;     // the guest registers the instructions name
+  uint16_t clobber = 0;  // host registers the code changes (used + scratch)
+  bool flags_in = false;
+  bool written = false;
   for (const Insn& insn : block.insns) {
     if (!translatable(insn) || off + insn.len > 0x1000) break;
-    for (unsigned i = 0; i < insn.nops; ++i) {
-      if (insn.op[i].kind == OpKind::kReg) used |= 1u << insn.op[i].reg;
-    }
-    if (insn.mnemonic == ZYDIS_MNEMONIC_LEA) {
-      if (insn.mem.base < 16) used |= 1u << insn.mem.base;
-      if (insn.mem.index < 16) used |= 1u << insn.mem.index;
+    Step step{&insn, off, mem_operand(insn), {}, flags_in || written, false, {}};
+    const uint16_t named = named_registers(insn);
+    used |= named;
+    if (step.mem >= 0) {
+      if (!split_encoding(decoder_, page + off, insn.len, step.rewritten)) break;
+      step.scratch = pick_scratch(named);
+      clobber |= static_cast<uint16_t>((1u << step.scratch.s) | (1u << step.scratch.t) | (1u << step.scratch.u));
     }
     switch (writes_flags(insn)) {
       case FlagEffect::kNone: break;
-      case FlagEffect::kAll: flags_out = true; break;
-      case FlagEffect::kSome:  // INC/DEC keep CF; a shift by CL may keep all
-        if (!flags_out) flags_in = true;
-        flags_out = true;
+      case FlagEffect::kAll: written = true; break;
+      case FlagEffect::kSome:
+        if (!written) flags_in = true;
+        written = true;
         break;
     }
     off += insn.len;
-    ++count;
+    steps.push_back(step);
   }
+  used &= static_cast<uint16_t>(~(1u << kRsp));
+  clobber |= used;
+  const unsigned count = static_cast<unsigned>(steps.size());
   if (count < kMinInsns) {
     // Too short to pay for entering and leaving host code.
     ++stats_.fallbacks;
     return false;
   }
+  for (unsigned i = 0; i < count; ++i) steps[i].flags_valid_before = flags_in || steps[i].flags_valid_before;
+  bool needed = written;  // the final exit returns them
+  for (int i = static_cast<int>(count) - 1; i >= 0; --i) {
+    switch (writes_flags(*steps[i].insn)) {
+      case FlagEffect::kNone: break;
+      case FlagEffect::kAll: needed = false; break;
+      case FlagEffect::kSome: needed = true; break;
+    }
+    steps[i].flags_needed = needed;
+  }
 
+  const uint64_t rip = cpu.rip;
+  const bool user = cpu.cpl == 3;
+  const int32_t tlb_base = static_cast<int32_t>(offsetof(Cpu, tlb) + offsetof(Tlb, e) +
+                                                (static_cast<size_t>(user) * 3) * kTlbSize * sizeof(TlbEntry));
   Emitter e;
+  // Exit with `done` instructions completed, every guest register in its
+  // host register and, when `flags_valid`, the guest's flags in the host's.
+  auto emit_exit = [&](unsigned done, bool flags_valid) {
+    e.bytes({0x9c});  // pushfq
+    e.push(kRax);
+    e.load(kRax, kRsp, 16 + kSlotCpu);
+    for (unsigned r = 1; r < 16; ++r)
+      if (used & (1u << r)) e.store(kRax, gpr_offset(r), r);
+    e.pop(kRcx);  // the guest's RAX
+    if (used & 1u) e.store(kRax, gpr_offset(kRax), kRcx);
+    e.pop(kRax);  // the flags: the return value's first half
+    e.bytes({0xba});  // mov edx, imm32: its second half
+    e.u32(static_cast<uint32_t>(done | (flags_valid ? kExitFlagsValid : 0)));
+    e.lea(kRsp, kRsp, kNoBase, 1, kFrameBytes);
+    e.pop(kRdi);
+    for (int i = static_cast<int>(std::size(kCalleeSaved)) - 1; i >= 0; --i)
+      if (clobber & (1u << kCalleeSaved[i])) e.pop(kCalleeSaved[i]);
+    e.bytes({0xc3});
+  };
+
   for (unsigned r : kCalleeSaved)
-    if (used & (1u << r)) e.push(r);
-  e.push(kRdi);  // the Cpu, for the exit
+    if (clobber & (1u << r)) e.push(r);
+  e.push(kRdi);  // the Cpu, for the exits
+  e.lea(kRsp, kRsp, kNoBase, 1, -kFrameBytes);
   if (flags_in) {
     // Only the guest's arithmetic flags enter the host's RFLAGS: TF, DF, AC
     // and the rest stay the host's.
@@ -156,18 +360,98 @@ bool Translator::translate(Cpu& cpu, Block& block) {
   for (unsigned r = 0; r < 16; ++r)
     if (r != kRdi && (used & (1u << r))) e.load(r, kRdi, gpr_offset(r));
   if (used & (1u << kRdi)) e.load(kRdi, kRdi, gpr_offset(kRdi));
-  e.bytes(std::span(page + start, off - start));  // the guest's instructions, as they are
-  e.bytes({0x9c, 0x50});                          // pushfq; push rax
-  e.bytes({0x48, 0x8b, 0x44, 0x24, 0x10});        // mov rax, [rsp + 16]: the Cpu
-  for (unsigned r = 1; r < 16; ++r)
-    if (used & (1u << r)) e.store(kRax, gpr_offset(r), r);
-  e.pop(kRcx);  // the guest's RAX
-  if (used & 1u) e.store(kRax, gpr_offset(kRax), kRcx);
-  e.pop(kRax);  // the guest's flags: the return value
-  e.pop(kRdi);
-  for (int i = static_cast<int>(std::size(kCalleeSaved)) - 1; i >= 0; --i)
-    if (used & (1u << kCalleeSaved[i])) e.pop(kCalleeSaved[i]);
-  e.bytes({0xc3});
+
+  // The slow paths, emitted after the final exit: a TLB miss, MMIO, a page
+  // crossing or a non-canonical address leaves the translation before the
+  // instruction, which the interpreter then runs (and faults exactly).
+  struct Miss {
+    std::vector<size_t> jumps;
+    unsigned index;
+    bool saved_flags;
+    Scratch scratch;
+  };
+  std::vector<Miss> misses;
+  for (unsigned i = 0; i < count; ++i) {
+    const Step& st = steps[i];
+    const Insn& insn = *st.insn;
+    if (st.mem < 0) {
+      e.bytes(std::span(page + st.offset, insn.len));  // as it is
+      continue;
+    }
+    const Rewritten& rw = st.rewritten;
+    const Scratch sc = st.scratch;
+    const MemRef& m = insn.mem;
+    const unsigned size = insn.op[st.mem].size;
+    const bool write = writes_memory(insn, st.mem);
+    const bool save_flags = st.flags_valid_before;
+    int32_t depth = 0;
+    if (save_flags) {
+      e.bytes({0x9c});  // pushfq: the check's compares change the flags
+      depth = 8;
+    }
+    for (auto [reg, slot] : {std::pair{sc.s, kSlotS}, {sc.t, kSlotT}, {sc.u, kSlotU}})
+      if (used & (1u << reg)) e.store(kRsp, depth + slot, reg);
+    // S = the linear address.
+    unsigned base = m.base;
+    int64_t disp = m.disp;
+    if (m.base == kRsp) {
+      e.load(sc.s, kRsp, depth + kSlotCpu);
+      e.load(sc.s, sc.s, gpr_offset(kRsp));
+      base = sc.s;
+    } else if (m.base == kRipReg) {
+      e.mov_imm(sc.s, rip + (st.offset - (block.phys & 0xfff)) + insn.len + static_cast<uint64_t>(disp));
+      base = sc.s;
+      disp = 0;
+    }
+    e.lea(sc.s, base == kNoReg ? kNoBase : base, m.index == kNoReg ? kNoBase : m.index, m.scale,
+          static_cast<int32_t>(disp));
+    if (m.seg == kFs || m.seg == kGs) {
+      e.load(sc.t, kRsp, depth + kSlotCpu);
+      e.add_load(sc.s, sc.t, static_cast<int32_t>(offsetof(Cpu, seg) + m.seg * sizeof(Segment) +
+                                                    offsetof(Segment, base)));
+    }
+    // T = the page of the last byte; U = the TLB entry of the first's.
+    e.lea(sc.t, sc.s, kNoBase, 1, static_cast<int32_t>(size - 1));
+    e.shr_imm(sc.t, 12);
+    e.mov_rr(sc.u, sc.s);
+    e.shr_imm(sc.u, 12);
+    e.and_imm(sc.u, kTlbSize - 1);
+    e.imul_imm(sc.u, sc.u, static_cast<int32_t>(sizeof(TlbEntry)));
+    e.add_load(sc.u, kRsp, depth + kSlotCpu);
+    // A hit needs the tag of both ends (no page crossing, canonical) and RAM.
+    const int32_t entry = tlb_base + static_cast<int32_t>((write ? 1 : 0) * kTlbSize * sizeof(TlbEntry));
+    e.cmp_load(sc.t, sc.u, entry + static_cast<int32_t>(offsetof(TlbEntry, tag)));
+    Miss miss{{}, i, save_flags, sc};
+    miss.jumps.push_back(e.jcc32(0x5));  // jne
+    e.load(sc.u, sc.u, entry + static_cast<int32_t>(offsetof(TlbEntry, host)));
+    e.test_rr(sc.u, sc.u);
+    miss.jumps.push_back(e.jcc32(0x4));  // je
+    e.and_imm(sc.s, 0xfff);
+    e.add_rr(sc.u, sc.s);
+    if (used & (1u << sc.s)) e.load(sc.s, kRsp, depth + kSlotS);
+    if (used & (1u << sc.t)) e.load(sc.t, kRsp, depth + kSlotT);
+    if (save_flags) {
+      if (st.flags_needed) {
+        e.bytes({0x9d});  // popfq
+      } else {
+        e.lea(kRsp, kRsp, kNoBase, 1, 8);  // dropped without touching the flags
+      }
+    }
+    // The instruction itself, its memory operand now [U].
+    e.bytes(rw.head);
+    e.byte(static_cast<uint8_t>(((rw.modrm_reg & 7) << 3) | (sc.u & 7)));
+    e.bytes(rw.tail);
+    if (used & (1u << sc.u)) e.load(sc.u, kRsp, kSlotU);
+    misses.push_back(std::move(miss));
+  }
+  emit_exit(count, written);
+  for (const Miss& miss : misses) {
+    for (size_t at : miss.jumps) e.patch_rel32(at, e.size());
+    if (miss.saved_flags) e.bytes({0x9d});  // popfq: the guest's
+    for (auto [reg, slot] : {std::pair{miss.scratch.s, kSlotS}, {miss.scratch.t, kSlotT}, {miss.scratch.u, kSlotU}})
+      if (used & (1u << reg)) e.load(reg, kRsp, slot);
+    emit_exit(miss.index, miss.saved_flags);
+  }
 
   const uint8_t* code = cache_->add(e.code());
   if (!code) {
@@ -179,35 +463,51 @@ bool Translator::translate(Cpu& cpu, Block& block) {
   block.native = code;
   block.native_generation = cache_->generation();
   block.native_insns = static_cast<uint16_t>(count);
-  block.native_bytes = static_cast<uint16_t>(off - start);
-  block.native_flags = static_cast<uint8_t>((flags_in ? kNativeFlagsIn : 0) | (flags_out ? kNativeFlagsOut : 0));
+  block.native_bytes = static_cast<uint16_t>(off - (block.phys & 0xfff));
+  block.native_flags = static_cast<uint8_t>((flags_in ? kNativeFlagsIn : 0) | (written ? kNativeFlagsOut : 0));
+  block.native_user = user;
+  block.native_rip = rip;
   ++stats_.blocks_translated;
+  stats_.code_bytes += e.size();
   stats_.translation_ns += static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - started).count());
   return true;
 }
 
 unsigned Translator::enter(Cpu& cpu, Block& block) {
+  // Translated at another RIP (an alias of the page: RIP-relative operands
+  // differ) or privilege (its TLB checks use the other entries): interpreted.
+  if (cpu.rip != block.native_rip || (cpu.cpl == 3) != block.native_user) {
+    ++stats_.mismatched_entries;
+    return 0;
+  }
   // The lazy flags are computed only for a translation that reads them, and
-  // replaced only by one that writes them.
+  // replaced only when it wrote them.
   const uint64_t in = (block.native_flags & kNativeFlagsIn) ? read_flags(cpu) : 0;
-  const uint64_t flags = reinterpret_cast<Entry>(const_cast<uint8_t*>(block.native))(&cpu, in);
-  if (block.native_flags & kNativeFlagsOut) set_arith_flags(cpu, flags);
-  cpu.rip += block.native_bytes;  // 64-bit code: no wrap within a page
+  const ExitInfo out = reinterpret_cast<Entry>(const_cast<uint8_t*>(block.native))(&cpu, in);
+  if (out.info & kExitFlagsValid) set_arith_flags(cpu, out.flags);
+  const unsigned done = static_cast<unsigned>(out.info & 0xffff);
   ++stats_.entries;
-  stats_.native_insns += block.native_insns;
-  return block.native_insns;
+  stats_.native_insns += done;
+  if (done == block.native_insns) {
+    cpu.rip += block.native_bytes;  // 64-bit code: no wrap within a page
+  } else {
+    ++stats_.side_exits;  // a memory operand the inline check did not take
+    for (unsigned i = 0; i < done; ++i) cpu.rip += block.insns[i].len;
+  }
+  return done;
 }
 
 std::string describe(const TranslatorStats& s) {
-  char line[400];
+  auto u = [](uint64_t v) { return static_cast<unsigned long long>(v); };
+  char line[512];
   std::snprintf(line, sizeof(line),
-                "jit: %llu blocks translated in %.3f ms, %llu entries running %llu instructions natively, "
+                "jit: %llu blocks translated in %.3f ms (%llu bytes of host code), %llu entries running %llu "
+                "instructions natively, %llu side exits to the interpreter, %llu entries at another RIP or CPL, "
                 "%llu hot blocks not translatable, code cache %llu of %llu bytes (%llu flushes)",
-                static_cast<unsigned long long>(s.blocks_translated), static_cast<double>(s.translation_ns) / 1e6,
-                static_cast<unsigned long long>(s.entries), static_cast<unsigned long long>(s.native_insns),
-                static_cast<unsigned long long>(s.fallbacks), static_cast<unsigned long long>(s.cache_used),
-                static_cast<unsigned long long>(s.cache_capacity), static_cast<unsigned long long>(s.cache_flushes));
+                u(s.blocks_translated), static_cast<double>(s.translation_ns) / 1e6, u(s.code_bytes), u(s.entries),
+                u(s.native_insns), u(s.side_exits), u(s.mismatched_entries), u(s.fallbacks), u(s.cache_used),
+                u(s.cache_capacity), u(s.cache_flushes));
   return line;
 }
 

@@ -13,6 +13,8 @@
 // a new Block without one, and a full cache drops them all by generation.
 #pragma once
 
+#include <Zydis/Zydis.h>
+
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -29,7 +31,10 @@ struct TranslatorStats {
   uint64_t translation_ns = 0;
   uint64_t entries = 0;        // translated code entered
   uint64_t native_insns = 0;   // guest instructions run as host code
+  uint64_t side_exits = 0;     // entries left before their end by a memory operand's slow path
+  uint64_t mismatched_entries = 0;  // entered at another RIP or privilege than translated for: interpreted
   uint64_t fallbacks = 0;      // hot blocks without kMinInsns translatable instructions first
+  uint64_t code_bytes = 0;     // host code emitted, all translations so far
   uint64_t cache_flushes = 0;  // the code cache was full and dropped everything
   uint64_t cache_used = 0;     // bytes of code cache in use, of cache_capacity
   uint64_t cache_capacity = 0;
@@ -63,11 +68,12 @@ class Translator {
   TranslatorStats stats() const;
 
  private:
-  explicit Translator(std::unique_ptr<CodeCache> cache) : cache_(std::move(cache)) {}
+  explicit Translator(std::unique_ptr<CodeCache> cache);
   bool translate(Cpu& cpu, Block& block);
   unsigned enter(Cpu& cpu, Block& block);
 
   std::unique_ptr<CodeCache> cache_;
+  ZydisDecoder decoder_;  // re-reads an instruction's encoding to rewrite its memory operand
   TranslatorStats stats_;
 };
 

@@ -264,6 +264,51 @@ TEST_F(TranslatorVsInterpreter, SelfModifyingCodeInTheRunningBlock) {
   EXPECT_GE(stats().blocks_translated, 1u);
 }
 
+// Every memory form the inline soft-TLB check takes: loads, stores and
+// read-modify-writes through a register, the guest's RSP, RIP-relative and
+// GS-relative operands, byte forms with a high-byte register, MOVZX.
+HV_EMU_SNIPPET(memory_loop, R"(
+  mov ecx, 60
+hv_jit_memory_top:
+  mov rax, [rbx]
+  add rax, [rbx + rsi*8 + 8]
+  mov [rbx + 16], rax
+  add [rbx + 24], rcx
+  xor rdx, [rsp + 8]
+  mov r8, [rip + hv_jit_memory_top]
+  add r9, gs:[8]
+  mov [rbx + 32], ah
+  movzx r10d, byte ptr [rbx + 17]
+  inc qword ptr [rbx + 40]
+  cmp rax, [rbx]
+  dec ecx
+  jnz hv_jit_memory_top
+  hlt
+)")
+
+TEST_F(TranslatorVsInterpreter, MemoryOperandsRunNativelyAndAgree) {
+  load(memory_loop());
+  on_both([](TestMachine& m) {
+    set_inputs(m);
+    Cpu& c = m.cpu();
+    c.gpr[3] = TestMachine::kData + 0x100;
+    c.gpr[6] = 2;
+    c.gpr[4] = TestMachine::kStackTop - 64;
+    c.seg[kGs].base = TestMachine::kData + 0x800;
+    m.write_value<uint64_t>(TestMachine::kData + 0x100, 0x1111);
+    m.write_value<uint64_t>(TestMachine::kData + 0x100 + 24, 0x3333);
+    m.write_value<uint64_t>(TestMachine::kStackTop - 64 + 8, 0xabcdef);
+    m.write_value<uint64_t>(TestMachine::kData + 0x808, 0x77);
+  });
+  run_and_compare();
+  EXPECT_EQ(translated().vector_taken(), -1);
+  // The loop's block (11 instructions and DEC) runs natively from its hot
+  // entry on, the checks hitting once the interpreter's first iterations
+  // filled the TLB.
+  EXPECT_GE(stats().native_insns, 12u * (59 - Translator::kHotUses));
+  EXPECT_EQ(stats().side_exits, 0u);
+}
+
 HV_EMU_SNIPPET(tight_loop, R"(
 hv_jit_tight_loop_top:
   inc rax
@@ -300,7 +345,12 @@ TEST(Translatable, TakesRegisterAluAndRefusesTheRest) {
   EXPECT_TRUE(translatable(decode({0x48, 0x01, 0xd0})));               // add rax, rdx
   EXPECT_TRUE(translatable(decode({0x4c, 0x8d, 0x44, 0xb0, 0x09})));   // lea r8, [rax + rsi*4 + 9]
   EXPECT_TRUE(translatable(decode({0x88, 0xe0})));                     // mov al, ah
-  EXPECT_FALSE(translatable(decode({0x48, 0x89, 0x03})));              // mov [rbx], rax: memory
+  EXPECT_TRUE(translatable(decode({0x48, 0x89, 0x03})));               // mov [rbx], rax: a soft-TLB check
+  EXPECT_TRUE(translatable(decode({0x48, 0x8b, 0x44, 0x24, 0x08})));   // mov rax, [rsp + 8]: the guest's RSP
+  EXPECT_TRUE(translatable(decode({0x48, 0x8b, 0x05, 0, 0, 0, 0})));   // mov rax, [rip]: a constant address
+  EXPECT_TRUE(translatable(decode({0x65, 0x48, 0x03, 0x03})));         // add rax, gs:[rbx]: plus GS's base
+  EXPECT_FALSE(translatable(decode({0x67, 0x48, 0x8b, 0x03})));        // mov rax, [ebx]: 32-bit address
+  EXPECT_FALSE(translatable(decode({0x48, 0x89, 0x24, 0x24})));        // mov [rsp], rsp: RSP as a register
   EXPECT_FALSE(translatable(decode({0x48, 0x83, 0xc4, 0x08})));        // add rsp, 8: the host's stack
   EXPECT_FALSE(translatable(decode({0x48, 0x8d, 0x05, 0, 0, 0, 0})));  // lea rax, [rip]
   EXPECT_FALSE(translatable(decode({0x48, 0x11, 0xd0})));              // adc rax, rdx: not yet
