@@ -2,6 +2,7 @@
 
 #include <Zydis/Zydis.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdio>
@@ -9,12 +10,13 @@
 #include "hv/emu/code_map.h"
 #include "hv/emu/flags.h"
 #include "hv/emu/jit/emitter.h"
+#include "hv/emu/mmu.h"
 #include "memory/guest_memory.h"
 
 namespace hostvisor::emu::jit {
 namespace {
 
-constexpr unsigned kRax = 0, kRcx = 1, kRdx = 2, kRsp = 4, kRbp = 5, kRdi = 7;
+constexpr unsigned kRax = 0, kRcx = 1, kRdx = 2, kRsp = 4, kRbp = 5, kRsi = 6, kRdi = 7;
 // Callee-saved host registers the guest's values or the checks' scratch
 // registers displace (SysV ABI).
 constexpr unsigned kCalleeSaved[] = {3, 5, 12, 13, 14, 15};
@@ -24,15 +26,17 @@ constexpr unsigned kCalleeSaved[] = {3, 5, 12, 13, 14, 15};
 // the Cpu pointer.
 constexpr int32_t kSlotS = 0, kSlotT = 8, kSlotU = 16, kSlotCpu = 24, kFrameBytes = 24;
 
-// What translated code returns (RAX:RDX): the guest's RFLAGS where it left
-// (only the arithmetic bits count, and only with kExitFlagsValid) and how
-// many of the block's instructions it completed.
-struct ExitInfo {
-  uint64_t flags;
-  uint64_t info;  // instructions completed | kExitFlagsValid
-};
-constexpr uint64_t kExitFlagsValid = 1u << 16;
-using Entry = ExitInfo (*)(Cpu*, uint64_t);
+// Translated code: void f(Cpu*). It leaves the guest's registers, flags,
+// RIP and instruction count in the Cpu (JitRun) wherever it returns.
+using Entry = void (*)(Cpu*);
+
+// A chained run returns to the run loop after this many instructions at
+// most, so the instruction limit and the checks the run loop makes between
+// blocks (and the translated code does not: the CodeMap epoch, another
+// vCPU's code writes) are never put off for long.
+constexpr int64_t kChainBudget = 1 << 14;
+
+#define CPU_FIELD(f) static_cast<int32_t>(offsetof(Cpu, f))
 
 int32_t gpr_offset(unsigned reg) { return static_cast<int32_t>(offsetof(Cpu, gpr) + reg * sizeof(uint64_t)); }
 
@@ -76,6 +80,32 @@ int mem_operand(const Insn& insn) {
   for (unsigned i = 0; i < insn.nops; ++i)
     if (insn.op[i].kind == OpKind::kMem) return static_cast<int>(i);
   return -1;
+}
+
+// A Jcc rel or JMP rel of 64-bit operand size: the block's last
+// instruction, translated as a compare-and-exit to constant RIPs.
+bool direct_branch(const Insn& insn, bool* conditional) {
+  if (insn.nops != 1 || insn.op[0].kind != OpKind::kImm || insn.opsize != 8 || insn.prefixes != 0) return false;
+  switch (insn.mnemonic) {
+    case ZYDIS_MNEMONIC_JMP: *conditional = false; return true;
+    case ZYDIS_MNEMONIC_JB:
+    case ZYDIS_MNEMONIC_JBE:
+    case ZYDIS_MNEMONIC_JL:
+    case ZYDIS_MNEMONIC_JLE:
+    case ZYDIS_MNEMONIC_JNB:
+    case ZYDIS_MNEMONIC_JNBE:
+    case ZYDIS_MNEMONIC_JNL:
+    case ZYDIS_MNEMONIC_JNLE:
+    case ZYDIS_MNEMONIC_JNO:
+    case ZYDIS_MNEMONIC_JNP:
+    case ZYDIS_MNEMONIC_JNS:
+    case ZYDIS_MNEMONIC_JNZ:
+    case ZYDIS_MNEMONIC_JO:
+    case ZYDIS_MNEMONIC_JP:
+    case ZYDIS_MNEMONIC_JS:
+    case ZYDIS_MNEMONIC_JZ: *conditional = true; return true;
+    default: return false;
+  }
 }
 
 // Whether the memory access writes (a store or a read-modify-write: both
@@ -250,14 +280,16 @@ Translator::Translator(std::unique_ptr<CodeCache> cache) : cache_(std::move(cach
 bool Translator::translate(Cpu& cpu, Block& block) {
   const auto started = std::chrono::steady_clock::now();
   block.native = nullptr;
+  block.native_chain = nullptr;
   block.native_insns = 0;
-  block.native_bytes = 0;
   // The bytes are read again from guest memory: only while they are still
   // the ones the block was decoded from.
   if (cpu.code_size != 8 || !cpu.memory) return false;
   if (cpu.code && cpu.code->generation(block.phys) != block.generation) return false;
   const uint8_t* page = cpu.memory->host_pointer(GuestAddress(block.phys & ~0xfffull), 0x1000);
   if (!page) return false;
+  const uint64_t rip = cpu.rip;
+  const uint64_t start = block.phys & 0xfff;
 
   // Pass 1: how far the translation goes, the registers it loads, and the
   // flags: whether the host's must start as the guest's, and at every
@@ -269,25 +301,23 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     int mem;          // memory operand, or -1
     Scratch scratch;
     bool flags_valid_before;  // the host's flags are the guest's here
-    bool flags_needed;        // ... and the instruction or a later one reads them, or the exit returns them
+    bool flags_needed;        // ... and the instruction or a later one reads them, or the exit stores them
     Rewritten rewritten;      // with a memory operand: its encoding around it
   };
   std::vector<Step> steps;
-  uint64_t off = block.phys & 0xfff;
-  uint16_t used = 0;     // the guest registers the instructions name
-  uint16_t clobber = 0;  // host registers the code changes (used + scratch)
+  uint64_t off = start;
+  uint16_t used = 0;  // the guest registers the instructions name
   bool flags_in = false;
   bool written = false;
   for (const Insn& insn : block.insns) {
     if (!translatable(insn) || off + insn.len > 0x1000) break;
     Step step{&insn, off, mem_operand(insn), {}, flags_in || written, false, {}};
     const uint16_t named = named_registers(insn);
-    used |= named;
     if (step.mem >= 0) {
       if (!split_encoding(decoder_, page + off, insn.len, step.rewritten)) break;
       step.scratch = pick_scratch(named);
-      clobber |= static_cast<uint16_t>((1u << step.scratch.s) | (1u << step.scratch.t) | (1u << step.scratch.u));
     }
+    used |= named;
     switch (writes_flags(insn)) {
       case FlagEffect::kNone: break;
       case FlagEffect::kAll: written = true; break;
@@ -299,69 +329,149 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     off += insn.len;
     steps.push_back(step);
   }
-  used &= static_cast<uint16_t>(~(1u << kRsp));
-  clobber |= used;
   const unsigned count = static_cast<unsigned>(steps.size());
-  if (count < kMinInsns) {
+  // The block's last instruction, a direct branch, ends the translation
+  // with an exit to each of its constant targets.
+  bool conditional = false;
+  bool branch = count + 1 == block.insns.size() && off + block.insns.back().len <= 0x1000 &&
+                direct_branch(block.insns.back(), &conditional);
+  uint64_t fallthrough = 0, taken = 0;
+  if (branch) {
+    const Insn& jcc = block.insns.back();
+    fallthrough = rip + (off - start) + jcc.len;
+    taken = fallthrough + jcc.imm;
+    // A non-canonical target faults (#GP with RIP on the branch): the interpreter's.
+    if (!is_canonical(taken)) branch = false;
+    if (branch && conditional && !written) flags_in = true;
+  }
+  used &= static_cast<uint16_t>(~(1u << kRsp));
+  const unsigned total = count + (branch ? 1 : 0);
+  if (total < kMinInsns) {
     // Too short to pay for entering and leaving host code.
     ++stats_.fallbacks;
     return false;
   }
+  const bool store_flags = written || flags_in;
   for (unsigned i = 0; i < count; ++i) steps[i].flags_valid_before = flags_in || steps[i].flags_valid_before;
-  bool needed = written;  // the final exit returns them
+  bool needed = store_flags;  // the exits store them (and a Jcc reads them)
   for (int i = static_cast<int>(count) - 1; i >= 0; --i) {
     switch (writes_flags(*steps[i].insn)) {
       case FlagEffect::kNone: break;
-      case FlagEffect::kAll: needed = false; break;
+      case FlagEffect::kAll: needed = branch && conditional; break;
       case FlagEffect::kSome: needed = true; break;
     }
     steps[i].flags_needed = needed;
   }
 
-  const uint64_t rip = cpu.rip;
   const bool user = cpu.cpl == 3;
   const int32_t tlb_base = static_cast<int32_t>(offsetof(Cpu, tlb) + offsetof(Tlb, e) +
                                                 (static_cast<size_t>(user) * 3) * kTlbSize * sizeof(TlbEntry));
   Emitter e;
-  // Exit with `done` instructions completed, every guest register in its
-  // host register and, when `flags_valid`, the guest's flags in the host's.
-  auto emit_exit = [&](unsigned done, bool flags_valid) {
-    e.bytes({0x9c});  // pushfq
+  std::vector<size_t> to_epilogue;  // JMP rel32s to the shared epilogue
+  auto jmp_epilogue = [&] {
+    e.byte(0xe9);
+    to_epilogue.push_back(e.size());
+    e.u32(0);
+  };
+  // Leaves the guest's state in the Cpu: its registers, its flags (when
+  // `flags_valid`: the host's are the guest's), RIP and the instructions
+  // completed. RAX ends up holding the Cpu.
+  auto emit_state_out = [&](unsigned done, uint64_t next_rip, bool flags_valid) {
+    if (flags_valid) e.bytes({0x9c});  // pushfq
     e.push(kRax);
-    e.load(kRax, kRsp, 16 + kSlotCpu);
+    e.load(kRax, kRsp, (flags_valid ? 16 : 8) + kSlotCpu);
     for (unsigned r = 1; r < 16; ++r)
       if (used & (1u << r)) e.store(kRax, gpr_offset(r), r);
     e.pop(kRcx);  // the guest's RAX
     if (used & 1u) e.store(kRax, gpr_offset(kRax), kRcx);
-    e.pop(kRax);  // the flags: the return value's first half
-    e.bytes({0xba});  // mov edx, imm32: its second half
-    e.u32(static_cast<uint32_t>(done | (flags_valid ? kExitFlagsValid : 0)));
-    e.lea(kRsp, kRsp, kNoBase, 1, kFrameBytes);
-    e.pop(kRdi);
-    for (int i = static_cast<int>(std::size(kCalleeSaved)) - 1; i >= 0; --i)
-      if (clobber & (1u << kCalleeSaved[i])) e.pop(kCalleeSaved[i]);
-    e.bytes({0xc3});
+    if (flags_valid) {
+      // cpu.rflags = (cpu.rflags & ~arith) | (host flags & arith); the run
+      // loop made the lazy flags explicit before entering (flags.op == kNone).
+      e.pop(kRcx);
+      e.and_imm(kRcx, static_cast<int32_t>(kArithFlags));
+      e.load(kRdx, kRax, CPU_FIELD(rflags));
+      e.and_imm(kRdx, static_cast<int32_t>(~kArithFlags));
+      e.add_rr(kRdx, kRcx);
+      e.store(kRax, CPU_FIELD(rflags), kRdx);
+    }
+    // executed += done; rip = next_rip
+    e.load(kRcx, kRax, CPU_FIELD(jit.executed));
+    e.lea(kRcx, kRcx, kNoBase, 1, static_cast<int32_t>(done));
+    e.store(kRax, CPU_FIELD(jit.executed), kRcx);
+    e.mov_imm(kRcx, next_rip);
+    e.store(kRax, CPU_FIELD(rip), kRcx);
+  };
+  // A chainable exit: a JMP rel32 that at first falls through to a return
+  // recording it (CPU.jit.last_exit); the next entry patches it to jump
+  // straight into the block at `next_rip` when that is in this guest page.
+  auto emit_exit = [&](unsigned done, uint64_t next_rip, bool flags_valid) {
+    emit_state_out(done, next_rip, flags_valid);
+    if ((next_rip >> 12) != (rip >> 12)) {
+      jmp_epilogue();
+      return;
+    }
+    e.byte(0xe9);
+    const size_t site = e.size();
+    e.u32(0);
+    e.bytes({0x48, 0x8d, 0x0d});  // lea rcx, [rip + disp32]: the site
+    e.u32(static_cast<uint32_t>(static_cast<int32_t>(site) - static_cast<int32_t>(e.size() + 4)));
+    e.store(kRax, CPU_FIELD(jit.last_exit), kRcx);
+    e.mov_imm(kRcx, next_rip);
+    e.store(kRax, CPU_FIELD(jit.last_exit_rip), kRcx);
+    e.mov_imm(kRcx, (block.phys & ~0xfffull) | (user ? 1 : 0));
+    e.store(kRax, CPU_FIELD(jit.last_exit_page), kRcx);
+    jmp_epilogue();
   };
 
-  for (unsigned r : kCalleeSaved)
-    if (clobber & (1u << r)) e.push(r);
-  e.push(kRdi);  // the Cpu, for the exits
+  // The main entry, from the run loop: the frame every translation shares,
+  // so a chained jump needs no prologue of its own.
+  for (unsigned r : kCalleeSaved) e.push(r);
+  e.push(kRdi);  // the Cpu
   e.lea(kRsp, kRsp, kNoBase, 1, -kFrameBytes);
+  e.byte(0xe9);  // jmp rel32 over the chain entry's checks
+  const size_t skip_checks = e.size();
+  e.u32(0);
+  // The chain entry, from another translation's exit (RIP already ours):
+  // the instruction budget, an interrupt or event the LAPIC holds and a
+  // kick send it back to the run loop before anything runs.
+  const size_t chain_entry = e.size();
+  e.load(kRax, kRsp, kSlotCpu);
+  e.load(kRcx, kRax, CPU_FIELD(jit.budget));
+  e.test_rr(kRcx, kRcx);
+  std::vector<size_t> bail;
+  bail.push_back(e.jcc32(0xe));  // jle
+  e.lea(kRcx, kRcx, kNoBase, 1, -static_cast<int32_t>(total));
+  e.store(kRax, CPU_FIELD(jit.budget), kRcx);
+  for (int32_t flag : {CPU_FIELD(jit.attention), CPU_FIELD(jit.kick)}) {
+    e.load(kRcx, kRax, flag);
+    e.bytes({0x80, 0x39, 0x00});  // cmp byte [rcx], 0
+    bail.push_back(e.jcc32(0x5));  // jne
+  }
+  e.load(kRcx, kRax, CPU_FIELD(jit.chains));
+  e.lea(kRcx, kRcx, kNoBase, 1, 1);
+  e.store(kRax, CPU_FIELD(jit.chains), kRcx);
+  e.bytes({0xc6, 0x80});  // mov byte [rax + disp32], 1
+  e.u32(static_cast<uint32_t>(CPU_FIELD(jit.chained)));
+  e.byte(1);
+  e.patch_rel32(skip_checks, e.size());
+
+  // The body: the guest's registers (and flags) into the host's.
+  e.load(kRdi, kRsp, kSlotCpu);
   if (flags_in) {
     // Only the guest's arithmetic flags enter the host's RFLAGS: TF, DF, AC
     // and the rest stay the host's.
+    e.load(kRsi, kRdi, CPU_FIELD(rflags));
+    e.and_imm(kRsi, static_cast<int32_t>(kArithFlags));
     e.bytes({0x9c, 0x58});  // pushfq; pop rax
-    e.bytes({0x48, 0x25});  // and rax, ~arith (sign-extended imm32)
-    e.u32(static_cast<uint32_t>(~kArithFlags));
-    e.bytes({0x48, 0x81, 0xe6});  // and rsi, arith
-    e.u32(static_cast<uint32_t>(kArithFlags));
-    e.bytes({0x48, 0x09, 0xf0, 0x50, 0x9d});  // or rax, rsi; push rax; popfq
+    e.and_imm(kRax, static_cast<int32_t>(~kArithFlags));
+    e.add_rr(kRax, kRsi);
+    e.bytes({0x50, 0x9d});  // push rax; popfq
   }
   for (unsigned r = 0; r < 16; ++r)
     if (r != kRdi && (used & (1u << r))) e.load(r, kRdi, gpr_offset(r));
   if (used & (1u << kRdi)) e.load(kRdi, kRdi, gpr_offset(kRdi));
 
-  // The slow paths, emitted after the final exit: a TLB miss, MMIO, a page
+  // The slow paths, emitted after the exits: a TLB miss, MMIO, a page
   // crossing or a non-canonical address leaves the translation before the
   // instruction, which the interpreter then runs (and faults exactly).
   struct Miss {
@@ -399,7 +509,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
       e.load(sc.s, sc.s, gpr_offset(kRsp));
       base = sc.s;
     } else if (m.base == kRipReg) {
-      e.mov_imm(sc.s, rip + (st.offset - (block.phys & 0xfff)) + insn.len + static_cast<uint64_t>(disp));
+      e.mov_imm(sc.s, rip + (st.offset - start) + insn.len + static_cast<uint64_t>(disp));
       base = sc.s;
       disp = 0;
     }
@@ -444,27 +554,47 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     if (used & (1u << sc.u)) e.load(sc.u, kRsp, kSlotU);
     misses.push_back(std::move(miss));
   }
-  emit_exit(count, written);
+  const uint64_t end_rip = rip + (off - start);
+  if (branch && conditional) {
+    const size_t to_taken = e.jcc32(block.insns.back().cc & 0xf);
+    emit_exit(total, fallthrough, store_flags);
+    e.patch_rel32(to_taken, e.size());
+    emit_exit(total, taken, store_flags);
+  } else if (branch) {
+    emit_exit(total, taken, store_flags);
+  } else {
+    emit_exit(count, end_rip, store_flags);
+  }
   for (const Miss& miss : misses) {
     for (size_t at : miss.jumps) e.patch_rel32(at, e.size());
     if (miss.saved_flags) e.bytes({0x9d});  // popfq: the guest's
     for (auto [reg, slot] : {std::pair{miss.scratch.s, kSlotS}, {miss.scratch.t, kSlotT}, {miss.scratch.u, kSlotU}})
       if (used & (1u << reg)) e.load(reg, kRsp, slot);
-    emit_exit(miss.index, miss.saved_flags);
+    emit_state_out(miss.index, rip + (steps[miss.index].offset - start), miss.saved_flags);
+    e.load(kRcx, kRax, CPU_FIELD(jit.side_exits));
+    e.lea(kRcx, kRcx, kNoBase, 1, 1);
+    e.store(kRax, CPU_FIELD(jit.side_exits), kRcx);
+    jmp_epilogue();
   }
+  // The epilogue: back to the run loop.
+  for (size_t at : bail) e.patch_rel32(at, e.size());
+  for (size_t at : to_epilogue) e.patch_rel32(at, e.size());
+  e.lea(kRsp, kRsp, kNoBase, 1, kFrameBytes);
+  e.pop(kRdi);
+  for (int i = static_cast<int>(std::size(kCalleeSaved)) - 1; i >= 0; --i) e.pop(kCalleeSaved[i]);
+  e.bytes({0xc3});
 
   const uint8_t* code = cache_->add(e.code());
   if (!code) {
-    cache_->flush();
-    ++stats_.cache_flushes;
+    flush();
+    cpu.jit.last_exit = nullptr;  // it pointed into the dropped code
     code = cache_->add(e.code());
     if (!code) return false;  // larger than the whole cache: never translated
   }
   block.native = code;
+  block.native_chain = code + chain_entry;
   block.native_generation = cache_->generation();
-  block.native_insns = static_cast<uint16_t>(count);
-  block.native_bytes = static_cast<uint16_t>(off - (block.phys & 0xfff));
-  block.native_flags = static_cast<uint8_t>((flags_in ? kNativeFlagsIn : 0) | (written ? kNativeFlagsOut : 0));
+  block.native_insns = static_cast<uint16_t>(total);
   block.native_user = user;
   block.native_rip = rip;
   ++stats_.blocks_translated;
@@ -474,28 +604,54 @@ bool Translator::translate(Cpu& cpu, Block& block) {
   return true;
 }
 
-unsigned Translator::enter(Cpu& cpu, Block& block) {
+void Translator::flush() {
+  cache_->flush();
+  ++stats_.cache_flushes;
+  patched_.clear();
+}
+
+void Translator::unchain_all() {
+  for (const uint8_t* site : patched_) cache_->patch_rel32(site, site + 4);
+  stats_.unchains += patched_.size();
+  patched_.clear();
+}
+
+unsigned Translator::enter(Cpu& cpu, Block& block, uint64_t chain_stamp, uint64_t budget) {
   // Translated at another RIP (an alias of the page: RIP-relative operands
-  // differ) or privilege (its TLB checks use the other entries): interpreted.
+  // and exits differ) or privilege (its TLB checks use the other entries):
+  // interpreted.
   if (cpu.rip != block.native_rip || (cpu.cpl == 3) != block.native_user) {
     ++stats_.mismatched_entries;
+    cpu.jit.last_exit = nullptr;
     return 0;
   }
-  // The lazy flags are computed only for a translation that reads them, and
-  // replaced only when it wrote them.
-  const uint64_t in = (block.native_flags & kNativeFlagsIn) ? read_flags(cpu) : 0;
-  const ExitInfo out = reinterpret_cast<Entry>(const_cast<uint8_t*>(block.native))(&cpu, in);
-  if (out.info & kExitFlagsValid) set_arith_flags(cpu, out.flags);
-  const unsigned done = static_cast<unsigned>(out.info & 0xffff);
-  ++stats_.entries;
-  stats_.native_insns += done;
-  if (done == block.native_insns) {
-    cpu.rip += block.native_bytes;  // 64-bit code: no wrap within a page
-  } else {
-    ++stats_.side_exits;  // a memory operand the inline check did not take
-    for (unsigned i = 0; i < done; ++i) cpu.rip += block.insns[i].len;
+  // A chain leads to a block's translation as it was: when a block may
+  // have been freed or re-decoded (a code write), every chain goes.
+  if (chain_stamp != chain_stamp_) {
+    unchain_all();
+    chain_stamp_ = chain_stamp;
   }
-  return done;
+  // The last return went through a chainable exit to this very block (same
+  // RIP, guest-physical page and CPL): from now on that exit jumps here.
+  if (cpu.jit.last_exit && cpu.jit.last_exit_rip == cpu.rip &&
+      cpu.jit.last_exit_page == ((block.phys & ~0xfffull) | (block.native_user ? 1 : 0))) {
+    cache_->patch_rel32(cpu.jit.last_exit + 0, block.native_chain);
+    patched_.push_back(cpu.jit.last_exit);
+    ++stats_.chains_made;
+  }
+  cpu.jit.last_exit = nullptr;
+  // Translated code keeps the flags explicit (flags.op == kNone).
+  materialize_flags(cpu);
+  cpu.jit.executed = 0;
+  cpu.jit.chained = false;
+  const uint64_t chains_before = cpu.jit.chains, side_exits_before = cpu.jit.side_exits;
+  cpu.jit.budget = static_cast<int64_t>(std::min<uint64_t>(budget, kChainBudget)) - block.native_insns;
+  reinterpret_cast<Entry>(const_cast<uint8_t*>(block.native))(&cpu);
+  ++stats_.entries;
+  stats_.chained_entries += cpu.jit.chains - chains_before;
+  stats_.native_insns += cpu.jit.executed;
+  stats_.side_exits += cpu.jit.side_exits - side_exits_before;
+  return static_cast<unsigned>(cpu.jit.executed);
 }
 
 std::string describe(const TranslatorStats& s) {
