@@ -231,6 +231,9 @@ bool translatable(const Insn& insn) {
     case ZYDIS_MNEMONIC_SAR:
     case ZYDIS_MNEMONIC_ROL:
     case ZYDIS_MNEMONIC_ROR: break;
+    case ZYDIS_MNEMONIC_IMUL:
+      if (insn.nops < 2) return false;  // the one-operand form writes RDX:RAX
+      break;
     default: return false;
   }
   // A segment override only matters for FS and GS (added to the address);
@@ -346,8 +349,9 @@ bool Translator::translate(Cpu& cpu, Block& block) {
   }
   used &= static_cast<uint16_t>(~(1u << kRsp));
   const unsigned total = count + (branch ? 1 : 0);
-  if (total < kMinInsns) {
-    // Too short to pay for entering and leaving host code.
+  if (total < kMinInsns && !branch) {
+    // Too short to pay for entering and leaving host code (a block that
+    // ends in a direct branch pays once chained).
     ++stats_.fallbacks;
     return false;
   }

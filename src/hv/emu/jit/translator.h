@@ -57,9 +57,10 @@ std::string describe(const TranslatorStats& stats);
 class Translator {
  public:
   // A block is translated on its kHotUses-th entry, when at least
-  // kMinInsns instructions lead it that the translator takes: fewer do not
-  // pay for entering and leaving host code (the interpreter's specialised
-  // handlers run them about as fast).
+  // kMinInsns instructions lead it that the translator takes, or it is all
+  // translatable up to a final direct branch: fewer do not pay for entering
+  // and leaving host code from the run loop (the interpreter's specialised
+  // handlers run them about as fast), a chained block does.
   static constexpr uint32_t kHotUses = 16;
   static constexpr unsigned kMinInsns = 3;
 

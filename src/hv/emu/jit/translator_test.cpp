@@ -357,6 +357,8 @@ TEST(Translatable, TakesRegisterAluAndRefusesTheRest) {
   EXPECT_FALSE(translatable(decode({0x48, 0x83, 0xc4, 0x08})));        // add rsp, 8: the host's stack
   EXPECT_FALSE(translatable(decode({0x48, 0x8d, 0x05, 0, 0, 0, 0})));  // lea rax, [rip]
   EXPECT_FALSE(translatable(decode({0x48, 0x11, 0xd0})));              // adc rax, rdx: not yet
+  EXPECT_TRUE(translatable(decode({0x48, 0x0f, 0xaf, 0xd3})));         // imul rdx, rbx
+  EXPECT_FALSE(translatable(decode({0x48, 0xf7, 0xeb})));              // imul rbx: writes RDX:RAX
   EXPECT_FALSE(translatable(decode({0xf0, 0x48, 0x01, 0x03})));        // lock add [rbx], rax
   EXPECT_FALSE(translatable(decode({0x75, 0x00})));                    // jnz
 }
