@@ -14,6 +14,7 @@
 #include "cli/fw_cfg_option.h"
 #include "cli/memory_option.h"
 #include "guest/default_guest/default_guest.h"
+#include "hv/emu/jit/tier_options.h"
 #include "net/switch/switch_paths.h"
 #include "snapshot/snapshot_reader.h"
 #include "vmm/disk_snapshots.h"
@@ -45,6 +46,7 @@ struct RunOptions {
   // restore takes the machine from the snapshot and refuses them.
   std::vector<std::string> machine_options_given;
   bool accel_given = false;
+  std::string emu_tier, emu_code_cache;  // the software CPU's tier (empty: HOSTVISOR_EMU_TIER's or interp)
 };
 
 void fail(const std::string& message) { std::fprintf(stderr, "hostvisor: %s\n", message.c_str()); }
@@ -151,6 +153,10 @@ int restore(const RunOptions& options) {
 }
 
 int run(const RunOptions& options) {
+  if (auto tier = emu::jit::set_process_tier_options(options.emu_tier, options.emu_code_cache); !tier) {
+    fail(tier.error().message());
+    return 2;
+  }
   if (!options.restore.empty()) return restore(options);
   MachineConfig config;
   auto console = parse_console_device(options.console);
@@ -372,6 +378,12 @@ void add_run_command(CLI::App& app, int* exit_status) {
       ->default_str("on");
   cmd->add_option("--cpus", options->cpus, "Number of vCPUs")->capture_default_str()->check(CLI::Range(1u, kMaxVcpus));
   cmd->add_option("--accel", options->accel, "CPU backend: auto, kvm or emu")->capture_default_str();
+  cmd->add_option("--emu-tier", options->emu_tier,
+                  "With --accel emu: interp (the interpreter alone) or jit (hot blocks translated to host code); "
+                  "default HOSTVISOR_EMU_TIER's, else interp");
+  cmd->add_option("--emu-code-cache", options->emu_code_cache,
+                  "With --emu-tier jit: the translated code's memory per vCPU, 64K..1G (default 32M); when full it "
+                  "is dropped and refilled");
   cmd->add_flag("--debug-exit", options->debug_exit,
                 "Add an isa-debug-exit device at port 0xf4: a guest write of v exits with status (v << 1) | 1");
   cmd->add_flag("--no-reboot", options->no_reboot,

@@ -32,7 +32,7 @@ bool deliver_unrestartable(Cpu& cpu, uint8_t vector, EventKind kind, bool has_er
 }
 
 Interpreter::Interpreter(Cpu& cpu) : cpu_(cpu) {
-  auto options = jit::tier_options_from_environment();
+  auto options = jit::tier_options();
   if (!options) {
     // Only the environment can get here; the vCPU runs, on the reference tier.
     std::fprintf(stderr, "hostvisor: %s; using the interpreter\n", options.error().message().c_str());

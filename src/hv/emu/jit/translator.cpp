@@ -660,14 +660,16 @@ unsigned Translator::enter(Cpu& cpu, Block& block, uint64_t chain_stamp, uint64_
 
 std::string describe(const TranslatorStats& s) {
   auto u = [](uint64_t v) { return static_cast<unsigned long long>(v); };
-  char line[512];
+  char line[768];
   std::snprintf(line, sizeof(line),
-                "jit: %llu blocks translated in %.3f ms (%llu bytes of host code), %llu entries running %llu "
-                "instructions natively, %llu side exits to the interpreter, %llu entries at another RIP or CPL, "
-                "%llu hot blocks not translatable, code cache %llu of %llu bytes (%llu flushes)",
-                u(s.blocks_translated), static_cast<double>(s.translation_ns) / 1e6, u(s.code_bytes), u(s.entries),
-                u(s.native_insns), u(s.side_exits), u(s.mismatched_entries), u(s.fallbacks), u(s.cache_used),
-                u(s.cache_capacity), u(s.cache_flushes));
+                "jit: %llu blocks translated in %.3f ms (%llu bytes of host code), %llu instructions run natively, "
+                "%llu entries from the run loop and %llu chained, %llu chains made and %llu undone, %llu side exits "
+                "to the interpreter, %llu entries at another RIP or CPL, %llu hot blocks not translatable, code "
+                "cache %llu of %llu bytes (%llu flushes)",
+                u(s.blocks_translated), static_cast<double>(s.translation_ns) / 1e6, u(s.code_bytes),
+                u(s.native_insns), u(s.entries), u(s.chained_entries), u(s.chains_made), u(s.unchains),
+                u(s.side_exits), u(s.mismatched_entries), u(s.fallbacks), u(s.cache_used), u(s.cache_capacity),
+                u(s.cache_flushes));
   return line;
 }
 

@@ -96,6 +96,14 @@ TEST(TierOptions, ParsesTheTierAndTheCacheSize) {
   EXPECT_FALSE(parse_code_cache_size("4K").ok());
   EXPECT_FALSE(parse_code_cache_size("2G").ok());
   EXPECT_FALSE(parse_code_cache_size("lots").ok());
+  // The command line's values are checked the same way (only failures here:
+  // a success would set the tier for every later test in this process).
+  auto tier = set_process_tier_options("tcg", "");
+  ASSERT_FALSE(tier.ok());
+  EXPECT_NE(tier.error().message().find("--emu-tier"), std::string::npos);
+  auto size = set_process_tier_options("jit", "2G");
+  ASSERT_FALSE(size.ok());
+  EXPECT_NE(size.error().message().find("--emu-code-cache"), std::string::npos);
 }
 
 // ---- The translator against the interpreter ----
