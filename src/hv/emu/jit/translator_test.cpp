@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <memory>
@@ -318,6 +319,47 @@ TEST_F(TranslatorVsInterpreter, MemoryOperandsRunNativelyAndAgree) {
   // filled the TLB.
   EXPECT_GE(stats().native_insns, 12u * (59 - Translator::kHotUses));
   EXPECT_EQ(stats().side_exits, 0u);
+}
+
+// A chained successor rewritten: the loop's head block and its successor
+// (ADD RBX, 1) chain to each other in one page; in the iteration with ECX
+// 20 the head falls into a store of DL over the successor's immediate
+// (through the interpreter: code pages never have a write TLB entry), which
+// undoes the chains, and from then on both tiers add 5.
+HV_EMU_SNIPPET(smc_in_chained_successor, R"(
+  mov ecx, 40
+hv_jit_smc2_top:
+  add rax, rcx
+  xor rsi, rax
+  cmp ecx, 20
+  jne hv_jit_smc2_successor
+  mov [r12], dl
+hv_jit_smc2_successor:
+  add rbx, 1
+  dec ecx
+  jnz hv_jit_smc2_top
+  hlt
+)")
+
+TEST_F(TranslatorVsInterpreter, SelfModifyingCodeInAChainedSuccessor) {
+  const auto code = smc_in_chained_successor();
+  const uint8_t add_rbx_1[] = {0x48, 0x83, 0xc3, 0x01};
+  const auto at = std::search(code.begin(), code.end(), std::begin(add_rbx_1), std::end(add_rbx_1));
+  ASSERT_NE(at, code.end());
+  const uint64_t immediate = TestMachine::kCode + static_cast<uint64_t>(at - code.begin()) + 3;
+  load(code);
+  on_both([&](TestMachine& m) {
+    Cpu& c = m.cpu();
+    c.gpr[3] = 0;
+    c.gpr[2] = 5;  // DL: the new immediate
+    c.gpr[12] = immediate;
+  });
+  run_and_compare();
+  // ECX 40..21 add 1; at 20 the store comes first, so 20..1 add 5.
+  EXPECT_EQ(translated().cpu().gpr[3], 20u * 1 + 20u * 5);
+  EXPECT_GE(stats().chains_made, 2u);
+  EXPECT_GE(stats().unchains, 2u);
+  EXPECT_GT(stats().chained_entries, 0u);
 }
 
 HV_EMU_SNIPPET(tight_loop, R"(
