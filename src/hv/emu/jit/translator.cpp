@@ -361,7 +361,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
   for (int i = static_cast<int>(count) - 1; i >= 0; --i) {
     switch (writes_flags(*steps[i].insn)) {
       case FlagEffect::kNone: break;
-      case FlagEffect::kAll: needed = branch && conditional; break;
+      case FlagEffect::kAll: needed = false; break;  // nothing reads the flags before it
       case FlagEffect::kSome: needed = true; break;
     }
     steps[i].flags_needed = needed;
