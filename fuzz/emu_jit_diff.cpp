@@ -61,7 +61,7 @@ std::vector<uint8_t> instruction(Input& in, bool* is_branch) {
   const uint8_t b = in.byte();
   const bool w = kind & 0x80;
   const unsigned r1 = reg(a), r2 = reg(b), r3 = reg(a >> 4);
-  switch (kind % 10) {
+  switch (kind % 16) {
     case 0:
     case 1: {  // ALU reg, reg
       static constexpr uint8_t kOpcodes[] = {0x01, 0x09, 0x21, 0x29, 0x31, 0x39, 0x85, 0x89};
@@ -87,6 +87,29 @@ std::vector<uint8_t> instruction(Input& in, bool* is_branch) {
       return {rex(w, r1, 0, 14), 0x8b, modrm(1, r1, 14), static_cast<uint8_t>(b & 0x3f)};
     case 8:  // ADD R14, imm8: walks toward the missing page
       return {0x49, 0x83, 0xc6, static_cast<uint8_t>(b & 0x1f)};
+    case 10: {  // ALU between r1 and [R14 + disp8], either way round, or CMP/TEST with memory
+      static constexpr uint8_t kOpcodes[] = {0x01, 0x03, 0x29, 0x2b, 0x31, 0x33, 0x39, 0x3b, 0x85, 0x21};
+      return {rex(w, r1, 0, 14), kOpcodes[(kind >> 4) % 10], modrm(1, r1, 14), static_cast<uint8_t>(b & 0x3f)};
+    }
+    case 11: {  // MOVZX / MOVSX r1, byte or word [R14 + disp8]
+      static constexpr uint8_t kOpcodes[] = {0xb6, 0xb7, 0xbe, 0xbf};
+      return {rex(w, r1, 0, 14), 0x0f, kOpcodes[(kind >> 4) % 4], modrm(1, r1, 14), static_cast<uint8_t>(b & 0x3f)};
+    }
+    case 12: {  // byte store / RMW of [R14 + disp8] with an immediate (MOV, ADD, XOR), or INC/DEC/NOT/NEG of it
+      const uint8_t d = static_cast<uint8_t>(b & 0x3f);
+      switch ((kind >> 4) % 4) {
+        case 0: return {0x41, 0xc6, modrm(1, 0, 14), d, a};
+        case 1: return {rex(w, 0, 0, 14), 0x83, modrm(1, (a & 1) ? 6 : 0, 14), d, a};
+        case 2: return {rex(w, 0, 0, 14), 0xff, modrm(1, a & 1, 14), d};
+        default: return {rex(w, 0, 0, 14), 0xf7, modrm(1, (a & 1) ? 3 : 2, 14), d};
+      }
+    }
+    case 13:  // load r1, [RSP + disp8]: the guest's stack, not the host's
+      return {rex(w, r1, 0, 4), 0x8b, modrm(1, r1, 4), 0x24, static_cast<uint8_t>(b & 0x38)};
+    case 14: {  // ROL / ROR r1 by 1..31, NOT / NEG r1
+      if (b & 0x80) return {rex(w, 0, 0, r1), 0xf7, modrm(3, (b & 1) ? 3 : 2, r1)};
+      return {rex(w, 0, 0, r1), 0xc1, modrm(3, (kind >> 4) & 1, r1), static_cast<uint8_t>(1 + b % 31)};
+    }
     default: {  // Jcc rel8 on ZF, CF or SF (defined after every instruction used) over the next instruction
       static constexpr uint8_t kConditions[] = {0x74, 0x75, 0x72, 0x73, 0x78, 0x79};
       *is_branch = true;

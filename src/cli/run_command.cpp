@@ -16,6 +16,7 @@
 #include "control/control_server.h"
 #include "control/vm_controller.h"
 #include "guest/default_guest/default_guest.h"
+#include "hv/emu/jit/tier_options.h"
 #include "net/mac_address.h"
 #include "net/switch/switch_paths.h"
 #include "snapshot/snapshot_reader.h"
@@ -54,6 +55,7 @@ struct RunOptions {
   // restore takes the machine from the snapshot and refuses them.
   std::vector<std::string> machine_options_given;
   bool accel_given = false;
+  std::string emu_tier, emu_code_cache;  // the software CPU's tier (empty: HOSTVISOR_EMU_TIER's or interp)
 };
 
 void fail(const std::string& message) { std::fprintf(stderr, "hostvisor: %s\n", message.c_str()); }
@@ -166,6 +168,10 @@ int restore(const RunOptions& options) {
 }
 
 int run(const RunOptions& options) {
+  if (auto tier = emu::jit::set_process_tier_options(options.emu_tier, options.emu_code_cache); !tier) {
+    fail(tier.error().message());
+    return 2;
+  }
   if (!options.restore.empty()) return restore(options);
   MachineConfig config;
   auto console = parse_console_device(options.console);
@@ -468,6 +474,12 @@ void add_run_command(CLI::App& app, int* exit_status) {
       ->default_str("on");
   cmd->add_option("--cpus", options->cpus, "Number of vCPUs")->capture_default_str()->check(CLI::Range(1u, kMaxVcpus));
   cmd->add_option("--accel", options->accel, "CPU backend: auto, kvm or emu")->capture_default_str();
+  cmd->add_option("--emu-tier", options->emu_tier,
+                  "With --accel emu: interp (the interpreter alone) or jit (hot blocks translated to host code); "
+                  "default HOSTVISOR_EMU_TIER's, else interp");
+  cmd->add_option("--emu-code-cache", options->emu_code_cache,
+                  "With --emu-tier jit: the translated code's memory per vCPU, 64K..1G (default 32M); when full it "
+                  "is dropped and refilled");
   cmd->add_flag("--debug-exit", options->debug_exit,
                 "Add an isa-debug-exit device at port 0xf4: a guest write of v exits with status (v << 1) | 1");
   cmd->add_flag("--no-reboot", options->no_reboot,

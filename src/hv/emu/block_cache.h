@@ -27,9 +27,6 @@ struct BlockLink {
   uint64_t mode = 0;  // code size, real mode and CPL
 };
 
-// Whether a translated prefix reads the guest's flags at entry / writes them.
-constexpr uint8_t kNativeFlagsIn = 1, kNativeFlagsOut = 2;
-
 struct Block {
   uint64_t key = 0;
   uint64_t phys = 0;         // first byte
@@ -41,13 +38,15 @@ struct Block {
   BlockLink links[2];
   uint8_t next_link = 0;
   // The translating tier (jit/translator.h): entries counted until the
-  // block is hot, then its translated prefix, valid while the code cache's
-  // generation is `native_generation`.
+  // block is hot, then its translation (the leading translatable
+  // instructions, and a final direct branch when all before it are), valid
+  // while the code cache's generation is `native_generation`.
   uint32_t uses = 0;
-  uint16_t native_insns = 0;  // instructions the prefix runs
-  uint16_t native_bytes = 0;  // guest bytes they span
-  uint8_t native_flags = 0;   // kNativeFlagsIn / kNativeFlagsOut
-  const uint8_t* native = nullptr;
+  uint16_t native_insns = 0;  // instructions the translation runs to its end
+  bool native_user = false;   // translated for CPL 3 (its soft-TLB checks use the user entries)
+  uint64_t native_rip = 0;    // RIP it was translated at (RIP-relative operands and exits are constants)
+  const uint8_t* native = nullptr;        // entry from the run loop
+  const uint8_t* native_chain = nullptr;  // entry from another translation's exit
   uint64_t native_generation = ~0ull;
 };
 

@@ -230,6 +230,25 @@ struct X87State {
   uint8_t st[8][10] = {};  // physical registers R0-R7 (ST(i) is R[(TOP + i) % 8]), 80-bit little-endian
 };
 
+// What translated code (jit/) reads and leaves for the run loop. Chained
+// translations run without returning, so their checks live here.
+struct JitRun {
+  int64_t budget = 0;      // instructions chained blocks may still start (then back to the run loop)
+  uint64_t executed = 0;   // guest instructions completed since the entry
+  uint64_t chains = 0;     // chained block entries (statistics)
+  uint64_t side_exits = 0;  // returns before an instruction a soft-TLB check did not take (statistics)
+  const std::atomic<bool>* attention = nullptr;  // the LAPIC's needs_attention() flag
+  const std::atomic<bool>* kick = nullptr;       // the run loop's kick flag
+  // The chainable exit the last return went through (its JMP rel32), the
+  // RIP it went to and the guest-physical page and CPL it was left from:
+  // the next entry may patch that jump to jump straight into its block.
+  uint8_t* last_exit = nullptr;
+  uint64_t last_exit_rip = 0;
+  uint64_t last_exit_page = 0;
+  uint8_t last_exit_user = 0;
+  bool chained = false;  // the return came from a block entered through a chain
+};
+
 struct Cpu {
   // General-purpose registers in encoding order (rax, rcx, rdx, rbx, rsp, rbp, rsi, rdi, r8..r15).
   uint64_t gpr[16] = {};
@@ -278,6 +297,7 @@ struct Cpu {
   Bus* internal_mmio = nullptr;   // IOAPIC
   uint64_t code_epoch_seen = 0;
   unsigned apic_id = 0;
+  JitRun jit;
 };
 
 }  // namespace hostvisor::emu

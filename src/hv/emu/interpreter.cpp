@@ -32,7 +32,7 @@ bool deliver_unrestartable(Cpu& cpu, uint8_t vector, EventKind kind, bool has_er
 }
 
 Interpreter::Interpreter(Cpu& cpu) : cpu_(cpu) {
-  auto options = jit::tier_options_from_environment();
+  auto options = jit::tier_options();
   if (!options) {
     // Only the environment can get here; the vCPU runs, on the reference tier.
     std::fprintf(stderr, "hostvisor: %s; using the interpreter\n", options.error().message().c_str());
@@ -280,6 +280,10 @@ Interpreter::Outcome Interpreter::run(uint64_t limit) {
     instructions_ += executed;
     return Outcome{why, std::move(detail)};
   };
+  // What chained translations check between blocks.
+  static const std::atomic<bool> kNoAttention{false};
+  cpu.jit.kick = &kicked_;
+  cpu.jit.attention = cpu.lapic ? cpu.lapic->attention_flag() : &kNoAttention;
   for (;;) {
     // A kick is taken only at an instruction boundary with no access half
     // done: an instruction restarted after an I/O exit runs to its end first
@@ -355,10 +359,20 @@ Interpreter::Outcome Interpreter::run(uint64_t limit) {
       first = block->insns.data();
       const Insn* const end = first + block->insns.size();
       running = first;
-      // The translated tier runs the block's leading register-only
-      // instructions (they cannot fault or exit); the rest is interpreted.
+      // The translated tier runs what it translated of the block, maybe
+      // chained blocks after it; the interpreter goes on where it stopped
+      // (the instruction a soft-TLB check did not take, or the first one
+      // it does not translate).
       if (translator_ && cpu.code_size == 8) {
-        running += translator_->run_prefix(cpu, *block);
+        const uint64_t chain_stamp = cache_.generation() + (cpu.code ? cpu.code->writes() : 0);
+        const unsigned ran = translator_->run(cpu, *block, chain_stamp, limit - executed);
+        if (ran && cpu.jit.chained) {
+          // Stopped in a later block: its rest is found by RIP.
+          executed += ran;
+          first = running = nullptr;
+          continue;
+        }
+        running += ran;
         if (running == end) {
           prev = block;
           completed_in_block();

@@ -31,7 +31,7 @@ class Interpreter {
     std::string detail;  // for kFailure
   };
 
-  // Uses the tier HOSTVISOR_EMU_TIER names (jit/tier_options.h).
+  // Uses the tier the command line or HOSTVISOR_EMU_TIER names (jit/tier_options.h).
   explicit Interpreter(Cpu& cpu);
 
   // Runs hot blocks' translatable prefixes as host code (nullptr: interpret only).

@@ -56,6 +56,11 @@ const uint8_t* CodeCache::add(std::span<const uint8_t> code) {
   return exec_ + start;
 }
 
+void CodeCache::patch_rel32(const uint8_t* site, const uint8_t* target) {
+  const int32_t rel = static_cast<int32_t>(target - (site + 4));
+  std::memcpy(write_ + (site - exec_), &rel, 4);
+}
+
 void CodeCache::flush() {
   used_ = 0;
   ++generation_;

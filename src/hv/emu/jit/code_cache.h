@@ -30,6 +30,9 @@ class CodeCache {
   // Copies `code` in and returns where it runs (the executable view), or
   // nullptr when it does not fit: the caller flushes and tries again.
   const uint8_t* add(std::span<const uint8_t> code);
+  // Points the JMP/Jcc rel32 at `site` (in the executable view) to `target`,
+  // through the writable view (block chaining).
+  void patch_rel32(const uint8_t* site, const uint8_t* target);
   // Drops every translation: the space is reused, generation() moves.
   void flush();
 

@@ -1,6 +1,7 @@
 // A byte buffer with the handful of fixed x86-64 encodings the translator's
-// block entry and exit need (the guest's own instructions are copied as they
-// are). Registers are numbered as in the encoding: 0 = RAX ... 15 = R15.
+// block entry, exits and soft-TLB checks need (the guest's own instructions
+// are copied as they are). Registers are numbered as in the encoding:
+// 0 = RAX ... 15 = R15.
 #pragma once
 
 #include <cstdint>
@@ -11,14 +12,22 @@
 
 namespace hostvisor::emu::jit {
 
+constexpr unsigned kNoBase = 0xff;  // a memory operand without base or index register
+
 class Emitter {
  public:
   void bytes(std::initializer_list<uint8_t> b) { out_.insert(out_.end(), b); }
   void bytes(std::span<const uint8_t> b) { out_.insert(out_.end(), b.begin(), b.end()); }
+  void byte(uint8_t b) { out_.push_back(b); }
   void u32(uint32_t v) {
     uint8_t b[4];
     std::memcpy(b, &v, 4);
     out_.insert(out_.end(), b, b + 4);
+  }
+  void u64(uint64_t v) {
+    uint8_t b[8];
+    std::memcpy(b, &v, 8);
+    out_.insert(out_.end(), b, b + 8);
   }
   void push(unsigned reg) {
     if (reg >= 8) out_.push_back(0x41);
@@ -28,18 +37,69 @@ class Emitter {
     if (reg >= 8) out_.push_back(0x41);
     out_.push_back(static_cast<uint8_t>(0x58 + (reg & 7)));
   }
-  // MOV reg, [base + disp32] / MOV [base + disp32], reg (64-bit). `base`
-  // must not be RSP or R12, which would need a SIB byte.
-  void load(unsigned reg, unsigned base, int32_t disp) { mem_op(0x8b, reg, base, disp); }
-  void store(unsigned base, int32_t disp, unsigned reg) { mem_op(0x89, reg, base, disp); }
+  // MOV reg, [base + disp32] / MOV [base + disp32], reg (64-bit); any base, RSP included.
+  void load(unsigned reg, unsigned base, int32_t disp) { op_mem(0x8b, reg, base, kNoBase, 1, disp); }
+  void store(unsigned base, int32_t disp, unsigned reg) { op_mem(0x89, reg, base, kNoBase, 1, disp); }
+  // LEA reg, [base + index*scale + disp32] (64-bit); base and index may be kNoBase.
+  void lea(unsigned reg, unsigned base, unsigned index, unsigned scale, int32_t disp) {
+    op_mem(0x8d, reg, base, index, scale, disp);
+  }
+  // CMP reg, [base + disp32] / ADD reg, [base + disp32] (64-bit).
+  void cmp_load(unsigned reg, unsigned base, int32_t disp) { op_mem(0x3b, reg, base, kNoBase, 1, disp); }
+  void add_load(unsigned reg, unsigned base, int32_t disp) { op_mem(0x03, reg, base, kNoBase, 1, disp); }
+  // MOV reg, imm64.
+  void mov_imm(unsigned reg, uint64_t v) {
+    rex(true, 0, 0, reg);
+    out_.push_back(static_cast<uint8_t>(0xb8 + (reg & 7)));
+    u64(v);
+  }
+  // Register-register and register-immediate forms (64-bit).
+  void mov_rr(unsigned dst, unsigned src) { rr(0x89, src, dst); }
+  void add_rr(unsigned dst, unsigned src) { rr(0x01, src, dst); }
+  void test_rr(unsigned a, unsigned b) { rr(0x85, b, a); }
+  void shr_imm(unsigned reg, uint8_t n) { rr(0xc1, 5, reg), out_.push_back(n); }
+  void and_imm(unsigned reg, int32_t v) { rr(0x81, 4, reg), u32(static_cast<uint32_t>(v)); }
+  void imul_imm(unsigned dst, unsigned src, int32_t v) { rr(0x69, dst, src), u32(static_cast<uint32_t>(v)); }
+  // Jcc rel32 / JMP rel32 to a label fixed up later: returns where the rel32 is.
+  size_t jcc32(uint8_t cc) {
+    out_.push_back(0x0f);
+    out_.push_back(static_cast<uint8_t>(0x80 | cc));
+    const size_t at = out_.size();
+    u32(0);
+    return at;
+  }
+  // Points the rel32 at `at` to `target` (both offsets in this buffer).
+  void patch_rel32(size_t at, size_t target) {
+    const int32_t rel = static_cast<int32_t>(static_cast<int64_t>(target) - static_cast<int64_t>(at + 4));
+    std::memcpy(&out_[at], &rel, 4);
+  }
+  size_t size() const { return out_.size(); }
 
   const std::vector<uint8_t>& code() const { return out_; }
 
  private:
-  void mem_op(uint8_t opcode, unsigned reg, unsigned base, int32_t disp) {
-    out_.push_back(static_cast<uint8_t>(0x48 | (reg >= 8 ? 4 : 0) | (base >= 8 ? 1 : 0)));
+  void rex(bool w, unsigned r, unsigned x, unsigned b) {
+    const uint8_t v = static_cast<uint8_t>(0x40 | (w ? 8 : 0) | (r >= 8 ? 4 : 0) | (x != kNoBase && x >= 8 ? 2 : 0) |
+                                           (b != kNoBase && b >= 8 ? 1 : 0));
+    out_.push_back(v);
+  }
+  // opcode with ModRM mod=11: `reg` in the reg field, `rm` in r/m.
+  void rr(uint8_t opcode, unsigned reg, unsigned rm) {
+    rex(true, reg, kNoBase, rm);
     out_.push_back(opcode);
-    out_.push_back(static_cast<uint8_t>(0x80 | ((reg & 7) << 3) | (base & 7)));
+    out_.push_back(static_cast<uint8_t>(0xc0 | ((reg & 7) << 3) | (rm & 7)));
+  }
+  // Always the SIB form with a 32-bit displacement: one encoding for every
+  // base (RSP, R12, RBP and R13 need no special cases) and index.
+  void op_mem(uint8_t opcode, unsigned reg, unsigned base, unsigned index, unsigned scale, int32_t disp) {
+    rex(true, reg, index, base);
+    out_.push_back(opcode);
+    const uint8_t mod = base == kNoBase ? 0x00 : 0x80;  // mod=00 with SIB base 101: disp32, no base
+    out_.push_back(static_cast<uint8_t>(mod | ((reg & 7) << 3) | 4));
+    const uint8_t ss = scale == 8 ? 3 : scale == 4 ? 2 : scale == 2 ? 1 : 0;
+    const uint8_t idx = index == kNoBase ? 4 : (index & 7);
+    const uint8_t b = base == kNoBase ? 5 : (base & 7);
+    out_.push_back(static_cast<uint8_t>((ss << 6) | (idx << 3) | b));
     u32(static_cast<uint32_t>(disp));
   }
   std::vector<uint8_t> out_;

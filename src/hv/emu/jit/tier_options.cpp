@@ -1,6 +1,8 @@
 #include "hv/emu/jit/tier_options.h"
 
 #include <cstdlib>
+#include <mutex>
+#include <optional>
 
 #include "base/size.h"
 #include "hv/emu/jit/code_cache.h"
@@ -35,6 +37,36 @@ Result<TierOptions> tier_options_from_environment() {
     options.code_cache_bytes = *s;
   }
   return options;
+}
+
+namespace {
+std::mutex process_options_mutex;
+std::optional<TierOptions> process_options;
+}  // namespace
+
+Result<void> set_process_tier_options(const std::string& tier, const std::string& code_cache) {
+  TierOptions options = HV_TRY(tier_options_from_environment());
+  if (!tier.empty()) {
+    auto t = parse_tier(tier);
+    if (!t) return t.error().with_context("--emu-tier");
+    options.tier = *t;
+  }
+  if (!code_cache.empty()) {
+    auto size = parse_code_cache_size(code_cache);
+    if (!size) return size.error().with_context("--emu-code-cache");
+    options.code_cache_bytes = *size;
+  }
+  std::lock_guard lock(process_options_mutex);
+  process_options = options;
+  return {};
+}
+
+Result<TierOptions> tier_options() {
+  {
+    std::lock_guard lock(process_options_mutex);
+    if (process_options) return *process_options;
+  }
+  return tier_options_from_environment();
 }
 
 }  // namespace hostvisor::emu::jit

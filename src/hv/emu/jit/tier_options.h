@@ -1,6 +1,8 @@
 // Which execution tier the software CPU uses, and how much code memory the
-// translating tier may take. The switch is read from the environment so the
-// test suites and benchmarks can flip every vCPU of a run without plumbing:
+// translating tier may take. The command line (`hostvisor run --emu-tier
+// interp|jit --emu-code-cache SIZE`) sets them for the process; without it
+// the environment does, so the test suites and benchmarks can flip every
+// vCPU of a run without plumbing:
 //   HOSTVISOR_EMU_TIER=interp|jit       (default interp until jit passes everything)
 //   HOSTVISOR_EMU_CODE_CACHE=SIZE       (per vCPU, e.g. 32M; default 32 MiB)
 #pragma once
@@ -25,5 +27,12 @@ Result<Tier> parse_tier(const std::string& text);
 Result<size_t> parse_code_cache_size(const std::string& text);
 // From HOSTVISOR_EMU_TIER and HOSTVISOR_EMU_CODE_CACHE (unset: the defaults).
 Result<TierOptions> tier_options_from_environment();
+
+// What every vCPU created from now on uses: the command line's choice, given
+// with `tier` and/or `code_cache` (empty: the environment's, or the default).
+// Fails with a one-line message for an unknown tier or a size out of bounds.
+Result<void> set_process_tier_options(const std::string& tier, const std::string& code_cache);
+// The command line's options when set, else the environment's.
+Result<TierOptions> tier_options();
 
 }  // namespace hostvisor::emu::jit

@@ -2,6 +2,7 @@
 
 #include <Zydis/Zydis.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdio>
@@ -9,18 +10,33 @@
 #include "hv/emu/code_map.h"
 #include "hv/emu/flags.h"
 #include "hv/emu/jit/emitter.h"
+#include "hv/emu/mmu.h"
 #include "memory/guest_memory.h"
 
 namespace hostvisor::emu::jit {
 namespace {
 
-constexpr unsigned kRax = 0, kRcx = 1, kRsp = 4, kRdi = 7;
-// Callee-saved host registers the guest's values displace (SysV ABI).
+constexpr unsigned kRax = 0, kRcx = 1, kRdx = 2, kRsp = 4, kRbp = 5, kRsi = 6, kRdi = 7;
+// Callee-saved host registers the guest's values or the checks' scratch
+// registers displace (SysV ABI).
 constexpr unsigned kCalleeSaved[] = {3, 5, 12, 13, 14, 15};
 
-// Translated code: uint64_t f(Cpu* cpu, uint64_t guest_arith_flags), returns
-// the guest's RFLAGS after the instructions (only the arithmetic bits count).
-using Entry = uint64_t (*)(Cpu*, uint64_t);
+// The translated code's frame below the saved registers: three scratch
+// slots (the guest values of the registers a soft-TLB check borrows), then
+// the Cpu pointer.
+constexpr int32_t kSlotS = 0, kSlotT = 8, kSlotU = 16, kSlotCpu = 24, kFrameBytes = 24;
+
+// Translated code: void f(Cpu*). It leaves the guest's registers, flags,
+// RIP and instruction count in the Cpu (JitRun) wherever it returns.
+using Entry = void (*)(Cpu*);
+
+// A chained run returns to the run loop after this many instructions at
+// most, so the instruction limit and the checks the run loop makes between
+// blocks (and the translated code does not: the CodeMap epoch, another
+// vCPU's code writes) are never put off for long.
+constexpr int64_t kChainBudget = 1 << 14;
+
+#define CPU_FIELD(f) static_cast<int32_t>(offsetof(Cpu, f))
 
 int32_t gpr_offset(unsigned reg) { return static_cast<int32_t>(offsetof(Cpu, gpr) + reg * sizeof(uint64_t)); }
 
@@ -30,22 +46,164 @@ bool plain_gpr(const Operand& o) { return o.reg < 16 && (o.reg != kRsp || o.high
 
 enum class FlagEffect { kNone, kAll, kSome };
 
-// How a translatable instruction changes the arithmetic flags.
+// How a translatable instruction changes the arithmetic flags. kSome: it
+// keeps some of them (INC/DEC keep CF, rotates keep SF ZF AF PF, a shift by
+// CL may keep all), so it reads the ones before it too.
 FlagEffect writes_flags(const Insn& insn) {
   switch (insn.mnemonic) {
     case ZYDIS_MNEMONIC_MOV:
+    case ZYDIS_MNEMONIC_MOVZX:
+    case ZYDIS_MNEMONIC_MOVSX:
+    case ZYDIS_MNEMONIC_MOVSXD:
+    case ZYDIS_MNEMONIC_NOT:
     case ZYDIS_MNEMONIC_LEA: return FlagEffect::kNone;
     case ZYDIS_MNEMONIC_INC:
     case ZYDIS_MNEMONIC_DEC: return FlagEffect::kSome;
     case ZYDIS_MNEMONIC_SHL:
     case ZYDIS_MNEMONIC_SHR:
-    case ZYDIS_MNEMONIC_SAR: {
+    case ZYDIS_MNEMONIC_SAR:
+    case ZYDIS_MNEMONIC_ROL:
+    case ZYDIS_MNEMONIC_ROR: {
       if (insn.nops < 2 || insn.op[1].kind != OpKind::kImm) return FlagEffect::kSome;  // by CL: 0 keeps them
       const uint64_t count = insn.imm & (insn.opsize == 8 ? 63 : 31);
-      return count == 0 ? FlagEffect::kNone : FlagEffect::kAll;
+      if (count == 0) return FlagEffect::kNone;
+      const bool rotate = insn.mnemonic == ZYDIS_MNEMONIC_ROL || insn.mnemonic == ZYDIS_MNEMONIC_ROR;
+      return rotate ? FlagEffect::kSome : FlagEffect::kAll;
     }
     default: return FlagEffect::kAll;
   }
+}
+
+// The memory operand of a translatable instruction, or -1.
+int mem_operand(const Insn& insn) {
+  if (insn.mnemonic == ZYDIS_MNEMONIC_LEA) return -1;
+  for (unsigned i = 0; i < insn.nops; ++i)
+    if (insn.op[i].kind == OpKind::kMem) return static_cast<int>(i);
+  return -1;
+}
+
+// A Jcc rel or JMP rel of 64-bit operand size: the block's last
+// instruction, translated as a compare-and-exit to constant RIPs.
+bool direct_branch(const Insn& insn, bool* conditional) {
+  if (insn.nops != 1 || insn.op[0].kind != OpKind::kImm || insn.opsize != 8 || insn.prefixes != 0) return false;
+  switch (insn.mnemonic) {
+    case ZYDIS_MNEMONIC_JMP: *conditional = false; return true;
+    case ZYDIS_MNEMONIC_JB:
+    case ZYDIS_MNEMONIC_JBE:
+    case ZYDIS_MNEMONIC_JL:
+    case ZYDIS_MNEMONIC_JLE:
+    case ZYDIS_MNEMONIC_JNB:
+    case ZYDIS_MNEMONIC_JNBE:
+    case ZYDIS_MNEMONIC_JNL:
+    case ZYDIS_MNEMONIC_JNLE:
+    case ZYDIS_MNEMONIC_JNO:
+    case ZYDIS_MNEMONIC_JNP:
+    case ZYDIS_MNEMONIC_JNS:
+    case ZYDIS_MNEMONIC_JNZ:
+    case ZYDIS_MNEMONIC_JO:
+    case ZYDIS_MNEMONIC_JP:
+    case ZYDIS_MNEMONIC_JS:
+    case ZYDIS_MNEMONIC_JZ: *conditional = true; return true;
+    default: return false;
+  }
+}
+
+// Whether the memory access writes (a store or a read-modify-write: both
+// go through the write TLB, whose entries imply the page is readable too).
+bool writes_memory(const Insn& insn, int mem) {
+  if (mem != 0) return false;
+  switch (insn.mnemonic) {
+    case ZYDIS_MNEMONIC_CMP:
+    case ZYDIS_MNEMONIC_TEST: return false;
+    default: return true;
+  }
+}
+
+// The registers an instruction names, as a mask.
+uint16_t named_registers(const Insn& insn) {
+  uint16_t named = 0;
+  for (unsigned i = 0; i < insn.nops; ++i) {
+    const Operand& o = insn.op[i];
+    if (o.kind == OpKind::kReg) named |= static_cast<uint16_t>(1u << o.reg);  // AH..BH are 0..3 + high8
+    if (o.kind == OpKind::kMem || insn.mnemonic == ZYDIS_MNEMONIC_LEA) {
+      if (insn.mem.base < 16) named |= static_cast<uint16_t>(1u << insn.mem.base);
+      if (insn.mem.index < 16) named |= static_cast<uint16_t>(1u << insn.mem.index);
+    }
+  }
+  return named;
+}
+
+// The registers a soft-TLB check borrows for an instruction it does not
+// name: S (the address), T (the last byte's page) and U (the TLB entry,
+// then the host address the instruction's memory operand becomes). U is a
+// low register other than RSP and RBP, so [U] needs neither a REX prefix
+// (which would turn AH..BH into SPL..DIL) nor a SIB byte or displacement.
+struct Scratch {
+  unsigned s, t, u;
+};
+Scratch pick_scratch(uint16_t named) {
+  static constexpr unsigned kLow[] = {kRax, kRcx, kRdx, 3, 6, kRdi};
+  static constexpr unsigned kAny[] = {kRax, kRcx, kRdx, 6, kRdi, 8, 9, 10, 11, 3, kRbp, 12, 13, 14, 15};
+  Scratch sc{kNoBase, kNoBase, kNoBase};
+  for (unsigned r : kLow)
+    if (!(named & (1u << r))) {
+      sc.u = r;
+      break;
+    }
+  for (unsigned r : kAny) {
+    if ((named & (1u << r)) || r == sc.u) continue;
+    if (sc.s == kNoBase) {
+      sc.s = r;
+    } else {
+      sc.t = r;
+      break;
+    }
+  }
+  return sc;
+}
+
+// One translated instruction with a memory operand: what its re-encoding
+// with [U] in place of the guest's operand keeps of its bytes.
+struct Rewritten {
+  std::vector<uint8_t> head;  // legacy prefixes (no segment override), REX, opcode
+  uint8_t modrm_reg = 0;      // the ModRM reg field (a register or an opcode extension)
+  std::vector<uint8_t> tail;  // immediates
+};
+
+// Splits the guest encoding at its memory operand. False for encodings the
+// rewrite does not handle (other opcode maps).
+bool split_encoding(const ZydisDecoder& decoder, const uint8_t* bytes, size_t length, Rewritten& out) {
+  ZydisDecodedInstruction in;
+  if (!ZYAN_SUCCESS(ZydisDecoderDecodeInstruction(&decoder, nullptr, bytes, length, &in))) return false;
+  if (!(in.attributes & ZYDIS_ATTRIB_HAS_MODRM) || in.raw.modrm.mod == 3) return false;
+  unsigned opcode_len;
+  switch (in.opcode_map) {
+    case ZYDIS_OPCODE_MAP_DEFAULT: opcode_len = 1; break;
+    case ZYDIS_OPCODE_MAP_0F: opcode_len = 2; break;
+    default: return false;
+  }
+  const unsigned modrm = in.raw.modrm.offset;
+  if (modrm < opcode_len) return false;
+  const unsigned opcode_at = modrm - opcode_len;
+  const bool has_rex = in.attributes & ZYDIS_ATTRIB_HAS_REX;
+  const unsigned prefix_end = has_rex ? opcode_at - 1 : opcode_at;
+  if (has_rex && (opcode_at == 0 || (bytes[opcode_at - 1] & 0xf0) != 0x40)) return false;
+  out.head.clear();
+  for (unsigned i = 0; i < prefix_end; ++i) {
+    const uint8_t b = bytes[i];
+    if (b == 0x26 || b == 0x2e || b == 0x36 || b == 0x3e || b == 0x64 || b == 0x65) continue;  // the address has it
+    if (b == 0x67) return false;
+    out.head.push_back(b);
+  }
+  // REX keeps W and R; X and B named the guest's index and base, gone now.
+  if (has_rex) out.head.push_back(static_cast<uint8_t>(bytes[opcode_at - 1] & 0xfc));
+  out.head.insert(out.head.end(), bytes + opcode_at, bytes + modrm);
+  out.modrm_reg = in.raw.modrm.reg;
+  unsigned after = modrm + 1;
+  if (in.attributes & ZYDIS_ATTRIB_HAS_SIB) after = in.raw.sib.offset + 1u;
+  if (in.raw.disp.size) after = in.raw.disp.offset + in.raw.disp.size / 8u;
+  out.tail.assign(bytes + after, bytes + in.length);
+  return true;
 }
 
 }  // namespace
@@ -53,6 +211,9 @@ FlagEffect writes_flags(const Insn& insn) {
 bool translatable(const Insn& insn) {
   switch (insn.mnemonic) {
     case ZYDIS_MNEMONIC_MOV:
+    case ZYDIS_MNEMONIC_MOVZX:
+    case ZYDIS_MNEMONIC_MOVSX:
+    case ZYDIS_MNEMONIC_MOVSXD:
     case ZYDIS_MNEMONIC_ADD:
     case ZYDIS_MNEMONIC_SUB:
     case ZYDIS_MNEMONIC_AND:
@@ -62,13 +223,23 @@ bool translatable(const Insn& insn) {
     case ZYDIS_MNEMONIC_TEST:
     case ZYDIS_MNEMONIC_INC:
     case ZYDIS_MNEMONIC_DEC:
+    case ZYDIS_MNEMONIC_NOT:
+    case ZYDIS_MNEMONIC_NEG:
     case ZYDIS_MNEMONIC_LEA:
     case ZYDIS_MNEMONIC_SHL:
     case ZYDIS_MNEMONIC_SHR:
-    case ZYDIS_MNEMONIC_SAR: break;
+    case ZYDIS_MNEMONIC_SAR:
+    case ZYDIS_MNEMONIC_ROL:
+    case ZYDIS_MNEMONIC_ROR: break;
+    case ZYDIS_MNEMONIC_IMUL:
+      if (insn.nops < 2) return false;  // the one-operand form writes RDX:RAX
+      break;
     default: return false;
   }
-  if (insn.prefixes != 0 || insn.ends_block || insn.nops == 0) return false;
+  // A segment override only matters for FS and GS (added to the address);
+  // LOCK and REP are never taken.
+  if ((insn.prefixes & ~kPrefixSegOverride) != 0 || insn.ends_block || insn.nops == 0) return false;
+  bool has_mem = false;
   for (unsigned i = 0; i < insn.nops; ++i) {
     const Operand& o = insn.op[i];
     switch (o.kind) {
@@ -77,11 +248,20 @@ bool translatable(const Insn& insn) {
         break;
       case OpKind::kImm: break;
       case OpKind::kMem: {
-        // LEA computes an address without touching memory; RIP-relative
-        // forms would compute the host's RIP, RSP-based ones the host's stack.
-        if (insn.mnemonic != ZYDIS_MNEMONIC_LEA || i != 1) return false;
         const MemRef& m = insn.mem;
-        if (m.base == kRipReg || m.base == kRsp || m.index == kRsp) return false;
+        if (insn.mnemonic == ZYDIS_MNEMONIC_LEA) {
+          // LEA computes an address without touching memory; RIP-relative
+          // forms would compute the host's RIP, RSP-based ones the host's stack.
+          if (i != 1 || m.base == kRipReg || m.base == kRsp || m.index == kRsp) return false;
+          if (insn.prefixes & kPrefixSegOverride) return false;
+          break;
+        }
+        // Any 64-bit address: a soft-TLB check replaces the operand by the
+        // host address (RSP and RIP bases are computed from the guest's).
+        if (has_mem || insn.addrsize != 8 || m.index == kRsp || m.index == kRipReg) return false;
+        if (m.disp < INT32_MIN || m.disp > INT32_MAX) return false;
+        if (o.size != 1 && o.size != 2 && o.size != 4 && o.size != 8) return false;
+        has_mem = true;
         break;
       }
       default: return false;
@@ -96,118 +276,400 @@ Result<std::unique_ptr<Translator>> Translator::create(size_t code_cache_bytes) 
   return std::unique_ptr<Translator>(new Translator(std::move(*cache)));
 }
 
+Translator::Translator(std::unique_ptr<CodeCache> cache) : cache_(std::move(cache)) {
+  ZydisDecoderInit(&decoder_, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64);
+}
+
 bool Translator::translate(Cpu& cpu, Block& block) {
   const auto started = std::chrono::steady_clock::now();
   block.native = nullptr;
+  block.native_chain = nullptr;
   block.native_insns = 0;
-  block.native_bytes = 0;
   // The bytes are read again from guest memory: only while they are still
   // the ones the block was decoded from.
   if (cpu.code_size != 8 || !cpu.memory) return false;
   if (cpu.code && cpu.code->generation(block.phys) != block.generation) return false;
   const uint8_t* page = cpu.memory->host_pointer(GuestAddress(block.phys & ~0xfffull), 0x1000);
   if (!page) return false;
-  unsigned count = 0;
-  uint64_t off = block.phys & 0xfff;
-  const uint64_t start = off;
-  uint16_t used = 0;       // the guest registers the instructions name
-  bool flags_in = false;   // the result depends on the flags at entry
-  bool flags_out = false;  // some instruction writes the flags
+  const uint64_t rip = cpu.rip;
+  const uint64_t start = block.phys & 0xfff;
+
+  // Pass 1: how far the translation goes, the registers it loads, and the
+  // flags: whether the host's must start as the guest's, and at every
+  // instruction whether they hold the guest's already (a translated
+  // instruction wrote them) and whether a later one needs them.
+  struct Step {
+    const Insn* insn;
+    uint64_t offset;  // in the page
+    int mem;          // memory operand, or -1
+    Scratch scratch;
+    bool flags_valid_before;  // the host's flags are the guest's here
+    bool flags_needed;        // ... and the instruction or a later one reads them, or the exit stores them
+    Rewritten rewritten;      // with a memory operand: its encoding around it
+  };
+  std::vector<Step> steps;
+  uint64_t off = start;
+  uint16_t used = 0;  // the guest registers the instructions name
+  bool flags_in = false;
+  bool written = false;
   for (const Insn& insn : block.insns) {
     if (!translatable(insn) || off + insn.len > 0x1000) break;
-    for (unsigned i = 0; i < insn.nops; ++i) {
-      if (insn.op[i].kind == OpKind::kReg) used |= 1u << insn.op[i].reg;
+    Step step{&insn, off, mem_operand(insn), {}, flags_in || written, false, {}};
+    const uint16_t named = named_registers(insn);
+    if (step.mem >= 0) {
+      if (!split_encoding(decoder_, page + off, insn.len, step.rewritten)) break;
+      step.scratch = pick_scratch(named);
     }
-    if (insn.mnemonic == ZYDIS_MNEMONIC_LEA) {
-      if (insn.mem.base < 16) used |= 1u << insn.mem.base;
-      if (insn.mem.index < 16) used |= 1u << insn.mem.index;
-    }
+    used |= named;
     switch (writes_flags(insn)) {
       case FlagEffect::kNone: break;
-      case FlagEffect::kAll: flags_out = true; break;
-      case FlagEffect::kSome:  // INC/DEC keep CF; a shift by CL may keep all
-        if (!flags_out) flags_in = true;
-        flags_out = true;
+      case FlagEffect::kAll: written = true; break;
+      case FlagEffect::kSome:
+        if (!written) flags_in = true;
+        written = true;
         break;
     }
     off += insn.len;
-    ++count;
+    steps.push_back(step);
   }
-  if (count < kMinInsns) {
-    // Too short to pay for entering and leaving host code.
+  const unsigned count = static_cast<unsigned>(steps.size());
+  // The block's last instruction, a direct branch, ends the translation
+  // with an exit to each of its constant targets.
+  bool conditional = false;
+  bool branch = count + 1 == block.insns.size() && off + block.insns.back().len <= 0x1000 &&
+                direct_branch(block.insns.back(), &conditional);
+  uint64_t fallthrough = 0, taken = 0;
+  if (branch) {
+    const Insn& jcc = block.insns.back();
+    fallthrough = rip + (off - start) + jcc.len;
+    taken = fallthrough + jcc.imm;
+    // A non-canonical target faults (#GP with RIP on the branch): the interpreter's.
+    if (!is_canonical(taken)) branch = false;
+    if (branch && conditional && !written) flags_in = true;
+  }
+  used &= static_cast<uint16_t>(~(1u << kRsp));
+  const unsigned total = count + (branch ? 1 : 0);
+  if (total < kMinInsns && !branch) {
+    // Too short to pay for entering and leaving host code (a block that
+    // ends in a direct branch pays once chained).
     ++stats_.fallbacks;
     return false;
   }
+  const bool store_flags = written || flags_in;
+  for (unsigned i = 0; i < count; ++i) steps[i].flags_valid_before = flags_in || steps[i].flags_valid_before;
+  bool needed = store_flags;  // the exits store them (and a Jcc reads them)
+  for (int i = static_cast<int>(count) - 1; i >= 0; --i) {
+    switch (writes_flags(*steps[i].insn)) {
+      case FlagEffect::kNone: break;
+      case FlagEffect::kAll: needed = false; break;  // nothing reads the flags before it
+      case FlagEffect::kSome: needed = true; break;
+    }
+    steps[i].flags_needed = needed;
+  }
 
+  const bool user = cpu.cpl == 3;
+  const int32_t tlb_base = static_cast<int32_t>(offsetof(Cpu, tlb) + offsetof(Tlb, e) +
+                                                (static_cast<size_t>(user) * 3) * kTlbSize * sizeof(TlbEntry));
   Emitter e;
-  for (unsigned r : kCalleeSaved)
-    if (used & (1u << r)) e.push(r);
-  e.push(kRdi);  // the Cpu, for the exit
+  std::vector<size_t> to_epilogue;  // JMP rel32s to the shared epilogue
+  auto jmp_epilogue = [&] {
+    e.byte(0xe9);
+    to_epilogue.push_back(e.size());
+    e.u32(0);
+  };
+  // Leaves the guest's state in the Cpu: its registers, its flags (when
+  // `flags_valid`: the host's are the guest's), RIP and the instructions
+  // completed. RAX ends up holding the Cpu.
+  auto emit_state_out = [&](unsigned done, uint64_t next_rip, bool flags_valid) {
+    if (flags_valid) e.bytes({0x9c});  // pushfq
+    e.push(kRax);
+    e.load(kRax, kRsp, (flags_valid ? 16 : 8) + kSlotCpu);
+    for (unsigned r = 1; r < 16; ++r)
+      if (used & (1u << r)) e.store(kRax, gpr_offset(r), r);
+    e.pop(kRcx);  // the guest's RAX
+    if (used & 1u) e.store(kRax, gpr_offset(kRax), kRcx);
+    if (flags_valid) {
+      // cpu.rflags = (cpu.rflags & ~arith) | (host flags & arith); the run
+      // loop made the lazy flags explicit before entering (flags.op == kNone).
+      e.pop(kRcx);
+      e.and_imm(kRcx, static_cast<int32_t>(kArithFlags));
+      e.load(kRdx, kRax, CPU_FIELD(rflags));
+      e.and_imm(kRdx, static_cast<int32_t>(~kArithFlags));
+      e.add_rr(kRdx, kRcx);
+      e.store(kRax, CPU_FIELD(rflags), kRdx);
+    }
+    // executed += done; rip = next_rip
+    e.load(kRcx, kRax, CPU_FIELD(jit.executed));
+    e.lea(kRcx, kRcx, kNoBase, 1, static_cast<int32_t>(done));
+    e.store(kRax, CPU_FIELD(jit.executed), kRcx);
+    e.mov_imm(kRcx, next_rip);
+    e.store(kRax, CPU_FIELD(rip), kRcx);
+  };
+  // A chainable exit: a JMP rel32 that at first falls through to a return
+  // recording it (CPU.jit.last_exit); the next entry patches it to jump
+  // straight into the block at `next_rip` when that is in this guest page.
+  auto emit_exit = [&](unsigned done, uint64_t next_rip, bool flags_valid) {
+    emit_state_out(done, next_rip, flags_valid);
+    if ((next_rip >> 12) != (rip >> 12)) {
+      jmp_epilogue();
+      return;
+    }
+    e.byte(0xe9);
+    const size_t site = e.size();
+    e.u32(0);
+    e.bytes({0x48, 0x8d, 0x0d});  // lea rcx, [rip + disp32]: the site
+    e.u32(static_cast<uint32_t>(static_cast<int32_t>(site) - static_cast<int32_t>(e.size() + 4)));
+    e.store(kRax, CPU_FIELD(jit.last_exit), kRcx);
+    e.mov_imm(kRcx, next_rip);
+    e.store(kRax, CPU_FIELD(jit.last_exit_rip), kRcx);
+    e.mov_imm(kRcx, (block.phys & ~0xfffull) | (user ? 1 : 0));
+    e.store(kRax, CPU_FIELD(jit.last_exit_page), kRcx);
+    jmp_epilogue();
+  };
+
+  // The main entry, from the run loop: the frame every translation shares,
+  // so a chained jump needs no prologue of its own.
+  for (unsigned r : kCalleeSaved) e.push(r);
+  e.push(kRdi);  // the Cpu
+  e.lea(kRsp, kRsp, kNoBase, 1, -kFrameBytes);
+  e.byte(0xe9);  // jmp rel32 over the chain entry's checks
+  const size_t skip_checks = e.size();
+  e.u32(0);
+  // The chain entry, from another translation's exit (RIP already ours):
+  // the instruction budget, an interrupt or event the LAPIC holds and a
+  // kick send it back to the run loop before anything runs.
+  const size_t chain_entry = e.size();
+  e.load(kRax, kRsp, kSlotCpu);
+  e.load(kRcx, kRax, CPU_FIELD(jit.budget));
+  e.test_rr(kRcx, kRcx);
+  std::vector<size_t> bail;
+  bail.push_back(e.jcc32(0xe));  // jle
+  e.lea(kRcx, kRcx, kNoBase, 1, -static_cast<int32_t>(total));
+  e.store(kRax, CPU_FIELD(jit.budget), kRcx);
+  for (int32_t flag : {CPU_FIELD(jit.attention), CPU_FIELD(jit.kick)}) {
+    e.load(kRcx, kRax, flag);
+    e.bytes({0x80, 0x39, 0x00});  // cmp byte [rcx], 0
+    bail.push_back(e.jcc32(0x5));  // jne
+  }
+  e.load(kRcx, kRax, CPU_FIELD(jit.chains));
+  e.lea(kRcx, kRcx, kNoBase, 1, 1);
+  e.store(kRax, CPU_FIELD(jit.chains), kRcx);
+  e.bytes({0xc6, 0x80});  // mov byte [rax + disp32], 1
+  e.u32(static_cast<uint32_t>(CPU_FIELD(jit.chained)));
+  e.byte(1);
+  e.patch_rel32(skip_checks, e.size());
+
+  // The body: the guest's registers (and flags) into the host's.
+  e.load(kRdi, kRsp, kSlotCpu);
   if (flags_in) {
     // Only the guest's arithmetic flags enter the host's RFLAGS: TF, DF, AC
     // and the rest stay the host's.
+    e.load(kRsi, kRdi, CPU_FIELD(rflags));
+    e.and_imm(kRsi, static_cast<int32_t>(kArithFlags));
     e.bytes({0x9c, 0x58});  // pushfq; pop rax
-    e.bytes({0x48, 0x25});  // and rax, ~arith (sign-extended imm32)
-    e.u32(static_cast<uint32_t>(~kArithFlags));
-    e.bytes({0x48, 0x81, 0xe6});  // and rsi, arith
-    e.u32(static_cast<uint32_t>(kArithFlags));
-    e.bytes({0x48, 0x09, 0xf0, 0x50, 0x9d});  // or rax, rsi; push rax; popfq
+    e.and_imm(kRax, static_cast<int32_t>(~kArithFlags));
+    e.add_rr(kRax, kRsi);
+    e.bytes({0x50, 0x9d});  // push rax; popfq
   }
   for (unsigned r = 0; r < 16; ++r)
     if (r != kRdi && (used & (1u << r))) e.load(r, kRdi, gpr_offset(r));
   if (used & (1u << kRdi)) e.load(kRdi, kRdi, gpr_offset(kRdi));
-  e.bytes(std::span(page + start, off - start));  // the guest's instructions, as they are
-  e.bytes({0x9c, 0x50});                          // pushfq; push rax
-  e.bytes({0x48, 0x8b, 0x44, 0x24, 0x10});        // mov rax, [rsp + 16]: the Cpu
-  for (unsigned r = 1; r < 16; ++r)
-    if (used & (1u << r)) e.store(kRax, gpr_offset(r), r);
-  e.pop(kRcx);  // the guest's RAX
-  if (used & 1u) e.store(kRax, gpr_offset(kRax), kRcx);
-  e.pop(kRax);  // the guest's flags: the return value
+
+  // The slow paths, emitted after the exits: a TLB miss, MMIO, a page
+  // crossing or a non-canonical address leaves the translation before the
+  // instruction, which the interpreter then runs (and faults exactly).
+  struct Miss {
+    std::vector<size_t> jumps;
+    unsigned index;
+    bool saved_flags;
+    Scratch scratch;
+  };
+  std::vector<Miss> misses;
+  for (unsigned i = 0; i < count; ++i) {
+    const Step& st = steps[i];
+    const Insn& insn = *st.insn;
+    if (st.mem < 0) {
+      e.bytes(std::span(page + st.offset, insn.len));  // as it is
+      continue;
+    }
+    const Rewritten& rw = st.rewritten;
+    const Scratch sc = st.scratch;
+    const MemRef& m = insn.mem;
+    const unsigned size = insn.op[st.mem].size;
+    const bool write = writes_memory(insn, st.mem);
+    const bool save_flags = st.flags_valid_before;
+    int32_t depth = 0;
+    if (save_flags) {
+      e.bytes({0x9c});  // pushfq: the check's compares change the flags
+      depth = 8;
+    }
+    for (auto [reg, slot] : {std::pair{sc.s, kSlotS}, {sc.t, kSlotT}, {sc.u, kSlotU}})
+      if (used & (1u << reg)) e.store(kRsp, depth + slot, reg);
+    // S = the linear address.
+    unsigned base = m.base;
+    int64_t disp = m.disp;
+    if (m.base == kRsp) {
+      e.load(sc.s, kRsp, depth + kSlotCpu);
+      e.load(sc.s, sc.s, gpr_offset(kRsp));
+      base = sc.s;
+    } else if (m.base == kRipReg) {
+      e.mov_imm(sc.s, rip + (st.offset - start) + insn.len + static_cast<uint64_t>(disp));
+      base = sc.s;
+      disp = 0;
+    }
+    e.lea(sc.s, base == kNoReg ? kNoBase : base, m.index == kNoReg ? kNoBase : m.index, m.scale,
+          static_cast<int32_t>(disp));
+    if (m.seg == kFs || m.seg == kGs) {
+      e.load(sc.t, kRsp, depth + kSlotCpu);
+      e.add_load(sc.s, sc.t, static_cast<int32_t>(offsetof(Cpu, seg) + m.seg * sizeof(Segment) +
+                                                    offsetof(Segment, base)));
+    }
+    // T = the page of the last byte; U = the TLB entry of the first's.
+    e.lea(sc.t, sc.s, kNoBase, 1, static_cast<int32_t>(size - 1));
+    e.shr_imm(sc.t, 12);
+    e.mov_rr(sc.u, sc.s);
+    e.shr_imm(sc.u, 12);
+    e.and_imm(sc.u, kTlbSize - 1);
+    e.imul_imm(sc.u, sc.u, static_cast<int32_t>(sizeof(TlbEntry)));
+    e.add_load(sc.u, kRsp, depth + kSlotCpu);
+    // A hit needs the tag of both ends (no page crossing, canonical) and RAM.
+    const int32_t entry = tlb_base + static_cast<int32_t>((write ? 1 : 0) * kTlbSize * sizeof(TlbEntry));
+    e.cmp_load(sc.t, sc.u, entry + static_cast<int32_t>(offsetof(TlbEntry, tag)));
+    Miss miss{{}, i, save_flags, sc};
+    miss.jumps.push_back(e.jcc32(0x5));  // jne
+    e.load(sc.u, sc.u, entry + static_cast<int32_t>(offsetof(TlbEntry, host)));
+    e.test_rr(sc.u, sc.u);
+    miss.jumps.push_back(e.jcc32(0x4));  // je
+    e.and_imm(sc.s, 0xfff);
+    e.add_rr(sc.u, sc.s);
+    if (used & (1u << sc.s)) e.load(sc.s, kRsp, depth + kSlotS);
+    if (used & (1u << sc.t)) e.load(sc.t, kRsp, depth + kSlotT);
+    if (save_flags) {
+      if (st.flags_needed) {
+        e.bytes({0x9d});  // popfq
+      } else {
+        e.lea(kRsp, kRsp, kNoBase, 1, 8);  // dropped without touching the flags
+      }
+    }
+    // The instruction itself, its memory operand now [U].
+    e.bytes(rw.head);
+    e.byte(static_cast<uint8_t>(((rw.modrm_reg & 7) << 3) | (sc.u & 7)));
+    e.bytes(rw.tail);
+    if (used & (1u << sc.u)) e.load(sc.u, kRsp, kSlotU);
+    misses.push_back(std::move(miss));
+  }
+  const uint64_t end_rip = rip + (off - start);
+  if (branch && conditional) {
+    const size_t to_taken = e.jcc32(block.insns.back().cc & 0xf);
+    emit_exit(total, fallthrough, store_flags);
+    e.patch_rel32(to_taken, e.size());
+    emit_exit(total, taken, store_flags);
+  } else if (branch) {
+    emit_exit(total, taken, store_flags);
+  } else {
+    emit_exit(count, end_rip, store_flags);
+  }
+  for (const Miss& miss : misses) {
+    for (size_t at : miss.jumps) e.patch_rel32(at, e.size());
+    if (miss.saved_flags) e.bytes({0x9d});  // popfq: the guest's
+    for (auto [reg, slot] : {std::pair{miss.scratch.s, kSlotS}, {miss.scratch.t, kSlotT}, {miss.scratch.u, kSlotU}})
+      if (used & (1u << reg)) e.load(reg, kRsp, slot);
+    emit_state_out(miss.index, rip + (steps[miss.index].offset - start), miss.saved_flags);
+    e.load(kRcx, kRax, CPU_FIELD(jit.side_exits));
+    e.lea(kRcx, kRcx, kNoBase, 1, 1);
+    e.store(kRax, CPU_FIELD(jit.side_exits), kRcx);
+    jmp_epilogue();
+  }
+  // The epilogue: back to the run loop.
+  for (size_t at : bail) e.patch_rel32(at, e.size());
+  for (size_t at : to_epilogue) e.patch_rel32(at, e.size());
+  e.lea(kRsp, kRsp, kNoBase, 1, kFrameBytes);
   e.pop(kRdi);
-  for (int i = static_cast<int>(std::size(kCalleeSaved)) - 1; i >= 0; --i)
-    if (used & (1u << kCalleeSaved[i])) e.pop(kCalleeSaved[i]);
+  for (int i = static_cast<int>(std::size(kCalleeSaved)) - 1; i >= 0; --i) e.pop(kCalleeSaved[i]);
   e.bytes({0xc3});
 
   const uint8_t* code = cache_->add(e.code());
   if (!code) {
-    cache_->flush();
-    ++stats_.cache_flushes;
+    flush();
+    cpu.jit.last_exit = nullptr;  // it pointed into the dropped code
     code = cache_->add(e.code());
     if (!code) return false;  // larger than the whole cache: never translated
   }
   block.native = code;
+  block.native_chain = code + chain_entry;
   block.native_generation = cache_->generation();
-  block.native_insns = static_cast<uint16_t>(count);
-  block.native_bytes = static_cast<uint16_t>(off - start);
-  block.native_flags = static_cast<uint8_t>((flags_in ? kNativeFlagsIn : 0) | (flags_out ? kNativeFlagsOut : 0));
+  block.native_insns = static_cast<uint16_t>(total);
+  block.native_user = user;
+  block.native_rip = rip;
   ++stats_.blocks_translated;
+  stats_.code_bytes += e.size();
   stats_.translation_ns += static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - started).count());
   return true;
 }
 
-unsigned Translator::enter(Cpu& cpu, Block& block) {
-  // The lazy flags are computed only for a translation that reads them, and
-  // replaced only by one that writes them.
-  const uint64_t in = (block.native_flags & kNativeFlagsIn) ? read_flags(cpu) : 0;
-  const uint64_t flags = reinterpret_cast<Entry>(const_cast<uint8_t*>(block.native))(&cpu, in);
-  if (block.native_flags & kNativeFlagsOut) set_arith_flags(cpu, flags);
-  cpu.rip += block.native_bytes;  // 64-bit code: no wrap within a page
+void Translator::flush() {
+  cache_->flush();
+  ++stats_.cache_flushes;
+  patched_.clear();
+}
+
+void Translator::unchain_all() {
+  for (const uint8_t* site : patched_) cache_->patch_rel32(site, site + 4);
+  stats_.unchains += patched_.size();
+  patched_.clear();
+}
+
+unsigned Translator::enter(Cpu& cpu, Block& block, uint64_t chain_stamp, uint64_t budget) {
+  // Translated at another RIP (an alias of the page: RIP-relative operands
+  // and exits differ) or privilege (its TLB checks use the other entries):
+  // interpreted.
+  if (cpu.rip != block.native_rip || (cpu.cpl == 3) != block.native_user) {
+    ++stats_.mismatched_entries;
+    cpu.jit.last_exit = nullptr;
+    return 0;
+  }
+  // A chain leads to a block's translation as it was: when a block may
+  // have been freed or re-decoded (a code write), every chain goes.
+  if (chain_stamp != chain_stamp_) {
+    unchain_all();
+    chain_stamp_ = chain_stamp;
+  }
+  // The last return went through a chainable exit to this very block (same
+  // RIP, guest-physical page and CPL): from now on that exit jumps here.
+  if (cpu.jit.last_exit && cpu.jit.last_exit_rip == cpu.rip &&
+      cpu.jit.last_exit_page == ((block.phys & ~0xfffull) | (block.native_user ? 1 : 0))) {
+    cache_->patch_rel32(cpu.jit.last_exit + 0, block.native_chain);
+    patched_.push_back(cpu.jit.last_exit);
+    ++stats_.chains_made;
+  }
+  cpu.jit.last_exit = nullptr;
+  // Translated code keeps the flags explicit (flags.op == kNone).
+  materialize_flags(cpu);
+  cpu.jit.executed = 0;
+  cpu.jit.chained = false;
+  const uint64_t chains_before = cpu.jit.chains, side_exits_before = cpu.jit.side_exits;
+  cpu.jit.budget = static_cast<int64_t>(std::min<uint64_t>(budget, kChainBudget)) - block.native_insns;
+  reinterpret_cast<Entry>(const_cast<uint8_t*>(block.native))(&cpu);
   ++stats_.entries;
-  stats_.native_insns += block.native_insns;
-  return block.native_insns;
+  stats_.chained_entries += cpu.jit.chains - chains_before;
+  stats_.native_insns += cpu.jit.executed;
+  stats_.side_exits += cpu.jit.side_exits - side_exits_before;
+  return static_cast<unsigned>(cpu.jit.executed);
 }
 
 std::string describe(const TranslatorStats& s) {
-  char line[400];
+  auto u = [](uint64_t v) { return static_cast<unsigned long long>(v); };
+  char line[768];
   std::snprintf(line, sizeof(line),
-                "jit: %llu blocks translated in %.3f ms, %llu entries running %llu instructions natively, "
-                "%llu hot blocks not translatable, code cache %llu of %llu bytes (%llu flushes)",
-                static_cast<unsigned long long>(s.blocks_translated), static_cast<double>(s.translation_ns) / 1e6,
-                static_cast<unsigned long long>(s.entries), static_cast<unsigned long long>(s.native_insns),
-                static_cast<unsigned long long>(s.fallbacks), static_cast<unsigned long long>(s.cache_used),
-                static_cast<unsigned long long>(s.cache_capacity), static_cast<unsigned long long>(s.cache_flushes));
+                "jit: %llu blocks translated in %.3f ms (%llu bytes of host code), %llu instructions run natively, "
+                "%llu entries from the run loop and %llu chained, %llu chains made and %llu undone, %llu side exits "
+                "to the interpreter, %llu entries at another RIP or CPL, %llu hot blocks not translatable, code "
+                "cache %llu of %llu bytes (%llu flushes)",
+                u(s.blocks_translated), static_cast<double>(s.translation_ns) / 1e6, u(s.code_bytes),
+                u(s.native_insns), u(s.entries), u(s.chained_entries), u(s.chains_made), u(s.unchains),
+                u(s.side_exits), u(s.mismatched_entries), u(s.fallbacks), u(s.cache_used), u(s.cache_capacity),
+                u(s.cache_flushes));
   return line;
 }
 

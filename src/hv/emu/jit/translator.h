@@ -1,21 +1,31 @@
-// The translating tier: hot blocks' leading run of register-to-register
-// integer instructions runs as host code. Guest and host are both x86-64, so
-// those instructions are copied as they are, between an entry that loads
-// the guest's registers and arithmetic flags from the Cpu into the host's
-// and an exit that stores them back. The first instruction it cannot take
-// (a memory operand, RSP, a branch, anything system) ends the translated
-// part; the interpreter runs the rest of the block, so the interpreter stays
-// the reference and a translation never has to fault or exit.
+// The translating tier: hot blocks run as host code. Guest and host are
+// both x86-64, so register-to-register integer instructions are copied as
+// they are, between an entry that loads the guest's registers (and, when
+// an instruction reads them, its arithmetic flags) from the Cpu into the
+// host's and exits that store them back. A memory operand becomes an
+// inline soft-TLB check (tag of the first and last byte, RAM) and the host
+// address; a miss, MMIO, a page crossing or a non-canonical address exits
+// before the instruction, which the interpreter then runs, so a fault is
+// exactly the interpreter's. A final Jcc/JMP rel becomes exits to its
+// constant targets; an exit to the same guest page is patched, once taken,
+// to jump straight into the target's translation (block chaining), whose
+// entry checks the LAPIC's attention flag, the kick and an instruction
+// budget first. The first instruction it cannot take ends the translation;
+// the interpreter runs the rest of the block, so it stays the reference.
 //
 // One Translator per vCPU (its thread only): translations live in its own
 // CodeCache and hang off the interpreter's Blocks, so a block re-decoded
 // after a write to its code page (the CodeMap generations, dma_written) is
 // a new Block without one, and a full cache drops them all by generation.
+// Chains are undone whenever a block may have been freed or re-decoded.
 #pragma once
+
+#include <Zydis/Zydis.h>
 
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "base/result.h"
 #include "hv/emu/block_cache.h"
@@ -27,11 +37,17 @@ namespace hostvisor::emu::jit {
 struct TranslatorStats {
   uint64_t blocks_translated = 0;  // translations made (a block again after a flush counts again)
   uint64_t translation_ns = 0;
-  uint64_t entries = 0;        // translated code entered
-  uint64_t native_insns = 0;   // guest instructions run as host code
-  uint64_t fallbacks = 0;      // hot blocks without kMinInsns translatable instructions first
-  uint64_t cache_flushes = 0;  // the code cache was full and dropped everything
-  uint64_t cache_used = 0;     // bytes of code cache in use, of cache_capacity
+  uint64_t code_bytes = 0;          // host code emitted, all translations so far
+  uint64_t entries = 0;             // translated code entered from the run loop (unchained)
+  uint64_t chained_entries = 0;     // ... and from another translation (chained)
+  uint64_t native_insns = 0;        // guest instructions run as host code
+  uint64_t side_exits = 0;          // returns before an instruction a soft-TLB check did not take
+  uint64_t mismatched_entries = 0;  // at another RIP or privilege than translated for: interpreted
+  uint64_t chains_made = 0;         // exits patched to jump into their target's translation
+  uint64_t unchains = 0;            // ... and undone (a block freed or re-decoded somewhere)
+  uint64_t fallbacks = 0;           // hot blocks without kMinInsns translatable instructions first
+  uint64_t cache_flushes = 0;       // the code cache was full and dropped everything
+  uint64_t cache_used = 0;          // bytes of code cache in use, of cache_capacity
   uint64_t cache_capacity = 0;
 };
 
@@ -41,34 +57,46 @@ std::string describe(const TranslatorStats& stats);
 class Translator {
  public:
   // A block is translated on its kHotUses-th entry, when at least
-  // kMinInsns instructions lead it that the translator takes: fewer do not
-  // pay for entering and leaving host code (the interpreter's specialised
-  // handlers run them about as fast).
+  // kMinInsns instructions lead it that the translator takes, or it is all
+  // translatable up to a final direct branch: fewer do not pay for entering
+  // and leaving host code from the run loop (the interpreter's specialised
+  // handlers run them about as fast), a chained block does.
   static constexpr uint32_t kHotUses = 16;
   static constexpr unsigned kMinInsns = 3;
 
   static Result<std::unique_ptr<Translator>> create(size_t code_cache_bytes);
 
   // At the entry of `block` (64-bit code, no TF, no shadow): runs its
-  // translated prefix when it has one (translating it once it is hot) and
-  // returns how many of its instructions ran, RIP advanced past them.
-  unsigned run_prefix(Cpu& cpu, Block& block) {
-    if (block.native_generation == cache_->generation() && block.native) return enter(cpu, block);
+  // translation when it has one (translating it once it is hot), and
+  // chained translations after it for at most `budget` instructions more.
+  // Returns how many instructions ran (0: none, interpret the block); the
+  // guest's state is in the Cpu, RIP where they stopped, and
+  // cpu.jit.chained says whether that is still in `block`.
+  // `chain_stamp` moves whenever a block may have been freed or re-decoded.
+  unsigned run(Cpu& cpu, Block& block, uint64_t chain_stamp, uint64_t budget) {
+    if (block.native_generation == cache_->generation() && block.native)
+      return enter(cpu, block, chain_stamp, budget);
     if (block.native_insns == 0 && block.uses >= kHotUses) return 0;  // tried: nothing to translate
     if (++block.uses < kHotUses) return 0;
     if (!translate(cpu, block)) return 0;
-    return enter(cpu, block);
+    return enter(cpu, block, chain_stamp, budget);
   }
 
   TranslatorStats stats() const;
 
  private:
-  explicit Translator(std::unique_ptr<CodeCache> cache) : cache_(std::move(cache)) {}
+  explicit Translator(std::unique_ptr<CodeCache> cache);
   bool translate(Cpu& cpu, Block& block);
-  unsigned enter(Cpu& cpu, Block& block);
+  unsigned enter(Cpu& cpu, Block& block, uint64_t chain_stamp, uint64_t budget);
+  void flush();
+  // Points every patched exit back at its return path.
+  void unchain_all();
 
   std::unique_ptr<CodeCache> cache_;
+  ZydisDecoder decoder_;  // re-reads an instruction's encoding to rewrite its memory operand
   TranslatorStats stats_;
+  std::vector<const uint8_t*> patched_;  // chained exits' rel32s
+  uint64_t chain_stamp_ = 0;
 };
 
 // Whether the translator runs `insn` (decoded in 64-bit mode) as itself.

@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <memory>
@@ -96,6 +97,14 @@ TEST(TierOptions, ParsesTheTierAndTheCacheSize) {
   EXPECT_FALSE(parse_code_cache_size("4K").ok());
   EXPECT_FALSE(parse_code_cache_size("2G").ok());
   EXPECT_FALSE(parse_code_cache_size("lots").ok());
+  // The command line's values are checked the same way (only failures here:
+  // a success would set the tier for every later test in this process).
+  auto tier = set_process_tier_options("tcg", "");
+  ASSERT_FALSE(tier.ok());
+  EXPECT_NE(tier.error().message().find("--emu-tier"), std::string::npos);
+  auto size = set_process_tier_options("jit", "2G");
+  ASSERT_FALSE(size.ok());
+  EXPECT_NE(size.error().message().find("--emu-code-cache"), std::string::npos);
 }
 
 // ---- The translator against the interpreter ----
@@ -199,8 +208,11 @@ TEST_F(TranslatorVsInterpreter, RegisterAluLoopAgrees) {
   EXPECT_GE(stats().blocks_translated, 1u);
   // The first iteration is part of the block at the start (with MOV ECX);
   // the loop's own block is entered 39 times and from its hot entry on runs
-  // the six instructions and DEC natively.
-  EXPECT_EQ(stats().native_insns, 7u * (39 - Translator::kHotUses + 1));
+  // the six instructions, DEC and JNZ natively: the first time from the run
+  // loop, then its taken exit is chained to itself.
+  EXPECT_EQ(stats().native_insns, 8u * (39 - Translator::kHotUses + 1));
+  EXPECT_EQ(stats().chains_made, 1u);
+  EXPECT_EQ(stats().chained_entries, 39 - Translator::kHotUses - 1);
 }
 
 // A store that faults on its first access to a non-present page, after k
@@ -264,6 +276,92 @@ TEST_F(TranslatorVsInterpreter, SelfModifyingCodeInTheRunningBlock) {
   EXPECT_GE(stats().blocks_translated, 1u);
 }
 
+// Every memory form the inline soft-TLB check takes: loads, stores and
+// read-modify-writes through a register, the guest's RSP, RIP-relative and
+// GS-relative operands, byte forms with a high-byte register, MOVZX.
+HV_EMU_SNIPPET(memory_loop, R"(
+  mov ecx, 60
+hv_jit_memory_top:
+  mov rax, [rbx]
+  add rax, [rbx + rsi*8 + 8]
+  mov [rbx + 16], rax
+  add [rbx + 24], rcx
+  xor rdx, [rsp + 8]
+  mov r8, [rip + hv_jit_memory_top]
+  add r9, gs:[8]
+  mov [rbx + 32], ah
+  movzx r10d, byte ptr [rbx + 17]
+  inc qword ptr [rbx + 40]
+  cmp rax, [rbx]
+  dec ecx
+  jnz hv_jit_memory_top
+  hlt
+)")
+
+TEST_F(TranslatorVsInterpreter, MemoryOperandsRunNativelyAndAgree) {
+  load(memory_loop());
+  on_both([](TestMachine& m) {
+    set_inputs(m);
+    Cpu& c = m.cpu();
+    c.gpr[3] = TestMachine::kData + 0x100;
+    c.gpr[6] = 2;
+    c.gpr[4] = TestMachine::kStackTop - 64;
+    c.seg[kGs].base = TestMachine::kData + 0x800;
+    m.write_value<uint64_t>(TestMachine::kData + 0x100, 0x1111);
+    m.write_value<uint64_t>(TestMachine::kData + 0x100 + 24, 0x3333);
+    m.write_value<uint64_t>(TestMachine::kStackTop - 64 + 8, 0xabcdef);
+    m.write_value<uint64_t>(TestMachine::kData + 0x808, 0x77);
+  });
+  run_and_compare();
+  EXPECT_EQ(translated().vector_taken(), -1);
+  // The loop's block (11 instructions and DEC) runs natively from its hot
+  // entry on, the checks hitting once the interpreter's first iterations
+  // filled the TLB.
+  EXPECT_GE(stats().native_insns, 12u * (59 - Translator::kHotUses));
+  EXPECT_EQ(stats().side_exits, 0u);
+}
+
+// A chained successor rewritten: the loop's head block and its successor
+// (ADD RBX, 1) chain to each other in one page; in the iteration with ECX
+// 20 the head falls into a store of DL over the successor's immediate
+// (through the interpreter: code pages never have a write TLB entry), which
+// undoes the chains, and from then on both tiers add 5.
+HV_EMU_SNIPPET(smc_in_chained_successor, R"(
+  mov ecx, 40
+hv_jit_smc2_top:
+  add rax, rcx
+  xor rsi, rax
+  cmp ecx, 20
+  jne hv_jit_smc2_successor
+  mov [r12], dl
+hv_jit_smc2_successor:
+  add rbx, 1
+  dec ecx
+  jnz hv_jit_smc2_top
+  hlt
+)")
+
+TEST_F(TranslatorVsInterpreter, SelfModifyingCodeInAChainedSuccessor) {
+  const auto code = smc_in_chained_successor();
+  const uint8_t add_rbx_1[] = {0x48, 0x83, 0xc3, 0x01};
+  const auto at = std::search(code.begin(), code.end(), std::begin(add_rbx_1), std::end(add_rbx_1));
+  ASSERT_NE(at, code.end());
+  const uint64_t immediate = TestMachine::kCode + static_cast<uint64_t>(at - code.begin()) + 3;
+  load(code);
+  on_both([&](TestMachine& m) {
+    Cpu& c = m.cpu();
+    c.gpr[3] = 0;
+    c.gpr[2] = 5;  // DL: the new immediate
+    c.gpr[12] = immediate;
+  });
+  run_and_compare();
+  // ECX 40..21 add 1; at 20 the store comes first, so 20..1 add 5.
+  EXPECT_EQ(translated().cpu().gpr[3], 20u * 1 + 20u * 5);
+  EXPECT_GE(stats().chains_made, 2u);
+  EXPECT_GE(stats().unchains, 2u);
+  EXPECT_GT(stats().chained_entries, 0u);
+}
+
 HV_EMU_SNIPPET(tight_loop, R"(
 hv_jit_tight_loop_top:
   inc rax
@@ -300,10 +398,17 @@ TEST(Translatable, TakesRegisterAluAndRefusesTheRest) {
   EXPECT_TRUE(translatable(decode({0x48, 0x01, 0xd0})));               // add rax, rdx
   EXPECT_TRUE(translatable(decode({0x4c, 0x8d, 0x44, 0xb0, 0x09})));   // lea r8, [rax + rsi*4 + 9]
   EXPECT_TRUE(translatable(decode({0x88, 0xe0})));                     // mov al, ah
-  EXPECT_FALSE(translatable(decode({0x48, 0x89, 0x03})));              // mov [rbx], rax: memory
+  EXPECT_TRUE(translatable(decode({0x48, 0x89, 0x03})));               // mov [rbx], rax: a soft-TLB check
+  EXPECT_TRUE(translatable(decode({0x48, 0x8b, 0x44, 0x24, 0x08})));   // mov rax, [rsp + 8]: the guest's RSP
+  EXPECT_TRUE(translatable(decode({0x48, 0x8b, 0x05, 0, 0, 0, 0})));   // mov rax, [rip]: a constant address
+  EXPECT_TRUE(translatable(decode({0x65, 0x48, 0x03, 0x03})));         // add rax, gs:[rbx]: plus GS's base
+  EXPECT_FALSE(translatable(decode({0x67, 0x48, 0x8b, 0x03})));        // mov rax, [ebx]: 32-bit address
+  EXPECT_FALSE(translatable(decode({0x48, 0x89, 0x24, 0x24})));        // mov [rsp], rsp: RSP as a register
   EXPECT_FALSE(translatable(decode({0x48, 0x83, 0xc4, 0x08})));        // add rsp, 8: the host's stack
   EXPECT_FALSE(translatable(decode({0x48, 0x8d, 0x05, 0, 0, 0, 0})));  // lea rax, [rip]
   EXPECT_FALSE(translatable(decode({0x48, 0x11, 0xd0})));              // adc rax, rdx: not yet
+  EXPECT_TRUE(translatable(decode({0x48, 0x0f, 0xaf, 0xd3})));         // imul rdx, rbx
+  EXPECT_FALSE(translatable(decode({0x48, 0xf7, 0xeb})));              // imul rbx: writes RDX:RAX
   EXPECT_FALSE(translatable(decode({0xf0, 0x48, 0x01, 0x03})));        // lock add [rbx], rax
   EXPECT_FALSE(translatable(decode({0x75, 0x00})));                    // jnz
 }

@@ -770,6 +770,7 @@ uint64_t LocalApic::guest_tsc() const {
 }
 
 bool LocalApic::needs_attention() const { return impl_->attention_.load(std::memory_order_acquire); }
+const std::atomic<bool>* LocalApic::attention_flag() const { return &impl_->attention_; }
 
 bool LocalApic::has_interrupt() const {
   Impl::Guard lock(*impl_);

@@ -35,6 +35,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -171,6 +172,8 @@ class LocalApic {
   // before the LAPIC's lock is released; a change racing with the check is
   // seen on the next check (and the wake-up callback runs for it).
   bool needs_attention() const;
+  // The flag needs_attention() reads, for translated code to test inline.
+  const std::atomic<bool>* attention_flag() const;
 
   bool has_nmi() const;
   bool take_nmi();  // consumes one pending NMI
