@@ -81,6 +81,9 @@ struct MachineConfig {
   // --qga PATH: the virtio console gets the named port org.qemu.guest_agent.0
   // (MULTIPORT), its host end a unix socket hostvisor listens on at PATH.
   std::string qga_socket;
+  // When a live program holds qga_socket, listen on a path of this
+  // process's own beside it (a clone beside its original). Not saved.
+  bool qga_own_path_if_busy = false;
 };
 
 constexpr unsigned kMaxVcpus = 255;  // xAPIC ids are 8 bits; 255 is broadcast
