@@ -45,17 +45,29 @@ Result<void> write_fully(int fd, std::span<const uint8_t> data) {
 
 Result<std::string> read_file(const std::string& path) {
   UniqueFd fd = HV_TRY(open_file(path, O_RDONLY));
-  std::string out;
-  char buffer[65536];
-  for (;;) {
-    ssize_t n = ::read(fd.get(), buffer, sizeof buffer);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Error::from_errno(path);
+  // Read straight into a string of the file's size, so a kernel or initrd
+  // is not copied through a bounce buffer (a 64 KiB one on the stack stayed
+  // resident in the main thread's stack for the VMM's life). The size is a
+  // guess: proc and sysfs files report 0 or 4096, and a file may grow.
+  struct stat st {};
+  const size_t guess = ::fstat(fd.get(), &st) == 0 && st.st_size > 0 ? static_cast<size_t>(st.st_size) : 0;
+  auto read_some = [&](char* into, size_t length) -> Result<size_t> {
+    for (;;) {
+      const ssize_t n = ::read(fd.get(), into, length);
+      if (n >= 0) return static_cast<size_t>(n);
+      if (errno != EINTR) return Error::from_errno(path);
     }
+  };
+  std::string out(guess, '\0');
+  size_t used = 0;
+  while (used < out.size()) {
+    const size_t n = HV_TRY(read_some(out.data() + used, out.size() - used));
     if (n == 0) break;
-    out.append(buffer, static_cast<size_t>(n));
+    used += n;
   }
+  out.resize(used);
+  char chunk[4096];
+  while (const size_t n = HV_TRY(read_some(chunk, sizeof chunk))) out.append(chunk, n);
   return out;
 }
 

@@ -112,9 +112,15 @@ int restore(const RunOptions& options) {
       return 2;
     }
   }
-  // The agent port's socket is this run's (the snapshot says whether the
-  // console had the port; the restore refuses a mismatch).
-  config.qga_socket = options.qga;
+  // The qemu-guest-agent port comes back with the snapshot, on its socket
+  // (or one of this run's own when the original still holds it); --qga
+  // moves it. A snapshot from before the port was recorded has none, and
+  // --qga then gives one (the restore refuses a console that differs).
+  if (!options.qga.empty()) {
+    config.qga_socket = options.qga;
+  } else if (!config.qga_socket.empty()) {
+    config.qga_own_path_if_busy = true;
+  }
   if (options.accel_given) {
     auto accel = parse_accel(options.accel);
     if (!accel) {

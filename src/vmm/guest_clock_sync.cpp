@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "agent/hostvisor_agent_client.h"
+#include "agent/qga/qga_client.h"
 #include "base/log.h"
 
 namespace hostvisor {
@@ -37,7 +38,7 @@ constexpr size_t kMaxCommandOutput = 512;
 // ARP). The agent has no operation of its own for it, and one would change
 // the guest image that every restore test shares. An error is the agent's
 // (not there yet: try again); what the guest cannot do is logged.
-Result<void> move_interfaces(agent::HostvisorAgentClient& client, const std::vector<GuestClockSync::MacChange>& macs) {
+Result<void> move_interfaces(agent::AgentClient& client, const std::vector<GuestClockSync::MacChange>& macs) {
   const agent::AgentInfo info = HV_TRY(client.info());
   for (const auto& change : macs) {
     const std::string snapshot_mac = net::format_mac_address(change.snapshot);
@@ -79,7 +80,7 @@ Result<void> move_interfaces(agent::HostvisorAgentClient& client, const std::vec
 
 }  // namespace
 
-GuestClockSync::GuestClockSync(agent::AgentConnector connector) : connector_(std::move(connector)) {
+GuestClockSync::GuestClockSync(Agents agents) : agents_(std::move(agents)) {
   thread_ = std::thread([this] { thread_main(); });
 }
 
@@ -125,14 +126,23 @@ void GuestClockSync::thread_main() {
   }
 }
 
+std::unique_ptr<agent::AgentClient> GuestClockSync::open_agent() {
+  // Probe the hostvisor agent only when there is another agent to turn to;
+  // the probe's connection is dropped unused, as `hostvisor agent` does.
+  if (agents_.hostvisor && (!agents_.qemu_ga || agents_.hostvisor().ok()))
+    return std::make_unique<agent::HostvisorAgentClient>(agents_.hostvisor, 5s);
+  return std::make_unique<agent::qga::QgaClient>(agents_.qemu_ga, 5s);
+}
+
 void GuestClockSync::sync(const std::string& reason, bool reseed, std::vector<MacChange> macs) {
-  agent::HostvisorAgentClient client(connector_, 5s);
   Error last(ErrorCode::kInternal, "");
   for (int attempt = 0; attempt < kAttempts; ++attempt) {
     {
       std::lock_guard lock(mutex_);
       if (stopping_) return;
     }
+    const std::unique_ptr<agent::AgentClient> opened = open_agent();
+    agent::AgentClient& client = *opened;
     if (reseed) {
       std::vector<uint8_t> entropy(kReseedBytes);
       if (::getrandom(entropy.data(), entropy.size(), 0) != static_cast<ssize_t>(entropy.size())) {
@@ -140,6 +150,9 @@ void GuestClockSync::sync(const std::string& reason, bool reseed, std::vector<Ma
         reseed = false;
       } else if (auto reseeded = client.reseed_rng(entropy); reseeded.ok()) {
         HV_LOG_INFO("guest agent: reseeded the guest's RNG with {} bytes from the host after {}", kReseedBytes, reason);
+        reseed = false;
+      } else if (reseeded.error().code() == ErrorCode::kUnsupported) {
+        HV_LOG_WARN("guest agent: the clone's RNG is not reseeded: {}", reseeded.error().message());
         reseed = false;
       } else {
         last = reseeded.error();
@@ -157,8 +170,11 @@ void GuestClockSync::sync(const std::string& reason, bool reseed, std::vector<Ma
     }
     auto set = client.set_time(clock_ns(CLOCK_REALTIME));
     if (set.ok()) {
-      HV_LOG_INFO("guest agent: set the guest's clock to the host's after {} (it was {:+.3f} s off)", reason,
-                  static_cast<double>(client.last_clock_offset_ns()) / 1e9);
+      if (auto* hostvisor = dynamic_cast<agent::HostvisorAgentClient*>(&client))
+        HV_LOG_INFO("guest agent: set the guest's clock to the host's after {} (it was {:+.3f} s off)", reason,
+                    static_cast<double>(hostvisor->last_clock_offset_ns()) / 1e9);
+      else
+        HV_LOG_INFO("guest agent ({}): set the guest's clock to the host's after {}", client.name(), reason);
       return;
     }
     last = set.error();

@@ -8,12 +8,16 @@
 // driver reads its MAC from the device only when it probes it, so a clone's
 // new MAC in config space alone is not the address the guest sends from.
 //
-// The agent is reached through the machine's own vsock socket, whose host
-// side the event loop serves, so the calls run on a thread of their own: a
-// call from the event loop would wait for itself.
+// The agent is hostvisor-agent, reached through the machine's own vsock
+// socket, or, when the guest runs none (nothing answers on its port) or the
+// machine has no vsock device, qemu-guest-agent through the machine's --qga
+// port (guest-set-time; it cannot reseed an RNG, which is logged). Both
+// sockets' host sides are served by the event loop, so the calls run on a
+// thread of their own: a call from the event loop would wait for itself.
 #pragma once
 
 #include <condition_variable>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -29,7 +33,13 @@ class GuestClockSync {
   // A gap of this much more than the thread's 1 s tick is a host stall.
   static constexpr int kStallSeconds = 5;
 
-  explicit GuestClockSync(agent::AgentConnector connector);
+  // The agents the machine can reach; an empty connector is one it has not.
+  struct Agents {
+    agent::AgentConnector hostvisor;  // the vsock socket's port 1024
+    agent::AgentConnector qemu_ga;    // the --qga port's socket
+  };
+
+  explicit GuestClockSync(Agents agents);
   ~GuestClockSync();  // stops and joins the thread
   GuestClockSync(const GuestClockSync&) = delete;
   GuestClockSync& operator=(const GuestClockSync&) = delete;
@@ -49,8 +59,11 @@ class GuestClockSync {
  private:
   void thread_main();
   void sync(const std::string& reason, bool reseed, std::vector<MacChange> macs);
+  // A client for the agent that answers: hostvisor-agent if it does (or if
+  // there is no qemu-ga port to try), else qemu-ga.
+  std::unique_ptr<agent::AgentClient> open_agent();
 
-  agent::AgentConnector connector_;
+  Agents agents_;
   std::mutex mutex_;
   std::condition_variable wake_;
   std::string pending_reason_;

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "agent/qga/qga_client.h"
 #include "arch/x86_64/acpi/acpi_tables.h"
 #include "arch/x86_64/kernel_loader.h"
 #include "arch/x86_64/layout.h"
@@ -219,7 +220,16 @@ Result<void> Machine::add_pci_devices() {
   // unix socket (MULTIPORT; without --qga the console stays single-port).
   std::vector<VirtioConsole::NamedPort> named_ports;
   if (!config_.qga_socket.empty()) {
-    qga_socket_ = HV_TRY(ConsolePortSocket::listen(config_.qga_socket));
+    auto listening = ConsolePortSocket::listen(config_.qga_socket);
+    if (!listening && listening.error().code() == ErrorCode::kBusy && config_.qga_own_path_if_busy) {
+      // The snapshot's socket, held by its original: this run gets its own.
+      const std::string own = vsock::own_socket_path(config_.qga_socket, ::getpid());
+      HV_LOG_WARN("qemu-guest-agent port: {} is in use (another VM: the snapshot's original?); listening on {}",
+                  config_.qga_socket, own);
+      config_.qga_socket = own;
+      listening = ConsolePortSocket::listen(own);
+    }
+    qga_socket_ = HV_TRY(std::move(listening));
     HV_LOG_INFO("qemu-guest-agent port {}: listening on {}", kQgaPortName, config_.qga_socket);
     named_ports.push_back({kQgaPortName, qga_socket_->sink(), [](bool open) {
                              HV_LOG_INFO("qemu-guest-agent port: the guest {} it", open ? "opened" : "closed");
@@ -567,10 +577,14 @@ RunOutcome Machine::run() {
   take_signals();  // a stop signal read before this machine existed ends it before it starts
   event_loop_->start();
   runner_->start();
-  if (vsock_) {
-    clock_sync_ = std::make_unique<GuestClockSync>(agent::vsock_connector(config_.vsock->uds_path));
+  if (vsock_ || qga_socket_) {
+    GuestClockSync::Agents agents;
+    if (vsock_) agents.hostvisor = agent::vsock_connector(config_.vsock->uds_path);
+    if (qga_socket_) agents.qemu_ga = agent::qga::qga_connector(qga_socket_->path());
+    clock_sync_ = std::make_unique<GuestClockSync>(std::move(agents));
     if (!restore_sync_reason_.empty()) clock_sync_->request(restore_sync_reason_, restore_reseed_, clone_macs_);
-  } else if (!clone_macs_.empty()) {
+  }
+  if (!vsock_ && !clone_macs_.empty()) {
     HV_LOG_WARN(
         "--clone: without --vsock no guest agent moves the guest's interfaces to their NICs' new MACs; "
         "it sends from the snapshot's");

@@ -103,6 +103,9 @@ struct MachineConfig {
   // --firmware-log PATH: the firmware's debug-port log (port 0x402) is
   // appended there; empty: dropped.
   std::string firmware_log;
+  // When a live program holds qga_socket, listen on a path of this
+  // process's own beside it (a clone beside its original). Not saved.
+  bool qga_own_path_if_busy = false;
 };
 
 constexpr unsigned kMaxVcpus = 255;  // xAPIC ids are 8 bits; 255 is broadcast

@@ -53,6 +53,7 @@ std::vector<uint8_t> encode_machine_config(const MachineConfig& config, const st
     out.put_string(config.vsock->uds_path);
     out.put(static_cast<uint8_t>(config.vsock->transport));
   }
+  out.put_string(config.qga_socket);
   return out.take();
 }
 
@@ -132,6 +133,7 @@ Result<SavedMachineConfig> decode_machine_config(std::span<const uint8_t> bytes)
     vsock.transport = transport();
     config.vsock = std::move(vsock);
   }
+  if (version >= 5) config.qga_socket = in.get_string(kMaxPath);
   HV_TRY(in.finish());
   if (auto kind = choose_memory_kind(config.memory_backing); !kind)
     return std::move(kind).error().with_context("snapshot machine configuration");

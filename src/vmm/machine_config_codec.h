@@ -14,9 +14,10 @@
 
 namespace hostvisor {
 
-// 2 added the memory backing options, 3 the balloon, 4 the vsock device;
-// older versions are read with the defaults (no balloon, no vsock).
-inline constexpr uint32_t kMachineConfigVersion = 4;
+// 2 added the memory backing options, 3 the balloon, 4 the vsock device,
+// 5 the qemu-guest-agent port's socket (--qga); older versions are read
+// with the defaults (no balloon, no vsock, no agent port).
+inline constexpr uint32_t kMachineConfigVersion = 5;
 
 // `backend` is the backend the machine ran on ("kvm", "emu").
 std::vector<uint8_t> encode_machine_config(const MachineConfig& config, const std::string& backend);

@@ -28,7 +28,19 @@ MachineConfig sample_config() {
                                  .stats_interval_seconds = 7,
                                  .transport = VirtioTransport::kMmio};
   config.vsock = VsockConfig{.guest_cid = 77, .uds_path = "/run/vm/vsock.sock", .transport = VirtioTransport::kMmio};
+  config.qga_socket = "/run/vm/qga.sock";
+  config.qga_own_path_if_busy = true;  // this run's choice: not saved
   return config;
+}
+
+// The bytes an older version wrote: version 5 appended the qga socket (a
+// 4-byte length and the path), so the empty one of `config` is dropped.
+std::vector<uint8_t> encode_as_version_4(MachineConfig config) {
+  config.qga_socket.clear();
+  std::vector<uint8_t> bytes = encode_machine_config(config, "emu");
+  bytes.resize(bytes.size() - 4);
+  bytes[0] = 4;
+  return bytes;
 }
 
 TEST(MachineConfigCodecTest, RoundTrips) {
@@ -56,21 +68,33 @@ TEST(MachineConfigCodecTest, RoundTrips) {
   EXPECT_EQ(saved->config.vsock->guest_cid, 77u);
   EXPECT_EQ(saved->config.vsock->uds_path, "/run/vm/vsock.sock");
   EXPECT_EQ(saved->config.vsock->transport, VirtioTransport::kMmio);
+  EXPECT_EQ(saved->config.qga_socket, "/run/vm/qga.sock");
+  EXPECT_FALSE(saved->config.qga_own_path_if_busy);
 
   MachineConfig without = sample_config();
   without.balloon.reset();
   without.vsock.reset();
+  without.qga_socket.clear();
   auto plain = decode_machine_config(encode_machine_config(without, "emu"));
   ASSERT_TRUE(plain.ok()) << plain.error().message();
   EXPECT_FALSE(plain->config.balloon);
   EXPECT_FALSE(plain->config.vsock.has_value());
+  EXPECT_TRUE(plain->config.qga_socket.empty());
+}
+
+TEST(MachineConfigCodecTest, ReadsVersion4AsNoQgaPort) {
+  auto saved = decode_machine_config(encode_as_version_4(sample_config()));
+  ASSERT_TRUE(saved.ok()) << saved.error().message();
+  EXPECT_TRUE(saved->config.qga_socket.empty());
+  ASSERT_TRUE(saved->config.vsock.has_value());
+  EXPECT_EQ(saved->config.vsock->uds_path, "/run/vm/vsock.sock");
 }
 
 TEST(MachineConfigCodecTest, ReadsVersion3AsNoVsock) {
   // Version 3 ended before the vsock device (1 byte when there is none).
   MachineConfig config = sample_config();
   config.vsock.reset();
-  std::vector<uint8_t> bytes = encode_machine_config(config, "emu");
+  std::vector<uint8_t> bytes = encode_as_version_4(config);
   bytes.resize(bytes.size() - 1);
   bytes[0] = 3;
   auto saved = decode_machine_config(bytes);
@@ -84,7 +108,7 @@ TEST(MachineConfigCodecTest, ReadsVersion2AsNoBalloon) {
   MachineConfig config = sample_config();
   config.balloon.reset();
   config.vsock.reset();
-  std::vector<uint8_t> bytes = encode_machine_config(config, "emu");
+  std::vector<uint8_t> bytes = encode_as_version_4(config);
   bytes.resize(bytes.size() - 2);
   bytes[0] = 2;
   auto saved = decode_machine_config(bytes);
@@ -99,7 +123,7 @@ TEST(MachineConfigCodecTest, ReadsVersion1AsDefaultMemoryBacking) {
   MachineConfig config = sample_config();
   config.balloon.reset();
   config.vsock.reset();
-  std::vector<uint8_t> bytes = encode_machine_config(config, "emu");
+  std::vector<uint8_t> bytes = encode_as_version_4(config);
   bytes.resize(bytes.size() - 7);
   bytes[0] = 1;
   auto saved = decode_machine_config(bytes);

@@ -3,18 +3,23 @@
 // predictable path and its init starts hostvisor-agent; through it, exec
 // (`uname -r`; stdin in and status 3 out through `hostvisor agent exec`),
 // exec on a terminal (`stty size` sees the host's size; Ctrl-C interrupts a
-// sleep), a 32 MiB copy in and out with `hostvisor agent cp` (sha256, mode,
-// mtime), the clock after a pause; then a snapshot and a clone restored from
-// it (RNG reseeded, clock set) that powers off through the agent.
+// sleep), `hostvisor agent exec -t` itself on a pty (raw mode while it runs,
+// the size followed after a resize, the terminal restored), a 32 MiB copy in and out with `hostvisor agent cp` (sha256,
+// mode, mtime), the clock after a pause; then a snapshot and a clone restored from it (RNG reseeded, clock set) that
+// powers off through the agent.
 //
 // The clock check shifts the guest's clock an hour back rather than pausing
 // for 30 s: after Ctrl-A p, p hostvisor must set it to the host's, so the
 // guest reads within 1 s of the host's clock within 2 s of the resume.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <poll.h>
+#include <pty.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -55,6 +60,96 @@ int host_command(const std::string& command, std::string* out) {
 
 struct Captured {
   std::string out, err;
+};
+
+// `hostvisor agent ... exec -t` on a pty of the test's own, as a person's
+// terminal runs it: the command is the session leader of the pty's session
+// (so a resize sends it SIGWINCH), the test holds the master side.
+class PtyCommand {
+ public:
+  PtyCommand(const std::vector<std::string>& argv, winsize size) {
+    if (::openpty(&master_, &slave_, nullptr, nullptr, &size) != 0) return;
+    std::vector<char*> args;
+    for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
+    args.push_back(nullptr);
+    pid_ = ::fork();
+    if (pid_ == 0) {  // only async-signal-safe calls until exec
+      ::setsid();
+      ::ioctl(slave_, TIOCSCTTY, 0);
+      ::dup2(slave_, STDIN_FILENO);
+      ::dup2(slave_, STDOUT_FILENO);
+      ::dup2(slave_, STDERR_FILENO);
+      ::close(master_);
+      ::execv(args[0], args.data());
+      ::_exit(127);
+    }
+  }
+  ~PtyCommand() {
+    if (pid_ > 0 && !status_) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+    if (master_ >= 0) ::close(master_);
+    if (slave_ >= 0) ::close(slave_);
+  }
+  bool started() const { return pid_ > 0; }
+  // The terminal's settings as the command left them (the test keeps the slave open).
+  termios settings() const {
+    termios t{};
+    ::tcgetattr(slave_, &t);
+    return t;
+  }
+  bool type(const std::string& keys) {
+    return ::write(master_, keys.data(), keys.size()) == static_cast<ssize_t>(keys.size());
+  }
+  bool resize(winsize size) { return ::ioctl(master_, TIOCSWINSZ, &size) == 0; }
+  // Reads the terminal until `text` appears after the read cursor (which
+  // then moves past it), or the timeout.
+  bool wait_for(const std::string& text, std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      if (const size_t at = output_.find(text, cursor_); at != std::string::npos) {
+        cursor_ = at + text.size();
+        return true;
+      }
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0 || !read_some(left)) return false;
+    }
+  }
+  // The exit status, or nullopt if it does not end in time (then it is killed).
+  std::optional<int> wait_exit(std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        status_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        return status_;
+      }
+      read_some(std::chrono::milliseconds(100));  // keeps the terminal drained
+    }
+    return std::nullopt;
+  }
+  const std::string& output() const { return output_; }
+
+ private:
+  // Reads what the terminal has within `budget`; false once it is gone
+  // (EIO: no process holds the slave side but the test).
+  bool read_some(std::chrono::milliseconds budget) {
+    pollfd p{master_, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(budget.count())) <= 0) return true;
+    char buf[4096];
+    const ssize_t n = ::read(master_, buf, sizeof buf);
+    if (n <= 0) return false;
+    output_.append(buf, static_cast<size_t>(n));
+    return true;
+  }
+
+  int master_ = -1, slave_ = -1;
+  pid_t pid_ = -1;
+  std::optional<int> status_;
+  std::string output_;
+  size_t cursor_ = 0;
 };
 
 Result<agent::ExecResult> exec(agent::AgentClient& client, agent::ExecRequest request, Captured& captured) {
@@ -151,6 +246,35 @@ TEST(AgentGuest, ExecTerminalCopyClockAndPowerOffThroughTheAgent) {
     ASSERT_TRUE(r.ok()) << r.error().message();
     EXPECT_EQ(r->status(), 130) << out;
     EXPECT_LT(std::chrono::steady_clock::now() - start, 20s);
+  }
+  {  // `hostvisor agent exec -t` on a pty: raw mode, the size, SIGWINCH
+    PtyCommand command({HOSTVISOR_PATH, "agent", "--vsock", socket, "exec", "-t", "--", "sh", "-c",
+                        "echo started; stty size; while read line; do stty size; done; echo finished"},
+                       winsize{.ws_row = 24, .ws_col = 80, .ws_xpixel = 0, .ws_ypixel = 0});
+    ASSERT_TRUE(command.started());
+    ASSERT_TRUE(command.wait_for("started", 60s)) << command.output();
+    ASSERT_TRUE(command.wait_for("24 80", 30s)) << command.output();
+    // Raw while it runs: every key goes to the guest's pty, none is echoed
+    // or turned into a signal by the host's.
+    const termios raw = command.settings();
+    EXPECT_EQ(raw.c_lflag & (ICANON | ECHO | ISIG), 0u);
+    // A resize reaches the guest's pty (SIGWINCH, then the agent's resize);
+    // each line typed makes the guest print its size again.
+    ASSERT_TRUE(command.resize(winsize{.ws_row = 40, .ws_col = 120, .ws_xpixel = 0, .ws_ypixel = 0}));
+    bool resized = false;
+    for (int i = 0; i < 20 && !resized; ++i) {
+      ASSERT_TRUE(command.type("\r"));
+      resized = command.wait_for("40 120", 1s);
+    }
+    EXPECT_TRUE(resized) << "the guest never saw the new size\n" << command.output();
+    ASSERT_TRUE(command.type("\x04"));  // Ctrl-D: the guest's read sees EOF
+    ASSERT_TRUE(command.wait_for("finished", 30s)) << command.output();
+    const auto status = command.wait_exit(30s);
+    ASSERT_TRUE(status) << command.output();
+    EXPECT_EQ(*status, 0) << command.output();
+    // And the terminal is as it was before.
+    EXPECT_NE(command.settings().c_lflag & ICANON, 0u);
+    EXPECT_NE(command.settings().c_lflag & ECHO, 0u);
   }
   {  // 32 MiB in and out with hostvisor agent cp
     const fs::path in = scratch.path / "in.bin", back = scratch.path / "back.bin";

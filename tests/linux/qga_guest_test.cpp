@@ -4,15 +4,20 @@
 // `--qga SOCKET`. Every check goes through the user's own command,
 // `hostvisor agent --qga SOCKET ...`: ping, info, exec (output and exit
 // status), a file written in and read back, set-time, the clear refusal of a
-// terminal, and a shutdown that ends the VM.
+// terminal; then hostvisor's own clock sync through qemu-ga (the machine has
+// no vsock device, so after Ctrl-A p, p it sets the guest's clock with
+// guest-set-time); then a snapshot and a restore without --qga, which brings
+// the port back on its socket; and a shutdown that ends the restored VM.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <random>
 #include <regex>
 #include <thread>
@@ -55,6 +60,19 @@ CommandResult agent(const std::string& socket, const std::string& args) {
   return result;
 }
 
+long long host_unix_seconds() {
+  return std::chrono::duration_cast<seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// The guest's clock minus the host's, in whole seconds, through qemu-ga (or
+// nullopt: the port is busy, say with hostvisor's own clock sync).
+std::optional<long long> guest_clock_offset(const std::string& socket) {
+  CommandResult date = agent(socket, "exec -- date +%s");
+  if (date.status != 0 || date.output.empty() || !std::isdigit(static_cast<unsigned char>(date.output[0])))
+    return std::nullopt;
+  return std::stoll(date.output) - host_unix_seconds();
+}
+
 std::string read_file(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(in), {});
@@ -72,17 +90,19 @@ TEST(QemuGuestAgent, PingInfoExecFilesTimeAndShutdownThroughTheQgaPort) {
   auto built = build_qga_initramfs(guest->initrd_path, initrd);
   ASSERT_TRUE(built.ok()) << built.error().message();
   const std::string socket = (dir / "qga.sock").string();
+  const std::string snapshot = (dir / "snapshot").string();
 
   GuestConsole console;
-  ASSERT_TRUE(console.start({HOSTVISOR_PATH, "run", "--accel", "emu", "--memory", "256M", "--kernel",
-                             guest->kernel_path, "--initrd", initrd, "--append", guest->cmdline, "--net", "none",
-                             "--qga", socket}))
+  ASSERT_TRUE(console.start(
+      {HOSTVISOR_PATH,     "--log-level", "info", "run",      "--accel",      "emu",   "--memory", "256M",  "--kernel",
+       guest->kernel_path, "--initrd",    initrd, "--append", guest->cmdline, "--net", "none",     "--qga", socket,
+       "--snapshot-dir",   snapshot}))
       << console.failure();
   auto banner = console.wait_for_regex(kBanner, kBootTimeout);
   ASSERT_TRUE(banner) << console.failure();
   const std::string release = (*banner)[1];
-  ASSERT_TRUE(console.wait_for_text("qga-start: qemu-ga on /dev/vport", kQgaStartTimeout))
-      << console.failure() << "\n" << qga_start_script();
+  ASSERT_TRUE(console.wait_for_text("qga-start: qemu-ga on /dev/vport", kQgaStartTimeout)) << console.failure() << "\n"
+                                                                                           << qga_start_script();
 
   // ping: the first conversation, through guest-sync-delimited.
   CommandResult ping = agent(socket, "ping");
@@ -133,14 +153,57 @@ TEST(QemuGuestAgent, PingInfoExecFilesTimeAndShutdownThroughTheQgaPort) {
   CommandResult date = agent(socket, "exec -- date +%s");
   ASSERT_EQ(date.status, 0) << date.output;
   const long long guest_now = std::stoll(date.output);
-  const long long host_now = std::chrono::duration_cast<seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  const long long host_now = host_unix_seconds();
   EXPECT_LE(std::llabs(guest_now - host_now), 5) << "guest " << guest_now << ", host " << host_now;
 
+  // hostvisor's automatic clock sync falls back to qemu-ga: the machine has
+  // no vsock device, so after a pause it sets the clock with guest-set-time.
+  CommandResult again_wrong = agent(socket, "exec -- date -s @1000000000");
+  ASSERT_EQ(again_wrong.status, 0) << again_wrong.output;
+  ASSERT_TRUE(console.send_keys("\x01p")) << console.failure();
+  ASSERT_TRUE(console.wait_for_text("VM paused", seconds(30))) << console.failure();
+  std::this_thread::sleep_for(seconds(1));
+  ASSERT_TRUE(console.send_keys("\x01p")) << console.failure();
+  ASSERT_TRUE(console.wait_for_text("VM resumed", seconds(30))) << console.failure();
+  const std::string synced = "guest agent (qemu-guest-agent): set the guest's clock to the host's after a pause";
+  for (auto until = std::chrono::steady_clock::now() + seconds(60);
+       console.err().find(synced) == std::string::npos && std::chrono::steady_clock::now() < until;)
+    console.read_for(std::chrono::milliseconds(200));
+  ASSERT_NE(console.err().find(synced), std::string::npos) << console.err();
+  std::optional<long long> offset;
+  for (int i = 0; i < 10 && !(offset = guest_clock_offset(socket)); ++i) std::this_thread::sleep_for(seconds(1));
+  ASSERT_TRUE(offset) << "no date from the guest after the sync";
+  EXPECT_LE(std::llabs(*offset), 5) << "the guest's clock is " << *offset << " s off after the sync";
+
+  // Save and quit (Ctrl-A S), then restore without --qga: the snapshot
+  // kept the port's socket, so the same command reaches qemu-ga again.
+  ASSERT_TRUE(console.send_keys("\x01S")) << console.failure();
+  ASSERT_TRUE(console.wait_for_text("; quitting", seconds(120))) << console.failure() << console.err();
+  auto saved = console.wait_exit(kShutdownTimeout);
+  ASSERT_TRUE(saved) << console.failure();
+  ASSERT_EQ(*saved, 0) << console.err();
+  ASSERT_FALSE(fs::exists(socket)) << "the first VM left its socket behind";
+
+  GuestConsole restored;
+  ASSERT_TRUE(restored.start({HOSTVISOR_PATH, "--log-level", "info", "run", "--restore", snapshot}))
+      << restored.failure();
+  CommandResult restored_ping;
+  for (int i = 0; i < 30; ++i) {
+    restored.read_for(std::chrono::milliseconds(500));
+    if ((restored_ping = agent(socket, "ping")).status == 0) break;
+  }
+  ASSERT_EQ(restored_ping.status, 0) << restored_ping.output << "\n" << restored.err();
+  EXPECT_NE(restored.err().find("qemu-guest-agent port org.qemu.guest_agent.0: listening on " + socket),
+            std::string::npos)
+      << restored.err();
+
   // shutdown: guest-shutdown powers the VM off; hostvisor ends with 0.
-  CommandResult shutdown = agent(socket, "shutdown");
+  CommandResult shutdown;
+  for (int i = 0; i < 10 && (shutdown = agent(socket, "shutdown")).status != 0; ++i)
+    std::this_thread::sleep_for(seconds(1));  // the restore's own clock sync may hold the port for a moment
   EXPECT_EQ(shutdown.status, 0) << shutdown.output;
-  auto status = console.wait_exit(kShutdownTimeout);
-  ASSERT_TRUE(status) << console.failure();
+  auto status = restored.wait_exit(kShutdownTimeout);
+  ASSERT_TRUE(status) << restored.failure();
   EXPECT_EQ(*status, 0);
 }
 

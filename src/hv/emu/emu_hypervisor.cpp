@@ -20,6 +20,7 @@
 #include "hv/emu/msr.h"
 #include "hv/emu/platform/emu_platform.h"
 #include "hv/emu/segments.h"
+#include "hv/emu/zydis_library.h"
 #include "hv/hex.h"
 
 namespace hostvisor::emu {
@@ -485,6 +486,9 @@ class EmuHypervisor final : public Hypervisor {
 
 }  // namespace
 
-Result<std::unique_ptr<Hypervisor>> create_emu_hypervisor() { return std::unique_ptr<Hypervisor>(new EmuHypervisor()); }
+Result<std::unique_ptr<Hypervisor>> create_emu_hypervisor() {
+  HV_TRY(load_zydis());  // the decoder's library: missing, it is an error now rather than mid-run
+  return std::unique_ptr<Hypervisor>(new EmuHypervisor());
+}
 
 }  // namespace hostvisor::emu

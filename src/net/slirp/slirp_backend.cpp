@@ -14,6 +14,7 @@
 
 #include "base/log.h"
 #include "net/internet_checksum.h"
+#include "net/slirp/slirp_library.h"
 #include "net/tcp_segmentation.h"
 
 namespace hostvisor::net {
@@ -167,6 +168,7 @@ Result<std::unique_ptr<SlirpBackend>> SlirpBackend::create(const UserNetOption& 
 }
 
 Result<void> SlirpBackend::start(const UserNetOption& option) {
+  lib_ = HV_TRY(slirp_library());
   const int epoll = ::epoll_create1(EPOLL_CLOEXEC);
   if (epoll < 0) return Error::from_errno("user network: epoll_create1");
   epoll_.reset(epoll);
@@ -214,7 +216,7 @@ Result<void> SlirpBackend::start(const UserNetOption& option) {
   config.if_mtu = kMtu;
   config.if_mru = kMtu;
   config.disable_dns = !limits_.forward_dns;
-  slirp_ = slirp_new(&config, &kCallbacks, this);
+  slirp_ = lib_->new_instance(&config, &kCallbacks, this);
   if (!slirp_) return Error(ErrorCode::kInternal, "user network: libslirp refused its configuration");
   for (const HostForward& forward : option.forwards) HV_TRY(add_forward(forward));
   refill_poll_set();
@@ -226,7 +228,7 @@ Result<void> SlirpBackend::add_forward(const HostForward& forward) {
   // slirp reads an address of 0 as "the first DHCP address".
   const in_addr guest = to_in_addr(forward.guest_address.value_or(Ipv4Address{0}));
   errno = 0;
-  if (slirp_add_hostfwd(slirp_, udp, to_in_addr(forward.host_address), forward.host_port, guest, forward.guest_port) ==
+  if (lib_->add_hostfwd(slirp_, udp, to_in_addr(forward.host_address), forward.host_port, guest, forward.guest_port) ==
       0) {
     refill_poll_set();  // the new listening socket joins the poll set
     return ok();
@@ -241,14 +243,14 @@ Result<void> SlirpBackend::add_forward(const HostForward& forward) {
 }
 
 bool SlirpBackend::remove_forward(const HostForward& forward) {
-  const bool removed = slirp_remove_hostfwd(slirp_, forward.protocol == ForwardProtocol::kUdp,
+  const bool removed = lib_->remove_hostfwd(slirp_, forward.protocol == ForwardProtocol::kUdp,
                                             to_in_addr(forward.host_address), forward.host_port) == 0;
   refill_poll_set();
   return removed;
 }
 
 SlirpBackend::~SlirpBackend() {
-  if (slirp_) slirp_cleanup(slirp_);
+  if (slirp_) lib_->cleanup(slirp_);
 }
 
 Result<void> SlirpBackend::send(std::span<const iovec> packet) {
@@ -305,7 +307,7 @@ void SlirpBackend::service() {
   // (its indexes are slirp's): a frame handed over below may close a socket.
   if (polled_once_) {
     collect_ready_sockets();
-    slirp_pollfds_poll(slirp_, 0, &Callbacks::get_revents, this);
+    lib_->pollfds_poll(slirp_, 0, &Callbacks::get_revents, this);
   }
   run_expired_timers();
   transmit_queued_frames();
@@ -333,7 +335,7 @@ void SlirpBackend::run_expired_timers() {
       timer->expire_ms = -1;
     }
   }
-  for (const Timer& timer : due) slirp_handle_timer(slirp_, timer.id, timer.cb_opaque);
+  for (const Timer& timer : due) lib_->handle_timer(slirp_, timer.id, timer.cb_opaque);
 }
 
 void SlirpBackend::transmit_queued_frames() {
@@ -348,14 +350,14 @@ void SlirpBackend::transmit_queued_frames() {
     if (header.gso_type != kGsoNone) {
       // Segments get their checksums computed whole.
       const bool cut = segment_tcp(frame, header, segment_, [this](std::span<const uint8_t> segment) {
-        slirp_input(slirp_, segment.data(), static_cast<int>(segment.size()));
+        lib_->input(slirp_, segment.data(), static_cast<int>(segment.size()));
       });
       if (!cut) counters_.count_tx_drop();
       continue;
     }
     // send() checked the offsets; slirp wants finished checksums.
     if (header.flags & kHeaderNeedsCsum) complete_partial_checksum(frame, header.csum_start, header.csum_offset);
-    slirp_input(slirp_, frame.data(), static_cast<int>(frame.size()));
+    lib_->input(slirp_, frame.data(), static_cast<int>(frame.size()));
   }
 }
 
@@ -363,7 +365,7 @@ void SlirpBackend::refill_poll_set() {
   for (const PolledSocket& socket : polled_) polled_index_by_fd_[static_cast<size_t>(socket.fd)] = -1;
   polled_.clear();
   uint32_t timeout_ms = std::numeric_limits<uint32_t>::max();
-  slirp_pollfds_fill(slirp_, &timeout_ms, &Callbacks::add_poll, this);
+  lib_->pollfds_fill(slirp_, &timeout_ms, &Callbacks::add_poll, this);
   polled_once_ = true;
 
   // Make the epoll set say what slirp asked for: only changes cost a call.
@@ -426,10 +428,10 @@ int64_t SlirpBackend::now_ns() {
 
 Result<std::vector<uint8_t>> SlirpBackend::save_state() {
   std::vector<uint8_t> state;
-  const uint32_t version = static_cast<uint32_t>(slirp_state_version());
+  const uint32_t version = static_cast<uint32_t>(lib_->state_version());
   state.resize(sizeof version);
   std::memcpy(state.data(), &version, sizeof version);
-  slirp_state_save(
+  lib_->state_save(
       slirp_,
       [](const void* buf, size_t len, void* opaque) -> ssize_t {
         auto* out = static_cast<std::vector<uint8_t>*>(opaque);
@@ -446,14 +448,14 @@ Result<void> SlirpBackend::load_state(std::span<const uint8_t> state) {
   uint32_t version = 0;
   if (state.size() < sizeof version) return Error(ErrorCode::kCorrupt, "user network: its saved state is truncated");
   std::memcpy(&version, state.data(), sizeof version);
-  if (version > static_cast<uint32_t>(slirp_state_version()))
+  if (version > static_cast<uint32_t>(lib_->state_version()))
     return Error(ErrorCode::kUnsupported, "user network: the saved state (libslirp version " + std::to_string(version) +
                                               ") is newer than this libslirp's (" +
-                                              std::to_string(slirp_state_version()) + ")");
+                                              std::to_string(lib_->state_version()) + ")");
   struct Reader {
     std::span<const uint8_t> rest;
   } reader{state.subspan(sizeof version)};
-  const int r = slirp_state_load(
+  const int r = lib_->state_load(
       slirp_, static_cast<int>(version),
       [](void* buf, size_t len, void* opaque) -> ssize_t {
         auto* in = static_cast<Reader*>(opaque);

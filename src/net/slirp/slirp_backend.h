@@ -50,6 +50,8 @@ struct Slirp;
 
 namespace hostvisor::net {
 
+struct SlirpLibrary;
+
 struct SlirpBackendLimits {
   // Frames from the guest waiting for the loop, and frames for the guest
   // waiting for it to read them; beyond either, frames are dropped.
@@ -134,6 +136,7 @@ class SlirpBackend final : public NetBackend {
   std::unique_ptr<PacketQueue> transmit_queue_;
   std::unique_ptr<PacketQueue> receive_queue_;
   AtomicNetCounters counters_;
+  const SlirpLibrary* lib_ = nullptr;  // set by start(), before slirp_
   Slirp* slirp_ = nullptr;
 
   // What slirp asked to poll on the last pass (its add_poll indexes are
