@@ -17,6 +17,7 @@ constexpr const char* kSoname = "libZydis.so.4.0";
 struct ZydisEntryPoints {
   decltype(&::ZydisDecoderInit) decoder_init = nullptr;
   decltype(&::ZydisDecoderDecodeFull) decoder_decode_full = nullptr;
+  decltype(&::ZydisDecoderDecodeInstruction) decoder_decode_instruction = nullptr;  // the jit's length decode
   decltype(&::ZydisRegisterGetClass) register_get_class = nullptr;
 };
 
@@ -37,6 +38,7 @@ Result<ZydisEntryPoints> open_zydis() {
   std::string missing;
   resolve(handle, "ZydisDecoderInit", zydis.decoder_init, missing);
   resolve(handle, "ZydisDecoderDecodeFull", zydis.decoder_decode_full, missing);
+  resolve(handle, "ZydisDecoderDecodeInstruction", zydis.decoder_decode_instruction, missing);
   resolve(handle, "ZydisRegisterGetClass", zydis.register_get_class, missing);
   if (!missing.empty()) {
     ::dlclose(handle);
@@ -82,6 +84,11 @@ ZyanStatus ZydisDecoderDecodeFull(const ZydisDecoder* decoder, const void* buffe
                                   ZydisDecodedInstruction* instruction,
                                   ZydisDecodedOperand operands[ZYDIS_MAX_OPERAND_COUNT]) {
   return hostvisor::emu::zydis().decoder_decode_full(decoder, buffer, length, instruction, operands);
+}
+
+ZyanStatus ZydisDecoderDecodeInstruction(const ZydisDecoder* decoder, ZydisDecoderContext* context, const void* buffer,
+                                         ZyanUSize length, ZydisDecodedInstruction* instruction) {
+  return hostvisor::emu::zydis().decoder_decode_instruction(decoder, context, buffer, length, instruction);
 }
 
 ZydisRegisterClass ZydisRegisterGetClass(ZydisRegister reg) { return hostvisor::emu::zydis().register_get_class(reg); }
