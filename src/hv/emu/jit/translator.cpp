@@ -365,6 +365,10 @@ bool Translator::translate(Cpu& cpu, Block& block) {
       case FlagEffect::kSome: needed = true; break;
     }
     steps[i].flags_needed = needed;
+    // A memory instruction's side exit (a TLB miss: the interpreter runs it)
+    // stores the flags its pushfq saved, so they must be the guest's when it
+    // starts, even if it then writes them all itself.
+    if (steps[i].mem >= 0 && steps[i].flags_valid_before) needed = true;
   }
 
   const bool user = cpu.cpl == 3;
