@@ -430,9 +430,9 @@ Result<void> Daemon::stop_locked(const std::string& name, bool force, uint32_t t
   const VmState state = HV_TRY(load_state(name));
   if (!is_running(state.process)) return not_running(name);
   if (!force) {
-    // The power button, for any guest that handles it; and the hostvisor
-    // agent's shutdown for one that runs the agent (the default guest has
-    // no handler for the button). Either way the guest powers off itself.
+    // The power button, for any guest that handles it (the default guest's
+    // acpid does); and the hostvisor agent's shutdown, for one that runs the
+    // agent but ignores the button. Either way the guest powers off itself.
     (void)control::control_call(control_socket(name), "powerdown");
     AgentAccess agent(vsock_socket(name), 2s);
     (void)agent.client().shutdown();

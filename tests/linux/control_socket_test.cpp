@@ -321,6 +321,29 @@ TEST(LinuxControlSocket, EveryOperationOnAHeadlessGuestThenSuspendAndContinue) {
   ASSERT_TRUE(status2) << second.failure();
   EXPECT_EQ(*status2, 0) << second.err();
   EXPECT_FALSE(fs::exists(socket2));
+
+  // powerdown: the ACPI power button; the default guest's acpid powers it
+  // off cleanly, and the run ends with status 0.
+  const fs::path socket3 = scratch.path / "vm3.sock";
+  GuestConsole third;
+  ASSERT_TRUE(third.start(
+      {HOSTVISOR_PATH, "run", "--restore", suspended.string(), "--headless", "--control", socket3.string()}))
+      << third.failure();
+  auto client3 = wait_for_socket(socket3, third);
+  ASSERT_TRUE(client3) << third.err();
+  auto events3 = ControlClient::connect(socket3.string());
+  ASSERT_TRUE(events3);
+  ASSERT_TRUE(events3->subscribe());
+  ASSERT_TRUE(client3->call("powerdown"));
+  const auto status3 = third.wait_exit(60s);
+  ASSERT_TRUE(status3) << third.failure() << "\nstderr:\n" << third.err();
+  EXPECT_EQ(*status3, 0) << third.err();
+  std::string ended;
+  while (auto event = events3->next_event(5s)) {
+    if (!*event) break;
+    if ((**event)["state"] == "stopped") ended = (**event)["reason"].get<std::string>();
+  }
+  EXPECT_EQ(ended, "the guest powered off");
 }
 
 }  // namespace
