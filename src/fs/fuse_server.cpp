@@ -177,6 +177,15 @@ class FuseServer::Dispatch {
     return 0;
   }
 
+  // The directory a change names in its header, and the new entry's name:
+  // refused on a read-only share, and for a name that is not exactly one
+  // path component.
+  int parent_for_change(std::string_view name, std::shared_ptr<Node>& parent) {
+    if (read_only()) return EROFS;
+    if (const int e = parent_dir(parent); e != 0) return e;
+    return valid_name(name) ? 0 : EINVAL;
+  }
+
   // Reopens a node's checked O_PATH descriptor for I/O, through
   // /proc/self/fd. Only regular files and directories: a symlink is never
   // opened (that would follow it), a device or FIFO never reached.
@@ -421,11 +430,9 @@ class FuseServer::Dispatch {
     auto name = in_.take_string();
     auto target = in_.take_string();
     if (!name || !target) return EINVAL;
-    if (read_only()) return EROFS;
-    if (target->empty() || target->size() >= PATH_MAX) return target->empty() ? ENOENT : ENAMETOOLONG;
     std::shared_ptr<Node> parent;
-    if (const int e = parent_dir(parent); e != 0) return e;
-    if (!valid_name(*name)) return EINVAL;
+    if (const int e = parent_for_change(*name, parent); e != 0) return e;
+    if (target->empty() || target->size() >= PATH_MAX) return target->empty() ? ENOENT : ENAMETOOLONG;
     // The target is only text stored in the link: the server never follows it.
     if (::symlinkat(std::string(*target).c_str(), parent->fd.get(), std::string(*name).c_str()) != 0) return errno;
     return reply_new_entry(*parent, *name);
@@ -435,10 +442,8 @@ class FuseServer::Dispatch {
     auto in = in_.take<fuse_mknod_in>();
     auto name = in_.take_string();
     if (!in || !name) return EINVAL;
-    if (read_only()) return EROFS;
     std::shared_ptr<Node> parent;
-    if (const int e = parent_dir(parent); e != 0) return e;
-    if (!valid_name(*name)) return EINVAL;
+    if (const int e = parent_for_change(*name, parent); e != 0) return e;
     // FIFOs and regular files only: a device node would be the host's
     // device, and sockets are the guest kernel's own.
     const mode_t type = in->mode & S_IFMT;
@@ -453,10 +458,8 @@ class FuseServer::Dispatch {
     auto in = in_.take<fuse_mkdir_in>();
     auto name = in_.take_string();
     if (!in || !name) return EINVAL;
-    if (read_only()) return EROFS;
     std::shared_ptr<Node> parent;
-    if (const int e = parent_dir(parent); e != 0) return e;
-    if (!valid_name(*name)) return EINVAL;
+    if (const int e = parent_for_change(*name, parent); e != 0) return e;
     if (::mkdirat(parent->fd.get(), std::string(*name).c_str(), safe_mode(in->mode, true)) != 0) return errno;
     apply_mode(*parent, *name, in->mode);
     return reply_new_entry(*parent, *name);
@@ -465,10 +468,8 @@ class FuseServer::Dispatch {
   int remove(int flags) {
     auto name = in_.take_string();
     if (!name) return EINVAL;
-    if (read_only()) return EROFS;
     std::shared_ptr<Node> parent;
-    if (const int e = parent_dir(parent); e != 0) return e;
-    if (!valid_name(*name)) return EINVAL;
+    if (const int e = parent_for_change(*name, parent); e != 0) return e;
     if (::unlinkat(parent->fd.get(), std::string(*name).c_str(), flags) != 0) return errno;
     return 0;
   }
@@ -570,10 +571,8 @@ class FuseServer::Dispatch {
     auto in = in_.take<fuse_create_in>();
     auto name = in_.take_string();
     if (!in || !name) return EINVAL;
-    if (read_only()) return EROFS;
     std::shared_ptr<Node> parent;
-    if (const int e = parent_dir(parent); e != 0) return e;
-    if (!valid_name(*name)) return EINVAL;
+    if (const int e = parent_for_change(*name, parent); e != 0) return e;
     const int flags =
         (static_cast<int>(in->flags) & kPassedOpenFlags) | O_CREAT | (static_cast<int>(in->flags) & O_EXCL);
     // RESOLVE_NO_SYMLINKS: a symlink planted under the name is not followed
