@@ -182,6 +182,24 @@ Result<void> copy(ApiClient& api, const std::string& source, const std::string& 
   return ok();
 }
 
+using UnixWebSocket = boost::beast::websocket::stream<boost::asio::local::stream_protocol::socket>;
+
+// Connects `ws` to the daemon's socket and opens the WebSocket at `target`;
+// a refusal carries the API's own error message when it sent one.
+Result<void> open_api_websocket(UnixWebSocket& ws, const std::string& socket_path, const std::string& target,
+                                const std::string& what) {
+  boost::system::error_code ec;
+  ws.next_layer().connect(boost::asio::local::stream_protocol::endpoint(socket_path), ec);
+  if (ec) return Error(ErrorCode::kIo, "cannot reach the daemon: " + ec.message());
+  boost::beast::websocket::response_type response;
+  ws.handshake(response, "localhost", target, ec);
+  if (!ec) return {};
+  const json error = json::parse(response.body(), nullptr, false);
+  if (error.is_object() && error.contains("error"))
+    return Error(ErrorCode::kIo, error["error"].value("message", what + " refused"));
+  return Error(ErrorCode::kIo, what + ": " + ec.message());
+}
+
 // The console over the API's WebSocket: the terminal goes raw; Ctrl-] detaches.
 class ConsoleSession {
  public:
@@ -190,17 +208,7 @@ class ConsoleSession {
   Result<void> run(const std::string& name) {
     namespace asio = boost::asio;
     namespace websocket = boost::beast::websocket;
-    boost::system::error_code ec;
-    ws_.next_layer().connect(asio::local::stream_protocol::endpoint(socket_path_), ec);
-    if (ec) return Error(ErrorCode::kIo, "cannot reach the daemon: " + ec.message());
-    websocket::response_type response;
-    ws_.handshake(response, "localhost", "/v1/vms/" + name + "/console", ec);
-    if (ec) {
-      const json error = json::parse(response.body(), nullptr, false);
-      if (error.is_object() && error.contains("error"))
-        return Error(ErrorCode::kIo, error["error"].value("message", "console refused"));
-      return Error(ErrorCode::kIo, "console of " + name + ": " + ec.message());
-    }
+    HV_TRY(open_api_websocket(ws_, socket_path_, "/v1/vms/" + name + "/console", "console of " + name));
     ws_.binary(true);
     std::fprintf(stderr, "hostvisor: attached to the console of %s; Ctrl-] detaches\r\n", name.c_str());
     termios saved{};
@@ -256,7 +264,7 @@ class ConsoleSession {
 
   std::string socket_path_;
   boost::asio::io_context ioc_;
-  boost::beast::websocket::stream<boost::asio::local::stream_protocol::socket> ws_{ioc_};
+  UnixWebSocket ws_{ioc_};
   boost::asio::posix::stream_descriptor stdin_{ioc_, ::dup(STDIN_FILENO)};
   std::array<char, 4096> keys_{};
   std::deque<std::string> queue_;
@@ -275,17 +283,8 @@ class ExecSession {
   Result<int> run(const std::string& name, const std::vector<std::string>& argv) {
     namespace asio = boost::asio;
     namespace websocket = boost::beast::websocket;
+    HV_TRY(open_api_websocket(ws_, socket_path_, "/v1/vms/" + name + "/exec", "exec in " + name));
     boost::system::error_code ec;
-    ws_.next_layer().connect(asio::local::stream_protocol::endpoint(socket_path_), ec);
-    if (ec) return Error(ErrorCode::kIo, "cannot reach the daemon: " + ec.message());
-    websocket::response_type response;
-    ws_.handshake(response, "localhost", "/v1/vms/" + name + "/exec", ec);
-    if (ec) {
-      const json error = json::parse(response.body(), nullptr, false);
-      if (error.is_object() && error.contains("error"))
-        return Error(ErrorCode::kIo, error["error"].value("message", "exec refused"));
-      return Error(ErrorCode::kIo, "exec in " + name + ": " + ec.message());
-    }
     const bool terminal = ::isatty(STDIN_FILENO);
     json request{{"argv", argv}, {"terminal", terminal}};
     const char* term = std::getenv("TERM");
@@ -374,7 +373,7 @@ class ExecSession {
 
   std::string socket_path_;
   boost::asio::io_context ioc_;
-  boost::beast::websocket::stream<boost::asio::local::stream_protocol::socket> ws_{ioc_};
+  UnixWebSocket ws_{ioc_};
   boost::asio::posix::stream_descriptor stdin_{ioc_, ::dup(STDIN_FILENO)};
   boost::asio::signal_set signals_{ioc_, SIGWINCH};
   std::array<char, 4096> keys_{};
