@@ -30,10 +30,15 @@ using namespace std::chrono_literals;
 
 constexpr auto kCommandTimeout = 60s;
 
+// The socket is served before the machine is built (ops answer "busy"
+// until then): this waits for both.
 std::optional<ControlClient> wait_for_socket(const fs::path& path, GuestConsole& vm) {
   const auto deadline = std::chrono::steady_clock::now() + 60s;
   while (std::chrono::steady_clock::now() < deadline) {
-    if (auto client = ControlClient::connect(path.string())) return std::move(*client);
+    if (auto client = ControlClient::connect(path.string())) {
+      auto info = client->call("info");
+      if (info || info.error().code() != ErrorCode::kBusy) return std::move(*client);
+    }
     vm.read_for(100ms);
   }
   return std::nullopt;
