@@ -78,6 +78,12 @@ class EmuVcpu final : public Vcpu {
   Result<VcpuState> save_state() override;
   Result<void> restore_state(const VcpuState& state) override;
   unsigned index() const override { return index_; }
+  // Wakes wait_for_event() to look at its conditions again.
+  void wake() {
+    std::lock_guard lock(mutex_);
+    wake_ = true;
+    cv_.notify_all();
+  }
 
  private:
   bool wait_for_event();
@@ -163,13 +169,53 @@ class EmuVm final : public Vm {
   EmuPlatform& platform() { return *platform_; }
   Bus& ports() { return ports_; }
   Bus& mmio() { return mmio_; }
-  void release_vcpu(unsigned index) { created_[index] = false; }
+  void register_vcpu(unsigned index, EmuVcpu* vcpu) {
+    std::lock_guard lock(sleep_mutex_);
+    live_[index] = vcpu;
+  }
+  void release_vcpu(unsigned index) {
+    std::lock_guard lock(sleep_mutex_);
+    created_[index] = false;
+    live_[index] = nullptr;
+  }
+
+  // The stuck check of EmuVcpu::wait_for_event(). begin: false when this
+  // vCPU is the last to fall asleep without interrupts and nothing can wake
+  // any of them (the others are woken to see it). end: false when the
+  // guest turned out stuck meanwhile. Once stuck, a VM stays so: its run
+  // ends (a reset builds a new VM).
+  bool begin_sleep_without_interrupts() {
+    std::lock_guard lock(sleep_mutex_);
+    if (stuck_) return false;
+    if (++asleep_without_interrupts_ < vcpu_count_) return true;
+    for (unsigned i = 0; i < vcpu_count_; ++i) {
+      const LocalApic& apic = platform_->local_apic(i);
+      if (apic.has_init() || apic.has_nmi() || (apic.waiting_for_sipi() && apic.has_sipi())) return true;
+    }
+    stuck_ = true;
+    --asleep_without_interrupts_;
+    for (EmuVcpu* vcpu : live_) {
+      if (vcpu) vcpu->wake();
+    }
+    return false;
+  }
+  bool end_sleep_without_interrupts() {
+    std::lock_guard lock(sleep_mutex_);
+    if (stuck_) return false;
+    --asleep_without_interrupts_;
+    return true;
+  }
 
  private:
-  explicit EmuVm(const VmConfig& config) : vcpu_count_(config.vcpu_count), created_(config.vcpu_count, false) {}
+  explicit EmuVm(const VmConfig& config)
+      : vcpu_count_(config.vcpu_count), created_(config.vcpu_count, false), live_(config.vcpu_count, nullptr) {}
 
   unsigned vcpu_count_;
   std::vector<bool> created_;
+  std::mutex sleep_mutex_;
+  std::vector<EmuVcpu*> live_;
+  unsigned asleep_without_interrupts_ = 0;
+  bool stuck_ = false;
   const GuestMemory* memory_ = nullptr;
   CodeMap code_;
   // The platform devices the backend serves itself (PIC, PIT, port 0x61, IOAPIC).
@@ -187,11 +233,8 @@ EmuVcpu::EmuVcpu(EmuVm& vm, unsigned index) : vm_(vm), index_(index) {
   cpu_.internal_ports = &vm.ports();
   cpu_.internal_mmio = &vm.mmio();
   cpu_.apic_base = LocalApic::kDefaultBase | LocalApic::kApicBaseEnable | (index == 0 ? LocalApic::kApicBaseBsp : 0);
-  cpu_.lapic->set_wakeup([this] {
-    std::lock_guard lock(mutex_);
-    wake_ = true;
-    cv_.notify_all();
-  });
+  cpu_.lapic->set_wakeup([this] { wake(); });
+  vm.register_vcpu(index, this);
   interpreter_.wait_for_event = [this] { return wait_for_event(); };
 }
 
@@ -211,21 +254,30 @@ EmuVcpu::~EmuVcpu() {
   vm_.release_vcpu(index_);
 }
 
-// HLT with IF=1, or an AP waiting for SIPI: sleep until the LAPIC may have
-// something for this CPU or kick().
+// HLT, or an AP waiting for SIPI: sleep until the LAPIC may have something
+// for this CPU, or kick(). A CPU that only another CPU can wake (HLT with
+// IF=0, as Linux stops CPUs and firmware parks the APs it counted, or
+// waiting for SIPI) sleeps too, as under KVM's in-kernel LAPIC, and counts
+// towards the VM's stuck check: once every vCPU sleeps so, with no INIT,
+// NMI or SIPI on its way, the guest can never go on, and each of them
+// returns false so its run() reports the halt.
 bool EmuVcpu::wait_for_event() {
   LocalApic& apic = *cpu_.lapic;
+  const bool only_ipi_wakes = apic.waiting_for_sipi() || !(cpu_.rflags & kFlagIf);
+  if (only_ipi_wakes && !vm_.begin_sleep_without_interrupts()) return false;
   const auto asleep = stats_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
-  std::unique_lock lock(mutex_);
-  cv_.wait(lock, [&] {
-    if (wake_ || interpreter_.kicked()) return true;
-    if (apic.has_init() || apic.has_nmi()) return true;
-    if (apic.waiting_for_sipi()) return apic.has_sipi();
-    return (cpu_.rflags & kFlagIf) && apic.has_interrupt();
-  });
-  wake_ = false;
+  {
+    std::unique_lock lock(mutex_);
+    cv_.wait(lock, [&] {
+      if (wake_ || interpreter_.kicked()) return true;
+      if (apic.has_init() || apic.has_nmi()) return true;
+      if (apic.waiting_for_sipi()) return apic.has_sipi();
+      return (cpu_.rflags & kFlagIf) && apic.has_interrupt();
+    });
+    wake_ = false;
+  }
   if (stats_) halted_ += std::chrono::steady_clock::now() - asleep;
-  return true;
+  return !only_ipi_wakes || vm_.end_sleep_without_interrupts();
 }
 
 Result<VcpuExit> EmuVcpu::run() {

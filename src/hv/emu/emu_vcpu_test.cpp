@@ -271,20 +271,19 @@ TEST(EmuVcpu, InitSipiStartsApplicationProcessorInRealMode) {
   load(m.memory, kCodeAddress, start_ap());
   load(m.memory, 0x20000, ap_trampoline());  // SIPI vector 0x20 -> 0x20000
   enter_flat32(*m.vcpus[0], kCodeAddress);
-  Result<VcpuExit> ap_exit = Error(ErrorCode::kInternal, "not run");
-  std::thread ap([&] { ap_exit = m.vcpus[1]->run(); });
-  auto bsp_exit = m.vcpus[0]->run();
-  ASSERT_TRUE(bsp_exit.ok());
-  EXPECT_TRUE(std::holds_alternative<HaltExit>(*bsp_exit));
-  // The AP must start on its own now; kick it after a while so a failure cannot hang.
+  // The BSP ends in cli; hlt: it sleeps as long as the AP could still wake
+  // it, so it runs on a thread of its own.
+  Result<VcpuExit> bsp_exit = Error(ErrorCode::kInternal, "not run");
+  std::thread bsp([&] { bsp_exit = m.vcpus[0]->run(); });
   std::atomic<bool> done{false};
-  std::thread watchdog([&] {
+  std::thread watchdog([&] {  // a failure must not hang the test
     for (int i = 0; i < 100 && !done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    if (!done) m.vcpus[1]->kick();
+    if (!done) {
+      m.vcpus[0]->kick();
+      m.vcpus[1]->kick();
+    }
   });
-  ap.join();
-  done = true;
-  watchdog.join();
+  auto ap_exit = m.vcpus[1]->run();
   ASSERT_TRUE(ap_exit.ok()) << ap_exit.error().message();
   auto* io = std::get_if<PortIoExit>(&*ap_exit);
   ASSERT_NE(io, nullptr) << "the AP did not start (exit index " << ap_exit->index() << ")";
@@ -293,6 +292,78 @@ TEST(EmuVcpu, InitSipiStartsApplicationProcessorInRealMode) {
   EXPECT_EQ(r.rax & 0xff00, 0x2000u);  // CS = vector << 8
   SystemRegisters s = m.vcpus[1]->get_system_registers().value();
   EXPECT_EQ(s.cs.base, 0x20000u);
+
+  // Now the AP halts with interrupts off too: no CPU is left to wake the
+  // other, so both runs report the halt.
+  ap_exit = m.vcpus[1]->run();
+  bsp.join();
+  done = true;
+  watchdog.join();
+  ASSERT_TRUE(ap_exit.ok() && bsp_exit.ok());
+  EXPECT_TRUE(std::holds_alternative<HaltExit>(*ap_exit)) << "AP exit index " << ap_exit->index();
+  EXPECT_TRUE(std::holds_alternative<HaltExit>(*bsp_exit)) << "BSP exit index " << bsp_exit->index();
+}
+
+HV_EMU_SNIPPET(park_then_wake_ap, R"(
+.code32
+  mov dword ptr [0xfee00310], 0x01000000
+  mov dword ptr [0xfee00300], 0x00004500
+  mov dword ptr [0xfee00310], 0x01000000
+  mov dword ptr [0xfee00300], 0x00004620
+1: cmp byte ptr [0x5000], 1  # the AP parked
+  jne 1b
+  mov dword ptr [0xfee00310], 0x01000000
+  mov dword ptr [0xfee00300], 0x00004500
+  mov dword ptr [0xfee00310], 0x01000000
+  mov dword ptr [0xfee00300], 0x00004621
+  cli
+  hlt
+)")
+HV_EMU_SNIPPET(ap_parks, R"(
+.code16
+  mov byte ptr [0x5000], 1  # DS base 0 after SIPI
+  cli
+  hlt
+)")
+HV_EMU_SNIPPET(ap_second_start, R"(
+.code16
+  mov al, 0x82
+  out 0x82, al
+  cli
+  hlt
+)")
+
+// Firmware counts the APs and parks them with cli; hlt; the OS starts them
+// again later with INIT-SIPI. A parked AP therefore sleeps (it does not end
+// the run) while another CPU runs, and wakes on the INIT.
+TEST(EmuVcpu, AParkedApplicationProcessorWakesOnInitSipi) {
+  Machine m = make_machine(2);
+  load(m.memory, kCodeAddress, park_then_wake_ap());
+  load(m.memory, 0x20000, ap_parks());         // SIPI vector 0x20
+  load(m.memory, 0x21000, ap_second_start());  // SIPI vector 0x21
+  enter_flat32(*m.vcpus[0], kCodeAddress);
+  Result<VcpuExit> bsp_exit = Error(ErrorCode::kInternal, "not run");
+  std::thread bsp([&] { bsp_exit = m.vcpus[0]->run(); });
+  std::atomic<bool> done{false};
+  std::thread watchdog([&] {
+    for (int i = 0; i < 100 && !done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (!done) {
+      m.vcpus[0]->kick();
+      m.vcpus[1]->kick();
+    }
+  });
+  auto ap_exit = m.vcpus[1]->run();
+  ASSERT_TRUE(ap_exit.ok()) << ap_exit.error().message();
+  auto* io = std::get_if<PortIoExit>(&*ap_exit);
+  ASSERT_NE(io, nullptr) << "the parked AP did not restart (exit index " << ap_exit->index() << ")";
+  EXPECT_EQ(io->port, 0x82);
+  ap_exit = m.vcpus[1]->run();
+  bsp.join();
+  done = true;
+  watchdog.join();
+  ASSERT_TRUE(ap_exit.ok() && bsp_exit.ok());
+  EXPECT_TRUE(std::holds_alternative<HaltExit>(*ap_exit));
+  EXPECT_TRUE(std::holds_alternative<HaltExit>(*bsp_exit));
 }
 
 TEST(EmuVcpu, RegistersRoundTrip) {

@@ -311,15 +311,11 @@ Interpreter::Outcome Interpreter::run(uint64_t limit) {
         }
       }
       if (cpu.halted) {
-        // An application processor halted with interrupts off is parked, as
-        // firmware parks the APs it counted (cli; hlt): it sleeps until an
-        // INIT, NMI or SIPI wakes it, as KVM's in-kernel LAPIC does. The
-        // BSP still reports the halt, so a guest whose every CPU stopped
-        // for good ends the run.
-        const bool parked_ap = !(cpu.apic_base & LocalApic::kApicBaseBsp);
-        if (((cpu.rflags & kFlagIf) || parked_ap) && wait_for_event) {
-          if (wait_for_event()) continue;
-        }
+        // Sleeps until an event may wake this CPU (wait_for_event() sees
+        // IF; with IF=0 only INIT, NMI or SIPI do, as KVM's in-kernel
+        // LAPIC parks a CPU). It says false when the halt is for good:
+        // every CPU of the VM sleeps where only another CPU could wake it.
+        if (wait_for_event && wait_for_event()) continue;
         cpu.halted = false;  // the VMM's next run() continues after the HLT
         return stop(Stop::kHalt);
       }

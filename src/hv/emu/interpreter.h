@@ -47,9 +47,9 @@ class Interpreter {
   void kick() { kicked_.store(true, std::memory_order_release); }
   bool kicked() const { return kicked_.load(std::memory_order_acquire); }
 
-  // Called when the CPU halts with interrupts enabled (or waits for SIPI):
-  // blocks until an event may be deliverable or kick(); returns false when
-  // nothing could ever wake the CPU (then run() stops with kHalt).
+  // Called when the CPU halts or waits for SIPI: blocks until an event may
+  // be deliverable or kick(); returns false when nothing could ever wake
+  // the CPU (then run() stops with kHalt). Without it a halt stops run().
   std::function<bool()> wait_for_event;
 
   // Instructions executed so far (for measurements).
