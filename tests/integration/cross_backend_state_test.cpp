@@ -10,6 +10,7 @@
 #include <chrono>
 #include <fstream>
 #include <iterator>
+#include <memory>
 #include <thread>
 
 #include "arch/x86_64/kernel_loader.h"
@@ -144,10 +145,21 @@ TEST_P(CrossBackendStateTest, PausedKernelFinishesInAFreshVmOfTheOtherBackendWit
   ASSERT_EQ(reference.exit_status, kStatusPass) << reference.console;
   ASSERT_NE(reference.console.find("checksum "), std::string::npos) << reference.console;
 
-  GuestVm source;
-  ASSERT_NO_FATAL_FAILURE(boot(from, source));
+  // The pause in HLT comes from a kicker thread 1 ms after the last line;
+  // the kernel finishes 3 timer ticks later, which on KVM is 3 ms. A loaded
+  // host can schedule the kicker later than that, so that case gets a few
+  // attempts (the other pauses come from the vCPU's own thread).
   const size_t pause_after_lines = GetParam().pause_after_lines;
-  ASSERT_NO_FATAL_FAILURE(run(source, pause_after_lines));
+  const int attempts = pause_after_lines == kSteps ? 5 : 1;
+  std::unique_ptr<GuestVm> attempt_vm;
+  for (int attempt = 1;; ++attempt) {
+    attempt_vm = std::make_unique<GuestVm>();  // destroys the previous attempt's VM
+    ASSERT_NO_FATAL_FAILURE(boot(from, *attempt_vm));
+    ASSERT_NO_FATAL_FAILURE(run(*attempt_vm, pause_after_lines));
+    if (!attempt_vm->exit_status.has_value() || attempt == attempts) break;
+    std::printf("attempt %d: the kernel finished before the kick landed; again\n", attempt);
+  }
+  GuestVm& source = *attempt_vm;
   ASSERT_FALSE(source.exit_status.has_value()) << "the kernel finished before the pause:\n" << source.console;
   if (pause_after_lines < kSteps) {
     ASSERT_LT(count_occurrences(source.console, "\n"), kSteps) << "the pause came after the computation:\n"
