@@ -266,23 +266,43 @@ HV_EMU_SNIPPET(ap_trampoline, R"(
   hlt
 )")
 
+// Runs vCPU 0 of a two-vCPU machine on a thread of its own while the test
+// drives vCPU 1 (a CPU halted with interrupts off sleeps as long as another
+// could wake it), and kicks both after 5 s so a failure cannot hang the test.
+class BspThread {
+ public:
+  explicit BspThread(Machine& m)
+      : thread_([this, &m] { exit_ = m.vcpus[0]->run(); }), watchdog_([this, &m] {
+          for (int i = 0; i < 100 && !done_; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+          if (!done_) {
+            m.vcpus[0]->kick();
+            m.vcpus[1]->kick();
+          }
+        }) {}
+  ~BspThread() {
+    if (thread_.joinable()) (void)join();
+  }
+  Result<VcpuExit> join() {
+    thread_.join();
+    done_ = true;
+    watchdog_.join();
+    return std::move(exit_);
+  }
+
+ private:
+  Result<VcpuExit> exit_ = Error(ErrorCode::kInternal, "not run");
+  std::atomic<bool> done_{false};
+  std::thread thread_;
+  std::thread watchdog_;
+};
+
 TEST(EmuVcpu, InitSipiStartsApplicationProcessorInRealMode) {
   Machine m = make_machine(2);
   load(m.memory, kCodeAddress, start_ap());
   load(m.memory, 0x20000, ap_trampoline());  // SIPI vector 0x20 -> 0x20000
   enter_flat32(*m.vcpus[0], kCodeAddress);
-  // The BSP ends in cli; hlt: it sleeps as long as the AP could still wake
-  // it, so it runs on a thread of its own.
-  Result<VcpuExit> bsp_exit = Error(ErrorCode::kInternal, "not run");
-  std::thread bsp([&] { bsp_exit = m.vcpus[0]->run(); });
-  std::atomic<bool> done{false};
-  std::thread watchdog([&] {  // a failure must not hang the test
-    for (int i = 0; i < 100 && !done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    if (!done) {
-      m.vcpus[0]->kick();
-      m.vcpus[1]->kick();
-    }
-  });
+  // The BSP ends in cli; hlt: it sleeps as long as the AP could still wake it.
+  BspThread bsp(m);
   auto ap_exit = m.vcpus[1]->run();
   ASSERT_TRUE(ap_exit.ok()) << ap_exit.error().message();
   auto* io = std::get_if<PortIoExit>(&*ap_exit);
@@ -296,9 +316,7 @@ TEST(EmuVcpu, InitSipiStartsApplicationProcessorInRealMode) {
   // Now the AP halts with interrupts off too: no CPU is left to wake the
   // other, so both runs report the halt.
   ap_exit = m.vcpus[1]->run();
-  bsp.join();
-  done = true;
-  watchdog.join();
+  const Result<VcpuExit> bsp_exit = bsp.join();
   ASSERT_TRUE(ap_exit.ok() && bsp_exit.ok());
   EXPECT_TRUE(std::holds_alternative<HaltExit>(*ap_exit)) << "AP exit index " << ap_exit->index();
   EXPECT_TRUE(std::holds_alternative<HaltExit>(*bsp_exit)) << "BSP exit index " << bsp_exit->index();
@@ -342,25 +360,14 @@ TEST(EmuVcpu, AParkedApplicationProcessorWakesOnInitSipi) {
   load(m.memory, 0x20000, ap_parks());         // SIPI vector 0x20
   load(m.memory, 0x21000, ap_second_start());  // SIPI vector 0x21
   enter_flat32(*m.vcpus[0], kCodeAddress);
-  Result<VcpuExit> bsp_exit = Error(ErrorCode::kInternal, "not run");
-  std::thread bsp([&] { bsp_exit = m.vcpus[0]->run(); });
-  std::atomic<bool> done{false};
-  std::thread watchdog([&] {
-    for (int i = 0; i < 100 && !done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    if (!done) {
-      m.vcpus[0]->kick();
-      m.vcpus[1]->kick();
-    }
-  });
+  BspThread bsp(m);
   auto ap_exit = m.vcpus[1]->run();
   ASSERT_TRUE(ap_exit.ok()) << ap_exit.error().message();
   auto* io = std::get_if<PortIoExit>(&*ap_exit);
   ASSERT_NE(io, nullptr) << "the parked AP did not restart (exit index " << ap_exit->index() << ")";
   EXPECT_EQ(io->port, 0x82);
   ap_exit = m.vcpus[1]->run();
-  bsp.join();
-  done = true;
-  watchdog.join();
+  const Result<VcpuExit> bsp_exit = bsp.join();
   ASSERT_TRUE(ap_exit.ok() && bsp_exit.ok());
   EXPECT_TRUE(std::holds_alternative<HaltExit>(*ap_exit));
   EXPECT_TRUE(std::holds_alternative<HaltExit>(*bsp_exit));
