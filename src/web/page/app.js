@@ -63,6 +63,7 @@
       this.samples.push(value);
       if (this.samples.length > kPlotSamples) this.samples.shift();
       this.label.textContent = this.format(value);
+      this.canvas.dataset.samples = this.samples.length;
       this.draw(Math.max(max, ...this.samples, 1e-9));
     }
     clear() {
