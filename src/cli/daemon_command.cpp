@@ -36,8 +36,7 @@ Result<void> run_daemon(const DaemonArgs& args) {
   // The web console serves nothing until `hostvisor web` asks (POST /v1/web).
   web::WebConsole web_console(*daemon, args.web_port, args.share_root);
   auto server = HV_TRY(api::ApiServer::listen(
-      paths.api_socket, *daemon,
-      [&web_console](const api::RequestHead& head, const api::ApiRequest& request) {
+      paths.api_socket, *daemon, [&web_console](const api::RequestHead& head, const api::ApiRequest& request) {
         return web_console.unix_routes(head, request);
       }));
   HV_LOG_INFO("hostvisor daemon: library {}, API on {}", paths.data_dir, paths.api_socket);

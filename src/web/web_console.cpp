@@ -30,9 +30,9 @@ api::ApiResponse html_page(unsigned status, const std::string& title, const std:
   api::ApiResponse response;
   response.status = status;
   response.content_type = "text/html; charset=utf-8";
-  response.body = "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>hostvisor: " +
-                  html_escape(title) + "</title></head>\n<body><h1>" + html_escape(title) + "</h1>\n<p>" +
-                  html_escape(message) + "</p></body></html>\n";
+  response.body =
+      "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>hostvisor: " + html_escape(title) +
+      "</title></head>\n<body><h1>" + html_escape(title) + "</h1>\n<p>" + html_escape(message) + "</p></body></html>\n";
   return response;
 }
 
@@ -70,7 +70,8 @@ std::optional<api::ApiResponse> WebConsole::unix_routes(const api::RequestHead& 
       if (!body.is_object()) return api::error_response(400, "invalid-argument", "the body must be a JSON object");
       if (body.contains("port")) {
         if (!body["port"].is_number_unsigned() || body["port"].get<uint64_t>() > 65535)
-          return api::error_response(400, "invalid-argument", "field 'port' must be a TCP port, 0 to 65535 (0: any free one)");
+          return api::error_response(400, "invalid-argument",
+                                     "field 'port' must be a TCP port, 0 to 65535 (0: any free one)");
         port = body["port"].get<uint16_t>();
       }
     }
@@ -83,7 +84,7 @@ std::optional<api::ApiResponse> WebConsole::unix_routes(const api::RequestHead& 
   if (path == "/v1/web/token") {
     if (request.method != "DELETE")
       return api::error_response(405, "method-not-allowed", request.method + " is not allowed here; use DELETE");
-    token_.revoke();
+    revoke();
     api::ApiResponse response;
     response.status = 204;
     response.content_type.clear();
@@ -105,11 +106,21 @@ Result<json> WebConsole::open(std::optional<uint16_t> port) {
     // the console where it was.
     auto listener = HV_TRY(WebListener::open(port.value_or(default_port_), service_,
                                              [this](uint16_t bound) { return tcp_options(bound); }));
+    // The page on the old port stops with it: no stream or console left
+    // behind on a port nobody is told about any more.
+    if (listener_) listener_->disconnect_all();
     listener_ = std::move(listener);
   }
   const std::string token = HV_TRY(token_.issue());
   const uint16_t bound = listener_->port();
   return json{{"url", "http://" + address(bound) + "/?token=" + token}, {"port", bound}};
+}
+
+void WebConsole::revoke() {
+  std::lock_guard lock(mutex_);
+  token_.revoke();
+  // Streams and WebSockets opened with the token end with it.
+  if (listener_) listener_->disconnect_all();
 }
 
 api::ConnectionOptions WebConsole::tcp_options(uint16_t port) {
@@ -129,9 +140,10 @@ api::ConnectionOptions WebConsole::tcp_options(uint16_t port) {
       {"Referrer-Policy", "no-referrer"},
       // xterm.js writes <style> elements and style attributes, so inline
       // styles stay allowed; scripts come only from this origin.
-      {"Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-                                  "img-src 'self' data:; connect-src 'self' " + self +
-                                      "; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"},
+      {"Content-Security-Policy",
+       "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+       "img-src 'self' data:; connect-src 'self' " +
+           self + "; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"},
   };
   return options;
 }
@@ -139,8 +151,7 @@ api::ConnectionOptions WebConsole::tcp_options(uint16_t port) {
 std::optional<api::ApiResponse> WebConsole::screen(const api::RequestHead& head, uint16_t port) {
   const bool page = target_path(head.target) == "/";
   switch (screen_request(head, port, token_)) {
-    case Screening::kPass:
-      return std::nullopt;
+    case Screening::kPass: return std::nullopt;
     case Screening::kEnterWithToken: {
       // The token moves from the URL into a cookie the page's requests (and
       // WebSockets) carry, and the address bar loses it.
@@ -148,8 +159,9 @@ std::optional<api::ApiResponse> WebConsole::screen(const api::RequestHead& head,
       response.status = 303;
       response.content_type.clear();
       const std::string token(*query_value(head.target, "token"));
-      response.headers = {{"Location", "/"},
-                          {"Set-Cookie", token_cookie_name(port) + "=" + token + "; Path=/; HttpOnly; SameSite=Strict"}};
+      response.headers = {
+          {"Location", "/"},
+          {"Set-Cookie", token_cookie_name(port) + "=" + token + "; Path=/; HttpOnly; SameSite=Strict"}};
       return response;
     }
     case Screening::kBadHost:
@@ -157,9 +169,9 @@ std::optional<api::ApiResponse> WebConsole::screen(const api::RequestHead& head,
                                  "the Host must be " + address(port) + " or localhost:" + std::to_string(port) +
                                      ": the web console answers no other name (against DNS rebinding)");
     case Screening::kBadOrigin:
-      return api::error_response(403, "forbidden-origin",
-                                 "requests from another site's page are refused; the console's page is http://" +
-                                     address(port) + "/");
+      return api::error_response(
+          403, "forbidden-origin",
+          "requests from another site's page are refused; the console's page is http://" + address(port) + "/");
     case Screening::kNoToken:
       if (page)
         return html_page(401, "The web console needs its token",
@@ -192,7 +204,8 @@ std::optional<api::ApiResponse> WebConsole::page_routes(const api::RequestHead&,
     if (!script) return html_page(503, "xterm.js is missing", script.error().message());
     return file_response("text/html; charset=utf-8", std::string(*page_file("index.html")));
   }
-  if (path == "/static/app.js") return file_response("text/javascript; charset=utf-8", std::string(*page_file("app.js")));
+  if (path == "/static/app.js")
+    return file_response("text/javascript; charset=utf-8", std::string(*page_file("app.js")));
   if (path == "/static/app.css") return file_response("text/css; charset=utf-8", std::string(*page_file("app.css")));
   if (path == "/static/xterm.js" || path == "/static/xterm.css") {
     auto file = path == "/static/xterm.js" ? xterm_.script() : xterm_.style();

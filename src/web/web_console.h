@@ -4,7 +4,8 @@
 // router, each request screened first (web_request_policy.h): its Host and
 // Origin must be the console's own address and it must carry the token.
 // The token lives as long as the daemon, or until DELETE /v1/web/token
-// (`hostvisor web --revoke`).
+// (`hostvisor web --revoke`), which also ends every connection open over
+// TCP (the events stream, console WebSockets).
 #pragma once
 
 #include <cstdint>
@@ -39,6 +40,7 @@ class WebConsole {
 
  private:
   Result<nlohmann::json> open(std::optional<uint16_t> port);
+  void revoke();
   nlohmann::json status();
   api::ConnectionOptions tcp_options(uint16_t port);
   std::optional<api::ApiResponse> screen(const api::RequestHead& head, uint16_t port);
@@ -48,7 +50,7 @@ class WebConsole {
   const uint16_t default_port_;
   WebToken token_;
   XtermAssets xterm_;
-  std::mutex mutex_;  // listener_
+  std::mutex mutex_;  // listener_, and a revoke against a new token
   std::unique_ptr<WebListener> listener_;
 };
 

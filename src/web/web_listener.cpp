@@ -1,6 +1,7 @@
 #include "web/web_listener.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/eventfd.h>
@@ -73,17 +74,33 @@ void WebListener::accept_loop() {
       if (errno == EMFILE || errno == ENFILE) std::this_thread::sleep_for(std::chrono::milliseconds(100));
       continue;
     }
-    if (connections_->load() >= kMaxConnections) {
-      HV_LOG_WARN("web console: refused a connection: {} already open", kMaxConnections);
-      ::close(fd);
-      continue;
-    }
-    ++*connections_;
-    std::thread([fd, &service = service_, options = options_, connections = connections_] {
-      api::serve_tcp_connection(fd, service, *options);
-      --*connections;
-    }).detach();
+    serve(fd);
   }
+}
+
+void WebListener::serve(int fd) {
+  uint64_t id = 0;
+  {
+    std::lock_guard lock(connections_->mutex);
+    UniqueFd watch(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
+    if (connections_->open.size() >= kMaxConnections || !watch.valid()) {
+      HV_LOG_WARN("web console: refused a connection: {} already open", connections_->open.size());
+      ::close(fd);
+      return;
+    }
+    id = connections_->next_id++;
+    connections_->open.emplace(id, std::move(watch));
+  }
+  std::thread([fd, id, &service = service_, options = options_, connections = connections_] {
+    api::serve_tcp_connection(fd, service, *options);
+    std::lock_guard lock(connections->mutex);
+    connections->open.erase(id);
+  }).detach();
+}
+
+void WebListener::disconnect_all() {
+  std::lock_guard lock(connections_->mutex);
+  for (const auto& [id, fd] : connections_->open) ::shutdown(fd.get(), SHUT_RDWR);
 }
 
 }  // namespace hostvisor::web

@@ -5,10 +5,11 @@
 // threads without bound.
 #pragma once
 
-#include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <thread>
 
 #include "api/api_server.h"
@@ -26,10 +27,15 @@ class WebListener {
   // Stops accepting; connections being served run to their end.
   ~WebListener();
   uint16_t port() const { return port_; }
+  // Ends every open connection (shutdown of its socket wakes whatever waits
+  // on it: a request being read, the events stream, a console WebSocket):
+  // what a revoked token was good for does not outlive it.
+  void disconnect_all();
 
  private:
   WebListener(UniqueFd socket, UniqueFd stop, uint16_t port, api::VmService& service, api::ConnectionOptions options);
   void accept_loop();
+  void serve(int fd);
 
   UniqueFd socket_;
   UniqueFd stop_;  // an eventfd: the destructor's word to the accepting thread
@@ -37,7 +43,15 @@ class WebListener {
   api::VmService& service_;
   // Shared with the connections' threads, which may outlive this listener.
   std::shared_ptr<const api::ConnectionOptions> options_;
-  std::shared_ptr<std::atomic<int>> connections_ = std::make_shared<std::atomic<int>>(0);
+  // The open connections, each by a duplicate of its socket's fd that this
+  // side owns (so a shutdown never meets an fd number reused meanwhile).
+  // Shared with the connections' threads, which may outlive this listener.
+  struct Connections {
+    std::mutex mutex;
+    uint64_t next_id = 0;
+    std::map<uint64_t, UniqueFd> open;
+  };
+  std::shared_ptr<Connections> connections_ = std::make_shared<Connections>();
   std::thread thread_;
 };
 

@@ -58,7 +58,8 @@ std::optional<std::string_view> cookie_value(std::string_view header, std::strin
 std::optional<std::string_view> bearer_token(std::string_view authorization) {
   authorization = trim(authorization);
   constexpr std::string_view kScheme = "bearer";
-  if (authorization.size() <= kScheme.size() || !equal_ignoring_case(authorization.substr(0, kScheme.size()), kScheme) ||
+  if (authorization.size() <= kScheme.size() ||
+      !equal_ignoring_case(authorization.substr(0, kScheme.size()), kScheme) ||
       (authorization[kScheme.size()] != ' ' && authorization[kScheme.size()] != '\t'))
     return std::nullopt;
   return trim(authorization.substr(kScheme.size()));
@@ -74,7 +75,8 @@ std::optional<std::string_view> query_value(std::string_view target, std::string
     const size_t amp = query.find('&');
     const std::string_view pair = query.substr(0, amp);
     const size_t equals = pair.find('=');
-    if (pair.substr(0, equals) == key) return equals == std::string_view::npos ? std::string_view() : pair.substr(equals + 1);
+    if (pair.substr(0, equals) == key)
+      return equals == std::string_view::npos ? std::string_view() : pair.substr(equals + 1);
     if (amp == std::string_view::npos) break;
     query.remove_prefix(amp + 1);
   }

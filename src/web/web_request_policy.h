@@ -23,8 +23,8 @@ enum class Screening {
   kBadHost,         // Host missing, repeated, or not 127.0.0.1:PORT / localhost:PORT
   kBadOrigin,       // an Origin (or a repeated one) other than http://127.0.0.1:PORT / http://localhost:PORT
   kNoToken,
-  kBadToken,        // wrong, or revoked
-  kUnixOnly,        // /v1/web: the token's own controls, only on the unix socket
+  kBadToken,  // wrong, or revoked
+  kUnixOnly,  // /v1/web: the token's own controls, only on the unix socket
 };
 
 Screening screen_request(const api::RequestHead& head, uint16_t port, const WebToken& token);

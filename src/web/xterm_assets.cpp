@@ -64,7 +64,8 @@ Result<std::string> XtermAssets::load_script() const {
   const fs::path lib = share_root_ + "/nodejs/xterm/lib";
   std::error_code ec;
   if (!fs::is_regular_file(lib / "public/Terminal.js", ec))
-    return missing("no whole " + share_root_ + "/javascript/xterm/xterm.js and no " + (lib / "public/Terminal.js").string());
+    return missing("no whole " + share_root_ + "/javascript/xterm/xterm.js and no " +
+                   (lib / "public/Terminal.js").string());
   std::vector<fs::path> files;
   for (auto it = fs::recursive_directory_iterator(lib, ec); !ec && it != fs::recursive_directory_iterator();
        it.increment(ec)) {
@@ -79,8 +80,9 @@ Result<std::string> XtermAssets::load_script() const {
     id.resize(id.size() - 3);
     // The id goes into a string literal as it is: only names of letters,
     // digits, '/', '.', '_' and '-' (all of xterm's) are taken.
-    if (!std::all_of(id.begin(), id.end(),
-                     [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '/' || c == '.' || c == '_' || c == '-'; }))
+    if (!std::all_of(id.begin(), id.end(), [](char c) {
+          return std::isalnum(static_cast<unsigned char>(c)) || c == '/' || c == '.' || c == '_' || c == '-';
+        }))
       continue;
     const std::string source = HV_TRY(read_file(file.string()));
     bundle += "modules[\"" + id + "\"] = function (require, module, exports) {\n" + source + "\n};\n";

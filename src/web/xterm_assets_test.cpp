@@ -27,7 +27,8 @@ class XtermAssetsTest : public ::testing::Test {
 };
 
 // Debian 12's libjs-xterm: a stub that require()s what it should hold.
-constexpr const char* kStub = "var Terminal_1 = require(\"./public/Terminal\");\nmodule.exports = Terminal_1.Terminal;\n";
+constexpr const char* kStub =
+    "var Terminal_1 = require(\"./public/Terminal\");\nmodule.exports = Terminal_1.Terminal;\n";
 
 TEST_F(XtermAssetsTest, BundlesNodeXtermsModulesWhereTheBrowserFileIsAStub) {
   write("javascript/xterm/xterm.js", kStub);
@@ -40,7 +41,8 @@ TEST_F(XtermAssetsTest, BundlesNodeXtermsModulesWhereTheBrowserFileIsAStub) {
   auto script = assets.script();
   ASSERT_TRUE(script) << script.error().message();
   EXPECT_EQ(script->content_type, "text/javascript; charset=utf-8");
-  EXPECT_NE(script->body.find("modules[\"public/Terminal\"] = function (require, module, exports) {"), std::string::npos);
+  EXPECT_NE(script->body.find("modules[\"public/Terminal\"] = function (require, module, exports) {"),
+            std::string::npos);
   EXPECT_NE(script->body.find("modules[\"Terminal\"]"), std::string::npos);
   EXPECT_NE(script->body.find("exports.T = function () {};"), std::string::npos);
   EXPECT_EQ(script->body.find("chai"), std::string::npos);  // tests are left out

@@ -110,9 +110,20 @@ else
   [ -z "$FAKE_VM" ] && hv vm logs $VM --console | tail -15
 fi
 
-# Revoke: the old token and its cookie fail; the next `hostvisor web` makes
-# a new one.
+# Revoke: what is open with the token (a console WebSocket, the events
+# stream) ends, the old token and its cookie fail, and the next `hostvisor
+# web` makes a new one.
+started=$(date +%s)
+curl -s -N -o /dev/null --max-time 60 "${BEARER[@]}" "${WS[@]}" "$BASE/v1/vms/$VM/console" &
+ws_pid=$!
+curl -s -N -o /dev/null --max-time 60 -b "$WORK/cookies" "$BASE/v1/events" &
+events_pid=$!
+sleep 1
 hv web --revoke >/dev/null
+wait $ws_pid $events_pid || true
+took=$(($(date +%s) - started))
+[ $took -lt 15 ] && ok "a revoke ends the open WebSocket and events stream (${took} s)" ||
+  fail "the WebSocket and events stream lasted ${took} s after the revoke"
 status "the revoked token" 401 "${BEARER[@]}" "$BASE/v1/vms"
 status "the revoked token's cookie" 401 -b "$WORK/cookies" "$BASE/v1/vms"
 status "the revoked token's URL" 401 "$URL"

@@ -238,6 +238,12 @@
     for (;;) {
       try {
         const response = await fetch("/v1/events");
+        if (response.status === 401) {
+          eventsStatus.textContent = "the token is no longer valid: `hostvisor web` prints a new URL";
+          eventsStatus.dataset.live = "false";
+          await new Promise((resolve) => setTimeout(resolve, 10000));
+          continue;
+        }
         if (!response.ok) throw new Error("events: " + response.status);
         eventsStatus.textContent = "live";
         eventsStatus.dataset.live = "true";
