@@ -42,7 +42,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   head.ambiguous = flags & 8;
   head.cookie = fields[4];
   head.authorization = fields[5];
-  head.websocket = flags & 16;
 
   const web::Screening verdict = web::screen_request(head, port, token);
   if (verdict == web::Screening::kPass || verdict == web::Screening::kEnterWithToken ||

@@ -21,6 +21,7 @@
 
 #include "api/router.h"
 #include "base/log.h"
+#include "base/size.h"
 
 namespace hostvisor::api {
 
@@ -313,7 +314,6 @@ RequestHead head_of(const http::request_parser<http::string_body>& parser) {
   }
   if (auto it = request.find(http::field::authorization); it != request.end())
     head.authorization = std::string(it->value());
-  head.websocket = websocket::is_upgrade(request);
   return head;
 }
 
@@ -353,8 +353,8 @@ void serve_connection(Socket socket, VmService& service, const ConnectionOptions
     }
     if (ec) {
       const bool too_big = ec == http::error::body_limit || ec == http::error::header_limit;
-      const std::string limits = "a body of " + std::to_string(options.max_body >> 10) + " KiB and a header of " +
-                                 std::to_string(options.max_header >> 10) + " KiB";
+      const std::string limits =
+          "a body of " + format_size(options.max_body) + " and a header of " + format_size(options.max_header);
       write_answer(socket,
                    error_response(too_big ? 413 : 400, too_big ? "too-large" : "bad-request",
                                   too_big ? "the request is larger than this server takes (" + limits + ")"

@@ -27,7 +27,7 @@ namespace hostvisor::api {
 using ExtraRoutes = std::function<std::optional<ApiResponse>(const RequestHead&, const ApiRequest&)>;
 
 struct ConnectionOptions {
-  uint64_t max_body = uint64_t{257} << 20;  // a file of 256 MiB and some room
+  uint64_t max_body = uint64_t{257} << 20;  // a file of 256 MiB and some room (the unix socket's)
   uint32_t max_header = 64 * 1024;
   uint64_t max_websocket_message = 16 << 20;
   // Called once a request's header is read: an answer here is sent instead,

@@ -17,7 +17,6 @@ struct RequestHead {
   bool ambiguous = false;
   std::string cookie;         // the Cookie fields, joined by "; "
   std::string authorization;  // the Authorization field, "" if absent
-  bool websocket = false;     // an Upgrade: websocket request
 };
 
 }  // namespace hostvisor::api

@@ -27,7 +27,6 @@ TEST_F(ScreenRequest, PassesTheConsolesOwnRequestWithTheCookie) {
   auto h = head();
   h.host = "LocalHost:8423";
   h.origin = "http://localhost:8423";
-  h.websocket = true;
   EXPECT_EQ(screen_request(h, kPort, tokens), Screening::kPass);
 }
 

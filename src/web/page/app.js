@@ -183,7 +183,7 @@
       row: row,
       stateCell: cells[1],
       buttons: {},
-      cpu: new Plot(cells[2], "#3b82f6", (v) => v.toFixed(0) + " %"),
+      cpu: new Plot(cells[2], "#3b82f6", (v) => v.toFixed(v < 10 ? 1 : 0) + " %"),
       memory: new Plot(cells[3], "#8b5cf6", (v) => (v / 1048576).toFixed(0) + " MiB"),
       lastCpu: null,
       state: null,
