@@ -42,7 +42,7 @@ void add_web_command(CLI::App& app, int* exit_status) {
       "consoles and graphs). The URL carries a token that lasts as long as the daemon, or until --revoke");
   cmd->add_option("--port", args->port,
                   "Serve the console on this port of 127.0.0.1 (default: where it is served already, else the "
-                  "daemon's --web-port, 8423); 0 picks a free one");
+                  "daemon's --web-port, 8423); 0: a free one, if it is not served yet");
   cmd->add_flag("--revoke", args->revoke,
                 "Revoke the token: its URL stops working; the next `hostvisor web` makes a new one");
   cmd->add_option("--api-socket", args->socket, "The daemon's API socket (default: the per-user one)");

@@ -133,6 +133,28 @@ NEW_TOKEN=${NEW_URL##*token=}
 status "the new token" 200 -H "Authorization: Bearer $NEW_TOKEN" "$BASE/v1/vms"
 status "the old token still fails" 401 "${BEARER[@]}" "$BASE/v1/vms"
 
+# The console's controls on the unix socket.
+out=$(curl -s --unix-socket "$SOCK" http://localhost/v1/web)
+[[ "$out" == *"\"port\":$PORT"* && "$out" == *'"token_issued":true'* ]] && ok "GET /v1/web: served on $PORT" ||
+  fail "GET /v1/web: $out"
+status "POST /v1/web with a bad port" 400 --unix-socket "$SOCK" -d '{"port":"8080"}' http://localhost/v1/web
+# A port that is taken leaves the console where it was; a free one moves it.
+TAKEN=$(free_port)
+python3 -c 'import socket,sys,time; s=socket.socket(); s.bind(("127.0.0.1",int(sys.argv[1]))); s.listen(); time.sleep(20)' \
+  "$TAKEN" &
+holder=$!
+sleep 0.3
+out=$(hv web --port "$TAKEN" 2>&1) && fail "hostvisor web on a taken port: $out" ||
+  { [[ "$out" == *"cannot listen on 127.0.0.1:$TAKEN"* ]] && ok "a taken port is refused: $out" || fail "taken port: $out"; }
+kill $holder 2>/dev/null || true
+status "the console stays where it was" 200 -H "Authorization: Bearer $NEW_TOKEN" "$BASE/v1/vms"
+MOVED=$(free_port)
+MOVED_URL=$(hv web --port "$MOVED")
+[[ "$MOVED_URL" == "http://127.0.0.1:$MOVED/?token=$NEW_TOKEN" ]] && ok "hostvisor web --port moves the console" ||
+  fail "moved: $MOVED_URL"
+status "the new port" 200 -H "Authorization: Bearer $NEW_TOKEN" "http://127.0.0.1:$MOVED/v1/vms"
+status "the old port is closed" 000 -H "Authorization: Bearer $NEW_TOKEN" "$BASE/v1/vms"
+
 hv vm kill $VM >/dev/null 2>&1 || true
 echo "$failures failures"
 [ "$failures" = 0 ]
