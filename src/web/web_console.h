@@ -34,9 +34,8 @@ class WebConsole {
 
   // The unix socket's routes: POST /v1/web ({"port": N} optional: listen
   // there (0: a free port unless it listens already), else where it listens
-  // already, else the default port; answers
-  // {"url", "port"}), GET /v1/web and DELETE /v1/web/token. Nothing for any
-  // other request.
+  // already, else on the default port; answers {"url", "port"}), GET
+  // /v1/web and DELETE /v1/web/token. Nothing for any other request.
   std::optional<api::ApiResponse> unix_routes(const api::RequestHead& head, const api::ApiRequest& request);
 
  private:
