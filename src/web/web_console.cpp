@@ -71,7 +71,7 @@ std::optional<api::ApiResponse> WebConsole::unix_routes(const api::RequestHead& 
       if (body.contains("port")) {
         if (!body["port"].is_number_unsigned() || body["port"].get<uint64_t>() > 65535)
           return api::error_response(400, "invalid-argument",
-                                     "field 'port' must be a TCP port, 0 to 65535 (0: any free one)");
+                                     "field 'port' must be a TCP port, 0 to 65535 (0: a free one)");
         port = body["port"].get<uint16_t>();
       }
     }
