@@ -4,8 +4,9 @@ chromedriver over the W3C WebDriver HTTP protocol (urllib and json, nothing
 else). Opens the URL `hostvisor web` printed, checks that the page lists VM
 as running, opens its console, types `echo web-NNNNN` and waits for the
 guest's answer in the terminal, clicks pause and resume and sees the state
-follow, waits for the memory (and, when the VM reports it, CPU) plots, and
-saves a screenshot to SCREENSHOT. Only the chromedriver this script starts
+follow, takes a snapshot and a clone (VM-copy) through the page's buttons and
+their name prompts, waits for the CPU and memory plots, and saves a
+screenshot to SCREENSHOT. Only the chromedriver this script starts
 (in a session of its own, so chromium is in its process group) is killed.
 
 Usage: web_browser.py URL VM SCREENSHOT [--fake-vm]
@@ -93,6 +94,20 @@ class Browser:
         for key in text:
             actions += [{"type": "keyDown", "value": key}, {"type": "keyUp", "value": key}]
         self.s("POST", "/actions", {"actions": [{"type": "key", "id": "keyboard", "actions": actions}]})
+
+    def answer_prompt(self, text, timeout=10):
+        """Types `text` into the page's window.prompt() and accepts it."""
+        deadline = time.time() + timeout
+        while True:
+            try:
+                self.s("GET", "/alert/text")
+                break
+            except WebDriverError:
+                if time.time() > deadline:
+                    raise WebDriverError("no prompt came up within %d s" % timeout)
+                time.sleep(0.1)
+        self.s("POST", "/alert/text", {"text": text})
+        self.s("POST", "/alert/accept", {})
 
     def screenshot(self, path):
         with open(path, "wb") as f:
@@ -187,6 +202,26 @@ def main():
             check("resume: the state shows running", True)
         except WebDriverError as e:
             check("resume: the state shows running", False, str(e))
+
+        # Snapshot and clone ask for a name (window.prompt).
+        message = "return document.getElementById('message').textContent;"
+        browser.click(row + " button[data-action='snapshot']")
+        browser.answer_prompt("web-snap")
+        try:
+            browser.wait_for("the snapshot", "return document.getElementById('message').textContent === arguments[0];",
+                             "snapshot web-snap of %s taken" % vm, timeout=120)
+            check("snapshot: taken from the page", True)
+        except WebDriverError as e:
+            check("snapshot: taken from the page", False, "%s; the page says: %s" % (e, browser.run(message)))
+        copy = vm + "-copy"
+        browser.click(row + " button[data-action='clone']")
+        browser.answer_prompt(copy)
+        try:
+            browser.wait_for("the clone in the list", "return document.querySelector(arguments[0]) !== null;",
+                             "tr[data-vm='%s']" % copy, timeout=120)
+            check("clone: the clone appears in the list", True)
+        except WebDriverError as e:
+            check("clone: the clone appears in the list", False, "%s; the page says: %s" % (e, browser.run(message)))
 
         label = "return document.querySelector(arguments[0] + ' td.' + arguments[1] + ' span').textContent;"
         try:

@@ -110,6 +110,12 @@ else
   [ -z "$FAKE_VM" ] && hv vm logs $VM --console | tail -15
 fi
 
+# What the page's snapshot and clone buttons made.
+curl -s --unix-socket "$SOCK" http://localhost/v1/vms/$VM/snapshots | grep -q '"web-snap"' &&
+  ok "the page's snapshot is in the library" || fail "no snapshot web-snap of $VM"
+curl -s --unix-socket "$SOCK" http://localhost/v1/vms/$VM-copy | grep -q "\"name\":\"$VM-copy\"" &&
+  ok "the page's clone is in the library" || fail "no VM $VM-copy"
+
 # Revoke: what is open with the token (a console WebSocket, the events
 # stream) ends, the old token and its cookie fail, and the next `hostvisor
 # web` makes a new one.
