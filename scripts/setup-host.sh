@@ -11,6 +11,9 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev libclang-rt-14-dev zlib1g-dev
   # the daemon's HTTP and WebSocket API (Boost.Beast, header-only) and its tests' client
   libboost-dev curl
+  # the web console's terminal (xterm.js: Debian 12's libjs-xterm bundle is a stub, node-xterm has its
+  # modules) and its browser test (headless chromium driven through chromedriver's WebDriver)
+  libjs-xterm node-xterm chromium chromium-driver
   # default guest and test images
   busybox-static cpio e2fsprogs iproute2
   # test peers: python3 serves HTTP on loopback to NAT guests, and runs the benchmark drivers

@@ -21,6 +21,7 @@
 
 #include "api/router.h"
 #include "base/log.h"
+#include "base/size.h"
 
 namespace hostvisor::api {
 
@@ -28,11 +29,11 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 namespace websocket = beast::websocket;
-using Socket = asio::local::stream_protocol::socket;
+using UnixSocket = asio::local::stream_protocol::socket;
+using TcpSocket = asio::ip::tcp::socket;
 
 namespace {
 
-constexpr uint64_t kMaxBody = uint64_t{257} << 20;  // a file of 256 MiB and some room
 constexpr int kMaxConnections = 512;
 std::atomic<int> g_connections{0};
 
@@ -43,18 +44,29 @@ bool peer_is_us(int fd) {
 }
 
 template <typename Body>
-void set_common(http::response<Body>& response, unsigned version, bool keep_alive) {
+void set_common(http::response<Body>& response, unsigned version, bool keep_alive, const ConnectionOptions& options) {
   response.version(version);
   response.set(http::field::server, "hostvisor");
+  for (const auto& [field, value] : options.headers) response.set(field, value);
   response.keep_alive(keep_alive);
+}
+
+// The same connection, now driven by `ioc`: the bridges below run both
+// directions on an io_context of their own.
+template <typename Socket>
+Socket adopt(asio::io_context& ioc, Socket& socket) {
+  beast::error_code ec;
+  const auto protocol = socket.local_endpoint(ec).protocol();
+  return Socket(ioc, protocol, socket.release());
 }
 
 // /v1/events: the response stays open and carries one JSON object per line,
 // chunked; an empty line every 15 s finds a client that went away.
-void stream_events(Socket& socket, VmService& service, unsigned version) {
+template <typename Socket>
+void stream_events(Socket& socket, VmService& service, unsigned version, const ConnectionOptions& options) {
   auto queue = service.events().subscribe();
   http::response<http::empty_body> response{http::status::ok, version};
-  set_common(response, version, false);
+  set_common(response, version, false, options);
   response.set(http::field::content_type, "application/x-ndjson");
   response.set(http::field::cache_control, "no-cache");
   response.chunked(true);
@@ -74,11 +86,12 @@ void stream_events(Socket& socket, VmService& service, unsigned version) {
 // messages out, any message in); one thread runs both directions on its own
 // io_context, so the guest's output and the client's keys never wait on
 // each other.
+template <typename Socket>
 class ConsoleBridge {
  public:
-  ConsoleBridge(Socket socket, UniqueFd console)
-      : ws_(asio::local::stream_protocol::socket(ioc_)), console_(ioc_, console.release()) {
-    ws_.next_layer().assign(asio::local::stream_protocol(), socket.release());
+  ConsoleBridge(Socket socket, UniqueFd console, uint64_t max_message)
+      : ws_(adopt(ioc_, socket)), console_(ioc_, console.release()) {
+    ws_.read_message_max(max_message);
   }
 
   void run(const http::request<http::string_body>& request) {
@@ -127,7 +140,7 @@ class ConsoleBridge {
   void close() { ioc_.stop(); }
 
   asio::io_context ioc_;
-  websocket::stream<asio::local::stream_protocol::socket> ws_;
+  websocket::stream<Socket> ws_;
   asio::posix::stream_descriptor console_;
   std::array<char, 16384> console_buffer_{};
   std::deque<std::string> outgoing_;
@@ -145,11 +158,12 @@ class ConsoleBridge {
 // {"error":{...}}. The command runs on a thread of its own (the agent
 // client's poll loop); its output is posted to this io_context, which alone
 // writes to the WebSocket.
+template <typename Socket>
 class ExecBridge {
  public:
-  ExecBridge(Socket socket, VmService& service, std::string vm)
-      : ws_(asio::local::stream_protocol::socket(ioc_)), service_(service), vm_(std::move(vm)) {
-    ws_.next_layer().assign(asio::local::stream_protocol(), socket.release());
+  ExecBridge(Socket socket, VmService& service, std::string vm, uint64_t max_message)
+      : ws_(adopt(ioc_, socket)), service_(service), vm_(std::move(vm)) {
+    ws_.read_message_max(max_message);
   }
 
   void run(const http::request<http::string_body>& request) {
@@ -266,7 +280,7 @@ class ExecBridge {
   }
 
   asio::io_context ioc_;
-  websocket::stream<asio::local::stream_protocol::socket> ws_;
+  websocket::stream<Socket> ws_;
   VmService& service_;
   std::string vm_;
   ExecStream stream_;
@@ -281,40 +295,86 @@ class ExecBridge {
   beast::flat_buffer incoming_;
 };
 
-void serve_connection(Socket socket, VmService& service) {
+RequestHead head_of(const http::request_parser<http::string_body>& parser) {
+  const auto& request = parser.get();
+  RequestHead head{.method = std::string(request.method_string()), .target = std::string(request.target())};
+  const auto one = [&](http::field field, std::optional<std::string>& out) {
+    const auto [first, last] = request.equal_range(field);
+    if (first == last) return;
+    if (std::next(first) != last) head.ambiguous = true;
+    out = std::string(first->value());
+  };
+  one(http::field::host, head.host);
+  one(http::field::origin, head.origin);
+  for (const auto& field : request) {
+    if (field.name() == http::field::cookie) {
+      if (!head.cookie.empty()) head.cookie += "; ";
+      head.cookie.append(field.value().data(), field.value().size());
+    }
+  }
+  if (auto it = request.find(http::field::authorization); it != request.end())
+    head.authorization = std::string(it->value());
+  return head;
+}
+
+template <typename Socket>
+void write_answer(Socket& socket, ApiResponse answer, unsigned version, bool keep_alive,
+                  const ConnectionOptions& options, beast::error_code& ec) {
+  http::response<http::string_body> response{static_cast<http::status>(answer.status), version};
+  set_common(response, version, keep_alive, options);
+  for (const auto& [field, value] : answer.headers) response.set(field, value);
+  if (!answer.content_type.empty()) response.set(http::field::content_type, answer.content_type);
+  response.body() = std::move(answer.body);
+  response.prepare_payload();
+  http::write(socket, response, ec);
+}
+
+template <typename Socket>
+void serve_connection(Socket socket, VmService& service, const ConnectionOptions& options) {
   beast::flat_buffer buffer;
   for (;;) {
     http::request_parser<http::string_body> parser;
-    parser.body_limit(kMaxBody);
-    parser.header_limit(64 * 1024);
+    parser.body_limit(options.max_body);
+    parser.header_limit(options.max_header);
     beast::error_code ec;
-    http::read(socket, buffer, parser, ec);
+    http::read_header(socket, buffer, parser, ec);
     if (ec == http::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset) return;
+    RequestHead head;
+    if (!ec) {
+      head = head_of(parser);
+      if (options.screen) {
+        if (auto refusal = options.screen(head)) {
+          // The body stays unread, so the connection cannot go on.
+          write_answer(socket, std::move(*refusal), parser.get().version(), false, options, ec);
+          return;
+        }
+      }
+      if (!parser.is_done()) http::read(socket, buffer, parser, ec);
+    }
     if (ec) {
       const bool too_big = ec == http::error::body_limit || ec == http::error::header_limit;
-      ApiResponse error = error_response(too_big ? 413 : 400, too_big ? "too-large" : "bad-request",
-                                         too_big ? "the request is larger than the API takes (256 MiB body, 64 KiB "
-                                                   "header)"
-                                                 : "malformed HTTP request: " + ec.message());
-      http::response<http::string_body> response{static_cast<http::status>(error.status), 11};
-      set_common(response, 11, false);
-      response.set(http::field::content_type, error.content_type);
-      response.body() = error.body;
-      response.prepare_payload();
-      http::write(socket, response, ec);
+      const std::string limits =
+          "a body of " + format_size(options.max_body) + " and a header of " + format_size(options.max_header);
+      write_answer(socket,
+                   error_response(too_big ? 413 : 400, too_big ? "too-large" : "bad-request",
+                                  too_big ? "the request is larger than this server takes (" + limits + ")"
+                                          : "malformed HTTP request: " + ec.message()),
+                   11, false, options, ec);
       return;
     }
     http::request<http::string_body> request = parser.release();
     ApiRequest api_request{.method = std::string(request.method_string()),
                            .target = std::string(request.target()),
                            .body = std::move(request.body())};
-    ApiResponse api_response = handle_request(service, api_request);
-    if (api_response.kind == ApiResponse::Kind::kEventStream) return stream_events(socket, service, request.version());
+    std::optional<ApiResponse> extra = options.extra_routes ? options.extra_routes(head, api_request) : std::nullopt;
+    ApiResponse api_response = extra ? std::move(*extra) : handle_request(service, api_request);
+    if (api_response.kind == ApiResponse::Kind::kEventStream)
+      return stream_events(socket, service, request.version(), options);
     if (api_response.kind == ApiResponse::Kind::kExecStream) {
       if (!websocket::is_upgrade(request)) {
         api_response = error_response(426, "upgrade-required", "GET exec is a WebSocket; POST runs a command to its end");
       } else {
-        ExecBridge bridge(std::move(socket), service, api_response.vm);
+        ExecBridge<Socket> bridge(std::move(socket), service, api_response.vm, options.max_websocket_message);
         bridge.run(request);
         return;
       }
@@ -327,25 +387,23 @@ void serve_connection(Socket socket, VmService& service) {
         if (!console) {
           api_response = error_response(console.error());
         } else {
-          ConsoleBridge bridge(std::move(socket), std::move(console.value()));
+          ConsoleBridge<Socket> bridge(std::move(socket), std::move(console.value()), options.max_websocket_message);
           bridge.run(request);
           return;
         }
       }
     }
-    http::response<http::string_body> response{static_cast<http::status>(api_response.status), request.version()};
-    set_common(response, request.version(), request.keep_alive());
-    if (!api_response.content_type.empty()) response.set(http::field::content_type, api_response.content_type);
-    response.body() = std::move(api_response.body);
-    response.prepare_payload();
-    http::write(socket, response, ec);
+    write_answer(socket, std::move(api_response), request.version(), request.keep_alive(), options, ec);
     if (ec || !request.keep_alive()) return;
   }
 }
 
 class UnixApiServer final : public ApiServer {
  public:
-  UnixApiServer(std::string path, VmService& service) : path_(std::move(path)), service_(service) {}
+  UnixApiServer(std::string path, VmService& service, ExtraRoutes extra_routes)
+      : path_(std::move(path)), service_(service) {
+    options_.extra_routes = std::move(extra_routes);
+  }
 
   Result<void> bind() {
     sockaddr_un address{};
@@ -390,7 +448,7 @@ class UnixApiServer final : public ApiServer {
 
  private:
   void accept() {
-    acceptor_.async_accept([this](boost::system::error_code ec, Socket socket) {
+    acceptor_.async_accept([this](boost::system::error_code ec, UnixSocket socket) {
       if (ec == asio::error::operation_aborted) return;
       if (!ec) {
         if (!peer_is_us(socket.native_handle())) {
@@ -402,10 +460,8 @@ class UnixApiServer final : public ApiServer {
           // io_context): it runs blocking on its own thread.
           const int fd = socket.release();
           ++g_connections;
-          std::thread([fd, &service = service_] {
-            asio::io_context own;
-            Socket session(own, asio::local::stream_protocol(), fd);
-            serve_connection(std::move(session), service);
+          std::thread([fd, this] {
+            serve_unix_connection(fd, service_, options_);
             --g_connections;
           }).detach();
         }
@@ -416,14 +472,27 @@ class UnixApiServer final : public ApiServer {
 
   std::string path_;
   VmService& service_;
+  ConnectionOptions options_;
   asio::io_context ioc_;
   asio::local::stream_protocol::acceptor acceptor_{ioc_};
 };
 
 }  // namespace
 
-Result<std::unique_ptr<ApiServer>> ApiServer::listen(const std::string& socket_path, VmService& service) {
-  auto server = std::make_unique<UnixApiServer>(socket_path, service);
+void serve_unix_connection(int fd, VmService& service, const ConnectionOptions& options) {
+  asio::io_context own;
+  serve_connection(UnixSocket(own, asio::local::stream_protocol(), fd), service, options);
+}
+
+void serve_tcp_connection(int fd, VmService& service, const ConnectionOptions& options) {
+  asio::io_context own;
+  // The web console listens on 127.0.0.1 only.
+  serve_connection(TcpSocket(own, asio::ip::tcp::v4(), fd), service, options);
+}
+
+Result<std::unique_ptr<ApiServer>> ApiServer::listen(const std::string& socket_path, VmService& service,
+                                                     ExtraRoutes extra_routes) {
+  auto server = std::make_unique<UnixApiServer>(socket_path, service, std::move(extra_routes));
   HV_TRY(server->bind());
   return std::unique_ptr<ApiServer>(std::move(server));
 }

@@ -6,6 +6,8 @@
 #pragma once
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "api/vm_service.h"
 #include "base/result.h"
@@ -25,6 +27,8 @@ struct ApiResponse {
   std::string content_type = "application/json";
   std::string body;
   std::string vm;  // kConsole, kExecStream: which VM
+  // More header fields of a plain answer (the web console's Set-Cookie, Location).
+  std::vector<std::pair<std::string, std::string>> headers;
 };
 
 ApiResponse handle_request(VmService& service, const ApiRequest& request);

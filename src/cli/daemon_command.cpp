@@ -10,13 +10,21 @@
 #include "base/log.h"
 #include "daemon/daemon.h"
 #include "daemon/library_paths.h"
+#include "web/web_console.h"
 
 namespace hostvisor::cli {
 
 namespace {
-Result<void> run_daemon(const std::string& socket_override, const std::string& vm_binary) {
+struct DaemonArgs {
+  std::string socket;
+  std::string vm_binary;
+  uint16_t web_port = web::WebConsole::kDefaultPort;
+  std::string share_root = "/usr/share";
+};
+
+Result<void> run_daemon(const DaemonArgs& args) {
   daemon::LibraryPaths paths = HV_TRY(daemon::default_library_paths());
-  if (!socket_override.empty()) paths.api_socket = std::filesystem::absolute(socket_override).string();
+  if (!args.socket.empty()) paths.api_socket = std::filesystem::absolute(args.socket).string();
   char self[4096];
   const ssize_t n = ::readlink("/proc/self/exe", self, sizeof(self) - 1);
   if (n <= 0) return Error::from_errno("readlink /proc/self/exe");
@@ -24,8 +32,13 @@ Result<void> run_daemon(const std::string& socket_override, const std::string& v
   // SIGTERM/SIGINT end the server loop (asio's signal_set); a client that
   // leaves mid-answer is an error on its connection, not a signal.
   ::signal(SIGPIPE, SIG_IGN);
-  auto daemon = HV_TRY(daemon::Daemon::open(paths, self, vm_binary));
-  auto server = HV_TRY(api::ApiServer::listen(paths.api_socket, *daemon));
+  auto daemon = HV_TRY(daemon::Daemon::open(paths, self, args.vm_binary));
+  // The web console serves nothing until `hostvisor web` asks (POST /v1/web).
+  web::WebConsole web_console(*daemon, args.web_port, args.share_root);
+  auto server = HV_TRY(api::ApiServer::listen(
+      paths.api_socket, *daemon, [&web_console](const api::RequestHead& head, const api::ApiRequest& request) {
+        return web_console.unix_routes(head, request);
+      }));
   HV_LOG_INFO("hostvisor daemon: library {}, API on {}", paths.data_dir, paths.api_socket);
   std::fprintf(stderr, "hostvisor daemon: library %s, API on %s\n", paths.data_dir.c_str(), paths.api_socket.c_str());
   HV_TRY(server->run());
@@ -37,19 +50,23 @@ Result<void> run_daemon(const std::string& socket_override, const std::string& v
 }  // namespace
 
 void add_daemon_command(CLI::App& app, int* exit_status) {
-  auto socket = std::make_shared<std::string>();
-  auto vm_binary = std::make_shared<std::string>();
+  auto args = std::make_shared<DaemonArgs>();
   auto* cmd = app.add_subcommand(
       "daemon",
       "Run the VM library daemon in the foreground: it keeps the VMs under $XDG_DATA_HOME/hostvisor/vms (else "
       "~/.local/share/hostvisor/vms), runs each VM as its own process, and serves the HTTP API (docs/api/openapi.yaml) "
       "on $XDG_RUNTIME_DIR/hostvisor/api.sock (else /tmp/hostvisor-$UID/api.sock). `hostvisor vm` starts it when "
       "needed");
-  cmd->add_option("--socket", *socket, "Serve the API on this unix socket instead");
+  cmd->add_option("--socket", args->socket, "Serve the API on this unix socket instead");
+  cmd->add_option("--web-port", args->web_port,
+                  "The port of 127.0.0.1 where `hostvisor web` serves the web console unless told another")
+      ->capture_default_str();
   // What runs each VM instead of this binary's `run` (tests: a stand-in).
-  cmd->add_option("--vm-binary", *vm_binary)->group("");
-  cmd->callback([socket, vm_binary, exit_status] {
-    auto outcome = run_daemon(*socket, *vm_binary);
+  cmd->add_option("--vm-binary", args->vm_binary)->group("");
+  // Where xterm.js is looked for instead of /usr/share (tests: a stand-in).
+  cmd->add_option("--share-root", args->share_root)->group("");
+  cmd->callback([args, exit_status] {
+    auto outcome = run_daemon(*args);
     if (!outcome) {
       std::fprintf(stderr, "hostvisor: daemon: %s\n", outcome.error().message().c_str());
       *exit_status = outcome.error().code() == ErrorCode::kInvalidArgument ? 2 : 1;

@@ -10,6 +10,7 @@
 #include "cli/run_command.h"
 #include "cli/switch_command.h"
 #include "cli/vm_command.h"
+#include "cli/web_command.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"hostvisor: a hosted hypervisor for Linux hosts (KVM or its own software x86-64 CPU)", "hostvisor"};
@@ -26,6 +27,7 @@ int main(int argc, char** argv) {
   hostvisor::cli::add_daemon_command(app, &exit_status);
   hostvisor::cli::add_vm_command(app, &exit_status);
   hostvisor::cli::add_net_command(app, &exit_status);
+  hostvisor::cli::add_web_command(app, &exit_status);
   app.parse_complete_callback([&] { hostvisor::init_logging(log_level); });
 
   return hostvisor::cli::parse_and_run(app, argc, argv, exit_status);

@@ -246,6 +246,12 @@ TEST(LinuxControlSocket, EveryOperationOnAHeadlessGuestThenSuspendAndContinue) {
   EXPECT_GT((*after)["nics"][0]["tx_packets"].get<uint64_t>(), (*before)["nics"][0]["tx_packets"].get<uint64_t>());
   EXPECT_GT((*after)["nics"][0]["rx_bytes"].get<uint64_t>(), (*before)["nics"][0]["rx_bytes"].get<uint64_t>());
   EXPECT_GT((*after)["memory"]["host_rss_bytes"].get<uint64_t>(), 0u);
+  // The process's CPU time only grows, and the guest has been running.
+  const auto cpu_ns = [](const json& m) {
+    return m["cpu"]["user_ns"].get<uint64_t>() + m["cpu"]["system_ns"].get<uint64_t>();
+  };
+  EXPECT_GT(cpu_ns(*before), 0u);
+  EXPECT_GE(cpu_ns(*after), cpu_ns(*before));
 
   // The balloon: the guest's driver takes the target.
   ASSERT_TRUE(client->call("balloon-set", {{"bytes", 64 << 20}}));
