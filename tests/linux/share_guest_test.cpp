@@ -155,8 +155,7 @@ int main(void) {
      "\t$(CC) -o $@ $(OBJECTS)\n"
      "\n"
      "%.o: %.c project.h\n"
-     "\t$(CC) $(CFLAGS) -c $<\n"
-     ""},
+     "\t$(CC) $(CFLAGS) -c $<\n"},
 };
 const char* const kCProjectOutputs[] = {"main.o", "crc.o", "stats.o", "hello"};
 

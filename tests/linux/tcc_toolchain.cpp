@@ -1,5 +1,7 @@
 #include "tests/linux/tcc_toolchain.h"
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <filesystem>
 #include <regex>
@@ -42,6 +44,10 @@ Result<std::set<std::string>> system_headers(const std::string& source) {
 }  // namespace
 
 Result<void> add_tcc_toolchain(InitramfsAppendix& appendix, const std::vector<std::string>& sources) {
+  for (const char* program : {kTccPath, kMakePath})
+    if (::access(program, X_OK) != 0)
+      return Error(ErrorCode::kNotFound,
+                   std::string(program) + " is missing: install Debian's tcc and make (scripts/setup-host.sh)");
   HV_TRY(appendix.add_host_program(kTccPath));
   HV_TRY(appendix.add_host_program(kMakePath));
   // tcc's runtime support (e.g. long double and bounds helpers) and its own
