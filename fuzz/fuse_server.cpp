@@ -9,6 +9,10 @@
 // records until the input ends: [u8 opcode][u8 node pick][u8 fh pick]
 // [u16 argument length][arguments]. A pick below 8 names the root or a
 // recently handed-out ID; above, the byte itself (an ID never handed out).
+// An opcode byte of 255 is the host's move instead: it swaps the share's
+// directory "dir" and its symlink "rel" (to ../canary) with one atomic
+// rename exchange, so a symlink is swapped in between requests while the
+// node IDs looked up before it are still in hand.
 #include "fs/fuse_server.h"
 
 #include <fcntl.h>
@@ -17,6 +21,7 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -135,6 +140,8 @@ constexpr uint32_t kOpcodes[] = {FUSE_LOOKUP,
                                  0,
                                  9999};
 
+constexpr uint8_t kHostSwap = 255;
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -196,6 +203,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   while (size > 0) {
     const uint8_t op_pick = fuzz::take<uint8_t>(data, size);
+    if (op_pick == kHostSwap) {
+      ::renameat2(AT_FDCWD, (s.share / "dir").c_str(), AT_FDCWD, (s.share / "rel").c_str(), RENAME_EXCHANGE);
+      continue;
+    }
     const uint8_t node_pick = fuzz::take<uint8_t>(data, size);
     const uint8_t fh_pick = fuzz::take<uint8_t>(data, size);
     const uint16_t length = fuzz::take<uint16_t>(data, size);

@@ -16,6 +16,8 @@ packages=(
   libjs-xterm node-xterm chromium chromium-driver
   # default guest and test images
   busybox-static cpio e2fsprogs iproute2
+  # the shared-folder test builds a C project in the default guest with the host's tcc and make
+  tcc make
   # test peers: python3 serves HTTP on loopback to NAT guests, and runs the benchmark drivers
   python3
   # interoperability oracles and peers (dnsmasq-base: the LAN's DHCP server in the bridged-network test;

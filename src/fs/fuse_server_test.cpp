@@ -11,10 +11,13 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace hostvisor::fs {
@@ -372,6 +375,63 @@ TEST_F(FuseServerTest, ASymlinkSwappedInAfterALookupIsNotFollowed) {
   c.lookup(swapped, "secret", &e);
   EXPECT_EQ(e, ENOTDIR);
   expect_canary_intact();
+}
+
+// The race itself: a host thread swaps a directory and a symlink to the
+// canary (one atomic rename exchange, over and over) while the guest looks
+// the name up and creates, reads and looks up through whatever it got. A
+// lookup finds one or the other, never the canary behind the symlink.
+TEST_F(FuseServerTest, ASymlinkSwappedInDuringLookupsNeverLeadsOut) {
+  auto server = start();
+  Client c(*server);
+  c.init();
+  stdfs::create_directories(share_ / "d");
+  stdfs::create_symlink(canary_, share_ / "swap");
+  std::atomic<bool> stop{false};
+  std::atomic<unsigned> swaps{0};
+  std::thread swapper([&] {
+    while (!stop.load()) {
+      if (::renameat2(AT_FDCWD, (share_ / "d").c_str(), AT_FDCWD, (share_ / "swap").c_str(), RENAME_EXCHANGE) == 0)
+        ++swaps;
+    }
+  });
+  unsigned directories = 0, symlinks = 0;
+  for (int i = 0; i < 3000 && (directories == 0 || symlinks == 0 || i < 600); ++i) {
+    int e;
+    const uint64_t node = c.lookup(1, "d", &e);
+    if (e != 0) continue;
+    int created;
+    const std::string name = "planted" + std::to_string(i);
+    const auto [file, fh] = c.create(node, name, 0644, &created);
+    if (created == 0) {
+      ++directories;
+      EXPECT_EQ(c.write(file, fh, 0, "guest").error, 0);
+    } else {
+      EXPECT_EQ(created, ENOTDIR) << "a node of the symlink is no directory";
+      ++symlinks;
+    }
+    c.lookup(node, "secret", &e);
+    EXPECT_NE(e, 0) << "the canary's secret found through the share";
+    fuse_open_in open_dir{};
+    if (c.call(FUSE_OPENDIR, node, open_dir).error == 0) EXPECT_EQ(created, 0) << "a symlink opened as a directory";
+    fuse_forget_in fg{};
+    fg.nlookup = 1;
+    c.call(FUSE_FORGET, node, fg);
+  }
+  stop = true;
+  swapper.join();
+  std::fprintf(stderr, "%u swaps; lookups found the directory %u times, the symlink %u times\n", swaps.load(),
+               directories, symlinks);
+  // Both sides of the race happened, or the test proved nothing.
+  EXPECT_GT(directories, 0u);
+  EXPECT_GT(symlinks, 0u);
+  expect_canary_intact();
+  // Every file the guest made is in the directory, under whichever name it has now.
+  const stdfs::path dir = stdfs::is_symlink(stdfs::symlink_status(share_ / "d")) ? share_ / "swap" : share_ / "d";
+  size_t planted = 0;
+  for (const auto& entry : stdfs::directory_iterator(dir))
+    planted += entry.path().filename().string().starts_with("planted");
+  EXPECT_EQ(planted, directories);
 }
 
 TEST_F(FuseServerTest, CraftedAndForgottenIdsFindNothing) {

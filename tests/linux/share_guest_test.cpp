@@ -8,6 +8,11 @@
 //    open file, hard links, symlinks, mode bits and mtime, a 1 GiB sparse
 //    file, appends from two processes) runs on the host directly and in the
 //    guest on the share; both print the same and leave the same tree.
+//  - A C project (three files, a header, a Makefile) built with make and
+//    tcc inside the share gives the same objects, program and output as
+//    the host's build of it, and the objects belong to the host's user.
+//    tcc, make and what they need come from the host's Debian packages in
+//    a second cpio archive after the default guest's initramfs.
 //  - The read-only share refuses writes.
 //  - A snapshot (Ctrl-A s) is refused with the reason; the guest goes on.
 //  - Escapes from the guest's shell (.. chains, absolute and relative
@@ -25,8 +30,13 @@
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <string>
+#include <vector>
 
+#include "guest/default_guest/default_guest.h"
 #include "tests/linux/guest_console.h"
+#include "tests/linux/initramfs_appendix.h"
+#include "tests/linux/tcc_toolchain.h"
 
 namespace hostvisor::testing {
 namespace {
@@ -71,6 +81,83 @@ wait
 echo "appends: $(wc -l < log | tr -d ' ') $(grep -c '^A' log) $(grep -c '^B' log)"
 echo done
 )SH";
+
+// A small C project (three files, a header, a Makefile), built with tcc
+// and make in the guest inside the share and on the host beside it.
+const std::map<std::string, std::string> kCProject = {
+    {"project.h", R"C(#ifndef PROJECT_H
+#define PROJECT_H
+#include <stddef.h>
+#include <stdint.h>
+
+uint32_t crc32_of(const void *data, size_t length);
+void sort_numbers(int *numbers, size_t count);
+double mean_of(const int *numbers, size_t count);
+#endif
+)C"},
+    {"crc.c", R"C(#include "project.h"
+
+uint32_t crc32_of(const void *data, size_t length) {
+  static uint32_t table[256];
+  if (!table[1])
+    for (uint32_t i = 0; i < 256; i++) {
+      uint32_t c = i;
+      for (int k = 0; k < 8; k++) c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
+      table[i] = c;
+    }
+  const unsigned char *p = data;
+  uint32_t crc = 0xffffffffu;
+  while (length--) crc = table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
+  return crc ^ 0xffffffffu;
+}
+)C"},
+    {"stats.c", R"C(#include <stdlib.h>
+#include "project.h"
+
+static int compare(const void *a, const void *b) {
+  return (*(const int *)a > *(const int *)b) - (*(const int *)a < *(const int *)b);
+}
+
+void sort_numbers(int *numbers, size_t count) { qsort(numbers, count, sizeof *numbers, compare); }
+
+double mean_of(const int *numbers, size_t count) {
+  long long sum = 0;
+  for (size_t i = 0; i < count; i++) sum += numbers[i];
+  return count ? (double)sum / count : 0.0;
+}
+)C"},
+    {"main.c", R"C(#include <stdio.h>
+#include <string.h>
+#include "project.h"
+
+int main(void) {
+  const char *text = "The quick brown fox jumps over the lazy dog";
+  printf("crc32: %08x\n", crc32_of(text, strlen(text)));
+  int numbers[16];
+  unsigned seed = 12345;
+  for (int i = 0; i < 16; i++) numbers[i] = (int)((seed = seed * 1103515245u + 12345u) >> 16) % 1000 - 500;
+  sort_numbers(numbers, 16);
+  printf("sorted:");
+  for (int i = 0; i < 16; i++) printf(" %d", numbers[i]);
+  printf("\nmean: %.4f\n", mean_of(numbers, 16));
+  char line[64];
+  snprintf(line, sizeof line, "%s|%5.2e|%-6s|", "fmt", 31415.9265, "ok");
+  puts(line);
+  return 0;
+}
+)C"},
+    {"Makefile",
+     "CC = tcc\n"
+     "CFLAGS = -Wall -O2\n"
+     "OBJECTS = main.o crc.o stats.o\n"
+     "\n"
+     "hello: $(OBJECTS)\n"
+     "\t$(CC) -o $@ $(OBJECTS)\n"
+     "\n"
+     "%.o: %.c project.h\n"
+     "\t$(CC) $(CFLAGS) -c $<\n"},
+};
+const char* const kCProjectOutputs[] = {"main.o", "crc.o", "stats.o", "hello"};
 
 std::string read_text(const fs::path& path) {
   std::ifstream in(path);
@@ -126,10 +213,33 @@ TEST(LinuxShare, GuestAndHostSeeEachOthersFilesSemanticsMatchTheHostReadonlyRefu
   fs::create_symlink(canary, work / "host-abs");
   fs::create_symlink("../canary", work / "host-rel");
 
+  // The C project, in the share and in a host directory beside it; the
+  // guest's compiler and make come in a second initramfs archive after the
+  // default guest's own.
+  const fs::path guest_project = work / "cproject", host_project = base / "cproject-host";
+  fs::create_directories(guest_project);
+  fs::create_directories(host_project);
+  std::vector<std::string> sources;
+  for (const auto& [name, text] : kCProject) {
+    std::ofstream(guest_project / name) << text;
+    std::ofstream(host_project / name) << text;
+    if (name.ends_with(".c")) sources.push_back((host_project / name).string());
+  }
+  auto default_guest = guest::prepare_default_guest({});
+  ASSERT_TRUE(default_guest) << default_guest.error().message();
+  InitramfsAppendix toolchain;
+  auto added = add_tcc_toolchain(toolchain, sources);
+  ASSERT_TRUE(added) << added.error().message();
+  const std::string initrd = (base / "initrd-with-tcc.img").string();
+  auto written = toolchain.write_after(default_guest->initrd_path, initrd);
+  ASSERT_TRUE(written) << written.error().message();
+
   GuestConsole console;
-  ASSERT_TRUE(console.start({HOSTVISOR_PATH, "run", "--accel", "emu", "--net", "none", "--memory", "512M",
-                             "--snapshot-dir", (base / "snapshot").string(), "--share", work.string() + ",tag=work",
-                             "--share", ro.string() + ",tag=ro,readonly=on"}))
+  // No --kernel: the default guest's kernel and command line (with the
+  // shares' tags), and this initramfs.
+  ASSERT_TRUE(console.start({HOSTVISOR_PATH, "run", "--accel", "emu", "--net", "none", "--memory", "512M", "--initrd",
+                             initrd, "--snapshot-dir", (base / "snapshot").string(), "--share",
+                             work.string() + ",tag=work", "--share", ro.string() + ",tag=ro,readonly=on"}))
       << console.failure();
   ASSERT_TRUE(console.wait_for_text("Type 'poweroff' to stop.", kBootTimeout)) << console.failure() << console.err();
 
@@ -169,6 +279,31 @@ TEST(LinuxShare, GuestAndHostSeeEachOthersFilesSemanticsMatchTheHostReadonlyRefu
   ASSERT_EQ(::stat((work / "sem-guest" / "sparse").c_str(), &st), 0);
   EXPECT_EQ(st.st_size, 1 << 30);
   EXPECT_LT(st.st_blocks, 1024);
+
+  // A C build inside the share: the same objects, program and output as the
+  // host's build of the same files with the same tcc.
+  const auto build_start = std::chrono::steady_clock::now();
+  const std::string guest_build =
+      guest_ok(console, "cd /mnt/work/cproject && make -s 2>&1 && ./hello; cd /", kCommandTimeout);
+  std::fprintf(stderr, "C project build in the guest: %.1f s\n",
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - build_start).count());
+  const std::string host_build_command =
+      "cd '" + host_project.string() + "' && make -s > ../host-build.out 2>&1 && ./hello >> ../host-build.out 2>&1";
+  ASSERT_EQ(std::system(host_build_command.c_str()), 0) << read_text(base / "host-build.out");
+  const std::string host_build = read_text(base / "host-build.out");
+  EXPECT_NE(host_build.find("crc32: 414fa339"), std::string::npos) << host_build;
+  EXPECT_EQ(guest_build, host_build);
+  for (const char* output : kCProjectOutputs) {
+    ASSERT_EQ(::stat((guest_project / output).c_str(), &st), 0) << output;
+    EXPECT_EQ(st.st_uid, ::getuid()) << output;
+    EXPECT_EQ(st.st_gid, ::getgid()) << output;
+    EXPECT_EQ(read_text(guest_project / output), read_text(host_project / output)) << output << " differs";
+  }
+  // The program the guest built runs on the host too.
+  const std::string run_guest_program =
+      "'" + (guest_project / "hello").string() + "' > '" + (base / "guest-program.out").string() + "' 2>&1";
+  EXPECT_EQ(std::system(run_guest_program.c_str()), 0);
+  EXPECT_EQ(read_text(base / "guest-program.out"), host_build);
 
   // readonly=on: reads work, every write is refused.
   EXPECT_EQ(guest_ok(console, "cat /mnt/ro/readme", kCommandTimeout), "read me");

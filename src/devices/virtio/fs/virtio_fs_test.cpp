@@ -160,6 +160,66 @@ TEST_F(VirtioFsTest, AFloodStaysInTheRingAndIsAllAnswered) {
   }
 }
 
+// A guest that offers huge buffers gets no huge host buffers: a request is
+// read up to FuseServer::kMaxRequest (a longer one is refused from its
+// header) and a reply never outgrows FuseServer::kMaxReply, whatever room
+// the guest gives.
+TEST_F(VirtioFsTest, HugeRequestsAndRepliesAreCutToTheServersBounds) {
+  init();
+  constexpr uint64_t kBigIn = 0x600000, kBigOut = 0xA00000;
+  constexpr uint32_t kFourMiB = 4u << 20;
+  std::ofstream(dir / "big") << std::string(1u << 20, 'b');
+  // A chain of hand-made buffers, in the next free head.
+  auto post_big = [&](const fuse_in_header& h, const std::vector<uint8_t>& args, uint32_t readable) {
+    const uint16_t head = static_cast<uint16_t>((posted[1] * 2) % kQueueSize);
+    EXPECT_TRUE(memory.write_obj(GuestAddress(kBigIn), h).ok());
+    EXPECT_TRUE(memory.write(GuestAddress(kBigIn + sizeof h), args).ok());
+    drivers[1]->add_chain(head, {{kBigIn, readable, false}, {kBigOut, kFourMiB, true}});
+    ++posted[1];
+    EXPECT_TRUE(device->process_queue(1).ok());
+    EXPECT_TRUE(wait_used(1, static_cast<uint16_t>(posted[1])));
+    return drivers[1]->used(static_cast<uint16_t>(posted[1] - 1));
+  };
+  auto reply_at_big_out = [&]() { return memory.read_obj<fuse_out_header>(GuestAddress(kBigOut)).value(); };
+
+  // The 1 MiB file, looked up and opened.
+  fuse_in_header h{};
+  h.opcode = FUSE_LOOKUP;
+  h.unique = 7;
+  h.nodeid = 1;
+  h.len = static_cast<uint32_t>(sizeof h + 4);
+  auto used = post_big(h, name("big"), h.len);
+  ASSERT_EQ(reply_at_big_out().error, 0);
+  const uint64_t big = memory.read_obj<fuse_entry_out>(GuestAddress(kBigOut + sizeof(fuse_out_header))).value().nodeid;
+  fuse_open_in open{};
+  open.flags = O_RDWR;
+  h = {.len = static_cast<uint32_t>(sizeof h + sizeof open), .opcode = FUSE_OPEN, .unique = 8, .nodeid = big};
+  used = post_big(h, bytes(open), h.len);
+  ASSERT_EQ(reply_at_big_out().error, 0);
+  const uint64_t fh = memory.read_obj<fuse_open_out>(GuestAddress(kBigOut + sizeof(fuse_out_header))).value().fh;
+  // A 4 MiB WRITE: refused, and nothing written.
+  fuse_write_in write{};
+  write.fh = fh;
+  write.size = kFourMiB;
+  h = {.len = static_cast<uint32_t>(sizeof h + sizeof write + kFourMiB),
+       .opcode = FUSE_WRITE,
+       .unique = 9,
+       .nodeid = big};
+  used = post_big(h, bytes(write), h.len);
+  EXPECT_EQ(reply_at_big_out().error, -EINVAL);
+  EXPECT_EQ(std::filesystem::file_size(dir / "big"), 1u << 20);
+
+  // A 4 MiB READ into 4 MiB of room: kMaxIo bytes come back.
+  fuse_read_in read{};
+  read.fh = fh;
+  read.size = kFourMiB;
+  h = {.len = static_cast<uint32_t>(sizeof h + sizeof read), .opcode = FUSE_READ, .unique = 10, .nodeid = big};
+  used = post_big(h, bytes(read), h.len);
+  EXPECT_EQ(reply_at_big_out().error, 0);
+  EXPECT_EQ(used.len, sizeof(fuse_out_header) + fs::FuseServer::kMaxIo);
+  EXPECT_LE(used.len, fs::FuseServer::kMaxReply);
+}
+
 TEST_F(VirtioFsTest, AResetInTheMiddleOfWorkDropsTheSession) {
   init();
   for (int i = 0; i < 60; ++i) post(1, FUSE_LOOKUP, 1, name("file"), 256, false);
