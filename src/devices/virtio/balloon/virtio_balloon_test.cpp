@@ -1,6 +1,6 @@
 // Drives virtio-balloon through the virtqueue test driver: inflated pages go
 // back to the host (the memfd's blocks drop) and read as zeros, PFNs outside
-// RAM, duplicates and pages holding the device's rings are ignored,
+// RAM, duplicates and pages holding any device's rings are ignored,
 // reported free ranges are discarded, statistics are kept and requested
 // again after the interval, the work per turn is bounded, the target and
 // `actual` travel through the configuration space, and the state survives a
@@ -44,10 +44,15 @@ class VirtioBalloonTest : public ::testing::Test {
     device = std::make_shared<VirtioBalloon>(options);
     const uint64_t features =
         (device->device_features() | virtio::feature_bit(virtio::kFeatureVersion1)) & ~drop_features;
+    std::vector<DeviceMemoryAreas::Area> rings;
     for (unsigned q = 0; q < device->queue_count(); ++q) {
       drivers.push_back(std::make_unique<VirtqueueTestDriver>(memory, kQueueSize, kRings + q * 0x4000ull));
       queues[q] = std::move(Virtqueue::create(memory, drivers[q]->layout(), features)).value();
+      const auto areas = virtqueue_ring_areas(drivers[q]->layout());
+      rings.insert(rings.end(), areas.begin(), areas.end());
     }
+    // What the transport does when the driver enables the queues.
+    memory.device_areas().publish(this, std::move(rings));
     ASSERT_TRUE(device
                     ->activate(VirtioActivation{&memory, features, std::span(queues, device->queue_count()),
                                                 std::span(enabled, device->queue_count()), &interrupt})
@@ -153,6 +158,43 @@ TEST_F(VirtioBalloonTest, ReportedRangesAreDiscardedExceptTheDevicesRings) {
   ASSERT_TRUE(device->process_queue(3).ok());
   EXPECT_EQ(drivers[3]->used_idx(), 2);
   EXPECT_EQ(byte_at(kPages), 0);
+  EXPECT_TRUE(interrupt.needs_reset.empty());
+}
+
+// Another device's rings (published by its transport) are kept from a
+// hostile guest's inflations and reports alike, and counted.
+TEST_F(VirtioBalloonTest, OtherDevicesRingsAreKeptAndCounted) {
+  start();
+  const int neighbour = 0;  // another device's transport, as the key it publishes under
+  const uint64_t ring = kPages + 0x3000;  // a ring of 0x1800 bytes across two pages
+  memory.device_areas().publish(&neighbour, {{ring, ring + 0x1800}});
+  fill(kPages, 16 * 4096, 0x5a);
+  std::vector<uint32_t> pfns;
+  for (uint32_t i = 0; i < 8; ++i) pfns.push_back(pfn(kPages) + i);
+  post_pfns(0, 0, pfns);
+  ASSERT_TRUE(device->process_queue(0).ok());
+  EXPECT_EQ(byte_at(ring), 0x5a) << "the neighbour's ring was given away by an inflation";
+  EXPECT_EQ(byte_at(ring + 0x17ff), 0x5a);
+  EXPECT_EQ(byte_at(kPages), 0);
+  EXPECT_EQ(byte_at(kPages + 0x5000), 0);
+  EXPECT_EQ(device->status().discarded_bytes, 6 * 4096u);
+  EXPECT_EQ(device->status().ring_bytes_kept, 2 * 4096u);
+
+  fill(kPages, 16 * 4096, 0x6b);
+  drivers[3]->add_chain(0, {{kPages, 16 * 4096, true}});
+  ASSERT_TRUE(device->process_queue(3).ok());
+  EXPECT_EQ(drivers[3]->used_idx(), 1);
+  EXPECT_EQ(byte_at(ring + 0x1000), 0x6b) << "the neighbour's ring was given away by a report";
+  EXPECT_EQ(byte_at(kPages + 0x2fff), 0);
+  EXPECT_EQ(byte_at(kPages + 0x5000), 0);
+  EXPECT_EQ(device->status().reported_bytes, 14 * 4096u);
+  EXPECT_EQ(device->status().ring_bytes_kept, 4 * 4096u);
+
+  // Once the neighbour withdraws them (its driver reset it) the pages are the guest's to give.
+  memory.device_areas().publish(&neighbour, {});
+  drivers[3]->add_chain(1, {{ring, 4096, true}});
+  ASSERT_TRUE(device->process_queue(3).ok());
+  EXPECT_EQ(byte_at(ring), 0);
   EXPECT_TRUE(interrupt.needs_reset.empty());
 }
 
