@@ -128,13 +128,14 @@ double free_and_wait_for_host(GuestConsole& console, uint64_t mib, uint64_t expe
   guest_ok(console, "rm /mnt/fill", kCommandTimeout);
   const auto removed = std::chrono::steady_clock::now();
   uint64_t now = filled;
-  while (std::chrono::steady_clock::now() - removed < seconds(10) && filled - std::min(filled, now) < expected_mib * kMiB) {
+  while (std::chrono::steady_clock::now() - removed < seconds(10) &&
+         filled - std::min(filled, now) < expected_mib * kMiB) {
     std::this_thread::sleep_for(milliseconds(100));
     now = host_ram_bytes(console.pid());
   }
   const uint64_t back = filled - std::min(filled, now);
-  EXPECT_GE(back, expected_mib * kMiB) << "within 10 s of the rm the host got back only " << back / kMiB
-                                       << " MiB of " << filled / kMiB << " MiB";
+  EXPECT_GE(back, expected_mib * kMiB) << "within 10 s of the rm the host got back only " << back / kMiB << " MiB of "
+                                       << filled / kMiB << " MiB";
   const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - removed).count();
   std::printf("free page reporting: %llu MiB of %llu MiB freed back on the host in %.1f s\n",
               static_cast<unsigned long long>(back / kMiB), static_cast<unsigned long long>(mib), took);
@@ -250,8 +251,8 @@ TEST(LinuxBalloon, InflatedPagesLeaveLockedSharedRamAndDeflateOnOomSparesTheGues
   // mapping stays locked (a page the guest touches again comes back pinned).
   // Locking 512 MiB needs root (CAP_IPC_LOCK) or a large RLIMIT_MEMLOCK.
   rlimit memlock{};
-  const bool can_lock = ::geteuid() == 0 || (::getrlimit(RLIMIT_MEMLOCK, &memlock) == 0 &&
-                                             memlock.rlim_cur >= 512 * kMiB);
+  const bool can_lock =
+      ::geteuid() == 0 || (::getrlimit(RLIMIT_MEMLOCK, &memlock) == 0 && memlock.rlim_cur >= 512 * kMiB);
   if (!can_lock)
     std::fprintf(stderr, "\n*** NOT TESTED: the balloon with lock=on (RLIMIT_MEMLOCK below 512 MiB, not root) ***\n\n");
   GuestConsole console;
@@ -322,7 +323,8 @@ TEST(LinuxBalloon, HugePageRamGoesBackToThePoolInWholeHugePages) {
   wait_for_balloon_pages(console, 200 * 256);
   // Free memory settles (reports, then the balloon): the host holds at most
   // what the guest uses beyond its balloon and its free memory.
-  const uint64_t used_kib = guest_number(console, "awk '/^MemTotal:/ {t=$2} /^MemFree:/ {f=$2} END {print t-f}' /proc/meminfo");
+  const uint64_t used_kib =
+      guest_number(console, "awk '/^MemTotal:/ {t=$2} /^MemFree:/ {f=$2} END {print t-f}' /proc/meminfo");
   uint64_t held = host_ram_bytes(console.pid());
   for (int i = 0; i < 100 && held > (kRamMiB - 150) * kMiB; ++i) {
     std::this_thread::sleep_for(milliseconds(100));

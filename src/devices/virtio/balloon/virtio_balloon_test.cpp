@@ -168,7 +168,7 @@ TEST_F(VirtioBalloonTest, ReportedRangesAreDiscardedExceptTheDevicesRings) {
 // hostile guest's inflations and reports alike, and counted.
 TEST_F(VirtioBalloonTest, OtherDevicesRingsAreKeptAndCounted) {
   start();
-  const int neighbour = 0;  // another device's transport, as the key it publishes under
+  const int neighbour = 0;                // another device's transport, as the key it publishes under
   const uint64_t ring = kPages + 0x3000;  // a ring of 0x1800 bytes across two pages
   memory.device_areas().publish(&neighbour, {{ring, ring + 0x1800}});
   fill(kPages, 16 * 4096, 0x5a);
@@ -342,10 +342,10 @@ TEST_F(VirtioBalloonTest, ReportedRangesPerTurnAreBounded) {
   for (uint16_t head = 0; head < chains; ++head) {
     const uint64_t table = kBuffers + head * 0x1000ull;
     for (uint16_t i = 0; i < per_chain; ++i)
-      drivers[3]->write_desc_at(table + 16ull * i, kPages + (head * per_chain + i) * 4096ull, 4096,
-                                static_cast<uint16_t>(virtio::kDescFlagWrite |
-                                                      (i + 1 < per_chain ? virtio::kDescFlagNext : 0)),
-                                static_cast<uint16_t>(i + 1));
+      drivers[3]->write_desc_at(
+          table + 16ull * i, kPages + (head * per_chain + i) * 4096ull, 4096,
+          static_cast<uint16_t>(virtio::kDescFlagWrite | (i + 1 < per_chain ? virtio::kDescFlagNext : 0)),
+          static_cast<uint16_t>(i + 1));
     drivers[3]->write_desc(head, table, 16 * per_chain, virtio::kDescFlagIndirect, 0);
     drivers[3]->publish(head);
   }
@@ -419,8 +419,8 @@ TEST_F(VirtioBalloonTest, HugePageBitmapRoundTripsAndVersionOneHasNone) {
   EXPECT_EQ(restored.status().actual_pages, 5u);
 
   // Out of order, empty words, and a count larger than the record are corrupt.
-  for (const auto& words : {std::vector<VirtioBalloon::InflatedWord>{{5, 1}, {5, 2}},
-                            std::vector<VirtioBalloon::InflatedWord>{{5, 0}}}) {
+  for (const auto& words :
+       {std::vector<VirtioBalloon::InflatedWord>{{5, 1}, {5, 2}}, std::vector<VirtioBalloon::InflatedWord>{{5, 0}}}) {
     StateWriter bad;
     VirtioBalloon::encode_state(bad, VirtioBalloon::State{.inflated = words});
     StateReader bad_in(bad.bytes(), "balloon");
