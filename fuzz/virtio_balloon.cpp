@@ -4,9 +4,13 @@
 // included), statistics buffers of any shape, a host target and
 // configuration accesses of any value. The device must answer or mark itself
 // needs-reset, never return an error, never crash, and never give back to
-// the host a byte outside RAM or of its own rings (every discard reaches the
-// memory's DMA observer, which checks it; the descriptor tables and
-// available rings, which the device never writes, must come out unchanged).
+// the host a byte outside RAM or of any device's rings: its own and another
+// device's at kNeighbourRing, both published in the memory's device areas as
+// the transports publish them (every discard reaches the memory's DMA
+// observer, which checks it; the descriptor tables and available rings,
+// which the device never writes, must come out unchanged). The input, read
+// as a snapshot record of the balloon, must decode without a crash and, if
+// accepted whole, encode back to the same bytes.
 //
 // Input: [0] bits: 1 statistics, 2 free page reporting, 4 deflate-on-OOM,
 // 8 INDIRECT_DESC, 16 EVENT_IDX, 32 the driver refuses the statistics queue
@@ -15,6 +19,7 @@
 // guest RAM: queue q's descriptor table at q * 0x3000, its driver area
 // 0x1000 and device area 0x2000 after that; RAM is [0, 0x40000) and
 // [0x80000, 0x90000), so PFNs 0x40..0x7f fall in the hole between.
+// Another device's rings take [0x30000, 0x31800).
 #include "devices/virtio/balloon/virtio_balloon.h"
 
 #include <poll.h>
@@ -36,6 +41,7 @@ namespace {
 constexpr uint64_t kLowRam = 0x40000;
 constexpr uint64_t kHighStart = 0x80000, kHighSize = 0x10000;
 constexpr unsigned kQueues = 4;
+constexpr uint64_t kNeighbourRing = 0x30000, kNeighbourRingSize = 0x1800;
 
 struct Area {
   uint64_t start, end;
@@ -45,9 +51,19 @@ bool overlaps(uint64_t start, uint64_t length, const Area& area) {
   return start < area.end && area.start < start + length;
 }
 
+void decode_as_state(const uint8_t* data, size_t size) {
+  StateReader in(std::span(data, size), "fuzz");
+  const VirtioBalloon::State state = VirtioBalloon::decode_state(in);
+  if (!in.finish()) return;
+  StateWriter out;
+  VirtioBalloon::encode_state(out, state);
+  if (!std::equal(out.bytes().begin(), out.bytes().end(), data, data + size)) __builtin_trap();
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  decode_as_state(data, size);
   static GuestMemory memory =
       std::move(GuestMemory::create({{GuestAddress(0), kLowRam}, {GuestAddress(kHighStart), kHighSize}})).value();
   const uint8_t bits = take<uint8_t>(data, size);
@@ -74,7 +90,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const uint16_t count = device.queue_count();
   Virtqueue queues[kQueues];
   bool enabled[kQueues] = {};
-  std::vector<Area> rings, unwritten;  // every ring; the ones the device never writes
+  // Every ring (the neighbour's first); the ones the device never writes.
+  std::vector<Area> rings{{kNeighbourRing, kNeighbourRing + kNeighbourRingSize}}, unwritten;
+  std::vector<DeviceMemoryAreas::Area> published;
   for (uint16_t q = 0; q < count; ++q) {
     const uint64_t base = q * 0x3000ull;
     const uint16_t qsize = static_cast<uint16_t>(1u << log2_sizes[q]);
@@ -87,7 +105,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     unwritten.push_back({base + 0x1000, base + 0x1000 + 6 + 2ull * qsize});
     rings.insert(rings.end(), unwritten.end() - 2, unwritten.end());
     rings.push_back({base + 0x2000, base + 0x2000 + 6 + 8ull * qsize});
+    const auto areas = virtqueue_ring_areas(layout);
+    published.insert(published.end(), areas.begin(), areas.end());
   }
+  // As the transports publish them when the driver enables a queue.
+  const int neighbour = 0;
+  memory.device_areas().publish(&neighbour, {{kNeighbourRing, kNeighbourRing + kNeighbourRingSize}});
+  memory.device_areas().publish(&device, std::move(published));
   std::vector<std::vector<uint8_t>> before;
   for (const Area& area : unwritten) {
     const auto bytes = memory.slice(GuestAddress(area.start), area.end - area.start).value();
@@ -122,5 +146,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!device.quiesce()) __builtin_trap();
   memory.set_dma_write_observer({});
   device.reset();
+  memory.device_areas().publish(&device, {});
+  memory.device_areas().publish(&neighbour, {});
   return 0;
 }

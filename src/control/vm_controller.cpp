@@ -37,6 +37,7 @@ json balloon_json(const BalloonStatus& status) {
           {"driver_ready", status.driver_ready},
           {"discarded_bytes", status.discarded_bytes},
           {"reported_bytes", status.reported_bytes},
+          {"ring_bytes_kept", status.ring_bytes_kept},
           {"stats", std::move(stats)}};
 }
 

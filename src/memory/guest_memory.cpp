@@ -287,7 +287,8 @@ GuestMemory::GuestMemory(GuestMemory&& other) noexcept
       kind_(other.kind_),
       options_(other.options_),
       host_warnings_(std::move(other.host_warnings_)),
-      page_size_(other.page_size_) {
+      page_size_(other.page_size_),
+      device_areas_(std::move(other.device_areas_)) {
   other.regions_.clear();
 }
 
@@ -301,6 +302,7 @@ GuestMemory& GuestMemory::operator=(GuestMemory&& other) noexcept {
     options_ = other.options_;
     host_warnings_ = std::move(other.host_warnings_);
     page_size_ = other.page_size_;
+    device_areas_ = std::move(other.device_areas_);
     other.regions_.clear();
   }
   return *this;

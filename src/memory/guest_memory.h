@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <span>
 #include <string>
 #include <type_traits>
@@ -17,6 +18,7 @@
 
 #include "base/fd.h"
 #include "base/result.h"
+#include "memory/device_memory_areas.h"
 #include "memory/guest_address.h"
 #include "memory/memory_backing.h"
 
@@ -86,6 +88,11 @@ class GuestMemory {
   Result<void> discard(GuestAddress start, uint64_t length);
   // The unit discard() works in: 4 KiB, or 2 MiB for hugetlb-backed RAM.
   uint64_t discard_granularity() const { return page_size_; }
+  // The parts of this RAM that devices are using (virtqueue rings), which
+  // whoever calls discard() for the guest must leave alone. Shared, so that
+  // a device may withdraw its areas also when it outlives the memory.
+  DeviceMemoryAreas& device_areas() const { return *device_areas_; }
+  const std::shared_ptr<DeviceMemoryAreas>& shared_device_areas() const { return device_areas_; }
 
   // For private anonymous RAM: the byte ranges of `region` (offsets within
   // it, page-aligned, in order) that the guest may have written, from
@@ -147,6 +154,7 @@ class GuestMemory {
   MemoryBackingOptions options_;
   std::vector<std::string> host_warnings_;
   uint64_t page_size_ = 4096;
+  std::shared_ptr<DeviceMemoryAreas> device_areas_ = std::make_shared<DeviceMemoryAreas>();
 };
 
 }  // namespace hostvisor

@@ -82,12 +82,6 @@ class VirtioDeviceCore : public VirtioDevice {
   GuestMemory& memory() const { return *active_->memory; }
   uint64_t features() const { return active_->features; }
   uint16_t queue_size(uint16_t queue) const { return active_->queues[queue].size(); }
-  // Where queue `queue`'s rings lie, or null if the driver did not set it
-  // up: for a device that hands guest pages back to the host (the balloon)
-  // and must never hand back its own rings.
-  const VirtqueueLayout* queue_layout(uint16_t queue) const {
-    return serving(queue) ? &active_->queues[queue].layout() : nullptr;
-  }
   // The next chain of `queue` in this turn, or nothing: the ring is empty,
   // the turn's budget is spent (another turn is scheduled), or the driver
   // misused the ring (the device now needs a reset).

@@ -27,8 +27,21 @@ VirtioTransportCore::VirtioTransportCore(std::shared_ptr<VirtioDevice> device, G
       queue_count_(device_->queue_count()),
       queue_config_(queue_count_),
       queues_(queue_count_),
-      queue_enabled_(new bool[queue_count_]()) {
+      queue_enabled_(new bool[queue_count_]()),
+      device_areas_(memory.shared_device_areas()) {
   for (uint16_t q = 0; q < queue_count_; ++q) queue_config_[q].size = device_->queue_max_size(q);
+}
+
+VirtioTransportCore::~VirtioTransportCore() { device_areas_->publish(this, {}); }
+
+void VirtioTransportCore::publish_rings() {
+  std::vector<DeviceMemoryAreas::Area> rings;
+  for (uint16_t q = 0; q < queue_count_; ++q) {
+    if (!queue_enabled_[q]) continue;
+    const auto areas = virtqueue_ring_areas(queues_[q].layout());
+    rings.insert(rings.end(), areas.begin(), areas.end());
+  }
+  device_areas_->publish(this, std::move(rings));
 }
 
 uint64_t VirtioTransportCore::offered_features() const {
@@ -109,6 +122,7 @@ void VirtioTransportCore::reset() {
     queues_[q] = Virtqueue();
     queue_enabled_[q] = false;
   }
+  publish_rings();
   status_ = 0;
 }
 
@@ -131,6 +145,7 @@ void VirtioTransportCore::enable_queue(uint16_t index) {
   queues_[index] = std::move(created).value();
   queue_enabled_[index] = true;
   q->enabled = true;
+  publish_rings();
 }
 
 void VirtioTransportCore::notify(uint16_t index) {
@@ -170,6 +185,7 @@ Result<void> VirtioTransportCore::restore(const State& state) {
     queue_enabled_[q] = true;
   }
   for (uint16_t q = 0; q < queue_count_; ++q) queue_config_[q] = state.queues[q].config;
+  publish_rings();
   driver_features_ = state.driver_features;
   status_ = state.status;
   if (state.activated) {

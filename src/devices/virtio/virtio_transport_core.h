@@ -33,6 +33,10 @@ class VirtioTransportCore {
   // `interrupt` receives signal_needs_reset for driver errors found here and
   // is handed to the device at activation; both must outlive the core.
   VirtioTransportCore(std::shared_ptr<VirtioDevice> device, GuestMemory& memory, VirtioInterrupt& interrupt);
+  // Withdraws this transport's rings from the memory's device areas.
+  ~VirtioTransportCore();
+  VirtioTransportCore(const VirtioTransportCore&) = delete;
+  VirtioTransportCore& operator=(const VirtioTransportCore&) = delete;
 
   VirtioDevice& device() { return *device_; }
   uint16_t queue_count() const { return queue_count_; }
@@ -88,6 +92,9 @@ class VirtioTransportCore {
  private:
   void reset();
   void fail(const Error& reason);
+  // Tells the memory where the enabled queues' rings lie
+  // (GuestMemory::device_areas()), so that the balloon never gives them away.
+  void publish_rings();
 
   std::shared_ptr<VirtioDevice> device_;
   GuestMemory& memory_;
@@ -99,6 +106,9 @@ class VirtioTransportCore {
   std::vector<QueueConfig> queue_config_;
   std::vector<Virtqueue> queues_;
   std::unique_ptr<bool[]> queue_enabled_;
+  // memory_'s, held so that the destructor can withdraw the rings also
+  // when the memory went first.
+  std::shared_ptr<DeviceMemoryAreas> device_areas_;
 };
 
 }  // namespace hostvisor

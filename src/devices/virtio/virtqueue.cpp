@@ -34,6 +34,13 @@ uint64_t used_bytes(uint16_t size) { return 6 + 8ull * size; }
 
 }  // namespace
 
+std::vector<DeviceMemoryAreas::Area> virtqueue_ring_areas(const VirtqueueLayout& layout) {
+  const uint64_t size = layout.size;
+  return {{layout.desc_table.value(), layout.desc_table.value() + virtio::kDescriptorSize * size},
+          {layout.avail_ring.value(), layout.avail_ring.value() + 6 + 2 * size},
+          {layout.used_ring.value(), layout.used_ring.value() + 6 + 8 * size}};
+}
+
 Result<Virtqueue> Virtqueue::create(const GuestMemory& memory, const VirtqueueLayout& layout, uint64_t features) {
   const uint16_t size = layout.size;
   if (size == 0 || !std::has_single_bit(size) || size > virtio::kMaxQueueSize)

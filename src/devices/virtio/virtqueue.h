@@ -43,6 +43,11 @@ struct VirtqueueLayout {
   GuestAddress used_ring;   // "device area"
 };
 
+// The guest memory a queue's rings take (2.7: descriptor table, then the
+// driver and device areas with their flags, index and EVENT_IDX fields),
+// for GuestMemory::device_areas().
+std::vector<DeviceMemoryAreas::Area> virtqueue_ring_areas(const VirtqueueLayout& layout);
+
 class Virtqueue {
  public:
   // Chains longer than this (counting an indirect table's entries) are

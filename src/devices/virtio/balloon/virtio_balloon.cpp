@@ -76,6 +76,7 @@ BalloonStatus VirtioBalloon::status() const {
   status.stats = stats_;
   status.discarded_bytes = discarded_bytes_;
   status.reported_bytes = reported_bytes_;
+  status.ring_bytes_kept = ring_bytes_kept_;
   return status;
 }
 
@@ -86,6 +87,16 @@ Result<void> VirtioBalloon::on_activate() {
     uint64_t end = 0;
     for (const auto& region : memory().regions()) end = std::max(end, region.end().value());
     inflated_.assign((end / vb::kPageSize + 63) / 64, 0);
+  }
+  // A restore's bitmap; with 4 KiB discards every inflated page went back
+  // already and the bitmap has nothing left to tell.
+  const std::vector<InflatedWord> restored = std::exchange(restored_inflated_, {});
+  if (!inflated_.empty()) {
+    for (const InflatedWord& word : restored) {
+      if (word.index >= inflated_.size())
+        return Error(ErrorCode::kCorrupt, "the snapshot's balloon holds pages beyond this machine's RAM");
+      inflated_[word.index] = word.bits;
+    }
   }
   stats_chain_.reset();
   // Linux primes the statistics queue with its first figures and notifies
@@ -280,29 +291,17 @@ void VirtioBalloon::parse_stats(const DescriptorChain& chain) {
   HV_LOG_INFO("virtio-balloon: guest statistics: {}", line);
 }
 
-std::vector<VirtioBalloon::Range> VirtioBalloon::ring_ranges() const {
-  std::vector<Range> rings;
-  for (uint16_t q = 0; q < queue_count(); ++q) {
-    const VirtqueueLayout* layout = queue_layout(q);
-    if (!layout) continue;
-    const uint64_t size = layout->size;
-    rings.push_back({layout->desc_table.value(), layout->desc_table.value() + virtio::kDescriptorSize * size});
-    rings.push_back({layout->avail_ring.value(), layout->avail_ring.value() + 6 + 2 * size});
-    rings.push_back({layout->used_ring.value(), layout->used_ring.value() + 6 + 8 * size});
-  }
-  return rings;
-}
-
 uint64_t VirtioBalloon::discard(uint64_t start, uint64_t end) {
   const uint64_t granule = memory().discard_granularity();
   start = align_up(start, granule);
   end = align_down(end, granule);
   if (start >= end) return 0;
-  // Cut out every granule that holds one of our rings: the device reads
-  // them on every turn, and a guest that points a report at them must not
-  // pull them from under it.
+  // Cut out every granule that holds a virtqueue ring, of this device or
+  // any other: devices read their rings on every notification, and a
+  // hostile guest that points a report or an inflation at them must not
+  // pull them from under the device.
   std::vector<Range> pieces{{start, end}};
-  for (const Range& ring : ring_ranges()) {
+  for (const DeviceMemoryAreas::Area& ring : memory().device_areas().overlapping(start, end)) {
     const Range hole{align_down(ring.start, granule), align_up(ring.end, granule)};
     std::vector<Range> next;
     for (const Range& piece : pieces) {
@@ -312,6 +311,7 @@ uint64_t VirtioBalloon::discard(uint64_t start, uint64_t end) {
       }
       if (piece.start < hole.start) next.push_back({piece.start, hole.start});
       if (hole.end < piece.end) next.push_back({hole.end, piece.end});
+      ring_bytes_kept_ += std::min(hole.end, piece.end) - std::max(hole.start, piece.start);
     }
     pieces = std::move(next);
   }
@@ -354,9 +354,14 @@ void VirtioBalloon::encode_state(StateWriter& out, const State& state) {
   out.put(state.stats.present);
   out.put(state.stats.updates);
   for (uint64_t value : state.stats.value) out.put(value);
+  out.put(static_cast<uint64_t>(state.inflated.size()));
+  for (const InflatedWord& word : state.inflated) {
+    out.put(word.index);
+    out.put(word.bits);
+  }
 }
 
-VirtioBalloon::State VirtioBalloon::decode_state(StateReader& in) {
+VirtioBalloon::State VirtioBalloon::decode_state(StateReader& in, uint32_t version) {
   State state;
   state.num_pages = in.get<uint32_t>();
   state.actual = in.get<uint32_t>();
@@ -364,21 +369,39 @@ VirtioBalloon::State VirtioBalloon::decode_state(StateReader& in) {
   state.stats.updates = in.get<uint64_t>();
   for (uint64_t& value : state.stats.value) value = in.get<uint64_t>();
   if (state.stats.present >> vb::kStatTagCount) in.fail("statistics tags beyond the ones this hostvisor knows");
+  if (version < 2) return state;
+  // Each word is in the record: a count beyond what is left is a lie, not
+  // an allocation to make.
+  const uint64_t words = in.get<uint64_t>();
+  if (words > in.remaining() / (2 * sizeof(uint64_t))) in.fail(std::to_string(words) + " balloon bitmap words");
+  for (uint64_t i = 0; i < words && in.ok(); ++i) {
+    const InflatedWord word{in.get<uint64_t>(), in.get<uint64_t>()};
+    if (word.bits == 0 || (!state.inflated.empty() && word.index <= state.inflated.back().index))
+      in.fail("a balloon bitmap word that is empty or out of order");
+    state.inflated.push_back(word);
+  }
   return state;
 }
 
 void VirtioBalloon::save_state(StateWriter& out) const {
   std::lock_guard lock(mutex_);
-  encode_state(out, State{config_.num_pages, config_.actual, stats_});
+  State state{config_.num_pages, config_.actual, stats_, {}};
+  for (uint64_t i = 0; i < inflated_.size(); ++i)
+    if (inflated_[i]) state.inflated.push_back({i, inflated_[i]});
+  encode_state(out, state);
 }
 
-Result<void> VirtioBalloon::restore_state(StateReader& in, uint32_t) {
-  const State state = decode_state(in);
+Result<void> VirtioBalloon::restore_state(StateReader& in, uint32_t version) {
+  if (version == 0 || version > kStateVersion)
+    return Error(ErrorCode::kUnsupported, "virtio balloon state version " + std::to_string(version));
+  State state = decode_state(in, version);
   HV_TRY(in.finish());
   std::lock_guard lock(mutex_);
   config_.num_pages = state.num_pages;
   config_.actual = state.actual;
   stats_ = state.stats;
+  // Applied when the transport's restore activates the device (on_activate).
+  restored_inflated_ = std::move(state.inflated);
   return ok();
 }
 

@@ -17,8 +17,9 @@
 // reporting_vq), with the absent ones skipped.
 //
 // Everything in the queues is the guest's and hostile. Every PFN and range
-// is checked against RAM; PFNs outside RAM and pages holding this device's
-// rings are ignored (discarding a ring would pull it from under the device);
+// is checked against RAM; PFNs outside RAM and pages holding any device's
+// virtqueue rings (GuestMemory::device_areas(), which the transports keep)
+// are kept (discarding a ring would pull it from under its device);
 // work per turn is bounded (kMaxPagesPerTurn PFNs, kMaxRangesPerTurn
 // reported ranges; the rest waits for the next turn, which the core
 // schedules). Duplicates are harmless: discarding a page twice is a no-op.
@@ -68,6 +69,9 @@ struct BalloonStatus {
   BalloonStats stats;
   uint64_t discarded_bytes = 0;  // returned to the host by inflation since start
   uint64_t reported_bytes = 0;   // returned to the host by free page reporting since start
+  // Inflated or reported but kept: they hold virtqueue rings (a guest that
+  // does this is broken or hostile; Linux never does).
+  uint64_t ring_bytes_kept = 0;
 };
 
 class VirtioBalloon : public VirtioDeviceCore {
@@ -81,15 +85,24 @@ class VirtioBalloon : public VirtioDeviceCore {
   // Statistics entries read from one buffer (Linux sends 10 to 16).
   static constexpr uint32_t kMaxStatsPerBuffer = 64;
 
-  // The snapshot state: the host's target and the driver's figures.
+  // The snapshot state: the host's target, the driver's figures, and with
+  // huge pages which 4 KiB pages are in the balloon (so a restored balloon
+  // still gives back a huge page once its last 4 KiB page comes in).
+  // Version 1 had no bitmap; it restores with an empty one.
+  struct InflatedWord {
+    uint64_t index;  // in the bitmap: pages index * 64 .. index * 64 + 63
+    uint64_t bits;   // never zero
+    bool operator==(const InflatedWord&) const = default;
+  };
   struct State {
     uint32_t num_pages = 0;
     uint32_t actual = 0;
     BalloonStats stats;
+    std::vector<InflatedWord> inflated;  // the bitmap's non-zero words, by index
   };
-  static constexpr uint32_t kStateVersion = 1;
+  static constexpr uint32_t kStateVersion = 2;
   static void encode_state(StateWriter& out, const State& state);
-  static State decode_state(StateReader& in);
+  static State decode_state(StateReader& in, uint32_t version = kStateVersion);
 
   explicit VirtioBalloon(const VirtioBalloonOptions& options);
 
@@ -131,11 +144,10 @@ class VirtioBalloon : public VirtioDeviceCore {
   void report_free_ranges(uint16_t queue);
   void serve_stats(uint16_t queue);
   void parse_stats(const DescriptorChain& chain);
-  // Discards [start, end) minus this device's rings, in whole granules,
-  // split at RAM region boundaries; returns the bytes given back.
+  // Discards [start, end) minus every device's rings
+  // (GuestMemory::device_areas()), in whole granules, split at RAM region
+  // boundaries; returns the bytes given back.
   uint64_t discard(uint64_t start, uint64_t end);
-  // This device's rings, as guest-physical ranges.
-  std::vector<Range> ring_ranges() const;
   bool page_in_balloon(uint64_t address) const;
   void mark_page(uint64_t address, bool in_balloon);
 
@@ -146,9 +158,12 @@ class VirtioBalloon : public VirtioDeviceCore {
   BalloonStats stats_;
   uint64_t discarded_bytes_ = 0;
   uint64_t reported_bytes_ = 0;
+  uint64_t ring_bytes_kept_ = 0;
   // One bit per 4 KiB page of guest-physical address space: in the balloon.
   // Kept only when discards are coarser than 4 KiB (huge pages).
   std::vector<uint64_t> inflated_;
+  // A restored bitmap, until activation sizes inflated_ from the memory.
+  std::vector<InflatedWord> restored_inflated_;
   std::optional<DescriptorChain> stats_chain_;  // the driver's buffer we hold
   std::chrono::steady_clock::time_point next_stats_request_{};
   bool discard_failure_logged_ = false;

@@ -1,6 +1,6 @@
 // Drives virtio-balloon through the virtqueue test driver: inflated pages go
 // back to the host (the memfd's blocks drop) and read as zeros, PFNs outside
-// RAM, duplicates and pages holding the device's rings are ignored,
+// RAM, duplicates and pages holding any device's rings are ignored,
 // reported free ranges are discarded, statistics are kept and requested
 // again after the interval, the work per turn is bounded, the target and
 // `actual` travel through the configuration space, and the state survives a
@@ -42,16 +42,23 @@ class VirtioBalloonTest : public ::testing::Test {
 
   void start(VirtioBalloonOptions options = {}, uint64_t drop_features = 0) {
     device = std::make_shared<VirtioBalloon>(options);
-    const uint64_t features =
-        (device->device_features() | virtio::feature_bit(virtio::kFeatureVersion1)) & ~drop_features;
+    features = (device->device_features() | virtio::feature_bit(virtio::kFeatureVersion1)) & ~drop_features;
+    std::vector<DeviceMemoryAreas::Area> rings;
     for (unsigned q = 0; q < device->queue_count(); ++q) {
       drivers.push_back(std::make_unique<VirtqueueTestDriver>(memory, kQueueSize, kRings + q * 0x4000ull));
       queues[q] = std::move(Virtqueue::create(memory, drivers[q]->layout(), features)).value();
+      const auto areas = virtqueue_ring_areas(drivers[q]->layout());
+      rings.insert(rings.end(), areas.begin(), areas.end());
     }
-    ASSERT_TRUE(device
-                    ->activate(VirtioActivation{&memory, features, std::span(queues, device->queue_count()),
-                                                std::span(enabled, device->queue_count()), &interrupt})
-                    .ok());
+    // What the transport does when the driver enables the queues.
+    memory.device_areas().publish(this, std::move(rings));
+    ASSERT_TRUE(activate(*device).ok());
+  }
+  // Hands the queues to `balloon` as a transport would at DRIVER_OK (also
+  // to a device restored from another's state: the rings go on).
+  Result<void> activate(VirtioBalloon& balloon) {
+    return balloon.activate(VirtioActivation{&memory, features, std::span(queues, balloon.queue_count()),
+                                             std::span(enabled, balloon.queue_count()), &interrupt});
   }
 
   // Puts PFN array `pfns` at buffer slot `slot` and posts it on `queue`.
@@ -81,6 +88,7 @@ class VirtioBalloonTest : public ::testing::Test {
   GuestMemory memory;
   std::vector<std::unique_ptr<VirtqueueTestDriver>> drivers;
   std::shared_ptr<VirtioBalloon> device;
+  uint64_t features = 0;
   Virtqueue queues[kQueues];
   bool enabled[kQueues] = {true, true, true, true};
   RecordingVirtioInterrupt interrupt;
@@ -156,6 +164,43 @@ TEST_F(VirtioBalloonTest, ReportedRangesAreDiscardedExceptTheDevicesRings) {
   EXPECT_TRUE(interrupt.needs_reset.empty());
 }
 
+// Another device's rings (published by its transport) are kept from a
+// hostile guest's inflations and reports alike, and counted.
+TEST_F(VirtioBalloonTest, OtherDevicesRingsAreKeptAndCounted) {
+  start();
+  const int neighbour = 0;                // another device's transport, as the key it publishes under
+  const uint64_t ring = kPages + 0x3000;  // a ring of 0x1800 bytes across two pages
+  memory.device_areas().publish(&neighbour, {{ring, ring + 0x1800}});
+  fill(kPages, 16 * 4096, 0x5a);
+  std::vector<uint32_t> pfns;
+  for (uint32_t i = 0; i < 8; ++i) pfns.push_back(pfn(kPages) + i);
+  post_pfns(0, 0, pfns);
+  ASSERT_TRUE(device->process_queue(0).ok());
+  EXPECT_EQ(byte_at(ring), 0x5a) << "the neighbour's ring was given away by an inflation";
+  EXPECT_EQ(byte_at(ring + 0x17ff), 0x5a);
+  EXPECT_EQ(byte_at(kPages), 0);
+  EXPECT_EQ(byte_at(kPages + 0x5000), 0);
+  EXPECT_EQ(device->status().discarded_bytes, 6 * 4096u);
+  EXPECT_EQ(device->status().ring_bytes_kept, 2 * 4096u);
+
+  fill(kPages, 16 * 4096, 0x6b);
+  drivers[3]->add_chain(0, {{kPages, 16 * 4096, true}});
+  ASSERT_TRUE(device->process_queue(3).ok());
+  EXPECT_EQ(drivers[3]->used_idx(), 1);
+  EXPECT_EQ(byte_at(ring + 0x1000), 0x6b) << "the neighbour's ring was given away by a report";
+  EXPECT_EQ(byte_at(kPages + 0x2fff), 0);
+  EXPECT_EQ(byte_at(kPages + 0x5000), 0);
+  EXPECT_EQ(device->status().reported_bytes, 14 * 4096u);
+  EXPECT_EQ(device->status().ring_bytes_kept, 4 * 4096u);
+
+  // Once the neighbour withdraws them (its driver reset it) the pages are the guest's to give.
+  memory.device_areas().publish(&neighbour, {});
+  drivers[3]->add_chain(1, {{ring, 4096, true}});
+  ASSERT_TRUE(device->process_queue(3).ok());
+  EXPECT_EQ(byte_at(ring), 0);
+  EXPECT_TRUE(interrupt.needs_reset.empty());
+}
+
 // Shared RAM (a memfd) really shrinks: the pages leave the file, not just the mapping.
 TEST_F(VirtioBalloonTest, SharedMemoryLosesThePagesFromItsFile) {
   memory = std::move(GuestMemory::create({{GuestAddress(0), kRam}}, {.shared = true})).value();
@@ -208,6 +253,28 @@ TEST_F(VirtioBalloonTest, WithHugePagesOnlyWholeHugePagesGoBack) {
   EXPECT_EQ(device->status().reported_bytes, 4u << 20);
   EXPECT_EQ(byte_at(kPages + (2 << 20)), 0);
   EXPECT_EQ(byte_at(kPages + (6 << 20)), 0x5a) << "the huge page the report only began";
+  EXPECT_TRUE(interrupt.needs_reset.empty());
+
+  // Across a snapshot: 511 pages of the fourth huge page in the balloon,
+  // the state saved and restored into a new device, then the last page.
+  const uint64_t fourth = kPages + (6 << 20);
+  std::vector<uint32_t> fourth_but_one;
+  for (uint32_t i = 1; i < 512; ++i) fourth_but_one.push_back(pfn(fourth) + i);
+  post_pfns(0, 2, fourth_but_one);
+  ASSERT_TRUE(device->process_queue(0).ok());
+  ASSERT_TRUE(device->quiesce().ok());
+  StateWriter saved;
+  device->save_state(saved);
+  device->reset();
+  auto restored = std::make_shared<VirtioBalloon>(VirtioBalloonOptions{});
+  StateReader in(saved.bytes(), "balloon");
+  ASSERT_TRUE(restored->restore_state(in, VirtioBalloon::kStateVersion).ok());
+  ASSERT_TRUE(activate(*restored).ok());
+  EXPECT_EQ(byte_at(fourth), 0x5a);
+  post_pfns(0, 3, {pfn(fourth)});
+  ASSERT_TRUE(restored->process_queue(0).ok());
+  EXPECT_EQ(restored->status().discarded_bytes, 2u << 20) << "the restored balloon forgot the 511 pages";
+  EXPECT_EQ(byte_at(fourth + 4096), 0);
   EXPECT_TRUE(interrupt.needs_reset.empty());
 }
 
@@ -264,6 +331,32 @@ TEST_F(VirtioBalloonTest, WorkPerTurnIsBounded) {
   EXPECT_TRUE(interrupt.needs_reset.empty());
 }
 
+// Free page reporting is bounded per turn too: a driver that fills the
+// reporting ring with more ranges than kMaxRangesPerTurn gets the rest
+// served in later turns, each chain whole.
+TEST_F(VirtioBalloonTest, ReportedRangesPerTurnAreBounded) {
+  start();
+  // More ranges than the ring has descriptors: each chain is one indirect
+  // table of 32 ranges (Linux's largest report), at kBuffers.
+  const uint16_t chains = 40, per_chain = 32;
+  for (uint16_t head = 0; head < chains; ++head) {
+    const uint64_t table = kBuffers + head * 0x1000ull;
+    for (uint16_t i = 0; i < per_chain; ++i)
+      drivers[3]->write_desc_at(
+          table + 16ull * i, kPages + (head * per_chain + i) * 4096ull, 4096,
+          static_cast<uint16_t>(virtio::kDescFlagWrite | (i + 1 < per_chain ? virtio::kDescFlagNext : 0)),
+          static_cast<uint16_t>(i + 1));
+    drivers[3]->write_desc(head, table, 16 * per_chain, virtio::kDescFlagIndirect, 0);
+    drivers[3]->publish(head);
+  }
+  ASSERT_TRUE(device->process_queue(3).ok());
+  EXPECT_EQ(drivers[3]->used_idx(), VirtioBalloon::kMaxRangesPerTurn / per_chain);
+  EXPECT_EQ(device->status().reported_bytes, VirtioBalloon::kMaxRangesPerTurn * 4096ull);
+  while (drivers[3]->used_idx() < chains) ASSERT_TRUE(run_rescheduled_turn(*device)) << drivers[3]->used_idx();
+  EXPECT_EQ(device->status().reported_bytes, uint64_t{chains} * per_chain * 4096);
+  EXPECT_TRUE(interrupt.needs_reset.empty());
+}
+
 TEST_F(VirtioBalloonTest, TargetAndActualTravelThroughTheConfigurationSpace) {
   start();
   device->set_target_pages(51200);
@@ -302,6 +395,63 @@ TEST_F(VirtioBalloonTest, StateRoundTripsAndRejectsUnknownTags) {
   VirtioBalloon::encode_state(bad, state);
   StateReader bad_in(bad.bytes(), "balloon");
   EXPECT_FALSE(restored.restore_state(bad_in, VirtioBalloon::kStateVersion).ok());
+}
+
+TEST_F(VirtioBalloonTest, HugePageBitmapRoundTripsAndVersionOneHasNone) {
+  VirtioBalloon::State state;
+  state.num_pages = 10;
+  state.inflated = {{3, 0xff}, {70, uint64_t{1} << 63}};
+  StateWriter out;
+  VirtioBalloon::encode_state(out, state);
+  StateReader in(out.bytes(), "balloon");
+  const VirtioBalloon::State back = VirtioBalloon::decode_state(in);
+  ASSERT_TRUE(in.finish().ok());
+  EXPECT_EQ(back.inflated, state.inflated);
+
+  // Version 1 ended after the statistics.
+  StateWriter v1;
+  VirtioBalloon::encode_state(v1, VirtioBalloon::State{.num_pages = 10, .actual = 5});
+  std::vector<uint8_t> old = v1.take();
+  old.resize(old.size() - sizeof(uint64_t));  // no bitmap count
+  VirtioBalloon restored(VirtioBalloonOptions{});
+  StateReader old_in(old, "balloon");
+  ASSERT_TRUE(restored.restore_state(old_in, 1).ok());
+  EXPECT_EQ(restored.status().actual_pages, 5u);
+
+  // Out of order, empty words, and a count larger than the record are corrupt.
+  for (const auto& words :
+       {std::vector<VirtioBalloon::InflatedWord>{{5, 1}, {5, 2}}, std::vector<VirtioBalloon::InflatedWord>{{5, 0}}}) {
+    StateWriter bad;
+    VirtioBalloon::encode_state(bad, VirtioBalloon::State{.inflated = words});
+    StateReader bad_in(bad.bytes(), "balloon");
+    EXPECT_FALSE(restored.restore_state(bad_in, VirtioBalloon::kStateVersion).ok());
+  }
+  StateWriter lying;
+  VirtioBalloon::encode_state(lying, VirtioBalloon::State{});
+  std::vector<uint8_t> bytes = lying.take();
+  bytes[bytes.size() - 1] = 0x10;  // 2^60 words
+  StateReader lying_in(bytes, "balloon");
+  EXPECT_FALSE(restored.restore_state(lying_in, VirtioBalloon::kStateVersion).ok());
+  StateReader future(out.bytes(), "balloon");
+  EXPECT_FALSE(restored.restore_state(future, VirtioBalloon::kStateVersion + 1).ok());
+}
+
+// A restored bitmap that reaches past this machine's RAM refuses activation.
+TEST_F(VirtioBalloonTest, ARestoredBitmapBeyondRamIsCorrupt) {
+  ::hostvisor::testing::HugetlbPool pool(kRam >> 21);
+  if (!pool.ok()) GTEST_SKIP() << "cannot grow the huge page pool here: " << pool.why();
+  memory = std::move(GuestMemory::create({{GuestAddress(0), kRam}}, {.huge_pages = HugePages::kHugetlb})).value();
+  start();
+  device->reset();
+  StateWriter out;
+  VirtioBalloon::encode_state(out, VirtioBalloon::State{.inflated = {{kRam / 4096 / 64, 1}}});
+  VirtioBalloon restored(VirtioBalloonOptions{});
+  StateReader in(out.bytes(), "balloon");
+  ASSERT_TRUE(restored.restore_state(in, VirtioBalloon::kStateVersion).ok());
+  const auto activated = activate(restored);
+  ASSERT_FALSE(activated.ok());
+  EXPECT_NE(activated.error().message().find("beyond this machine's RAM"), std::string::npos)
+      << activated.error().message();
 }
 
 TEST_F(VirtioBalloonTest, QuiesceGivesTheStatisticsBufferBackAndTakesItAgain) {

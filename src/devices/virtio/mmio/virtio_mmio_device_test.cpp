@@ -141,5 +141,25 @@ TEST_F(VirtioMmioTest, SnapshotRoundTrip) {
   EXPECT_EQ(driver->used_idx(), 2);
 }
 
+// The transport tells the memory where the rings lie (for the balloon, which
+// must not give them away): once a queue is enabled, until a reset, and again
+// after a restore; a destroyed transport withdraws them.
+TEST_F(VirtioMmioTest, EnabledRingsArePublishedInTheMemorysDeviceAreas) {
+  EXPECT_TRUE(memory.device_areas().overlapping(0, kRam).empty());
+  initialise(feature_bit(kFeatureVersion1));
+  const auto rings = virtqueue_ring_areas(driver->layout());
+  EXPECT_EQ(memory.device_areas().overlapping(0, kRam), rings);
+  const VirtioMmioDevice::State state = device->save();
+  set(0x070, 0);
+  EXPECT_TRUE(memory.device_areas().overlapping(0, kRam).empty()) << "a reset device has no rings";
+  {
+    auto restored =
+        std::move(VirtioMmioDevice::create(std::make_shared<VirtioRng>(), memory, IrqLine(&irq, kGsi))).value();
+    ASSERT_TRUE(restored->restore(state).ok());
+    EXPECT_EQ(memory.device_areas().overlapping(0, kRam), rings);
+  }
+  EXPECT_TRUE(memory.device_areas().overlapping(0, kRam).empty());
+}
+
 }  // namespace
 }  // namespace hostvisor
