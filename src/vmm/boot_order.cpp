@@ -23,10 +23,6 @@ std::string virtio_scsi_cdrom_boot_path(PciAddress address) {
   return pci_boot_path("scsi", address) + "/channel@0/disk@0,0";
 }
 
-std::string ahci_drive_boot_path(PciAddress address, unsigned port) {
-  return pci_boot_path("sata", address) + "/drive@" + std::to_string(port) + "/disk@0";
-}
-
 std::string build_bootorder(const std::string& first, std::vector<BootCandidate> candidates) {
   std::stable_sort(candidates.begin(), candidates.end(),
                    [](const BootCandidate& a, const BootCandidate& b) { return a.bootindex < b.bootindex; });

@@ -1,8 +1,8 @@
 // The firmware's boot order (fw_cfg `bootorder`): one OpenFirmware device
 // path a line, first boots first. SeaBIOS matches each device it finds
 // against these lines by a glob of its PCI slot and, below it, the SCSI
-// target/LUN or the ATA port (its boot.c: bootprio_find_pci_device,
-// _scsi_device, _ata_device), so a path need only get those numbers right;
+// target/LUN (its boot.c: bootprio_find_pci_device,
+// _scsi_device), so a path need only get those numbers right;
 // the node names follow QEMU's.
 #pragma once
 
@@ -26,8 +26,6 @@ std::string pci_boot_path(const char* name, PciAddress address);
 std::string virtio_blk_boot_path(PciAddress address);
 // The CD-ROM at target 0, LUN 0 of a virtio-scsi controller.
 std::string virtio_scsi_cdrom_boot_path(PciAddress address);
-// The ATAPI drive on `port` of an AHCI controller.
-std::string ahci_drive_boot_path(PciAddress address, unsigned port);
 
 // The `bootorder` file: `first` (a kernel's option ROM, or empty) and then
 // the candidates by bootindex (ties keep their order), one a line.

@@ -271,8 +271,6 @@ Result<void> Machine::add_pci_devices() {
 }
 
 Result<void> Machine::add_cdrom(const CdromConfig& config) {
-  if (config.bus == CdromBus::kAhci)
-    return Error(ErrorCode::kUnsupported, "--cdrom " + config.path + ",bus=ahci: AHCI is not implemented yet; use bus=scsi");
   auto device = VirtioScsiCdrom::open(config.path);
   if (!device) return std::move(device).error().with_context("--cdrom");
   PciAddress address;

@@ -30,12 +30,13 @@ struct DiskConfig {
   std::optional<uint32_t> bootindex;
 };
 
-// The controller a --cdrom drive sits on.
-enum class CdromBus { kScsi, kAhci };
+// The controller a --cdrom drive sits on: virtio-scsi, its own PCI
+// function with the drive at target 0, LUN 0. (AHCI, bus=ahci, is refused
+// by the CLI until it exists.)
+enum class CdromBus { kScsi };
 
-// --cdrom ISO[,bus=scsi|ahci][,bootindex=N]: a read-only CD-ROM drive with
-// the image as its medium; virtio-scsi (its own PCI function, target 0 LUN
-// 0) or an AHCI controller with an ATAPI drive on port 0.
+// --cdrom ISO[,bus=scsi][,bootindex=N]: a read-only CD-ROM drive with the
+// image as its medium.
 struct CdromConfig {
   std::string path;
   CdromBus bus = CdromBus::kScsi;
