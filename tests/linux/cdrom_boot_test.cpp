@@ -81,7 +81,8 @@ TEST_F(CdromBoot, GrubIsoOnVirtioScsiBootsAheadOfABootableDiskByBootindexAndTheG
   ASSERT_FALSE(iso.empty()) << error;
   GuestConsole console;
   ASSERT_TRUE(console.start(hostvisor_args({"--disk", disk + ",bootindex=1", "--cdrom", iso + ",bootindex=0",
-                                            "--firmware-log", (dir.path / "seabios.log").string()})))
+                                            "--firmware-log", (dir.path / "seabios.log").string(),
+                                            "--snapshot-dir", (dir.path / "snap").string()})))
       << console.failure();
   const auto start = std::chrono::steady_clock::now();
   ASSERT_TRUE(console.wait_for_text("SeaBIOS (version", seconds(60))) << console.failure();
@@ -110,6 +111,12 @@ TEST_F(CdromBoot, GrubIsoOnVirtioScsiBootsAheadOfABootableDiskByBootindexAndTheG
   auto write = console.run("dd if=/dev/zero of=/dev/sr0 bs=2048 count=1", seconds(60));
   ASSERT_TRUE(write) << console.failure();
   EXPECT_NE(write->status, 0) << write->output;
+  // A snapshot is refused with the reason, and the guest goes on.
+  ASSERT_TRUE(console.send_keys("\x01s")) << console.failure();
+  EXPECT_TRUE(console.wait_for_text("snapshots of a machine with a --cdrom drive are not supported", seconds(30)))
+      << console.failure();
+  EXPECT_FALSE(fs::exists(dir.path / "snap"));
+  EXPECT_EQ(guest_ok(console, "cat /mnt/cd/hello.txt"), kCdText + "\n");
   power_off(console);
   EXPECT_NE(firmware_log().find("virtio-scsi vendor='HOSTVISR' product='CD-ROM'"), std::string::npos)
       << firmware_log().substr(0, 3000);
