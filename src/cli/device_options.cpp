@@ -2,11 +2,11 @@
 
 #include <cctype>
 #include <cerrno>
-#include <utility>
 #include <cstdlib>
 #include <filesystem>
 #include <optional>
 #include <type_traits>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -31,8 +31,7 @@ Result<uint32_t> parse_bootindex(const std::string& text) {
   char* end = nullptr;
   errno = 0;
   const unsigned long value = std::strtoul(text.c_str(), &end, 10);
-  if (text.empty() || !std::isdigit(static_cast<unsigned char>(text[0])) || *end != '\0' || errno != 0 ||
-      value > 9999)
+  if (text.empty() || !std::isdigit(static_cast<unsigned char>(text[0])) || *end != '\0' || errno != 0 || value > 9999)
     return Error(ErrorCode::kInvalidArgument, "bootindex=" + text + ": expected a number from 0 to 9999");
   return static_cast<uint32_t>(value);
 }
@@ -112,7 +111,8 @@ Result<CdromConfig> parse_cdrom_config(const std::string& text) {
     out.path += fields[0][i];
     if (fields[0][i] == ',') ++i;  // ",," is one literal comma
   }
-  if (out.path.empty()) return Error(ErrorCode::kInvalidArgument, "no image given: --cdrom ISO[,bus=scsi][,bootindex=N]");
+  if (out.path.empty())
+    return Error(ErrorCode::kInvalidArgument, "no image given: --cdrom ISO[,bus=scsi][,bootindex=N]");
   bool bus_seen = false;
   for (size_t i = 1; i < fields.size(); ++i) {
     const std::string& field = fields[i];
@@ -124,8 +124,7 @@ Result<CdromConfig> parse_cdrom_config(const std::string& text) {
       } else if (bus == "ahci") {
         return Error(ErrorCode::kUnsupported, "bus=ahci: the AHCI controller is not implemented yet; use bus=scsi");
       } else {
-        return Error(ErrorCode::kInvalidArgument,
-                     "bus=" + bus + ": expected scsi (virtio-scsi, the default)");
+        return Error(ErrorCode::kInvalidArgument, "bus=" + bus + ": expected scsi (virtio-scsi, the default)");
       }
     } else if (field.rfind("bootindex=", 0) == 0) {
       if (out.bootindex) return Error(ErrorCode::kInvalidArgument, "bootindex= is given twice; give it once");

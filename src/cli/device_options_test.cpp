@@ -100,7 +100,11 @@ TEST(DeviceOptions, CdromTakesABusAndABootindex) {
   EXPECT_NE(parse_cdrom_config(escaped + ",bus=ide").error().message().find("expected scsi"), std::string::npos);
   EXPECT_NE(parse_cdrom_config(escaped + ",readonly=on").error().message().find("bus=scsi or bootindex=N"),
             std::string::npos);
-  EXPECT_NE(parse_cdrom_config(escaped.substr(0, escaped.rfind('/')) + "/missing.iso").error().message().find("no such image"), std::string::npos);
+  EXPECT_NE(parse_cdrom_config(escaped.substr(0, escaped.rfind('/')) + "/missing.iso")
+                .error()
+                .message()
+                .find("no such image"),
+            std::string::npos);
   EXPECT_FALSE(parse_cdrom_config("").ok());
   std::filesystem::remove_all(dir);
 }
@@ -278,9 +282,9 @@ TEST(DeviceOptions, VsockTakesCidUdsAndTransport) {
 }
 
 TEST(DeviceOptions, VsockRefusesReservedCidsAndMissingFields) {
-  for (const char* bad : {"cid=2,uds=/s", "cid=0,uds=/s", "cid=4294967295,uds=/s", "cid=-5,uds=/s", "cid=3x,uds=/s",
-                          "cid=,uds=/s", "cid=3", "uds=/s", "cid=3,uds=", "cid=3,uds=/s,port=5",
-                          "cid=3,uds=/s,transport=isa", ""}) {
+  for (const char* bad :
+       {"cid=2,uds=/s", "cid=0,uds=/s", "cid=4294967295,uds=/s", "cid=-5,uds=/s", "cid=3x,uds=/s", "cid=,uds=/s",
+        "cid=3", "uds=/s", "cid=3,uds=", "cid=3,uds=/s,port=5", "cid=3,uds=/s,transport=isa", ""}) {
     auto vsock = parse_vsock_config(bad);
     ASSERT_FALSE(vsock.ok()) << bad;
     EXPECT_NE(vsock.error().message().find("vsock"), std::string::npos) << vsock.error().message();
@@ -319,8 +323,8 @@ TEST(ShareOption, TakesTheDirectoryTagAndOptions) {
   ASSERT_TRUE(escaped.ok()) << escaped.error().message();
   EXPECT_EQ(escaped->host_dir, comma);
   for (const std::string& bad : {dir, dir + ",tag=", dir + ",tag=has space", dir + ",tag=" + std::string(37, 'a'),
-                                dir + ",tag=x,readonly=yes", dir + ",tag=x,cache=sometimes", dir + ",tag=x,color=red",
-                                dir + "/missing,tag=x", std::string(",tag=x"), dir + ",tag=x,transport=isa"}) {
+                                 dir + ",tag=x,readonly=yes", dir + ",tag=x,cache=sometimes", dir + ",tag=x,color=red",
+                                 dir + "/missing,tag=x", std::string(",tag=x"), dir + ",tag=x,transport=isa"}) {
     auto parsed = parse_share_config(bad);
     ASSERT_FALSE(parsed.ok()) << bad;
     EXPECT_NE(parsed.error().message().find("--share"), std::string::npos) << parsed.error().message();

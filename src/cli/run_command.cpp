@@ -552,8 +552,7 @@ void add_run_command(CLI::App& app, int* exit_status) {
       "usage error.");
   cmd->callback([cmd, options, exit_status] {
     for (const char* name : {"--kernel", "--initrd", "--append", "--memory", "--disk", "--net", "--console", "--cpus",
-                             "--debug-exit", "--balloon", "--share",
-                             "--firmware", "--cdrom"})
+                             "--debug-exit", "--balloon", "--share", "--firmware", "--cdrom"})
       if (cmd->count(name) > 0) options->machine_options_given.push_back(name);
     options->balloon_given = cmd->count("--balloon") > 0;
     options->accel_given = cmd->count("--accel") > 0;

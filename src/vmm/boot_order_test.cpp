@@ -14,10 +14,10 @@ TEST(BootOrder, PathsNameTheSlotInHexAndTheFunctionOnlyWhenNotZero) {
 }
 
 TEST(BootOrder, LowerBootindexFirstTiesInOrderAndTheKernelRomAheadOfAll) {
-  const std::string order = build_bootorder("/rom@genroms/linuxboot_dma.bin",
-                                            {{2, "/pci@i0cf8/scsi@4/disk@0,0"},
-                                             {0, "/pci@i0cf8/scsi@5/channel@0/disk@0,0"},
-                                             {2, "/pci@i0cf8/scsi@6/disk@0,0"}});
+  const std::string order =
+      build_bootorder("/rom@genroms/linuxboot_dma.bin", {{2, "/pci@i0cf8/scsi@4/disk@0,0"},
+                                                         {0, "/pci@i0cf8/scsi@5/channel@0/disk@0,0"},
+                                                         {2, "/pci@i0cf8/scsi@6/disk@0,0"}});
   EXPECT_EQ(order,
             "/rom@genroms/linuxboot_dma.bin\n/pci@i0cf8/scsi@5/channel@0/disk@0,0\n/pci@i0cf8/scsi@4/disk@0,0\n"
             "/pci@i0cf8/scsi@6/disk@0,0\n");

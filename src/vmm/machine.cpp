@@ -31,12 +31,12 @@
 #include "devices/pci/pci_host_bridge.h"
 #include "devices/virtio/balloon/virtio_balloon.h"
 #include "devices/virtio/blk/virtio_blk.h"
-#include "devices/virtio/scsi/virtio_scsi.h"
 #include "devices/virtio/console/virtio_console.h"
 #include "devices/virtio/fs/virtio_fs.h"
 #include "devices/virtio/net/virtio_net.h"
 #include "devices/virtio/pci/virtio_pci_device.h"
 #include "devices/virtio/rng/virtio_rng.h"
+#include "devices/virtio/scsi/virtio_scsi.h"
 #include "devices/virtio/vsock/virtio_vsock.h"
 #include "devices/virtio/vsock/vsock_unix_socket.h"
 #include "hv/irqchip_state.h"
@@ -398,7 +398,7 @@ Result<void> Machine::add_vsock(const VsockConfig& config) {
 }
 
 Result<std::shared_ptr<VirtioPciDevice>> Machine::plug_virtio_pci(std::shared_ptr<VirtioDevice> device,
-                                                                   PciAddress* placed) {
+                                                                  PciAddress* placed) {
   HV_TRY(watch_virtio_reschedule(device));
   auto pci = HV_TRY(VirtioPciDevice::create(device, memory_));
   HV_TRY(fastpath_->add_device(pci));  // before the root maps BAR 0 through it

@@ -20,6 +20,7 @@
 #include "hv/hypervisor.h"
 #include "memory/guest_memory.h"
 #include "net/host_forward.h"
+#include "vmm/boot_order.h"
 #include "vmm/console.h"
 #include "vmm/console_output.h"
 #include "vmm/console_port_socket.h"
@@ -32,7 +33,6 @@
 #include "vmm/stop_signals.h"
 #include "vmm/terminal_stand_in.h"
 #include "vmm/vcpu_runner.h"
-#include "vmm/boot_order.h"
 #include "vmm/virtio_mmio_slots.h"
 #include "vmm/virtio_pci_fastpath.h"
 

@@ -94,8 +94,8 @@ std::string make_installed_disk(const fs::path& dir, const std::string& name, co
     std::ofstream(raw, std::ios::binary).close();
     fs::resize_file(raw, kPartitionStart * kSector + kPartitionBytes);
   }
-  if (host_command("mke2fs -q -F -t ext4 -L hvroot -d '" + tree.string() + "' -E offset=" +
-                       std::to_string(kPartitionStart * kSector) + " '" + raw.string() + "' " +
+  if (host_command("mke2fs -q -F -t ext4 -L hvroot -d '" + tree.string() +
+                       "' -E offset=" + std::to_string(kPartitionStart * kSector) + " '" + raw.string() + "' " +
                        std::to_string(kPartitionBytes >> 10) + "k",
                    &out) != 0) {
     *error = "mke2fs -d (Debian's e2fsprogs): " + out;

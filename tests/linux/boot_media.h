@@ -29,8 +29,8 @@ struct BootMediaContents {
 // A GRUB rescue ISO at `dir`/NAME.iso (grub-mkrescue; Debian's grub-common,
 // grub-pc-bin, grub-efi-amd64-bin, xorriso and mtools). Returns its path, or
 // "" with `error` set.
-std::string make_grub_iso(const std::filesystem::path& dir, const std::string& name,
-                          const BootMediaContents& contents, std::string* error);
+std::string make_grub_iso(const std::filesystem::path& dir, const std::string& name, const BootMediaContents& contents,
+                          std::string* error);
 
 // A qcow2 disk with an MBR, GRUB for BIOS and one ext4 partition holding
 // /boot (kernel, initramfs, grub/grub.cfg) at `dir`/NAME.qcow2: no loop

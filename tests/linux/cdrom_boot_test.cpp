@@ -80,9 +80,9 @@ TEST_F(CdromBoot, GrubIsoOnVirtioScsiBootsAheadOfABootableDiskByBootindexAndTheG
       make_grub_iso(dir.path, "grub", {guest, "hostvisor CD", "from=cd", {{"hello.txt", kCdText + "\n"}}}, &error);
   ASSERT_FALSE(iso.empty()) << error;
   GuestConsole console;
-  ASSERT_TRUE(console.start(hostvisor_args({"--disk", disk + ",bootindex=1", "--cdrom", iso + ",bootindex=0",
-                                            "--firmware-log", (dir.path / "seabios.log").string(),
-                                            "--snapshot-dir", (dir.path / "snap").string()})))
+  ASSERT_TRUE(console.start(
+      hostvisor_args({"--disk", disk + ",bootindex=1", "--cdrom", iso + ",bootindex=0", "--firmware-log",
+                      (dir.path / "seabios.log").string(), "--snapshot-dir", (dir.path / "snap").string()})))
       << console.failure();
   const auto start = std::chrono::steady_clock::now();
   ASSERT_TRUE(console.wait_for_text("SeaBIOS (version", seconds(60))) << console.failure();

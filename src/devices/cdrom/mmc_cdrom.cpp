@@ -118,51 +118,39 @@ MmcCdrom::Outcome MmcCdrom::execute(std::span<const uint8_t> cdb, uint64_t room,
   if (opcode != kRequestSense) state_.sense = Sense{};
 
   switch (opcode) {
-    case kTestUnitReady:
-      return Outcome{};
+    case kTestUnitReady: return Outcome{};
     case kRequestSense: {
       // Descriptor-format sense (DESC) is not offered: always fixed.
       std::vector<uint8_t> sense = fixed_sense(state_.sense);
       state_.sense = Sense{};
       return answer(std::move(sense), cdb[4], room, sink);
     }
-    case kInquiry:
-      return inquiry(cdb, room, sink);
-    case kModeSense6:
-      return mode_sense(cdb, false, room, sink);
-    case kModeSense10:
-      return mode_sense(cdb, true, room, sink);
+    case kInquiry: return inquiry(cdb, room, sink);
+    case kModeSense6: return mode_sense(cdb, false, room, sink);
+    case kModeSense10: return mode_sense(cdb, true, room, sink);
     case kStartStopUnit:
       // Spinning up or down means nothing for an image; an eject keeps the
       // medium (it cannot be changed from the guest).
       return Outcome{};
-    case kPreventAllowMediumRemoval:
-      state_.removal_prevented = (cdb[4] & 1) != 0;
-      return Outcome{};
+    case kPreventAllowMediumRemoval: state_.removal_prevented = (cdb[4] & 1) != 0; return Outcome{};
     case kReadCapacity10: {
       std::vector<uint8_t> data(8);
       put_be32(data, 0, sectors_ - 1);
       put_be32(data, 4, kSectorSize);
       return answer(std::move(data), 8, room, sink);
     }
-    case kRead10:
-      return read(be32(cdb, 2), be16(cdb, 7), room, sink);
-    case kRead12:
-      return read(be32(cdb, 2), be32(cdb, 6), room, sink);
-    case kReadToc:
-      return read_toc(cdb, room, sink);
-    case kGetConfiguration:
-      return get_configuration(cdb, room, sink);
-    case kGetEventStatusNotification:
-      return get_event_status(cdb, room, sink);
+    case kRead10: return read(be32(cdb, 2), be16(cdb, 7), room, sink);
+    case kRead12: return read(be32(cdb, 2), be32(cdb, 6), room, sink);
+    case kReadToc: return read_toc(cdb, room, sink);
+    case kGetConfiguration: return get_configuration(cdb, room, sink);
+    case kGetEventStatusNotification: return get_event_status(cdb, room, sink);
     case kReportLuns: {
       // One LUN, number 0.
       std::vector<uint8_t> data(16, 0);
       put_be32(data, 0, 8);
       return answer(std::move(data), be32(cdb, 6), room, sink);
     }
-    default:
-      return check_condition(kSenseIllegalRequest, kAscInvalidOpcode);
+    default: return check_condition(kSenseIllegalRequest, kAscInvalidOpcode);
   }
 }
 
@@ -220,20 +208,21 @@ MmcCdrom::Outcome MmcCdrom::mode_sense(std::span<const uint8_t> cdb, bool ten, u
   const uint8_t page = cdb[2] & 0x3f;
   const uint8_t control = cdb[2] >> 6;  // 0 current, 1 changeable, 2 default, 3 saved
   if (control == 3) return check_condition(kSenseIllegalRequest, kAscSavingNotSupported);
-  if (page != kPageCapabilities && page != kPageAll) return check_condition(kSenseIllegalRequest, kAscInvalidFieldInCdb);
+  if (page != kPageCapabilities && page != kPageAll)
+    return check_condition(kSenseIllegalRequest, kAscInvalidFieldInCdb);
   if (cdb[3] != 0 && cdb[3] != 0xff) return check_condition(kSenseIllegalRequest, kAscInvalidFieldInCdb);
 
   // The CD capabilities and mechanical status page (MMC-3 6.3.11).
   std::vector<uint8_t> capabilities(22, 0);
   capabilities[0] = kPageCapabilities;
   capabilities[1] = static_cast<uint8_t>(capabilities.size() - 2);
-  if (control != 1) {  // changeable values: none
+  if (control != 1) {        // changeable values: none
     capabilities[2] = 0x01;  // reads CD-R
     capabilities[5] = 0x00;
-    capabilities[6] = 0x29;  // tray loader (001b), eject, lock
-    put_be16(capabilities, 8, 1412);    // maximum read speed, kB/s (8x)
-    put_be16(capabilities, 12, 64);     // buffer size, KiB
-    put_be16(capabilities, 14, 1412);   // current read speed
+    capabilities[6] = 0x29;            // tray loader (001b), eject, lock
+    put_be16(capabilities, 8, 1412);   // maximum read speed, kB/s (8x)
+    put_be16(capabilities, 12, 64);    // buffer size, KiB
+    put_be16(capabilities, 14, 1412);  // current read speed
   }
   const size_t header = ten ? 8 : 4;
   std::vector<uint8_t> data(header, 0);
@@ -288,8 +277,7 @@ MmcCdrom::Outcome MmcCdrom::read_toc(std::span<const uint8_t> cdb, uint64_t room
       put_address(data, 8, 0);
       return answer(std::move(data), allocation, room, sink);
     }
-    default:
-      return check_condition(kSenseIllegalRequest, kAscInvalidFieldInCdb);
+    default: return check_condition(kSenseIllegalRequest, kAscInvalidFieldInCdb);
   }
 }
 
@@ -308,9 +296,9 @@ MmcCdrom::Outcome MmcCdrom::get_configuration(std::span<const uint8_t> cdb, uint
     data[at + 3] = static_cast<uint8_t>(body.size());
     data.insert(data.end(), body.begin(), body.end());
   };
-  feature(0x0000, {0x00, kProfileCdrom, 0x01, 0x00});  // the profile list: CD-ROM, current
+  feature(0x0000, {0x00, kProfileCdrom, 0x01, 0x00});                 // the profile list: CD-ROM, current
   feature(0x0001, {0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00});  // core: SCSI interface
-  feature(0x0003, {0x29, 0x00, 0x00, 0x00});                           // removable medium: tray, eject, lock
+  feature(0x0003, {0x29, 0x00, 0x00, 0x00});                          // removable medium: tray, eject, lock
   put_be32(data, 0, static_cast<uint32_t>(data.size() - 4));
   return answer(std::move(data), be16(cdb, 7), room, sink);
 }
@@ -322,7 +310,7 @@ MmcCdrom::Outcome MmcCdrom::get_event_status(std::span<const uint8_t> cdb, uint6
   std::vector<uint8_t> data(4, 0);
   data[3] = kMediaClass;  // the classes supported
   if (cdb[4] & kMediaClass) {
-    data[2] = 4;  // the media class
+    data[2] = 4;                                        // the media class
     data.insert(data.end(), {0x00, 0x02, 0x00, 0x00});  // no change, medium present, tray closed
   } else {
     data[2] = 0x80;  // no event available of the classes asked

@@ -16,8 +16,7 @@ using namespace mmc;
 class MmcCdromTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    drive = std::move(
-                MmcCdrom::create(std::make_shared<testing::MemoryImage>(testing::patterned_sectors(kSectors))))
+    drive = std::move(MmcCdrom::create(std::make_shared<testing::MemoryImage>(testing::patterned_sectors(kSectors))))
                 .value();
   }
   // Runs `cdb` with `room` bytes of data-in space; the data lands in `data`.
@@ -107,9 +106,9 @@ TEST_F(MmcCdromTest, ReadTocListsTrackOneAndTheLeadOut) {
   auto out = run({kReadToc, 0, 0, 0, 0, 0, 0, 0x03, 0x24, 0});
   ASSERT_EQ(out.status, kStatusGood);
   ASSERT_EQ(out.transferred, 20u);
-  EXPECT_EQ(data[1], 18);      // data length
-  EXPECT_EQ(data[6], 1);       // track 1
-  EXPECT_EQ(data[14], 0xaa);   // the lead-out
+  EXPECT_EQ(data[1], 18);     // data length
+  EXPECT_EQ(data[6], 1);      // track 1
+  EXPECT_EQ(data[14], 0xaa);  // the lead-out
   EXPECT_EQ(data[19], kSectors);
   // MSF: the lead-out of 40 sectors is at 00:02:40.
   run({kReadToc, 0x02, 0, 0, 0, 0, 0, 0x03, 0x24, 0});

@@ -118,9 +118,8 @@ void VirtioScsiCdrom::serve_command(const DescriptorChain& chain) {
   const MmcCdrom::Outcome outcome = cdrom_->execute(command.cdb, command.data_in_room, sink);
   if (sink_failed) return fail_guest_misuse(Error(ErrorCode::kGuest, "virtio-scsi: the data-in buffers changed"));
   if (outcome.overrun) return respond(chain, kResponseOverrun, 0, nullptr, command.data_in_room, 0);
-  respond(chain, kResponseOk, outcome.status,
-          outcome.status == mmc::kStatusCheckCondition ? &outcome.sense : nullptr, command.data_in_room,
-          outcome.transferred);
+  respond(chain, kResponseOk, outcome.status, outcome.status == mmc::kStatusCheckCondition ? &outcome.sense : nullptr,
+          command.data_in_room, outcome.transferred);
 }
 
 void VirtioScsiCdrom::respond(const DescriptorChain& chain, uint8_t response, uint8_t status, const mmc::Sense* sense,

@@ -31,7 +31,7 @@ struct Sizes {
 
 // A command for the one LUN there is (target 0, LUN 0).
 struct Command {
-  std::vector<uint8_t> cdb;    // cdb_size bytes
+  std::vector<uint8_t> cdb;     // cdb_size bytes
   uint64_t data_in_offset = 0;  // in the writable part: after response and sense
   uint64_t data_in_room = 0;    // writable bytes there
   uint64_t data_out_bytes = 0;  // readable bytes after the CDB
