@@ -1,10 +1,12 @@
 #include "cli/device_options.h"
 
+#include <cctype>
 #include <cerrno>
 #include <cstdlib>
 #include <filesystem>
 #include <optional>
 #include <type_traits>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -18,14 +20,26 @@ namespace {
 constexpr size_t virtio_fs_tag_max = 36;  // virtio 1.2, 5.11.4: the tag field
 
 struct WithoutTransport {
-  std::string rest;  // the option without its transport= field
+  std::string rest;  // the option without its transport= (and bootindex=) field
   VirtioTransport transport = VirtioTransport::kPci;
+  std::optional<uint32_t> bootindex;
 };
 
-// Takes the transport=... field out of a comma-separated option. With
+// bootindex=N: a boot position, 0 to 9999 (what QEMU's firmware paths allow
+// in practice; a typo of a huge number is caught).
+Result<uint32_t> parse_bootindex(const std::string& text) {
+  char* end = nullptr;
+  errno = 0;
+  const unsigned long value = std::strtoul(text.c_str(), &end, 10);
+  if (text.empty() || !std::isdigit(static_cast<unsigned char>(text[0])) || *end != '\0' || errno != 0 || value > 9999)
+    return Error(ErrorCode::kInvalidArgument, "bootindex=" + text + ": expected a number from 0 to 9999");
+  return static_cast<uint32_t>(value);
+}
+
+// Splits a comma-separated option into its fields. With
 // `escaped_first_field`, a ",," in the first field is a literal comma (a
-// --disk file name) and stays as it is for the device's parser.
-Result<WithoutTransport> take_transport(const std::string& text, bool escaped_first_field) {
+// file name) and stays as it is for the device's parser.
+std::vector<std::string> split_fields(const std::string& text, bool escaped_first_field) {
   std::vector<std::string> fields;  // raw text of each field
   std::string field;
   for (size_t i = 0; i < text.size(); ++i) {
@@ -40,10 +54,23 @@ Result<WithoutTransport> take_transport(const std::string& text, bool escaped_fi
     }
   }
   fields.push_back(field);
+  return fields;
+}
 
+// Takes the transport=... field (and with `bootindex`, the bootindex=...
+// one) out of a comma-separated option. With `escaped_first_field`, a ",,"
+// in the first field is a literal comma (a --disk file name) and stays as
+// it is for the device's parser.
+Result<WithoutTransport> take_transport(const std::string& text, bool escaped_first_field, bool bootindex = false) {
+  const std::vector<std::string> fields = split_fields(text, escaped_first_field);
   WithoutTransport out;
   std::optional<std::string> seen;
   for (size_t i = 0; i < fields.size(); ++i) {
+    if (bootindex && i > 0 && fields[i].rfind("bootindex=", 0) == 0) {
+      if (out.bootindex) return Error(ErrorCode::kInvalidArgument, "bootindex= is given twice; give it once");
+      out.bootindex = HV_TRY(parse_bootindex(fields[i].substr(sizeof("bootindex=") - 1)));
+      continue;
+    }
     if (i > 0 && fields[i].rfind("transport=", 0) == 0) {
       if (seen) return Error(ErrorCode::kInvalidArgument, "transport= is given twice; give it once (pci or mmio)");
       seen = fields[i].substr(sizeof("transport=") - 1);
@@ -68,10 +95,48 @@ Result<VirtioTransport> parse_virtio_transport(const std::string& text) {
 Result<DiskConfig> parse_disk_config(const std::string& text) {
   // Errors name the key only: the caller says which --disk they are about,
   // as it does for the disk parser's own errors.
-  const WithoutTransport split = HV_TRY(take_transport(text, /*escaped_first_field=*/true));
+  const WithoutTransport split = HV_TRY(take_transport(text, /*escaped_first_field=*/true, /*bootindex=*/true));
   auto disk = block::parse_disk_option(split.rest);
   if (!disk) return std::move(disk).error();
-  return DiskConfig{*disk, split.transport};
+  if (split.bootindex && split.transport != VirtioTransport::kPci)
+    return Error(ErrorCode::kInvalidArgument,
+                 "bootindex= needs transport=pci: the firmware boots only disks it finds on PCI");
+  return DiskConfig{*disk, split.transport, split.bootindex};
+}
+
+Result<CdromConfig> parse_cdrom_config(const std::string& text) {
+  const std::vector<std::string> fields = split_fields(text, /*escaped_first_field=*/true);
+  CdromConfig out;
+  for (size_t i = 0; i < fields[0].size(); ++i) {
+    out.path += fields[0][i];
+    if (fields[0][i] == ',') ++i;  // ",," is one literal comma
+  }
+  if (out.path.empty())
+    return Error(ErrorCode::kInvalidArgument, "no image given: --cdrom ISO[,bus=scsi][,bootindex=N]");
+  bool bus_seen = false;
+  for (size_t i = 1; i < fields.size(); ++i) {
+    const std::string& field = fields[i];
+    if (field.rfind("bus=", 0) == 0) {
+      if (std::exchange(bus_seen, true)) return Error(ErrorCode::kInvalidArgument, "bus= is given twice; give it once");
+      const std::string bus = field.substr(4);
+      if (bus == "scsi") {
+        out.bus = CdromBus::kScsi;
+      } else if (bus == "ahci") {
+        return Error(ErrorCode::kUnsupported, "bus=ahci: the AHCI controller is not implemented yet; use bus=scsi");
+      } else {
+        return Error(ErrorCode::kInvalidArgument, "bus=" + bus + ": expected scsi (virtio-scsi, the default)");
+      }
+    } else if (field.rfind("bootindex=", 0) == 0) {
+      if (out.bootindex) return Error(ErrorCode::kInvalidArgument, "bootindex= is given twice; give it once");
+      out.bootindex = HV_TRY(parse_bootindex(field.substr(sizeof("bootindex=") - 1)));
+    } else {
+      return Error(ErrorCode::kInvalidArgument, "'" + field + "': expected bus=scsi or bootindex=N");
+    }
+  }
+  std::error_code error;
+  if (!std::filesystem::is_regular_file(out.path, error))
+    return Error(ErrorCode::kNotFound, out.path + ": no such image file");
+  return out;
 }
 
 Result<NetConfig> parse_net_config(const std::string& text) {

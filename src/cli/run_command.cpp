@@ -33,6 +33,7 @@ struct RunOptions {
   std::string kernel, initrd, append, memory = "256M", accel = "auto", console = "serial";
   unsigned cpus = 1;
   std::vector<std::string> disks;
+  std::vector<std::string> cdroms;  // --cdrom
   std::vector<std::string> nets;
   std::vector<std::string> fw_cfg_files;
   std::vector<std::string> shares;  // --share
@@ -198,6 +199,9 @@ int run(const RunOptions& options) {
       return 2;
     }
     config.firmware = *firmware;
+  } else if (options.kernel.empty() && !options.cdroms.empty()) {
+    // A CD is booted by firmware; an explicit --firmware wins.
+    config.firmware = FirmwareKind::kBios;
   }
   if (config.firmware == FirmwareKind::kUefi) {
     fail("--firmware uefi: not supported yet (OVMF stops early on this machine); use --firmware bios");
@@ -231,6 +235,14 @@ int run(const RunOptions& options) {
       return 2;
     }
     config.disks.push_back(*disk);
+  }
+  for (const auto& text : options.cdroms) {
+    auto cdrom = parse_cdrom_config(text);
+    if (!cdrom) {
+      fail("--cdrom " + text + ": " + cdrom.error().message());
+      return 2;
+    }
+    config.cdroms.push_back(*cdrom);
   }
   // The default guest brings every NIC up with DHCP at boot, so with no
   // --net it gets the NAT and `make run` is online; any --net (none
@@ -430,7 +442,12 @@ void add_run_command(CLI::App& app, int* exit_status) {
       ->capture_default_str();
   cmd->add_option("--disk", options->disks,
                   "Attach a disk image as virtio-blk (repeatable): FILE[,format=raw|qcow2][,cache=writeback|none|"
-                  "unsafe][,readonly=on][,discard=on][,transport=pci|mmio]");
+                  "unsafe][,readonly=on][,discard=on][,transport=pci|mmio][,bootindex=N] (bootindex: the firmware's "
+                  "boot order, lowest first)");
+  cmd->add_option("--cdrom", options->cdroms,
+                  "Attach a read-only CD-ROM drive with ISO as its medium (repeatable): ISO[,bus=scsi]"
+                  "[,bootindex=N]; bus=scsi (the default, and for now the only one) is virtio-scsi. Without "
+                  "--kernel it implies --firmware bios (an explicit --firmware wins)");
   cmd->add_option("--net", options->nets,
                   "Add a virtio-net interface (repeatable): user[,hostfwd=tcp|udp:[HOSTADDR]:HOSTPORT-[GUESTADDR]:"
                   "GUESTPORT]...[,net=CIDR][,ipv6=on|off][,restrict=on] (user-mode NAT, no privileges; an empty "
@@ -535,8 +552,7 @@ void add_run_command(CLI::App& app, int* exit_status) {
       "usage error.");
   cmd->callback([cmd, options, exit_status] {
     for (const char* name : {"--kernel", "--initrd", "--append", "--memory", "--disk", "--net", "--console", "--cpus",
-                             "--debug-exit", "--balloon", "--share",
-                             "--firmware"})
+                             "--debug-exit", "--balloon", "--share", "--firmware", "--cdrom"})
       if (cmd->count(name) > 0) options->machine_options_given.push_back(name);
     options->balloon_given = cmd->count("--balloon") > 0;
     options->accel_given = cmd->count("--accel") > 0;

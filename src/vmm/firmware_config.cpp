@@ -78,7 +78,8 @@ Result<void> write_smbios_tables(GuestMemory& memory, const MachineConfig& confi
 }
 
 Result<std::shared_ptr<FwCfg>> add_fw_cfg(Bus& pio_bus, GuestMemory& memory, const MachineConfig& config,
-                                          const arch::MemoryLayout& layout, const acpi::PlatformDescription& platform) {
+                                          const arch::MemoryLayout& layout, const acpi::PlatformDescription& platform,
+                                          const std::vector<BootCandidate>& boot) {
   auto fw_cfg = std::make_shared<FwCfg>(memory);
   // No -uuid: all zeros, as QEMU gives without one (SMBIOS type 1 says the same).
   HV_TRY(fw_cfg->set_item(fw_cfg::kUuid, std::vector<uint8_t>(16, 0)));
@@ -95,11 +96,13 @@ Result<std::shared_ptr<FwCfg>> add_fw_cfg(Bus& pio_bus, GuestMemory& memory, con
   // Firmware output and its menus on COM1 for a VM without a display
   // (SeaBIOS's serial console).
   HV_TRY(fw_cfg->add_file("etc/sercon-port", le_bytes(arch::kCom1Port, 2)));
-  // Boot devices in order, one OpenFirmware path a line; empty (the
-  // firmware's own order) unless a kernel is handed to the firmware, which
-  // then boots first, as under QEMU.
+  // Boot devices in order, one OpenFirmware path a line: a kernel handed
+  // to the firmware first, as under QEMU, then the devices given a
+  // bootindex. Those without one come after them, in the firmware's own
+  // order; with no line at all that is its order for every device.
   const bool firmware_kernel = config.firmware != FirmwareKind::kNone && !config.kernel_path.empty();
-  const std::string bootorder = firmware_kernel ? std::string("/rom@") + kLinuxBootRomFile + "\n" : "";
+  const std::string bootorder =
+      build_bootorder(firmware_kernel ? std::string("/rom@") + kLinuxBootRomFile : std::string(), boot);
   HV_TRY(fw_cfg->add_file("bootorder", std::vector<uint8_t>(bootorder.begin(), bootorder.end())));
   if (firmware_kernel) HV_TRY(add_firmware_kernel(*fw_cfg, config, layout));
 

@@ -6,8 +6,10 @@
 #pragma once
 
 #include <memory>
+#include <vector>
 
 #include "base/result.h"
+#include "vmm/boot_order.h"
 #include "vmm/machine_config.h"
 
 namespace hostvisor {
@@ -45,7 +47,9 @@ constexpr uint64_t kMaxUserFileSize = 64ull << 20;
 // Fills a fw_cfg device for `config` on `layout` and puts it on `pio_bus` at
 // arch::kFwCfgPort; `platform` is what the ACPI tables describe, the same
 // for direct boot and firmware. `memory` is where its DMA reads and writes.
+// `boot` are the devices given a bootindex, for `bootorder`.
 Result<std::shared_ptr<FwCfg>> add_fw_cfg(Bus& pio_bus, GuestMemory& memory, const MachineConfig& config,
-                                          const arch::MemoryLayout& layout, const acpi::PlatformDescription& platform);
+                                          const arch::MemoryLayout& layout, const acpi::PlatformDescription& platform,
+                                          const std::vector<BootCandidate>& boot);
 
 }  // namespace hostvisor

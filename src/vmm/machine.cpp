@@ -36,6 +36,7 @@
 #include "devices/virtio/net/virtio_net.h"
 #include "devices/virtio/pci/virtio_pci_device.h"
 #include "devices/virtio/rng/virtio_rng.h"
+#include "devices/virtio/scsi/virtio_scsi.h"
 #include "devices/virtio/vsock/virtio_vsock.h"
 #include "devices/virtio/vsock/vsock_unix_socket.h"
 #include "hv/irqchip_state.h"
@@ -254,11 +255,30 @@ Result<void> Machine::add_pci_devices() {
     auto blk = HV_TRY(VirtioBlk::open(config_.disks[i].disk, "hostvisor-disk" + std::to_string(i)));
     HV_TRY(watch_blk_completions(blk));
     blks_.push_back(blk);
-    HV_TRY(plug_virtio(blk, config_.disks[i].transport));
+    if (config_.disks[i].transport == VirtioTransport::kPci) {
+      PciAddress address;
+      HV_TRY(plug_virtio_pci(blk, &address));
+      if (config_.disks[i].bootindex)
+        boot_candidates_.push_back({*config_.disks[i].bootindex, virtio_blk_boot_path(address)});
+    } else {
+      HV_TRY(plug_virtio(blk, config_.disks[i].transport));
+    }
   }
+  for (const CdromConfig& cdrom : config_.cdroms) HV_TRY(add_cdrom(cdrom));
   if (config_.balloon) HV_TRY(add_balloon(*config_.balloon));
   for (const ShareConfig& share : config_.shares) HV_TRY(add_share(share));
   return {};
+}
+
+Result<void> Machine::add_cdrom(const CdromConfig& config) {
+  auto device = VirtioScsiCdrom::open(config.path);
+  if (!device) return std::move(device).error().with_context("--cdrom");
+  PciAddress address;
+  HV_TRY(plug_virtio_pci(*device, &address));
+  HV_LOG_INFO("cdrom {}: virtio-scsi at 00:{:02x}.{}, {} sectors of 2048 bytes", config.path, address.device,
+              address.function, (*device)->cdrom().sectors());
+  if (config.bootindex) boot_candidates_.push_back({*config.bootindex, virtio_scsi_cdrom_boot_path(address)});
+  return ok();
 }
 
 Result<void> Machine::add_share(const ShareConfig& config) {
@@ -377,11 +397,13 @@ Result<void> Machine::add_vsock(const VsockConfig& config) {
   return ok();
 }
 
-Result<std::shared_ptr<VirtioPciDevice>> Machine::plug_virtio_pci(std::shared_ptr<VirtioDevice> device) {
+Result<std::shared_ptr<VirtioPciDevice>> Machine::plug_virtio_pci(std::shared_ptr<VirtioDevice> device,
+                                                                  PciAddress* placed) {
   HV_TRY(watch_virtio_reschedule(device));
   auto pci = HV_TRY(VirtioPciDevice::create(device, memory_));
   HV_TRY(fastpath_->add_device(pci));  // before the root maps BAR 0 through it
   const PciAddress address = HV_TRY(pci_root_->add_device(pci));
+  if (placed) *placed = address;
   char tag[48];
   std::snprintf(tag, sizeof tag, "pci-%02x:%02x.%x-virtio-", address.bus, address.device, address.function);
   components_.push_back(device_state_component(tag + std::string(device->name()), pci));
@@ -493,7 +515,7 @@ Result<void> Machine::add_firmware_tables(const arch::MemoryLayout& layout, bool
   if (write_tables) HV_TRY(memory_.write(GuestAddress(tables.base), tables.blob));
   acpi_rsdp_ = tables.rsdp_address;
   if (write_tables) HV_TRY(write_smbios_tables(memory_, config_, layout));
-  fw_cfg_ = HV_TRY(add_fw_cfg(pio_bus_, memory_, config_, layout, platform));
+  fw_cfg_ = HV_TRY(add_fw_cfg(pio_bus_, memory_, config_, layout, platform, boot_candidates_));
   components_.push_back(device_state_component("fw-cfg", fw_cfg_));
 
   auto pm = HV_TRY(add_acpi_pm_block(pio_bus_, vm_->interrupts(), *this));
@@ -816,6 +838,9 @@ Result<SnapshotSummary> Machine::save_snapshot(const std::string& dir) {
     return Error(ErrorCode::kUnsupported,
                  "this VM has a shared folder (--share " + config_.shares.front().tag +
                      "): a VM with shared folders cannot be snapshotted (the guest's open files there are this process's)");
+  // The snapshot's machine description has no CD-ROM drives yet.
+  if (!config_.cdroms.empty())
+    return Error(ErrorCode::kUnsupported, "snapshots of a machine with a --cdrom drive are not supported yet");
   // The ROM region and the firmware's own state (its shadowed copy, what it
   // programmed) are not in the snapshot format yet.
   if (has_firmware())

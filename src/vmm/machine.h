@@ -20,6 +20,7 @@
 #include "hv/hypervisor.h"
 #include "memory/guest_memory.h"
 #include "net/host_forward.h"
+#include "vmm/boot_order.h"
 #include "vmm/console.h"
 #include "vmm/console_output.h"
 #include "vmm/console_port_socket.h"
@@ -229,7 +230,11 @@ class Machine final : public SystemControl {
   void log_net_counters();
   // Puts `device` on the PCI root behind the virtio-pci transport, with the
   // backend's fast paths (ioeventfd notifies, irqfd MSI-X) where it has them.
-  Result<std::shared_ptr<VirtioPciDevice>> plug_virtio_pci(std::shared_ptr<VirtioDevice> device);
+  // `placed`, if given, gets the function's address.
+  Result<std::shared_ptr<VirtioPciDevice>> plug_virtio_pci(std::shared_ptr<VirtioDevice> device,
+                                                           PciAddress* placed = nullptr);
+  // A --cdrom drive on its controller; with a bootindex, a boot candidate.
+  Result<void> add_cdrom(const CdromConfig& config);
   void add_virtio_components(const std::string& tag, const std::shared_ptr<VirtioDevice>& device);
   // Puts `device` on PCI (plug_virtio_pci) or in a virtio-mmio slot.
   Result<void> plug_virtio(std::shared_ptr<VirtioDevice> device, VirtioTransport transport);
@@ -283,6 +288,8 @@ class Machine final : public SystemControl {
   std::vector<std::shared_ptr<VirtioNet>> nets_;
   std::vector<std::string> net_kinds_;            // by nets_ index
   std::vector<std::shared_ptr<VirtioBlk>> blks_;  // by config_.disks index
+  // Devices given a bootindex, for fw_cfg's bootorder.
+  std::vector<BootCandidate> boot_candidates_;
   std::shared_ptr<VirtioBalloon> balloon_;        // null without --balloon
   std::shared_ptr<VirtioVsock> vsock_;
   // The guest agent's clock sync (and a clone's RNG reseed), with vsock only.

@@ -25,6 +25,22 @@ enum class ConsoleDevice { kSerial, kVirtio };
 struct DiskConfig {
   block::DiskOption disk;
   VirtioTransport transport = VirtioTransport::kPci;
+  // bootindex=N: where the disk comes in the firmware's boot order (lower
+  // first); none: after every device that has one.
+  std::optional<uint32_t> bootindex;
+};
+
+// The controller a --cdrom drive sits on: virtio-scsi, its own PCI
+// function with the drive at target 0, LUN 0. (AHCI, bus=ahci, is refused
+// by the CLI until it exists.)
+enum class CdromBus { kScsi };
+
+// --cdrom ISO[,bus=scsi][,bootindex=N]: a read-only CD-ROM drive with the
+// image as its medium.
+struct CdromConfig {
+  std::string path;
+  CdromBus bus = CdromBus::kScsi;
+  std::optional<uint32_t> bootindex;
 };
 
 struct NetConfig {
@@ -89,6 +105,7 @@ struct MachineConfig {
   bool debug_exit = false;                         // isa-debug-exit compatible device at port 0xf4
   ConsoleDevice console = ConsoleDevice::kSerial;  // what the terminal's input feeds
   std::vector<DiskConfig> disks;                   // virtio-blk devices, in order
+  std::vector<CdromConfig> cdroms;                 // CD-ROM drives, in order
   std::vector<NetConfig> nets;                     // virtio-net devices, in order
   std::vector<FwCfgFileConfig> fw_cfg_files;       // user files in fw_cfg
   std::optional<BalloonConfig> balloon;            // none: no balloon

@@ -1,0 +1,35 @@
+#include "vmm/boot_order.h"
+
+#include <algorithm>
+#include <cstdio>
+
+namespace hostvisor {
+
+std::string pci_boot_path(const char* name, PciAddress address) {
+  // The root bus is what SeaBIOS calls /pci@i0cf8 (its FW_PCI_DOMAIN), on
+  // Q35 as on i440FX; slot and function in hex, the function only if not 0.
+  char text[64];
+  if (address.function != 0) {
+    std::snprintf(text, sizeof text, "/pci@i0cf8/%s@%x,%x", name, address.device, address.function);
+  } else {
+    std::snprintf(text, sizeof text, "/pci@i0cf8/%s@%x", name, address.device);
+  }
+  return text;
+}
+
+std::string virtio_blk_boot_path(PciAddress address) { return pci_boot_path("scsi", address) + "/disk@0,0"; }
+
+std::string virtio_scsi_cdrom_boot_path(PciAddress address) {
+  return pci_boot_path("scsi", address) + "/channel@0/disk@0,0";
+}
+
+std::string build_bootorder(const std::string& first, std::vector<BootCandidate> candidates) {
+  std::stable_sort(candidates.begin(), candidates.end(),
+                   [](const BootCandidate& a, const BootCandidate& b) { return a.bootindex < b.bootindex; });
+  std::string out;
+  if (!first.empty()) out += first + "\n";
+  for (const BootCandidate& candidate : candidates) out += candidate.path + "\n";
+  return out;
+}
+
+}  // namespace hostvisor

@@ -1,0 +1,28 @@
+// The bootorder file: SeaBIOS's path shapes from the real PCI slots, and
+// the order by bootindex.
+#include "vmm/boot_order.h"
+
+#include <gtest/gtest.h>
+
+namespace hostvisor {
+namespace {
+
+TEST(BootOrder, PathsNameTheSlotInHexAndTheFunctionOnlyWhenNotZero) {
+  EXPECT_EQ(virtio_scsi_cdrom_boot_path(PciAddress{0, 3, 0}), "/pci@i0cf8/scsi@3/channel@0/disk@0,0");
+  EXPECT_EQ(virtio_blk_boot_path(PciAddress{0, 0x1a, 0}), "/pci@i0cf8/scsi@1a/disk@0,0");
+  EXPECT_EQ(pci_boot_path("scsi", PciAddress{0, 5, 2}), "/pci@i0cf8/scsi@5,2");
+}
+
+TEST(BootOrder, LowerBootindexFirstTiesInOrderAndTheKernelRomAheadOfAll) {
+  const std::string order =
+      build_bootorder("/rom@genroms/linuxboot_dma.bin", {{2, "/pci@i0cf8/scsi@4/disk@0,0"},
+                                                         {0, "/pci@i0cf8/scsi@5/channel@0/disk@0,0"},
+                                                         {2, "/pci@i0cf8/scsi@6/disk@0,0"}});
+  EXPECT_EQ(order,
+            "/rom@genroms/linuxboot_dma.bin\n/pci@i0cf8/scsi@5/channel@0/disk@0,0\n/pci@i0cf8/scsi@4/disk@0,0\n"
+            "/pci@i0cf8/scsi@6/disk@0,0\n");
+  EXPECT_EQ(build_bootorder("", {}), "");
+}
+
+}  // namespace
+}  // namespace hostvisor

@@ -1,0 +1,150 @@
+// CD-ROMs and boot order under firmware (--firmware bios): a GRUB ISO on
+// --cdrom (virtio-scsi) boots to the default guest's shell, put by
+// bootindex= ahead of a bootable disk SeaBIOS would otherwise boot first,
+// and the guest reads the CD through its own drivers (virtio_scsi, sr_mod,
+// isofs); a GRUB-installed qcow2 disk boots, and again after a reboot. The guest is the default
+// guest's kernel with the CD modules added to its initramfs, built once
+// into a cache directory of its own.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <string>
+
+#include "guest/default_guest/default_guest.h"
+#include "tests/linux/boot_media.h"
+#include "tests/linux/guest_console.h"
+#include "tests/support/scratch_dir.h"
+
+namespace hostvisor::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using std::chrono::seconds;
+
+constexpr seconds kBootTimeout{240};  // power-on to the shell prompt, software CPU
+const std::regex kBanner(R"(hostvisor default guest: Linux (\S+), (\d+) CPU\(s\)\. Type 'poweroff' to stop\.)");
+const std::string kCdText = "read from the CD through sr_mod and isofs";
+
+// The default guest with the drivers a CD on virtio-scsi needs.
+Result<guest::DefaultGuest> cdrom_guest() {
+  guest::DefaultGuestOptions options;
+  options.cache_dir = HV_TRY(guest::default_cache_dir()) + "/cdrom-guest";
+  for (const char* module : {"virtio_scsi", "sr_mod", "isofs"}) options.modules.push_back(module);
+  return guest::prepare_default_guest(options);
+}
+
+std::vector<std::string> hostvisor_args(const std::vector<std::string>& extra) {
+  std::vector<std::string> argv = {HOSTVISOR_PATH, "run", "--accel", "emu", "--memory", "512M", "--net", "none"};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  return argv;
+}
+
+void power_off(GuestConsole& console) {
+  ASSERT_TRUE(console.send_line("poweroff")) << console.failure();
+  const auto status = console.wait_exit(seconds(90));
+  ASSERT_TRUE(status) << console.failure();
+  EXPECT_EQ(*status, 0) << console.err();
+}
+
+class CdromBoot : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_FALSE(dir.path.empty());
+    auto built = cdrom_guest();
+    ASSERT_TRUE(built) << built.error().message();
+    guest = *built;
+    std::string error;
+    disk = make_installed_disk(dir.path, "installed", {guest, "hostvisor installed disk", "from=disk", {}}, &error);
+    ASSERT_FALSE(disk.empty()) << error;
+  }
+  std::string firmware_log() {
+    std::ifstream in(dir.path / "seabios.log");
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  }
+  ScratchDir dir{"cdrom-boot"};
+  guest::DefaultGuest guest;
+  std::string disk;
+};
+
+// --cdrom without --kernel implies --firmware bios: SeaBIOS's virtio-scsi
+// driver finds the drive (INQUIRY, READ CAPACITY, READ(10)) and boots its
+// El Torito image. A bootable disk is there too, which SeaBIOS tries first
+// on its own (hard disks before CDs here); bootindex= puts the CD first.
+TEST_F(CdromBoot, GrubIsoOnVirtioScsiBootsAheadOfABootableDiskByBootindexAndTheGuestMountsIt) {
+  std::string error;
+  const std::string iso =
+      make_grub_iso(dir.path, "grub", {guest, "hostvisor CD", "from=cd", {{"hello.txt", kCdText + "\n"}}}, &error);
+  ASSERT_FALSE(iso.empty()) << error;
+  GuestConsole console;
+  ASSERT_TRUE(console.start(
+      hostvisor_args({"--disk", disk + ",bootindex=1", "--cdrom", iso + ",bootindex=0", "--firmware-log",
+                      (dir.path / "seabios.log").string(), "--snapshot-dir", (dir.path / "snap").string()})))
+      << console.failure();
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(console.wait_for_text("SeaBIOS (version", seconds(60))) << console.failure();
+  auto booting = console.wait_for_regex(std::regex("Booting from (DVD/CD|Hard Disk)"), seconds(60));
+  ASSERT_TRUE(booting) << console.failure();
+  EXPECT_EQ((*booting)[1], "DVD/CD");
+  ASSERT_TRUE(console.wait_for_text("hostvisor CD", seconds(90))) << console.failure();
+  ASSERT_TRUE(console.wait_for_regex(kBanner, kBootTimeout)) << console.failure();
+  std::printf("power-on to the shell from the CD: %.1f s\n",
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+
+  EXPECT_NE(guest_ok(console, "cat /proc/cmdline").find("from=cd"), std::string::npos);
+  // Linux sees a CD drive with the ISO's size, and reads a file from it.
+  EXPECT_EQ(guest_ok(console, "cat /sys/block/sr0/device/type"), "5\n");
+  EXPECT_EQ(guest_ok(console, "cat /sys/block/sr0/device/vendor"), "HOSTVISR\n");
+  const uint64_t iso_sectors = fs::file_size(iso) / 512;
+  EXPECT_EQ(guest_ok(console, "cat /sys/block/sr0/size"), std::to_string(iso_sectors) + "\n");
+  EXPECT_EQ(guest_ok(console, "cat /sys/block/sr0/ro"), "1\n");
+  guest_ok(console, "mkdir -p /mnt/cd && mount -t iso9660 -o ro /dev/sr0 /mnt/cd");
+  EXPECT_EQ(guest_ok(console, "cat /mnt/cd/hello.txt"), kCdText + "\n");
+  // Megabytes read back whole: the kernel on the CD is the host's, byte for byte.
+  std::string host_sum;
+  ASSERT_EQ(host_command("md5sum < '" + guest.kernel_path + "'", &host_sum), 0);
+  EXPECT_EQ(guest_ok(console, "md5sum < /mnt/cd/boot/vmlinuz").substr(0, 32), host_sum.substr(0, 32));
+  // A write to the CD is refused.
+  auto write = console.run("dd if=/dev/zero of=/dev/sr0 bs=2048 count=1", seconds(60));
+  ASSERT_TRUE(write) << console.failure();
+  EXPECT_NE(write->status, 0) << write->output;
+  // A snapshot is refused with the reason, and the guest goes on.
+  ASSERT_TRUE(console.send_keys("\x01s")) << console.failure();
+  EXPECT_TRUE(console.wait_for_text("snapshots of a machine with a --cdrom drive are not supported", seconds(30)))
+      << console.failure();
+  EXPECT_FALSE(fs::exists(dir.path / "snap"));
+  EXPECT_EQ(guest_ok(console, "cat /mnt/cd/hello.txt"), kCdText + "\n");
+  power_off(console);
+  EXPECT_NE(firmware_log().find("virtio-scsi vendor='HOSTVISR' product='CD-ROM'"), std::string::npos)
+      << firmware_log().substr(0, 3000);
+}
+
+// An installed disk (MBR, GRUB in the gap, ext4 /boot, qcow2) boots to the
+// shell, and a guest reboot runs the firmware and boots it again.
+TEST_F(CdromBoot, InstalledQcow2DiskBootsAndAgainAfterAReboot) {
+  GuestConsole console;
+  ASSERT_TRUE(console.start(hostvisor_args({"--firmware", "bios", "--disk", disk})));
+  for (int boot = 0; boot < 2; ++boot) {
+    SCOPED_TRACE(boot == 0 ? "first boot" : "after reboot");
+    ASSERT_TRUE(console.wait_for_text("SeaBIOS (version", seconds(60))) << console.failure();
+    ASSERT_TRUE(console.wait_for_text("Booting from Hard Disk", seconds(60))) << console.failure();
+    ASSERT_TRUE(console.wait_for_text("hostvisor installed disk", seconds(90))) << console.failure();
+    ASSERT_TRUE(console.wait_for_regex(kBanner, kBootTimeout)) << console.failure();
+    EXPECT_NE(guest_ok(console, "cat /proc/cmdline").find("from=disk"), std::string::npos);
+    if (boot == 0) {
+      // GRUB read its files from the ext4 partition; the guest sees the same one.
+      guest_ok(console, "grep -q ' vda1$' /proc/partitions");
+      EXPECT_EQ(guest_ok(console, "dd if=/dev/vda1 bs=1 skip=1080 count=2 2>/dev/null | od -An -tx1 | tr -d ' '"),
+                "53ef\n");  // the ext2/3/4 superblock magic
+      ASSERT_TRUE(console.send_line("reboot")) << console.failure();
+    }
+  }
+  power_off(console);
+  EXPECT_NE(console.err().find("rebooting"), std::string::npos) << console.err();
+}
+
+}  // namespace
+}  // namespace hostvisor::testing
