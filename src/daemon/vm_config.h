@@ -18,6 +18,14 @@ struct VmDisk {
   bool readonly = false;
 };
 
+// A host directory the VM sees over virtio-fs (hostvisor run --share).
+struct VmShare {
+  std::string host_path;  // absolute, an existing directory when the VM is created or updated
+  std::string tag;        // [A-Za-z0-9_.-]{1,36}, unique in the VM
+  bool readonly = false;
+  std::string mount;  // where the default guest mounts it; empty: /mnt/TAG
+};
+
 struct VmConfig {
   std::string name;
   std::string memory = "512M";  // hostvisor run --memory
@@ -26,6 +34,7 @@ struct VmConfig {
   std::string console = "serial";
   std::string kernel, initrd, append;  // empty kernel: the default guest
   std::vector<VmDisk> disks;
+  std::vector<VmShare> shares;
   std::vector<std::string> nets{"user"};  // hostvisor run --net values
   bool balloon = true;
   uint64_t data_disk_bytes = 0;  // the default guest's data disk, created with the VM (0: none)

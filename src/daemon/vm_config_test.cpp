@@ -63,6 +63,16 @@ TEST(VmConfig, RefusesBadFieldsWithTheFieldNamed) {
       {json{{"name", "x"}, {"nets", "user"}}, "nets"},
       {json{{"name", "x"}, {"colour", "red"}}, "colour"},
       {json{{"name", "x"}, {"initrd", "/i"}}, "initrd"},
+      {json{{"name", "x"}, {"shares", "/tmp"}}, "shares"},
+      {json{{"name", "x"}, {"shares", {{{"tag", "t"}}}}}, "shares"},
+      {json{{"name", "x"}, {"shares", {{{"path", "tmp"}}}}}, "not an absolute path"},
+      {json{{"name", "x"}, {"shares", {{{"path", "/no/such/dir"}}}}}, "existing directory"},
+      {json{{"name", "x"}, {"shares", {{{"path", "/tmp"}, {"tag", "a b"}}}}}, "tag 'a b'"},
+      {json{{"name", "x"}, {"shares", {{{"path", "/tmp"}, {"tag", std::string(37, 't')}}}}}, "36 characters"},
+      {json{{"name", "x"}, {"shares", {{{"path", "/tmp"}, {"tag", "t"}}, {{"path", "/"}, {"tag", "t"}}}}}, "two shares"},
+      {json{{"name", "x"}, {"shares", {{{"path", "/tmp"}, {"readonly", "yes"}}}}}, "readonly"},
+      {json{{"name", "x"}, {"shares", {{{"path", "/tmp"}, {"mount", "/a:b"}}}}}, "mount=/a:b"},
+      {json{{"name", "x"}, {"shares", {{{"path", "/tmp"}, {"mount", "rel"}}}}}, "absolute"},
   };
   for (const Case& c : cases) {
     auto config = vm_config_from_json(c.body);
@@ -82,6 +92,27 @@ TEST(VmConfig, BootArgumentsNameEveryDiskUnderTheVmDirectory) {
                                           "--disk", "/lib/vms/dev/disks/data.qcow2,format=qcow2",
                                           "--disk", "/srv/iso.raw,format=raw,readonly=on",
                                           "--net", "user", "--net", "none"};
+  EXPECT_EQ(args, expected);
+}
+
+TEST(VmConfig, SharesRoundTripAndBecomeShareArguments) {
+  auto config = vm_config_from_json(json{{"name", "dev"},
+                                         {"data_disk_bytes", 0},
+                                         {"nets", json::array()},
+                                         {"shares",
+                                          {{{"path", "/tmp"}},
+                                           {{"path", "/"}, {"tag", "root"}, {"readonly", true}, {"mount", "/host"}}}}});
+  ASSERT_TRUE(config) << config.error().message();
+  ASSERT_EQ(config->shares.size(), 2u);
+  EXPECT_EQ(config->shares[0].tag, "share0");  // a tag by default
+  EXPECT_FALSE(config->shares[0].readonly);
+  auto again = vm_config_from_json(vm_config_to_json(*config));
+  ASSERT_TRUE(again) << again.error().message();
+  EXPECT_EQ(vm_config_to_json(*again), vm_config_to_json(*config));
+  const auto args = boot_arguments(*config, "/lib/vms/dev");
+  const std::vector<std::string> expected{"--memory", "512M",  "--cpus",  "1",
+                                          "--console", "serial", "--share", "/tmp,tag=share0",
+                                          "--share",  "/,tag=root,readonly=on,mount=/host", "--net", "none"};
   EXPECT_EQ(args, expected);
 }
 
