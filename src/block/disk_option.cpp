@@ -12,6 +12,17 @@ Result<bool> parse_switch(const std::string& key, const std::string& value) {
 
 }  // namespace
 
+Result<void> check_disk_serial(const std::string& serial) {
+  // virtio-blk's GET_ID answer is 20 bytes; the characters are ones a
+  // guest's shell compares without quoting surprises.
+  if (serial.empty() || serial.size() > 20 ||
+      serial.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") !=
+          std::string::npos)
+    return Error(ErrorCode::kInvalidArgument,
+                 "--disk serial=" + serial + ": a serial is 1 to 20 characters of A-Z a-z 0-9 _ . -");
+  return ok();
+}
+
 OpenOptions DiskOption::open_options() const {
   OpenOptions o;
   o.format = format;
@@ -61,9 +72,12 @@ Result<DiskOption> parse_disk_option(const std::string& text) {
       d.read_only = HV_TRY(parse_switch(key, value));
     } else if (key == "discard") {
       d.discard = HV_TRY(parse_switch(key, value));
+    } else if (key == "serial") {
+      HV_TRY(check_disk_serial(value));
+      d.serial = value;
     } else {
       return Error(ErrorCode::kInvalidArgument,
-                   "--disk " + d.path + ": unknown option '" + key + "' (use format, cache, readonly or discard)");
+                   "--disk " + d.path + ": unknown option '" + key + "' (use format, cache, readonly, discard or serial)");
     }
   }
   return d;

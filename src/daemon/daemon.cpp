@@ -271,7 +271,7 @@ Result<json> Daemon::create_vm(const VmConfig& requested) {
     if (config.data_disk_bytes > 0) {
       HV_TRY(block::Qcow2Image::create(temp + "/disks/data.qcow2",
                                        block::Qcow2CreateOptions{.size = config.data_disk_bytes}));
-      config.disks.push_back(VmDisk{.path = "disks/data.qcow2", .format = "qcow2"});
+      config.disks.push_back(VmDisk{.path = "disks/data.qcow2", .format = "qcow2", .serial = kDataDiskSerial});
     }
     HV_TRY(write_file_atomically(temp + "/config.json", vm_config_to_json(config).dump(2) + "\n"));
     HV_TRY(write_file_atomically(temp + "/state.json", json{{"pid", 0}, {"start_time", 0}}.dump() + "\n"));

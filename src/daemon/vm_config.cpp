@@ -4,6 +4,7 @@
 #include <set>
 
 #include "base/size.h"
+#include "block/disk_option.h"
 #include "daemon/names.h"
 #include "guest/default_guest/share_mounts.h"
 
@@ -147,6 +148,11 @@ Result<void> apply_field(VmConfig& config, const std::string& key, const json& u
         if (!disk.at("readonly").is_boolean()) return field_error("disks", "readonly must be true or false");
         d.readonly = disk.at("readonly").get<bool>();
       }
+      if (disk.contains("serial")) {
+        d.serial = HV_TRY(string_field(disk, "serial"));
+        if (auto checked = block::check_disk_serial(d.serial); !d.serial.empty() && !checked)
+          return checked.error().with_context("field 'disks'");
+      }
       parsed.push_back(std::move(d));
     }
     config.disks = std::move(parsed);
@@ -200,7 +206,8 @@ Result<VmConfig> vm_config_from_json(const json& json) {
 json vm_config_to_json(const VmConfig& config) {
   json disks = json::array();
   for (const VmDisk& disk : config.disks)
-    disks.push_back({{"path", disk.path}, {"format", disk.format}, {"readonly", disk.readonly}});
+    disks.push_back(
+        {{"path", disk.path}, {"format", disk.format}, {"readonly", disk.readonly}, {"serial", disk.serial}});
   json shares = json::array();
   for (const VmShare& share : config.shares)
     shares.push_back(
@@ -225,6 +232,7 @@ std::vector<std::string> boot_arguments(const VmConfig& config, const std::strin
     std::string value = disk.path[0] == '/' ? disk.path : vm_dir + "/" + disk.path;
     if (!disk.format.empty()) value += ",format=" + disk.format;
     if (disk.readonly) value += ",readonly=on";
+    if (!disk.serial.empty()) value += ",serial=" + disk.serial;
     args.insert(args.end(), {"--disk", value});
   }
   for (const VmShare& share : config.shares) {

@@ -16,7 +16,12 @@ struct VmDisk {
   std::string path;  // absolute, or relative to the VM's directory (disks/...)
   std::string format;  // "raw" or "qcow2"; empty: probed
   bool readonly = false;
+  std::string serial;  // what the guest reads as its serial; empty: hostvisor-diskN
 };
+
+// The serial of the default guest's data disk, by which its /init finds the
+// disk to format and mount at /data.
+inline constexpr char kDataDiskSerial[] = "hostvisor-data";
 
 // A host directory the VM sees over virtio-fs (hostvisor run --share).
 struct VmShare {

@@ -63,6 +63,7 @@ TEST(VmConfig, RefusesBadFieldsWithTheFieldNamed) {
       {json{{"name", "x"}, {"nets", "user"}}, "nets"},
       {json{{"name", "x"}, {"colour", "red"}}, "colour"},
       {json{{"name", "x"}, {"initrd", "/i"}}, "initrd"},
+      {json{{"name", "x"}, {"disks", {{{"path", "/d"}, {"serial", "a b"}}}}}, "serial"},
       {json{{"name", "x"}, {"shares", "/tmp"}}, "shares"},
       {json{{"name", "x"}, {"shares", {{{"tag", "t"}}}}}, "shares"},
       {json{{"name", "x"}, {"shares", {{{"path", "tmp"}}}}}, "not an absolute path"},
@@ -85,11 +86,11 @@ TEST(VmConfig, RefusesBadFieldsWithTheFieldNamed) {
 TEST(VmConfig, BootArgumentsNameEveryDiskUnderTheVmDirectory) {
   auto config = vm_config_from_json(json{{"name", "dev"}, {"cpus", 2}, {"nets", {"user", "none"}}});
   ASSERT_TRUE(config);
-  config->disks.push_back(VmDisk{.path = "disks/data.qcow2", .format = "qcow2"});
+  config->disks.push_back(VmDisk{.path = "disks/data.qcow2", .format = "qcow2", .serial = kDataDiskSerial});
   config->disks.push_back(VmDisk{.path = "/srv/iso.raw", .format = "raw", .readonly = true});
   const auto args = boot_arguments(*config, "/lib/vms/dev");
   const std::vector<std::string> expected{"--memory", "512M", "--cpus", "2", "--console", "serial",
-                                          "--disk", "/lib/vms/dev/disks/data.qcow2,format=qcow2",
+                                          "--disk", "/lib/vms/dev/disks/data.qcow2,format=qcow2,serial=hostvisor-data",
                                           "--disk", "/srv/iso.raw,format=raw,readonly=on",
                                           "--net", "user", "--net", "none"};
   EXPECT_EQ(args, expected);
