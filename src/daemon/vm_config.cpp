@@ -219,6 +219,61 @@ json vm_config_to_json(const VmConfig& config) {
           {"created", config.created}};
 }
 
+namespace {
+// The index in config.nets of the nic-th NIC, or nets.size().
+size_t net_index(const VmConfig& config, uint32_t nic) {
+  uint32_t seen = 0;
+  for (size_t i = 0; i < config.nets.size(); ++i) {
+    if (config.nets[i] == "none") continue;
+    if (seen++ == nic) return i;
+  }
+  return config.nets.size();
+}
+}  // namespace
+
+Result<void> add_net_forward(VmConfig& config, uint32_t nic, const std::string& forward) {
+  const size_t index = net_index(config, nic);
+  if (index == config.nets.size())
+    return Error(ErrorCode::kNotFound, "VM " + config.name + " has no NIC " + std::to_string(nic));
+  config.nets[index] += ",hostfwd=" + forward;
+  return ok();
+}
+
+bool remove_net_forward(VmConfig& config, uint32_t nic, const std::string& proto, const std::string& host_addr,
+                        uint16_t host_port) {
+  const size_t index = net_index(config, nic);
+  if (index == config.nets.size()) return false;
+  // The --net value's fields, kept but for the one forward of that host port.
+  const std::string& net = config.nets[index];
+  std::string kept;
+  bool removed = false;
+  for (size_t start = 0; start <= net.size();) {
+    size_t end = net.find(',', start);
+    if (end == std::string::npos) end = net.size();
+    const std::string field = net.substr(start, end - start);
+    start = end + 1;
+    if (!removed && field.starts_with("hostfwd=")) {
+      // PROTO:[HOSTADDR]:HOSTPORT-...
+      const std::string value = field.substr(8);
+      const size_t colon = value.find(':'), dash = value.find('-');
+      const size_t port_colon = value.rfind(':', dash);
+      if (colon != std::string::npos && dash != std::string::npos && port_colon != std::string::npos &&
+          port_colon > colon) {
+        std::string addr = value.substr(colon + 1, port_colon - colon - 1);
+        if (addr.empty()) addr = "127.0.0.1";
+        if (value.substr(0, colon) == proto && addr == host_addr &&
+            value.substr(port_colon + 1, dash - port_colon - 1) == std::to_string(host_port)) {
+          removed = true;
+          continue;
+        }
+      }
+    }
+    kept += (kept.empty() ? "" : ",") + field;
+  }
+  if (removed) config.nets[index] = kept.empty() ? "user" : kept;
+  return removed;
+}
+
 std::vector<std::string> boot_arguments(const VmConfig& config, const std::string& vm_dir) {
   std::vector<std::string> args;
   if (!config.kernel.empty()) {

@@ -54,6 +54,16 @@ Result<VmConfig> vm_config_from_json(const nlohmann::json& json);
 Result<void> apply_vm_update(VmConfig& config, const nlohmann::json& update);
 nlohmann::json vm_config_to_json(const VmConfig& config);
 
+// A port forward added to a running VM, kept in its config so the next boot
+// has it too: hostfwd=FORWARD (PROTO:HOSTADDR:HOSTPORT-GUESTADDR:GUESTPORT)
+// joins the --net value of NIC `nic` (counted as hostvisor run counts NICs:
+// a "none" is none). Fails if there is no such NIC.
+Result<void> add_net_forward(VmConfig& config, uint32_t nic, const std::string& forward);
+// Drops NIC `nic`'s forward of host port PROTO HOSTADDR:HOSTPORT (an empty
+// HOSTADDR in the config is 127.0.0.1); false if it had none.
+bool remove_net_forward(VmConfig& config, uint32_t nic, const std::string& proto, const std::string& host_addr,
+                        uint16_t host_port);
+
 // The `hostvisor run` arguments (after "run") of a fresh boot of `config`
 // whose directory is vm_dir.
 std::vector<std::string> boot_arguments(const VmConfig& config, const std::string& vm_dir);

@@ -117,6 +117,24 @@ TEST(VmConfig, SharesRoundTripAndBecomeShareArguments) {
   EXPECT_EQ(args, expected);
 }
 
+TEST(VmConfig, PortForwardsJoinAndLeaveTheirNicsNetValue) {
+  auto config = vm_config_from_json(json{{"name", "dev"}, {"nets", {"none", "user", "internal,name=lab"}}});
+  ASSERT_TRUE(config);
+  ASSERT_TRUE(add_net_forward(*config, 0, "tcp:127.0.0.1:2222-:22"));
+  ASSERT_TRUE(add_net_forward(*config, 0, "udp:0.0.0.0:5353-10.0.2.15:53"));
+  EXPECT_EQ(config->nets[1], "user,hostfwd=tcp:127.0.0.1:2222-:22,hostfwd=udp:0.0.0.0:5353-10.0.2.15:53");
+  EXPECT_FALSE(add_net_forward(*config, 2, "tcp:127.0.0.1:1-:1"));  // two NICs: 0 and 1
+  EXPECT_FALSE(remove_net_forward(*config, 0, "udp", "127.0.0.1", 2222));  // another protocol
+  EXPECT_TRUE(remove_net_forward(*config, 0, "tcp", "127.0.0.1", 2222));
+  EXPECT_EQ(config->nets[1], "user,hostfwd=udp:0.0.0.0:5353-10.0.2.15:53");
+  EXPECT_TRUE(remove_net_forward(*config, 0, "udp", "0.0.0.0", 5353));
+  EXPECT_EQ(config->nets[1], "user");
+  // A forward written with no host address is 127.0.0.1's.
+  config->nets[2] = "hostfwd=tcp::8080-:80";
+  EXPECT_TRUE(remove_net_forward(*config, 1, "tcp", "127.0.0.1", 8080));
+  EXPECT_EQ(config->nets[2], "user");
+}
+
 TEST(VmConfig, UpdateChangesOnlyWhatItNamesAndRefusesARename) {
   auto config = vm_config_from_json(json{{"name", "dev"}});
   ASSERT_TRUE(config);
