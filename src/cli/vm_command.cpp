@@ -14,6 +14,7 @@
 #include <deque>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <sys/stat.h>
 #include <thread>
 
@@ -228,6 +229,35 @@ Result<void> copy(ApiClient& api, const std::string& source, const std::string& 
 
 using UnixWebSocket = boost::beast::websocket::stream<boost::asio::local::stream_protocol::socket>;
 
+// Why the daemon refuses the WebSocket at `target`: its JSON error's
+// message. Beast's client handshake reads only the refusal's header, so the
+// same upgrade request goes again as plain HTTP, whose whole answer is read.
+std::optional<std::string> upgrade_refusal(const std::string& socket_path, const std::string& target) {
+  namespace asio = boost::asio;
+  namespace http = boost::beast::http;
+  asio::io_context ioc;
+  asio::local::stream_protocol::socket socket(ioc);
+  boost::system::error_code ec;
+  socket.connect(asio::local::stream_protocol::endpoint(socket_path), ec);
+  if (ec) return std::nullopt;
+  http::request<http::empty_body> request{http::verb::get, target, 11};
+  request.set(http::field::host, "localhost");
+  request.set(http::field::connection, "Upgrade");
+  request.set(http::field::upgrade, "websocket");
+  request.set(http::field::sec_websocket_version, "13");
+  request.set(http::field::sec_websocket_key, "aG9zdHZpc29yLWNsaTAwMA==");
+  http::write(socket, request, ec);
+  if (ec) return std::nullopt;
+  boost::beast::flat_buffer buffer;
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(64 * 1024);
+  http::read(socket, buffer, parser, ec);
+  if (ec || parser.get().result() == http::status::switching_protocols) return std::nullopt;
+  const json error = json::parse(parser.get().body(), nullptr, false);
+  if (!error.is_object() || !error.contains("error") || !error["error"].is_object()) return std::nullopt;
+  return error["error"].value("message", "");
+}
+
 // Connects `ws` to the daemon's socket and opens the WebSocket at `target`;
 // a refusal carries the API's own error message when it sent one.
 Result<void> open_api_websocket(UnixWebSocket& ws, const std::string& socket_path, const std::string& target,
@@ -235,12 +265,11 @@ Result<void> open_api_websocket(UnixWebSocket& ws, const std::string& socket_pat
   boost::system::error_code ec;
   ws.next_layer().connect(boost::asio::local::stream_protocol::endpoint(socket_path), ec);
   if (ec) return Error(ErrorCode::kIo, "cannot reach the daemon: " + ec.message());
-  boost::beast::websocket::response_type response;
-  ws.handshake(response, "localhost", target, ec);
+  ws.handshake("localhost", target, ec);
   if (!ec) return {};
-  const json error = json::parse(response.body(), nullptr, false);
-  if (error.is_object() && error.contains("error"))
-    return Error(ErrorCode::kIo, error["error"].value("message", what + " refused"));
+  if (ec == boost::beast::websocket::error::upgrade_declined) {
+    if (auto refusal = upgrade_refusal(socket_path, target)) return Error(ErrorCode::kIo, *refusal);
+  }
   return Error(ErrorCode::kIo, what + ": " + ec.message());
 }
 
