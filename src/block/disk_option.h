@@ -23,6 +23,5 @@ struct DiskOption {
 };
 
 Result<DiskOption> parse_disk_option(const std::string& text);
-Result<void> check_disk_serial(const std::string& serial);
 
 }  // namespace hostvisor::block

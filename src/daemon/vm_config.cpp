@@ -4,7 +4,7 @@
 #include <set>
 
 #include "base/size.h"
-#include "block/disk_option.h"
+#include "block/disk_serial.h"
 #include "daemon/names.h"
 #include "guest/default_guest/share_mounts.h"
 

@@ -1,6 +1,7 @@
 #include "vmm/machine_config_codec.h"
 
 #include "base/state_codec.h"
+#include "block/disk_serial.h"
 
 namespace hostvisor {
 
