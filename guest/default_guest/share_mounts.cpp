@@ -13,8 +13,8 @@ Result<void> check_guest_mount_path(const std::string& path) {
   for (unsigned char c : path) {
     // What travels on the kernel command line and through /init's shell
     // loop: no separators of the encoding, no quoting, no globbing.
-    if (c <= ' ' || c >= 0x7f || c == ',' || c == ':' || c == '"' || c == '\'' || c == '\\' || c == '*' ||
-        c == '?' || c == '[' || c == ']')
+    if (c <= ' ' || c >= 0x7f || c == ',' || c == ':' || c == '"' || c == '\'' || c == '\\' || c == '*' || c == '?' ||
+        c == '[' || c == ']')
       return Error(ErrorCode::kInvalidArgument,
                    "mount=" + path +
                        ": a guest path cannot hold spaces, non-printable characters or any of , : \" ' \\ * ? [ ] "

@@ -67,8 +67,8 @@ Result<DiskOption> parse_disk_option(const std::string& text) {
       HV_TRY(check_disk_serial(value));
       d.serial = value;
     } else {
-      return Error(ErrorCode::kInvalidArgument,
-                   "--disk " + d.path + ": unknown option '" + key + "' (use format, cache, readonly, discard or serial)");
+      return Error(ErrorCode::kInvalidArgument, "--disk " + d.path + ": unknown option '" + key +
+                                                    "' (use format, cache, readonly, discard or serial)");
     }
   }
   return d;
