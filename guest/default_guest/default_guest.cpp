@@ -25,7 +25,7 @@ namespace hostvisor::guest {
 namespace {
 
 constexpr char kManifest[] = "default-guest.manifest";
-constexpr int kManifestVersion = 11;  // bump when the initramfs contents change (8: the guest agent, 9: + the balloon, 10: + virtiofs and its mounts, 11: + the power button and acpid)
+constexpr int kManifestVersion = 12;  // bump when the initramfs contents change (8: the guest agent, 9: + the balloon, 10: + virtiofs and its mounts, 11: + the power button and acpid, 12: + shares at a given path, ext4 and mke2fs for the /data disk)
 
 std::string normalize_module_name(std::string name) {
   std::replace(name.begin(), name.end(), '-', '_');
@@ -81,6 +81,26 @@ Result<std::string> versioned_kernel_package(const fs::path& meta_deb) {
 
 Result<std::string> read_whole(const fs::path& p) { return read_file(p.string()); }
 
+// A file of an unpacked package tree, its symlinks followed inside the tree
+// (an absolute link names a path of the tree, not of this host).
+Result<std::string> read_in_tree(const fs::path& root, fs::path relative) {
+  for (int depth = 0; depth < 8; ++depth) {
+    const fs::path path = root / relative;
+    std::error_code ec;
+    if (!fs::is_symlink(path, ec)) return read_whole(path);
+    const fs::path target = fs::read_symlink(path, ec);
+    if (ec) return Error(ErrorCode::kIo, "reading the link " + path.string() + ": " + ec.message());
+    relative = target.is_absolute() ? target.relative_path() : (relative.parent_path() / target).lexically_normal();
+    if (relative.empty() || *relative.begin() == "..")
+      return Error(ErrorCode::kCorrupt, path.string() + " links out of its package");
+  }
+  return Error(ErrorCode::kCorrupt, (root / relative).string() + ": too many links");
+}
+
+// The shared libraries mke2fs (e2fsprogs 1.47) loads, by soname.
+constexpr const char* kMkfsLibraries[] = {"libext2fs.so.2", "libcom_err.so.2", "libblkid.so.1",
+                                          "libuuid.so.1",   "libe2p.so.2",     "libc.so.6"};
+
 }  // namespace
 
 std::string content_hash(const std::string& bytes) {
@@ -107,7 +127,7 @@ std::string default_guest_cmdline(const std::string& console) {
 }
 
 std::string default_guest_init_script() {
-  return R"(#!/bin/sh
+  return R"init(#!/bin/sh
 # hostvisor default guest: early set-up, then busybox init (/etc/inittab),
 # which gives the console a shell and turns poweroff/reboot into the real
 # thing (ACPI power-off, reset).
@@ -136,29 +156,55 @@ for module in $failed; do
   echo "hostvisor-init: could not load $module"
 done
 hostname hostvisor
-# Shared folders (hostvisor run --share DIR,tag=TAG): each at /mnt/TAG. Linux
-# 6.1 lists no virtio-fs tags in sysfs, so hostvisor passes them on the
-# kernel command line as hostvisor.shares=TAG1,TAG2.
+mkdir -p /var/log
+# mke2fs and mount look for what is mounted here.
+ln -sf /proc/mounts /etc/mtab
+# Shared folders (hostvisor run --share DIR,tag=TAG[,mount=PATH]): each at
+# PATH, or /mnt/TAG. Linux 6.1 lists no virtio-fs tags in sysfs, so hostvisor
+# passes them on the kernel command line as
+# hostvisor.shares=TAG1,TAG2:/PATH2 (hostvisor refuses a PATH holding a
+# space, ',' ':', quotes or glob characters; set -f all the same).
+set -f
 for argument in $(cat /proc/cmdline); do
   case "$argument" in
     hostvisor.shares=*)
-      for tag in $(echo "${argument#hostvisor.shares=}" | tr , ' '); do
-        mkdir -p "/mnt/$tag"
-        mount -t virtiofs "$tag" "/mnt/$tag" || echo "hostvisor-init: could not mount share $tag"
+      for share in $(echo "${argument#hostvisor.shares=}" | tr , ' '); do
+        tag=${share%%:*}
+        target=/mnt/$tag
+        case "$share" in *:/*) target=${share#*:} ;; esac
+        mkdir -p "$target"
+        mount -t virtiofs "$tag" "$target" || echo "hostvisor-init: could not mount share $tag at $target"
       done
       ;;
   esac
 done
+set +f
 # From here on the console is the shell's: the kernel's informational
 # messages (a NIC's link coming up once the shell prompts, say) would land
 # in the middle of what the user types and reads. Warnings and errors still
 # show; dmesg keeps everything.
 dmesg -n 5
+# The data disk of a VM in hostvisor's library (hostvisor vm create): the
+# virtio disk whose serial is hostvisor-data, wherever it sits among the
+# disks. A blank one (its first 128 KiB all zero: no filesystem there) is
+# formatted ext4 once; a disk that holds anything is never formatted, only
+# mounted at /data.
+for serial_file in /sys/block/vd*/serial; do
+  [ "$(cat "$serial_file" 2>/dev/null)" = hostvisor-data ] || continue
+  disk=${serial_file%/serial}
+  disk=/dev/${disk##*/}
+  if cmp -s -n 131072 "$disk" /dev/zero; then
+    echo "hostvisor-init: formatting the data disk $disk as ext4 (once)"
+    mkfs.ext4 -q -L data -E nodiscard,lazy_itable_init=1,lazy_journal_init=1,assume_storage_prezeroed=1 "$disk" \
+      >/var/log/mkfs-data.log 2>&1 || echo "hostvisor-init: could not format $disk (see /var/log/mkfs-data.log)"
+  fi
+  mkdir -p /data
+  mount -t ext4 "$disk" /data || echo "hostvisor-init: could not mount the data disk $disk at /data"
+done
 # Online at boot: loopback up, and a DHCP client per NIC. Each runs in the
 # background (the shell's prompt never waits for a lease), stays for the
 # renewals, and logs to /var/log rather than over the console the shell is on.
 ip link set lo up
-mkdir -p /var/log
 # The ACPI power button (hostvisor's powerdown, `hostvisor vm stop`) powers
 # the guest off cleanly: busybox acpid reads the button's input events and
 # runs /etc/acpi/PWRF/00000080.
@@ -177,7 +223,7 @@ for net_device in /sys/class/net/*; do
 done
 echo "hostvisor default guest: Linux $(uname -r), $(grep -c ^processor /proc/cpuinfo) CPU(s). Type 'poweroff' to stop."
 exec /bin/busybox init
-)";
+)init";
 }
 
 std::string default_guest_dhcp_script() {
@@ -266,6 +312,7 @@ Result<DefaultGuest> prepare_default_guest(const DefaultGuestOptions& options) {
   // it (a new agent, a changed init) makes the cached build stale.
   std::string own_files = agent + default_guest_init_script() + default_guest_inittab() + default_guest_dhcp_script();
   for (const auto& m : options.modules) own_files += m + "\n";
+  for (const auto& p : options.mkfs_packages) own_files += p + "\n";
   const std::string contents_hash = content_hash(own_files);
 
   // A complete earlier build is reused as it is, if it holds the same files.
@@ -300,6 +347,11 @@ Result<DefaultGuest> prepare_default_guest(const DefaultGuestOptions& options) {
   const fs::path busybox_deb = HV_TRY(download_package(options.busybox_package, work));
   HV_TRY(run_process_checked({"dpkg-deb", "-x", image_deb.string(), (work / "kernel").string()}));
   HV_TRY(run_process_checked({"dpkg-deb", "-x", busybox_deb.string(), (work / "busybox").string()}));
+  if (!options.mkfs_packages.empty()) say("downloading mke2fs (" + options.mkfs_packages.front() + ") and its libraries");
+  for (const std::string& package : options.mkfs_packages) {
+    const fs::path deb = HV_TRY(download_package(package, work));
+    HV_TRY(run_process_checked({"dpkg-deb", "-x", deb.string(), (work / "mkfs").string()}));
+  }
 
   // The kernel and its release name.
   fs::path vmlinuz;
@@ -365,6 +417,22 @@ Result<DefaultGuest> prepare_default_guest(const DefaultGuestOptions& options) {
   HV_TRY(cpio.add_file("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"));
   HV_TRY(cpio.add_file("etc/group", "root:x:0:\n"));
   if (!agent.empty()) HV_TRY(cpio.add_file("sbin/hostvisor-agent", agent, 0755));
+  if (!options.mkfs_packages.empty()) {
+    // The dynamic loader where the program's PT_INTERP names it, and the
+    // libraries in the multiarch directory it searches without a cache.
+    const fs::path tree = work / "mkfs";
+    HV_TRY(cpio.add_file("sbin/mkfs.ext4", HV_TRY(read_in_tree(tree, "sbin/mke2fs")), 0755));
+    if (fs::exists(tree / "etc/mke2fs.conf")) HV_TRY(cpio.add_file("etc/mke2fs.conf", HV_TRY(read_whole(tree / "etc/mke2fs.conf"))));
+    for (const char* dir : {"lib64", "lib/x86_64-linux-gnu"}) HV_TRY(cpio.add_directory(dir));
+    HV_TRY(cpio.add_file("lib64/ld-linux-x86-64.so.2",
+                         HV_TRY(read_in_tree(tree, "lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")), 0755));
+    for (const char* library : kMkfsLibraries) {
+      auto bytes = read_in_tree(tree, fs::path("lib/x86_64-linux-gnu") / library);
+      if (!bytes) bytes = read_in_tree(tree, fs::path("usr/lib/x86_64-linux-gnu") / library);
+      if (!bytes) return bytes.error().with_context(std::string(library) + " (for mke2fs)");
+      HV_TRY(cpio.add_file(std::string("lib/x86_64-linux-gnu/") + library, *bytes, 0755));
+    }
+  }
   const std::vector<uint8_t> archive = cpio.finish();
 
   HV_TRY(write_file_atomically(guest.kernel_path, HV_TRY(read_whole(vmlinuz))));

@@ -45,6 +45,12 @@ struct DefaultGuestOptions {
                                       // `hostvisor vm stop` and the control socket's powerdown.
                                       "button",
                                       "evdev"};
+  // (ext4, for the /data disk, and its crc32c are built into the kernel.)
+  // mke2fs, as /sbin/mkfs.ext4, with the shared libraries it loads (busybox
+  // only makes ext2): the package holding it and those holding the libraries
+  // and the dynamic loader.
+  std::vector<std::string> mkfs_packages = {"e2fsprogs",  "libext2fs2", "libcom-err2",
+                                            "libblkid1", "libuuid1",   "libc6"};
   // The hostvisor-agent binary to ship in /sbin and start from /init; empty:
   // a guest without the agent. The cache manifest holds a hash of it and of
   // init's scripts, so a rebuilt agent or a changed init rebuilds the

@@ -45,7 +45,10 @@ TEST(DefaultGuest, BuildsFromDebianPackagesAndIsReusedAfterwards) {
         "lib/modules/virtio_net.ko", "lib/modules/virtio_console.ko", "lib/modules/virtio-rng.ko",
         "lib/modules/virtio_balloon.ko", "lib/modules/virtio.ko", "lib/modules/virtio_ring.ko", "lib/modules/failover.ko", "lib/modules/vsock.ko",
         "lib/modules/vmw_vsock_virtio_transport_common.ko", "lib/modules/vmw_vsock_virtio_transport.ko",
-        "lib/modules/fuse.ko", "lib/modules/virtiofs.ko"})
+        "lib/modules/fuse.ko", "lib/modules/virtiofs.ko", "sbin/mkfs.ext4", "etc/mke2fs.conf",
+        "lib64/ld-linux-x86-64.so.2", "lib/x86_64-linux-gnu/libc.so.6", "lib/x86_64-linux-gnu/libext2fs.so.2",
+        "lib/x86_64-linux-gnu/libe2p.so.2", "lib/x86_64-linux-gnu/libcom_err.so.2",
+        "lib/x86_64-linux-gnu/libblkid.so.1", "lib/x86_64-linux-gnu/libuuid.so.1"})
     EXPECT_NE(listing->find(std::string(f) + "\n"), std::string::npos) << f << " missing from\n" << *listing;
   auto order = run_process_checked(
       {"sh", "-c", "cd '" + cache.string() + "' && cpio -i --quiet --to-stdout etc/hostvisor-modules < initrd.img"});
@@ -85,10 +88,27 @@ TEST(DefaultGuest, InitMountsEachShareOfTheCommandLineAfterTheModules) {
   const std::string init = default_guest_init_script();
   const size_t shares = init.find("hostvisor.shares=*)");
   ASSERT_NE(shares, std::string::npos);
-  EXPECT_NE(init.find("mount -t virtiofs \"$tag\" \"/mnt/$tag\""), std::string::npos);
+  EXPECT_NE(init.find("mount -t virtiofs \"$tag\" \"$target\""), std::string::npos);
+  EXPECT_NE(init.find("target=/mnt/$tag"), std::string::npos);  // without a path
+  EXPECT_NE(init.find("set -f"), std::string::npos);            // a path is never globbed
   // virtiofs is loaded by then, and the shares are there before the shell.
   EXPECT_GT(shares, init.find("/etc/hostvisor-modules"));
   EXPECT_LT(shares, init.find("exec /bin/busybox init"));
+}
+
+TEST(DefaultGuest, InitFormatsOnlyABlankDataDiskFoundByItsSerial) {
+  const std::string init = default_guest_init_script();
+  const size_t serial = init.find("= hostvisor-data ]");
+  ASSERT_NE(serial, std::string::npos) << init;
+  const size_t blank = init.find("cmp -s -n 131072 \"$disk\" /dev/zero", serial);
+  const size_t mkfs = init.find("mkfs.ext4 ", serial);
+  const size_t mount = init.find("mount -t ext4 \"$disk\" /data", serial);
+  ASSERT_NE(blank, std::string::npos);
+  ASSERT_NE(mkfs, std::string::npos);
+  ASSERT_NE(mount, std::string::npos);
+  EXPECT_LT(blank, mkfs);
+  EXPECT_LT(mkfs, mount);
+  EXPECT_GT(serial, init.find("mkdir -p /var/log"));  // mkfs logs there
 }
 
 TEST(DefaultGuest, InitMountsPtysAndStartsTheAgentInTheBackground) {

@@ -1,5 +1,7 @@
 #include "block/disk_option.h"
 
+#include "block/disk_serial.h"
+
 namespace hostvisor::block {
 
 namespace {
@@ -61,9 +63,12 @@ Result<DiskOption> parse_disk_option(const std::string& text) {
       d.read_only = HV_TRY(parse_switch(key, value));
     } else if (key == "discard") {
       d.discard = HV_TRY(parse_switch(key, value));
+    } else if (key == "serial") {
+      HV_TRY(check_disk_serial(value));
+      d.serial = value;
     } else {
-      return Error(ErrorCode::kInvalidArgument,
-                   "--disk " + d.path + ": unknown option '" + key + "' (use format, cache, readonly or discard)");
+      return Error(ErrorCode::kInvalidArgument, "--disk " + d.path + ": unknown option '" + key +
+                                                    "' (use format, cache, readonly, discard or serial)");
     }
   }
   return d;

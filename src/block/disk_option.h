@@ -1,5 +1,5 @@
-// The `--disk FILE[,format=raw|qcow2][,cache=writeback|none|unsafe][,readonly=on|off][,discard=on|off]`
-// option of `hostvisor run`.
+// The `--disk FILE[,format=raw|qcow2][,cache=writeback|none|unsafe][,readonly=on|off][,discard=on|off]
+// [,serial=ID]` option of `hostvisor run`.
 #pragma once
 
 #include <string>
@@ -14,6 +14,10 @@ struct DiskOption {
   CacheMode cache = CacheMode::kWriteback;
   bool read_only = false;
   bool discard = false;  // pass guest discards to the image (otherwise ignored)
+  // What the guest reads as the disk's serial (/sys/block/vdX/serial): 1 to
+  // 20 characters of [A-Za-z0-9_.-]; empty: hostvisor-diskN. A guest finds
+  // a disk by it whatever the disks' order.
+  std::string serial;
 
   OpenOptions open_options() const;
 };

@@ -14,6 +14,10 @@ TEST(DiskOption, ParsesAllKeys) {
   EXPECT_TRUE(d->read_only);
   EXPECT_TRUE(d->discard);
   EXPECT_FALSE(d->open_options().writable);
+  EXPECT_EQ(d->serial, "");
+  auto named = parse_disk_option("data.qcow2,serial=hostvisor-data");
+  ASSERT_TRUE(named.ok()) << named.error().message();
+  EXPECT_EQ(named->serial, "hostvisor-data");
 }
 
 TEST(DiskOption, DefaultsAndEscapedComma) {
@@ -37,6 +41,11 @@ TEST(DiskOption, RejectsBadInputWithReasons) {
   EXPECT_FALSE(parse_disk_option("d.img,readonly").ok());
   EXPECT_FALSE(parse_disk_option("d.img,readonly=maybe").ok());
   EXPECT_FALSE(parse_disk_option("d.img,format=vmdk").ok());
+  for (const char* bad : {"d.img,serial=", "d.img,serial=has space", "d.img,serial=123456789012345678901"}) {
+    auto e = parse_disk_option(bad);
+    ASSERT_FALSE(e.ok()) << bad;
+    EXPECT_NE(e.error().message().find("serial"), std::string::npos);
+  }
 }
 
 }  // namespace

@@ -55,6 +55,7 @@ Result<void> convert_image(const std::string& src_path, const std::string& dst_p
         HV_TRY(dst->write(off + p, &buf[p], m));
       }
     }
+    if (o.progress) o.progress(off + n, size);
   }
   return dst->flush();
 }

@@ -2,6 +2,8 @@
 // image, optionally compressed) and commit (merge an overlay into its backing file).
 #pragma once
 
+#include <cstdint>
+#include <functional>
 #include <string>
 
 #include "block/image_open.h"
@@ -12,6 +14,8 @@ struct ConvertOptions {
   ImageFormat format = ImageFormat::kQcow2;  // of the destination
   bool compress = false;                     // qcow2 only: compressed clusters
   uint32_t cluster_bits = 16;
+  // Called after each chunk with the bytes read so far and the virtual size.
+  std::function<void(uint64_t done, uint64_t total)> progress;
 };
 
 // Copies the guest-visible contents of src (with its backing chain) into a new

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "block/disk_option.h"
+#include "guest/default_guest/share_mounts.h"
 #include "net/net_option.h"
 
 namespace hostvisor::cli {
@@ -246,7 +247,8 @@ Result<VsockConfig> parse_vsock_config(const std::string& text) {
 Result<ShareConfig> parse_share_config(const std::string& text) {
   auto split = take_transport(text, /*escaped_first_field=*/true);
   if (!split) return std::move(split).error().with_context("--share " + text);
-  const std::string usage = "expected HOSTDIR,tag=TAG[,readonly=on][,cache=auto|always|never][,transport=pci|mmio]";
+  const std::string usage =
+      "expected HOSTDIR,tag=TAG[,readonly=on][,cache=auto|always|never][,mount=GUESTPATH][,transport=pci|mmio]";
   ShareConfig config;
   config.transport = split->transport;
   // The directory first (",," a literal comma), then key=value fields.
@@ -300,6 +302,10 @@ Result<ShareConfig> parse_share_config(const std::string& text) {
       } else {
         return Error(ErrorCode::kInvalidArgument, "--share cache=" + value + ": expected auto, always or never");
       }
+    } else if (field.rfind("mount=", 0) == 0) {
+      config.guest_mount = field.substr(6);
+      if (auto checked = guest::check_guest_mount_path(config.guest_mount); !checked)
+        return checked.error().with_context("--share");
     } else {
       return Error(ErrorCode::kInvalidArgument, "--share " + text + ": unknown field '" + field + "'; " + usage);
     }
@@ -309,10 +315,9 @@ Result<ShareConfig> parse_share_config(const std::string& text) {
 }
 
 std::string share_cmdline_parameter(const std::vector<ShareConfig>& shares) {
-  if (shares.empty()) return "";
-  std::string tags;
-  for (const auto& share : shares) tags += (tags.empty() ? "" : ",") + share.tag;
-  return "hostvisor.shares=" + tags;
+  std::vector<guest::ShareMount> mounts;
+  for (const auto& share : shares) mounts.push_back({share.tag, share.guest_mount});
+  return guest::share_mounts_cmdline_parameter(mounts);
 }
 
 Result<ConsoleDevice> parse_console_device(const std::string& text) {

@@ -24,13 +24,15 @@ Result<CdromConfig> parse_cdrom_config(const std::string& text);
 Result<NetConfig> parse_net_config(const std::string& text);
 Result<ConsoleDevice> parse_console_device(const std::string& text);
 Result<VsockConfig> parse_vsock_config(const std::string& text);
-// --share HOSTDIR,tag=TAG[,readonly=on|off][,cache=auto|always|never][,transport=pci|mmio]:
+// --share HOSTDIR,tag=TAG[,readonly=on|off][,cache=auto|always|never][,mount=GUESTPATH][,transport=pci|mmio]:
 // HOSTDIR must be an existing directory (",," is a literal comma in it); TAG
 // is 1 to 36 characters of [A-Za-z0-9_.-] (it travels on the guest's
-// kernel command line to the default guest's init).
+// kernel command line to the default guest's init); GUESTPATH, where that
+// init mounts it, is checked by guest::check_guest_mount_path.
 Result<ShareConfig> parse_share_config(const std::string& text);
 // The kernel command-line parameter that tells the default guest's init
-// which tags to mount at /mnt/TAG: "hostvisor.shares=a,b"; empty without shares.
+// which tags to mount where: "hostvisor.shares=a,b:/home/u/proj" (a at
+// /mnt/a); empty without shares.
 std::string share_cmdline_parameter(const std::vector<ShareConfig>& shares);
 
 // What identifies a VM started with `hostvisor run`, for deriving stable

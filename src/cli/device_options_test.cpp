@@ -316,6 +316,10 @@ TEST(ShareOption, TakesTheDirectoryTagAndOptions) {
   EXPECT_EQ(full->transport, VirtioTransport::kMmio);
   EXPECT_EQ(share_cmdline_parameter({*plain, *full}), "hostvisor.shares=work,a.b-c_1");
   EXPECT_EQ(share_cmdline_parameter({}), "");
+  auto mounted = parse_share_config(dir + ",tag=proj,mount=/home/u/proj");
+  ASSERT_TRUE(mounted.ok()) << mounted.error().message();
+  EXPECT_EQ(mounted->guest_mount, "/home/u/proj");
+  EXPECT_EQ(share_cmdline_parameter({*plain, *mounted}), "hostvisor.shares=work,proj:/home/u/proj");
   // A comma in the directory's name is doubled.
   const std::string comma = dir + "/a,b";
   ASSERT_EQ(::mkdir(comma.c_str(), 0755), 0);
@@ -324,7 +328,9 @@ TEST(ShareOption, TakesTheDirectoryTagAndOptions) {
   EXPECT_EQ(escaped->host_dir, comma);
   for (const std::string& bad : {dir, dir + ",tag=", dir + ",tag=has space", dir + ",tag=" + std::string(37, 'a'),
                                  dir + ",tag=x,readonly=yes", dir + ",tag=x,cache=sometimes", dir + ",tag=x,color=red",
-                                 dir + "/missing,tag=x", std::string(",tag=x"), dir + ",tag=x,transport=isa"}) {
+                                 dir + "/missing,tag=x", std::string(",tag=x"), dir + ",tag=x,transport=isa",
+                                 dir + ",tag=x,mount=relative", dir + ",tag=x,mount=/a:b", dir + ",tag=x,mount=/a b",
+                                 dir + ",tag=x,mount=/"}) {
     auto parsed = parse_share_config(bad);
     ASSERT_FALSE(parsed.ok()) << bad;
     EXPECT_NE(parsed.error().message().find("--share"), std::string::npos) << parsed.error().message();

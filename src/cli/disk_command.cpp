@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "base/progress_line.h"
 #include "base/size.h"
 #include "block/image_copy.h"
 #include "block/image_open.h"
@@ -252,7 +253,10 @@ void add_disk_command(CLI::App& app, int* exit_status) {
     ConvertOptions o;
     o.format = *fmt;
     o.compress = *conv_compress;
+    ProgressLine line("converting " + *conv_src);  // on a terminal only
+    o.progress = [&line](uint64_t done, uint64_t total) { line.update(done, total); };
     auto r = convert_image(*conv_src, *conv_dst, o);
+    line.finish();
     *exit_status = r.ok() ? 0 : fail(r.error());
   });
 

@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 
+#include "base/progress_line.h"
 #include "base/size.h"
 #include "cli/balloon_option.h"
 #include "cli/device_options.h"
@@ -316,11 +317,21 @@ int run(const RunOptions& options) {
     guest::DefaultGuestOptions guest_options;
     // The guest's console (and its shell) on the device the terminal types into.
     guest_options.console = config.console == ConsoleDevice::kVirtio ? "hvc0" : "ttyS0";
-    guest_options.progress = [](const std::string& line) { std::fprintf(stderr, "hostvisor: %s\n", line.c_str()); };
+    // On a terminal, the build's steps rewrite one line; elsewhere (a VM's
+    // log under the daemon) each step is a line that says why the first
+    // start took long.
+    ProgressLine build_line("hostvisor");
+    guest_options.progress = [&build_line](const std::string& line) {
+      if (ProgressLine::stderr_is_terminal())
+        build_line.step(line);
+      else
+        std::fprintf(stderr, "hostvisor: %s\n", line.c_str());
+    };
     if (guest_options.agent_path.empty())
       std::fprintf(stderr,
                    "hostvisor: no hostvisor-agent beside this executable: the default guest runs without the agent\n");
     auto guest = guest::prepare_default_guest(guest_options);
+    build_line.finish();
     if (!guest) {
       fail("the default guest: " + guest.error().message());
       return 1;

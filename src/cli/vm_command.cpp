@@ -14,6 +14,7 @@
 #include <deque>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <sys/stat.h>
 #include <thread>
 
@@ -32,8 +33,9 @@ struct VmArgs {
   std::string name, other, snapshot, source, destination;
   std::string memory = "512M", accel = "auto", console = "serial", kernel, initrd, append, data_disk = "8G";
   uint32_t cpus = 1;
-  std::vector<std::string> disks, nets, command;
+  std::vector<std::string> disks, nets, shares, command;
   bool json_output = false, force = false, no_balloon = false, console_log = false, with_stdin = false, tty = false;
+  bool share_rw = false, no_share = false;  // vm launch: how the current directory is shared
   uint32_t timeout = 30;
   std::string dhcp;
 };
@@ -75,7 +77,46 @@ Result<json> parse_disk(const std::string& spec) {
   return disk;
 }
 
-Result<void> create(ApiClient& api, const VmArgs& args) {
+// HOSTDIR[,tag=T][,readonly=on][,mount=GUESTPATH] (",," a literal comma in
+// HOSTDIR): the API's share object; the daemon checks the values.
+Result<json> parse_share(const std::string& spec) {
+  std::string dir;
+  size_t i = 0;
+  for (; i < spec.size(); ++i) {
+    if (spec[i] != ',') {
+      dir += spec[i];
+    } else if (i + 1 < spec.size() && spec[i + 1] == ',') {
+      dir += ',';
+      ++i;
+    } else {
+      break;
+    }
+  }
+  if (dir.empty())
+    return Error(ErrorCode::kInvalidArgument, "--share " + spec + ": expected HOSTDIR[,tag=T][,readonly=on][,mount=GUESTPATH]");
+  json share{{"path", std::filesystem::absolute(dir).lexically_normal().string()}};
+  std::string path = share["path"];
+  if (path.size() > 1 && path.back() == '/') share["path"] = path.substr(0, path.size() - 1);
+  while (i < spec.size()) {
+    const size_t start = i + 1;
+    const size_t comma = spec.find(',', start);
+    const std::string part = spec.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    i = comma == std::string::npos ? spec.size() : comma;
+    if (part.starts_with("tag=")) {
+      share["tag"] = part.substr(4);
+    } else if (part == "readonly=on" || part == "readonly=off") {
+      share["readonly"] = part == "readonly=on";
+    } else if (part.starts_with("mount=")) {
+      share["mount"] = part.substr(6);
+    } else {
+      return Error(ErrorCode::kInvalidArgument,
+                   "--share " + spec + ": '" + part + "' is not tag=..., readonly=on|off or mount=GUESTPATH");
+    }
+  }
+  return share;
+}
+
+Result<void> create(ApiClient& api, const VmArgs& args, const json& extra_shares = json::array()) {
   json body{{"name", args.name}, {"memory", args.memory}, {"cpus", args.cpus}, {"accel", args.accel},
             {"console", args.console}};
   if (!args.kernel.empty()) body["kernel"] = std::filesystem::absolute(args.kernel).string();
@@ -88,6 +129,10 @@ Result<void> create(ApiClient& api, const VmArgs& args) {
     disks.push_back(disk);
   }
   body["disks"] = disks;
+  json shares = json::array();
+  for (const std::string& spec : args.shares) shares.push_back(HV_TRY(parse_share(spec)));
+  for (const json& share : extra_shares) shares.push_back(share);
+  if (!shares.empty()) body["shares"] = shares;
   if (!args.nets.empty()) body["nets"] = args.nets;
   if (args.no_balloon) body["balloon"] = false;
   if (args.kernel.empty()) body["data_disk_bytes"] = args.data_disk == "0" ? 0 : HV_TRY(parse_size(args.data_disk));
@@ -184,6 +229,35 @@ Result<void> copy(ApiClient& api, const std::string& source, const std::string& 
 
 using UnixWebSocket = boost::beast::websocket::stream<boost::asio::local::stream_protocol::socket>;
 
+// Why the daemon refuses the WebSocket at `target`: its JSON error's
+// message. Beast's client handshake reads only the refusal's header, so the
+// same upgrade request goes again as plain HTTP, whose whole answer is read.
+std::optional<std::string> upgrade_refusal(const std::string& socket_path, const std::string& target) {
+  namespace asio = boost::asio;
+  namespace http = boost::beast::http;
+  asio::io_context ioc;
+  asio::local::stream_protocol::socket socket(ioc);
+  boost::system::error_code ec;
+  socket.connect(asio::local::stream_protocol::endpoint(socket_path), ec);
+  if (ec) return std::nullopt;
+  http::request<http::empty_body> request{http::verb::get, target, 11};
+  request.set(http::field::host, "localhost");
+  request.set(http::field::connection, "Upgrade");
+  request.set(http::field::upgrade, "websocket");
+  request.set(http::field::sec_websocket_version, "13");
+  request.set(http::field::sec_websocket_key, "aG9zdHZpc29yLWNsaTAwMA==");
+  http::write(socket, request, ec);
+  if (ec) return std::nullopt;
+  boost::beast::flat_buffer buffer;
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(64 * 1024);
+  http::read(socket, buffer, parser, ec);
+  if (ec || parser.get().result() == http::status::switching_protocols) return std::nullopt;
+  const json error = json::parse(parser.get().body(), nullptr, false);
+  if (!error.is_object() || !error.contains("error") || !error["error"].is_object()) return std::nullopt;
+  return error["error"].value("message", "");
+}
+
 // Connects `ws` to the daemon's socket and opens the WebSocket at `target`;
 // a refusal carries the API's own error message when it sent one.
 Result<void> open_api_websocket(UnixWebSocket& ws, const std::string& socket_path, const std::string& target,
@@ -191,12 +265,11 @@ Result<void> open_api_websocket(UnixWebSocket& ws, const std::string& socket_pat
   boost::system::error_code ec;
   ws.next_layer().connect(boost::asio::local::stream_protocol::endpoint(socket_path), ec);
   if (ec) return Error(ErrorCode::kIo, "cannot reach the daemon: " + ec.message());
-  boost::beast::websocket::response_type response;
-  ws.handshake(response, "localhost", target, ec);
+  ws.handshake("localhost", target, ec);
   if (!ec) return {};
-  const json error = json::parse(response.body(), nullptr, false);
-  if (error.is_object() && error.contains("error"))
-    return Error(ErrorCode::kIo, error["error"].value("message", what + " refused"));
+  if (ec == boost::beast::websocket::error::upgrade_declined) {
+    if (auto refusal = upgrade_refusal(socket_path, target)) return Error(ErrorCode::kIo, *refusal);
+  }
   return Error(ErrorCode::kIo, what + ": " + ec.message());
 }
 
@@ -280,13 +353,15 @@ class ExecSession {
  public:
   explicit ExecSession(const std::string& socket) : socket_path_(socket) {}
 
-  Result<int> run(const std::string& name, const std::vector<std::string>& argv) {
+  // cwd: where the command starts in the guest (empty: the agent's own).
+  Result<int> run(const std::string& name, const std::vector<std::string>& argv, const std::string& cwd = "") {
     namespace asio = boost::asio;
     namespace websocket = boost::beast::websocket;
     HV_TRY(open_api_websocket(ws_, socket_path_, "/v1/vms/" + name + "/exec", "exec in " + name));
     boost::system::error_code ec;
     const bool terminal = ::isatty(STDIN_FILENO);
     json request{{"argv", argv}, {"terminal", terminal}};
+    if (!cwd.empty()) request["cwd"] = cwd;
     const char* term = std::getenv("TERM");
     request["env"] = {std::string("TERM=") + (term != nullptr ? term : "xterm")};
     uint16_t rows = 0, cols = 0;
@@ -384,11 +459,12 @@ class ExecSession {
   json result_;
 };
 
-int shell(ApiClient& api, const std::string& name) {
+// cwd: the directory the shell starts in (empty: the agent's).
+int shell(ApiClient& api, const std::string& name, const std::string& cwd = "") {
   auto socket = api.socket();
   if (!socket) return fail(socket.error());
   ExecSession session(*socket);
-  auto status = session.run(name, {"/bin/sh", "-l"});
+  auto status = session.run(name, {"/bin/sh", "-l"}, cwd);
   return status ? *status : fail(status.error());
 }
 
@@ -410,11 +486,41 @@ Result<void> wait_for_agent(ApiClient& api, const std::string& name) {
   return ok();
 }
 
+// The directory `vm launch` runs in, as the share the new VM gets: the
+// same path in the guest, read-only unless --share-rw.
+Result<json> current_directory_share(bool writable) {
+  std::error_code ec;
+  const std::string cwd = std::filesystem::current_path(ec).string();
+  if (ec) return Error(ErrorCode::kIo, "the current directory: " + ec.message());
+  if (cwd == "/")
+    return Error(ErrorCode::kInvalidArgument,
+                 "vm launch shares the current directory, and / is too much: run it in a project directory, or "
+                 "give --no-share");
+  return json{{"path", cwd}, {"tag", "cwd"}, {"readonly", !writable}, {"mount", cwd}};
+}
+
+// Where the launched shell starts: the current directory when the VM
+// mounts it (a share of it, at the same path), else the agent's directory.
+std::string shell_directory(const json& vm) {
+  std::error_code ec;
+  const std::string cwd = std::filesystem::current_path(ec).string();
+  if (ec || !vm.contains("shares") || !vm["shares"].is_array()) return "";
+  for (const json& share : vm["shares"])
+    if (share.value("path", "") == cwd && share.value("mount", "") == cwd) return cwd;
+  return "";
+}
+
 int launch(ApiClient& api, const VmArgs& args) {
   auto vm = api.call("GET", vm_path(args.name));
   if (!vm && vm.error().code() != ErrorCode::kNotFound) return fail(vm.error());
   if (!vm) {
-    if (auto created = create(api, args); !created) return fail(created.error());
+    json shares = json::array();
+    if (!args.no_share) {
+      auto share = current_directory_share(args.share_rw);
+      if (!share) return fail(share.error());
+      shares.push_back(*share);
+    }
+    if (auto created = create(api, args, shares); !created) return fail(created.error());
     vm = api.call("GET", vm_path(args.name));
     if (!vm) return fail(vm.error());
   }
@@ -425,7 +531,7 @@ int launch(ApiClient& api, const VmArgs& args) {
     if (auto started = api.call("POST", vm_path(args.name) + "/start"); !started) return fail(started.error());
   }
   if (auto up = wait_for_agent(api, args.name); !up) return fail(up.error());
-  return shell(api, args.name);
+  return shell(api, args.name, shell_directory(*vm));
 }
 
 Result<void> logs(ApiClient& api, const std::string& name, bool console) {
@@ -470,6 +576,10 @@ void add_vm_command(CLI::App& app, int* exit_status) {
     cmd->add_option("--data-disk", args->data_disk,
                     "The default guest's persistent qcow2 data disk (0: none); attached as the VM's last disk")
         ->capture_default_str();
+    cmd->add_option("--share", args->shares,
+                    "Share a host directory (virtio-fs; repeatable): HOSTDIR[,tag=TAG][,readonly=on][,mount=GUESTPATH]."
+                    " The default guest mounts it at GUESTPATH, or /mnt/TAG. A VM with a share cannot be "
+                    "snapshotted or suspended");
     cmd->add_flag("--no-balloon", args->no_balloon, "No virtio-balloon device");
   };
 
@@ -649,10 +759,13 @@ void add_vm_command(CLI::App& app, int* exit_status) {
 
   auto* launch_cmd = vm->add_subcommand(
       "launch",
-      "From nothing to a shell: create NAME from the default guest (NAT, a data disk) unless it exists, start it "
-      "unless it runs, wait for its agent and open a shell");
+      "From nothing to a shell: create NAME from the default guest (NAT, a data disk at /data, the current "
+      "directory shared read-only at the same path) unless it exists, start it unless it runs, wait for its agent "
+      "and open a shell in that directory");
   launch_cmd->add_option("NAME", args->name)->required();
   add_create_options(launch_cmd);
+  launch_cmd->add_flag("--share-rw", args->share_rw, "Share the current directory writable (default: read-only)");
+  launch_cmd->add_flag("--no-share", args->no_share, "Do not share the current directory");
   launch_cmd->callback([args, api, exit_status] {
     ApiClient client = api();
     *exit_status = launch(client, *args);

@@ -271,7 +271,7 @@ Result<json> Daemon::create_vm(const VmConfig& requested) {
     if (config.data_disk_bytes > 0) {
       HV_TRY(block::Qcow2Image::create(temp + "/disks/data.qcow2",
                                        block::Qcow2CreateOptions{.size = config.data_disk_bytes}));
-      config.disks.push_back(VmDisk{.path = "disks/data.qcow2", .format = "qcow2"});
+      config.disks.push_back(VmDisk{.path = "disks/data.qcow2", .format = "qcow2", .serial = kDataDiskSerial});
     }
     HV_TRY(write_file_atomically(temp + "/config.json", vm_config_to_json(config).dump(2) + "\n"));
     HV_TRY(write_file_atomically(temp + "/state.json", json{{"pid", 0}, {"start_time", 0}}.dump() + "\n"));
@@ -365,7 +365,8 @@ Result<void> Daemon::start_locked(const std::string& name) {
     // After a restore the VM wrote to overlays: a later boot goes on from them.
     if (state.disks.size() == boot.disks.size())
       for (size_t i = 0; i < boot.disks.size(); ++i)
-        if (!boot.disks[i].readonly && !state.disks[i].empty()) boot.disks[i] = VmDisk{.path = state.disks[i], .format = ""};
+        if (!boot.disks[i].readonly && !state.disks[i].empty())
+          boot.disks[i] = VmDisk{.path = state.disks[i], .format = "", .serial = boot.disks[i].serial};
     auto boot_args = boot_arguments(boot, dir);
     args.insert(args.end(), boot_args.begin(), boot_args.end());
   }
@@ -469,6 +470,16 @@ void Daemon::note_stopped(const std::string& name, const std::string& reason) {
 
 Result<json> Daemon::snapshot_locked(const std::string& name, const std::string& dir, bool quit) {
   const VmState state = HV_TRY(require_running(name));
+  // virtio-fs keeps what the guest has open in the share as this VM
+  // process's descriptors, which no snapshot can carry to another process.
+  if (const VmConfig config = HV_TRY(load_config(name)); !config.shares.empty()) {
+    std::string tags;
+    for (const VmShare& share : config.shares) tags += (tags.empty() ? "" : ", ") + share.tag;
+    return Error(ErrorCode::kBusy, "VM " + name + " has shared folders (" + tags + ") and cannot be " +
+                                       (quit ? "suspended" : "snapshotted") +
+                                       ": a share's state is the VM process's open files. Stop it instead, or "
+                                       "remove its shares while it is stopped (PATCH /v1/vms/" + name + " {\"shares\": []})");
+  }
   auto client = HV_TRY(control::ControlClient::connect(control_socket(name)));
   auto result = client.call("snapshot", json{{"dir", dir}, {"quit", quit}});
   if (!result) {
@@ -804,6 +815,14 @@ Result<json> Daemon::add_port_forward(const std::string& name, const api::PortFo
   const json args{{"nic", forward.nic},         {"proto", forward.proto},           {"host_addr", forward.host_addr},
                   {"host_port", forward.host_port}, {"guest_addr", forward.guest_addr}, {"guest_port", forward.guest_port}};
   HV_TRY(control::control_call(control_socket(name), "hostfwd-add", args));
+  // The next boot forwards it too.
+  auto guard = vm_lock(name);
+  std::lock_guard lock(*guard);
+  VmConfig config = HV_TRY(load_config(name));
+  HV_TRY(add_net_forward(config, forward.nic,
+                         forward.proto + ":" + forward.host_addr + ":" + std::to_string(forward.host_port) + "-" +
+                             forward.guest_addr + ":" + std::to_string(forward.guest_port)));
+  HV_TRY(write_file_atomically(paths_.vm_dir(name) + "/config.json", vm_config_to_json(config).dump(2) + "\n"));
   return args;
 }
 
@@ -814,6 +833,11 @@ Result<void> Daemon::remove_port_forward(const std::string& name, const api::Por
                                 {"proto", forward.proto},
                                 {"host_addr", forward.host_addr},
                                 {"host_port", forward.host_port}}));
+  auto guard = vm_lock(name);
+  std::lock_guard lock(*guard);
+  VmConfig config = HV_TRY(load_config(name));
+  if (remove_net_forward(config, forward.nic, forward.proto, forward.host_addr, forward.host_port))
+    HV_TRY(write_file_atomically(paths_.vm_dir(name) + "/config.json", vm_config_to_json(config).dump(2) + "\n"));
   return ok();
 }
 

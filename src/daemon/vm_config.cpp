@@ -1,9 +1,12 @@
 #include "daemon/vm_config.h"
 
+#include <filesystem>
 #include <set>
 
 #include "base/size.h"
+#include "block/disk_serial.h"
 #include "daemon/names.h"
+#include "guest/default_guest/share_mounts.h"
 
 namespace hostvisor::daemon {
 
@@ -37,6 +40,54 @@ Result<std::string> path_field(const json& object, const char* field) {
   }
   if (path.find(',') != std::string::npos) return field_error(field, "a path with ',' cannot be passed on");
   return path;
+}
+
+// The checks `hostvisor run --share` makes, made here too so a bad share is
+// refused when it is configured rather than when the VM starts.
+Result<std::vector<VmShare>> parse_shares(const json& shares) {
+  constexpr size_t kMaxShares = 16;
+  if (!shares.is_array() || shares.size() > kMaxShares)
+    return field_error("shares", "must be a list of at most 16 shares");
+  std::vector<VmShare> parsed;
+  std::set<std::string> tags;
+  // A share without a tag gets the first "shareN" no other share names.
+  std::set<std::string> given;
+  for (const json& share : shares)
+    if (share.is_object() && share.contains("tag") && share.at("tag").is_string())
+      given.insert(share.at("tag").get<std::string>());
+  size_t next_default = 0;
+  const auto default_tag = [&] {
+    while (given.count("share" + std::to_string(next_default))) ++next_default;
+    return "share" + std::to_string(next_default++);
+  };
+  for (const json& share : shares) {
+    if (!share.is_object() || !share.contains("path"))
+      return field_error("shares", "each share is an object with a \"path\" (and optional \"tag\", \"readonly\", "
+                                   "\"mount\")");
+    VmShare s;
+    s.host_path = HV_TRY(string_field(share, "path"));
+    std::error_code ec;
+    if (s.host_path.empty() || s.host_path[0] != '/' || !std::filesystem::is_directory(s.host_path, ec))
+      return field_error("shares", "'" + s.host_path + "' is not an absolute path of an existing directory");
+    s.tag = share.contains("tag") ? HV_TRY(string_field(share, "tag")) : default_tag();
+    if (s.tag.empty() || s.tag.size() > 36 ||
+        s.tag.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") !=
+            std::string::npos)
+      return field_error("shares", "tag '" + s.tag + "' is not 1 to 36 characters of A-Z a-z 0-9 _ . -");
+    if (!tags.insert(s.tag).second)
+      return field_error("shares", "two shares have the tag '" + s.tag + "'; give each its own");
+    if (share.contains("readonly")) {
+      if (!share.at("readonly").is_boolean()) return field_error("shares", "readonly must be true or false");
+      s.readonly = share.at("readonly").get<bool>();
+    }
+    if (share.contains("mount")) {
+      s.mount = HV_TRY(string_field(share, "mount"));  // "": /mnt/TAG
+      if (auto checked = guest::check_guest_mount_path(s.mount); !s.mount.empty() && !checked)
+        return field_error("shares", checked.error().message());
+    }
+    parsed.push_back(std::move(s));
+  }
+  return parsed;
 }
 
 Result<void> apply_field(VmConfig& config, const std::string& key, const json& update) {
@@ -97,9 +148,16 @@ Result<void> apply_field(VmConfig& config, const std::string& key, const json& u
         if (!disk.at("readonly").is_boolean()) return field_error("disks", "readonly must be true or false");
         d.readonly = disk.at("readonly").get<bool>();
       }
+      if (disk.contains("serial")) {
+        d.serial = HV_TRY(string_field(disk, "serial"));
+        if (auto checked = block::check_disk_serial(d.serial); !d.serial.empty() && !checked)
+          return checked.error().with_context("field 'disks'");
+      }
       parsed.push_back(std::move(d));
     }
     config.disks = std::move(parsed);
+  } else if (key == "shares") {
+    config.shares = HV_TRY(parse_shares(update.at("shares")));
   } else if (key == "data_disk_bytes") {
     const json& value = update.at("data_disk_bytes");
     if (!value.is_number_integer() || value.get<int64_t>() < 0 || value.get<uint64_t>() > kMaxDataDisk)
@@ -107,7 +165,7 @@ Result<void> apply_field(VmConfig& config, const std::string& key, const json& u
     config.data_disk_bytes = value.get<uint64_t>();
   } else {
     return field_error(key, "is not a VM setting (memory, cpus, accel, console, kernel, initrd, append, balloon, "
-                            "nets, disks, data_disk_bytes)");
+                            "nets, disks, shares, data_disk_bytes)");
   }
   return ok();
 }
@@ -148,12 +206,72 @@ Result<VmConfig> vm_config_from_json(const json& json) {
 json vm_config_to_json(const VmConfig& config) {
   json disks = json::array();
   for (const VmDisk& disk : config.disks)
-    disks.push_back({{"path", disk.path}, {"format", disk.format}, {"readonly", disk.readonly}});
+    disks.push_back(
+        {{"path", disk.path}, {"format", disk.format}, {"readonly", disk.readonly}, {"serial", disk.serial}});
+  json shares = json::array();
+  for (const VmShare& share : config.shares)
+    shares.push_back(
+        {{"path", share.host_path}, {"tag", share.tag}, {"readonly", share.readonly}, {"mount", share.mount}});
   return {{"name", config.name},       {"memory", config.memory},   {"cpus", config.cpus},
           {"accel", config.accel},     {"console", config.console}, {"kernel", config.kernel},
           {"initrd", config.initrd},   {"append", config.append},   {"disks", disks},
-          {"nets", config.nets},       {"balloon", config.balloon}, {"data_disk_bytes", config.data_disk_bytes},
+          {"shares", shares},          {"nets", config.nets},       {"balloon", config.balloon}, {"data_disk_bytes", config.data_disk_bytes},
           {"created", config.created}};
+}
+
+namespace {
+// The index in config.nets of the nic-th NIC, or nets.size().
+size_t net_index(const VmConfig& config, uint32_t nic) {
+  uint32_t seen = 0;
+  for (size_t i = 0; i < config.nets.size(); ++i) {
+    if (config.nets[i] == "none") continue;
+    if (seen++ == nic) return i;
+  }
+  return config.nets.size();
+}
+}  // namespace
+
+Result<void> add_net_forward(VmConfig& config, uint32_t nic, const std::string& forward) {
+  const size_t index = net_index(config, nic);
+  if (index == config.nets.size())
+    return Error(ErrorCode::kNotFound, "VM " + config.name + " has no NIC " + std::to_string(nic));
+  config.nets[index] += ",hostfwd=" + forward;
+  return ok();
+}
+
+bool remove_net_forward(VmConfig& config, uint32_t nic, const std::string& proto, const std::string& host_addr,
+                        uint16_t host_port) {
+  const size_t index = net_index(config, nic);
+  if (index == config.nets.size()) return false;
+  // The --net value's fields, kept but for the one forward of that host port.
+  const std::string& net = config.nets[index];
+  std::string kept;
+  bool removed = false;
+  for (size_t start = 0; start <= net.size();) {
+    size_t end = net.find(',', start);
+    if (end == std::string::npos) end = net.size();
+    const std::string field = net.substr(start, end - start);
+    start = end + 1;
+    if (!removed && field.starts_with("hostfwd=")) {
+      // PROTO:[HOSTADDR]:HOSTPORT-...
+      const std::string value = field.substr(8);
+      const size_t colon = value.find(':'), dash = value.find('-');
+      const size_t port_colon = value.rfind(':', dash);
+      if (colon != std::string::npos && dash != std::string::npos && port_colon != std::string::npos &&
+          port_colon > colon) {
+        std::string addr = value.substr(colon + 1, port_colon - colon - 1);
+        if (addr.empty()) addr = "127.0.0.1";
+        if (value.substr(0, colon) == proto && addr == host_addr &&
+            value.substr(port_colon + 1, dash - port_colon - 1) == std::to_string(host_port)) {
+          removed = true;
+          continue;
+        }
+      }
+    }
+    kept += (kept.empty() ? "" : ",") + field;
+  }
+  if (removed) config.nets[index] = kept.empty() ? "user" : kept;
+  return removed;
 }
 
 std::vector<std::string> boot_arguments(const VmConfig& config, const std::string& vm_dir) {
@@ -169,7 +287,17 @@ std::vector<std::string> boot_arguments(const VmConfig& config, const std::strin
     std::string value = disk.path[0] == '/' ? disk.path : vm_dir + "/" + disk.path;
     if (!disk.format.empty()) value += ",format=" + disk.format;
     if (disk.readonly) value += ",readonly=on";
+    if (!disk.serial.empty()) value += ",serial=" + disk.serial;
     args.insert(args.end(), {"--disk", value});
+  }
+  for (const VmShare& share : config.shares) {
+    // ",," is a literal comma in --share's directory.
+    std::string value;
+    for (char c : share.host_path) value += c == ',' ? std::string(",,") : std::string(1, c);
+    value += ",tag=" + share.tag;
+    if (share.readonly) value += ",readonly=on";
+    if (!share.mount.empty()) value += ",mount=" + share.mount;
+    args.insert(args.end(), {"--share", value});
   }
   if (config.nets.empty()) args.insert(args.end(), {"--net", "none"});
   for (const std::string& net : config.nets) args.insert(args.end(), {"--net", net});

@@ -252,7 +252,9 @@ Result<void> Machine::add_pci_devices() {
     // The serial is what the guest sees in /sys/block/vdX/serial.
     // Asynchronous I/O: a vCPU (or the event loop) only submits; the event
     // loop answers when the block layer completes the request.
-    auto blk = HV_TRY(VirtioBlk::open(config_.disks[i].disk, "hostvisor-disk" + std::to_string(i)));
+    auto blk = HV_TRY(VirtioBlk::open(config_.disks[i].disk, config_.disks[i].disk.serial.empty()
+                                                                      ? "hostvisor-disk" + std::to_string(i)
+                                                                      : config_.disks[i].disk.serial));
     HV_TRY(watch_blk_completions(blk));
     blks_.push_back(blk);
     if (config_.disks[i].transport == VirtioTransport::kPci) {

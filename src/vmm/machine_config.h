@@ -91,6 +91,9 @@ struct ShareConfig {
   std::string tag;
   bool read_only = false;
   ShareCache cache = ShareCache::kAuto;
+  // Where the default guest's init mounts it (empty: /mnt/TAG); only the
+  // guest's command line carries it.
+  std::string guest_mount;
   VirtioTransport transport = VirtioTransport::kPci;
 };
 

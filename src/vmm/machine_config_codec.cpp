@@ -1,6 +1,7 @@
 #include "vmm/machine_config_codec.h"
 
 #include "base/state_codec.h"
+#include "block/disk_serial.h"
 
 namespace hostvisor {
 
@@ -54,6 +55,7 @@ std::vector<uint8_t> encode_machine_config(const MachineConfig& config, const st
     out.put(static_cast<uint8_t>(config.vsock->transport));
   }
   out.put_string(config.qga_socket);
+  for (const DiskConfig& disk : config.disks) out.put_string(disk.disk.serial);
   return out.take();
 }
 
@@ -134,6 +136,13 @@ Result<SavedMachineConfig> decode_machine_config(std::span<const uint8_t> bytes)
     config.vsock = std::move(vsock);
   }
   if (version >= 5) config.qga_socket = in.get_string(kMaxPath);
+  if (version >= 6) {
+    for (DiskConfig& disk : config.disks) {
+      disk.disk.serial = in.get_string(20);
+      if (in.ok() && !disk.disk.serial.empty() && !block::check_disk_serial(disk.disk.serial))
+        in.fail("a disk serial of characters a serial cannot hold");
+    }
+  }
   HV_TRY(in.finish());
   if (auto kind = choose_memory_kind(config.memory_backing); !kind)
     return std::move(kind).error().with_context("snapshot machine configuration");

@@ -15,9 +15,10 @@
 namespace hostvisor {
 
 // 2 added the memory backing options, 3 the balloon, 4 the vsock device,
-// 5 the qemu-guest-agent port's socket (--qga); older versions are read
-// with the defaults (no balloon, no vsock, no agent port).
-inline constexpr uint32_t kMachineConfigVersion = 5;
+// 5 the qemu-guest-agent port's socket (--qga), 6 each disk's serial; older
+// versions are read with the defaults (no balloon, no vsock, no agent port,
+// the hostvisor-diskN serials).
+inline constexpr uint32_t kMachineConfigVersion = 6;
 
 // `backend` is the backend the machine ran on ("kvm", "emu").
 std::vector<uint8_t> encode_machine_config(const MachineConfig& config, const std::string& backend);

@@ -33,11 +33,21 @@ MachineConfig sample_config() {
   return config;
 }
 
-// The bytes an older version wrote: version 5 appended the qga socket (a
-// 4-byte length and the path), so the empty one of `config` is dropped.
+// The bytes an older version wrote: version 6 appended each disk's serial
+// (a 4-byte length and the text), so the empty ones of `config` are dropped.
+std::vector<uint8_t> encode_as_version_5(MachineConfig config) {
+  for (DiskConfig& disk : config.disks) disk.disk.serial.clear();
+  std::vector<uint8_t> bytes = encode_machine_config(config, "emu");
+  bytes.resize(bytes.size() - 4 * config.disks.size());
+  bytes[0] = 5;
+  return bytes;
+}
+
+// Version 5 appended the qga socket (a 4-byte length and the path), so the
+// empty one of `config` is dropped too.
 std::vector<uint8_t> encode_as_version_4(MachineConfig config) {
   config.qga_socket.clear();
-  std::vector<uint8_t> bytes = encode_machine_config(config, "emu");
+  std::vector<uint8_t> bytes = encode_as_version_5(config);
   bytes.resize(bytes.size() - 4);
   bytes[0] = 4;
   return bytes;
@@ -80,6 +90,20 @@ TEST(MachineConfigCodecTest, RoundTrips) {
   EXPECT_FALSE(plain->config.balloon);
   EXPECT_FALSE(plain->config.vsock.has_value());
   EXPECT_TRUE(plain->config.qga_socket.empty());
+}
+
+TEST(MachineConfigCodecTest, KeepsDiskSerialsAndReadsVersion5AsTheDefaultOnes) {
+  MachineConfig config = sample_config();
+  config.disks[0].disk.serial = "hostvisor-data";
+  auto saved = decode_machine_config(encode_machine_config(config, "emu"));
+  ASSERT_TRUE(saved.ok()) << saved.error().message();
+  EXPECT_EQ(saved->config.disks[0].disk.serial, "hostvisor-data");
+  auto old = decode_machine_config(encode_as_version_5(config));
+  ASSERT_TRUE(old.ok()) << old.error().message();
+  EXPECT_EQ(old->config.disks[0].disk.serial, "");
+  EXPECT_EQ(old->config.qga_socket, "/run/vm/qga.sock");
+  config.disks[0].disk.serial = "bad serial";
+  EXPECT_FALSE(decode_machine_config(encode_machine_config(config, "emu")).ok());
 }
 
 TEST(MachineConfigCodecTest, ReadsVersion4AsNoQgaPort) {

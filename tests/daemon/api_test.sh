@@ -86,6 +86,30 @@ CASE="create: bad name"; api POST /v1/vms '{"name":"../etc"}'; expect_error 400 
 CASE="create: bad JSON"; api POST /v1/vms '{"name":'; expect_error 400 invalid-argument
 CASE="create: unknown field"; api POST /v1/vms '{"name":"x","colour":"red"}'; expect_error 400 invalid-argument
 CASE="create: no body"; api POST /v1/vms; expect_error 400 invalid-argument
+# Shares: checked when configured, passed to the VM process, and no snapshot.
+mkdir -p "$WORK/proj"
+CASE="create with a share"; api POST /v1/vms "{\"name\":\"shared\",\"data_disk_bytes\":0,\"shares\":[{\"path\":\"$WORK/proj\",\"readonly\":true,\"mount\":\"/home/u/proj\"}]}"
+expect 201 shares.0.path "$WORK/proj" shares.0.tag share0 shares.0.readonly True shares.0.mount /home/u/proj
+for bad in '"relative/dir"' '"/no/such/dir"'; do
+  CASE="share: path $bad"; api POST /v1/vms "{\"name\":\"bad\",\"shares\":[{\"path\":$bad}]}"; expect_error 400 invalid-argument
+done
+CASE="share: bad tag"; api POST /v1/vms "{\"name\":\"bad\",\"shares\":[{\"path\":\"$WORK\",\"tag\":\"a/b\"}]}"; expect_error 400 invalid-argument
+CASE="share: two with one tag"; api POST /v1/vms "{\"name\":\"bad\",\"shares\":[{\"path\":\"$WORK\",\"tag\":\"t\"},{\"path\":\"$WORK/proj\",\"tag\":\"t\"}]}"; expect_error 400 invalid-argument
+CASE="share: a mount path the guest cannot be given"; api POST /v1/vms "{\"name\":\"bad\",\"shares\":[{\"path\":\"$WORK\",\"mount\":\"/a:b\"}]}"; expect_error 400 invalid-argument
+contains "$(field error.message)" "mount=/a:b"
+CASE="share: not a list"; api POST /v1/vms "{\"name\":\"bad\",\"shares\":\"$WORK\"}"; expect_error 400 invalid-argument
+CASE="share: readonly not a boolean"; api POST /v1/vms "{\"name\":\"bad\",\"shares\":[{\"path\":\"$WORK\",\"readonly\":\"yes\"}]}"; expect_error 400 invalid-argument
+CASE="no VM made of a refused share"; api GET /v1/vms/bad; expect_error 404 not-found
+CASE="start a VM with a share"; api POST /v1/vms/shared/start; expect 200 state running
+contains "$(last_start shared)" "--share $WORK/proj,tag=share0,readonly=on,mount=/home/u/proj"
+CASE="snapshot of a VM with a share"; api POST /v1/vms/shared/snapshots '{"name":"s1"}'; expect_error 409 conflict
+contains "$(field error.message)" "shared folders (share0)"
+CASE="suspend of a VM with a share"; api POST /v1/vms/shared/suspend; expect_error 409 conflict
+CASE="clone of a running VM with a share"; api POST /v1/vms/shared/clone '{"name":"shared2"}'; expect_error 409 conflict
+CASE="it still runs"; api GET /v1/vms/shared; expect 200 state running
+CASE="shares changed while stopped"; api POST /v1/vms/shared/kill; api PATCH /v1/vms/shared '{"shares":[]}'; expect 200 shares '[]'
+api DELETE /v1/vms/shared
+
 CASE="get"; api GET /v1/vms/alpha; expect 200 name alpha cpus 1
 CASE="get: missing"; api GET /v1/vms/ghost; expect_error 404 not-found
 CASE="get: traversal"; api GET /v1/vms/..%2F..%2Fetc; expect_error 400 invalid-argument
@@ -117,9 +141,16 @@ CASE="balloon set"; api PUT /v1/vms/alpha/balloon '{"bytes":1048576}'; expect 20
 CASE="balloon get"; api GET /v1/vms/alpha/balloon; expect 200 actual_bytes 1048576
 CASE="balloon: no bytes"; api PUT /v1/vms/alpha/balloon '{}'; expect_error 400 invalid-argument
 CASE="port forward add"; api POST /v1/vms/alpha/port-forwards '{"host_port":18080,"guest_port":80}'; expect 201 host_port 18080
+CASE="the forward is in the VM's config"; api GET /v1/vms/alpha; expect 200 nets.0 "user,hostfwd=tcp:127.0.0.1:18080-:80"
 CASE="port forward remove"; api DELETE /v1/vms/alpha/port-forwards '{"host_port":18080}'; expect 204
+CASE="the forward left the config"; api GET /v1/vms/alpha; expect 200 nets.0 user
 CASE="port forward remove: none"; api DELETE /v1/vms/alpha/port-forwards '{"host_port":18080}'; expect_error 500 failed
 CASE="port forward: bad port"; api POST /v1/vms/alpha/port-forwards '{"host_port":0}'; expect_error 400 invalid-argument
+CASE="a forward comes back on restart"; api POST /v1/vms/alpha/port-forwards '{"host_port":18081,"guest_port":8081}'
+api POST /v1/vms/alpha/kill; api POST /v1/vms/alpha/start; expect 200 state running
+contains "$(last_start alpha)" "--net user,hostfwd=tcp:127.0.0.1:18081-:8081"
+api DELETE /v1/vms/alpha/port-forwards '{"host_port":18081}'
+PID=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pid"])' "$LIB/vms/alpha/state.json")
 CASE="exec"; api POST /v1/vms/alpha/exec '{"argv":["echo","hello from the agent"]}'; expect 200 status 0 stdout $'hello from the agent'
 CASE="exec: stdin and status"; api POST /v1/vms/alpha/exec '{"argv":["sh","-c","cat; exit 3"],"stdin":"piped"}'; expect 200 status 3 stdout piped
 CASE="exec: no such command"; api POST /v1/vms/alpha/exec '{"argv":["/nonexistent/cmd"]}'

@@ -126,15 +126,45 @@ check "vm delete --force" hv vm delete --force dev
 check_output "vm list is empty again" "NAME" hv vm list
 [ -z "$(ls "$LIB/vms")" ] && echo "ok   the library is empty" || fail "left in the library: $(ls "$LIB/vms")"
 
+# vm create --share: kept in the config; a VM with a share refuses snapshots.
+mkdir -p "$WORK/shared dir"
+check_output "vm create --share" "created VM sh" hv vm create sh --data-disk 0 --share "$WORK/shared dir,tag=proj,readonly=on,mount=/srv/proj"
+check_output "the share is in its config" '"mount": "/srv/proj"' hv vm info sh
+check_output "vm create --share: a guest path the guest cannot be given" "mount=/a:b" hv vm create sh2 --share "$WORK,mount=/a:b"
+check_output "vm console of a stopped VM says why" "not running" hv vm console sh </dev/null
+if [ -n "$FAKE_VM" ]; then
+  check_output "vm start (shared)" "sh: running" hv vm start sh
+  check_output "vm snapshot of a VM with a share" "cannot be snapshotted" hv vm snapshot sh s1
+  hv vm kill sh >/dev/null
+fi
+check "vm delete sh" hv vm delete sh
+
 check_output "net create" "created network lab" hv net create lab --dhcp 10.88.0.0/24
 check_output "net list" "lab" hv net list
 check "net delete" hv net delete lab
 
 if [ -z "$FAKE_VM" ]; then
-  # From nothing to a shell: the shell reads its commands from the pipe.
-  check_output "vm launch" "launched in" sh -c "printf 'echo launched in \$(uname -s)\nexit\n' | '$HOSTVISOR' vm launch lx --data-disk 0"
-  check_output "a second launch attaches" "again" sh -c "printf 'echo again\nexit\n' | '$HOSTVISOR' vm launch lx"
+  # From nothing to a shell, in a project directory: the shell reads its
+  # commands from the pipe, starts in that directory, which the guest sees
+  # read-only at the same path; /data is the VM's own ext4 disk.
+  PROJECT=$WORK/project
+  mkdir -p "$PROJECT" && echo "the project's file" >"$PROJECT/file"
+  check_output "vm launch: the shell starts in the shared directory" "launched in $PROJECT" \
+    sh -c "cd '$PROJECT' && printf 'echo launched in \$(pwd)\nexit\n' | '$HOSTVISOR' vm launch lx --data-disk 64M"
+  check_output "the guest sees the directory's file" "the project's file" hv vm exec lx -- cat "$PROJECT/file"
+  check_output "the share is read-only" "Read-only file system" hv vm exec lx -- sh -c "echo x > '$PROJECT/new'"
+  [ ! -e "$PROJECT/new" ] && echo "ok   nothing was written on the host" || fail "the guest wrote $PROJECT/new"
+  check_output "/data is a mounted ext4" "/data type ext4" hv vm exec lx -- mount
+  check "write to /data" hv vm exec lx -- sh -c 'echo kept > /data/keep'
+  check_output "vm snapshot of the launched VM (it has a share)" "cannot be snapshotted" hv vm snapshot lx s1
+  check_output "vm stop lx" "lx: stopped" hv vm stop lx --timeout 20
+  check_output "vm start lx" "lx: running" hv vm start lx
+  wait_for_agent lx
+  check_output "/data kept its file across stop and start" "kept" hv vm exec lx -- cat /data/keep
+  check_output "the data disk was formatted once" "1" sh -c "grep -c 'formatting the data disk' '$LIB/vms/lx/logs/console.log'"
+  check_output "a second launch attaches" "again" sh -c "cd '$PROJECT' && printf 'echo again\nexit\n' | '$HOSTVISOR' vm launch lx"
   hv vm kill lx >/dev/null 2>&1 || true
+  qemu-img check -q "$LIB/vms/lx/disks/data.qcow2" && echo "ok   qemu-img check lx/data.qcow2" || fail "qemu-img check lx/data.qcow2"
 fi
 echo "$failures failures"
 [ "$failures" = 0 ]
