@@ -24,8 +24,9 @@ packages=(
   # qemu-guest-agent: its qemu-ga goes into the qemu-ga test guest's initramfs, never runs on the host)
   qemu-utils qemu-system-x86 acpica-tools dnsmasq-base qemu-guest-agent
   # firmware (--firmware bios|uefi; qemu-system-data has the linuxboot option ROM for --kernel with firmware)
-  # and the firmware tests' boot media (grub-mkrescue needs grub-common, the two GRUB platforms, xorriso, mtools)
-  seabios ovmf qemu-system-data grub-common grub-pc-bin grub-efi-amd64-bin xorriso mtools
+  # and the firmware tests' boot media (grub-mkrescue needs grub-common, the two GRUB platforms, xorriso, mtools;
+  # the UEFI test's GPT disk: sgdisk from gdisk, its EFI system partition formatted and filled with mtools)
+  seabios ovmf qemu-system-data grub-common grub-pc-bin grub-efi-amd64-bin xorriso mtools gdisk
 )
 
 missing=()

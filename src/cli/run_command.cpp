@@ -2,7 +2,10 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstdlib>
+#include <cstring>
 #include <cstdio>
 #include <filesystem>
 #include <functional>
@@ -175,6 +178,30 @@ int restore(const RunOptions& options) {
       });
 }
 
+// Removes the file at `path` (if any) when it goes out of scope.
+struct TemporaryFile {
+  std::string path;
+  TemporaryFile() = default;
+  TemporaryFile(const TemporaryFile&) = delete;
+  TemporaryFile& operator=(const TemporaryFile&) = delete;
+  ~TemporaryFile() {
+    if (!path.empty()) ::unlink(path.c_str());
+  }
+};
+
+// A fresh copy of OVMF's variable store in $TMPDIR (or /tmp) for one run.
+Result<std::string> make_run_uefi_vars() {
+  const char* tmpdir = std::getenv("TMPDIR");
+  std::string path = std::string(tmpdir && *tmpdir ? tmpdir : "/tmp") + "/hostvisor-ovmf-vars-XXXXXX";
+  const int fd = ::mkstemp(path.data());
+  if (fd < 0) return Error(ErrorCode::kIo, "a temporary copy of OVMF's variable store in " + path + ": " +
+                                               std::strerror(errno));
+  ::close(fd);
+  ::unlink(path.c_str());  // create_uefi_vars makes it anew, exclusively
+  HV_TRY(create_uefi_vars(path));
+  return path;
+}
+
 int run(const RunOptions& options) {
   if (auto tier = emu::jit::set_process_tier_options(options.emu_tier, options.emu_code_cache); !tier) {
     fail(tier.error().message());
@@ -194,19 +221,28 @@ int run(const RunOptions& options) {
   config.cpus = options.cpus;
   config.debug_exit = options.debug_exit;
   if (!options.firmware.empty()) {
-    auto firmware = parse_firmware_kind(options.firmware);
+    auto firmware = parse_firmware_option(options.firmware);
     if (!firmware) {
       fail(firmware.error().message());
       return 2;
     }
-    config.firmware = *firmware;
+    config.firmware = firmware->kind;
+    config.uefi_vars = firmware->uefi_vars;
   } else if (options.kernel.empty() && !options.cdroms.empty()) {
     // A CD is booted by firmware; an explicit --firmware wins.
     config.firmware = FirmwareKind::kBios;
   }
-  if (config.firmware == FirmwareKind::kUefi) {
-    fail("--firmware uefi: not supported yet (OVMF stops early on this machine); use --firmware bios");
-    return 2;
+  // Without vars=PATH, OVMF's variables live in a copy for this run: kept
+  // across guest reboots (the machine is rebuilt, the file stays), removed
+  // when hostvisor ends.
+  TemporaryFile run_vars;
+  if (config.firmware == FirmwareKind::kUefi && config.uefi_vars.empty()) {
+    auto created = make_run_uefi_vars();
+    if (!created) {
+      fail(created.error().message());
+      return 1;
+    }
+    run_vars.path = config.uefi_vars = *created;
   }
   config.firmware_log = options.firmware_log;
   if (!config.firmware_log.empty() && config.firmware == FirmwareKind::kNone) {
@@ -551,7 +587,10 @@ void add_run_command(CLI::App& app, int* exit_status) {
       "--firmware", options->firmware,
       "What runs at power-on: none (the default: --kernel, or the default guest, is entered directly), "
       "bios (Debian's SeaBIOS, package seabios: it boots the disks, or with --kernel a Linux bzImage through "
-      "QEMU's linuxboot option ROM; its output and menus on the serial console)");
+      "QEMU's linuxboot option ROM; its output and menus on the serial console), "
+      "uefi[,vars=PATH] (Debian's OVMF, package ovmf: it boots EFI disks and ISOs, or with --kernel a Linux bzImage; "
+      "its variables, boot entries among them, are kept in PATH, created from OVMF_VARS_4M.fd when missing; "
+      "without vars= in a temporary copy for this run)");
   cmd->add_option("--firmware-log", options->firmware_log,
                   "Append the firmware's debug log (QEMU's debug port 0x402) to PATH")
       ->type_name("PATH");

@@ -61,5 +61,48 @@ TEST(FirmwareImage, ParsesTheKinds) {
   EXPECT_FALSE(parse_firmware_kind("BIOS").ok());
 }
 
+TEST(FirmwareImage, UefiTakesAVariableStorePath) {
+  auto plain = parse_firmware_option("uefi");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(plain->kind, FirmwareKind::kUefi);
+  EXPECT_EQ(plain->uefi_vars, "");
+  auto with_vars = parse_firmware_option("uefi,vars=/vm/OVMF_VARS.fd");
+  ASSERT_TRUE(with_vars.ok());
+  EXPECT_EQ(with_vars->uefi_vars, "/vm/OVMF_VARS.fd");
+  EXPECT_FALSE(parse_firmware_option("bios,vars=/x").ok());
+  EXPECT_FALSE(parse_firmware_option("uefi,vars=").ok());
+  EXPECT_FALSE(parse_firmware_option("uefi,code=/x").ok());
+  EXPECT_FALSE(parse_firmware_option("uefi,vars=/a,vars=/b").ok());
+}
+
+// Needs Debian's ovmf package (the firmware tests' set-up installs it).
+TEST(FirmwareImage, AMissingVariableStoreIsCreatedFromOvmfsTemplateAndFillsTheFlashBelow4Gib) {
+  const fs::path vars = fs::temp_directory_path() / ("hv-firmware-vars-" + std::to_string(::getpid()) + ".fd");
+  fs::remove(vars);
+  auto flash = load_uefi_flash(vars.string());
+  ASSERT_TRUE(flash.ok()) << flash.error().message();
+  EXPECT_EQ(fs::file_size(vars), fs::file_size(kOvmfVarsTemplatePath));
+  EXPECT_EQ(flash->code.size() + flash->vars.size(), kOvmfFlashSize);
+  EXPECT_EQ(flash->code_address() + flash->code.size(), arch::kHighRamStart);
+  EXPECT_EQ(flash->vars_address(), 0xffc00000u) << "where OVMF's 4 MiB build looks for its variables";
+  EXPECT_TRUE(flash->vars_file.valid());
+  // An existing store is used as it is; one of another size is refused.
+  {
+    std::ofstream(vars, std::ios::binary | std::ios::app) << "x";
+  }
+  auto grown = load_uefi_flash(vars.string());
+  fs::remove(vars);
+  ASSERT_FALSE(grown.ok());
+  EXPECT_NE(grown.error().message().find("needs a 540672-byte variable store"), std::string::npos)
+      << grown.error().message();
+}
+
+TEST(FirmwareImage, AVariableStoreThatCannotBeCreatedSaysWhere) {
+  auto flash = load_uefi_flash("/nonexistent-dir/vars.fd");
+  ASSERT_FALSE(flash.ok());
+  EXPECT_NE(flash.error().message().find("--firmware uefi,vars=/nonexistent-dir/vars.fd"), std::string::npos)
+      << flash.error().message();
+}
+
 }  // namespace
 }  // namespace hostvisor

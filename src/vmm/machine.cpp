@@ -50,6 +50,8 @@
 #include "vmm/console_port_socket.h"
 #include "vmm/disk_snapshots.h"
 #include "vmm/firmware_config.h"
+#include "devices/flash/cfi_flash.h"
+#include "devices/pci/ich9_lpc_bridge.h"
 #include "vmm/legacy_devices.h"
 #include "vmm/machine_config_codec.h"
 
@@ -101,14 +103,18 @@ Result<void> Machine::build(const snapshot::Snapshot* snapshot, const RestoreOpt
   } else {
     std::vector<MemoryRegionSpec> regions = layout.regions();
     std::vector<uint8_t> bios;
-    if (config_.firmware == FirmwareKind::kUefi)
-      return Error(ErrorCode::kUnsupported, "--firmware uefi: not implemented yet; use --firmware bios");
+    std::optional<UefiFlash> uefi;
+    if (config_.firmware == FirmwareKind::kUefi) {
+      uefi = HV_TRY(load_uefi_flash(config_.uefi_vars));
+      regions.push_back(firmware_rom_region(uefi->code.size()));
+    }
     if (config_.firmware == FirmwareKind::kBios) {
       bios = HV_TRY(load_bios_image(kSeabiosPath, "seabios"));
       regions.push_back(firmware_rom_region(bios.size()));
     }
     memory_ = HV_TRY(GuestMemory::create(regions, config_.memory_backing));
     if (!bios.empty()) HV_TRY(place_bios_image(memory_, bios));
+    if (uefi) HV_TRY(add_uefi_flash(std::move(*uefi)));
   }
   for (const std::string& warning : memory_.host_warnings()) HV_LOG_WARN("--memory: {}", warning);
 
@@ -209,6 +215,12 @@ Result<void> Machine::add_pci_devices() {
   components_.push_back(device_state_component("pci-config-io", config_io));
   components_.push_back(device_state_component("pci-00:00.0-host-bridge", pci_root_->host_bridge()));
   HV_TRY(mmio_bus_.insert(std::make_shared<PciEcam>(*pci_root_), pci::kEcamBase, pci::kEcamSize));
+  if (config_.firmware == FirmwareKind::kUefi) {
+    // OVMF finds the PM timer through it (ich9_lpc_bridge.h).
+    auto lpc = std::make_shared<Ich9LpcBridge>(arch::kPmEventPort);
+    HV_TRY(pci_root_->add_device(lpc, ich9::kLpcSlot));
+    components_.push_back(device_state_component("pci-00:1f.0-lpc-bridge", lpc));
+  }
 
   // Every machine has an entropy source: guests otherwise wait for
   // randomness at boot (Linux's crng init), and it costs nothing idle.
@@ -527,6 +539,18 @@ Result<void> Machine::add_firmware_tables(const arch::MemoryLayout& layout, bool
                                                        [pm] { pm->raise_gpe0(arch::kVmGenerationIdGpe); });
   if (write_tables) HV_TRY(vm_generation_id_->generate());
   components_.push_back(device_state_component("vmgenid", vm_generation_id_));
+  return ok();
+}
+
+Result<void> Machine::add_uefi_flash(UefiFlash flash) {
+  // The code bank is guest memory, executed in place; the variable store is
+  // the CFI flash device just below it, writing through to the vars file.
+  HV_TRY(memory_.write(GuestAddress(flash.code_address()), flash.code));
+  const uint64_t vars_address = flash.vars_address();
+  auto vars = HV_TRY(CfiFlash::create(std::move(flash.vars), kOvmfFlashBlockSize, std::move(flash.vars_file),
+                                      /*read_only=*/false));
+  HV_TRY(mmio_bus_.insert(vars, vars_address, vars->size()));
+  components_.push_back(device_state_component("uefi-vars-flash", vars));
   return ok();
 }
 

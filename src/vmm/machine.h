@@ -251,6 +251,7 @@ class Machine final : public SystemControl {
   bool has_firmware() const { return config_.firmware != FirmwareKind::kNone; }
   // Port 0x402, where firmware built for QEMU writes its debug log.
   Result<void> add_firmware_debug_console();
+  Result<void> add_uefi_flash(UefiFlash flash);
   Result<void> add_balloon(const BalloonConfig& config);
   // Ctrl-A b: the question the console asks, and what it shows for the answer.
   std::string balloon_prompt() const;

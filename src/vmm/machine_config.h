@@ -120,6 +120,9 @@ struct MachineConfig {
   // --firmware: what runs at the reset vector. kNone: the kernel is loaded
   // and entered directly (kernel_path is then required).
   FirmwareKind firmware = FirmwareKind::kNone;
+  // --firmware uefi,vars=PATH (or the run's temporary copy): OVMF's
+  // variable store, written through by the flash device.
+  std::string uefi_vars;
   // --firmware-log PATH: the firmware's debug-port log (port 0x402) is
   // appended there; empty: dropped.
   std::string firmware_log;

@@ -302,6 +302,13 @@ Result<FirmwareAcpiTables> build_firmware_acpi_tables(const PlatformDescription&
   loader.add_pointer(kFirmwareRsdpFile, kFirmwareTablesFile, kRsdpXsdtOffset, 8);
   loader.add_checksum(kFirmwareRsdpFile, 8, 0, 20);   // the ACPI 1.0 part
   loader.add_checksum(kFirmwareRsdpFile, 32, 0, 36);  // the whole RSDP
+  // Every byte an ADD_CHECKSUM fills in starts as 0, as in QEMU's files:
+  // OVMF stores the negated sum of the range with the byte in it (SeaBIOS
+  // subtracts the sum from whatever is there), so a checksum left in place
+  // would come out wrong, and OVMF installs no table that does not sum to 0.
+  for (const uint64_t t : {placed.dsdt, placed.fadt, placed.madt, placed.mcfg, placed.xsdt}) out.tables[t + 9] = 0;
+  out.rsdp[8] = 0;
+  out.rsdp[32] = 0;
   out.loader = loader.script();
   return out;
 }
