@@ -3,6 +3,7 @@
 // shifts by an immediate, LEA, MOV of immediates, loads and stores through
 // R14 near a page boundary with a non-present page after it, CMOVcc, SETcc,
 // ADC/SBB, the sign extensions of RAX, XCHG, NOPs, PUSH/POP, CALL and RET,
+// RSP as a register operand,
 // forward Jcc on ZF/CF/SF), long enough that its blocks get hot and translated. The program
 // runs on two machines, one with a Translator; the registers, the defined
 // flags, RIP, CR2, the exception taken, the instruction count and the data
@@ -165,6 +166,14 @@ std::vector<uint8_t> instruction(Input& in, bool* is_branch) {
       i.insert(i.end(), {0xf4, 0xf4});
       return i;
     }
+    case 23:  // RSP as a register: SUB/ADD RSP, imm8; MOV r1, RSP; LEA r1, [RSP + disp8]; CMP RSP, r1
+      switch ((kind >> 3) % 5) {
+        case 0: return {0x48, 0x83, 0xec, static_cast<uint8_t>(b & 0x38)};
+        case 1: return {0x48, 0x83, 0xc4, static_cast<uint8_t>(b & 0x38)};
+        case 2: return {rex(true, 4, 0, r1), 0x89, modrm(3, 4, r1)};
+        case 3: return {rex(true, r1, 0, 4), 0x8d, modrm(1, r1, 4), 0x24, b};
+        default: return {rex(true, r1, 0, 4), 0x39, modrm(3, r1, 4)};
+      }
     default: {  // Jcc rel8 on ZF, CF or SF (defined after every instruction used) over the next instruction
       static constexpr uint8_t kConditions[] = {0x74, 0x75, 0x72, 0x73, 0x78, 0x79};
       *is_branch = true;

@@ -208,6 +208,79 @@ bool writes_memory(const Insn& insn, int mem) {
   }
 }
 
+// Whether the instruction names RSP as a register operand or LEA's base.
+bool names_rsp(const Insn& insn) {
+  for (unsigned i = 0; i < insn.nops; ++i) {
+    const Operand& o = insn.op[i];
+    if (o.kind == OpKind::kReg && o.reg == kRsp && !o.high8) return true;
+  }
+  return insn.mnemonic == ZYDIS_MNEMONIC_LEA && insn.mem.base == kRsp;
+}
+
+// The forms with RSP the translator takes: 64-bit MOV, ALU and LEA without
+// a memory access (function prologues and epilogues: MOV RBP, RSP; SUB RSP,
+// imm; LEA RSP, [RBP - n]), run on a scratch register holding the guest's
+// RSP (the host's RSP stays the host's stack pointer).
+bool rsp_operand_form(const Insn& insn) {
+  if (insn.opsize != 8 || insn.addrsize != 8) return false;
+  switch (insn.mnemonic) {
+    case ZYDIS_MNEMONIC_LEA: return true;
+    case ZYDIS_MNEMONIC_MOV:
+    case ZYDIS_MNEMONIC_ADD:
+    case ZYDIS_MNEMONIC_SUB:
+    case ZYDIS_MNEMONIC_AND:
+    case ZYDIS_MNEMONIC_OR:
+    case ZYDIS_MNEMONIC_XOR:
+    case ZYDIS_MNEMONIC_CMP:
+    case ZYDIS_MNEMONIC_TEST:
+      for (unsigned i = 0; i < insn.nops; ++i)
+        if (insn.op[i].kind == OpKind::kMem) return false;
+      return true;
+    default: return false;
+  }
+}
+
+// Whether the instruction writes its first operand, RSP (not CMP or TEST).
+bool writes_rsp(const Insn& insn) {
+  if (insn.mnemonic == ZYDIS_MNEMONIC_CMP || insn.mnemonic == ZYDIS_MNEMONIC_TEST) return false;
+  return insn.nops > 0 && insn.op[0].kind == OpKind::kReg && insn.op[0].reg == kRsp;
+}
+
+// The guest encoding with every RSP in its ModRM (the reg field or the
+// r/m of a register form, where Zydis says the operand is encoded: a reg
+// field of 4 may be an opcode extension) and SIB base replaced by register
+// `u` (a low register other than RSP and RBP, so neither REX nor the
+// addressing form changes). False for an encoding that names RSP elsewhere.
+bool replace_rsp(const ZydisDecoder& decoder, const uint8_t* bytes, size_t length, unsigned u,
+                 std::vector<uint8_t>& out) {
+  ZydisDecodedInstruction in;
+  ZydisDecodedOperand ops[ZYDIS_MAX_OPERAND_COUNT];
+  if (!ZYAN_SUCCESS(ZydisDecoderDecodeFull(&decoder, bytes, length, &in, ops))) return false;
+  if (!(in.attributes & ZYDIS_ATTRIB_HAS_MODRM)) return false;
+  out.assign(bytes, bytes + in.length);
+  uint8_t& modrm = out[in.raw.modrm.offset];
+  bool replaced = false;
+  for (unsigned i = 0; i < in.operand_count_visible; ++i) {
+    const ZydisDecodedOperand& op = ops[i];
+    if (op.type == ZYDIS_OPERAND_TYPE_REGISTER && op.reg.value == ZYDIS_REGISTER_RSP) {
+      if (op.encoding == ZYDIS_OPERAND_ENCODING_MODRM_REG) {
+        modrm = static_cast<uint8_t>((modrm & ~0x38) | (u << 3));
+      } else if (op.encoding == ZYDIS_OPERAND_ENCODING_MODRM_RM) {
+        modrm = static_cast<uint8_t>((modrm & ~7) | u);
+      } else {
+        return false;
+      }
+      replaced = true;
+    } else if (op.type == ZYDIS_OPERAND_TYPE_MEMORY && op.mem.base == ZYDIS_REGISTER_RSP) {
+      if (!(in.attributes & ZYDIS_ATTRIB_HAS_SIB)) return false;
+      uint8_t& sib = out[in.raw.sib.offset];
+      sib = static_cast<uint8_t>((sib & ~7) | u);
+      replaced = true;
+    }
+  }
+  return replaced;
+}
+
 // The registers an instruction names, as a mask.
 uint16_t named_registers(const Insn& insn) {
   if (insn.mnemonic == ZYDIS_MNEMONIC_NOP) return 0;  // its operands are never read
@@ -351,25 +424,28 @@ bool translatable(const Insn& insn) {
   // LOCK and REP are never taken.
   if ((insn.prefixes & ~kPrefixSegOverride) != 0 || insn.ends_block || insn.nops == 0) return false;
   bool has_mem = false;
+  const bool rsp = names_rsp(insn);
+  if (rsp && !rsp_operand_form(insn)) return false;
   for (unsigned i = 0; i < insn.nops; ++i) {
     const Operand& o = insn.op[i];
     switch (o.kind) {
       case OpKind::kReg:
-        if (!plain_gpr(o)) return false;
+        if (!plain_gpr(o) && !rsp) return false;
         break;
       case OpKind::kImm: break;
       case OpKind::kMem: {
         const MemRef& m = insn.mem;
         if (insn.mnemonic == ZYDIS_MNEMONIC_LEA) {
           // LEA computes an address without touching memory; RIP-relative
-          // forms would compute the host's RIP, RSP-based ones the host's stack.
-          if (i != 1 || m.base == kRipReg || m.base == kRsp || m.index == kRsp) return false;
+          // forms would compute the host's RIP (RSP-based ones are rewritten
+          // to a register holding the guest's RSP).
+          if (i != 1 || m.base == kRipReg || m.index == kRsp) return false;
           if (insn.prefixes & kPrefixSegOverride) return false;
           break;
         }
         // Any 64-bit address: a soft-TLB check replaces the operand by the
         // host address (RSP and RIP bases are computed from the guest's).
-        if (has_mem || insn.addrsize != 8 || m.index == kRsp || m.index == kRipReg) return false;
+        if (has_mem || rsp || insn.addrsize != 8 || m.index == kRsp || m.index == kRipReg) return false;
         if (m.disp < INT32_MIN || m.disp > INT32_MAX) return false;
         if (o.size != 1 && o.size != 2 && o.size != 4 && o.size != 8) return false;
         has_mem = true;
@@ -414,6 +490,8 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     uint64_t offset;  // in the page
     int mem;          // memory operand, or -1
     bool stack;       // PUSH or POP: an access at the guest's RSP
+    bool rsp;         // names RSP: runs as `rsp_form`, the guest's RSP in scratch.u
+    std::vector<uint8_t> rsp_form;
     Scratch scratch;
     bool flags_valid_before;  // the host's flags are the guest's here
     bool flags_needed;        // ... and the instruction or a later one reads them, or the exit stores them
@@ -426,12 +504,22 @@ bool Translator::translate(Cpu& cpu, Block& block) {
   bool written = false;
   for (const Insn& insn : block.insns) {
     if (!translatable(insn) || off + insn.len > 0x1000) break;
-    Step step{&insn, off, mem_operand(insn), is_stack_op(insn), {}, flags_in || written, false, {}};
+    Step step{&insn,
+              off,
+              mem_operand(insn),
+              is_stack_op(insn),
+              insn.mnemonic != ZYDIS_MNEMONIC_NOP && !is_stack_op(insn) && names_rsp(insn),
+              {},
+              {},
+              flags_in || written,
+              false,
+              {}};
     const uint16_t named = named_registers(insn);
     if (step.mem >= 0) {
       if (!split_encoding(decoder_, page + off, insn.len, step.rewritten)) break;
     }
-    if (step.mem >= 0 || step.stack) step.scratch = pick_scratch(named);
+    if (step.mem >= 0 || step.stack || step.rsp) step.scratch = pick_scratch(named);
+    if (step.rsp && !replace_rsp(decoder_, page + off, insn.len, step.scratch.u, step.rsp_form)) break;
     used |= named;
     switch (writes_flags(insn)) {
       case FlagEffect::kNone: break;
@@ -759,6 +847,20 @@ bool Translator::translate(Cpu& cpu, Block& block) {
       store_guest_rsp(sc, depth, push ? 0 : 8);
       end_access(sc, depth, st.flags_needed);
       misses.push_back(std::move(miss));
+      continue;
+    }
+    if (st.rsp) {
+      // S = the Cpu, U = the guest's RSP; the instruction on U; RSP back
+      // if it wrote it. MOVs only: the flags are the instruction's.
+      const Scratch sc = st.scratch;
+      for (auto [reg, slot] : {std::pair{sc.s, kSlotS}, {sc.u, kSlotU}})
+        if (used & (1u << reg)) e.store(kRsp, slot, reg);
+      e.load(sc.s, kRsp, kSlotCpu);
+      e.load(sc.u, sc.s, gpr_offset(kRsp));
+      e.bytes(st.rsp_form);
+      if (writes_rsp(insn)) e.store(sc.s, gpr_offset(kRsp), sc.u);
+      for (auto [reg, slot] : {std::pair{sc.s, kSlotS}, {sc.u, kSlotU}})
+        if (used & (1u << reg)) e.load(reg, kRsp, slot);
       continue;
     }
     if (st.mem < 0) {

@@ -482,6 +482,38 @@ TEST_F(TranslatorVsInterpreter, ReturnToAnOverwrittenAddressLeavesTheJumpCache) 
   EXPECT_GT(stats().jump_misses, 0u);
 }
 
+// RSP as a register operand: a frame set up and torn down the way
+// compilers do, on a scratch register holding the guest's RSP.
+HV_EMU_SNIPPET(frame_loop, R"(
+  mov ecx, 50
+hv_jit_frame_top:
+  push rbp
+  mov rbp, rsp
+  sub rsp, 0x28
+  and rsp, -16
+  mov [rsp + 8], rcx
+  lea rax, [rsp + 8]
+  add rdx, [rax]
+  cmp rsp, rbp
+  lea rsp, [rbp]
+  pop rbp
+  dec ecx
+  jnz hv_jit_frame_top
+  hlt
+)")
+
+TEST_F(TranslatorVsInterpreter, RspOperandsAgree) {
+  load(frame_loop());
+  on_both([](TestMachine& m) {
+    set_inputs(m);
+    m.cpu().gpr[4] = TestMachine::kStackTop - 72;
+  });
+  run_and_compare();
+  EXPECT_EQ(translated().vector_taken(), -1);
+  EXPECT_EQ(translated().cpu().gpr[4], TestMachine::kStackTop - 72);
+  EXPECT_GE(stats().native_insns, 12u * (49 - Translator::kHotUses));
+}
+
 HV_EMU_SNIPPET(tight_loop, R"(
 hv_jit_tight_loop_top:
   inc rax
@@ -524,7 +556,10 @@ TEST(Translatable, TakesRegisterAluAndRefusesTheRest) {
   EXPECT_TRUE(translatable(decode({0x65, 0x48, 0x03, 0x03})));         // add rax, gs:[rbx]: plus GS's base
   EXPECT_FALSE(translatable(decode({0x67, 0x48, 0x8b, 0x03})));        // mov rax, [ebx]: 32-bit address
   EXPECT_FALSE(translatable(decode({0x48, 0x89, 0x24, 0x24})));        // mov [rsp], rsp: RSP as a register
-  EXPECT_FALSE(translatable(decode({0x48, 0x83, 0xc4, 0x08})));        // add rsp, 8: the host's stack
+  EXPECT_TRUE(translatable(decode({0x48, 0x83, 0xc4, 0x08})));         // add rsp, 8: on a register holding RSP
+  EXPECT_TRUE(translatable(decode({0x48, 0x8d, 0x6c, 0x24, 0x08})));   // lea rbp, [rsp + 8]
+  EXPECT_FALSE(translatable(decode({0x83, 0xc4, 0x08})));              // add esp, 8: 32-bit
+  EXPECT_FALSE(translatable(decode({0x48, 0x3b, 0x23})));              // cmp rsp, [rbx]: RSP and memory
   EXPECT_FALSE(translatable(decode({0x48, 0x8d, 0x05, 0, 0, 0, 0})));  // lea rax, [rip]
   EXPECT_TRUE(translatable(decode({0x48, 0x11, 0xd0})));               // adc rax, rdx
   EXPECT_TRUE(translatable(decode({0x48, 0x0f, 0xaf, 0xd3})));         // imul rdx, rbx
