@@ -1,8 +1,10 @@
 // Fuzz target: the translating tier against the interpreter. The input
 // becomes a counted loop of random instructions (register ALU, INC/DEC,
 // shifts by an immediate, LEA, MOV of immediates, loads and stores through
-// R14 near a page boundary with a non-present page after it, forward Jcc on
-// ZF/CF/SF), long enough that its blocks get hot and translated. The program
+// R14 near a page boundary with a non-present page after it, CMOVcc, SETcc,
+// ADC/SBB, the sign extensions of RAX, XCHG, NOPs, PUSH/POP, CALL and RET,
+// RSP as a register operand,
+// forward Jcc on ZF/CF/SF), long enough that its blocks get hot and translated. The program
 // runs on two machines, one with a Translator; the registers, the defined
 // flags, RIP, CR2, the exception taken, the instruction count and the data
 // memory must agree, or the target aborts with the first difference.
@@ -61,7 +63,12 @@ std::vector<uint8_t> instruction(Input& in, bool* is_branch) {
   const uint8_t b = in.byte();
   const bool w = kind & 0x80;
   const unsigned r1 = reg(a), r2 = reg(b), r3 = reg(a >> 4);
-  switch (kind % 16) {
+  // Conditions on CF, ZF, SF and PF only: the others may be undefined (and
+  // differ between the host and the reference) after some instructions here.
+  static constexpr uint8_t kDefinedConditions[] = {0x2, 0x3, 0x4, 0x5, 0x6, 0x7, 0x8, 0x9, 0xa, 0xb};
+  const uint8_t cc = kDefinedConditions[(a ^ b) % sizeof(kDefinedConditions)];
+  const uint8_t d8 = static_cast<uint8_t>(b & 0x3f);
+  switch (kind % 24) {
     case 0:
     case 1: {  // ALU reg, reg
       static constexpr uint8_t kOpcodes[] = {0x01, 0x09, 0x21, 0x29, 0x31, 0x39, 0x85, 0x89};
@@ -110,6 +117,63 @@ std::vector<uint8_t> instruction(Input& in, bool* is_branch) {
       if (b & 0x80) return {rex(w, 0, 0, r1), 0xf7, modrm(3, (b & 1) ? 3 : 2, r1)};
       return {rex(w, 0, 0, r1), 0xc1, modrm(3, (kind >> 4) & 1, r1), static_cast<uint8_t>(1 + b % 31)};
     }
+    case 16:  // CMOVcc r1, r2 or r1, [R14 + disp8]
+      if (a & 1) return {rex(w, r1, 0, 14), 0x0f, static_cast<uint8_t>(0x40 | cc), modrm(1, r1, 14), d8};
+      return {rex(w, r1, 0, r2), 0x0f, static_cast<uint8_t>(0x40 | cc), modrm(3, r1, r2)};
+    case 17:  // SETcc of a byte register (AH..BH without REX, SPL.. with) or of [R14 + disp8]
+      if (b & 0x40) return {0x41, 0x0f, static_cast<uint8_t>(0x90 | cc), modrm(1, 0, 14), d8};
+      if (w) return {rex(false, 0, 0, r1), 0x0f, static_cast<uint8_t>(0x90 | cc), modrm(3, 0, r1)};
+      return {0x0f, static_cast<uint8_t>(0x90 | cc), modrm(3, 0, r1 & 7)};
+    case 18: {  // ADC / SBB r2 into r1, or r1 with [R14 + disp8] either way round
+      static constexpr uint8_t kOpcodes[] = {0x11, 0x19, 0x13, 0x1b};
+      const uint8_t op = kOpcodes[(kind >> 3) % 4];
+      if (a & 1) return {rex(w, r1, 0, 14), op, modrm(1, r1, 14), d8};
+      return {rex(w, r2, 0, r1), static_cast<uint8_t>(op & 0xfd), modrm(3, r2, r1)};
+    }
+    case 19: {  // CBW / CWDE / CDQE / CWD / CDQ / CQO, XCHG r1, r2, NOPs with and without ModRM
+      switch ((kind >> 3) % 10) {
+        case 0: return {0x66, 0x98};
+        case 1: return {0x98};
+        case 2: return {0x48, 0x98};
+        case 3: return {0x66, 0x99};
+        case 4: return {0x99};
+        case 5: return {0x48, 0x99};
+        case 6: return {rex(w, r2, 0, r1), 0x87, modrm(3, r2, r1)};
+        case 7: return {0x90};
+        case 8: return {0x0f, 0x1f, 0x44, 0x00, 0x00};                           // nop [rax + rax]
+        default: return {0x66, 0x0f, 0x1f, 0x84, 0x00, 0x00, 0x00, 0x00, 0x00};  // nop [rax + rax + 0]
+      }
+    }
+    case 20:  // PUSH r1 / PUSH simm8 / POP r1 (the stack is the guest's)
+      switch ((kind >> 3) % 3) {
+        case 0: return {rex(false, 0, 0, r1), static_cast<uint8_t>(0x50 | (r1 & 7))};
+        case 1: return {0x6a, b};
+        default: return {rex(false, 0, 0, r1), static_cast<uint8_t>(0x58 | (r1 & 7))};
+      }
+    case 21:  // CALL to the next instruction, POP of the return address into r1
+      return {0xe8, 0, 0, 0, 0, rex(false, 0, 0, r1), static_cast<uint8_t>(0x58 | (r1 & 7))};
+    case 22: {  // CALL next; ADD qword [RSP], k; RET (or PUSH imm; ...; RET 8): returns over two HLTs
+      std::vector<uint8_t> i;
+      const bool imm16 = kind & 0x80;
+      if (imm16) i.insert(i.end(), {0x6a, a});
+      const uint8_t k = static_cast<uint8_t>(5 + (imm16 ? 3 : 1) + 2);
+      i.insert(i.end(), {0xe8, 0, 0, 0, 0, 0x48, 0x83, 0x04, 0x24, k});
+      if (imm16) {
+        i.insert(i.end(), {0xc2, 8, 0});
+      } else {
+        i.push_back(0xc3);
+      }
+      i.insert(i.end(), {0xf4, 0xf4});
+      return i;
+    }
+    case 23:  // RSP as a register: SUB/ADD RSP, imm8; MOV r1, RSP; LEA r1, [RSP + disp8]; CMP RSP, r1
+      switch ((kind >> 3) % 5) {
+        case 0: return {0x48, 0x83, 0xec, static_cast<uint8_t>(b & 0x38)};
+        case 1: return {0x48, 0x83, 0xc4, static_cast<uint8_t>(b & 0x38)};
+        case 2: return {rex(true, 4, 0, r1), 0x89, modrm(3, 4, r1)};
+        case 3: return {rex(true, r1, 0, 4), 0x8d, modrm(1, r1, 4), 0x24, b};
+        default: return {rex(true, r1, 0, 4), 0x39, modrm(3, r1, 4)};
+      }
     default: {  // Jcc rel8 on ZF, CF or SF (defined after every instruction used) over the next instruction
       static constexpr uint8_t kConditions[] = {0x74, 0x75, 0x72, 0x73, 0x78, 0x79};
       *is_branch = true;

@@ -230,12 +230,26 @@ struct X87State {
   uint8_t st[8][10] = {};  // physical registers R0-R7 (ST(i) is R[(TOP + i) % 8]), 80-bit little-endian
 };
 
+// The translator's jump cache (jit/): where a RET in translated code goes
+// on without the run loop. Keyed by the target's RIP, its guest-physical
+// page (checked against the fetch TLB's translation of the RIP) and the
+// privilege (one half of the table each); `code` is the target block's
+// chain entry.
+struct JumpCacheEntry {
+  uint64_t rip = ~0ull;  // never a canonical RIP: empty
+  uint64_t phys = 0;
+  const uint8_t* code = nullptr;
+  uint64_t unused = 0;  // 32 bytes: the index scales by a shift
+};
+constexpr unsigned kJumpCacheBits = 10;
+constexpr unsigned kJumpCacheSize = 1u << kJumpCacheBits;  // per privilege
+
 // What translated code (jit/) reads and leaves for the run loop. Chained
 // translations run without returning, so their checks live here.
 struct JitRun {
-  int64_t budget = 0;      // instructions chained blocks may still start (then back to the run loop)
-  uint64_t executed = 0;   // guest instructions completed since the entry
-  uint64_t chains = 0;     // chained block entries (statistics)
+  int64_t budget = 0;       // instructions chained blocks may still start (then back to the run loop)
+  uint64_t executed = 0;    // guest instructions completed since the entry
+  uint64_t chains = 0;      // chained block entries (statistics)
   uint64_t side_exits = 0;  // returns before an instruction a soft-TLB check did not take (statistics)
   const std::atomic<bool>* attention = nullptr;  // the LAPIC's needs_attention() flag
   const std::atomic<bool>* kick = nullptr;       // the run loop's kick flag
@@ -247,6 +261,12 @@ struct JitRun {
   uint64_t last_exit_page = 0;
   uint8_t last_exit_user = 0;
   bool chained = false;  // the return came from a block entered through a chain
+  // The jump cache ([2][kJumpCacheSize]: supervisor, user); a RET that
+  // missed it returns with `jump_missed` set, so the run loop's next entry
+  // into a translation fills its entry.
+  JumpCacheEntry* jump_cache = nullptr;
+  bool jump_missed = false;
+  uint64_t jump_hits = 0, jump_misses = 0;  // statistics
 };
 
 struct Cpu {

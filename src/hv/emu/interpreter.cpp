@@ -374,6 +374,7 @@ Interpreter::Outcome Interpreter::run(uint64_t limit) {
           completed_in_block();
           continue;
         }
+        translator_->note_interpreted(*running);
       }
       for (;;) {
         cpu.next_rip = (cpu.rip + running->len) & rip_mask;

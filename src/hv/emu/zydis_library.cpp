@@ -19,6 +19,7 @@ struct ZydisEntryPoints {
   decltype(&::ZydisDecoderDecodeFull) decoder_decode_full = nullptr;
   decltype(&::ZydisDecoderDecodeInstruction) decoder_decode_instruction = nullptr;  // the jit's length decode
   decltype(&::ZydisRegisterGetClass) register_get_class = nullptr;
+  decltype(&::ZydisMnemonicGetString) mnemonic_get_string = nullptr;  // the jit's statistics
 };
 
 template <typename Fn>
@@ -40,6 +41,7 @@ Result<ZydisEntryPoints> open_zydis() {
   resolve(handle, "ZydisDecoderDecodeFull", zydis.decoder_decode_full, missing);
   resolve(handle, "ZydisDecoderDecodeInstruction", zydis.decoder_decode_instruction, missing);
   resolve(handle, "ZydisRegisterGetClass", zydis.register_get_class, missing);
+  resolve(handle, "ZydisMnemonicGetString", zydis.mnemonic_get_string, missing);
   if (!missing.empty()) {
     ::dlclose(handle);
     return Error(ErrorCode::kUnsupported, std::string("the software CPU: ") + kSoname + " lacks " + missing);
@@ -92,5 +94,9 @@ ZyanStatus ZydisDecoderDecodeInstruction(const ZydisDecoder* decoder, ZydisDecod
 }
 
 ZydisRegisterClass ZydisRegisterGetClass(ZydisRegister reg) { return hostvisor::emu::zydis().register_get_class(reg); }
+
+const char* ZydisMnemonicGetString(ZydisMnemonic mnemonic) {
+  return hostvisor::emu::zydis().mnemonic_get_string(mnemonic);
+}
 
 }  // extern "C"

@@ -4,7 +4,7 @@
 // VMM process about 0.2 MiB of resident memory for its mappings and the
 // tables its relocations dirty (#13's footprint goal).
 //
-// zydis_library.cpp defines the four Zydis entry points the emulator
+// zydis_library.cpp defines the Zydis entry points the emulator
 // calls (ZydisDecoderInit, ZydisDecoderDecodeFull, ZydisRegisterGetClass)
 // with the signatures of Zydis's headers; each forwards to the loaded
 // library, so the decoder's code is the same as with a linked Zydis.

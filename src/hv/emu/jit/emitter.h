@@ -57,6 +57,15 @@ class Emitter {
   void mov_rr(unsigned dst, unsigned src) { rr(0x89, src, dst); }
   void add_rr(unsigned dst, unsigned src) { rr(0x01, src, dst); }
   void test_rr(unsigned a, unsigned b) { rr(0x85, b, a); }
+  void xor_rr(unsigned dst, unsigned src) { rr(0x31, src, dst); }
+  // JMP qword [base + disp32].
+  void jmp_mem(unsigned base, int32_t disp) {
+    out_.push_back(0x40 | (base >= 8 ? 1 : 0));
+    out_.push_back(0xff);
+    out_.push_back(static_cast<uint8_t>(0x80 | (4 << 3) | 4));
+    out_.push_back(static_cast<uint8_t>((4 << 3) | (base & 7)));
+    u32(static_cast<uint32_t>(disp));
+  }
   void shr_imm(unsigned reg, uint8_t n) { rr(0xc1, 5, reg), out_.push_back(n); }
   void and_imm(unsigned reg, int32_t v) { rr(0x81, 4, reg), u32(static_cast<uint32_t>(v)); }
   void imul_imm(unsigned dst, unsigned src, int32_t v) { rr(0x69, dst, src), u32(static_cast<uint32_t>(v)); }

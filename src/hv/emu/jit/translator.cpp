@@ -44,13 +44,89 @@ int32_t gpr_offset(unsigned reg) { return static_cast<int32_t>(offsetof(Cpu, gpr
 // any but RSP, which stays the host's stack pointer.
 bool plain_gpr(const Operand& o) { return o.reg < 16 && (o.reg != kRsp || o.high8); }
 
-enum class FlagEffect { kNone, kAll, kSome };
+enum class FlagEffect { kNone, kAll, kSome, kRead };
+
+bool is_cmovcc(uint16_t m) {
+  switch (m) {
+    case ZYDIS_MNEMONIC_CMOVB:
+    case ZYDIS_MNEMONIC_CMOVBE:
+    case ZYDIS_MNEMONIC_CMOVL:
+    case ZYDIS_MNEMONIC_CMOVLE:
+    case ZYDIS_MNEMONIC_CMOVNB:
+    case ZYDIS_MNEMONIC_CMOVNBE:
+    case ZYDIS_MNEMONIC_CMOVNL:
+    case ZYDIS_MNEMONIC_CMOVNLE:
+    case ZYDIS_MNEMONIC_CMOVNO:
+    case ZYDIS_MNEMONIC_CMOVNP:
+    case ZYDIS_MNEMONIC_CMOVNS:
+    case ZYDIS_MNEMONIC_CMOVNZ:
+    case ZYDIS_MNEMONIC_CMOVO:
+    case ZYDIS_MNEMONIC_CMOVP:
+    case ZYDIS_MNEMONIC_CMOVS:
+    case ZYDIS_MNEMONIC_CMOVZ: return true;
+    default: return false;
+  }
+}
+
+bool is_setcc(uint16_t m) {
+  switch (m) {
+    case ZYDIS_MNEMONIC_SETB:
+    case ZYDIS_MNEMONIC_SETBE:
+    case ZYDIS_MNEMONIC_SETL:
+    case ZYDIS_MNEMONIC_SETLE:
+    case ZYDIS_MNEMONIC_SETNB:
+    case ZYDIS_MNEMONIC_SETNBE:
+    case ZYDIS_MNEMONIC_SETNL:
+    case ZYDIS_MNEMONIC_SETNLE:
+    case ZYDIS_MNEMONIC_SETNO:
+    case ZYDIS_MNEMONIC_SETNP:
+    case ZYDIS_MNEMONIC_SETNS:
+    case ZYDIS_MNEMONIC_SETNZ:
+    case ZYDIS_MNEMONIC_SETO:
+    case ZYDIS_MNEMONIC_SETP:
+    case ZYDIS_MNEMONIC_SETS:
+    case ZYDIS_MNEMONIC_SETZ: return true;
+    default: return false;
+  }
+}
+
+// The sign extensions of RAX (into RAX, or into RDX:RAX): no explicit operands.
+bool is_sign_extension(uint16_t m) {
+  switch (m) {
+    case ZYDIS_MNEMONIC_CBW:
+    case ZYDIS_MNEMONIC_CWDE:
+    case ZYDIS_MNEMONIC_CDQE:
+    case ZYDIS_MNEMONIC_CWD:
+    case ZYDIS_MNEMONIC_CDQ:
+    case ZYDIS_MNEMONIC_CQO: return true;
+    default: return false;
+  }
+}
+
+bool writes_rdx_too(uint16_t m) {
+  return m == ZYDIS_MNEMONIC_CWD || m == ZYDIS_MNEMONIC_CDQ || m == ZYDIS_MNEMONIC_CQO;
+}
+
+// PUSH r64 / PUSH imm and POP r64 (64-bit operand size): the guest's stack
+// through a soft-TLB check, RSP kept in the Cpu.
+bool is_stack_op(const Insn& insn) {
+  return insn.mnemonic == ZYDIS_MNEMONIC_PUSH || insn.mnemonic == ZYDIS_MNEMONIC_POP;
+}
 
 // How a translatable instruction changes the arithmetic flags. kSome: it
 // keeps some of them (INC/DEC keep CF, rotates keep SF ZF AF PF, a shift by
-// CL may keep all), so it reads the ones before it too.
+// CL may keep all) or reads them (ADC, SBB), so it reads the ones before it
+// too. kRead: it reads them and writes none (CMOVcc, SETcc).
 FlagEffect writes_flags(const Insn& insn) {
+  if (is_cmovcc(insn.mnemonic) || is_setcc(insn.mnemonic)) return FlagEffect::kRead;
+  if (is_sign_extension(insn.mnemonic)) return FlagEffect::kNone;
   switch (insn.mnemonic) {
+    case ZYDIS_MNEMONIC_ADC:
+    case ZYDIS_MNEMONIC_SBB: return FlagEffect::kSome;
+    case ZYDIS_MNEMONIC_NOP:
+    case ZYDIS_MNEMONIC_XCHG:
+    case ZYDIS_MNEMONIC_PUSH:
+    case ZYDIS_MNEMONIC_POP:
     case ZYDIS_MNEMONIC_MOV:
     case ZYDIS_MNEMONIC_MOVZX:
     case ZYDIS_MNEMONIC_MOVSX:
@@ -76,18 +152,31 @@ FlagEffect writes_flags(const Insn& insn) {
 
 // The memory operand of a translatable instruction, or -1.
 int mem_operand(const Insn& insn) {
-  if (insn.mnemonic == ZYDIS_MNEMONIC_LEA) return -1;
+  if (insn.mnemonic == ZYDIS_MNEMONIC_LEA || insn.mnemonic == ZYDIS_MNEMONIC_NOP) return -1;
   for (unsigned i = 0; i < insn.nops; ++i)
     if (insn.op[i].kind == OpKind::kMem) return static_cast<int>(i);
   return -1;
 }
 
-// A Jcc rel or JMP rel of 64-bit operand size: the block's last
-// instruction, translated as a compare-and-exit to constant RIPs.
-bool direct_branch(const Insn& insn, bool* conditional) {
-  if (insn.nops != 1 || insn.op[0].kind != OpKind::kImm || insn.opsize != 8 || insn.prefixes != 0) return false;
+// How the block's last instruction, when it is a branch the translator
+// takes, ends the translation: a Jcc rel or JMP rel as a compare-and-exit
+// to constant RIPs, CALL rel32 as a push of the return address and an exit
+// to its constant target, RET (imm16) as a pop and an exit to the RIP it
+// popped. All of 64-bit operand size and without prefixes.
+enum class Final { kNone, kJcc, kJmp, kCall, kRet };
+
+Final final_branch(const Insn& insn, const uint8_t* bytes) {
+  if (insn.opsize != 8 || insn.prefixes != 0) return Final::kNone;
+  if (insn.mnemonic == ZYDIS_MNEMONIC_RET) {
+    // Near RET only (C3, C2 iw); the far ones change CS.
+    if (insn.len == 1 && bytes[0] == 0xc3) return Final::kRet;
+    if (insn.len == 3 && bytes[0] == 0xc2) return Final::kRet;
+    return Final::kNone;
+  }
+  if (insn.nops != 1 || insn.op[0].kind != OpKind::kImm) return Final::kNone;
   switch (insn.mnemonic) {
-    case ZYDIS_MNEMONIC_JMP: *conditional = false; return true;
+    case ZYDIS_MNEMONIC_CALL: return insn.len == 5 && bytes[0] == 0xe8 ? Final::kCall : Final::kNone;
+    case ZYDIS_MNEMONIC_JMP: return Final::kJmp;
     case ZYDIS_MNEMONIC_JB:
     case ZYDIS_MNEMONIC_JBE:
     case ZYDIS_MNEMONIC_JL:
@@ -103,8 +192,8 @@ bool direct_branch(const Insn& insn, bool* conditional) {
     case ZYDIS_MNEMONIC_JO:
     case ZYDIS_MNEMONIC_JP:
     case ZYDIS_MNEMONIC_JS:
-    case ZYDIS_MNEMONIC_JZ: *conditional = true; return true;
-    default: return false;
+    case ZYDIS_MNEMONIC_JZ: return Final::kJcc;
+    default: return Final::kNone;
   }
 }
 
@@ -119,9 +208,84 @@ bool writes_memory(const Insn& insn, int mem) {
   }
 }
 
+// Whether the instruction names RSP as a register operand or LEA's base.
+bool names_rsp(const Insn& insn) {
+  for (unsigned i = 0; i < insn.nops; ++i) {
+    const Operand& o = insn.op[i];
+    if (o.kind == OpKind::kReg && o.reg == kRsp && !o.high8) return true;
+  }
+  return insn.mnemonic == ZYDIS_MNEMONIC_LEA && insn.mem.base == kRsp;
+}
+
+// The forms with RSP the translator takes: 64-bit MOV, ALU and LEA without
+// a memory access (function prologues and epilogues: MOV RBP, RSP; SUB RSP,
+// imm; LEA RSP, [RBP - n]), run on a scratch register holding the guest's
+// RSP (the host's RSP stays the host's stack pointer).
+bool rsp_operand_form(const Insn& insn) {
+  if (insn.opsize != 8 || insn.addrsize != 8) return false;
+  switch (insn.mnemonic) {
+    case ZYDIS_MNEMONIC_LEA: return true;
+    case ZYDIS_MNEMONIC_MOV:
+    case ZYDIS_MNEMONIC_ADD:
+    case ZYDIS_MNEMONIC_SUB:
+    case ZYDIS_MNEMONIC_AND:
+    case ZYDIS_MNEMONIC_OR:
+    case ZYDIS_MNEMONIC_XOR:
+    case ZYDIS_MNEMONIC_CMP:
+    case ZYDIS_MNEMONIC_TEST:
+      for (unsigned i = 0; i < insn.nops; ++i)
+        if (insn.op[i].kind == OpKind::kMem) return false;
+      return true;
+    default: return false;
+  }
+}
+
+// Whether the instruction writes its first operand, RSP (not CMP or TEST).
+bool writes_rsp(const Insn& insn) {
+  if (insn.mnemonic == ZYDIS_MNEMONIC_CMP || insn.mnemonic == ZYDIS_MNEMONIC_TEST) return false;
+  return insn.nops > 0 && insn.op[0].kind == OpKind::kReg && insn.op[0].reg == kRsp;
+}
+
+// The guest encoding with every RSP in its ModRM (the reg field or the
+// r/m of a register form, where Zydis says the operand is encoded: a reg
+// field of 4 may be an opcode extension) and SIB base replaced by register
+// `u` (a low register other than RSP and RBP, so neither REX nor the
+// addressing form changes). False for an encoding that names RSP elsewhere.
+bool replace_rsp(const ZydisDecoder& decoder, const uint8_t* bytes, size_t length, unsigned u,
+                 std::vector<uint8_t>& out) {
+  ZydisDecodedInstruction in;
+  ZydisDecodedOperand ops[ZYDIS_MAX_OPERAND_COUNT];
+  if (!ZYAN_SUCCESS(ZydisDecoderDecodeFull(&decoder, bytes, length, &in, ops))) return false;
+  if (!(in.attributes & ZYDIS_ATTRIB_HAS_MODRM)) return false;
+  out.assign(bytes, bytes + in.length);
+  uint8_t& modrm = out[in.raw.modrm.offset];
+  bool replaced = false;
+  for (unsigned i = 0; i < in.operand_count_visible; ++i) {
+    const ZydisDecodedOperand& op = ops[i];
+    if (op.type == ZYDIS_OPERAND_TYPE_REGISTER && op.reg.value == ZYDIS_REGISTER_RSP) {
+      if (op.encoding == ZYDIS_OPERAND_ENCODING_MODRM_REG) {
+        modrm = static_cast<uint8_t>((modrm & ~0x38) | (u << 3));
+      } else if (op.encoding == ZYDIS_OPERAND_ENCODING_MODRM_RM) {
+        modrm = static_cast<uint8_t>((modrm & ~7) | u);
+      } else {
+        return false;
+      }
+      replaced = true;
+    } else if (op.type == ZYDIS_OPERAND_TYPE_MEMORY && op.mem.base == ZYDIS_REGISTER_RSP) {
+      if (!(in.attributes & ZYDIS_ATTRIB_HAS_SIB)) return false;
+      uint8_t& sib = out[in.raw.sib.offset];
+      sib = static_cast<uint8_t>((sib & ~7) | u);
+      replaced = true;
+    }
+  }
+  return replaced;
+}
+
 // The registers an instruction names, as a mask.
 uint16_t named_registers(const Insn& insn) {
+  if (insn.mnemonic == ZYDIS_MNEMONIC_NOP) return 0;  // its operands are never read
   uint16_t named = 0;
+  if (is_sign_extension(insn.mnemonic)) named = writes_rdx_too(insn.mnemonic) ? 0x5 : 0x1;
   for (unsigned i = 0; i < insn.nops; ++i) {
     const Operand& o = insn.op[i];
     if (o.kind == OpKind::kReg) named |= static_cast<uint16_t>(1u << o.reg);  // AH..BH are 0..3 + high8
@@ -209,56 +373,79 @@ bool split_encoding(const ZydisDecoder& decoder, const uint8_t* bytes, size_t le
 }  // namespace
 
 bool translatable(const Insn& insn) {
-  switch (insn.mnemonic) {
-    case ZYDIS_MNEMONIC_MOV:
-    case ZYDIS_MNEMONIC_MOVZX:
-    case ZYDIS_MNEMONIC_MOVSX:
-    case ZYDIS_MNEMONIC_MOVSXD:
-    case ZYDIS_MNEMONIC_ADD:
-    case ZYDIS_MNEMONIC_SUB:
-    case ZYDIS_MNEMONIC_AND:
-    case ZYDIS_MNEMONIC_OR:
-    case ZYDIS_MNEMONIC_XOR:
-    case ZYDIS_MNEMONIC_CMP:
-    case ZYDIS_MNEMONIC_TEST:
-    case ZYDIS_MNEMONIC_INC:
-    case ZYDIS_MNEMONIC_DEC:
-    case ZYDIS_MNEMONIC_NOT:
-    case ZYDIS_MNEMONIC_NEG:
-    case ZYDIS_MNEMONIC_LEA:
-    case ZYDIS_MNEMONIC_SHL:
-    case ZYDIS_MNEMONIC_SHR:
-    case ZYDIS_MNEMONIC_SAR:
-    case ZYDIS_MNEMONIC_ROL:
-    case ZYDIS_MNEMONIC_ROR: break;
-    case ZYDIS_MNEMONIC_IMUL:
-      if (insn.nops < 2) return false;  // the one-operand form writes RDX:RAX
-      break;
-    default: return false;
+  // NOP (0F 1F /0 included) reads nothing: it becomes no code at all.
+  if (insn.mnemonic == ZYDIS_MNEMONIC_NOP) return !insn.ends_block && !(insn.prefixes & ~kPrefixSegOverride);
+  // CBW..CQO name RAX (and RDX) implicitly; copied as they are.
+  if (is_sign_extension(insn.mnemonic)) return insn.prefixes == 0 && !insn.ends_block;
+  if (is_stack_op(insn)) {
+    // 64-bit PUSH/POP of a register other than RSP, or PUSH of an immediate.
+    if (insn.nops != 1 || insn.opsize != 8 || insn.prefixes != 0 || insn.ends_block) return false;
+    const Operand& o = insn.op[0];
+    if (o.kind == OpKind::kImm) return insn.mnemonic == ZYDIS_MNEMONIC_PUSH;
+    return o.kind == OpKind::kReg && o.size == 8 && plain_gpr(o);
   }
+  if (is_cmovcc(insn.mnemonic) || is_setcc(insn.mnemonic)) {
+    // As themselves, the host's flags being the guest's.
+  } else if (insn.mnemonic == ZYDIS_MNEMONIC_XCHG) {
+    // Only between registers: with memory it is an implied LOCK.
+    for (unsigned i = 0; i < insn.nops; ++i)
+      if (insn.op[i].kind != OpKind::kReg) return false;
+  } else
+    switch (insn.mnemonic) {
+      case ZYDIS_MNEMONIC_MOV:
+      case ZYDIS_MNEMONIC_MOVZX:
+      case ZYDIS_MNEMONIC_MOVSX:
+      case ZYDIS_MNEMONIC_MOVSXD:
+      case ZYDIS_MNEMONIC_ADD:
+      case ZYDIS_MNEMONIC_ADC:
+      case ZYDIS_MNEMONIC_SBB:
+      case ZYDIS_MNEMONIC_SUB:
+      case ZYDIS_MNEMONIC_AND:
+      case ZYDIS_MNEMONIC_OR:
+      case ZYDIS_MNEMONIC_XOR:
+      case ZYDIS_MNEMONIC_CMP:
+      case ZYDIS_MNEMONIC_TEST:
+      case ZYDIS_MNEMONIC_INC:
+      case ZYDIS_MNEMONIC_DEC:
+      case ZYDIS_MNEMONIC_NOT:
+      case ZYDIS_MNEMONIC_NEG:
+      case ZYDIS_MNEMONIC_LEA:
+      case ZYDIS_MNEMONIC_SHL:
+      case ZYDIS_MNEMONIC_SHR:
+      case ZYDIS_MNEMONIC_SAR:
+      case ZYDIS_MNEMONIC_ROL:
+      case ZYDIS_MNEMONIC_ROR: break;
+      case ZYDIS_MNEMONIC_IMUL:
+        if (insn.nops < 2) return false;  // the one-operand form writes RDX:RAX
+        break;
+      default: return false;
+    }
   // A segment override only matters for FS and GS (added to the address);
   // LOCK and REP are never taken.
   if ((insn.prefixes & ~kPrefixSegOverride) != 0 || insn.ends_block || insn.nops == 0) return false;
   bool has_mem = false;
+  const bool rsp = names_rsp(insn);
+  if (rsp && !rsp_operand_form(insn)) return false;
   for (unsigned i = 0; i < insn.nops; ++i) {
     const Operand& o = insn.op[i];
     switch (o.kind) {
       case OpKind::kReg:
-        if (!plain_gpr(o)) return false;
+        if (!plain_gpr(o) && !rsp) return false;
         break;
       case OpKind::kImm: break;
       case OpKind::kMem: {
         const MemRef& m = insn.mem;
         if (insn.mnemonic == ZYDIS_MNEMONIC_LEA) {
           // LEA computes an address without touching memory; RIP-relative
-          // forms would compute the host's RIP, RSP-based ones the host's stack.
-          if (i != 1 || m.base == kRipReg || m.base == kRsp || m.index == kRsp) return false;
+          // forms would compute the host's RIP (RSP-based ones are rewritten
+          // to a register holding the guest's RSP).
+          if (i != 1 || m.base == kRipReg || m.index == kRsp) return false;
           if (insn.prefixes & kPrefixSegOverride) return false;
           break;
         }
         // Any 64-bit address: a soft-TLB check replaces the operand by the
         // host address (RSP and RIP bases are computed from the guest's).
-        if (has_mem || insn.addrsize != 8 || m.index == kRsp || m.index == kRipReg) return false;
+        if (has_mem || rsp || insn.addrsize != 8 || m.index == kRsp || m.index == kRipReg) return false;
         if (m.disp < INT32_MIN || m.disp > INT32_MAX) return false;
         if (o.size != 1 && o.size != 2 && o.size != 4 && o.size != 8) return false;
         has_mem = true;
@@ -302,6 +489,9 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     const Insn* insn;
     uint64_t offset;  // in the page
     int mem;          // memory operand, or -1
+    bool stack;       // PUSH or POP: an access at the guest's RSP
+    bool rsp;         // names RSP: runs as `rsp_form`, the guest's RSP in scratch.u
+    std::vector<uint8_t> rsp_form;
     Scratch scratch;
     bool flags_valid_before;  // the host's flags are the guest's here
     bool flags_needed;        // ... and the instruction or a later one reads them, or the exit stores them
@@ -314,12 +504,22 @@ bool Translator::translate(Cpu& cpu, Block& block) {
   bool written = false;
   for (const Insn& insn : block.insns) {
     if (!translatable(insn) || off + insn.len > 0x1000) break;
-    Step step{&insn, off, mem_operand(insn), {}, flags_in || written, false, {}};
+    Step step{&insn,
+              off,
+              mem_operand(insn),
+              is_stack_op(insn),
+              insn.mnemonic != ZYDIS_MNEMONIC_NOP && !is_stack_op(insn) && names_rsp(insn),
+              {},
+              {},
+              flags_in || written,
+              false,
+              {}};
     const uint16_t named = named_registers(insn);
     if (step.mem >= 0) {
       if (!split_encoding(decoder_, page + off, insn.len, step.rewritten)) break;
-      step.scratch = pick_scratch(named);
     }
+    if (step.mem >= 0 || step.stack || step.rsp) step.scratch = pick_scratch(named);
+    if (step.rsp && !replace_rsp(decoder_, page + off, insn.len, step.scratch.u, step.rsp_form)) break;
     used |= named;
     switch (writes_flags(insn)) {
       case FlagEffect::kNone: break;
@@ -328,25 +528,30 @@ bool Translator::translate(Cpu& cpu, Block& block) {
         if (!written) flags_in = true;
         written = true;
         break;
+      case FlagEffect::kRead:
+        if (!written) flags_in = true;
+        break;
     }
     off += insn.len;
     steps.push_back(step);
   }
   const unsigned count = static_cast<unsigned>(steps.size());
-  // The block's last instruction, a direct branch, ends the translation
-  // with an exit to each of its constant targets.
-  bool conditional = false;
-  bool branch = count + 1 == block.insns.size() && off + block.insns.back().len <= 0x1000 &&
-                direct_branch(block.insns.back(), &conditional);
+  // The block's last instruction, a branch, ends the translation with an
+  // exit to each of its targets.
+  Final final = count + 1 == block.insns.size() && off + block.insns.back().len <= 0x1000
+                    ? final_branch(block.insns.back(), page + off)
+                    : Final::kNone;
   uint64_t fallthrough = 0, taken = 0;
-  if (branch) {
-    const Insn& jcc = block.insns.back();
-    fallthrough = rip + (off - start) + jcc.len;
-    taken = fallthrough + jcc.imm;
-    // A non-canonical target faults (#GP with RIP on the branch): the interpreter's.
-    if (!is_canonical(taken)) branch = false;
-    if (branch && conditional && !written) flags_in = true;
+  if (final != Final::kNone) {
+    const Insn& last = block.insns.back();
+    fallthrough = rip + (off - start) + last.len;
+    if (final != Final::kRet) taken = fallthrough + last.imm;
+    // A non-canonical target faults (#GP with RIP on the branch): the
+    // interpreter's. (RET's target is checked when it is popped.)
+    if (final != Final::kRet && !is_canonical(taken)) final = Final::kNone;
+    if (final == Final::kJcc && !written) flags_in = true;
   }
+  const bool branch = final != Final::kNone;
   used &= static_cast<uint16_t>(~(1u << kRsp));
   const unsigned total = count + (branch ? 1 : 0);
   if (total < kMinInsns && !branch) {
@@ -362,13 +567,14 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     switch (writes_flags(*steps[i].insn)) {
       case FlagEffect::kNone: break;
       case FlagEffect::kAll: needed = false; break;  // nothing reads the flags before it
-      case FlagEffect::kSome: needed = true; break;
+      case FlagEffect::kSome:
+      case FlagEffect::kRead: needed = true; break;
     }
     steps[i].flags_needed = needed;
     // A memory instruction's side exit (a TLB miss: the interpreter runs it)
     // stores the flags its pushfq saved, so they must be the guest's when it
     // starts, even if it then writes them all itself.
-    if (steps[i].mem >= 0 && steps[i].flags_valid_before) needed = true;
+    if ((steps[i].mem >= 0 || steps[i].stack) && steps[i].flags_valid_before) needed = true;
   }
 
   const bool user = cpu.cpl == 3;
@@ -384,6 +590,8 @@ bool Translator::translate(Cpu& cpu, Block& block) {
   // Leaves the guest's state in the Cpu: its registers, its flags (when
   // `flags_valid`: the host's are the guest's), RIP and the instructions
   // completed. RAX ends up holding the Cpu.
+  // `next_rip` kDynamicRip: the code before stored cpu.rip itself.
+  constexpr uint64_t kDynamicRip = ~0ull;  // never canonical, never a constant target
   auto emit_state_out = [&](unsigned done, uint64_t next_rip, bool flags_valid) {
     if (flags_valid) e.bytes({0x9c});  // pushfq
     e.push(kRax);
@@ -406,8 +614,10 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     e.load(kRcx, kRax, CPU_FIELD(jit.executed));
     e.lea(kRcx, kRcx, kNoBase, 1, static_cast<int32_t>(done));
     e.store(kRax, CPU_FIELD(jit.executed), kRcx);
-    e.mov_imm(kRcx, next_rip);
-    e.store(kRax, CPU_FIELD(rip), kRcx);
+    if (next_rip != kDynamicRip) {
+      e.mov_imm(kRcx, next_rip);
+      e.store(kRax, CPU_FIELD(rip), kRcx);
+    }
   };
   // A chainable exit: a JMP rel32 that at first falls through to a return
   // recording it (CPU.jit.last_exit); the next entry patches it to jump
@@ -428,6 +638,51 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     e.store(kRax, CPU_FIELD(jit.last_exit_rip), kRcx);
     e.mov_imm(kRcx, (block.phys & ~0xfffull) | (user ? 1 : 0));
     e.store(kRax, CPU_FIELD(jit.last_exit_page), kRcx);
+    jmp_epilogue();
+  };
+
+  // With the guest's state out (RAX the Cpu, cpu.rip the target): the jump
+  // cache's entry for the target, taken when its RIP matches and the fetch
+  // TLB still maps that RIP to the entry's guest-physical page (so a
+  // changed mapping never leads to the wrong code), into the target
+  // block's chain entry (which checks the budget, the LAPIC and the kick);
+  // else back to the run loop, noting the miss so the next entry fills it.
+  auto emit_jump_cache_lookup = [&] {
+    e.load(kRcx, kRax, CPU_FIELD(rip));
+    e.mov_rr(kRdx, kRcx);
+    e.shr_imm(kRdx, 12);
+    e.xor_rr(kRdx, kRcx);
+    e.and_imm(kRdx, kJumpCacheSize - 1);
+    e.imul_imm(kRdx, kRdx, static_cast<int32_t>(sizeof(JumpCacheEntry)));
+    e.add_load(kRdx, kRax, CPU_FIELD(jit.jump_cache));
+    const int32_t half = static_cast<int32_t>((user ? kJumpCacheSize : 0) * sizeof(JumpCacheEntry));
+    std::vector<size_t> to_miss;
+    e.cmp_load(kRcx, kRdx, half + static_cast<int32_t>(offsetof(JumpCacheEntry, rip)));
+    to_miss.push_back(e.jcc32(0x5));  // jne
+    e.mov_rr(kRsi, kRcx);
+    e.shr_imm(kRsi, 12);
+    e.mov_rr(kRdi, kRsi);
+    e.and_imm(kRdi, kTlbSize - 1);
+    e.imul_imm(kRdi, kRdi, static_cast<int32_t>(sizeof(TlbEntry)));
+    e.add_rr(kRdi, kRax);
+    const int32_t fetch = static_cast<int32_t>(offsetof(Cpu, tlb) + offsetof(Tlb, e) +
+                                               (static_cast<size_t>(user) * 3 + 2) * kTlbSize * sizeof(TlbEntry));
+    e.cmp_load(kRsi, kRdi, fetch + static_cast<int32_t>(offsetof(TlbEntry, tag)));
+    to_miss.push_back(e.jcc32(0x5));  // jne
+    e.load(kRsi, kRdi, fetch + static_cast<int32_t>(offsetof(TlbEntry, phys)));
+    e.cmp_load(kRsi, kRdx, half + static_cast<int32_t>(offsetof(JumpCacheEntry, phys)));
+    to_miss.push_back(e.jcc32(0x5));  // jne
+    e.load(kRcx, kRax, CPU_FIELD(jit.jump_hits));
+    e.lea(kRcx, kRcx, kNoBase, 1, 1);
+    e.store(kRax, CPU_FIELD(jit.jump_hits), kRcx);
+    e.jmp_mem(kRdx, half + static_cast<int32_t>(offsetof(JumpCacheEntry, code)));
+    for (size_t at : to_miss) e.patch_rel32(at, e.size());
+    e.bytes({0xc6, 0x80});  // mov byte [rax + disp32], 1
+    e.u32(static_cast<uint32_t>(CPU_FIELD(jit.jump_missed)));
+    e.byte(1);
+    e.load(kRcx, kRax, CPU_FIELD(jit.jump_misses));
+    e.lea(kRcx, kRcx, kNoBase, 1, 1);
+    e.store(kRax, CPU_FIELD(jit.jump_misses), kRcx);
     jmp_epilogue();
   };
 
@@ -452,7 +707,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
   e.store(kRax, CPU_FIELD(jit.budget), kRcx);
   for (int32_t flag : {CPU_FIELD(jit.attention), CPU_FIELD(jit.kick)}) {
     e.load(kRcx, kRax, flag);
-    e.bytes({0x80, 0x39, 0x00});  // cmp byte [rcx], 0
+    e.bytes({0x80, 0x39, 0x00});   // cmp byte [rcx], 0
     bail.push_back(e.jcc32(0x5));  // jne
   }
   e.load(kRcx, kRax, CPU_FIELD(jit.chains));
@@ -484,14 +739,130 @@ bool Translator::translate(Cpu& cpu, Block& block) {
   // instruction, which the interpreter then runs (and faults exactly).
   struct Miss {
     std::vector<size_t> jumps;
-    unsigned index;
+    unsigned index;  // the instruction's: the instructions completed before it
+    uint64_t rip;    // ... and its RIP
     bool saved_flags;
     Scratch scratch;
   };
   std::vector<Miss> misses;
+  // The start of a checked access: the host flags saved when they are the
+  // guest's (the check's compares change them), the scratch registers'
+  // guest values saved in the frame. Returns the stack depth the frame
+  // slots are at.
+  auto begin_access = [&](const Scratch& sc, bool save_flags) {
+    int32_t depth = 0;
+    if (save_flags) {
+      e.bytes({0x9c});  // pushfq
+      depth = 8;
+    }
+    for (auto [reg, slot] : {std::pair{sc.s, kSlotS}, {sc.t, kSlotT}, {sc.u, kSlotU}})
+      if (used & (1u << reg)) e.store(kRsp, depth + slot, reg);
+    return depth;
+  };
+  // The soft-TLB check of `size` bytes at the linear address in S: a hit
+  // leaves U = the host address (S still the linear one); a miss jumps to
+  // `miss`. T = the page of the last byte, U = the TLB entry of the first's;
+  // a hit needs the tag of both ends (no page crossing, canonical) and RAM.
+  auto emit_check = [&](const Scratch& sc, int32_t depth, unsigned size, bool write, Miss& miss) {
+    e.lea(sc.t, sc.s, kNoBase, 1, static_cast<int32_t>(size - 1));
+    e.shr_imm(sc.t, 12);
+    e.mov_rr(sc.u, sc.s);
+    e.shr_imm(sc.u, 12);
+    e.and_imm(sc.u, kTlbSize - 1);
+    e.imul_imm(sc.u, sc.u, static_cast<int32_t>(sizeof(TlbEntry)));
+    e.add_load(sc.u, kRsp, depth + kSlotCpu);
+    const int32_t entry = tlb_base + static_cast<int32_t>((write ? 1 : 0) * kTlbSize * sizeof(TlbEntry));
+    e.cmp_load(sc.t, sc.u, entry + static_cast<int32_t>(offsetof(TlbEntry, tag)));
+    miss.jumps.push_back(e.jcc32(0x5));  // jne
+    e.load(sc.u, sc.u, entry + static_cast<int32_t>(offsetof(TlbEntry, host)));
+    e.test_rr(sc.u, sc.u);
+    miss.jumps.push_back(e.jcc32(0x4));  // je
+    e.mov_rr(sc.t, sc.s);
+    e.and_imm(sc.t, 0xfff);
+    e.add_rr(sc.u, sc.t);
+  };
+  // S = the guest's RSP + `delta`.
+  auto load_guest_rsp = [&](const Scratch& sc, int32_t depth, int32_t delta) {
+    e.load(sc.s, kRsp, depth + kSlotCpu);
+    e.load(sc.s, sc.s, gpr_offset(kRsp));
+    if (delta) e.lea(sc.s, sc.s, kNoBase, 1, delta);
+  };
+  // The guest's RSP = S + `delta` (with LEA: the flags stay as they are).
+  auto store_guest_rsp = [&](const Scratch& sc, int32_t depth, int32_t delta) {
+    if (delta) e.lea(sc.s, sc.s, kNoBase, 1, delta);
+    e.load(sc.t, kRsp, depth + kSlotCpu);
+    e.store(sc.t, gpr_offset(kRsp), sc.s);
+  };
+  // The end of a checked access: the scratch registers' guest values back,
+  // and the flags (dropped without touching the host's when nothing reads them).
+  auto end_access = [&](const Scratch& sc, int32_t depth, bool flags_needed) {
+    for (auto [reg, slot] : {std::pair{sc.s, kSlotS}, {sc.t, kSlotT}, {sc.u, kSlotU}})
+      if (used & (1u << reg)) e.load(reg, kRsp, depth + slot);
+    if (depth) {
+      if (flags_needed) {
+        e.bytes({0x9d});  // popfq
+      } else {
+        e.lea(kRsp, kRsp, kNoBase, 1, 8);
+      }
+    }
+  };
+  // MOV qword [U], reg / MOV reg, qword [U]: U is a low register other than
+  // RSP and RBP, so ModRM mod=00 names it alone.
+  auto mov_to_u = [&](unsigned u, unsigned reg) {
+    e.bytes({static_cast<uint8_t>(0x48 | (reg >= 8 ? 4 : 0)), 0x89});
+    e.byte(static_cast<uint8_t>(((reg & 7) << 3) | (u & 7)));
+  };
+  auto mov_from_u = [&](unsigned reg, unsigned u) {
+    e.bytes({static_cast<uint8_t>(0x48 | (reg >= 8 ? 4 : 0)), 0x8b});
+    e.byte(static_cast<uint8_t>(((reg & 7) << 3) | (u & 7)));
+  };
+  // MOV dword [U + disp8], imm32.
+  auto mov_imm32_to_u = [&](unsigned u, uint8_t disp, uint32_t v) {
+    e.bytes({0xc7, static_cast<uint8_t>(0x40 | (u & 7)), disp});
+    e.u32(v);
+  };
   for (unsigned i = 0; i < count; ++i) {
     const Step& st = steps[i];
     const Insn& insn = *st.insn;
+    const uint64_t insn_rip = rip + (st.offset - start);
+    if (insn.mnemonic == ZYDIS_MNEMONIC_NOP) continue;  // nothing to do
+    if (st.stack) {
+      // PUSH: the store at RSP - 8, then RSP moves; POP: the load at RSP,
+      // then RSP moves, then the register is written (it is not RSP). A miss
+      // leaves before either, RSP as it was.
+      const Scratch sc = st.scratch;
+      const bool push = insn.mnemonic == ZYDIS_MNEMONIC_PUSH;
+      Miss miss{{}, i, insn_rip, st.flags_valid_before, sc};
+      const int32_t depth = begin_access(sc, st.flags_valid_before);
+      load_guest_rsp(sc, depth, push ? -8 : 0);
+      emit_check(sc, depth, 8, push, miss);
+      if (!push) {
+        mov_from_u(insn.op[0].reg, sc.u);
+      } else if (insn.op[0].kind == OpKind::kImm) {
+        mov_imm32_to_u(sc.u, 0, static_cast<uint32_t>(insn.imm));
+        mov_imm32_to_u(sc.u, 4, static_cast<uint32_t>(insn.imm >> 32));
+      } else {
+        mov_to_u(sc.u, insn.op[0].reg);
+      }
+      store_guest_rsp(sc, depth, push ? 0 : 8);
+      end_access(sc, depth, st.flags_needed);
+      misses.push_back(std::move(miss));
+      continue;
+    }
+    if (st.rsp) {
+      // S = the Cpu, U = the guest's RSP; the instruction on U; RSP back
+      // if it wrote it. MOVs only: the flags are the instruction's.
+      const Scratch sc = st.scratch;
+      for (auto [reg, slot] : {std::pair{sc.s, kSlotS}, {sc.u, kSlotU}})
+        if (used & (1u << reg)) e.store(kRsp, slot, reg);
+      e.load(sc.s, kRsp, kSlotCpu);
+      e.load(sc.u, sc.s, gpr_offset(kRsp));
+      e.bytes(st.rsp_form);
+      if (writes_rsp(insn)) e.store(sc.s, gpr_offset(kRsp), sc.u);
+      for (auto [reg, slot] : {std::pair{sc.s, kSlotS}, {sc.u, kSlotU}})
+        if (used & (1u << reg)) e.load(reg, kRsp, slot);
+      continue;
+    }
     if (st.mem < 0) {
       e.bytes(std::span(page + st.offset, insn.len));  // as it is
       continue;
@@ -501,23 +872,16 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     const MemRef& m = insn.mem;
     const unsigned size = insn.op[st.mem].size;
     const bool write = writes_memory(insn, st.mem);
-    const bool save_flags = st.flags_valid_before;
-    int32_t depth = 0;
-    if (save_flags) {
-      e.bytes({0x9c});  // pushfq: the check's compares change the flags
-      depth = 8;
-    }
-    for (auto [reg, slot] : {std::pair{sc.s, kSlotS}, {sc.t, kSlotT}, {sc.u, kSlotU}})
-      if (used & (1u << reg)) e.store(kRsp, depth + slot, reg);
+    Miss miss{{}, i, insn_rip, st.flags_valid_before, sc};
+    const int32_t depth = begin_access(sc, st.flags_valid_before);
     // S = the linear address.
     unsigned base = m.base;
     int64_t disp = m.disp;
     if (m.base == kRsp) {
-      e.load(sc.s, kRsp, depth + kSlotCpu);
-      e.load(sc.s, sc.s, gpr_offset(kRsp));
+      load_guest_rsp(sc, depth, 0);
       base = sc.s;
     } else if (m.base == kRipReg) {
-      e.mov_imm(sc.s, rip + (st.offset - start) + insn.len + static_cast<uint64_t>(disp));
+      e.mov_imm(sc.s, insn_rip + insn.len + static_cast<uint64_t>(disp));
       base = sc.s;
       disp = 0;
     }
@@ -525,30 +889,13 @@ bool Translator::translate(Cpu& cpu, Block& block) {
           static_cast<int32_t>(disp));
     if (m.seg == kFs || m.seg == kGs) {
       e.load(sc.t, kRsp, depth + kSlotCpu);
-      e.add_load(sc.s, sc.t, static_cast<int32_t>(offsetof(Cpu, seg) + m.seg * sizeof(Segment) +
-                                                    offsetof(Segment, base)));
+      e.add_load(sc.s, sc.t,
+                 static_cast<int32_t>(offsetof(Cpu, seg) + m.seg * sizeof(Segment) + offsetof(Segment, base)));
     }
-    // T = the page of the last byte; U = the TLB entry of the first's.
-    e.lea(sc.t, sc.s, kNoBase, 1, static_cast<int32_t>(size - 1));
-    e.shr_imm(sc.t, 12);
-    e.mov_rr(sc.u, sc.s);
-    e.shr_imm(sc.u, 12);
-    e.and_imm(sc.u, kTlbSize - 1);
-    e.imul_imm(sc.u, sc.u, static_cast<int32_t>(sizeof(TlbEntry)));
-    e.add_load(sc.u, kRsp, depth + kSlotCpu);
-    // A hit needs the tag of both ends (no page crossing, canonical) and RAM.
-    const int32_t entry = tlb_base + static_cast<int32_t>((write ? 1 : 0) * kTlbSize * sizeof(TlbEntry));
-    e.cmp_load(sc.t, sc.u, entry + static_cast<int32_t>(offsetof(TlbEntry, tag)));
-    Miss miss{{}, i, save_flags, sc};
-    miss.jumps.push_back(e.jcc32(0x5));  // jne
-    e.load(sc.u, sc.u, entry + static_cast<int32_t>(offsetof(TlbEntry, host)));
-    e.test_rr(sc.u, sc.u);
-    miss.jumps.push_back(e.jcc32(0x4));  // je
-    e.and_imm(sc.s, 0xfff);
-    e.add_rr(sc.u, sc.s);
+    emit_check(sc, depth, size, write, miss);
     if (used & (1u << sc.s)) e.load(sc.s, kRsp, depth + kSlotS);
     if (used & (1u << sc.t)) e.load(sc.t, kRsp, depth + kSlotT);
-    if (save_flags) {
+    if (depth) {
       if (st.flags_needed) {
         e.bytes({0x9d});  // popfq
       } else {
@@ -563,13 +910,46 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     misses.push_back(std::move(miss));
   }
   const uint64_t end_rip = rip + (off - start);
-  if (branch && conditional) {
+  if (final == Final::kJcc) {
     const size_t to_taken = e.jcc32(block.insns.back().cc & 0xf);
     emit_exit(total, fallthrough, store_flags);
     e.patch_rel32(to_taken, e.size());
     emit_exit(total, taken, store_flags);
-  } else if (branch) {
+  } else if (final == Final::kJmp) {
     emit_exit(total, taken, store_flags);
+  } else if (final == Final::kCall || final == Final::kRet) {
+    // The guest registers the block names are not touched: the scratch
+    // registers need no guest value of their own saved unless it is used.
+    const Scratch sc = pick_scratch(0);
+    Miss miss{{}, count, end_rip, store_flags, sc};
+    const int32_t depth = begin_access(sc, store_flags);
+    if (final == Final::kCall) {
+      // The return address at RSP - 8, then RSP moves; the target is a constant.
+      load_guest_rsp(sc, depth, -8);
+      emit_check(sc, depth, 8, true, miss);
+      mov_imm32_to_u(sc.u, 0, static_cast<uint32_t>(fallthrough));
+      mov_imm32_to_u(sc.u, 4, static_cast<uint32_t>(fallthrough >> 32));
+      store_guest_rsp(sc, depth, 0);
+      end_access(sc, depth, store_flags);
+      emit_exit(total, taken, store_flags);
+    } else {
+      // The target popped must be canonical (else #GP with RSP unchanged:
+      // the interpreter's); then RSP moves past it and the imm16.
+      load_guest_rsp(sc, depth, 0);
+      emit_check(sc, depth, 8, false, miss);
+      mov_from_u(sc.u, sc.u);
+      e.mov_imm(sc.t, 1ull << 47);
+      e.add_rr(sc.t, sc.u);
+      e.shr_imm(sc.t, 48);
+      miss.jumps.push_back(e.jcc32(0x5));  // jnz: bits 63..47 not all equal
+      const Insn& ret = block.insns.back();
+      store_guest_rsp(sc, depth, 8 + static_cast<int32_t>(ret.nops ? (ret.imm & 0xffff) : 0));
+      e.store(sc.t, CPU_FIELD(rip), sc.u);  // T holds the Cpu
+      end_access(sc, depth, store_flags);
+      emit_state_out(total, kDynamicRip, store_flags);
+      emit_jump_cache_lookup();
+    }
+    misses.push_back(std::move(miss));
   } else {
     emit_exit(count, end_rip, store_flags);
   }
@@ -578,7 +958,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     if (miss.saved_flags) e.bytes({0x9d});  // popfq: the guest's
     for (auto [reg, slot] : {std::pair{miss.scratch.s, kSlotS}, {miss.scratch.t, kSlotT}, {miss.scratch.u, kSlotU}})
       if (used & (1u << reg)) e.load(reg, kRsp, slot);
-    emit_state_out(miss.index, rip + (steps[miss.index].offset - start), miss.saved_flags);
+    emit_state_out(miss.index, miss.rip, miss.saved_flags);
     e.load(kRcx, kRax, CPU_FIELD(jit.side_exits));
     e.lea(kRcx, kRcx, kNoBase, 1, 1);
     e.store(kRax, CPU_FIELD(jit.side_exits), kRcx);
@@ -616,12 +996,15 @@ void Translator::flush() {
   cache_->flush();
   ++stats_.cache_flushes;
   patched_.clear();
+  std::fill(jump_cache_.begin(), jump_cache_.end(), JumpCacheEntry{});
 }
 
 void Translator::unchain_all() {
   for (const uint8_t* site : patched_) cache_->patch_rel32(site, site + 4);
   stats_.unchains += patched_.size();
   patched_.clear();
+  // The jump cache leads to blocks' translations as chains do.
+  std::fill(jump_cache_.begin(), jump_cache_.end(), JumpCacheEntry{});
 }
 
 unsigned Translator::enter(Cpu& cpu, Block& block, uint64_t chain_stamp, uint64_t budget) {
@@ -648,17 +1031,34 @@ unsigned Translator::enter(Cpu& cpu, Block& block, uint64_t chain_stamp, uint64_
     ++stats_.chains_made;
   }
   cpu.jit.last_exit = nullptr;
+  // A RET missed the jump cache on its way here: the entry for this block
+  // (its RIP, the guest-physical page the fetch TLB maps it to, which is
+  // the block's, and the privilege), so the next such RET jumps straight in.
+  if (cpu.jit.jump_missed) {
+    cpu.jit.jump_missed = false;
+    const TlbEntry& fetch =
+        cpu.tlb.e[block.native_user][static_cast<unsigned>(Access::kExec)][(cpu.rip >> 12) & (kTlbSize - 1)];
+    if (fetch.tag == cpu.rip >> 12 && fetch.phys == (block.phys & ~0xfffull)) {
+      JumpCacheEntry& entry =
+          jump_cache_[(block.native_user ? kJumpCacheSize : 0) + (((cpu.rip >> 12) ^ cpu.rip) & (kJumpCacheSize - 1))];
+      entry = {cpu.rip, fetch.phys, block.native_chain, 0};
+    }
+  }
+  cpu.jit.jump_cache = jump_cache_.data();
   // Translated code keeps the flags explicit (flags.op == kNone).
   materialize_flags(cpu);
   cpu.jit.executed = 0;
   cpu.jit.chained = false;
   const uint64_t chains_before = cpu.jit.chains, side_exits_before = cpu.jit.side_exits;
+  const uint64_t hits_before = cpu.jit.jump_hits, misses_before = cpu.jit.jump_misses;
   cpu.jit.budget = static_cast<int64_t>(std::min<uint64_t>(budget, kChainBudget)) - block.native_insns;
   reinterpret_cast<Entry>(const_cast<uint8_t*>(block.native))(&cpu);
   ++stats_.entries;
   stats_.chained_entries += cpu.jit.chains - chains_before;
   stats_.native_insns += cpu.jit.executed;
   stats_.side_exits += cpu.jit.side_exits - side_exits_before;
+  stats_.jump_hits += cpu.jit.jump_hits - hits_before;
+  stats_.jump_misses += cpu.jit.jump_misses - misses_before;
   return static_cast<unsigned>(cpu.jit.executed);
 }
 
@@ -667,20 +1067,31 @@ std::string describe(const TranslatorStats& s) {
   char line[768];
   std::snprintf(line, sizeof(line),
                 "jit: %llu blocks translated in %.3f ms (%llu bytes of host code), %llu instructions run natively, "
-                "%llu entries from the run loop and %llu chained, %llu chains made and %llu undone, %llu side exits "
-                "to the interpreter, %llu entries at another RIP or CPL, %llu hot blocks not translatable, code "
+                "%llu entries from the run loop and %llu chained, %llu chains made and %llu undone, jump cache %llu "
+                "hits and %llu misses, %llu side exits to the interpreter, %llu entries at another RIP or CPL, %llu "
+                "hot blocks not translatable, code "
                 "cache %llu of %llu bytes (%llu flushes)",
-                u(s.blocks_translated), static_cast<double>(s.translation_ns) / 1e6, u(s.code_bytes),
-                u(s.native_insns), u(s.entries), u(s.chained_entries), u(s.chains_made), u(s.unchains),
+                u(s.blocks_translated), static_cast<double>(s.translation_ns) / 1e6, u(s.code_bytes), u(s.native_insns),
+                u(s.entries), u(s.chained_entries), u(s.chains_made), u(s.unchains), u(s.jump_hits), u(s.jump_misses),
                 u(s.side_exits), u(s.mismatched_entries), u(s.fallbacks), u(s.cache_used), u(s.cache_capacity),
                 u(s.cache_flushes));
-  return line;
+  std::string out = line;
+  if (!s.top_stops.empty()) {
+    out += "; interpreted next most often:";
+    for (const auto& [mnemonic, n] : s.top_stops)
+      out += std::string(" ") + ZydisMnemonicGetString(static_cast<ZydisMnemonic>(mnemonic)) + " " + std::to_string(n);
+  }
+  return out;
 }
 
 TranslatorStats Translator::stats() const {
   TranslatorStats s = stats_;
   s.cache_used = cache_->used();
   s.cache_capacity = cache_->capacity();
+  for (size_t m = 0; m < stops_.size(); ++m)
+    if (stops_[m]) s.top_stops.emplace_back(static_cast<uint16_t>(m), stops_[m]);
+  std::sort(s.top_stops.begin(), s.top_stops.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+  if (s.top_stops.size() > 16) s.top_stops.resize(16);
   return s;
 }
 

@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/result.h"
@@ -45,10 +46,16 @@ struct TranslatorStats {
   uint64_t mismatched_entries = 0;  // at another RIP or privilege than translated for: interpreted
   uint64_t chains_made = 0;         // exits patched to jump into their target's translation
   uint64_t unchains = 0;            // ... and undone (a block freed or re-decoded somewhere)
+  uint64_t jump_hits = 0;           // RETs in translated code that went on through the jump cache
+  uint64_t jump_misses = 0;         // ... and that returned to the run loop
   uint64_t fallbacks = 0;           // hot blocks without kMinInsns translatable instructions first
   uint64_t cache_flushes = 0;       // the code cache was full and dropped everything
   uint64_t cache_used = 0;          // bytes of code cache in use, of cache_capacity
   uint64_t cache_capacity = 0;
+  // The instructions the interpreter most often went on with in a block
+  // the translator was asked to run (where translations stop, and hot
+  // blocks it does not take): mnemonic and count, most frequent first.
+  std::vector<std::pair<uint16_t, uint64_t>> top_stops;
 };
 
 // One line for HOSTVISOR_EMU_STATS.
@@ -74,12 +81,17 @@ class Translator {
   // cpu.jit.chained says whether that is still in `block`.
   // `chain_stamp` moves whenever a block may have been freed or re-decoded.
   unsigned run(Cpu& cpu, Block& block, uint64_t chain_stamp, uint64_t budget) {
-    if (block.native_generation == cache_->generation() && block.native)
-      return enter(cpu, block, chain_stamp, budget);
+    if (block.native_generation == cache_->generation() && block.native) return enter(cpu, block, chain_stamp, budget);
     if (block.native_insns == 0 && block.uses >= kHotUses) return 0;  // tried: nothing to translate
     if (++block.uses < kHotUses) return 0;
     if (!translate(cpu, block)) return 0;
     return enter(cpu, block, chain_stamp, budget);
+  }
+
+  // The run loop interprets `insn` after run() left the rest of its block
+  // to it (statistics: which instructions to translate next).
+  void note_interpreted(const Insn& insn) {
+    if (insn.mnemonic < stops_.size()) ++stops_[insn.mnemonic];
   }
 
   TranslatorStats stats() const;
@@ -96,7 +108,9 @@ class Translator {
   ZydisDecoder decoder_;  // re-reads an instruction's encoding to rewrite its memory operand
   TranslatorStats stats_;
   std::vector<const uint8_t*> patched_;  // chained exits' rel32s
+  std::vector<JumpCacheEntry> jump_cache_ = std::vector<JumpCacheEntry>(2 * kJumpCacheSize);
   uint64_t chain_stamp_ = 0;
+  std::vector<uint64_t> stops_ = std::vector<uint64_t>(ZYDIS_MNEMONIC_MAX_VALUE + 1);
 };
 
 // Whether the translator runs `insn` (decoded in 64-bit mode) as itself.
