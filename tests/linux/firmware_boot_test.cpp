@@ -6,7 +6,6 @@
 // is hybrid, so it boots as a plain disk. One boot is shared by the checks
 // that need a running guest, the reboot included.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <chrono>
 #include <cstdio>
@@ -17,6 +16,7 @@
 
 #include "guest/default_guest/default_guest.h"
 #include "tests/integration/kvm_skip.h"
+#include "tests/linux/boot_media.h"
 #include "tests/linux/guest_console.h"
 #include "tests/support/scratch_dir.h"
 
@@ -29,43 +29,16 @@ using std::chrono::seconds;
 constexpr seconds kBootTimeout{240};  // power-on to the shell prompt, software CPU
 const std::regex kBanner(R"(hostvisor default guest: Linux (\S+), (\d+) CPU\(s\)\. Type 'poweroff' to stop\.)");
 
-int host_command(const std::string& command, std::string* output) {
-  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
-  if (!pipe) return -1;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) output->append(buf, n);
-  const int status = ::pclose(pipe);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 // A GRUB rescue ISO in `dir` whose one menu entry boots the default guest
 // (its kernel command line, on the serial console). Returns the ISO's path,
 // or "" with `error` set.
-std::string make_grub_iso(const fs::path& dir, std::string* error) {
+std::string default_guest_iso(const fs::path& dir, std::string* error) {
   auto guest = guest::prepare_default_guest({});
   if (!guest) {
     *error = "the default guest: " + guest.error().message();
     return "";
   }
-  const fs::path tree = dir / "iso";
-  fs::create_directories(tree / "boot/grub");
-  fs::copy_file(guest->kernel_path, tree / "vmlinuz");
-  fs::copy_file(guest->initrd_path, tree / "initrd.img");
-  std::ofstream(tree / "boot/grub/grub.cfg") << "set timeout=1\n"
-                                                "menuentry 'hostvisor default guest' {\n"
-                                                "  linux /vmlinuz "
-                                             << guest->cmdline
-                                             << "\n"
-                                                "  initrd /initrd.img\n"
-                                                "}\n";
-  const fs::path iso = dir / "grub.iso";
-  std::string out;
-  if (host_command("grub-mkrescue -o '" + iso.string() + "' '" + tree.string() + "'", &out) != 0) {
-    *error = "grub-mkrescue (Debian's grub-common, grub-pc-bin, grub-efi-amd64-bin, xorriso, mtools): " + out;
-    return "";
-  }
-  return iso.string();
+  return make_grub_iso(dir, "grub", {.guest = *guest, .title = "hostvisor default guest"}, error);
 }
 
 std::vector<std::string> hostvisor_args(const std::vector<std::string>& extra, const std::string& firmware = "bios") {
@@ -91,7 +64,7 @@ TEST(FirmwareBios, GrubIsoOnADiskBootsToTheShellAndARebootRunsTheFirmwareAgain) 
   ScratchDir dir("firmware-bios");
   ASSERT_FALSE(dir.path.empty());
   std::string error;
-  const std::string iso = make_grub_iso(dir.path, &error);
+  const std::string iso = default_guest_iso(dir.path, &error);
   ASSERT_FALSE(iso.empty()) << error;
   const fs::path log = dir.path / "seabios.log";
 
@@ -103,7 +76,7 @@ TEST(FirmwareBios, GrubIsoOnADiskBootsToTheShellAndARebootRunsTheFirmwareAgain) 
   std::printf("power-on to the shell through SeaBIOS and GRUB: %.1f s\n", first);
 
   // GRUB handed the kernel its own command line, with the image's name first.
-  EXPECT_NE(guest_ok(console, "cat /proc/cmdline").find("BOOT_IMAGE=/vmlinuz "), std::string::npos);
+  EXPECT_NE(guest_ok(console, "cat /proc/cmdline").find("BOOT_IMAGE=/boot/vmlinuz "), std::string::npos);
   // Both CPUs: SeaBIOS started the second one (INIT-SIPI) and parked it,
   // and Linux woke it again through the tables SeaBIOS installed from fw_cfg.
   EXPECT_EQ(guest_ok(console, "grep -c ^processor /proc/cpuinfo"), "2\n");
@@ -270,7 +243,7 @@ TEST(FirmwareUefi, GrubIsoOnADiskBootsToTheShellAndVariablesPersistAcrossAReboot
   ScratchDir dir("firmware-uefi");
   ASSERT_FALSE(dir.path.empty());
   std::string error;
-  const std::string iso = make_grub_iso(dir.path, &error);
+  const std::string iso = default_guest_iso(dir.path, &error);
   ASSERT_FALSE(iso.empty()) << error;
   const fs::path vars = dir.path / "vars.fd";
 
@@ -286,7 +259,7 @@ TEST(FirmwareUefi, GrubIsoOnADiskBootsToTheShellAndVariablesPersistAcrossAReboot
   // and parked it; Linux woke it from the MADT OVMF installed).
   EXPECT_EQ(guest_ok(console, "test -d /sys/firmware/efi && echo uefi"), "uefi\n");
   EXPECT_EQ(guest_ok(console, "grep -c ^processor /proc/cpuinfo"), "2\n");
-  EXPECT_NE(guest_ok(console, "cat /proc/cmdline").find("BOOT_IMAGE=/vmlinuz "), std::string::npos);
+  EXPECT_NE(guest_ok(console, "cat /proc/cmdline").find("BOOT_IMAGE=/boot/vmlinuz "), std::string::npos);
   EXPECT_EQ(guest_ok(console, "head -c 16 /sys/firmware/acpi/tables/DSDT | tail -c 6"), "HSTVSR");
   // OVMF's boot entries went through the flash into the vars file: the
   // option for the virtio disk it booted, and the order.
