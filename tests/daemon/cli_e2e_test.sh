@@ -12,29 +12,7 @@ set -euo pipefail
 HOSTVISOR=$1
 FAKE_VM=${2:-}
 export FAKE_VM_AGENT=${3:-}
-WORK=$(mktemp -d /tmp/hv-cli-test.XXXXXX)
-export XDG_DATA_HOME=$WORK/data XDG_RUNTIME_DIR=$WORK/run
-mkdir -p "$XDG_DATA_HOME" "$XDG_RUNTIME_DIR"; chmod 700 "$XDG_RUNTIME_DIR"
-LIB=$XDG_DATA_HOME/hostvisor
-SOCK=$XDG_RUNTIME_DIR/hostvisor/api.sock
-failures=0
-hv() { "$HOSTVISOR" "$@"; }
-
-cleanup() {
-  # The daemon the CLI started, and every VM it ran.
-  for f in "$LIB"/vms/*/state.json; do
-    [ -f "$f" ] || continue
-    pid=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("pid",0))' "$f" 2>/dev/null || echo 0)
-    [ "$pid" -gt 0 ] 2>/dev/null && kill -9 "$pid" 2>/dev/null || true
-  done
-  # daemon.lock holds the daemon's pid.
-  pid=$(cat "$LIB/daemon.lock" 2>/dev/null || true)
-  [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
-  [ -n "${DAEMON_PID:-}" ] && kill "$DAEMON_PID" 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-fail() { echo "FAIL $1"; failures=$((failures + 1)); }
+. "$(dirname "$0")/library_env.sh" hv-cli-test
 check() {  # check NAME COMMAND...: the command succeeds
   local name=$1; shift
   if out=$("$@" 2>&1); then echo "ok   $name"; else fail "$name: $out"; fi

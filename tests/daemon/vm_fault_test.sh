@@ -10,22 +10,7 @@
 set -euo pipefail
 HOSTVISOR=$1
 ROUNDS=${2:-5}
-WORK=$(mktemp -d /tmp/hv-vm-fault.XXXXXX)
-export XDG_DATA_HOME=$WORK/data XDG_RUNTIME_DIR=$WORK/run
-mkdir -p "$XDG_DATA_HOME" "$XDG_RUNTIME_DIR"; chmod 700 "$XDG_RUNTIME_DIR"
-LIB=$XDG_DATA_HOME/hostvisor
-cleanup() {
-  for f in "$LIB"/vms/*/state.json; do
-    [ -f "$f" ] || continue
-    pid=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("pid",0))' "$f" 2>/dev/null || echo 0)
-    [ "$pid" -gt 0 ] 2>/dev/null && kill -9 "$pid" 2>/dev/null || true
-  done
-  pid=$(cat "$LIB/daemon.lock" 2>/dev/null || true)
-  [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-hv() { "$HOSTVISOR" "$@"; }
+. "$(dirname "$0")/library_env.sh" hv-vm-fault
 vm_pid() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pid"])' "$LIB/vms/f/state.json"; }
 wait_for_agent() {
   for _ in $(seq 240); do hv vm exec f -- true >/dev/null 2>&1 && return 0; sleep 0.5; done

@@ -14,26 +14,7 @@ SCREENSHOT=$2
 FAKE_VM=${3:-}
 export FAKE_VM_AGENT=${4:-}
 HERE=$(cd "$(dirname "$0")" && pwd)
-WORK=$(mktemp -d /tmp/hv-web-test.XXXXXX)
-export XDG_DATA_HOME=$WORK/data XDG_RUNTIME_DIR=$WORK/run
-mkdir -p "$XDG_DATA_HOME" "$XDG_RUNTIME_DIR"; chmod 700 "$XDG_RUNTIME_DIR"
-LIB=$XDG_DATA_HOME/hostvisor
-SOCK=$XDG_RUNTIME_DIR/hostvisor/api.sock
-failures=0
-hv() { "$HOSTVISOR" "$@"; }
-
-cleanup() {
-  for f in "$LIB"/vms/*/state.json; do
-    [ -f "$f" ] || continue
-    pid=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("pid",0))' "$f" 2>/dev/null || echo 0)
-    [ "$pid" -gt 0 ] 2>/dev/null && kill -9 "$pid" 2>/dev/null || true
-  done
-  pid=$(cat "$LIB/daemon.lock" 2>/dev/null || true)
-  [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-fail() { echo "FAIL $1"; failures=$((failures + 1)); }
+. "$HERE/library_env.sh" hv-web-test
 ok() { echo "ok   $1"; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 # status NAME WANT CURL-ARGS...: curl answers with HTTP status WANT.

@@ -1,5 +1,6 @@
 #include "hv/emu/decoder.h"
 
+#include "hv/emu/condition_mnemonics.h"
 #include "hv/emu/execute/handlers.h"
 
 namespace hostvisor::emu {
@@ -146,6 +147,8 @@ Mapping handler_for(const ZydisDecodedInstruction& in, const ZydisDecodedOperand
   };
   if (legacy_map && in.opcode >= 0xd8 && in.opcode <= 0xdf) return x87_handler_for(in);
   if (has_reg_class(ZYDIS_REGCLASS_MMX)) return mmx_handler_for(in);
+  if (is_cmovcc(in.mnemonic)) return {h_cmovcc};
+  if (is_setcc(in.mnemonic)) return {h_setcc};
   switch (in.mnemonic) {
     case ZYDIS_MNEMONIC_ADD: return {h_add};
     case ZYDIS_MNEMONIC_OR: return {h_or};
@@ -208,38 +211,6 @@ Mapping handler_for(const ZydisDecodedInstruction& in, const ZydisDecodedOperand
     case ZYDIS_MNEMONIC_CMPXCHG8B:
     case ZYDIS_MNEMONIC_CMPXCHG16B: return {h_cmpxchg8b};
     case ZYDIS_MNEMONIC_XADD: return {h_xadd};
-    case ZYDIS_MNEMONIC_CMOVB:
-    case ZYDIS_MNEMONIC_CMOVBE:
-    case ZYDIS_MNEMONIC_CMOVL:
-    case ZYDIS_MNEMONIC_CMOVLE:
-    case ZYDIS_MNEMONIC_CMOVNB:
-    case ZYDIS_MNEMONIC_CMOVNBE:
-    case ZYDIS_MNEMONIC_CMOVNL:
-    case ZYDIS_MNEMONIC_CMOVNLE:
-    case ZYDIS_MNEMONIC_CMOVNO:
-    case ZYDIS_MNEMONIC_CMOVNP:
-    case ZYDIS_MNEMONIC_CMOVNS:
-    case ZYDIS_MNEMONIC_CMOVNZ:
-    case ZYDIS_MNEMONIC_CMOVO:
-    case ZYDIS_MNEMONIC_CMOVP:
-    case ZYDIS_MNEMONIC_CMOVS:
-    case ZYDIS_MNEMONIC_CMOVZ: return {h_cmovcc};
-    case ZYDIS_MNEMONIC_SETB:
-    case ZYDIS_MNEMONIC_SETBE:
-    case ZYDIS_MNEMONIC_SETL:
-    case ZYDIS_MNEMONIC_SETLE:
-    case ZYDIS_MNEMONIC_SETNB:
-    case ZYDIS_MNEMONIC_SETNBE:
-    case ZYDIS_MNEMONIC_SETNL:
-    case ZYDIS_MNEMONIC_SETNLE:
-    case ZYDIS_MNEMONIC_SETNO:
-    case ZYDIS_MNEMONIC_SETNP:
-    case ZYDIS_MNEMONIC_SETNS:
-    case ZYDIS_MNEMONIC_SETNZ:
-    case ZYDIS_MNEMONIC_SETO:
-    case ZYDIS_MNEMONIC_SETP:
-    case ZYDIS_MNEMONIC_SETS:
-    case ZYDIS_MNEMONIC_SETZ: return {h_setcc};
     case ZYDIS_MNEMONIC_CBW:
     case ZYDIS_MNEMONIC_CWDE:
     case ZYDIS_MNEMONIC_CDQE: return {h_cbw};

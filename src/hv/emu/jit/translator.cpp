@@ -8,6 +8,7 @@
 #include <cstdio>
 
 #include "hv/emu/code_map.h"
+#include "hv/emu/condition_mnemonics.h"
 #include "hv/emu/flags.h"
 #include "hv/emu/jit/emitter.h"
 #include "hv/emu/mmu.h"
@@ -45,50 +46,6 @@ int32_t gpr_offset(unsigned reg) { return static_cast<int32_t>(offsetof(Cpu, gpr
 bool plain_gpr(const Operand& o) { return o.reg < 16 && (o.reg != kRsp || o.high8); }
 
 enum class FlagEffect { kNone, kAll, kSome, kRead };
-
-bool is_cmovcc(uint16_t m) {
-  switch (m) {
-    case ZYDIS_MNEMONIC_CMOVB:
-    case ZYDIS_MNEMONIC_CMOVBE:
-    case ZYDIS_MNEMONIC_CMOVL:
-    case ZYDIS_MNEMONIC_CMOVLE:
-    case ZYDIS_MNEMONIC_CMOVNB:
-    case ZYDIS_MNEMONIC_CMOVNBE:
-    case ZYDIS_MNEMONIC_CMOVNL:
-    case ZYDIS_MNEMONIC_CMOVNLE:
-    case ZYDIS_MNEMONIC_CMOVNO:
-    case ZYDIS_MNEMONIC_CMOVNP:
-    case ZYDIS_MNEMONIC_CMOVNS:
-    case ZYDIS_MNEMONIC_CMOVNZ:
-    case ZYDIS_MNEMONIC_CMOVO:
-    case ZYDIS_MNEMONIC_CMOVP:
-    case ZYDIS_MNEMONIC_CMOVS:
-    case ZYDIS_MNEMONIC_CMOVZ: return true;
-    default: return false;
-  }
-}
-
-bool is_setcc(uint16_t m) {
-  switch (m) {
-    case ZYDIS_MNEMONIC_SETB:
-    case ZYDIS_MNEMONIC_SETBE:
-    case ZYDIS_MNEMONIC_SETL:
-    case ZYDIS_MNEMONIC_SETLE:
-    case ZYDIS_MNEMONIC_SETNB:
-    case ZYDIS_MNEMONIC_SETNBE:
-    case ZYDIS_MNEMONIC_SETNL:
-    case ZYDIS_MNEMONIC_SETNLE:
-    case ZYDIS_MNEMONIC_SETNO:
-    case ZYDIS_MNEMONIC_SETNP:
-    case ZYDIS_MNEMONIC_SETNS:
-    case ZYDIS_MNEMONIC_SETNZ:
-    case ZYDIS_MNEMONIC_SETO:
-    case ZYDIS_MNEMONIC_SETP:
-    case ZYDIS_MNEMONIC_SETS:
-    case ZYDIS_MNEMONIC_SETZ: return true;
-    default: return false;
-  }
-}
 
 // The sign extensions of RAX (into RAX, or into RDX:RAX): no explicit operands.
 bool is_sign_extension(uint16_t m) {
