@@ -1,6 +1,6 @@
 // The instruction families whose condition code is part of the mnemonic
-// (CMOVcc, SETcc): the decoder gives each family one handler, and the
-// translator knows them as readers of the flags.
+// (Jcc, CMOVcc, SETcc): the decoder gives each family one handler, and the
+// translator knows them as readers of the flags (and Jcc as a block end).
 #pragma once
 
 #include <Zydis/Zydis.h>
@@ -8,6 +8,28 @@
 #include <cstdint>
 
 namespace hostvisor::emu {
+
+inline bool is_jcc(uint16_t m) {
+  switch (m) {
+    case ZYDIS_MNEMONIC_JB:
+    case ZYDIS_MNEMONIC_JBE:
+    case ZYDIS_MNEMONIC_JL:
+    case ZYDIS_MNEMONIC_JLE:
+    case ZYDIS_MNEMONIC_JNB:
+    case ZYDIS_MNEMONIC_JNBE:
+    case ZYDIS_MNEMONIC_JNL:
+    case ZYDIS_MNEMONIC_JNLE:
+    case ZYDIS_MNEMONIC_JNO:
+    case ZYDIS_MNEMONIC_JNP:
+    case ZYDIS_MNEMONIC_JNS:
+    case ZYDIS_MNEMONIC_JNZ:
+    case ZYDIS_MNEMONIC_JO:
+    case ZYDIS_MNEMONIC_JP:
+    case ZYDIS_MNEMONIC_JS:
+    case ZYDIS_MNEMONIC_JZ: return true;
+    default: return false;
+  }
+}
 
 inline bool is_cmovcc(uint16_t m) {
   switch (m) {

@@ -147,6 +147,7 @@ Mapping handler_for(const ZydisDecodedInstruction& in, const ZydisDecodedOperand
   };
   if (legacy_map && in.opcode >= 0xd8 && in.opcode <= 0xdf) return x87_handler_for(in);
   if (has_reg_class(ZYDIS_REGCLASS_MMX)) return mmx_handler_for(in);
+  if (is_jcc(in.mnemonic)) return {h_jcc, true};
   if (is_cmovcc(in.mnemonic)) return {h_cmovcc};
   if (is_setcc(in.mnemonic)) return {h_setcc};
   switch (in.mnemonic) {
@@ -263,22 +264,6 @@ Mapping handler_for(const ZydisDecodedInstruction& in, const ZydisDecodedOperand
     case ZYDIS_MNEMONIC_RET:
       if (in.opcode == 0xca || in.opcode == 0xcb) return {h_ret_far, true};
       return {h_ret, true};
-    case ZYDIS_MNEMONIC_JB:
-    case ZYDIS_MNEMONIC_JBE:
-    case ZYDIS_MNEMONIC_JL:
-    case ZYDIS_MNEMONIC_JLE:
-    case ZYDIS_MNEMONIC_JNB:
-    case ZYDIS_MNEMONIC_JNBE:
-    case ZYDIS_MNEMONIC_JNL:
-    case ZYDIS_MNEMONIC_JNLE:
-    case ZYDIS_MNEMONIC_JNO:
-    case ZYDIS_MNEMONIC_JNP:
-    case ZYDIS_MNEMONIC_JNS:
-    case ZYDIS_MNEMONIC_JNZ:
-    case ZYDIS_MNEMONIC_JO:
-    case ZYDIS_MNEMONIC_JP:
-    case ZYDIS_MNEMONIC_JS:
-    case ZYDIS_MNEMONIC_JZ: return {h_jcc, true};
     case ZYDIS_MNEMONIC_JCXZ:
     case ZYDIS_MNEMONIC_JECXZ:
     case ZYDIS_MNEMONIC_JRCXZ: return {h_jcxz, true};

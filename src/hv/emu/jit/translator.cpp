@@ -134,23 +134,7 @@ Final final_branch(const Insn& insn, const uint8_t* bytes) {
   switch (insn.mnemonic) {
     case ZYDIS_MNEMONIC_CALL: return insn.len == 5 && bytes[0] == 0xe8 ? Final::kCall : Final::kNone;
     case ZYDIS_MNEMONIC_JMP: return Final::kJmp;
-    case ZYDIS_MNEMONIC_JB:
-    case ZYDIS_MNEMONIC_JBE:
-    case ZYDIS_MNEMONIC_JL:
-    case ZYDIS_MNEMONIC_JLE:
-    case ZYDIS_MNEMONIC_JNB:
-    case ZYDIS_MNEMONIC_JNBE:
-    case ZYDIS_MNEMONIC_JNL:
-    case ZYDIS_MNEMONIC_JNLE:
-    case ZYDIS_MNEMONIC_JNO:
-    case ZYDIS_MNEMONIC_JNP:
-    case ZYDIS_MNEMONIC_JNS:
-    case ZYDIS_MNEMONIC_JNZ:
-    case ZYDIS_MNEMONIC_JO:
-    case ZYDIS_MNEMONIC_JP:
-    case ZYDIS_MNEMONIC_JS:
-    case ZYDIS_MNEMONIC_JZ: return Final::kJcc;
-    default: return Final::kNone;
+    default: return is_jcc(insn.mnemonic) ? Final::kJcc : Final::kNone;
   }
 }
 
