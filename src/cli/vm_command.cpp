@@ -273,28 +273,73 @@ Result<void> open_api_websocket(UnixWebSocket& ws, const std::string& socket_pat
   return Error(ErrorCode::kIo, what + ": " + ec.message());
 }
 
+// stdin's terminal in raw mode for as long as this lives (keys reach the
+// guest unprocessed), then as it was. Nothing changes when stdin is no terminal.
+class RawTerminal {
+ public:
+  RawTerminal() {
+    if (!::isatty(STDIN_FILENO) || ::tcgetattr(STDIN_FILENO, &saved_) != 0) return;
+    termios mode = saved_;
+    ::cfmakeraw(&mode);
+    raw_ = ::tcsetattr(STDIN_FILENO, TCSANOW, &mode) == 0;
+  }
+  ~RawTerminal() {
+    if (raw_) ::tcsetattr(STDIN_FILENO, TCSANOW, &saved_);
+  }
+  RawTerminal(const RawTerminal&) = delete;
+  RawTerminal& operator=(const RawTerminal&) = delete;
+
+ private:
+  termios saved_{};
+  bool raw_ = false;
+};
+
+// Messages to a WebSocket in the order sent: Beast allows one async_write
+// at a time, so the others wait in a queue. A write error stops `ioc`.
+class WebSocketSender {
+ public:
+  WebSocketSender(UnixWebSocket& ws, boost::asio::io_context& ioc) : ws_(ws), ioc_(ioc) {}
+
+  void send(std::string message, bool binary) {
+    queue_.emplace_back(binary, std::move(message));
+    write_next();
+  }
+
+ private:
+  void write_next() {
+    if (writing_ || queue_.empty()) return;
+    writing_ = true;
+    current_ = std::move(queue_.front());
+    queue_.pop_front();
+    ws_.binary(current_.first);
+    ws_.async_write(boost::asio::buffer(current_.second), [this](boost::system::error_code ec, size_t) {
+      writing_ = false;
+      if (ec) return ioc_.stop();
+      write_next();
+    });
+  }
+
+  UnixWebSocket& ws_;
+  boost::asio::io_context& ioc_;
+  std::deque<std::pair<bool, std::string>> queue_;
+  std::pair<bool, std::string> current_;
+  bool writing_ = false;
+};
+
 // The console over the API's WebSocket: the terminal goes raw; Ctrl-] detaches.
 class ConsoleSession {
  public:
   explicit ConsoleSession(const std::string& socket) : socket_path_(socket) {}
 
   Result<void> run(const std::string& name) {
-    namespace asio = boost::asio;
-    namespace websocket = boost::beast::websocket;
     HV_TRY(open_api_websocket(ws_, socket_path_, "/v1/vms/" + name + "/console", "console of " + name));
-    ws_.binary(true);
     std::fprintf(stderr, "hostvisor: attached to the console of %s; Ctrl-] detaches\r\n", name.c_str());
-    termios saved{};
-    const bool raw = ::isatty(STDIN_FILENO) && ::tcgetattr(STDIN_FILENO, &saved) == 0;
-    if (raw) {
-      termios mode = saved;
-      ::cfmakeraw(&mode);
-      ::tcsetattr(STDIN_FILENO, TCSANOW, &mode);
+    {
+      RawTerminal raw;
+      read_stdin();
+      read_ws();
+      ioc_.run();
     }
-    read_stdin();
-    read_ws();
-    ioc_.run();
-    if (raw) ::tcsetattr(STDIN_FILENO, TCSANOW, &saved);
     std::fprintf(stderr, "\r\nhostvisor: detached\n");
     return ok();
   }
@@ -306,23 +351,9 @@ class ConsoleSession {
       std::string bytes(keys_.data(), n);
       const size_t detach = bytes.find('\x1d');
       if (detach != std::string::npos) bytes.resize(detach);
-      if (!bytes.empty()) {
-        queue_.push_back(bytes);
-        write_next();
-      }
+      if (!bytes.empty()) sender_.send(std::move(bytes), true);
       if (detach != std::string::npos) return ioc_.stop();
       read_stdin();
-    });
-  }
-  void write_next() {
-    if (writing_ || queue_.empty()) return;
-    writing_ = true;
-    current_ = std::move(queue_.front());
-    queue_.pop_front();
-    ws_.async_write(boost::asio::buffer(current_), [this](boost::system::error_code ec, size_t) {
-      writing_ = false;
-      if (ec) return ioc_.stop();
-      write_next();
     });
   }
   void read_ws() {
@@ -339,10 +370,8 @@ class ConsoleSession {
   boost::asio::io_context ioc_;
   UnixWebSocket ws_{ioc_};
   boost::asio::posix::stream_descriptor stdin_{ioc_, ::dup(STDIN_FILENO)};
+  WebSocketSender sender_{ws_, ioc_};
   std::array<char, 4096> keys_{};
-  std::deque<std::string> queue_;
-  std::string current_;
-  bool writing_ = false;
   boost::beast::flat_buffer incoming_;
 };
 
@@ -356,7 +385,6 @@ class ExecSession {
   // cwd: where the command starts in the guest (empty: the agent's own).
   Result<int> run(const std::string& name, const std::vector<std::string>& argv, const std::string& cwd = "") {
     namespace asio = boost::asio;
-    namespace websocket = boost::beast::websocket;
     HV_TRY(open_api_websocket(ws_, socket_path_, "/v1/vms/" + name + "/exec", "exec in " + name));
     boost::system::error_code ec;
     const bool terminal = ::isatty(STDIN_FILENO);
@@ -372,18 +400,13 @@ class ExecSession {
     ws_.text(true);
     ws_.write(asio::buffer(request.dump()), ec);
     if (ec) return Error(ErrorCode::kIo, "exec in " + name + ": " + ec.message());
-    termios saved{};
-    const bool raw = terminal && ::tcgetattr(STDIN_FILENO, &saved) == 0;
-    if (raw) {
-      termios mode = saved;
-      ::cfmakeraw(&mode);
-      ::tcsetattr(STDIN_FILENO, TCSANOW, &mode);
+    {
+      RawTerminal raw;
+      read_stdin();
+      read_ws();
+      watch_window();
+      ioc_.run();
     }
-    read_stdin();
-    read_ws();
-    watch_window();
-    ioc_.run();
-    if (raw) ::tcsetattr(STDIN_FILENO, TCSANOW, &saved);
     if (!result_.is_object()) return Error(ErrorCode::kIo, "the daemon closed the exec before the command ended");
     if (result_.contains("error"))
       return Error(ErrorCode::kIo, result_["error"].value("message", "exec failed"));
@@ -402,31 +425,15 @@ class ExecSession {
     signals_.async_wait([this](boost::system::error_code ec, int) {
       if (ec) return;
       uint16_t rows, cols;
-      if (window_size(rows, cols)) send(json{{"resize", {rows, cols}}}.dump(), false);
+      if (window_size(rows, cols)) sender_.send(json{{"resize", {rows, cols}}}.dump(), false);
       watch_window();
     });
   }
   void read_stdin() {
     stdin_.async_read_some(boost::asio::buffer(keys_), [this](boost::system::error_code ec, size_t n) {
-      if (ec) return send(json{{"eof", true}}.dump(), false);  // stdin ended: so does the command's
-      send(std::string(keys_.data(), n), true);
+      if (ec) return sender_.send(json{{"eof", true}}.dump(), false);  // stdin ended: so does the command's
+      sender_.send(std::string(keys_.data(), n), true);
       read_stdin();
-    });
-  }
-  void send(std::string message, bool binary) {
-    queue_.emplace_back(binary, std::move(message));
-    write_next();
-  }
-  void write_next() {
-    if (writing_ || queue_.empty()) return;
-    writing_ = true;
-    current_ = std::move(queue_.front());
-    queue_.pop_front();
-    ws_.binary(current_.first);
-    ws_.async_write(boost::asio::buffer(current_.second), [this](boost::system::error_code ec, size_t) {
-      writing_ = false;
-      if (ec) return ioc_.stop();
-      write_next();
     });
   }
   void read_ws() {
@@ -451,10 +458,8 @@ class ExecSession {
   UnixWebSocket ws_{ioc_};
   boost::asio::posix::stream_descriptor stdin_{ioc_, ::dup(STDIN_FILENO)};
   boost::asio::signal_set signals_{ioc_, SIGWINCH};
+  WebSocketSender sender_{ws_, ioc_};
   std::array<char, 4096> keys_{};
-  std::deque<std::pair<bool, std::string>> queue_;
-  std::pair<bool, std::string> current_;
-  bool writing_ = false;
   boost::beast::flat_buffer incoming_;
   json result_;
 };
