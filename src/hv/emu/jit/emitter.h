@@ -79,6 +79,8 @@ class Emitter {
   void add_rr(unsigned dst, unsigned src) { rr(0x01, src, dst); }
   void test_rr(unsigned a, unsigned b) { rr(0x85, b, a); }
   void xor_rr(unsigned dst, unsigned src) { rr(0x31, src, dst); }
+  // PUSH qword [base + disp] (RSP as base: its value before the push).
+  void push_mem(unsigned base, int32_t disp) { op_mem(0xff, 6, base, kNoBase, 1, disp); }
   // JMP qword [base + disp] (REX.W is ignored).
   void jmp_mem(unsigned base, int32_t disp) { op_mem(0xff, 4, base, kNoBase, 1, disp); }
   void shr_imm(unsigned reg, uint8_t n) { rr(0xc1, 5, reg), out_.push_back(n); }

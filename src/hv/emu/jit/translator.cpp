@@ -325,6 +325,34 @@ bool split_encoding(const ZydisDecoder& decoder, const uint8_t* bytes, size_t le
   return true;
 }
 
+// The refill routine's C++ half: fills the soft-TLB entry of `linear`
+// (read or write by `how` bit 8, `how` & 0xff bytes) when the access is
+// to RAM within one page and the walk allows it. 1 when the translated
+// check will now hit. A fault or MMIO is left to the interpreter, which
+// runs the instruction: nothing may change that it would not change
+// itself (the walk's A/D bits it sets as well; CR2 is put back).
+// Called from translated code: no exception may leave it.
+uint64_t refill_tlb(Cpu* cpu, uint64_t linear, uint64_t how) noexcept {
+  const unsigned size = how & 0xff;
+  const bool write = how & 0x100;
+  if ((linear & 0xfff) + size > 0x1000 || !is_canonical(linear)) {
+    ++cpu->jit.tlb_refill_failures;
+    return 0;
+  }
+  const uint64_t cr2 = cpu->cr2;
+  try {
+    const TlbEntry& e = tlb_fill(*cpu, linear, write ? Access::kWrite : Access::kRead, cpu->cpl == 3);
+    if (e.host) {
+      ++cpu->jit.tlb_refills;
+      return 1;
+    }
+  } catch (...) {
+    cpu->cr2 = cr2;
+  }
+  ++cpu->jit.tlb_refill_failures;
+  return 0;
+}
+
 }  // namespace
 
 bool translatable(const Insn& insn) {
@@ -420,6 +448,30 @@ Result<std::unique_ptr<Translator>> Translator::create(size_t code_cache_bytes) 
 
 Translator::Translator(std::unique_ptr<CodeCache> cache) : cache_(std::move(cache)) {
   ZydisDecoderInit(&decoder_, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64);
+  install_runtime();
+}
+
+// The refill routine, first in the cache (so after a flush at the same
+// address again): called by a check's tag miss with the Cpu, the linear
+// address and size | write << 8 on the stack. It keeps every register
+// (the guest's live in them) and returns ZF=0 when the entry is filled.
+void Translator::install_runtime() {
+  Emitter e;
+  static constexpr unsigned kSaved[] = {kRax, kRcx, kRdx, kRsi, kRdi, 8, 9, 10, 11, 3};
+  for (unsigned r : kSaved) e.push(r);
+  constexpr int32_t args = 8 * (std::size(kSaved) + 1);  // past the saves and the return address
+  e.load(kRdx, kRsp, args);
+  e.load(kRsi, kRsp, args + 8);
+  e.load(kRdi, kRsp, args + 16);
+  e.mov_rr(3, kRsp);      // RBX: the ABI keeps it across the call
+  e.and_imm(kRsp, -16);   // the ABI's alignment, whatever the depth of the caller
+  e.mov_imm(kRax, reinterpret_cast<uint64_t>(&refill_tlb));
+  e.bytes({0xff, 0xd0});  // call rax
+  e.mov_rr(kRsp, 3);
+  e.bytes({0x85, 0xc0});  // test eax, eax
+  for (int i = static_cast<int>(std::size(kSaved)) - 1; i >= 0; --i) e.pop(kSaved[i]);
+  e.byte(0xc3);
+  refill_ = cache_->add(e.code());
 }
 
 bool Translator::translate(Cpu& cpu, Block& block) {
@@ -537,7 +589,8 @@ bool Translator::translate(Cpu& cpu, Block& block) {
   const int32_t tlb_base = static_cast<int32_t>(offsetof(Cpu, tlb) + offsetof(Tlb, e) +
                                                 (static_cast<size_t>(user) * 3) * kTlbSize * sizeof(TlbEntry));
   Emitter e;
-  std::vector<size_t> to_epilogue;  // JMP rel32s to the shared epilogue
+  std::vector<size_t> to_epilogue;   // JMP rel32s to the shared epilogue
+  std::vector<size_t> refill_calls;  // CALL rel32s to the refill routine
   auto jmp_epilogue = [&] {
     e.byte(0xe9);
     to_epilogue.push_back(e.size());
@@ -715,12 +768,23 @@ bool Translator::translate(Cpu& cpu, Block& block) {
   // The slow paths, emitted after the exits: a TLB miss, MMIO, a page
   // crossing or a non-canonical address leaves the translation before the
   // instruction, which the interpreter then runs (and faults exactly).
+  // A soft-TLB check: where it starts (the refill's retry: S survives the
+  // call), its tag misses (to the refill), and what the refill needs.
+  struct Check {
+    size_t retry = 0;
+    std::vector<size_t> tag_misses;
+    unsigned s = 0;
+    int32_t depth = 0;
+    unsigned size = 0;
+    bool write = false;
+  };
   struct Miss {
     std::vector<size_t> jumps;
     unsigned index;  // the instruction's: the instructions completed before it
     uint64_t rip;    // ... and its RIP
     bool saved_flags;
     Scratch scratch;
+    Check check;
   };
   std::vector<Miss> misses;
   // The start of a checked access: the host flags saved when they are the
@@ -741,7 +805,9 @@ bool Translator::translate(Cpu& cpu, Block& block) {
   // leaves U = the host address (S still the linear one); a miss jumps to
   // `miss`. T = the page of the last byte, U = the TLB entry of the first's;
   // a hit needs the tag of both ends (no page crossing, canonical) and RAM.
-  auto emit_check = [&](const Scratch& sc, int32_t depth, unsigned size, bool write, std::vector<size_t>& to_miss) {
+  auto emit_check = [&](const Scratch& sc, int32_t depth, unsigned size, bool write, std::vector<size_t>& to_miss,
+                        Check& check) {
+    check = Check{e.size(), {}, sc.s, depth, size, write};
     e.lea(sc.t, sc.s, kNoBase, 1, static_cast<int32_t>(size - 1));
     e.shr_imm(sc.t, 12);
     e.mov_rr(sc.u, sc.s);
@@ -751,13 +817,29 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     e.add_load(sc.u, kRsp, depth + kSlotCpu);
     const int32_t entry = tlb_base + static_cast<int32_t>((write ? 1 : 0) * kTlbSize * sizeof(TlbEntry));
     e.cmp_load(sc.t, sc.u, entry + static_cast<int32_t>(offsetof(TlbEntry, tag)));
-    to_miss.push_back(e.jcc32(0x5));  // jne
+    check.tag_misses.push_back(e.jcc32(0x5));  // jne: the refill, then maybe the miss
     e.load(sc.u, sc.u, entry + static_cast<int32_t>(offsetof(TlbEntry, host)));
     e.test_rr(sc.u, sc.u);
     to_miss.push_back(e.jcc32(0x4));  // je
     e.mov_rr(sc.t, sc.s);
     e.and_imm(sc.t, 0xfff);
     e.add_rr(sc.u, sc.t);
+  };
+  // The out-of-line refill of a check's tag miss: the shared routine walks
+  // the page tables and fills the soft TLB (RAM only, no fault: the walk's
+  // A/D bits are what the instruction's own access sets); on success the
+  // check runs again, else this falls through to the miss code after it.
+  auto emit_refill = [&](const Check& check) {
+    for (size_t at : check.tag_misses) e.patch_rel32(at, e.size());
+    e.push_mem(kRsp, check.depth + kSlotCpu);  // the Cpu
+    e.push(check.s);
+    e.byte(0x68);  // push imm32: size | write << 8
+    e.u32(check.size | (check.write ? 0x100u : 0u));
+    e.byte(0xe8);  // call rel32: the refill routine, patched once placed
+    refill_calls.push_back(e.size());
+    e.u32(0);
+    e.lea(kRsp, kRsp, kNoBase, 1, 24);
+    e.patch_rel32(e.jcc32(0x5), check.retry);  // jnz: filled, check again
   };
   // S = the guest's RSP + `delta`.
   auto load_guest_rsp = [&](const Scratch& sc, int32_t depth, int32_t delta) {
@@ -810,10 +892,10 @@ bool Translator::translate(Cpu& cpu, Block& block) {
       // leaves before either, RSP as it was.
       const Scratch sc = st.scratch;
       const bool push = insn.mnemonic == ZYDIS_MNEMONIC_PUSH;
-      Miss miss{{}, i, insn_rip, st.flags_valid_before, sc};
+      Miss miss{{}, i, insn_rip, st.flags_valid_before, sc, {}};
       const int32_t depth = begin_access(sc, st.flags_valid_before);
       load_guest_rsp(sc, depth, push ? -8 : 0);
-      emit_check(sc, depth, 8, push, miss.jumps);
+      emit_check(sc, depth, 8, push, miss.jumps, miss.check);
       if (!push) {
         mov_from_u(insn.op[0].reg, sc.u);
       } else if (insn.op[0].kind == OpKind::kImm) {
@@ -850,7 +932,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     const MemRef& m = insn.mem;
     const unsigned size = insn.op[st.mem].size;
     const bool write = writes_memory(insn, st.mem);
-    Miss miss{{}, i, insn_rip, st.flags_valid_before, sc};
+    Miss miss{{}, i, insn_rip, st.flags_valid_before, sc, {}};
     const int32_t depth = begin_access(sc, st.flags_valid_before);
     // S = the linear address.
     unsigned base = m.base;
@@ -870,7 +952,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
       e.add_load(sc.s, sc.t,
                  static_cast<int32_t>(offsetof(Cpu, seg) + m.seg * sizeof(Segment) + offsetof(Segment, base)));
     }
-    emit_check(sc, depth, size, write, miss.jumps);
+    emit_check(sc, depth, size, write, miss.jumps, miss.check);
     if (used & (1u << sc.s)) e.load(sc.s, kRsp, depth + kSlotS);
     if (used & (1u << sc.t)) e.load(sc.t, kRsp, depth + kSlotT);
     if (depth) {
@@ -902,11 +984,12 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     // takes it back to before the branch, where the interpreter runs it.
     const Insn& last = block.insns.back();
     std::vector<size_t> undo;
+    std::vector<Check> checks(2);
     const Scratch sc{kRcx, kRdx, kRsi};  // S, T, U: RAX holds the Cpu
     emit_state_out(total, final == Final::kCall ? taken : kDynamicRip, store_flags);
     if (final == Final::kRet) {
       e.load(kRcx, kRax, gpr_offset(kRsp));
-      emit_check(sc, 0, 8, false, undo);
+      emit_check(sc, 0, 8, false, undo, checks[0]);
       mov_from_u(kRsi, kRsi);
     } else if (final == Final::kJmpIndirect || final == Final::kCallIndirect) {
       const Operand& o = last.op[0];
@@ -932,7 +1015,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
         if (m.seg == kFs || m.seg == kGs)
           e.add_load(kRcx, kRax,
                      static_cast<int32_t>(offsetof(Cpu, seg) + m.seg * sizeof(Segment) + offsetof(Segment, base)));
-        emit_check(sc, 0, 8, false, undo);
+        emit_check(sc, 0, 8, false, undo, checks[0]);
         mov_from_u(kRsi, kRsi);
       }
     }
@@ -947,7 +1030,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
       // The return address at RSP - 8 (U = RDI: the target stays in RSI).
       e.load(kRcx, kRax, gpr_offset(kRsp));
       e.lea(kRcx, kRcx, kNoBase, 1, -8);
-      emit_check({kRcx, kRdx, kRdi}, 0, 8, true, undo);
+      emit_check({kRcx, kRdx, kRdi}, 0, 8, true, undo, checks[1]);
       mov_imm32_to_u(kRdi, 0, static_cast<uint32_t>(fallthrough));
       mov_imm32_to_u(kRdi, 4, static_cast<uint32_t>(fallthrough >> 32));
       e.store(kRax, gpr_offset(kRsp), kRcx);
@@ -961,6 +1044,13 @@ bool Translator::translate(Cpu& cpu, Block& block) {
       e.store(kRax, CPU_FIELD(rip), kRsi);
       emit_jump_cache_lookup();
     }
+    for (const Check& check : checks) {
+      if (check.tag_misses.empty()) continue;
+      emit_refill(check);
+      e.byte(0xe9);  // jmp rel32: not filled
+      undo.push_back(e.size());
+      e.u32(0);
+    }
     for (size_t at : undo) e.patch_rel32(at, e.size());
     e.mov_imm(kRcx, end_rip);
     e.store(kRax, CPU_FIELD(rip), kRcx);
@@ -971,6 +1061,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     emit_exit(count, end_rip, store_flags);
   }
   for (const Miss& miss : misses) {
+    emit_refill(miss.check);
     for (size_t at : miss.jumps) e.patch_rel32(at, e.size());
     // The flags the check saved stay at [RSP] for the state out to store.
     const int32_t depth = miss.saved_flags ? 8 : 0;
@@ -995,6 +1086,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     code = cache_->add(e.code());
     if (!code) return false;  // larger than the whole cache: never translated
   }
+  for (size_t at : refill_calls) cache_->patch_rel32(code + at, refill_);
   block.native = code;
   block.native_chain = code + chain_entry;
   block.native_generation = cache_->generation();
@@ -1010,6 +1102,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
 
 void Translator::flush() {
   cache_->flush();
+  install_runtime();
   ++stats_.cache_flushes;
   patched_.clear();
   std::fill(jump_cache_.begin(), jump_cache_.end(), JumpCacheEntry{});
@@ -1067,6 +1160,7 @@ unsigned Translator::enter(Cpu& cpu, Block& block, uint64_t chain_stamp, uint64_
   cpu.jit.chained = false;
   const uint64_t chains_before = cpu.jit.chains, side_exits_before = cpu.jit.side_exits;
   const uint64_t hits_before = cpu.jit.jump_hits, misses_before = cpu.jit.jump_misses;
+  const uint64_t refills_before = cpu.jit.tlb_refills, refill_failures_before = cpu.jit.tlb_refill_failures;
   cpu.jit.budget = static_cast<int64_t>(std::min<uint64_t>(budget, kChainBudget)) - block.native_insns;
   reinterpret_cast<Entry>(const_cast<uint8_t*>(block.native))(&cpu);
   ++stats_.entries;
@@ -1075,21 +1169,23 @@ unsigned Translator::enter(Cpu& cpu, Block& block, uint64_t chain_stamp, uint64_
   stats_.side_exits += cpu.jit.side_exits - side_exits_before;
   stats_.jump_hits += cpu.jit.jump_hits - hits_before;
   stats_.jump_misses += cpu.jit.jump_misses - misses_before;
+  stats_.tlb_refills += cpu.jit.tlb_refills - refills_before;
+  stats_.tlb_refill_failures += cpu.jit.tlb_refill_failures - refill_failures_before;
   return static_cast<unsigned>(cpu.jit.executed);
 }
 
 std::string describe(const TranslatorStats& s) {
   auto u = [](uint64_t v) { return static_cast<unsigned long long>(v); };
-  char line[768];
+  char line[1024];
   std::snprintf(line, sizeof(line),
                 "jit: %llu blocks translated in %.3f ms (%llu bytes of host code), %llu instructions run natively, "
                 "%llu entries from the run loop and %llu chained, %llu chains made and %llu undone, jump cache %llu "
-                "hits and %llu misses, %llu side exits to the interpreter, %llu entries at another RIP or CPL, %llu "
+                "hits and %llu misses, %llu soft-TLB refills (%llu not filled), %llu side exits to the interpreter, %llu entries at another RIP or CPL, %llu "
                 "hot blocks not translatable, code "
                 "cache %llu of %llu bytes (%llu flushes)",
                 u(s.blocks_translated), static_cast<double>(s.translation_ns) / 1e6, u(s.code_bytes), u(s.native_insns),
                 u(s.entries), u(s.chained_entries), u(s.chains_made), u(s.unchains), u(s.jump_hits), u(s.jump_misses),
-                u(s.side_exits), u(s.mismatched_entries), u(s.fallbacks), u(s.cache_used), u(s.cache_capacity),
+                u(s.tlb_refills), u(s.tlb_refill_failures), u(s.side_exits), u(s.mismatched_entries), u(s.fallbacks), u(s.cache_used), u(s.cache_capacity),
                 u(s.cache_flushes));
   std::string out = line;
   if (!s.top_stops.empty()) {

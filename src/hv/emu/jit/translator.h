@@ -46,8 +46,10 @@ struct TranslatorStats {
   uint64_t mismatched_entries = 0;  // at another RIP or privilege than translated for: interpreted
   uint64_t chains_made = 0;         // exits patched to jump into their target's translation
   uint64_t unchains = 0;            // ... and undone (a block freed or re-decoded somewhere)
-  uint64_t jump_hits = 0;           // RETs in translated code that went on through the jump cache
+  uint64_t jump_hits = 0;           // RET, JMP/CALL r/m and exits to another page that went on through the jump cache
   uint64_t jump_misses = 0;         // ... and that returned to the run loop
+  uint64_t tlb_refills = 0;         // soft-TLB misses the refill routine filled (the check then hit)
+  uint64_t tlb_refill_failures = 0;  // ... and did not (fault, MMIO, page crossing: a side exit)
   uint64_t fallbacks = 0;           // hot blocks without kMinInsns translatable instructions first
   uint64_t cache_flushes = 0;       // the code cache was full and dropped everything
   uint64_t cache_used = 0;          // bytes of code cache in use, of cache_capacity
@@ -101,10 +103,13 @@ class Translator {
   bool translate(Cpu& cpu, Block& block);
   unsigned enter(Cpu& cpu, Block& block, uint64_t chain_stamp, uint64_t budget);
   void flush();
+  // The refill routine translated checks call on a tag miss.
+  void install_runtime();
   // Points every patched exit back at its return path.
   void unchain_all();
 
   std::unique_ptr<CodeCache> cache_;
+  const uint8_t* refill_ = nullptr;
   ZydisDecoder decoder_;  // re-reads an instruction's encoding to rewrite its memory operand
   TranslatorStats stats_;
   std::vector<const uint8_t*> patched_;  // chained exits' rel32s
