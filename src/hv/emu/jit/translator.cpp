@@ -93,6 +93,13 @@ FlagEffect writes_flags(const Insn& insn) {
     case ZYDIS_MNEMONIC_LEA: return FlagEffect::kNone;
     case ZYDIS_MNEMONIC_INC:
     case ZYDIS_MNEMONIC_DEC: return FlagEffect::kSome;
+    case ZYDIS_MNEMONIC_BSWAP: return FlagEffect::kNone;
+    // CF = the bit; ZF kept (OF SF AF PF undefined: the host's, as two CPU
+    // models differ there).
+    case ZYDIS_MNEMONIC_BT:
+    case ZYDIS_MNEMONIC_BTS:
+    case ZYDIS_MNEMONIC_BTR:
+    case ZYDIS_MNEMONIC_BTC: return FlagEffect::kSome;
     case ZYDIS_MNEMONIC_SHL:
     case ZYDIS_MNEMONIC_SHR:
     case ZYDIS_MNEMONIC_SAR:
@@ -158,7 +165,8 @@ bool writes_memory(const Insn& insn, int mem) {
   if (mem != 0) return false;
   switch (insn.mnemonic) {
     case ZYDIS_MNEMONIC_CMP:
-    case ZYDIS_MNEMONIC_TEST: return false;
+    case ZYDIS_MNEMONIC_TEST:
+    case ZYDIS_MNEMONIC_BT: return false;
     default: return true;
   }
 }
@@ -398,6 +406,17 @@ bool translatable(const Insn& insn) {
       case ZYDIS_MNEMONIC_SAR:
       case ZYDIS_MNEMONIC_ROL:
       case ZYDIS_MNEMONIC_ROR: break;
+      case ZYDIS_MNEMONIC_BSWAP:
+        if (insn.nops != 1 || insn.op[0].kind != OpKind::kReg) return false;
+        break;
+      case ZYDIS_MNEMONIC_BT:
+      case ZYDIS_MNEMONIC_BTS:
+      case ZYDIS_MNEMONIC_BTR:
+      case ZYDIS_MNEMONIC_BTC:
+        // A register bit offset with memory addresses a bit string beyond
+        // the operand (up to 2^63 bits away): the interpreter's.
+        if (insn.nops != 2 || (insn.op[0].kind == OpKind::kMem && insn.op[1].kind != OpKind::kImm)) return false;
+        break;
       case ZYDIS_MNEMONIC_IMUL:
         if (insn.nops < 2) return false;  // the one-operand form writes RDX:RAX
         break;
