@@ -149,8 +149,8 @@ class Emitter {
       out_.push_back(static_cast<uint8_t>(mod | r | (base & 7)));
     } else {
       out_.push_back(static_cast<uint8_t>(mod | r | 4));
-      out_.push_back(static_cast<uint8_t>((scale_bits(scale) << 6) | ((index == kNoBase ? 4 : (index & 7)) << 3) |
-                                          (base & 7)));
+      out_.push_back(
+          static_cast<uint8_t>((scale_bits(scale) << 6) | ((index == kNoBase ? 4 : (index & 7)) << 3) | (base & 7)));
     }
     if (mod == 0x40) out_.push_back(static_cast<uint8_t>(static_cast<int8_t>(disp)));
     if (mod == 0x80) u32(static_cast<uint32_t>(disp));

@@ -482,8 +482,8 @@ void Translator::install_runtime() {
   e.load(kRdx, kRsp, args);
   e.load(kRsi, kRsp, args + 8);
   e.load(kRdi, kRsp, args + 16);
-  e.mov_rr(3, kRsp);      // RBX: the ABI keeps it across the call
-  e.and_imm(kRsp, -16);   // the ABI's alignment, whatever the depth of the caller
+  e.mov_rr(3, kRsp);     // RBX: the ABI keeps it across the call
+  e.and_imm(kRsp, -16);  // the ABI's alignment, whatever the depth of the caller
   e.mov_imm(kRax, reinterpret_cast<uint64_t>(&refill_tlb));
   e.bytes({0xff, 0xd0});  // call rax
   e.mov_rr(kRsp, 3);
@@ -1199,13 +1199,14 @@ std::string describe(const TranslatorStats& s) {
   std::snprintf(line, sizeof(line),
                 "jit: %llu blocks translated in %.3f ms (%llu bytes of host code), %llu instructions run natively, "
                 "%llu entries from the run loop and %llu chained, %llu chains made and %llu undone, jump cache %llu "
-                "hits and %llu misses, %llu soft-TLB refills (%llu not filled), %llu side exits to the interpreter, %llu entries at another RIP or CPL, %llu "
+                "hits and %llu misses, %llu soft-TLB refills (%llu not filled), %llu side exits to the interpreter, "
+                "%llu entries at another RIP or CPL, %llu "
                 "hot blocks not translatable, code "
                 "cache %llu of %llu bytes (%llu flushes)",
                 u(s.blocks_translated), static_cast<double>(s.translation_ns) / 1e6, u(s.code_bytes), u(s.native_insns),
                 u(s.entries), u(s.chained_entries), u(s.chains_made), u(s.unchains), u(s.jump_hits), u(s.jump_misses),
-                u(s.tlb_refills), u(s.tlb_refill_failures), u(s.side_exits), u(s.mismatched_entries), u(s.fallbacks), u(s.cache_used), u(s.cache_capacity),
-                u(s.cache_flushes));
+                u(s.tlb_refills), u(s.tlb_refill_failures), u(s.side_exits), u(s.mismatched_entries), u(s.fallbacks),
+                u(s.cache_used), u(s.cache_capacity), u(s.cache_flushes));
   std::string out = line;
   if (!s.top_stops.empty()) {
     out += "; interpreted next most often:";
