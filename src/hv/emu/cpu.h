@@ -266,7 +266,8 @@ struct JitRun {
   // into a translation fills its entry.
   JumpCacheEntry* jump_cache = nullptr;
   bool jump_missed = false;
-  uint64_t jump_hits = 0, jump_misses = 0;  // statistics
+  uint64_t jump_hits = 0, jump_misses = 0;            // statistics
+  uint64_t tlb_refills = 0, tlb_refill_failures = 0;  // the refill routine's (statistics)
 };
 
 struct Cpu {

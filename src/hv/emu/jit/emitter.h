@@ -37,38 +37,68 @@ class Emitter {
     if (reg >= 8) out_.push_back(0x41);
     out_.push_back(static_cast<uint8_t>(0x58 + (reg & 7)));
   }
-  // MOV reg, [base + disp32] / MOV [base + disp32], reg (64-bit); any base, RSP included.
+  // MOV reg, [base + disp] / MOV [base + disp], reg (64-bit); any base, RSP included.
   void load(unsigned reg, unsigned base, int32_t disp) { op_mem(0x8b, reg, base, kNoBase, 1, disp); }
   void store(unsigned base, int32_t disp, unsigned reg) { op_mem(0x89, reg, base, kNoBase, 1, disp); }
-  // LEA reg, [base + index*scale + disp32] (64-bit); base and index may be kNoBase.
+  // LEA reg, [base + index*scale + disp] (64-bit); base and index may be kNoBase.
   void lea(unsigned reg, unsigned base, unsigned index, unsigned scale, int32_t disp) {
     op_mem(0x8d, reg, base, index, scale, disp);
   }
-  // CMP reg, [base + disp32] / ADD reg, [base + disp32] (64-bit).
+  // CMP reg, [base + disp] / ADD reg, [base + disp] (64-bit).
   void cmp_load(unsigned reg, unsigned base, int32_t disp) { op_mem(0x3b, reg, base, kNoBase, 1, disp); }
   void add_load(unsigned reg, unsigned base, int32_t disp) { op_mem(0x03, reg, base, kNoBase, 1, disp); }
-  // MOV reg, imm64.
+  // MOV reg, imm64: as a zero-extended imm32 (B8+r) or a sign-extended one
+  // (C7 /0, kernel addresses) when it fits, else the 10-byte form.
   void mov_imm(unsigned reg, uint64_t v) {
-    rex(true, 0, 0, reg);
-    out_.push_back(static_cast<uint8_t>(0xb8 + (reg & 7)));
-    u64(v);
+    if (v <= 0xffffffffull) {
+      if (reg >= 8) out_.push_back(0x41);
+      out_.push_back(static_cast<uint8_t>(0xb8 + (reg & 7)));
+      u32(static_cast<uint32_t>(v));
+    } else if (static_cast<int64_t>(v) == static_cast<int32_t>(v)) {
+      rr(0xc7, 0, reg);
+      u32(static_cast<uint32_t>(v));
+    } else {
+      rex(true, 0, 0, reg);
+      out_.push_back(static_cast<uint8_t>(0xb8 + (reg & 7)));
+      u64(v);
+    }
+  }
+  // ADD qword [base + disp], imm8 / CMP qword [base + disp], imm8 (statistics
+  // counters, the instruction count, the chain budget: where the host's
+  // flags are not the guest's).
+  void add_mem_imm8(unsigned base, int32_t disp, int8_t v) {
+    op_mem(0x83, 0, base, kNoBase, 1, disp);
+    out_.push_back(static_cast<uint8_t>(v));
+  }
+  void cmp_mem_imm8(unsigned base, int32_t disp, int8_t v) {
+    op_mem(0x83, 7, base, kNoBase, 1, disp);
+    out_.push_back(static_cast<uint8_t>(v));
   }
   // Register-register and register-immediate forms (64-bit).
   void mov_rr(unsigned dst, unsigned src) { rr(0x89, src, dst); }
   void add_rr(unsigned dst, unsigned src) { rr(0x01, src, dst); }
   void test_rr(unsigned a, unsigned b) { rr(0x85, b, a); }
   void xor_rr(unsigned dst, unsigned src) { rr(0x31, src, dst); }
-  // JMP qword [base + disp32].
-  void jmp_mem(unsigned base, int32_t disp) {
-    out_.push_back(0x40 | (base >= 8 ? 1 : 0));
-    out_.push_back(0xff);
-    out_.push_back(static_cast<uint8_t>(0x80 | (4 << 3) | 4));
-    out_.push_back(static_cast<uint8_t>((4 << 3) | (base & 7)));
-    u32(static_cast<uint32_t>(disp));
-  }
+  // PUSH qword [base + disp] (RSP as base: its value before the push).
+  void push_mem(unsigned base, int32_t disp) { op_mem(0xff, 6, base, kNoBase, 1, disp); }
+  // JMP qword [base + disp] (REX.W is ignored).
+  void jmp_mem(unsigned base, int32_t disp) { op_mem(0xff, 4, base, kNoBase, 1, disp); }
   void shr_imm(unsigned reg, uint8_t n) { rr(0xc1, 5, reg), out_.push_back(n); }
-  void and_imm(unsigned reg, int32_t v) { rr(0x81, 4, reg), u32(static_cast<uint32_t>(v)); }
-  void imul_imm(unsigned dst, unsigned src, int32_t v) { rr(0x69, dst, src), u32(static_cast<uint32_t>(v)); }
+  void and_imm(unsigned reg, int32_t v) {
+    if (v >= -128 && v <= 127) {
+      rr(0x83, 4, reg), out_.push_back(static_cast<uint8_t>(v));
+    } else {
+      rr(0x81, 4, reg), u32(static_cast<uint32_t>(v));
+    }
+  }
+  void imul_imm(unsigned dst, unsigned src, int32_t v) {
+    if (v >= -128 && v <= 127) {
+      rr(0x6b, dst, src), out_.push_back(static_cast<uint8_t>(v));
+    } else {
+      rr(0x69, dst, src), u32(static_cast<uint32_t>(v));
+    }
+  }
+  void shl_imm(unsigned reg, uint8_t n) { rr(0xc1, 4, reg), out_.push_back(n); }
   // Jcc rel32 / JMP rel32 to a label fixed up later: returns where the rel32 is.
   size_t jcc32(uint8_t cc) {
     out_.push_back(0x0f);
@@ -98,19 +128,34 @@ class Emitter {
     out_.push_back(opcode);
     out_.push_back(static_cast<uint8_t>(0xc0 | ((reg & 7) << 3) | (rm & 7)));
   }
-  // Always the SIB form with a 32-bit displacement: one encoding for every
-  // base (RSP, R12, RBP and R13 need no special cases) and index.
+  // The shortest ModRM form: no SIB byte unless the base is RSP/R12 or
+  // there is an index, no displacement when it is 0 (but for RBP/R13,
+  // which need one), else 8 bits when it fits: most of the translator's
+  // loads and stores are Cpu fields and frame slots, so this is most of
+  // its code size.
   void op_mem(uint8_t opcode, unsigned reg, unsigned base, unsigned index, unsigned scale, int32_t disp) {
     rex(true, reg, index, base);
     out_.push_back(opcode);
-    const uint8_t mod = base == kNoBase ? 0x00 : 0x80;  // mod=00 with SIB base 101: disp32, no base
-    out_.push_back(static_cast<uint8_t>(mod | ((reg & 7) << 3) | 4));
-    const uint8_t ss = scale == 8 ? 3 : scale == 4 ? 2 : scale == 2 ? 1 : 0;
-    const uint8_t idx = index == kNoBase ? 4 : (index & 7);
-    const uint8_t b = base == kNoBase ? 5 : (base & 7);
-    out_.push_back(static_cast<uint8_t>((ss << 6) | (idx << 3) | b));
-    u32(static_cast<uint32_t>(disp));
+    const uint8_t r = static_cast<uint8_t>((reg & 7) << 3);
+    if (base == kNoBase) {
+      // mod=00 with SIB base 101: disp32, no base.
+      out_.push_back(static_cast<uint8_t>(r | 4));
+      out_.push_back(static_cast<uint8_t>((scale_bits(scale) << 6) | ((index == kNoBase ? 4 : (index & 7)) << 3) | 5));
+      u32(static_cast<uint32_t>(disp));
+      return;
+    }
+    const uint8_t mod = disp == 0 && (base & 7) != 5 ? 0x00 : (disp >= -128 && disp <= 127) ? 0x40 : 0x80;
+    if (index == kNoBase && (base & 7) != 4) {
+      out_.push_back(static_cast<uint8_t>(mod | r | (base & 7)));
+    } else {
+      out_.push_back(static_cast<uint8_t>(mod | r | 4));
+      out_.push_back(
+          static_cast<uint8_t>((scale_bits(scale) << 6) | ((index == kNoBase ? 4 : (index & 7)) << 3) | (base & 7)));
+    }
+    if (mod == 0x40) out_.push_back(static_cast<uint8_t>(static_cast<int8_t>(disp)));
+    if (mod == 0x80) u32(static_cast<uint32_t>(disp));
   }
+  static uint8_t scale_bits(unsigned scale) { return scale == 8 ? 3 : scale == 4 ? 2 : scale == 2 ? 1 : 0; }
   std::vector<uint8_t> out_;
 };
 

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdio>
+#include <functional>
 
 #include "hv/emu/code_map.h"
 #include "hv/emu/condition_mnemonics.h"
@@ -92,6 +93,13 @@ FlagEffect writes_flags(const Insn& insn) {
     case ZYDIS_MNEMONIC_LEA: return FlagEffect::kNone;
     case ZYDIS_MNEMONIC_INC:
     case ZYDIS_MNEMONIC_DEC: return FlagEffect::kSome;
+    case ZYDIS_MNEMONIC_BSWAP: return FlagEffect::kNone;
+    // CF = the bit; ZF kept (OF SF AF PF undefined: the host's, as two CPU
+    // models differ there).
+    case ZYDIS_MNEMONIC_BT:
+    case ZYDIS_MNEMONIC_BTS:
+    case ZYDIS_MNEMONIC_BTR:
+    case ZYDIS_MNEMONIC_BTC: return FlagEffect::kSome;
     case ZYDIS_MNEMONIC_SHL:
     case ZYDIS_MNEMONIC_SHR:
     case ZYDIS_MNEMONIC_SAR:
@@ -120,7 +128,10 @@ int mem_operand(const Insn& insn) {
 // to constant RIPs, CALL rel32 as a push of the return address and an exit
 // to its constant target, RET (imm16) as a pop and an exit to the RIP it
 // popped. All of 64-bit operand size and without prefixes.
-enum class Final { kNone, kJcc, kJmp, kCall, kRet };
+// JMP r/m64 and CALL r/m64 (FF /4, FF /2) as a load of the target (a
+// register, or memory through a soft-TLB check), CALL's push, and the
+// jump cache.
+enum class Final { kNone, kJcc, kJmp, kCall, kRet, kJmpIndirect, kCallIndirect };
 
 Final final_branch(const Insn& insn, const uint8_t* bytes) {
   if (insn.opsize != 8 || insn.prefixes != 0) return Final::kNone;
@@ -129,6 +140,16 @@ Final final_branch(const Insn& insn, const uint8_t* bytes) {
     if (insn.len == 1 && bytes[0] == 0xc3) return Final::kRet;
     if (insn.len == 3 && bytes[0] == 0xc2) return Final::kRet;
     return Final::kNone;
+  }
+  if ((insn.mnemonic == ZYDIS_MNEMONIC_JMP || insn.mnemonic == ZYDIS_MNEMONIC_CALL) && insn.nops == 1 &&
+      insn.op[0].size == 8) {
+    const Final f = insn.mnemonic == ZYDIS_MNEMONIC_JMP ? Final::kJmpIndirect : Final::kCallIndirect;
+    const Operand& o = insn.op[0];
+    if (o.kind == OpKind::kReg) return o.reg < 16 && !o.high8 ? f : Final::kNone;
+    if (o.kind != OpKind::kMem) return Final::kNone;
+    const MemRef& m = insn.mem;
+    if (insn.addrsize != 8 || m.index == kRipReg || m.disp < INT32_MIN || m.disp > INT32_MAX) return Final::kNone;
+    return f;
   }
   if (insn.nops != 1 || insn.op[0].kind != OpKind::kImm) return Final::kNone;
   switch (insn.mnemonic) {
@@ -144,7 +165,8 @@ bool writes_memory(const Insn& insn, int mem) {
   if (mem != 0) return false;
   switch (insn.mnemonic) {
     case ZYDIS_MNEMONIC_CMP:
-    case ZYDIS_MNEMONIC_TEST: return false;
+    case ZYDIS_MNEMONIC_TEST:
+    case ZYDIS_MNEMONIC_BT: return false;
     default: return true;
   }
 }
@@ -311,6 +333,34 @@ bool split_encoding(const ZydisDecoder& decoder, const uint8_t* bytes, size_t le
   return true;
 }
 
+// The refill routine's C++ half: fills the soft-TLB entry of `linear`
+// (read or write by `how` bit 8, `how` & 0xff bytes) when the access is
+// to RAM within one page and the walk allows it. 1 when the translated
+// check will now hit. A fault or MMIO is left to the interpreter, which
+// runs the instruction: nothing may change that it would not change
+// itself (the walk's A/D bits it sets as well; CR2 is put back).
+// Called from translated code: no exception may leave it.
+uint64_t refill_tlb(Cpu* cpu, uint64_t linear, uint64_t how) noexcept {
+  const unsigned size = how & 0xff;
+  const bool write = how & 0x100;
+  if ((linear & 0xfff) + size > 0x1000 || !is_canonical(linear)) {
+    ++cpu->jit.tlb_refill_failures;
+    return 0;
+  }
+  const uint64_t cr2 = cpu->cr2;
+  try {
+    const TlbEntry& e = tlb_fill(*cpu, linear, write ? Access::kWrite : Access::kRead, cpu->cpl == 3);
+    if (e.host) {
+      ++cpu->jit.tlb_refills;
+      return 1;
+    }
+  } catch (...) {
+    cpu->cr2 = cr2;
+  }
+  ++cpu->jit.tlb_refill_failures;
+  return 0;
+}
+
 }  // namespace
 
 bool translatable(const Insn& insn) {
@@ -356,6 +406,17 @@ bool translatable(const Insn& insn) {
       case ZYDIS_MNEMONIC_SAR:
       case ZYDIS_MNEMONIC_ROL:
       case ZYDIS_MNEMONIC_ROR: break;
+      case ZYDIS_MNEMONIC_BSWAP:
+        if (insn.nops != 1 || insn.op[0].kind != OpKind::kReg) return false;
+        break;
+      case ZYDIS_MNEMONIC_BT:
+      case ZYDIS_MNEMONIC_BTS:
+      case ZYDIS_MNEMONIC_BTR:
+      case ZYDIS_MNEMONIC_BTC:
+        // A register bit offset with memory addresses a bit string beyond
+        // the operand (up to 2^63 bits away): the interpreter's.
+        if (insn.nops != 2 || (insn.op[0].kind == OpKind::kMem && insn.op[1].kind != OpKind::kImm)) return false;
+        break;
       case ZYDIS_MNEMONIC_IMUL:
         if (insn.nops < 2) return false;  // the one-operand form writes RDX:RAX
         break;
@@ -406,6 +467,30 @@ Result<std::unique_ptr<Translator>> Translator::create(size_t code_cache_bytes) 
 
 Translator::Translator(std::unique_ptr<CodeCache> cache) : cache_(std::move(cache)) {
   ZydisDecoderInit(&decoder_, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64);
+  install_runtime();
+}
+
+// The refill routine, first in the cache (so after a flush at the same
+// address again): called by a check's tag miss with the Cpu, the linear
+// address and size | write << 8 on the stack. It keeps every register
+// (the guest's live in them) and returns ZF=0 when the entry is filled.
+void Translator::install_runtime() {
+  Emitter e;
+  static constexpr unsigned kSaved[] = {kRax, kRcx, kRdx, kRsi, kRdi, 8, 9, 10, 11, 3};
+  for (unsigned r : kSaved) e.push(r);
+  constexpr int32_t args = 8 * (std::size(kSaved) + 1);  // past the saves and the return address
+  e.load(kRdx, kRsp, args);
+  e.load(kRsi, kRsp, args + 8);
+  e.load(kRdi, kRsp, args + 16);
+  e.mov_rr(3, kRsp);     // RBX: the ABI keeps it across the call
+  e.and_imm(kRsp, -16);  // the ABI's alignment, whatever the depth of the caller
+  e.mov_imm(kRax, reinterpret_cast<uint64_t>(&refill_tlb));
+  e.bytes({0xff, 0xd0});  // call rax
+  e.mov_rr(kRsp, 3);
+  e.bytes({0x85, 0xc0});  // test eax, eax
+  for (int i = static_cast<int>(std::size(kSaved)) - 1; i >= 0; --i) e.pop(kSaved[i]);
+  e.byte(0xc3);
+  refill_ = cache_->add(e.code());
 }
 
 bool Translator::translate(Cpu& cpu, Block& block) {
@@ -486,10 +571,11 @@ bool Translator::translate(Cpu& cpu, Block& block) {
   if (final != Final::kNone) {
     const Insn& last = block.insns.back();
     fallthrough = rip + (off - start) + last.len;
-    if (final != Final::kRet) taken = fallthrough + last.imm;
+    const bool constant = final == Final::kJcc || final == Final::kJmp || final == Final::kCall;
+    if (constant) taken = fallthrough + last.imm;
     // A non-canonical target faults (#GP with RIP on the branch): the
-    // interpreter's. (RET's target is checked when it is popped.)
-    if (final != Final::kRet && !is_canonical(taken)) final = Final::kNone;
+    // interpreter's. (RET's and JMP/CALL r/m's are checked when loaded.)
+    if (constant && !is_canonical(taken)) final = Final::kNone;
     if (final == Final::kJcc && !written) flags_in = true;
   }
   const bool branch = final != Final::kNone;
@@ -522,7 +608,8 @@ bool Translator::translate(Cpu& cpu, Block& block) {
   const int32_t tlb_base = static_cast<int32_t>(offsetof(Cpu, tlb) + offsetof(Tlb, e) +
                                                 (static_cast<size_t>(user) * 3) * kTlbSize * sizeof(TlbEntry));
   Emitter e;
-  std::vector<size_t> to_epilogue;  // JMP rel32s to the shared epilogue
+  std::vector<size_t> to_epilogue;   // JMP rel32s to the shared epilogue
+  std::vector<size_t> refill_calls;  // CALL rel32s to the refill routine
   auto jmp_epilogue = [&] {
     e.byte(0xe9);
     to_epilogue.push_back(e.size());
@@ -533,8 +620,9 @@ bool Translator::translate(Cpu& cpu, Block& block) {
   // completed. RAX ends up holding the Cpu.
   // `next_rip` kDynamicRip: the code before stored cpu.rip itself.
   constexpr uint64_t kDynamicRip = ~0ull;  // never canonical, never a constant target
-  auto emit_state_out = [&](unsigned done, uint64_t next_rip, bool flags_valid) {
-    if (flags_valid) e.bytes({0x9c});  // pushfq
+  // `flags_pushed`: a check's PUSHFQ left them at [RSP] already.
+  auto emit_state_out = [&](unsigned done, uint64_t next_rip, bool flags_valid, bool flags_pushed = false) {
+    if (flags_valid && !flags_pushed) e.bytes({0x9c});  // pushfq
     e.push(kRax);
     e.load(kRax, kRsp, (flags_valid ? 16 : 8) + kSlotCpu);
     for (unsigned r = 1; r < 16; ++r)
@@ -552,9 +640,13 @@ bool Translator::translate(Cpu& cpu, Block& block) {
       e.store(kRax, CPU_FIELD(rflags), kRdx);
     }
     // executed += done; rip = next_rip
-    e.load(kRcx, kRax, CPU_FIELD(jit.executed));
-    e.lea(kRcx, kRcx, kNoBase, 1, static_cast<int32_t>(done));
-    e.store(kRax, CPU_FIELD(jit.executed), kRcx);
+    if (done <= 127) {
+      if (done) e.add_mem_imm8(kRax, CPU_FIELD(jit.executed), static_cast<int8_t>(done));
+    } else {
+      e.load(kRcx, kRax, CPU_FIELD(jit.executed));
+      e.lea(kRcx, kRcx, kNoBase, 1, static_cast<int32_t>(done));
+      e.store(kRax, CPU_FIELD(jit.executed), kRcx);
+    }
     if (next_rip != kDynamicRip) {
       e.mov_imm(kRcx, next_rip);
       e.store(kRax, CPU_FIELD(rip), kRcx);
@@ -563,10 +655,13 @@ bool Translator::translate(Cpu& cpu, Block& block) {
   // A chainable exit: a JMP rel32 that at first falls through to a return
   // recording it (CPU.jit.last_exit); the next entry patches it to jump
   // straight into the block at `next_rip` when that is in this guest page.
-  auto emit_exit = [&](unsigned done, uint64_t next_rip, bool flags_valid) {
-    emit_state_out(done, next_rip, flags_valid);
+  // With the state out (RAX the Cpu): to another page through the jump
+  // cache (so a changed mapping never leads to the wrong code), within
+  // this one through a patchable jump.
+  std::function<void()> emit_jump_cache_lookup;
+  auto emit_exit_tail = [&](uint64_t next_rip) {
     if ((next_rip >> 12) != (rip >> 12)) {
-      jmp_epilogue();
+      emit_jump_cache_lookup();
       return;
     }
     e.byte(0xe9);
@@ -581,6 +676,10 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     e.store(kRax, CPU_FIELD(jit.last_exit_page), kRcx);
     jmp_epilogue();
   };
+  auto emit_exit = [&](unsigned done, uint64_t next_rip, bool flags_valid) {
+    emit_state_out(done, next_rip, flags_valid);
+    emit_exit_tail(next_rip);
+  };
 
   // With the guest's state out (RAX the Cpu, cpu.rip the target): the jump
   // cache's entry for the target, taken when its RIP matches and the fetch
@@ -588,7 +687,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
   // changed mapping never leads to the wrong code), into the target
   // block's chain entry (which checks the budget, the LAPIC and the kick);
   // else back to the run loop, noting the miss so the next entry fills it.
-  auto emit_jump_cache_lookup = [&] {
+  emit_jump_cache_lookup = [&] {
     e.load(kRcx, kRax, CPU_FIELD(rip));
     e.mov_rr(kRdx, kRcx);
     e.shr_imm(kRdx, 12);
@@ -613,18 +712,34 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     e.load(kRsi, kRdi, fetch + static_cast<int32_t>(offsetof(TlbEntry, phys)));
     e.cmp_load(kRsi, kRdx, half + static_cast<int32_t>(offsetof(JumpCacheEntry, phys)));
     to_miss.push_back(e.jcc32(0x5));  // jne
-    e.load(kRcx, kRax, CPU_FIELD(jit.jump_hits));
-    e.lea(kRcx, kRcx, kNoBase, 1, 1);
-    e.store(kRax, CPU_FIELD(jit.jump_hits), kRcx);
+    e.add_mem_imm8(kRax, CPU_FIELD(jit.jump_hits), 1);
     e.jmp_mem(kRdx, half + static_cast<int32_t>(offsetof(JumpCacheEntry, code)));
     for (size_t at : to_miss) e.patch_rel32(at, e.size());
     e.bytes({0xc6, 0x80});  // mov byte [rax + disp32], 1
     e.u32(static_cast<uint32_t>(CPU_FIELD(jit.jump_missed)));
     e.byte(1);
-    e.load(kRcx, kRax, CPU_FIELD(jit.jump_misses));
-    e.lea(kRcx, kRcx, kNoBase, 1, 1);
-    e.store(kRax, CPU_FIELD(jit.jump_misses), kRcx);
+    e.add_mem_imm8(kRax, CPU_FIELD(jit.jump_misses), 1);
     jmp_epilogue();
+  };
+
+  // The guest's arithmetic flags (in RAX's low 16 bits) into the host's,
+  // without POPFQ (microcoded, some 20 cycles): SAHF takes SF ZF AF PF CF
+  // from AH, and OF (bit 11, bit 3 of the second byte) is set by an 8-bit
+  // ADD that overflows exactly when it is. TF, DF, AC stay the host's.
+  auto emit_flags_from_rax = [&] {
+    e.bytes({0x86, 0xc4});        // xchg ah, al: AH = SF ZF AF PF CF, AL bit 3 = OF
+    e.bytes({0xc0, 0xe0, 0x04});  // shl al, 4: OF in bit 7
+    e.bytes({0x04, 0x80});        // add al, 0x80: overflows iff bit 7 is set
+    e.byte(0x9e);                 // sahf
+  };
+  // Restores the flags a check's PUSHFQ saved at [RSP] and drops the slot,
+  // every register kept.
+  auto emit_restore_saved_flags = [&] {
+    e.push(kRax);
+    e.load(kRax, kRsp, 8);
+    emit_flags_from_rax();
+    e.pop(kRax);
+    e.lea(kRsp, kRsp, kNoBase, 1, 8);
   };
 
   // The main entry, from the run loop: the frame every translation shares,
@@ -651,9 +766,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     e.bytes({0x80, 0x39, 0x00});   // cmp byte [rcx], 0
     bail.push_back(e.jcc32(0x5));  // jne
   }
-  e.load(kRcx, kRax, CPU_FIELD(jit.chains));
-  e.lea(kRcx, kRcx, kNoBase, 1, 1);
-  e.store(kRax, CPU_FIELD(jit.chains), kRcx);
+  e.add_mem_imm8(kRax, CPU_FIELD(jit.chains), 1);
   e.bytes({0xc6, 0x80});  // mov byte [rax + disp32], 1
   e.u32(static_cast<uint32_t>(CPU_FIELD(jit.chained)));
   e.byte(1);
@@ -664,12 +777,8 @@ bool Translator::translate(Cpu& cpu, Block& block) {
   if (flags_in) {
     // Only the guest's arithmetic flags enter the host's RFLAGS: TF, DF, AC
     // and the rest stay the host's.
-    e.load(kRsi, kRdi, CPU_FIELD(rflags));
-    e.and_imm(kRsi, static_cast<int32_t>(kArithFlags));
-    e.bytes({0x9c, 0x58});  // pushfq; pop rax
-    e.and_imm(kRax, static_cast<int32_t>(~kArithFlags));
-    e.add_rr(kRax, kRsi);
-    e.bytes({0x50, 0x9d});  // push rax; popfq
+    e.load(kRax, kRdi, CPU_FIELD(rflags));
+    emit_flags_from_rax();
   }
   for (unsigned r = 0; r < 16; ++r)
     if (r != kRdi && (used & (1u << r))) e.load(r, kRdi, gpr_offset(r));
@@ -678,12 +787,23 @@ bool Translator::translate(Cpu& cpu, Block& block) {
   // The slow paths, emitted after the exits: a TLB miss, MMIO, a page
   // crossing or a non-canonical address leaves the translation before the
   // instruction, which the interpreter then runs (and faults exactly).
+  // A soft-TLB check: where it starts (the refill's retry: S survives the
+  // call), its tag misses (to the refill), and what the refill needs.
+  struct Check {
+    size_t retry = 0;
+    std::vector<size_t> tag_misses;
+    unsigned s = 0;
+    int32_t depth = 0;
+    unsigned size = 0;
+    bool write = false;
+  };
   struct Miss {
     std::vector<size_t> jumps;
     unsigned index;  // the instruction's: the instructions completed before it
     uint64_t rip;    // ... and its RIP
     bool saved_flags;
     Scratch scratch;
+    Check check;
   };
   std::vector<Miss> misses;
   // The start of a checked access: the host flags saved when they are the
@@ -704,7 +824,9 @@ bool Translator::translate(Cpu& cpu, Block& block) {
   // leaves U = the host address (S still the linear one); a miss jumps to
   // `miss`. T = the page of the last byte, U = the TLB entry of the first's;
   // a hit needs the tag of both ends (no page crossing, canonical) and RAM.
-  auto emit_check = [&](const Scratch& sc, int32_t depth, unsigned size, bool write, Miss& miss) {
+  auto emit_check = [&](const Scratch& sc, int32_t depth, unsigned size, bool write, std::vector<size_t>& to_miss,
+                        Check& check) {
+    check = Check{e.size(), {}, sc.s, depth, size, write};
     e.lea(sc.t, sc.s, kNoBase, 1, static_cast<int32_t>(size - 1));
     e.shr_imm(sc.t, 12);
     e.mov_rr(sc.u, sc.s);
@@ -714,13 +836,29 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     e.add_load(sc.u, kRsp, depth + kSlotCpu);
     const int32_t entry = tlb_base + static_cast<int32_t>((write ? 1 : 0) * kTlbSize * sizeof(TlbEntry));
     e.cmp_load(sc.t, sc.u, entry + static_cast<int32_t>(offsetof(TlbEntry, tag)));
-    miss.jumps.push_back(e.jcc32(0x5));  // jne
+    check.tag_misses.push_back(e.jcc32(0x5));  // jne: the refill, then maybe the miss
     e.load(sc.u, sc.u, entry + static_cast<int32_t>(offsetof(TlbEntry, host)));
     e.test_rr(sc.u, sc.u);
-    miss.jumps.push_back(e.jcc32(0x4));  // je
+    to_miss.push_back(e.jcc32(0x4));  // je
     e.mov_rr(sc.t, sc.s);
     e.and_imm(sc.t, 0xfff);
     e.add_rr(sc.u, sc.t);
+  };
+  // The out-of-line refill of a check's tag miss: the shared routine walks
+  // the page tables and fills the soft TLB (RAM only, no fault: the walk's
+  // A/D bits are what the instruction's own access sets); on success the
+  // check runs again, else this falls through to the miss code after it.
+  auto emit_refill = [&](const Check& check) {
+    for (size_t at : check.tag_misses) e.patch_rel32(at, e.size());
+    e.push_mem(kRsp, check.depth + kSlotCpu);  // the Cpu
+    e.push(check.s);
+    e.byte(0x68);  // push imm32: size | write << 8
+    e.u32(check.size | (check.write ? 0x100u : 0u));
+    e.byte(0xe8);  // call rel32: the refill routine, patched once placed
+    refill_calls.push_back(e.size());
+    e.u32(0);
+    e.lea(kRsp, kRsp, kNoBase, 1, 24);
+    e.patch_rel32(e.jcc32(0x5), check.retry);  // jnz: filled, check again
   };
   // S = the guest's RSP + `delta`.
   auto load_guest_rsp = [&](const Scratch& sc, int32_t depth, int32_t delta) {
@@ -741,7 +879,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
       if (used & (1u << reg)) e.load(reg, kRsp, depth + slot);
     if (depth) {
       if (flags_needed) {
-        e.bytes({0x9d});  // popfq
+        emit_restore_saved_flags();
       } else {
         e.lea(kRsp, kRsp, kNoBase, 1, 8);
       }
@@ -773,10 +911,10 @@ bool Translator::translate(Cpu& cpu, Block& block) {
       // leaves before either, RSP as it was.
       const Scratch sc = st.scratch;
       const bool push = insn.mnemonic == ZYDIS_MNEMONIC_PUSH;
-      Miss miss{{}, i, insn_rip, st.flags_valid_before, sc};
+      Miss miss{{}, i, insn_rip, st.flags_valid_before, sc, {}};
       const int32_t depth = begin_access(sc, st.flags_valid_before);
       load_guest_rsp(sc, depth, push ? -8 : 0);
-      emit_check(sc, depth, 8, push, miss);
+      emit_check(sc, depth, 8, push, miss.jumps, miss.check);
       if (!push) {
         mov_from_u(insn.op[0].reg, sc.u);
       } else if (insn.op[0].kind == OpKind::kImm) {
@@ -813,7 +951,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     const MemRef& m = insn.mem;
     const unsigned size = insn.op[st.mem].size;
     const bool write = writes_memory(insn, st.mem);
-    Miss miss{{}, i, insn_rip, st.flags_valid_before, sc};
+    Miss miss{{}, i, insn_rip, st.flags_valid_before, sc, {}};
     const int32_t depth = begin_access(sc, st.flags_valid_before);
     // S = the linear address.
     unsigned base = m.base;
@@ -833,12 +971,12 @@ bool Translator::translate(Cpu& cpu, Block& block) {
       e.add_load(sc.s, sc.t,
                  static_cast<int32_t>(offsetof(Cpu, seg) + m.seg * sizeof(Segment) + offsetof(Segment, base)));
     }
-    emit_check(sc, depth, size, write, miss);
+    emit_check(sc, depth, size, write, miss.jumps, miss.check);
     if (used & (1u << sc.s)) e.load(sc.s, kRsp, depth + kSlotS);
     if (used & (1u << sc.t)) e.load(sc.t, kRsp, depth + kSlotT);
     if (depth) {
       if (st.flags_needed) {
-        e.bytes({0x9d});  // popfq
+        emit_restore_saved_flags();
       } else {
         e.lea(kRsp, kRsp, kNoBase, 1, 8);  // dropped without touching the flags
       }
@@ -858,51 +996,98 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     emit_exit(total, taken, store_flags);
   } else if (final == Final::kJmp) {
     emit_exit(total, taken, store_flags);
-  } else if (final == Final::kCall || final == Final::kRet) {
-    // The guest registers the block names are not touched: the scratch
-    // registers need no guest value of their own saved unless it is used.
-    const Scratch sc = pick_scratch(0);
-    Miss miss{{}, count, end_rip, store_flags, sc};
-    const int32_t depth = begin_access(sc, store_flags);
+  } else if (final != Final::kNone) {
+    // CALL, RET, JMP/CALL r/m: the state goes out first, as if the branch
+    // had run (its accesses then need no guest register or flag kept in
+    // the host's); a soft-TLB miss, a non-canonical target or address
+    // takes it back to before the branch, where the interpreter runs it.
+    const Insn& last = block.insns.back();
+    std::vector<size_t> undo;
+    std::vector<Check> checks(2);
+    const Scratch sc{kRcx, kRdx, kRsi};  // S, T, U: RAX holds the Cpu
+    emit_state_out(total, final == Final::kCall ? taken : kDynamicRip, store_flags);
+    if (final == Final::kRet) {
+      e.load(kRcx, kRax, gpr_offset(kRsp));
+      emit_check(sc, 0, 8, false, undo, checks[0]);
+      mov_from_u(kRsi, kRsi);
+    } else if (final == Final::kJmpIndirect || final == Final::kCallIndirect) {
+      const Operand& o = last.op[0];
+      if (o.kind == OpKind::kReg) {
+        e.load(kRsi, kRax, gpr_offset(o.reg));
+      } else {
+        const MemRef& m = last.mem;
+        unsigned base = kNoBase, index = kNoBase;
+        int64_t disp = m.disp;
+        if (m.base == kRipReg) {
+          e.mov_imm(kRcx, end_rip + last.len + static_cast<uint64_t>(disp));
+          base = kRcx;
+          disp = 0;
+        } else if (m.base != kNoReg) {
+          e.load(kRcx, kRax, gpr_offset(m.base));
+          base = kRcx;
+        }
+        if (m.index != kNoReg) {
+          e.load(kRdx, kRax, gpr_offset(m.index));
+          index = kRdx;
+        }
+        e.lea(kRcx, base, index, m.scale, static_cast<int32_t>(disp));
+        if (m.seg == kFs || m.seg == kGs)
+          e.add_load(kRcx, kRax,
+                     static_cast<int32_t>(offsetof(Cpu, seg) + m.seg * sizeof(Segment) + offsetof(Segment, base)));
+        emit_check(sc, 0, 8, false, undo, checks[0]);
+        mov_from_u(kRsi, kRsi);
+      }
+    }
+    if (final != Final::kCall) {
+      // The target (RSI) must be canonical, else #GP at the branch.
+      e.mov_imm(kRdx, 1ull << 47);
+      e.add_rr(kRdx, kRsi);
+      e.shr_imm(kRdx, 48);
+      undo.push_back(e.jcc32(0x5));  // jnz: bits 63..47 not all equal
+    }
+    if (final == Final::kCall || final == Final::kCallIndirect) {
+      // The return address at RSP - 8 (U = RDI: the target stays in RSI).
+      e.load(kRcx, kRax, gpr_offset(kRsp));
+      e.lea(kRcx, kRcx, kNoBase, 1, -8);
+      emit_check({kRcx, kRdx, kRdi}, 0, 8, true, undo, checks[1]);
+      mov_imm32_to_u(kRdi, 0, static_cast<uint32_t>(fallthrough));
+      mov_imm32_to_u(kRdi, 4, static_cast<uint32_t>(fallthrough >> 32));
+      e.store(kRax, gpr_offset(kRsp), kRcx);
+    } else if (final == Final::kRet) {
+      e.lea(kRcx, kRcx, kNoBase, 1, 8 + static_cast<int32_t>(last.nops ? (last.imm & 0xffff) : 0));
+      e.store(kRax, gpr_offset(kRsp), kRcx);
+    }
     if (final == Final::kCall) {
-      // The return address at RSP - 8, then RSP moves; the target is a constant.
-      load_guest_rsp(sc, depth, -8);
-      emit_check(sc, depth, 8, true, miss);
-      mov_imm32_to_u(sc.u, 0, static_cast<uint32_t>(fallthrough));
-      mov_imm32_to_u(sc.u, 4, static_cast<uint32_t>(fallthrough >> 32));
-      store_guest_rsp(sc, depth, 0);
-      end_access(sc, depth, store_flags);
-      emit_exit(total, taken, store_flags);
+      emit_exit_tail(taken);
     } else {
-      // The target popped must be canonical (else #GP with RSP unchanged:
-      // the interpreter's); then RSP moves past it and the imm16.
-      load_guest_rsp(sc, depth, 0);
-      emit_check(sc, depth, 8, false, miss);
-      mov_from_u(sc.u, sc.u);
-      e.mov_imm(sc.t, 1ull << 47);
-      e.add_rr(sc.t, sc.u);
-      e.shr_imm(sc.t, 48);
-      miss.jumps.push_back(e.jcc32(0x5));  // jnz: bits 63..47 not all equal
-      const Insn& ret = block.insns.back();
-      store_guest_rsp(sc, depth, 8 + static_cast<int32_t>(ret.nops ? (ret.imm & 0xffff) : 0));
-      e.store(sc.t, CPU_FIELD(rip), sc.u);  // T holds the Cpu
-      end_access(sc, depth, store_flags);
-      emit_state_out(total, kDynamicRip, store_flags);
+      e.store(kRax, CPU_FIELD(rip), kRsi);
       emit_jump_cache_lookup();
     }
-    misses.push_back(std::move(miss));
+    for (const Check& check : checks) {
+      if (check.tag_misses.empty()) continue;
+      emit_refill(check);
+      e.byte(0xe9);  // jmp rel32: not filled
+      undo.push_back(e.size());
+      e.u32(0);
+    }
+    for (size_t at : undo) e.patch_rel32(at, e.size());
+    e.mov_imm(kRcx, end_rip);
+    e.store(kRax, CPU_FIELD(rip), kRcx);
+    e.add_mem_imm8(kRax, CPU_FIELD(jit.executed), -1);
+    e.add_mem_imm8(kRax, CPU_FIELD(jit.side_exits), 1);
+    jmp_epilogue();
   } else {
     emit_exit(count, end_rip, store_flags);
   }
   for (const Miss& miss : misses) {
+    emit_refill(miss.check);
     for (size_t at : miss.jumps) e.patch_rel32(at, e.size());
-    if (miss.saved_flags) e.bytes({0x9d});  // popfq: the guest's
+    // The flags the check saved stay at [RSP] for the state out to store.
+    const int32_t depth = miss.saved_flags ? 8 : 0;
     for (auto [reg, slot] : {std::pair{miss.scratch.s, kSlotS}, {miss.scratch.t, kSlotT}, {miss.scratch.u, kSlotU}})
-      if (used & (1u << reg)) e.load(reg, kRsp, slot);
-    emit_state_out(miss.index, miss.rip, miss.saved_flags);
-    e.load(kRcx, kRax, CPU_FIELD(jit.side_exits));
-    e.lea(kRcx, kRcx, kNoBase, 1, 1);
-    e.store(kRax, CPU_FIELD(jit.side_exits), kRcx);
+      if (used & (1u << reg)) e.load(reg, kRsp, depth + slot);
+    emit_state_out(miss.index, miss.rip, miss.saved_flags, true);
+    e.add_mem_imm8(kRax, CPU_FIELD(jit.side_exits), 1);
     jmp_epilogue();
   }
   // The epilogue: back to the run loop.
@@ -920,6 +1105,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     code = cache_->add(e.code());
     if (!code) return false;  // larger than the whole cache: never translated
   }
+  for (size_t at : refill_calls) cache_->patch_rel32(code + at, refill_);
   block.native = code;
   block.native_chain = code + chain_entry;
   block.native_generation = cache_->generation();
@@ -935,6 +1121,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
 
 void Translator::flush() {
   cache_->flush();
+  install_runtime();
   ++stats_.cache_flushes;
   patched_.clear();
   std::fill(jump_cache_.begin(), jump_cache_.end(), JumpCacheEntry{});
@@ -992,6 +1179,7 @@ unsigned Translator::enter(Cpu& cpu, Block& block, uint64_t chain_stamp, uint64_
   cpu.jit.chained = false;
   const uint64_t chains_before = cpu.jit.chains, side_exits_before = cpu.jit.side_exits;
   const uint64_t hits_before = cpu.jit.jump_hits, misses_before = cpu.jit.jump_misses;
+  const uint64_t refills_before = cpu.jit.tlb_refills, refill_failures_before = cpu.jit.tlb_refill_failures;
   cpu.jit.budget = static_cast<int64_t>(std::min<uint64_t>(budget, kChainBudget)) - block.native_insns;
   reinterpret_cast<Entry>(const_cast<uint8_t*>(block.native))(&cpu);
   ++stats_.entries;
@@ -1000,22 +1188,25 @@ unsigned Translator::enter(Cpu& cpu, Block& block, uint64_t chain_stamp, uint64_
   stats_.side_exits += cpu.jit.side_exits - side_exits_before;
   stats_.jump_hits += cpu.jit.jump_hits - hits_before;
   stats_.jump_misses += cpu.jit.jump_misses - misses_before;
+  stats_.tlb_refills += cpu.jit.tlb_refills - refills_before;
+  stats_.tlb_refill_failures += cpu.jit.tlb_refill_failures - refill_failures_before;
   return static_cast<unsigned>(cpu.jit.executed);
 }
 
 std::string describe(const TranslatorStats& s) {
   auto u = [](uint64_t v) { return static_cast<unsigned long long>(v); };
-  char line[768];
+  char line[1024];
   std::snprintf(line, sizeof(line),
                 "jit: %llu blocks translated in %.3f ms (%llu bytes of host code), %llu instructions run natively, "
                 "%llu entries from the run loop and %llu chained, %llu chains made and %llu undone, jump cache %llu "
-                "hits and %llu misses, %llu side exits to the interpreter, %llu entries at another RIP or CPL, %llu "
+                "hits and %llu misses, %llu soft-TLB refills (%llu not filled), %llu side exits to the interpreter, "
+                "%llu entries at another RIP or CPL, %llu "
                 "hot blocks not translatable, code "
                 "cache %llu of %llu bytes (%llu flushes)",
                 u(s.blocks_translated), static_cast<double>(s.translation_ns) / 1e6, u(s.code_bytes), u(s.native_insns),
                 u(s.entries), u(s.chained_entries), u(s.chains_made), u(s.unchains), u(s.jump_hits), u(s.jump_misses),
-                u(s.side_exits), u(s.mismatched_entries), u(s.fallbacks), u(s.cache_used), u(s.cache_capacity),
-                u(s.cache_flushes));
+                u(s.tlb_refills), u(s.tlb_refill_failures), u(s.side_exits), u(s.mismatched_entries), u(s.fallbacks),
+                u(s.cache_used), u(s.cache_capacity), u(s.cache_flushes));
   std::string out = line;
   if (!s.top_stops.empty()) {
     out += "; interpreted next most often:";

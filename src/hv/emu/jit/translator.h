@@ -4,9 +4,11 @@
 // an instruction reads them, its arithmetic flags) from the Cpu into the
 // host's and exits that store them back. A memory operand becomes an
 // inline soft-TLB check (tag of the first and last byte, RAM) and the host
-// address; a miss, MMIO, a page crossing or a non-canonical address exits
-// before the instruction, which the interpreter then runs, so a fault is
-// exactly the interpreter's. A final Jcc/JMP rel becomes exits to its
+// address; a tag miss first calls an out-of-line refill (a page walk that
+// fills the entry for RAM, then the check again), and what it cannot fill
+// (a fault, MMIO, a page crossing, a non-canonical address) exits before
+// the instruction, which the interpreter then runs, so a fault is exactly
+// the interpreter's. A final Jcc/JMP rel becomes exits to its
 // constant targets; an exit to the same guest page is patched, once taken,
 // to jump straight into the target's translation (block chaining), whose
 // entry checks the LAPIC's attention flag, the kick and an instruction
@@ -38,19 +40,21 @@ namespace hostvisor::emu::jit {
 struct TranslatorStats {
   uint64_t blocks_translated = 0;  // translations made (a block again after a flush counts again)
   uint64_t translation_ns = 0;
-  uint64_t code_bytes = 0;          // host code emitted, all translations so far
-  uint64_t entries = 0;             // translated code entered from the run loop (unchained)
-  uint64_t chained_entries = 0;     // ... and from another translation (chained)
-  uint64_t native_insns = 0;        // guest instructions run as host code
-  uint64_t side_exits = 0;          // returns before an instruction a soft-TLB check did not take
-  uint64_t mismatched_entries = 0;  // at another RIP or privilege than translated for: interpreted
-  uint64_t chains_made = 0;         // exits patched to jump into their target's translation
-  uint64_t unchains = 0;            // ... and undone (a block freed or re-decoded somewhere)
-  uint64_t jump_hits = 0;           // RETs in translated code that went on through the jump cache
-  uint64_t jump_misses = 0;         // ... and that returned to the run loop
-  uint64_t fallbacks = 0;           // hot blocks without kMinInsns translatable instructions first
-  uint64_t cache_flushes = 0;       // the code cache was full and dropped everything
-  uint64_t cache_used = 0;          // bytes of code cache in use, of cache_capacity
+  uint64_t code_bytes = 0;           // host code emitted, all translations so far
+  uint64_t entries = 0;              // translated code entered from the run loop (unchained)
+  uint64_t chained_entries = 0;      // ... and from another translation (chained)
+  uint64_t native_insns = 0;         // guest instructions run as host code
+  uint64_t side_exits = 0;           // returns before an instruction a soft-TLB check did not take
+  uint64_t mismatched_entries = 0;   // at another RIP or privilege than translated for: interpreted
+  uint64_t chains_made = 0;          // exits patched to jump into their target's translation
+  uint64_t unchains = 0;             // ... and undone (a block freed or re-decoded somewhere)
+  uint64_t jump_hits = 0;            // RET, JMP/CALL r/m and exits to another page that went on through the jump cache
+  uint64_t jump_misses = 0;          // ... and that returned to the run loop
+  uint64_t tlb_refills = 0;          // soft-TLB misses the refill routine filled (the check then hit)
+  uint64_t tlb_refill_failures = 0;  // ... and did not (fault, MMIO, page crossing: a side exit)
+  uint64_t fallbacks = 0;            // hot blocks without kMinInsns translatable instructions first
+  uint64_t cache_flushes = 0;        // the code cache was full and dropped everything
+  uint64_t cache_used = 0;           // bytes of code cache in use, of cache_capacity
   uint64_t cache_capacity = 0;
   // The instructions the interpreter most often went on with in a block
   // the translator was asked to run (where translations stop, and hot
@@ -101,10 +105,13 @@ class Translator {
   bool translate(Cpu& cpu, Block& block);
   unsigned enter(Cpu& cpu, Block& block, uint64_t chain_stamp, uint64_t budget);
   void flush();
+  // The refill routine translated checks call on a tag miss.
+  void install_runtime();
   // Points every patched exit back at its return path.
   void unchain_all();
 
   std::unique_ptr<CodeCache> cache_;
+  const uint8_t* refill_ = nullptr;
   ZydisDecoder decoder_;  // re-reads an instruction's encoding to rewrite its memory operand
   TranslatorStats stats_;
   std::vector<const uint8_t*> patched_;  // chained exits' rel32s

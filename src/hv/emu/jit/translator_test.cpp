@@ -323,6 +323,56 @@ TEST_F(TranslatorVsInterpreter, MemoryOperandsRunNativelyAndAgree) {
   EXPECT_EQ(stats().side_exits, 0u);
 }
 
+// A soft-TLB miss inside a translated block is refilled out of line and
+// the access runs natively: INVLPG (interpreted) drops the page every
+// iteration, so each native run of the block misses on its load and on its
+// read-modify-write, refills both (read and write entries) and leaves no
+// side exit; the result is the interpreter's.
+TEST_F(TranslatorVsInterpreter, SoftTlbMissesAreRefilledInTranslatedCode) {
+  load(counted_loop({
+      0x48, 0x03, 0x03,        // add rax, [rbx]
+      0x48, 0x01, 0x43, 0x08,  // add [rbx + 8], rax
+      0x48, 0x31, 0xc6,        // xor rsi, rax
+      0x0f, 0x01, 0x3b,        // invlpg [rbx]
+  }));
+  on_both([](TestMachine& m) {
+    set_inputs(m);
+    m.cpu().gpr[3] = TestMachine::kData + 0x100;
+    m.write_value<uint64_t>(TestMachine::kData + 0x100, 0x1234);
+  });
+  run_and_compare();
+  EXPECT_EQ(translated().vector_taken(), -1);
+  EXPECT_GE(stats().tlb_refills, 2u * (39 - Translator::kHotUses));
+  EXPECT_EQ(stats().tlb_refill_failures, 0u);
+  EXPECT_EQ(stats().side_exits, 0u);
+}
+
+// BT/BTS/BTR/BTC (register and memory with an immediate offset) and BSWAP
+// run as themselves: CF feeds an ADC each time, and the memory operand's
+// bit is flipped in place, as the interpreter does.
+TEST_F(TranslatorVsInterpreter, BitTestsAndByteSwapAgree) {
+  load(counted_loop({
+      0x48, 0x0f, 0xa3, 0xd0,        // bt rax, rdx
+      0x48, 0x83, 0xd6, 0x00,        // adc rsi, 0
+      0x48, 0x0f, 0xba, 0xeb, 0x05,  // bts rbx, 5
+      0x49, 0x0f, 0xba, 0xf2, 0x01,  // btr r10, 1
+      0x49, 0x0f, 0xba, 0x3b, 0x07,  // btc qword [r11], 7
+      0x49, 0x0f, 0xba, 0x23, 0x03,  // bt qword [r11], 3
+      0x48, 0x83, 0xd6, 0x00,        // adc rsi, 0
+      0x49, 0x0f, 0xc9,              // bswap r9
+      0x48, 0x01, 0xf0,              // add rax, rsi
+  }));
+  on_both([](TestMachine& m) {
+    set_inputs(m);
+    m.cpu().gpr[11] = TestMachine::kData + 0x100;
+    m.write_value<uint64_t>(TestMachine::kData + 0x100, 0x5a5a);
+  });
+  run_and_compare();
+  EXPECT_EQ(translated().vector_taken(), -1);
+  EXPECT_GE(stats().native_insns, 11u * (39 - Translator::kHotUses));
+  EXPECT_EQ(stats().side_exits, 0u);
+}
+
 // A chained successor rewritten: the loop's head block and its successor
 // (ADD RBX, 1) chain to each other in one page; in the iteration with ECX
 // 20 the head falls into a store of DL over the successor's immediate
@@ -577,6 +627,10 @@ TEST(Translatable, TakesRegisterAluAndRefusesTheRest) {
   EXPECT_TRUE(translatable(decode({0x48, 0x98})));                     // cdqe
   EXPECT_TRUE(translatable(decode({0x0f, 0x1f, 0x44, 0x00, 0x00})));   // nop [rax + rax]
   EXPECT_FALSE(translatable(decode({0x48, 0x87, 0x03})));              // xchg [rbx], rax: an implied LOCK
+  EXPECT_TRUE(translatable(decode({0x48, 0x0f, 0xc8})));               // bswap rax
+  EXPECT_TRUE(translatable(decode({0x48, 0x0f, 0xa3, 0xd0})));         // bt rax, rdx
+  EXPECT_TRUE(translatable(decode({0x48, 0x0f, 0xba, 0x2b, 0x03})));   // bts qword [rbx], 3
+  EXPECT_FALSE(translatable(decode({0x48, 0x0f, 0xa3, 0x03})));        // bt [rbx], rax: a bit string
 }
 
 }  // namespace
