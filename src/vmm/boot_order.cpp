@@ -23,6 +23,12 @@ std::string virtio_scsi_cdrom_boot_path(PciAddress address) {
   return pci_boot_path("scsi", address) + "/channel@0/disk@0,0";
 }
 
+std::string ahci_cdrom_boot_path(PciAddress address, unsigned port) {
+  char tail[32];
+  std::snprintf(tail, sizeof tail, "/drive@%x/disk@0", port);
+  return pci_boot_path("pci8086,2922", address) + tail;
+}
+
 std::string build_bootorder(const std::string& first, std::vector<BootCandidate> candidates) {
   std::stable_sort(candidates.begin(), candidates.end(),
                    [](const BootCandidate& a, const BootCandidate& b) { return a.bootindex < b.bootindex; });
