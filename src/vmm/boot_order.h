@@ -36,7 +36,8 @@ std::string virtio_scsi_cdrom_boot_path(PciAddress address);
 std::string ahci_cdrom_boot_path(PciAddress address, unsigned port);
 
 // The `bootorder` file: `first` (a kernel's option ROM, or empty) and then
-// the candidates by bootindex (ties keep their order), one a line.
+// the candidates by bootindex (ties keep their order), one a line, ended by
+// a NUL as QEMU writes it (OVMF insists on it); empty with no line at all.
 std::string build_bootorder(const std::string& first, std::vector<BootCandidate> candidates);
 
 }  // namespace hostvisor

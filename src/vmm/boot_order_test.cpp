@@ -20,9 +20,14 @@ TEST(BootOrder, LowerBootindexFirstTiesInOrderAndTheKernelRomAheadOfAll) {
       build_bootorder("/rom@genroms/linuxboot_dma.bin", {{2, "/pci@i0cf8/scsi@4/disk@0,0"},
                                                          {0, "/pci@i0cf8/scsi@5/channel@0/disk@0,0"},
                                                          {2, "/pci@i0cf8/scsi@6/disk@0,0"}});
-  EXPECT_EQ(order,
-            "/rom@genroms/linuxboot_dma.bin\n/pci@i0cf8/scsi@5/channel@0/disk@0,0\n/pci@i0cf8/scsi@4/disk@0,0\n"
-            "/pci@i0cf8/scsi@6/disk@0,0\n");
+  EXPECT_EQ(
+      order,
+      std::string("/rom@genroms/linuxboot_dma.bin\n/pci@i0cf8/scsi@5/channel@0/disk@0,0\n/pci@i0cf8/scsi@4/disk@0,0\n"
+                  "/pci@i0cf8/scsi@6/disk@0,0\0",
+                  122));
+  // One line: no newline, the NUL OVMF checks for last.
+  EXPECT_EQ(build_bootorder("", {{0, "/pci@i0cf8/scsi@3/channel@0/disk@0,0"}}),
+            std::string("/pci@i0cf8/scsi@3/channel@0/disk@0,0\0", 37));
   EXPECT_EQ(build_bootorder("", {}), "");
 }
 

@@ -144,26 +144,26 @@ TEST_F(CdromBoot, GrubIsoOnVirtioScsiBootsAheadOfABootableDiskByBootindexAndTheG
       << firmware_log().substr(0, 3000);
 }
 
-// Under OVMF: its virtio-scsi driver finds the drive and boots the CD's EFI
-// image. A UEFI-bootable disk (the same kind of hybrid ISO, on a lower PCI
-// slot, which OVMF would otherwise try first) is there too; the CD boots
-// because bootindex= reaches OVMF: its QemuBootOrderLib translates the
-// OpenFirmware path /pci@i0cf8/scsi@S/channel@0/disk@0,0 into
-// PciRoot(0x0)/Pci(S,0x0)/Scsi(0x0,0x0) and puts that option first.
-TEST_F(CdromBoot, GrubIsoOnVirtioScsiBootsUnderUefiAheadOfABootableDiskByBootindex) {
+// Under OVMF: its virtio-scsi driver finds the drives and boots a CD's EFI
+// image. Two CDs: OVMF on its own boots the one on the lower PCI slot; the
+// other boots because bootindex= reaches OVMF: its QemuBootOrderLib
+// translates the OpenFirmware path /pci@i0cf8/scsi@S/channel@0/disk@0,0
+// into PciRoot(0x0)/Pci(S,0x0)/Scsi(0x0,0x0) and puts that option first.
+TEST_F(CdromBoot, GrubIsoOnVirtioScsiBootsUnderUefiAheadOfAnotherCdByBootindex) {
   std::string error;
   const std::string iso =
       make_grub_iso(dir.path, "grub", {guest, "hostvisor CD", "from=cd", {{"hello.txt", kCdText + "\n"}}}, &error);
   ASSERT_FALSE(iso.empty()) << error;
-  const std::string other = make_grub_iso(dir.path, "disk", {guest, "hostvisor disk ISO", "from=disk", {}}, &error);
+  const std::string other = make_grub_iso(
+      dir.path, "other", {guest, "hostvisor other CD", "from=other", {{"hello.txt", kCdText + "\n"}}}, &error);
   ASSERT_FALSE(other.empty()) << error;
   GuestConsole console;
-  ASSERT_TRUE(console.start(hostvisor_args({"--firmware", "uefi", "--disk", other + ",readonly=on,bootindex=1",
-                                            "--cdrom", iso + ",bootindex=0"})))
+  ASSERT_TRUE(console.start(
+      hostvisor_args({"--firmware", "uefi", "--cdrom", other + ",bootindex=1", "--cdrom", iso + ",bootindex=0"})))
       << console.failure();
   const auto start = std::chrono::steady_clock::now();
   ASSERT_TRUE(console.wait_for_text("BdsDxe: starting Boot", seconds(120))) << console.failure();
-  ASSERT_TRUE(console.wait_for_regex(std::regex("hostvisor (CD|disk ISO)"), seconds(90))) << console.failure();
+  ASSERT_TRUE(console.wait_for_regex(std::regex("hostvisor (CD|other CD)"), seconds(90))) << console.failure();
   ASSERT_TRUE(console.wait_for_regex(kBanner, kBootTimeout)) << console.failure();
   std::printf("power-on to the shell from the CD under OVMF: %.1f s\n",
               std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
