@@ -113,7 +113,7 @@ Result<CdromConfig> parse_cdrom_config(const std::string& text) {
     if (fields[0][i] == ',') ++i;  // ",," is one literal comma
   }
   if (out.path.empty())
-    return Error(ErrorCode::kInvalidArgument, "no image given: --cdrom ISO[,bus=scsi][,bootindex=N]");
+    return Error(ErrorCode::kInvalidArgument, "no image given: --cdrom ISO[,bus=scsi|ahci][,bootindex=N]");
   bool bus_seen = false;
   for (size_t i = 1; i < fields.size(); ++i) {
     const std::string& field = fields[i];
@@ -123,15 +123,16 @@ Result<CdromConfig> parse_cdrom_config(const std::string& text) {
       if (bus == "scsi") {
         out.bus = CdromBus::kScsi;
       } else if (bus == "ahci") {
-        return Error(ErrorCode::kUnsupported, "bus=ahci: the AHCI controller is not implemented yet; use bus=scsi");
+        out.bus = CdromBus::kAhci;
       } else {
-        return Error(ErrorCode::kInvalidArgument, "bus=" + bus + ": expected scsi (virtio-scsi, the default)");
+        return Error(ErrorCode::kInvalidArgument,
+                     "bus=" + bus + ": expected scsi (virtio-scsi, the default) or ahci (an AHCI controller's port)");
       }
     } else if (field.rfind("bootindex=", 0) == 0) {
       if (out.bootindex) return Error(ErrorCode::kInvalidArgument, "bootindex= is given twice; give it once");
       out.bootindex = HV_TRY(parse_bootindex(field.substr(sizeof("bootindex=") - 1)));
     } else {
-      return Error(ErrorCode::kInvalidArgument, "'" + field + "': expected bus=scsi or bootindex=N");
+      return Error(ErrorCode::kInvalidArgument, "'" + field + "': expected bus=scsi|ahci or bootindex=N");
     }
   }
   std::error_code error;

@@ -18,8 +18,7 @@ namespace hostvisor::cli {
 Result<VirtioTransport> parse_virtio_transport(const std::string& text);
 // --disk FILE[,...][,transport=pci|mmio][,bootindex=N]
 Result<DiskConfig> parse_disk_config(const std::string& text);
-// --cdrom ISO[,bus=scsi][,bootindex=N] (",," is a literal comma in ISO;
-// bus=ahci is refused as not implemented yet).
+// --cdrom ISO[,bus=scsi|ahci][,bootindex=N] (",," is a literal comma in ISO).
 Result<CdromConfig> parse_cdrom_config(const std::string& text);
 Result<NetConfig> parse_net_config(const std::string& text);
 Result<ConsoleDevice> parse_console_device(const std::string& text);

@@ -95,10 +95,13 @@ TEST(DeviceOptions, CdromTakesABusAndABootindex) {
   ASSERT_TRUE(full.ok()) << full.error().message();
   EXPECT_EQ(full->bus, CdromBus::kScsi);
   EXPECT_EQ(full->bootindex, 3u);
-  // Not there yet: refused by name, not silently put on another bus.
-  EXPECT_NE(parse_cdrom_config(escaped + ",bus=ahci").error().message().find("not implemented"), std::string::npos);
+  auto ahci = parse_cdrom_config(escaped + ",bus=ahci,bootindex=0");
+  ASSERT_TRUE(ahci.ok()) << ahci.error().message();
+  EXPECT_EQ(ahci->bus, CdromBus::kAhci);
+  EXPECT_EQ(ahci->bootindex, 0u);
+  EXPECT_NE(parse_cdrom_config(escaped + ",bus=ahci,bus=scsi").error().message().find("twice"), std::string::npos);
   EXPECT_NE(parse_cdrom_config(escaped + ",bus=ide").error().message().find("expected scsi"), std::string::npos);
-  EXPECT_NE(parse_cdrom_config(escaped + ",readonly=on").error().message().find("bus=scsi or bootindex=N"),
+  EXPECT_NE(parse_cdrom_config(escaped + ",readonly=on").error().message().find("bus=scsi|ahci or bootindex=N"),
             std::string::npos);
   EXPECT_NE(parse_cdrom_config(escaped.substr(0, escaped.rfind('/')) + "/missing.iso")
                 .error()

@@ -492,8 +492,9 @@ void add_run_command(CLI::App& app, int* exit_status) {
                   "unsafe][,readonly=on][,discard=on][,transport=pci|mmio][,bootindex=N] (bootindex: the firmware's "
                   "boot order, lowest first)");
   cmd->add_option("--cdrom", options->cdroms,
-                  "Attach a read-only CD-ROM drive with ISO as its medium (repeatable): ISO[,bus=scsi]"
-                  "[,bootindex=N]; bus=scsi (the default, and for now the only one) is virtio-scsi. Without "
+                  "Attach a read-only CD-ROM drive with ISO as its medium (repeatable): ISO[,bus=scsi|ahci]"
+                  "[,bootindex=N]; bus=scsi (the default) is virtio-scsi, bus=ahci an ATAPI drive on a port of "
+                  "the AHCI controller (up to 6). Without "
                   "--kernel it implies --firmware bios (an explicit --firmware wins)");
   cmd->add_option("--net", options->nets,
                   "Add a virtio-net interface (repeatable): user[,hostfwd=tcp|udp:[HOSTADDR]:HOSTPORT-[GUESTADDR]:"

@@ -37,6 +37,7 @@
 #include "devices/virtio/pci/virtio_pci_device.h"
 #include "devices/virtio/rng/virtio_rng.h"
 #include "devices/virtio/scsi/virtio_scsi.h"
+#include "devices/ahci/ahci_controller.h"
 #include "devices/virtio/vsock/virtio_vsock.h"
 #include "devices/virtio/vsock/vsock_unix_socket.h"
 #include "hv/irqchip_state.h"
@@ -278,7 +279,15 @@ Result<void> Machine::add_pci_devices() {
       HV_TRY(plug_virtio(blk, config_.disks[i].transport));
     }
   }
-  for (const CdromConfig& cdrom : config_.cdroms) HV_TRY(add_cdrom(cdrom));
+  std::vector<CdromConfig> ahci_cdroms;
+  for (const CdromConfig& cdrom : config_.cdroms) {
+    if (cdrom.bus == CdromBus::kAhci) {
+      ahci_cdroms.push_back(cdrom);
+    } else {
+      HV_TRY(add_cdrom(cdrom));
+    }
+  }
+  if (!ahci_cdroms.empty()) HV_TRY(add_ahci_cdroms(ahci_cdroms));
   if (config_.balloon) HV_TRY(add_balloon(*config_.balloon));
   for (const ShareConfig& share : config_.shares) HV_TRY(add_share(share));
   return {};
@@ -292,6 +301,22 @@ Result<void> Machine::add_cdrom(const CdromConfig& config) {
   HV_LOG_INFO("cdrom {}: virtio-scsi at 00:{:02x}.{}, {} sectors of 2048 bytes", config.path, address.device,
               address.function, (*device)->cdrom().sectors());
   if (config.bootindex) boot_candidates_.push_back({*config.bootindex, virtio_scsi_cdrom_boot_path(address)});
+  return ok();
+}
+
+Result<void> Machine::add_ahci_cdroms(const std::vector<CdromConfig>& drives) {
+  std::vector<std::string> paths;
+  for (const CdromConfig& drive : drives) paths.push_back(drive.path);
+  auto controller = AhciController::open(memory_, paths);
+  if (!controller) return std::move(controller).error().with_context("--cdrom");
+  const PciAddress address = HV_TRY(pci_root_->add_device(*controller));
+  components_.push_back(device_state_component("pci-ahci", *controller));
+  for (unsigned port = 0; port < drives.size(); ++port) {
+    HV_LOG_INFO("cdrom {}: AHCI at 00:{:02x}.{} port {}, {} sectors of 2048 bytes", drives[port].path, address.device,
+                address.function, port, (*controller)->drive(port).drive().sectors());
+    if (drives[port].bootindex)
+      boot_candidates_.push_back({*drives[port].bootindex, ahci_cdrom_boot_path(address, port)});
+  }
   return ok();
 }
 

@@ -233,8 +233,10 @@ class Machine final : public SystemControl {
   // `placed`, if given, gets the function's address.
   Result<std::shared_ptr<VirtioPciDevice>> plug_virtio_pci(std::shared_ptr<VirtioDevice> device,
                                                            PciAddress* placed = nullptr);
-  // A --cdrom drive on its controller; with a bootindex, a boot candidate.
+  // A --cdrom drive on its virtio-scsi controller; with a bootindex, a boot candidate.
   Result<void> add_cdrom(const CdromConfig& config);
+  // The bus=ahci drives, on the ports of one AHCI controller in order.
+  Result<void> add_ahci_cdroms(const std::vector<CdromConfig>& drives);
   void add_virtio_components(const std::string& tag, const std::shared_ptr<VirtioDevice>& device);
   // Puts `device` on PCI (plug_virtio_pci) or in a virtio-mmio slot.
   Result<void> plug_virtio(std::shared_ptr<VirtioDevice> device, VirtioTransport transport);

@@ -31,11 +31,11 @@ struct DiskConfig {
 };
 
 // The controller a --cdrom drive sits on: virtio-scsi, its own PCI
-// function with the drive at target 0, LUN 0. (AHCI, bus=ahci, is refused
-// by the CLI until it exists.)
-enum class CdromBus { kScsi };
+// function with the drive at target 0, LUN 0; or AHCI, one controller
+// whose ports 0-5 hold the bus=ahci drives in order, each an ATAPI device.
+enum class CdromBus { kScsi, kAhci };
 
-// --cdrom ISO[,bus=scsi][,bootindex=N]: a read-only CD-ROM drive with the
+// --cdrom ISO[,bus=scsi|ahci][,bootindex=N]: a read-only CD-ROM drive with the
 // image as its medium.
 struct CdromConfig {
   std::string path;

@@ -5,6 +5,8 @@
 #include <string>
 
 #include "base/log.h"
+#include "block/disk_option.h"
+#include "block/image_open.h"
 
 namespace hostvisor {
 
@@ -74,6 +76,17 @@ Result<std::unique_ptr<MmcCdrom>> MmcCdrom::create(std::shared_ptr<block::BlockD
     return Error(ErrorCode::kInvalidArgument, "the image holds " + std::to_string(image->virtual_size()) +
                                                   " bytes, less than one 2048-byte CD sector");
   return std::make_unique<MmcCdrom>(std::move(image));
+}
+
+Result<std::unique_ptr<MmcCdrom>> MmcCdrom::open(const std::string& path) {
+  block::DiskOption option;
+  option.path = path;
+  option.read_only = true;
+  auto image = block::open_image(path, option.open_options());
+  if (!image) return std::move(image).error().with_context(path);
+  auto drive = create(std::shared_ptr<block::BlockDevice>(std::move(image).value()));
+  if (!drive) return std::move(drive).error().with_context(path);
+  return drive;
 }
 
 MmcCdrom::MmcCdrom(std::shared_ptr<block::BlockDevice> image)

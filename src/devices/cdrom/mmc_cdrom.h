@@ -21,6 +21,7 @@
 #include <functional>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "base/result.h"
@@ -97,6 +98,9 @@ class MmcCdrom {
 
   // Fails if the image holds not even one sector.
   static Result<std::unique_ptr<MmcCdrom>> create(std::shared_ptr<block::BlockDevice> image);
+  // Opens the image at `path` read-only (raw or qcow2, as --disk opens
+  // images) and makes the drive for it; errors name the path.
+  static Result<std::unique_ptr<MmcCdrom>> open(const std::string& path);
   explicit MmcCdrom(std::shared_ptr<block::BlockDevice> image);
 
   // Runs the command in `cdb` (as many bytes as the transport has; missing

@@ -4,8 +4,6 @@
 #include <cstring>
 #include <variant>
 
-#include "block/disk_option.h"
-#include "block/image_open.h"
 #include "devices/virtio/virtio_constants.h"
 
 namespace hostvisor {
@@ -54,14 +52,7 @@ void VirtioScsiCdrom::write_config(uint64_t offset, std::span<const uint8_t> dat
 }
 
 Result<std::shared_ptr<VirtioScsiCdrom>> VirtioScsiCdrom::open(const std::string& path) {
-  block::DiskOption option;
-  option.path = path;
-  option.read_only = true;
-  auto image = block::open_image(path, option.open_options());
-  if (!image) return std::move(image).error().with_context(path);
-  auto cdrom = MmcCdrom::create(std::shared_ptr<block::BlockDevice>(std::move(image).value()));
-  if (!cdrom) return std::move(cdrom).error().with_context(path);
-  return std::make_shared<VirtioScsiCdrom>(std::move(cdrom).value());
+  return std::make_shared<VirtioScsiCdrom>(HV_TRY(MmcCdrom::open(path)));
 }
 
 uint64_t VirtioScsiCdrom::commands_completed() const {
