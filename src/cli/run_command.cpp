@@ -11,18 +11,21 @@
 #include <functional>
 #include <memory>
 
+#include "base/log.h"
 #include "base/progress_line.h"
 #include "base/size.h"
 #include "cli/balloon_option.h"
 #include "cli/device_options.h"
 #include "cli/fw_cfg_option.h"
 #include "cli/memory_option.h"
+#include "cli/vm_sandbox.h"
 #include "control/control_server.h"
 #include "control/vm_controller.h"
 #include "guest/default_guest/default_guest.h"
 #include "hv/emu/jit/tier_options.h"
 #include "net/mac_address.h"
 #include "net/switch/switch_paths.h"
+#include "sandbox/jail/capabilities.h"
 #include "snapshot/snapshot_reader.h"
 #include "vmm/disk_snapshots.h"
 #include "vmm/machine.h"
@@ -61,6 +64,8 @@ struct RunOptions {
   std::vector<std::string> machine_options_given;
   bool accel_given = false;
   std::string emu_tier, emu_code_cache;  // the software CPU's tier (empty: HOSTVISOR_EMU_TIER's or interp)
+  std::string sandbox = "on";              // --sandbox on|off
+  std::vector<std::string> sandbox_write;  // --sandbox-write DIR: where snapshots may also go
 };
 
 void fail(const std::string& message) { std::fprintf(stderr, "hostvisor: %s\n", message.c_str()); }
@@ -387,7 +392,42 @@ int run(const RunOptions& options) {
   });
 }
 
+// Confines this process to the VM's own files (vm_sandbox.h), unless
+// --sandbox=off. Called while the process has one thread (no_new_privs,
+// Landlock and capabilities are per thread, and every thread started later
+// inherits them), before the first machine is built: a reboot builds the
+// machine again under the same rules, so the first build proves them.
+// Returns the check for snapshot directories asked for over the control
+// socket (unset when anything goes).
+Result<std::function<Result<void>(const std::string&)>> enter_vm_sandbox(const RunOptions& options,
+                                                                          const MachineConfig& config) {
+  const sandbox::SandboxMode mode = HV_TRY(sandbox::parse_sandbox_mode(options.sandbox));
+  if (mode == sandbox::SandboxMode::kOff) return std::function<Result<void>(const std::string&)>();
+  const std::vector<std::string> roots = snapshot_roots(options.snapshot_dir, options.sandbox_write);
+  const sandbox::SandboxPolicy policy =
+      HV_TRY(vm_sandbox_policy(config, {.control = options.control,
+                                        .console_log = options.console_log,
+                                        .restore = options.restore,
+                                        .snapshot_roots = roots}));
+  const sandbox::SandboxOutcome outcome = HV_TRY(sandbox::enter_sandbox(policy));
+  if (const std::string missing = outcome.missing(); !missing.empty())
+    std::fprintf(stderr, "hostvisor: sandbox: %s\n", missing.c_str());
+  HV_LOG_INFO("sandbox: no_new_privs; Landlock ABI {} with {} paths; capabilities {}{}", outcome.landlock_abi,
+              outcome.rules, outcome.capabilities_dropped ? "dropped" : "none held",
+              outcome.bounding_set_dropped ? " (and the bounding set)" : "");
+  for (const sandbox::KeptCapability& kept : policy.keep) HV_LOG_INFO("sandbox: kept capability {}: {}",
+                                                                        sandbox::capability_name(kept.capability),
+                                                                        kept.why);
+  return std::function<Result<void>(const std::string&)>(
+      [roots](const std::string& dir) { return check_snapshot_target(dir, roots); });
+}
+
 int run_machines(const RunOptions& options, const MachineConfig& config, const FirstBuild& first_build) {
+  auto snapshot_check = enter_vm_sandbox(options, config);
+  if (!snapshot_check) {
+    fail("sandbox: " + snapshot_check.error().message());
+    return snapshot_check.error().code() == ErrorCode::kInvalidArgument ? 2 : 1;
+  }
   // From here on SIGINT, SIGTERM and SIGHUP end the run cleanly (status 0,
   // terminal restored) whenever they come, across reboots. Before this, while
   // the options are read and the default guest is assembled, they end
@@ -413,7 +453,9 @@ int run_machines(const RunOptions& options, const MachineConfig& config, const F
   std::unique_ptr<control::ControlServer> server;
   if (!options.control.empty()) {
     controller = std::make_unique<control::VmController>(
-        *console_output, control::RunFacts{.headless = options.headless, .restored_from = options.restore});
+        *console_output, control::RunFacts{.headless = options.headless,
+                                           .restored_from = options.restore,
+                                           .check_snapshot_dir = *snapshot_check});
     auto started = control::ControlServer::start(options.control, controller->hooks());
     if (!started) {
       fail(started.error().message());
@@ -595,6 +637,15 @@ void add_run_command(CLI::App& app, int* exit_status) {
                   "Append the firmware's debug log (QEMU's debug port 0x402) to PATH")
       ->type_name("PATH");
   cmd->add_flag("--clone", options->clone, "With --restore: a clone, with a new MAC for each NIC");
+  cmd->add_option("--sandbox", options->sandbox,
+                  "on: the VM process runs with no_new_privs, without capabilities, and (Landlock) opens only its "
+                  "own files: disks and their backing files, shares, firmware, its sockets, logs and snapshot "
+                  "directories, and the system's libraries (docs/sandbox.md); off: for debugging")
+      ->capture_default_str();
+  cmd->add_option("--sandbox-write", options->sandbox_write,
+                  "A directory beneath which the sandboxed VM may also write snapshots asked for over --control "
+                  "(repeatable; --snapshot-dir's parent always is)")
+      ->type_name("DIR");
   cmd->footer(
       "Exit status: 0 when the guest powers off, or on Ctrl-A x, SIGINT, SIGTERM or SIGHUP (at any point once the run "
       "has started, reboots included); (v << 1) | 1 when the guest writes v to the debug-exit port; 3 when the guest "

@@ -1,0 +1,36 @@
+// The sandbox of a `hostvisor run` process: which files and capabilities
+// the VM keeps once it is confined (src/sandbox/jail enforces them). Built
+// from the machine's configuration and the run's own paths (sockets, logs,
+// where snapshots may go).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "sandbox/jail/sandbox.h"
+#include "vmm/machine_config.h"
+
+namespace hostvisor::cli {
+
+struct VmSandboxPaths {
+  std::string control;      // --control socket
+  std::string console_log;  // --console-log file
+  std::string restore;      // --restore snapshot directory
+  // Directories beneath which snapshots may be written (over the control
+  // socket or with the console keys): --snapshot-dir's parent (the writer
+  // makes its temporary directory beside the target) and each --sandbox-write.
+  std::vector<std::string> snapshot_roots;
+};
+
+// The directories beneath which a run may write snapshots (absolute).
+std::vector<std::string> snapshot_roots(const std::string& snapshot_dir, const std::vector<std::string>& write_dirs);
+
+// Ok if a snapshot at `dir` (absolute) is beneath one of `roots`; else an
+// error saying how to allow it.
+Result<void> check_snapshot_target(const std::string& dir, const std::vector<std::string>& roots);
+
+// The rules and kept capabilities of a VM process running `config`.
+Result<sandbox::SandboxPolicy> vm_sandbox_policy(const MachineConfig& config, const VmSandboxPaths& paths);
+
+}  // namespace hostvisor::cli
