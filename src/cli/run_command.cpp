@@ -403,7 +403,7 @@ Result<std::function<Result<void>(const std::string&)>> enter_vm_sandbox(const R
                                                                           const MachineConfig& config) {
   const sandbox::SandboxMode mode = HV_TRY(sandbox::parse_sandbox_mode(options.sandbox));
   if (mode == sandbox::SandboxMode::kOff) return std::function<Result<void>(const std::string&)>();
-  const std::vector<std::string> roots = snapshot_roots(options.snapshot_dir, options.sandbox_write);
+  const std::vector<std::string> roots = snapshot_roots(options.snapshot_dir, options.control, options.sandbox_write);
   const sandbox::SandboxPolicy policy =
       HV_TRY(vm_sandbox_policy(config, {.control = options.control,
                                         .console_log = options.console_log,
@@ -644,7 +644,7 @@ void add_run_command(CLI::App& app, int* exit_status) {
       ->capture_default_str();
   cmd->add_option("--sandbox-write", options->sandbox_write,
                   "A directory beneath which the sandboxed VM may also write snapshots asked for over --control "
-                  "(repeatable; --snapshot-dir's parent always is)")
+                  "(repeatable; the directories of --snapshot-dir and --control always are)")
       ->type_name("DIR");
   cmd->footer(
       "Exit status: 0 when the guest powers off, or on Ctrl-A x, SIGINT, SIGTERM or SIGHUP (at any point once the run "

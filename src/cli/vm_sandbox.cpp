@@ -66,9 +66,11 @@ Result<void> add_disk_rules(const block::DiskOption& disk, bool snapshots, sandb
 
 }  // namespace
 
-std::vector<std::string> snapshot_roots(const std::string& snapshot_dir, const std::vector<std::string>& write_dirs) {
+std::vector<std::string> snapshot_roots(const std::string& snapshot_dir, const std::string& control,
+                                        const std::vector<std::string>& write_dirs) {
   std::vector<std::string> roots;
   if (!snapshot_dir.empty()) roots.push_back(parent_of(snapshot_dir));
+  if (!control.empty()) roots.push_back(parent_of(control));
   for (const std::string& dir : write_dirs) roots.push_back(absolute(dir));
   return roots;
 }
@@ -76,14 +78,15 @@ std::vector<std::string> snapshot_roots(const std::string& snapshot_dir, const s
 Result<void> check_snapshot_target(const std::string& dir, const std::vector<std::string>& roots) {
   const fs::path target = fs::path(absolute(dir)).parent_path();
   for (const std::string& root : roots) {
-    const auto [end, _] = std::mismatch(fs::path(root).begin(), fs::path(root).end(), target.begin(), target.end());
-    if (end == fs::path(root).end()) return ok();
+    const fs::path root_path(root);
+    const auto [end, _] = std::mismatch(root_path.begin(), root_path.end(), target.begin(), target.end());
+    if (end == root_path.end()) return ok();
   }
   std::string allowed;
   for (const std::string& root : roots) allowed += (allowed.empty() ? "" : ", ") + root;
   return Error(ErrorCode::kInvalidArgument,
                "the sandboxed VM may write snapshots only beneath " + (allowed.empty() ? "nowhere" : allowed) +
-                   " (--snapshot-dir's parent, --sandbox-write DIR); start it with --sandbox-write " +
+                   " (the directories of --snapshot-dir and --control, and --sandbox-write DIR); start it with --sandbox-write " +
                    target.string() + ", or --sandbox=off");
 }
 

@@ -17,14 +17,16 @@ struct VmSandboxPaths {
   std::string control;      // --control socket
   std::string console_log;  // --console-log file
   std::string restore;      // --restore snapshot directory
-  // Directories beneath which snapshots may be written (over the control
-  // socket or with the console keys): --snapshot-dir's parent (the writer
-  // makes its temporary directory beside the target) and each --sandbox-write.
+  // Directories beneath which snapshots may be written (snapshot_roots()).
   std::vector<std::string> snapshot_roots;
 };
 
-// The directories beneath which a run may write snapshots (absolute).
-std::vector<std::string> snapshot_roots(const std::string& snapshot_dir, const std::vector<std::string>& write_dirs);
+// The directories beneath which a run may write snapshots (absolute):
+// those of --snapshot-dir (the writer makes its temporary directory beside
+// the target) and of the --control socket (the VM's own directory, where a
+// client suspends it), and each --sandbox-write.
+std::vector<std::string> snapshot_roots(const std::string& snapshot_dir, const std::string& control,
+                                        const std::vector<std::string>& write_dirs);
 
 // Ok if a snapshot at `dir` (absolute) is beneath one of `roots`; else an
 // error saying how to allow it.
