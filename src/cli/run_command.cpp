@@ -26,6 +26,7 @@
 #include "net/mac_address.h"
 #include "net/switch/switch_paths.h"
 #include "sandbox/jail/capabilities.h"
+#include "sandbox/jail/jail.h"
 #include "snapshot/snapshot_reader.h"
 #include "vmm/disk_snapshots.h"
 #include "vmm/machine.h"
@@ -66,6 +67,9 @@ struct RunOptions {
   std::string emu_tier, emu_code_cache;  // the software CPU's tier (empty: HOSTVISOR_EMU_TIER's or interp)
   std::string sandbox = "on";              // --sandbox on|off
   std::vector<std::string> sandbox_write;  // --sandbox-write DIR: where snapshots may also go
+  bool jail = false;                       // --jail: namespaces and a private root
+  std::optional<uid_t> jail_uid;           // --jail-uid (root only)
+  std::optional<gid_t> jail_gid;           // --jail-gid (root only)
 };
 
 void fail(const std::string& message) { std::fprintf(stderr, "hostvisor: %s\n", message.c_str()); }
@@ -392,40 +396,54 @@ int run(const RunOptions& options) {
   });
 }
 
-// Confines this process to the VM's own files (vm_sandbox.h), unless
-// --sandbox=off. Called while the process has one thread (no_new_privs,
-// Landlock and capabilities are per thread, and every thread started later
-// inherits them), before the first machine is built: a reboot builds the
-// machine again under the same rules, so the first build proves them.
-// Returns the check for snapshot directories asked for over the control
-// socket (unset when anything goes).
-Result<std::function<Result<void>(const std::string&)>> enter_vm_sandbox(const RunOptions& options,
-                                                                          const MachineConfig& config) {
+// --jail (namespaces and a private root holding exactly the sandbox's
+// paths), then the sandbox (vm_sandbox.h) unless --sandbox=off. Called
+// while the process has one thread (a new user namespace, no_new_privs,
+// Landlock and capabilities all need that or are per thread; every thread
+// started later inherits them), before the first machine is built: a
+// reboot builds the machine again under the same rules, so the first build
+// proves them. Returns the check for snapshot directories asked for over
+// the control socket (unset when anything goes).
+Result<std::function<Result<void>(const std::string&)>> confine_vm_process(const RunOptions& options,
+                                                                            const MachineConfig& config) {
   const sandbox::SandboxMode mode = HV_TRY(sandbox::parse_sandbox_mode(options.sandbox));
-  if (mode == sandbox::SandboxMode::kOff) return std::function<Result<void>(const std::string&)>();
+  if (mode == sandbox::SandboxMode::kOff && !options.jail) return std::function<Result<void>(const std::string&)>();
   const std::vector<std::string> roots = snapshot_roots(options.snapshot_dir, options.control, options.sandbox_write);
   const sandbox::SandboxPolicy policy =
       HV_TRY(vm_sandbox_policy(config, {.control = options.control,
                                         .console_log = options.console_log,
                                         .restore = options.restore,
                                         .snapshot_roots = roots}));
+  if (options.jail) {
+    const bool host_network = needs_host_network(config);
+    auto jailed = sandbox::enter_jail({.paths = policy.rules,
+                                       .new_network = !host_network,
+                                       .uid = options.jail_uid,
+                                       .gid = options.jail_gid});
+    if (!jailed && jailed.error().code() != ErrorCode::kUnsupported) return jailed.error();
+    if (!jailed)
+      std::fprintf(stderr, "hostvisor: --jail: %s: running without namespaces\n", jailed.error().message().c_str());
+    else if (host_network)
+      std::fprintf(stderr, "hostvisor: --jail: the host's network namespace is kept (--net user, tap, bridge and "
+                           "hostonly reach the host's network)\n");
+  }
+  if (mode == sandbox::SandboxMode::kOff) return std::function<Result<void>(const std::string&)>();
   const sandbox::SandboxOutcome outcome = HV_TRY(sandbox::enter_sandbox(policy));
   if (const std::string missing = outcome.missing(); !missing.empty())
     std::fprintf(stderr, "hostvisor: sandbox: %s\n", missing.c_str());
   HV_LOG_INFO("sandbox: no_new_privs; Landlock ABI {} with {} paths; capabilities {}{}", outcome.landlock_abi,
               outcome.rules, outcome.capabilities_dropped ? "dropped" : "none held",
               outcome.bounding_set_dropped ? " (and the bounding set)" : "");
-  for (const sandbox::KeptCapability& kept : policy.keep) HV_LOG_INFO("sandbox: kept capability {}: {}",
-                                                                        sandbox::capability_name(kept.capability),
-                                                                        kept.why);
+  for (const sandbox::KeptCapability& kept : policy.keep)
+    HV_LOG_INFO("sandbox: kept capability {}: {}", sandbox::capability_name(kept.capability), kept.why);
   return std::function<Result<void>(const std::string&)>(
       [roots](const std::string& dir) { return check_snapshot_target(dir, roots); });
 }
 
 int run_machines(const RunOptions& options, const MachineConfig& config, const FirstBuild& first_build) {
-  auto snapshot_check = enter_vm_sandbox(options, config);
+  auto snapshot_check = confine_vm_process(options, config);
   if (!snapshot_check) {
-    fail("sandbox: " + snapshot_check.error().message());
+    fail((options.jail ? "--jail: " : "sandbox: ") + snapshot_check.error().message());
     return snapshot_check.error().code() == ErrorCode::kInvalidArgument ? 2 : 1;
   }
   // From here on SIGINT, SIGTERM and SIGHUP end the run cleanly (status 0,
@@ -646,6 +664,13 @@ void add_run_command(CLI::App& app, int* exit_status) {
                   "A directory beneath which the sandboxed VM may also write snapshots asked for over --control "
                   "(repeatable; the directories of --snapshot-dir and --control always are)")
       ->type_name("DIR");
+  cmd->add_flag("--jail", options->jail,
+                "Run the VM in new user, mount, PID and network namespaces (the host's network is kept for --net "
+                "user, tap, bridge and hostonly), with a private root holding only the VM's files and a /dev of "
+                "kvm, net/tun, null, zero and urandom, as the caller's uid (docs/sandbox.md)");
+  cmd->add_option("--jail-uid", options->jail_uid, "With --jail, started as root: the uid the VM runs as");
+  cmd->add_option("--jail-gid", options->jail_gid,
+                  "With --jail, started as root: the gid the VM runs as (e.g. the kvm group's, for /dev/kvm)");
   cmd->footer(
       "Exit status: 0 when the guest powers off, or on Ctrl-A x, SIGINT, SIGTERM or SIGHUP (at any point once the run "
       "has started, reboots included); (v << 1) | 1 when the guest writes v to the debug-exit port; 3 when the guest "

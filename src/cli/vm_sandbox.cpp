@@ -90,6 +90,13 @@ Result<void> check_snapshot_target(const std::string& dir, const std::vector<std
                    target.string() + ", or --sandbox=off");
 }
 
+bool needs_host_network(const MachineConfig& config) {
+  for (const NetConfig& nic : config.nets)
+    if (!std::holds_alternative<net::NoNetOption>(nic.net) && !std::holds_alternative<net::InternalNetOption>(nic.net))
+      return true;
+  return false;
+}
+
 Result<sandbox::SandboxPolicy> vm_sandbox_policy(const MachineConfig& config, const VmSandboxPaths& paths) {
   sandbox::SandboxPolicy policy;
   sandbox::FsRules& rules = policy.rules;

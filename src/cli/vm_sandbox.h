@@ -32,6 +32,11 @@ std::vector<std::string> snapshot_roots(const std::string& snapshot_dir, const s
 // error saying how to allow it.
 Result<void> check_snapshot_target(const std::string& dir, const std::vector<std::string>& roots);
 
+// Whether a NIC of `config` needs the host's network namespace: user-mode
+// NAT connects out through the host's sockets; taps, bridges and host-only
+// networks are host interfaces. (An internal network is a unix socket.)
+bool needs_host_network(const MachineConfig& config);
+
 // The rules and kept capabilities of a VM process running `config`.
 Result<sandbox::SandboxPolicy> vm_sandbox_policy(const MachineConfig& config, const VmSandboxPaths& paths);
 
