@@ -130,8 +130,8 @@ Result<std::vector<std::string>> backing_chain(const std::string& path) {
     if (!seen.insert(canonical(backing)).second)
       return Error(ErrorCode::kCorrupt, "backing file '" + header.backing_file + "' of " + image + " forms a loop");
     if (chain.size() >= kMaxChainDepth)
-      return Error(ErrorCode::kOutOfRange, path + ": backing chain is deeper than " +
-                                               std::to_string(kMaxChainDepth) + " images");
+      return Error(ErrorCode::kOutOfRange,
+                   path + ": backing chain is deeper than " + std::to_string(kMaxChainDepth) + " images");
     chain.push_back(backing);
     image = backing;
   }

@@ -1,5 +1,7 @@
 #include "cli/run_command.h"
 
+#include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -187,16 +189,27 @@ int restore(const RunOptions& options) {
       });
 }
 
-// Removes the file at `path` (if any) when it goes out of scope.
-struct TemporaryFile {
-  std::string path;
-  TemporaryFile() = default;
-  TemporaryFile(const TemporaryFile&) = delete;
-  TemporaryFile& operator=(const TemporaryFile&) = delete;
-  ~TemporaryFile() {
-    if (!path.empty()) ::unlink(path.c_str());
+// Removes the file at `path` once this process has ended, however it ends
+// (a SIGKILL too), from a child forked now: the sandbox entered later
+// forbids removing files from the directory it is in. The child waits for
+// the end of a pipe that only this process (and what it forks) holds open.
+void remove_after_exit(const std::string& path) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return;
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::close(fds[1]);
+    for (int signal : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) ::signal(signal, SIG_IGN);
+    char byte;
+    while (::read(fds[0], &byte, 1) != 0 && errno == EINTR) {
+    }
+    ::unlink(path.c_str());
+    ::_exit(0);
   }
-};
+  ::close(fds[0]);
+  if (pid < 0) ::close(fds[1]);
+  // fds[1] stays open for the life of this process.
+}
 
 // A fresh copy of OVMF's variable store in $TMPDIR (or /tmp) for one run.
 Result<std::string> make_run_uefi_vars() {
@@ -244,14 +257,14 @@ int run(const RunOptions& options) {
   // Without vars=PATH, OVMF's variables live in a copy for this run: kept
   // across guest reboots (the machine is rebuilt, the file stays), removed
   // when hostvisor ends.
-  TemporaryFile run_vars;
   if (config.firmware == FirmwareKind::kUefi && config.uefi_vars.empty()) {
     auto created = make_run_uefi_vars();
     if (!created) {
       fail(created.error().message());
       return 1;
     }
-    run_vars.path = config.uefi_vars = *created;
+    config.uefi_vars = *created;
+    remove_after_exit(*created);
   }
   config.firmware_log = options.firmware_log;
   if (!config.firmware_log.empty() && config.firmware == FirmwareKind::kNone) {
@@ -405,27 +418,25 @@ int run(const RunOptions& options) {
 // proves them. Returns the check for snapshot directories asked for over
 // the control socket (unset when anything goes).
 Result<std::function<Result<void>(const std::string&)>> confine_vm_process(const RunOptions& options,
-                                                                            const MachineConfig& config) {
+                                                                           const MachineConfig& config) {
   const sandbox::SandboxMode mode = HV_TRY(sandbox::parse_sandbox_mode(options.sandbox));
   if (mode == sandbox::SandboxMode::kOff && !options.jail) return std::function<Result<void>(const std::string&)>();
   const std::vector<std::string> roots = snapshot_roots(options.snapshot_dir, options.control, options.sandbox_write);
-  const sandbox::SandboxPolicy policy =
-      HV_TRY(vm_sandbox_policy(config, {.control = options.control,
-                                        .console_log = options.console_log,
-                                        .restore = options.restore,
-                                        .snapshot_roots = roots}));
+  const sandbox::SandboxPolicy policy = HV_TRY(vm_sandbox_policy(config, {.control = options.control,
+                                                                          .console_log = options.console_log,
+                                                                          .restore = options.restore,
+                                                                          .snapshot_roots = roots}));
   if (options.jail) {
     const bool host_network = needs_host_network(config);
-    auto jailed = sandbox::enter_jail({.paths = policy.rules,
-                                       .new_network = !host_network,
-                                       .uid = options.jail_uid,
-                                       .gid = options.jail_gid});
+    auto jailed = sandbox::enter_jail(
+        {.paths = policy.rules, .new_network = !host_network, .uid = options.jail_uid, .gid = options.jail_gid});
     if (!jailed && jailed.error().code() != ErrorCode::kUnsupported) return jailed.error();
     if (!jailed)
       std::fprintf(stderr, "hostvisor: --jail: %s: running without namespaces\n", jailed.error().message().c_str());
     else if (host_network)
-      std::fprintf(stderr, "hostvisor: --jail: the host's network namespace is kept (--net user, tap, bridge and "
-                           "hostonly reach the host's network)\n");
+      std::fprintf(stderr,
+                   "hostvisor: --jail: the host's network namespace is kept (--net user, tap, bridge and "
+                   "hostonly reach the host's network)\n");
   }
   if (mode == sandbox::SandboxMode::kOff) return std::function<Result<void>(const std::string&)>();
   const sandbox::SandboxOutcome outcome = HV_TRY(sandbox::enter_sandbox(policy));
@@ -471,9 +482,9 @@ int run_machines(const RunOptions& options, const MachineConfig& config, const F
   std::unique_ptr<control::ControlServer> server;
   if (!options.control.empty()) {
     controller = std::make_unique<control::VmController>(
-        *console_output, control::RunFacts{.headless = options.headless,
-                                           .restored_from = options.restore,
-                                           .check_snapshot_dir = *snapshot_check});
+        *console_output,
+        control::RunFacts{
+            .headless = options.headless, .restored_from = options.restore, .check_snapshot_dir = *snapshot_check});
     auto started = control::ControlServer::start(options.control, controller->hooks());
     if (!started) {
       fail(started.error().message());

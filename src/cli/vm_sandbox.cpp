@@ -36,11 +36,11 @@ FsRule written_file(const std::string& path) {
 // the host facts read while a machine is built (each reboot builds anew).
 void add_system_rules(sandbox::FsRules& rules) {
   for (const char* path : {"/usr", "/lib", "/lib64"}) rules.push_back({path, FsAccess::kReadExec, true});
-  for (const char* path : {"/etc/ld.so.cache", "/etc/localtime", "/etc/resolv.conf", "/etc/hosts",
-                           "/etc/nsswitch.conf", "/etc/gai.conf", "/etc/host.conf"})
+  for (const char* path : {"/etc/ld.so.cache", "/etc/localtime", "/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf",
+                           "/etc/gai.conf", "/etc/host.conf"})
     rules.push_back({path, FsAccess::kRead, true});  // libslirp forwards DNS to resolv.conf's servers
-  for (const char* path : {"/proc/self", "/proc/cpuinfo", "/sys/module", "/sys/kernel/mm",
-                           "/sys/devices/system/cpu", "/sys/devices/system/node"})
+  for (const char* path : {"/proc/self", "/proc/cpuinfo", "/sys/module", "/sys/kernel/mm", "/sys/devices/system/cpu",
+                           "/sys/devices/system/node"})
     rules.push_back({path, FsAccess::kRead, true});
   for (const char* path : {"/dev/kvm", "/dev/null", "/dev/zero", "/dev/urandom", "/dev/random"})
     rules.push_back({path, FsAccess::kDevice, true});
@@ -84,10 +84,11 @@ Result<void> check_snapshot_target(const std::string& dir, const std::vector<std
   }
   std::string allowed;
   for (const std::string& root : roots) allowed += (allowed.empty() ? "" : ", ") + root;
-  return Error(ErrorCode::kInvalidArgument,
-               "the sandboxed VM may write snapshots only beneath " + (allowed.empty() ? "nowhere" : allowed) +
-                   " (the directories of --snapshot-dir and --control, and --sandbox-write DIR); start it with --sandbox-write " +
-                   target.string() + ", or --sandbox=off");
+  return Error(ErrorCode::kInvalidArgument, "the sandboxed VM may write snapshots only beneath " +
+                                                (allowed.empty() ? "nowhere" : allowed) +
+                                                " (the directories of --snapshot-dir and --control, and "
+                                                "--sandbox-write DIR); start it with --sandbox-write " +
+                                                target.string() + ", or --sandbox=off");
 }
 
 bool needs_host_network(const MachineConfig& config) {
@@ -154,6 +155,9 @@ Result<sandbox::SandboxPolicy> vm_sandbox_policy(const MachineConfig& config, co
     // allowed, and with host-only networks the host bridge's sysctls.
     rules.push_back({HV_TRY(net::switch_directory()), FsAccess::kCreate});
     rules.push_back({"/proc/sys/net", FsAccess::kReadWrite, true});
+    // The switch reads its own /proc/self (the host's routes, for a free
+    // host-only subnet: /proc/net is /proc/self/net), which is not the VM's.
+    rules.push_back({"/proc", FsAccess::kRead});
   }
   // Each boot (a guest reset rebuilds the machine) makes its taps and
   // bridge ports anew, and the host-only server sets its bridge up.

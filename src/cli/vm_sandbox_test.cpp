@@ -122,8 +122,8 @@ TEST(VmSandbox, SnapshotsGoBeneathTheSnapshotAndControlDirectoriesOnly) {
             std::string::npos)
       << refused.error().message();
 
-  auto policy = vm_sandbox_policy(files.config(), {.control = (runtime / "control.sock").string(),
-                                                   .snapshot_roots = roots});
+  auto policy =
+      vm_sandbox_policy(files.config(), {.control = (runtime / "control.sock").string(), .snapshot_roots = roots});
   ASSERT_TRUE(policy) << policy.error().message();
   const std::string problem = in_child([&] {
     auto entered = sandbox::enter_sandbox(*policy);

@@ -86,14 +86,13 @@ TEST(LinuxSandbox, JailedGuestUsesItsDiskChainAndShareInItsOwnNamespacesAndIsRef
     file << kBackingMarker;
   }
   fs::resize_file(base, 4 << 20);
-  ASSERT_TRUE(block::Qcow2Image::create(top.string(), {.size = 4 << 20, .backing_file = "base.raw",
-                                                       .backing_format = "raw"}));
+  ASSERT_TRUE(
+      block::Qcow2Image::create(top.string(), {.size = 4 << 20, .backing_file = "base.raw", .backing_format = "raw"}));
   std::ofstream(share / "hello.txt") << "from the host\n";
 
   GuestConsole vm;
   ASSERT_TRUE(vm.start({HOSTVISOR_PATH, "run", "--accel", "emu", "--net", "none", "--memory", "512M", "--jail",
-                        "--disk", top.string(), "--share", share.string() + ",tag=work", "--control",
-                        socket.string()}))
+                        "--disk", top.string(), "--share", share.string() + ",tag=work", "--control", socket.string()}))
       << vm.failure();
   ASSERT_TRUE(vm.wait_for_text("Type 'poweroff' to stop.", kBootTimeout)) << vm.failure() << vm.err();
 
@@ -124,8 +123,9 @@ TEST(LinuxSandbox, JailedGuestUsesItsDiskChainAndShareInItsOwnNamespacesAndIsRef
   EXPECT_EQ(guest_ok(vm, "dd if=/dev/vda bs=512 skip=200 count=1 2>/dev/null | head -c 19", kCommandTimeout),
             kBackingMarker);
   guest_ok(vm,
-           std::string("printf ") + kGuestWrite + " | dd of=/dev/vda bs=512 seek=100 conv=notrunc,sync 2>/dev/null "
-           "&& sync",
+           std::string("printf ") + kGuestWrite +
+               " | dd of=/dev/vda bs=512 seek=100 conv=notrunc,sync 2>/dev/null "
+               "&& sync",
            kCommandTimeout);
   // The share, both ways.
   EXPECT_EQ(guest_ok(vm, "cat /mnt/work/hello.txt", kCommandTimeout), "from the host\n");

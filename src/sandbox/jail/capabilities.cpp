@@ -29,14 +29,10 @@ bool in(const std::vector<int>& keep, int cap) { return std::find(keep.begin(), 
 
 std::string capability_name(int capability) {
   switch (capability) {
-    case CAP_NET_ADMIN:
-      return "cap_net_admin";
-    case CAP_IPC_LOCK:
-      return "cap_ipc_lock";
-    case CAP_SYS_ADMIN:
-      return "cap_sys_admin";
-    case CAP_SETPCAP:
-      return "cap_setpcap";
+    case CAP_NET_ADMIN: return "cap_net_admin";
+    case CAP_IPC_LOCK: return "cap_ipc_lock";
+    case CAP_SYS_ADMIN: return "cap_sys_admin";
+    case CAP_SETPCAP: return "cap_setpcap";
   }
   return "capability " + std::to_string(capability);
 }

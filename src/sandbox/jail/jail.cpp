@@ -112,7 +112,20 @@ Result<void> build_root(const JailSpec& spec) {
   if (::mount("tmpfs", kNewRoot, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m") != 0)
     return Error::from_errno("a tmpfs for the new root");
   const fs::path root(kNewRoot);
+  // A path beneath one already bound, which gives it at least the access it
+  // needs, shows through that mount (Landlock narrows it). It is not bound
+  // again: a mount point cannot be renamed over, and a snapshot installs its
+  // overlay by renaming it over the disk's name.
+  std::vector<std::pair<std::string, bool>> bound;  // path, writable
+  auto shows_through = [&bound](const Source& source) {
+    for (const auto& [path, is_writable] : bound)
+      if (source.path.rfind(path == "/" ? path : path + "/", 0) == 0 && (is_writable || !writable(source.access)))
+        return true;
+    return false;
+  };
   for (const Source& source : sources) {
+    if (shows_through(source)) continue;
+    bound.emplace_back(source.path, writable(source.access));
     const fs::path target = root / fs::path(source.path).relative_path();
     HV_TRY(make_mount_point(target, source.directory));
     const std::string from = "/proc/self/fd/" + std::to_string(source.fd.get());
@@ -163,8 +176,8 @@ Result<JailOutcome> enter_jail(const JailSpec& spec) {
   const long pid = ::syscall(SYS_clone, flags, nullptr, nullptr, nullptr, nullptr);
   if (pid < 0) {
     if (errno == EPERM || errno == ENOSPC || errno == EINVAL)
-      return Error(ErrorCode::kUnsupported, std::string("new namespaces (unprivileged user namespaces?): ") +
-                                                std::strerror(errno));
+      return Error(ErrorCode::kUnsupported,
+                   std::string("new namespaces (unprivileged user namespaces?): ") + std::strerror(errno));
     return Error::from_errno("clone");
   }
   if (pid > 0) {

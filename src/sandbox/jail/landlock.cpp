@@ -51,14 +51,10 @@ uint64_t handled_rights(int abi) {
 
 uint64_t rights_of(FsAccess access) {
   switch (access) {
-    case FsAccess::kRead:
-      return kReadFile | kReadDir;
-    case FsAccess::kReadExec:
-      return kReadFile | kReadDir | kExecute;
-    case FsAccess::kReadWrite:
-      return kReadFile | kReadDir | kWriteFile | kTruncate;
-    case FsAccess::kDevice:
-      return kReadFile | kWriteFile | kIoctlDev;
+    case FsAccess::kRead: return kReadFile | kReadDir;
+    case FsAccess::kReadExec: return kReadFile | kReadDir | kExecute;
+    case FsAccess::kReadWrite: return kReadFile | kReadDir | kWriteFile | kTruncate;
+    case FsAccess::kDevice: return kReadFile | kWriteFile | kIoctlDev;
     case FsAccess::kCreate:
       // No device nodes, fifos or symlinks, and nothing executable.
       return kReadFile | kReadDir | kWriteFile | kTruncate | kMakeReg | kMakeDir | kMakeSock | kRemoveFile |
@@ -85,18 +81,12 @@ constexpr int kRulePathBeneath = 1;
 
 const char* fs_access_name(FsAccess access) {
   switch (access) {
-    case FsAccess::kRead:
-      return "read";
-    case FsAccess::kReadExec:
-      return "read+exec";
-    case FsAccess::kReadWrite:
-      return "read+write";
-    case FsAccess::kDevice:
-      return "device";
-    case FsAccess::kCreate:
-      return "create";
-    case FsAccess::kShare:
-      return "share";
+    case FsAccess::kRead: return "read";
+    case FsAccess::kReadExec: return "read+exec";
+    case FsAccess::kReadWrite: return "read+write";
+    case FsAccess::kDevice: return "device";
+    case FsAccess::kCreate: return "create";
+    case FsAccess::kShare: return "share";
   }
   return "?";
 }

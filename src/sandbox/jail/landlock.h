@@ -16,9 +16,9 @@ namespace hostvisor::sandbox {
 Result<int> landlock_abi();
 
 struct LandlockOutcome {
-  int abi = 0;              // the version used
-  unsigned rules = 0;       // paths added
-  unsigned skipped = 0;     // optional paths missing on this host
+  int abi = 0;           // the version used
+  unsigned rules = 0;    // paths added
+  unsigned skipped = 0;  // optional paths missing on this host
 };
 
 // Restricts the calling thread (and what it later starts) to `rules`:

@@ -37,8 +37,8 @@ Result<unsigned> thread_count() {
 Result<SandboxOutcome> enter_sandbox(const SandboxPolicy& policy) {
   const unsigned threads = HV_TRY(thread_count());
   if (threads != 1)
-    return Error(ErrorCode::kInternal, "the sandbox must be entered before any thread starts (" +
-                                           std::to_string(threads) + " threads run)");
+    return Error(ErrorCode::kInternal,
+                 "the sandbox must be entered before any thread starts (" + std::to_string(threads) + " threads run)");
   SandboxOutcome outcome;
   // Nothing this process execs (the switch, for an internal network) can
   // gain privileges: set-uid bits and file capabilities are ignored.

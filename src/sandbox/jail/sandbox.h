@@ -27,7 +27,7 @@ struct SandboxPolicy {
 };
 
 struct SandboxOutcome {
-  int landlock_abi = 0;  // 0: no Landlock on this kernel
+  int landlock_abi = 0;          // 0: no Landlock on this kernel
   std::string landlock_missing;  // why, when landlock_abi is 0
   unsigned rules = 0;
   bool capabilities_dropped = false;  // the process had some and dropped them

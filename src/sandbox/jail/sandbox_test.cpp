@@ -20,6 +20,7 @@
 
 #include "base/fd.h"
 #include "sandbox/jail/capabilities.h"
+#include "sandbox/jail/jail.h"
 #include "sandbox/jail/landlock.h"
 #include "sandbox/jail/testing/in_child.h"
 #include "tests/support/scratch_dir.h"
@@ -129,7 +130,8 @@ TEST(Sandbox, DropsEveryCapabilityAndTheBoundingSetButTheOnesKept) {
     for (const char* field : {"CapEff", "CapPrm", "CapBnd"})
       if (status_field(field) != kept) problems += std::string(field) + " is " + status_field(field) + "\n";
     for (const char* field : {"CapInh", "CapAmb"})
-      if (status_field(field) != "0000000000000000") problems += std::string(field) + " is " + status_field(field) + "\n";
+      if (status_field(field) != "0000000000000000")
+        problems += std::string(field) + " is " + status_field(field) + "\n";
     return problems;
   });
   EXPECT_EQ(problem, "");
@@ -164,6 +166,49 @@ TEST(Sandbox, AMissingRequiredPathIsAnErrorNamingIt) {
     return std::string();
   });
   EXPECT_EQ(problem, "");
+}
+
+std::string ns_of(const std::string& kind) {
+  std::error_code error;
+  return fs::read_symlink("/proc/self/ns/" + kind, error).string();
+}
+
+TEST(Jail, RunsInNewNamespacesWithARootOfOnlyItsPaths) {
+  ScratchDir scratch{"jail"};
+  const fs::path vm = scratch.path / "vm", disk = scratch.path / "vm" / "disk.img";
+  const fs::path readonly = scratch.path / "readonly";
+  fs::create_directories(vm);
+  fs::create_directories(readonly);
+  write_text(readonly / "kernel", "kernel");
+  write_text(disk, "disk");
+  write_text(scratch.path / "other.img", "other");
+  const std::string outside_user = ns_of("user"), outside_net = ns_of("net");
+  const std::string problem = in_child([&] {
+    auto jailed = enter_jail({.paths = {{vm.string(), FsAccess::kCreate},
+                                        {"/dev/null", FsAccess::kDevice},
+                                        {readonly.string(), FsAccess::kRead},
+                                        {"/proc/self", FsAccess::kRead}}});
+    if (!jailed) return "enter_jail: " + jailed.error().message();
+    std::string problems;
+    if (::getpid() != 1) problems += "not PID 1 of a new PID namespace: " + std::to_string(::getpid()) + "\n";
+    if (ns_of("user") == outside_user) problems += "same user namespace\n";
+    if (ns_of("net") == outside_net) problems += "same network namespace\n";
+    if (::getuid() != 0) problems += "uid inside is not 0\n";
+    problems += expect_open(disk, O_RDWR, 0);
+    problems += expect_open(vm / "snapshot", O_RDWR | O_CREAT, 0);
+    problems += expect_open(scratch.path / "other.img", O_RDONLY, ENOENT);
+    problems += expect_open("/etc/passwd", O_RDONLY, ENOENT);
+    problems += expect_open("/dev/null", O_RDWR, 0);
+    problems += expect_open(readonly / "kernel", O_RDONLY, 0);
+    problems += expect_open(readonly / "new-file", O_RDWR | O_CREAT, EROFS);
+    std::error_code error;
+    for (const auto& node : fs::directory_iterator("/dev", error))
+      if (node.path().filename() != "null") problems += "/dev holds " + node.path().string() + "\n";
+    if (!fs::exists("/proc/self/status")) problems += "no /proc\n";
+    return problems;
+  });
+  EXPECT_EQ(problem, "");
+  EXPECT_EQ(fs::exists(scratch.path / "vm" / "snapshot"), true) << "a file made in the jail is not on the host";
 }
 
 TEST(SandboxMode, ParsesOnAndOff) {
