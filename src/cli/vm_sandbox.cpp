@@ -47,11 +47,7 @@ void add_system_rules(sandbox::FsRules& rules) {
   // The switch of an internal or host-only network is this binary, exec'd.
   std::error_code ignored;
   const fs::path self = fs::read_symlink("/proc/self/exe", ignored);
-  if (!self.empty()) {
-    rules.push_back({self.string(), FsAccess::kReadExec});
-    // The default guest's agent and the web page's files sit beside it; only
-    // the binary is exec'd.
-  }
+  if (!self.empty()) rules.push_back({self.string(), FsAccess::kReadExec});
 }
 
 Result<void> add_disk_rules(const block::DiskOption& disk, bool snapshots, sandbox::FsRules& rules) {

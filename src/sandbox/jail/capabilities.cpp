@@ -37,11 +37,6 @@ std::string capability_name(int capability) {
   return "capability " + std::to_string(capability);
 }
 
-Result<uint64_t> effective_capabilities() {
-  const CapSets sets = HV_TRY(read_caps());
-  return static_cast<uint64_t>(sets.data[1].effective) << 32 | sets.data[0].effective;
-}
-
 Result<CapabilityOutcome> drop_capabilities(const std::vector<int>& keep) {
   CapabilityOutcome outcome;
   CapSets sets = HV_TRY(read_caps());

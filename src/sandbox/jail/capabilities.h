@@ -22,7 +22,4 @@ Result<CapabilityOutcome> drop_capabilities(const std::vector<int>& keep);
 // "cap_net_admin", for messages.
 std::string capability_name(int capability);
 
-// The calling thread's effective set, as /proc/self/status shows it.
-Result<uint64_t> effective_capabilities();
-
 }  // namespace hostvisor::sandbox

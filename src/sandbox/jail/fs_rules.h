@@ -17,8 +17,6 @@ enum class FsAccess {
   kShare,      // kCreate, and symlinks and fifos: a writable shared folder, where the guest makes them
 };
 
-const char* fs_access_name(FsAccess access);
-
 struct FsRule {
   std::string path;
   FsAccess access = FsAccess::kRead;

@@ -79,18 +79,6 @@ constexpr int kRulePathBeneath = 1;
 
 }  // namespace
 
-const char* fs_access_name(FsAccess access) {
-  switch (access) {
-    case FsAccess::kRead: return "read";
-    case FsAccess::kReadExec: return "read+exec";
-    case FsAccess::kReadWrite: return "read+write";
-    case FsAccess::kDevice: return "device";
-    case FsAccess::kCreate: return "create";
-    case FsAccess::kShare: return "share";
-  }
-  return "?";
-}
-
 Result<int> landlock_abi() {
   const long abi = ::syscall(SYS_landlock_create_ruleset, nullptr, 0, LANDLOCK_CREATE_RULESET_VERSION);
   if (abi >= 1) return static_cast<int>(abi);
