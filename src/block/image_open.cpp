@@ -5,9 +5,11 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <set>
 #include <vector>
 
+#include "base/fd.h"
 #include "block/qcow2/format.h"
 #include "block/qcow2/image.h"
 #include "block/raw/image.h"
@@ -107,6 +109,32 @@ std::string resolve_backing_path(const std::string& image_path, const std::strin
   auto slash = image_path.rfind('/');
   if (slash == std::string::npos) return name;
   return image_path.substr(0, slash + 1) + name;
+}
+
+Result<std::vector<std::string>> backing_chain(const std::string& path) {
+  std::vector<std::string> chain{path};
+  std::set<std::string> seen{canonical(path)};
+  for (std::string image = path;;) {
+    if (HV_TRY(probe_format(image)) != ImageFormat::kQcow2) return chain;
+    UniqueFd fd(::open(image.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) return Error::from_errno(image);
+    const off_t size = ::lseek(fd.get(), 0, SEEK_END);
+    if (size < 0) return Error::from_errno(image);
+    // The header lives in the first cluster: read the largest one there can be.
+    std::vector<uint8_t> first(std::min<uint64_t>(static_cast<uint64_t>(size), 1ULL << qcow2::kMaxClusterBits));
+    const ssize_t n = ::pread(fd.get(), first.data(), first.size(), 0);
+    if (n != static_cast<ssize_t>(first.size())) return Error::from_errno(image + ": reading the header");
+    const qcow2::Header header = HV_TRY(qcow2::parse_header(first, static_cast<uint64_t>(size)));
+    if (header.backing_file.empty()) return chain;
+    const std::string backing = resolve_backing_path(image, header.backing_file);
+    if (!seen.insert(canonical(backing)).second)
+      return Error(ErrorCode::kCorrupt, "backing file '" + header.backing_file + "' of " + image + " forms a loop");
+    if (chain.size() >= kMaxChainDepth)
+      return Error(ErrorCode::kOutOfRange,
+                   path + ": backing chain is deeper than " + std::to_string(kMaxChainDepth) + " images");
+    chain.push_back(backing);
+    image = backing;
+  }
 }
 
 Result<std::unique_ptr<BlockDevice>> open_image(const std::string& path, const OpenOptions& options) {

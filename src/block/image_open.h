@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "block/block_device.h"
 #include "block/cache_mode.h"
@@ -33,5 +34,10 @@ Result<std::unique_ptr<BlockDevice>> open_image(const std::string& path, const O
 
 // A backing file name as stored in an image, made usable from the current directory.
 std::string resolve_backing_path(const std::string& image_path, const std::string& backing_name);
+
+// The files an image reads: `path`, then each backing file down the chain
+// (as open_image would open them), read from the qcow2 headers only. The
+// sandbox allows exactly these.
+Result<std::vector<std::string>> backing_chain(const std::string& path);
 
 }  // namespace hostvisor::block

@@ -1,5 +1,7 @@
 #include "cli/run_command.h"
 
+#include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -11,18 +13,22 @@
 #include <functional>
 #include <memory>
 
+#include "base/log.h"
 #include "base/progress_line.h"
 #include "base/size.h"
 #include "cli/balloon_option.h"
 #include "cli/device_options.h"
 #include "cli/fw_cfg_option.h"
 #include "cli/memory_option.h"
+#include "cli/vm_sandbox.h"
 #include "control/control_server.h"
 #include "control/vm_controller.h"
 #include "guest/default_guest/default_guest.h"
 #include "hv/emu/jit/tier_options.h"
 #include "net/mac_address.h"
 #include "net/switch/switch_paths.h"
+#include "sandbox/jail/capabilities.h"
+#include "sandbox/jail/jail.h"
 #include "snapshot/snapshot_reader.h"
 #include "vmm/disk_snapshots.h"
 #include "vmm/machine.h"
@@ -61,6 +67,11 @@ struct RunOptions {
   std::vector<std::string> machine_options_given;
   bool accel_given = false;
   std::string emu_tier, emu_code_cache;  // the software CPU's tier (empty: HOSTVISOR_EMU_TIER's or interp)
+  std::string sandbox = "on";              // --sandbox on|off
+  std::vector<std::string> sandbox_write;  // --sandbox-write DIR: where snapshots may also go
+  bool jail = false;                       // --jail: namespaces and a private root
+  std::optional<uid_t> jail_uid;           // --jail-uid (root only)
+  std::optional<gid_t> jail_gid;           // --jail-gid (root only)
 };
 
 void fail(const std::string& message) { std::fprintf(stderr, "hostvisor: %s\n", message.c_str()); }
@@ -178,16 +189,27 @@ int restore(const RunOptions& options) {
       });
 }
 
-// Removes the file at `path` (if any) when it goes out of scope.
-struct TemporaryFile {
-  std::string path;
-  TemporaryFile() = default;
-  TemporaryFile(const TemporaryFile&) = delete;
-  TemporaryFile& operator=(const TemporaryFile&) = delete;
-  ~TemporaryFile() {
-    if (!path.empty()) ::unlink(path.c_str());
+// Removes the file at `path` once this process has ended, however it ends
+// (a SIGKILL too), from a child forked now: the sandbox entered later
+// forbids removing files from the directory it is in. The child waits for
+// the end of a pipe that only this process (and what it forks) holds open.
+void remove_after_exit(const std::string& path) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return;
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::close(fds[1]);
+    for (int signal : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) ::signal(signal, SIG_IGN);
+    char byte;
+    while (::read(fds[0], &byte, 1) != 0 && errno == EINTR) {
+    }
+    ::unlink(path.c_str());
+    ::_exit(0);
   }
-};
+  ::close(fds[0]);
+  if (pid < 0) ::close(fds[1]);
+  // fds[1] stays open for the life of this process.
+}
 
 // A fresh copy of OVMF's variable store in $TMPDIR (or /tmp) for one run.
 Result<std::string> make_run_uefi_vars() {
@@ -235,14 +257,14 @@ int run(const RunOptions& options) {
   // Without vars=PATH, OVMF's variables live in a copy for this run: kept
   // across guest reboots (the machine is rebuilt, the file stays), removed
   // when hostvisor ends.
-  TemporaryFile run_vars;
   if (config.firmware == FirmwareKind::kUefi && config.uefi_vars.empty()) {
     auto created = make_run_uefi_vars();
     if (!created) {
       fail(created.error().message());
       return 1;
     }
-    run_vars.path = config.uefi_vars = *created;
+    config.uefi_vars = *created;
+    remove_after_exit(*created);
   }
   config.firmware_log = options.firmware_log;
   if (!config.firmware_log.empty() && config.firmware == FirmwareKind::kNone) {
@@ -387,7 +409,54 @@ int run(const RunOptions& options) {
   });
 }
 
+// --jail (namespaces and a private root holding exactly the sandbox's
+// paths), then the sandbox (vm_sandbox.h) unless --sandbox=off. Called
+// while the process has one thread (a new user namespace, no_new_privs,
+// Landlock and capabilities all need that or are per thread; every thread
+// started later inherits them), before the first machine is built: a
+// reboot builds the machine again under the same rules, so the first build
+// proves them. Returns the check for snapshot directories asked for over
+// the control socket (unset when anything goes).
+Result<std::function<Result<void>(const std::string&)>> confine_vm_process(const RunOptions& options,
+                                                                           const MachineConfig& config) {
+  const sandbox::SandboxMode mode = HV_TRY(sandbox::parse_sandbox_mode(options.sandbox));
+  if (mode == sandbox::SandboxMode::kOff && !options.jail) return std::function<Result<void>(const std::string&)>();
+  const std::vector<std::string> roots = snapshot_roots(options.snapshot_dir, options.control, options.sandbox_write);
+  const sandbox::SandboxPolicy policy = HV_TRY(vm_sandbox_policy(config, {.control = options.control,
+                                                                          .console_log = options.console_log,
+                                                                          .restore = options.restore,
+                                                                          .snapshot_roots = roots}));
+  if (options.jail) {
+    const bool host_network = needs_host_network(config);
+    auto jailed = sandbox::enter_jail(
+        {.paths = policy.rules, .new_network = !host_network, .uid = options.jail_uid, .gid = options.jail_gid});
+    if (!jailed && jailed.error().code() != ErrorCode::kUnsupported) return jailed.error();
+    if (!jailed)
+      std::fprintf(stderr, "hostvisor: --jail: %s: running without namespaces\n", jailed.error().message().c_str());
+    else if (host_network)
+      std::fprintf(stderr,
+                   "hostvisor: --jail: the host's network namespace is kept (--net user, tap, bridge and "
+                   "hostonly reach the host's network)\n");
+  }
+  if (mode == sandbox::SandboxMode::kOff) return std::function<Result<void>(const std::string&)>();
+  const sandbox::SandboxOutcome outcome = HV_TRY(sandbox::enter_sandbox(policy));
+  if (const std::string missing = outcome.missing(); !missing.empty())
+    std::fprintf(stderr, "hostvisor: sandbox: %s\n", missing.c_str());
+  HV_LOG_INFO("sandbox: no_new_privs; Landlock ABI {} with {} paths; capabilities {}{}", outcome.landlock_abi,
+              outcome.rules, outcome.capabilities_dropped ? "dropped" : "none held",
+              outcome.bounding_set_dropped ? " (and the bounding set)" : "");
+  for (const sandbox::KeptCapability& kept : policy.keep)
+    HV_LOG_INFO("sandbox: kept capability {}: {}", sandbox::capability_name(kept.capability), kept.why);
+  return std::function<Result<void>(const std::string&)>(
+      [roots](const std::string& dir) { return check_snapshot_target(dir, roots); });
+}
+
 int run_machines(const RunOptions& options, const MachineConfig& config, const FirstBuild& first_build) {
+  auto snapshot_check = confine_vm_process(options, config);
+  if (!snapshot_check) {
+    fail((options.jail ? "--jail: " : "sandbox: ") + snapshot_check.error().message());
+    return snapshot_check.error().code() == ErrorCode::kInvalidArgument ? 2 : 1;
+  }
   // From here on SIGINT, SIGTERM and SIGHUP end the run cleanly (status 0,
   // terminal restored) whenever they come, across reboots. Before this, while
   // the options are read and the default guest is assembled, they end
@@ -413,7 +482,9 @@ int run_machines(const RunOptions& options, const MachineConfig& config, const F
   std::unique_ptr<control::ControlServer> server;
   if (!options.control.empty()) {
     controller = std::make_unique<control::VmController>(
-        *console_output, control::RunFacts{.headless = options.headless, .restored_from = options.restore});
+        *console_output,
+        control::RunFacts{
+            .headless = options.headless, .restored_from = options.restore, .check_snapshot_dir = *snapshot_check});
     auto started = control::ControlServer::start(options.control, controller->hooks());
     if (!started) {
       fail(started.error().message());
@@ -596,6 +667,22 @@ void add_run_command(CLI::App& app, int* exit_status) {
                   "Append the firmware's debug log (QEMU's debug port 0x402) to PATH")
       ->type_name("PATH");
   cmd->add_flag("--clone", options->clone, "With --restore: a clone, with a new MAC for each NIC");
+  cmd->add_option("--sandbox", options->sandbox,
+                  "on: the VM process runs with no_new_privs, without capabilities, and (Landlock) opens only its "
+                  "own files: disks and their backing files, shares, firmware, its sockets, logs and snapshot "
+                  "directories, and the system's libraries (docs/sandbox.md); off: for debugging")
+      ->capture_default_str();
+  cmd->add_option("--sandbox-write", options->sandbox_write,
+                  "A directory beneath which the sandboxed VM may also write snapshots asked for over --control "
+                  "(repeatable; the directories of --snapshot-dir and --control always are)")
+      ->type_name("DIR");
+  cmd->add_flag("--jail", options->jail,
+                "Run the VM in new user, mount, PID and network namespaces (the host's network is kept for --net "
+                "user, tap, bridge and hostonly), with a private root holding only the VM's files and a /dev of "
+                "kvm, net/tun, null, zero and urandom, as the caller's uid (docs/sandbox.md)");
+  cmd->add_option("--jail-uid", options->jail_uid, "With --jail, started as root: the uid the VM runs as");
+  cmd->add_option("--jail-gid", options->jail_gid,
+                  "With --jail, started as root: the gid the VM runs as (e.g. the kvm group's, for /dev/kvm)");
   cmd->footer(
       "Exit status: 0 when the guest powers off, or on Ctrl-A x, SIGINT, SIGTERM or SIGHUP (at any point once the run "
       "has started, reboots included); (v << 1) | 1 when the guest writes v to the debug-exit port; 3 when the guest "

@@ -253,6 +253,7 @@ Result<json> VmController::run_op(Machine& machine, const Request& request) {
     if (dir.empty()) return Error(ErrorCode::kInvalidArgument, "\"dir\" must name a directory");
     const bool quit = HV_TRY(bool_arg(args, "quit", false));
     const std::string absolute = std::filesystem::absolute(dir).lexically_normal().string();
+    if (facts_.check_snapshot_dir) HV_TRY(facts_.check_snapshot_dir(absolute));
     auto saved = machine.save_snapshot(absolute);
     if (!saved) {
       const Error& error = saved.error();

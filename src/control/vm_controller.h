@@ -5,6 +5,7 @@
 // reset reboots); between two, requests are refused as busy.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -19,6 +20,9 @@ namespace hostvisor::control {
 struct RunFacts {
   bool headless = false;
   std::string restored_from;  // --restore DIR, if any
+  // Refuses a snapshot directory the run may not write (the sandbox's
+  // allow-list), before the VM is paused; unset: any.
+  std::function<Result<void>(const std::string& dir)> check_snapshot_dir;
 };
 
 class VmController {

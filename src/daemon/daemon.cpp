@@ -355,7 +355,10 @@ Result<void> Daemon::start_locked(const std::string& name) {
   ::unlink(vsock_socket(name).c_str());
   std::vector<std::string> args{"run",           "--headless", "--control", control_socket(name), "--console-log",
                                 dir + "/logs/console.log", "--accel", config.accel, "--vsock",
-                                "cid=3,uds=" + vsock_socket(name)};
+                                "cid=3,uds=" + vsock_socket(name),
+                                // The sandboxed VM writes its snapshots (and
+                                // suspends) beneath its own directory.
+                                "--sandbox-write", dir};
   const bool restoring = !state.resume.empty();
   if (restoring) {
     args.insert(args.end(), {"--restore", state.resume});

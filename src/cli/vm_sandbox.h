@@ -1,0 +1,43 @@
+// The sandbox of a `hostvisor run` process: which files and capabilities
+// the VM keeps once it is confined (src/sandbox/jail enforces them). Built
+// from the machine's configuration and the run's own paths (sockets, logs,
+// where snapshots may go).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "sandbox/jail/sandbox.h"
+#include "vmm/machine_config.h"
+
+namespace hostvisor::cli {
+
+struct VmSandboxPaths {
+  std::string control;      // --control socket
+  std::string console_log;  // --console-log file
+  std::string restore;      // --restore snapshot directory
+  // Directories beneath which snapshots may be written (snapshot_roots()).
+  std::vector<std::string> snapshot_roots;
+};
+
+// The directories beneath which a run may write snapshots (absolute):
+// those of --snapshot-dir (the writer makes its temporary directory beside
+// the target) and of the --control socket (the VM's own directory, where a
+// client suspends it), and each --sandbox-write.
+std::vector<std::string> snapshot_roots(const std::string& snapshot_dir, const std::string& control,
+                                        const std::vector<std::string>& write_dirs);
+
+// Ok if a snapshot at `dir` (absolute) is beneath one of `roots`; else an
+// error saying how to allow it.
+Result<void> check_snapshot_target(const std::string& dir, const std::vector<std::string>& roots);
+
+// Whether a NIC of `config` needs the host's network namespace: user-mode
+// NAT connects out through the host's sockets; taps, bridges and host-only
+// networks are host interfaces. (An internal network is a unix socket.)
+bool needs_host_network(const MachineConfig& config);
+
+// The rules and kept capabilities of a VM process running `config`.
+Result<sandbox::SandboxPolicy> vm_sandbox_policy(const MachineConfig& config, const VmSandboxPaths& paths);
+
+}  // namespace hostvisor::cli

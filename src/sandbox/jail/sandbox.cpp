@@ -1,0 +1,63 @@
+#include "sandbox/jail/sandbox.h"
+
+#include <sys/prctl.h>
+
+#include <sstream>
+
+#include "base/fd.h"
+#include "sandbox/jail/capabilities.h"
+#include "sandbox/jail/landlock.h"
+
+namespace hostvisor::sandbox {
+
+Result<SandboxMode> parse_sandbox_mode(const std::string& text) {
+  if (text == "on") return SandboxMode::kOn;
+  if (text == "off") return SandboxMode::kOff;
+  return Error(ErrorCode::kInvalidArgument, "--sandbox " + text + ": must be on or off");
+}
+
+std::string SandboxOutcome::missing() const {
+  if (landlock_abi == 0) return landlock_missing + ": the VM process can open any file its user can";
+  return "";
+}
+
+Result<unsigned> thread_count() {
+  const std::string stat = HV_TRY(read_file("/proc/self/stat"));
+  // Field 20 is num_threads; the command name (field 2) may hold spaces, so
+  // count from the ')' that ends it.
+  const size_t close = stat.rfind(')');
+  if (close == std::string::npos) return Error(ErrorCode::kIo, "/proc/self/stat: unexpected format");
+  std::istringstream fields(stat.substr(close + 2));
+  std::string field;
+  for (int i = 3; i <= 20 && fields >> field; ++i)
+    if (i == 20) return static_cast<unsigned>(std::stoul(field));
+  return Error(ErrorCode::kIo, "/proc/self/stat: no thread count");
+}
+
+Result<SandboxOutcome> enter_sandbox(const SandboxPolicy& policy) {
+  const unsigned threads = HV_TRY(thread_count());
+  if (threads != 1)
+    return Error(ErrorCode::kInternal,
+                 "the sandbox must be entered before any thread starts (" + std::to_string(threads) + " threads run)");
+  SandboxOutcome outcome;
+  // Nothing this process execs (the switch, for an internal network) can
+  // gain privileges: set-uid bits and file capabilities are ignored.
+  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return Error::from_errno("PR_SET_NO_NEW_PRIVS");
+  if (auto abi = landlock_abi(); abi) {
+    const LandlockOutcome landlock = HV_TRY(restrict_filesystem(policy.rules));
+    outcome.landlock_abi = landlock.abi;
+    outcome.rules = landlock.rules;
+  } else if (abi.error().code() == ErrorCode::kUnsupported) {
+    outcome.landlock_missing = abi.error().message();
+  } else {
+    return abi.error();
+  }
+  std::vector<int> keep;
+  for (const KeptCapability& kept : policy.keep) keep.push_back(kept.capability);
+  const CapabilityOutcome caps = HV_TRY(drop_capabilities(keep));
+  outcome.capabilities_dropped = caps.had_any;
+  outcome.bounding_set_dropped = caps.bounding_dropped;
+  return outcome;
+}
+
+}  // namespace hostvisor::sandbox
