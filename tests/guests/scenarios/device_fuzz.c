@@ -50,7 +50,10 @@ void fuzz_fill(void* p, uint64_t n) {
 }
 
 struct fuzz_stats fuzz_stats;
+bool fuzz_tracing;
 uint64_t fuzz_window_start, fuzz_window_end, fuzz_ram_end;
+/* fw_cfg DMA: the descriptor in its first page, data in the 60 KiB after. */
+static uint64_t fuzz_dma_area;
 struct fuzz_function fuzz_functions[FUZZ_MAX_FUNCTIONS];
 unsigned fuzz_function_count;
 uint64_t fuzz_mmio_base[FUZZ_MAX_MMIO];
@@ -397,21 +400,32 @@ static void mmio_from_acpi(void) {
 struct fuzz_virtio fuzz_virtios[FUZZ_MAX_VIRTIO];
 unsigned fuzz_virtio_count;
 
+/* The balloon's slices come first, at the bottom of the window: devices
+ * write past the end of their buffers only upwards (a long buffer near a
+ * slice's end), so nothing but this kernel writes into a balloon's data,
+ * whose every word is a page number the balloon gives back. */
+static void add_virtio(bool mmio, unsigned index, uint32_t type, uint64_t* slice) {
+  if (fuzz_virtio_count == FUZZ_MAX_VIRTIO) return;
+  fuzz_virtios[fuzz_virtio_count++] = (struct fuzz_virtio){.mmio = mmio, .index = index, .type = type, .slice = *slice};
+  *slice += FUZZ_SLICE;
+}
+
 static void discover_virtio(void) {
-  uint64_t slice = fuzz_window_start + 4096 * 16; /* after the fw_cfg DMA pages */
-  for (unsigned i = 0; i < fuzz_function_count && fuzz_virtio_count < FUZZ_MAX_VIRTIO; i++) {
-    const struct fuzz_function* fn = &fuzz_functions[i];
-    if (fn->f.vendor != VIRTIO_PCI_VENDOR || fn->f.device < 0x1040 || fn->common_bar < 0) continue;
-    fuzz_virtios[fuzz_virtio_count++] =
-        (struct fuzz_virtio){.mmio = false, .index = i, .type = fn->f.device - 0x1040u, .slice = slice};
-    slice += FUZZ_SLICE;
+  uint64_t slice = fuzz_window_start;
+  for (int balloon_pass = 1; balloon_pass >= 0; balloon_pass--) {
+    for (unsigned i = 0; i < fuzz_function_count; i++) {
+      const struct fuzz_function* fn = &fuzz_functions[i];
+      if (fn->f.vendor != VIRTIO_PCI_VENDOR || fn->f.device < 0x1040 || fn->common_bar < 0) continue;
+      const uint32_t type = fn->f.device - 0x1040u;
+      if ((type == 5 /* balloon */) == balloon_pass) add_virtio(false, i, type, &slice);
+    }
+    for (unsigned i = 0; i < fuzz_mmio_count; i++) {
+      const uint32_t type = *(volatile uint32_t*)(uintptr_t)(fuzz_mmio_base[i] + 8);
+      if (type == 0) continue; /* an empty slot */
+      if ((type == 5 /* balloon */) == balloon_pass) add_virtio(true, i, type, &slice);
+    }
   }
-  for (unsigned i = 0; i < fuzz_mmio_count && fuzz_virtio_count < FUZZ_MAX_VIRTIO; i++) {
-    const uint32_t type = *(volatile uint32_t*)(uintptr_t)(fuzz_mmio_base[i] + 8);
-    if (type == 0) continue; /* an empty slot */
-    fuzz_virtios[fuzz_virtio_count++] = (struct fuzz_virtio){.mmio = true, .index = i, .type = type, .slice = slice};
-    slice += FUZZ_SLICE;
-  }
+  fuzz_dma_area = fuzz_window_start + FUZZ_MAX_VIRTIO * FUZZ_SLICE;
 }
 
 /* ---- port I/O ---- */
@@ -491,6 +505,7 @@ static void op_port(void) {
     fuzz_stats.skipped++;
     return;
   }
+  FUZZ_TRACE("port out 0x%x/%u = 0x%x\n", port, width, value);
   port_out(port, width, value);
   if (port + width > 0x3f8 && port < 0x400) restore_console();
 }
@@ -560,12 +575,15 @@ static void mmio_access(uint64_t base, uint64_t size, unsigned (*kind_of)(const 
     for (uint64_t d = offset & ~3ull; d < offset + width; d += 4) {
       const unsigned kind = kind_of(ctx, d);
       if (kind != PLAIN) {
+        FUZZ_TRACE("mmio 0x%lx: kind %u\n", base + d, kind);
         write_dword_kind(base + d, kind);
         return;
       }
     }
   }
-  mmio_write(base + offset, width, fuzz_next());
+  const uint64_t v = fuzz_next();
+  FUZZ_TRACE("mmio 0x%lx/%u = 0x%lx\n", base + offset, width, v);
+  mmio_write(base + offset, width, v);
 }
 
 struct bar_ctx {
@@ -740,6 +758,7 @@ static void op_config(void) {
     fuzz_stats.skipped++;
     return;
   }
+  if (write) FUZZ_TRACE("config %02x:%02x.%x +0x%x/%u = 0x%x (%s)\n", bus, slot, func, offset, width, value, ecam ? "ecam" : "cf8");
   if (ecam) {
     const uint64_t address = ECAM_BASE + ((uint64_t)bus << 20 | (uint64_t)slot << 15 | (uint64_t)func << 12 | offset);
     if (write) mmio_write(address, width, value);
@@ -778,12 +797,13 @@ static void op_fw_cfg(void) {
     default: {
       /* DMA: the descriptor in the window's first page, the data into the
        * 60 KiB after it (or anywhere hostile that is not the kernel). */
-      uint64_t descriptor = fuzz_window_start;
-      if (fuzz_chance(10)) descriptor = fuzz_hostile_address(fuzz_window_start, fuzz_window_start + 4096 - 16);
-      if (fuzz_cpu_may_touch(descriptor, 16) && descriptor + 16 <= fuzz_window_start + 4096) {
+      uint64_t descriptor = fuzz_dma_area;
+      if (fuzz_chance(10)) descriptor = fuzz_hostile_address(fuzz_dma_area, fuzz_dma_area + 4096 - 16);
+      if (fuzz_cpu_may_touch(descriptor, 16) && descriptor + 16 <= fuzz_dma_area + 4096) {
         volatile uint32_t* d = (volatile uint32_t*)(uintptr_t)descriptor;
         const uint32_t control = (uint32_t)key << 16 | ((uint32_t)fuzz_next() & 0x1f);
-        const uint64_t target = fuzz_hostile_address(fuzz_window_start + 4096, fuzz_window_start + 16 * 4096);
+        const uint64_t target = fuzz_hostile_address(fuzz_dma_area + 4096, fuzz_dma_area + 16 * 4096);
+        FUZZ_TRACE("fw_cfg dma at 0x%lx: control 0x%x target 0x%lx\n", descriptor, control, target);
         d[0] = bswap32(control);
         d[1] = bswap32(fuzz_chance(80) ? (uint32_t)fuzz_below(8192) : fuzz_length());
         d[2] = bswap32((uint32_t)(target >> 32));
@@ -810,6 +830,8 @@ void test_main(const struct boot_info* info) {
   const uint64_t ops = cmdline_number(info->cmdline, "fuzz.ops=", 1000);
   uint64_t progress = cmdline_number(info->cmdline, "fuzz.progress=", 1000);
   if (progress == 0) progress = ops ? ops : 1;
+  /* fuzz.trace=K: a line per op from op K on, to find the one that hurt. */
+  const uint64_t trace_from = cmdline_number(info->cmdline, "fuzz.trace=", ~0ull);
   prng_state = seed;
   choose_window(info);
   discover_pci();
@@ -824,6 +846,10 @@ void test_main(const struct boot_info* info) {
 
   for (uint64_t op = 0; op < ops; op++) {
     const uint64_t pick = fuzz_below(100);
+    fuzz_tracing = op >= trace_from;
+    if (fuzz_tracing) print("device_fuzz: op %lu: %s\n", op,
+                                pick < 14 ? "port" : pick < 38 ? "mmio" : pick < 52 ? "config" : pick < 56 ? "fw_cfg"
+                                                 : pick < 57 ? "repair" : "virtqueue");
     if (pick < 14) op_port();
     else if (pick < 38) op_mmio();
     else if (pick < 52) op_config();

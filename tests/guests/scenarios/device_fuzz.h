@@ -20,8 +20,9 @@ static inline bool fuzz_chance(unsigned percent) { return fuzz_below(100) < perc
 
 /* ---- memory ---- */
 /* [start, end): the RAM the fuzzer may hand to devices, the upper part of
- * low RAM, well above the kernel image. Its first page holds the fw_cfg DMA
- * descriptor; then one FUZZ_SLICE per virtio device (rings, then data). */
+ * low RAM, well above the kernel image. It starts with one FUZZ_SLICE per
+ * virtio device (rings, then data), then the fw_cfg DMA pages; BARs may be
+ * moved from FUZZ_BAR_AREA_OFFSET on. */
 extern uint64_t fuzz_window_start, fuzz_window_end;
 extern uint64_t fuzz_ram_end; /* the end of the RAM range the window is in */
 #define FUZZ_SLICE (256u * 1024u)
@@ -122,6 +123,13 @@ extern unsigned fuzz_virtio_count;
 void fuzz_virtqueue(struct fuzz_virtio* d);
 /* The value a write to a virtio register that holds a ring address gets. */
 uint32_t fuzz_ring_address_low32(void);
+
+/* fuzz.trace=K: from op K on, each op says what it does. */
+extern bool fuzz_tracing;
+#define FUZZ_TRACE(...) \
+  do {                  \
+    if (fuzz_tracing) print(__VA_ARGS__); \
+  } while (0)
 
 /* Statistics for the progress lines. */
 struct fuzz_stats {

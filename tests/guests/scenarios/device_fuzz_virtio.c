@@ -292,12 +292,10 @@ static void make_tame_desc(const struct fuzz_virtio* d, uint16_t q, volatile str
   uint32_t len = fuzz_chance(60) ? lengths[fuzz_below(sizeof lengths / sizeof lengths[0])] : (uint32_t)fuzz_below(9000);
   const uint64_t room = data_hi(d) - data_lo(d);
   if (len > room) len = (uint32_t)room;
+  if (d->type == TYPE_BALLOON && len > 4096) len = 4096;
   const uint64_t addr = data_lo(d) + fuzz_below(room - len + 1);
-  if (!tame_writing) {
-    const uint64_t n = len < 64 ? len : 64;
-    if (d->type == TYPE_BALLOON) fill_balloon((uint8_t*)(uintptr_t)addr, (uint32_t)n, d);
-    else fill_request((uint8_t*)(uintptr_t)addr, (uint32_t)n, d, q);
-  }
+  if (d->type == TYPE_BALLOON) fill_balloon((uint8_t*)(uintptr_t)addr, len, d); /* all of it: see make_desc */
+  else if (!tame_writing) fill_request((uint8_t*)(uintptr_t)addr, len < 64 ? len : 64, d, q);
   desc->addr = addr;
   desc->len = len;
   desc->flags = (uint16_t)((last ? 0 : DESC_NEXT) | (tame_writing ? DESC_WRITE : 0));
@@ -337,12 +335,19 @@ static void make_desc(const struct fuzz_virtio* d, uint16_t q, volatile struct v
   } else {
     bool in_data;
     addr = buffer_address(d, q, len, &in_data);
-    if (in_data && !(flags & DESC_WRITE)) {
+    if (in_data && d->type == TYPE_BALLOON) {
+      /* The balloon reads every byte of its buffers as page numbers to give
+       * back: each must be one this kernel wrote (fill_balloon), so the
+       * buffer stays inside the data area, and short. */
+      const uint64_t room = data_hi(d) - addr;
+      if (len > room) len = (uint32_t)room;
+      if (len > 4096) len = 4096;
+      fill_balloon((uint8_t*)(uintptr_t)addr, len, d);
+    } else if (in_data && !(flags & DESC_WRITE)) {
       uint64_t n = data_hi(d) - addr;
       if (n > len) n = len;
       if (n > 64) n = 64;
-      if (d->type == TYPE_BALLOON) fill_balloon((uint8_t*)(uintptr_t)addr, (uint32_t)n, d);
-      else fill_request((uint8_t*)(uintptr_t)addr, (uint32_t)n, d, q);
+      fill_request((uint8_t*)(uintptr_t)addr, (uint32_t)n, d, q);
     }
   }
   /* Random flags, but never INDIRECT on a buffer: its bytes (a device's
@@ -446,6 +451,8 @@ void fuzz_virtqueue(struct fuzz_virtio* d) {
   const uint16_t q = fuzz_chance(92) ? (uint16_t)fuzz_below(queues ? queues : 1) : (uint16_t)fuzz_next();
   queue_select(&t, q);
   const uint16_t max = queue_max(&t);
+  FUZZ_TRACE("virtqueue: %s type %u queue %u (max %u)%s%s\n", d->mmio ? "mmio" : "pci", d->type, q, max,
+             fresh ? " fresh" : "", tame ? " tame" : "");
   uint16_t size = max > 256 ? 256 : max;
   if (fresh) {
     queue_enable(&t, 0); /* an enabled queue's settings are read-only: hostvisor may or may not say so */
