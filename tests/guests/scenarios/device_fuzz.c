@@ -861,10 +861,13 @@ void test_main(const struct boot_info* info) {
     }
     /* Now and then everything goes back in place, so later ops reach devices. */
     if (op % 64 == 63) repair_all();
-    if ((op + 1) % progress == 0) print_progress(op + 1, ops);
+    if ((op + 1) % progress == 0 && op + 1 < ops) print_progress(op + 1, ops);
   }
+  fuzz_tracing = false;
   repair_all();
+  fuzz_virtio_reset_all();
   restore_console();
+  print("\n");
   print_progress(ops, ops);
   test_pass();
 }

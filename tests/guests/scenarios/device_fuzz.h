@@ -121,6 +121,9 @@ extern unsigned fuzz_virtio_count;
 /* One hostile virtqueue round on device `d`: negotiate (or not), set up a
  * queue with hostile rings, notify, mess with it after DRIVER_OK. */
 void fuzz_virtqueue(struct fuzz_virtio* d);
+/* Resets every virtio device: the run's last lines are not mixed with a
+ * console's output still on its way. */
+void fuzz_virtio_reset_all(void);
 /* The value a write to a virtio register that holds a ring address gets. */
 uint32_t fuzz_ring_address_low32(void);
 

@@ -518,3 +518,10 @@ void fuzz_virtqueue(struct fuzz_virtio* d) {
     else mmio_write(t.device_cfg + off, 1, fuzz_next());
   }
 }
+
+void fuzz_virtio_reset_all(void) {
+  for (unsigned i = 0; i < fuzz_virtio_count; i++) {
+    struct transport t;
+    if (open_transport(&fuzz_virtios[i], &t)) status_write(&t, 0);
+  }
+}
