@@ -123,7 +123,10 @@ static uint64_t cmdline_number(const char* cmdline, const char* name, uint64_t f
   if (at[0] == '0' && (at[1] == 'x' || at[1] == 'X')) {
     for (at += 2;; at++, any = true) {
       const char c = *at;
-      const int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+      const int d = c >= '0' && c <= '9'   ? c - '0'
+                    : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                    : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                           : -1;
       if (d < 0) break;
       v = v * 16 + (uint64_t)d;
     }
@@ -164,8 +167,14 @@ static void choose_window(const struct boot_info* info) {
 /* ---- PCI ---- */
 enum { CONFIG_ADDRESS = 0xcf8, CONFIG_DATA = 0xcfc };
 enum { PCI_COMMAND_IO = 0x1, PCI_HEADER_TYPE = 0x0e, PCI_ROM = 0x30 };
-enum { PCI_CAP_VIRTIO_CFG_TYPE = 3, VIRTIO_CAP_COMMON = 1, VIRTIO_CAP_NOTIFY = 2, VIRTIO_CAP_ISR = 3,
-       VIRTIO_CAP_DEVICE = 4, VIRTIO_CAP_PCI_CFG = 5 };
+enum {
+  PCI_CAP_VIRTIO_CFG_TYPE = 3,
+  VIRTIO_CAP_COMMON = 1,
+  VIRTIO_CAP_NOTIFY = 2,
+  VIRTIO_CAP_ISR = 3,
+  VIRTIO_CAP_DEVICE = 4,
+  VIRTIO_CAP_PCI_CFG = 5
+};
 
 static inline void outw(uint16_t port, uint16_t v) { __asm__ volatile("outw %0, %1" : : "a"(v), "Nd"(port)); }
 static inline void outl(uint16_t port, uint32_t v) { __asm__ volatile("outl %0, %1" : : "a"(v), "Nd"(port)); }
@@ -183,9 +192,12 @@ static uint32_t port_in(uint16_t port, unsigned width) {
   return width == 1 ? inb(port) : width == 2 ? inw(port) : inl(port);
 }
 static void port_out(uint16_t port, unsigned width, uint32_t v) {
-  if (width == 1) outb(port, (uint8_t)v);
-  else if (width == 2) outw(port, (uint16_t)v);
-  else outl(port, v);
+  if (width == 1)
+    outb(port, (uint8_t)v);
+  else if (width == 2)
+    outw(port, (uint16_t)v);
+  else
+    outl(port, v);
 }
 
 static const struct fuzz_function* function_at(uint8_t bus, uint8_t slot, uint8_t fn) {
@@ -241,8 +253,7 @@ static void discover_function(const struct pci_function* f) {
     }
     if (bar->is64) b++;
   }
-  pci_write16(f, PCI_COMMAND,
-              (uint16_t)(command | PCI_COMMAND_MEMORY | PCI_COMMAND_IO | PCI_COMMAND_BUS_MASTER));
+  pci_write16(f, PCI_COMMAND, (uint16_t)(command | PCI_COMMAND_MEMORY | PCI_COMMAND_IO | PCI_COMMAND_BUS_MASTER));
   for (uint8_t cap = pci_find_capability(f, PCI_CAP_MSIX, 0); cap; cap = 0) {
     const uint16_t control = pci_read16(f, cap + 2);
     const uint32_t table = pci_read32(f, cap + 4);
@@ -252,7 +263,8 @@ static void discover_function(const struct pci_function* f) {
     fn->msix_bytes = ((control & 0x7ffu) + 1) * 16;
   }
   if (f->vendor != VIRTIO_PCI_VENDOR) return;
-  for (uint8_t cap = pci_find_capability(f, PCI_CAP_VENDOR, 0); cap; cap = pci_find_capability(f, PCI_CAP_VENDOR, cap)) {
+  for (uint8_t cap = pci_find_capability(f, PCI_CAP_VENDOR, 0); cap;
+       cap = pci_find_capability(f, PCI_CAP_VENDOR, cap)) {
     const uint8_t type = pci_read8(f, cap + PCI_CAP_VIRTIO_CFG_TYPE);
     const uint8_t bar = pci_read8(f, cap + 4);
     const uint32_t offset = pci_read32(f, cap + 8);
@@ -342,7 +354,10 @@ static void mmio_from_cmdline(const char* cmdline) {
     if (p[0] == '0' && (p[1] == 'x' || p[1] == 'X')) p += 2;
     for (;; p++) {
       const char c = *p;
-      const int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+      const int d = c >= '0' && c <= '9'   ? c - '0'
+                    : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                    : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                           : -1;
       if (d < 0) break;
       base = base * 16 + (uint64_t)d;
     }
@@ -350,7 +365,9 @@ static void mmio_from_cmdline(const char* cmdline) {
   }
 }
 
-static uint32_t rd32(const uint8_t* p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
+static uint32_t rd32(const uint8_t* p) {
+  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
 
 static bool table_ok(const uint8_t* t, const char* signature) {
   if (!t || (uint64_t)(uintptr_t)t >= (1ull << 32) || memcmp(t, signature, 4) != 0) return false;
@@ -433,8 +450,8 @@ struct port_range {
   uint16_t base, count;
 };
 static const struct port_range legacy_ports[] = {
-    {0x20, 2},    {0x40, 4},   {0x60, 1},  {0x61, 1},   {0x64, 1},  {0x70, 2},   {0x80, 1},
-    {0xa0, 2},    {0x3f8, 8},  {0x402, 1}, {0x510, 12}, {0x600, 20}, {0x4d0, 2},
+    {0x20, 2}, {0x40, 4},  {0x60, 1},  {0x61, 1},   {0x64, 1},   {0x70, 2},  {0x80, 1},
+    {0xa0, 2}, {0x3f8, 8}, {0x402, 1}, {0x510, 12}, {0x600, 20}, {0x4d0, 2},
 };
 
 /* Adjusts a port write so it cannot end the run or take the console;
@@ -611,8 +628,10 @@ static void op_ioapic(void) {
   }
   uint32_t v = (uint32_t)fuzz_next();
   if (index >= 0x10 && index < 0x40 && index % 2 == 0) v = (v & ~0x700u) | (uint32_t)(fuzz_below(2) << 8);
-  if (fuzz_chance(90)) ioapic[4] = v;
-  else ioapic[0x10] = v; /* EOI register */
+  if (fuzz_chance(90))
+    ioapic[4] = v;
+  else
+    ioapic[0x10] = v; /* EOI register */
 }
 
 /* Local APIC: reads anywhere; writes only to registers that cannot stop
@@ -627,8 +646,8 @@ static void op_lapic(void) {
   static const uint16_t writable[] = {0x80, 0xb0, 0x280, 0x320, 0x330, 0x340, 0x370, 0x380, 0x3e0};
   const uint16_t reg = writable[fuzz_below(sizeof writable / sizeof writable[0])];
   uint32_t v = (uint32_t)fuzz_next();
-  if (reg >= 0x320 && reg <= 0x370) v &= ~0x700u;    /* fixed delivery */
-  if (reg == 0x380 && v < 100000) v += 100000;       /* no timer storm */
+  if (reg >= 0x320 && reg <= 0x370) v &= ~0x700u; /* fixed delivery */
+  if (reg == 0x380 && v < 100000) v += 100000;    /* no timer storm */
   lapic[reg / 4] = v;
 }
 
@@ -680,7 +699,8 @@ static uint32_t hostile_bar_value(const struct fuzz_function* fn, unsigned b, bo
   switch (fuzz_below(6)) {
     case 0: a = bar->address; break;
     case 1: /* into the window, above the slices the CPU writes rings and descriptors to */
-      a = fuzz_window_start + FUZZ_BAR_AREA_OFFSET + fuzz_below(fuzz_window_end - fuzz_window_start - FUZZ_BAR_AREA_OFFSET);
+      a = fuzz_window_start + FUZZ_BAR_AREA_OFFSET +
+          fuzz_below(fuzz_window_end - fuzz_window_start - FUZZ_BAR_AREA_OFFSET);
       break;
     case 2: a = mmio_spots[fuzz_below(sizeof mmio_spots / sizeof mmio_spots[0])]; break;
     case 3: { /* over another function's BAR */
@@ -745,9 +765,12 @@ static void op_config(void) {
   const bool ecam = fuzz_chance(40);
   uint16_t offset;
   const uint64_t pick = fuzz_below(100);
-  if (pick < 45) offset = (uint16_t)fuzz_below(0x40);
-  else if (pick < 85 || !ecam) offset = (uint16_t)(0x40 + fuzz_below(0xc0));
-  else offset = (uint16_t)(0x100 + fuzz_below(0xf00));
+  if (pick < 45)
+    offset = (uint16_t)fuzz_below(0x40);
+  else if (pick < 85 || !ecam)
+    offset = (uint16_t)(0x40 + fuzz_below(0xc0));
+  else
+    offset = (uint16_t)(0x100 + fuzz_below(0xf00));
   static const unsigned widths[] = {1, 2, 4};
   unsigned width = widths[fuzz_below(3)];
   offset &= (uint16_t) ~(width - 1);
@@ -758,27 +781,31 @@ static void op_config(void) {
     fuzz_stats.skipped++;
     return;
   }
-  if (write) FUZZ_TRACE("config %02x:%02x.%x +0x%x/%u = 0x%x (%s)\n", bus, slot, func, offset, width, value, ecam ? "ecam" : "cf8");
+  if (write)
+    FUZZ_TRACE("config %02x:%02x.%x +0x%x/%u = 0x%x (%s)\n", bus, slot, func, offset, width, value,
+               ecam ? "ecam" : "cf8");
   if (ecam) {
     const uint64_t address = ECAM_BASE + ((uint64_t)bus << 20 | (uint64_t)slot << 15 | (uint64_t)func << 12 | offset);
-    if (write) mmio_write(address, width, value);
-    else (void)mmio_read(address, width);
+    if (write)
+      mmio_write(address, width, value);
+    else
+      (void)mmio_read(address, width);
     return;
   }
   /* Mechanism #1: sometimes with the enable bit off (the data port then decodes nothing). */
   const uint32_t enable = fuzz_chance(95) ? 0x80000000u : 0;
   outl(CONFIG_ADDRESS, enable | (uint32_t)bus << 16 | (uint32_t)slot << 11 | (uint32_t)func << 8 | (offset & 0xfc));
   const uint16_t port = (uint16_t)(CONFIG_DATA + (offset & 3));
-  if (write) port_out(port, width, value);
-  else (void)port_in(port, width);
+  if (write)
+    port_out(port, width, value);
+  else
+    (void)port_in(port, width);
 }
 
 /* ---- fw_cfg ---- */
 enum { FW_CFG_SELECTOR = 0x510, FW_CFG_DATA = 0x511, FW_CFG_DMA_HIGH = 0x514, FW_CFG_DMA_LOW = 0x518 };
 
-static uint32_t bswap32(uint32_t v) {
-  return (v >> 24) | ((v >> 8) & 0xff00u) | ((v << 8) & 0xff0000u) | (v << 24);
-}
+static uint32_t bswap32(uint32_t v) { return (v >> 24) | ((v >> 8) & 0xff00u) | ((v << 8) & 0xff0000u) | (v << 24); }
 
 static void op_fw_cfg(void) {
   fuzz_stats.fw_cfg++;
@@ -818,9 +845,10 @@ static void op_fw_cfg(void) {
 
 /* ---- the run ---- */
 static void print_progress(uint64_t done, uint64_t total) {
-  print("device_fuzz: op %lu/%lu (port %lu, mmio %lu, config %lu, virtqueue %lu, fw_cfg %lu, repair %lu, skipped %lu)\n",
-        done, total, fuzz_stats.port, fuzz_stats.mmio, fuzz_stats.config, fuzz_stats.virtqueue, fuzz_stats.fw_cfg,
-        fuzz_stats.repair, fuzz_stats.skipped);
+  print(
+      "device_fuzz: op %lu/%lu (port %lu, mmio %lu, config %lu, virtqueue %lu, fw_cfg %lu, repair %lu, skipped %lu)\n",
+      done, total, fuzz_stats.port, fuzz_stats.mmio, fuzz_stats.config, fuzz_stats.virtqueue, fuzz_stats.fw_cfg,
+      fuzz_stats.repair, fuzz_stats.skipped);
 }
 
 void test_main(const struct boot_info* info) {
@@ -838,8 +866,9 @@ void test_main(const struct boot_info* info) {
   mmio_from_cmdline(info->cmdline);
   mmio_from_acpi();
   discover_virtio();
-  print("device_fuzz: seed %lu, %lu ops, window 0x%lx-0x%lx, %u PCI functions, %u virtio-mmio slots, %u virtio devices:",
-        seed, ops, fuzz_window_start, fuzz_window_end, fuzz_function_count, fuzz_mmio_count, fuzz_virtio_count);
+  print(
+      "device_fuzz: seed %lu, %lu ops, window 0x%lx-0x%lx, %u PCI functions, %u virtio-mmio slots, %u virtio devices:",
+      seed, ops, fuzz_window_start, fuzz_window_end, fuzz_function_count, fuzz_mmio_count, fuzz_virtio_count);
   for (unsigned i = 0; i < fuzz_virtio_count; i++)
     print(" %s%u", fuzz_virtios[i].mmio ? "mmio:" : "pci:", fuzz_virtios[i].type);
   print("\n");
@@ -847,14 +876,24 @@ void test_main(const struct boot_info* info) {
   for (uint64_t op = 0; op < ops; op++) {
     const uint64_t pick = fuzz_below(100);
     fuzz_tracing = op >= trace_from;
-    if (fuzz_tracing) print("device_fuzz: op %lu: %s\n", op,
-                                pick < 14 ? "port" : pick < 38 ? "mmio" : pick < 52 ? "config" : pick < 56 ? "fw_cfg"
-                                                 : pick < 57 ? "repair" : "virtqueue");
-    if (pick < 14) op_port();
-    else if (pick < 38) op_mmio();
-    else if (pick < 52) op_config();
-    else if (pick < 56) op_fw_cfg();
-    else if (pick < 57) repair_all();
+    if (fuzz_tracing)
+      print("device_fuzz: op %lu: %s\n", op,
+            pick < 14   ? "port"
+            : pick < 38 ? "mmio"
+            : pick < 52 ? "config"
+            : pick < 56 ? "fw_cfg"
+            : pick < 57 ? "repair"
+                        : "virtqueue");
+    if (pick < 14)
+      op_port();
+    else if (pick < 38)
+      op_mmio();
+    else if (pick < 52)
+      op_config();
+    else if (pick < 56)
+      op_fw_cfg();
+    else if (pick < 57)
+      repair_all();
     else if (fuzz_virtio_count) {
       fuzz_virtqueue(&fuzz_virtios[fuzz_below(fuzz_virtio_count)]);
       fuzz_stats.virtqueue++;

@@ -84,11 +84,11 @@ struct fuzz_bar {
 struct fuzz_function {
   struct pci_function f;
   struct fuzz_bar bar[6];
-  uint8_t msix_cap;          /* 0 if none */
-  uint8_t msix_bar;          /* the table's BAR and offset, its size in bytes */
+  uint8_t msix_cap; /* 0 if none */
+  uint8_t msix_bar; /* the table's BAR and offset, its size in bytes */
   uint32_t msix_offset, msix_bytes;
-  uint8_t pci_cfg_cap;       /* virtio VIRTIO_PCI_CAP_PCI_CFG, 0 if none */
-  int8_t common_bar;         /* virtio common configuration: BAR (-1: not virtio) */
+  uint8_t pci_cfg_cap; /* virtio VIRTIO_PCI_CAP_PCI_CFG, 0 if none */
+  int8_t common_bar;   /* virtio common configuration: BAR (-1: not virtio) */
   uint32_t common_offset;
   int8_t notify_bar;
   uint32_t notify_offset, notify_multiplier;
@@ -111,10 +111,10 @@ extern unsigned fuzz_mmio_count;
 /* ---- virtio devices on either transport (device_fuzz_virtio.c) ---- */
 #define FUZZ_MAX_VIRTIO 16
 struct fuzz_virtio {
-  bool mmio;           /* virtio-mmio; else virtio-pci */
-  unsigned index;      /* into fuzz_functions or fuzz_mmio_base */
-  uint32_t type;       /* virtio device id */
-  uint64_t slice;      /* this device's FUZZ_SLICE of the window */
+  bool mmio;      /* virtio-mmio; else virtio-pci */
+  unsigned index; /* into fuzz_functions or fuzz_mmio_base */
+  uint32_t type;  /* virtio device id */
+  uint64_t slice; /* this device's FUZZ_SLICE of the window */
 };
 extern struct fuzz_virtio fuzz_virtios[FUZZ_MAX_VIRTIO];
 extern unsigned fuzz_virtio_count;
@@ -129,8 +129,8 @@ uint32_t fuzz_ring_address_low32(void);
 
 /* fuzz.trace=K: from op K on, each op says what it does. */
 extern bool fuzz_tracing;
-#define FUZZ_TRACE(...) \
-  do {                  \
+#define FUZZ_TRACE(...)                   \
+  do {                                    \
     if (fuzz_tracing) print(__VA_ARGS__); \
   } while (0)
 

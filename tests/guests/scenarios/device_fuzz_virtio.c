@@ -20,23 +20,51 @@ void fuzz_repair_function(const struct fuzz_function* fn);
 enum { STATUS_ACK = 1, STATUS_DRIVER = 2, STATUS_DRIVER_OK = 4, STATUS_FEATURES_OK = 8 };
 enum { DESC_NEXT = 1, DESC_WRITE = 2, DESC_INDIRECT = 4 };
 enum {
-  TYPE_NET = 1, TYPE_BLOCK = 2, TYPE_CONSOLE = 3, TYPE_RNG = 4, TYPE_BALLOON = 5, TYPE_SCSI = 8,
-  TYPE_VSOCK = 19, TYPE_FS = 26,
+  TYPE_NET = 1,
+  TYPE_BLOCK = 2,
+  TYPE_CONSOLE = 3,
+  TYPE_RNG = 4,
+  TYPE_BALLOON = 5,
+  TYPE_SCSI = 8,
+  TYPE_VSOCK = 19,
+  TYPE_FS = 26,
 };
 
 /* virtio-pci common configuration offsets (4.1.4.3) and virtio-mmio
  * register offsets (4.2.2). */
 enum {
-  PCI_DEVICE_FEATURE_SELECT = 0x00, PCI_DEVICE_FEATURE = 0x04, PCI_DRIVER_FEATURE_SELECT = 0x08,
-  PCI_DRIVER_FEATURE = 0x0c, PCI_CONFIG_MSIX_VECTOR = 0x10, PCI_NUM_QUEUES = 0x12, PCI_DEVICE_STATUS = 0x14,
-  PCI_QUEUE_SELECT = 0x16, PCI_QUEUE_SIZE = 0x18, PCI_QUEUE_MSIX_VECTOR = 0x1a, PCI_QUEUE_ENABLE = 0x1c,
-  PCI_QUEUE_NOTIFY_OFF = 0x1e, PCI_QUEUE_DESC = 0x20, PCI_QUEUE_DRIVER = 0x28, PCI_QUEUE_DEVICE = 0x30,
+  PCI_DEVICE_FEATURE_SELECT = 0x00,
+  PCI_DEVICE_FEATURE = 0x04,
+  PCI_DRIVER_FEATURE_SELECT = 0x08,
+  PCI_DRIVER_FEATURE = 0x0c,
+  PCI_CONFIG_MSIX_VECTOR = 0x10,
+  PCI_NUM_QUEUES = 0x12,
+  PCI_DEVICE_STATUS = 0x14,
+  PCI_QUEUE_SELECT = 0x16,
+  PCI_QUEUE_SIZE = 0x18,
+  PCI_QUEUE_MSIX_VECTOR = 0x1a,
+  PCI_QUEUE_ENABLE = 0x1c,
+  PCI_QUEUE_NOTIFY_OFF = 0x1e,
+  PCI_QUEUE_DESC = 0x20,
+  PCI_QUEUE_DRIVER = 0x28,
+  PCI_QUEUE_DEVICE = 0x30,
 };
 enum {
-  MMIO_DEVICE_FEATURES = 0x010, MMIO_DEVICE_FEATURES_SEL = 0x014, MMIO_DRIVER_FEATURES = 0x020,
-  MMIO_DRIVER_FEATURES_SEL = 0x024, MMIO_QUEUE_SEL = 0x030, MMIO_QUEUE_NUM_MAX = 0x034, MMIO_QUEUE_NUM = 0x038,
-  MMIO_QUEUE_READY = 0x044, MMIO_QUEUE_NOTIFY = 0x050, MMIO_INTERRUPT_STATUS = 0x060, MMIO_INTERRUPT_ACK = 0x064,
-  MMIO_STATUS = 0x070, MMIO_QUEUE_DESC_LOW = 0x080, MMIO_QUEUE_DRIVER_LOW = 0x090, MMIO_QUEUE_DEVICE_LOW = 0x0a0,
+  MMIO_DEVICE_FEATURES = 0x010,
+  MMIO_DEVICE_FEATURES_SEL = 0x014,
+  MMIO_DRIVER_FEATURES = 0x020,
+  MMIO_DRIVER_FEATURES_SEL = 0x024,
+  MMIO_QUEUE_SEL = 0x030,
+  MMIO_QUEUE_NUM_MAX = 0x034,
+  MMIO_QUEUE_NUM = 0x038,
+  MMIO_QUEUE_READY = 0x044,
+  MMIO_QUEUE_NOTIFY = 0x050,
+  MMIO_INTERRUPT_STATUS = 0x060,
+  MMIO_INTERRUPT_ACK = 0x064,
+  MMIO_STATUS = 0x070,
+  MMIO_QUEUE_DESC_LOW = 0x080,
+  MMIO_QUEUE_DRIVER_LOW = 0x090,
+  MMIO_QUEUE_DEVICE_LOW = 0x0a0,
   MMIO_CONFIG = 0x100,
 };
 
@@ -54,8 +82,8 @@ struct transport {
   uint64_t regs;                  /* common configuration, or the virtio-mmio registers */
   uint64_t notify;                /* virtio-pci notification area (0: not decoding) */
   uint64_t notify_size;
-  uint64_t isr;                   /* virtio-pci ISR byte (0: not decoding) */
-  uint64_t device_cfg;            /* device configuration (0: not decoding) */
+  uint64_t isr;        /* virtio-pci ISR byte (0: not decoding) */
+  uint64_t device_cfg; /* device configuration (0: not decoding) */
 };
 
 static uint32_t r32(const struct transport* t, unsigned off) { return (uint32_t)mmio_read(t->regs + off, 4); }
@@ -68,8 +96,10 @@ static uint8_t status_read(const struct transport* t) {
   return t->d->mmio ? (uint8_t)r32(t, MMIO_STATUS) : (uint8_t)mmio_read(t->regs + PCI_DEVICE_STATUS, 1);
 }
 static void status_write(const struct transport* t, uint8_t v) {
-  if (t->d->mmio) w32(t, MMIO_STATUS, v);
-  else w8(t, PCI_DEVICE_STATUS, v);
+  if (t->d->mmio)
+    w32(t, MMIO_STATUS, v);
+  else
+    w8(t, PCI_DEVICE_STATUS, v);
 }
 static uint32_t device_features(const struct transport* t, uint32_t select) {
   if (t->d->mmio) {
@@ -89,19 +119,25 @@ static void driver_features(const struct transport* t, uint32_t select, uint32_t
   }
 }
 static void queue_select(const struct transport* t, uint16_t q) {
-  if (t->d->mmio) w32(t, MMIO_QUEUE_SEL, q);
-  else w16(t, PCI_QUEUE_SELECT, q);
+  if (t->d->mmio)
+    w32(t, MMIO_QUEUE_SEL, q);
+  else
+    w16(t, PCI_QUEUE_SELECT, q);
 }
 static uint16_t queue_max(const struct transport* t) {
   return t->d->mmio ? (uint16_t)r32(t, MMIO_QUEUE_NUM_MAX) : r16(t, PCI_QUEUE_SIZE);
 }
 static void queue_size(const struct transport* t, uint16_t n) {
-  if (t->d->mmio) w32(t, MMIO_QUEUE_NUM, n);
-  else w16(t, PCI_QUEUE_SIZE, n);
+  if (t->d->mmio)
+    w32(t, MMIO_QUEUE_NUM, n);
+  else
+    w16(t, PCI_QUEUE_SIZE, n);
 }
 static void queue_enable(const struct transport* t, uint16_t v) {
-  if (t->d->mmio) w32(t, MMIO_QUEUE_READY, v);
-  else w16(t, PCI_QUEUE_ENABLE, v);
+  if (t->d->mmio)
+    w32(t, MMIO_QUEUE_READY, v);
+  else
+    w16(t, PCI_QUEUE_ENABLE, v);
 }
 static void queue_addresses(const struct transport* t, uint64_t desc, uint64_t driver, uint64_t device) {
   const unsigned base = t->d->mmio ? MMIO_QUEUE_DESC_LOW : PCI_QUEUE_DESC;
@@ -122,8 +158,10 @@ static void notify(const struct transport* t, uint16_t q, uint32_t value) {
   (void)q;
   const uint64_t at = offset + 4 <= t->notify_size ? t->notify + offset : t->notify;
   /* 16 bits: the queue index; 32 bits: VIRTIO_F_NOTIFICATION_DATA's form. */
-  if (fuzz_chance(80)) mmio_write(at, 2, (uint16_t)value);
-  else mmio_write(at, 4, value);
+  if (fuzz_chance(80))
+    mmio_write(at, 2, (uint16_t)value);
+  else
+    mmio_write(at, 4, value);
 }
 
 /* Reaches the device's registers, putting its BARs back if the fuzzer
@@ -192,9 +230,12 @@ static void fill_balloon(uint8_t* p, uint32_t n, const struct fuzz_virtio* d) {
   for (uint32_t i = 0; i + 4 <= n; i += 4) {
     uint64_t pfn;
     const uint64_t pick = fuzz_below(100);
-    if (pick < 60) pfn = (data_lo(d) + fuzz_below(data_hi(d) - data_lo(d))) >> 12;
-    else if (pick < 90) pfn = (fuzz_ram_end >> 12) + fuzz_below(1u << 20);
-    else pfn = (fuzz_window_start >> 12) + (fuzz_next() & 0x7fffffffu);
+    if (pick < 60)
+      pfn = (data_lo(d) + fuzz_below(data_hi(d) - data_lo(d))) >> 12;
+    else if (pick < 90)
+      pfn = (fuzz_ram_end >> 12) + fuzz_below(1u << 20);
+    else
+      pfn = (fuzz_window_start >> 12) + (fuzz_next() & 0x7fffffffu);
     put32(p + i, (uint32_t)pfn);
   }
 }
@@ -294,8 +335,10 @@ static void make_tame_desc(const struct fuzz_virtio* d, uint16_t q, volatile str
   if (len > room) len = (uint32_t)room;
   if (d->type == TYPE_BALLOON && len > 4096) len = 4096;
   const uint64_t addr = data_lo(d) + fuzz_below(room - len + 1);
-  if (d->type == TYPE_BALLOON) fill_balloon((uint8_t*)(uintptr_t)addr, len, d); /* all of it: see make_desc */
-  else if (!tame_writing) fill_request((uint8_t*)(uintptr_t)addr, len < 64 ? len : 64, d, q);
+  if (d->type == TYPE_BALLOON)
+    fill_balloon((uint8_t*)(uintptr_t)addr, len, d); /* all of it: see make_desc */
+  else if (!tame_writing)
+    fill_request((uint8_t*)(uintptr_t)addr, len < 64 ? len : 64, d, q);
   desc->addr = addr;
   desc->len = len;
   desc->flags = (uint16_t)((last ? 0 : DESC_NEXT) | (tame_writing ? DESC_WRITE : 0));
@@ -318,11 +361,16 @@ static void make_desc(const struct fuzz_virtio* d, uint16_t q, volatile struct v
   if (fuzz_chance(45)) flags |= DESC_WRITE;
   uint16_t next;
   const uint64_t pick = fuzz_below(100);
-  if (pick < 65) next = (uint16_t)((self + 1) % (size ? size : 1));
-  else if (pick < 75) next = self; /* a loop of one */
-  else if (pick < 82) next = 0;    /* back to the start: a loop */
-  else if (pick < 92) next = (uint16_t)fuzz_below(size ? size : 1);
-  else next = (uint16_t)fuzz_next(); /* past the table */
+  if (pick < 65)
+    next = (uint16_t)((self + 1) % (size ? size : 1));
+  else if (pick < 75)
+    next = self; /* a loop of one */
+  else if (pick < 82)
+    next = 0; /* back to the start: a loop */
+  else if (pick < 92)
+    next = (uint16_t)fuzz_below(size ? size : 1);
+  else
+    next = (uint16_t)fuzz_next(); /* past the table */
   uint64_t addr;
   uint32_t len = fuzz_length();
   if (depth < 3 && fuzz_chance(depth ? 20 : 8)) {
@@ -394,14 +442,19 @@ static void publish(const struct transport* t, uint16_t q, uint16_t size) {
   for (unsigned c = 0; c < chains; c++) {
     avail[2 + (idx + c) % table] = tame || fuzz_chance(90) ? heads[c] : (uint16_t)fuzz_next();
   }
-  avail[0] = (uint16_t)fuzz_below(2); /* flags: NO_INTERRUPT */
+  avail[0] = (uint16_t)fuzz_below(2);       /* flags: NO_INTERRUPT */
   avail[2 + table] = (uint16_t)fuzz_next(); /* used_event */
   const uint64_t jump = tame ? 0 : fuzz_below(100);
-  if (jump < 80) idx = (uint16_t)(idx + chains);
-  else if (jump < 85) idx = (uint16_t)(idx + size);
-  else if (jump < 90) idx = (uint16_t)(idx + 0x8000);
-  else if (jump < 95) idx = (uint16_t)(idx - 1);
-  else idx = (uint16_t)fuzz_next();
+  if (jump < 80)
+    idx = (uint16_t)(idx + chains);
+  else if (jump < 85)
+    idx = (uint16_t)(idx + size);
+  else if (jump < 90)
+    idx = (uint16_t)(idx + 0x8000);
+  else if (jump < 95)
+    idx = (uint16_t)(idx - 1);
+  else
+    idx = (uint16_t)fuzz_next();
   compiler_barrier();
   avail[1] = idx;
   memory_fence();
@@ -436,16 +489,21 @@ void fuzz_virtqueue(struct fuzz_virtio* d) {
     const uint64_t offered = device_features(&t, 0) | (uint64_t)device_features(&t, 1) << 32;
     uint64_t wanted;
     const uint64_t pick = fuzz_below(100);
-    if (pick < 40 || tame) wanted = offered;
-    else if (pick < 70) wanted = offered & (fuzz_next() | VIRTIO_F_VERSION_1);
-    else if (pick < 85) wanted = fuzz_next();
-    else wanted = offered | (1ull << fuzz_below(64));
+    if (pick < 40 || tame)
+      wanted = offered;
+    else if (pick < 70)
+      wanted = offered & (fuzz_next() | VIRTIO_F_VERSION_1);
+    else if (pick < 85)
+      wanted = fuzz_next();
+    else
+      wanted = offered | (1ull << fuzz_below(64));
     driver_features(&t, 0, (uint32_t)wanted);
     driver_features(&t, 1, (uint32_t)(wanted >> 32));
     if (!tame && fuzz_chance(50)) driver_features(&t, (uint32_t)fuzz_below(4), (uint32_t)fuzz_next());
     if (tame || fuzz_chance(90)) status_write(&t, STATUS_ACK | STATUS_DRIVER | STATUS_FEATURES_OK);
     (void)status_read(&t);
-    if (!d->mmio && fuzz_chance(50)) w16(&t, PCI_CONFIG_MSIX_VECTOR, (uint16_t)(fuzz_chance(50) ? 0xffff : fuzz_below(8)));
+    if (!d->mmio && fuzz_chance(50))
+      w16(&t, PCI_CONFIG_MSIX_VECTOR, (uint16_t)(fuzz_chance(50) ? 0xffff : fuzz_below(8)));
   }
   const uint16_t queues = d->mmio ? FUZZ_QUEUE_SLOTS : r16(&t, PCI_NUM_QUEUES);
   const uint16_t q = fuzz_chance(92) ? (uint16_t)fuzz_below(queues ? queues : 1) : (uint16_t)fuzz_next();
@@ -467,10 +525,14 @@ void fuzz_virtqueue(struct fuzz_virtio* d) {
       *(volatile uint32_t*)(uintptr_t)device = 0;
     }
     const uint64_t placement = tame ? 100 : fuzz_below(100);
-    if (size > 256 || placement < 5) desc = fuzz_hostile_address(0, 0);         /* MMIO, past RAM */
-    else if (placement < 10) driver = device = desc;                              /* all three overlap */
-    else if (placement < 15) desc += 1 + fuzz_below(15), device += 1 + fuzz_below(3); /* misaligned */
-    else if (placement < 20) device = driver;                                     /* used over avail */
+    if (size > 256 || placement < 5)
+      desc = fuzz_hostile_address(0, 0); /* MMIO, past RAM */
+    else if (placement < 10)
+      driver = device = desc; /* all three overlap */
+    else if (placement < 15)
+      desc += 1 + fuzz_below(15), device += 1 + fuzz_below(3); /* misaligned */
+    else if (placement < 20)
+      device = driver; /* used over avail */
     if (placement < 5 && fuzz_chance(50)) device = fuzz_hostile_address(0, 0);
     queue_addresses(&t, desc, driver, device);
     if (!d->mmio)
@@ -502,7 +564,10 @@ void fuzz_virtqueue(struct fuzz_virtio* d) {
       break;
     }
     case 3: status_write(&t, 0); break; /* reset with requests in flight */
-    case 4: queue_enable(&t, 0); notify(&t, q, q); break;
+    case 4:
+      queue_enable(&t, 0);
+      notify(&t, q, q);
+      break;
     default: break;
   }
   /* Interrupt status, device configuration. */
@@ -514,8 +579,10 @@ void fuzz_virtqueue(struct fuzz_virtio* d) {
   }
   if (t.device_cfg && fuzz_chance(30)) {
     const uint64_t off = fuzz_below(64);
-    if (fuzz_chance(50)) (void)mmio_read(t.device_cfg + off, 1);
-    else mmio_write(t.device_cfg + off, 1, fuzz_next());
+    if (fuzz_chance(50))
+      (void)mmio_read(t.device_cfg + off, 1);
+    else
+      mmio_write(t.device_cfg + off, 1, fuzz_next());
   }
 }
 
