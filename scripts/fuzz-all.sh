@@ -21,4 +21,5 @@ for bin in "$build"/fuzz/*; do
     status=1
   fi
 done
+scripts/device-fuzz.sh "$build" || status=1
 exit $status

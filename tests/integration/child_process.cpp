@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cinttypes>
+#include <cstdio>
 #include <cstring>
 
 namespace hostvisor::testing {
@@ -45,6 +47,20 @@ bool drain(int fd, std::string& into) {
   if (n == 0) return false;
   if (into.size() < kMaxCapture) into.append(buf, static_cast<size_t>(n));
   return true;
+}
+
+// VmRSS of a live process in KiB, 0 if it cannot be read.
+uint64_t rss_kib(pid_t pid) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/status", static_cast<int>(pid));
+  FILE* f = fopen(path, "re");
+  if (!f) return 0;
+  char line[256];
+  uint64_t kib = 0;
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, "VmRSS: %" SCNu64, &kib) == 1) break;
+  fclose(f);
+  return kib;
 }
 
 }  // namespace
@@ -92,6 +108,7 @@ ChildResult run_child(const std::vector<std::string>& argv, std::chrono::millise
   auto deadline = start + timeout;
   std::chrono::steady_clock::time_point stopped_at;
   bool out_open = true, err_open = true;
+  auto next_rss_sample = start;
   while (out_open || err_open) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
@@ -105,6 +122,10 @@ ChildResult run_child(const std::vector<std::string>& argv, std::chrono::millise
     const int wait_ms =
         stop_pending ? std::min<int>(2, static_cast<int>(left.count())) : static_cast<int>(left.count());
     int ready = poll(fds, 2, wait_ms);
+    if (const auto now = std::chrono::steady_clock::now(); now >= next_rss_sample) {
+      result.peak_rss_kib = std::max(result.peak_rss_kib, rss_kib(pid));
+      next_rss_sample = now + kRssSampleInterval;
+    }
     if (ready < 0 && errno != EINTR) break;
     if (ready > 0 && fds[0].revents) out_open = drain(out.read, result.out);
     if (stop_pending && stop_when(result.out)) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
@@ -19,11 +20,16 @@ struct ChildResult {
   std::string error;
   std::chrono::milliseconds elapsed{0};
   std::chrono::milliseconds stop_to_exit{0};  // from the stop signal to the child's end, when terminated
+  // The largest VmRSS of the child seen while it ran (sampled about every
+  // kRssSampleInterval while it writes output or a stop condition waits),
+  // in KiB; 0 if never sampled.
+  uint64_t peak_rss_kib = 0;
 
   std::string describe() const;  // "exit status 33", "killed by signal 9", ...
 };
 
 constexpr size_t kMaxCapture = 4 << 20;
+constexpr std::chrono::milliseconds kRssSampleInterval{20};
 
 // Runs argv[0] (a path) with argv, stdin from /dev/null, or from a pipe that
 // holds `input` and then ends (at most a pipe's buffer, 64 KiB) when input is
