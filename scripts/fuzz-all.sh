@@ -10,7 +10,8 @@
 #                           grown inputs that reach new code (a minimising
 #                           merge, see update_corpus below)
 #   FUZZ_SEED_MAX_FILES=64  with FUZZ_UPDATE_CORPUS: at most this many new
-#   FUZZ_SEED_MAX_BYTES=65536  seeds a target, each at most this large, so the
+#   FUZZ_SEED_MAX_BYTES=65536  seeds a target, each at most this large, and
+#   FUZZ_SEED_BUDGET_BYTES=262144  at most this many bytes of them, so the
 #                           repository's corpus stays small
 #
 # The grown corpus is kept in BUILD/fuzz-corpus/<target> between runs, each
@@ -24,6 +25,7 @@ build=${1:-build}
 seconds=${FUZZ_SECONDS:-600}
 seed_max_bytes=${FUZZ_SEED_MAX_BYTES:-65536}
 seed_max_files=${FUZZ_SEED_MAX_FILES:-64}
+seed_budget_bytes=${FUZZ_SEED_BUDGET_BYTES:-262144}
 repo=$(cd "$(dirname "$0")/.." && pwd)
 
 all_targets() {
@@ -51,8 +53,9 @@ seed_corpus() {
 # With FUZZ_UPDATE_CORPUS: adds to fuzz/corpus/<target> the fewest inputs of
 # the grown corpus that reach edges its seeds do not (a set-cover merge on
 # edges alone, not hit counts, which would keep thousands), at most
-# FUZZ_SEED_MAX_FILES new ones (the smallest) of at most FUZZ_SEED_MAX_BYTES
-# each. The seeds already there stay, so regression seeds are never lost.
+# FUZZ_SEED_MAX_FILES new ones (the smallest first) of at most
+# FUZZ_SEED_MAX_BYTES each and FUZZ_SEED_BUDGET_BYTES in all. The seeds
+# already there stay, so regression seeds are never lost.
 update_corpus() {
   local name=$1 bin=$2 corpus=$3 seeds="$repo/fuzz/corpus/$name"
   local merged
@@ -65,13 +68,15 @@ update_corpus() {
     rm -rf "$merged"
     return
   fi
-  local added=0 file
+  local added=0 bytes=0 file size
   while read -r file; do
     [ -e "$seeds/$file" ] && continue
-    [ "$(stat -c %s "$merged/$file")" -le "$seed_max_bytes" ] || continue
-    [ $added -lt "$seed_max_files" ] || break
+    size=$(stat -c %s "$merged/$file")
+    [ "$size" -le "$seed_max_bytes" ] || continue
+    [ $added -lt "$seed_max_files" ] && [ $((bytes + size)) -le "$seed_budget_bytes" ] || break
     cp "$merged/$file" "$seeds/$file"
     added=$((added + 1))
+    bytes=$((bytes + size))
   done < <(cd "$merged" && ls -rS)
   rm -rf "$merged"
   echo "   fuzz/corpus/$name: $added seeds added, $(find "$seeds" -type f | wc -l) in all," \
