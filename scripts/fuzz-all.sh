@@ -111,7 +111,7 @@ for name in $targets; do
       "$name-oom-"*) kind=out-of-memory ;;
     esac
     result="$kind ${artifact:-(no input saved; see $log)}"
-    grep -m1 -E '^(==[0-9]+==ERROR|SUMMARY|.*runtime error)' "$log" | sed 's/^/   /'
+    grep -m1 -E '^(==[0-9]+== ?ERROR|SUMMARY|.*runtime error)' "$log" | sed 's/^/   /'
   fi
   echo "   $result (${runs:-?} runs in ${took}s)"
   summary+=("$(printf '%-24s %6ss %10s runs  %s' "$name" "$took" "${runs:-?}" "$result")")

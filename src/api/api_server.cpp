@@ -22,7 +22,7 @@
 
 #include "api/router.h"
 #include "base/log.h"
-#include "base/log_rate_limiter.h"
+#include "base/log_rate_limit.h"
 #include "base/size.h"
 
 namespace hostvisor::api {
@@ -483,9 +483,9 @@ class UnixApiServer final : public ApiServer {
       if (ec == asio::error::operation_aborted) return;
       if (!ec) {
         if (!peer_is_us(socket.native_handle())) {
-          HV_LOG_WARN_RATELIMITED("API: refused a connection from another user");
+          HV_LOG_WARN_LIMITED("API: refused a connection from another user");
         } else if (g_connections.load() >= kMaxConnections) {
-          HV_LOG_WARN_RATELIMITED("API: refused a connection: {} already open", kMaxConnections);
+          HV_LOG_WARN_LIMITED("API: refused a connection: {} already open", kMaxConnections);
         } else {
           // The session gets a plain socket of its own (not tied to this
           // io_context): it runs blocking on its own thread.

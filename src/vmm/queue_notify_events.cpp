@@ -3,7 +3,7 @@
 #include <sys/eventfd.h>
 
 #include "base/log.h"
-#include "base/log_rate_limiter.h"
+#include "base/log_rate_limit.h"
 
 namespace hostvisor {
 
@@ -39,8 +39,8 @@ void QueueNotifyEvents::register_at(const std::function<uint64_t(uint16_t queue)
     auto registered = vm_.register_ioeventfd(*queue.event, at, write_length_, false, uint64_t{q});
     if (!registered) {
       // The write still reaches the device through the bus, only slower.
-      HV_LOG_WARN_RATELIMITED("{} queue {}: no ioeventfd at {:#x} ({}); notifies take the exit path", name_, q, at,
-                              registered.error().message());
+      HV_LOG_WARN_LIMITED("{} queue {}: no ioeventfd at {:#x} ({}); notifies take the exit path", name_, q, at,
+                          registered.error().message());
       continue;
     }
     queue.registered_at = at;
@@ -53,8 +53,8 @@ void QueueNotifyEvents::unregister() {
     if (!queue.registered_at) continue;
     auto removed = vm_.unregister_ioeventfd(*queue.event, *queue.registered_at, write_length_, false, uint64_t{q});
     if (!removed)
-      HV_LOG_WARN_RATELIMITED("{} queue {}: removing the ioeventfd at {:#x}: {}", name_, q, *queue.registered_at,
-                              removed.error().message());
+      HV_LOG_WARN_LIMITED("{} queue {}: removing the ioeventfd at {:#x}: {}", name_, q, *queue.registered_at,
+                          removed.error().message());
     queue.registered_at.reset();
   }
 }

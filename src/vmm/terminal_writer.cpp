@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "base/log.h"
-#include "base/log_rate_limiter.h"
+#include "base/log_rate_limit.h"
 
 namespace hostvisor {
 
@@ -134,8 +134,8 @@ void TerminalWriter::write(std::span<const uint8_t> bytes) {
   if (kept < bytes.size()) {
     shared_->dropping = true;
     shared_->dropped += bytes.size() - kept;
-    HV_LOG_WARN_RATELIMITED("the terminal is not reading the guest's console output: {} bytes dropped so far",
-                            shared_->dropped);
+    HV_LOG_WARN_LIMITED("the terminal is not reading the guest's console output: {} bytes dropped so far",
+                        shared_->dropped);
   }
   shared_->work.notify_one();
 }

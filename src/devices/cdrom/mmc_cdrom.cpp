@@ -5,7 +5,7 @@
 #include <string>
 
 #include "base/log.h"
-#include "base/log_rate_limiter.h"
+#include "base/log_rate_limit.h"
 
 namespace hostvisor {
 
@@ -168,7 +168,7 @@ MmcCdrom::Outcome MmcCdrom::read(uint64_t lba, uint64_t count, uint64_t room, co
   while (done < bytes) {
     const uint64_t step = std::min<uint64_t>(bytes - done, kReadChunk);
     if (auto r = image_->read(lba * kSectorSize + done, buffer_.data(), step); !r) {
-      HV_LOG_WARN_RATELIMITED("cdrom: reading sector {}: {}", lba + done / kSectorSize, r.error().message());
+      HV_LOG_WARN_LIMITED("cdrom: reading sector {}: {}", lba + done / kSectorSize, r.error().message());
       Outcome failed = check_condition(kSenseMediumError, kAscUnrecoveredReadError);
       failed.transferred = done;
       return failed;

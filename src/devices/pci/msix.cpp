@@ -4,7 +4,7 @@
 #include <string>
 
 #include "base/log.h"
-#include "base/log_rate_limiter.h"
+#include "base/log_rate_limit.h"
 
 namespace hostvisor {
 
@@ -166,8 +166,8 @@ bool Msix::sync_route(uint16_t vector) {
   }
   r.failed = !r.route;
   if (r.failed)
-    HV_LOG_WARN_RATELIMITED("MSI-X vector {}: no fast route ({}); it is delivered through the interrupt controller",
-                            vector, bound.error().message());
+    HV_LOG_WARN_LIMITED("MSI-X vector {}: no fast route ({}); it is delivered through the interrupt controller", vector,
+                        bound.error().message());
   return !r.failed;
 }
 

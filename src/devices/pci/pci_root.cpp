@@ -3,7 +3,7 @@
 #include <string>
 
 #include "base/log.h"
-#include "base/log_rate_limiter.h"
+#include "base/log_rate_limit.h"
 #include "devices/pci/pci_host_bridge.h"
 
 namespace hostvisor {
@@ -99,8 +99,8 @@ void PciRoot::update_mappings(Slot& slot) {
         if (!mapped) {
           // A guest may program overlapping BARs transiently; the BAR just
           // does not decode until it is moved somewhere free.
-          HV_LOG_WARN_RATELIMITED("PCI {} BAR{}: not decoding at {:#x}: {}", slot.device->name(), i, *want,
-                                  mapped.error().message());
+          HV_LOG_WARN_LIMITED("PCI {} BAR{}: not decoding at {:#x}: {}", slot.device->name(), i, *want,
+                              mapped.error().message());
           slot.device->bar_moved(i, have, std::nullopt);
           continue;
         }

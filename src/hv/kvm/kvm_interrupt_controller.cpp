@@ -5,7 +5,7 @@
 #include <string>
 
 #include "base/log.h"
-#include "base/log_rate_limiter.h"
+#include "base/log_rate_limit.h"
 #include "hv/kvm/kvm_ioctl.h"
 
 namespace hostvisor::kvm {
@@ -32,11 +32,11 @@ Result<bool> KvmInterruptController::try_signal_msi(uint64_t address, uint32_t d
 }
 
 void KvmInterruptController::set_irq_line(uint32_t gsi, bool level) {
-  if (auto r = try_set_irq_line(gsi, level); !r.ok()) HV_LOG_WARN_RATELIMITED("{}", r.error().message());
+  if (auto r = try_set_irq_line(gsi, level); !r.ok()) HV_LOG_WARN_LIMITED("{}", r.error().message());
 }
 
 void KvmInterruptController::signal_msi(uint64_t address, uint32_t data) {
-  if (auto r = try_signal_msi(address, data); !r.ok()) HV_LOG_WARN_RATELIMITED("{}", r.error().message());
+  if (auto r = try_signal_msi(address, data); !r.ok()) HV_LOG_WARN_LIMITED("{}", r.error().message());
 }
 
 }  // namespace hostvisor::kvm

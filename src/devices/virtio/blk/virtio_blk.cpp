@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "base/log.h"
-#include "base/log_rate_limiter.h"
+#include "base/log_rate_limit.h"
 #include "block/image_open.h"
 #include "devices/virtio/virtio_constants.h"
 
@@ -229,7 +229,7 @@ void VirtioBlk::poll_and_answer() {
   for (auto& request : finished) {
     uint8_t status = kStatusOk;
     if (!request->result.ok()) {
-      HV_LOG_WARN_RATELIMITED("virtio-blk: request failed on the disk: {}", request->result.error().message());
+      HV_LOG_WARN_LIMITED("virtio-blk: request failed on the disk: {}", request->result.error().message());
       status = kStatusIoError;
     }
     // A failed read may still have filled some of the buffers: they count as written.

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "base/log.h"
-#include "base/log_rate_limiter.h"
+#include "base/log_rate_limit.h"
 #include "devices/virtio/virtio_constants.h"
 
 namespace hostvisor {
@@ -309,8 +309,8 @@ void VirtioConsole::handle_control(const ControlMessage& message) {
   auto refuse = [&](const char* why) {
     // Counted, and logged rate-limited: a hostile driver must not flood the log.
     ++control_refused_;
-    HV_LOG_WARN_RATELIMITED("virtio console: refused a control message (port {}, event {}): {}", message.id,
-                            message.event, why);
+    HV_LOG_WARN_LIMITED("virtio console: refused a control message (port {}, event {}): {}", message.id, message.event,
+                        why);
   };
   switch (message.event) {
     case kDeviceReady:

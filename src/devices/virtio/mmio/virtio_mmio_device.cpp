@@ -5,7 +5,7 @@
 #include <string>
 
 #include "base/log.h"
-#include "base/log_rate_limiter.h"
+#include "base/log_rate_limit.h"
 #include "devices/virtio/virtio_constants.h"
 
 namespace hostvisor {
@@ -216,7 +216,7 @@ void VirtioMmioDevice::signal_config_change() {
 void VirtioMmioDevice::signal_needs_reset(const Error& reason) {
   std::lock_guard irq(irq_mutex_);
   if (!core_.mark_needs_reset()) return;
-  HV_LOG_WARN_RATELIMITED("{}: device needs reset: {}", name_, reason.message());
+  HV_LOG_WARN_LIMITED("{}: device needs reset: {}", name_, reason.message());
   raise_locked(kInterruptConfigChange);
 }
 

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "base/log.h"
-#include "base/log_rate_limiter.h"
+#include "base/log_rate_limit.h"
 #include "devices/virtio/virtio_constants.h"
 
 namespace hostvisor {
@@ -436,7 +436,7 @@ void VirtioPciDevice::signal_config_change() {
 void VirtioPciDevice::signal_needs_reset(const Error& reason) {
   std::lock_guard irq(irq_mutex_);
   if (!core_.mark_needs_reset()) return;
-  HV_LOG_WARN_RATELIMITED("{}: device needs reset: {}", name_, reason.message());
+  HV_LOG_WARN_LIMITED("{}: device needs reset: {}", name_, reason.message());
   // The driver learns of it through the configuration change interrupt (2.1.2).
   raise_config_interrupt_locked();
 }

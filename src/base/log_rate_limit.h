@@ -15,13 +15,13 @@
 
 namespace hostvisor {
 
-class LogRateLimiter {
+class LogRateLimit {
  public:
   using Clock = std::chrono::steady_clock;
   static constexpr unsigned kDefaultBurst = 10;
   static constexpr Clock::duration kDefaultInterval = std::chrono::seconds(1);
 
-  explicit LogRateLimiter(unsigned burst = kDefaultBurst, Clock::duration interval = kDefaultInterval);
+  explicit LogRateLimit(unsigned burst = kDefaultBurst, Clock::duration interval = kDefaultInterval);
 
   // Whether a line may go out at `now`: nothing if it is to be dropped, else
   // how many lines were dropped since the last one that went out. Any thread.
@@ -37,12 +37,12 @@ class LogRateLimiter {
   uint64_t suppressed_ = 0;
 };
 
-// One line through `limiter`; see HV_LOG_*_RATELIMITED below.
+// One line through `limiter`; see HV_LOG_*_LIMITED below.
 template <typename... Args>
-void log_rate_limited(LogRateLimiter& limiter, spdlog::level::level_enum level, spdlog::format_string_t<Args...> format,
+void log_rate_limited(LogRateLimit& limiter, spdlog::level::level_enum level, spdlog::format_string_t<Args...> format,
                       Args&&... args) {
   if (!spdlog::should_log(level)) return;
-  auto admitted = limiter.admit(LogRateLimiter::Clock::now());
+  auto admitted = limiter.admit(LogRateLimit::Clock::now());
   if (!admitted) return;
   if (*admitted > 0) spdlog::log(level, "({} more like the next line were suppressed)", *admitted);
   spdlog::log(level, format, std::forward<Args>(args)...);
@@ -52,13 +52,13 @@ void log_rate_limited(LogRateLimiter& limiter, spdlog::level::level_enum level, 
 
 // For every log line a guest, a disk image or a network peer can cause over
 // and over: each call site has its own limiter (a burst of
-// LogRateLimiter::kDefaultBurst lines, then one a second), shared by every
+// LogRateLimit::kDefaultBurst lines, then one a second), shared by every
 // device that runs that line.
-#define HV_LOG_RATELIMITED_AT(level, ...)                                   \
+#define HV_LOG_LIMITED_AT(level, ...)                                       \
   do {                                                                      \
-    static ::hostvisor::LogRateLimiter hv_log_site_limiter;                 \
+    static ::hostvisor::LogRateLimit hv_log_site_limiter;                   \
     ::hostvisor::log_rate_limited(hv_log_site_limiter, level, __VA_ARGS__); \
   } while (0)
-#define HV_LOG_INFO_RATELIMITED(...) HV_LOG_RATELIMITED_AT(spdlog::level::info, __VA_ARGS__)
-#define HV_LOG_WARN_RATELIMITED(...) HV_LOG_RATELIMITED_AT(spdlog::level::warn, __VA_ARGS__)
-#define HV_LOG_ERROR_RATELIMITED(...) HV_LOG_RATELIMITED_AT(spdlog::level::err, __VA_ARGS__)
+#define HV_LOG_INFO_LIMITED(...) HV_LOG_LIMITED_AT(spdlog::level::info, __VA_ARGS__)
+#define HV_LOG_WARN_LIMITED(...) HV_LOG_LIMITED_AT(spdlog::level::warn, __VA_ARGS__)
+#define HV_LOG_ERROR_LIMITED(...) HV_LOG_LIMITED_AT(spdlog::level::err, __VA_ARGS__)

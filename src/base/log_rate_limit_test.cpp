@@ -1,4 +1,4 @@
-#include "base/log_rate_limiter.h"
+#include "base/log_rate_limit.h"
 
 #include <gtest/gtest.h>
 #include <spdlog/sinks/ostream_sink.h>
@@ -15,18 +15,18 @@ namespace hostvisor {
 namespace {
 
 using namespace std::chrono_literals;
-using Clock = LogRateLimiter::Clock;
+using Clock = LogRateLimit::Clock;
 
-TEST(LogRateLimiter, LetsABurstThroughThenDrops) {
-  LogRateLimiter limiter(3, 1s);
+TEST(LogRateLimit, LetsABurstThroughThenDrops) {
+  LogRateLimit limiter(3, 1s);
   Clock::time_point t0{};
   for (int i = 0; i < 3; ++i) EXPECT_EQ(limiter.admit(t0), 0u) << i;
   EXPECT_FALSE(limiter.admit(t0));
   EXPECT_FALSE(limiter.admit(t0 + 999ms));
 }
 
-TEST(LogRateLimiter, OneLineAnIntervalAfterTheBurstWithTheCountHeldBack) {
-  LogRateLimiter limiter(2, 1s);
+TEST(LogRateLimit, OneLineAnIntervalAfterTheBurstWithTheCountHeldBack) {
+  LogRateLimit limiter(2, 1s);
   Clock::time_point t0{};
   limiter.admit(t0);
   limiter.admit(t0);
@@ -37,8 +37,8 @@ TEST(LogRateLimiter, OneLineAnIntervalAfterTheBurstWithTheCountHeldBack) {
   EXPECT_FALSE(limiter.admit(t0 + 2s));
 }
 
-TEST(LogRateLimiter, AQuietSpellRefillsTheBurstButNoMore) {
-  LogRateLimiter limiter(3, 1s);
+TEST(LogRateLimit, AQuietSpellRefillsTheBurstButNoMore) {
+  LogRateLimit limiter(3, 1s);
   Clock::time_point t0{};
   for (int i = 0; i < 3; ++i) limiter.admit(t0);
   EXPECT_FALSE(limiter.admit(t0));
@@ -50,8 +50,8 @@ TEST(LogRateLimiter, AQuietSpellRefillsTheBurstButNoMore) {
   EXPECT_FALSE(limiter.admit(later));
 }
 
-TEST(LogRateLimiter, ASteadyFloodGetsOneLinePerInterval) {
-  LogRateLimiter limiter(10, 1s);
+TEST(LogRateLimit, ASteadyFloodGetsOneLinePerInterval) {
+  LogRateLimit limiter(10, 1s);
   Clock::time_point t0{};
   int admitted = 0;
   uint64_t reported = 0;
@@ -68,8 +68,8 @@ TEST(LogRateLimiter, ASteadyFloodGetsOneLinePerInterval) {
   EXPECT_EQ(reported, 6000u - 69u - 99u);
 }
 
-TEST(LogRateLimiter, CountsEveryLineAcrossThreads) {
-  LogRateLimiter limiter(5, 1h);
+TEST(LogRateLimit, CountsEveryLineAcrossThreads) {
+  LogRateLimit limiter(5, 1h);
   Clock::time_point t0{};
   std::atomic<int> admitted{0};
   std::vector<std::thread> threads;
@@ -91,13 +91,13 @@ TEST(LogRateLimited, TheMacroDropsAFloodAtEachCallSiteOnItsOwn) {
   auto previous = spdlog::default_logger();
   spdlog::set_default_logger(logger);
   spdlog::set_level(spdlog::level::warn);
-  for (int i = 0; i < 1000; ++i) HV_LOG_WARN_RATELIMITED("bad descriptor {}", i);
-  HV_LOG_WARN_RATELIMITED("bad descriptor {}", 1000);  // another call site: its own limiter
+  for (int i = 0; i < 1000; ++i) HV_LOG_WARN_LIMITED("bad descriptor {}", i);
+  HV_LOG_WARN_LIMITED("bad descriptor {}", 1000);  // another call site: its own limiter
   spdlog::set_default_logger(previous);
 
   std::string text = out.str();
   size_t lines = std::count(text.begin(), text.end(), '\n');
-  EXPECT_EQ(lines, LogRateLimiter::kDefaultBurst + 1) << text;
+  EXPECT_EQ(lines, LogRateLimit::kDefaultBurst + 1) << text;
   EXPECT_NE(text.find("bad descriptor 9\n"), std::string::npos) << text;
   EXPECT_EQ(text.find("bad descriptor 10\n"), std::string::npos) << text;
   EXPECT_EQ(text.find("suppressed"), std::string::npos) << text;
@@ -111,7 +111,7 @@ TEST(LogRateLimited, ReportsTheSuppressedCountOnTheNextLineFromTheSameSite) {
   auto previous = spdlog::default_logger();
   spdlog::set_default_logger(logger);
   spdlog::set_level(spdlog::level::warn);
-  LogRateLimiter limiter(2, 50ms);
+  LogRateLimit limiter(2, 50ms);
   for (int i = 0; i < 7; ++i) log_rate_limited(limiter, spdlog::level::warn, "line {}", i);
   std::this_thread::sleep_for(60ms);
   log_rate_limited(limiter, spdlog::level::warn, "line {}", 7);

@@ -1,13 +1,13 @@
-#include "base/log_rate_limiter.h"
+#include "base/log_rate_limit.h"
 
 namespace hostvisor {
 
-LogRateLimiter::LogRateLimiter(unsigned burst, Clock::duration interval)
+LogRateLimit::LogRateLimit(unsigned burst, Clock::duration interval)
     : burst_(burst == 0 ? 1 : burst),
       interval_(interval <= Clock::duration::zero() ? kDefaultInterval : interval),
       tokens_(burst_) {}
 
-std::optional<uint64_t> LogRateLimiter::admit(Clock::time_point now) {
+std::optional<uint64_t> LogRateLimit::admit(Clock::time_point now) {
   std::lock_guard lock(mutex_);
   if (!started_) {
     started_ = true;
