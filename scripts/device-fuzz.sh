@@ -6,7 +6,7 @@
 # status, no hang, RSS bounded, no sanitizer report, no log flood, host files
 # outside the VM's scratch directory untouched.
 #
-# Three campaigns of FUZZ_SECONDS each (default 300):
+# Three campaigns of FUZZ_SECONDS each (default 600):
 #   emu       hostvisor on the software CPU, DEVICE_FUZZ_OPS ops a run (200000)
 #   kvm       on KVM where /dev/kvm is usable, DEVICE_FUZZ_KVM_OPS (2000)
 #   emu-asan  an ASan+UBSan hostvisor (-DHOSTVISOR_SANITIZE=address,undefined,
@@ -24,7 +24,7 @@
 # Usage: scripts/device-fuzz.sh [BUILD]
 set -euo pipefail
 build=${1:-build}
-seconds=${FUZZ_SECONDS:-300}
+seconds=${FUZZ_SECONDS:-600}
 asan_build=${DEVICE_FUZZ_ASAN_BUILD:-$build-asan}
 seed=${DEVICE_FUZZ_SEED:-$(date +%s)}
 

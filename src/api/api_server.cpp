@@ -14,6 +14,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
+#include <condition_variable>
 #include <cstring>
 #include <deque>
 #include <mutex>
@@ -21,6 +22,7 @@
 
 #include "api/router.h"
 #include "base/log.h"
+#include "base/log_rate_limit.h"
 #include "base/size.h"
 
 namespace hostvisor::api {
@@ -158,9 +160,17 @@ class ConsoleBridge {
 // {"error":{...}}. The command runs on a thread of its own (the agent
 // client's poll loop); its output is posted to this io_context, which alone
 // writes to the WebSocket.
+//
+// Back-pressure: at most kMaxQueuedOutput bytes of output wait for a client
+// that does not read; then on_output blocks the command's thread until the
+// WebSocket takes some, which stops reading the agent's stream, and the
+// guest's writes wait in turn. Without it a guest printing without end to a
+// client that never reads would grow the daemon's memory without bound.
 template <typename Socket>
 class ExecBridge {
  public:
+  static constexpr size_t kMaxQueuedOutput = 1 << 20;
+
   ExecBridge(Socket socket, VmService& service, std::string vm, uint64_t max_message)
       : ws_(adopt(ioc_, socket)), service_(service), vm_(std::move(vm)) {
     ws_.read_message_max(max_message);
@@ -185,6 +195,12 @@ class ExecBridge {
     stream_.stdin_fd = stdin_read_.get();
     stream_.event_fd = events_->fd();
     stream_.on_output = [this](int channel, std::span<const uint8_t> bytes) {
+      {
+        std::unique_lock lock(output_mutex_);
+        output_room_.wait(lock, [&] { return client_gone_ || queued_output_ < kMaxQueuedOutput; });
+        if (client_gone_) return;  // nobody to send it to
+        queued_output_ += bytes.size();
+      }
       std::string message(1, static_cast<char>(channel));
       message.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
       asio::post(ioc_, [this, message = std::move(message)]() mutable { send(std::move(message), true); });
@@ -214,6 +230,11 @@ class ExecBridge {
     });
     read_client();
     ioc_.run();
+    {
+      std::lock_guard lock(output_mutex_);
+      client_gone_ = true;
+    }
+    output_room_.notify_all();
     // The client left first: the command's stdin ends and it gets SIGHUP, as
     // a terminal's hang-up gives; the agent client sees it to its end.
     stdin_write_.reset();
@@ -254,6 +275,12 @@ class ExecBridge {
     ws_.binary(current_.first);
     ws_.async_write(asio::buffer(current_.second), [this](beast::error_code ec, size_t) {
       writing_ = false;
+      if (current_.first) {
+        // Output (the stream byte and its bytes) has left: room for more.
+        std::lock_guard lock(output_mutex_);
+        queued_output_ -= std::min(queued_output_, current_.second.size() - 1);
+      }
+      output_room_.notify_all();
       if (ec) return ioc_.stop();
       write_next();
     });
@@ -292,6 +319,10 @@ class ExecBridge {
   std::pair<bool, std::string> current_;
   bool writing_ = false;
   bool finished_ = false;
+  std::mutex output_mutex_;  // guards queued_output_ and client_gone_
+  std::condition_variable output_room_;
+  size_t queued_output_ = 0;  // output bytes posted and not yet written
+  bool client_gone_ = false;
   beast::flat_buffer incoming_;
 };
 
@@ -452,9 +483,9 @@ class UnixApiServer final : public ApiServer {
       if (ec == asio::error::operation_aborted) return;
       if (!ec) {
         if (!peer_is_us(socket.native_handle())) {
-          HV_LOG_WARN("API: refused a connection from another user");
+          HV_LOG_WARN_LIMITED("API: refused a connection from another user");
         } else if (g_connections.load() >= kMaxConnections) {
-          HV_LOG_WARN("API: refused a connection: {} already open", kMaxConnections);
+          HV_LOG_WARN_LIMITED("API: refused a connection: {} already open", kMaxConnections);
         } else {
           // The session gets a plain socket of its own (not tied to this
           // io_context): it runs blocking on its own thread.

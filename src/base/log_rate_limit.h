@@ -1,14 +1,15 @@
-// A limit on log lines a guest can trigger at will (a device refusing a
-// ring, an MSI it cannot deliver, a BAR placed over another): without it a
-// guest repeating the mistake floods the host's log and spends the VMM's
-// time formatting. Each call site gets its own limiter: the first kBurst
-// lines pass, then one per kInterval; the next line that passes after some
-// were held back says how many.
+// A token bucket for log lines a guest or a peer can cause: a burst goes out
+// at once, then one line per interval; lines held back are counted and the
+// count is reported with the next line that goes out. Without it a guest that
+// repeats a bad request in a loop fills the host's disk through stderr and
+// spends the event loop's time formatting lines nobody reads.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <mutex>
+#include <optional>
+#include <utility>
 
 #include "base/log.h"
 
@@ -16,34 +17,48 @@ namespace hostvisor {
 
 class LogRateLimit {
  public:
-  static constexpr unsigned kBurst = 10;
-  static constexpr std::chrono::seconds kInterval{10};
   using Clock = std::chrono::steady_clock;
+  static constexpr unsigned kDefaultBurst = 10;
+  static constexpr Clock::duration kDefaultInterval = std::chrono::seconds(1);
 
-  // Whether a line may be logged now; when it may, *held_back is the number
-  // of lines refused since the last one that passed.
-  bool allow(uint64_t* held_back, Clock::time_point now = Clock::now());
+  explicit LogRateLimit(unsigned burst = kDefaultBurst, Clock::duration interval = kDefaultInterval);
+
+  // Whether a line may go out at `now`: nothing if it is to be dropped, else
+  // how many lines were dropped since the last one that went out. Any thread.
+  std::optional<uint64_t> admit(Clock::time_point now);
 
  private:
   std::mutex mutex_;
-  unsigned passed_ = 0;  // lines passed in the current burst
-  Clock::time_point next_;
-  uint64_t held_back_ = 0;
+  const unsigned burst_;
+  const Clock::duration interval_;
+  unsigned tokens_;
+  Clock::time_point refilled_at_{};
+  bool started_ = false;
+  uint64_t suppressed_ = 0;
 };
+
+// One line through `limiter`; see HV_LOG_*_LIMITED below.
+template <typename... Args>
+void log_rate_limited(LogRateLimit& limiter, spdlog::level::level_enum level, spdlog::format_string_t<Args...> format,
+                      Args&&... args) {
+  if (!spdlog::should_log(level)) return;
+  auto admitted = limiter.admit(LogRateLimit::Clock::now());
+  if (!admitted) return;
+  if (*admitted > 0) spdlog::log(level, "({} more like the next line were suppressed)", *admitted);
+  spdlog::log(level, format, std::forward<Args>(args)...);
+}
 
 }  // namespace hostvisor
 
-#define HV_LOG_LIMITED_(log_function, ...)                                                                \
-  do {                                                                                                    \
-    static ::hostvisor::LogRateLimit hv_log_limit_;                                                       \
-    uint64_t hv_log_held_back_ = 0;                                                                       \
-    if (hv_log_limit_.allow(&hv_log_held_back_)) {                                                        \
-      if (hv_log_held_back_)                                                                              \
-        spdlog::log_function("({} more like the next were not logged: rate-limited)", hv_log_held_back_); \
-      spdlog::log_function(__VA_ARGS__);                                                                  \
-    }                                                                                                     \
+// For every log line a guest, a disk image or a network peer can cause over
+// and over: each call site has its own limiter (a burst of
+// LogRateLimit::kDefaultBurst lines, then one a second), shared by every
+// device that runs that line.
+#define HV_LOG_LIMITED_AT(level, ...)                                       \
+  do {                                                                      \
+    static ::hostvisor::LogRateLimit hv_log_site_limiter;                   \
+    ::hostvisor::log_rate_limited(hv_log_site_limiter, level, __VA_ARGS__); \
   } while (0)
-
-// Warnings and errors a guest can cause.
-#define HV_LOG_WARN_LIMITED(...) HV_LOG_LIMITED_(warn, __VA_ARGS__)
-#define HV_LOG_ERROR_LIMITED(...) HV_LOG_LIMITED_(error, __VA_ARGS__)
+#define HV_LOG_INFO_LIMITED(...) HV_LOG_LIMITED_AT(spdlog::level::info, __VA_ARGS__)
+#define HV_LOG_WARN_LIMITED(...) HV_LOG_LIMITED_AT(spdlog::level::warn, __VA_ARGS__)
+#define HV_LOG_ERROR_LIMITED(...) HV_LOG_LIMITED_AT(spdlog::level::err, __VA_ARGS__)

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "base/log.h"
+#include "base/log_rate_limit.h"
 
 namespace hostvisor::control {
 
@@ -163,8 +164,8 @@ void ControlServer::accept_connections() {
     ucred peer{};
     socklen_t length = sizeof peer;
     if (::getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &peer, &length) != 0 || peer.uid != ::geteuid()) {
-      HV_LOG_WARN("control socket: refused a connection from uid {} (only uid {} may drive this VM)", peer.uid,
-                  ::geteuid());
+      HV_LOG_WARN_LIMITED("control socket: refused a connection from uid {} (only uid {} may drive this VM)", peer.uid,
+                          ::geteuid());
       continue;
     }
     std::lock_guard lock(connections_mutex_);

@@ -1,9 +1,12 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -436,6 +439,48 @@ TEST(SnapshotFilesTest, AFailureOncePublishedWithdrawsTheNewSnapshot) {
   ASSERT_TRUE(kept.ok()) << kept.error().message();
   EXPECT_EQ(kept->records(), sample_contents("A").records);
   EXPECT_TRUE(temp_dirs_beside(scratch.path(), "snap").empty());
+}
+
+// The disk filling up mid-save (a tmpfs too small for the second snapshot,
+// mounted in a mount namespace of the test's own) is a clear error, and the
+// snapshot of that name stays whole, with no temporary directory left.
+TEST(SnapshotFilesTest, ADiskThatFillsUpMidSaveLeavesThePreviousSnapshotWhole) {
+  ScratchDir scratch;
+  const uid_t uid = ::geteuid();
+  const gid_t gid = ::getegid();
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // Unprivileged, a user namespace gives the right to mount a tmpfs.
+    if (::unshare(CLONE_NEWNS | (uid == 0 ? 0 : CLONE_NEWUSER)) != 0) ::_exit(90);
+    if (uid != 0) {
+      std::ofstream("/proc/self/setgroups") << "deny";
+      std::ofstream("/proc/self/uid_map") << "0 " << uid << " 1";
+      std::ofstream("/proc/self/gid_map") << "0 " << gid << " 1";
+    }
+    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) ::_exit(91);
+    if (::mount("tmpfs", scratch.path().c_str(), "tmpfs", 0, "size=128k") != 0) ::_exit(92);
+    const std::string dir = scratch.path() + "/snap";
+    GuestMemory first = sample_memory(1);  // four pages of data: fits
+    if (!write_snapshot(dir, sample_contents("A"), first).ok()) ::_exit(93);
+    auto big = GuestMemory::create({{GuestAddress(0), 2 << 20}});
+    if (!big.ok() || !big->fill(GuestAddress(0), 0x5a, 1 << 20).ok()) ::_exit(94);
+    auto second = write_snapshot(dir, sample_contents("B"), *big);
+    EXPECT_FALSE(second.ok());
+    if (!second.ok())
+      EXPECT_NE(second.error().message().find(std::strerror(ENOSPC)), std::string::npos) << second.error().message();
+    auto kept = Snapshot::open(dir);
+    EXPECT_TRUE(kept.ok()) << (kept.ok() ? "" : kept.error().message());
+    if (kept.ok()) EXPECT_EQ(kept->records(), sample_contents("A").records);
+    EXPECT_TRUE(temp_dirs_beside(scratch.path(), "snap").empty());
+    ::_exit(::testing::Test::HasFailure() ? 1 : 0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_LT(WEXITSTATUS(status), 90) << "set-up step " << WEXITSTATUS(status)
+                                     << " failed (90 unshare, 91 private mounts, 92 tmpfs, 93 first save, 94 RAM)";
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "see the child's failures above";
 }
 
 }  // namespace

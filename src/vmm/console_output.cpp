@@ -13,6 +13,7 @@ namespace hostvisor {
 
 Result<std::shared_ptr<ConsoleOutput>> ConsoleOutput::create(const Options& options) {
   std::shared_ptr<ConsoleOutput> output(new ConsoleOutput(options));
+  if (options.to_stdout) output->terminal_ = std::make_unique<TerminalWriter>(STDOUT_FILENO);
   if (!options.log_path.empty()) {
     auto log = open_file(options.log_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
     if (!log) return std::move(log).error().with_context("--console-log");
@@ -25,7 +26,7 @@ Result<std::shared_ptr<ConsoleOutput>> ConsoleOutput::create(const Options& opti
 
 void ConsoleOutput::write(std::span<const uint8_t> bytes) {
   if (bytes.empty()) return;
-  if (options_.to_stdout) write_all(STDOUT_FILENO, bytes);
+  if (terminal_) terminal_->write(bytes);
   std::lock_guard lock(mutex_);
   append_ring(bytes);
   if (log_.valid()) append_log(bytes);

@@ -5,7 +5,9 @@
 // the log, the ring and the attachments).
 //
 // write() is called by whichever thread the guest's device prints on (a
-// vCPU thread for the UART): it never blocks on a reader. A sink must take
+// vCPU thread for the UART, the event loop for virtio-console): it never
+// blocks on a reader, the terminal included (a TerminalWriter holds what
+// stdout does not take at once, up to its bound). A sink must take
 // what it is given at once (the control server queues it, dropping what a
 // slow reader has no room for).
 #pragma once
@@ -21,6 +23,7 @@
 
 #include "base/fd.h"
 #include "base/result.h"
+#include "vmm/terminal_writer.h"
 
 namespace hostvisor {
 
@@ -58,6 +61,7 @@ class ConsoleOutput {
   std::vector<uint8_t> replay_locked() const;
 
   Options options_;
+  std::unique_ptr<TerminalWriter> terminal_;  // stdout, when options_.to_stdout
   mutable std::mutex mutex_;
   UniqueFd log_;
   uint64_t log_size_ = 0;

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "base/log.h"
+#include "base/log_rate_limit.h"
 
 namespace hostvisor {
 
@@ -131,7 +132,7 @@ void ConsolePortSocket::on_client_event(uint32_t events) {
   if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
   if (n <= 0) return disconnect();
   const size_t taken = console_->enqueue_input(port_, std::span(buffer, static_cast<size_t>(n)));
-  if (taken != static_cast<size_t>(n)) HV_LOG_WARN("{}: the port took {} of {} bytes", path_, taken, n);
+  if (taken != static_cast<size_t>(n)) HV_LOG_WARN_LIMITED("{}: the port took {} of {} bytes", path_, taken, n);
 }
 
 void ConsolePortSocket::on_space() {

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <filesystem>
 #include <thread>
+#include <vector>
 
 namespace hostvisor {
 namespace {
@@ -88,6 +89,23 @@ TEST_F(ConsolePortSocketTest, OneClientAtATimeOpensTheHostEnd) {
   // And the next client gets the port.
   UniqueFd third = connect_to(path);
   ASSERT_TRUE(eventually([&] { return console->host_open(1); }));
+}
+
+// The guest's output to a client that does not read: once the socket's
+// buffer is full the sink refuses at once (the device drops and counts it),
+// so the thread that runs the device never waits and nothing piles up here.
+TEST_F(ConsolePortSocketTest, AClientThatDoesNotReadIsNeverWaitedFor) {
+  UniqueFd client = connect_to(path);
+  ASSERT_TRUE(eventually([&] { return console->host_open(1); }));
+  const std::vector<uint8_t> chunk(64 * 1024, 'x');
+  auto sink = socket->sink();
+  const auto start = std::chrono::steady_clock::now();
+  size_t taken = 0, refused = 0;
+  for (int i = 0; i < 256; ++i) (sink(chunk) ? taken : refused) += chunk.size();  // 16 MiB
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
+  EXPECT_GT(refused, 0u);
+  // What was taken sits in the kernel's socket buffers (1 MiB asked for), not here.
+  EXPECT_LE(taken, size_t{4} << 20);
 }
 
 TEST(ConsolePortSocket, RefusesAPathThatIsNotAStaleSocket) {

@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "base/log.h"
+#include "base/log_rate_limit.h"
 
 namespace hostvisor::web {
 
@@ -84,7 +85,7 @@ void WebListener::serve(int fd) {
     std::lock_guard lock(connections_->mutex);
     UniqueFd watch(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
     if (connections_->open.size() >= kMaxConnections || !watch.valid()) {
-      HV_LOG_WARN("web console: refused a connection: {} already open", connections_->open.size());
+      HV_LOG_WARN_LIMITED("web console: refused a connection: {} already open", connections_->open.size());
       ::close(fd);
       return;
     }

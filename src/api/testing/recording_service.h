@@ -11,7 +11,7 @@
 
 namespace hostvisor::api::testing {
 
-class RecordingService final : public VmService {
+class RecordingService : public VmService {
  public:
   std::vector<std::string> calls;
   std::optional<Error> fail_with;

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "base/log.h"
+#include "base/log_rate_limit.h"
 
 namespace hostvisor::block {
 
@@ -230,7 +231,7 @@ Error Qcow2Image::mark_corrupt(const std::string& what) {
                    (!pending.ok() ? pending : marked).error().message());
     }
   }
-  HV_LOG_ERROR("{}", message);
+  HV_LOG_ERROR_LIMITED("{}", message);
   return Error(ErrorCode::kCorrupt, message +
                                         ". The image is marked corrupt and refuses writes until "
                                         "`hostvisor disk check --repair` has repaired it");

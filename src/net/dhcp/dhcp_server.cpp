@@ -98,10 +98,15 @@ void DhcpServer::reclaim_expired(Clock::time_point now) {
 std::optional<Ipv4Address> DhcpServer::choose_address(const MacAddress& mac, std::optional<Ipv4Address> wanted,
                                                       Clock::time_point now) {
   const uint64_t k = key(mac);
-  if (auto it = leases_.find(k); it != leases_.end() && in_pool(it->second.address)) return it->second.address;
+  const auto held = leases_.find(k);
+  if (held != leases_.end() && in_pool(held->second.address)) return held->second.address;
+  // A client without a lease gets one only while the table has room, the
+  // address it asks for included (that check once came after this one, and
+  // DISCOVERs naming free addresses grew the table past max_leases).
+  const bool has_lease = held != leases_.end();
+  if (!has_lease && leases_.size() >= config_.max_leases) reclaim_expired(now);
+  if (!has_lease && leases_.size() >= config_.max_leases) return std::nullopt;
   if (wanted && free_for(*wanted, k, now)) return wanted;
-  if (leases_.size() >= config_.max_leases) reclaim_expired(now);
-  if (leases_.size() >= config_.max_leases) return std::nullopt;
   // FNV-1a of the MAC: the same client starts at the same address.
   uint64_t hash = 0xcbf29ce484222325ull;
   for (uint8_t b : mac) hash = (hash ^ b) * 0x100000001b3ull;

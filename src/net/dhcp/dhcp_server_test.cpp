@@ -140,6 +140,26 @@ TEST(DhcpServer, ReleaseFreesTheAddressAndRenewalIsUnicast) {
   EXPECT_EQ(lease(server, kVm2), only);
 }
 
+// Found by the dhcp_server fuzz target: a DISCOVER naming a free address
+// was offered (and bound) before the table's bound was looked at.
+TEST(DhcpServer, ClientsAskingForFreeAddressesStayWithinTheLeaseBound) {
+  auto created = DhcpServer::create({.network = kNet, .max_leases = 2});
+  ASSERT_TRUE(created.ok());
+  DhcpServer server = std::move(created).value();
+  lease(server, kVm1);
+  lease(server, kVm2);
+  for (uint8_t i = 3; i < 40; ++i) {
+    const MacAddress mac{0x02, 0x11, 0, 0, 0, i};
+    EXPECT_FALSE(server.handle_frame(dhcp_frame(mac, kDhcpDiscover, i, Ipv4Address{0x0a090000u + 100 + i}), kNow))
+        << "the table is full: no offer";
+    EXPECT_FALSE(server.address_for(mac, kNow));
+    EXPECT_EQ(server.lease_count(), 2u);
+  }
+  // The clients that hold leases keep them, asking by address or not.
+  EXPECT_EQ(lease(server, kVm1, 50), lease(server, kVm1, 60));
+  EXPECT_EQ(server.lease_count(), 2u);
+}
+
 TEST(DhcpServer, ExpiredLeasesAreReused) {
   DhcpServer server = make_server(Ipv4Network{{0x0a090000}, 30});
   lease(server, kVm1);

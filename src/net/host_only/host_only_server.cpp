@@ -17,6 +17,7 @@
 
 #include "base/fd.h"
 #include "base/log.h"
+#include "base/log_rate_limit.h"
 #include "net/dhcp/dhcp_server.h"
 #include "net/host_interface/link_control.h"
 #include "net/host_interface/routing_rules.h"
@@ -151,7 +152,7 @@ Result<void> HostOnlyServer::Impl::run() {
           }
           members_.emplace(conn, UniqueFd(conn));
           ever_joined_ = true;
-          HV_LOG_INFO("host-only {}: a VM joined ({} now)", options_.bridge, members_.size());
+          HV_LOG_INFO_LIMITED("host-only {}: a VM joined ({} now)", options_.bridge, members_.size());
         }
       } else if (fd == tap_->receive_fd()) {
         serve_tap();
@@ -162,7 +163,7 @@ Result<void> HostOnlyServer::Impl::run() {
         if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR)) {
           ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
           members_.erase(member);
-          HV_LOG_INFO("host-only {}: a VM left ({} now)", options_.bridge, members_.size());
+          HV_LOG_INFO_LIMITED("host-only {}: a VM left ({} now)", options_.bridge, members_.size());
         }
       }
     }

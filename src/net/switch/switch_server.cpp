@@ -15,6 +15,7 @@
 #include <unordered_map>
 
 #include "base/log.h"
+#include "base/log_rate_limit.h"
 #include "net/dhcp/dhcp_server.h"
 #include "net/host_only/host_gateway.h"
 #include "net/switch/network_lock.h"
@@ -187,7 +188,7 @@ void SwitchServer::Impl::accept_connections() {
     }
     ever_connected_ = true;
     if (ports_.size() >= options_.max_ports) {
-      HV_LOG_WARN("switch: refusing a connection: {} ports is the limit", options_.max_ports);
+      HV_LOG_WARN_LIMITED("switch: refusing a connection: {} ports is the limit", options_.max_ports);
       continue;
     }
     ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDBUF, &kSocketBuffer, sizeof kSocketBuffer);
@@ -206,8 +207,8 @@ void SwitchServer::Impl::accept_connections() {
 void SwitchServer::Impl::join(StreamPort& port, SwitchPortMode mode) {
   port.id = switch_.add_port(&port, mode);
   ++counters_.ports_joined;
-  HV_LOG_INFO("switch: port {} joined ({}), {} port(s)", port.id,
-              mode.headers ? "hostvisor, virtio-net headers" : "plain", ports_.size());
+  HV_LOG_INFO_LIMITED("switch: port {} joined ({}), {} port(s)", port.id,
+                      mode.headers ? "hostvisor, virtio-net headers" : "plain", ports_.size());
 }
 
 void SwitchServer::Impl::forward(PortId from, const VirtioNetHeader& header, std::span<const uint8_t> frame) {
@@ -284,8 +285,8 @@ void SwitchServer::Impl::answer_forward(StreamPort& port, const HostForward& wan
     }
   }
   ++(result.text.empty() ? counters_.forwards_added : counters_.forwards_refused);
-  HV_LOG_INFO("switch: port {}: {}", port.id,
-              result.text.empty() ? "hostfwd=" + format_host_forward(forward) + " in place" : result.text);
+  HV_LOG_INFO_LIMITED("switch: port {}: {}", port.id,
+                      result.text.empty() ? "hostfwd=" + format_host_forward(forward) + " in place" : result.text);
   port.deliver({}, encode_switch_control(result));
 }
 
@@ -352,7 +353,7 @@ void SwitchServer::Impl::close_port(int fd, const std::string& why) {
   if (port.id != 0) switch_.remove_port(port.id);
   for (const HostForward& forward : port.forwards) gateway_->remove_forward(forward);
   if (why != "the peer left") ++counters_.ports_disconnected;
-  HV_LOG_INFO("switch: port {} left: {}; {} port(s) remain", port.id, why, ports_.size() - 1);
+  HV_LOG_INFO_LIMITED("switch: port {} left: {}; {} port(s) remain", port.id, why, ports_.size() - 1);
   ports_.erase(it);  // closes the fd, which leaves the epoll set
 }
 

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "base/log.h"
+#include "base/log_rate_limit.h"
 #include "devices/virtio/virtio_constants.h"
 
 namespace hostvisor {
@@ -288,7 +289,7 @@ void VirtioBalloon::parse_stats(const DescriptorChain& chain) {
     line += std::string(line.empty() ? "" : ", ") + vb::kStatNames[tag] + " " +
             (bytes ? mib(stats_.value[tag]) : std::to_string(stats_.value[tag]));
   }
-  HV_LOG_INFO("virtio-balloon: guest statistics: {}", line);
+  HV_LOG_INFO_LIMITED("virtio-balloon: guest statistics: {}", line);
 }
 
 uint64_t VirtioBalloon::discard(uint64_t start, uint64_t end) {

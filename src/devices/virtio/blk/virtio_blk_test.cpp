@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -783,6 +784,29 @@ TEST_F(VirtioBlkAsyncTest, FlushWaitsForEveryEarlierWriteButNotForLaterOnes) {
   EXPECT_EQ(status_of(2), kStatusOk);
   // On the image, the flush ran after both writes before it.
   EXPECT_EQ(disk->executed, (std::vector<int>{1, 2, 0, 3}));
+}
+
+// A disk that stops answering (a hung NFS mount, a dying drive) holds the
+// requests the guest made available, never more, and never holds up the
+// thread that takes the notifies (the event loop): it goes on at once.
+TEST_F(VirtioBlkAsyncTest, AStalledDiskNeverBlocksTheNotifyAndHoldsOnlyTheRingsRequests) {
+  auto disk = gated();
+  constexpr int kRequests = kQueueSize / 3;
+  for (int i = 0; i < kRequests; ++i) add_request(i, kRequestIn, static_cast<uint64_t>(i));
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(device->process_queue(0).ok());
+  for (int k = 0; k < 100; ++k) ASSERT_TRUE(device->process_queue(0).ok());  // the guest notifies on and on
+  answer_completions(*device);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(1));
+  EXPECT_EQ(disk->held(), static_cast<size_t>(kRequests));
+  EXPECT_EQ(disk->submitted.size(), static_cast<size_t>(kRequests));
+  EXPECT_EQ(driver->used_idx(), 0);
+  // The disk comes back: each request is answered, once.
+  for (int i = kRequests - 1; i >= 0; --i) ASSERT_TRUE(disk->release(i));
+  answer_completions(*device);
+  EXPECT_EQ(driver->used_idx(), kRequests);
+  for (int i = 0; i < kRequests; ++i) EXPECT_EQ(status_of(i), kStatusOk) << i;
+  EXPECT_TRUE(interrupt.needs_reset.empty());
 }
 
 TEST_F(VirtioBlkAsyncTest, FlushWithNothingInFlightGoesAtOnceAndFlushesQueueInOrder) {

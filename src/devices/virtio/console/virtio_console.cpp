@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "base/log.h"
+#include "base/log_rate_limit.h"
 #include "devices/virtio/virtio_constants.h"
 
 namespace hostvisor {
@@ -306,9 +307,10 @@ void VirtioConsole::receive_control() {
 
 void VirtioConsole::handle_control(const ControlMessage& message) {
   auto refuse = [&](const char* why) {
-    // Only the first few are logged: a hostile driver must not flood the log.
-    if (control_refused_++ < 8)
-      HV_LOG_WARN("virtio console: refused a control message (port {}, event {}): {}", message.id, message.event, why);
+    // Counted, and logged rate-limited: a hostile driver must not flood the log.
+    ++control_refused_;
+    HV_LOG_WARN_LIMITED("virtio console: refused a control message (port {}, event {}): {}", message.id, message.event,
+                        why);
   };
   switch (message.event) {
     case kDeviceReady:

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "base/log.h"
+#include "base/log_rate_limit.h"
 #include "devices/virtio/virtio_constants.h"
 
 namespace hostvisor {
@@ -85,7 +86,7 @@ Result<void> VirtioNet::on_activate() {
     if (auto r = backend_->set_receive_offloads(wanted); r)
       rx_offloads_ = wanted;
     else
-      HV_LOG_WARN("virtio-net: receive offloads stay off: {}", r.error().message());
+      HV_LOG_WARN_LIMITED("virtio-net: receive offloads stay off: {}", r.error().message());
   }
   rx_stalled_ = false;
   rx_throttled_ = false;
@@ -100,7 +101,7 @@ void VirtioNet::on_reset() {
   negotiated_ = 0;
   if (backend_->supports_offloads() && (rx_offloads_.csum || rx_offloads_.tso4 || rx_offloads_.tso6)) {
     if (auto r = backend_->set_receive_offloads({}); !r)
-      HV_LOG_WARN("virtio-net: turning receive offloads off: {}", r.error().message());
+      HV_LOG_WARN_LIMITED("virtio-net: turning receive offloads off: {}", r.error().message());
   }
   rx_offloads_ = {};
   rx_stalled_ = false;

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "base/log.h"
+#include "base/log_rate_limit.h"
 #include "devices/virtio/virtio_constants.h"
 #include "devices/virtio/vsock/vsock_connect_line.h"
 #include "devices/virtio/vsock/vsock_unix_socket.h"
@@ -406,7 +407,7 @@ void VirtioVsock::read_connect_line(int fd) {
   if (n <= 0) return close_connect_line(fd);
   auto line = vsock::parse_connect_line(std::string_view(buffer, static_cast<size_t>(n)));
   if (!line) {
-    HV_LOG_WARN("{} (from a host program on {})", line.error().message(), options_.uds_path);
+    HV_LOG_WARN_LIMITED("{} (from a host program on {})", line.error().message(), options_.uds_path);
     return close_connect_line(fd);
   }
   if (!line->has_value()) return;  // the rest of the line is still coming
@@ -447,8 +448,8 @@ void VirtioVsock::expire_connects() {
       next = stream.connect_deadline;
   }
   for (const Key& key : expired) {
-    HV_LOG_WARN("vsock: the guest did not answer a connection to its port {} within {} ms; closed", key.guest_port,
-                options_.connect_timeout.count());
+    HV_LOG_WARN_LIMITED("vsock: the guest did not answer a connection to its port {} within {} ms; closed",
+                        key.guest_port, options_.connect_timeout.count());
     reset_stream(key);
   }
   if (next) arm_connect_timer(*next);
