@@ -1,4 +1,5 @@
 #include "block/engine/thread_pool_engine.h"
+#include "sandbox/seccomp/thread_filter.h"
 
 #include <fcntl.h>
 #include <linux/falloc.h>
@@ -46,6 +47,7 @@ int64_t ThreadPoolEngine::run(const IoRequest& r) {
 }
 
 void ThreadPoolEngine::worker() {
+  sandbox::install_thread_filter(sandbox::ThreadKind::kIoWorker);
   std::unique_lock lock(mutex_);
   for (;;) {
     work_ready_.wait(lock, [this] { return stopping_ || !pending_.empty(); });

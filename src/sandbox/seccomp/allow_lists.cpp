@@ -111,7 +111,7 @@ void add_terminal_ioctls(AllowList& list) {
 // Opening and changing files by path: snapshots (their directory, the
 // atomic rename), disk overlays, the console log's rotation.
 void add_path_files(AllowList& list) {
-  allow(list, {SCMP_SYS(openat),     SCMP_SYS(open),      SCMP_SYS(mkdirat),   SCMP_SYS(mkdir),    SCMP_SYS(unlinkat),
+  allow(list, {SCMP_SYS(openat),     SCMP_SYS(openat2),   SCMP_SYS(open),      SCMP_SYS(mkdirat),   SCMP_SYS(mkdir),    SCMP_SYS(unlinkat),
                SCMP_SYS(unlink),     SCMP_SYS(rmdir),     SCMP_SYS(renameat),  SCMP_SYS(renameat2), SCMP_SYS(rename),
                SCMP_SYS(linkat),     SCMP_SYS(symlinkat), SCMP_SYS(readlinkat), SCMP_SYS(readlink), SCMP_SYS(getdents64),
                SCMP_SYS(faccessat),  SCMP_SYS(faccessat2), SCMP_SYS(access),   SCMP_SYS(stat),     SCMP_SYS(lstat),
@@ -153,6 +153,8 @@ AllowList event_loop_list() {
   add_terminal_ioctls(list);
   add_path_files(list);
   add_ip_and_unix_sockets(list);
+  // A snapshot reopens the disks on fresh overlays: new I/O engines.
+  allow(list, {SCMP_SYS(io_uring_setup), SCMP_SYS(io_uring_register)});
   return list;
 }
 
@@ -171,7 +173,7 @@ AllowList share_worker_list() {
   allow(list, {SCMP_SYS(mknodat), SCMP_SYS(fchdir), SCMP_SYS(fgetxattr), SCMP_SYS(fsetxattr), SCMP_SYS(flistxattr),
                SCMP_SYS(fremovexattr), SCMP_SYS(getxattr), SCMP_SYS(lgetxattr), SCMP_SYS(setxattr),
                SCMP_SYS(lsetxattr), SCMP_SYS(listxattr), SCMP_SYS(llistxattr), SCMP_SYS(removexattr),
-               SCMP_SYS(lremovexattr), SCMP_SYS(fadvise64), SCMP_SYS(lseek)});
+               SCMP_SYS(lremovexattr), SCMP_SYS(fadvise64), SCMP_SYS(lseek), SCMP_SYS(syncfs)});
   // A finished request's interrupt, raised from the worker.
   allow_ioctls(list, {KVM_SIGNAL_MSI, KVM_IRQ_LINE, KVM_IRQ_LINE_STATUS});
   return list;

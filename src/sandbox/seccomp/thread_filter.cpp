@@ -1,6 +1,7 @@
 #include "sandbox/seccomp/thread_filter.h"
 
 #include <pthread.h>
+#include <time.h>
 #include <seccomp.h>
 #include <unistd.h>
 
@@ -50,6 +51,10 @@ Error libseccomp_error(const char* what, ThreadKind kind, int rc) {
 
 void set_process_seccomp_mode(SeccompMode mode) {
   g_mode = mode;
+  // glibc loads the time zone (/etc/localtime) at the process's first time
+  // conversion, gmtime_r included, on whichever thread makes it: the CMOS
+  // RTC's on a vCPU, which may open no file. Loaded now, before any filter.
+  ::tzset();
   if (mode == SeccompMode::kKill) install_forbidden_syscall_reporter();
   if (mode == SeccompMode::kLog)
     std::fprintf(stderr,
