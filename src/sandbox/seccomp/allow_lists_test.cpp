@@ -47,7 +47,9 @@ TEST(SeccompAllowLists, LazilyStartedIoWorkersFitUnderTheVcpuAndEventLoopThatSta
   expect_covers(ThreadKind::kEventLoop, ThreadKind::kIoWorker);
 }
 
-TEST(SeccompAllowLists, TheDaemonsVmProcessesStartUnderItsFilter) { expect_covers(ThreadKind::kDaemon, ThreadKind::kSetup); }
+TEST(SeccompAllowLists, TheDaemonsVmProcessesStartUnderItsFilter) {
+  expect_covers(ThreadKind::kDaemon, ThreadKind::kSetup);
+}
 
 TEST(SeccompAllowLists, OnlySetUpMakesMemoryExecutableStartsProgramsOrCreatesVms) {
   for (ThreadKind kind : {ThreadKind::kVcpu, ThreadKind::kEventLoop, ThreadKind::kIoWorker, ThreadKind::kShareWorker,
@@ -65,8 +67,8 @@ TEST(SeccompAllowLists, OnlySetUpMakesMemoryExecutableStartsProgramsOrCreatesVms
     EXPECT_FALSE(has_rule(list, {SCMP_SYS(ioctl), {{.arg = 1, .mask = 0xffffffffu, .equals = KVM_CREATE_VCPU}}}));
   }
   const AllowList setup = allow_list(ThreadKind::kSetup);
-  for (int call : {SCMP_SYS(ptrace), SCMP_SYS(process_vm_writev), SCMP_SYS(mount), SCMP_SYS(bpf),
-                   SCMP_SYS(init_module), SCMP_SYS(kexec_load), SCMP_SYS(userfaultfd), SCMP_SYS(perf_event_open)})
+  for (int call : {SCMP_SYS(ptrace), SCMP_SYS(process_vm_writev), SCMP_SYS(mount), SCMP_SYS(bpf), SCMP_SYS(init_module),
+                   SCMP_SYS(kexec_load), SCMP_SYS(userfaultfd), SCMP_SYS(perf_event_open)})
     EXPECT_FALSE(allows_always(setup, call)) << call;
 }
 

@@ -1,8 +1,8 @@
 #include "sandbox/seccomp/thread_filter.h"
 
 #include <pthread.h>
-#include <time.h>
 #include <seccomp.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -70,8 +70,9 @@ Result<void> try_install_thread_filter(ThreadKind kind) {
   name_thread(kind);
   const AllowList list = allow_list(kind);
   FilterContext filter(mode == SeccompMode::kKill ? SCMP_ACT_TRAP : SCMP_ACT_LOG);
-  if (!filter.ctx) return Error(ErrorCode::kIo, std::string("seccomp: cannot start the ") + thread_kind_name(kind) +
-                                                    " filter (libseccomp)");
+  if (!filter.ctx)
+    return Error(ErrorCode::kIo,
+                 std::string("seccomp: cannot start the ") + thread_kind_name(kind) + " filter (libseccomp)");
   // A binary tree of the calls rather than a list: the vCPU's hot calls
   // (ioctl, futex, write) are found in a few comparisons.
   seccomp_attr_set(filter.ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2);
