@@ -10,8 +10,8 @@
 #include "base/log.h"
 #include "daemon/daemon.h"
 #include "daemon/library_paths.h"
-#include "web/web_console.h"
 #include "sandbox/seccomp/thread_filter.h"
+#include "web/web_console.h"
 
 namespace hostvisor::cli {
 

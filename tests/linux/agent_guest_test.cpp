@@ -242,7 +242,11 @@ TEST(AgentGuest, ExecTerminalCopyClockAndPowerOffThroughTheAgent) {
   }
   {  // the NAT: the host's gateway answers a ping (slirp's ICMP sockets)
     Captured c;
-    auto r = exec(client, {.argv = {"ping", "-c", "1", "-W", "10", "10.0.2.2"}}, c);
+    // The default guest's DHCP runs in the background of /init: until its
+    // lease, the network is unreachable.
+    auto r = exec(
+        client,
+        {.argv = {"sh", "-c", "for i in $(seq 60); do ping -c 1 -W 2 10.0.2.2 && exit 0; sleep 1; done; exit 1"}}, c);
     ASSERT_TRUE(r.ok()) << r.error().message();
     EXPECT_EQ(r->exit_code, 0) << c.out << c.err;
   }

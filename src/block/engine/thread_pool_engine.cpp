@@ -1,10 +1,11 @@
 #include "block/engine/thread_pool_engine.h"
-#include "sandbox/seccomp/thread_filter.h"
 
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
+
+#include "sandbox/seccomp/thread_filter.h"
 
 namespace hostvisor::block {
 

@@ -3,6 +3,7 @@
 #include <seccomp.h>
 #include <signal.h>
 #include <sys/syscall.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -45,7 +46,19 @@ char* append_number(char* at, char* end, long value) {
 
 // Only async-signal-safe work: a stack buffer, write(2), exit_group(2),
 // both of which every filter allows.
-void on_forbidden_syscall(int, siginfo_t* info, void*) {
+char* append_hex(char* at, char* end, unsigned long value) {
+  char digits[16];
+  int n = 0;
+  do {
+    digits[n++] = "0123456789abcdef"[value & 0xf];
+    value >>= 4;
+  } while (value > 0);
+  at = append(at, end, "0x");
+  while (n > 0 && at < end) *at++ = digits[--n];
+  return at;
+}
+
+void on_forbidden_syscall(int, siginfo_t* info, void* context) {
   const int nr = info->si_syscall;
   const char* name = nr >= 0 && nr < kSyscallNames && g_syscall_names[nr] ? g_syscall_names[nr] : "unknown";
   const char* kind = t_kind >= 0 ? thread_kind_name(static_cast<ThreadKind>(t_kind)) : "unfiltered";
@@ -58,7 +71,15 @@ void on_forbidden_syscall(int, siginfo_t* info, void*) {
   at = append(at, end, name);
   at = append(at, end, " (");
   at = append_number(at, end, nr);
-  at = append(at, end, ")\n");
+  at = append(at, end, ")");
+  // An ioctl's filter is on its request: name the one refused.
+  if (nr == SYS_ioctl && context) {
+    at = append(at, end, " request ");
+    at = append_hex(
+        at, end,
+        static_cast<unsigned long>(static_cast<ucontext_t*>(context)->uc_mcontext.gregs[REG_RSI]) & 0xffffffffu);
+  }
+  at = append(at, end, "\n");
   [[maybe_unused]] ssize_t written = ::write(STDERR_FILENO, line, static_cast<size_t>(at - line));
   ::syscall(SYS_exit_group, kForbiddenSyscallStatus);
 }
