@@ -236,6 +236,8 @@ AllowList event_loop_list() {
   add_ip_and_unix_sockets(list);
   // A snapshot reopens the disks on fresh overlays: new I/O engines.
   allow(list, {SCMP_SYS(io_uring_setup), SCMP_SYS(io_uring_register)});
+  // The control socket's metrics: the process's CPU time and memory.
+  allow(list, {SCMP_SYS(getrusage), SCMP_SYS(times), SCMP_SYS(sysinfo)});
   return list;
 }
 
