@@ -272,7 +272,9 @@ AllowList switch_list() {
   // addresses, through netlink and the SIOC ioctls.
   allow_socket_families(list, {AF_NETLINK});
   allow_ioctls(list, {SIOCGIFFLAGS, SIOCSIFFLAGS, SIOCGIFINDEX, SIOCGIFADDR, SIOCGIFNETMASK, SIOCGIFMTU, FIONBIO,
-                      FIONREAD, TUNSETIFF, TUNSETOFFLOAD, TUNSETVNETHDRSZ, TUNGETIFF});
+                      FIONREAD, TUNSETIFF, TUNSETOFFLOAD, TUNSETVNETHDRSZ, TUNGETIFF,
+                      // its bridge, removed when the last VM leaves
+                      SIOCBRADDBR, SIOCBRDELBR, SIOCBRADDIF, SIOCBRDELIF});
   allow(list, {SCMP_SYS(wait4), SCMP_SYS(kill), SCMP_SYS(signalfd4), SCMP_SYS(getrusage), SCMP_SYS(sysinfo)});
   return list;
 }
