@@ -8,4 +8,4 @@ hv_fuzz(emu_platform_mmio
           ${emu_platform_dir}/msi.cpp ${emu_platform_dir}/pic.cpp ${emu_platform_dir}/pit.cpp
           ${emu_platform_dir}/platform_clock.cpp ${emu_platform_dir}/platform_devices.cpp
           ${emu_platform_dir}/platform_timers.cpp
-  LIBS hv_devices hv_cpu hv_base)
+  LIBS hv_devices hv_cpu hv_base hv_seccomp)

@@ -4,4 +4,4 @@ find_package(ZLIB REQUIRED)
 get_property(hv_block_fuzz_sources GLOBAL PROPERTY HV_BLOCK_SOURCES)
 hv_fuzz(qcow2_image
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/qcow2_image.cpp ${hv_block_fuzz_sources}
-  LIBS hv_base hv_uring ZLIB::ZLIB)
+  LIBS hv_base hv_seccomp hv_uring ZLIB::ZLIB)

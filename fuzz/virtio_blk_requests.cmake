@@ -10,4 +10,4 @@ hv_fuzz(virtio_blk_requests
           ${virtio_dir}/blk/virtio_blk_request.cpp ${virtio_dir}/virtio_device_core.cpp
           ${virtio_dir}/reschedule_timer.cpp ${virtio_dir}/virtqueue.cpp ${virtio_dir}/descriptor_chain.cpp
           ${hv_blk_fuzz_block_sources}
-  LIBS hv_memory hv_base hv_uring ZLIB::ZLIB nlohmann_json::nlohmann_json)
+  LIBS hv_memory hv_base hv_seccomp hv_uring ZLIB::ZLIB nlohmann_json::nlohmann_json)

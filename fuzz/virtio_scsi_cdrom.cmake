@@ -11,4 +11,4 @@ hv_fuzz(virtio_scsi_cdrom
           ${virtio_dir}/scsi/virtio_scsi_request.cpp ${PROJECT_SOURCE_DIR}/src/devices/cdrom/mmc_cdrom.cpp
           ${virtio_dir}/virtio_device_core.cpp ${virtio_dir}/reschedule_timer.cpp ${virtio_dir}/virtqueue.cpp
           ${virtio_dir}/descriptor_chain.cpp ${hv_scsi_fuzz_block_sources}
-  LIBS hv_memory hv_base hv_uring ZLIB::ZLIB nlohmann_json::nlohmann_json)
+  LIBS hv_memory hv_base hv_seccomp hv_uring ZLIB::ZLIB nlohmann_json::nlohmann_json)

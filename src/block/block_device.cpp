@@ -10,6 +10,7 @@
 
 #include "base/fd.h"
 #include "block/host_file.h"
+#include "sandbox/seccomp/thread_filter.h"
 
 namespace hostvisor::block {
 
@@ -93,6 +94,7 @@ class BlockDevice::Worker {
     return Error(ErrorCode::kInternal, "unknown block operation");
   }
   void run() {
+    sandbox::install_thread_filter(sandbox::ThreadKind::kIoWorker);
     std::unique_lock lock(mutex_);
     for (;;) {
       cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });

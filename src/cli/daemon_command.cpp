@@ -10,6 +10,7 @@
 #include "base/log.h"
 #include "daemon/daemon.h"
 #include "daemon/library_paths.h"
+#include "sandbox/seccomp/thread_filter.h"
 #include "web/web_console.h"
 
 namespace hostvisor::cli {
@@ -20,6 +21,7 @@ struct DaemonArgs {
   std::string vm_binary;
   uint16_t web_port = web::WebConsole::kDefaultPort;
   std::string share_root = "/usr/share";
+  std::string seccomp = sandbox::seccomp_mode_name(sandbox::default_seccomp_mode());
 };
 
 Result<void> run_daemon(const DaemonArgs& args) {
@@ -32,6 +34,10 @@ Result<void> run_daemon(const DaemonArgs& args) {
   // SIGTERM/SIGINT end the server loop (asio's signal_set); a client that
   // leaves mid-answer is an error on its connection, not a signal.
   ::signal(SIGPIPE, SIG_IGN);
+  // Before its first thread: every thread of the daemon, and every VM
+  // process and switch it forks and execs, starts beneath this filter.
+  sandbox::set_process_seccomp_mode(HV_TRY(sandbox::parse_seccomp_mode(args.seccomp)));
+  HV_TRY(sandbox::try_install_thread_filter(sandbox::ThreadKind::kDaemon));
   auto daemon = HV_TRY(daemon::Daemon::open(paths, self, args.vm_binary));
   // The web console serves nothing until `hostvisor web` asks (POST /v1/web).
   web::WebConsole web_console(*daemon, args.web_port, args.share_root);
@@ -60,6 +66,10 @@ void add_daemon_command(CLI::App& app, int* exit_status) {
   cmd->add_option("--socket", args->socket, "Serve the API on this unix socket instead");
   cmd->add_option("--web-port", args->web_port,
                   "The port of 127.0.0.1 where `hostvisor web` serves the web console unless told another")
+      ->capture_default_str();
+  cmd->add_option("--seccomp", args->seccomp,
+                  "kill (the default), log or off: the daemon's seccomp filter, and the --seccomp of the VM processes "
+                  "and switches it starts (docs/seccomp.md)")
       ->capture_default_str();
   // What runs each VM instead of this binary's `run` (tests: a stand-in).
   cmd->add_option("--vm-binary", args->vm_binary)->group("");

@@ -29,6 +29,7 @@
 #include "net/switch/switch_paths.h"
 #include "sandbox/jail/capabilities.h"
 #include "sandbox/jail/jail.h"
+#include "sandbox/seccomp/thread_filter.h"
 #include "snapshot/snapshot_reader.h"
 #include "vmm/disk_snapshots.h"
 #include "vmm/machine.h"
@@ -72,6 +73,7 @@ struct RunOptions {
   bool jail = false;                       // --jail: namespaces and a private root
   std::optional<uid_t> jail_uid;           // --jail-uid (root only)
   std::optional<gid_t> jail_gid;           // --jail-gid (root only)
+  std::string seccomp = sandbox::seccomp_mode_name(sandbox::default_seccomp_mode());
 };
 
 void fail(const std::string& message) { std::fprintf(stderr, "hostvisor: %s\n", message.c_str()); }
@@ -225,6 +227,12 @@ Result<std::string> make_run_uefi_vars() {
 }
 
 int run(const RunOptions& options) {
+  auto seccomp = sandbox::parse_seccomp_mode(options.seccomp);
+  if (!seccomp) {
+    fail(seccomp.error().message());
+    return 2;
+  }
+  sandbox::set_process_seccomp_mode(*seccomp);
   if (auto tier = emu::jit::set_process_tier_options(options.emu_tier, options.emu_code_cache); !tier) {
     fail(tier.error().message());
     return 2;
@@ -468,6 +476,13 @@ int run_machines(const RunOptions& options, const MachineConfig& config, const F
     fail(signals.error().message());
     return 1;
   }
+  // The set-up filter, before the first thread and the first machine: every
+  // thread of the process (and the switch it spawns) runs beneath it, and
+  // each adds its own kind's (sandbox/seccomp/allow_lists.h).
+  if (auto confined = sandbox::try_install_thread_filter(sandbox::ThreadKind::kSetup); !confined) {
+    fail(confined.error().message());
+    return 1;
+  }
   // The console's output (the terminal unless --headless, the log, the
   // control socket's attachments) and the control socket outlive each
   // machine: a reboot keeps them. The socket's thread starts after the
@@ -683,11 +698,17 @@ void add_run_command(CLI::App& app, int* exit_status) {
   cmd->add_option("--jail-uid", options->jail_uid, "With --jail, started as root: the uid the VM runs as");
   cmd->add_option("--jail-gid", options->jail_gid,
                   "With --jail, started as root: the gid the VM runs as (e.g. the kvm group's, for /dev/kvm)");
+  cmd->add_option("--seccomp", options->seccomp,
+                  "kill, log or off: each thread runs under a seccomp filter of what its kind needs "
+                  "(docs/seccomp.md). kill: a forbidden call is reported (the thread's kind and the call) and "
+                  "hostvisor ends with status 159; log: the call goes ahead and the kernel logs it (dmesg); off: no "
+                  "filters. Default kill (off in an AddressSanitizer build)")
+      ->capture_default_str();
   cmd->footer(
       "Exit status: 0 when the guest powers off, or on Ctrl-A x, SIGINT, SIGTERM or SIGHUP (at any point once the run "
       "has started, reboots included); (v << 1) | 1 when the guest writes v to the debug-exit port; 3 when the guest "
       "resets with --no-reboot; 4 on a triple fault or a guest halted for good; 1 when hostvisor cannot go on; 2 for a "
-      "usage error.");
+      "usage error; 159 when a thread made a system call its seccomp filter forbids (--seccomp=kill).");
   cmd->callback([cmd, options, exit_status] {
     for (const char* name : {"--kernel", "--initrd", "--append", "--memory", "--disk", "--net", "--console", "--cpus",
                              "--debug-exit", "--balloon", "--share", "--firmware", "--cdrom"})

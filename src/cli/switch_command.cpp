@@ -14,6 +14,7 @@
 #include "net/switch/network_lock.h"
 #include "net/switch/switch_paths.h"
 #include "net/switch/switch_server.h"
+#include "sandbox/seccomp/thread_filter.h"
 
 namespace hostvisor::cli {
 
@@ -24,6 +25,7 @@ struct SwitchArgs {
   std::string host_only;
   bool rootless = false;
   bool lock_held = false;
+  std::string seccomp = sandbox::seccomp_mode_name(sandbox::default_seccomp_mode());
 };
 
 Result<void> run_switch_server(const SwitchArgs& args, const net::SwitchPaths& paths,
@@ -54,6 +56,8 @@ Result<void> run_host_only_server(const SwitchArgs& args, const net::SwitchPaths
   }
   HV_LOG_INFO("host-only network {}: bridge {} with the host at {}, DHCP for the VMs, listening on {}", args.name,
               options.bridge, net::format_ipv4_address(options.network.host(1)), paths.socket);
+  // Its bridge, socket and lock are made: from here it serves ports.
+  HV_TRY(sandbox::try_install_thread_filter(sandbox::ThreadKind::kSwitchProcess));
   return server->run();
 }
 
@@ -85,6 +89,8 @@ Result<void> run_switch_server(const SwitchArgs& args, const net::SwitchPaths& p
   else
     HV_LOG_INFO("switch {}: listening on {}{}", args.name, paths.socket,
                 options.dhcp ? ", DHCP for " + net::format_ipv4_network(*options.dhcp) : "");
+  // Its socket and lock are made: from here it serves ports.
+  HV_TRY(sandbox::try_install_thread_filter(sandbox::ThreadKind::kSwitchProcess));
   HV_TRY(server->run());
   const net::SwitchServerCounters c = server->counters();
   HV_LOG_INFO(
@@ -120,11 +126,22 @@ void add_switch_command(CLI::App& app, int* exit_status) {
   cmd->add_flag("--rootless", args->rootless)->group("");
   // How a VM that holds the start lock runs us; not for users.
   cmd->add_flag("--lock-held", args->lock_held)->group("");
+  cmd->add_option("--seccomp", args->seccomp,
+                  "kill (the default), log or off: the switch's seccomp filter once it serves, as for `hostvisor run` "
+                  "(a VM starts its switch with its own --seccomp)")
+      ->capture_default_str();
   cmd->callback([args, exit_status] {
     // Its log is the point of a detached switch: joins and leaves at info.
     if (spdlog::get_level() > spdlog::level::info) spdlog::set_level(spdlog::level::info);
     // A peer that leaves while we write is an error to handle, not a signal.
     ::signal(SIGPIPE, SIG_IGN);
+    auto seccomp = sandbox::parse_seccomp_mode(args->seccomp);
+    if (!seccomp) {
+      std::fprintf(stderr, "hostvisor: switch: %s\n", seccomp.error().message().c_str());
+      *exit_status = 2;
+      return;
+    }
+    sandbox::set_process_seccomp_mode(*seccomp);
     auto outcome = run_switch(*args);
     if (!outcome) {
       std::fprintf(stderr, "hostvisor: switch %s: %s\n", args->name.c_str(), outcome.error().message().c_str());

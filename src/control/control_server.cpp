@@ -16,6 +16,7 @@
 
 #include "base/log.h"
 #include "base/log_rate_limit.h"
+#include "sandbox/seccomp/thread_filter.h"
 
 namespace hostvisor::control {
 
@@ -107,6 +108,7 @@ Result<std::unique_ptr<ControlServer>> ControlServer::start(const std::string& p
 ControlServer::~ControlServer() { stop(); }
 
 void ControlServer::run() {
+  sandbox::install_thread_filter(sandbox::ThreadKind::kControl);
   epoll_event events[32];
   while (!stopping_.load()) {
     const int n = ::epoll_wait(epoll_.get(), events, 32, -1);

@@ -21,6 +21,7 @@
 #include "daemon/atomic_file.h"
 #include "daemon/names.h"
 #include "net/switch/switch_paths.h"
+#include "sandbox/seccomp/thread_filter.h"
 
 namespace hostvisor::daemon {
 
@@ -98,6 +99,11 @@ std::string qcow2_backing(const std::string& path) {
   if (::pread(fd.get(), name.data(), size, static_cast<off_t>(offset)) != static_cast<ssize_t>(size)) return "";
   if (name[0] != '/') name = (fs::path(path).parent_path() / name).string();
   return fs::path(name).lexically_normal().string();
+}
+
+// The daemon's VM processes and switches get its own --seccomp.
+std::string seccomp_argument() {
+  return std::string("--seccomp=") + sandbox::seccomp_mode_name(sandbox::process_seccomp_mode());
 }
 
 bool is_inside(const std::string& path, const std::string& dir) {
@@ -355,7 +361,7 @@ Result<void> Daemon::start_locked(const std::string& name) {
   ::unlink(vsock_socket(name).c_str());
   std::vector<std::string> args{"run",           "--headless", "--control", control_socket(name), "--console-log",
                                 dir + "/logs/console.log", "--accel", config.accel, "--vsock",
-                                "cid=3,uds=" + vsock_socket(name),
+                                "cid=3,uds=" + vsock_socket(name), seccomp_argument(),
                                 // The sandboxed VM writes its snapshots (and
                                 // suspends) beneath its own directory.
                                 "--sandbox-write", dir};
@@ -910,7 +916,7 @@ Result<json> Daemon::create_network(const std::string& name, const std::string& 
   const std::string path = paths_.networks_dir() + "/" + name + ".json";
   if (::access(path.c_str(), F_OK) == 0) return Error(ErrorCode::kBusy, "a network named " + name + " already exists");
   json record{{"name", name}, {"dhcp", dhcp}, {"created", now_iso8601()}, {"pid", 0}, {"start_time", 0}};
-  std::vector<std::string> args{"switch", name};
+  std::vector<std::string> args{"switch", name, seccomp_argument()};
   if (!dhcp.empty()) args.insert(args.end(), {"--dhcp", dhcp});
   const std::string log = paths_.networks_dir() + "/" + name + ".log";
   const ProcessIdentity process = HV_TRY(spawn_detached(binary_, args, log));
@@ -969,7 +975,7 @@ void Daemon::start_saved_networks() {
     if (is_running(process)) continue;
     const std::string name = record->value("name", "");
     if (!check_name(name, "network name")) continue;
-    std::vector<std::string> args{"switch", name};
+    std::vector<std::string> args{"switch", name, seccomp_argument()};
     if (!record->value("dhcp", "").empty()) args.insert(args.end(), {"--dhcp", record->value("dhcp", "")});
     auto started = spawn_detached(binary_, args, paths_.networks_dir() + "/" + name + ".log");
     if (!started) continue;

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "base/log.h"
+#include "sandbox/seccomp/thread_filter.h"
 
 namespace hostvisor {
 
@@ -73,6 +74,7 @@ void EventLoop::stop() {
 }
 
 void EventLoop::run() {
+  sandbox::install_thread_filter(sandbox::ThreadKind::kEventLoop);
   epoll_event events[32];
   while (!stopping_) {
     int n = ::epoll_wait(epoll_.get(), events, 32, -1);

@@ -10,6 +10,7 @@
 #include "agent/hostvisor_agent_client.h"
 #include "agent/qga/qga_client.h"
 #include "base/log.h"
+#include "sandbox/seccomp/thread_filter.h"
 
 namespace hostvisor {
 namespace {
@@ -104,6 +105,7 @@ void GuestClockSync::request(const std::string& reason, bool reseed, std::vector
 }
 
 void GuestClockSync::thread_main() {
+  sandbox::install_thread_filter(sandbox::ThreadKind::kEventLoop);
   // CLOCK_BOOTTIME goes on through a host suspend, unlike the monotonic clock.
   int64_t last_tick = clock_ns(CLOCK_BOOTTIME);
   std::unique_lock lock(mutex_);

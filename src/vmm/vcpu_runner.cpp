@@ -5,6 +5,7 @@
 
 #include "base/log.h"
 #include "devices/bus/bus.h"
+#include "sandbox/seccomp/thread_filter.h"
 
 namespace hostvisor {
 
@@ -157,6 +158,7 @@ Result<SystemRegisters> VcpuRunner::system_registers(unsigned index) {
 }
 
 void VcpuRunner::vcpu_thread(unsigned index) {
+  sandbox::install_thread_filter(sandbox::ThreadKind::kVcpu);
   Vcpu& vcpu = *vcpus_[index];
   for (;;) {
     auto exit = vcpu.run();

@@ -33,6 +33,7 @@
 #include <thread>
 
 #include "agent/hostvisor_agent_client.h"
+#include "base/fd.h"
 #include "tests/linux/guest_console.h"
 #include "tests/support/scratch_dir.h"
 
@@ -189,8 +190,17 @@ TEST(AgentGuest, ExecTerminalCopyClockAndPowerOffThroughTheAgent) {
 
   GuestConsole console;
   const std::string snapshot = (scratch.path / "snapshot").string();
-  ASSERT_TRUE(console.start(
-      {HOSTVISOR_PATH, "--log-level", "info", "run", "--accel", "emu", "--memory", "256M", "--snapshot-dir", snapshot}))
+  // A disk the guest writes and the host reads back.
+  const std::string disk = (scratch.path / "disk.raw").string();
+  {
+    UniqueFd fd(::open(disk.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600));
+    ASSERT_TRUE(fd.valid());
+    ASSERT_EQ(::ftruncate(fd.get(), 16 << 20), 0);
+  }
+  // Every filter on and a violation fatal, said explicitly (kill is also
+  // the default): the whole test runs with each thread under its filter.
+  ASSERT_TRUE(console.start({HOSTVISOR_PATH, "--log-level", "info", "run", "--seccomp=kill", "--accel", "emu",
+                             "--memory", "256M", "--disk", disk, "--snapshot-dir", snapshot}))
       << console.failure();
   auto banner = console.wait_for_regex(kBanner, kBootTimeout);
   ASSERT_TRUE(banner) << console.failure();
@@ -209,6 +219,36 @@ TEST(AgentGuest, ExecTerminalCopyClockAndPowerOffThroughTheAgent) {
     ASSERT_TRUE(r.ok()) << r.error().message();
     EXPECT_EQ(r->exit_code, 0);
     EXPECT_EQ(c.out, release + "\n");
+  }
+  for (const char* kind : {"setup", "vcpu", "event-loop"})
+    EXPECT_NE(console.err().find(std::string("installs the ") + kind + " filter ("), std::string::npos)
+        << kind << "\n"
+        << console.err();
+  {  // the disk: written and read back past the guest's cache, and seen by the host
+    Captured c;
+    auto r = exec(client,
+                  {.argv = {"sh", "-c",
+                            "echo seccomp-disk > /tmp/sector && dd if=/tmp/sector of=/dev/vda bs=512 count=1 "
+                            "conv=sync,fsync 2>/dev/null && echo 3 > /proc/sys/vm/drop_caches && "
+                            "dd if=/dev/vda bs=13 count=1 iflag=direct 2>/dev/null"}},
+                  c);
+    ASSERT_TRUE(r.ok()) << r.error().message();
+    EXPECT_EQ(r->exit_code, 0) << c.err;
+    EXPECT_EQ(c.out, "seccomp-disk\n") << c.err;
+    char host[13] = {};
+    UniqueFd fd(::open(disk.c_str(), O_RDONLY));
+    ASSERT_EQ(::pread(fd.get(), host, sizeof(host), 0), 13);
+    EXPECT_EQ(std::string(host, sizeof(host)), "seccomp-disk\n");
+  }
+  {  // the NAT: the host's gateway answers a ping (slirp's ICMP sockets)
+    Captured c;
+    // The default guest's DHCP runs in the background of /init: until its
+    // lease, the network is unreachable.
+    auto r = exec(
+        client,
+        {.argv = {"sh", "-c", "for i in $(seq 60); do ping -c 1 -W 2 10.0.2.2 && exit 0; sleep 1; done; exit 1"}}, c);
+    ASSERT_TRUE(r.ok()) << r.error().message();
+    EXPECT_EQ(r->exit_code, 0) << c.out << c.err;
   }
   {  // stdin in, output and status 3 out, through the command line
     std::string out;
@@ -348,7 +388,8 @@ TEST(AgentGuest, ExecTerminalCopyClockAndPowerOffThroughTheAgent) {
   std::this_thread::sleep_for(3s);  // time the clone's clock must catch up on
 
   GuestConsole clone;
-  ASSERT_TRUE(clone.start({HOSTVISOR_PATH, "--log-level", "info", "run", "--restore", snapshot, "--clone"}))
+  ASSERT_TRUE(
+      clone.start({HOSTVISOR_PATH, "--log-level", "info", "run", "--seccomp=kill", "--restore", snapshot, "--clone"}))
       << clone.failure();
   const auto deadline = std::chrono::steady_clock::now() + 60s;
   while (clone.err().find("set the guest's clock to the host's after restoring a clone") == std::string::npos &&

@@ -5,6 +5,8 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "sandbox/seccomp/thread_filter.h"
+
 namespace hostvisor::block {
 
 Result<std::unique_ptr<ThreadPoolEngine>> ThreadPoolEngine::create(unsigned threads) {
@@ -46,6 +48,7 @@ int64_t ThreadPoolEngine::run(const IoRequest& r) {
 }
 
 void ThreadPoolEngine::worker() {
+  sandbox::install_thread_filter(sandbox::ThreadKind::kIoWorker);
   std::unique_lock lock(mutex_);
   for (;;) {
     work_ready_.wait(lock, [this] { return stopping_ || !pending_.empty(); });

@@ -17,6 +17,7 @@
 
 #include "net/switch/network_lock.h"
 #include "net/switch/switch_paths.h"
+#include "sandbox/seccomp/thread_filter.h"
 
 namespace hostvisor::net {
 
@@ -63,7 +64,11 @@ void reap_when_it_ends(pid_t pid) {
 
 Result<pid_t> spawn_switch(const SwitchLaunch& launch, const SwitchPaths& paths) {
   const std::string program = launch.program.empty() ? HV_TRY(own_executable()) : launch.program;
-  std::vector<std::string> args = {program, "switch", launch.name, "--lock-held"};
+  // The switch's filter follows the VM's --seccomp (it starts under the
+  // VM's set-up filter in any case: filters carry across execve).
+  std::vector<std::string> args = {program, "switch", launch.name, "--lock-held",
+                                   std::string("--seccomp=") +
+                                       sandbox::seccomp_mode_name(sandbox::process_seccomp_mode())};
   if (launch.dhcp) {
     args.push_back("--dhcp");
     args.push_back(format_ipv4_network(*launch.dhcp));

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "devices/virtio/virtio_constants.h"
+#include "sandbox/seccomp/thread_filter.h"
 
 namespace hostvisor {
 
@@ -85,6 +86,7 @@ void VirtioFs::serve_queue(uint16_t queue) {
 }
 
 void VirtioFs::worker_loop() {
+  sandbox::install_thread_filter(sandbox::ThreadKind::kShareWorker);
   for (;;) {
     Job job;
     {

@@ -1,4 +1,5 @@
 #include "hv/emu/platform/platform_timers.h"
+#include "sandbox/seccomp/thread_filter.h"
 
 #include <chrono>
 #include <vector>
@@ -85,6 +86,7 @@ void PlatformTimers::stop() {
 }
 
 void PlatformTimers::thread_main() {
+  sandbox::install_thread_filter(sandbox::ThreadKind::kEventLoop);
   std::unique_lock lock(mutex_);
   while (!stopping_) {
     std::optional<uint64_t> earliest;
