@@ -10,4 +10,4 @@ hv_fuzz(ahci
           ${ahci_dir}/atapi_cdrom.cpp ${PROJECT_SOURCE_DIR}/src/devices/cdrom/mmc_cdrom.cpp
           ${PROJECT_SOURCE_DIR}/src/devices/pci/msi.cpp ${PROJECT_SOURCE_DIR}/src/devices/pci/pci_config_space.cpp
           ${hv_ahci_fuzz_block_sources}
-  LIBS hv_memory hv_base hv_uring ZLIB::ZLIB nlohmann_json::nlohmann_json)
+  LIBS hv_memory hv_base hv_seccomp hv_uring ZLIB::ZLIB nlohmann_json::nlohmann_json)
