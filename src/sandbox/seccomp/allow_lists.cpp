@@ -121,17 +121,32 @@ void add_descriptor_io(AllowList& list) {
 // routes, irqfds, ioeventfds and memory slots (a guest moving a BAR or
 // programming MSI-X), its clock and in-kernel chips. Creating VMs and vCPUs
 // is set-up's alone.
-// KVM_SET_GSI_ROUTING's number encodes the size of struct kvm_irq_routing:
-// 8 bytes (nr, flags; the entries follow as a flexible array) as the kernel
-// and hostvisor's backend see it, though this host's header, declaring the
-// array otherwise, says 16. Both are allowed.
-struct GsiRoutingHeader {
-  uint32_t nr, flags;
+// An ioctl's number encodes the size of its struct. <linux/kvm.h> ends
+// some in a flexible array that C sizes as nothing but C++ compilers here
+// size otherwise (kvm_xsave is 4100 bytes in C++, kvm_msrs 16): their
+// numbers are computed from the C layout, as the kernel and the KVM backend
+// (hv/kvm/kvm_abi.h, which allow_lists_test.cpp compares them with) use.
+// This host's header's KVM_SET_GSI_ROUTING (16) is allowed as well.
+struct KvmHeader8 {  // kvm_msrs, kvm_irq_routing: two u32s, then the entries
+  uint32_t first, second;
 };
-constexpr unsigned long kSetGsiRouting8 = _IOW(KVMIO, 0x6a, GsiRoutingHeader);
+struct KvmXsave {  // kvm_xsave: its 4096-byte region
+  uint32_t region[1024];
+};
+}  // namespace
+
+const unsigned long kKvmGetMsrsNumber = _IOWR(KVMIO, 0x88, KvmHeader8);
+const unsigned long kKvmSetMsrsNumber = _IOW(KVMIO, 0x89, KvmHeader8);
+const unsigned long kKvmSetGsiRoutingNumber = _IOW(KVMIO, 0x6a, KvmHeader8);
+const unsigned long kKvmGetXsaveNumber = _IOR(KVMIO, 0xa4, KvmXsave);
+const unsigned long kKvmSetXsaveNumber = _IOW(KVMIO, 0xa5, KvmXsave);
+const unsigned long kKvmGetXsave2Number = _IOR(KVMIO, 0xcf, KvmXsave);
+
+namespace {
 
 void add_kvm_runtime_ioctls(AllowList& list) {
-  allow_ioctls(list, {kSetGsiRouting8});
+  allow_ioctls(list, {kKvmGetMsrsNumber, kKvmSetMsrsNumber, kKvmSetGsiRoutingNumber, kKvmGetXsaveNumber,
+                      kKvmSetXsaveNumber, kKvmGetXsave2Number});
   allow_ioctls(list, {KVM_RUN,
                       KVM_GET_REGS,
                       KVM_SET_REGS,
@@ -139,13 +154,8 @@ void add_kvm_runtime_ioctls(AllowList& list) {
                       KVM_SET_SREGS,
                       KVM_GET_FPU,
                       KVM_SET_FPU,
-                      KVM_GET_MSRS,
-                      KVM_SET_MSRS,
                       KVM_GET_LAPIC,
                       KVM_SET_LAPIC,
-                      KVM_GET_XSAVE,
-                      KVM_SET_XSAVE,
-                      KVM_GET_XSAVE2,
                       KVM_GET_XCRS,
                       KVM_SET_XCRS,
                       KVM_GET_VCPU_EVENTS,

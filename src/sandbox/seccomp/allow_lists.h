@@ -55,4 +55,9 @@ struct AllowList {
 
 AllowList allow_list(ThreadKind kind);
 
+// The numbers of the KVM ioctls whose struct ends in a flexible array, as C
+// lays the struct out (see allow_lists.cpp): what the lists allow.
+extern const unsigned long kKvmGetMsrsNumber, kKvmSetMsrsNumber, kKvmSetGsiRoutingNumber, kKvmGetXsaveNumber,
+    kKvmSetXsaveNumber, kKvmGetXsave2Number;
+
 }  // namespace hostvisor::sandbox

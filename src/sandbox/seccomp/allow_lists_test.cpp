@@ -8,6 +8,8 @@
 
 #include <algorithm>
 
+#include "hv/kvm/kvm_abi.h"
+
 namespace hostvisor::sandbox {
 namespace {
 
@@ -78,6 +80,22 @@ TEST(SeccompAllowLists, KvmIoctlsOnlyOnThreadsThatRunOrSaveVcpusAndIoWorkersHave
   EXPECT_TRUE(has_rule(allow_list(ThreadKind::kEventLoop), run));  // a snapshot's pause
   EXPECT_FALSE(has_rule(allow_list(ThreadKind::kShareWorker), run));
   for (const AllowRule& rule : allow_list(ThreadKind::kIoWorker).rules) EXPECT_NE(rule.syscall, SCMP_SYS(ioctl));
+}
+
+// The KVM backend's ioctl numbers for structs with a flexible array are the
+// ones the lists allow: a state save on KVM (KVM_GET_XSAVE, KVM_GET_MSRS)
+// was once refused because C++ sizes <linux/kvm.h>'s structs otherwise.
+TEST(SeccompAllowLists, KvmIoctlNumbersAreTheBackendsOwn) {
+  EXPECT_EQ(kKvmGetMsrsNumber, kvm::kKvmGetMsrs);
+  EXPECT_EQ(kKvmSetMsrsNumber, kvm::kKvmSetMsrs);
+  EXPECT_EQ(kKvmSetGsiRoutingNumber, kvm::kKvmSetGsiRouting);
+  EXPECT_EQ(kKvmGetXsaveNumber, kvm::kKvmGetXsave);
+  EXPECT_EQ(kKvmSetXsaveNumber, kvm::kKvmSetXsave);
+  EXPECT_EQ(kKvmGetXsave2Number, kvm::kKvmGetXsave2);
+  const AllowList vcpu = allow_list(ThreadKind::kVcpu);
+  for (unsigned long request : {kvm::kKvmGetMsrs, kvm::kKvmSetMsrs, kvm::kKvmGetXsave, kvm::kKvmSetXsave})
+    EXPECT_TRUE(has_rule(vcpu, {SCMP_SYS(ioctl), {{.arg = 1, .mask = 0xffffffffu, .equals = request}}})) << std::hex
+                                                                                                          << request;
 }
 
 TEST(SeccompAllowLists, VcpusOpenNoFilesAndOnlyUnixSockets) {

@@ -1,10 +1,13 @@
 #include "sandbox/seccomp/thread_filter.h"
 
+#include <malloc.h>
 #include <pthread.h>
+#include <sys/sysinfo.h>
 #include <seccomp.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
@@ -55,6 +58,12 @@ void set_process_seccomp_mode(SeccompMode mode) {
   // conversion, gmtime_r included, on whichever thread makes it: the CMOS
   // RTC's on a vCPU, which may open no file. Loaded now, before any filter.
   ::tzset();
+  // glibc's malloc, the first time a process has more threads than its
+  // first 8 arenas serve, sizes its arena limit from the CPU count it reads
+  // in /sys/devices/system/cpu/online, on whichever thread needs the arena:
+  // a worker that may open no file. Set now (glibc's own default: 8 per
+  // CPU), the limit is never read from there.
+  if (mode != SeccompMode::kOff) ::mallopt(M_ARENA_MAX, 8 * std::max(1, ::get_nprocs()));
   if (mode == SeccompMode::kKill) install_forbidden_syscall_reporter();
   if (mode == SeccompMode::kLog)
     std::fprintf(stderr,
