@@ -104,12 +104,14 @@ Result<sandbox::SandboxPolicy> vm_sandbox_policy(const MachineConfig& config, co
       return Error(ErrorCode::kNotFound, "snapshots go beneath " + root + ", which is not a directory");
     rules.push_back({root, FsAccess::kCreate});
   }
+  // Files the machine only reads: one that is missing gets no rule, so
+  // building the machine reports it with the option that named it.
   for (const std::string& path : {config.kernel_path, config.initrd_path})
-    if (!path.empty()) rules.push_back({path, FsAccess::kRead});
+    if (!path.empty()) rules.push_back({.path = path, .access = FsAccess::kRead, .optional = true});
   for (const DiskConfig& disk : config.disks) HV_TRY(add_disk_rules(disk.disk, snapshots, rules));
-  for (const CdromConfig& cdrom : config.cdroms) rules.push_back({cdrom.path, FsAccess::kRead});
+  for (const CdromConfig& cdrom : config.cdroms) rules.push_back({.path = cdrom.path, .access = FsAccess::kRead, .optional = true});
   for (const FwCfgFileConfig& file : config.fw_cfg_files)
-    if (!file.host_path.empty()) rules.push_back({file.host_path, FsAccess::kRead});
+    if (!file.host_path.empty()) rules.push_back({.path = file.host_path, .access = FsAccess::kRead, .optional = true});
   for (const ShareConfig& share : config.shares)
     rules.push_back({share.host_dir, share.read_only ? FsAccess::kRead : FsAccess::kShare});
   if (!config.uefi_vars.empty()) rules.push_back(written_file(config.uefi_vars));
