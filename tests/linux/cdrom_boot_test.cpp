@@ -68,6 +68,19 @@ void power_off(GuestConsole& console) {
   EXPECT_EQ(*status, 0) << console.err();
 }
 
+// SeaBIOS boots from the CD rather than the disk, GRUB shows the ISO's
+// `menu_title`, and the guest reaches its shell; prints the time taken.
+void expect_seabios_boots_the_cd_to_the_shell(GuestConsole& console, const std::string& menu_title) {
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(console.wait_for_text("SeaBIOS (version", seconds(60))) << console.failure();
+  auto booting = console.wait_for_regex(std::regex("Booting from (DVD/CD|Hard Disk)"), seconds(60));
+  ASSERT_TRUE(booting) << console.failure();
+  EXPECT_EQ((*booting)[1], "DVD/CD");
+  ASSERT_TRUE(console.wait_for_text(menu_title, seconds(90))) << console.failure();
+  ASSERT_TRUE(console.wait_for_regex(kBanner, kBootTimeout)) << console.failure();
+  std::printf("power-on to the shell from \"%s\": %.1f s\n", menu_title.c_str(),
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+}
 class CdromBoot : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -102,15 +115,7 @@ TEST_F(CdromBoot, GrubIsoOnVirtioScsiBootsAheadOfABootableDiskByBootindexAndTheG
       hostvisor_args({"--disk", disk + ",bootindex=1", "--cdrom", iso + ",bootindex=0", "--firmware-log",
                       (dir.path / "seabios.log").string(), "--snapshot-dir", (dir.path / "snap").string()})))
       << console.failure();
-  const auto start = std::chrono::steady_clock::now();
-  ASSERT_TRUE(console.wait_for_text("SeaBIOS (version", seconds(60))) << console.failure();
-  auto booting = console.wait_for_regex(std::regex("Booting from (DVD/CD|Hard Disk)"), seconds(60));
-  ASSERT_TRUE(booting) << console.failure();
-  EXPECT_EQ((*booting)[1], "DVD/CD");
-  ASSERT_TRUE(console.wait_for_text("hostvisor CD", seconds(90))) << console.failure();
-  ASSERT_TRUE(console.wait_for_regex(kBanner, kBootTimeout)) << console.failure();
-  std::printf("power-on to the shell from the CD: %.1f s\n",
-              std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  ASSERT_NO_FATAL_FAILURE(expect_seabios_boots_the_cd_to_the_shell(console, "hostvisor CD"));
 
   EXPECT_NE(guest_ok(console, "cat /proc/cmdline").find("from=cd"), std::string::npos);
   // Linux sees a CD drive with the ISO's size, and reads a file from it.
@@ -189,15 +194,7 @@ TEST_F(CdromBoot, GrubIsoOnAhciBootsUnderSeabiosAheadOfABootableDiskByBootindex)
   ASSERT_TRUE(console.start(hostvisor_args({"--disk", disk + ",bootindex=1", "--cdrom", iso + ",bus=ahci,bootindex=0",
                                             "--firmware-log", (dir.path / "seabios.log").string()})))
       << console.failure();
-  const auto start = std::chrono::steady_clock::now();
-  ASSERT_TRUE(console.wait_for_text("SeaBIOS (version", seconds(60))) << console.failure();
-  auto booting = console.wait_for_regex(std::regex("Booting from (DVD/CD|Hard Disk)"), seconds(60));
-  ASSERT_TRUE(booting) << console.failure();
-  EXPECT_EQ((*booting)[1], "DVD/CD");
-  ASSERT_TRUE(console.wait_for_text("hostvisor AHCI CD", seconds(90))) << console.failure();
-  ASSERT_TRUE(console.wait_for_regex(kBanner, kBootTimeout)) << console.failure();
-  std::printf("power-on to the shell from the CD on AHCI: %.1f s\n",
-              std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  ASSERT_NO_FATAL_FAILURE(expect_seabios_boots_the_cd_to_the_shell(console, "hostvisor AHCI CD"));
   EXPECT_NE(guest_ok(console, "cat /proc/cmdline").find("from=ahci"), std::string::npos);
   // The guest sees the controller: ICH9's SATA function in AHCI mode.
   EXPECT_NE(guest_ok(console, "cat /sys/bus/pci/devices/*/uevent").find("PCI_ID=8086:2922"), std::string::npos);

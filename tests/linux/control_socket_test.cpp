@@ -17,6 +17,7 @@
 
 #include "control/control_client.h"
 #include "tests/linux/default_guest_snapshot.h"
+#include "tests/linux/control_socket_wait.h"
 #include "tests/linux/guest_console.h"
 #include "tests/support/scratch_dir.h"
 
@@ -29,20 +30,6 @@ using control::json;
 using namespace std::chrono_literals;
 
 constexpr auto kCommandTimeout = 60s;
-
-// The socket is served before the machine is built (ops answer "busy"
-// until then): this waits for both.
-std::optional<ControlClient> wait_for_socket(const fs::path& path, GuestConsole& vm) {
-  const auto deadline = std::chrono::steady_clock::now() + 60s;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (auto client = ControlClient::connect(path.string())) {
-      auto info = client->call("info");
-      if (info || info.error().code() != ErrorCode::kBusy) return std::move(*client);
-    }
-    vm.read_for(100ms);
-  }
-  return std::nullopt;
-}
 
 // Reads a console attachment until `pattern` matches what came since
 // `seen` was last cut; returns the match's first group (or the whole match).
@@ -148,7 +135,7 @@ TEST(LinuxControlSocket, EveryOperationOnAHeadlessGuestThenSuspendAndContinue) {
   GuestConsole vm;
   ASSERT_TRUE(booted.start_clone(vm, {"--headless", "--control", socket.string(), "--console-log", log.string()}))
       << vm.failure();
-  auto client = wait_for_socket(socket, vm);
+  auto client = wait_for_control_socket(socket, vm);
   ASSERT_TRUE(client) << "no control socket at " << socket << "\nstderr:\n" << vm.err();
 
   // info
@@ -300,7 +287,7 @@ TEST(LinuxControlSocket, EveryOperationOnAHeadlessGuestThenSuspendAndContinue) {
   ASSERT_TRUE(second.start(
       {HOSTVISOR_PATH, "run", "--restore", suspended.string(), "--headless", "--control", socket2.string()}))
       << second.failure();
-  auto client2 = wait_for_socket(socket2, second);
+  auto client2 = wait_for_control_socket(socket2, second);
   ASSERT_TRUE(client2) << second.err();
   EXPECT_EQ((*client2->call("info"))["restored_from"], suspended.string());
   auto console2 = ControlClient::connect(socket2.string());
@@ -340,7 +327,7 @@ TEST(LinuxControlSocket, EveryOperationOnAHeadlessGuestThenSuspendAndContinue) {
   ASSERT_TRUE(third.start(
       {HOSTVISOR_PATH, "run", "--restore", suspended.string(), "--headless", "--control", socket3.string()}))
       << third.failure();
-  auto client3 = wait_for_socket(socket3, third);
+  auto client3 = wait_for_control_socket(socket3, third);
   ASSERT_TRUE(client3) << third.err();
   auto events3 = ControlClient::connect(socket3.string());
   ASSERT_TRUE(events3);

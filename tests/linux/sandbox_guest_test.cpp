@@ -18,6 +18,7 @@
 #include "block/qcow2/image.h"
 #include "control/control_client.h"
 #include "tests/linux/default_guest_snapshot.h"
+#include "tests/linux/control_socket_wait.h"
 #include "tests/linux/guest_console.h"
 #include "tests/support/scratch_dir.h"
 
@@ -51,18 +52,6 @@ std::string status_field(pid_t pid, const std::string& name) {
 std::string ns_of(const std::string& pid, const std::string& kind) {
   std::error_code error;
   return fs::read_symlink("/proc/" + pid + "/ns/" + kind, error).string();
-}
-
-std::optional<ControlClient> wait_for_socket(const fs::path& path, GuestConsole& vm) {
-  const auto deadline = std::chrono::steady_clock::now() + 60s;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (auto client = ControlClient::connect(path.string())) {
-      auto info = client->call("info");
-      if (info || info.error().code() != ErrorCode::kBusy) return std::move(*client);
-    }
-    vm.read_for(100ms);
-  }
-  return std::nullopt;
 }
 
 // The bytes of sector `sector` of the image at `path` (read through its chain).
@@ -135,7 +124,7 @@ TEST(LinuxSandbox, JailedGuestUsesItsDiskChainAndShareInItsOwnNamespacesAndIsRef
 
   // A snapshot outside the allowed directories: refused before the VM is
   // asked, saying how to allow it.
-  auto client = wait_for_socket(socket, vm);
+  auto client = wait_for_control_socket(socket, vm);
   ASSERT_TRUE(client) << "no control socket at " << socket << "\n" << vm.err();
   auto refused = client->call("snapshot", {{"dir", (scratch.path / "elsewhere" / "s1").string()}});
   ASSERT_FALSE(refused);
@@ -155,7 +144,7 @@ TEST(LinuxSandbox, RestoredCloneWritesASnapshotBesideItsControlSocketOnly) {
   ASSERT_TRUE(booted.ok()) << booted.error();
   GuestConsole vm;
   ASSERT_TRUE(booted.start_clone(vm, {"--control", socket.string()})) << vm.failure();
-  auto client = wait_for_socket(socket, vm);
+  auto client = wait_for_control_socket(socket, vm);
   ASSERT_TRUE(client) << "no control socket at " << socket << "\n" << vm.err();
   EXPECT_EQ(status_field(vm.pid(), "NoNewPrivs"), "1");
   EXPECT_EQ(status_field(vm.pid(), "CapEff"), "0000000000000000");

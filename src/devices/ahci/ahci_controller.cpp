@@ -22,12 +22,13 @@ uint64_t with_high32(uint64_t value, uint32_t high) { return (value & 0xffffffff
 
 uint32_t task_file(const AtaResult& r) { return uint32_t{r.error} << 8 | r.status; }
 
-// A D2H register FIS (SATA 10.5.6) carrying `r`.
-std::array<uint8_t, 20> d2h_fis(const AtaResult& r, bool interrupt) {
+// The shape both device-to-host FISes share: type, flags, status, error,
+// the LBA and device registers, and the count.
+std::array<uint8_t, 20> fis_with_registers(uint8_t type, uint8_t flags, uint8_t status, const AtaResult& r) {
   std::array<uint8_t, 20> fis{};
-  fis[0] = kFisRegD2h;
-  fis[1] = interrupt ? kFisInterruptBit : 0;
-  fis[2] = r.status;
+  fis[0] = type;
+  fis[1] = flags;
+  fis[2] = status;
   fis[3] = r.error;
   fis[4] = r.lba_low;
   fis[5] = r.lba_mid;
@@ -37,19 +38,16 @@ std::array<uint8_t, 20> d2h_fis(const AtaResult& r, bool interrupt) {
   return fis;
 }
 
+// A D2H register FIS (SATA 10.5.6) carrying `r`.
+std::array<uint8_t, 20> d2h_fis(const AtaResult& r, bool interrupt) {
+  return fis_with_registers(kFisRegD2h, interrupt ? kFisInterruptBit : 0, r.status, r);
+}
+
 // A PIO setup FIS (SATA 10.5.11) for a data-in transfer of `r`: DRQ set in
 // the status the transfer starts with, the final status in E_Status.
 std::array<uint8_t, 20> pio_setup_fis(const AtaResult& r) {
-  std::array<uint8_t, 20> fis{};
-  fis[0] = kFisPioSetup;
-  fis[1] = kFisDirectionToHost | kFisInterruptBit;
-  fis[2] = static_cast<uint8_t>((r.status & ~kStatusErr) | kStatusDrq);
-  fis[3] = r.error;
-  fis[4] = r.lba_low;
-  fis[5] = r.lba_mid;
-  fis[6] = r.lba_high;
-  fis[7] = r.device;
-  fis[12] = r.count;
+  std::array<uint8_t, 20> fis = fis_with_registers(kFisPioSetup, kFisDirectionToHost | kFisInterruptBit,
+                                                   static_cast<uint8_t>((r.status & ~kStatusErr) | kStatusDrq), r);
   fis[15] = r.status;
   const uint16_t count = static_cast<uint16_t>(std::min<uint64_t>(r.transferred, 0xfffe));
   fis[16] = static_cast<uint8_t>(count);
