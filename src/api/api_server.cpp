@@ -90,9 +90,10 @@ void stream_events(Socket& socket, VmService& service, unsigned version, const C
 // each other. Neither direction blocks that thread: a client that does not
 // read loses the oldest output (kMaxQueuedOutputMessages wait), and input a
 // console that does not read leaves waiting is bounded to kMaxQueuedInput
-// bytes; a message that does not fit is dropped whole (counted, logged
-// rate-limited), as a UART drops what overruns its FIFO. The WebSocket is
-// read on all the while, so a client that leaves is noticed at once.
+// bytes (or one message, when a larger one comes with nothing waiting); a
+// message that does not fit is dropped whole (counted, logged rate-limited),
+// as a UART drops what overruns its FIFO. The WebSocket is read on all the
+// while, so a client that leaves is noticed at once.
 template <typename Socket>
 class ConsoleBridge {
  public:
@@ -144,7 +145,10 @@ class ConsoleBridge {
       if (ec) return close();
       const auto data = incoming_.data();
       const size_t size = data.size();
-      if (input_writing_.size() + input_waiting_.size() + size <= kMaxQueuedInput) {
+      // A message larger than the bound (a big paste) still goes when nothing
+      // waits: it is already in memory, bounded by the WebSocket's limit.
+      const bool idle = input_writing_.empty() && input_waiting_.empty();
+      if (idle || input_writing_.size() + input_waiting_.size() + size <= kMaxQueuedInput) {
         input_waiting_.append(static_cast<const char*>(data.data()), size);
         write_input();
       } else {

@@ -222,6 +222,11 @@ TEST(ConsoleBridge, AConsoleThatDoesNotReadNeverStallsTheBridgeAndHoldsBoundedIn
   ws.write(asio::buffer(after));
   const std::vector<uint8_t> later = read_available(service.guest_end.get(), 2000);
   EXPECT_EQ(std::string(later.begin(), later.end()), after);
+  // A paste larger than the bound goes whole when nothing waits.
+  const std::string paste(100 * 1024, 'p');
+  ws.write(asio::buffer(paste));
+  const std::vector<uint8_t> pasted = read_available(service.guest_end.get(), 2000);
+  EXPECT_EQ(std::string(pasted.begin(), pasted.end()), paste);
 
   beast::error_code ec;
   ws.close(websocket::close_code::normal, ec);
