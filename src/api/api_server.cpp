@@ -437,8 +437,7 @@ void serve_connection(Socket socket, VmService& service, const ConnectionOptions
       return stream_events(socket, service, request.version(), options);
     if (api_response.kind == ApiResponse::Kind::kExecStream) {
       if (!websocket::is_upgrade(request)) {
-        api_response =
-            error_response(426, "upgrade-required", "GET exec is a WebSocket; POST runs a command to its end");
+        api_response = error_response(426, "upgrade-required", "GET exec is a WebSocket; POST runs a command to its end");
       } else {
         ExecBridge<Socket> bridge(std::move(socket), service, api_response.vm, options.max_websocket_message);
         bridge.run(request);
