@@ -87,13 +87,26 @@ void stream_events(Socket& socket, VmService& service, unsigned version, const C
 // /v1/vms/NAME/console: the WebSocket carries the console both ways (binary
 // messages out, any message in); one thread runs both directions on its own
 // io_context, so the guest's output and the client's keys never wait on
-// each other.
+// each other. Neither direction blocks that thread: a client that does not
+// read loses the oldest output (kMaxQueuedOutputMessages wait), and input a
+// console that does not read leaves waiting is bounded to kMaxQueuedInput
+// bytes (or one message, when a larger one comes with nothing waiting); a
+// message that does not fit is dropped whole (counted, logged rate-limited),
+// as a UART drops what overruns its FIFO. The WebSocket is read on all the
+// while, so a client that leaves is noticed at once.
 template <typename Socket>
 class ConsoleBridge {
  public:
+  static constexpr size_t kMaxQueuedOutputMessages = 256;
+  static constexpr size_t kMaxQueuedInput = 64 * 1024;
+
   ConsoleBridge(Socket socket, UniqueFd console, uint64_t max_message)
       : ws_(adopt(ioc_, socket)), console_(ioc_, console.release()) {
     ws_.read_message_max(max_message);
+  }
+  ~ConsoleBridge() {
+    if (dropped_input_ > 0)
+      HV_LOG_INFO("web console: {} bytes of input were dropped while the console did not read", dropped_input_);
   }
 
   void run(const http::request<http::string_body>& request) {
@@ -111,7 +124,7 @@ class ConsoleBridge {
     console_.async_read_some(asio::buffer(console_buffer_), [this](beast::error_code ec, size_t n) {
       if (ec) return close();
       outgoing_.emplace_back(console_buffer_.data(), n);
-      if (outgoing_.size() > 256) outgoing_.pop_front();  // a slow client loses output, never blocks the guest
+      if (outgoing_.size() > kMaxQueuedOutputMessages) outgoing_.pop_front();  // never blocks the guest
       if (outgoing_.size() == 1 || !writing_) write_next();
       read_console();
     });
@@ -131,12 +144,29 @@ class ConsoleBridge {
     ws_.async_read(incoming_, [this](beast::error_code ec, size_t) {
       if (ec) return close();
       const auto data = incoming_.data();
-      std::string bytes(static_cast<const char*>(data.data()), data.size());
-      incoming_.consume(incoming_.size());
-      beast::error_code write_ec;
-      asio::write(console_, asio::buffer(bytes), write_ec);
-      if (write_ec) return close();
+      const size_t size = data.size();
+      // A message larger than the bound (a big paste) still goes when nothing
+      // waits: it is already in memory, bounded by the WebSocket's limit.
+      const bool idle = input_writing_.empty() && input_waiting_.empty();
+      if (idle || input_writing_.size() + input_waiting_.size() + size <= kMaxQueuedInput) {
+        input_waiting_.append(static_cast<const char*>(data.data()), size);
+        write_input();
+      } else {
+        dropped_input_ += size;
+        HV_LOG_WARN_LIMITED("web console: the console does not read its input; dropped {} bytes", size);
+      }
+      incoming_.consume(size);
       read_socket();
+    });
+  }
+  // One asynchronous write to the console at a time, of all that waits.
+  void write_input() {
+    if (!input_writing_.empty() || input_waiting_.empty()) return;
+    input_writing_.swap(input_waiting_);
+    asio::async_write(console_, asio::buffer(input_writing_), [this](beast::error_code ec, size_t) {
+      input_writing_.clear();
+      if (ec) return close();
+      write_input();
     });
   }
   void close() { ioc_.stop(); }
@@ -149,6 +179,10 @@ class ConsoleBridge {
   std::string current_;
   bool writing_ = false;
   beast::flat_buffer incoming_;
+  // Input being written to the console, and input that came meanwhile.
+  std::string input_writing_;
+  std::string input_waiting_;
+  uint64_t dropped_input_ = 0;
 };
 
 // /v1/vms/NAME/exec as a WebSocket: a command whose input and output stream

@@ -28,7 +28,8 @@ std::string canonical(const std::string& path) {
 }
 
 Result<std::unique_ptr<BlockDevice>> open_one(const std::string& path, const OpenOptions& options, ImageFormat format,
-                                              std::vector<std::string>& chain, std::set<std::string>& seen) {
+                                              std::vector<std::string>& chain, std::set<std::string>& seen,
+                                              const qcow2::CacheBudget& budget) {
   const bool probed = format == ImageFormat::kProbe;
   if (probed) format = HV_TRY(probe_format(path));
   HostFileOptions fo;
@@ -42,7 +43,7 @@ Result<std::unique_ptr<BlockDevice>> open_one(const std::string& path, const Ope
     if (probed) raw->set_format_probed();
     return std::unique_ptr<BlockDevice>(std::move(raw));
   }
-  auto img = HV_TRY(Qcow2Image::open(std::move(file)));
+  auto img = HV_TRY(Qcow2Image::open(std::move(file), budget));
   const qcow2::Header& h = img->header();
   if (options.open_backing && !h.backing_file.empty()) {
     std::string backing = resolve_backing_path(path, h.backing_file);
@@ -70,7 +71,7 @@ Result<std::unique_ptr<BlockDevice>> open_one(const std::string& path, const Ope
     chain.push_back(backing);
     OpenOptions bo = options;
     bo.writable = false;
-    auto dev = open_one(backing, bo, bf, chain, seen);
+    auto dev = open_one(backing, bo, bf, chain, seen, budget);
     if (!dev.ok()) return dev.error();
     img->set_backing(std::move(dev).value());
   }
@@ -140,7 +141,10 @@ Result<std::vector<std::string>> backing_chain(const std::string& path) {
 Result<std::unique_ptr<BlockDevice>> open_image(const std::string& path, const OpenOptions& options) {
   std::vector<std::string> chain{path};
   std::set<std::string> seen{canonical(path)};
-  auto dev = open_one(path, options, options.format, chain, seen);
+  // One cache budget for the whole chain: its depth does not multiply it.
+  const qcow2::CacheBudget budget =
+      qcow2::CacheBudget::for_one_disk(options.qcow2_l2_cache_bytes, options.qcow2_refcount_cache_bytes);
+  auto dev = open_one(path, options, options.format, chain, seen, budget);
   if (!dev.ok()) {
     // Errors from deeper in the chain already name their file.
     const std::string& m = dev.error().message();

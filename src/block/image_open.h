@@ -10,6 +10,7 @@
 #include "block/block_device.h"
 #include "block/cache_mode.h"
 #include "block/io_engine.h"
+#include "block/qcow2/table_budget.h"
 
 namespace hostvisor::block {
 
@@ -25,6 +26,10 @@ struct OpenOptions {
   EngineKind engine = EngineKind::kAuto;
   unsigned queue_depth = 128;
   bool open_backing = true;  // false: qcow2 clusters not in the file read as zeros
+  // Bytes of qcow2 L2 tables and refcount blocks the disk keeps cached, for
+  // the image and its whole backing chain together.
+  uint64_t qcow2_l2_cache_bytes = qcow2::kDefaultL2CacheBytes;
+  uint64_t qcow2_refcount_cache_bytes = qcow2::kDefaultRefcountCacheBytes;
 };
 
 // Reads the first bytes of the file: qcow2 by its magic, raw otherwise.

@@ -26,8 +26,6 @@ std::string hex(uint64_t v) {
   return buf;
 }
 
-// The L2 cache holds this many bytes of tables (32 MiB maps 256 GiB with 64 KiB clusters).
-constexpr size_t kL2CacheBytes = 32u << 20;
 // Clusters allocated together for one sequential write.
 constexpr uint64_t kMaxAllocationRun = 2048;
 
@@ -94,8 +92,9 @@ Result<void> Qcow2Image::create(const std::string& path, const Qcow2CreateOption
   return file->flush();
 }
 
-Result<std::unique_ptr<Qcow2Image>> Qcow2Image::open(std::unique_ptr<HostFile> file) {
+Result<std::unique_ptr<Qcow2Image>> Qcow2Image::open(std::unique_ptr<HostFile> file, CacheBudget budget) {
   std::unique_ptr<Qcow2Image> img(new Qcow2Image(std::move(file)));
+  img->budget_ = std::move(budget);
   uint64_t size = HV_TRY(img->file_->size());
   auto loaded = img->load(size);
   if (!loaded.ok()) return loaded.error().with_context(img->file_->path());
@@ -132,7 +131,7 @@ Result<void> Qcow2Image::load(uint64_t file_size) {
     }
   }
   metadata_ = std::make_unique<MetadataMap>(cluster_size_);
-  l2_cache_ = std::make_unique<TableCache>(*file_, cluster_size_, std::max<size_t>(16, kL2CacheBytes / cluster_size_));
+  l2_cache_ = std::make_unique<TableCache>(*file_, cluster_size_, budget_.l2);
   refcounts_ = std::make_unique<Refcounts>(
       *file_, header_,
       [this](uint64_t offset, uint32_t clusters) -> Result<void> {
@@ -141,7 +140,7 @@ Result<void> Qcow2Image::load(uint64_t file_size) {
         HV_TRY(write_header());
         return file_->flush();
       },
-      *metadata_);
+      *metadata_, budget_.refcounts);
   HV_TRY(refcounts_->load(file_size));
   // Snapshot table.
   if (header_.nb_snapshots > 0) {
@@ -391,6 +390,9 @@ Result<void> Qcow2Image::readv(uint64_t offset, std::span<const iovec> iov) {
     HV_TRY(read_mapped(m, guest, iov_slice(iov, pos, chunk)));
     pos += chunk;
   }
+  // Reads load tables too (this image's and, through read_backing, the
+  // chain's): without this a read-only image would keep every one it met.
+  trim_clean_tables();
   return ok();
 }
 
@@ -725,7 +727,27 @@ Result<void> Qcow2Image::flush() {
   return ok();
 }
 
+void Qcow2Image::trim_backing_tables() {
+  // Down the chain, in the order readv takes the images' locks.
+  for (Qcow2Image* image = backing_qcow2_; image != nullptr; image = image->backing_qcow2_) {
+    if (!budget_.l2->over() && !budget_.refcounts->over()) return;
+    std::lock_guard lock(image->mutex_);
+    image->l2_cache_->trim();
+    image->refcounts_->trim();
+  }
+}
+
+void Qcow2Image::trim_clean_tables() {
+  if (!budget_.l2->over() && !budget_.refcounts->over()) return;
+  trim_backing_tables();
+  l2_cache_->trim();
+  refcounts_->trim();
+}
+
 Result<void> Qcow2Image::maybe_trim_caches() {
+  // The backing images' tables go first: dropping them needs no write, so
+  // the flush below happens only when this image's own tables are too many.
+  trim_backing_tables();
   if (!l2_cache_->over_capacity() && !refcounts_->over_capacity()) return ok();
   HV_TRY(flush_metadata());
   HV_TRY(refcounts_->write_dirty());

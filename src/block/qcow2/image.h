@@ -41,12 +41,18 @@ struct Qcow2CreateOptions {
 
 class Qcow2Image final : public FileImage {
  public:
-  static Result<std::unique_ptr<Qcow2Image>> open(std::unique_ptr<HostFile> file);
+  // `budget`: the cache budgets of the disk this image belongs to; the
+  // images of one backing chain share one (open_image does that).
+  static Result<std::unique_ptr<Qcow2Image>> open(std::unique_ptr<HostFile> file,
+                                                  qcow2::CacheBudget budget = qcow2::CacheBudget::for_one_disk());
   static Result<void> create(const std::string& path, const Qcow2CreateOptions& options);
   ~Qcow2Image() override;
 
   // Installs the backing device (opened by open_image, which resolves paths).
-  void set_backing(std::unique_ptr<BlockDevice> backing) { backing_ = std::move(backing); }
+  void set_backing(std::unique_ptr<BlockDevice> backing) {
+    backing_ = std::move(backing);
+    backing_qcow2_ = dynamic_cast<Qcow2Image*>(backing_.get());
+  }
   BlockDevice* backing() { return backing_.get(); }
   const qcow2::Header& header() const { return header_; }
 
@@ -114,6 +120,14 @@ class Qcow2Image final : public FileImage {
   // write instead, since walking every table at open costs a read of each.
   Result<void> check_references();
 
+  // The disk's cache budgets (shared with the rest of the chain) and this
+  // image's share of them.
+  const qcow2::CacheBudget& cache_budget() const { return budget_; }
+  size_t cached_l2_tables() const {
+    std::lock_guard lock(mutex_);
+    return l2_cache_->size();
+  }
+
   // Host bytes in use by the file.
   Result<uint64_t> file_size() const { return file_->size(); }
 
@@ -150,6 +164,11 @@ class Qcow2Image final : public FileImage {
   void defer_free_cluster(uint64_t host_offset) { pending_frees_.push_back(host_offset / cluster_size_); }
   Result<void> flush_metadata();
   Result<void> maybe_trim_caches();
+  // Evicts clean tables while the disk's budget is exceeded: the backing
+  // images' first (read-only, so always clean, and under the tables of the
+  // image the guest writes), then this image's. Never writes.
+  void trim_clean_tables();
+  void trim_backing_tables();
   Result<void> write_header();
   Result<void> write_l1();
   // Writes `entries` as a new L1 table elsewhere, then switches the header to
@@ -231,6 +250,9 @@ class Qcow2Image final : public FileImage {
   std::map<uint64_t, std::pair<uint64_t, uint64_t>> allocating_ranges_;
   uint64_t next_worker_id_ = 0;
   std::unique_ptr<BlockDevice> backing_;
+  // backing_ when it is a qcow2 image too: its caches share budget_.
+  Qcow2Image* backing_qcow2_ = nullptr;
+  qcow2::CacheBudget budget_;
   qcow2::Header header_;
   uint64_t cluster_size_ = 0;
   uint32_t l2_bits_ = 0;

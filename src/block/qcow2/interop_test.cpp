@@ -4,6 +4,7 @@
 // through hostvisor exactly as qemu-img reads them.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <random>
@@ -249,6 +250,94 @@ TEST(Qcow2Interop, QemuImagesReadBackIdentically) {
     ASSERT_TRUE(d->write(5 << 20, buf.data(), buf.size()).ok());
   }
   qemu_check_clean(dir.file("lazy.qcow2"));
+}
+
+// A 256-image chain (the deepest image_open follows) built by qemu-img, each
+// image holding clusters under L2 tables of its own: reading through it
+// meets every image's tables, and the disk's one L2 budget bounds them all,
+// with at most one table per image over it. Per image budgets would let the
+// chain hold 256 budgets.
+TEST(Qcow2Interop, ABackingChainSharesOneCacheBudget) {
+  REQUIRE_QEMU_IMG();
+  ScratchDir dir;
+  constexpr int kImages = 256;
+  constexpr uint64_t kCluster = 512;
+  constexpr uint64_t kL2Span = kCluster / 8 * kCluster;  // guest bytes one L2 table maps
+  constexpr int kTablesPerImage = 8;
+  constexpr uint64_t kSize = kL2Span * kImages * kTablesPerImage;
+  constexpr uint64_t kBudget = 64 * 1024;  // 128 tables of 512 bytes
+  std::string out;
+  const std::string create = "qemu-img create -q -f qcow2 -o cluster_size=512 ";
+  ASSERT_EQ(run_command("cd '" + dir.path() + "' && " + create + "i0.qcow2 " + std::to_string(kSize) +
+                            " && for i in $(seq 1 " + std::to_string(kImages - 1) + "); do " + create +
+                            "-u -b i$((i-1)).qcow2 -F qcow2 i$i.qcow2 " + std::to_string(kSize) + " || exit 1; done",
+                        &out),
+            0)
+      << out;
+  // Image i owns the L2 spans i, i + 256, ...: one cluster written in each.
+  auto owner_offset = [&](int image, int k) { return (uint64_t(k) * kImages + uint64_t(image)) * kL2Span; };
+  for (int i = 0; i < kImages; ++i) {
+    OpenOptions o;
+    o.writable = true;
+    o.open_backing = false;
+    auto d = open_image(dir.file("i" + std::to_string(i) + ".qcow2"), o);
+    ASSERT_TRUE(d.ok()) << d.error().message();
+    const std::vector<uint8_t> cluster(kCluster, static_cast<uint8_t>(i + 1));
+    for (int k = 0; k < kTablesPerImage; ++k)
+      ASSERT_TRUE((*d)->write(owner_offset(i, k), cluster.data(), cluster.size()).ok());
+  }
+  const std::string top = dir.file("i" + std::to_string(kImages - 1) + ".qcow2");
+  qemu_check_clean(top);
+  qemu_check_clean(dir.file("i0.qcow2"));
+
+  OpenOptions o;
+  o.qcow2_l2_cache_bytes = kBudget;
+  auto opened = open_image(top, o);
+  ASSERT_TRUE(opened.ok()) << opened.error().message();
+  std::vector<Qcow2Image*> chain;
+  for (BlockDevice* d = opened->get(); d != nullptr; d = dynamic_cast<Qcow2Image*>(d)->backing()) {
+    chain.push_back(dynamic_cast<Qcow2Image*>(d));
+    ASSERT_NE(chain.back(), nullptr);
+    EXPECT_EQ(chain.back()->cache_budget().l2, chain.front()->cache_budget().l2) << "one budget for the disk";
+  }
+  ASSERT_EQ(chain.size(), size_t{kImages});
+  const qcow2::TableBudget& budget = *chain.front()->cache_budget().l2;
+  EXPECT_EQ(budget.limit(), kBudget);
+  uint64_t most = 0;
+  std::vector<uint8_t> got(kCluster);
+  for (int k = 0; k < kTablesPerImage; ++k) {
+    for (int i = 0; i < kImages; ++i) {
+      ASSERT_TRUE((*opened)->read(owner_offset(i, k), got.data(), got.size()).ok());
+      ASSERT_EQ(got[0], static_cast<uint8_t>(i + 1)) << "image " << i << " span " << k;
+      ASSERT_EQ(got[kCluster - 1], static_cast<uint8_t>(i + 1));
+      most = std::max(most, budget.used());
+    }
+  }
+  // 2048 tables were read; at most the budget and one table per image stay.
+  EXPECT_LE(most, kBudget + kImages * kCluster);
+  uint64_t held = 0;
+  for (Qcow2Image* image : chain) held += image->cached_l2_tables() * kCluster;
+  EXPECT_EQ(held, budget.used()) << "the budget counts exactly the tables the chain holds";
+  EXPECT_LE(held, kBudget + kImages * kCluster);
+
+  // Writing into the top while its backing images hold tables: theirs are
+  // dropped first, and the image stays clean for qemu.
+  opened->reset();
+  o.writable = true;
+  auto writable = open_image(top, o);
+  ASSERT_TRUE(writable.ok()) << writable.error().message();
+  const std::vector<uint8_t> mine(kCluster, 0xee);
+  for (int k = 0; k < kTablesPerImage; ++k) {
+    for (int i = 0; i < kImages; i += 3) {
+      ASSERT_TRUE((*writable)->read(owner_offset(i, k), got.data(), got.size()).ok());
+      ASSERT_TRUE((*writable)->write(owner_offset(i, k) + kCluster, mine.data(), mine.size()).ok());
+    }
+  }
+  ASSERT_TRUE((*writable)->flush().ok());
+  const qcow2::TableBudget& written = *dynamic_cast<Qcow2Image*>(writable->get())->cache_budget().l2;
+  EXPECT_LE(written.used(), kBudget + kImages * kCluster);
+  writable->reset();
+  qemu_check_clean(top);
 }
 
 }  // namespace

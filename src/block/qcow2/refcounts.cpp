@@ -11,15 +11,15 @@ Error corrupt(const std::string& what) {
 }
 }  // namespace
 
-Refcounts::Refcounts(HostFile& file, const Header& h, TableMovedFn on_table_moved, MetadataMap& metadata)
+Refcounts::Refcounts(HostFile& file, const Header& h, TableMovedFn on_table_moved, MetadataMap& metadata,
+                     std::shared_ptr<TableBudget> budget)
     : file_(file),
       cluster_size_(h.cluster_size()),
       refcount_bits_(h.refcount_bits()),
       entries_per_block_(h.cluster_size() * 8 / h.refcount_bits()),
       table_offset_(h.refcount_table_offset),
       table_clusters_(h.refcount_table_clusters),
-      // 8 MiB of refcount blocks cover a lot of disk; more is only a cache.
-      blocks_(file, h.cluster_size(), std::max<size_t>(8, (8u << 20) >> h.cluster_bits)),
+      blocks_(file, h.cluster_size(), std::move(budget)),
       on_table_moved_(std::move(on_table_moved)),
       metadata_(metadata) {}
 

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <vector>
 
 #include "block/host_file.h"
@@ -25,7 +26,9 @@ class Refcounts {
   // The allocator never hands out a cluster the metadata map holds (defence
   // against images whose refcounts are wrong), and it records the refcount
   // blocks and tables it places there.
-  Refcounts(HostFile& file, const Header& header, TableMovedFn on_table_moved, MetadataMap& metadata);
+  // The blocks' cache is charged to `budget`, the disk's refcount budget.
+  Refcounts(HostFile& file, const Header& header, TableMovedFn on_table_moved, MetadataMap& metadata,
+            std::shared_ptr<TableBudget> budget);
 
   // Reads and validates the refcount table.
   Result<void> load(uint64_t file_size);

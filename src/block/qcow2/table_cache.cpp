@@ -11,6 +11,7 @@ Result<TableCache::Table*> TableCache::get(uint64_t offset) {
     t.bytes.resize(cluster_size_);
     HV_TRY(file_.read(offset, t.bytes.data(), t.bytes.size()));
     it = tables_.emplace(offset, std::move(t)).first;
+    budget_->charge(cluster_size_);
   }
   it->second.last_use = ++clock_;
   return &it->second;
@@ -24,7 +25,9 @@ TableCache::Table* TableCache::find(uint64_t offset) {
 }
 
 TableCache::Table* TableCache::create(uint64_t offset) {
-  Table& t = tables_[offset];
+  auto [it, inserted] = tables_.try_emplace(offset);
+  if (inserted) budget_->charge(cluster_size_);
+  Table& t = it->second;
   t.bytes.assign(cluster_size_, 0);
   t.dirty = true;
   t.fresh = true;
@@ -46,15 +49,17 @@ bool TableCache::has_dirty() const {
 }
 
 void TableCache::trim() {
-  if (tables_.size() <= capacity_) return;
-  // Evict the least recently used clean half.
+  if (!budget_->over()) return;
   std::vector<std::pair<uint64_t, uint64_t>> clean;
   for (const auto& [offset, t] : tables_) {
     if (!t.dirty) clean.emplace_back(t.last_use, offset);
   }
   std::sort(clean.begin(), clean.end());
-  size_t drop = std::min(clean.size(), tables_.size() - capacity_ / 2);
-  for (size_t i = 0; i < drop; ++i) tables_.erase(clean[i].second);
+  for (const auto& [last_use, offset] : clean) {
+    if (tables_.size() <= 1 || budget_->used() <= budget_->limit() / 2) break;
+    tables_.erase(offset);
+    budget_->release(cluster_size_);
+  }
 }
 
 }  // namespace hostvisor::block::qcow2

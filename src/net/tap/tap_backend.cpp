@@ -11,6 +11,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "base/log_rate_limit.h"
+
 namespace hostvisor::net {
 
 namespace {
@@ -87,10 +89,22 @@ Result<void> TapBackend::set_receive_offloads(const ReceiveOffloads& offloads) {
 
 Result<void> TapBackend::send(std::span<const iovec> packet) {
   for (;;) {
-    if (::writev(fd_.get(), packet.data(), static_cast<int>(packet.size())) >= 0) return ok();
+    const ssize_t n = ::writev(fd_.get(), packet.data(), static_cast<int>(packet.size()));
+    if (n >= 0) {
+      counters_.count_tx(static_cast<size_t>(n) > kVnetHeaderSize ? static_cast<size_t>(n) - kVnetHeaderSize : 0);
+      return ok();
+    }
     if (errno == EINTR) continue;
+    counters_.count_tx_drop();
     if (errno == EAGAIN || errno == ENOBUFS) return Error(ErrorCode::kBusy, name_ + " is congested; packet dropped");
-    // EIO: the interface is down; EINVAL: a malformed header or frame (from the guest). Both drop the packet.
+    if (errno == EIO) {
+      // Every frame the guest sends fails until someone brings the link up:
+      // say so (rate-limited), since nothing else will.
+      HV_LOG_WARN_LIMITED("{} is down: the guest's frames are dropped until it is up (`ip link set {} up`)", name_,
+                          ifname_);
+      return Error(ErrorCode::kBusy, name_ + " is down; packet dropped");
+    }
+    // EINVAL: a malformed header or frame (from the guest); dropped too.
     return Error::from_errno("sending a packet on " + name_);
   }
 }
@@ -103,7 +117,10 @@ Result<std::optional<size_t>> TapBackend::receive(std::span<uint8_t> buffer) {
 Result<std::optional<size_t>> TapBackend::receive_in_place(std::span<const iovec> buffers) {
   for (;;) {
     const ssize_t n = ::readv(fd_.get(), buffers.data(), static_cast<int>(buffers.size()));
-    if (n >= 0) return std::optional<size_t>(static_cast<size_t>(n));
+    if (n >= 0) {
+      counters_.count_rx(static_cast<size_t>(n) > kVnetHeaderSize ? static_cast<size_t>(n) - kVnetHeaderSize : 0);
+      return std::optional<size_t>(static_cast<size_t>(n));
+    }
     if (errno == EINTR) continue;
     if (errno == EAGAIN) return std::optional<size_t>();
     return Error::from_errno("receiving a packet from " + name_);

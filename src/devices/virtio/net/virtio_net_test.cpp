@@ -19,6 +19,8 @@
 #include <deque>
 #include <fstream>
 #include <functional>
+#include <optional>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -752,6 +754,174 @@ TEST_F(RateLimitedTapTest, RateLimitHoldsTheTapsTransmitQueue) {
   ASSERT_TRUE(testing::run_rescheduled_turn(*device));
   EXPECT_EQ(device->stats().tx_packets, passed + 1);
   EXPECT_EQ(frames_on_the_host(), 1);
+}
+
+// --- a full tap: a host side that does not drain. What Linux does (see
+// tap_backend.h): a write hands the frame to the host's stack inside the
+// call, where it is dropped if the host does not take it; only a tap that is
+// down refuses writes (EIO). Frames toward a guest that posts no buffers
+// wait in the tap's queue, txqueuelen of them at most.
+
+uint64_t resident_bytes() {
+  std::ifstream statm("/proc/self/statm");
+  uint64_t size = 0, resident = 0;
+  statm >> size >> resident;
+  return resident * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+}
+
+// The kernel's "TX dropped" of the interface (frames toward the guest the
+// tap's queue had no room for), from /proc/net/dev of this namespace.
+uint64_t interface_tx_dropped(const std::string& ifname) {
+  std::ifstream dev("/proc/net/dev");
+  std::string line;
+  while (std::getline(dev, line)) {
+    const auto colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    const auto start = line.find_first_not_of(' ');
+    if (line.substr(start, colon - start) != ifname) continue;
+    std::istringstream fields(line.substr(colon + 1));
+    uint64_t v[12] = {};
+    for (auto& x : v) fields >> x;
+    return v[11];  // rx: bytes packets errs drop fifo frame compressed multicast; tx: bytes packets errs drop
+  }
+  ADD_FAILURE() << ifname << " is not in /proc/net/dev";
+  return 0;
+}
+
+class FullTapTest : public TapTest {
+ protected:
+  void set_link(bool up) {
+    ifreq req{};
+    std::strncpy(req.ifr_name, ifname.c_str(), IFNAMSIZ - 1);
+    ASSERT_EQ(::ioctl(ctl.get(), SIOCGIFFLAGS, &req), 0);
+    if (up)
+      req.ifr_flags |= IFF_UP;
+    else
+      req.ifr_flags &= ~IFF_UP;
+    ASSERT_EQ(::ioctl(ctl.get(), SIOCSIFFLAGS, &req), 0) << std::strerror(errno);
+  }
+  // The next frame the packet socket gets (errors such as ENETDOWN after a
+  // link change are skipped), or nothing within `ms`.
+  std::optional<std::vector<uint8_t>> next_host_frame(int ms) {
+    for (int waited = 0; waited < ms; waited += 10) {
+      if (!wait_readable(packet.get(), 10)) continue;
+      std::vector<uint8_t> got(4096);
+      const ssize_t n = ::recv(packet.get(), got.data(), got.size(), MSG_DONTWAIT);
+      if (n < 0) continue;
+      got.resize(static_cast<size_t>(n));
+      return got;
+    }
+    return std::nullopt;
+  }
+  void drain_host() {
+    std::vector<uint8_t> got(4096);
+    while (::recv(packet.get(), got.data(), got.size(), MSG_DONTWAIT) > 0 || errno == ENETDOWN) {
+    }
+  }
+};
+
+// The guest sends 30 MB at a host socket that never reads: every write
+// returns at once (the device's pass never waits), the host's stack drops
+// and counts what it cannot take, the VMM holds none of it, and once the
+// host reads again the guest's frames arrive.
+TEST_F(FullTapTest, AGuestFloodIntoAHostThatDoesNotDrainIsDroppedByTheHostNotHeld) {
+  const int small = 4096;
+  ASSERT_EQ(::setsockopt(packet.get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
+  const auto frame = make_frame(1500, 3);
+  constexpr uint64_t kFrames = 20000;
+  const uint64_t resident_before = resident_bytes();
+  for (uint64_t i = 0; i < kFrames; ++i) transmit(frame);
+  EXPECT_EQ(device->stats().tx_packets, kFrames) << "the tap took every frame";
+  EXPECT_EQ(device->stats().tx_dropped, 0u);
+  EXPECT_EQ(device->backend().counters()->tx_packets, kFrames);
+  EXPECT_LT(resident_bytes(), resident_before + (8u << 20)) << "the VMM held frames the host did not take";
+  tpacket_stats host{};
+  socklen_t length = sizeof host;
+  ASSERT_EQ(::getsockopt(packet.get(), SOL_PACKET, PACKET_STATISTICS, &host, &length), 0);
+  EXPECT_GT(host.tp_drops, kFrames * 9 / 10) << "the host socket should have dropped what it had no room for";
+  drain_host();
+  const auto last = make_frame(300, 77);
+  transmit(last);
+  const auto got = next_host_frame(2000);
+  ASSERT_TRUE(got.has_value()) << "traffic did not flow again";
+  EXPECT_EQ(*got, last);
+}
+
+// A tap that is down refuses every write (EIO): each frame is dropped and
+// counted, by the device and the backend, and frames flow once it is up.
+TEST_F(FullTapTest, ATapThatIsDownDropsAndCountsEveryFrameAndFlowsWhenUp) {
+  set_link(false);
+  const auto frame = make_frame(600, 5);
+  for (int i = 0; i < 100; ++i) transmit(frame);
+  EXPECT_EQ(device->stats().tx_packets, 0u);
+  EXPECT_EQ(device->stats().tx_dropped, 100u);
+  EXPECT_EQ(device->stats().tx_dropped_by_guest, 0u) << "the host dropped them, not the guest";
+  const auto backend = device->backend().counters();
+  ASSERT_TRUE(backend.has_value()) << "the tap keeps no counters";
+  EXPECT_EQ(backend->tx_dropped, 100u);
+  EXPECT_EQ(backend->tx_packets, 0u);
+  set_link(true);
+  drain_host();
+  transmit(frame);
+  const auto got = next_host_frame(2000);
+  ASSERT_TRUE(got.has_value()) << "traffic did not flow again";
+  EXPECT_EQ(*got, frame);
+  EXPECT_EQ(device->stats().tx_packets, 1u);
+  EXPECT_EQ(device->backend().counters()->tx_packets, 1u);
+  EXPECT_EQ(device->backend().counters()->tx_bytes, frame.size());
+}
+
+// The host floods a guest that posts no receive buffers: the device does
+// not read, the kernel keeps txqueuelen frames in the tap's queue and drops
+// (and counts) the rest; when the guest posts buffers it gets what the queue
+// held, and the host's next frame.
+TEST_F(FullTapTest, AGuestThatDoesNotReadLeavesTheHostsFramesInTheKernelsBoundedQueue) {
+  constexpr int kQueue = 8;
+  ifreq req{};
+  std::strncpy(req.ifr_name, ifname.c_str(), IFNAMSIZ - 1);
+  req.ifr_qlen = kQueue;
+  ASSERT_EQ(::ioctl(ctl.get(), SIOCSIFTXQLEN, &req), 0) << std::strerror(errno);
+  const uint64_t dropped_before = interface_tx_dropped(ifname);
+  sockaddr_ll to{};
+  to.sll_family = AF_PACKET;
+  to.sll_ifindex = ifindex;
+  to.sll_halen = 6;
+  std::memcpy(to.sll_addr, device->mac().data(), 6);
+  auto send_to_guest = [&](uint8_t seed) {
+    auto frame = make_frame(300, seed);
+    std::memcpy(&frame[0], device->mac().data(), 6);
+    EXPECT_EQ(::sendto(packet.get(), frame.data(), frame.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to),
+              static_cast<ssize_t>(frame.size()))
+        << std::strerror(errno);
+    return frame;
+  };
+  constexpr int kSent = 100;
+  for (int i = 0; i < kSent; ++i) send_to_guest(static_cast<uint8_t>(i));
+  device->process_backend();  // no buffers: nothing is read
+  EXPECT_EQ(rx->used_idx(), 0);
+  EXPECT_GE(interface_tx_dropped(ifname) - dropped_before, uint64_t{kSent - kQueue})
+      << "the kernel should drop and count what the tap's queue has no room for";
+  for (int i = 0; i < kQueueSize; ++i) post_rx(4096, /*notify=*/i == kQueueSize - 1);
+  for (int pass = 0; pass < 20; ++pass) {
+    wait_readable(device->backend_fd(), 10);
+    device->process_backend();
+  }
+  const uint16_t held = rx->used_idx();
+  EXPECT_GE(held, 1);
+  EXPECT_LE(held, kQueue) << "more frames reached the guest than the tap's queue holds";
+  for (uint16_t slot = 0; slot < held; ++slot) {
+    const auto b = rx_bytes(slot);
+    ASSERT_EQ(b.size(), 12u + 300);
+    EXPECT_EQ(b[12 + 14], static_cast<uint8_t>(slot + 14)) << "the first frames sent are the ones kept, in order";
+  }
+  const auto next = send_to_guest(200);
+  for (int waited = 0; rx->used_idx() == held && waited < 200; ++waited) {
+    wait_readable(device->backend_fd(), 10);
+    device->process_backend();
+  }
+  ASSERT_EQ(rx->used_idx(), held + 1) << "the host's next frame did not reach the guest";
+  const auto b = rx_bytes(held);
+  EXPECT_TRUE(std::equal(next.begin(), next.end(), b.begin() + 12));
 }
 
 // A 64 KiB frame (what a TSO super-packet toward the guest can be) spread
