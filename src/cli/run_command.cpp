@@ -58,6 +58,7 @@ struct RunOptions {
   std::string restore;       // a snapshot to continue
   std::string restore_mode = "map";
   bool clone = false;
+  bool verify = false;  // --verify: check the memory file before a mapped restore
   std::string control;      // --control PATH: the control socket
   bool headless = false;    // the console is not the terminal's
   std::string console_log;  // --console-log FILE
@@ -117,6 +118,18 @@ int restore(const RunOptions& options) {
   if (!snapshot) {
     fail(snapshot.error().message());
     return 1;
+  }
+  // A mapped restore reads guest RAM only as the guest touches it, so its
+  // memory file is checked only when asked; a copy restore checks it as it
+  // reads it (Machine::restore_memory).
+  if (options.verify && *mode == RestoreMode::kMap) {
+    if (auto verified = snapshot->verify_memory(); !verified) {
+      fail(verified.error().message());
+      return 1;
+    }
+    if (!snapshot->has_memory_checksums())
+      std::fprintf(stderr, "hostvisor: --verify: snapshot %s (format %u) has no memory checksums to check\n",
+                   options.restore.c_str(), snapshot->header().format_version);
   }
   auto saved = decode_machine_config(snapshot->header().machine_config);
   if (!saved) {
@@ -682,6 +695,10 @@ void add_run_command(CLI::App& app, int* exit_status) {
                   "Append the firmware's debug log (QEMU's debug port 0x402) to PATH")
       ->type_name("PATH");
   cmd->add_flag("--clone", options->clone, "With --restore: a clone, with a new MAC for each NIC");
+  cmd->add_flag("--verify", options->verify,
+                "With --restore: check every chunk of the snapshot's memory file against its checksum before the "
+                "guest runs (--restore-mode copy always does, as it reads the file; map does not by default, since "
+                "it reads RAM only as the guest touches it)");
   cmd->add_option("--sandbox", options->sandbox,
                   "on: the VM process runs with no_new_privs, without capabilities, and (Landlock) opens only its "
                   "own files: disks and their backing files, shares, firmware, its sockets, logs and snapshot "
