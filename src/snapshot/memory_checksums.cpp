@@ -82,7 +82,7 @@ std::string guest_ranges_of(const SnapshotHeader& header, uint64_t start, uint64
 Result<void> check_memory_checksums(const SnapshotHeader& header, const std::vector<uint32_t>& computed) {
   if (header.memory_crcs.empty()) return {};
   if (computed.size() != header.memory_crcs.size())
-    return Error(ErrorCode::kCorrupt, "snapshot memory file: " + std::to_string(computed.size()) +
+    return Error(ErrorCode::kCorrupt, "the memory file: " + std::to_string(computed.size()) +
                                           " chunks summed, the header has " +
                                           std::to_string(header.memory_crcs.size()) + " checksums");
   size_t bad = 0, first = 0;
@@ -95,7 +95,7 @@ Result<void> check_memory_checksums(const SnapshotHeader& header, const std::vec
   const uint64_t start = first * header.memory_chunk_size;
   const uint64_t end = std::min(header.memory_file_size, start + header.memory_chunk_size);
   return Error(ErrorCode::kCorrupt,
-               "snapshot memory file: chunk " + std::to_string(first) + " (file bytes " + std::to_string(start) + "-" +
+               "the memory file's chunk " + std::to_string(first) + " (file bytes " + std::to_string(start) + "-" +
                    std::to_string(end - 1) + ", " + guest_ranges_of(header, start, end) +
                    ") does not match its checksum" +
                    (bad > 1 ? " (and " + std::to_string(bad - 1) + " more chunks)" : std::string()) +
@@ -108,7 +108,7 @@ Result<void> verify_memory_file(int fd, const SnapshotHeader& header) {
   if (::fstat(fd, &st) < 0) return Error::from_errno("stat of the snapshot's memory file");
   if (static_cast<uint64_t>(st.st_size) != header.memory_file_size)
     return Error(ErrorCode::kCorrupt,
-                 "snapshot memory file: holds " + std::to_string(st.st_size) + " bytes, the header says " +
+                 "the memory file holds " + std::to_string(st.st_size) + " bytes, the header says " +
                      std::to_string(header.memory_file_size) +
                      (static_cast<uint64_t>(st.st_size) < header.memory_file_size ? " (truncated)" : ""));
   MemoryChecksummer sums(header.memory_file_size, header.memory_chunk_size);
@@ -122,8 +122,8 @@ Result<void> verify_memory_file(int fd, const SnapshotHeader& header) {
         return Error::from_errno("reading the snapshot's memory file");
       }
       if (n == 0)
-        return Error(ErrorCode::kCorrupt, "snapshot memory file: ends at byte " + std::to_string(at) +
-                                              ", the header says " + std::to_string(header.memory_file_size));
+        return Error(ErrorCode::kCorrupt, "the memory file ends at byte " + std::to_string(at) + ", the header says " +
+                                              std::to_string(header.memory_file_size));
       sums.add(at, std::span(buffer.data(), static_cast<size_t>(n)));
       at += static_cast<uint64_t>(n);
     }

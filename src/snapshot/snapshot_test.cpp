@@ -438,7 +438,7 @@ TEST(SnapshotFilesTest, ATruncatedMemoryFileIsRefusedClearly) {
   fs::resize_file(path, (3 << 20) + 4096);
   auto verified = snapshot->verify_memory();
   ASSERT_FALSE(verified.ok());
-  EXPECT_NE(verified.error().message().find("memory file: holds 3149824 bytes, the header says 4194304 (truncated)"),
+  EXPECT_NE(verified.error().message().find("the memory file holds 3149824 bytes, the header says 4194304 (truncated)"),
             std::string::npos)
       << verified.error().message();
   auto reopened = Snapshot::open(dir);

@@ -860,7 +860,8 @@ Result<GuestMemory> Machine::restore_memory(const arch::MemoryLayout& layout, co
     } else {
       snapshot::MemoryChecksummer sums(header.memory_file_size, header.memory_chunk_size);
       HV_TRY(snapshot::read_memory_image(snapshot.memory_fd(), memory, &sums));
-      HV_TRY(snapshot::check_memory_checksums(header, sums.finish()));
+      if (auto checked = snapshot::check_memory_checksums(header, sums.finish()); !checked)
+        return std::move(checked).error().with_context("snapshot " + snapshot.dir());
     }
   }
   return memory;
