@@ -8,6 +8,7 @@
 #include "cli/daemon_command.h"
 #include "cli/disk_command.h"
 #include "cli/run_command.h"
+#include "cli/snapshot_command.h"
 #include "cli/switch_command.h"
 #include "cli/vm_command.h"
 #include "cli/web_command.h"
@@ -22,6 +23,7 @@ int main(int argc, char** argv) {
   int exit_status = 0;
   hostvisor::cli::add_run_command(app, &exit_status);
   hostvisor::cli::add_disk_command(app, &exit_status);
+  hostvisor::cli::add_snapshot_command(app, &exit_status);
   hostvisor::cli::add_switch_command(app, &exit_status);
   hostvisor::cli::add_agent_command(app, &exit_status);
   hostvisor::cli::add_daemon_command(app, &exit_status);

@@ -26,6 +26,7 @@
 #include "guest/default_guest/default_guest.h"
 #include "hv/emu/jit/tier_options.h"
 #include "net/mac_address.h"
+#include "net/switch/switch_launcher.h"
 #include "net/switch/switch_paths.h"
 #include "sandbox/jail/capabilities.h"
 #include "sandbox/jail/jail.h"
@@ -58,6 +59,7 @@ struct RunOptions {
   std::string restore;       // a snapshot to continue
   std::string restore_mode = "map";
   bool clone = false;
+  bool verify = false;  // --verify: check the memory file before a mapped restore
   std::string control;      // --control PATH: the control socket
   bool headless = false;    // the console is not the terminal's
   std::string console_log;  // --console-log FILE
@@ -117,6 +119,18 @@ int restore(const RunOptions& options) {
   if (!snapshot) {
     fail(snapshot.error().message());
     return 1;
+  }
+  // A mapped restore reads guest RAM only as the guest touches it, so its
+  // memory file is checked only when asked; a copy restore checks it as it
+  // reads it (Machine::restore_memory).
+  if (options.verify && *mode == RestoreMode::kMap) {
+    if (auto verified = snapshot->verify_memory(); !verified) {
+      fail(verified.error().message());
+      return 1;
+    }
+    if (!snapshot->has_memory_checksums())
+      std::fprintf(stderr, "hostvisor: --verify: snapshot %s (format %u) has no memory checksums to check\n",
+                   options.restore.c_str(), snapshot->header().format_version);
   }
   auto saved = decode_machine_config(snapshot->header().machine_config);
   if (!saved) {
@@ -417,6 +431,34 @@ int run(const RunOptions& options) {
   });
 }
 
+// --jail: the switch of each internal network is started (or found) from
+// here, before the jail's new PID namespace: one started by the jailed VM
+// would live in its namespace and end with it, taking the network from
+// every other VM on it. The switch confines itself (its seccomp filter,
+// `hostvisor switch --seccomp`). The connection is kept open for the run: in
+// the jail's outer process, which waits for the VM, it holds the switch
+// until the jailed VM has joined (a switch ends with its last port); the
+// jailed VM closes its copies (close_held_switch_connections).
+std::vector<UniqueFd>& held_switch_connections() {
+  static std::vector<UniqueFd> held;
+  return held;
+}
+
+Result<void> start_internal_switches_outside_the_jail(const MachineConfig& config) {
+  for (const NetConfig& nic : config.nets) {
+    const auto* internal = std::get_if<net::InternalNetOption>(&nic.net);
+    if (!internal) continue;
+    // No reaper thread: the jail needs this process to have one thread.
+    auto socket = net::connect_to_switch(
+        {.name = internal->name, .dhcp = internal->dhcp, .program = "", .host_only = std::nullopt, .reap = false});
+    if (!socket) return std::move(socket).error().with_context("--net internal,name=" + internal->name);
+    held_switch_connections().push_back(std::move(socket).value());
+  }
+  return {};
+}
+
+void close_held_switch_connections() { held_switch_connections().clear(); }
+
 // --jail (namespaces and a private root holding exactly the sandbox's
 // paths), then the sandbox (vm_sandbox.h) unless --sandbox=off. Called
 // while the process has one thread (a new user namespace, no_new_privs,
@@ -436,8 +478,11 @@ Result<std::function<Result<void>(const std::string&)>> confine_vm_process(const
                                                                           .snapshot_roots = roots}));
   if (options.jail) {
     const bool host_network = needs_host_network(config);
+    // With --jail-uid the VM runs as another user than the switch would.
+    if (!options.jail_uid) HV_TRY(start_internal_switches_outside_the_jail(config));
     auto jailed = sandbox::enter_jail(
         {.paths = policy.rules, .new_network = !host_network, .uid = options.jail_uid, .gid = options.jail_gid});
+    close_held_switch_connections();
     if (!jailed && jailed.error().code() != ErrorCode::kUnsupported) return jailed.error();
     if (!jailed)
       std::fprintf(stderr, "hostvisor: --jail: %s: running without namespaces\n", jailed.error().message().c_str());
@@ -682,6 +727,10 @@ void add_run_command(CLI::App& app, int* exit_status) {
                   "Append the firmware's debug log (QEMU's debug port 0x402) to PATH")
       ->type_name("PATH");
   cmd->add_flag("--clone", options->clone, "With --restore: a clone, with a new MAC for each NIC");
+  cmd->add_flag("--verify", options->verify,
+                "With --restore: check every chunk of the snapshot's memory file against its checksum before the "
+                "guest runs (--restore-mode copy always does, as it reads the file; map does not by default, since "
+                "it reads RAM only as the guest touches it)");
   cmd->add_option("--sandbox", options->sandbox,
                   "on: the VM process runs with no_new_privs, without capabilities, and (Landlock) opens only its "
                   "own files: disks and their backing files, shares, firmware, its sockets, logs and snapshot "

@@ -49,12 +49,11 @@ Result<void> pread_all(int fd, uint8_t* data, uint64_t length, uint64_t offset) 
   return {};
 }
 
-struct Extent {
-  uint64_t start, end;  // file offsets
-};
+using Extent = FileExtent;
 
-// The data extents of `fd` within [start, end), page-aligned.
-Result<std::vector<Extent>> data_extents(int fd, uint64_t start, uint64_t end) {
+}  // namespace
+
+Result<std::vector<FileExtent>> data_extents(int fd, uint64_t start, uint64_t end) {
   std::vector<Extent> extents;
   uint64_t at = start;
   while (at < end) {
@@ -77,6 +76,8 @@ Result<std::vector<Extent>> data_extents(int fd, uint64_t start, uint64_t end) {
   }
   return extents;
 }
+
+namespace {
 
 // /proc/self/pagemap (Documentation/admin-guide/mm/pagemap.rst): one
 // 64-bit entry per virtual page.
@@ -141,13 +142,29 @@ std::vector<MemoryRegionSpec> region_specs(const std::vector<MemoryRegionRecord>
   return specs;
 }
 
+namespace {
+
+// The regions in the order of their place in the file (checksums are
+// computed in that order).
+std::vector<const GuestMemory::Region*> regions_in_file_order(const GuestMemory& memory) {
+  std::vector<const GuestMemory::Region*> regions;
+  for (const auto& region : memory.regions()) regions.push_back(&region);
+  std::sort(regions.begin(), regions.end(), [](auto* a, auto* b) { return a->file_offset < b->file_offset; });
+  return regions;
+}
+
+}  // namespace
+
 Result<MemoryImageStats> write_memory_image(int fd, const GuestMemory& memory, const WriteProgress& progress) {
   MemoryImageStats stats;
   for (const auto& region : memory.regions())
     stats.file_size = std::max(stats.file_size, region.file_offset + region.size);
   if (::ftruncate(fd, static_cast<off_t>(stats.file_size)) < 0) return Error::from_errno("sizing the memory file");
+  stats.chunk_size = memory_chunk_size_for(stats.file_size);
+  MemoryChecksummer sums(stats.file_size, stats.chunk_size);
 
-  for (const auto& region : memory.regions()) {
+  for (const GuestMemory::Region* region_pointer : regions_in_file_order(memory)) {
+    const GuestMemory::Region& region = *region_pointer;
     std::vector<Extent> extents;
     if (memory.kind() == MemoryKind::kPrivateAnonymous) {
       // No file to ask: the process's page table says which pages were used.
@@ -169,7 +186,10 @@ Result<MemoryImageStats> write_memory_image(int fd, const GuestMemory& memory, c
         uint64_t run_end = at;
         while (run_end < extent.end && !zero_page(region.host + (run_end - region.file_offset))) run_end += kPageSize;
         if (run_end > at) {
-          HV_TRY(pwrite_all(fd, region.host + (at - region.file_offset), run_end - at, at));
+          const uint8_t* data = region.host + (at - region.file_offset);
+          // Summed while the pages are still in the cache from the zero test.
+          sums.add(at, std::span(data, run_end - at));
+          HV_TRY(pwrite_all(fd, data, run_end - at, at));
           stats.data_bytes += run_end - at;
           if (progress) progress(stats.data_bytes);
         }
@@ -177,14 +197,19 @@ Result<MemoryImageStats> write_memory_image(int fd, const GuestMemory& memory, c
       }
     }
   }
+  stats.chunk_crcs = sums.finish();
   return stats;
 }
 
-Result<void> read_memory_image(int fd, GuestMemory& memory) {
-  for (const auto& region : memory.regions()) {
+Result<void> read_memory_image(int fd, GuestMemory& memory, MemoryChecksummer* sums) {
+  for (const GuestMemory::Region* region_pointer : regions_in_file_order(memory)) {
+    const GuestMemory::Region& region = *region_pointer;
     const auto extents = HV_TRY(data_extents(fd, region.file_offset, region.file_offset + region.size));
-    for (const Extent& extent : extents)
-      HV_TRY(pread_all(fd, region.host + (extent.start - region.file_offset), extent.end - extent.start, extent.start));
+    for (const Extent& extent : extents) {
+      uint8_t* data = region.host + (extent.start - region.file_offset);
+      HV_TRY(pread_all(fd, data, extent.end - extent.start, extent.start));
+      if (sums) sums->add(extent.start, std::span<const uint8_t>(data, extent.end - extent.start));
+    }
   }
   return {};
 }

@@ -11,6 +11,7 @@
 
 #include "base/result.h"
 #include "memory/guest_memory.h"
+#include "snapshot/memory_checksums.h"
 #include "snapshot/snapshot_header.h"
 
 namespace hostvisor::snapshot {
@@ -23,13 +24,23 @@ std::vector<MemoryRegionSpec> region_specs(const std::vector<MemoryRegionRecord>
 struct MemoryImageStats {
   uint64_t file_size = 0;   // the file's length (all of RAM)
   uint64_t data_bytes = 0;  // bytes written (non-zero pages)
+  uint64_t chunk_size = 0;  // of the checksums (memory_checksums.h)
+  std::vector<uint32_t> chunk_crcs;
 };
+
+// A range of a file that holds data (not a hole), in file offsets.
+struct FileExtent {
+  uint64_t start, end;
+};
+// The data extents of `fd` within [start, end), page-aligned (all of it
+// where the file system cannot tell).
+Result<std::vector<FileExtent>> data_extents(int fd, uint64_t start, uint64_t end);
 
 // Called after each write with the bytes written so far (tests inject a
 // crash here).
 using WriteProgress = std::function<void(uint64_t bytes_written)>;
 
-// Writes `memory` into the empty file `fd`. On RAM backed by its own memfd
+// Writes `memory` into the empty file `fd`, and sums its chunks as it goes. On RAM backed by its own memfd
 // only the pages the guest ever touched are read (SEEK_DATA on the memfd);
 // on a privately mapped RAM (a mapped restore), the source file's data and
 // the pages written since the restore (anonymous copies, from
@@ -37,7 +48,8 @@ using WriteProgress = std::function<void(uint64_t bytes_written)>;
 Result<MemoryImageStats> write_memory_image(int fd, const GuestMemory& memory, const WriteProgress& progress = {});
 
 // Copies the data of the memory file `fd` into `memory` (a restore in copy
-// mode): only the file's data extents are read.
-Result<void> read_memory_image(int fd, GuestMemory& memory);
+// mode): only the file's data extents are read, and given to `sums` (if
+// any) as they are, so a copy restore checks the file for free.
+Result<void> read_memory_image(int fd, GuestMemory& memory, MemoryChecksummer* sums = nullptr);
 
 }  // namespace hostvisor::snapshot

@@ -3,7 +3,8 @@
 //   DIR/header   magic, format version, payload length, CRC-32C, then the
 //                payload (SnapshotHeader): hostvisor's version, the machine
 //                configuration, the device list, the RAM regions and the
-//                sizes and checksum of the other files
+//                sizes and checksums of the other files (the memory file's
+//                a CRC-32C per chunk)
 //   DIR/state    the state records, one after another (state_records.h)
 //   DIR/memory   guest RAM, each region at a fixed offset; sparse: pages
 //                never touched and zero pages are holes
@@ -26,7 +27,11 @@ inline constexpr uint32_t kRecordMagic = 0x43525648;  // "HVRC"
 // The format this hostvisor writes, and the oldest it still reads. A change
 // to the header, the record framing or the memory layout bumps it; a change
 // to one component's State bumps that record's own version instead.
-inline constexpr uint32_t kFormatVersion = 1;
+//   1  the first
+//   2  the header ends with the memory file's checksums (memory_checksums.h);
+//      a format 1 snapshot still restores, without memory checks, and
+//      `hostvisor snapshot verify` says it has none
+inline constexpr uint32_t kFormatVersion = 2;
 inline constexpr uint32_t kOldestReadableFormatVersion = 1;
 
 // The hostvisor that wrote a snapshot, for messages.

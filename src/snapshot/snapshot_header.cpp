@@ -4,6 +4,7 @@
 
 #include "base/state_codec.h"
 #include "snapshot/crc32c.h"
+#include "snapshot/memory_checksums.h"
 #include "snapshot/snapshot_format.h"
 
 namespace hostvisor::snapshot {
@@ -46,6 +47,9 @@ std::vector<uint8_t> encode_header(const SnapshotHeader& header) {
     payload.put(disk.size);
     payload.put(disk.mtime_ns);
   }
+  payload.put(header.memory_chunk_size);
+  payload.put<uint32_t>(static_cast<uint32_t>(header.memory_crcs.size()));
+  for (uint32_t crc : header.memory_crcs) payload.put(crc);
 
   StateWriter file;
   file.put_raw(kHeaderMagic);
@@ -116,6 +120,18 @@ Result<SnapshotHeader> decode_header(std::span<const uint8_t> file) {
     disk.size = in.get<uint64_t>();
     disk.mtime_ns = in.get<int64_t>();
     header.disks.push_back(disk);
+  }
+  if (version >= 2) {
+    // The count is checked against the size before anything is allocated.
+    header.memory_chunk_size = in.get<uint64_t>();
+    const uint32_t chunks = in.get<uint32_t>();
+    const uint64_t chunk = header.memory_chunk_size;
+    if (in.ok() && (chunk < kPageSize || chunk > kMaxMemoryChunkSize || (chunk & (chunk - 1)) != 0))
+      in.fail("memory chunk size " + std::to_string(chunk));
+    else if (in.ok() && (chunks > kMaxMemoryChunks || chunks != memory_chunk_count(header.memory_file_size, chunk)))
+      in.fail(std::to_string(chunks) + " memory checksums for a memory file of " +
+              std::to_string(header.memory_file_size) + " bytes in chunks of " + std::to_string(chunk));
+    for (uint32_t i = 0; i < chunks && in.ok(); ++i) header.memory_crcs.push_back(in.get<uint32_t>());
   }
   HV_TRY(in.finish());
 

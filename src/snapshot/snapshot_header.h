@@ -39,6 +39,10 @@ struct SnapshotHeader {
   uint64_t state_file_size = 0;
   uint32_t state_crc = 0;
   std::vector<FrozenDisk> disks;
+  // The memory file's checksums (memory_checksums.h): a CRC-32C per chunk
+  // of memory_chunk_size bytes. Empty in a format 1 snapshot, which has none.
+  uint64_t memory_chunk_size = 0;
+  std::vector<uint32_t> memory_crcs;
   bool operator==(const SnapshotHeader&) const = default;
 };
 

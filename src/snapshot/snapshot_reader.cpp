@@ -7,6 +7,7 @@
 #include <cerrno>
 
 #include "snapshot/crc32c.h"
+#include "snapshot/memory_checksums.h"
 #include "snapshot/snapshot_format.h"
 
 namespace hostvisor::snapshot {
@@ -91,6 +92,12 @@ Result<Snapshot> Snapshot::open(const std::string& dir) {
                                             " was changed after the snapshot (size or modification time differ)");
   }
   return snapshot;
+}
+
+Result<void> Snapshot::verify_memory() const {
+  auto verified = verify_memory_file(memory_.get(), header_);
+  if (!verified) return std::move(verified).error().with_context("snapshot " + dir_);
+  return {};
 }
 
 Result<const StateRecord*> Snapshot::record(std::string_view tag) const {

@@ -3,7 +3,10 @@
 // checksum), the state file (size, checksum, every record's framing and
 // checksum), the memory file's size and each frozen disk's size and time.
 // Whatever is wrong is refused with a message that says what, so a restore
-// never starts from a damaged snapshot.
+// never starts from a damaged snapshot. The memory file's contents are
+// checked against their checksums by verify_memory() (a restore in copy mode
+// does it as it reads them): reading all of RAM would cost what a mapped
+// restore saves.
 #pragma once
 
 #include <string>
@@ -29,6 +32,10 @@ class Snapshot {
   // The memory file, open read-only (restore maps or reads it).
   int memory_fd() const { return memory_.get(); }
   std::string path_of(const std::string& file) const { return dir_ + "/" + file; }
+  // Reads the memory file's data and checks every chunk's checksum; a
+  // format 1 snapshot has none and passes (has_memory_checksums() says).
+  Result<void> verify_memory() const;
+  bool has_memory_checksums() const { return !header_.memory_crcs.empty(); }
 
  private:
   std::string dir_;

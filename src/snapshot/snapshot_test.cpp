@@ -11,6 +11,7 @@
 #include <fstream>
 
 #include "snapshot/crc32c.h"
+#include "snapshot/memory_checksums.h"
 #include "snapshot/snapshot_format.h"
 #include "snapshot/snapshot_reader.h"
 #include "snapshot/snapshot_writer.h"
@@ -48,6 +49,8 @@ SnapshotHeader sample_header() {
   header.state_file_size = 100;
   header.state_crc = 0x1234;
   header.disks = {{0, "disk0.img", 4096, 17}};
+  header.memory_chunk_size = 2 << 20;
+  header.memory_crcs = {0xdeadbeef, 0x12345678};
   return header;
 }
 
@@ -58,6 +61,37 @@ std::vector<StateRecord> sample_records() {
 TEST(Crc32cTest, KnownAnswer) {
   // The check value of CRC-32C (RFC 3720).
   EXPECT_EQ(crc32c(bytes_of("123456789")), 0xe3069283u);
+}
+
+TEST(Crc32cTest, ZerosAreFoldedInWithoutReadingThem) {
+  const std::vector<uint8_t> zeros(3 * 4096 + 17, 0);
+  for (uint32_t start : {0u, 0xe3069283u, 0x1u})
+    for (size_t length : {size_t{0}, size_t{1}, size_t{7}, size_t{8}, size_t{4096}, zeros.size()})
+      EXPECT_EQ(crc32c_zeros(start, length), crc32c(std::span(zeros).first(length), start)) << length;
+  // Every length, the word-wide path's tail too.
+  std::vector<uint8_t> bytes(64);
+  for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<uint8_t>(i * 37 + 1);
+  uint32_t bytewise = 0;
+  for (size_t i = 0; i < bytes.size(); ++i) bytewise = crc32c(std::span(bytes).subspan(i, 1), bytewise);
+  EXPECT_EQ(crc32c(bytes), bytewise);
+}
+
+TEST(MemoryChecksummerTest, SumsTheFileAsItReadsWithHolesAsZeros) {
+  // 5 chunks of 4 KiB and a short last one; data in pieces that cross chunks.
+  constexpr uint64_t kChunk = 4096, kSize = 5 * kChunk + 512;
+  std::vector<uint8_t> file(kSize, 0);
+  for (uint64_t i = 4000; i < 9000; ++i) file[i] = static_cast<uint8_t>(i);
+  file[kSize - 1] = 9;
+  MemoryChecksummer sums(kSize, kChunk);
+  sums.add(4000, std::span(file).subspan(4000, 1000));
+  sums.add(5000, std::span(file).subspan(5000, 4000));
+  sums.add(kSize - 1, std::span(file).subspan(kSize - 1, 1));
+  const std::vector<uint32_t> crcs = sums.finish();
+  ASSERT_EQ(crcs.size(), 6u);
+  for (uint64_t i = 0; i < 6; ++i)
+    EXPECT_EQ(crcs[i], crc32c(std::span(file).subspan(i * kChunk, std::min(kChunk, kSize - i * kChunk)))) << i;
+  EXPECT_EQ(memory_chunk_size_for(1ull << 30), kMemoryChunkSize);
+  EXPECT_LE(memory_chunk_count(1ull << 40, memory_chunk_size_for(1ull << 40)), kMaxMemoryChunks);
 }
 
 TEST(SnapshotHeaderTest, RoundTrips) {
@@ -119,6 +153,43 @@ TEST(SnapshotHeaderTest, SaysWhatIsWrong) {
   auto corrupt = decode_header(damaged);
   ASSERT_FALSE(corrupt.ok());
   EXPECT_NE(corrupt.error().message().find("checksum"), std::string::npos) << corrupt.error().message();
+}
+
+// A format 1 header (no memory checksums), as hostvisor wrote it before
+// format 2: the fields before the checksums, under version 1.
+std::vector<uint8_t> format_1_header(SnapshotHeader header) {
+  header.memory_chunk_size = 0;
+  header.memory_crcs.clear();
+  std::vector<uint8_t> file = encode_header(header);
+  file.resize(file.size() - 12);  // u64 chunk size, u32 count
+  const uint32_t version = 1, length = static_cast<uint32_t>(file.size() - 20), zero = 0;
+  std::memcpy(file.data() + 8, &version, 4);
+  std::memcpy(file.data() + 12, &length, 4);
+  std::memcpy(file.data() + 16, &zero, 4);
+  const uint32_t crc = crc32c(std::span(file).subspan(20), crc32c(std::span(file).first(16)));
+  std::memcpy(file.data() + 16, &crc, 4);
+  return file;
+}
+
+TEST(SnapshotHeaderTest, AFormat1HeaderStillReadsWithoutMemoryChecksums) {
+  auto decoded = decode_header(format_1_header(sample_header()));
+  ASSERT_TRUE(decoded.ok()) << decoded.error().message();
+  EXPECT_EQ(decoded->format_version, 1u);
+  EXPECT_TRUE(decoded->memory_crcs.empty());
+  EXPECT_EQ(decoded->regions, sample_header().regions);
+}
+
+TEST(SnapshotHeaderTest, RefusesMemoryChecksumsThatDoNotCoverTheFile) {
+  SnapshotHeader header = sample_header();
+  header.memory_crcs.push_back(1);  // 3 for 2 chunks
+  auto decoded = decode_header(encode_header(header));
+  ASSERT_FALSE(decoded.ok());
+  EXPECT_NE(decoded.error().message().find("3 memory checksums"), std::string::npos) << decoded.error().message();
+  header = sample_header();
+  header.memory_chunk_size = 3 << 20;  // not a power of two
+  decoded = decode_header(encode_header(header));
+  ASSERT_FALSE(decoded.ok());
+  EXPECT_NE(decoded.error().message().find("chunk size"), std::string::npos) << decoded.error().message();
 }
 
 TEST(StateRecordsTest, RoundTrip) {
@@ -296,6 +367,84 @@ TEST(SnapshotFilesTest, RefusesDamagedFiles) {
     ASSERT_FALSE(opened.ok()) << damage.says;
     EXPECT_NE(opened.error().message().find(damage.says), std::string::npos) << opened.error().message();
   }
+}
+
+void flip_byte(const std::string& path, uint64_t offset) {
+  fs::permissions(path, fs::perms::owner_write, fs::perm_options::add);
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
+  uint8_t byte = 0;
+  ASSERT_EQ(::pread(fd.get(), &byte, 1, static_cast<off_t>(offset)), 1);
+  byte ^= 0x10;
+  ASSERT_EQ(::pwrite(fd.get(), &byte, 1, static_cast<off_t>(offset)), 1);
+}
+
+// The memory file is 4 MiB: chunk 0 is file bytes 0-2 MiB (guest 0-1 MiB
+// and the first MiB of the high region), chunk 1 the rest of the high region.
+TEST(SnapshotFilesTest, AFlippedByteInTheMemoryFileIsNamedByItsChunk) {
+  ScratchDir scratch;
+  const std::string dir = scratch.path() + "/snap";
+  GuestMemory memory = sample_memory(5);
+  ASSERT_TRUE(write_snapshot(dir, sample_contents("A"), memory).ok());
+  {
+    auto snapshot = Snapshot::open(dir);
+    ASSERT_TRUE(snapshot.ok()) << snapshot.error().message();
+    EXPECT_EQ(snapshot->header().format_version, kFormatVersion);
+    EXPECT_TRUE(snapshot->has_memory_checksums());
+    EXPECT_EQ(snapshot->header().memory_crcs.size(), 2u);
+    auto verified = snapshot->verify_memory();
+    EXPECT_TRUE(verified.ok()) << verified.error().message();
+  }
+  struct Case {
+    uint64_t offset;  // in the memory file
+    const char* says;
+  };
+  // A byte of data, and a byte of a hole (a page the guest never wrote).
+  for (const Case& c : {Case{(3 << 20) + 10,
+                             "chunk 1 (file bytes 2097152-4194303, guest-physical "
+                             "0x100100000-0x1002fffff)"},
+                        Case{0x90005,
+                             "chunk 0 (file bytes 0-2097151, guest-physical 0x0-0xfffff and "
+                             "0x100000000-0x1000fffff)"}}) {
+    const std::string copy = scratch.path() + "/copy";
+    fs::remove_all(copy);
+    fs::copy(dir, copy);
+    flip_byte(copy + "/" + kMemoryFile, c.offset);
+    auto snapshot = Snapshot::open(copy);  // its size is right: open does not read it
+    ASSERT_TRUE(snapshot.ok()) << snapshot.error().message();
+    auto verified = snapshot->verify_memory();
+    ASSERT_FALSE(verified.ok()) << c.says;
+    EXPECT_NE(verified.error().message().find(c.says), std::string::npos) << verified.error().message();
+    EXPECT_NE(verified.error().message().find("does not match its checksum"), std::string::npos);
+    // A copy restore reads the same bytes, and sums them as it goes.
+    auto copied = GuestMemory::create(region_specs(snapshot->header().regions));
+    ASSERT_TRUE(copied.ok());
+    MemoryChecksummer sums(snapshot->header().memory_file_size, snapshot->header().memory_chunk_size);
+    ASSERT_TRUE(read_memory_image(snapshot->memory_fd(), *copied, &sums).ok());
+    auto checked = check_memory_checksums(snapshot->header(), sums.finish());
+    ASSERT_FALSE(checked.ok());
+    EXPECT_NE(checked.error().message().find(c.says), std::string::npos) << checked.error().message();
+  }
+}
+
+TEST(SnapshotFilesTest, ATruncatedMemoryFileIsRefusedClearly) {
+  ScratchDir scratch;
+  const std::string dir = scratch.path() + "/snap";
+  GuestMemory memory = sample_memory(5);
+  ASSERT_TRUE(write_snapshot(dir, sample_contents("A"), memory).ok());
+  auto snapshot = Snapshot::open(dir);
+  ASSERT_TRUE(snapshot.ok());
+  const std::string path = dir + "/" + kMemoryFile;
+  fs::permissions(path, fs::perms::owner_write, fs::perm_options::add);
+  fs::resize_file(path, (3 << 20) + 4096);
+  auto verified = snapshot->verify_memory();
+  ASSERT_FALSE(verified.ok());
+  EXPECT_NE(verified.error().message().find("the memory file holds 3149824 bytes, the header says 4194304 (truncated)"),
+            std::string::npos)
+      << verified.error().message();
+  auto reopened = Snapshot::open(dir);
+  ASSERT_FALSE(reopened.ok());
+  EXPECT_NE(reopened.error().message().find("the memory file holds 3149824 bytes"), std::string::npos)
+      << reopened.error().message();
 }
 
 TEST(SnapshotFilesTest, ReplacesAnOlderSnapshotOfTheSameName) {

@@ -119,6 +119,8 @@ Result<SnapshotWriteStats> write_snapshot(const std::string& dir, SnapshotConten
     if (::fchmod(fd.get(), 0444) < 0) return Error::from_errno("making " + path + " read-only");
     stats.memory_data_bytes = image.data_bytes;
     contents.header.memory_file_size = image.file_size;
+    contents.header.memory_chunk_size = image.chunk_size;
+    contents.header.memory_crcs = image.chunk_crcs;
     contents.header.regions = describe_regions(memory);
     written_before += image.data_bytes;
   }
@@ -154,9 +156,9 @@ Result<SnapshotWriteStats> write_snapshot(const std::string& dir, SnapshotConten
     auto published = contents.on_published(final_path.string());
     if (!published) {
       // Back to the previous snapshot (or none); `temp` removes the new one.
-      const int undone =
-          replacing ? ::renameat2(AT_FDCWD, temp.path().c_str(), AT_FDCWD, final_path.c_str(), RENAME_EXCHANGE)
-                    : ::rename(final_path.c_str(), temp.path().c_str());
+      const int undone = replacing
+                             ? ::renameat2(AT_FDCWD, temp.path().c_str(), AT_FDCWD, final_path.c_str(), RENAME_EXCHANGE)
+                             : ::rename(final_path.c_str(), temp.path().c_str());
       if (undone < 0) {
         if (!replacing) temp.release();
         return std::move(published).error().with_context("the snapshot " + final_path.string() +

@@ -852,7 +852,18 @@ Result<GuestMemory> Machine::restore_memory(const arch::MemoryLayout& layout, co
   }
   if (snapshot::describe_regions(memory) != saved)
     return Error(ErrorCode::kCorrupt, "the snapshot's RAM regions do not match its memory size");
-  if (mode == RestoreMode::kCopy) HV_TRY(snapshot::read_memory_image(snapshot.memory_fd(), memory));
+  if (mode == RestoreMode::kCopy) {
+    // The copy reads every byte of data anyway: its checksums cost no extra pass.
+    const auto& header = snapshot.header();
+    if (header.memory_crcs.empty()) {
+      HV_TRY(snapshot::read_memory_image(snapshot.memory_fd(), memory));
+    } else {
+      snapshot::MemoryChecksummer sums(header.memory_file_size, header.memory_chunk_size);
+      HV_TRY(snapshot::read_memory_image(snapshot.memory_fd(), memory, &sums));
+      if (auto checked = snapshot::check_memory_checksums(header, sums.finish()); !checked)
+        return std::move(checked).error().with_context("snapshot " + snapshot.dir());
+    }
+  }
   return memory;
 }
 

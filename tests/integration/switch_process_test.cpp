@@ -1,14 +1,16 @@
 // The switch as a process, started the way a VM starts it
 // (connect_to_switch() spawning `hostvisor switch`): concurrent starts make
 // one switch, a different dhcp= is refused, a hand-started second switch is
-// refused, the switch ends with its last port, and the socket directory is
-// checked. Each test has its own XDG_RUNTIME_DIR.
+// refused, the switch ends with its last port, the switch a jailed VM
+// starts outlives it, and the socket directory is checked. Each test has its
+// own XDG_RUNTIME_DIR.
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -149,6 +151,48 @@ TEST_F(SwitchProcess, VmsStartingAtOnceShareOneSwitchThatEndsWithTheLastOne) {
   // The next VM starts a new one.
   auto again = join("lab", 9);
   EXPECT_TRUE(again.ok()) << again.error().message();
+}
+
+// A jailed VM is PID 1 of its own PID namespace, and everything in that
+// namespace ends with it: the switch it starts for its network must not be
+// in there, or stopping the first VM takes the network from the others.
+TEST_F(SwitchProcess, TheSwitchAJailedVmStartsOutlivesIt) {
+  std::atomic<bool> stop{false};
+  hostvisor::testing::ChildResult vm;
+  std::thread runner([&] {
+    vm = hostvisor::testing::run_child(
+        {HOSTVISOR_PATH, "run", "--jail", "--accel", "emu", "--memory", "32M", "--headless", "--kernel",
+         std::string(HV_GUESTS_DIR) + "/count.elf64", "--net", "internal,name=jailed,mac=02:55:00:00:00:0a"},
+        60s, [&](const std::string&) { return stop.load(); });
+  });
+  const fs::path socket = runtime / "hostvisor" / "net" / "jailed.sock";
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (!fs::exists(socket) && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(20ms);
+  // Two more VMs on the network the jailed one brought up.
+  auto join_the_jailed_vms_network = [&](uint8_t mac) -> Result<std::unique_ptr<SwitchPortBackend>> {
+    if (!fs::exists(socket)) return Error(ErrorCode::kNotFound, "the jailed VM started no switch within 30 s");
+    return join("jailed", mac);
+  };
+  auto b = join_the_jailed_vms_network(2);
+  auto c = join_the_jailed_vms_network(3);
+  stop = true;
+  runner.join();
+  ASSERT_TRUE(b.ok()) << b.error().message() << "\n" << vm.err;
+  ASSERT_TRUE(c.ok()) << c.error().message();
+  ASSERT_TRUE(vm.terminated) << vm.describe() << "\n" << vm.err;
+  ASSERT_EQ(vm.err.find("running without namespaces"), std::string::npos) << "no PID namespace to test:\n" << vm.err;
+
+  // The jailed VM is gone; its switch is not, and still carries frames.
+  const auto frame = frames::udp_frame({{0x02, 0x55, 0, 0, 0, 3}, frames::kBroadcastMac, {3}, {2}}, 1, 2,
+                                       frames::to_bytes("still here"));
+  const VirtioNetHeader header{};
+  const iovec parts[2] = {{const_cast<VirtioNetHeader*>(&header), sizeof header},
+                          {const_cast<uint8_t*>(frame.data()), frame.size()}};
+  ASSERT_TRUE((*c)->send(parts).ok());
+  std::vector<uint8_t> buffer(kMaxPacketSize);
+  auto got = receive_within(**b, buffer, 3s);
+  ASSERT_TRUE(got) << "the network ended with the jailed VM that started its switch:\n" << log_of("jailed");
+  EXPECT_EQ(*got, kVnetHeaderSize + frame.size());
 }
 
 TEST_F(SwitchProcess, AVmAskingForAnotherDhcpNetworkIsRefused) {

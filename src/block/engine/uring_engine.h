@@ -1,6 +1,8 @@
 // io_uring engine: one ring per engine. Reads and writes go to the kernel as
 // they are submitted (see submit() for why not in batches); flushes and
-// fallocates are batched until reap().
+// fallocates are batched until reap(). The ring is restricted to the
+// operations submit() issues (IORING_REGISTER_RESTRICTIONS) where the kernel
+// can, since the kernel runs them without passing the thread's seccomp filter.
 #pragma once
 
 #include <liburing.h>
@@ -22,6 +24,10 @@ class UringEngine final : public IoEngine {
   void reap(bool wait) override;
   size_t in_flight() const override { return in_flight_; }
   int notify_fd() const override { return notify_.get(); }
+  // Whether the kernel holds the ring to submit()'s operations.
+  bool restricted() const { return restricted_; }
+  // The ring itself, for the test that submits what submit() never would.
+  io_uring& ring_for_testing() { return ring_; }
 
  private:
   UringEngine() = default;
@@ -32,6 +38,7 @@ class UringEngine final : public IoEngine {
 
   io_uring ring_{};
   bool ring_ready_ = false;
+  bool restricted_ = false;
   UniqueFd notify_;
   size_t in_flight_ = 0;
   size_t unsubmitted_ = 0;

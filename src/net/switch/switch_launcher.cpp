@@ -115,7 +115,7 @@ Result<UniqueFd> connect_to_switch(const SwitchLaunch& launch) {
   const auto deadline = std::chrono::steady_clock::now() + kStartTimeout;
   for (;;) {
     if (UniqueFd fd = try_connect(paths.socket); fd.valid()) {
-      reap_when_it_ends(pid);
+      if (launch.reap) reap_when_it_ends(pid);
       return fd;
     }
     int status = 0;
@@ -126,7 +126,7 @@ Result<UniqueFd> connect_to_switch(const SwitchLaunch& launch) {
     }
     if (std::chrono::steady_clock::now() > deadline) {
       ::kill(pid, SIGTERM);
-      reap_when_it_ends(pid);
+      if (launch.reap) reap_when_it_ends(pid);
       return Error(ErrorCode::kIo, "the switch for network " + launch.name + " did not open " + paths.socket +
                                        " within 10 s (log: " + paths.log + ")");
     }

@@ -27,6 +27,11 @@ struct SwitchLaunch {
   // With host_only: the rootless form, a switch with a host gateway
   // (`--hostonly CIDR --rootless`).
   bool rootless = false;
+  // A thread of this process reaps the switch this call starts when it
+  // ends. false: no thread is started (--jail starts switches while the
+  // process must still have one thread); an ended switch is then a zombie
+  // until this process ends.
+  bool reap = true;
 };
 
 // A connected, non-blocking stream socket to the switch.

@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <vector>
 
 #include "base/fd.h"
@@ -66,14 +67,49 @@ bool writable(FsAccess access) {
          access == FsAccess::kDevice;
 }
 
-// Makes the mount point `target` (a directory, or an empty file for a file)
-// in the new root, unless the path already shows there through an earlier
-// bind mount of one of its directories.
-Result<void> make_mount_point(const fs::path& target, bool directory) {
+// The modes of the host's directories above (and at) the paths bound into
+// the jail, read before the new root's tmpfs covers them (it is mounted on
+// /tmp, where such paths often are).
+using HostModes = std::map<std::string, mode_t>;
+
+void record_host_modes(const fs::path& path, HostModes& modes) {
+  fs::path host = "/";
+  for (const fs::path& part : path.relative_path()) {
+    host /= part;
+    struct stat st {};
+    if (!modes.contains(host.string()) && ::stat(host.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
+      modes[host.string()] = st.st_mode & 07777;
+  }
+}
+
+// Makes the directories of `host_dir` that are missing beneath `root`, each
+// with the mode of the host's directory of that name (0755 where the host
+// has none): a private directory stays private in the jail (the switches'
+// directory is refused when its parent is open to other users).
+Result<void> make_directories_like_the_host(const fs::path& root, const fs::path& host_dir, const HostModes& modes) {
+  fs::path at = root, host = "/";
+  for (const fs::path& part : host_dir.relative_path()) {
+    at /= part;
+    host /= part;
+    const auto found = modes.find(host.string());
+    const mode_t mode = found != modes.end() ? found->second : 0755;
+    if (::mkdir(at.c_str(), mode) == 0) {
+      if (::chmod(at.c_str(), mode) != 0) return Error::from_errno("chmod " + at.string());  // past the umask
+    } else if (errno != EEXIST) {
+      return Error::from_errno("making " + at.string());
+    }
+  }
+  return ok();
+}
+
+// Makes the mount point for the host's `path` (a directory, or an empty
+// file for a file) in the new root, unless the path already shows there
+// through an earlier bind mount of one of its directories.
+Result<void> make_mount_point(const fs::path& root, const fs::path& path, bool directory, const HostModes& modes) {
+  const fs::path target = root / path.relative_path();
   std::error_code error;
   if (fs::exists(target, error)) return ok();
-  fs::create_directories(directory ? target : target.parent_path(), error);
-  if (error) return Error(ErrorCode::kIo, "making " + target.string() + ": " + error.message());
+  HV_TRY(make_directories_like_the_host(root, directory ? path : path.parent_path(), modes));
   if (!directory) {
     UniqueFd file(::open(target.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
     if (!file.valid()) return Error::from_errno("making " + target.string());
@@ -93,6 +129,7 @@ Result<void> build_root(const JailSpec& spec) {
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
     return Error::from_errno("making the mounts private");
   std::vector<Source> sources;
+  HostModes host_modes;
   for (const FsRule& rule : spec.paths) {
     const std::string path = fs::absolute(rule.path).lexically_normal().string();
     // /proc comes anew from this PID namespace's own proc.
@@ -105,6 +142,7 @@ Result<void> build_root(const JailSpec& spec) {
     struct stat st {};
     if (::fstat(fd.get(), &st) != 0) return Error::from_errno(path);
     sources.push_back({path, rule.access, std::move(fd), S_ISDIR(st.st_mode)});
+    record_host_modes(path, host_modes);
   }
   // Directories before what lies beneath them.
   std::sort(sources.begin(), sources.end(), [](const Source& a, const Source& b) { return a.path < b.path; });
@@ -127,7 +165,7 @@ Result<void> build_root(const JailSpec& spec) {
     if (shows_through(source)) continue;
     bound.emplace_back(source.path, writable(source.access));
     const fs::path target = root / fs::path(source.path).relative_path();
-    HV_TRY(make_mount_point(target, source.directory));
+    HV_TRY(make_mount_point(root, source.path, source.directory, host_modes));
     const std::string from = "/proc/self/fd/" + std::to_string(source.fd.get());
     if (::mount(from.c_str(), target.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0)
       return Error::from_errno("binding " + source.path);
@@ -139,7 +177,7 @@ Result<void> build_root(const JailSpec& spec) {
     (void)::mount(nullptr, target.c_str(), nullptr, flags, nullptr);
   }
   const fs::path proc = root / "proc";
-  HV_TRY(make_mount_point(proc, true));
+  HV_TRY(make_mount_point(root, "/proc", true, {}));
   if (::mount("proc", proc.c_str(), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
     return Error::from_errno("mounting this PID namespace's /proc");
   // pivot_root(new, new): the old root is stacked beneath and detached.

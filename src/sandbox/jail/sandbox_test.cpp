@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -182,6 +183,7 @@ TEST(Jail, RunsInNewNamespacesWithARootOfOnlyItsPaths) {
   write_text(readonly / "kernel", "kernel");
   write_text(disk, "disk");
   write_text(scratch.path / "other.img", "other");
+  fs::permissions(scratch.path, fs::perms::owner_all);  // as a runtime directory is
   const std::string outside_user = ns_of("user"), outside_net = ns_of("net");
   const std::string problem = in_child([&] {
     auto jailed = enter_jail({.paths = {{vm.string(), FsAccess::kCreate},
@@ -205,6 +207,14 @@ TEST(Jail, RunsInNewNamespacesWithARootOfOnlyItsPaths) {
     for (const auto& node : fs::directory_iterator("/dev", error))
       if (node.path().filename() != "null") problems += "/dev holds " + node.path().string() + "\n";
     if (!fs::exists("/proc/self/status")) problems += "no /proc\n";
+    // The directories above a bound path have the host's modes: a private
+    // one (the switches' runtime directory's parent) stays private.
+    struct stat parent {};
+    if (::stat(scratch.path.c_str(), &parent) != 0 || (parent.st_mode & 0777) != 0700) {
+      char mode[16];
+      std::snprintf(mode, sizeof mode, "%o", parent.st_mode & 0777);
+      problems += "the private " + scratch.path.string() + " has mode " + mode + " in the jail\n";
+    }
     return problems;
   });
   EXPECT_EQ(problem, "");
