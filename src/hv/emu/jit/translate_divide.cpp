@@ -39,8 +39,8 @@ void emit_divide_checks(Emitter& e, const Insn& insn, unsigned divisor, unsigned
   } else {
     alu_rr(e, w, 0x89, divisor, x);  // mov x, divisor
   }
-  alu_rr(e, w, 0x85, x, x);        // test x, x
-  exits.push_back(e.jcc32(0x4));   // jz: #DE
+  alu_rr(e, w, 0x85, x, x);       // test x, x
+  exits.push_back(e.jcc32(0x4));  // jz: #DE
   if (insn.mnemonic == ZYDIS_MNEMONIC_DIV) {
     alu_rr(e, w, 0x39, x, kRdx);    // cmp rdx, x
     exits.push_back(e.jcc32(0x3));  // jae: the quotient does not fit

@@ -676,10 +676,10 @@ TEST_F(TranslatorVsInterpreter, DivideFaultsAndOverflowsAreTheInterpreters) {
     int vector;
   };
   const Case cases[] = {
-      {"divisor reaches 0", 30, 3, 0, 0, kDe},                   // the 31st DIV divides by 0
-      {"quotient overflows", 45, 3, 25, 0, kDe},                // RDX 25 >= the divisor once R9 reaches 25
+      {"divisor reaches 0", 30, 3, 0, 0, kDe},                    // the 31st DIV divides by 0
+      {"quotient overflows", 45, 3, 25, 0, kDe},                  // RDX 25 >= the divisor once R9 reaches 25
       {"IDIV by -1", 1000, static_cast<uint64_t>(-1), 0, 0, -1},  // exits to the interpreter, no fault
-      {"IDIV of 128 bits", 1000, 1u << 20, 0, 5, -1},           // RDX not RAX's sign: the interpreter's
+      {"IDIV of 128 bits", 1000, 1u << 20, 0, 5, -1},             // RDX not RAX's sign: the interpreter's
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
