@@ -3,7 +3,7 @@
 // shifts by an immediate, LEA, MOV of immediates, loads and stores through
 // R14 near a page boundary with a non-present page after it, CMOVcc, SETcc,
 // ADC/SBB, the sign extensions of RAX, XCHG, NOPs, PUSH/POP, CALL and RET,
-// RSP as a register operand,
+// RSP as a register operand, DIV/IDIV (a zero divisor and overflows too),
 // forward Jcc on ZF/CF/SF), long enough that its blocks get hot and translated. The program
 // runs on two machines, one with a Translator; the registers, the defined
 // flags, RIP, CR2, the exception taken, the instruction count and the data
@@ -68,7 +68,7 @@ std::vector<uint8_t> instruction(Input& in, bool* is_branch) {
   static constexpr uint8_t kDefinedConditions[] = {0x2, 0x3, 0x4, 0x5, 0x6, 0x7, 0x8, 0x9, 0xa, 0xb};
   const uint8_t cc = kDefinedConditions[(a ^ b) % sizeof(kDefinedConditions)];
   const uint8_t d8 = static_cast<uint8_t>(b & 0x3f);
-  switch (kind % 24) {
+  switch (kind % 25) {
     case 0:
     case 1: {  // ALU reg, reg
       static constexpr uint8_t kOpcodes[] = {0x01, 0x09, 0x21, 0x29, 0x31, 0x39, 0x85, 0x89};
@@ -174,6 +174,24 @@ std::vector<uint8_t> instruction(Input& in, bool* is_branch) {
         case 3: return {rex(true, r1, 0, 4), 0x8d, modrm(1, r1, 4), 0x24, b};
         default: return {rex(true, r1, 0, 4), 0x39, modrm(3, r1, 4)};
       }
+    case 24: {  // DIV / IDIV of r2 or [R14 + disp8], 32 or 64 bits, mostly after the zero or sign extension into RDX
+      const bool idiv = a & 1;
+      std::vector<uint8_t> i;
+      if (!(a & 2)) {
+        if (idiv) {
+          i.insert(i.end(), {rex(w, 0, 0, 0), 0x99});  // cdq / cqo
+        } else {
+          i.insert(i.end(), {0x31, 0xd2});  // xor edx, edx
+        }
+      }
+      const unsigned ext = idiv ? 7 : 6;
+      if (b & 0x40) {
+        i.insert(i.end(), {rex(w, 0, 0, 14), 0xf7, modrm(1, ext, 14), d8});
+      } else {
+        i.insert(i.end(), {rex(w, 0, 0, r2), 0xf7, modrm(3, ext, r2)});
+      }
+      return i;
+    }
     default: {  // Jcc rel8 on ZF, CF or SF (defined after every instruction used) over the next instruction
       static constexpr uint8_t kConditions[] = {0x74, 0x75, 0x72, 0x73, 0x78, 0x79};
       *is_branch = true;

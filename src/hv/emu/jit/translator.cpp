@@ -12,6 +12,7 @@
 #include "hv/emu/condition_mnemonics.h"
 #include "hv/emu/flags.h"
 #include "hv/emu/jit/emitter.h"
+#include "hv/emu/jit/translate_divide.h"
 #include "hv/emu/mmu.h"
 #include "memory/guest_memory.h"
 
@@ -78,6 +79,7 @@ bool is_stack_op(const Insn& insn) {
 FlagEffect writes_flags(const Insn& insn) {
   if (is_cmovcc(insn.mnemonic) || is_setcc(insn.mnemonic)) return FlagEffect::kRead;
   if (is_sign_extension(insn.mnemonic)) return FlagEffect::kNone;
+  if (is_divide(insn)) return FlagEffect::kNone;  // the interpreter keeps them (undefined): so does the translation
   switch (insn.mnemonic) {
     case ZYDIS_MNEMONIC_ADC:
     case ZYDIS_MNEMONIC_SBB: return FlagEffect::kSome;
@@ -166,6 +168,8 @@ bool writes_memory(const Insn& insn, int mem) {
   switch (insn.mnemonic) {
     case ZYDIS_MNEMONIC_CMP:
     case ZYDIS_MNEMONIC_TEST:
+    case ZYDIS_MNEMONIC_DIV:
+    case ZYDIS_MNEMONIC_IDIV:
     case ZYDIS_MNEMONIC_BT: return false;
     default: return true;
   }
@@ -249,6 +253,7 @@ uint16_t named_registers(const Insn& insn) {
   if (insn.mnemonic == ZYDIS_MNEMONIC_NOP) return 0;  // its operands are never read
   uint16_t named = 0;
   if (is_sign_extension(insn.mnemonic)) named = writes_rdx_too(insn.mnemonic) ? 0x5 : 0x1;
+  if (is_divide(insn)) named = 0x5;  // RDX:RAX
   for (unsigned i = 0; i < insn.nops; ++i) {
     const Operand& o = insn.op[i];
     if (o.kind == OpKind::kReg) named |= static_cast<uint16_t>(1u << o.reg);  // AH..BH are 0..3 + high8
@@ -377,6 +382,8 @@ bool translatable(const Insn& insn) {
   }
   if (is_cmovcc(insn.mnemonic) || is_setcc(insn.mnemonic)) {
     // As themselves, the host's flags being the guest's.
+  } else if (is_divide(insn)) {
+    if (!divide_translatable(insn)) return false;
   } else if (insn.mnemonic == ZYDIS_MNEMONIC_XCHG) {
     // Only between registers: with memory it is an implied LOCK.
     for (unsigned i = 0; i < insn.nops; ++i)
@@ -522,6 +529,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     bool flags_valid_before;  // the host's flags are the guest's here
     bool flags_needed;        // ... and the instruction or a later one reads them, or the exit stores them
     Rewritten rewritten;      // with a memory operand: its encoding around it
+    bool divide;              // DIV/IDIV: checked first for what would raise #DE (translate_divide.h)
   };
   std::vector<Step> steps;
   uint64_t off = start;
@@ -539,12 +547,13 @@ bool Translator::translate(Cpu& cpu, Block& block) {
               {},
               flags_in || written,
               false,
-              {}};
+              {},
+              is_divide(insn)};
     const uint16_t named = named_registers(insn);
     if (step.mem >= 0) {
       if (!split_encoding(decoder_, page + off, insn.len, step.rewritten)) break;
     }
-    if (step.mem >= 0 || step.stack || step.rsp) step.scratch = pick_scratch(named);
+    if (step.mem >= 0 || step.stack || step.rsp || step.divide) step.scratch = pick_scratch(named);
     if (step.rsp && !replace_rsp(decoder_, page + off, insn.len, step.scratch.u, step.rsp_form)) break;
     used |= named;
     switch (writes_flags(insn)) {
@@ -601,7 +610,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     // A memory instruction's side exit (a TLB miss: the interpreter runs it)
     // stores the flags its pushfq saved, so they must be the guest's when it
     // starts, even if it then writes them all itself.
-    if ((steps[i].mem >= 0 || steps[i].stack) && steps[i].flags_valid_before) needed = true;
+    if ((steps[i].mem >= 0 || steps[i].stack || steps[i].divide) && steps[i].flags_valid_before) needed = true;
   }
 
   const bool user = cpu.cpl == 3;
@@ -900,6 +909,27 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     e.bytes({0xc7, static_cast<uint8_t>(0x40 | (u & 7)), disp});
     e.u32(v);
   };
+  // S = the linear address of the instruction's memory operand (T borrowed).
+  auto emit_linear_address = [&](const Insn& insn, uint64_t insn_rip, const Scratch& sc, int32_t depth) {
+    const MemRef& m = insn.mem;
+    unsigned base = m.base;
+    int64_t disp = m.disp;
+    if (m.base == kRsp) {
+      load_guest_rsp(sc, depth, 0);
+      base = sc.s;
+    } else if (m.base == kRipReg) {
+      e.mov_imm(sc.s, insn_rip + insn.len + static_cast<uint64_t>(disp));
+      base = sc.s;
+      disp = 0;
+    }
+    e.lea(sc.s, base == kNoReg ? kNoBase : base, m.index == kNoReg ? kNoBase : m.index, m.scale,
+          static_cast<int32_t>(disp));
+    if (m.seg == kFs || m.seg == kGs) {
+      e.load(sc.t, kRsp, depth + kSlotCpu);
+      e.add_load(sc.s, sc.t,
+                 static_cast<int32_t>(offsetof(Cpu, seg) + m.seg * sizeof(Segment) + offsetof(Segment, base)));
+    }
+  };
   for (unsigned i = 0; i < count; ++i) {
     const Step& st = steps[i];
     const Insn& insn = *st.insn;
@@ -928,6 +958,33 @@ bool Translator::translate(Cpu& cpu, Block& block) {
       misses.push_back(std::move(miss));
       continue;
     }
+    if (st.divide) {
+      // The checks (on the divisor after the soft-TLB check of a memory
+      // one), then the divide; the flags the check saved come back after
+      // it, as the interpreter keeps them. Any check failing leaves before
+      // the instruction, like a TLB miss.
+      const Scratch sc = st.scratch;
+      Miss miss{{}, i, insn_rip, st.flags_valid_before, sc, {}};
+      const int32_t depth = begin_access(sc, st.flags_valid_before);
+      if (st.mem >= 0) {
+        emit_linear_address(insn, insn_rip, sc, depth);
+        emit_check(sc, depth, insn.op[0].size, false, miss.jumps, miss.check);
+        emit_divide_checks(e, insn, kNoBase, sc.u, sc.t, sc.s, miss.jumps);
+      } else {
+        emit_divide_checks(e, insn, insn.op[0].reg, kNoBase, sc.t, sc.s, miss.jumps);
+      }
+      // S and T (not named by the divide) come back after it, with U.
+      if (st.mem >= 0) {
+        e.bytes(st.rewritten.head);
+        e.byte(static_cast<uint8_t>(((st.rewritten.modrm_reg & 7) << 3) | (sc.u & 7)));
+        e.bytes(st.rewritten.tail);
+      } else {
+        e.bytes(std::span(page + st.offset, insn.len));
+      }
+      end_access(sc, depth, st.flags_needed);
+      misses.push_back(std::move(miss));
+      continue;
+    }
     if (st.rsp) {
       // S = the Cpu, U = the guest's RSP; the instruction on U; RSP back
       // if it wrote it. MOVs only: the flags are the instruction's.
@@ -948,29 +1005,11 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     }
     const Rewritten& rw = st.rewritten;
     const Scratch sc = st.scratch;
-    const MemRef& m = insn.mem;
     const unsigned size = insn.op[st.mem].size;
     const bool write = writes_memory(insn, st.mem);
     Miss miss{{}, i, insn_rip, st.flags_valid_before, sc, {}};
     const int32_t depth = begin_access(sc, st.flags_valid_before);
-    // S = the linear address.
-    unsigned base = m.base;
-    int64_t disp = m.disp;
-    if (m.base == kRsp) {
-      load_guest_rsp(sc, depth, 0);
-      base = sc.s;
-    } else if (m.base == kRipReg) {
-      e.mov_imm(sc.s, insn_rip + insn.len + static_cast<uint64_t>(disp));
-      base = sc.s;
-      disp = 0;
-    }
-    e.lea(sc.s, base == kNoReg ? kNoBase : base, m.index == kNoReg ? kNoBase : m.index, m.scale,
-          static_cast<int32_t>(disp));
-    if (m.seg == kFs || m.seg == kGs) {
-      e.load(sc.t, kRsp, depth + kSlotCpu);
-      e.add_load(sc.s, sc.t,
-                 static_cast<int32_t>(offsetof(Cpu, seg) + m.seg * sizeof(Segment) + offsetof(Segment, base)));
-    }
+    emit_linear_address(insn, insn_rip, sc, depth);
     emit_check(sc, depth, size, write, miss.jumps, miss.check);
     if (used & (1u << sc.s)) e.load(sc.s, kRsp, depth + kSlotS);
     if (used & (1u << sc.t)) e.load(sc.t, kRsp, depth + kSlotT);
@@ -1080,7 +1119,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     emit_exit(count, end_rip, store_flags);
   }
   for (const Miss& miss : misses) {
-    emit_refill(miss.check);
+    if (!miss.check.tag_misses.empty()) emit_refill(miss.check);
     for (size_t at : miss.jumps) e.patch_rel32(at, e.size());
     // The flags the check saved stay at [RSP] for the state out to store.
     const int32_t depth = miss.saved_flags ? 8 : 0;
