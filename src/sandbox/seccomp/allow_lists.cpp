@@ -399,6 +399,7 @@ AllowList setup_list() {
                SCMP_SYS(mknod),
                SCMP_SYS(statfs)});
   list.enosys.clear();  // its threads and the switch it spawns may use clone3
+  if constexpr (kLeakSanitizerAtExit) allow(list, {SCMP_SYS(ptrace)});  // allow_lists.h says why
   return list;
 }
 

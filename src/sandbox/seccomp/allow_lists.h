@@ -55,6 +55,21 @@ struct AllowList {
 
 AllowList allow_list(ThreadKind kind);
 
+// Whether this build has LeakSanitizer (part of ASan), whose leak check at
+// exit stops the process's threads with ptrace from a helper it clones off
+// the exiting thread (set-up's, the main thread): in such a build only, the
+// setup filter allows ptrace, else the helper's first ptrace traps and the
+// exit waits for it for ever. A release build never allows it.
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(leak_sanitizer)
+inline constexpr bool kLeakSanitizerAtExit = true;
+#else
+inline constexpr bool kLeakSanitizerAtExit = false;
+#endif
+#else
+inline constexpr bool kLeakSanitizerAtExit = false;
+#endif
+
 // The numbers of the KVM ioctls whose struct ends in a flexible array, as C
 // lays the struct out (see allow_lists.cpp): what the lists allow.
 extern const unsigned long kKvmGetMsrsNumber, kKvmSetMsrsNumber, kKvmSetGsiRoutingNumber, kKvmGetXsaveNumber,

@@ -69,9 +69,11 @@ TEST(SeccompAllowLists, OnlySetUpMakesMemoryExecutableStartsProgramsOrCreatesVms
     EXPECT_FALSE(has_rule(list, {SCMP_SYS(ioctl), {{.arg = 1, .mask = 0xffffffffu, .equals = KVM_CREATE_VCPU}}}));
   }
   const AllowList setup = allow_list(ThreadKind::kSetup);
-  for (int call : {SCMP_SYS(ptrace), SCMP_SYS(process_vm_writev), SCMP_SYS(mount), SCMP_SYS(bpf), SCMP_SYS(init_module),
+  for (int call : {SCMP_SYS(process_vm_writev), SCMP_SYS(mount), SCMP_SYS(bpf), SCMP_SYS(init_module),
                    SCMP_SYS(kexec_load), SCMP_SYS(userfaultfd), SCMP_SYS(perf_event_open)})
     EXPECT_FALSE(allows_always(setup, call)) << call;
+  // Only a LeakSanitizer build's set-up may ptrace (its leak check at exit).
+  EXPECT_EQ(allows_always(setup, SCMP_SYS(ptrace)), kLeakSanitizerAtExit);
 }
 
 TEST(SeccompAllowLists, KvmIoctlsOnlyOnThreadsThatRunOrSaveVcpusAndIoWorkersHaveNone) {

@@ -18,13 +18,6 @@ const char* seccomp_mode_name(SeccompMode mode) {
   return "kill";
 }
 
-SeccompMode default_seccomp_mode() {
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-  return SeccompMode::kOff;
-#endif
-#endif
-  return SeccompMode::kKill;
-}
+SeccompMode default_seccomp_mode() { return SeccompMode::kKill; }
 
 }  // namespace hostvisor::sandbox

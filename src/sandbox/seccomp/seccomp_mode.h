@@ -26,9 +26,12 @@ inline constexpr int kForbiddenSyscallStatus = 159;
 Result<SeccompMode> parse_seccomp_mode(std::string_view text);
 const char* seccomp_mode_name(SeccompMode mode);
 
-// kill; off in a build with AddressSanitizer, whose run-time makes calls
-// (its shadow memory's mappings, its reports' /proc reads) no filter here
-// allows. --seccomp=kill still applies filters there when asked.
+// kill, in an ASan+UBSan build too: its run-time's allocator and shadow
+// memory need nothing the filters refuse, and its leak check at exit gets
+// ptrace in that build's setup filter (allow_lists.h). What the filters do
+// refuse there is the report's symbolizer (a program ASan starts on a
+// vCPU or worker thread): a report then ends with seccomp's line instead
+// of a symbolized stack; rerun with --seccomp=off for it (docs/fuzzing.md).
 SeccompMode default_seccomp_mode();
 
 }  // namespace hostvisor::sandbox
