@@ -323,7 +323,13 @@ Result<ApiResponse> route_vm(VmService& service, const ApiRequest& request, cons
   if (s.size() == 6 && what == "snapshots" && s[5] == "restore") {
     HV_TRY(daemon::check_name(s[4], "snapshot name"));
     if (m != "POST") return method_not_allowed(m, "POST");
-    return from_result(service.restore_snapshot(name, s[4]));
+    const json body = HV_TRY(parse_body(request.body, false));
+    bool verify = false;
+    if (body.contains("verify")) {
+      if (!body["verify"].is_boolean()) return Error(ErrorCode::kInvalidArgument, "field 'verify' must be true or false");
+      verify = body["verify"].get<bool>();
+    }
+    return from_result(service.restore_snapshot(name, s[4], verify));
   }
   return error_response(404, "not-found", "no such API path: " + request.target);
 }

@@ -66,7 +66,11 @@ class VmService {
 
   virtual Result<nlohmann::json> list_snapshots(const std::string& name) = 0;
   virtual Result<nlohmann::json> create_snapshot(const std::string& name, const std::string& snapshot) = 0;
-  virtual Result<nlohmann::json> restore_snapshot(const std::string& name, const std::string& snapshot) = 0;
+  // verify: the VM process checks the snapshot's memory checksums before
+  // the guest runs (`run --restore DIR --verify`), and the restore fails
+  // naming the first bad chunk.
+  virtual Result<nlohmann::json> restore_snapshot(const std::string& name, const std::string& snapshot,
+                                                  bool verify) = 0;
   virtual Result<void> delete_snapshot(const std::string& name, const std::string& snapshot) = 0;
   virtual Result<nlohmann::json> clone_vm(const std::string& name, const std::string& new_name,
                                           const std::optional<std::string>& snapshot) = 0;

@@ -36,6 +36,7 @@ struct VmArgs {
   std::vector<std::string> disks, nets, shares, command;
   bool json_output = false, force = false, no_balloon = false, console_log = false, with_stdin = false, tty = false;
   bool share_rw = false, no_share = false;  // vm launch: how the current directory is shared
+  bool verify = false;                      // vm restore --verify
   uint32_t timeout = 30;
   std::string dhcp;
 };
@@ -712,10 +713,13 @@ void add_vm_command(CLI::App& app, int* exit_status) {
   auto* restore_cmd = vm->add_subcommand("restore", "Continue a VM from its snapshot: vm restore NAME SNAPSHOT");
   restore_cmd->add_option("NAME", args->name)->required();
   restore_cmd->add_option("SNAPSHOT", args->snapshot)->required();
+  restore_cmd->add_flag("--verify", args->verify,
+                        "Check the snapshot's memory checksums before the guest runs (a bad chunk fails the restore)");
   restore_cmd->callback([args, api, exit_status] {
     ApiClient client = api();
+    const json body{{"verify", args->verify}};
     *exit_status = report(
-        print_json(client.call("POST", vm_path(args->name) + "/snapshots/" + args->snapshot + "/restore")));
+        print_json(client.call("POST", vm_path(args->name) + "/snapshots/" + args->snapshot + "/restore", body)));
   });
 
   auto* unsnap_cmd = vm->add_subcommand("snapshot-delete", "Delete a snapshot: vm snapshot-delete NAME SNAPSHOT");

@@ -350,7 +350,7 @@ void Daemon::publish_state(const std::string& name, const std::string& state, co
   events_.publish(std::move(event));
 }
 
-Result<void> Daemon::start_locked(const std::string& name) {
+Result<void> Daemon::start_locked(const std::string& name, bool verify_restore) {
   const VmConfig config = HV_TRY(load_config(name));
   VmState state = HV_TRY(load_state(name));
   if (is_running(state.process)) return Error(ErrorCode::kBusy, "VM " + name + " is already running");
@@ -369,6 +369,7 @@ Result<void> Daemon::start_locked(const std::string& name) {
   if (restoring) {
     args.insert(args.end(), {"--restore", state.resume});
     if (state.resume_as_clone) args.emplace_back("--clone");
+    if (verify_restore) args.emplace_back("--verify");
   } else {
     VmConfig boot = config;
     // After a restore the VM wrote to overlays: a later boot goes on from them.
@@ -590,7 +591,7 @@ Result<json> Daemon::create_snapshot(const std::string& name, const std::string&
   return result;
 }
 
-Result<json> Daemon::restore_snapshot(const std::string& name, const std::string& snapshot) {
+Result<json> Daemon::restore_snapshot(const std::string& name, const std::string& snapshot, bool verify) {
   auto guard = vm_lock(name);
   std::lock_guard lock(*guard);
   HV_TRY(require_exists(name));
@@ -605,7 +606,7 @@ Result<json> Daemon::restore_snapshot(const std::string& name, const std::string
   state.resume_as_clone = false;
   state.suspended = false;
   HV_TRY(save_state(name, state));
-  HV_TRY(start_locked(name));
+  HV_TRY(start_locked(name, verify));
   return get_vm(name);
 }
 

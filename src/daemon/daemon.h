@@ -45,7 +45,7 @@ class Daemon final : public api::VmService {
 
   Result<nlohmann::json> list_snapshots(const std::string& name) override;
   Result<nlohmann::json> create_snapshot(const std::string& name, const std::string& snapshot) override;
-  Result<nlohmann::json> restore_snapshot(const std::string& name, const std::string& snapshot) override;
+  Result<nlohmann::json> restore_snapshot(const std::string& name, const std::string& snapshot, bool verify) override;
   Result<void> delete_snapshot(const std::string& name, const std::string& snapshot) override;
   Result<nlohmann::json> clone_vm(const std::string& name, const std::string& new_name,
                                   const std::optional<std::string>& snapshot) override;
@@ -98,7 +98,9 @@ class Daemon final : public api::VmService {
   // The running VM's state, or kBusy "VM NAME is not running".
   Result<VmState> require_running(const std::string& name);
 
-  Result<void> start_locked(const std::string& name);
+  // verify_restore: a restore checks the snapshot's memory checksums first
+  // (`run --restore DIR --verify`); for this start only, not kept in state.
+  Result<void> start_locked(const std::string& name, bool verify_restore = false);
   Result<void> stop_locked(const std::string& name, bool force, uint32_t timeout_seconds);
   Result<nlohmann::json> snapshot_locked(const std::string& name, const std::string& dir, bool quit);
   void wait_for_exit(const ProcessIdentity& process, std::chrono::milliseconds timeout);

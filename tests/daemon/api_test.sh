@@ -214,6 +214,10 @@ CASE="the copy is a clean qcow2"; contains "$(qemu-img check "$LIB/vms/delta/dis
 
 CASE="restore"; api POST /v1/vms/alpha/snapshots/s1/restore; expect 200 state running
 contains "$(last_start alpha)" "--restore $LIB/vms/alpha/snapshots/s1"
+CASE="restore without verify checks no checksums"; contains "$(last_start alpha | grep -c -- '--verify' || true)" 0
+CASE="restore with verify"; api POST /v1/vms/alpha/snapshots/s1/restore '{"verify":true}'; expect 200 state running
+contains "$(last_start alpha)" "--restore $LIB/vms/alpha/snapshots/s1 --verify"
+CASE="restore: verify not a boolean"; api POST /v1/vms/alpha/snapshots/s1/restore '{"verify":"yes"}'; expect_error 400 invalid-argument
 CASE="restore: missing"; api POST /v1/vms/alpha/snapshots/none/restore; expect_error 404 not-found
 CASE="suspend"; api POST /v1/vms/alpha/suspend; expect 200 state suspended
 CASE="start continues the suspended state"; api POST /v1/vms/alpha/start; expect 200 state running

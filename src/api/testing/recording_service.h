@@ -32,8 +32,9 @@ class RecordingService : public VmService {
   Result<nlohmann::json> create_snapshot(const std::string& name, const std::string& snapshot) override {
     return answer("create_snapshot " + name + " " + snapshot);
   }
-  Result<nlohmann::json> restore_snapshot(const std::string& name, const std::string& snapshot) override {
-    return answer("restore_snapshot " + name + " " + snapshot);
+  Result<nlohmann::json> restore_snapshot(const std::string& name, const std::string& snapshot,
+                                          bool verify) override {
+    return answer("restore_snapshot " + name + " " + snapshot + (verify ? " verify" : ""));
   }
   Result<void> delete_snapshot(const std::string& name, const std::string& snapshot) override {
     return done("delete_snapshot " + name + " " + snapshot);
