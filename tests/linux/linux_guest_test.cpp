@@ -214,7 +214,8 @@ TEST(LinuxGuest, TwoCpusDiskSurvivesRebootAndHostReadsIt) {
   std::string out;
 
   GuestConsole console;
-  ASSERT_TRUE(console.start(hostvisor_args({"--emu-tier", "interp", "--cpus", "2", "--memory", "512M", "--disk", image.string()})))
+  ASSERT_TRUE(console.start(
+      hostvisor_args({"--emu-tier", "interp", "--cpus", "2", "--memory", "512M", "--disk", image.string()})))
       << console.failure();
   expect_banner(console, 2);
   if (HasFatalFailure()) return;
@@ -768,11 +769,11 @@ TEST(LinuxGuest, RootlessHostOnlyReachesTheHostBothWaysAndNothingBeyond) {
   auto guest = guest::prepare_default_guest({});
   ASSERT_TRUE(guest.ok()) << guest.error().message();
   // The cache's files only: test guests of their own live in subdirectories.
-  ASSERT_EQ(host_command("find " + fs::path(guest->kernel_path).parent_path().string() +
-                             " -maxdepth 1 -type f -exec cp {} " + (cache / "hostvisor").string() +
-                             "/ \\; && chmod -R a+rX " + scratch.path.string(),
-                         &out),
-            0)
+  ASSERT_EQ(
+      host_command("find " + fs::path(guest->kernel_path).parent_path().string() + " -maxdepth 1 -type f -exec cp {} " +
+                       (cache / "hostvisor").string() + "/ \\; && chmod -R a+rX " + scratch.path.string(),
+                   &out),
+      0)
       << "copying the default guest: " << out;
   ASSERT_EQ(::chown(runtime.c_str(), kNobody, kNobody), 0);
   fs::permissions(runtime, fs::perms::owner_all, fs::perm_options::replace);
