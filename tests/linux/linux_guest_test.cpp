@@ -769,11 +769,11 @@ TEST(LinuxGuest, RootlessHostOnlyReachesTheHostBothWaysAndNothingBeyond) {
   auto guest = guest::prepare_default_guest({});
   ASSERT_TRUE(guest.ok()) << guest.error().message();
   // The cache's files only: test guests of their own live in subdirectories.
-  ASSERT_EQ(
-      host_command("find " + fs::path(guest->kernel_path).parent_path().string() + " -maxdepth 1 -type f -exec cp {} " +
-                       (cache / "hostvisor").string() + "/ \\; && chmod -R a+rX " + scratch.path.string(),
-                   &out),
-      0)
+  ASSERT_EQ(host_command("find " + fs::path(guest->kernel_path).parent_path().string() +
+                             " -maxdepth 1 -type f -exec cp {} " + (cache / "hostvisor").string() +
+                             "/ \\; && chmod -R a+rX " + scratch.path.string(),
+                         &out),
+            0)
       << "copying the default guest: " << out;
   ASSERT_EQ(::chown(runtime.c_str(), kNobody, kNobody), 0);
   fs::permissions(runtime, fs::perms::owner_all, fs::perm_options::replace);
