@@ -5,6 +5,7 @@
 
 #include <cstdio>
 
+#include "hv/emu/jit/tier_options.h"
 #include "hv/emu/testing/snippet.h"
 #include "hv/emu/testing/test_machine.h"
 
@@ -45,6 +46,12 @@ HV_EMU_SNIPPET(call_loop, R"(
 
 static void measure(const char* name, std::span<const uint8_t> code) {
   TestMachine m;
+  // The tier hostvisor would use (--emu-tier's default, or HOSTVISOR_EMU_TIER):
+  // the machine itself always interprets.
+  if (auto options = hostvisor::emu::jit::tier_options(); options && options->tier == hostvisor::emu::jit::Tier::kJit) {
+    if (auto translator = hostvisor::emu::jit::Translator::create(options->code_cache_bytes); translator)
+      m.interpreter().set_translator(std::move(*translator));
+  }
   m.load_code(code);
   // CPU time of this thread, so a busy host (shared cores) does not distort the figure.
   auto cpu_seconds = [] {

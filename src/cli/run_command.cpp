@@ -69,7 +69,7 @@ struct RunOptions {
   // restore takes the machine from the snapshot and refuses them.
   std::vector<std::string> machine_options_given;
   bool accel_given = false;
-  std::string emu_tier, emu_code_cache;  // the software CPU's tier (empty: HOSTVISOR_EMU_TIER's or interp)
+  std::string emu_tier, emu_code_cache;  // the software CPU's tier (empty: HOSTVISOR_EMU_TIER's or jit)
   std::string sandbox = "on";              // --sandbox on|off
   std::vector<std::string> sandbox_write;  // --sandbox-write DIR: where snapshots may also go
   bool jail = false;                       // --jail: namespaces and a private root
@@ -678,7 +678,7 @@ void add_run_command(CLI::App& app, int* exit_status) {
   cmd->add_option("--accel", options->accel, "CPU backend: auto, kvm or emu")->capture_default_str();
   cmd->add_option("--emu-tier", options->emu_tier,
                   "With --accel emu: interp (the interpreter alone) or jit (hot blocks translated to host code); "
-                  "default HOSTVISOR_EMU_TIER's, else interp");
+                  "default HOSTVISOR_EMU_TIER's, else jit");
   cmd->add_option("--emu-code-cache", options->emu_code_cache,
                   "With --emu-tier jit: the translated code's memory per vCPU, 64K..1G (default 32M); when full it "
                   "is dropped and refilled");

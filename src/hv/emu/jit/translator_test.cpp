@@ -19,6 +19,10 @@
 #include "hv/emu/flags.h"
 #include "hv/emu/jit/code_cache.h"
 #include "hv/emu/jit/tier_options.h"
+#include "hv/emu/platform/apic_bus.h"
+#include "hv/emu/platform/local_apic.h"
+#include "hv/emu/platform/platform_clock.h"
+#include "hv/emu/platform/platform_timers.h"
 #include "hv/emu/testing/snippet.h"
 #include "hv/emu/testing/test_machine.h"
 
@@ -125,7 +129,6 @@ class TranslatorVsInterpreter : public ::testing::Test {
   void SetUp() override {
     reference_ = std::make_unique<TestMachine>();
     translated_ = std::make_unique<TestMachine>();
-    reference().interpreter().set_translator(nullptr);  // whatever HOSTVISOR_EMU_TIER says
     auto t = Translator::create(1 << 20);
     ASSERT_TRUE(t.ok()) << t.error().message();
     translated().interpreter().set_translator(std::move(*t));
@@ -699,6 +702,59 @@ TEST_F(TranslatorVsInterpreter, DivideFaultsAndOverflowsAreTheInterpreters) {
     EXPECT_EQ(translated().vector_taken(), c.vector);
     EXPECT_GT(stats().native_insns, 0u);
   }
+}
+
+HV_EMU_SNIPPET(counting_loop, R"(
+hv_jit_counting_loop_top:
+  inc qword ptr [rbx]
+  jmp hv_jit_counting_loop_top
+)")
+
+// An interrupt another thread sends to the LAPIC while the vCPU runs a
+// tight loop that is translated and chained to itself: each chained entry
+// looks at the LAPIC's attention flag, so the interrupt is taken within a
+// few iterations of its arrival, through the IDT, at the loop's block
+// boundary, well before the chain's instruction budget (16384) would have
+// sent the vCPU back to the run loop anyway.
+TEST(TranslatedLoop, TakesAnInterruptThatArrivesWhileItRuns) {
+  constexpr uint8_t kVector = 0x50;
+  constexpr uint64_t kCounter = TestMachine::kData;
+  ManualClock clock{0};
+  PlatformTimers timers{clock};
+  ApicBus bus;
+  LocalApic lapic{0, true, bus, timers};
+  bus.add(lapic);
+  const uint64_t base = LocalApic::kDefaultBase | LocalApic::kApicBaseBsp | LocalApic::kApicBaseEnable;
+  ASSERT_TRUE(lapic.msr_write(LocalApic::kMsrApicBase, base | LocalApic::kApicBaseX2apic).ok());
+  ASSERT_TRUE(lapic.msr_write(LocalApic::kMsrX2apicFirst + LocalApic::kRegSvr / 16, 0x1ff).ok());
+  TestMachine m;
+  auto t = Translator::create(1 << 20);
+  ASSERT_TRUE(t.ok()) << t.error().message();
+  m.interpreter().set_translator(std::move(*t));
+  m.cpu().lapic = &lapic;
+  m.cpu().rflags |= kFlagIf;
+  m.cpu().gpr[3] = kCounter;
+  m.load_code(counting_loop());
+  uint64_t count_at_arrival = 0;
+  std::thread sender([&] {
+    // Until the loop is hot, translated and has chained for a while.
+    while (m.read<uint64_t>(kCounter) < 1'000'000) std::this_thread::yield();
+    ApicMessage message;
+    message.vector = kVector;
+    lapic.accept(message);
+    // Read after the interrupt is pending: whatever the vCPU counted
+    // from here on, it counted after the interrupt arrived.
+    count_at_arrival = m.read<uint64_t>(kCounter);
+  });
+  const auto outcome = m.run(2'000'000'000);
+  sender.join();
+  ASSERT_EQ(outcome.stop, Stop::kHalt) << "the interrupt was never taken: " << outcome.detail;
+  EXPECT_EQ(m.vector_taken(), kVector);
+  EXPECT_EQ(m.read<uint64_t>(m.cpu().gpr[4]), TestMachine::kCode);  // the interrupted RIP: the loop's start
+  const Translator& translator = *m.interpreter().translator();
+  EXPECT_GT(translator.stats().chained_entries, 100'000u);
+  const uint64_t after_arrival = m.read<uint64_t>(kCounter) - count_at_arrival;
+  EXPECT_LT(after_arrival, 1000u) << "iterations run after the interrupt arrived";
 }
 
 TEST(Translatable, TakesRegisterAluAndRefusesTheRest) {

@@ -35,7 +35,8 @@ class TestMachine {
   static constexpr uint16_t kCode64 = 0x08, kData64 = 0x10, kCode32 = 0x18, kUserCode64 = 0x23, kUserData = 0x2b,
                             kTssSel = 0x30, kCode16 = 0x40, kData16 = 0x48;
 
-  // A 64-bit machine at CPL 0 with paging, interrupts off, RIP at kCode.
+  // A 64-bit machine at CPL 0 with paging, interrupts off, RIP at kCode,
+  // on the interpreter alone (the reference) whatever the default tier.
   TestMachine();
 
   Cpu& cpu() { return cpu_; }
