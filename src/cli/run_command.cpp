@@ -72,6 +72,7 @@ struct RunOptions {
   std::string emu_tier, emu_code_cache;  // the software CPU's tier (empty: HOSTVISOR_EMU_TIER's or jit)
   std::string sandbox = "on";              // --sandbox on|off
   std::vector<std::string> sandbox_write;  // --sandbox-write DIR: where snapshots may also go
+  std::vector<uint16_t> sandbox_bind;      // --sandbox-bind PORT: a TCP port hostfwd-add may listen on
   bool jail = false;                       // --jail: namespaces and a private root
   std::optional<uid_t> jail_uid;           // --jail-uid (root only)
   std::optional<gid_t> jail_gid;           // --jail-gid (root only)
@@ -475,7 +476,8 @@ Result<std::function<Result<void>(const std::string&)>> confine_vm_process(const
   const sandbox::SandboxPolicy policy = HV_TRY(vm_sandbox_policy(config, {.control = options.control,
                                                                           .console_log = options.console_log,
                                                                           .restore = options.restore,
-                                                                          .snapshot_roots = roots}));
+                                                                          .snapshot_roots = roots,
+                                                                          .extra_bind_ports = options.sandbox_bind}));
   if (options.jail) {
     const bool host_network = needs_host_network(config);
     // With --jail-uid the VM runs as another user than the switch would.
@@ -495,8 +497,8 @@ Result<std::function<Result<void>(const std::string&)>> confine_vm_process(const
   const sandbox::SandboxOutcome outcome = HV_TRY(sandbox::enter_sandbox(policy));
   if (const std::string missing = outcome.missing(); !missing.empty())
     std::fprintf(stderr, "hostvisor: sandbox: %s\n", missing.c_str());
-  HV_LOG_INFO("sandbox: no_new_privs; Landlock ABI {} with {} paths; capabilities {}{}", outcome.landlock_abi,
-              outcome.rules, outcome.capabilities_dropped ? "dropped" : "none held",
+  HV_LOG_INFO("sandbox: no_new_privs; {}; capabilities {}{}", sandbox::describe_landlock(outcome, policy.tcp),
+              outcome.capabilities_dropped ? "dropped" : "none held",
               outcome.bounding_set_dropped ? " (and the bounding set)" : "");
   for (const sandbox::KeptCapability& kept : policy.keep)
     HV_LOG_INFO("sandbox: kept capability {}: {}", sandbox::capability_name(kept.capability), kept.why);
@@ -740,6 +742,11 @@ void add_run_command(CLI::App& app, int* exit_status) {
                   "A directory beneath which the sandboxed VM may also write snapshots asked for over --control "
                   "(repeatable; the directories of --snapshot-dir and --control always are)")
       ->type_name("DIR");
+  cmd->add_option("--sandbox-bind", options->sandbox_bind,
+                  "A host TCP port the sandboxed VM may also listen on, for a forward added later over --control "
+                  "(hostfwd-add; repeatable; the host ports of --net's hostfwd= always are)")
+      ->type_name("PORT")
+      ->check(CLI::Range(1, 65535));
   cmd->add_flag("--jail", options->jail,
                 "Run the VM in new user, mount, PID and network namespaces (the host's network is kept for --net "
                 "user, tap, bridge and hostonly), with a private root holding only the VM's files and a /dev of "

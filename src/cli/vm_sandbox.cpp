@@ -3,6 +3,7 @@
 #include <linux/capability.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <variant>
 
@@ -94,6 +95,21 @@ bool needs_host_network(const MachineConfig& config) {
   return false;
 }
 
+std::optional<sandbox::TcpRules> vm_tcp_rules(const MachineConfig& config, const std::vector<uint16_t>& extra_bind_ports) {
+  sandbox::TcpRules tcp{.bind_ports = extra_bind_ports};
+  for (const NetConfig& nic : config.nets) {
+    if (std::holds_alternative<net::HostOnlyNetOption>(nic.net)) return std::nullopt;
+    const auto* user = std::get_if<net::UserNetOption>(&nic.net);
+    if (!user) continue;
+    if (!user->restrict) tcp.connect_any = true;
+    for (const net::HostForward& forward : user->forwards)
+      if (forward.protocol == net::ForwardProtocol::kTcp) tcp.bind_ports.push_back(forward.host_port);
+  }
+  std::sort(tcp.bind_ports.begin(), tcp.bind_ports.end());
+  tcp.bind_ports.erase(std::unique(tcp.bind_ports.begin(), tcp.bind_ports.end()), tcp.bind_ports.end());
+  return tcp;
+}
+
 Result<sandbox::SandboxPolicy> vm_sandbox_policy(const MachineConfig& config, const VmSandboxPaths& paths) {
   sandbox::SandboxPolicy policy;
   sandbox::FsRules& rules = policy.rules;
@@ -161,6 +177,7 @@ Result<sandbox::SandboxPolicy> vm_sandbox_policy(const MachineConfig& config, co
   // bridge ports anew, and the host-only server sets its bridge up.
   if (net_admin) policy.keep.push_back({CAP_NET_ADMIN, "taps and bridge ports are made at each boot"});
   if (config.memory_backing.lock) policy.keep.push_back({CAP_IPC_LOCK, "--memory lock=on locks guest RAM"});
+  policy.tcp = vm_tcp_rules(config, paths.extra_bind_ports);
   return policy;
 }
 

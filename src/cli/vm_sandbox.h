@@ -4,6 +4,8 @@
 // where snapshots may go).
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,6 +21,9 @@ struct VmSandboxPaths {
   std::string restore;      // --restore snapshot directory
   // Directories beneath which snapshots may be written (snapshot_roots()).
   std::vector<std::string> snapshot_roots;
+  // --sandbox-bind PORT: host TCP ports a forward added later over the
+  // control socket (hostfwd-add) may listen on, beside --net's hostfwd=.
+  std::vector<uint16_t> extra_bind_ports;
 };
 
 // The directories beneath which a run may write snapshots (absolute):
@@ -36,6 +41,15 @@ Result<void> check_snapshot_target(const std::string& dir, const std::vector<std
 // NAT connects out through the host's sockets; taps, bridges and host-only
 // networks are host interfaces. (An internal network is a unix socket.)
 bool needs_host_network(const MachineConfig& config);
+
+// The TCP a VM process running `config` does itself (unset: not
+// restricted). It binds the host ports of its user-mode NICs' TCP
+// forwards (and `extra_bind_ports`), and connects out to any port only for
+// a user-mode NIC that is not restrict=on (slirp connects for the guest).
+// A host-only network is left unrestricted: its first VM starts the
+// network's gateway, which inherits the sandbox and binds every VM's
+// forwards and connects to the host for them.
+std::optional<sandbox::TcpRules> vm_tcp_rules(const MachineConfig& config, const std::vector<uint16_t>& extra_bind_ports);
 
 // The rules and kept capabilities of a VM process running `config`.
 Result<sandbox::SandboxPolicy> vm_sandbox_policy(const MachineConfig& config, const VmSandboxPaths& paths);

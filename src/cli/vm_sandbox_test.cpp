@@ -154,6 +154,36 @@ TEST(VmSandbox, KeepsCapNetAdminOnlyForNetworksThatMakeTapsAtEachBoot) {
   EXPECT_EQ(bridge->keep[0].capability, CAP_NET_ADMIN);
 }
 
+TEST(VmSandbox, BindsTheTcpPortsItsForwardsNameAndConnectsOnlyForNat) {
+  VmFiles files;
+  MachineConfig config = files.config();
+  EXPECT_EQ(vm_tcp_rules(config, {})->bind_ports, std::vector<uint16_t>{});
+  EXPECT_FALSE(vm_tcp_rules(config, {})->connect_any) << "no NIC: nothing connects out";
+  config.nets.push_back(*parse_net_config("user,hostfwd=tcp::2222-:22,hostfwd=udp::5353-:53,hostfwd=tcp:0.0.0.0:80-:80"));
+  config.nets.push_back(*parse_net_config("user,restrict=on,hostfwd=tcp::2222-:22,hostfwd=tcp::8080-:8080"));
+  auto nat = vm_tcp_rules(config, {9000});
+  ASSERT_TRUE(nat);
+  // Each TCP forward's host port once (a UDP forward is not TCP), and the extra one.
+  EXPECT_EQ(nat->bind_ports, (std::vector<uint16_t>{80, 2222, 8080, 9000}));
+  EXPECT_TRUE(nat->connect_any) << "slirp connects out for the guest";
+  // Only restricted NAT, taps and internal networks: nothing connects out.
+  MachineConfig closed = files.config();
+  closed.nets.push_back(*parse_net_config("user,restrict=on,hostfwd=tcp::2222-:22"));
+  closed.nets.push_back(*parse_net_config("tap,ifname=tap9"));
+  closed.nets.push_back(*parse_net_config("internal,name=lan"));
+  auto restricted = vm_tcp_rules(closed, {});
+  ASSERT_TRUE(restricted);
+  EXPECT_EQ(restricted->bind_ports, std::vector<uint16_t>{2222});
+  EXPECT_FALSE(restricted->connect_any);
+  // A host-only network's gateway may run in a switch this VM starts.
+  closed.nets.push_back(*parse_net_config("hostonly,name=ho"));
+  EXPECT_FALSE(vm_tcp_rules(closed, {}));
+  auto policy = vm_sandbox_policy(config, {.extra_bind_ports = {9000}});
+  ASSERT_TRUE(policy) << policy.error().message();
+  ASSERT_TRUE(policy->tcp);
+  EXPECT_EQ(policy->tcp->bind_ports, nat->bind_ports);
+}
+
 TEST(VmSandbox, AMissingSnapshotDirectoryIsRefusedAtStart) {
   VmFiles files;
   auto policy = vm_sandbox_policy(files.config(), {.snapshot_roots = {(files.scratch.path / "no-such").string()}});

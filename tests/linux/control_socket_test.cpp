@@ -133,7 +133,11 @@ TEST(LinuxControlSocket, EveryOperationOnAHeadlessGuestThenSuspendAndContinue) {
   DefaultGuestSnapshot booted;
   ASSERT_TRUE(booted.ok()) << booted.error();
   GuestConsole vm;
-  ASSERT_TRUE(booted.start_clone(vm, {"--headless", "--control", socket.string(), "--console-log", log.string()}))
+  // The sandbox (on by default) lets the VM listen only on the ports named
+  // at start: hostfwd-add below uses `port`.
+  const uint16_t port = free_tcp_port();
+  ASSERT_TRUE(booted.start_clone(vm, {"--headless", "--control", socket.string(), "--console-log", log.string(),
+                                      "--sandbox-bind", std::to_string(port)}))
       << vm.failure();
   auto client = wait_for_control_socket(socket, vm);
   ASSERT_TRUE(client) << "no control socket at " << socket << "\nstderr:\n" << vm.err();
@@ -203,7 +207,6 @@ TEST(LinuxControlSocket, EveryOperationOnAHeadlessGuestThenSuspendAndContinue) {
   EXPECT_GT(exits(*client->call("metrics")), exits_paused);
 
   // hostfwd-add: a host connection reaches a guest listener; remove: it no longer does.
-  const uint16_t port = free_tcp_port();
   ASSERT_TRUE(console_run(typing->get(), seen, "(echo from-guest-nc | nc -l -p 8080) >/dev/null 2>&1 & true"));
   const json forward = {{"nic", 0},          {"proto", "tcp"},   {"host_addr", "127.0.0.1"},
                         {"host_port", port}, {"guest_addr", ""}, {"guest_port", 8080}};
@@ -225,6 +228,12 @@ TEST(LinuxControlSocket, EveryOperationOnAHeadlessGuestThenSuspendAndContinue) {
   auto removed_again = client->call("hostfwd-remove", forward);
   ASSERT_FALSE(removed_again);
   EXPECT_NE(removed_again.error().message().find("no tcp forward"), std::string::npos);
+  // A port the VM was not given at start is refused by the sandbox, saying so.
+  uint16_t other_port = free_tcp_port();
+  while (other_port == port) other_port = free_tcp_port();
+  auto not_given = client->call("hostfwd-add", {{"nic", 0}, {"host_port", other_port}, {"guest_port", 8080}});
+  ASSERT_FALSE(not_given);
+  EXPECT_NE(not_given.error().message().find("--sandbox-bind"), std::string::npos) << not_given.error().message();
   auto no_nic = client->call("hostfwd-add", {{"nic", 3}, {"host_port", port}, {"guest_port", 80}});
   ASSERT_FALSE(no_nic);
   EXPECT_EQ(no_nic.error().code(), ErrorCode::kInvalidArgument);

@@ -238,6 +238,10 @@ Result<void> SlirpBackend::add_forward(const HostForward& forward) {
   std::string why = err ? std::strerror(err) : "libslirp refused it";
   if (err == EADDRINUSE) why = "the port is taken by another socket; pick another HOSTPORT";
   if (err == EADDRNOTAVAIL) why = "no interface of this host has that address";
+  // Landlock (docs/sandbox.md): the ports were fixed when the VM started.
+  if (err == EACCES && !udp)
+    why = std::string(forward.host_port < 1024 ? "a port below 1024 needs CAP_NET_BIND_SERVICE, and " : "") +
+          "the sandboxed VM may listen only on the TCP ports of its --net hostfwd= and --sandbox-bind PORT";
   return Error(ErrorCode::kBusy, "hostfwd=" + format_host_forward(forward) + ": cannot listen on " + where + " (" +
                                      (udp ? "udp" : "tcp") + "): " + why);
 }

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 
@@ -34,6 +35,14 @@ constexpr uint64_t kMakeSym = 1ULL << 12;
 constexpr uint64_t kRefer = 1ULL << 13;     // ABI 2
 constexpr uint64_t kTruncate = 1ULL << 14;  // ABI 3
 constexpr uint64_t kIoctlDev = 1ULL << 15;  // ABI 5
+
+// Network rights (ABI 4) and scopes (ABI 6).
+constexpr uint64_t kBindTcp = 1ULL << 0;
+constexpr uint64_t kConnectTcp = 1ULL << 1;
+constexpr uint64_t kScopeAbstractUnixSocket = 1ULL << 0;
+constexpr uint64_t kScopeSignal = 1ULL << 1;
+constexpr int kFirstNetAbi = 4;
+constexpr int kFirstScopeAbi = 6;
 
 // The rights that make sense on a file (the rest apply to directories).
 constexpr uint64_t kFileRights = kExecute | kWriteFile | kReadFile | kTruncate | kIoctlDev;
@@ -67,15 +76,30 @@ uint64_t rights_of(FsAccess access) {
 }
 
 // The uapi structs, as the kernel lays them out (the path-beneath one is
-// packed).
+// packed). The ruleset's size tells the kernel which fields it holds: an
+// older kernel refuses a larger struct whose extra fields are not zero, so
+// each ABI is given only the fields it knows.
 struct RulesetAttr {
   uint64_t handled_access_fs;
+  uint64_t handled_access_net;  // ABI 4
+  uint64_t scoped;              // ABI 6
 };
 struct __attribute__((packed)) PathBeneathAttr {
   uint64_t allowed_access;
   int32_t parent_fd;
 };
+struct NetPortAttr {
+  uint64_t allowed_access;
+  uint64_t port;
+};
 constexpr int kRulePathBeneath = 1;
+constexpr int kRuleNetPort = 2;
+
+size_t ruleset_size(int abi) {
+  if (abi >= kFirstScopeAbi) return sizeof(RulesetAttr);
+  if (abi >= kFirstNetAbi) return offsetof(RulesetAttr, scoped);
+  return offsetof(RulesetAttr, handled_access_net);
+}
 
 }  // namespace
 
@@ -88,13 +112,28 @@ Result<int> landlock_abi() {
   return Error::from_errno("landlock_create_ruleset");
 }
 
-Result<LandlockOutcome> restrict_filesystem(const FsRules& rules) {
+Result<LandlockOutcome> restrict_filesystem(const FsRules& rules, const std::optional<TcpRules>& tcp) {
   LandlockOutcome outcome;
   outcome.abi = HV_TRY(landlock_abi());
   const uint64_t handled = handled_rights(outcome.abi);
-  RulesetAttr attr{.handled_access_fs = handled};
-  UniqueFd ruleset(static_cast<int>(::syscall(SYS_landlock_create_ruleset, &attr, sizeof attr, 0)));
+  RulesetAttr attr{.handled_access_fs = handled, .handled_access_net = 0, .scoped = 0};
+  // Connect is handled (and so refused) only when no port may be reached:
+  // "any port" is the kernel's default for an unhandled right.
+  outcome.tcp_restricted = tcp && outcome.abi >= kFirstNetAbi;
+  if (outcome.tcp_restricted) attr.handled_access_net = kBindTcp | (tcp->connect_any ? 0 : kConnectTcp);
+  // Nothing a sandboxed process does needs to reach an abstract unix socket
+  // or signal a process outside its sandbox (docs/sandbox.md).
+  outcome.scoped = outcome.abi >= kFirstScopeAbi;
+  if (outcome.scoped) attr.scoped = kScopeAbstractUnixSocket | kScopeSignal;
+  UniqueFd ruleset(static_cast<int>(::syscall(SYS_landlock_create_ruleset, &attr, ruleset_size(outcome.abi), 0)));
   if (!ruleset.valid()) return Error::from_errno("landlock_create_ruleset");
+  if (outcome.tcp_restricted) {
+    for (const uint16_t port : tcp->bind_ports) {
+      const NetPortAttr rule{.allowed_access = kBindTcp, .port = port};
+      if (::syscall(SYS_landlock_add_rule, ruleset.get(), kRuleNetPort, &rule, 0) != 0)
+        return Error::from_errno("a Landlock rule for TCP port " + std::to_string(port));
+    }
+  }
   for (const FsRule& rule : rules) {
     UniqueFd path(::open(rule.path.c_str(), O_PATH | O_CLOEXEC));
     if (!path.valid()) {

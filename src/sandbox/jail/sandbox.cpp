@@ -21,6 +21,25 @@ std::string SandboxOutcome::missing() const {
   return "";
 }
 
+std::string describe_landlock(const SandboxOutcome& outcome, const std::optional<TcpRules>& tcp) {
+  if (outcome.landlock_abi == 0) return "no Landlock";
+  std::string text = "Landlock ABI " + std::to_string(outcome.landlock_abi) + " with " +
+                     std::to_string(outcome.rules) + " paths; ";
+  if (!tcp) {
+    text += "TCP not restricted";
+  } else if (!outcome.tcp_restricted) {
+    text += "TCP not restricted (TCP ports need Landlock ABI 4)";
+  } else {
+    std::string ports;
+    for (const uint16_t port : tcp->bind_ports) ports += (ports.empty() ? "" : ",") + std::to_string(port);
+    text += "TCP bind " + (ports.empty() ? std::string("no port") : "port " + ports) + ", connect " +
+            (tcp->connect_any ? "any port" : "no port");
+  }
+  text += outcome.scoped ? "; abstract unix sockets and signals scoped"
+                         : "; abstract unix sockets and signals not scoped (that needs Landlock ABI 6)";
+  return text;
+}
+
 Result<unsigned> thread_count() {
   const std::string stat = HV_TRY(read_file("/proc/self/stat"));
   // Field 20 is num_threads; the command name (field 2) may hold spaces, so
@@ -44,9 +63,11 @@ Result<SandboxOutcome> enter_sandbox(const SandboxPolicy& policy) {
   // gain privileges: set-uid bits and file capabilities are ignored.
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return Error::from_errno("PR_SET_NO_NEW_PRIVS");
   if (auto abi = landlock_abi(); abi) {
-    const LandlockOutcome landlock = HV_TRY(restrict_filesystem(policy.rules));
+    const LandlockOutcome landlock = HV_TRY(restrict_filesystem(policy.rules, policy.tcp));
     outcome.landlock_abi = landlock.abi;
     outcome.rules = landlock.rules;
+    outcome.tcp_restricted = landlock.tcp_restricted;
+    outcome.scoped = landlock.scoped;
   } else if (abi.error().code() == ErrorCode::kUnsupported) {
     outcome.landlock_missing = abi.error().message();
   } else {

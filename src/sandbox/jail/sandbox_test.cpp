@@ -10,7 +10,12 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/un.h>
+#include <sys/wait.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <unistd.h>
+
+#include <csignal>
 
 #include <cerrno>
 #include <cstdio>
@@ -165,6 +170,140 @@ TEST(Sandbox, AMissingRequiredPathIsAnErrorNamingIt) {
     if (entered.error().message().find("/nonexistent/disk.img") == std::string::npos)
       return "error does not name the path: " + entered.error().message();
     return std::string();
+  });
+  EXPECT_EQ(problem, "");
+}
+
+// A TCP socket on 127.0.0.1:`port` (0: any free port), listening.
+UniqueFd tcp_listener(uint16_t port = 0) {
+  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in addr{.sin_family = AF_INET, .sin_port = htons(port), .sin_addr = {htonl(INADDR_LOOPBACK)}};
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd.get(), 4) != 0) return {};
+  return fd;
+}
+
+uint16_t port_of(int fd) {
+  sockaddr_in addr{};
+  socklen_t length = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &length);
+  return ntohs(addr.sin_port);
+}
+
+// A port nothing listens on now.
+uint16_t free_port() { return port_of(tcp_listener().get()); }
+
+// The errno of binding (`bind`) or connecting to 127.0.0.1:`port` over TCP (0: it worked).
+int tcp_errno(bool bind, uint16_t port) {
+  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in addr{.sin_family = AF_INET, .sin_port = htons(port), .sin_addr = {htonl(INADDR_LOOPBACK)}};
+  const auto* address = reinterpret_cast<sockaddr*>(&addr);
+  const int result = bind ? ::bind(fd.get(), address, sizeof addr) : ::connect(fd.get(), address, sizeof addr);
+  return result == 0 ? 0 : errno;
+}
+
+std::string expect_tcp(bool bind, uint16_t port, int expected_errno) {
+  const int err = tcp_errno(bind, port);
+  if (err == expected_errno) return "";
+  return std::string(bind ? "bind" : "connect") + " to port " + std::to_string(port) + ": expected " +
+         (expected_errno ? std::strerror(expected_errno) : "success") + ", got " +
+         (err ? std::strerror(err) : "success") + "\n";
+}
+
+TEST(Sandbox, BindsOnlyItsTcpPortsAndConnectsOnlyWhenAllowed) {
+  const UniqueFd outside = tcp_listener();  // a host service the VM did not forward
+  ASSERT_TRUE(outside.valid());
+  const uint16_t service = port_of(outside.get()), forwarded = free_port(), other = free_port();
+  for (const bool connect_any : {false, true}) {
+    const std::string problem = in_child([&] {
+      auto entered =
+          enter_sandbox({.rules = {{"/proc/self", FsAccess::kRead}},
+                         .tcp = TcpRules{.bind_ports = {forwarded}, .connect_any = connect_any}});
+      if (!entered) return "enter_sandbox: " + entered.error().message();
+      if (!entered->tcp_restricted) return "TCP not restricted at Landlock ABI " + std::to_string(entered->landlock_abi);
+      std::string problems;
+      problems += expect_tcp(/*bind=*/true, forwarded, 0);
+      problems += expect_tcp(/*bind=*/true, other, EACCES);
+      problems += expect_tcp(/*bind=*/true, 0, EACCES);  // an ephemeral port is a port not given too
+      problems += expect_tcp(/*bind=*/false, service, connect_any ? 0 : EACCES);
+      // UDP is not TCP: its ports are not Landlock's.
+      UniqueFd udp(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+      sockaddr_in addr{.sin_family = AF_INET, .sin_port = htons(other), .sin_addr = {htonl(INADDR_LOOPBACK)}};
+      if (::bind(udp.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+        problems += std::string("a UDP bind was refused: ") + std::strerror(errno) + "\n";
+      return problems;
+    });
+    EXPECT_EQ(problem, "") << "connect_any=" << connect_any;
+  }
+  // Without TCP rules nothing about TCP changes.
+  const std::string unrestricted = in_child([&] {
+    auto entered = enter_sandbox({.rules = {{"/proc/self", FsAccess::kRead}}});
+    if (!entered) return "enter_sandbox: " + entered.error().message();
+    return expect_tcp(/*bind=*/true, other, 0) + expect_tcp(/*bind=*/false, service, 0);
+  });
+  EXPECT_EQ(unrestricted, "");
+}
+
+TEST(Sandbox, ReachesNoAbstractUnixSocketAndSignalsNoProcessMadeOutsideIt) {
+  // An abstract socket made outside the sandbox, and one made inside.
+  auto abstract_address = [](const std::string& name) {
+    sockaddr_un addr{.sun_family = AF_UNIX, .sun_path = {}};
+    name.copy(addr.sun_path + 1, name.size());
+    return std::make_pair(addr, static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size()));
+  };
+  const std::string outside_name = "hostvisor-sandbox-test-" + std::to_string(::getpid());
+  UniqueFd outside(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  const auto outside_address = abstract_address(outside_name);
+  const sockaddr_un outside_addr = outside_address.first;
+  const socklen_t outside_length = outside_address.second;
+  ASSERT_EQ(::bind(outside.get(), reinterpret_cast<const sockaddr*>(&outside_addr), outside_length), 0);
+  ASSERT_EQ(::listen(outside.get(), 4), 0);
+  const std::string problem = in_child([&] {
+    // A process outside the sandbox: it ends when this child does (its pipe
+    // closes), so it outlives no test.
+    int fds[2];
+    if (::pipe(fds) != 0) return std::string("pipe failed");
+    const pid_t outsider = ::fork();
+    if (outsider == 0) {
+      ::close(fds[1]);
+      char byte;
+      (void)!::read(fds[0], &byte, 1);
+      ::_exit(0);
+    }
+    ::close(fds[0]);
+    auto entered = enter_sandbox({.rules = {{"/proc/self", FsAccess::kRead}}});
+    if (!entered) return "enter_sandbox: " + entered.error().message();
+    if (!entered->scoped) return "not scoped at Landlock ABI " + std::to_string(entered->landlock_abi);
+    std::string problems;
+    UniqueFd client(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (::connect(client.get(), reinterpret_cast<const sockaddr*>(&outside_addr), outside_length) == 0 || errno != EPERM)
+      problems += std::string("connect to an abstract socket made outside: ") + std::strerror(errno) + "\n";
+    // One made inside (the same sandbox) is reachable.
+    const auto [inside_addr, inside_length] = abstract_address(outside_name + "-inside");
+    UniqueFd inside(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    UniqueFd inside_client(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (::bind(inside.get(), reinterpret_cast<const sockaddr*>(&inside_addr), inside_length) != 0 ||
+        ::listen(inside.get(), 4) != 0 ||
+        ::connect(inside_client.get(), reinterpret_cast<const sockaddr*>(&inside_addr), inside_length) != 0)
+      problems += std::string("an abstract socket made inside: ") + std::strerror(errno) + "\n";
+    // A signal to the outsider is refused; so is kill(pid, 0), with EPERM
+    // (not ESRCH): the snapshot writer's "does its writer still run" reads
+    // that as running, and leaves the directory alone.
+    if (::kill(outsider, SIGTERM) == 0 || errno != EPERM)
+      problems += std::string("SIGTERM to a process outside: ") + std::strerror(errno) + "\n";
+    if (::kill(outsider, 0) == 0 || errno != EPERM)
+      problems += std::string("kill(outside, 0): ") + std::strerror(errno) + "\n";
+    // A process it starts (the switch) is inside: it may end it.
+    const pid_t insider = ::fork();
+    if (insider == 0) {
+      ::pause();
+      ::_exit(0);
+    }
+    if (::kill(insider, SIGTERM) != 0) problems += std::string("SIGTERM to its own child: ") + std::strerror(errno) + "\n";
+    int status = 0;
+    ::waitpid(insider, &status, 0);
+    if (!WIFSIGNALED(status)) problems += "its own child did not end by the signal\n";
+    ::close(fds[1]);
+    return problems;
   });
   EXPECT_EQ(problem, "");
 }

@@ -1,0 +1,16 @@
+// What a sandboxed process may do with TCP ports (Landlock ABI 4 and
+// later): bind only the ports listed, and connect anywhere or nowhere.
+// UDP, unix sockets and raw sockets are not TCP and are not touched here.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace hostvisor::sandbox {
+
+struct TcpRules {
+  std::vector<uint16_t> bind_ports;  // local ports it may bind (and so listen on)
+  bool connect_any = false;          // connect to any port; false: to none
+};
+
+}  // namespace hostvisor::sandbox
