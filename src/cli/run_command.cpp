@@ -72,7 +72,7 @@ struct RunOptions {
   std::string emu_tier, emu_code_cache;  // the software CPU's tier (empty: HOSTVISOR_EMU_TIER's or jit)
   std::string sandbox = "on";              // --sandbox on|off
   std::vector<std::string> sandbox_write;  // --sandbox-write DIR: where snapshots may also go
-  std::vector<uint16_t> sandbox_bind;      // --sandbox-bind PORT: a TCP port hostfwd-add may listen on
+  std::vector<std::string> sandbox_bind;   // --sandbox-bind PORT|any: TCP ports hostfwd-add may listen on
   bool jail = false;                       // --jail: namespaces and a private root
   std::optional<uid_t> jail_uid;           // --jail-uid (root only)
   std::optional<gid_t> jail_gid;           // --jail-gid (root only)
@@ -473,11 +473,17 @@ Result<std::function<Result<void>(const std::string&)>> confine_vm_process(const
   const sandbox::SandboxMode mode = HV_TRY(sandbox::parse_sandbox_mode(options.sandbox));
   if (mode == sandbox::SandboxMode::kOff && !options.jail) return std::function<Result<void>(const std::string&)>();
   const std::vector<std::string> roots = snapshot_roots(options.snapshot_dir, options.control, options.sandbox_write);
-  const sandbox::SandboxPolicy policy = HV_TRY(vm_sandbox_policy(config, {.control = options.control,
-                                                                          .console_log = options.console_log,
-                                                                          .restore = options.restore,
-                                                                          .snapshot_roots = roots,
-                                                                          .extra_bind_ports = options.sandbox_bind}));
+  VmSandboxPaths paths{.control = options.control,
+                       .console_log = options.console_log,
+                       .restore = options.restore,
+                       .snapshot_roots = roots};
+  for (const std::string& port : options.sandbox_bind) {  // "any" or 1..65535, checked by the parser
+    if (port == "any")
+      paths.bind_any_port = true;
+    else
+      paths.extra_bind_ports.push_back(static_cast<uint16_t>(std::stoul(port)));
+  }
+  const sandbox::SandboxPolicy policy = HV_TRY(vm_sandbox_policy(config, paths));
   if (options.jail) {
     const bool host_network = needs_host_network(config);
     // With --jail-uid the VM runs as another user than the switch would.
@@ -744,9 +750,10 @@ void add_run_command(CLI::App& app, int* exit_status) {
       ->type_name("DIR");
   cmd->add_option("--sandbox-bind", options->sandbox_bind,
                   "A host TCP port the sandboxed VM may also listen on, for a forward added later over --control "
-                  "(hostfwd-add; repeatable; the host ports of --net's hostfwd= always are)")
-      ->type_name("PORT")
-      ->check(CLI::Range(1, 65535));
+                  "(hostfwd-add; repeatable; the host ports of --net's hostfwd= always are); any: every port, "
+                  "for a VM with user-mode NAT")
+      ->type_name("PORT|any")
+      ->check(CLI::IsMember({"any"}) | CLI::Range(1, 65535));
   cmd->add_flag("--jail", options->jail,
                 "Run the VM in new user, mount, PID and network namespaces (the host's network is kept for --net "
                 "user, tap, bridge and hostonly), with a private root holding only the VM's files and a /dev of "

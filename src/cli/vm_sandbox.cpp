@@ -95,13 +95,15 @@ bool needs_host_network(const MachineConfig& config) {
   return false;
 }
 
-std::optional<sandbox::TcpRules> vm_tcp_rules(const MachineConfig& config, const std::vector<uint16_t>& extra_bind_ports) {
+std::optional<sandbox::TcpRules> vm_tcp_rules(const MachineConfig& config, const std::vector<uint16_t>& extra_bind_ports,
+                                              bool bind_any) {
   sandbox::TcpRules tcp{.bind_ports = extra_bind_ports};
   for (const NetConfig& nic : config.nets) {
     if (std::holds_alternative<net::HostOnlyNetOption>(nic.net)) return std::nullopt;
     const auto* user = std::get_if<net::UserNetOption>(&nic.net);
     if (!user) continue;
     if (!user->restrict) tcp.connect_any = true;
+    if (bind_any) tcp.bind_any = true;
     for (const net::HostForward& forward : user->forwards)
       if (forward.protocol == net::ForwardProtocol::kTcp) tcp.bind_ports.push_back(forward.host_port);
   }
@@ -177,7 +179,7 @@ Result<sandbox::SandboxPolicy> vm_sandbox_policy(const MachineConfig& config, co
   // bridge ports anew, and the host-only server sets its bridge up.
   if (net_admin) policy.keep.push_back({CAP_NET_ADMIN, "taps and bridge ports are made at each boot"});
   if (config.memory_backing.lock) policy.keep.push_back({CAP_IPC_LOCK, "--memory lock=on locks guest RAM"});
-  policy.tcp = vm_tcp_rules(config, paths.extra_bind_ports);
+  policy.tcp = vm_tcp_rules(config, paths.extra_bind_ports, paths.bind_any_port);
   return policy;
 }
 

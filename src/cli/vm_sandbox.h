@@ -24,6 +24,10 @@ struct VmSandboxPaths {
   // --sandbox-bind PORT: host TCP ports a forward added later over the
   // control socket (hostfwd-add) may listen on, beside --net's hostfwd=.
   std::vector<uint16_t> extra_bind_ports;
+  // --sandbox-bind any: a forward added later may listen on any port (the
+  // daemon's API adds forwards to running VMs). Only a VM with a user-mode
+  // NIC gets it: no other NIC takes hostfwd-add.
+  bool bind_any_port = false;
 };
 
 // The directories beneath which a run may write snapshots (absolute):
@@ -44,12 +48,14 @@ bool needs_host_network(const MachineConfig& config);
 
 // The TCP a VM process running `config` does itself (unset: not
 // restricted). It binds the host ports of its user-mode NICs' TCP
-// forwards (and `extra_bind_ports`), and connects out to any port only for
+// forwards (and `extra_bind_ports`, or any port with `bind_any` and a
+// user-mode NIC), and connects out to any port only for
 // a user-mode NIC that is not restrict=on (slirp connects for the guest).
 // A host-only network is left unrestricted: its first VM starts the
 // network's gateway, which inherits the sandbox and binds every VM's
 // forwards and connects to the host for them.
-std::optional<sandbox::TcpRules> vm_tcp_rules(const MachineConfig& config, const std::vector<uint16_t>& extra_bind_ports);
+std::optional<sandbox::TcpRules> vm_tcp_rules(const MachineConfig& config, const std::vector<uint16_t>& extra_bind_ports,
+                                              bool bind_any = false);
 
 // The rules and kept capabilities of a VM process running `config`.
 Result<sandbox::SandboxPolicy> vm_sandbox_policy(const MachineConfig& config, const VmSandboxPaths& paths);

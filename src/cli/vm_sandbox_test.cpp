@@ -182,6 +182,13 @@ TEST(VmSandbox, BindsTheTcpPortsItsForwardsNameAndConnectsOnlyForNat) {
   ASSERT_TRUE(policy) << policy.error().message();
   ASSERT_TRUE(policy->tcp);
   EXPECT_EQ(policy->tcp->bind_ports, nat->bind_ports);
+  EXPECT_FALSE(policy->tcp->bind_any);
+  // --sandbox-bind any (the daemon's): every port, but only for a VM whose
+  // user-mode NIC can take hostfwd-add.
+  auto any = vm_sandbox_policy(config, {.bind_any_port = true});
+  ASSERT_TRUE(any) << any.error().message();
+  EXPECT_TRUE(any->tcp->bind_any);
+  EXPECT_FALSE(vm_tcp_rules(files.config(), {}, /*bind_any=*/true)->bind_any) << "no user-mode NIC: no forward to add";
 }
 
 TEST(VmSandbox, AMissingSnapshotDirectoryIsRefusedAtStart) {

@@ -364,7 +364,10 @@ Result<void> Daemon::start_locked(const std::string& name, bool verify_restore) 
                                 "cid=3,uds=" + vsock_socket(name), seccomp_argument(),
                                 // The sandboxed VM writes its snapshots (and
                                 // suspends) beneath its own directory.
-                                "--sandbox-write", dir};
+                                "--sandbox-write", dir,
+                                // The API adds port forwards to a running VM,
+                                // on ports not known at its start.
+                                "--sandbox-bind", "any"};
   const bool restoring = !state.resume.empty();
   if (restoring) {
     args.insert(args.end(), {"--restore", state.resume});

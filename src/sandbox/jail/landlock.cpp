@@ -117,17 +117,19 @@ Result<LandlockOutcome> restrict_filesystem(const FsRules& rules, const std::opt
   outcome.abi = HV_TRY(landlock_abi());
   const uint64_t handled = handled_rights(outcome.abi);
   RulesetAttr attr{.handled_access_fs = handled, .handled_access_net = 0, .scoped = 0};
-  // Connect is handled (and so refused) only when no port may be reached:
-  // "any port" is the kernel's default for an unhandled right.
+  // A right is handled (and so refused but for its rules) only when not
+  // every port is allowed: "any port" is the kernel's default for an
+  // unhandled right.
   outcome.tcp_restricted = tcp && outcome.abi >= kFirstNetAbi;
-  if (outcome.tcp_restricted) attr.handled_access_net = kBindTcp | (tcp->connect_any ? 0 : kConnectTcp);
+  if (outcome.tcp_restricted)
+    attr.handled_access_net = (tcp->bind_any ? 0 : kBindTcp) | (tcp->connect_any ? 0 : kConnectTcp);
   // Nothing a sandboxed process does needs to reach an abstract unix socket
   // or signal a process outside its sandbox (docs/sandbox.md).
   outcome.scoped = outcome.abi >= kFirstScopeAbi;
   if (outcome.scoped) attr.scoped = kScopeAbstractUnixSocket | kScopeSignal;
   UniqueFd ruleset(static_cast<int>(::syscall(SYS_landlock_create_ruleset, &attr, ruleset_size(outcome.abi), 0)));
   if (!ruleset.valid()) return Error::from_errno("landlock_create_ruleset");
-  if (outcome.tcp_restricted) {
+  if (outcome.tcp_restricted && !tcp->bind_any) {
     for (const uint16_t port : tcp->bind_ports) {
       const NetPortAttr rule{.allowed_access = kBindTcp, .port = port};
       if (::syscall(SYS_landlock_add_rule, ruleset.get(), kRuleNetPort, &rule, 0) != 0)

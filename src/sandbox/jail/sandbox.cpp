@@ -32,7 +32,9 @@ std::string describe_landlock(const SandboxOutcome& outcome, const std::optional
   } else {
     std::string ports;
     for (const uint16_t port : tcp->bind_ports) ports += (ports.empty() ? "" : ",") + std::to_string(port);
-    text += "TCP bind " + (ports.empty() ? std::string("no port") : "port " + ports) + ", connect " +
+    if (tcp->bind_any) ports = "any";
+    text += "TCP bind " + (ports.empty() ? std::string("no port") : ports == "any" ? "any port" : "port " + ports) +
+            ", connect " +
             (tcp->connect_any ? "any port" : "no port");
   }
   text += outcome.scoped ? "; abstract unix sockets and signals scoped"

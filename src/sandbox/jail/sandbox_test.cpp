@@ -234,6 +234,14 @@ TEST(Sandbox, BindsOnlyItsTcpPortsAndConnectsOnlyWhenAllowed) {
     });
     EXPECT_EQ(problem, "") << "connect_any=" << connect_any;
   }
+  // bind_any: every port may be bound, and connect is still refused.
+  const std::string any_port = in_child([&] {
+    auto entered = enter_sandbox({.rules = {{"/proc/self", FsAccess::kRead}}, .tcp = TcpRules{.bind_any = true}});
+    if (!entered) return "enter_sandbox: " + entered.error().message();
+    return expect_tcp(/*bind=*/true, other, 0) + expect_tcp(/*bind=*/true, 0, 0) +
+           expect_tcp(/*bind=*/false, service, EACCES);
+  });
+  EXPECT_EQ(any_port, "");
   // Without TCP rules nothing about TCP changes.
   const std::string unrestricted = in_child([&] {
     auto entered = enter_sandbox({.rules = {{"/proc/self", FsAccess::kRead}}});
