@@ -241,7 +241,7 @@ Result<void> SlirpBackend::add_forward(const HostForward& forward) {
   // Landlock (docs/sandbox.md): the ports were fixed when the VM started.
   if (err == EACCES && !udp)
     why = std::string(forward.host_port < 1024 ? "a port below 1024 needs CAP_NET_BIND_SERVICE, and " : "") +
-          "the sandboxed VM may listen only on the TCP ports of its --net hostfwd= and --sandbox-bind PORT";
+          "the sandboxed VM may listen only on the TCP ports of its --net hostfwd= and --sandbox-bind PORT (or any)";
   return Error(ErrorCode::kBusy, "hostfwd=" + format_host_forward(forward) + ": cannot listen on " + where + " (" +
                                      (udp ? "udp" : "tcp") + "): " + why);
 }
