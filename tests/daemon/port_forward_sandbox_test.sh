@@ -9,17 +9,7 @@ set -euo pipefail
 HOSTVISOR=$1
 GUESTS=$2
 . "$(dirname "$0")/library_env.sh" hv-forward-sandbox
-"$HOSTVISOR" daemon >"$WORK/daemon.log" 2>&1 &
-DAEMON_PID=$!
-for _ in $(seq 200); do [ -S "$SOCK" ] && break; sleep 0.05; done
-api() {  # api METHOD PATH [BODY]: prints the body, then the status on its own line
-  curl -s --unix-socket "$SOCK" -X "$1" -H 'Content-Type: application/json' ${3:+-d "$3"} -w '\n%{http_code}' "http://hv$2"
-}
-expect_status() {  # expect_status NAME WANT OUTPUT
-  local status=${3##*$'\n'}
-  if [ "$status" != "$2" ]; then fail "$1: status $status, not $2: ${3:0:600}"; return; fi
-  echo "ok   $1"
-}
+. "$(dirname "$0")/api_client.sh"
 # A free port, chosen after the VM started: no --sandbox-bind could name it.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 

@@ -9,18 +9,7 @@ set -euo pipefail
 HOSTVISOR=$1
 GUESTS=$2
 . "$(dirname "$0")/library_env.sh" hv-restore-verify
-"$HOSTVISOR" daemon >"$WORK/daemon.log" 2>&1 &
-DAEMON_PID=$!
-for _ in $(seq 200); do [ -S "$SOCK" ] && break; sleep 0.05; done
-api() {  # api METHOD PATH [BODY]: prints the body, then the status on its own line
-  curl -s --unix-socket "$SOCK" -X "$1" -H 'Content-Type: application/json' ${3:+-d "$3"} -w '\n%{http_code}' "http://hv$2"
-}
-expect_status() {  # expect_status NAME WANT OUTPUT [NEEDLE]
-  local status=${3##*$'\n'}
-  if [ "$status" != "$2" ]; then fail "$1: status $status, not $2: ${3:0:600}"; return; fi
-  if [ -n "${4:-}" ] && [[ "$3" != *"$4"* ]]; then fail "$1: '$4' not in: ${3:0:600}"; return; fi
-  echo "ok   $1"
-}
+. "$(dirname "$0")/api_client.sh"
 
 expect_status "create" 201 "$(api POST /v1/vms "{\"name\":\"gen\",\"kernel\":\"$GUESTS/vmgenid.elf64\",\"memory\":\"64M\",\"accel\":\"emu\",\"data_disk_bytes\":0}")"
 expect_status "start" 200 "$(api POST /v1/vms/gen/start)"
