@@ -17,6 +17,10 @@ void alu_rr(Emitter& e, bool w, uint8_t opcode, unsigned reg, unsigned rm) {
 
 }  // namespace
 
+void emit_divide_by_copy(Emitter& e, const Insn& insn, unsigned x) {
+  alu_rr(e, insn.op[0].size == 8, 0xf7, insn.mnemonic == ZYDIS_MNEMONIC_DIV ? 6 : 7, x);  // div/idiv x
+}
+
 bool is_divide(const Insn& insn) { return insn.mnemonic == ZYDIS_MNEMONIC_DIV || insn.mnemonic == ZYDIS_MNEMONIC_IDIV; }
 
 bool divide_translatable(const Insn& insn) {

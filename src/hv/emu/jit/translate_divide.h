@@ -36,4 +36,10 @@ bool divide_translatable(const Insn& insn);
 void emit_divide_checks(Emitter& e, const Insn& insn, unsigned divisor, unsigned u, unsigned x, unsigned y,
                         std::vector<size_t>& exits);
 
+// The divide of a memory divisor, on the copy the checks loaded into `x`:
+// never on memory again, where another vCPU may store a zero (or a
+// smaller divisor) between the checks and the divide, and the host would
+// raise #DE.
+void emit_divide_by_copy(Emitter& e, const Insn& insn, unsigned x);
+
 }  // namespace hostvisor::emu::jit

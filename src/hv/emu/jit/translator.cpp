@@ -975,9 +975,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
       }
       // S and T (not named by the divide) come back after it, with U.
       if (st.mem >= 0) {
-        e.bytes(st.rewritten.head);
-        e.byte(static_cast<uint8_t>(((st.rewritten.modrm_reg & 7) << 3) | (sc.u & 7)));
-        e.bytes(st.rewritten.tail);
+        emit_divide_by_copy(e, insn, sc.t);
       } else {
         e.bytes(std::span(page + st.offset, insn.len));
       }

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <fstream>
 #include <memory>
@@ -755,6 +756,55 @@ TEST(TranslatedLoop, TakesAnInterruptThatArrivesWhileItRuns) {
   EXPECT_GT(translator.stats().chained_entries, 100'000u);
   const uint64_t after_arrival = m.read<uint64_t>(kCounter) - count_at_arrival;
   EXPECT_LT(after_arrival, 1000u) << "iterations run after the interrupt arrived";
+}
+
+HV_EMU_SNIPPET(racing_divide_loop, R"(
+hv_jit_racing_divide_top:
+  mov eax, 1000
+  xor edx, edx
+  div qword ptr [rbx]
+  inc qword ptr [rcx]
+  jmp hv_jit_racing_divide_top
+)")
+
+// Another vCPU (here a host thread) stores 0 and 1 into a DIV's memory
+// divisor as fast as it can while the divide runs translated. The checks
+// see 1 and pass, then the store lands: a divide that read memory again
+// would divide by 0 on the host, whose SIGFPE ends the process (this test
+// binary). The translation divides by the copy it checked, so the guest
+// only ever takes its own #DE, when the check reads the 0.
+TEST(TranslatedDivide, AZeroStoredBetweenTheCheckAndTheDivideNeverReachesTheHost) {
+  constexpr uint64_t kDivisor = TestMachine::kData, kCounter = TestMachine::kData + 64;
+  TestMachine m;
+  auto t = Translator::create(1 << 20);
+  ASSERT_TRUE(t.ok()) << t.error().message();
+  m.interpreter().set_translator(std::move(*t));
+  const std::span<const uint8_t> code = racing_divide_loop();
+  auto* divisor = reinterpret_cast<uint64_t*>(m.memory().host_pointer(GuestAddress(kDivisor), 8));
+  ASSERT_NE(divisor, nullptr);
+  std::atomic_ref<uint64_t>(*divisor).store(1);
+  std::atomic<bool> racing{true};
+  std::thread writer([&] {
+    std::atomic_ref<uint64_t> value(*divisor);
+    while (racing.load(std::memory_order_relaxed)) {
+      value.store(0, std::memory_order_relaxed);
+      value.store(1, std::memory_order_relaxed);
+    }
+  });
+  unsigned guest_faults = 0;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(300);
+  while (std::chrono::steady_clock::now() < until) {
+    m.load_code(code);  // RIP back to the loop; its translation stays cached
+    m.cpu().gpr[3] = kDivisor;
+    m.cpu().gpr[1] = kCounter;
+    m.cpu().gpr[4] = TestMachine::kStackTop;
+    const auto outcome = m.run(1'000'000);
+    if (outcome.stop == Stop::kHalt && m.vector_taken() == 0) ++guest_faults;
+  }
+  racing = false;
+  writer.join();
+  EXPECT_GT(guest_faults, 0u) << "the guest never saw its zero divisor";
+  EXPECT_GT(m.interpreter().translator()->stats().native_insns, 1000u) << "the divide never ran translated";
 }
 
 TEST(Translatable, TakesRegisterAluAndRefusesTheRest) {
