@@ -11,6 +11,7 @@
 
 #include "net/host_interface/free_subnet.h"
 #include "net/host_interface/host_routes.h"
+#include "net/host_interface/link_control.h"
 #include "net/host_interface/net_admin.h"
 #include "net/host_only/host_only_server.h"
 #include "net/switch/switch_launcher.h"
@@ -36,7 +37,11 @@ Result<Ipv4Network> bridge_network(const std::string& bridge) {
   return Ipv4Network{{address & mask}, static_cast<uint8_t>(__builtin_popcount(mask))};
 }
 
-Result<std::unique_ptr<NetBackend>> open_privileged_port(const HostOnlyNetOption& option, const Ipv4Network& network) {
+Result<std::unique_ptr<NetBackend>> open_rootless_port(const HostOnlyNetOption& option, const Ipv4Network& network,
+                                                       const MacAddress& mac);
+
+Result<std::unique_ptr<NetBackend>> open_privileged_port(const HostOnlyNetOption& option, const Ipv4Network& network,
+                                                         const MacAddress& mac) {
   if (!option.forwards.empty())
     return Error(ErrorCode::kInvalidArgument,
                  "hostfwd= is for the rootless form; with CAP_NET_ADMIN the host reaches each VM at its own address "
@@ -44,6 +49,13 @@ Result<std::unique_ptr<NetBackend>> open_privileged_port(const HostOnlyNetOption
                      host_only_bridge_name(option.name) + ": leave hostfwd= out");
   const std::string bridge = host_only_bridge_name(option.name);
   UniqueFd membership = HV_TRY(connect_to_switch({"hostonly-" + option.name, std::nullopt, "", network}));
+  // No bridge: what runs is the rootless form, which a --jail run started
+  // (its VM holds no CAP_NET_ADMIN over the host's network, so the process
+  // outside its jail started that form). Join it as it is.
+  if (auto index = interface_index(bridge); !index && index.error().code() == ErrorCode::kNotFound) {
+    membership = UniqueFd();
+    return open_rootless_port(option, network, mac);
+  }
   const Ipv4Network running = HV_TRY(bridge_network(bridge));
   if (option.network && !(running == *option.network))
     return Error(ErrorCode::kBusy, "host-only network " + option.name + " is running on " +
@@ -62,9 +74,19 @@ Result<std::unique_ptr<NetBackend>> open_rootless_port(const HostOnlyNetOption& 
                                                        const MacAddress& mac) {
   UniqueFd socket =
       HV_TRY(connect_to_switch({"hostonly-" + option.name, std::nullopt, "", network, /*rootless=*/true}));
-  auto port = HV_TRY(SwitchPortBackend::open(
+  auto opened = SwitchPortBackend::open(
       std::move(socket),
-      {.name = option.name, .mac = mac, .dhcp = option.network, .host_only = true, .forwards = option.forwards}));
+      {.name = option.name, .mac = mac, .dhcp = option.network, .host_only = true, .forwards = option.forwards});
+  // The privileged form runs (its bridge is there), started by a VM with
+  // CAP_NET_ADMIN over the host's network, which this one lacks: a VM
+  // under --jail, in a user namespace of its own, cannot put a tap on it.
+  if (!opened && interface_index(host_only_bridge_name(option.name)).ok())
+    return Error(ErrorCode::kUnsupported,
+                 "host-only network " + option.name + " runs in its privileged form (bridge " +
+                     host_only_bridge_name(option.name) +
+                     "), which needs CAP_NET_ADMIN over the host's network to join (a VM under --jail has none): "
+                     "run this VM without --jail, or stop that network's VMs and start it from a --jail run first");
+  auto port = HV_TRY(std::move(opened));
   const auto running = HV_TRY(parse_ipv4_network(port->switch_network()));
   std::string forwards;
   for (const HostForward& forward : port->forwards()) forwards += ", hostfwd=" + format_host_forward(forward);
@@ -77,18 +99,17 @@ Result<std::unique_ptr<NetBackend>> open_rootless_port(const HostOnlyNetOption& 
 }
 }  // namespace
 
+Result<Ipv4Network> host_only_subnet(const HostOnlyNetOption& option) {
+  if (option.network) return *option.network;
+  const auto routes = HV_TRY(read_host_routes());
+  const auto free = choose_free_subnet(routes);
+  if (!free) return Error(ErrorCode::kBusy, "every private /24 collides with a route of this host; choose one with net=");
+  return *free;
+}
+
 Result<std::unique_ptr<NetBackend>> open_host_only_port(const HostOnlyNetOption& option, const MacAddress& mac) {
-  Ipv4Network network;
-  if (option.network) {
-    network = *option.network;
-  } else {
-    const auto routes = HV_TRY(read_host_routes());
-    const auto free = choose_free_subnet(routes);
-    if (!free)
-      return Error(ErrorCode::kBusy, "every private /24 collides with a route of this host; choose one with net=");
-    network = *free;
-  }
-  if (has_net_admin()) return open_privileged_port(option, network);
+  const Ipv4Network network = HV_TRY(host_only_subnet(option));
+  if (has_net_admin()) return open_privileged_port(option, network, mac);
   return open_rootless_port(option, network, mac);
 }
 
