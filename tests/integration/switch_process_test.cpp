@@ -14,6 +14,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <system_error>
 #include <thread>
@@ -63,7 +64,8 @@ struct SwitchProcess : ::testing::Test {
     s << in.rdbuf();
     return s.str();
   }
-  void check_the_network_outlives_a_jailed_vm(const std::string& net, const std::string& name, bool host_only);
+  void check_the_network_outlives_a_jailed_vm(const std::string& net, const std::string& name, bool host_only,
+                                              const std::function<void()>& then = nullptr);
   bool gone_within(const fs::path& path, std::chrono::milliseconds timeout) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     while (fs::exists(path) && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(20ms);
@@ -159,8 +161,9 @@ TEST_F(SwitchProcess, VmsStartingAtOnceShareOneSwitchThatEndsWithTheLastOne) {
 // in there, or stopping the first VM takes the network from the others.
 // Runs a jailed VM with `--net NET`, joins two ports to switch NAME, stops
 // the VM, and checks that the two still exchange a frame.
+// Then, while the two are still on it, runs `then`.
 void SwitchProcess::check_the_network_outlives_a_jailed_vm(const std::string& net, const std::string& name,
-                                                           bool host_only) {
+                                                           bool host_only, const std::function<void()>& then) {
   // Not headless: the guest's first line says the machine, its NIC joined
   // to the network, runs in the jail; the VM is stopped after it.
   std::vector<std::string> argv = {HOSTVISOR_PATH, "run", "--jail", "--accel", "emu", "--memory", "32M", "--kernel",
@@ -205,6 +208,7 @@ void SwitchProcess::check_the_network_outlives_a_jailed_vm(const std::string& ne
   auto got = receive_within(**b, buffer, 3s);
   ASSERT_TRUE(got) << "the network ended with the jailed VM that started its switch:\n" << log_of(name);
   EXPECT_EQ(*got, kVnetHeaderSize + frame.size());
+  if (then) then();
 }
 
 TEST_F(SwitchProcess, TheSwitchAJailedVmStartsOutlivesIt) {
@@ -215,8 +219,23 @@ TEST_F(SwitchProcess, TheSwitchAJailedVmStartsOutlivesIt) {
 // in the rootless form, which the jailed VM (no CAP_NET_ADMIN over the
 // host's network from its own user namespace) joins as a switch port.
 TEST_F(SwitchProcess, TheHostOnlyNetworkAJailedVmStartsOutlivesIt) {
+  // Then a VM without --jail joins the form that runs: as root (which may
+  // make host interfaces, so in a network namespace of its own) it finds
+  // no bridge hv-jailedho and joins as a switch port, rather than failing.
+  auto unjailed_vm_joins = [] {
+    std::vector<std::string> argv = {HOSTVISOR_PATH, "run", "--accel", "emu", "--memory", "32M", "--kernel",
+                                     std::string(HV_GUESTS_DIR) + "/count.elf64", "--net",
+                                     "hostonly,name=jailedho,mac=02:55:00:00:00:0b"};
+    if (::geteuid() == 0) argv.insert(argv.begin(), {"/usr/bin/unshare", "--net"});
+    const auto vm = hostvisor::testing::run_child(
+        argv, 60s, [](const std::string& out) { return out.find("count 0") != std::string::npos; });
+    EXPECT_TRUE(vm.terminated) << vm.describe() << "\n" << vm.err;
+    EXPECT_NE(vm.err.find("host-only network jailedho: the host is 10.231.7.1 (10.231.7.0/24)"), std::string::npos)
+        << vm.err;
+    EXPECT_NE(vm.err.find("rootless form"), std::string::npos) << vm.err;
+  };
   check_the_network_outlives_a_jailed_vm("hostonly,name=jailedho,net=10.231.7.0/24,mac=02:55:00:00:00:0a",
-                                         "hostonly-jailedho", true);
+                                         "hostonly-jailedho", true, unjailed_vm_joins);
 }
 
 TEST_F(SwitchProcess, AVmAskingForAnotherDhcpNetworkIsRefused) {
