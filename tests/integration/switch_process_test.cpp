@@ -2,8 +2,9 @@
 // (connect_to_switch() spawning `hostvisor switch`): concurrent starts make
 // one switch, a different dhcp= is refused, a hand-started second switch is
 // refused, the switch ends with its last port, the switch (or host-only
-// network) a jailed VM starts outlives it, and the socket directory is checked. Each test has its
-// own XDG_RUNTIME_DIR.
+// network) a jailed VM starts outlives it, a jailed VM cannot join a
+// privileged host-only network, and the socket directory is checked. Each
+// test has its own XDG_RUNTIME_DIR.
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -236,6 +237,32 @@ TEST_F(SwitchProcess, TheHostOnlyNetworkAJailedVmStartsOutlivesIt) {
   };
   check_the_network_outlives_a_jailed_vm("hostonly,name=jailedho,net=10.231.7.0/24,mac=02:55:00:00:00:0a",
                                          "hostonly-jailedho", true, unjailed_vm_joins);
+}
+
+// A host-only network already running in its privileged form (a bridge a
+// VM without --jail made) is one a jailed VM cannot join: root of a user
+// namespace of its own, it may not put a tap in the host's network. It says
+// so. Everything runs in user, network and PID namespaces the test makes
+// (as root or not, the first VM may make the bridge there; all of it ends
+// with the namespace's first process).
+TEST_F(SwitchProcess, AJailedVmSaysItCannotJoinAPrivilegedHostOnlyNetwork) {
+  const std::string script =
+      "\"$0\" run --accel emu --memory 32M --headless --kernel \"$1\" --net hostonly,name=priv 2>&1 &\n"
+      "for i in $(seq 200); do [ -S \"$XDG_RUNTIME_DIR/hostvisor/net/hostonly-priv.sock\" ] && break; sleep 0.05; "
+      "done\n"
+      "\"$0\" run --jail --accel emu --memory 32M --headless --kernel \"$1\" --net hostonly,name=priv 2>&1\n"
+      "echo \"jailed VM: exit $?\"\n";
+  const auto run = hostvisor::testing::run_child({"/usr/bin/unshare", "--user", "--map-root-user", "--net", "--pid",
+                                                  "--fork", "--kill-child", "--mount-proc", "/bin/sh", "-c", script,
+                                                  HOSTVISOR_PATH, std::string(HV_GUESTS_DIR) + "/count.elf64"},
+                                                 60s);
+  ASSERT_EQ(run.exit_status, 0) << run.describe() << "\n" << run.out << run.err;
+  EXPECT_NE(run.out.find("privileged form: CAP_NET_ADMIN, a host bridge"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("host-only network priv runs in its privileged form (bridge hv-priv), which needs "
+                         "CAP_NET_ADMIN over the host's network to join (a VM under --jail has none)"),
+            std::string::npos)
+      << run.out;
+  EXPECT_NE(run.out.find("jailed VM: exit 1"), std::string::npos) << run.out;
 }
 
 TEST_F(SwitchProcess, AVmAskingForAnotherDhcpNetworkIsRefused) {
