@@ -167,8 +167,10 @@ void SwitchProcess::check_the_network_outlives_a_jailed_vm(const std::string& ne
                                                            bool host_only, const std::function<void()>& then) {
   // Not headless: the guest's first line says the machine, its NIC joined
   // to the network, runs in the jail; the VM is stopped after it.
-  std::vector<std::string> argv = {HOSTVISOR_PATH, "run", "--jail", "--accel", "emu", "--memory", "32M", "--kernel",
-                                   std::string(HV_GUESTS_DIR) + "/count.elf64", "--net", net};
+  std::vector<std::string> argv = {HOSTVISOR_PATH, "run",      "--jail",
+                                   "--accel",      "emu",      "--memory",
+                                   "32M",          "--kernel", std::string(HV_GUESTS_DIR) + "/count.elf64",
+                                   "--net",        net};
   // A host-only network's privileged form would make a host bridge: as
   // root, the VM runs in a network namespace of its own (unshare execs
   // hostvisor, so the child stopped is the VM).
@@ -186,7 +188,8 @@ void SwitchProcess::check_the_network_outlives_a_jailed_vm(const std::string& ne
   auto join_the_jailed_vms_network = [&](uint8_t mac) -> Result<std::unique_ptr<SwitchPortBackend>> {
     if (!fs::exists(socket)) return Error(ErrorCode::kNotFound, "the jailed VM started no switch within 30 s");
     auto fd = HV_TRY(connect_to_switch({name, std::nullopt, HOSTVISOR_PATH, std::nullopt}));
-    return SwitchPortBackend::open(std::move(fd), {.name = name, .mac = {0x02, 0x55, 0, 0, 0, mac}, .host_only = host_only});
+    return SwitchPortBackend::open(std::move(fd),
+                                   {.name = name, .mac = {0x02, 0x55, 0, 0, 0, mac}, .host_only = host_only});
   };
   auto b = join_the_jailed_vms_network(2);
   auto c = join_the_jailed_vms_network(3);
@@ -224,9 +227,11 @@ TEST_F(SwitchProcess, TheHostOnlyNetworkAJailedVmStartsOutlivesIt) {
   // make host interfaces, so in a network namespace of its own) it finds
   // no bridge hv-jailedho and joins as a switch port, rather than failing.
   auto unjailed_vm_joins = [] {
-    std::vector<std::string> argv = {HOSTVISOR_PATH, "run", "--accel", "emu", "--memory", "32M", "--kernel",
-                                     std::string(HV_GUESTS_DIR) + "/count.elf64", "--net",
-                                     "hostonly,name=jailedho,mac=02:55:00:00:00:0b"};
+    std::vector<std::string> argv = {HOSTVISOR_PATH, "run",
+                                     "--accel",      "emu",
+                                     "--memory",     "32M",
+                                     "--kernel",     std::string(HV_GUESTS_DIR) + "/count.elf64",
+                                     "--net",        "hostonly,name=jailedho,mac=02:55:00:00:00:0b"};
     if (::geteuid() == 0) argv.insert(argv.begin(), {"/usr/bin/unshare", "--net"});
     const auto vm = hostvisor::testing::run_child(
         argv, 60s, [](const std::string& out) { return out.find("count 0") != std::string::npos; });
@@ -252,10 +257,10 @@ TEST_F(SwitchProcess, AJailedVmSaysItCannotJoinAPrivilegedHostOnlyNetwork) {
       "done\n"
       "\"$0\" run --jail --accel emu --memory 32M --headless --kernel \"$1\" --net hostonly,name=priv 2>&1\n"
       "echo \"jailed VM: exit $?\"\n";
-  const auto run = hostvisor::testing::run_child({"/usr/bin/unshare", "--user", "--map-root-user", "--net", "--pid",
-                                                  "--fork", "--kill-child", "--mount-proc", "/bin/sh", "-c", script,
-                                                  HOSTVISOR_PATH, std::string(HV_GUESTS_DIR) + "/count.elf64"},
-                                                 60s);
+  const auto run = hostvisor::testing::run_child(
+      {"/usr/bin/unshare", "--user", "--map-root-user", "--net", "--pid", "--fork", "--kill-child", "--mount-proc",
+       "/bin/sh", "-c", script, HOSTVISOR_PATH, std::string(HV_GUESTS_DIR) + "/count.elf64"},
+      60s);
   ASSERT_EQ(run.exit_status, 0) << run.describe() << "\n" << run.out << run.err;
   EXPECT_NE(run.out.find("privileged form: CAP_NET_ADMIN, a host bridge"), std::string::npos) << run.out;
   EXPECT_NE(run.out.find("host-only network priv runs in its privileged form (bridge hv-priv), which needs "

@@ -38,39 +38,6 @@ Result<Ipv4Network> bridge_network(const std::string& bridge) {
 }
 
 Result<std::unique_ptr<NetBackend>> open_rootless_port(const HostOnlyNetOption& option, const Ipv4Network& network,
-                                                       const MacAddress& mac);
-
-Result<std::unique_ptr<NetBackend>> open_privileged_port(const HostOnlyNetOption& option, const Ipv4Network& network,
-                                                         const MacAddress& mac) {
-  if (!option.forwards.empty())
-    return Error(ErrorCode::kInvalidArgument,
-                 "hostfwd= is for the rootless form; with CAP_NET_ADMIN the host reaches each VM at its own address "
-                 "on " +
-                     host_only_bridge_name(option.name) + ": leave hostfwd= out");
-  const std::string bridge = host_only_bridge_name(option.name);
-  UniqueFd membership = HV_TRY(connect_to_switch({"hostonly-" + option.name, std::nullopt, "", network}));
-  // No bridge: what runs is the rootless form, which a --jail run started
-  // (its VM holds no CAP_NET_ADMIN over the host's network, so the process
-  // outside its jail started that form). Join it as it is.
-  if (auto index = interface_index(bridge); !index && index.error().code() == ErrorCode::kNotFound) {
-    membership = UniqueFd();
-    return open_rootless_port(option, network, mac);
-  }
-  const Ipv4Network running = HV_TRY(bridge_network(bridge));
-  if (option.network && !(running == *option.network))
-    return Error(ErrorCode::kBusy, "host-only network " + option.name + " is running on " +
-                                       format_ipv4_network(running) + "; leave net= out or give that");
-  auto tap = HV_TRY(open_bridge_port(bridge));
-  tap->keep_membership(std::move(membership));
-  std::fprintf(stderr,
-               "hostvisor: host-only network %s: the host is %s on %s (%s), VMs get addresses by DHCP (privileged "
-               "form: CAP_NET_ADMIN, a host bridge)\n",
-               option.name.c_str(), format_ipv4_address(running.host(1)).c_str(), bridge.c_str(),
-               format_ipv4_network(running).c_str());
-  return std::unique_ptr<NetBackend>(std::move(tap));
-}
-
-Result<std::unique_ptr<NetBackend>> open_rootless_port(const HostOnlyNetOption& option, const Ipv4Network& network,
                                                        const MacAddress& mac) {
   UniqueFd socket =
       HV_TRY(connect_to_switch({"hostonly-" + option.name, std::nullopt, "", network, /*rootless=*/true}));
@@ -97,13 +64,45 @@ Result<std::unique_ptr<NetBackend>> open_rootless_port(const HostOnlyNetOption& 
                forwards.c_str());
   return std::unique_ptr<NetBackend>(std::move(port));
 }
+
+Result<std::unique_ptr<NetBackend>> open_privileged_port(const HostOnlyNetOption& option, const Ipv4Network& network,
+                                                         const MacAddress& mac) {
+  const std::string bridge = host_only_bridge_name(option.name);
+  if (!option.forwards.empty())
+    return Error(ErrorCode::kInvalidArgument,
+                 "hostfwd= is for the rootless form; with CAP_NET_ADMIN the host reaches each VM at its own address "
+                 "on " +
+                     bridge + ": leave hostfwd= out");
+  UniqueFd membership = HV_TRY(connect_to_switch({"hostonly-" + option.name, std::nullopt, "", network}));
+  // No bridge: what runs is the rootless form, which a --jail run started
+  // (its VM holds no CAP_NET_ADMIN over the host's network, so the process
+  // outside its jail started that form). Join it as it is.
+  if (auto index = interface_index(bridge); !index && index.error().code() == ErrorCode::kNotFound) {
+    membership = UniqueFd();
+    return open_rootless_port(option, network, mac);
+  }
+  const Ipv4Network running = HV_TRY(bridge_network(bridge));
+  if (option.network && !(running == *option.network))
+    return Error(ErrorCode::kBusy, "host-only network " + option.name + " is running on " +
+                                       format_ipv4_network(running) + "; leave net= out or give that");
+  auto tap = HV_TRY(open_bridge_port(bridge));
+  tap->keep_membership(std::move(membership));
+  std::fprintf(stderr,
+               "hostvisor: host-only network %s: the host is %s on %s (%s), VMs get addresses by DHCP (privileged "
+               "form: CAP_NET_ADMIN, a host bridge)\n",
+               option.name.c_str(), format_ipv4_address(running.host(1)).c_str(), bridge.c_str(),
+               format_ipv4_network(running).c_str());
+  return std::unique_ptr<NetBackend>(std::move(tap));
+}
+
 }  // namespace
 
 Result<Ipv4Network> host_only_subnet(const HostOnlyNetOption& option) {
   if (option.network) return *option.network;
   const auto routes = HV_TRY(read_host_routes());
   const auto free = choose_free_subnet(routes);
-  if (!free) return Error(ErrorCode::kBusy, "every private /24 collides with a route of this host; choose one with net=");
+  if (!free)
+    return Error(ErrorCode::kBusy, "every private /24 collides with a route of this host; choose one with net=");
   return *free;
 }
 
