@@ -25,6 +25,7 @@
 #include "control/vm_controller.h"
 #include "guest/default_guest/default_guest.h"
 #include "hv/emu/jit/tier_options.h"
+#include "net/host_only/host_only_port.h"
 #include "net/mac_address.h"
 #include "net/switch/switch_launcher.h"
 #include "net/switch/switch_paths.h"
@@ -445,14 +446,31 @@ std::vector<UniqueFd>& held_switch_connections() {
   return held;
 }
 
-Result<void> start_internal_switches_outside_the_jail(const MachineConfig& config) {
+// A host-only network's server likewise, in its rootless form whatever this
+// process may do: the jailed VM, in a user namespace of its own, holds no
+// CAP_NET_ADMIN over the host's network (net::has_net_admin), so it could
+// put no tap on a bridge; it joins the rootless form as a switch port. (If
+// the privileged form already runs, this only joins it, and the VM says it
+// cannot.)
+Result<void> start_switches_outside_the_jail(const MachineConfig& config) {
   for (const NetConfig& nic : config.nets) {
-    const auto* internal = std::get_if<net::InternalNetOption>(&nic.net);
-    if (!internal) continue;
+    std::optional<net::SwitchLaunch> launch;
+    std::string option;
+    if (const auto* internal = std::get_if<net::InternalNetOption>(&nic.net)) {
+      launch = net::SwitchLaunch{.name = internal->name, .dhcp = internal->dhcp};
+      option = "--net internal,name=" + internal->name;
+    } else if (const auto* host_only = std::get_if<net::HostOnlyNetOption>(&nic.net)) {
+      option = "--net hostonly,name=" + host_only->name;
+      auto subnet = net::host_only_subnet(*host_only);
+      if (!subnet) return std::move(subnet).error().with_context(option);
+      launch = net::SwitchLaunch{.name = "hostonly-" + host_only->name, .host_only = *subnet, .rootless = true};
+    } else {
+      continue;
+    }
     // No reaper thread: the jail needs this process to have one thread.
-    auto socket = net::connect_to_switch(
-        {.name = internal->name, .dhcp = internal->dhcp, .program = "", .host_only = std::nullopt, .reap = false});
-    if (!socket) return std::move(socket).error().with_context("--net internal,name=" + internal->name);
+    launch->reap = false;
+    auto socket = net::connect_to_switch(*launch);
+    if (!socket) return std::move(socket).error().with_context(option);
     held_switch_connections().push_back(std::move(socket).value());
   }
   return {};
@@ -487,7 +505,7 @@ Result<std::function<Result<void>(const std::string&)>> confine_vm_process(const
   if (options.jail) {
     const bool host_network = needs_host_network(config);
     // With --jail-uid the VM runs as another user than the switch would.
-    if (!options.jail_uid) HV_TRY(start_internal_switches_outside_the_jail(config));
+    if (!options.jail_uid) HV_TRY(start_switches_outside_the_jail(config));
     auto jailed = sandbox::enter_jail(
         {.paths = policy.rules, .new_network = !host_network, .uid = options.jail_uid, .gid = options.jail_gid});
     close_held_switch_connections();

@@ -1,9 +1,10 @@
 // The switch as a process, started the way a VM starts it
 // (connect_to_switch() spawning `hostvisor switch`): concurrent starts make
 // one switch, a different dhcp= is refused, a hand-started second switch is
-// refused, the switch ends with its last port, the switch a jailed VM
-// starts outlives it, and the socket directory is checked. Each test has its
-// own XDG_RUNTIME_DIR.
+// refused, the switch ends with its last port, the switch (or host-only
+// network) a jailed VM starts outlives it, a jailed VM cannot join a
+// privileged host-only network, and the socket directory is checked. Each
+// test has its own XDG_RUNTIME_DIR.
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <system_error>
 #include <thread>
@@ -63,6 +65,8 @@ struct SwitchProcess : ::testing::Test {
     s << in.rdbuf();
     return s.str();
   }
+  void check_the_network_outlives_a_jailed_vm(const std::string& net, const std::string& name, bool host_only,
+                                              const std::function<void()>& then = nullptr);
   bool gone_within(const fs::path& path, std::chrono::milliseconds timeout) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     while (fs::exists(path) && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(20ms);
@@ -156,22 +160,36 @@ TEST_F(SwitchProcess, VmsStartingAtOnceShareOneSwitchThatEndsWithTheLastOne) {
 // A jailed VM is PID 1 of its own PID namespace, and everything in that
 // namespace ends with it: the switch it starts for its network must not be
 // in there, or stopping the first VM takes the network from the others.
-TEST_F(SwitchProcess, TheSwitchAJailedVmStartsOutlivesIt) {
+// Runs a jailed VM with `--net NET`, joins two ports to switch NAME, stops
+// the VM, and checks that the two still exchange a frame.
+// Then, while the two are still on it, runs `then`.
+void SwitchProcess::check_the_network_outlives_a_jailed_vm(const std::string& net, const std::string& name,
+                                                           bool host_only, const std::function<void()>& then) {
+  // Not headless: the guest's first line says the machine, its NIC joined
+  // to the network, runs in the jail; the VM is stopped after it.
+  std::vector<std::string> argv = {HOSTVISOR_PATH, "run",      "--jail",
+                                   "--accel",      "emu",      "--memory",
+                                   "32M",          "--kernel", std::string(HV_GUESTS_DIR) + "/count.elf64",
+                                   "--net",        net};
+  // A host-only network's privileged form would make a host bridge: as
+  // root, the VM runs in a network namespace of its own (unshare execs
+  // hostvisor, so the child stopped is the VM).
+  if (host_only && ::geteuid() == 0) argv.insert(argv.begin(), {"/usr/bin/unshare", "--net"});
   std::atomic<bool> stop{false};
   hostvisor::testing::ChildResult vm;
   std::thread runner([&] {
     vm = hostvisor::testing::run_child(
-        {HOSTVISOR_PATH, "run", "--jail", "--accel", "emu", "--memory", "32M", "--headless", "--kernel",
-         std::string(HV_GUESTS_DIR) + "/count.elf64", "--net", "internal,name=jailed,mac=02:55:00:00:00:0a"},
-        60s, [&](const std::string&) { return stop.load(); });
+        argv, 60s, [&](const std::string& out) { return stop.load() && out.find("count 0") != std::string::npos; });
   });
-  const fs::path socket = runtime / "hostvisor" / "net" / "jailed.sock";
+  const fs::path socket = runtime / "hostvisor" / "net" / (name + ".sock");
   const auto deadline = std::chrono::steady_clock::now() + 30s;
   while (!fs::exists(socket) && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(20ms);
   // Two more VMs on the network the jailed one brought up.
   auto join_the_jailed_vms_network = [&](uint8_t mac) -> Result<std::unique_ptr<SwitchPortBackend>> {
     if (!fs::exists(socket)) return Error(ErrorCode::kNotFound, "the jailed VM started no switch within 30 s");
-    return join("jailed", mac);
+    auto fd = HV_TRY(connect_to_switch({name, std::nullopt, HOSTVISOR_PATH, std::nullopt}));
+    return SwitchPortBackend::open(std::move(fd),
+                                   {.name = name, .mac = {0x02, 0x55, 0, 0, 0, mac}, .host_only = host_only});
   };
   auto b = join_the_jailed_vms_network(2);
   auto c = join_the_jailed_vms_network(3);
@@ -181,6 +199,7 @@ TEST_F(SwitchProcess, TheSwitchAJailedVmStartsOutlivesIt) {
   ASSERT_TRUE(c.ok()) << c.error().message();
   ASSERT_TRUE(vm.terminated) << vm.describe() << "\n" << vm.err;
   ASSERT_EQ(vm.err.find("running without namespaces"), std::string::npos) << "no PID namespace to test:\n" << vm.err;
+  ASSERT_NE(vm.out.find("count 0"), std::string::npos) << "the jailed VM never ran:\n" << vm.err;
 
   // The jailed VM is gone; its switch is not, and still carries frames.
   const auto frame = frames::udp_frame({{0x02, 0x55, 0, 0, 0, 3}, frames::kBroadcastMac, {3}, {2}}, 1, 2,
@@ -191,8 +210,64 @@ TEST_F(SwitchProcess, TheSwitchAJailedVmStartsOutlivesIt) {
   ASSERT_TRUE((*c)->send(parts).ok());
   std::vector<uint8_t> buffer(kMaxPacketSize);
   auto got = receive_within(**b, buffer, 3s);
-  ASSERT_TRUE(got) << "the network ended with the jailed VM that started its switch:\n" << log_of("jailed");
+  ASSERT_TRUE(got) << "the network ended with the jailed VM that started its switch:\n" << log_of(name);
   EXPECT_EQ(*got, kVnetHeaderSize + frame.size());
+  if (then) then();
+}
+
+TEST_F(SwitchProcess, TheSwitchAJailedVmStartsOutlivesIt) {
+  check_the_network_outlives_a_jailed_vm("internal,name=jailed,mac=02:55:00:00:00:0a", "jailed", false);
+}
+
+// A host-only network's server too: the process outside the jail starts it
+// in the rootless form, which the jailed VM (no CAP_NET_ADMIN over the
+// host's network from its own user namespace) joins as a switch port.
+TEST_F(SwitchProcess, TheHostOnlyNetworkAJailedVmStartsOutlivesIt) {
+  // Then a VM without --jail joins the form that runs: as root (which may
+  // make host interfaces, so in a network namespace of its own) it finds
+  // no bridge hv-jailedho and joins as a switch port, rather than failing.
+  auto unjailed_vm_joins = [] {
+    std::vector<std::string> argv = {HOSTVISOR_PATH, "run",
+                                     "--accel",      "emu",
+                                     "--memory",     "32M",
+                                     "--kernel",     std::string(HV_GUESTS_DIR) + "/count.elf64",
+                                     "--net",        "hostonly,name=jailedho,mac=02:55:00:00:00:0b"};
+    if (::geteuid() == 0) argv.insert(argv.begin(), {"/usr/bin/unshare", "--net"});
+    const auto vm = hostvisor::testing::run_child(
+        argv, 60s, [](const std::string& out) { return out.find("count 0") != std::string::npos; });
+    EXPECT_TRUE(vm.terminated) << vm.describe() << "\n" << vm.err;
+    EXPECT_NE(vm.err.find("host-only network jailedho: the host is 10.231.7.1 (10.231.7.0/24)"), std::string::npos)
+        << vm.err;
+    EXPECT_NE(vm.err.find("rootless form"), std::string::npos) << vm.err;
+  };
+  check_the_network_outlives_a_jailed_vm("hostonly,name=jailedho,net=10.231.7.0/24,mac=02:55:00:00:00:0a",
+                                         "hostonly-jailedho", true, unjailed_vm_joins);
+}
+
+// A host-only network already running in its privileged form (a bridge a
+// VM without --jail made) is one a jailed VM cannot join: root of a user
+// namespace of its own, it may not put a tap in the host's network. It says
+// so. Everything runs in user, network and PID namespaces the test makes
+// (as root or not, the first VM may make the bridge there; all of it ends
+// with the namespace's first process).
+TEST_F(SwitchProcess, AJailedVmSaysItCannotJoinAPrivilegedHostOnlyNetwork) {
+  const std::string script =
+      "\"$0\" run --accel emu --memory 32M --headless --kernel \"$1\" --net hostonly,name=priv 2>&1 &\n"
+      "for i in $(seq 200); do [ -S \"$XDG_RUNTIME_DIR/hostvisor/net/hostonly-priv.sock\" ] && break; sleep 0.05; "
+      "done\n"
+      "\"$0\" run --jail --accel emu --memory 32M --headless --kernel \"$1\" --net hostonly,name=priv 2>&1\n"
+      "echo \"jailed VM: exit $?\"\n";
+  const auto run = hostvisor::testing::run_child(
+      {"/usr/bin/unshare", "--user", "--map-root-user", "--net", "--pid", "--fork", "--kill-child", "--mount-proc",
+       "/bin/sh", "-c", script, HOSTVISOR_PATH, std::string(HV_GUESTS_DIR) + "/count.elf64"},
+      60s);
+  ASSERT_EQ(run.exit_status, 0) << run.describe() << "\n" << run.out << run.err;
+  EXPECT_NE(run.out.find("privileged form: CAP_NET_ADMIN, a host bridge"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("host-only network priv runs in its privileged form (bridge hv-priv), which needs "
+                         "CAP_NET_ADMIN over the host's network to join (a VM under --jail has none)"),
+            std::string::npos)
+      << run.out;
+  EXPECT_NE(run.out.find("jailed VM: exit 1"), std::string::npos) << run.out;
 }
 
 TEST_F(SwitchProcess, AVmAskingForAnotherDhcpNetworkIsRefused) {

@@ -6,9 +6,11 @@
 #include <gtest/gtest.h>
 #include <linux/capability.h>
 #include <poll.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -220,6 +222,32 @@ TEST_F(HostInterfaceTest, BridgePortErrorsSayWhatToDo) {
       "putting a tap on bridge br0 needs CAP_NET_ADMIN: run hostvisor as root, or grant it CAP_NET_ADMIN once: "
       "sudo setcap cap_net_admin+ep /"))
       << refused.error().message();
+}
+
+// A process in a user namespace of its own holds every capability there,
+// CAP_NET_ADMIN included, but none over the network namespace it kept (a
+// --jail run with a host-only NIC): it must not take the privileged form.
+TEST(NetAdmin, AUserNamespaceOfItsOwnGivesNoneOverTheNetworkItKept) {
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // Exit codes: 0 as expected, 1 no caps in the new namespace, 2 has_net_admin()
+    // said yes, 3 no new user namespace.
+    if (::unshare(CLONE_NEWUSER) != 0) ::_exit(3);
+    __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct caps[_LINUX_CAPABILITY_U32S_3]{};
+    if (::syscall(SYS_capget, &header, caps) != 0 ||
+        (caps[CAP_NET_ADMIN / 32].effective & (1u << (CAP_NET_ADMIN % 32))) == 0)
+      ::_exit(1);
+    ::_exit(has_net_admin() ? 2 : 0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_NE(WEXITSTATUS(status), 3) << "no new user namespace (as --jail needs): nothing to test";
+  EXPECT_NE(WEXITSTATUS(status), 1) << "the new user namespace gave no CAP_NET_ADMIN: nothing to test";
+  EXPECT_NE(WEXITSTATUS(status), 2) << "has_net_admin() counted a capability that does not reach this network";
+  EXPECT_EQ(WEXITSTATUS(status), 0);
 }
 
 }  // namespace

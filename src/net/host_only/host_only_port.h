@@ -12,6 +12,11 @@
 //   has a host gateway (host_gateway.h) at the host's address and a DHCP
 //   server; the VM's hostfwd= forwards are asked of the gateway at open and
 //   go when the VM does.
+//
+// A VM joins the form that runs: one with CAP_NET_ADMIN joins a rootless
+// network as a switch port (a --jail run starts that form: its VM, in a
+// user namespace of its own, holds no CAP_NET_ADMIN over the host's
+// network); one without it cannot join the privileged form, and says so.
 #pragma once
 
 #include <memory>
@@ -27,5 +32,9 @@ namespace hostvisor::net {
 // differs is an error. Says on stderr which form runs and which subnet the
 // host is on. `mac` is the NIC's (the rootless form's switch knows VMs by it).
 Result<std::unique_ptr<NetBackend>> open_host_only_port(const HostOnlyNetOption& option, const MacAddress& mac);
+
+// The subnet a network started for `option` gets: net=, else a free
+// private /24 of this host's routes.
+Result<Ipv4Network> host_only_subnet(const HostOnlyNetOption& option);
 
 }  // namespace hostvisor::net

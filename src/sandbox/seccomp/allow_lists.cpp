@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <linux/if_tun.h>
 #include <linux/kvm.h>
+#include <linux/nsfs.h>
 #include <linux/seccomp.h>
 #include <linux/sockios.h>
 #include <sched.h>
@@ -284,7 +285,9 @@ AllowList switch_list() {
   allow_ioctls(list, {SIOCGIFFLAGS, SIOCSIFFLAGS, SIOCGIFINDEX, SIOCGIFADDR, SIOCGIFNETMASK, SIOCGIFMTU, FIONBIO,
                       FIONREAD, TUNSETIFF, TUNSETOFFLOAD, TUNSETVNETHDRSZ, TUNGETIFF,
                       // its bridge, removed when the last VM leaves
-                      SIOCBRADDBR, SIOCBRDELBR, SIOCBRADDIF, SIOCBRDELIF});
+                      SIOCBRADDBR, SIOCBRDELBR, SIOCBRADDIF, SIOCBRDELIF,
+                      // whether its CAP_NET_ADMIN reaches its network namespace (has_net_admin)
+                      NS_GET_USERNS});
   allow(list, {SCMP_SYS(wait4), SCMP_SYS(kill), SCMP_SYS(signalfd4), SCMP_SYS(getrusage), SCMP_SYS(sysinfo)});
   return list;
 }
