@@ -12,7 +12,10 @@ const char test_scenario[] = "smc_smp";
 
 #define LAPIC_SVR 0xf0
 #define ROUNDS 1000u
-#define MAX_CALLS 2000000l
+/* How long a CPU waits for a patch before it says FAIL, in TSC ticks (some
+ * seconds at GHz rates): a bound in time, not in calls, as the other vCPU's
+ * host thread may not run for a while on a loaded host. */
+#define PATIENCE_TICKS (1ull << 34)
 
 /* The immediate sits at offset 4, so a patch is one aligned 32-bit store. */
 static const uint8_t kTemplate[] = {0x90, 0x90, 0x90, 0xb8, 0, 0, 0, 0, 0xc3}; /* nop x3; mov eax, 0; ret */
@@ -48,10 +51,11 @@ static void play(int self) {
   for (uint32_t round = 1; round <= ROUNDS; round++) {
     patch(1 - self, round);
     uint32_t seen = 0;
-    long calls = 0;
-    /* No PAUSE or other exiting instruction in this loop: the point is that
-     * the CPU stays in its (translated) code while the other CPU patches it. */
-    while ((seen = own()) < round && !__atomic_load_n(&failed, __ATOMIC_RELAXED) && ++calls < MAX_CALLS) {
+    uint64_t start = rdtsc();
+    /* No PAUSE and only a rare RDTSC in this loop: the point is that the CPU
+     * stays in its (translated) code while the other CPU patches it. */
+    for (uint32_t calls = 1; (seen = own()) < round && !__atomic_load_n(&failed, __ATOMIC_RELAXED); calls++) {
+      if (calls % 4096 == 0 && rdtsc() - start > PATIENCE_TICKS) break;
     }
     if (seen < round) {
       stuck_at[self] = seen;
