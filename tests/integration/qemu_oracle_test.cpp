@@ -28,6 +28,11 @@ constexpr auto kQemuTimeout = std::chrono::seconds(60);
 std::vector<GuestCase> qemu_cases() {
   std::vector<GuestCase> cases;
   for (const GuestCase& c : kGuestCases) {
+    // smc_smp patches code another CPU runs without the serializing
+    // instruction the SDM asks of the CPU that runs it (on purpose: it
+    // looks for a translation kept for good); QEMU's TCG keeps running the
+    // old translation for seconds there, so it is no oracle for it.
+    if (std::string(c.scenario) == "smc_smp") continue;
     if (std::string(c.format) != "elf64") cases.push_back(c);
   }
   return cases;

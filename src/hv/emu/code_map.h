@@ -65,6 +65,10 @@ class CodeMap {
   }
 
   uint64_t epoch() const { return epoch_.load(std::memory_order_acquire); }
+  // The epoch itself, for translated code, which compares it with the
+  // vCPU's last seen value at every chained block entry (a plain load:
+  // an acquire on x86).
+  const std::atomic<uint64_t>* epoch_counter() const { return &epoch_; }
 
   // How many code-page invalidations there have been: while it is unchanged,
   // no decoded block anywhere went stale, so a vCPU may follow its block

@@ -253,6 +253,11 @@ struct JitRun {
   uint64_t side_exits = 0;  // returns before an instruction a soft-TLB check did not take (statistics)
   const std::atomic<bool>* attention = nullptr;  // the LAPIC's needs_attention() flag
   const std::atomic<bool>* kick = nullptr;       // the run loop's kick flag
+  // The CodeMap's epoch, which a chained block entry compares with
+  // Cpu::code_epoch_seen: a page became code, so the run loop must drop
+  // the write TLB entries that skip the code-page check before this vCPU
+  // stores again.
+  const std::atomic<uint64_t>* code_epoch = nullptr;
   // The chainable exit the last return went through (its JMP rel32), the
   // RIP it went to and the guest-physical page and CPL it was left from:
   // the next entry may patch that jump to jump straight into its block.

@@ -284,6 +284,9 @@ Interpreter::Outcome Interpreter::run(uint64_t limit) {
   static const std::atomic<bool> kNoAttention{false};
   cpu.jit.kick = &kicked_;
   cpu.jit.attention = cpu.lapic ? cpu.lapic->attention_flag() : &kNoAttention;
+  static const std::atomic<uint64_t> kNoCodeEpoch{0};
+  if (!cpu.code) cpu.code_epoch_seen = 0;
+  cpu.jit.code_epoch = cpu.code ? cpu.code->epoch_counter() : &kNoCodeEpoch;
   for (;;) {
     // A kick is taken only at an instruction boundary with no access half
     // done: an instruction restarted after an I/O exit runs to its end first

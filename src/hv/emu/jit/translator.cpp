@@ -760,8 +760,9 @@ bool Translator::translate(Cpu& cpu, Block& block) {
   const size_t skip_checks = e.size();
   e.u32(0);
   // The chain entry, from another translation's exit (RIP already ours):
-  // the instruction budget, an interrupt or event the LAPIC holds and a
-  // kick send it back to the run loop before anything runs.
+  // the instruction budget, an interrupt or event the LAPIC holds, a kick
+  // and a new CodeMap epoch send it back to the run loop before anything
+  // runs.
   const size_t chain_entry = e.size();
   e.load(kRax, kRsp, kSlotCpu);
   e.load(kRcx, kRax, CPU_FIELD(jit.budget));
@@ -775,6 +776,18 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     e.bytes({0x80, 0x39, 0x00});   // cmp byte [rcx], 0
     bail.push_back(e.jcc32(0x5));  // jne
   }
+  // Cross-modifying code: another vCPU made a page code (CodeMap::mark_code
+  // bumps the epoch, then reads the bytes). This vCPU's write TLB entries
+  // made before may point straight at that page and skip the code-page
+  // check, so a store through them would leave the other vCPU's decoded
+  // copy stale for good. The run loop drops them when the epoch moved; here
+  // the chain does not run on past it. The window left is the one block
+  // already past this check when the epoch moves (as in the interpreter,
+  // which looks between blocks).
+  e.load(kRcx, kRax, CPU_FIELD(jit.code_epoch));
+  e.load(kRcx, kRcx, 0);
+  e.cmp_load(kRcx, kRax, CPU_FIELD(code_epoch_seen));
+  bail.push_back(e.jcc32(0x5));  // jne
   e.add_mem_imm8(kRax, CPU_FIELD(jit.chains), 1);
   e.bytes({0xc6, 0x80});  // mov byte [rax + disp32], 1
   e.u32(static_cast<uint32_t>(CPU_FIELD(jit.chained)));

@@ -807,6 +807,63 @@ TEST(TranslatedDivide, AZeroStoredBetweenTheCheckAndTheDivideNeverReachesTheHost
   EXPECT_GT(m.interpreter().translator()->stats().native_insns, 1000u) << "the divide never ran translated";
 }
 
+HV_EMU_SNIPPET(store_after_go, R"(
+hv_jit_store_after_go_wait:
+  inc qword ptr [rdx]
+  mov rax, qword ptr [rdx]
+  sub rax, qword ptr [rcx]
+  shr rax, 63
+  xor rax, 1
+  mov qword ptr [rbx], rax
+  test rax, rax
+  jz hv_jit_store_after_go_wait
+  hlt
+)")
+
+// Cross-modifying code: this vCPU spins in a chained translated loop that
+// counts its iterations and stores into a page, data so far (so its write
+// TLB entry skips the code-page check), 0 until its count reaches "go",
+// then 1. Another vCPU (here a host thread) decodes code from that page,
+// which marks it code, reads the count and sets "go" two past it. The store
+// of 1 must invalidate what the other vCPU decoded; went it through the old
+// fast entry, the other vCPU would run the stale code for ever. Chained
+// translations look at the code map's epoch at each block entry, as the run
+// loop does between blocks, and go back to it to drop the write entries.
+// The 1 is stored in an iteration entered after the mark, so this holds
+// however the threads interleave (an iteration already running when the
+// epoch moves may still miss it: see the chain entry in translator.cpp);
+// without the check the chain would run on for up to 16,384 instructions,
+// some 2,000 iterations.
+TEST(TranslatedLoop, StoreIntoAPageAnotherVcpuJustMadeCodeInvalidatesIt) {
+  constexpr uint64_t kGo = TestMachine::kData, kIterations = TestMachine::kData + 64;
+  constexpr uint64_t kPage = TestMachine::kData + 0x1000;
+  TestMachine m;
+  auto t = Translator::create(1 << 20);
+  ASSERT_TRUE(t.ok()) << t.error().message();
+  m.interpreter().set_translator(std::move(*t));
+  m.load_code(store_after_go());
+  m.cpu().gpr[3] = kPage;
+  m.cpu().gpr[1] = kGo;
+  m.cpu().gpr[2] = kIterations;
+  m.write_value<uint64_t>(kGo, uint64_t{1} << 62);
+  uint32_t generation_when_marked = 0;
+  std::thread other_vcpu([&] {
+    // Until the loop is hot, translated and has chained for a while.
+    while (m.read<uint64_t>(kIterations) < 1'000'000) std::this_thread::yield();
+    m.code_map().mark_code(kPage);  // what decoding a block from the page does
+    generation_when_marked = m.code_map().generation(kPage);
+    m.write_value<uint64_t>(kGo, m.read<uint64_t>(kIterations) + 2);
+  });
+  const auto outcome = m.run(4'000'000'000);
+  other_vcpu.join();
+  ASSERT_EQ(outcome.stop, Stop::kHalt) << outcome.detail;
+  EXPECT_EQ(m.read<uint64_t>(kPage), 1u);
+  EXPECT_GT(m.interpreter().translator()->stats().chained_entries, 1000u) << "the wait loop never chained";
+  EXPECT_NE(m.code_map().generation(kPage), generation_when_marked)
+      << "the store went through a write entry made while the page was data: the other vCPU's code stays stale";
+  EXPECT_FALSE(m.code_map().is_code(kPage));
+}
+
 TEST(Translatable, TakesRegisterAluAndRefusesTheRest) {
   Decoder decoder;
   auto decode = [&](std::initializer_list<uint8_t> bytes) {
