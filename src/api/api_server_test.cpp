@@ -15,6 +15,7 @@
 #include <boost/beast/websocket.hpp>
 #include <chrono>
 #include <functional>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -27,6 +28,36 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace websocket = beast::websocket;
 using namespace std::chrono_literals;
+
+// One API connection served by serve_unix_connection() on a thread of its
+// own, over a socketpair; the test holds the client's end. The destructor
+// joins the server, which ends once the client's end is closed.
+class ServedConnection {
+ public:
+  explicit ServedConnection(VmService& service) {
+    int fds[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0)
+      throw std::system_error(errno, std::generic_category(), "socketpair");
+    client_ = fds[1];
+    server_ = std::thread([&service, fd = fds[0]] { serve_unix_connection(fd, service, ConnectionOptions{}); });
+  }
+  ~ServedConnection() { join(); }
+  int client() const { return client_; }
+  void join() {
+    if (server_.joinable()) server_.join();
+  }
+
+ private:
+  int client_ = -1;
+  std::thread server_;
+};
+
+using WebSocket = websocket::stream<asio::local::stream_protocol::socket>;
+
+// The client's end of `connection`, taken over by `ws`.
+void attach(WebSocket& ws, const ServedConnection& connection) {
+  ws.next_layer().assign(asio::local::stream_protocol(), connection.client());
+}
 
 // A command that prints 16 MiB as fast as it can, as `yes` in the guest would.
 class FloodingService : public testing::RecordingService {
@@ -46,14 +77,12 @@ class FloodingService : public testing::RecordingService {
 };
 
 TEST(ExecBridge, AClientThatDoesNotReadHoldsTheCommandBackInsteadOfGrowingMemory) {
-  int fds[2];
-  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
   FloodingService service;
-  std::thread server([&] { serve_unix_connection(fds[0], service, ConnectionOptions{}); });
+  ServedConnection connection(service);
 
   asio::io_context ioc;
-  websocket::stream<asio::local::stream_protocol::socket> ws(ioc);
-  ws.next_layer().assign(asio::local::stream_protocol(), fds[1]);
+  WebSocket ws(ioc);
+  attach(ws, connection);
   ws.read_message_max(1 << 20);
   ws.handshake("localhost", "/v1/vms/dev/exec");
   ws.text(true);
@@ -85,24 +114,22 @@ TEST(ExecBridge, AClientThatDoesNotReadHoldsTheCommandBackInsteadOfGrowingMemory
   EXPECT_NE(result.find("exit_code"), std::string::npos) << result;
   beast::error_code ec;
   ws.close(websocket::close_code::normal, ec);
-  server.join();
+  connection.join();
 }
 
 TEST(ExecBridge, AClientThatLeavesUnblocksTheCommand) {
-  int fds[2];
-  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
   FloodingService service;
-  std::thread server([&] { serve_unix_connection(fds[0], service, ConnectionOptions{}); });
+  ServedConnection connection(service);
   {
     asio::io_context ioc;
-    websocket::stream<asio::local::stream_protocol::socket> ws(ioc);
-    ws.next_layer().assign(asio::local::stream_protocol(), fds[1]);
+    WebSocket ws(ioc);
+    attach(ws, connection);
     ws.handshake("localhost", "/v1/vms/dev/exec");
     ws.text(true);
     ws.write(asio::buffer(std::string(R"({"argv":["yes"]})")));
     std::this_thread::sleep_for(500ms);
-  }               // the client goes away without reading
-  server.join();  // would hang if the command's thread stayed blocked on a full queue
+  }                   // the client goes away without reading
+  connection.join();  // would hang if the command's thread stayed blocked on a full queue
   EXPECT_EQ(service.produced.load(), FloodingService::kChunk * FloodingService::kChunks);
 }
 
@@ -142,14 +169,12 @@ TEST(ConsoleBridge, AConsoleThatDoesNotReadNeverStallsTheBridgeAndHoldsBoundedIn
   constexpr size_t kMessage = 16 * 1024;
   constexpr size_t kMessages = 64;  // 1 MiB of input, far more than the console and the bridge hold
   ::signal(SIGPIPE, SIG_IGN);       // as the daemon, which serves the web console, does
-  int fds[2];
-  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
   StalledConsoleService service;
-  std::thread server([&] { serve_unix_connection(fds[0], service, ConnectionOptions{}); });
+  ServedConnection connection(service);
 
   asio::io_context ioc;
-  websocket::stream<asio::local::stream_protocol::socket> ws(ioc);
-  ws.next_layer().assign(asio::local::stream_protocol(), fds[1]);
+  WebSocket ws(ioc);
+  attach(ws, connection);
   ws.handshake("localhost", "/v1/vms/dev/console");
   ws.binary(true);
 
@@ -173,7 +198,7 @@ TEST(ConsoleBridge, AConsoleThatDoesNotReadNeverStallsTheBridgeAndHoldsBoundedIn
     // The bridge is stuck writing to the console: end it and fail.
     service.guest_end.reset();
     ws.next_layer().close();
-    server.join();
+    connection.join();
     FAIL() << "the bridge stopped reading the client while the console was full (" << sent << " messages sent)";
   }
 
@@ -190,15 +215,13 @@ TEST(ConsoleBridge, AConsoleThatDoesNotReadNeverStallsTheBridgeAndHoldsBoundedIn
 
   // Another client is served meanwhile.
   {
-    int other[2];
-    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, other), 0);
-    std::thread other_server([&] { serve_unix_connection(other[0], service, ConnectionOptions{}); });
+    ServedConnection other(service);
     const std::string request = "GET /v1/vms HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
-    ASSERT_EQ(::write(other[1], request.data(), request.size()), static_cast<ssize_t>(request.size()));
-    const std::vector<uint8_t> answer = read_available(other[1], 5000);
+    ASSERT_EQ(::write(other.client(), request.data(), request.size()), static_cast<ssize_t>(request.size()));
+    const std::vector<uint8_t> answer = read_available(other.client(), 5000);
     EXPECT_EQ(std::string(answer.begin(), answer.end()).rfind("HTTP/1.1 200", 0), 0u);
-    ::close(other[1]);
-    other_server.join();
+    ::close(other.client());
+    other.join();
   }
 
   // What the console gets when it reads again: whole messages, in the order
@@ -231,7 +254,7 @@ TEST(ConsoleBridge, AConsoleThatDoesNotReadNeverStallsTheBridgeAndHoldsBoundedIn
   beast::error_code ec;
   ws.close(websocket::close_code::normal, ec);
   service.guest_end.reset();  // ends a bridge that is stuck writing (the bug), so the test cannot hang
-  server.join();
+  connection.join();
 }
 
 }  // namespace
