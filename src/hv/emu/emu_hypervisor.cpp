@@ -228,6 +228,8 @@ EmuVcpu::EmuVcpu(EmuVm& vm, unsigned index) : vm_(vm), index_(index) {
   reset_cpu(cpu_);
   cpu_.apic_id = index;
   cpu_.code = &vm.code();
+  // Indexes are below kMaxVcpus (255), so every vCPU has its slot.
+  if (vm.code().attach(index)) cpu_.code_slot = index;
   cpu_.lapic = &vm.platform().local_apic(index);
   cpu_.clock = &vm.platform().clock();
   cpu_.internal_ports = &vm.ports();

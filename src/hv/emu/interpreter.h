@@ -65,6 +65,9 @@ class Interpreter {
   // What a block link was made under (see BlockLink::stamp).
   uint64_t link_stamp() const;
   Block* decode_block(uint64_t phys, uint64_t key);
+  void mark_code_before_reading(Block& block, uint64_t page);
+  // A provisional block's bytes are still in memory (see Block::provisional).
+  bool decodes_as_before(const Block& b) const;
   // Takes INIT/SIPI/NMI/external interrupts at a block boundary; false on shutdown.
   bool take_events();
 
