@@ -82,7 +82,8 @@ class BlockCache {
     Block* b = block.get();
     auto [it, inserted] = blocks_.insert_or_assign(block->key, std::move(block));
     (void)it;
-    if (!inserted) ++generation_;                                  // the block this key had is freed
+    if (!inserted) ++generation_;  // the block this key had is freed
+    if (blocks_.size() > peak_) peak_ = blocks_.size();
     Fast& f = fast_[(b->key ^ (b->key >> 12)) & (kFastSize - 1)];  // the one slot that may name this key
     f.key = b->key;
     f.block = b;
@@ -104,6 +105,7 @@ class BlockCache {
   }
 
   size_t size() const { return blocks_.size(); }
+  size_t peak() const { return peak_; }  // the most blocks it held at once
   // Changes whenever a block may have been freed, voiding BlockLinks.
   uint64_t generation() const { return generation_; }
 
@@ -116,6 +118,7 @@ class BlockCache {
   std::unordered_map<uint64_t, std::unique_ptr<Block>> blocks_;
   Fast fast_[kFastSize];
   uint64_t generation_ = 0;
+  size_t peak_ = 0;
 };
 
 }  // namespace hostvisor::emu

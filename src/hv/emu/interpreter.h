@@ -37,6 +37,14 @@ class Interpreter {
   // Runs hot blocks' translatable prefixes as host code (nullptr: interpret only).
   void set_translator(std::unique_ptr<jit::Translator> translator) { translator_ = std::move(translator); }
   const jit::Translator* translator() const { return translator_.get(); }
+  // The translator's statistics with this vCPU's block counts (for the
+  // per-Block translation fields); only with a translator.
+  jit::TranslatorStats translator_stats() const {
+    jit::TranslatorStats s = translator_->stats();
+    s.blocks = cache_.size();
+    s.blocks_peak = cache_.peak();
+    return s;
+  }
 
   // Runs until a stop. `limit` bounds the instructions executed (tests, fuzzing).
   Outcome run(uint64_t limit = UINT64_MAX);
