@@ -289,7 +289,9 @@ Result<VcpuExit> EmuVcpu::run() {
   }
   if (stats_ && exits_ == 0) cpu_first_ = cpu_last_ = thread_cpu_seconds();
   try {
-    if (!deliver_injected_event()) return VcpuExit(SystemEventExit{SystemEventExit::Kind::kTripleFault});
+    if (!interpreter_.while_running([&] { return deliver_injected_event(); })) {
+      return VcpuExit(SystemEventExit{SystemEventExit::Kind::kTripleFault});
+    }
   } catch (const EmulationFailure& e) {
     return VcpuExit(FailureExit{std::string(e.what) + " at rip " + hex(cpu_.rip)});
   }

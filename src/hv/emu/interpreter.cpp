@@ -319,6 +319,24 @@ bool Interpreter::take_events() {
   return true;
 }
 
+void Interpreter::see_code_epoch() {
+  if (!cpu_.code) return;
+  const uint64_t epoch = cpu_.code->epoch();
+  if (epoch == cpu_.code_epoch_seen) return;
+  cpu_.code_epoch_seen = epoch;
+  tlb_flush_writes(cpu_);
+  if (cpu_.code_slot != ~0u) cpu_.code->acknowledge(cpu_.code_slot, epoch);
+}
+
+void Interpreter::enter_running() {
+  if (cpu_.code && cpu_.code_slot != ~0u) cpu_.code->running(cpu_.code_slot, cpu_.code_epoch_seen);
+  see_code_epoch();
+}
+
+void Interpreter::leave_running() {
+  if (cpu_.code && cpu_.code_slot != ~0u) cpu_.code->not_running(cpu_.code_slot);
+}
+
 Interpreter::Outcome Interpreter::run(uint64_t limit) {
   Cpu& cpu = cpu_;
   cpu.io.next = 0;  // a restarted instruction replays the accesses completed so far
@@ -345,36 +363,18 @@ Interpreter::Outcome Interpreter::run(uint64_t limit) {
   static const std::atomic<uint64_t> kNoCodeEpoch{0};
   if (!cpu.code) cpu.code_epoch_seen = 0;
   cpu.jit.code_epoch = cpu.code ? cpu.code->epoch_counter() : &kNoCodeEpoch;
-  // This vCPU may store (and holds write entries made since the epoch it
-  // last saw) from here until it returns or sleeps: other vCPUs decoding
-  // code count it as running (CodeMap::all_acknowledged).
-  const bool has_slot = cpu.code && cpu.code_slot != ~0u;
-  struct Presence {
-    Cpu& cpu;
-    bool has_slot;
-    void enter() {
-      if (has_slot) cpu.code->running(cpu.code_slot, cpu.code_epoch_seen);
-    }
-    void leave() {
-      if (has_slot) cpu.code->not_running(cpu.code_slot);
-    }
-    ~Presence() { leave(); }
-  } presence{cpu, has_slot};
-  presence.enter();
+  // This vCPU may store from here until it returns or sleeps: other vCPUs
+  // decoding code count it as running (CodeMap::all_acknowledged).
+  enter_running();
+  struct Leave {
+    Interpreter& self;
+    ~Leave() { self.leave_running(); }
+  } leave{*this};
   auto sleep = [&] {
-    presence.leave();
+    leave_running();
     const bool woken = wait_for_event();
-    presence.enter();  // the loop's top then looks at the epoch
+    enter_running();
     return woken;
-  };
-  // A page became code (here or on another vCPU): drop the write entries
-  // that skip the code-page check, then say so.
-  auto see_code_epoch = [&] {
-    const uint64_t epoch = cpu.code->epoch();
-    if (epoch == cpu.code_epoch_seen) return;
-    cpu.code_epoch_seen = epoch;
-    tlb_flush_writes(cpu);
-    if (has_slot) cpu.code->acknowledge(cpu.code_slot, epoch);
   };
   for (;;) {
     // A kick is taken only at an instruction boundary with no access half
@@ -385,7 +385,7 @@ Interpreter::Outcome Interpreter::run(uint64_t limit) {
         kicked_.exchange(false, std::memory_order_acq_rel)) {
       return stop(Stop::kInterrupted);
     }
-    if (cpu.code) see_code_epoch();
+    see_code_epoch();
     shadow_step = false;
     try {
       // One lock-free look at the LAPIC per block. Every instruction after
@@ -414,7 +414,7 @@ Interpreter::Outcome Interpreter::run(uint64_t limit) {
       prev = nullptr;
       // Decoding it may have made a page code: this vCPU's own write entries
       // for it go before the block runs (it may store into its own page).
-      if (cpu.code) see_code_epoch();
+      see_code_epoch();
       const uint64_t rip_mask = size_mask(cpu.code_size);
       if (__builtin_expect((cpu.rflags & kFlagTf) || cpu.interrupt_shadow, 0)) {
         // One instruction alone. RFLAGS.TF: then a debug trap (INT n and IRET

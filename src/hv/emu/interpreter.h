@@ -60,6 +60,20 @@ class Interpreter {
   // the CPU (then run() stops with kHalt). Without it a halt stops run().
   std::function<bool()> wait_for_event;
 
+  // Runs `f`, which stores into guest memory outside run() (an event a
+  // restored state was delivering), as run() does: counted as running by
+  // other vCPUs that decode code meanwhile, with no write TLB entry left
+  // from before a page became code.
+  template <typename F>
+  decltype(auto) while_running(F&& f) {
+    enter_running();
+    struct Leave {
+      Interpreter& self;
+      ~Leave() { self.leave_running(); }
+    } leave{*this};
+    return f();
+  }
+
   // Instructions executed so far (for measurements).
   uint64_t instructions() const { return instructions_; }
 
@@ -72,6 +86,13 @@ class Interpreter {
   Block* next_block(Block* prev);
   // What a block link was made under (see BlockLink::stamp).
   uint64_t link_stamp() const;
+  // Cross-modifying code (CodeMap): a page became code, here or on another
+  // vCPU, so the write entries that skip the code-page check go, and the
+  // epoch is acknowledged.
+  void see_code_epoch();
+  // This vCPU may store into guest memory from now on / no longer.
+  void enter_running();
+  void leave_running();
   Block* decode_block(uint64_t phys, uint64_t key);
   void mark_code_before_reading(Block& block, uint64_t page);
   // A provisional block's bytes are still in memory (see Block::provisional).
