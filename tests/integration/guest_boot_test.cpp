@@ -230,19 +230,25 @@ TEST_P(RebootTest, ResetRebootsUntilTerminated) {
 INSTANTIATE_TEST_SUITE_P(Guests, RebootTest, ::testing::ValuesIn(kAccelerators));
 
 // The guest cases run emu on its default tier (the translator); the two
-// vCPUs patching each other's code also run on the interpreter alone, whose
-// run loop is the other place a page that became code must be noticed.
-TEST(SmcSmpTest, InterpreterSeesEachPatch) {
-  const std::string kernel = std::string(HV_GUESTS_DIR) + "/smc_smp.pvh";
+// vCPUs patching each other's code (and the serialized variant) also run on
+// the interpreter alone, whose run loop is the other place a page that
+// became code must be noticed.
+class SmcSmpTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(SmcSmpTest, InterpreterSeesEachPatch) {
+  const std::string scenario = GetParam();
+  const std::string kernel = std::string(HV_GUESTS_DIR) + "/" + scenario + ".pvh";
   ASSERT_TRUE(std::filesystem::exists(kernel)) << kernel << " was not built (target hv_guest_kernels)";
   const ChildResult r = run_child({HOSTVISOR_PATH, "run", "--kernel", kernel, "--memory", "64M", "--cpus", "2",
                                    "--accel", "emu", "--emu-tier", "interp", "--debug-exit", "--no-reboot"},
                                   kGuestTimeout);
   const std::string log = transcript("hostvisor run --kernel " + kernel + " --emu-tier interp", r);
   ASSERT_FALSE(r.timed_out) << log;
-  EXPECT_TRUE(contains(r.out, "PASS smc_smp\n")) << log;
+  EXPECT_TRUE(contains(r.out, "PASS " + scenario + "\n")) << log;
   EXPECT_EQ(r.exit_status, kStatusPass) << log;
 }
+
+INSTANTIATE_TEST_SUITE_P(Guests, SmcSmpTest, ::testing::Values("smc_smp", "smc_smp_serialized"));
 
 std::string case_name(const ::testing::TestParamInfo<std::tuple<GuestCase, std::string>>& info) {
   const auto& [c, accel] = info.param;

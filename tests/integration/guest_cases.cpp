@@ -36,6 +36,7 @@ const std::vector<GuestCase> kGuestCases = {
     {"smp", "elf64", Expect::kPass, false, 2},
     {"smp", "pvh", Expect::kPass, false, 2},
     {"smc_smp", "pvh", Expect::kPass, false, 2},
+    {"smc_smp_serialized", "pvh", Expect::kPass, false, 2},
     {"virtio_blk", "elf64", Expect::kPass, false, 1, true},
     {"virtio_blk", "pvh", Expect::kPass, false, 1, true},
     {"virtio_blk", "multiboot", Expect::kPass, false, 1, true},

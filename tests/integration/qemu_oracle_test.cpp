@@ -33,6 +33,11 @@ std::vector<GuestCase> qemu_cases() {
     // looks for a translation kept for good); QEMU's TCG keeps running the
     // old translation for seconds there, so it is no oracle for it.
     if (std::string(c.scenario) == "smc_smp") continue;
+    // smc_smp_serialized does serialize as the SDM asks, and passes on KVM,
+    // but QEMU 7.2's TCG fails it within the first rounds here: after the
+    // signal and CPUID its CPU 0 still runs the old code. Not an oracle
+    // for it either.
+    if (std::string(c.scenario) == "smc_smp_serialized") continue;
     if (std::string(c.format) != "elf64") cases.push_back(c);
   }
   return cases;

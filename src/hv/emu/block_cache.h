@@ -37,14 +37,23 @@ struct Block {
   std::vector<Insn> insns;
   BlockLink links[2];
   uint8_t next_link = 0;
+  // Decoded while another running vCPU had not yet acknowledged the CodeMap
+  // epoch `confirm_epoch` (it may still store into the page through a write
+  // entry made while the page was data): the bytes it was decoded from,
+  // compared with memory at every lookup until every vCPU has acknowledged.
+  // Until then it is neither linked nor translated, so every entry looks it
+  // up (Interpreter::block_at_rip).
+  bool provisional = false;
+  uint64_t confirm_epoch = 0;
+  std::vector<uint8_t> decoded_bytes;  // from `phys`, then from `second_page`'s start
   // The translating tier (jit/translator.h): entries counted until the
   // block is hot, then its translation (the leading translatable
   // instructions, and a final direct branch when all before it are), valid
   // while the code cache's generation is `native_generation`.
   uint32_t uses = 0;
-  uint16_t native_insns = 0;  // instructions the translation runs to its end
-  bool native_user = false;   // translated for CPL 3 (its soft-TLB checks use the user entries)
-  uint64_t native_rip = 0;    // RIP it was translated at (RIP-relative operands and exits are constants)
+  uint16_t native_insns = 0;              // instructions the translation runs to its end
+  bool native_user = false;               // translated for CPL 3 (its soft-TLB checks use the user entries)
+  uint64_t native_rip = 0;                // RIP it was translated at (RIP-relative operands and exits are constants)
   const uint8_t* native = nullptr;        // entry from the run loop
   const uint8_t* native_chain = nullptr;  // entry from another translation's exit
   uint64_t native_generation = ~0ull;
@@ -73,7 +82,8 @@ class BlockCache {
     Block* b = block.get();
     auto [it, inserted] = blocks_.insert_or_assign(block->key, std::move(block));
     (void)it;
-    if (!inserted) ++generation_;                                  // the block this key had is freed
+    if (!inserted) ++generation_;  // the block this key had is freed
+    if (blocks_.size() > peak_) peak_ = blocks_.size();
     Fast& f = fast_[(b->key ^ (b->key >> 12)) & (kFastSize - 1)];  // the one slot that may name this key
     f.key = b->key;
     f.block = b;
@@ -95,6 +105,7 @@ class BlockCache {
   }
 
   size_t size() const { return blocks_.size(); }
+  size_t peak() const { return peak_; }  // the most blocks it held at once
   // Changes whenever a block may have been freed, voiding BlockLinks.
   uint64_t generation() const { return generation_; }
 
@@ -107,6 +118,7 @@ class BlockCache {
   std::unordered_map<uint64_t, std::unique_ptr<Block>> blocks_;
   Fast fast_[kFastSize];
   uint64_t generation_ = 0;
+  size_t peak_ = 0;
 };
 
 }  // namespace hostvisor::emu

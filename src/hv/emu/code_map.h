@@ -2,6 +2,17 @@
 // Each page has a generation number that decoded blocks remember; a write to
 // a code page bumps it, so every vCPU's cached blocks of that page go stale
 // at their next lookup (self- and cross-modifying code).
+//
+// Cross-modifying code. A write TLB entry exists only for a page that was not
+// code when it was made, and a store through it skips the code check. So a
+// page that becomes code bumps the epoch, and every vCPU drops its write
+// entries at its next block boundary, then acknowledges the epoch in its slot
+// (attach()). Until every other running vCPU has acknowledged the epoch a
+// block was decoded under, one of them may still be inside a block storing
+// into the page through an old entry: such a block is provisional (it keeps
+// a copy of its bytes, which are compared with memory once the acknowledgements
+// are in; see Interpreter::block_at_rip). A vCPU that is not running (outside
+// its run loop, or asleep in HLT) counts as acknowledged: it stores nothing.
 #pragma once
 
 #include <atomic>
@@ -37,8 +48,9 @@ class CodeMap {
     return page < pages_ && is_code_[page].load(std::memory_order_relaxed);
   }
 
-  // A block was decoded from this page: writes to it must now take the slow
-  // path. Bumps the epoch so vCPUs drop write TLB entries that skip the check.
+  // A block is about to be decoded from this page: writes to it must now
+  // take the slow path. Bumps the epoch so vCPUs drop write TLB entries that
+  // skip the check (see all_acknowledged() for when they have).
   void mark_code(uint64_t phys) {
     uint64_t page = phys >> 12;
     if (page < pages_ && !is_code_[page].exchange(1, std::memory_order_acq_rel)) {
@@ -59,12 +71,18 @@ class CodeMap {
   // Invalidates every code page in [phys, phys + length): for writes that bypass
   // the vCPUs (device DMA, loaders).
   void invalidate_range(uint64_t phys, uint64_t length) {
+    // The bytes were stored before this call; the fence orders them before
+    // the is_code loads below (see the store path in mmu.cpp).
+    std::atomic_thread_fence(std::memory_order_seq_cst);
     for (uint64_t page = phys >> 12; page < pages_ && (page << 12) < phys + length; ++page) {
       if (is_code_[page].load(std::memory_order_relaxed)) invalidate(page << 12);
     }
   }
 
-  uint64_t epoch() const { return epoch_.load(std::memory_order_acquire); }
+  // Sequentially consistent, as is a slot's store in running(): either the
+  // decoding vCPU sees the slot running, or the vCPU entering its run loop
+  // sees the epoch move and drops its write entries first.
+  uint64_t epoch() const { return epoch_.load(std::memory_order_seq_cst); }
   // The epoch itself, for translated code, which compares it with the
   // vCPU's last seen value at every chained block entry (a plain load:
   // an acquire on x86).
@@ -75,12 +93,46 @@ class CodeMap {
   // links without checking each page's generation.
   uint64_t writes() const { return writes_.load(std::memory_order_acquire); }
 
+  // The vCPUs whose acknowledgements count: slot `index` (the vCPU index,
+  // < kMaxSlots) starts as not running. A CPU without a slot (the emulator's
+  // single-CPU tests) is never waited for.
+  static constexpr unsigned kMaxSlots = 256;
+  static constexpr uint64_t kNotRunning = ~0ull;
+  bool attach(unsigned index) {
+    if (index >= kMaxSlots) return false;
+    acknowledged_[index].store(kNotRunning, std::memory_order_seq_cst);
+    unsigned used = slots_.load(std::memory_order_relaxed);
+    while (used <= index && !slots_.compare_exchange_weak(used, index + 1, std::memory_order_acq_rel)) {
+    }
+    return true;
+  }
+  // The vCPU enters its run loop with write entries made since it saw
+  // `seen`; it loads epoch() right after and drops them if that moved.
+  void running(unsigned slot, uint64_t seen) { acknowledged_[slot].store(seen, std::memory_order_seq_cst); }
+  // It dropped its write entries at `epoch`.
+  void acknowledge(unsigned slot, uint64_t epoch) { acknowledged_[slot].store(epoch, std::memory_order_release); }
+  // It stores nothing until running() again (left the run loop, or sleeps).
+  void not_running(unsigned slot) { acknowledged_[slot].store(kNotRunning, std::memory_order_release); }
+  // Whether every attached vCPU but `self` (kMaxSlots: none) has dropped the
+  // write entries it had before `epoch`: then a page that was code at
+  // `epoch` takes only the slow, invalidating path from anyone's stores.
+  // One load per other vCPU; true at once with a single vCPU.
+  bool all_acknowledged(uint64_t epoch, unsigned self) const {
+    const unsigned used = slots_.load(std::memory_order_acquire);
+    for (unsigned i = 0; i < used; ++i) {
+      if (i != self && acknowledged_[i].load(std::memory_order_seq_cst) < epoch) return false;
+    }
+    return true;
+  }
+
  private:
   uint64_t pages_ = 0;
   std::unique_ptr<std::atomic<uint32_t>[]> generation_;
   std::unique_ptr<std::atomic<uint8_t>[]> is_code_;
   std::atomic<uint64_t> epoch_{0};
   std::atomic<uint64_t> writes_{0};
+  std::atomic<unsigned> slots_{0};
+  std::atomic<uint64_t> acknowledged_[kMaxSlots] = {};
 };
 
 }  // namespace hostvisor::emu

@@ -322,6 +322,9 @@ struct Cpu {
   Bus* internal_ports = nullptr;  // PIC, PIT, port 0x61: handled without a VM exit
   Bus* internal_mmio = nullptr;   // IOAPIC
   uint64_t code_epoch_seen = 0;
+  // This vCPU's acknowledgement slot in the CodeMap (CodeMap::attach); ~0u:
+  // none (a lone CPU nobody waits for).
+  unsigned code_slot = ~0u;
   unsigned apic_id = 0;
   JitRun jit;
 };

@@ -5,9 +5,15 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <condition_variable>
 #include <cstring>
+#include <memory>
+#include <mutex>
+#include <thread>
 #include <vector>
 
+#include "devices/bus/bus.h"
+#include "devices/bus/bus_device.h"
 #include "hv/emu/decoder.h"
 #include "hv/emu/execute/handlers.h"
 #include "hv/emu/execute/x87_state.h"
@@ -385,6 +391,101 @@ TEST(EmuCode, HostWriteThroughCodeMapInvalidates) {
   m.load_code(second);
   ASSERT_EQ(m.run().stop, Stop::kHalt);
   EXPECT_EQ(m.cpu().gpr[0], 2u);
+}
+
+// Another vCPU's block: a store into the page at rbx while it is data (a
+// write TLB entry that skips the code check), an MMIO read that the test
+// holds until the first vCPU has decoded code from that page, then, in the
+// same block, a store that rewrites that code's immediate and a second held
+// read.
+HV_EMU_SNIPPET(patch_between_mmio_reads, R"(
+  mov dword ptr [rbx + 8], 0
+  mov eax, dword ptr [rsi]
+  mov dword ptr [rbx + 1], 2
+  mov eax, dword ptr [rsi]
+  hlt
+)")
+
+// Holds each MMIO read until the test releases it: the vCPU stays inside
+// its block meanwhile.
+class GateDevice : public BusDevice {
+ public:
+  std::string_view name() const override { return "gate"; }
+  void read(uint64_t, std::span<uint8_t> data) override {
+    std::unique_lock lock(mutex_);
+    const unsigned me = ++arrived_;
+    cv_.notify_all();
+    cv_.wait(lock, [&] { return released_ >= me; });
+    std::memset(data.data(), 0, data.size());
+  }
+  void write(uint64_t, std::span<const uint8_t>) override {}
+  void wait_for_reader(unsigned n) {
+    std::unique_lock lock(mutex_);
+    cv_.wait(lock, [&] { return arrived_ >= n; });
+  }
+  void release() {
+    std::lock_guard lock(mutex_);
+    ++released_;
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  unsigned arrived_ = 0, released_ = 0;
+};
+
+// Cross-modifying code in the one-block window: vCPU B is already inside a
+// block (past its block-boundary epoch check) with a write entry for page P
+// made while P was data, when vCPU A decodes P (P becomes code, the epoch
+// moves). B's next store into P in that block skips the code check, so it
+// does not invalidate A's copy. A must run the new code once the store is
+// visible, while B is still in that block too (as code patched before a
+// signal runs patched after it), and not keep its copy for good.
+TEST(EmuCode, StoreByAVcpuAlreadyInsideABlockWhenThePageBecameCodeIsSeen) {
+  static const uint8_t page_code[] = {0xb8, 1, 0, 0, 0, 0xf4};  // mov eax, 1; hlt
+  constexpr uint64_t kPage = TestMachine::kData + 0x3000;
+  constexpr uint64_t kGate = 0x400000;  // past RAM: MMIO
+  TestMachine m;
+  m.write_value<uint64_t>(TestMachine::kPd + 16, kGate | 0x83);  // map 4-6 MiB (2 MiB page)
+  m.write(kPage, page_code);
+  Bus mmio("test mmio");
+  auto gate = std::make_shared<GateDevice>();
+  ASSERT_TRUE(mmio.insert(gate, kGate, 0x1000).ok());
+
+  ASSERT_TRUE(m.code_map().attach(0));
+  ASSERT_TRUE(m.code_map().attach(1));
+  m.cpu().code_slot = 0;
+  Cpu b = m.cpu();
+  b.code_slot = 1;
+  b.internal_mmio = &mmio;
+  Interpreter other(b);
+  other.set_translator(nullptr);
+  m.load_code(patch_between_mmio_reads(), TestMachine::kCode + 0x800);
+  b.rip = TestMachine::kCode + 0x800;
+  b.gpr[3] = kPage;
+  b.gpr[6] = kGate;
+  Interpreter::Outcome b_outcome{Stop::kFailure, "did not run"};
+  std::thread b_thread([&] { b_outcome = other.run(1000); });
+  auto run_page = [&] {
+    m.cpu().rip = kPage;
+    const auto out = m.run(1000);
+    EXPECT_EQ(out.stop, Stop::kHalt) << out.detail;
+    return m.cpu().gpr[0];
+  };
+
+  gate->wait_for_reader(1);   // B stored into P (data) and waits inside its block
+  EXPECT_EQ(run_page(), 1u);  // A decodes P: P becomes code
+  gate->release();            // B goes on in the same block and rewrites A's immediate
+  gate->wait_for_reader(2);   // ... and waits again, still in that block
+  ASSERT_EQ(m.read<uint8_t>(kPage + 1), 2u);
+  EXPECT_EQ(run_page(), 2u) << "A ran the copy of P it decoded before B's store";
+  gate->release();
+  b_thread.join();
+  ASSERT_EQ(b_outcome.stop, Stop::kHalt) << b_outcome.detail;
+  // B left its block (acknowledged): A's copy is confirmed and runs on.
+  EXPECT_EQ(run_page(), 2u);
+  EXPECT_EQ(run_page(), 2u);
 }
 
 HV_EMU_SNIPPET(mmio_add, R"(

@@ -228,6 +228,8 @@ EmuVcpu::EmuVcpu(EmuVm& vm, unsigned index) : vm_(vm), index_(index) {
   reset_cpu(cpu_);
   cpu_.apic_id = index;
   cpu_.code = &vm.code();
+  // Indexes are below kMaxVcpus (255), so every vCPU has its slot.
+  if (vm.code().attach(index)) cpu_.code_slot = index;
   cpu_.lapic = &vm.platform().local_apic(index);
   cpu_.clock = &vm.platform().clock();
   cpu_.internal_ports = &vm.ports();
@@ -246,8 +248,8 @@ EmuVcpu::~EmuVcpu() {
         "emu vCPU {}: {} instructions retired in {:.3f} s of thread CPU time: {:.1f} MIPS ({} exits, {:.3f} s halted)",
         index_, retired, seconds, seconds > 0 ? static_cast<double>(retired) / seconds / 1e6 : 0.0, exits_,
         std::chrono::duration<double>(halted_).count());
-    if (const jit::Translator* t = interpreter_.translator()) {
-      HV_LOG_INFO("emu vCPU {}: {}", index_, jit::describe(t->stats()));
+    if (interpreter_.translator()) {
+      HV_LOG_INFO("emu vCPU {}: {}", index_, jit::describe(interpreter_.translator_stats()));
     }
   }
   cpu_.lapic->set_wakeup(nullptr);
@@ -287,7 +289,9 @@ Result<VcpuExit> EmuVcpu::run() {
   }
   if (stats_ && exits_ == 0) cpu_first_ = cpu_last_ = thread_cpu_seconds();
   try {
-    if (!deliver_injected_event()) return VcpuExit(SystemEventExit{SystemEventExit::Kind::kTripleFault});
+    if (!interpreter_.while_running([&] { return deliver_injected_event(); })) {
+      return VcpuExit(SystemEventExit{SystemEventExit::Kind::kTripleFault});
+    }
   } catch (const EmulationFailure& e) {
     return VcpuExit(FailureExit{std::string(e.what) + " at rip " + hex(cpu_.rip)});
   }

@@ -1,5 +1,6 @@
 #include "hv/emu/interpreter.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -68,6 +69,18 @@ void reset_cpu(Cpu& cpu) {
   update_mode(cpu);
 }
 
+// Marks `page` code (the caller read its generation first) before its bytes
+// are read, and checks whether every other running vCPU has acknowledged the
+// epoch by then: if one has not, it may be inside a block storing into the
+// page through a write entry made while the page was data, and the block
+// stays provisional until it has (and its bytes are compared).
+void Interpreter::mark_code_before_reading(Block& block, uint64_t page) {
+  cpu_.code->mark_code(page);
+  const uint64_t epoch = cpu_.code->epoch();
+  block.confirm_epoch = epoch;
+  if (!cpu_.code->all_acknowledged(epoch, cpu_.code_slot)) block.provisional = true;
+}
+
 Block* Interpreter::decode_block(uint64_t phys, uint64_t key) {
   const uint64_t lin = cpu_.fetch_linear;
   const bool user = cpu_.cpl == 3;
@@ -78,20 +91,28 @@ Block* Interpreter::decode_block(uint64_t phys, uint64_t key) {
   block->phys = phys;
   if (cpu_.code) {
     block->generation = cpu_.code->generation(phys);
-    cpu_.code->mark_code(phys);
+    mark_code_before_reading(*block, phys);
   }
   const bool real = !(cpu_.cr0 & x86::kCr0Pe);
-  uint64_t off = phys & 0xfff;
+  const uint64_t start = phys & 0xfff;
+  // The bytes are read once, into a copy the decoder reads: a provisional
+  // block keeps exactly what it was decoded from. 64 instructions of at most
+  // 15 bytes fit in it.
+  uint8_t copy[kMaxBlockInsns * kMaxInsnLength];
+  std::memcpy(copy, host + start, std::min<uint64_t>(sizeof(copy), 0x1000 - start));
+  uint64_t off = start;
+  uint8_t buf[kMaxInsnLength];  // an instruction at the page end: its bytes from both pages
+  uint64_t avail = 0;
   for (unsigned n = 0; n < kMaxBlockInsns; ++n) {
-    const uint64_t avail = 0x1000 - off;
-    uint8_t buf[kMaxInsnLength];
-    const uint8_t* bytes = host + off;
+    avail = 0x1000 - off;
+    const uint8_t* bytes = copy + (off - start);
     size_t length = kMaxInsnLength;
     uint64_t second_phys = 0;
+    uint32_t second_generation = 0;
     bool second_ok = true;
     GuestFault second_fault{};
     if (avail < kMaxInsnLength) {
-      std::memcpy(buf, host + off, avail);
+      std::memcpy(buf, bytes, avail);
       uint64_t next_lin = (lin & ~0xfffull) + 0x1000;
       if (!cpu_.long_mode) next_lin &= 0xffffffff;
       const uint64_t saved_cr2 = cpu_.cr2;
@@ -105,6 +126,12 @@ Block* Interpreter::decode_block(uint64_t phys, uint64_t key) {
         second_fault = f;
       }
       if (second_ok && host2) {
+        // Marked before its bytes are read, as the first page (even if the
+        // instruction turns out to end in this page: a page next to code).
+        if (cpu_.code) {
+          second_generation = cpu_.code->generation(second_phys);
+          mark_code_before_reading(*block, second_phys);
+        }
         std::memcpy(buf + avail, host2, kMaxInsnLength - avail);
       } else {
         length = avail;  // decode what this page holds; fault only if the instruction needs more
@@ -126,10 +153,7 @@ Block* Interpreter::decode_block(uint64_t phys, uint64_t key) {
       if (off + insn.len > 0x1000) {
         block->crosses_page = true;
         block->second_page = second_phys;
-        if (cpu_.code) {
-          block->second_generation = cpu_.code->generation(second_phys);
-          cpu_.code->mark_code(second_phys);
-        }
+        block->second_generation = second_generation;
       }
       break;  // the page is done
     }
@@ -139,7 +163,25 @@ Block* Interpreter::decode_block(uint64_t phys, uint64_t key) {
     off += insn.len;
     if (insn.ends_block || off >= 0x1000) break;
   }
+  if (block->provisional) {
+    uint64_t total = 0;
+    for (const Insn& insn : block->insns) total += insn.len;
+    const uint64_t first = std::min<uint64_t>(total, 0x1000 - start);
+    block->decoded_bytes.assign(copy, copy + first);
+    if (block->crosses_page)
+      block->decoded_bytes.insert(block->decoded_bytes.end(), buf + avail, buf + avail + (total - first));
+  }
   return cache_.insert(std::move(block));
+}
+
+bool Interpreter::decodes_as_before(const Block& b) const {
+  const size_t size = b.decoded_bytes.size();
+  const size_t first = std::min<size_t>(size, 0x1000 - (b.phys & 0xfff));
+  const uint8_t* p = cpu_.memory->host_pointer(GuestAddress(b.phys), first);
+  if (!p || std::memcmp(p, b.decoded_bytes.data(), first) != 0) return false;
+  if (first == size) return true;
+  const uint8_t* p2 = cpu_.memory->host_pointer(GuestAddress(b.second_page), size - first);
+  return p2 && std::memcmp(p2, b.decoded_bytes.data() + first, size - first) == 0;
 }
 
 Block* Interpreter::block_at_rip() {
@@ -174,6 +216,20 @@ Block* Interpreter::block_at_rip() {
         }
       }
       stale = !e2 || e2->phys != b->second_page || cpu_.code->generation(b->second_page) != b->second_generation;
+    }
+    if (!stale && b->provisional) {
+      // Another vCPU may have stored into the page through a write entry
+      // that skips the code check: every store visible now is seen (so code
+      // patched before a signal this vCPU saw runs patched, as after a
+      // serializing instruction on hardware). Once every vCPU has
+      // acknowledged the epoch (read before the bytes), no such entry is
+      // left: later stores take the slow path and move the generation.
+      const bool confirmed = cpu_.code->all_acknowledged(b->confirm_epoch, cpu_.code_slot);
+      stale = !decodes_as_before(*b);
+      if (!stale && confirmed) {
+        b->provisional = false;
+        b->decoded_bytes = {};
+      }
     }
     if (stale) {
       cache_.erase(key);
@@ -219,6 +275,8 @@ Block* Interpreter::next_block(Block* prev) {
     b = block_at_rip();
     // If blocks were freed meanwhile, `prev` may be one of them: do not touch it.
     if (cache_.generation() != generation) return b;
+    // A provisional block is looked up at every entry until it is confirmed.
+    if (b->provisional) return b;
     recent = BlockLink{rip, b, stamp, cs_base, mode};
   }
   if (prev) {
@@ -261,6 +319,24 @@ bool Interpreter::take_events() {
   return true;
 }
 
+void Interpreter::see_code_epoch() {
+  if (!cpu_.code) return;
+  const uint64_t epoch = cpu_.code->epoch();
+  if (epoch == cpu_.code_epoch_seen) return;
+  cpu_.code_epoch_seen = epoch;
+  tlb_flush_writes(cpu_);
+  if (cpu_.code_slot != ~0u) cpu_.code->acknowledge(cpu_.code_slot, epoch);
+}
+
+void Interpreter::enter_running() {
+  if (cpu_.code && cpu_.code_slot != ~0u) cpu_.code->running(cpu_.code_slot, cpu_.code_epoch_seen);
+  see_code_epoch();
+}
+
+void Interpreter::leave_running() {
+  if (cpu_.code && cpu_.code_slot != ~0u) cpu_.code->not_running(cpu_.code_slot);
+}
+
 Interpreter::Outcome Interpreter::run(uint64_t limit) {
   Cpu& cpu = cpu_;
   cpu.io.next = 0;  // a restarted instruction replays the accesses completed so far
@@ -287,6 +363,19 @@ Interpreter::Outcome Interpreter::run(uint64_t limit) {
   static const std::atomic<uint64_t> kNoCodeEpoch{0};
   if (!cpu.code) cpu.code_epoch_seen = 0;
   cpu.jit.code_epoch = cpu.code ? cpu.code->epoch_counter() : &kNoCodeEpoch;
+  // This vCPU may store from here until it returns or sleeps: other vCPUs
+  // decoding code count it as running (CodeMap::all_acknowledged).
+  enter_running();
+  struct Leave {
+    Interpreter& self;
+    ~Leave() { self.leave_running(); }
+  } leave{*this};
+  auto sleep = [&] {
+    leave_running();
+    const bool woken = wait_for_event();
+    enter_running();
+    return woken;
+  };
   for (;;) {
     // A kick is taken only at an instruction boundary with no access half
     // done: an instruction restarted after an I/O exit runs to its end first
@@ -296,10 +385,7 @@ Interpreter::Outcome Interpreter::run(uint64_t limit) {
         kicked_.exchange(false, std::memory_order_acq_rel)) {
       return stop(Stop::kInterrupted);
     }
-    if (cpu.code && cpu.code->epoch() != cpu.code_epoch_seen) {
-      cpu.code_epoch_seen = cpu.code->epoch();
-      tlb_flush_writes(cpu);
-    }
+    see_code_epoch();
     shadow_step = false;
     try {
       // One lock-free look at the LAPIC per block. Every instruction after
@@ -309,7 +395,7 @@ Interpreter::Outcome Interpreter::run(uint64_t limit) {
       if (cpu.lapic && cpu.lapic->needs_attention()) {
         if (cpu.io.count == 0 && !take_events()) return stop(Stop::kShutdown);
         if (cpu.lapic->needs_attention() && cpu.lapic->waiting_for_sipi()) {
-          if (!wait_for_event || !wait_for_event()) return stop(Stop::kHalt);
+          if (!wait_for_event || !sleep()) return stop(Stop::kHalt);
           continue;
         }
       }
@@ -318,7 +404,7 @@ Interpreter::Outcome Interpreter::run(uint64_t limit) {
         // IF; with IF=0 only INIT, NMI or SIPI do, as KVM's in-kernel
         // LAPIC parks a CPU). It says false when the halt is for good:
         // every CPU of the VM sleeps where only another CPU could wake it.
-        if (wait_for_event && wait_for_event()) continue;
+        if (wait_for_event && sleep()) continue;
         cpu.halted = false;  // the VMM's next run() continues after the HLT
         return stop(Stop::kHalt);
       }
@@ -326,6 +412,9 @@ Interpreter::Outcome Interpreter::run(uint64_t limit) {
 
       Block* block = next_block(prev);
       prev = nullptr;
+      // Decoding it may have made a page code: this vCPU's own write entries
+      // for it go before the block runs (it may store into its own page).
+      see_code_epoch();
       const uint64_t rip_mask = size_mask(cpu.code_size);
       if (__builtin_expect((cpu.rflags & kFlagTf) || cpu.interrupt_shadow, 0)) {
         // One instruction alone. RFLAGS.TF: then a debug trap (INT n and IRET
@@ -362,7 +451,7 @@ Interpreter::Outcome Interpreter::run(uint64_t limit) {
       // chained blocks after it; the interpreter goes on where it stopped
       // (the instruction a soft-TLB check did not take, or the first one
       // it does not translate).
-      if (translator_ && cpu.code_size == 8) {
+      if (translator_ && cpu.code_size == 8 && !block->provisional) {
         const uint64_t chain_stamp = cache_.generation() + (cpu.code ? cpu.code->writes() : 0);
         const unsigned ran = translator_->run(cpu, *block, chain_stamp, limit - executed);
         if (ran && cpu.jit.chained) {

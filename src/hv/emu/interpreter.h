@@ -37,6 +37,14 @@ class Interpreter {
   // Runs hot blocks' translatable prefixes as host code (nullptr: interpret only).
   void set_translator(std::unique_ptr<jit::Translator> translator) { translator_ = std::move(translator); }
   const jit::Translator* translator() const { return translator_.get(); }
+  // The translator's statistics with this vCPU's block counts (for the
+  // per-Block translation fields); only with a translator.
+  jit::TranslatorStats translator_stats() const {
+    jit::TranslatorStats s = translator_->stats();
+    s.blocks = cache_.size();
+    s.blocks_peak = cache_.peak();
+    return s;
+  }
 
   // Runs until a stop. `limit` bounds the instructions executed (tests, fuzzing).
   Outcome run(uint64_t limit = UINT64_MAX);
@@ -52,6 +60,20 @@ class Interpreter {
   // the CPU (then run() stops with kHalt). Without it a halt stops run().
   std::function<bool()> wait_for_event;
 
+  // Runs `f`, which stores into guest memory outside run() (an event a
+  // restored state was delivering), as run() does: counted as running by
+  // other vCPUs that decode code meanwhile, with no write TLB entry left
+  // from before a page became code.
+  template <typename F>
+  decltype(auto) while_running(F&& f) {
+    enter_running();
+    struct Leave {
+      Interpreter& self;
+      ~Leave() { self.leave_running(); }
+    } leave{*this};
+    return f();
+  }
+
   // Instructions executed so far (for measurements).
   uint64_t instructions() const { return instructions_; }
 
@@ -64,7 +86,17 @@ class Interpreter {
   Block* next_block(Block* prev);
   // What a block link was made under (see BlockLink::stamp).
   uint64_t link_stamp() const;
+  // Cross-modifying code (CodeMap): a page became code, here or on another
+  // vCPU, so the write entries that skip the code-page check go, and the
+  // epoch is acknowledged.
+  void see_code_epoch();
+  // This vCPU may store into guest memory from now on / no longer.
+  void enter_running();
+  void leave_running();
   Block* decode_block(uint64_t phys, uint64_t key);
+  void mark_code_before_reading(Block& block, uint64_t page);
+  // A provisional block's bytes are still in memory (see Block::provisional).
+  bool decodes_as_before(const Block& b) const;
   // Takes INIT/SIPI/NMI/external interrupts at a block boundary; false on shutdown.
   bool take_events();
 

@@ -265,7 +265,14 @@ void phys_write(Cpu& cpu, const TlbEntry& e, uint64_t linear, unsigned size, uin
   std::memcpy(p, &value, size);
   // The generation moves after the bytes land: a vCPU decoding this page
   // meanwhile then sees the old generation and decodes again at its next lookup.
-  if (cpu.code && cpu.code->is_code(phys)) {
+  // The fence keeps the host from loading is_code before the store is
+  // visible (store-load reordering): either this load sees the page marked
+  // code, or the decoding vCPU, which marks it before it reads the bytes,
+  // reads this store. Without it, a store could land just after another vCPU
+  // read the bytes and still find the page not code: a copy stale for good.
+  if (!cpu.code) return;
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (cpu.code->is_code(phys)) {
     cpu.code->invalidate(phys);
     cpu.stop_block = true;  // the executing block may be the one just written
   }

@@ -5,10 +5,23 @@
  * r + 1 first; it cannot get further ahead, as it waits for this CPU's r + 1). A CPU that keeps running a stale decoded copy of its page
  * (a lost invalidation: the other CPU's store went through a fast path that
  * did not see the page had become code) never sees r; the bounded wait then
- * reports FAIL instead of hanging. Run with --cpus 2 (QEMU: -smp 2). */
+ * reports FAIL instead of hanging. Run with --cpus 2 (QEMU: -smp 2).
+ *
+ * smc_smp_serialized (this file with SMC_SMP_SERIALIZED) is the strict
+ * variant: only CPU 1 patches, only CPU 0's page, as the SDM asks for
+ * cross-modifying code. Round r: CPU 0 says it is ready and keeps calling its
+ * page (old or new code may run meanwhile); CPU 1 stores into the page (the
+ * same scratch stores first), writes r, then signals r; CPU 0 sees the
+ * signal, executes CPUID (serializing) and calls its page once: it must
+ * return r, at once, not eventually. */
 #include "hvtest.h"
 
-const char test_scenario[] = "smc_smp";
+#ifdef SMC_SMP_SERIALIZED
+#define SCENARIO "smc_smp_serialized"
+#else
+#define SCENARIO "smc_smp"
+#endif
+const char test_scenario[] = SCENARIO;
 
 #define LAPIC_SVR 0xf0
 #define ROUNDS 1000u
@@ -45,6 +58,7 @@ static void patch(int page, uint32_t value) {
   __atomic_store_n((uint32_t*)(void*)&code_page[page][IMM_OFFSET], value, __ATOMIC_SEQ_CST);
 }
 
+#ifndef SMC_SMP_SERIALIZED
 /* The rounds of CPU `self`: it runs page `self` and patches page `1 - self`. */
 static void play(int self) {
   page_fn own = (page_fn)(void*)code_page[self];
@@ -65,17 +79,71 @@ static void play(int self) {
     rounds_done[self] = round;
   }
 }
+#endif
+
+#ifdef SMC_SMP_SERIALIZED
+static volatile uint32_t ready; /* the round CPU 0 waits for a patch for */
+static volatile uint32_t go;    /* the round CPU 1 patched for */
+
+static void serialize(void) {
+  uint32_t a = 0, b, c = 0, d;
+  __asm__ volatile("cpuid" : "+a"(a), "=b"(b), "+c"(c), "=d"(d)::"memory");
+}
+
+/* CPU 1: patches CPU 0's page for each round CPU 0 is ready for. */
+static void patch_rounds(void) {
+  for (uint32_t round = 1; round <= ROUNDS; round++) {
+    uint64_t start = rdtsc();
+    while (__atomic_load_n(&ready, __ATOMIC_ACQUIRE) < round) {
+      if (__atomic_load_n(&failed, __ATOMIC_RELAXED) || rdtsc() - start > PATIENCE_TICKS) return;
+    }
+    patch(0, round);
+    __atomic_store_n(&go, round, __ATOMIC_RELEASE);
+    rounds_done[1] = round;
+  }
+}
+
+/* CPU 0: runs its page while CPU 1 patches it, then, after the signal and a
+ * serializing instruction, must run the patched code. */
+static void run_rounds(void) {
+  page_fn own = (page_fn)(void*)code_page[0];
+  for (uint32_t round = 1; round <= ROUNDS; round++) {
+    __atomic_store_n(&ready, round, __ATOMIC_RELEASE);
+    uint64_t start = rdtsc();
+    for (uint32_t calls = 1; __atomic_load_n(&go, __ATOMIC_ACQUIRE) < round; calls++) {
+      (void)own();
+      if (calls % 4096 == 0 && rdtsc() - start > PATIENCE_TICKS) {
+        stuck_at[0] = own();
+        __atomic_store_n(&failed, 2, __ATOMIC_SEQ_CST);
+        return;
+      }
+    }
+    serialize();
+    const uint32_t seen = own();
+    if (seen != round) {
+      stuck_at[0] = seen;
+      __atomic_store_n(&failed, 1, __ATOMIC_SEQ_CST);
+      return;
+    }
+    rounds_done[0] = round;
+  }
+}
+#endif
 
 __attribute__((noreturn)) void ap_main(void);
 void ap_main(void) {
   __atomic_fetch_add(&checked_in, 1, __ATOMIC_SEQ_CST);
+#ifdef SMC_SMP_SERIALIZED
+  patch_rounds();
+#else
   play(1);
+#endif
   __atomic_fetch_add(&checked_in, 1, __ATOMIC_SEQ_CST);
   halt_forever();
 }
 
 void test_main(const struct boot_info* info) {
-  print("smc_smp: booted as %s\n", info->format_name);
+  print(SCENARIO ": booted as %s\n", info->format_name);
   for (int page = 0; page < 2; page++) memcpy(code_page[page], kTemplate, sizeof(kTemplate));
   lapic_write(LAPIC_SVR, lapic_read(LAPIC_SVR) | 0x100); /* software-enable the local APIC */
 
@@ -85,6 +153,16 @@ void test_main(const struct boot_info* info) {
   }
   if (!checked_in) test_fail("the AP never checked in after INIT/SIPI (is --cpus 2 set?)");
 
+#ifdef SMC_SMP_SERIALIZED
+  run_rounds();
+  if (failed == 1) {
+    test_fail("after the signal and CPUID, CPU0 ran its page's old code in round %u (it returned %u)",
+              rounds_done[0] + 1, stuck_at[0]);
+  }
+  if (failed) test_fail("CPU1 did not patch round %u in time (it patched %u)", rounds_done[0] + 1, rounds_done[1]);
+  print(SCENARIO ": CPU0 ran each of the %u patches by CPU1 right after the signal and CPUID\n", ROUNDS);
+  test_pass();
+#else
   play(0);
   /* The AP finishes its rounds (or gives up) within its own bound. */
   for (long spins = 0; spins < 100000000 && __atomic_load_n(&checked_in, __ATOMIC_SEQ_CST) < 2; spins++) {
@@ -96,6 +174,7 @@ void test_main(const struct boot_info* info) {
               rounds_done[0], stuck_at[0], rounds_done[1], stuck_at[1]);
   }
   if (checked_in < 2) test_fail("the AP did not finish its %u rounds (done %u)", ROUNDS, rounds_done[1]);
-  print("smc_smp: both CPUs saw all %u patches of their code page by the other CPU\n", ROUNDS);
+  print(SCENARIO ": both CPUs saw all %u patches of their code page by the other CPU\n", ROUNDS);
   test_pass();
+#endif
 }

@@ -1252,11 +1252,13 @@ std::string describe(const TranslatorStats& s) {
                 "hits and %llu misses, %llu soft-TLB refills (%llu not filled), %llu side exits to the interpreter, "
                 "%llu entries at another RIP or CPL, %llu "
                 "hot blocks not translatable, code "
-                "cache %llu of %llu bytes (%llu flushes)",
+                "cache %llu of %llu bytes (%llu flushes), metadata %llu bytes plus %llu per block (%llu blocks, "
+                "at most %llu: %llu bytes)",
                 u(s.blocks_translated), static_cast<double>(s.translation_ns) / 1e6, u(s.code_bytes), u(s.native_insns),
                 u(s.entries), u(s.chained_entries), u(s.chains_made), u(s.unchains), u(s.jump_hits), u(s.jump_misses),
                 u(s.tlb_refills), u(s.tlb_refill_failures), u(s.side_exits), u(s.mismatched_entries), u(s.fallbacks),
-                u(s.cache_used), u(s.cache_capacity), u(s.cache_flushes));
+                u(s.cache_used), u(s.cache_capacity), u(s.cache_flushes), u(s.metadata_bytes), u(kBlockFieldBytes),
+                u(s.blocks), u(s.blocks_peak), u(s.blocks_peak * kBlockFieldBytes));
   std::string out = line;
   if (!s.top_stops.empty()) {
     out += "; interpreted next most often:";
@@ -1270,6 +1272,8 @@ TranslatorStats Translator::stats() const {
   TranslatorStats s = stats_;
   s.cache_used = cache_->used();
   s.cache_capacity = cache_->capacity();
+  s.metadata_bytes = sizeof(*this) + sizeof(CodeCache) + jump_cache_.capacity() * sizeof(JumpCacheEntry) +
+                     patched_.capacity() * sizeof(patched_[0]) + stops_.capacity() * sizeof(stops_[0]);
   for (size_t m = 0; m < stops_.size(); ++m)
     if (stops_[m]) s.top_stops.emplace_back(static_cast<uint16_t>(m), stops_[m]);
   std::sort(s.top_stops.begin(), s.top_stops.end(), [](const auto& a, const auto& b) { return a.second > b.second; });

@@ -56,11 +56,26 @@ struct TranslatorStats {
   uint64_t cache_flushes = 0;        // the code cache was full and dropped everything
   uint64_t cache_used = 0;           // bytes of code cache in use, of cache_capacity
   uint64_t cache_capacity = 0;
+  // Memory besides the code cache: what the translator allocates (jump
+  // cache, chained-exit list at its largest, statistics table, the object
+  // itself), and the translation fields every decoded Block carries
+  // (kBlockFieldBytes each; the block counts come from the caller, see
+  // Interpreter::translator_stats()).
+  uint64_t metadata_bytes = 0;
+  uint64_t blocks = 0;       // decoded blocks in the vCPU's cache now
+  uint64_t blocks_peak = 0;  // ... and at most
   // The instructions the interpreter most often went on with in a block
   // the translator was asked to run (where translations stop, and hot
   // blocks it does not take): mnemonic and count, most frequent first.
   std::vector<std::pair<uint16_t, uint64_t>> top_stops;
 };
+
+// Bytes of a Block's translation fields (uses .. native_generation), with
+// the padding they bring (the last ones are 8-byte aligned).
+constexpr uint64_t kBlockFieldBytes =
+    (sizeof(Block::uses) + sizeof(Block::native_insns) + sizeof(Block::native_user) + sizeof(Block::native_rip) +
+     sizeof(Block::native) + sizeof(Block::native_chain) + sizeof(Block::native_generation) + 7) &
+    ~uint64_t{7};
 
 // One line for HOSTVISOR_EMU_STATS.
 std::string describe(const TranslatorStats& stats);

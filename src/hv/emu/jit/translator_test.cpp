@@ -219,6 +219,16 @@ TEST_F(TranslatorVsInterpreter, RegisterAluLoopAgrees) {
   EXPECT_EQ(stats().native_insns, 8u * (39 - Translator::kHotUses + 1));
   EXPECT_EQ(stats().chains_made, 1u);
   EXPECT_EQ(stats().chained_entries, 39 - Translator::kHotUses - 1);
+  // Its memory besides the code cache: the jump cache and the one chained
+  // exit at least; three decoded blocks (the start, the loop, the HLT).
+  const TranslatorStats s = translated().interpreter().translator_stats();
+  EXPECT_GE(s.metadata_bytes, 2 * kJumpCacheSize * sizeof(JumpCacheEntry) + sizeof(uint8_t*));
+  EXPECT_EQ(s.blocks, 3u);
+  EXPECT_EQ(s.blocks_peak, 3u);
+  EXPECT_NE(describe(s).find("metadata " + std::to_string(s.metadata_bytes) + " bytes plus " +
+                             std::to_string(kBlockFieldBytes) + " per block (3 blocks"),
+            std::string::npos)
+      << describe(s);
 }
 
 // A store that faults on its first access to a non-present page, after k
