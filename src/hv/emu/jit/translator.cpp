@@ -84,7 +84,7 @@ FlagEffect writes_flags(const Insn& insn) {
   if (is_sign_extension(insn.mnemonic)) return FlagEffect::kNone;
   if (is_divide(insn)) return FlagEffect::kNone;  // the interpreter keeps them (undefined): so does the translation
   if (is_pushf(insn)) return FlagEffect::kRead;
-  if (is_string_move_or_store(insn)) return FlagEffect::kNone;
+  if (is_string_move_or_store(insn) || is_cli_or_sti(insn)) return FlagEffect::kNone;
   switch (insn.mnemonic) {
     case ZYDIS_MNEMONIC_ADC:
     case ZYDIS_MNEMONIC_SBB: return FlagEffect::kSome;
@@ -382,6 +382,7 @@ bool translatable(const Insn& insn) {
   if (is_sign_extension(insn.mnemonic)) return insn.prefixes == 0 && !insn.ends_block;
   if (is_pushf(insn)) return pushf_translatable(insn);
   if (is_string_move_or_store(insn)) return string_translatable(insn);  // ends its block
+  if (is_cli_or_sti(insn)) return true;                                 // ends its block
   if (is_stack_op(insn)) {
     // 64-bit PUSH/POP of a register other than RSP, or PUSH of an immediate.
     if (insn.nops != 1 || insn.opsize != 8 || insn.prefixes != 0 || insn.ends_block) return false;
@@ -568,7 +569,8 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     if (step.mem >= 0) {
       if (!split_encoding(decoder_, page + off, insn.len, step.rewritten)) break;
     }
-    if (step.mem >= 0 || step.stack || step.rsp || step.divide || step.string) step.scratch = pick_scratch(named);
+    if (step.mem >= 0 || step.stack || step.rsp || step.divide || step.string || is_cli_or_sti(insn))
+      step.scratch = pick_scratch(named);
     if (step.rsp && !replace_rsp(decoder_, page + off, insn.len, step.scratch.u, step.rsp_form)) break;
     used |= named;
     switch (writes_flags(insn)) {
@@ -625,7 +627,8 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     // A memory instruction's side exit (a TLB miss: the interpreter runs it)
     // stores the flags its pushfq saved, so they must be the guest's when it
     // starts, even if it then writes them all itself.
-    if ((steps[i].mem >= 0 || steps[i].stack || steps[i].divide || steps[i].string) && steps[i].flags_valid_before)
+    if ((steps[i].mem >= 0 || steps[i].stack || steps[i].divide || steps[i].string || is_cli_or_sti(*steps[i].insn)) &&
+        steps[i].flags_valid_before)
       needed = true;
   }
 
@@ -1048,6 +1051,18 @@ bool Translator::translate(Cpu& cpu, Block& block) {
       if (movs) misses.push_back(std::move(source));
       continue;
     }
+    if (is_cli_or_sti(insn)) {
+      // IF in the Cpu (translate_flags.h); at CPL > 0 the interpreter's.
+      const Scratch sc = st.scratch;
+      Miss miss{{}, i, insn_rip, st.flags_valid_before, sc, {}};
+      const int32_t depth = begin_access(sc, st.flags_valid_before);
+      const InterruptFlagLayout layout{depth + kSlotCpu, CPU_FIELD(rflags), CPU_FIELD(cpl),
+                                       CPU_FIELD(interrupt_shadow)};
+      emit_cli_sti(e, insn, layout, sc.s, miss.jumps);
+      end_access(sc, depth, st.flags_needed);
+      misses.push_back(std::move(miss));
+      continue;
+    }
     if (st.rsp) {
       // S = the Cpu, U = the guest's RSP; the instruction on U; RSP back
       // if it wrote it. MOVs only: the flags are the instruction's.
@@ -1178,6 +1193,11 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     e.store(kRax, CPU_FIELD(rip), kRcx);
     e.add_mem_imm8(kRax, CPU_FIELD(jit.executed), -1);
     e.add_mem_imm8(kRax, CPU_FIELD(jit.side_exits), 1);
+    jmp_epilogue();
+  } else if (count && is_sti(*steps[count - 1].insn)) {
+    // Back to the run loop, never chained: the instruction after STI runs
+    // alone under its interrupt shadow there (translate_flags.h).
+    emit_state_out(count, end_rip, store_flags);
     jmp_epilogue();
   } else {
     emit_exit(count, end_rip, store_flags);

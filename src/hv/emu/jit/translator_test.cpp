@@ -981,6 +981,41 @@ TEST_F(TranslatorVsInterpreter, StringFaultsAreExact) {
   }
 }
 
+// CLI and STI at CPL 0 end their blocks and run natively (IF in the Cpu),
+// PUSHFQ after each seeing the IF they left; the states agree.
+HV_EMU_SNIPPET(cli_sti_loop, R"(
+  mov ecx, 40
+hv_jit_cli_sti_top:
+  add rax, rdx
+  pushfq
+  pop rbx
+  cli
+  add rsi, rbx
+  sub rdx, rcx
+  pushfq
+  pop r8
+  sti
+  add r9, r8
+  add r10, rbx
+  dec ecx
+  jnz hv_jit_cli_sti_top
+  cli
+  hlt
+)")
+
+TEST_F(TranslatorVsInterpreter, CliAndStiRunNativelyAndAgree) {
+  load(cli_sti_loop());
+  on_both([](TestMachine& m) {
+    set_inputs(m);
+    m.cpu().gpr[4] = TestMachine::kStackTop - 64;
+  });
+  run_and_compare();
+  EXPECT_EQ(translated().vector_taken(), -1);
+  EXPECT_FALSE(translated().cpu().rflags & kFlagIf);
+  EXPECT_GE(stats().native_insns, 12u * (39 - Translator::kHotUses));
+  EXPECT_EQ(stats().side_exits, 0u);
+}
+
 HV_EMU_SNIPPET(counting_loop, R"(
 hv_jit_counting_loop_top:
   inc qword ptr [rbx]
@@ -1140,6 +1175,92 @@ TEST(TranslatedLoop, StoreIntoAPageAnotherVcpuJustMadeCodeInvalidatesIt) {
   EXPECT_FALSE(m.code_map().is_code(kPage));
 }
 
+// A hot translated block ending in STI opens the interrupt window exactly
+// where the interpreter does: the loop sends itself an interrupt (x2APIC
+// self IPI) with IF clear once its blocks are translated; the STI that
+// follows sets IF with a one-instruction shadow, so the interrupt is taken
+// after the INC right after STI, never later (a chained exit would have
+// run the rest of the next block first).
+HV_EMU_SNIPPET(sti_window_loop, R"(
+  mov r15d, 40
+hv_jit_sti_window_top:
+  cli
+  cmp r15d, 20
+  jne hv_jit_sti_window_skip
+  mov ecx, 0x830
+  mov eax, 0x40040
+  xor edx, edx
+  wrmsr
+hv_jit_sti_window_skip:
+  add rax, rdx
+  sub rsi, rax
+  inc r13
+  sti
+hv_jit_sti_window_shadowed:
+  inc r11
+hv_jit_sti_window_after:
+  inc r12
+  dec r15d
+  jnz hv_jit_sti_window_top
+  cli
+  hlt
+)")
+
+HV_EMU_SNIPPET(sti_window_handler, R"(
+  mov r9, [rsp]
+  mov [r10], r9
+  add r10, 8
+  mov [r10], r12
+  add r10, 8
+  mov ecx, 0x80b
+  xor eax, eax
+  xor edx, edx
+  wrmsr
+  iretq
+)")
+
+TEST(TranslatedLoop, StiOpensTheInterruptWindowAfterExactlyOneInstruction) {
+  constexpr uint8_t kVector = 0x40;
+  constexpr uint64_t kHandler = 0x20000, kLog = TestMachine::kData;
+  ManualClock clock{0};
+  PlatformTimers timers{clock};
+  ApicBus bus;
+  LocalApic lapic{0, true, bus, timers};
+  bus.add(lapic);
+  const uint64_t base = LocalApic::kDefaultBase | LocalApic::kApicBaseBsp | LocalApic::kApicBaseEnable;
+  ASSERT_TRUE(lapic.msr_write(LocalApic::kMsrApicBase, base | LocalApic::kApicBaseX2apic).ok());
+  ASSERT_TRUE(lapic.msr_write(LocalApic::kMsrX2apicFirst + LocalApic::kRegSvr / 16, 0x1ff).ok());
+  for (const bool jit : {false, true}) {
+    SCOPED_TRACE(jit ? "translated" : "interpreted");
+    TestMachine m;
+    if (jit) {
+      auto t = Translator::create(1 << 20);
+      ASSERT_TRUE(t.ok()) << t.error().message();
+      m.interpreter().set_translator(std::move(*t));
+    } else {
+      m.interpreter().set_translator(nullptr);
+    }
+    m.cpu().lapic = &lapic;
+    m.write(kHandler, sti_window_handler());
+    const uint64_t gate = (kHandler & 0xffff) | (static_cast<uint64_t>(TestMachine::kCode64) << 16) | (0xeull << 40) |
+                          (1ull << 47) | ((kHandler >> 16) << 48);
+    m.write_value<uint64_t>(TestMachine::kIdt + kVector * 16, gate);
+    m.write_value<uint64_t>(TestMachine::kIdt + kVector * 16 + 8, 0);
+    m.cpu().gpr[10] = kLog;
+    m.load_code(sti_window_loop());
+    const auto outcome = m.run(1'000'000);
+    ASSERT_EQ(outcome.stop, Stop::kHalt) << outcome.detail;
+    ASSERT_EQ(m.cpu().gpr[10], kLog + 16) << "one interrupt taken";
+    // The interrupted RIP: the INC after the shadowed one, R12 not yet incremented that iteration.
+    const auto code = sti_window_loop();
+    const uint64_t after = TestMachine::kCode + code.size() - 10;  // inc r12 (3), dec r15d (3), jnz (2), cli, hlt
+    EXPECT_EQ(m.read<uint64_t>(kLog), after);
+    EXPECT_EQ(m.read<uint64_t>(kLog + 8), 40u - 20u);  // R12 then: the iterations before
+    EXPECT_EQ(m.cpu().gpr[11], 40u);
+    if (jit) EXPECT_GT(m.interpreter().translator()->stats().native_insns, 0u);
+  }
+}
+
 TEST(Translatable, TakesRegisterAluAndRefusesTheRest) {
   Decoder decoder;
   auto decode = [&](std::initializer_list<uint8_t> bytes) {
@@ -1203,6 +1324,8 @@ TEST(Translatable, TakesRegisterAluAndRefusesTheRest) {
   EXPECT_FALSE(translatable(decode({0xf3, 0x64, 0x48, 0xa5})));        // rep movsq from FS
   EXPECT_FALSE(translatable(decode({0xf2, 0x0f, 0x10, 0xc1})));        // movsd xmm0, xmm1 (SSE)
   EXPECT_FALSE(translatable(decode({0xf3, 0x48, 0xa7})));              // repe cmpsq
+  EXPECT_TRUE(translatable(decode({0xfa})));                           // cli
+  EXPECT_TRUE(translatable(decode({0xfb})));                           // sti
 }
 
 }  // namespace
