@@ -4,10 +4,12 @@
 // R14 near a page boundary with a non-present page after it, CMOVcc, SETcc,
 // ADC/SBB, the sign extensions of RAX, XCHG, NOPs, PUSH/POP, CALL and RET,
 // RSP as a register operand, DIV/IDIV (a zero divisor and overflows too),
-// forward Jcc on ZF/CF/SF), long enough that its blocks get hot and translated. The program
-// runs on two machines, one with a Translator; the registers, the defined
-// flags, RIP, CR2, the exception taken, the instruction count and the data
-// memory must agree, or the target aborts with the first difference.
+// LOCK CMPXCHG/XADD and XCHG with memory, aligned or not, and their
+// register forms, PUSHFQ, CLI/STI, MOVS/STOS with and without REP near the page
+// boundary (DF set by STD now and then, cleared by CLD), forward Jcc on ZF/CF/SF), long enough that its blocks get hot
+// and translated. The program runs on two machines, one with a Translator; the registers, the defined flags, RIP, CR2,
+// the exception taken, the instruction count and the data memory must agree, or the target aborts with the first
+// difference.
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -68,7 +70,7 @@ std::vector<uint8_t> instruction(Input& in, bool* is_branch) {
   static constexpr uint8_t kDefinedConditions[] = {0x2, 0x3, 0x4, 0x5, 0x6, 0x7, 0x8, 0x9, 0xa, 0xb};
   const uint8_t cc = kDefinedConditions[(a ^ b) % sizeof(kDefinedConditions)];
   const uint8_t d8 = static_cast<uint8_t>(b & 0x3f);
-  switch (kind % 25) {
+  switch (kind % 29) {
     case 0:
     case 1: {  // ALU reg, reg
       static constexpr uint8_t kOpcodes[] = {0x01, 0x09, 0x21, 0x29, 0x31, 0x39, 0x85, 0x89};
@@ -190,6 +192,48 @@ std::vector<uint8_t> instruction(Input& in, bool* is_branch) {
       } else {
         i.insert(i.end(), {rex(w, 0, 0, r2), 0xf7, modrm(3, ext, r2)});
       }
+      return i;
+    }
+    case 25: {  // LOCK CMPXCHG / LOCK XADD / XCHG with [R14 + disp8] (any alignment), or the register forms
+      const bool byte = a & 0x80;       // 8 bits: always aligned
+      const uint8_t sz = byte ? 0 : 1;  // the opcode's low bit: 0 for bytes
+      switch ((kind >> 3) % 5) {
+        case 0: return {0xf0, rex(w && !byte, r1, 0, 14), 0x0f, static_cast<uint8_t>(0xb0 | sz), modrm(1, r1, 14), d8};
+        case 1: return {0xf0, rex(w && !byte, r1, 0, 14), 0x0f, static_cast<uint8_t>(0xc0 | sz), modrm(1, r1, 14), d8};
+        case 2: return {rex(w && !byte, r1, 0, 14), static_cast<uint8_t>(0x86 | sz), modrm(1, r1, 14), d8};
+        case 3: return {rex(w, r2, 0, r1), 0x0f, 0xb1, modrm(3, r2, r1)};
+        default: return {rex(w, r2, 0, r1), 0x0f, 0xc1, modrm(3, r2, r1)};
+      }
+    }
+    case 26:  // PUSHFQ; AND qword [RSP], ~(AF | OF) (undefined after some instructions here); POP r1; or CLI / STI
+      if (((kind >> 3) & 3) == 3) return {static_cast<uint8_t>(a & 1 ? 0xfb : 0xfa)};
+      return {0x9c,
+              0x48,
+              0x81,
+              0x24,
+              0x24,
+              0xef,
+              0xf7,
+              0xff,
+              0xff,
+              rex(false, 0, 0, r1),
+              static_cast<uint8_t>(0x58 | (r1 & 7))};
+    case 27:
+    case 28: {  // LEA RDI/RSI near R14; MOV ECX, 0..31; [REP] MOVS/STOS of 1..8 bytes; or STD / CLD
+      if ((kind >> 3) % 8 == 7) return {static_cast<uint8_t>(a & 1 ? 0xfd : 0xfc)};
+      static constexpr uint8_t kOps[] = {0xa4, 0xa5, 0xaa, 0xab};  // movs / stos, byte or full size
+      const uint8_t op = kOps[(kind >> 3) % 4];
+      std::vector<uint8_t> i = {0x49, 0x8d,
+                                0x7e, d8,  // lea rdi, [r14 + d8]
+                                0x49, 0x8d,
+                                0x76, static_cast<uint8_t>(a & 0x3f),  // lea rsi, [r14 + d8']
+                                0xb9, static_cast<uint8_t>(b >> 3 & 0x1f),
+                                0,    0,
+                                0};                                // mov ecx, 0..31
+      if (kind & 0x40) i.push_back(0x66);                          // 16-bit
+      if (b & 1) i.insert(i.end() - (kind & 0x40 ? 1 : 0), 0xf3);  // REP before the operand size prefix
+      if (w && !(kind & 0x40)) i.push_back(0x48);
+      i.push_back(op);
       return i;
     }
     default: {  // Jcc rel8 on ZF, CF or SF (defined after every instruction used) over the next instruction

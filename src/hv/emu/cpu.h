@@ -273,6 +273,9 @@ struct JitRun {
   bool jump_missed = false;
   uint64_t jump_hits = 0, jump_misses = 0;            // statistics
   uint64_t tlb_refills = 0, tlb_refill_failures = 0;  // the refill routine's (statistics)
+  // A translated MOVS/STOS: the destination's host address between its
+  // checks, then RDI and RSI as the instruction leaves them (jit/translate_string.h).
+  uint64_t string_scratch[3] = {};
 };
 
 struct Cpu {

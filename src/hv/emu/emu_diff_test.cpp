@@ -289,6 +289,8 @@ SNIP(cmpxchg64, "cmpxchg rbx, rcx")
 SNIP(xadd32, "xadd eax, ebx")
 SNIP(xadd64, "xadd rax, rbx")
 SNIP(xadd8, "xadd al, bl")
+SNIP(xadd_same, "xadd rbx, rbx")  // one register as both: the sum wins
+SNIP(cmpxchg_same, "cmpxchg rbx, rbx")
 SNIP(cmovs, "cmp rax, rbx\n cmovl rcx, rdx\n cmovb r8, r9\n cmovz r10, r11\n cmovnbe esi, edi")
 SNIP(cmov32, "test eax, eax\n cmovs ebx, ecx\n cmovp edx, esi\n cmovno edi, r8d")
 SNIP(setccs, "cmp rax, rbx\n seto cl\n setno ch\n setb dl\n setae dh\n setz r8b\n setnz r9b\n setbe r10b\n seta r11b")
@@ -577,6 +579,8 @@ const std::vector<Case>& cases() {
       C(cmpxchg64, kPlain, 8, 0),
       C(xadd32, kPlain, 4, 0),
       C(xadd64, kPlain, 8, 0),
+      C(xadd_same, kPlain, 8, 0),
+      C(cmpxchg_same, kPlain, 8, 0),
       C(xadd8, kPlain, 1, 0),
       C(cmovs, kPlain, 8, 0),
       C(cmov32, kPlain, 4, kLogicUndef),

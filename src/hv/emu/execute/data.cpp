@@ -73,6 +73,15 @@ void h_cmpxchg8b(Cpu& cpu, const Insn& insn) {
 void h_xadd(Cpu& cpu, const Insn& insn) {
   const unsigned size = insn.op[0].size;
   const uint64_t src = get_reg(cpu, insn.op[1].reg, size, insn.op[1].high8);
+  if (insn.op[0].kind == OpKind::kReg) {
+    // The SDM's order: SRC = DEST, then DEST = the sum, so XADD of one
+    // register with itself leaves the sum (twice the value), as hardware does.
+    const uint64_t old = get_reg(cpu, insn.op[0].reg, size, insn.op[0].high8);
+    set_reg(cpu, insn.op[1].reg, size, old, insn.op[1].high8);
+    set_reg(cpu, insn.op[0].reg, size, old + src, insn.op[0].high8);
+    record_flags(cpu, FlagOp::kAdd, size, old + src, old, src);
+    return;
+  }
   const uint64_t old = rmw(cpu, insn, [&](uint64_t x) { return x + src; });
   set_reg(cpu, insn.op[1].reg, size, old, insn.op[1].high8);
   record_flags(cpu, FlagOp::kAdd, size, old + src, old, src);

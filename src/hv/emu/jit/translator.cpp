@@ -12,7 +12,10 @@
 #include "hv/emu/condition_mnemonics.h"
 #include "hv/emu/flags.h"
 #include "hv/emu/jit/emitter.h"
+#include "hv/emu/jit/translate_atomic.h"
 #include "hv/emu/jit/translate_divide.h"
+#include "hv/emu/jit/translate_flags.h"
+#include "hv/emu/jit/translate_string.h"
 #include "hv/emu/mmu.h"
 #include "memory/guest_memory.h"
 
@@ -80,6 +83,8 @@ FlagEffect writes_flags(const Insn& insn) {
   if (is_cmovcc(insn.mnemonic) || is_setcc(insn.mnemonic)) return FlagEffect::kRead;
   if (is_sign_extension(insn.mnemonic)) return FlagEffect::kNone;
   if (is_divide(insn)) return FlagEffect::kNone;  // the interpreter keeps them (undefined): so does the translation
+  if (is_pushf(insn)) return FlagEffect::kRead;
+  if (is_string_move_or_store(insn) || is_cli_or_sti(insn)) return FlagEffect::kNone;
   switch (insn.mnemonic) {
     case ZYDIS_MNEMONIC_ADC:
     case ZYDIS_MNEMONIC_SBB: return FlagEffect::kSome;
@@ -254,6 +259,8 @@ uint16_t named_registers(const Insn& insn) {
   uint16_t named = 0;
   if (is_sign_extension(insn.mnemonic)) named = writes_rdx_too(insn.mnemonic) ? 0x5 : 0x1;
   if (is_divide(insn)) named = 0x5;  // RDX:RAX
+  if (is_atomic_rmw(insn)) named |= atomic_implicit_registers(insn);
+  if (is_string_move_or_store(insn)) named |= string_registers(insn);
   for (unsigned i = 0; i < insn.nops; ++i) {
     const Operand& o = insn.op[i];
     if (o.kind == OpKind::kReg) named |= static_cast<uint16_t>(1u << o.reg);  // AH..BH are 0..3 + high8
@@ -373,6 +380,9 @@ bool translatable(const Insn& insn) {
   if (insn.mnemonic == ZYDIS_MNEMONIC_NOP) return !insn.ends_block && !(insn.prefixes & ~kPrefixSegOverride);
   // CBW..CQO name RAX (and RDX) implicitly; copied as they are.
   if (is_sign_extension(insn.mnemonic)) return insn.prefixes == 0 && !insn.ends_block;
+  if (is_pushf(insn)) return pushf_translatable(insn);
+  if (is_string_move_or_store(insn)) return string_translatable(insn);  // ends its block
+  if (is_cli_or_sti(insn)) return true;                                 // ends its block
   if (is_stack_op(insn)) {
     // 64-bit PUSH/POP of a register other than RSP, or PUSH of an immediate.
     if (insn.nops != 1 || insn.opsize != 8 || insn.prefixes != 0 || insn.ends_block) return false;
@@ -384,6 +394,8 @@ bool translatable(const Insn& insn) {
     // As themselves, the host's flags being the guest's.
   } else if (is_divide(insn)) {
     if (!divide_translatable(insn)) return false;
+  } else if (is_atomic_rmw(insn)) {
+    if (!atomic_translatable(insn)) return false;
   } else if (insn.mnemonic == ZYDIS_MNEMONIC_XCHG) {
     // Only between registers: with memory it is an implied LOCK.
     for (unsigned i = 0; i < insn.nops; ++i)
@@ -430,8 +442,9 @@ bool translatable(const Insn& insn) {
       default: return false;
     }
   // A segment override only matters for FS and GS (added to the address);
-  // LOCK and REP are never taken.
-  if ((insn.prefixes & ~kPrefixSegOverride) != 0 || insn.ends_block || insn.nops == 0) return false;
+  // REP is never taken, LOCK only on CMPXCHG/XADD (translate_atomic.h).
+  const uint8_t allowed = kPrefixSegOverride | (is_atomic_rmw(insn) ? kPrefixLock : 0);
+  if ((insn.prefixes & ~allowed) != 0 || insn.ends_block || insn.nops == 0) return false;
   bool has_mem = false;
   const bool rsp = names_rsp(insn);
   if (rsp && !rsp_operand_form(insn)) return false;
@@ -530,6 +543,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     bool flags_needed;        // ... and the instruction or a later one reads them, or the exit stores them
     Rewritten rewritten;      // with a memory operand: its encoding around it
     bool divide;              // DIV/IDIV: checked first for what would raise #DE (translate_divide.h)
+    bool string = false;      // MOVS/STOS: one whole dispatch within a page, or none (translate_string.h)
   };
   std::vector<Step> steps;
   uint64_t off = start;
@@ -541,7 +555,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     Step step{&insn,
               off,
               mem_operand(insn),
-              is_stack_op(insn),
+              is_stack_op(insn) || is_pushf(insn),
               insn.mnemonic != ZYDIS_MNEMONIC_NOP && !is_stack_op(insn) && names_rsp(insn),
               {},
               {},
@@ -549,11 +563,14 @@ bool Translator::translate(Cpu& cpu, Block& block) {
               false,
               {},
               is_divide(insn)};
+    step.string = is_string_move_or_store(insn);
+    if (step.string) step.mem = -1;
     const uint16_t named = named_registers(insn);
     if (step.mem >= 0) {
       if (!split_encoding(decoder_, page + off, insn.len, step.rewritten)) break;
     }
-    if (step.mem >= 0 || step.stack || step.rsp || step.divide) step.scratch = pick_scratch(named);
+    if (step.mem >= 0 || step.stack || step.rsp || step.divide || step.string || is_cli_or_sti(insn))
+      step.scratch = pick_scratch(named);
     if (step.rsp && !replace_rsp(decoder_, page + off, insn.len, step.scratch.u, step.rsp_form)) break;
     used |= named;
     switch (writes_flags(insn)) {
@@ -610,7 +627,9 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     // A memory instruction's side exit (a TLB miss: the interpreter runs it)
     // stores the flags its pushfq saved, so they must be the guest's when it
     // starts, even if it then writes them all itself.
-    if ((steps[i].mem >= 0 || steps[i].stack || steps[i].divide) && steps[i].flags_valid_before) needed = true;
+    if ((steps[i].mem >= 0 || steps[i].stack || steps[i].divide || steps[i].string || is_cli_or_sti(*steps[i].insn)) &&
+        steps[i].flags_valid_before)
+      needed = true;
   }
 
   const bool user = cpu.cpl == 3;
@@ -953,11 +972,21 @@ bool Translator::translate(Cpu& cpu, Block& block) {
       // then RSP moves, then the register is written (it is not RSP). A miss
       // leaves before either, RSP as it was.
       const Scratch sc = st.scratch;
-      const bool push = insn.mnemonic == ZYDIS_MNEMONIC_PUSH;
+      const bool push = insn.mnemonic == ZYDIS_MNEMONIC_PUSH || is_pushf(insn);
       Miss miss{{}, i, insn_rip, st.flags_valid_before, sc, {}};
       const int32_t depth = begin_access(sc, st.flags_valid_before);
       load_guest_rsp(sc, depth, push ? -8 : 0);
       emit_check(sc, depth, 8, push, miss.jumps, miss.check);
+      if (is_pushf(insn)) {
+        // RSP first (T = the Cpu after it), then S free for the value; the
+        // check saved the guest's arithmetic flags at [RSP] (PUSHFQ reads them).
+        store_guest_rsp(sc, depth, 0);
+        emit_pushf_value(e, sc.s, sc.t, CPU_FIELD(rflags), 0);
+        e.store(sc.u, 0, sc.s);
+        end_access(sc, depth, st.flags_needed);
+        misses.push_back(std::move(miss));
+        continue;
+      }
       if (!push) {
         mov_from_u(insn.op[0].reg, sc.u);
       } else if (insn.op[0].kind == OpKind::kImm) {
@@ -996,6 +1025,44 @@ bool Translator::translate(Cpu& cpu, Block& block) {
       misses.push_back(std::move(miss));
       continue;
     }
+    if (st.string) {
+      // The checks (DF, the range within a page), the destination's (and
+      // source's) soft-TLB check, then the host's own instruction; a failure
+      // leaves before it, RCX = 0 with REP skips it.
+      const Scratch sc = st.scratch;
+      Miss miss{{}, i, insn_rip, st.flags_valid_before, sc, {}};
+      Miss source = miss;
+      const int32_t depth = begin_access(sc, st.flags_valid_before);
+      const StringLayout layout{depth + kSlotCpu, CPU_FIELD(rflags), CPU_FIELD(jit.string_scratch)};
+      std::vector<size_t> nothing;
+      emit_string_checks(e, insn, layout, sc.s, sc.t, miss.jumps, nothing);
+      emit_string_destination(e, sc.s);
+      emit_check(sc, depth, 1, true, miss.jumps, miss.check);
+      emit_string_keep_destination(e, layout, sc.u, sc.t);
+      const bool movs = string_registers(insn) & (1u << kRsi);
+      if (movs) {
+        emit_string_source(e, sc.s);
+        emit_check(sc, depth, 1, false, source.jumps, source.check);
+      }
+      emit_string_run(e, insn, page + st.offset, layout, sc.s, sc.t, sc.u);
+      for (size_t at : nothing) e.patch_rel32(at, e.size());
+      end_access(sc, depth, st.flags_needed);
+      misses.push_back(std::move(miss));
+      if (movs) misses.push_back(std::move(source));
+      continue;
+    }
+    if (is_cli_or_sti(insn)) {
+      // IF in the Cpu (translate_flags.h); at CPL > 0 the interpreter's.
+      const Scratch sc = st.scratch;
+      Miss miss{{}, i, insn_rip, st.flags_valid_before, sc, {}};
+      const int32_t depth = begin_access(sc, st.flags_valid_before);
+      const InterruptFlagLayout layout{depth + kSlotCpu, CPU_FIELD(rflags), CPU_FIELD(cpl),
+                                       CPU_FIELD(interrupt_shadow)};
+      emit_cli_sti(e, insn, layout, sc.s, miss.jumps);
+      end_access(sc, depth, st.flags_needed);
+      misses.push_back(std::move(miss));
+      continue;
+    }
     if (st.rsp) {
       // S = the Cpu, U = the guest's RSP; the instruction on U; RSP back
       // if it wrote it. MOVs only: the flags are the instruction's.
@@ -1022,6 +1089,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     const int32_t depth = begin_access(sc, st.flags_valid_before);
     emit_linear_address(insn, insn_rip, sc, depth);
     emit_check(sc, depth, size, write, miss.jumps, miss.check);
+    if (atomic_locked(insn)) emit_alignment_check(e, sc.s, size, miss.jumps);
     if (used & (1u << sc.s)) e.load(sc.s, kRsp, depth + kSlotS);
     if (used & (1u << sc.t)) e.load(sc.t, kRsp, depth + kSlotT);
     if (depth) {
@@ -1125,6 +1193,11 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     e.store(kRax, CPU_FIELD(rip), kRcx);
     e.add_mem_imm8(kRax, CPU_FIELD(jit.executed), -1);
     e.add_mem_imm8(kRax, CPU_FIELD(jit.side_exits), 1);
+    jmp_epilogue();
+  } else if (count && is_sti(*steps[count - 1].insn)) {
+    // Back to the run loop, never chained: the instruction after STI runs
+    // alone under its interrupt shadow there (translate_flags.h).
+    emit_state_out(count, end_rip, store_flags);
     jmp_epilogue();
   } else {
     emit_exit(count, end_rip, store_flags);

@@ -715,6 +715,317 @@ TEST_F(TranslatorVsInterpreter, DivideFaultsAndOverflowsAreTheInterpreters) {
   }
 }
 
+// PUSHFQ runs natively: the pushed RFLAGS carries the guest's arithmetic
+// flags (all defined after ADD/SUB/CMP) and the rest of Cpu::rflags (DF
+// set here, IF clear), VM and RF never; POP takes it into a register the
+// loop sums, and the stack slot stays for the comparison.
+HV_EMU_SNIPPET(pushf_loop, R"(
+  mov ecx, 60
+hv_jit_pushf_top:
+  add rax, rdx
+  pushfq
+  pop rbx
+  add rsi, rbx
+  cmp rax, r8
+  pushfq
+  pop r9
+  add r10, r9
+  sub rdx, rcx
+  pushfq
+  add rsp, 8
+  dec ecx
+  jnz hv_jit_pushf_top
+  hlt
+)")
+
+TEST_F(TranslatorVsInterpreter, PushfqRunsNativelyAndAgrees) {
+  load(pushf_loop());
+  on_both([](TestMachine& m) {
+    set_inputs(m);
+    m.cpu().gpr[4] = TestMachine::kStackTop - 64;
+    m.cpu().gpr[8] = 0x0123456789abcdefull;
+    m.cpu().rflags |= kFlagDf | kFlagRf;
+  });
+  run_and_compare();
+  EXPECT_EQ(translated().vector_taken(), -1);
+  // The last PUSHFQ's slot (below RSP now): DF and the arithmetic flags, no RF.
+  const uint64_t pushed = translated().read<uint64_t>(TestMachine::kStackTop - 72);
+  EXPECT_EQ(pushed, reference().read<uint64_t>(TestMachine::kStackTop - 72));
+  EXPECT_TRUE(pushed & kFlagDf);
+  EXPECT_FALSE(pushed & kFlagRf);
+  EXPECT_GE(stats().native_insns, 13u * (59 - Translator::kHotUses));
+  EXPECT_EQ(stats().side_exits, 0u);
+}
+
+// A PUSHFQ walking down into a missing page, at every position of a hot
+// block of instructions that define every flag: the #PF (and the #DF its
+// frame raises) leaves RSP, the flags, RIP and the count as the
+// interpreter does, and every pushed RFLAGS before it is the interpreter's.
+TEST_F(TranslatorVsInterpreter, PushfqFaultAtEachPositionIsExact) {
+  constexpr uint64_t kMissing = TestMachine::kData + 0x1000;
+  const std::vector<std::vector<uint8_t>> ops = {
+      {0x48, 0x01, 0xd0},              // add rax, rdx
+      {0x49, 0x29, 0xf2},              // sub r10, rsi
+      {0x4c, 0x8d, 0x44, 0xb0, 0x09},  // lea r8, [rax + rsi*4 + 9]
+      {0x49, 0xff, 0xc1},              // inc r9
+      {0x48, 0x83, 0xea, 0x05},        // sub rdx, 5
+  };
+  for (size_t k = 0; k <= ops.size(); ++k) {
+    SCOPED_TRACE("pushfq at " + std::to_string(k));
+    SetUp();
+    std::vector<uint8_t> body;
+    for (size_t i = 0; i < ops.size(); ++i) {
+      if (i == k) body.push_back(0x9c);
+      body.insert(body.end(), ops[i].begin(), ops[i].end());
+    }
+    if (k == ops.size()) body.push_back(0x9c);
+    load(counted_loop(body));
+    on_both([&](TestMachine& m) {
+      set_inputs(m);
+      m.cpu().gpr[4] = kMissing + 0x1000 + 8 * 30;  // the 31st push is the first in the missing page
+      m.set_pte(kMissing, 0);
+    });
+    run_and_compare();
+    EXPECT_EQ(translated().cpu().cr2, kMissing + 0xff8);
+    for (uint64_t a = kMissing + 0x1000; a < kMissing + 0x1000 + 8 * 30; a += 8)
+      ASSERT_EQ(reference().read<uint64_t>(a), translated().read<uint64_t>(a)) << "pushed at " << a;
+    if (k >= Translator::kMinInsns) EXPECT_GT(stats().native_insns, 0u);
+    EXPECT_GT(stats().side_exits, 0u);
+  }
+}
+
+// LOCK CMPXCHG (succeeding and failing), LOCK XADD, XCHG with memory (an
+// implied LOCK) of 8, 4, 2 and 1 bytes, and the register forms, all aligned:
+// host LOCK'd instructions on the host address, no side exit.
+HV_EMU_SNIPPET(atomic_loop, R"(
+  mov ecx, 60
+hv_jit_atomic_top:
+  mov rax, [rbx]
+  lea rdx, [rax + 1]
+  lock cmpxchg [rbx], rdx
+  lock cmpxchg [rbx + 8], rsi
+  lock xadd [rbx + 16], rbp
+  lock xadd dword ptr [rbx + 24], r8d
+  xchg [rbx + 32], r9
+  lock cmpxchg word ptr [rbx + 40], r10w
+  lock xadd byte ptr [rbx + 42], dl
+  cmpxchg r11, r12
+  xadd r13, r14
+  cmpxchg qword ptr [rbx + 48], rdi
+  add rsi, rax
+  dec ecx
+  jnz hv_jit_atomic_top
+  hlt
+)")
+
+TEST_F(TranslatorVsInterpreter, AtomicReadModifyWritesRunNativelyAndAgree) {
+  load(atomic_loop());
+  on_both([](TestMachine& m) {
+    set_inputs(m);
+    Cpu& c = m.cpu();
+    c.gpr[3] = TestMachine::kData + 0x100;
+    c.gpr[7] = 0x55;
+    c.gpr[8] = 0x80000001;
+    c.gpr[11] = 7;
+    c.gpr[12] = 9;
+    m.write_value<uint64_t>(TestMachine::kData + 0x100, 0x1000);
+    m.write_value<uint64_t>(TestMachine::kData + 0x108, 0x1234);
+    m.write_value<uint64_t>(TestMachine::kData + 0x128, 0xffff);
+  });
+  run_and_compare();
+  EXPECT_EQ(translated().vector_taken(), -1);
+  EXPECT_EQ(translated().read<uint64_t>(TestMachine::kData + 0x100), 0x1000u + 60);  // every CMPXCHG succeeded
+  EXPECT_GE(stats().native_insns, 14u * (59 - Translator::kHotUses));
+  EXPECT_EQ(stats().side_exits, 0u);
+}
+
+// A locked access that is not aligned never runs as a host LOCK'd
+// instruction (it might split a cache line): the translation leaves before
+// it and the interpreter's atomic path runs it, at every offset of an
+// 8-byte operand around a cache line (the aligned ones stay native). And a
+// LOCK CMPXCHG walking into a missing page faults as in the interpreter.
+TEST_F(TranslatorVsInterpreter, MisalignedOrFaultingLockedAccessesAreTheInterpreters) {
+  for (unsigned offset = 0; offset < 8; ++offset) {
+    SCOPED_TRACE("offset " + std::to_string(offset));
+    SetUp();
+    load(counted_loop({
+        0x48, 0x01, 0xd0,              // add rax, rdx
+        0xf0, 0x48, 0x0f, 0xc1, 0x33,  // lock xadd [rbx], rsi
+        0x49, 0x29, 0xf2,              // sub r10, rsi
+        0x48, 0x87, 0x4b, 0x08,        // xchg [rbx + 8], rcx
+        0x49, 0xff, 0xc1,              // inc r9
+    }));
+    on_both([&](TestMachine& m) {
+      set_inputs(m);
+      m.cpu().gpr[3] = TestMachine::kData + 0x40 - 8 + offset;  // [rbx] up to the line, [rbx + 8] past it
+    });
+    run_and_compare();
+    EXPECT_EQ(translated().vector_taken(), -1);
+    EXPECT_GT(stats().native_insns, 0u);
+    if (offset == 0) {
+      EXPECT_EQ(stats().side_exits, 0u);
+    } else {
+      EXPECT_GE(stats().side_exits, 39u - Translator::kHotUses);
+    }
+  }
+  SetUp();
+  constexpr uint64_t kMissing = TestMachine::kData + 0x1000;
+  load(counted_loop({
+      0x48, 0x01, 0xd0,              // add rax, rdx
+      0xf0, 0x48, 0x0f, 0xb1, 0x33,  // lock cmpxchg [rbx], rsi
+      0x49, 0x29, 0xf2,              // sub r10, rsi
+      0x48, 0x83, 0xc3, 0x08,        // add rbx, 8
+  }));
+  on_both([&](TestMachine& m) {
+    set_inputs(m);
+    m.cpu().gpr[3] = kMissing - 8 * 30;  // the 31st access faults
+    m.set_pte(kMissing, 0);
+  });
+  run_and_compare();
+  EXPECT_EQ(translated().vector_taken(), kPf);
+  EXPECT_EQ(translated().cpu().cr2, kMissing);
+  EXPECT_GT(stats().native_insns, 0u);
+}
+
+// MOVS and STOS with and without REP, bytes to qwords, an overlapping
+// forward copy and REP with RCX = 0: each ends its block, and runs as the
+// host's own instruction when all its bytes lie within one page and DF is
+// clear. With DF set (backwards) or a range crossing a page the
+// translation leaves before it and the interpreter runs it; the state,
+// memory and count agree either way.
+HV_EMU_SNIPPET(string_loop, R"(
+  mov r15d, 40
+hv_jit_string_top:
+  lea rdi, [rbx + 8]
+  mov ecx, 30
+  add rax, r15
+  rep stosq
+  lea rsi, [rbx + 8]
+  lea rdi, [rbx + 0x403]
+  mov ecx, 100
+  rep movsb
+  lea rsi, [rbx + 0x400]
+  lea rdi, [rbx + 0x404]
+  mov ecx, 50
+  rep movsd
+  mov rdi, r12
+  add rax, 3
+  stosw
+  mov rsi, rbx
+  lea rdi, [rbx + 0x600]
+  movsq
+  xor ecx, ecx
+  lea rdi, [rbx + 0x700]
+  rep stosb
+  add r12, 2
+  dec r15d
+  jnz hv_jit_string_top
+  hlt
+)")
+
+TEST_F(TranslatorVsInterpreter, StringMovesAndStoresAgree) {
+  struct Case {
+    const char* name;
+    uint64_t rbx;
+    bool df;
+    bool native;  // every string instruction within one page, forwards
+  };
+  const Case cases[] = {
+      {"within pages", TestMachine::kData + 0x800, false, true},
+      {"DF set", TestMachine::kData + 0x800, true, false},
+      {"crossing a page", TestMachine::kData + 0xf40, false, false},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    SetUp();
+    load(string_loop());
+    on_both([&](TestMachine& m) {
+      set_inputs(m);
+      Cpu& cpu = m.cpu();
+      cpu.gpr[3] = c.rbx;
+      cpu.gpr[12] = TestMachine::kData + 0x100;
+      if (c.df) cpu.rflags |= kFlagDf;
+      for (uint64_t a = 0; a < 0x2000; a += 8)
+        m.write_value<uint64_t>(TestMachine::kData + a, a * 0x0101010101010101ull);
+    });
+    run_and_compare();
+    EXPECT_EQ(translated().vector_taken(), -1);
+    EXPECT_GT(stats().native_insns, 0u);
+    if (c.native) {
+      EXPECT_EQ(stats().side_exits, 0u);
+      EXPECT_GE(stats().native_insns, 21u * (39 - Translator::kHotUses));
+    } else {
+      EXPECT_GT(stats().side_exits, 0u);
+    }
+  }
+}
+
+// A REP STOSQ walking into a missing page faults as in the interpreter:
+// the translation's soft-TLB check misses, it leaves before the
+// instruction, and the interpreter raises the #PF (RDI, RCX, CR2, the
+// count); one starting in the page before and crossing into it is the
+// interpreter's from the start (its iterations before the fault done).
+TEST_F(TranslatorVsInterpreter, StringFaultsAreExact) {
+  constexpr uint64_t kMissing = TestMachine::kData + 0x1000;
+  for (const uint64_t start : {kMissing - 0x100 * 30, kMissing - 0x100 * 30 - 16}) {
+    SCOPED_TRACE(start);
+    SetUp();
+    load(counted_loop({
+        0x4c, 0x89, 0xe7,                          // mov rdi, r12
+        0x49, 0x89, 0xcd,                          // mov r13, rcx
+        0xb9, 4,    0,    0,    0,                 // mov ecx, 4
+        0x48, 0x01, 0xd0,                          // add rax, rdx
+        0xf3, 0x48, 0xab,                          // rep stosq
+        0x4c, 0x89, 0xe9,                          // mov rcx, r13
+        0x49, 0x81, 0xc4, 0x00, 0x01, 0x00, 0x00,  // add r12, 0x100
+    }));
+    on_both([&](TestMachine& m) {
+      set_inputs(m);
+      m.cpu().gpr[12] = start;
+      m.set_pte(kMissing, 0);
+    });
+    run_and_compare();
+    EXPECT_EQ(translated().vector_taken(), kPf);
+    EXPECT_EQ(translated().cpu().cr2, kMissing);
+    EXPECT_GT(stats().native_insns, 0u);
+  }
+}
+
+// CLI and STI at CPL 0 end their blocks and run natively (IF in the Cpu),
+// PUSHFQ after each seeing the IF they left; the states agree.
+HV_EMU_SNIPPET(cli_sti_loop, R"(
+  mov ecx, 40
+hv_jit_cli_sti_top:
+  add rax, rdx
+  pushfq
+  pop rbx
+  cli
+  add rsi, rbx
+  sub rdx, rcx
+  pushfq
+  pop r8
+  sti
+  add r9, r8
+  add r10, rbx
+  dec ecx
+  jnz hv_jit_cli_sti_top
+  cli
+  hlt
+)")
+
+TEST_F(TranslatorVsInterpreter, CliAndStiRunNativelyAndAgree) {
+  load(cli_sti_loop());
+  on_both([](TestMachine& m) {
+    set_inputs(m);
+    m.cpu().gpr[4] = TestMachine::kStackTop - 64;
+  });
+  run_and_compare();
+  EXPECT_EQ(translated().vector_taken(), -1);
+  EXPECT_FALSE(translated().cpu().rflags & kFlagIf);
+  EXPECT_GE(stats().native_insns, 12u * (39 - Translator::kHotUses));
+  EXPECT_EQ(stats().side_exits, 0u);
+}
+
 HV_EMU_SNIPPET(counting_loop, R"(
 hv_jit_counting_loop_top:
   inc qword ptr [rbx]
@@ -874,6 +1185,92 @@ TEST(TranslatedLoop, StoreIntoAPageAnotherVcpuJustMadeCodeInvalidatesIt) {
   EXPECT_FALSE(m.code_map().is_code(kPage));
 }
 
+// A hot translated block ending in STI opens the interrupt window exactly
+// where the interpreter does: the loop sends itself an interrupt (x2APIC
+// self IPI) with IF clear once its blocks are translated; the STI that
+// follows sets IF with a one-instruction shadow, so the interrupt is taken
+// after the INC right after STI, never later (a chained exit would have
+// run the rest of the next block first).
+HV_EMU_SNIPPET(sti_window_loop, R"(
+  mov r15d, 40
+hv_jit_sti_window_top:
+  cli
+  cmp r15d, 20
+  jne hv_jit_sti_window_skip
+  mov ecx, 0x830
+  mov eax, 0x40040
+  xor edx, edx
+  wrmsr
+hv_jit_sti_window_skip:
+  add rax, rdx
+  sub rsi, rax
+  inc r13
+  sti
+hv_jit_sti_window_shadowed:
+  inc r11
+hv_jit_sti_window_after:
+  inc r12
+  dec r15d
+  jnz hv_jit_sti_window_top
+  cli
+  hlt
+)")
+
+HV_EMU_SNIPPET(sti_window_handler, R"(
+  mov r9, [rsp]
+  mov [r10], r9
+  add r10, 8
+  mov [r10], r12
+  add r10, 8
+  mov ecx, 0x80b
+  xor eax, eax
+  xor edx, edx
+  wrmsr
+  iretq
+)")
+
+TEST(TranslatedLoop, StiOpensTheInterruptWindowAfterExactlyOneInstruction) {
+  constexpr uint8_t kVector = 0x40;
+  constexpr uint64_t kHandler = 0x20000, kLog = TestMachine::kData;
+  ManualClock clock{0};
+  PlatformTimers timers{clock};
+  ApicBus bus;
+  LocalApic lapic{0, true, bus, timers};
+  bus.add(lapic);
+  const uint64_t base = LocalApic::kDefaultBase | LocalApic::kApicBaseBsp | LocalApic::kApicBaseEnable;
+  ASSERT_TRUE(lapic.msr_write(LocalApic::kMsrApicBase, base | LocalApic::kApicBaseX2apic).ok());
+  ASSERT_TRUE(lapic.msr_write(LocalApic::kMsrX2apicFirst + LocalApic::kRegSvr / 16, 0x1ff).ok());
+  for (const bool jit : {false, true}) {
+    SCOPED_TRACE(jit ? "translated" : "interpreted");
+    TestMachine m;
+    if (jit) {
+      auto t = Translator::create(1 << 20);
+      ASSERT_TRUE(t.ok()) << t.error().message();
+      m.interpreter().set_translator(std::move(*t));
+    } else {
+      m.interpreter().set_translator(nullptr);
+    }
+    m.cpu().lapic = &lapic;
+    m.write(kHandler, sti_window_handler());
+    const uint64_t gate = (kHandler & 0xffff) | (static_cast<uint64_t>(TestMachine::kCode64) << 16) | (0xeull << 40) |
+                          (1ull << 47) | ((kHandler >> 16) << 48);
+    m.write_value<uint64_t>(TestMachine::kIdt + kVector * 16, gate);
+    m.write_value<uint64_t>(TestMachine::kIdt + kVector * 16 + 8, 0);
+    m.cpu().gpr[10] = kLog;
+    m.load_code(sti_window_loop());
+    const auto outcome = m.run(1'000'000);
+    ASSERT_EQ(outcome.stop, Stop::kHalt) << outcome.detail;
+    ASSERT_EQ(m.cpu().gpr[10], kLog + 16) << "one interrupt taken";
+    // The interrupted RIP: the INC after the shadowed one, R12 not yet incremented that iteration.
+    const auto code = sti_window_loop();
+    const uint64_t after = TestMachine::kCode + code.size() - 10;  // inc r12 (3), dec r15d (3), jnz (2), cli, hlt
+    EXPECT_EQ(m.read<uint64_t>(kLog), after);
+    EXPECT_EQ(m.read<uint64_t>(kLog + 8), 40u - 20u);  // R12 then: the iterations before
+    EXPECT_EQ(m.cpu().gpr[11], 40u);
+    if (jit) EXPECT_GT(m.interpreter().translator()->stats().native_insns, 0u);
+  }
+}
+
 TEST(Translatable, TakesRegisterAluAndRefusesTheRest) {
   Decoder decoder;
   auto decode = [&](std::initializer_list<uint8_t> bytes) {
@@ -911,7 +1308,7 @@ TEST(Translatable, TakesRegisterAluAndRefusesTheRest) {
   EXPECT_TRUE(translatable(decode({0x0f, 0x92, 0xc0})));               // setb al
   EXPECT_TRUE(translatable(decode({0x48, 0x98})));                     // cdqe
   EXPECT_TRUE(translatable(decode({0x0f, 0x1f, 0x44, 0x00, 0x00})));   // nop [rax + rax]
-  EXPECT_FALSE(translatable(decode({0x48, 0x87, 0x03})));              // xchg [rbx], rax: an implied LOCK
+  EXPECT_TRUE(translatable(decode({0x48, 0x87, 0x03})));               // xchg [rbx], rax: a host LOCK'd XCHG
   EXPECT_TRUE(translatable(decode({0x48, 0x0f, 0xc8})));               // bswap rax
   EXPECT_TRUE(translatable(decode({0x48, 0x0f, 0xa3, 0xd0})));         // bt rax, rdx
   EXPECT_TRUE(translatable(decode({0x48, 0x0f, 0xba, 0x2b, 0x03})));   // bts qword [rbx], 3
@@ -921,6 +1318,24 @@ TEST(Translatable, TakesRegisterAluAndRefusesTheRest) {
   EXPECT_FALSE(translatable(decode({0xf6, 0xf3})));                    // div bl: 8 bits
   EXPECT_FALSE(translatable(decode({0x66, 0xf7, 0xf3})));              // div bx: 16 bits
   EXPECT_FALSE(translatable(decode({0x48, 0xf7, 0xf4})));              // div rsp
+  EXPECT_TRUE(translatable(decode({0x9c})));                           // pushfq
+  EXPECT_FALSE(translatable(decode({0x66, 0x9c})));                    // pushf: 16-bit
+  EXPECT_FALSE(translatable(decode({0x9d})));                          // popfq: may open an interrupt window
+  EXPECT_TRUE(translatable(decode({0xf0, 0x48, 0x0f, 0xb1, 0x0b})));   // lock cmpxchg [rbx], rcx
+  EXPECT_TRUE(translatable(decode({0xf0, 0x0f, 0xc1, 0x0b})));         // lock xadd [rbx], ecx
+  EXPECT_TRUE(translatable(decode({0x48, 0x0f, 0xb1, 0xd8})));         // cmpxchg rax, rbx
+  EXPECT_FALSE(translatable(decode({0x48, 0x0f, 0xb1, 0xe0})));        // cmpxchg rax, rsp
+  EXPECT_FALSE(translatable(decode({0xf0, 0x48, 0x0f, 0xc7, 0x0b})));  // lock cmpxchg8b [rbx]
+  EXPECT_FALSE(translatable(decode({0xf0, 0x48, 0x09, 0x03})));        // lock or [rbx], rax
+  EXPECT_TRUE(translatable(decode({0xf3, 0x48, 0xab})));               // rep stosq
+  EXPECT_TRUE(translatable(decode({0xa4})));                           // movsb
+  EXPECT_FALSE(translatable(decode({0xf2, 0xaa})));                    // repne stosb
+  EXPECT_FALSE(translatable(decode({0xf3, 0x67, 0x48, 0xa5})));        // rep movsq, 32-bit addresses
+  EXPECT_FALSE(translatable(decode({0xf3, 0x64, 0x48, 0xa5})));        // rep movsq from FS
+  EXPECT_FALSE(translatable(decode({0xf2, 0x0f, 0x10, 0xc1})));        // movsd xmm0, xmm1 (SSE)
+  EXPECT_FALSE(translatable(decode({0xf3, 0x48, 0xa7})));              // repe cmpsq
+  EXPECT_TRUE(translatable(decode({0xfa})));                           // cli
+  EXPECT_TRUE(translatable(decode({0xfb})));                           // sti
 }
 
 }  // namespace
