@@ -105,13 +105,17 @@ class Translator {
   bool translate(Cpu& cpu, Block& block);
   unsigned enter(Cpu& cpu, Block& block, uint64_t chain_stamp, uint64_t budget);
   void flush();
-  // The refill routine translated checks call on a tag miss.
+  // The refill routine translated checks call on a tag miss, and the entry
+  // and exit routines.
   void install_runtime();
   // Points every patched exit back at its return path.
   void unchain_all();
 
   std::unique_ptr<CodeCache> cache_;
   const uint8_t* refill_ = nullptr;
+  // The entry and exit routines every translation shares (translator.cpp).
+  const uint8_t* enter_ = nullptr;
+  const uint8_t* exit_ = nullptr;
   ZydisDecoder decoder_;  // re-reads an instruction's encoding to rewrite its memory operand
   TranslatorStats stats_;
   std::vector<const uint8_t*> patched_;  // chained exits' rel32s
