@@ -601,6 +601,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     Scratch scratch;
     bool flags_valid_before;  // the host's flags are the guest's here
     bool flags_needed;        // ... and the instruction or a later one reads them, or the exit stores them
+    bool cf_only;             // ... but only CF: an INC/DEC (which writes the rest) reads them first
     Rewritten rewritten;      // with a memory operand: its encoding around it
     bool divide;              // DIV/IDIV: checked first for what would raise #DE (translate_divide.h)
   };
@@ -619,6 +620,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
               {},
               {},
               flags_in || written,
+              false,
               false,
               {},
               is_divide(insn)};
@@ -670,26 +672,36 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     return false;
   }
   const bool store_flags = written || flags_in;
-  // The block starts with INC/DEC of a register (no check before it could
-  // store the flags): only CF need be the guest's on entry.
-  const bool cf_only_in =
-      flags_in && count > 0 && steps[0].mem < 0 && !steps[0].rsp &&
-      (steps[0].insn->mnemonic == ZYDIS_MNEMONIC_INC || steps[0].insn->mnemonic == ZYDIS_MNEMONIC_DEC);
   for (unsigned i = 0; i < count; ++i) steps[i].flags_valid_before = flags_in || steps[i].flags_valid_before;
-  bool needed = store_flags;  // the exits store them (and a Jcc reads them)
+  // Which of the guest's flags the host's must hold before each
+  // instruction: none, CF alone (the next reader is an INC/DEC, which
+  // writes all the others; a loop's DEC after a check), or all.
+  enum class Need { kNone, kCf, kAll };
+  Need needed = store_flags ? Need::kAll : Need::kNone;  // the exits store them (and a Jcc reads them)
   for (int i = static_cast<int>(count) - 1; i >= 0; --i) {
+    const uint16_t m = steps[i].insn->mnemonic;
     switch (writes_flags(*steps[i].insn)) {
       case FlagEffect::kNone: break;
-      case FlagEffect::kAll: needed = false; break;  // nothing reads the flags before it
+      case FlagEffect::kAll: needed = Need::kNone; break;  // nothing reads the flags before it
       case FlagEffect::kSome:
-      case FlagEffect::kRead: needed = true; break;
+        if (m == ZYDIS_MNEMONIC_INC || m == ZYDIS_MNEMONIC_DEC) {
+          if (needed != Need::kNone) needed = Need::kCf;
+          break;
+        }
+        needed = Need::kAll;
+        break;
+      case FlagEffect::kRead: needed = Need::kAll; break;
     }
-    steps[i].flags_needed = needed;
+    steps[i].flags_needed = needed != Need::kNone;
+    steps[i].cf_only = needed == Need::kCf;
     // A memory instruction's side exit (a TLB miss: the interpreter runs it)
     // stores the flags its pushfq saved, so they must be the guest's when it
     // starts, even if it then writes them all itself.
-    if ((steps[i].mem >= 0 || steps[i].stack || steps[i].divide) && steps[i].flags_valid_before) needed = true;
+    if ((steps[i].mem >= 0 || steps[i].stack || steps[i].divide) && steps[i].flags_valid_before) needed = Need::kAll;
   }
+  // The block reads the flags before writing them, but only CF (it starts
+  // with INC/DEC, no check before it that could store them).
+  const bool cf_only_in = flags_in && needed == Need::kCf;
 
   const bool user = cpu.cpl == 3;
   const int32_t tlb_base = static_cast<int32_t>(offsetof(Cpu, tlb) + offsetof(Tlb, e) +
@@ -854,8 +866,13 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     e.byte(0x9e);                 // sahf
   };
   // Restores the flags a check's PUSHFQ saved at [RSP] and drops the slot,
-  // every register kept.
-  auto emit_restore_saved_flags = [&] {
+  // every register kept: CF alone (with BT) when `cf_only`.
+  auto emit_restore_saved_flags = [&](bool cf_only = false) {
+    if (cf_only) {
+      e.bytes({0x48, 0x0f, 0xba, 0x24, 0x24, 0x00});  // bt qword [rsp], 0
+      e.lea(kRsp, kRsp, kNoBase, 1, 8);
+      return;
+    }
     e.push(kRax);
     e.load(kRax, kRsp, 8);
     emit_flags_from_rax();
@@ -1001,12 +1018,12 @@ bool Translator::translate(Cpu& cpu, Block& block) {
   };
   // The end of a checked access: the scratch registers' guest values back,
   // and the flags (dropped without touching the host's when nothing reads them).
-  auto end_access = [&](const Scratch& sc, int32_t depth, bool flags_needed) {
+  auto end_access = [&](const Scratch& sc, int32_t depth, bool flags_needed, bool cf_only) {
     for (auto [reg, slot] : {std::pair{sc.s, kSlotS}, {sc.t, kSlotT}, {sc.u, kSlotU}})
       if (used & (1u << reg)) e.load(reg, kRsp, depth + slot);
     if (depth) {
       if (flags_needed) {
-        emit_restore_saved_flags();
+        emit_restore_saved_flags(cf_only);
       } else {
         e.lea(kRsp, kRsp, kNoBase, 1, 8);
       }
@@ -1072,7 +1089,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
         mov_to_u(sc.u, insn.op[0].reg);
       }
       store_guest_rsp(sc, depth, push ? 0 : 8);
-      end_access(sc, depth, st.flags_needed);
+      end_access(sc, depth, st.flags_needed, st.cf_only);
       misses.push_back(std::move(miss));
       continue;
     }
@@ -1097,7 +1114,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
       } else {
         e.bytes(std::span(page + st.offset, insn.len));
       }
-      end_access(sc, depth, st.flags_needed);
+      end_access(sc, depth, st.flags_needed, st.cf_only);
       misses.push_back(std::move(miss));
       continue;
     }
@@ -1131,7 +1148,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     if (used & (1u << sc.t)) e.load(sc.t, kRsp, depth + kSlotT);
     if (depth) {
       if (st.flags_needed) {
-        emit_restore_saved_flags();
+        emit_restore_saved_flags(st.cf_only);
       } else {
         e.lea(kRsp, kRsp, kNoBase, 1, 8);  // dropped without touching the flags
       }
