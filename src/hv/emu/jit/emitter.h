@@ -70,6 +70,24 @@ class Emitter {
     op_mem(0x83, 0, base, kNoBase, 1, disp);
     out_.push_back(static_cast<uint8_t>(v));
   }
+  // ADD qword [base + disp], imm (8 or 32 bits, sign-extended): the frame's
+  // chain budget.
+  void add_mem_imm(unsigned base, int32_t disp, int32_t v) {
+    if (v >= -128 && v <= 127) {
+      add_mem_imm8(base, disp, static_cast<int8_t>(v));
+    } else {
+      op_mem(0x81, 0, base, kNoBase, 1, disp);
+      u32(static_cast<uint32_t>(v));
+    }
+  }
+  // MOV qword [base + disp], imm32 (sign-extended).
+  void store_imm32(unsigned base, int32_t disp, int32_t v) {
+    op_mem(0xc7, 0, base, kNoBase, 1, disp);
+    u32(static_cast<uint32_t>(v));
+  }
+  // POP qword [base + disp] (RSP as base: its value after the pop).
+  void pop_mem(unsigned base, int32_t disp) { op_mem(0x8f, 0, base, kNoBase, 1, disp); }
+  void pushfq() { out_.push_back(0x9c); }
   void cmp_mem_imm8(unsigned base, int32_t disp, int8_t v) {
     op_mem(0x83, 7, base, kNoBase, 1, disp);
     out_.push_back(static_cast<uint8_t>(v));

@@ -27,14 +27,32 @@ constexpr unsigned kRax = 0, kRcx = 1, kRdx = 2, kRsp = 4, kRbp = 5, kRsi = 6, k
 // registers displace (SysV ABI).
 constexpr unsigned kCalleeSaved[] = {3, 5, 12, 13, 14, 15};
 
-// The translated code's frame below the saved registers: three scratch
-// slots (the guest values of the registers a soft-TLB check borrows), then
-// the Cpu pointer.
-constexpr int32_t kSlotS = 0, kSlotT = 8, kSlotU = 16, kSlotCpu = 24, kFrameBytes = 24;
+// The translated code's frame, shared by every translation (so chaining
+// needs no prologue), below the Cpu pointer and the callee-saved registers
+// the entry routine pushed: three scratch slots (the guest values of the
+// registers a soft-TLB check borrows), the guest's arithmetic flags
+// whenever the host's are not theirs (a PUSHFQ image), the RIP a return to
+// the run loop leaves at, the chain budget (instructions chained blocks may
+// still start; side exits and bails give back what did not run, so the
+// instructions completed are the budget spent), the chain entries made,
+// the LAPIC attention, kick and code epoch pointers and the epoch the run
+// loop saw (so a chain entry finds them without the Cpu), and the jump
+// target of the entry routine and of a jump cache hit.
+constexpr int32_t kSlotS = 0, kSlotT = 8, kSlotU = 16, kSlotFlags = 24, kSlotRip = 32, kSlotBudget = 40,
+                  kSlotChains = 48, kSlotAttention = 56, kSlotKick = 64, kSlotEpoch = 72, kSlotEpochSeen = 80,
+                  kSlotTarget = 88, kFrameBytes = 96, kSlotCpu = 96;
 
-// Translated code: void f(Cpu*). It leaves the guest's registers, flags,
-// RIP and instruction count in the Cpu (JitRun) wherever it returns.
-using Entry = void (*)(Cpu*);
+// The register convention of translated code: from the entry routine to
+// the exit routine, guest GPR n lives in host GPR n (all but RSP, which
+// stays in Cpu::gpr[4]: the host's is the stack pointer), across chained
+// entries and jump cache hits too, so a block boundary moves no register.
+constexpr uint16_t kLive = 0xffef;
+
+// The entry routine: enter(cpu, translation) loads the guest's registers
+// and jumps into the translation; the translated code leaves the guest's
+// registers, flags, RIP and the budget in the Cpu (JitRun) wherever it
+// returns, through the exit routine.
+using Entry = void (*)(Cpu*, const uint8_t*);
 
 // A chained run returns to the run loop after this many instructions at
 // most, so the instruction limit and the checks the run loop makes between
@@ -511,6 +529,61 @@ void Translator::install_runtime() {
   for (int i = static_cast<int>(std::size(kSaved)) - 1; i >= 0; --i) e.pop(kSaved[i]);
   e.byte(0xc3);
   refill_ = cache_->add(e.code());
+
+  // The entry routine, enter(cpu, translation): the frame, the guest's
+  // registers into the host's (the convention above), then the
+  // translation's body.
+  Emitter in;
+  for (unsigned r : kCalleeSaved) in.push(r);
+  in.push(kRdi);  // the Cpu
+  in.lea(kRsp, kRsp, kNoBase, 1, -kFrameBytes);
+  in.store(kRsp, kSlotTarget, kRsi);
+  for (auto [field, slot] : {std::pair{CPU_FIELD(rflags), kSlotFlags},
+                             {CPU_FIELD(jit.budget), kSlotBudget},
+                             {CPU_FIELD(jit.attention), kSlotAttention},
+                             {CPU_FIELD(jit.kick), kSlotKick},
+                             {CPU_FIELD(jit.code_epoch), kSlotEpoch},
+                             {CPU_FIELD(code_epoch_seen), kSlotEpochSeen}}) {
+    in.load(kRax, kRdi, field);
+    in.store(kRsp, slot, kRax);
+  }
+  in.store_imm32(kRsp, kSlotChains, 0);
+  for (unsigned r = 0; r < 16; ++r)
+    if (r != kRsp && r != kRdi) in.load(r, kRdi, gpr_offset(r));
+  in.load(kRdi, kRdi, gpr_offset(kRdi));
+  in.jmp_mem(kRsp, kSlotTarget);
+  enter_ = cache_->add(in.code());
+
+  // The exit routine, jumped to (frame depth 0, the convention holding,
+  // the RIP in its slot) wherever translated code returns to the run loop:
+  // the guest's registers, flags, RIP and the budget into the Cpu.
+  Emitter out;
+  out.push(kRax);
+  out.load(kRax, kRsp, 8 + kSlotCpu);
+  for (unsigned r = 1; r < 16; ++r)
+    if (r != kRsp) out.store(kRax, gpr_offset(r), r);
+  out.pop(kRcx);  // the guest's RAX
+  out.store(kRax, gpr_offset(kRax), kRcx);
+  // cpu.rflags = (cpu.rflags & ~arith) | (the guest's & arith); the run
+  // loop made the lazy flags explicit before entering (flags.op == kNone).
+  out.load(kRcx, kRsp, kSlotFlags);
+  out.and_imm(kRcx, static_cast<int32_t>(kArithFlags));
+  out.load(kRdx, kRax, CPU_FIELD(rflags));
+  out.and_imm(kRdx, static_cast<int32_t>(~kArithFlags));
+  out.add_rr(kRdx, kRcx);
+  out.store(kRax, CPU_FIELD(rflags), kRdx);
+  out.load(kRcx, kRsp, kSlotRip);
+  out.store(kRax, CPU_FIELD(rip), kRcx);
+  out.load(kRcx, kRsp, kSlotBudget);
+  out.store(kRax, CPU_FIELD(jit.budget), kRcx);
+  out.load(kRcx, kRsp, kSlotChains);
+  out.add_load(kRcx, kRax, CPU_FIELD(jit.chains));
+  out.store(kRax, CPU_FIELD(jit.chains), kRcx);
+  out.lea(kRsp, kRsp, kNoBase, 1, kFrameBytes);
+  out.pop(kRdi);
+  for (int i = static_cast<int>(std::size(kCalleeSaved)) - 1; i >= 0; --i) out.pop(kCalleeSaved[i]);
+  out.byte(0xc3);
+  exit_ = cache_->add(out.code());
 }
 
 bool Translator::translate(Cpu& cpu, Block& block) {
@@ -541,6 +614,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     Scratch scratch;
     bool flags_valid_before;  // the host's flags are the guest's here
     bool flags_needed;        // ... and the instruction or a later one reads them, or the exit stores them
+    bool cf_only;             // ... but only CF: an INC/DEC (which writes the rest) reads them first
     Rewritten rewritten;      // with a memory operand: its encoding around it
     bool divide;              // DIV/IDIV: checked first for what would raise #DE (translate_divide.h)
     bool string = false;      // MOVS/STOS: one whole dispatch within a page, or none (translate_string.h)
@@ -560,6 +634,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
               {},
               {},
               flags_in || written,
+              false,
               false,
               {},
               is_divide(insn)};
@@ -615,86 +690,125 @@ bool Translator::translate(Cpu& cpu, Block& block) {
   }
   const bool store_flags = written || flags_in;
   for (unsigned i = 0; i < count; ++i) steps[i].flags_valid_before = flags_in || steps[i].flags_valid_before;
-  bool needed = store_flags;  // the exits store them (and a Jcc reads them)
+  // Which of the guest's flags the host's must hold before each
+  // instruction: none, CF alone (the next reader is an INC/DEC, which
+  // writes all the others; a loop's DEC after a check), or all.
+  enum class Need { kNone, kCf, kAll };
+  Need needed = store_flags ? Need::kAll : Need::kNone;  // the exits store them (and a Jcc reads them)
   for (int i = static_cast<int>(count) - 1; i >= 0; --i) {
+    const uint16_t m = steps[i].insn->mnemonic;
     switch (writes_flags(*steps[i].insn)) {
       case FlagEffect::kNone: break;
-      case FlagEffect::kAll: needed = false; break;  // nothing reads the flags before it
+      case FlagEffect::kAll: needed = Need::kNone; break;  // nothing reads the flags before it
       case FlagEffect::kSome:
-      case FlagEffect::kRead: needed = true; break;
+        if (m == ZYDIS_MNEMONIC_INC || m == ZYDIS_MNEMONIC_DEC) {
+          if (needed != Need::kNone) needed = Need::kCf;
+          break;
+        }
+        needed = Need::kAll;
+        break;
+      case FlagEffect::kRead: needed = Need::kAll; break;
     }
-    steps[i].flags_needed = needed;
+    steps[i].flags_needed = needed != Need::kNone;
+    steps[i].cf_only = needed == Need::kCf;
     // A memory instruction's side exit (a TLB miss: the interpreter runs it)
     // stores the flags its pushfq saved, so they must be the guest's when it
     // starts, even if it then writes them all itself.
     if ((steps[i].mem >= 0 || steps[i].stack || steps[i].divide || steps[i].string || is_cli_or_sti(*steps[i].insn)) &&
         steps[i].flags_valid_before)
-      needed = true;
+      needed = Need::kAll;
   }
+  // The block reads the flags before writing them, but only CF (it starts
+  // with INC/DEC, no check before it that could store them).
+  const bool cf_only_in = flags_in && needed == Need::kCf;
 
   const bool user = cpu.cpl == 3;
   const int32_t tlb_base = static_cast<int32_t>(offsetof(Cpu, tlb) + offsetof(Tlb, e) +
                                                 (static_cast<size_t>(user) * 3) * kTlbSize * sizeof(TlbEntry));
+  // Every guest register but RSP is live in its host register all the time
+  // (the convention): a register a check borrows is always saved.
+  used = kLive;
   Emitter e;
-  std::vector<size_t> to_epilogue;   // JMP rel32s to the shared epilogue
+  std::vector<size_t> to_exit;       // JMP rel32s to the exit routine
   std::vector<size_t> refill_calls;  // CALL rel32s to the refill routine
-  auto jmp_epilogue = [&] {
+  // Back to the run loop (frame depth 0, the convention holding, the RIP
+  // in its slot): the exit routine stores the state into the Cpu.
+  auto emit_leave = [&] {
     e.byte(0xe9);
-    to_epilogue.push_back(e.size());
+    to_exit.push_back(e.size());
     e.u32(0);
   };
-  // Leaves the guest's state in the Cpu: its registers, its flags (when
-  // `flags_valid`: the host's are the guest's), RIP and the instructions
-  // completed. RAX ends up holding the Cpu.
-  // `next_rip` kDynamicRip: the code before stored cpu.rip itself.
-  constexpr uint64_t kDynamicRip = ~0ull;  // never canonical, never a constant target
-  // `flags_pushed`: a check's PUSHFQ left them at [RSP] already.
-  auto emit_state_out = [&](unsigned done, uint64_t next_rip, bool flags_valid, bool flags_pushed = false) {
-    if (flags_valid && !flags_pushed) e.bytes({0x9c});  // pushfq
-    e.push(kRax);
-    e.load(kRax, kRsp, (flags_valid ? 16 : 8) + kSlotCpu);
-    for (unsigned r = 1; r < 16; ++r)
-      if (used & (1u << r)) e.store(kRax, gpr_offset(r), r);
-    e.pop(kRcx);  // the guest's RAX
-    if (used & 1u) e.store(kRax, gpr_offset(kRax), kRcx);
-    if (flags_valid) {
-      // cpu.rflags = (cpu.rflags & ~arith) | (host flags & arith); the run
-      // loop made the lazy flags explicit before entering (flags.op == kNone).
-      e.pop(kRcx);
-      e.and_imm(kRcx, static_cast<int32_t>(kArithFlags));
-      e.load(kRdx, kRax, CPU_FIELD(rflags));
-      e.and_imm(kRdx, static_cast<int32_t>(~kArithFlags));
-      e.add_rr(kRdx, kRcx);
-      e.store(kRax, CPU_FIELD(rflags), kRdx);
-    }
-    // executed += done; rip = next_rip
-    if (done <= 127) {
-      if (done) e.add_mem_imm8(kRax, CPU_FIELD(jit.executed), static_cast<int8_t>(done));
+  // The RIP the exit routine leaves in the Cpu.
+  auto emit_rip_out = [&](uint64_t next_rip) {
+    if (static_cast<int64_t>(next_rip) == static_cast<int32_t>(next_rip)) {
+      e.store_imm32(kRsp, kSlotRip, static_cast<int32_t>(next_rip));
     } else {
-      e.load(kRcx, kRax, CPU_FIELD(jit.executed));
-      e.lea(kRcx, kRcx, kNoBase, 1, static_cast<int32_t>(done));
-      e.store(kRax, CPU_FIELD(jit.executed), kRcx);
-    }
-    if (next_rip != kDynamicRip) {
-      e.mov_imm(kRcx, next_rip);
-      e.store(kRax, CPU_FIELD(rip), kRcx);
+      e.push(kRax);
+      e.mov_imm(kRax, next_rip);
+      e.store(kRsp, 8 + kSlotRip, kRax);
+      e.pop(kRax);
     }
   };
-  // A chainable exit: a JMP rel32 that at first falls through to a return
-  // recording it (CPU.jit.last_exit); the next entry patches it to jump
-  // straight into the block at `next_rip` when that is in this guest page.
-  // With the state out (RAX the Cpu): to another page through the jump
-  // cache (so a changed mapping never leads to the wrong code), within
-  // this one through a patchable jump.
+  // ++cpu.<field> (statistics), every register kept (the flags are not:
+  // only where they are in their slot).
+  auto emit_count = [&](int32_t field) {
+    e.push(kRax);
+    e.load(kRax, kRsp, 8 + kSlotCpu);
+    e.add_mem_imm8(kRax, field, 1);
+    e.pop(kRax);
+  };
+  // Guest RAX, RCX, RDX, RSI, RDI into the Cpu, RAX = the Cpu (so the
+  // jump cache lookup and the block-ending CALL/RET have scratch
+  // registers), and back.
+  auto emit_spill_low = [&] {
+    e.push(kRax);
+    e.load(kRax, kRsp, 8 + kSlotCpu);
+    for (unsigned r : {kRcx, kRdx, kRsi, kRdi}) e.store(kRax, gpr_offset(r), r);
+    e.pop(kRcx);
+    e.store(kRax, gpr_offset(kRax), kRcx);
+  };
+  auto emit_reload_low = [&] {
+    for (unsigned r : {kRcx, kRdx, kRsi, kRdi}) e.load(r, kRax, gpr_offset(r));
+    e.load(kRax, kRax, gpr_offset(kRax));
+  };
+  auto spilled = [](unsigned r) { return r == kRax || r == kRcx || r == kRdx || r == kRsp || r == kRsi || r == kRdi; };
+  // Puts the guest's state at a point `done` instructions into the block,
+  // before `next_rip`, where the run loop or the next block finds it: the
+  // flags into their slot (when `flags_valid`: the host's are the guest's;
+  // `flags_pushed`: a check's PUSHFQ left them at [RSP]), the instructions
+  // not run given back to the budget and the RIP into its slot (unless
+  // kDynamicRip: the code after stores it). The registers stay where they
+  // are (the convention).
+  constexpr uint64_t kDynamicRip = ~0ull;  // never canonical, never a constant target
+  auto emit_state_out = [&](unsigned done, uint64_t next_rip, bool flags_valid, bool flags_pushed = false) {
+    if (flags_pushed) {
+      e.pop_mem(kRsp, kSlotFlags);
+    } else if (flags_valid) {
+      e.pushfq();
+      e.pop_mem(kRsp, kSlotFlags);
+    }
+    if (done < total) e.add_mem_imm(kRsp, kSlotBudget, static_cast<int32_t>(total - done));
+    if (next_rip != kDynamicRip) emit_rip_out(next_rip);
+  };
+  // A chainable exit (the flags in their slot): a JMP rel32 that at first
+  // falls through to a return recording it (CPU.jit.last_exit); the next
+  // entry patches it to jump straight into the block at `next_rip` when
+  // that is in this guest page. To another page through the jump cache
+  // (so a changed mapping never leads to the wrong code).
   std::function<void()> emit_jump_cache_lookup;
   auto emit_exit_tail = [&](uint64_t next_rip) {
     if ((next_rip >> 12) != (rip >> 12)) {
+      emit_spill_low();
+      e.mov_imm(kRsi, next_rip);
       emit_jump_cache_lookup();
       return;
     }
     e.byte(0xe9);
     const size_t site = e.size();
     e.u32(0);
+    e.push(kRax);
+    e.push(kRcx);
+    e.load(kRax, kRsp, 16 + kSlotCpu);
     e.bytes({0x48, 0x8d, 0x0d});  // lea rcx, [rip + disp32]: the site
     e.u32(static_cast<uint32_t>(static_cast<int32_t>(site) - static_cast<int32_t>(e.size() + 4)));
     e.store(kRax, CPU_FIELD(jit.last_exit), kRcx);
@@ -702,21 +816,26 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     e.store(kRax, CPU_FIELD(jit.last_exit_rip), kRcx);
     e.mov_imm(kRcx, (block.phys & ~0xfffull) | (user ? 1 : 0));
     e.store(kRax, CPU_FIELD(jit.last_exit_page), kRcx);
-    jmp_epilogue();
+    e.pop(kRcx);
+    e.pop(kRax);
+    emit_rip_out(next_rip);
+    emit_leave();
   };
   auto emit_exit = [&](unsigned done, uint64_t next_rip, bool flags_valid) {
-    emit_state_out(done, next_rip, flags_valid);
+    emit_state_out(done, kDynamicRip, flags_valid);
     emit_exit_tail(next_rip);
   };
 
-  // With the guest's state out (RAX the Cpu, cpu.rip the target): the jump
-  // cache's entry for the target, taken when its RIP matches and the fetch
-  // TLB still maps that RIP to the entry's guest-physical page (so a
-  // changed mapping never leads to the wrong code), into the target
-  // block's chain entry (which checks the budget, the LAPIC and the kick);
-  // else back to the run loop, noting the miss so the next entry fills it.
+  // With the flags in their slot, the low registers spilled (RAX the Cpu)
+  // and the target RIP in RSI: the jump cache's entry for the target,
+  // taken when its RIP matches and the fetch TLB still maps that RIP to
+  // the entry's guest-physical page (so a changed mapping never leads to
+  // the wrong code), into the target block's chain entry (which checks the
+  // budget, the LAPIC, the kick and the code epoch) with the registers
+  // back; else back to the run loop, noting the miss so the next entry
+  // fills it.
   emit_jump_cache_lookup = [&] {
-    e.load(kRcx, kRax, CPU_FIELD(rip));
+    e.mov_rr(kRcx, kRsi);
     e.mov_rr(kRdx, kRcx);
     e.shr_imm(kRdx, 12);
     e.xor_rr(kRdx, kRcx);
@@ -741,13 +860,18 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     e.cmp_load(kRsi, kRdx, half + static_cast<int32_t>(offsetof(JumpCacheEntry, phys)));
     to_miss.push_back(e.jcc32(0x5));  // jne
     e.add_mem_imm8(kRax, CPU_FIELD(jit.jump_hits), 1);
-    e.jmp_mem(kRdx, half + static_cast<int32_t>(offsetof(JumpCacheEntry, code)));
+    e.load(kRdx, kRdx, half + static_cast<int32_t>(offsetof(JumpCacheEntry, code)));
+    e.store(kRsp, kSlotTarget, kRdx);
+    emit_reload_low();
+    e.jmp_mem(kRsp, kSlotTarget);
     for (size_t at : to_miss) e.patch_rel32(at, e.size());
     e.bytes({0xc6, 0x80});  // mov byte [rax + disp32], 1
     e.u32(static_cast<uint32_t>(CPU_FIELD(jit.jump_missed)));
     e.byte(1);
     e.add_mem_imm8(kRax, CPU_FIELD(jit.jump_misses), 1);
-    jmp_epilogue();
+    e.store(kRsp, kSlotRip, kRcx);
+    emit_reload_low();
+    emit_leave();
   };
 
   // The guest's arithmetic flags (in RAX's low 16 bits) into the host's,
@@ -761,8 +885,13 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     e.byte(0x9e);                 // sahf
   };
   // Restores the flags a check's PUSHFQ saved at [RSP] and drops the slot,
-  // every register kept.
-  auto emit_restore_saved_flags = [&] {
+  // every register kept: CF alone (with BT) when `cf_only`.
+  auto emit_restore_saved_flags = [&](bool cf_only = false) {
+    if (cf_only) {
+      e.bytes({0x48, 0x0f, 0xba, 0x24, 0x24, 0x00});  // bt qword [rsp], 0
+      e.lea(kRsp, kRsp, kNoBase, 1, 8);
+      return;
+    }
     e.push(kRax);
     e.load(kRax, kRsp, 8);
     emit_flags_from_rax();
@@ -770,30 +899,21 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     e.lea(kRsp, kRsp, kNoBase, 1, 8);
   };
 
-  // The main entry, from the run loop: the frame every translation shares,
-  // so a chained jump needs no prologue of its own.
-  for (unsigned r : kCalleeSaved) e.push(r);
-  e.push(kRdi);  // the Cpu
-  e.lea(kRsp, kRsp, kNoBase, 1, -kFrameBytes);
-  e.byte(0xe9);  // jmp rel32 over the chain entry's checks
-  const size_t skip_checks = e.size();
-  e.u32(0);
-  // The chain entry, from another translation's exit (RIP already ours):
+  // The chain entry, from another translation's exit or a jump cache hit
+  // (RIP already ours, the convention holding, the flags in their slot):
   // the instruction budget, an interrupt or event the LAPIC holds, a kick
   // and a new CodeMap epoch send it back to the run loop before anything
-  // runs.
+  // runs. The budget is taken first (SUB; JL) and given back on the way
+  // out.
   const size_t chain_entry = e.size();
-  e.load(kRax, kRsp, kSlotCpu);
-  e.load(kRcx, kRax, CPU_FIELD(jit.budget));
-  e.test_rr(kRcx, kRcx);
-  std::vector<size_t> bail;
-  bail.push_back(e.jcc32(0xe));  // jle
-  e.lea(kRcx, kRcx, kNoBase, 1, -static_cast<int32_t>(total));
-  e.store(kRax, CPU_FIELD(jit.budget), kRcx);
-  for (int32_t flag : {CPU_FIELD(jit.attention), CPU_FIELD(jit.kick)}) {
-    e.load(kRcx, kRax, flag);
-    e.bytes({0x80, 0x39, 0x00});   // cmp byte [rcx], 0
-    bail.push_back(e.jcc32(0x5));  // jne
+  std::vector<size_t> bail, bail_pop;
+  e.add_mem_imm(kRsp, kSlotBudget, -static_cast<int32_t>(total));
+  bail.push_back(e.jcc32(0xc));  // jl
+  e.push(kRax);
+  for (int32_t flag : {kSlotAttention, kSlotKick}) {
+    e.load(kRax, kRsp, 8 + flag);
+    e.bytes({0x80, 0x38, 0x00});       // cmp byte [rax], 0
+    bail_pop.push_back(e.jcc32(0x5));  // jne
   }
   // Cross-modifying code: another vCPU made a page code (CodeMap::mark_code
   // bumps the epoch, then reads the bytes). This vCPU's write TLB entries
@@ -803,28 +923,30 @@ bool Translator::translate(Cpu& cpu, Block& block) {
   // the chain does not run on past it. The window left is the one block
   // already past this check when the epoch moves (as in the interpreter,
   // which looks between blocks).
-  e.load(kRcx, kRax, CPU_FIELD(jit.code_epoch));
-  e.load(kRcx, kRcx, 0);
-  e.cmp_load(kRcx, kRax, CPU_FIELD(code_epoch_seen));
-  bail.push_back(e.jcc32(0x5));  // jne
-  e.add_mem_imm8(kRax, CPU_FIELD(jit.chains), 1);
-  e.bytes({0xc6, 0x80});  // mov byte [rax + disp32], 1
-  e.u32(static_cast<uint32_t>(CPU_FIELD(jit.chained)));
-  e.byte(1);
-  e.patch_rel32(skip_checks, e.size());
+  e.load(kRax, kRsp, 8 + kSlotEpoch);
+  e.load(kRax, kRax, 0);
+  e.cmp_load(kRax, kRsp, 8 + kSlotEpochSeen);
+  bail_pop.push_back(e.jcc32(0x5));  // jne
+  e.pop(kRax);
+  e.add_mem_imm8(kRsp, kSlotChains, 1);
 
-  // The body: the guest's registers (and flags) into the host's.
-  e.load(kRdi, kRsp, kSlotCpu);
-  if (flags_in) {
+  // The body, entered here by the entry routine: the guest's registers are
+  // the host's already; its flags go into the host's only when an
+  // instruction reads them before writing them.
+  const size_t body = e.size();
+  if (cf_only_in) {
+    // INC/DEC first: it writes every arithmetic flag but CF, which BT
+    // takes from the slot (BT keeps ZF; OF SF AF PF it leaves undefined,
+    // and INC/DEC writes them).
+    e.bytes({0x48, 0x0f, 0xba, 0x64, 0x24, static_cast<uint8_t>(kSlotFlags), 0x00});  // bt qword [rsp + slot], 0
+  } else if (flags_in) {
     // Only the guest's arithmetic flags enter the host's RFLAGS: TF, DF, AC
     // and the rest stay the host's.
-    e.load(kRax, kRdi, CPU_FIELD(rflags));
+    e.push(kRax);
+    e.load(kRax, kRsp, 8 + kSlotFlags);
     emit_flags_from_rax();
+    e.pop(kRax);
   }
-  for (unsigned r = 0; r < 16; ++r)
-    if (r != kRdi && (used & (1u << r))) e.load(r, kRdi, gpr_offset(r));
-  if (used & (1u << kRdi)) e.load(kRdi, kRdi, gpr_offset(kRdi));
-
   // The slow paths, emitted after the exits: a TLB miss, MMIO, a page
   // crossing or a non-canonical address leaves the translation before the
   // instruction, which the interpreter then runs (and faults exactly).
@@ -915,12 +1037,12 @@ bool Translator::translate(Cpu& cpu, Block& block) {
   };
   // The end of a checked access: the scratch registers' guest values back,
   // and the flags (dropped without touching the host's when nothing reads them).
-  auto end_access = [&](const Scratch& sc, int32_t depth, bool flags_needed) {
+  auto end_access = [&](const Scratch& sc, int32_t depth, bool flags_needed, bool cf_only) {
     for (auto [reg, slot] : {std::pair{sc.s, kSlotS}, {sc.t, kSlotT}, {sc.u, kSlotU}})
       if (used & (1u << reg)) e.load(reg, kRsp, depth + slot);
     if (depth) {
       if (flags_needed) {
-        emit_restore_saved_flags();
+        emit_restore_saved_flags(cf_only);
       } else {
         e.lea(kRsp, kRsp, kNoBase, 1, 8);
       }
@@ -983,7 +1105,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
         store_guest_rsp(sc, depth, 0);
         emit_pushf_value(e, sc.s, sc.t, CPU_FIELD(rflags), 0);
         e.store(sc.u, 0, sc.s);
-        end_access(sc, depth, st.flags_needed);
+        end_access(sc, depth, st.flags_needed, st.cf_only);
         misses.push_back(std::move(miss));
         continue;
       }
@@ -996,7 +1118,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
         mov_to_u(sc.u, insn.op[0].reg);
       }
       store_guest_rsp(sc, depth, push ? 0 : 8);
-      end_access(sc, depth, st.flags_needed);
+      end_access(sc, depth, st.flags_needed, st.cf_only);
       misses.push_back(std::move(miss));
       continue;
     }
@@ -1021,7 +1143,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
       } else {
         e.bytes(std::span(page + st.offset, insn.len));
       }
-      end_access(sc, depth, st.flags_needed);
+      end_access(sc, depth, st.flags_needed, st.cf_only);
       misses.push_back(std::move(miss));
       continue;
     }
@@ -1046,7 +1168,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
       }
       emit_string_run(e, insn, page + st.offset, layout, sc.s, sc.t, sc.u);
       for (size_t at : nothing) e.patch_rel32(at, e.size());
-      end_access(sc, depth, st.flags_needed);
+      end_access(sc, depth, st.flags_needed, st.cf_only);
       misses.push_back(std::move(miss));
       if (movs) misses.push_back(std::move(source));
       continue;
@@ -1059,7 +1181,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
       const InterruptFlagLayout layout{depth + kSlotCpu, CPU_FIELD(rflags), CPU_FIELD(cpl),
                                        CPU_FIELD(interrupt_shadow)};
       emit_cli_sti(e, insn, layout, sc.s, miss.jumps);
-      end_access(sc, depth, st.flags_needed);
+      end_access(sc, depth, st.flags_needed, st.cf_only);
       misses.push_back(std::move(miss));
       continue;
     }
@@ -1094,7 +1216,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     if (used & (1u << sc.t)) e.load(sc.t, kRsp, depth + kSlotT);
     if (depth) {
       if (st.flags_needed) {
-        emit_restore_saved_flags();
+        emit_restore_saved_flags(st.cf_only);
       } else {
         e.lea(kRsp, kRsp, kNoBase, 1, 8);  // dropped without touching the flags
       }
@@ -1108,22 +1230,32 @@ bool Translator::translate(Cpu& cpu, Block& block) {
   }
   const uint64_t end_rip = rip + (off - start);
   if (final == Final::kJcc) {
+    emit_state_out(total, kDynamicRip, written);  // once for both (POP keeps the flags)
     const size_t to_taken = e.jcc32(block.insns.back().cc & 0xf);
-    emit_exit(total, fallthrough, store_flags);
+    emit_exit(total, fallthrough, false);
     e.patch_rel32(to_taken, e.size());
-    emit_exit(total, taken, store_flags);
+    emit_exit(total, taken, false);
   } else if (final == Final::kJmp) {
-    emit_exit(total, taken, store_flags);
+    emit_exit(total, taken, written);
   } else if (final != Final::kNone) {
-    // CALL, RET, JMP/CALL r/m: the state goes out first, as if the branch
-    // had run (its accesses then need no guest register or flag kept in
-    // the host's); a soft-TLB miss, a non-canonical target or address
-    // takes it back to before the branch, where the interpreter runs it.
+    // CALL, RET, JMP/CALL r/m: the flags go to their slot and the low
+    // registers to the Cpu first (scratch for the branch's accesses, RAX
+    // the Cpu); a soft-TLB miss, a non-canonical target or address takes
+    // the state back to before the branch, where the interpreter runs it.
     const Insn& last = block.insns.back();
     std::vector<size_t> undo;
     std::vector<Check> checks(2);
     const Scratch sc{kRcx, kRdx, kRsi};  // S, T, U: RAX holds the Cpu
-    emit_state_out(total, final == Final::kCall ? taken : kDynamicRip, store_flags);
+    emit_state_out(total, kDynamicRip, written);
+    emit_spill_low();
+    // A guest register's value into `dst` (RAX..RDI and RSP from the Cpu).
+    auto guest_reg = [&](unsigned dst, unsigned reg) {
+      if (spilled(reg)) {
+        e.load(dst, kRax, gpr_offset(reg));
+      } else {
+        e.mov_rr(dst, reg);
+      }
+    };
     if (final == Final::kRet) {
       e.load(kRcx, kRax, gpr_offset(kRsp));
       emit_check(sc, 0, 8, false, undo, checks[0]);
@@ -1131,7 +1263,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     } else if (final == Final::kJmpIndirect || final == Final::kCallIndirect) {
       const Operand& o = last.op[0];
       if (o.kind == OpKind::kReg) {
-        e.load(kRsi, kRax, gpr_offset(o.reg));
+        guest_reg(kRsi, o.reg);
       } else {
         const MemRef& m = last.mem;
         unsigned base = kNoBase, index = kNoBase;
@@ -1141,11 +1273,11 @@ bool Translator::translate(Cpu& cpu, Block& block) {
           base = kRcx;
           disp = 0;
         } else if (m.base != kNoReg) {
-          e.load(kRcx, kRax, gpr_offset(m.base));
+          guest_reg(kRcx, m.base);
           base = kRcx;
         }
         if (m.index != kNoReg) {
-          e.load(kRdx, kRax, gpr_offset(m.index));
+          guest_reg(kRdx, m.index);
           index = kRdx;
         }
         e.lea(kRcx, base, index, m.scale, static_cast<int32_t>(disp));
@@ -1175,10 +1307,11 @@ bool Translator::translate(Cpu& cpu, Block& block) {
       e.lea(kRcx, kRcx, kNoBase, 1, 8 + static_cast<int32_t>(last.nops ? (last.imm & 0xffff) : 0));
       e.store(kRax, gpr_offset(kRsp), kRcx);
     }
-    if (final == Final::kCall) {
+    if (final == Final::kCall && (taken >> 12) == (rip >> 12)) {
+      emit_reload_low();
       emit_exit_tail(taken);
     } else {
-      e.store(kRax, CPU_FIELD(rip), kRsi);
+      if (final == Final::kCall) e.mov_imm(kRsi, taken);
       emit_jump_cache_lookup();
     }
     for (const Check& check : checks) {
@@ -1189,18 +1322,17 @@ bool Translator::translate(Cpu& cpu, Block& block) {
       e.u32(0);
     }
     for (size_t at : undo) e.patch_rel32(at, e.size());
-    e.mov_imm(kRcx, end_rip);
-    e.store(kRax, CPU_FIELD(rip), kRcx);
-    e.add_mem_imm8(kRax, CPU_FIELD(jit.executed), -1);
     e.add_mem_imm8(kRax, CPU_FIELD(jit.side_exits), 1);
-    jmp_epilogue();
+    emit_reload_low();
+    emit_state_out(total - 1, end_rip, false);
+    emit_leave();
   } else if (count && is_sti(*steps[count - 1].insn)) {
     // Back to the run loop, never chained: the instruction after STI runs
     // alone under its interrupt shadow there (translate_flags.h).
-    emit_state_out(count, end_rip, store_flags);
-    jmp_epilogue();
+    emit_state_out(count, end_rip, written);
+    emit_leave();
   } else {
-    emit_exit(count, end_rip, store_flags);
+    emit_exit(count, end_rip, written);
   }
   for (const Miss& miss : misses) {
     if (!miss.check.tag_misses.empty()) emit_refill(miss.check);
@@ -1209,17 +1341,18 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     const int32_t depth = miss.saved_flags ? 8 : 0;
     for (auto [reg, slot] : {std::pair{miss.scratch.s, kSlotS}, {miss.scratch.t, kSlotT}, {miss.scratch.u, kSlotU}})
       if (used & (1u << reg)) e.load(reg, kRsp, depth + slot);
-    emit_state_out(miss.index, miss.rip, miss.saved_flags, true);
-    e.add_mem_imm8(kRax, CPU_FIELD(jit.side_exits), 1);
-    jmp_epilogue();
+    emit_state_out(miss.index, miss.rip, miss.saved_flags, miss.saved_flags);
+    emit_count(CPU_FIELD(jit.side_exits));
+    emit_leave();
   }
-  // The epilogue: back to the run loop.
+  // A chain entry that does not go on: the budget it took back, RIP the
+  // block's, back to the run loop.
+  for (size_t at : bail_pop) e.patch_rel32(at, e.size());
+  if (!bail_pop.empty()) e.pop(kRax);
   for (size_t at : bail) e.patch_rel32(at, e.size());
-  for (size_t at : to_epilogue) e.patch_rel32(at, e.size());
-  e.lea(kRsp, kRsp, kNoBase, 1, kFrameBytes);
-  e.pop(kRdi);
-  for (int i = static_cast<int>(std::size(kCalleeSaved)) - 1; i >= 0; --i) e.pop(kCalleeSaved[i]);
-  e.bytes({0xc3});
+  e.add_mem_imm(kRsp, kSlotBudget, static_cast<int32_t>(total));
+  emit_rip_out(rip);
+  emit_leave();
 
   const uint8_t* code = cache_->add(e.code());
   if (!code) {
@@ -1229,7 +1362,8 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     if (!code) return false;  // larger than the whole cache: never translated
   }
   for (size_t at : refill_calls) cache_->patch_rel32(code + at, refill_);
-  block.native = code;
+  for (size_t at : to_exit) cache_->patch_rel32(code + at, exit_);
+  block.native = code + body;
   block.native_chain = code + chain_entry;
   block.native_generation = cache_->generation();
   block.native_insns = static_cast<uint16_t>(total);
@@ -1303,8 +1437,14 @@ unsigned Translator::enter(Cpu& cpu, Block& block, uint64_t chain_stamp, uint64_
   const uint64_t chains_before = cpu.jit.chains, side_exits_before = cpu.jit.side_exits;
   const uint64_t hits_before = cpu.jit.jump_hits, misses_before = cpu.jit.jump_misses;
   const uint64_t refills_before = cpu.jit.tlb_refills, refill_failures_before = cpu.jit.tlb_refill_failures;
-  cpu.jit.budget = static_cast<int64_t>(std::min<uint64_t>(budget, kChainBudget)) - block.native_insns;
-  reinterpret_cast<Entry>(const_cast<uint8_t*>(block.native))(&cpu);
+  // The block entered takes its instructions from the budget first, as a
+  // chain entry does; what did not run is given back, so the budget spent
+  // is the instructions completed.
+  const int64_t budget_in = static_cast<int64_t>(std::min<uint64_t>(budget, kChainBudget));
+  cpu.jit.budget = budget_in - block.native_insns;
+  reinterpret_cast<Entry>(const_cast<uint8_t*>(enter_))(&cpu, block.native);
+  cpu.jit.executed = static_cast<uint64_t>(budget_in - cpu.jit.budget);
+  cpu.jit.chained = cpu.jit.chains != chains_before;
   ++stats_.entries;
   stats_.chained_entries += cpu.jit.chains - chains_before;
   stats_.native_insns += cpu.jit.executed;

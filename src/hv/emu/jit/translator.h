@@ -1,8 +1,9 @@
 // The translating tier: hot blocks run as host code. Guest and host are
 // both x86-64, so register-to-register integer instructions are copied as
-// they are, between an entry that loads the guest's registers (and, when
-// an instruction reads them, its arithmetic flags) from the Cpu into the
-// host's and exits that store them back. A memory operand becomes an
+// they are: one shared entry routine loads the guest's registers into the
+// host's (GPR n in GPR n, all but RSP), where they stay across chained
+// blocks and jump cache hits, until one shared exit routine stores them
+// back; the flags cross block boundaries in a frame slot. A memory operand becomes an
 // inline soft-TLB check (tag of the first and last byte, RAM) and the host
 // address; a tag miss first calls an out-of-line refill (a page walk that
 // fills the entry for RAM, then the check again), and what it cannot fill
@@ -120,13 +121,17 @@ class Translator {
   bool translate(Cpu& cpu, Block& block);
   unsigned enter(Cpu& cpu, Block& block, uint64_t chain_stamp, uint64_t budget);
   void flush();
-  // The refill routine translated checks call on a tag miss.
+  // The refill routine translated checks call on a tag miss, and the entry
+  // and exit routines.
   void install_runtime();
   // Points every patched exit back at its return path.
   void unchain_all();
 
   std::unique_ptr<CodeCache> cache_;
   const uint8_t* refill_ = nullptr;
+  // The entry and exit routines every translation shares (translator.cpp).
+  const uint8_t* enter_ = nullptr;
+  const uint8_t* exit_ = nullptr;
   ZydisDecoder decoder_;  // re-reads an instruction's encoding to rewrite its memory operand
   TranslatorStats stats_;
   std::vector<const uint8_t*> patched_;  // chained exits' rel32s

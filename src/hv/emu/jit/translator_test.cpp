@@ -475,6 +475,94 @@ TEST_F(TranslatorVsInterpreter, StackOperationsCallsAndReturnsAgree) {
   EXPECT_EQ(stats().side_exits, 0u);
 }
 
+// Three blocks chained one after another (JMPs within the page), every
+// register but RSP live through all of them, the CF of a CMP in the first
+// read by an ADC in the second (the flags cross a chained entry), and a
+// store in the third that faults in the 31st iteration: the side exit at
+// the end of a chain of three leaves registers, flags, RIP, CR2 and the
+// count exactly as the interpreter does.
+HV_EMU_SNIPPET(chain_side_exit, R"(
+  mov ecx, 40
+hv_jit_chain_a:
+  add rax, rdx
+  mov r8, rax
+  xor r11, r8
+  cmp r9, r10
+  jmp hv_jit_chain_b
+hv_jit_chain_b:
+  adc r12, r13
+  lea r14, [r12 + r15*2]
+  inc rbp
+  jmp hv_jit_chain_c
+hv_jit_chain_c:
+  bswap rsi
+  add rdi, rsi
+  mov [rbx], r14
+  add rbx, 8
+  dec ecx
+  jnz hv_jit_chain_a
+  hlt
+)")
+
+void set_all_registers(TestMachine& m) {
+  Cpu& c = m.cpu();
+  for (unsigned r = 0; r < 16; ++r)
+    if (r != 4) c.gpr[r] = 0x9e3779b97f4a7c15ull * (r + 1) ^ (uint64_t{r} << 56);
+}
+
+TEST_F(TranslatorVsInterpreter, SideExitAtTheEndOfAChainIsExact) {
+  constexpr uint64_t kMissing = TestMachine::kData + 0x1000;
+  load(chain_side_exit());
+  on_both([&](TestMachine& m) {
+    set_all_registers(m);
+    m.cpu().gpr[3] = kMissing - 8 * 30;    // the 31st store faults
+    m.cpu().gpr[10] = m.cpu().gpr[9] + 1;  // CF=1 from the CMP
+    m.set_pte(kMissing, 0);
+  });
+  run_and_compare();
+  EXPECT_EQ(translated().vector_taken(), kPf);
+  EXPECT_EQ(translated().cpu().cr2, kMissing);
+  EXPECT_GT(stats().chained_entries, 20u);
+  EXPECT_EQ(stats().side_exits, 1u);
+}
+
+// A call and a return through the jump cache with every register but RSP
+// live across them and flags set by the callee (a CMP before the RET) read
+// after the return (ADC): what a jump cache hit enters with is exactly
+// what the block before it left.
+HV_EMU_SNIPPET(registers_across_return, R"(
+  mov ecx, 40
+hv_jit_across_top:
+  add r8, r9
+  cmp r10, r11
+  call hv_jit_across_fn
+  adc r12, rbx
+  add rbp, r12
+  dec ecx
+  jnz hv_jit_across_top
+  hlt
+hv_jit_across_fn:
+  add r13, rcx
+  xor r14, r13
+  lea r15, [r14 + rdi]
+  add rsi, rdx
+  cmp rsi, r15
+  ret
+)")
+
+TEST_F(TranslatorVsInterpreter, RegistersAndFlagsHeldAcrossAJumpCacheHit) {
+  load(registers_across_return());
+  on_both([](TestMachine& m) {
+    set_all_registers(m);
+    m.cpu().gpr[4] = TestMachine::kStackTop - 64;
+  });
+  run_and_compare();
+  EXPECT_EQ(translated().vector_taken(), -1);
+  EXPECT_GT(stats().jump_hits, 40u - Translator::kHotUses - 4);
+  EXPECT_GT(stats().chained_entries, 0u);
+  EXPECT_EQ(stats().side_exits, 0u);
+}
+
 // A stack access that faults, at every position of a hot translated block:
 // a PUSH walking down into a missing page (its #PF frame faults too: #DF)
 // and a POP walking up into one. Registers, flags, RIP, CR2, the exception
