@@ -43,6 +43,13 @@ class CodeMap {
     return page < pages_ ? generation_[page].load(std::memory_order_acquire) : 0;
   }
 
+  // The word generation() reads, for translated code that compares it at
+  // every chained entry; nullptr beyond the map (pages it never tracks).
+  const std::atomic<uint32_t>* generation_word(uint64_t phys) const {
+    const uint64_t page = phys >> 12;
+    return page < pages_ ? &generation_[page] : nullptr;
+  }
+
   bool is_code(uint64_t phys) const {
     uint64_t page = phys >> 12;
     return page < pages_ && is_code_[page].load(std::memory_order_relaxed);

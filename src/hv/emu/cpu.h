@@ -266,6 +266,10 @@ struct JitRun {
   uint64_t last_exit_page = 0;
   uint8_t last_exit_user = 0;
   bool chained = false;  // the return came from a block entered through a chain
+  // A chained entry found its block's code page written since it was
+  // translated: the chains are undone at the next entry from the run loop,
+  // so the exits that led there can chain to the new translation.
+  bool stale_chain = false;
   // The jump cache ([2][kJumpCacheSize]: supervisor, user); a RET that
   // missed it returns with `jump_missed` set, so the run loop's next entry
   // into a translation fills its entry.

@@ -452,7 +452,11 @@ Interpreter::Outcome Interpreter::run(uint64_t limit) {
       // (the instruction a soft-TLB check did not take, or the first one
       // it does not translate).
       if (translator_ && cpu.code_size == 8 && !block->provisional) {
-        const uint64_t chain_stamp = cache_.generation() + (cpu.code ? cpu.code->writes() : 0);
+        // With a CodeMap every chained entry checks its own page's
+        // generation (jit/translator.cpp), so a code write elsewhere or a
+        // block freed leaves the chains alone; without one (the emulator's
+        // unit tests), a block freed or re-decoded undoes them all.
+        const uint64_t chain_stamp = cpu.code ? 0 : cache_.generation();
         const unsigned ran = translator_->run(cpu, *block, chain_stamp, limit - executed);
         if (ran && cpu.jit.chained) {
           // Stopped in a later block: its rest is found by RIP.

@@ -927,6 +927,20 @@ bool Translator::translate(Cpu& cpu, Block& block) {
   e.load(kRax, kRax, 0);
   e.cmp_load(kRax, kRsp, 8 + kSlotEpochSeen);
   bail_pop.push_back(e.jcc32(0x5));  // jne
+  // Self- and cross-modifying code: the block's code page written since it
+  // was translated (its CodeMap generation moved). Chains and the jump
+  // cache are not undone on every code write anywhere (the Linux boot
+  // writes code pages hundreds of thousands of times); each chained entry
+  // compares its own page's generation instead, and a mismatch goes back
+  // to the run loop (which decodes the page again) and has the chains
+  // undone there, so the exits that led here chain to the new translation.
+  std::vector<size_t> stale;
+  if (const std::atomic<uint32_t>* word = cpu.code ? cpu.code->generation_word(block.phys) : nullptr) {
+    e.mov_imm(kRax, reinterpret_cast<uint64_t>(word));
+    e.bytes({0x81, 0x38});  // cmp dword [rax], imm32
+    e.u32(block.generation);
+    stale.push_back(e.jcc32(0x5));  // jne
+  }
   e.pop(kRax);
   e.add_mem_imm8(kRsp, kSlotChains, 1);
 
@@ -1347,6 +1361,13 @@ bool Translator::translate(Cpu& cpu, Block& block) {
   }
   // A chain entry that does not go on: the budget it took back, RIP the
   // block's, back to the run loop.
+  if (!stale.empty()) {
+    for (size_t at : stale) e.patch_rel32(at, e.size());
+    e.load(kRax, kRsp, 8 + kSlotCpu);
+    e.bytes({0xc6, 0x80});  // mov byte [rax + disp32], 1
+    e.u32(static_cast<uint32_t>(CPU_FIELD(jit.stale_chain)));
+    e.byte(1);
+  }
   for (size_t at : bail_pop) e.patch_rel32(at, e.size());
   if (!bail_pop.empty()) e.pop(kRax);
   for (size_t at : bail) e.patch_rel32(at, e.size());
@@ -1401,11 +1422,13 @@ unsigned Translator::enter(Cpu& cpu, Block& block, uint64_t chain_stamp, uint64_
     cpu.jit.last_exit = nullptr;
     return 0;
   }
-  // A chain leads to a block's translation as it was: when a block may
-  // have been freed or re-decoded (a code write), every chain goes.
-  if (chain_stamp != chain_stamp_) {
+  // A chain leads to a block's translation as it was: when a chained entry
+  // found its code page written (or, without a CodeMap, a block may have
+  // been freed or re-decoded), every chain goes, so the exits chain anew.
+  if (chain_stamp != chain_stamp_ || cpu.jit.stale_chain) {
     unchain_all();
     chain_stamp_ = chain_stamp;
+    cpu.jit.stale_chain = false;
   }
   // The last return went through a chainable exit to this very block (same
   // RIP, guest-physical page and CPL): from now on that exit jumps here.

@@ -99,7 +99,9 @@ class Translator {
   // Returns how many instructions ran (0: none, interpret the block); the
   // guest's state is in the Cpu, RIP where they stopped, and
   // cpu.jit.chained says whether that is still in `block`.
-  // `chain_stamp` moves whenever a block may have been freed or re-decoded.
+  // `chain_stamp` moving undoes every chain (the run loop moves it when a
+  // block may have been freed or re-decoded and no CodeMap is there, whose
+  // page generations every chained entry checks itself).
   unsigned run(Cpu& cpu, Block& block, uint64_t chain_stamp, uint64_t budget) {
     if (block.native_generation == cache_->generation() && block.native) return enter(cpu, block, chain_stamp, budget);
     if (block.native_insns == 0 && block.uses >= kHotUses) return 0;  // tried: nothing to translate
