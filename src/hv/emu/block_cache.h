@@ -110,7 +110,7 @@ class BlockCache {
   uint64_t generation() const { return generation_; }
 
  private:
-  static constexpr size_t kFastSize = 4096;
+  static constexpr size_t kFastSize = 16384;
   struct Fast {
     uint64_t key = ~0ull;
     Block* block = nullptr;

@@ -241,7 +241,7 @@ struct JumpCacheEntry {
   const uint8_t* code = nullptr;
   uint64_t unused = 0;  // 32 bytes: the index scales by a shift
 };
-constexpr unsigned kJumpCacheBits = 10;
+constexpr unsigned kJumpCacheBits = 12;
 constexpr unsigned kJumpCacheSize = 1u << kJumpCacheBits;  // per privilege
 
 // What translated code (jit/) reads and leaves for the run loop. Chained
