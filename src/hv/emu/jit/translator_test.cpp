@@ -149,6 +149,13 @@ class TranslatorVsInterpreter : public ::testing::Test {
     on_both([&](TestMachine& m) { m.load_code(code); });
   }
 
+  // The translated run stopped on a #PF at `address` (and the reference
+  // with it: run_and_compare).
+  void expect_page_fault_at(uint64_t address) {
+    EXPECT_EQ(translated().vector_taken(), kPf);
+    EXPECT_EQ(translated().cpu().cr2, address);
+  }
+
   // Runs both to a stop and compares everything the guest can see.
   void run_and_compare(uint64_t limit = 1'000'000) {
     const auto a = reference().run(limit);
@@ -254,8 +261,7 @@ TEST_F(TranslatorVsInterpreter, FaultAfterEachPrefixLengthIsExact) {
       m.set_pte(kMissing, 0);
     });
     run_and_compare();
-    EXPECT_EQ(translated().vector_taken(), kPf);
-    EXPECT_EQ(translated().cpu().cr2, kMissing);
+    expect_page_fault_at(kMissing);
     // Shorter prefixes are left to the interpreter (Translator::kMinInsns);
     // the comparison holds for them too.
     if (k >= Translator::kMinInsns) EXPECT_GT(stats().native_insns, 0u);
@@ -566,8 +572,7 @@ TEST_F(TranslatorVsInterpreter, SideExitAtTheEndOfAChainIsExact) {
     m.set_pte(kMissing, 0);
   });
   run_and_compare();
-  EXPECT_EQ(translated().vector_taken(), kPf);
-  EXPECT_EQ(translated().cpu().cr2, kMissing);
+  expect_page_fault_at(kMissing);
   EXPECT_GT(stats().chained_entries, 20u);
   EXPECT_EQ(stats().side_exits, 1u);
 }
@@ -1016,8 +1021,7 @@ TEST_F(TranslatorVsInterpreter, MisalignedOrFaultingLockedAccessesAreTheInterpre
     m.set_pte(kMissing, 0);
   });
   run_and_compare();
-  EXPECT_EQ(translated().vector_taken(), kPf);
-  EXPECT_EQ(translated().cpu().cr2, kMissing);
+  expect_page_fault_at(kMissing);
   EXPECT_GT(stats().native_insns, 0u);
 }
 
@@ -1119,8 +1123,7 @@ TEST_F(TranslatorVsInterpreter, StringFaultsAreExact) {
       m.set_pte(kMissing, 0);
     });
     run_and_compare();
-    EXPECT_EQ(translated().vector_taken(), kPf);
-    EXPECT_EQ(translated().cpu().cr2, kMissing);
+    expect_page_fault_at(kMissing);
     EXPECT_GT(stats().native_insns, 0u);
   }
 }
