@@ -92,6 +92,13 @@ check_output "vm resume" "dev2: running" hv vm resume dev2
 check_output "vm suspend" "dev2: suspended" hv vm suspend dev2
 check_output "vm start continues it" "dev2: running" hv vm start dev2
 if [ -z "$FAKE_VM" ]; then
+  # Right after a restore the guest may refuse or drop the first vsock
+  # connection: the restored device's TRANSPORT_RESET can reach the guest's
+  # driver after the host's CONNECT and reset it with the old streams (a
+  # race in the vsock device, not fixed yet: the device should hold host
+  # CONNECTs until the driver has handled the event). The guest answers
+  # once that is done.
+  wait_for_agent dev2
   before=$failures
   check_output "the suspended guest answers again" "before" hv vm exec dev2 -- cat /tmp/mark
   # What the restored VM said, when it did not answer (seen once, on a loaded host).
