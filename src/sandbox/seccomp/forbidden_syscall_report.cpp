@@ -62,7 +62,7 @@ void on_forbidden_syscall(int, siginfo_t* info, void* context) {
   const int nr = info->si_syscall;
   const char* name = nr >= 0 && nr < kSyscallNames && g_syscall_names[nr] ? g_syscall_names[nr] : "unknown";
   const char* kind = t_kind >= 0 ? thread_kind_name(static_cast<ThreadKind>(t_kind)) : "unfiltered";
-  char line[200];
+  char line[320];
   char* end = line + sizeof(line) - 1;
   // \r first: the terminal may be in raw mode, and nothing restores it.
   char* at = append(line, end, "\r\nhostvisor: seccomp: thread ");
@@ -79,6 +79,16 @@ void on_forbidden_syscall(int, siginfo_t* info, void* context) {
         at, end,
         static_cast<unsigned long>(static_cast<ucontext_t*>(context)->uc_mcontext.gregs[REG_RSI]) & 0xffffffffu);
   }
+  // A file opened where none may be: the path says what wanted it (glibc
+  // loading something lazily, as /etc/localtime once was).
+  if ((nr == SYS_openat || nr == SYS_open) && context) {
+    const greg_t* regs = static_cast<ucontext_t*>(context)->uc_mcontext.gregs;
+    const char* path = reinterpret_cast<const char*>(nr == SYS_openat ? regs[REG_RSI] : regs[REG_RDI]);
+    at = append(at, end, " path ");
+    for (int i = 0; path && path[i] && i < 96 && at < end; ++i) *at++ = path[i];
+  }
+  at = append(at, end, " at ");
+  at = append_hex(at, end, reinterpret_cast<unsigned long>(info->si_call_addr));
   at = append(at, end, "\n");
   [[maybe_unused]] ssize_t written = ::write(STDERR_FILENO, line, static_cast<size_t>(at - line));
   ::syscall(SYS_exit_group, kForbiddenSyscallStatus);

@@ -1,5 +1,6 @@
 #include "sandbox/seccomp/thread_filter.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <spawn.h>
 #include <sys/mman.h>
@@ -38,6 +39,20 @@ TEST(SeccompThreadFilterDeathTest, KillModeNamesTheVcpuThreadsForbiddenSocketCal
       },
       testing::ExitedWithCode(kForbiddenSyscallStatus),
       "hostvisor: seccomp: thread vcpu made forbidden syscall socket \\(41\\)");
+}
+
+TEST(SeccompThreadFilterDeathTest, AVcpusForbiddenOpenNamesThePathItWanted) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        set_process_seccomp_mode(SeccompMode::kKill);
+        on_thread(ThreadKind::kVcpu, [] {
+          ::open("/sys/devices/system/cpu/online", O_RDONLY | O_CLOEXEC);
+          std::_Exit(1);
+        });
+      },
+      testing::ExitedWithCode(kForbiddenSyscallStatus),
+      "thread vcpu made forbidden syscall openat \\(257\\) path /sys/devices/system/cpu/online at 0x[0-9a-f]+");
 }
 
 TEST(SeccompThreadFilterDeathTest, KillModeStopsAVcpuFromStartingAProgram) {
