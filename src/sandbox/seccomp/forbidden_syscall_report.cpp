@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -58,8 +59,45 @@ char* append_hex(char* at, char* end, unsigned long value) {
   return at;
 }
 
+// Files glibc opens lazily, once per process, on whichever thread first
+// needs them, and does without when the open fails. malloc reads
+// overcommit_memory the first time it shrinks a thread arena's heap (a
+// vCPU's free can do that at any moment of a guest's life); with the open
+// refused it keeps its default (release by MADV_DONTNEED). The CPU count
+// feeds arena sizing and sysconf: set_process_seccomp_mode() fixes the one
+// malloc needs, a failed read means one CPU to the rest. Refusing these
+// (EACCES) rather than ending the VM is what keeps a library's lazy load
+// from killing a guest at random; any other open is still fatal.
+constexpr const char* kLazyLibcFiles[] = {"/proc/sys/vm/overcommit_memory", "/sys/devices/system/cpu/online"};
+
+bool same(const char* a, const char* b) {
+  while (*a && *a == *b) ++a, ++b;
+  return *a == *b;
+}
+
+// The path of an open/openat the filter trapped, or null.
+const char* opened_path(int nr, const ucontext_t* context) {
+  if (!context || (nr != SYS_openat && nr != SYS_open)) return nullptr;
+  const greg_t* regs = context->uc_mcontext.gregs;
+  return reinterpret_cast<const char*>(nr == SYS_openat ? regs[REG_RSI] : regs[REG_RDI]);
+}
+
+bool is_lazy_libc_file(const char* path) {
+  if (!path) return false;
+  for (const char* file : kLazyLibcFiles)
+    if (same(path, file)) return true;
+  return false;
+}
+
 void on_forbidden_syscall(int, siginfo_t* info, void* context) {
   const int nr = info->si_syscall;
+  auto* ucontext = static_cast<ucontext_t*>(context);
+  const char* path = opened_path(nr, ucontext);
+  if (is_lazy_libc_file(path)) {
+    // The call did not run; returning resumes after it with this result.
+    ucontext->uc_mcontext.gregs[REG_RAX] = -EACCES;
+    return;
+  }
   const char* name = nr >= 0 && nr < kSyscallNames && g_syscall_names[nr] ? g_syscall_names[nr] : "unknown";
   const char* kind = t_kind >= 0 ? thread_kind_name(static_cast<ThreadKind>(t_kind)) : "unfiltered";
   char line[320];
@@ -81,9 +119,7 @@ void on_forbidden_syscall(int, siginfo_t* info, void* context) {
   }
   // A file opened where none may be: the path says what wanted it (glibc
   // loading something lazily, as /etc/localtime once was).
-  if ((nr == SYS_openat || nr == SYS_open) && context) {
-    const greg_t* regs = static_cast<ucontext_t*>(context)->uc_mcontext.gregs;
-    const char* path = reinterpret_cast<const char*>(nr == SYS_openat ? regs[REG_RSI] : regs[REG_RDI]);
+  if (path) {
     at = append(at, end, " path ");
     for (int i = 0; path && path[i] && i < 96 && at < end; ++i) *at++ = path[i];
   }
