@@ -4,6 +4,7 @@
 // restart, privilege changes, and the real -> protected -> long mode switch.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <condition_variable>
 #include <cstring>
@@ -831,6 +832,68 @@ TEST(EmuString, RepMovsFaultMidwayIsRestartable) {
   EXPECT_EQ(m.cpu().cr2, dst + 0x1000);
   EXPECT_EQ(m.cpu().gpr[1], 0x10u);  // 16 bytes done, 16 to go
   EXPECT_EQ(frame(m, true).rip, TestMachine::kCode);
+}
+
+// REP MOVS/STOS run a page at a time as the host's own instruction where
+// both pages are RAM in the TLB; what follows checks that this gives what
+// one element at a time gives: overlapping ranges, elements across page
+// boundaries, a segment base on the source, and a fault at the exact element.
+TEST(EmuString, RepMovsbOverlappingForwardRepeatsThePatternAcrossPages) {
+  TestMachine m;
+  const uint64_t src = TestMachine::kData + 0x10ffd;
+  m.write(src, std::vector<uint8_t>{0xa1, 0xb2, 0xc3});
+  static const uint8_t code[] = {0xf3, 0xa4, 0xf4};  // rep movsb; hlt
+  m.load_code(code);
+  m.cpu().gpr[6] = src;
+  m.cpu().gpr[7] = src + 3;
+  m.cpu().gpr[1] = 0x2801;
+  ASSERT_EQ(m.run().stop, Stop::kHalt);
+  ASSERT_EQ(m.vector_taken(), -1);
+  for (uint64_t i = 0; i < 0x2804; ++i)
+    ASSERT_EQ(m.read<uint8_t>(src + i), (std::array<uint8_t, 3>{0xa1, 0xb2, 0xc3}[i % 3])) << i;
+  EXPECT_EQ(m.cpu().gpr[1], 0u);
+  EXPECT_EQ(m.cpu().gpr[6], src + 0x2801);
+  EXPECT_EQ(m.cpu().gpr[7], src + 3 + 0x2801);
+}
+
+TEST(EmuString, RepMovsqFromAnFsBaseWithElementsAcrossPageBoundariesCopiesEveryByte) {
+  TestMachine m;
+  const uint64_t src = TestMachine::kData + 0x20004, dst = TestMachine::kData + 0x30ffc;
+  std::vector<uint8_t> bytes(8000);
+  for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<uint8_t>(i * 7 + i / 251);
+  m.write(src, bytes);
+  static const uint8_t code[] = {0x64, 0xf3, 0x48, 0xa5, 0xf4};  // rep movsq qword ptr es:[rdi], fs:[rsi]; hlt
+  m.load_code(code);
+  m.cpu().seg[kFs].base = 0x1000;
+  m.cpu().gpr[6] = src - 0x1000;
+  m.cpu().gpr[7] = dst;
+  m.cpu().gpr[1] = 1000;
+  ASSERT_EQ(m.run().stop, Stop::kHalt);
+  ASSERT_EQ(m.vector_taken(), -1);
+  for (size_t i = 0; i < bytes.size(); ++i) ASSERT_EQ(m.read<uint8_t>(dst + i), bytes[i]) << i;
+  EXPECT_EQ(m.read<uint8_t>(dst + bytes.size()), 0u);
+  EXPECT_EQ(m.cpu().gpr[6], src - 0x1000 + 8000);
+  EXPECT_EQ(m.cpu().gpr[7], dst + 8000);
+}
+
+TEST(EmuString, RepStoswFaultsAtTheElementThatReachesAMissingPage) {
+  TestMachine m;
+  const uint64_t dst = TestMachine::kData + 0x40001;
+  m.set_pte(TestMachine::kData + 0x42000, 0);
+  static const uint8_t code[] = {0x66, 0xf3, 0xab, 0xf4};  // rep stosw; hlt
+  m.load_code(code);
+  m.cpu().gpr[0] = 0xbeef;
+  m.cpu().gpr[7] = dst;
+  m.cpu().gpr[1] = 5000;
+  ASSERT_EQ(m.run().stop, Stop::kHalt);
+  ASSERT_EQ(m.vector_taken(), kPf);
+  // Word 0xfff, at ...41fff, is the first to touch the missing page.
+  EXPECT_EQ(m.cpu().cr2, TestMachine::kData + 0x42000);
+  EXPECT_EQ(m.cpu().gpr[1], 5000u - 0xfff);
+  EXPECT_EQ(m.cpu().gpr[7], dst + 2 * 0xfff);
+  EXPECT_EQ(frame(m, true).rip, TestMachine::kCode);
+  for (uint64_t i = 0; i < 0xfff; ++i) ASSERT_EQ(m.read<uint16_t>(dst + 2 * i), 0xbeef) << i;
+  EXPECT_EQ(m.read<uint8_t>(dst + 2 * 0xfff), 0u);
 }
 
 HV_EMU_SNIPPET(locked_ops, R"(

@@ -5,6 +5,8 @@
 // An event that becomes deliverable during the dispatch cuts it short after
 // the iteration that saw it: the SDM recognises interrupts between
 // iterations, and the run loop takes them when the instruction's block ends.
+#include <algorithm>
+
 #include "hv/emu/execute/handlers.h"
 #include "hv/emu/execute/io.h"
 #include "hv/emu/execute/operands.h"
@@ -17,6 +19,65 @@ namespace {
 constexpr unsigned kIterationsPerDispatch = 4096;
 
 enum class StringOp { kMovs, kCmps, kStos, kLods, kScas, kIns, kOuts };
+
+// The host's own REP MOVS/STOS of `count` elements: the guest's instruction,
+// so overlapping ranges give what the guest's would. The ABI keeps DF clear.
+void host_rep_movs(uint8_t* dst, const uint8_t* src, uint64_t count, unsigned size) {
+  switch (size) {
+    case 1: asm volatile("rep movsb" : "+D"(dst), "+S"(src), "+c"(count) : : "memory"); break;
+    case 2: asm volatile("rep movsw" : "+D"(dst), "+S"(src), "+c"(count) : : "memory"); break;
+    case 4: asm volatile("rep movsl" : "+D"(dst), "+S"(src), "+c"(count) : : "memory"); break;
+    default: asm volatile("rep movsq" : "+D"(dst), "+S"(src), "+c"(count) : : "memory"); break;
+  }
+}
+
+void host_rep_stos(uint8_t* dst, uint64_t value, uint64_t count, unsigned size) {
+  switch (size) {
+    case 1: asm volatile("rep stosb" : "+D"(dst), "+c"(count) : "a"(value) : "memory"); break;
+    case 2: asm volatile("rep stosw" : "+D"(dst), "+c"(count) : "a"(value) : "memory"); break;
+    case 4: asm volatile("rep stosl" : "+D"(dst), "+c"(count) : "a"(value) : "memory"); break;
+    default: asm volatile("rep stosq" : "+D"(dst), "+c"(count) : "a"(value) : "memory"); break;
+  }
+}
+
+// The host page a TLB entry maps for `linear`, or null if not in the TLB
+// as plain RAM (a code page has no write entry).
+uint8_t* tlb_host(Cpu& cpu, uint64_t linear, Access access) {
+  const TlbEntry& e = tlb_slot(cpu, linear, access, user_mode(cpu));
+  return e.tag == (linear >> 12) && e.host ? e.host + (linear & 0xfff) : nullptr;
+}
+
+// REP MOVS/STOS forwards in 64-bit code, over RAM already in the TLB: the
+// iterations that stay within the current source and destination pages (at
+// most `limit`) run at once as the host's instruction, since per iteration
+// they would take the same TLB hits and direct writes. Returns how many ran:
+// 0 leaves the next iteration to the exact path (a TLB miss, MMIO, a code
+// page, an element across a page boundary, a pending I/O replay), which
+// fills the TLB or faults where the guest would.
+template <StringOp op>
+uint64_t run_within_pages(Cpu& cpu, const Insn& insn, uint64_t limit) {
+  const unsigned size = insn.opsize;
+  if (!cpu.mode64 || insn.addrsize != 8 || (cpu.rflags & kFlagDf) || cpu.io.count != 0) return 0;
+  const uint64_t dst = cpu.gpr[7];
+  uint64_t n = std::min({cpu.gpr[1], limit, (0x1000 - (dst & 0xfff)) / size});
+  if (n == 0 || !is_canonical(dst)) return 0;
+  uint8_t* to = tlb_host(cpu, dst, Access::kWrite);
+  if (!to) return 0;
+  if constexpr (op == StringOp::kMovs) {
+    const uint8_t seg = insn.mem.seg;
+    const uint64_t src = cpu.gpr[6] + ((seg == kFs || seg == kGs) ? cpu.seg[seg].base : 0);
+    n = std::min(n, (0x1000 - (src & 0xfff)) / size);
+    const uint8_t* from = is_canonical(src) ? tlb_host(cpu, src, Access::kRead) : nullptr;
+    if (n == 0 || !from) return 0;
+    host_rep_movs(to, from, n, size);
+    cpu.gpr[6] += n * size;
+  } else {
+    host_rep_stos(to, cpu.gpr[0], n, size);
+  }
+  cpu.gpr[7] += n * size;
+  cpu.gpr[1] -= n;
+  return n;
+}
 
 template <StringOp op>
 void string_op(Cpu& cpu, const Insn& insn) {
@@ -35,6 +96,16 @@ void string_op(Cpu& cpu, const Insn& insn) {
 
   for (unsigned i = 0; i < kIterationsPerDispatch; ++i) {
     if (rep && get_reg(cpu, 1, asize) == 0) return;
+    if constexpr (op == StringOp::kMovs || op == StringOp::kStos) {
+      if (const uint64_t ran = rep ? run_within_pages<op>(cpu, insn, kIterationsPerDispatch - i) : 0) {
+        i += static_cast<unsigned>(ran) - 1;
+        if (cpu.lapic && !events_looked_at && cpu.lapic->needs_attention()) {
+          events_looked_at = true;
+          if (event_deliverable(cpu)) break;
+        }
+        continue;
+      }
+    }
     const uint64_t si = cpu.gpr[6] & amask;
     const uint64_t di = cpu.gpr[7] & amask;
     bool advance_si = false, advance_di = false;
