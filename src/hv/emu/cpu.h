@@ -130,15 +130,26 @@ struct Tlb {
   uint64_t epoch = 0;  // bumped by flushes that may drop a linked translation
   uint64_t linked[kLinkedRegions / 64] = {};
   bool linked_huge = false;  // a link was made in a page of more than 4 MiB: every INVLPG bumps
+  // Since the last bump: a link was made (a flush that finds none leaves the
+  // epoch: every link it could void is void already), and one was made in a
+  // page without the G bit (a CR3 load that finds none leaves it: global
+  // translations survive it). Linux flushes globals by toggling CR4.PGE, two
+  // full flushes in a row, and switches CR3 into code on global pages.
+  bool linked_any = false;
+  bool linked_non_global = false;
 
   void bump_epoch() {
     ++epoch;
     std::memset(linked, 0, sizeof(linked));
     linked_huge = false;
+    linked_any = false;
+    linked_non_global = false;
   }
   // A link is made to code at `linear`, in a guest page of `span` + 1 4 KiB
-  // pages (~0 when unknown).
-  void note_link(uint64_t linear, uint64_t span) {
+  // pages (~0 when unknown), mapped global or not.
+  void note_link(uint64_t linear, uint64_t span, bool global) {
+    linked_any = true;
+    if (!global) linked_non_global = true;
     if (span > 0x3ff) {
       linked_huge = true;
       return;
@@ -148,7 +159,7 @@ struct Tlb {
     for (uint64_t r = first; r <= last; ++r) linked[(r % kLinkedRegions) / 64] |= 1ull << (r % 64);
   }
   void flush() {
-    bump_epoch();
+    if (linked_any) bump_epoch();
     for (auto& by_priv : e)
       for (auto& by_kind : by_priv)
         for (auto& entry : by_kind) entry.tag = kTlbInvalid;
@@ -157,7 +168,7 @@ struct Tlb {
   // What a CR3 load does: global translations (kernel mappings shared by every
   // address space) stay, so a context switch does not re-walk them.
   void flush_non_global() {
-    bump_epoch();
+    if (linked_non_global) bump_epoch();
     for (auto& by_priv : e)
       for (auto& by_kind : by_priv)
         for (auto& entry : by_kind)

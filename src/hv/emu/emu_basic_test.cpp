@@ -310,6 +310,110 @@ TEST(EmuCode, RemappedCodeIsNotReachedThroughStaleLinks) {
   EXPECT_EQ(m.cpu().gpr[8], 3u) << "the second call ran the old code";
 }
 
+// Calls code on a 4 KiB page twice; between the calls its PTE is pointed at
+// another frame and the TLB flushed by a CR3 load (a non-global callee) or
+// a CR4.PGE toggle (a global one), from a caller on a global page. A flush
+// keeps the links when none could have gone (Tlb::linked_any,
+// linked_non_global); these would go stale if one were kept wrongly.
+HV_EMU_SNIPPET(call_code_remapped_by_cr3, R"(
+  mov edi, 2
+  xor r8d, r8d
+1: call rbx
+  add r8, rax
+  mov [rdx], rcx
+  mov rax, cr3
+  mov cr3, rax
+  dec edi
+  jnz 1b
+  hlt
+)")
+
+HV_EMU_SNIPPET(call_code_remapped_by_pge_toggle, R"(
+  mov edi, 2
+  xor r8d, r8d
+1: call rbx
+  add r8, rax
+  mov [rdx], rcx
+  mov rax, cr4
+  and rax, ~0x80
+  mov cr4, rax
+  or rax, 0x80
+  mov cr4, rax
+  dec edi
+  jnz 1b
+  hlt
+)")
+
+TEST(EmuCode, CodeRemappedUnderLinksRunsNewAfterACr3LoadOrAGlobalFlush) {
+  static const uint8_t one[] = {0xb8, 1, 0, 0, 0, 0xc3};  // mov eax, 1; ret
+  static const uint8_t two[] = {0xb8, 2, 0, 0, 0, 0xc3};  // mov eax, 2; ret
+  for (const bool global_callee : {false, true}) {
+    TestMachine m;
+    const uint64_t function = TestMachine::kData + 0x5000, other = TestMachine::kData + 0x6000;
+    const uint64_t g = global_callee ? (1u << 8) : 0;
+    m.write(function, one);
+    m.write(other, two);
+    m.cpu().cr4 |= x86::kCr4Pge;
+    m.set_pte(TestMachine::kCode, TestMachine::kCode | 3 | (1u << 8));
+    m.set_pte(function, function | 3 | g);
+    m.load_code(global_callee ? call_code_remapped_by_pge_toggle() : call_code_remapped_by_cr3());
+    m.cpu().gpr[3] = function;
+    m.cpu().gpr[2] = TestMachine::kPt + (function >> 12) * 8;
+    m.cpu().gpr[1] = other | 3 | g;
+    ASSERT_EQ(m.run().stop, Stop::kHalt);
+    ASSERT_EQ(m.vector_taken(), -1);
+    EXPECT_EQ(m.cpu().gpr[8], 3u) << "the second call ran the old code; global callee: " << global_callee;
+  }
+}
+
+// A CR3 load that finds links on global pages only, or a flush that finds
+// no link made since the last, leaves the epoch; anything else moves it.
+TEST(EmuPaging, TlbEpochMovesOnlyWhenAFlushCanVoidALink) {
+  Tlb tlb;
+  const uint64_t start = tlb.epoch;
+  tlb.flush();
+  tlb.flush_non_global();
+  EXPECT_EQ(tlb.epoch, start) << "no link made";
+  tlb.note_link(0xffffffff81000000, 0, true);
+  tlb.flush_non_global();
+  EXPECT_EQ(tlb.epoch, start) << "a CR3 load keeps global translations";
+  tlb.flush();
+  EXPECT_EQ(tlb.epoch, start + 1);
+  tlb.flush();
+  EXPECT_EQ(tlb.epoch, start + 1) << "the second flush of a CR4.PGE toggle";
+  tlb.note_link(0x400000, 0, false);
+  tlb.flush_non_global();
+  EXPECT_EQ(tlb.epoch, start + 2);
+}
+
+// A block whose code page was written is kept until enough pile up (links
+// to it are void by the write already); the generation, which voids every
+// link, moves once for them. Any other drop moves it at once.
+TEST(EmuCode, BlocksOfWrittenPagesAreFreedInBatches) {
+  BlockCache cache;
+  auto block_at = [](uint64_t phys) {
+    auto b = std::make_unique<Block>();
+    b->phys = phys;
+    b->key = BlockCache::key(phys, 8, false);
+    return b;
+  };
+  const uint64_t start = cache.generation();
+  uint64_t phys = 0x100000;
+  for (int i = 0; i < 255; ++i, phys += 0x1000) {
+    cache.insert(block_at(phys));
+    cache.retire(BlockCache::key(phys, 8, false));
+  }
+  EXPECT_EQ(cache.generation(), start);
+  EXPECT_EQ(cache.size(), 0u);
+  EXPECT_EQ(cache.find(BlockCache::key(0x100000, 8, false)), nullptr);
+  cache.insert(block_at(phys));
+  cache.retire(BlockCache::key(phys, 8, false));
+  EXPECT_EQ(cache.generation(), start + 1) << "the 256th retired block frees them all";
+  cache.insert(block_at(phys));
+  cache.erase(BlockCache::key(phys, 8, false));
+  EXPECT_EQ(cache.generation(), start + 2);
+}
+
 // 64-bit PUSH/POP/CALL/RET (the specialised forms): PUSH RSP pushes the
 // old value, POP RSP loads the popped one, CALL pushes the return address,
 // and RET to a non-canonical address faults #GP(0) with RSP unchanged.

@@ -198,11 +198,13 @@ Block* Interpreter::block_at_rip() {
   if (e->tag != (lin >> 12)) e = &tlb_fill(cpu_, lin, Access::kExec, user);
   const uint64_t phys = e->phys + (lin & 0xfff);
   const uint64_t span = e->span;
+  const bool global = e->global;
   const uint64_t key = BlockCache::key(phys, cpu_.code_size, !(cpu_.cr0 & x86::kCr0Pe));
   cpu_.fetch_linear = lin;
   Block* b = cache_.find(key);
   if (b && cpu_.code) {
-    bool stale = cpu_.code->generation(phys) != b->generation;
+    const bool written = cpu_.code->generation(phys) != b->generation;
+    bool stale = written;
     if (!stale && b->crosses_page) {
       // The second page is reached through the current mapping, which may differ from the decoding one.
       uint64_t next_lin = (lin & ~0xfffull) + 0x1000;
@@ -232,18 +234,22 @@ Block* Interpreter::block_at_rip() {
       }
     }
     if (stale) {
-      cache_.erase(key);
+      if (written)
+        cache_.retire(key);
+      else
+        cache_.erase(key);
       b = nullptr;
     }
   }
   if (!b) b = decode_block(phys, key);
   // The caller may link to `b`: an INVLPG of its page(s) must now void the links.
-  cpu_.tlb.note_link(lin, span);
+  cpu_.tlb.note_link(lin, span, global);
   if (b->crosses_page) {
     uint64_t next_lin = (lin & ~0xfffull) + 0x1000;
     if (!cpu_.long_mode) next_lin &= 0xffffffff;
     const TlbEntry& e2 = tlb_slot(cpu_, next_lin, Access::kExec, user);
-    cpu_.tlb.note_link(next_lin, e2.tag == (next_lin >> 12) ? e2.span : ~0ull);
+    const bool known = e2.tag == (next_lin >> 12);
+    cpu_.tlb.note_link(next_lin, known ? e2.span : ~0ull, known && e2.global);
   }
   return b;
 }
