@@ -8,6 +8,7 @@
 #include <cmath>
 #include <condition_variable>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -412,6 +413,38 @@ TEST(EmuCode, BlocksOfWrittenPagesAreFreedInBatches) {
   cache.insert(block_at(phys));
   cache.erase(BlockCache::key(phys, 8, false));
   EXPECT_EQ(cache.generation(), start + 2);
+}
+
+// The cache's table against a std::map, through growth and deletions that
+// must move later entries back into the hole.
+TEST(EmuCode, BlockCacheFindsWhatItHoldsThroughGrowthAndDeletions) {
+  BlockCache cache;
+  std::map<uint64_t, Block*> expected;
+  uint64_t seed = 12345;
+  auto next = [&] { return seed = seed * 6364136223846793005ull + 1442695040888963407ull; };
+  for (int round = 0; round < 20000; ++round) {
+    // Keys crowd into few pages so probe runs collide and wrap.
+    const uint64_t key = BlockCache::key((next() >> 40) % 0x3000 * 0x10 + 0x100000, 8, false);
+    if (next() % 3 != 0) {
+      auto b = std::make_unique<Block>();
+      b->key = key;
+      Block* raw = b.get();
+      cache.insert(std::move(b));
+      expected[key] = raw;
+    } else {
+      if (next() % 2)
+        cache.erase(key);
+      else
+        cache.retire(key);
+      expected.erase(key);
+    }
+  }
+  EXPECT_EQ(cache.size(), expected.size());
+  for (const auto& [key, block] : expected) ASSERT_EQ(cache.find(key), block) << std::hex << key;
+  for (uint64_t phys = 0x100000; phys < 0x100000 + 0x30000; phys += 0x10) {
+    const uint64_t key = BlockCache::key(phys, 8, false);
+    if (!expected.count(key)) ASSERT_EQ(cache.find(key), nullptr) << std::hex << key;
+  }
 }
 
 // 64-bit PUSH/POP/CALL/RET (the specialised forms): PUSH RSP pushes the
