@@ -215,6 +215,10 @@ struct IoReplay {
   IoRecord records[kMax];
   unsigned count = 0;  // records of the current instruction
   unsigned next = 0;   // next record to replay
+  // IN/OUT's exit, flagged rather than thrown (port_read_or_exit): the
+  // handler returns with nothing done and the run loop stops as for an
+  // IoExitRequest. The serial console's bytes are most of a boot's exits.
+  bool exit_pending = false;
 };
 
 // Model-specific registers the emulator keeps.

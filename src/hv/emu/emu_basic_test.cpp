@@ -678,10 +678,18 @@ TEST(EmuIo, PortInAndOut) {
   EXPECT_TRUE(r->is_write);
   EXPECT_EQ(r->address, 0x3f8u);
   EXPECT_EQ(r->data[0], 0x41);
+  // IN and OUT stop at themselves, having changed nothing (a flagged exit,
+  // not a throw): RIP at the OUT (after MOV DX 4 bytes, MOV AL 2), then at
+  // the IN with AL as the OUT left it.
+  EXPECT_EQ(m.cpu().rip, TestMachine::kCode + 6);
+  EXPECT_FALSE(m.cpu().io.exit_pending);
   ASSERT_EQ(m.run().stop, Stop::kIo);
   r = &m.cpu().io.records[m.cpu().io.count - 1];
   EXPECT_FALSE(r->is_write);
   EXPECT_EQ(r->address, 0x60u);
+  EXPECT_EQ(m.cpu().rip, TestMachine::kCode + 7);
+  EXPECT_EQ(m.cpu().gpr[0] & 0xff, 0x41u);
+  EXPECT_EQ(m.interpreter().instructions(), 3u) << "the exiting instructions count when they complete";
   r->data[0] = 0x9c;
   ASSERT_EQ(m.run().stop, Stop::kHalt);
   EXPECT_EQ(m.cpu().gpr[0] & 0xff, 0x9cu);

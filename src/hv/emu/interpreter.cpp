@@ -362,6 +362,15 @@ Interpreter::Outcome Interpreter::run(uint64_t limit) {
     instructions_ += executed;
     return Outcome{why, std::move(detail)};
   };
+  // The instruction running stopped for the VMM's I/O (thrown, or flagged by
+  // IN/OUT with RIP still at it): it restarts after the exit.
+  auto io_exit = [&] {
+    completed_in_block();  // not the one that exits: it restarts
+    if (shadow_step) cpu.interrupt_shadow = true;
+    cpu.stop_block = false;
+    cpu.io.exit_pending = false;
+    return stop(Stop::kIo);
+  };
   // What chained translations check between blocks.
   static const std::atomic<bool> kNoAttention{false};
   cpu.jit.kick = &kicked_;
@@ -434,6 +443,7 @@ Interpreter::Outcome Interpreter::run(uint64_t limit) {
         cpu.interrupt_shadow = false;
         cpu.next_rip = (cpu.rip + insn.len) & rip_mask;
         insn.fn(cpu, insn);
+        if (cpu.io.exit_pending) return io_exit();
         shadow_step = false;
         cpu.rip = cpu.next_rip;
         ++executed;
@@ -484,6 +494,11 @@ Interpreter::Outcome Interpreter::run(uint64_t limit) {
         cpu.rip = cpu.next_rip;
         ++running;
         if (__builtin_expect(cpu.stop_block | (cpu.io.count != 0), 0)) {
+          if (cpu.io.exit_pending) {
+            --running;
+            cpu.rip = (cpu.next_rip - running->len) & rip_mask;
+            return io_exit();
+          }
           io_commit(cpu);
           if (cpu.stop_block || kicked_.load(std::memory_order_relaxed)) {
             cpu.stop_block = false;
@@ -511,10 +526,7 @@ Interpreter::Outcome Interpreter::run(uint64_t limit) {
         return stop(Stop::kFailure, std::string(e.what) + " at rip " + hex(cpu.rip));
       }
     } catch (const IoExitRequest&) {
-      completed_in_block();  // not the one that exits: it restarts
-      if (shadow_step) cpu.interrupt_shadow = true;
-      cpu.stop_block = false;
-      return stop(Stop::kIo);
+      return io_exit();
     } catch (const ShutdownRequest&) {
       completed_in_block();
       return stop(Stop::kShutdown);

@@ -209,7 +209,10 @@ bool internal_access(Cpu& cpu, bool is_port, bool is_write, uint64_t address, ui
   return is_write ? bus->write(address, span) : bus->read(address, span);
 }
 
-uint64_t io_access(Cpu& cpu, bool is_port, bool is_write, uint64_t address, unsigned size, uint64_t value) {
+// The access from the replay log, done in-thread, or recorded for the VMM
+// (returns false: the instruction must stop and restart after the exit).
+bool try_io_access(Cpu& cpu, bool is_port, bool is_write, uint64_t address, unsigned size, uint64_t value,
+                   uint64_t* result) {
   IoReplay& io = cpu.io;
   if (io.next < io.count) {
     IoRecord& r = io.records[io.next++];
@@ -218,7 +221,8 @@ uint64_t io_access(Cpu& cpu, bool is_port, bool is_write, uint64_t address, unsi
     }
     uint64_t v = 0;
     if (!is_write) std::memcpy(&v, r.data, size);
-    return v;
+    *result = v;
+    return true;
   }
   if (io.count == IoReplay::kMax) throw EmulationFailure{"an instruction made too many MMIO/port accesses"};
   IoRecord& r = io.records[io.count++];
@@ -233,9 +237,16 @@ uint64_t io_access(Cpu& cpu, bool is_port, bool is_write, uint64_t address, unsi
     io.next = io.count;
     uint64_t v = 0;
     if (!is_write) std::memcpy(&v, r.data, size);
-    return v;
+    *result = v;
+    return true;
   }
-  throw IoExitRequest{};
+  return false;
+}
+
+uint64_t io_access(Cpu& cpu, bool is_port, bool is_write, uint64_t address, unsigned size, uint64_t value) {
+  uint64_t result = 0;
+  if (!try_io_access(cpu, is_port, is_write, address, size, value, &result)) throw IoExitRequest{};
+  return result;
 }
 
 // Physical access of `size` bytes within one page.
@@ -326,6 +337,19 @@ uint64_t port_read(Cpu& cpu, uint16_t port, unsigned size) { return io_access(cp
 
 void port_write(Cpu& cpu, uint16_t port, unsigned size, uint64_t value) {
   io_access(cpu, true, true, port, size, value);
+}
+
+bool port_read_or_exit(Cpu& cpu, uint16_t port, unsigned size, uint64_t* value) {
+  if (try_io_access(cpu, true, false, port, size, 0, value)) return true;
+  cpu.io.exit_pending = true;
+  return false;
+}
+
+bool port_write_or_exit(Cpu& cpu, uint16_t port, unsigned size, uint64_t value) {
+  uint64_t unused;
+  if (try_io_access(cpu, true, true, port, size, value, &unused)) return true;
+  cpu.io.exit_pending = true;
+  return false;
 }
 
 }  // namespace hostvisor::emu

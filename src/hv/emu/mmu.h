@@ -29,6 +29,12 @@ void write_linear_slow(Cpu& cpu, uint64_t linear, unsigned size, uint64_t value,
 // Port I/O through the replay log (IN/OUT/INS/OUTS).
 uint64_t port_read(Cpu& cpu, uint16_t port, unsigned size);
 void port_write(Cpu& cpu, uint16_t port, unsigned size, uint64_t value);
+// The same for an instruction whose port access is its only effect and its
+// last step (IN, OUT): false when the VMM must do it, with
+// cpu.io.exit_pending set; the handler then returns having changed nothing
+// and the run loop stops without the cost of a C++ throw.
+bool port_read_or_exit(Cpu& cpu, uint16_t port, unsigned size, uint64_t* value);
+bool port_write_or_exit(Cpu& cpu, uint16_t port, unsigned size, uint64_t value);
 
 // The instruction's accesses are done: forget the replay log.
 inline void io_commit(Cpu& cpu) {

@@ -261,7 +261,8 @@ void h_in(Cpu& cpu, const Insn& insn) {
   const uint16_t port = insn.op[1].kind == OpKind::kImm ? static_cast<uint16_t>(insn.imm & 0xff)
                                                         : static_cast<uint16_t>(get_reg(cpu, 2, 2));
   check_io_permission(cpu, port, size);
-  set_reg(cpu, 0, size, port_read(cpu, port, size));
+  uint64_t value;
+  if (port_read_or_exit(cpu, port, size, &value)) set_reg(cpu, 0, size, value);
 }
 
 void h_out(Cpu& cpu, const Insn& insn) {
@@ -269,7 +270,7 @@ void h_out(Cpu& cpu, const Insn& insn) {
   const uint16_t port = insn.op[0].kind == OpKind::kImm ? static_cast<uint16_t>(insn.imm & 0xff)
                                                         : static_cast<uint16_t>(get_reg(cpu, 2, 2));
   check_io_permission(cpu, port, size);
-  port_write(cpu, port, size, get_reg(cpu, 0, size));
+  port_write_or_exit(cpu, port, size, get_reg(cpu, 0, size));
 }
 
 void h_cli(Cpu& cpu, const Insn&) {
