@@ -18,6 +18,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 
 namespace hostvisor::emu {
 
@@ -62,7 +63,32 @@ class CodeMap {
     uint64_t page = phys >> 12;
     if (page < pages_ && !is_code_[page].exchange(1, std::memory_order_acq_rel)) {
       epoch_.fetch_add(1, std::memory_order_acq_rel);
+      // Then every vCPU's leave word, so its translated code returns to
+      // the run loop (which drops its write TLB entries).
+      const unsigned used = leave_used_.load(std::memory_order_acquire);
+      for (unsigned i = 0; i < used; ++i)
+        if (std::atomic<uint32_t>* word = leave_[i].load(std::memory_order_acquire))
+          word->store(1, std::memory_order_release);
     }
+  }
+
+  // A vCPU's leave word (hv/emu/leave_word.h), set from now on whenever the
+  // epoch moves; with a slot or without (a host thread may decode for it in
+  // tests). Each vCPU's run loop adds its own, once. Words are never freed,
+  // so one of a vCPU gone is harmless. False when the list is full.
+  bool add_leave_word(std::atomic<uint32_t>* word) {
+    const unsigned used = leave_used_.load(std::memory_order_acquire);
+    for (unsigned i = 0; i < used; ++i)
+      if (leave_[i].load(std::memory_order_relaxed) == word) return true;
+    std::lock_guard<std::mutex> lock(leave_mutex_);
+    const unsigned now = leave_used_.load(std::memory_order_relaxed);
+    for (unsigned i = used; i < now; ++i)
+      if (leave_[i].load(std::memory_order_relaxed) == word) return true;
+    if (now == kMaxLeaveWords) return false;
+    leave_[now].store(word, std::memory_order_release);
+    // Published before the epoch is read again by the caller (seq_cst both).
+    leave_used_.store(now + 1, std::memory_order_seq_cst);
+    return true;
   }
 
   // The page was written: blocks decoded from it are stale.
@@ -140,6 +166,10 @@ class CodeMap {
   std::atomic<uint64_t> writes_{0};
   std::atomic<unsigned> slots_{0};
   std::atomic<uint64_t> acknowledged_[kMaxSlots] = {};
+  static constexpr unsigned kMaxLeaveWords = kMaxSlots + 64;
+  std::mutex leave_mutex_;
+  std::atomic<unsigned> leave_used_{0};
+  std::atomic<std::atomic<uint32_t>*> leave_[kMaxLeaveWords] = {};
 };
 
 }  // namespace hostvisor::emu
