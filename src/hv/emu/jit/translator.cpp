@@ -12,12 +12,12 @@
 #include "hv/emu/code_map.h"
 #include "hv/emu/condition_mnemonics.h"
 #include "hv/emu/flags.h"
-#include "hv/emu/leave_word.h"
 #include "hv/emu/jit/emitter.h"
 #include "hv/emu/jit/translate_atomic.h"
 #include "hv/emu/jit/translate_divide.h"
 #include "hv/emu/jit/translate_flags.h"
 #include "hv/emu/jit/translate_string.h"
+#include "hv/emu/leave_word.h"
 #include "hv/emu/mmu.h"
 #include "memory/guest_memory.h"
 
@@ -533,7 +533,7 @@ void Translator::install_runtime() {
   for (unsigned r : kSaved) e.push(r);
   // The budget (XMM15, below) across the call; XMM13 is rebuilt after it.
   e.lea(kRsp, kRsp, kNoBase, 1, -16);
-  e.bytes({0xf3, 0x44, 0x0f, 0x7f, 0x3c, 0x24});  // movdqu [rsp], xmm15
+  e.bytes({0xf3, 0x44, 0x0f, 0x7f, 0x3c, 0x24});              // movdqu [rsp], xmm15
   constexpr int32_t args = 8 * (std::size(kSaved) + 1) + 16;  // past the saves and the return address
   e.load(kRdx, kRsp, args);
   e.load(kRsi, kRsp, args + 8);
@@ -543,7 +543,7 @@ void Translator::install_runtime() {
   e.mov_imm(kRax, reinterpret_cast<uint64_t>(&refill_tlb));
   e.bytes({0xff, 0xd0});  // call rax
   e.mov_rr(kRsp, 3);
-  e.bytes({0x85, 0xc0});  // test eax, eax
+  e.bytes({0x85, 0xc0});                          // test eax, eax
   e.bytes({0xf3, 0x44, 0x0f, 0x6f, 0x3c, 0x24});  // movdqu xmm15, [rsp]
   e.lea(kRsp, kRsp, kNoBase, 1, 16);
   emit_sign_mask(e);
@@ -746,7 +746,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
   // (the convention): a register a check borrows is always saved.
   used = kLive;
   Emitter e;
-  std::vector<size_t> to_exit;       // JMP rel32s to the exit routine
+  std::vector<size_t> to_exit;  // JMP rel32s to the exit routine
   // The 16-byte constants the code loads RIP-relative (placed after it),
   // and the disp32s that name each.
   std::vector<std::pair<std::array<int64_t, 2>, std::vector<size_t>>> constants;
