@@ -75,6 +75,17 @@ void emit_sign_mask(Emitter& e) {
   e.bytes({0x66, 0x41, 0x0f, 0x73, 0xf5, 0x3f});  // psllq xmm13, 63
 }
 
+// `reg` (a linear address) = the byte offset of its page's entry in a TLB
+// array: ((reg >> 12) & (kTlbSize - 1)) * 40 as SHR, AND, LEA (x5; the x8
+// folded into the shift and mask), 2 cycles shorter than IMUL on the
+// dependent path of every soft-TLB check.
+static_assert(sizeof(TlbEntry) == 40 && sizeof(JumpCacheEntry) == 32);
+void emit_tlb_offset(Emitter& e, unsigned reg) {
+  e.shr_imm(reg, 9);
+  e.and_imm(reg, static_cast<int32_t>((kTlbSize - 1) << 3));
+  e.lea(reg, reg, reg, 4, 0);
+}
+
 #define CPU_FIELD(f) static_cast<int32_t>(offsetof(Cpu, f))
 
 int32_t gpr_offset(unsigned reg) { return static_cast<int32_t>(offsetof(Cpu, gpr) + reg * sizeof(uint64_t)); }
@@ -874,7 +885,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     e.shr_imm(kRdx, 12);
     e.xor_rr(kRdx, kRcx);
     e.and_imm(kRdx, kJumpCacheSize - 1);
-    e.imul_imm(kRdx, kRdx, static_cast<int32_t>(sizeof(JumpCacheEntry)));
+    e.shl_imm(kRdx, 5);  // * sizeof(JumpCacheEntry)
     e.add_load(kRdx, kRax, CPU_FIELD(jit.jump_cache));
     const int32_t half = static_cast<int32_t>((user ? kJumpCacheSize : 0) * sizeof(JumpCacheEntry));
     std::vector<size_t> to_miss;
@@ -882,9 +893,8 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     to_miss.push_back(e.jcc32(0x5));  // jne
     e.mov_rr(kRsi, kRcx);
     e.shr_imm(kRsi, 12);
-    e.mov_rr(kRdi, kRsi);
-    e.and_imm(kRdi, kTlbSize - 1);
-    e.imul_imm(kRdi, kRdi, static_cast<int32_t>(sizeof(TlbEntry)));
+    e.mov_rr(kRdi, kRcx);
+    emit_tlb_offset(e, kRdi);
     e.add_rr(kRdi, kRax);
     const int32_t fetch = static_cast<int32_t>(offsetof(Cpu, tlb) + offsetof(Tlb, e) +
                                                (static_cast<size_t>(user) * 3 + 2) * kTlbSize * sizeof(TlbEntry));
@@ -1053,9 +1063,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     e.lea(sc.t, sc.s, kNoBase, 1, static_cast<int32_t>(size - 1));
     e.shr_imm(sc.t, 12);
     e.mov_rr(sc.u, sc.s);
-    e.shr_imm(sc.u, 12);
-    e.and_imm(sc.u, kTlbSize - 1);
-    e.imul_imm(sc.u, sc.u, static_cast<int32_t>(sizeof(TlbEntry)));
+    emit_tlb_offset(e, sc.u);
     e.add_load(sc.u, kRsp, depth + kSlotCpu);
     const int32_t entry = tlb_base + static_cast<int32_t>((write ? 1 : 0) * kTlbSize * sizeof(TlbEntry));
     e.cmp_load(sc.t, sc.u, entry + static_cast<int32_t>(offsetof(TlbEntry, tag)));
