@@ -15,9 +15,13 @@
 // its run loop, or asleep in HLT) counts as acknowledged: it stores nothing.
 #pragma once
 
+#include <sys/mman.h>
+
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
+#include <utility>
 
 namespace hostvisor::emu {
 
@@ -28,7 +32,7 @@ class CodeMap {
 
   void resize(uint64_t limit) {
     pages_ = (limit + 0xfff) >> 12;
-    generation_ = std::make_unique<std::atomic<uint32_t>[]>(pages_);
+    generation_ = Generations(pages_);
     is_code_ = std::make_unique<std::atomic<uint8_t>[]>(pages_);
     for (uint64_t i = 0; i < pages_; ++i) {
       generation_[i].store(0, std::memory_order_relaxed);
@@ -62,7 +66,32 @@ class CodeMap {
     uint64_t page = phys >> 12;
     if (page < pages_ && !is_code_[page].exchange(1, std::memory_order_acq_rel)) {
       epoch_.fetch_add(1, std::memory_order_acq_rel);
+      // Then every vCPU's leave word, so its translated code returns to
+      // the run loop (which drops its write TLB entries).
+      const unsigned used = leave_used_.load(std::memory_order_acquire);
+      for (unsigned i = 0; i < used; ++i)
+        if (std::atomic<uint32_t>* word = leave_[i].load(std::memory_order_acquire))
+          word->store(1, std::memory_order_release);
     }
+  }
+
+  // A vCPU's leave word (hv/emu/leave_word.h), set from now on whenever the
+  // epoch moves; with a slot or without (a host thread may decode for it in
+  // tests). Each vCPU's run loop adds its own, once. Words are never freed,
+  // so one of a vCPU gone is harmless. False when the list is full.
+  bool add_leave_word(std::atomic<uint32_t>* word) {
+    const unsigned used = leave_used_.load(std::memory_order_acquire);
+    for (unsigned i = 0; i < used; ++i)
+      if (leave_[i].load(std::memory_order_relaxed) == word) return true;
+    std::lock_guard<std::mutex> lock(leave_mutex_);
+    const unsigned now = leave_used_.load(std::memory_order_relaxed);
+    for (unsigned i = used; i < now; ++i)
+      if (leave_[i].load(std::memory_order_relaxed) == word) return true;
+    if (now == kMaxLeaveWords) return false;
+    leave_[now].store(word, std::memory_order_release);
+    // Published before the epoch is read again by the caller (seq_cst both).
+    leave_used_.store(now + 1, std::memory_order_seq_cst);
+    return true;
   }
 
   // The page was written: blocks decoded from it are stale.
@@ -134,12 +163,59 @@ class CodeMap {
 
  private:
   uint64_t pages_ = 0;
-  std::unique_ptr<std::atomic<uint32_t>[]> generation_;
+  // The generation words, in the low 2 GiB when they can be (MAP_32BIT):
+  // translated code then compares one at an absolute address with no
+  // register borrowed (see the chain entry in jit/translator.cpp).
+  class Generations {
+   public:
+    Generations() = default;
+    explicit Generations(uint64_t n) : n_(n) {
+      if (!n) return;
+      void* m = mmap(nullptr, bytes(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0);
+      if (m != MAP_FAILED) {
+        mapped_ = true;
+        words_ = static_cast<std::atomic<uint32_t>*>(m);  // zero-filled
+      } else {
+        words_ = new std::atomic<uint32_t>[n];
+      }
+    }
+    Generations(Generations&& o) noexcept { *this = std::move(o); }
+    Generations& operator=(Generations&& o) noexcept {
+      if (this != &o) {
+        release();
+        n_ = std::exchange(o.n_, 0);
+        words_ = std::exchange(o.words_, nullptr);
+        mapped_ = std::exchange(o.mapped_, false);
+      }
+      return *this;
+    }
+    ~Generations() { release(); }
+    std::atomic<uint32_t>& operator[](uint64_t i) const { return words_[i]; }
+
+   private:
+    size_t bytes() const { return static_cast<size_t>(n_) * sizeof(std::atomic<uint32_t>); }
+    void release() {
+      if (mapped_) {
+        munmap(words_, bytes());
+      } else {
+        delete[] words_;
+      }
+      words_ = nullptr;
+    }
+    uint64_t n_ = 0;
+    std::atomic<uint32_t>* words_ = nullptr;
+    bool mapped_ = false;
+  };
+  Generations generation_;
   std::unique_ptr<std::atomic<uint8_t>[]> is_code_;
   std::atomic<uint64_t> epoch_{0};
   std::atomic<uint64_t> writes_{0};
   std::atomic<unsigned> slots_{0};
   std::atomic<uint64_t> acknowledged_[kMaxSlots] = {};
+  static constexpr unsigned kMaxLeaveWords = kMaxSlots + 64;
+  std::mutex leave_mutex_;
+  std::atomic<unsigned> leave_used_{0};
+  std::atomic<std::atomic<uint32_t>*> leave_[kMaxLeaveWords] = {};
 };
 
 }  // namespace hostvisor::emu

@@ -273,6 +273,10 @@ struct JitRun {
   // the write TLB entries that skip the code-page check before this vCPU
   // stores again.
   const std::atomic<uint64_t>* code_epoch = nullptr;
+  // The vCPU's leave word (leave_word.h), which every chained block entry
+  // compares with 0: set by the LAPIC, a kick and a new code epoch, cleared
+  // by each entry from the run loop.
+  std::atomic<uint32_t>* leave = nullptr;
   // The chainable exit the last return went through (its JMP rel32), the
   // RIP it went to and the guest-physical page and CPL it was left from:
   // the next entry may patch that jump to jump straight into its block.

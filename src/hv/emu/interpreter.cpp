@@ -32,6 +32,8 @@ bool deliver_unrestartable(Cpu& cpu, uint8_t vector, EventKind kind, bool has_er
   }
 }
 
+Interpreter::~Interpreter() { release_leave_word(leave_); }
+
 Interpreter::Interpreter(Cpu& cpu) : cpu_(cpu) {
   auto options = jit::tier_options();
   if (!options) {
@@ -378,6 +380,12 @@ Interpreter::Outcome Interpreter::run(uint64_t limit) {
   static const std::atomic<uint64_t> kNoCodeEpoch{0};
   if (!cpu.code) cpu.code_epoch_seen = 0;
   cpu.jit.code_epoch = cpu.code ? cpu.code->epoch_counter() : &kNoCodeEpoch;
+  // Who sets the leave word: the LAPIC when it needs attention, the
+  // CodeMap when the epoch moves, kick(). Without it (the CodeMap's list
+  // full) translated code has none to look at: the tier is not used.
+  cpu.jit.leave = leave_;
+  if (cpu.lapic) cpu.lapic->set_attention_poke(leave_);
+  const bool leave_word_set = !cpu.code || cpu.code->add_leave_word(leave_);
   // This vCPU may store from here until it returns or sleeps: other vCPUs
   // decoding code count it as running (CodeMap::all_acknowledged).
   enter_running();
@@ -467,7 +475,7 @@ Interpreter::Outcome Interpreter::run(uint64_t limit) {
       // chained blocks after it; the interpreter goes on where it stopped
       // (the instruction a soft-TLB check did not take, or the first one
       // it does not translate).
-      if (translator_ && cpu.code_size == 8 && !block->provisional) {
+      if (translator_ && leave_word_set && cpu.code_size == 8 && !block->provisional) {
         // With a CodeMap every chained entry checks its own page's
         // generation (jit/translator.cpp), so a code write elsewhere or a
         // block freed leaves the chains alone; without one (the emulator's

@@ -13,6 +13,7 @@
 #include "hv/emu/decoder.h"
 #include "hv/emu/interrupts.h"
 #include "hv/emu/jit/translator.h"
+#include "hv/emu/leave_word.h"
 
 namespace hostvisor::emu {
 
@@ -33,6 +34,9 @@ class Interpreter {
 
   // Uses the tier the command line or HOSTVISOR_EMU_TIER names (jit/tier_options.h).
   explicit Interpreter(Cpu& cpu);
+  ~Interpreter();
+  Interpreter(const Interpreter&) = delete;
+  Interpreter& operator=(const Interpreter&) = delete;
 
   // Runs hot blocks' translatable prefixes as host code (nullptr: interpret only).
   void set_translator(std::unique_ptr<jit::Translator> translator) { translator_ = std::move(translator); }
@@ -52,7 +56,10 @@ class Interpreter {
   // Thread-safe: makes run() return kInterrupted at the next block boundary,
   // or, when run() restarts an instruction after an I/O exit, right after
   // that instruction completes (never with an access half done).
-  void kick() { kicked_.store(true, std::memory_order_release); }
+  void kick() {
+    kicked_.store(true, std::memory_order_release);
+    leave_->store(1, std::memory_order_release);  // then the word: see leave_word.h
+  }
   bool kicked() const { return kicked_.load(std::memory_order_acquire); }
 
   // Called when the CPU halts or waits for SIPI: blocks until an event may
@@ -109,6 +116,8 @@ class Interpreter {
   static constexpr size_t kJumpCacheSize = 2048;
   BlockLink jump_cache_[kJumpCacheSize];
   std::atomic<bool> kicked_{false};
+  // Translated code's leave word (leave_word.h): this vCPU's for as long as it lives.
+  std::atomic<uint32_t>* const leave_ = acquire_leave_word();
   uint64_t instructions_ = 0;
   std::unique_ptr<jit::Translator> translator_;
 };

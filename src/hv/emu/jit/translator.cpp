@@ -3,6 +3,7 @@
 #include <Zydis/Zydis.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdio>
@@ -16,6 +17,7 @@
 #include "hv/emu/jit/translate_divide.h"
 #include "hv/emu/jit/translate_flags.h"
 #include "hv/emu/jit/translate_string.h"
+#include "hv/emu/leave_word.h"
 #include "hv/emu/mmu.h"
 #include "memory/guest_memory.h"
 
@@ -32,15 +34,12 @@ constexpr unsigned kCalleeSaved[] = {3, 5, 12, 13, 14, 15};
 // the entry routine pushed: three scratch slots (the guest values of the
 // registers a soft-TLB check borrows), the guest's arithmetic flags
 // whenever the host's are not theirs (a PUSHFQ image), the RIP a return to
-// the run loop leaves at, the chain budget (instructions chained blocks may
-// still start; side exits and bails give back what did not run, so the
-// instructions completed are the budget spent), the chain entries made,
-// the LAPIC attention, kick and code epoch pointers and the epoch the run
-// loop saw (so a chain entry finds them without the Cpu), and the jump
-// target of the entry routine and of a jump cache hit.
-constexpr int32_t kSlotS = 0, kSlotT = 8, kSlotU = 16, kSlotFlags = 24, kSlotRip = 32, kSlotBudget = 40,
-                  kSlotChains = 48, kSlotAttention = 56, kSlotKick = 64, kSlotEpoch = 72, kSlotEpochSeen = 80,
-                  kSlotTarget = 88, kFrameBytes = 96, kSlotCpu = 96;
+// the run loop leaves at, and the jump target of the entry routine and of
+// a jump cache hit. (The chain budget, instructions chained blocks may
+// still start, and the chain count are in XMM15, below; the leave word a
+// chain entry compares is named by its address.)
+constexpr int32_t kSlotS = 0, kSlotT = 8, kSlotU = 16, kSlotFlags = 24, kSlotRip = 32, kSlotTarget = 40,
+                  kFrameBytes = 48, kSlotCpu = 48;
 
 // The register convention of translated code: from the entry routine to
 // the exit routine, guest GPR n lives in host GPR n (all but RSP, which
@@ -59,6 +58,33 @@ using Entry = void (*)(Cpu*, const uint8_t*);
 // blocks (and the translated code does not: the CodeMap epoch, another
 // vCPU's code writes) are never put off for long.
 constexpr int64_t kChainBudget = 1 << 14;
+
+// The chain budget and the chain count live in XMM15 (low and high
+// quadword) from the entry routine to the exit routine, not in frame slots:
+// every block entry updates them, and a read-modify-write of a frame slot
+// made each chained entry wait for the previous one's store (store
+// forwarding, some 5 cycles per block: the loop-carried path of a loop of
+// small blocks). One PADDQ of a 16-byte constant {-instructions, 1} from
+// the code (RIP-relative, unaligned: MOVDQU into XMM14) updates both, and
+// PTEST against XMM13 = the sign bits (PCMPEQD; PSLLQ 63: no memory) says
+// whether the budget went negative. Translated code uses no other XMM
+// register (SSE instructions are not translated); the refill routine, the
+// one call out of it, keeps XMM15 and rebuilds XMM13.
+void emit_sign_mask(Emitter& e) {
+  e.bytes({0x66, 0x45, 0x0f, 0x76, 0xed});        // pcmpeqd xmm13, xmm13
+  e.bytes({0x66, 0x41, 0x0f, 0x73, 0xf5, 0x3f});  // psllq xmm13, 63
+}
+
+// `reg` (a linear address) = the byte offset of its page's entry in a TLB
+// array: ((reg >> 12) & (kTlbSize - 1)) * 40 as SHR, AND, LEA (x5; the x8
+// folded into the shift and mask), 2 cycles shorter than IMUL on the
+// dependent path of every soft-TLB check.
+static_assert(sizeof(TlbEntry) == 40 && sizeof(JumpCacheEntry) == 32);
+void emit_tlb_offset(Emitter& e, unsigned reg) {
+  e.shr_imm(reg, 9);
+  e.and_imm(reg, static_cast<int32_t>((kTlbSize - 1) << 3));
+  e.lea(reg, reg, reg, 4, 0);
+}
 
 #define CPU_FIELD(f) static_cast<int32_t>(offsetof(Cpu, f))
 
@@ -516,7 +542,10 @@ void Translator::install_runtime() {
   Emitter e;
   static constexpr unsigned kSaved[] = {kRax, kRcx, kRdx, kRsi, kRdi, 8, 9, 10, 11, 3};
   for (unsigned r : kSaved) e.push(r);
-  constexpr int32_t args = 8 * (std::size(kSaved) + 1);  // past the saves and the return address
+  // The budget (XMM15, below) across the call; XMM13 is rebuilt after it.
+  e.lea(kRsp, kRsp, kNoBase, 1, -16);
+  e.bytes({0xf3, 0x44, 0x0f, 0x7f, 0x3c, 0x24});              // movdqu [rsp], xmm15
+  constexpr int32_t args = 8 * (std::size(kSaved) + 1) + 16;  // past the saves and the return address
   e.load(kRdx, kRsp, args);
   e.load(kRsi, kRsp, args + 8);
   e.load(kRdi, kRsp, args + 16);
@@ -525,7 +554,10 @@ void Translator::install_runtime() {
   e.mov_imm(kRax, reinterpret_cast<uint64_t>(&refill_tlb));
   e.bytes({0xff, 0xd0});  // call rax
   e.mov_rr(kRsp, 3);
-  e.bytes({0x85, 0xc0});  // test eax, eax
+  e.bytes({0x85, 0xc0});                          // test eax, eax
+  e.bytes({0xf3, 0x44, 0x0f, 0x6f, 0x3c, 0x24});  // movdqu xmm15, [rsp]
+  e.lea(kRsp, kRsp, kNoBase, 1, 16);
+  emit_sign_mask(e);
   for (int i = static_cast<int>(std::size(kSaved)) - 1; i >= 0; --i) e.pop(kSaved[i]);
   e.byte(0xc3);
   refill_ = cache_->add(e.code());
@@ -538,16 +570,12 @@ void Translator::install_runtime() {
   in.push(kRdi);  // the Cpu
   in.lea(kRsp, kRsp, kNoBase, 1, -kFrameBytes);
   in.store(kRsp, kSlotTarget, kRsi);
-  for (auto [field, slot] : {std::pair{CPU_FIELD(rflags), kSlotFlags},
-                             {CPU_FIELD(jit.budget), kSlotBudget},
-                             {CPU_FIELD(jit.attention), kSlotAttention},
-                             {CPU_FIELD(jit.kick), kSlotKick},
-                             {CPU_FIELD(jit.code_epoch), kSlotEpoch},
-                             {CPU_FIELD(code_epoch_seen), kSlotEpochSeen}}) {
-    in.load(kRax, kRdi, field);
-    in.store(kRsp, slot, kRax);
-  }
-  in.store_imm32(kRsp, kSlotChains, 0);
+  in.load(kRax, kRdi, CPU_FIELD(rflags));
+  in.store(kRsp, kSlotFlags, kRax);
+  // The budget into XMM15's low half (the chain count, its high half, 0).
+  in.bytes({0xf3, 0x44, 0x0f, 0x7e, 0xbf});  // movq xmm15, [rdi + disp32]
+  in.u32(static_cast<uint32_t>(CPU_FIELD(jit.budget)));
+  emit_sign_mask(in);
   for (unsigned r = 0; r < 16; ++r)
     if (r != kRsp && r != kRdi) in.load(r, kRdi, gpr_offset(r));
   in.load(kRdi, kRdi, gpr_offset(kRdi));
@@ -574,9 +602,9 @@ void Translator::install_runtime() {
   out.store(kRax, CPU_FIELD(rflags), kRdx);
   out.load(kRcx, kRsp, kSlotRip);
   out.store(kRax, CPU_FIELD(rip), kRcx);
-  out.load(kRcx, kRsp, kSlotBudget);
-  out.store(kRax, CPU_FIELD(jit.budget), kRcx);
-  out.load(kRcx, kRsp, kSlotChains);
+  out.bytes({0x66, 0x44, 0x0f, 0xd6, 0xb8});  // movq [rax + disp32], xmm15: the budget
+  out.u32(static_cast<uint32_t>(CPU_FIELD(jit.budget)));
+  out.bytes({0x66, 0x4c, 0x0f, 0x3a, 0x16, 0xf9, 0x01});  // pextrq rcx, xmm15, 1: the chain count
   out.add_load(kRcx, kRax, CPU_FIELD(jit.chains));
   out.store(kRax, CPU_FIELD(jit.chains), kRcx);
   out.lea(kRsp, kRsp, kNoBase, 1, kFrameBytes);
@@ -729,7 +757,24 @@ bool Translator::translate(Cpu& cpu, Block& block) {
   // (the convention): a register a check borrows is always saved.
   used = kLive;
   Emitter e;
-  std::vector<size_t> to_exit;       // JMP rel32s to the exit routine
+  std::vector<size_t> to_exit;  // JMP rel32s to the exit routine
+  // The 16-byte constants the code loads RIP-relative (placed after it),
+  // and the disp32s that name each.
+  std::vector<std::pair<std::array<int64_t, 2>, std::vector<size_t>>> constants;
+  // XMM14 = the constant {low, high}.
+  auto emit_load_constant = [&](int64_t low, int64_t high) {
+    e.bytes({0xf3, 0x44, 0x0f, 0x6f, 0x35});  // movdqu xmm14, [rip + disp32]
+    const std::array<int64_t, 2> v{low, high};
+    auto it = std::find_if(constants.begin(), constants.end(), [&](const auto& c) { return c.first == v; });
+    if (it == constants.end()) it = constants.insert(constants.end(), {v, {}});
+    it->second.push_back(e.size());
+    e.u32(0);
+  };
+  // The budget (XMM15's low half) += n.
+  auto emit_budget_add = [&](int32_t n) {
+    emit_load_constant(n, 0);
+    e.bytes({0x66, 0x45, 0x0f, 0xd4, 0xfe});  // paddq xmm15, xmm14
+  };
   std::vector<size_t> refill_calls;  // CALL rel32s to the refill routine
   // Back to the run loop (frame depth 0, the convention holding, the RIP
   // in its slot): the exit routine stores the state into the Cpu.
@@ -787,7 +832,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
       e.pushfq();
       e.pop_mem(kRsp, kSlotFlags);
     }
-    if (done < total) e.add_mem_imm(kRsp, kSlotBudget, static_cast<int32_t>(total - done));
+    if (done < total) emit_budget_add(static_cast<int32_t>(total - done));
     if (next_rip != kDynamicRip) emit_rip_out(next_rip);
   };
   // A chainable exit (the flags in their slot): a JMP rel32 that at first
@@ -840,7 +885,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     e.shr_imm(kRdx, 12);
     e.xor_rr(kRdx, kRcx);
     e.and_imm(kRdx, kJumpCacheSize - 1);
-    e.imul_imm(kRdx, kRdx, static_cast<int32_t>(sizeof(JumpCacheEntry)));
+    e.shl_imm(kRdx, 5);  // * sizeof(JumpCacheEntry)
     e.add_load(kRdx, kRax, CPU_FIELD(jit.jump_cache));
     const int32_t half = static_cast<int32_t>((user ? kJumpCacheSize : 0) * sizeof(JumpCacheEntry));
     std::vector<size_t> to_miss;
@@ -848,9 +893,8 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     to_miss.push_back(e.jcc32(0x5));  // jne
     e.mov_rr(kRsi, kRcx);
     e.shr_imm(kRsi, 12);
-    e.mov_rr(kRdi, kRsi);
-    e.and_imm(kRdi, kTlbSize - 1);
-    e.imul_imm(kRdi, kRdi, static_cast<int32_t>(sizeof(TlbEntry)));
+    e.mov_rr(kRdi, kRcx);
+    emit_tlb_offset(e, kRdi);
     e.add_rr(kRdi, kRax);
     const int32_t fetch = static_cast<int32_t>(offsetof(Cpu, tlb) + offsetof(Tlb, e) +
                                                (static_cast<size_t>(user) * 3 + 2) * kTlbSize * sizeof(TlbEntry));
@@ -903,30 +947,38 @@ bool Translator::translate(Cpu& cpu, Block& block) {
   // (RIP already ours, the convention holding, the flags in their slot):
   // the instruction budget, an interrupt or event the LAPIC holds, a kick
   // and a new CodeMap epoch send it back to the run loop before anything
-  // runs. The budget is taken first (SUB; JL) and given back on the way
-  // out.
+  // runs. The budget is taken and the chain counted first (one PADDQ, the
+  // budget's sign tested) and both given back on the way out (PSUBQ of the
+  // same XMM14).
   const size_t chain_entry = e.size();
-  std::vector<size_t> bail, bail_pop;
-  e.add_mem_imm(kRsp, kSlotBudget, -static_cast<int32_t>(total));
-  bail.push_back(e.jcc32(0xc));  // jl
-  e.push(kRax);
-  for (int32_t flag : {kSlotAttention, kSlotKick}) {
-    e.load(kRax, kRsp, 8 + flag);
-    e.bytes({0x80, 0x38, 0x00});       // cmp byte [rax], 0
-    bail_pop.push_back(e.jcc32(0x5));  // jne
+  std::vector<size_t> bail;
+  emit_load_constant(-static_cast<int64_t>(total), 1);
+  e.bytes({0x66, 0x45, 0x0f, 0xd4, 0xfe});        // paddq xmm15, xmm14
+  e.bytes({0x66, 0x45, 0x0f, 0x38, 0x17, 0xfd});  // ptest xmm15, xmm13
+  bail.push_back(e.jcc32(0x5));                   // jnz: the budget is negative
+  // The leave word (hv/emu/leave_word.h): the LAPIC needs attention, a
+  // kick, or a page became code on some vCPU (the CodeMap epoch moved: this
+  // vCPU's write TLB entries made before may point straight at that page and
+  // skip the code-page check, so a store through them would leave the other
+  // vCPU's decoded copy stale for good; the run loop drops them). One compare
+  // of a word at an absolute address, no register: the writers set it, and
+  // the entry from the run loop clears it (Translator::enter). The window
+  // left is the one block already past this check when the word is set (as
+  // in the interpreter, which looks between blocks).
+  std::vector<size_t> stale;
+  const std::atomic<uint32_t>* leave = cpu.jit.leave;
+  if (leave && absolute32(leave)) {
+    e.bytes({0x83, 0x3c, 0x25});  // cmp dword [disp32], 0
+    e.u32(static_cast<uint32_t>(reinterpret_cast<uintptr_t>(leave)));
+    e.byte(0);
+    bail.push_back(e.jcc32(0x5));  // jne
+  } else if (leave) {
+    e.push(kRax);
+    e.mov_imm(kRax, reinterpret_cast<uint64_t>(leave));
+    e.bytes({0x83, 0x38, 0x00});   // cmp dword [rax], 0
+    e.pop(kRax);                   // POP keeps the flags
+    bail.push_back(e.jcc32(0x5));  // jne
   }
-  // Cross-modifying code: another vCPU made a page code (CodeMap::mark_code
-  // bumps the epoch, then reads the bytes). This vCPU's write TLB entries
-  // made before may point straight at that page and skip the code-page
-  // check, so a store through them would leave the other vCPU's decoded
-  // copy stale for good. The run loop drops them when the epoch moved; here
-  // the chain does not run on past it. The window left is the one block
-  // already past this check when the epoch moves (as in the interpreter,
-  // which looks between blocks).
-  e.load(kRax, kRsp, 8 + kSlotEpoch);
-  e.load(kRax, kRax, 0);
-  e.cmp_load(kRax, kRsp, 8 + kSlotEpochSeen);
-  bail_pop.push_back(e.jcc32(0x5));  // jne
   // Self- and cross-modifying code: the block's code page written since it
   // was translated (its CodeMap generation moved). Chains and the jump
   // cache are not undone on every code write anywhere (the Linux boot
@@ -934,15 +986,19 @@ bool Translator::translate(Cpu& cpu, Block& block) {
   // compares its own page's generation instead, and a mismatch goes back
   // to the run loop (which decodes the page again) and has the chains
   // undone there, so the exits that led here chain to the new translation.
-  std::vector<size_t> stale;
   if (const std::atomic<uint32_t>* word = cpu.code ? cpu.code->generation_word(block.phys) : nullptr) {
-    e.mov_imm(kRax, reinterpret_cast<uint64_t>(word));
-    e.bytes({0x81, 0x38});  // cmp dword [rax], imm32
+    if (absolute32(word)) {
+      e.bytes({0x81, 0x3c, 0x25});  // cmp dword [disp32], imm32
+      e.u32(static_cast<uint32_t>(reinterpret_cast<uintptr_t>(word)));
+    } else {
+      e.push(kRax);
+      e.mov_imm(kRax, reinterpret_cast<uint64_t>(word));
+      e.bytes({0x81, 0x38});  // cmp dword [rax], imm32
+    }
     e.u32(block.generation);
+    if (!absolute32(word)) e.pop(kRax);
     stale.push_back(e.jcc32(0x5));  // jne
   }
-  e.pop(kRax);
-  e.add_mem_imm8(kRsp, kSlotChains, 1);
 
   // The body, entered here by the entry routine: the guest's registers are
   // the host's already; its flags go into the host's only when an
@@ -1007,9 +1063,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     e.lea(sc.t, sc.s, kNoBase, 1, static_cast<int32_t>(size - 1));
     e.shr_imm(sc.t, 12);
     e.mov_rr(sc.u, sc.s);
-    e.shr_imm(sc.u, 12);
-    e.and_imm(sc.u, kTlbSize - 1);
-    e.imul_imm(sc.u, sc.u, static_cast<int32_t>(sizeof(TlbEntry)));
+    emit_tlb_offset(e, sc.u);
     e.add_load(sc.u, kRsp, depth + kSlotCpu);
     const int32_t entry = tlb_base + static_cast<int32_t>((write ? 1 : 0) * kTlbSize * sizeof(TlbEntry));
     e.cmp_load(sc.t, sc.u, entry + static_cast<int32_t>(offsetof(TlbEntry, tag)));
@@ -1363,18 +1417,26 @@ bool Translator::translate(Cpu& cpu, Block& block) {
   // block's, back to the run loop.
   if (!stale.empty()) {
     for (size_t at : stale) e.patch_rel32(at, e.size());
+    e.push(kRax);
     e.load(kRax, kRsp, 8 + kSlotCpu);
     e.bytes({0xc6, 0x80});  // mov byte [rax + disp32], 1
     e.u32(static_cast<uint32_t>(CPU_FIELD(jit.stale_chain)));
     e.byte(1);
+    e.pop(kRax);
   }
-  for (size_t at : bail_pop) e.patch_rel32(at, e.size());
-  if (!bail_pop.empty()) e.pop(kRax);
   for (size_t at : bail) e.patch_rel32(at, e.size());
-  e.add_mem_imm(kRsp, kSlotBudget, static_cast<int32_t>(total));
+  e.bytes({0x66, 0x45, 0x0f, 0xfb, 0xfe});  // psubq xmm15, xmm14: XMM14 is still the entry's constant
   emit_rip_out(rip);
   emit_leave();
 
+  // The constants, 16-byte aligned in the translation (MOVDQU needs no
+  // alignment, but none then splits a cache line).
+  while (e.size() % 16) e.byte(0xcc);
+  for (const auto& [value, sites] : constants) {
+    for (size_t at : sites) e.patch_rel32(at, e.size());
+    e.u64(static_cast<uint64_t>(value[0]));
+    e.u64(static_cast<uint64_t>(value[1]));
+  }
   const uint8_t* code = cache_->add(e.code());
   if (!code) {
     flush();
@@ -1453,6 +1515,18 @@ unsigned Translator::enter(Cpu& cpu, Block& block, uint64_t chain_stamp, uint64_
     }
   }
   cpu.jit.jump_cache = jump_cache_.data();
+  // The leave word cleared, then what sets it looked at (after a full
+  // fence: a writer sets its flag, then the word, so either the word is
+  // set after this clear or the flag is seen here): chained entries leave
+  // at once if any already holds. The block entered runs first either way.
+  if (cpu.jit.leave) {
+    cpu.jit.leave->store(0, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if ((cpu.jit.attention && cpu.jit.attention->load(std::memory_order_acquire)) ||
+        (cpu.jit.kick && cpu.jit.kick->load(std::memory_order_acquire)) ||
+        (cpu.jit.code_epoch && cpu.jit.code_epoch->load(std::memory_order_acquire) != cpu.code_epoch_seen))
+      cpu.jit.leave->store(1, std::memory_order_relaxed);
+  }
   // Translated code keeps the flags explicit (flags.op == kNone).
   materialize_flags(cpu);
   cpu.jit.executed = 0;

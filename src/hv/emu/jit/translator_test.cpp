@@ -17,9 +17,11 @@
 #include <thread>
 #include <vector>
 
+#include "hv/emu/code_map.h"
 #include "hv/emu/flags.h"
 #include "hv/emu/jit/code_cache.h"
 #include "hv/emu/jit/tier_options.h"
+#include "hv/emu/leave_word.h"
 #include "hv/emu/platform/apic_bus.h"
 #include "hv/emu/platform/local_apic.h"
 #include "hv/emu/platform/platform_clock.h"
@@ -575,6 +577,59 @@ TEST_F(TranslatorVsInterpreter, SideExitAtTheEndOfAChainIsExact) {
   expect_page_fault_at(kMissing);
   EXPECT_GT(stats().chained_entries, 20u);
   EXPECT_EQ(stats().side_exits, 1u);
+}
+
+// The chain budget and count live in XMM15 and every chained entry takes
+// its block's instructions from it (one PADDQ), side exits and bails give
+// back what did not run (the refill routine, a call into C++ that may
+// clobber XMM registers, keeps it: SoftTlbMissesAreRefilledInTranslatedCode
+// compares the count across refills). A loop of one- to three-instruction
+// blocks (the crc benchmark's bit loop: one chain entry per 2 instructions)
+// and a load, stopped by the instruction limit at every point of an
+// iteration, early (the first translations) and past the 16,384-instruction
+// chain budget: the same registers, flags, RIP and instruction count as the
+// interpreter.
+HV_EMU_SNIPPET(small_blocks_loop, R"(
+  mov ecx, 1000
+hv_jit_small_top:
+  movzx r9d, byte ptr [rbx + r8]
+  xor eax, r9d
+  add r8d, 331
+  and r8d, 8191
+  mov r10d, 8
+hv_jit_small_bit:
+  shr eax, 1
+  jc hv_jit_small_odd
+  jmp hv_jit_small_next
+hv_jit_small_odd:
+  xor eax, edx
+hv_jit_small_next:
+  dec r10d
+  jnz hv_jit_small_bit
+  dec ecx
+  jnz hv_jit_small_top
+  hlt
+)")
+
+TEST_F(TranslatorVsInterpreter, ChainOfSmallBlocksStopsExactlyAtEveryLimit) {
+  for (uint64_t base : {uint64_t{3000}, uint64_t{20000}}) {
+    for (uint64_t k = 0; k < 47; ++k) {
+      SetUp();
+      load(small_blocks_loop());
+      on_both([](TestMachine& m) {
+        set_all_registers(m);
+        m.cpu().gpr[3] = TestMachine::kData;
+        m.cpu().gpr[8] = 0;
+        m.cpu().gpr[2] = 0xedb88320;
+      });
+      run_and_compare(base + k);
+      // The interpreter stops at the first block boundary at or past the limit.
+      ASSERT_GE(reference().interpreter().instructions(), base + k) << "limit " << base + k;
+      ASSERT_LT(reference().interpreter().instructions(), base + k + 8) << "limit " << base + k;
+      ASSERT_GT(stats().chained_entries, base / 8) << "limit " << base + k;
+      if (HasFailure()) return;
+    }
+  }
 }
 
 // A call and a return through the jump cache with every register but RSP
@@ -1406,6 +1461,83 @@ TEST(TranslatedLoop, StiOpensTheInterruptWindowAfterExactlyOneInstruction) {
     EXPECT_EQ(m.cpu().gpr[11], 40u);
     if (jit) EXPECT_GT(m.interpreter().translator()->stats().native_insns, 0u);
   }
+}
+
+// ---- The leave word ----
+
+// Words come from the low 2 GiB (translated code names them as absolute
+// 32-bit addresses), a cache line each, cleared when handed out, and a
+// released one is handed out again.
+TEST(LeaveWord, LowDistinctClearedAndReused) {
+  std::atomic<uint32_t>* a = acquire_leave_word();
+  std::atomic<uint32_t>* b = acquire_leave_word();
+  ASSERT_NE(a, b);
+  EXPECT_TRUE(absolute32(a));
+  EXPECT_TRUE(absolute32(b));
+  const auto distance = reinterpret_cast<intptr_t>(b) - reinterpret_cast<intptr_t>(a);
+  EXPECT_GE(distance < 0 ? -distance : distance, 64);
+  a->store(1);
+  release_leave_word(a);
+  std::atomic<uint32_t>* c = acquire_leave_word();
+  EXPECT_EQ(c, a);
+  EXPECT_EQ(c->load(), 0u);
+  release_leave_word(b);
+  release_leave_word(c);
+}
+
+// A page that becomes code (the epoch moves) sets every added vCPU's leave
+// word; a page already code does not; a word is added once however often
+// its vCPU's run loop adds it.
+TEST(LeaveWord, SetByTheCodeMapWhenAPageBecomesCode) {
+  CodeMap map(1 << 20);
+  std::atomic<uint32_t>* a = acquire_leave_word();
+  std::atomic<uint32_t>* b = acquire_leave_word();
+  ASSERT_TRUE(map.add_leave_word(a));
+  ASSERT_TRUE(map.add_leave_word(a));
+  ASSERT_TRUE(map.add_leave_word(b));
+  map.mark_code(0x3000);
+  EXPECT_EQ(a->load(), 1u);
+  EXPECT_EQ(b->load(), 1u);
+  a->store(0);
+  b->store(0);
+  map.mark_code(0x3000);  // already code: no new epoch
+  EXPECT_EQ(a->load(), 0u);
+  map.invalidate(0x3000);  // written: data again
+  map.mark_code(0x3000);
+  EXPECT_EQ(a->load(), 1u);
+  EXPECT_EQ(b->load(), 1u);
+  // The generation words are in the low 2 GiB too: a chain entry compares
+  // its page's at an absolute address.
+  EXPECT_TRUE(absolute32(map.generation_word(0x3000)));
+  release_leave_word(a);
+  release_leave_word(b);
+}
+
+// The LAPIC sets the word when it comes to need attention (an interrupt
+// accepted), and at once when it already does as the word is given.
+TEST(LeaveWord, SetByTheLapicWhenItNeedsAttention) {
+  ManualClock clock{0};
+  PlatformTimers timers{clock};
+  ApicBus bus;
+  LocalApic lapic{0, true, bus, timers};
+  bus.add(lapic);
+  const uint64_t base = LocalApic::kDefaultBase | LocalApic::kApicBaseBsp | LocalApic::kApicBaseEnable;
+  ASSERT_TRUE(lapic.msr_write(LocalApic::kMsrApicBase, base | LocalApic::kApicBaseX2apic).ok());
+  ASSERT_TRUE(lapic.msr_write(LocalApic::kMsrX2apicFirst + LocalApic::kRegSvr / 16, 0x1ff).ok());
+  std::atomic<uint32_t>* word = acquire_leave_word();
+  lapic.set_attention_poke(word);
+  EXPECT_EQ(word->load(), 0u);
+  ApicMessage message;
+  message.vector = 0x50;
+  lapic.accept(message);
+  ASSERT_TRUE(lapic.needs_attention());
+  EXPECT_EQ(word->load(), 1u);
+  std::atomic<uint32_t>* other = acquire_leave_word();
+  lapic.set_attention_poke(other);
+  EXPECT_EQ(other->load(), 1u);
+  lapic.set_attention_poke(nullptr);
+  release_leave_word(word);
+  release_leave_word(other);
 }
 
 TEST(Translatable, TakesRegisterAluAndRefusesTheRest) {

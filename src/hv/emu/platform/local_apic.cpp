@@ -99,6 +99,10 @@ class LocalApic::Impl {
     const bool attention = s_.init_pending || s_.nmi_pending || s_.sipi_pending || s_.waiting_for_sipi ||
                            extint_requested_locked() || pending_vector_locked().has_value();
     attention_.store(attention, std::memory_order_release);
+    if (attention) {
+      if (std::atomic<uint32_t>* poke = attention_poke_.load(std::memory_order_acquire))
+        poke->store(1, std::memory_order_release);
+    }
   }
 
   // Side effects collected under the lock and performed after releasing it,
@@ -641,6 +645,7 @@ class LocalApic::Impl {
 
   mutable std::mutex mutex_;
   mutable std::atomic<bool> attention_{false};
+  std::atomic<std::atomic<uint32_t>*> attention_poke_{nullptr};
   State s_;
   // Guest TSC = tsc_at_ns(clock) + tsc_offset_: the CPU core owns the TSC and
   // sets it, so it is not part of State (a restore keeps it).
@@ -771,6 +776,10 @@ uint64_t LocalApic::guest_tsc() const {
 
 bool LocalApic::needs_attention() const { return impl_->attention_.load(std::memory_order_acquire); }
 const std::atomic<bool>* LocalApic::attention_flag() const { return &impl_->attention_; }
+void LocalApic::set_attention_poke(std::atomic<uint32_t>* word) {
+  impl_->attention_poke_.store(word, std::memory_order_release);
+  if (word && impl_->attention_.load(std::memory_order_acquire)) word->store(1, std::memory_order_release);
+}
 
 bool LocalApic::has_interrupt() const {
   Impl::Guard lock(*impl_);

@@ -174,6 +174,9 @@ class LocalApic {
   bool needs_attention() const;
   // The flag needs_attention() reads, for translated code to test inline.
   const std::atomic<bool>* attention_flag() const;
+  // A word set to 1 (release) whenever needs_attention() becomes true, after
+  // the flag: the vCPU's leave word (hv/emu/leave_word.h). nullptr: none.
+  void set_attention_poke(std::atomic<uint32_t>* word);
 
   bool has_nmi() const;
   bool take_nmi();  // consumes one pending NMI
