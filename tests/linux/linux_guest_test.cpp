@@ -184,7 +184,9 @@ TEST(LinuxGuest, PauseAndResumeFromTheConsoleKeepTheOutputExact) {
     ++pauses;
     console.read_for(std::chrono::milliseconds(100 + 37 * (pauses % 5)));  // let it print a little
   }
-  ASSERT_TRUE(console.wait_for_text("@@END@@", kCommandTimeout)) << console.failure();
+  // The loop ends once @@END@@ is in the output. It may already be behind
+  // the read cursor (the guest, resumed, can print it before hostvisor's
+  // resume line, which the wait above consumed), so it is not waited for.
   EXPECT_GE(pauses, kMinPauses) << "the sequence ended before the test paused it often enough";
 
   std::string output = console.out().substr(begin, console.out().rfind("@@END@@") - begin);
