@@ -391,6 +391,7 @@ void VirtioVsock::check_reset_done() {
 }
 
 void VirtioVsock::release_held_connects() {
+  size_t released = 0;
   while (!held_connects_.empty()) {
     const Key key = held_connects_.front();
     held_connects_.pop_front();
@@ -398,7 +399,9 @@ void VirtioVsock::release_held_connects() {
     if (it == streams_.end() || it->second.state != StreamState::kHeld) continue;
     it->second.state = StreamState::kConnecting;
     queue_control(key, kOpRequest);
+    ++released;
   }
+  if (released) HV_LOG_DEBUG("vsock: {} host connection(s) held for the transport reset go to the guest now", released);
 }
 
 void VirtioVsock::write_packet(const DescriptorChain& chain, const Key& key, uint16_t op, uint32_t flags,
@@ -524,7 +527,9 @@ void VirtioVsock::expire_connects() {
       next = stream.connect_deadline;
   }
   for (const Key& key : expired) {
-    if (streams_.at(key).state == StreamState::kHeld) {
+    auto it = streams_.find(key);
+    if (it == streams_.end()) continue;
+    if (it->second.state == StreamState::kHeld) {
       // The guest never heard of it: no RST, just the host program's socket.
       HV_LOG_WARN_LIMITED(
           "vsock: the guest's driver did not finish the transport reset (after a snapshot restore or a CID change) "
