@@ -3,11 +3,15 @@
 // than trusting it.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <thread>
 
+#include "agent/agent_connection.h"
 #include "agent/hostvisor_agent_client.h"
 #include "agent/protocol/frame.h"
 
@@ -158,6 +162,73 @@ TEST(HostileAgent, AnAgentThatHangsUpWithoutAReplyFails) {
   HostvisorAgentClient client(agent.connector(), 200ms);
   auto r = client.ping();
   ASSERT_FALSE(r.ok());
+}
+
+// A vsock device's host socket (Firecracker's protocol) that answers one
+// CONNECT line with `answer` and then closes: what the host side sees when
+// the guest refuses the connection (RST before OK: no answer) or resets it
+// after accepting (OK, then the close).
+class FakeVsockDevice {
+ public:
+  explicit FakeVsockDevice(std::string answer) {
+    char dir[] = "/tmp/hv-fake-vsock-XXXXXX";
+    if (::mkdtemp(dir)) dir_ = dir;
+    path_ = dir_ + "/vsock.sock";
+    listener_ = UniqueFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    path_.copy(addr.sun_path, sizeof(addr.sun_path) - 1);
+    ok_ = ::bind(listener_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+          ::listen(listener_.get(), 1) == 0;
+    thread_ = std::thread([this, answer = std::move(answer)] {
+      UniqueFd fd(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+      if (!fd.valid()) return;
+      char c;
+      while (::read(fd.get(), &c, 1) == 1 && c != '\n') line_.push_back(c);
+      (void)!::write(fd.get(), answer.data(), answer.size());
+    });
+  }
+  ~FakeVsockDevice() {
+    ::shutdown(listener_.get(), SHUT_RDWR);
+    if (thread_.joinable()) thread_.join();
+    if (!dir_.empty()) std::filesystem::remove_all(dir_);
+  }
+  bool ok() const { return ok_; }
+  const std::string& path() const { return path_; }
+  // The CONNECT line the client sent (after the thread is done).
+  std::string line() {
+    if (thread_.joinable()) thread_.join();
+    return line_;
+  }
+
+ private:
+  std::string dir_, path_, line_;
+  UniqueFd listener_;
+  bool ok_ = false;
+  std::thread thread_;
+};
+
+TEST(VsockConnector, AGuestRefusalSaysNothingListensOnThePort) {
+  FakeVsockDevice device("");
+  ASSERT_TRUE(device.ok());
+  auto fd = vsock_connector(device.path(), 1024)();
+  ASSERT_FALSE(fd.ok());
+  EXPECT_EQ(fd.error().code(), ErrorCode::kNotFound);
+  EXPECT_NE(fd.error().message().find("nothing listens on guest port 1024"), std::string::npos) << fd.error().message();
+  EXPECT_EQ(device.line(), "CONNECT 1024");
+}
+
+// A stream the guest reset after accepting it ends the client's wait for
+// the agent's hello at the close, with an error that says so (not the
+// client's timeout: it is set far beyond what the test waits).
+TEST(VsockConnector, AStreamResetAfterOkEndsTheWaitForTheHello) {
+  FakeVsockDevice device("OK 1073741824\n");
+  ASSERT_TRUE(device.ok());
+  HostvisorAgentClient client(vsock_connector(device.path(), 1024), 3600s);
+  auto r = client.ping();
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message().find("no hello"), std::string::npos) << r.error().message();
+  EXPECT_NE(r.error().message().find("closed by the peer"), std::string::npos) << r.error().message();
 }
 
 }  // namespace

@@ -126,6 +126,19 @@ bool VirtioDeviceCore::complete(uint16_t queue, const DescriptorChain& chain, ui
   return true;
 }
 
+std::optional<uint16_t> VirtioDeviceCore::driver_avail_idx(uint16_t queue) {
+  if (!serving(queue)) return std::nullopt;
+  auto idx = active_->queues[queue].avail_idx(memory());
+  if (!idx) return std::nullopt;
+  return *idx;
+}
+
+void VirtioDeviceCore::request_notify_at(uint16_t queue, uint16_t idx) {
+  if (!serving(queue)) return;
+  // The rings were checked to lie in RAM when the queue was set up.
+  (void)active_->queues[queue].request_notify_at(memory(), idx);
+}
+
 void VirtioDeviceCore::put_back(uint16_t queue, const DescriptorChain& chain) {
   if (!active_) return;
   active_->queues[queue].unpop(chain);

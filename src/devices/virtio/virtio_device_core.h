@@ -93,6 +93,12 @@ class VirtioDeviceCore : public VirtioDevice {
   // buffers. False if it could not be (the device failed, or it was not the
   // device's to return); then nothing is to be done with it any more.
   bool complete(uint16_t queue, const DescriptorChain& chain, uint64_t written);
+  // The driver's avail->idx of `queue` (serving it), or nothing if it cannot
+  // be read.
+  std::optional<uint16_t> driver_avail_idx(uint16_t queue);
+  // Asks for a notification once the driver makes entry `idx` of `queue`
+  // available, even if chains before it are still untaken (EVENT_IDX).
+  void request_notify_at(uint16_t queue, uint16_t idx);
   // Puts back the chain next_chain() returned last, unused (see Virtqueue::unpop).
   void put_back(uint16_t queue, const DescriptorChain& chain);
   // DEVICE_NEEDS_RESET for a guest's misuse; queues stop until reset().

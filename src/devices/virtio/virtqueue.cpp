@@ -100,6 +100,16 @@ Result<bool> Virtqueue::has_available(const GuestMemory& memory) const {
   return avail_idx != state_.next_avail;
 }
 
+Result<uint16_t> Virtqueue::avail_idx(const GuestMemory& memory) const {
+  if (layout_.size == 0) return Error(ErrorCode::kInternal, "virtqueue: not set up");
+  return memory.read_obj<uint16_t>(layout_.avail_ring + 2);
+}
+
+Result<void> Virtqueue::request_notify_at(GuestMemory& memory, uint16_t idx) {
+  if (layout_.size == 0 || !event_idx_) return ok();
+  return memory.write_obj<uint16_t>(layout_.used_ring + 4 + 8ull * layout_.size, idx);
+}
+
 void Virtqueue::unpop(const DescriptorChain& chain) {
   if (chain.head() >= layout_.size || !is_in_flight(chain.head())) return;
   set_in_flight(chain.head(), false);

@@ -83,6 +83,12 @@ class Virtqueue {
   Result<std::optional<DescriptorChain>> pop(GuestMemory& memory);
   // Does the driver have chains available that pop() has not taken yet?
   Result<bool> has_available(const GuestMemory& memory) const;
+  // The driver's avail->idx now: where it will put its next chain.
+  Result<uint16_t> avail_idx(const GuestMemory& memory) const;
+  // With EVENT_IDX, asks the driver to notify once it makes entry `idx`
+  // available (avail_event = idx); pop() moves it on again. Without
+  // EVENT_IDX the driver notifies for every chain anyway: nothing to do.
+  Result<void> request_notify_at(GuestMemory& memory, uint16_t idx);
   // Puts back the chain pop() returned last, unused: the next pop() takes it
   // again. Chains popped after it must have been put back first.
   void unpop(const DescriptorChain& chain);

@@ -80,7 +80,7 @@ void VirtioVsock::set_guest_cid(uint64_t cid) {
   run_turn([&] {
     guest_cid_ = cid;
     drop_all_streams();
-    reset_event_due_ = true;
+    queue_transport_reset();
     serve_events();
   });
 }
@@ -90,27 +90,51 @@ size_t VirtioVsock::stream_count() const {
   return streams_.size();
 }
 
+size_t VirtioVsock::held_connect_count() const {
+  std::lock_guard lock(mutex_);
+  size_t held = 0;
+  for (const auto& [key, stream] : streams_) held += stream.state == StreamState::kHeld;
+  return held;
+}
+
 // ------------------------------------------------------------------ snapshot
 
-void VirtioVsock::encode_state(StateWriter& out, const State& state) { out.put(state.guest_cid); }
+void VirtioVsock::encode_state(StateWriter& out, const State& state) {
+  out.put(state.guest_cid);
+  out.put(state.next_host_port);
+}
 
-VirtioVsock::State VirtioVsock::decode_state(StateReader& in) { return State{in.get<uint64_t>()}; }
+VirtioVsock::State VirtioVsock::decode_state(StateReader& in, uint32_t version) {
+  State state;
+  state.guest_cid = in.get<uint64_t>();
+  if (version >= 2) state.next_host_port = in.get<uint32_t>();
+  return state;
+}
 
 void VirtioVsock::save_state(StateWriter& out) const {
   std::lock_guard lock(mutex_);
-  encode_state(out, State{guest_cid_});
+  encode_state(out, State{guest_cid_, next_host_port_});
 }
 
-Result<void> VirtioVsock::restore_state(StateReader& in, uint32_t) {
-  const State state = decode_state(in);
+Result<void> VirtioVsock::restore_state(StateReader& in, uint32_t version) {
+  const State state = decode_state(in, version);
   HV_TRY(in.finish());
   HV_TRY(check_cid(state.guest_cid));
   std::lock_guard lock(mutex_);
   guest_cid_ = state.guest_cid;
+  // Go on where the saved run stopped: the guest may still hold sockets
+  // with the ports it gave out (until their programs close them), and a
+  // REQUEST from one of those would get an RST. A version-1 snapshot did
+  // not save the port; its run started at kFirstHostPort, so skip far past
+  // anything it can have used.
+  if (state.next_host_port >= kFirstHostPort)
+    next_host_port_ = state.next_host_port;
+  else
+    next_host_port_ = kFirstHostPort + (1u << 30);
   // The guest's streams had host sockets that are gone: tell its driver to
   // reset them all (sent once the transport is back and the queue served).
   drop_all_streams();
-  reset_event_due_ = true;
+  queue_transport_reset();
   return ok();
 }
 
@@ -121,9 +145,13 @@ void VirtioVsock::on_reset() {
   control_.clear();
   tx_stalled_ = false;
   reset_event_due_ = false;
+  reset_ack_avail_.reset();
+  hold_abandoned_ = false;
 }
 
 void VirtioVsock::serve_queue(uint16_t queue) {
+  // Any notification may be the one after the driver's refill (or follow it).
+  if (reset_ack_avail_) check_reset_done();
   switch (queue) {
     case kRxQueue: serve_rx(); break;
     case kTxQueue:
@@ -330,8 +358,50 @@ void VirtioVsock::serve_events() {
     fail_guest_misuse(written ? Error(ErrorCode::kGuest, "vsock event buffer shorter than an event") : written.error());
     return;
   }
+  // Where the driver's next event buffer goes, read before the driver can
+  // see the event: a buffer there is one it posted after taking the event,
+  // and Linux posts it after it has reset its sockets. Ask to be notified of
+  // it (the driver may have more buffers posted, which would otherwise
+  // suppress that notification under EVENT_IDX).
+  const auto avail = driver_avail_idx(kEventQueue);
   reset_event_due_ = false;
-  complete(kEventQueue, *chain, sizeof id);
+  if (!complete(kEventQueue, *chain, sizeof id)) return release_held_connects();
+  if (!avail) {
+    HV_LOG_WARN("vsock: cannot read the event queue's index; host connections are no longer held for the reset");
+    return release_held_connects();
+  }
+  reset_ack_avail_ = *avail;
+  request_notify_at(kEventQueue, *avail);
+}
+
+void VirtioVsock::queue_transport_reset() {
+  reset_event_due_ = true;
+  reset_ack_avail_.reset();
+  hold_abandoned_ = false;
+}
+
+void VirtioVsock::check_reset_done() {
+  if (!reset_ack_avail_) return;
+  const auto avail = driver_avail_idx(kEventQueue);
+  if (!avail || *avail == *reset_ack_avail_) return;
+  reset_ack_avail_.reset();
+  if (reset_event_due_) return;  // another reset is queued: hold on for that one
+  release_held_connects();
+  serve_rx();
+}
+
+void VirtioVsock::release_held_connects() {
+  size_t released = 0;
+  while (!held_connects_.empty()) {
+    const Key key = held_connects_.front();
+    held_connects_.pop_front();
+    auto it = streams_.find(key);
+    if (it == streams_.end() || it->second.state != StreamState::kHeld) continue;
+    it->second.state = StreamState::kConnecting;
+    queue_control(key, kOpRequest);
+    ++released;
+  }
+  if (released) HV_LOG_DEBUG("vsock: {} host connection(s) held for the transport reset go to the guest now", released);
 }
 
 void VirtioVsock::write_packet(const DescriptorChain& chain, const Key& key, uint16_t op, uint32_t flags,
@@ -360,6 +430,7 @@ void VirtioVsock::write_packet(const DescriptorChain& chain, const Key& key, uin
 
 void VirtioVsock::process_host() {
   run_turn([this] {
+    if (reset_ack_avail_) check_reset_done();
     epoll_event events[64];
     int n;
     do {
@@ -430,6 +501,13 @@ void VirtioVsock::read_connect_line(int fd) {
   stream.connect_deadline = std::chrono::steady_clock::now() + options_.connect_timeout;
   // Later deadlines come later: an armed timer already fires first.
   if (!connect_timer_armed_) arm_connect_timer(stream.connect_deadline);
+  if (holding_connects()) {
+    // A REQUEST the guest took before its driver handled the reset event
+    // would be reset with the old streams, silently: wait for the driver.
+    stream.state = StreamState::kHeld;
+    held_connects_.push_back(key);
+    return;
+  }
   queue_control(key, kOpRequest);
 }
 
@@ -440,17 +518,36 @@ void VirtioVsock::expire_connects() {
   const auto now = std::chrono::steady_clock::now();
   std::optional<std::chrono::steady_clock::time_point> next;
   std::vector<Key> expired;
+  bool held_expired = false;
   for (const auto& [key, stream] : streams_) {
-    if (stream.state != StreamState::kConnecting) continue;
+    if (stream.state != StreamState::kConnecting && stream.state != StreamState::kHeld) continue;
     if (stream.connect_deadline <= now)
       expired.push_back(key);
     else if (!next || stream.connect_deadline < *next)
       next = stream.connect_deadline;
   }
   for (const Key& key : expired) {
+    auto it = streams_.find(key);
+    if (it == streams_.end()) continue;
+    if (it->second.state == StreamState::kHeld) {
+      // The guest never heard of it: no RST, just the host program's socket.
+      HV_LOG_WARN_LIMITED(
+          "vsock: the guest's driver did not finish the transport reset (after a snapshot restore or a CID change) "
+          "within {} ms; the connection to its port {} waited for it and is closed",
+          options_.connect_timeout.count(), key.guest_port);
+      drop_stream(key);
+      held_expired = true;
+      continue;
+    }
     HV_LOG_WARN_LIMITED("vsock: the guest did not answer a connection to its port {} within {} ms; closed",
                         key.guest_port, options_.connect_timeout.count());
     reset_stream(key);
+  }
+  if (held_expired) {
+    // A driver that does not finish the reset must not hold every later
+    // connection too: they go to the guest as they come until the next reset.
+    hold_abandoned_ = true;
+    release_held_connects();
   }
   if (next) arm_connect_timer(*next);
 }
@@ -474,6 +571,9 @@ void VirtioVsock::stream_event(const Key& key, uint32_t events) {
   auto it = streams_.find(key);
   if (it == streams_.end()) return;
   Stream& stream = it->second;
+  // A host program that hangs up while its CONNECT is held: the guest never
+  // heard of it, so it just goes.
+  if (stream.state == StreamState::kHeld && (events & (EPOLLHUP | EPOLLERR))) return drop_stream(key);
   // A hang-up or error shows as a read of 0 or an error, in order after the data.
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) stream.host_readable = true;
   if ((events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) && stream.to_host_sent < stream.to_host.size()) {
@@ -546,6 +646,7 @@ void VirtioVsock::answer_rst(const Header& header) { queue_control(Key{header.ds
 void VirtioVsock::drop_stream(const Key& key) {
   auto it = streams_.find(key);
   if (it == streams_.end()) return;
+  if (it->second.state == StreamState::kHeld) std::erase(held_connects_, key);
   unwatch(it->second.fd.get());
   streams_.erase(it);
   if (accept_stalled_) accept_host_connections();
@@ -554,6 +655,7 @@ void VirtioVsock::drop_stream(const Key& key) {
 void VirtioVsock::drop_all_streams() {
   for (auto& [key, stream] : streams_) unwatch(stream.fd.get());
   streams_.clear();
+  held_connects_.clear();
   control_.clear();
   last_served_.reset();
   if (accept_stalled_) accept_host_connections();

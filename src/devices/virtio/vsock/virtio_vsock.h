@@ -30,9 +30,23 @@
 // device's own: the VMM's event loop watches host_fd() and calls
 // process_host() on its thread. No thread per stream.
 //
-// Snapshots: the state is the guest CID; streams are not saved. A restored
-// device sends the guest TRANSPORT_RESET, which makes the driver reset every
-// stream it had (its sockets get ECONNRESET) and read the CID again.
+// Snapshots: the state is the guest CID and the next host port; streams are
+// not saved. A restored device (or one given a clone's CID) sends the guest
+// TRANSPORT_RESET, on which Linux's driver reads the CID again and resets
+// every connected socket it has (marks it closed with ECONNRESET), without
+// a packet to us. A host CONNECT whose
+// REQUEST reached the guest before that reset would be reset with them, so
+// host CONNECTs are held (kHeld) from the moment the event is queued until
+// the driver has finished with it: the driver posts a fresh event buffer
+// after handling an event (Linux refills after its handler returns, and the
+// device asks for a notification at that entry), which is the signal. The
+// config read comes too early to be one: Linux reads the CID before it
+// resets the sockets. A driver that never finishes does not hold
+// connections forever: a held one is closed at its connect_timeout, and the
+// device stops holding until the next reset. Host ports go on from the saved
+// one after a restore, so a REQUEST never reuses a port pair the guest may
+// still hold from before the snapshot (a reset socket stays in its table
+// until the program closes it, and it answers a REQUEST with an RST).
 #pragma once
 
 #include <chrono>
@@ -58,7 +72,8 @@ struct VirtioVsockOptions {
   uint16_t queue_size = 256;
   // How long a host-initiated stream waits for the guest's RESPONSE or RST
   // (a guest whose driver is stuck) before the host program's socket is
-  // closed and the guest gets an RST.
+  // closed and the guest gets an RST. It counts from the CONNECT line, so it
+  // also bounds the wait of a CONNECT held for a TRANSPORT_RESET.
   std::chrono::milliseconds connect_timeout{10000};
 };
 
@@ -96,10 +111,17 @@ class VirtioVsock : public VirtioDeviceCore {
 
   struct State {
     uint64_t guest_cid = 0;
+    // The host port the next host-initiated stream takes (version 2; 0 when
+    // restored from version 1, which did not save it).
+    uint32_t next_host_port = 0;
   };
-  static constexpr uint32_t kStateVersion = 1;
+  // 2: next_host_port. Version 1 (the CID alone) is still read.
+  static constexpr uint32_t kStateVersion = 2;
   static void encode_state(StateWriter& out, const State& state);
-  static State decode_state(StateReader& in);
+  static State decode_state(StateReader& in, uint32_t version = kStateVersion);
+  // Host-initiated streams whose REQUEST waits for the guest's driver to
+  // finish a TRANSPORT_RESET (tests, the log).
+  size_t held_connect_count() const;
   uint32_t state_version() const override { return kStateVersion; }
   void save_state(StateWriter& out) const override;
   Result<void> restore_state(StateReader& in, uint32_t version) override;
@@ -119,6 +141,7 @@ class VirtioVsock : public VirtioDeviceCore {
     auto operator<=>(const Key&) const = default;
   };
   enum class StreamState {
+    kHeld,         // host-initiated: REQUEST waits for the driver to finish a TRANSPORT_RESET
     kConnecting,   // host-initiated: REQUEST queued or sent, no RESPONSE yet
     kEstablished,  // data may flow
   };
@@ -165,6 +188,15 @@ class VirtioVsock : public VirtioDeviceCore {
   // Reads the next readable stream's socket into `chain`: true if `chain` was used.
   bool send_data(const DescriptorChain& chain);
   void serve_events();
+  // Host CONNECTs wait while a TRANSPORT_RESET is queued or the driver has
+  // not finished with it.
+  bool holding_connects() const { return (reset_event_due_ || reset_ack_avail_) && !hold_abandoned_; }
+  // Queues a TRANSPORT_RESET (restore, new CID).
+  void queue_transport_reset();
+  // Has the driver posted an event buffer since it took the reset event?
+  // Then it is done with it: the held CONNECTs go out.
+  void check_reset_done();
+  void release_held_connects();
   void write_packet(const DescriptorChain& chain, const Key& key, uint16_t op, uint32_t flags,
                     std::span<const uint8_t> payload);
 
@@ -208,7 +240,12 @@ class VirtioVsock : public VirtioDeviceCore {
   uint32_t next_host_port_ = kFirstHostPort;
   bool tx_stalled_ = false;       // tx stopped for a full control_ queue
   bool reset_event_due_ = false;  // TRANSPORT_RESET for the guest
-  bool accept_stalled_ = false;   // the listener has connections we did not take (kMaxStreams)
+  // The reset event went out and the driver has not posted an event buffer
+  // since: the event queue's avail->idx when it went out.
+  std::optional<uint16_t> reset_ack_avail_;
+  bool hold_abandoned_ = false;    // a held CONNECT timed out: hold no more until the next reset
+  std::deque<Key> held_connects_;  // kHeld streams, oldest first
+  bool accept_stalled_ = false;    // the listener has connections we did not take (kMaxStreams)
   bool connect_timer_armed_ = false;
   std::vector<uint8_t> scratch_;
 };

@@ -610,5 +610,213 @@ TEST_F(VirtioVsockTest, RestoreSendsTransportResetAndKeepsTheCid) {
   EXPECT_FALSE(device->restore_state(bad_in, VirtioVsock::kStateVersion).ok()) << "CID 2 is the host's";
 }
 
+// What a guest RST does to a host-initiated stream the guest had accepted:
+// the host program's socket ends at once (it must not wait for bytes that
+// cannot come), and the guest hears nothing back.
+TEST_F(VirtioVsockTest, GuestRstEndsAnEstablishedHostStreamAtOnce) {
+  post_rx(8);
+  auto [host, port] = established(1024);
+  ASSERT_NE(port, 0u);
+  send(header_for(1024, port, kOpRst));
+  EXPECT_EQ(host_read(host.get(), 50), "<eof>");
+  EXPECT_EQ(device->stream_count(), 0u);
+  EXPECT_TRUE(received().empty()) << "an RST is never answered";
+}
+
+// The race after a restore. Linux's driver handles TRANSPORT_RESET by
+// reading the CID and then resetting every connected socket, silently; then
+// it posts the event buffer again and notifies. A host CONNECT must not reach
+// the guest before that, or the guest's fresh socket is reset with the old
+// ones and the host program waits for bytes that never come.
+class VirtioVsockResetTest : public VirtioVsockTest {
+ protected:
+  // The device as a snapshot of the current one restores it, activated with
+  // fresh rings; nothing is posted yet.
+  void restore(std::chrono::milliseconds connect_timeout = std::chrono::milliseconds(10000)) {
+    StateWriter out;
+    device->save_state(out);
+    const auto bytes = out.take();
+    restore_bytes(bytes, VirtioVsock::kStateVersion, connect_timeout);
+  }
+  void restore_bytes(const std::vector<uint8_t>& bytes, uint32_t version,
+                     std::chrono::milliseconds connect_timeout = std::chrono::milliseconds(10000)) {
+    device.reset();
+    auto restored = VirtioVsock::create(
+        {.guest_cid = 3, .uds_path = uds, .queue_size = kQueueSize, .connect_timeout = connect_timeout});
+    ASSERT_TRUE(restored.ok()) << restored.error().message();
+    StateReader in(bytes, "vsock");
+    auto r = (*restored)->restore_state(in, version);
+    ASSERT_TRUE(r.ok()) << r.error().message();
+    device = *restored;
+    // A driver starting over: the old run's rings and event buffers are gone.
+    const std::vector<uint8_t> zeros(kEventBuffer + 0x1000 - kRings[0]);
+    ASSERT_TRUE(memory.write(GuestAddress(kRings[0]), zeros).ok());
+    activate();
+    event_posted = 0;
+  }
+  // The driver posts `count` event buffers (Linux keeps 8 posted) and notifies.
+  void post_events(int count) {
+    for (int i = 0; i < count; ++i, ++event_posted)
+      drivers[kEventQueue]->add_chain(event_posted % kQueueSize,
+                                      {{kEventBuffer + 16ull * (event_posted % 64), 4, true}});
+    ASSERT_TRUE(device->process_queue(kEventQueue).ok());
+  }
+  // Has the device put a TRANSPORT_RESET in an event buffer?
+  bool event_delivered() const {
+    if (drivers[kEventQueue]->used_idx() == 0) return false;
+    const auto used = drivers[kEventQueue]->used(0);
+    return used.len == 4 &&
+           memory.read_obj<uint32_t>(GuestAddress(kEventBuffer + 16ull * used.id)).value() == kEventTransportReset;
+  }
+  uint64_t driver_reads_cid() {
+    uint64_t cid = 0;
+    device->read_config(0, std::span(reinterpret_cast<uint8_t*>(&cid), sizeof cid));
+    return cid;
+  }
+  uint32_t event_posted = 0;
+};
+
+TEST_F(VirtioVsockResetTest, HostConnectWaitsUntilTheDriverFinishedTheReset) {
+  post_rx(8);
+  auto [old_host, old_port] = established(1024);
+  ASSERT_NE(old_port, 0u);
+  restore();
+  post_rx(16);
+  EXPECT_EQ(host_read(old_host.get(), 50), "<eof>") << "the old stream's socket is gone with the old device";
+
+  // The host connects at once, before the guest runs its driver: held.
+  UniqueFd first = host_connect(1024);
+  EXPECT_TRUE(received().empty()) << "no REQUEST while the reset event is still to be sent";
+  EXPECT_EQ(device->held_connect_count(), 1u);
+
+  // The driver's event buffers (8, as Linux posts) take the event.
+  post_events(8);
+  ASSERT_TRUE(event_delivered());
+  EXPECT_EQ(drivers[kEventQueue]->used_idx(), 1);
+  // The device asks to hear of the next buffer although 7 are still posted:
+  // the refill goes to entry 8.
+  EXPECT_EQ(drivers[kEventQueue]->avail_event(), 8);
+  UniqueFd second = host_connect(1025);
+  run_host();
+  EXPECT_TRUE(received().empty()) << "the driver has not handled the event yet";
+  EXPECT_EQ(device->held_connect_count(), 2u);
+
+  // It reads the CID first (its handler has not reset the sockets yet).
+  EXPECT_EQ(driver_reads_cid(), kGuestCid);
+  ASSERT_TRUE(device->process_queue(kRxQueue).ok());
+  run_host();
+  EXPECT_TRUE(received().empty()) << "a config read comes before the sockets' reset";
+  // Other notifications change nothing either.
+  ASSERT_TRUE(device->process_queue(kEventQueue).ok());
+  EXPECT_TRUE(received().empty());
+
+  // The handler is done: it posts the buffer again and notifies. Now the
+  // REQUESTs go out, oldest first, on ports past the saved run's.
+  post_events(1);
+  auto packets = received();
+  ASSERT_EQ(packets.size(), 2u);
+  EXPECT_EQ(packets[0].header.op, kOpRequest);
+  EXPECT_EQ(packets[0].header.dst_port, 1024u);
+  EXPECT_EQ(packets[1].header.op, kOpRequest);
+  EXPECT_EQ(packets[1].header.dst_port, 1025u);
+  EXPECT_GT(packets[0].header.src_port, old_port) << "a port the guest may still hold from before is not reused";
+  EXPECT_EQ(device->held_connect_count(), 0u);
+  EXPECT_EQ(drivers[kEventQueue]->used_idx(), 1) << "one event for one reset";
+
+  send(header_for(1024, packets[0].header.src_port, kOpResponse));
+  EXPECT_EQ(host_read(first.get()), "OK " + std::to_string(packets[0].header.src_port) + "\n");
+
+  // Later CONNECTs are not held.
+  UniqueFd third = host_connect(1026);
+  packets = received();
+  ASSERT_EQ(packets.size(), 1u);
+  EXPECT_EQ(packets[0].header.op, kOpRequest);
+}
+
+// The refill may come in a notification of its own or be seen on the next
+// host event: either way the held CONNECT goes out.
+TEST_F(VirtioVsockResetTest, RefillSeenFromTheHostSideReleasesTheHeldConnect) {
+  restore();
+  post_rx(8);
+  post_events(2);
+  ASSERT_TRUE(event_delivered());
+  UniqueFd host = host_connect(1024);
+  EXPECT_TRUE(received().empty());
+  // The driver refills without a notification reaching the device.
+  drivers[kEventQueue]->add_chain(event_posted++, {{kEventBuffer + 16 * 5, 4, true}});
+  run_host();
+  EXPECT_TRUE(received().empty()) << "nothing on the host side to wake the device yet";
+  ASSERT_EQ(::write(host.get(), "x", 1), 1);
+  run_host();
+  auto packets = received();
+  ASSERT_EQ(packets.size(), 1u);
+  EXPECT_EQ(packets[0].header.op, kOpRequest);
+}
+
+// A driver that takes the event and never finishes (or never takes it) does
+// not keep host programs waiting: the held CONNECT is closed at the connect
+// timeout, the guest never hears of it, and the device stops holding.
+TEST_F(VirtioVsockResetTest, HeldConnectIsClosedIfTheDriverNeverFinishes) {
+  restore(std::chrono::milliseconds(150));
+  post_rx(8);
+  post_events(1);
+  ASSERT_TRUE(event_delivered());
+  UniqueFd host = host_connect(1024);
+  EXPECT_EQ(device->held_connect_count(), 1u);
+  EXPECT_EQ(host_read(host.get(), 50), "") << "still held";
+  run_host(400);
+  EXPECT_EQ(host_read(host.get()), "<eof>");
+  EXPECT_TRUE(received().empty()) << "no RST for a REQUEST the guest never got";
+  EXPECT_EQ(device->stream_count(), 0u);
+
+  UniqueFd next = host_connect(1024);
+  auto packets = received();
+  ASSERT_EQ(packets.size(), 1u) << "the device gave up holding";
+  EXPECT_EQ(packets[0].header.op, kOpRequest);
+}
+
+// A host program that gives up while held leaves nothing behind, and the
+// guest never hears of it.
+TEST_F(VirtioVsockResetTest, HostCloseWhileHeldDropsTheStream) {
+  restore();
+  post_rx(8);
+  UniqueFd host = host_connect(1024);
+  EXPECT_EQ(device->held_connect_count(), 1u);
+  host.reset();
+  run_host();
+  EXPECT_EQ(device->held_connect_count(), 0u);
+  EXPECT_EQ(device->stream_count(), 0u);
+  post_events(1);  // the event
+  post_events(1);  // the driver is done with it
+  EXPECT_TRUE(received().empty()) << "no REQUEST for a host program that left";
+}
+
+// Snapshots: version 2 keeps the next host port; version 1 (the CID alone)
+// still restores, and its streams start far past the old run's ports.
+TEST_F(VirtioVsockResetTest, SnapshotVersionOneStillRestores) {
+  StateWriter out;
+  out.put(uint64_t{kGuestCid});
+  const auto bytes = out.take();
+  restore_bytes(bytes, 1);
+  EXPECT_EQ(device->guest_cid(), kGuestCid);
+  post_rx(8);
+  post_events(1);
+  post_events(1);
+  UniqueFd host = host_connect(1024);
+  auto packets = received();
+  ASSERT_EQ(packets.size(), 1u);
+  EXPECT_EQ(packets[0].header.op, kOpRequest);
+  EXPECT_GE(packets[0].header.src_port, VirtioVsock::kFirstHostPort + (1u << 30));
+
+  StateWriter v2;
+  VirtioVsock::encode_state(v2, {kGuestCid, VirtioVsock::kFirstHostPort + 77});
+  const auto v2_bytes = v2.take();
+  StateReader in(v2_bytes, "vsock");
+  const auto state = VirtioVsock::decode_state(in, 2);
+  EXPECT_TRUE(in.finish().ok());
+  EXPECT_EQ(state.guest_cid, kGuestCid);
+  EXPECT_EQ(state.next_host_port, VirtioVsock::kFirstHostPort + 77);
+}
+
 }  // namespace
 }  // namespace hostvisor
