@@ -68,8 +68,10 @@ constexpr int64_t kChainBudget = 1 << 14;
 // the code (RIP-relative, unaligned: MOVDQU into XMM14) updates both, and
 // PTEST against XMM13 = the sign bits (PCMPEQD; PSLLQ 63: no memory) says
 // whether the budget went negative. Translated code uses no other XMM
-// register (SSE instructions are not translated); the refill routine, the
-// one call out of it, keeps XMM15 and rebuilds XMM13.
+// register (SSE instructions are not translated) but XMM8..XMM12, where the
+// jump cache lookup and the block-ending CALL/RET keep five guest registers
+// while they use the host's as scratch; the refill routine, the one call
+// out of it, keeps XMM8..XMM12 and XMM15 and rebuilds XMM13.
 void emit_sign_mask(Emitter& e) {
   e.bytes({0x66, 0x45, 0x0f, 0x76, 0xed});        // pcmpeqd xmm13, xmm13
   e.bytes({0x66, 0x41, 0x0f, 0x73, 0xf5, 0x3f});  // psllq xmm13, 63
@@ -543,9 +545,12 @@ void Translator::install_runtime() {
   static constexpr unsigned kSaved[] = {kRax, kRcx, kRdx, kRsi, kRdi, 8, 9, 10, 11, 3};
   for (unsigned r : kSaved) e.push(r);
   // The budget (XMM15, below) across the call; XMM13 is rebuilt after it.
-  e.lea(kRsp, kRsp, kNoBase, 1, -16);
-  e.bytes({0xf3, 0x44, 0x0f, 0x7f, 0x3c, 0x24});              // movdqu [rsp], xmm15
-  constexpr int32_t args = 8 * (std::size(kSaved) + 1) + 16;  // past the saves and the return address
+  // XMM8..XMM12 too: the block-ending CALL/RET keep guest registers there.
+  e.lea(kRsp, kRsp, kNoBase, 1, -96);
+  e.bytes({0xf3, 0x44, 0x0f, 0x7f, 0x3c, 0x24});  // movdqu [rsp], xmm15
+  for (uint8_t x = 0; x < 5; ++x)                 // movq [rsp + 16 + 8 * x], xmm(8 + x)
+    e.bytes({0x66, 0x44, 0x0f, 0xd6, static_cast<uint8_t>(0x44 | (x << 3)), 0x24, static_cast<uint8_t>(16 + 8 * x)});
+  constexpr int32_t args = 8 * (std::size(kSaved) + 1) + 96;  // past the saves and the return address
   e.load(kRdx, kRsp, args);
   e.load(kRsi, kRsp, args + 8);
   e.load(kRdi, kRsp, args + 16);
@@ -556,7 +561,9 @@ void Translator::install_runtime() {
   e.mov_rr(kRsp, 3);
   e.bytes({0x85, 0xc0});                          // test eax, eax
   e.bytes({0xf3, 0x44, 0x0f, 0x6f, 0x3c, 0x24});  // movdqu xmm15, [rsp]
-  e.lea(kRsp, kRsp, kNoBase, 1, 16);
+  for (uint8_t x = 0; x < 5; ++x)                 // movq xmm(8 + x), [rsp + 16 + 8 * x]
+    e.bytes({0xf3, 0x44, 0x0f, 0x7e, static_cast<uint8_t>(0x44 | (x << 3)), 0x24, static_cast<uint8_t>(16 + 8 * x)});
+  e.lea(kRsp, kRsp, kNoBase, 1, 96);
   emit_sign_mask(e);
   for (int i = static_cast<int>(std::size(kSaved)) - 1; i >= 0; --i) e.pop(kSaved[i]);
   e.byte(0xc3);
@@ -802,19 +809,27 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     e.add_mem_imm8(kRax, field, 1);
     e.pop(kRax);
   };
-  // Guest RAX, RCX, RDX, RSI, RDI into the Cpu, RAX = the Cpu (so the
-  // jump cache lookup and the block-ending CALL/RET have scratch
-  // registers), and back.
+  // Guest RAX, RCX, RDX, RSI, RDI into XMM8..XMM12 (MOVQ: no memory, no
+  // flags; a store to the Cpu and the load back cost more on the RET path),
+  // RAX = the Cpu (so the jump cache lookup and the block-ending CALL/RET
+  // have scratch registers), and back. The refill routine keeps XMM8..XMM12
+  // across its call.
+  auto spill_xmm = [](unsigned r) -> uint8_t {
+    return r == kRax ? 0 : r == kRcx ? 1 : r == kRdx ? 2 : r == kRsi ? 3 : 4;
+  };
+  auto movq_to_xmm = [&](unsigned r) {  // movq xmm(8 + n), r
+    e.bytes({0x66, 0x4c, 0x0f, 0x6e, static_cast<uint8_t>(0xc0 | (spill_xmm(r) << 3) | r)});
+  };
+  auto movq_from_xmm = [&](unsigned dst, unsigned r) {  // movq dst, xmm(8 + n of r)
+    e.bytes({0x66, static_cast<uint8_t>(0x4c | (dst >= 8 ? 1 : 0)), 0x0f, 0x7e,
+             static_cast<uint8_t>(0xc0 | (spill_xmm(r) << 3) | (dst & 7))});
+  };
   auto emit_spill_low = [&] {
-    e.push(kRax);
-    e.load(kRax, kRsp, 8 + kSlotCpu);
-    for (unsigned r : {kRcx, kRdx, kRsi, kRdi}) e.store(kRax, gpr_offset(r), r);
-    e.pop(kRcx);
-    e.store(kRax, gpr_offset(kRax), kRcx);
+    for (unsigned r : {kRax, kRcx, kRdx, kRsi, kRdi}) movq_to_xmm(r);
+    e.load(kRax, kRsp, kSlotCpu);
   };
   auto emit_reload_low = [&] {
-    for (unsigned r : {kRcx, kRdx, kRsi, kRdi}) e.load(r, kRax, gpr_offset(r));
-    e.load(kRax, kRax, gpr_offset(kRax));
+    for (unsigned r : {kRax, kRcx, kRdx, kRsi, kRdi}) movq_from_xmm(r, r);
   };
   auto spilled = [](unsigned r) { return r == kRax || r == kRcx || r == kRdx || r == kRsp || r == kRsi || r == kRdi; };
   // Puts the guest's state at a point `done` instructions into the block,
@@ -1318,8 +1333,10 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     emit_spill_low();
     // A guest register's value into `dst` (RAX..RDI and RSP from the Cpu).
     auto guest_reg = [&](unsigned dst, unsigned reg) {
-      if (spilled(reg)) {
+      if (reg == kRsp) {
         e.load(dst, kRax, gpr_offset(reg));
+      } else if (spilled(reg)) {
+        movq_from_xmm(dst, reg);
       } else {
         e.mov_rr(dst, reg);
       }
