@@ -839,7 +839,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
   // not run given back to the budget and the RIP into its slot (unless
   // kDynamicRip: the code after stores it). The registers stay where they
   // are (the convention).
-  constexpr uint64_t kDynamicRip = ~0ull;  // never canonical, never a constant target
+  constexpr uint64_t kDynamicRip = 1ull << 63;  // never canonical (~0 is), never a constant target
   auto emit_state_out = [&](unsigned done, uint64_t next_rip, bool flags_valid, bool flags_pushed = false) {
     if (flags_pushed) {
       e.pop_mem(kRsp, kSlotFlags);
