@@ -824,12 +824,15 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     e.bytes({0x66, static_cast<uint8_t>(0x4c | (dst >= 8 ? 1 : 0)), 0x0f, 0x7e,
              static_cast<uint8_t>(0xc0 | (spill_xmm(r) << 3) | (dst & 7))});
   };
-  auto emit_spill_low = [&] {
-    for (unsigned r : {kRax, kRcx, kRdx, kRsi, kRdi}) movq_to_xmm(r);
+  // `rsi`: RSI too (a CALL rel32 that chains in its page needs no RSI).
+  auto emit_spill_low = [&](bool rsi = true) {
+    for (unsigned r : {kRax, kRcx, kRdx, kRsi, kRdi})
+      if (r != kRsi || rsi) movq_to_xmm(r);
     e.load(kRax, kRsp, kSlotCpu);
   };
-  auto emit_reload_low = [&] {
-    for (unsigned r : {kRax, kRcx, kRdx, kRsi, kRdi}) movq_from_xmm(r, r);
+  auto emit_reload_low = [&](bool rsi = true) {
+    for (unsigned r : {kRax, kRcx, kRdx, kRsi, kRdi})
+      if (r != kRsi || rsi) movq_from_xmm(r, r);
   };
   auto spilled = [](unsigned r) { return r == kRax || r == kRcx || r == kRdx || r == kRsp || r == kRsi || r == kRdi; };
   // Puts the guest's state at a point `done` instructions into the block,
@@ -855,12 +858,16 @@ bool Translator::translate(Cpu& cpu, Block& block) {
   // entry patches it to jump straight into the block at `next_rip` when
   // that is in this guest page. To another page through the jump cache
   // (so a changed mapping never leads to the wrong code).
-  std::function<void()> emit_jump_cache_lookup;
+  // `undo`, for a RET or JMP r/m64 whose target (RSI) was not checked
+  // for canonical form before: a miss checks it (a hit's is, being a
+  // block's RIP), and a non-canonical one puts back the guest's RSP
+  // (`rsp_delta` added) and jumps there (before the branch, #GP).
+  std::function<void(std::vector<size_t> * undo, int32_t rsp_delta)> emit_jump_cache_lookup;
   auto emit_exit_tail = [&](uint64_t next_rip) {
     if ((next_rip >> 12) != (rip >> 12)) {
       emit_spill_low();
       e.mov_imm(kRsi, next_rip);
-      emit_jump_cache_lookup();
+      emit_jump_cache_lookup(nullptr, 0);
       return;
     }
     e.byte(0xe9);
@@ -894,7 +901,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
   // budget, the LAPIC, the kick and the code epoch) with the registers
   // back; else back to the run loop, noting the miss so the next entry
   // fills it.
-  emit_jump_cache_lookup = [&] {
+  emit_jump_cache_lookup = [&](std::vector<size_t>* undo, int32_t rsp_delta) {
     e.mov_rr(kRcx, kRsi);
     e.mov_rr(kRdx, kRcx);
     e.shr_imm(kRdx, 12);
@@ -924,6 +931,21 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     emit_reload_low();
     e.jmp_mem(kRsp, kSlotTarget);
     for (size_t at : to_miss) e.patch_rel32(at, e.size());
+    if (undo) {
+      e.mov_imm(kRdx, 1ull << 47);
+      e.add_rr(kRdx, kRcx);
+      e.shr_imm(kRdx, 48);
+      const size_t canonical = e.jcc32(0x4);  // jz: bits 63..47 all equal
+      if (rsp_delta) {
+        e.load(kRsi, kRax, gpr_offset(kRsp));
+        e.lea(kRsi, kRsi, kNoBase, 1, -rsp_delta);
+        e.store(kRax, gpr_offset(kRsp), kRsi);
+      }
+      e.byte(0xe9);  // jmp rel32
+      undo->push_back(e.size());
+      e.u32(0);
+      e.patch_rel32(canonical, e.size());
+    }
     e.bytes({0xc6, 0x80});  // mov byte [rax + disp32], 1
     e.u32(static_cast<uint32_t>(CPU_FIELD(jit.jump_missed)));
     e.byte(1);
@@ -1330,7 +1352,8 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     std::vector<Check> checks(2);
     const Scratch sc{kRcx, kRdx, kRsi};  // S, T, U: RAX holds the Cpu
     emit_state_out(total, kDynamicRip, written);
-    emit_spill_low();
+    const bool call_in_page = final == Final::kCall && (taken >> 12) == (rip >> 12);
+    emit_spill_low(!call_in_page);
     // A guest register's value into `dst` (RAX..RDI and RSP from the Cpu).
     auto guest_reg = [&](unsigned dst, unsigned reg) {
       if (reg == kRsp) {
@@ -1373,8 +1396,10 @@ bool Translator::translate(Cpu& cpu, Block& block) {
         mov_from_u(kRsi, kRsi);
       }
     }
-    if (final != Final::kCall) {
-      // The target (RSI) must be canonical, else #GP at the branch.
+    const int32_t ret_delta = 8 + static_cast<int32_t>(final == Final::kRet && last.nops ? (last.imm & 0xffff) : 0);
+    if (final == Final::kCallIndirect) {
+      // The target (RSI) must be canonical, else #GP at the branch: before
+      // the push. A RET's or JMP's is checked when it misses the jump cache.
       e.mov_imm(kRdx, 1ull << 47);
       e.add_rr(kRdx, kRsi);
       e.shr_imm(kRdx, 48);
@@ -1389,15 +1414,19 @@ bool Translator::translate(Cpu& cpu, Block& block) {
       mov_imm32_to_u(kRdi, 4, static_cast<uint32_t>(fallthrough >> 32));
       e.store(kRax, gpr_offset(kRsp), kRcx);
     } else if (final == Final::kRet) {
-      e.lea(kRcx, kRcx, kNoBase, 1, 8 + static_cast<int32_t>(last.nops ? (last.imm & 0xffff) : 0));
+      e.lea(kRcx, kRcx, kNoBase, 1, ret_delta);
       e.store(kRax, gpr_offset(kRsp), kRcx);
     }
-    if (final == Final::kCall && (taken >> 12) == (rip >> 12)) {
-      emit_reload_low();
+    if (call_in_page) {
+      emit_reload_low(false);
       emit_exit_tail(taken);
+    } else if (final == Final::kCall) {
+      e.mov_imm(kRsi, taken);
+      emit_jump_cache_lookup(nullptr, 0);
+    } else if (final == Final::kCallIndirect) {
+      emit_jump_cache_lookup(nullptr, 0);
     } else {
-      if (final == Final::kCall) e.mov_imm(kRsi, taken);
-      emit_jump_cache_lookup();
+      emit_jump_cache_lookup(&undo, final == Final::kRet ? ret_delta : 0);
     }
     for (const Check& check : checks) {
       if (check.tag_misses.empty()) continue;
@@ -1408,7 +1437,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     }
     for (size_t at : undo) e.patch_rel32(at, e.size());
     e.add_mem_imm8(kRax, CPU_FIELD(jit.side_exits), 1);
-    emit_reload_low();
+    emit_reload_low(!call_in_page);
     emit_state_out(total - 1, end_rip, false);
     emit_leave();
   } else if (count && is_sti(*steps[count - 1].insn)) {

@@ -789,6 +789,62 @@ TEST_F(TranslatorVsInterpreter, ReturnToTheLastCanonicalByteNeverTakesAnEmptyJum
   EXPECT_GT(stats().jump_hits, 10u);
 }
 
+// A RET imm16 and a JMP r64 in translated code whose target is not
+// canonical (once, with ECX 3): its check is on the jump cache's miss
+// path, which must leave before the branch (#GP, RSP and RIP the
+// branch's) exactly as the interpreter faults.
+HV_EMU_SNIPPET(noncanonical_return, R"(
+  mov ecx, 40
+  mov rdx, 0x0000800000000000
+hv_jit_nc_top:
+  push rax
+  push rax
+  call hv_jit_nc_fn
+  dec ecx
+  jnz hv_jit_nc_top
+  hlt
+hv_jit_nc_fn:
+  add rbx, 1
+  cmp ecx, 3
+  mov rdi, [rsp]
+  cmove rdi, rdx
+  mov [rsp], rdi
+  ret 16
+)")
+HV_EMU_SNIPPET(noncanonical_jump, R"(
+  mov ecx, 40
+  mov rdx, 0x0000800000000000
+  lea rsi, [rip + hv_jit_ncj_back]
+hv_jit_ncj_top:
+  mov rdi, rsi
+  add rbx, 1
+  cmp ecx, 3
+  cmove rdi, rdx
+  jmp rdi
+hv_jit_ncj_back:
+  dec ecx
+  jnz hv_jit_ncj_top
+  hlt
+)")
+
+TEST_F(TranslatorVsInterpreter, NonCanonicalReturnOrJumpTargetFaultsBeforeTheBranch) {
+  for (const bool ret : {true, false}) {
+    SCOPED_TRACE(ret ? "ret 16" : "jmp rdi");
+    SetUp();
+    load(ret ? noncanonical_return() : noncanonical_jump());
+    on_both([](TestMachine& m) {
+      Cpu& c = m.cpu();
+      c.gpr[3] = 0;
+      c.gpr[4] = TestMachine::kStackTop - 64;
+    });
+    run_and_compare();
+    EXPECT_EQ(translated().vector_taken(), kGp);
+    EXPECT_EQ(translated().cpu().gpr[3], 38u);
+    EXPECT_GT(stats().jump_hits, 10u);
+    EXPECT_GT(stats().side_exits, 0u) << describe(stats());
+  }
+}
+
 // RSP as a register operand: a frame set up and torn down the way
 // compilers do, on a scratch register holding the guest's RSP.
 HV_EMU_SNIPPET(frame_loop, R"(
