@@ -251,7 +251,7 @@ struct X87State {
 // privilege (one half of the table each); `code` is the target block's
 // chain entry.
 struct JumpCacheEntry {
-  uint64_t rip = ~0ull;  // never a canonical RIP: empty
+  uint64_t rip = 1ull << 63;  // never a canonical RIP (~0 is one: the last byte): empty
   uint64_t phys = 0;
   const uint8_t* code = nullptr;
   uint64_t unused = 0;  // 32 bytes: the index scales by a shift

@@ -740,6 +740,111 @@ TEST_F(TranslatorVsInterpreter, ReturnToAnOverwrittenAddressLeavesTheJumpCache) 
   EXPECT_GT(stats().jump_misses, 0u);
 }
 
+// A RET to 0xffffffffffffffff (canonical) from translated code, with the
+// fetch TLB mapping that last page to guest-physical page 0: an empty jump
+// cache entry must never match it (its RIP and physical page once were ~0
+// and 0, and a hit jumped to a null chain entry), so the RET goes to the
+// run loop and the HLT there runs, as in the interpreter.
+HV_EMU_SNIPPET(return_to_the_last_byte, R"(
+  lea rax, [rip + hv_jit_wrap_back]
+  mov rdx, 0xfffffffffffff800
+  jmp rdx
+hv_jit_wrap_back:
+  mov ecx, 40
+  mov rdx, -1
+hv_jit_wrap_top:
+  call hv_jit_wrap_fn
+  dec ecx
+  jnz hv_jit_wrap_top
+  hlt
+hv_jit_wrap_fn:
+  add rbx, 1
+  cmp ecx, 1
+  mov rdi, [rsp]
+  cmove rdi, rdx
+  mov [rsp], rdi
+  ret
+)")
+
+TEST_F(TranslatorVsInterpreter, ReturnToTheLastCanonicalByteNeverTakesAnEmptyJumpCacheEntry) {
+  load(return_to_the_last_byte());
+  on_both([](TestMachine& m) {
+    // Linear 0xfffffffffffff000 -> guest-physical page 0: JMP RAX at its
+    // 0x800 (back to the loop), HLT at its last byte.
+    constexpr uint64_t kTables = 0x3f0000;
+    m.write_value<uint64_t>(TestMachine::kPml4 + 511 * 8, kTables | 3);
+    m.write_value<uint64_t>(kTables + 511 * 8, (kTables + 0x1000) | 3);
+    m.write_value<uint64_t>(kTables + 0x1000 + 511 * 8, (kTables + 0x2000) | 3);
+    m.write_value<uint64_t>(kTables + 0x2000 + 511 * 8, 0 | 3);
+    const uint8_t jmp_rax[] = {0xff, 0xe0}, hlt[] = {0xf4};
+    m.write(0x800, jmp_rax);
+    m.write(0xfff, hlt);
+    Cpu& c = m.cpu();
+    c.gpr[3] = 0;
+    c.gpr[4] = TestMachine::kStackTop - 64;
+  });
+  run_and_compare();
+  EXPECT_EQ(translated().cpu().gpr[3], 40u);
+  EXPECT_EQ(translated().cpu().gpr[1], 1u);  // the last RET went to the HLT, not back into the loop
+  EXPECT_GT(stats().jump_hits, 10u);
+}
+
+// A RET imm16 and a JMP r64 in translated code whose target is not
+// canonical (once, with ECX 3): its check is on the jump cache's miss
+// path, which must leave before the branch (#GP, RSP and RIP the
+// branch's) exactly as the interpreter faults.
+HV_EMU_SNIPPET(noncanonical_return, R"(
+  mov ecx, 40
+  mov rdx, 0x0000800000000000
+hv_jit_nc_top:
+  push rax
+  push rax
+  call hv_jit_nc_fn
+  dec ecx
+  jnz hv_jit_nc_top
+  hlt
+hv_jit_nc_fn:
+  add rbx, 1
+  cmp ecx, 3
+  mov rdi, [rsp]
+  cmove rdi, rdx
+  mov [rsp], rdi
+  ret 16
+)")
+HV_EMU_SNIPPET(noncanonical_jump, R"(
+  mov ecx, 40
+  mov rdx, 0x0000800000000000
+  lea rsi, [rip + hv_jit_ncj_back]
+hv_jit_ncj_top:
+  mov rdi, rsi
+  add rbx, 1
+  cmp ecx, 3
+  cmove rdi, rdx
+  jmp rdi
+hv_jit_ncj_back:
+  dec ecx
+  jnz hv_jit_ncj_top
+  hlt
+)")
+
+TEST_F(TranslatorVsInterpreter, NonCanonicalReturnOrJumpTargetFaultsBeforeTheBranch) {
+  for (const bool ret : {true, false}) {
+    SCOPED_TRACE(ret ? "ret 16" : "jmp rdi");
+    SetUp();
+    load(ret ? noncanonical_return() : noncanonical_jump());
+    on_both([](TestMachine& m) {
+      Cpu& c = m.cpu();
+      c.gpr[3] = 0;
+      c.gpr[4] = TestMachine::kStackTop - 64;
+    });
+    run_and_compare();
+    EXPECT_EQ(translated().vector_taken(), kGp);
+    EXPECT_EQ(translated().cpu().gpr[3], 38u);
+    EXPECT_GT(stats().jump_hits, 10u);
+    EXPECT_GT(stats().side_exits, 0u) << describe(stats());
+  }
+}
+
 // RSP as a register operand: a frame set up and torn down the way
 // compilers do, on a scratch register holding the guest's RSP.
 HV_EMU_SNIPPET(frame_loop, R"(
