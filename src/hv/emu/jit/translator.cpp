@@ -536,21 +536,25 @@ Translator::Translator(std::unique_ptr<CodeCache> cache) : cache_(std::move(cach
   install_runtime();
 }
 
-// The refill routine, first in the cache (so after a flush at the same
+// The refill routines, first in the cache (so after a flush at the same
 // address again): called by a check's tag miss with the Cpu, the linear
-// address and size | write << 8 on the stack. It keeps every register
-// (the guest's live in them) and returns ZF=0 when the entry is filled.
-void Translator::install_runtime() {
-  Emitter e;
+// address and size | write << 8 on the stack. They keep every register
+// (the guest's live in them) and return ZF=0 when the entry is filled.
+// The budget (XMM15) is kept across the call, XMM13 rebuilt after it.
+// The second routine keeps XMM8..XMM12 too, for the checks of a
+// block-ending CALL/RET, which hold guest registers there; a check in a
+// block's body calls the first, which saves five MOVQs less (the tlb
+// workload refills at every access).
+static void emit_refill_routine(Emitter& e, bool keep_low_xmm) {
   static constexpr unsigned kSaved[] = {kRax, kRcx, kRdx, kRsi, kRdi, 8, 9, 10, 11, 3};
   for (unsigned r : kSaved) e.push(r);
-  // The budget (XMM15, below) across the call; XMM13 is rebuilt after it.
-  // XMM8..XMM12 too: the block-ending CALL/RET keep guest registers there.
-  e.lea(kRsp, kRsp, kNoBase, 1, -96);
+  const int32_t frame = keep_low_xmm ? 96 : 16;
+  e.lea(kRsp, kRsp, kNoBase, 1, -frame);
   e.bytes({0xf3, 0x44, 0x0f, 0x7f, 0x3c, 0x24});  // movdqu [rsp], xmm15
-  for (uint8_t x = 0; x < 5; ++x)                 // movq [rsp + 16 + 8 * x], xmm(8 + x)
-    e.bytes({0x66, 0x44, 0x0f, 0xd6, static_cast<uint8_t>(0x44 | (x << 3)), 0x24, static_cast<uint8_t>(16 + 8 * x)});
-  constexpr int32_t args = 8 * (std::size(kSaved) + 1) + 96;  // past the saves and the return address
+  if (keep_low_xmm)
+    for (uint8_t x = 0; x < 5; ++x)  // movq [rsp + 16 + 8 * x], xmm(8 + x)
+      e.bytes({0x66, 0x44, 0x0f, 0xd6, static_cast<uint8_t>(0x44 | (x << 3)), 0x24, static_cast<uint8_t>(16 + 8 * x)});
+  const int32_t args = 8 * static_cast<int32_t>(std::size(kSaved) + 1) + frame;  // past the saves and the return
   e.load(kRdx, kRsp, args);
   e.load(kRsi, kRsp, args + 8);
   e.load(kRdi, kRsp, args + 16);
@@ -561,21 +565,30 @@ void Translator::install_runtime() {
   e.mov_rr(kRsp, 3);
   e.bytes({0x85, 0xc0});                          // test eax, eax
   e.bytes({0xf3, 0x44, 0x0f, 0x6f, 0x3c, 0x24});  // movdqu xmm15, [rsp]
-  for (uint8_t x = 0; x < 5; ++x)                 // movq xmm(8 + x), [rsp + 16 + 8 * x]
-    e.bytes({0xf3, 0x44, 0x0f, 0x7e, static_cast<uint8_t>(0x44 | (x << 3)), 0x24, static_cast<uint8_t>(16 + 8 * x)});
-  e.lea(kRsp, kRsp, kNoBase, 1, 96);
+  if (keep_low_xmm)
+    for (uint8_t x = 0; x < 5; ++x)  // movq xmm(8 + x), [rsp + 16 + 8 * x]
+      e.bytes({0xf3, 0x44, 0x0f, 0x7e, static_cast<uint8_t>(0x44 | (x << 3)), 0x24, static_cast<uint8_t>(16 + 8 * x)});
+  e.lea(kRsp, kRsp, kNoBase, 1, frame);
   emit_sign_mask(e);
   for (int i = static_cast<int>(std::size(kSaved)) - 1; i >= 0; --i) e.pop(kSaved[i]);
   e.byte(0xc3);
-  // INT3 up to 240 bytes: where every translation after the shared
+}
+
+void Translator::install_runtime() {
+  Emitter e;
+  emit_refill_routine(e, false);
+  const size_t keep_low_xmm_at = e.size();
+  emit_refill_routine(e, true);
+  // INT3 up to 304 bytes: where every translation after the shared
   // routines falls within a 64-byte line follows from their length, and the
-  // crc workload's one- and two-instruction blocks ran 6% slower when this
-  // routine grew by 79 bytes (XMM8..XMM12 saved): 240 is the previous
-  // round's 112 plus two lines, so the placement is that round's again.
+  // crc workload's one- and two-instruction blocks ran 6% slower when the
+  // refill routine grew by 79 bytes; an earlier round had 112 bytes here,
+  // and 304 is that plus three lines, so the placement is that round's.
   // (A 64-byte alignment of each translation measured between the two.)
-  constexpr size_t kRefillBytes = 240;
+  constexpr size_t kRefillBytes = 304;
   while (e.size() < kRefillBytes) e.byte(0xcc);
   refill_ = cache_->add(e.code());
+  refill_keep_low_xmm_ = refill_ + keep_low_xmm_at;
 
   // The entry routine, enter(cpu, translation): the frame, the guest's
   // registers into the host's (the convention above), then the
@@ -790,7 +803,8 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     emit_load_constant(n, 0);
     e.bytes({0x66, 0x45, 0x0f, 0xd4, 0xfe});  // paddq xmm15, xmm14
   };
-  std::vector<size_t> refill_calls;  // CALL rel32s to the refill routine
+  std::vector<size_t> refill_calls;           // CALL rel32s to the refill routine
+  std::vector<size_t> refill_keep_xmm_calls;  // ... to the one that keeps XMM8..XMM12
   // Back to the run loop (frame depth 0, the convention holding, the RIP
   // in its slot): the exit routine stores the state into the Cpu.
   auto emit_leave = [&] {
@@ -1124,14 +1138,14 @@ bool Translator::translate(Cpu& cpu, Block& block) {
   // the page tables and fills the soft TLB (RAM only, no fault: the walk's
   // A/D bits are what the instruction's own access sets); on success the
   // check runs again, else this falls through to the miss code after it.
-  auto emit_refill = [&](const Check& check) {
+  auto emit_refill = [&](const Check& check, bool keep_low_xmm = false) {
     for (size_t at : check.tag_misses) e.patch_rel32(at, e.size());
     e.push_mem(kRsp, check.depth + kSlotCpu);  // the Cpu
     e.push(check.s);
     e.byte(0x68);  // push imm32: size | write << 8
     e.u32(check.size | (check.write ? 0x100u : 0u));
     e.byte(0xe8);  // call rel32: the refill routine, patched once placed
-    refill_calls.push_back(e.size());
+    (keep_low_xmm ? refill_keep_xmm_calls : refill_calls).push_back(e.size());
     e.u32(0);
     e.lea(kRsp, kRsp, kNoBase, 1, 24);
     e.patch_rel32(e.jcc32(0x5), check.retry);  // jnz: filled, check again
@@ -1438,7 +1452,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     }
     for (const Check& check : checks) {
       if (check.tag_misses.empty()) continue;
-      emit_refill(check);
+      emit_refill(check, true);
       e.byte(0xe9);  // jmp rel32: not filled
       undo.push_back(e.size());
       e.u32(0);
@@ -1499,6 +1513,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     if (!code) return false;  // larger than the whole cache: never translated
   }
   for (size_t at : refill_calls) cache_->patch_rel32(code + at, refill_);
+  for (size_t at : refill_keep_xmm_calls) cache_->patch_rel32(code + at, refill_keep_low_xmm_);
   for (size_t at : to_exit) cache_->patch_rel32(code + at, exit_);
   block.native = code + body;
   block.native_chain = code + chain_entry;

@@ -123,7 +123,7 @@ class Translator {
   bool translate(Cpu& cpu, Block& block);
   unsigned enter(Cpu& cpu, Block& block, uint64_t chain_stamp, uint64_t budget);
   void flush();
-  // The refill routine translated checks call on a tag miss, and the entry
+  // The refill routines translated checks call on a tag miss, and the entry
   // and exit routines.
   void install_runtime();
   // Points every patched exit back at its return path.
@@ -131,6 +131,7 @@ class Translator {
 
   std::unique_ptr<CodeCache> cache_;
   const uint8_t* refill_ = nullptr;
+  const uint8_t* refill_keep_low_xmm_ = nullptr;  // the same, keeping XMM8..XMM12 (block-ending CALL/RET)
   // The entry and exit routines every translation shares (translator.cpp).
   const uint8_t* enter_ = nullptr;
   const uint8_t* exit_ = nullptr;
