@@ -706,7 +706,7 @@ void add_run_command(CLI::App& app, int* exit_status) {
                   "With --accel emu: interp (the interpreter alone) or jit (hot blocks translated to host code); "
                   "default HOSTVISOR_EMU_TIER's, else jit");
   cmd->add_option("--emu-code-cache", options->emu_code_cache,
-                  "With --emu-tier jit: the translated code's memory per vCPU, 64K..1G (default 32M); when full it "
+                  "With --emu-tier jit: the translated code's memory per vCPU, 64K..1G (default 64M); when full it "
                   "is dropped and refilled");
   cmd->add_flag("--debug-exit", options->debug_exit,
                 "Add an isa-debug-exit device at port 0xf4: a guest write of v exits with status (v << 1) | 1");

@@ -5,7 +5,7 @@
 // vCPU of a run without plumbing:
 //   HOSTVISOR_EMU_TIER=interp|jit       (default jit: it passes every test the
 //                                       interpreter does; interp keeps the reference)
-//   HOSTVISOR_EMU_CODE_CACHE=SIZE       (per vCPU, e.g. 32M; default 32 MiB)
+//   HOSTVISOR_EMU_CODE_CACHE=SIZE       (per vCPU, e.g. 32M; default 64 MiB)
 #pragma once
 
 #include <cstddef>
@@ -18,7 +18,7 @@ namespace hostvisor::emu::jit {
 enum class Tier { kInterp, kJit };
 
 struct TierOptions {
-  static constexpr size_t kDefaultCodeCacheBytes = 32ull << 20;
+  static constexpr size_t kDefaultCodeCacheBytes = 64ull << 20;
   Tier tier = Tier::kJit;
   size_t code_cache_bytes = kDefaultCodeCacheBytes;
 };
