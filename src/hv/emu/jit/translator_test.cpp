@@ -1329,6 +1329,22 @@ hv_jit_counting_loop_top:
   jmp hv_jit_counting_loop_top
 )")
 
+// A bootstrap LAPIC in x2APIC mode, software-enabled (SVR 0x1ff), alone
+// on its bus and on a clock that never moves by itself.
+struct EnabledX2apic {
+  ManualClock clock{0};
+  PlatformTimers timers{clock};
+  ApicBus bus;
+  LocalApic lapic{0, true, bus, timers};
+  bool enabled = false;
+  EnabledX2apic() {
+    bus.add(lapic);
+    const uint64_t base = LocalApic::kDefaultBase | LocalApic::kApicBaseBsp | LocalApic::kApicBaseEnable;
+    enabled = lapic.msr_write(LocalApic::kMsrApicBase, base | LocalApic::kApicBaseX2apic).ok() &&
+              lapic.msr_write(LocalApic::kMsrX2apicFirst + LocalApic::kRegSvr / 16, 0x1ff).ok();
+  }
+};
+
 // An interrupt another thread sends to the LAPIC while the vCPU runs a
 // tight loop that is translated and chained to itself: each chained entry
 // looks at the LAPIC's attention flag, so the interrupt is taken within a
@@ -1338,14 +1354,9 @@ hv_jit_counting_loop_top:
 TEST(TranslatedLoop, TakesAnInterruptThatArrivesWhileItRuns) {
   constexpr uint8_t kVector = 0x50;
   constexpr uint64_t kCounter = TestMachine::kData;
-  ManualClock clock{0};
-  PlatformTimers timers{clock};
-  ApicBus bus;
-  LocalApic lapic{0, true, bus, timers};
-  bus.add(lapic);
-  const uint64_t base = LocalApic::kDefaultBase | LocalApic::kApicBaseBsp | LocalApic::kApicBaseEnable;
-  ASSERT_TRUE(lapic.msr_write(LocalApic::kMsrApicBase, base | LocalApic::kApicBaseX2apic).ok());
-  ASSERT_TRUE(lapic.msr_write(LocalApic::kMsrX2apicFirst + LocalApic::kRegSvr / 16, 0x1ff).ok());
+  EnabledX2apic apic;
+  ASSERT_TRUE(apic.enabled);
+  LocalApic& lapic = apic.lapic;
   TestMachine m;
   auto t = Translator::create(1 << 20);
   ASSERT_TRUE(t.ok()) << t.error().message();
@@ -1529,14 +1540,9 @@ HV_EMU_SNIPPET(sti_window_handler, R"(
 TEST(TranslatedLoop, StiOpensTheInterruptWindowAfterExactlyOneInstruction) {
   constexpr uint8_t kVector = 0x40;
   constexpr uint64_t kHandler = 0x20000, kLog = TestMachine::kData;
-  ManualClock clock{0};
-  PlatformTimers timers{clock};
-  ApicBus bus;
-  LocalApic lapic{0, true, bus, timers};
-  bus.add(lapic);
-  const uint64_t base = LocalApic::kDefaultBase | LocalApic::kApicBaseBsp | LocalApic::kApicBaseEnable;
-  ASSERT_TRUE(lapic.msr_write(LocalApic::kMsrApicBase, base | LocalApic::kApicBaseX2apic).ok());
-  ASSERT_TRUE(lapic.msr_write(LocalApic::kMsrX2apicFirst + LocalApic::kRegSvr / 16, 0x1ff).ok());
+  EnabledX2apic apic;
+  ASSERT_TRUE(apic.enabled);
+  LocalApic& lapic = apic.lapic;
   for (const bool jit : {false, true}) {
     SCOPED_TRACE(jit ? "translated" : "interpreted");
     TestMachine m;
@@ -1621,14 +1627,9 @@ TEST(LeaveWord, SetByTheCodeMapWhenAPageBecomesCode) {
 // The LAPIC sets the word when it comes to need attention (an interrupt
 // accepted), and at once when it already does as the word is given.
 TEST(LeaveWord, SetByTheLapicWhenItNeedsAttention) {
-  ManualClock clock{0};
-  PlatformTimers timers{clock};
-  ApicBus bus;
-  LocalApic lapic{0, true, bus, timers};
-  bus.add(lapic);
-  const uint64_t base = LocalApic::kDefaultBase | LocalApic::kApicBaseBsp | LocalApic::kApicBaseEnable;
-  ASSERT_TRUE(lapic.msr_write(LocalApic::kMsrApicBase, base | LocalApic::kApicBaseX2apic).ok());
-  ASSERT_TRUE(lapic.msr_write(LocalApic::kMsrX2apicFirst + LocalApic::kRegSvr / 16, 0x1ff).ok());
+  EnabledX2apic apic;
+  ASSERT_TRUE(apic.enabled);
+  LocalApic& lapic = apic.lapic;
   std::atomic<uint32_t>* word = acquire_leave_word();
   lapic.set_attention_poke(word);
   EXPECT_EQ(word->load(), 0u);
