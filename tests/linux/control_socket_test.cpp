@@ -208,6 +208,11 @@ TEST(LinuxControlSocket, EveryOperationOnAHeadlessGuestThenSuspendAndContinue) {
 
   // hostfwd-add: a host connection reaches a guest listener; remove: it no longer does.
   ASSERT_TRUE(console_run(typing->get(), seen, "(echo from-guest-nc | nc -l -p 8080) >/dev/null 2>&1 & true"));
+  // Listening before the forward is used: a connection the guest refused
+  // while nc was still starting hung every later attempt in CI (400 s).
+  ASSERT_TRUE(console_run(typing->get(), seen,
+                          "i=0; until netstat -ltn | grep -q ':8080 '; do i=$((i+1)); [ $i -gt 100 ] && break; "
+                          "sleep 0.1; done; netstat -ltn | grep -c ':8080 '"));
   const json forward = {{"nic", 0},          {"proto", "tcp"},   {"host_addr", "127.0.0.1"},
                         {"host_port", port}, {"guest_addr", ""}, {"guest_port", 8080}};
   auto added = client->call("hostfwd-add", forward);
