@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "hv/cpu_state.h"
+#include "hv/emu/tlb_mirror.h"
 
 namespace hostvisor {
 class Bus;
@@ -105,9 +106,7 @@ constexpr uint64_t kArithFlags = kFlagCf | kFlagPf | kFlagAf | kFlagZf | kFlagSf
 // per access kind and privilege so a hit needs one compare. A write entry
 // exists only when the page is writable, its dirty bit is set and it holds
 // no decoded code, so the fast write path needs no further checks.
-constexpr unsigned kTlbBits = 8;
-constexpr unsigned kTlbSize = 1u << kTlbBits;
-constexpr uint64_t kTlbInvalid = ~0ull;
+// (kTlbSize, kTlbInvalid and the translator's mirror: tlb_mirror.h.)
 
 struct TlbEntry {
   uint64_t tag = kTlbInvalid;  // linear address >> 12
@@ -137,6 +136,7 @@ struct Tlb {
   // full flushes in a row, and switches CR3 into code on global pages.
   bool linked_any = false;
   bool linked_non_global = false;
+  TlbMirrorRef mirror;  // the translated code's copy of the read and write arrays (tlb_mirror.h)
 
   void bump_epoch() {
     ++epoch;
@@ -163,16 +163,21 @@ struct Tlb {
     for (auto& by_priv : e)
       for (auto& by_kind : by_priv)
         for (auto& entry : by_kind) entry.tag = kTlbInvalid;
+    if (TlbMirror* m = mirror.get()) m->clear();
     has_large_pages = false;
   }
   // What a CR3 load does: global translations (kernel mappings shared by every
   // address space) stay, so a context switch does not re-walk them.
   void flush_non_global() {
     if (linked_non_global) bump_epoch();
-    for (auto& by_priv : e)
-      for (auto& by_kind : by_priv)
-        for (auto& entry : by_kind)
-          if (!entry.global) entry.tag = kTlbInvalid;
+    TlbMirror* m = mirror.get();
+    for (unsigned user = 0; user < 2; ++user)
+      for (unsigned kind = 0; kind < 3; ++kind)
+        for (unsigned i = 0; i < kTlbSize; ++i)
+          if (!e[user][kind][i].global) {
+            e[user][kind][i].tag = kTlbInvalid;
+            if (m && kind < 2) m->tag[user][kind][i] = kTlbInvalid;
+          }
   }
   // INVLPG: drops the translation of `linear`'s page, all of it for a large
   // page (cached as 4 KiB slices).
@@ -180,21 +185,20 @@ struct Tlb {
     const uint64_t tag = linear >> 12;
     const uint64_t region = tag >> 9;
     bool dropped_large = false;  // conservative: a large page's translation changed under links
-    if (has_large_pages) {
-      for (auto& by_priv : e)
-        for (auto& by_kind : by_priv)
-          for (auto& entry : by_kind)
-            if (entry.tag != kTlbInvalid && ((entry.tag ^ tag) & ~entry.span) == 0) {
-              dropped_large |= entry.span != 0;
-              entry.tag = kTlbInvalid;
-            }
-    } else {
-      for (auto& by_priv : e)
-        for (auto& by_kind : by_priv) {
-          TlbEntry& entry = by_kind[tag & (kTlbSize - 1)];
-          if (entry.tag == tag) entry.tag = kTlbInvalid;
+    TlbMirror* m = mirror.get();
+    for (unsigned user = 0; user < 2; ++user)
+      for (unsigned kind = 0; kind < 3; ++kind) {
+        // Every entry may hold a slice of a large page; else only the page's own.
+        const unsigned first = has_large_pages ? 0 : tag & (kTlbSize - 1);
+        const unsigned last = has_large_pages ? kTlbSize - 1 : first;
+        for (unsigned i = first; i <= last; ++i) {
+          TlbEntry& entry = e[user][kind][i];
+          if (entry.tag == kTlbInvalid || ((entry.tag ^ tag) & ~entry.span) != 0) continue;
+          dropped_large |= entry.span != 0;
+          entry.tag = kTlbInvalid;
+          if (m && kind < 2) m->tag[user][kind][i] = kTlbInvalid;
         }
-    }
+      }
     if (dropped_large || linked_huge || (linked[(region % kLinkedRegions) / 64] >> (region % 64)) & 1) bump_epoch();
   }
 };

@@ -1,6 +1,7 @@
 #include "hv/emu/mmu.h"
 
 #include <algorithm>
+#include <cstring>
 #include <span>
 
 #include "devices/bus/bus.h"
@@ -171,6 +172,8 @@ void tlb_invlpg(Cpu& cpu, uint64_t linear) { cpu.tlb.flush_page(linear); }
 void tlb_flush_writes(Cpu& cpu) {
   for (auto& by_priv : cpu.tlb.e)
     for (auto& entry : by_priv[static_cast<int>(Access::kWrite)]) entry.tag = kTlbInvalid;
+  if (TlbMirror* m = cpu.tlb.mirror.get())
+    for (auto& by_priv : m->tag) std::memset(by_priv[1], 0xff, sizeof(by_priv[1]));
 }
 
 const TlbEntry& tlb_fill(Cpu& cpu, uint64_t linear, Access access, bool user) {
@@ -185,6 +188,11 @@ const TlbEntry& tlb_fill(Cpu& cpu, uint64_t linear, Access access, bool user) {
   // The local APIC page is not RAM even if RAM lies below it; writes to code
   // pages must see the code map. Both keep the slow path.
   if (e.host && access == Access::kWrite && cpu.code && cpu.code->is_code(w.phys)) e.host = nullptr;
+  if (TlbMirror* m = cpu.tlb.mirror.get(); m && access != Access::kExec) {
+    const unsigned i = (linear >> 12) & (kTlbSize - 1), kind = static_cast<unsigned>(access);
+    m->tag[user][kind][i] = e.host ? e.tag : kTlbInvalid;
+    m->addend[user][kind][i] = reinterpret_cast<uintptr_t>(e.host) - (linear & ~0xfffull);
+  }
   return e;
 }
 

@@ -47,6 +47,13 @@ class Emitter {
   // CMP reg, [base + disp] / ADD reg, [base + disp] (64-bit).
   void cmp_load(unsigned reg, unsigned base, int32_t disp) { op_mem(0x3b, reg, base, kNoBase, 1, disp); }
   void add_load(unsigned reg, unsigned base, int32_t disp) { op_mem(0x03, reg, base, kNoBase, 1, disp); }
+  // The same with an index: MOV / CMP reg, [base + index*scale + disp].
+  void load_indexed(unsigned reg, unsigned base, unsigned index, unsigned scale, int32_t disp) {
+    op_mem(0x8b, reg, base, index, scale, disp);
+  }
+  void cmp_indexed(unsigned reg, unsigned base, unsigned index, unsigned scale, int32_t disp) {
+    op_mem(0x3b, reg, base, index, scale, disp);
+  }
   // MOV reg, imm64: as a zero-extended imm32 (B8+r) or a sign-extended one
   // (C7 /0, kernel addresses) when it fits, else the 10-byte form.
   void mov_imm(unsigned reg, uint64_t v) {

@@ -779,8 +779,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
   const bool cf_only_in = flags_in && needed == Need::kCf;
 
   const bool user = cpu.cpl == 3;
-  const int32_t tlb_base = static_cast<int32_t>(offsetof(Cpu, tlb) + offsetof(Tlb, e) +
-                                                (static_cast<size_t>(user) * 3) * kTlbSize * sizeof(TlbEntry));
+  const TlbMirror* const mirror = cpu.tlb.mirror.attach();
   // Every guest register but RSP is live in its host register all the time
   // (the convention): a register a check borrows is always saved.
   used = kLive;
@@ -1112,27 +1111,51 @@ bool Translator::translate(Cpu& cpu, Block& block) {
       if (used & (1u << reg)) e.store(kRsp, depth + slot, reg);
     return depth;
   };
-  // The soft-TLB check of `size` bytes at the linear address in S: a hit
-  // leaves U = the host address (S still the linear one); a miss jumps to
-  // `miss`. T = the page of the last byte, U = the TLB entry of the first's;
-  // a hit needs the tag of both ends (no page crossing, canonical) and RAM.
-  auto emit_check = [&](const Scratch& sc, int32_t depth, unsigned size, bool write, std::vector<size_t>& to_miss,
+  // The soft-TLB check of `size` bytes at the linear address in S, through
+  // the TLB's mirror (tlb_mirror.h): a hit leaves U = the host address (S
+  // still the linear one); a miss jumps to the refill. T = the entry's
+  // index (S's page's low 8 bits), U = the page of the last byte, which
+  // must equal the tag (so no page crossing, canonical, and RAM: the tag
+  // of any other entry matches no page). With the mirror in the low 2 GiB
+  // an entry is [T * 8 + constant]; else T becomes the entry's address,
+  // from the mirror's pointer in the Cpu.
+  auto emit_check = [&](const Scratch& sc, int32_t depth, unsigned size, bool write, std::vector<size_t>&,
                         Check& check) {
     check = Check{e.size(), {}, sc.s, depth, size, write};
-    e.lea(sc.t, sc.s, kNoBase, 1, static_cast<int32_t>(size - 1));
-    e.shr_imm(sc.t, 12);
-    e.mov_rr(sc.u, sc.s);
-    emit_tlb_offset(e, sc.u);
-    e.add_load(sc.u, kRsp, depth + kSlotCpu);
-    const int32_t entry = tlb_base + static_cast<int32_t>((write ? 1 : 0) * kTlbSize * sizeof(TlbEntry));
-    e.cmp_load(sc.t, sc.u, entry + static_cast<int32_t>(offsetof(TlbEntry, tag)));
+    if (bmi2_) {
+      // rorx T, S, 12 (no flags)
+      e.bytes({0xc4, static_cast<uint8_t>((sc.t < 8 ? 0x80 : 0) | 0x40 | (sc.s < 8 ? 0x20 : 0) | 0x03), 0xfb, 0xf0,
+               static_cast<uint8_t>(0xc0 | ((sc.t & 7) << 3) | (sc.s & 7)), 12});
+    } else {
+      e.mov_rr(sc.t, sc.s);
+      e.shr_imm(sc.t, 12);
+    }
+    // movzx T32, T8 (the REX makes 4..7 SPL..DIL)
+    e.bytes({static_cast<uint8_t>(0x40 | (sc.t >= 8 ? 5 : 0)), 0x0f, 0xb6,
+             static_cast<uint8_t>(0xc0 | ((sc.t & 7) << 3) | (sc.t & 7))});
+    const size_t kind = (user ? 2 : 0) + (write ? 1 : 0);
+    int32_t tags = static_cast<int32_t>(offsetof(TlbMirror, tag) + kind * kTlbSize * sizeof(uint64_t));
+    int32_t addends = static_cast<int32_t>(offsetof(TlbMirror, addend) + kind * kTlbSize * sizeof(uint64_t));
+    unsigned base = kNoBase, index = sc.t, scale = 8;
+    if (absolute32(mirror + 1)) {
+      tags += static_cast<int32_t>(reinterpret_cast<uintptr_t>(mirror));
+      addends += static_cast<int32_t>(reinterpret_cast<uintptr_t>(mirror));
+    } else {
+      e.load(sc.u, kRsp, depth + kSlotCpu);
+      e.load(sc.u, sc.u, static_cast<int32_t>(offsetof(Cpu, tlb) + offsetof(Tlb, mirror)));
+      e.lea(sc.t, sc.u, sc.t, 8, 0);
+      base = sc.t, index = kNoBase, scale = 1;
+    }
+    if (size > 1) {
+      e.lea(sc.u, sc.s, kNoBase, 1, static_cast<int32_t>(size - 1));
+    } else {
+      e.mov_rr(sc.u, sc.s);
+    }
+    e.shr_imm(sc.u, 12);
+    e.cmp_indexed(sc.u, base, index, scale, tags);
     check.tag_misses.push_back(e.jcc32(0x5));  // jne: the refill, then maybe the miss
-    e.load(sc.u, sc.u, entry + static_cast<int32_t>(offsetof(TlbEntry, host)));
-    e.test_rr(sc.u, sc.u);
-    to_miss.push_back(e.jcc32(0x4));  // je
-    e.mov_rr(sc.t, sc.s);
-    e.and_imm(sc.t, 0xfff);
-    e.add_rr(sc.u, sc.t);
+    e.load_indexed(sc.u, base, index, scale, addends);
+    e.add_rr(sc.u, sc.s);
   };
   // The out-of-line refill of a check's tag miss: the shared routine walks
   // the page tables and fills the soft TLB (RAM only, no fault: the walk's

@@ -118,6 +118,10 @@ class Translator {
 
   TranslatorStats stats() const;
 
+  // The soft-TLB check's index with RORX (BMI2, the default where the host
+  // has it) or MOV and SHR: tests run both.
+  void use_bmi2(bool on) { bmi2_ = on; }
+
  private:
   explicit Translator(std::unique_ptr<CodeCache> cache);
   bool translate(Cpu& cpu, Block& block);
@@ -135,6 +139,7 @@ class Translator {
   // The entry and exit routines every translation shares (translator.cpp).
   const uint8_t* enter_ = nullptr;
   const uint8_t* exit_ = nullptr;
+  bool bmi2_ = __builtin_cpu_supports("bmi2");
   ZydisDecoder decoder_;  // re-reads an instruction's encoding to rewrite its memory operand
   TranslatorStats stats_;
   std::vector<const uint8_t*> patched_;  // chained exits' rel32s

@@ -128,7 +128,7 @@ const std::vector<std::vector<uint8_t>> kAluOps = {
 };
 
 class TranslatorVsInterpreter : public ::testing::Test {
- protected:
+ public:
   void SetUp() override {
     reference_ = std::make_unique<TestMachine>();
     translated_ = std::make_unique<TestMachine>();
@@ -322,9 +322,31 @@ hv_jit_memory_top:
   hlt
 )")
 
-TEST_F(TranslatorVsInterpreter, MemoryOperandsRunNativelyAndAgree) {
-  load(memory_loop());
-  on_both([](TestMachine& m) {
+// Runs memory_loop() on both machines and compares: every form of memory
+// operand through the soft-TLB check.
+void run_memory_loop(TranslatorVsInterpreter& t);
+
+TEST_F(TranslatorVsInterpreter, MemoryOperandsRunNativelyAndAgree) { run_memory_loop(*this); }
+
+// The check's other forms: the TLB index without BMI2's RORX, and the
+// mirror (tlb_mirror.h) outside the low 2 GiB, named through the Cpu.
+TEST_F(TranslatorVsInterpreter, MemoryOperandsAgreeWithoutBmi2) {
+  auto t = Translator::create(1 << 20);
+  ASSERT_TRUE(t.ok());
+  (*t)->use_bmi2(false);
+  translated().interpreter().set_translator(std::move(*t));
+  run_memory_loop(*this);
+}
+
+TEST_F(TranslatorVsInterpreter, MemoryOperandsAgreeWithTheTlbMirrorAboveTwoGigabytes) {
+  const TlbMirror* mirror = translated().cpu().tlb.mirror.attach(false);
+  ASSERT_GE(reinterpret_cast<uintptr_t>(mirror), 0x80000000ull);
+  run_memory_loop(*this);
+}
+
+void run_memory_loop(TranslatorVsInterpreter& t) {
+  t.load(memory_loop());
+  t.on_both([](TestMachine& m) {
     set_inputs(m);
     Cpu& c = m.cpu();
     c.gpr[3] = TestMachine::kData + 0x100;
@@ -336,13 +358,13 @@ TEST_F(TranslatorVsInterpreter, MemoryOperandsRunNativelyAndAgree) {
     m.write_value<uint64_t>(TestMachine::kStackTop - 64 + 8, 0xabcdef);
     m.write_value<uint64_t>(TestMachine::kData + 0x808, 0x77);
   });
-  run_and_compare();
-  EXPECT_EQ(translated().vector_taken(), -1);
+  t.run_and_compare();
+  EXPECT_EQ(t.translated().vector_taken(), -1);
   // The loop's block (11 instructions and DEC) runs natively from its hot
   // entry on, the checks hitting once the interpreter's first iterations
   // filled the TLB.
-  EXPECT_GE(stats().native_insns, 12u * (59 - Translator::kHotUses));
-  EXPECT_EQ(stats().side_exits, 0u);
+  EXPECT_GE(t.stats().native_insns, 12u * (59 - Translator::kHotUses));
+  EXPECT_EQ(t.stats().side_exits, 0u);
 }
 
 // A soft-TLB miss inside a translated block is refilled out of line and
