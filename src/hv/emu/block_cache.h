@@ -53,6 +53,7 @@ struct Block {
   uint32_t uses = 0;
   uint16_t native_insns = 0;              // instructions the translation runs to its end
   bool native_user = false;               // translated for CPL 3 (its soft-TLB checks use the user entries)
+  uint8_t native_page_entry = 0;          // native_chain + this: the entry from an exit in the same page
   uint64_t native_rip = 0;                // RIP it was translated at (RIP-relative operands and exits are constants)
   const uint8_t* native = nullptr;        // entry from the run loop
   const uint8_t* native_chain = nullptr;  // entry from another translation's exit

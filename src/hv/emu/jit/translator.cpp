@@ -1005,38 +1005,10 @@ bool Translator::translate(Cpu& cpu, Block& block) {
   // (RIP already ours, the convention holding, the flags in their slot):
   // the instruction budget, an interrupt or event the LAPIC holds, a kick
   // and a new CodeMap epoch send it back to the run loop before anything
-  // runs. The budget is taken and the chain counted first (one PADDQ, the
-  // budget's sign tested) and both given back on the way out (PSUBQ of the
-  // same XMM14).
+  // runs. After the generation check (below), the budget is taken and the
+  // chain counted (one PADDQ, the budget's sign tested) and both given back
+  // on the way out (PSUBQ of the same XMM14).
   const size_t chain_entry = e.size();
-  std::vector<size_t> bail;
-  emit_load_constant(-static_cast<int64_t>(total), 1);
-  e.bytes({0x66, 0x45, 0x0f, 0xd4, 0xfe});        // paddq xmm15, xmm14
-  e.bytes({0x66, 0x45, 0x0f, 0x38, 0x17, 0xfd});  // ptest xmm15, xmm13
-  bail.push_back(e.jcc32(0x5));                   // jnz: the budget is negative
-  // The leave word (hv/emu/leave_word.h): the LAPIC needs attention, a
-  // kick, or a page became code on some vCPU (the CodeMap epoch moved: this
-  // vCPU's write TLB entries made before may point straight at that page and
-  // skip the code-page check, so a store through them would leave the other
-  // vCPU's decoded copy stale for good; the run loop drops them). One compare
-  // of a word at an absolute address, no register: the writers set it, and
-  // the entry from the run loop clears it (Translator::enter). The window
-  // left is the one block already past this check when the word is set (as
-  // in the interpreter, which looks between blocks).
-  std::vector<size_t> stale;
-  const std::atomic<uint32_t>* leave = cpu.jit.leave;
-  if (leave && absolute32(leave)) {
-    e.bytes({0x83, 0x3c, 0x25});  // cmp dword [disp32], 0
-    e.u32(static_cast<uint32_t>(reinterpret_cast<uintptr_t>(leave)));
-    e.byte(0);
-    bail.push_back(e.jcc32(0x5));  // jne
-  } else if (leave) {
-    e.push(kRax);
-    e.mov_imm(kRax, reinterpret_cast<uint64_t>(leave));
-    e.bytes({0x83, 0x38, 0x00});   // cmp dword [rax], 0
-    e.pop(kRax);                   // POP keeps the flags
-    bail.push_back(e.jcc32(0x5));  // jne
-  }
   // Self- and cross-modifying code: the block's code page written since it
   // was translated (its CodeMap generation moved). Chains and the jump
   // cache are not undone on every code write anywhere (the Linux boot
@@ -1044,6 +1016,19 @@ bool Translator::translate(Cpu& cpu, Block& block) {
   // compares its own page's generation instead, and a mismatch goes back
   // to the run loop (which decodes the page again) and has the chains
   // undone there, so the exits that led here chain to the new translation.
+  //
+  // It comes first, so that an exit in the same page can jump past it
+  // (`page_entry`): a translation runs only while its page's generation is
+  // the one it was made under (the run loop's block, the jump cache's
+  // entry and a chain from another page each check it), a chain is patched
+  // only to a translation current then, and translated code never stores
+  // into a code page (no write TLB entry maps one); so a same-page exit
+  // leads from a current translation to one of the same generation. A
+  // write by another vCPU or a device is seen at the next return to the
+  // run loop, at most the chain budget later, or at this vCPU's next
+  // serializing instruction (interpreted), which is what x86 asks of
+  // cross-modifying code.
+  std::vector<size_t> stale;
   if (const std::atomic<uint32_t>* word = cpu.code ? cpu.code->generation_word(block.phys) : nullptr) {
     if (absolute32(word)) {
       e.bytes({0x81, 0x3c, 0x25});  // cmp dword [disp32], imm32
@@ -1058,6 +1043,34 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     stale.push_back(e.jcc32(0x5));  // jne
   }
 
+  const size_t page_entry = e.size();
+  std::vector<size_t> bail;
+  emit_load_constant(-static_cast<int64_t>(total), 1);
+  e.bytes({0x66, 0x45, 0x0f, 0xd4, 0xfe});        // paddq xmm15, xmm14
+  e.bytes({0x66, 0x45, 0x0f, 0x38, 0x17, 0xfd});  // ptest xmm15, xmm13
+  bail.push_back(e.jcc32(0x5));                   // jnz: the budget is negative
+  // The leave word (hv/emu/leave_word.h): the LAPIC needs attention, a
+  // kick, or a page became code on some vCPU (the CodeMap epoch moved: this
+  // vCPU's write TLB entries made before may point straight at that page and
+  // skip the code-page check, so a store through them would leave the other
+  // vCPU's decoded copy stale for good; the run loop drops them). One compare
+  // of a word at an absolute address, no register: the writers set it, and
+  // the entry from the run loop clears it (Translator::enter). The window
+  // left is the one block already past this check when the word is set (as
+  // in the interpreter, which looks between blocks).
+  const std::atomic<uint32_t>* leave = cpu.jit.leave;
+  if (leave && absolute32(leave)) {
+    e.bytes({0x83, 0x3c, 0x25});  // cmp dword [disp32], 0
+    e.u32(static_cast<uint32_t>(reinterpret_cast<uintptr_t>(leave)));
+    e.byte(0);
+    bail.push_back(e.jcc32(0x5));  // jne
+  } else if (leave) {
+    e.push(kRax);
+    e.mov_imm(kRax, reinterpret_cast<uint64_t>(leave));
+    e.bytes({0x83, 0x38, 0x00});   // cmp dword [rax], 0
+    e.pop(kRax);                   // POP keeps the flags
+    bail.push_back(e.jcc32(0x5));  // jne
+  }
   // The body, entered here by the entry routine: the guest's registers are
   // the host's already; its flags go into the host's only when an
   // instruction reads them before writing them.
@@ -1208,10 +1221,18 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     e.bytes({static_cast<uint8_t>(0x48 | (reg >= 8 ? 4 : 0)), 0x8b});
     e.byte(static_cast<uint8_t>(((reg & 7) << 3) | (u & 7)));
   };
-  // MOV dword [U + disp8], imm32.
-  auto mov_imm32_to_u = [&](unsigned u, uint8_t disp, uint32_t v) {
-    e.bytes({0xc7, static_cast<uint8_t>(0x40 | (u & 7)), disp});
-    e.u32(v);
+  // MOV qword [U], v: one 64-bit store (two 32-bit halves would make the
+  // RET or POP that loads it wait for both to leave the store buffer: no
+  // store forwarding from two stores to one load). `spare` takes a value
+  // that is no sign-extended imm32.
+  auto mov_imm_to_u = [&](unsigned u, uint64_t v, unsigned spare) {
+    if (static_cast<int64_t>(v) == static_cast<int32_t>(v)) {
+      e.bytes({0x48, 0xc7, static_cast<uint8_t>(u & 7)});  // mov qword [U], simm32
+      e.u32(static_cast<uint32_t>(v));
+      return;
+    }
+    e.mov_imm(spare, v);
+    mov_to_u(u, spare);
   };
   // S = the linear address of the instruction's memory operand (T borrowed).
   auto emit_linear_address = [&](const Insn& insn, uint64_t insn_rip, const Scratch& sc, int32_t depth) {
@@ -1262,8 +1283,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
       if (!push) {
         mov_from_u(insn.op[0].reg, sc.u);
       } else if (insn.op[0].kind == OpKind::kImm) {
-        mov_imm32_to_u(sc.u, 0, static_cast<uint32_t>(insn.imm));
-        mov_imm32_to_u(sc.u, 4, static_cast<uint32_t>(insn.imm >> 32));
+        mov_imm_to_u(sc.u, insn.imm, sc.t);
       } else {
         mov_to_u(sc.u, insn.op[0].reg);
       }
@@ -1455,8 +1475,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
       e.load(kRcx, kRax, gpr_offset(kRsp));
       e.lea(kRcx, kRcx, kNoBase, 1, -8);
       emit_check({kRcx, kRdx, kRdi}, 0, 8, true, undo, checks[1]);
-      mov_imm32_to_u(kRdi, 0, static_cast<uint32_t>(fallthrough));
-      mov_imm32_to_u(kRdi, 4, static_cast<uint32_t>(fallthrough >> 32));
+      mov_imm_to_u(kRdi, fallthrough, kRdx);
       e.store(kRax, gpr_offset(kRsp), kRcx);
     } else if (final == Final::kRet) {
       e.lea(kRcx, kRcx, kNoBase, 1, ret_delta);
@@ -1514,6 +1533,8 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     e.u32(static_cast<uint32_t>(CPU_FIELD(jit.stale_chain)));
     e.byte(1);
     e.pop(kRax);
+    emit_rip_out(rip);  // nothing taken from the budget yet
+    emit_leave();
   }
   for (size_t at : bail) e.patch_rel32(at, e.size());
   e.bytes({0x66, 0x45, 0x0f, 0xfb, 0xfe});  // psubq xmm15, xmm14: XMM14 is still the entry's constant
@@ -1540,6 +1561,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
   for (size_t at : to_exit) cache_->patch_rel32(code + at, exit_);
   block.native = code + body;
   block.native_chain = code + chain_entry;
+  block.native_page_entry = static_cast<uint8_t>(page_entry - chain_entry);
   block.native_generation = cache_->generation();
   block.native_insns = static_cast<uint16_t>(total);
   block.native_user = user;
@@ -1585,10 +1607,12 @@ unsigned Translator::enter(Cpu& cpu, Block& block, uint64_t chain_stamp, uint64_
     cpu.jit.stale_chain = false;
   }
   // The last return went through a chainable exit to this very block (same
-  // RIP, guest-physical page and CPL): from now on that exit jumps here.
+  // RIP, guest-physical page and CPL): from now on that exit jumps here,
+  // past the page generation check (an exit is chainable only within its
+  // page: see the chain entry).
   if (cpu.jit.last_exit && cpu.jit.last_exit_rip == cpu.rip &&
       cpu.jit.last_exit_page == ((block.phys & ~0xfffull) | (block.native_user ? 1 : 0))) {
-    cache_->patch_rel32(cpu.jit.last_exit + 0, block.native_chain);
+    cache_->patch_rel32(cpu.jit.last_exit + 0, block.native_chain + block.native_page_entry);
     patched_.push_back(cpu.jit.last_exit);
     ++stats_.chains_made;
   }
