@@ -65,7 +65,7 @@ constexpr int64_t kChainBudget = 1 << 14;
 // made each chained entry wait for the previous one's store (store
 // forwarding, some 5 cycles per block: the loop-carried path of a loop of
 // small blocks). One PADDQ of a 16-byte constant {-instructions, 1} from
-// the code (RIP-relative, unaligned: MOVDQU into XMM14) updates both, and
+// the code (a RIP-relative memory operand, 16-byte aligned) updates both, and
 // PTEST against XMM13 = the sign bits (PCMPEQD; PSLLQ 63: no memory) says
 // whether the budget went negative. Translated code uses no other XMM
 // register (SSE instructions are not translated) but XMM8..XMM12, where the
@@ -788,9 +788,11 @@ bool Translator::translate(Cpu& cpu, Block& block) {
   // The 16-byte constants the code loads RIP-relative (placed after it),
   // and the disp32s that name each.
   std::vector<std::pair<std::array<int64_t, 2>, std::vector<size_t>>> constants;
-  // XMM14 = the constant {low, high}.
-  auto emit_load_constant = [&](int64_t low, int64_t high) {
-    e.bytes({0xf3, 0x44, 0x0f, 0x6f, 0x35});  // movdqu xmm14, [rip + disp32]
+  // PADDQ / PSUBQ xmm15, the constant {low, high}: a 16-byte memory
+  // operand, which legacy SSE wants aligned (the constants are: below).
+  constexpr uint8_t kPaddq = 0xd4, kPsubq = 0xfb;
+  auto emit_xmm15_constant = [&](uint8_t opcode, int64_t low, int64_t high) {
+    e.bytes({0x66, 0x44, 0x0f, opcode, 0x3d});  // op xmm15, [rip + disp32]
     const std::array<int64_t, 2> v{low, high};
     auto it = std::find_if(constants.begin(), constants.end(), [&](const auto& c) { return c.first == v; });
     if (it == constants.end()) it = constants.insert(constants.end(), {v, {}});
@@ -798,10 +800,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     e.u32(0);
   };
   // The budget (XMM15's low half) += n.
-  auto emit_budget_add = [&](int32_t n) {
-    emit_load_constant(n, 0);
-    e.bytes({0x66, 0x45, 0x0f, 0xd4, 0xfe});  // paddq xmm15, xmm14
-  };
+  auto emit_budget_add = [&](int32_t n) { emit_xmm15_constant(kPaddq, n, 0); };
   std::vector<size_t> refill_calls;           // CALL rel32s to the refill routine
   std::vector<size_t> refill_keep_xmm_calls;  // ... to the one that keeps XMM8..XMM12
   // Back to the run loop (frame depth 0, the convention holding, the RIP
@@ -1007,7 +1006,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
   // and a new CodeMap epoch send it back to the run loop before anything
   // runs. After the generation check (below), the budget is taken and the
   // chain counted (one PADDQ, the budget's sign tested) and both given back
-  // on the way out (PSUBQ of the same XMM14).
+  // on the way out (PSUBQ of the same constant).
   const size_t chain_entry = e.size();
   // Self- and cross-modifying code: the block's code page written since it
   // was translated (its CodeMap generation moved). Chains and the jump
@@ -1045,8 +1044,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
 
   const size_t page_entry = e.size();
   std::vector<size_t> bail;
-  emit_load_constant(-static_cast<int64_t>(total), 1);
-  e.bytes({0x66, 0x45, 0x0f, 0xd4, 0xfe});        // paddq xmm15, xmm14
+  emit_xmm15_constant(kPaddq, -static_cast<int64_t>(total), 1);
   e.bytes({0x66, 0x45, 0x0f, 0x38, 0x17, 0xfd});  // ptest xmm15, xmm13
   bail.push_back(e.jcc32(0x5));                   // jnz: the budget is negative
   // The leave word (hv/emu/leave_word.h): the LAPIC needs attention, a
@@ -1537,12 +1535,13 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     emit_leave();
   }
   for (size_t at : bail) e.patch_rel32(at, e.size());
-  e.bytes({0x66, 0x45, 0x0f, 0xfb, 0xfe});  // psubq xmm15, xmm14: XMM14 is still the entry's constant
+  emit_xmm15_constant(kPsubq, -static_cast<int64_t>(total), 1);
   emit_rip_out(rip);
   emit_leave();
 
-  // The constants, 16-byte aligned in the translation (MOVDQU needs no
-  // alignment, but none then splits a cache line).
+  // The constants, 16-byte aligned in the translation (which the code
+  // cache aligns to 16 bytes): PADDQ's memory operand must be.
+  static_assert(CodeCache::kAlign % 16 == 0);
   while (e.size() % 16) e.byte(0xcc);
   for (const auto& [value, sites] : constants) {
     for (size_t at : sites) e.patch_rel32(at, e.size());
