@@ -141,6 +141,9 @@ class Emitter {
 
   const std::vector<uint8_t>& code() const { return out_; }
 
+ // A SIB byte's scale field.
+  static uint8_t scale_bits(unsigned scale) { return scale == 8 ? 3 : scale == 4 ? 2 : scale == 2 ? 1 : 0; }
+
  private:
   void rex(bool w, unsigned r, unsigned x, unsigned b) {
     const uint8_t v = static_cast<uint8_t>(0x40 | (w ? 8 : 0) | (r >= 8 ? 4 : 0) | (x != kNoBase && x >= 8 ? 2 : 0) |
@@ -180,7 +183,6 @@ class Emitter {
     if (mod == 0x40) out_.push_back(static_cast<uint8_t>(static_cast<int8_t>(disp)));
     if (mod == 0x80) u32(static_cast<uint32_t>(disp));
   }
-  static uint8_t scale_bits(unsigned scale) { return scale == 8 ? 3 : scale == 4 ? 2 : scale == 2 ? 1 : 0; }
   std::vector<uint8_t> out_;
 };
 

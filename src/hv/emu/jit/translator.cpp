@@ -325,6 +325,9 @@ uint16_t named_registers(const Insn& insn) {
 // (which would turn AH..BH into SPL..DIL) nor a SIB byte or displacement.
 struct Scratch {
   unsigned s, t, u;
+  // S is not borrowed: the check reads the instruction's own address
+  // registers (a memory operand [base + index*scale + disp]).
+  bool no_s = false;
 };
 Scratch pick_scratch(uint16_t named) {
   static constexpr unsigned kLow[] = {kRax, kRcx, kRdx, 3, 6, kRdi};
@@ -380,8 +383,10 @@ bool split_encoding(const ZydisDecoder& decoder, const uint8_t* bytes, size_t le
     if (b == 0x67) return false;
     out.head.push_back(b);
   }
-  // REX keeps W and R; X and B named the guest's index and base, gone now.
-  if (has_rex) out.head.push_back(static_cast<uint8_t>(bytes[opcode_at - 1] & 0xfc));
+  // REX keeps W, R and X (the guest's index, which the rewritten operand
+  // may keep: without a SIB byte it means nothing); B named the guest's
+  // base, gone now.
+  if (has_rex) out.head.push_back(static_cast<uint8_t>(bytes[opcode_at - 1] & 0xfe));
   out.head.insert(out.head.end(), bytes + opcode_at, bytes + modrm);
   out.modrm_reg = in.raw.modrm.reg;
   unsigned after = modrm + 1;
@@ -1091,10 +1096,17 @@ bool Translator::translate(Cpu& cpu, Block& block) {
   // instruction, which the interpreter then runs (and faults exactly).
   // A soft-TLB check: where it starts (the refill's retry: S survives the
   // call), its tag misses (to the refill), and what the refill needs.
+  // The address a check reads: [base + index*scale + disp], base and
+  // index guest registers or S (base alone), either may be kNoBase.
+  struct Address {
+    unsigned base = kNoBase, index = kNoBase, scale = 1;
+    int32_t disp = 0;
+  };
   struct Check {
     size_t retry = 0;
     std::vector<size_t> tag_misses;
-    unsigned s = 0;
+    Address a;
+    unsigned t = 0;  // scratch: the refill computes the linear address there
     int32_t depth = 0;
     unsigned size = 0;
     bool write = false;
@@ -1119,26 +1131,34 @@ bool Translator::translate(Cpu& cpu, Block& block) {
       depth = 8;
     }
     for (auto [reg, slot] : {std::pair{sc.s, kSlotS}, {sc.t, kSlotT}, {sc.u, kSlotU}})
-      if (used & (1u << reg)) e.store(kRsp, depth + slot, reg);
+      if (used & (1u << reg) && !(reg == sc.s && sc.no_s)) e.store(kRsp, depth + slot, reg);
     return depth;
   };
-  // The soft-TLB check of `size` bytes at the linear address in S, through
-  // the TLB's mirror (tlb_mirror.h): a hit leaves U = the host address (S
-  // still the linear one); a miss jumps to the refill. T = the entry's
-  // index (S's page's low 8 bits), U = the page of the last byte, which
-  // must equal the tag (so no page crossing, canonical, and RAM: the tag
-  // of any other entry matches no page). With the mirror in the low 2 GiB
-  // an entry is [T * 8 + constant]; else T becomes the entry's address,
-  // from the mirror's pointer in the Cpu.
+  // The soft-TLB check of `size` bytes at `a` (by default S, the linear
+  // address a LEA put there), through the TLB's mirror (tlb_mirror.h): a
+  // hit leaves U = the addend plus a's base, so that [U + index*scale +
+  // disp] is the host address (U itself for S); a miss jumps to the
+  // refill. T = the entry's index (the linear address's page's low 8 bits),
+  // U = the page of the last byte, which must equal the tag (so no page
+  // crossing, canonical, and RAM: the tag of any other entry matches no
+  // page). With the mirror in the low 2 GiB an entry is [T * 8 + constant];
+  // else T becomes the entry's address, from the mirror's pointer in the Cpu.
   auto emit_check = [&](const Scratch& sc, int32_t depth, unsigned size, bool write, std::vector<size_t>&,
-                        Check& check) {
-    check = Check{e.size(), {}, sc.s, depth, size, write};
+                        Check& check, Address a = {}) {
+    if (a.base == kNoBase && a.index == kNoBase) a.base = sc.s;
+    check = Check{e.size(), {}, a, sc.t, depth, size, write};
+    // T = the linear address (unless it is the base alone), then its page's low 8 bits.
+    unsigned linear = a.base;
+    if (a.index != kNoBase || a.disp != 0 || a.base == kNoBase) {
+      e.lea(sc.t, a.base, a.index, a.scale, a.disp);
+      linear = sc.t;
+    }
     if (bmi2_) {
-      // rorx T, S, 12 (no flags)
-      e.bytes({0xc4, static_cast<uint8_t>((sc.t < 8 ? 0x80 : 0) | 0x40 | (sc.s < 8 ? 0x20 : 0) | 0x03), 0xfb, 0xf0,
-               static_cast<uint8_t>(0xc0 | ((sc.t & 7) << 3) | (sc.s & 7)), 12});
+      // rorx T, linear, 12 (no flags)
+      e.bytes({0xc4, static_cast<uint8_t>((sc.t < 8 ? 0x80 : 0) | 0x40 | (linear < 8 ? 0x20 : 0) | 0x03), 0xfb, 0xf0,
+               static_cast<uint8_t>(0xc0 | ((sc.t & 7) << 3) | (linear & 7)), 12});
     } else {
-      e.mov_rr(sc.t, sc.s);
+      if (linear != sc.t) e.mov_rr(sc.t, linear);
       e.shr_imm(sc.t, 12);
     }
     // movzx T32, T8 (the REX makes 4..7 SPL..DIL)
@@ -1157,16 +1177,19 @@ bool Translator::translate(Cpu& cpu, Block& block) {
       e.lea(sc.t, sc.u, sc.t, 8, 0);
       base = sc.t, index = kNoBase, scale = 1;
     }
-    if (size > 1) {
-      e.lea(sc.u, sc.s, kNoBase, 1, static_cast<int32_t>(size - 1));
+    // U = the page of the last byte.
+    const int32_t last = a.disp + static_cast<int32_t>(size - 1);
+    if (last != 0 || a.index != kNoBase || a.base == kNoBase) {
+      e.lea(sc.u, a.base, a.index, a.scale, last);
     } else {
-      e.mov_rr(sc.u, sc.s);
+      e.mov_rr(sc.u, a.base);
     }
     e.shr_imm(sc.u, 12);
     e.cmp_indexed(sc.u, base, index, scale, tags);
     check.tag_misses.push_back(e.jcc32(0x5));  // jne: the refill, then maybe the miss
+    // U = the addend, plus the base: [U + index*scale + disp] is the host address.
     e.load_indexed(sc.u, base, index, scale, addends);
-    e.add_rr(sc.u, sc.s);
+    if (a.base != kNoBase) e.add_rr(sc.u, a.base);
   };
   // The out-of-line refill of a check's tag miss: the shared routine walks
   // the page tables and fills the soft TLB (RAM only, no fault: the walk's
@@ -1175,7 +1198,13 @@ bool Translator::translate(Cpu& cpu, Block& block) {
   auto emit_refill = [&](const Check& check, bool keep_low_xmm = false) {
     for (size_t at : check.tag_misses) e.patch_rel32(at, e.size());
     e.push_mem(kRsp, check.depth + kSlotCpu);  // the Cpu
-    e.push(check.s);
+    const Address& a = check.a;
+    if (a.index != kNoBase || a.disp != 0 || a.base == kNoBase) {
+      e.lea(check.t, a.base, a.index, a.scale, a.disp);  // T is the check's to clobber
+      e.push(check.t);
+    } else {
+      e.push(a.base);
+    }
     e.byte(0x68);  // push imm32: size | write << 8
     e.u32(check.size | (check.write ? 0x100u : 0u));
     e.byte(0xe8);  // call rel32: the refill routine, patched once placed
@@ -1200,7 +1229,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
   // and the flags (dropped without touching the host's when nothing reads them).
   auto end_access = [&](const Scratch& sc, int32_t depth, bool flags_needed, bool cf_only) {
     for (auto [reg, slot] : {std::pair{sc.s, kSlotS}, {sc.t, kSlotT}, {sc.u, kSlotU}})
-      if (used & (1u << reg)) e.load(reg, kRsp, depth + slot);
+      if (used & (1u << reg) && !(reg == sc.s && sc.no_s)) e.load(reg, kRsp, depth + slot);
     if (depth) {
       if (flags_needed) {
         emit_restore_saved_flags(cf_only);
@@ -1372,15 +1401,29 @@ bool Translator::translate(Cpu& cpu, Block& block) {
       continue;
     }
     const Rewritten& rw = st.rewritten;
-    const Scratch sc = st.scratch;
     const unsigned size = insn.op[st.mem].size;
     const bool write = writes_memory(insn, st.mem);
+    // A [base + index*scale + disp] of guest registers (not RSP, no FS/GS
+    // base) is checked as it is and the instruction keeps its form on U:
+    // no S to borrow, no LEA into it. A LOCK'd one's alignment check wants
+    // the linear address in S.
+    const MemRef& m = insn.mem;
+    Scratch sc = st.scratch;
+    sc.no_s = m.base != kRipReg && m.base != kRsp && (m.base != kNoReg || m.index != kNoReg) && m.seg != kFs &&
+              m.seg != kGs && !atomic_locked(insn) && m.disp + static_cast<int64_t>(size) <= INT32_MAX &&
+              m.disp >= INT32_MIN;
     Miss miss{{}, i, insn_rip, st.flags_valid_before, sc, {}};
     const int32_t depth = begin_access(sc, st.flags_valid_before);
-    emit_linear_address(insn, insn_rip, sc, depth);
-    emit_check(sc, depth, size, write, miss.jumps, miss.check);
+    Address a;
+    if (sc.no_s) {
+      a = {m.base == kNoReg ? kNoBase : m.base, m.index == kNoReg ? kNoBase : m.index, m.scale,
+           static_cast<int32_t>(m.disp)};
+    } else {
+      emit_linear_address(insn, insn_rip, sc, depth);
+    }
+    emit_check(sc, depth, size, write, miss.jumps, miss.check, a);
     if (atomic_locked(insn)) emit_alignment_check(e, sc.s, size, miss.jumps);
-    if (used & (1u << sc.s)) e.load(sc.s, kRsp, depth + kSlotS);
+    if (used & (1u << sc.s) && !sc.no_s) e.load(sc.s, kRsp, depth + kSlotS);
     if (used & (1u << sc.t)) e.load(sc.t, kRsp, depth + kSlotT);
     if (depth) {
       if (st.flags_needed) {
@@ -1389,9 +1432,21 @@ bool Translator::translate(Cpu& cpu, Block& block) {
         e.lea(kRsp, kRsp, kNoBase, 1, 8);  // dropped without touching the flags
       }
     }
-    // The instruction itself, its memory operand now [U].
+    // The instruction itself, its memory operand now [U] or [U +
+    // index*scale + disp] (U a low register other than RSP and RBP: no SIB
+    // needed without an index, a displacement only when there is one).
     e.bytes(rw.head);
-    e.byte(static_cast<uint8_t>(((rw.modrm_reg & 7) << 3) | (sc.u & 7)));
+    const uint8_t reg = static_cast<uint8_t>((rw.modrm_reg & 7) << 3);
+    const int32_t disp = a.disp;
+    const uint8_t mod = !sc.no_s || disp == 0 ? 0x00 : disp == static_cast<int8_t>(disp) ? 0x40 : 0x80;
+    if (sc.no_s && a.index != kNoBase) {
+      e.byte(static_cast<uint8_t>(mod | reg | 4));
+      e.byte(static_cast<uint8_t>((Emitter::scale_bits(a.scale) << 6) | ((a.index & 7) << 3) | (sc.u & 7)));
+    } else {
+      e.byte(static_cast<uint8_t>(mod | reg | (sc.u & 7)));
+    }
+    if (mod == 0x40) e.byte(static_cast<uint8_t>(disp));
+    if (mod == 0x80) e.u32(static_cast<uint32_t>(disp));
     e.bytes(rw.tail);
     if (used & (1u << sc.u)) e.load(sc.u, kRsp, kSlotU);
     misses.push_back(std::move(miss));
@@ -1515,8 +1570,9 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     for (size_t at : miss.jumps) e.patch_rel32(at, e.size());
     // The flags the check saved stay at [RSP] for the state out to store.
     const int32_t depth = miss.saved_flags ? 8 : 0;
-    for (auto [reg, slot] : {std::pair{miss.scratch.s, kSlotS}, {miss.scratch.t, kSlotT}, {miss.scratch.u, kSlotU}})
-      if (used & (1u << reg)) e.load(reg, kRsp, depth + slot);
+    const Scratch& sc = miss.scratch;
+    for (auto [reg, slot] : {std::pair{sc.s, kSlotS}, {sc.t, kSlotT}, {sc.u, kSlotU}})
+      if (used & (1u << reg) && !(reg == sc.s && sc.no_s)) e.load(reg, kRsp, depth + slot);
     emit_state_out(miss.index, miss.rip, miss.saved_flags, miss.saved_flags);
     emit_count(CPU_FIELD(jit.side_exits));
     emit_leave();
