@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "hv/cpu_state.h"
+#include "hv/emu/second_level_tlb.h"
 #include "hv/emu/tlb_mirror.h"
 
 namespace hostvisor {
@@ -136,7 +137,8 @@ struct Tlb {
   // full flushes in a row, and switches CR3 into code on global pages.
   bool linked_any = false;
   bool linked_non_global = false;
-  TlbMirrorRef mirror;  // the translated code's copy of the read and write arrays (tlb_mirror.h)
+  TlbMirrorRef mirror;    // the translated code's copy of the read and write arrays (tlb_mirror.h)
+  SecondLevelTlb second;  // what walks found for 4 KiB pages, for this level's misses (second_level_tlb.h)
 
   void bump_epoch() {
     ++epoch;
@@ -164,12 +166,14 @@ struct Tlb {
       for (auto& by_kind : by_priv)
         for (auto& entry : by_kind) entry.tag = kTlbInvalid;
     if (TlbMirror* m = mirror.get()) m->clear();
+    second.flush();
     has_large_pages = false;
   }
   // What a CR3 load does: global translations (kernel mappings shared by every
   // address space) stay, so a context switch does not re-walk them.
   void flush_non_global() {
     if (linked_non_global) bump_epoch();
+    second.flush_non_global();
     TlbMirror* m = mirror.get();
     for (unsigned user = 0; user < 2; ++user)
       for (unsigned kind = 0; kind < 3; ++kind)
@@ -185,6 +189,7 @@ struct Tlb {
     const uint64_t tag = linear >> 12;
     const uint64_t region = tag >> 9;
     bool dropped_large = false;  // conservative: a large page's translation changed under links
+    second.flush_page(linear);
     TlbMirror* m = mirror.get();
     for (unsigned user = 0; user < 2; ++user)
       for (unsigned kind = 0; kind < 3; ++kind) {

@@ -55,6 +55,9 @@ struct Walk {
   uint64_t phys;  // physical address of the 4 KiB page holding `linear`
   bool global;    // the leaf's G bit, honoured only with CR4.PGE
   uint64_t span;  // 4 KiB pages - 1 in the guest page (0, or a large page's 0x1ff, 0x3ff, 0x3ffff)
+  // For the second-level TLB: the permissions of every level, and the
+  // leaf's D bit as the walk leaves it.
+  bool writable = false, user = false, no_exec = false, dirty = false;
 };
 
 // Walks the guest page tables for `linear`, checks the access and sets A/D.
@@ -158,7 +161,8 @@ Walk walk(Cpu& cpu, uint64_t linear, Access access, bool user) {
     if ((v & want) != want) set_bits(levels[i].entry, levels[i].size, want);
   }
   (void)entry_size;
-  return Walk{page_base, (leaf & kPteG) != 0 && (cpu.cr4 & x86::kCr4Pge) != 0, span};
+  return Walk{page_base, (leaf & kPteG) != 0 && (cpu.cr4 & x86::kCr4Pge) != 0, span, rw, us, nx,
+              write || (leaf & kPteD) != 0};
 }
 
 }  // namespace
@@ -176,9 +180,29 @@ void tlb_flush_writes(Cpu& cpu) {
     for (auto& by_priv : m->tag) std::memset(by_priv[1], 0xff, sizeof(by_priv[1]));
 }
 
+namespace {
+
+// The second-level TLB's entry for `linear` when it allows the access as
+// the walk would without setting a bit (second_level_tlb.h).
+bool second_level_hit(Cpu& cpu, uint64_t linear, Access access, bool user, Walk& w) {
+  const SecondLevelEntry* e = cpu.tlb.second.find(linear);
+  if (!e) return false;
+  const bool write = access == Access::kWrite;
+  if (user && !e->user) return false;
+  if (write && (!e->dirty || (!e->writable && (user || (cpu.cr0 & x86::kCr0Wp))))) return false;
+  if (access == Access::kExec && (cpu.efer & x86::kEferNxe) && e->no_exec) return false;
+  w = Walk{e->phys, e->global, 0, e->writable, e->user, e->no_exec, e->dirty};
+  return true;
+}
+
+}  // namespace
+
 const TlbEntry& tlb_fill(Cpu& cpu, uint64_t linear, Access access, bool user) {
   Walk w{linear & 0xfffff000ull, false, 0};
-  if (cpu.cr0 & x86::kCr0Pg) w = walk(cpu, linear, access, user);
+  if ((cpu.cr0 & x86::kCr0Pg) && !second_level_hit(cpu, linear, access, user, w)) {
+    w = walk(cpu, linear, access, user);
+    if (w.span == 0) cpu.tlb.second.insert(linear, {0, w.phys, 0, w.global, w.writable, w.user, w.no_exec, w.dirty});
+  }
   TlbEntry& e = tlb_slot(cpu, linear, access, user);
   e.tag = linear >> 12;
   e.phys = w.phys;
