@@ -61,6 +61,12 @@ void CodeCache::patch_rel32(const uint8_t* site, const uint8_t* target) {
   std::memcpy(write_ + (site - exec_), &rel, 4);
 }
 
+const uint8_t* CodeCache::rel32_target(const uint8_t* site) const {
+  int32_t rel;
+  std::memcpy(&rel, site, 4);
+  return site + 4 + rel;
+}
+
 void CodeCache::flush() {
   used_ = 0;
   ++generation_;

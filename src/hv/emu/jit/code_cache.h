@@ -33,6 +33,8 @@ class CodeCache {
   // Points the JMP/Jcc rel32 at `site` (in the executable view) to `target`,
   // through the writable view (block chaining).
   void patch_rel32(const uint8_t* site, const uint8_t* target);
+  // Where the rel32 at `site` jumps now.
+  const uint8_t* rel32_target(const uint8_t* site) const;
   // Drops every translation: the space is reused, generation() moves.
   void flush();
 

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdio>
 #include <functional>
+#include <optional>
 
 #include "hv/emu/code_map.h"
 #include "hv/emu/condition_mnemonics.h"
@@ -888,16 +889,25 @@ bool Translator::translate(Cpu& cpu, Block& block) {
   // block's RIP), and a non-canonical one puts back the guest's RSP
   // (`rsp_delta` added) and jumps there (before the branch, #GP).
   std::function<void(std::vector<size_t> * undo, int32_t rsp_delta)> emit_jump_cache_lookup;
-  auto emit_exit_tail = [&](uint64_t next_rip) {
+  // `jcc_site`: the rel32 of a Jcc that jumps here, patched itself (one
+  // taken branch, not two, once chained); else a JMP rel32 of its own.
+  auto emit_exit_tail = [&](uint64_t next_rip, std::optional<size_t> jcc_site = std::nullopt) {
     if ((next_rip >> 12) != (rip >> 12)) {
+      if (jcc_site) e.patch_rel32(*jcc_site, e.size());
       emit_spill_low();
       e.mov_imm(kRsi, next_rip);
       emit_jump_cache_lookup(nullptr, 0);
       return;
     }
-    e.byte(0xe9);
-    const size_t site = e.size();
-    e.u32(0);
+    size_t site;
+    if (jcc_site) {
+      site = *jcc_site;
+      e.patch_rel32(site, e.size());
+    } else {
+      e.byte(0xe9);
+      site = e.size();
+      e.u32(0);
+    }
     e.push(kRax);
     e.push(kRcx);
     e.load(kRax, kRsp, 16 + kSlotCpu);
@@ -1456,8 +1466,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     emit_state_out(total, kDynamicRip, written);  // once for both (POP keeps the flags)
     const size_t to_taken = e.jcc32(block.insns.back().cc & 0xf);
     emit_exit(total, fallthrough, false);
-    e.patch_rel32(to_taken, e.size());
-    emit_exit(total, taken, false);
+    emit_exit_tail(taken, to_taken);
   } else if (final == Final::kJmp) {
     emit_exit(total, taken, written);
   } else if (final != Final::kNone) {
@@ -1637,7 +1646,7 @@ void Translator::flush() {
 }
 
 void Translator::unchain_all() {
-  for (const uint8_t* site : patched_) cache_->patch_rel32(site, site + 4);
+  for (const auto& [site, unchained] : patched_) cache_->patch_rel32(site, unchained);
   stats_.unchains += patched_.size();
   patched_.clear();
   // The jump cache leads to blocks' translations as chains do.
@@ -1667,8 +1676,8 @@ unsigned Translator::enter(Cpu& cpu, Block& block, uint64_t chain_stamp, uint64_
   // page: see the chain entry).
   if (cpu.jit.last_exit && cpu.jit.last_exit_rip == cpu.rip &&
       cpu.jit.last_exit_page == ((block.phys & ~0xfffull) | (block.native_user ? 1 : 0))) {
-    cache_->patch_rel32(cpu.jit.last_exit + 0, block.native_chain + block.native_page_entry);
-    patched_.push_back(cpu.jit.last_exit);
+    patched_.push_back({cpu.jit.last_exit, cache_->rel32_target(cpu.jit.last_exit)});
+    cache_->patch_rel32(cpu.jit.last_exit, block.native_chain + block.native_page_entry);
     ++stats_.chains_made;
   }
   cpu.jit.last_exit = nullptr;

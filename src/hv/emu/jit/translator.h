@@ -142,7 +142,8 @@ class Translator {
   bool bmi2_ = __builtin_cpu_supports("bmi2");
   ZydisDecoder decoder_;  // re-reads an instruction's encoding to rewrite its memory operand
   TranslatorStats stats_;
-  std::vector<const uint8_t*> patched_;  // chained exits' rel32s
+  // Chained exits' rel32s, and where each jumped before (its return path).
+  std::vector<std::pair<const uint8_t*, const uint8_t*>> patched_;
   std::vector<JumpCacheEntry> jump_cache_ = std::vector<JumpCacheEntry>(2 * kJumpCacheSize);
   uint64_t chain_stamp_ = 0;
   std::vector<uint64_t> stops_ = std::vector<uint64_t>(ZYDIS_MNEMONIC_MAX_VALUE + 1);
