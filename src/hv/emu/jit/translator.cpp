@@ -1153,8 +1153,8 @@ bool Translator::translate(Cpu& cpu, Block& block) {
   // crossing, canonical, and RAM: the tag of any other entry matches no
   // page). With the mirror in the low 2 GiB an entry is [T * 8 + constant];
   // else T becomes the entry's address, from the mirror's pointer in the Cpu.
-  auto emit_check = [&](const Scratch& sc, int32_t depth, unsigned size, bool write, std::vector<size_t>&,
-                        Check& check, Address a = {}) {
+  auto emit_check = [&](const Scratch& sc, int32_t depth, unsigned size, bool write, Check& check,
+                        Address a = {}) {
     if (a.base == kNoBase && a.index == kNoBase) a.base = sc.s;
     check = Check{e.size(), {}, a, sc.t, depth, size, write};
     // T = the linear address (unless it is the base alone), then its page's low 8 bits.
@@ -1306,7 +1306,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
       Miss miss{{}, i, insn_rip, st.flags_valid_before, sc, {}};
       const int32_t depth = begin_access(sc, st.flags_valid_before);
       load_guest_rsp(sc, depth, push ? -8 : 0);
-      emit_check(sc, depth, 8, push, miss.jumps, miss.check);
+      emit_check(sc, depth, 8, push, miss.check);
       if (is_pushf(insn)) {
         // RSP first (T = the Cpu after it), then S free for the value; the
         // check saved the guest's arithmetic flags at [RSP] (PUSHFQ reads them).
@@ -1339,7 +1339,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
       const int32_t depth = begin_access(sc, st.flags_valid_before);
       if (st.mem >= 0) {
         emit_linear_address(insn, insn_rip, sc, depth);
-        emit_check(sc, depth, insn.op[0].size, false, miss.jumps, miss.check);
+        emit_check(sc, depth, insn.op[0].size, false, miss.check);
         emit_divide_checks(e, insn, kNoBase, sc.u, sc.t, sc.s, miss.jumps);
       } else {
         emit_divide_checks(e, insn, insn.op[0].reg, kNoBase, sc.t, sc.s, miss.jumps);
@@ -1366,12 +1366,12 @@ bool Translator::translate(Cpu& cpu, Block& block) {
       std::vector<size_t> nothing;
       emit_string_checks(e, insn, layout, sc.s, sc.t, miss.jumps, nothing);
       emit_string_destination(e, sc.s);
-      emit_check(sc, depth, 1, true, miss.jumps, miss.check);
+      emit_check(sc, depth, 1, true, miss.check);
       emit_string_keep_destination(e, layout, sc.u, sc.t);
       const bool movs = string_registers(insn) & (1u << kRsi);
       if (movs) {
         emit_string_source(e, sc.s);
-        emit_check(sc, depth, 1, false, source.jumps, source.check);
+        emit_check(sc, depth, 1, false, source.check);
       }
       emit_string_run(e, insn, page + st.offset, layout, sc.s, sc.t, sc.u);
       for (size_t at : nothing) e.patch_rel32(at, e.size());
@@ -1431,7 +1431,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     } else {
       emit_linear_address(insn, insn_rip, sc, depth);
     }
-    emit_check(sc, depth, size, write, miss.jumps, miss.check, a);
+    emit_check(sc, depth, size, write, miss.check, a);
     if (atomic_locked(insn)) emit_alignment_check(e, sc.s, size, miss.jumps);
     if (used & (1u << sc.s) && !sc.no_s) e.load(sc.s, kRsp, depth + kSlotS);
     if (used & (1u << sc.t)) e.load(sc.t, kRsp, depth + kSlotT);
@@ -1493,7 +1493,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
     };
     if (final == Final::kRet) {
       e.load(kRcx, kRax, gpr_offset(kRsp));
-      emit_check(sc, 0, 8, false, undo, checks[0]);
+      emit_check(sc, 0, 8, false, checks[0]);
       mov_from_u(kRsi, kRsi);
     } else if (final == Final::kJmpIndirect || final == Final::kCallIndirect) {
       const Operand& o = last.op[0];
@@ -1519,7 +1519,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
         if (m.seg == kFs || m.seg == kGs)
           e.add_load(kRcx, kRax,
                      static_cast<int32_t>(offsetof(Cpu, seg) + m.seg * sizeof(Segment) + offsetof(Segment, base)));
-        emit_check(sc, 0, 8, false, undo, checks[0]);
+        emit_check(sc, 0, 8, false, checks[0]);
         mov_from_u(kRsi, kRsi);
       }
     }
@@ -1536,7 +1536,7 @@ bool Translator::translate(Cpu& cpu, Block& block) {
       // The return address at RSP - 8 (U = RDI: the target stays in RSI).
       e.load(kRcx, kRax, gpr_offset(kRsp));
       e.lea(kRcx, kRcx, kNoBase, 1, -8);
-      emit_check({kRcx, kRdx, kRdi}, 0, 8, true, undo, checks[1]);
+      emit_check({kRcx, kRdx, kRdi}, 0, 8, true, checks[1]);
       mov_imm_to_u(kRdi, fallthrough, kRdx);
       e.store(kRax, gpr_offset(kRsp), kRcx);
     } else if (final == Final::kRet) {
