@@ -1,7 +1,8 @@
 // Fuzz target: the translating tier against the interpreter. The input
 // becomes a counted loop of random instructions (register ALU, INC/DEC,
 // shifts by an immediate, LEA, MOV of immediates, loads and stores through
-// R14 near a page boundary with a non-present page after it, CMOVcc, SETcc,
+// R14 near a page boundary with a non-present page after it (and with R15,
+// the loop counter, as an index, or R15 alone with a disp32), CMOVcc, SETcc,
 // ADC/SBB, the sign extensions of RAX, XCHG, NOPs, PUSH/POP, CALL and RET,
 // RSP as a register operand, DIV/IDIV (a zero divisor and overflows too),
 // LOCK CMPXCHG/XADD and XCHG with memory, aligned or not, and their
@@ -56,6 +57,9 @@ uint8_t rex(bool w, unsigned r, unsigned x, unsigned b) {
 uint8_t modrm(unsigned mod, unsigned r, unsigned rm) {
   return static_cast<uint8_t>(mod << 6 | (r & 7) << 3 | (rm & 7));
 }
+uint8_t sib(unsigned scale_bits, unsigned index, unsigned base) {
+  return static_cast<uint8_t>(scale_bits << 6 | (index & 7) << 3 | (base & 7));
+}
 
 // One random instruction; *is_branch says it is a Jcc whose rel8 the caller patches.
 std::vector<uint8_t> instruction(Input& in, bool* is_branch) {
@@ -70,7 +74,7 @@ std::vector<uint8_t> instruction(Input& in, bool* is_branch) {
   static constexpr uint8_t kDefinedConditions[] = {0x2, 0x3, 0x4, 0x5, 0x6, 0x7, 0x8, 0x9, 0xa, 0xb};
   const uint8_t cc = kDefinedConditions[(a ^ b) % sizeof(kDefinedConditions)];
   const uint8_t d8 = static_cast<uint8_t>(b & 0x3f);
-  switch (kind % 29) {
+  switch (kind % 30) {
     case 0:
     case 1: {  // ALU reg, reg
       static constexpr uint8_t kOpcodes[] = {0x01, 0x09, 0x21, 0x29, 0x31, 0x39, 0x85, 0x89};
@@ -235,6 +239,22 @@ std::vector<uint8_t> instruction(Input& in, bool* is_branch) {
       if (w && !(kind & 0x40)) i.push_back(0x48);
       i.push_back(op);
       return i;
+    }
+    case 29: {  // MOV load/store or ADD through [R14 + R15*scale + disp8/disp32], [R15*scale + disp32] or a word [R14 + R15*scale]
+      const unsigned scale = (a >> 6) & 3;
+      const uint8_t op = (kind & 0x40) ? 0x89 : (b & 0x40) ? 0x8b : 0x03;
+      switch ((kind >> 3) & 3) {
+        case 0: return {rex(w, r1, 15, 14), op, modrm(1, r1, 4), sib(scale, 15, 14), d8};
+        case 1: return {rex(w, r1, 15, 14), op, modrm(2, r1, 4), sib(scale, 15, 14), d8, 0, 0, 0};
+        case 2: {  // no base: the address is the disp32, near the page boundary as R14 starts
+          const uint32_t d = static_cast<uint32_t>(TestMachine::kData + 0x1000 - 64 + d8);
+          return {rex(w, r1, 15, 0), op,
+                  modrm(0, r1, 4),   sib(scale, 15, 5),
+                  static_cast<uint8_t>(d), static_cast<uint8_t>(d >> 8),
+                  static_cast<uint8_t>(d >> 16), static_cast<uint8_t>(d >> 24)};
+        }
+        default: return {0x66, rex(false, r1, 15, 14), op, modrm(0, r1, 4), sib(scale, 15, 14)};
+      }
     }
     default: {  // Jcc rel8 on ZF, CF or SF (defined after every instruction used) over the next instruction
       static constexpr uint8_t kConditions[] = {0x74, 0x75, 0x72, 0x73, 0x78, 0x79};
