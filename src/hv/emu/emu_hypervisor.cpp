@@ -248,6 +248,8 @@ EmuVcpu::~EmuVcpu() {
         "emu vCPU {}: {} instructions retired in {:.3f} s of thread CPU time: {:.1f} MIPS ({} exits, {:.3f} s halted)",
         index_, retired, seconds, seconds > 0 ? static_cast<double>(retired) / seconds / 1e6 : 0.0, exits_,
         std::chrono::duration<double>(halted_).count());
+    HV_LOG_INFO("emu vCPU {}: soft TLB misses served by the second-level TLB {}, page walks {}", index_,
+                cpu_.tlb.second.hits(), cpu_.tlb.second.walks());
     if (interpreter_.translator()) {
       HV_LOG_INFO("emu vCPU {}: {}", index_, jit::describe(interpreter_.translator_stats()));
     }

@@ -199,7 +199,10 @@ bool second_level_hit(Cpu& cpu, uint64_t linear, Access access, bool user, Walk&
 
 const TlbEntry& tlb_fill(Cpu& cpu, uint64_t linear, Access access, bool user) {
   Walk w{linear & 0xfffff000ull, false, 0};
-  if ((cpu.cr0 & x86::kCr0Pg) && !second_level_hit(cpu, linear, access, user, w)) {
+  const bool paging = cpu.cr0 & x86::kCr0Pg;
+  const bool hit = paging && second_level_hit(cpu, linear, access, user, w);
+  if (paging) cpu.tlb.second.count(hit);
+  if (paging && !hit) {
     w = walk(cpu, linear, access, user);
     if (w.span == 0) cpu.tlb.second.insert(linear, {0, w.phys, 0, w.global, w.writable, w.user, w.no_exec, w.dirty});
   }

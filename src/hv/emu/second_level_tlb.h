@@ -48,6 +48,12 @@ class SecondLevelTlb {
   }
   ~SecondLevelTlb() { delete[] entries_; }
 
+  // Statistics (HOSTVISOR_EMU_STATS): first-level misses it served, and
+  // page walks (the misses it did not serve, with paging on).
+  uint64_t hits() const { return hits_; }
+  uint64_t walks() const { return walks_; }
+  void count(bool hit) { ++(hit ? hits_ : walks_); }
+
   // The valid entry for `linear`'s page, or nullptr.
   const SecondLevelEntry* find(uint64_t linear) const {
     if (!entries_) return nullptr;
@@ -84,6 +90,7 @@ class SecondLevelTlb {
   // translator takes offsetof its fields).
   SecondLevelEntry* entries_ = nullptr;
   uint32_t global_epoch_ = 1, epoch_ = 1;
+  uint64_t hits_ = 0, walks_ = 0;
 };
 
 }  // namespace hostvisor::emu
