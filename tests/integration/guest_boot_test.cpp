@@ -250,6 +250,31 @@ TEST_P(SmcSmpTest, InterpreterSeesEachPatch) {
 
 INSTANTIATE_TEST_SUITE_P(Guests, SmcSmpTest, ::testing::Values("smc_smp", "smc_smp_serialized"));
 
+// HOSTVISOR_EMU_STATS=1: each vCPU logs, as it goes, its retired
+// instructions, what its second-level TLB served and the page walks left
+// (the kernels run in long mode: some walks), and on the translator what it
+// translated; on the interpreter alone there is no translator line.
+TEST(EmuStats, EachVcpuLogsItsInstructionsTlbAndTranslator) {
+  const std::string kernel = std::string(HV_GUESTS_DIR) + "/smc_smp.pvh";
+  for (const std::string tier : {"jit", "interp"}) {
+    const ChildResult r = run_child({"/usr/bin/env", "HOSTVISOR_EMU_STATS=1", HOSTVISOR_PATH, "--log-level", "info",
+                                     "run", "--kernel", kernel, "--memory", "64M", "--cpus", "2", "--accel", "emu",
+                                     "--emu-tier", tier, "--debug-exit", "--no-reboot"},
+                                    kGuestTimeout);
+    const std::string log = transcript("HOSTVISOR_EMU_STATS=1 hostvisor run --emu-tier " + tier, r);
+    ASSERT_EQ(r.exit_status, kStatusPass) << log;
+    for (const std::string vcpu : {"emu vCPU 0: ", "emu vCPU 1: "}) {
+      EXPECT_TRUE(contains(r.err, vcpu)) << log;
+      const size_t tlb = r.err.find(vcpu + "soft TLB misses served by the second-level TLB ");
+      ASSERT_NE(tlb, std::string::npos) << log;
+      const size_t walks = r.err.find(", page walks ", tlb);
+      ASSERT_NE(walks, std::string::npos) << log;
+      EXPECT_GT(std::stoull(r.err.substr(walks + 13)), 0u) << log;
+      EXPECT_EQ(contains(r.err, vcpu + "jit: "), tier == "jit") << log;
+    }
+  }
+}
+
 std::string case_name(const ::testing::TestParamInfo<std::tuple<GuestCase, std::string>>& info) {
   const auto& [c, accel] = info.param;
   return std::string(c.scenario) + "_" + c.format + "_" + accel;
